@@ -1,0 +1,353 @@
+"""Header names and the typed header values the SIP core relies on (RFC 3261 §7.3, §20).
+
+Header fields stay text in a message; these types are views parsed from that text on demand:
+``Via``, ``NameAddress`` (From, To, Contact, Route, Record-Route) and ``CSeq``. Each pairs
+``parse()`` with ``__str__``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Self
+
+from proxy.sip.errors import SipError
+from proxy.sip.grammar import is_token, parse_params, split_quoted, unquote
+from proxy.sip.uri import SipUri, Uri, format_host, parse_host_port, parse_uri
+
+__all__ = [
+    "LIST_HEADERS",
+    "MAX_CSEQ",
+    "CSeq",
+    "NameAddress",
+    "Via",
+    "display_name",
+    "header_key",
+    "split_values",
+]
+
+# RFC 3261 §7.3.3 plus RFC 3262/3265/3515/4028/3892 compact forms.
+_COMPACT_FORMS = {
+    "a": "accept-contact",
+    "b": "referred-by",
+    "c": "content-type",
+    "d": "request-disposition",
+    "e": "content-encoding",
+    "f": "from",
+    "i": "call-id",
+    "j": "reject-contact",
+    "k": "supported",
+    "l": "content-length",
+    "m": "contact",
+    "n": "identity-info",
+    "o": "event",
+    "r": "refer-to",
+    "s": "subject",
+    "t": "to",
+    "u": "allow-events",
+    "v": "via",
+    "x": "session-expires",
+    "y": "identity",
+}
+
+# Names whose spelling is not plain title case.
+_SPECIAL_NAMES = {
+    "call-id": "Call-ID",
+    "cseq": "CSeq",
+    "www-authenticate": "WWW-Authenticate",
+    "rack": "RAck",
+    "rseq": "RSeq",
+    "mime-version": "MIME-Version",
+    "sip-etag": "SIP-ETag",
+    "sip-if-match": "SIP-If-Match",
+}
+
+# Headers whose grammar is a comma-separated list (§7.3.1): several values may share one field.
+LIST_HEADERS = frozenset(
+    {
+        "via",
+        "route",
+        "record-route",
+        "contact",
+        "allow",
+        "supported",
+        "require",
+        "proxy-require",
+        "unsupported",
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "allow-events",
+        "content-encoding",
+        "content-language",
+        "in-reply-to",
+        "alert-info",
+        "call-info",
+        "error-info",
+        "warning",
+        "path",
+        "service-route",
+        "p-asserted-identity",
+        "reason",
+    }
+)
+
+MAX_CSEQ = 2**31 - 1  # §8.1.1.5: the sequence number MUST be less than 2**31
+
+
+def header_key(name: str) -> str:
+    """The lookup key for a header name: lower case, compact form expanded (§7.3.3)."""
+    lowered = name.lower()
+    if len(lowered) == 1:
+        return _COMPACT_FORMS.get(lowered, lowered)
+    return lowered
+
+
+def display_name(key: str) -> str:
+    """The conventional spelling for writing a header we create (``call-id`` -> ``Call-ID``)."""
+    special = _SPECIAL_NAMES.get(key)
+    if special is not None:
+        return special
+    return "-".join(part.capitalize() for part in key.split("-"))
+
+
+def split_values(value: str) -> list[str]:
+    """Split a list header's field value on commas outside quotes and angle brackets (§7.3.1)."""
+    if "," not in value:
+        return [value]
+    try:
+        return [piece for piece in split_quoted(value, ",") if piece]
+    except ValueError as exc:
+        raise SipError(f"bad header list: {exc}", 400) from None
+
+
+Params = tuple[tuple[str, str | None], ...]
+
+
+def _lookup(params: Params, name: str) -> str | None:
+    for key, value in params:
+        if key.lower() == name:
+            return "" if value is None else value
+    return None
+
+
+def _with_param(params: Params, name: str, value: str | None) -> Params:
+    lowered = name.lower()
+    kept = [p for p in params if p[0].lower() != lowered]
+    return (*kept, (name, value))
+
+
+def _format_params(params: Params) -> str:
+    return "".join(f";{key}" if value is None else f";{key}={value}" for key, value in params)
+
+
+def _parse_params_or_400(text: str, what: str) -> Params:
+    try:
+        return parse_params(text)
+    except ValueError as exc:
+        raise SipError(f"bad {what} parameters: {exc}", 400) from None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Via:
+    """One Via value (§20.42): ``SIP/2.0/UDP host:port;branch=...;received=...;rport``."""
+
+    protocol: str = "SIP/2.0"
+    transport: str
+    host: str
+    port: int | None = None
+    params: Params = ()
+
+    @classmethod
+    def parse(cls, text: str) -> Via:
+        """Parse one Via value. Raises SipError(400)."""
+        sent_protocol, sep, rest = text.partition("/")
+        name = sent_protocol.strip()
+        version, sep2, rest = rest.partition("/")
+        if not sep or not sep2:
+            raise SipError(f"bad Via {text!r}", 400)
+        rest = rest.lstrip()
+        index = 0
+        while index < len(rest) and rest[index] not in " \t":
+            index += 1
+        transport = rest[:index]
+        sent_by_and_params = rest[index:].strip()
+        version = version.strip()
+        if not (is_token(name) and is_token(version) and is_token(transport)):
+            raise SipError(f"bad Via sent-protocol in {text!r}", 400)
+        if sent_by_and_params.startswith("["):
+            close = sent_by_and_params.find("]")
+            semi = sent_by_and_params.find(";", max(close, 0))
+        else:
+            semi = sent_by_and_params.find(";")
+        if semi < 0:
+            sent_by, params_text = sent_by_and_params, ""
+        else:
+            sent_by, params_text = sent_by_and_params[:semi], sent_by_and_params[semi:]
+        sent_by = "".join(sent_by.split())  # LWS is allowed around the ':' (§25.1 HCOLON-like)
+        host, port = parse_host_port(sent_by)
+        params = _parse_params_or_400(params_text, "Via")
+        return cls(
+            protocol=f"{name}/{version}",
+            transport=transport.upper(),
+            host=host,
+            port=port,
+            params=params,
+        )
+
+    def __str__(self) -> str:
+        sent_by = format_host(self.host, self.port)
+        return f"{self.protocol}/{self.transport} {sent_by}{_format_params(self.params)}"
+
+    def param(self, name: str) -> str | None:
+        """A parameter's value (case-insensitive name); ``""`` for a flag, None if absent."""
+        return _lookup(self.params, name.lower())
+
+    def with_param(self, name: str, value: str | None) -> Self:
+        return replace(self, params=_with_param(self.params, name, value))
+
+    @property
+    def branch(self) -> str | None:
+        return _lookup(self.params, "branch")
+
+    @property
+    def received(self) -> str | None:
+        return _lookup(self.params, "received")
+
+    @property
+    def rport(self) -> int | None:
+        """The rport value filled in by a server (RFC 3581 §4); None when absent or still empty."""
+        value = _lookup(self.params, "rport")
+        return int(value) if value and value.isdigit() else None
+
+    @property
+    def wants_rport(self) -> bool:
+        """True when the client asked for symmetric response routing (RFC 3581 §3)."""
+        return _lookup(self.params, "rport") is not None
+
+    @property
+    def sent_by(self) -> tuple[str, int]:
+        """Host (brackets removed) and port (default 5060, 5061 for TLS) of the sent-by field."""
+        host = self.host[1:-1] if self.host.startswith("[") else self.host
+        default = 5061 if self.transport in ("TLS", "WSS") else 5060
+        return host, self.port if self.port is not None else default
+
+    @property
+    def is_rfc3261_branch(self) -> bool:
+        """True when the branch carries the §8.1.1.7 magic cookie ``z9hG4bK``."""
+        branch = self.branch
+        return branch is not None and branch.startswith("z9hG4bK")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NameAddress:
+    """A name-addr or addr-spec with header parameters (§20.10, §20.20, §20.39).
+
+    ``display`` is kept as written (quoted or not); ``bracketed`` records whether the URI was in
+    ``<...>``. Parameters after a bare URI belong to the header, not to the URI (§20).
+    """
+
+    display: str = ""
+    uri: Uri
+    params: Params = ()
+    bracketed: bool = True
+
+    @classmethod
+    def parse(cls, text: str) -> NameAddress:
+        """Parse a name-addr / addr-spec with parameters. Raises SipError(400)."""
+        text = text.strip()
+        if not text:
+            raise SipError("empty address", 400)
+        display = ""
+        if text[0] == '"':
+            index = 1
+            while True:
+                if index >= len(text):
+                    raise SipError(f"unterminated display name in {text!r}", 400)
+                if text[index] == "\\":
+                    index += 2
+                    continue
+                if text[index] == '"':
+                    break
+                index += 1
+            display = text[: index + 1]
+            rest = text[index + 1 :].lstrip()
+            if not rest.startswith("<"):
+                raise SipError(f"quoted display name without <URI> in {text!r}", 400)
+        else:
+            lt = text.find("<")
+            rest = text if lt < 0 else text[lt:]
+            display = "" if lt < 0 else text[:lt].strip()
+        if rest.startswith("<"):
+            close = rest.find(">")
+            if close < 0:
+                raise SipError(f"unterminated <URI> in {text!r}", 400)
+            uri_text = rest[1:close].strip()
+            params_text = rest[close + 1 :].strip()
+            bracketed = True
+        else:
+            uri_text, _, params_tail = rest.partition(";")
+            params_text = ";" + params_tail if params_tail else ""
+            bracketed = False
+        if params_text and params_text[0] != ";":
+            raise SipError(f"junk after address in {text!r}", 400)
+        return cls(
+            display=display,
+            uri=parse_uri(uri_text),
+            params=_parse_params_or_400(params_text, "address"),
+            bracketed=bracketed,
+        )
+
+    def __str__(self) -> str:
+        uri = str(self.uri)
+        if self.display:
+            return f"{self.display} <{uri}>{_format_params(self.params)}"
+        needs_brackets = self.bracketed or any(ch in uri for ch in ";,?")
+        text = f"<{uri}>" if needs_brackets else uri
+        return text + _format_params(self.params)
+
+    @property
+    def display_text(self) -> str:
+        """The display name with quotes and escapes resolved."""
+        return unquote(self.display)
+
+    @property
+    def tag(self) -> str | None:
+        """The ``tag`` parameter of From/To (§19.3), or None."""
+        return _lookup(self.params, "tag")
+
+    @property
+    def sip_uri(self) -> SipUri | None:
+        return self.uri if isinstance(self.uri, SipUri) else None
+
+    def param(self, name: str) -> str | None:
+        return _lookup(self.params, name.lower())
+
+    def with_param(self, name: str, value: str | None) -> Self:
+        return replace(self, params=_with_param(self.params, name, value))
+
+    def with_tag(self, tag: str) -> Self:
+        return self.with_param("tag", tag)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CSeq:
+    """The CSeq header (§20.16): a sequence number and a method."""
+
+    seq: int
+    method: str
+
+    @classmethod
+    def parse(cls, text: str) -> CSeq:
+        number, _, method = text.strip().partition(" ")
+        method = method.strip()
+        if not number.isascii() or not number.isdigit() or len(number) > 10:
+            raise SipError(f"bad CSeq number in {text!r}", 400)
+        seq = int(number)
+        if seq > MAX_CSEQ:
+            raise SipError(f"CSeq number out of range in {text!r}", 400)
+        if not is_token(method):
+            raise SipError(f"bad CSeq method in {text!r}", 400)
+        return cls(seq=seq, method=method)
+
+    def __str__(self) -> str:
+        return f"{self.seq} {self.method}"

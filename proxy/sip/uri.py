@@ -1,0 +1,255 @@
+"""SIP, SIPS and tel URIs (RFC 3261 §19.1, RFC 3966), parsed into frozen values.
+
+``parse_uri`` accepts any absolute URI; ``sip``/``sips`` and ``tel`` get typed fields, every other
+scheme is kept opaque as ``AbsoluteUri`` (the parser answers 416 when one arrives as a Request-URI).
+``str(uri)`` rebuilds the text from the parsed pieces, which are kept as written (escapes included),
+so a parse and serialise round trip gives the same URI.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, replace
+from typing import Self
+
+from proxy.sip.errors import SipError
+from proxy.sip.grammar import parse_params
+
+__all__ = ["AbsoluteUri", "SipUri", "TelUri", "Uri", "format_host", "parse_host_port", "parse_uri"]
+
+Params = tuple[tuple[str, str | None], ...]
+
+# §25.1 user / password / hostname character classes; escapes are checked separately.
+_USER_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,;?/%]+\Z")
+_PASSWORD_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,%]*\Z")
+_HOSTNAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9])?\.?\Z")
+_ESCAPE_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*\Z")
+_PARAM_RE = re.compile(r"[^\s;?<>\"]*\Z")
+_TEL_RE = re.compile(r"\+?[0-9A-Fa-f*#\-.()]+\Z")
+
+
+def _bad(reason: str) -> SipError:
+    return SipError(reason, 400)
+
+
+def _unescape(text: str) -> str:
+    """Resolve %XX escapes (RFC 3261 §19.1.2, RFC 3986 §2.1)."""
+    if "%" not in text:
+        return text
+    out = bytearray()
+    index = 0
+    raw = text.encode("utf-8", "surrogateescape")
+    while index < len(raw):
+        if raw[index] == 0x25 and index + 2 < len(raw):
+            out.append(int(raw[index + 1 : index + 3], 16))
+            index += 3
+        else:
+            out.append(raw[index])
+            index += 1
+    return out.decode("utf-8", "replace")
+
+
+def parse_host_port(text: str) -> tuple[str, int | None]:
+    """Split ``host[:port]``; IPv6 references keep their brackets. Raises SipError(400)."""
+    if not text:
+        raise _bad("empty host")
+    if text[0] == "[":
+        close = text.find("]")
+        if close < 0:
+            raise _bad(f"unterminated IPv6 reference in {text!r}")
+        host = text[: close + 1]
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise _bad(f"bad IPv6 address {host!r}") from None
+        rest = text[close + 1 :]
+        if not rest:
+            return host, None
+        if rest[0] != ":":
+            raise _bad(f"junk after IPv6 reference in {text!r}")
+        return host, _parse_port(rest[1:])
+    host, colon, port_text = text.partition(":")
+    if not _HOSTNAME_RE.match(host):
+        raise _bad(f"bad host {host!r}")
+    return host, _parse_port(port_text) if colon else None
+
+
+def _parse_port(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or len(text) > 5:
+        raise _bad(f"bad port {text!r}")
+    port = int(text)
+    if port > 65535:
+        raise _bad(f"port out of range {text!r}")
+    return port
+
+
+def format_host(host: str, port: int | None) -> str:
+    """``host[:port]``; an IPv6 address is bracketed if it is not already."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return host if port is None else f"{host}:{port}"
+
+
+def _param_lookup(params: Params, name: str) -> str | None:
+    lowered = name.lower()
+    for key, value in params:
+        if key.lower() == lowered:
+            return "" if value is None else value
+    return None
+
+
+def _format_params(params: Params) -> str:
+    return "".join(f";{key}" if value is None else f";{key}={value}" for key, value in params)
+
+
+def _check_params(params_text: str) -> Params:
+    try:
+        params = parse_params(params_text)
+    except ValueError as exc:
+        raise _bad(f"bad URI parameter: {exc}") from None
+    for _, value in params:
+        if value is not None and not _PARAM_RE.match(value):
+            raise _bad(f"bad URI parameter value {value!r}")
+    return params
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SipUri:
+    """A ``sip:`` or ``sips:`` URI. ``user`` and ``password`` are kept escaped as written."""
+
+    scheme: str = "sip"
+    user: str | None = None
+    password: str | None = None
+    host: str
+    port: int | None = None
+    params: Params = ()
+    headers: str = ""
+
+    def __str__(self) -> str:
+        userinfo = ""
+        if self.user is not None:
+            userinfo = self.user if self.password is None else f"{self.user}:{self.password}"
+            userinfo += "@"
+        text = f"{self.scheme}:{userinfo}{format_host(self.host, self.port)}{_format_params(self.params)}"
+        return f"{text}?{self.headers}" if self.headers else text
+
+    @property
+    def user_unescaped(self) -> str | None:
+        """The user part with %XX escapes resolved (§19.1.4 compares unescaped)."""
+        return None if self.user is None else _unescape(self.user)
+
+    @property
+    def transport(self) -> str | None:
+        """The ``transport`` parameter, lower-cased, or None."""
+        value = self.param("transport")
+        return value.lower() if value else None
+
+    def param(self, name: str) -> str | None:
+        """Value of a URI parameter (case-insensitive name); ``""`` for a flag; None if absent."""
+        return _param_lookup(self.params, name)
+
+    def has_param(self, name: str) -> bool:
+        return _param_lookup(self.params, name) is not None
+
+    def with_param(self, name: str, value: str | None) -> Self:
+        """A copy with ``name`` set (replacing any existing one); ``value=None`` makes it a flag."""
+        kept = tuple(p for p in self.params if p[0].lower() != name.lower())
+        return replace(self, params=(*kept, (name, value)))
+
+    def without_param(self, name: str) -> Self:
+        return replace(self, params=tuple(p for p in self.params if p[0].lower() != name.lower()))
+
+    def host_port(self, default_port: int = 5060) -> tuple[str, int]:
+        """Host without IPv6 brackets and the port, defaulting per scheme (§19.1.2: 5061 for sips)."""
+        host = self.host[1:-1] if self.host.startswith("[") else self.host
+        port = self.port if self.port is not None else (5061 if self.scheme == "sips" else default_port)
+        return host, port
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TelUri:
+    """A ``tel:`` URI (RFC 3966): the number as written and its parameters."""
+
+    number: str
+    params: Params = ()
+
+    scheme = "tel"
+
+    def __str__(self) -> str:
+        return f"tel:{self.number}{_format_params(self.params)}"
+
+    @property
+    def digits(self) -> str:
+        """The number without visual separators (RFC 3966 §5.1.1), leading ``+`` kept."""
+        return "".join(ch for ch in self.number if ch not in "-.()")
+
+    def param(self, name: str) -> str | None:
+        return _param_lookup(self.params, name)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AbsoluteUri:
+    """Any other absolute URI (RFC 3986), kept opaque."""
+
+    scheme: str
+    rest: str
+
+    def __str__(self) -> str:
+        return f"{self.scheme}:{self.rest}"
+
+
+Uri = SipUri | TelUri | AbsoluteUri
+
+
+def parse_uri(text: str) -> Uri:
+    """Parse an absolute URI. Raises SipError(400) when it is malformed."""
+    scheme, colon, rest = text.partition(":")
+    if not colon or not _SCHEME_RE.match(scheme):
+        raise _bad(f"not an absolute URI: {text!r}")
+    scheme = scheme.lower()
+    if not rest or any(ch in rest for ch in " \t\r\n"):
+        raise _bad(f"bad URI {text!r}")
+    if scheme in ("sip", "sips"):
+        return _parse_sip_uri(scheme, rest)
+    if scheme == "tel":
+        number, _, params_text = rest.partition(";")
+        if not _TEL_RE.match(number):
+            raise _bad(f"bad tel number {number!r}")
+        return TelUri(number=number, params=_check_params(params_text))
+    return AbsoluteUri(scheme=scheme, rest=rest)
+
+
+def _parse_sip_uri(scheme: str, rest: str) -> SipUri:
+    user: str | None = None
+    password: str | None = None
+    at = rest.find("@")
+    if at >= 0:
+        userinfo, rest = rest[:at], rest[at + 1 :]
+        user, colon, password_text = userinfo.partition(":")
+        if not user or not _USER_RE.match(user) or _ESCAPE_RE.search(user):
+            raise _bad(f"bad user part {userinfo!r}")
+        if colon:
+            if not _PASSWORD_RE.match(password_text) or _ESCAPE_RE.search(password_text):
+                raise _bad("bad password in URI")
+            password = password_text
+    rest, question, headers = rest.partition("?")
+    if question and not headers:
+        raise _bad("empty URI headers")
+    if rest.startswith("["):
+        close = rest.find("]")
+        split_at = rest.find(";", close if close >= 0 else 0)
+    else:
+        split_at = rest.find(";")
+    host_port, params_text = (rest, "") if split_at < 0 else (rest[:split_at], rest[split_at:])
+    host, port = parse_host_port(host_port)
+    return SipUri(
+        scheme=scheme,
+        user=user,
+        password=password,
+        host=host,
+        port=port,
+        params=_check_params(params_text),
+        headers=headers,
+    )
