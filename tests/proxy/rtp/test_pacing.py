@@ -1,0 +1,237 @@
+"""Pacing against absolute deadlines on virtual time, and stream numbering across source switches."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from proxy.rtp.errors import RtpError
+from proxy.rtp.pacing import PacedClock, RtpStreamState
+from proxy.rtp.seqnum import seq_add, ts_diff
+
+FRAME_S = 0.02
+
+
+@pytest.mark.parametrize(
+    ("now", "due", "next_deadline"),
+    [
+        pytest.param(99.0, 0, 100.0, id="before-start"),
+        pytest.param(100.0, 1, 100.0 + FRAME_S, id="at-start"),
+        pytest.param(100.0 + 0.019, 1, 100.0 + FRAME_S, id="within-first-interval"),
+        pytest.param(100.0 + FRAME_S, 2, 100.0 + 2 * FRAME_S, id="at-second-deadline"),
+        pytest.param(100.0 + 49 * FRAME_S, 50, 100.0 + 50 * FRAME_S, id="at-frame-49"),
+    ],
+)
+def test_frames_due_and_next_deadline(now: float, due: int, next_deadline: float) -> None:
+    clock = PacedClock(100.0, FRAME_S)
+    assert clock.frames_due(now) == due
+    assert clock.next_deadline(now) == next_deadline
+
+
+def test_deadlines_are_absolute() -> None:
+    clock = PacedClock(1000.0, 0.02)
+    assert [clock.deadline(n) for n in (0, 1, 50, 3000)] == [1000.0, 1000.02, 1001.0, 1060.0]
+
+
+@given(
+    st.floats(0, 1e6, allow_nan=False),
+    st.sampled_from([0.01, 0.02, 0.03, 0.06, 1 / 3]),
+    st.integers(0, 10_000_000),
+)
+def test_frames_due_agrees_exactly_with_deadline(start: float, interval: float, n: int) -> None:
+    clock = PacedClock(start, interval)
+    at = clock.deadline(n)
+    assert clock.frames_due(at) == n + 1
+    assert clock.frames_due(math.nextafter(at, -math.inf)) == n
+    assert clock.next_deadline(at) == clock.deadline(n + 1)
+
+
+def test_late_wakeups_do_not_drift() -> None:
+    """A sender that always wakes 7 ms late sends frame n at deadline(n) + 7 ms, even after 60 s."""
+    clock = PacedClock(50.0, FRAME_S)
+    sent_at: list[float] = []
+    now = 50.0
+    while len(sent_at) < 3000:
+        due = clock.frames_due(now)
+        sent_at.extend(now for _ in range(len(sent_at), due))
+        now = clock.next_deadline(now) + 0.007
+    assert sent_at == [50.0] + [clock.deadline(n) + 0.007 for n in range(1, 3000)]
+    assert all(clock.deadline(n) <= t < clock.deadline(n) + FRAME_S for n, t in enumerate(sent_at))
+
+
+def test_a_stall_makes_the_missed_frames_due_at_once() -> None:
+    clock = PacedClock(0.0, FRAME_S)
+    assert clock.frames_due(0.0) == 1
+    assert clock.frames_due(0.1005) == 6
+
+
+@pytest.mark.parametrize("interval", [0.0, -0.02, math.inf, math.nan])
+def test_clock_rejects_bad_interval(interval: float) -> None:
+    with pytest.raises(ValueError, match="interval_s must be positive and finite"):
+        PacedClock(0.0, interval)
+
+
+def test_generated_frames_wrap_sequence_and_timestamp() -> None:
+    stream = RtpStreamState(ssrc=0x1234, sequence=65534, timestamp=0xFFFFFF60)
+    assert (stream.last_sequence, stream.last_timestamp) == (None, None)
+    assert [stream.next_frame(160) for _ in range(3)] == [
+        (65534, 0xFFFFFF60, True),
+        (65535, 0, False),
+        (0, 160, False),
+    ]
+    assert (stream.last_sequence, stream.last_timestamp, stream.ssrc) == (0, 160, 0x1234)
+
+
+def _relaying(stream: RtpStreamState) -> bool:
+    return stream.relaying
+
+
+def test_announcement_then_relay_then_beep() -> None:
+    stream = RtpStreamState(ssrc=7, sequence=100, timestamp=8000)
+    assert [stream.next_frame(160) for _ in range(3)] == [
+        (100, 8000, True),
+        (101, 8160, False),
+        (102, 8320, False),
+    ]
+
+    # The other leg's first packet arrives 50 ms (400 samples) after the last announcement frame started.
+    stream.continue_from(source_sequence=5000, source_timestamp=777, elapsed_samples=400)
+    assert _relaying(stream)
+    assert stream.translate(5000, 777, False) == (103, 8720, True)
+    assert stream.translate(5001, 937, False) == (104, 8880, False)
+    assert stream.translate(5003, 1257, True) == (106, 9200, True)  # the source's gap and marker pass through
+    assert stream.translate(5002, 1097, False) == (105, 9040, False)  # late: mapped, but not the newest
+    assert (stream.last_sequence, stream.last_timestamp) == (106, 9200)
+
+    stream.resume_local(elapsed_samples=480)
+    assert not _relaying(stream)
+    assert [stream.next_frame(160) for _ in range(2)] == [(107, 9680, True), (108, 9840, False)]
+
+
+def test_relay_from_the_start_uses_the_initial_values() -> None:
+    stream = RtpStreamState(ssrc=7, sequence=0, timestamp=0)
+    stream.continue_from(source_sequence=65535, source_timestamp=0xFFFFFFFF, elapsed_samples=12345)
+    assert stream.translate(65535, 0xFFFFFFFF, False) == (0, 0, True)
+    assert stream.translate(0, 159, False) == (1, 160, False)
+
+
+def test_switch_never_overlaps_the_last_generated_frame() -> None:
+    stream = RtpStreamState(ssrc=1, sequence=10, timestamp=1000)
+    stream.next_frame(240)
+    stream.continue_from(source_sequence=1, source_timestamp=1, elapsed_samples=100)
+    assert stream.translate(1, 1, False) == (11, 1240, True)
+
+
+def test_source_change_while_relaying() -> None:
+    stream = RtpStreamState(ssrc=1, sequence=10, timestamp=1000)
+    stream.continue_from(source_sequence=500, source_timestamp=0, elapsed_samples=0)
+    assert stream.translate(500, 0, False) == (10, 1000, True)
+    assert stream.translate(501, 160, False) == (11, 1160, False)
+    stream.continue_from(source_sequence=9, source_timestamp=4_000_000_000, elapsed_samples=160)
+    assert stream.translate(9, 4_000_000_000, False) == (12, 1320, True)
+
+
+def _no_setup(stream: RtpStreamState) -> None:
+    pass
+
+
+def _start_relaying(stream: RtpStreamState) -> None:
+    stream.continue_from(source_sequence=1, source_timestamp=1, elapsed_samples=0)
+
+
+@pytest.mark.parametrize(
+    ("setup", "call", "error", "message"),
+    [
+        pytest.param(
+            _no_setup,
+            lambda s: s.translate(1, 1, False),
+            RtpError,
+            "translate before continue_from",
+            id="translate-first",
+        ),
+        pytest.param(
+            _start_relaying,
+            lambda s: s.next_frame(160),
+            RtpError,
+            "next_frame while relaying: call resume_local first",
+            id="frame-while-relaying",
+        ),
+        pytest.param(
+            _no_setup,
+            lambda s: s.resume_local(elapsed_samples=-1),
+            ValueError,
+            "elapsed_samples must not be negative, got -1",
+            id="negative-elapsed",
+        ),
+        pytest.param(
+            _no_setup,
+            lambda s: s.next_frame(0),
+            ValueError,
+            "samples must be positive, got 0",
+            id="zero-samples",
+        ),
+    ],
+)
+def test_stream_misuse(
+    setup: Callable[[RtpStreamState], None],
+    call: Callable[[RtpStreamState], object],
+    error: type[Exception],
+    message: str,
+) -> None:
+    stream = RtpStreamState(ssrc=1, sequence=1, timestamp=1)
+    setup(stream)
+    with pytest.raises(error) as excinfo:
+        call(stream)
+    assert str(excinfo.value) == message
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"ssrc": 2**32}, {"sequence": 65536}, {"timestamp": -1}], ids=["ssrc", "sequence", "timestamp"]
+)
+def test_stream_validates_initial_values(kwargs: dict[str, int]) -> None:
+    values = {"ssrc": 1, "sequence": 1, "timestamp": 1}
+    values.update(kwargs)
+    with pytest.raises(ValueError, match="out of range"):
+        RtpStreamState(**values)
+
+
+SEGMENTS = st.lists(
+    st.tuples(
+        st.booleans(),  # True: relay a source, False: generate frames
+        st.integers(1, 40),  # packets in the segment
+        st.integers(0, 0xFFFF),  # source's first sequence number
+        st.integers(0, 0xFFFFFFFF),  # source's first timestamp
+        st.integers(0, 2000),  # elapsed samples at the switch
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@given(st.integers(0, 0xFFFF), st.integers(0, 0xFFFFFFFF), SEGMENTS)
+def test_numbering_stays_continuous_across_any_switches(
+    sequence: int, timestamp: int, segments: list[tuple[bool, int, int, int, int]]
+) -> None:
+    stream = RtpStreamState(ssrc=99, sequence=sequence, timestamp=timestamp)
+    emitted: list[tuple[int, int, bool]] = []
+    for index, (relay, count, src_seq, src_ts, elapsed) in enumerate(segments):
+        if relay:
+            stream.continue_from(source_sequence=src_seq, source_timestamp=src_ts, elapsed_samples=elapsed)
+            emitted.extend(
+                stream.translate(seq_add(src_seq, k), src_ts + 160 * k, False) for k in range(count)
+            )
+        else:
+            if index:
+                stream.resume_local(elapsed_samples=elapsed)
+            emitted.extend(stream.next_frame(160) for _ in range(count))
+    assert emitted[0][:2] == (sequence, timestamp)
+    for (seq_a, ts_a, _), (seq_b, ts_b, _) in itertools.pairwise(emitted):
+        assert seq_b == seq_add(seq_a, 1)
+        assert ts_diff(ts_b, ts_a) > 0
+    starts = {sum(c for _, c, *_ in segments[:i]) for i in range(len(segments))}
+    assert [i for i, (_, _, marker) in enumerate(emitted) if marker] == sorted(starts)
