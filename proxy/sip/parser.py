@@ -72,7 +72,9 @@ def _split_header_lines(head: str, limits: ParserLimits) -> tuple[str, list[tupl
             if not fields:
                 raise SipError("continuation line before the first header", 400)
             name, key, value = fields[-1]
-            fields[-1] = (name, key, f"{value} {line.strip()}" if value else line.strip())
+            continuation = line.strip()
+            if continuation:
+                fields[-1] = (name, key, f"{value} {continuation}" if value else continuation)
             continue
         name, colon, value = line.partition(":")
         if not colon:
@@ -81,8 +83,6 @@ def _split_header_lines(head: str, limits: ParserLimits) -> tuple[str, list[tupl
         if not _is_token(name):
             raise SipError(f"bad header name {name[:40]!r}", 400)
         fields.append((name, header_key(name), value.strip(" \t")))
-        if len(fields) > limits.max_header_fields:
-            raise SipError("too many header fields", 513)
     return start_line, fields
 
 
@@ -153,6 +153,16 @@ def _respondable(message: Message) -> bool:
         return False
 
 
+def _attach_partial(error: SipError, start_line: str, headers: Headers) -> None:
+    """Keep what an error response needs when the request line itself was bad (416, 505, 400)."""
+    if start_line[:4].upper() == "SIP/":
+        return
+    method = start_line.split(" ", 1)[0]
+    placeholder = Request(method if _is_token(method) else "UNKNOWN", SipUri(host="invalid"), headers)
+    if _respondable(placeholder):
+        error.partial = placeholder
+
+
 def parse_message(data: bytes, limits: ParserLimits = DEFAULT_LIMITS) -> Request | Response:
     """Parse one whole SIP message (one datagram). Raises ``SipError``.
 
@@ -174,9 +184,15 @@ def parse_message(data: bytes, limits: ParserLimits = DEFAULT_LIMITS) -> Request
     head = data[start:head_end].decode("utf-8", "surrogateescape")
     start_line, raw_fields = _split_header_lines(head, limits)
     headers = Headers._from_keyed(raw_fields)
-    message = _parse_start_line(start_line, headers)
+    try:
+        message = _parse_start_line(start_line, headers)
+    except SipError as error:
+        _attach_partial(error, start_line, headers)
+        raise
     body = data[body_start:]
     try:
+        if len(raw_fields) > limits.max_header_fields:
+            raise SipError("too many header fields", 513)
         declared = message.content_length
         if declared is not None:
             if declared > len(body):

@@ -1,0 +1,141 @@
+"""Builds the running proxy from a configuration: the only place that knows every package."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+from config import Config, SipTarget
+from proxy.aio.service import ListenSpec, ProxyService
+from proxy.b2bua.core import B2bua
+from proxy.b2bua.settings import (
+    Address,
+    B2buaSettings,
+    CarrierSettings,
+    RegistrationSettings,
+    Side,
+    TrunkAccount,
+)
+from proxy.sip import ParserLimits
+
+__all__ = ["b2bua_settings", "build_service", "run_forever"]
+
+_LOG = logging.getLogger("callherald")
+
+
+def _target_address(target: SipTarget) -> Address:
+    return target.host, target.port or 5060
+
+
+def b2bua_settings(config: Config, *, user_agent: str = "callherald") -> B2buaSettings:
+    """Translate the YAML configuration into what the call logic needs."""
+    carrier = config.carrier
+    next_hop: Address = (
+        (carrier.outbound_proxy.host, carrier.outbound_proxy.port)
+        if carrier.outbound_proxy is not None
+        else (carrier.host, carrier.port)
+    )
+    credentials = carrier.credentials
+    registration = None
+    if carrier.registration is not None and carrier.registration.enabled:
+        registration = RegistrationSettings(
+            interval_s=carrier.registration.interval_s,
+            retry_min_s=carrier.registration.retry_min_s,
+            retry_max_s=carrier.registration.retry_max_s,
+        )
+    pbx_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for peer in config.pbx.peers:
+        pbx_networks.extend(peer.allowed_networks)
+    return B2buaSettings(
+        local_address={
+            Side.PBX: (config.listen.pbx.host, config.listen.pbx.port),
+            Side.CARRIER: (config.listen.carrier.host, config.listen.carrier.port),
+        },
+        transport={
+            Side.PBX: str(config.listen.pbx.transport),
+            Side.CARRIER: str(config.listen.carrier.transport),
+        },
+        media_address=config.media.advertised_address,
+        rtp_port_min=config.media.rtp_port_min,
+        rtp_port_max=config.media.rtp_port_max,
+        pbx_networks=tuple(pbx_networks),
+        pbx_default_target=_target_address(config.pbx.default_target),
+        pbx_default_uri_host=config.pbx.default_target.host,
+        trunk_accounts=tuple(
+            TrunkAccount(username=a.username, password=a.password.value, realm=a.realm)
+            for a in config.pbx.trunk_accounts
+        ),
+        carrier=CarrierSettings(
+            host=carrier.host,
+            port=carrier.port,
+            next_hop=next_hop,
+            allowed_networks=carrier.allowed_networks,
+            username=credentials.username if credentials else None,
+            auth_username=credentials.auth_username if credentials else None,
+            password=credentials.password.value if credentials else None,
+            realm=credentials.realm if credentials else None,
+            registration=registration,
+        ),
+        inbound_routes={route.did: _target_address(route.target) for route in config.routing.inbound},
+        fallback_inbound_target=(
+            _target_address(config.routing.default_target) if config.routing.default_target else None
+        ),
+        max_concurrent_calls=config.limits.max_concurrent_calls,
+        rtp_inactivity_timeout_s=config.limits.rtp_inactivity_timeout_s,
+        user_agent=user_agent,
+    )
+
+
+def build_service(config: Config, *, user_agent: str = "callherald") -> ProxyService:
+    """The proxy service for ``config``, not yet started."""
+    listen = {
+        Side.PBX: ListenSpec(
+            host=config.listen.pbx.host,
+            port=config.listen.pbx.port,
+            transport=str(config.listen.pbx.transport),
+        ),
+        Side.CARRIER: ListenSpec(
+            host=config.listen.carrier.host,
+            port=config.listen.carrier.port,
+            transport=str(config.listen.carrier.transport),
+        ),
+    }
+    return ProxyService(
+        B2bua(b2bua_settings(config, user_agent=user_agent)),
+        listen=listen,
+        media_bind_address=config.media.bind_address,
+        rtp_inactivity_timeout_s=config.limits.rtp_inactivity_timeout_s,
+        limits=ParserLimits(max_message_bytes=config.limits.max_message_bytes),
+        logger=_LOG,
+    )
+
+
+async def run_forever(
+    config: Config, *, on_ready: Callable[[ProxyService], Awaitable[None]] | None = None
+) -> None:
+    """Start the proxy, run until SIGINT or SIGTERM, then end calls and close."""
+    service = build_service(config)
+    await service.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    for side in (Side.PBX, Side.CARRIER):
+        host, port = service.local_address(side)
+        _LOG.info("listening for the %s side on %s:%d (%s)", side, host, port, config.listen.pbx.transport)
+    _LOG.info(
+        "RTP ports %d-%d on %s; announcements, consent and recording: not yet (coming in the next releases)",
+        config.media.rtp_port_min,
+        config.media.rtp_port_max,
+        config.media.bind_address,
+    )
+    if on_ready is not None:
+        await on_ready(service)
+    try:
+        await stop.wait()
+    finally:
+        _LOG.info("stopping: ending calls")
+        await service.stop()

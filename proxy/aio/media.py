@@ -1,0 +1,195 @@
+"""The RTP relay: one socket pair per leg, latched to the first source heard (symmetric RTP).
+
+This is the hot path. A packet costs one callback, one attribute chain and one ``sendto``: no
+logging, no parsing, no allocation beyond what the event loop does. Inactivity is found by a
+sweep over per-leg packet counters, not by clock reads per packet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import cast
+
+from proxy.b2bua.effects import MediaLeg
+from proxy.b2bua.settings import Address
+
+__all__ = ["LegProtocol", "MediaRelay", "MediaSession"]
+
+_LOG = logging.getLogger("callherald.media")
+
+
+class LegProtocol(asyncio.DatagramProtocol):
+    """One leg's RTP (or RTCP) socket. Packets from the leg's peer go out of the other leg's socket."""
+
+    __slots__ = ("closed", "dropped", "latched", "other", "packets", "remote", "sock", "transport")
+
+    def __init__(self, sock: socket.socket | None = None) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+        self.sock = sock
+        self.closed = False
+        self.other: LegProtocol | None = None
+        self.remote: Address | None = None  # from SDP
+        self.latched: Address | None = None  # the source actually heard
+        self.packets = 0
+        self.dropped = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop's is not a subclass
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        latched = self.latched
+        if latched != addr:
+            if latched is not None:
+                self.dropped += 1
+                return
+            self.latched = addr
+        self.packets += 1
+        other = self.other
+        if other is not None:
+            target = other.latched or other.remote
+            if target is not None and other.transport is not None:
+                other.transport.sendto(data, target)
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # ICMP unreachable from a peer that went away: the inactivity sweep ends the call
+
+    def set_remote(self, remote: Address | None) -> None:
+        """A new SDP address releases the latch, so the next packet heard latches again."""
+        if remote != self.remote:
+            self.remote = remote
+            self.latched = None
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+        elif self.sock is not None:
+            self.sock.close()  # never attached to the loop
+        self.sock = None
+
+
+@dataclass(slots=True)
+class MediaSession:
+    """A call's four sockets: RTP and RTCP for legs a and b."""
+
+    call_ref: str
+    rtp: dict[MediaLeg, LegProtocol]
+    rtcp: dict[MediaLeg, LegProtocol]
+    last_count: int = 0
+    quiet_sweeps: int = 0
+    pending: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def packet_count(self) -> int:
+        return sum(p.packets for p in self.rtp.values()) + sum(p.packets for p in self.rtcp.values())
+
+    def close(self) -> None:
+        for task in self.pending:
+            task.cancel()
+        for protocol in (*self.rtp.values(), *self.rtcp.values()):
+            protocol.close()
+
+
+class MediaRelay:
+    """Opens and closes media sessions and reports calls whose media went quiet."""
+
+    def __init__(
+        self,
+        bind_address: str,
+        *,
+        inactivity_timeout_s: float,
+        on_inactive: Callable[[str], None],
+        sweep_interval_s: float = 1.0,
+    ) -> None:
+        self._bind_address = bind_address
+        self._sessions: dict[str, MediaSession] = {}
+        self._timeout_s = inactivity_timeout_s
+        self._sweep_interval_s = sweep_interval_s
+        self._on_inactive = on_inactive
+
+    @property
+    def sessions(self) -> dict[str, MediaSession]:
+        return self._sessions
+
+    def open(self, call_ref: str, a_port: int, b_port: int) -> None:
+        """Bind the four sockets now (raises OSError when a port is taken); relaying starts at once.
+
+        Binding is synchronous so that a later ``set_remote`` always finds the session; the event
+        loop attaches the sockets in tasks that ``close`` cancels if they are still pending.
+        """
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in self._bind_address else socket.AF_INET
+        sockets: list[tuple[socket.socket, LegProtocol]] = []
+        rtp: dict[MediaLeg, LegProtocol] = {}
+        rtcp: dict[MediaLeg, LegProtocol] = {}
+        try:
+            for leg, port in ((MediaLeg.A, a_port), (MediaLeg.B, b_port)):
+                for table, offset in ((rtp, 0), (rtcp, 1)):
+                    sock = socket.socket(family, socket.SOCK_DGRAM)
+                    sockets.append((sock, LegProtocol(sock)))
+                    sock.bind((self._bind_address, port + offset))
+                    sock.setblocking(False)
+                    table[leg] = sockets[-1][1]
+        except OSError:
+            for sock, _ in sockets:
+                sock.close()
+            raise
+        for table in (rtp, rtcp):
+            table[MediaLeg.A].other = table[MediaLeg.B]
+            table[MediaLeg.B].other = table[MediaLeg.A]
+        session = MediaSession(call_ref=call_ref, rtp=rtp, rtcp=rtcp)
+        self._sessions[call_ref] = session
+        for sock, protocol in sockets:
+            task = loop.create_task(self._attach(sock, protocol))
+            session.pending.add(task)
+            task.add_done_callback(session.pending.discard)
+
+    @staticmethod
+    async def _attach(sock: socket.socket, protocol: LegProtocol) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.create_datagram_endpoint(lambda: protocol, sock=sock)
+        except BaseException:
+            protocol.close()
+            raise
+        if protocol.closed:
+            protocol.close()
+
+    def set_remote(self, call_ref: str, leg: MediaLeg, remote: Address | None) -> None:
+        session = self._sessions.get(call_ref)
+        if session is None:
+            return
+        session.rtp[leg].set_remote(remote)
+        session.rtcp[leg].set_remote(None if remote is None else (remote[0], remote[1] + 1))
+
+    def close(self, call_ref: str) -> None:
+        session = self._sessions.pop(call_ref, None)
+        if session is not None:
+            session.close()
+
+    def close_all(self) -> None:
+        for call_ref in list(self._sessions):
+            self.close(call_ref)
+
+    async def sweep_forever(self) -> None:
+        """Every sweep interval, report sessions with no packet for the inactivity timeout."""
+        quiet_limit = max(1, round(self._timeout_s / self._sweep_interval_s))
+        while True:
+            await asyncio.sleep(self._sweep_interval_s)
+            for session in list(self._sessions.values()):
+                count = session.packet_count()
+                if count != session.last_count:
+                    session.last_count = count
+                    session.quiet_sweeps = 0
+                    continue
+                session.quiet_sweeps += 1
+                if session.quiet_sweeps >= quiet_limit:
+                    session.quiet_sweeps = 0
+                    try:
+                        self._on_inactive(session.call_ref)
+                    except Exception:
+                        _LOG.exception("inactivity handler failed for %s", session.call_ref)

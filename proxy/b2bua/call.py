@@ -1,0 +1,176 @@
+"""Calls: two dialogs joined back to back, and the SDP anchoring that puts callherald in the media path.
+
+A ``Call`` has an ``a`` dialog (towards the party that sent the INVITE; callherald is its UAS) and
+a ``b`` dialog (towards the party callherald calls; callherald is its UAC). Each dialog has its own
+Call-ID, tags, CSeq space, Contact and RTP port (RFC 3261 §12, RFC 7092 §3.1 "signalling-only" is
+what a B2BUA is not: it rewrites everything).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from proxy.b2bua.effects import MediaLeg
+from proxy.b2bua.settings import Address, Side
+from proxy.sip.headers import NameAddress
+from proxy.sip.message import Request, Response
+from proxy.sip.sdp import Origin, SessionDescription
+from proxy.sip.transaction import TransactionId
+from proxy.sip.uri import SipUri, Uri
+
+__all__ = ["Call", "CallPhase", "Dialog", "PendingRelay", "anchor_sdp", "media_remote"]
+
+
+class CallPhase(Enum):
+    """Where a call is. ``CALLING``/``EARLY``: b not answered; ``ANSWERED``: 2xx sent to a, no ACK yet."""
+
+    CALLING = "calling"
+    EARLY = "early"
+    ANSWERED = "answered"
+    CONFIRMED = "confirmed"
+    CANCELLING = "cancelling"
+    ENDED = "ended"
+
+
+@dataclass(slots=True, kw_only=True)
+class Dialog:
+    """One side's dialog state (RFC 3261 §12.1): identifiers, sequence numbers and where to send."""
+
+    side: Side
+    leg: MediaLeg
+    call_id: str
+    local_tag: str
+    remote_tag: str | None
+    local_party: NameAddress
+    remote_party: NameAddress
+    local_seq: int
+    remote_seq: int | None
+    remote_target: Uri | None
+    route_set: list[str]
+    peer: Address
+    local_contact: str
+    media_port: int
+    sdp_session_id: str
+    sdp_version: int = 1
+    confirmed: bool = False
+
+    @property
+    def from_header(self) -> str:
+        """Our From value on requests we send in this dialog."""
+        return str(self.local_party.with_tag(self.local_tag))
+
+    @property
+    def to_header(self) -> str:
+        party = self.remote_party
+        return str(party.with_tag(self.remote_tag) if self.remote_tag else party)
+
+    def next_seq(self) -> int:
+        self.local_seq += 1
+        return self.local_seq
+
+
+@dataclass(slots=True, kw_only=True)
+class PendingRelay:
+    """A request relayed from one leg to the other, waiting for the far side's final response."""
+
+    origin_leg: MediaLeg
+    server_transaction: TransactionId
+    request: Request
+    offer_from_origin: bool
+
+
+@dataclass(slots=True, kw_only=True)
+class Call:
+    """Two dialogs, their media ports and where the call is in its life."""
+
+    ref: str
+    direction: str
+    a: Dialog
+    b: Dialog
+    a_invite: Request
+    a_invite_transaction: TransactionId
+    b_invite: Request
+    phase: CallPhase = CallPhase.CALLING
+    b_provisional_seen: bool = False
+    cancel_pending: bool = False
+    auth_attempts: int = 0
+    b_invite_had_offer: bool = True
+    b_ack: Request | None = None
+    deferred_ack_for: MediaLeg | None = None
+    pending_relays: dict[TransactionId, PendingRelay] = field(default_factory=dict)
+    unacked_2xx: dict[MediaLeg, tuple[Response, int]] = field(default_factory=dict)
+    ports_released: bool = False
+
+    def dialog(self, leg: MediaLeg) -> Dialog:
+        return self.a if leg is MediaLeg.A else self.b
+
+    @property
+    def invite_pending(self) -> bool:
+        """True while a re-INVITE relayed through this call waits for its answer (§14.1 glare)."""
+        return any(relay.request.method == "INVITE" for relay in self.pending_relays.values())
+
+
+def media_remote(sdp: SessionDescription) -> Address | None:
+    """Where the SDP's first active audio stream receives RTP; None on hold by 0.0.0.0 or port 0."""
+    for media in sdp.media:
+        if media.media != "audio" or media.rejected:
+            continue
+        connection = sdp.effective_connection(media)
+        if connection is None or connection.is_zero:
+            return None
+        return connection.address, media.port
+    return None
+
+
+def anchor_sdp(
+    sdp: SessionDescription,
+    *,
+    dialog: Dialog,
+    media_address: str,
+    codecs: frozenset[str],
+) -> SessionDescription | None:
+    """A copy of ``sdp`` that points the first audio stream at our port on ``dialog``.
+
+    Codecs are limited to ``codecs`` in their original order; other streams are refused with port 0
+    (RFC 3264 §6). A legacy hold by ``c=0.0.0.0`` becomes ``a=sendonly`` so the hold survives the
+    new address (RFC 3264 §8.4). The origin is ours, its version bumped on every offer or answer.
+    Returns None when no audio codec is left.
+    """
+    anchored = sdp.copy()
+    audio_seen = False
+    for media in anchored.media:
+        if media.rejected:
+            continue
+        if media.media != "audio" or audio_seen:
+            media.port = 0
+            continue
+        audio_seen = True
+        was_zero_hold = anchored.hold_kind(media) == "zero-address"
+        if not media.keep_codecs(codecs):
+            return None
+        if was_zero_hold and anchored.effective_direction(media) == "sendrecv":
+            media.direction = "sendonly"
+        media.port = dialog.media_port
+        media.rtcp = None  # RTCP on port + 1 (RFC 3550 §11)
+    if not audio_seen:
+        return None
+    anchored.set_connection_address(media_address)
+    anchored.origin = Origin(
+        username="callherald",
+        sess_id=dialog.sdp_session_id,
+        sess_version=dialog.sdp_version,
+        address=media_address,
+        addrtype="IP6" if ":" in media_address else "IP4",
+    )
+    dialog.sdp_version += 1
+    return anchored
+
+
+def party_for(uri: Uri, display: str = "") -> NameAddress:
+    """A tag-less From/To value for ``uri``."""
+    return NameAddress(display=display, uri=uri)
+
+
+def sip_uri_host(uri: Uri) -> SipUri | None:
+    return uri if isinstance(uri, SipUri) else None

@@ -1,0 +1,1343 @@
+"""The B2BUA core: every call as two dialogs, media anchored, decisions returned as effects.
+
+Theory of operation
+-------------------
+``proxy.aio`` hands every parsed message to ``B2bua.receive(message, source, side, now)``. The
+transaction layer (RFC 3261 §17) absorbs retransmissions and hands the rest up: new requests,
+responses to our requests, timeouts. The core answers with effects (``SendSip``, ``OpenMedia``,
+``SetMediaRemote``, ``CloseMedia``, ``CallStarted``, ``CallEnded``, ``LogEvent``) which
+``proxy.aio`` executes in order. Time only moves through ``now`` arguments: the I/O layer calls
+``handle_timers(now)`` at ``next_deadline()``.
+
+A call begins with an INVITE on one side (the ``a`` leg). The core answers 100 at once, rewrites
+the SDP offer so both legs' media flow through its own RTP ports, and sends a new INVITE with its
+own Call-ID, tags, Via and Contact to the other side (the ``b`` leg). Provisional responses and the
+final answer travel back the same way, SDP rewritten again. BYE on either leg ends both; CANCEL
+before the answer cancels ``b`` and answers ``a`` with 487; re-INVITE, UPDATE and INFO are relayed
+within the call. Issue hooks for announcements and recording sit at ``_call_callee`` (before ``b``
+is called) and ``_bridge`` (when ``b`` answered).
+"""
+
+from __future__ import annotations
+
+import heapq
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from proxy.b2bua.call import Call, CallPhase, Dialog, PendingRelay, anchor_sdp, media_remote
+from proxy.b2bua.effects import (
+    CallEnded,
+    CallStarted,
+    CloseMedia,
+    Effect,
+    LogEvent,
+    MediaLeg,
+    OpenMedia,
+    SendSip,
+    SetMediaRemote,
+)
+from proxy.b2bua.media_ports import PortPool
+from proxy.b2bua.registrar import Registrar
+from proxy.b2bua.registration import RegistrationClient
+from proxy.b2bua.settings import Address, B2buaSettings, Side
+from proxy.b2bua.settings import TrunkAccount as _TrunkAccount
+from proxy.sip.auth import (
+    Challenge,
+    auth_header_for,
+    build_credentials,
+    challenge_header_for,
+    choose_challenge,
+)
+from proxy.sip.errors import SipError
+from proxy.sip.headers import NameAddress
+from proxy.sip.message import Message, Request, Response, make_response
+from proxy.sip.sdp import SessionDescription
+from proxy.sip.transaction import (
+    DeliverRequest,
+    DeliverResponse,
+    DeliverStrayResponse,
+    SendMessage,
+    TimerConfig,
+    TransactionId,
+    TransactionLayer,
+    TransactionTerminated,
+    TransactionTimedOut,
+)
+from proxy.sip.transaction import Effect as TransactionEffect
+from proxy.sip.uri import SipUri, TelUri, Uri, format_host, parse_uri
+
+__all__ = ["ALLOWED_METHODS", "B2bua", "B2buaStats"]
+
+ALLOWED_METHODS = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER"
+_KNOWN_METHODS = frozenset(
+    {
+        "INVITE",
+        "ACK",
+        "CANCEL",
+        "BYE",
+        "OPTIONS",
+        "INFO",
+        "UPDATE",
+        "REGISTER",
+        "PRACK",
+        "SUBSCRIBE",
+        "NOTIFY",
+        "REFER",
+        "MESSAGE",
+        "PUBLISH",
+    }
+)
+_RELAYED_IN_DIALOG = frozenset({"INFO", "UPDATE", "MESSAGE", "NOTIFY"})
+_COPIED_HEADERS = (
+    "privacy",
+    "p-asserted-identity",
+    "p-preferred-identity",
+    "subject",
+    "priority",
+    "alert-info",
+)
+_SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()  # we require nothing and support no option tags
+_DEFAULT_MAX_FORWARDS = 70
+_RETRY_AFTER_S = "5"
+
+
+@dataclass(slots=True)
+class B2buaStats:
+    """Counters for logs and metrics."""
+
+    calls_started: int = 0
+    calls_ended: int = 0
+    rejected_unknown_source: int = 0
+    rejected_over_capacity: int = 0
+    stray_messages: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class _ClientContext:
+    kind: str  # "invite", "reinvite", "relay", "bye", "cancel", "register"
+    call_ref: str | None
+    leg: MediaLeg | None = None
+
+
+def _status_for_caller(status: int) -> int:
+    """Map the callee side's final failure to what the caller side hears.
+
+    Busy stays busy and decline stays decline. 3xx is not followed (the other side must not be
+    sent around callherald): 480. 401/407 are the other trunk's business: 403. A 503 names that
+    hop's overload, not ours (RFC 3261 §16.7 point 6): 500.
+    """
+    if 300 <= status < 400:
+        return 480
+    if status in (401, 407):
+        return 403
+    if status == 503:
+        return 500
+    return status
+
+
+class B2bua:
+    """The call logic. Feed it messages, media events and time; execute what it returns."""
+
+    def __init__(
+        self,
+        settings: B2buaSettings,
+        *,
+        token: Callable[[], str] | None = None,
+        timers: TimerConfig | None = None,
+    ) -> None:
+        self._settings = settings
+        self._token = token or (lambda: secrets.token_hex(8))
+        self._timer_config = timers or TimerConfig()
+        self._tx = TransactionLayer(timers=self._timer_config)
+        self._ports = PortPool(settings.rtp_port_min, settings.rtp_port_max)
+        self._calls: dict[str, Call] = {}
+        self._dialogs: dict[tuple[str, str], tuple[Call, MediaLeg]] = {}
+        # (Call-ID, the peer's tag) -> dialog: for peers that send a wrong To tag in ACK or BYE.
+        self._dialogs_by_remote_tag: dict[tuple[str, str], tuple[Call, MediaLeg]] = {}
+        self._calls_by_a_transaction: dict[TransactionId, Call] = {}
+        self._our_call_ids: set[str] = set()
+        self._routes: dict[TransactionId, tuple[Address, Side]] = {}
+        self._clients: dict[TransactionId, _ClientContext] = {}
+        self._timers: list[tuple[float, int, str]] = []
+        self._timer_actions: dict[str, tuple[float, Callable[[float, list[Effect]], None]]] = {}
+        self._timer_seq = 0
+        self._source: tuple[Address, Side] = (("0.0.0.0", 0), Side.PBX)
+        self.stats = B2buaStats()
+        self.registrar = Registrar(
+            [
+                _TrunkAccount(username=a.username, password=a.password, realm=a.realm)
+                for a in settings.trunk_accounts
+            ],
+            realm=settings.registrar_realm,
+            token=self._token,
+            min_expires_s=settings.registrar_min_expires_s,
+            max_expires_s=settings.registrar_max_expires_s,
+        )
+        self.registration: RegistrationClient | None = None
+        carrier = settings.carrier
+        if carrier.registration is not None and carrier.username and carrier.password:
+            local_host, local_port = settings.local_address[Side.CARRIER]
+            self.registration = RegistrationClient(
+                registrar_uri=SipUri(host=carrier.host, port=carrier.port),
+                aor=SipUri(user=carrier.username, host=carrier.host),
+                contact=f"<sip:{carrier.username}@{format_host(local_host, local_port)}>",
+                settings=carrier.registration,
+                username=carrier.username,
+                password=carrier.password,
+                auth_username=carrier.auth_username,
+                token=self._token,
+                local_via_host_port=format_host(local_host, local_port),
+                transport=settings.transport[Side.CARRIER].upper(),
+                user_agent=settings.user_agent,
+            )
+
+    # Public surface ---------------------------------------------------------------------------
+
+    @property
+    def active_calls(self) -> int:
+        return len(self._calls)
+
+    @property
+    def ports_available(self) -> int:
+        return self._ports.available
+
+    @property
+    def ports_capacity(self) -> int:
+        return self._ports.capacity
+
+    def side_of(self, host: str) -> Side:
+        """The side a source belongs to when both sides share one listener: the carrier's networks win."""
+        return Side.CARRIER if self._settings.is_allowed(Side.CARRIER, host) else Side.PBX
+
+    def start(self, now: float) -> list[Effect]:
+        """Begin registering with the carrier when configured."""
+        out: list[Effect] = []
+        if self.registration is not None:
+            self._send_register(self.registration.start(now), now, out)
+        return out
+
+    def shutdown(self, now: float) -> list[Effect]:
+        """End every call with BYE (or CANCEL / 503 before answer) and un-register."""
+        out: list[Effect] = []
+        for call in list(self._calls.values()):
+            self._hang_up(call, "shutdown", now, out)
+        if self.registration is not None:
+            request = self.registration.stop(now)
+            if request is not None:
+                self._send_register(request, now, out)
+        return out
+
+    def receive(self, message: Request | Response, source: Address, side: Side, now: float) -> list[Effect]:
+        """Handle one message that arrived on ``side``'s listener from ``source``."""
+        out: list[Effect] = []
+        if isinstance(message, Request) and not self._settings.is_allowed(side, source[0]):
+            # Scanners learn nothing: no response at all, whatever the method or number.
+            self.stats.rejected_unknown_source += 1
+            out.append(LogEvent(level="debug", text=f"dropped {message.method} from unknown {source[0]}"))
+            return out
+        self._source = (source, side)
+        try:
+            effects = self._tx.receive(message, now)
+        except SipError as error:
+            out.append(LogEvent(level="debug", text=f"unmatchable message from {source[0]}: {error.reason}"))
+            return out
+        self._run(effects, now, out)
+        return out
+
+    def media_inactive(self, call_ref: str, now: float) -> list[Effect]:
+        """No RTP on the call for the inactivity timeout: end both legs."""
+        out: list[Effect] = []
+        call = self._calls.get(call_ref)
+        if call is not None:
+            out.append(LogEvent(level="info", text="no RTP within the inactivity timeout", call_ref=call_ref))
+            self._hang_up(call, "rtp-timeout", now, out)
+        return out
+
+    def media_failed(self, call_ref: str, reason: str, now: float) -> list[Effect]:
+        """The media sockets could not be opened: fail the call cleanly."""
+        out: list[Effect] = []
+        call = self._calls.get(call_ref)
+        if call is not None:
+            out.append(LogEvent(level="error", text=f"media failed: {reason}", call_ref=call_ref))
+            self._hang_up(call, "media-failed", now, out, status=500)
+        return out
+
+    def next_deadline(self) -> float | None:
+        while self._timers and self._timer_actions.get(self._timers[0][2], (None,))[0] != self._timers[0][0]:
+            heapq.heappop(self._timers)
+        deadlines = [d for d in (self._tx.next_deadline(), self._timers[0][0] if self._timers else None) if d]
+        if self.registration is not None:
+            registration_deadline = self.registration.next_deadline()
+            if registration_deadline is not None:
+                deadlines.append(registration_deadline)
+        return min(deadlines) if deadlines else None
+
+    def handle_timers(self, now: float) -> list[Effect]:
+        out: list[Effect] = []
+        self._run(self._tx.handle_timers(now), now, out)
+        while self._timers and self._timers[0][0] <= now:
+            deadline, _, key = heapq.heappop(self._timers)
+            entry = self._timer_actions.get(key)
+            if entry is None or entry[0] != deadline:
+                continue
+            del self._timer_actions[key]
+            entry[1](now, out)
+        if self.registration is not None:
+            request = self.registration.handle_timers(now)
+            if request is not None:
+                self._send_register(request, now, out)
+        return out
+
+    # Timers -----------------------------------------------------------------------------------
+
+    def _arm(self, key: str, deadline: float, action: Callable[[float, list[Effect]], None]) -> None:
+        self._timer_seq += 1
+        self._timer_actions[key] = (deadline, action)
+        heapq.heappush(self._timers, (deadline, self._timer_seq, key))
+
+    def _disarm(self, key: str) -> None:
+        self._timer_actions.pop(key, None)
+
+    # Transaction-layer plumbing ---------------------------------------------------------------
+
+    def _run(self, effects: Sequence[TransactionEffect], now: float, out: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, SendMessage):
+                route = self._routes.get(effect.transaction_id)
+                if route is not None:
+                    out.append(SendSip(message=effect.message, destination=route[0], side=route[1]))
+            elif isinstance(effect, DeliverRequest):
+                self._on_request(effect.request, effect.transaction_id, now, out)
+            elif isinstance(effect, DeliverResponse):
+                self._on_response(effect.response, effect.transaction_id, now, out)
+            elif isinstance(effect, DeliverStrayResponse):
+                self._on_stray_response(effect.response, out)
+            elif isinstance(effect, TransactionTimedOut):
+                self._on_timeout(effect.transaction_id, now, out)
+            elif isinstance(effect, TransactionTerminated):
+                self._routes.pop(effect.transaction_id, None)
+                self._clients.pop(effect.transaction_id, None)
+                self._calls_by_a_transaction.pop(effect.transaction_id, None)
+
+    def _respond(
+        self, transaction_id: TransactionId, response: Response, now: float, out: list[Effect]
+    ) -> None:
+        try:
+            effects = self._tx.send_response(transaction_id, response, now)
+        except SipError as error:  # the transaction ended or already has its final response
+            out.append(LogEvent(level="debug", text=f"response {response.status} not sent: {error.reason}"))
+            return
+        self._run(effects, now, out)
+
+    def _reply(
+        self,
+        transaction_id: TransactionId,
+        request: Request,
+        status: int,
+        out: list[Effect],
+        now: float,
+        *,
+        extra: tuple[tuple[str, str], ...] = (),
+        to_tag: str | None = None,
+    ) -> None:
+        tag = to_tag if to_tag is not None else (self._token() if status > 100 else None)
+        headers = (*extra, ("Server", self._settings.user_agent))
+        self._respond(
+            transaction_id, make_response(request, status, to_tag=tag, extra_headers=headers), now, out
+        )
+
+    def _send_request(
+        self,
+        request: Request,
+        destination: Address,
+        side: Side,
+        context: _ClientContext,
+        now: float,
+        out: list[Effect],
+    ) -> TransactionId:
+        transaction_id, effects = self._tx.create_client(
+            request, now, reliable=self._settings.transport[side] != "udp"
+        )
+        self._routes[transaction_id] = (destination, side)
+        self._clients[transaction_id] = context
+        self._run(effects, now, out)
+        return transaction_id
+
+    def _send_register(self, request: Request, now: float, out: list[Effect]) -> None:
+        carrier = self._settings.carrier
+        self._send_request(
+            request, carrier.next_hop, Side.CARRIER, _ClientContext(kind="register", call_ref=None), now, out
+        )
+
+    # Requests ---------------------------------------------------------------------------------
+
+    def _on_request(
+        self, request: Request, transaction_id: TransactionId | None, now: float, out: list[Effect]
+    ) -> None:
+        if request.method == "ACK" or transaction_id is None:
+            self._on_ack(request, now, out)
+            return
+        source, side = self._source
+        self._routes[transaction_id] = (source, side)
+        method = request.method
+        max_forwards = request.max_forwards
+        if max_forwards is not None and max_forwards <= 0 and method not in ("OPTIONS", "REGISTER"):
+            self._reply(transaction_id, request, 483, out, now)  # §16.3 / §8.2
+            return
+        if request.to.tag is None:
+            self._on_out_of_dialog(request, transaction_id, source, side, now, out)
+        else:
+            self._on_in_dialog(request, transaction_id, now, out)
+
+    def _on_out_of_dialog(
+        self,
+        request: Request,
+        transaction_id: TransactionId,
+        source: Address,
+        side: Side,
+        now: float,
+        out: list[Effect],
+    ) -> None:
+        method = request.method
+        if method == "INVITE":
+            self._on_new_invite(request, transaction_id, source, side, now, out)
+        elif method == "CANCEL":
+            self._on_cancel(request, transaction_id, now, out)
+        elif method == "OPTIONS":
+            self._reply(
+                transaction_id,
+                request,
+                200,
+                out,
+                now,
+                extra=(("Allow", ALLOWED_METHODS), ("Accept", "application/sdp"), ("Content-Length", "0")),
+            )
+        elif method == "REGISTER":
+            if side is Side.PBX:
+                response = self.registrar.handle(request, source, now)
+                response.headers.add("Server", self._settings.user_agent)
+                self._respond(transaction_id, response, now, out)
+            else:
+                self._reply(transaction_id, request, 405, out, now, extra=(("Allow", ALLOWED_METHODS),))
+        elif method in ("BYE", "INFO", "UPDATE", "PRACK", "NOTIFY"):
+            self._reply(transaction_id, request, 481, out, now)
+        elif method in _KNOWN_METHODS:
+            self._reply(transaction_id, request, 405, out, now, extra=(("Allow", ALLOWED_METHODS),))
+        else:
+            self._reply(transaction_id, request, 501, out, now, extra=(("Allow", ALLOWED_METHODS),))
+
+    def _unsupported_required(self, request: Request) -> list[str]:
+        return [tag for tag in request.option_tags("require") if tag not in _SUPPORTED_EXTENSIONS]
+
+    def _parse_offer(self, message: Message) -> SessionDescription | None:
+        """The SDP body of ``message``, None when it has none. Raises SipError 415/400/488."""
+        if not message.body:
+            return None
+        if message.content_type != "application/sdp":
+            raise SipError(f"unsupported body type {message.content_type}", 415)
+        return SessionDescription.parse(message.body)
+
+    def _on_new_invite(
+        self,
+        request: Request,
+        transaction_id: TransactionId,
+        source: Address,
+        side: Side,
+        now: float,
+        out: list[Effect],
+    ) -> None:
+        settings = self._settings
+        if request.call_id in self._our_call_ids:
+            self._reply(transaction_id, request, 482, out, now)  # our own b leg came back: a loop
+            return
+        unsupported = self._unsupported_required(request)
+        if unsupported:
+            self._reply(
+                transaction_id, request, 420, out, now, extra=(("Unsupported", ", ".join(unsupported)),)
+            )
+            return
+        if len(self._calls) >= settings.max_concurrent_calls:
+            self.stats.rejected_over_capacity += 1
+            self._reply(transaction_id, request, 503, out, now, extra=(("Retry-After", _RETRY_AFTER_S),))
+            return
+        try:
+            offer = self._parse_offer(request)
+        except SipError as error:
+            extra = (("Accept", "application/sdp"),) if error.status_hint == 415 else ()
+            self._reply(transaction_id, request, error.status_hint, out, now, extra=extra)
+            return
+        a_port = self._ports.allocate()
+        b_port = self._ports.allocate()
+        if a_port is None or b_port is None:
+            for port in (a_port, b_port):
+                if port is not None:
+                    self._ports.release(port)
+            self.stats.rejected_over_capacity += 1
+            self._reply(transaction_id, request, 503, out, now, extra=(("Retry-After", _RETRY_AFTER_S),))
+            return
+        a_tag = self._token()
+        self._reply(transaction_id, request, 100, out, now, to_tag=None)
+        call = self._new_call(request, transaction_id, source, side, a_port, b_port, a_tag, now)
+        b_offer: bytes = b""
+        if offer is not None:
+            anchored = anchor_sdp(
+                offer, dialog=call.b, media_address=settings.media_address, codecs=settings.codecs
+            )
+            if anchored is None:
+                self._release_ports(call)
+                self._reply(transaction_id, request, 488, out, now, to_tag=a_tag)
+                return
+            b_offer = bytes(anchored)
+        call.b_invite_had_offer = offer is not None
+        self._register_call(call)
+        out.append(OpenMedia(call_ref=call.ref, a_port=a_port, b_port=b_port))
+        out.append(
+            SetMediaRemote(call_ref=call.ref, leg=MediaLeg.A, remote=media_remote(offer) if offer else None)
+        )
+        out.append(
+            CallStarted(
+                call_ref=call.ref,
+                direction=call.direction,
+                caller=str(request.from_.uri),
+                callee=str(request.uri),
+            )
+        )
+        self.stats.calls_started += 1
+        self._call_callee(call, b_offer, now, out)
+
+    def _new_call(
+        self,
+        request: Request,
+        transaction_id: TransactionId,
+        source: Address,
+        side: Side,
+        a_port: int,
+        b_port: int,
+        a_tag: str,
+        now: float,
+    ) -> Call:
+        settings = self._settings
+        ref = self._token()
+        a_contact_host = format_host(*settings.local_address[side])
+        contacts = request.contacts
+        a = Dialog(
+            side=side,
+            leg=MediaLeg.A,
+            call_id=request.call_id,
+            local_tag=a_tag,
+            remote_tag=request.from_.tag,
+            local_party=NameAddress(display=request.to.display, uri=request.to.uri),
+            remote_party=NameAddress(display=request.from_.display, uri=request.from_.uri),
+            local_seq=0,
+            remote_seq=request.cseq.seq,
+            remote_target=contacts[0].uri if contacts else None,
+            route_set=list(request.headers.get_all("record-route")),
+            peer=source,
+            local_contact=f"<sip:callherald@{a_contact_host}>",
+            media_port=a_port,
+            sdp_session_id=str(int(self._token()[:8], 16)),
+        )
+        b_side = side.other
+        b_host, b_port_sip = settings.local_address[b_side]
+        user = _dialled_user(request)
+        if b_side is Side.CARRIER:
+            direction = "outbound"
+            carrier = settings.carrier
+            target_uri: SipUri = SipUri(user=user, host=carrier.host, port=carrier.port)
+            destination = carrier.next_hop
+            to_party = NameAddress(uri=SipUri(user=user, host=carrier.host))
+        else:
+            direction = "inbound"
+            target_uri, destination = self._pbx_target(user, now)
+            to_party = NameAddress(display=request.to.display, uri=SipUri(user=user, host=target_uri.host))
+        caller_user = _user_of(request.from_.uri) or "anonymous"
+        b_call_id = f"{self._token()}{self._token()}@callherald"
+        self._our_call_ids.add(b_call_id)
+        b = Dialog(
+            side=b_side,
+            leg=MediaLeg.B,
+            call_id=b_call_id,
+            local_tag=self._token(),
+            remote_tag=None,
+            local_party=NameAddress(display=request.from_.display, uri=SipUri(user=caller_user, host=b_host)),
+            remote_party=to_party,
+            local_seq=0,
+            remote_seq=None,
+            remote_target=target_uri,
+            route_set=[],
+            peer=destination,
+            local_contact=f"<sip:callherald@{format_host(b_host, b_port_sip)}>",
+            media_port=b_port,
+            sdp_session_id=str(int(self._token()[:8], 16)),
+        )
+        b_invite = Request("INVITE", target_uri)
+        return Call(
+            ref=ref,
+            direction=direction,
+            a=a,
+            b=b,
+            a_invite=request,
+            a_invite_transaction=transaction_id,
+            b_invite=b_invite,
+        )
+
+    def _pbx_target(self, user: str, now: float) -> tuple[SipUri, Address]:
+        """Where an inbound call goes: a DID route, a registered trunk, or a configured default target."""
+        settings = self._settings
+        routed = settings.inbound_routes.get(user)
+        if routed is not None:
+            return SipUri(user=user, host=routed[0], port=routed[1]), routed
+        binding = self.registrar.lookup(None, now)
+        if binding is not None:
+            contact = parse_uri(binding.contact_uri)
+            if isinstance(contact, SipUri):
+                return contact, binding.source
+        host, port = settings.fallback_inbound_target or settings.pbx_default_target
+        return SipUri(user=user, host=host, port=port), (host, port)
+
+    def _find_dialog(self, request: Request) -> tuple[Call, MediaLeg] | None:
+        """The dialog of an in-dialog request by Call-ID and To tag (§12.2.2).
+
+        Some phones (pyVoIP 1.6.8) put a random To tag on ACK and BYE; then the Call-ID and their
+        own From tag, which is unique per dialog too, find it.
+        """
+        found = self._dialogs.get((request.call_id, request.to.tag or ""))
+        if found is None and request.from_.tag:
+            found = self._dialogs_by_remote_tag.get((request.call_id, request.from_.tag))
+        return found
+
+    def _register_call(self, call: Call) -> None:
+        self._calls[call.ref] = call
+        if call.a.remote_tag:
+            self._dialogs_by_remote_tag[(call.a.call_id, call.a.remote_tag)] = (call, MediaLeg.A)
+        self._dialogs[(call.a.call_id, call.a.local_tag)] = (call, MediaLeg.A)
+        self._dialogs[(call.b.call_id, call.b.local_tag)] = (call, MediaLeg.B)
+        self._calls_by_a_transaction[call.a_invite_transaction] = call
+
+    def _call_callee(self, call: Call, offer: bytes, now: float, out: list[Effect]) -> None:
+        """Send the b-leg INVITE. (Announcements for inbound calls will run before this.)"""
+        request = self._build_invite(call, offer)
+        call.b_invite = request
+        self._send_request(
+            request,
+            call.b.peer,
+            call.b.side,
+            _ClientContext(kind="invite", call_ref=call.ref, leg=MediaLeg.B),
+            now,
+            out,
+        )
+
+    def _via(self, side: Side) -> str:
+        host, port = self._settings.local_address[side]
+        transport = self._settings.transport[side].upper()
+        return f"SIP/2.0/{transport} {format_host(host, port)};branch=z9hG4bK{self._token()};rport"
+
+    def _build_invite(self, call: Call, offer: bytes) -> Request:
+        b = call.b
+        a_invite = call.a_invite
+        max_forwards = a_invite.max_forwards
+        forwards = _DEFAULT_MAX_FORWARDS if max_forwards is None else max_forwards - 1
+        headers: list[tuple[str, str]] = [
+            ("Via", self._via(b.side)),
+            ("Max-Forwards", str(forwards)),
+            ("From", b.from_header),
+            ("To", b.to_header),
+            ("Call-ID", b.call_id),
+            ("CSeq", f"{b.next_seq()} INVITE"),
+            ("Contact", b.local_contact),
+            ("Allow", ALLOWED_METHODS),
+            ("User-Agent", self._settings.user_agent),
+        ]
+        for name, value in a_invite.headers:
+            if name.lower() in _COPIED_HEADERS:
+                headers.append((name, value))
+        if offer:
+            headers.append(("Content-Type", "application/sdp"))
+        headers.append(("Content-Length", str(len(offer))))
+        target = b.remote_target
+        assert target is not None
+        return Request("INVITE", target, headers, offer)
+
+    def _in_dialog_request(
+        self, dialog: Dialog, method: str, body: bytes = b"", content_type: str = ""
+    ) -> Request:
+        """A request within ``dialog`` (§12.2.1.1): remote target, route set, next CSeq."""
+        seq = dialog.local_seq if method in ("ACK", "CANCEL") else dialog.next_seq()
+        headers: list[tuple[str, str]] = [
+            ("Via", self._via(dialog.side)),
+            ("Max-Forwards", str(_DEFAULT_MAX_FORWARDS)),
+            ("From", dialog.from_header),
+            ("To", dialog.to_header),
+            ("Call-ID", dialog.call_id),
+            ("CSeq", f"{seq} {method}"),
+        ]
+        headers.extend(("Route", route) for route in dialog.route_set)
+        if method in ("INVITE", "UPDATE"):
+            headers.append(("Contact", dialog.local_contact))
+        headers.append(("User-Agent", self._settings.user_agent))
+        if body:
+            headers.append(("Content-Type", content_type or "application/sdp"))
+        headers.append(("Content-Length", str(len(body))))
+        target = dialog.remote_target or dialog.remote_party.uri
+        return Request(method, target, headers, body)
+
+    def _dialog_destination(self, dialog: Dialog) -> Address:
+        """Where requests within ``dialog`` go: the first route, else the remote target (§12.2.1.1).
+
+        Towards a carrier with an outbound proxy everything goes to the proxy.
+        """
+        settings = self._settings
+        if dialog.side is Side.CARRIER and settings.carrier.next_hop != (
+            settings.carrier.host,
+            settings.carrier.port,
+        ):
+            return settings.carrier.next_hop
+        uri: Uri | None = None
+        if dialog.route_set:
+            try:
+                uri = NameAddress.parse(dialog.route_set[0]).uri
+            except SipError:
+                uri = None
+        if uri is None:
+            uri = dialog.remote_target
+        if isinstance(uri, SipUri):
+            if uri.has_param("maddr"):
+                return uri.param("maddr") or uri.host, uri.port or 5060
+            return uri.host_port()
+        return dialog.peer
+
+    # ACK ---------------------------------------------------------------------------------------
+
+    def _on_ack(self, request: Request, now: float, out: list[Effect]) -> None:
+        found = self._find_dialog(request)
+        if found is None:
+            self.stats.stray_messages += 1
+            return
+        call, leg = found
+        pending = call.unacked_2xx.get(leg)
+        if pending is None or pending[1] != request.cseq.seq:
+            return
+        del call.unacked_2xx[leg]
+        self._disarm(f"{call.ref}:2xx:{leg}")
+        if call.phase is CallPhase.ANSWERED and leg is MediaLeg.A:
+            call.phase = CallPhase.CONFIRMED
+        if call.deferred_ack_for is not None and call.deferred_ack_for is leg.other:
+            # Late offer: the answer rides in this ACK and goes on in the other leg's ACK.
+            self._send_deferred_ack(call, request, out)
+
+    def _send_deferred_ack(self, call: Call, ack: Request, out: list[Effect]) -> None:
+        target_leg = call.deferred_ack_for
+        assert target_leg is not None
+        call.deferred_ack_for = None
+        dialog = call.dialog(target_leg)
+        body = b""
+        if ack.body:
+            try:
+                answer = SessionDescription.parse(ack.body)
+            except SipError:
+                answer = None
+            if answer is not None:
+                out.append(
+                    SetMediaRemote(call_ref=call.ref, leg=target_leg.other, remote=media_remote(answer))
+                )
+                anchored = anchor_sdp(
+                    answer,
+                    dialog=dialog,
+                    media_address=self._settings.media_address,
+                    codecs=self._settings.codecs,
+                )
+                body = bytes(anchored) if anchored is not None else b""
+        pending_ack = call.b_ack if target_leg is MediaLeg.B else None
+        seq = pending_ack.cseq.seq if pending_ack is not None else dialog.local_seq
+        ack_request = self._ack_for(dialog, seq, body)
+        if target_leg is MediaLeg.B:
+            call.b_ack = ack_request
+        out.append(
+            SendSip(message=ack_request, destination=self._dialog_destination(dialog), side=dialog.side)
+        )
+
+    def _ack_for(self, dialog: Dialog, seq: int, body: bytes = b"") -> Request:
+        """The ACK for a 2xx (§13.2.2.4): a new transaction, the INVITE's CSeq number."""
+        headers: list[tuple[str, str]] = [
+            ("Via", self._via(dialog.side)),
+            ("Max-Forwards", str(_DEFAULT_MAX_FORWARDS)),
+            ("From", dialog.from_header),
+            ("To", dialog.to_header),
+            ("Call-ID", dialog.call_id),
+            ("CSeq", f"{seq} ACK"),
+        ]
+        headers.extend(("Route", route) for route in dialog.route_set)
+        if body:
+            headers.append(("Content-Type", "application/sdp"))
+        headers.append(("Content-Length", str(len(body))))
+        target = dialog.remote_target or dialog.remote_party.uri
+        return Request("ACK", target, headers, body)
+
+    # CANCEL and BYE ----------------------------------------------------------------------------
+
+    def _on_cancel(
+        self, request: Request, transaction_id: TransactionId, now: float, out: list[Effect]
+    ) -> None:
+        invite_transaction = self._tx.find_invite_server_for_cancel(request)
+        call = self._calls_by_a_transaction.get(invite_transaction) if invite_transaction else None
+        if call is None or call.phase not in (CallPhase.CALLING, CallPhase.EARLY):
+            self._reply(transaction_id, request, 481 if call is None else 200, out, now)
+            return
+        self._reply(transaction_id, request, 200, out, now, to_tag=request.to.tag or call.a.local_tag)
+        self._reply(call.a_invite_transaction, call.a_invite, 487, out, now, to_tag=call.a.local_tag)  # §9.2
+        self._cancel_b(call, now, out)
+        self._end_call(call, "cancelled", out, status=487)
+
+    def _cancel_b(self, call: Call, now: float, out: list[Effect]) -> None:
+        """CANCEL the b-leg INVITE (§9.1): only after a provisional response, else later."""
+        if not call.b_provisional_seen:
+            call.cancel_pending = True
+            call.phase = CallPhase.CANCELLING
+            return
+        invite = call.b_invite
+        headers: list[tuple[str, str]] = [
+            ("Via", invite.headers.fields("via")[0]),
+            ("Max-Forwards", str(_DEFAULT_MAX_FORWARDS)),
+            ("From", invite.headers.get("from") or ""),
+            ("To", invite.headers.get("to") or ""),
+            ("Call-ID", invite.call_id),
+            ("CSeq", f"{invite.cseq.seq} CANCEL"),
+        ]
+        headers.extend(("Route", route) for route in invite.headers.fields("route"))
+        headers.append(("Content-Length", "0"))
+        cancel = Request("CANCEL", invite.uri, headers)
+        call.cancel_pending = False
+        call.phase = CallPhase.CANCELLING
+        self._send_request(
+            cancel, call.b.peer, call.b.side, _ClientContext(kind="cancel", call_ref=call.ref), now, out
+        )
+
+    def _send_bye(self, call: Call, leg: MediaLeg, now: float, out: list[Effect]) -> None:
+        dialog = call.dialog(leg)
+        bye = self._in_dialog_request(dialog, "BYE")
+        self._send_request(
+            bye,
+            self._dialog_destination(dialog),
+            dialog.side,
+            _ClientContext(kind="bye", call_ref=call.ref, leg=leg),
+            now,
+            out,
+        )
+
+    def _hang_up(self, call: Call, reason: str, now: float, out: list[Effect], status: int = 503) -> None:
+        """End ``call`` from our side, whatever phase it is in."""
+        if call.phase in (CallPhase.CALLING, CallPhase.EARLY):
+            self._reply(call.a_invite_transaction, call.a_invite, status, out, now, to_tag=call.a.local_tag)
+            self._cancel_b(call, now, out)
+        elif call.phase in (CallPhase.ANSWERED, CallPhase.CONFIRMED):
+            self._send_bye(call, MediaLeg.A, now, out)
+            self._send_bye(call, MediaLeg.B, now, out)
+        self._end_call(call, reason, out)
+
+    def _end_call(self, call: Call, reason: str, out: list[Effect], status: int | None = None) -> None:
+        """Free everything the call holds; dialogs stay findable while a CANCEL is in flight."""
+        if call.ref not in self._calls:
+            return
+        for leg in (MediaLeg.A, MediaLeg.B):
+            self._disarm(f"{call.ref}:2xx:{leg}")
+        self._release_ports(call)
+        out.append(CloseMedia(call_ref=call.ref))
+        del self._calls[call.ref]
+        if call.phase is not CallPhase.CANCELLING:
+            call.phase = CallPhase.ENDED
+        self._dialogs.pop((call.a.call_id, call.a.local_tag), None)
+        self._dialogs_by_remote_tag.pop((call.a.call_id, call.a.remote_tag or ""), None)
+        if call.phase is CallPhase.ENDED:
+            self._forget_b(call)
+        self.stats.calls_ended += 1
+        out.append(CallEnded(call_ref=call.ref, reason=reason, status=status))
+
+    def _forget_b(self, call: Call) -> None:
+        self._dialogs.pop((call.b.call_id, call.b.local_tag), None)
+        self._dialogs_by_remote_tag.pop((call.b.call_id, call.b.remote_tag or ""), None)
+        self._our_call_ids.discard(call.b.call_id)
+
+    def _release_ports(self, call: Call) -> None:
+        if not call.ports_released:
+            call.ports_released = True
+            self._ports.release(call.a.media_port)
+            self._ports.release(call.b.media_port)
+
+    # In-dialog requests ------------------------------------------------------------------------
+
+    def _on_in_dialog(
+        self, request: Request, transaction_id: TransactionId, now: float, out: list[Effect]
+    ) -> None:
+        found = self._find_dialog(request)
+        if found is None or found[0].ref not in self._calls:
+            self._reply(transaction_id, request, 481, out, now, to_tag=request.to.tag)
+            return
+        call, leg = found
+        dialog = call.dialog(leg)
+        seq = request.cseq.seq
+        if dialog.remote_seq is not None and seq <= dialog.remote_seq and request.method != "CANCEL":
+            self._reply(transaction_id, request, 500, out, now, to_tag=request.to.tag)  # §12.2.2
+            return
+        dialog.remote_seq = seq
+        method = request.method
+        if method == "BYE":
+            self._reply(transaction_id, request, 200, out, now, to_tag=request.to.tag)
+            other = leg.other
+            if call.dialog(other).confirmed or call.phase in (CallPhase.ANSWERED, CallPhase.CONFIRMED):
+                self._send_bye(call, other, now, out)
+            elif other is MediaLeg.B:
+                self._cancel_b(call, now, out)
+            self._end_call(call, f"bye-from-{leg}", out)
+        elif method == "OPTIONS":
+            self._reply(
+                transaction_id,
+                request,
+                200,
+                out,
+                now,
+                to_tag=request.to.tag,
+                extra=(("Allow", ALLOWED_METHODS), ("Content-Length", "0")),
+            )
+        elif method == "INVITE" or method in _RELAYED_IN_DIALOG:
+            self._relay_in_dialog(call, leg, request, transaction_id, now, out)
+        elif method == "PRACK":
+            self._reply(
+                transaction_id, request, 481, out, now, to_tag=request.to.tag
+            )  # we send no reliable 1xx
+        elif method in _KNOWN_METHODS:
+            self._reply(
+                transaction_id,
+                request,
+                405,
+                out,
+                now,
+                to_tag=request.to.tag,
+                extra=(("Allow", ALLOWED_METHODS),),
+            )
+        else:
+            self._reply(
+                transaction_id,
+                request,
+                501,
+                out,
+                now,
+                to_tag=request.to.tag,
+                extra=(("Allow", ALLOWED_METHODS),),
+            )
+
+    def _relay_in_dialog(
+        self,
+        call: Call,
+        leg: MediaLeg,
+        request: Request,
+        transaction_id: TransactionId,
+        now: float,
+        out: list[Effect],
+    ) -> None:
+        """Relay a re-INVITE, UPDATE, INFO, MESSAGE or NOTIFY to the other leg, SDP re-anchored."""
+        other = call.dialog(leg.other)
+        if other.remote_target is None or (request.method == "INVITE" and call.invite_pending):
+            self._reply(transaction_id, request, 491, out, now, to_tag=request.to.tag)  # §14.1 glare
+            return
+        if request.method == "INVITE":
+            self._reply(transaction_id, request, 100, out, now, to_tag=None)
+        body = request.body
+        content_type = request.headers.get("content-type") or ""
+        offer_present = False
+        if request.method in ("INVITE", "UPDATE") and body:
+            try:
+                offer = self._parse_offer(request)
+            except SipError as error:
+                self._reply(transaction_id, request, error.status_hint, out, now, to_tag=request.to.tag)
+                return
+            if offer is not None:
+                anchored = anchor_sdp(
+                    offer,
+                    dialog=other,
+                    media_address=self._settings.media_address,
+                    codecs=self._settings.codecs,
+                )
+                if anchored is None:
+                    self._reply(transaction_id, request, 488, out, now, to_tag=request.to.tag)
+                    return
+                out.append(SetMediaRemote(call_ref=call.ref, leg=leg, remote=media_remote(offer)))
+                if offer.is_hold():
+                    out.append(LogEvent(level="info", text=f"hold from leg {leg}", call_ref=call.ref))
+                body = bytes(anchored)
+                content_type = "application/sdp"
+                offer_present = True
+        relayed = self._in_dialog_request(other, request.method, body, content_type)
+        for name, value in request.headers:
+            if name.lower() in ("event", "subscription-state", "info-package", "recv-info"):
+                relayed.headers.add(name, value)
+        client_id = self._send_request(
+            relayed,
+            self._dialog_destination(other),
+            other.side,
+            _ClientContext(kind="relay", call_ref=call.ref, leg=leg.other),
+            now,
+            out,
+        )
+        call.pending_relays[client_id] = PendingRelay(
+            origin_leg=leg,
+            server_transaction=transaction_id,
+            request=request,
+            offer_from_origin=offer_present,
+        )
+
+    # Responses ---------------------------------------------------------------------------------
+
+    def _on_response(
+        self, response: Response, transaction_id: TransactionId, now: float, out: list[Effect]
+    ) -> None:
+        context = self._clients.get(transaction_id)
+        if context is None:
+            self.stats.stray_messages += 1
+            return
+        if context.kind == "register":
+            if self.registration is not None and response.status >= 200:
+                follow_up = self.registration.on_response(response, now)
+                if follow_up is not None:
+                    self._send_register(follow_up, now, out)
+            return
+        call = self._calls.get(context.call_ref or "")
+        if context.kind == "invite":
+            self._on_invite_response(call, context, response, now, out)
+        elif context.kind == "relay" and call is not None:
+            self._on_relay_response(call, transaction_id, response, now, out)
+
+    def _on_invite_response(
+        self, call: Call | None, context: _ClientContext, response: Response, now: float, out: list[Effect]
+    ) -> None:
+        status = response.status
+        if call is None:
+            call = self._cancelled_call(response)
+            if call is None:
+                return
+        if call.phase is CallPhase.CANCELLING:
+            self._on_response_while_cancelling(call, response, now, out)
+            return
+        if status == 100:
+            return
+        b = call.b
+        if status < 200:
+            call.b_provisional_seen = True
+            self._learn_remote(b, response, early=True)
+            call.phase = CallPhase.EARLY
+            self._relay_provisional(call, response, now, out)
+            return
+        if 200 <= status < 300:
+            self._on_b_answered(call, response, now, out)
+            return
+        if status in (401, 407) and self._retry_with_credentials(call, response, now, out):
+            return
+        mapped = _status_for_caller(status)
+        reason = response.reason if mapped == status else None
+        response_to_a = make_response(
+            call.a_invite,
+            mapped,
+            reason,
+            to_tag=call.a.local_tag,
+            extra_headers=(("Server", self._settings.user_agent),),
+        )
+        for name, value in response.headers:
+            if mapped == status and name.lower() in ("retry-after", "warning", "reason"):
+                response_to_a.headers.add(name, value)
+        self._respond(call.a_invite_transaction, response_to_a, now, out)
+        self._end_call(call, "busy" if status in (486, 600) else f"failed-{status}", out, status=status)
+
+    def _cancelled_call(self, response: Response) -> Call | None:
+        found = self._dialogs.get((response.call_id, response.from_.tag or ""))
+        return found[0] if found is not None else None
+
+    def _on_response_while_cancelling(
+        self, call: Call, response: Response, now: float, out: list[Effect]
+    ) -> None:
+        status = response.status
+        if status < 200:
+            call.b_provisional_seen = True
+            if call.cancel_pending:
+                self._cancel_b(call, now, out)
+            return
+        if 200 <= status < 300:
+            # The callee answered although we cancelled (§9.1 race): ACK and BYE it.
+            self._learn_remote(call.b, response, early=False)
+            call.b.confirmed = True
+            ack = self._ack_for(call.b, response.cseq.seq)
+            out.append(SendSip(message=ack, destination=self._dialog_destination(call.b), side=call.b.side))
+            self._send_bye(call, MediaLeg.B, now, out)
+        call.phase = CallPhase.ENDED
+        self._forget_b(call)
+
+    def _learn_remote(self, dialog: Dialog, response: Response, *, early: bool) -> None:
+        """Dialog state from a response to our INVITE (§12.1.2): remote tag, target, route set."""
+        if response.to.tag:
+            dialog.remote_tag = response.to.tag
+        contacts = response.contacts
+        if contacts:
+            dialog.remote_target = contacts[0].uri
+        dialog.route_set = list(reversed(response.headers.get_all("record-route")))
+        if not early:
+            dialog.confirmed = True
+
+    def _answer_sdp_for_a(self, call: Call, response: Response, out: list[Effect]) -> bytes:
+        """Re-anchor the b side's SDP for the a side and point the b leg's relay at b's media."""
+        if not response.body or response.content_type != "application/sdp":
+            return b""
+        try:
+            sdp = SessionDescription.parse(response.body)
+        except SipError:
+            return b""
+        out.append(SetMediaRemote(call_ref=call.ref, leg=MediaLeg.B, remote=media_remote(sdp)))
+        anchored = anchor_sdp(
+            sdp, dialog=call.a, media_address=self._settings.media_address, codecs=self._settings.codecs
+        )
+        return bytes(anchored) if anchored is not None else b""
+
+    def _relay_provisional(self, call: Call, response: Response, now: float, out: list[Effect]) -> None:
+        body = self._answer_sdp_for_a(call, response, out)
+        headers: list[tuple[str, str]] = [
+            ("Contact", call.a.local_contact),
+            ("Server", self._settings.user_agent),
+        ]
+        if body:
+            headers.append(("Content-Type", "application/sdp"))
+        provisional = make_response(
+            call.a_invite,
+            response.status,
+            response.reason,
+            to_tag=call.a.local_tag,
+            extra_headers=headers,
+            body=body,
+        )
+        self._respond(call.a_invite_transaction, provisional, now, out)
+        if call.cancel_pending:
+            self._cancel_b(call, now, out)
+
+    def _on_b_answered(self, call: Call, response: Response, now: float, out: list[Effect]) -> None:
+        b = call.b
+        if call.phase in (CallPhase.ANSWERED, CallPhase.CONFIRMED):
+            if response.to.tag == b.remote_tag and call.b_ack is not None:
+                out.append(SendSip(message=call.b_ack, destination=self._dialog_destination(b), side=b.side))
+            return
+        self._learn_remote(b, response, early=False)
+        if b.remote_tag:
+            self._dialogs_by_remote_tag[(b.call_id, b.remote_tag)] = (call, MediaLeg.B)
+        body = self._answer_sdp_for_a(call, response, out)
+        if call.b_invite_had_offer or not body:
+            ack = self._ack_for(b, response.cseq.seq)
+            call.b_ack = ack
+            out.append(SendSip(message=ack, destination=self._dialog_destination(b), side=b.side))
+        else:
+            call.deferred_ack_for = MediaLeg.B  # late offer: the answer comes in a's ACK
+            call.b_ack = self._ack_for(b, response.cseq.seq)
+        self._bridge(call, response, body, now, out)
+
+    def _bridge(self, call: Call, response: Response, body: bytes, now: float, out: list[Effect]) -> None:
+        """The callee answered: answer the caller. (Outbound announcements will play here first.)"""
+        headers: list[tuple[str, str]] = [
+            ("Contact", call.a.local_contact),
+            ("Allow", ALLOWED_METHODS),
+            ("Server", self._settings.user_agent),
+        ]
+        if body:
+            headers.append(("Content-Type", "application/sdp"))
+        answer = make_response(
+            call.a_invite,
+            response.status,
+            response.reason,
+            to_tag=call.a.local_tag,
+            extra_headers=headers,
+            body=body,
+        )
+        call.phase = CallPhase.ANSWERED
+        call.a.confirmed = True
+        self._respond(call.a_invite_transaction, answer, now, out)
+        self._retransmit_2xx(call, MediaLeg.A, answer, call.a_invite.cseq.seq, now)
+
+    def _retransmit_2xx(self, call: Call, leg: MediaLeg, response: Response, seq: int, now: float) -> None:
+        """Resend a 2xx to an INVITE until its ACK arrives (§13.3.1.4): T1 doubling to T2, up to 64*T1."""
+        call.unacked_2xx[leg] = (response, seq)
+        dialog = call.dialog(leg)
+        config = self._timer_config
+        give_up = now + 64 * config.t1_s
+        key = f"{call.ref}:2xx:{leg}"
+
+        def resend(interval: float) -> Callable[[float, list[Effect]], None]:
+            def action(at: float, out: list[Effect]) -> None:
+                if call.unacked_2xx.get(leg) is None or call.ref not in self._calls:
+                    return
+                if at >= give_up:
+                    out.append(
+                        LogEvent(level="warning", text=f"no ACK for 2xx on leg {leg}", call_ref=call.ref)
+                    )
+                    self._hang_up(call, "no-ack", at, out)
+                    return
+                out.append(SendSip(message=response, destination=dialog.peer, side=dialog.side))
+                next_interval = min(interval * 2, config.t2_s)
+                self._arm(key, min(at + next_interval, give_up), resend(next_interval))
+
+            return action
+
+        self._arm(key, now + config.t1_s, resend(config.t1_s))
+
+    def _retry_with_credentials(self, call: Call, response: Response, now: float, out: list[Effect]) -> bool:
+        """Answer a 401/407 from the carrier with digest credentials (RFC 3261 §22.2), once."""
+        carrier = self._settings.carrier
+        if call.b.side is not Side.CARRIER or not carrier.username or carrier.password is None:
+            return False
+        if call.auth_attempts >= 2:
+            return False
+        challenges: list[Challenge] = []
+        for value in response.headers.fields(challenge_header_for(response.status)):
+            try:
+                challenges.append(Challenge.parse(value))
+            except SipError:
+                continue
+        challenge = choose_challenge(challenges)
+        if challenge is None:
+            return False
+        if call.auth_attempts >= 1 and challenge.stale is not True:
+            return False
+        call.auth_attempts += 1
+        previous = call.b_invite
+        credentials = build_credentials(
+            challenge,
+            method="INVITE",
+            uri=str(previous.uri),
+            username=carrier.auth_username or carrier.username,
+            password=carrier.password,
+            cnonce=self._token(),
+        )
+        retry = previous.copy()
+        retry.headers.set("Via", self._via(call.b.side))
+        retry.headers.set("CSeq", f"{call.b.next_seq()} INVITE")
+        retry.headers.set(auth_header_for(response.status), str(credentials))
+        call.b_invite = retry
+        self._send_request(
+            retry,
+            call.b.peer,
+            call.b.side,
+            _ClientContext(kind="invite", call_ref=call.ref, leg=MediaLeg.B),
+            now,
+            out,
+        )
+        return True
+
+    def _on_relay_response(
+        self, call: Call, transaction_id: TransactionId, response: Response, now: float, out: list[Effect]
+    ) -> None:
+        relay = call.pending_relays.get(transaction_id)
+        if relay is None or response.status < 200:
+            return
+        del call.pending_relays[transaction_id]
+        origin = call.dialog(relay.origin_leg)
+        far_leg = relay.origin_leg.other
+        far = call.dialog(far_leg)
+        body = b""
+        content_type = response.headers.get("content-type") or ""
+        if response.body and response.content_type == "application/sdp":
+            try:
+                sdp = SessionDescription.parse(response.body)
+            except SipError:
+                sdp = None
+            if sdp is not None:
+                out.append(SetMediaRemote(call_ref=call.ref, leg=far_leg, remote=media_remote(sdp)))
+                anchored = anchor_sdp(
+                    sdp,
+                    dialog=origin,
+                    media_address=self._settings.media_address,
+                    codecs=self._settings.codecs,
+                )
+                body = bytes(anchored) if anchored is not None else b""
+                content_type = "application/sdp"
+        elif response.body:
+            body = response.body
+        is_invite = relay.request.method == "INVITE"
+        success = 200 <= response.status < 300
+        if is_invite and success:
+            if relay.offer_from_origin or not body:
+                ack = self._ack_for(far, response.cseq.seq)
+                out.append(SendSip(message=ack, destination=self._dialog_destination(far), side=far.side))
+            else:
+                call.deferred_ack_for = far_leg
+                if far_leg is MediaLeg.B:
+                    call.b_ack = self._ack_for(far, response.cseq.seq)
+        extra: list[tuple[str, str]] = [("Server", self._settings.user_agent)]
+        if is_invite or relay.request.method == "UPDATE":
+            extra.append(("Contact", origin.local_contact))
+        if body:
+            extra.append(("Content-Type", content_type))
+        status = _status_for_caller(response.status) if response.status >= 300 else response.status
+        reply = make_response(
+            relay.request,
+            status,
+            response.reason if status == response.status else None,
+            to_tag=relay.request.to.tag,
+            extra_headers=extra,
+            body=body,
+        )
+        self._respond(relay.server_transaction, reply, now, out)
+        if is_invite and success:
+            self._retransmit_2xx(call, relay.origin_leg, reply, relay.request.cseq.seq, now)
+        if response.status in (408, 481) and is_invite:
+            self._hang_up(call, f"reinvite-{response.status}", now, out)  # §14.1: the dialog is gone
+
+    def _on_stray_response(self, response: Response, out: list[Effect]) -> None:
+        """A 2xx retransmission after our INVITE transaction ended: our ACK was lost (§13.2.2.4)."""
+        if not 200 <= response.status < 300 or response.cseq.method != "INVITE":
+            return
+        found = self._dialogs.get((response.call_id, response.from_.tag or ""))
+        if found is None:
+            return
+        call, leg = found
+        dialog = call.dialog(leg)
+        if leg is MediaLeg.B and call.b_ack is not None and call.b_ack.cseq.seq == response.cseq.seq:
+            out.append(
+                SendSip(message=call.b_ack, destination=self._dialog_destination(dialog), side=dialog.side)
+            )
+        elif call.deferred_ack_for is None:
+            ack = self._ack_for(dialog, response.cseq.seq)
+            out.append(SendSip(message=ack, destination=self._dialog_destination(dialog), side=dialog.side))
+
+    def _on_timeout(self, transaction_id: TransactionId, now: float, out: list[Effect]) -> None:
+        context = self._clients.get(transaction_id)
+        if context is None:
+            return
+        if context.kind == "register":
+            if self.registration is not None:
+                self.registration.on_timeout(now)
+            return
+        call = self._calls.get(context.call_ref or "")
+        if call is None:
+            return
+        if context.kind == "invite" and call.phase in (CallPhase.CALLING, CallPhase.EARLY):
+            out.append(
+                LogEvent(
+                    level="warning", text="callee did not answer the INVITE (Timer B)", call_ref=call.ref
+                )
+            )
+            self._reply(call.a_invite_transaction, call.a_invite, 408, out, now, to_tag=call.a.local_tag)
+            self._end_call(call, "timeout", out, status=408)
+        elif context.kind == "relay":
+            relay = call.pending_relays.pop(transaction_id, None)
+            if relay is not None:
+                self._reply(
+                    relay.server_transaction, relay.request, 408, out, now, to_tag=relay.request.to.tag
+                )
+                if relay.request.method == "INVITE":
+                    self._hang_up(call, "reinvite-timeout", now, out)
+
+
+def _user_of(uri: Uri) -> str | None:
+    if isinstance(uri, SipUri):
+        return uri.user_unescaped
+    if isinstance(uri, TelUri):
+        return uri.digits
+    return None
+
+
+def _dialled_user(request: Request) -> str:
+    """The number being called: the Request-URI's user part, else the To URI's."""
+    return _user_of(request.uri) or _user_of(request.to.uri) or "unknown"

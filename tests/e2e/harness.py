@@ -1,0 +1,274 @@
+"""Running callherald and SIPp for end-to-end tests, on 127.0.0.1 only.
+
+``running_callherald`` writes a configuration with free ports, starts ``callherald serve`` as a
+real process, waits until both listeners are up, and stops it by its PID afterwards.
+``run_sipp`` runs one SIPp scenario to completion with a hard time limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "SCENARIOS",
+    "CallheraldProcess",
+    "SippResult",
+    "free_port",
+    "free_port_range",
+    "run_sipp",
+    "running_callherald",
+    "sipp_available",
+    "start_sipp",
+]
+
+SCENARIOS = Path(__file__).resolve().parent / "sipp"
+LOOPBACK = "127.0.0.1"
+CALLHERALD = Path(sys.executable).with_name("callherald")
+
+
+def sipp_available() -> bool:
+    return shutil.which("sipp") is not None
+
+
+def _port_is_free(port: int, kind: int) -> bool:
+    with socket.socket(socket.AF_INET, kind) as probe:
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A UDP and TCP port on 127.0.0.1 that is free right now."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind((LOOPBACK, 0))
+            port = int(probe.getsockname()[1])
+        if _port_is_free(port, socket.SOCK_STREAM) and port % 2 == 0:
+            return port
+    raise RuntimeError("no free port found")
+
+
+def free_port_range(count: int) -> tuple[int, int]:
+    """An even first port and an odd last port spanning ``count`` free UDP ports."""
+    base = 40_000 + (os.getpid() * 37 % 200) * 100
+    for start in range(base, 60_000, count + 2):
+        first = start + (start % 2)
+        if all(_port_is_free(port, socket.SOCK_DGRAM) for port in range(first, first + count)):
+            return first, first + count - 1
+    raise RuntimeError("no free RTP port range found")
+
+
+@dataclass
+class CallheraldProcess:
+    """A running ``callherald serve``: its ports, process and log."""
+
+    pbx_port: int
+    carrier_port: int
+    carrier_target_port: int
+    pbx_target_port: int
+    rtp_min: int
+    rtp_max: int
+    config_path: Path
+    log_path: Path
+    process: subprocess.Popen[bytes]
+    data_dir: Path
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def wait_for_log(self, text: str, timeout_s: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if text in self.log_text():
+                return True
+            time.sleep(0.05)
+        return False
+
+
+def default_yaml(
+    *,
+    pbx_port: int,
+    carrier_port: int,
+    carrier_target_port: int,
+    pbx_target_port: int,
+    rtp_min: int,
+    rtp_max: int,
+    carrier_section_extra: str = "",
+    pbx_section_extra: str = "",
+    limits: str = "",
+    extra: str = "",
+) -> str:
+    """A loopback configuration; the ``*_extra`` strings are indented YAML lines added to a section."""
+    return f"""\
+listen:
+  pbx: {{host: 127.0.0.1, port: {pbx_port}, transport: udp}}
+  carrier: {{host: 127.0.0.1, port: {carrier_port}, transport: udp}}
+pbx:
+  peers:
+    - name: test-pbx
+      host: 127.0.0.1
+      port: {pbx_target_port}
+      allowed_networks: [127.0.0.0/8]
+  default_target: "127.0.0.1:{pbx_target_port}"
+{pbx_section_extra}
+carrier:
+  host: 127.0.0.1
+  port: {carrier_target_port}
+  allowed_networks: [127.0.0.0/8]
+{carrier_section_extra}
+media:
+  rtp_port_min: {rtp_min}
+  rtp_port_max: {rtp_max}
+  bind_address: 127.0.0.1
+  advertised_address: 127.0.0.1
+limits:
+{limits or "  max_concurrent_calls: 500"}
+logging:
+  level: debug
+data_dir: data
+{extra}
+"""
+
+
+@contextlib.contextmanager
+def running_callherald(
+    tmp_path: Path,
+    *,
+    rtp_ports: int = 200,
+    carrier_section_extra: str = "",
+    pbx_section_extra: str = "",
+    limits: str = "",
+    extra: str = "",
+    env: dict[str, str] | None = None,
+) -> Iterator[CallheraldProcess]:
+    """Start callherald on free loopback ports with this configuration; stop it by PID afterwards."""
+    ports: list[int] = []
+    while len(ports) < 4:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    pbx_port, carrier_port, carrier_target_port, pbx_target_port = ports
+    rtp_min, rtp_max = free_port_range(rtp_ports)
+    config_path = tmp_path / "callherald.yaml"
+    config_path.write_text(
+        default_yaml(
+            pbx_port=pbx_port,
+            carrier_port=carrier_port,
+            carrier_target_port=carrier_target_port,
+            pbx_target_port=pbx_target_port,
+            rtp_min=rtp_min,
+            rtp_max=rtp_max,
+            carrier_section_extra=carrier_section_extra,
+            pbx_section_extra=pbx_section_extra,
+            limits=limits,
+            extra=extra,
+        ),
+        encoding="utf-8",
+    )
+    log_path = tmp_path / "callherald.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(CALLHERALD), "serve", "--config", str(config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=tmp_path,
+            env={**os.environ, **(env or {})},
+        )
+    proxy = CallheraldProcess(
+        pbx_port=pbx_port,
+        carrier_port=carrier_port,
+        carrier_target_port=carrier_target_port,
+        pbx_target_port=pbx_target_port,
+        rtp_min=rtp_min,
+        rtp_max=rtp_max,
+        config_path=config_path,
+        log_path=log_path,
+        process=process,
+        data_dir=tmp_path / "data",
+    )
+    try:
+        if not proxy.wait_for_log("listening for the carrier side", timeout_s=15):
+            raise RuntimeError(f"callherald did not start:\n{proxy.log_text()}")
+        yield proxy
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+
+
+@dataclass
+class SippResult:
+    returncode: int
+    stdout: str
+    stderr: str
+    error_log: str
+
+
+def _sipp_command(scenario: str, remote: str | None, args: list[str], workdir: Path) -> list[str]:
+    scenario_path = SCENARIOS / scenario if not Path(scenario).is_absolute() else Path(scenario)
+    command = ["sipp", "-sf", str(scenario_path), "-i", LOOPBACK, "-nostdin", "-trace_err"]
+    command += ["-error_file", str(workdir / f"{scenario_path.stem}-{os.getpid()}-{time.monotonic_ns()}.err")]
+    command += args
+    if remote is not None:
+        command.append(remote)
+    return command
+
+
+def start_sipp(scenario: str, remote: str | None, args: list[str], workdir: Path) -> subprocess.Popen[str]:
+    """Start SIPp in the background (e.g. a UAS); stop it with ``stop_process``."""
+    return subprocess.Popen(
+        _sipp_command(scenario, remote, args, workdir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        cwd=workdir,
+    )
+
+
+def run_sipp(
+    scenario: str, remote: str | None, args: list[str], workdir: Path, timeout_s: float = 30
+) -> SippResult:
+    """Run a SIPp scenario to its end (bounded by ``timeout_s``, also passed to SIPp)."""
+    command = _sipp_command(scenario, remote, ["-timeout", f"{int(timeout_s)}s", *args], workdir)
+    completed = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        cwd=workdir,
+        timeout=timeout_s + 10,
+        check=False,
+    )
+    error_log = "".join(path.read_text(errors="replace") for path in workdir.glob("*.err"))
+    return SippResult(completed.returncode, completed.stdout, completed.stderr, error_log)
+
+
+def stop_process(process: subprocess.Popen[str], timeout_s: float = 5) -> tuple[str, str]:
+    """Stop a background process by its PID and return its output."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        out, err = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate(timeout=timeout_s)
+    return out, err
