@@ -181,7 +181,7 @@ class B2bua:
             self.registration = RegistrationClient(
                 registrar_uri=SipUri(host=carrier.host, port=carrier.port),
                 aor=SipUri(user=carrier.username, host=carrier.host),
-                contact=f"<sip:{carrier.username}@{format_host(local_host, local_port)}>",
+                contact=f"sip:{carrier.username}@{format_host(local_host, local_port)}",
                 settings=carrier.registration,
                 username=carrier.username,
                 password=carrier.password,
