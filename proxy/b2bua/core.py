@@ -411,7 +411,7 @@ class B2bua:
                 200,
                 out,
                 now,
-                extra=(("Allow", ALLOWED_METHODS), ("Accept", "application/sdp"), ("Content-Length", "0")),
+                extra=(("Allow", ALLOWED_METHODS), ("Accept", "application/sdp")),
             )
         elif method == "REGISTER":
             if side is Side.PBX:
@@ -897,7 +897,7 @@ class B2bua:
                 out,
                 now,
                 to_tag=request.to.tag,
-                extra=(("Allow", ALLOWED_METHODS), ("Content-Length", "0")),
+                extra=(("Allow", ALLOWED_METHODS),),
             )
         elif method == "INVITE" or method in _RELAYED_IN_DIALOG:
             self._relay_in_dialog(call, leg, request, transaction_id, now, out)
