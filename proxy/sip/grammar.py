@@ -7,8 +7,11 @@ URI never splits a value.
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "TOKEN_CHARS",
+    "TOKEN_RE",
     "is_token",
     "parse_params",
     "quote",
@@ -18,11 +21,13 @@ __all__ = [
 
 # RFC 3261 §25.1: token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")
 TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
+TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+_is_token_match = TOKEN_RE.fullmatch
 
 
 def is_token(text: str) -> bool:
     """True when ``text`` is a non-empty RFC 3261 token."""
-    return bool(text) and all(ch in TOKEN_CHARS for ch in text)
+    return _is_token_match(text) is not None
 
 
 def split_quoted(text: str, separator: str) -> list[str]:
@@ -102,10 +107,11 @@ def parse_params(text: str) -> tuple[tuple[str, str | None], ...]:
         return ()
     body = text[1:] if text[0] == ";" else text
     params: list[tuple[str, str | None]] = []
-    for piece in split_quoted(body, ";"):
+    pieces = body.split(";") if '"' not in body else split_quoted(body, ";")
+    for piece in pieces:
         name, equals, value = piece.partition("=")
         name = name.strip()
-        if not is_token(name):
+        if _is_token_match(name) is None:
             raise ValueError(f"bad parameter name {name!r}")
         params.append((name, value.strip() if equals else None))
     return tuple(params)

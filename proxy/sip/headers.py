@@ -217,7 +217,7 @@ class Via:
     def rport(self) -> int | None:
         """The rport value filled in by a server (RFC 3581 §4); None when absent or still empty."""
         value = _lookup(self.params, "rport")
-        return int(value) if value and value.isdigit() else None
+        return int(value) if value and value.isascii() and value.isdigit() and len(value) <= 5 else None
 
     @property
     def wants_rport(self) -> bool:

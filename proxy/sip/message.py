@@ -199,14 +199,12 @@ class Headers:
 
     def serialise_into(self, lines: list[str], body_length: int) -> None:
         """Append ``Name: value`` lines; Content-Length always states ``body_length``."""
-        has_length = False
-        for name, key, value in self._fields:
-            if key == "content-length":
-                has_length = True
-                lines.append(f"{name}: {body_length}")
-            else:
-                lines.append(f"{name}: {value}")
-        if not has_length and body_length:
+        fields = self._fields
+        lines += [
+            f"{name}: {body_length}" if key == "content-length" else f"{name}: {value}"
+            for name, key, value in fields
+        ]
+        if body_length and not any(key == "content-length" for _, key, _ in fields):
             lines.append(f"Content-Length: {body_length}")
 
 
@@ -327,6 +325,25 @@ class Message:
     @property
     def expires(self) -> int | None:
         return _optional_int(self.headers, "expires")
+
+    def validate(self) -> None:
+        """Parse every typed header view now; raises SipError(400) for the first malformed one.
+
+        ``parse_message`` checks the structure and the fields every layer needs (Call-ID, CSeq,
+        Max-Forwards, Content-Length); fields with a grammar of their own are parsed when first
+        read. This reads them all, for callers that want the whole message checked up front.
+        """
+        self.call_id  # noqa: B018
+        self.cseq  # noqa: B018
+        self.from_  # noqa: B018
+        self.to  # noqa: B018
+        if not self.vias:
+            raise SipError("empty Via header", 400)
+        self.contacts  # noqa: B018
+        self.routes  # noqa: B018
+        self.record_routes  # noqa: B018
+        self.max_forwards  # noqa: B018
+        self.expires  # noqa: B018
 
     def option_tags(self, name: str) -> list[str]:
         """Option tags of Supported / Require / Proxy-Require / Unsupported, lower case."""

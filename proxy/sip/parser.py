@@ -10,11 +10,12 @@ carries the half-parsed request in ``partial`` so the transport can send that re
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from proxy.sip.errors import SipError
-from proxy.sip.grammar import TOKEN_CHARS
-from proxy.sip.headers import header_key
+from proxy.sip.grammar import is_token
+from proxy.sip.headers import CSeq, header_key
 from proxy.sip.message import SIP_VERSION, Headers, Message, Request, Response
 from proxy.sip.uri import SipUri, TelUri, parse_uri
 
@@ -40,11 +41,11 @@ _SINGLE_HEADERS = ("from", "to", "call-id", "cseq", "max-forwards", "content-len
 def _find_header_end(data: bytes | bytearray, start: int) -> tuple[int, int]:
     """(end of header block, start of body), accepting CRLF and bare LF line ends (§7.5)."""
     crlf = data.find(b"\n\r\n", start)
-    bare = data.find(b"\n\n", start)
-    if crlf >= 0 and (bare < 0 or crlf < bare):
-        return crlf, crlf + 3
+    bare = data.find(b"\n\n", start, crlf if crlf >= 0 else len(data))
     if bare >= 0:
         return bare, bare + 2
+    if crlf >= 0:
+        return crlf, crlf + 3
     return -1, -1
 
 
@@ -57,33 +58,83 @@ def _skip_leading_line_ends(data: bytes) -> int:
     return start
 
 
-def _is_token(text: str) -> bool:
-    return bool(text) and all(ch in TOKEN_CHARS for ch in text)
+_is_token = is_token
+# A header line: a token name, optional blanks, a colon, the value (§7.3.1, HCOLON).
+_HEADER_LINE = re.compile(r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*:[ \t]*(.*)")
 
 
-def _split_header_lines(head: str, limits: ParserLimits) -> tuple[str, list[tuple[str, str, str]]]:
+# Every header line of a block without folding, in one pass: "\n" name HCOLON value (§7.3.1).
+_FIELDS = re.compile(r"\n([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*:[ \t]*([^\r\n]*)")
+_KEY_CACHE: dict[str, str] = {}
+_DIGITS = re.compile(r"[0-9]{1,10}")
+_KEY_CACHE_LIMIT = 512
+
+
+def _key(name: str) -> str:
+    key = _KEY_CACHE.get(name)
+    if key is None:
+        key = header_key(name)
+        if len(_KEY_CACHE) < _KEY_CACHE_LIMIT:
+            _KEY_CACHE[name] = key
+    return key
+
+
+def _field_value(value: str) -> str:
+    value = value.rstrip(" \t\r")
+    if "\r" in value:
+        raise SipError("bare CR inside a header line", 400)
+    return value
+
+
+def _split_header_lines(head: str) -> tuple[str, list[tuple[str, str, str]]]:
     """Start line and (name, key, value) fields with folding undone (§7.3.1)."""
-    lines = head.split("\n")
-    start_line = lines[0].rstrip("\r")
+    start_line, newline, rest = head.partition("\n")
+    start_line = start_line.rstrip("\r")
+    if not newline:
+        return start_line, []
+    block = "\n" + rest
+    # Fast path: no folding, no bare CR and no blanks before a line end, so every line is one
+    # "name: value" field whose value needs no trimming.
+    if (
+        "\n " not in block
+        and "\n\t" not in block
+        and block.count("\r") == block.count("\r\n")
+        and " \r" not in block
+        and "\t\r" not in block
+        and " \n" not in block
+        and "\t\n" not in block
+        and block[-1] not in " \t"
+    ):
+        found = _FIELDS.findall(block)
+        if len(found) == block.count("\n"):
+            keys = _KEY_CACHE
+            return start_line, [
+                (name, keys[name] if name in keys else _key(name), value) for name, value in found
+            ]
+    return start_line, _split_folded(rest)
+
+
+def _split_folded(rest: str) -> list[tuple[str, str, str]]:
+    """The line-by-line path: folded headers, and precise errors for bad lines."""
     fields: list[tuple[str, str, str]] = []
-    for raw_line in lines[1:]:
+    for raw_line in rest.split("\n"):
         line = raw_line.rstrip("\r")
         if line[:1] in (" ", "\t"):
             if not fields:
                 raise SipError("continuation line before the first header", 400)
             name, key, value = fields[-1]
-            continuation = line.strip()
+            continuation = _field_value(line.strip(" \t"))
             if continuation:
                 fields[-1] = (name, key, f"{value} {continuation}" if value else continuation)
             continue
-        name, colon, value = line.partition(":")
-        if not colon:
-            raise SipError(f"header line without colon: {line[:40]!r}", 400)
-        name = name.rstrip(" \t")
-        if not _is_token(name):
-            raise SipError(f"bad header name {name[:40]!r}", 400)
-        fields.append((name, header_key(name), value.strip(" \t")))
-    return start_line, fields
+        match = _HEADER_LINE.fullmatch(line)
+        if match is None:
+            if ":" not in line:
+                raise SipError(f"header line without colon: {line[:40]!r}", 400)
+            raise SipError(f"bad header name {line.partition(':')[0][:40]!r}", 400)
+        name, value = match.groups()
+        fields.append((name, _key(name), _field_value(value)))
+    return fields
 
 
 def _check_version(version: str, *, is_request: bool) -> str:
@@ -118,27 +169,45 @@ def _parse_start_line(start_line: str, headers: Headers) -> Request | Response:
     return Request(method, uri, headers)
 
 
-def _validate(message: Message) -> None:
-    """Semantic checks of §8.1.1 and §20 that every message must pass; fills the typed caches."""
-    fields = message.headers.fields
+def _validate(message: Message, fields: list[tuple[str, str, str]]) -> None:
+    """The checks of §8.1.1 and §20 every message must pass before it is handed on.
+
+    Mandatory headers present, single-valued ones not repeated, Call-ID, CSeq (its method equal to
+    the request's, §8.1.1.5) and Max-Forwards well formed. Header fields with a grammar of their
+    own (Via, From, To, Contact, Route, Record-Route, the auth headers) are parsed when first read,
+    raising SipError(400) then; ``Message.validate()`` reads them all at once.
+    """
+    first = {key: value for _, key, value in reversed(fields)}
     for key in _REQUIRED_HEADERS:
-        if not fields(key):
+        if key not in first:
             raise SipError(f"missing mandatory header {key}", 400)
-    for key in _SINGLE_HEADERS:
-        if len(fields(key)) > 1:
-            raise SipError(f"repeated single-value header {key}", 400)
-    message.call_id  # noqa: B018  (parse and cache)
-    cseq = message.cseq
-    message.from_  # noqa: B018
-    message.to  # noqa: B018
-    if not message.vias:
-        raise SipError("empty Via header", 400)
-    message.contacts  # noqa: B018
-    message.routes  # noqa: B018
-    message.record_routes  # noqa: B018
-    message.max_forwards  # noqa: B018
+    if len(first) != len(fields):
+        seen: set[str] = set()
+        for _, key, _ in fields:
+            if key in seen and key in _SINGLE_HEADERS:
+                raise SipError(f"repeated single-value header {key}", 400)
+            seen.add(key)
+    call_id = first["call-id"]
+    if not call_id or " " in call_id or "\t" in call_id:
+        raise SipError(f"bad Call-ID {call_id!r}", 400)
+    cseq = CSeq.parse(first["cseq"])
+    cache = message.headers._cache
+    cache["call-id"] = call_id
+    cache["cseq"] = cseq
+    max_forwards = first.get("max-forwards")
+    if max_forwards is not None and not _DIGITS.fullmatch(max_forwards):
+        raise SipError(f"bad Max-Forwards value {max_forwards!r}", 400)
     if isinstance(message, Request) and cseq.method != message.method:
         raise SipError("CSeq method does not match the request method", 400)  # §8.1.1.5
+
+
+def _content_length(fields: list[tuple[str, str, str]]) -> int | None:
+    for _, key, value in fields:
+        if key == "content-length":
+            if not _DIGITS.fullmatch(value):
+                raise SipError(f"bad Content-Length value {value!r}", 400)
+            return int(value)
+    return None
 
 
 def _respondable(message: Message) -> bool:
@@ -181,8 +250,10 @@ def parse_message(data: bytes, limits: ParserLimits = DEFAULT_LIMITS) -> Request
         if data[-1:] != b"\n":
             raise SipError("header section is not terminated by an empty line", 400)
         head_end, body_start = len(data) - 1, len(data)
+    if data[head_end - 1 : head_end] == b"\r":
+        head_end -= 1  # the CR of the last header line's CRLF
     head = data[start:head_end].decode("utf-8", "surrogateescape")
-    start_line, raw_fields = _split_header_lines(head, limits)
+    start_line, raw_fields = _split_header_lines(head)
     headers = Headers._from_keyed(raw_fields)
     try:
         message = _parse_start_line(start_line, headers)
@@ -193,7 +264,7 @@ def parse_message(data: bytes, limits: ParserLimits = DEFAULT_LIMITS) -> Request
     try:
         if len(raw_fields) > limits.max_header_fields:
             raise SipError("too many header fields", 513)
-        declared = message.content_length
+        declared = _content_length(raw_fields)
         if declared is not None:
             if declared > len(body):
                 raise SipError("body shorter than Content-Length", 400)
@@ -201,7 +272,7 @@ def parse_message(data: bytes, limits: ParserLimits = DEFAULT_LIMITS) -> Request
         if len(body) > limits.max_body_bytes:
             raise SipError("body too large", 413)
         message.body = body
-        _validate(message)
+        _validate(message, raw_fields)
     except SipError as error:
         if isinstance(message, Request) and _respondable(message):
             error.partial = message

@@ -14,20 +14,14 @@ from dataclasses import dataclass, replace
 from typing import Self
 
 from proxy.sip.errors import SipError
-from proxy.sip.grammar import parse_params
 
 __all__ = ["AbsoluteUri", "SipUri", "TelUri", "Uri", "format_host", "parse_host_port", "parse_uri"]
 
 Params = tuple[tuple[str, str | None], ...]
 
 # §25.1 user / password / hostname character classes; escapes are checked separately.
-_USER_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,;?/%]+\Z")
-_PASSWORD_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,%]*\Z")
 _HOSTNAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9])?\.?\Z")
 _ESCAPE_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
-_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*\Z")
-_PARAM_RE = re.compile(r"[^\s;?<>\"]*\Z")
-_TEL_RE = re.compile(r"\+?[0-9A-Fa-f*#\-.()]+\Z")
 
 
 def _bad(reason: str) -> SipError:
@@ -102,17 +96,6 @@ def _param_lookup(params: Params, name: str) -> str | None:
 
 def _format_params(params: Params) -> str:
     return "".join(f";{key}" if value is None else f";{key}={value}" for key, value in params)
-
-
-def _check_params(params_text: str) -> Params:
-    try:
-        params = parse_params(params_text)
-    except ValueError as exc:
-        raise _bad(f"bad URI parameter: {exc}") from None
-    for _, value in params:
-        if value is not None and not _PARAM_RE.match(value):
-            raise _bad(f"bad URI parameter value {value!r}")
-    return params
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -203,53 +186,74 @@ class AbsoluteUri:
 Uri = SipUri | TelUri | AbsoluteUri
 
 
+_TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
+_URI_PARAMS = rf"(?:;{_TOKEN}(?:=[^\s;?<>\"]*)?)*"
+# RFC 3261 §25.1 SIP-URI / SIPS-URI in one pass; escapes, IPv6 and the port range are checked after.
+_SIP_URI = re.compile(
+    r"(?P<scheme>[sS][iI][pP][sS]?):"
+    r"(?:(?P<user>[A-Za-z0-9\-_.!~*'()&=+$,;?/%]+)(?::(?P<password>[A-Za-z0-9\-_.!~*'()&=+$,%]*))?@)?"
+    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9])?\.?)"
+    r"(?::(?P<port>[0-9]{1,5}))?"
+    rf"(?P<params>{_URI_PARAMS})"
+    r"(?:\?(?P<headers>[^\s<>\"]+))?"
+)
+_TEL_URI = re.compile(rf"[tT][eE][lL]:(?P<number>\+?[0-9A-Fa-f*#\-.()]+)(?P<params>{_URI_PARAMS})")
+_ABSOLUTE_URI = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+\-.]*):(?P<rest>[^\s<>\"]+)")
+
+
 def parse_uri(text: str) -> Uri:
     """Parse an absolute URI. Raises SipError(400) when it is malformed."""
-    scheme, colon, rest = text.partition(":")
-    if not colon or not _SCHEME_RE.match(scheme):
+    match = _SIP_URI.fullmatch(text)
+    if match is not None:
+        return _sip_uri_from(match, text)
+    match = _TEL_URI.fullmatch(text)
+    if match is not None:
+        return TelUri(number=match["number"], params=_split_params(match["params"]))
+    match = _ABSOLUTE_URI.fullmatch(text)
+    if match is None:
         raise _bad(f"not an absolute URI: {text!r}")
-    scheme = scheme.lower()
-    if not rest or any(ch in rest for ch in " \t\r\n"):
-        raise _bad(f"bad URI {text!r}")
-    if scheme in ("sip", "sips"):
-        return _parse_sip_uri(scheme, rest)
-    if scheme == "tel":
-        number, _, params_text = rest.partition(";")
-        if not _TEL_RE.match(number):
-            raise _bad(f"bad tel number {number!r}")
-        return TelUri(number=number, params=_check_params(params_text))
-    return AbsoluteUri(scheme=scheme, rest=rest)
+    scheme = match["scheme"].lower()
+    if scheme in ("sip", "sips", "tel"):
+        raise _bad(f"bad {scheme} URI {text!r}")
+    return AbsoluteUri(scheme=scheme, rest=match["rest"])
 
 
-def _parse_sip_uri(scheme: str, rest: str) -> SipUri:
-    user: str | None = None
-    password: str | None = None
-    at = rest.find("@")
-    if at >= 0:
-        userinfo, rest = rest[:at], rest[at + 1 :]
-        user, colon, password_text = userinfo.partition(":")
-        if not user or not _USER_RE.match(user) or _ESCAPE_RE.search(user):
-            raise _bad(f"bad user part {userinfo!r}")
-        if colon:
-            if not _PASSWORD_RE.match(password_text) or _ESCAPE_RE.search(password_text):
-                raise _bad("bad password in URI")
-            password = password_text
-    rest, question, headers = rest.partition("?")
-    if question and not headers:
-        raise _bad("empty URI headers")
-    if rest.startswith("["):
-        close = rest.find("]")
-        split_at = rest.find(";", close if close >= 0 else 0)
-    else:
-        split_at = rest.find(";")
-    host_port, params_text = (rest, "") if split_at < 0 else (rest[:split_at], rest[split_at:])
-    host, port = parse_host_port(host_port)
+def _split_params(text: str) -> Params:
+    """Parameters already checked by a URI pattern: split without further checks."""
+    if not text:
+        return ()
+    return tuple(
+        (name, value if equals else None)
+        for name, equals, value in (piece.partition("=") for piece in text[1:].split(";"))
+    )
+
+
+def _sip_uri_from(match: re.Match[str], text: str) -> SipUri:
+    user = match["user"]
+    password = match["password"]
+    if "%" in text and (
+        (user is not None and _ESCAPE_RE.search(user))
+        or (password is not None and _ESCAPE_RE.search(password))
+    ):
+        raise _bad(f"bad escape in {text!r}")
+    host = match["host"]
+    if host[0] == "[":
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise _bad(f"bad IPv6 address {host!r}") from None
+    port_text = match["port"]
+    port = None
+    if port_text is not None:
+        port = int(port_text)
+        if port > 65535:
+            raise _bad(f"port out of range in {text!r}")
     return SipUri(
-        scheme=scheme,
+        scheme=match["scheme"].lower(),
         user=user,
         password=password,
         host=host,
         port=port,
-        params=_check_params(params_text),
-        headers=headers,
+        params=_split_params(match["params"]),
+        headers=match["headers"] or "",
     )
