@@ -15,7 +15,7 @@ from proxy.b2bua.effects import MediaLeg
 from proxy.b2bua.settings import Address, Side
 from proxy.sip.headers import NameAddress
 from proxy.sip.message import Request, Response
-from proxy.sip.sdp import Origin, SessionDescription
+from proxy.sip.sdp import MediaDescription, Origin, SessionDescription
 from proxy.sip.transaction import TransactionId
 from proxy.sip.uri import SipUri, Uri
 
@@ -96,8 +96,8 @@ class Call:
     cancel_pending: bool = False
     auth_attempts: int = 0
     b_invite_had_offer: bool = True
-    b_ack: Request | None = None
-    deferred_ack_for: MediaLeg | None = None
+    sent_acks: dict[tuple[MediaLeg, int], Request] = field(default_factory=dict)
+    deferred_ack: tuple[MediaLeg, int] | None = None
     pending_relays: dict[TransactionId, PendingRelay] = field(default_factory=dict)
     unacked_2xx: dict[MediaLeg, tuple[Response, int]] = field(default_factory=dict)
     ports_released: bool = False
@@ -109,6 +109,28 @@ class Call:
     def invite_pending(self) -> bool:
         """True while a re-INVITE relayed through this call waits for its answer (§14.1 glare)."""
         return any(relay.request.method == "INVITE" for relay in self.pending_relays.values())
+
+
+_NOT_VOICE = frozenset({"telephone-event", "cn"})
+_ICE_ATTRIBUTES = (
+    "candidate",
+    "remote-candidates",
+    "end-of-candidates",
+    "ice-ufrag",
+    "ice-pwd",
+    "ice-options",
+    "ice-lite",
+    "ice-mismatch",
+)
+
+
+def _has_voice(media: MediaDescription) -> bool:
+    """True when a codec other than DTMF events or comfort noise is left."""
+    for payload_type in media.formats:
+        codec = media.codec(payload_type)
+        if codec is not None and codec.encoding.lower() not in _NOT_VOICE:
+            return True
+    return False
 
 
 def media_remote(sdp: SessionDescription) -> Address | None:
@@ -147,7 +169,7 @@ def anchor_sdp(
             continue
         audio_seen = True
         was_zero_hold = anchored.hold_kind(media) == "zero-address"
-        if not media.keep_codecs(codecs):
+        if not media.keep_codecs(codecs) or not _has_voice(media):
             return None
         if was_zero_hold and anchored.effective_direction(media) == "sendrecv":
             media.direction = "sendonly"
@@ -155,6 +177,9 @@ def anchor_sdp(
         media.rtcp = None  # RTCP on port + 1 (RFC 3550 §11)
     if not audio_seen:
         return None
+    for level in (anchored, *anchored.media):
+        for name in _ICE_ATTRIBUTES:  # media must not find a way around the anchor (RFC 8445)
+            level.remove_attributes(name)
     anchored.set_connection_address(media_address)
     anchored.origin = Origin(
         username="callherald",

@@ -23,7 +23,7 @@ from __future__ import annotations
 import heapq
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from proxy.b2bua.call import Call, CallPhase, Dialog, PendingRelay, anchor_sdp, media_remote
 from proxy.b2bua.effects import (
@@ -115,8 +115,8 @@ class B2buaStats:
 
 @dataclass(slots=True, kw_only=True)
 class _ClientContext:
-    kind: str  # "invite", "reinvite", "relay", "bye", "cancel", "register"
-    call_ref: str | None
+    kind: str  # "invite", "relay", "bye", "cancel", "register"
+    call: Call | None
     leg: MediaLeg | None = None
 
 
@@ -206,6 +206,13 @@ class B2bua:
     def ports_capacity(self) -> int:
         return self._ports.capacity
 
+    def accepts_source(self, host: str, side: Side | None) -> bool:
+        """Whether ``host`` is a configured peer of ``side`` (of either side when None)."""
+        settings = self._settings
+        if side is not None:
+            return settings.is_allowed(side, host)
+        return settings.is_allowed(Side.PBX, host) or settings.is_allowed(Side.CARRIER, host)
+
     def side_of(self, host: str) -> Side:
         """The side a source belongs to when both sides share one listener: the carrier's networks win."""
         return Side.CARRIER if self._settings.is_allowed(Side.CARRIER, host) else Side.PBX
@@ -240,10 +247,22 @@ class B2bua:
         try:
             effects = self._tx.receive(message, now)
         except SipError as error:
-            out.append(LogEvent(level="debug", text=f"unmatchable message from {source[0]}: {error.reason}"))
+            out.append(LogEvent(level="info", text=f"bad message from {source[0]}: {error.reason}"))
+            if isinstance(message, Request) and message.method != "ACK":
+                self._stateless_error(message, error, source, side, out)
             return out
         self._run(effects, now, out)
         return out
+
+    def _stateless_error(
+        self, request: Request, error: SipError, source: Address, side: Side, out: list[Effect]
+    ) -> None:
+        """Answer a request whose matching headers do not parse, when a response can be built."""
+        try:
+            response = make_response(request, error.status_hint, to_tag=self._token())
+        except SipError:
+            return  # not even the fields of a response are readable: drop it
+        out.append(SendSip(message=response, destination=source, side=side))
 
     def media_inactive(self, call_ref: str, now: float) -> list[Effect]:
         """No RTP on the call for the inactivity timeout: end both legs."""
@@ -308,9 +327,15 @@ class B2bua:
                 if route is not None:
                     out.append(SendSip(message=effect.message, destination=route[0], side=route[1]))
             elif isinstance(effect, DeliverRequest):
-                self._on_request(effect.request, effect.transaction_id, now, out)
+                try:
+                    self._on_request(effect.request, effect.transaction_id, now, out)
+                except SipError as error:
+                    self._request_failed(effect.request, effect.transaction_id, error, now, out)
             elif isinstance(effect, DeliverResponse):
-                self._on_response(effect.response, effect.transaction_id, now, out)
+                try:
+                    self._on_response(effect.response, effect.transaction_id, now, out)
+                except SipError as error:
+                    out.append(LogEvent(level="info", text=f"dropped a bad response: {error.reason}"))
             elif isinstance(effect, DeliverStrayResponse):
                 self._on_stray_response(effect.response, out)
             elif isinstance(effect, TransactionTimedOut):
@@ -319,6 +344,24 @@ class B2bua:
                 self._routes.pop(effect.transaction_id, None)
                 self._clients.pop(effect.transaction_id, None)
                 self._calls_by_a_transaction.pop(effect.transaction_id, None)
+
+    def _request_failed(
+        self,
+        request: Request,
+        transaction_id: TransactionId | None,
+        error: SipError,
+        now: float,
+        out: list[Effect],
+    ) -> None:
+        """A header of ``request`` turned out malformed while handling it: answer with the hint."""
+        out.append(LogEvent(level="info", text=f"bad {request.method}: {error.reason}"))
+        if transaction_id is None:
+            return
+        try:
+            response = make_response(request, error.status_hint, to_tag=self._token())
+        except SipError:
+            return
+        self._respond(transaction_id, response, now, out)
 
     def _respond(
         self, transaction_id: TransactionId, response: Response, now: float, out: list[Effect]
@@ -367,7 +410,7 @@ class B2bua:
     def _send_register(self, request: Request, now: float, out: list[Effect]) -> None:
         carrier = self._settings.carrier
         self._send_request(
-            request, carrier.next_hop, Side.CARRIER, _ClientContext(kind="register", call_ref=None), now, out
+            request, carrier.next_hop, Side.CARRIER, _ClientContext(kind="register", call=None), now, out
         )
 
     # Requests ---------------------------------------------------------------------------------
@@ -486,6 +529,7 @@ class B2bua:
             )
             if anchored is None:
                 self._release_ports(call)
+                self._forget_b(call)
                 self._reply(transaction_id, request, 488, out, now, to_tag=a_tag)
                 return
             b_offer = bytes(anchored)
@@ -623,7 +667,7 @@ class B2bua:
             request,
             call.b.peer,
             call.b.side,
-            _ClientContext(kind="invite", call_ref=call.ref, leg=MediaLeg.B),
+            _ClientContext(kind="invite", call=call, leg=MediaLeg.B),
             now,
             out,
         )
@@ -722,14 +766,14 @@ class B2bua:
         self._disarm(f"{call.ref}:2xx:{leg}")
         if call.phase is CallPhase.ANSWERED and leg is MediaLeg.A:
             call.phase = CallPhase.CONFIRMED
-        if call.deferred_ack_for is not None and call.deferred_ack_for is leg.other:
+        if call.deferred_ack is not None and call.deferred_ack[0] is leg.other:
             # Late offer: the answer rides in this ACK and goes on in the other leg's ACK.
             self._send_deferred_ack(call, request, out)
 
     def _send_deferred_ack(self, call: Call, ack: Request, out: list[Effect]) -> None:
-        target_leg = call.deferred_ack_for
-        assert target_leg is not None
-        call.deferred_ack_for = None
+        assert call.deferred_ack is not None
+        target_leg, seq = call.deferred_ack
+        call.deferred_ack = None
         dialog = call.dialog(target_leg)
         body = b""
         if ack.body:
@@ -748,13 +792,42 @@ class B2bua:
                     codecs=self._settings.codecs,
                 )
                 body = bytes(anchored) if anchored is not None else b""
-        pending_ack = call.b_ack if target_leg is MediaLeg.B else None
-        seq = pending_ack.cseq.seq if pending_ack is not None else dialog.local_seq
-        ack_request = self._ack_for(dialog, seq, body)
-        if target_leg is MediaLeg.B:
-            call.b_ack = ack_request
+        self._send_ack(call, target_leg, seq, out, body)
+
+    def _send_ack(self, call: Call, leg: MediaLeg, seq: int, out: list[Effect], body: bytes = b"") -> None:
+        """ACK a 2xx on ``leg`` and keep the ACK to answer retransmissions of that 2xx."""
+        dialog = call.dialog(leg)
+        ack = self._ack_for(dialog, seq, body)
+        call.sent_acks[(leg, seq)] = ack
+        out.append(SendSip(message=ack, destination=self._dialog_destination(dialog), side=dialog.side))
+
+    def _resend_ack(self, call: Call, leg: MediaLeg, response: Response, out: list[Effect]) -> None:
+        """A 2xx came again: our ACK was lost (§13.2.2.4). A late-offer ACK waits for its answer."""
+        dialog = call.dialog(leg)
+        if response.to.tag != dialog.remote_tag:
+            self._end_fork(call, leg, response, out)
+            return
+        ack = call.sent_acks.get((leg, response.cseq.seq))
+        if ack is not None:
+            out.append(SendSip(message=ack, destination=self._dialog_destination(dialog), side=dialog.side))
+
+    def _end_fork(self, call: Call, leg: MediaLeg, response: Response, out: list[Effect]) -> None:
+        """A 2xx from a second fork of our INVITE: ACK it and hang it up at once (§13.2.2.4)."""
+        main = call.dialog(leg)
+        contacts = response.contacts
+        fork = replace(
+            main,
+            remote_tag=response.to.tag,
+            remote_target=contacts[0].uri if contacts else main.remote_target,
+            route_set=list(reversed(response.headers.get_all("record-route"))),
+            local_seq=response.cseq.seq,
+        )
+        destination = self._dialog_destination(fork)
         out.append(
-            SendSip(message=ack_request, destination=self._dialog_destination(dialog), side=dialog.side)
+            SendSip(message=self._ack_for(fork, response.cseq.seq), destination=destination, side=fork.side)
+        )
+        out.append(
+            SendSip(message=self._in_dialog_request(fork, "BYE"), destination=destination, side=fork.side)
         )
 
     def _ack_for(self, dialog: Dialog, seq: int, body: bytes = b"") -> Request:
@@ -810,7 +883,7 @@ class B2bua:
         call.cancel_pending = False
         call.phase = CallPhase.CANCELLING
         self._send_request(
-            cancel, call.b.peer, call.b.side, _ClientContext(kind="cancel", call_ref=call.ref), now, out
+            cancel, call.b.peer, call.b.side, _ClientContext(kind="cancel", call=call), now, out
         )
 
     def _send_bye(self, call: Call, leg: MediaLeg, now: float, out: list[Effect]) -> None:
@@ -820,7 +893,7 @@ class B2bua:
             bye,
             self._dialog_destination(dialog),
             dialog.side,
-            _ClientContext(kind="bye", call_ref=call.ref, leg=leg),
+            _ClientContext(kind="bye", call=call, leg=leg),
             now,
             out,
         )
@@ -883,6 +956,9 @@ class B2bua:
         method = request.method
         if method == "BYE":
             self._reply(transaction_id, request, 200, out, now, to_tag=request.to.tag)
+            if leg is MediaLeg.A and call.phase in (CallPhase.CALLING, CallPhase.EARLY):
+                # BYE on the early dialog: the INVITE still needs its final response (§15.1.2).
+                self._reply(call.a_invite_transaction, call.a_invite, 487, out, now, to_tag=call.a.local_tag)
             other = leg.other
             if call.dialog(other).confirmed or call.phase in (CallPhase.ANSWERED, CallPhase.CONFIRMED):
                 self._send_bye(call, other, now, out)
@@ -937,8 +1013,28 @@ class B2bua:
     ) -> None:
         """Relay a re-INVITE, UPDATE, INFO, MESSAGE or NOTIFY to the other leg, SDP re-anchored."""
         other = call.dialog(leg.other)
-        if other.remote_target is None or (request.method == "INVITE" and call.invite_pending):
-            self._reply(transaction_id, request, 491, out, now, to_tag=request.to.tag)  # §14.1 glare
+        if request.method == "INVITE":
+            pending_from = {
+                r.origin_leg for r in call.pending_relays.values() if r.request.method == "INVITE"
+            }
+            if leg in pending_from:
+                # §14.2: a second INVITE before the first got its final response.
+                retry_after = str(1 + int(self._token()[:2], 16) % 10)
+                self._reply(
+                    transaction_id,
+                    request,
+                    500,
+                    out,
+                    now,
+                    to_tag=request.to.tag,
+                    extra=(("Retry-After", retry_after),),
+                )
+                return
+            if pending_from or call.unacked_2xx:
+                self._reply(transaction_id, request, 491, out, now, to_tag=request.to.tag)  # §14.1 glare
+                return
+        if other.remote_target is None:
+            self._reply(transaction_id, request, 491, out, now, to_tag=request.to.tag)
             return
         if request.method == "INVITE":
             self._reply(transaction_id, request, 100, out, now, to_tag=None)
@@ -975,7 +1071,7 @@ class B2bua:
             relayed,
             self._dialog_destination(other),
             other.side,
-            _ClientContext(kind="relay", call_ref=call.ref, leg=leg.other),
+            _ClientContext(kind="relay", call=call, leg=leg.other),
             now,
             out,
         )
@@ -1001,24 +1097,25 @@ class B2bua:
                 if follow_up is not None:
                     self._send_register(follow_up, now, out)
             return
-        call = self._calls.get(context.call_ref or "")
+        call = context.call
+        if call is None:
+            return
         if context.kind == "invite":
-            self._on_invite_response(call, context, response, now, out)
-        elif context.kind == "relay" and call is not None:
+            self._on_invite_response(call, response, now, out)
+        elif context.kind == "relay":
             self._on_relay_response(call, transaction_id, response, now, out)
 
-    def _on_invite_response(
-        self, call: Call | None, context: _ClientContext, response: Response, now: float, out: list[Effect]
-    ) -> None:
+    def _on_invite_response(self, call: Call, response: Response, now: float, out: list[Effect]) -> None:
         status = response.status
-        if call is None:
-            call = self._cancelled_call(response)
-            if call is None:
-                return
         if call.phase is CallPhase.CANCELLING:
             self._on_response_while_cancelling(call, response, now, out)
             return
+        if call.phase is CallPhase.ENDED:
+            if 200 <= status < 300:
+                self._resend_ack(call, MediaLeg.B, response, out)
+            return
         if status == 100:
+            call.b_provisional_seen = True  # §9.1: any provisional response allows a CANCEL
             return
         b = call.b
         if status < 200:
@@ -1046,10 +1143,6 @@ class B2bua:
                 response_to_a.headers.add(name, value)
         self._respond(call.a_invite_transaction, response_to_a, now, out)
         self._end_call(call, "busy" if status in (486, 600) else f"failed-{status}", out, status=status)
-
-    def _cancelled_call(self, response: Response) -> Call | None:
-        found = self._dialogs.get((response.call_id, response.from_.tag or ""))
-        return found[0] if found is not None else None
 
     def _on_response_while_cancelling(
         self, call: Call, response: Response, now: float, out: list[Effect]
@@ -1118,20 +1211,16 @@ class B2bua:
     def _on_b_answered(self, call: Call, response: Response, now: float, out: list[Effect]) -> None:
         b = call.b
         if call.phase in (CallPhase.ANSWERED, CallPhase.CONFIRMED):
-            if response.to.tag == b.remote_tag and call.b_ack is not None:
-                out.append(SendSip(message=call.b_ack, destination=self._dialog_destination(b), side=b.side))
+            self._resend_ack(call, MediaLeg.B, response, out)
             return
         self._learn_remote(b, response, early=False)
         if b.remote_tag:
             self._dialogs_by_remote_tag[(b.call_id, b.remote_tag)] = (call, MediaLeg.B)
         body = self._answer_sdp_for_a(call, response, out)
         if call.b_invite_had_offer or not body:
-            ack = self._ack_for(b, response.cseq.seq)
-            call.b_ack = ack
-            out.append(SendSip(message=ack, destination=self._dialog_destination(b), side=b.side))
+            self._send_ack(call, MediaLeg.B, response.cseq.seq, out)
         else:
-            call.deferred_ack_for = MediaLeg.B  # late offer: the answer comes in a's ACK
-            call.b_ack = self._ack_for(b, response.cseq.seq)
+            call.deferred_ack = (MediaLeg.B, response.cseq.seq)  # late offer: the answer comes in a's ACK
         self._bridge(call, response, body, now, out)
 
     def _bridge(self, call: Call, response: Response, body: bytes, now: float, out: list[Effect]) -> None:
@@ -1219,7 +1308,7 @@ class B2bua:
             retry,
             call.b.peer,
             call.b.side,
-            _ClientContext(kind="invite", call_ref=call.ref, leg=MediaLeg.B),
+            _ClientContext(kind="invite", call=call, leg=MediaLeg.B),
             now,
             out,
         )
@@ -1229,12 +1318,15 @@ class B2bua:
         self, call: Call, transaction_id: TransactionId, response: Response, now: float, out: list[Effect]
     ) -> None:
         relay = call.pending_relays.get(transaction_id)
-        if relay is None or response.status < 200:
+        if relay is None:
+            if 200 <= response.status < 300 and response.cseq.method == "INVITE":
+                self._resend_ack(call, self._leg_of_response(call, response), response, out)
+            return
+        if response.status < 200:
             return
         del call.pending_relays[transaction_id]
         origin = call.dialog(relay.origin_leg)
         far_leg = relay.origin_leg.other
-        far = call.dialog(far_leg)
         body = b""
         content_type = response.headers.get("content-type") or ""
         if response.body and response.content_type == "application/sdp":
@@ -1258,12 +1350,9 @@ class B2bua:
         success = 200 <= response.status < 300
         if is_invite and success:
             if relay.offer_from_origin or not body:
-                ack = self._ack_for(far, response.cseq.seq)
-                out.append(SendSip(message=ack, destination=self._dialog_destination(far), side=far.side))
+                self._send_ack(call, far_leg, response.cseq.seq, out)
             else:
-                call.deferred_ack_for = far_leg
-                if far_leg is MediaLeg.B:
-                    call.b_ack = self._ack_for(far, response.cseq.seq)
+                call.deferred_ack = (far_leg, response.cseq.seq)
         extra: list[tuple[str, str]] = [("Server", self._settings.user_agent)]
         if is_invite or relay.request.method == "UPDATE":
             extra.append(("Contact", origin.local_contact))
@@ -1289,17 +1378,12 @@ class B2bua:
         if not 200 <= response.status < 300 or response.cseq.method != "INVITE":
             return
         found = self._dialogs.get((response.call_id, response.from_.tag or ""))
-        if found is None:
-            return
-        call, leg = found
-        dialog = call.dialog(leg)
-        if leg is MediaLeg.B and call.b_ack is not None and call.b_ack.cseq.seq == response.cseq.seq:
-            out.append(
-                SendSip(message=call.b_ack, destination=self._dialog_destination(dialog), side=dialog.side)
-            )
-        elif call.deferred_ack_for is None:
-            ack = self._ack_for(dialog, response.cseq.seq)
-            out.append(SendSip(message=ack, destination=self._dialog_destination(dialog), side=dialog.side))
+        if found is not None:
+            self._resend_ack(found[0], found[1], response, out)
+
+    @staticmethod
+    def _leg_of_response(call: Call, response: Response) -> MediaLeg:
+        return MediaLeg.A if response.call_id == call.a.call_id else MediaLeg.B
 
     def _on_timeout(self, transaction_id: TransactionId, now: float, out: list[Effect]) -> None:
         context = self._clients.get(transaction_id)
@@ -1309,10 +1393,13 @@ class B2bua:
             if self.registration is not None:
                 self.registration.on_timeout(now)
             return
-        call = self._calls.get(context.call_ref or "")
+        call = context.call
         if call is None:
             return
-        if context.kind == "invite" and call.phase in (CallPhase.CALLING, CallPhase.EARLY):
+        if context.kind == "invite" and call.phase is CallPhase.CANCELLING:
+            call.phase = CallPhase.ENDED  # the cancelled INVITE never got a final response
+            self._forget_b(call)
+        elif context.kind == "invite" and call.phase in (CallPhase.CALLING, CallPhase.EARLY):
             out.append(
                 LogEvent(
                     level="warning", text="callee did not answer the INVITE (Timer B)", call_ref=call.ref

@@ -1,0 +1,334 @@
+"""SDP anchoring: our address, our port, allowed codecs only, our origin; and where a peer receives RTP."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from proxy.b2bua.call import Dialog, anchor_sdp, media_remote
+from proxy.b2bua.effects import MediaLeg
+from proxy.b2bua.settings import Address, Side
+from proxy.sip.headers import NameAddress
+from proxy.sip.sdp import Origin, SessionDescription
+from proxy.sip.uri import parse_uri
+from tests.proxy.b2bua.harness import sdp
+
+CODECS = frozenset({"pcmu", "pcma", "g722", "telephone-event"})
+PORT = 20002
+SESSION_ID = "4242"
+
+
+def dialog(*, port: int = PORT, version: int = 1) -> Dialog:
+    return Dialog(
+        side=Side.CARRIER,
+        leg=MediaLeg.B,
+        call_id="b-1@callherald",
+        local_tag="t1",
+        remote_tag=None,
+        local_party=NameAddress(uri=parse_uri("sip:201@127.0.0.1")),
+        remote_party=NameAddress(uri=parse_uri("sip:4930123456@127.0.0.1")),
+        local_seq=1,
+        remote_seq=None,
+        remote_target=parse_uri("sip:4930123456@127.0.0.1:5080"),
+        route_set=[],
+        peer=("127.0.0.1", 5080),
+        local_contact="<sip:callherald@127.0.0.1:5070>",
+        media_port=port,
+        sdp_session_id=SESSION_ID,
+        sdp_version=version,
+    )
+
+
+def anchor(body: bytes, *, media_address: str = "127.0.0.1", on: Dialog | None = None) -> bytes | None:
+    anchored = anchor_sdp(
+        SessionDescription.parse(body), dialog=on or dialog(), media_address=media_address, codecs=CODECS
+    )
+    return None if anchored is None else bytes(anchored)
+
+
+def offer(
+    *media: str,
+    session: tuple[str, ...] = ("c=IN IP4 192.0.2.5",),
+    attributes: tuple[str, ...] = (),
+    origin: str = "peer 9 3",
+) -> bytes:
+    """An SDP from 192.0.2.5: ``session`` lines before t=, session ``attributes`` after it, then ``media``."""
+    return sdp("v=0", f"o={origin} IN IP4 192.0.2.5", "s=-", *session, "t=0 0", *attributes, *media)
+
+
+OUR_ORIGIN = f"o=callherald {SESSION_ID} 1 IN IP4 127.0.0.1"
+
+ANCHOR_CASES = [
+    pytest.param(
+        offer(
+            "m=audio 4000 RTP/AVP 0 3 8 18 101",
+            "a=rtpmap:0 PCMU/8000",
+            "a=rtpmap:3 GSM/8000",
+            "a=rtpmap:8 PCMA/8000",
+            "a=rtpmap:18 G729/8000",
+            "a=fmtp:18 annexb=no",
+            "a=rtpmap:101 telephone-event/8000",
+            "a=fmtp:101 0-16",
+            "a=ptime:20",
+        ),
+        sdp(
+            "v=0",
+            OUR_ORIGIN,
+            "s=-",
+            "c=IN IP4 127.0.0.1",
+            "t=0 0",
+            f"m=audio {PORT} RTP/AVP 0 8 101",
+            "a=rtpmap:0 PCMU/8000",
+            "a=rtpmap:8 PCMA/8000",
+            "a=rtpmap:101 telephone-event/8000",
+            "a=fmtp:101 0-16",
+            "a=ptime:20",
+        ),
+        id="codecs-filtered-in-order",
+    ),
+    pytest.param(
+        offer("m=audio 4000 RTP/AVP 9 0", "a=rtpmap:9 G722/8000", "a=rtpmap:0 PCMU/8000"),
+        sdp(
+            "v=0",
+            OUR_ORIGIN,
+            "s=-",
+            "c=IN IP4 127.0.0.1",
+            "t=0 0",
+            f"m=audio {PORT} RTP/AVP 9 0",
+            "a=rtpmap:9 G722/8000",
+            "a=rtpmap:0 PCMU/8000",
+        ),
+        id="g722-first-kept-first",
+    ),
+    pytest.param(
+        offer("m=audio 4000 RTP/AVP 8 0"),
+        sdp("v=0", OUR_ORIGIN, "s=-", "c=IN IP4 127.0.0.1", "t=0 0", f"m=audio {PORT} RTP/AVP 8 0"),
+        id="static-payload-types-without-rtpmap",
+    ),
+    pytest.param(
+        offer("m=audio 4000 RTP/AVP 0", "c=IN IP4 192.0.2.77", "a=rtcp:4001 IN IP4 192.0.2.77", session=()),
+        sdp("v=0", OUR_ORIGIN, "s=-", "t=0 0", f"m=audio {PORT} RTP/AVP 0", "c=IN IP4 127.0.0.1"),
+        id="media-level-connection-and-rtcp-attribute",
+    ),
+    pytest.param(
+        offer("m=audio 4000 RTP/AVP 0", "c=IN IP4 192.0.2.77"),
+        sdp(
+            "v=0",
+            OUR_ORIGIN,
+            "s=-",
+            "c=IN IP4 127.0.0.1",
+            "t=0 0",
+            f"m=audio {PORT} RTP/AVP 0",
+            "c=IN IP4 127.0.0.1",
+        ),
+        id="session-and-media-connection",
+    ),
+    pytest.param(
+        offer(
+            "m=audio 4000 RTP/AVP 0",
+            "m=audio 4002 RTP/AVP 8",
+            "m=video 5000 RTP/AVP 96",
+            "a=rtpmap:96 H264/90000",
+        ),
+        sdp(
+            "v=0",
+            OUR_ORIGIN,
+            "s=-",
+            "c=IN IP4 127.0.0.1",
+            "t=0 0",
+            f"m=audio {PORT} RTP/AVP 0",
+            "m=audio 0 RTP/AVP 8",
+            "m=video 0 RTP/AVP 96",
+            "a=rtpmap:96 H264/90000",
+        ),
+        id="second-audio-and-video-refused",
+    ),
+    pytest.param(
+        offer("m=video 0 RTP/AVP 96", "m=audio 4000 RTP/AVP 0"),
+        sdp(
+            "v=0",
+            OUR_ORIGIN,
+            "s=-",
+            "c=IN IP4 127.0.0.1",
+            "t=0 0",
+            "m=video 0 RTP/AVP 96",
+            f"m=audio {PORT} RTP/AVP 0",
+        ),
+        id="rejected-stream-stays-rejected",
+    ),
+    pytest.param(
+        offer("m=audio 4000 RTP/AVP 0", "a=sendonly"),
+        sdp(
+            "v=0", OUR_ORIGIN, "s=-", "c=IN IP4 127.0.0.1", "t=0 0", f"m=audio {PORT} RTP/AVP 0", "a=sendonly"
+        ),
+        id="sendonly-hold-passes",
+    ),
+    pytest.param(
+        offer("m=audio 4000 RTP/AVP 0", "a=inactive", session=("c=IN IP4 0.0.0.0",)),
+        sdp(
+            "v=0", OUR_ORIGIN, "s=-", "c=IN IP4 127.0.0.1", "t=0 0", f"m=audio {PORT} RTP/AVP 0", "a=inactive"
+        ),
+        id="zero-address-inactive-stays-inactive",
+    ),
+    pytest.param(
+        offer("m=audio 4000 RTP/AVP 0", session=("c=IN IP4 0.0.0.0",)),
+        sdp(
+            "v=0", OUR_ORIGIN, "s=-", "c=IN IP4 127.0.0.1", "t=0 0", f"m=audio {PORT} RTP/AVP 0", "a=sendonly"
+        ),
+        id="zero-address-hold-becomes-sendonly",
+    ),
+    pytest.param(
+        offer("m=audio 4000 RTP/AVP 0", session=("c=IN IP4 0.0.0.0",), attributes=("a=sendrecv",)),
+        sdp(
+            "v=0",
+            OUR_ORIGIN,
+            "s=-",
+            "c=IN IP4 127.0.0.1",
+            "t=0 0",
+            "a=sendrecv",
+            f"m=audio {PORT} RTP/AVP 0",
+            "a=sendonly",
+        ),
+        id="zero-address-hold-with-session-sendrecv",
+    ),
+    pytest.param(
+        offer("m=audio 4000 RTP/AVP 0", attributes=("a=recvonly",)),
+        sdp(
+            "v=0", OUR_ORIGIN, "s=-", "c=IN IP4 127.0.0.1", "t=0 0", "a=recvonly", f"m=audio {PORT} RTP/AVP 0"
+        ),
+        id="session-level-direction-kept",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "expected"), ANCHOR_CASES)
+def test_anchor_sdp(body: bytes, expected: bytes) -> None:
+    assert anchor(body) == expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(
+            offer("m=audio 4000 RTP/AVP 18 3", "a=rtpmap:18 G729/8000", "a=rtpmap:3 GSM/8000"),
+            id="no-allowed-codec",
+        ),
+        pytest.param(offer("m=video 5000 RTP/AVP 96", "a=rtpmap:96 H264/90000"), id="no-audio"),
+        pytest.param(offer("m=audio 0 RTP/AVP 0"), id="audio-rejected"),
+        pytest.param(
+            offer(
+                "m=audio 4000 RTP/AVP 18 101", "a=rtpmap:18 G729/8000", "a=rtpmap:101 telephone-event/8000"
+            ),
+            id="telephone-event-is-no-voice-codec",
+        ),
+    ],
+)
+def test_nothing_to_anchor_gives_none(body: bytes) -> None:
+    assert anchor(body) is None
+
+
+def test_version_grows_with_every_anchoring_and_the_input_is_untouched() -> None:
+    leg = dialog(version=1)
+    parsed = SessionDescription.parse(offer("m=audio 4000 RTP/AVP 0"))
+    before = bytes(parsed)
+    versions = []
+    for _ in range(3):
+        anchored = anchor_sdp(parsed, dialog=leg, media_address="127.0.0.1", codecs=CODECS)
+        assert anchored is not None
+        versions.append(anchored.origin.sess_version)
+    assert versions == [1, 2, 3]
+    assert leg.sdp_version == 4
+    assert bytes(parsed) == before
+
+
+def test_nothing_anchored_leaves_the_version_alone() -> None:
+    leg = dialog(version=5)
+    assert anchor(offer("m=audio 4000 RTP/AVP 18"), on=leg) is None
+    assert leg.sdp_version == 5
+
+
+def test_ipv6_media_address() -> None:
+    result = anchor(offer("m=audio 4000 RTP/AVP 0"), media_address="2001:db8::7")
+    assert result is not None
+    parsed = SessionDescription.parse(result)
+    assert parsed.origin == Origin(
+        username="callherald", sess_id=SESSION_ID, sess_version=1, addrtype="IP6", address="2001:db8::7"
+    )
+    assert b"c=IN IP6 2001:db8::7\r\n" in result
+
+
+def test_ice_candidates_of_the_peer_are_removed() -> None:
+    body = offer(
+        "m=audio 4000 RTP/AVP 0",
+        "a=ice-ufrag:abcd",
+        "a=ice-pwd:0123456789012345678901",
+        "a=candidate:1 1 UDP 2130706431 192.0.2.5 4000 typ host",
+    )
+    result = anchor(body)
+    assert result is not None
+    assert b"192.0.2.5" not in result.split(b"\r\n", 2)[2]  # past the o= line
+    assert b"a=candidate" not in result
+
+
+@given(
+    st.lists(
+        st.sampled_from(["PCMU", "PCMA", "G722", "GSM", "G729", "opus", "telephone-event", "iLBC"]),
+        min_size=1,
+        max_size=8,
+        unique=True,
+    )
+)
+def test_kept_codecs_are_the_allowed_ones_in_offer_order(names: list[str]) -> None:
+    payload_types = [str(96 + index) for index in range(len(names))]
+    body = offer(
+        f"m=audio 4000 RTP/AVP {' '.join(payload_types)}",
+        *(f"a=rtpmap:{pt} {name}/8000" for pt, name in zip(payload_types, names, strict=True)),
+    )
+    allowed = [pt for pt, name in zip(payload_types, names, strict=True) if name.lower() in CODECS]
+    voice = [name for name in names if name.lower() in CODECS and name != "telephone-event"]
+    result = anchor(body)
+    if not voice:  # nothing left but DTMF events: no call can be made of that
+        assert result is None
+        return
+    assert result is not None
+    (media,) = SessionDescription.parse(result).media
+    assert media.port == PORT
+    assert list(media.formats) == allowed
+    assert sorted(media.rtpmaps) == sorted(allowed)
+
+
+MEDIA_REMOTE_CASES: list[tuple[bytes, Address | None]] = [
+    (offer("m=audio 4000 RTP/AVP 0"), ("192.0.2.5", 4000)),
+    (offer("m=audio 4000 RTP/AVP 0", "c=IN IP4 192.0.2.77"), ("192.0.2.77", 4000)),
+    (offer("m=audio 4000 RTP/AVP 0", "c=IN IP4 192.0.2.77", session=()), ("192.0.2.77", 4000)),
+    (offer("m=audio 4000 RTP/AVP 0", session=("c=IN IP4 0.0.0.0",)), None),
+    (offer("m=audio 4000 RTP/AVP 0", "c=IN IP6 ::", session=()), None),
+    (offer("m=audio 0 RTP/AVP 0", "m=audio 4002 RTP/AVP 8"), ("192.0.2.5", 4002)),
+    (offer("m=video 5000 RTP/AVP 96", "m=audio 4000 RTP/AVP 0"), ("192.0.2.5", 4000)),
+    (offer("m=video 5000 RTP/AVP 96"), None),
+    (offer("m=audio 4000 RTP/AVP 0", session=()), None),
+    (offer("m=audio 4000 RTP/AVP 0", "a=sendonly"), ("192.0.2.5", 4000)),
+    (offer("m=audio 4000 RTP/AVP 0", session=("c=IN IP6 2001:db8::5",)), ("2001:db8::5", 4000)),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    MEDIA_REMOTE_CASES,
+    ids=[
+        "session-connection",
+        "media-connection-wins",
+        "media-connection-only",
+        "zero-address-hold",
+        "zero-ipv6-hold",
+        "first-audio-rejected",
+        "video-first",
+        "no-audio",
+        "no-connection",
+        "sendonly-still-has-an-address",
+        "ipv6",
+    ],
+)
+def test_media_remote(body: bytes, expected: Address | None) -> None:
+    assert media_remote(SessionDescription.parse(body)) == expected

@@ -1,0 +1,1612 @@
+"""The B2BUA core on virtual time: what it sends to each leg, and that every call gives its ports back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+
+from proxy.b2bua.core import ALLOWED_METHODS
+from proxy.b2bua.effects import (
+    CallEnded,
+    CallStarted,
+    CloseMedia,
+    LogEvent,
+    MediaLeg,
+    OpenMedia,
+    SetMediaRemote,
+)
+from proxy.b2bua.settings import Address, Side
+from proxy.sip import Request, Response
+from proxy.sip.auth import Challenge, Credentials, build_credentials, make_challenge, verify_credentials
+from proxy.sip.sdp import Origin
+from proxy.sip.uri import parse_uri
+from tests.proxy.b2bua.harness import (
+    CALLEE_ANSWER,
+    CALLER_OFFER,
+    CARRIER,
+    CARRIER_LISTEN,
+    PBX,
+    PBX_LISTEN,
+    T0,
+    FakeUa,
+    FakeUac,
+    FakeUas,
+    Harness,
+    carrier_with_credentials,
+    make_settings,
+    non_sip,
+    origin_of,
+    sdp,
+    sdp_without_origin,
+    sip_summary,
+    trunk_account,
+)
+
+DIALLED = "4930123456"
+A_PORT = 20000  # the first call's ports, in pool order: a leg, then b leg
+B_PORT = 20002
+CALLER_MEDIA: Address = ("127.0.0.2", 40000)
+CALLEE_MEDIA: Address = ("127.0.0.3", 30000)
+
+# The caller's offer after anchoring: GSM and G729 (and G729's fmtp) gone, order kept.
+ANCHORED_OFFER_LINES = [
+    "v=0",
+    "s=call",
+    "c=IN IP4 127.0.0.1",
+    "t=0 0",
+    f"m=audio {B_PORT} RTP/AVP 0 8 101",
+    "a=rtpmap:0 PCMU/8000",
+    "a=rtpmap:8 PCMA/8000",
+    "a=rtpmap:101 telephone-event/8000",
+    "a=fmtp:101 0-16",
+    "a=ptime:20",
+    "a=sendrecv",
+]
+ANCHORED_ANSWER_LINES = [
+    "v=0",
+    "s=answer",
+    "c=IN IP4 127.0.0.1",
+    "t=0 0",
+    f"m=audio {A_PORT} RTP/AVP 0 101",
+    "a=rtpmap:0 PCMU/8000",
+    "a=rtpmap:101 telephone-event/8000",
+    "a=fmtp:101 0-16",
+    "a=sendrecv",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Way:
+    """Where a call comes from and goes to."""
+
+    name: str
+    caller: Address
+    caller_side: Side
+    callee: Address
+    callee_side: Side
+
+    @property
+    def a_listener(self) -> Address:
+        return PBX_LISTEN if self.caller_side is Side.PBX else CARRIER_LISTEN
+
+    @property
+    def b_listener(self) -> Address:
+        return PBX_LISTEN if self.callee_side is Side.PBX else CARRIER_LISTEN
+
+
+OUTBOUND = Way(name="outbound", caller=PBX, caller_side=Side.PBX, callee=CARRIER, callee_side=Side.CARRIER)
+INBOUND = Way(name="inbound", caller=CARRIER, caller_side=Side.CARRIER, callee=PBX, callee_side=Side.PBX)
+WAYS = pytest.mark.parametrize("way", [OUTBOUND, INBOUND], ids=lambda way: way.name)
+
+
+# Steps -----------------------------------------------------------------------------------------
+
+
+def parties(h: Harness, way: Way = OUTBOUND) -> tuple[FakeUac, FakeUas]:
+    caller = FakeUac(h, address=way.caller, side=way.caller_side)
+    callee = FakeUas(h, address=way.callee, side=way.callee_side)
+    return caller, callee
+
+
+def dial(h: Harness, way: Way = OUTBOUND, *, body: bytes = CALLER_OFFER) -> tuple[FakeUac, FakeUas]:
+    """The caller's INVITE reaches callherald and callherald's INVITE reaches the callee."""
+    caller, callee = parties(h, way)
+    caller.send(caller.invite(DIALLED, body=body))
+    callee.take_invite()
+    return caller, callee
+
+
+def ring(caller: FakeUac, callee: FakeUas) -> None:
+    callee.ring()
+    caller.learn(caller.last_response("INVITE", 180))
+
+
+def connect(h: Harness, way: Way = OUTBOUND) -> tuple[FakeUac, FakeUas]:
+    """A confirmed call: INVITE, 180, 200, ACK; both peers' inboxes read."""
+    caller, callee = dial(h, way)
+    ring(caller, callee)
+    callee.answer()
+    caller.ack_answer()
+    caller.new_messages()
+    callee.new_messages()
+    return caller, callee
+
+
+def hang_up(caller: FakeUac, callee: FakeUas) -> None:
+    """The caller says BYE and the callee answers callherald's BYE."""
+    caller.send(caller.request("BYE"))
+    callee.reply(callee.last_request("BYE"), 200)
+
+
+def only(messages: list[Request | Response]) -> Request | Response:
+    assert len(messages) == 1, messages
+    return messages[0]
+
+
+def times_of(h: Harness, peer: FakeUa, label_: str) -> list[float]:
+    """Seconds after T0 at which callherald sent ``label_`` (``200 INVITE``, ``BYE``...) to ``peer``."""
+    return [
+        round(at - T0, 3)
+        for at, effect in h.log
+        for destination, text in sip_summary([effect])
+        if destination == peer.address and text == label_
+    ]
+
+
+# Basic call ------------------------------------------------------------------------------------
+
+
+@WAYS
+def test_invite_is_answered_100_at_once_and_opens_media(way: Way) -> None:
+    h = Harness()
+    caller, _ = parties(h, way)
+    effects = caller.send(caller.invite(DIALLED))
+
+    assert sip_summary(effects) == [(way.caller, "100 INVITE"), (way.callee, "INVITE")]
+    trying = only(caller.new_messages())
+    assert isinstance(trying, Response)
+    assert trying.to.tag is None
+    assert caller.invite_request is not None
+    assert trying.headers.fields("via") == caller.invite_request.headers.fields("via")
+    ref = h.call_ref()
+    assert non_sip(effects) == [
+        OpenMedia(call_ref=ref, a_port=A_PORT, b_port=B_PORT),
+        SetMediaRemote(call_ref=ref, leg=MediaLeg.A, remote=CALLER_MEDIA),
+        CallStarted(
+            call_ref=ref,
+            direction=way.name,
+            caller="sip:201@127.0.0.1",
+            callee=f"sip:{DIALLED}@{way.a_listener[0]}:{way.a_listener[1]}",
+        ),
+    ]
+    assert h.b2bua.ports_available == h.b2bua.ports_capacity - 2
+    assert h.b2bua.active_calls == 1
+    h.shutdown()
+    h.assert_idle()
+
+
+@WAYS
+def test_b_leg_invite_is_a_new_dialog_of_ours(way: Way) -> None:
+    h = Harness()
+    caller, callee = dial(h, way)
+    a_invite, b_invite = caller.invite_request, callee.invite
+    assert a_invite is not None
+
+    host, port = way.callee
+    assert str(b_invite.uri) == f"sip:{DIALLED}@{host}:{port}"
+    assert b_invite.call_id != a_invite.call_id
+    assert b_invite.call_id.endswith("@callherald")
+    assert b_invite.from_.tag not in (None, a_invite.from_.tag)
+    assert b_invite.headers.get("from") == f'"Alice" <sip:201@127.0.0.1>;tag={b_invite.from_.tag}'
+    assert b_invite.headers.get("to") == f"<sip:{DIALLED}@127.0.0.1>"
+    (via,) = b_invite.vias
+    assert via.sent_by == way.b_listener
+    assert via.transport == "UDP"
+    assert via.branch is not None
+    assert via.branch.startswith("z9hG4bK")
+    assert len(via.branch) > len("z9hG4bK")
+    assert b_invite.headers.get("contact") == f"<sip:callherald@{way.b_listener[0]}:{way.b_listener[1]}>"
+    assert b_invite.max_forwards == 69
+    assert b_invite.headers.get("cseq") == "1 INVITE"
+    assert b_invite.headers.get("content-type") == "application/sdp"
+    h.shutdown()
+    h.assert_idle()
+
+
+@WAYS
+def test_b_leg_offer_is_anchored_and_codecs_filtered(way: Way) -> None:
+    h = Harness()
+    _, callee = dial(h, way)
+    body = callee.invite.body
+
+    assert sdp_without_origin(body) == ANCHORED_OFFER_LINES
+    origin = origin_of(body)
+    assert origin == Origin(
+        username="callherald", sess_id=origin.sess_id, sess_version=1, addrtype="IP4", address="127.0.0.1"
+    )
+    assert origin.sess_id.isdigit()
+    h.shutdown()
+    h.assert_idle()
+
+
+def test_only_listed_headers_are_copied_to_the_b_leg() -> None:
+    h = Harness()
+    caller, callee = parties(h)
+    extra = (
+        ("P-Asserted-Identity", "<sip:+4930999@pbx.example>"),
+        ("Privacy", "id"),
+        ("X-Internal-Extension", "201"),
+        ("Record-Route", "<sip:10.0.0.9;lr>"),
+    )
+    caller.send(caller.invite(DIALLED, extra=extra))
+    b_invite = callee.take_invite()
+
+    assert b_invite.headers.fields("p-asserted-identity") == ["<sip:+4930999@pbx.example>"]
+    assert b_invite.headers.fields("privacy") == ["id"]
+    assert b_invite.headers.fields("x-internal-extension") == []
+    assert b_invite.headers.fields("record-route") == []
+    assert b_invite.headers.fields("allow") == [ALLOWED_METHODS]
+    h.shutdown()
+    h.assert_idle()
+
+
+@pytest.mark.parametrize(("max_forwards", "expected"), [(70, 69), (1, 0), (None, 70)])
+def test_max_forwards_is_decremented(max_forwards: int | None, expected: int) -> None:
+    h = Harness()
+    caller, callee = parties(h)
+    caller.send(caller.invite(DIALLED, max_forwards=max_forwards))
+    assert callee.take_invite().max_forwards == expected
+    h.shutdown()
+    h.assert_idle()
+
+
+@WAYS
+def test_provisional_is_relayed_with_the_a_leg_tag(way: Way) -> None:
+    h = Harness()
+    caller, callee = dial(h, way)
+    caller.new_messages()
+    effects = callee.ring()
+
+    assert sip_summary(effects) == [(way.caller, "180 INVITE")]
+    ringing = only(caller.new_messages())
+    assert isinstance(ringing, Response)
+    assert caller.invite_request is not None
+    assert ringing.headers.fields("via") == caller.invite_request.headers.fields("via")
+    assert ringing.call_id == caller.call_id
+    assert ringing.from_.tag == "caller-tag"
+    assert ringing.to.tag is not None
+    assert ringing.to.tag != "callee-tag"
+    assert ringing.headers.get("contact") == f"<sip:callherald@{way.a_listener[0]}:{way.a_listener[1]}>"
+    assert ringing.body == b""
+    assert non_sip(effects) == []
+
+    callee.answer()
+    assert caller.last_response("INVITE", 200).to.tag == ringing.to.tag
+    caller.ack_answer()
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+@WAYS
+def test_answer_is_relayed_with_sdp_anchored_to_the_a_port(way: Way) -> None:
+    h = Harness()
+    caller, callee = dial(h, way)
+    ring(caller, callee)
+    caller.new_messages()
+    effects = callee.answer()
+
+    assert sip_summary(effects) == [(way.callee, "ACK"), (way.caller, "200 INVITE")]
+    ok = only(caller.new_messages())
+    assert isinstance(ok, Response)
+    assert ok.reason == "OK"
+    assert ok.headers.get("content-type") == "application/sdp"
+    assert ok.headers.get("contact") == f"<sip:callherald@{way.a_listener[0]}:{way.a_listener[1]}>"
+    assert ok.headers.get("allow") == ALLOWED_METHODS
+    assert sdp_without_origin(ok.body) == ANCHORED_ANSWER_LINES
+    assert origin_of(ok.body).username == "callherald"
+    assert origin_of(ok.body).sess_version == 1
+    assert origin_of(ok.body).sess_id != origin_of(callee.invite.body).sess_id
+    assert non_sip(effects) == [SetMediaRemote(call_ref=h.call_ref(), leg=MediaLeg.B, remote=CALLEE_MEDIA)]
+
+    caller.ack_answer()
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+@WAYS
+def test_2xx_from_b_is_acked_at_its_contact(way: Way) -> None:
+    h = Harness()
+    caller, callee = dial(h, way)
+    ring(caller, callee)
+    callee.answer()
+
+    ack = callee.last_request("ACK")
+    assert str(ack.uri) == f"sip:callee@{way.callee[0]}:{way.callee[1]}"
+    assert ack.headers.get("cseq") == "1 ACK"
+    assert ack.call_id == callee.call_id
+    assert ack.from_.tag == callee.invite.from_.tag
+    assert ack.to.tag == "callee-tag"
+    assert ack.top_via.branch != callee.invite.top_via.branch  # a new transaction (§13.2.2.4)
+    assert ack.body == b""
+
+    caller.ack_answer()
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+def test_ack_from_a_confirms_without_sending_anything() -> None:
+    h = Harness()
+    caller, callee = dial(h)
+    ring(caller, callee)
+    callee.answer()
+    effects = caller.ack_answer()
+
+    assert effects == []
+    assert h.b2bua.active_calls == 1
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+def test_invite_retransmission_is_absorbed() -> None:
+    h = Harness()
+    caller, callee = dial(h)
+    assert caller.invite_request is not None
+    effects = caller.send(caller.invite_request)
+
+    assert sip_summary(effects) == [(PBX, "100 INVITE")]
+    assert len(callee.requests("INVITE")) == 1
+    ring(caller, callee)
+    effects = caller.send(caller.invite_request)
+    assert sip_summary(effects) == [(PBX, "180 INVITE")]
+    h.shutdown()
+    h.assert_idle()
+
+
+def test_100_from_b_is_not_relayed() -> None:
+    h = Harness()
+    caller, callee = dial(h)
+    assert callee.reply(callee.invite, 100) == []
+    assert caller.statuses() == [100]
+    h.shutdown()
+    h.assert_idle()
+
+
+def test_early_media_sdp_is_anchored_to_the_a_port() -> None:
+    h = Harness()
+    caller, callee = dial(h)
+    effects = callee.ring(183, body=CALLEE_ANSWER)
+
+    assert sip_summary(effects) == [(PBX, "183 INVITE")]
+    progress = caller.last_response("INVITE", 183)
+    assert progress.headers.get("content-type") == "application/sdp"
+    assert sdp_without_origin(progress.body) == ANCHORED_ANSWER_LINES
+    assert non_sip(effects) == [SetMediaRemote(call_ref=h.call_ref(), leg=MediaLeg.B, remote=CALLEE_MEDIA)]
+    callee.answer()
+    assert sdp_without_origin(caller.last_response("INVITE", 200).body) == ANCHORED_ANSWER_LINES
+    caller.ack_answer()
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+# 2xx retransmission (RFC 3261 §13.3.1.4) -------------------------------------------------------
+
+
+def test_2xx_is_retransmitted_until_the_ack() -> None:
+    h = Harness()
+    caller, callee = dial(h)
+    ring(caller, callee)
+    callee.answer()
+    h.advance(8.0)
+
+    assert times_of(h, caller, "200 INVITE") == [0.0, 0.5, 1.5, 3.5, 7.5]
+    caller.ack_answer()
+    h.advance(60.0)
+    assert times_of(h, caller, "200 INVITE") == [0.0, 0.5, 1.5, 3.5, 7.5]
+    assert h.b2bua.active_calls == 1
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+def test_no_ack_within_64_t1_ends_both_legs() -> None:
+    h = Harness()
+    caller, callee = dial(h)
+    ring(caller, callee)
+    callee.answer()
+    h.advance(32.0)
+
+    retransmits = [0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]  # T1 doubling, capped at T2
+    assert times_of(h, caller, "200 INVITE") == [0.0, *retransmits]
+    assert times_of(h, caller, "BYE") == [32.0]
+    assert times_of(h, callee, "BYE") == [32.0]
+    caller.reply(caller.last_request("BYE"), 200)
+    callee.reply(callee.last_request("BYE"), 200)
+    h.advance(40.0)
+    assert times_of(h, caller, "BYE") == times_of(h, callee, "BYE") == [32.0]
+    assert times_of(h, caller, "200 INVITE") == [0.0, *retransmits]
+    ref = h.call_ref()
+    assert h.closed() == [CloseMedia(call_ref=ref)]
+    assert h.ended() == [CallEnded(call_ref=ref, reason="no-ack")]
+    h.assert_idle()
+
+
+@pytest.mark.parametrize("wait_s", [1.0, 40.0], ids=["in-transaction", "after-timer-m"])
+def test_b_2xx_retransmission_is_acked_again(wait_s: float) -> None:
+    h = Harness()
+    caller, callee = connect(h)
+    first_ack = callee.last_request("ACK")
+    h.advance(wait_s)
+    effects = callee.answer()  # our ACK was lost (§13.2.2.4)
+
+    assert sip_summary(effects) == [(CARRIER, "ACK")]
+    assert callee.last_request("ACK") == first_ack
+    assert caller.new_messages() == []
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+def test_2xx_from_another_fork_is_acked_and_hung_up() -> None:
+    h = Harness()
+    caller, callee = dial(h)
+    ring(caller, callee)
+    callee.answer()
+    fork = callee.respond(callee.invite, 200, body=CALLEE_ANSWER)
+    fork.headers.set("To", f"{callee.local_party};tag=fork-2")
+    effects = callee.send(fork)
+
+    assert sip_summary(effects) == [(CARRIER, "ACK"), (CARRIER, "BYE")]
+    assert {request.to.tag for request in callee.requests("ACK")} == {"callee-tag", "fork-2"}
+    assert callee.last_request("BYE").to.tag == "fork-2"
+    caller.ack_answer()
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+# BYE -------------------------------------------------------------------------------------------
+
+
+@WAYS
+@pytest.mark.parametrize("from_leg", ["a", "b"])
+def test_bye_ends_both_legs(way: Way, from_leg: str) -> None:
+    h = Harness()
+    caller, callee = connect(h, way)
+    sender, other = (caller, callee) if from_leg == "a" else (callee, caller)
+    effects = sender.send(sender.request("BYE"))
+
+    assert sip_summary(effects) == [(sender.address, "200 BYE"), (other.address, "BYE")]
+    bye = other.last_request("BYE")
+    assert str(bye.uri) == f"sip:{other.name}@{other.address[0]}:{other.address[1]}"
+    assert bye.call_id == other.call_id
+    assert bye.to.tag == other.local_tag
+    assert bye.from_.tag == other.remote_tag
+    assert bye.headers.get("cseq") == ("2 BYE" if other is callee else "1 BYE")
+    ref = h.call_ref()
+    assert non_sip(effects) == [
+        CloseMedia(call_ref=ref),
+        CallEnded(call_ref=ref, reason=f"bye-from-{from_leg}"),
+    ]
+    h.assert_idle()
+
+    assert other.reply(bye, 200) == []
+    assert sip_summary(sender.send(sender.request("BYE"))) == [(sender.address, "481 BYE")]
+
+
+def test_bye_retransmission_after_the_call_is_answered_again() -> None:
+    h = Harness()
+    caller, callee = connect(h)
+    bye = caller.request("BYE")
+    caller.send(bye)
+    effects = caller.send(bye)
+
+    assert sip_summary(effects) == [(PBX, "200 BYE")]
+    assert len(callee.requests("BYE")) == 1
+    h.assert_idle()
+
+
+def test_bye_with_an_old_cseq_gets_500() -> None:
+    h = Harness()
+    caller, callee = connect(h)
+    effects = caller.send(caller.request("BYE", seq=1))
+
+    assert sip_summary(effects) == [(PBX, "500 BYE")]
+    assert h.b2bua.active_calls == 1
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+def test_caller_bye_on_the_early_dialog_answers_the_invite_487() -> None:
+    h = Harness()
+    caller, callee = dial(h)
+    ring(caller, callee)
+    effects = caller.send(caller.request("BYE"))
+
+    assert sip_summary(effects) == [(PBX, "200 BYE"), (PBX, "487 INVITE"), (CARRIER, "CANCEL")]
+    h.assert_idle()
+
+
+def test_caller_bye_on_the_early_dialog_cancels_b() -> None:
+    h = Harness()
+    caller, callee = dial(h)
+    ring(caller, callee)
+    effects = caller.send(caller.request("BYE"))
+
+    assert (PBX, "200 BYE") in sip_summary(effects)
+    assert (CARRIER, "CANCEL") in sip_summary(effects)
+    ref = h.call_ref()
+    assert non_sip(effects) == [CloseMedia(call_ref=ref), CallEnded(call_ref=ref, reason="bye-from-a")]
+    h.assert_idle()
+
+
+# CANCEL (RFC 3261 §9) --------------------------------------------------------------------------
+
+
+def test_cancel_after_b_rang_cancels_b_at_once() -> None:
+    h = Harness()
+    caller, callee = dial(h)
+    ring(caller, callee)
+    effects = caller.send(caller.cancel())
+
+    assert sip_summary(effects) == [(PBX, "200 CANCEL"), (PBX, "487 INVITE"), (CARRIER, "CANCEL")]
+    terminated = caller.last_response("INVITE", 487)
+    assert terminated.to.tag == caller.remote_tag  # the tag of the 180
+    cancel = callee.last_request("CANCEL")
+    assert str(cancel.uri) == str(callee.invite.uri)
+    assert cancel.headers.fields("via") == callee.invite.headers.fields("via")
+    assert cancel.headers.get("cseq") == "1 CANCEL"
+    assert cancel.headers.get("from") == callee.invite.headers.get("from")
+    assert cancel.headers.get("to") == callee.invite.headers.get("to")
+    ref = h.call_ref()
+    assert non_sip(effects) == [
+        CloseMedia(call_ref=ref),
+        CallEnded(call_ref=ref, reason="cancelled", status=487),
+    ]
+    h.assert_idle()
+
+    assert callee.reply(cancel, 200) == []
+    effects = callee.reply(callee.invite, 487)
+    assert sip_summary(effects) == [(CARRIER, "ACK")]
+    assert callee.last_request("ACK").top_via.branch == callee.invite.top_via.branch  # §17.1.1.3
+    assert caller.send(caller.ack_failure(terminated)) == []
+    h.assert_idle()
+
+
+def test_cancel_before_any_b_provisional_waits_for_one() -> None:
+    h = Harness()
+    caller, callee = dial(h)
+    effects = caller.send(caller.cancel())
+
+    assert sip_summary(effects) == [(PBX, "200 CANCEL"), (PBX, "487 INVITE")]
+    h.assert_idle()
+    caller.new_messages()
+    effects = callee.ring()
+    assert sip_summary(effects) == [(CARRIER, "CANCEL")]
+    assert caller.new_messages() == []
+
+    callee.reply(callee.last_request("CANCEL"), 200)
+    assert sip_summary(callee.reply(callee.invite, 487)) == [(CARRIER, "ACK")]
+    assert caller.new_messages() == []
+    h.assert_idle()
+
+
+def test_cancel_after_b_sent_100_goes_out_at_once() -> None:
+    h = Harness()
+    caller, callee = dial(h)
+    callee.reply(callee.invite, 100)
+    effects = caller.send(caller.cancel())
+
+    assert sip_summary(effects) == [(PBX, "200 CANCEL"), (PBX, "487 INVITE"), (CARRIER, "CANCEL")]
+    callee.reply(callee.last_request("CANCEL"), 200)
+    callee.reply(callee.invite, 487)
+    h.assert_idle()
+
+
+def test_answer_racing_the_cancel_is_acked_and_hung_up() -> None:
+    h = Harness()
+    caller, callee = dial(h)
+    ring(caller, callee)
+    caller.send(caller.cancel())
+    caller.new_messages()
+    effects = callee.answer()
+
+    assert sip_summary(effects) == [(CARRIER, "ACK"), (CARRIER, "BYE")]
+    ack, bye = callee.requests("ACK")[-1], callee.last_request("BYE")
+    assert ack.headers.get("cseq") == "1 ACK"
+    assert bye.headers.get("cseq") == "2 BYE"
+    assert ack.to.tag == bye.to.tag == "callee-tag"
+    assert caller.new_messages() == []
+    assert non_sip(effects) == []
+    h.assert_idle()
+
+
+def test_cancel_for_an_unknown_invite_gets_481() -> None:
+    h = Harness()
+    caller, _ = parties(h)
+    caller.invite(DIALLED)
+    effects = caller.send(caller.cancel())
+    assert sip_summary(effects) == [(PBX, "481 CANCEL")]
+    h.assert_idle()
+
+
+def test_cancel_after_the_answer_changes_nothing() -> None:
+    h = Harness()
+    caller, callee = dial(h)
+    ring(caller, callee)
+    callee.answer()
+    effects = caller.send(caller.cancel())
+
+    assert sip_summary(effects) == [(PBX, "200 CANCEL")]
+    assert h.b2bua.active_calls == 1
+    caller.ack_answer()
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+# Failures from the callee ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "expected", "reason", "ended"),
+    [
+        (486, 486, "Busy Here", "busy"),
+        (600, 600, "Busy Everywhere", "busy"),
+        (603, 603, "Decline", "failed-603"),
+        (503, 500, "Server Internal Error", "failed-503"),
+        (302, 480, "Temporarily Unavailable", "failed-302"),
+        (404, 404, "Not Found", "failed-404"),
+        (401, 403, "Forbidden", "failed-401"),  # no carrier credentials configured
+        (407, 403, "Forbidden", "failed-407"),
+        (488, 488, "Not Acceptable Here", "failed-488"),
+    ],
+)
+@WAYS
+def test_failure_is_mapped_for_the_caller(
+    way: Way, status: int, expected: int, reason: str, ended: str
+) -> None:
+    h = Harness()
+    caller, callee = dial(h, way)
+    ring(caller, callee)
+    effects = callee.reply(callee.invite, status, extra=(("Contact", "<sip:elsewhere@192.0.2.9>"),))
+
+    assert sip_summary(effects) == [(way.callee, "ACK"), (way.caller, f"{expected} INVITE")]
+    failure = caller.last_response("INVITE", expected)
+    assert failure.reason == reason
+    assert failure.to.tag == caller.remote_tag
+    assert failure.headers.fields("contact") == []
+    ref = h.call_ref()
+    assert non_sip(effects) == [
+        CloseMedia(call_ref=ref),
+        CallEnded(call_ref=ref, reason=ended, status=status),
+    ]
+    h.assert_idle()
+    assert caller.send(caller.ack_failure(failure)) == []
+
+
+def test_busy_keeps_retry_after() -> None:
+    h = Harness()
+    caller, callee = dial(h)
+    callee.reply(callee.invite, 486, extra=(("Retry-After", "30"),))
+    assert caller.last_response("INVITE", 486).headers.fields("retry-after") == ["30"]
+    h.assert_idle()
+
+
+def test_timer_b_times_out_with_408_to_the_caller() -> None:
+    h = Harness()
+    caller, callee = dial(h)
+    h.advance(32.0)
+
+    assert times_of(h, callee, "INVITE") == [0.0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5]
+    assert times_of(h, caller, "408 INVITE") == [32.0]
+    assert caller.send(caller.ack_failure(caller.last_response("INVITE", 408))) == []
+    h.advance(60.0)
+    assert times_of(h, caller, "408 INVITE") == [32.0]
+    assert len(callee.requests("INVITE")) == 7
+    ref = h.call_ref()
+    assert h.ended() == [CallEnded(call_ref=ref, reason="timeout", status=408)]
+    assert h.closed() == [CloseMedia(call_ref=ref)]
+    h.assert_idle()
+
+
+# Carrier authentication (RFC 3261 §22.2) -------------------------------------------------------
+
+
+def challenge_header(status: int, *, nonce: str = "nonce-1", stale: bool = False) -> tuple[str, str]:
+    name = "WWW-Authenticate" if status == 401 else "Proxy-Authenticate"
+    return name, str(make_challenge(realm="carrier.example", nonce=nonce, opaque="op-1", stale=stale))
+
+
+def credentials_in(request: Request, status: int) -> Credentials:
+    values = request.headers.fields("authorization" if status == 401 else "proxy-authorization")
+    assert len(values) == 1, values
+    return Credentials.parse(values[0])
+
+
+def authenticating_harness(auth_username: str | None = None) -> Harness:
+    return Harness(make_settings(carrier=carrier_with_credentials(auth_username=auth_username)))
+
+
+@pytest.mark.parametrize("status", [401, 407])
+@pytest.mark.parametrize("auth_username", [None, "auth-id-7"])
+def test_carrier_challenge_is_answered_with_credentials(status: int, auth_username: str | None) -> None:
+    h = authenticating_harness(auth_username)
+    caller, callee = dial(h)
+    first = callee.invite
+    effects = callee.reply(first, status, extra=(challenge_header(status),))
+
+    assert sip_summary(effects) == [(CARRIER, "ACK"), (CARRIER, "INVITE")]
+    assert caller.statuses() == [100]
+    retry = callee.take_invite()
+    assert retry.headers.get("cseq") == "2 INVITE"
+    assert retry.call_id == first.call_id
+    assert retry.headers.get("from") == first.headers.get("from")
+    assert retry.headers.get("to") == first.headers.get("to")
+    assert retry.top_via.branch != first.top_via.branch
+    assert retry.body == first.body
+    credentials = credentials_in(retry, status)
+    assert credentials.username == (auth_username or "trunk1")
+    assert credentials.uri == str(retry.uri)
+    assert credentials.nonce == "nonce-1"
+    assert credentials.opaque == "op-1"
+    assert verify_credentials(
+        credentials, method="INVITE", password="carrier-secret", expected_realm="carrier.example"
+    )
+
+    ring(caller, callee)
+    callee.answer()
+    assert callee.last_request("ACK").headers.get("cseq") == "2 ACK"
+    caller.ack_answer()
+    hang_up(caller, callee)
+    assert callee.last_request("BYE").headers.get("cseq") == "3 BYE"
+    h.assert_idle()
+
+
+@pytest.mark.parametrize("status", [401, 407])
+def test_second_challenge_for_the_same_nonce_fails_with_403(status: int) -> None:
+    h = authenticating_harness()
+    _, callee = dial(h)
+    callee.reply(callee.invite, status, extra=(challenge_header(status),))
+    callee.take_invite()
+    effects = callee.reply(callee.invite, status, extra=(challenge_header(status),))
+
+    assert sip_summary(effects) == [(CARRIER, "ACK"), (PBX, "403 INVITE")]
+    assert len(callee.requests("INVITE")) == 2
+    assert h.ended() == [CallEnded(call_ref=h.call_ref(), reason=f"failed-{status}", status=status)]
+    h.assert_idle()
+
+
+def test_stale_challenge_is_answered_once_more() -> None:
+    h = authenticating_harness()
+    _, callee = dial(h)
+    callee.reply(callee.invite, 401, extra=(challenge_header(401),))
+    callee.take_invite()
+    effects = callee.reply(callee.invite, 401, extra=(challenge_header(401, nonce="nonce-2", stale=True),))
+
+    assert sip_summary(effects) == [(CARRIER, "ACK"), (CARRIER, "INVITE")]
+    third = callee.take_invite()
+    assert third.headers.get("cseq") == "3 INVITE"
+    credentials = credentials_in(third, 401)
+    assert credentials.nonce == "nonce-2"
+    assert verify_credentials(
+        credentials, method="INVITE", password="carrier-secret", expected_realm="carrier.example"
+    )
+    effects = callee.reply(third, 401, extra=(challenge_header(401, nonce="nonce-3", stale=True),))
+    assert sip_summary(effects) == [(CARRIER, "ACK"), (PBX, "403 INVITE")]
+    h.assert_idle()
+
+
+def test_pbx_side_challenge_is_not_answered() -> None:
+    h = authenticating_harness()
+    _, callee = dial(h, INBOUND)
+    effects = callee.reply(callee.invite, 401, extra=(challenge_header(401),))
+    assert sip_summary(effects) == [(PBX, "ACK"), (CARRIER, "403 INVITE")]
+    h.assert_idle()
+
+
+# re-INVITE, UPDATE, INFO -----------------------------------------------------------------------
+
+
+def offer_from(
+    peer: FakeUa, *, direction: str = "a=sendonly", version: int = 2, host: str | None = None
+) -> bytes:
+    """A new offer from ``peer``'s media address (127.0.0.2 for the caller, .3 for the callee)."""
+    media_host, port = CALLER_MEDIA if isinstance(peer, FakeUac) else CALLEE_MEDIA
+    lines = [
+        "v=0",
+        f"o={peer.name} 77 {version} IN IP4 {media_host}",
+        "s=-",
+        f"c=IN IP4 {host or media_host}",
+        "t=0 0",
+        f"m=audio {port} RTP/AVP 0 101",
+        "a=rtpmap:0 PCMU/8000",
+        "a=rtpmap:101 telephone-event/8000",
+    ]
+    if direction:
+        lines.append(direction)
+    return sdp(*lines)
+
+
+def leg_of(peer: FakeUa) -> MediaLeg:
+    return MediaLeg.A if isinstance(peer, FakeUac) else MediaLeg.B
+
+
+def port_towards(peer: FakeUa) -> int:
+    """callherald's RTP port on ``peer``'s leg, which the SDP sent to ``peer`` names."""
+    return A_PORT if isinstance(peer, FakeUac) else B_PORT
+
+
+def anchored_lines(port: int, direction: str) -> list[str]:
+    return [
+        "v=0",
+        "s=-",
+        "c=IN IP4 127.0.0.1",
+        "t=0 0",
+        f"m=audio {port} RTP/AVP 0 101",
+        "a=rtpmap:0 PCMU/8000",
+        "a=rtpmap:101 telephone-event/8000",
+        direction,
+    ]
+
+
+def first_sdp_to(peer: FakeUa) -> bytes:
+    for message in peer.inbox():
+        if message.body and message.content_type == "application/sdp":
+            return message.body
+    raise AssertionError(f"{peer.name} received no SDP")
+
+
+@WAYS
+@pytest.mark.parametrize("from_leg", ["a", "b"])
+def test_reinvite_hold_is_relayed_and_re_anchored(way: Way, from_leg: str) -> None:
+    h = Harness()
+    caller, callee = connect(h, way)
+    sender, other = (caller, callee) if from_leg == "a" else (callee, caller)
+    ref = h.call_ref()
+    effects = sender.send(sender.request("INVITE", body=offer_from(sender)))
+
+    assert sip_summary(effects) == [(sender.address, "100 INVITE"), (other.address, "INVITE")]
+    relayed = other.last_request("INVITE")
+    assert str(relayed.uri) == f"sip:{other.name}@{other.address[0]}:{other.address[1]}"
+    assert relayed.call_id == other.call_id
+    assert relayed.to.tag == other.local_tag
+    assert relayed.from_.tag == other.remote_tag
+    assert relayed.headers.get("cseq") == ("2 INVITE" if other is callee else "1 INVITE")
+    listener = way.b_listener if other is callee else way.a_listener
+    assert relayed.headers.get("contact") == f"<sip:callherald@{listener[0]}:{listener[1]}>"
+    assert sdp_without_origin(relayed.body) == anchored_lines(port_towards(other), "a=sendonly")
+    before = origin_of(first_sdp_to(other))
+    assert origin_of(relayed.body) == Origin(
+        username="callherald", sess_id=before.sess_id, sess_version=2, address="127.0.0.1"
+    )  # same session, next version (RFC 3264 §8)
+    sender_media = CALLER_MEDIA if sender is caller else CALLEE_MEDIA
+    assert SetMediaRemote(call_ref=ref, leg=leg_of(sender), remote=sender_media) in effects
+    assert LogEvent(level="info", text=f"hold from leg {leg_of(sender)}", call_ref=ref) in effects
+
+    effects = other.reply(relayed, 200, body=offer_from(other, direction="a=recvonly"))
+    assert sip_summary(effects) == [(other.address, "ACK"), (sender.address, "200 INVITE")]
+    ack = other.last_request("ACK")
+    assert ack.headers.get("cseq") == f"{relayed.cseq.seq} ACK"
+    ok = sender.last_response("INVITE", 200)
+    assert ok.headers.get("cseq") == f"{sender.local_seq} INVITE"
+    assert ok.to.tag == sender.remote_tag
+    assert sdp_without_origin(ok.body) == anchored_lines(port_towards(sender), "a=recvonly")
+    other_media = CALLEE_MEDIA if other is callee else CALLER_MEDIA
+    assert SetMediaRemote(call_ref=ref, leg=leg_of(other), remote=other_media) in effects
+
+    at = h.now - T0
+    h.advance(2.0)
+    assert times_of(h, sender, "200 INVITE")[-2:] == [at + 0.5, at + 1.5]  # relayed 2xx resent until ACK
+    assert sender.send(sender.ack_2xx(ok)) == []
+    h.advance(30.0)
+    assert times_of(h, sender, "200 INVITE")[-1] == at + 1.5
+    assert h.b2bua.active_calls == 1
+
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+def test_legacy_zero_address_hold_becomes_sendonly() -> None:
+    h = Harness()
+    caller, callee = connect(h)
+    effects = caller.send(caller.request("INVITE", body=offer_from(caller, direction="", host="0.0.0.0")))
+
+    relayed = callee.last_request("INVITE")
+    assert sdp_without_origin(relayed.body) == anchored_lines(B_PORT, "a=sendonly")
+    assert SetMediaRemote(call_ref=h.call_ref(), leg=MediaLeg.A, remote=None) in effects
+    callee.reply(relayed, 200, body=offer_from(callee, direction="a=recvonly"))
+    caller.send(caller.ack_2xx(caller.last_response("INVITE", 200)))
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+def test_resume_after_hold_is_sendrecv_again() -> None:
+    h = Harness()
+    caller, callee = connect(h)
+    caller.send(caller.request("INVITE", body=offer_from(caller, version=2)))
+    callee.reply(callee.last_request("INVITE"), 200, body=offer_from(callee, direction="a=recvonly"))
+    caller.send(caller.ack_2xx(caller.last_response("INVITE", 200)))
+    caller.send(caller.request("INVITE", body=offer_from(caller, direction="a=sendrecv", version=3)))
+
+    resumed = callee.last_request("INVITE")
+    assert sdp_without_origin(resumed.body) == anchored_lines(B_PORT, "a=sendrecv")
+    assert origin_of(resumed.body).sess_version == 3
+    assert resumed.headers.get("cseq") == "3 INVITE"
+    callee.reply(resumed, 200, body=offer_from(callee, direction="a=sendrecv"))
+    caller.send(caller.ack_2xx(caller.last_response("INVITE", 200)))
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+def test_reinvite_glare_gets_491() -> None:
+    h = Harness()
+    caller, callee = connect(h)
+    caller.send(caller.request("INVITE", body=offer_from(caller)))
+    effects = callee.send(callee.request("INVITE", body=offer_from(callee)))
+
+    assert sip_summary(effects) == [(CARRIER, "491 INVITE")]
+    assert caller.requests("INVITE") == []
+    callee.reply(callee.last_request("INVITE"), 200, body=offer_from(callee, direction="a=recvonly"))
+    caller.send(caller.ack_2xx(caller.last_response("INVITE", 200)))
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+def test_second_reinvite_from_the_same_side_gets_500_with_retry_after() -> None:
+    h = Harness()
+    caller, callee = connect(h)
+    caller.send(caller.request("INVITE", body=offer_from(caller)))
+    effects = caller.send(caller.request("INVITE", body=offer_from(caller, version=3)))
+
+    assert sip_summary(effects) == [(PBX, "500 INVITE")]
+    assert caller.last_response("INVITE", 500).headers.fields("retry-after") != []
+    callee.reply(callee.last_request("INVITE"), 200, body=offer_from(callee, direction="a=recvonly"))
+    caller.send(caller.ack_2xx(caller.last_response("INVITE", 200)))
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+def test_reinvite_failure_is_relayed_and_the_call_goes_on() -> None:
+    h = Harness()
+    caller, callee = connect(h)
+    caller.send(caller.request("INVITE", body=offer_from(caller)))
+    effects = callee.reply(callee.last_request("INVITE"), 488)
+
+    assert sip_summary(effects) == [(CARRIER, "ACK"), (PBX, "488 INVITE")]
+    assert h.b2bua.active_calls == 1
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+def test_reinvite_2xx_retransmission_is_acked_again() -> None:
+    h = Harness()
+    caller, callee = connect(h)
+    caller.send(caller.request("INVITE", body=offer_from(caller)))
+    relayed = callee.last_request("INVITE")
+    callee.reply(relayed, 200, body=offer_from(callee, direction="a=recvonly"))
+    h.advance(0.5)
+    effects = callee.reply(relayed, 200, body=offer_from(callee, direction="a=recvonly"))
+
+    assert sip_summary(effects) == [(CARRIER, "ACK")]
+    caller.send(caller.ack_2xx(caller.last_response("INVITE", 200)))
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+def test_reinvite_without_sdp_takes_the_offer_from_the_far_side() -> None:
+    h = Harness()
+    caller, callee = connect(h)
+    ref = h.call_ref()
+    callee.send(callee.request("INVITE"))
+    relayed = caller.last_request("INVITE")
+    assert relayed.body == b""
+
+    effects = caller.reply(relayed, 200, body=offer_from(caller, direction="a=sendrecv", version=2))
+    assert sip_summary(effects) == [(CARRIER, "200 INVITE")]  # a's ACK waits for b's answer
+    ok = callee.last_response("INVITE", 200)
+    assert sdp_without_origin(ok.body) == anchored_lines(B_PORT, "a=sendrecv")
+    assert SetMediaRemote(call_ref=ref, leg=MediaLeg.A, remote=CALLER_MEDIA) in effects
+
+    effects = callee.send(callee.ack_2xx(ok, body=offer_from(callee, direction="a=sendrecv", version=2)))
+    assert sip_summary(effects) == [(PBX, "ACK")]
+    ack = caller.last_request("ACK")
+    assert ack.headers.get("cseq") == f"{relayed.cseq.seq} ACK"
+    assert sdp_without_origin(ack.body) == anchored_lines(A_PORT, "a=sendrecv")
+    assert SetMediaRemote(call_ref=ref, leg=MediaLeg.B, remote=CALLEE_MEDIA) in effects
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+def test_unanswered_reinvite_gets_408_and_ends_the_call() -> None:
+    h = Harness()
+    caller, callee = connect(h)
+    caller.send(caller.request("INVITE", body=offer_from(caller)))
+    h.advance(32.0)
+
+    assert times_of(h, caller, "408 INVITE") == [32.0]
+    assert times_of(h, caller, "BYE") == [32.0]
+    assert times_of(h, callee, "BYE") == [32.0]
+    assert h.ended() == [CallEnded(call_ref=h.call_ref(), reason="reinvite-timeout")]
+    h.assert_idle()
+
+
+def test_reinvite_481_ends_the_call() -> None:
+    h = Harness()
+    caller, callee = connect(h)
+    caller.send(caller.request("INVITE", body=offer_from(caller)))
+    effects = callee.reply(callee.last_request("INVITE"), 481)
+
+    assert sip_summary(effects) == [(CARRIER, "ACK"), (PBX, "481 INVITE"), (PBX, "BYE"), (CARRIER, "BYE")]
+    assert h.ended() == [CallEnded(call_ref=h.call_ref(), reason="reinvite-481")]
+    h.assert_idle()
+
+
+def test_update_with_sdp_is_relayed_and_its_answer_relayed_back() -> None:
+    h = Harness()
+    caller, callee = connect(h)
+    ref = h.call_ref()
+    effects = caller.send(caller.request("UPDATE", body=offer_from(caller, direction="a=sendrecv")))
+
+    assert sip_summary(effects) == [(CARRIER, "UPDATE")]
+    update = callee.last_request("UPDATE")
+    assert sdp_without_origin(update.body) == anchored_lines(B_PORT, "a=sendrecv")
+    assert update.headers.get("cseq") == "2 UPDATE"
+    assert update.headers.get("contact") == "<sip:callherald@127.0.0.1:5070>"
+    assert SetMediaRemote(call_ref=ref, leg=MediaLeg.A, remote=CALLER_MEDIA) in effects
+
+    effects = callee.reply(update, 200, body=offer_from(callee, direction="a=sendrecv"))
+    assert sip_summary(effects) == [(PBX, "200 UPDATE")]
+    ok = caller.last_response("UPDATE", 200)
+    assert ok.to.tag == caller.remote_tag
+    assert sdp_without_origin(ok.body) == anchored_lines(A_PORT, "a=sendrecv")
+    assert ok.headers.get("contact") == "<sip:callherald@127.0.0.1:5060>"
+    assert SetMediaRemote(call_ref=ref, leg=MediaLeg.B, remote=CALLEE_MEDIA) in effects
+    h.advance(10.0)
+    assert len(caller.responses("UPDATE")) == 1  # no 2xx retransmission outside INVITE
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+@pytest.mark.parametrize("from_leg", ["a", "b"])
+@pytest.mark.parametrize("status", [200, 415])
+def test_info_is_relayed_with_its_body_and_response(from_leg: str, status: int) -> None:
+    h = Harness()
+    caller, callee = connect(h)
+    sender, other = (caller, callee) if from_leg == "a" else (callee, caller)
+    body = b"Signal=5\r\nDuration=160\r\n"
+    info = sender.request(
+        "INFO", body=body, content_type="application/dtmf-relay", extra=(("Info-Package", "dtmf"),)
+    )
+    effects = sender.send(info)
+
+    assert sip_summary(effects) == [(other.address, "INFO")]
+    relayed = other.last_request("INFO")
+    assert relayed.body == body
+    assert relayed.headers.get("content-type") == "application/dtmf-relay"
+    assert relayed.headers.get("info-package") == "dtmf"
+    assert relayed.call_id == other.call_id
+    assert non_sip(effects) == []
+
+    effects = other.reply(relayed, status)
+    assert sip_summary(effects) == [(sender.address, f"{status} INFO")]
+    response = sender.last_response("INFO")
+    assert response.headers.get("cseq") == info.headers.get("cseq")
+    assert response.to.tag == sender.remote_tag
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+def test_options_in_dialog_is_answered_here() -> None:
+    h = Harness()
+    caller, callee = connect(h)
+    effects = caller.send(caller.request("OPTIONS"))
+    assert sip_summary(effects) == [(PBX, "200 OPTIONS")]
+    assert caller.last_response("OPTIONS").headers.get("allow") == ALLOWED_METHODS
+    assert callee.new_messages() == []
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+# Late offer (RFC 3261 §13.2.1) -----------------------------------------------------------------
+
+
+def test_late_offer_answer_rides_in_the_acks() -> None:
+    h = Harness()
+    caller, callee = dial(h, body=b"")
+    ref = h.call_ref()
+    assert callee.invite.body == b""
+    assert callee.invite.headers.fields("content-type") == []
+    assert callee.invite.headers.get("content-length") == "0"
+    assert SetMediaRemote(call_ref=ref, leg=MediaLeg.A, remote=None) in h.effects
+
+    ring(caller, callee)
+    effects = callee.answer(body=offer_from(callee, direction="a=sendrecv", version=1))
+    assert sip_summary(effects) == [(PBX, "200 INVITE")]  # no ACK to b before the answer
+    ok = caller.last_response("INVITE", 200)
+    assert sdp_without_origin(ok.body) == anchored_lines(A_PORT, "a=sendrecv")
+    assert non_sip(effects) == [SetMediaRemote(call_ref=ref, leg=MediaLeg.B, remote=CALLEE_MEDIA)]
+
+    effects = caller.ack_answer(body=offer_from(caller, direction="a=sendrecv", version=1))
+    assert sip_summary(effects) == [(CARRIER, "ACK")]
+    ack = callee.last_request("ACK")
+    assert ack.headers.get("cseq") == "1 ACK"
+    assert ack.headers.get("content-type") == "application/sdp"
+    assert sdp_without_origin(ack.body) == anchored_lines(B_PORT, "a=sendrecv")
+    assert origin_of(ack.body).sess_version == 1
+    assert non_sip(effects) == [SetMediaRemote(call_ref=ref, leg=MediaLeg.A, remote=CALLER_MEDIA)]
+
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+def test_late_offer_2xx_retransmission_waits_for_the_answer() -> None:
+    h = Harness()
+    caller, callee = dial(h, body=b"")
+    ring(caller, callee)
+    callee.answer(body=offer_from(callee, direction="a=sendrecv", version=1))
+    effects = callee.answer(body=offer_from(callee, direction="a=sendrecv", version=1))  # retransmission
+
+    assert sip_summary(effects) == []
+    caller.ack_answer(body=offer_from(caller, direction="a=sendrecv", version=1))
+    (ack,) = callee.requests("ACK")
+    assert ack.body != b""
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+# Requests answered by callherald itself ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Refusal:
+    name: str
+    request: Request
+    statuses: list[int]
+    headers: dict[str, str]
+
+
+def refusals() -> list[Refusal]:
+    caller = FakeUac(Harness(), address=PBX, side=Side.PBX)
+    no_codec = sdp(
+        "v=0",
+        "o=caller 1 1 IN IP4 127.0.0.2",
+        "s=-",
+        "c=IN IP4 127.0.0.2",
+        "t=0 0",
+        "m=audio 40000 RTP/AVP 18",
+        "a=rtpmap:18 G729/8000",
+    )
+    allow = {"allow": ALLOWED_METHODS}
+    return [
+        Refusal(
+            name="options",
+            request=caller.out_of_dialog("OPTIONS"),
+            statuses=[200],
+            headers={**allow, "accept": "application/sdp"},
+        ),
+        Refusal(name="unknown-method", request=caller.out_of_dialog("FROB"), statuses=[501], headers=allow),
+        Refusal(
+            name="message",
+            request=caller.out_of_dialog("MESSAGE", body=b"hi", content_type="text/plain"),
+            statuses=[405],
+            headers=allow,
+        ),
+        Refusal(name="subscribe", request=caller.out_of_dialog("SUBSCRIBE"), statuses=[405], headers=allow),
+        Refusal(
+            name="bye-unknown-dialog",
+            request=caller.out_of_dialog("BYE", to_tag="gone"),
+            statuses=[481],
+            headers={},
+        ),
+        Refusal(name="bye-no-to-tag", request=caller.out_of_dialog("BYE"), statuses=[481], headers={}),
+        Refusal(
+            name="info-unknown-dialog",
+            request=caller.out_of_dialog("INFO", to_tag="gone"),
+            statuses=[481],
+            headers={},
+        ),
+        Refusal(
+            name="max-forwards-0", request=caller.invite(DIALLED, max_forwards=0), statuses=[483], headers={}
+        ),
+        Refusal(
+            name="require-100rel",
+            request=caller.invite(DIALLED, extra=(("Require", "100rel"),)),
+            statuses=[420],
+            headers={"unsupported": "100rel"},
+        ),
+        Refusal(
+            name="no-allowed-codec",
+            request=caller.invite(DIALLED, body=no_codec),
+            statuses=[100, 488],
+            headers={},
+        ),
+        Refusal(
+            name="non-sdp-body",
+            request=caller.invite(DIALLED, body=b"<xml/>", content_type="application/xml"),
+            statuses=[415],
+            headers={"accept": "application/sdp"},
+        ),
+        Refusal(
+            name="publish",
+            request=caller.out_of_dialog("PUBLISH"),
+            statuses=[405],
+            headers=allow,
+        ),
+    ]
+
+
+@pytest.mark.parametrize("case", refusals(), ids=lambda case: case.name)
+def test_requests_refused_or_answered_here(case: Refusal) -> None:
+    h = Harness()
+    caller, _ = parties(h)
+    effects = caller.send(case.request)
+
+    assert [destination for destination, _ in sip_summary(effects)] == [PBX] * len(case.statuses)
+    assert caller.statuses(case.request.method) == case.statuses
+    final = caller.last_response(case.request.method)
+    for name, value in case.headers.items():
+        assert final.headers.fields(name) == [value], name
+    assert final.to.tag is not None
+    if case.request.to.tag is not None:
+        assert final.to.tag == case.request.to.tag
+    assert final.headers.get("call-id") == case.request.call_id
+    assert non_sip(effects) == []
+    h.assert_idle()
+
+
+def test_offer_with_only_dtmf_left_gets_488() -> None:
+    h = Harness()
+    caller, callee = parties(h)
+    g729_and_dtmf = sdp(
+        "v=0",
+        "o=caller 1 1 IN IP4 127.0.0.2",
+        "s=-",
+        "c=IN IP4 127.0.0.2",
+        "t=0 0",
+        "m=audio 40000 RTP/AVP 18 101",
+        "a=rtpmap:18 G729/8000",
+        "a=rtpmap:101 telephone-event/8000",
+    )
+    caller.send(caller.invite(DIALLED, body=g729_and_dtmf))
+
+    assert caller.statuses() == [100, 488]
+    assert callee.inbox() == []
+    h.assert_idle()
+
+
+def test_register_on_the_carrier_side_is_refused() -> None:
+    h = Harness(make_settings(trunk_accounts=(trunk_account(),)))
+    carrier = FakeUac(h, address=CARRIER, side=Side.CARRIER)
+    effects = carrier.send(carrier.out_of_dialog("REGISTER"))
+    assert sip_summary(effects) == [(CARRIER, "405 REGISTER")]
+    h.assert_idle()
+
+
+def test_invite_looping_back_gets_482() -> None:
+    h = Harness()
+    _, callee = dial(h)
+    effects = h.receive(callee.invite, CARRIER, Side.CARRIER)  # the carrier routes our INVITE back to us
+
+    assert sip_summary(effects) == [(CARRIER, "482 INVITE")]
+    assert h.b2bua.active_calls == 1
+    assert len(callee.requests("INVITE")) == 1
+    callee.reply(callee.invite, 486)
+    h.assert_idle()
+
+
+def test_request_from_an_unknown_source_is_dropped_silently() -> None:
+    h = Harness()
+    caller, _ = parties(h)
+    effects = h.receive(caller.invite(DIALLED), ("192.0.2.66", 5060), Side.PBX)
+
+    assert effects == [LogEvent(level="debug", text="dropped INVITE from unknown 192.0.2.66")]
+    assert h.b2bua.stats.rejected_unknown_source == 1
+    h.assert_idle()
+
+
+def test_over_capacity_gets_503_with_retry_after() -> None:
+    h = Harness(make_settings(max_concurrent_calls=1))
+    _, first_callee = dial(h)
+    second = FakeUac(h, name="second", address=("127.0.0.1", 5092), side=Side.PBX)
+    effects = second.send(second.invite(DIALLED))
+
+    assert sip_summary(effects) == [(second.address, "503 INVITE")]
+    assert second.last_response("INVITE", 503).headers.fields("retry-after") == ["5"]
+    assert non_sip(effects) == []
+    assert h.b2bua.stats.rejected_over_capacity == 1
+    first_callee.reply(first_callee.invite, 486)
+    h.assert_idle()
+
+
+@pytest.mark.parametrize(("port_max", "calls_before"), [(20003, 1), (20001, 0)])
+def test_port_pool_exhausted_gets_503(port_max: int, calls_before: int) -> None:
+    h = Harness(make_settings(rtp_port_max=port_max))
+    callees = [dial(h)[1] for _ in range(calls_before)]
+    late = FakeUac(h, name="late", address=("127.0.0.1", 5092), side=Side.PBX)
+    effects = late.send(late.invite(DIALLED, call_id="late-1@127.0.0.1"))
+
+    assert sip_summary(effects) == [(late.address, "503 INVITE")]
+    assert late.last_response("INVITE", 503).headers.fields("retry-after") == ["5"]
+    assert h.b2bua.ports_available == 0 if calls_before else h.b2bua.ports_capacity
+    for callee in callees:
+        callee.reply(callee.invite, 486)
+    h.assert_idle()
+
+
+# Media events ------------------------------------------------------------------------------------
+
+
+def test_media_inactive_ends_both_legs() -> None:
+    h = Harness()
+    caller, callee = connect(h)
+    ref = h.call_ref()
+    effects = h.media_inactive(ref)
+
+    assert sip_summary(effects) == [(PBX, "BYE"), (CARRIER, "BYE")]
+    assert non_sip(effects) == [
+        LogEvent(level="info", text="no RTP within the inactivity timeout", call_ref=ref),
+        CloseMedia(call_ref=ref),
+        CallEnded(call_ref=ref, reason="rtp-timeout"),
+    ]
+    h.assert_idle()
+    assert caller.reply(caller.last_request("BYE"), 200) == []
+    assert callee.reply(callee.last_request("BYE"), 200) == []
+    assert h.media_inactive(ref) == []
+
+
+def test_media_failed_after_b_rang_answers_500_and_cancels() -> None:
+    h = Harness()
+    caller, callee = dial(h)
+    ring(caller, callee)
+    ref = h.call_ref()
+    effects = h.media_failed(ref)
+
+    assert sip_summary(effects) == [(PBX, "500 INVITE"), (CARRIER, "CANCEL")]
+    assert caller.last_response("INVITE", 500).to.tag == caller.remote_tag
+    assert non_sip(effects) == [
+        LogEvent(level="error", text="media failed: bind failed", call_ref=ref),
+        CloseMedia(call_ref=ref),
+        CallEnded(call_ref=ref, reason="media-failed"),
+    ]
+    h.assert_idle()
+    callee.reply(callee.last_request("CANCEL"), 200)
+    assert sip_summary(callee.reply(callee.invite, 487)) == [(CARRIER, "ACK")]
+    h.assert_idle()
+
+
+def test_media_failed_before_b_rang_cancels_on_its_provisional() -> None:
+    h = Harness()
+    caller, callee = dial(h)
+    effects = h.media_failed(h.call_ref())
+
+    assert sip_summary(effects) == [(PBX, "500 INVITE")]
+    h.assert_idle()
+    assert sip_summary(callee.ring()) == [(CARRIER, "CANCEL")]
+    assert caller.statuses() == [100, 500]
+    h.assert_idle()
+
+
+def test_shutdown_ends_answered_and_ringing_calls() -> None:
+    h = Harness()
+    connect(h)
+    second = FakeUac(h, name="second", address=("127.0.0.1", 5092), side=Side.PBX)
+    second.send(second.invite(DIALLED, call_id="second-1@127.0.0.1"))
+    effects = h.shutdown()
+
+    assert sip_summary(effects) == [(PBX, "BYE"), (CARRIER, "BYE"), (second.address, "503 INVITE")]
+    assert [ended.reason for ended in h.ended()] == ["shutdown", "shutdown"]
+    h.assert_idle()
+
+
+# REGISTER from the PBX and inbound routing -------------------------------------------------------
+
+
+def register(pbx: FakeUac, authorization: str | None = None, *, cseq: int = 1) -> Request:
+    """A REGISTER for the trunk account ``pbx.user`` with the PBX's Contact."""
+    host, port = pbx.listener
+    headers: list[tuple[str, str]] = [
+        ("Via", pbx.via()),
+        ("Max-Forwards", "70"),
+        ("From", f"<sip:{pbx.user}@{host}>;tag=reg-1"),
+        ("To", f"<sip:{pbx.user}@{host}>"),
+        ("Call-ID", "register-1@127.0.0.1"),
+        ("CSeq", f"{cseq} REGISTER"),
+        ("Contact", pbx.contact),
+        ("Expires", "600"),
+    ]
+    if authorization is not None:
+        headers.append(("Authorization", authorization))
+    headers.append(("Content-Length", "0"))
+    return Request("REGISTER", parse_uri(f"sip:{host}:{port}"), headers)
+
+
+def registered_pbx(h: Harness, address: Address) -> FakeUac:
+    """The PBX at ``address`` registers as trunk account pbx1: challenged, then accepted."""
+    pbx = FakeUac(h, name="trunk", address=address, side=Side.PBX, user="pbx1")
+    effects = pbx.send(register(pbx))
+    assert sip_summary(effects) == [(address, "401 REGISTER")]
+    (value,) = pbx.last_response("REGISTER", 401).headers.fields("www-authenticate")
+    challenge = Challenge.parse(value)
+    assert challenge.realm == "callherald"
+    credentials = build_credentials(
+        challenge,
+        method="REGISTER",
+        uri=f"sip:{PBX_LISTEN[0]}:{PBX_LISTEN[1]}",
+        username="pbx1",
+        password="pbx-secret",
+        cnonce="c0ffee",
+    )
+    effects = pbx.send(register(pbx, str(credentials), cseq=2))
+    assert sip_summary(effects) == [(address, "200 REGISTER")]
+    ok = pbx.last_response("REGISTER", 200)
+    assert [contact.uri for contact in ok.contacts] == [parse_uri(f"sip:trunk@{address[0]}:{address[1]}")]
+    return pbx
+
+
+def test_register_is_challenged_then_accepted() -> None:
+    h = Harness(make_settings(trunk_accounts=(trunk_account(),)))
+    registered_pbx(h, ("127.0.0.1", 5094))
+    assert non_sip(h.effects) == []
+    h.assert_idle()
+
+
+def test_register_with_a_wrong_password_is_challenged_again() -> None:
+    h = Harness(make_settings(trunk_accounts=(trunk_account(),)))
+    pbx = FakeUac(h, name="trunk", address=("127.0.0.1", 5094), side=Side.PBX, user="pbx1")
+    pbx.send(register(pbx))
+    challenge = Challenge.parse(pbx.last_response("REGISTER", 401).headers.fields("www-authenticate")[0])
+    wrong = build_credentials(
+        challenge, method="REGISTER", uri="sip:127.0.0.1:5060", username="pbx1", password="guess", cnonce="c0"
+    )
+    effects = pbx.send(register(pbx, str(wrong), cseq=2))
+    assert sip_summary(effects) == [(pbx.address, "401 REGISTER")]
+    h.assert_idle()
+
+
+def test_inbound_call_goes_to_the_registered_contact() -> None:
+    h = Harness(make_settings(trunk_accounts=(trunk_account(),)))
+    trunk_address: Address = ("127.0.0.1", 5094)
+    registered_pbx(h, trunk_address)
+    carrier = FakeUac(h, address=CARRIER, side=Side.CARRIER)
+    effects = carrier.send(carrier.invite(DIALLED))
+
+    assert sip_summary(effects) == [(CARRIER, "100 INVITE"), (trunk_address, "INVITE")]
+    pbx = FakeUas(h, name="trunk", address=trunk_address, side=Side.PBX)
+    invite = pbx.take_invite()
+    assert str(invite.uri) == "sip:trunk@127.0.0.1:5094"
+    pbx.ring()
+    pbx.answer()
+    carrier.ack_answer()
+    hang_up(carrier, pbx)
+    h.assert_idle()
+
+
+@pytest.mark.parametrize(
+    ("routes", "fallback", "expected_destination", "expected_uri"),
+    [
+        ({DIALLED: ("127.0.0.1", 5096)}, None, ("127.0.0.1", 5096), f"sip:{DIALLED}@127.0.0.1:5096"),
+        ({"499999": ("127.0.0.1", 5096)}, None, PBX, f"sip:{DIALLED}@127.0.0.1:5090"),
+        ({}, ("127.0.0.1", 5098), ("127.0.0.1", 5098), f"sip:{DIALLED}@127.0.0.1:5098"),
+        (
+            {DIALLED: ("127.0.0.1", 5096)},
+            ("127.0.0.1", 5098),
+            ("127.0.0.1", 5096),
+            f"sip:{DIALLED}@127.0.0.1:5096",
+        ),
+    ],
+    ids=["did-route", "other-did-default-target", "fallback-target", "did-beats-fallback"],
+)
+def test_inbound_routing(
+    routes: dict[str, Address], fallback: Address | None, expected_destination: Address, expected_uri: str
+) -> None:
+    h = Harness(make_settings(inbound_routes=routes, fallback_inbound_target=fallback))
+    carrier = FakeUac(h, address=CARRIER, side=Side.CARRIER)
+    effects = carrier.send(carrier.invite(DIALLED))
+
+    assert sip_summary(effects) == [(CARRIER, "100 INVITE"), (expected_destination, "INVITE")]
+    pbx = FakeUas(h, address=expected_destination, side=Side.PBX)
+    assert str(pbx.take_invite().uri) == expected_uri
+    pbx.reply(pbx.invite, 486)
+    h.assert_idle()
+
+
+# Nothing is left behind --------------------------------------------------------------------------
+
+
+def bye_from_a(h: Harness) -> None:
+    hang_up(*connect(h))
+
+
+def bye_from_b(h: Harness) -> None:
+    caller, callee = connect(h)
+    callee.send(callee.request("BYE"))
+    caller.reply(caller.last_request("BYE"), 200)
+
+
+def cancel_after_ringing(h: Harness) -> None:
+    caller, callee = dial(h)
+    ring(caller, callee)
+    caller.send(caller.cancel())
+    callee.reply(callee.last_request("CANCEL"), 200)
+    callee.reply(callee.invite, 487)
+    caller.send(caller.ack_failure(caller.last_response("INVITE", 487)))
+
+
+def cancel_before_ringing(h: Harness) -> None:
+    caller, callee = dial(h)
+    caller.send(caller.cancel())
+    callee.ring()
+    callee.reply(callee.last_request("CANCEL"), 200)
+    callee.reply(callee.invite, 487)
+    caller.send(caller.ack_failure(caller.last_response("INVITE", 487)))
+
+
+def cancel_before_ringing_then_silence(h: Harness) -> None:
+    caller, _ = dial(h)
+    caller.send(caller.cancel())
+
+
+def busy(h: Harness) -> None:
+    caller, callee = dial(h)
+    callee.reply(callee.invite, 486)
+    caller.send(caller.ack_failure(caller.last_response("INVITE", 486)))
+
+
+def no_answer(h: Harness) -> None:
+    dial(h)
+
+
+def no_ack(h: Harness) -> None:
+    caller, callee = dial(h)
+    callee.answer()
+    h.advance(32.0)
+    caller.reply(caller.last_request("BYE"), 200)
+    callee.reply(callee.last_request("BYE"), 200)
+
+
+def reinvite_then_bye(h: Harness) -> None:
+    caller, callee = connect(h)
+    caller.send(caller.request("INVITE", body=offer_from(caller)))
+    callee.reply(callee.last_request("INVITE"), 200, body=offer_from(callee, direction="a=recvonly"))
+    caller.send(caller.ack_2xx(caller.last_response("INVITE", 200)))
+    hang_up(caller, callee)
+
+
+def no_allowed_codec(h: Harness) -> None:
+    caller, _ = parties(h)
+    body = sdp(
+        "v=0", "o=c 1 1 IN IP4 127.0.0.2", "s=-", "c=IN IP4 127.0.0.2", "t=0 0", "m=audio 40000 RTP/AVP 18"
+    )
+    caller.send(caller.invite(DIALLED, body=body))
+    caller.send(caller.ack_failure(caller.last_response("INVITE", 488)))
+
+
+def early_bye(h: Harness) -> None:
+    caller, callee = dial(h)
+    ring(caller, callee)
+    caller.send(caller.request("BYE"))
+    callee.reply(callee.last_request("CANCEL"), 200)
+    callee.reply(callee.invite, 487)
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        bye_from_a,
+        bye_from_b,
+        cancel_after_ringing,
+        cancel_before_ringing,
+        pytest.param(cancel_before_ringing_then_silence),
+        busy,
+        no_answer,
+        no_ack,
+        reinvite_then_bye,
+        pytest.param(no_allowed_codec),
+        pytest.param(early_bye),
+    ],
+)
+def test_no_state_is_left_once_everything_ended(scenario: Callable[[Harness], None]) -> None:
+    h = Harness()
+    scenario(h)
+    h.advance(100.0)
+
+    assert h.leftovers() == dict.fromkeys(h.leftovers(), 0)
+    h.assert_idle()

@@ -1,0 +1,111 @@
+"""The RTP port pool: even RTP ports with RTCP above, handed out in order and reused oldest-freed first."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from proxy.b2bua.media_ports import PortPool
+
+
+def drain(pool: PortPool) -> list[int]:
+    """Every port the pool still has, in the order it hands them out."""
+    ports: list[int] = []
+    for _ in range(pool.capacity + 1):
+        port = pool.allocate()
+        if port is None:
+            return ports
+        ports.append(port)
+    raise AssertionError("the pool handed out more than its capacity")
+
+
+@pytest.mark.parametrize(
+    ("port_min", "port_max", "expected"),
+    [
+        (20000, 20009, [20000, 20002, 20004, 20006, 20008]),
+        (20000, 20008, [20000, 20002, 20004, 20006]),  # 20008's RTCP port 20009 is outside
+        (20001, 20010, [20002, 20004, 20006, 20008]),  # an odd minimum starts at the next even port
+        (20000, 20001, [20000]),
+        (20000, 20000, []),
+        (20001, 20002, []),
+        (20000, 20099, list(range(20000, 20099, 2))),
+    ],
+)
+def test_allocation_order_and_capacity(port_min: int, port_max: int, expected: list[int]) -> None:
+    pool = PortPool(port_min, port_max)
+    assert pool.capacity == len(expected)
+    assert pool.available == len(expected)
+    assert drain(pool) == expected
+    assert pool.available == 0
+
+
+def test_exhausted_pool_returns_none_until_a_release() -> None:
+    pool = PortPool(20000, 20003)
+    assert drain(pool) == [20000, 20002]
+    assert pool.allocate() is None
+    assert pool.allocate() is None
+    pool.release(20002)
+    assert pool.available == 1
+    assert pool.allocate() == 20002
+    assert pool.allocate() is None
+
+
+@pytest.mark.parametrize(
+    "bogus",
+    [20000, 20001, 19998, 20010, 0],
+    ids=["twice", "rtcp-port", "below", "above", "zero"],
+)
+def test_releasing_a_port_not_in_use_is_ignored(bogus: int) -> None:
+    pool = PortPool(20000, 20005)
+    first = pool.allocate()
+    assert first == 20000
+    pool.release(first)
+    assert pool.available == 3
+    pool.release(bogus)  # 20000 is free again by now: a second release
+    assert pool.available == 3
+    assert drain(pool) == [20002, 20004, 20000]
+
+
+def test_never_allocated_free_port_release_is_ignored() -> None:
+    pool = PortPool(20000, 20005)
+    pool.release(20004)  # free, never handed out
+    assert pool.available == 3
+    assert drain(pool) == [20000, 20002, 20004]
+
+
+def test_freed_ports_are_reused_oldest_freed_first() -> None:
+    pool = PortPool(20000, 20007)
+    assert drain(pool) == [20000, 20002, 20004, 20006]
+    for port in (20004, 20000, 20006):
+        pool.release(port)
+    assert drain(pool) == [20004, 20000, 20006]
+
+
+def test_a_freed_port_waits_behind_the_never_used_ones() -> None:
+    pool = PortPool(20000, 20007)
+    assert pool.allocate() == 20000
+    pool.release(20000)
+    assert drain(pool) == [20002, 20004, 20006, 20000]
+
+
+@given(st.lists(st.one_of(st.none(), st.integers(min_value=19996, max_value=20012)), max_size=60))
+def test_pool_invariants_hold_for_any_sequence(operations: list[int | None]) -> None:
+    """None allocates; a number releases it. Ports in use are unique, even, in range; none is lost."""
+    pool = PortPool(20000, 20009)
+    in_use: list[int] = []
+    for operation in operations:
+        if operation is None:
+            port = pool.allocate()
+            if port is None:
+                assert len(in_use) == pool.capacity
+            else:
+                assert port not in in_use
+                assert port % 2 == 0
+                assert 20000 <= port <= 20008
+                in_use.append(port)
+        else:
+            pool.release(operation)
+            if operation in in_use:
+                in_use.remove(operation)
+        assert pool.available + len(in_use) == pool.capacity
