@@ -80,8 +80,8 @@ class MediaSession:
     call_ref: str
     rtp: dict[MediaLeg, LegProtocol]
     rtcp: dict[MediaLeg, LegProtocol]
+    last_activity: float
     last_count: int = 0
-    quiet_sweeps: int = 0
     pending: set[asyncio.Task[None]] = field(default_factory=set)
 
     def packet_count(self) -> int:
@@ -103,12 +103,12 @@ class MediaRelay:
         *,
         inactivity_timeout_s: float,
         on_inactive: Callable[[str], None],
-        sweep_interval_s: float = 1.0,
+        sweep_interval_s: float | None = None,
     ) -> None:
         self._bind_address = bind_address
         self._sessions: dict[str, MediaSession] = {}
         self._timeout_s = inactivity_timeout_s
-        self._sweep_interval_s = sweep_interval_s
+        self._sweep_interval_s = sweep_interval_s or min(1.0, inactivity_timeout_s / 4)
         self._on_inactive = on_inactive
 
     @property
@@ -141,7 +141,7 @@ class MediaRelay:
         for table in (rtp, rtcp):
             table[MediaLeg.A].other = table[MediaLeg.B]
             table[MediaLeg.B].other = table[MediaLeg.A]
-        session = MediaSession(call_ref=call_ref, rtp=rtp, rtcp=rtcp)
+        session = MediaSession(call_ref=call_ref, rtp=rtp, rtcp=rtcp, last_activity=loop.time())
         self._sessions[call_ref] = session
         for sock, protocol in sockets:
             task = loop.create_task(self._attach(sock, protocol))
@@ -176,19 +176,18 @@ class MediaRelay:
             self.close(call_ref)
 
     async def sweep_forever(self) -> None:
-        """Every sweep interval, report sessions with no packet for the inactivity timeout."""
-        quiet_limit = max(1, round(self._timeout_s / self._sweep_interval_s))
+        """Every sweep interval, report sessions that heard no packet for the inactivity timeout."""
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._sweep_interval_s)
+            now = loop.time()
             for session in list(self._sessions.values()):
                 count = session.packet_count()
                 if count != session.last_count:
                     session.last_count = count
-                    session.quiet_sweeps = 0
-                    continue
-                session.quiet_sweeps += 1
-                if session.quiet_sweeps >= quiet_limit:
-                    session.quiet_sweeps = 0
+                    session.last_activity = now
+                elif now - session.last_activity >= self._timeout_s:
+                    session.last_activity = now  # report again only after another full timeout
                     try:
                         self._on_inactive(session.call_ref)
                     except Exception:

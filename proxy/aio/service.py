@@ -92,9 +92,26 @@ class ProxyService:
         def on_message(message: Request | Response, source: Address, _transport: Transport) -> None:
             self._on_message(message, source, side)
 
+        def accept_source(host: str) -> bool:
+            return self.core.accepts_source(host, side)
+
         if spec.transport == "tcp":
-            return await start_tcp(spec.host, spec.port, on_message, limits=self._limits, logger=self._log)
-        return await start_udp(spec.host, spec.port, on_message, limits=self._limits, logger=self._log)
+            return await start_tcp(
+                spec.host,
+                spec.port,
+                on_message,
+                limits=self._limits,
+                logger=self._log,
+                accept_source=accept_source,
+            )
+        return await start_udp(
+            spec.host,
+            spec.port,
+            on_message,
+            limits=self._limits,
+            logger=self._log,
+            accept_source=accept_source,
+        )
 
     async def stop(self) -> None:
         """End calls with BYE, un-register, give the messages a moment to leave, close everything."""

@@ -52,6 +52,7 @@ __all__ = [
     "IDLE_TIMEOUT_S",
     "LOG_LINES_PER_S",
     "MAX_QUEUED_MESSAGES",
+    "AcceptSource",
     "Address",
     "OnMessage",
     "TcpTransport",
@@ -103,6 +104,8 @@ class Transport(Protocol):
 
 
 OnMessage = Callable[[Request | Response, Address, Transport], None]
+AcceptSource = Callable[[str], bool]
+"""Whether a source IP may talk to this listener at all; others are dropped before parsing."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -120,6 +123,7 @@ class TransportStats:
     keepalives: int = 0
     callback_errors: int = 0
     send_errors: int = 0
+    unknown_source_dropped: int = 0
 
 
 # Via stamping and response routing (§18.2.1, §18.2.2, RFC 3581) ---------------------------------
@@ -295,8 +299,15 @@ class _Endpoint:
     name = ""
     reliable = False
 
-    def __init__(self, on_message: OnMessage, limits: ParserLimits, logger: logging.Logger | None) -> None:
+    def __init__(
+        self,
+        on_message: OnMessage,
+        limits: ParserLimits,
+        logger: logging.Logger | None,
+        accept_source: AcceptSource | None = None,
+    ) -> None:
         self._on_message = on_message
+        self._accept_source = accept_source
         self._limits = limits
         self._logger = logger if logger is not None else logging.getLogger(__name__)
         self._log = _LogLimiter(self._logger, LOG_LINES_PER_S)
@@ -318,6 +329,10 @@ class _Endpoint:
 
     def _handle(self, data: bytes, source: Address, reply: Callable[[bytes], None]) -> None:
         """Parse one whole message and deliver it, answer it with an error, or drop it."""
+        if self._accept_source is not None and not self._accept_source(source[0]):
+            # Not a configured peer: no answer at all, not even to a malformed message.
+            self._stats.unknown_source_dropped += 1
+            return
         try:
             message = parse_message(data, self._limits)
             if isinstance(message, Request):
@@ -388,8 +403,14 @@ class UdpTransport(_Endpoint):
     name = "udp"
     reliable = False
 
-    def __init__(self, on_message: OnMessage, limits: ParserLimits, logger: logging.Logger | None) -> None:
-        super().__init__(on_message, limits, logger)
+    def __init__(
+        self,
+        on_message: OnMessage,
+        limits: ParserLimits,
+        logger: logging.Logger | None,
+        accept_source: AcceptSource | None = None,
+    ) -> None:
+        super().__init__(on_message, limits, logger, accept_source)
         self._transport: asyncio.DatagramTransport | None = None
         self._closed = asyncio.get_running_loop().create_future()
 
@@ -449,10 +470,11 @@ async def start_udp(
     *,
     limits: ParserLimits = DEFAULT_LIMITS,
     logger: logging.Logger | None = None,
+    accept_source: AcceptSource | None = None,
 ) -> UdpTransport:
     """Bind a UDP socket on ``host``:``port`` (0 picks a free port) and start delivering."""
     loop = asyncio.get_running_loop()
-    endpoint = UdpTransport(on_message, limits, logger)
+    endpoint = UdpTransport(on_message, limits, logger, accept_source)
     transport, _ = await loop.create_datagram_endpoint(
         lambda: _UdpProtocol(endpoint), local_addr=(host, port)
     )
@@ -491,8 +513,9 @@ class TcpTransport(_Endpoint):
         *,
         idle_timeout_s: float,
         connect_timeout_s: float,
+        accept_source: AcceptSource | None = None,
     ) -> None:
-        super().__init__(on_message, limits, logger)
+        super().__init__(on_message, limits, logger, accept_source)
         self._idle_timeout_s = idle_timeout_s
         self._connect_timeout_s = connect_timeout_s
         self._server: asyncio.Server | None = None
@@ -720,10 +743,16 @@ async def start_tcp(
     logger: logging.Logger | None = None,
     idle_timeout_s: float = IDLE_TIMEOUT_S,
     connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    accept_source: AcceptSource | None = None,
 ) -> TcpTransport:
     """Listen for SIP over TCP on ``host``:``port`` (0 picks a free port) and start delivering."""
     endpoint = TcpTransport(
-        on_message, limits, logger, idle_timeout_s=idle_timeout_s, connect_timeout_s=connect_timeout_s
+        on_message,
+        limits,
+        logger,
+        idle_timeout_s=idle_timeout_s,
+        connect_timeout_s=connect_timeout_s,
+        accept_source=accept_source,
     )
     endpoint._server = await asyncio.start_server(endpoint._accept, host, port)
     return endpoint

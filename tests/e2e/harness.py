@@ -29,6 +29,7 @@ __all__ = [
     "running_callherald",
     "sipp_available",
     "start_sipp",
+    "stop_process",
 ]
 
 SCENARIOS = Path(__file__).resolve().parent / "sipp"
@@ -110,6 +111,7 @@ def default_yaml(
     pbx_section_extra: str = "",
     limits: str = "",
     extra: str = "",
+    allowed_networks: str = "127.0.0.0/8",
 ) -> str:
     """A loopback configuration; the ``*_extra`` strings are indented YAML lines added to a section."""
     return f"""\
@@ -121,13 +123,13 @@ pbx:
     - name: test-pbx
       host: 127.0.0.1
       port: {pbx_target_port}
-      allowed_networks: [127.0.0.0/8]
+      allowed_networks: [{allowed_networks}]
   default_target: "127.0.0.1:{pbx_target_port}"
 {pbx_section_extra}
 carrier:
   host: 127.0.0.1
   port: {carrier_target_port}
-  allowed_networks: [127.0.0.0/8]
+  allowed_networks: [{allowed_networks}]
 {carrier_section_extra}
 media:
   rtp_port_min: {rtp_min}
@@ -153,6 +155,7 @@ def running_callherald(
     limits: str = "",
     extra: str = "",
     env: dict[str, str] | None = None,
+    allowed_networks: str = "127.0.0.0/8",
 ) -> Iterator[CallheraldProcess]:
     """Start callherald on free loopback ports with this configuration; stop it by PID afterwards."""
     ports: list[int] = []
@@ -175,6 +178,7 @@ def running_callherald(
             pbx_section_extra=pbx_section_extra,
             limits=limits,
             extra=extra,
+            allowed_networks=allowed_networks,
         ),
         encoding="utf-8",
     )

@@ -1,0 +1,244 @@
+"""A test-owned RTP endpoint on 127.0.0.1: sends a paced G.711 µ-law tone and records what arrives.
+
+Each SIPp scenario advertises a ``MediaPeer``'s port in its SDP and writes the SDP connection and
+media lines it receives from callherald to a file (``c=IN IP4 <address>|m=audio <port>``). The
+peer waits for that file, then sends one 20 ms packet per 20 ms to the address in it, while it
+records every datagram that reaches its own socket together with the datagram's source address.
+
+Every payload of a stream is distinct (each packet's tone starts at its own phase and is a little
+louder than the one before), so the receiving side can tell which packet it got and in what
+order, whatever the relay does to the RTP header.
+"""
+
+from __future__ import annotations
+
+import re
+import select
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from proxy.rtp.g711 import PCMU_PAYLOAD_TYPE, SAMPLE_RATE_HZ, ulaw_encode
+from proxy.rtp.packet import RtpPacket
+
+__all__ = [
+    "LOOPBACK",
+    "PACKET_S",
+    "SAMPLES_PER_PACKET",
+    "Datagram",
+    "MediaPeer",
+    "RelayReport",
+    "read_sdp_file",
+    "relay_report",
+    "tone_payloads",
+]
+
+LOOPBACK = "127.0.0.1"
+PACKET_S = 0.020
+SAMPLES_PER_PACKET = 160  # 20 ms at 8 kHz
+_TONE_START_AMPLITUDE = 4000
+_TONE_AMPLITUDE_STEP = 20  # per packet
+_TONE_PHASE_STEP_RAD = 2.399963229728653  # the golden angle: packet phases never line up
+_POLL_S = 0.01
+_SDP_FILE = re.compile(r"c=IN IP4 (?P<address>[0-9.]+)\|m=audio (?P<port>[0-9]+)")
+
+Address = tuple[str, int]
+
+
+def tone_payloads(frequency_hz: float, count: int) -> list[bytes]:
+    """``count`` consecutive 20 ms µ-law payloads of a sine at ``frequency_hz``, all distinct.
+
+    Packet ``i`` holds the tone at amplitude ``4000 + 20 * i`` (below full scale for up to 500
+    packets), its phase advanced by ``i`` times the golden angle. Raises ValueError for a count
+    outside 1..500 or when two payloads come out equal (for some frequency that is an exact
+    divisor of the sample rate).
+    """
+    if not 0 < count <= 500:
+        raise ValueError(f"count must be 1..500, got {count}")
+    samples = np.arange(count * SAMPLES_PER_PACKET, dtype=np.float64)
+    packet = samples // SAMPLES_PER_PACKET
+    envelope = _TONE_START_AMPLITUDE + _TONE_AMPLITUDE_STEP * packet
+    phase = 2 * np.pi * frequency_hz * samples / SAMPLE_RATE_HZ + _TONE_PHASE_STEP_RAD * packet
+    pcm = np.round(envelope * np.sin(phase)).astype(np.int16)
+    payloads = [
+        ulaw_encode(pcm[index * SAMPLES_PER_PACKET : (index + 1) * SAMPLES_PER_PACKET])
+        for index in range(count)
+    ]
+    if len(set(payloads)) != count:
+        raise ValueError(f"{frequency_hz} Hz gives repeated payloads within {count} packets")
+    return payloads
+
+
+def read_sdp_file(path: Path) -> Address | None:
+    """The (address, port) a scenario wrote to ``path``; None while the file is absent or partial."""
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+    except FileNotFoundError:
+        return None
+    match = _SDP_FILE.search(text)
+    if match is None:
+        return None
+    return match["address"], int(match["port"])
+
+
+@dataclass(frozen=True, slots=True)
+class Datagram:
+    """One datagram that reached a peer: its bytes, where it came from, and when (monotonic s)."""
+
+    data: bytes
+    source: Address
+    at: float
+
+
+@dataclass
+class MediaPeer:
+    """A UDP socket on 127.0.0.1 that plays ``payloads`` as RTP and records what it receives.
+
+    Use as a context manager (the socket is closed on exit). ``start`` runs the peer in a thread;
+    ``stop`` ends it and raises what the thread raised, if anything.
+    """
+
+    name: str
+    ssrc: int
+    payloads: list[bytes]
+    first_sequence: int = 1000
+    first_timestamp: int = 160_000
+    received: list[Datagram] = field(default_factory=list)
+    remote: Address | None = None
+    sent: int = 0
+    _sock: socket.socket = field(init=False, repr=False)
+    _thread: threading.Thread | None = field(default=None, init=False, repr=False)
+    _stop: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _error: BaseException | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.bind((LOOPBACK, 0))
+
+    def __enter__(self) -> MediaPeer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._sock.close()
+
+    @property
+    def port(self) -> int:
+        return int(self._sock.getsockname()[1])
+
+    def packet(self, index: int) -> bytes:
+        """The RTP packet carrying payload ``index`` (PCMU, 20 ms steps, marker on the first)."""
+        return bytes(
+            RtpPacket(
+                payload_type=PCMU_PAYLOAD_TYPE,
+                sequence=(self.first_sequence + index) & 0xFFFF,
+                timestamp=(self.first_timestamp + index * SAMPLES_PER_PACKET) & 0xFFFFFFFF,
+                ssrc=self.ssrc,
+                marker=index == 0,
+                payload=self.payloads[index],
+            )
+        )
+
+    def start(self, sdp_file: Path, *, wait_s: float = 10.0) -> None:
+        """Receive from now on; send every payload once ``sdp_file`` names where to (within ``wait_s``)."""
+        self._thread = threading.Thread(
+            target=self._run, args=(sdp_file, wait_s), name=f"media-{self.name}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, *, linger_s: float = 0.2) -> None:
+        """Wait ``linger_s`` for late packets, end the thread, re-raise its error."""
+        time.sleep(linger_s)
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            if self._thread.is_alive():
+                raise RuntimeError(f"media peer {self.name} did not stop")
+        if self._error is not None:
+            raise self._error
+
+    def _receive_until(self, deadline: float) -> None:
+        while not self._stop.is_set():
+            timeout = deadline - time.monotonic()
+            if timeout <= 0:
+                return
+            ready, _, _ = select.select([self._sock], [], [], min(timeout, _POLL_S * 5))
+            if ready:
+                data, source = self._sock.recvfrom(65536)
+                self.received.append(Datagram(data, (str(source[0]), int(source[1])), time.monotonic()))
+
+    def _run(self, sdp_file: Path, wait_s: float) -> None:
+        try:
+            give_up = time.monotonic() + wait_s
+            while self.remote is None:
+                if self._stop.is_set():
+                    return
+                if time.monotonic() > give_up:
+                    raise TimeoutError(f"media peer {self.name}: no SDP file {sdp_file} in {wait_s} s")
+                self.remote = read_sdp_file(sdp_file)
+                self._receive_until(time.monotonic() + _POLL_S)
+            begin = time.monotonic()
+            for index in range(len(self.payloads)):
+                if self._stop.is_set():
+                    return
+                self._sock.sendto(self.packet(index), self.remote)
+                self.sent += 1
+                self._receive_until(begin + (index + 1) * PACKET_S)
+            self._receive_until(float("inf"))
+        except BaseException as error:
+            self._error = error
+
+
+@dataclass(frozen=True, slots=True)
+class RelayReport:
+    """What one peer received of another peer's stream.
+
+    ``indices``: which of the sender's payloads arrived, in arrival order. ``foreign``: datagrams
+    whose payload is none of the sender's. ``sources``: the distinct source addresses.
+    ``payload_types``: the distinct RTP payload types (None for a datagram that is not RTP).
+    """
+
+    indices: tuple[int, ...]
+    foreign: int
+    sources: frozenset[Address]
+    payload_types: frozenset[int | None]
+
+    @property
+    def in_order(self) -> bool:
+        return all(a < b for a, b in zip(self.indices, self.indices[1:], strict=False))
+
+    def loss(self, sent: int) -> float:
+        return 1 - len(set(self.indices)) / sent if sent else 0.0
+
+
+def relay_report(sender: MediaPeer, receiver: MediaPeer) -> RelayReport:
+    """Match what ``receiver`` got against what ``sender`` sent, by payload."""
+    index_of = {payload: index for index, payload in enumerate(sender.payloads)}
+    indices: list[int] = []
+    foreign = 0
+    payload_types: set[int | None] = set()
+    for datagram in receiver.received:
+        try:
+            packet = RtpPacket.parse(datagram.data)
+        except ValueError:
+            payload_types.add(None)
+            foreign += 1
+            continue
+        payload_types.add(packet.payload_type)
+        index = index_of.get(packet.payload)
+        if index is None:
+            foreign += 1
+        else:
+            indices.append(index)
+    return RelayReport(
+        indices=tuple(indices),
+        foreign=foreign,
+        sources=frozenset(datagram.source for datagram in receiver.received),
+        payload_types=frozenset(payload_types),
+    )
