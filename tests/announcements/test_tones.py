@@ -1,0 +1,115 @@
+"""Generated tones: beep and ringback frequency, level, fades, cadence and looping, per codec."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from announcements.errors import AnnouncementError
+from announcements.frames import SAMPLE_RATE_HZ, silence_frame
+from announcements.tones import (
+    BEEP_PEAK_DBFS,
+    RINGBACK_PEAK_DBFS,
+    beep_frames,
+    iter_beep,
+    iter_ringback,
+    ringback_frames,
+    tone_burst,
+)
+from tests.announcements.sound import FULL_SCALE, pcm_of, peak_frequency
+
+CODECS = ["pcmu", "pcma", "g722"]
+FRAME_BYTES = {"pcmu": 160, "pcma": 160, "g722": 640}
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_beep_is_150_ms_of_1400_hz_in_8_frames(codec: str) -> None:
+    frames = beep_frames(codec)
+    assert len(frames) == 8
+    assert {len(frame) for frame in frames} == {FRAME_BYTES[codec]}
+    rate = SAMPLE_RATE_HZ[codec]
+    pcm = pcm_of(codec, frames)
+    tone = pcm[: rate * 150 // 1000]
+    assert peak_frequency(tone, rate) == 1400.0
+    half = FRAME_BYTES[codec] // 2  # the last frame: 10 ms of tone, then 10 ms of silence
+    assert frames[-1][half:] == silence_frame(codec)[half:]
+    assert frames[-1][:half] != silence_frame(codec)[:half]
+    peak_db = 20 * math.log10(float(np.max(np.abs(tone.astype(np.float64)))) / FULL_SCALE)
+    assert abs(peak_db - BEEP_PEAK_DBFS) < 0.3
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_beep_fades_in_and_out_over_5_ms(codec: str) -> None:
+    rate = SAMPLE_RATE_HZ[codec]
+    pcm = np.abs(pcm_of(codec, beep_frames(codec)).astype(np.float64))
+    amplitude = FULL_SCALE * 10 ** (BEEP_PEAK_DBFS / 20)
+    fade = rate * 5 // 1000
+    end = rate * 150 // 1000
+    envelope = 0.5 * (1 - np.cos(math.pi * np.arange(fade) / fade))
+    # Every sample of a ramp stays under the raised-cosine envelope (plus G.711 quantisation).
+    slack = 0.04 * amplitude + 2
+    assert np.all(pcm[:fade] <= amplitude * envelope + slack)
+    assert np.all(pcm[end - fade : end] <= amplitude * envelope[::-1] + slack)
+    assert pcm[0] <= 8
+    assert np.max(pcm[fade : end - fade]) > 0.95 * amplitude
+
+
+def test_wideband_beep_is_exactly_the_formula() -> None:
+    t = np.arange(2400) / 16000
+    envelope = np.ones(2400)
+    ramp = 0.5 * (1 - np.cos(math.pi * np.arange(80) / 80))
+    envelope[:80], envelope[-80:] = ramp, ramp[::-1]
+    expected = np.rint(FULL_SCALE * 10 ** (-12 / 20) * envelope * np.sin(2 * math.pi * 1400 * t))
+    assert np.array_equal(pcm_of("g722", beep_frames("g722"))[:2400], expected.astype(np.int16))
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_ringback_is_the_dutch_cadence_of_425_hz(codec: str) -> None:
+    frames = ringback_frames(codec)
+    assert len(frames) == 250
+    assert {len(frame) for frame in frames} == {FRAME_BYTES[codec]}
+    silent = silence_frame(codec)
+    assert [frame != silent for frame in frames] == [True] * 50 + [False] * 200
+    rate = SAMPLE_RATE_HZ[codec]
+    on = pcm_of(codec, frames[:50])
+    assert on.shape[0] == rate
+    assert peak_frequency(on, rate) == 425.0
+    peak_db = 20 * math.log10(float(np.max(np.abs(on.astype(np.float64)))) / FULL_SCALE)
+    assert abs(peak_db - RINGBACK_PEAK_DBFS) < 0.3
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_ringback_repeats_without_end(codec: str) -> None:
+    period = ringback_frames(codec)
+    frames = list(itertools.islice(iter_ringback(codec), 600))
+    assert frames == list(period) * 2 + list(period[:100])
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_beep_plays_once(codec: str) -> None:
+    assert list(iter_beep(codec)) == list(beep_frames(codec))
+
+
+@pytest.mark.parametrize("make", [beep_frames, ringback_frames])
+def test_unknown_codec(make: object) -> None:
+    with pytest.raises(AnnouncementError, match=r"^unknown codec 'g729'"):
+        make("g729")  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("on_ms", "fade_ms", "total_ms", "rate_hz", "length", "nonzero_until"),
+    [(150, 5, 160, 8000, 1280, 1200), (1000, 5, 5000, 16000, 80000, 16000), (20, 0, 20, 8000, 160, 160)],
+)
+def test_tone_burst_shape(
+    on_ms: int, fade_ms: int, total_ms: int, rate_hz: int, length: int, nonzero_until: int
+) -> None:
+    burst = tone_burst(
+        frequency_hz=1000.0, on_ms=on_ms, fade_ms=fade_ms, peak_dbfs=-6.0, total_ms=total_ms, rate_hz=rate_hz
+    )
+    assert burst.dtype == np.int16
+    assert burst.shape == (length,)
+    assert not np.any(burst[nonzero_until:])
+    assert np.any(burst[nonzero_until - rate_hz // 1000 : nonzero_until])
