@@ -1,0 +1,541 @@
+"""In-band DTMF detection (ITU-T Q.23 tone pairs) in PCM or G.711 audio, sans-IO, with numpy.
+
+Theory of operation
+-------------------
+The audio is cut into overlapping frames, one every ``HOP_MS`` (5 ms: 40 samples at 8 kHz), each
+two blocks long. A block is ``block_ms`` (default 25.625 ms: 205 samples at 8 kHz, a DFT bin
+width of 39 Hz). Every frame is judged on its own, and runs of frames make key presses.
+
+Goertzel, vectorised. The recursion ``s[n] = x[n] + 2 cos(w) s[n-1] - s[n-2]`` is linear with
+impulse response ``h[m] = sin((m + 1) w) / sin(w)``, so its two final states are dot products
+of the (windowed) block with reversed copies of ``h``. One matrix holds them for every frequency;
+one product of all the frames of a chunk with it runs the recursion for every frame and every
+frequency at once, and ``s1² + s2² - 2 cos(w) s1 s2`` is the power. Frequencies are exact, not
+rounded to DFT bins. Per frame we evaluate, on the centre block (rectangular):
+
+* probes around each of the 8 DTMF frequencies, at most 0.5 bin apart and spread so that a
+  tone off by up to ``ACCEPT_DEVIATION`` (±1.5 %) is within 0.26 bin of one (it loses at most
+  1 dB). The power of a DTMF frequency is that of its strongest probe. A single block length
+  cannot do this alone: ±1.5 % of 1633 Hz (24.5 Hz) must pass while ±3.5 % of 697 Hz (24.4 Hz)
+  must not;
+* two guard probes per frequency at ``±GUARD_DEVIATION`` (4 %);
+* and, with a Hann window over the whole frame (51 ms), the second harmonic of each frequency.
+  The longer tapered window keeps the high-group tone out of the low tone's harmonic (1394 Hz
+  is 58 Hz from 1336 Hz): for tones within 1.5 % the leak is at least 31 dB down.
+
+Powers are scaled to the mean square of the sine (dBm0 via ``DBM0_MEAN_SQUARE``).
+
+A frame shows the pair (strongest low-group, strongest high-group frequency) when all hold:
+
+* level: the two tones together reach ``MIN_LEVEL_DBM0`` (-36 dBm0). Where a tone fills only
+  part of the block its power drops, so presses of 40 ms are found from about -33 dBm0 up;
+* twist (high minus low) within ``-REVERSE_TWIST_DB`` .. ``+FORWARD_TWIST_DB`` (-10 .. +6 dB).
+  Q.24 asks for +4 / -8 dB to be accepted; the 2 dB margin covers the loss of a tone that is
+  also 1.5 % off;
+* tone ratio: the pair holds at least ``TONE_RATIO`` (half) of the centre block's power. This
+  rejects noise, most speech, and a single tone. A tone filling a share q of the block gives a
+  ratio of about q, so a frame passes when its centre lies in the tone: a run of n frames
+  stands for n hops of tone, and a run of n frames without the pair for n hops of pause;
+* peak: each tone is ``PEAK_MARGIN_DB`` (6 dB) above the next strongest of its group;
+* frequency: each tone is stronger at its probes than at its guards. The boundary lies between
+  ±2 % and ±2.5 %, for every frequency: ±1.5 % is accepted, ±3.5 % rejected.
+
+Second harmonic (talk-off): in voiced speech a component near a DTMF frequency comes with its
+harmonics; a Q.23 generator keeps them 20 dB down. A frame passes the check when each tone's
+second harmonic is ``HARMONIC_MARGIN_DB`` (20 dB) below it. Where a frame straddles the start or
+end of a tone the cut spreads the high tone into the low tone's harmonic, so the check is made
+per press: at least ``HARMONIC_SHARE`` (a quarter) of its frames must pass it. (Clean 40 ms
+tones pass it in at least 3 of their 8 frames; a vowel carrying a pair, in none or nearly all.)
+Steady synthetic vowels whose harmonics fall within 1.5 % of a pair, with formants on them and
+weak harmonics above, can still pass, as with any Goertzel detector.
+
+Presses. A run of frames showing one pair starts a press; frames without it, or with another
+pair, for fewer than ``MIN_PAUSE_MS`` (30 ms: Q.24 wants a 40 ms pause between two presses of a
+key recognised, and a 10 ms break bridged; a lost 20 ms packet is bridged too) are a drop-out
+inside the press. The press ends when the pause is long enough (or at ``flush()``) and is
+reported then, once, with its onset and duration, if it lasted ``MIN_TONE_MS`` (30 ms: Q.24
+asks for 40 ms accepted and 20-23 ms rejected). A press held for seconds is reported once, when
+released; the report comes about 55 ms after the tone ends.
+
+Chunking. The detector keeps the samples it still needs, so the same audio fed in any chunk
+sizes yields the same presses. Half a frame of silence is assumed before the first sample, and
+``flush()`` appends silence.
+
+Timestamps. ``feed`` takes the RTP timestamp of the chunk's first sample; chunks are expected in
+timestamp order. A forward gap of up to ``MAX_FILL_MS`` (lost packets) is filled with silence,
+samples at timestamps already fed are dropped, and any larger jump ends the stream (as
+``flush()``) and starts a new one at the new timestamp.
+
+Masking (PCI DSS: card digits must not be stored). Every frame that showed a pair, even in a
+press too short to count or failing the harmonic check, marks its block and ``MASK_GUARD_MS``
+each side. ``take_spans()`` hands out these spans as they close and ``settled_until`` says up to
+where the audio has been judged, so a recorder can silence the spans before storing; for a whole
+buffer, ``dtmf_mask()`` does it in one call.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from proxy.rtp.g711 import alaw_decode, ulaw_decode
+from proxy.rtp.seqnum import ts_add, ts_diff
+
+__all__ = [
+    "ACCEPT_DEVIATION",
+    "DBM0_MEAN_SQUARE",
+    "DEFAULT_BLOCK_MS",
+    "DTMF_HIGH_HZ",
+    "DTMF_KEYPAD",
+    "DTMF_LOW_HZ",
+    "FORWARD_TWIST_DB",
+    "GUARD_DEVIATION",
+    "HARMONIC_MARGIN_DB",
+    "HARMONIC_SHARE",
+    "HOP_MS",
+    "MASK_GUARD_MS",
+    "MAX_FILL_MS",
+    "MIN_LEVEL_DBM0",
+    "MIN_PAUSE_MS",
+    "MIN_TONE_MS",
+    "PEAK_MARGIN_DB",
+    "REVERSE_TWIST_DB",
+    "TONE_RATIO",
+    "InbandDigit",
+    "InbandDtmfDetector",
+    "ToneSpan",
+    "dtmf_mask",
+    "goertzel_power",
+]
+
+# ITU-T Q.23: rows (low group) and columns (high group) of the keypad.
+DTMF_LOW_HZ: Final = (697.0, 770.0, 852.0, 941.0)
+DTMF_HIGH_HZ: Final = (1209.0, 1336.0, 1477.0, 1633.0)
+DTMF_KEYPAD: Final = "123A456B789C*0#D"  # row-major: index = 4 * low + high
+
+# 0 dBm0 as an int16 mean square: a sine 3.17 dB below the µ-law overload point (ITU-T G.711).
+DBM0_MEAN_SQUARE: Final = (32_636.0 * 10.0 ** (-3.17 / 20.0)) ** 2 / 2.0
+
+DEFAULT_BLOCK_MS: Final = 25.625  # 205 samples at 8 kHz
+HOP_MS: Final = 5.0  # one frame per hop
+MIN_LEVEL_DBM0: Final = -36.0  # both tones together
+FORWARD_TWIST_DB: Final = 6.0  # high group above low group (Q.24 asks for +4 dB)
+REVERSE_TWIST_DB: Final = 10.0  # low group above high group (Q.24 asks for 8 dB)
+TONE_RATIO: Final = 0.5  # share of the block's power in the pair
+ACCEPT_DEVIATION: Final = 0.015  # frequency offset the probes cover
+GUARD_DEVIATION: Final = 0.04  # where the guard probes sit
+PEAK_MARGIN_DB: Final = 6.0  # each tone over the next strongest of its group
+HARMONIC_MARGIN_DB: Final = 20.0  # each tone over its second harmonic
+HARMONIC_SHARE: Final = 0.25  # share of a press's frames that must pass the harmonic check
+MIN_TONE_MS: Final = 30.0  # Q.24: 40 ms accepted, 20-23 ms rejected
+MIN_PAUSE_MS: Final = 30.0  # Q.24: a 40 ms pause separates presses, a 10 ms break does not
+MAX_FILL_MS: Final = 1000.0  # longest timestamp gap filled with silence
+MASK_GUARD_MS: Final = 10.0  # masked beyond the block that showed a pair
+
+_PROBE_REACH_BINS: Final = 0.26  # a tone this far from a probe loses 1 dB
+_PROBE_SPACING_BINS: Final = 0.5
+_NO_PAIR: Final = -1
+_FREQS_HZ: Final = DTMF_LOW_HZ + DTMF_HIGH_HZ
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InbandDigit:
+    """One key press heard in the audio.
+
+    ``rtp_timestamp`` is the estimated onset (RTP timestamp units, wrapped to 32 bits) and
+    ``duration`` the estimated length of the tone in samples, short drop-outs included. Both move
+    in 5 ms hops and are within two hops of the truth for clean tones.
+    """
+
+    digit: str
+    rtp_timestamp: int
+    duration: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToneSpan:
+    """A stretch of audio that carried DTMF, guard included (RTP timestamp and length in samples)."""
+
+    rtp_timestamp: int
+    duration: int
+
+
+def _goertzel_columns(
+    freq_hz: float, window: npt.NDArray[np.float64], offset: int, frame_len: int, sample_rate_hz: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    # The recursion's final states over window * x[offset:offset + N], as weights on the frame:
+    # s[N-1] = sum x[n] w[n] h[N-1-n] and s[N-2] = sum x[n] w[n] h[N-2-n].
+    omega = 2.0 * math.pi * freq_hz / sample_rate_hz
+    size = len(window)
+    impulse = np.sin((np.arange(size) + 1.0) * omega) / math.sin(omega)
+    last = np.zeros(frame_len)
+    before_last = np.zeros(frame_len)
+    last[offset : offset + size] = window * impulse[::-1]
+    before_last[offset : offset + size - 1] = window[:-1] * impulse[: size - 1][::-1]
+    return last, before_last
+
+
+def goertzel_power(
+    blocks: npt.NDArray[np.floating[Any]] | npt.NDArray[np.integer[Any]],
+    freqs_hz: Sequence[float],
+    sample_rate_hz: int = 8000,
+) -> npt.NDArray[np.float64]:
+    """``|X(f)|²`` of each row of ``blocks`` (shape ``(..., N)``) at each frequency, by Goertzel.
+
+    ``X(f) = sum x[n] exp(-2j pi f n / rate)``; the result has shape ``(..., len(freqs_hz))``.
+    Frequencies need not fall on DFT bins; they must lie strictly between 0 and half the rate.
+    """
+    samples = np.asarray(blocks, dtype=np.float64)
+    size = samples.shape[-1]
+    if size < 2:
+        raise ValueError(f"Goertzel needs blocks of at least 2 samples, got {size}")
+    nyquist = sample_rate_hz / 2.0
+    if any(not 0.0 < f < nyquist for f in freqs_hz):
+        raise ValueError(f"frequencies must lie in (0, {nyquist}) Hz, got {list(freqs_hz)}")
+    ones = np.ones(size)
+    columns = [_goertzel_columns(f, ones, 0, size, sample_rate_hz) for f in freqs_hz]
+    s1 = samples @ np.stack([c[0] for c in columns], axis=1)
+    s2 = samples @ np.stack([c[1] for c in columns], axis=1)
+    two_cos = 2.0 * np.cos(2.0 * np.pi * np.asarray(freqs_hz, dtype=np.float64) / sample_rate_hz)
+    power: npt.NDArray[np.float64] = s1 * s1 + s2 * s2 - two_cos * s1 * s2
+    return power
+
+
+class InbandDtmfDetector:
+    """Finds DTMF key presses in one stream of PCM audio; see the module docstring for the rules.
+
+    ``block_ms`` is the Goertzel block (20 to 40 ms); the frame is two blocks. Shorter blocks
+    react faster at tone edges but separate frequencies less well, and the frequency limits
+    above are worked out for the default. One detector serves one RTP stream.
+    """
+
+    __slots__ = (
+        "_block",
+        "_buffer",
+        "_cur_digit",
+        "_cur_first",
+        "_cur_frames",
+        "_cur_harmonic",
+        "_cur_last",
+        "_fed",
+        "_frame",
+        "_frames_done",
+        "_groups",
+        "_hop",
+        "_kernel",
+        "_max_fill",
+        "_min_level",
+        "_min_tone",
+        "_origin_ts",
+        "_pause_frames",
+        "_probe_bins",
+        "_rate",
+        "_reach",
+        "_scale",
+        "_span_first",
+        "_span_last",
+        "_spans",
+        "_started",
+        "_trail_frames",
+        "_trail_harmonic",
+        "_trail_label",
+        "_trail_last",
+        "_trail_start",
+        "_two_cos",
+    )
+
+    _started: bool
+    _origin_ts: int
+    _fed: int
+    _frames_done: int
+
+    def __init__(self, sample_rate_hz: int = 8000, *, block_ms: float = DEFAULT_BLOCK_MS) -> None:
+        if sample_rate_hz < 8000:
+            raise ValueError(f"sample_rate_hz must be at least 8000, got {sample_rate_hz}")
+        if not 20.0 <= block_ms <= 40.0:
+            raise ValueError(f"block_ms must be in 20..40, got {block_ms}")
+        rate = sample_rate_hz
+        self._rate = rate
+        self._block = round(block_ms * rate / 1000.0)
+        self._frame = 2 * self._block
+        self._hop = round(HOP_MS * rate / 1000.0)
+        self._min_tone = round(MIN_TONE_MS * rate / 1000.0)
+        self._pause_frames = math.ceil(MIN_PAUSE_MS / HOP_MS)
+        self._max_fill = round(MAX_FILL_MS * rate / 1000.0)
+        # A frame that shows a pair saw it somewhere in its block; mark that, and the guard.
+        self._reach = self._block // 2 + round(MASK_GUARD_MS * rate / 1000.0)
+        self._min_level = DBM0_MEAN_SQUARE * 10.0 ** (MIN_LEVEL_DBM0 / 10.0)
+        self._build_kernel()
+        self._spans: list[ToneSpan] = []
+        self._reset()
+
+    @property
+    def sample_rate_hz(self) -> int:
+        """The sample rate (and RTP clock rate) of the audio fed."""
+        return self._rate
+
+    @property
+    def settled_until(self) -> int | None:
+        """RTP timestamp before which all audio fed has been judged: every DTMF span that lies
+        (partly) before it has been returned by ``take_spans()`` or is waiting there. ``None``
+        before the first ``feed``. A recorder may store audio before it once spans are silenced."""
+        if not self._started:
+            return None
+        horizon = self._frames_done * self._hop - self._reach
+        if self._span_first >= 0:
+            horizon = min(horizon, self._span_first * self._hop - self._reach)
+        return ts_add(self._origin_ts, min(max(0, horizon), self._fed))
+
+    def feed(self, pcm: npt.NDArray[np.int16], rtp_timestamp: int) -> list[InbandDigit]:
+        """Analyse 1-D ``int16`` samples, the first at ``rtp_timestamp``; return the presses ended."""
+        if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16:
+            raise TypeError("feed needs a numpy int16 array")
+        if pcm.ndim != 1:
+            raise ValueError(f"feed needs 1-D samples, got shape {pcm.shape}")
+        out: list[InbandDigit] = []
+        rtp_timestamp &= 0xFFFFFFFF
+        if self._started:
+            jump = ts_diff(rtp_timestamp, ts_add(self._origin_ts, self._fed))
+            if abs(jump) > self._max_fill:
+                out += self.flush()
+            elif jump > 0:
+                out += self._analyse(np.zeros(jump), real=True)  # lost packets: silence
+            elif jump < 0:
+                pcm = pcm[-jump:]  # samples at timestamps already fed
+        if not self._started:
+            self._started = True
+            self._origin_ts = rtp_timestamp
+        if len(pcm):
+            out += self._analyse(pcm.astype(np.float64), real=True)
+        return out
+
+    def feed_ulaw(self, payload: bytes, rtp_timestamp: int) -> list[InbandDigit]:
+        """``feed`` for a PCMU (G.711 µ-law) payload."""
+        return self.feed(ulaw_decode(payload), rtp_timestamp)
+
+    def feed_alaw(self, payload: bytes, rtp_timestamp: int) -> list[InbandDigit]:
+        """``feed`` for a PCMA (G.711 A-law) payload."""
+        return self.feed(alaw_decode(payload), rtp_timestamp)
+
+    def flush(self) -> list[InbandDigit]:
+        """End the stream: judge the buffered audio, report a press still held, close any span.
+
+        The next ``feed`` starts a new stream at its timestamp.
+        """
+        if not self._started:
+            return []
+        out = self._analyse(np.zeros(self._frame // 2 + self._hop), real=False)
+        out += self._end_press()
+        self._end_span()
+        self._reset()
+        return out
+
+    def take_spans(self) -> list[ToneSpan]:
+        """The DTMF spans closed since the last call, oldest first.
+
+        A span covers every frame that showed a tone pair (whether or not it made a press),
+        widened by half a block and ``MASK_GUARD_MS`` each side. It closes when no pair has been
+        seen for twice that widening, or at ``flush()``.
+        """
+        spans, self._spans = self._spans, []
+        return spans
+
+    # -- analysis --------------------------------------------------------------------------
+
+    def _build_kernel(self) -> None:
+        # Columns, per bin: the probes of each DTMF frequency (rectangular block centred in the
+        # frame), the two guard probes of each, the second harmonic of each (Hann over the frame).
+        rate, frame, block = self._rate, self._frame, self._block
+        lasts: list[npt.NDArray[np.float64]] = []
+        befores: list[npt.NDArray[np.float64]] = []
+        freqs: list[float] = []
+        gains: list[float] = []
+
+        def add(freq_hz: float, window: npt.NDArray[np.float64], offset: int) -> None:
+            last, before = _goertzel_columns(freq_hz, window, offset, frame, rate)
+            lasts.append(last)
+            befores.append(before)
+            freqs.append(freq_hz)
+            gains.append(float(window.sum()))
+
+        rect = np.ones(block)
+        centred = (frame - block) // 2
+        groups: list[int] = []
+        for f in _FREQS_HZ:
+            bins_per_unit = f * block / rate  # DFT bins per unit of relative offset
+            spread = max(0.0, ACCEPT_DEVIATION - _PROBE_REACH_BINS / bins_per_unit)
+            side = math.ceil(spread * bins_per_unit / _PROBE_SPACING_BINS)
+            groups.append(len(freqs))
+            for offset in np.linspace(-spread, spread, 2 * side + 1):
+                add(f * (1.0 + float(offset)), rect, centred)
+        self._probe_bins = len(freqs)
+        self._groups = np.asarray(groups)
+        for f in _FREQS_HZ:
+            add(f * (1.0 - GUARD_DEVIATION), rect, centred)
+            add(f * (1.0 + GUARD_DEVIATION), rect, centred)
+        hann = np.hanning(frame + 2)[1:-1]  # without its zero end points
+        for f in _FREQS_HZ:
+            add(2.0 * f, hann, 0)
+        self._kernel = np.ascontiguousarray(np.stack(lasts + befores, axis=1))
+        self._two_cos = 2.0 * np.cos(2.0 * np.pi * np.asarray(freqs) / rate)
+        # |X|² of a sine of amplitude A is (A * sum(w) / 2)²; scale it to the mean square A² / 2.
+        self._scale = 2.0 / np.asarray(gains) ** 2
+
+    def _reset(self) -> None:
+        self._started = False
+        self._origin_ts = 0
+        self._fed = 0  # samples fed, silence for lost packets included
+        self._frames_done = 0
+        # Half a frame of silence before the stream, so that frame k is centred on sample k * hop.
+        self._buffer = np.zeros(self._frame // 2)
+        self._cur_digit = _NO_PAIR
+        self._cur_first = self._cur_last = self._cur_frames = self._cur_harmonic = 0
+        self._trail_label = _NO_PAIR
+        self._trail_start = self._trail_frames = self._trail_harmonic = 0
+        self._trail_last = -1
+        self._span_first = self._span_last = -1
+
+    def _analyse(self, samples: npt.NDArray[np.float64], *, real: bool) -> list[InbandDigit]:
+        if real:
+            self._fed += len(samples)
+        buffer = np.concatenate((self._buffer, samples))
+        count = (len(buffer) - self._frame) // self._hop + 1
+        if count <= 0:
+            self._buffer = buffer
+            return []
+        frames = np.lib.stride_tricks.sliding_window_view(buffer, self._frame)[:: self._hop][:count]
+        self._buffer = buffer[count * self._hop :]
+        labels, harmonic_ok = self._classify(frames)
+        first = self._frames_done
+        self._frames_done += count
+        return self._track(labels, harmonic_ok, first)
+
+    def _classify(
+        self, frames: npt.NDArray[np.float64]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+        # Per frame: the pair's keypad index or _NO_PAIR, and whether the harmonic check passed.
+        bins = len(self._scale)
+        states = frames @ self._kernel
+        s1, s2 = states[:, :bins], states[:, bins:]
+        power = (s1 * s1 + s2 * s2 - self._two_cos * s1 * s2) * self._scale
+        tone = np.maximum.reduceat(power[:, : self._probe_bins], self._groups, axis=1)
+        guards = power[:, self._probe_bins : self._probe_bins + 16]
+        guard = np.maximum(guards[:, 0::2], guards[:, 1::2])
+        harmonic = power[:, self._probe_bins + 16 :]
+        rows = np.arange(len(frames))
+        lo = np.argmax(tone[:, :4], axis=1)
+        hi = np.argmax(tone[:, 4:], axis=1) + 4
+        p_low, p_high = tone[rows, lo], tone[rows, hi]
+        p_pair = p_low + p_high
+        start = (self._frame - self._block) // 2
+        block = frames[:, start : start + self._block]
+        mean_square = np.einsum("ij,ij->i", block, block) / self._block
+        ok = p_pair >= self._min_level
+        ok &= p_high <= p_low * _db(FORWARD_TWIST_DB)
+        ok &= p_low <= p_high * _db(REVERSE_TWIST_DB)
+        ok &= p_pair >= TONE_RATIO * mean_square
+        ok &= np.sort(tone[:, :4], axis=1)[:, -2] * _db(PEAK_MARGIN_DB) <= p_low
+        ok &= np.sort(tone[:, 4:], axis=1)[:, -2] * _db(PEAK_MARGIN_DB) <= p_high
+        ok &= (guard[rows, lo] < p_low) & (guard[rows, hi] < p_high)
+        harmonic_ok = harmonic[rows, lo] * _db(HARMONIC_MARGIN_DB) <= p_low
+        harmonic_ok &= harmonic[rows, hi] * _db(HARMONIC_MARGIN_DB) <= p_high
+        return np.where(ok, 4 * lo + hi - 4, _NO_PAIR), harmonic_ok
+
+    # -- press tracking --------------------------------------------------------------------
+
+    def _track(
+        self, labels: npt.NDArray[np.int64], harmonic_ok: npt.NDArray[np.bool_], first: int
+    ) -> list[InbandDigit]:
+        # Runs of equal labels; frame indices count from the start of the stream.
+        out: list[InbandDigit] = []
+        edges = np.flatnonzero(labels[1:] != labels[:-1]) + 1
+        starts = np.concatenate(([0], edges))
+        ends = np.concatenate((edges, [len(labels)]))
+        passed = np.add.reduceat(harmonic_ok.astype(np.int64), starts)
+        for start, end, harmonic in zip(starts.tolist(), ends.tolist(), passed.tolist(), strict=True):
+            self._run(int(labels[start]), first + start, first + end - 1, harmonic, out)
+        return out
+
+    def _run(self, label: int, first: int, last: int, harmonic: int, out: list[InbandDigit]) -> None:
+        count = last - first + 1
+        if label == self._trail_label and first == self._trail_last + 1:
+            self._trail_frames += count
+            self._trail_harmonic += harmonic
+        else:
+            self._trail_label, self._trail_start = label, first
+            self._trail_frames, self._trail_harmonic = count, harmonic
+        self._trail_last = last
+        self._span_run(label, first, last)
+        if self._cur_digit != _NO_PAIR:
+            if label == self._cur_digit:
+                self._cur_last = last
+                self._cur_frames += count
+                self._cur_harmonic += harmonic
+                return
+            if last - self._cur_last < self._pause_frames:
+                return  # no pause yet: a drop-out or another pair that may still end
+            out += self._end_press()
+        if label != _NO_PAIR:
+            # A new press starts with the trailing run, which may have begun in an earlier chunk.
+            self._cur_digit, self._cur_first, self._cur_last = label, self._trail_start, last
+            self._cur_frames, self._cur_harmonic = self._trail_frames, self._trail_harmonic
+
+    def _end_press(self) -> list[InbandDigit]:
+        digit, self._cur_digit = self._cur_digit, _NO_PAIR
+        if digit == _NO_PAIR:
+            return []
+        # Frame k stands for the hop centred on sample k * hop.
+        duration = (self._cur_last - self._cur_first + 1) * self._hop
+        if duration < self._min_tone or self._cur_harmonic < HARMONIC_SHARE * self._cur_frames:
+            return []
+        onset = self._cur_first * self._hop - self._hop // 2
+        if onset < 0:
+            duration += onset
+            onset = 0
+        return [
+            InbandDigit(
+                digit=DTMF_KEYPAD[digit], rtp_timestamp=ts_add(self._origin_ts, onset), duration=duration
+            )
+        ]
+
+    # -- masking ---------------------------------------------------------------------------
+
+    def _span_run(self, label: int, first: int, last: int) -> None:
+        if self._span_first >= 0:
+            # Tone-free for twice the widening: the next pair (if any) gets a span of its own.
+            quiet_until = last if label == _NO_PAIR else first
+            if (quiet_until - self._span_last) * self._hop > 2 * self._reach:
+                self._end_span()
+        if label == _NO_PAIR:
+            return
+        if self._span_first < 0:
+            self._span_first = first
+        self._span_last = last
+
+    def _end_span(self) -> None:
+        if self._span_first < 0:
+            return
+        start = max(0, self._span_first * self._hop - self._reach)
+        stop = min(self._fed, self._span_last * self._hop + self._reach + 1)
+        self._spans.append(ToneSpan(rtp_timestamp=ts_add(self._origin_ts, start), duration=stop - start))
+        self._span_first = self._span_last = -1
+
+
+def _db(decibels: float) -> float:
+    return float(10.0 ** (decibels / 10.0))
+
+
+def dtmf_mask(pcm: npt.NDArray[np.int16], sample_rate_hz: int = 8000) -> npt.NDArray[np.bool_]:
+    """For a whole buffer: ``True`` at every sample inside a DTMF span (see ``take_spans``)."""
+    detector = InbandDtmfDetector(sample_rate_hz)
+    detector.feed(pcm, 0)
+    detector.flush()
+    mask = np.zeros(len(pcm), dtype=np.bool_)
+    for span in detector.take_spans():
+        mask[span.rtp_timestamp : span.rtp_timestamp + span.duration] = True
+    return mask
