@@ -7,6 +7,7 @@ Header fields stay text in a message; these types are views parsed from that tex
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import Self
 
@@ -15,6 +16,7 @@ from proxy.sip.grammar import is_token, parse_params, split_quoted, unquote
 from proxy.sip.uri import SipUri, Uri, format_host, parse_host_port, parse_uri
 
 __all__ = [
+    "CSEQ_PATTERN",
     "LIST_HEADERS",
     "MAX_CSEQ",
     "CSeq",
@@ -92,6 +94,8 @@ LIST_HEADERS = frozenset(
 )
 
 MAX_CSEQ = 2**31 - 1  # §8.1.1.5: the sequence number MUST be less than 2**31
+# §20.16: CSeq = 1*DIGIT LWS Method
+CSEQ_PATTERN = re.compile(r"[ \t]*([0-9]{1,10})[ \t]+([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*")
 
 
 def header_key(name: str) -> str:
@@ -338,16 +342,16 @@ class CSeq:
 
     @classmethod
     def parse(cls, text: str) -> CSeq:
-        number, _, method = text.strip().partition(" ")
-        method = method.strip()
-        if not number.isascii() or not number.isdigit() or len(number) > 10:
-            raise SipError(f"bad CSeq number in {text!r}", 400)
-        seq = int(number)
+        match = CSEQ_PATTERN.fullmatch(text)
+        if match is None:
+            number = text.strip().partition(" ")[0]
+            if not (number.isascii() and number.isdigit() and len(number) <= 10):
+                raise SipError(f"bad CSeq number in {text!r}", 400)
+            raise SipError(f"bad CSeq method in {text!r}", 400)
+        seq = int(match[1])
         if seq > MAX_CSEQ:
             raise SipError(f"CSeq number out of range in {text!r}", 400)
-        if not is_token(method):
-            raise SipError(f"bad CSeq method in {text!r}", 400)
-        return cls(seq=seq, method=method)
+        return cls(seq=seq, method=match[2])
 
     def __str__(self) -> str:
         return f"{self.seq} {self.method}"

@@ -9,11 +9,12 @@ and cached until the headers change.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from operator import itemgetter
 from typing import TypeVar
 
 from proxy.sip.errors import SipError
 from proxy.sip.headers import LIST_HEADERS, CSeq, NameAddress, Via, display_name, header_key, split_values
-from proxy.sip.uri import Uri
+from proxy.sip.uri import Uri, parse_uri
 
 __all__ = ["REASON_PHRASES", "Headers", "Message", "Request", "Response", "make_response"]
 
@@ -72,6 +73,7 @@ REASON_PHRASES = {
 }
 
 _T = TypeVar("_T")
+_KEY_OF = itemgetter(1)
 
 
 class Headers:
@@ -204,7 +206,7 @@ class Headers:
             f"{name}: {body_length}" if key == "content-length" else f"{name}: {value}"
             for name, key, value in fields
         ]
-        if body_length and not any(key == "content-length" for _, key, _ in fields):
+        if body_length and "content-length" not in map(_KEY_OF, fields):
             lines.append(f"Content-Length: {body_length}")
 
 
@@ -351,9 +353,13 @@ class Message:
 
 
 class Request(Message):
-    """A SIP request: method, Request-URI, headers, body."""
+    """A SIP request: method, Request-URI, headers, body.
 
-    __slots__ = ("method", "uri", "version")
+    A parsed request keeps its Request-URI as text (already checked by the parser) and builds the
+    typed ``uri`` on first use; assigning ``uri`` replaces both.
+    """
+
+    __slots__ = ("_uri", "_uri_text", "method", "version")
 
     def __init__(
         self,
@@ -366,11 +372,36 @@ class Request(Message):
     ) -> None:
         super().__init__(headers, body)
         self.method = method
-        self.uri = uri
+        self._uri: Uri | None = uri
+        self._uri_text: str | None = None
         self.version = version
 
+    @classmethod
+    def _parsed(cls, method: str, uri_text: str, headers: Headers) -> Request:
+        request = cls.__new__(cls)
+        request.headers = headers
+        request.body = b""
+        request.method = method
+        request._uri = None
+        request._uri_text = uri_text
+        request.version = SIP_VERSION
+        return request
+
+    @property
+    def uri(self) -> Uri:
+        if self._uri is None:
+            assert self._uri_text is not None
+            self._uri = parse_uri(self._uri_text)
+        return self._uri
+
+    @uri.setter
+    def uri(self, value: Uri) -> None:
+        self._uri = value
+        self._uri_text = None
+
     def _start_line(self) -> str:
-        return f"{self.method} {self.uri} {self.version}"
+        uri = self._uri_text if self._uri_text is not None else str(self._uri)
+        return f"{self.method} {uri} {self.version}"
 
     def copy(self) -> Request:
         return Request(self.method, self.uri, self.headers.copy(), self.body, version=self.version)

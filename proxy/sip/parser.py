@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from proxy.sip.errors import SipError
 from proxy.sip.grammar import is_token
-from proxy.sip.headers import CSeq, header_key
+from proxy.sip.headers import CSEQ_PATTERN, MAX_CSEQ, CSeq, header_key
 from proxy.sip.message import SIP_VERSION, Headers, Message, Request, Response
-from proxy.sip.uri import SipUri, TelUri, parse_uri
+from proxy.sip.uri import SipUri, check_uri
 
 __all__ = ["DEFAULT_LIMITS", "ParserLimits", "StreamFramer", "parse_message"]
 
@@ -33,7 +33,7 @@ class ParserLimits:
 
 DEFAULT_LIMITS = ParserLimits()
 
-_SUPPORTED_URI_SCHEMES = (SipUri, TelUri)
+_SUPPORTED_URI_SCHEMES = frozenset({"sip", "sips", "tel"})
 _REQUIRED_HEADERS = ("via", "from", "to", "call-id", "cseq")
 _SINGLE_HEADERS = ("from", "to", "call-id", "cseq", "max-forwards", "content-length", "content-type")
 
@@ -67,6 +67,7 @@ _HEADER_LINE = re.compile(r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*:[ \t]*(.*)")
 _FIELDS = re.compile(r"\n([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*:[ \t]*([^\r\n]*)")
 _KEY_CACHE: dict[str, str] = {}
 _DIGITS = re.compile(r"[0-9]{1,10}")
+_CSEQ = CSEQ_PATTERN
 _KEY_CACHE_LIMIT = 512
 
 
@@ -162,11 +163,11 @@ def _parse_start_line(start_line: str, headers: Headers) -> Request | Response:
     method, uri_text, version = parts
     if not _is_token(method):
         raise SipError(f"bad method {method[:40]!r}", 400)
-    version = _check_version(version, is_request=True)
-    uri = parse_uri(uri_text)
-    if not isinstance(uri, _SUPPORTED_URI_SCHEMES):
-        raise SipError(f"unsupported URI scheme {uri.scheme!r}", 416)  # §8.2.2.1
-    return Request(method, uri, headers)
+    _check_version(version, is_request=True)
+    scheme = check_uri(uri_text)
+    if scheme not in _SUPPORTED_URI_SCHEMES:
+        raise SipError(f"unsupported URI scheme {scheme!r}", 416)  # §8.2.2.1
+    return Request._parsed(method, uri_text, headers)
 
 
 def _validate(message: Message, fields: list[tuple[str, str, str]]) -> None:
@@ -190,14 +191,15 @@ def _validate(message: Message, fields: list[tuple[str, str, str]]) -> None:
     call_id = first["call-id"]
     if not call_id or " " in call_id or "\t" in call_id:
         raise SipError(f"bad Call-ID {call_id!r}", 400)
-    cseq = CSeq.parse(first["cseq"])
-    cache = message.headers._cache
-    cache["call-id"] = call_id
-    cache["cseq"] = cseq
+    cseq = _CSEQ.fullmatch(first["cseq"])
+    if cseq is None or int(cseq[1]) > MAX_CSEQ:
+        CSeq.parse(first["cseq"])  # raises the precise SipError
+    assert cseq is not None
+    message.headers._cache["call-id"] = call_id
     max_forwards = first.get("max-forwards")
     if max_forwards is not None and not _DIGITS.fullmatch(max_forwards):
         raise SipError(f"bad Max-Forwards value {max_forwards!r}", 400)
-    if isinstance(message, Request) and cseq.method != message.method:
+    if isinstance(message, Request) and cseq[2] != message.method:
         raise SipError("CSeq method does not match the request method", 400)  # §8.1.1.5
 
 

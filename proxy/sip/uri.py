@@ -15,7 +15,16 @@ from typing import Self
 
 from proxy.sip.errors import SipError
 
-__all__ = ["AbsoluteUri", "SipUri", "TelUri", "Uri", "format_host", "parse_host_port", "parse_uri"]
+__all__ = [
+    "AbsoluteUri",
+    "SipUri",
+    "TelUri",
+    "Uri",
+    "check_uri",
+    "format_host",
+    "parse_host_port",
+    "parse_uri",
+]
 
 Params = tuple[tuple[str, str | None], ...]
 
@@ -228,14 +237,35 @@ def _split_params(text: str) -> Params:
     )
 
 
-def _sip_uri_from(match: re.Match[str], text: str) -> SipUri:
-    user = match["user"]
-    password = match["password"]
-    if "%" in text and (
-        (user is not None and _ESCAPE_RE.search(user))
-        or (password is not None and _ESCAPE_RE.search(password))
-    ):
-        raise _bad(f"bad escape in {text!r}")
+def check_uri(text: str) -> str:
+    """Check an absolute URI without building it (as ``parse_uri`` would); return its scheme.
+
+    Raises SipError(400) exactly when ``parse_uri`` would.
+    """
+    match = _SIP_URI.fullmatch(text)
+    if match is not None:
+        _check_sip(match, text)
+        return match["scheme"].lower()
+    if _TEL_URI.fullmatch(text) is not None:
+        return "tel"
+    match = _ABSOLUTE_URI.fullmatch(text)
+    if match is None:
+        raise _bad(f"not an absolute URI: {text!r}")
+    scheme = match["scheme"].lower()
+    if scheme in ("sip", "sips", "tel"):
+        raise _bad(f"bad {scheme} URI {text!r}")
+    return scheme
+
+
+def _check_sip(match: re.Match[str], text: str) -> None:
+    """What the SIP-URI pattern cannot say: escapes, the IPv6 address, the port range."""
+    if "%" in text:
+        user = match["user"]
+        password = match["password"]
+        if (user is not None and _ESCAPE_RE.search(user)) or (
+            password is not None and _ESCAPE_RE.search(password)
+        ):
+            raise _bad(f"bad escape in {text!r}")
     host = match["host"]
     if host[0] == "[":
         try:
@@ -243,17 +273,21 @@ def _sip_uri_from(match: re.Match[str], text: str) -> SipUri:
         except ValueError:
             raise _bad(f"bad IPv6 address {host!r}") from None
     port_text = match["port"]
-    port = None
-    if port_text is not None:
-        port = int(port_text)
-        if port > 65535:
-            raise _bad(f"port out of range in {text!r}")
+    if port_text is not None and int(port_text) > 65535:
+        raise _bad(f"port out of range in {text!r}")
+
+
+def _sip_uri_from(match: re.Match[str], text: str) -> SipUri:
+    _check_sip(match, text)
+    user = match["user"]
+    password = match["password"]
+    port_text = match["port"]
     return SipUri(
         scheme=match["scheme"].lower(),
         user=user,
         password=password,
-        host=host,
-        port=port,
+        host=match["host"],
+        port=None if port_text is None else int(port_text),
         params=_split_params(match["params"]),
         headers=match["headers"] or "",
     )
