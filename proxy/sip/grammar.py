@@ -30,6 +30,11 @@ def is_token(text: str) -> bool:
     return _is_token_match(text) is not None
 
 
+_PIECES = {
+    separator: re.compile(rf'(?:[^{separator}"<]|"(?:[^"\\]|\\.)*"|<[^>]*>)*') for separator in (",", ";")
+}
+
+
 def split_quoted(text: str, separator: str) -> list[str]:
     """Split ``text`` on ``separator`` outside quoted strings and ``<...>``; pieces are stripped.
 
@@ -37,6 +42,25 @@ def split_quoted(text: str, separator: str) -> list[str]:
     """
     if '"' not in text and "<" not in text:
         return [piece.strip() for piece in text.split(separator)]
+    pattern = _PIECES.get(separator)
+    if pattern is None:
+        return _split_quoted_slowly(text, separator)
+    pieces: list[str] = []
+    position = 0
+    length = len(text)
+    while True:
+        match = pattern.match(text, position)
+        assert match is not None  # the pattern matches the empty string
+        end = match.end()
+        if end < length and text[end] != separator:
+            raise ValueError("unterminated quoted string" if text[end] == '"' else "unterminated '<'")
+        pieces.append(text[position:end].strip())
+        if end >= length:
+            return pieces
+        position = end + 1
+
+
+def _split_quoted_slowly(text: str, separator: str) -> list[str]:
     pieces: list[str] = []
     start = 0
     index = 0

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Self
 
 from proxy.sip.errors import SipError
-from proxy.sip.grammar import is_token, parse_params, split_quoted, unquote
+from proxy.sip.grammar import parse_params, split_quoted, unquote
 from proxy.sip.uri import SipUri, Uri, format_host, parse_host_port, parse_uri
 
 __all__ = [
@@ -144,6 +144,34 @@ def _format_params(params: Params) -> str:
     return "".join(f";{key}" if value is None else f";{key}={value}" for key, value in params)
 
 
+# RFC 3261 §25.1 in patterns: generic-param = token [ EQUAL gen-value ],
+# gen-value = token / host / quoted-string. Parameters after a pattern match need no more checks.
+_TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
+_QUOTED = r'"(?:[^"\\\r\n]|\\.)*"'
+_PARAMS = rf"(?:[ \t]*;[ \t]*{_TOKEN}(?:[ \t]*=[ \t]*(?:{_QUOTED}|[^;,\"\s<>]*))?)*"
+_HOST = r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9])?\.?"
+_NAME_ADDR = re.compile(
+    rf"[ \t]*(?:(?P<display>{_QUOTED}|[^<\"]*?)[ \t]*<(?P<uri>[^<>]*)>|(?P<bare>[^;,<>\"\s]+))"
+    rf"(?P<params>{_PARAMS})[ \t]*"
+)
+_VIA = re.compile(
+    rf"[ \t]*({_TOKEN})[ \t]*/[ \t]*({_TOKEN})[ \t]*/[ \t]*({_TOKEN})[ \t]+({_HOST})"
+    rf"(?:[ \t]*:[ \t]*([0-9]{{1,5}}))?({_PARAMS})[ \t]*"
+)
+
+
+def _checked_params(text: str) -> Params:
+    """Split parameters a pattern has already checked (``;name=value``, blanks allowed around)."""
+    if not text:
+        return ()
+    pieces = text.split(";") if '"' not in text else split_quoted(text, ";")
+    params: list[tuple[str, str | None]] = []
+    for piece in pieces[1:]:
+        name, equals, value = piece.partition("=")
+        params.append((name.strip(" \t"), value.strip(" \t") if equals else None))
+    return tuple(params)
+
+
 def _parse_params_or_400(text: str, what: str) -> Params:
     try:
         return parse_params(text)
@@ -164,38 +192,23 @@ class Via:
     @classmethod
     def parse(cls, text: str) -> Via:
         """Parse one Via value. Raises SipError(400)."""
-        sent_protocol, sep, rest = text.partition("/")
-        name = sent_protocol.strip()
-        version, sep2, rest = rest.partition("/")
-        if not sep or not sep2:
-            raise SipError(f"bad Via {text!r}", 400)
-        rest = rest.lstrip()
-        index = 0
-        while index < len(rest) and rest[index] not in " \t":
-            index += 1
-        transport = rest[:index]
-        sent_by_and_params = rest[index:].strip()
-        version = version.strip()
-        if not (is_token(name) and is_token(version) and is_token(transport)):
-            raise SipError(f"bad Via sent-protocol in {text!r}", 400)
-        if sent_by_and_params.startswith("["):
-            close = sent_by_and_params.find("]")
-            semi = sent_by_and_params.find(";", max(close, 0))
-        else:
-            semi = sent_by_and_params.find(";")
-        if semi < 0:
-            sent_by, params_text = sent_by_and_params, ""
-        else:
-            sent_by, params_text = sent_by_and_params[:semi], sent_by_and_params[semi:]
-        sent_by = "".join(sent_by.split())  # LWS is allowed around the ':' (§25.1 HCOLON-like)
-        host, port = parse_host_port(sent_by)
-        params = _parse_params_or_400(params_text, "Via")
+        match = _VIA.fullmatch(text)
+        if match is None:
+            raise SipError(f"bad Via {text[:80]!r}", 400)
+        name, version, transport, host, port_text, params_text = match.groups()
+        if host[0] == "[":
+            host, _ = parse_host_port(host)  # checks the IPv6 address
+        port = None
+        if port_text is not None:
+            port = int(port_text)
+            if port > 65535:
+                raise SipError(f"bad Via port in {text[:80]!r}", 400)
         return cls(
             protocol=f"{name}/{version}",
             transport=transport.upper(),
             host=host,
             port=port,
-            params=params,
+            params=_checked_params(params_text),
         )
 
     def __str__(self) -> str:
@@ -258,47 +271,16 @@ class NameAddress:
     @classmethod
     def parse(cls, text: str) -> NameAddress:
         """Parse a name-addr / addr-spec with parameters. Raises SipError(400)."""
-        text = text.strip()
-        if not text:
-            raise SipError("empty address", 400)
-        display = ""
-        if text[0] == '"':
-            index = 1
-            while True:
-                if index >= len(text):
-                    raise SipError(f"unterminated display name in {text!r}", 400)
-                if text[index] == "\\":
-                    index += 2
-                    continue
-                if text[index] == '"':
-                    break
-                index += 1
-            display = text[: index + 1]
-            rest = text[index + 1 :].lstrip()
-            if not rest.startswith("<"):
-                raise SipError(f"quoted display name without <URI> in {text!r}", 400)
-        else:
-            lt = text.find("<")
-            rest = text if lt < 0 else text[lt:]
-            display = "" if lt < 0 else text[:lt].strip()
-        if rest.startswith("<"):
-            close = rest.find(">")
-            if close < 0:
-                raise SipError(f"unterminated <URI> in {text!r}", 400)
-            uri_text = rest[1:close].strip()
-            params_text = rest[close + 1 :].strip()
-            bracketed = True
-        else:
-            uri_text, _, params_tail = rest.partition(";")
-            params_text = ";" + params_tail if params_tail else ""
-            bracketed = False
-        if params_text and params_text[0] != ";":
-            raise SipError(f"junk after address in {text!r}", 400)
+        match = _NAME_ADDR.fullmatch(text)
+        if match is None:
+            raise SipError(f"bad address {text[:80]!r}", 400)
+        uri_text = match["uri"]
+        display = match["display"] or ""
         return cls(
-            display=display,
-            uri=parse_uri(uri_text),
-            params=_parse_params_or_400(params_text, "address"),
-            bracketed=bracketed,
+            display=display.strip(" \t") if display else "",
+            uri=parse_uri(uri_text.strip(" \t") if uri_text is not None else match["bare"]),
+            params=_checked_params(match["params"]),
+            bracketed=uri_text is not None,
         )
 
     def __str__(self) -> str:

@@ -426,6 +426,16 @@ class Response(Message):
         self.reason = REASON_PHRASES.get(status, "Unknown") if reason is None else reason
         self.version = version
 
+    @classmethod
+    def _parsed(cls, status: int, reason: str, headers: Headers) -> Response:
+        response = cls.__new__(cls)
+        response.headers = headers
+        response.body = b""
+        response.status = status
+        response.reason = reason
+        response.version = SIP_VERSION
+        return response
+
     def _start_line(self) -> str:
         return f"{self.version} {self.status} {self.reason}"
 

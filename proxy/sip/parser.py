@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from operator import itemgetter
 
 from proxy.sip.errors import SipError
 from proxy.sip.grammar import is_token
@@ -34,8 +35,11 @@ class ParserLimits:
 DEFAULT_LIMITS = ParserLimits()
 
 _SUPPORTED_URI_SCHEMES = frozenset({"sip", "sips", "tel"})
-_REQUIRED_HEADERS = ("via", "from", "to", "call-id", "cseq")
-_SINGLE_HEADERS = ("from", "to", "call-id", "cseq", "max-forwards", "content-length", "content-type")
+_REQUIRED_HEADERS = frozenset({"via", "from", "to", "call-id", "cseq"})
+_KEY_OF = itemgetter(1)
+_SINGLE_HEADERS = frozenset(
+    {"from", "to", "call-id", "cseq", "max-forwards", "content-length", "content-type"}
+)
 
 
 def _find_header_end(data: bytes | bytearray, start: int) -> tuple[int, int]:
@@ -64,7 +68,9 @@ _HEADER_LINE = re.compile(r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*:[ \t]*(.*)")
 
 
 # Every header line of a block without folding, in one pass: "\n" name HCOLON value (§7.3.1).
-_FIELDS = re.compile(r"\n([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*:[ \t]*([^\r\n]*)")
+_NAME_LINES = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+(?:\n[A-Za-z0-9\-.!%*_+`'~]+)*")
+_NAME = itemgetter(0)
+_SEPARATOR = itemgetter(1)
 _KEY_CACHE: dict[str, str] = {}
 _DIGITS = re.compile(r"[0-9]{1,10}")
 _CSEQ = CSEQ_PATTERN
@@ -89,30 +95,27 @@ def _field_value(value: str) -> str:
 
 def _split_header_lines(head: str) -> tuple[str, list[tuple[str, str, str]]]:
     """Start line and (name, key, value) fields with folding undone (§7.3.1)."""
-    start_line, newline, rest = head.partition("\n")
-    start_line = start_line.rstrip("\r")
-    if not newline:
+    carriage_returns = head.count("\r")
+    lines = head.split("\r\n") if carriage_returns else head.split("\n")
+    if carriage_returns and (len(lines) != carriage_returns + 1 or carriage_returns != head.count("\n")):
+        # Bare CR or mixed line ends: every CR must end a line (§7: CRLF, leniently LF).
+        start_line, _, rest = head.partition("\n")
+        start_line = start_line.removesuffix("\r")
+        if "\r" in start_line:
+            raise SipError("bare CR in the start line", 400)
+        return start_line, _split_folded(rest)
+    start_line = lines[0]
+    if len(lines) == 1:
         return start_line, []
-    block = "\n" + rest
-    # Fast path: no folding, no bare CR and no blanks before a line end, so every line is one
-    # "name: value" field whose value needs no trimming.
-    if (
-        "\n " not in block
-        and "\n\t" not in block
-        and block.count("\r") == block.count("\r\n")
-        and " \r" not in block
-        and "\t\r" not in block
-        and " \n" not in block
-        and "\t\n" not in block
-        and block[-1] not in " \t"
-    ):
-        found = _FIELDS.findall(block)
-        if len(found) == block.count("\n"):
-            keys = _KEY_CACHE
-            return start_line, [
-                (name, keys[name] if name in keys else _key(name), value) for name, value in found
-            ]
-    return start_line, _split_folded(rest)
+    # Fast path: every line is "token: value". A folded line, a line without colon or a bad
+    # name makes the check fail, and the line-by-line path takes over with a precise error.
+    parts = [line.partition(":") for line in lines[1:]]
+    if "" not in map(_SEPARATOR, parts) and _NAME_LINES.fullmatch("\n".join(map(_NAME, parts))):
+        keys = _KEY_CACHE
+        return start_line, [
+            (name, keys[name] if name in keys else _key(name), value.strip(" \t")) for name, _, value in parts
+        ]
+    return start_line, _split_folded("\n".join(lines[1:]))
 
 
 def _split_folded(rest: str) -> list[tuple[str, str, str]]:
@@ -139,6 +142,8 @@ def _split_folded(rest: str) -> list[tuple[str, str, str]]:
 
 
 def _check_version(version: str, *, is_request: bool) -> str:
+    if version == SIP_VERSION:
+        return SIP_VERSION
     upper = version.upper()
     if upper == SIP_VERSION:
         return SIP_VERSION
@@ -156,7 +161,7 @@ def _parse_start_line(start_line: str, headers: Headers) -> Request | Response:
         code, _, reason = rest.partition(" ")
         if len(code) != 3 or not code.isascii() or not code.isdigit() or not 100 <= int(code) <= 699:
             raise SipError(f"bad status code {code!r}", 400)
-        return Response(int(code), reason, headers)
+        return Response._parsed(int(code), reason, headers)
     parts = start_line.split(" ")
     if len(parts) != 3 or not all(parts):
         raise SipError(f"bad request line {start_line[:80]!r}", 400)
@@ -170,46 +175,41 @@ def _parse_start_line(start_line: str, headers: Headers) -> Request | Response:
     return Request._parsed(method, uri_text, headers)
 
 
-def _validate(message: Message, fields: list[tuple[str, str, str]]) -> None:
+def _validate(message: Message, fields: list[tuple[str, str, str]]) -> str | None:
     """The checks of §8.1.1 and §20 every message must pass before it is handed on.
 
     Mandatory headers present, single-valued ones not repeated, Call-ID, CSeq (its method equal to
     the request's, §8.1.1.5) and Max-Forwards well formed. Header fields with a grammar of their
     own (Via, From, To, Contact, Route, Record-Route, the auth headers) are parsed when first read,
-    raising SipError(400) then; ``Message.validate()`` reads them all at once.
+    raising SipError(400) then; ``Message.validate()`` reads them all at once. Returns the
+    Content-Length value as written, None when absent.
     """
-    first = {key: value for _, key, value in reversed(fields)}
-    for key in _REQUIRED_HEADERS:
-        if key not in first:
-            raise SipError(f"missing mandatory header {key}", 400)
-    if len(first) != len(fields):
-        seen: set[str] = set()
-        for _, key, _ in fields:
-            if key in seen and key in _SINGLE_HEADERS:
-                raise SipError(f"repeated single-value header {key}", 400)
-            seen.add(key)
-    call_id = first["call-id"]
+    keys = list(map(_KEY_OF, fields))
+    present = set(keys)
+    if not _REQUIRED_HEADERS.issubset(present):
+        missing = next(key for key in sorted(_REQUIRED_HEADERS) if key not in present)
+        raise SipError(f"missing mandatory header {missing}", 400)
+    if len(present) != len(keys) and sum(map(_SINGLE_HEADERS.__contains__, keys)) != len(
+        _SINGLE_HEADERS.intersection(present)
+    ):
+        repeated = next(key for key in sorted(_SINGLE_HEADERS) if keys.count(key) > 1)
+        raise SipError(f"repeated single-value header {repeated}", 400)
+    call_id = fields[keys.index("call-id")][2]
     if not call_id or " " in call_id or "\t" in call_id:
         raise SipError(f"bad Call-ID {call_id!r}", 400)
-    cseq = _CSEQ.fullmatch(first["cseq"])
+    cseq_text = fields[keys.index("cseq")][2]
+    cseq = _CSEQ.fullmatch(cseq_text)
     if cseq is None or int(cseq[1]) > MAX_CSEQ:
-        CSeq.parse(first["cseq"])  # raises the precise SipError
+        CSeq.parse(cseq_text)  # raises the precise SipError
     assert cseq is not None
     message.headers._cache["call-id"] = call_id
-    max_forwards = first.get("max-forwards")
-    if max_forwards is not None and not _DIGITS.fullmatch(max_forwards):
-        raise SipError(f"bad Max-Forwards value {max_forwards!r}", 400)
+    if "max-forwards" in present:
+        max_forwards = fields[keys.index("max-forwards")][2]
+        if not _DIGITS.fullmatch(max_forwards):
+            raise SipError(f"bad Max-Forwards value {max_forwards!r}", 400)
     if isinstance(message, Request) and cseq[2] != message.method:
         raise SipError("CSeq method does not match the request method", 400)  # §8.1.1.5
-
-
-def _content_length(fields: list[tuple[str, str, str]]) -> int | None:
-    for _, key, value in fields:
-        if key == "content-length":
-            if not _DIGITS.fullmatch(value):
-                raise SipError(f"bad Content-Length value {value!r}", 400)
-            return int(value)
-    return None
+    return fields[keys.index("content-length")][2] if "content-length" in present else None
 
 
 def _respondable(message: Message) -> bool:
@@ -246,7 +246,12 @@ def parse_message(data: bytes, limits: ParserLimits = DEFAULT_LIMITS) -> Request
     start = _skip_leading_line_ends(data)
     if start == len(data):
         raise SipError("empty message", 400)
-    head_end, body_start = _find_header_end(data, start)
+    first_newline = data.find(b"\n", start)
+    crlf_end = data.find(b"\r\n\r\n", start) if data[first_newline - 1 : first_newline] == b"\r" else -1
+    if crlf_end >= 0:  # the usual CRLF message: its empty line is the first CRLFCRLF
+        head_end, body_start = crlf_end + 1, crlf_end + 4
+    else:
+        head_end, body_start = _find_header_end(data, start)
     if head_end < 0:
         # No empty line: accept a message that ends right after its last header line.
         if data[-1:] != b"\n":
@@ -266,15 +271,16 @@ def parse_message(data: bytes, limits: ParserLimits = DEFAULT_LIMITS) -> Request
     try:
         if len(raw_fields) > limits.max_header_fields:
             raise SipError("too many header fields", 513)
-        declared = _content_length(raw_fields)
+        declared = _validate(message, raw_fields)
         if declared is not None:
-            if declared > len(body):
+            if _DIGITS.fullmatch(declared) is None:
+                raise SipError(f"bad Content-Length value {declared!r}", 400)
+            if int(declared) > len(body):
                 raise SipError("body shorter than Content-Length", 400)
-            body = body[:declared]
+            body = body[: int(declared)]
         if len(body) > limits.max_body_bytes:
             raise SipError("body too large", 413)
         message.body = body
-        _validate(message, raw_fields)
     except SipError as error:
         if isinstance(message, Request) and _respondable(message):
             error.partial = message
