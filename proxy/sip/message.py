@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from operator import itemgetter
 from typing import TypeVar
 
+from proxy.sip.auth import Challenge, Credentials
 from proxy.sip.errors import SipError
 from proxy.sip.headers import LIST_HEADERS, CSeq, NameAddress, Via, display_name, header_key, split_values
 from proxy.sip.uri import Uri, parse_uri
@@ -328,6 +329,30 @@ class Message:
     def expires(self) -> int | None:
         return _optional_int(self.headers, "expires")
 
+    @property
+    def www_authenticate(self) -> list[Challenge]:
+        """WWW-Authenticate challenges (§20.44), one per field (a challenge holds commas itself)."""
+        return self.headers.cached("www-authenticate", lambda: _challenges(self.headers, "www-authenticate"))
+
+    @property
+    def proxy_authenticate(self) -> list[Challenge]:
+        """Proxy-Authenticate challenges (§20.27)."""
+        return self.headers.cached(
+            "proxy-authenticate", lambda: _challenges(self.headers, "proxy-authenticate")
+        )
+
+    @property
+    def authorization(self) -> list[Credentials]:
+        """Authorization credentials (§20.7)."""
+        return self.headers.cached("authorization", lambda: _credentials(self.headers, "authorization"))
+
+    @property
+    def proxy_authorization(self) -> list[Credentials]:
+        """Proxy-Authorization credentials (§20.28)."""
+        return self.headers.cached(
+            "proxy-authorization", lambda: _credentials(self.headers, "proxy-authorization")
+        )
+
     def validate(self) -> None:
         """Parse every typed header view now; raises SipError(400) for the first malformed one.
 
@@ -459,6 +484,14 @@ def _optional_int(headers: Headers, name: str) -> int | None:
     if not value.isascii() or not value.isdigit() or len(value) > 10:
         raise SipError(f"bad {display_name(header_key(name))} value {value!r}", 400)
     return int(value)
+
+
+def _challenges(headers: Headers, name: str) -> list[Challenge]:
+    return [Challenge.parse(value) for value in headers.fields(name)]
+
+
+def _credentials(headers: Headers, name: str) -> list[Credentials]:
+    return [Credentials.parse(value) for value in headers.fields(name)]
 
 
 def _check_call_id(value: str) -> str:

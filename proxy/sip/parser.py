@@ -111,10 +111,8 @@ def _split_header_lines(head: str) -> tuple[str, list[tuple[str, str, str]]]:
     # name makes the check fail, and the line-by-line path takes over with a precise error.
     parts = [line.partition(":") for line in lines[1:]]
     if "" not in map(_SEPARATOR, parts) and _NAME_LINES.fullmatch("\n".join(map(_NAME, parts))):
-        keys = _KEY_CACHE
-        return start_line, [
-            (name, keys[name] if name in keys else _key(name), value.strip(" \t")) for name, _, value in parts
-        ]
+        known = _KEY_CACHE.get
+        return start_line, [(name, known(name) or _key(name), value.strip(" \t")) for name, _, value in parts]
     return start_line, _split_folded("\n".join(lines[1:]))
 
 
@@ -243,7 +241,7 @@ def parse_message(data: bytes, limits: ParserLimits = DEFAULT_LIMITS) -> Request
     """
     if len(data) > limits.max_message_bytes:
         raise SipError("message too large", 513)
-    start = _skip_leading_line_ends(data)
+    start = _skip_leading_line_ends(data) if data[:1] in (b"\r", b"\n") else 0
     if start == len(data):
         raise SipError("empty message", 400)
     first_newline = data.find(b"\n", start)

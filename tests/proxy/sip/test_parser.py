@@ -796,3 +796,37 @@ def test_header_bodies_are_checked_when_first_read(case: Invalid) -> None:
     with pytest.raises(SipError) as info:
         message.validate()
     assert info.value.status_hint == 400
+
+
+def test_auth_header_accessors() -> None:
+    data = crlf(
+        "SIP/2.0 407 Proxy Authentication Required\n"
+        "Via: SIP/2.0/UDP h;branch=z9hG4bKauth\n"
+        "To: <sip:bob@example.com>;tag=2\n"
+        "From: <sip:a@example.com>;tag=1\n"
+        "Call-ID: auth\n"
+        "CSeq: 1 INVITE\n"
+        'Proxy-Authenticate: Digest realm="carrier", nonce="n1", qop="auth,auth-int", algorithm=SHA-256\n'
+        'Proxy-Authenticate: Digest realm="carrier", nonce="n2", algorithm=MD5\n'
+        "Content-Length: 0\n\n"
+    )
+    response = parse_message(data)
+    challenges = response.proxy_authenticate
+    assert [(c.realm, c.nonce, c.algorithm) for c in challenges] == [
+        ("carrier", "n1", "SHA-256"),
+        ("carrier", "n2", "MD5"),
+    ]
+    assert challenges[0].qop_options == ("auth", "auth-int")
+    assert response.www_authenticate == []
+    assert response.authorization == []
+    response.headers.add(
+        "Authorization", 'Digest username="u", realm="r", nonce="n", uri="sip:x", response="ab"'
+    )
+    assert [c.username for c in response.authorization] == ["u"]
+
+
+def test_malformed_auth_header_raises_when_read() -> None:
+    message = parse_message(MINIMAL.replace(b"Content-Length", b"WWW-Authenticate: Digest\r\nContent-Length"))
+    with pytest.raises(SipError) as info:
+        message.www_authenticate  # noqa: B018
+    assert info.value.status_hint == 400
