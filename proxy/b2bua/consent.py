@@ -1,0 +1,300 @@
+"""The recording notice and the consent questions for one outside party, as a state table.
+
+Theory of operation
+-------------------
+A ``ConsentSession`` is made per outside party from the policy that matched the call: the notice
+to play, the consent questions to ask and the purposes with their lawful basis. It never plays
+audio itself: it returns ``PlayPrompt`` / ``StopPrompt`` effects and is told back, through
+``prompt_finished`` / ``prompt_failed``, when the playout layer is done. Digits arrive through
+``digit`` from whichever mechanism heard them (RFC 4733, SIP INFO, in-band tones). Time only moves
+through ``now`` arguments; ``next_deadline`` / ``handle_timers`` drive the answer windows.
+
+States, in order: ``NOTICE`` (the notice plays; digits are ignored, the notice must be heard
+whole), then per question ``ASKING`` (its prompt plays; a digit answers at once and stops the
+prompt) and ``WAITING`` (the answer window after the prompt), then ``DONE``. A prompt that cannot
+be played moves to ``FAILED``: nothing may be recorded (fail closed).
+
+Every step yields evidence events (``AnnouncementStarted`` / ``AnnouncementEnded``,
+``DigitReceived``, ``ConsentDecided``, ``ConsentFinished``) for the consent-and-purpose record.
+Recording may start only after ``ConsentFinished``; it lists the purposes that may be recorded:
+every purpose that does not need consent, and a consent purpose only after an active "yes" (GDPR
+Art. 7; staying on the line is no consent).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum, StrEnum
+
+__all__ = [
+    "AnnouncementEnded",
+    "AnnouncementStarted",
+    "ConsentDecided",
+    "ConsentFinished",
+    "ConsentQuestion",
+    "ConsentSession",
+    "ConsentState",
+    "Decision",
+    "DigitMechanism",
+    "DigitReceived",
+    "NoticeFailed",
+    "PlayPrompt",
+    "Purpose",
+    "StopPrompt",
+]
+
+
+class DigitMechanism(StrEnum):
+    """How a key press reached callherald."""
+
+    RFC4733 = "rfc4733"
+    SIP_INFO = "sip_info"
+    INBAND = "inband"
+
+
+class Decision(StrEnum):
+    GRANTED = "granted"
+    REFUSED = "refused"
+    NO_ANSWER = "no_answer"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Purpose:
+    """A purpose of recording and whether its lawful basis is consent."""
+
+    purpose_id: str
+    lawful_basis: str
+    needs_consent: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsentQuestion:
+    """A question asked by a prompt, answered "yes" by one digit within ``timeout_s``."""
+
+    question_id: str
+    version: str
+    purpose_id: str
+    prompt_id: str
+    yes_digit: str
+    timeout_s: float
+
+
+# Effects for the playout layer ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlayPrompt:
+    """Play ``prompt_id`` in ``language`` to the outside party; report back when done."""
+
+    prompt_id: str
+    language: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopPrompt:
+    """Stop the prompt playing now (the party answered during it)."""
+
+
+# Evidence events -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnnouncementStarted:
+    prompt_id: str
+    language: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnnouncementEnded:
+    """``complete`` is False when the prompt was cut short (an answer during a question)."""
+
+    prompt_id: str
+    at: float
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DigitReceived:
+    digit: str
+    mechanism: DigitMechanism
+    at: float
+    counted: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsentDecided:
+    question_id: str
+    question_version: str
+    purpose_id: str
+    decision: Decision
+    mechanism: DigitMechanism | None
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsentFinished:
+    """The notice was heard and every question decided: recording may start for these purposes."""
+
+    purposes: tuple[str, ...]
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NoticeFailed:
+    """A prompt could not be played: nothing may be recorded for this party."""
+
+    prompt_id: str
+    reason: str
+    at: float
+
+
+Output = (
+    PlayPrompt
+    | StopPrompt
+    | AnnouncementStarted
+    | AnnouncementEnded
+    | DigitReceived
+    | ConsentDecided
+    | ConsentFinished
+    | NoticeFailed
+)
+
+
+class ConsentState(Enum):
+    NOTICE = "notice"
+    ASKING = "asking"
+    WAITING = "waiting"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class ConsentSession:
+    """Notice, questions and decisions for one outside party. Feed it events; act on its output."""
+
+    def __init__(
+        self,
+        *,
+        notice_prompt_id: str,
+        language: str,
+        purposes: Sequence[Purpose],
+        questions: Sequence[ConsentQuestion],
+    ) -> None:
+        consent_purposes = {purpose.purpose_id for purpose in purposes if purpose.needs_consent}
+        asked = {question.purpose_id for question in questions}
+        unasked = consent_purposes - asked
+        if unasked:
+            raise ValueError(f"consent purposes without a question: {sorted(unasked)}")
+        self._notice = notice_prompt_id
+        self._language = language
+        self._purposes = tuple(purposes)
+        self._questions = tuple(questions)
+        self._index = -1
+        self._deadline: float | None = None
+        self._granted: set[str] = set()
+        self.state = ConsentState.NOTICE
+        self.decisions: list[ConsentDecided] = []
+
+    @property
+    def current_question(self) -> ConsentQuestion | None:
+        if self.state in (ConsentState.ASKING, ConsentState.WAITING):
+            return self._questions[self._index]
+        return None
+
+    def start(self, now: float) -> list[Output]:
+        """Begin with the notice."""
+        return [
+            PlayPrompt(prompt_id=self._notice, language=self._language),
+            AnnouncementStarted(prompt_id=self._notice, language=self._language, at=now),
+        ]
+
+    def prompt_finished(self, now: float) -> list[Output]:
+        """The prompt that was playing has been sent whole."""
+        if self.state is ConsentState.NOTICE:
+            return [
+                AnnouncementEnded(prompt_id=self._notice, at=now, complete=True),
+                *self._next_question(now),
+            ]
+        if self.state is ConsentState.ASKING:
+            question = self._questions[self._index]
+            self.state = ConsentState.WAITING
+            self._deadline = now + question.timeout_s
+            return [AnnouncementEnded(prompt_id=question.prompt_id, at=now, complete=True)]
+        return []
+
+    def prompt_failed(self, reason: str, now: float) -> list[Output]:
+        """The prompt could not be played (missing or corrupt): fail closed."""
+        if self.state in (ConsentState.DONE, ConsentState.FAILED):
+            return []
+        prompt_id = (
+            self._notice if self.state is ConsentState.NOTICE else self._questions[self._index].prompt_id
+        )
+        self.state = ConsentState.FAILED
+        self._deadline = None
+        return [NoticeFailed(prompt_id=prompt_id, reason=reason, at=now)]
+
+    def digit(self, digit: str, mechanism: DigitMechanism, now: float) -> list[Output]:
+        """A key press. It answers the current question; during the notice it is only logged."""
+        counted = self.state in (ConsentState.ASKING, ConsentState.WAITING)
+        out: list[Output] = [DigitReceived(digit=digit, mechanism=mechanism, at=now, counted=counted)]
+        if not counted:
+            return out
+        question = self._questions[self._index]
+        if self.state is ConsentState.ASKING:
+            out.append(StopPrompt())
+            out.append(AnnouncementEnded(prompt_id=question.prompt_id, at=now, complete=False))
+        decision = Decision.GRANTED if digit == question.yes_digit else Decision.REFUSED
+        out.append(self._decide(question, decision, mechanism, now))
+        out.extend(self._next_question(now))
+        return out
+
+    def next_deadline(self) -> float | None:
+        return self._deadline
+
+    def handle_timers(self, now: float) -> list[Output]:
+        """The answer window closed without a digit: no answer, which is no consent."""
+        if self._deadline is None or now < self._deadline or self.state is not ConsentState.WAITING:
+            return []
+        question = self._questions[self._index]
+        return [self._decide(question, Decision.NO_ANSWER, None, now), *self._next_question(now)]
+
+    def _decide(
+        self, question: ConsentQuestion, decision: Decision, mechanism: DigitMechanism | None, now: float
+    ) -> ConsentDecided:
+        self._deadline = None
+        if decision is Decision.GRANTED:
+            self._granted.add(question.purpose_id)
+        decided = ConsentDecided(
+            question_id=question.question_id,
+            question_version=question.version,
+            purpose_id=question.purpose_id,
+            decision=decision,
+            mechanism=mechanism,
+            at=now,
+        )
+        self.decisions.append(decided)
+        return decided
+
+    def _next_question(self, now: float) -> list[Output]:
+        self._index += 1
+        if self._index < len(self._questions):
+            question = self._questions[self._index]
+            self.state = ConsentState.ASKING
+            return [
+                PlayPrompt(prompt_id=question.prompt_id, language=self._language),
+                AnnouncementStarted(prompt_id=question.prompt_id, language=self._language, at=now),
+            ]
+        self.state = ConsentState.DONE
+        return [ConsentFinished(purposes=self.recorded_purposes, at=now)]
+
+    @property
+    def recorded_purposes(self) -> tuple[str, ...]:
+        """Purposes recording may serve: those without consent basis, and granted consent ones."""
+        if self.state is not ConsentState.DONE:
+            return ()
+        return tuple(
+            purpose.purpose_id
+            for purpose in self._purposes
+            if not purpose.needs_consent or purpose.purpose_id in self._granted
+        )
