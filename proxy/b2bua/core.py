@@ -1188,15 +1188,15 @@ class B2bua:
         )
         return bytes(anchored) if anchored is not None else b""
 
-    def _relay_provisional(self, call: Call, response: Response, now: float, out: list[Effect]) -> None:
-        body = self._answer_sdp_for_a(call, response, out)
-        headers: list[tuple[str, str]] = [
-            ("Contact", call.a.local_contact),
-            ("Server", self._settings.user_agent),
-        ]
+    def _relayed_to_a(self, call: Call, response: Response, body: bytes, *, final: bool) -> Response:
+        """b's response to the INVITE as a's response: our tag, Contact and SDP (§12.1.1)."""
+        headers: list[tuple[str, str]] = [("Contact", call.a.local_contact)]
+        if final:
+            headers.append(("Allow", ALLOWED_METHODS))
+        headers.append(("Server", self._settings.user_agent))
         if body:
             headers.append(("Content-Type", "application/sdp"))
-        provisional = make_response(
+        return make_response(
             call.a_invite,
             response.status,
             response.reason,
@@ -1204,6 +1204,10 @@ class B2bua:
             extra_headers=headers,
             body=body,
         )
+
+    def _relay_provisional(self, call: Call, response: Response, now: float, out: list[Effect]) -> None:
+        body = self._answer_sdp_for_a(call, response, out)
+        provisional = self._relayed_to_a(call, response, body, final=False)
         self._respond(call.a_invite_transaction, provisional, now, out)
         if call.cancel_pending:
             self._cancel_b(call, now, out)
@@ -1225,21 +1229,7 @@ class B2bua:
 
     def _bridge(self, call: Call, response: Response, body: bytes, now: float, out: list[Effect]) -> None:
         """The callee answered: answer the caller. (Outbound announcements will play here first.)"""
-        headers: list[tuple[str, str]] = [
-            ("Contact", call.a.local_contact),
-            ("Allow", ALLOWED_METHODS),
-            ("Server", self._settings.user_agent),
-        ]
-        if body:
-            headers.append(("Content-Type", "application/sdp"))
-        answer = make_response(
-            call.a_invite,
-            response.status,
-            response.reason,
-            to_tag=call.a.local_tag,
-            extra_headers=headers,
-            body=body,
-        )
+        answer = self._relayed_to_a(call, response, body, final=True)
         call.phase = CallPhase.ANSWERED
         call.a.confirmed = True
         self._respond(call.a_invite_transaction, answer, now, out)
