@@ -704,10 +704,17 @@ class B2bua:
         return Request("INVITE", target, headers, offer)
 
     def _in_dialog_request(
-        self, dialog: Dialog, method: str, body: bytes = b"", content_type: str = ""
+        self,
+        dialog: Dialog,
+        method: str,
+        body: bytes = b"",
+        content_type: str = "",
+        *,
+        seq: int | None = None,
     ) -> Request:
-        """A request within ``dialog`` (§12.2.1.1): remote target, route set, next CSeq."""
-        seq = dialog.local_seq if method in ("ACK", "CANCEL") else dialog.next_seq()
+        """A request within ``dialog`` (§12.2.1.1): remote target, route set, next CSeq (or ``seq``)."""
+        if seq is None:
+            seq = dialog.next_seq()
         headers: list[tuple[str, str]] = [
             ("Via", self._via(dialog.side)),
             ("Max-Forwards", str(_DEFAULT_MAX_FORWARDS)),
@@ -832,20 +839,7 @@ class B2bua:
 
     def _ack_for(self, dialog: Dialog, seq: int, body: bytes = b"") -> Request:
         """The ACK for a 2xx (§13.2.2.4): a new transaction, the INVITE's CSeq number."""
-        headers: list[tuple[str, str]] = [
-            ("Via", self._via(dialog.side)),
-            ("Max-Forwards", str(_DEFAULT_MAX_FORWARDS)),
-            ("From", dialog.from_header),
-            ("To", dialog.to_header),
-            ("Call-ID", dialog.call_id),
-            ("CSeq", f"{seq} ACK"),
-        ]
-        headers.extend(("Route", route) for route in dialog.route_set)
-        if body:
-            headers.append(("Content-Type", "application/sdp"))
-        headers.append(("Content-Length", str(len(body))))
-        target = dialog.remote_target or dialog.remote_party.uri
-        return Request("ACK", target, headers, body)
+        return self._in_dialog_request(dialog, "ACK", body, seq=seq)
 
     # CANCEL and BYE ----------------------------------------------------------------------------
 
