@@ -1,0 +1,369 @@
+"""The call load benchmark: its helpers as tables, and one tiny real run through SIPp and callherald."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from benchmarks import call_load
+from benchmarks.call_load import (
+    BenchmarkError,
+    Comparison,
+    PortfileReader,
+    RunResult,
+    SippStats,
+    call_rate,
+    callherald_yaml,
+    compare,
+    cpu_pressure_us,
+    cpu_ticks,
+    find_port_plan,
+    jitter_step,
+    new_packet,
+    percentile,
+    plan_ports,
+    read_sipp_stats,
+    run_queue_wait_ns,
+    udp_drops,
+    vm_rss_kib,
+    write_rtp_header,
+)
+from config import load_config
+
+STAT_HEADER = (
+    "StartTime;TotalCallCreated;SuccessfulCall(P);SuccessfulCall(C);FailedCall(C);"
+    "FailedMaxUDPRetrans(C);FailedUnexpectedMessage(C);DeadCallMsgs(C);Retransmissions(C);"
+)
+
+
+@pytest.mark.parametrize(
+    ("csv_text", "expected"),
+    [
+        (
+            STAT_HEADER + "\n2026;0;0;0;0;0;0;0;0;\n2026;50;3;50;0;0;0;0;0;\n",
+            SippStats(
+                created=50,
+                successful=50,
+                failed=0,
+                retransmissions=0,
+                dead_call_messages=0,
+                failure_causes={},
+            ),
+        ),
+        (
+            STAT_HEADER + "\n2026;400;1;396;4;3;1;2;17;\n",
+            SippStats(
+                created=400,
+                successful=396,
+                failed=4,
+                retransmissions=17,
+                dead_call_messages=2,
+                failure_causes={"MaxUDPRetrans": 3, "UnexpectedMessage": 1},
+            ),
+        ),
+        (
+            "TotalCallCreated;SuccessfulCall(C);FailedCall(C)\n3;;\n",
+            SippStats(
+                created=3, successful=0, failed=0, retransmissions=0, dead_call_messages=0, failure_causes={}
+            ),
+        ),
+    ],
+    ids=["all-good", "failures", "empty-fields"],
+)
+def test_sipp_statistics_come_from_the_last_line(csv_text: str, expected: SippStats) -> None:
+    assert read_sipp_stats(csv_text) == expected
+
+
+@pytest.mark.parametrize("csv_text", ["", STAT_HEADER, STAT_HEADER + "\n\n"])
+def test_sipp_statistics_without_a_data_line_are_refused(csv_text: str) -> None:
+    with pytest.raises(ValueError, match="no statistics line"):
+        read_sipp_stats(csv_text)
+
+
+@pytest.mark.parametrize(
+    ("stat_text", "expected"),
+    [
+        ("1234 (python3) S 1 1234 1234 0 -1 4194560 1000 0 0 0 250 75 0 0 20 0 3 0", 325),
+        ("99 (a) b (c)) R 1 99 99 0 -1 0 0 0 0 0 7 3 0 0 20 0 1 0", 10),
+        ("5 (sipp) S 1 5 5 0 -1 0 0 0 0 0 0 0 0 0 20 0 2 0", 0),
+    ],
+    ids=["plain", "parentheses-in-name", "idle"],
+)
+def test_cpu_ticks_are_utime_plus_stime(stat_text: str, expected: int) -> None:
+    assert cpu_ticks(stat_text) == expected
+
+
+@pytest.mark.parametrize(
+    ("status_text", "expected"),
+    [
+        ("Name:\tcallherald\nVmPeak:\t  50000 kB\nVmRSS:\t   33024 kB\nRssAnon:\t 20000 kB\n", 33024),
+        ("VmRSS: 1 kB", 1),
+    ],
+)
+def test_vm_rss_is_read_in_kib(status_text: str, expected: int) -> None:
+    assert vm_rss_kib(status_text) == expected
+
+
+def test_a_status_without_vm_rss_is_refused() -> None:
+    with pytest.raises(ValueError, match="no VmRSS"):
+        vm_rss_kib("Name:\tzombie\n")
+
+
+@pytest.mark.parametrize(
+    ("schedstat_text", "expected"),
+    [("171849481 15240617 420\n", 15240617), ("0 0 1", 0)],
+)
+def test_run_queue_wait_is_the_second_schedstat_field(schedstat_text: str, expected: int) -> None:
+    assert run_queue_wait_ns(schedstat_text) == expected
+
+
+@pytest.mark.parametrize(
+    ("pressure_text", "expected"),
+    [
+        (
+            "some avg10=0.12 avg60=6.35 avg300=9.87 total=224708516\n"
+            "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+            224708516,
+        ),
+        ("some avg10=0.00 avg60=0.00 avg300=0.00 total=7", 7),
+    ],
+)
+def test_cpu_pressure_is_the_some_total(pressure_text: str, expected: int) -> None:
+    assert cpu_pressure_us(pressure_text) == expected
+
+
+def test_cpu_pressure_without_a_some_line_is_refused() -> None:
+    with pytest.raises(ValueError, match="no 'some' line"):
+        cpu_pressure_us("full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
+
+
+PROC_NET_UDP = """\
+   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  120: 0100007F:5208 00000000:0000 07 00000000:00000000 00:00000000 00000000  1000        0 44411 2 0000000000000000 0
+  121: 0100007F:6978 00000000:0000 07 00000000:00000000 00:00000000 00000000  1000        0 44412 2 0000000000000000 17
+  999: 00000000:22B8 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 123 2 0000000000000000 5
+"""
+
+
+def test_udp_drops_are_keyed_by_port_and_inode() -> None:
+    assert udp_drops(PROC_NET_UDP) == {(0x5208, 44411): 0, (0x6978, 44412): 17, (0x22B8, 123): 5}
+
+
+@pytest.mark.parametrize("calls", [1, 3, 50, 400, 1000])
+def test_a_port_plan_never_reuses_a_port(calls: int) -> None:
+    plan = plan_ports(21_001, calls)
+    ports = plan.ports()
+    assert len(ports) == len(set(ports))
+    assert len(plan.agent) == calls
+    assert plan.rtp_min % 2 == 0
+    assert plan.rtp_max % 2 == 1
+    assert plan.rtp_max - plan.rtp_min + 1 == 4 * calls + 2 * call_load.RTP_SPARE_PAIRS
+    assert min(ports) == 21_002
+    assert max(ports) < call_load.PORT_REGION[1] + 6_000
+
+
+def test_a_port_plan_avoids_taken_ports() -> None:
+    taken = set(range(call_load.PORT_REGION[0], call_load.PORT_REGION[0] + 9_000, 3))
+    plan = find_port_plan(10, lambda port: port not in taken)
+    assert not taken & set(plan.ports())
+
+
+def test_no_port_plan_when_every_port_is_taken() -> None:
+    with pytest.raises(BenchmarkError, match="no free block"):
+        find_port_plan(10, lambda port: False)
+
+
+@pytest.mark.parametrize("calls", [3, 400])
+def test_the_generated_configuration_is_valid(tmp_path: Path, calls: int) -> None:
+    plan = plan_ports(24_000, calls)
+    path = tmp_path / "callherald.yaml"
+    path.write_text(callherald_yaml(plan, calls), encoding="utf-8")
+    config = load_config(path)
+    assert (config.listen.pbx.port, config.listen.carrier.port) == (
+        plan.callherald_pbx,
+        plan.callherald_carrier,
+    )
+    assert (config.carrier.host, config.carrier.port) == ("127.0.0.1", plan.uas_sip)
+    assert (config.media.rtp_port_min, config.media.rtp_port_max) == (plan.rtp_min, plan.rtp_max)
+    assert config.limits.max_concurrent_calls == calls + call_load.RTP_SPARE_PAIRS
+    assert str(config.logging.level) == "info"
+
+
+@pytest.mark.parametrize(
+    ("jitter", "transit", "last_transit", "expected"),
+    [
+        (0.0, 100.0, 100.0, 0.0),
+        (0.0, 116.0, 100.0, 1.0),
+        (0.0, 84.0, 100.0, 1.0),
+        (16.0, 100.0, 100.0, 15.0),
+        (1.0, 0.0, 32.0, 2.9375),
+    ],
+)
+def test_jitter_follows_rfc_3550(jitter: float, transit: float, last_transit: float, expected: float) -> None:
+    assert jitter_step(jitter, transit, last_transit) == expected
+
+
+@pytest.mark.parametrize(
+    ("values", "fraction", "expected"),
+    [
+        ([], 0.5, None),
+        ([5.0], 0.99, 5.0),
+        ([1.0, 2.0, 3.0, 4.0], 0.5, 2.0),
+        ([float(v) for v in range(1, 101)], 0.99, 99.0),
+        ([float(v) for v in range(1, 101)], 1.0, 100.0),
+        ([float(v) for v in range(1, 101)], 0.0, 1.0),
+    ],
+)
+def test_percentile_is_nearest_rank(values: list[float], fraction: float, expected: float | None) -> None:
+    assert percentile(values, fraction) == expected
+
+
+@pytest.mark.parametrize(
+    ("calls", "rate"), [(1, 10), (3, 10), (50, 13), (100, 25), (200, 50), (400, 100), (1000, 100)]
+)
+def test_call_rate_ramps_up_within_seconds(calls: int, rate: int) -> None:
+    assert call_rate(calls) == rate
+
+
+def test_an_rtp_packet_is_172_bytes_of_pcmu() -> None:
+    packet = new_packet()
+    write_rtp_header(packet, seq=70_000, timestamp=2**32 + 5, ssrc=0x10001, sent_ns=123, marker=True)
+    assert len(packet) == call_load.PACKET_BYTES
+    assert packet[:12] == bytes([0x80, 0x80]) + struct.pack("!HII", 70_000 - 65_536, 5, 0x10001)
+    assert struct.unpack_from("!q", packet, 12) == (123,)
+    assert packet[20:] == b"\xff" * 152
+
+
+@given(
+    seq=st.integers(0, 2**20),
+    timestamp=st.integers(0, 2**40),
+    ssrc=st.integers(0, 2**32 - 1),
+    sent_ns=st.integers(0, 2**62),
+    marker=st.booleans(),
+)
+def test_rtp_header_round_trip(seq: int, timestamp: int, ssrc: int, sent_ns: int, marker: bool) -> None:
+    packet = new_packet()
+    write_rtp_header(packet, seq=seq, timestamp=timestamp, ssrc=ssrc, sent_ns=sent_ns, marker=marker)
+    assert call_load.RTP_HEADER.unpack_from(packet) == (
+        0x80,
+        0x80 * marker,
+        seq % 2**16,
+        timestamp % 2**32,
+        ssrc,
+        sent_ns,
+    )
+
+
+def test_the_portfile_reader_returns_complete_lines_once(tmp_path: Path) -> None:
+    path = tmp_path / "ports.txt"
+    reader = PortfileReader(path)
+    assert reader.read() == []
+    path.write_bytes(b"up 100 200\nstop 1")
+    assert reader.read() == [["up", "100", "200"]]
+    with path.open("ab") as handle:
+        handle.write(b"00\n\nend\n")
+    assert reader.read() == [["stop", "100"], ["end"]]
+    assert reader.read() == []
+
+
+def _run(path: str, **figures: object) -> RunResult:
+    return RunResult(path=path, calls=200, rate_cps=50, hold_s=20.0, **figures)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("direct", "through", "expected"),
+    [
+        (
+            _run("direct", loss_pct=0.0, jitter_ms=0.02, rtp={"rtt_ms_p50": 0.02}),
+            _run(
+                "callherald",
+                loss_pct=0.01,
+                jitter_ms=0.05,
+                rtp={"rtt_ms_p50": 0.1},
+                callherald_cpu_pct=15.0,
+                callherald_cpu_per_call_pct=0.075,
+                rss_per_call_kib=25.0,
+            ),
+            Comparison(
+                calls=200,
+                failed_calls=0,
+                loss_pct=0.01,
+                direct_loss_pct=0.0,
+                loss_ratio=None,
+                added_jitter_ms=pytest.approx(0.03),  # type: ignore[arg-type]
+                jitter_ratio=pytest.approx(2.5),  # type: ignore[arg-type]
+                added_rtt_p50_ms=pytest.approx(0.08),  # type: ignore[arg-type]
+                callherald_cpu_pct=15.0,
+                callherald_cpu_per_call_pct=0.075,
+                rss_per_call_kib=25.0,
+            ),
+        ),
+        (
+            _run("direct", loss_pct=0.5, jitter_ms=0.1),
+            _run("callherald", loss_pct=1.0, jitter_ms=None, failed_calls=3),
+            Comparison(
+                calls=200,
+                failed_calls=3,
+                loss_pct=1.0,
+                direct_loss_pct=0.5,
+                loss_ratio=2.0,
+                added_jitter_ms=None,
+                jitter_ratio=None,
+                added_rtt_p50_ms=None,
+                callherald_cpu_pct=None,
+                callherald_cpu_per_call_pct=None,
+                rss_per_call_kib=None,
+            ),
+        ),
+        (
+            _run("direct", loss_pct=0.0),
+            _run("callherald", error="callherald did not start"),
+            Comparison(
+                calls=200,
+                failed_calls=None,
+                loss_pct=None,
+                direct_loss_pct=0.0,
+                loss_ratio=None,
+                added_jitter_ms=None,
+                jitter_ratio=None,
+                added_rtt_p50_ms=None,
+                callherald_cpu_pct=None,
+                callherald_cpu_per_call_pct=None,
+                rss_per_call_kib=None,
+            ),
+        ),
+    ],
+    ids=["no-direct-loss", "both-lose", "callherald-run-failed"],
+)
+def test_comparison_of_callherald_with_direct(
+    direct: RunResult, through: RunResult, expected: Comparison
+) -> None:
+    assert compare(direct, through) == expected
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(90)
+@pytest.mark.skipif(shutil.which("sipp") is None, reason="SIPp is not installed")
+def test_three_calls_through_callherald_and_direct(capsys: pytest.CaptureFixture[str]) -> None:
+    assert call_load.main(["--calls", "3", "--hold-s", "2", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    [row] = document["results"]
+    assert row["calls"] == 3
+    for path in ("direct", "callherald"):
+        run = row[path]
+        assert run["error"] is None
+        assert (run["successful_calls"], run["failed_calls"]) == (3, 0)
+        assert isinstance(run["loss_pct"], float)
+        assert 0.0 <= run["loss_pct"] <= 100.0
+        assert run["rtp"]["calls_streamed"] == 3
+        assert run["rtp"]["packets_sent"] >= 3 * 50
+    through = row["callherald"]
+    assert through["callherald_calls_started"] == 3
+    assert through["callherald_end_reasons"] == {"bye-from-a": 3}
+    assert isinstance(row["comparison"]["loss_pct"], float)
