@@ -24,6 +24,7 @@ import heapq
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 
 from proxy.b2bua.call import Call, CallPhase, Dialog, PendingRelay, anchor_sdp, media_remote
 from proxy.b2bua.effects import (
@@ -663,6 +664,7 @@ class B2bua:
         """Send the b-leg INVITE. (Announcements for inbound calls will run before this.)"""
         request = self._build_invite(call, offer)
         call.b_invite = request
+        self._arm(f"{call.ref}:ring", now + self._settings.ring_timeout_s, partial(self._ring_timeout, call))
         self._send_request(
             request,
             call.b.peer,
@@ -671,6 +673,12 @@ class B2bua:
             now,
             out,
         )
+
+    def _ring_timeout(self, call: Call, now: float, out: list[Effect]) -> None:
+        """Nobody answered in time (the role of Timer C, RFC 3261 §16.6): cancel b, 480 to a."""
+        if call.ref in self._calls and call.phase in (CallPhase.CALLING, CallPhase.EARLY):
+            out.append(LogEvent(level="info", text="no answer within the ring timeout", call_ref=call.ref))
+            self._hang_up(call, "no-answer", now, out, status=480)
 
     def _via(self, side: Side) -> str:
         host, port = self._settings.local_address[side]
@@ -908,6 +916,7 @@ class B2bua:
             return
         for leg in (MediaLeg.A, MediaLeg.B):
             self._disarm(f"{call.ref}:2xx:{leg}")
+        self._disarm(f"{call.ref}:ring")
         self._release_ports(call)
         out.append(CloseMedia(call_ref=call.ref))
         del self._calls[call.ref]
@@ -1211,6 +1220,7 @@ class B2bua:
         if call.phase in (CallPhase.ANSWERED, CallPhase.CONFIRMED):
             self._resend_ack(call, MediaLeg.B, response, out)
             return
+        self._disarm(f"{call.ref}:ring")
         self._learn_remote(b, response, early=False)
         if b.remote_tag:
             self._dialogs_by_remote_tag[(b.call_id, b.remote_tag)] = (call, MediaLeg.B)

@@ -85,6 +85,7 @@ class B2buaSettings:
     fallback_inbound_target: Address | None = None
     max_concurrent_calls: int = 500
     rtp_inactivity_timeout_s: float = 60.0
+    ring_timeout_s: float = 180.0
     user_agent: str = "callherald"
     codecs: frozenset[str] = frozenset({"pcmu", "pcma", "g722", "telephone-event"})
     registrar_realm: str = "callherald"

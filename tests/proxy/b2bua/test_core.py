@@ -707,6 +707,32 @@ def test_timer_b_times_out_with_408_to_the_caller() -> None:
     h.assert_idle()
 
 
+def test_ring_timeout_cancels_the_callee_and_answers_480() -> None:
+    h = Harness(make_settings(ring_timeout_s=30.0))
+    caller, callee = dial(h)
+    ring(caller, callee)
+    effects = h.advance(30.0)
+
+    assert (PBX, "480 INVITE") in sip_summary(effects)
+    assert (CARRIER, "CANCEL") in sip_summary(effects)
+    assert times_of(h, caller, "480 INVITE") == [30.0]
+    ref = h.call_ref()
+    assert h.ended() == [CallEnded(call_ref=ref, reason="no-answer", status=None)]
+    callee.reply(callee.last_request("CANCEL"), 200)
+    callee.reply(callee.invite, 487)
+    caller.send(caller.ack_failure(caller.last_response("INVITE", 480)))
+    h.assert_idle()
+
+
+def test_answer_before_the_ring_timeout_keeps_the_call() -> None:
+    h = Harness(make_settings(ring_timeout_s=30.0))
+    caller, callee = connect(h)
+    h.advance(60.0)
+    assert h.b2bua.active_calls == 1
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
 # Carrier authentication (RFC 3261 §22.2) -------------------------------------------------------
 
 
