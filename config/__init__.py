@@ -3,19 +3,35 @@
 Problems are reported all at once, each naming the file, line and key path
 (``callherald.yaml:14: carrier.port: expected an integer 1-65535, got 'abc'``). Phone numbers,
 DIDs and user names must be quoted in YAML; secrets come from the environment or from files.
+Which recording policy applies to a call is `select_policy`.
 """
 
 from __future__ import annotations
 
-from config.defaults import EMBEDDED_DEFAULT_YAML, default_config
+from config.defaults import (
+    DEFAULT_CONSENT_QUESTIONS,
+    DEFAULT_POLICIES,
+    DEFAULT_PURPOSES,
+    EMBEDDED_DEFAULT_YAML,
+    default_config,
+)
 from config.errors import ConfigError, ConfigProblem
 from config.loader import HOME_ENV, config_keys, load_config, parse_config
+from config.policies import normalise_number, prefix_matches, select_policy
 from config.schema import (
+    EMBEDDED_PROMPT_LANGUAGES,
+    EMBEDDED_PROMPT_SET_ID,
+    AnnouncementMode,
+    Announcements,
+    CallDirection,
     Carrier,
     CarrierCredentials,
     Config,
+    ConsentQuestion,
+    FailureBehaviour,
     HostPort,
     InboundRoute,
+    LawfulBasis,
     Limits,
     Listen,
     ListenAddress,
@@ -25,6 +41,11 @@ from config.schema import (
     Network,
     Pbx,
     PbxPeer,
+    Policy,
+    PolicyMatch,
+    PromptConfig,
+    PromptSetConfig,
+    Purpose,
     Registration,
     Routing,
     Secret,
@@ -34,15 +55,26 @@ from config.schema import (
 )
 
 __all__ = [
+    "DEFAULT_CONSENT_QUESTIONS",
+    "DEFAULT_POLICIES",
+    "DEFAULT_PURPOSES",
     "EMBEDDED_DEFAULT_YAML",
+    "EMBEDDED_PROMPT_LANGUAGES",
+    "EMBEDDED_PROMPT_SET_ID",
     "HOME_ENV",
+    "AnnouncementMode",
+    "Announcements",
+    "CallDirection",
     "Carrier",
     "CarrierCredentials",
     "Config",
     "ConfigError",
     "ConfigProblem",
+    "ConsentQuestion",
+    "FailureBehaviour",
     "HostPort",
     "InboundRoute",
+    "LawfulBasis",
     "Limits",
     "Listen",
     "ListenAddress",
@@ -52,6 +84,11 @@ __all__ = [
     "Network",
     "Pbx",
     "PbxPeer",
+    "Policy",
+    "PolicyMatch",
+    "PromptConfig",
+    "PromptSetConfig",
+    "Purpose",
     "Registration",
     "Routing",
     "Secret",
@@ -61,5 +98,8 @@ __all__ = [
     "config_keys",
     "default_config",
     "load_config",
+    "normalise_number",
     "parse_config",
+    "prefix_matches",
+    "select_policy",
 ]

@@ -4,6 +4,14 @@ It makes callherald run out of the box for a first try and for tests: the PBX si
 127.0.0.1:5060 and the carrier side on 127.0.0.1:5070 (UDP); calls from the PBX go to a carrier
 at 127.0.0.1:5080 and calls from the carrier go to a PBX at 127.0.0.1:5090; both may only come
 from 127.0.0.0/8. No credentials, no registration, default limits.
+
+Its recording policy is the product's out-of-the-box behaviour, used by every file that gives
+none of ``purposes``, ``consent_questions`` and ``policies``: every call, in either direction,
+hears the embedded Dutch notice (prompt set ``default``) after callherald answers, is recorded as
+evidence of what was agreed (lawful basis contract, kept 365 days: long enough to settle most
+disputes about an agreement, short by default as privacy by default asks; a business sets what its
+contracts need) and, only when the caller presses 1 within 6 seconds, also for staff training
+(consent, kept 90 days). If the notice cannot be played the call connects unrecorded.
 """
 
 from __future__ import annotations
@@ -12,8 +20,15 @@ from ipaddress import ip_network
 from pathlib import Path
 
 from config.schema import (
+    EMBEDDED_PROMPT_SET_ID,
+    AnnouncementMode,
+    Announcements,
+    CallDirection,
     Carrier,
     Config,
+    ConsentQuestion,
+    FailureBehaviour,
+    LawfulBasis,
     Limits,
     Listen,
     ListenAddress,
@@ -22,12 +37,65 @@ from config.schema import (
     Media,
     Pbx,
     PbxPeer,
+    Policy,
+    PolicyMatch,
+    Purpose,
     Routing,
     SipTarget,
     Transport,
 )
 
-__all__ = ["EMBEDDED_DEFAULT_YAML", "default_config"]
+__all__ = [
+    "DEFAULT_CONSENT_QUESTIONS",
+    "DEFAULT_POLICIES",
+    "DEFAULT_PURPOSES",
+    "EMBEDDED_DEFAULT_YAML",
+    "default_config",
+]
+
+DEFAULT_PURPOSES: tuple[Purpose, ...] = (
+    Purpose(
+        id="evidence",
+        lawful_basis=LawfulBasis.CONTRACT,
+        reference="GDPR Art. 6(1)(b): proof of what was agreed in the call",
+        retention_days=365,
+    ),
+    Purpose(
+        id="training",
+        lawful_basis=LawfulBasis.CONSENT,
+        reference="GDPR Art. 6(1)(a): the caller pressed the yes key",
+        retention_days=90,
+    ),
+)
+"""The embedded default purposes: ``evidence`` (contract, 365 days) and ``training`` (consent, 90 days)."""
+
+DEFAULT_CONSENT_QUESTIONS: tuple[ConsentQuestion, ...] = (
+    ConsentQuestion(
+        id="training-consent",
+        version="1",
+        purpose="training",
+        prompt_set=EMBEDDED_PROMPT_SET_ID,
+        yes_digit="1",
+        timeout_s=6.0,
+    ),
+)
+"""The embedded default consent question: ``training-consent``, press 1 within 6 seconds."""
+
+DEFAULT_POLICIES: tuple[Policy, ...] = (
+    Policy(
+        name="default",
+        match=PolicyMatch(direction=CallDirection.ANY, called=(), calling=()),
+        notice=EMBEDDED_PROMPT_SET_ID,
+        language="nl",
+        purposes=("evidence", "training"),
+        questions=("training-consent",),
+        mode=AnnouncementMode.ANSWER,
+        on_failure=FailureBehaviour.CONNECT_UNRECORDED,
+        withdrawal_digit=None,
+        pci_pause_code=None,
+    ),
+)
+"""The embedded default policy: one catch-all for every call (see the module docstring)."""
 
 EMBEDDED_DEFAULT_YAML = """\
 # callherald embedded default: everything on the loopback interface.
@@ -65,7 +133,40 @@ media:
 limits:
   max_concurrent_calls: 500
   rtp_inactivity_timeout_s: 60
+  ring_timeout_s: 180
   max_message_bytes: 65535
+
+announcements:
+  default_language: nl
+  # No prompt sets: the id "default" names the announcement embedded in callherald.
+
+purposes:
+  - id: evidence
+    lawful_basis: contract
+    reference: "GDPR Art. 6(1)(b): proof of what was agreed in the call"
+    retention_days: 365
+  - id: training
+    lawful_basis: consent
+    reference: "GDPR Art. 6(1)(a): the caller pressed the yes key"
+    retention_days: 90
+
+consent_questions:
+  - id: training-consent
+    version: 1
+    purpose: training
+    prompt_set: default
+    yes_digit: "1"
+    timeout_s: 6
+
+policies:               # first match wins; the last one must match every call
+  - name: default
+    match: {direction: any}
+    notice: default
+    language: nl
+    purposes: [evidence, training]
+    questions: [training-consent]
+    mode: answer
+    on_failure: connect_unrecorded
 
 logging:
   level: info
@@ -111,8 +212,17 @@ def default_config(home: Path) -> Config:
             advertised_address="127.0.0.1",
             bind_address="127.0.0.1",
         ),
-        limits=Limits(max_concurrent_calls=500, rtp_inactivity_timeout_s=60.0, max_message_bytes=65535),
+        limits=Limits(
+            max_concurrent_calls=500,
+            rtp_inactivity_timeout_s=60.0,
+            max_message_bytes=65535,
+            ring_timeout_s=180.0,
+        ),
         routing=Routing(inbound=(), default_target=None),
+        announcements=Announcements(prompt_sets=(), default_language="nl"),
+        purposes=DEFAULT_PURPOSES,
+        consent_questions=DEFAULT_CONSENT_QUESTIONS,
+        policies=DEFAULT_POLICIES,
         data_dir=home,
         logging=Logging(level=LogLevel.INFO),
     )

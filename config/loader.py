@@ -7,27 +7,43 @@ here, and one line in `_read_config`; `config_keys` picks the new keys up by its
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from ipaddress import ip_address, ip_network
 from pathlib import Path
 
+from config.defaults import DEFAULT_CONSENT_QUESTIONS, DEFAULT_POLICIES, DEFAULT_PURPOSES
 from config.errors import ConfigError, ConfigProblem
+from config.policies import match_covers, normalise_number
 from config.reader import Context, Kind, Reader, discover_keys, expected, read_document
 from config.schema import (
+    DEFAULT_CONSENT_TIMEOUT_S,
+    DEFAULT_LANGUAGE,
     DEFAULT_MAX_CONCURRENT_CALLS,
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_REGISTRATION_INTERVAL_S,
     DEFAULT_REGISTRATION_RETRY_MAX_S,
     DEFAULT_REGISTRATION_RETRY_MIN_S,
+    DEFAULT_RING_TIMEOUT_S,
     DEFAULT_RTP_INACTIVITY_TIMEOUT_S,
     DEFAULT_SIP_PORT,
+    EMBEDDED_PROMPT_LANGUAGES,
+    EMBEDDED_PROMPT_SET_ID,
+    AnnouncementMode,
+    Announcements,
+    CallDirection,
     Carrier,
     CarrierCredentials,
     Config,
+    ConsentQuestion,
+    FailureBehaviour,
     HostPort,
     InboundRoute,
+    LawfulBasis,
     Limits,
     Listen,
     ListenAddress,
@@ -37,6 +53,11 @@ from config.schema import (
     Network,
     Pbx,
     PbxPeer,
+    Policy,
+    PolicyMatch,
+    PromptConfig,
+    PromptSetConfig,
+    Purpose,
     Registration,
     Routing,
     SipTarget,
@@ -55,6 +76,11 @@ PORT_MIN = 1
 PORT_MAX = 65535
 _DNS_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _PHONE_NUMBER = re.compile(r"\+?[0-9]{1,15}")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# A language tag as in BCP 47, reduced to what prompt selection needs: "nl", "en", "en-GB", "nl-BE".
+_LANGUAGE = re.compile(r"[a-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")
+_DTMF = re.compile(r"[0-9*#]")
+_DTMF_CODE = re.compile(r"[0-9*#]{1,8}")
 _URI = re.compile(r"(?P<scheme>sips?):(?:(?P<user>[^@\s;?]+)@)?(?P<hostport>[^;?\s]+)(?P<rest>[;?]\S*)?")
 
 
@@ -141,6 +167,37 @@ def _parse_phone_number(text: str) -> str:
     return text
 
 
+def _parse_id(text: str) -> str:
+    if not _ID.fullmatch(text):
+        expected(ID.expected, repr(text))
+    return text
+
+
+def _parse_language(text: str) -> str:
+    if not _LANGUAGE.fullmatch(text):
+        expected(LANGUAGE.expected, repr(text))
+    return text
+
+
+def _parse_dtmf_digit(text: str) -> str:
+    if not _DTMF.fullmatch(text):
+        expected(DTMF_DIGIT.expected, repr(text))
+    return text
+
+
+def _parse_dtmf_code(text: str) -> str:
+    if not _DTMF_CODE.fullmatch(text):
+        expected(DTMF_CODE.expected, repr(text))
+    return text
+
+
+def _parse_prefix(text: str) -> str:
+    number = normalise_number(text)
+    if not _PHONE_NUMBER.fullmatch(number):
+        expected(NUMBER_PREFIX.expected, repr(text))
+    return number
+
+
 HOST = Kind(expected="an IP address or DNS name", parse=_parse_host, placeholder="")
 IP_ADDRESS = Kind(expected="an IP address", parse=_parse_ip, placeholder="")
 HOST_PORT = Kind(
@@ -153,6 +210,23 @@ SIP_TARGET = Kind(
 )
 PHONE_NUMBER = Kind(
     expected="a phone number (an optional '+' and 1-15 digits)", parse=_parse_phone_number, placeholder=""
+)
+ID = Kind(
+    expected="an id (1-64 letters, digits, '.', '_' or '-', starting with a letter or digit)",
+    parse=_parse_id,
+    placeholder="",
+)
+LANGUAGE = Kind(expected="a language tag such as nl or en-GB", parse=_parse_language, placeholder="")
+DTMF_DIGIT = Kind(
+    expected='one DTMF key, quoted: "0"-"9", "*" or "#"', parse=_parse_dtmf_digit, placeholder=""
+)
+DTMF_CODE = Kind(
+    expected='1-8 DTMF keys of 0-9, * and #, quoted like "*9"', parse=_parse_dtmf_code, placeholder=""
+)
+NUMBER_PREFIX = Kind(
+    expected="a number prefix (an optional '+' and 1-15 digits; spaces and dashes are ignored)",
+    parse=_parse_prefix,
+    placeholder="",
 )
 
 
@@ -282,6 +356,7 @@ def _read_limits(r: Reader) -> Limits:
             "rtp_inactivity_timeout_s", DEFAULT_RTP_INACTIVITY_TIMEOUT_S, lo=1, hi=86400
         ),
         max_message_bytes=r.int_("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES, lo=1024, hi=65535),
+        ring_timeout_s=r.number("ring_timeout_s", DEFAULT_RING_TIMEOUT_S, lo=5, hi=3600),
     )
 
 
@@ -298,6 +373,376 @@ def _read_routing(r: Reader) -> Routing:
 
 def _read_logging(r: Reader) -> Logging:
     return Logging(level=r.choice("level", LogLevel, LogLevel.INFO))
+
+
+# -- announcements, purposes, consent questions and policies --------------------------------------
+
+POLICY_SECTIONS = ("purposes", "consent_questions", "policies")
+"""Given together or not at all: when all three are absent, the embedded defaults apply."""
+
+
+@dataclass(slots=True, kw_only=True)
+class _Catalog:
+    """What the policy sections may refer to, as read so far. Only values read without a problem
+    are trusted, so one mistake is reported once, not again at every reference to it."""
+
+    prompt_languages: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Prompt-set id -> its languages, the embedded set included."""
+    default_language: str = DEFAULT_LANGUAGE
+    purposes: dict[str, LawfulBasis | None] | None = None
+    """Purpose id -> lawful basis (None when unreadable); None while ``purposes`` is missing."""
+    questions: dict[str, ConsentQuestion] = field(default_factory=dict)
+    """Question id -> the question, with unreadable or invalid references blanked ("")."""
+    matches: list[PolicyMatch | None] = field(default_factory=list)
+    """Each policy's match, in order (None when unreadable)."""
+
+
+def _unknown(what: str, value: str, known: Iterable[str]) -> str:
+    names = list(known)
+    close = difflib.get_close_matches(value, names, n=1)
+    if close:
+        return f"unknown {what} {value!r}; did you mean {close[0]!r}?"
+    if names:
+        return f"unknown {what} {value!r}; defined: " + ", ".join(names)
+    return f"unknown {what} {value!r}; none are defined"
+
+
+def _missing_language(prompt_set: str, language: str, languages: tuple[str, ...]) -> str:
+    return f"prompt set {prompt_set!r} has no {language!r} prompt (it has {', '.join(languages)})"
+
+
+def _check_unique_ids(r: Reader, key: str, values: list[str], what: str) -> None:
+    """Duplicate ids, when every list item was read (so positions match the file); blanks skipped."""
+    if r.count(key) != len(values):
+        return
+    first: dict[str, int] = {}
+    for index, value in enumerate(values):
+        if value and value in first:
+            r.error(key, f"duplicate {what} {value!r} (also in entry {first[value]})", item=index)
+        first.setdefault(value, index)
+
+
+def _read_prompt(language: str, r: Reader) -> PromptConfig:
+    prompt = PromptConfig(language=language, file=r.path_("file"), text=r.str_("text", None))
+    if r.ok("file"):
+        path = os.fspath(prompt.file)
+        try:
+            if not prompt.file.exists():
+                r.error("file", f"prompt file {path!r} does not exist")
+            elif not prompt.file.is_file():
+                r.error("file", f"prompt file {path!r} is not a file")
+        except OSError as exc:
+            r.error("file", f"cannot check prompt file {path!r}: {exc.strerror or exc}")
+    return prompt
+
+
+def _read_prompt_set(r: Reader) -> PromptSetConfig:
+    prompt_set = PromptSetConfig(
+        id=r.parsed("id", ID),
+        prompts=r.named_mappings(
+            "prompts", _read_prompt, name=LANGUAGE, name_placeholder="<language>", noun="language"
+        ),
+    )
+    if r.ok("id") and prompt_set.id == EMBEDDED_PROMPT_SET_ID:
+        r.error("id", f"the id {EMBEDDED_PROMPT_SET_ID!r} is reserved for the embedded announcement")
+    return prompt_set
+
+
+def _announcements_reader(catalog: _Catalog, *, embedded_policy: bool) -> Callable[[Reader], Announcements]:
+    """Reads ``announcements`` and enters its prompt sets into ``catalog``. With ``embedded_policy``
+    (no policy sections given) the default language must be one the embedded prompt set speaks."""
+
+    def read(r: Reader) -> Announcements:
+        announcements = Announcements(
+            prompt_sets=r.list_("prompt_sets", _read_prompt_set, (), noun="prompt set"),
+            default_language=r.parsed("default_language", LANGUAGE, DEFAULT_LANGUAGE),
+        )
+        _check_unique_ids(r, "prompt_sets", [item.id for item in announcements.prompt_sets], "id")
+        language = announcements.default_language
+        if embedded_policy and r.ok("default_language") and language not in EMBEDDED_PROMPT_LANGUAGES:
+            r.error(
+                "default_language",
+                "the embedded default policy speaks the default language, but "
+                + _missing_language(EMBEDDED_PROMPT_SET_ID, language, EMBEDDED_PROMPT_LANGUAGES),
+            )
+        if r.ok("default_language"):
+            catalog.default_language = language
+        for prompt_set in announcements.prompt_sets:
+            if prompt_set.id and prompt_set.prompts:
+                catalog.prompt_languages.setdefault(prompt_set.id, prompt_set.languages)
+        return announcements
+
+    return read
+
+
+def _purpose_reader(catalog: _Catalog) -> Callable[[Reader], Purpose]:
+    def read(r: Reader) -> Purpose:
+        purpose = Purpose(
+            id=r.parsed("id", ID),
+            lawful_basis=r.choice("lawful_basis", LawfulBasis),
+            reference=r.str_("reference", None),
+            retention_days=r.int_("retention_days", lo=1),
+        )
+        basis = purpose.lawful_basis
+        # GDPR Art. 6(1)(c) and (f): the legal ground or the balancing test must be documented.
+        if r.ok("lawful_basis", "reference") and basis.needs_reference and purpose.reference is None:
+            document = "interest assessment" if basis is LawfulBasis.LEGITIMATE_INTEREST else "legal ground"
+            r.missing("reference", f" (lawful basis {basis} needs a reference to its {document})")
+        if r.ok("id") and catalog.purposes is not None:
+            catalog.purposes.setdefault(purpose.id, basis if r.ok("lawful_basis") else None)
+        return purpose
+
+    return read
+
+
+def _question_reader(catalog: _Catalog) -> Callable[[Reader], ConsentQuestion]:
+    def read(r: Reader) -> ConsentQuestion:
+        question = ConsentQuestion(
+            id=r.parsed("id", ID),
+            version=r.label("version"),
+            purpose=r.parsed("purpose", ID),
+            prompt_set=r.parsed("prompt_set", ID),
+            yes_digit=r.parsed("yes_digit", DTMF_DIGIT),
+            timeout_s=r.number("timeout_s", DEFAULT_CONSENT_TIMEOUT_S, lo=1, hi=30),
+        )
+        purpose = question.purpose if r.ok("purpose") else ""
+        if purpose and catalog.purposes is not None:
+            basis = catalog.purposes.get(purpose)
+            if purpose not in catalog.purposes:
+                r.error("purpose", _unknown("purpose", purpose, catalog.purposes))
+                purpose = ""
+            elif basis is not None and basis is not LawfulBasis.CONSENT:
+                # EDPB 05/2020 §6: a purpose's basis is fixed; consent is asked only for consent purposes.
+                r.error(
+                    "purpose",
+                    f"purpose {purpose!r} has lawful basis {basis}, not consent; "
+                    "a consent question asks only about a consent-based purpose",
+                )
+                purpose = ""
+            elif basis is None:
+                purpose = ""
+        prompt_set = question.prompt_set if r.ok("prompt_set") else ""
+        if prompt_set and prompt_set not in catalog.prompt_languages:
+            r.error("prompt_set", _unknown("prompt set", prompt_set, catalog.prompt_languages))
+            prompt_set = ""
+        if r.ok("id"):
+            trusted = dataclasses.replace(
+                question,
+                purpose=purpose,
+                prompt_set=prompt_set,
+                yes_digit=question.yes_digit if r.ok("yes_digit") else "",
+            )
+            catalog.questions.setdefault(question.id, trusted)
+        return question
+
+    return read
+
+
+def _read_match(r: Reader) -> PolicyMatch:
+    return PolicyMatch(
+        direction=r.choice("direction", CallDirection, CallDirection.ANY),
+        called=r.scalar_list(
+            "called", NUMBER_PREFIX, (), min_items=1, noun="number prefix", plural="number prefixes"
+        ),
+        calling=r.scalar_list(
+            "calling", NUMBER_PREFIX, (), min_items=1, noun="number prefix", plural="number prefixes"
+        ),
+    )
+
+
+def _policy_reader(catalog: _Catalog) -> Callable[[Reader], Policy]:
+    def read(r: Reader) -> Policy:
+        name = r.str_("name")
+        match = r.mapping("match", _read_match, required=False)
+        notice = r.parsed("notice", ID)
+        language = r.parsed("language", LANGUAGE, None)
+        policy = Policy(
+            name=name,
+            match=match,
+            notice=notice,
+            language=catalog.default_language if language is None else language,
+            purposes=r.scalar_list("purposes", ID, min_items=1, noun="purpose id"),
+            questions=r.scalar_list("questions", ID, (), noun="question id"),
+            mode=r.choice("mode", AnnouncementMode, AnnouncementMode.ANSWER),
+            on_failure=r.choice("on_failure", FailureBehaviour, FailureBehaviour.CONNECT_UNRECORDED),
+            withdrawal_digit=r.parsed("withdrawal_digit", DTMF_DIGIT, None),
+            pci_pause_code=r.parsed("pci_pause_code", DTMF_CODE, None),
+        )
+        catalog.matches.append(policy.match if r.ok("match") else None)
+        if not r.silent:
+            _check_policy(r, policy, catalog, language_key="notice" if language is None else "language")
+        return policy
+
+    return read
+
+
+def _check_policy(r: Reader, policy: Policy, catalog: _Catalog, *, language_key: str) -> None:
+    """The checks across one policy and the sections it refers to (``language_key`` is where a
+    missing language is reported: ``language`` when given, else ``notice``)."""
+    purposes_read = r.ok("purposes")
+    questions_read = r.ok("questions")
+    language = policy.language if r.ok("language") else ""
+
+    if r.ok("notice"):
+        languages = catalog.prompt_languages.get(policy.notice)
+        if languages is None:
+            r.error("notice", _unknown("prompt set", policy.notice, catalog.prompt_languages))
+        elif language and language not in languages:
+            r.error(language_key, _missing_language(policy.notice, language, languages))
+            language = ""  # reported once; the questions are not checked for it again
+    outbound_only = policy.match.direction is CallDirection.OUTBOUND
+    if r.ok("mode", "match") and policy.mode is AnnouncementMode.EARLY_MEDIA and outbound_only:
+        r.error("mode", "early_media applies to inbound calls, but this policy matches outbound calls only")
+
+    listed: dict[str, int] = {}
+    for index, purpose_id in enumerate(policy.purposes):
+        if not purpose_id:
+            continue
+        if purpose_id in listed:
+            r.error("purposes", f"purpose {purpose_id!r} is listed twice", item=index)
+        elif catalog.purposes is not None and purpose_id not in catalog.purposes:
+            r.error("purposes", _unknown("purpose", purpose_id, catalog.purposes), item=index)
+        listed.setdefault(purpose_id, index)
+
+    asked: dict[str, str] = {}
+    questions_complete = questions_read
+    for index, question_id in enumerate(policy.questions):
+        if not question_id:
+            continue
+        question = catalog.questions.get(question_id)
+        if question_id in policy.questions[:index]:
+            r.error("questions", f"consent question {question_id!r} is listed twice", item=index)
+        elif question is None:
+            r.error("questions", _unknown("consent question", question_id, catalog.questions), item=index)
+            questions_complete = False
+        else:
+            questions_complete &= bool(question.purpose)
+            _check_question_in_policy(
+                r,
+                policy,
+                question,
+                index,
+                language=language,
+                catalog=catalog,
+                asked=asked,
+                check_listed=purposes_read,
+            )
+
+    # R4, EDPB 05/2020 §3.2: every consent-based purpose needs its own key-press question.
+    if catalog.purposes is not None and questions_complete:
+        for purpose_id, index in listed.items():
+            if catalog.purposes.get(purpose_id) is LawfulBasis.CONSENT and purpose_id not in asked:
+                r.error(
+                    "purposes",
+                    f"purpose {purpose_id!r} has lawful basis consent but no consent question in this policy",
+                    item=index,
+                )
+
+
+def _check_question_in_policy(
+    r: Reader,
+    policy: Policy,
+    question: ConsentQuestion,
+    index: int,
+    *,
+    language: str,
+    catalog: _Catalog,
+    asked: dict[str, str],
+    check_listed: bool,
+) -> None:
+    if question.purpose in asked:
+        r.error(
+            "questions",
+            f"consent question {question.id!r} asks about purpose {question.purpose!r} like consent "
+            f"question {asked[question.purpose]!r}; ask once per purpose",
+            item=index,
+        )
+    elif question.purpose:
+        asked[question.purpose] = question.id
+        if check_listed and question.purpose not in policy.purposes:
+            r.error(
+                "questions",
+                f"consent question {question.id!r} asks about purpose {question.purpose!r}, "
+                "which this policy does not list",
+                item=index,
+            )
+    languages = catalog.prompt_languages.get(question.prompt_set)
+    if language and languages is not None and language not in languages:
+        message = f"consent question {question.id!r}: " + _missing_language(
+            question.prompt_set, language, languages
+        )
+        r.error("questions", message, item=index)
+    digit = policy.withdrawal_digit
+    if r.ok("withdrawal_digit") and digit is not None and digit == question.yes_digit:
+        r.error(
+            "withdrawal_digit",
+            f"withdrawal digit {digit!r} is also the yes digit of consent question {question.id!r}",
+        )
+
+
+def _check_policy_order(r: Reader, policies: tuple[Policy, ...], matches: list[PolicyMatch | None]) -> None:
+    """Unique names, no policy hidden behind an earlier one, and every call matched by some policy."""
+    if not policies or r.count("policies") != len(policies) or len(matches) != len(policies):
+        return
+    _check_unique_ids(r, "policies", [policy.name for policy in policies], "policy name")
+    for later_index, later in enumerate(matches):
+        for earlier_index, earlier in enumerate(matches[:later_index]):
+            if earlier is not None and later is not None and match_covers(earlier, later):
+                r.error(
+                    "policies",
+                    f"policy {policies[later_index].name!r} never applies: policy "
+                    f"{policies[earlier_index].name!r} (entry {earlier_index}) comes first and matches "
+                    "every call it matches",
+                    item=later_index,
+                )
+                break
+    if any(match is None for match in matches):
+        return
+    uncovered = [
+        direction
+        for direction in (CallDirection.INBOUND, CallDirection.OUTBOUND)
+        if not any(
+            policy.match.is_catch_all and policy.match.direction in (CallDirection.ANY, direction)
+            for policy in policies
+        )
+    ]
+    if uncovered:
+        calls = "call" if len(uncovered) == 2 else f"{uncovered[0]} call"
+        r.error(
+            "policies",
+            f"no policy matches every {calls}; end the list with a catch-all policy "
+            "(no called or calling prefixes, direction any)",
+        )
+
+
+def _read_policy_sections(
+    r: Reader, catalog: _Catalog
+) -> tuple[tuple[Purpose, ...], tuple[ConsentQuestion, ...], tuple[Policy, ...]]:
+    """``purposes``, ``consent_questions`` and ``policies``, or the embedded defaults when all three
+    are absent. Once one is given, ``purposes`` and ``policies`` are required."""
+    given = any(r.has(key) for key in POLICY_SECTIONS)
+    if r.count("purposes") is not None:
+        catalog.purposes = {}
+    purposes = r.list_("purposes", _purpose_reader(catalog), None, min_items=1, noun="purpose")
+    questions = r.list_("consent_questions", _question_reader(catalog), None, noun="consent question")
+    policies = r.list_("policies", _policy_reader(catalog), None, min_items=1, noun="policy")
+    if r.silent:
+        return (), (), ()
+    if not given:
+        language = catalog.default_language or DEFAULT_LANGUAGE
+        embedded = tuple(dataclasses.replace(policy, language=language) for policy in DEFAULT_POLICIES)
+        return DEFAULT_PURPOSES, DEFAULT_CONSENT_QUESTIONS, embedded
+    if purposes is None:
+        r.missing("purposes", " (policies and consent questions name their purposes from it)")
+    else:
+        _check_unique_ids(r, "purposes", [purpose.id for purpose in purposes], "id")
+    if questions is not None:
+        _check_unique_ids(r, "consent_questions", [question.id for question in questions], "id")
+    if policies is None:
+        r.missing("policies", " (it says which calls are recorded for the purposes)")
+    else:
+        _check_policy_order(r, policies, catalog.matches)
+    return purposes or (), questions or (), policies or ()
 
 
 def _check_unique(r: Reader, key: str, values: list[str], what: str) -> None:
@@ -325,6 +770,29 @@ def _check_shared_listen_address(r: Reader, config: Config) -> None:
                     return
 
 
+def _check_transports(r: Reader, config: Config) -> None:
+    """callherald talks to each side from that side's listener, so their transports must agree."""
+    if not r.ok("listen", "carrier") or not r.ok("carrier"):
+        return
+    if config.carrier.transport != config.listen.carrier.transport:
+        r.error(
+            "carrier",
+            f"carrier.transport is {config.carrier.transport} but listen.carrier.transport is "
+            f"{config.listen.carrier.transport}: "
+            "callherald reaches the carrier from its carrier-side listener",
+        )
+    if not r.ok("listen", "pbx") or not r.ok("pbx"):
+        return
+    for peer in config.pbx.peers:
+        if peer.transport != config.listen.pbx.transport:
+            r.error(
+                "pbx",
+                f"peer {peer.name!r} uses {peer.transport} but listen.pbx.transport is "
+                f"{config.listen.pbx.transport}: callherald reaches the PBX from its PBX-side listener",
+            )
+            return
+
+
 def _read_config(r: Reader) -> Config:
     listen = r.mapping("listen", _read_listen)
     pbx = r.mapping("pbx", _read_pbx)
@@ -332,6 +800,12 @@ def _read_config(r: Reader) -> Config:
     media = r.mapping("media", _read_media)
     limits = r.mapping("limits", _read_limits, required=False)
     routing = r.mapping("routing", _read_routing, required=False)
+    catalog = _Catalog(prompt_languages={EMBEDDED_PROMPT_SET_ID: EMBEDDED_PROMPT_LANGUAGES})
+    embedded_policy = not any(r.has(key) for key in POLICY_SECTIONS)
+    announcements = r.mapping(
+        "announcements", _announcements_reader(catalog, embedded_policy=embedded_policy), required=False
+    )
+    purposes, consent_questions, policies = _read_policy_sections(r, catalog)
     data_dir = r.path_("data_dir", None)
     logging = r.mapping("logging", _read_logging, required=False)
     config = Config(
@@ -341,10 +815,15 @@ def _read_config(r: Reader) -> Config:
         media=media,
         limits=limits,
         routing=routing,
+        announcements=announcements,
+        purposes=purposes,
+        consent_questions=consent_questions,
+        policies=policies,
         data_dir=_default_data_dir(r.ctx.environ) if data_dir is None else data_dir,
         logging=logging,
     )
     _check_shared_listen_address(r, config)
+    _check_transports(r, config)
     return config
 
 

@@ -303,6 +303,26 @@ class Reader:
             self._failed.add(key)
         return value
 
+    def has(self, key: str) -> bool:
+        """True when the mapping gives ``key`` a value (an explicit null counts as absent).
+
+        Asking does not count as reading: an unread key is still reported by `finish`.
+        """
+        entry = self._entries.get(key)
+        if entry is None:
+            return False
+        value_node = entry[1]
+        return not (
+            isinstance(value_node, ScalarNode) and value_node.tag == NULL_TAG and value_node.style is None
+        )
+
+    def count(self, key: str) -> int | None:
+        """How many items the list at ``key`` has as written; None when it is absent or not a list."""
+        entry = self._entries.get(key)
+        if entry is None or not isinstance(entry[1], SequenceNode):
+            return None
+        return len(entry[1].value)
+
     def missing(self, key: str, why: str = "") -> None:
         """Report that required ``key`` is absent, at this mapping's key and line."""
         self._failed.add(key)
@@ -340,6 +360,19 @@ class Reader:
     def str_(self, key: str, default: D | _Default = REQUIRED) -> str | D:
         """A non-empty string; numbers, booleans and dates must be quoted (see `scalar_text`)."""
         return self._field(key, default, lambda node, _p, _l: scalar_text(node, "a string"), lambda: "")
+
+    def label(self, key: str, default: D | _Default = REQUIRED) -> str | D:
+        """A non-negative integer in plain decimal digits or a string, kept as text (``1`` -> ``"1"``)."""
+        what = "an integer or a quoted string"
+
+        def read(node: Node, _path: str, _line: int) -> str:
+            if isinstance(node, ScalarNode) and node.tag == INT_TAG and node.style is None:
+                text = str(node.value)
+                if _DECIMAL_INT.fullmatch(text) and not text.startswith(("-", "+")):
+                    return str(int(text.replace("_", "")))
+            return scalar_text(node, what)
+
+        return self._field(key, default, read, lambda: "")
 
     def parsed(self, key: str, kind: Kind[T], default: D | _Default = REQUIRED) -> T | D:
         """A string parsed by ``kind``."""
@@ -514,6 +547,96 @@ class Reader:
         value = self._field(key, default, read_list, empty)
         if self.silent and self.ctx.discovered is not None:
             read(self._silent_child(key))
+        return value
+
+    def scalar_list(
+        self,
+        key: str,
+        kind: Kind[T],
+        default: D | _Default = REQUIRED,
+        *,
+        min_items: int = 0,
+        noun: str = "item",
+        plural: str | None = None,
+    ) -> tuple[T, ...] | D:
+        """A list of strings, each parsed by ``kind``; an invalid item is reported at its own line
+        and kept as ``kind.placeholder``, so item positions match the file. ``plural`` defaults to
+        ``noun`` + "s"."""
+        nouns = noun + "s" if plural is None else plural
+
+        def read_list(node: Node, path: str, _line: int) -> tuple[T, ...]:
+            if not isinstance(node, SequenceNode):
+                expected(f"a list of {nouns}", describe(node))
+            if len(node.value) < min_items:
+                expected(
+                    f"a list of at least {min_items} {noun if min_items == 1 else nouns}", "an empty list"
+                )
+            items: list[T] = []
+            for index, item in enumerate(node.value):
+                try:
+                    items.append(kind.parse(scalar_text(item, kind.expected)))
+                except InvalidValueError as invalid:
+                    self.ctx.report(line_of(item), f"{path}[{index}]", invalid.message)
+                    items.append(kind.placeholder)
+            return tuple(items)
+
+        def empty() -> tuple[T, ...]:
+            return ()
+
+        return self._field(key, default, read_list, empty)
+
+    def named_mappings(
+        self,
+        key: str,
+        read: Callable[[str, Reader], T],
+        *,
+        name: Kind[str],
+        name_placeholder: str,
+        min_items: int = 1,
+        noun: str = "entry",
+    ) -> tuple[T, ...]:
+        """A required mapping from names (parsed by ``name``) to mappings, each read by
+        ``read(name, reader)``, in the order written. Its keys are listed by `discover_keys` under
+        ``name_placeholder`` (``prompts.<language>.file``)."""
+
+        def read_mapping(node: Node, path: str, _line: int) -> tuple[T, ...]:
+            if not isinstance(node, MappingNode):
+                expected(f"a mapping of {noun}s", describe(node))
+            if len(node.value) < min_items:
+                expected(f"a mapping of at least {min_items} {noun}", "an empty mapping")
+            items: list[T] = []
+            first: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                raw = str(key_node.value) if isinstance(key_node, ScalarNode) else "?"
+                item_path = join(path, raw)
+                try:
+                    item_name = name.parse(scalar_text(key_node, name.expected))
+                except InvalidValueError as invalid:
+                    self.ctx.report(line_of(key_node), item_path, invalid.message)
+                    continue
+                if item_name in first:
+                    message = f"duplicate key (first given on line {first[item_name]})"
+                    self.ctx.report(line_of(key_node), item_path, message)
+                    continue
+                first[item_name] = line_of(key_node)
+                if not isinstance(value_node, MappingNode):
+                    self.ctx.report(
+                        line_of(value_node), item_path, f"expected a mapping, got {describe(value_node)}"
+                    )
+                    continue
+                reader = Reader(self.ctx, value_node, path=item_path, line=line_of(key_node))
+                items.append(read(item_name, reader))
+                reader.finish()
+            return tuple(items)
+
+        def empty() -> tuple[T, ...]:
+            return ()
+
+        value = self._field(key, REQUIRED, read_mapping, empty)
+        if self.silent and self.ctx.discovered is not None:
+            placeholder_path = join(join(self.path, key), name_placeholder)
+            self.ctx.discovered.append(placeholder_path)
+            read(name_placeholder, Reader(self.ctx, None, path=placeholder_path, line=self.line))
         return value
 
     def cidr_list(self, key: str, default: D | _Default = REQUIRED) -> tuple[Network, ...] | D:

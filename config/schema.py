@@ -15,18 +15,29 @@ from pathlib import Path
 from typing import TypeAlias
 
 __all__ = [
+    "DEFAULT_CONSENT_TIMEOUT_S",
+    "DEFAULT_LANGUAGE",
     "DEFAULT_MAX_CONCURRENT_CALLS",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_REGISTRATION_INTERVAL_S",
     "DEFAULT_REGISTRATION_RETRY_MAX_S",
     "DEFAULT_REGISTRATION_RETRY_MIN_S",
+    "DEFAULT_RING_TIMEOUT_S",
     "DEFAULT_RTP_INACTIVITY_TIMEOUT_S",
     "DEFAULT_SIP_PORT",
+    "EMBEDDED_PROMPT_LANGUAGES",
+    "EMBEDDED_PROMPT_SET_ID",
+    "AnnouncementMode",
+    "Announcements",
+    "CallDirection",
     "Carrier",
     "CarrierCredentials",
     "Config",
+    "ConsentQuestion",
+    "FailureBehaviour",
     "HostPort",
     "InboundRoute",
+    "LawfulBasis",
     "Limits",
     "Listen",
     "ListenAddress",
@@ -36,6 +47,11 @@ __all__ = [
     "Network",
     "Pbx",
     "PbxPeer",
+    "Policy",
+    "PolicyMatch",
+    "PromptConfig",
+    "PromptSetConfig",
+    "Purpose",
     "Registration",
     "Routing",
     "Secret",
@@ -47,10 +63,17 @@ __all__ = [
 DEFAULT_SIP_PORT = 5060
 DEFAULT_MAX_CONCURRENT_CALLS = 500
 DEFAULT_RTP_INACTIVITY_TIMEOUT_S = 60.0
+DEFAULT_RING_TIMEOUT_S = 180.0
 DEFAULT_MAX_MESSAGE_BYTES = 65535
 DEFAULT_REGISTRATION_INTERVAL_S = 3600
 DEFAULT_REGISTRATION_RETRY_MIN_S = 30
 DEFAULT_REGISTRATION_RETRY_MAX_S = 600
+DEFAULT_LANGUAGE = "nl"
+DEFAULT_CONSENT_TIMEOUT_S = 6.0
+EMBEDDED_PROMPT_SET_ID = "default"
+"""The prompt-set id that names the announcement embedded in callherald (no files needed)."""
+EMBEDDED_PROMPT_LANGUAGES = ("nl", "en")
+"""The languages the embedded prompt set is spoken in."""
 
 Network: TypeAlias = IPv4Network | IPv6Network
 """An IPv4 or IPv6 network (``allowed_networks`` entries)."""
@@ -70,6 +93,58 @@ class LogLevel(StrEnum):
     INFO = "info"
     WARNING = "warning"
     ERROR = "error"
+
+
+class LawfulBasis(StrEnum):
+    """The GDPR Art. 6(1) ground a purpose rests on, fixed before any recording (Art. 5(1)(b))."""
+
+    CONTRACT = "contract"
+    LEGITIMATE_INTEREST = "legitimate_interest"
+    LEGAL_OBLIGATION = "legal_obligation"
+    CONSENT = "consent"
+
+    @property
+    def article(self) -> str:
+        """The GDPR provision, for the evidence record and the Art. 30 record (``"6(1)(b)"``)."""
+        return _ARTICLES[self]
+
+    @property
+    def needs_reference(self) -> bool:
+        """True when the purpose must cite its interest assessment or legal ground (Art. 6(1)(c), (f))."""
+        return self in (LawfulBasis.LEGITIMATE_INTEREST, LawfulBasis.LEGAL_OBLIGATION)
+
+
+_ARTICLES = {
+    LawfulBasis.CONSENT: "6(1)(a)",
+    LawfulBasis.CONTRACT: "6(1)(b)",
+    LawfulBasis.LEGAL_OBLIGATION: "6(1)(c)",
+    LawfulBasis.LEGITIMATE_INTEREST: "6(1)(f)",
+}
+
+
+class CallDirection(StrEnum):
+    """Which calls a policy applies to: from the carrier (``inbound``), from the PBX (``outbound``)
+    or both (``any``). A call itself is always inbound or outbound."""
+
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+    ANY = "any"
+
+
+class AnnouncementMode(StrEnum):
+    """How an inbound caller hears the notice: after callherald answers (``answer``, 200 OK) or as
+    early media before any answer (``early_media``, 183 Session Progress, RFC 3261 §13.3.1.1)."""
+
+    ANSWER = "answer"
+    EARLY_MEDIA = "early_media"
+
+
+class FailureBehaviour(StrEnum):
+    """What happens to a call whose notice cannot be played. Recording is fail-closed either way:
+    ``connect_unrecorded`` connects the call without recording it, ``reject`` refuses it."""
+
+    CONNECT_UNRECORDED = "connect_unrecorded"
+    REJECT = "reject"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -249,6 +324,8 @@ class Limits:
     """A call whose legs both sent no RTP for this long is ended, seconds, 1-86400. Default 60."""
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     """Larger SIP messages are dropped, bytes, 1024-65535. Default 65535."""
+    ring_timeout_s: float = DEFAULT_RING_TIMEOUT_S
+    """An unanswered call is cancelled (480 to the caller) after this long, seconds, 5-3600. Default 180."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -280,6 +357,147 @@ class Logging:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PromptConfig:
+    """One language of a configured prompt set (a ``prompts`` entry, keyed by its language)."""
+
+    language: str
+    """The mapping key: a language tag such as ``nl`` or ``en-GB``."""
+    file: Path
+    """The audio file, any format ffmpeg reads; a relative path is relative to the config file's
+    directory. It must exist and be a regular file (whether it decodes is checked on import)."""
+    text: str | None = None
+    """What the prompt says, for documentation and the Art. 30 record. Default: none."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PromptSetConfig:
+    """An announcement or consent question in one or more languages (``announcements.prompt_sets``)."""
+
+    id: str
+    """Unique id, 1-64 letters, digits, ``.``, ``_`` or ``-``; ``default`` is reserved for the
+    embedded announcement."""
+    prompts: tuple[PromptConfig, ...]
+    """One file per language (at least one), written as a mapping ``language: {file, text}``."""
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """The languages, in the order given."""
+        return tuple(prompt.language for prompt in self.prompts)
+
+    def to_mapping(self) -> dict[str, object]:
+        """The set as plain data in the shape the announcements package imports
+        (``{"id": ..., "prompts": {language: {"file": ..., "text": ...}}}``), with resolved paths."""
+        prompts: dict[str, object] = {}
+        for prompt in self.prompts:
+            entry: dict[str, object] = {"file": str(prompt.file)}
+            if prompt.text is not None:
+                entry["text"] = prompt.text
+            prompts[prompt.language] = entry
+        return {"id": self.id, "prompts": prompts}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Announcements:
+    """The configured announcements."""
+
+    prompt_sets: tuple[PromptSetConfig, ...] = ()
+    """Prompt sets from audio files (unique ids). Default: none; the embedded set ``default``
+    is always available."""
+    default_language: str = DEFAULT_LANGUAGE
+    """Language of a policy that names none, a tag such as ``nl``. Default ``nl``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Purpose:
+    """Why calls are recorded: one purpose with its lawful basis and retention (GDPR Art. 5(1)(b),
+    6(1), 5(1)(e)). Each recording carries the purposes of the policy it was made under."""
+
+    id: str
+    """Unique id (``evidence``, ``training``, ``quality``), 1-64 letters, digits, ``.``, ``_`` or ``-``."""
+    lawful_basis: LawfulBasis
+    """``contract``, ``legitimate_interest``, ``legal_obligation`` or ``consent``."""
+    reference: str | None = None
+    """The interest assessment (document id, version, date) or the legal ground. Required for
+    ``legitimate_interest`` and ``legal_obligation``; optional otherwise. Default: none."""
+    retention_days: int
+    """Days a recording is kept for this purpose, at least 1; no default (no unlimited retention)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsentQuestion:
+    """A key-press question asking for consent to one consent-based purpose (GDPR Art. 7; only the
+    yes digit is consent, any other key or no key within the timeout is a refusal)."""
+
+    id: str
+    """Unique id, 1-64 letters, digits, ``.``, ``_`` or ``-``."""
+    version: str
+    """Version of the question's wording, stored with each answer; an integer or a quoted
+    string in YAML, kept as text (``1`` -> ``"1"``)."""
+    purpose: str
+    """The id of the purpose asked about; its lawful basis must be ``consent``."""
+    prompt_set: str
+    """The id of the prompt set that asks the question (``default``: the embedded one)."""
+    yes_digit: str
+    """The one DTMF key that means yes: a quoted ``"0"``-``"9"``, ``"*"`` or ``"#"``."""
+    timeout_s: float = DEFAULT_CONSENT_TIMEOUT_S
+    """Seconds to wait for the key after the prompt ends, 1-30. Default 6."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyMatch:
+    """Which calls a policy applies to. A call matches when its direction matches and, for each of
+    ``called`` and ``calling`` that is given, its number starts with one of the prefixes. Numbers
+    and prefixes are compared without spaces, dashes or a leading ``+`` (see `config.policies`)."""
+
+    direction: CallDirection = CallDirection.ANY
+    """``inbound``, ``outbound`` or ``any``. Default ``any``."""
+    called: tuple[str, ...] = ()
+    """Prefixes of the dialled number, quoted (``"+3120"``). Default: any number."""
+    calling: tuple[str, ...] = ()
+    """Prefixes of the caller's number, quoted. Default: any number."""
+
+    @property
+    def is_catch_all(self) -> bool:
+        """True when every call in ``direction`` matches (no number prefixes)."""
+        return not self.called and not self.calling
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Policy:
+    """What happens on a call: the notice, the purposes it is recorded for and the consent questions.
+
+    Policies are tried in order and the first that matches a call applies; the list must cover every
+    call (end it with a catch-all policy without ``match`` prefixes)."""
+
+    name: str
+    """Unique name, for logs and the evidence record."""
+    match: PolicyMatch = field(default_factory=PolicyMatch)
+    """The calls it applies to. Default: every call."""
+    notice: str
+    """The id of the prompt set played as the recording notice (``default``: the embedded one)."""
+    language: str
+    """Language of the notice and questions, a tag such as ``nl``. Default:
+    ``announcements.default_language``."""
+    purposes: tuple[str, ...]
+    """Ids of the purposes calls are recorded for (at least one, each once). Every consent-based
+    purpose needs a question in ``questions``."""
+    questions: tuple[str, ...] = ()
+    """Ids of the consent questions asked after the notice, in order; one per consent-based purpose
+    of this policy. Default: none."""
+    mode: AnnouncementMode = AnnouncementMode.ANSWER
+    """``answer`` or ``early_media`` (inbound calls). Default ``answer``."""
+    on_failure: FailureBehaviour = FailureBehaviour.CONNECT_UNRECORDED
+    """``connect_unrecorded`` or ``reject`` when the notice cannot be played. Default
+    ``connect_unrecorded``."""
+    withdrawal_digit: str | None = None
+    """A quoted DTMF key (``"*"``) the outside party presses to withdraw consent during the call;
+    it must differ from every question's yes digit. Default: none."""
+    pci_pause_code: str | None = None
+    """A quoted DTMF code (``"*9"``, 1-8 keys of 0-9, ``*``, ``#``) that pauses recording for a card
+    payment (PCI DSS 3.3.1). Default: none."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """The whole configuration."""
 
@@ -295,6 +513,17 @@ class Config:
     """Resource limits. Default: all defaults."""
     routing: Routing = field(default_factory=Routing)
     """Inbound routing. Default: every call to ``pbx.default_target``."""
+    announcements: Announcements = field(default_factory=Announcements)
+    """Prompt sets and the default language. Default: only the embedded prompt set, in ``nl``."""
+    purposes: tuple[Purpose, ...]
+    """The purposes calls may be recorded for (unique ids). Required with ``policies``; when
+    ``purposes``, ``consent_questions`` and ``policies`` are all absent, the embedded default
+    purposes, question and policy apply (see `config.defaults`)."""
+    consent_questions: tuple[ConsentQuestion, ...] = ()
+    """Consent questions (unique ids), each for a consent-based purpose. Default: none (or the
+    embedded default question, see ``purposes``)."""
+    policies: tuple[Policy, ...]
+    """Policies in order, first match wins; every call must match one. Required with ``purposes``."""
     data_dir: Path
     """Directory for recordings, metadata and keys; a relative path is relative to the config
     file's directory. Default: ``$CALLHERALD_HOME``, else ``./callherald-data`` (both relative to
@@ -309,3 +538,38 @@ class Config:
             if route.did == did:
                 return route.target
         return self.routing.default_target or self.pbx.default_target
+
+    def prompt_set(self, prompt_set_id: str) -> PromptSetConfig | None:
+        """The configured prompt set ``prompt_set_id``; None for the embedded ``default``.
+
+        Raises:
+            KeyError: when no such set is configured.
+        """
+        if prompt_set_id == EMBEDDED_PROMPT_SET_ID:
+            return None
+        for prompt_set in self.announcements.prompt_sets:
+            if prompt_set.id == prompt_set_id:
+                return prompt_set
+        raise KeyError(prompt_set_id)
+
+    def purpose(self, purpose_id: str) -> Purpose:
+        """The purpose ``purpose_id``; raises `KeyError` when there is none."""
+        for purpose in self.purposes:
+            if purpose.id == purpose_id:
+                return purpose
+        raise KeyError(purpose_id)
+
+    def consent_question(self, question_id: str) -> ConsentQuestion:
+        """The consent question ``question_id``; raises `KeyError` when there is none."""
+        for question in self.consent_questions:
+            if question.id == question_id:
+                return question
+        raise KeyError(question_id)
+
+    def policy_purposes(self, policy: Policy) -> tuple[Purpose, ...]:
+        """The purposes ``policy`` names, in its order."""
+        return tuple(self.purpose(purpose_id) for purpose_id in policy.purposes)
+
+    def policy_questions(self, policy: Policy) -> tuple[ConsentQuestion, ...]:
+        """The consent questions ``policy`` asks, in its order."""
+        return tuple(self.consent_question(question_id) for question_id in policy.questions)

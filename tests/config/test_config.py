@@ -14,13 +14,19 @@ from hypothesis import strategies as st
 
 from config import (
     EMBEDDED_DEFAULT_YAML,
+    AnnouncementMode,
+    Announcements,
+    CallDirection,
     Carrier,
     CarrierCredentials,
     Config,
     ConfigError,
     ConfigProblem,
+    ConsentQuestion,
+    FailureBehaviour,
     HostPort,
     InboundRoute,
+    LawfulBasis,
     Limits,
     Listen,
     ListenAddress,
@@ -29,6 +35,11 @@ from config import (
     Media,
     Pbx,
     PbxPeer,
+    Policy,
+    PolicyMatch,
+    PromptConfig,
+    PromptSetConfig,
+    Purpose,
     Registration,
     Routing,
     Secret,
@@ -71,7 +82,7 @@ pbx:
 carrier:
   host: sip.carrier.example
   port: 5060
-  transport: udp
+  transport: tcp
   outbound_proxy: "proxy.carrier.example:5070"
   allowed_networks: [198.51.100.0/24]
   credentials:
@@ -93,6 +104,7 @@ media:
 limits:
   max_concurrent_calls: 50
   rtp_inactivity_timeout_s: 30.5
+  ring_timeout_s: 45
   max_message_bytes: 8192
 routing:
   inbound:
@@ -101,10 +113,69 @@ routing:
     - did: "0201234568"
       target: "sip:sales@10.0.0.5:5062;transport=udp"
   default_target: "sip:operator@10.0.0.5:5062"
+announcements:
+  default_language: nl
+  prompt_sets:
+    - id: welcome
+      prompts:
+        nl: {file: prompts/welkom.wav, text: "Dit gesprek wordt opgenomen."}
+        en-GB:
+          file: prompts/welcome.mp3
+    - id: training-question
+      prompts:
+        nl: {file: prompts/training-nl.ogg}
+        en-GB: {file: prompts/training-en.ogg}
+purposes:
+  - id: evidence
+    lawful_basis: contract
+    retention_days: 730
+  - id: quality
+    lawful_basis: legitimate_interest
+    reference: "LIA-2026-03 v2, 2026-11-01"
+    retention_days: 30
+  - id: mifid
+    lawful_basis: legal_obligation
+    reference: "MiFID II Art. 16(7)"
+    retention_days: 1826
+  - id: training
+    lawful_basis: consent
+    retention_days: 90
+consent_questions:
+  - id: training-en
+    version: 3
+    purpose: training
+    prompt_set: training-question
+    yes_digit: "1"
+    timeout_s: 7.5
+  - id: training-default
+    version: "2026-11"
+    purpose: training
+    prompt_set: default
+    yes_digit: "#"
+policies:
+  - name: sales-inbound
+    match:
+      direction: inbound
+      called: ["+31 20 123", "020-123"]
+      calling: ["+31"]
+    notice: welcome
+    language: en-GB
+    purposes: [evidence, training]
+    questions: [training-en]
+    mode: early_media
+    on_failure: reject
+    withdrawal_digit: "*"
+    pci_pause_code: "*9"
+  - name: everything-else
+    notice: default
+    purposes: [evidence, quality, mifid, training]
+    questions: [training-default]
 data_dir: data
 logging:
   level: debug
 """
+
+PROMPT_FILES = ("welkom.wav", "welcome.mp3", "training-nl.ogg", "training-en.ogg")
 
 
 def full_example_config(config_dir: Path) -> Config:
@@ -143,7 +214,7 @@ def full_example_config(config_dir: Path) -> Config:
         carrier=Carrier(
             host="sip.carrier.example",
             port=5060,
-            transport=Transport.UDP,
+            transport=Transport.TCP,
             outbound_proxy=HostPort(host="proxy.carrier.example", port=5070),
             allowed_networks=(ip_network("198.51.100.0/24"),),
             credentials=CarrierCredentials(
@@ -163,7 +234,12 @@ def full_example_config(config_dir: Path) -> Config:
             advertised_address="192.0.2.1",
             bind_address="0.0.0.0",
         ),
-        limits=Limits(max_concurrent_calls=50, rtp_inactivity_timeout_s=30.5, max_message_bytes=8192),
+        limits=Limits(
+            max_concurrent_calls=50,
+            rtp_inactivity_timeout_s=30.5,
+            max_message_bytes=8192,
+            ring_timeout_s=45.0,
+        ),
         routing=Routing(
             inbound=(
                 InboundRoute(
@@ -177,6 +253,93 @@ def full_example_config(config_dir: Path) -> Config:
             ),
             default_target=SipTarget(uri="sip:operator@10.0.0.5:5062", host="10.0.0.5", port=5062),
         ),
+        announcements=Announcements(
+            prompt_sets=(
+                PromptSetConfig(
+                    id="welcome",
+                    prompts=(
+                        PromptConfig(
+                            language="nl",
+                            file=config_dir / "prompts" / "welkom.wav",
+                            text="Dit gesprek wordt opgenomen.",
+                        ),
+                        PromptConfig(
+                            language="en-GB", file=config_dir / "prompts" / "welcome.mp3", text=None
+                        ),
+                    ),
+                ),
+                PromptSetConfig(
+                    id="training-question",
+                    prompts=(
+                        PromptConfig(language="nl", file=config_dir / "prompts" / "training-nl.ogg"),
+                        PromptConfig(language="en-GB", file=config_dir / "prompts" / "training-en.ogg"),
+                    ),
+                ),
+            ),
+            default_language="nl",
+        ),
+        purposes=(
+            Purpose(id="evidence", lawful_basis=LawfulBasis.CONTRACT, reference=None, retention_days=730),
+            Purpose(
+                id="quality",
+                lawful_basis=LawfulBasis.LEGITIMATE_INTEREST,
+                reference="LIA-2026-03 v2, 2026-11-01",
+                retention_days=30,
+            ),
+            Purpose(
+                id="mifid",
+                lawful_basis=LawfulBasis.LEGAL_OBLIGATION,
+                reference="MiFID II Art. 16(7)",
+                retention_days=1826,
+            ),
+            Purpose(id="training", lawful_basis=LawfulBasis.CONSENT, reference=None, retention_days=90),
+        ),
+        consent_questions=(
+            ConsentQuestion(
+                id="training-en",
+                version="3",
+                purpose="training",
+                prompt_set="training-question",
+                yes_digit="1",
+                timeout_s=7.5,
+            ),
+            ConsentQuestion(
+                id="training-default",
+                version="2026-11",
+                purpose="training",
+                prompt_set="default",
+                yes_digit="#",
+                timeout_s=6.0,
+            ),
+        ),
+        policies=(
+            Policy(
+                name="sales-inbound",
+                match=PolicyMatch(
+                    direction=CallDirection.INBOUND, called=("+3120123", "020123"), calling=("+31",)
+                ),
+                notice="welcome",
+                language="en-GB",
+                purposes=("evidence", "training"),
+                questions=("training-en",),
+                mode=AnnouncementMode.EARLY_MEDIA,
+                on_failure=FailureBehaviour.REJECT,
+                withdrawal_digit="*",
+                pci_pause_code="*9",
+            ),
+            Policy(
+                name="everything-else",
+                match=PolicyMatch(direction=CallDirection.ANY, called=(), calling=()),
+                notice="default",
+                language="nl",
+                purposes=("evidence", "quality", "mifid", "training"),
+                questions=("training-default",),
+                mode=AnnouncementMode.ANSWER,
+                on_failure=FailureBehaviour.CONNECT_UNRECORDED,
+                withdrawal_digit=None,
+                pci_pause_code=None,
+            ),
+        ),
         data_dir=config_dir / "data",
         logging=Logging(level=LogLevel.DEBUG),
     )
@@ -185,6 +348,9 @@ def full_example_config(config_dir: Path) -> Config:
 def write_full_example(tmp_path: Path) -> Path:
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "carrier-password").write_text("carrier secret\n", encoding="utf-8")
+    (tmp_path / "prompts").mkdir()
+    for name in PROMPT_FILES:
+        (tmp_path / "prompts" / name).write_bytes(b"audio")
     path = tmp_path / "callherald.yaml"
     path.write_text(FULL_EXAMPLE, encoding="utf-8")
     return path
@@ -204,14 +370,16 @@ def test_load_config_reads_os_environ(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def _key_paths(node: Any, prefix: str = "") -> set[str]:
-    """Dotted key paths used in a safe-loaded document; a secret's env/file form is not a key."""
+    """Dotted key paths used in a safe-loaded document; a secret's env/file form is not a key, and
+    the languages of a prompt set's ``prompts`` are one key, ``<language>``."""
     paths: set[str] = set()
     if isinstance(node, list):
         for item in node:
             paths |= _key_paths(item, prefix)
     elif isinstance(node, dict) and not prefix.endswith(".password"):
         for key, value in node.items():
-            path = f"{prefix}.{key}" if prefix else str(key)
+            name = "<language>" if prefix == "announcements.prompt_sets.prompts" else key
+            path = f"{prefix}.{name}" if prefix else str(name)
             paths |= {path} | _key_paths(value, path)
     return paths
 
@@ -229,6 +397,10 @@ def test_config_keys_in_schema_order() -> None:
     assert "carrier.credentials.password" in keys
     assert "carrier.registration.retry_max_s" in keys
     assert "routing.inbound.did" in keys
+    assert "announcements.prompt_sets.prompts.<language>.file" in keys
+    assert keys.index("routing.default_target") < keys.index("announcements") < keys.index("data_dir")
+    assert keys.index("purposes") < keys.index("consent_questions") < keys.index("policies")
+    assert "policies.match.calling" in keys
 
 
 # A small valid file; each error case edits one spot. Line numbers are fixed by this layout.
@@ -270,7 +442,7 @@ def test_minimal_is_valid() -> None:
     assert config.carrier.credentials is None
     assert config.carrier.registration is None
     assert config.limits == Limits(
-        max_concurrent_calls=500, rtp_inactivity_timeout_s=60.0, max_message_bytes=65535
+        max_concurrent_calls=500, rtp_inactivity_timeout_s=60.0, max_message_bytes=65535, ring_timeout_s=180.0
     )
     assert config.routing == Routing(inbound=(), default_target=None)
     assert config.logging == Logging(level=LogLevel.INFO)
@@ -280,6 +452,18 @@ def test_minimal_is_valid() -> None:
 
 ERROR_CASES = [
     pytest.param(
+        edit("  port: 5060\nmedia", "  port: 5060\n  transport: tcp\nmedia"),
+        "callherald.yaml:10: carrier: carrier.transport is tcp but listen.carrier.transport is udp: "
+        "callherald reaches the carrier from its carrier-side listener",
+        id="carrier-transport-differs-from-its-listener",
+    ),
+    pytest.param(
+        edit("      host: 10.0.0.5\n", "      host: 10.0.0.5\n      transport: tcp\n"),
+        "callherald.yaml:4: pbx: peer 'main' uses tcp but listen.pbx.transport is udp: "
+        "callherald reaches the PBX from its PBX-side listener",
+        id="pbx-peer-transport-differs-from-its-listener",
+    ),
+    pytest.param(
         edit("  port: 5060\nmedia", "  prot: 5060\nmedia"),
         "callherald.yaml:12: carrier.prot: unknown key; did you mean 'port'?",
         id="unknown-key-with-suggestion",
@@ -287,7 +471,7 @@ ERROR_CASES = [
     pytest.param(
         MINIMAL + "colour: blue\n",
         "callherald.yaml:17: colour: unknown key; allowed keys: listen, pbx, carrier, media, limits, "
-        "routing, data_dir, logging",
+        "routing, announcements, purposes, consent_questions, policies, data_dir, logging",
         id="unknown-key-without-suggestion",
     ),
     pytest.param(
@@ -758,12 +942,19 @@ def test_sip_target_rejected(text: str) -> None:
         (("media",), "rtp_port_min"),
         (("limits",), "max_concurrent_calls"),
         (("pbx", "default_target"), "uri"),
+        (("announcements",), "default_language"),
+        (("announcements", "prompt_sets", 0), "id"),
+        (("announcements", "prompt_sets", 0, "prompts", 0), "file"),
+        (("purposes", 1), "reference"),
+        (("consent_questions", 0), "yes_digit"),
+        (("policies", 0), "notice"),
+        (("policies", 0, "match"), "called"),
     ],
 )
-def test_objects_are_frozen(tmp_path: Path, path: tuple[str, ...], field: str) -> None:
+def test_objects_are_frozen(tmp_path: Path, path: tuple[str | int, ...], field: str) -> None:
     obj: Any = load_config(write_full_example(tmp_path), environ={"CH_TRUNK_PASSWORD": "x"})
     for name in path:
-        obj = getattr(obj, name)
+        obj = obj[name] if isinstance(name, int) else getattr(obj, name)
     with pytest.raises(dataclasses.FrozenInstanceError):
         setattr(obj, field, None)
     assert not hasattr(obj, "__dict__")
