@@ -25,10 +25,22 @@ _LOG = logging.getLogger("callherald.media")
 class LegProtocol(asyncio.DatagramProtocol):
     """One leg's RTP (or RTCP) socket. Packets from the leg's peer go out of the other leg's socket."""
 
-    __slots__ = ("closed", "dropped", "latched", "other", "packets", "remote", "sock", "transport")
+    __slots__ = (
+        "closed",
+        "dropped",
+        "latched",
+        "other",
+        "outbound",
+        "packets",
+        "remote",
+        "sock",
+        "transport",
+    )
 
     def __init__(self, sock: socket.socket | None = None) -> None:
         self.transport: asyncio.DatagramTransport | None = None
+        # While an announcement player owns this leg, relayed packets go through it (renumbered).
+        self.outbound: Callable[[bytes, Address], None] | None = None
         self.sock = sock
         self.closed = False
         self.other: LegProtocol | None = None
@@ -52,7 +64,11 @@ class LegProtocol(asyncio.DatagramProtocol):
         if other is not None:
             target = other.latched or other.remote
             if target is not None and other.transport is not None:
-                other.transport.sendto(data, target)
+                outbound = other.outbound
+                if outbound is None:
+                    other.transport.sendto(data, target)
+                else:
+                    outbound(data, target)
 
     def error_received(self, exc: Exception) -> None:
         pass  # ICMP unreachable from a peer that went away: the inactivity sweep ends the call

@@ -1,0 +1,568 @@
+"""Announcement playout: prompt frames sent as RTP into one leg, paced against absolute deadlines.
+
+Theory of operation
+-------------------
+One ``PlayoutScheduler`` per event loop keeps a grid of ticks, ``origin + k * 20 ms``, fixed for
+its lifetime. While any announcement plays it runs one timer, armed with ``loop.call_at`` on the
+next tick's absolute deadline; every tick sends the due frame of every active player, so N
+concurrent announcements cost one timer callback per 20 ms, not N. With nothing playing no timer
+runs. Because the grid never moves, a prompt that starts on the tick after another one ended
+continues it without a gap.
+
+An ``AnnouncementPlayer`` owns one leg's outgoing RTP stream: its SSRC and an ``RtpStreamState``
+that numbers every packet the leg's far end receives, whether generated here or relayed from the
+other leg. ``play`` joins the grid at the next tick: frame ``n`` of the prompt is due at that
+tick's deadline plus ``n * 20 ms``. Sequence numbers and timestamps continue across successive
+prompts (notice, then question, then ringback) and across switches to and from relaying.
+
+Marker bit (RFC 3551 §4.1): set on the first packet of a talkspurt, that is the first packet the
+leg ever sends and the first packet after a timestamp discontinuity (a pause between prompts, a
+switch from relayed media, a stall). A prompt that starts on the very next tick after the previous
+one's last frame continues the talkspurt and has no marker.
+
+Late ticks. A tick that runs late sends every frame whose deadline has passed, back to back, up to
+``MAX_BURST_FRAMES`` per player. Further behind than that (the loop was stalled for longer), the
+player skips the missed *deadlines*, never the audio: it sends the next unsent frame now, with its
+timestamp placed where the elapsed time puts it (a gap the receiver conceals) and the marker bit
+set, and the rest of the prompt follows on the grid from there. The prompt ends that much later;
+``PlayoutResult.stalls`` counts such skips.
+
+Relaying. The relay hands every packet it would send out of the leg's socket to
+``AnnouncementPlayer.relay`` instead (a per-leg hook; see ``relay``). Before the first prompt the
+packet passes unchanged. While a prompt plays it is dropped: the leg carries the announcement.
+After a prompt, the first relayed packet anchors the other side's stream with
+``RtpStreamState.continue_from`` (reading the clock once), and every packet then has its sequence
+number, timestamp and SSRC rewritten in place of the other side's (``RtpStreamState.translate``,
+``rewrite_header``), so the far end sees one stream with no sequence reset and no timestamp jump
+back. A new source SSRC anchors again. The rewrite costs one header peek, ``translate`` (two
+wrap-around additions and a compare) and one header pack per packet, with no clock read: about
+0.6 µs of Python per packet on top of ``sendto``, against 0.04 µs for handing a packet on
+unchanged (``benchmarks.announce_load`` measures it).
+
+Timestamps across a switch (prompt to relay, relay to prompt, source to source) advance by the
+media time elapsed since the last packet sent. The player keeps one timeline anchor, a packet
+whose timestamp was due at a known time (a prompt frame's deadline, the arrival of the first
+packet of a relayed source), and measures from it, so a relayed source's timestamps stand in for
+its packets' times. The step is at least one frame of the last prompt: the length of a relayed
+packet is not known, and a small gap is better than media that overlap.
+
+Times are the event loop's clock (``loop.time()``), in seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import secrets
+import struct
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from proxy.b2bua.settings import Address
+from proxy.rtp.errors import RtpError
+from proxy.rtp.pacing import PacedClock, RtpStreamState
+from proxy.rtp.packet import peek_header, rewrite_header
+from proxy.rtp.seqnum import seq_newer, ts_diff
+
+__all__ = [
+    "EARLY_TOLERANCE_S",
+    "FRAME_INTERVAL_S",
+    "MAX_BURST_FRAMES",
+    "RELAY_GUARD_PACKETS",
+    "AnnouncementPlayer",
+    "Playout",
+    "PlayoutLeg",
+    "PlayoutResult",
+    "PlayoutScheduler",
+]
+
+_LOG = logging.getLogger("callherald.playout")
+
+FRAME_INTERVAL_S: Final = 0.020
+MAX_BURST_FRAMES: Final = 3
+"""Frames one player sends back to back at a late tick before it skips deadlines instead."""
+EARLY_TOLERANCE_S: Final = 0.002
+"""A timer that fires this much before its tick still serves it (uvloop rounds timers to 1 ms)."""
+RELAY_GUARD_PACKETS: Final = 100
+"""After anchoring on a source, this many packets are checked for arriving older than the anchor
+(RFC 3550 §A.1 ``MAX_MISORDER``); such a packet would reuse sequence numbers already sent."""
+
+_HEADER: Final = struct.Struct("!BBHII")  # V/P/X/CC, M/PT, sequence, timestamp, SSRC (RFC 3550 §5.1)
+_VERSION_BYTE: Final = 0x80
+_MARKER: Final = 0x80
+# RTCP on an RTP/RTCP-multiplexed port shows 64-95 where RTP has its payload type (RFC 5761 §4).
+_RTCP_MUX_LOW: Final = 64
+_RTCP_MUX_HIGH: Final = 95
+
+
+class PlayoutLeg(Protocol):
+    """What the player reads of a leg (``proxy.aio.media.LegProtocol`` has it)."""
+
+    @property
+    def transport(self) -> asyncio.DatagramTransport | None: ...
+
+    @property
+    def latched(self) -> Address | None: ...
+
+    @property
+    def remote(self) -> Address | None: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlayoutResult:
+    """How one ``play`` went, for the evidence record.
+
+    ``started_at`` is the deadline the first frame was sent on, ``ended_at`` the moment the last
+    frame sent stops sounding (its deadline plus one frame); both ``None`` when no frame was due
+    before the playout ended. ``frames_played`` counts frames whose deadline came; ``frames_sent``
+    those of them actually handed to the socket (a leg with no transport or no address yet gets
+    none, but its sequence numbers and timestamps still advance). ``completed`` is true when every
+    frame was played, false after ``stop``, a replacing ``play`` or an error. ``stalls`` counts
+    the times missed deadlines were skipped (see the module docstring).
+    """
+
+    started_at: float | None
+    ended_at: float | None
+    frames_played: int
+    frames_sent: int
+    completed: bool
+    stalls: int
+
+
+class Playout:
+    """One ``play`` call: await it (or its ``finished`` future) for the ``PlayoutResult``.
+
+    Cancelling ``finished`` (which happens when a task awaiting it is cancelled) stops the playout.
+    """
+
+    __slots__ = (
+        "_clock_rate",
+        "_finished",
+        "_first_tick",
+        "_frames",
+        "_last_deadline",
+        "_loop",
+        "_payload_type",
+        "_played",
+        "_player",
+        "_resync",
+        "_samples_per_frame",
+        "_sent",
+        "_stalls",
+        "_started_at",
+    )
+
+    def __init__(
+        self,
+        player: AnnouncementPlayer,
+        future: asyncio.Future[PlayoutResult],
+        frames: Sequence[bytes],
+        *,
+        payload_type: int,
+        clock_rate: int,
+        samples_per_frame: int,
+        loop: bool,
+    ) -> None:
+        self._player = player
+        self._finished = future
+        self._frames = frames
+        self._payload_type = payload_type
+        self._clock_rate = clock_rate
+        self._samples_per_frame = samples_per_frame
+        self._loop = loop
+        self._first_tick = 0
+        self._played = 0
+        self._sent = 0
+        self._stalls = 0
+        self._resync = True  # the next frame starts a segment: check timestamp continuity
+        self._started_at: float | None = None
+        self._last_deadline: float | None = None
+
+    @property
+    def finished(self) -> asyncio.Future[PlayoutResult]:
+        """Resolves with the ``PlayoutResult`` when the last frame is sent or the playout is stopped.
+
+        It resolves on the tick of the last frame, so that a ``play`` called from it (or after
+        awaiting it) starts on the next tick, seamlessly.
+        """
+        return self._finished
+
+    @property
+    def active(self) -> bool:
+        """True until the playout ends."""
+        return not self._finished.done()
+
+    def stop(self) -> None:
+        """End the playout now; no further frame is sent. Does nothing once it has ended."""
+        self._player._end(self, completed=False)
+
+    def __await__(self) -> Generator[Any, None, PlayoutResult]:
+        return self._finished.__await__()
+
+
+class PlayoutScheduler:
+    """The shared 20 ms tick grid (see the module docstring). One per event loop.
+
+    ``interval_s`` is the frame interval every played prompt must have.
+    """
+
+    __slots__ = ("_grid", "_handle", "_loop", "_next_tick", "_players", "late_ticks", "ticks")
+
+    def __init__(
+        self, *, interval_s: float = FRAME_INTERVAL_S, loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
+        self._loop = loop if loop is not None else asyncio.get_running_loop()
+        self._grid = PacedClock(start=self._loop.time(), interval_s=interval_s)
+        self._players: dict[AnnouncementPlayer, None] = {}
+        self._next_tick = 0
+        self._handle: asyncio.TimerHandle | None = None
+        self.ticks = 0
+        """Ticks served."""
+        self.late_ticks = 0
+        """Ticks that passed while the loop was busy, served together with a later one."""
+
+    @property
+    def interval_s(self) -> float:
+        return self._grid.interval_s
+
+    @property
+    def active(self) -> int:
+        """Players with a prompt playing."""
+        return len(self._players)
+
+    def time(self) -> float:
+        """The event loop's clock."""
+        return self._loop.time()
+
+    def deadline(self, tick: int) -> float:
+        """When tick ``tick`` of the grid is due."""
+        return self._grid.deadline(tick)
+
+    def create_future(self) -> asyncio.Future[PlayoutResult]:
+        return self._loop.create_future()
+
+    def close(self) -> None:
+        """Stop every playout and the timer."""
+        for player in tuple(self._players):
+            player.stop()
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _add(self, player: AnnouncementPlayer) -> int:
+        """Serve ``player`` from the next tick on; return that tick."""
+        if self._handle is None:
+            # Idle (or inside a tick, before it rearms): the first deadline still ahead.
+            self._next_tick = max(self._next_tick, self._grid.frames_due(self._loop.time()))
+            self._handle = self._loop.call_at(self._grid.deadline(self._next_tick), self._on_tick)
+        self._players[player] = None
+        return self._next_tick
+
+    def _remove(self, player: AnnouncementPlayer) -> None:
+        self._players.pop(player, None)
+
+    def _on_tick(self) -> None:
+        self._handle = None
+        tick = self._grid.frames_due(self._loop.time() + EARLY_TOLERANCE_S) - 1
+        if tick >= self._next_tick:
+            self.ticks += 1
+            self.late_ticks += tick - self._next_tick
+            self._next_tick = tick + 1
+            for player in tuple(self._players):
+                try:
+                    player._on_tick(tick)
+                except Exception:
+                    _LOG.exception("announcement playout failed; stopping it")
+                    player.stop()
+        if self._players and self._handle is None:
+            self._handle = self._loop.call_at(self._grid.deadline(self._next_tick), self._on_tick)
+
+
+class AnnouncementPlayer:
+    """Plays prompts into one leg and numbers the packets relayed to it afterwards.
+
+    ``ssrc``, ``sequence`` and ``timestamp`` are the stream's SSRC and first sequence number and
+    timestamp, random when not given (RFC 3550 §5.1). Packets go to the leg's latched address if
+    known, else to its SDP address, read for every packet, from the leg's own socket.
+    """
+
+    __slots__ = (
+        "_anchor_time",
+        "_anchor_ts",
+        "_clock_rate",
+        "_closed",
+        "_current",
+        "_frame_samples",
+        "_guard",
+        "_leg",
+        "_rewriting",
+        "_scheduler",
+        "_source_anchor",
+        "_source_ssrc",
+        "_ssrc",
+        "_state",
+        "frames_sent",
+        "relay_dropped",
+    )
+
+    def __init__(
+        self,
+        leg: PlayoutLeg,
+        scheduler: PlayoutScheduler,
+        *,
+        ssrc: int | None = None,
+        sequence: int | None = None,
+        timestamp: int | None = None,
+    ) -> None:
+        self._leg = leg
+        self._scheduler = scheduler
+        self._ssrc = secrets.randbits(32) if ssrc is None else ssrc
+        self._state = RtpStreamState(
+            ssrc=self._ssrc,
+            sequence=secrets.randbits(16) if sequence is None else sequence,
+            timestamp=secrets.randbits(32) if timestamp is None else timestamp,
+        )
+        self._current: Playout | None = None
+        self._closed = False
+        self._rewriting = False  # set by the first play: from then on relayed packets are renumbered
+        self._clock_rate = 8000  # of the last prompt: relayed media is assumed to share it
+        self._frame_samples = 160
+        # Media time anchor: the packet with timestamp _anchor_ts was due at _anchor_time.
+        self._anchor_time = 0.0
+        self._anchor_ts = 0
+        self._source_ssrc: int | None = None
+        self._source_anchor = 0
+        self._guard = 0
+        self.frames_sent = 0
+        """Datagrams sent by playouts, over the player's life."""
+        self.relay_dropped = 0
+        """Relayed packets dropped: during a prompt, malformed, or older than the relay anchor."""
+
+    @property
+    def ssrc(self) -> int:
+        """The SSRC of every packet the leg's far end receives after the first prompt."""
+        return self._ssrc
+
+    @property
+    def playing(self) -> Playout | None:
+        """The playout in progress, if any."""
+        return self._current
+
+    def play(
+        self,
+        frames: Sequence[bytes],
+        *,
+        payload_type: int,
+        clock_rate: int,
+        samples_per_frame: int,
+        loop: bool = False,
+    ) -> Playout:
+        """Send ``frames`` as RTP payloads, one per tick, from the next tick of the grid on.
+
+        ``loop`` repeats the frames until ``stop``. A prompt still playing is stopped first (its
+        result says not completed). Relayed packets are dropped from now until the playout ends.
+        Raises ``ValueError`` when ``samples_per_frame / clock_rate`` is not the scheduler's
+        interval or the payload type is out of range, ``RuntimeError`` after ``close``.
+        """
+        if self._closed:
+            raise RuntimeError("play on a closed AnnouncementPlayer")
+        if not 0 <= payload_type <= 0x7F:
+            raise ValueError(f"payload type out of range: {payload_type}")
+        if clock_rate <= 0 or samples_per_frame <= 0:
+            raise ValueError(
+                f"clock rate and samples per frame must be positive: {clock_rate}, {samples_per_frame}"
+            )
+        interval_s = self._scheduler.interval_s
+        if not math.isclose(samples_per_frame / clock_rate, interval_s, rel_tol=1e-9):
+            raise ValueError(
+                f"{samples_per_frame} samples at {clock_rate} Hz do not last {interval_s * 1000:g} ms"
+            )
+        if self._current is not None:
+            self._end(self._current, completed=False)
+        future = self._scheduler.create_future()
+        playout = Playout(
+            self,
+            future,
+            frames,
+            payload_type=payload_type,
+            clock_rate=clock_rate,
+            samples_per_frame=samples_per_frame,
+            loop=loop,
+        )
+        future.add_done_callback(
+            lambda done: self._end(playout, completed=False) if done.cancelled() else None
+        )
+        if not frames:
+            self._end(playout, completed=True)
+            return playout
+        self._current = playout
+        self._clock_rate = clock_rate
+        self._frame_samples = samples_per_frame
+        self._rewriting = True
+        self._source_ssrc = None  # relaying after this prompt anchors afresh
+        playout._first_tick = self._scheduler._add(self)
+        return playout
+
+    def stop(self) -> None:
+        """Stop the playout in progress, if any."""
+        if self._current is not None:
+            self._end(self._current, completed=False)
+
+    def close(self) -> None:
+        """Stop and refuse further prompts (the call's media is going away)."""
+        self.stop()
+        self._closed = True
+
+    def relay(self, data: bytes, target: Address) -> None:
+        """Send a packet relayed from the other leg to this leg's far end at ``target``.
+
+        This is the relay's per-packet hook for the leg. Before the first prompt the packet goes
+        out unchanged; during a prompt it is dropped; after one it is renumbered into this
+        leg's stream (see the module docstring). Malformed packets are counted and dropped;
+        multiplexed RTCP passes unchanged.
+        """
+        if self._current is not None:
+            self.relay_dropped += 1
+            return
+        transport = self._leg.transport
+        if transport is None:
+            return
+        if not self._rewriting:
+            transport.sendto(data, target)
+            return
+        try:
+            payload_type, sequence, timestamp, ssrc, marker = peek_header(data)
+        except RtpError:
+            self.relay_dropped += 1
+            return
+        if _RTCP_MUX_LOW <= payload_type <= _RTCP_MUX_HIGH:
+            transport.sendto(data, target)
+            return
+        if ssrc != self._source_ssrc:
+            self._follow_source(transport, data, target, ssrc, sequence, timestamp, marker)
+            return
+        if self._guard:
+            self._guard -= 1
+            if seq_newer(self._source_anchor, sequence):
+                self.relay_dropped += 1  # reordered across the switch: its number is taken
+                return
+        sequence, timestamp, marker = self._state.translate(sequence, timestamp, marker)
+        transport.sendto(
+            rewrite_header(data, sequence=sequence, timestamp=timestamp, ssrc=self._ssrc, marker=marker),
+            target,
+        )
+
+    # Internals ---------------------------------------------------------------------------------
+
+    def _elapsed_samples(self, at: float, clock_rate: int) -> int:
+        """Media time from the newest packet sent to ``at``, in samples (0 before the first)."""
+        last_ts = self._state.last_timestamp
+        if last_ts is None:
+            return 0
+        elapsed = round((at - self._anchor_time) * clock_rate) - ts_diff(last_ts, self._anchor_ts)
+        return max(elapsed, 0)
+
+    def _follow_source(
+        self,
+        transport: asyncio.DatagramTransport,
+        data: bytes,
+        target: Address,
+        ssrc: int,
+        sequence: int,
+        timestamp: int,
+        marker: bool,
+    ) -> None:
+        """Anchor the stream on a relayed source whose packet ``data`` arrives now, and send it."""
+        now = self._scheduler.time()
+        state = self._state
+        state.continue_from(
+            source_sequence=sequence,
+            source_timestamp=timestamp,
+            elapsed_samples=max(self._elapsed_samples(now, self._clock_rate), self._frame_samples),
+        )
+        self._source_ssrc = ssrc
+        self._source_anchor = sequence
+        self._guard = RELAY_GUARD_PACKETS
+        sequence, timestamp, marker = state.translate(sequence, timestamp, marker)
+        self._anchor_time = now
+        self._anchor_ts = timestamp
+        transport.sendto(
+            rewrite_header(data, sequence=sequence, timestamp=timestamp, ssrc=self._ssrc, marker=marker),
+            target,
+        )
+
+    def _on_tick(self, tick: int) -> None:
+        """Send the frames of the current playout that are due by ``tick``."""
+        playout = self._current
+        if playout is None:
+            return
+        behind = tick - playout._first_tick + 1 - playout._played
+        if behind <= 0:
+            return
+        if behind > MAX_BURST_FRAMES:
+            # Skip the missed deadlines, not the audio: the next frame goes out now.
+            playout._first_tick += behind - 1
+            playout._stalls += 1
+            playout._resync = True
+            behind = 1
+        frames = playout._frames
+        count = len(frames)
+        for _ in range(behind):
+            index = playout._played
+            if index >= count and not playout._loop:
+                break
+            self._emit(playout, frames[index % count], self._scheduler.deadline(playout._first_tick + index))
+        if playout._played >= count and not playout._loop:
+            self._end(playout, completed=True)
+
+    def _emit(self, playout: Playout, frame: bytes, deadline: float) -> None:
+        """Number and send one frame due at ``deadline``."""
+        state = self._state
+        samples = playout._samples_per_frame
+        if playout._resync:
+            # A new segment: continue the talkspurt only if it follows on the very next deadline.
+            playout._resync = False
+            if state.last_timestamp is not None:
+                elapsed = self._elapsed_samples(deadline, playout._clock_rate)
+                if state.relaying or elapsed != samples:
+                    # RFC 3551 §4.1: after a discontinuity the next packet starts a talkspurt.
+                    state.resume_local(elapsed_samples=max(elapsed, samples))
+            sequence, timestamp, marker = state.next_frame(samples)
+            self._anchor_time = deadline
+            self._anchor_ts = timestamp
+            if playout._started_at is None:
+                playout._started_at = deadline
+        else:
+            sequence, timestamp, marker = state.next_frame(samples)
+        playout._played += 1
+        playout._last_deadline = deadline
+        leg = self._leg
+        transport = leg.transport
+        target = leg.latched or leg.remote
+        if transport is not None and target is not None:
+            b1 = (playout._payload_type | _MARKER) if marker else playout._payload_type
+            transport.sendto(_HEADER.pack(_VERSION_BYTE, b1, sequence, timestamp, self._ssrc) + frame, target)
+            playout._sent += 1
+            self.frames_sent += 1
+
+    def _end(self, playout: Playout, *, completed: bool) -> None:
+        """Finish ``playout`` (once) and resolve its future."""
+        if self._current is playout:
+            self._current = None
+            self._scheduler._remove(self)
+        future = playout.finished
+        if future.done():
+            return
+        last = playout._last_deadline
+        future.set_result(
+            PlayoutResult(
+                started_at=playout._started_at,
+                ended_at=None if last is None else last + self._scheduler.interval_s,
+                frames_played=playout._played,
+                frames_sent=playout._sent,
+                completed=completed,
+                stalls=playout._stalls,
+            )
+        )
