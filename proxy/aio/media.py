@@ -32,6 +32,7 @@ class LegProtocol(asyncio.DatagramProtocol):
         "other",
         "outbound",
         "packets",
+        "relatch",
         "remote",
         "sock",
         "transport",
@@ -46,6 +47,7 @@ class LegProtocol(asyncio.DatagramProtocol):
         self.other: LegProtocol | None = None
         self.remote: Address | None = None  # from SDP
         self.latched: Address | None = None  # the source actually heard
+        self.relatch = False  # a new SDP address came: the next new source takes the latch over
         self.packets = 0
         self.dropped = 0
 
@@ -55,10 +57,14 @@ class LegProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Address) -> None:
         latched = self.latched
         if latched != addr:
-            if latched is not None:
+            # Latch to the first source heard. After a new SDP address the old source keeps the
+            # latch until a new one is heard (a moved stream may still send from the old port
+            # until the answer), then the new one takes it over (RFC 3264 §8.3.1).
+            if latched is not None and not self.relatch:
                 self.dropped += 1
                 return
             self.latched = addr
+            self.relatch = False
         self.packets += 1
         other = self.other
         if other is not None:
@@ -74,10 +80,10 @@ class LegProtocol(asyncio.DatagramProtocol):
         pass  # ICMP unreachable from a peer that went away: the inactivity sweep ends the call
 
     def set_remote(self, remote: Address | None) -> None:
-        """A new SDP address releases the latch, so the next packet heard latches again."""
+        """A new SDP address: the next new source heard takes the latch over."""
         if remote != self.remote:
             self.remote = remote
-            self.latched = None
+            self.relatch = self.latched is not None
 
     def close(self) -> None:
         self.closed = True

@@ -40,7 +40,7 @@ from proxy.b2bua.effects import (
 )
 from proxy.b2bua.media_ports import PortPool
 from proxy.b2bua.registrar import Registrar
-from proxy.b2bua.registration import RegistrationClient
+from proxy.b2bua.registration import RegistrationClient, RegistrationState
 from proxy.b2bua.settings import Address, B2buaSettings, Side
 from proxy.b2bua.settings import TrunkAccount as _TrunkAccount
 from proxy.sip.auth import (
@@ -191,6 +191,7 @@ class B2bua:
                 local_via_host_port=format_host(local_host, local_port),
                 transport=settings.transport[Side.CARRIER].upper(),
                 user_agent=settings.user_agent,
+                realm=carrier.realm,
             )
 
     # Public surface ---------------------------------------------------------------------------
@@ -564,7 +565,6 @@ class B2bua:
     ) -> Call:
         settings = self._settings
         ref = self._token()
-        a_contact_host = format_host(*settings.local_address[side])
         contacts = request.contacts
         a = Dialog(
             side=side,
@@ -579,12 +579,12 @@ class B2bua:
             remote_target=contacts[0].uri if contacts else None,
             route_set=list(request.headers.get_all("record-route")),
             peer=source,
-            local_contact=f"<sip:callherald@{a_contact_host}>",
+            local_contact=self._contact(side),
             media_port=a_port,
             sdp_session_id=str(int(self._token()[:8], 16)),
         )
         b_side = side.other
-        b_host, b_port_sip = settings.local_address[b_side]
+        b_host = settings.local_address[b_side][0]
         user = _dialled_user(request)
         if b_side is Side.CARRIER:
             direction = "outbound"
@@ -612,7 +612,7 @@ class B2bua:
             remote_target=target_uri,
             route_set=[],
             peer=destination,
-            local_contact=f"<sip:callherald@{format_host(b_host, b_port_sip)}>",
+            local_contact=self._contact(b_side),
             media_port=b_port,
             sdp_session_id=str(int(self._token()[:8], 16)),
         )
@@ -679,6 +679,16 @@ class B2bua:
         if call.ref in self._calls and call.phase in (CallPhase.CALLING, CallPhase.EARLY):
             out.append(LogEvent(level="info", text="no answer within the ring timeout", call_ref=call.ref))
             self._hang_up(call, "no-answer", now, out, status=480)
+
+    def _contact(self, side: Side) -> str:
+        """Our Contact on ``side``; a stream transport is named so in-dialog requests use it (RFC 3263)."""
+        host_port = format_host(*self._settings.local_address[side])
+        transport = self._settings.transport[side]
+        return (
+            f"<sip:callherald@{host_port};transport={transport}>"
+            if transport != "udp"
+            else f"<sip:callherald@{host_port}>"
+        )
 
     def _via(self, side: Side) -> str:
         host, port = self._settings.local_address[side]
@@ -1067,6 +1077,8 @@ class B2bua:
                 content_type = "application/sdp"
                 offer_present = True
         relayed = self._in_dialog_request(other, request.method, body, content_type)
+        if request.max_forwards is not None:
+            relayed.headers.set("Max-Forwards", str(request.max_forwards - 1))  # §16.6 step 3
         for name, value in request.headers:
             if name.lower() in ("event", "subscription-state", "info-package", "recv-info"):
                 relayed.headers.add(name, value)
@@ -1099,6 +1111,8 @@ class B2bua:
                 follow_up = self.registration.on_response(response, now)
                 if follow_up is not None:
                     self._send_register(follow_up, now, out)
+                else:
+                    self._log_registration(response.status, now, out)
             return
         call = context.call
         if call is None:
@@ -1275,9 +1289,11 @@ class B2bua:
         challenges: list[Challenge] = []
         for value in response.headers.fields(challenge_header_for(response.status)):
             try:
-                challenges.append(Challenge.parse(value))
+                parsed = Challenge.parse(value)
             except SipError:
                 continue
+            if carrier.realm is None or parsed.realm == carrier.realm:  # never answer another realm
+                challenges.append(parsed)
         challenge = choose_challenge(challenges)
         if challenge is None:
             return False
@@ -1307,6 +1323,21 @@ class B2bua:
             out,
         )
         return True
+
+    def _log_registration(self, status: int, now: float, out: list[Effect]) -> None:
+        registration = self.registration
+        assert registration is not None
+        if registration.state is RegistrationState.REGISTERED:
+            lifetime_s = round((registration.registered_until or now) - now)
+            out.append(LogEvent(level="info", text=f"registered with the carrier for {lifetime_s} s"))
+        elif registration.state is RegistrationState.UNREGISTERED:
+            out.append(LogEvent(level="info", text="unregistered from the carrier"))
+        else:
+            out.append(
+                LogEvent(
+                    level="warning", text=f"registration with the carrier failed ({status}); retrying later"
+                )
+            )
 
     def _on_relay_response(
         self, call: Call, transaction_id: TransactionId, response: Response, now: float, out: list[Effect]
@@ -1386,6 +1417,9 @@ class B2bua:
         if context.kind == "register":
             if self.registration is not None:
                 self.registration.on_timeout(now)
+                out.append(
+                    LogEvent(level="warning", text="registration with the carrier timed out; retrying later")
+                )
             return
         call = context.call
         if call is None:

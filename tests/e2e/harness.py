@@ -22,13 +22,16 @@ from pathlib import Path
 __all__ = [
     "SCENARIOS",
     "CallheraldProcess",
+    "SipPorts",
     "SippResult",
     "free_port",
     "free_port_range",
+    "pick_ports",
     "run_sipp",
     "running_callherald",
     "sipp_available",
     "start_sipp",
+    "stop_callherald",
     "stop_process",
 ]
 
@@ -69,6 +72,26 @@ def free_port_range(count: int) -> tuple[int, int]:
         if all(_port_is_free(port, socket.SOCK_DGRAM) for port in range(first, first + count)):
             return first, first + count - 1
     raise RuntimeError("no free RTP port range found")
+
+
+@dataclass(frozen=True)
+class SipPorts:
+    """callherald's two listeners and the two peers it calls, chosen before it starts."""
+
+    pbx: int
+    carrier: int
+    carrier_target: int
+    pbx_target: int
+
+
+def pick_ports() -> SipPorts:
+    """Four distinct free ports, so a peer callherald talks to at once can listen first."""
+    ports: list[int] = []
+    while len(ports) < 4:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return SipPorts(pbx=ports[0], carrier=ports[1], carrier_target=ports[2], pbx_target=ports[3])
 
 
 @dataclass
@@ -112,23 +135,29 @@ def default_yaml(
     limits: str = "",
     extra: str = "",
     allowed_networks: str = "127.0.0.0/8",
+    transport: str = "udp",
 ) -> str:
-    """A loopback configuration; the ``*_extra`` strings are indented YAML lines added to a section."""
+    """A loopback configuration; the ``*_extra`` strings are indented YAML lines added to a section.
+
+    ``transport`` applies to both listeners and to the peers reached from them.
+    """
     return f"""\
 listen:
-  pbx: {{host: 127.0.0.1, port: {pbx_port}, transport: udp}}
-  carrier: {{host: 127.0.0.1, port: {carrier_port}, transport: udp}}
+  pbx: {{host: 127.0.0.1, port: {pbx_port}, transport: {transport}}}
+  carrier: {{host: 127.0.0.1, port: {carrier_port}, transport: {transport}}}
 pbx:
   peers:
     - name: test-pbx
       host: 127.0.0.1
       port: {pbx_target_port}
+      transport: {transport}
       allowed_networks: [{allowed_networks}]
   default_target: "127.0.0.1:{pbx_target_port}"
 {pbx_section_extra}
 carrier:
   host: 127.0.0.1
   port: {carrier_target_port}
+  transport: {transport}
   allowed_networks: [{allowed_networks}]
 {carrier_section_extra}
 media:
@@ -156,14 +185,17 @@ def running_callherald(
     extra: str = "",
     env: dict[str, str] | None = None,
     allowed_networks: str = "127.0.0.0/8",
+    transport: str = "udp",
+    ports: SipPorts | None = None,
 ) -> Iterator[CallheraldProcess]:
-    """Start callherald on free loopback ports with this configuration; stop it by PID afterwards."""
-    ports: list[int] = []
-    while len(ports) < 4:
-        port = free_port()
-        if port not in ports:
-            ports.append(port)
-    pbx_port, carrier_port, carrier_target_port, pbx_target_port = ports
+    """Start callherald on loopback ports with this configuration; stop it by PID afterwards.
+
+    ``ports`` (from ``pick_ports``) lets a peer listen before callherald starts; by default free
+    ports are picked here.
+    """
+    chosen = ports or pick_ports()
+    pbx_port, carrier_port = chosen.pbx, chosen.carrier
+    carrier_target_port, pbx_target_port = chosen.carrier_target, chosen.pbx_target
     rtp_min, rtp_max = free_port_range(rtp_ports)
     config_path = tmp_path / "callherald.yaml"
     config_path.write_text(
@@ -179,6 +211,7 @@ def running_callherald(
             limits=limits,
             extra=extra,
             allowed_networks=allowed_networks,
+            transport=transport,
         ),
         encoding="utf-8",
     )
@@ -209,13 +242,19 @@ def running_callherald(
             raise RuntimeError(f"callherald did not start:\n{proxy.log_text()}")
         yield proxy
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        stop_callherald(proxy)
+
+
+def stop_callherald(proxy: CallheraldProcess, timeout_s: float = 5.0) -> None:
+    """SIGTERM (callherald ends calls and un-registers on the way out), then SIGKILL if it hangs."""
+    process = proxy.process
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=timeout_s)
 
 
 @dataclass

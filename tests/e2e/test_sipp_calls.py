@@ -124,7 +124,7 @@ class TracedMessage:
 
 _TRACE_ENTRY = re.compile(
     r"^-{10,} (?P<at>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\n"
-    r"UDP message (?P<kind>sent|received) [^\n]*\n\n(?P<text>.*?)(?=^-{10,} \d{4}-|\Z)",
+    r"(?:UDP|TCP) message (?P<kind>sent|received) [^\n]*\n\n(?P<text>.*?)(?=^-{10,} \d{4}-|\Z)",
     re.MULTILINE | re.DOTALL,
 )
 
