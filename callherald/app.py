@@ -124,9 +124,9 @@ async def run_forever(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    for side in (Side.PBX, Side.CARRIER):
+    for side, listen in ((Side.PBX, config.listen.pbx), (Side.CARRIER, config.listen.carrier)):
         host, port = service.local_address(side)
-        _LOG.info("listening for the %s side on %s:%d (%s)", side, host, port, config.listen.pbx.transport)
+        _LOG.info("listening for the %s side on %s:%d (%s)", side, host, port, listen.transport)
     _LOG.info(
         "RTP ports %d-%d on %s; announcements, consent and recording: not yet (coming in the next releases)",
         config.media.rtp_port_min,
