@@ -63,7 +63,6 @@ def b2bua_settings(config: Config, *, user_agent: str = "callherald") -> B2buaSe
         rtp_port_max=config.media.rtp_port_max,
         pbx_networks=tuple(pbx_networks),
         pbx_default_target=_target_address(config.pbx.default_target),
-        pbx_default_uri_host=config.pbx.default_target.host,
         trunk_accounts=tuple(
             TrunkAccount(username=a.username, password=a.password.value, realm=a.realm)
             for a in config.pbx.trunk_accounts

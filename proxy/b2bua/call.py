@@ -17,7 +17,7 @@ from proxy.sip.headers import NameAddress
 from proxy.sip.message import Request, Response
 from proxy.sip.sdp import MediaDescription, Origin, SessionDescription
 from proxy.sip.transaction import TransactionId
-from proxy.sip.uri import SipUri, Uri
+from proxy.sip.uri import Uri
 
 __all__ = ["Call", "CallPhase", "Dialog", "PendingRelay", "anchor_sdp", "media_remote"]
 
@@ -105,11 +105,6 @@ class Call:
     def dialog(self, leg: MediaLeg) -> Dialog:
         return self.a if leg is MediaLeg.A else self.b
 
-    @property
-    def invite_pending(self) -> bool:
-        """True while a re-INVITE relayed through this call waits for its answer (§14.1 glare)."""
-        return any(relay.request.method == "INVITE" for relay in self.pending_relays.values())
-
 
 _NOT_VOICE = frozenset({"telephone-event", "cn"})
 _ICE_ATTRIBUTES = (
@@ -190,12 +185,3 @@ def anchor_sdp(
     )
     dialog.sdp_version += 1
     return anchored
-
-
-def party_for(uri: Uri, display: str = "") -> NameAddress:
-    """A tag-less From/To value for ``uri``."""
-    return NameAddress(display=display, uri=uri)
-
-
-def sip_uri_host(uri: Uri) -> SipUri | None:
-    return uri if isinstance(uri, SipUri) else None

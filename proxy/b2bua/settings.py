@@ -78,7 +78,6 @@ class B2buaSettings:
     rtp_port_max: int
     pbx_networks: tuple[Network, ...]
     pbx_default_target: Address
-    pbx_default_uri_host: str
     trunk_accounts: tuple[TrunkAccount, ...]
     carrier: CarrierSettings
     inbound_routes: dict[str, Address]

@@ -128,7 +128,6 @@ def make_settings(**changes: Any) -> B2buaSettings:
         rtp_port_max=RTP_PORT_MAX,
         pbx_networks=(LOOPBACK,),
         pbx_default_target=PBX,
-        pbx_default_uri_host=PBX[0],
         trunk_accounts=(),
         carrier=CarrierSettings(
             host=CARRIER[0], port=CARRIER[1], next_hop=CARRIER, allowed_networks=(LOOPBACK,)
