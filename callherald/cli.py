@@ -11,6 +11,7 @@ from pathlib import Path
 
 import uvloop
 
+from announcements import AnnouncementError, PromptLibrary, PromptSet
 from callherald import __version__
 from callherald.app import run_forever
 from config import HOME_ENV, Config, ConfigError, default_config, load_config
@@ -44,12 +45,31 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _check_config(args: argparse.Namespace) -> int:
     try:
-        load_config(args.file)
+        config = load_config(args.file)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
+    problems = check_prompt_files(config)
+    for problem in problems:
+        print(f"{args.file}: {problem}", file=sys.stderr)
+    if problems:
+        return 2
     print(f"{args.file}: OK")
     return 0
+
+
+def check_prompt_files(config: Config) -> list[AnnouncementError]:
+    """Import every configured announcement once (cached under the data directory); list failures."""
+    library = PromptLibrary(config.data_dir / "announcements-cache")
+    problems: list[AnnouncementError] = []
+    for prompt_set in config.announcements.prompt_sets:
+        try:
+            imported = PromptSet.from_mapping(prompt_set.to_mapping(), base_dir=Path("/"))
+        except AnnouncementError as error:
+            problems.append(error)
+            continue
+        problems.extend(library.check(imported))
+    return problems
 
 
 def _parser() -> argparse.ArgumentParser:

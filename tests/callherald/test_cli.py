@@ -8,8 +8,10 @@ import socket
 import subprocess
 import sys
 import time
+import wave
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from callherald import __version__
@@ -100,3 +102,46 @@ def test_serve_without_config_listens_on_the_embedded_default(tmp_path: Path) ->
         output, _ = process.communicate(timeout=10)
     assert process.returncode == 0
     assert b"running the embedded default" in output
+
+
+def _write_tone_wav(path: Path, seconds: float = 1.0) -> None:
+    rate = 16_000
+    samples = (8000 * np.sin(2 * np.pi * 440 * np.arange(int(rate * seconds)) / rate)).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(samples.tobytes())
+
+
+def _config_with_prompts(tmp_path: Path, file_name: str) -> Path:
+    path = tmp_path / "callherald.yaml"
+    section = "announcements:\n  default_language: nl\n"
+    assert section in EMBEDDED_DEFAULT_YAML
+    prompts = (
+        f"{section}  prompt_sets:\n    - id: welcome\n      prompts:\n"
+        f'        nl: {{file: {file_name}, text: "Dit gesprek wordt opgenomen."}}\n'
+    )
+    path.write_text(EMBEDDED_DEFAULT_YAML.replace(section, prompts) + "data_dir: data\n", encoding="utf-8")
+    return path
+
+
+def test_check_config_imports_the_configured_announcements(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write_tone_wav(tmp_path / "welkom.wav")
+    path = _config_with_prompts(tmp_path, "welkom.wav")
+    assert main(["check-config", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == f"{path}: OK"
+    assert list((tmp_path / "data" / "announcements-cache").rglob("pcmu.bin"))
+
+
+def test_check_config_names_a_corrupt_announcement(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "broken.wav").write_text("this is not audio", encoding="utf-8")
+    path = _config_with_prompts(tmp_path, "broken.wav")
+    assert main(["check-config", str(path)]) == 2
+    error = capsys.readouterr().err
+    assert "announcement 'welcome' (nl)" in error
+    assert "broken.wav" in error
