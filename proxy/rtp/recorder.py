@@ -1,0 +1,541 @@
+"""The stereo call recorder core, sans-IO: RTP packets of both directions in, stereo PCM out.
+
+The outside party is the left channel and the PBX side the right one. Output is 8 kHz, 16-bit
+signed, interleaved stereo; only G.711 (PCMU, PCMA) is decoded for now, so a G.722 stream is not
+recorded (its packets are counted as ``other_dropped``).
+
+Feeding and draining
+--------------------
+``feed`` is the per-packet path: it classifies the packet, works out where its samples go, and
+appends ``(position, payload type, payload)`` to the channel's pending list. Nothing is decoded
+there. ``drain(up_to)`` decodes everything pending before ``up_to`` in one table look-up per
+channel and codec, places it, applies pauses and masks, and returns exactly ``up_to - drained``
+rows. The storage layer drains whole seconds (``BLOCK_SAMPLES``) and should stay at least the
+reorder window plus the network jitter behind the newest arrival, or reordered packets find
+their place already drained (they are then counted as late).
+
+The common sample clock
+-----------------------
+Positions are sample indices on one clock shared by both channels (8000 per second). The caller
+passes ``arrival``, the position on that clock at which a packet arrived (the elapsed call time it
+measured, in samples), or ``None`` when it has none.
+
+* Timeline. Within one SSRC a packet's position is the newest packet's position plus the
+  wrap-around timestamp distance (``seqnum.ts_diff``), so wrap needs no special case and lost
+  packets leave gaps, which ``drain`` fills with silence.
+* Anchor. A channel's first packet, the first packet of a new SSRC and the first after a
+  sequence re-synchronisation or a timestamp jump of more than ``MAX_JUMP_SAMPLES`` start a new
+  timeline. The first packet of a channel is anchored at ``arrival``, or, without it, at the
+  recorder's current position (the start of the newest packet of either channel, at least the
+  drained position). A new SSRC continues where the old timeline ended, so the audio neither jumps
+  nor overlaps, unless ``arrival`` is more than the drift limit away from there.
+* Drift. Each channel's media clock may run a little faster or slower than the common clock. For
+  every newest packet with an ``arrival`` the recorder notes the delay ``arrival - position``;
+  network jitter only ever adds to it, so the smallest delay of each block of
+  ``DRIFT_BLOCK_PACKETS`` packets measures the clock offset. When it exceeds the drift limit
+  either way, the timeline is re-anchored by that amount: a channel falling behind gets silence
+  inserted, a channel running ahead loses the overlapped samples not yet drained. Each correction
+  counts as a re-anchor. A 1 % clock difference so stays within the limit plus one block of drift.
+
+Reordering, loss, duplicates
+----------------------------
+A packet older than the channel's newest one is placed by its timestamp if it ends no more than
+the reorder window before the newest packet's end (default 60 ms: three 20 ms packets); older ones
+are dropped and counted as late. Duplicates are recognised by sequence number
+(``seqnum.ExtendedSequence``) and ignored. Telephone-event packets (RFC 4733) are never audio; with
+``mask_telephone_events`` the span each event covers is masked.
+
+Start gate, pauses and masks
+----------------------------
+Nothing before ``start_at`` is ever output: the first drained row is position ``start_at``.
+``pause(reason, at=...)`` writes silence on both channels from ``at`` until ``resume(at=...)``;
+the intervals are kept as ``PauseInterval`` for the evidence record. ``mask(start, stop)`` silences
+a span (in-band DTMF, PCI DSS) on the chosen channels; ``mask_tone_span`` takes a ``ToneSpan`` from
+``proxy.rtp.inband`` in the channel's RTP timestamps. Positions already drained cannot be changed:
+a pause or mask there is clipped to the drained position.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from proxy.rtp.g711 import PCMA_PAYLOAD_TYPE, PCMU_PAYLOAD_TYPE, SAMPLE_RATE_HZ, alaw_decode, ulaw_decode
+from proxy.rtp.inband import ToneSpan
+from proxy.rtp.seqnum import ExtendedSequence, SeqStatus, ts_diff
+
+__all__ = [
+    "BLOCK_SAMPLES",
+    "DEFAULT_DRIFT_LIMIT_SAMPLES",
+    "DEFAULT_REORDER_WINDOW_SAMPLES",
+    "DRIFT_BLOCK_PACKETS",
+    "G711_PAYLOAD_TYPES",
+    "MAX_JUMP_SAMPLES",
+    "Channel",
+    "ChannelStats",
+    "MediaFormat",
+    "PauseInterval",
+    "StereoRecorder",
+]
+
+BLOCK_SAMPLES = SAMPLE_RATE_HZ  # one second: the unit the storage layer seals
+DEFAULT_REORDER_WINDOW_SAMPLES = 480  # 60 ms
+DEFAULT_DRIFT_LIMIT_SAMPLES = 320  # 40 ms
+DRIFT_BLOCK_PACKETS = 25  # 0.5 s of 20 ms packets per drift measurement
+MAX_JUMP_SAMPLES = 10 * SAMPLE_RATE_HZ  # a larger timestamp step starts a new timeline
+G711_PAYLOAD_TYPES = frozenset({PCMU_PAYLOAD_TYPE, PCMA_PAYLOAD_TYPE})
+
+_EVENT_PAYLOAD_LEN = 4  # RFC 4733 §2.3: event, E/R/volume, 16-bit duration
+
+
+class Channel(enum.IntEnum):
+    """Stereo channel of a direction: the outside party is left, the PBX side right."""
+
+    LEFT = 0
+    RIGHT = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaFormat:
+    """What one direction's SDP negotiated: G.711 payload types and the telephone-event type."""
+
+    audio_payload_types: frozenset[int] = G711_PAYLOAD_TYPES
+    event_payload_type: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.audio_payload_types <= G711_PAYLOAD_TYPES:
+            raise ValueError(
+                f"only PCMU (0) and PCMA (8) are recorded, got {sorted(self.audio_payload_types)}"
+            )
+        if self.event_payload_type is not None and not 0 <= self.event_payload_type <= 0x7F:
+            raise ValueError(f"payload type out of range: {self.event_payload_type}")
+        if self.event_payload_type in self.audio_payload_types:
+            raise ValueError(f"payload type {self.event_payload_type} cannot be audio and events")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PauseInterval:
+    """Silence written from ``start`` up to ``end`` (sample positions); ``end`` is ``None`` while paused."""
+
+    start: int
+    end: int | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelStats:
+    """Counters of one channel.
+
+    ``packets_in`` counts every packet fed; of those, ``event_packets`` were telephone-events,
+    ``other_dropped`` had a payload type that is not recorded, ``duplicates`` and ``jumps_ignored``
+    (an unconfirmed sequence jump, RFC 3550 §A.1) were ignored, ``late_dropped`` came after the
+    reorder window or after their position was drained, and ``gated`` lay wholly before
+    ``start_at``. ``gap_samples`` is the silence drained between the channel's first and newest
+    packet where no packet was. ``reanchors`` counts new timelines after the first (SSRC change,
+    re-synchronisation, jump) and drift corrections; ``drift_silence_samples`` and
+    ``drift_dropped_samples`` what those corrections inserted and removed.
+    """
+
+    packets_in: int
+    event_packets: int
+    other_dropped: int
+    duplicates: int
+    jumps_ignored: int
+    late_dropped: int
+    gated: int
+    gap_samples: int
+    reanchors: int
+    ssrc_changes: int
+    drift_silence_samples: int
+    drift_dropped_samples: int
+
+
+class _ChannelState:
+    __slots__ = (
+        "block_count",
+        "block_min",
+        "drift_dropped",
+        "drift_silence",
+        "duplicates",
+        "event_packets",
+        "first_pos",
+        "format",
+        "gap_samples",
+        "gated",
+        "high_end",
+        "jumps_ignored",
+        "late_dropped",
+        "other_dropped",
+        "packets_in",
+        "pending",
+        "reanchors",
+        "ref_pos",
+        "ref_ts",
+        "seq",
+        "ssrc",
+        "ssrc_changes",
+    )
+
+    def __init__(self, media: MediaFormat) -> None:
+        self.format = media
+        self.ssrc: int | None = None
+        self.seq = ExtendedSequence(min_sequential=1)
+        self.ref_ts = 0  # timestamp of the newest packet of the current timeline
+        self.ref_pos = 0  # its position
+        self.high_end: int | None = None  # end of the newest packet; None: no timeline yet
+        self.first_pos: int | None = None
+        self.pending: list[tuple[int, int, bytes]] = []
+        self.block_count = 0
+        self.block_min = 0
+        self.packets_in = self.event_packets = self.other_dropped = 0
+        self.duplicates = self.jumps_ignored = self.late_dropped = self.gated = 0
+        self.gap_samples = self.reanchors = self.ssrc_changes = 0
+        self.drift_silence = self.drift_dropped = 0
+
+
+class StereoRecorder:
+    """Reassembles both directions of a call into 8 kHz stereo; see the module docstring."""
+
+    __slots__ = (
+        "_drained",
+        "_drift_limit",
+        "_mask_events",
+        "_masks",
+        "_pauses",
+        "_start_at",
+        "_states",
+        "_window",
+    )
+
+    def __init__(
+        self,
+        *,
+        left: MediaFormat,
+        right: MediaFormat,
+        start_at: int = 0,
+        reorder_window_samples: int = DEFAULT_REORDER_WINDOW_SAMPLES,
+        drift_limit_samples: int = DEFAULT_DRIFT_LIMIT_SAMPLES,
+        mask_telephone_events: bool = False,
+    ) -> None:
+        if start_at < 0:
+            raise ValueError(f"start_at must not be negative, got {start_at}")
+        if reorder_window_samples < 0:
+            raise ValueError(f"reorder window must not be negative, got {reorder_window_samples}")
+        if drift_limit_samples < 1:
+            raise ValueError(f"drift limit must be positive, got {drift_limit_samples}")
+        self._states = (_ChannelState(left), _ChannelState(right))
+        self._start_at = start_at
+        self._drained = start_at
+        self._window = reorder_window_samples
+        self._drift_limit = drift_limit_samples
+        self._mask_events = mask_telephone_events
+        self._pauses: list[PauseInterval] = []
+        self._masks: list[tuple[int, int, tuple[bool, bool]]] = []
+
+    # -- properties ------------------------------------------------------------------------
+
+    @property
+    def start_at(self) -> int:
+        """Position of the first sample the recording holds."""
+        return self._start_at
+
+    @property
+    def drained(self) -> int:
+        """Position up to which audio has been drained (the next ``drain`` starts here)."""
+        return self._drained
+
+    @property
+    def paused(self) -> bool:
+        """True between ``pause`` and ``resume``."""
+        return bool(self._pauses) and self._pauses[-1].end is None
+
+    @property
+    def pauses(self) -> tuple[PauseInterval, ...]:
+        """Every pause so far, in order, the open one last."""
+        return tuple(self._pauses)
+
+    def stats(self, channel: Channel) -> ChannelStats:
+        """A snapshot of one channel's counters."""
+        s = self._states[channel]
+        return ChannelStats(
+            packets_in=s.packets_in,
+            event_packets=s.event_packets,
+            other_dropped=s.other_dropped,
+            duplicates=s.duplicates,
+            jumps_ignored=s.jumps_ignored,
+            late_dropped=s.late_dropped,
+            gated=s.gated,
+            gap_samples=s.gap_samples,
+            reanchors=s.reanchors,
+            ssrc_changes=s.ssrc_changes,
+            drift_silence_samples=s.drift_silence,
+            drift_dropped_samples=s.drift_dropped,
+        )
+
+    def set_format(self, channel: Channel, media: MediaFormat) -> None:
+        """Change a direction's payload types (after a re-INVITE); the timeline is kept."""
+        self._states[channel].format = media
+
+    def position_of(self, channel: Channel, rtp_timestamp: int) -> int | None:
+        """Position of an RTP timestamp of the channel's current SSRC (``None``: no packet yet)."""
+        s = self._states[channel]
+        if s.high_end is None:
+            return None
+        return s.ref_pos + ts_diff(rtp_timestamp, s.ref_ts)
+
+    # -- per packet ------------------------------------------------------------------------
+
+    def feed(
+        self,
+        channel: Channel,
+        payload_type: int,
+        sequence: int,
+        timestamp: int,
+        ssrc: int,
+        payload: bytes,
+        arrival: int | None = None,
+    ) -> None:
+        """Take one RTP packet of ``channel``; ``arrival`` is its arrival position, if known."""
+        s = self._states[channel]
+        s.packets_in += 1
+        media = s.format
+        if payload_type not in media.audio_payload_types:
+            if payload_type == media.event_payload_type:
+                s.event_packets += 1
+                if self._mask_events and ssrc == s.ssrc:
+                    self._mask_event(s, timestamp, payload)
+            else:
+                s.other_dropped += 1
+            return
+        size = len(payload)
+        if size == 0:
+            s.other_dropped += 1
+            return
+        new_timeline = s.high_end is None
+        if ssrc != s.ssrc:
+            if s.ssrc is not None:
+                s.ssrc_changes += 1
+            s.ssrc = ssrc
+            s.seq = ExtendedSequence(min_sequential=1)
+            new_timeline = True
+        status = s.seq.update(sequence)
+        if status is SeqStatus.DUPLICATE:
+            s.duplicates += 1
+            return
+        if status is SeqStatus.JUMP:
+            s.jumps_ignored += 1
+            return
+        if not new_timeline:
+            step = ts_diff(timestamp, s.ref_ts)
+            # A restart (RFC 3550 §A.1 resync), or a step no loss or drift explains.
+            far = arrival is not None and step > 0 and abs(arrival - s.ref_pos - step) > MAX_JUMP_SAMPLES
+            new_timeline = status is SeqStatus.RESYNC or abs(step) > MAX_JUMP_SAMPLES or far
+        if new_timeline:
+            pos = self._anchor(s, timestamp, arrival)
+        else:
+            pos = s.ref_pos + step
+            assert s.high_end is not None
+            if step > 0:
+                shift = 0 if arrival is None else self._track_drift(s, pos, arrival)
+                pos += shift
+                s.ref_ts, s.ref_pos = timestamp, pos
+                s.high_end = pos + size if shift else max(s.high_end, pos + size)
+            elif pos + size < s.high_end - self._window:
+                s.late_dropped += 1
+                return
+        end = pos + size
+        drained = self._drained
+        if pos < drained:
+            if end <= drained:
+                if end <= self._start_at:
+                    s.gated += 1
+                else:
+                    s.late_dropped += 1
+                return
+            payload = payload[drained - pos :]
+            pos = drained
+        s.pending.append((pos, payload_type, payload))
+
+    def _anchor(self, s: _ChannelState, timestamp: int, arrival: int | None) -> int:
+        # A new timeline: the channel's first packet, a new SSRC, a restart.
+        if s.high_end is None:
+            pos = arrival if arrival is not None else self._current_position()
+            s.first_pos = pos
+        else:
+            s.reanchors += 1
+            pos = s.high_end
+            if arrival is not None and abs(arrival - pos) > self._drift_limit:
+                pos = arrival
+                self._truncate_pending(s, pos)
+        s.ref_ts, s.ref_pos = timestamp, pos
+        s.high_end = pos
+        s.block_count = 0
+        return pos
+
+    def _current_position(self) -> int:
+        position = self._drained
+        for s in self._states:
+            if s.high_end is not None:
+                position = max(position, s.ref_pos)
+        return position
+
+    def _track_drift(self, s: _ChannelState, pos: int, arrival: int) -> int:
+        # The smallest delay of a block is the clock offset; jitter only adds delay.
+        delay = arrival - pos
+        if s.block_count == 0 or delay < s.block_min:
+            s.block_min = delay
+        s.block_count += 1
+        if s.block_count < DRIFT_BLOCK_PACKETS:
+            return 0
+        s.block_count = 0
+        shift = s.block_min
+        if abs(shift) <= self._drift_limit:
+            return 0
+        s.reanchors += 1
+        if shift > 0:
+            s.drift_silence += shift
+        else:
+            s.drift_dropped += -shift
+            self._truncate_pending(s, pos + shift)
+        return shift
+
+    @staticmethod
+    def _truncate_pending(s: _ChannelState, stop: int) -> None:
+        # Later audio wins where a re-anchor makes a timeline overlap pending samples.
+        kept: list[tuple[int, int, bytes]] = []
+        for pos, pt, payload in s.pending:
+            if pos < stop:
+                kept.append((pos, pt, payload[: stop - pos]))
+        s.pending = kept
+
+    def _mask_event(self, s: _ChannelState, timestamp: int, payload: bytes) -> None:
+        # RFC 4733 §2.3.5: the event started at the timestamp and has lasted `duration` so far.
+        if len(payload) < _EVENT_PAYLOAD_LEN or s.high_end is None:
+            return
+        start = s.ref_pos + ts_diff(timestamp, s.ref_ts)
+        duration = int.from_bytes(payload[2:4], "big")
+        self.mask(start, start + max(duration, 1))
+
+    # -- pauses and masks ------------------------------------------------------------------
+
+    def pause(self, reason: str, *, at: int) -> PauseInterval:
+        """Write silence on both channels from position ``at`` (clipped to ``drained``) on."""
+        if self.paused:
+            raise ValueError("recorder is already paused")
+        interval = PauseInterval(start=max(at, self._drained), end=None, reason=reason)
+        self._pauses.append(interval)
+        return interval
+
+    def resume(self, *, at: int) -> PauseInterval:
+        """End the open pause at position ``at`` (at least its start); return the closed interval."""
+        if not self.paused:
+            raise ValueError("recorder is not paused")
+        open_pause = self._pauses[-1]
+        closed = PauseInterval(
+            start=open_pause.start, end=max(at, open_pause.start, self._drained), reason=open_pause.reason
+        )
+        self._pauses[-1] = closed
+        return closed
+
+    def mask(self, start: int, stop: int, *, left: bool = True, right: bool = True) -> bool:
+        """Silence positions ``start``..``stop`` (exclusive) on the chosen channels when drained.
+
+        Returns False if part of the span was drained already (and so could not be masked).
+        """
+        complete = start >= self._drained
+        start = max(start, self._drained)
+        if stop > start and (left or right):
+            self._masks.append((start, stop, (left, right)))
+        return complete
+
+    def mask_tone_span(self, channel: Channel, span: ToneSpan, *, both: bool = True) -> bool:
+        """``mask`` for a span of ``channel``'s RTP timestamps (from ``proxy.rtp.inband``).
+
+        Masks both channels unless ``both`` is False. Returns False if the channel has no timeline
+        or part of the span was drained already.
+        """
+        start = self.position_of(channel, span.rtp_timestamp)
+        if start is None:
+            return False
+        on_left = both or channel is Channel.LEFT
+        on_right = both or channel is Channel.RIGHT
+        return self.mask(start, start + span.duration, left=on_left, right=on_right)
+
+    # -- output ----------------------------------------------------------------------------
+
+    def drain(self, up_to: int) -> npt.NDArray[np.int16]:
+        """Stereo samples from ``drained`` up to position ``up_to``: shape ``(n, 2)``, int16.
+
+        Column 0 is the left channel (outside party), column 1 the right (PBX side). Positions
+        where a channel has no audio, is paused or masked are zero. Returns no rows if ``up_to``
+        is not past ``drained``.
+        """
+        start = self._drained
+        count = up_to - start
+        if count <= 0:
+            return np.zeros((0, 2), dtype=np.int16)
+        out = np.zeros((count, 2), dtype=np.int16)
+        for column, s in enumerate(self._states):
+            covered = self._place(s, out, column, start, up_to)
+            if s.first_pos is not None and s.high_end is not None:
+                lo = max(s.first_pos, start) - start
+                hi = min(s.high_end, up_to) - start
+                if hi > lo:
+                    s.gap_samples += int(hi - lo - np.count_nonzero(covered[lo:hi]))
+        for interval in self._pauses:
+            lo = max(interval.start, start)
+            hi = up_to if interval.end is None else min(interval.end, up_to)
+            if hi > lo:
+                out[lo - start : hi - start] = 0
+        remaining: list[tuple[int, int, tuple[bool, bool]]] = []
+        for lo, hi, (left, right) in self._masks:
+            a, b = max(lo, start), min(hi, up_to)
+            if b > a:
+                if left:
+                    out[a - start : b - start, 0] = 0
+                if right:
+                    out[a - start : b - start, 1] = 0
+            if hi > up_to:
+                remaining.append((max(lo, up_to), hi, (left, right)))
+        self._masks = remaining
+        self._drained = up_to
+        return out
+
+    def drain_bytes(self, up_to: int) -> bytes:
+        """``drain`` as interleaved stereo s16le bytes (left sample first)."""
+        return self.drain(up_to).astype("<i2", copy=False).tobytes()
+
+    @staticmethod
+    def _place(
+        s: _ChannelState, out: npt.NDArray[np.int16], column: int, start: int, up_to: int
+    ) -> npt.NDArray[np.bool_]:
+        # Split the pending list at up_to, then decode and place per payload type in one go.
+        taken: dict[int, tuple[list[int], list[bytes]]] = {}
+        kept: list[tuple[int, int, bytes]] = []
+        for entry in s.pending:
+            pos, pt, payload = entry
+            if pos >= up_to:
+                kept.append(entry)
+                continue
+            cut = up_to - pos
+            if len(payload) > cut:
+                kept.append((up_to, pt, payload[cut:]))
+            positions, payloads = taken.setdefault(pt, ([], []))
+            positions.append(pos - start)
+            payloads.append(payload[:cut])
+        s.pending = kept
+        covered = np.zeros(len(out), dtype=np.bool_)
+        for pt, (positions, payloads) in taken.items():
+            decode = ulaw_decode if pt == PCMU_PAYLOAD_TYPE else alaw_decode
+            samples = decode(b"".join(payloads))
+            lengths = np.fromiter((len(p) for p in payloads), dtype=np.int64, count=len(payloads))
+            offsets = np.cumsum(lengths) - lengths
+            index = np.arange(len(samples), dtype=np.int64) + np.repeat(
+                np.asarray(positions, dtype=np.int64) - offsets, lengths
+            )
+            out[index, column] = samples
+            covered[index] = True
+        return covered

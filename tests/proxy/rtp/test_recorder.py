@@ -1,0 +1,517 @@
+"""Stereo recorder core: placement by timestamp, loss, reordering, SSRC and drift, pauses, masks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from proxy.rtp.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+from proxy.rtp.inband import ToneSpan
+from proxy.rtp.recorder import (
+    Channel,
+    ChannelStats,
+    MediaFormat,
+    PauseInterval,
+    StereoRecorder,
+)
+
+RATE = 8000
+FRAME = 160  # 20 ms
+EVENT_PT = 101
+PCMU = MediaFormat(audio_payload_types=frozenset({0}), event_payload_type=EVENT_PT)
+PCMA = MediaFormat(audio_payload_types=frozenset({8}), event_payload_type=EVENT_PT)
+
+
+def tone(
+    freq_hz: float, samples: int, *, amplitude: float = 8000.0, rate: float = RATE
+) -> npt.NDArray[np.int16]:
+    n = np.arange(samples)
+    wave: npt.NDArray[np.int16] = np.round(amplitude * np.sin(2 * np.pi * freq_hz * n / rate)).astype(
+        np.int16
+    )
+    return wave
+
+
+@dataclass(frozen=True)
+class Pkt:
+    channel: Channel
+    pt: int
+    seq: int
+    ts: int
+    ssrc: int
+    payload: bytes
+    arrival: int | None
+
+
+def packetise(
+    channel: Channel,
+    codes: bytes,
+    *,
+    pt: int = 0,
+    seq0: int = 1000,
+    ts0: int = 50_000,
+    ssrc: int = 0x1111,
+    arrival0: int | None = 0,
+) -> list[Pkt]:
+    out = []
+    for k in range(len(codes) // FRAME):
+        arrival = None if arrival0 is None else arrival0 + k * FRAME
+        out.append(
+            Pkt(
+                channel,
+                pt,
+                (seq0 + k) & 0xFFFF,
+                (ts0 + k * FRAME) & 0xFFFFFFFF,
+                ssrc,
+                codes[k * FRAME : (k + 1) * FRAME],
+                arrival,
+            )
+        )
+    return out
+
+
+def feed_all(rec: StereoRecorder, packets: list[Pkt]) -> None:
+    for p in packets:
+        rec.feed(p.channel, p.pt, p.seq, p.ts, p.ssrc, p.payload, p.arrival)
+
+
+def stats(**changes: int) -> ChannelStats:
+    base = dict.fromkeys(ChannelStats.__dataclass_fields__, 0)
+    base.update(changes)
+    return ChannelStats(**base)
+
+
+def interleave(a: list[Pkt], b: list[Pkt]) -> list[Pkt]:
+    return [p for pair in zip(a, b, strict=True) for p in pair]
+
+
+def peak_hz(signal: npt.NDArray[np.int16]) -> float:
+    spectrum = np.abs(np.fft.rfft(signal.astype(np.float64)))
+    return float(np.argmax(spectrum) * RATE / len(signal))
+
+
+# -- stereo content and length --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("left_hz", "right_hz", "seconds"),
+    [(1000.0, 440.0, 2), (440.0, 1000.0, 1), (1000.0, 440.0, 5)],
+)
+def test_tones_land_on_their_channels_with_exact_length(
+    left_hz: float, right_hz: float, seconds: int
+) -> None:
+    n = seconds * RATE
+    left = packetise(Channel.LEFT, ulaw_encode(tone(left_hz, n)), ssrc=1)
+    right = packetise(Channel.RIGHT, ulaw_encode(tone(right_hz, n)), ssrc=2, ts0=7, seq0=9)
+    rec = StereoRecorder(left=PCMU, right=PCMU)
+    feed_all(rec, interleave(left, right))
+    out = rec.drain(n)
+    assert out.shape == (n, 2)
+    assert out.dtype == np.int16
+    assert peak_hz(out[:, 0]) == left_hz
+    assert peak_hz(out[:, 1]) == right_hz
+    np.testing.assert_array_equal(out[:, 0], ulaw_decode(ulaw_encode(tone(left_hz, n))))
+    assert rec.stats(Channel.LEFT) == stats(packets_in=n // FRAME)
+    assert rec.drained == n
+
+
+def test_drain_bytes_is_interleaved_s16le_and_blocks_concatenate() -> None:
+    n = 3 * RATE
+    packets = interleave(
+        packetise(Channel.LEFT, ulaw_encode(tone(1000.0, n)), ssrc=1),
+        packetise(Channel.RIGHT, ulaw_encode(tone(440.0, n)), ssrc=2),
+    )
+    whole = StereoRecorder(left=PCMU, right=PCMU)
+    feed_all(whole, packets)
+    expected = whole.drain(n)
+    blocks = StereoRecorder(left=PCMU, right=PCMU)
+    feed_all(blocks, packets)
+    data = b"".join(blocks.drain_bytes(k * RATE) for k in (1, 2, 3))
+    assert len(data) == n * 4
+    np.testing.assert_array_equal(np.frombuffer(data, dtype="<i2").reshape(n, 2), expected)
+    assert blocks.drain(n).shape == (0, 2)
+
+
+# -- reassembly of one channel --------------------------------------------------------------
+
+CODES = bytes(range(0x20, 0x20 + 12))  # one distinct µ-law code per packet, none silent
+
+
+def one_channel(order: list[int], *, arrival: bool) -> tuple[StereoRecorder, npt.NDArray[np.int16]]:
+    packets = packetise(Channel.LEFT, b"".join(bytes([c]) * FRAME for c in CODES))
+    rec = StereoRecorder(left=PCMU, right=PCMU)
+    for i, k in enumerate(order):
+        p = packets[k]
+        rec.feed(p.channel, p.pt, p.seq, p.ts, p.ssrc, p.payload, i * FRAME if arrival else None)
+    return rec, rec.drain(len(CODES) * FRAME)[:, 0]
+
+
+def expected_left(present: set[int]) -> npt.NDArray[np.int16]:
+    per_packet = ulaw_decode(CODES)
+    return np.concatenate(
+        [np.full(FRAME, per_packet[k] if k in present else 0, dtype=np.int16) for k in range(len(CODES))]
+    )
+
+
+ALL = list(range(12))
+
+
+@pytest.mark.parametrize("arrival", [True, False])
+@pytest.mark.parametrize(
+    ("order", "present", "expected_stats"),
+    [
+        pytest.param(ALL, set(ALL), stats(packets_in=12), id="in-order"),
+        pytest.param([0, 1, 3, 2, *ALL[4:]], set(ALL), stats(packets_in=12), id="swap-adjacent"),
+        pytest.param([0, 2, 3, 1, *ALL[4:]], set(ALL), stats(packets_in=12), id="two-late-within-window"),
+        pytest.param(
+            [0, 2, 3, 4, 1, *ALL[5:]], set(ALL), stats(packets_in=12), id="three-late-edge-of-window"
+        ),
+        pytest.param(
+            [0, 2, 3, 4, 5, 1, *ALL[6:]],
+            set(ALL) - {1},
+            stats(packets_in=12, late_dropped=1, gap_samples=FRAME),
+            id="four-late-dropped",
+        ),
+        pytest.param(
+            [k for k in ALL if k != 4],
+            set(ALL) - {4},
+            stats(packets_in=11, gap_samples=FRAME),
+            id="one-lost",
+        ),
+        pytest.param(
+            [0, 1, 2, 6, 7, 8, 9, 10, 11],
+            {0, 1, 2, 6, 7, 8, 9, 10, 11},
+            stats(packets_in=9, gap_samples=3 * FRAME),
+            id="three-lost",
+        ),
+        pytest.param(
+            [0, 1, 1, 2, 3, 3, 3, *ALL[4:]],
+            set(ALL),
+            stats(packets_in=15, duplicates=3),
+            id="duplicates",
+        ),
+        pytest.param(
+            [0, 2, 1, 1, *ALL[3:]], set(ALL), stats(packets_in=13, duplicates=1), id="late-then-duplicate"
+        ),
+    ],
+)
+def test_reassembly_of_one_channel(
+    order: list[int], present: set[int], expected_stats: ChannelStats, arrival: bool
+) -> None:
+    rec, left = one_channel(order, arrival=arrival)
+    np.testing.assert_array_equal(left, expected_left(present))
+    assert rec.stats(Channel.LEFT) == expected_stats
+
+
+def test_late_packet_after_its_position_was_drained_is_dropped() -> None:
+    packets = packetise(Channel.LEFT, b"".join(bytes([c]) * FRAME for c in CODES))
+    rec = StereoRecorder(left=PCMU, right=PCMU)
+    feed_all(rec, packets[:1] + packets[2:5])
+    first = rec.drain(3 * FRAME)
+    feed_all(rec, packets[1:2])  # within the window, but its place is already stored
+    assert rec.stats(Channel.LEFT).late_dropped == 1
+    assert np.count_nonzero(first[FRAME : 2 * FRAME, 0]) == 0
+    assert rec.drain(5 * FRAME).shape == (2 * FRAME, 2)
+
+
+@pytest.mark.parametrize(
+    ("seq0", "ts0"),
+    [(65530, 50_000), (1000, 2**32 - 3 * FRAME - 17), (65535, 2**32 - FRAME)],
+    ids=["seq-wrap", "ts-wrap", "both-wrap"],
+)
+@pytest.mark.parametrize("swap", [False, True])
+def test_sequence_and_timestamp_wrap(seq0: int, ts0: int, swap: bool) -> None:
+    packets = packetise(Channel.LEFT, b"".join(bytes([c]) * FRAME for c in CODES), seq0=seq0, ts0=ts0)
+    if swap:
+        packets[3], packets[4] = packets[4], packets[3]
+    rec = StereoRecorder(left=PCMU, right=PCMU)
+    feed_all(rec, packets)
+    np.testing.assert_array_equal(rec.drain(len(CODES) * FRAME)[:, 0], expected_left(set(ALL)))
+    assert rec.stats(Channel.LEFT) == stats(packets_in=12)
+
+
+@pytest.mark.parametrize("arrival", [True, False])
+@pytest.mark.parametrize(("seq1", "ts1"), [(5000, 777_777), (3, 2**32 - 100), (1005, 50_800)])
+def test_ssrc_change_continues_without_jump_or_overlap(arrival: bool, seq1: int, ts1: int) -> None:
+    codes = b"".join(bytes([c]) * FRAME for c in CODES)
+    first = packetise(Channel.LEFT, codes[: 5 * FRAME], ssrc=0xA)
+    second = packetise(
+        Channel.LEFT,
+        codes[5 * FRAME :],
+        ssrc=0xB,
+        seq0=seq1,
+        ts0=ts1,
+        arrival0=5 * FRAME if arrival else None,
+    )
+    rec = StereoRecorder(left=PCMU, right=PCMU)
+    feed_all(rec, first + second)
+    np.testing.assert_array_equal(rec.drain(len(CODES) * FRAME)[:, 0], expected_left(set(ALL)))
+    assert rec.stats(Channel.LEFT) == stats(packets_in=12, reanchors=1, ssrc_changes=1)
+
+
+def test_pcma_path() -> None:
+    n = RATE
+    signal = tone(1000.0, n)
+    rec = StereoRecorder(left=PCMA, right=PCMU)
+    feed_all(
+        rec,
+        interleave(
+            packetise(Channel.LEFT, alaw_encode(signal), pt=8, ssrc=1),
+            packetise(Channel.RIGHT, ulaw_encode(tone(440.0, n)), ssrc=2),
+        ),
+    )
+    out = rec.drain(n)
+    np.testing.assert_array_equal(out[:, 0], alaw_decode(alaw_encode(signal)))
+    assert peak_hz(out[:, 1]) == 440.0
+
+
+@pytest.mark.parametrize(
+    ("media", "pt", "field"),
+    [
+        (PCMU, 8, "other_dropped"),
+        (PCMU, 13, "other_dropped"),
+        (PCMU, 9, "other_dropped"),
+        (PCMU, EVENT_PT, "event_packets"),
+    ],
+)
+def test_packets_not_recorded_are_counted(media: MediaFormat, pt: int, field: str) -> None:
+    rec = StereoRecorder(left=media, right=media)
+    rec.feed(Channel.RIGHT, pt, 1, 0, 5, b"\x05\x8a\x01\x40", 0)
+    assert rec.stats(Channel.RIGHT) == stats(packets_in=1, **{field: 1})
+    assert np.count_nonzero(rec.drain(FRAME)) == 0
+
+
+@pytest.mark.parametrize("mask_events", [False, True])
+def test_telephone_events_are_excluded_and_optionally_masked(mask_events: bool) -> None:
+    codes = b"".join(bytes([c]) * FRAME for c in CODES)
+    audio = packetise(Channel.LEFT, codes, ssrc=7)
+    # RFC 4733 packets on the same SSRC, sequence numbers interleaved, event started at packet 3.
+    events = [
+        Pkt(
+            Channel.LEFT,
+            EVENT_PT,
+            3000 + i,
+            audio[3].ts,
+            7,
+            bytes([5, 0x0A]) + (FRAME * (i + 1)).to_bytes(2, "big"),
+            None,
+        )
+        for i in range(3)
+    ]
+    rec = StereoRecorder(left=PCMU, right=PCMU, mask_telephone_events=mask_events)
+    feed_all(rec, [*audio[:4], events[0], audio[4], events[1], audio[5], events[2], *audio[6:]])
+    left = rec.drain(len(CODES) * FRAME)[:, 0]
+    masked = {3, 4, 5} if mask_events else set()
+    np.testing.assert_array_equal(left, expected_left(set(ALL) - masked))
+    assert rec.stats(Channel.LEFT) == stats(packets_in=15, event_packets=3)
+
+
+# -- start gate, pause, mask ----------------------------------------------------------------
+
+
+def reference(n: int) -> tuple[list[Pkt], npt.NDArray[np.int16]]:
+    packets = interleave(
+        packetise(Channel.LEFT, ulaw_encode(tone(1000.0, n)), ssrc=1),
+        packetise(Channel.RIGHT, ulaw_encode(tone(440.0, n)), ssrc=2),
+    )
+    rec = StereoRecorder(left=PCMU, right=PCMU)
+    feed_all(rec, packets)
+    return packets, rec.drain(n)
+
+
+@pytest.mark.parametrize(("start_at", "gated"), [(0, 0), (4000, 25), (4100, 25), (159, 0), (160, 1)])
+def test_start_gate_drops_audio_before_start(start_at: int, gated: int) -> None:
+    n = 2 * RATE
+    packets, full = reference(n)
+    rec = StereoRecorder(left=PCMU, right=PCMU, start_at=start_at)
+    feed_all(rec, packets)
+    out = rec.drain(n)
+    assert out.shape == (n - start_at, 2)
+    np.testing.assert_array_equal(out, full[start_at:])
+    assert rec.stats(Channel.LEFT).gated == gated
+    assert rec.stats(Channel.RIGHT).gated == gated
+
+
+@pytest.mark.parametrize(
+    ("pause_at", "resume_at", "drain_steps"),
+    [
+        (8123, 16077, [24000]),
+        (8000, 16000, [8000, 16000, 24000]),
+        (100, 23999, [5000, 24000]),
+        (5, 6, [24000]),
+    ],
+)
+def test_pause_writes_silence_of_exact_length(pause_at: int, resume_at: int, drain_steps: list[int]) -> None:
+    n = 3 * RATE
+    packets, full = reference(n)
+    rec = StereoRecorder(left=PCMU, right=PCMU)
+    feed_all(rec, packets)
+    parts = []
+    for step in drain_steps:
+        if rec.drained <= pause_at < step:
+            rec.pause("hold", at=pause_at)
+        if rec.drained <= resume_at < step:
+            rec.resume(at=resume_at)
+        parts.append(rec.drain(step))
+    out = np.concatenate(parts)
+    expected = full.copy()
+    expected[pause_at:resume_at] = 0
+    np.testing.assert_array_equal(out, expected)
+    assert rec.pauses == (PauseInterval(start=pause_at, end=resume_at, reason="hold"),)
+    assert not rec.paused
+
+
+def test_open_pause_silences_until_resumed_and_misuse_raises() -> None:
+    n = 2 * RATE
+    packets, full = reference(n)
+    rec = StereoRecorder(left=PCMU, right=PCMU)
+    feed_all(rec, packets)
+    rec.pause("pci", at=12000)
+    with pytest.raises(ValueError, match="already paused"):
+        rec.pause("pci", at=13000)
+    out = rec.drain(n)
+    np.testing.assert_array_equal(out[:12000], full[:12000])
+    assert np.count_nonzero(out[12000:]) == 0
+    assert rec.pauses == (PauseInterval(start=12000, end=None, reason="pci"),)
+    assert rec.resume(at=n + 5) == PauseInterval(start=12000, end=n + 5, reason="pci")
+    with pytest.raises(ValueError, match="not paused"):
+        rec.resume(at=n + 6)
+
+
+@pytest.mark.parametrize(
+    ("start", "stop", "left", "right"),
+    [(1000, 1411, True, True), (1000, 1411, True, False), (7990, 8010, False, True), (0, 1, True, True)],
+)
+def test_mask_silences_exactly_the_span(start: int, stop: int, left: bool, right: bool) -> None:
+    n = 2 * RATE
+    packets, full = reference(n)
+    rec = StereoRecorder(left=PCMU, right=PCMU)
+    feed_all(rec, packets)
+    assert rec.mask(start, stop, left=left, right=right)
+    out = np.concatenate([rec.drain(RATE), rec.drain(n)])
+    expected = full.copy()
+    expected[start:stop, 0] = 0 if left else expected[start:stop, 0]
+    expected[start:stop, 1] = 0 if right else expected[start:stop, 1]
+    np.testing.assert_array_equal(out, expected)
+    assert not rec.mask(RATE - 10, RATE + 10)  # partly drained already
+
+
+def test_mask_tone_span_uses_the_channels_timestamps() -> None:
+    n = 2 * RATE
+    packets, full = reference(n)
+    rec = StereoRecorder(left=PCMU, right=PCMU)
+    assert not rec.mask_tone_span(Channel.LEFT, ToneSpan(rtp_timestamp=0, duration=10))
+    feed_all(rec, packets)
+    ts0 = packets[0].ts
+    assert rec.mask_tone_span(Channel.LEFT, ToneSpan(rtp_timestamp=ts0 + 3000, duration=700), both=False)
+    out = rec.drain(n)
+    expected = full.copy()
+    expected[3000:3700, 0] = 0
+    np.testing.assert_array_equal(out, expected)
+
+
+# -- drift -----------------------------------------------------------------------------------
+
+
+def beeps(seconds: int, rate: float) -> npt.NDArray[np.int16]:
+    # 40 ms of 1 kHz at the start of every second of the source's own clock.
+    signal = np.zeros(round(seconds * rate), dtype=np.int16)
+    burst = tone(1000.0, round(0.04 * rate), amplitude=10000.0, rate=rate)
+    for s in range(1, seconds):
+        at = round(s * rate)
+        signal[at : at + len(burst)] = burst
+    return signal
+
+
+def onsets(channel: npt.NDArray[np.int16]) -> npt.NDArray[np.int64]:
+    # First loud sample of each beep; a beep split by inserted silence still counts once.
+    loud = np.flatnonzero(np.abs(channel.astype(np.int32)) > 2000)
+    keep = np.concatenate(([True], np.diff(loud) > RATE // 2))
+    return loud[keep]
+
+
+@pytest.mark.parametrize("fast", [Channel.LEFT, Channel.RIGHT])
+@pytest.mark.parametrize("ratio", [1.01, 0.99])
+def test_drift_stays_aligned_within_tolerance(fast: Channel, ratio: float) -> None:
+    seconds = 60
+    n = seconds * RATE
+    # The drifting side's clock makes `ratio` times as many samples per common second.
+    drifting = packetise(fast, ulaw_encode(beeps(seconds, RATE * ratio)), ssrc=1)
+    steady = packetise(Channel(1 - fast), ulaw_encode(beeps(seconds, RATE)), ssrc=2)
+    drifting = [
+        Pkt(p.channel, p.pt, p.seq, p.ts, p.ssrc, p.payload, round(k * FRAME / ratio))
+        for k, p in enumerate(drifting)
+    ]
+    merged = sorted(drifting + steady, key=lambda p: (p.arrival, p.channel))
+    rec = StereoRecorder(left=PCMU, right=PCMU)
+    feed_all(rec, merged)
+    out = rec.drain(n)
+    assert out.shape == (n, 2)
+    left, right = onsets(out[:, 0]), onsets(out[:, 1])
+    assert len(left) == len(right) == seconds - 1
+    skew = np.abs(left - right)
+    assert int(skew.max()) <= 400  # 50 ms: the drift limit plus one measurement block
+    st_ = rec.stats(fast)
+    # 1 % of 60 s is 4800 samples; each correction moves at least the 320-sample limit.
+    assert 10 <= st_.reanchors <= 15
+    corrected = st_.drift_dropped_samples if ratio > 1 else st_.drift_silence_samples
+    assert abs(corrected - 4800) <= 400
+    assert rec.stats(Channel(1 - fast)).reanchors == 0
+
+
+def test_network_jitter_does_not_reanchor() -> None:
+    # Packets arrive up to 60 ms late and out of order; a wider reorder window takes them all.
+    n = 20 * RATE
+    rng = np.random.default_rng(7)
+    packets = packetise(Channel.LEFT, ulaw_encode(tone(1000.0, n)), ssrc=1)
+    jittered = [
+        Pkt(p.channel, p.pt, p.seq, p.ts, p.ssrc, p.payload, k * FRAME + int(rng.integers(0, 480)))
+        for k, p in enumerate(packets)
+    ]
+    # The anchor packet on time: jitter after it only ever adds delay, which is not drift.
+    jittered[0] = packets[0]
+    rec = StereoRecorder(left=PCMU, right=PCMU, reorder_window_samples=800)
+    feed_all(rec, sorted(jittered, key=lambda p: p.arrival or 0))
+    out = rec.drain(n)
+    assert rec.stats(Channel.LEFT).reanchors == 0
+    assert rec.stats(Channel.LEFT).late_dropped == 0
+    np.testing.assert_array_equal(out[:, 0], ulaw_decode(ulaw_encode(tone(1000.0, n))))
+
+
+# -- properties and validation ---------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    cuts=st.lists(st.integers(min_value=1, max_value=12 * FRAME), max_size=6),
+    swaps=st.lists(st.integers(min_value=0, max_value=10), max_size=4),
+)
+def test_any_drain_chunking_and_adjacent_swaps_give_the_same_audio(cuts: list[int], swaps: list[int]) -> None:
+    order = list(ALL)
+    for i in swaps:
+        order[i], order[i + 1] = order[i + 1], order[i]
+    packets = packetise(Channel.LEFT, b"".join(bytes([c]) * FRAME for c in CODES))
+    rec = StereoRecorder(left=PCMU, right=PCMU)
+    feed_all(rec, [packets[k] for k in order])
+    parts = [rec.drain(c) for c in sorted(cuts)] + [rec.drain(12 * FRAME)]
+    out = np.concatenate(parts)
+    assert out.shape == (12 * FRAME, 2)
+    np.testing.assert_array_equal(out[:, 0], expected_left(set(ALL)))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"audio_payload_types": frozenset({9})},
+        {"audio_payload_types": frozenset({0}), "event_payload_type": 0},
+        {"event_payload_type": 128},
+    ],
+)
+def test_media_format_rejects_what_it_cannot_record(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011
+        MediaFormat(**kwargs)  # type: ignore[arg-type]
