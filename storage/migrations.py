@@ -1,0 +1,286 @@
+"""The evidence database: connection settings, the tracked schema migrations, and time encoding.
+
+The database is one SQLite file in WAL mode, written by one connection (the writer thread of
+``storage.records.EvidenceStore``) and read by any number of read-only connections. Every
+connection runs with ``foreign_keys=ON``, ``synchronous=NORMAL`` and ``secure_delete=ON`` (deleted
+rows are overwritten with zeros in the file, which crypto-shredding in ``key_store`` relies on).
+
+The schema is applied with sqlite-utils ``Migrations`` (set ``MIGRATION_SET``): each migration runs
+once, inside a transaction, and is recorded in ``_sqlite_migrations``; applying again is a no-op.
+
+Times are stored as ISO-8601 text in UTC with microseconds and ``+00:00`` (fixed width, so text
+order is time order); dates (``delete_after``) as ``YYYY-MM-DD``. ``to_db_time`` refuses naive
+datetimes; ``from_db_time`` returns ``tzinfo=UTC``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sqlite3
+from pathlib import Path
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+__all__ = [
+    "AUDIT_GENESIS_HASH",
+    "BUSY_TIMEOUT_MS",
+    "MIGRATIONS",
+    "MIGRATION_SET",
+    "apply_migrations",
+    "configure_connection",
+    "from_db_date",
+    "from_db_time",
+    "open_reader",
+    "open_writer",
+    "to_db_date",
+    "to_db_time",
+]
+
+MIGRATION_SET = "callherald-evidence"
+BUSY_TIMEOUT_MS = 5000
+AUDIT_GENESIS_HASH = "0" * 64
+"""``prev_hash`` of the first audit row."""
+
+MIGRATIONS = Migrations(MIGRATION_SET)
+
+
+# --------------------------------------------------------------------------------------------------
+# Time encoding
+
+
+def to_db_time(value: dt.datetime) -> str:
+    """Encode an aware datetime as ``YYYY-MM-DDTHH:MM:SS.ffffff+00:00``; ValueError if naive."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value.isoformat()} refused: pass a timezone-aware time")
+    return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
+
+
+def from_db_time(text: str) -> dt.datetime:
+    """Decode a stored time into an aware datetime with ``tzinfo=UTC``; ValueError if it has no offset."""
+    value = dt.datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        raise ValueError(f"stored time {text!r} has no UTC offset")
+    return value.astimezone(dt.UTC)
+
+
+def to_db_date(value: dt.date) -> str:
+    """Encode a calendar date as ``YYYY-MM-DD``."""
+    return value.isoformat()
+
+
+def from_db_date(text: str) -> dt.date:
+    """Decode a stored ``YYYY-MM-DD`` date."""
+    return dt.date.fromisoformat(text)
+
+
+# --------------------------------------------------------------------------------------------------
+# Connections
+
+
+def configure_connection(conn: sqlite3.Connection) -> None:
+    """Per-connection settings: foreign keys, NORMAL sync, secure delete and a busy timeout."""
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA secure_delete=ON")
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+
+def open_writer(path: str | os.PathLike[str]) -> Database:
+    """Open (creating if needed) the database for writing: WAL mode, settings, migrations applied.
+
+    The returned ``Database`` belongs to the calling thread; use one writer per file.
+    """
+    conn = sqlite3.connect(os.fspath(path))
+    configure_connection(conn)
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        conn.close()
+        raise sqlite3.OperationalError(f"{os.fspath(path)}: cannot switch to WAL mode (got {mode!r})")
+    db = Database(conn, execute_plugins=False)
+    apply_migrations(db)
+    return db
+
+
+def open_reader(path: str | os.PathLike[str]) -> Database:
+    """Open an existing database read-only (``mode=ro``); writes through it fail."""
+    uri = Path(path).resolve().as_uri() + "?mode=ro"
+    conn = sqlite3.connect(uri, uri=True)
+    configure_connection(conn)
+    return Database(conn, execute_plugins=False)
+
+
+def apply_migrations(db: Database) -> None:
+    """Apply the pending migrations of ``MIGRATION_SET`` (none, when the schema is current)."""
+    MIGRATIONS.apply(db)
+
+
+# --------------------------------------------------------------------------------------------------
+# Migrations. Each statement runs on its own (executescript would commit the migration's transaction).
+
+_SCHEMA_V1 = (
+    """
+    CREATE TABLE calls (
+        id TEXT PRIMARY KEY,
+        direction TEXT NOT NULL CHECK (direction IN ('inbound', 'outbound')),
+        calling TEXT NOT NULL,
+        called TEXT NOT NULL,
+        local_line TEXT NOT NULL,
+        agent_id TEXT,
+        setup_at TEXT NOT NULL,
+        ended_at TEXT,
+        end_reason TEXT
+    ) STRICT
+    """,
+    "CREATE INDEX calls_calling ON calls (calling)",
+    "CREATE INDEX calls_called ON calls (called)",
+    "CREATE INDEX calls_setup_at ON calls (setup_at)",
+    """
+    CREATE TABLE legs (
+        id TEXT PRIMARY KEY,
+        call_id TEXT NOT NULL REFERENCES calls (id),
+        role TEXT NOT NULL CHECK (role IN ('outside', 'pbx')),
+        sip_call_id TEXT NOT NULL,
+        remote_uri TEXT NOT NULL
+    ) STRICT
+    """,
+    "CREATE INDEX legs_call_id ON legs (call_id)",
+    """
+    CREATE TABLE announcements_played (
+        leg_id TEXT NOT NULL REFERENCES legs (id),
+        prompt_id TEXT NOT NULL,
+        version TEXT NOT NULL,
+        language TEXT NOT NULL,
+        audio_sha256 TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        ended_at TEXT,
+        complete INTEGER NOT NULL CHECK (complete IN (0, 1))
+    ) STRICT
+    """,
+    "CREATE INDEX announcements_played_leg_id ON announcements_played (leg_id)",
+    """
+    CREATE TABLE dtmf_events (
+        leg_id TEXT NOT NULL REFERENCES legs (id),
+        digit TEXT NOT NULL,
+        mechanism TEXT NOT NULL,
+        at TEXT NOT NULL,
+        counted INTEGER NOT NULL CHECK (counted IN (0, 1))
+    ) STRICT
+    """,
+    "CREATE INDEX dtmf_events_leg_id ON dtmf_events (leg_id)",
+    """
+    CREATE TABLE purposes (
+        id TEXT PRIMARY KEY,
+        lawful_basis TEXT NOT NULL
+            CHECK (lawful_basis IN ('consent', 'contract', 'legal_obligation', 'legitimate_interest')),
+        reference TEXT NOT NULL,
+        retention_days INTEGER NOT NULL CHECK (retention_days >= 0)
+    ) STRICT
+    """,
+    """
+    CREATE TABLE consent_decisions (
+        call_id TEXT NOT NULL REFERENCES calls (id),
+        question_id TEXT NOT NULL,
+        question_version TEXT NOT NULL,
+        purpose_id TEXT NOT NULL,
+        decision TEXT NOT NULL CHECK (decision IN ('granted', 'refused', 'no_answer')),
+        mechanism TEXT NOT NULL,
+        at TEXT NOT NULL
+    ) STRICT
+    """,
+    "CREATE INDEX consent_decisions_call_id ON consent_decisions (call_id)",
+    """
+    CREATE TABLE call_purposes (
+        call_id TEXT NOT NULL REFERENCES calls (id),
+        purpose_id TEXT NOT NULL REFERENCES purposes (id),
+        delete_after TEXT NOT NULL,
+        PRIMARY KEY (call_id, purpose_id)
+    ) STRICT
+    """,
+    """
+    CREATE TABLE recordings (
+        id TEXT PRIMARY KEY,
+        call_id TEXT NOT NULL REFERENCES calls (id),
+        file_name TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        audio_sha256 TEXT,
+        size_bytes INTEGER,
+        duration_ms INTEGER,
+        first_frame_at TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('recording', 'complete', 'truncated')),
+        started_at TEXT NOT NULL,
+        finished_at TEXT
+    ) STRICT
+    """,
+    "CREATE INDEX recordings_call_id ON recordings (call_id)",
+    """
+    CREATE TABLE pauses (
+        recording_id TEXT NOT NULL REFERENCES recordings (id),
+        reason TEXT NOT NULL CHECK (reason IN ('hold', 'pci', 'api')),
+        started_at TEXT NOT NULL,
+        ended_at TEXT
+    ) STRICT
+    """,
+    "CREATE INDEX pauses_recording_id ON pauses (recording_id)",
+    """
+    CREATE TABLE later_events (
+        call_id TEXT NOT NULL REFERENCES calls (id),
+        kind TEXT NOT NULL
+            CHECK (kind IN ('withdrawal', 'objection', 'legal_hold', 'access', 'export', 'erasure')),
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        detail TEXT NOT NULL
+    ) STRICT
+    """,
+    "CREATE INDEX later_events_call_id ON later_events (call_id)",
+    # No foreign key to recordings: the segment writer stores the wrapped keys before the
+    # recording row exists, and erasure deletes these rows alone (crypto-shredding).
+    """
+    CREATE TABLE key_store (
+        recording_id TEXT NOT NULL,
+        recipient_key_id TEXT NOT NULL,
+        wrapped_key BLOB NOT NULL,
+        PRIMARY KEY (recording_id, recipient_key_id)
+    ) STRICT
+    """,
+    """
+    CREATE TABLE audit_log (
+        seq INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    ) STRICT
+    """,
+)
+
+_AUDIT_TRIGGERS = (
+    """
+    CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+    BEGIN
+        SELECT RAISE(ABORT, 'audit_log is append-only: UPDATE is forbidden');
+    END
+    """,
+    """
+    CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+    BEGIN
+        SELECT RAISE(ABORT, 'audit_log is append-only: DELETE is forbidden');
+    END
+    """,
+)
+
+
+@MIGRATIONS(name="0001_evidence_schema")
+def _evidence_schema(db: Database) -> None:
+    for statement in _SCHEMA_V1:
+        db.execute(statement)
+
+
+@MIGRATIONS(name="0002_audit_log_append_only")
+def _audit_log_append_only(db: Database) -> None:
+    for statement in _AUDIT_TRIGGERS:
+        db.execute(statement)

@@ -1,0 +1,1108 @@
+"""The consent-and-purpose record of every call (the evidence), kept in the SQLite database.
+
+``EvidenceStore`` owns one writer thread (a one-worker ``ThreadPoolExecutor`` whose initializer
+opens the writer connection; SQLite objects stay in the thread that made them) and one reader
+thread with a read-only connection, which sees committed rows while the writer works (WAL).
+
+Every ``record_*`` method validates its input, then queues the write and returns a
+``concurrent.futures.Future``; asyncio code awaits ``asyncio.wrap_future(future)``, the CLI calls
+``future.result()`` or ``write(record)``. Each write runs in one transaction (``db.atomic()``), so a
+write that breaks an invariant leaves nothing behind. Invariants enforced (``InvariantError``):
+
+* a recording row needs its call and at least one purpose recorded for that call;
+* a consent-based purpose enters ``call_purposes`` only if the latest consent decision of that call
+  for that purpose is ``granted``;
+* a recording's ``first_frame_at`` is not before the end of any announcement played on the call's
+  outside legs, and at least one announcement was played there to the end (recording fails closed).
+
+Purpose definitions are frozen: a purpose id is stored once; recording it again with a different
+basis, reference or retention raises ``InvariantError`` (a changed purpose needs a new id).
+``delete_after`` is the UTC date of the call's set-up plus the purpose's ``retention_days``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+import os
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures.thread import BrokenThreadPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from sqlite_utils import Database
+
+from storage.audit import AuditEntry, AuditLog, AuditReport, canonical_detail
+from storage.crypto import StorageError
+from storage.migrations import from_db_date, from_db_time, open_reader, open_writer, to_db_date, to_db_time
+
+__all__ = [
+    "DTMF_DIGITS",
+    "Announcement",
+    "CallEnded",
+    "CallPurposes",
+    "CallRecord",
+    "CallStarted",
+    "ConsentDecision",
+    "Decision",
+    "Direction",
+    "DtmfEvent",
+    "EvidenceRecord",
+    "EvidenceStore",
+    "InvariantError",
+    "LaterEvent",
+    "LaterEventKind",
+    "LawfulBasis",
+    "Leg",
+    "LegRole",
+    "NotFoundError",
+    "Pause",
+    "PauseReason",
+    "Purpose",
+    "RecordingEnd",
+    "RecordingRecord",
+    "RecordingStarted",
+    "RecordingState",
+    "TimelineEvent",
+    "TimelineKind",
+    "delete_after",
+]
+
+T = TypeVar("T")
+
+DTMF_DIGITS = frozenset("0123456789*#ABCD")
+
+
+class InvariantError(StorageError):
+    """A write would break an invariant of the evidence record; nothing of it was stored."""
+
+
+class NotFoundError(StorageError, LookupError):
+    """The call or recording asked for is not in the evidence record."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Value types
+
+
+class Direction(enum.StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class LegRole(enum.StrEnum):
+    OUTSIDE = "outside"
+    PBX = "pbx"
+
+
+class Decision(enum.StrEnum):
+    GRANTED = "granted"
+    REFUSED = "refused"
+    NO_ANSWER = "no_answer"
+
+
+class LawfulBasis(enum.StrEnum):
+    """GDPR Art. 6(1) basis of a purpose: (a) consent, (b) contract, (c) legal obligation, (f) interest."""
+
+    CONSENT = "consent"
+    CONTRACT = "contract"
+    LEGAL_OBLIGATION = "legal_obligation"
+    LEGITIMATE_INTEREST = "legitimate_interest"
+
+
+class RecordingState(enum.StrEnum):
+    RECORDING = "recording"
+    COMPLETE = "complete"
+    TRUNCATED = "truncated"
+
+
+class PauseReason(enum.StrEnum):
+    HOLD = "hold"
+    PCI = "pci"
+    API = "api"
+
+
+class LaterEventKind(enum.StrEnum):
+    WITHDRAWAL = "withdrawal"
+    OBJECTION = "objection"
+    LEGAL_HOLD = "legal_hold"
+    ACCESS = "access"
+    EXPORT = "export"
+    ERASURE = "erasure"
+
+
+def _aware(name: str, value: dt.datetime | None) -> None:
+    if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+        raise ValueError(f"{name}: naive datetime refused, pass a timezone-aware time")
+
+
+def _ordered(start_name: str, start: dt.datetime, end_name: str, end: dt.datetime | None) -> None:
+    if end is not None and end < start:
+        raise ValueError(f"{end_name} ({end.isoformat()}) is before {start_name} ({start.isoformat()})")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Leg:
+    leg_id: str
+    call_id: str
+    role: LegRole
+    sip_call_id: str
+    remote_uri: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallStarted:
+    """A call's set-up; ``legs`` known at set-up are stored in the same transaction."""
+
+    call_id: str
+    direction: Direction
+    calling: str
+    called: str
+    local_line: str
+    agent_id: str | None
+    setup_at: dt.datetime
+    legs: tuple[Leg, ...] = ()
+
+    def __post_init__(self) -> None:
+        _aware("setup_at", self.setup_at)
+        for leg in self.legs:
+            if leg.call_id != self.call_id:
+                raise ValueError(f"leg {leg.leg_id} belongs to call {leg.call_id}, not {self.call_id}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallEnded:
+    call_id: str
+    ended_at: dt.datetime
+    end_reason: str
+
+    def __post_init__(self) -> None:
+        _aware("ended_at", self.ended_at)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Announcement:
+    """A notice played on a leg; ``ended_at`` None means it never ended (playback failed)."""
+
+    leg_id: str
+    prompt_id: str
+    version: str
+    language: str
+    audio_sha256: str
+    started_at: dt.datetime
+    ended_at: dt.datetime | None
+    complete: bool
+
+    def __post_init__(self) -> None:
+        _aware("started_at", self.started_at)
+        _aware("ended_at", self.ended_at)
+        _ordered("started_at", self.started_at, "ended_at", self.ended_at)
+        if self.complete and self.ended_at is None:
+            raise ValueError("a complete announcement needs ended_at")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DtmfEvent:
+    leg_id: str
+    digit: str
+    mechanism: str
+    """How it arrived: ``rfc4733``, ``sip_info`` or ``inband``."""
+    at: dt.datetime
+    counted: bool
+    """Whether the digit was taken as an answer (False: masked, e.g. during a PCI pause)."""
+
+    def __post_init__(self) -> None:
+        _aware("at", self.at)
+        if self.digit not in DTMF_DIGITS:
+            raise ValueError(f"not a DTMF digit: {self.digit!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsentDecision:
+    call_id: str
+    question_id: str
+    question_version: str
+    purpose_id: str
+    decision: Decision
+    mechanism: str
+    at: dt.datetime
+
+    def __post_init__(self) -> None:
+        _aware("at", self.at)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Purpose:
+    purpose_id: str
+    lawful_basis: LawfulBasis
+    reference: str
+    """Interest assessment, DPIA or legal ground the purpose relies on."""
+    retention_days: int
+
+    def __post_init__(self) -> None:
+        if self.retention_days < 0:
+            raise ValueError(f"retention_days must not be negative: {self.retention_days}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallPurposes:
+    call_id: str
+    purposes: tuple[Purpose, ...]
+
+    def __post_init__(self) -> None:
+        if not self.purposes:
+            raise ValueError("at least one purpose is required")
+        ids = [purpose.purpose_id for purpose in self.purposes]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"duplicate purpose ids: {ids}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordingStarted:
+    recording_id: uuid.UUID
+    call_id: str
+    file_name: str
+    key_id: str
+    started_at: dt.datetime
+    first_frame_at: dt.datetime
+
+    def __post_init__(self) -> None:
+        _aware("started_at", self.started_at)
+        _aware("first_frame_at", self.first_frame_at)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordingEnd:
+    """Storage facts when a recording is closed (finished or truncated)."""
+
+    recording_id: uuid.UUID
+    finished_at: dt.datetime
+    audio_sha256: str
+    size_bytes: int
+    duration_ms: int
+
+    def __post_init__(self) -> None:
+        _aware("finished_at", self.finished_at)
+        if self.size_bytes < 0 or self.duration_ms < 0:
+            raise ValueError("size_bytes and duration_ms must not be negative")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pause:
+    recording_id: uuid.UUID
+    reason: PauseReason
+    started_at: dt.datetime
+    ended_at: dt.datetime | None
+    """None when the recording ended during the pause."""
+
+    def __post_init__(self) -> None:
+        _aware("started_at", self.started_at)
+        _aware("ended_at", self.ended_at)
+        _ordered("started_at", self.started_at, "ended_at", self.ended_at)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LaterEvent:
+    call_id: str
+    kind: LaterEventKind
+    at: dt.datetime
+    actor: str
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _aware("at", self.at)
+
+
+EvidenceRecord = (
+    CallStarted
+    | CallEnded
+    | Leg
+    | Announcement
+    | DtmfEvent
+    | ConsentDecision
+    | CallPurposes
+    | RecordingStarted
+    | Pause
+    | LaterEvent
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallRecord:
+    call_id: str
+    direction: Direction
+    calling: str
+    called: str
+    local_line: str
+    agent_id: str | None
+    setup_at: dt.datetime
+    ended_at: dt.datetime | None
+    end_reason: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordingRecord:
+    recording_id: uuid.UUID
+    call_id: str
+    file_name: str
+    key_id: str
+    state: RecordingState
+    started_at: dt.datetime
+    first_frame_at: dt.datetime
+    finished_at: dt.datetime | None
+    audio_sha256: str | None
+    size_bytes: int | None
+    duration_ms: int | None
+    direction: Direction
+    calling: str
+    called: str
+
+
+class TimelineKind(enum.StrEnum):
+    """Timeline entries; at equal times they sort in this order."""
+
+    CALL_SETUP = "call_setup"
+    ANNOUNCEMENT_START = "announcement_start"
+    ANNOUNCEMENT_END = "announcement_end"
+    DTMF = "dtmf"
+    CONSENT = "consent"
+    RECORDING_START = "recording_start"
+    FIRST_FRAME = "first_frame"
+    PAUSE_START = "pause_start"
+    PAUSE_END = "pause_end"
+    RECORDING_END = "recording_end"
+    CALL_END = "call_end"
+    LATER_EVENT = "later_event"
+
+
+_KIND_RANK = {kind: rank for rank, kind in enumerate(TimelineKind)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimelineEvent:
+    at: dt.datetime
+    kind: TimelineKind
+    leg_id: str | None = None
+    recording_id: uuid.UUID | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def delete_after(setup_at: dt.datetime, retention_days: int) -> dt.date:
+    """The UTC calendar date of ``setup_at`` plus ``retention_days`` days."""
+    _aware("setup_at", setup_at)
+    return setup_at.astimezone(dt.UTC).date() + dt.timedelta(days=retention_days)
+
+
+# --------------------------------------------------------------------------------------------------
+# Writes (run on the writer thread, each in one transaction)
+
+
+def _insert(db: Database, table: str, row: Mapping[str, Any]) -> None:
+    columns = ", ".join(row)
+    marks = ", ".join("?" for _ in row)
+    db.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(row.values()))
+
+
+def _time(value: dt.datetime | None) -> str | None:
+    return None if value is None else to_db_time(value)
+
+
+def _call_setup(db: Database, call_id: str) -> dt.datetime:
+    row = db.execute("SELECT setup_at FROM calls WHERE id = ?", [call_id]).fetchone()
+    if row is None:
+        raise InvariantError(f"call {call_id} is not recorded")
+    return from_db_time(str(row[0]))
+
+
+def _write_leg(db: Database, leg: Leg) -> None:
+    _insert(
+        db,
+        "legs",
+        {
+            "id": leg.leg_id,
+            "call_id": leg.call_id,
+            "role": leg.role.value,
+            "sip_call_id": leg.sip_call_id,
+            "remote_uri": leg.remote_uri,
+        },
+    )
+
+
+def _write_call_started(db: Database, call: CallStarted) -> None:
+    _insert(
+        db,
+        "calls",
+        {
+            "id": call.call_id,
+            "direction": call.direction.value,
+            "calling": call.calling,
+            "called": call.called,
+            "local_line": call.local_line,
+            "agent_id": call.agent_id,
+            "setup_at": to_db_time(call.setup_at),
+        },
+    )
+    for leg in call.legs:
+        _write_leg(db, leg)
+
+
+def _write_call_ended(db: Database, ended: CallEnded) -> None:
+    setup_at = _call_setup(db, ended.call_id)
+    if ended.ended_at < setup_at:
+        raise InvariantError(f"call {ended.call_id} cannot end before its set-up")
+    db.execute(
+        "UPDATE calls SET ended_at = ?, end_reason = ? WHERE id = ?",
+        [to_db_time(ended.ended_at), ended.end_reason, ended.call_id],
+    )
+
+
+def _write_announcement(db: Database, item: Announcement) -> None:
+    _insert(
+        db,
+        "announcements_played",
+        {
+            "leg_id": item.leg_id,
+            "prompt_id": item.prompt_id,
+            "version": item.version,
+            "language": item.language,
+            "audio_sha256": item.audio_sha256,
+            "started_at": to_db_time(item.started_at),
+            "ended_at": _time(item.ended_at),
+            "complete": int(item.complete),
+        },
+    )
+
+
+def _write_dtmf(db: Database, item: DtmfEvent) -> None:
+    _insert(
+        db,
+        "dtmf_events",
+        {
+            "leg_id": item.leg_id,
+            "digit": item.digit,
+            "mechanism": item.mechanism,
+            "at": to_db_time(item.at),
+            "counted": int(item.counted),
+        },
+    )
+
+
+def _write_consent(db: Database, item: ConsentDecision) -> None:
+    _call_setup(db, item.call_id)
+    _insert(
+        db,
+        "consent_decisions",
+        {
+            "call_id": item.call_id,
+            "question_id": item.question_id,
+            "question_version": item.question_version,
+            "purpose_id": item.purpose_id,
+            "decision": item.decision.value,
+            "mechanism": item.mechanism,
+            "at": to_db_time(item.at),
+        },
+    )
+
+
+def _ensure_purpose(db: Database, purpose: Purpose) -> None:
+    row = db.execute(
+        "SELECT lawful_basis, reference, retention_days FROM purposes WHERE id = ?", [purpose.purpose_id]
+    ).fetchone()
+    wanted = (purpose.lawful_basis.value, purpose.reference, purpose.retention_days)
+    if row is None:
+        _insert(
+            db,
+            "purposes",
+            {
+                "id": purpose.purpose_id,
+                "lawful_basis": wanted[0],
+                "reference": wanted[1],
+                "retention_days": wanted[2],
+            },
+        )
+    elif tuple(row) != wanted:
+        raise InvariantError(
+            f"purpose {purpose.purpose_id} is stored as {tuple(row)}, not {wanted}: "
+            "a changed purpose needs a new id"
+        )
+
+
+def _write_purposes(db: Database, item: CallPurposes) -> None:
+    setup_at = _call_setup(db, item.call_id)
+    for purpose in item.purposes:
+        _ensure_purpose(db, purpose)
+        if purpose.lawful_basis is LawfulBasis.CONSENT:
+            latest = db.execute(
+                "SELECT decision FROM consent_decisions WHERE call_id = ? AND purpose_id = ? "
+                "ORDER BY at DESC, rowid DESC LIMIT 1",
+                [item.call_id, purpose.purpose_id],
+            ).fetchone()
+            if latest is None or latest[0] != Decision.GRANTED.value:
+                found = "no consent decision" if latest is None else f"the latest decision is {latest[0]}"
+                raise InvariantError(
+                    f"consent-based purpose {purpose.purpose_id} on call {item.call_id} without "
+                    f"granted consent ({found})"
+                )
+        _insert(
+            db,
+            "call_purposes",
+            {
+                "call_id": item.call_id,
+                "purpose_id": purpose.purpose_id,
+                "delete_after": to_db_date(delete_after(setup_at, purpose.retention_days)),
+            },
+        )
+
+
+def _write_recording_started(db: Database, item: RecordingStarted) -> None:
+    _call_setup(db, item.call_id)
+    (purposes,) = db.execute(
+        "SELECT count(*) FROM call_purposes WHERE call_id = ?", [item.call_id]
+    ).fetchone()
+    if purposes == 0:
+        raise InvariantError(f"recording {item.recording_id}: call {item.call_id} has no purposes recorded")
+    played = db.execute(
+        "SELECT a.leg_id, a.prompt_id, a.ended_at, a.complete FROM announcements_played a "
+        "JOIN legs l ON l.id = a.leg_id WHERE l.call_id = ? AND l.role = 'outside'",
+        [item.call_id],
+    ).fetchall()
+    if not any(complete for *_, complete in played):
+        raise InvariantError(
+            f"recording {item.recording_id}: no announcement was played to the end on an outside leg "
+            f"of call {item.call_id}"
+        )
+    for leg_id, prompt_id, ended_at, _ in played:
+        if ended_at is None or from_db_time(str(ended_at)) > item.first_frame_at:
+            end = "never ended" if ended_at is None else f"ended at {ended_at}"
+            raise InvariantError(
+                f"recording {item.recording_id}: first frame at {to_db_time(item.first_frame_at)} but "
+                f"announcement {prompt_id} on leg {leg_id} {end}"
+            )
+    _insert(
+        db,
+        "recordings",
+        {
+            "id": str(item.recording_id),
+            "call_id": item.call_id,
+            "file_name": item.file_name,
+            "key_id": item.key_id,
+            "first_frame_at": to_db_time(item.first_frame_at),
+            "state": RecordingState.RECORDING.value,
+            "started_at": to_db_time(item.started_at),
+        },
+    )
+
+
+def _write_recording_end(db: Database, item: RecordingEnd, state: RecordingState) -> None:
+    cursor = db.execute(
+        "UPDATE recordings SET state = ?, finished_at = ?, audio_sha256 = ?, size_bytes = ?, "
+        "duration_ms = ? WHERE id = ? AND state = 'recording'",
+        [
+            state.value,
+            to_db_time(item.finished_at),
+            item.audio_sha256,
+            item.size_bytes,
+            item.duration_ms,
+            str(item.recording_id),
+        ],
+    )
+    if cursor.rowcount != 1:
+        raise InvariantError(f"recording {item.recording_id} is not recorded or not running")
+
+
+def _write_pause(db: Database, item: Pause) -> None:
+    row = db.execute("SELECT 1 FROM recordings WHERE id = ?", [str(item.recording_id)]).fetchone()
+    if row is None:
+        raise InvariantError(f"pause for recording {item.recording_id}, which is not recorded")
+    _insert(
+        db,
+        "pauses",
+        {
+            "recording_id": str(item.recording_id),
+            "reason": item.reason.value,
+            "started_at": to_db_time(item.started_at),
+            "ended_at": _time(item.ended_at),
+        },
+    )
+
+
+def _write_later_event(db: Database, item: LaterEvent) -> None:
+    _call_setup(db, item.call_id)
+    _insert(
+        db,
+        "later_events",
+        {
+            "call_id": item.call_id,
+            "kind": item.kind.value,
+            "at": to_db_time(item.at),
+            "actor": item.actor,
+            "detail": canonical_detail(item.detail),
+        },
+    )
+
+
+_WRITERS: dict[type, Callable[[Database, Any], None]] = {
+    CallStarted: _write_call_started,
+    CallEnded: _write_call_ended,
+    Leg: _write_leg,
+    Announcement: _write_announcement,
+    DtmfEvent: _write_dtmf,
+    ConsentDecision: _write_consent,
+    CallPurposes: _write_purposes,
+    RecordingStarted: _write_recording_started,
+    Pause: _write_pause,
+    LaterEvent: _write_later_event,
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Reads
+
+
+def _call_record(row: Mapping[str, Any]) -> CallRecord:
+    return CallRecord(
+        call_id=row["id"],
+        direction=Direction(row["direction"]),
+        calling=row["calling"],
+        called=row["called"],
+        local_line=row["local_line"],
+        agent_id=row["agent_id"],
+        setup_at=from_db_time(row["setup_at"]),
+        ended_at=None if row["ended_at"] is None else from_db_time(row["ended_at"]),
+        end_reason=row["end_reason"],
+    )
+
+
+def _read_calls_for_number(db: Database, number: str) -> list[CallRecord]:
+    rows = db.query(
+        "SELECT * FROM calls WHERE calling = ? OR called = ? ORDER BY setup_at, rowid", [number, number]
+    )
+    return [_call_record(row) for row in rows]
+
+
+def _read_timeline(db: Database, call_id: str) -> list[TimelineEvent]:
+    call = next(db.query("SELECT * FROM calls WHERE id = ?", [call_id]), None)
+    if call is None:
+        raise NotFoundError(f"call {call_id} is not recorded")
+    events: list[TimelineEvent] = [
+        TimelineEvent(
+            at=from_db_time(call["setup_at"]),
+            kind=TimelineKind.CALL_SETUP,
+            detail={
+                "direction": call["direction"],
+                "calling": call["calling"],
+                "called": call["called"],
+                "local_line": call["local_line"],
+                "agent_id": call["agent_id"],
+            },
+        )
+    ]
+    for row in db.query(
+        "SELECT a.* FROM announcements_played a JOIN legs l ON l.id = a.leg_id "
+        "WHERE l.call_id = ? ORDER BY a.rowid",
+        [call_id],
+    ):
+        detail = {
+            "prompt_id": row["prompt_id"],
+            "version": row["version"],
+            "language": row["language"],
+            "audio_sha256": row["audio_sha256"],
+        }
+        events.append(
+            TimelineEvent(
+                at=from_db_time(row["started_at"]),
+                kind=TimelineKind.ANNOUNCEMENT_START,
+                leg_id=row["leg_id"],
+                detail=detail,
+            )
+        )
+        if row["ended_at"] is not None:
+            events.append(
+                TimelineEvent(
+                    at=from_db_time(row["ended_at"]),
+                    kind=TimelineKind.ANNOUNCEMENT_END,
+                    leg_id=row["leg_id"],
+                    detail={**detail, "complete": bool(row["complete"])},
+                )
+            )
+    for row in db.query(
+        "SELECT d.* FROM dtmf_events d JOIN legs l ON l.id = d.leg_id WHERE l.call_id = ? ORDER BY d.rowid",
+        [call_id],
+    ):
+        events.append(
+            TimelineEvent(
+                at=from_db_time(row["at"]),
+                kind=TimelineKind.DTMF,
+                leg_id=row["leg_id"],
+                detail={
+                    "digit": row["digit"],
+                    "mechanism": row["mechanism"],
+                    "counted": bool(row["counted"]),
+                },
+            )
+        )
+    for row in db.query("SELECT * FROM consent_decisions WHERE call_id = ? ORDER BY rowid", [call_id]):
+        events.append(
+            TimelineEvent(
+                at=from_db_time(row["at"]),
+                kind=TimelineKind.CONSENT,
+                detail={
+                    "question_id": row["question_id"],
+                    "question_version": row["question_version"],
+                    "purpose_id": row["purpose_id"],
+                    "decision": row["decision"],
+                    "mechanism": row["mechanism"],
+                },
+            )
+        )
+    for row in db.query("SELECT * FROM recordings WHERE call_id = ? ORDER BY rowid", [call_id]):
+        rid = uuid.UUID(row["id"])
+        events.append(
+            TimelineEvent(
+                at=from_db_time(row["started_at"]),
+                kind=TimelineKind.RECORDING_START,
+                recording_id=rid,
+                detail={"file_name": row["file_name"], "key_id": row["key_id"]},
+            )
+        )
+        events.append(
+            TimelineEvent(
+                at=from_db_time(row["first_frame_at"]), kind=TimelineKind.FIRST_FRAME, recording_id=rid
+            )
+        )
+        if row["finished_at"] is not None:
+            events.append(
+                TimelineEvent(
+                    at=from_db_time(row["finished_at"]),
+                    kind=TimelineKind.RECORDING_END,
+                    recording_id=rid,
+                    detail={
+                        "state": row["state"],
+                        "audio_sha256": row["audio_sha256"],
+                        "size_bytes": row["size_bytes"],
+                        "duration_ms": row["duration_ms"],
+                    },
+                )
+            )
+    for row in db.query(
+        "SELECT p.* FROM pauses p JOIN recordings r ON r.id = p.recording_id "
+        "WHERE r.call_id = ? ORDER BY p.rowid",
+        [call_id],
+    ):
+        rid = uuid.UUID(row["recording_id"])
+        events.append(
+            TimelineEvent(
+                at=from_db_time(row["started_at"]),
+                kind=TimelineKind.PAUSE_START,
+                recording_id=rid,
+                detail={"reason": row["reason"]},
+            )
+        )
+        if row["ended_at"] is not None:
+            events.append(
+                TimelineEvent(
+                    at=from_db_time(row["ended_at"]),
+                    kind=TimelineKind.PAUSE_END,
+                    recording_id=rid,
+                    detail={"reason": row["reason"]},
+                )
+            )
+    if call["ended_at"] is not None:
+        events.append(
+            TimelineEvent(
+                at=from_db_time(call["ended_at"]),
+                kind=TimelineKind.CALL_END,
+                detail={"end_reason": call["end_reason"]},
+            )
+        )
+    for row in db.query("SELECT * FROM later_events WHERE call_id = ? ORDER BY rowid", [call_id]):
+        events.append(
+            TimelineEvent(
+                at=from_db_time(row["at"]),
+                kind=TimelineKind.LATER_EVENT,
+                detail={"kind": row["kind"], "actor": row["actor"], **json.loads(row["detail"])},
+            )
+        )
+    # Stable sort: equal (time, kind) keep the order in which they were stored.
+    events.sort(key=lambda event: (event.at, _KIND_RANK[event.kind]))
+    return events
+
+
+def _read_recordings(
+    db: Database,
+    *,
+    number: str | None,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    state: RecordingState | None,
+    limit: int | None,
+) -> list[RecordingRecord]:
+    where: list[str] = []
+    params: list[Any] = []
+    if number is not None:
+        where.append("(c.calling = ? OR c.called = ?)")
+        params += [number, number]
+    if since is not None:
+        where.append("r.started_at >= ?")
+        params.append(to_db_time(since))
+    if until is not None:
+        where.append("r.started_at < ?")
+        params.append(to_db_time(until))
+    if state is not None:
+        where.append("r.state = ?")
+        params.append(state.value)
+    sql = (
+        "SELECT r.*, c.direction, c.calling, c.called FROM recordings r JOIN calls c ON c.id = r.call_id"
+        + ("" if not where else " WHERE " + " AND ".join(where))
+        + " ORDER BY r.started_at, r.rowid"
+    )
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    return [
+        RecordingRecord(
+            recording_id=uuid.UUID(row["id"]),
+            call_id=row["call_id"],
+            file_name=row["file_name"],
+            key_id=row["key_id"],
+            state=RecordingState(row["state"]),
+            started_at=from_db_time(row["started_at"]),
+            first_frame_at=from_db_time(row["first_frame_at"]),
+            finished_at=None if row["finished_at"] is None else from_db_time(row["finished_at"]),
+            audio_sha256=row["audio_sha256"],
+            size_bytes=row["size_bytes"],
+            duration_ms=row["duration_ms"],
+            direction=Direction(row["direction"]),
+            calling=row["calling"],
+            called=row["called"],
+        )
+        for row in db.query(sql, params)
+    ]
+
+
+def _read_delete_after(db: Database, call_id: str) -> dict[str, dt.date]:
+    rows = db.execute(
+        "SELECT purpose_id, delete_after FROM call_purposes WHERE call_id = ? ORDER BY purpose_id", [call_id]
+    )
+    return {str(purpose): from_db_date(str(date)) for purpose, date in rows}
+
+
+# --------------------------------------------------------------------------------------------------
+# The store
+
+
+class EvidenceStore:
+    """The evidence database at ``path``: one writer thread, one read-only reader thread.
+
+    Opening creates the file if needed, switches it to WAL and applies the migrations; it raises
+    ``StorageError`` if the database cannot be opened. Use as a context manager or call ``close``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._closed = False
+        self._lock = threading.Lock()
+        self._writer_db: Database | None = None
+        self._reader_db: Database | None = None
+        self._open_error: BaseException | None = None
+        self._writer = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="evidence-writer", initializer=self._open_writer
+        )
+        self._ready(self._writer, "writer")
+        self._reader = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="evidence-reader", initializer=self._open_reader
+        )
+        self._ready(self._reader, "reader")
+
+    def _open_writer(self) -> None:
+        try:
+            self._writer_db = open_writer(self.path)
+        except BaseException as exc:
+            self._open_error = exc
+            raise
+
+    def _open_reader(self) -> None:
+        try:
+            self._reader_db = open_reader(self.path)
+        except BaseException as exc:
+            self._open_error = exc
+            raise
+
+    def _ready(self, executor: ThreadPoolExecutor, role: str) -> None:
+        try:
+            executor.submit(lambda: None).result()
+        except BrokenThreadPool:
+            executor.shutdown(wait=True)
+            if role == "reader":
+                self._writer.submit(self._close_writer).result()
+                self._writer.shutdown(wait=True)
+            raise StorageError(
+                f"{self.path}: cannot open the evidence database ({role}): {self._open_error}"
+            ) from self._open_error
+
+    # -- generic submission ------------------------------------------------------------------------
+
+    def submit_write(self, operation: Callable[[Database], T], *, transaction: bool = True) -> Future[T]:
+        """Run ``operation(db)`` on the writer thread, inside ``db.atomic()`` unless ``transaction``
+        is False (for statements that cannot run in a transaction, such as a WAL checkpoint)."""
+
+        def run() -> T:
+            db = self._writer_db
+            if db is None:
+                raise StorageError("the evidence writer is not open")
+            if not transaction:
+                return operation(db)
+            with db.atomic():
+                return operation(db)
+
+        with self._lock:
+            if self._closed:
+                raise StorageError("the evidence store is closed")
+            return self._writer.submit(run)
+
+    def submit_read(self, operation: Callable[[Database], T]) -> Future[T]:
+        """Run ``operation(db)`` on the reader thread's read-only connection."""
+
+        def run() -> T:
+            db = self._reader_db
+            if db is None:
+                raise StorageError("the evidence reader is not open")
+            return operation(db)
+
+        with self._lock:
+            if self._closed:
+                raise StorageError("the evidence store is closed")
+            return self._reader.submit(run)
+
+    def submit(self, record: EvidenceRecord) -> Future[None]:
+        """Queue one evidence record for writing in its own transaction."""
+        writer = _WRITERS[type(record)]
+        return self.submit_write(lambda db: writer(db, record))
+
+    def write(self, record: EvidenceRecord) -> None:
+        """Write one evidence record and wait (synchronous convenience for the CLI and tests)."""
+        self.submit(record).result()
+
+    # -- named writes --------------------------------------------------------------------------------
+
+    def record_call_started(self, call: CallStarted) -> Future[None]:
+        return self.submit(call)
+
+    def record_call_ended(self, ended: CallEnded) -> Future[None]:
+        return self.submit(ended)
+
+    def record_leg(self, leg: Leg) -> Future[None]:
+        return self.submit(leg)
+
+    def record_announcement(self, announcement: Announcement) -> Future[None]:
+        return self.submit(announcement)
+
+    def record_dtmf(self, event: DtmfEvent) -> Future[None]:
+        return self.submit(event)
+
+    def record_consent(self, decision: ConsentDecision) -> Future[None]:
+        return self.submit(decision)
+
+    def record_purposes(self, purposes: CallPurposes) -> Future[None]:
+        """Store the call's purposes (all or none) with ``delete_after`` computed per purpose."""
+        return self.submit(purposes)
+
+    def record_recording_started(self, started: RecordingStarted) -> Future[None]:
+        return self.submit(started)
+
+    def record_recording_finished(self, end: RecordingEnd) -> Future[None]:
+        return self.submit_write(lambda db: _write_recording_end(db, end, RecordingState.COMPLETE))
+
+    def record_recording_truncated(self, end: RecordingEnd) -> Future[None]:
+        return self.submit_write(lambda db: _write_recording_end(db, end, RecordingState.TRUNCATED))
+
+    def record_pause(self, pause: Pause) -> Future[None]:
+        return self.submit(pause)
+
+    def record_later_event(self, event: LaterEvent) -> Future[None]:
+        return self.submit(event)
+
+    def audit_append(
+        self,
+        *,
+        at: dt.datetime,
+        actor: str,
+        action: str,
+        subject: str,
+        detail: Mapping[str, Any] | None = None,
+    ) -> Future[AuditEntry]:
+        """Append to the hash-chained audit log (on the writer thread)."""
+        return self.submit_write(
+            lambda db: AuditLog(db).append(at=at, actor=actor, action=action, subject=subject, detail=detail)
+        )
+
+    # -- reads (synchronous; they wait for the reader thread) ---------------------------------------
+
+    def calls_for_number(self, number: str) -> list[CallRecord]:
+        """Calls where ``number`` is the calling or the called number, oldest first (subject access)."""
+        return self.submit_read(lambda db: _read_calls_for_number(db, number)).result()
+
+    def call_timeline(self, call_id: str) -> list[TimelineEvent]:
+        """Every timed evidence entry of the call in time order; ``NotFoundError`` for an unknown call."""
+        return self.submit_read(lambda db: _read_timeline(db, call_id)).result()
+
+    def recordings_list(
+        self,
+        *,
+        number: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        state: RecordingState | None = None,
+        limit: int | None = None,
+    ) -> list[RecordingRecord]:
+        """Recordings by start time, filtered by number, ``since <= started_at < until`` and state."""
+        _aware("since", since)
+        _aware("until", until)
+        return self.submit_read(
+            lambda db: _read_recordings(db, number=number, since=since, until=until, state=state, limit=limit)
+        ).result()
+
+    def delete_after_dates(self, call_id: str) -> dict[str, dt.date]:
+        """``purpose id -> delete_after`` of the call."""
+        return self.submit_read(lambda db: _read_delete_after(db, call_id)).result()
+
+    def audit_verify(self, *, expected_head: str | None = None) -> AuditReport:
+        """Walk the audit chain on the reader connection."""
+        return self.submit_read(lambda db: AuditLog(db).verify(expected_head=expected_head)).result()
+
+    # -- lifetime -----------------------------------------------------------------------------------
+
+    def _close_writer(self) -> None:
+        if self._writer_db is not None:
+            self._writer_db.close()
+            self._writer_db = None
+
+    def _close_reader(self) -> None:
+        if self._reader_db is not None:
+            self._reader_db.close()
+            self._reader_db = None
+
+    def close(self) -> None:
+        """Finish queued work, close both connections (each in its own thread) and stop the threads."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._reader.submit(self._close_reader).result()
+        self._reader.shutdown(wait=True)
+        self._writer.submit(self._close_writer).result()
+        self._writer.shutdown(wait=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,633 @@
+"""The evidence store on a real SQLite file: schema, invariants, timeline, retention dates, WAL reads."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlite_utils import Database
+
+from storage.crypto import StorageError
+from storage.migrations import (
+    MIGRATION_SET,
+    MIGRATIONS,
+    from_db_time,
+    open_reader,
+    open_writer,
+    to_db_time,
+)
+from storage.records import (
+    Announcement,
+    CallEnded,
+    CallPurposes,
+    CallStarted,
+    ConsentDecision,
+    Decision,
+    Direction,
+    DtmfEvent,
+    EvidenceStore,
+    InvariantError,
+    LaterEvent,
+    LaterEventKind,
+    LawfulBasis,
+    Leg,
+    LegRole,
+    NotFoundError,
+    Pause,
+    PauseReason,
+    Purpose,
+    RecordingEnd,
+    RecordingStarted,
+    RecordingState,
+    TimelineKind,
+    delete_after,
+)
+
+T0 = dt.datetime(2026, 3, 1, 23, 30, 0, tzinfo=dt.UTC)
+CALL = "call-1"
+RID = uuid.UUID("00000000-0000-4000-8000-000000000001")
+SHA = "ab" * 32
+
+EVIDENCE = Purpose(
+    purpose_id="evidence",
+    lawful_basis=LawfulBasis.CONTRACT,
+    reference="contract terms v3",
+    retention_days=90,
+)
+TRAINING = Purpose(
+    purpose_id="training", lawful_basis=LawfulBasis.CONSENT, reference="consent script v2", retention_days=30
+)
+MIFID = Purpose(
+    purpose_id="mifid",
+    lawful_basis=LawfulBasis.LEGAL_OBLIGATION,
+    reference="MiFID II Art. 16(7)",
+    retention_days=1826,
+)
+
+
+def at(seconds: float) -> dt.datetime:
+    return T0 + dt.timedelta(seconds=seconds)
+
+
+def started(call_id: str = CALL, calling: str = "+31201234567", called: str = "+31307654321") -> CallStarted:
+    return CallStarted(
+        call_id=call_id,
+        direction=Direction.INBOUND,
+        calling=calling,
+        called=called,
+        local_line=called,
+        agent_id="agent-7",
+        setup_at=at(0),
+        legs=(
+            Leg(
+                leg_id=f"{call_id}-out",
+                call_id=call_id,
+                role=LegRole.OUTSIDE,
+                sip_call_id="a@c",
+                remote_uri="sip:c",
+            ),
+            Leg(
+                leg_id=f"{call_id}-pbx",
+                call_id=call_id,
+                role=LegRole.PBX,
+                sip_call_id="b@p",
+                remote_uri="sip:p",
+            ),
+        ),
+    )
+
+
+def announcement(leg_id: str, start: float, end: float | None, complete: bool = True) -> Announcement:
+    return Announcement(
+        leg_id=leg_id,
+        prompt_id="notice-nl",
+        version="4",
+        language="nl",
+        audio_sha256=SHA,
+        started_at=at(start),
+        ended_at=None if end is None else at(end),
+        complete=complete,
+    )
+
+
+def consent(decision: Decision, seconds: float, call_id: str = CALL) -> ConsentDecision:
+    return ConsentDecision(
+        call_id=call_id,
+        question_id="q-training",
+        question_version="1",
+        purpose_id="training",
+        decision=decision,
+        mechanism="dtmf:1",
+        at=at(seconds),
+    )
+
+
+def recording(first_frame: float, rid: uuid.UUID = RID, call_id: str = CALL) -> RecordingStarted:
+    return RecordingStarted(
+        recording_id=rid,
+        call_id=call_id,
+        file_name=f"{rid}.chr",
+        key_id="300c9c9603b92a4b",
+        started_at=at(first_frame),
+        first_frame_at=at(first_frame),
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[EvidenceStore]:
+    with EvidenceStore(tmp_path / "evidence.db") as evidence:
+        yield evidence
+
+
+def prepared_call(store: EvidenceStore, call_id: str = CALL, **numbers: str) -> None:
+    """A call with its legs, a complete announcement on the outside leg (1 s-9 s) and the evidence purpose."""
+    store.write(started(call_id, **numbers))
+    store.write(announcement(f"{call_id}-out", 1, 9))
+    store.write(CallPurposes(call_id=call_id, purposes=(EVIDENCE,)))
+
+
+def table_count(path: Path, table: str) -> int:
+    with sqlite3.connect(path) as conn:
+        (count,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+    return int(count)
+
+
+# --------------------------------------------------------------------------------------------------
+# Schema and connection settings
+
+
+def test_migrations_are_tracked_and_idempotent(tmp_path: Path) -> None:
+    path = tmp_path / "evidence.db"
+    first = open_writer(path)
+    schema = sorted(first.table_names())
+    first.close()
+    second = open_writer(path)  # applies nothing new
+    assert sorted(second.table_names()) == schema
+    applied = [m.name for m in MIGRATIONS.applied(second)]
+    assert applied == ["0001_evidence_schema", "0002_audit_log_append_only"]
+    rows = second.execute("SELECT migration_set, name FROM _sqlite_migrations ORDER BY id").fetchall()
+    assert rows == [(MIGRATION_SET, "0001_evidence_schema"), (MIGRATION_SET, "0002_audit_log_append_only")]
+    assert MIGRATIONS.pending(second) == []
+    second.close()
+    assert set(schema) >= {
+        "calls",
+        "legs",
+        "announcements_played",
+        "dtmf_events",
+        "consent_decisions",
+        "purposes",
+        "call_purposes",
+        "recordings",
+        "pauses",
+        "later_events",
+        "key_store",
+        "audit_log",
+    }
+
+
+@pytest.mark.parametrize(
+    ("pragma", "expected"),
+    [("journal_mode", "wal"), ("foreign_keys", 1), ("synchronous", 1), ("secure_delete", 1)],
+)
+def test_connection_settings(tmp_path: Path, pragma: str, expected: object) -> None:
+    db = open_writer(tmp_path / "evidence.db")
+    try:
+        assert db.execute(f"PRAGMA {pragma}").fetchone()[0] == expected
+    finally:
+        db.close()
+
+
+def test_reader_connection_is_read_only(tmp_path: Path) -> None:
+    open_writer(tmp_path / "evidence.db").close()
+    reader = open_reader(tmp_path / "evidence.db")
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            reader.execute("INSERT INTO purposes VALUES ('x', 'contract', 'r', 1)")
+    finally:
+        reader.close()
+
+
+def test_open_failure_is_a_storage_error(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="cannot open the evidence database"):
+        EvidenceStore(tmp_path / "missing-dir" / "evidence.db")
+
+
+# --------------------------------------------------------------------------------------------------
+# Time encoding
+
+
+@pytest.mark.parametrize(
+    ("value", "stored"),
+    [
+        (dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC), "2026-03-01T12:00:00.000000+00:00"),
+        (
+            dt.datetime(2026, 3, 1, 13, 0, 0, 5, tzinfo=dt.timezone(dt.timedelta(hours=1))),
+            "2026-03-01T12:00:00.000005+00:00",
+        ),
+        (
+            dt.datetime(2026, 3, 1, 0, 30, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+            "2026-02-28T22:30:00.000000+00:00",
+        ),
+    ],
+)
+def test_times_are_stored_in_utc(value: dt.datetime, stored: str) -> None:
+    assert to_db_time(value) == stored
+    decoded = from_db_time(stored)
+    assert decoded == value
+    assert decoded.tzinfo is dt.UTC
+
+
+@given(st.datetimes(timezones=st.just(dt.UTC)), st.datetimes(timezones=st.just(dt.UTC)))
+def test_stored_text_sorts_like_time(a: dt.datetime, b: dt.datetime) -> None:
+    assert from_db_time(to_db_time(a)) == a
+    assert (to_db_time(a) < to_db_time(b)) == (a < b)
+
+
+def test_naive_datetimes_are_refused() -> None:
+    naive = dt.datetime(2026, 3, 1, 12, 0)
+    with pytest.raises(ValueError, match="naive datetime"):
+        to_db_time(naive)
+    with pytest.raises(ValueError, match="naive datetime"):
+        DtmfEvent(leg_id="leg", digit="1", mechanism="rfc4733", at=naive, counted=True)
+    with pytest.raises(ValueError, match="naive datetime"):
+        CallEnded(call_id=CALL, ended_at=naive, end_reason="bye")
+    with pytest.raises(ValueError, match="has no UTC offset"):
+        from_db_time("2026-03-01T12:00:00")
+
+
+# --------------------------------------------------------------------------------------------------
+# Purposes and retention
+
+
+@pytest.mark.parametrize(
+    ("setup_at", "days", "expected"),
+    [
+        (T0, 90, dt.date(2026, 5, 30)),  # 23:30 UTC on 1 March
+        (dt.datetime(2026, 3, 2, 0, 30, tzinfo=dt.timezone(dt.timedelta(hours=1))), 0, dt.date(2026, 3, 1)),
+        (dt.datetime(2028, 2, 28, 12, 0, tzinfo=dt.UTC), 1, dt.date(2028, 2, 29)),
+        (dt.datetime(2026, 12, 31, 12, 0, tzinfo=dt.UTC), 1826, dt.date(2031, 12, 31)),
+    ],
+)
+def test_delete_after_is_the_utc_call_date_plus_retention(
+    setup_at: dt.datetime, days: int, expected: dt.date
+) -> None:
+    assert delete_after(setup_at, days) == expected
+
+
+def test_record_purposes_stores_delete_after_per_purpose(store: EvidenceStore) -> None:
+    store.write(started())
+    store.write(consent(Decision.GRANTED, 10))
+    store.record_purposes(CallPurposes(call_id=CALL, purposes=(EVIDENCE, TRAINING, MIFID))).result()
+    assert store.delete_after_dates(CALL) == {
+        "evidence": dt.date(2026, 5, 30),
+        "mifid": dt.date(2031, 3, 1),  # 1826 days with 29 February 2028 in between
+        "training": dt.date(2026, 3, 31),
+    }
+
+
+def test_a_changed_purpose_definition_is_refused(store: EvidenceStore) -> None:
+    prepared_call(store)
+    store.write(started("call-2"))
+    changed = Purpose(
+        purpose_id="evidence",
+        lawful_basis=LawfulBasis.CONTRACT,
+        reference="contract terms v3",
+        retention_days=91,
+    )
+    with pytest.raises(InvariantError, match="a changed purpose needs a new id"):
+        store.write(CallPurposes(call_id="call-2", purposes=(changed,)))
+    assert store.delete_after_dates("call-2") == {}
+
+
+@pytest.mark.parametrize(
+    ("decisions", "allowed", "message"),
+    [
+        ([], False, "no consent decision"),
+        ([Decision.REFUSED], False, "the latest decision is refused"),
+        ([Decision.NO_ANSWER], False, "the latest decision is no_answer"),
+        ([Decision.GRANTED], True, ""),
+        ([Decision.NO_ANSWER, Decision.GRANTED], True, ""),
+        ([Decision.GRANTED, Decision.REFUSED], False, "the latest decision is refused"),
+    ],
+)
+def test_consent_purpose_needs_granted_consent(
+    store: EvidenceStore, decisions: list[Decision], allowed: bool, message: str
+) -> None:
+    store.write(started())
+    for index, decision in enumerate(decisions):
+        store.write(consent(decision, 10 + index))
+    request = CallPurposes(call_id=CALL, purposes=(EVIDENCE, TRAINING))
+    if allowed:
+        store.write(request)
+        assert set(store.delete_after_dates(CALL)) == {"evidence", "training"}
+    else:
+        with pytest.raises(InvariantError, match=message):
+            store.write(request)
+        # all or nothing: the evidence purpose written before the failing one was rolled back
+        assert store.delete_after_dates(CALL) == {}
+        assert table_count(store.path, "call_purposes") == 0
+
+
+def test_consent_for_another_call_does_not_count(store: EvidenceStore) -> None:
+    store.write(started())
+    store.write(started("call-2"))
+    store.write(consent(Decision.GRANTED, 10, call_id="call-2"))
+    with pytest.raises(InvariantError, match="without granted consent"):
+        store.write(CallPurposes(call_id=CALL, purposes=(TRAINING,)))
+
+
+def test_purposes_for_an_unknown_call_are_refused(store: EvidenceStore) -> None:
+    with pytest.raises(InvariantError, match="call nope is not recorded"):
+        store.write(CallPurposes(call_id="nope", purposes=(EVIDENCE,)))
+
+
+# --------------------------------------------------------------------------------------------------
+# Recordings
+
+
+def test_recording_needs_its_call(store: EvidenceStore) -> None:
+    with pytest.raises(InvariantError, match="call call-1 is not recorded"):
+        store.write(recording(10))
+    assert table_count(store.path, "recordings") == 0
+
+
+def test_recording_needs_purposes(store: EvidenceStore) -> None:
+    store.write(started())
+    store.write(announcement(f"{CALL}-out", 1, 9))
+    with pytest.raises(InvariantError, match="has no purposes recorded"):
+        store.write(recording(10))
+    assert table_count(store.path, "recordings") == 0
+
+
+@pytest.mark.parametrize(
+    ("announcements", "first_frame", "message"),
+    [
+        ([("out", 1, 9, True)], 9, None),  # exactly at the end is allowed
+        ([("out", 1, 9, True)], 12, None),
+        ([("out", 1, 9, True)], 8.999, "announcement notice-nl on leg call-1-out ended at"),
+        ([("out", 1, 9, True), ("out", 20, 30, True)], 25, "ended at 2026-03-01T23:30:30"),
+        ([("out", 1, 9, True), ("out", 20, None, False)], 25, "never ended"),
+        ([("pbx", 1, 40, True), ("out", 1, 9, True)], 10, None),  # the PBX leg does not count
+        ([("pbx", 1, 9, True)], 10, "no announcement was played to the end on an outside leg"),
+        ([("out", 1, 5, False)], 10, "no announcement was played to the end on an outside leg"),
+        ([], 10, "no announcement was played to the end on an outside leg"),
+    ],
+)
+def test_first_frame_not_before_the_end_of_any_outside_announcement(
+    store: EvidenceStore,
+    announcements: list[tuple[str, float, float | None, bool]],
+    first_frame: float,
+    message: str | None,
+) -> None:
+    store.write(started())
+    for leg, start, end, complete in announcements:
+        store.write(announcement(f"{CALL}-{leg}", start, end, complete))
+    store.write(CallPurposes(call_id=CALL, purposes=(EVIDENCE,)))
+    if message is None:
+        store.write(recording(first_frame))
+        assert [r.recording_id for r in store.recordings_list()] == [RID]
+    else:
+        with pytest.raises(InvariantError, match=message):
+            store.write(recording(first_frame))
+        assert store.recordings_list() == []
+
+
+def test_recording_life_cycle(store: EvidenceStore) -> None:
+    prepared_call(store)
+    store.record_recording_started(recording(10)).result()
+    (row,) = store.recordings_list()
+    assert (row.state, row.finished_at, row.audio_sha256, row.size_bytes) == (
+        RecordingState.RECORDING,
+        None,
+        None,
+        None,
+    )
+    end = RecordingEnd(
+        recording_id=RID, finished_at=at(70), audio_sha256=SHA, size_bytes=1234, duration_ms=60000
+    )
+    store.record_recording_finished(end).result()
+    (row,) = store.recordings_list()
+    assert (row.state, row.finished_at, row.audio_sha256, row.size_bytes, row.duration_ms) == (
+        RecordingState.COMPLETE,
+        at(70),
+        SHA,
+        1234,
+        60000,
+    )
+    with pytest.raises(InvariantError, match="is not recorded or not running"):
+        store.record_recording_truncated(end).result()
+
+
+def test_truncated_recording(store: EvidenceStore) -> None:
+    prepared_call(store)
+    store.write(recording(10))
+    end = RecordingEnd(
+        recording_id=RID, finished_at=at(20), audio_sha256=SHA, size_bytes=10, duration_ms=9000
+    )
+    store.record_recording_truncated(end).result()
+    assert [r.state for r in store.recordings_list()] == [RecordingState.TRUNCATED]
+
+
+def test_pause_needs_its_recording(store: EvidenceStore) -> None:
+    prepared_call(store)
+    pause = Pause(recording_id=RID, reason=PauseReason.HOLD, started_at=at(20), ended_at=at(30))
+    with pytest.raises(InvariantError, match="which is not recorded"):
+        store.write(pause)
+
+
+def test_call_started_is_all_or_nothing(store: EvidenceStore) -> None:
+    store.write(started())
+    clash = CallStarted(
+        call_id="call-2",
+        direction=Direction.OUTBOUND,
+        calling="+31301111111",
+        called="+31302222222",
+        local_line="+31301111111",
+        agent_id=None,
+        setup_at=at(5),
+        legs=(
+            Leg(
+                leg_id=f"{CALL}-out",
+                call_id="call-2",
+                role=LegRole.OUTSIDE,
+                sip_call_id="x",
+                remote_uri="sip:x",
+            ),
+        ),
+    )
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+        store.write(clash)
+    assert store.calls_for_number("+31301111111") == []
+
+
+def test_foreign_keys_are_enforced(store: EvidenceStore) -> None:
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+        store.write(announcement("no-such-leg", 1, 2))
+
+
+# --------------------------------------------------------------------------------------------------
+# Lookups and the timeline
+
+
+def test_calls_for_number_matches_calling_or_called(store: EvidenceStore) -> None:
+    store.write(started("c1", calling="+31611111111", called="+31300000000"))
+    store.write(started("c2", calling="+31300000000", called="+31622222222"))
+    store.write(started("c3", calling="+31622222222", called="+31611111111"))
+    assert [c.call_id for c in store.calls_for_number("+31611111111")] == ["c1", "c3"]
+    assert [c.call_id for c in store.calls_for_number("+31300000000")] == ["c1", "c2"]
+    assert store.calls_for_number("+31699999999") == []
+    (call,) = store.calls_for_number("+31622222222")[:1]
+    assert (call.direction, call.agent_id, call.setup_at, call.ended_at) == (
+        Direction.INBOUND,
+        "agent-7",
+        T0,
+        None,
+    )
+
+
+def test_recordings_list_filters(store: EvidenceStore) -> None:
+    for index, number in enumerate(["+31611111111", "+31622222222", "+31611111111"]):
+        call_id = f"c{index}"
+        prepared_call(store, call_id, calling=number)
+        rid = uuid.UUID(int=index + 1)
+        store.write(recording(10 + 100 * index, rid=rid, call_id=call_id))
+    store.record_recording_finished(
+        RecordingEnd(
+            recording_id=uuid.UUID(int=1), finished_at=at(50), audio_sha256=SHA, size_bytes=1, duration_ms=1
+        )
+    ).result()
+
+    def ids(**filters: object) -> list[int]:
+        return [r.recording_id.int for r in store.recordings_list(**filters)]  # type: ignore[arg-type]
+
+    assert ids() == [1, 2, 3]
+    assert ids(number="+31611111111") == [1, 3]
+    assert ids(since=at(110)) == [2, 3]
+    assert ids(since=at(110), until=at(210)) == [2]
+    assert ids(state=RecordingState.RECORDING) == [2, 3]
+    assert ids(state=RecordingState.COMPLETE) == [1]
+    assert ids(limit=2) == [1, 2]
+
+
+def test_call_timeline_is_in_time_order(store: EvidenceStore) -> None:
+    # written out of time order on purpose
+    store.write(started())
+    store.write(consent(Decision.GRANTED, 12))
+    store.write(DtmfEvent(leg_id=f"{CALL}-out", digit="1", mechanism="rfc4733", at=at(11.5), counted=True))
+    store.write(announcement(f"{CALL}-out", 1, 9))
+    store.write(announcement(f"{CALL}-out", 9, 11))  # consent prompt, starts as the notice ends
+    store.write(CallPurposes(call_id=CALL, purposes=(EVIDENCE, TRAINING)))
+    store.write(recording(13))
+    store.write(Pause(recording_id=RID, reason=PauseReason.PCI, started_at=at(40), ended_at=at(55)))
+    store.write(Pause(recording_id=RID, reason=PauseReason.HOLD, started_at=at(20), ended_at=at(30)))
+    store.write(DtmfEvent(leg_id=f"{CALL}-out", digit="4", mechanism="rfc4733", at=at(45), counted=False))
+    store.record_recording_finished(
+        RecordingEnd(recording_id=RID, finished_at=at(60), audio_sha256=SHA, size_bytes=9, duration_ms=47000)
+    ).result()
+    store.record_call_ended(CallEnded(call_id=CALL, ended_at=at(60), end_reason="bye from outside")).result()
+    store.record_later_event(
+        LaterEvent(
+            call_id=CALL,
+            kind=LaterEventKind.ACCESS,
+            at=T0 + dt.timedelta(days=3),
+            actor="dpo",
+            detail={"request": "dsar-17"},
+        )
+    ).result()
+
+    timeline = store.call_timeline(CALL)
+    assert [(e.at - T0, e.kind) for e in timeline] == [
+        (dt.timedelta(0), TimelineKind.CALL_SETUP),
+        (dt.timedelta(seconds=1), TimelineKind.ANNOUNCEMENT_START),
+        (dt.timedelta(seconds=9), TimelineKind.ANNOUNCEMENT_START),
+        (dt.timedelta(seconds=9), TimelineKind.ANNOUNCEMENT_END),
+        (dt.timedelta(seconds=11), TimelineKind.ANNOUNCEMENT_END),
+        (dt.timedelta(seconds=11.5), TimelineKind.DTMF),
+        (dt.timedelta(seconds=12), TimelineKind.CONSENT),
+        (dt.timedelta(seconds=13), TimelineKind.RECORDING_START),
+        (dt.timedelta(seconds=13), TimelineKind.FIRST_FRAME),
+        (dt.timedelta(seconds=20), TimelineKind.PAUSE_START),
+        (dt.timedelta(seconds=30), TimelineKind.PAUSE_END),
+        (dt.timedelta(seconds=40), TimelineKind.PAUSE_START),
+        (dt.timedelta(seconds=45), TimelineKind.DTMF),
+        (dt.timedelta(seconds=55), TimelineKind.PAUSE_END),
+        (dt.timedelta(seconds=60), TimelineKind.RECORDING_END),
+        (dt.timedelta(seconds=60), TimelineKind.CALL_END),
+        (dt.timedelta(days=3), TimelineKind.LATER_EVENT),
+    ]
+    assert timeline[5].detail == {"digit": "1", "mechanism": "rfc4733", "counted": True}
+    assert timeline[9].detail == {"reason": "hold"}
+    assert timeline[11].detail == {"reason": "pci"}
+    assert timeline[12].detail == {"digit": "4", "mechanism": "rfc4733", "counted": False}
+    assert timeline[14].detail == {
+        "state": "complete",
+        "audio_sha256": SHA,
+        "size_bytes": 9,
+        "duration_ms": 47000,
+    }
+    assert timeline[16].detail == {"kind": "access", "actor": "dpo", "request": "dsar-17"}
+    assert all(e.at.tzinfo is dt.UTC for e in timeline)
+
+
+def test_timeline_of_unknown_call(store: EvidenceStore) -> None:
+    with pytest.raises(NotFoundError, match="call nope is not recorded"):
+        store.call_timeline("nope")
+
+
+# --------------------------------------------------------------------------------------------------
+# One writer, concurrent readers (WAL)
+
+
+def test_reader_sees_committed_rows_while_the_writer_holds_a_transaction(store: EvidenceStore) -> None:
+    store.write(started("c1", calling="+31611111111"))
+    inside = threading.Event()
+    release = threading.Event()
+
+    def slow_write(db: Database) -> None:
+        # runs in the writer's transaction: a second call, uncommitted until release
+        db.execute(
+            "INSERT INTO calls (id, direction, calling, called, local_line, setup_at) VALUES (?, ?, ?, ?, ?, ?)",
+            ["c2", "inbound", "+31611111111", "+31300000000", "+31300000000", to_db_time(at(1))],
+        )
+        inside.set()
+        assert release.wait(10)
+
+    pending = store.submit_write(slow_write)
+    assert inside.wait(10)
+    # the writer is mid-transaction: the reader is not blocked and sees only committed rows
+    assert [c.call_id for c in store.calls_for_number("+31611111111")] == ["c1"]
+    release.set()
+    pending.result(timeout=10)
+    assert [c.call_id for c in store.calls_for_number("+31611111111")] == ["c1", "c2"]
+
+
+def test_writes_run_on_one_thread_in_submission_order(store: EvidenceStore) -> None:
+    threads: set[int] = set()
+
+    def note(db: Database) -> int:
+        threads.add(threading.get_ident())
+        return len(threads)
+
+    writes = [store.submit(started(f"c{i}", calling="+31611111111")) for i in range(20)]
+    notes = [store.submit_write(note) for _ in range(3)]
+    for write in writes:
+        write.result(timeout=10)
+    assert [n.result(timeout=10) for n in notes] == [1, 1, 1]
+    assert len(threads) == 1
+    assert threading.get_ident() not in threads
+    assert [c.call_id for c in store.calls_for_number("+31611111111")] == [f"c{i}" for i in range(20)]
+
+
+def test_closed_store_refuses_work(tmp_path: Path) -> None:
+    evidence = EvidenceStore(tmp_path / "evidence.db")
+    evidence.close()
+    evidence.close()  # idempotent
+    with pytest.raises(StorageError, match="closed"):
+        evidence.write(started())
