@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import os
 import sys
@@ -15,6 +16,9 @@ from announcements import AnnouncementError, PromptLibrary, PromptSet
 from callherald import __version__
 from callherald.app import run_forever
 from config import HOME_ENV, Config, ConfigError, default_config, load_config
+from storage.keys import generate_private_key, key_id, save_private_key, save_public_key
+
+MIN_PASSPHRASE_CHARS = 12
 
 __all__ = ["main"]
 
@@ -72,6 +76,47 @@ def check_prompt_files(config: Config) -> list[AnnouncementError]:
     return problems
 
 
+PASSPHRASE_ENV = "CALLHERALD_KEY_PASSPHRASE"
+
+
+def _new_passphrase() -> str | None:
+    """The passphrase for a new private key: from the environment, else asked twice."""
+    passphrase = os.environ.get(PASSPHRASE_ENV)
+    if not passphrase:
+        if not sys.stdin.isatty():
+            print(f"no terminal to ask for a passphrase: set {PASSPHRASE_ENV}", file=sys.stderr)
+            return None
+        passphrase = getpass.getpass("Passphrase for the new private key: ")
+        if getpass.getpass("Same passphrase again: ") != passphrase:
+            print("the passphrases differ", file=sys.stderr)
+            return None
+    if len(passphrase) < MIN_PASSPHRASE_CHARS:
+        print(f"the passphrase needs at least {MIN_PASSPHRASE_CHARS} characters", file=sys.stderr)
+        return None
+    return passphrase
+
+
+def _keys_generate(args: argparse.Namespace) -> int:
+    directory = Path(args.out)
+    private_path = directory / f"{args.name}.key"
+    public_path = directory / f"{args.name}.pub"
+    for path in (private_path, public_path):
+        if path.exists():
+            print(f"{path} exists already; refusing to overwrite a key", file=sys.stderr)
+            return 2
+    passphrase = _new_passphrase()
+    if passphrase is None:
+        return 2
+    directory.mkdir(parents=True, exist_ok=True)
+    private_key = generate_private_key()
+    save_private_key(private_path, private_key, passphrase)
+    save_public_key(public_path, private_key.public_key())
+    print(f"key id {key_id(private_key.public_key())}")
+    print(f"private key (keep it away from the proxy): {private_path}")
+    print(f"public key (give it to the proxy as a recipient): {public_path}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="callherald",
@@ -87,6 +132,15 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a configuration file and report every problem")
     check.add_argument("file", metavar="FILE")
     check.set_defaults(handler=_check_config)
+    keys = commands.add_parser("keys", help="manage the key pairs that recordings are encrypted for")
+    key_commands = keys.add_subparsers(dest="keys_command", metavar="KEYS_COMMAND", required=True)
+    generate = key_commands.add_parser(
+        "generate",
+        help=f"make an X25519 key pair, the private key under a passphrase (or {PASSPHRASE_ENV})",
+    )
+    generate.add_argument("--out", metavar="DIR", required=True, help="where to write NAME.key and NAME.pub")
+    generate.add_argument("--name", default="reviewer", help="file name stem (default: reviewer)")
+    generate.set_defaults(handler=_keys_generate)
     return parser
 
 

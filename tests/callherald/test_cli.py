@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 
 from callherald import __version__
-from callherald.cli import main
+from callherald.cli import PASSPHRASE_ENV, main
 from config import EMBEDDED_DEFAULT_YAML
+from storage.crypto import WrongPassphraseError, key_id
+from storage.keys import load_private_key, load_public_key
 
 CALLHERALD = Path(sys.executable).with_name("callherald")
 
@@ -145,3 +147,29 @@ def test_check_config_names_a_corrupt_announcement(
     error = capsys.readouterr().err
     assert "announcement 'welcome' (nl)" in error
     assert "broken.wav" in error
+
+
+def test_keys_generate_writes_a_protected_pair(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(PASSPHRASE_ENV, "correct horse battery staple")
+    assert main(["keys", "generate", "--out", str(tmp_path / "keys"), "--name", "dpo"]) == 0
+    out = capsys.readouterr().out
+    private_key = load_private_key(tmp_path / "keys" / "dpo.key", "correct horse battery staple")
+    public_key = load_public_key(tmp_path / "keys" / "dpo.pub")
+    assert public_key.public_bytes_raw() == private_key.public_key().public_bytes_raw()
+    assert f"key id {key_id(public_key)}" in out
+    with pytest.raises(WrongPassphraseError):
+        load_private_key(tmp_path / "keys" / "dpo.key", "wrong passphrase!!")
+    # never overwrites a key
+    assert main(["keys", "generate", "--out", str(tmp_path / "keys"), "--name", "dpo"]) == 2
+    assert "exists already" in capsys.readouterr().err
+
+
+def test_keys_generate_refuses_a_short_passphrase(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(PASSPHRASE_ENV, "short")
+    assert main(["keys", "generate", "--out", str(tmp_path)]) == 2
+    assert "at least 12 characters" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
