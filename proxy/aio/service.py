@@ -95,16 +95,8 @@ class ProxyService:
         def accept_source(host: str) -> bool:
             return self.core.accepts_source(host, side)
 
-        if spec.transport == "tcp":
-            return await start_tcp(
-                spec.host,
-                spec.port,
-                on_message,
-                limits=self._limits,
-                logger=self._log,
-                accept_source=accept_source,
-            )
-        return await start_udp(
+        start = start_tcp if spec.transport == "tcp" else start_udp
+        return await start(
             spec.host,
             spec.port,
             on_message,
