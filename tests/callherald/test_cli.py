@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 import wave
 from pathlib import Path
 
@@ -51,59 +46,6 @@ def test_check_config_names_file_line_and_key(tmp_path: Path, capsys: pytest.Cap
     line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if "eighty" in text)
     assert main(["check-config", str(path)]) == 2
     assert f"{path}:{line}: carrier.port: expected an integer" in capsys.readouterr().err
-
-
-def _options(port: int) -> bytes:
-    return (
-        f"OPTIONS sip:ping@127.0.0.1:{port} SIP/2.0\r\n"
-        "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKcli1;rport\r\n"
-        "From: <sip:test@127.0.0.1>;tag=cli\r\nTo: <sip:ping@127.0.0.1>\r\n"
-        "Call-ID: cli-options@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-    ).encode()
-
-
-def _port_busy(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
-
-@pytest.mark.e2e
-def test_serve_without_config_listens_on_the_embedded_default(tmp_path: Path) -> None:
-    if _port_busy(5060) or _port_busy(5070):
-        pytest.skip("the embedded default ports 5060/5070 are in use on this machine")
-    process = subprocess.Popen(
-        [str(CALLHERALD), "serve"],
-        cwd=tmp_path,
-        env={**os.environ, "CALLHERALD_HOME": str(tmp_path / "home")},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    try:
-        answers = []
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            sock.settimeout(0.3)
-            for port in (5060, 5070):
-                deadline = time.monotonic() + 10
-                while time.monotonic() < deadline:
-                    sock.sendto(_options(port), ("127.0.0.1", port))
-                    try:
-                        data, _ = sock.recvfrom(4096)
-                    except TimeoutError:
-                        continue
-                    answers.append(data.split(b"\r\n", 1)[0])
-                    break
-        assert answers == [b"SIP/2.0 200 OK", b"SIP/2.0 200 OK"]
-    finally:
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=10)
-    assert process.returncode == 0
-    assert b"running the embedded default" in output
 
 
 def _write_tone_wav(path: Path, seconds: float = 1.0) -> None:
