@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import wave
 from pathlib import Path
 
@@ -14,8 +13,6 @@ from callherald.cli import PASSPHRASE_ENV, main
 from config import EMBEDDED_DEFAULT_YAML
 from storage.crypto import WrongPassphraseError, key_id
 from storage.keys import load_private_key, load_public_key
-
-CALLHERALD = Path(sys.executable).with_name("callherald")
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
