@@ -991,42 +991,11 @@ class EvidenceStore:
 
     # -- named writes --------------------------------------------------------------------------------
 
-    def record_call_started(self, call: CallStarted) -> Future[None]:
-        return self.submit(call)
-
-    def record_call_ended(self, ended: CallEnded) -> Future[None]:
-        return self.submit(ended)
-
-    def record_leg(self, leg: Leg) -> Future[None]:
-        return self.submit(leg)
-
-    def record_announcement(self, announcement: Announcement) -> Future[None]:
-        return self.submit(announcement)
-
-    def record_dtmf(self, event: DtmfEvent) -> Future[None]:
-        return self.submit(event)
-
-    def record_consent(self, decision: ConsentDecision) -> Future[None]:
-        return self.submit(decision)
-
-    def record_purposes(self, purposes: CallPurposes) -> Future[None]:
-        """Store the call's purposes (all or none) with ``delete_after`` computed per purpose."""
-        return self.submit(purposes)
-
-    def record_recording_started(self, started: RecordingStarted) -> Future[None]:
-        return self.submit(started)
-
     def record_recording_finished(self, end: RecordingEnd) -> Future[None]:
         return self.submit_write(lambda db: _write_recording_end(db, end, RecordingState.COMPLETE))
 
     def record_recording_truncated(self, end: RecordingEnd) -> Future[None]:
         return self.submit_write(lambda db: _write_recording_end(db, end, RecordingState.TRUNCATED))
-
-    def record_pause(self, pause: Pause) -> Future[None]:
-        return self.submit(pause)
-
-    def record_later_event(self, event: LaterEvent) -> Future[None]:
-        return self.submit(event)
 
     def audit_append(
         self,

@@ -284,7 +284,7 @@ def test_delete_after_is_the_utc_call_date_plus_retention(
 def test_record_purposes_stores_delete_after_per_purpose(store: EvidenceStore) -> None:
     store.write(started())
     store.write(consent(Decision.GRANTED, 10))
-    store.record_purposes(CallPurposes(call_id=CALL, purposes=(EVIDENCE, TRAINING, MIFID))).result()
+    store.submit(CallPurposes(call_id=CALL, purposes=(EVIDENCE, TRAINING, MIFID))).result()
     assert store.delete_after_dates(CALL) == {
         "evidence": dt.date(2026, 5, 30),
         "mifid": dt.date(2031, 3, 1),  # 1826 days with 29 February 2028 in between
@@ -401,7 +401,7 @@ def test_first_frame_not_before_the_end_of_any_outside_announcement(
 
 def test_recording_life_cycle(store: EvidenceStore) -> None:
     prepared_call(store)
-    store.record_recording_started(recording(10)).result()
+    store.submit(recording(10)).result()
     (row,) = store.recordings_list()
     assert (row.state, row.finished_at, row.audio_sha256, row.size_bytes) == (
         RecordingState.RECORDING,
@@ -531,8 +531,8 @@ def test_call_timeline_is_in_time_order(store: EvidenceStore) -> None:
     store.record_recording_finished(
         RecordingEnd(recording_id=RID, finished_at=at(60), audio_sha256=SHA, size_bytes=9, duration_ms=47000)
     ).result()
-    store.record_call_ended(CallEnded(call_id=CALL, ended_at=at(60), end_reason="bye from outside")).result()
-    store.record_later_event(
+    store.submit(CallEnded(call_id=CALL, ended_at=at(60), end_reason="bye from outside")).result()
+    store.submit(
         LaterEvent(
             call_id=CALL,
             kind=LaterEventKind.ACCESS,
