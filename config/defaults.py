@@ -85,6 +85,7 @@ DEFAULT_POLICIES: tuple[Policy, ...] = (
     Policy(
         name="default",
         match=PolicyMatch(direction=CallDirection.ANY, called=(), calling=()),
+        record=True,
         notice=EMBEDDED_PROMPT_SET_ID,
         language="nl",
         purposes=("evidence", "training"),
@@ -161,6 +162,7 @@ consent_questions:
 policies:               # first match wins; the last one must match every call
   - name: default
     match: {direction: any}
+    record: true
     notice: default
     language: nl
     purposes: [evidence, training]

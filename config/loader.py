@@ -550,30 +550,66 @@ def _read_match(r: Reader) -> PolicyMatch:
     )
 
 
+RECORDING_ONLY_KEYS = ("notice", "language", "purposes", "questions", "withdrawal_digit", "pci_pause_code")
+"""Policy keys that only a recording policy may give (with ``record: false`` there is nothing to
+announce, ask or record)."""
+_NOT_RECORDED = (
+    "not allowed when record is false (calls this policy matches are neither announced nor recorded)"
+)
+"""The problem reported for each of `RECORDING_ONLY_KEYS` given in a ``record: false`` policy."""
+
+
 def _policy_reader(catalog: _Catalog) -> Callable[[Reader], Policy]:
     def read(r: Reader) -> Policy:
         name = r.str_("name")
         match = r.mapping("match", _read_match, required=False)
-        notice = r.parsed("notice", ID)
-        language = r.parsed("language", LANGUAGE, None)
-        policy = Policy(
-            name=name,
-            match=match,
-            notice=notice,
-            language=catalog.default_language if language is None else language,
-            purposes=r.scalar_list("purposes", ID, min_items=1, noun="purpose id"),
-            questions=r.scalar_list("questions", ID, (), noun="question id"),
-            mode=r.choice("mode", AnnouncementMode, AnnouncementMode.ANSWER),
-            on_failure=r.choice("on_failure", FailureBehaviour, FailureBehaviour.CONNECT_UNRECORDED),
-            withdrawal_digit=r.parsed("withdrawal_digit", DTMF_DIGIT, None),
-            pci_pause_code=r.parsed("pci_pause_code", DTMF_CODE, None),
+        # An unreadable ``record`` is reported once; the rest is read as a recording policy.
+        record = r.bool_("record", True) or not r.ok("record")
+        policy = (
+            _read_recording(r, name, match, catalog)
+            if record
+            else _read_not_recording(r, name, match, catalog)
         )
         catalog.matches.append(policy.match if r.ok("match") else None)
         if not r.silent:
-            _check_policy(r, policy, catalog, language_key="notice" if language is None else "language")
+            given_language = record and r.has("language")
+            _check_policy(r, policy, catalog, language_key="language" if given_language else "notice")
         return policy
 
     return read
+
+
+def _read_recording(r: Reader, name: str, match: PolicyMatch, catalog: _Catalog) -> Policy:
+    notice = r.parsed("notice", ID)
+    language = r.parsed("language", LANGUAGE, None)
+    return Policy(
+        name=name,
+        match=match,
+        record=True,
+        notice=notice,
+        language=catalog.default_language if language is None else language,
+        purposes=r.scalar_list("purposes", ID, min_items=1, noun="purpose id"),
+        questions=r.scalar_list("questions", ID, (), noun="question id"),
+        mode=r.choice("mode", AnnouncementMode, AnnouncementMode.ANSWER),
+        on_failure=r.choice("on_failure", FailureBehaviour, FailureBehaviour.CONNECT_UNRECORDED),
+        withdrawal_digit=r.parsed("withdrawal_digit", DTMF_DIGIT, None),
+        pci_pause_code=r.parsed("pci_pause_code", DTMF_CODE, None),
+    )
+
+
+def _read_not_recording(r: Reader, name: str, match: PolicyMatch, catalog: _Catalog) -> Policy:
+    """A ``record: false`` policy: calls it matches hear no notice and are not recorded, so every
+    key about announcing, asking or recording is an error (its value is not read)."""
+    for key in RECORDING_ONLY_KEYS:
+        r.forbidden(key, _NOT_RECORDED)
+    return Policy(
+        name=name,
+        match=match,
+        record=False,
+        language=catalog.default_language,
+        mode=r.choice("mode", AnnouncementMode, AnnouncementMode.ANSWER),
+        on_failure=r.choice("on_failure", FailureBehaviour, FailureBehaviour.CONNECT_UNRECORDED),
+    )
 
 
 def _check_policy(r: Reader, policy: Policy, catalog: _Catalog, *, language_key: str) -> None:
@@ -583,7 +619,7 @@ def _check_policy(r: Reader, policy: Policy, catalog: _Catalog, *, language_key:
     questions_read = r.ok("questions")
     language = policy.language if r.ok("language") else ""
 
-    if r.ok("notice"):
+    if policy.notice is not None and r.ok("notice"):
         languages = catalog.prompt_languages.get(policy.notice)
         if languages is None:
             r.error("notice", _unknown("prompt set", policy.notice, catalog.prompt_languages))

@@ -342,6 +342,12 @@ class Reader:
             path = f"{path}[{item}]"
         self.ctx.report(line, path, message)
 
+    def forbidden(self, key: str, message: str) -> None:
+        """Report ``key`` with ``message`` when the mapping gives it a value here (an explicit null
+        counts as absent). Its value is not read, so it is reported once, and never as unknown."""
+        if self._lookup(key) is not None and self.has(key):
+            self.error(key, message)
+
     def ok(self, *keys: str) -> bool:
         """True when each key was read without a problem (so cross-key checks may use them)."""
         return not self.silent and not any(key in self._failed for key in keys)

@@ -464,23 +464,34 @@ class PolicyMatch:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Policy:
-    """What happens on a call: the notice, the purposes it is recorded for and the consent questions.
+    """What happens on a call: the notice, the purposes it is recorded for and the consent questions,
+    or, with ``record`` false, nothing at all (no notice, no question, no recording).
 
     Policies are tried in order and the first that matches a call applies; the list must cover every
-    call (end it with a catch-all policy without ``match`` prefixes)."""
+    call (end it with a catch-all policy without ``match`` prefixes).
+
+    The loader guarantees: with ``record`` true, ``notice`` is set and ``purposes`` has at least one
+    item; with ``record`` false, ``notice`` is None, ``purposes``, ``questions`` are empty,
+    ``withdrawal_digit`` and ``pci_pause_code`` are None and ``language`` is
+    ``announcements.default_language``."""
 
     name: str
     """Unique name, for logs and the evidence record."""
     match: PolicyMatch = field(default_factory=PolicyMatch)
     """The calls it applies to. Default: every call."""
-    notice: str
-    """The id of the prompt set played as the recording notice (``default``: the embedded one)."""
+    record: bool = True
+    """False: calls it matches are neither announced nor recorded (e.g. emergency numbers); then
+    notice, language, purposes, questions, withdrawal_digit and pci_pause_code must be absent.
+    Default true."""
+    notice: str | None = None
+    """The id of the prompt set played as the recording notice (``default``: the embedded one).
+    Required when ``record`` is true; None when it is false."""
     language: str
     """Language of the notice and questions, a tag such as ``nl``. Default:
-    ``announcements.default_language``."""
-    purposes: tuple[str, ...]
-    """Ids of the purposes calls are recorded for (at least one, each once). Every consent-based
-    purpose needs a question in ``questions``."""
+    ``announcements.default_language`` (always so when ``record`` is false, where it is unused)."""
+    purposes: tuple[str, ...] = ()
+    """Ids of the purposes calls are recorded for (at least one, each once) when ``record`` is true;
+    empty when it is false. Every consent-based purpose needs a question in ``questions``."""
     questions: tuple[str, ...] = ()
     """Ids of the consent questions asked after the notice, in order; one per consent-based purpose
     of this policy. Default: none."""
@@ -567,9 +578,9 @@ class Config:
         raise KeyError(question_id)
 
     def policy_purposes(self, policy: Policy) -> tuple[Purpose, ...]:
-        """The purposes ``policy`` names, in its order."""
+        """The purposes ``policy`` names, in its order (none when it does not record)."""
         return tuple(self.purpose(purpose_id) for purpose_id in policy.purposes)
 
     def policy_questions(self, policy: Policy) -> tuple[ConsentQuestion, ...]:
-        """The consent questions ``policy`` asks, in its order."""
+        """The consent questions ``policy`` asks, in its order (none when it does not record)."""
         return tuple(self.consent_question(question_id) for question_id in policy.questions)

@@ -153,6 +153,9 @@ consent_questions:
     prompt_set: default
     yes_digit: "#"
 policies:
+  - name: emergency
+    match: {called: ["112"]}
+    record: false
   - name: sales-inbound
     match:
       direction: inbound
@@ -314,10 +317,24 @@ def full_example_config(config_dir: Path) -> Config:
         ),
         policies=(
             Policy(
+                name="emergency",
+                match=PolicyMatch(direction=CallDirection.ANY, called=("112",), calling=()),
+                record=False,
+                notice=None,
+                language="nl",
+                purposes=(),
+                questions=(),
+                mode=AnnouncementMode.ANSWER,
+                on_failure=FailureBehaviour.CONNECT_UNRECORDED,
+                withdrawal_digit=None,
+                pci_pause_code=None,
+            ),
+            Policy(
                 name="sales-inbound",
                 match=PolicyMatch(
                     direction=CallDirection.INBOUND, called=("+3120123", "020123"), calling=("+31",)
                 ),
+                record=True,
                 notice="welcome",
                 language="en-GB",
                 purposes=("evidence", "training"),
@@ -330,6 +347,7 @@ def full_example_config(config_dir: Path) -> Config:
             Policy(
                 name="everything-else",
                 match=PolicyMatch(direction=CallDirection.ANY, called=(), calling=()),
+                record=True,
                 notice="default",
                 language="nl",
                 purposes=("evidence", "quality", "mifid", "training"),

@@ -73,6 +73,14 @@ def before_all(policy: str, text: str = BASE) -> str:
     return pedit("policies:\n", f"policies:\n  - {policy}\n", text)
 
 
+# BASE with its one policy replaced by a catch-all that does not record; a key added to it is on line 30.
+NOT_RECORDED = BASE.split("policies:\n")[0] + "policies:\n  - name: all\n    record: false\n"
+NOT_RECORDED_MESSAGE = (
+    "not allowed when record is false (calls this policy matches are neither announced nor recorded)"
+)
+EMERGENCY = '{name: emergency, match: {called: ["112", "911"]}, record: false}'
+
+
 @pytest.fixture
 def prompt_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Relative prompt files resolve against the working directory when no base_dir is given."""
@@ -109,6 +117,7 @@ def test_base_is_valid() -> None:
         Policy(
             name="all",
             match=PolicyMatch(direction=CallDirection.ANY, called=(), calling=()),
+            record=True,
             notice="default",
             language="nl",
             purposes=("evidence", "training"),
@@ -462,6 +471,68 @@ POLICY_ERROR_CASES = [
         "callherald.yaml:27: policies: expected a list of at least 1 policy, got an empty list",
         id="no-policies",
     ),
+    # -- record -----------------------------------------------------------------------------------
+    pytest.param(
+        pedit("  - name: all\n", '  - name: all\n    record: "no"\n'),
+        "callherald.yaml:29: policies[0].record: expected true or false, got 'no'",
+        id="record-not-a-bool",
+    ),
+    pytest.param(
+        pedit("  - name: all\n", "  - name: all\n    record: 0\n"),
+        "callherald.yaml:29: policies[0].record: expected true or false, got 0",
+        id="record-a-number",
+    ),
+    pytest.param(
+        pedit("    notice: default\n", "    record: true\n"),
+        "callherald.yaml:28: policies[0]: missing required key 'notice'",
+        id="recording-policy-without-notice",
+    ),
+    pytest.param(
+        pedit("    notice: default\n", ""),
+        "callherald.yaml:28: policies[0]: missing required key 'notice'",
+        id="default-policy-without-notice",
+    ),
+    pytest.param(
+        pedit("    purposes: [evidence, training]\n", "    record: true\n"),
+        "callherald.yaml:28: policies[0]: missing required key 'purposes'",
+        id="recording-policy-without-purposes",
+    ),
+    pytest.param(
+        pedit("[evidence, training]", "[]").replace(
+            "    questions: [training-consent]\n", "    record: true\n"
+        ),
+        "callherald.yaml:30: policies[0].purposes: expected a list of at least 1 purpose id, got an empty list",
+        id="recording-policy-with-empty-purposes",
+    ),
+    pytest.param(
+        BASE + f"  - {EMERGENCY}\n",
+        "callherald.yaml:32: policies[1]: policy 'emergency' never applies: policy 'all' (entry 0) comes "
+        "first and matches every call it matches",
+        id="not-recording-policy-after-catch-all",
+    ),
+    pytest.param(
+        NOT_RECORDED + '  - {name: late, match: {called: ["+31"]}, notice: default, purposes: [evidence]}\n',
+        "callherald.yaml:30: policies[1]: policy 'late' never applies: policy 'all' (entry 0) comes first "
+        "and matches every call it matches",
+        id="policy-after-not-recording-catch-all",
+    ),
+    pytest.param(
+        BASE.split("policies:\n")[0] + f"policies:\n  - {EMERGENCY}\n",
+        "callherald.yaml:27: policies: no policy matches every call; end the list with a catch-all policy "
+        "(no called or calling prefixes, direction any)",
+        id="not-recording-policy-is-no-catch-all",
+    ),
+    pytest.param(
+        before_all("{name: out, match: {direction: outbound}, record: false, mode: early_media}"),
+        "callherald.yaml:28: policies[0].mode: early_media applies to inbound calls, but this policy matches "
+        "outbound calls only",
+        id="not-recording-early-media-outbound",
+    ),
+    pytest.param(
+        NOT_RECORDED + "    lang: nl\n",
+        "callherald.yaml:30: policies[0].lang: unknown key; did you mean 'language'?",
+        id="not-recording-unknown-key",
+    ),
     # -- sections given together ------------------------------------------------------------------
     pytest.param(
         BASE.split("consent_questions:\n")[0],
@@ -500,6 +571,156 @@ def test_one_mistake_is_reported_once() -> None:
     ]
 
 
+# -- record: false -------------------------------------------------------------------------------------
+
+NOT_RECORDING_POLICY = Policy(
+    name="all",
+    match=PolicyMatch(direction=CallDirection.ANY, called=(), calling=()),
+    record=False,
+    notice=None,
+    language="nl",
+    purposes=(),
+    questions=(),
+    mode=AnnouncementMode.ANSWER,
+    on_failure=FailureBehaviour.CONNECT_UNRECORDED,
+    withdrawal_digit=None,
+    pci_pause_code=None,
+)
+
+
+@pytest.mark.usefixtures("prompt_files")
+@pytest.mark.parametrize(
+    "line",
+    [
+        pytest.param("notice: default", id="notice"),
+        pytest.param("notice: welcom", id="notice-unknown-prompt-set"),
+        pytest.param("language: en", id="language"),
+        pytest.param("language: NL", id="language-invalid"),
+        pytest.param("purposes: [evidence]", id="purposes"),
+        pytest.param("purposes: []", id="purposes-empty"),
+        pytest.param("questions: [training-consent]", id="questions"),
+        pytest.param('withdrawal_digit: "*"', id="withdrawal-digit"),
+        pytest.param("withdrawal_digit: 1", id="withdrawal-digit-unquoted"),
+        pytest.param('pci_pause_code: "*9"', id="pci-pause-code"),
+    ],
+)
+def test_not_recording_policy_forbids_recording_keys(line: str) -> None:
+    """Each key is reported once, at its own line, whatever its value (the value is not read)."""
+    key = line.split(":", 1)[0]
+    with pytest.raises(ConfigError) as caught:
+        parse(NOT_RECORDED + f"    {line}\n")
+    assert str(caught.value) == f"callherald.yaml:30: policies[0].{key}: {NOT_RECORDED_MESSAGE}"
+    assert len(caught.value.problems) == 1
+
+
+@pytest.mark.usefixtures("prompt_files")
+def test_not_recording_policy_reports_every_recording_key() -> None:
+    lines = [
+        "notice: default",
+        "language: nl",
+        "purposes: [evidence]",
+        "questions: [training-consent]",
+        'withdrawal_digit: "*"',
+        'pci_pause_code: "*9"',
+    ]
+    with pytest.raises(ConfigError) as caught:
+        parse(NOT_RECORDED + "".join(f"    {line}\n" for line in lines))
+    assert str(caught.value).splitlines() == [
+        f"callherald.yaml:{30 + index}: policies[0].{line.split(':')[0]}: {NOT_RECORDED_MESSAGE}"
+        for index, line in enumerate(lines)
+    ]
+
+
+@pytest.mark.usefixtures("prompt_files")
+@pytest.mark.parametrize(
+    ("text", "policies"),
+    [
+        pytest.param(NOT_RECORDED, (NOT_RECORDING_POLICY,), id="catch-all"),
+        pytest.param(
+            NOT_RECORDED.replace("record: false", "record: no"),
+            (NOT_RECORDING_POLICY,),
+            id="yaml-no-is-false",
+        ),
+        pytest.param(
+            NOT_RECORDED + "    notice:\n    purposes:\n",
+            (NOT_RECORDING_POLICY,),
+            id="explicit-nulls-are-absent",
+        ),
+        pytest.param(
+            NOT_RECORDED + "    mode: early_media\n    on_failure: reject\n",
+            (
+                dataclasses.replace(
+                    NOT_RECORDING_POLICY,
+                    mode=AnnouncementMode.EARLY_MEDIA,
+                    on_failure=FailureBehaviour.REJECT,
+                ),
+            ),
+            id="mode-and-on-failure-allowed",
+        ),
+        pytest.param(
+            pedit("announcements:\n", "announcements:\n  default_language: en\n", NOT_RECORDED),
+            (dataclasses.replace(NOT_RECORDING_POLICY, language="en"),),
+            id="language-is-the-default-language",
+        ),
+        pytest.param(
+            before_all(
+                '{name: sales, match: {called: ["+3120"]}, notice: default, purposes: [evidence]}',
+                NOT_RECORDED,
+            ),
+            (
+                Policy(
+                    name="sales",
+                    match=PolicyMatch(called=("+3120",)),
+                    notice="default",
+                    language="nl",
+                    purposes=("evidence",),
+                ),
+                NOT_RECORDING_POLICY,
+            ),
+            id="recording-policy-before-not-recording-catch-all",
+        ),
+        pytest.param(
+            before_all(EMERGENCY),
+            (
+                dataclasses.replace(
+                    NOT_RECORDING_POLICY, name="emergency", match=PolicyMatch(called=("112", "911"))
+                ),
+                Policy(
+                    name="all",
+                    notice="default",
+                    language="nl",
+                    purposes=("evidence", "training"),
+                    questions=("training-consent",),
+                ),
+            ),
+            id="not-recording-policy-before-catch-all",
+        ),
+    ],
+)
+def test_not_recording_policy_is_valid(text: str, policies: tuple[Policy, ...]) -> None:
+    assert parse(text).policies == policies
+
+
+@pytest.mark.usefixtures("prompt_files")
+@pytest.mark.parametrize(
+    ("direction", "calling", "called", "policy", "record"),
+    [
+        pytest.param(CallDirection.INBOUND, "+31612345678", "112", "emergency", False, id="inbound-112"),
+        pytest.param(CallDirection.OUTBOUND, "+31201234567", "112", "emergency", False, id="outbound-112"),
+        pytest.param(CallDirection.OUTBOUND, "+31201234567", "911", "emergency", False, id="outbound-911"),
+        pytest.param(CallDirection.OUTBOUND, "+31201234567", "+31201234567", "all", True, id="other-number"),
+    ],
+)
+def test_not_recording_policy_is_selected(
+    direction: CallDirection, calling: str, called: str, policy: str, record: bool
+) -> None:
+    config = parse(before_all(EMERGENCY))
+    selected = select_policy(config, direction=direction, calling=calling, called=called)
+    assert (selected.name, selected.record) == (policy, record)
+    if not record:
+        assert (config.policy_purposes(selected), config.policy_questions(selected)) == ((), ())
+
+
 # -- the embedded default ------------------------------------------------------------------------------
 
 EMBEDDED_PURPOSES = (
@@ -522,6 +743,7 @@ EMBEDDED_QUESTION = ConsentQuestion(
 EMBEDDED_POLICY = Policy(
     name="default",
     match=PolicyMatch(direction=CallDirection.ANY, called=(), calling=()),
+    record=True,
     notice="default",
     language="nl",
     purposes=("evidence", "training"),
