@@ -371,6 +371,11 @@ limits:
 logging:
   level: info
 data_dir: data
+# Relaying alone: no notice and no recording on these calls.
+purposes:
+  - {{id: evidence, lawful_basis: contract, retention_days: 30}}
+policies:
+  - {{name: relay-only, record: false}}
 """
 
 

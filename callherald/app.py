@@ -8,6 +8,8 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 
+from announcements import PromptLibrary
+from callherald.announcing import LibraryPrompts, LoggingRecordSink, policy_resolver, prepare_prompts
 from config import Config, SipTarget
 from proxy.aio.service import ListenSpec, ProxyService
 from proxy.b2bua.core import B2bua
@@ -89,8 +91,10 @@ def b2bua_settings(config: Config, *, user_agent: str = "callherald") -> B2buaSe
     )
 
 
-def build_service(config: Config, *, user_agent: str = "callherald") -> ProxyService:
-    """The proxy service for ``config``, not yet started."""
+def build_service(
+    config: Config, *, user_agent: str = "callherald", prompts: LibraryPrompts | None = None
+) -> ProxyService:
+    """The proxy service for ``config``, not yet started; ``prompts`` holds the prepared announcements."""
     listen = {
         Side.PBX: ListenSpec(
             host=config.listen.pbx.host,
@@ -103,13 +107,20 @@ def build_service(config: Config, *, user_agent: str = "callherald") -> ProxySer
             transport=str(config.listen.carrier.transport),
         ),
     }
+    core = B2bua(
+        b2bua_settings(config, user_agent=user_agent),
+        policy_for=policy_resolver(config),
+        prompt_ready=prompts.ready if prompts is not None else (lambda _prompt_id, _language: False),
+    )
     return ProxyService(
-        B2bua(b2bua_settings(config, user_agent=user_agent)),
+        core,
         listen=listen,
         media_bind_address=config.media.bind_address,
         rtp_inactivity_timeout_s=config.limits.rtp_inactivity_timeout_s,
         limits=ParserLimits(max_message_bytes=config.limits.max_message_bytes),
         logger=_LOG,
+        prompts=prompts,
+        records=LoggingRecordSink(),
     )
 
 
@@ -117,7 +128,9 @@ async def run_forever(
     config: Config, *, on_ready: Callable[[ProxyService], Awaitable[None]] | None = None
 ) -> None:
     """Start the proxy, run until SIGINT or SIGTERM, then end calls and close."""
-    service = build_service(config)
+    library = PromptLibrary(config.data_dir / "announcements-cache")
+    await asyncio.to_thread(prepare_prompts, config, library)  # ffmpeg on a cache miss: off the loop
+    service = build_service(config, prompts=LibraryPrompts(library))
     await service.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -127,10 +140,11 @@ async def run_forever(
         host, port = service.local_address(side)
         _LOG.info("listening for the %s side on %s:%d (%s)", side, host, port, listen.transport)
     _LOG.info(
-        "RTP ports %d-%d on %s; announcements, consent and recording: not yet (coming in the next releases)",
+        "RTP ports %d-%d on %s; announcements ready: %s",
         config.media.rtp_port_min,
         config.media.rtp_port_max,
         config.media.bind_address,
+        ", ".join(library.prompt_ids) or "none",
     )
     if on_ready is not None:
         await on_ready(service)

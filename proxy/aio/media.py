@@ -28,6 +28,7 @@ class LegProtocol(asyncio.DatagramProtocol):
     __slots__ = (
         "closed",
         "dropped",
+        "inbound",
         "latched",
         "other",
         "outbound",
@@ -42,6 +43,8 @@ class LegProtocol(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         # While an announcement player owns this leg, relayed packets go through it (renumbered).
         self.outbound: Callable[[bytes, Address], None] | None = None
+        # While someone listens to this leg's party (key presses, recording), every packet heard.
+        self.inbound: Callable[[bytes], None] | None = None
         self.sock = sock
         self.closed = False
         self.other: LegProtocol | None = None
@@ -66,6 +69,9 @@ class LegProtocol(asyncio.DatagramProtocol):
             self.latched = addr
             self.relatch = False
         self.packets += 1
+        inbound = self.inbound
+        if inbound is not None:
+            inbound(data)
         other = self.other
         if other is not None:
             target = other.latched or other.remote

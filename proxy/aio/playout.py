@@ -304,6 +304,7 @@ class AnnouncementPlayer:
         "_ssrc",
         "_state",
         "frames_sent",
+        "muted",
         "relay_dropped",
     )
 
@@ -338,7 +339,9 @@ class AnnouncementPlayer:
         self.frames_sent = 0
         """Datagrams sent by playouts, over the player's life."""
         self.relay_dropped = 0
-        """Relayed packets dropped: during a prompt, malformed, or older than the relay anchor."""
+        """Relayed packets dropped: during a prompt, muted, malformed, or older than the relay anchor."""
+        self.muted = False
+        """True while the parties are kept apart (notice and consent): relayed packets are dropped."""
 
     @property
     def ssrc(self) -> int:
@@ -423,7 +426,7 @@ class AnnouncementPlayer:
         leg's stream (see the module docstring). Malformed packets are counted and dropped;
         multiplexed RTCP passes unchanged.
         """
-        if self._current is not None:
+        if self._current is not None or self.muted:
             self.relay_dropped += 1
             return
         transport = self._leg.transport

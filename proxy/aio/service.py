@@ -9,25 +9,41 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
+from proxy.aio.announce import CallAnnouncements, PromptSource
 from proxy.aio.media import MediaRelay
+from proxy.aio.playout import PlayoutResult, PlayoutScheduler
 from proxy.aio.transport import Address, Transport, start_tcp, start_udp
+from proxy.b2bua.consent import DigitMechanism
 from proxy.b2bua.core import B2bua
 from proxy.b2bua.effects import (
+    BridgeMedia,
     CallEnded,
     CallStarted,
     CloseMedia,
     Effect,
+    Evidence,
+    ListenForDigits,
     LogEvent,
+    MediaLeg,
     OpenMedia,
+    PlayPrompt,
+    PlayTone,
     SendSip,
     SetMediaRemote,
+    StartRecording,
+    StopPlayout,
+    StopRecording,
+    Tone,
 )
 from proxy.b2bua.settings import Side
+from proxy.rtp.digits import HeardDigit
 from proxy.sip import DEFAULT_LIMITS, ParserLimits, Request, Response
 
-__all__ = ["ListenSpec", "ProxyService"]
+__all__ = ["CallRecordSink", "ListenSpec", "ProxyService"]
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -39,6 +55,18 @@ class ListenSpec:
     host: str
     port: int
     transport: str = "udp"
+
+
+class CallRecordSink(Protocol):
+    """Where the facts of a call go: the consent-and-purpose record (storage plugs in here)."""
+
+    def call_started(self, effect: CallStarted) -> None: ...
+
+    def evidence(self, effect: Evidence, details: Mapping[str, str]) -> None: ...
+
+    def recording(self, effect: StartRecording | StopRecording) -> None: ...
+
+    def call_ended(self, effect: CallEnded) -> None: ...
 
 
 class ProxyService:
@@ -53,8 +81,16 @@ class ProxyService:
         rtp_inactivity_timeout_s: float,
         limits: ParserLimits = DEFAULT_LIMITS,
         logger: logging.Logger | None = None,
+        prompts: PromptSource | None = None,
+        records: CallRecordSink | None = None,
     ) -> None:
         self.core = core
+        self._prompts = prompts
+        self._records = records
+        self._announcements: dict[str, CallAnnouncements] = {}
+        # What the evidence record needs of the prompt playing into a leg (version, audio hash).
+        self._playing: dict[tuple[str, MediaLeg], dict[str, str]] = {}
+        self.scheduler: PlayoutScheduler | None = None
         self._listen = listen
         self._limits = limits
         self._log = logger or logging.getLogger("callherald")
@@ -75,6 +111,7 @@ class ProxyService:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self.scheduler = PlayoutScheduler(loop=self._loop)
         shared = self._listen[Side.PBX] == self._listen[Side.CARRIER]
         for side in (Side.PBX, Side.CARRIER):
             spec = self._listen[side]
@@ -116,6 +153,11 @@ class ProxyService:
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
+        for announcements in self._announcements.values():
+            announcements.close()
+        self._announcements.clear()
+        if self.scheduler is not None:
+            self.scheduler.close()
         self.media.close_all()
         for transport in self._owned:
             await transport.close()
@@ -156,11 +198,27 @@ class ProxyService:
                 except OSError as error:
                     effects.extend(self.core.media_failed(effect.call_ref, str(error), self._now()))
             elif isinstance(effect, CloseMedia):
+                announcements = self._announcements.pop(effect.call_ref, None)
+                if announcements is not None:
+                    announcements.close()
                 self.media.close(effect.call_ref)
+            elif isinstance(effect, PlayPrompt | PlayTone | StopPlayout | BridgeMedia | ListenForDigits):
+                effects.extend(self._media_effect(effect))
+            elif isinstance(effect, Evidence):
+                details = self._playing.get((effect.call_ref, effect.leg), {})
+                if self._records is not None:
+                    self._records.evidence(effect, details)
+                else:
+                    self._log.info("[%s] evidence %s %s", effect.call_ref, effect.leg, effect.event)
+            elif isinstance(effect, StartRecording | StopRecording):
+                if self._records is not None:
+                    self._records.recording(effect)
             elif isinstance(effect, LogEvent):
                 prefix = f"[{effect.call_ref}] " if effect.call_ref else ""
                 self._log.log(_LEVELS.get(effect.level, logging.INFO), "%s%s", prefix, effect.text)
             elif isinstance(effect, CallStarted):
+                if self._records is not None:
+                    self._records.call_started(effect)
                 self._log.info(
                     "[%s] %s call from %s to %s",
                     effect.call_ref,
@@ -169,8 +227,112 @@ class ProxyService:
                     effect.callee,
                 )
             elif isinstance(effect, CallEnded):
+                for key in [key for key in self._playing if key[0] == effect.call_ref]:
+                    del self._playing[key]
+                if self._records is not None:
+                    self._records.call_ended(effect)
                 self._log.info("[%s] call ended: %s", effect.call_ref, effect.reason)
         self._reschedule()
+
+    # Notice, consent and digits ------------------------------------------------------------------
+
+    def _call_announcements(self, call_ref: str) -> CallAnnouncements | None:
+        announcements = self._announcements.get(call_ref)
+        if announcements is None:
+            session = self.media.sessions.get(call_ref)
+            if session is None or self.scheduler is None:
+                return None
+            announcements = CallAnnouncements(session=session, scheduler=self.scheduler)
+            self._announcements[call_ref] = announcements
+        return announcements
+
+    def _media_effect(
+        self, effect: PlayPrompt | PlayTone | StopPlayout | BridgeMedia | ListenForDigits
+    ) -> list[Effect]:
+        """Carry out one media effect; what the core answers to a failure comes back."""
+        call_ref = effect.call_ref
+        announcements = self._call_announcements(call_ref)
+        if announcements is None:
+            if isinstance(effect, PlayPrompt) and effect.report:
+                return self.core.prompt_failed(
+                    call_ref, effect.leg, "the call has no media session", self._now()
+                )
+            return []
+        if isinstance(effect, BridgeMedia):
+            announcements.bridge(effect.bridged)
+        elif isinstance(effect, StopPlayout):
+            announcements.stop(effect.leg)
+        elif isinstance(effect, ListenForDigits):
+            leg = effect.leg
+
+            def heard(digit: HeardDigit) -> None:
+                self._on_digit(call_ref, leg, digit)
+
+            announcements.listen(leg, effect.media, effect.inband, heard)
+        elif isinstance(effect, PlayTone):
+            if self._prompts is None:
+                return []
+            try:
+                frames = self._prompts.tone(effect.tone, effect.media.codec)
+            except Exception as error:  # a tone that cannot be made is logged; the call goes on
+                self._log.warning("[%s] %s tone unavailable: %s", call_ref, effect.tone, error)
+                return []
+            announcements.play(effect.leg, frames, effect.media, loop=effect.tone is Tone.RINGBACK)
+        elif isinstance(effect, PlayPrompt):
+            return self._play_prompt(announcements, effect)
+        return []
+
+    def _play_prompt(self, announcements: CallAnnouncements, effect: PlayPrompt) -> list[Effect]:
+        call_ref, leg = effect.call_ref, effect.leg
+        try:
+            if self._prompts is None:
+                raise LookupError("no prompts configured")
+            prompt = self._prompts.prompt(effect.prompt_id, effect.language)
+            frames = prompt.frames_for(effect.media.codec)
+            playout = announcements.play(leg, frames, effect.media)
+        except Exception as error:  # missing, corrupt, no such codec: the core fails closed
+            self._log.warning(
+                "[%s] prompt %s/%s cannot play: %s", call_ref, effect.prompt_id, effect.language, error
+            )
+            if not effect.report:
+                return []
+            return self.core.prompt_failed(call_ref, leg, str(error) or type(error).__name__, self._now())
+        if effect.report:
+            self._playing[(call_ref, leg)] = {
+                "prompt_id": prompt.id,
+                "language": prompt.language,
+                "version": prompt.version,
+                "codec": effect.media.codec,
+                "audio_sha256": prompt.audio_sha256.get(effect.media.codec, ""),
+            }
+
+            def finished(done: asyncio.Future[PlayoutResult]) -> None:
+                if not done.cancelled():
+                    self._on_prompt_done(call_ref, leg, done.result())
+
+            playout.finished.add_done_callback(finished)
+        return []
+
+    def _on_prompt_done(self, call_ref: str, leg: MediaLeg, result: PlayoutResult) -> None:
+        if self._loop is None or not result.completed:
+            return  # stopped on purpose (an answer during a question, the call ended): the core knows
+        if result.frames_sent < result.frames_played:
+            reason = f"only {result.frames_sent} of {result.frames_played} frames reached the party"
+            self._execute(self.core.prompt_failed(call_ref, leg, reason, self._now()))
+            return
+        ended_at = result.ended_at if result.ended_at is not None else self._now()
+        self._execute(self.core.prompt_finished(call_ref, leg, ended_at))
+
+    def _on_digit(self, call_ref: str, leg: MediaLeg, digit: HeardDigit) -> None:
+        if self._loop is None:
+            return
+        mechanism = DigitMechanism.RFC4733 if digit.mechanism == "rfc4733" else DigitMechanism.INBAND
+        try:
+            effects = self.core.digit(call_ref, leg, digit.digit, mechanism, self._now())
+        except Exception:
+            self._log.exception("[%s] key press %r could not be handled", call_ref, digit.digit)
+            return
+        self._execute(effects)
 
     def _reschedule(self) -> None:
         deadline = self.core.next_deadline()

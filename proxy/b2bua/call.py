@@ -8,10 +8,13 @@ what a B2BUA is not: it rewrites everything).
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from enum import Enum
 
-from proxy.b2bua.effects import MediaLeg
+from proxy.b2bua.announcer import CallAnnouncer
+from proxy.b2bua.effects import MediaFormat, MediaLeg
+from proxy.b2bua.policy import UNRECORDED, CallPolicy
 from proxy.b2bua.settings import Address, Side
 from proxy.sip.headers import NameAddress
 from proxy.sip.message import Request, Response
@@ -19,7 +22,16 @@ from proxy.sip.sdp import MediaDescription, Origin, SessionDescription
 from proxy.sip.transaction import TransactionId
 from proxy.sip.uri import Uri
 
-__all__ = ["Call", "CallPhase", "Dialog", "PendingRelay", "anchor_sdp", "media_remote"]
+__all__ = [
+    "PLAYABLE_CODECS",
+    "Call",
+    "CallPhase",
+    "Dialog",
+    "PendingRelay",
+    "anchor_sdp",
+    "media_format",
+    "media_remote",
+]
 
 
 class CallPhase(Enum):
@@ -78,6 +90,7 @@ class PendingRelay:
     server_transaction: TransactionId
     request: Request
     offer_from_origin: bool
+    new_party: str | None = None  # a re-INVITE that brings a different outside party: why we think so
 
 
 @dataclass(slots=True, kw_only=True)
@@ -101,6 +114,16 @@ class Call:
     pending_relays: dict[TransactionId, PendingRelay] = field(default_factory=dict)
     unacked_2xx: dict[MediaLeg, tuple[Response, int]] = field(default_factory=dict)
     ports_released: bool = False
+    policy: CallPolicy = UNRECORDED
+    announcer: CallAnnouncer | None = None
+    b_called: bool = False  # the b-leg INVITE has been sent
+    a_answered: bool = False  # callherald answered a itself (notice before the callee is called)
+    a_early_media: bool = False  # callherald sent a 183 with its own SDP answer to a
+    a_answer: bytes = b""  # that SDP answer, repeated in the 200 when b answers (RFC 3261 §13.2.1)
+    b_offer: bytes = b""  # the offer for b, held while the notice plays
+    announce_progressed: bool = False  # the call moved on after the notice (callee called or bridged)
+    announce_after_ack: bool = False  # outbound late offer: the notice starts when a's ACK answers
+    outside_identity: tuple[str, ...] | None = None  # SDP origin and asserted identity of the outside party
 
     def dialog(self, leg: MediaLeg) -> Dialog:
         return self.a if leg is MediaLeg.A else self.b
@@ -137,6 +160,34 @@ def media_remote(sdp: SessionDescription) -> Address | None:
         if connection is None or connection.is_zero:
             return None
         return connection.address, media.port
+    return None
+
+
+PLAYABLE_CODECS = ("pcmu", "pcma", "g722")
+"""Codecs callherald can play announcements in (its prompts are cached in these)."""
+
+
+def media_format(
+    sdp: SessionDescription, allowed: AbstractSet[str] = frozenset(PLAYABLE_CODECS)
+) -> MediaFormat | None:
+    """The first playable codec of the first active audio stream that is also in ``allowed`` (the
+    configured codecs, lower case), with its telephone-event type."""
+    for media in sdp.media:
+        if media.media != "audio" or media.rejected:
+            continue
+        for payload_type in media.formats:
+            codec = media.codec(payload_type)
+            if codec is None or not payload_type.isdigit():
+                continue
+            name = codec.encoding.lower()
+            if name in PLAYABLE_CODECS and name in allowed:
+                event = media.telephone_event_pt(8000)
+                return MediaFormat(
+                    codec=name,
+                    payload_type=int(payload_type),
+                    event_payload_type=int(event) if event is not None and event.isdigit() else None,
+                )
+        return None
     return None
 
 

@@ -35,10 +35,13 @@ __all__ = [
     "ConsentQuestion",
     "ConsentSession",
     "ConsentState",
+    "ConsentWithdrawn",
     "Decision",
     "DigitMechanism",
     "DigitReceived",
+    "EvidenceEvent",
     "NoticeFailed",
+    "PartyChanged",
     "PlayPrompt",
     "Purpose",
     "StopPrompt",
@@ -149,6 +152,35 @@ class NoticeFailed:
     reason: str
     at: float
 
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsentWithdrawn:
+    """The withdrawal digit was pressed: consent purposes are not recorded from ``at`` (Art. 7(3))."""
+
+    purposes: tuple[str, ...]
+    mechanism: DigitMechanism
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PartyChanged:
+    """A different outside party joined the call (transfer): the notice plays again before recording."""
+
+    reason: str
+    at: float
+
+
+EvidenceEvent = (
+    AnnouncementStarted
+    | AnnouncementEnded
+    | DigitReceived
+    | ConsentDecided
+    | ConsentFinished
+    | NoticeFailed
+    | ConsentWithdrawn
+    | PartyChanged
+)
+"""Everything the consent-and-purpose record is told about a party."""
 
 Output = (
     PlayPrompt

@@ -26,7 +26,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 
-from proxy.b2bua.call import Call, CallPhase, Dialog, PendingRelay, anchor_sdp, media_remote
+from proxy.b2bua.announcer import AnnouncerStage, CallAnnouncer
+from proxy.b2bua.call import Call, CallPhase, Dialog, PendingRelay, anchor_sdp, media_format, media_remote
+from proxy.b2bua.consent import DigitMechanism
 from proxy.b2bua.effects import (
     CallEnded,
     CallStarted,
@@ -35,10 +37,14 @@ from proxy.b2bua.effects import (
     LogEvent,
     MediaLeg,
     OpenMedia,
+    PlayTone,
     SendSip,
     SetMediaRemote,
+    StopPlayout,
+    Tone,
 )
 from proxy.b2bua.media_ports import PortPool
+from proxy.b2bua.policy import UNRECORDED, AnnouncementMode, FailureBehaviour, PolicyResolver, PromptCheck
 from proxy.b2bua.registrar import Registrar
 from proxy.b2bua.registration import RegistrationClient, RegistrationState
 from proxy.b2bua.settings import Address, B2buaSettings, Side
@@ -146,8 +152,12 @@ class B2bua:
         *,
         token: Callable[[], str] | None = None,
         timers: TimerConfig | None = None,
+        policy_for: PolicyResolver | None = None,
+        prompt_ready: PromptCheck | None = None,
     ) -> None:
         self._settings = settings
+        self._policy_for: PolicyResolver = policy_for or (lambda _direction, _calling, _called: UNRECORDED)
+        self._prompt_ready: PromptCheck = prompt_ready or (lambda _prompt_id, _language: True)
         self._token = token or (lambda: secrets.token_hex(8))
         self._timer_config = timers or TimerConfig()
         self._tx = TransactionLayer(timers=self._timer_config)
@@ -282,6 +292,36 @@ class B2bua:
         if call is not None:
             out.append(LogEvent(level="error", text=f"media failed: {reason}", call_ref=call_ref))
             self._hang_up(call, "media-failed", now, out, status=500)
+        return out
+
+    def prompt_finished(self, call_ref: str, leg: MediaLeg, now: float) -> list[Effect]:
+        """The prompt played into ``leg`` was sent whole; ``now`` is when its last frame ended."""
+        out: list[Effect] = []
+        call = self._calls.get(call_ref)
+        if call is not None and call.announcer is not None:
+            out.extend(call.announcer.prompt_finished(leg, now))
+            self._after_announcer(call, now, out)
+        return out
+
+    def prompt_failed(self, call_ref: str, leg: MediaLeg, reason: str, now: float) -> list[Effect]:
+        """The prompt for ``leg`` could not be played (missing, corrupt, no codec): fail closed."""
+        out: list[Effect] = []
+        call = self._calls.get(call_ref)
+        if call is not None and call.announcer is not None:
+            out.extend(call.announcer.prompt_failed(leg, reason, now))
+            self._after_announcer(call, now, out)
+        return out
+
+    def digit(
+        self, call_ref: str, leg: MediaLeg, digit: str, mechanism: DigitMechanism, now: float
+    ) -> list[Effect]:
+        """A key press heard from the party on ``leg`` (RFC 4733 event or in-band tone)."""
+        out: list[Effect] = []
+        call = self._calls.get(call_ref)
+        announcer = call.announcer if call is not None else None
+        if call is not None and announcer is not None and leg is announcer.outside_leg:
+            out.extend(announcer.digit(digit, mechanism, now))
+            self._after_announcer(call, now, out)
         return out
 
     def next_deadline(self) -> float | None:
@@ -550,7 +590,203 @@ class B2bua:
             )
         )
         self.stats.calls_started += 1
+        if self._choose_policy(call, request, transaction_id, now, out):
+            return
+        if (
+            call.announcer is not None
+            and call.announcer.stage is AnnouncerStage.IDLE
+            and call.direction == "inbound"
+        ):
+            self._announce_to_caller(call, offer, b_offer, now, out)
+            return
         self._call_callee(call, b_offer, now, out)
+
+    # Notice and consent --------------------------------------------------------------------------
+
+    def _choose_policy(
+        self, call: Call, request: Request, transaction_id: TransactionId, now: float, out: list[Effect]
+    ) -> bool:
+        """Find the call's policy and check its prompts; True when the call was refused here."""
+        calling = _user_of(request.from_.uri) or "anonymous"
+        policy = self._policy_for(call.direction, calling, _dialled_user(request))
+        call.policy = policy
+        if not policy.record:
+            return False
+        outside = MediaLeg.A if call.direction == "inbound" else MediaLeg.B
+        announcer = CallAnnouncer(
+            call_ref=call.ref, policy=policy, outside_leg=outside, agent_hears_notice=outside is MediaLeg.B
+        )
+        call.announcer = announcer
+        out.append(LogEvent(level="info", text=f"policy {policy.name}", call_ref=call.ref))
+        missing = [p for p in policy.prompt_ids if not self._prompt_ready(p, policy.language)]
+        if not missing:
+            return False
+        out.extend(announcer.fail_now(f"prompt {missing[0]!r} in {policy.language!r} is not available", now))
+        call.announce_progressed = True
+        if policy.on_failure is FailureBehaviour.REJECT:
+            self._reject_unannounced(call, transaction_id, request, now, out)
+            return True
+        return False
+
+    def _reject_unannounced(
+        self, call: Call, transaction_id: TransactionId, request: Request, now: float, out: list[Effect]
+    ) -> None:
+        """The policy says: no notice, no call (480, RFC 3261 §21.4.18)."""
+        self._reply(
+            transaction_id,
+            request,
+            480,
+            out,
+            now,
+            to_tag=call.a.local_tag,
+            extra=(("Reason", 'SIP;cause=480;text="recording notice unavailable"'),),
+        )
+        self._end_call(call, "notice-unavailable", out, status=480)
+
+    def _announce_to_caller(
+        self,
+        call: Call,
+        offer: SessionDescription | None,
+        b_offer: bytes,
+        now: float,
+        out: list[Effect],
+    ) -> None:
+        """Inbound: answer the caller ourselves (200, or 183 early media) and play the notice first.
+
+        The PBX is called only after the notice and questions; it is offered only the codec the
+        caller's leg negotiated, so the legs need no transcoding.
+        """
+        announcer = call.announcer
+        assert announcer is not None
+        fmt = media_format(offer, self._settings.codecs) if offer is not None else None
+        if offer is None or fmt is None:
+            reason = "no SDP offer in the INVITE" if offer is None else "no codec to play the notice in"
+            out.extend(announcer.fail_now(reason, now))
+            call.announce_progressed = True
+            if call.policy.on_failure is FailureBehaviour.REJECT:
+                self._reject_unannounced(call, call.a_invite_transaction, call.a_invite, now, out)
+                return
+            self._call_callee(call, b_offer, now, out)
+            return
+        codecs = frozenset({fmt.codec, "telephone-event"})
+        settings = self._settings
+        answer = anchor_sdp(offer, dialog=call.a, media_address=settings.media_address, codecs=codecs)
+        pbx_offer = anchor_sdp(offer, dialog=call.b, media_address=settings.media_address, codecs=codecs)
+        assert answer is not None
+        assert pbx_offer is not None
+        call.a_answer = bytes(answer)
+        call.b_offer = bytes(pbx_offer)
+        if call.policy.mode is AnnouncementMode.EARLY_MEDIA:
+            call.a_early_media = True
+            self._respond(call.a_invite_transaction, self._own_answer_to_a(call, 183), now, out)
+        else:
+            call.a_answered = True
+            call.a.confirmed = True
+            response = self._own_answer_to_a(call, 200)
+            self._respond(call.a_invite_transaction, response, now, out)
+            self._retransmit_2xx(call, MediaLeg.A, response, call.a_invite.cseq.seq, now)
+        call.outside_identity = _identity(call.a_invite, offer)
+        out.extend(announcer.start(fmt, now))
+        self._after_announcer(call, now, out)
+
+    def _own_answer_to_a(self, call: Call, status: int) -> Response:
+        headers: list[tuple[str, str]] = [("Contact", call.a.local_contact)]
+        if status >= 200:
+            headers.append(("Allow", ALLOWED_METHODS))
+        headers.append(("Server", self._settings.user_agent))
+        headers.append(("Content-Type", "application/sdp"))
+        return make_response(
+            call.a_invite,
+            status,
+            None,
+            to_tag=call.a.local_tag,
+            extra_headers=headers,
+            body=call.a_answer,
+        )
+
+    def _after_announcer(self, call: Call, now: float, out: list[Effect]) -> None:
+        """Follow the announcer: arm its answer window; once settled, call the callee or bridge."""
+        announcer = call.announcer
+        if announcer is None or call.ref not in self._calls:
+            return
+        deadline = announcer.next_deadline()
+        key = f"{call.ref}:consent"
+        if deadline is None:
+            self._disarm(key)
+        else:
+            self._arm(key, deadline, partial(self._consent_timer, call))
+        if not announcer.settled or call.announce_progressed:
+            return
+        call.announce_progressed = True
+        if announcer.stage is AnnouncerStage.FAILED and call.policy.on_failure is FailureBehaviour.REJECT:
+            if call.phase in (CallPhase.CALLING, CallPhase.EARLY) and not call.a_answered:
+                self._reject_unannounced(call, call.a_invite_transaction, call.a_invite, now, out)
+            else:
+                self._hang_up(call, "notice-failed", now, out)
+            return
+        if call.direction == "inbound" and not call.b_called:
+            if announcer.media is not None:
+                out.append(
+                    PlayTone(call_ref=call.ref, leg=MediaLeg.A, tone=Tone.RINGBACK, media=announcer.media)
+                )
+            self._call_callee(call, call.b_offer, now, out)
+        elif call.phase in (CallPhase.ANSWERED, CallPhase.CONFIRMED):
+            out.extend(announcer.bridge(now))
+
+    def _notice_for_new_party(
+        self,
+        call: Call,
+        relay: PendingRelay,
+        answer: SessionDescription | None,
+        now: float,
+        out: list[Effect],
+    ) -> None:
+        """A re-INVITE brought another outside party: they hear the notice before being recorded."""
+        announcer = call.announcer
+        assert announcer is not None
+        assert relay.new_party is not None
+        call.outside_identity = _identity(relay.request, _sdp_of(relay.request))
+        call.announce_progressed = False
+        out.append(
+            LogEvent(
+                level="info", text=f"new outside party ({relay.new_party}): notice again", call_ref=call.ref
+            )
+        )
+        fmt = media_format(answer) if answer is not None else None
+        out.extend(announcer.party_changed(relay.new_party, fmt, now))
+        self._after_announcer(call, now, out)
+
+    def _consent_timer(self, call: Call, now: float, out: list[Effect]) -> None:
+        if call.announcer is not None and call.ref in self._calls:
+            out.extend(call.announcer.handle_timers(now))
+            self._after_announcer(call, now, out)
+
+    def _start_outbound_notice(
+        self,
+        call: Call,
+        sdp: SessionDescription | None,
+        now: float,
+        out: list[Effect],
+        *,
+        identity: tuple[str, str] | None = None,
+    ) -> None:
+        """Outbound: the callee answered; the notice plays to callee and agent before they talk.
+
+        ``identity`` is the callee's (``_identity``), when not already recorded."""
+        announcer = call.announcer
+        if announcer is None or announcer.stage is not AnnouncerStage.IDLE:
+            return
+        fmt = media_format(sdp) if sdp is not None else None
+        if fmt is None:
+            out.extend(announcer.fail_now("no codec to play the notice in", now))
+            call.announce_progressed = True
+            if call.policy.on_failure is FailureBehaviour.REJECT:
+                self._hang_up(call, "notice-failed", now, out)
+            return
+        if identity is not None:
+            call.outside_identity = identity
+        out.extend(announcer.start(fmt, now))
+        self._after_announcer(call, now, out)
 
     def _new_call(
         self,
@@ -664,6 +900,7 @@ class B2bua:
         """Send the b-leg INVITE. (Announcements for inbound calls will run before this.)"""
         request = self._build_invite(call, offer)
         call.b_invite = request
+        call.b_called = True
         self._arm(f"{call.ref}:ring", now + self._settings.ring_timeout_s, partial(self._ring_timeout, call))
         self._send_request(
             request,
@@ -793,14 +1030,15 @@ class B2bua:
             call.phase = CallPhase.CONFIRMED
         if call.deferred_ack is not None and call.deferred_ack[0] is leg.other:
             # Late offer: the answer rides in this ACK and goes on in the other leg's ACK.
-            self._send_deferred_ack(call, request, out)
+            self._send_deferred_ack(call, request, now, out)
 
-    def _send_deferred_ack(self, call: Call, ack: Request, out: list[Effect]) -> None:
+    def _send_deferred_ack(self, call: Call, ack: Request, now: float, out: list[Effect]) -> None:
         assert call.deferred_ack is not None
         target_leg, seq = call.deferred_ack
         call.deferred_ack = None
         dialog = call.dialog(target_leg)
         body = b""
+        answer: SessionDescription | None = None
         if ack.body:
             try:
                 answer = SessionDescription.parse(ack.body)
@@ -818,6 +1056,9 @@ class B2bua:
                 )
                 body = bytes(anchored) if anchored is not None else b""
         self._send_ack(call, target_leg, seq, out, body)
+        if call.announce_after_ack:
+            call.announce_after_ack = False
+            self._start_outbound_notice(call, answer, now, out)  # identity: from the callee's 2xx
 
     def _send_ack(self, call: Call, leg: MediaLeg, seq: int, out: list[Effect], body: bytes = b"") -> None:
         """ACK a 2xx on ``leg`` and keep the ACK to answer retransmissions of that 2xx."""
@@ -866,7 +1107,8 @@ class B2bua:
     ) -> None:
         invite_transaction = self._tx.find_invite_server_for_cancel(request)
         call = self._calls_by_a_transaction.get(invite_transaction) if invite_transaction else None
-        if call is None or call.phase not in (CallPhase.CALLING, CallPhase.EARLY):
+        if call is None or call.a_answered or call.phase not in (CallPhase.CALLING, CallPhase.EARLY):
+            # Too late once the INVITE has its final response (§9.2): the CANCEL changes nothing.
             self._reply(transaction_id, request, 481 if call is None else 200, out, now)
             return
         self._reply(transaction_id, request, 200, out, now, to_tag=request.to.tag or call.a.local_tag)
@@ -876,6 +1118,8 @@ class B2bua:
 
     def _cancel_b(self, call: Call, now: float, out: list[Effect]) -> None:
         """CANCEL the b-leg INVITE (§9.1): only after a provisional response, else later."""
+        if not call.b_called:
+            return
         if not call.b_provisional_seen:
             call.cancel_pending = True
             call.phase = CallPhase.CANCELLING
@@ -913,7 +1157,12 @@ class B2bua:
     def _hang_up(self, call: Call, reason: str, now: float, out: list[Effect], status: int = 503) -> None:
         """End ``call`` from our side, whatever phase it is in."""
         if call.phase in (CallPhase.CALLING, CallPhase.EARLY):
-            self._reply(call.a_invite_transaction, call.a_invite, status, out, now, to_tag=call.a.local_tag)
+            if call.a_answered:
+                self._send_bye(call, MediaLeg.A, now, out)
+            else:
+                self._reply(
+                    call.a_invite_transaction, call.a_invite, status, out, now, to_tag=call.a.local_tag
+                )
             self._cancel_b(call, now, out)
         elif call.phase in (CallPhase.ANSWERED, CallPhase.CONFIRMED):
             self._send_bye(call, MediaLeg.A, now, out)
@@ -927,6 +1176,9 @@ class B2bua:
         for leg in (MediaLeg.A, MediaLeg.B):
             self._disarm(f"{call.ref}:2xx:{leg}")
         self._disarm(f"{call.ref}:ring")
+        self._disarm(f"{call.ref}:consent")
+        if call.announcer is not None:
+            out.extend(call.announcer.ended())
         self._release_ports(call)
         out.append(CloseMedia(call_ref=call.ref))
         del self._calls[call.ref]
@@ -967,9 +1219,15 @@ class B2bua:
             return
         dialog.remote_seq = seq
         method = request.method
+        if method != "BYE" and self._handled_by_announcer(call, leg, request, transaction_id, now, out):
+            return
         if method == "BYE":
             self._reply(transaction_id, request, 200, out, now, to_tag=request.to.tag)
-            if leg is MediaLeg.A and call.phase in (CallPhase.CALLING, CallPhase.EARLY):
+            if (
+                leg is MediaLeg.A
+                and call.phase in (CallPhase.CALLING, CallPhase.EARLY)
+                and not call.a_answered
+            ):
                 # BYE on the early dialog: the INVITE still needs its final response (§15.1.2).
                 self._reply(call.a_invite_transaction, call.a_invite, 487, out, now, to_tag=call.a.local_tag)
             other = leg.other
@@ -1015,6 +1273,66 @@ class B2bua:
                 extra=(("Allow", ALLOWED_METHODS),),
             )
 
+    def _handled_by_announcer(
+        self,
+        call: Call,
+        leg: MediaLeg,
+        request: Request,
+        transaction_id: TransactionId,
+        now: float,
+        out: list[Effect],
+    ) -> bool:
+        """Requests of the outside party that callherald answers itself; True when handled.
+
+        A SIP INFO key press (application/dtmf-relay) answers a consent question; after the bridge
+        it may withdraw consent and is relayed as well; otherwise (an unannounced or unrecorded
+        call) it is relayed like any INFO. While the notice plays to an inbound caller
+        the PBX has not been called: a session refresh is answered with our own SDP.
+        """
+        announcer = call.announcer
+        if announcer is None or leg is not announcer.outside_leg:
+            return False
+        method = request.method
+        if method == "INFO" and announcer.stage in (AnnouncerStage.ANNOUNCING, AnnouncerStage.BRIDGED):
+            digit = _info_digit(request)
+            if digit is not None:
+                announcing = announcer.stage is AnnouncerStage.ANNOUNCING
+                out.extend(announcer.digit(digit, DigitMechanism.SIP_INFO, now))
+                self._after_announcer(call, now, out)
+                if announcing:  # an answer to callherald's question, not for the other party
+                    self._reply(transaction_id, request, 200, out, now, to_tag=request.to.tag)
+                    return True
+                return False
+        if not (call.a_answered and leg is MediaLeg.A and not call.b.confirmed):
+            return False
+        if method in ("INVITE", "UPDATE"):
+            try:
+                offer = self._parse_offer(request)
+            except SipError as error:
+                self._reply(transaction_id, request, error.status_hint, out, now, to_tag=request.to.tag)
+                return True
+            if offer is not None:
+                if media_format(offer) != announcer.media:
+                    self._reply(transaction_id, request, 488, out, now, to_tag=request.to.tag)
+                    return True
+                out.append(SetMediaRemote(call_ref=call.ref, leg=MediaLeg.A, remote=media_remote(offer)))
+            headers = (
+                ("Contact", call.a.local_contact),
+                ("Server", self._settings.user_agent),
+                ("Content-Type", "application/sdp"),
+            )
+            response = make_response(
+                request, 200, to_tag=request.to.tag, extra_headers=headers, body=call.a_answer
+            )
+            self._respond(transaction_id, response, now, out)
+            if method == "INVITE":
+                self._retransmit_2xx(call, MediaLeg.A, response, request.cseq.seq, now)
+            return True
+        self._reply(
+            transaction_id, request, 200 if method == "INFO" else 491, out, now, to_tag=request.to.tag
+        )
+        return True
+
     def _relay_in_dialog(
         self,
         call: Call,
@@ -1054,6 +1372,7 @@ class B2bua:
         body = request.body
         content_type = request.headers.get("content-type") or ""
         offer_present = False
+        offer: SessionDescription | None = None
         if request.method in ("INVITE", "UPDATE") and body:
             try:
                 offer = self._parse_offer(request)
@@ -1090,11 +1409,21 @@ class B2bua:
             now,
             out,
         )
+        announcer = call.announcer
+        new_party = None
+        if (
+            request.method == "INVITE"
+            and announcer is not None
+            and leg is announcer.outside_leg
+            and announcer.stage is AnnouncerStage.BRIDGED
+        ):
+            new_party = _party_change(call.outside_identity, _identity(request, offer))
         call.pending_relays[client_id] = PendingRelay(
             origin_leg=leg,
             server_transaction=transaction_id,
             request=request,
             offer_from_origin=offer_present,
+            new_party=new_party,
         )
 
     # Responses ---------------------------------------------------------------------------------
@@ -1145,6 +1474,11 @@ class B2bua:
             self._on_b_answered(call, response, now, out)
             return
         if status in (401, 407) and self._retry_with_credentials(call, response, now, out):
+            return
+        if call.a_answered:
+            out.append(LogEvent(level="info", text=f"callee failed with {status}", call_ref=call.ref))
+            self._send_bye(call, MediaLeg.A, now, out)
+            self._end_call(call, "busy" if status in (486, 600) else f"failed-{status}", out, status=status)
             return
         mapped = _status_for_caller(status)
         reason = response.reason if mapped == status else None
@@ -1223,6 +1557,11 @@ class B2bua:
         )
 
     def _relay_provisional(self, call: Call, response: Response, now: float, out: list[Effect]) -> None:
+        if call.a_answered or call.a_early_media:
+            # The caller hears our ringback (or has been answered); the PBX's early media stays out.
+            if call.cancel_pending:
+                self._cancel_b(call, now, out)
+            return
         body = self._answer_sdp_for_a(call, response, out)
         provisional = self._relayed_to_a(call, response, body, final=False)
         self._respond(call.a_invite_transaction, provisional, now, out)
@@ -1246,12 +1585,37 @@ class B2bua:
         self._bridge(call, response, body, now, out)
 
     def _bridge(self, call: Call, response: Response, body: bytes, now: float, out: list[Effect]) -> None:
-        """The callee answered: answer the caller. (Outbound announcements will play here first.)"""
+        """The callee answered: answer the caller, or, when the caller already heard the notice, join them.
+
+        Outbound, the notice plays to both now, before they hear each other.
+        """
+        announcer = call.announcer
+        if call.a_answered or call.a_early_media:
+            if not call.a_answered:
+                final = self._own_answer_to_a(call, 200)  # the 183's answer again (RFC 3261 §13.2.1)
+                call.a_answered = True
+                call.a.confirmed = True
+                self._respond(call.a_invite_transaction, final, now, out)
+                self._retransmit_2xx(call, MediaLeg.A, final, call.a_invite.cseq.seq, now)
+            call.phase = CallPhase.ANSWERED if MediaLeg.A in call.unacked_2xx else CallPhase.CONFIRMED
+            out.append(StopPlayout(call_ref=call.ref, leg=MediaLeg.A))
+            if announcer is not None:
+                out.extend(announcer.bridge(now))
+            return
         answer = self._relayed_to_a(call, response, body, final=True)
         call.phase = CallPhase.ANSWERED
         call.a.confirmed = True
         self._respond(call.a_invite_transaction, answer, now, out)
         self._retransmit_2xx(call, MediaLeg.A, answer, call.a_invite.cseq.seq, now)
+        if announcer is not None and announcer.stage is AnnouncerStage.IDLE:
+            sdp = _sdp_of(response)
+            if call.deferred_ack is not None:
+                # Late offer: the codec is known from a's ACK; the callee is who sent this 2xx, not
+                # the agent whose answer rides in that ACK.
+                call.outside_identity = _identity(response, sdp)
+                call.announce_after_ack = True
+            else:
+                self._start_outbound_notice(call, sdp, now, out, identity=_identity(response, sdp))
 
     def _retransmit_2xx(self, call: Call, leg: MediaLeg, response: Response, seq: int, now: float) -> None:
         """Resend a 2xx to an INVITE until its ACK arrives (§13.3.1.4): T1 doubling to T2, up to 64*T1."""
@@ -1395,6 +1759,8 @@ class B2bua:
         self._respond(relay.server_transaction, reply, now, out)
         if is_invite and success:
             self._retransmit_2xx(call, relay.origin_leg, reply, relay.request.cseq.seq, now)
+            if relay.new_party is not None and call.announcer is not None:
+                self._notice_for_new_party(call, relay, _sdp_of(response), now, out)
         if response.status in (408, 481) and is_invite:
             self._hang_up(call, f"reinvite-{response.status}", now, out)  # §14.1: the dialog is gone
 
@@ -1433,7 +1799,10 @@ class B2bua:
                     level="warning", text="callee did not answer the INVITE (Timer B)", call_ref=call.ref
                 )
             )
-            self._reply(call.a_invite_transaction, call.a_invite, 408, out, now, to_tag=call.a.local_tag)
+            if call.a_answered:
+                self._send_bye(call, MediaLeg.A, now, out)
+            else:
+                self._reply(call.a_invite_transaction, call.a_invite, 408, out, now, to_tag=call.a.local_tag)
             self._end_call(call, "timeout", out, status=408)
         elif context.kind == "relay":
             relay = call.pending_relays.pop(transaction_id, None)
@@ -1456,3 +1825,62 @@ def _user_of(uri: Uri) -> str | None:
 def _dialled_user(request: Request) -> str:
     """The number being called: the Request-URI's user part, else the To URI's."""
     return _user_of(request.uri) or _user_of(request.to.uri) or "unknown"
+
+
+def _sdp_of(message: Message) -> SessionDescription | None:
+    """The message's SDP body, None when it has none or it does not parse."""
+    if not message.body or message.content_type != "application/sdp":
+        return None
+    try:
+        return SessionDescription.parse(message.body)
+    except SipError:
+        return None
+
+
+def _identity(message: Message | None, sdp: SessionDescription | None) -> tuple[str, str]:
+    """Who the outside party is, as far as signalling tells: asserted identity and SDP origin.
+
+    A different origin (RFC 8866 §5.2: username, session id and address identify a session) or a
+    different P-Asserted-Identity (RFC 3325) in a re-INVITE means another party joined.
+    """
+    asserted = ""
+    if message is not None:
+        asserted = (message.headers.get("p-asserted-identity") or "").strip()
+    origin = ""
+    if sdp is not None:
+        o = sdp.origin
+        origin = f"{o.username} {o.sess_id} {o.address}"
+    return asserted, origin
+
+
+def _party_change(before: tuple[str, ...] | None, after: tuple[str, str]) -> str | None:
+    """Why ``after`` is another party than ``before``; None when nothing shows it."""
+    if before is None:
+        return None
+    for name, old, new in zip(("asserted identity", "SDP origin"), before, after, strict=True):
+        if old and new and old != new:
+            return f"{name} changed"
+    return None
+
+
+def _info_digit(request: Request) -> str | None:
+    """The key in a SIP INFO DTMF body: ``application/dtmf-relay`` (``Signal=5``) or ``application/dtmf``."""
+    content_type = request.content_type
+    body = request.body.decode("utf-8", "replace")
+    value: str | None = None
+    if content_type == "application/dtmf-relay":
+        for line in body.splitlines():
+            name, _, rest = line.partition("=")
+            if name.strip().lower() == "signal":
+                value = rest.strip()
+                break
+    elif content_type == "application/dtmf":
+        value = body.strip()
+    if value is None:
+        return None
+    if value == "10":
+        return "*"
+    if value == "11":
+        return "#"
+    value = value.upper()
+    return value if len(value) == 1 and value in "0123456789*#ABCD" else None

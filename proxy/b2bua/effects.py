@@ -8,19 +8,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from proxy.b2bua.consent import EvidenceEvent
 from proxy.b2bua.settings import Address, Side
 from proxy.sip.message import Message
 
 __all__ = [
+    "BridgeMedia",
     "CallEnded",
     "CallStarted",
     "CloseMedia",
     "Effect",
+    "Evidence",
+    "ListenForDigits",
     "LogEvent",
+    "MediaFormat",
     "MediaLeg",
     "OpenMedia",
+    "PlayPrompt",
+    "PlayTone",
     "SendSip",
     "SetMediaRemote",
+    "StartRecording",
+    "StopPlayout",
+    "StopRecording",
+    "Tone",
 ]
 
 
@@ -101,4 +112,115 @@ class LogEvent:
     call_ref: str | None = None
 
 
-Effect = SendSip | OpenMedia | SetMediaRemote | CloseMedia | CallStarted | CallEnded | LogEvent
+class Tone(StrEnum):
+    """Tones generated in code: ringback (425 Hz, 1 s on, 4 s off) and the agent's bridge beep."""
+
+    RINGBACK = "ringback"
+    BEEP = "beep"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaFormat:
+    """The audio codec negotiated on a leg and the telephone-event payload type, if any (RFC 4733)."""
+
+    codec: str  # "pcmu", "pcma" or "g722"
+    payload_type: int
+    event_payload_type: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlayPrompt:
+    """Play prompt ``prompt_id`` in ``language`` into ``leg``; report back through
+    ``B2bua.prompt_finished`` or ``B2bua.prompt_failed`` (when ``report``)."""
+
+    call_ref: str
+    leg: MediaLeg
+    prompt_id: str
+    language: str
+    media: MediaFormat
+    report: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlayTone:
+    """Play a generated tone into ``leg`` (ringback repeats until ``StopPlayout``); no report."""
+
+    call_ref: str
+    leg: MediaLeg
+    tone: Tone
+    media: MediaFormat
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopPlayout:
+    """Stop whatever plays into ``leg``."""
+
+    call_ref: str
+    leg: MediaLeg
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BridgeMedia:
+    """Whether the relay passes audio between the legs. Until the notice is heard and the consent
+    window closed, the parties are kept apart: each hears only what is played to it."""
+
+    call_ref: str
+    bridged: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListenForDigits:
+    """Report key presses the party on ``leg`` sends (RFC 4733 events on ``media.event_payload_type``,
+    and in-band tones in the audio when ``inband``) through ``B2bua.digit``; ``media`` None stops."""
+
+    call_ref: str
+    leg: MediaLeg
+    media: MediaFormat | None
+    inband: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Evidence:
+    """An event for the consent-and-purpose record of the party on ``leg``."""
+
+    call_ref: str
+    leg: MediaLeg
+    event: EvidenceEvent
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartRecording:
+    """Recording may run from now on for ``purposes``; the outside party is on ``outside_leg``."""
+
+    call_ref: str
+    outside_leg: MediaLeg
+    purposes: tuple[str, ...]
+    policy: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopRecording:
+    """Stop recording (``reason``: ``withdrawn``, ``new-party``, ``ended``); a later
+    ``StartRecording`` resumes it."""
+
+    call_ref: str
+    reason: str
+
+
+Effect = (
+    SendSip
+    | OpenMedia
+    | SetMediaRemote
+    | CloseMedia
+    | CallStarted
+    | CallEnded
+    | LogEvent
+    | PlayPrompt
+    | PlayTone
+    | StopPlayout
+    | BridgeMedia
+    | ListenForDigits
+    | Evidence
+    | StartRecording
+    | StopRecording
+)

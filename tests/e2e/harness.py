@@ -21,6 +21,7 @@ from pathlib import Path
 
 __all__ = [
     "SCENARIOS",
+    "UNRECORDED_POLICIES",
     "CallheraldProcess",
     "SipPorts",
     "SippResult",
@@ -36,6 +37,12 @@ __all__ = [
 ]
 
 SCENARIOS = Path(__file__).resolve().parent / "sipp"
+UNRECORDED_POLICIES = """\
+purposes:
+  - {id: evidence, lawful_basis: contract, retention_days: 30}
+policies:
+  - {name: unrecorded, record: false}
+"""
 LOOPBACK = "127.0.0.1"
 CALLHERALD = Path(sys.executable).with_name("callherald")
 
@@ -136,10 +143,13 @@ def default_yaml(
     extra: str = "",
     allowed_networks: str = "127.0.0.0/8",
     transport: str = "udp",
+    policies: str = UNRECORDED_POLICIES,
 ) -> str:
     """A loopback configuration; the ``*_extra`` strings are indented YAML lines added to a section.
 
-    ``transport`` applies to both listeners and to the peers reached from them.
+    ``transport`` applies to both listeners and to the peers reached from them. ``policies`` is
+    the YAML of the recording sections (``purposes``, ``consent_questions``, ``policies``...);
+    by default no call is announced or recorded, for tests of signalling and relaying alone.
     """
     return f"""\
 listen:
@@ -170,6 +180,7 @@ limits:
 logging:
   level: debug
 data_dir: data
+{policies}
 {extra}
 """
 
@@ -187,6 +198,7 @@ def running_callherald(
     allowed_networks: str = "127.0.0.0/8",
     transport: str = "udp",
     ports: SipPorts | None = None,
+    policies: str = UNRECORDED_POLICIES,
 ) -> Iterator[CallheraldProcess]:
     """Start callherald on loopback ports with this configuration; stop it by PID afterwards.
 
@@ -212,6 +224,7 @@ def running_callherald(
             extra=extra,
             allowed_networks=allowed_networks,
             transport=transport,
+            policies=policies,
         ),
         encoding="utf-8",
     )

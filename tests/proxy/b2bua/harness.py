@@ -15,15 +15,18 @@ import itertools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from proxy.b2bua.consent import DigitMechanism
 from proxy.b2bua.core import B2bua
 from proxy.b2bua.effects import (
     CallEnded,
     CloseMedia,
     Effect,
     LogEvent,
+    MediaLeg,
     OpenMedia,
     SendSip,
 )
+from proxy.b2bua.policy import PolicyResolver, PromptCheck
 from proxy.b2bua.settings import Address, B2buaSettings, CarrierSettings, Side, TrunkAccount
 from proxy.sip import Message, Request, Response, make_response, parse_message
 from proxy.sip.headers import NameAddress
@@ -209,10 +212,18 @@ class Harness:
         *,
         timers: TimerConfig | None = None,
         start: float = T0,
+        policy_for: PolicyResolver | None = None,
+        prompt_ready: PromptCheck | None = None,
     ) -> None:
         self.settings = settings or make_settings()
         self.timers = timers or TimerConfig()
-        self.b2bua = B2bua(self.settings, token=counter_token(), timers=self.timers)
+        self.b2bua = B2bua(
+            self.settings,
+            token=counter_token(),
+            timers=self.timers,
+            policy_for=policy_for,
+            prompt_ready=prompt_ready,
+        )
         self.now = start
         self.log: list[tuple[float, Effect]] = []
 
@@ -247,6 +258,20 @@ class Harness:
 
     def shutdown(self) -> list[Effect]:
         return self._record(self.b2bua.shutdown(self.now))
+
+    def prompt_finished(self, call_ref: str, leg: MediaLeg) -> list[Effect]:
+        """The playout layer reports the prompt on ``leg`` was sent whole, now."""
+        return self._record(self.b2bua.prompt_finished(call_ref, leg, self.now))
+
+    def prompt_failed(self, call_ref: str, leg: MediaLeg, reason: str = "missing") -> list[Effect]:
+        """The playout layer reports the prompt on ``leg`` could not be played, now."""
+        return self._record(self.b2bua.prompt_failed(call_ref, leg, reason, self.now))
+
+    def digit(
+        self, call_ref: str, leg: MediaLeg, digit: str, mechanism: DigitMechanism = DigitMechanism.RFC4733
+    ) -> list[Effect]:
+        """The media layer heard ``digit`` from the party on ``leg``, now."""
+        return self._record(self.b2bua.digit(call_ref, leg, digit, mechanism, self.now))
 
     @property
     def effects(self) -> list[Effect]:

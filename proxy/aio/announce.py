@@ -1,0 +1,133 @@
+"""What the media side does for the notice and consent: play prompts and tones, keep the parties
+apart, and listen for key presses.
+
+The core asks through effects (``PlayPrompt``, ``PlayTone``, ``StopPlayout``, ``BridgeMedia``,
+``ListenForDigits``); ``CallAnnouncements`` carries them out on a call's ``MediaSession`` with one
+``AnnouncementPlayer`` per leg (installed as the leg's ``outbound`` hook, so relayed packets are
+renumbered into the same stream) and a ``DigitListener`` on the outside party's ``inbound`` hook.
+
+``proxy`` does not import the announcements package: prompts come through the ``PromptSource``
+port the composition root plugs in.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from proxy.aio.media import MediaSession
+from proxy.aio.playout import AnnouncementPlayer, Playout, PlayoutResult, PlayoutScheduler
+from proxy.b2bua.effects import MediaFormat, MediaLeg, Tone
+from proxy.rtp.digits import DigitListener, HeardDigit
+
+__all__ = ["CallAnnouncements", "PlayablePrompt", "PromptSource"]
+
+_LOG = logging.getLogger("callherald.announce")
+_RTP_CLOCK_HZ = 8000  # PCMU, PCMA and G.722 all use an 8000 Hz RTP clock (RFC 3551 §4.5.2)
+_SAMPLES_PER_FRAME = 160
+
+
+class PlayablePrompt(Protocol):
+    """A prepared prompt: its identity for the evidence record and its frames per codec."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def language(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def audio_sha256(self) -> Mapping[Any, str]:
+        """SHA-256 of the frames played, per codec name."""
+        ...
+
+    def frames_for(self, codec: str) -> Sequence[bytes]: ...
+
+
+class PromptSource(Protocol):
+    """Prepared prompts and generated tones. ``prompt`` raises (any exception, its text the reason)
+    when the prompt cannot be played."""
+
+    def prompt(self, prompt_id: str, language: str) -> PlayablePrompt: ...
+
+    def tone(self, tone: Tone, codec: str) -> Sequence[bytes]: ...
+
+
+PromptDone = Callable[[str, MediaLeg, PlayoutResult], None]
+DigitHeard = Callable[[str, MediaLeg, HeardDigit], None]
+
+
+@dataclass(slots=True)
+class CallAnnouncements:
+    """A call's players and digit listener, on top of its media session."""
+
+    session: MediaSession
+    scheduler: PlayoutScheduler
+    players: dict[MediaLeg, AnnouncementPlayer] = field(default_factory=dict)
+    listener: DigitListener | None = None
+
+    def player(self, leg: MediaLeg) -> AnnouncementPlayer:
+        """The leg's player, created on first use and hooked into the relay towards that leg."""
+        player = self.players.get(leg)
+        if player is None:
+            protocol = self.session.rtp[leg]
+            player = AnnouncementPlayer(protocol, self.scheduler)
+            protocol.outbound = player.relay
+            self.players[leg] = player
+        return player
+
+    def play(
+        self, leg: MediaLeg, frames: Sequence[bytes], media: MediaFormat, *, loop: bool = False
+    ) -> Playout:
+        return self.player(leg).play(
+            frames,
+            payload_type=media.payload_type,
+            clock_rate=_RTP_CLOCK_HZ,
+            samples_per_frame=_SAMPLES_PER_FRAME,
+            loop=loop,
+        )
+
+    def stop(self, leg: MediaLeg) -> None:
+        player = self.players.get(leg)
+        if player is not None:
+            player.stop()
+
+    def bridge(self, bridged: bool) -> None:
+        """Join the parties (True) or keep them apart (False); prompts play either way."""
+        for leg in (MediaLeg.A, MediaLeg.B):
+            self.player(leg).muted = not bridged
+
+    def listen(
+        self, leg: MediaLeg, media: MediaFormat | None, inband: bool, heard: Callable[[HeardDigit], None]
+    ) -> None:
+        """Report key presses of the party on ``leg`` (``media`` None: stop listening)."""
+        for protocol in self.session.rtp.values():
+            protocol.inbound = None
+        self.listener = None
+        if media is None:
+            return
+        listener = DigitListener(
+            codec=media.codec,
+            audio_payload_type=media.payload_type,
+            event_payload_type=media.event_payload_type,
+            inband=inband,
+        )
+        self.listener = listener
+
+        def on_packet(data: bytes) -> None:
+            for digit in listener.feed(data):
+                heard(digit)
+
+        self.session.rtp[leg].inbound = on_packet
+
+    def close(self) -> None:
+        for player in self.players.values():
+            player.close()
+        for protocol in self.session.rtp.values():
+            protocol.inbound = None
+            protocol.outbound = None

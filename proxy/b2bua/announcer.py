@@ -1,0 +1,298 @@
+"""One call's notice, consent and recording permission, turned into effects.
+
+Theory of operation
+-------------------
+The core makes a ``CallAnnouncer`` for every call whose policy records. It knows which leg the
+outside party is on and, once the SDP says so, the ``MediaFormat`` to play in. ``start`` keeps the
+parties apart (``BridgeMedia(False)``), listens for the outside party's digits and runs a
+``ConsentSession``: the notice, then each question and its answer window. Its outputs become
+``PlayPrompt`` / ``StopPlayout`` / ``Evidence`` effects; for an outbound call the agent hears the
+notice too (``agent_hears_notice``).
+
+``stage`` tells the core where things are:
+
+* ``IDLE``: not started (an inbound call before its answer, an outbound call before the callee
+  answered);
+* ``ANNOUNCING``: notice or questions in progress;
+* ``DECIDED``: the session finished: ``purposes`` may be recorded (possibly none);
+* ``FAILED``: a prompt could not be played: nothing is recorded (fail closed);
+* ``BRIDGED``: the parties hear each other; recording runs when ``purposes`` is not empty.
+
+After the bridge a withdrawal digit from the outside party ends every consent-based purpose from
+that moment (GDPR Art. 7(3)); ``party_changed`` (a transfer brought a new outside party) stops the
+recording and starts over with the notice for the new party.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from proxy.b2bua import consent
+from proxy.b2bua.effects import (
+    BridgeMedia,
+    Effect,
+    Evidence,
+    ListenForDigits,
+    LogEvent,
+    MediaFormat,
+    MediaLeg,
+    PlayPrompt,
+    PlayTone,
+    StartRecording,
+    StopPlayout,
+    StopRecording,
+    Tone,
+)
+from proxy.b2bua.policy import CallPolicy
+
+__all__ = ["AnnouncerStage", "CallAnnouncer"]
+
+
+class AnnouncerStage(Enum):
+    IDLE = "idle"
+    ANNOUNCING = "announcing"
+    DECIDED = "decided"
+    FAILED = "failed"
+    BRIDGED = "bridged"
+
+
+class CallAnnouncer:
+    """The notice and consent of one call's outside party. Feed it events; execute its effects."""
+
+    def __init__(
+        self, *, call_ref: str, policy: CallPolicy, outside_leg: MediaLeg, agent_hears_notice: bool
+    ) -> None:
+        self.call_ref = call_ref
+        self.policy = policy
+        self.outside_leg = outside_leg
+        self.agent_hears_notice = agent_hears_notice
+        self.stage = AnnouncerStage.IDLE
+        self.media: MediaFormat | None = None
+        self.agent_media: MediaFormat | None = None
+        self.purposes: tuple[str, ...] = ()
+        self.recording = False
+        self._session: consent.ConsentSession | None = None
+
+    @property
+    def settled(self) -> bool:
+        """True once the notice and questions are over (decided or failed)."""
+        return self.stage in (AnnouncerStage.DECIDED, AnnouncerStage.FAILED)
+
+    def _new_session(self) -> consent.ConsentSession:
+        policy = self.policy
+        return consent.ConsentSession(
+            notice_prompt_id=policy.notice_prompt_id,
+            language=policy.language,
+            purposes=policy.purposes,
+            questions=policy.questions,
+        )
+
+    def start(
+        self, media: MediaFormat, now: float, *, agent_media: MediaFormat | None = None
+    ) -> list[Effect]:
+        """Keep the parties apart, listen for digits and play the notice to the outside party."""
+        self.media = media
+        self.agent_media = agent_media or media
+        self.stage = AnnouncerStage.ANNOUNCING
+        self.purposes = ()
+        self._session = self._new_session()
+        out: list[Effect] = [
+            BridgeMedia(call_ref=self.call_ref, bridged=False),
+            ListenForDigits(call_ref=self.call_ref, leg=self.outside_leg, media=media),
+        ]
+        self._translate(self._session.start(now), out)
+        return out
+
+    def fail_now(self, reason: str, now: float) -> list[Effect]:
+        """The notice cannot be played at all (checked before the call was answered)."""
+        self.stage = AnnouncerStage.FAILED
+        self.purposes = ()
+        event = consent.NoticeFailed(prompt_id=self.policy.notice_prompt_id, reason=reason, at=now)
+        return [
+            Evidence(call_ref=self.call_ref, leg=self.outside_leg, event=event),
+            LogEvent(
+                level="warning",
+                text=f"recording notice {self.policy.notice_prompt_id!r} unavailable ({reason}): "
+                f"{self._failure_consequence()}",
+                call_ref=self.call_ref,
+            ),
+        ]
+
+    def _failure_consequence(self) -> str:
+        return "call rejected" if self.policy.on_failure == "reject" else "call connects unrecorded"
+
+    def prompt_finished(self, leg: MediaLeg, now: float) -> list[Effect]:
+        if (
+            leg is not self.outside_leg
+            or self._session is None
+            or self.stage is not AnnouncerStage.ANNOUNCING
+        ):
+            return []
+        out: list[Effect] = []
+        self._translate(self._session.prompt_finished(now), out)
+        return out
+
+    def prompt_failed(self, leg: MediaLeg, reason: str, now: float) -> list[Effect]:
+        if (
+            leg is not self.outside_leg
+            or self._session is None
+            or self.stage is not AnnouncerStage.ANNOUNCING
+        ):
+            return []
+        out: list[Effect] = []
+        self._translate(self._session.prompt_failed(reason, now), out)
+        return out
+
+    def digit(self, digit: str, mechanism: consent.DigitMechanism, now: float) -> list[Effect]:
+        """A key press by the outside party."""
+        out: list[Effect] = []
+        if self.stage is AnnouncerStage.ANNOUNCING and self._session is not None:
+            self._translate(self._session.digit(digit, mechanism, now), out)
+        elif self.stage is AnnouncerStage.BRIDGED and digit == self.policy.withdrawal_digit:
+            self._withdraw(mechanism, now, out)
+        return out
+
+    def next_deadline(self) -> float | None:
+        if self.stage is AnnouncerStage.ANNOUNCING and self._session is not None:
+            return self._session.next_deadline()
+        return None
+
+    def handle_timers(self, now: float) -> list[Effect]:
+        out: list[Effect] = []
+        if self.stage is AnnouncerStage.ANNOUNCING and self._session is not None:
+            self._translate(self._session.handle_timers(now), out)
+        return out
+
+    def bridge(self, now: float, *, agent_leg: MediaLeg | None = None) -> list[Effect]:
+        """Let the parties hear each other; when recording starts the agent hears a beep."""
+        out: list[Effect] = [BridgeMedia(call_ref=self.call_ref, bridged=True)]
+        agent = agent_leg or self.outside_leg.other
+        if self.stage is AnnouncerStage.DECIDED and self.purposes:
+            if self.agent_media is not None:  # the beep tells the agent the call is being recorded
+                out.append(
+                    PlayTone(call_ref=self.call_ref, leg=agent, tone=Tone.BEEP, media=self.agent_media)
+                )
+            self.recording = True
+            out.append(
+                StartRecording(
+                    call_ref=self.call_ref,
+                    outside_leg=self.outside_leg,
+                    purposes=self.purposes,
+                    policy=self.policy.name,
+                )
+            )
+        elif self.stage is AnnouncerStage.DECIDED:
+            out.append(LogEvent(level="info", text="no purpose allows recording", call_ref=self.call_ref))
+        self.stage = AnnouncerStage.BRIDGED
+        if self.policy.withdrawal_digit is None or not self.recording:
+            out.append(ListenForDigits(call_ref=self.call_ref, leg=self.outside_leg, media=None))
+        return out
+
+    def party_changed(self, reason: str, media: MediaFormat | None, now: float) -> list[Effect]:
+        """A new outside party: stop recording and play the notice to them before anything else."""
+        out: list[Effect] = [
+            Evidence(
+                call_ref=self.call_ref,
+                leg=self.outside_leg,
+                event=consent.PartyChanged(reason=reason, at=now),
+            )
+        ]
+        if self.recording:
+            self.recording = False
+            out.append(StopRecording(call_ref=self.call_ref, reason="new-party"))
+        out.extend(self.start(media or self.media or _PCMU, now, agent_media=self.agent_media))
+        return out
+
+    def ended(self) -> list[Effect]:
+        """The call is over: a recording in progress stops."""
+        if not self.recording:
+            return []
+        self.recording = False
+        return [StopRecording(call_ref=self.call_ref, reason="ended")]
+
+    # Internals ---------------------------------------------------------------------------------
+
+    def _withdraw(self, mechanism: consent.DigitMechanism, now: float, out: list[Effect]) -> None:
+        consent_ids = {purpose.purpose_id for purpose in self.policy.purposes if purpose.needs_consent}
+        withdrawn = tuple(purpose for purpose in self.purposes if purpose in consent_ids)
+        if not withdrawn:
+            return
+        remaining = tuple(purpose for purpose in self.purposes if purpose not in consent_ids)
+        self.purposes = remaining
+        leg = self.outside_leg
+        out.append(
+            Evidence(
+                call_ref=self.call_ref,
+                leg=leg,
+                event=consent.ConsentWithdrawn(purposes=withdrawn, mechanism=mechanism, at=now),
+            )
+        )
+        out.append(StopRecording(call_ref=self.call_ref, reason="withdrawn"))
+        self.recording = False
+        if remaining:
+            self.recording = True
+            out.append(
+                StartRecording(
+                    call_ref=self.call_ref, outside_leg=leg, purposes=remaining, policy=self.policy.name
+                )
+            )
+        out.append(
+            LogEvent(
+                level="info",
+                text=f"consent withdrawn for {', '.join(withdrawn)}",
+                call_ref=self.call_ref,
+            )
+        )
+
+    def _translate(self, outputs: list[consent.Output], out: list[Effect]) -> None:
+        leg = self.outside_leg
+        media = self.media
+        assert media is not None
+        for output in outputs:
+            if isinstance(output, consent.PlayPrompt):
+                out.append(
+                    PlayPrompt(
+                        call_ref=self.call_ref,
+                        leg=leg,
+                        prompt_id=output.prompt_id,
+                        language=output.language,
+                        media=media,
+                    )
+                )
+                if (
+                    self.agent_hears_notice
+                    and output.prompt_id == self.policy.notice_prompt_id
+                    and self.agent_media is not None
+                ):
+                    out.append(
+                        PlayPrompt(
+                            call_ref=self.call_ref,
+                            leg=leg.other,
+                            prompt_id=output.prompt_id,
+                            language=output.language,
+                            media=self.agent_media,
+                            report=False,
+                        )
+                    )
+            elif isinstance(output, consent.StopPrompt):
+                out.append(StopPlayout(call_ref=self.call_ref, leg=leg))
+            else:
+                out.append(Evidence(call_ref=self.call_ref, leg=leg, event=output))
+                if isinstance(output, consent.ConsentFinished):
+                    self.stage = AnnouncerStage.DECIDED
+                    self.purposes = output.purposes
+                elif isinstance(output, consent.NoticeFailed):
+                    self.stage = AnnouncerStage.FAILED
+                    self.purposes = ()
+                    out.append(StopPlayout(call_ref=self.call_ref, leg=leg))
+                    out.append(
+                        LogEvent(
+                            level="warning",
+                            text=f"prompt {output.prompt_id!r} failed ({output.reason}): "
+                            f"{self._failure_consequence()}",
+                            call_ref=self.call_ref,
+                        )
+                    )
+
+
+_PCMU = MediaFormat(codec="pcmu", payload_type=0)

@@ -1,0 +1,106 @@
+"""Key presses in one received RTP stream: RFC 4733 telephone-events and in-band G.711 tones.
+
+A ``DigitListener`` is fed every packet a party sends and returns the key presses completed by
+it, each once, with how it was heard. Telephone-event packets (on the negotiated payload type)
+go to a ``TelephoneEventReceiver``, which de-duplicates the retransmitted end packets (RFC 4733
+§2.5.1.4). Audio packets of PCMU or PCMA go to the Goertzel ``InbandDtmfDetector``. A phone that
+sends telephone-events may also leave the tones in its audio; once the stream has carried one
+event, in-band detection stops so a press is never counted twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from proxy.rtp.dtmf import TelephoneEvent, TelephoneEventReceiver
+from proxy.rtp.errors import RtpError
+from proxy.rtp.inband import InbandDtmfDetector
+from proxy.rtp.packet import RTP_HEADER_LEN, peek_header
+
+__all__ = ["DigitListener", "HeardDigit"]
+
+RFC4733: Final = "rfc4733"
+INBAND: Final = "inband"
+_G711 = ("pcmu", "pcma")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeardDigit:
+    """A key press: the digit and ``rfc4733`` or ``inband``."""
+
+    digit: str
+    mechanism: str
+
+
+class DigitListener:
+    """Key presses in one party's RTP. ``codec`` is ``pcmu``, ``pcma`` or ``g722``."""
+
+    __slots__ = ("_audio_pt", "_codec", "_event_pt", "_events", "_inband", "events_seen")
+
+    def __init__(
+        self, *, codec: str, audio_payload_type: int, event_payload_type: int | None, inband: bool
+    ) -> None:
+        self._codec = codec
+        self._audio_pt = audio_payload_type
+        self._event_pt = event_payload_type
+        self._events = TelephoneEventReceiver()
+        self._inband = InbandDtmfDetector() if inband and codec in _G711 else None
+        self.events_seen = False
+
+    def feed(self, data: bytes) -> list[HeardDigit]:
+        """The presses completed by one received packet (malformed packets are ignored)."""
+        try:
+            payload_type, _sequence, timestamp, _ssrc, _marker = peek_header(data)
+        except RtpError:
+            return []
+        payload = _payload(data)
+        if payload is None:
+            return []
+        if payload_type == self._event_pt and self._event_pt is not None:
+            try:
+                event = TelephoneEvent.parse(payload)
+            except RtpError:
+                return []
+            if not self.events_seen:
+                # From now on the phone signals by RFC 4733; a tone it left in its audio must not be
+                # reported again, not even a half-heard one at flush().
+                self.events_seen = True
+                self._inband = None
+            return [
+                HeardDigit(digit=d.digit, mechanism=RFC4733) for d in self._events.receive(timestamp, event)
+            ]
+        if payload_type == self._audio_pt and self._inband is not None:
+            if self._codec == "pcmu":
+                pressed = self._inband.feed_ulaw(payload, timestamp)
+            else:
+                pressed = self._inband.feed_alaw(payload, timestamp)
+            return [HeardDigit(digit=d.digit, mechanism=INBAND) for d in pressed]
+        return []
+
+    def flush(self) -> list[HeardDigit]:
+        """Presses still open when the stream ends (an event whose end packets were lost)."""
+        heard = [HeardDigit(digit=d.digit, mechanism=RFC4733) for d in self._events.flush()]
+        if self._inband is not None:
+            heard += [HeardDigit(digit=d.digit, mechanism=INBAND) for d in self._inband.flush()]
+        return heard
+
+
+def _payload(data: bytes) -> bytes | None:
+    """The payload after the fixed header, CSRCs and extension, without padding (RFC 3550 §5.1)."""
+    first = data[0]
+    offset = RTP_HEADER_LEN + 4 * (first & 0x0F)
+    if first & 0x10:
+        if len(data) < offset + 4:
+            return None
+        offset += 4 + 4 * int.from_bytes(data[offset + 2 : offset + 4], "big")
+    end = len(data)
+    if end < offset:
+        return None
+    if first & 0x20:
+        # The last octet counts the padding, itself included: never zero, never past the header.
+        padding = data[-1]
+        if padding == 0 or padding > end - offset:
+            return None
+        end -= padding
+    return data[offset:end]

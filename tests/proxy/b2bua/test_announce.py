@@ -1,0 +1,1329 @@
+"""Notice and consent in the B2BUA core on virtual time: who hears what, when the parties are joined
+and when recording may start.
+
+Every scenario ends in ``finish``, which checks the recording invariant over the whole effect log
+(``assert_recording_lawful``: no recording before the notice was heard whole and consent finished for
+the party on the line, no consent purpose without a "yes", GDPR Art. 7) and that nothing is left.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import pytest
+
+from proxy.b2bua.consent import (
+    AnnouncementEnded,
+    AnnouncementStarted,
+    ConsentDecided,
+    ConsentFinished,
+    ConsentQuestion,
+    ConsentWithdrawn,
+    Decision,
+    DigitMechanism,
+    DigitReceived,
+    EvidenceEvent,
+    NoticeFailed,
+    PartyChanged,
+    Purpose,
+)
+from proxy.b2bua.effects import (
+    BridgeMedia,
+    CallEnded,
+    Effect,
+    Evidence,
+    ListenForDigits,
+    LogEvent,
+    MediaFormat,
+    MediaLeg,
+    PlayPrompt,
+    PlayTone,
+    SendSip,
+    SetMediaRemote,
+    StartRecording,
+    StopPlayout,
+    StopRecording,
+    Tone,
+)
+from proxy.b2bua.policy import UNRECORDED, AnnouncementMode, CallPolicy, FailureBehaviour, PromptCheck
+from proxy.b2bua.settings import Address, B2buaSettings, Side
+from tests.proxy.b2bua.harness import (
+    CALLEE_ANSWER,
+    CALLER_OFFER,
+    CARRIER,
+    PBX,
+    T0,
+    FakeUa,
+    FakeUac,
+    FakeUas,
+    Harness,
+    make_settings,
+    non_sip,
+    sdp,
+    sdp_without_origin,
+    sent_sip,
+    sip_summary,
+)
+
+DIALLED = "4930123456"
+A_PORT = 20000  # the first call's ports, in pool order: a leg, then b leg
+B_PORT = 20002
+CALLEE_MEDIA: Address = ("127.0.0.3", 30000)
+PCMU = MediaFormat(codec="pcmu", payload_type=0, event_payload_type=101)
+OUTSIDE_IDENTITY = ("P-Asserted-Identity", "<sip:+4930555000@carrier.example>")
+
+QUALITY = Purpose(purpose_id="quality", lawful_basis="legitimate-interest", needs_consent=False)
+TRAINING = Purpose(purpose_id="training", lawful_basis="consent", needs_consent=True)
+TRAINING_QUESTION = ConsentQuestion(
+    question_id="training-question",
+    version="3",
+    purpose_id="training",
+    prompt_id="ask-training",
+    yes_digit="1",
+    timeout_s=5.0,
+)
+POLICY = CallPolicy(
+    name="service-line",
+    record=True,
+    notice_prompt_id="notice",
+    language="de",
+    purposes=(QUALITY, TRAINING),
+    questions=(TRAINING_QUESTION,),
+    withdrawal_digit="*",
+)
+CONSENT_ONLY = dataclasses.replace(POLICY, name="consent-only", purposes=(TRAINING,))
+EARLY_MEDIA = dataclasses.replace(POLICY, mode=AnnouncementMode.EARLY_MEDIA)
+
+ANNOUNCER_EFFECTS = (
+    PlayPrompt,
+    PlayTone,
+    StopPlayout,
+    BridgeMedia,
+    ListenForDigits,
+    Evidence,
+    StartRecording,
+    StopRecording,
+)
+
+E = TypeVar("E")
+
+
+# Ways and scenes -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Way:
+    """Where a call comes from and goes to, and on which leg the outside party is."""
+
+    name: str
+    caller: Address
+    caller_side: Side
+    callee: Address
+    callee_side: Side
+    outside_leg: MediaLeg
+
+
+INBOUND = Way(
+    name="inbound",
+    caller=CARRIER,
+    caller_side=Side.CARRIER,
+    callee=PBX,
+    callee_side=Side.PBX,
+    outside_leg=MediaLeg.A,
+)
+OUTBOUND = Way(
+    name="outbound",
+    caller=PBX,
+    caller_side=Side.PBX,
+    callee=CARRIER,
+    callee_side=Side.CARRIER,
+    outside_leg=MediaLeg.B,
+)
+WAYS = pytest.mark.parametrize("way", [INBOUND, OUTBOUND], ids=lambda way: way.name)
+
+
+class Scene:
+    """One call under ``policy``: the harness, both parties, and the playout layer's reports."""
+
+    def __init__(
+        self,
+        way: Way = INBOUND,
+        policy: CallPolicy = POLICY,
+        *,
+        prompt_ready: PromptCheck | None = None,
+        settings: B2buaSettings | None = None,
+        caller_user: str = "201",
+    ) -> None:
+        self.way = way
+        self.policy = policy
+        self.resolved: list[tuple[str, str, str]] = []
+        self.h = Harness(settings, policy_for=self._resolve, prompt_ready=prompt_ready)
+        self.caller = FakeUac(self.h, address=way.caller, side=way.caller_side, user=caller_user)
+        self.callee = FakeUas(self.h, address=way.callee, side=way.callee_side)
+
+    def _resolve(self, direction: str, calling: str, called: str) -> CallPolicy:
+        self.resolved.append((direction, calling, called))
+        return self.policy
+
+    @property
+    def outside(self) -> FakeUa:
+        return self.caller if self.way.outside_leg is MediaLeg.A else self.callee
+
+    @property
+    def agent(self) -> FakeUa:
+        return self.callee if self.way.outside_leg is MediaLeg.A else self.caller
+
+    @property
+    def ref(self) -> str:
+        return self.h.call_ref()
+
+    def dial(self, body: bytes = CALLER_OFFER, dialled: str = DIALLED) -> list[Effect]:
+        extra = (OUTSIDE_IDENTITY,) if self.way is INBOUND else ()
+        return self.caller.send(self.caller.invite(dialled, body=body, extra=extra))
+
+    def callee_answers(self) -> list[Effect]:
+        """The callee's 200 (the carrier asserts who answered, RFC 3325)."""
+        extra = (OUTSIDE_IDENTITY,) if self.way is OUTBOUND else ()
+        return self.callee.reply(self.callee.invite, 200, body=CALLEE_ANSWER, extra=extra)
+
+    def notice_playing(self) -> None:
+        """Dial and get to where the outside party hears the notice; a 2xx to the caller is ACKed."""
+        self.dial()
+        if self.way is OUTBOUND:
+            self.callee.take_invite()
+            self.callee.ring()
+            self.callee_answers()
+        if self.caller.responses("INVITE", 200):
+            self.caller.ack_answer()
+
+    def notice_heard(self) -> list[Effect]:
+        return self.h.prompt_finished(self.ref, self.way.outside_leg)
+
+    def question_heard(self) -> list[Effect]:
+        return self.h.prompt_finished(self.ref, self.way.outside_leg)
+
+    def press(self, digit: str, leg: MediaLeg | None = None) -> list[Effect]:
+        return self.h.digit(self.ref, leg or self.way.outside_leg, digit)
+
+    def decide(self, digit: str | None) -> list[Effect]:
+        """Answer the question with ``digit``; None lets the answer window close."""
+        if digit is None:
+            return self.h.advance(TRAINING_QUESTION.timeout_s)
+        return self.press(digit)
+
+    def connect(self, digit: str | None = "1") -> None:
+        """Notice, question answered with ``digit``, callee answered: the parties are bridged."""
+        self.notice_playing()
+        self.notice_heard()
+        self.question_heard()
+        self.decide(digit)
+        if self.way is INBOUND:
+            self.callee.take_invite()
+            self.callee.ring()
+            self.callee_answers()
+        self.caller.new_messages()
+        self.callee.new_messages()
+
+    def hang_up(self) -> None:
+        """The caller says BYE and the callee answers callherald's BYE."""
+        self.caller.send(self.caller.request("BYE"))
+        self.callee.reply(self.callee.last_request("BYE"), 200)
+
+
+def finish(scene: Scene) -> None:
+    """The invariant held all along, and once timers ran out nothing of the call is left."""
+    assert_recording_lawful(scene.h.effects, scene.policy)
+    scene.h.advance(64.0)
+    assert scene.h.leftovers() == dict.fromkeys(scene.h.leftovers(), 0)
+    scene.h.assert_idle()
+
+
+# Reading effects -------------------------------------------------------------------------------
+
+
+def announcing(effects: Iterable[Effect]) -> list[Effect]:
+    """The effects about the notice, consent, playout, bridging and recording, in order."""
+    return [effect for effect in effects if isinstance(effect, ANNOUNCER_EFFECTS)]
+
+
+def of(effects: Iterable[Effect], kind: type[E]) -> list[E]:
+    return [effect for effect in effects if isinstance(effect, kind)]
+
+
+def events(effects: Iterable[Effect], kind: type[E]) -> list[E]:
+    """The evidence events of type ``kind``."""
+    return [effect.event for effect in of(effects, Evidence) if isinstance(effect.event, kind)]
+
+
+def index_of(effects: Sequence[Effect], wanted: Effect) -> int:
+    return list(effects).index(wanted)
+
+
+def sip_index(effects: Sequence[Effect], destination: Address, label: str) -> int:
+    """Where in ``effects`` the SendSip ``label`` to ``destination`` is."""
+    for index, effect in enumerate(effects):
+        if isinstance(effect, SendSip) and sip_summary([effect]) == [(destination, label)]:
+            return index
+    raise AssertionError(f"no {label} to {destination}")
+
+
+def audio_lines(body: bytes) -> list[str]:
+    """The m= and a=rtpmap lines of an SDP body: which codecs it names."""
+    return [line for line in sdp_without_origin(body) if line.startswith(("m=", "a=rtpmap:"))]
+
+
+def warnings(effects: Iterable[Effect]) -> list[LogEvent]:
+    return [effect for effect in of(effects, LogEvent) if effect.level == "warning"]
+
+
+# The invariant ---------------------------------------------------------------------------------
+
+
+def assert_recording_lawful(effects: Iterable[Effect], policy: CallPolicy) -> None:
+    """Per call and outside party: ``StartRecording`` only after the notice ended complete and
+    ``ConsentFinished``; a consent purpose only after a granted ``ConsentDecided`` for it that was
+    not withdrawn (GDPR Art. 7, 7(3)); Start and Stop alternate. ``PartyChanged`` starts over."""
+    consent_purposes = {purpose.purpose_id for purpose in policy.purposes if purpose.needs_consent}
+    heard: dict[str, bool] = {}
+    finished: dict[str, bool] = {}
+    granted: dict[str, set[str]] = {}
+    recording: dict[str, bool] = {}
+    for effect in effects:
+        if isinstance(effect, Evidence):
+            ref, event = effect.call_ref, effect.event
+            if isinstance(event, PartyChanged):
+                heard[ref] = finished[ref] = False
+                granted[ref] = set()
+            elif isinstance(event, AnnouncementEnded) and event.prompt_id == policy.notice_prompt_id:
+                heard[ref] = heard.get(ref, False) or event.complete
+            elif isinstance(event, ConsentDecided) and event.decision is Decision.GRANTED:
+                granted.setdefault(ref, set()).add(event.purpose_id)
+            elif isinstance(event, ConsentWithdrawn):
+                granted[ref] = granted.get(ref, set()) - set(event.purposes)
+            elif isinstance(event, ConsentFinished):
+                finished[ref] = True
+        elif isinstance(effect, StartRecording):
+            ref = effect.call_ref
+            assert heard.get(ref), f"recording before the notice was heard: {effect}"
+            assert finished.get(ref), f"recording before consent finished: {effect}"
+            assert not recording.get(ref), f"recording started twice: {effect}"
+            unconsented = set(effect.purposes) & consent_purposes - granted.get(ref, set())
+            assert not unconsented, f"recording for {sorted(unconsented)} without consent"
+            recording[ref] = True
+        elif isinstance(effect, StopRecording):
+            assert recording.get(effect.call_ref), f"stopped a recording that never ran: {effect}"
+            recording[effect.call_ref] = False
+
+
+def _evidence(event: EvidenceEvent) -> Evidence:
+    return Evidence(call_ref="c", leg=MediaLeg.A, event=event)
+
+
+_HEARD = _evidence(AnnouncementEnded(prompt_id="notice", at=1.0, complete=True))
+_CUT = _evidence(AnnouncementEnded(prompt_id="notice", at=1.0, complete=False))
+_YES = _evidence(
+    ConsentDecided(
+        question_id="training-question",
+        question_version="3",
+        purpose_id="training",
+        decision=Decision.GRANTED,
+        mechanism=DigitMechanism.RFC4733,
+        at=2.0,
+    )
+)
+_FINISHED = _evidence(ConsentFinished(purposes=("quality", "training"), at=2.0))
+_NEW_PARTY = _evidence(PartyChanged(reason="SDP origin changed", at=3.0))
+_WITHDRAWN = _evidence(ConsentWithdrawn(purposes=("training",), mechanism=DigitMechanism.RFC4733, at=3.0))
+
+
+def _start(*purposes: str) -> StartRecording:
+    return StartRecording(call_ref="c", outside_leg=MediaLeg.A, purposes=purposes, policy="service-line")
+
+
+_STOP = StopRecording(call_ref="c", reason="new-party")
+
+
+@pytest.mark.parametrize(
+    ("log", "lawful"),
+    [
+        ([_HEARD, _YES, _FINISHED, _start("quality", "training")], True),
+        ([_HEARD, _FINISHED, _start("quality")], True),
+        ([_YES, _FINISHED, _start("quality")], False),  # notice never ended
+        ([_CUT, _FINISHED, _start("quality")], False),  # notice cut short
+        ([_HEARD, _start("quality")], False),  # consent not finished
+        ([_HEARD, _FINISHED, _start("quality", "training")], False),  # no "yes" for training
+        ([_HEARD, _YES, _FINISHED, _start("quality"), _NEW_PARTY, _STOP, _start("quality")], False),
+        ([_HEARD, _YES, _FINISHED, _start("training"), _WITHDRAWN, _STOP, _start("training")], False),
+        ([_HEARD, _FINISHED, _STOP], False),  # stopped what never ran
+    ],
+    ids=[
+        "granted",
+        "no-consent-purpose",
+        "notice-missing",
+        "notice-cut",
+        "unfinished",
+        "ungranted-purpose",
+        "new-party-unannounced",
+        "after-withdrawal",
+        "stop-without-start",
+    ],
+)
+def test_the_invariant_check_itself(log: list[Effect], lawful: bool) -> None:
+    if lawful:
+        assert_recording_lawful(log, POLICY)
+    else:
+        with pytest.raises(AssertionError):
+            assert_recording_lawful(log, POLICY)
+
+
+# The policy resolver ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("way", "caller_user", "dialled"),
+    [
+        (INBOUND, "+4930111222", "4930123456"),
+        (INBOUND, "anonymous", "800123"),
+        (OUTBOUND, "201", "004930999888"),
+    ],
+    ids=["inbound", "inbound-anonymous", "outbound"],
+)
+@pytest.mark.parametrize("policy", [POLICY, UNRECORDED], ids=lambda policy: policy.name)
+def test_resolver_is_asked_once_with_direction_and_user_parts(
+    way: Way, caller_user: str, dialled: str, policy: CallPolicy
+) -> None:
+    s = Scene(way, policy, caller_user=caller_user)
+    effects = s.dial(dialled=dialled)
+
+    assert s.resolved == [(way.name, caller_user, dialled)]
+    if policy.record:
+        assert LogEvent(level="info", text=f"policy {policy.name}", call_ref=s.ref) in effects
+    else:  # unrecorded: the INVITE goes on at once and nothing is played
+        assert sip_summary(effects)[-1] == (way.callee, "INVITE")
+        assert announcing(effects) == []
+    s.h.shutdown()
+    assert s.resolved == [(way.name, caller_user, dialled)]
+    finish(s)
+
+
+# Inbound: callherald answers and plays the notice before the PBX is called ---------------------
+
+
+ANSWER_TO_CALLER_LINES = [
+    "v=0",
+    "s=call",
+    "c=IN IP4 127.0.0.1",
+    "t=0 0",
+    f"m=audio {A_PORT} RTP/AVP 0 101",
+    "a=rtpmap:0 PCMU/8000",
+    "a=rtpmap:101 telephone-event/8000",
+    "a=fmtp:101 0-16",
+    "a=ptime:20",
+    "a=sendrecv",
+]
+
+
+def test_inbound_caller_is_answered_at_once_and_hears_the_notice() -> None:
+    s = Scene()
+    effects = s.dial()
+    ref = s.ref
+
+    assert sip_summary(effects) == [(CARRIER, "100 INVITE"), (CARRIER, "200 INVITE")]
+    assert s.callee.inbox() == []  # the PBX is not called yet
+    ok = s.caller.last_response("INVITE", 200)
+    assert ok.headers.get("content-type") == "application/sdp"
+    assert sdp_without_origin(ok.body) == ANSWER_TO_CALLER_LINES  # PCMU only, plus telephone-event
+    assert announcing(effects) == [
+        BridgeMedia(call_ref=ref, bridged=False),
+        ListenForDigits(call_ref=ref, leg=MediaLeg.A, media=PCMU),
+        PlayPrompt(call_ref=ref, leg=MediaLeg.A, prompt_id="notice", language="de", media=PCMU),
+        Evidence(
+            call_ref=ref, leg=MediaLeg.A, event=AnnouncementStarted(prompt_id="notice", language="de", at=T0)
+        ),
+    ]
+    assert sip_index(effects, CARRIER, "200 INVITE") < index_of(
+        effects, BridgeMedia(call_ref=ref, bridged=False)
+    )
+
+    s.caller.ack_answer()
+    s.h.advance(7.0)
+    effects = s.notice_heard()
+    assert announcing(effects) == [
+        Evidence(
+            call_ref=ref,
+            leg=MediaLeg.A,
+            event=AnnouncementEnded(prompt_id="notice", at=T0 + 7, complete=True),
+        ),
+        PlayPrompt(call_ref=ref, leg=MediaLeg.A, prompt_id="ask-training", language="de", media=PCMU),
+        Evidence(
+            call_ref=ref,
+            leg=MediaLeg.A,
+            event=AnnouncementStarted(prompt_id="ask-training", language="de", at=T0 + 7),
+        ),
+    ]
+    assert sent_sip(effects) == []
+    s.h.shutdown()
+    assert s.callee.inbox() == []
+    finish(s)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CodecCase:
+    name: str
+    offer_formats: str  # the m= line's formats
+    rtpmaps: tuple[str, ...]
+    allowed: frozenset[str] | None  # configured codecs; None: the default
+    expected: MediaFormat
+    expected_lines: tuple[str, ...]  # m= (without port) and a=rtpmap lines callherald answers with
+
+
+CODEC_CASES = [
+    CodecCase(
+        name="pcmu-first",
+        offer_formats="0 3 8 18 101",
+        rtpmaps=("0 PCMU/8000", "3 GSM/8000", "8 PCMA/8000", "18 G729/8000", "101 telephone-event/8000"),
+        allowed=None,
+        expected=PCMU,
+        expected_lines=("RTP/AVP 0 101", "a=rtpmap:0 PCMU/8000", "a=rtpmap:101 telephone-event/8000"),
+    ),
+    CodecCase(
+        name="pcma-after-g729",
+        offer_formats="18 8 0 101",
+        rtpmaps=("18 G729/8000", "8 PCMA/8000", "0 PCMU/8000", "101 telephone-event/8000"),
+        allowed=None,
+        expected=MediaFormat(codec="pcma", payload_type=8, event_payload_type=101),
+        expected_lines=("RTP/AVP 8 101", "a=rtpmap:8 PCMA/8000", "a=rtpmap:101 telephone-event/8000"),
+    ),
+    CodecCase(
+        name="g722-first-dynamic-events",
+        offer_formats="9 0 96",
+        rtpmaps=("9 G722/8000", "0 PCMU/8000", "96 telephone-event/8000"),
+        allowed=None,
+        expected=MediaFormat(codec="g722", payload_type=9, event_payload_type=96),
+        expected_lines=("RTP/AVP 9 96", "a=rtpmap:9 G722/8000", "a=rtpmap:96 telephone-event/8000"),
+    ),
+    CodecCase(
+        name="static-types-no-events",
+        offer_formats="8 0",
+        rtpmaps=(),
+        allowed=None,
+        expected=MediaFormat(codec="pcma", payload_type=8, event_payload_type=None),
+        expected_lines=("RTP/AVP 8",),
+    ),
+    CodecCase(
+        name="configured-without-pcma",
+        offer_formats="8 0 101",
+        rtpmaps=("8 PCMA/8000", "0 PCMU/8000", "101 telephone-event/8000"),
+        allowed=frozenset({"pcmu", "telephone-event"}),
+        expected=PCMU,
+        expected_lines=("RTP/AVP 0 101", "a=rtpmap:0 PCMU/8000", "a=rtpmap:101 telephone-event/8000"),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CODEC_CASES, ids=lambda case: case.name)
+def test_inbound_answer_and_pbx_offer_carry_only_the_first_playable_codec(case: CodecCase) -> None:
+    settings = make_settings(codecs=case.allowed) if case.allowed is not None else None
+    s = Scene(settings=settings)
+    offer = sdp(
+        "v=0",
+        "o=caller 1001 1 IN IP4 127.0.0.2",
+        "s=call",
+        "c=IN IP4 127.0.0.2",
+        "t=0 0",
+        f"m=audio 40000 RTP/AVP {case.offer_formats}",
+        *(f"a=rtpmap:{rtpmap}" for rtpmap in case.rtpmaps),
+    )
+    effects = s.dial(body=offer)
+    ref = s.ref
+
+    m_line, *rtpmaps = case.expected_lines
+    ok = s.caller.last_response("INVITE", 200)
+    assert audio_lines(ok.body) == [f"m=audio {A_PORT} {m_line}", *rtpmaps]
+    assert ListenForDigits(call_ref=ref, leg=MediaLeg.A, media=case.expected) in effects
+    assert of(effects, PlayPrompt)[0].media == case.expected
+
+    s.caller.ack_answer()
+    s.notice_heard()
+    s.question_heard()
+    effects = s.press("1")
+    assert PlayTone(call_ref=ref, leg=MediaLeg.A, tone=Tone.RINGBACK, media=case.expected) in effects
+    invite = s.callee.take_invite()
+    assert audio_lines(invite.body) == [f"m=audio {B_PORT} {m_line}", *rtpmaps]
+    s.h.shutdown()
+    finish(s)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Answer:
+    """How the caller answers the training question and what that decides."""
+
+    name: str
+    digit: str | None  # None: silence until the window closes
+    while_asking: bool  # pressed while the question still plays
+    decision: Decision
+    purposes: tuple[str, ...]
+
+
+ANSWERS = [
+    Answer(
+        name="yes", digit="1", while_asking=False, decision=Decision.GRANTED, purposes=("quality", "training")
+    ),
+    Answer(
+        name="yes-barging-in",
+        digit="1",
+        while_asking=True,
+        decision=Decision.GRANTED,
+        purposes=("quality", "training"),
+    ),
+    Answer(
+        name="silence", digit=None, while_asking=False, decision=Decision.NO_ANSWER, purposes=("quality",)
+    ),
+    Answer(
+        name="other-digit", digit="2", while_asking=False, decision=Decision.REFUSED, purposes=("quality",)
+    ),
+    Answer(
+        name="hash-barging-in", digit="#", while_asking=True, decision=Decision.REFUSED, purposes=("quality",)
+    ),
+]
+
+
+@pytest.mark.parametrize("answer", ANSWERS, ids=lambda answer: answer.name)
+def test_inbound_consent_decides_then_the_pbx_is_called_and_bridged(answer: Answer) -> None:
+    s = Scene()
+    s.dial()
+    ref = s.ref
+    s.caller.ack_answer()
+    s.h.advance(7.0)
+    s.notice_heard()
+    a = MediaLeg.A
+
+    def evidence(event: EvidenceEvent) -> Evidence:
+        return Evidence(call_ref=ref, leg=a, event=event)
+
+    if answer.while_asking:
+        s.h.advance(1.0)
+        effects = s.press(answer.digit or "")
+        at = T0 + 8
+        expected_head = [
+            evidence(
+                DigitReceived(digit=answer.digit or "", mechanism=DigitMechanism.RFC4733, at=at, counted=True)
+            ),
+            StopPlayout(call_ref=ref, leg=a),
+            evidence(AnnouncementEnded(prompt_id="ask-training", at=at, complete=False)),
+        ]
+    else:
+        s.h.advance(3.0)
+        s.question_heard()  # the answer window opens at T0 + 10
+        if answer.digit is None:
+            assert announcing(s.h.advance(4.9)) == []  # the window is still open
+            effects = s.h.advance(0.1)
+            at = T0 + 15
+            expected_head = []
+        else:
+            s.h.advance(2.0)
+            effects = s.press(answer.digit)
+            at = T0 + 12
+            expected_head = [
+                evidence(
+                    DigitReceived(digit=answer.digit, mechanism=DigitMechanism.RFC4733, at=at, counted=True)
+                )
+            ]
+    mechanism = None if answer.digit is None else DigitMechanism.RFC4733
+    assert announcing(effects) == [
+        *expected_head,
+        evidence(
+            ConsentDecided(
+                question_id="training-question",
+                question_version="3",
+                purpose_id="training",
+                decision=answer.decision,
+                mechanism=mechanism,
+                at=at,
+            )
+        ),
+        evidence(ConsentFinished(purposes=answer.purposes, at=at)),
+        PlayTone(call_ref=ref, leg=a, tone=Tone.RINGBACK, media=PCMU),
+    ]
+    assert sip_summary(effects)[0] == (PBX, "INVITE")  # only now, after ConsentFinished
+    assert audio_lines(s.callee.take_invite().body) == [
+        f"m=audio {B_PORT} RTP/AVP 0 101",
+        "a=rtpmap:0 PCMU/8000",
+        "a=rtpmap:101 telephone-event/8000",
+    ]
+
+    s.caller.new_messages()
+    effects = s.callee.ring()
+    assert sip_summary(effects) == []  # the caller hears our ringback, not the PBX's 180
+    assert s.caller.new_messages() == []
+
+    effects = s.callee_answers()
+    assert sip_summary(effects) == [(PBX, "ACK")]  # no second 200 to the caller
+    assert non_sip(effects) == [
+        SetMediaRemote(call_ref=ref, leg=MediaLeg.B, remote=CALLEE_MEDIA),
+        StopPlayout(call_ref=ref, leg=a),
+        BridgeMedia(call_ref=ref, bridged=True),
+        PlayTone(call_ref=ref, leg=MediaLeg.B, tone=Tone.BEEP, media=PCMU),
+        StartRecording(call_ref=ref, outside_leg=a, purposes=answer.purposes, policy="service-line"),
+    ]
+    assert sip_index(effects, PBX, "ACK") < index_of(effects, StopPlayout(call_ref=ref, leg=a))
+    assert s.caller.statuses() == [100, 200]
+    s.hang_up()
+    assert of(s.h.effects, StopRecording) == [StopRecording(call_ref=ref, reason="ended")]
+    finish(s)
+
+
+def test_inbound_early_media_notice_then_the_answer_repeats_the_183_sdp() -> None:
+    s = Scene(policy=EARLY_MEDIA)
+    effects = s.dial()
+    ref = s.ref
+
+    assert sip_summary(effects) == [(CARRIER, "100 INVITE"), (CARRIER, "183 INVITE")]
+    progress = s.caller.last_response("INVITE", 183)
+    assert sdp_without_origin(progress.body) == ANSWER_TO_CALLER_LINES
+    assert PlayPrompt(call_ref=ref, leg=MediaLeg.A, prompt_id="notice", language="de", media=PCMU) in effects
+    assert s.callee.inbox() == []
+
+    s.notice_heard()
+    s.question_heard()
+    effects = s.press("1")
+    assert sip_summary(effects) == [(PBX, "INVITE")]
+    s.callee.take_invite()
+    s.caller.new_messages()
+    assert sip_summary(s.callee.ring()) == []
+    assert s.caller.new_messages() == []
+
+    effects = s.callee_answers()
+    assert sip_summary(effects) == [(PBX, "ACK"), (CARRIER, "200 INVITE")]
+    ok = s.caller.last_response("INVITE", 200)
+    assert ok.body == progress.body  # the answer already given in the 183 (RFC 3261 §13.2.1)
+    assert ok.to.tag == progress.to.tag
+    assert announcing(effects) == [
+        StopPlayout(call_ref=ref, leg=MediaLeg.A),
+        BridgeMedia(call_ref=ref, bridged=True),
+        PlayTone(call_ref=ref, leg=MediaLeg.B, tone=Tone.BEEP, media=PCMU),
+        StartRecording(
+            call_ref=ref, outside_leg=MediaLeg.A, purposes=("quality", "training"), policy="service-line"
+        ),
+    ]
+    assert s.caller.statuses() == [100, 183, 200]
+    s.caller.ack_answer()
+    s.hang_up()
+    finish(s)
+
+
+def test_inbound_reinvite_during_the_notice_is_answered_by_callherald() -> None:
+    s = Scene()
+    s.notice_playing()
+    first_answer = s.caller.last_response("INVITE", 200).body
+
+    effects = s.caller.send(s.caller.request("INVITE", body=CALLER_OFFER))
+    assert sip_summary(effects) == [(CARRIER, "200 INVITE")]
+    assert s.caller.last_response("INVITE", 200).body == first_answer  # unchanged session (RFC 3264 §8)
+    s.caller.send(s.caller.ack_2xx(s.caller.last_response("INVITE", 200)))
+
+    pcma_only = CALLER_OFFER.replace(b"RTP/AVP 0 3 8 18 101", b"RTP/AVP 8 101")
+    effects = s.caller.send(s.caller.request("INVITE", body=pcma_only))
+    assert sip_summary(effects) == [(CARRIER, "488 INVITE")]  # the notice plays in PCMU
+    assert s.callee.inbox() == []
+    s.h.shutdown()
+    finish(s)
+
+
+# Outbound: the notice plays when the carrier answers, to both ---------------------------------
+
+
+def test_outbound_notice_plays_to_callee_and_agent_after_the_answer() -> None:
+    s = Scene(OUTBOUND)
+    effects = s.dial()
+    ref = s.ref
+    assert sip_summary(effects) == [(PBX, "100 INVITE"), (CARRIER, "INVITE")]
+    assert announcing(effects) == []
+    s.callee.take_invite()
+    s.callee.ring()
+
+    effects = s.callee_answers()
+    assert sip_summary(effects) == [(CARRIER, "ACK"), (PBX, "200 INVITE")]
+    b, a = MediaLeg.B, MediaLeg.A
+    assert announcing(effects) == [
+        BridgeMedia(call_ref=ref, bridged=False),
+        ListenForDigits(call_ref=ref, leg=b, media=PCMU),
+        PlayPrompt(call_ref=ref, leg=b, prompt_id="notice", language="de", media=PCMU),
+        PlayPrompt(call_ref=ref, leg=a, prompt_id="notice", language="de", media=PCMU, report=False),
+        Evidence(call_ref=ref, leg=b, event=AnnouncementStarted(prompt_id="notice", language="de", at=T0)),
+    ]
+    assert sip_index(effects, PBX, "200 INVITE") < index_of(effects, BridgeMedia(call_ref=ref, bridged=False))
+    s.caller.ack_answer()
+
+    assert announcing(s.h.prompt_finished(ref, a)) == []  # the agent's copy reports nothing
+    effects = s.notice_heard()
+    assert [(p.leg, p.prompt_id) for p in of(effects, PlayPrompt)] == [(b, "ask-training")]  # callee only
+    s.question_heard()
+    assert announcing(s.press("1", leg=a)) == []  # the agent cannot answer for the callee
+    effects = s.press("1")
+    assert announcing(effects)[-4:] == [
+        Evidence(call_ref=ref, leg=b, event=ConsentFinished(purposes=("quality", "training"), at=T0)),
+        BridgeMedia(call_ref=ref, bridged=True),
+        PlayTone(call_ref=ref, leg=a, tone=Tone.BEEP, media=PCMU),
+        StartRecording(call_ref=ref, outside_leg=b, purposes=("quality", "training"), policy="service-line"),
+    ]
+    assert sent_sip(effects) == []
+    s.hang_up()
+    finish(s)
+
+
+# The notice cannot be played ------------------------------------------------------------------
+
+
+def unannounced_flow(scene: Scene) -> None:
+    """A whole call: INVITE, 180, 200, ACK, a SIP INFO key press from each party (relayed), BYE."""
+    scene.dial()
+    scene.callee.take_invite()
+    scene.callee.ring()
+    scene.callee_answers()
+    scene.caller.ack_answer()
+    for sender, receiver in ((scene.caller, scene.callee), (scene.callee, scene.caller)):
+        body = b"Signal=5\r\nDuration=160\r\n"
+        sender.send(sender.request("INFO", body=body, content_type="application/dtmf-relay"))
+        receiver.reply(receiver.last_request("INFO"), 200)
+    scene.hang_up()
+
+
+def missing(prompt_id: str) -> PromptCheck:
+    return lambda wanted, _language: wanted != prompt_id
+
+
+@WAYS
+@pytest.mark.parametrize("missing_prompt", ["notice", "ask-training"])
+def test_unavailable_prompt_connects_exactly_like_an_unannounced_call(way: Way, missing_prompt: str) -> None:
+    plain = Scene(way, UNRECORDED)
+    unannounced_flow(plain)
+    s = Scene(way, POLICY, prompt_ready=missing(missing_prompt))
+    unannounced_flow(s)
+
+    assert [bytes(e.message) for e in sent_sip(s.h.effects)] == [
+        bytes(e.message) for e in sent_sip(plain.h.effects)
+    ]
+    ref = s.ref
+    assert announcing(s.h.effects) == [
+        Evidence(
+            call_ref=ref,
+            leg=way.outside_leg,
+            event=NoticeFailed(
+                prompt_id="notice", reason=f"prompt {missing_prompt!r} in 'de' is not available", at=T0
+            ),
+        )
+    ]
+    (warning,) = warnings(s.h.effects)
+    assert warning.text.endswith("call connects unrecorded")
+    assert warning.call_ref == ref
+    finish(s)
+
+
+@WAYS
+def test_unavailable_prompt_with_reject_refuses_the_call_480(way: Way) -> None:
+    s = Scene(
+        way, dataclasses.replace(POLICY, on_failure=FailureBehaviour.REJECT), prompt_ready=missing("notice")
+    )
+    effects = s.dial()
+
+    assert sip_summary(effects) == [(way.caller, "100 INVITE"), (way.caller, "480 INVITE")]
+    refusal = s.caller.last_response("INVITE", 480)
+    assert refusal.headers.get("reason") == 'SIP;cause=480;text="recording notice unavailable"'
+    assert s.callee.inbox() == []
+    assert s.h.ended() == [CallEnded(call_ref=s.ref, reason="notice-unavailable", status=480)]
+    assert s.h.b2bua.ports_available == s.h.b2bua.ports_capacity
+    assert events(effects, NoticeFailed) != []
+    assert warnings(effects)[0].text.endswith("call rejected")
+    s.caller.send(s.caller.ack_failure(refusal))
+    finish(s)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlayoutFailure:
+    """A prompt fails while it should play; what callherald sends then and whether the call goes on."""
+
+    name: str
+    way: Way
+    policy: CallPolicy
+    during: str  # "notice" or "question"
+    sent: tuple[tuple[str, str], ...]  # (caller|callee, label) sent right after the failure
+    connects: bool
+
+
+def _failing(mode: AnnouncementMode, on_failure: FailureBehaviour) -> CallPolicy:
+    return dataclasses.replace(POLICY, mode=mode, on_failure=on_failure)
+
+
+ANSWER, EARLY = AnnouncementMode.ANSWER, AnnouncementMode.EARLY_MEDIA
+CONNECT, REJECT = FailureBehaviour.CONNECT_UNRECORDED, FailureBehaviour.REJECT
+PLAYOUT_FAILURES = [
+    PlayoutFailure(
+        name="inbound-answer-connect",
+        way=INBOUND,
+        policy=_failing(ANSWER, CONNECT),
+        during="notice",
+        sent=(("callee", "INVITE"),),
+        connects=True,
+    ),
+    PlayoutFailure(
+        name="inbound-answer-connect-question",
+        way=INBOUND,
+        policy=_failing(ANSWER, CONNECT),
+        during="question",
+        sent=(("callee", "INVITE"),),
+        connects=True,
+    ),
+    PlayoutFailure(
+        name="inbound-answer-reject",
+        way=INBOUND,
+        policy=_failing(ANSWER, REJECT),
+        during="notice",
+        sent=(("caller", "BYE"),),
+        connects=False,
+    ),
+    PlayoutFailure(
+        name="inbound-early-connect",
+        way=INBOUND,
+        policy=_failing(EARLY, CONNECT),
+        during="notice",
+        sent=(("callee", "INVITE"),),
+        connects=True,
+    ),
+    PlayoutFailure(
+        name="inbound-early-reject",
+        way=INBOUND,
+        policy=_failing(EARLY, REJECT),
+        during="notice",
+        sent=(("caller", "480 INVITE"),),
+        connects=False,
+    ),
+    PlayoutFailure(
+        name="outbound-connect",
+        way=OUTBOUND,
+        policy=_failing(ANSWER, CONNECT),
+        during="notice",
+        sent=(),
+        connects=True,
+    ),
+    PlayoutFailure(
+        name="outbound-reject",
+        way=OUTBOUND,
+        policy=_failing(ANSWER, REJECT),
+        during="question",
+        sent=(("caller", "BYE"), ("callee", "BYE")),
+        connects=False,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", PLAYOUT_FAILURES, ids=lambda case: case.name)
+def test_prompt_failing_during_playout_fails_closed(case: PlayoutFailure) -> None:
+    s = Scene(case.way, case.policy)
+    s.notice_playing()
+    ref, leg = s.ref, case.way.outside_leg
+    prompt_id = "notice"
+    if case.during == "question":
+        s.notice_heard()
+        prompt_id = "ask-training"
+    effects = s.h.prompt_failed(ref, leg, "file missing")
+
+    assert announcing(effects)[:2] == [
+        Evidence(
+            call_ref=ref, leg=leg, event=NoticeFailed(prompt_id=prompt_id, reason="file missing", at=T0)
+        ),
+        StopPlayout(call_ref=ref, leg=leg),
+    ]
+    (warning,) = warnings(effects)
+    assert warning.text.endswith("call connects unrecorded" if case.connects else "call rejected")
+    peers = {"caller": s.caller.address, "callee": s.callee.address}
+    assert sip_summary(effects) == [(peers[who], label) for who, label in case.sent]
+    assert announcing(s.press("1")) == []  # no more questions once failed
+
+    if case.connects:
+        if case.way is INBOUND:
+            s.callee.take_invite()
+            s.callee_answers()
+            if s.caller.responses("INVITE", 200) and not s.caller.requests("BYE"):
+                s.caller.ack_answer()
+        assert BridgeMedia(call_ref=ref, bridged=True) in s.h.effects
+        assert s.h.b2bua.active_calls == 1
+        s.hang_up()
+    else:
+        assert s.h.ended()[0].call_ref == ref
+        assert s.callee.requests("INVITE") == ([] if case.way is INBOUND else [s.callee.invite])
+        for peer in (s.caller, s.callee):
+            for bye in peer.requests("BYE"):
+                peer.reply(bye, 200)
+        refused = s.caller.responses("INVITE", 480)
+        if refused:
+            s.caller.send(s.caller.ack_failure(refused[0]))
+    assert of(s.h.effects, StartRecording) == []
+    finish(s)
+
+
+# Key presses by SIP INFO (RFC 6086) ------------------------------------------------------------
+
+INFO_BODIES = [
+    pytest.param("application/dtmf-relay", b"Signal=1\r\nDuration=160\r\n", id="dtmf-relay"),
+    pytest.param("application/dtmf", b"1", id="dtmf"),
+]
+
+
+@WAYS
+@pytest.mark.parametrize(("content_type", "body"), INFO_BODIES)
+def test_sip_info_answers_the_question_and_is_not_relayed(way: Way, content_type: str, body: bytes) -> None:
+    s = Scene(way)
+    s.notice_playing()
+    s.notice_heard()
+    ref, leg = s.ref, way.outside_leg
+    s.outside.new_messages()
+
+    effects = s.outside.send(s.outside.request("INFO", body=body, content_type=content_type))
+    assert (s.outside.address, "200 INFO") in sip_summary(effects)
+    assert s.agent.requests("INFO") == []
+    (decided,) = events(effects, ConsentDecided)
+    assert decided.decision is Decision.GRANTED
+    assert decided.mechanism is DigitMechanism.SIP_INFO
+    assert events(effects, DigitReceived)[0].mechanism is DigitMechanism.SIP_INFO
+
+    if way is INBOUND:
+        s.callee.take_invite()
+        s.callee_answers()
+    (started,) = of(s.h.effects, StartRecording)
+    assert started == StartRecording(
+        call_ref=ref, outside_leg=leg, purposes=("quality", "training"), policy="service-line"
+    )
+    s.hang_up()
+    finish(s)
+
+
+@WAYS
+def test_sip_info_during_the_notice_is_logged_not_counted(way: Way) -> None:
+    s = Scene(way)
+    s.notice_playing()
+    info = s.outside.request(
+        "INFO", body=b"Signal=1\r\nDuration=160\r\n", content_type="application/dtmf-relay"
+    )
+    effects = s.outside.send(info)
+
+    assert sip_summary(effects) == [(s.outside.address, "200 INFO")]
+    assert events(effects, DigitReceived) == [
+        DigitReceived(digit="1", mechanism=DigitMechanism.SIP_INFO, at=T0, counted=False)
+    ]
+    assert events(effects, ConsentDecided) == []
+    assert s.agent.requests("INFO") == []
+    s.h.shutdown()
+    finish(s)
+
+
+# Withdrawal (GDPR Art. 7(3)) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Withdrawal:
+    name: str
+    policy: CallPolicy
+    by_info: bool  # the "*" comes as SIP INFO (relayed as well) rather than RFC 4733
+    resumed: tuple[str, ...]  # what recording resumes for; () none
+
+
+WITHDRAWALS = [
+    Withdrawal(name="rfc4733", policy=POLICY, by_info=False, resumed=("quality",)),
+    Withdrawal(name="sip-info", policy=POLICY, by_info=True, resumed=("quality",)),
+    Withdrawal(name="consent-only", policy=CONSENT_ONLY, by_info=False, resumed=()),
+]
+
+
+@WAYS
+@pytest.mark.parametrize("case", WITHDRAWALS, ids=lambda case: case.name)
+def test_withdrawal_digit_stops_consent_purposes(way: Way, case: Withdrawal) -> None:
+    s = Scene(way, case.policy)
+    s.connect("1")
+    ref, leg = s.ref, way.outside_leg
+    assert of(s.h.effects, StartRecording)[-1].purposes == tuple(p.purpose_id for p in case.policy.purposes)
+    assert announcing(s.press("*", leg=leg.other)) == []  # only the outside party can withdraw
+    s.h.advance(30.0)
+
+    if case.by_info:
+        effects = s.outside.send(
+            s.outside.request(
+                "INFO", body=b"Signal=*\r\nDuration=160\r\n", content_type="application/dtmf-relay"
+            )
+        )
+        assert sip_summary(effects) == [(s.agent.address, "INFO")]  # after the bridge, relayed as well
+        s.agent.reply(s.agent.last_request("INFO"), 200)
+        mechanism = DigitMechanism.SIP_INFO
+    else:
+        effects = s.press("*")
+        mechanism = DigitMechanism.RFC4733
+    expected: list[Effect] = [
+        Evidence(
+            call_ref=ref,
+            leg=leg,
+            event=ConsentWithdrawn(purposes=("training",), mechanism=mechanism, at=T0 + 30),
+        ),
+        StopRecording(call_ref=ref, reason="withdrawn"),
+    ]
+    if case.resumed:
+        expected.append(
+            StartRecording(call_ref=ref, outside_leg=leg, purposes=case.resumed, policy=case.policy.name)
+        )
+    assert announcing(effects) == expected
+    assert announcing(s.press("*")) == []  # nothing left to withdraw
+    s.hang_up()
+    finish(s)
+
+
+# Hang-ups around the notice --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("policy", "answers"),
+    [(POLICY, ["200 BYE"]), (EARLY_MEDIA, ["200 BYE", "487 INVITE"])],
+    ids=["answer", "early-media"],
+)
+def test_caller_bye_during_the_notice_ends_the_call_quietly(policy: CallPolicy, answers: list[str]) -> None:
+    s = Scene(policy=policy)
+    s.notice_playing()
+    if policy.mode is AnnouncementMode.EARLY_MEDIA:
+        s.caller.learn(s.caller.last_response("INVITE", 183))
+    effects = s.caller.send(s.caller.request("BYE"))
+
+    assert sip_summary(effects) == [(CARRIER, label) for label in answers]
+    assert s.h.ended() == [CallEnded(call_ref=s.ref, reason="bye-from-a")]
+    assert s.callee.inbox() == []  # no INVITE, no CANCEL
+    assert of(s.h.effects, StopRecording) == []  # it never started
+    finish(s)
+
+
+@pytest.mark.parametrize("leaver", ["caller", "callee"])
+def test_bye_during_the_outbound_notice_ends_both_legs(leaver: str) -> None:
+    s = Scene(OUTBOUND)
+    s.notice_playing()
+    sender, other = (s.caller, s.callee) if leaver == "caller" else (s.callee, s.caller)
+    effects = sender.send(sender.request("BYE"))
+
+    assert sip_summary(effects) == [(sender.address, "200 BYE"), (other.address, "BYE")]
+    leg = "a" if sender is s.caller else "b"
+    assert s.h.ended() == [CallEnded(call_ref=s.ref, reason=f"bye-from-{leg}")]
+    other.reply(other.last_request("BYE"), 200)
+    assert of(s.h.effects, StopRecording) == []
+    finish(s)
+
+
+def test_cancel_after_callherald_answered_changes_nothing() -> None:
+    s = Scene()
+    s.dial()
+    effects = s.caller.send(s.caller.cancel())
+
+    assert sip_summary(effects) == [(CARRIER, "200 CANCEL")]
+    assert s.h.b2bua.active_calls == 1
+    s.caller.ack_answer()
+    s.notice_heard()
+    s.question_heard()
+    s.press("1")
+    s.callee.take_invite()
+    s.callee_answers()
+    assert len(of(s.h.effects, StartRecording)) == 1
+    s.hang_up()
+    finish(s)
+
+
+def test_cancel_during_the_early_media_notice_answers_487() -> None:
+    s = Scene(policy=EARLY_MEDIA)
+    s.dial()
+    effects = s.caller.send(s.caller.cancel())
+
+    assert sip_summary(effects) == [(CARRIER, "200 CANCEL"), (CARRIER, "487 INVITE")]
+    assert s.h.ended() == [CallEnded(call_ref=s.ref, reason="cancelled", status=487)]
+    assert s.callee.inbox() == []
+    s.caller.send(s.caller.ack_failure(s.caller.last_response("INVITE", 487)))
+    finish(s)
+
+
+@pytest.mark.parametrize("pbx_rang_first", [True, False], ids=["after-180", "before-any-provisional"])
+def test_caller_bye_while_the_pbx_rings_cancels_the_pbx(pbx_rang_first: bool) -> None:
+    s = Scene()
+    s.notice_playing()
+    s.notice_heard()
+    s.question_heard()
+    s.press("2")
+    s.callee.take_invite()
+    if pbx_rang_first:
+        s.callee.ring()
+    effects = s.caller.send(s.caller.request("BYE"))
+
+    assert sip_summary(effects) == [(CARRIER, "200 BYE")] + ([(PBX, "CANCEL")] if pbx_rang_first else [])
+    if not pbx_rang_first:
+        assert sip_summary(s.callee.ring()) == [(PBX, "CANCEL")]  # §9.1: only after a provisional
+    s.callee.reply(s.callee.last_request("CANCEL"), 200)
+    assert sip_summary(s.callee.reply(s.callee.invite, 487)) == [(PBX, "ACK")]
+    assert s.caller.requests("BYE") == []
+    assert of(s.h.effects, StartRecording) == []
+    finish(s)
+
+
+@pytest.mark.parametrize(("status", "reason"), [(486, "busy"), (480, "failed-480"), (603, "failed-603")])
+def test_pbx_failure_after_callherald_answered_hangs_up_the_caller(status: int, reason: str) -> None:
+    s = Scene()
+    s.notice_playing()
+    s.notice_heard()
+    s.question_heard()
+    s.press("1")
+    s.callee.take_invite()
+    s.callee.ring()
+    effects = s.callee.reply(s.callee.invite, status)
+
+    assert sip_summary(effects) == [(PBX, "ACK"), (CARRIER, "BYE")]
+    assert s.caller.statuses() == [100, 200]  # the INVITE had its answer; no error response follows
+    assert s.h.ended() == [CallEnded(call_ref=s.ref, reason=reason, status=status)]
+    s.caller.reply(s.caller.last_request("BYE"), 200)
+    assert of(s.h.effects, StartRecording) == []
+    finish(s)
+
+
+# re-INVITE: hold, or a new outside party -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reinvite:
+    """A re-INVITE from the outside party after the bridge."""
+
+    name: str
+    origin: str | None  # "user sess-id address" of the new o= line; None: the party's own
+    version: int
+    direction: str
+    identity: str | None  # P-Asserted-Identity on the re-INVITE; None: none
+    new_party: str | None  # why callherald takes it for another party; None: the same one
+
+
+REINVITES = [
+    Reinvite(name="hold", origin=None, version=2, direction="a=sendonly", identity=None, new_party=None),
+    Reinvite(
+        name="hold-same-identity",
+        origin=None,
+        version=2,
+        direction="a=sendonly",
+        identity=OUTSIDE_IDENTITY[1],
+        new_party=None,
+    ),
+    Reinvite(name="refresh", origin=None, version=2, direction="a=sendrecv", identity=None, new_party=None),
+    Reinvite(
+        name="transfer-new-origin",
+        origin="transferee 5550 127.0.0.7",
+        version=1,
+        direction="a=sendrecv",
+        identity=None,
+        new_party="SDP origin changed",
+    ),
+    Reinvite(
+        name="transfer-new-identity",
+        origin=None,
+        version=2,
+        direction="a=sendrecv",
+        identity="<sip:+4940777000@carrier.example>",
+        new_party="asserted identity changed",
+    ),
+]
+
+
+def party_sdp(origin: str, version: int, direction: str) -> bytes:
+    user, sess_id, address = origin.split()
+    return sdp(
+        "v=0",
+        f"o={user} {sess_id} {version} IN IP4 {address}",
+        "s=-",
+        f"c=IN IP4 {address}",
+        "t=0 0",
+        "m=audio 40000 RTP/AVP 0 101",
+        "a=rtpmap:0 PCMU/8000",
+        "a=rtpmap:101 telephone-event/8000",
+        direction,
+    )
+
+
+def own_origin(way: Way) -> str:
+    """The outside party's o= line as first seen: the caller's offer inbound, the callee's answer outbound."""
+    return "caller 1001 127.0.0.2" if way is INBOUND else "callee 2002 127.0.0.3"
+
+
+def reinvite_from_outside(s: Scene, case: Reinvite) -> list[Effect]:
+    """The outside party's re-INVITE, the agent's 200 with SDP, and the outside party's ACK."""
+    body = party_sdp(case.origin or own_origin(s.way), case.version, case.direction)
+    extra = (("P-Asserted-Identity", case.identity),) if case.identity else ()
+    s.outside.send(s.outside.request("INVITE", body=body, extra=extra))
+    relayed = s.agent.last_request("INVITE")
+    effects = s.agent.reply(relayed, 200, body=party_sdp("agent 3003 127.0.0.9", 1, "a=sendrecv"))
+    s.outside.send(s.outside.ack_2xx(s.outside.last_response("INVITE", 200)))
+    return effects
+
+
+@WAYS
+@pytest.mark.parametrize("case", REINVITES, ids=lambda case: case.name)
+def test_reinvite_from_a_new_party_restarts_the_notice(way: Way, case: Reinvite) -> None:
+    s = Scene(way)
+    s.connect("1")
+    ref, leg = s.ref, way.outside_leg
+    effects = reinvite_from_outside(s, case)
+
+    assert sip_summary(effects) == [(s.agent.address, "ACK"), (s.outside.address, "200 INVITE")]
+    if case.new_party is None:
+        assert announcing(effects) == []
+        assert of(s.h.effects, StartRecording)[-1].purposes == ("quality", "training")
+        s.hang_up()
+        finish(s)
+        return
+    expected: list[Effect] = [
+        Evidence(call_ref=ref, leg=leg, event=PartyChanged(reason=case.new_party, at=T0)),
+        StopRecording(call_ref=ref, reason="new-party"),
+        BridgeMedia(call_ref=ref, bridged=False),
+        ListenForDigits(call_ref=ref, leg=leg, media=PCMU),
+        PlayPrompt(call_ref=ref, leg=leg, prompt_id="notice", language="de", media=PCMU),
+    ]
+    if way is OUTBOUND:  # the agent hears the notice again too
+        expected.append(
+            PlayPrompt(
+                call_ref=ref, leg=leg.other, prompt_id="notice", language="de", media=PCMU, report=False
+            )
+        )
+    expected.append(
+        Evidence(call_ref=ref, leg=leg, event=AnnouncementStarted(prompt_id="notice", language="de", at=T0))
+    )
+    assert sip_index(effects, s.outside.address, "200 INVITE") < index_of(effects, expected[0])
+    assert announcing(effects) == expected
+
+    s.notice_heard()
+    s.question_heard()
+    effects = s.press("2")  # the new party says no to training
+    assert announcing(effects)[-3:] == [
+        BridgeMedia(call_ref=ref, bridged=True),
+        PlayTone(call_ref=ref, leg=leg.other, tone=Tone.BEEP, media=PCMU),
+        StartRecording(call_ref=ref, outside_leg=leg, purposes=("quality",), policy="service-line"),
+    ]
+    s.hang_up()
+    finish(s)
+
+
+def test_outbound_late_offer_hold_from_the_callee_keeps_the_recording() -> None:
+    s = Scene(OUTBOUND)
+    s.dial(body=b"")
+    s.callee.take_invite()
+    s.callee.reply(s.callee.invite, 200, body=party_sdp("callee 2002 127.0.0.3", 1, "a=sendrecv"))
+    effects = s.caller.ack_answer(body=party_sdp("agent 3003 127.0.0.2", 1, "a=sendrecv"))
+    assert of(effects, PlayPrompt) != []  # the notice starts once the agent's answer names the codec
+    s.notice_heard()
+    s.question_heard()
+    s.press("1")
+    assert len(of(s.h.effects, StartRecording)) == 1
+
+    hold = Reinvite(
+        name="hold", origin=None, version=2, direction="a=sendonly", identity=None, new_party=None
+    )
+    effects = reinvite_from_outside(s, hold)
+    assert announcing(effects) == []  # the callee is the same party as the one who answered
+    s.hang_up()
+    finish(s)
