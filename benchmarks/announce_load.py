@@ -271,6 +271,7 @@ class _NullLeg:
     transport: asyncio.DatagramTransport | None
     latched: tuple[str, int] | None = None
     remote: tuple[str, int] | None = ("192.0.2.1", 4000)
+    sock: socket.socket | None = None
 
 
 async def measure_relay_hook(packets: int = HOOK_PACKETS) -> dict[str, float]:

@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 
 from announcements import PromptLibrary
 from callherald.announcing import LibraryPrompts, LoggingRecordSink, policy_resolver, prepare_prompts
+from callherald.evidence import PurposeFacts, RecordSinks, StorageRecords, recover_open_recordings
+from callherald.layout import DataLayout, ensure_development_key
 from config import Config, SipTarget
 from proxy.aio.service import ListenSpec, ProxyService
 from proxy.b2bua.core import B2bua
@@ -22,8 +24,10 @@ from proxy.b2bua.settings import (
     TrunkAccount,
 )
 from proxy.sip import ParserLimits
+from storage.keys import load_public_key
+from storage.records import EvidenceStore
 
-__all__ = ["b2bua_settings", "build_service", "run_forever"]
+__all__ = ["b2bua_settings", "build_service", "open_storage", "run_forever"]
 
 _LOG = logging.getLogger("callherald")
 
@@ -91,10 +95,56 @@ def b2bua_settings(config: Config, *, user_agent: str = "callherald") -> B2buaSe
     )
 
 
+def open_storage(config: Config) -> StorageRecords:
+    """The evidence database and the recording files under ``data_dir``, recovered after a crash.
+
+    Without configured recipients a development key pair is made (once) under ``data_dir/keys``:
+    recordings are then readable by anyone who can read that directory, which the log says loudly.
+    """
+    layout = DataLayout(config.data_dir)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    evidence = EvidenceStore(layout.evidence_db)
+    for line in recover_open_recordings(layout, evidence):
+        _LOG.warning("%s", line)
+    recipients = tuple(load_public_key(path) for path in config.recording.recipients)
+    if not recipients:
+        key, made = ensure_development_key(layout)
+        recipients = (key,)
+        _LOG.warning(
+            "*** DEVELOPMENT KEY: recordings are encrypted to %s, whose passphrase lies next to it. "
+            "Anyone who can read %s can play them. Configure recording.recipients for real use. ***",
+            layout.development_key.private,
+            layout.keys_dir,
+        )
+        if made:
+            _LOG.warning("made a new development key pair under %s", layout.keys_dir)
+    purposes = {
+        purpose.id: PurposeFacts(
+            lawful_basis=str(purpose.lawful_basis),
+            reference=purpose.reference or "",
+            retention_days=purpose.retention_days,
+        )
+        for purpose in config.purposes
+    }
+    return StorageRecords(
+        layout,
+        evidence,
+        recipients=recipients,
+        purposes=purposes,
+        min_free_mb=config.recording.min_free_mb,
+        recording_enabled=config.recording.enabled,
+    )
+
+
 def build_service(
-    config: Config, *, user_agent: str = "callherald", prompts: LibraryPrompts | None = None
+    config: Config,
+    *,
+    user_agent: str = "callherald",
+    prompts: LibraryPrompts | None = None,
+    storage: StorageRecords | None = None,
 ) -> ProxyService:
-    """The proxy service for ``config``, not yet started; ``prompts`` holds the prepared announcements."""
+    """The proxy service for ``config``, not yet started; ``prompts`` holds the prepared announcements
+    and ``storage`` (when given) keeps the evidence and the recordings."""
     listen = {
         Side.PBX: ListenSpec(
             host=config.listen.pbx.host,
@@ -120,7 +170,8 @@ def build_service(
         limits=ParserLimits(max_message_bytes=config.limits.max_message_bytes),
         logger=_LOG,
         prompts=prompts,
-        records=LoggingRecordSink(),
+        records=RecordSinks(LoggingRecordSink(), storage) if storage is not None else LoggingRecordSink(),
+        recordings=storage,
     )
 
 
@@ -128,9 +179,10 @@ async def run_forever(
     config: Config, *, on_ready: Callable[[ProxyService], Awaitable[None]] | None = None
 ) -> None:
     """Start the proxy, run until SIGINT or SIGTERM, then end calls and close."""
-    library = PromptLibrary(config.data_dir / "announcements-cache")
+    library = PromptLibrary(DataLayout(config.data_dir).announcements_cache)
     await asyncio.to_thread(prepare_prompts, config, library)  # ffmpeg on a cache miss: off the loop
-    service = build_service(config, prompts=LibraryPrompts(library))
+    storage = await asyncio.to_thread(open_storage, config)
+    service = build_service(config, prompts=LibraryPrompts(library), storage=storage)
     await service.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -153,3 +205,4 @@ async def run_forever(
     finally:
         _LOG.info("stopping: ending calls")
         await service.stop()
+        await asyncio.to_thread(storage.close)

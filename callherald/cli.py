@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import getpass
 import logging
 import os
@@ -13,14 +14,17 @@ from pathlib import Path
 import uvloop
 
 from announcements import AnnouncementError, PromptLibrary, PromptSet
-from callherald import __version__
+from callherald import __version__, recordings
 from callherald.app import run_forever
+from callherald.layout import DataLayout
+from callherald.recordings import PASSPHRASE_ENV
 from config import HOME_ENV, Config, ConfigError, default_config, load_config
 from storage.keys import generate_private_key, key_id, save_private_key, save_public_key
+from storage.records import RecordingState
 
 MIN_PASSPHRASE_CHARS = 12
 
-__all__ = ["main"]
+__all__ = ["PASSPHRASE_ENV", "main"]
 
 
 def _home() -> Path:
@@ -76,9 +80,6 @@ def check_prompt_files(config: Config) -> list[AnnouncementError]:
     return problems
 
 
-PASSPHRASE_ENV = "CALLHERALD_KEY_PASSPHRASE"
-
-
 def _new_passphrase() -> str | None:
     """The passphrase for a new private key: from the environment, else asked twice."""
     passphrase = os.environ.get(PASSPHRASE_ENV)
@@ -117,6 +118,104 @@ def _keys_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _layout(args: argparse.Namespace) -> DataLayout | None:
+    try:
+        return DataLayout(_load(args.config).data_dir)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return None
+
+
+def _utc_time(text: str) -> dt.datetime:
+    try:
+        return recordings.parse_utc_time(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _recordings_list(args: argparse.Namespace) -> int:
+    layout = _layout(args)
+    if layout is None:
+        return 2
+    return recordings.list_recordings(
+        layout,
+        number=args.number,
+        since=args.since,
+        until=args.until,
+        state=None if args.state is None else RecordingState(args.state),
+        limit=args.limit,
+        as_json=args.json,
+    )
+
+
+def _recordings_show(args: argparse.Namespace) -> int:
+    layout = _layout(args)
+    if layout is None:
+        return 2
+    return recordings.show_recording(layout, args.id, as_json=args.json)
+
+
+def _recordings_export(args: argparse.Namespace) -> int:
+    layout = _layout(args)
+    if layout is None:
+        return 2
+    return recordings.export_recording(
+        layout,
+        args.id,
+        out=Path(args.out),
+        key_path=None if args.key is None else Path(args.key),
+        force=args.force,
+    )
+
+
+def _add_recordings(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    group = commands.add_parser("recordings", help="list, show and export recordings")
+    subcommands = group.add_subparsers(dest="recordings_command", metavar="RECORDINGS_COMMAND", required=True)
+    config_help = "the YAML configuration file (default: the embedded default's data directory)"
+
+    listing = subcommands.add_parser("list", help="the recordings by start time, filtered")
+    listing.add_argument("--config", metavar="FILE", help=config_help)
+    listing.add_argument("--number", metavar="N", help="only calls from or to this number")
+    listing.add_argument(
+        "--since", metavar="ISO", type=_utc_time, help="started at or after (UTC if no offset)"
+    )
+    listing.add_argument("--until", metavar="ISO", type=_utc_time, help="started before (UTC if no offset)")
+    listing.add_argument("--state", choices=[state.value for state in RecordingState])
+    listing.add_argument("--limit", metavar="N", type=_positive, help="at most N recordings")
+    listing.add_argument("--json", action="store_true", help="a JSON array instead of a table")
+    listing.set_defaults(handler=_recordings_list)
+
+    show = subcommands.add_parser("show", help="one recording and the evidence timeline of its call")
+    show.add_argument("id", metavar="ID", help="the recording id")
+    show.add_argument("--config", metavar="FILE", help=config_help)
+    show.add_argument("--json", action="store_true", help='JSON {"recording": ..., "timeline": [...]}')
+    show.set_defaults(handler=_recordings_show)
+
+    export = subcommands.add_parser(
+        "export", help="decrypt and verify a recording into a WAV file (FLAC for .flac, via ffmpeg)"
+    )
+    export.add_argument("id", metavar="ID", help="the recording id")
+    export.add_argument("--out", metavar="FILE", required=True, help="the audio file to write")
+    export.add_argument(
+        "--key",
+        metavar="FILE",
+        help=f"the private key (passphrase from {PASSPHRASE_ENV} or asked); default: the development key",
+    )
+    export.add_argument("--force", action="store_true", help="replace an existing --out file")
+    export.add_argument("--config", metavar="FILE", help=config_help)
+    export.set_defaults(handler=_recordings_export)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="callherald",
@@ -141,6 +240,7 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--out", metavar="DIR", required=True, help="where to write NAME.key and NAME.pub")
     generate.add_argument("--name", default="reviewer", help="file name stem (default: reviewer)")
     generate.set_defaults(handler=_keys_generate)
+    _add_recordings(commands)
     return parser
 
 

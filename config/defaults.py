@@ -12,6 +12,10 @@ evidence of what was agreed (lawful basis contract, kept 365 days: long enough t
 disputes about an agreement, short by default as privacy by default asks; a business sets what its
 contracts need) and, only when the caller presses 1 within 6 seconds, also for staff training
 (consent, kept 90 days). If the notice cannot be played the call connects unrecorded.
+
+It names no recording recipients, so recordings are encrypted to a development key pair that
+callherald generates under ``data_dir/keys`` (and warns about loudly): fine for a first try, not
+for real calls.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from config.schema import (
     Policy,
     PolicyMatch,
     Purpose,
+    Recording,
     Routing,
     SipTarget,
     Transport,
@@ -170,6 +175,11 @@ policies:               # first match wins; the last one must match every call
     mode: answer
     on_failure: connect_unrecorded
 
+recording:
+  recipients: []        # none: a development key pair is made under data_dir/keys
+  min_free_mb: 200      # no new recordings while the data directory has less free space (MiB)
+  enabled: true
+
 logging:
   level: info
 
@@ -225,6 +235,7 @@ def default_config(home: Path) -> Config:
         purposes=DEFAULT_PURPOSES,
         consent_questions=DEFAULT_CONSENT_QUESTIONS,
         policies=DEFAULT_POLICIES,
+        recording=Recording(recipients=(), min_free_mb=200, enabled=True),
         data_dir=home,
         logging=Logging(level=LogLevel.INFO),
     )

@@ -19,12 +19,13 @@ from pathlib import Path
 from config.defaults import DEFAULT_CONSENT_QUESTIONS, DEFAULT_POLICIES, DEFAULT_PURPOSES
 from config.errors import ConfigError, ConfigProblem
 from config.policies import match_covers, normalise_number
-from config.reader import Context, Kind, Reader, discover_keys, expected, read_document
+from config.reader import Context, InvalidValueError, Kind, Reader, discover_keys, expected, read_document
 from config.schema import (
     DEFAULT_CONSENT_TIMEOUT_S,
     DEFAULT_LANGUAGE,
     DEFAULT_MAX_CONCURRENT_CALLS,
     DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_RECORDING_MIN_FREE_MB,
     DEFAULT_REGISTRATION_INTERVAL_S,
     DEFAULT_REGISTRATION_RETRY_MAX_S,
     DEFAULT_REGISTRATION_RETRY_MIN_S,
@@ -58,6 +59,7 @@ from config.schema import (
     PromptConfig,
     PromptSetConfig,
     Purpose,
+    Recording,
     Registration,
     Routing,
     SipTarget,
@@ -81,6 +83,12 @@ _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _LANGUAGE = re.compile(r"[a-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")
 _DTMF = re.compile(r"[0-9*#]")
 _DTMF_CODE = re.compile(r"[0-9*#]{1,8}")
+# The two forms storage.keys.parse_public_key reads: a PEM SubjectPublicKeyInfo block (text around
+# it is ignored) or the raw 32-byte X25519 key in base64, padded (44 characters) or not (43).
+_PEM_PUBLIC_KEY = re.compile(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.DOTALL)
+_BASE64_KEY = re.compile(rb"[A-Za-z0-9+/]{43}=?")
+PUBLIC_KEY_FILE_MAX_BYTES = 64 * 1024
+"""A recipient file larger than this is not a public key file (one is a few hundred bytes)."""
 _URI = re.compile(r"(?P<scheme>sips?):(?:(?P<user>[^@\s;?]+)@)?(?P<hostport>[^;?\s]+)(?P<rest>[;?]\S*)?")
 
 
@@ -373,6 +381,60 @@ def _read_routing(r: Reader) -> Routing:
 
 def _read_logging(r: Reader) -> Logging:
     return Logging(level=r.choice("level", LogLevel, LogLevel.INFO))
+
+
+def _check_public_key_file(path: Path) -> Path:
+    """``path`` when it is a regular file that looks like a public key (see `Recording.recipients`);
+    whether it holds a valid X25519 key is checked when callherald starts, not here."""
+    name = os.fspath(path)
+    try:
+        if not path.exists():
+            raise InvalidValueError(f"public key file {name!r} does not exist")
+        if not path.is_file():
+            raise InvalidValueError(f"public key file {name!r} is not a file")
+        with path.open("rb") as file:
+            data = file.read(PUBLIC_KEY_FILE_MAX_BYTES + 1)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InvalidValueError(f"cannot read public key file {name!r}: {reason}") from None
+    if len(data) > PUBLIC_KEY_FILE_MAX_BYTES:
+        raise InvalidValueError(
+            f"public key file {name!r} is larger than {PUBLIC_KEY_FILE_MAX_BYTES // 1024} KiB, "
+            "so it is not a public key file"
+        )
+    if _PEM_PUBLIC_KEY.search(data) is None and _BASE64_KEY.fullmatch(data.strip()) is None:
+        raise InvalidValueError(
+            f"public key file {name!r} holds no public key: expected a PEM 'BEGIN PUBLIC KEY' block "
+            "or the raw key in base64 (43 or 44 characters)"
+        )
+    return path
+
+
+def _read_recording_section(r: Reader) -> Recording:
+    key_file = Kind(
+        expected="a path to a public key file",
+        parse=lambda text: _check_public_key_file(r.ctx.resolve(text)),
+        placeholder=Path(),
+    )
+    recording = Recording(
+        recipients=r.scalar_list("recipients", key_file, (), noun="public key file"),
+        min_free_mb=r.int_("min_free_mb", DEFAULT_RECORDING_MIN_FREE_MB, lo=0),
+        enabled=r.bool_("enabled", True),
+    )
+    # Each recipient is one wrapped copy of a recording's key; a file listed twice is a mistake.
+    first: dict[str, int] = {}
+    for index, path in enumerate(recording.recipients):
+        if path == key_file.placeholder:  # unreadable: reported already (a real key file is never ".")
+            continue
+        same_file = os.path.realpath(path)
+        if same_file in first:
+            r.error(
+                "recipients",
+                f"duplicate public key file {os.fspath(path)!r} (also in entry {first[same_file]})",
+                item=index,
+            )
+        first.setdefault(same_file, index)
+    return recording
 
 
 # -- announcements, purposes, consent questions and policies --------------------------------------
@@ -842,6 +904,7 @@ def _read_config(r: Reader) -> Config:
         "announcements", _announcements_reader(catalog, embedded_policy=embedded_policy), required=False
     )
     purposes, consent_questions, policies = _read_policy_sections(r, catalog)
+    recording = r.mapping("recording", _read_recording_section, required=False)
     data_dir = r.path_("data_dir", None)
     logging = r.mapping("logging", _read_logging, required=False)
     config = Config(
@@ -855,6 +918,7 @@ def _read_config(r: Reader) -> Config:
         purposes=purposes,
         consent_questions=consent_questions,
         policies=policies,
+        recording=recording,
         data_dir=_default_data_dir(r.ctx.environ) if data_dir is None else data_dir,
         logging=logging,
     )
@@ -883,8 +947,9 @@ def parse_config(
     Args:
         text: the YAML document.
         source: the name problems are reported under (normally the file's path).
-        base_dir: directory relative ``{file: ...}`` secrets and ``data_dir`` are resolved against;
-            None leaves them relative to the working directory.
+        base_dir: directory relative paths in the file (``{file: ...}`` secrets, prompt files,
+            ``recording.recipients``, ``data_dir``) are resolved against; None leaves them relative
+            to the working directory.
         environ: environment for ``{env: ...}`` secrets and ``$CALLHERALD_HOME``; default `os.environ`.
 
     Raises:

@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_LANGUAGE",
     "DEFAULT_MAX_CONCURRENT_CALLS",
     "DEFAULT_MAX_MESSAGE_BYTES",
+    "DEFAULT_RECORDING_MIN_FREE_MB",
     "DEFAULT_REGISTRATION_INTERVAL_S",
     "DEFAULT_REGISTRATION_RETRY_MAX_S",
     "DEFAULT_REGISTRATION_RETRY_MIN_S",
@@ -52,6 +53,7 @@ __all__ = [
     "PromptConfig",
     "PromptSetConfig",
     "Purpose",
+    "Recording",
     "Registration",
     "Routing",
     "Secret",
@@ -70,6 +72,7 @@ DEFAULT_REGISTRATION_RETRY_MIN_S = 30
 DEFAULT_REGISTRATION_RETRY_MAX_S = 600
 DEFAULT_LANGUAGE = "nl"
 DEFAULT_CONSENT_TIMEOUT_S = 6.0
+DEFAULT_RECORDING_MIN_FREE_MB = 200
 EMBEDDED_PROMPT_SET_ID = "default"
 """The prompt-set id that names the announcement embedded in callherald (no files needed)."""
 EMBEDDED_PROMPT_LANGUAGES = ("nl", "en")
@@ -509,6 +512,25 @@ class Policy:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Recording:
+    """How recordings are made and who may decrypt them. Whether a call is recorded, and for which
+    purposes, is up to its `Policy`; this section can only switch recording off altogether."""
+
+    recipients: tuple[Path, ...] = ()
+    """Public key files of those who may decrypt recordings (a reviewer, an escrow key), each once;
+    a relative path is relative to the config file's directory. The loader checks only that each
+    is a regular file holding a PEM ``BEGIN PUBLIC KEY`` block or one 43/44-character base64
+    token; the key itself is parsed when callherald starts. Default: none, meaning a development
+    key pair is generated under ``data_dir/keys`` and used, with a loud warning."""
+    min_free_mb: int = DEFAULT_RECORDING_MIN_FREE_MB
+    """No new recording is started while the data directory's file system has less free space
+    than this, MiB, at least 0 (calls still connect, unrecorded). Default 200."""
+    enabled: bool = True
+    """False: nothing is recorded at all; notice and consent questions still happen as the
+    policies say. Default true."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """The whole configuration."""
 
@@ -535,6 +557,8 @@ class Config:
     embedded default question, see ``purposes``)."""
     policies: tuple[Policy, ...]
     """Policies in order, first match wins; every call must match one. Required with ``purposes``."""
+    recording: Recording = field(default_factory=Recording)
+    """Recording keys and storage. Default: all defaults (recording on, the development key pair)."""
     data_dir: Path
     """Directory for recordings, metadata and keys; a relative path is relative to the config
     file's directory. Default: ``$CALLHERALD_HOME``, else ``./callherald-data`` (both relative to

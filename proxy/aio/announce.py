@@ -102,15 +102,13 @@ class CallAnnouncements:
         for leg in (MediaLeg.A, MediaLeg.B):
             self.player(leg).muted = not bridged
 
-    def listen(
-        self, leg: MediaLeg, media: MediaFormat | None, inband: bool, heard: Callable[[HeardDigit], None]
-    ) -> None:
-        """Report key presses of the party on ``leg`` (``media`` None: stop listening)."""
-        for protocol in self.session.rtp.values():
-            protocol.inbound = None
+    def listener_tap(
+        self, media: MediaFormat | None, inband: bool, heard: Callable[[HeardDigit], None]
+    ) -> Callable[[bytes], None] | None:
+        """A packet hook reporting key presses; None when ``media`` is None (stop listening)."""
         self.listener = None
         if media is None:
-            return
+            return None
         listener = DigitListener(
             codec=media.codec,
             audio_payload_type=media.payload_type,
@@ -123,7 +121,7 @@ class CallAnnouncements:
             for digit in listener.feed(data):
                 heard(digit)
 
-        self.session.rtp[leg].inbound = on_packet
+        return on_packet
 
     def close(self) -> None:
         for player in self.players.values():

@@ -55,6 +55,7 @@ import asyncio
 import logging
 import math
 import secrets
+import socket
 import struct
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
@@ -108,6 +109,11 @@ class PlayoutLeg(Protocol):
 
     @property
     def remote(self) -> Address | None: ...
+
+    @property
+    def sock(self) -> socket.socket | None:
+        """The leg's bound socket, usable before the event loop has attached it."""
+        ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -544,11 +550,30 @@ class AnnouncementPlayer:
         leg = self._leg
         transport = leg.transport
         target = leg.latched or leg.remote
-        if transport is not None and target is not None:
-            b1 = (playout._payload_type | _MARKER) if marker else playout._payload_type
-            transport.sendto(_HEADER.pack(_VERSION_BYTE, b1, sequence, timestamp, self._ssrc) + frame, target)
-            playout._sent += 1
-            self.frames_sent += 1
+        if target is None:
+            return
+        packet = (
+            _HEADER.pack(
+                _VERSION_BYTE,
+                (playout._payload_type | _MARKER) if marker else playout._payload_type,
+                sequence,
+                timestamp,
+                self._ssrc,
+            )
+            + frame
+        )
+        if transport is not None:
+            transport.sendto(packet, target)
+        else:
+            sock = leg.sock  # bound but not yet attached to the loop (the call's first 20 ms)
+            if sock is None:
+                return
+            try:
+                sock.sendto(packet, target)
+            except OSError:
+                return
+        playout._sent += 1
+        self.frames_sent += 1
 
     def _end(self, playout: Playout, *, completed: bool) -> None:
         """Finish ``playout`` (once) and resolve its future."""

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from proxy.aio.announce import CallAnnouncements, PromptSource
 from proxy.aio.media import MediaRelay
 from proxy.aio.playout import PlayoutResult, PlayoutScheduler
+from proxy.aio.recording import CallRecording, RecordingSink
 from proxy.aio.transport import Address, Transport, start_tcp, start_udp
 from proxy.b2bua.consent import DigitMechanism
 from proxy.b2bua.core import B2bua
@@ -83,10 +84,15 @@ class ProxyService:
         logger: logging.Logger | None = None,
         prompts: PromptSource | None = None,
         records: CallRecordSink | None = None,
+        recordings: RecordingSink | None = None,
     ) -> None:
         self.core = core
         self._prompts = prompts
         self._records = records
+        self._recordings = recordings
+        self.recording: dict[str, CallRecording] = {}
+        # Per call and leg, what listens to the packets that leg's party sends (digits, recording).
+        self._taps: dict[tuple[str, MediaLeg], dict[str, Callable[[bytes], None]]] = {}
         self._announcements: dict[str, CallAnnouncements] = {}
         # What the evidence record needs of the prompt playing into a leg (version, audio hash).
         self._playing: dict[tuple[str, MediaLeg], dict[str, str]] = {}
@@ -153,6 +159,9 @@ class ProxyService:
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
+        for recording in list(self.recording.values()):
+            recording.close("shutdown")
+        self.recording.clear()
         for announcements in self._announcements.values():
             announcements.close()
         self._announcements.clear()
@@ -198,6 +207,9 @@ class ProxyService:
                 except OSError as error:
                     effects.extend(self.core.media_failed(effect.call_ref, str(error), self._now()))
             elif isinstance(effect, CloseMedia):
+                self._stop_recording(effect.call_ref, "ended")
+                for key in [key for key in self._taps if key[0] == effect.call_ref]:
+                    del self._taps[key]
                 announcements = self._announcements.pop(effect.call_ref, None)
                 if announcements is not None:
                     announcements.close()
@@ -213,6 +225,10 @@ class ProxyService:
             elif isinstance(effect, StartRecording | StopRecording):
                 if self._records is not None:
                     self._records.recording(effect)
+                if isinstance(effect, StartRecording):
+                    self._start_recording(effect)
+                else:
+                    self._stop_recording(effect.call_ref, effect.reason)
             elif isinstance(effect, LogEvent):
                 prefix = f"[{effect.call_ref}] " if effect.call_ref else ""
                 self._log.log(_LEVELS.get(effect.level, logging.INFO), "%s%s", prefix, effect.text)
@@ -268,7 +284,11 @@ class ProxyService:
             def heard(digit: HeardDigit) -> None:
                 self._on_digit(call_ref, leg, digit)
 
-            announcements.listen(leg, effect.media, effect.inband, heard)
+            for other in (MediaLeg.A, MediaLeg.B):
+                self._set_tap(call_ref, other, "digits", None)
+            tap = announcements.listener_tap(effect.media, effect.inband, heard)
+            if tap is not None:
+                self._set_tap(call_ref, leg, "digits", tap)
         elif isinstance(effect, PlayTone):
             if self._prompts is None:
                 return []
@@ -312,6 +332,71 @@ class ProxyService:
 
             playout.finished.add_done_callback(finished)
         return []
+
+    # Recording ---------------------------------------------------------------------------------
+
+    def _set_tap(self, call_ref: str, leg: MediaLeg, name: str, tap: Callable[[bytes], None] | None) -> None:
+        """Add (or with None remove) a listener to what ``leg``'s party sends; one hook per leg."""
+        session = self.media.sessions.get(call_ref)
+        taps = self._taps.setdefault((call_ref, leg), {})
+        if tap is None:
+            taps.pop(name, None)
+        else:
+            taps[name] = tap
+        if session is None:
+            return
+        listeners = tuple(taps.values())
+        protocol = session.rtp[leg]
+        if not listeners:
+            protocol.inbound = None
+        elif len(listeners) == 1:
+            protocol.inbound = listeners[0]
+        else:
+
+            def fan_out(data: bytes) -> None:
+                for listener in listeners:
+                    listener(data)
+
+            protocol.inbound = fan_out
+
+    def _start_recording(self, effect: StartRecording) -> None:
+        call_ref = effect.call_ref
+        session = self.media.sessions.get(call_ref)
+        if self._recordings is None or session is None or self._loop is None:
+            return
+        self._stop_recording(call_ref, "restarted")
+        try:
+            handle = self._recordings.open(
+                call_ref,
+                purposes=effect.purposes,
+                policy=effect.policy,
+                outside_leg=effect.outside_leg,
+                started_at=self._now(),
+            )
+        except Exception:
+            self._log.exception("[%s] recording could not be opened", call_ref)
+            return
+        if handle is None:
+            self._log.warning("[%s] not recorded: storage unavailable (see earlier errors)", call_ref)
+            return
+        recording = CallRecording(
+            session, handle, outside_leg=effect.outside_leg, media=effect.media, loop=self._loop
+        )
+        self.recording[call_ref] = recording
+        for leg in (MediaLeg.A, MediaLeg.B):
+            self._set_tap(call_ref, leg, "recording", recording.tap(leg))
+        recording.start()
+
+    def _stop_recording(self, call_ref: str, reason: str) -> None:
+        recording = self.recording.pop(call_ref, None)
+        if recording is None:
+            return
+        for leg in (MediaLeg.A, MediaLeg.B):
+            self._set_tap(call_ref, leg, "recording", None)
+        try:
+            recording.close(reason)
+        except Exception:
+            self._log.exception("[%s] closing the recording failed", call_ref)
 
     def _on_prompt_done(self, call_ref: str, leg: MediaLeg, result: PlayoutResult) -> None:
         if self._loop is None or not result.completed:

@@ -188,6 +188,21 @@ class CallAnnouncer:
             out.append(ListenForDigits(call_ref=self.call_ref, leg=self.outside_leg, media=None))
         return out
 
+    def pause(self) -> list[Effect]:
+        """A transfer is under way: keep the parties apart and stop recording."""
+        out: list[Effect] = [BridgeMedia(call_ref=self.call_ref, bridged=False)]
+        if self.recording:
+            self.recording = False
+            out.append(StopRecording(call_ref=self.call_ref, reason="transfer"))
+        return out
+
+    def resume(self, now: float) -> list[Effect]:
+        """The same outside party again (a new agent, or a failed transfer): join and record again."""
+        if self.stage is not AnnouncerStage.BRIDGED:
+            return [BridgeMedia(call_ref=self.call_ref, bridged=True)]
+        self.stage = AnnouncerStage.DECIDED if self.purposes else self.stage
+        return self.bridge(now)
+
     def party_changed(self, reason: str, media: MediaFormat | None, now: float) -> list[Effect]:
         """A new outside party: stop recording and play the notice to them before anything else."""
         out: list[Effect] = [
@@ -227,15 +242,15 @@ class CallAnnouncer:
                 event=consent.ConsentWithdrawn(purposes=withdrawn, mechanism=mechanism, at=now),
             )
         )
-        out.append(StopRecording(call_ref=self.call_ref, reason="withdrawn"))
-        self.recording = False
-        if remaining:
-            self.recording = True
-            out.append(
-                StartRecording(
-                    call_ref=self.call_ref, outside_leg=leg, purposes=remaining, policy=self.policy.name
+        if self.recording:  # not while paused for a transfer: resume() then records ``remaining`` only
+            out.append(StopRecording(call_ref=self.call_ref, reason="withdrawn"))
+            self.recording = bool(remaining)
+            if remaining:
+                out.append(
+                    StartRecording(
+                        call_ref=self.call_ref, outside_leg=leg, purposes=remaining, policy=self.policy.name
+                    )
                 )
-            )
         out.append(
             LogEvent(
                 level="info",

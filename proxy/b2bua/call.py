@@ -28,6 +28,7 @@ __all__ = [
     "CallPhase",
     "Dialog",
     "PendingRelay",
+    "Transfer",
     "anchor_sdp",
     "media_format",
     "media_remote",
@@ -66,6 +67,7 @@ class Dialog:
     sdp_session_id: str
     sdp_version: int = 1
     confirmed: bool = False
+    last_sdp: SessionDescription | None = None  # the SDP we last sent in this dialog
 
     @property
     def from_header(self) -> str:
@@ -91,6 +93,24 @@ class PendingRelay:
     request: Request
     offer_from_origin: bool
     new_party: str | None = None  # a re-INVITE that brings a different outside party: why we think so
+
+
+@dataclass(slots=True, kw_only=True)
+class Transfer:
+    """A REFER in progress (RFC 3515): the party on ``leg`` asked us to call ``target`` instead.
+
+    ``new`` is the dialog towards the target, on the same side and RTP port as ``old``; it
+    replaces ``old`` when the target answers. ``notify`` is False once the transferor hung up.
+    """
+
+    leg: MediaLeg
+    old: Dialog
+    new: Dialog
+    invite: Request
+    refer: Request
+    notify: bool = True
+    provisional_seen: bool = False
+    cancel_pending: bool = False  # given up before any provisional response: CANCEL on the first (§9.1)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -124,6 +144,7 @@ class Call:
     announce_progressed: bool = False  # the call moved on after the notice (callee called or bridged)
     announce_after_ack: bool = False  # outbound late offer: the notice starts when a's ACK answers
     outside_identity: tuple[str, ...] | None = None  # SDP origin and asserted identity of the outside party
+    transfer: Transfer | None = None
 
     def dialog(self, leg: MediaLeg) -> Dialog:
         return self.a if leg is MediaLeg.A else self.b
@@ -235,4 +256,5 @@ def anchor_sdp(
         addrtype="IP6" if ":" in media_address else "IP4",
     )
     dialog.sdp_version += 1
+    dialog.last_sdp = anchored
     return anchored

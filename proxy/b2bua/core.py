@@ -25,11 +25,22 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
+from urllib.parse import unquote
 
 from proxy.b2bua.announcer import AnnouncerStage, CallAnnouncer
-from proxy.b2bua.call import Call, CallPhase, Dialog, PendingRelay, anchor_sdp, media_format, media_remote
+from proxy.b2bua.call import (
+    Call,
+    CallPhase,
+    Dialog,
+    PendingRelay,
+    Transfer,
+    anchor_sdp,
+    media_format,
+    media_remote,
+)
 from proxy.b2bua.consent import DigitMechanism
 from proxy.b2bua.effects import (
+    BridgeMedia,
     CallEnded,
     CallStarted,
     CloseMedia,
@@ -76,7 +87,7 @@ from proxy.sip.uri import SipUri, TelUri, Uri, format_host, parse_uri
 
 __all__ = ["ALLOWED_METHODS", "B2bua", "B2buaStats"]
 
-ALLOWED_METHODS = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER"
+ALLOWED_METHODS = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, REFER, NOTIFY"
 _KNOWN_METHODS = frozenset(
     {
         "INVITE",
@@ -122,9 +133,10 @@ class B2buaStats:
 
 @dataclass(slots=True, kw_only=True)
 class _ClientContext:
-    kind: str  # "invite", "relay", "bye", "cancel", "register"
+    kind: str  # "invite", "relay", "bye", "cancel", "register", "transfer", "notify"
     call: Call | None
     leg: MediaLeg | None = None
+    transfer: Transfer | None = None
 
 
 def _status_for_caller(status: int) -> int:
@@ -167,6 +179,8 @@ class B2bua:
         # (Call-ID, the peer's tag) -> dialog: for peers that send a wrong To tag in ACK or BYE.
         self._dialogs_by_remote_tag: dict[tuple[str, str], tuple[Call, MediaLeg]] = {}
         self._calls_by_a_transaction: dict[TransactionId, Call] = {}
+        # Dialogs a transfer replaced: their BYE is answered without ending the call.
+        self._retired: dict[tuple[str, str], Call] = {}
         self._our_call_ids: set[str] = set()
         self._routes: dict[TransactionId, tuple[Address, Side]] = {}
         self._clients: dict[TransactionId, _ClientContext] = {}
@@ -641,7 +655,7 @@ class B2bua:
             to_tag=call.a.local_tag,
             extra=(("Reason", 'SIP;cause=480;text="recording notice unavailable"'),),
         )
-        self._end_call(call, "notice-unavailable", out, status=480)
+        self._end_call(call, now, "notice-unavailable", out, status=480)
 
     def _announce_to_caller(
         self,
@@ -1114,7 +1128,7 @@ class B2bua:
         self._reply(transaction_id, request, 200, out, now, to_tag=request.to.tag or call.a.local_tag)
         self._reply(call.a_invite_transaction, call.a_invite, 487, out, now, to_tag=call.a.local_tag)  # §9.2
         self._cancel_b(call, now, out)
-        self._end_call(call, "cancelled", out, status=487)
+        self._end_call(call, now, "cancelled", out, status=487)
 
     def _cancel_b(self, call: Call, now: float, out: list[Effect]) -> None:
         """CANCEL the b-leg INVITE (§9.1): only after a provisional response, else later."""
@@ -1144,6 +1158,8 @@ class B2bua:
 
     def _send_bye(self, call: Call, leg: MediaLeg, now: float, out: list[Effect]) -> None:
         dialog = call.dialog(leg)
+        if (dialog.call_id, dialog.local_tag) in self._retired:
+            return  # the transferor already left with BYE (RFC 5589 §6): that dialog is over
         bye = self._in_dialog_request(dialog, "BYE")
         self._send_request(
             bye,
@@ -1167,9 +1183,11 @@ class B2bua:
         elif call.phase in (CallPhase.ANSWERED, CallPhase.CONFIRMED):
             self._send_bye(call, MediaLeg.A, now, out)
             self._send_bye(call, MediaLeg.B, now, out)
-        self._end_call(call, reason, out)
+        self._end_call(call, now, reason, out)
 
-    def _end_call(self, call: Call, reason: str, out: list[Effect], status: int | None = None) -> None:
+    def _end_call(
+        self, call: Call, now: float, reason: str, out: list[Effect], status: int | None = None
+    ) -> None:
         """Free everything the call holds; dialogs stay findable while a CANCEL is in flight."""
         if call.ref not in self._calls:
             return
@@ -1177,8 +1195,12 @@ class B2bua:
             self._disarm(f"{call.ref}:2xx:{leg}")
         self._disarm(f"{call.ref}:ring")
         self._disarm(f"{call.ref}:consent")
+        self._disarm(f"{call.ref}:transfer")
         if call.announcer is not None:
             out.extend(call.announcer.ended())
+        for key in [key for key, retired in self._retired.items() if retired is call]:
+            del self._retired[key]
+        self._end_transfer(call, now, out)
         self._release_ports(call)
         out.append(CloseMedia(call_ref=call.ref))
         del self._calls[call.ref]
@@ -1186,6 +1208,7 @@ class B2bua:
             call.phase = CallPhase.ENDED
         self._dialogs.pop((call.a.call_id, call.a.local_tag), None)
         self._dialogs_by_remote_tag.pop((call.a.call_id, call.a.remote_tag or ""), None)
+        self._our_call_ids.discard(call.a.call_id)  # ours when a transfer's dialog replaced a
         if call.phase is CallPhase.ENDED:
             self._forget_b(call)
         self.stats.calls_ended += 1
@@ -1209,7 +1232,9 @@ class B2bua:
     ) -> None:
         found = self._find_dialog(request)
         if found is None or found[0].ref not in self._calls:
-            self._reply(transaction_id, request, 481, out, now, to_tag=request.to.tag)
+            retired = self._retired.get((request.call_id, request.to.tag or ""))
+            status = 200 if retired is not None and request.method == "BYE" else 481
+            self._reply(transaction_id, request, status, out, now, to_tag=request.to.tag)
             return
         call, leg = found
         dialog = call.dialog(leg)
@@ -1220,6 +1245,16 @@ class B2bua:
         dialog.remote_seq = seq
         method = request.method
         if method != "BYE" and self._handled_by_announcer(call, leg, request, transaction_id, now, out):
+            return
+        transfer = call.transfer
+        if method == "BYE" and transfer is not None and transfer.leg is leg:
+            # The transferor leaves after the REFER (RFC 5589 §6): the transfer goes on without it.
+            self._reply(transaction_id, request, 200, out, now, to_tag=request.to.tag)
+            transfer.notify = False
+            self._retire(call, transfer.old)
+            return
+        if method == "REFER":
+            self._on_refer(call, leg, request, transaction_id, now, out)
             return
         if method == "BYE":
             self._reply(transaction_id, request, 200, out, now, to_tag=request.to.tag)
@@ -1235,7 +1270,7 @@ class B2bua:
                 self._send_bye(call, other, now, out)
             elif other is MediaLeg.B:
                 self._cancel_b(call, now, out)
-            self._end_call(call, f"bye-from-{leg}", out)
+            self._end_call(call, now, f"bye-from-{leg}", out)
         elif method == "OPTIONS":
             self._reply(
                 transaction_id,
@@ -1426,6 +1461,299 @@ class B2bua:
             new_party=new_party,
         )
 
+    # Transfer (REFER, RFC 3515) ---------------------------------------------------------------
+
+    def _on_refer(
+        self,
+        call: Call,
+        leg: MediaLeg,
+        request: Request,
+        transaction_id: TransactionId,
+        now: float,
+        out: list[Effect],
+    ) -> None:
+        """The party on ``leg`` asks us to replace it by calling the Refer-To target (blind transfer).
+
+        callherald stays in the path: it calls the target on the same side, with the same RTP port,
+        and joins it to the other party when it answers. Headers in the Refer-To URI (an attended
+        transfer's Replaces, RFC 3891) go into that INVITE. The transferor hears of progress by
+        NOTIFY with a message/sipfrag body (RFC 3515 §2.4.4). A new outside party hears the notice
+        before anything is recorded; a new agent hears the beep.
+        """
+        announcer = call.announcer
+        busy = call.transfer is not None or call.pending_relays or call.unacked_2xx
+        settled = announcer is None or announcer.stage in (AnnouncerStage.BRIDGED, AnnouncerStage.FAILED)
+        if call.phase is not CallPhase.CONFIRMED or busy or not settled:
+            self._reply(transaction_id, request, 491, out, now, to_tag=request.to.tag)
+            return
+        refer_tos = request.headers.fields("refer-to")
+        try:
+            if len(refer_tos) != 1:
+                raise SipError("REFER needs exactly one Refer-To", 400)  # RFC 3515 §2.4.1
+            target = NameAddress.parse(refer_tos[0]).uri
+        except SipError as error:
+            self._reply(transaction_id, request, error.status_hint, out, now, to_tag=request.to.tag)
+            return
+        old = call.dialog(leg)
+        if isinstance(target, TelUri):
+            host, port = old.remote_target.host_port() if isinstance(old.remote_target, SipUri) else old.peer
+            target = SipUri(user=target.digits, host=host, port=port)
+        if not isinstance(target, SipUri) or old.last_sdp is None:
+            self._reply(
+                transaction_id,
+                request,
+                416 if not isinstance(target, SipUri) else 488,
+                out,
+                now,
+                to_tag=request.to.tag,
+            )
+            return
+        uri_headers = _uri_headers(target.headers)
+        target = replace(target, headers="")
+        new = Dialog(
+            side=old.side,
+            leg=leg,
+            call_id=f"{self._token()}{self._token()}@callherald",
+            local_tag=self._token(),
+            remote_tag=None,
+            local_party=old.local_party,
+            remote_party=NameAddress(uri=target),
+            local_seq=0,
+            remote_seq=None,
+            remote_target=target,
+            route_set=[],
+            peer=self._dialog_destination(old),
+            local_contact=old.local_contact,
+            media_port=old.media_port,
+            sdp_session_id=str(int(self._token()[:8], 16)),
+        )
+        offer = anchor_sdp(
+            old.last_sdp, dialog=new, media_address=self._settings.media_address, codecs=self._settings.codecs
+        )
+        if offer is None:
+            self._reply(transaction_id, request, 488, out, now, to_tag=request.to.tag)
+            return
+        self._reply(transaction_id, request, 202, out, now, to_tag=request.to.tag)
+        headers: list[tuple[str, str]] = [
+            ("Via", self._via(new.side)),
+            ("Max-Forwards", str(_DEFAULT_MAX_FORWARDS)),
+            ("From", new.from_header),
+            ("To", new.to_header),
+            ("Call-ID", new.call_id),
+            ("CSeq", f"{new.next_seq()} INVITE"),
+            ("Contact", new.local_contact),
+            ("Allow", ALLOWED_METHODS),
+            ("User-Agent", self._settings.user_agent),
+        ]
+        referred_by = request.headers.get("referred-by")
+        if referred_by:
+            headers.append(("Referred-By", referred_by))
+        headers.extend((name, value) for name, value in uri_headers if name.lower() == "replaces")
+        body = bytes(offer)
+        headers.extend((("Content-Type", "application/sdp"), ("Content-Length", str(len(body)))))
+        invite = Request("INVITE", target, headers, body)
+        transfer = Transfer(leg=leg, old=old, new=new, invite=invite, refer=request)
+        call.transfer = transfer
+        self._our_call_ids.add(new.call_id)
+        out.append(LogEvent(level="info", text=f"leg {leg} transfers to {target}", call_ref=call.ref))
+        self._notify_transferor(call, transfer, "SIP/2.0 100 Trying", final=False, now=now, out=out)
+        self._pause_for_transfer(call, out)
+        self._arm(
+            f"{call.ref}:transfer", now + self._settings.ring_timeout_s, partial(self._transfer_timeout, call)
+        )
+        self._send_request(
+            invite,
+            new.peer,
+            new.side,
+            _ClientContext(kind="transfer", call=call, leg=leg, transfer=transfer),
+            now,
+            out,
+        )
+
+    def _pause_for_transfer(self, call: Call, out: list[Effect]) -> None:
+        """While the target rings the remaining party hears ringback and nothing is recorded."""
+        transfer = call.transfer
+        assert transfer is not None
+        announcer = call.announcer
+        if announcer is not None:
+            out.extend(announcer.pause())
+        else:
+            out.append(BridgeMedia(call_ref=call.ref, bridged=False))
+        media = announcer.media if announcer is not None else None
+        if media is None and transfer.old.last_sdp is not None:
+            media = media_format(transfer.old.last_sdp)
+        if media is not None:
+            out.append(PlayTone(call_ref=call.ref, leg=transfer.leg.other, tone=Tone.RINGBACK, media=media))
+
+    def _transfer_timeout(self, call: Call, now: float, out: list[Effect]) -> None:
+        transfer = call.transfer
+        if transfer is not None and call.ref in self._calls:
+            self._cancel_transfer(call, transfer, now, out)
+            self._transfer_failed(call, 408, "Request Timeout", now, out)
+
+    def _on_transfer_response(
+        self, call: Call, transfer: Transfer, response: Response, now: float, out: list[Effect]
+    ) -> None:
+        status = response.status
+        new = transfer.new
+        if status < 200:
+            transfer.provisional_seen = True  # §9.1: a CANCEL may follow any provisional response
+            if transfer.cancel_pending:
+                self._cancel_transfer(call, transfer, now, out)
+            elif status in (180, 183) and call.transfer is transfer:
+                self._notify_transferor(
+                    call, transfer, f"SIP/2.0 {status} {response.reason}", final=False, now=now, out=out
+                )
+            return
+        if status >= 300:
+            if call.transfer is transfer:
+                self._transfer_failed(call, status, response.reason, now, out)
+            return
+        if call.dialog(transfer.leg) is new:
+            self._resend_ack(call, transfer.leg, response, out)  # our ACK was lost (§13.2.2.4)
+            return
+        self._learn_remote(new, response, early=False)
+        ack = self._ack_for(new, response.cseq.seq)
+        out.append(SendSip(message=ack, destination=self._dialog_destination(new), side=new.side))
+        if call.transfer is not transfer or call.ref not in self._calls:
+            # The call ended (or the transfer was given up) while the target rang: hang it up.
+            out.append(
+                SendSip(
+                    message=self._in_dialog_request(new, "BYE"),
+                    destination=self._dialog_destination(new),
+                    side=new.side,
+                )
+            )
+            self._our_call_ids.discard(new.call_id)
+            return
+        call.sent_acks[(transfer.leg, response.cseq.seq)] = ack
+        self._disarm(f"{call.ref}:transfer")
+        self._notify_transferor(call, transfer, "SIP/2.0 200 OK", final=True, now=now, out=out)
+        if transfer.notify:
+            self._send_bye_on(call, transfer.old, now, out)
+        self._retire(call, transfer.old)
+        call.transfer = None
+        leg = transfer.leg
+        if leg is MediaLeg.A:
+            call.a = new
+        else:
+            call.b = new
+        self._dialogs[(new.call_id, new.local_tag)] = (call, leg)
+        if new.remote_tag:
+            self._dialogs_by_remote_tag[(new.call_id, new.remote_tag)] = (call, leg)
+        sdp = _sdp_of(response)
+        out.append(SetMediaRemote(call_ref=call.ref, leg=leg, remote=media_remote(sdp) if sdp else None))
+        out.append(StopPlayout(call_ref=call.ref, leg=leg.other))
+        out.append(LogEvent(level="info", text=f"transfer on leg {leg} answered", call_ref=call.ref))
+        announcer = call.announcer
+        if announcer is None:
+            out.append(BridgeMedia(call_ref=call.ref, bridged=True))
+        elif leg is announcer.outside_leg and announcer.stage is not AnnouncerStage.FAILED:
+            call.outside_identity = _identity(response, sdp)
+            call.announce_progressed = False
+            fmt = media_format(sdp) if sdp is not None else None
+            out.extend(announcer.party_changed("transfer", fmt, now))
+            self._after_announcer(call, now, out)
+        else:
+            out.extend(announcer.resume(now))
+
+    def _transfer_failed(self, call: Call, status: int, reason: str, now: float, out: list[Effect]) -> None:
+        """The target did not answer: the transferor keeps the call, or it ends if it left."""
+        transfer = call.transfer
+        assert transfer is not None
+        call.transfer = None
+        self._disarm(f"{call.ref}:transfer")
+        self._our_call_ids.discard(transfer.new.call_id)
+        out.append(LogEvent(level="info", text=f"transfer failed: {status} {reason}", call_ref=call.ref))
+        self._notify_transferor(call, transfer, f"SIP/2.0 {status} {reason}", final=True, now=now, out=out)
+        if not transfer.notify:
+            self._send_bye(call, transfer.leg.other, now, out)
+            self._end_call(call, now, "transfer-failed", out)
+            return
+        out.append(StopPlayout(call_ref=call.ref, leg=transfer.leg.other))
+        if call.announcer is not None:
+            out.extend(call.announcer.resume(now))
+        else:
+            out.append(BridgeMedia(call_ref=call.ref, bridged=True))
+
+    def _cancel_transfer(self, call: Call, transfer: Transfer, now: float, out: list[Effect]) -> None:
+        """CANCEL the INVITE to the transfer target (§9.1: only after a provisional response, else later)."""
+        if not transfer.provisional_seen:
+            transfer.cancel_pending = True
+            return
+        transfer.cancel_pending = False
+        invite = transfer.invite
+        cancel = Request(
+            "CANCEL",
+            invite.uri,
+            [
+                ("Via", invite.headers.fields("via")[0]),
+                ("Max-Forwards", str(_DEFAULT_MAX_FORWARDS)),
+                ("From", invite.headers.get("from") or ""),
+                ("To", invite.headers.get("to") or ""),
+                ("Call-ID", invite.call_id),
+                ("CSeq", f"{invite.cseq.seq} CANCEL"),
+                ("Content-Length", "0"),
+            ],
+        )
+        self._send_request(
+            cancel, transfer.new.peer, transfer.new.side, _ClientContext(kind="cancel", call=call), now, out
+        )
+
+    def _end_transfer(self, call: Call, now: float, out: list[Effect]) -> None:
+        """The call ends while a transfer target rings: cancel that INVITE."""
+        transfer = call.transfer
+        if transfer is None:
+            return
+        call.transfer = None
+        self._our_call_ids.discard(transfer.new.call_id)
+        self._cancel_transfer(call, transfer, now, out)
+
+    def _notify_transferor(
+        self, call: Call, transfer: Transfer, status_line: str, *, final: bool, now: float, out: list[Effect]
+    ) -> None:
+        """Tell the transferor how the transfer goes (RFC 3515 §2.4.4, implicit subscription)."""
+        if not transfer.notify:
+            return
+        dialog = transfer.old
+        notify = self._in_dialog_request(
+            dialog, "NOTIFY", f"{status_line}\r\n".encode(), "message/sipfrag;version=2.0"
+        )
+        # The REFER's CSeq tells its subscription from an earlier REFER's in this dialog (RFC 3515 §2.4.6).
+        notify.headers.add("Event", f"refer;id={transfer.refer.cseq.seq}")
+        notify.headers.add("Contact", dialog.local_contact)  # RFC 6665: a NOTIFY carries a Contact
+        notify.headers.add(
+            "Subscription-State", "terminated;reason=noresource" if final else "active;expires=60"
+        )
+        self._send_request(
+            notify,
+            self._dialog_destination(dialog),
+            dialog.side,
+            _ClientContext(kind="notify", call=call),
+            now,
+            out,
+        )
+
+    def _send_bye_on(self, call: Call, dialog: Dialog, now: float, out: list[Effect]) -> None:
+        bye = self._in_dialog_request(dialog, "BYE")
+        self._send_request(
+            bye,
+            self._dialog_destination(dialog),
+            dialog.side,
+            _ClientContext(kind="bye", call=call),
+            now,
+            out,
+        )
+
+    def _retire(self, call: Call, dialog: Dialog) -> None:
+        """Forget a replaced dialog, but keep answering its BYE."""
+        key = (dialog.call_id, dialog.local_tag)
+        if self._dialogs.get(key, (None,))[0] is call:
+            del self._dialogs[key]
+        self._dialogs_by_remote_tag.pop((dialog.call_id, dialog.remote_tag or ""), None)
+        self._our_call_ids.discard(dialog.call_id)
+        self._retired[key] = call
+
     # Responses ---------------------------------------------------------------------------------
 
     def _on_response(
@@ -1448,6 +1776,8 @@ class B2bua:
             return
         if context.kind == "invite":
             self._on_invite_response(call, response, now, out)
+        elif context.kind == "transfer" and context.transfer is not None:
+            self._on_transfer_response(call, context.transfer, response, now, out)
         elif context.kind == "relay":
             self._on_relay_response(call, transaction_id, response, now, out)
 
@@ -1478,7 +1808,9 @@ class B2bua:
         if call.a_answered:
             out.append(LogEvent(level="info", text=f"callee failed with {status}", call_ref=call.ref))
             self._send_bye(call, MediaLeg.A, now, out)
-            self._end_call(call, "busy" if status in (486, 600) else f"failed-{status}", out, status=status)
+            self._end_call(
+                call, now, "busy" if status in (486, 600) else f"failed-{status}", out, status=status
+            )
             return
         mapped = _status_for_caller(status)
         reason = response.reason if mapped == status else None
@@ -1493,7 +1825,7 @@ class B2bua:
             if mapped == status and name.lower() in ("retry-after", "warning", "reason"):
                 response_to_a.headers.add(name, value)
         self._respond(call.a_invite_transaction, response_to_a, now, out)
-        self._end_call(call, "busy" if status in (486, 600) else f"failed-{status}", out, status=status)
+        self._end_call(call, now, "busy" if status in (486, 600) else f"failed-{status}", out, status=status)
 
     def _on_response_while_cancelling(
         self, call: Call, response: Response, now: float, out: list[Effect]
@@ -1534,6 +1866,10 @@ class B2bua:
         except SipError:
             return b""
         out.append(SetMediaRemote(call_ref=call.ref, leg=MediaLeg.B, remote=media_remote(sdp)))
+        if call.a_answered or call.a_early_media:
+            # a already has callherald's own answer (the notice): nothing more is sent to a, so its
+            # SDP version and last SDP stay those a heard (RFC 3264 §8).
+            return b""
         anchored = anchor_sdp(
             sdp, dialog=call.a, media_address=self._settings.media_address, codecs=self._settings.codecs
         )
@@ -1803,7 +2139,9 @@ class B2bua:
                 self._send_bye(call, MediaLeg.A, now, out)
             else:
                 self._reply(call.a_invite_transaction, call.a_invite, 408, out, now, to_tag=call.a.local_tag)
-            self._end_call(call, "timeout", out, status=408)
+            self._end_call(call, now, "timeout", out, status=408)
+        elif context.kind == "transfer" and call.transfer is context.transfer and call.transfer is not None:
+            self._transfer_failed(call, 408, "Request Timeout", now, out)
         elif context.kind == "relay":
             relay = call.pending_relays.pop(transaction_id, None)
             if relay is not None:
@@ -1884,3 +2222,13 @@ def _info_digit(request: Request) -> str | None:
         return "#"
     value = value.upper()
     return value if len(value) == 1 and value in "0123456789*#ABCD" else None
+
+
+def _uri_headers(text: str) -> list[tuple[str, str]]:
+    """The ``?name=value&...`` headers of a SIP URI, percent-decoded (RFC 3261 §19.1.1)."""
+    pairs: list[tuple[str, str]] = []
+    for item in text.split("&") if text else ():
+        name, _, value = item.partition("=")
+        if name:
+            pairs.append((unquote(name), unquote(value)))
+    return pairs

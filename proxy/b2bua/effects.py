@@ -92,6 +92,8 @@ class CallStarted:
     direction: str
     caller: str
     callee: str
+    a_call_id: str = ""
+    b_call_id: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -196,6 +198,7 @@ class StartRecording:
     outside_leg: MediaLeg
     purposes: tuple[str, ...]
     policy: str
+    media: MediaFormat | None = None  # the outside leg's codec, when known
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -40,6 +40,7 @@ from config import (
     PromptConfig,
     PromptSetConfig,
     Purpose,
+    Recording,
     Registration,
     Routing,
     Secret,
@@ -173,12 +174,25 @@ policies:
     notice: default
     purposes: [evidence, quality, mifid, training]
     questions: [training-default]
+recording:
+  recipients: [keys/reviewer.pub, keys/escrow.b64]
+  min_free_mb: 500
+  enabled: true
 data_dir: data
 logging:
   level: debug
 """
 
 PROMPT_FILES = ("welkom.wav", "welcome.mp3", "training-nl.ogg", "training-en.ogg")
+
+# Real X25519 public keys, in the two forms `callherald keys generate` and storage.keys read.
+REVIEWER_PEM = """\
+# callherald X25519 recording key, key id eedd883da0a94515
+-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VuAyEAj0DFrbaPJWJK5bIU6nZ6bslNgp09e14a0bpvPiE4KF8=
+-----END PUBLIC KEY-----
+"""
+ESCROW_BASE64 = "B6N8vBQgk8i3VdwbEOhstCY3StFqqFPtC9/AsrhtHHw=\n"
 
 
 def full_example_config(config_dir: Path) -> Config:
@@ -358,6 +372,11 @@ def full_example_config(config_dir: Path) -> Config:
                 pci_pause_code=None,
             ),
         ),
+        recording=Recording(
+            recipients=(config_dir / "keys" / "reviewer.pub", config_dir / "keys" / "escrow.b64"),
+            min_free_mb=500,
+            enabled=True,
+        ),
         data_dir=config_dir / "data",
         logging=Logging(level=LogLevel.DEBUG),
     )
@@ -369,6 +388,9 @@ def write_full_example(tmp_path: Path) -> Path:
     (tmp_path / "prompts").mkdir()
     for name in PROMPT_FILES:
         (tmp_path / "prompts" / name).write_bytes(b"audio")
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "reviewer.pub").write_text(REVIEWER_PEM, encoding="ascii")
+    (tmp_path / "keys" / "escrow.b64").write_text(ESCROW_BASE64, encoding="ascii")
     path = tmp_path / "callherald.yaml"
     path.write_text(FULL_EXAMPLE, encoding="utf-8")
     return path
@@ -418,6 +440,13 @@ def test_config_keys_in_schema_order() -> None:
     assert "announcements.prompt_sets.prompts.<language>.file" in keys
     assert keys.index("routing.default_target") < keys.index("announcements") < keys.index("data_dir")
     assert keys.index("purposes") < keys.index("consent_questions") < keys.index("policies")
+    assert keys.index("policies.pci_pause_code") < keys.index("recording") < keys.index("data_dir")
+    assert keys[keys.index("recording") :][:4] == [
+        "recording",
+        "recording.recipients",
+        "recording.min_free_mb",
+        "recording.enabled",
+    ]
     assert "policies.match.calling" in keys
 
 
@@ -489,7 +518,7 @@ ERROR_CASES = [
     pytest.param(
         MINIMAL + "colour: blue\n",
         "callherald.yaml:17: colour: unknown key; allowed keys: listen, pbx, carrier, media, limits, "
-        "routing, announcements, purposes, consent_questions, policies, data_dir, logging",
+        "routing, announcements, purposes, consent_questions, policies, recording, data_dir, logging",
         id="unknown-key-without-suggestion",
     ),
     pytest.param(
@@ -967,6 +996,7 @@ def test_sip_target_rejected(text: str) -> None:
         (("consent_questions", 0), "yes_digit"),
         (("policies", 0), "notice"),
         (("policies", 0, "match"), "called"),
+        (("recording",), "recipients"),
     ],
 )
 def test_objects_are_frozen(tmp_path: Path, path: tuple[str | int, ...], field: str) -> None:

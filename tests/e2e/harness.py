@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -73,9 +74,12 @@ def free_port() -> int:
 
 def free_port_range(count: int) -> tuple[int, int]:
     """An even first port and an odd last port spanning ``count`` free UDP ports."""
-    base = 40_000 + (os.getpid() * 37 % 200) * 100
-    for start in range(base, 60_000, count + 2):
-        first = start + (start % 2)
+    low, high = 40_000, 60_000
+    span = high - low - count
+    offset = random.randrange(0, span, 2)  # spread concurrent runs over the range
+    for step in range(0, span, count + 2):
+        first = low + (offset + step) % span
+        first += first % 2
         if all(_port_is_free(port, socket.SOCK_DGRAM) for port in range(first, first + count)):
             return first, first + count - 1
     raise RuntimeError("no free RTP port range found")

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import itertools
 import math
+import socket
 import statistics
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -633,6 +634,7 @@ class FakeLeg:
     transport: asyncio.DatagramTransport | None
     latched: Address | None = None
     remote: Address | None = ("192.0.2.1", 4000)
+    sock: socket.socket | None = None
 
 
 def source(sequence: int, timestamp: int, *, ssrc: int = SOURCE_SSRC, marker: bool = False) -> bytes:

@@ -1,0 +1,533 @@
+"""The proxy's call facts and recordings, written to encrypted storage and the evidence database.
+
+`StorageRecords` is both ports the proxy defines for this: ``CallRecordSink`` (call set-up and
+end, announcements, digits, consent decisions, recording start and stop) and ``RecordingSink``
+(the audio). Evidence rows go to the `EvidenceStore`'s writer thread; audio goes to one file
+thread of our own, which seals each one-second block into the recording's `SegmentWriter`, so
+neither SQLite nor encryption ever runs on the event loop.
+
+Times: the proxy reports the event loop's clock; they become UTC wall-clock times here.
+
+Recordings never hold plaintext on disk: each block is sealed in memory and appended. The SHA-256
+of the plaintext (the decrypted audio, interleaved s16le) is kept in the record as
+``audio_sha256``, so an export can prove it decrypted exactly what was recorded.
+
+On a full disk (`StorageFullError`, or less than ``min_free_mb`` free before a new recording) the
+recording stops where its last sealed segment ends, the call goes on, and new recordings are
+refused until space returns; the error is logged.
+
+`recover` runs once at start-up: recordings a crash left open are read up to their last intact
+segment and marked truncated with their real duration; calls left open are closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import logging
+import shutil
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
+from callherald.layout import DataLayout
+from proxy.aio.recording import RecordingHandle
+from proxy.aio.service import CallRecordSink
+from proxy.b2bua import consent
+from proxy.b2bua.effects import CallEnded, CallStarted, Evidence, MediaLeg, StartRecording, StopRecording
+from storage import records as store
+from storage.crypto import StorageError, StorageFullError, key_id
+from storage.segments import AudioFormat, FsyncPolicy, SegmentWriter, recover
+from storage.sqlite_keys import SqliteKeyStore
+
+__all__ = ["PurposeFacts", "RecordSinks", "StorageRecords", "recover_open_recordings"]
+
+_LOG = logging.getLogger("callherald.storage")
+AUDIO_FORMAT = AudioFormat(codec="pcm_s16le", sample_rate_hz=8000, channels=2, sample_width_bytes=2)
+SEGMENT_MS = 1000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PurposeFacts:
+    """What the evidence record needs of a configured purpose."""
+
+    lawful_basis: str
+    reference: str
+    retention_days: int
+
+
+@dataclass(slots=True)
+class _CallState:
+    direction: str
+    outside_leg: MediaLeg
+    purposes_written: set[str] = field(default_factory=set)
+    pending_announcements: dict[MediaLeg, tuple[consent.AnnouncementStarted, Mapping[str, str]]] = field(
+        default_factory=dict
+    )
+    party: int = 0  # the outside party's number: a transfer brings party 1, 2, ...
+    recording: _Recording | None = None
+
+
+class _Recording:
+    """One recording file: its writer lives on the file thread; the loop only queues blocks."""
+
+    def __init__(
+        self, owner: StorageRecords, call_ref: str, recording_id: uuid.UUID, started: dt.datetime
+    ) -> None:
+        self.owner = owner
+        self.call_ref = call_ref
+        self.recording_id = recording_id
+        self.started = started
+        self.writer: SegmentWriter | None = None
+        self.failed = False
+        self.sha256 = hashlib.sha256()
+        self.pcm_bytes = 0
+        self.pause_started: tuple[str, dt.datetime] | None = None
+
+
+class _Handle:
+    """The proxy's view of one recording (``RecordingHandle``)."""
+
+    def __init__(self, owner: StorageRecords, recording: _Recording) -> None:
+        self._owner = owner
+        self._recording = recording
+
+    def write(self, pcm: bytes) -> None:
+        self._owner._submit_file(lambda: self._owner._write_block(self._recording, pcm))
+
+    def pause(self, reason: str, at: float) -> None:
+        self._recording.pause_started = (reason, self._owner.utc(at))
+
+    def resume(self, at: float) -> None:
+        recording = self._recording
+        if recording.pause_started is None:
+            return
+        reason, started = recording.pause_started
+        recording.pause_started = None
+        self._owner._pause_record(recording, reason, started, self._owner.utc(at))
+
+    def close(self, *, at: float, reason: str) -> None:
+        recording = self._recording
+        if recording.pause_started is not None:
+            reason_text, started = recording.pause_started
+            recording.pause_started = None
+            self._owner._pause_record(recording, reason_text, started, None)
+        finished = self._owner.utc(at)
+        self._owner._submit_file(lambda: self._owner._close_recording(recording, finished))
+
+
+class StorageRecords:
+    """``CallRecordSink`` and ``RecordingSink`` over an `EvidenceStore` and encrypted files."""
+
+    def __init__(
+        self,
+        layout: DataLayout,
+        evidence: store.EvidenceStore,
+        *,
+        recipients: tuple[X25519PublicKey, ...],
+        purposes: Mapping[str, PurposeFacts],
+        min_free_mb: int = 200,
+        recording_enabled: bool = True,
+    ) -> None:
+        self.layout = layout
+        self.store = evidence
+        self.key_store = SqliteKeyStore(evidence)
+        self.recipients = recipients
+        self.purposes = dict(purposes)
+        self.min_free_bytes = min_free_mb * 1024 * 1024
+        self.recording_enabled = recording_enabled
+        self.disk_full = False
+        self._calls: dict[str, _CallState] = {}
+        self._files = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recording-writer")
+        layout.recordings_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    # Clock -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def utc(at: float) -> dt.datetime:
+        """A time on the event loop's clock as a UTC datetime."""
+        loop_now = asyncio.get_running_loop().time()
+        return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=loop_now - at)
+
+    @staticmethod
+    def _now() -> dt.datetime:
+        return dt.datetime.now(dt.UTC)
+
+    # Plumbing --------------------------------------------------------------------------------
+
+    def _submit(self, record: store.EvidenceRecord) -> None:
+        try:
+            future = self.store.submit(record)
+        except StorageError as error:
+            _LOG.error("evidence not written (%s): %s", type(record).__name__, error)
+            return
+        future.add_done_callback(lambda done: _log_failure(done, type(record).__name__))
+
+    def _submit_file(self, job: object) -> None:
+        assert callable(job)
+        future = self._files.submit(job)
+        future.add_done_callback(lambda done: _log_failure(done, "recording file"))
+
+    def close(self) -> None:
+        """Finish queued file work (the proxy closed open recordings), then close the database."""
+        self._files.shutdown(wait=True)
+        self.store.close()
+
+    # CallRecordSink --------------------------------------------------------------------------
+
+    def call_started(self, effect: CallStarted) -> None:
+        outside = MediaLeg.A if effect.direction == "inbound" else MediaLeg.B
+        self._calls[effect.call_ref] = _CallState(direction=effect.direction, outside_leg=outside)
+        ref = effect.call_ref
+        calling, called = _user(effect.caller), _user(effect.callee)
+        legs = tuple(
+            store.Leg(
+                leg_id=f"{ref}:{leg}",
+                call_id=ref,
+                role=store.LegRole.OUTSIDE if leg is outside else store.LegRole.PBX,
+                sip_call_id=sip_call_id,
+                remote_uri=remote,
+            )
+            for leg, sip_call_id, remote in (
+                (MediaLeg.A, effect.a_call_id, effect.caller),
+                (MediaLeg.B, effect.b_call_id, effect.callee),
+            )
+        )
+        self._submit(
+            store.CallStarted(
+                call_id=ref,
+                direction=store.Direction(effect.direction),
+                calling=calling,
+                called=called,
+                local_line=called if effect.direction == "inbound" else calling,
+                agent_id=None,
+                setup_at=self._now(),
+                legs=legs,
+            )
+        )
+
+    def call_ended(self, effect: CallEnded) -> None:
+        self._calls.pop(effect.call_ref, None)
+        self._submit(store.CallEnded(call_id=effect.call_ref, ended_at=self._now(), end_reason=effect.reason))
+
+    def evidence(self, effect: Evidence, details: Mapping[str, str]) -> None:
+        state = self._calls.get(effect.call_ref)
+        if state is None:
+            return
+        event = effect.event
+        leg_id = self._leg_id(effect.call_ref, effect.leg, state)
+        if isinstance(event, consent.AnnouncementStarted):
+            state.pending_announcements[effect.leg] = (event, dict(details))
+        elif isinstance(event, consent.AnnouncementEnded | consent.NoticeFailed):
+            pending = state.pending_announcements.pop(effect.leg, None)
+            if pending is None:
+                return
+            started, facts = pending
+            ended = isinstance(event, consent.AnnouncementEnded)
+            self._submit(
+                store.Announcement(
+                    leg_id=leg_id,
+                    prompt_id=started.prompt_id,
+                    version=facts.get("version", ""),
+                    language=started.language,
+                    audio_sha256=facts.get("audio_sha256", ""),
+                    started_at=self.utc(started.at),
+                    ended_at=self.utc(event.at) if ended else None,
+                    complete=ended and bool(getattr(event, "complete", False)),
+                )
+            )
+        elif isinstance(event, consent.DigitReceived):
+            self._submit(
+                store.DtmfEvent(
+                    leg_id=leg_id,
+                    digit=event.digit,
+                    mechanism=str(event.mechanism),
+                    at=self.utc(event.at),
+                    counted=event.counted,
+                )
+            )
+        elif isinstance(event, consent.ConsentDecided):
+            self._submit(
+                store.ConsentDecision(
+                    call_id=effect.call_ref,
+                    question_id=event.question_id,
+                    question_version=event.question_version,
+                    purpose_id=event.purpose_id,
+                    decision=store.Decision(str(event.decision)),
+                    mechanism=str(event.mechanism) if event.mechanism is not None else "none",
+                    at=self.utc(event.at),
+                )
+            )
+        elif isinstance(event, consent.ConsentWithdrawn):
+            self._submit(
+                store.LaterEvent(
+                    call_id=effect.call_ref,
+                    kind=store.LaterEventKind.WITHDRAWAL,
+                    at=self.utc(event.at),
+                    actor="caller",
+                    detail={"purposes": list(event.purposes), "mechanism": str(event.mechanism)},
+                )
+            )
+        elif isinstance(event, consent.PartyChanged):
+            state.party += 1
+            self._submit(
+                store.Leg(
+                    leg_id=self._leg_id(effect.call_ref, effect.leg, state),
+                    call_id=effect.call_ref,
+                    role=store.LegRole.OUTSIDE,
+                    sip_call_id="",
+                    remote_uri=event.reason,
+                )
+            )
+
+    @staticmethod
+    def _leg_id(call_ref: str, leg: MediaLeg, state: _CallState) -> str:
+        if leg is state.outside_leg and state.party:
+            return f"{call_ref}:{leg}{state.party + 1}"
+        return f"{call_ref}:{leg}"
+
+    def recording(self, effect: StartRecording | StopRecording) -> None:
+        """Purposes are written when recording starts; the audio comes through ``open``."""
+        if isinstance(effect, StopRecording):
+            return
+        state = self._calls.get(effect.call_ref)
+        if state is None:
+            return
+        new = [p for p in effect.purposes if p not in state.purposes_written and p in self.purposes]
+        if not new:
+            return
+        state.purposes_written.update(new)
+        self._submit(
+            store.CallPurposes(
+                call_id=effect.call_ref,
+                purposes=tuple(
+                    store.Purpose(
+                        purpose_id=purpose_id,
+                        lawful_basis=store.LawfulBasis(self.purposes[purpose_id].lawful_basis),
+                        reference=self.purposes[purpose_id].reference,
+                        retention_days=self.purposes[purpose_id].retention_days,
+                    )
+                    for purpose_id in new
+                ),
+            )
+        )
+
+    # RecordingSink ---------------------------------------------------------------------------
+
+    def open(
+        self,
+        call_ref: str,
+        *,
+        purposes: tuple[str, ...],
+        policy: str,
+        outside_leg: MediaLeg,
+        started_at: float,
+    ) -> RecordingHandle | None:
+        if not self.recording_enabled or not self.recipients:
+            return None
+        if not self._space_left():
+            return None
+        recording = _Recording(self, call_ref, uuid.uuid4(), self.utc(started_at))
+        self._submit_file(lambda: self._open_file(recording))
+        return _Handle(self, recording)
+
+    def _space_left(self) -> bool:
+        try:
+            free = shutil.disk_usage(self.layout.recordings_dir).free
+        except OSError as error:
+            _LOG.error("cannot read free space of %s: %s", self.layout.recordings_dir, error)
+            return False
+        if free < self.min_free_bytes:
+            if not self.disk_full:
+                _LOG.error(
+                    "disk nearly full (%d MB free, %d MB needed): new calls are not recorded",
+                    free // (1024 * 1024),
+                    self.min_free_bytes // (1024 * 1024),
+                )
+            self.disk_full = True
+            return False
+        if self.disk_full:
+            _LOG.warning("disk space is back: recording again")
+        self.disk_full = False
+        return True
+
+    # File thread -----------------------------------------------------------------------------
+
+    def _open_file(self, recording: _Recording) -> None:
+        path = self.layout.recording_file(str(recording.recording_id))
+        try:
+            recording.writer = SegmentWriter(
+                path,
+                recording_id=recording.recording_id,
+                recipients=self.recipients,
+                audio_format=AUDIO_FORMAT,
+                key_store=self.key_store,
+                segment_duration_ms=SEGMENT_MS,
+                fsync=FsyncPolicy.ON_CLOSE,
+            )
+        except (StorageError, OSError) as error:
+            recording.failed = True
+            _LOG.error("[%s] recording not started: %s", recording.call_ref, error)
+            return
+        self.store.submit(
+            store.RecordingStarted(
+                recording_id=recording.recording_id,
+                call_id=recording.call_ref,
+                file_name=path.name,
+                key_id=",".join(key_id(recipient) for recipient in self.recipients),
+                started_at=recording.started,
+                first_frame_at=recording.started,
+            )
+        ).result()
+
+    def _write_block(self, recording: _Recording, pcm: bytes) -> None:
+        writer = recording.writer
+        if writer is None or recording.failed or not pcm:
+            return
+        try:
+            writer.write_segment(pcm)
+        except StorageFullError as error:
+            recording.failed = True
+            self.disk_full = True
+            _LOG.error(
+                "[%s] disk full, recording stopped at its last sealed segment: %s", recording.call_ref, error
+            )
+            return
+        except StorageError as error:
+            recording.failed = True
+            _LOG.error("[%s] recording stopped: %s", recording.call_ref, error)
+            return
+        recording.sha256.update(pcm)
+        recording.pcm_bytes += len(pcm)
+
+    def _close_recording(self, recording: _Recording, finished: dt.datetime) -> None:
+        writer = recording.writer
+        if writer is None:
+            return
+        final = not recording.failed
+        try:
+            summary = writer.close(final=final)
+        except StorageError as error:
+            _LOG.error("[%s] closing the recording failed: %s", recording.call_ref, error)
+            final = False
+            summary = writer.close(final=False)
+        end = store.RecordingEnd(
+            recording_id=recording.recording_id,
+            finished_at=max(finished, recording.started),
+            audio_sha256=recording.sha256.hexdigest(),
+            size_bytes=summary.file_bytes,
+            duration_ms=round(AUDIO_FORMAT.duration_s(recording.pcm_bytes) * 1000),
+        )
+        if final:
+            self.store.record_recording_finished(end).result()
+        else:
+            self.store.record_recording_truncated(end).result()
+
+    def _pause_record(
+        self, recording: _Recording, reason: str, started: dt.datetime, ended: dt.datetime | None
+    ) -> None:
+        try:
+            pause_reason = store.PauseReason(reason)
+        except ValueError:
+            return
+
+        def write() -> None:
+            if recording.writer is None:
+                return
+            self.store.submit(
+                store.Pause(
+                    recording_id=recording.recording_id,
+                    reason=pause_reason,
+                    started_at=started,
+                    ended_at=ended,
+                )
+            ).result()
+
+        self._submit_file(write)
+
+
+def recover_open_recordings(layout: DataLayout, evidence: store.EvidenceStore) -> list[str]:
+    """After a crash: mark recordings left open as truncated and close the calls left open.
+
+    A recording keeps every segment sealed before the crash: its torn tail is cut off and its
+    duration is what the intact segments hold. The proxy cannot decrypt, so the plaintext hash of
+    a recovered recording is left empty (each segment stays authenticated by its AEAD tag). A call
+    left open ends at its last recorded audio (or its set-up) with the reason ``interrupted``.
+    Returns one line per repair, for the log.
+    """
+    messages: list[str] = []
+    key_store = SqliteKeyStore(evidence)
+    ends: dict[str, dt.datetime] = {}
+    for record in evidence.recordings_list(state=store.RecordingState.RECORDING):
+        path = layout.recordings_dir / record.file_name
+        duration_ms = 0
+        size = 0
+        try:
+            report = recover(path, key_store, repair=True)
+            duration_ms = round(report.duration_s * 1000)
+            size = report.file_bytes
+            state = str(report.state)
+        except (StorageError, OSError) as error:
+            state = f"unreadable ({error})"
+        finished = record.first_frame_at + dt.timedelta(milliseconds=duration_ms)
+        end = store.RecordingEnd(
+            recording_id=record.recording_id,
+            finished_at=max(finished, record.started_at),
+            audio_sha256="",
+            size_bytes=size,
+            duration_ms=duration_ms,
+        )
+        evidence.record_recording_truncated(end).result()
+        ends[record.call_id] = max(end.finished_at, ends.get(record.call_id, end.finished_at))
+        messages.append(f"recording {record.recording_id} after a crash: {state}, {duration_ms} ms kept")
+    open_calls = evidence.submit_read(
+        lambda db: db.execute("SELECT id, setup_at FROM calls WHERE ended_at IS NULL").fetchall()
+    ).result()
+    for call_id, setup_text in open_calls:
+        setup_at = dt.datetime.fromisoformat(str(setup_text))
+        ended_at = max(ends.get(str(call_id), setup_at), setup_at)
+        evidence.write(store.CallEnded(call_id=str(call_id), ended_at=ended_at, end_reason="interrupted"))
+        messages.append(f"call {call_id} left open by a crash: closed as interrupted")
+    return messages
+
+
+class RecordSinks:
+    """Hands every call fact to several sinks in turn (the log and the evidence database)."""
+
+    def __init__(self, *sinks: CallRecordSink) -> None:
+        self._sinks = sinks
+
+    def call_started(self, effect: CallStarted) -> None:
+        for sink in self._sinks:
+            sink.call_started(effect)
+
+    def evidence(self, effect: Evidence, details: Mapping[str, str]) -> None:
+        for sink in self._sinks:
+            sink.evidence(effect, details)
+
+    def recording(self, effect: StartRecording | StopRecording) -> None:
+        for sink in self._sinks:
+            sink.recording(effect)
+
+    def call_ended(self, effect: CallEnded) -> None:
+        for sink in self._sinks:
+            sink.call_ended(effect)
+
+
+def _user(uri: str) -> str:
+    """The user part of a SIP URI text (``sip:+3120123@host`` -> ``+3120123``), else the text."""
+    text = uri.split(":", 1)[1] if ":" in uri else uri
+    return text.split("@", 1)[0] if "@" in text else text
+
+
+def _log_failure(done: Future[Any], what: str) -> None:
+    if done.cancelled():
+        return
+    error = done.exception()
+    if error is not None:
+        _LOG.error("%s not written: %s", what, error)

@@ -1,0 +1,102 @@
+"""Where callherald keeps its data under the configured ``data_dir``.
+
+::
+
+    data_dir/
+      evidence.sqlite            the consent-and-purpose record and the wrapped data keys (WAL)
+      recordings/<uuid>.chrec    encrypted recordings (docs/recording-format.md)
+      keys/development.key       the development key pair of the embedded default, made on first
+      keys/development.pub       start, with its passphrase in development.passphrase (mode 0600)
+      keys/development.passphrase
+      announcements-cache/       imported prompt frames
+
+The development key exists so that an out-of-the-box set-up can export its recordings without a
+passphrase prompt. Its passphrase lies next to it, so it protects nothing: real set-ups configure
+``recording.recipients`` with public keys whose private halves are kept elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
+from storage.keys import generate_private_key, load_public_key, save_private_key, save_public_key
+
+__all__ = ["DataLayout", "DevelopmentKey", "ensure_development_key"]
+
+_RECORDING_SUFFIX = ".chrec"
+
+
+@dataclass(frozen=True, slots=True)
+class DataLayout:
+    """The paths under one data directory."""
+
+    root: Path
+
+    @property
+    def evidence_db(self) -> Path:
+        return self.root / "evidence.sqlite"
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.root / "recordings"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def announcements_cache(self) -> Path:
+        return self.root / "announcements-cache"
+
+    def recording_file(self, recording_id: str) -> Path:
+        return self.recordings_dir / f"{recording_id}{_RECORDING_SUFFIX}"
+
+    @property
+    def development_key(self) -> DevelopmentKey:
+        keys = self.keys_dir
+        return DevelopmentKey(
+            private=keys / "development.key",
+            public=keys / "development.pub",
+            passphrase=keys / "development.passphrase",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DevelopmentKey:
+    private: Path
+    public: Path
+    passphrase: Path
+
+    def exists(self) -> bool:
+        return self.private.exists() and self.public.exists() and self.passphrase.exists()
+
+    def read_passphrase(self) -> str:
+        return self.passphrase.read_text(encoding="utf-8").strip()
+
+
+def ensure_development_key(layout: DataLayout) -> tuple[X25519PublicKey, bool]:
+    """The development public key, made (with its private key and passphrase) if missing.
+
+    Returns the key and whether it was made now. Files are created mode 0600 (the directory 0700).
+    """
+    key = layout.development_key
+    if key.exists():
+        return load_public_key(key.public), False
+    layout.keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for path in (key.private, key.public, key.passphrase):
+        path.unlink(missing_ok=True)  # a half-made pair from an interrupted start
+    passphrase = secrets.token_urlsafe(24)
+    fd = os.open(key.passphrase, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, (passphrase + "\n").encode())
+    finally:
+        os.close(fd)
+    private_key = generate_private_key()
+    save_private_key(key.private, private_key, passphrase)
+    save_public_key(key.public, private_key.public_key())
+    return private_key.public_key(), True

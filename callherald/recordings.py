@@ -1,0 +1,744 @@
+"""The ``callherald recordings`` commands: list, show and export the recordings of the evidence record.
+
+Each command works on one data directory (``callherald.layout.DataLayout``): the evidence database
+says which recordings exist and what happened on their calls; the encrypted files lie under
+``recordings/``; the wrapped data keys are in the evidence database (``SqliteKeyStore``).
+
+``export`` is the only place where audio leaves its encryption. Its contract:
+
+* the whole file is authenticated (``SegmentReader.status``) and its SHA-256 compared with the one
+  the evidence record holds *before* a byte of audio is written, so a tampered, substituted or
+  foreign file yields no output at all;
+* the plaintext goes to ``--out`` and nowhere else: WAV is written by this process, FLAC by ffmpeg
+  reading from a pipe; the output is created mode 0600 (it is personal data, GDPR Art. 32) and an
+  existing file is replaced only with ``force``;
+* a truncated recording exports its intact, authentic part and says so;
+* every export is appended to the hash-chained audit log (actor ``cli``, action ``export``;
+  accountability, GDPR Art. 5(2)); an export that cannot be audited is removed again.
+
+Exit codes of every command: 0 done; 1 the data refuses (unknown recording, missing, erased,
+tampered or substituted file, a key that is not a recipient, the audit log not writable); 2 the
+invocation is wrong (bad value, unreadable key file, wrong passphrase, no terminal to ask for one,
+``--out`` exists, ffmpeg missing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import enum
+import getpass
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+import wave
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from announcements.decode import pydub_ffmpeg
+from callherald.layout import DataLayout
+from proxy.rtp.g711 import alaw_decode, ulaw_decode
+from storage.crypto import (
+    KeyFileError,
+    KeyNotFoundError,
+    KeyStoreError,
+    NotARecipientError,
+    RecordingIntegrityError,
+    StorageError,
+    TruncatedRecordingError,
+    WrongPassphraseError,
+    key_id,
+)
+from storage.keys import load_private_key
+from storage.records import (
+    EvidenceStore,
+    NotFoundError,
+    RecordingRecord,
+    RecordingState,
+    TimelineEvent,
+    TimelineKind,
+)
+from storage.segments import (
+    CODEC_PCM_ALAW,
+    CODEC_PCM_MULAW,
+    CODEC_PCM_S16LE,
+    AudioFormat,
+    RecordingStatus,
+    SegmentReader,
+)
+from storage.sqlite_keys import SqliteKeyStore
+
+__all__ = [
+    "AUDIT_ACTION_EXPORT",
+    "AUDIT_ACTOR",
+    "PASSPHRASE_ENV",
+    "CommandError",
+    "Container",
+    "ExitCode",
+    "ExportResult",
+    "export_recording",
+    "list_recordings",
+    "parse_utc_time",
+    "recording_json",
+    "recordings_table",
+    "show_recording",
+    "timeline_json",
+    "timeline_table",
+]
+
+PASSPHRASE_ENV = "CALLHERALD_KEY_PASSPHRASE"
+AUDIT_ACTOR = "cli"
+AUDIT_ACTION_EXPORT = "export"
+_FLAC_SUFFIX = ".flac"
+_WAV_SAMPLE_WIDTH_BYTES = 2
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    REFUSED = 1
+    """The data refuses: unknown recording, integrity or SHA-256 failure, key not a recipient."""
+    USAGE = 2
+    """The invocation is wrong: bad value, key file, passphrase, terminal, existing output, ffmpeg."""
+
+
+class CommandError(Exception):
+    """A command cannot go on; ``message`` goes to stderr and the process exits with ``exit_code``."""
+
+    def __init__(self, message: str, *, exit_code: ExitCode) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _refused(message: str) -> CommandError:
+    return CommandError(message, exit_code=ExitCode.REFUSED)
+
+
+def _usage(message: str) -> CommandError:
+    return CommandError(message, exit_code=ExitCode.USAGE)
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------------------------------
+# Values to text and JSON
+
+
+def parse_utc_time(text: str) -> dt.datetime:
+    """An ISO 8601 date or time; one without an offset is taken as UTC. ValueError if unparsable."""
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 date or time: {text!r}") from None
+    if value.tzinfo is None or value.utcoffset() is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(key): _json_value(item) for key, item in value.items()}
+    return value
+
+
+def recording_json(record: RecordingRecord) -> dict[str, Any]:
+    """Every field of ``record``: datetimes ISO 8601 in UTC (``+00:00``), UUIDs and enums as strings."""
+    return {field.name: _json_value(getattr(record, field.name)) for field in dataclasses.fields(record)}
+
+
+def timeline_json(events: Sequence[TimelineEvent]) -> list[dict[str, Any]]:
+    """The timeline as JSON objects (``at``, ``kind``, ``leg_id``, ``recording_id``, ``detail``)."""
+    return [
+        {field.name: _json_value(getattr(event, field.name)) for field in dataclasses.fields(event)}
+        for event in events
+    ]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _time(value: dt.datetime | None) -> str:
+    return "-" if value is None else value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _precise_time(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _duration(milliseconds: int | None) -> str:
+    if milliseconds is None:
+        return "-"
+    minutes, seconds = divmod(round(milliseconds / 1000), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}"
+
+
+def _size(size_bytes: int | None) -> str:
+    if size_bytes is None:
+        return "-"
+    if size_bytes < 1024:
+        return f"{size_bytes} B"
+    value, unit = size_bytes / 1024, "KiB"
+    for larger in ("MiB", "GiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, larger
+    return f"{value:.1f} {unit}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+    lines = [header, *rows]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
+
+
+_LIST_HEADER = (
+    "recording",
+    "call",
+    "direction",
+    "calling",
+    "called",
+    "started (UTC)",
+    "duration",
+    "state",
+    "size",
+)
+
+
+def recordings_table(records: Sequence[RecordingRecord]) -> str:
+    """One line per recording under a header line; columns as ``_LIST_HEADER``."""
+    rows = [
+        (
+            str(record.recording_id),
+            record.call_id,
+            record.direction.value,
+            record.calling,
+            record.called,
+            _time(record.started_at),
+            _duration(record.duration_ms),
+            record.state.value,
+            _size(record.size_bytes),
+        )
+        for record in records
+    ]
+    return _table(_LIST_HEADER, rows)
+
+
+def _facts(record: RecordingRecord) -> str:
+    facts = [
+        ("recording", str(record.recording_id)),
+        ("call", record.call_id),
+        ("direction", record.direction.value),
+        ("calling", record.calling),
+        ("called", record.called),
+        ("state", record.state.value),
+        ("started (UTC)", _precise_time(record.started_at)),
+        ("first frame (UTC)", _precise_time(record.first_frame_at)),
+        ("finished (UTC)", "-" if record.finished_at is None else _precise_time(record.finished_at)),
+        ("duration", _duration(record.duration_ms)),
+        (
+            "size",
+            "-" if record.size_bytes is None else f"{_size(record.size_bytes)} ({record.size_bytes} bytes)",
+        ),
+        ("audio sha256", record.audio_sha256 or "-"),
+        ("key id", record.key_id),
+        ("file", record.file_name),
+    ]
+    width = max(len(name) for name, _ in facts)
+    return "\n".join(f"{name + ':':<{width + 1}}  {value}" for name, value in facts)
+
+
+_EVENT_LABELS = {
+    TimelineKind.CALL_SETUP: "call set-up",
+    TimelineKind.ANNOUNCEMENT_START: "announcement start",
+    TimelineKind.ANNOUNCEMENT_END: "announcement end",
+    TimelineKind.DTMF: "digit",
+    TimelineKind.CONSENT: "consent",
+    TimelineKind.RECORDING_START: "recording start",
+    TimelineKind.FIRST_FRAME: "first frame",
+    TimelineKind.PAUSE_START: "pause start",
+    TimelineKind.PAUSE_END: "pause end",
+    TimelineKind.RECORDING_END: "recording end",
+    TimelineKind.CALL_END: "call end",
+    TimelineKind.LATER_EVENT: "later event",
+}
+
+
+def _event_details(event: TimelineEvent) -> str:
+    detail = event.detail
+    match event.kind:
+        case TimelineKind.CALL_SETUP:
+            agent = detail.get("agent_id")
+            parties = f"{detail['direction']} {detail['calling']} -> {detail['called']}"
+            return f"{parties}, line {detail['local_line']}" + (f", agent {agent}" if agent else "")
+        case TimelineKind.ANNOUNCEMENT_START:
+            return (
+                f"prompt {detail['prompt_id']} version {detail['version']} ({detail['language']}), "
+                f"sha256 {detail['audio_sha256']}"
+            )
+        case TimelineKind.ANNOUNCEMENT_END:
+            played = "played to the end" if detail.get("complete") else "cut off"
+            return f"prompt {detail['prompt_id']} version {detail['version']} ({detail['language']}) {played}"
+        case TimelineKind.DTMF:
+            counted = "" if detail.get("counted") else " (masked, not counted)"
+            return f"{detail['digit']} via {detail['mechanism']}{counted}"
+        case TimelineKind.CONSENT:
+            return (
+                f"{detail['decision']} for purpose {detail['purpose_id']} (question {detail['question_id']} "
+                f"version {detail['question_version']}, {detail['mechanism']})"
+            )
+        case TimelineKind.RECORDING_START:
+            return f"file {detail['file_name']}, key id {detail['key_id']}"
+        case TimelineKind.PAUSE_START | TimelineKind.PAUSE_END:
+            return f"reason {detail['reason']}"
+        case TimelineKind.RECORDING_END:
+            return (
+                f"{detail['state']}, {_duration(detail.get('duration_ms'))}, "
+                f"{_size(detail.get('size_bytes'))}, sha256 {detail.get('audio_sha256') or '-'}"
+            )
+        case TimelineKind.CALL_END:
+            return f"reason {detail.get('end_reason') or '-'}"
+        case TimelineKind.LATER_EVENT:
+            rest = ", ".join(
+                f"{key} {value}" for key, value in detail.items() if key not in ("kind", "actor")
+            )
+            return f"{detail['kind']} by {detail['actor']}" + (f": {rest}" if rest else "")
+        case _:
+            return ", ".join(f"{key} {value}" for key, value in detail.items())
+
+
+def timeline_table(events: Sequence[TimelineEvent], *, recording_id: uuid.UUID | None = None) -> str:
+    """The call's timeline, one line per event; events of another recording of the call name it."""
+    rows = []
+    for event in events:
+        details = _event_details(event)
+        if event.recording_id is not None and event.recording_id != recording_id:
+            details = f"recording {event.recording_id}" + (f": {details}" if details else "")
+        rows.append((_precise_time(event.at), _EVENT_LABELS[event.kind], event.leg_id or "", details))
+    return _table(("time (UTC)", "event", "leg", "details"), rows)
+
+
+# --------------------------------------------------------------------------------------------------
+# The evidence database
+
+
+@contextlib.contextmanager
+def _evidence(layout: DataLayout) -> Iterator[EvidenceStore | None]:
+    """The evidence store of ``layout``, or None when no database exists yet (nothing recorded).
+
+    A missing database is not created: these commands only read (export appends to the audit log).
+    """
+    if not layout.evidence_db.exists():
+        yield None
+        return
+    try:
+        store = EvidenceStore(layout.evidence_db)
+    except StorageError as error:
+        raise _refused(str(error)) from error
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _recording_id(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise _usage(f"not a recording id (a UUID): {text!r}") from None
+
+
+def _find(store: EvidenceStore | None, recording_id: uuid.UUID, layout: DataLayout) -> RecordingRecord:
+    # EvidenceStore has no lookup by id: the list of all recordings is filtered here.
+    found = [] if store is None else [r for r in store.recordings_list() if r.recording_id == recording_id]
+    if not found:
+        raise _refused(f"no recording {recording_id} in the evidence record ({layout.evidence_db})")
+    return found[0]
+
+
+def _report(error: CommandError) -> int:
+    print(f"callherald recordings: {error}", file=sys.stderr)
+    return int(error.exit_code)
+
+
+# --------------------------------------------------------------------------------------------------
+# list and show
+
+
+def list_recordings(
+    layout: DataLayout,
+    *,
+    number: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    state: RecordingState | None = None,
+    limit: int | None = None,
+    as_json: bool = False,
+) -> int:
+    """Print the recordings by start time (``since <= started < until``, number as caller or callee)."""
+    try:
+        with _evidence(layout) as store:
+            records = (
+                []
+                if store is None
+                else store.recordings_list(number=number, since=since, until=until, state=state, limit=limit)
+            )
+    except CommandError as error:
+        return _report(error)
+    if as_json:
+        print(_dumps([recording_json(record) for record in records]))
+    elif records:
+        print(recordings_table(records))
+    else:
+        print("no recordings")
+    return ExitCode.OK
+
+
+def show_recording(layout: DataLayout, recording_id: str, *, as_json: bool = False) -> int:
+    """Print one recording's facts and the evidence timeline of its call."""
+    try:
+        rid = _recording_id(recording_id)
+        with _evidence(layout) as store:
+            record = _find(store, rid, layout)
+            assert store is not None
+            try:
+                events = store.call_timeline(record.call_id)
+            except NotFoundError as error:
+                raise _refused(str(error)) from error
+    except CommandError as error:
+        return _report(error)
+    if as_json:
+        print(_dumps({"recording": recording_json(record), "timeline": timeline_json(events)}))
+    else:
+        print(_facts(record))
+        print()
+        print(f"timeline of call {record.call_id}:")
+        print(timeline_table(events, recording_id=rid))
+    return ExitCode.OK
+
+
+# --------------------------------------------------------------------------------------------------
+# export
+
+
+class Container(enum.StrEnum):
+    WAV = "wav"
+    FLAC = "flac"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExportResult:
+    """What ``export`` wrote: the intact audio of the recording, authenticated and hash-checked."""
+
+    recording_id: uuid.UUID
+    out: Path
+    container: Container
+    key_id: str
+    status: RecordingStatus
+    audio_sha256: str
+    """SHA-256 of the decrypted audio, as checked against the evidence record."""
+
+
+def _read_passphrase(key_path: Path) -> str:
+    """The passphrase of ``key_path``: ``PASSPHRASE_ENV``, else asked on the terminal."""
+    passphrase = os.environ.get(PASSPHRASE_ENV)
+    if passphrase:
+        return passphrase
+    if not sys.stdin.isatty():
+        raise _usage(f"no terminal to ask for the passphrase of {key_path}: set {PASSPHRASE_ENV}")
+    return getpass.getpass(f"Passphrase for {key_path}: ")
+
+
+def _private_key(layout: DataLayout, key_path: Path | None) -> X25519PrivateKey:
+    """The private key to open recordings with: ``key_path``, else the development key."""
+    if key_path is None:
+        development = layout.development_key
+        if not development.private.exists():
+            raise _usage(f"no --key given and no development key at {development.private}")
+        _warn(
+            f"using the development key {development.private}: its passphrase lies next to it, "
+            "so it protects nothing; configure recording.recipients for real recordings"
+        )
+        key_path = development.private
+        passphrase = (
+            development.read_passphrase() if development.passphrase.exists() else _read_passphrase(key_path)
+        )
+    else:
+        if not key_path.is_file():
+            raise _usage(f"no private key file at {key_path}")
+        passphrase = _read_passphrase(key_path)
+    try:
+        return load_private_key(key_path, passphrase)
+    except WrongPassphraseError:
+        raise _usage(f"wrong passphrase for {key_path}") from None
+    except (KeyFileError, ValueError, OSError) as error:
+        raise _usage(f"cannot read the private key {key_path}: {error}") from error
+
+
+def _recording_path(layout: DataLayout, record: RecordingRecord) -> Path:
+    name = record.file_name
+    if Path(name).name != name or name in ("", ".", ".."):
+        raise _refused(f"recording {record.recording_id}: stored file name {name!r} is not a plain file name")
+    path = layout.recordings_dir / name
+    if not path.is_file():
+        raise _refused(f"recording {record.recording_id}: its file {path} is missing")
+    return path
+
+
+def _check_audio_sha256(reader: SegmentReader, record: RecordingRecord) -> str:
+    """Decrypt every segment and compare the audio's SHA-256 with the evidence record's.
+
+    The recorder stores the SHA-256 of the plaintext it sealed (interleaved samples as stored), so
+    a match proves this is exactly the audio recorded for this call; a recording substituted from
+    elsewhere is authentic to its own key but does not match. A recording recovered after a crash
+    has no such hash (the proxy cannot decrypt), and one still being written has none yet: then
+    only the per-segment authentication vouches for it, which is said on stderr.
+    """
+    digest = hashlib.sha256()
+    for chunk in reader:
+        digest.update(chunk)
+    actual = digest.hexdigest()
+    expected = (record.audio_sha256 or "").lower()
+    if not expected:
+        _warn(
+            f"the evidence record holds no audio SHA-256 for recording {record.recording_id} "
+            f"(state {record.state.value}; a recording recovered after a crash has none): "
+            "every segment is authenticated, but the audio cannot be matched against the record"
+        )
+        return actual
+    if actual != expected:
+        raise _refused(
+            f"recording {record.recording_id}: the decrypted audio's SHA-256 {actual} does not match the "
+            f"evidence record's {expected}: this is not the audio the recorder wrote; nothing exported"
+        )
+    return actual
+
+
+def _pcm16(chunk: bytes, audio_format: AudioFormat) -> bytes:
+    """Interleaved 16-bit little-endian samples of one segment."""
+    if audio_format.codec == CODEC_PCM_S16LE:
+        return chunk
+    if audio_format.codec == CODEC_PCM_MULAW:
+        return ulaw_decode(chunk).astype("<i2").tobytes()
+    if audio_format.codec == CODEC_PCM_ALAW:
+        return alaw_decode(chunk).astype("<i2").tobytes()
+    raise _refused(f"recording codec {audio_format.codec} cannot be exported")
+
+
+def _create_output(out: Path, *, force: bool) -> int:
+    """Create ``out`` mode 0600 (plaintext audio is personal data); replace it only with ``force``."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_TRUNC if force else os.O_EXCL)
+    try:
+        return os.open(out, flags, 0o600)
+    except FileExistsError:
+        raise _usage(f"{out} exists already; pass --force to replace it") from None
+    except OSError as error:
+        raise _usage(f"cannot create {out}: {error.strerror or error}") from error
+
+
+def _write_wav(fd: int, reader: SegmentReader) -> None:
+    audio_format = reader.audio_format
+    with os.fdopen(fd, "wb") as stream, wave.open(stream, "wb") as out:
+        out.setnchannels(audio_format.channels)
+        out.setsampwidth(_WAV_SAMPLE_WIDTH_BYTES)
+        out.setframerate(audio_format.sample_rate_hz)
+        for chunk in reader:
+            out.writeframes(_pcm16(chunk, audio_format))
+
+
+def _ffmpeg_flac_command(ffmpeg: str, audio_format: AudioFormat, out: Path) -> list[str]:
+    return [
+        ffmpeg,
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-protocol_whitelist",
+        "pipe,file",
+        "-f",
+        "s16le",
+        "-ar",
+        str(audio_format.sample_rate_hz),
+        "-ac",
+        str(audio_format.channels),
+        "-i",
+        "pipe:0",
+        "-c:a",
+        "flac",
+        "-f",
+        "flac",
+        "-y",  # replaces the empty 0600 file made by _create_output (its mode stays)
+        f"file:{out.resolve()}",
+    ]
+
+
+def _write_flac(ffmpeg: str, out: Path, reader: SegmentReader) -> None:
+    """Encode with ffmpeg from a pipe: the plaintext exists only in memory and in ``out``."""
+    audio_format = reader.audio_format
+    command = _ffmpeg_flac_command(ffmpeg, audio_format, out)
+    with subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    ) as process:
+        assert process.stdin is not None
+        assert process.stderr is not None
+        stdin = process.stdin
+        try:
+            for chunk in reader:
+                stdin.write(_pcm16(chunk, audio_format))
+        except BrokenPipeError:
+            pass  # ffmpeg stopped early; its exit status and message say why
+        except BaseException:
+            process.kill()
+            raise
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                stdin.close()
+        message = process.stderr.read().decode("utf-8", errors="replace").strip()
+        code = process.wait()
+    if code != 0:
+        raise _refused(f"ffmpeg could not write {out}: {message[-300:] or f'exit status {code}'}")
+
+
+def _open_reader(
+    path: Path,
+    record: RecordingRecord,
+    private_key: X25519PrivateKey,
+    store: EvidenceStore,
+    *,
+    development: bool,
+) -> SegmentReader:
+    try:
+        reader = SegmentReader(
+            path, private_key=private_key, key_store=SqliteKeyStore(store), allow_truncated=True
+        )
+    except TruncatedRecordingError as error:
+        raise _refused(f"recording {record.recording_id} holds no audio: {error}") from error
+    except NotARecipientError as error:
+        hint = "; pass --key with a recipient's private key" if development else ""
+        raise _refused(f"{error}{hint}") from error
+    except KeyNotFoundError as error:  # erased (crypto-shredded)
+        raise _refused(str(error)) from error
+    except (RecordingIntegrityError, KeyStoreError) as error:
+        raise _refused(f"recording {record.recording_id} failed verification: {error}") from error
+    if reader.recording_id != record.recording_id:
+        raise _refused(
+            f"{path} holds recording {reader.recording_id}, not {record.recording_id}: "
+            "the file was swapped; nothing exported"
+        )
+    return reader
+
+
+def _export(
+    layout: DataLayout, rid: uuid.UUID, *, out: Path, key_path: Path | None, force: bool
+) -> ExportResult:
+    container = Container.FLAC if out.suffix.lower() == _FLAC_SUFFIX else Container.WAV
+    if out.is_dir():
+        raise _usage(f"{out} is a directory")
+    if out.exists() and not force:
+        raise _usage(f"{out} exists already; pass --force to replace it")
+    ffmpeg = ""
+    if container is Container.FLAC:
+        ffmpeg = pydub_ffmpeg()
+        if shutil.which(ffmpeg) is None:
+            raise _usage(f"FLAC needs ffmpeg, which is not installed (no {ffmpeg!r}); export to .wav instead")
+    with _evidence(layout) as store:
+        record = _find(store, rid, layout)
+        assert store is not None
+        path = _recording_path(layout, record)
+        private_key = _private_key(layout, key_path)
+        reader = _open_reader(path, record, private_key, store, development=key_path is None)
+        try:
+            status = reader.status  # authenticates every segment; raises on anything but truncation
+        except RecordingIntegrityError as error:
+            raise _refused(f"recording {rid} failed verification: {error}; nothing exported") from error
+        audio_sha256 = _check_audio_sha256(reader, record)
+        if record.state is RecordingState.RECORDING:
+            _warn(f"recording {rid} is still being written: exporting what is on disk now")
+        fd = _create_output(out, force=force)
+        try:
+            if container is Container.FLAC:
+                os.close(fd)
+                _write_flac(ffmpeg, out, reader)
+            else:
+                _write_wav(fd, reader)
+        except BaseException as error:
+            out.unlink(missing_ok=True)
+            if isinstance(error, RecordingIntegrityError):  # the file changed since it was verified
+                raise _refused(f"recording {rid} failed verification: {error}; nothing exported") from error
+            if isinstance(error, OSError):
+                raise _usage(f"cannot write {out}: {error.strerror or error}") from error
+            raise
+        result = ExportResult(
+            recording_id=rid,
+            out=out,
+            container=container,
+            key_id=key_id(private_key.public_key()),
+            status=status,
+            audio_sha256=audio_sha256,
+        )
+        try:
+            store.audit_append(
+                at=dt.datetime.now(dt.UTC),
+                actor=AUDIT_ACTOR,
+                action=AUDIT_ACTION_EXPORT,
+                subject=str(rid),
+                detail={
+                    "call_id": record.call_id,
+                    "format": container.value,
+                    "out": str(out.resolve()),
+                    "key_id": result.key_id,
+                    "state": status.state.value,
+                    "segments": status.segments,
+                    "duration_ms": round(status.duration_s * 1000),
+                    "audio_sha256": audio_sha256,
+                },
+            ).result()
+        except Exception as error:
+            out.unlink(missing_ok=True)  # no export without its audit entry (GDPR Art. 5(2))
+            raise _refused(
+                f"the export could not be written to the audit log ({error}); {out} removed"
+            ) from error
+    return result
+
+
+def export_recording(
+    layout: DataLayout, recording_id: str, *, out: Path, key_path: Path | None = None, force: bool = False
+) -> int:
+    """Decrypt, verify and write one recording to ``out`` (WAV, or FLAC for ``.flac``); see the module."""
+    try:
+        result = _export(layout, _recording_id(recording_id), out=out, key_path=key_path, force=force)
+    except CommandError as error:
+        return _report(error)
+    status = result.status
+    if not status.complete:
+        print(
+            f"callherald recordings: recording {result.recording_id} is truncated: exported its "
+            f"{status.segments} intact segments ({status.duration_s:.3f} s); "
+            f"{status.ignored_bytes} bytes of torn tail ignored",
+            file=sys.stderr,
+        )
+    print(
+        f"wrote {result.out} ({result.container.value}, {status.duration_s:.3f} s, {status.state.value}, "
+        f"key id {result.key_id})"
+    )
+    return ExitCode.OK

@@ -1,0 +1,708 @@
+"""``callherald recordings list / show / export`` on a real data directory: evidence database, sealed files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+import wave
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
+from callherald.cli import PASSPHRASE_ENV, main
+from callherald.layout import DataLayout, ensure_development_key
+from config import EMBEDDED_DEFAULT_YAML, HOME_ENV
+from storage.audit import AuditEntry, AuditLog
+from storage.keys import generate_private_key, save_private_key
+from storage.records import (
+    Announcement,
+    CallEnded,
+    CallPurposes,
+    CallStarted,
+    ConsentDecision,
+    Decision,
+    Direction,
+    DtmfEvent,
+    EvidenceStore,
+    LaterEvent,
+    LaterEventKind,
+    LawfulBasis,
+    Leg,
+    LegRole,
+    Pause,
+    PauseReason,
+    Purpose,
+    RecordingEnd,
+    RecordingRecord,
+    RecordingStarted,
+)
+from storage.segments import CODEC_PCM_S16LE, AudioFormat, FsyncPolicy, RecordingSummary, SegmentWriter
+from storage.sqlite_keys import SqliteKeyStore
+from tests.storage.recordings import record_spans
+
+T0 = dt.datetime(2026, 3, 2, 9, 15, 0, tzinfo=dt.UTC)
+RATE_HZ = 8000
+STEREO = AudioFormat(codec=CODEC_PCM_S16LE, sample_rate_hz=RATE_HZ, channels=2, sample_width_bytes=2)
+LEFT_HZ = 1000  # the outside party
+RIGHT_HZ = 440  # the PBX side
+PASSPHRASE = "reviewer passphrase 2026"
+PROMPT_SHA = "5e" * 32
+
+EVIDENCE = Purpose(
+    purpose_id="evidence", lawful_basis=LawfulBasis.CONTRACT, reference="contract terms v3", retention_days=90
+)
+TRAINING = Purpose(
+    purpose_id="training", lawful_basis=LawfulBasis.CONSENT, reference="consent script v2", retention_days=30
+)
+
+COMPLETE_ID = uuid.UUID("00000000-0000-4000-8000-00000000000a")
+TRUNCATED_ID = uuid.UUID("00000000-0000-4000-8000-00000000000b")
+COMPLETE_SECONDS = 3
+TRUNCATED_SECONDS = 2
+
+
+def at(seconds: float) -> dt.datetime:
+    return T0 + dt.timedelta(seconds=seconds)
+
+
+def audio_sha256(seconds: int) -> str:
+    """What the recorder stores as ``audio_sha256``: the SHA-256 of the plaintext it sealed."""
+    return hashlib.sha256(b"".join(tone_segment(index) for index in range(seconds))).hexdigest()
+
+
+def tone_segment(index: int) -> bytes:
+    """One second of 1000 Hz left, 440 Hz right, continuous across segments."""
+    t = (np.arange(RATE_HZ) + index * RATE_HZ) / RATE_HZ
+    frames = np.empty((RATE_HZ, 2), dtype="<i2")
+    frames[:, 0] = np.round(8000 * np.sin(2 * np.pi * LEFT_HZ * t))
+    frames[:, 1] = np.round(8000 * np.sin(2 * np.pi * RIGHT_HZ * t))
+    return frames.tobytes()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Call:
+    call_id: str
+    recording_id: uuid.UUID
+    direction: Direction
+    calling: str
+    called: str
+    offset_s: float
+    seconds: int
+    final: bool
+
+
+COMPLETE_CALL = Call(
+    call_id="call-a",
+    recording_id=COMPLETE_ID,
+    direction=Direction.INBOUND,
+    calling="+31201234567",
+    called="+31307654321",
+    offset_s=0,
+    seconds=COMPLETE_SECONDS,
+    final=True,
+)
+TRUNCATED_CALL = Call(
+    call_id="call-b",
+    recording_id=TRUNCATED_ID,
+    direction=Direction.OUTBOUND,
+    calling="+31307654321",
+    called="+31612345678",
+    offset_s=3600,
+    seconds=TRUNCATED_SECONDS,
+    final=False,
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataDir:
+    layout: DataLayout
+    reviewer_key: Path
+    summaries: dict[uuid.UUID, RecordingSummary]
+
+
+def record_call(
+    store: EvidenceStore,
+    layout: DataLayout,
+    call: Call,
+    *,
+    recipients: list[X25519PublicKey],
+    sha256: str | None = None,
+) -> RecordingSummary:
+    """A call with notice, digit, consent, purposes, a recording with a hold pause, and its end."""
+    out_leg, pbx_leg = f"{call.call_id}-out", f"{call.call_id}-pbx"
+    t = call.offset_s
+    store.write(
+        CallStarted(
+            call_id=call.call_id,
+            direction=call.direction,
+            calling=call.calling,
+            called=call.called,
+            local_line="+31307654321",
+            agent_id="agent-7",
+            setup_at=at(t),
+            legs=(
+                Leg(
+                    leg_id=out_leg,
+                    call_id=call.call_id,
+                    role=LegRole.OUTSIDE,
+                    sip_call_id="a@c",
+                    remote_uri="sip:c",
+                ),
+                Leg(
+                    leg_id=pbx_leg,
+                    call_id=call.call_id,
+                    role=LegRole.PBX,
+                    sip_call_id="b@p",
+                    remote_uri="sip:p",
+                ),
+            ),
+        )
+    )
+    store.write(
+        Announcement(
+            leg_id=out_leg,
+            prompt_id="notice",
+            version="4",
+            language="nl",
+            audio_sha256=PROMPT_SHA,
+            started_at=at(t + 0.5),
+            ended_at=at(t + 4.0),
+            complete=True,
+        )
+    )
+    store.write(DtmfEvent(leg_id=out_leg, digit="1", mechanism="rfc4733", at=at(t + 5.0), counted=True))
+    store.write(
+        ConsentDecision(
+            call_id=call.call_id,
+            question_id="q-training",
+            question_version="1",
+            purpose_id="training",
+            decision=Decision.GRANTED,
+            mechanism="dtmf:1",
+            at=at(t + 5.1),
+        )
+    )
+    store.write(CallPurposes(call_id=call.call_id, purposes=(EVIDENCE, TRAINING)))
+    rid = call.recording_id
+    store.write(
+        RecordingStarted(
+            recording_id=rid,
+            call_id=call.call_id,
+            file_name=layout.recording_file(str(rid)).name,
+            key_id="0123456789abcdef",
+            started_at=at(t + 5.5),
+            first_frame_at=at(t + 5.5),
+        )
+    )
+    store.write(
+        Pause(recording_id=rid, reason=PauseReason.HOLD, started_at=at(t + 6.0), ended_at=at(t + 6.5))
+    )
+    writer = SegmentWriter(
+        layout.recording_file(str(rid)),
+        recording_id=rid,
+        recipients=recipients,
+        audio_format=STEREO,
+        key_store=SqliteKeyStore(store),
+        fsync=FsyncPolicy.NEVER,
+    )
+    for index in range(call.seconds):
+        writer.write_segment(tone_segment(index))
+    summary = writer.close(final=call.final)
+    end = RecordingEnd(
+        recording_id=rid,
+        finished_at=at(t + 5.5 + call.seconds),
+        audio_sha256=sha256 or audio_sha256(call.seconds),
+        size_bytes=summary.file_bytes,
+        duration_ms=round(summary.duration_s * 1000),
+    )
+    if call.final:
+        store.record_recording_finished(end).result()
+    else:
+        store.record_recording_truncated(end).result()
+    store.write(CallEnded(call_id=call.call_id, ended_at=at(t + 6.0 + call.seconds), end_reason="bye"))
+    return summary
+
+
+@pytest.fixture
+def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DataDir:
+    layout = DataLayout(tmp_path / "data")
+    layout.recordings_dir.mkdir(parents=True)
+    development_public, _ = ensure_development_key(layout)
+    reviewer = generate_private_key()
+    reviewer_key = tmp_path / "reviewer.key"
+    save_private_key(reviewer_key, reviewer, PASSPHRASE, scrypt_log2_n=14)
+    summaries = {}
+    with EvidenceStore(layout.evidence_db) as store:
+        for call in (COMPLETE_CALL, TRUNCATED_CALL):
+            summaries[call.recording_id] = record_call(
+                store, layout, call, recipients=[development_public, reviewer.public_key()]
+            )
+        store.write(
+            LaterEvent(
+                call_id=COMPLETE_CALL.call_id,
+                kind=LaterEventKind.ACCESS,
+                at=at(86_400),
+                actor="dpo",
+                detail={"request": "art15-7"},
+            )
+        )
+    monkeypatch.setenv(HOME_ENV, str(layout.root))
+    monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
+    return DataDir(layout=layout, reviewer_key=reviewer_key, summaries=summaries)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["recordings", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# --------------------------------------------------------------------------------------------------
+# list
+
+
+def test_list_prints_a_table(data: DataDir, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "list")
+    assert code == 0
+    header, *rows = out.splitlines()
+    assert header.split() == [
+        "recording", "call", "direction", "calling", "called", "started", "(UTC)", "duration", "state", "size"
+    ]  # fmt: skip
+    assert len(rows) == 2
+    assert rows[0].split()[:9] == [
+        str(COMPLETE_ID), "call-a", "inbound", "+31201234567", "+31307654321",
+        "2026-03-02", "09:15:05", "0:00:03", "complete",
+    ]  # fmt: skip
+    assert rows[1].split()[:9] == [
+        str(TRUNCATED_ID), "call-b", "outbound", "+31307654321", "+31612345678",
+        "2026-03-02", "10:15:05", "0:00:02", "truncated",
+    ]  # fmt: skip
+    assert rows[0].endswith("KiB")
+
+
+def test_list_json_carries_every_field(data: DataDir, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "list", "--json")
+    assert code == 0
+    items = json.loads(out)
+    assert [item["recording_id"] for item in items] == [str(COMPLETE_ID), str(TRUNCATED_ID)]
+    assert set(items[0]) == set(RecordingRecord.__dataclass_fields__)
+    summary = data.summaries[COMPLETE_ID]
+    assert items[0] == {
+        "recording_id": str(COMPLETE_ID),
+        "call_id": "call-a",
+        "file_name": f"{COMPLETE_ID}.chrec",
+        "key_id": "0123456789abcdef",
+        "state": "complete",
+        "started_at": "2026-03-02T09:15:05.500000+00:00",
+        "first_frame_at": "2026-03-02T09:15:05.500000+00:00",
+        "finished_at": "2026-03-02T09:15:08.500000+00:00",
+        "audio_sha256": audio_sha256(COMPLETE_SECONDS),
+        "size_bytes": summary.file_bytes,
+        "duration_ms": 3000,
+        "direction": "inbound",
+        "calling": "+31201234567",
+        "called": "+31307654321",
+    }
+    assert items[1]["state"] == "truncated"
+
+
+LIST_FILTERS = [
+    pytest.param([], [COMPLETE_ID, TRUNCATED_ID], id="all"),
+    pytest.param(["--number", "+31201234567"], [COMPLETE_ID], id="number-calling"),
+    pytest.param(["--number", "+31612345678"], [TRUNCATED_ID], id="number-called"),
+    pytest.param(["--number", "+31307654321"], [COMPLETE_ID, TRUNCATED_ID], id="number-both"),
+    pytest.param(["--state", "truncated"], [TRUNCATED_ID], id="state"),
+    pytest.param(["--state", "recording"], [], id="state-none"),
+    pytest.param(["--since", "2026-03-02T10:00:00"], [TRUNCATED_ID], id="since-naive-is-utc"),
+    pytest.param(["--since", "2026-03-02T10:00:00+01:00"], [COMPLETE_ID, TRUNCATED_ID], id="since-offset"),
+    pytest.param(["--until", "2026-03-02T10:00:00Z"], [COMPLETE_ID], id="until"),
+    pytest.param(["--since", "2026-03-03"], [], id="since-date"),
+    pytest.param(["--limit", "1"], [COMPLETE_ID], id="limit"),
+]
+
+
+@pytest.mark.parametrize(("arguments", "expected"), LIST_FILTERS)
+def test_list_filters(
+    data: DataDir, capsys: pytest.CaptureFixture[str], arguments: list[str], expected: list[uuid.UUID]
+) -> None:
+    code, out, _ = run(capsys, "list", "--json", *arguments)
+    assert code == 0
+    assert [item["recording_id"] for item in json.loads(out)] == [str(rid) for rid in expected]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--since", "yesterday"], "not an ISO 8601 date or time"),
+        (["--limit", "0"], "must be at least 1"),
+        (["--state", "lost"], "invalid choice"),
+    ],
+)
+def test_list_refuses_bad_values(
+    data: DataDir, capsys: pytest.CaptureFixture[str], arguments: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["recordings", "list", *arguments])
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_list_reads_the_data_dir_of_config(
+    data: DataDir, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(HOME_ENV, str(tmp_path / "elsewhere"))
+    config = tmp_path / "callherald.yaml"
+    config.write_text(EMBEDDED_DEFAULT_YAML + f"data_dir: {data.layout.root}\n", encoding="utf-8")
+    code, out, _ = run(capsys, "list", "--json", "--config", str(config))
+    assert code == 0
+    assert len(json.loads(out)) == 2
+
+
+def test_list_of_an_empty_data_dir_creates_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(HOME_ENV, str(tmp_path / "fresh"))
+    assert run(capsys, "list") == (0, "no recordings\n", "")
+    assert run(capsys, "list", "--json") == (0, "[]\n", "")
+    assert not (tmp_path / "fresh").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# show
+
+TIMELINE = [
+    ("call_setup", None),
+    ("announcement_start", "call-a-out"),
+    ("announcement_end", "call-a-out"),
+    ("dtmf", "call-a-out"),
+    ("consent", None),
+    ("recording_start", None),
+    ("first_frame", None),
+    ("pause_start", None),
+    ("pause_end", None),
+    ("recording_end", None),
+    ("call_end", None),
+    ("later_event", None),
+]
+
+
+def test_show_json_gives_the_recording_and_its_timeline_in_order(
+    data: DataDir, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "show", str(COMPLETE_ID), "--json")
+    assert code == 0
+    document = json.loads(out)
+    assert document["recording"]["recording_id"] == str(COMPLETE_ID)
+    timeline = document["timeline"]
+    assert [(event["kind"], event["leg_id"]) for event in timeline] == TIMELINE
+    times = [dt.datetime.fromisoformat(event["at"]) for event in timeline]
+    assert times == sorted(times)
+    assert all(event["at"].endswith("+00:00") for event in timeline)
+    announcement = timeline[1]["detail"]
+    assert announcement == {
+        "prompt_id": "notice",
+        "version": "4",
+        "language": "nl",
+        "audio_sha256": PROMPT_SHA,
+    }
+    assert timeline[2]["detail"]["complete"] is True
+    assert timeline[4]["detail"]["decision"] == "granted"
+    assert timeline[5]["recording_id"] == str(COMPLETE_ID)
+    assert timeline[11]["detail"] == {"kind": "access", "actor": "dpo", "request": "art15-7"}
+
+
+def test_show_prints_facts_and_a_timeline_table(data: DataDir, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "show", str(COMPLETE_ID))
+    assert code == 0
+    facts, timeline = out.split("\n\n", 1)
+    assert f"recording:          {COMPLETE_ID}" in facts
+    assert "state:              complete" in facts
+    assert f"audio sha256:       {audio_sha256(COMPLETE_SECONDS)}" in facts
+    lines = timeline.splitlines()
+    assert lines[0] == "timeline of call call-a:"
+    assert lines[1].split() == ["time", "(UTC)", "event", "leg", "details"]
+    labels = [
+        "call set-up", "announcement start", "announcement end", "digit", "consent", "recording start",
+        "first frame", "pause start", "pause end", "recording end", "call end", "later event",
+    ]  # fmt: skip
+    event_column = slice(lines[1].index("event"), lines[1].index("leg"))
+    assert [line[event_column].strip() for line in lines[2:]] == labels
+    assert f"prompt notice version 4 (nl), sha256 {PROMPT_SHA}" in lines[3]
+    assert lines[2].startswith("2026-03-02 09:15:00.000")
+    assert "1 via rfc4733" in lines[5]
+    assert "granted for purpose training" in lines[6]
+    assert "reason hold" in lines[9]
+    assert "access by dpo: request art15-7" in lines[13]
+
+
+@pytest.mark.parametrize(
+    ("recording_id", "code", "message"),
+    [
+        (str(uuid.UUID(int=7)), 1, f"no recording {uuid.UUID(int=7)} in the evidence record"),
+        ("not-a-uuid", 2, "not a recording id"),
+    ],
+)
+def test_show_refuses_an_unknown_id(
+    data: DataDir, capsys: pytest.CaptureFixture[str], recording_id: str, code: int, message: str
+) -> None:
+    result, out, err = run(capsys, "show", recording_id)
+    assert (result, out) == (code, "")
+    assert message in err
+
+
+# --------------------------------------------------------------------------------------------------
+# export
+
+
+def _peak_hz(samples: npt.NDArray[np.float64], rate_hz: int) -> float:
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    return float(np.argmax(spectrum) * rate_hz / len(samples))
+
+
+def assert_tones(path: Path, seconds: int) -> None:
+    with wave.open(str(path), "rb") as audio:
+        assert (audio.getnchannels(), audio.getsampwidth(), audio.getframerate()) == (2, 2, RATE_HZ)
+        assert audio.getnframes() == seconds * RATE_HZ
+        frames = np.frombuffer(audio.readframes(audio.getnframes()), dtype="<i2").reshape(-1, 2)
+    expected = np.frombuffer(b"".join(tone_segment(i) for i in range(seconds)), dtype="<i2").reshape(-1, 2)
+    assert np.array_equal(frames, expected)  # lossless: the very samples that were sealed
+    assert _peak_hz(frames[:, 0].astype(np.float64), RATE_HZ) == pytest.approx(LEFT_HZ, abs=1)
+    assert _peak_hz(frames[:, 1].astype(np.float64), RATE_HZ) == pytest.approx(RIGHT_HZ, abs=1)
+
+
+def audit_entries(layout: DataLayout) -> list[AuditEntry]:
+    with EvidenceStore(layout.evidence_db) as store:
+        assert store.audit_verify().ok
+        return store.submit_read(lambda db: AuditLog(db).entries()).result()
+
+
+def test_export_wav_with_a_key_and_passphrase(
+    data: DataDir, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "call-a.wav"
+    code, stdout, err = run(
+        capsys, "export", str(COMPLETE_ID), "--out", str(out), "--key", str(data.reviewer_key)
+    )
+    assert (code, err) == (0, "")
+    assert stdout.startswith(f"wrote {out} (wav, 3.000 s, complete, key id ")
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert_tones(out, COMPLETE_SECONDS)
+    [entry] = audit_entries(data.layout)
+    assert (entry.actor, entry.action, entry.subject) == ("cli", "export", str(COMPLETE_ID))
+    detail = json.loads(entry.detail)
+    assert detail["format"] == "wav"
+    assert detail["state"] == "complete"
+    assert detail["audio_sha256"] == audio_sha256(COMPLETE_SECONDS)
+    assert detail["out"] == str(out.resolve())
+
+
+def test_export_with_the_development_key_warns(
+    data: DataDir, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(PASSPHRASE_ENV)  # the development key's passphrase file is used
+    out = tmp_path / "dev.wav"
+    code, _, err = run(capsys, "export", str(COMPLETE_ID), "--out", str(out))
+    assert code == 0
+    assert "warning: using the development key" in err
+    assert_tones(out, COMPLETE_SECONDS)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
+def test_export_flac_decodes_to_the_same_audio(
+    data: DataDir, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "call-a.FLAC"
+    code, stdout, err = run(
+        capsys, "export", str(COMPLETE_ID), "--out", str(out), "--key", str(data.reviewer_key)
+    )
+    assert (code, err) == (0, "")
+    assert "(flac, 3.000 s, complete" in stdout
+    assert out.read_bytes()[:4] == b"fLaC"
+    assert out.stat().st_mode & 0o777 == 0o600
+    decoded = tmp_path / "decoded.wav"
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(out), "-c:a", "pcm_s16le", str(decoded)],
+        check=True,
+        timeout=60,
+    )
+    assert_tones(decoded, COMPLETE_SECONDS)
+    assert json.loads(audit_entries(data.layout)[0].detail)["format"] == "flac"
+
+
+def test_export_of_a_truncated_recording_keeps_the_intact_part(
+    data: DataDir, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = data.layout.recording_file(str(TRUNCATED_ID))
+    with open(path, "ab") as stream:  # a torn tail left by a crash after the record was made
+        stream.write(b"\x01" * 10)
+    out = tmp_path / "call-b.wav"
+    code, stdout, err = run(
+        capsys, "export", str(TRUNCATED_ID), "--out", str(out), "--key", str(data.reviewer_key)
+    )
+    assert code == 0
+    assert f"recording {TRUNCATED_ID} is truncated: exported its 2 intact segments (2.000 s)" in err
+    assert "10 bytes of torn tail ignored" in err
+    assert "truncated" in stdout
+    assert_tones(out, TRUNCATED_SECONDS)
+    assert json.loads(audit_entries(data.layout)[0].detail)["state"] == "truncated"
+
+
+def _flip_segment_byte(data: DataDir) -> None:
+    path = data.layout.recording_file(str(COMPLETE_ID))
+    start, _ = record_spans(path)[1]
+    content = bytearray(path.read_bytes())
+    content[start + 25 + 100] ^= 0x01
+    path.write_bytes(bytes(content))
+
+
+def _swap_files(data: DataDir) -> None:
+    shutil.copyfile(
+        data.layout.recording_file(str(TRUNCATED_ID)), data.layout.recording_file(str(COMPLETE_ID))
+    )
+
+
+def _remove_file(data: DataDir) -> None:
+    data.layout.recording_file(str(COMPLETE_ID)).unlink()
+
+
+def _erase_keys(data: DataDir) -> None:
+    with EvidenceStore(data.layout.evidence_db) as store:
+        assert SqliteKeyStore(store).destroy(COMPLETE_ID)
+
+
+def _record_wrong_hash(data: DataDir) -> None:
+    with EvidenceStore(data.layout.evidence_db) as store:
+        development_public, _ = ensure_development_key(data.layout)
+        call = Call(
+            call_id="call-c",
+            recording_id=uuid.UUID(int=0xC),
+            direction=Direction.INBOUND,
+            calling="+31200000000",
+            called="+31307654321",
+            offset_s=7200,
+            seconds=1,
+            final=True,
+        )
+        record_call(store, data.layout, call, recipients=[development_public], sha256="00" * 32)
+
+
+def _foreign_key(data: DataDir) -> None:
+    data.reviewer_key.unlink()
+    save_private_key(data.reviewer_key, generate_private_key(), PASSPHRASE, scrypt_log2_n=14)
+
+
+REFUSALS = [
+    pytest.param(
+        _flip_segment_byte, COMPLETE_ID, "the segment failed authentication (segment 1,", id="tampered-byte"
+    ),
+    pytest.param(
+        _swap_files, COMPLETE_ID, f"holds recording {TRUNCATED_ID}, not {COMPLETE_ID}", id="swapped"
+    ),
+    pytest.param(_remove_file, COMPLETE_ID, "is missing", id="file-missing"),
+    pytest.param(_erase_keys, COMPLETE_ID, "it was erased or never stored", id="crypto-shredded"),
+    pytest.param(_foreign_key, COMPLETE_ID, "is not readable with key", id="not-a-recipient"),
+    pytest.param(
+        _record_wrong_hash, uuid.UUID(int=0xC), "does not match the evidence record's 0000", id="sha256"
+    ),
+    pytest.param(
+        lambda data: None, uuid.UUID(int=7), "no recording 00000000-0000-0000-0000-000000000007", id="unknown"
+    ),
+]
+
+
+@pytest.mark.parametrize(("spoil", "recording_id", "message"), REFUSALS)
+def test_export_refuses_and_writes_nothing(
+    data: DataDir,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    spoil: Callable[[DataDir], None],
+    recording_id: uuid.UUID,
+    message: str,
+) -> None:
+    spoil(data)
+    out = tmp_path / "out.wav"
+    key = [] if recording_id.int == 0xC else ["--key", str(data.reviewer_key)]
+    code, stdout, err = run(capsys, "export", str(recording_id), "--out", str(out), *key)
+    assert (code, stdout) == (1, "")
+    assert message in err
+    assert not out.exists()
+    assert audit_entries(data.layout) == []
+
+
+def _no_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PASSPHRASE_ENV)
+    monkeypatch.setattr(sys, "stdin", io.StringIO())
+
+
+KEY_PROBLEMS = [
+    pytest.param(
+        lambda m: m.setenv(PASSPHRASE_ENV, "not the passphrase"),
+        True,
+        "wrong passphrase for",
+        id="wrong-passphrase",
+    ),
+    pytest.param(
+        _no_terminal, True, f"no terminal to ask for the passphrase of .*: set {PASSPHRASE_ENV}", id="no-tty"
+    ),
+    pytest.param(lambda m: None, False, "no --key given and no development key at", id="no-development-key"),
+]
+
+
+@pytest.mark.parametrize(("setup", "with_key", "message"), KEY_PROBLEMS)
+def test_export_key_problems_exit_2(
+    data: DataDir,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    setup: Callable[[pytest.MonkeyPatch], None],
+    with_key: bool,
+    message: str,
+) -> None:
+    setup(monkeypatch)
+    if not with_key:
+        shutil.rmtree(data.layout.keys_dir)
+    out = tmp_path / "out.wav"
+    key = ["--key", str(data.reviewer_key)] if with_key else []
+    code, stdout, err = run(capsys, "export", str(COMPLETE_ID), "--out", str(out), *key)
+    assert (code, stdout) == (2, "")
+    assert re.search(message, err)
+    assert not out.exists()
+
+
+def test_export_names_a_missing_key_file(
+    data: DataDir, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nobody.key"
+    code, _, err = run(
+        capsys, "export", str(COMPLETE_ID), "--out", str(tmp_path / "x.wav"), "--key", str(missing)
+    )
+    assert code == 2
+    assert f"no private key file at {missing}" in err
+
+
+def test_export_overwrites_only_with_force(
+    data: DataDir, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out.wav"
+    out.write_bytes(b"earlier export")
+    arguments = ["export", str(COMPLETE_ID), "--out", str(out), "--key", str(data.reviewer_key)]
+    code, _, err = run(capsys, *arguments)
+    assert code == 2
+    assert f"{out} exists already; pass --force to replace it" in err
+    assert out.read_bytes() == b"earlier export"
+    code, _, err = run(capsys, *arguments, "--force")
+    assert (code, err) == (0, "")
+    assert_tones(out, COMPLETE_SECONDS)
+    assert len(audit_entries(data.layout)) == 1

@@ -1,0 +1,209 @@
+"""Recorded calls end to end: SIPp signalling through ``callherald serve``, tones from RTP peers,
+the recording decrypted with the development key and checked sample by sample.
+
+The outside party sends a continuous 1000 Hz tone and the PBX side 440 Hz. After the notice and
+the answer window the parties are joined and recording starts: the decrypted recording must hold
+1000 Hz on the left, 440 Hz on the right, nothing of the announcements, and last as long as the
+parties were joined (within 100 ms). The storage directory must never hold the tones in plaintext,
+and a ``kill -9`` during the call must cost at most the unsealed last second.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from proxy.rtp.g711 import SAMPLE_RATE_HZ, ulaw_encode
+from storage.keys import load_private_key
+from storage.records import EvidenceStore, RecordingRecord, RecordingState, TimelineKind
+from storage.segments import SegmentReader
+from storage.sqlite_keys import SqliteKeyStore
+from tests.e2e.announce_support import policy_yaml, write_prompt_wavs
+from tests.e2e.harness import running_callherald, sipp_available
+from tests.e2e.media_peer import SAMPLES_PER_PACKET, MediaPeer
+from tests.e2e.test_sipp_calls import Direction, assert_ok, place_call, sipp_keys, start_callee, start_caller
+
+pytestmark = pytest.mark.e2e
+requires_sipp = pytest.mark.skipif(not sipp_available(), reason="SIPp (sip-tester) is not installed")
+
+CALL_MS = 6000
+TONE_PACKETS = 400  # 8 s: longer than the call
+OUTSIDE_HZ = 1000.0
+PBX_HZ = 440.0
+
+
+def pure_tone(
+    frequency_hz: float, count: int, amplitude: float = 8000.0
+) -> tuple[npt.NDArray[np.int16], list[bytes]]:
+    """A continuous sine as PCM and as ``count`` 20 ms µ-law payloads."""
+    samples = np.arange(count * SAMPLES_PER_PACKET)
+    pcm = np.round(amplitude * np.sin(2 * np.pi * frequency_hz * samples / SAMPLE_RATE_HZ)).astype(np.int16)
+    payloads = [ulaw_encode(pcm[i * SAMPLES_PER_PACKET : (i + 1) * SAMPLES_PER_PACKET]) for i in range(count)]
+    return pcm, payloads
+
+
+def dominant_hz(channel: npt.NDArray[np.int16]) -> tuple[float, float]:
+    """The strongest frequency and the share of the energy within 50 Hz of it."""
+    spectrum = np.abs(np.fft.rfft(channel.astype(np.float64))) ** 2
+    freqs = np.fft.rfftfreq(len(channel), 1 / SAMPLE_RATE_HZ)
+    peak = float(freqs[int(spectrum.argmax())])
+    near = spectrum[np.abs(freqs - peak) <= 50].sum()
+    return peak, float(near / spectrum.sum())
+
+
+def decrypt(
+    data_dir: Path, record: RecordingRecord, store: EvidenceStore, *, truncated: bool = False
+) -> npt.NDArray[np.int16]:
+    passphrase = (data_dir / "keys" / "development.passphrase").read_text().strip()
+    key = load_private_key(data_dir / "keys" / "development.key", passphrase)
+    reader = SegmentReader(
+        data_dir / "recordings" / record.file_name,
+        private_key=key,
+        key_store=SqliteKeyStore(store),
+        allow_truncated=truncated,
+    )
+    return np.frombuffer(reader.read_all(), dtype="<i2").reshape(-1, 2)
+
+
+def _local(at: dt.datetime) -> dt.datetime:
+    return at.astimezone() if at.tzinfo is None else at
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("direction", list(Direction))
+def test_recording_is_both_parties_from_the_bridge_and_nothing_in_plaintext(
+    tmp_path: Path, direction: Direction
+) -> None:
+    write_prompt_wavs(tmp_path)
+    outside_pcm, outside_payloads = pure_tone(OUTSIDE_HZ, TONE_PACKETS)
+    pbx_pcm, pbx_payloads = pure_tone(PBX_HZ, TONE_PACKETS)
+    caller_tone, callee_tone = (
+        (outside_payloads, pbx_payloads)
+        if direction is Direction.INBOUND
+        else (pbx_payloads, outside_payloads)
+    )
+    caller_sdp, callee_sdp = tmp_path / "caller.sdp", tmp_path / "callee.sdp"
+    with (
+        running_callherald(tmp_path, policies=policy_yaml()) as proxy,
+        MediaPeer("caller", ssrc=0x11110001, payloads=caller_tone) as caller,
+        MediaPeer("callee", ssrc=0x22220002, payloads=callee_tone) as callee,
+    ):
+        caller.start(caller_sdp)
+        callee.start(callee_sdp)
+        uac, uas = place_call(
+            proxy,
+            direction,
+            tmp_path,
+            pause_ms=CALL_MS,
+            caller_keys={"rtp_port": caller.port, "portfile": caller_sdp},
+            callee_keys={"rtp_port": callee.port, "portfile": callee_sdp},
+        )
+        caller.stop()
+        callee.stop()
+        assert_ok(proxy, uac, uas)
+    data_dir = proxy.data_dir
+    with EvidenceStore(data_dir / "evidence.sqlite") as store:
+        (record,) = store.recordings_list()
+        assert record.state is RecordingState.COMPLETE
+        audio = decrypt(data_dir, record, store)
+        timeline = store.call_timeline(record.call_id)
+    # Left is the outside party, right the PBX side; no announcement audio in either.
+    for column, expected_hz in ((0, OUTSIDE_HZ), (1, PBX_HZ)):
+        peak, share = dominant_hz(audio[:, column])
+        assert abs(peak - expected_hz) < 5, (column, peak)
+        assert share > 0.95, (column, share)
+    # The recording lasts as long as the parties were joined: first frame to the BYE.
+    bye = next(m for m in uas.messages if not m.sent and m.first_line.startswith("BYE"))
+    assert record.duration_ms is not None
+    joined_s = (_local(bye.at) - record.first_frame_at).total_seconds()
+    assert abs(record.duration_ms / 1000 - joined_s) < 0.1, (record.duration_ms, joined_s)
+    assert abs(len(audio) / SAMPLE_RATE_HZ * 1000 - record.duration_ms) < 1
+    # Evidence in order: notice heard whole, consent decided, then the first frame.
+    kinds = [event.kind for event in timeline]
+    ends = [e.at for e in timeline if e.kind is TimelineKind.ANNOUNCEMENT_END]
+    consent = [e.at for e in timeline if e.kind is TimelineKind.CONSENT]
+    first_frame = next(e.at for e in timeline if e.kind is TimelineKind.FIRST_FRAME)
+    assert TimelineKind.ANNOUNCEMENT_START in kinds
+    assert ends
+    assert consent
+    assert max(ends) <= first_frame
+    assert max(consent) <= first_frame
+    # Nothing of the tones reaches the disk in plaintext: not as PCM, not as G.711.
+    needles = [
+        outside_pcm[:32].astype("<i2").tobytes(),
+        pbx_pcm[:32].astype("<i2").tobytes(),
+        audio[1000:1016].astype("<i2").tobytes(),
+        outside_payloads[0][:32],
+        pbx_payloads[0][:32],
+    ]
+    for path in data_dir.rglob("*"):
+        if path.is_file() and "announcements-cache" not in path.parts:
+            content = path.read_bytes()
+            for needle in needles:
+                assert needle not in content, path
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+def test_kill_9_during_a_call_keeps_every_sealed_second(tmp_path: Path) -> None:
+    write_prompt_wavs(tmp_path)
+    _, outside_payloads = pure_tone(OUTSIDE_HZ, TONE_PACKETS)
+    _, pbx_payloads = pure_tone(PBX_HZ, TONE_PACKETS)
+    caller_sdp, callee_sdp = tmp_path / "caller.sdp", tmp_path / "callee.sdp"
+    policies = policy_yaml()
+    with (
+        running_callherald(tmp_path, policies=policies) as proxy,
+        MediaPeer("caller", ssrc=0x11110001, payloads=outside_payloads) as caller,
+        MediaPeer("callee", ssrc=0x22220002, payloads=pbx_payloads) as callee,
+    ):
+        caller.start(caller_sdp)
+        callee.start(callee_sdp)
+        uac_keys = sipp_keys(rtp_port=caller.port, portfile=caller_sdp, resultfile=tmp_path / "caller.txt")
+        uas_keys = sipp_keys(rtp_port=callee.port, portfile=callee_sdp, resultfile=tmp_path / "callee.txt")
+        inbound = Direction.INBOUND
+        with (
+            start_callee("uas_call.xml", inbound.callee_port(proxy), tmp_path, uas_keys, pause_ms=20000),
+            start_caller(
+                "uac_call.xml",
+                inbound.caller_target(proxy),
+                tmp_path,
+                uac_keys,
+                number=inbound.number,
+                pause_ms=20000,
+            ),
+        ):
+            assert proxy.wait_for_log('"event": "recording_started"', timeout_s=15), proxy.log_text()[-3000:]
+            time.sleep(3.5)
+            os.kill(proxy.process.pid, signal.SIGKILL)
+            proxy.process.wait(timeout=5)
+            killed_at = dt.datetime.now(dt.UTC)
+        caller.stop()
+        callee.stop()
+    data_dir = proxy.data_dir
+    with EvidenceStore(data_dir / "evidence.sqlite") as store:
+        (record,) = store.recordings_list()
+        assert record.state is RecordingState.RECORDING
+    # Restart on the same data directory: the recording is found and marked truncated.
+    with running_callherald(tmp_path, policies=policies) as again:
+        assert again.wait_for_log("after a crash", timeout_s=10), again.log_text()[-3000:]
+    with EvidenceStore(data_dir / "evidence.sqlite") as store:
+        (record,) = store.recordings_list()
+        assert record.state is RecordingState.TRUNCATED
+        audio = decrypt(data_dir, record, store, truncated=True)
+        timeline = store.call_timeline(record.call_id)
+    assert record.duration_ms is not None
+    recorded_before_kill = (killed_at - record.first_frame_at).total_seconds()
+    # At most the unsealed last second is lost (plus the 200 ms the recorder holds back).
+    assert recorded_before_kill - 1.3 <= record.duration_ms / 1000 <= recorded_before_kill
+    assert abs(len(audio) / SAMPLE_RATE_HZ * 1000 - record.duration_ms) < 1
+    peak, _ = dominant_hz(audio[:, 0])
+    assert abs(peak - OUTSIDE_HZ) < 5
+    assert any(event.kind is TimelineKind.CALL_END for event in timeline)
