@@ -37,7 +37,16 @@ from announcements import (
 from announcements.defaults import DEFAULT_CONSENT_ID, DEFAULT_NOTICE_ID
 from config import EMBEDDED_PROMPT_SET_ID, CallDirection, Config, LawfulBasis, Policy, select_policy
 from proxy.b2bua.consent import ConsentQuestion, Purpose
-from proxy.b2bua.effects import CallEnded, CallStarted, Evidence, StartRecording, StopRecording, Tone
+from proxy.b2bua.effects import (
+    CallEnded,
+    CallStarted,
+    Evidence,
+    PauseRecording,
+    ResumeRecording,
+    StartRecording,
+    StopRecording,
+    Tone,
+)
 from proxy.b2bua.policy import AnnouncementMode, CallPolicy, FailureBehaviour, PolicyResolver
 
 __all__ = [
@@ -97,6 +106,7 @@ def call_policy(config: Config, policy: Policy) -> CallPolicy:
         mode=AnnouncementMode(str(policy.mode)),
         on_failure=FailureBehaviour(str(policy.on_failure)),
         withdrawal_digit=policy.withdrawal_digit,
+        pci_pause_code=policy.pci_pause_code,
     )
 
 
@@ -161,10 +171,14 @@ class LibraryPrompts:
         return beep_frames(codec) if tone is Tone.BEEP else ringback_frames(codec)
 
 
+_clock_offset: list[float] = []
+
+
 def _utc(at: float) -> str:
-    """A time on the event loop's clock as an ISO 8601 UTC timestamp."""
-    wall = time.time() - (asyncio.get_running_loop().time() - at)
-    return datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds")
+    """A time on the event loop's clock as an ISO 8601 UTC timestamp (the clocks' offset read once)."""
+    if not _clock_offset:
+        _clock_offset.append(time.time() - asyncio.get_running_loop().time())
+    return datetime.fromtimestamp(_clock_offset[0] + at, UTC).isoformat(timespec="milliseconds")
 
 
 class LoggingRecordSink:
@@ -189,9 +203,12 @@ class LoggingRecordSink:
             record["prompt"] = dict(details)
         self._write(record)
 
-    def recording(self, effect: StartRecording | StopRecording) -> None:
+    def recording(self, effect: StartRecording | StopRecording | PauseRecording | ResumeRecording) -> None:
         now = _utc(asyncio.get_running_loop().time())
-        if isinstance(effect, StartRecording):
+        if isinstance(effect, PauseRecording | ResumeRecording):
+            event = "recording_paused" if isinstance(effect, PauseRecording) else "recording_resumed"
+            self._write({"call": effect.call_ref, "event": event, "reason": effect.reason, "at": now})
+        elif isinstance(effect, StartRecording):
             self._write(
                 {
                     "call": effect.call_ref,

@@ -27,6 +27,7 @@ import datetime as dt
 import hashlib
 import logging
 import shutil
+import time
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -39,7 +40,16 @@ from callherald.layout import DataLayout
 from proxy.aio.recording import RecordingHandle
 from proxy.aio.service import CallRecordSink
 from proxy.b2bua import consent
-from proxy.b2bua.effects import CallEnded, CallStarted, Evidence, MediaLeg, StartRecording, StopRecording
+from proxy.b2bua.effects import (
+    CallEnded,
+    CallStarted,
+    Evidence,
+    MediaLeg,
+    PauseRecording,
+    ResumeRecording,
+    StartRecording,
+    StopRecording,
+)
 from storage import records as store
 from storage.crypto import StorageError, StorageFullError, key_id
 from storage.segments import AudioFormat, FsyncPolicy, SegmentWriter, recover
@@ -142,17 +152,21 @@ class StorageRecords:
         self.min_free_bytes = min_free_mb * 1024 * 1024
         self.recording_enabled = recording_enabled
         self.disk_full = False
+        self._clock_offset: float | None = None
         self._calls: dict[str, _CallState] = {}
         self._files = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recording-writer")
         layout.recordings_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     # Clock -----------------------------------------------------------------------------------
 
-    @staticmethod
-    def utc(at: float) -> dt.datetime:
-        """A time on the event loop's clock as a UTC datetime."""
-        loop_now = asyncio.get_running_loop().time()
-        return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=loop_now - at)
+    def utc(self, at: float) -> dt.datetime:
+        """A time on the event loop's clock as a UTC datetime.
+
+        The offset between the two clocks is read once, so times keep the order the loop saw.
+        """
+        if self._clock_offset is None:
+            self._clock_offset = time.time() - asyncio.get_running_loop().time()
+        return dt.datetime.fromtimestamp(self._clock_offset + at, dt.UTC)
 
     @staticmethod
     def _now() -> dt.datetime:
@@ -206,14 +220,15 @@ class StorageRecords:
                 called=called,
                 local_line=called if effect.direction == "inbound" else calling,
                 agent_id=None,
-                setup_at=self._now(),
+                setup_at=self.utc(effect.at) if effect.at else self._now(),
                 legs=legs,
             )
         )
 
     def call_ended(self, effect: CallEnded) -> None:
         self._calls.pop(effect.call_ref, None)
-        self._submit(store.CallEnded(call_id=effect.call_ref, ended_at=self._now(), end_reason=effect.reason))
+        ended_at = self.utc(effect.at) if effect.at else self._now()
+        self._submit(store.CallEnded(call_id=effect.call_ref, ended_at=ended_at, end_reason=effect.reason))
 
     def evidence(self, effect: Evidence, details: Mapping[str, str]) -> None:
         state = self._calls.get(effect.call_ref)
@@ -291,9 +306,9 @@ class StorageRecords:
             return f"{call_ref}:{leg}{state.party + 1}"
         return f"{call_ref}:{leg}"
 
-    def recording(self, effect: StartRecording | StopRecording) -> None:
-        """Purposes are written when recording starts; the audio comes through ``open``."""
-        if isinstance(effect, StopRecording):
+    def recording(self, effect: StartRecording | StopRecording | PauseRecording | ResumeRecording) -> None:
+        """Purposes are written when recording starts; the audio and pauses come through ``open``."""
+        if not isinstance(effect, StartRecording):
             return
         state = self._calls.get(effect.call_ref)
         if state is None:
@@ -510,7 +525,7 @@ class RecordSinks:
         for sink in self._sinks:
             sink.evidence(effect, details)
 
-    def recording(self, effect: StartRecording | StopRecording) -> None:
+    def recording(self, effect: StartRecording | StopRecording | PauseRecording | ResumeRecording) -> None:
         for sink in self._sinks:
             sink.recording(effect)
 

@@ -101,6 +101,7 @@ class CallRecording:
         self._timer: asyncio.TimerHandle | None = None
         self.closed = False
         self.blocks_written = 0
+        self._pause_reasons: set[str] = set()
 
     def tap(self, leg: MediaLeg) -> Callable[[bytes], None]:
         """The per-packet hook for what ``leg``'s party sends."""
@@ -129,12 +130,19 @@ class CallRecording:
         return max(0, int((moment - self._started) * SAMPLE_RATE_HZ))
 
     def pause(self, reason: str, at: float) -> None:
-        if not self.recorder.paused:
+        """Silence from ``at`` for ``reason``; several reasons may overlap (hold during a PCI pause)."""
+        first = not self._pause_reasons
+        self._pause_reasons.add(reason)
+        if first:
             self.recorder.pause(reason, at=self.position(at))
             self.handle.pause(reason, at)
 
-    def resume(self, at: float) -> None:
-        if self.recorder.paused:
+    def resume(self, reason: str, at: float) -> None:
+        """``reason`` is over; recording resumes when no other reason holds it paused."""
+        if reason not in self._pause_reasons:
+            return
+        self._pause_reasons.discard(reason)
+        if not self._pause_reasons:
             self.recorder.resume(at=self.position(at))
             self.handle.resume(at)
 

@@ -31,8 +31,10 @@ from proxy.b2bua.effects import (
     LogEvent,
     MediaLeg,
     OpenMedia,
+    PauseRecording,
     PlayPrompt,
     PlayTone,
+    ResumeRecording,
     SendSip,
     SetMediaRemote,
     StartRecording,
@@ -65,7 +67,9 @@ class CallRecordSink(Protocol):
 
     def evidence(self, effect: Evidence, details: Mapping[str, str]) -> None: ...
 
-    def recording(self, effect: StartRecording | StopRecording) -> None: ...
+    def recording(
+        self, effect: StartRecording | StopRecording | PauseRecording | ResumeRecording
+    ) -> None: ...
 
     def call_ended(self, effect: CallEnded) -> None: ...
 
@@ -222,13 +226,19 @@ class ProxyService:
                     self._records.evidence(effect, details)
                 else:
                     self._log.info("[%s] evidence %s %s", effect.call_ref, effect.leg, effect.event)
-            elif isinstance(effect, StartRecording | StopRecording):
+            elif isinstance(effect, StartRecording | StopRecording | PauseRecording | ResumeRecording):
                 if self._records is not None:
                     self._records.recording(effect)
                 if isinstance(effect, StartRecording):
                     self._start_recording(effect)
-                else:
+                elif isinstance(effect, StopRecording):
                     self._stop_recording(effect.call_ref, effect.reason)
+                else:
+                    recording = self.recording.get(effect.call_ref)
+                    if recording is not None and isinstance(effect, PauseRecording):
+                        recording.pause(effect.reason, self._now())
+                    elif recording is not None:
+                        recording.resume(effect.reason, self._now())
             elif isinstance(effect, LogEvent):
                 prefix = f"[{effect.call_ref}] " if effect.call_ref else ""
                 self._log.log(_LEVELS.get(effect.level, logging.INFO), "%s%s", prefix, effect.text)
@@ -406,7 +416,14 @@ class ProxyService:
             self._execute(self.core.prompt_failed(call_ref, leg, reason, self._now()))
             return
         ended_at = result.ended_at if result.ended_at is not None else self._now()
-        self._execute(self.core.prompt_finished(call_ref, leg, ended_at))
+        loop = self._loop
+
+        def report() -> None:
+            if self._loop is not None:
+                self._execute(self.core.prompt_finished(call_ref, leg, ended_at))
+
+        # The last frame is still sounding until ended_at: nothing may follow the notice before that.
+        loop.call_at(ended_at, report)
 
     def _on_digit(self, call_ref: str, leg: MediaLeg, digit: HeardDigit) -> None:
         if self._loop is None:

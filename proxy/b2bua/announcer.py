@@ -36,8 +36,10 @@ from proxy.b2bua.effects import (
     LogEvent,
     MediaFormat,
     MediaLeg,
+    PauseRecording,
     PlayPrompt,
     PlayTone,
+    ResumeRecording,
     StartRecording,
     StopPlayout,
     StopRecording,
@@ -72,6 +74,8 @@ class CallAnnouncer:
         self.purposes: tuple[str, ...] = ()
         self.recording = False
         self._session: consent.ConsentSession | None = None
+        self._paused: set[str] = set()  # reasons recording is paused for: hold, pci, api
+        self._keys: str = ""  # the latest keys pressed after the bridge, for the PCI pause code
 
     @property
     def settled(self) -> bool:
@@ -148,8 +152,16 @@ class CallAnnouncer:
         out: list[Effect] = []
         if self.stage is AnnouncerStage.ANNOUNCING and self._session is not None:
             self._translate(self._session.digit(digit, mechanism, now), out)
-        elif self.stage is AnnouncerStage.BRIDGED and digit == self.policy.withdrawal_digit:
-            self._withdraw(mechanism, now, out)
+        elif self.stage is AnnouncerStage.BRIDGED:
+            code = self.policy.pci_pause_code
+            if code:
+                self._keys = (self._keys + digit)[-len(code) :]
+                if self._keys == code:
+                    self._keys = ""
+                    out.extend(self._set_pause("pci", "pci" not in self._paused))
+                    return out
+            if digit == self.policy.withdrawal_digit:
+                self._withdraw(mechanism, now, out)
         return out
 
     def next_deadline(self) -> float | None:
@@ -179,14 +191,39 @@ class CallAnnouncer:
                     outside_leg=self.outside_leg,
                     purposes=self.purposes,
                     policy=self.policy.name,
+                    media=self.media,
                 )
             )
+            out.extend(self._pauses_in_force())
         elif self.stage is AnnouncerStage.DECIDED:
             out.append(LogEvent(level="info", text="no purpose allows recording", call_ref=self.call_ref))
         self.stage = AnnouncerStage.BRIDGED
-        if self.policy.withdrawal_digit is None or not self.recording:
+        keys_matter = self.policy.withdrawal_digit is not None or self.policy.pci_pause_code is not None
+        if not keys_matter or not self.recording:
             out.append(ListenForDigits(call_ref=self.call_ref, leg=self.outside_leg, media=None))
         return out
+
+    def _pauses_in_force(self) -> list[Effect]:
+        return [PauseRecording(call_ref=self.call_ref, reason=reason) for reason in sorted(self._paused)]
+
+    def hold(self, held: bool) -> list[Effect]:
+        """The call went on hold or came off it: recording writes silence meanwhile (GDPR Art. 5(1)(c))."""
+        return self._set_pause("hold", held)
+
+    def manual_pause(self, pause: bool, reason: str) -> list[Effect]:
+        return self._set_pause(reason, pause)
+
+    def _set_pause(self, reason: str, pause: bool) -> list[Effect]:
+        if pause == (reason in self._paused):
+            return []
+        if pause:
+            self._paused.add(reason)
+        else:
+            self._paused.discard(reason)
+        if not self.recording:
+            return []
+        effect = PauseRecording if pause else ResumeRecording
+        return [effect(call_ref=self.call_ref, reason=reason)]
 
     def pause(self) -> list[Effect]:
         """A transfer is under way: keep the parties apart and stop recording."""

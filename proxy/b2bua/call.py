@@ -145,6 +145,7 @@ class Call:
     announce_after_ack: bool = False  # outbound late offer: the notice starts when a's ACK answers
     outside_identity: tuple[str, ...] | None = None  # SDP origin and asserted identity of the outside party
     transfer: Transfer | None = None
+    held_by: set[MediaLeg] = field(default_factory=set)  # legs whose last offer put the call on hold
 
     def dialog(self, leg: MediaLeg) -> Dialog:
         return self.a if leg is MediaLeg.A else self.b

@@ -601,6 +601,9 @@ class B2bua:
                 direction=call.direction,
                 caller=str(request.from_.uri),
                 callee=str(request.uri),
+                a_call_id=call.a.call_id,
+                b_call_id=call.b.call_id,
+                at=now,
             )
         )
         self.stats.calls_started += 1
@@ -769,6 +772,27 @@ class B2bua:
         fmt = media_format(answer) if answer is not None else None
         out.extend(announcer.party_changed(relay.new_party, fmt, now))
         self._after_announcer(call, now, out)
+
+    def _hold_changed(self, call: Call, leg: MediaLeg, on_hold: bool, out: list[Effect]) -> None:
+        """A party put the call on hold (sendonly, inactive, 0.0.0.0; RFC 3264 §8.4) or took it off:
+        a held call is not recorded (silence is written and the pause is in the evidence)."""
+        was_held = bool(call.held_by)
+        if on_hold:
+            call.held_by.add(leg)
+            out.append(LogEvent(level="info", text=f"hold from leg {leg}", call_ref=call.ref))
+        else:
+            call.held_by.discard(leg)
+        held = bool(call.held_by)
+        if held != was_held and call.announcer is not None:
+            out.extend(call.announcer.hold(held))
+
+    def pause_recording(self, call_ref: str, pause: bool, now: float) -> list[Effect]:
+        """Pause (or resume) a call's recording on request (an operator's API call, PCI DSS 3.3.1)."""
+        out: list[Effect] = []
+        call = self._calls.get(call_ref)
+        if call is not None and call.announcer is not None:
+            out.extend(call.announcer.manual_pause(pause, "api"))
+        return out
 
     def _consent_timer(self, call: Call, now: float, out: list[Effect]) -> None:
         if call.announcer is not None and call.ref in self._calls:
@@ -1212,7 +1236,7 @@ class B2bua:
         if call.phase is CallPhase.ENDED:
             self._forget_b(call)
         self.stats.calls_ended += 1
-        out.append(CallEnded(call_ref=call.ref, reason=reason, status=status))
+        out.append(CallEnded(call_ref=call.ref, reason=reason, status=status, at=now))
 
     def _forget_b(self, call: Call) -> None:
         self._dialogs.pop((call.b.call_id, call.b.local_tag), None)
@@ -1425,8 +1449,7 @@ class B2bua:
                     self._reply(transaction_id, request, 488, out, now, to_tag=request.to.tag)
                     return
                 out.append(SetMediaRemote(call_ref=call.ref, leg=leg, remote=media_remote(offer)))
-                if offer.is_hold():
-                    out.append(LogEvent(level="info", text=f"hold from leg {leg}", call_ref=call.ref))
+                self._hold_changed(call, leg, offer.is_hold(), out)
                 body = bytes(anchored)
                 content_type = "application/sdp"
                 offer_present = True

@@ -5,7 +5,7 @@ Effects are frozen values; ``proxy.aio`` executes them in order. The core never 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from proxy.b2bua.consent import EvidenceEvent
@@ -24,8 +24,10 @@ __all__ = [
     "MediaFormat",
     "MediaLeg",
     "OpenMedia",
+    "PauseRecording",
     "PlayPrompt",
     "PlayTone",
+    "ResumeRecording",
     "SendSip",
     "SetMediaRemote",
     "StartRecording",
@@ -94,6 +96,7 @@ class CallStarted:
     callee: str
     a_call_id: str = ""
     b_call_id: str = ""
+    at: float = field(default=0.0, compare=False)  # when, on the core's clock
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,6 +106,7 @@ class CallEnded:
     call_ref: str
     reason: str
     status: int | None = None
+    at: float = field(default=0.0, compare=False)  # when, on the core's clock
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -198,7 +202,23 @@ class StartRecording:
     outside_leg: MediaLeg
     purposes: tuple[str, ...]
     policy: str
-    media: MediaFormat | None = None  # the outside leg's codec, when known
+    media: MediaFormat | None = field(default=None, compare=False)  # the outside leg's codec (a hint)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PauseRecording:
+    """Write silence from now on (``reason``: ``hold``, ``pci``, ``api``) until ``ResumeRecording``."""
+
+    call_ref: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResumeRecording:
+    """Record the parties again after a pause."""
+
+    call_ref: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -226,4 +246,6 @@ Effect = (
     | Evidence
     | StartRecording
     | StopRecording
+    | PauseRecording
+    | ResumeRecording
 )

@@ -53,6 +53,7 @@ class CallPolicy:
     mode: AnnouncementMode = AnnouncementMode.ANSWER
     on_failure: FailureBehaviour = FailureBehaviour.CONNECT_UNRECORDED
     withdrawal_digit: str | None = None
+    pci_pause_code: str | None = None  # keys that pause recording for a card payment, and resume it
 
     @property
     def prompt_ids(self) -> tuple[str, ...]:

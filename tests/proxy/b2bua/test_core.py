@@ -15,6 +15,7 @@ from proxy.b2bua.effects import (
     LogEvent,
     MediaLeg,
     OpenMedia,
+    SendSip,
     SetMediaRemote,
 )
 from proxy.b2bua.settings import Address, Side
@@ -171,6 +172,13 @@ def test_invite_is_answered_100_at_once_and_opens_media(way: Way) -> None:
     assert caller.invite_request is not None
     assert trying.headers.fields("via") == caller.invite_request.headers.fields("via")
     ref = h.call_ref()
+    invite_to_b = next(
+        effect.message
+        for effect in effects
+        if isinstance(effect, SendSip)
+        and isinstance(effect.message, Request)
+        and effect.message.method == "INVITE"
+    )
     assert non_sip(effects) == [
         OpenMedia(call_ref=ref, a_port=A_PORT, b_port=B_PORT),
         SetMediaRemote(call_ref=ref, leg=MediaLeg.A, remote=CALLER_MEDIA),
@@ -179,6 +187,8 @@ def test_invite_is_answered_100_at_once_and_opens_media(way: Way) -> None:
             direction=way.name,
             caller="sip:201@127.0.0.1",
             callee=f"sip:{DIALLED}@{way.a_listener[0]}:{way.a_listener[1]}",
+            a_call_id=caller.invite_request.call_id,
+            b_call_id=invite_to_b.call_id,
         ),
     ]
     assert h.b2bua.ports_available == h.b2bua.ports_capacity - 2

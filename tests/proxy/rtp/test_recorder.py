@@ -493,7 +493,11 @@ def test_network_jitter_does_not_reanchor() -> None:
 )
 def test_any_drain_chunking_and_adjacent_swaps_give_the_same_audio(cuts: list[int], swaps: list[int]) -> None:
     order = list(ALL)
+    swapped: set[int] = set()
     for i in swaps:
+        if {i, i + 1} & swapped:
+            continue  # chained swaps would carry a packet beyond the reorder window (3 packets)
+        swapped |= {i, i + 1}
         order[i], order[i + 1] = order[i + 1], order[i]
     packets = packetise(Channel.LEFT, b"".join(bytes([c]) * FRAME for c in CODES))
     rec = StereoRecorder(left=PCMU, right=PCMU)
