@@ -348,7 +348,23 @@ class StorageRecords:
         if not self._space_left():
             return None
         recording = _Recording(self, call_ref, uuid.uuid4(), self.utc(started_at))
-        self._submit_file(lambda: self._open_file(recording))
+        # The row is queued here, on the loop, so the store checks it against the evidence reported
+        # before it (notices, purposes) and not against what the loop reports while the file opens.
+        try:
+            accepted = self.store.submit(
+                store.RecordingStarted(
+                    recording_id=recording.recording_id,
+                    call_id=call_ref,
+                    file_name=self.layout.recording_file(str(recording.recording_id)).name,
+                    key_id=",".join(key_id(recipient) for recipient in self.recipients),
+                    started_at=recording.started,
+                    first_frame_at=recording.started,
+                )
+            )
+        except StorageError as error:
+            _LOG.error("[%s] recording not started: %s", call_ref, error)
+            return None
+        self._submit_file(lambda: self._open_file(recording, accepted))
         return _Handle(self, recording)
 
     def _space_left(self) -> bool:
@@ -373,11 +389,18 @@ class StorageRecords:
 
     # File thread -----------------------------------------------------------------------------
 
-    def _open_file(self, recording: _Recording) -> None:
-        path = self.layout.recording_file(str(recording.recording_id))
+    def _open_file(self, recording: _Recording, accepted: Future[None]) -> None:
+        try:
+            accepted.result()
+        except StorageError as error:
+            # No audio without its evidence (notice heard to the end, purposes recorded): no file is
+            # made and the blocks that follow are dropped.
+            recording.failed = True
+            _LOG.error("[%s] recording refused, nothing is kept: %s", recording.call_ref, error)
+            return
         try:
             recording.writer = SegmentWriter(
-                path,
+                self.layout.recording_file(str(recording.recording_id)),
                 recording_id=recording.recording_id,
                 recipients=self.recipients,
                 audio_format=AUDIO_FORMAT,
@@ -388,17 +411,14 @@ class StorageRecords:
         except (StorageError, OSError) as error:
             recording.failed = True
             _LOG.error("[%s] recording not started: %s", recording.call_ref, error)
-            return
-        self.store.submit(
-            store.RecordingStarted(
+            empty = store.RecordingEnd(
                 recording_id=recording.recording_id,
-                call_id=recording.call_ref,
-                file_name=path.name,
-                key_id=",".join(key_id(recipient) for recipient in self.recipients),
-                started_at=recording.started,
-                first_frame_at=recording.started,
+                finished_at=recording.started,
+                audio_sha256=recording.sha256.hexdigest(),
+                size_bytes=0,
+                duration_ms=0,
             )
-        ).result()
+            self.store.record_recording_truncated(empty).result()
 
     def _write_block(self, recording: _Recording, pcm: bytes) -> None:
         writer = recording.writer

@@ -9,6 +9,7 @@
       keys/development.pub       start, with its passphrase in development.passphrase (mode 0600)
       keys/development.passphrase
       announcements-cache/       imported prompt frames
+      control.sock               the operator's control socket while callherald runs (mode 0600)
 
 The development key exists so that an out-of-the-box set-up can export its recordings without a
 passphrase prompt. Its passphrase lies next to it, so it protects nothing: real set-ups configure
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from storage.keys import generate_private_key, load_public_key, save_private_key, save_public_key
+from storage.keys import generate_private_key, load_public_key, public_key_pem, save_private_key
 
 __all__ = ["DataLayout", "DevelopmentKey", "ensure_development_key"]
 
@@ -52,6 +53,10 @@ class DataLayout:
     @property
     def announcements_cache(self) -> Path:
         return self.root / "announcements-cache"
+
+    @property
+    def control_socket(self) -> Path:
+        return self.root / "control.sock"
 
     def recording_file(self, recording_id: str) -> Path:
         return self.recordings_dir / f"{recording_id}{_RECORDING_SUFFIX}"
@@ -91,12 +96,17 @@ def ensure_development_key(layout: DataLayout) -> tuple[X25519PublicKey, bool]:
     for path in (key.private, key.public, key.passphrase):
         path.unlink(missing_ok=True)  # a half-made pair from an interrupted start
     passphrase = secrets.token_urlsafe(24)
-    fd = os.open(key.passphrase, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, (passphrase + "\n").encode())
-    finally:
-        os.close(fd)
+    _write_new(key.passphrase, (passphrase + "\n").encode())
     private_key = generate_private_key()
     save_private_key(key.private, private_key, passphrase)
-    save_public_key(key.public, private_key.public_key())
+    _write_new(key.public, public_key_pem(private_key.public_key()).encode("ascii"))
     return private_key.public_key(), True
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Create ``path`` mode 0600 (whatever the umask) holding ``data``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)

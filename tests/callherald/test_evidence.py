@@ -1,0 +1,957 @@
+"""``StorageRecords`` on a real evidence database and real encrypted files.
+
+Each test plays a call as the proxy reports it (call facts, evidence events, recording effects and
+the ``RecordingHandle`` calls), inside ``asyncio.run`` so ``StorageRecords.utc`` has an event loop,
+then reads back what was stored: the timeline, the recordings and the decrypted audio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import logging
+import stat
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from callherald import evidence as evidence_module
+from callherald.app import open_storage
+from callherald.evidence import PurposeFacts, StorageRecords, recover_open_recordings
+from callherald.layout import DataLayout
+from config import default_config
+from proxy.aio.recording import RecordingHandle
+from proxy.b2bua import consent
+from proxy.b2bua.consent import DigitMechanism
+from proxy.b2bua.effects import (
+    CallEnded,
+    CallStarted,
+    Evidence,
+    MediaLeg,
+    PauseRecording,
+    ResumeRecording,
+    StartRecording,
+    StopRecording,
+)
+from storage.crypto import StorageFullError, TruncatedRecordingError, key_id
+from storage.keys import generate_private_key
+from storage.records import EvidenceStore, RecordingRecord, RecordingState, TimelineEvent, TimelineKind
+from storage.segments import HEADER_BYTES, RECORD_HEADER_BYTES, SegmentReader, SegmentWriter
+from storage.sqlite_keys import SqliteKeyStore
+
+CALL = "call-1"
+CALLER = "sip:+31201234567@carrier.example"
+CALLEE = "sip:+31307654321@pbx.example"
+T0 = 1000.0
+"""The event loop's clock at the call's set-up; every script time is ``T0 + seconds``."""
+RATE_HZ = 8000
+BLOCK_BYTES = 32000  # one second of 8 kHz stereo s16le
+LEFT_HZ = 1000  # the outside party
+RIGHT_HZ = 440  # the PBX side
+
+PURPOSES = {
+    "evidence": PurposeFacts(lawful_basis="contract", reference="contract terms v3", retention_days=90),
+    "training": PurposeFacts(lawful_basis="consent", reference="consent script v2", retention_days=30),
+    "quality": PurposeFacts(lawful_basis="consent", reference="consent script v2", retention_days=60),
+    "coaching": PurposeFacts(lawful_basis="consent", reference="consent script v2", retention_days=14),
+}
+PROMPTS: dict[str, dict[str, str]] = {
+    "notice": {"version": "notice-v4", "audio_sha256": "5e" * 32, "codec": "pcmu"},
+    "ask-training": {"version": "ask-v2", "audio_sha256": "a1" * 32, "codec": "pcmu"},
+    "ask-quality": {"version": "ask-v2", "audio_sha256": "a2" * 32, "codec": "pcmu"},
+    "ask-coaching": {"version": "ask-v2", "audio_sha256": "a3" * 32, "codec": "pcmu"},
+}
+"""What the playout layer reports for the prompt playing on a leg (the ``details`` of its evidence)."""
+
+
+def at(seconds: float) -> float:
+    return T0 + seconds
+
+
+def tone_block(index: int) -> bytes:
+    """Second ``index`` of 1000 Hz left and 440 Hz right, interleaved s16le, continuous across blocks."""
+    t = (np.arange(RATE_HZ) + index * RATE_HZ) / RATE_HZ
+    frames = np.empty((RATE_HZ, 2), dtype="<i2")
+    frames[:, 0] = np.round(8000 * np.sin(2 * np.pi * LEFT_HZ * t))
+    frames[:, 1] = np.round(8000 * np.sin(2 * np.pi * RIGHT_HZ * t))
+    return frames.tobytes()
+
+
+def peak_hz(pcm: bytes, channel: int) -> float:
+    samples = np.frombuffer(pcm, dtype="<i2").reshape(-1, 2)[:, channel].astype(np.float64)
+    spectrum = np.abs(np.fft.rfft(samples))
+    return float(np.fft.rfftfreq(len(samples), 1 / RATE_HZ)[int(np.argmax(spectrum))])
+
+
+# The script of a call ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Begin:
+    """``CallStarted``: the outside party is on leg a when inbound, on leg b when outbound."""
+
+    direction: str = "inbound"
+    at: float = T0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class End:
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Said:
+    """An evidence event about the party on ``leg``; announcement events carry the prompt's facts."""
+
+    event: consent.EvidenceEvent
+    leg: MediaLeg = MediaLeg.A
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Record:
+    """The proxy executes ``StartRecording`` at ``at``: the purposes go to the record, then ``open``."""
+
+    purposes: tuple[str, ...]
+    at: float
+    outside_leg: MediaLeg = MediaLeg.A
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Write:
+    """The recorder hands over second ``block`` of the tone (ignored when no recording is open)."""
+
+    block: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pause:
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Resume:
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stop:
+    """``StopRecording``: the recorder closes its handle at ``at``."""
+
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FreeSpace:
+    """From now on the data directory's file system reports ``mb`` MiB free."""
+
+    mb: int
+
+
+Step = Begin | End | Said | Record | Write | Pause | Resume | Stop | FreeSpace
+
+
+@dataclass(slots=True)
+class FakeDisk:
+    """``shutil.disk_usage`` as seen by ``callherald.evidence``."""
+
+    free_mb: int = 100_000
+
+    def usage(self, _path: object) -> SimpleNamespace:
+        free = self.free_mb * 1024 * 1024
+        return SimpleNamespace(total=2 * free + 1, used=free + 1, free=free)
+
+
+@dataclass(slots=True)
+class Fed:
+    """What the proxy handed over: per ``Record`` step whether it got a handle, and the blocks written."""
+
+    opened: list[bool] = field(default_factory=list)
+    written: list[list[bytes]] = field(default_factory=list)
+
+
+def feed(
+    records: StorageRecords, script: Sequence[Step], *, call_ref: str = CALL, disk: FakeDisk | None = None
+) -> Fed:
+    """Hand ``script`` to ``records`` in order, as ``proxy.aio.service`` executes the effects."""
+    fed = Fed()
+    handle: RecordingHandle | None = None
+    for step in script:
+        if isinstance(step, Begin):
+            records.call_started(
+                CallStarted(
+                    call_ref=call_ref,
+                    direction=step.direction,
+                    caller=CALLER,
+                    callee=CALLEE,
+                    a_call_id=f"{call_ref}-a@carrier",
+                    b_call_id=f"{call_ref}-b@pbx",
+                    at=step.at,
+                )
+            )
+        elif isinstance(step, End):
+            records.call_ended(CallEnded(call_ref=call_ref, reason=step.reason, at=step.at))
+        elif isinstance(step, Said):
+            prompt_id = getattr(step.event, "prompt_id", None)
+            details = PROMPTS[prompt_id] if isinstance(prompt_id, str) else {}
+            records.evidence(Evidence(call_ref=call_ref, leg=step.leg, event=step.event), details)
+        elif isinstance(step, Record):
+            start = StartRecording(
+                call_ref=call_ref, outside_leg=step.outside_leg, purposes=step.purposes, policy="default"
+            )
+            records.recording(start)
+            handle = records.open(
+                call_ref,
+                purposes=start.purposes,
+                policy=start.policy,
+                outside_leg=start.outside_leg,
+                started_at=step.at,
+            )
+            fed.opened.append(handle is not None)
+            fed.written.append([])
+        elif isinstance(step, Write):
+            if handle is not None:
+                pcm = tone_block(step.block)
+                handle.write(pcm)
+                fed.written[-1].append(pcm)
+        elif isinstance(step, Pause):
+            records.recording(PauseRecording(call_ref=call_ref, reason=step.reason))
+            if handle is not None:
+                handle.pause(step.reason, step.at)
+        elif isinstance(step, Resume):
+            records.recording(ResumeRecording(call_ref=call_ref, reason=step.reason))
+            if handle is not None:
+                handle.resume(step.at)
+        elif isinstance(step, Stop):
+            records.recording(StopRecording(call_ref=call_ref, reason=step.reason))
+            if handle is not None:
+                handle.close(at=step.at, reason=step.reason)
+                handle = None
+        else:
+            assert disk is not None, "a FreeSpace step needs a FakeDisk"
+            disk.free_mb = step.mb
+    return fed
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ran:
+    records: StorageRecords
+    """Closed; its ``utc`` keeps the clock offset the call used."""
+    fed: Fed
+
+    def utc(self, seconds: float) -> dt.datetime:
+        return self.records.utc(at(seconds))
+
+
+def run(
+    layout: DataLayout,
+    script: Sequence[Step],
+    *,
+    recipient: X25519PrivateKey,
+    min_free_mb: int = 0,
+    disk: FakeDisk | None = None,
+    more_calls: Sequence[tuple[str, Sequence[Step]]] = (),
+) -> Ran:
+    """Play ``script`` (then ``more_calls``) into a new ``StorageRecords`` on a running loop; close it."""
+
+    async def play() -> Ran:
+        records = StorageRecords(
+            layout,
+            EvidenceStore(layout.evidence_db),
+            recipients=(recipient.public_key(),),
+            purposes=PURPOSES,
+            min_free_mb=min_free_mb,
+        )
+        try:
+            fed = feed(records, script, disk=disk)
+            for call_ref, steps in more_calls:
+                feed(records, steps, call_ref=call_ref)
+            records.utc(T0)  # fixes the clock offset for the checks
+        finally:
+            records.close()  # waits for the file thread and the evidence writer
+        return Ran(records=records, fed=fed)
+
+    return asyncio.run(play())
+
+
+# Reading back ------------------------------------------------------------------------------------
+
+
+def read_audio(
+    layout: DataLayout, record: RecordingRecord, key: X25519PrivateKey, *, allow_truncated: bool
+) -> bytes:
+    with EvidenceStore(layout.evidence_db) as store:
+        return SegmentReader(
+            layout.recordings_dir / record.file_name,
+            private_key=key,
+            key_store=SqliteKeyStore(store),
+            allow_truncated=allow_truncated,
+        ).read_all()
+
+
+def stored(layout: DataLayout) -> tuple[list[TimelineEvent], list[RecordingRecord]]:
+    with EvidenceStore(layout.evidence_db) as store:
+        return store.call_timeline(CALL), store.recordings_list()
+
+
+def wrapped_key_rows(layout: DataLayout) -> int:
+    with EvidenceStore(layout.evidence_db) as store:
+        rows: int = store.submit_read(
+            lambda db: db.execute("SELECT count(*) FROM key_store").fetchone()[0]
+        ).result()
+        return rows
+
+
+def storage_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "callherald.storage" and r.levelno >= logging.ERROR
+    ]
+
+
+def subset(detail: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
+    return {name: detail.get(name) for name in wanted}
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> DataLayout:
+    data = DataLayout(tmp_path / "data")
+    data.root.mkdir()
+    return data
+
+
+@pytest.fixture
+def reviewer() -> X25519PrivateKey:
+    return generate_private_key()
+
+
+@pytest.fixture(autouse=True)
+def storage_log(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="callherald")
+
+
+# 1. A whole recorded call ------------------------------------------------------------------------
+
+
+def notice(leg: MediaLeg = MediaLeg.A, start: float = 1, end: float = 6) -> list[Step]:
+    return [
+        Said(event=consent.AnnouncementStarted(prompt_id="notice", language="nl", at=at(start)), leg=leg),
+        Said(event=consent.AnnouncementEnded(prompt_id="notice", at=at(end), complete=True), leg=leg),
+    ]
+
+
+def decided(purpose: str, decision: consent.Decision, seconds: float, leg: MediaLeg = MediaLeg.A) -> Step:
+    return Said(
+        event=consent.ConsentDecided(
+            question_id=f"q-{purpose}",
+            question_version="2",
+            purpose_id=purpose,
+            decision=decision,
+            mechanism=None if decision is consent.Decision.NO_ANSWER else DigitMechanism.RFC4733,
+            at=at(seconds),
+        ),
+        leg=leg,
+    )
+
+
+WHOLE_CALL: list[Step] = [
+    Begin(at=at(0)),
+    *notice(start=1, end=6),
+    Said(event=consent.AnnouncementStarted(prompt_id="ask-training", language="nl", at=at(6.5))),
+    Said(event=consent.DigitReceived(digit="1", mechanism=DigitMechanism.RFC4733, at=at(8), counted=True)),
+    Said(event=consent.AnnouncementEnded(prompt_id="ask-training", at=at(8), complete=False)),
+    decided("training", consent.Decision.GRANTED, 8),
+    Said(event=consent.AnnouncementStarted(prompt_id="ask-quality", language="nl", at=at(8.5))),
+    Said(event=consent.AnnouncementEnded(prompt_id="ask-quality", at=at(10), complete=True)),
+    Said(event=consent.DigitReceived(digit="9", mechanism=DigitMechanism.RFC4733, at=at(11), counted=True)),
+    decided("quality", consent.Decision.REFUSED, 11),
+    Said(event=consent.AnnouncementStarted(prompt_id="ask-coaching", language="nl", at=at(11.5))),
+    Said(event=consent.AnnouncementEnded(prompt_id="ask-coaching", at=at(13), complete=True)),
+    decided("coaching", consent.Decision.NO_ANSWER, 16),
+    Said(event=consent.ConsentFinished(purposes=("evidence", "training"), at=at(16))),
+    Record(purposes=("evidence", "training"), at=at(16)),
+    Write(block=0),
+    Write(block=1),
+    Pause(reason="hold", at=at(18)),
+    Write(block=2),
+    Resume(reason="hold", at=at(19)),
+    Write(block=3),
+    Stop(reason="ended", at=at(20)),
+    End(reason="bye-from-a", at=at(20.5)),
+]
+
+LEG_A = f"{CALL}:a"
+# (kind, seconds, leg, detail subset), in timeline order; ties sort by kind.
+WHOLE_CALL_TIMELINE: list[tuple[TimelineKind, float, str | None, dict[str, Any]]] = [
+    (
+        TimelineKind.CALL_SETUP,
+        0,
+        None,
+        {"direction": "inbound", "calling": "+31201234567", "called": "+31307654321"},
+    ),
+    (
+        TimelineKind.ANNOUNCEMENT_START,
+        1,
+        LEG_A,
+        {"prompt_id": "notice", "version": "notice-v4", "audio_sha256": "5e" * 32},
+    ),
+    (TimelineKind.ANNOUNCEMENT_END, 6, LEG_A, {"prompt_id": "notice", "complete": True}),
+    (TimelineKind.ANNOUNCEMENT_START, 6.5, LEG_A, {"prompt_id": "ask-training", "version": "ask-v2"}),
+    (TimelineKind.ANNOUNCEMENT_END, 8, LEG_A, {"prompt_id": "ask-training", "complete": False}),
+    (TimelineKind.DTMF, 8, LEG_A, {"digit": "1", "mechanism": "rfc4733", "counted": True}),
+    (
+        TimelineKind.CONSENT,
+        8,
+        None,
+        {"purpose_id": "training", "decision": "granted", "mechanism": "rfc4733"},
+    ),
+    (TimelineKind.ANNOUNCEMENT_START, 8.5, LEG_A, {"prompt_id": "ask-quality"}),
+    (TimelineKind.ANNOUNCEMENT_END, 10, LEG_A, {"prompt_id": "ask-quality", "complete": True}),
+    (TimelineKind.DTMF, 11, LEG_A, {"digit": "9"}),
+    (TimelineKind.CONSENT, 11, None, {"purpose_id": "quality", "decision": "refused"}),
+    (TimelineKind.ANNOUNCEMENT_START, 11.5, LEG_A, {"prompt_id": "ask-coaching"}),
+    (TimelineKind.ANNOUNCEMENT_END, 13, LEG_A, {"prompt_id": "ask-coaching", "complete": True}),
+    (
+        TimelineKind.CONSENT,
+        16,
+        None,
+        {"purpose_id": "coaching", "decision": "no_answer", "mechanism": "none"},
+    ),
+    (TimelineKind.RECORDING_START, 16, None, {}),
+    (TimelineKind.FIRST_FRAME, 16, None, {}),
+    (TimelineKind.PAUSE_START, 18, None, {"reason": "hold"}),
+    (TimelineKind.PAUSE_END, 19, None, {"reason": "hold"}),
+    (TimelineKind.RECORDING_END, 20, None, {"state": "complete", "duration_ms": 4000}),
+    (TimelineKind.CALL_END, 20.5, None, {"end_reason": "bye-from-a"}),
+]
+
+
+def test_a_whole_recorded_call_is_stored_and_decrypts_to_the_audio_written(
+    layout: DataLayout, reviewer: X25519PrivateKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    ran = run(layout, WHOLE_CALL, recipient=reviewer)
+    assert ran.fed.opened == [True]
+    pcm = b"".join(ran.fed.written[0])
+    assert len(pcm) == 4 * BLOCK_BYTES
+
+    timeline, recordings = stored(layout)
+    assert [(event.kind, event.at, event.leg_id) for event in timeline] == [
+        (kind, ran.utc(seconds), leg) for kind, seconds, leg, _ in WHOLE_CALL_TIMELINE
+    ]
+    for event, (_, _, _, wanted) in zip(timeline, WHOLE_CALL_TIMELINE, strict=True):
+        assert subset(event.detail, wanted) == wanted, event.kind
+
+    (recording,) = recordings
+    assert recording.call_id == CALL
+    assert recording.state is RecordingState.COMPLETE
+    assert recording.started_at == recording.first_frame_at == ran.utc(16)
+    assert recording.finished_at == ran.utc(20)
+    assert recording.duration_ms == 4000
+    assert recording.key_id == key_id(reviewer.public_key())
+    assert recording.size_bytes == (layout.recordings_dir / recording.file_name).stat().st_size
+    assert recording.audio_sha256 == hashlib.sha256(pcm).hexdigest()
+    assert all(event.recording_id == recording.recording_id for event in timeline if event.recording_id)
+
+    audio = read_audio(layout, recording, reviewer, allow_truncated=False)
+    assert audio == pcm
+    assert hashlib.sha256(audio).hexdigest() == recording.audio_sha256
+    assert (peak_hz(audio, 0), peak_hz(audio, 1)) == (LEFT_HZ, RIGHT_HZ)
+
+    with EvidenceStore(layout.evidence_db) as store:
+        setup = ran.utc(0).date()
+        # Only the purposes recording started for; the refused and unanswered ones are absent.
+        assert store.delete_after_dates(CALL) == {
+            "evidence": setup + dt.timedelta(days=90),
+            "training": setup + dt.timedelta(days=30),
+        }
+    assert storage_errors(caplog) == []
+
+
+# 2. The invariants of the evidence record --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InvariantCase:
+    name: str
+    script: list[Step]
+    recorded: bool
+    errors: tuple[str, ...] = ()
+    """Texts each logged (callherald.storage, ERROR) when the store refuses a row."""
+
+
+def recorded_for(purposes: tuple[str, ...], start: float) -> list[Step]:
+    return [
+        Record(purposes=purposes, at=at(start)),
+        Write(block=0),
+        Write(block=1),
+        Stop(reason="ended", at=at(start + 2)),
+        End(reason="bye-from-a", at=at(start + 3)),
+    ]
+
+
+INVARIANT_CASES = [
+    InvariantCase(
+        name="first frame as the notice ends",
+        script=[Begin(), *notice(end=6), *recorded_for(("evidence",), 6)],
+        recorded=True,
+    ),
+    InvariantCase(
+        name="first frame before the notice ended",
+        script=[Begin(), *notice(end=6), *recorded_for(("evidence",), 5.5)],
+        recorded=False,
+        errors=("announcement notice on leg call-1:a ended at",),
+    ),
+    InvariantCase(
+        name="notice never ended",
+        script=[
+            Begin(),
+            Said(event=consent.AnnouncementStarted(prompt_id="notice", language="nl", at=at(1))),
+            *recorded_for(("evidence",), 10),
+        ],
+        recorded=False,
+        errors=("no announcement was played to the end",),
+    ),
+    InvariantCase(
+        name="notice failed",
+        script=[
+            Begin(),
+            Said(event=consent.AnnouncementStarted(prompt_id="notice", language="nl", at=at(1))),
+            Said(event=consent.NoticeFailed(prompt_id="notice", reason="codec", at=at(2))),
+            *recorded_for(("evidence",), 10),
+        ],
+        recorded=False,
+        errors=("no announcement was played to the end",),
+    ),
+    InvariantCase(
+        name="question prompt failed after the notice",
+        script=[
+            Begin(),
+            *notice(end=6),
+            Said(event=consent.AnnouncementStarted(prompt_id="ask-training", language="nl", at=at(7))),
+            Said(event=consent.NoticeFailed(prompt_id="ask-training", reason="codec", at=at(8))),
+            *recorded_for(("evidence",), 10),
+        ],
+        recorded=False,
+        errors=("announcement ask-training on leg call-1:a never ended",),
+    ),
+    InvariantCase(
+        name="no notice on the outside leg (played to the PBX side)",
+        script=[Begin(), *notice(leg=MediaLeg.B), *recorded_for(("evidence",), 10)],
+        recorded=False,
+        errors=("no announcement was played to the end on an outside leg",),
+    ),
+    InvariantCase(
+        name="purpose not configured",
+        script=[Begin(), *notice(), *recorded_for(("unknown",), 10)],
+        recorded=False,
+        errors=("has no purposes recorded",),
+    ),
+    InvariantCase(
+        name="consent granted",
+        script=[
+            Begin(),
+            *notice(),
+            decided("training", consent.Decision.GRANTED, 8),
+            *recorded_for(("training",), 10),
+        ],
+        recorded=True,
+    ),
+    InvariantCase(
+        name="consent refused",
+        script=[
+            Begin(),
+            *notice(),
+            decided("training", consent.Decision.REFUSED, 8),
+            *recorded_for(("training",), 10),
+        ],
+        recorded=False,
+        errors=(
+            "training on call call-1 without granted consent (the latest decision is refused)",
+            "has no purposes",
+        ),
+    ),
+    InvariantCase(
+        name="consent not answered",
+        script=[
+            Begin(),
+            *notice(),
+            decided("training", consent.Decision.NO_ANSWER, 8),
+            *recorded_for(("training",), 10),
+        ],
+        recorded=False,
+        errors=("without granted consent (the latest decision is no_answer)", "has no purposes"),
+    ),
+    InvariantCase(
+        name="consent never asked",
+        script=[Begin(), *notice(), *recorded_for(("training",), 10)],
+        recorded=False,
+        errors=("without granted consent (no consent decision)", "has no purposes"),
+    ),
+    InvariantCase(
+        name="a refused consent purpose takes the contract purpose listed with it down too (fail closed)",
+        script=[
+            Begin(),
+            *notice(),
+            decided("training", consent.Decision.REFUSED, 8),
+            *recorded_for(("evidence", "training"), 10),
+        ],
+        recorded=False,
+        errors=("without granted consent", "has no purposes"),
+    ),
+    InvariantCase(
+        name="new party: first frame before its notice ended",
+        script=[
+            Begin(),
+            *notice(end=6),
+            Said(event=consent.PartyChanged(reason="transfer", at=at(7))),
+            *notice(start=8, end=13),
+            *recorded_for(("evidence",), 12),
+        ],
+        recorded=False,
+        errors=("announcement notice on leg call-1:a2 ended at",),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", INVARIANT_CASES, ids=lambda case: case.name)
+def test_the_store_refuses_recordings_without_their_evidence(
+    case: InvariantCase, layout: DataLayout, reviewer: X25519PrivateKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    ran = run(layout, case.script, recipient=reviewer)
+    assert ran.fed.opened == [True]  # the proxy cannot know yet: the store decides on the file thread
+
+    timeline, recordings = stored(layout)
+    files = sorted(layout.recordings_dir.iterdir())
+    errors = storage_errors(caplog)
+    assert timeline[-1].kind is TimelineKind.CALL_END  # the call's other evidence is written regardless
+    if case.recorded:
+        (recording,) = recordings
+        assert recording.state is RecordingState.COMPLETE
+        assert files == [layout.recordings_dir / recording.file_name]
+        assert wrapped_key_rows(layout) == 1
+        assert read_audio(layout, recording, reviewer, allow_truncated=False) == b"".join(ran.fed.written[0])
+        assert errors == []
+    else:
+        # No audio without its evidence: no row, no file, no key that could open one.
+        assert recordings == []
+        assert files == []
+        assert wrapped_key_rows(layout) == 0
+        for text in case.errors:
+            assert any(text in message for message in errors), (text, errors)
+        assert any("recording refused" in message for message in errors), errors
+
+
+# 3. Withdrawal and a new outside party -----------------------------------------------------------
+
+
+def changing_call(outside: MediaLeg) -> list[Step]:
+    return [
+        Begin(direction="inbound" if outside is MediaLeg.A else "outbound"),
+        *notice(leg=outside, start=1, end=6),
+        decided("training", consent.Decision.GRANTED, 8, leg=outside),
+        Record(purposes=("evidence", "training"), at=at(9), outside_leg=outside),
+        Write(block=0),
+        Write(block=1),
+        Said(
+            event=consent.DigitReceived(
+                digit="9", mechanism=DigitMechanism.RFC4733, at=at(11.5), counted=True
+            ),
+            leg=outside,
+        ),
+        Said(
+            event=consent.ConsentWithdrawn(
+                purposes=("training",), mechanism=DigitMechanism.RFC4733, at=at(11.5)
+            ),
+            leg=outside,
+        ),
+        Stop(reason="withdrawn", at=at(11.5)),
+        Record(purposes=("evidence",), at=at(11.5), outside_leg=outside),
+        Write(block=2),
+        Stop(reason="new-party", at=at(13)),
+        Said(event=consent.PartyChanged(reason="transfer", at=at(13)), leg=outside),
+        *notice(leg=outside, start=14, end=19),
+        Said(
+            event=consent.DigitReceived(
+                digit="5", mechanism=DigitMechanism.INBAND, at=at(19.5), counted=False
+            ),
+            leg=outside,
+        ),
+        Record(purposes=("evidence",), at=at(19.5), outside_leg=outside),
+        Write(block=3),
+        Stop(reason="ended", at=at(21)),
+        End(reason="bye-from-b", at=at(22)),
+    ]
+
+
+@pytest.mark.parametrize("outside", [MediaLeg.A, MediaLeg.B], ids=["inbound", "outbound"])
+def test_withdrawal_and_party_change(
+    outside: MediaLeg, layout: DataLayout, reviewer: X25519PrivateKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    ran = run(layout, changing_call(outside), recipient=reviewer)
+    timeline, recordings = stored(layout)
+    first_leg, second_leg = f"{CALL}:{outside}", f"{CALL}:{outside}2"
+
+    (withdrawal,) = [event for event in timeline if event.kind is TimelineKind.LATER_EVENT]
+    assert withdrawal.at == ran.utc(11.5)
+    assert withdrawal.detail == {
+        "kind": "withdrawal",
+        "actor": "caller",
+        "purposes": ["training"],
+        "mechanism": "rfc4733",
+    }
+    assert [(e.kind, e.at, e.leg_id) for e in timeline if e.kind is TimelineKind.ANNOUNCEMENT_END] == [
+        (TimelineKind.ANNOUNCEMENT_END, ran.utc(6), first_leg),
+        (TimelineKind.ANNOUNCEMENT_END, ran.utc(19), second_leg),
+    ]
+    assert [(e.at, e.leg_id) for e in timeline if e.kind is TimelineKind.DTMF] == [
+        (ran.utc(11.5), first_leg),
+        (ran.utc(19.5), second_leg),
+    ]
+    with EvidenceStore(layout.evidence_db) as store:
+        legs = store.submit_read(
+            lambda db: db.execute(
+                "SELECT id, role FROM legs WHERE call_id = ? ORDER BY rowid", [CALL]
+            ).fetchall()
+        ).result()
+    inside = MediaLeg.B if outside is MediaLeg.A else MediaLeg.A
+    assert sorted(tuple(row) for row in legs) == sorted(
+        [(first_leg, "outside"), (f"{CALL}:{inside}", "pbx"), (second_leg, "outside")]
+    )
+
+    assert [(r.state, r.first_frame_at, r.duration_ms) for r in recordings] == [
+        (RecordingState.COMPLETE, ran.utc(9), 2000),
+        (RecordingState.COMPLETE, ran.utc(11.5), 1000),
+        (RecordingState.COMPLETE, ran.utc(19.5), 1000),
+    ]
+    for recording, blocks in zip(recordings, ran.fed.written, strict=True):
+        assert read_audio(layout, recording, reviewer, allow_truncated=False) == b"".join(blocks)
+    assert storage_errors(caplog) == []
+
+
+# 4. A full disk ----------------------------------------------------------------------------------
+
+
+def recording_with_free_space(mbs: Sequence[int]) -> list[Step]:
+    """One call recorded again and again; before each recording the disk reports ``mb`` MiB free."""
+    script: list[Step] = [Begin(), *notice(end=6)]
+    for index, mb in enumerate(mbs):
+        start = 10 + 3 * index
+        script += [
+            FreeSpace(mb=mb),
+            Record(purposes=("evidence",), at=at(start)),
+            Write(block=index),
+            Stop(reason="restarted", at=at(start + 1)),
+        ]
+    return [*script, End(reason="bye-from-a", at=at(10 + 3 * len(mbs)))]
+
+
+@pytest.mark.parametrize(
+    ("free_mb", "opened", "full_errors", "back_warnings"),
+    [
+        ((10, 199, 200, 5000), [False, False, True, True], 1, 1),
+        ((5000, 0, 0, 5000, 1), [True, False, False, True, False], 2, 1),
+        ((0, 5000, 0, 5000), [False, True, False, True], 2, 2),
+    ],
+)
+def test_new_recordings_wait_for_free_space(
+    free_mb: tuple[int, ...],
+    opened: list[bool],
+    full_errors: int,
+    back_warnings: int,
+    layout: DataLayout,
+    reviewer: X25519PrivateKey,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    disk = FakeDisk()
+    monkeypatch.setattr("callherald.evidence.shutil.disk_usage", disk.usage)
+    ran = run(layout, recording_with_free_space(free_mb), recipient=reviewer, min_free_mb=200, disk=disk)
+    assert ran.fed.opened == opened
+
+    errors = storage_errors(caplog)
+    assert len(errors) == full_errors
+    assert all("disk nearly full" in message and "200 MB needed" in message for message in errors)
+    assert caplog.text.count("disk space is back") == back_warnings
+    _, recordings = stored(layout)
+    assert len(recordings) == opened.count(True)
+    assert all(r.state is RecordingState.COMPLETE and r.duration_ms == 1000 for r in recordings)
+    assert len(list(layout.recordings_dir.iterdir())) == opened.count(True)
+
+
+@pytest.mark.parametrize("fail_at", [0, 2, 3])
+def test_a_full_disk_mid_recording_keeps_the_sealed_segments(
+    fail_at: int,
+    layout: DataLayout,
+    reviewer: X25519PrivateKey,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Block ``fail_at`` meets a full disk: the blocks before it stay, later ones are ignored."""
+    calls: list[int] = []
+    write_segment = SegmentWriter.write_segment
+
+    def filling_disk(writer: SegmentWriter, pcm: bytes) -> None:
+        calls.append(len(pcm))
+        if len(calls) == fail_at + 1:
+            raise StorageFullError("disk full: no space left on device (test)")
+        write_segment(writer, pcm)
+
+    monkeypatch.setattr(SegmentWriter, "write_segment", filling_disk)
+    script: list[Step] = [
+        Begin(),
+        *notice(end=6),
+        Record(purposes=("evidence",), at=at(10)),
+        *[Write(block=index) for index in range(5)],
+        Said(
+            event=consent.DigitReceived(
+                digit="7", mechanism=DigitMechanism.SIP_INFO, at=at(15.5), counted=False
+            )
+        ),
+        Said(
+            event=consent.ConsentWithdrawn(
+                purposes=("training",), mechanism=DigitMechanism.SIP_INFO, at=at(15.5)
+            )
+        ),
+        Stop(reason="ended", at=at(16)),
+        End(reason="bye-from-b", at=at(17)),
+    ]
+    ran = run(layout, script, recipient=reviewer)
+    kept = b"".join(ran.fed.written[0][:fail_at])
+
+    assert calls == [BLOCK_BYTES] * (fail_at + 1)  # nothing is handed to the writer after the failure
+    errors = storage_errors(caplog)
+    assert len(errors) == 1
+    assert "disk full, recording stopped at its last sealed segment" in errors[0]
+
+    timeline, (recording,) = stored(layout)
+    assert recording.state is RecordingState.TRUNCATED
+    assert recording.duration_ms == 1000 * fail_at
+    assert recording.audio_sha256 == hashlib.sha256(kept).hexdigest()
+    path = layout.recordings_dir / recording.file_name
+    assert recording.size_bytes == path.stat().st_size
+    assert [(e.kind, e.at) for e in timeline if e.at >= ran.utc(15.5)] == [
+        (TimelineKind.DTMF, ran.utc(15.5)),
+        (TimelineKind.LATER_EVENT, ran.utc(15.5)),
+        (TimelineKind.RECORDING_END, ran.utc(16)),
+        (TimelineKind.CALL_END, ran.utc(17)),
+    ]
+    assert read_audio(layout, recording, reviewer, allow_truncated=True) == kept
+    with pytest.raises(TruncatedRecordingError):
+        read_audio(layout, recording, reviewer, allow_truncated=False)
+
+
+# 5. Recovery after a crash -----------------------------------------------------------------------
+
+
+def cut_record(data: bytes) -> bytes:
+    """A record whose write was cut short: the first record's header and part of its body."""
+    return data[HEADER_BYTES : HEADER_BYTES + RECORD_HEADER_BYTES + 1000]
+
+
+TORN_TAILS: dict[str, Callable[[bytes], bytes]] = {
+    "no tail": lambda _data: b"",
+    "part of a record header": lambda _data: b"\xa5" * 10,
+    "zeros never written": lambda _data: bytes(4096),
+    "a record cut short": cut_record,
+}
+
+
+@pytest.mark.parametrize("tail", TORN_TAILS.values(), ids=TORN_TAILS.keys())
+def test_recovery_closes_what_a_crash_left_open(
+    tail: Callable[[bytes], bytes],
+    layout: DataLayout,
+    reviewer: X25519PrivateKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    writers: list[SegmentWriter] = []
+
+    class AbandonedWriter(SegmentWriter):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            writers.append(self)
+
+    monkeypatch.setattr(evidence_module, "SegmentWriter", AbandonedWriter)
+    crashed: list[Step] = [
+        Begin(),
+        *notice(end=6),
+        Record(purposes=("evidence",), at=at(10)),
+        *[Write(block=index) for index in range(3)],
+    ]  # no Stop, no End: the process dies here
+    ran = run(layout, crashed, recipient=reviewer, more_calls=[("call-2", [Begin(at=at(30))])])
+    (writer,) = writers
+    writer.close(final=False)  # what the kernel does for a dead process: the fd closes, no final segment
+    path = writer.path
+    intact = path.read_bytes()
+    with path.open("ab") as file:
+        file.write(tail(intact))
+
+    with EvidenceStore(layout.evidence_db) as store:
+        (open_recording,) = store.recordings_list(state=RecordingState.RECORDING)
+        messages = recover_open_recordings(layout, store)
+        again = recover_open_recordings(layout, store)
+        setup_2 = store.call_timeline("call-2")[0].at
+        (call_1,) = [c for c in store.calls_for_number("+31201234567") if c.call_id == CALL]
+        (call_2,) = [c for c in store.calls_for_number("+31201234567") if c.call_id == "call-2"]
+    timeline, (recording,) = stored(layout)
+
+    assert sorted(messages) == sorted(
+        [
+            f"recording {open_recording.recording_id} after a crash: truncated, 3000 ms kept",
+            f"call {CALL} left open by a crash: closed as interrupted",
+            "call call-2 left open by a crash: closed as interrupted",
+        ]
+    )
+    assert again == []
+    assert path.read_bytes() == intact  # the torn tail is cut off
+    assert recording.state is RecordingState.TRUNCATED
+    assert recording.duration_ms == 3000
+    assert recording.size_bytes == len(intact)
+    assert recording.audio_sha256 == ""  # the proxy holds no private key: it cannot hash the plaintext
+    assert recording.finished_at == ran.utc(13)  # first frame + the audio kept
+    assert (call_1.ended_at, call_1.end_reason) == (ran.utc(13), "interrupted")
+    assert (call_2.ended_at, call_2.end_reason) == (setup_2, "interrupted")
+    assert timeline[-1].kind is TimelineKind.CALL_END
+    assert read_audio(layout, recording, reviewer, allow_truncated=True) == b"".join(ran.fed.written[0])
+
+
+# 6. The development key --------------------------------------------------------------------------
+
+
+START_UPS = [("first start makes the key", True), ("second start reuses it", False)]
+
+
+def test_open_storage_without_recipients_uses_one_development_key(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = default_config(tmp_path / "data")
+    key = DataLayout(config.data_dir).development_key
+    key_ids: list[str] = []
+    private_bytes: list[bytes] = []
+    for name, made in START_UPS:
+        caplog.clear()
+        records = open_storage(config)
+        records.close()
+        (recipient,) = records.recipients
+        key_ids.append(key_id(recipient))
+        private_bytes.append(key.private.read_bytes())
+        assert "*** DEVELOPMENT KEY" in caplog.text, name
+        assert any(
+            r.levelno == logging.WARNING and "DEVELOPMENT KEY" in r.getMessage() for r in caplog.records
+        )
+        assert ("made a new development key pair" in caplog.text) is made, name
+        for path in (key.private, key.public, key.passphrase):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, (name, path.name)
+        assert stat.S_IMODE(key.private.parent.stat().st_mode) == 0o700, name
+    assert len(set(key_ids)) == 1
+    assert len(set(private_bytes)) == 1
