@@ -1,10 +1,18 @@
-"""Concurrent calls through callherald, measured against the same load without it.
+"""Concurrent calls through callherald, relayed and recorded, measured against the same load without it.
 
-Run as ``python -m benchmarks.call_load [--calls 50,100,200,400] [--hold-s 20] [--json]``. For each
-concurrency N, two runs on 127.0.0.1:
+Run as ``python -m benchmarks.call_load [--calls 50,100,200,400] [--hold-s 20]
+[--modes direct,relay,recorded] [--json]``. For each concurrency N, up to three runs on 127.0.0.1
+(``--modes`` picks them):
 
 - ``direct``: a SIPp UAC (the PBX) calls a SIPp UAS (the carrier) straight;
-- ``callherald``: the same UAC calls ``callherald serve``, which sends the calls on to the UAS.
+- ``relay``: the same UAC calls ``callherald serve``, which sends the calls on to the UAS; its
+  policy says ``record: false``, so callherald only relays;
+- ``recorded``: the same through callherald with a policy that records every call: a short notice
+  (a 0.3 s tone written to the work directory) played to the carrier side, one contract purpose
+  (GDPR Art. 6(1)(b): no consent question), the agent's bridge beep, then both legs recorded,
+  DTMF-masked and sealed into encrypted segment files under the run's data directory (the
+  development key is made on first start; ``recording.min_free_mb: 0`` so a small disk does not
+  refuse).
 
 The UAS runs with ``-rtp_echo`` and answers every call with its single echo port. The UAC places N
 calls (``-l N -m N``) at a rate that ramps them up in a few seconds, holds each for ``--hold-s``
@@ -12,20 +20,30 @@ seconds, then hangs up. Each call offers its own RTP port, taken from an injecti
 call is answered the UAC logs ``up <our port> <answered port>`` to a port file (a SIPp ``<log>``
 action: no process is forked per call), and before the BYE ``stop <our port>``. A separate RTP
 agent process (uvloop) owns those ports: it reads the port file, sends 20 ms G.711 packets (172
-bytes, RTP header with sequence number, timestamp and SSRC; the first 8 payload bytes carry the
-send time) at 50 per second per call, paced against absolute deadlines, and measures what comes
-back: loss, the RFC 3550 §6.4.1 interarrival jitter of the round trip (send time from the payload,
-arrival time from the kernel's receive timestamp) and the round trip time. Through callherald
-every packet crosses the relay twice: a-leg to b-leg on the way out, b-leg to a-leg on the way back.
+bytes, RTP header with sequence number, timestamp and SSRC; the payload starts with the send time,
+the SSRC and the sequence number again, because after a notice callherald renumbers the packets it
+relays into its own stream, RFC 3550 §7) at 50 per second per call, paced against absolute
+deadlines, and measures what comes back: loss, the RFC 3550 §6.4.1 interarrival jitter of the
+round trip (send time from the payload, arrival time from the kernel's receive timestamp) and the
+round trip time. Through callherald every packet crosses the relay twice: a-leg to b-leg on the
+way out, b-leg to a-leg on the way back. While a recorded call's notice and beep play, callherald
+keeps the parties apart and the agent's packets do not come back; the agent tells the
+orchestrator when each call's packets first come back (``back <port> <time>`` on its output).
 
-callherald's CPU (utime + stime from ``/proc/PID/stat``) is taken over the steady-state window: from
-``SETTLE_S`` after the last call came up to just before the first call stops sending (also over the
-ramp-up and the teardown). Its memory per call is (VmRSS under load - VmRSS idle) / N; memory and
-open descriptors are read again after the run. The UDP receive-buffer drops of every socket
-involved (``/proc/net/udp``) say where packets were lost. On a shared machine the figures move with
-the neighbours' load, so each run also reports how long callherald waited for a CPU
-(``/proc/PID/schedstat``) and the machine's CPU pressure (``/proc/pressure/cpu``), and, when
-packets were lost, a per-second timeline that lines the slow round trips up with both.
+Every figure is taken over the steady-state window: from ``SETTLE_S`` after the last call came up
+and its packets came back (so after every notice) to just before the first call stops sending.
+callherald's CPU (utime + stime of all its threads from ``/proc/PID/stat``) is the growth over the
+window (also over the ramp-up and the teardown); loss, jitter and round trip time count the packets
+sent within the window (the orchestrator hands the window to the agent with the ``end`` line). The
+loss over the whole run counts each call from its first packet that came back. Memory per call is
+(VmRSS under load - VmRSS idle) / N; memory and open descriptors are read again after the run. The
+UDP receive-buffer drops of every socket involved (``/proc/net/udp``) say where packets were lost.
+On a shared machine the figures move with the neighbours' load, so each run also reports how long
+callherald waited for a CPU (``/proc/PID/schedstat``) and the machine's CPU pressure
+(``/proc/pressure/cpu``), and, when packets were lost, a per-second timeline that lines the slow
+round trips up with both. After a ``recorded`` run the evidence database says how many recordings
+are complete and how many seconds they hold; recorded against relay gives the ratios of CPU and
+memory per call (target: recording adds less than 30 % CPU).
 
 All calls share the UAS's one echo socket, whose receive buffer (the system default) holds only a
 few milliseconds of 400 calls' packets: a burst, such as a relay catching up after being kept off
@@ -41,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import itertools
 import json
@@ -57,7 +76,9 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import wave
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -66,26 +87,37 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
 import uvloop
+
+from storage.records import EvidenceStore, RecordingState
 
 __all__ = [
     "DEFAULT_CALLS",
     "DEFAULT_HOLD_S",
+    "MODES",
+    "NOTICE_S",
     "PACKET_BYTES",
     "PTIME_S",
     "RTP_HEADER",
+    "TARGET_RECORDING_CPU_RATIO",
     "BenchmarkError",
     "Comparison",
     "PortPlan",
     "PortfileReader",
+    "RecordingCost",
+    "RecordingTally",
     "RunResult",
+    "Samples",
     "SippStats",
     "call_rate",
     "callherald_yaml",
     "compare",
+    "cost_of_recording",
     "cpu_pressure_us",
     "cpu_ticks",
     "find_port_plan",
+    "first_backs",
     "format_report",
     "jitter_step",
     "main",
@@ -93,12 +125,16 @@ __all__ = [
     "open_fds",
     "percentile",
     "plan_ports",
+    "read_recordings",
     "read_sipp_stats",
     "run_agent",
     "run_once",
     "run_queue_wait_ns",
+    "steady_window",
     "udp_drops",
     "vm_rss_kib",
+    "window_figures",
+    "write_notice_wav",
     "write_rtp_header",
 ]
 
@@ -107,6 +143,7 @@ DEFAULT_HOLD_S = 20.0
 MAX_HOLD_S = 600.0  # keeps a call's sequence numbers below 2**16, so no wrap to track
 TARGET_CALLS = 200
 TARGET_LOSS_PCT = 0.1
+TARGET_RECORDING_CPU_RATIO = 1.30  # recording and sealing add less than 30 % CPU per call to relaying
 
 PTIME_S = 0.020
 PACKETS_PER_S = 50
@@ -118,9 +155,11 @@ PCMU_SILENCE = 0xFF
 SEND_SLOTS = 10  # each 20 ms period is cut into slots so that calls do not all send at once
 SLOT_S = PTIME_S / SEND_SLOTS
 
-RTP_HEADER = struct.Struct("!BBHIIq")
-"""V/P/X/CC, M/PT, sequence, timestamp, SSRC (RFC 3550 §5.1), then the send time in ns (payload)."""
-_RECEIVED = struct.Struct("!2xH4xIq")  # sequence, SSRC, send time
+RTP_HEADER = struct.Struct("!BBHIIqII")
+"""V/P/X/CC, M/PT, sequence, timestamp, SSRC (RFC 3550 §5.1), then in the payload the send time in
+ns, the SSRC and the sequence number again: after a notice callherald relays the packets renumbered
+into its own stream (new SSRC, sequence and timestamp, RFC 3550 §7), the payload comes back as sent."""
+_RECEIVED = struct.Struct("!12xqII")  # from the payload: send time, SSRC, sequence
 _KERNEL_TIME = struct.Struct("@qq")  # struct timespec
 _SO_TIMESTAMPNS = 35  # Linux; the arrival time of each datagram comes as SCM_TIMESTAMPNS
 _ANCILLARY_BYTES = socket.CMSG_SPACE(_KERNEL_TIME.size)
@@ -152,7 +191,17 @@ UAC_SCENARIO = SCENARIOS / "call_load_uac.xml"
 UAS_SCENARIO = SCENARIOS / "call_load_uas.xml"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-PATHS = ("direct", "callherald")
+MODES = ("direct", "relay", "recorded")
+THROUGH_CALLHERALD = ("relay", "recorded")
+NOTICE_S = 0.3
+NOTICE_FILE = "notice.wav"
+NOTICE_PROMPT_ID = "load-notice"
+NOTICE_LANGUAGE = "en"
+NOTICE_RATE_HZ = 8000
+NOTICE_TONE_HZ = 440.0
+NOTICE_AMPLITUDE = 8000
+DATA_DIR = "data"  # relative to the configuration file, so inside the run's work directory
+EVIDENCE_TIMEOUT_S = 30.0
 
 
 class BenchmarkError(Exception):
@@ -165,7 +214,8 @@ class BenchmarkError(Exception):
 def write_rtp_header(
     buffer: bytearray, *, seq: int, timestamp: int, ssrc: int, sent_ns: int, marker: bool = False
 ) -> None:
-    """Write an RTP v2 PCMU header and the send time (first 8 payload bytes) into ``buffer``."""
+    """Write an RTP v2 PCMU header into ``buffer``, then the send time, the SSRC and the sequence
+    number (not wrapped) as the first 16 payload bytes (see `RTP_HEADER`)."""
     RTP_HEADER.pack_into(
         buffer,
         0,
@@ -175,6 +225,8 @@ def write_rtp_header(
         timestamp & 0xFFFFFFFF,
         ssrc,
         sent_ns,
+        ssrc,
+        seq & 0xFFFFFFFF,
     )
 
 
@@ -343,8 +395,53 @@ def find_port_plan(calls: int, is_free: Callable[[int], bool] = _udp_port_free) 
     raise BenchmarkError("no free block of ports for the run")
 
 
-def callherald_yaml(plan: PortPlan, calls: int) -> str:
-    """A loopback configuration: PBX = the SIPp UAC, carrier = the SIPp UAS, info-level logging."""
+def write_notice_wav(path: Path, seconds: float = NOTICE_S) -> None:
+    """The ``recorded`` run's notice: a 16-bit mono 8 kHz WAV of a steady tone lasting ``seconds``."""
+    t = np.arange(round(seconds * NOTICE_RATE_HZ)) / NOTICE_RATE_HZ
+    samples = np.round(NOTICE_AMPLITUDE * np.sin(2 * np.pi * NOTICE_TONE_HZ * t)).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(NOTICE_RATE_HZ)
+        out.writeframes(samples.tobytes())
+
+
+_RELAY_ONLY_POLICY = """\
+# Relaying alone: no notice and no recording on these calls.
+purposes:
+  - {id: evidence, lawful_basis: contract, retention_days: 30}
+policies:
+  - {name: relay-only, record: false}
+"""
+
+_RECORDING_POLICY = f"""\
+announcements:
+  default_language: {NOTICE_LANGUAGE}
+  prompt_sets:
+    - id: {NOTICE_PROMPT_ID}
+      prompts:
+        {NOTICE_LANGUAGE}: {{file: {NOTICE_FILE}, text: "This call is recorded."}}
+# Every call recorded as evidence of the agreement (GDPR Art. 6(1)(b)): a notice, no question.
+purposes:
+  - {{id: evidence, lawful_basis: contract, retention_days: 30}}
+policies:
+  - name: record-all
+    match: {{direction: any}}
+    notice: {NOTICE_PROMPT_ID}
+    language: {NOTICE_LANGUAGE}
+    purposes: [evidence]
+    mode: answer
+    on_failure: connect_unrecorded
+recording:
+  min_free_mb: 0
+"""
+
+
+def callherald_yaml(plan: PortPlan, calls: int, *, recorded: bool = False) -> str:
+    """A loopback configuration: PBX = the SIPp UAC, carrier = the SIPp UAS, info-level logging,
+    data under ``data`` beside it. ``recorded``: every call hears the notice in ``notice.wav``
+    (beside the configuration; see `write_notice_wav`) and is recorded; otherwise calls are relayed
+    only (``record: false``)."""
     return f"""\
 listen:
   pbx: {{host: {LOOPBACK}, port: {plan.callherald_pbx}, transport: udp}}
@@ -370,13 +467,8 @@ limits:
   rtp_inactivity_timeout_s: 30
 logging:
   level: info
-data_dir: data
-# Relaying alone: no notice and no recording on these calls.
-purposes:
-  - {{id: evidence, lawful_basis: contract, retention_days: 30}}
-policies:
-  - {{name: relay-only, record: false}}
-"""
+data_dir: {DATA_DIR}
+{_RECORDING_POLICY if recorded else _RELAY_ONLY_POLICY}"""
 
 
 class PortfileReader:
@@ -409,6 +501,7 @@ class _Stream:
     __slots__ = (
         "dest",
         "duplicates",
+        "first_back_seq",
         "jitter",
         "last_transit",
         "packet",
@@ -419,6 +512,7 @@ class _Stream:
         "send_errors",
         "sending",
         "sent",
+        "sent_at",
         "seq",
         "sock",
         "ssrc",
@@ -436,8 +530,10 @@ class _Stream:
         self.seq = 0
         self.timestamp0 = random.getrandbits(32)  # RFC 3550 §5.1: random initial timestamp
         self.sent = 0
+        self.sent_at = array("q")  # the send time of each sequence number, ascending
         self.send_errors = 0
         self.received = 0
+        self.first_back_seq: int | None = None  # the first packet that came back (after any notice)
         self.duplicates = 0
         self.stray = 0
         self.recv_errors = 0
@@ -446,8 +542,25 @@ class _Stream:
         self.last_transit: int | None = None
 
 
+def window_figures(
+    sent_at: Sequence[int], seen: bytes | bytearray, window_ns: tuple[int, int]
+) -> tuple[int, int]:
+    """(packets sent, packets back) of one stream among those sent within ``window_ns`` (epoch ns,
+    start included, end excluded); ``sent_at`` is the ascending send time of each sequence number,
+    ``seen[seq]`` is 1 for each sequence number that came back. A send error counts as lost."""
+    low = bisect.bisect_left(sent_at, window_ns[0])
+    high = bisect.bisect_left(sent_at, window_ns[1])
+    return high - low, seen[low:high].count(1)
+
+
 class _Agent:
-    """Sends and measures RTP for every call the port file announces, until ``end`` or the deadline."""
+    """Sends and measures RTP for every call the port file announces, until ``end`` or the deadline.
+
+    Port file lines: ``up <port> <destination port>``, ``stop <port>``, then from the orchestrator
+    ``end [<window start> <window end>]`` (epoch ns): the figures of the packets sent within the
+    window come out beside those of the whole run. The first packet back of each call is told on
+    standard output as ``back <port> <arrival epoch ns>``.
+    """
 
     def __init__(self, ports: Sequence[int], portfile: Path, max_s: float) -> None:
         self._portfile = PortfileReader(portfile)
@@ -458,8 +571,10 @@ class _Agent:
         self._transits = array("q")
         self._arrivals = array("q")
         self._jitters = array("d")
+        self._jitter_sends = array("q")  # the send time of the packet behind each jitter value
         self._lateness = array("d")
         self._unknown_lines = 0
+        self._window_ns: tuple[int, int] | None = None
         self._t0 = 0.0
         self._tick_index = 0
         self._next_deadline = 0.0
@@ -495,7 +610,9 @@ class _Agent:
     def _follow_portfile(self) -> bool:
         """Apply new port file lines; False once ``end`` was read."""
         for words in self._portfile.read():
-            if words == ["end"]:
+            if words[:1] == ["end"]:
+                if len(words) == 3 and all(word.isdigit() for word in words[1:]):
+                    self._window_ns = (int(words[1]), int(words[2]))
                 return False
             stream = self._streams.get(int(words[1])) if len(words) >= 2 and words[1].isdigit() else None
             if stream is None:
@@ -527,15 +644,17 @@ class _Agent:
                 lateness.append(now - self._next_deadline)
             for stream in slot:
                 seq = stream.seq
+                sent_ns = time_ns()
                 write_rtp_header(
                     stream.packet,
                     seq=seq,
                     timestamp=stream.timestamp0 + seq * TIMESTAMP_STEP,
                     ssrc=stream.ssrc,
-                    sent_ns=time_ns(),
+                    sent_ns=sent_ns,
                     marker=seq == 0,
                 )
                 stream.seq = seq + 1
+                stream.sent_at.append(sent_ns)
                 try:
                     stream.sock.sendto(stream.packet, stream.dest)  # type: ignore[arg-type]
                     stream.sent += 1
@@ -559,8 +678,9 @@ class _Agent:
             if len(data) < _RECEIVED.size:
                 stream.stray += 1
                 continue
-            seq, ssrc, sent_ns = unpack(data)
-            if ssrc != stream.ssrc:
+            # Ours by the payload: the header may be callherald's (notice, beep, renumbered relay).
+            sent_ns, ssrc, seq = unpack(data)
+            if ssrc != stream.ssrc or seq >= stream.seq:
                 stream.stray += 1
                 continue
             if ancillary:
@@ -573,24 +693,63 @@ class _Agent:
                 continue
             stream.seen[seq] = 1
             stream.received += 1
+            if stream.first_back_seq is None:
+                stream.first_back_seq = seq
+                print(f"back {stream.port} {arrival_ns}", flush=True)
             transit = arrival_ns - sent_ns
             self._transits.append(transit)
             self._arrivals.append(arrival_ns)
             if stream.last_transit is not None:
                 stream.jitter = jitter_step(stream.jitter, transit, stream.last_transit)
                 self._jitters.append(stream.jitter)
+                self._jitter_sends.append(sent_ns)
             stream.last_transit = transit
+
+    def _window_summary(self, streams: list[_Stream]) -> dict[str, Any] | None:
+        """Loss, jitter and round trips of the packets sent within the orchestrator's window."""
+        if self._window_ns is None:
+            return None
+        start, end = self._window_ns
+        counts = [window_figures(s.sent_at, s.seen, self._window_ns) for s in streams]
+        sent = sum(count[0] for count in counts)
+        received = sum(count[1] for count in counts)
+        transits = sorted(
+            transit
+            for transit, arrival in zip(self._transits, self._arrivals, strict=True)
+            if start <= arrival - transit < end
+        )
+        jitters = sorted(
+            jitter
+            for jitter, sent_ns in zip(self._jitters, self._jitter_sends, strict=True)
+            if start <= sent_ns < end
+        )
+        return {
+            "start_epoch_ns": start,
+            "end_epoch_ns": end,
+            "calls": sum(1 for count in counts if count[0]),
+            "packets_sent": sent,
+            "packets_received": received,
+            "loss_pct": 100.0 * (sent - received) / sent if sent else None,
+            "calls_with_loss": sum(1 for count in counts if count[1] < count[0]),
+            "jitter_ms_mean": _ms(sum(jitters) / len(jitters)) if jitters else None,
+            "jitter_ms_p99": _ms(percentile(jitters, 0.99)),
+            "rtt_ms_p50": _ms(percentile(transits, 0.50)),
+            "rtt_ms_p99": _ms(percentile(transits, 0.99)),
+            "rtt_ms_max": _ms(transits[-1]) if transits else None,
+        }
 
     def _summary(self) -> dict[str, Any]:
         streams = [s for s in self._streams.values() if s.sent]
-        sent = sum(s.sent for s in streams)
-        received = sum(s.received for s in streams)
+        # Each call counts from its first packet back: before it the notice kept the parties apart.
+        muted = [s.first_back_seq or 0 for s in streams]
+        sent = sum(s.sent - skipped for s, skipped in zip(streams, muted, strict=True))
+        received = sum(
+            s.received - s.seen[:skipped].count(1) for s, skipped in zip(streams, muted, strict=True)
+        )
         transits = sorted(self._transits)
         jitters = sorted(self._jitters)
         lateness = sorted(self._lateness)
-
-        def ms(value: float | None) -> float | None:
-            return None if value is None else value / 1e6
+        back = [s.first_back_seq * PTIME_S * 1000 for s in streams if s.first_back_seq is not None]
 
         timeline: dict[int, list[int]] = {}
         for arrival, transit in zip(self._arrivals, self._transits, strict=True):
@@ -598,10 +757,18 @@ class _Agent:
             second[0] += 1
             second[1] = max(second[1], transit)
             second[2] += transit > SLOW_RETURN_NS
-        per_call_loss = [100.0 * (s.sent - s.received) / s.sent for s in streams]
+        per_call_loss = [
+            100.0 * (s.sent - skipped - s.received + s.seen[:skipped].count(1)) / (s.sent - skipped)
+            for s, skipped in zip(streams, muted, strict=True)
+            if s.sent > skipped
+        ]
         return {
             "calls_streamed": self._started,
-            "packets_sent": sent,
+            "calls_back": len(back),
+            "first_back_ms_mean": sum(back) / len(back) if back else None,
+            "first_back_ms_max": max(back, default=None),
+            "packets_sent": sum(s.sent for s in streams),
+            "packets_before_first_back": sum(muted),
             "packets_received": received,
             "duplicates": sum(s.duplicates for s in streams),
             "stray": sum(s.stray for s in self._streams.values()),
@@ -611,19 +778,24 @@ class _Agent:
             "loss_pct": 100.0 * (sent - received) / sent if sent else None,
             "calls_with_loss": sum(1 for loss in per_call_loss if loss > 0),
             "worst_call_loss_pct": max(per_call_loss, default=None),
-            "jitter_ms_mean": ms(sum(jitters) / len(jitters)) if jitters else None,
-            "jitter_ms_p99": ms(percentile(jitters, 0.99)),
-            "jitter_ms_max": ms(jitters[-1]) if jitters else None,
-            "rtt_ms_p50": ms(percentile(transits, 0.50)),
-            "rtt_ms_p99": ms(percentile(transits, 0.99)),
-            "rtt_ms_max": ms(transits[-1]) if transits else None,
+            "jitter_ms_mean": _ms(sum(jitters) / len(jitters)) if jitters else None,
+            "jitter_ms_p99": _ms(percentile(jitters, 0.99)),
+            "jitter_ms_max": _ms(jitters[-1]) if jitters else None,
+            "rtt_ms_p50": _ms(percentile(transits, 0.50)),
+            "rtt_ms_p99": _ms(percentile(transits, 0.99)),
+            "rtt_ms_max": _ms(transits[-1]) if transits else None,
             "send_late_ms_p99": None if not lateness else 1000 * (percentile(lateness, 0.99) or 0.0),
             "send_late_ms_max": 1000 * lateness[-1] if lateness else None,
+            "window": self._window_summary(streams),
             "per_100ms": [
                 {"epoch_ds": tenth, "returned": n, "rtt_ms_max": worst / 1e6, "slow_returns": slow}
                 for tenth, (n, worst, slow) in sorted(timeline.items())
             ],
         }
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else value / 1e6
 
 
 def run_agent(config_path: Path) -> int:
@@ -640,8 +812,48 @@ def run_agent(config_path: Path) -> int:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RecordingTally:
+    """What the evidence database holds after a ``recorded`` run."""
+
+    recordings: int
+    complete: int
+    complete_s: float
+    """Seconds of audio in the complete recordings."""
+
+
+def read_recordings(database: Path) -> RecordingTally:
+    """Count the recordings in the evidence database at ``database`` (callherald stopped)."""
+    with EvidenceStore(database) as store:
+        records = store.recordings_list()
+    complete = [record for record in records if record.state is RecordingState.COMPLETE]
+    return RecordingTally(
+        recordings=len(records),
+        complete=len(complete),
+        complete_s=sum(record.duration_ms or 0 for record in complete) / 1000,
+    )
+
+
+def _read_recordings_bounded(database: Path, timeout_s: float) -> RecordingTally | str:
+    """`read_recordings` in a thread given ``timeout_s``; the reason as text when it failed."""
+    outcome: list[RecordingTally | str] = []
+
+    def read() -> None:
+        try:
+            outcome.append(read_recordings(database))
+        except Exception as error:  # any failure is reported, not raised
+            outcome.append(f"{type(error).__name__}: {error}")
+
+    reader = threading.Thread(target=read, name="evidence-count", daemon=True)
+    reader.start()
+    reader.join(timeout_s)
+    return outcome[0] if outcome else f"the evidence database did not answer within {timeout_s:.0f} s"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunResult:
-    """One run (``direct`` or ``callherald``) at one concurrency. None: not measured or not applicable."""
+    """One run (``direct``, ``relay`` or ``recorded``) at one concurrency. None: not measured or not
+    applicable. ``loss_pct`` and ``jitter_ms`` are over the steady-state window, ``run_loss_pct``
+    over the whole run (each call from its first packet back)."""
 
     path: str
     calls: int
@@ -656,6 +868,8 @@ class RunResult:
     rtp: dict[str, Any] = field(default_factory=dict)
     loss_pct: float | None = None
     jitter_ms: float | None = None
+    rtt_p50_ms: float | None = None
+    run_loss_pct: float | None = None
     window_s: float | None = None
     callherald_cpu_pct: float | None = None
     callherald_cpu_per_call_pct: float | None = None
@@ -677,17 +891,23 @@ class RunResult:
     callherald_calls_started: int | None = None
     callherald_end_reasons: dict[str, int] = field(default_factory=dict)
     callherald_log_problems: list[str] = field(default_factory=list)
+    recordings: int | None = None  # in the evidence database after a recorded run
+    recordings_complete: int | None = None
+    recorded_s: float | None = None  # seconds of audio in the complete recordings
     notes: list[str] = field(default_factory=list)
     timeline: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Comparison:
-    """callherald run against direct run at one concurrency."""
+    """A run through callherald (``relay`` or ``recorded``) against the direct run at one concurrency;
+    loss, jitter and round trip over the steady-state windows."""
 
+    path: str
     calls: int
     failed_calls: int | None
     loss_pct: float | None
+    run_loss_pct: float | None
     direct_loss_pct: float | None
     loss_ratio: float | None  # None when the direct run lost nothing
     added_jitter_ms: float | None
@@ -711,17 +931,57 @@ def _difference(minuend: float | None, subtrahend: float | None) -> float | None
 def compare(direct: RunResult, through: RunResult) -> Comparison:
     """The figures that tell what callherald adds to the same load."""
     return Comparison(
+        path=through.path,
         calls=through.calls,
         failed_calls=None if through.error else through.failed_calls,
         loss_pct=through.loss_pct,
+        run_loss_pct=through.run_loss_pct,
         direct_loss_pct=direct.loss_pct,
         loss_ratio=_ratio(through.loss_pct, direct.loss_pct),
         added_jitter_ms=_difference(through.jitter_ms, direct.jitter_ms),
         jitter_ratio=_ratio(through.jitter_ms, direct.jitter_ms),
-        added_rtt_p50_ms=_difference(through.rtp.get("rtt_ms_p50"), direct.rtp.get("rtt_ms_p50")),
+        added_rtt_p50_ms=_difference(through.rtt_p50_ms, direct.rtt_p50_ms),
         callherald_cpu_pct=through.callherald_cpu_pct,
         callherald_cpu_per_call_pct=through.callherald_cpu_per_call_pct,
         rss_per_call_kib=through.rss_per_call_kib,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordingCost:
+    """The ``recorded`` run against the ``relay`` run at one concurrency: what recording (notice,
+    taps, DTMF masking, sealing, storing) costs on top of relaying."""
+
+    calls: int
+    relay_cpu_per_call_pct: float | None
+    recorded_cpu_per_call_pct: float | None
+    cpu_per_call_ratio: float | None
+    relay_rss_per_call_kib: float | None
+    recorded_rss_per_call_kib: float | None
+    rss_per_call_ratio: float | None
+    cpu_target_met: bool | None  # cpu_per_call_ratio below TARGET_RECORDING_CPU_RATIO
+    recordings: int | None
+    recordings_complete: int | None
+    recorded_s: float | None
+    calls_answered: int
+
+
+def cost_of_recording(relay: RunResult, recorded: RunResult) -> RecordingCost:
+    """Recorded against relay-only: the ratios of CPU and memory per call and the recordings made."""
+    cpu_ratio = _ratio(recorded.callherald_cpu_per_call_pct, relay.callherald_cpu_per_call_pct)
+    return RecordingCost(
+        calls=recorded.calls,
+        relay_cpu_per_call_pct=relay.callherald_cpu_per_call_pct,
+        recorded_cpu_per_call_pct=recorded.callherald_cpu_per_call_pct,
+        cpu_per_call_ratio=cpu_ratio,
+        relay_rss_per_call_kib=relay.rss_per_call_kib,
+        recorded_rss_per_call_kib=recorded.rss_per_call_kib,
+        rss_per_call_ratio=_ratio(recorded.rss_per_call_kib, relay.rss_per_call_kib),
+        cpu_target_met=None if cpu_ratio is None else cpu_ratio < TARGET_RECORDING_CPU_RATIO,
+        recordings=recorded.recordings,
+        recordings_complete=recorded.recordings_complete,
+        recorded_s=recorded.recorded_s,
+        calls_answered=recorded.successful_calls,
     )
 
 
@@ -827,7 +1087,7 @@ def _callherald_command() -> list[str]:
 
 
 @dataclass(slots=True)
-class _Samples:
+class Samples:
     """What the monitor loop saw, with monotonic timestamps."""
 
     ups: list[float] = field(default_factory=list)
@@ -842,14 +1102,29 @@ class _Samples:
     started: float = field(default_factory=time.monotonic)
 
 
-def _window(samples: _Samples, calls: int, uac_end: float) -> tuple[float, float] | None:
-    """The steady-state window: all calls up (or as many as came up) to the first stop."""
+def steady_window(
+    samples: Samples, calls: int, uac_end: float, backs: list[float]
+) -> tuple[float, float] | None:
+    """The steady-state window: all calls up and their packets back (or as many as did), so every
+    notice over, to the first stop. ``backs``: when each call's first packet came back."""
     if not samples.ups:
         return None
     all_up = samples.ups[min(calls, len(samples.ups)) - 1]
+    ordered = sorted(backs)
+    all_back = ordered[min(calls, len(ordered)) - 1] if ordered else all_up
     first_stop = samples.stops[0] if samples.stops else uac_end
-    start, end = all_up + SETTLE_S, first_stop - WINDOW_EDGE_S
+    start, end = max(all_up, all_back) + SETTLE_S, first_stop - WINDOW_EDGE_S
     return (start, end) if end - start >= 2 * SLOW_POLL_S else None
+
+
+def first_backs(agent_output: str, epoch_offset: float) -> list[float]:
+    """The monotonic times of the agent's ``back <port> <epoch ns>`` lines."""
+    backs: list[float] = []
+    for line in agent_output.splitlines():
+        words = line.split()
+        if len(words) == 3 and words[0] == "back" and words[1].isdigit() and words[2].isdigit():
+            backs.append(int(words[2]) / 1e9 - epoch_offset)
+    return backs
 
 
 def _rate(series: list[tuple[float, int]], window: tuple[float, float], scale: float) -> float | None:
@@ -896,7 +1171,7 @@ def _per_second(series: list[tuple[float, int]], start: float, scale: float) -> 
     return rates
 
 
-def _timeline(samples: _Samples, returns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _timeline(samples: Samples, returns: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per second of the run: calls up and stopping, callherald's CPU and run-queue wait, the
     machine's CPU pressure, and the RTP round trips."""
     start = samples.started
@@ -952,6 +1227,8 @@ def _drops_by_group(drops: dict[tuple[int, int], int], plan: PortPlan) -> dict[s
 
 
 _LOG_PROBLEM = re.compile(r" (WARNING|ERROR|CRITICAL) |Traceback")
+# The benchmark records with the development key on purpose: its warnings are expected.
+_EXPECTED_WARNING = re.compile(r"DEVELOPMENT KEY|made a new development key pair")
 _CALL_STARTED = re.compile(r"\] \w+ call from ")
 _CALL_ENDED = re.compile(r"\] call ended: (\S+)")
 MAX_LOG_LINES = 10
@@ -961,7 +1238,9 @@ def _scan_log(text: str) -> tuple[int, dict[str, int], list[str]]:
     """Calls started, end reasons and the first problem lines of a callherald log."""
     started = len(_CALL_STARTED.findall(text))
     reasons = Counter(_CALL_ENDED.findall(text))
-    problems = [line for line in text.splitlines() if _LOG_PROBLEM.search(line)]
+    problems = [
+        line for line in text.splitlines() if _LOG_PROBLEM.search(line) and not _EXPECTED_WARNING.search(line)
+    ]
     if len(problems) > MAX_LOG_LINES:
         problems = [*problems[:MAX_LOG_LINES], f"... {len(problems) - MAX_LOG_LINES} more"]
     return started, dict(reasons), problems
@@ -990,7 +1269,7 @@ def _sipp_base(
 
 
 def run_once(path: str, calls: int, hold_s: float, workdir: Path) -> RunResult:
-    """One run of ``calls`` concurrent calls, ``direct`` or through ``callherald``; bounded in time."""
+    """One run of ``calls`` concurrent calls, ``path`` one of `MODES`; bounded in time."""
     workdir.mkdir(parents=True, exist_ok=True)
     rate = call_rate(calls)
     ramp_s = calls / rate
@@ -1004,21 +1283,28 @@ def run_once(path: str, calls: int, hold_s: float, workdir: Path) -> RunResult:
     injection = workdir / "rtp-ports.csv"
     injection.write_text("SEQUENTIAL\n" + "".join(f"{port};\n" for port in plan.agent), encoding="ascii")
     processes = _Processes(workdir)
-    samples = _Samples()
+    samples = Samples()
     notes: list[str] = []
-    through = path == "callherald"
+    if path not in MODES:
+        raise ValueError(f"unknown run: {path}")
+    through = path in THROUGH_CALLHERALD
+    recorded = path == "recorded"
     callherald: subprocess.Popen[bytes] | None = None
     rss_idle = fds_idle = rss_after = fds_after = None
     log_text = ""
+    backs: list[float] = []
+    window: tuple[float, float] | None = None
     try:
         if through:
             config = workdir / "callherald.yaml"
-            config.write_text(callherald_yaml(plan, calls), encoding="utf-8")
+            if recorded:
+                write_notice_wav(workdir / NOTICE_FILE)
+            config.write_text(callherald_yaml(plan, calls, recorded=recorded), encoding="utf-8")
             log_path = workdir / "callherald.out"
             callherald = processes.start(
                 "callherald",
                 [*_callherald_command(), "serve", "--config", str(config)],
-                needed_files=4 * calls + 512,
+                needed_files=5 * calls + 512,  # 4 RTP sockets a call, and a recording file
             )
             _wait_until(
                 lambda: (
@@ -1120,8 +1406,14 @@ def run_once(path: str, calls: int, hold_s: float, workdir: Path) -> RunResult:
         if uac.poll() is None:
             notes.append("the SIPp UAC did not finish within the time limit")
             processes.stop(uac)
+        backs = first_backs((workdir / "agent.out").read_text(errors="replace"), samples.epoch_offset)
+        window = steady_window(samples, calls, uac_end, backs)
+        end_line = "end"
+        if window is not None:
+            start_ns, end_ns = (round((t + samples.epoch_offset) * 1e9) for t in window)
+            end_line = f"end {start_ns} {end_ns}"
         with portfile.open("ab") as handle:
-            handle.write(b"end\n")
+            handle.write(f"{end_line}\n".encode("ascii"))
         try:
             agent.wait(timeout=AGENT_FINISH_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -1142,11 +1434,19 @@ def run_once(path: str, calls: int, hold_s: float, workdir: Path) -> RunResult:
         processes.stop_all()
         if callherald is not None:
             log_text = (workdir / "callherald.out").read_text(errors="replace")
-    window = _window(samples, calls, uac_end)
     if window is None:
         notes.append("no steady-state window: hold time too short or calls did not come up")
     if stats is None:
         notes.append("SIPp wrote no statistics")
+    tally = (
+        _read_recordings_bounded(workdir / DATA_DIR / "evidence.sqlite", EVIDENCE_TIMEOUT_S)
+        if recorded
+        else None
+    )
+    if isinstance(tally, str):
+        notes.append(f"recordings not counted: {tally}")
+        tally = None
+    in_window: dict[str, Any] = rtp.get("window") or {}
     ticks = samples.ticks
     callherald_cpu = _cpu_pct(ticks.get("callherald", []), window) if window and through else None
     rss_load = _max_in(samples.rss, window) if window and through else None
@@ -1165,8 +1465,10 @@ def run_once(path: str, calls: int, hold_s: float, workdir: Path) -> RunResult:
         retransmissions=stats.retransmissions if stats else 0,
         sipp_exit_code=uac_code,
         rtp=rtp,
-        loss_pct=rtp.get("loss_pct"),
-        jitter_ms=rtp.get("jitter_ms_mean"),
+        loss_pct=in_window.get("loss_pct"),
+        jitter_ms=in_window.get("jitter_ms_mean"),
+        rtt_p50_ms=in_window.get("rtt_ms_p50"),
+        run_loss_pct=rtp.get("loss_pct"),
         window_s=None if window is None else window[1] - window[0],
         callherald_cpu_pct=callherald_cpu,
         callherald_cpu_per_call_pct=None if callherald_cpu is None else callherald_cpu / calls,
@@ -1188,13 +1490,16 @@ def run_once(path: str, calls: int, hold_s: float, workdir: Path) -> RunResult:
         callherald_calls_started=started,
         callherald_end_reasons=reasons,
         callherald_log_problems=problems,
+        recordings=None if tally is None else tally.recordings,
+        recordings_complete=None if tally is None else tally.complete,
+        recorded_s=None if tally is None else tally.complete_s,
         notes=notes,
         timeline=_timeline(samples, returns),
     )
 
 
 def _monitor(
-    samples: _Samples,
+    samples: Samples,
     pids: dict[str, int],
     portfile: PortfileReader,
     plan: PortPlan,
@@ -1262,17 +1567,19 @@ def _timeline_lines(timeline: list[dict[str, Any]]) -> list[str]:
 
 
 def _run_line(rep: int, run: dict[str, Any]) -> str:
-    head = f"{rep:>3} {run['calls']:>5} {run['path']:<10}"
+    head = f"{rep:>3} {run['calls']:>5} {run['path']:<9}"
     if run["error"]:
         return f"{head} error: {run['error']}"
     rtp = run["rtp"]
+    in_window = rtp.get("window") or {}
     drops = ",".join(f"{k}={v}" for k, v in sorted(run["udp_drops"].items()) if v) or "0"
     return (
         f"{head} {run['successful_calls']:>5}/{run['failed_calls']:<3} {run['retransmissions']:>4} "
-        f"{_number(run['loss_pct'], 4):>7} {_number(run['jitter_ms'], 3):>7} "
-        f"{_number(rtp.get('jitter_ms_p99'), 3):>7} {_number(rtp.get('rtt_ms_p50'), 3):>7} "
-        f"{_number(rtp.get('rtt_ms_p99'), 2):>7} {_number(run['callherald_cpu_pct'], 1):>6} "
-        f"{_number(run['callherald_cpu_per_call_pct'], 3):>6} {_number(run['rss_per_call_kib'], 1):>6} "
+        f"{_number(run['loss_pct'], 4):>7} {_number(run['run_loss_pct'], 4):>7} "
+        f"{_number(run['jitter_ms'], 3):>7} "
+        f"{_number(in_window.get('jitter_ms_p99'), 3):>7} {_number(run['rtt_p50_ms'], 3):>7} "
+        f"{_number(in_window.get('rtt_ms_p99'), 2):>7} {_number(run['callherald_cpu_pct'], 1):>6} "
+        f"{_number(run['callherald_cpu_per_call_pct'], 3):>7} {_number(run['rss_per_call_kib'], 1):>6} "
         f"{_number(run['agent_cpu_pct'], 1):>5} {_number(run['sipp_cpu_pct'], 1):>5} "
         f"{_number(run['callherald_wait_pct'], 1):>6} {_number(run['cpu_pressure_pct'], 0):>4}  {drops}"
     )
@@ -1282,7 +1589,7 @@ def _details(run: dict[str, Any]) -> list[str]:
     extra = [*run["notes"]]
     if run["failure_causes"]:
         extra.append(f"SIPp failure causes: {run['failure_causes']}")
-    if run["path"] == "callherald" and not run["error"]:
+    if run["path"] in THROUGH_CALLHERALD and not run["error"]:
         extra.append(
             f"callherald: {run['callherald_calls_started']} calls started, ended "
             f"{run['callherald_end_reasons']}; CPU % ramp-up/steady/teardown "
@@ -1292,6 +1599,28 @@ def _details(run: dict[str, Any]) -> list[str]:
             f"fds idle/load/after {run['fds_idle']}/{run['fds_load']}/{run['fds_after']}"
         )
         extra += [f"log: {line}" for line in run["callherald_log_problems"]]
+    rtp = run["rtp"]
+    if run["path"] == "recorded" and not run["error"]:
+        mean_s = (
+            run["recorded_s"] / run["recordings_complete"]
+            if run["recorded_s"] is not None and run["recordings_complete"]
+            else None
+        )
+        extra.append(
+            f"evidence: {run['recordings_complete']} of {run['recordings']} recordings complete, "
+            f"{_number(run['recorded_s'], 1)} s recorded ({_number(mean_s, 2)} s each); first packet back "
+            f"(notice and beep over) after {_number(rtp.get('first_back_ms_mean'), 0)} ms on average, "
+            f"{_number(rtp.get('first_back_ms_max'), 0)} ms at most; "
+            f"{rtp.get('stray')} packets of callherald's own (notice, beep) at the agent"
+        )
+    if rtp and not run["error"]:
+        in_window = rtp.get("window") or {}
+        extra.append(
+            f"window {_number(run['window_s'], 1)} s: {in_window.get('packets_sent')} packets sent in it by "
+            f"{in_window.get('calls')} calls, {in_window.get('packets_received')} back; whole run: "
+            f"{rtp.get('packets_sent')} sent, {rtp.get('packets_before_first_back')} before each call's "
+            f"first packet back, loss {_number(run['run_loss_pct'], 4)} %"
+        )
     slow = [second for second in run["timeline"] if second["slow_returns"]]
     if run["loss_pct"] or run["failed_calls"]:
         extra += _timeline_lines(run["timeline"])
@@ -1305,34 +1634,43 @@ def _details(run: dict[str, Any]) -> list[str]:
     return extra
 
 
+def _verdict(met: bool | None) -> str:
+    return "-" if met is None else ("met" if met else "NOT met")
+
+
 def format_report(rows: list[dict[str, Any]], hold_s: float) -> str:
-    """The human-readable tables: every run, then callherald against direct, then details."""
+    """The human-readable tables: every run, the runs through callherald against direct, recorded
+    against relay, then details."""
     lines = [
-        f"Concurrent calls, SIPp UAC -> (callherald | direct) -> SIPp UAS with RTP echo; hold {hold_s:g} s; "
-        f"G.711 20 ms, {PACKETS_PER_S} pps each way per call; 127.0.0.1",
+        f"Concurrent calls, SIPp UAC -> (direct | callherald relaying | callherald recording) -> SIPp UAS "
+        f"with RTP echo; hold {hold_s:g} s; G.711 20 ms, {PACKETS_PER_S} pps each way per call; 127.0.0.1",
+        "every figure over the steady-state window (all calls up, every notice over, to the first stop) "
+        "except 'run loss' (whole run, each call from its first packet back);",
         "loss, jitter (RFC 3550, mean of the running estimate) and RTT are for the round trip "
-        "agent -> echo -> agent; CPU in % of one core over the steady-state window;",
+        "agent -> echo -> agent; CPU in % of one core;",
         "CH = callherald; gen = RTP agent; CHwait = % of the time callherald waited for a CPU; "
         "PSI = % of the time some task on the machine did (CPU pressure);",
         "drops = UDP receive-buffer drops by socket owner",
         "",
-        f"{'rep':>3} {'calls':>5} {'path':<10} {'ok/fail':>9} {'retr':>4} {'loss %':>7} {'jit ms':>7} "
-        f"{'jit p99':>7} {'rtt p50':>7} {'rtt p99':>7} {'CH %':>6} {'CH/call':>6} {'KiB/cl':>6} "
+        f"{'rep':>3} {'calls':>5} {'path':<9} {'ok/fail':>9} {'retr':>4} {'loss %':>7} {'run l%':>7} "
+        f"{'jit ms':>7} {'jit p99':>7} {'rtt p50':>7} {'rtt p99':>7} {'CH %':>6} {'CH/call':>7} "
+        f"{'KiB/cl':>6} "
         f"{'gen %':>5} {'SIPp%':>5} {'CHwait':>6} {'PSI%':>4}  drops",
     ]
     for row in rows:
-        lines += [_run_line(row.get("repetition", 1), row[path]) for path in PATHS]
-    lines += [
-        "",
-        "callherald against direct:",
-        f"{'rep':>3} {'calls':>5} {'failed':>6} {'loss %':>8} {'direct %':>8} {'loss x':>7} "
-        f"{'+jitter ms':>10} {'jitter x':>8} {'+rtt p50 ms':>11} {'CH CPU %':>8} {'CPU/call %':>10} "
-        f"{'RSS/call KiB':>12}",
-    ]
-    for row in rows:
-        c = row["comparison"]
+        lines += [_run_line(row["repetition"], row[path]) for path in MODES if path in row]
+    against = [(row, c) for row in rows for c in row["against_direct"].values()]
+    if against:
+        lines += [
+            "",
+            "through callherald against direct:",
+            f"{'rep':>3} {'calls':>5} {'path':<9} {'failed':>6} {'loss %':>8} {'direct %':>8} {'loss x':>7} "
+            f"{'+jitter ms':>10} {'jitter x':>8} {'+rtt p50 ms':>11} {'CH CPU %':>8} {'CPU/call %':>10} "
+            f"{'RSS/call KiB':>12}",
+        ]
+    for row, c in against:
         lines.append(
-            f"{row.get('repetition', 1):>3} {c['calls']:>5} "
+            f"{row['repetition']:>3} {c['calls']:>5} {c['path']:<9} "
             f"{'-' if c['failed_calls'] is None else c['failed_calls']:>6} "
             f"{_number(c['loss_pct'], 4):>8} {_number(c['direct_loss_pct'], 4):>8} "
             f"{_number(c['loss_ratio'], 2):>7} {_number(c['added_jitter_ms'], 3):>10} "
@@ -1340,25 +1678,55 @@ def format_report(rows: list[dict[str, Any]], hold_s: float) -> str:
             f"{_number(c['callherald_cpu_pct'], 1):>8} {_number(c['callherald_cpu_per_call_pct'], 3):>10} "
             f"{_number(c['rss_per_call_kib'], 1):>12}"
         )
+    costs = [(row, row["recording_cost"]) for row in rows if row.get("recording_cost")]
+    if costs:
+        lines += [
+            "",
+            f"recorded against relay only (target: CPU per call x < {TARGET_RECORDING_CPU_RATIO:.2f}):",
+            f"{'rep':>3} {'calls':>5} {'CPU/call % relay':>16} {'recorded':>8} {'CPU x':>6} "
+            f"{'KiB/call relay':>14} {'recorded':>8} {'RSS x':>6} {'complete/answered':>17} "
+            f"{'seconds rec.':>12}  CPU target",
+        ]
+    for row, cost in costs:
+        lines.append(
+            f"{row['repetition']:>3} {cost['calls']:>5} {_number(cost['relay_cpu_per_call_pct'], 4):>16} "
+            f"{_number(cost['recorded_cpu_per_call_pct'], 4):>8} {_number(cost['cpu_per_call_ratio'], 2):>6} "
+            f"{_number(cost['relay_rss_per_call_kib'], 1):>14} "
+            f"{_number(cost['recorded_rss_per_call_kib'], 1):>8} "
+            f"{_number(cost['rss_per_call_ratio'], 2):>6} "
+            f"{'-' if cost['recordings_complete'] is None else cost['recordings_complete']:>8}/"
+            f"{cost['calls_answered']:<8} {_number(cost['recorded_s'], 1):>12}  "
+            f"{_verdict(cost['cpu_target_met'])}"
+        )
     for row in rows:
-        for path in PATHS:
-            details = _details(row[path])
+        for path in MODES:
+            details = _details(row[path]) if path in row else []
             if details:
-                lines.append(f"\n{row['calls']} calls, {path}, repetition {row.get('repetition', 1)}:")
+                lines.append(f"\n{row['calls']} calls, {path}, repetition {row['repetition']}:")
                 lines += [f"  {item}" for item in details]
     return "\n".join(lines)
 
 
 def _target_met(rows: list[dict[str, Any]]) -> bool | None:
-    """Whether every run at ``TARGET_CALLS`` had no failed call and loss below the target."""
+    """Whether every run through callherald at ``TARGET_CALLS`` had no failed call and loss over the
+    whole run below the target."""
     verdicts = [
-        row["comparison"]["failed_calls"] == 0
-        and row["comparison"]["loss_pct"] is not None
-        and row["comparison"]["loss_pct"] < TARGET_LOSS_PCT
+        comparison["failed_calls"] == 0
+        and comparison["run_loss_pct"] is not None
+        and comparison["run_loss_pct"] < TARGET_LOSS_PCT
         for row in rows
         if row["calls"] == TARGET_CALLS
+        for comparison in row["against_direct"].values()
     ]
     return all(verdicts) if verdicts else None
+
+
+def _recording_target_met(rows: list[dict[str, Any]]) -> bool | None:
+    """Whether recording added less than the target CPU per call in every row that measured it."""
+    verdicts = [row["recording_cost"]["cpu_target_met"] for row in rows if row.get("recording_cost")]
+    if not verdicts or None in verdicts:
+        return None
+    return all(verdicts)
 
 
 def _environment() -> dict[str, Any]:
@@ -1408,14 +1776,47 @@ def _workdir(requested: str | None) -> Iterator[Path]:
         yield Path(temporary)
 
 
+def _parse_modes(text: str) -> tuple[str, ...]:
+    wanted = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [mode for mode in wanted if mode not in MODES]
+    if unknown or not wanted:
+        raise argparse.ArgumentTypeError(f"modes are a comma-separated subset of {','.join(MODES)}")
+    return tuple(mode for mode in MODES if mode in wanted)  # always in this order
+
+
+def _row(calls: int, rep: int, results: dict[str, RunResult]) -> dict[str, Any]:
+    """One concurrency's runs, each through callherald against direct, and recorded against relay."""
+    direct, relay, recorded = (results.get(mode) for mode in MODES)
+    against = {
+        mode: asdict(compare(direct, results[mode]))
+        for mode in THROUGH_CALLHERALD
+        if direct is not None and mode in results
+    }
+    cost = cost_of_recording(relay, recorded) if relay is not None and recorded is not None else None
+    return {
+        "calls": calls,
+        "repetition": rep,
+        **{mode: asdict(result) for mode, result in results.items()},
+        "against_direct": against,
+        "recording_cost": None if cost is None else asdict(cost),
+    }
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the benchmark; 0 when every run was carried out, 1 when one could not be, 2 on bad usage."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.call_load", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.call_load",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--calls", type=_parse_calls, default=list(DEFAULT_CALLS), help="e.g. 50,100,200")
     parser.add_argument("--hold-s", type=_parse_hold, default=DEFAULT_HOLD_S, help="seconds each call lasts")
+    parser.add_argument(
+        "--modes", type=_parse_modes, default=MODES, help=f"runs per concurrency (default {','.join(MODES)})"
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON document instead of tables")
     parser.add_argument("--repeat", type=int, default=1, choices=range(1, 11), metavar="1-10")
-    parser.add_argument("--workdir", help="keep configuration, logs and statistics here")
+    parser.add_argument("--workdir", help="keep configuration, logs, statistics and recordings here")
     parser.add_argument("--rtp-agent", metavar="CONFIG", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rtp_agent is not None:
@@ -1429,22 +1830,17 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     with _workdir(args.workdir) as workdir:
         for rep, calls in itertools.product(range(1, args.repeat + 1), args.calls):
             results: dict[str, RunResult] = {}
-            for path in PATHS:
+            for path in args.modes:
                 print(f"{calls} calls, {path}, repetition {rep} ...", file=sys.stderr, flush=True)
                 results[path] = run_once(path, calls, args.hold_s, workdir / f"{calls}-{path}-{rep}")
-            rows.append(
-                {
-                    "calls": calls,
-                    "repetition": rep,
-                    **{path: asdict(result) for path, result in results.items()},
-                    "comparison": asdict(compare(results["direct"], results["callherald"])),
-                }
-            )
+            rows.append(_row(calls, rep, results))
     document = {
         "benchmark": "call_load",
         "hold_s": args.hold_s,
+        "modes": list(args.modes),
         "packet_bytes": PACKET_BYTES,
         "packets_per_s": PACKETS_PER_S,
+        "notice_s": NOTICE_S,
         "environment": environment,
         "results": rows,
         "target": {
@@ -1452,6 +1848,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             "failed_calls": 0,
             "loss_pct_below": TARGET_LOSS_PCT,
             "met": _target_met(rows),
+            "recording_cpu_per_call_ratio_below": TARGET_RECORDING_CPU_RATIO,
+            "recording_cpu_met": _recording_target_met(rows),
         },
     }
     if args.json:
@@ -1461,11 +1859,23 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         met = document["target"]["met"]
         if met is not None:
             print(
-                f"\ntarget ({TARGET_CALLS} calls, 0 failed, loss < {TARGET_LOSS_PCT} %): "
-                f"{'met' if met else 'NOT met'}",
+                f"\ntarget ({TARGET_CALLS} calls through callherald, 0 failed, loss over the run < "
+                f"{TARGET_LOSS_PCT} %): {_verdict(met)}",
                 file=out,
             )
-    failed_runs = any(row[path]["error"] for row in rows for path in PATHS)
+        for row in rows:
+            cost = row["recording_cost"]
+            if cost is not None:
+                print(
+                    f"recording at {cost['calls']} calls (repetition {row['repetition']}): CPU per call "
+                    f"x{_number(cost['cpu_per_call_ratio'], 2)} of relay only, RSS per call "
+                    f"x{_number(cost['rss_per_call_ratio'], 2)}; target CPU x < "
+                    f"{TARGET_RECORDING_CPU_RATIO:.2f}: {_verdict(cost['cpu_target_met'])}; "
+                    f"{cost['recordings_complete']} recordings complete of {cost['calls_answered']} calls, "
+                    f"{_number(cost['recorded_s'], 1)} s recorded",
+                    file=out,
+                )
+    failed_runs = any(row[path]["error"] for row in rows for path in args.modes)
     return 1 if failed_runs else 0
 
 

@@ -13,6 +13,7 @@ from callherald.announcing import LibraryPrompts, LoggingRecordSink, policy_reso
 from callherald.evidence import PurposeFacts, RecordSinks, StorageRecords, recover_open_recordings
 from callherald.layout import DataLayout, ensure_development_key
 from config import Config, SipTarget
+from proxy.aio.control import ControlServer
 from proxy.aio.service import ListenSpec, ProxyService
 from proxy.b2bua.core import B2bua
 from proxy.b2bua.settings import (
@@ -184,6 +185,13 @@ async def run_forever(
     storage = await asyncio.to_thread(open_storage, config)
     service = build_service(config, prompts=LibraryPrompts(library), storage=storage)
     await service.start()
+    control = ControlServer(DataLayout(config.data_dir).control_socket, service)
+    try:
+        await control.start()
+    except BaseException:  # no control socket, no pausing by API: do not run without it
+        await service.stop()
+        await asyncio.to_thread(storage.close)
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -198,11 +206,13 @@ async def run_forever(
         config.media.bind_address,
         ", ".join(library.prompt_ids) or "none",
     )
+    _LOG.info("control socket at %s (callherald calls list|pause|resume)", control.path)
     if on_ready is not None:
         await on_ready(service)
     try:
         await stop.wait()
     finally:
         _LOG.info("stopping: ending calls")
+        await control.stop()
         await service.stop()
         await asyncio.to_thread(storage.close)

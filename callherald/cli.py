@@ -14,7 +14,7 @@ from pathlib import Path
 import uvloop
 
 from announcements import AnnouncementError, PromptLibrary, PromptSet
-from callherald import __version__, recordings
+from callherald import __version__, calls, recordings
 from callherald.app import run_forever
 from callherald.layout import DataLayout
 from callherald.recordings import PASSPHRASE_ENV
@@ -216,6 +216,42 @@ def _add_recordings(commands: argparse._SubParsersAction[argparse.ArgumentParser
     export.set_defaults(handler=_recordings_export)
 
 
+def _calls_list(args: argparse.Namespace) -> int:
+    layout = _layout(args)
+    if layout is None:
+        return 2
+    return calls.list_calls(layout, as_json=args.json)
+
+
+def _calls_pause(args: argparse.Namespace) -> int:
+    layout = _layout(args)
+    if layout is None:
+        return 2
+    return calls.pause_call(layout, args.call, pause=args.calls_command == "pause")
+
+
+def _add_calls(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    group = commands.add_parser(
+        "calls", help="list the running callherald's calls, pause and resume their recording"
+    )
+    subcommands = group.add_subparsers(dest="calls_command", metavar="CALLS_COMMAND", required=True)
+    config_help = "the YAML configuration file of the running callherald (default: the embedded default's)"
+
+    listing = subcommands.add_parser("list", help="the active calls: reference, direction, recording, pauses")
+    listing.add_argument("--config", metavar="FILE", help=config_help)
+    listing.add_argument("--json", action="store_true", help="a JSON array instead of a table")
+    listing.set_defaults(handler=_calls_list)
+
+    for name, help_text in (
+        ("pause", "write silence instead of the call until resumed (e.g. while a card number is given)"),
+        ("resume", "record the call again after a pause"),
+    ):
+        command = subcommands.add_parser(name, help=help_text)
+        command.add_argument("call", metavar="CALL", help="the call reference (callherald calls list)")
+        command.add_argument("--config", metavar="FILE", help=config_help)
+        command.set_defaults(handler=_calls_pause)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="callherald",
@@ -241,6 +277,7 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--name", default="reviewer", help="file name stem (default: reviewer)")
     generate.set_defaults(handler=_keys_generate)
     _add_recordings(commands)
+    _add_calls(commands)
     return parser
 
 

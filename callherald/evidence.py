@@ -59,6 +59,7 @@ __all__ = ["PurposeFacts", "RecordSinks", "StorageRecords", "recover_open_record
 
 _LOG = logging.getLogger("callherald.storage")
 AUDIO_FORMAT = AudioFormat(codec="pcm_s16le", sample_rate_hz=8000, channels=2, sample_width_bytes=2)
+WIDEBAND_AUDIO_FORMAT = AudioFormat(codec="pcm_s16le", sample_rate_hz=16000, channels=2, sample_width_bytes=2)
 SEGMENT_MS = 1000
 
 
@@ -97,6 +98,7 @@ class _Recording:
         self.failed = False
         self.sha256 = hashlib.sha256()
         self.pcm_bytes = 0
+        self.audio_format = AUDIO_FORMAT
         self.pause_started: tuple[str, dt.datetime] | None = None
 
 
@@ -342,12 +344,14 @@ class StorageRecords:
         policy: str,
         outside_leg: MediaLeg,
         started_at: float,
+        sample_rate_hz: int = 8000,
     ) -> RecordingHandle | None:
         if not self.recording_enabled or not self.recipients:
             return None
         if not self._space_left():
             return None
         recording = _Recording(self, call_ref, uuid.uuid4(), self.utc(started_at))
+        recording.audio_format = WIDEBAND_AUDIO_FORMAT if sample_rate_hz == 16000 else AUDIO_FORMAT
         # The row is queued here, on the loop, so the store checks it against the evidence reported
         # before it (notices, purposes) and not against what the loop reports while the file opens.
         try:
@@ -403,7 +407,7 @@ class StorageRecords:
                 self.layout.recording_file(str(recording.recording_id)),
                 recording_id=recording.recording_id,
                 recipients=self.recipients,
-                audio_format=AUDIO_FORMAT,
+                audio_format=recording.audio_format,
                 key_store=self.key_store,
                 segment_duration_ms=SEGMENT_MS,
                 fsync=FsyncPolicy.ON_CLOSE,
@@ -456,7 +460,7 @@ class StorageRecords:
             finished_at=max(finished, recording.started),
             audio_sha256=recording.sha256.hexdigest(),
             size_bytes=summary.file_bytes,
-            duration_ms=round(AUDIO_FORMAT.duration_s(recording.pcm_bytes) * 1000),
+            duration_ms=round(recording.audio_format.duration_s(recording.pcm_bytes) * 1000),
         )
         if final:
             self.store.record_recording_finished(end).result()

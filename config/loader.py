@@ -688,6 +688,13 @@ def _check_policy(r: Reader, policy: Policy, catalog: _Catalog, *, language_key:
         elif language and language not in languages:
             r.error(language_key, _missing_language(policy.notice, language, languages))
             language = ""  # reported once; the questions are not checked for it again
+    code, withdrawal = policy.pci_pause_code, policy.withdrawal_digit
+    if r.ok("pci_pause_code", "withdrawal_digit") and code and withdrawal and withdrawal in code:
+        # The caller keying the code would withdraw consent on the way (the digit acts at once).
+        r.error(
+            "pci_pause_code",
+            f"the code {code!r} contains the withdrawal digit {withdrawal!r}; choose keys without it",
+        )
     outbound_only = policy.match.direction is CallDirection.OUTBOUND
     if r.ok("mode", "match") and policy.mode is AnnouncementMode.EARLY_MEDIA and outbound_only:
         r.error("mode", "early_media applies to inbound calls, but this policy matches outbound calls only")

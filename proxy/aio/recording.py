@@ -30,7 +30,14 @@ from proxy.rtp.packet import RTP_HEADER_LEN, peek_header
 from proxy.rtp.recorder import Channel, StereoRecorder
 from proxy.rtp.recorder import MediaFormat as RecorderFormat
 
-__all__ = ["FLUSH_INTERVAL_S", "SAFETY_MARGIN_SAMPLES", "CallRecording", "RecordingHandle", "RecordingSink"]
+__all__ = [
+    "FLUSH_INTERVAL_S",
+    "SAFETY_MARGIN_SAMPLES",
+    "CallRecording",
+    "RecordingHandle",
+    "RecordingSink",
+    "recorder_format",
+]
 
 _LOG = logging.getLogger("callherald.recording")
 
@@ -66,11 +73,15 @@ class RecordingSink(Protocol):
         policy: str,
         outside_leg: MediaLeg,
         started_at: float,
-    ) -> RecordingHandle | None: ...
+        sample_rate_hz: int = 8000,
+    ) -> RecordingHandle | None:
+        """``sample_rate_hz``: 16000 when G.722 was negotiated, else 8000."""
+        ...
 
 
-def _recorder_format(media: MediaFormat | None) -> RecorderFormat:
-    if media is None or media.codec not in ("pcmu", "pcma"):
+def recorder_format(media: MediaFormat | None) -> RecorderFormat:
+    """What the recorder decodes: the negotiated codec's payload type (G.711 both when unknown)."""
+    if media is None or media.codec not in ("pcmu", "pcma", "g722"):
         return RecorderFormat()
     return RecorderFormat(
         audio_payload_types=frozenset({media.payload_type}), event_payload_type=media.event_payload_type
@@ -94,10 +105,8 @@ class CallRecording:
         self._session = session
         self._loop = loop
         self._started = loop.time()
-        recorder_format = _recorder_format(media)
-        self.recorder = StereoRecorder(
-            left=recorder_format, right=recorder_format, mask_telephone_events=True
-        )
+        chosen = recorder_format(media)
+        self.recorder = StereoRecorder(left=chosen, right=chosen, mask_telephone_events=True)
         self._timer: asyncio.TimerHandle | None = None
         self.closed = False
         self.blocks_written = 0
@@ -161,7 +170,7 @@ class CallRecording:
         if up_to <= self.recorder.drained:
             return
         block = self.recorder.drain(up_to)
-        _mask_dtmf(block)
+        _mask_dtmf(block, self.recorder.sample_rate_hz)
         self.handle.write(block.astype("<i2", copy=False).tobytes())
         self.blocks_written += 1
 
@@ -206,18 +215,19 @@ def _might_hold_dtmf(pcm: np.ndarray) -> bool:
     return bool(np.any(loud & pair))
 
 
-def _mask_dtmf(block: np.ndarray) -> None:
+def _mask_dtmf(block: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ) -> None:
     """Silence both channels wherever either carries a DTMF tone (in place)."""
     if len(block) == 0:
         return
+    step = sample_rate_hz // SAMPLE_RATE_HZ  # the screen looks at 8 kHz (every other sample of 16 kHz)
     spans = np.zeros(len(block), dtype=np.bool_)
     for column in (0, 1):
         channel = np.ascontiguousarray(block[:, column])
-        if _might_hold_dtmf(channel):
-            spans |= dtmf_mask(channel)
+        if _might_hold_dtmf(channel[::step]):
+            spans |= dtmf_mask(channel, sample_rate_hz)
     if not spans.any():
         return
     # Widen each span a little: the detector's edges are within a hop of the tone's.
-    kernel = np.ones(2 * _MASK_GUARD_SAMPLES + 1, dtype=np.int32)
+    kernel = np.ones(2 * _MASK_GUARD_SAMPLES * step + 1, dtype=np.int32)
     widened = np.convolve(spans.astype(np.int32), kernel, "same") > 0
     block[widened] = 0

@@ -180,6 +180,30 @@ class ProxyService:
         assert self._loop is not None
         return self._loop.time()
 
+    # The operator's control socket (proxy.aio.control.ControlHandler) -----------------------------
+
+    def control_calls(self) -> list[dict[str, object]]:
+        """The active calls: reference, direction, whether a recording is being written and the
+        reasons it is paused for (``hold``, ``pci``, ``api``)."""
+        return [
+            {
+                "call": summary.call_ref,
+                "direction": summary.direction,
+                "recording": summary.call_ref in self.recording,
+                "paused": list(summary.paused),
+            }
+            for summary in self.core.call_summaries()
+        ]
+
+    def control_pause(self, call_ref: str, pause: bool) -> bool:
+        """Pause or resume a call's recording for an operator (PCI DSS 3.3.1: an agent taking a card
+        number); silence is written meanwhile. False when there is no such call."""
+        if self._loop is None or self.core.call_summary(call_ref) is None:
+            return False
+        self._log.info("[%s] the operator asks to %s the recording", call_ref, "pause" if pause else "resume")
+        self._execute(self.core.pause_recording(call_ref, pause, self._now()))
+        return True
+
     # Inputs -----------------------------------------------------------------------------------
 
     def _on_message(self, message: Request | Response, source: Address, side: Side | None) -> None:
@@ -375,6 +399,7 @@ class ProxyService:
         if self._recordings is None or session is None or self._loop is None:
             return
         self._stop_recording(call_ref, "restarted")
+        wideband = effect.media is not None and effect.media.codec == "g722"
         try:
             handle = self._recordings.open(
                 call_ref,
@@ -382,6 +407,7 @@ class ProxyService:
                 policy=effect.policy,
                 outside_leg=effect.outside_leg,
                 started_at=self._now(),
+                sample_rate_hz=16000 if wideband else 8000,
             )
         except Exception:
             self._log.exception("[%s] recording could not be opened", call_ref)

@@ -78,6 +78,11 @@ class CallAnnouncer:
         self._keys: str = ""  # the latest keys pressed after the bridge, for the PCI pause code
 
     @property
+    def paused_reasons(self) -> tuple[str, ...]:
+        """Why recording is paused now (``hold``, ``pci``, ``api``), sorted; empty when it is not."""
+        return tuple(sorted(self._paused))
+
+    @property
     def settled(self) -> bool:
         """True once the notice and questions are over (decided or failed)."""
         return self.stage in (AnnouncerStage.DECIDED, AnnouncerStage.FAILED)

@@ -85,7 +85,7 @@ from proxy.sip.transaction import (
 from proxy.sip.transaction import Effect as TransactionEffect
 from proxy.sip.uri import SipUri, TelUri, Uri, format_host, parse_uri
 
-__all__ = ["ALLOWED_METHODS", "B2bua", "B2buaStats"]
+__all__ = ["ALLOWED_METHODS", "B2bua", "B2buaStats", "CallSummary"]
 
 ALLOWED_METHODS = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, REFER, NOTIFY"
 _KNOWN_METHODS = frozenset(
@@ -129,6 +129,16 @@ class B2buaStats:
     rejected_unknown_source: int = 0
     rejected_over_capacity: int = 0
     stray_messages: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallSummary:
+    """What an operator may see of an active call: its reference, its direction, and the reasons its
+    recording is paused for (``hold``, ``pci``, ``api``; kept while the recording has not started)."""
+
+    call_ref: str
+    direction: str
+    paused: tuple[str, ...]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -793,6 +803,15 @@ class B2bua:
         if call is not None and call.announcer is not None:
             out.extend(call.announcer.manual_pause(pause, "api"))
         return out
+
+    def call_summaries(self) -> list[CallSummary]:
+        """Every active call, in the order the calls began (read-only; for the operator's listing)."""
+        return [_summary(call) for call in self._calls.values()]
+
+    def call_summary(self, call_ref: str) -> CallSummary | None:
+        """The active call ``call_ref``; None when there is no such call."""
+        call = self._calls.get(call_ref)
+        return None if call is None else _summary(call)
 
     def _consent_timer(self, call: Call, now: float, out: list[Effect]) -> None:
         if call.announcer is not None and call.ref in self._calls:
@@ -2173,6 +2192,13 @@ class B2bua:
                 )
                 if relay.request.method == "INVITE":
                     self._hang_up(call, "reinvite-timeout", now, out)
+
+
+def _summary(call: Call) -> CallSummary:
+    announcer = call.announcer
+    # Read from the announcer's own set: it has no public view of it (yet); nothing is changed.
+    paused = announcer.paused_reasons if announcer is not None else ()
+    return CallSummary(call_ref=call.ref, direction=call.direction, paused=paused)
 
 
 def _user_of(uri: Uri) -> str | None:

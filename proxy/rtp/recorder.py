@@ -1,24 +1,57 @@
 """The stereo call recorder core, sans-IO: RTP packets of both directions in, stereo PCM out.
 
-The outside party is the left channel and the PBX side the right one. Output is 8 kHz, 16-bit
-signed, interleaved stereo; only G.711 (PCMU, PCMA) is decoded for now, so a G.722 stream is not
-recorded (its packets are counted as ``other_dropped``).
+The outside party is the left channel and the PBX side the right one. Output is 16-bit signed,
+interleaved stereo at 8 kHz (narrowband) or 16 kHz (wideband); G.711 (PCMU, PCMA) and G.722 are
+decoded, any other payload type is counted as ``other_dropped``.
+
+Narrowband and wideband
+-----------------------
+A stored recording has one sample rate, so the output rate is fixed when the recorder is made:
+it is wideband (16 kHz) when either channel's ``MediaFormat`` includes G.722 (payload type 9),
+narrowband (8 kHz) otherwise; ``sample_rate_hz`` and ``rows_per_unit`` tell which. Either kind
+records every codec, so a re-INVITE that changes one leg's codec (``set_format``) leaves both
+parties recorded:
+
+* G.722 in a wideband recorder is decoded to 16 kHz; in a narrowband one only its lower sub-band
+  is decoded, which is the 0-4 kHz audio at 8 kHz (ITU-T G.722 splits the band in two), free of
+  aliasing.
+* G.711 in a wideband recorder is decoded to 8 kHz and every sample is written twice. Timing stays
+  exact and chunked drains stay identical; the 4-8 kHz band then holds attenuated images of the
+  narrowband audio (a 3 kHz tone leaves one at 5 kHz), which costs no intelligibility.
+
+Units
+-----
+Positions count units of the 8000 Hz RTP clock all three codecs share (RFC 3551 §4.5.2: G.722's
+timestamps run at 8000 Hz although it samples at 16 kHz): one unit is one G.711 sample or one
+G.722 payload byte. Every position, length and counter of this module (``start_at``, the reorder
+window, the drift limit, pauses, masks, ``gap_samples``, ``BLOCK_SAMPLES``) is in units; only the
+output of ``drain`` has ``rows_per_unit`` (1 or 2) rows per unit.
 
 Feeding and draining
 --------------------
 ``feed`` is the per-packet path: it classifies the packet, works out where its samples go, and
 appends ``(position, payload type, payload)`` to the channel's pending list. Nothing is decoded
-there. ``drain(up_to)`` decodes everything pending before ``up_to`` in one table look-up per
-channel and codec, places it, applies pauses and masks, and returns exactly ``up_to - drained``
-rows. The storage layer drains whole seconds (``BLOCK_SAMPLES``) and should stay at least the
-reorder window plus the network jitter behind the newest arrival, or reordered packets find
-their place already drained (they are then counted as late).
+there. ``drain(up_to)`` decodes everything pending before ``up_to`` (G.711 in one table look-up
+per channel and codec, G.722 as below), places it, applies pauses and masks, and returns exactly
+``rows_per_unit * (up_to - drained)`` rows. The storage layer drains whole seconds
+(``BLOCK_SAMPLES``) and should stay at least the reorder window plus the network jitter behind the
+newest arrival, or reordered packets find their place already drained (they are then counted as
+late).
+
+G.722 is adaptive (ADPCM, ITU-T G.722): each channel keeps one decoder for the recorder's life and
+feeds it its payloads in position order, sorted at drain time, one decode call per run. A gap
+(loss) is drained as silence and not fed to the decoder, whose state simply continues; the first
+packet of a new SSRC resets it, as that stream's encoder started afresh. A decoder that starts
+mid-stream (the recording began during the call, or ``start_at`` or a late packet cut into a
+payload) has not seen what came before: it adapts from its reset state, so the audio fades in
+over about 100 ms before the output converges on what a warm decoder gives. Nothing before
+``start_at`` is kept to warm it up.
 
 The common sample clock
 -----------------------
-Positions are sample indices on one clock shared by both channels (8000 per second). The caller
-passes ``arrival``, the position on that clock at which a packet arrived (the elapsed call time it
-measured, in samples), or ``None`` when it has none.
+Positions are units (see above) on one clock shared by both channels (8000 per second). The
+caller passes ``arrival``, the position on that clock at which a packet arrived (the elapsed call
+time it measured, in units of 1/8000 s), or ``None`` when it has none.
 
 * Timeline. Within one SSRC a packet's position is the newest packet's position plus the
   wrap-around timestamp distance (``seqnum.ts_diff``), so wrap needs no special case and lost
@@ -59,9 +92,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+from G722 import G722
 
 from proxy.rtp.g711 import PCMA_PAYLOAD_TYPE, PCMU_PAYLOAD_TYPE, SAMPLE_RATE_HZ, alaw_decode, ulaw_decode
 from proxy.rtp.inband import ToneSpan
@@ -73,7 +108,10 @@ __all__ = [
     "DEFAULT_REORDER_WINDOW_SAMPLES",
     "DRIFT_BLOCK_PACKETS",
     "G711_PAYLOAD_TYPES",
+    "G722_PAYLOAD_TYPE",
     "MAX_JUMP_SAMPLES",
+    "RECORDED_PAYLOAD_TYPES",
+    "WIDEBAND_SAMPLE_RATE_HZ",
     "Channel",
     "ChannelStats",
     "MediaFormat",
@@ -81,12 +119,16 @@ __all__ = [
     "StereoRecorder",
 ]
 
-BLOCK_SAMPLES = SAMPLE_RATE_HZ  # one second: the unit the storage layer seals
+BLOCK_SAMPLES = SAMPLE_RATE_HZ  # one second of units: what the storage layer seals
 DEFAULT_REORDER_WINDOW_SAMPLES = 480  # 60 ms
 DEFAULT_DRIFT_LIMIT_SAMPLES = 320  # 40 ms
 DRIFT_BLOCK_PACKETS = 25  # 0.5 s of 20 ms packets per drift measurement
 MAX_JUMP_SAMPLES = 10 * SAMPLE_RATE_HZ  # a larger timestamp step starts a new timeline
 G711_PAYLOAD_TYPES = frozenset({PCMU_PAYLOAD_TYPE, PCMA_PAYLOAD_TYPE})
+G722_PAYLOAD_TYPE: Final = 9  # RFC 3551 §6: static, 16 kHz audio on an 8000 Hz RTP clock
+RECORDED_PAYLOAD_TYPES = G711_PAYLOAD_TYPES | {G722_PAYLOAD_TYPE}
+WIDEBAND_SAMPLE_RATE_HZ: Final = 16000
+_G722_BIT_RATE = 64000  # RFC 3551 §4.5.2: the 64 kbit/s mode
 
 _EVENT_PAYLOAD_LEN = 4  # RFC 4733 §2.3: event, E/R/volume, 16-bit duration
 
@@ -100,25 +142,31 @@ class Channel(enum.IntEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MediaFormat:
-    """What one direction's SDP negotiated: G.711 payload types and the telephone-event type."""
+    """What one direction's SDP negotiated: audio payload types (PCMU 0, PCMA 8, G.722 9) and the
+    telephone-event type."""
 
     audio_payload_types: frozenset[int] = G711_PAYLOAD_TYPES
     event_payload_type: int | None = None
 
     def __post_init__(self) -> None:
-        if not self.audio_payload_types <= G711_PAYLOAD_TYPES:
+        if not self.audio_payload_types <= RECORDED_PAYLOAD_TYPES:
             raise ValueError(
-                f"only PCMU (0) and PCMA (8) are recorded, got {sorted(self.audio_payload_types)}"
+                f"only PCMU (0), PCMA (8) and G.722 (9) are recorded, got {sorted(self.audio_payload_types)}"
             )
         if self.event_payload_type is not None and not 0 <= self.event_payload_type <= 0x7F:
             raise ValueError(f"payload type out of range: {self.event_payload_type}")
         if self.event_payload_type in self.audio_payload_types:
             raise ValueError(f"payload type {self.event_payload_type} cannot be audio and events")
 
+    @property
+    def wideband(self) -> bool:
+        """True if G.722 may be sent: a recorder made with such a format records 16 kHz."""
+        return G722_PAYLOAD_TYPE in self.audio_payload_types
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PauseInterval:
-    """Silence written from ``start`` up to ``end`` (sample positions); ``end`` is ``None`` while paused."""
+    """Silence written from ``start`` up to ``end`` (positions); ``end`` is ``None`` while paused."""
 
     start: int
     end: int | None
@@ -136,7 +184,8 @@ class ChannelStats:
     ``start_at``. ``gap_samples`` is the silence drained between the channel's first and newest
     packet where no packet was. ``reanchors`` counts new timelines after the first (SSRC change,
     re-synchronisation, jump) and drift corrections; ``drift_silence_samples`` and
-    ``drift_dropped_samples`` what those corrections inserted and removed.
+    ``drift_dropped_samples`` what those corrections inserted and removed. Sample counts are in
+    position units (``StereoRecorder.rows_per_unit`` output rows each).
     """
 
     packets_in: int
@@ -157,12 +206,14 @@ class _ChannelState:
     __slots__ = (
         "block_count",
         "block_min",
+        "decoder_resets",
         "drift_dropped",
         "drift_silence",
         "duplicates",
         "event_packets",
         "first_pos",
         "format",
+        "g722_decoder",
         "gap_samples",
         "gated",
         "high_end",
@@ -177,6 +228,7 @@ class _ChannelState:
         "seq",
         "ssrc",
         "ssrc_changes",
+        "timeline_ssrc",
     )
 
     def __init__(self, media: MediaFormat) -> None:
@@ -188,6 +240,9 @@ class _ChannelState:
         self.high_end: int | None = None  # end of the newest packet; None: no timeline yet
         self.first_pos: int | None = None
         self.pending: list[tuple[int, int, bytes]] = []
+        self.timeline_ssrc: int | None = None  # the SSRC the current timeline was anchored for
+        self.g722_decoder: Any = None  # a G722 object (untyped C extension), made on first use
+        self.decoder_resets: list[int] = []  # positions from which a new SSRC's audio starts
         self.block_count = 0
         self.block_min = 0
         self.packets_in = self.event_packets = self.other_dropped = 0
@@ -197,7 +252,10 @@ class _ChannelState:
 
 
 class StereoRecorder:
-    """Reassembles both directions of a call into 8 kHz stereo; see the module docstring."""
+    """Reassembles both directions of a call into 8 or 16 kHz stereo; see the module docstring.
+
+    The recorder is wideband (16 kHz) if ``left`` or ``right`` includes G.722, else narrowband.
+    """
 
     __slots__ = (
         "_drained",
@@ -205,6 +263,7 @@ class StereoRecorder:
         "_mask_events",
         "_masks",
         "_pauses",
+        "_rows_per_unit",
         "_start_at",
         "_states",
         "_window",
@@ -227,6 +286,7 @@ class StereoRecorder:
         if drift_limit_samples < 1:
             raise ValueError(f"drift limit must be positive, got {drift_limit_samples}")
         self._states = (_ChannelState(left), _ChannelState(right))
+        self._rows_per_unit = 2 if left.wideband or right.wideband else 1
         self._start_at = start_at
         self._drained = start_at
         self._window = reorder_window_samples
@@ -238,8 +298,18 @@ class StereoRecorder:
     # -- properties ------------------------------------------------------------------------
 
     @property
+    def sample_rate_hz(self) -> int:
+        """Output sample rate of ``drain``: 8000 (narrowband) or 16000 (wideband), fixed for life."""
+        return WIDEBAND_SAMPLE_RATE_HZ if self._rows_per_unit == 2 else SAMPLE_RATE_HZ
+
+    @property
+    def rows_per_unit(self) -> int:
+        """Output rows per position unit: 1 (narrowband) or 2 (wideband)."""
+        return self._rows_per_unit
+
+    @property
     def start_at(self) -> int:
-        """Position of the first sample the recording holds."""
+        """Position of the first unit the recording holds."""
         return self._start_at
 
     @property
@@ -276,7 +346,11 @@ class StereoRecorder:
         )
 
     def set_format(self, channel: Channel, media: MediaFormat) -> None:
-        """Change a direction's payload types (after a re-INVITE); the timeline is kept."""
+        """Change a direction's payload types (after a re-INVITE); the timeline is kept.
+
+        The output rate is not changed: G.722 in a narrowband recorder is recorded from its lower
+        sub-band, G.711 in a wideband one by sample repetition (see the module docstring).
+        """
         self._states[channel].format = media
 
     def position_of(self, channel: Channel, rtp_timestamp: int) -> int | None:
@@ -370,6 +444,11 @@ class StereoRecorder:
             if arrival is not None and abs(arrival - pos) > self._drift_limit:
                 pos = arrival
                 self._truncate_pending(s, pos)
+        if s.timeline_ssrc is not None and s.timeline_ssrc != s.ssrc:
+            # A new stream's G.722 encoder starts from its reset state (ITU-T G.722); so must
+            # the decoder, from the first position of this timeline on.
+            s.decoder_resets.append(pos)
+        s.timeline_ssrc = s.ssrc
         s.ref_ts, s.ref_pos = timestamp, pos
         s.high_end = pos
         s.block_count = 0
@@ -410,6 +489,8 @@ class StereoRecorder:
             if pos < stop:
                 kept.append((pos, pt, payload[: stop - pos]))
         s.pending = kept
+        # Whatever comes from stop on is the current SSRC's.
+        s.decoder_resets = [min(reset, stop) for reset in s.decoder_resets]
 
     def _mask_event(self, s: _ChannelState, timestamp: int, payload: bytes) -> None:
         # RFC 4733 §2.3.5: the event started at the timestamp and has lasted `duration` so far.
@@ -469,15 +550,17 @@ class StereoRecorder:
     def drain(self, up_to: int) -> npt.NDArray[np.int16]:
         """Stereo samples from ``drained`` up to position ``up_to``: shape ``(n, 2)``, int16.
 
-        Column 0 is the left channel (outside party), column 1 the right (PBX side). Positions
-        where a channel has no audio, is paused or masked are zero. Returns no rows if ``up_to``
-        is not past ``drained``.
+        ``n`` is ``rows_per_unit * (up_to - drained)``: rows at ``sample_rate_hz``. Column 0 is the
+        left channel (outside party), column 1 the right (PBX side). Positions where a channel has
+        no audio, is paused or masked are zero. Returns no rows if ``up_to`` is not past
+        ``drained``.
         """
         start = self._drained
         count = up_to - start
         if count <= 0:
             return np.zeros((0, 2), dtype=np.int16)
-        out = np.zeros((count, 2), dtype=np.int16)
+        rows = self._rows_per_unit
+        out = np.zeros((rows * count, 2), dtype=np.int16)
         for column, s in enumerate(self._states):
             covered = self._place(s, out, column, start, up_to)
             if s.first_pos is not None and s.high_end is not None:
@@ -489,15 +572,15 @@ class StereoRecorder:
             lo = max(interval.start, start)
             hi = up_to if interval.end is None else min(interval.end, up_to)
             if hi > lo:
-                out[lo - start : hi - start] = 0
+                out[rows * (lo - start) : rows * (hi - start)] = 0
         remaining: list[tuple[int, int, tuple[bool, bool]]] = []
         for lo, hi, (left, right) in self._masks:
             a, b = max(lo, start), min(hi, up_to)
             if b > a:
                 if left:
-                    out[a - start : b - start, 0] = 0
+                    out[rows * (a - start) : rows * (b - start), 0] = 0
                 if right:
-                    out[a - start : b - start, 1] = 0
+                    out[rows * (a - start) : rows * (b - start), 1] = 0
             if hi > up_to:
                 remaining.append((max(lo, up_to), hi, (left, right)))
         self._masks = remaining
@@ -508,11 +591,11 @@ class StereoRecorder:
         """``drain`` as interleaved stereo s16le bytes (left sample first)."""
         return self.drain(up_to).astype("<i2", copy=False).tobytes()
 
-    @staticmethod
     def _place(
-        s: _ChannelState, out: npt.NDArray[np.int16], column: int, start: int, up_to: int
+        self, s: _ChannelState, out: npt.NDArray[np.int16], column: int, start: int, up_to: int
     ) -> npt.NDArray[np.bool_]:
         # Split the pending list at up_to, then decode and place per payload type in one go.
+        # Returns which units (from start) got audio.
         taken: dict[int, tuple[list[int], list[bytes]]] = {}
         kept: list[tuple[int, int, bytes]] = []
         for entry in s.pending:
@@ -527,15 +610,83 @@ class StereoRecorder:
             positions.append(pos - start)
             payloads.append(payload[:cut])
         s.pending = kept
-        covered = np.zeros(len(out), dtype=np.bool_)
+        covered = np.zeros(up_to - start, dtype=np.bool_)
         for pt, (positions, payloads) in taken.items():
+            if pt == G722_PAYLOAD_TYPE:
+                self._place_g722(s, out, column, start, positions, payloads, covered)
+                continue
             decode = ulaw_decode if pt == PCMU_PAYLOAD_TYPE else alaw_decode
             samples = decode(b"".join(payloads))
-            lengths = np.fromiter((len(p) for p in payloads), dtype=np.int64, count=len(payloads))
-            offsets = np.cumsum(lengths) - lengths
-            index = np.arange(len(samples), dtype=np.int64) + np.repeat(
-                np.asarray(positions, dtype=np.int64) - offsets, lengths
-            )
-            out[index, column] = samples
+            index = _unit_index(positions, payloads)
+            if self._rows_per_unit == 1:
+                out[index, column] = samples
+            else:  # G.711 in a wideband recording: every sample twice
+                out.reshape(-1, 2, 2)[index, :, column] = samples[:, np.newaxis]
             covered[index] = True
+        # Resets passed without G.722 audio after them: what is still pending is the new SSRC's.
+        # (The next G.722 run would reset anyway; this keeps the list short.)
+        resets = s.decoder_resets
+        if resets and resets[0] < up_to:
+            s.g722_decoder = None
+            while resets and resets[0] < up_to:
+                del resets[0]
         return covered
+
+    def _place_g722(
+        self,
+        s: _ChannelState,
+        out: npt.NDArray[np.int16],
+        column: int,
+        start: int,
+        positions: list[int],
+        payloads: list[bytes],
+        covered: npt.NDArray[np.bool_],
+    ) -> None:
+        # ADPCM must see its payloads in timeline order: sort them, and decode each run between
+        # two decoder resets (new SSRCs) in one call. Gaps are not fed: the state carries on.
+        resets = s.decoder_resets
+        run_positions: list[int] = []
+        run_payloads: list[bytes] = []
+        for i in sorted(range(len(positions)), key=positions.__getitem__):
+            pos = positions[i]
+            if resets and resets[0] <= start + pos:
+                self._decode_g722_run(s, out, column, run_positions, run_payloads, covered)
+                run_positions, run_payloads = [], []
+                s.g722_decoder = None
+                while resets and resets[0] <= start + pos:
+                    del resets[0]
+            run_positions.append(pos)
+            run_payloads.append(payloads[i])
+        self._decode_g722_run(s, out, column, run_positions, run_payloads, covered)
+
+    def _decode_g722_run(
+        self,
+        s: _ChannelState,
+        out: npt.NDArray[np.int16],
+        column: int,
+        positions: list[int],
+        payloads: list[bytes],
+        covered: npt.NDArray[np.bool_],
+    ) -> None:
+        if not payloads:
+            return
+        if s.g722_decoder is None:
+            # At 8 kHz the decoder yields the lower sub-band only: one sample per unit.
+            s.g722_decoder = G722(self.sample_rate_hz, _G722_BIT_RATE)
+        samples = np.frombuffer(s.g722_decoder.decode(b"".join(payloads)), dtype=np.int16)
+        index = _unit_index(positions, payloads)
+        if self._rows_per_unit == 1:
+            out[index, column] = samples
+        else:
+            out.reshape(-1, 2, 2)[index, :, column] = samples.reshape(-1, 2)
+        covered[index] = True
+
+
+def _unit_index(positions: list[int], payloads: list[bytes]) -> npt.NDArray[np.int64]:
+    # The position (from the drain's start) of every byte of the payloads joined in order.
+    lengths = np.fromiter((len(p) for p in payloads), dtype=np.int64, count=len(payloads))
+    offsets = np.cumsum(lengths) - lengths
+    index: npt.NDArray[np.int64] = np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(
+        np.asarray(positions, dtype=np.int64) - offsets, lengths
+    )
+    return index

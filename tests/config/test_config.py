@@ -169,7 +169,7 @@ policies:
     mode: early_media
     on_failure: reject
     withdrawal_digit: "*"
-    pci_pause_code: "*9"
+    pci_pause_code: "#9"
   - name: everything-else
     notice: default
     purposes: [evidence, quality, mifid, training]
@@ -356,7 +356,7 @@ def full_example_config(config_dir: Path) -> Config:
                 mode=AnnouncementMode.EARLY_MEDIA,
                 on_failure=FailureBehaviour.REJECT,
                 withdrawal_digit="*",
-                pci_pause_code="*9",
+                pci_pause_code="#9",
             ),
             Policy(
                 name="everything-else",

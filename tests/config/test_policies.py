@@ -204,6 +204,15 @@ POLICY_ERROR_CASES = [
         id="withdrawal-digit-is-yes-digit",
     ),
     pytest.param(
+        pedit(
+            "    questions: [training-consent]\n",
+            '    questions: [training-consent]\n    withdrawal_digit: "*"\n    pci_pause_code: "*9"\n',
+        ),
+        "callherald.yaml:33: policies[0].pci_pause_code: the code '*9' contains the withdrawal digit '*'; "
+        "choose keys without it",
+        id="pci-code-holds-the-withdrawal-digit",
+    ),
+    pytest.param(
         pedit("lawful_basis: consent,", "lawful_basis: consnet,"),
         "callherald.yaml:24: purposes[1].lawful_basis: expected one of contract, legitimate_interest, "
         "legal_obligation, consent, got 'consnet'",

@@ -107,6 +107,7 @@ class MediaPeer:
     payloads: list[bytes]
     first_sequence: int = 1000
     first_timestamp: int = 160_000
+    payload_type: int = PCMU_PAYLOAD_TYPE
     received: list[Datagram] = field(default_factory=list)
     remote: Address | None = None
     sent: int = 0
@@ -133,10 +134,10 @@ class MediaPeer:
         return int(self._sock.getsockname()[1])
 
     def packet(self, index: int) -> bytes:
-        """The RTP packet carrying payload ``index`` (PCMU, 20 ms steps, marker on the first)."""
+        """The RTP packet carrying payload ``index`` (20 ms steps, marker on the first)."""
         return bytes(
             RtpPacket(
-                payload_type=PCMU_PAYLOAD_TYPE,
+                payload_type=self.payload_type,
                 sequence=(self.first_sequence + index) & 0xFFFF,
                 timestamp=(self.first_timestamp + index * SAMPLES_PER_PACKET) & 0xFFFFFFFF,
                 ssrc=self.ssrc,

@@ -1,11 +1,14 @@
-"""The call load benchmark: its helpers as tables, and one tiny real run through SIPp and callherald."""
+"""The call load benchmark: its helpers as tables, and one tiny real run of each mode (direct, relay,
+recorded) through SIPp and callherald."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import struct
+import wave
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -16,25 +19,35 @@ from benchmarks.call_load import (
     BenchmarkError,
     Comparison,
     PortfileReader,
+    RecordingCost,
+    RecordingTally,
     RunResult,
+    Samples,
     SippStats,
     call_rate,
     callherald_yaml,
     compare,
+    cost_of_recording,
     cpu_pressure_us,
     cpu_ticks,
     find_port_plan,
+    first_backs,
     jitter_step,
     new_packet,
     percentile,
     plan_ports,
+    read_recordings,
     read_sipp_stats,
     run_queue_wait_ns,
+    steady_window,
     udp_drops,
     vm_rss_kib,
+    window_figures,
+    write_notice_wav,
     write_rtp_header,
 )
 from config import load_config
+from storage.records import EvidenceStore
 
 STAT_HEADER = (
     "StartTime;TotalCallCreated;SuccessfulCall(P);SuccessfulCall(C);FailedCall(C);"
@@ -179,11 +192,14 @@ def test_no_port_plan_when_every_port_is_taken() -> None:
         find_port_plan(10, lambda port: False)
 
 
+@pytest.mark.parametrize("recorded", [False, True], ids=["relay", "recorded"])
 @pytest.mark.parametrize("calls", [3, 400])
-def test_the_generated_configuration_is_valid(tmp_path: Path, calls: int) -> None:
+def test_the_generated_configuration_is_valid(tmp_path: Path, calls: int, recorded: bool) -> None:
     plan = plan_ports(24_000, calls)
     path = tmp_path / "callherald.yaml"
-    path.write_text(callherald_yaml(plan, calls), encoding="utf-8")
+    if recorded:
+        write_notice_wav(tmp_path / call_load.NOTICE_FILE)
+    path.write_text(callherald_yaml(plan, calls, recorded=recorded), encoding="utf-8")
     config = load_config(path)
     assert (config.listen.pbx.port, config.listen.carrier.port) == (
         plan.callherald_pbx,
@@ -193,6 +209,26 @@ def test_the_generated_configuration_is_valid(tmp_path: Path, calls: int) -> Non
     assert (config.media.rtp_port_min, config.media.rtp_port_max) == (plan.rtp_min, plan.rtp_max)
     assert config.limits.max_concurrent_calls == calls + call_load.RTP_SPARE_PAIRS
     assert str(config.logging.level) == "info"
+    assert config.data_dir == tmp_path / call_load.DATA_DIR
+    [policy] = config.policies
+    assert policy.record is recorded
+    if recorded:
+        assert policy.purposes == ("evidence",)
+        assert policy.questions == ()
+        assert str(config.purpose("evidence").lawful_basis) == "contract"
+        notice = config.prompt_set(call_load.NOTICE_PROMPT_ID)
+        assert notice is not None
+        assert policy.notice == notice.id
+        assert config.recording.min_free_mb == 0
+
+
+@pytest.mark.parametrize("seconds", [0.3, 1.0])
+def test_the_notice_is_a_mono_8_khz_wav_of_its_length(tmp_path: Path, seconds: float) -> None:
+    path = tmp_path / "notice.wav"
+    write_notice_wav(path, seconds)
+    with wave.open(str(path)) as notice:
+        assert (notice.getnchannels(), notice.getsampwidth(), notice.getframerate()) == (1, 2, 8000)
+        assert notice.getnframes() == round(seconds * 8000)
 
 
 @pytest.mark.parametrize(
@@ -236,8 +272,9 @@ def test_an_rtp_packet_is_172_bytes_of_pcmu() -> None:
     write_rtp_header(packet, seq=70_000, timestamp=2**32 + 5, ssrc=0x10001, sent_ns=123, marker=True)
     assert len(packet) == call_load.PACKET_BYTES
     assert packet[:12] == bytes([0x80, 0x80]) + struct.pack("!HII", 70_000 - 65_536, 5, 0x10001)
-    assert struct.unpack_from("!q", packet, 12) == (123,)
-    assert packet[20:] == b"\xff" * 152
+    # The payload says whose packet it is even when callherald renumbered the header.
+    assert struct.unpack_from("!qII", packet, 12) == (123, 0x10001, 70_000)
+    assert packet[28:] == b"\xff" * 144
 
 
 @given(
@@ -257,6 +294,8 @@ def test_rtp_header_round_trip(seq: int, timestamp: int, ssrc: int, sent_ns: int
         timestamp % 2**32,
         ssrc,
         sent_ns,
+        ssrc,
+        seq,
     )
 
 
@@ -276,24 +315,45 @@ def _run(path: str, **figures: object) -> RunResult:
     return RunResult(path=path, calls=200, rate_cps=50, hold_s=20.0, **figures)  # type: ignore[arg-type]
 
 
+def _nothing_compared(path: str, *, direct_loss_pct: float | None) -> Comparison:
+    return Comparison(
+        path=path,
+        calls=200,
+        failed_calls=None,
+        loss_pct=None,
+        run_loss_pct=None,
+        direct_loss_pct=direct_loss_pct,
+        loss_ratio=None,
+        added_jitter_ms=None,
+        jitter_ratio=None,
+        added_rtt_p50_ms=None,
+        callherald_cpu_pct=None,
+        callherald_cpu_per_call_pct=None,
+        rss_per_call_kib=None,
+    )
+
+
 @pytest.mark.parametrize(
     ("direct", "through", "expected"),
     [
         (
-            _run("direct", loss_pct=0.0, jitter_ms=0.02, rtp={"rtt_ms_p50": 0.02}),
+            _run("direct", loss_pct=0.0, jitter_ms=0.02, rtt_p50_ms=0.02),
             _run(
-                "callherald",
+                "relay",
                 loss_pct=0.01,
+                run_loss_pct=0.02,
                 jitter_ms=0.05,
-                rtp={"rtt_ms_p50": 0.1},
+                rtt_p50_ms=0.1,
                 callherald_cpu_pct=15.0,
                 callherald_cpu_per_call_pct=0.075,
                 rss_per_call_kib=25.0,
             ),
             Comparison(
+                path="relay",
                 calls=200,
                 failed_calls=0,
                 loss_pct=0.01,
+                run_loss_pct=0.02,
                 direct_loss_pct=0.0,
                 loss_ratio=None,
                 added_jitter_ms=pytest.approx(0.03),  # type: ignore[arg-type]
@@ -306,11 +366,13 @@ def _run(path: str, **figures: object) -> RunResult:
         ),
         (
             _run("direct", loss_pct=0.5, jitter_ms=0.1),
-            _run("callherald", loss_pct=1.0, jitter_ms=None, failed_calls=3),
+            _run("recorded", loss_pct=1.0, jitter_ms=None, failed_calls=3),
             Comparison(
+                path="recorded",
                 calls=200,
                 failed_calls=3,
                 loss_pct=1.0,
+                run_loss_pct=None,
                 direct_loss_pct=0.5,
                 loss_ratio=2.0,
                 added_jitter_ms=None,
@@ -323,20 +385,8 @@ def _run(path: str, **figures: object) -> RunResult:
         ),
         (
             _run("direct", loss_pct=0.0),
-            _run("callherald", error="callherald did not start"),
-            Comparison(
-                calls=200,
-                failed_calls=None,
-                loss_pct=None,
-                direct_loss_pct=0.0,
-                loss_ratio=None,
-                added_jitter_ms=None,
-                jitter_ratio=None,
-                added_rtt_p50_ms=None,
-                callherald_cpu_pct=None,
-                callherald_cpu_per_call_pct=None,
-                rss_per_call_kib=None,
-            ),
+            _run("relay", error="callherald did not start"),
+            _nothing_compared("relay", direct_loss_pct=0.0),
         ),
     ],
     ids=["no-direct-loss", "both-lose", "callherald-run-failed"],
@@ -347,23 +397,197 @@ def test_comparison_of_callherald_with_direct(
     assert compare(direct, through) == expected
 
 
+def _cost(**figures: object) -> RecordingCost:
+    base: dict[str, Any] = {
+        "calls": 200,
+        "relay_cpu_per_call_pct": None,
+        "recorded_cpu_per_call_pct": None,
+        "cpu_per_call_ratio": None,
+        "relay_rss_per_call_kib": None,
+        "recorded_rss_per_call_kib": None,
+        "rss_per_call_ratio": None,
+        "cpu_target_met": None,
+        "recordings": None,
+        "recordings_complete": None,
+        "recorded_s": None,
+        "calls_answered": 0,
+    }
+    return RecordingCost(**(base | figures))
+
+
+@pytest.mark.parametrize(
+    ("relay", "recorded", "expected"),
+    [
+        (
+            _run("relay", callherald_cpu_per_call_pct=0.1, rss_per_call_kib=20.0),
+            _run(
+                "recorded",
+                callherald_cpu_per_call_pct=0.12,
+                rss_per_call_kib=50.0,
+                successful_calls=200,
+                recordings=200,
+                recordings_complete=200,
+                recorded_s=3960.0,
+            ),
+            _cost(
+                relay_cpu_per_call_pct=0.1,
+                recorded_cpu_per_call_pct=0.12,
+                cpu_per_call_ratio=pytest.approx(1.2),
+                relay_rss_per_call_kib=20.0,
+                recorded_rss_per_call_kib=50.0,
+                rss_per_call_ratio=2.5,
+                cpu_target_met=True,
+                recordings=200,
+                recordings_complete=200,
+                recorded_s=3960.0,
+                calls_answered=200,
+            ),
+        ),
+        (
+            _run("relay", callherald_cpu_per_call_pct=0.1),
+            _run("recorded", callherald_cpu_per_call_pct=0.13, successful_calls=199),
+            _cost(
+                relay_cpu_per_call_pct=0.1,
+                recorded_cpu_per_call_pct=0.13,
+                cpu_per_call_ratio=pytest.approx(1.3),
+                cpu_target_met=False,
+                calls_answered=199,
+            ),
+        ),
+        (
+            _run("relay", callherald_cpu_per_call_pct=0.0),
+            _run("recorded", callherald_cpu_per_call_pct=0.01),
+            _cost(relay_cpu_per_call_pct=0.0, recorded_cpu_per_call_pct=0.01),
+        ),
+        (
+            _run("relay", error="callherald did not start"),
+            _run("recorded", recordings=0, recordings_complete=0, recorded_s=0.0),
+            _cost(recordings=0, recordings_complete=0, recorded_s=0.0),
+        ),
+    ],
+    ids=["under-target", "at-target-is-not-under", "relay-idle", "relay-failed"],
+)
+def test_recording_is_weighed_against_relaying_alone(
+    relay: RunResult, recorded: RunResult, expected: RecordingCost
+) -> None:
+    assert cost_of_recording(relay, recorded) == expected
+
+
+MS = 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("sent_at", "seen", "window_ns", "expected"),
+    [
+        ([0, 20, 40, 60, 80], b"\x01\x01\x01\x01\x01", (0, 100), (5, 5)),
+        ([0, 20, 40, 60, 80], b"\x00\x00\x01\x00\x01", (20, 80), (3, 1)),  # notice: 0 and 1 not back
+        ([0, 20, 40, 60, 80], b"\x00\x00\x01\x01\x01", (40, 61), (2, 2)),
+        ([0, 20, 40], b"\x01\x01\x01", (50, 90), (0, 0)),
+        ([], b"", (0, 10), (0, 0)),
+    ],
+    ids=["all-back", "start-and-end", "end-excluded", "after-the-stream", "never-sent"],
+)
+def test_window_figures_count_packets_sent_within_the_window(
+    sent_at: list[int], seen: bytes, window_ns: tuple[int, int], expected: tuple[int, int]
+) -> None:
+    assert window_figures(sent_at, seen, window_ns) == expected
+
+
+@pytest.mark.parametrize(
+    ("ups", "stops", "backs", "expected"),
+    [
+        ([10.0, 10.5, 11.0], [31.0, 31.5, 32.0], [10.1, 10.6, 11.1], (12.1, 30.7)),
+        ([10.0, 10.5, 11.0], [31.0], [10.5, 11.0, 11.5], (12.5, 30.7)),  # notices: back 0.5 s after up
+        ([10.0, 10.5, 11.0], [31.0], [10.5, 20.0], (21.0, 30.7)),  # the slowest that came back
+        ([10.0, 10.5, 11.0], [31.0], [], (12.0, 30.7)),  # nothing back: calls up
+        ([10.0, 10.5, 11.0], [12.5], [10.1, 10.6, 11.1], None),  # too short
+        ([], [], [], None),
+    ],
+    ids=["relay", "after-every-notice", "some-never-back", "none-back", "too-short", "no-call"],
+)
+def test_the_steady_window_opens_after_every_call_is_up_and_back(
+    ups: list[float], stops: list[float], backs: list[float], expected: tuple[float, float] | None
+) -> None:
+    samples = Samples(ups=ups, stops=stops)
+    window = steady_window(samples, 3, 40.0, backs)
+    assert window == (None if expected is None else pytest.approx(expected))
+
+
+def test_first_backs_come_from_the_agent_output_in_monotonic_time() -> None:
+    output = "ready\nback 21020 1700000000500000000\nnoise\nback 21021 1700000001000000000\nback x 1\n"
+    assert first_backs(output, 1_699_999_900.0) == pytest.approx([100.5, 101.0])
+
+
+def test_an_empty_evidence_database_holds_no_recording(tmp_path: Path) -> None:
+    database = tmp_path / "evidence.sqlite"
+    EvidenceStore(database).close()
+    assert read_recordings(database) == RecordingTally(recordings=0, complete=0, complete_s=0.0)
+
+
+@pytest.mark.parametrize("modes", ["", "direct,bogus", "relay,,recorded,x"])
+def test_unknown_modes_are_refused(modes: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        call_load.main(["--modes", modes])
+    assert exit_info.value.code == 2
+    assert "modes are a comma-separated subset of direct,relay,recorded" in capsys.readouterr().err
+
+
+SMOKE_CALLS = 3
+SMOKE_HOLD_S = 4  # the recorded run's window opens about 1.5 s after the last call is up
+
+
 @pytest.mark.e2e
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(150)
 @pytest.mark.skipif(shutil.which("sipp") is None, reason="SIPp is not installed")
-def test_three_calls_through_callherald_and_direct(capsys: pytest.CaptureFixture[str]) -> None:
-    assert call_load.main(["--calls", "3", "--hold-s", "2", "--json"]) == 0
+def test_three_calls_direct_relayed_and_recorded(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--calls", str(SMOKE_CALLS), "--hold-s", str(SMOKE_HOLD_S), "--json"]
+    assert call_load.main(argv) == 0
     document = json.loads(capsys.readouterr().out)
+    assert document["modes"] == ["direct", "relay", "recorded"]
     [row] = document["results"]
-    assert row["calls"] == 3
-    for path in ("direct", "callherald"):
+    assert row["calls"] == SMOKE_CALLS
+    for path in call_load.MODES:
         run = row[path]
-        assert run["error"] is None
-        assert (run["successful_calls"], run["failed_calls"]) == (3, 0)
-        assert isinstance(run["loss_pct"], float)
+        assert run["error"] is None, run["error"]
+        assert (run["successful_calls"], run["failed_calls"]) == (SMOKE_CALLS, 0)
+        for figure in ("loss_pct", "run_loss_pct", "jitter_ms", "rtt_p50_ms", "window_s"):
+            assert isinstance(run[figure], float), (path, figure, run[figure])
         assert 0.0 <= run["loss_pct"] <= 100.0
-        assert run["rtp"]["calls_streamed"] == 3
-        assert run["rtp"]["packets_sent"] >= 3 * 50
-    through = row["callherald"]
-    assert through["callherald_calls_started"] == 3
-    assert through["callherald_end_reasons"] == {"bye-from-a": 3}
-    assert isinstance(row["comparison"]["loss_pct"], float)
+        assert run["rtp"]["calls_streamed"] == SMOKE_CALLS
+        assert run["rtp"]["calls_back"] == SMOKE_CALLS
+        assert run["rtp"]["window"]["calls"] == SMOKE_CALLS
+        assert run["rtp"]["packets_sent"] >= SMOKE_CALLS * 50
+    for path in call_load.THROUGH_CALLHERALD:
+        run = row[path]
+        assert run["callherald_calls_started"] == SMOKE_CALLS
+        assert run["callherald_end_reasons"] == {"bye-from-a": SMOKE_CALLS}
+        assert run["callherald_log_problems"] == []
+        for figure in ("callherald_cpu_pct", "callherald_cpu_per_call_pct", "rss_per_call_kib"):
+            assert isinstance(run[figure], float), (path, figure, run[figure])
+        assert isinstance(row["against_direct"][path]["loss_pct"], float)
+    recorded = row["recorded"]
+    # The notice and the beep kept each call's first packets from coming back.
+    assert recorded["rtp"]["packets_before_first_back"] >= SMOKE_CALLS * round(call_load.NOTICE_S / 0.02)
+    assert recorded["recordings"] == recorded["recordings_complete"] == SMOKE_CALLS
+    assert 0 < recorded["recorded_s"] <= SMOKE_CALLS * (SMOKE_HOLD_S + 1)
+    assert row["relay"]["recordings"] is None
+    cost = row["recording_cost"]
+    assert (cost["recordings_complete"], cost["calls_answered"]) == (SMOKE_CALLS, SMOKE_CALLS)
+    assert isinstance(cost["rss_per_call_ratio"], float | None)
+    if row["relay"]["callherald_cpu_per_call_pct"] > 0:
+        assert isinstance(cost["cpu_per_call_ratio"], float)
+        assert isinstance(cost["cpu_target_met"], bool)
+    assert document["target"]["recording_cpu_per_call_ratio_below"] == call_load.TARGET_RECORDING_CPU_RATIO
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(shutil.which("sipp") is None, reason="SIPp is not installed")
+def test_modes_pick_the_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert call_load.main(["--calls", "2", "--hold-s", "3", "--modes", "recorded", "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)["results"]
+    assert "direct" not in row
+    assert "relay" not in row
+    assert row["recorded"]["recordings_complete"] == 2
+    assert row["against_direct"] == {}
+    assert row["recording_cost"] is None

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+from G722 import G722
 
 from proxy.rtp.g711 import SAMPLE_RATE_HZ, ulaw_encode
 from storage.keys import load_private_key
@@ -207,3 +208,60 @@ def test_kill_9_during_a_call_keeps_every_sealed_second(tmp_path: Path) -> None:
     peak, _ = dominant_hz(audio[:, 0])
     assert abs(peak - OUTSIDE_HZ) < 5
     assert any(event.kind is TimelineKind.CALL_END for event in timeline)
+
+
+def g722_tone(frequency_hz: float, count: int, amplitude: float = 8000.0) -> list[bytes]:
+    """A continuous 16 kHz sine as ``count`` 20 ms G.722 payloads (160 bytes each)."""
+    encoder = G722(16000, 64000)
+    samples = np.arange(count * 320)
+    pcm = np.round(amplitude * np.sin(2 * np.pi * frequency_hz * samples / 16000)).astype(np.int16)
+    encoded = bytes(encoder.encode(pcm))
+    return [encoded[i * 160 : (i + 1) * 160] for i in range(count)]
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+def test_a_g722_call_is_recorded_wideband(tmp_path: Path) -> None:
+    write_prompt_wavs(tmp_path)
+    caller_sdp, callee_sdp = tmp_path / "caller.sdp", tmp_path / "callee.sdp"
+    with (
+        running_callherald(tmp_path, policies=policy_yaml()) as proxy,
+        MediaPeer(
+            "caller", ssrc=0x11110001, payloads=g722_tone(OUTSIDE_HZ, TONE_PACKETS), payload_type=9
+        ) as caller,
+        MediaPeer(
+            "callee", ssrc=0x22220002, payloads=g722_tone(PBX_HZ, TONE_PACKETS), payload_type=9
+        ) as callee,
+    ):
+        caller.start(caller_sdp)
+        callee.start(callee_sdp)
+        uac, uas = place_call(
+            proxy,
+            Direction.INBOUND,
+            tmp_path,
+            caller="recording_uac_g722.xml",
+            callee="recording_uas_g722.xml",
+            pause_ms=CALL_MS,
+            caller_keys={"rtp_port": caller.port, "portfile": caller_sdp},
+            callee_keys={"rtp_port": callee.port, "portfile": callee_sdp},
+        )
+        caller.stop()
+        callee.stop()
+        assert_ok(proxy, uac, uas)
+    data_dir = proxy.data_dir
+    with EvidenceStore(data_dir / "evidence.sqlite") as store:
+        (record,) = store.recordings_list()
+        audio = decrypt(data_dir, record, store)
+        passphrase = (data_dir / "keys" / "development.passphrase").read_text().strip()
+        reader = SegmentReader(
+            data_dir / "recordings" / record.file_name,
+            private_key=load_private_key(data_dir / "keys" / "development.key", passphrase),
+            key_store=SqliteKeyStore(store),
+        )
+        assert reader.audio_format.sample_rate_hz == 16000
+    assert record.duration_ms is not None
+    assert abs(len(audio) / 16000 * 1000 - record.duration_ms) < 1
+    for column, expected_hz in ((0, OUTSIDE_HZ), (1, PBX_HZ)):
+        spectrum = np.abs(np.fft.rfft(audio[:, column].astype(np.float64))) ** 2
+        freqs = np.fft.rfftfreq(len(audio), 1 / 16000)
+        assert abs(float(freqs[int(spectrum.argmax())]) - expected_hz) < 5, column

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import pytest
+from G722 import G722
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -90,9 +91,9 @@ def interleave(a: list[Pkt], b: list[Pkt]) -> list[Pkt]:
     return [p for pair in zip(a, b, strict=True) for p in pair]
 
 
-def peak_hz(signal: npt.NDArray[np.int16]) -> float:
+def peak_hz(signal: npt.NDArray[np.int16], rate: int = RATE) -> float:
     spectrum = np.abs(np.fft.rfft(signal.astype(np.float64)))
-    return float(np.argmax(spectrum) * RATE / len(signal))
+    return float(np.argmax(spectrum) * rate / len(signal))
 
 
 # -- stereo content and length --------------------------------------------------------------
@@ -161,45 +162,43 @@ def expected_left(present: set[int]) -> npt.NDArray[np.int16]:
 ALL = list(range(12))
 
 
+REASSEMBLY_CASES = [
+    pytest.param(ALL, set(ALL), stats(packets_in=12), id="in-order"),
+    pytest.param([0, 1, 3, 2, *ALL[4:]], set(ALL), stats(packets_in=12), id="swap-adjacent"),
+    pytest.param([0, 2, 3, 1, *ALL[4:]], set(ALL), stats(packets_in=12), id="two-late-within-window"),
+    pytest.param([0, 2, 3, 4, 1, *ALL[5:]], set(ALL), stats(packets_in=12), id="three-late-edge-of-window"),
+    pytest.param(
+        [0, 2, 3, 4, 5, 1, *ALL[6:]],
+        set(ALL) - {1},
+        stats(packets_in=12, late_dropped=1, gap_samples=FRAME),
+        id="four-late-dropped",
+    ),
+    pytest.param(
+        [k for k in ALL if k != 4],
+        set(ALL) - {4},
+        stats(packets_in=11, gap_samples=FRAME),
+        id="one-lost",
+    ),
+    pytest.param(
+        [0, 1, 2, 6, 7, 8, 9, 10, 11],
+        {0, 1, 2, 6, 7, 8, 9, 10, 11},
+        stats(packets_in=9, gap_samples=3 * FRAME),
+        id="three-lost",
+    ),
+    pytest.param(
+        [0, 1, 1, 2, 3, 3, 3, *ALL[4:]],
+        set(ALL),
+        stats(packets_in=15, duplicates=3),
+        id="duplicates",
+    ),
+    pytest.param(
+        [0, 2, 1, 1, *ALL[3:]], set(ALL), stats(packets_in=13, duplicates=1), id="late-then-duplicate"
+    ),
+]
+
+
 @pytest.mark.parametrize("arrival", [True, False])
-@pytest.mark.parametrize(
-    ("order", "present", "expected_stats"),
-    [
-        pytest.param(ALL, set(ALL), stats(packets_in=12), id="in-order"),
-        pytest.param([0, 1, 3, 2, *ALL[4:]], set(ALL), stats(packets_in=12), id="swap-adjacent"),
-        pytest.param([0, 2, 3, 1, *ALL[4:]], set(ALL), stats(packets_in=12), id="two-late-within-window"),
-        pytest.param(
-            [0, 2, 3, 4, 1, *ALL[5:]], set(ALL), stats(packets_in=12), id="three-late-edge-of-window"
-        ),
-        pytest.param(
-            [0, 2, 3, 4, 5, 1, *ALL[6:]],
-            set(ALL) - {1},
-            stats(packets_in=12, late_dropped=1, gap_samples=FRAME),
-            id="four-late-dropped",
-        ),
-        pytest.param(
-            [k for k in ALL if k != 4],
-            set(ALL) - {4},
-            stats(packets_in=11, gap_samples=FRAME),
-            id="one-lost",
-        ),
-        pytest.param(
-            [0, 1, 2, 6, 7, 8, 9, 10, 11],
-            {0, 1, 2, 6, 7, 8, 9, 10, 11},
-            stats(packets_in=9, gap_samples=3 * FRAME),
-            id="three-lost",
-        ),
-        pytest.param(
-            [0, 1, 1, 2, 3, 3, 3, *ALL[4:]],
-            set(ALL),
-            stats(packets_in=15, duplicates=3),
-            id="duplicates",
-        ),
-        pytest.param(
-            [0, 2, 1, 1, *ALL[3:]], set(ALL), stats(packets_in=13, duplicates=1), id="late-then-duplicate"
-        ),
-    ],
-)
+@pytest.mark.parametrize(("order", "present", "expected_stats"), REASSEMBLY_CASES)
 def test_reassembly_of_one_channel(
     order: list[int], present: set[int], expected_stats: ChannelStats, arrival: bool
 ) -> None:
@@ -511,7 +510,9 @@ def test_any_drain_chunking_and_adjacent_swaps_give_the_same_audio(cuts: list[in
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"audio_payload_types": frozenset({9})},
+        {"audio_payload_types": frozenset({18})},  # G.729 is not recorded
+        {"audio_payload_types": frozenset({0, 9, 3})},
+        {"audio_payload_types": frozenset({9}), "event_payload_type": 9},
         {"audio_payload_types": frozenset({0}), "event_payload_type": 0},
         {"event_payload_type": 128},
     ],
@@ -519,3 +520,332 @@ def test_any_drain_chunking_and_adjacent_swaps_give_the_same_audio(cuts: list[in
 def test_media_format_rejects_what_it_cannot_record(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):  # noqa: PT011
         MediaFormat(**kwargs)  # type: ignore[arg-type]
+
+
+# -- G.722: wideband recording ---------------------------------------------------------------
+
+WIDE = 16000
+G722_PT = 9
+G722_FORMAT = MediaFormat(audio_payload_types=frozenset({G722_PT}), event_payload_type=EVENT_PT)
+NOISE = np.random.default_rng(3).normal(0.0, 3000.0, 2 * len(CODES) * FRAME).round().astype(np.int16)
+
+
+def g722_encode(signal: npt.NDArray[np.int16]) -> bytes:
+    """A new stream: a fresh encoder, 16 kHz in, one byte per two samples out."""
+    return bytes(G722(WIDE, 64000).encode(signal))
+
+
+def g722_decode(codes: bytes, *, rate: int = WIDE) -> npt.NDArray[np.int16]:
+    """The direct decode the recorder must reproduce: a fresh decoder over the whole stream."""
+    return np.frombuffer(G722(rate, 64000).decode(codes), dtype=np.int16).copy()
+
+
+G722_CODES = g722_encode(NOISE)  # distinct content in every packet
+
+
+def expected_g722_left(present: set[int]) -> npt.NDArray[np.int16]:
+    # One decoder fed the packets that arrived, in timeline order; lost ones are silence.
+    decoder = G722(WIDE, 64000)
+    out = np.zeros(2 * len(CODES) * FRAME, dtype=np.int16)
+    for k in sorted(present):
+        pcm = decoder.decode(G722_CODES[k * FRAME : (k + 1) * FRAME])
+        out[2 * k * FRAME : 2 * (k + 1) * FRAME] = np.frombuffer(pcm, dtype=np.int16)
+    return out
+
+
+def sine_snr_db(signal: npt.NDArray[np.int16], freq_hz: float, rate: int) -> float:
+    # Least-squares fit of a sine at freq_hz (any phase); the rest is noise and distortion.
+    t = np.arange(len(signal)) / rate
+    basis = np.column_stack([np.sin(2 * np.pi * freq_hz * t), np.cos(2 * np.pi * freq_hz * t)])
+    x = signal.astype(np.float64)
+    fit = basis @ np.linalg.lstsq(basis, x, rcond=None)[0]
+    return float(10 * np.log10(np.sum(fit**2) / np.sum((x - fit) ** 2)))
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "rate", "rows"),
+    [
+        (PCMU, PCMU, 8000, 1),
+        (PCMU, PCMA, 8000, 1),
+        (G722_FORMAT, G722_FORMAT, 16000, 2),
+        (G722_FORMAT, PCMU, 16000, 2),
+        (PCMA, G722_FORMAT, 16000, 2),
+        (MediaFormat(audio_payload_types=frozenset({0, 9})), PCMU, 16000, 2),
+    ],
+)
+def test_output_rate_is_wideband_when_g722_is_negotiated(
+    left: MediaFormat, right: MediaFormat, rate: int, rows: int
+) -> None:
+    rec = StereoRecorder(left=left, right=right)
+    assert rec.sample_rate_hz == rate
+    assert rec.rows_per_unit == rows
+    assert rec.drain(FRAME).shape == (rows * FRAME, 2)
+    rec.set_format(Channel.LEFT, PCMU)  # a re-INVITE does not change the rate of a recording
+    assert rec.sample_rate_hz == rate
+
+
+@pytest.mark.parametrize(
+    ("left_hz", "right_hz", "seconds"),
+    [(1000.0, 440.0, 2), (440.0, 1000.0, 1), (1000.0, 2500.0, 3)],
+)
+def test_g722_tones_round_trip_at_16_khz(left_hz: float, right_hz: float, seconds: int) -> None:
+    units = seconds * RATE  # G.722 timestamps run at 8000 Hz: one unit per payload byte
+    left_codes = g722_encode(tone(left_hz, 2 * units, rate=WIDE))
+    right_codes = g722_encode(tone(right_hz, 2 * units, rate=WIDE))
+    rec = StereoRecorder(left=G722_FORMAT, right=G722_FORMAT)
+    feed_all(
+        rec,
+        interleave(
+            packetise(Channel.LEFT, left_codes, pt=G722_PT, ssrc=1),
+            packetise(Channel.RIGHT, right_codes, pt=G722_PT, ssrc=2, ts0=7, seq0=9),
+        ),
+    )
+    out = rec.drain(units)
+    assert out.shape == (2 * units, 2)
+    assert rec.drained == units
+    np.testing.assert_array_equal(out[:, 0], g722_decode(left_codes))
+    np.testing.assert_array_equal(out[:, 1], g722_decode(right_codes))
+    assert peak_hz(out[:, 0], WIDE) == left_hz
+    assert peak_hz(out[:, 1], WIDE) == right_hz
+    settled = slice(WIDE // 10, None)  # past the ADPCM's adaptation
+    assert sine_snr_db(out[settled, 0], left_hz, WIDE) > 35.0
+    assert sine_snr_db(out[settled, 1], right_hz, WIDE) > 35.0
+    assert rec.stats(Channel.LEFT) == stats(packets_in=units // FRAME)
+    assert len(rec.drain_bytes(units + FRAME)) == 2 * FRAME * 4  # s16le stereo: 4 bytes a row
+
+
+def one_g722_channel(order: list[int], *, arrival: bool) -> tuple[StereoRecorder, npt.NDArray[np.int16]]:
+    packets = packetise(Channel.LEFT, G722_CODES, pt=G722_PT)
+    rec = StereoRecorder(left=G722_FORMAT, right=G722_FORMAT)
+    for i, k in enumerate(order):
+        p = packets[k]
+        rec.feed(p.channel, p.pt, p.seq, p.ts, p.ssrc, p.payload, i * FRAME if arrival else None)
+    out = rec.drain(len(CODES) * FRAME)
+    assert out.shape == (2 * len(CODES) * FRAME, 2)
+    return rec, out[:, 0]
+
+
+@pytest.mark.parametrize("arrival", [True, False])
+@pytest.mark.parametrize(("order", "present", "expected_stats"), REASSEMBLY_CASES)
+def test_g722_reassembly_decodes_in_timeline_order(
+    order: list[int], present: set[int], expected_stats: ChannelStats, arrival: bool
+) -> None:
+    # Loss leaves two rows of silence per unit and the decoder's state carries on over the gap.
+    rec, left = one_g722_channel(order, arrival=arrival)
+    np.testing.assert_array_equal(left, expected_g722_left(present))
+    assert rec.stats(Channel.LEFT) == expected_stats
+
+
+@pytest.mark.parametrize("arrival", [True, False])
+@pytest.mark.parametrize(("seq1", "ts1"), [(5000, 777_777), (3, 2**32 - 100), (1005, 50_800)])
+@pytest.mark.parametrize("cuts", [[], [3 * FRAME, 5 * FRAME + 80], [5 * FRAME], [6 * FRAME]])
+def test_g722_ssrc_change_resets_the_decoder(arrival: bool, seq1: int, ts1: int, cuts: list[int]) -> None:
+    first_codes = g722_encode(NOISE[: 2 * 5 * FRAME])
+    second_codes = g722_encode(NOISE[2 * 5 * FRAME :])  # a new stream: its encoder starts afresh
+    first = packetise(Channel.LEFT, first_codes, pt=G722_PT, ssrc=0xA)
+    second = packetise(
+        Channel.LEFT,
+        second_codes,
+        pt=G722_PT,
+        ssrc=0xB,
+        seq0=seq1,
+        ts0=ts1,
+        arrival0=5 * FRAME if arrival else None,
+    )
+    rec = StereoRecorder(left=G722_FORMAT, right=G722_FORMAT)
+    feed_all(rec, first + second)
+    out = np.concatenate([*(rec.drain(c) for c in cuts), rec.drain(len(CODES) * FRAME)])
+    expected = np.concatenate([g722_decode(first_codes), g722_decode(second_codes)])
+    np.testing.assert_array_equal(out[:, 0], expected)
+    # Without the reset the second stream would decode differently.
+    continued = np.frombuffer(G722(WIDE, 64000).decode(first_codes + second_codes), dtype=np.int16)
+    assert not np.array_equal(continued, expected)
+    assert rec.stats(Channel.LEFT) == stats(packets_in=12, reanchors=1, ssrc_changes=1)
+
+
+@pytest.mark.parametrize(
+    ("streams", "segments"),
+    [
+        pytest.param(
+            [(5, 0), (5, 5 * FRAME + 100)],
+            [(0, 5 * FRAME, 0), (1, 5 * FRAME, 5 * FRAME)],
+            id="within-drift-limit-continues",
+        ),
+        pytest.param(
+            [(5, 0), (5, 2 * FRAME)],
+            [(0, 2 * FRAME, 0), (1, 5 * FRAME, 2 * FRAME)],
+            id="far-behind-replaces-the-tail",
+        ),
+        pytest.param(
+            [(5, 0), (5, 9 * FRAME)],
+            [(0, 5 * FRAME, 0), (1, 5 * FRAME, 9 * FRAME)],
+            id="far-ahead-leaves-silence",
+        ),
+        pytest.param(
+            [(5, 0), (2, 5 * FRAME), (5, 3 * FRAME)],
+            [(0, 3 * FRAME, 0), (2, 5 * FRAME, 3 * FRAME)],
+            id="third-far-behind-replaces-the-second",
+        ),
+    ],
+)
+@pytest.mark.parametrize("cuts", [[], [2 * FRAME + 1, 4 * FRAME], [7 * FRAME]])
+def test_g722_new_ssrc_anchored_by_arrival_decodes_each_stream_from_reset(
+    streams: list[tuple[int, int]], segments: list[tuple[int, int, int]], cuts: list[int]
+) -> None:
+    # streams: (packets, first arrival) per SSRC, fed in turn; segments: (stream, units, position)
+    # of what survives, each stream decoded by a fresh decoder from its first byte.
+    codes: list[bytes] = []
+    packets: list[Pkt] = []
+    for k, (count, arrival0) in enumerate(streams):
+        offset = 2 * FRAME * sum(c for c, _ in streams[:k])
+        codes.append(g722_encode(NOISE[offset : offset + 2 * count * FRAME]))
+        packets += packetise(
+            Channel.LEFT, codes[k], pt=G722_PT, ssrc=0xA + k, seq0=100 * k, ts0=10_000 * k, arrival0=arrival0
+        )
+    rec = StereoRecorder(left=G722_FORMAT, right=G722_FORMAT)
+    feed_all(rec, packets)
+    units = 16 * FRAME
+    out = np.concatenate([*(rec.drain(c) for c in cuts), rec.drain(units)])
+    expected = np.zeros(2 * units, dtype=np.int16)
+    for stream, length, at in segments:
+        expected[2 * at : 2 * (at + length)] = g722_decode(codes[stream])[: 2 * length]
+    np.testing.assert_array_equal(out[:, 0], expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    cuts=st.lists(st.integers(min_value=1, max_value=12 * FRAME), max_size=6),
+    swaps=st.lists(st.integers(min_value=0, max_value=10), max_size=4),
+    lost=st.sets(st.integers(min_value=1, max_value=11), max_size=3),
+)
+def test_g722_any_drain_chunking_gives_the_same_audio(
+    cuts: list[int], swaps: list[int], lost: set[int]
+) -> None:
+    order = list(ALL)
+    swapped: set[int] = set()
+    for i in swaps:
+        if {i, i + 1} & swapped:
+            continue  # chained swaps would carry a packet beyond the reorder window (3 packets)
+        swapped |= {i, i + 1}
+        order[i], order[i + 1] = order[i + 1], order[i]
+    packets = packetise(Channel.LEFT, G722_CODES, pt=G722_PT)
+    rec = StereoRecorder(left=G722_FORMAT, right=G722_FORMAT)
+    feed_all(rec, [packets[k] for k in order if k not in lost])
+    parts = [rec.drain(c) for c in sorted(cuts)] + [rec.drain(12 * FRAME)]
+    out = np.concatenate(parts)
+    assert out.shape == (2 * 12 * FRAME, 2)
+    np.testing.assert_array_equal(out[:, 0], expected_g722_left(set(ALL) - lost))
+
+
+def test_g711_in_a_wideband_recording_is_repeated_to_16_khz() -> None:
+    # One leg on G.722, the other on PCMU (e.g. after a re-INVITE): both are recorded at 16 kHz.
+    units = RATE
+    wide_codes = g722_encode(tone(1000.0, 2 * units, rate=WIDE))
+    narrow = tone(440.0, units)
+    rec = StereoRecorder(left=G722_FORMAT, right=PCMU)
+    feed_all(
+        rec,
+        interleave(
+            packetise(Channel.LEFT, wide_codes, pt=G722_PT, ssrc=1),
+            packetise(Channel.RIGHT, ulaw_encode(narrow), ssrc=2),
+        ),
+    )
+    out = rec.drain(units)
+    np.testing.assert_array_equal(out[:, 0], g722_decode(wide_codes))
+    np.testing.assert_array_equal(out[:, 1], np.repeat(ulaw_decode(ulaw_encode(narrow)), 2))
+    assert peak_hz(out[:, 1], WIDE) == 440.0
+
+
+def test_g722_in_a_narrowband_recording_keeps_its_lower_band() -> None:
+    # The call began on PCMU (8 kHz recording); a re-INVITE moved the left leg to G.722.
+    units = RATE
+    codes = g722_encode(tone(1000.0, 2 * units, rate=WIDE))
+    rec = StereoRecorder(left=PCMU, right=PCMU)
+    rec.set_format(Channel.LEFT, G722_FORMAT)
+    feed_all(rec, packetise(Channel.LEFT, codes, pt=G722_PT, ssrc=1))
+    out = rec.drain(units)
+    assert out.shape == (units, 2)
+    np.testing.assert_array_equal(out[:, 0], g722_decode(codes, rate=RATE))
+    assert peak_hz(out[:, 0]) == 1000.0
+    assert sine_snr_db(out[RATE // 10 :, 0], 1000.0, RATE) > 30.0
+
+
+def g722_reference(units: int, start_at: int) -> tuple[list[Pkt], npt.NDArray[np.int16]]:
+    # Nothing before start_at is decoded either: the decoder starts cold there (and adapts).
+    left = g722_encode(tone(1000.0, 2 * units, rate=WIDE))
+    right = g722_encode(tone(440.0, 2 * units, rate=WIDE))
+    packets = interleave(
+        packetise(Channel.LEFT, left, pt=G722_PT, ssrc=1),
+        packetise(Channel.RIGHT, right, pt=G722_PT, ssrc=2),
+    )
+    return packets, np.column_stack([g722_decode(left[start_at:]), g722_decode(right[start_at:])])
+
+
+@pytest.mark.parametrize(
+    ("start_at", "pause", "mask", "silent_left", "silent_right"),
+    [
+        pytest.param(0, (8123, 9077), None, [(8123, 9077)], [(8123, 9077)], id="pause"),
+        pytest.param(0, None, (1000, 1411, True, False), [(1000, 1411)], [], id="mask-left"),
+        pytest.param(0, None, (7990, 8010, True, True), [(7990, 8010)], [(7990, 8010)], id="mask-both"),
+        pytest.param(4100, None, None, [], [], id="start-gate"),
+        pytest.param(
+            4100,
+            (5000, 6000),
+            (100, 4200, False, True),
+            [(5000, 6000)],
+            [(4100, 4200), (5000, 6000)],
+            id="gate-pause-and-mask",
+        ),
+    ],
+)
+def test_g722_gate_pause_and_mask_are_in_units(
+    start_at: int,
+    pause: tuple[int, int] | None,
+    mask: tuple[int, int, bool, bool] | None,
+    silent_left: list[tuple[int, int]],
+    silent_right: list[tuple[int, int]],
+) -> None:
+    units = 2 * RATE
+    packets, expected = g722_reference(units, start_at)
+    rec = StereoRecorder(left=G722_FORMAT, right=G722_FORMAT, start_at=start_at)
+    feed_all(rec, packets)
+    if mask is not None:
+        rec.mask(mask[0], mask[1], left=mask[2], right=mask[3])
+    parts = []
+    for step in (RATE, units):
+        if pause is not None and rec.drained <= pause[0] < step:
+            rec.pause("hold", at=pause[0])
+        if pause is not None and rec.drained <= pause[1] < step:
+            rec.resume(at=pause[1])
+        parts.append(rec.drain(step))
+    out = np.concatenate(parts)
+    for column, spans in ((0, silent_left), (1, silent_right)):
+        for lo, hi in spans:  # units: two rows each
+            expected[2 * (lo - start_at) : 2 * (hi - start_at), column] = 0
+    assert out.shape == (2 * (units - start_at), 2)
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("mask_events", [False, True])
+def test_g722_telephone_events_are_excluded_and_optionally_masked(mask_events: bool) -> None:
+    audio = packetise(Channel.LEFT, G722_CODES, pt=G722_PT, ssrc=7)
+    events = [
+        Pkt(
+            Channel.LEFT,
+            EVENT_PT,
+            3000 + i,
+            audio[3].ts,
+            7,
+            bytes([5, 0x0A]) + (FRAME * (i + 1)).to_bytes(2, "big"),
+            None,
+        )
+        for i in range(3)
+    ]
+    rec = StereoRecorder(left=G722_FORMAT, right=G722_FORMAT, mask_telephone_events=mask_events)
+    feed_all(rec, [*audio[:4], events[0], audio[4], events[1], audio[5], events[2], *audio[6:]])
+    left = rec.drain(len(CODES) * FRAME)[:, 0]
+    expected = expected_g722_left(set(ALL))
+    if mask_events:
+        expected[2 * 3 * FRAME : 2 * 6 * FRAME] = 0
+    np.testing.assert_array_equal(left, expected)
+    assert rec.stats(Channel.LEFT) == stats(packets_in=15, event_packets=3)

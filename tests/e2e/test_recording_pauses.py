@@ -1,0 +1,272 @@
+"""Recording pauses end to end: by the operator (``callherald calls pause`` / ``resume`` through the
+control socket), by hold (re-INVITE ``a=sendonly``, RFC 3264 §8.4) and by the PCI pause code keyed
+by SIP INFO (``application/dtmf-relay``), each on a real recorded call through ``callherald serve``.
+
+The outside party sends a continuous 1000 Hz tone and the PBX side 440 Hz, without a break. The
+decrypted recording must hold exactly one stretch of digital silence on both channels, as long as
+the pause the evidence record gives (with its reason), where the evidence puts it, and the tones
+everywhere else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from proxy.rtp.g711 import SAMPLE_RATE_HZ
+from storage.records import EvidenceStore, RecordingRecord, RecordingState, TimelineEvent, TimelineKind
+from tests.e2e.announce_support import evidence_records, policy_yaml, write_prompt_wavs
+from tests.e2e.harness import CallheraldProcess, running_callherald, sipp_available
+from tests.e2e.media_peer import MediaPeer
+from tests.e2e.test_recording_calls import OUTSIDE_HZ, PBX_HZ, decrypt, dominant_hz, pure_tone
+from tests.e2e.test_sipp_calls import Direction, SippRun, assert_ok, sipp_keys, start_callee, start_caller
+
+pytestmark = pytest.mark.e2e
+requires_sipp = pytest.mark.skipif(not sipp_available(), reason="SIPp (sip-tester) is not installed")
+
+CALLHERALD = Path(sys.executable).with_name("callherald")
+TONE_PACKETS = 500  # 10 s: longer than any call here
+PAUSE_AT_MS = 3500  # after the ACK: the notice (0.8 s) and the question window (0.4 s + 1 s) are over
+PAUSE_FOR_MS = 1500
+AFTER_MS = 2500  # recorded again before the caller hangs up
+API_PAUSE_S = 1.0
+WINDOW = SAMPLE_RATE_HZ // 10  # 100 ms windows for "tone everywhere else"
+EDGE = SAMPLE_RATE_HZ // 10  # 100 ms left out around the pause and at both ends (jitter, ramps)
+STRAY_SILENCE = SAMPLE_RATE_HZ // 25  # 40 ms: a zero stretch this long that is no pause is a fault
+PLACE_TOLERANCE_S = 0.1  # where the silence lies against the evidence's times
+LENGTH_TOLERANCE_S = 0.05  # how long the silence is against the evidence's pause
+INBOUND = Direction.INBOUND
+
+
+def pci_policy_yaml() -> str:
+    """The test policy of ``policy_yaml`` with the PCI pause code ``#9`` (no withdrawal digit in it)."""
+    text = policy_yaml()
+    marker = '    withdrawal_digit: "*"\n'
+    assert marker in text
+    return text.replace(marker, marker + '    pci_pause_code: "#9"\n')
+
+
+def run_cli(proxy: CallheraldProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(CALLHERALD), "calls", *args, "--config", str(proxy.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedCall:
+    """What one call left behind: the recording's record, its decrypted audio, the call's timeline."""
+
+    record: RecordingRecord
+    audio: npt.NDArray[np.int16]
+    timeline: list[TimelineEvent]
+    log: str
+
+
+def recorded_call(
+    tmp_path: Path,
+    *,
+    caller: str,
+    callee: str,
+    caller_set: dict[str, int] | None = None,
+    pause_ms: int,
+    policies: str | None = None,
+    while_recording: Callable[[CallheraldProcess, str], None] | None = None,
+) -> RecordedCall:
+    """One inbound call from ``caller`` to ``callee`` (SIPp scenarios) through ``callherald serve``
+    with tones from both parties; ``while_recording(proxy, call_ref)`` runs once recording started."""
+    write_prompt_wavs(tmp_path)
+    _, outside_payloads = pure_tone(OUTSIDE_HZ, TONE_PACKETS)
+    _, pbx_payloads = pure_tone(PBX_HZ, TONE_PACKETS)
+    caller_sdp, callee_sdp = tmp_path / "caller.sdp", tmp_path / "callee.sdp"
+    sets = [arg for name, value in (caller_set or {}).items() for arg in ("-set", name, str(value))]
+    with (
+        running_callherald(tmp_path, policies=policies or policy_yaml()) as proxy,
+        MediaPeer("caller", ssrc=0x11110001, payloads=outside_payloads) as caller_media,
+        MediaPeer("callee", ssrc=0x22220002, payloads=pbx_payloads) as callee_media,
+    ):
+        caller_media.start(caller_sdp)
+        callee_media.start(callee_sdp)
+        uac_keys = sipp_keys(
+            rtp_port=caller_media.port, portfile=caller_sdp, resultfile=tmp_path / "caller.txt"
+        )
+        uas_keys = sipp_keys(
+            rtp_port=callee_media.port, portfile=callee_sdp, resultfile=tmp_path / "callee.txt"
+        )
+        runs: list[SippRun] = []
+        with (
+            start_callee(callee, INBOUND.callee_port(proxy), tmp_path, uas_keys, pause_ms=pause_ms) as uas,
+            start_caller(
+                caller,
+                INBOUND.caller_target(proxy),
+                tmp_path,
+                [*uac_keys, *sets],
+                number=INBOUND.number,
+                pause_ms=pause_ms,
+            ) as uac,
+        ):
+            assert proxy.wait_for_log('"event": "recording_started"', timeout_s=15), proxy.log_text()[-3000:]
+            if while_recording is not None:
+                started = [r for r in evidence_records(proxy.log_text()) if r["event"] == "recording_started"]
+                while_recording(proxy, str(started[0]["call"]))
+            runs = [uac.finish(timeout_s=20), uas.finish(timeout_s=5)]
+        caller_media.stop()
+        callee_media.stop()
+        assert_ok(proxy, *runs)
+    data_dir = proxy.data_dir
+    with EvidenceStore(data_dir / "evidence.sqlite") as store:
+        (record,) = store.recordings_list()
+        assert record.state is RecordingState.COMPLETE
+        audio = decrypt(data_dir, record, store)
+        timeline = store.call_timeline(record.call_id)
+    return RecordedCall(record=record, audio=audio, timeline=timeline, log=proxy.log_text())
+
+
+def silent_runs(audio: npt.NDArray[np.int16], min_samples: int) -> list[tuple[int, int]]:
+    """The [start, end) sample ranges of at least ``min_samples`` where both channels are 0."""
+    silent = np.concatenate(([False], (audio == 0).all(axis=1), [False])).astype(np.int8)
+    edges = np.flatnonzero(np.diff(silent))
+    starts, ends = edges[::2], edges[1::2]
+    return [(int(s), int(e)) for s, e in zip(starts, ends, strict=True) if e - s >= min_samples]
+
+
+def _offset_s(at: dt.datetime, origin: dt.datetime) -> float:
+    return (at - origin).total_seconds()
+
+
+def assert_one_pause(call: RecordedCall, reason: str) -> float:
+    """Exactly one pause, for ``reason``: digital silence on both channels where and as long as the
+    evidence says, the tones everywhere else. Returns the pause's length in seconds."""
+    pauses = [e for e in call.timeline if e.kind in (TimelineKind.PAUSE_START, TimelineKind.PAUSE_END)]
+    assert [(e.kind, e.detail["reason"]) for e in pauses] == [
+        (TimelineKind.PAUSE_START, reason),
+        (TimelineKind.PAUSE_END, reason),
+    ], call.timeline
+    first_frame = call.record.first_frame_at
+    pause_from_s = _offset_s(pauses[0].at, first_frame)
+    pause_to_s = _offset_s(pauses[1].at, first_frame)
+    # One stretch of silence, where the evidence puts the pause and as long as it.
+    runs = silent_runs(call.audio, STRAY_SILENCE)
+    assert len(runs) == 1, (runs, pause_from_s, pause_to_s)
+    ((start, end),) = runs
+    assert abs(start / SAMPLE_RATE_HZ - pause_from_s) < PLACE_TOLERANCE_S, (start, pause_from_s)
+    assert abs(end / SAMPLE_RATE_HZ - pause_to_s) < PLACE_TOLERANCE_S, (end, pause_to_s)
+    assert abs((end - start) / SAMPLE_RATE_HZ - (pause_to_s - pause_from_s)) < LENGTH_TOLERANCE_S
+    # The tones before and after it, in every 100 ms window, on both channels.
+    audible = [(EDGE, start - EDGE), (end + EDGE, len(call.audio) - EDGE)]
+    assert all(stop - begin >= 5 * WINDOW for begin, stop in audible), (audible, len(call.audio))
+    for begin, stop in audible:
+        for window in range(begin, stop - WINDOW + 1, WINDOW):
+            for column, expected_hz in ((0, OUTSIDE_HZ), (1, PBX_HZ)):
+                peak, share = dominant_hz(call.audio[window : window + WINDOW, column])
+                assert abs(peak - expected_hz) <= 10, (column, window, peak)
+                assert share > 0.9, (column, window, share)
+    return (end - start) / SAMPLE_RATE_HZ
+
+
+@requires_sipp
+@pytest.mark.timeout(90)
+def test_the_operator_pauses_and_resumes_a_recording_with_the_calls_commands(tmp_path: Path) -> None:
+    moments: dict[str, float] = {}
+    listed: dict[str, object] = {}
+
+    def pause_and_resume(proxy: CallheraldProcess, call_ref: str) -> None:
+        time.sleep(1.0)
+        moments["before_pause"] = time.monotonic()
+        paused = run_cli(proxy, "pause", call_ref)
+        moments["after_pause"] = time.monotonic()
+        assert paused.returncode == 0, paused.stderr
+        assert f"call {call_ref}: recording paused" in paused.stdout
+        while_paused = run_cli(proxy, "list", "--json")
+        time.sleep(max(0.0, API_PAUSE_S - (time.monotonic() - moments["after_pause"])))
+        moments["before_resume"] = time.monotonic()
+        resumed = run_cli(proxy, "resume", call_ref)
+        moments["after_resume"] = time.monotonic()
+        assert resumed.returncode == 0, resumed.stderr
+        listed["paused"] = json.loads(while_paused.stdout)
+        listed["resumed"] = json.loads(run_cli(proxy, "list", "--json").stdout)
+        unknown = run_cli(proxy, "pause", "no-such-call")
+        assert unknown.returncode == 1
+        assert "no such call: no-such-call" in unknown.stderr
+
+    call = recorded_call(
+        tmp_path,
+        caller="uac_call.xml",
+        callee="uas_call.xml",
+        pause_ms=PAUSE_AT_MS + 2 * PAUSE_FOR_MS + AFTER_MS,
+        while_recording=pause_and_resume,
+    )
+    ref = call.record.call_id
+    assert listed["paused"] == [{"call": ref, "direction": "inbound", "recording": True, "paused": ["api"]}]
+    assert listed["resumed"] == [{"call": ref, "direction": "inbound", "recording": True, "paused": []}]
+    length_s = assert_one_pause(call, "api")
+    shortest = moments["before_resume"] - moments["after_pause"]
+    longest = moments["after_resume"] - moments["before_pause"]
+    assert shortest - LENGTH_TOLERANCE_S <= length_s <= longest + LENGTH_TOLERANCE_S, (
+        shortest,
+        length_s,
+        longest,
+    )
+    assert f"control socket at {tmp_path / 'data' / 'control.sock'}" in call.log
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+def test_the_control_socket_goes_with_callherald(tmp_path: Path) -> None:
+    socket_file = tmp_path / "data" / "control.sock"
+    with running_callherald(tmp_path) as proxy:
+        assert socket_file.is_socket()
+        assert socket_file.stat().st_mode & 0o777 == 0o600
+        listing = run_cli(proxy, "list")
+        assert (listing.returncode, listing.stdout.strip()) == (0, "no calls"), listing.stderr
+    assert not socket_file.exists()
+    gone = run_cli(proxy, "list")
+    assert gone.returncode == 1
+    assert f"callherald is not running (no control socket at {socket_file})" in gone.stderr
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+def test_hold_writes_silence_until_the_call_is_taken_off_hold(tmp_path: Path) -> None:
+    call = recorded_call(
+        tmp_path,
+        caller="recording_uac_hold.xml",
+        callee="recording_uas_hold.xml",
+        caller_set={"hold_at_ms": PAUSE_AT_MS, "hold_for_ms": PAUSE_FOR_MS},
+        pause_ms=AFTER_MS,
+    )
+    length_s = assert_one_pause(call, "hold")
+    # The hold and its end reached the PBX as such (the scenarios wrote what they matched).
+    assert (tmp_path / "caller.txt").read_text().strip() == "a=recvonly|"
+    assert (tmp_path / "callee.txt").read_text().strip() == "a=sendonly|"
+    assert PAUSE_FOR_MS / 1000 - LENGTH_TOLERANCE_S <= length_s <= PAUSE_FOR_MS / 1000 + 0.3
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+def test_the_pci_code_keyed_by_sip_info_pauses_and_resumes(tmp_path: Path) -> None:
+    call = recorded_call(
+        tmp_path,
+        caller="recording_uac_pci_info.xml",
+        callee="recording_uas_info.xml",
+        caller_set={"pci_at_ms": PAUSE_AT_MS, "pci_for_ms": PAUSE_FOR_MS},
+        pause_ms=AFTER_MS,
+        policies=pci_policy_yaml(),
+    )
+    length_s = assert_one_pause(call, "pci")
+    assert PAUSE_FOR_MS / 1000 - LENGTH_TOLERANCE_S <= length_s <= PAUSE_FOR_MS / 1000 + 0.3
+    # The keys went on to the PBX too (callherald relays INFO after the bridge).
+    assert (tmp_path / "callee.txt").read_text().strip() == "Signal=#|Signal=9|Signal=#|Signal=9"
