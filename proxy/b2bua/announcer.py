@@ -47,7 +47,10 @@ from proxy.b2bua.effects import (
 )
 from proxy.b2bua.policy import CallPolicy
 
-__all__ = ["AnnouncerStage", "CallAnnouncer"]
+__all__ = ["NOTICE_LEAD_IN_MS", "AnnouncerStage", "CallAnnouncer"]
+
+NOTICE_LEAD_IN_MS = 100
+"""Silence before the notice, so a party whose media starts a little late still hears it whole."""
 
 
 class AnnouncerStage(Enum):
@@ -307,6 +310,7 @@ class CallAnnouncer:
         assert media is not None
         for output in outputs:
             if isinstance(output, consent.PlayPrompt):
+                lead_in = NOTICE_LEAD_IN_MS if output.prompt_id == self.policy.notice_prompt_id else 0
                 out.append(
                     PlayPrompt(
                         call_ref=self.call_ref,
@@ -314,6 +318,7 @@ class CallAnnouncer:
                         prompt_id=output.prompt_id,
                         language=output.language,
                         media=media,
+                        lead_in_ms=lead_in,
                     )
                 )
                 if (
@@ -329,6 +334,7 @@ class CallAnnouncer:
                             language=output.language,
                             media=self.agent_media,
                             report=False,
+                            lead_in_ms=lead_in,
                         )
                     )
             elif isinstance(output, consent.StopPrompt):

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import pytest
 
+from proxy.b2bua.announcer import NOTICE_LEAD_IN_MS
 from proxy.b2bua.consent import (
     AnnouncementEnded,
     AnnouncementStarted,
@@ -439,7 +440,14 @@ def test_inbound_caller_is_answered_at_once_and_hears_the_notice() -> None:
     assert announcing(effects) == [
         BridgeMedia(call_ref=ref, bridged=False),
         ListenForDigits(call_ref=ref, leg=MediaLeg.A, media=PCMU),
-        PlayPrompt(call_ref=ref, leg=MediaLeg.A, prompt_id="notice", language="de", media=PCMU),
+        PlayPrompt(
+            call_ref=ref,
+            leg=MediaLeg.A,
+            prompt_id="notice",
+            language="de",
+            media=PCMU,
+            lead_in_ms=NOTICE_LEAD_IN_MS,
+        ),
         Evidence(
             call_ref=ref, leg=MediaLeg.A, event=AnnouncementStarted(prompt_id="notice", language="de", at=T0)
         ),
@@ -684,7 +692,17 @@ def test_inbound_early_media_notice_then_the_answer_repeats_the_183_sdp() -> Non
     assert sip_summary(effects) == [(CARRIER, "100 INVITE"), (CARRIER, "183 INVITE")]
     progress = s.caller.last_response("INVITE", 183)
     assert sdp_without_origin(progress.body) == ANSWER_TO_CALLER_LINES
-    assert PlayPrompt(call_ref=ref, leg=MediaLeg.A, prompt_id="notice", language="de", media=PCMU) in effects
+    assert (
+        PlayPrompt(
+            call_ref=ref,
+            leg=MediaLeg.A,
+            prompt_id="notice",
+            language="de",
+            media=PCMU,
+            lead_in_ms=NOTICE_LEAD_IN_MS,
+        )
+        in effects
+    )
     assert s.callee.inbox() == []
 
     s.notice_heard()
@@ -751,8 +769,18 @@ def test_outbound_notice_plays_to_callee_and_agent_after_the_answer() -> None:
     assert announcing(effects) == [
         BridgeMedia(call_ref=ref, bridged=False),
         ListenForDigits(call_ref=ref, leg=b, media=PCMU),
-        PlayPrompt(call_ref=ref, leg=b, prompt_id="notice", language="de", media=PCMU),
-        PlayPrompt(call_ref=ref, leg=a, prompt_id="notice", language="de", media=PCMU, report=False),
+        PlayPrompt(
+            call_ref=ref, leg=b, prompt_id="notice", language="de", media=PCMU, lead_in_ms=NOTICE_LEAD_IN_MS
+        ),
+        PlayPrompt(
+            call_ref=ref,
+            leg=a,
+            prompt_id="notice",
+            language="de",
+            media=PCMU,
+            report=False,
+            lead_in_ms=NOTICE_LEAD_IN_MS,
+        ),
         Evidence(call_ref=ref, leg=b, event=AnnouncementStarted(prompt_id="notice", language="de", at=T0)),
     ]
     assert sip_index(effects, PBX, "200 INVITE") < index_of(effects, BridgeMedia(call_ref=ref, bridged=False))
@@ -1282,12 +1310,20 @@ def test_reinvite_from_a_new_party_restarts_the_notice(way: Way, case: Reinvite)
         StopRecording(call_ref=ref, reason="new-party"),
         BridgeMedia(call_ref=ref, bridged=False),
         ListenForDigits(call_ref=ref, leg=leg, media=PCMU),
-        PlayPrompt(call_ref=ref, leg=leg, prompt_id="notice", language="de", media=PCMU),
+        PlayPrompt(
+            call_ref=ref, leg=leg, prompt_id="notice", language="de", media=PCMU, lead_in_ms=NOTICE_LEAD_IN_MS
+        ),
     ]
     if way is OUTBOUND:  # the agent hears the notice again too
         expected.append(
             PlayPrompt(
-                call_ref=ref, leg=leg.other, prompt_id="notice", language="de", media=PCMU, report=False
+                call_ref=ref,
+                leg=leg.other,
+                prompt_id="notice",
+                language="de",
+                media=PCMU,
+                report=False,
+                lead_in_ms=NOTICE_LEAD_IN_MS,
             )
         )
     expected.append(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from proxy.b2bua.announcer import NOTICE_LEAD_IN_MS
 from proxy.b2bua.consent import (
     AnnouncementStarted,
     ConsentWithdrawn,
@@ -273,12 +274,20 @@ def notice_for_new_party(s: TransferScene) -> list[Effect]:
         Evidence(call_ref=ref, leg=leg, event=PartyChanged(reason="transfer", at=now)),
         BridgeMedia(call_ref=ref, bridged=False),
         ListenForDigits(call_ref=ref, leg=leg, media=PCMU),
-        PlayPrompt(call_ref=ref, leg=leg, prompt_id="notice", language="de", media=PCMU),
+        PlayPrompt(
+            call_ref=ref, leg=leg, prompt_id="notice", language="de", media=PCMU, lead_in_ms=NOTICE_LEAD_IN_MS
+        ),
     ]
     if s.way is OUTBOUND:
         notice.append(
             PlayPrompt(
-                call_ref=ref, leg=leg.other, prompt_id="notice", language="de", media=PCMU, report=False
+                call_ref=ref,
+                leg=leg.other,
+                prompt_id="notice",
+                language="de",
+                media=PCMU,
+                report=False,
+                lead_in_ms=NOTICE_LEAD_IN_MS,
             )
         )
     notice.append(
