@@ -49,8 +49,8 @@ from proxy.b2bua.policy import CallPolicy
 
 __all__ = ["NOTICE_LEAD_IN_MS", "AnnouncerStage", "CallAnnouncer"]
 
-NOTICE_LEAD_IN_MS = 100
-"""Silence before the notice, so a party whose media starts a little late still hears it whole."""
+NOTICE_LEAD_IN_MS = 20
+"""One frame of silence before the notice, so a party whose media starts a few ms late hears it whole."""
 
 
 class AnnouncerStage(Enum):
