@@ -2,14 +2,17 @@
 
 A ``CallRecording`` taps the packets each leg's party sends (the ``inbound`` hooks of the call's
 ``MediaSession``): the outside party's go to the left channel, the PBX side's to the right. Per
-packet it only reads the header and appends the payload to a ``StereoRecorder`` (no decoding);
-once a second ``flush`` drains the audio up to a safety margin behind the newest arrival (the
-reorder window plus jitter), masks in-band DTMF tones of the drained block on both channels (a
-card number keyed during the call must not be stored, PCI DSS 3.3.1), and writes the block to
-the ``RecordingHandle`` the composition root supplied, which seals and stores it off the loop.
+packet it only appends the packet and the loop time to its channel's lists; once a second
+``flush`` hands each channel's packets to the ``StereoRecorder`` in one call (``feed_batch``, which
+takes regular runs in bulk and decodes nothing), drains the audio up to a safety margin behind
+the newest arrival (the reorder window plus jitter), masks in-band DTMF tones of the drained
+block on both channels (a card number keyed during the call must not be stored, PCI DSS 3.3.1),
+and writes the block to the ``RecordingHandle`` the composition root supplied, which seals and
+stores it off the loop.
 
 Positions are samples (8000 per second) since the recording started; arrival positions come from
-the event loop's clock, read once per packet (uvloop's ``time()`` is the loop's cached clock).
+the event loop's clock, read once per packet (uvloop's ``time()`` is the loop's cached clock) and
+turned into positions at the flush.
 """
 
 from __future__ import annotations
@@ -23,10 +26,8 @@ import numpy as np
 
 from proxy.aio.media import MediaSession
 from proxy.b2bua.effects import MediaFormat, MediaLeg
-from proxy.rtp.errors import RtpError
 from proxy.rtp.g711 import SAMPLE_RATE_HZ
 from proxy.rtp.inband import dtmf_mask
-from proxy.rtp.packet import RTP_HEADER_LEN, peek_header
 from proxy.rtp.recorder import Channel, StereoRecorder
 from proxy.rtp.recorder import MediaFormat as RecorderFormat
 
@@ -111,23 +112,20 @@ class CallRecording:
         self.closed = False
         self.blocks_written = 0
         self._pause_reasons: set[str] = set()
+        # Per channel: the packets tapped since the last flush and the loop times they came at.
+        self._tapped: tuple[tuple[list[bytes], list[float]], ...] = (([], []), ([], []))
 
     def tap(self, leg: MediaLeg) -> Callable[[bytes], None]:
         """The per-packet hook for what ``leg``'s party sends."""
         channel = Channel.LEFT if leg is self.outside_leg else Channel.RIGHT
-        recorder = self.recorder
-        loop = self._loop
-        started = self._started
+        packets, times = self._tapped[channel]
+        keep_packet = packets.append
+        keep_time = times.append
+        clock = self._loop.time
 
         def on_packet(data: bytes) -> None:
-            try:
-                payload_type, sequence, timestamp, ssrc, _marker = peek_header(data)
-            except RtpError:
-                return
-            if data[0] & 0x3F != 0x00:  # CSRCs, extension or padding: rare, skip rather than misplace
-                return
-            arrival = int((loop.time() - started) * SAMPLE_RATE_HZ)
-            recorder.feed(channel, payload_type, sequence, timestamp, ssrc, data[RTP_HEADER_LEN:], arrival)
+            keep_packet(data)
+            keep_time(clock())
 
         return on_packet
 
@@ -166,13 +164,27 @@ class CallRecording:
         self._timer = self._loop.call_later(FLUSH_INTERVAL_S, self._on_timer)
 
     def flush(self, up_to: int) -> None:
-        """Drain, mask DTMF and write everything before position ``up_to``."""
+        """Feed the packets tapped so far, then drain, mask DTMF and write everything before ``up_to``."""
+        self._feed_tapped()
         if up_to <= self.recorder.drained:
             return
         block = self.recorder.drain(up_to)
         _mask_dtmf(block, self.recorder.sample_rate_hz)
         self.handle.write(block.astype("<i2", copy=False).tobytes())
         self.blocks_written += 1
+
+    def _feed_tapped(self) -> None:
+        # One batch per channel; arrival positions as the per-packet clock read gave them.
+        for channel, (packets, times) in zip(Channel, self._tapped, strict=True):
+            if not packets:
+                continue
+            elapsed = np.asarray(times, dtype=np.float64) - self._started
+            arrivals: list[int] = (elapsed * SAMPLE_RATE_HZ).astype(np.int64).tolist()
+            try:
+                self.recorder.feed_batch(channel, packets, arrivals)
+            finally:
+                packets.clear()
+                times.clear()
 
     def close(self, reason: str) -> None:
         """Write what is left and close the recording."""

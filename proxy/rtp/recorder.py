@@ -38,6 +38,16 @@ per channel and codec, G.722 as below), places it, applies pauses and masks, and
 newest arrival, or reordered packets find their place already drained (they are then counted as
 late).
 
+``feed_batch`` takes whole packets (headers included, RFC 3550 §5.1), as collected between two
+drains, with exactly the result of ``feed`` for each in turn; a packet that is not RTP version 2
+or is malformed counts as ``other_dropped``. A run of packets that continue the channel's
+timeline in order (first octet 0x80: no CSRCs, extension or padding; one length, payload type and
+SSRC; sequence numbers +1 and timestamps + payload length each) is checked with numpy in one go,
+the channel's state is advanced as the per-packet path would leave it (sequence tracking, newest
+position, drift blocks and corrections), and the run becomes one pending entry (one more per drift
+correction within it; G.722 keeps one per packet, as the drain sorts its payloads by position).
+Every other packet goes through ``feed``.
+
 G.722 is adaptive (ADPCM, ITU-T G.722): each channel keeps one decoder for the recorder's life and
 feeds it its payloads in position order, sorted at drain time, one decode call per run. A gap
 (loss) is drained as silence and not fed to the decoder, whose state simply continues; the first
@@ -91,6 +101,8 @@ a pause or mask there is clipped to the drained position.
 from __future__ import annotations
 
 import enum
+import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -131,6 +143,13 @@ WIDEBAND_SAMPLE_RATE_HZ: Final = 16000
 _G722_BIT_RATE = 64000  # RFC 3551 §4.5.2: the 64 kbit/s mode
 
 _EVENT_PAYLOAD_LEN = 4  # RFC 4733 §2.3: event, E/R/volume, 16-bit duration
+
+_RTP_HEADER = struct.Struct("!BBHII")  # RFC 3550 §5.1: V/P/X/CC, M/PT, sequence, timestamp, SSRC
+_RTP_HEADER_LEN = _RTP_HEADER.size
+_RTP_HEADER_DTYPE = np.dtype([("b0", "u1"), ("b1", "u1"), ("seq", ">u2"), ("ts", ">u4"), ("ssrc", ">u4")])
+_PLAIN_FIRST_OCTET = 0x80  # version 2, no padding, no extension, no CSRCs
+_MIN_BULK_RUN = 8  # shorter runs are cheaper packet by packet
+_MAX_BULK_ARRIVAL = 1 << 40  # arrivals beyond this (never real) are left to the per-packet path
 
 
 class Channel(enum.IntEnum):
@@ -433,6 +452,174 @@ class StereoRecorder:
             pos = drained
         s.pending.append((pos, payload_type, payload))
 
+    def feed_batch(self, channel: Channel, packets: Sequence[bytes], arrivals: Sequence[int | None]) -> None:
+        """Take whole RTP packets of ``channel`` in arrival order; ``arrivals[i]`` is that of ``packets[i]``.
+
+        The result (pending audio, state, ``stats``) is exactly that of ``feed`` for each packet in
+        turn, its header parsed per RFC 3550 §5.1 (CSRC list, header extension and padding
+        skipped); a packet that is not RTP version 2 or is malformed counts in ``packets_in`` and
+        ``other_dropped``. Neither sequence is kept.
+        """
+        count = len(packets)
+        if len(arrivals) != count:
+            raise ValueError(f"{count} packets but {len(arrivals)} arrivals")
+        if count == 0:
+            return
+        s = self._states[channel]
+        known, values = _arrival_values(arrivals)
+        lengths = np.fromiter(map(len, packets), dtype=np.int64, count=count)
+        edges = (np.flatnonzero(lengths[1:] != lengths[:-1]) + 1).tolist()
+        for lo, hi in zip([0, *edges], [*edges, count], strict=True):
+            size = int(lengths[lo])
+            if hi - lo < _MIN_BULK_RUN or size <= _RTP_HEADER_LEN:
+                for k in range(lo, hi):
+                    self._feed_packet(s, channel, packets[k], arrivals[k])
+            else:
+                self._feed_same_size(s, channel, packets[lo:hi], arrivals[lo:hi], known[lo:hi], values[lo:hi])
+
+    def _feed_packet(self, s: _ChannelState, channel: Channel, data: bytes, arrival: int | None) -> None:
+        parsed = _parse_rtp(data)
+        if parsed is None:
+            s.packets_in += 1
+            s.other_dropped += 1
+            return
+        payload_type, sequence, timestamp, ssrc, payload = parsed
+        self.feed(channel, payload_type, sequence, timestamp, ssrc, payload, arrival)
+
+    def _feed_same_size(
+        self,
+        s: _ChannelState,
+        channel: Channel,
+        packets: Sequence[bytes],
+        arrivals: Sequence[int | None],
+        known: npt.NDArray[np.bool_],
+        values: npt.NDArray[np.int64],
+    ) -> None:
+        # Packets of one length: find the runs that need no per-packet look, take them in bulk.
+        count = len(packets)
+        data = np.frombuffer(b"".join(packets), dtype=np.uint8).reshape(count, -1)
+        header = np.ascontiguousarray(data[:, :_RTP_HEADER_LEN]).view(_RTP_HEADER_DTYPE)[:, 0]
+        payload_len = data.shape[1] - _RTP_HEADER_LEN
+        payload_types = header["b1"] & 0x7F
+        sequences = header["seq"].astype(np.int64)
+        timestamps = header["ts"].astype(np.int64)
+        ssrcs = header["ssrc"]
+        plain = (header["b0"] == _PLAIN_FIRST_OCTET) & known
+        follows = np.zeros(count, dtype=np.bool_)  # same stream as the packet before, one packet on
+        follows[1:] = (
+            plain[1:]
+            & (payload_types[1:] == payload_types[:-1])
+            & (ssrcs[1:] == ssrcs[:-1])
+            & ((sequences[1:] - sequences[:-1]) & 0xFFFF == 1)
+            & ((timestamps[1:] - timestamps[:-1]) & 0xFFFFFFFF == payload_len)
+        )
+        run_ends = [*np.flatnonzero(~follows).tolist()[1:], count]  # follows[0] is always False
+        payloads = data[:, _RTP_HEADER_LEN:]
+        k = 0
+        for run_end in run_ends:
+            while k < run_end:
+                if run_end - k >= _MIN_BULK_RUN and plain[k]:
+                    done = self._feed_run(
+                        s,
+                        int(payload_types[k]),
+                        int(sequences[k]),
+                        int(timestamps[k]),
+                        int(ssrcs[k]),
+                        payloads[k:run_end],
+                        values[k:run_end],
+                    )
+                    k += done
+                    if k == run_end:
+                        break
+                self._feed_packet(s, channel, packets[k], arrivals[k])
+                k += 1
+
+    def _feed_run(
+        self,
+        s: _ChannelState,
+        payload_type: int,
+        sequence: int,
+        timestamp: int,
+        ssrc: int,
+        payloads: npt.NDArray[np.uint8],
+        arrivals: npt.NDArray[np.int64],
+    ) -> int:
+        # A run of one stream's packets, consecutive in sequence and timestamp. Takes the longest
+        # prefix that `feed` would place in order on the current timeline, whole and undrained;
+        # returns its length. The state ends as `feed` would leave it after each of them.
+        if (
+            payload_type not in s.format.audio_payload_types
+            or ssrc != s.ssrc
+            or s.high_end is None
+            or s.seq.highest is None
+            or (s.seq.highest + 1) & 0xFFFF != sequence
+        ):
+            return 0
+        step = ts_diff(timestamp, s.ref_ts)
+        if not 0 < step <= MAX_JUMP_SAMPLES:
+            return 0  # a reordered packet or a new timeline
+        count, size = payloads.shape
+        drained = self._drained
+        block_count, block_min = s.block_count, s.block_min
+        base = s.ref_pos + step  # position of packet `done` before any drift correction
+        if abs(base) >= _MAX_BULK_ARRIVAL:
+            return 0  # positions numpy might not hold
+        done = 0
+        piece_first, piece_pos = 0, base  # the contiguous stretch to append as one entry
+        corrected = False
+        while done < count and base >= drained:
+            seg = min(count - done, DRIFT_BLOCK_PACKETS - block_count)
+            delays = arrivals[done : done + seg] - (base + size * np.arange(seg, dtype=np.int64))
+            # An arrival far from the timestamp's position starts a new timeline (see `feed`).
+            far = np.flatnonzero(np.abs(delays) > MAX_JUMP_SAMPLES)
+            stop = bool(far.size)
+            if stop:
+                seg = int(far[0])
+            if not stop and block_count + seg == DRIFT_BLOCK_PACKETS:
+                low = int(delays.min())
+                offset = low if block_count == 0 else min(block_min, low)
+                if abs(offset) > self._drift_limit and base + size * (seg - 1) + offset < drained:
+                    # The corrected packet would land in drained audio: leave it to `feed`.
+                    seg -= 1
+                    stop = True
+            if seg == 0:
+                break
+            low = int(delays[:seg].min())
+            block_min = low if block_count == 0 else min(block_min, low)
+            block_count += seg
+            last = base + size * (seg - 1)
+            done += seg
+            base = last + size
+            if block_count == DRIFT_BLOCK_PACKETS:
+                block_count = 0
+                if abs(block_min) > self._drift_limit:
+                    # The drift correction of `_track_drift`, at the block's last packet.
+                    shift = block_min
+                    s.reanchors += 1
+                    _append_piece(s, piece_pos, payload_type, payloads[piece_first : done - 1])
+                    if shift > 0:
+                        s.drift_silence += shift
+                    else:
+                        s.drift_dropped += -shift
+                        self._truncate_pending(s, last + shift)
+                    piece_first, piece_pos = done - 1, last + shift
+                    base = last + shift + size
+                    corrected = True
+            if stop:
+                break
+        if done == 0:
+            return 0
+        _append_piece(s, piece_pos, payload_type, payloads[piece_first:done])
+        s.packets_in += done
+        update = s.seq.update
+        for offset in range(done):
+            update(sequence + offset)  # IN_ORDER each: one past the highest
+        s.block_count, s.block_min = block_count, block_min
+        s.ref_ts = (timestamp + size * (done - 1)) & 0xFFFFFFFF
+        s.ref_pos = base - size
+        s.high_end = base if corrected else max(s.high_end, base)
+        return done
+
     def _anchor(self, s: _ChannelState, timestamp: int, arrival: int | None) -> int:
         # A new timeline: the channel's first packet, a new SSRC, a restart.
         if s.high_end is None:
@@ -680,6 +867,66 @@ class StereoRecorder:
         else:
             out.reshape(-1, 2, 2)[index, :, column] = samples.reshape(-1, 2)
         covered[index] = True
+
+
+def _append_piece(s: _ChannelState, pos: int, payload_type: int, payloads: npt.NDArray[np.uint8]) -> None:
+    # Packets placed back to back from `pos` on: one pending entry. G.722 keeps one per packet:
+    # `drain` feeds its decoder in position order, and a packet placed later within the span
+    # (a late one after a new timeline) must come between the same packets as with `feed`.
+    count, size = payloads.shape
+    if count == 0:
+        return
+    joined = payloads.tobytes()
+    if payload_type != G722_PAYLOAD_TYPE:
+        s.pending.append((pos, payload_type, joined))
+        return
+    s.pending.extend((pos + k * size, payload_type, joined[k * size : (k + 1) * size]) for k in range(count))
+
+
+def _parse_rtp(data: bytes) -> tuple[int, int, int, int, bytes] | None:
+    # RFC 3550 §5.1: (payload type, sequence, timestamp, SSRC, payload), or None if malformed.
+    size = len(data)
+    if size < _RTP_HEADER_LEN:
+        return None
+    b0, b1, sequence, timestamp, ssrc = _RTP_HEADER.unpack_from(data)
+    if b0 >> 6 != 2:
+        return None
+    start = _RTP_HEADER_LEN + 4 * (b0 & 0x0F)  # CSRC list
+    if start > size:
+        return None
+    if b0 & 0x10:  # RFC 3550 §5.3.1: profile word, length in 32-bit words, data
+        if start + 4 > size:
+            return None
+        start += 4 + 4 * int.from_bytes(data[start + 2 : start + 4], "big")
+        if start > size:
+            return None
+    end = size
+    if b0 & 0x20:  # the last octet counts the padding, itself included
+        padding = data[-1]
+        if padding == 0 or padding > size - start:
+            return None
+        end = size - padding
+    return b1 & 0x7F, sequence, timestamp, ssrc, bytes(data[start:end])
+
+
+def _arrival_values(arrivals: Sequence[int | None]) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
+    # Which arrivals the bulk path may use, and their values (0 where it may not).
+    try:
+        values = np.asarray(arrivals, dtype=np.int64)
+    except (TypeError, OverflowError):
+        known = np.fromiter(
+            (a is not None and abs(a) < _MAX_BULK_ARRIVAL for a in arrivals),
+            dtype=np.bool_,
+            count=len(arrivals),
+        )
+        values = np.fromiter(
+            (a if a is not None and abs(a) < _MAX_BULK_ARRIVAL else 0 for a in arrivals),
+            dtype=np.int64,
+            count=len(arrivals),
+        )
+        return known, values
+    known = np.abs(values) < _MAX_BULK_ARRIVAL
+    return known, values
 
 
 def _unit_index(positions: list[int], payloads: list[bytes]) -> npt.NDArray[np.int64]:

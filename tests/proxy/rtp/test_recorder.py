@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -11,8 +14,10 @@ from G722 import G722
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proxy.rtp.errors import RtpError
 from proxy.rtp.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from proxy.rtp.inband import ToneSpan
+from proxy.rtp.packet import RtpExtension, RtpPacket
 from proxy.rtp.recorder import (
     Channel,
     ChannelStats,
@@ -849,3 +854,284 @@ def test_g722_telephone_events_are_excluded_and_optionally_masked(mask_events: b
         expected[2 * 3 * FRAME : 2 * 6 * FRAME] = 0
     np.testing.assert_array_equal(left, expected)
     assert rec.stats(Channel.LEFT) == stats(packets_in=15, event_packets=3)
+
+
+# -- feed_batch: whole packets in bulk, exactly as packet by packet ---------------------------
+
+MAX_JUMP = 10 * RATE
+
+
+def wire(
+    pt: int,
+    seq: int,
+    ts: int,
+    ssrc: int,
+    payload: bytes,
+    *,
+    csrc: tuple[int, ...] = (),
+    extension: RtpExtension | None = None,
+    padding: bytes = b"",
+) -> bytes:
+    return bytes(
+        RtpPacket(
+            payload_type=pt,
+            sequence=seq & 0xFFFF,
+            timestamp=ts & 0xFFFFFFFF,
+            ssrc=ssrc,
+            csrc=csrc,
+            extension=extension,
+            payload=payload,
+            padding=padding,
+        )
+    )
+
+
+def feed_wire_one_by_one(
+    rec: StereoRecorder, channel: Channel, packets: list[bytes], arrivals: list[int | None]
+) -> None:
+    # The reference: parse each packet and `feed` it; a malformed one is one of a payload type
+    # that is not recorded (127 is never audio or events here).
+    for data, arrival in zip(packets, arrivals, strict=True):
+        try:
+            p = RtpPacket.parse(data)
+        except RtpError:
+            rec.feed(channel, 127, 0, 0, 0, b"", arrival)
+            continue
+        rec.feed(channel, p.payload_type, p.sequence, p.timestamp, p.ssrc, p.payload, arrival)
+
+
+# Irregular packets a stream may carry, inserted between its audio packets.
+ODD_PACKETS: dict[str, Callable[[int, int, int, int, bytes], bytes]] = {
+    "short": lambda pt, seq, ts, ssrc, payload: b"\x80\x00\x01",
+    "version 1": lambda pt, seq, ts, ssrc, payload: b"\x40" + wire(pt, seq, ts, ssrc, payload)[1:],
+    "csrc": lambda pt, seq, ts, ssrc, payload: wire(pt, seq, ts, ssrc, payload, csrc=(7, 8)),
+    "extension": lambda pt, seq, ts, ssrc, payload: wire(
+        pt, seq, ts, ssrc, payload, extension=RtpExtension(profile=0xBEDE, data=b"\x10\xaa\x00\x00")
+    ),
+    "padding": lambda pt, seq, ts, ssrc, payload: wire(pt, seq, ts, ssrc, payload, padding=b"\x00\x00\x03"),
+    "truncated csrc": lambda pt, seq, ts, ssrc, payload: (
+        bytes([0x8F]) + wire(pt, seq, ts, ssrc, payload)[1:20]
+    ),
+    "truncated extension": lambda pt, seq, ts, ssrc, payload: (
+        bytes([0x90]) + wire(pt, seq, ts, ssrc, payload)[1:12] + b"\xbe\xde\x00\xff"
+    ),
+    "zero padding": lambda pt, seq, ts, ssrc, payload: (
+        bytes([0xA0]) + wire(pt, seq, ts, ssrc, payload)[1:-1] + b"\x00"
+    ),
+    "padding too long": lambda pt, seq, ts, ssrc, payload: (
+        bytes([0xA0]) + wire(pt, seq, ts, ssrc, payload)[1:-1] + b"\xff"
+    ),
+    "comfort noise": lambda pt, seq, ts, ssrc, payload: wire(13, seq, ts, ssrc, payload[:1]),
+    "event": lambda pt, seq, ts, ssrc, payload: wire(EVENT_PT, seq, ts, ssrc, b"\x05\x0a\x01\x40"),
+    "empty": lambda pt, seq, ts, ssrc, payload: wire(pt, seq, ts, ssrc, b""),
+}
+
+
+@dataclass(frozen=True)
+class WireStream:
+    packets: list[bytes]
+    arrivals: list[int | None]
+
+
+@st.composite
+def wire_streams(draw: st.DrawFn, pt: int) -> WireStream:
+    """One direction's packets as they came: loss, duplicates, reordering, SSRC changes, jumps,
+    size changes, odd and malformed packets, arrivals with drift and jitter (or none)."""
+    count = draw(st.integers(min_value=0, max_value=140))
+    index = st.integers(min_value=0, max_value=max(count - 1, 0))
+    sizes = draw(st.lists(st.sampled_from([80, 160, 240]), min_size=1, max_size=3))
+    size_changes = draw(st.lists(index, max_size=len(sizes) - 1))
+    ssrc_changes = set(draw(st.lists(index, max_size=3)))
+    ts_jumps = dict(
+        draw(st.lists(st.tuples(index, st.sampled_from([MAX_JUMP + 1, -MAX_JUMP - 1, 2000])), max_size=2))
+    )
+    seq_jumps = set(draw(st.lists(index, max_size=2)))
+    lost = set(draw(st.lists(index, max_size=8)))
+    duplicated = set(draw(st.lists(index, max_size=5)))
+    moves = draw(st.lists(st.tuples(index, st.integers(min_value=1, max_value=8)), max_size=5))
+    odd = draw(st.lists(st.tuples(index, st.sampled_from(sorted(ODD_PACKETS))), max_size=6))
+    drift = draw(st.sampled_from([0.0, 0.004, -0.004, 0.03, -0.03]))
+    arrival_kind = draw(st.sampled_from(["all", "all", "none", "some"]))
+    seed = draw(st.integers(min_value=0, max_value=2**32 - 1))
+    rng = np.random.default_rng(seed)
+    start = int(rng.integers(0, 4000))
+    seq, ts, ssrc = int(rng.integers(0, 1 << 16)), int(rng.integers(0, 1 << 32)), 0x1000
+    size = sizes[0]
+    content = rng.integers(0, 256, size=count * 240, dtype=np.uint8).tobytes()
+    ordered: list[tuple[bytes, int]] = []  # (packet, send time in units)
+    clock = 0
+    for k in range(count):
+        if k in size_changes:
+            size = sizes[(sizes.index(size) + 1) % len(sizes)]
+        if k in ssrc_changes:
+            ssrc += 1
+            seq, ts = int(rng.integers(0, 1 << 16)), int(rng.integers(0, 1 << 32))
+        if k in seq_jumps:
+            seq += 4000  # beyond RFC 3550 §A.1 MAX_DROPOUT: a jump, confirmed by the next one
+        ts += ts_jumps.get(k, 0)
+        payload = content[k * 240 : k * 240 + size]
+        for at, kind in odd:
+            if at == k:
+                ordered.append((ODD_PACKETS[kind](pt, seq, ts, ssrc, payload), clock))
+        if k not in lost:
+            packet = wire(pt, seq, ts, ssrc, payload)
+            ordered.append((packet, clock))
+            if k in duplicated:
+                ordered.append((packet, clock + 40))
+        seq, ts, clock = seq + 1, ts + size, clock + size
+    for at, distance in moves:
+        if at < len(ordered):
+            moved = ordered.pop(at)
+            ordered.insert(min(at + distance, len(ordered)), moved)
+    packets = [packet for packet, _ in ordered]
+    jitter = rng.integers(0, 400, size=len(ordered)) * (rng.random(len(ordered)) < 0.3)
+    arrivals: list[int | None] = [
+        start + int(sent * (1 + drift)) + int(extra) for (_, sent), extra in zip(ordered, jitter, strict=True)
+    ]
+    if arrival_kind == "none":
+        arrivals = [None] * len(arrivals)
+    elif arrival_kind == "some":
+        arrivals = [None if rng.random() < 0.1 else a for a in arrivals]
+    return WireStream(packets=packets, arrivals=arrivals)
+
+
+def cut(
+    items: list[bytes], arrivals: list[int | None], fractions: list[float]
+) -> list[tuple[list[bytes], list[int | None]]]:
+    edges = [0, *sorted(int(f * len(items)) for f in fractions), len(items)]
+    return [(items[a:b], arrivals[a:b]) for a, b in itertools.pairwise(edges)]
+
+
+@st.composite
+def recordings(draw: st.DrawFn) -> tuple[dict[str, object], WireStream, WireStream, list[float], list[int]]:
+    pt = draw(st.sampled_from([0, 8, 9]))
+    media = MediaFormat(audio_payload_types=frozenset({pt}), event_payload_type=EVENT_PT)
+    options: dict[str, object] = {
+        "left": media,
+        "right": media,
+        "start_at": draw(st.sampled_from([0, 0, 1000])),
+        "drift_limit_samples": draw(st.sampled_from([320, 40, 1])),
+        "mask_telephone_events": draw(st.booleans()),
+    }
+    left = draw(wire_streams(pt))
+    right = draw(wire_streams(pt))
+    fractions = draw(st.lists(st.floats(min_value=0.0, max_value=1.0), max_size=6))
+    margins = draw(
+        st.lists(
+            st.sampled_from([0, 160, 480, 1600, -200]),
+            min_size=len(fractions) + 1,
+            max_size=len(fractions) + 1,
+        )
+    )
+    return options, left, right, fractions, margins
+
+
+def record_wire(
+    options: dict[str, object],
+    left: WireStream,
+    right: WireStream,
+    fractions: list[float],
+    margins: list[int],
+    *,
+    batched: bool,
+) -> tuple[bytes, ChannelStats, ChannelStats]:
+    rec = StereoRecorder(**options)  # type: ignore[arg-type]
+    batches = zip(
+        cut(left.packets, left.arrivals, fractions),
+        cut(right.packets, right.arrivals, fractions),
+        margins,
+        strict=True,
+    )
+    parts: list[bytes] = []
+    newest = 0
+    for (left_packets, left_arrivals), (right_packets, right_arrivals), margin in batches:
+        for channel, packets, arrivals in (
+            (Channel.LEFT, left_packets, left_arrivals),
+            (Channel.RIGHT, right_packets, right_arrivals),
+        ):
+            if batched:
+                rec.feed_batch(channel, packets, arrivals)
+            else:
+                feed_wire_one_by_one(rec, channel, packets, arrivals)
+            newest = max([newest, *(a for a in arrivals if a is not None)])
+        parts.append(rec.drain_bytes(newest - margin))
+    parts.append(rec.drain_bytes(newest + 20 * RATE))
+    return b"".join(parts), rec.stats(Channel.LEFT), rec.stats(Channel.RIGHT)
+
+
+@settings(max_examples=400, deadline=None)
+@given(recordings())
+def test_feed_batch_is_exactly_feed_packet_by_packet(
+    case: tuple[dict[str, object], WireStream, WireStream, list[float], list[int]],
+) -> None:
+    options, left, right, fractions, margins = case
+    expected = record_wire(options, left, right, fractions, margins, batched=False)
+    assert record_wire(options, left, right, fractions, margins, batched=True) == expected
+
+
+def regular(count: int, *, seq0: int = 65500, ts0: int = 2**32 - 1000, size: int = FRAME) -> list[bytes]:
+    # One stream in order across both wraps; distinct content in every packet.
+    return [wire(0, seq0 + k, ts0 + k * size, 0x2222, bytes([k % 256]) * size) for k in range(count)]
+
+
+def lossy(count: int) -> list[bytes]:
+    packets = regular(count)
+    del packets[30]
+    return packets
+
+
+def with_csrc(count: int) -> list[bytes]:
+    packets = regular(count)
+    payload = RtpPacket.parse(packets[40]).payload
+    packets[40] = wire(0, 65500 + 40, 2**32 - 1000 + 40 * FRAME, 0x2222, payload, csrc=(1,))
+    return packets
+
+
+@pytest.mark.parametrize(
+    ("name", "packets", "arrival_ratio", "batch", "per_packet_feeds"),
+    [
+        # Only each timeline's first packet, and each irregular one, goes through `feed`.
+        ("regular, one batch", regular(200), 1.0, 200, 1),
+        ("regular, 50 per flush", regular(200), 1.0, 50, 1),
+        ("drift corrections within runs", regular(400), 1.03, 50, 1),
+        ("drift the other way", regular(400), 0.97, 50, 1),
+        ("a loss", lossy(200), 1.0, 50, 2),
+        ("a packet with a CSRC", with_csrc(200), 1.0, 50, 2),
+        ("short batches go one by one", regular(40), 1.0, 5, 40),
+    ],
+)
+def test_feed_batch_takes_regular_runs_in_bulk(
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    packets: list[bytes],
+    arrival_ratio: float,
+    batch: int,
+    per_packet_feeds: int,
+) -> None:
+    arrivals: list[int | None] = [int(k * FRAME * arrival_ratio) for k in range(len(packets))]
+    reference = StereoRecorder(left=PCMU, right=PCMU, drift_limit_samples=40)
+    feed_wire_one_by_one(reference, Channel.LEFT, packets, arrivals)
+    expected = reference.drain_bytes(len(packets) * 2 * FRAME)
+
+    calls: list[int] = []
+    feed = StereoRecorder.feed
+
+    def counting_feed(self: StereoRecorder, *args: Any) -> None:
+        calls.append(1)
+        feed(self, *args)
+
+    monkeypatch.setattr(StereoRecorder, "feed", counting_feed)
+    rec = StereoRecorder(left=PCMU, right=PCMU, drift_limit_samples=40)
+    for k in range(0, len(packets), batch):
+        rec.feed_batch(Channel.LEFT, packets[k : k + batch], arrivals[k : k + batch])
+    assert rec.drain_bytes(len(packets) * 2 * FRAME) == expected, name
+    assert rec.stats(Channel.LEFT) == reference.stats(Channel.LEFT)
+    assert len(calls) == per_packet_feeds
+    if arrival_ratio != 1.0:
+        assert rec.stats(Channel.LEFT).reanchors > 0  # the corrections happened in bulk
+
+
+def test_feed_batch_needs_an_arrival_per_packet() -> None:
+    rec = StereoRecorder(left=PCMU, right=PCMU)
+    with pytest.raises(ValueError, match="2 packets but 1 arrivals"):
+        rec.feed_batch(Channel.LEFT, regular(2), [0])
