@@ -18,8 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
+from callherald.command import CommandError, ExitCode
 from callherald.layout import DataLayout
-from callherald.recordings import CommandError, ExitCode
 
 __all__ = ["ANSWER_TIMEOUT_S", "calls_table", "control_request", "list_calls", "pause_call"]
 

@@ -11,11 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import uvloop
-
 from announcements import AnnouncementError, PromptLibrary, PromptSet
 from callherald import __version__, calls, recordings
-from callherald.app import run_forever
 from callherald.layout import DataLayout
 from callherald.recordings import PASSPHRASE_ENV
 from config import HOME_ENV, Config, ConfigError, default_config, load_config
@@ -47,6 +44,12 @@ def _serve(args: argparse.Namespace) -> int:
     )
     if args.config is None:
         logging.getLogger("callherald").info("no --config given: running the embedded default (loopback)")
+    # Imported here: the proxy's modules take a fifth of a second to load, which every other
+    # command (an agent's `calls pause` above all) would otherwise pay.
+    import uvloop  # noqa: PLC0415
+
+    from callherald.app import run_forever  # noqa: PLC0415
+
     uvloop.run(run_forever(config))
     return 0
 

@@ -45,6 +45,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from announcements.decode import pydub_ffmpeg
+from callherald.command import CommandError, ExitCode
 from callherald.layout import DataLayout
 from proxy.rtp.g711 import alaw_decode, ulaw_decode
 from storage.crypto import (
@@ -100,22 +101,6 @@ AUDIT_ACTOR = "cli"
 AUDIT_ACTION_EXPORT = "export"
 _FLAC_SUFFIX = ".flac"
 _WAV_SAMPLE_WIDTH_BYTES = 2
-
-
-class ExitCode(enum.IntEnum):
-    OK = 0
-    REFUSED = 1
-    """The data refuses: unknown recording, integrity or SHA-256 failure, key not a recipient."""
-    USAGE = 2
-    """The invocation is wrong: bad value, key file, passphrase, terminal, existing output, ffmpeg."""
-
-
-class CommandError(Exception):
-    """A command cannot go on; ``message`` goes to stderr and the process exits with ``exit_code``."""
-
-    def __init__(self, message: str, *, exit_code: ExitCode) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 def _refused(message: str) -> CommandError:
