@@ -143,6 +143,7 @@ class Call:
     b_offer: bytes = b""  # the offer for b, held while the notice plays
     announce_progressed: bool = False  # the call moved on after the notice (callee called or bridged)
     announce_after_ack: bool = False  # outbound late offer: the notice starts when a's ACK answers
+    answer_in_ack: bool = False  # inbound late offer: our 200 offered; the caller answers in its ACK
     outside_identity: tuple[str, ...] | None = None  # SDP origin and asserted identity of the outside party
     transfer: Transfer | None = None
     held_by: set[MediaLeg] = field(default_factory=set)  # legs whose last offer put the call on hold

@@ -685,9 +685,12 @@ class B2bua:
         """
         announcer = call.announcer
         assert announcer is not None
-        fmt = media_format(offer, self._settings.codecs) if offer is not None else None
-        if offer is None or fmt is None:
-            reason = "no SDP offer in the INVITE" if offer is None else "no codec to play the notice in"
+        if offer is None:
+            self._offer_to_caller(call, now, out)
+            return
+        fmt = media_format(offer, self._settings.codecs)
+        if fmt is None:
+            reason = "no codec to play the notice in"
             out.extend(announcer.fail_now(reason, now))
             call.announce_progressed = True
             if call.policy.on_failure is FailureBehaviour.REJECT:
@@ -713,6 +716,66 @@ class B2bua:
             self._respond(call.a_invite_transaction, response, now, out)
             self._retransmit_2xx(call, MediaLeg.A, response, call.a_invite.cseq.seq, now)
         call.outside_identity = _identity(call.a_invite, offer)
+        out.extend(announcer.start(fmt, now))
+        self._after_announcer(call, now, out)
+
+    def _offer_to_caller(self, call: Call, now: float, out: list[Effect]) -> None:
+        """Inbound late offer: the INVITE had no SDP, so our 200 carries the offer (every codec we
+        can play) and the caller's answer comes in its ACK (RFC 3261 §13.2.1, RFC 3264 §5).
+        The notice starts then; an early-media policy answers at once too, as a 183 cannot carry
+        an offer reliably without 100rel (RFC 3262), which callherald does not use."""
+        settings = self._settings
+        playable = [codec for codec in ("pcmu", "pcma", "g722") if codec in settings.codecs] or ["pcmu"]
+        numbers = {"pcmu": ("0", "PCMU/8000"), "pcma": ("8", "PCMA/8000"), "g722": ("9", "G722/8000")}
+        formats = [numbers[codec][0] for codec in playable] + ["101"]
+        lines = [
+            "v=0",
+            "o=callherald 0 0 IN IP4 127.0.0.1",  # origin, address and port are ours once anchored
+            "s=callherald",
+            "c=IN IP4 127.0.0.1",
+            "t=0 0",
+            f"m=audio {call.a.media_port} RTP/AVP {' '.join(formats)}",
+            *(f"a=rtpmap:{numbers[codec][0]} {numbers[codec][1]}" for codec in playable),
+            "a=rtpmap:101 telephone-event/8000",
+            "a=fmtp:101 0-16",
+            "a=ptime:20",
+            "a=sendrecv",
+        ]
+        template = SessionDescription.parse("".join(f"{line}\r\n" for line in lines).encode())
+        codecs = frozenset({*playable, "telephone-event"})
+        offer = anchor_sdp(template, dialog=call.a, media_address=settings.media_address, codecs=codecs)
+        assert offer is not None
+        call.a_answer = bytes(offer)
+        call.answer_in_ack = True
+        call.a_answered = True
+        call.a.confirmed = True
+        response = self._own_answer_to_a(call, 200)
+        self._respond(call.a_invite_transaction, response, now, out)
+        self._retransmit_2xx(call, MediaLeg.A, response, call.a_invite.cseq.seq, now)
+
+    def _caller_answered_in_ack(self, call: Call, ack: Request, now: float, out: list[Effect]) -> None:
+        """The ACK to our offer brings the caller's answer: now the notice can play."""
+        call.answer_in_ack = False
+        announcer = call.announcer
+        assert announcer is not None
+        answer = _sdp_of(ack)
+        fmt = media_format(answer, self._settings.codecs) if answer is not None else None
+        if answer is None or fmt is None:
+            # §13.2.1: the ACK must carry the answer to an offer in a 2xx; without one there is
+            # no media to announce on.
+            reason = "no SDP answer in the ACK" if answer is None else "no codec to play the notice in"
+            out.extend(announcer.fail_now(reason, now))
+            call.announce_progressed = True
+            self._hang_up(call, "no-answer-in-ack", now, out)
+            return
+        out.append(SetMediaRemote(call_ref=call.ref, leg=MediaLeg.A, remote=media_remote(answer)))
+        codecs = frozenset({fmt.codec, "telephone-event"})
+        pbx_offer = anchor_sdp(
+            answer, dialog=call.b, media_address=self._settings.media_address, codecs=codecs
+        )
+        assert pbx_offer is not None
+        call.b_offer = bytes(pbx_offer)
+        call.outside_identity = _identity(call.a_invite, answer)
         out.extend(announcer.start(fmt, now))
         self._after_announcer(call, now, out)
 
@@ -1085,6 +1148,9 @@ class B2bua:
         self._disarm(f"{call.ref}:2xx:{leg}")
         if call.phase is CallPhase.ANSWERED and leg is MediaLeg.A:
             call.phase = CallPhase.CONFIRMED
+        if call.answer_in_ack and leg is MediaLeg.A:
+            self._caller_answered_in_ack(call, request, now, out)
+            return
         if call.deferred_ack is not None and call.deferred_ack[0] is leg.other:
             # Late offer: the answer rides in this ACK and goes on in the other leg's ACK.
             self._send_deferred_ack(call, request, now, out)

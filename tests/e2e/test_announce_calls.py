@@ -110,3 +110,39 @@ def test_outside_party_hears_the_whole_notice_before_the_other_party(
     assert ended["complete"] is True
     assert ended["prompt"]["version"] == prepared(notice_wav, "test-notice", cache).version  # type: ignore[index]
     assert NOTICE_S > 0
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+def test_a_late_offer_caller_hears_the_whole_notice_after_its_ack(tmp_path: Path) -> None:
+    """The INVITE has no SDP: callherald offers in its 200, the ACK answers, then the notice plays."""
+    notice_wav, _ = write_prompt_wavs(tmp_path)
+    notice = prepared(notice_wav, "test-notice", tmp_path / "expected-cache").frames_for("pcmu")
+    caller_sdp, callee_sdp = tmp_path / "caller.sdp", tmp_path / "callee.sdp"
+    with (
+        running_callherald(tmp_path, policies=policy_yaml()) as proxy,
+        MediaPeer("caller", ssrc=0x11110001, payloads=tone_payloads(1000.0, TONE_PACKETS)) as caller,
+        MediaPeer("callee", ssrc=0x22220002, payloads=tone_payloads(440.0, TONE_PACKETS)) as callee,
+    ):
+        caller.start(caller_sdp)
+        callee.start(callee_sdp)
+        uac, uas = place_call(
+            proxy,
+            Direction.INBOUND,
+            tmp_path,
+            caller="consent_uac_late_offer.xml",
+            pause_ms=CALL_MS,
+            caller_keys={"rtp_port": caller.port, "portfile": caller_sdp},
+            callee_keys={"rtp_port": callee.port, "portfile": callee_sdp},
+        )
+        caller.stop()
+        callee.stop()
+        assert_ok(proxy, uac, uas)
+        log = proxy.log_text()
+    assert find_run(payloads_of(caller.received), notice) >= 0, log[-3000:]
+    events = _events(evidence_records(log))
+    assert (
+        events.index("announcement_ended")
+        < events.index("consent_finished")
+        < events.index("recording_started")
+    )
