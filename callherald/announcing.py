@@ -33,7 +33,6 @@ from announcements import (
     default_consent_prompt_set,
     default_notice_prompt_set,
     ringback_frames,
-    silence_frame,
 )
 from announcements.defaults import DEFAULT_CONSENT_ID, DEFAULT_NOTICE_ID
 from config import EMBEDDED_PROMPT_SET_ID, CallDirection, Config, LawfulBasis, Policy, select_policy
@@ -169,8 +168,6 @@ class LibraryPrompts:
         return self._library.get(prompt_id, language)
 
     def tone(self, tone: Tone, codec: str) -> Sequence[bytes]:
-        if tone is Tone.SILENCE:
-            return (silence_frame(codec),)
         return beep_frames(codec) if tone is Tone.BEEP else ringback_frames(codec)
 
 

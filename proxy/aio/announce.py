@@ -82,7 +82,13 @@ class CallAnnouncements:
         return player
 
     def play(
-        self, leg: MediaLeg, frames: Sequence[bytes], media: MediaFormat, *, loop: bool = False
+        self,
+        leg: MediaLeg,
+        frames: Sequence[bytes],
+        media: MediaFormat,
+        *,
+        loop: bool = False,
+        not_before: float | None = None,
     ) -> Playout:
         return self.player(leg).play(
             frames,
@@ -90,6 +96,7 @@ class CallAnnouncements:
             clock_rate=_RTP_CLOCK_HZ,
             samples_per_frame=_SAMPLES_PER_FRAME,
             loop=loop,
+            not_before=not_before,
         )
 
     def stop(self, leg: MediaLeg) -> None:

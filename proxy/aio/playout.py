@@ -246,6 +246,10 @@ class PlayoutScheduler:
         """When tick ``tick`` of the grid is due."""
         return self._grid.deadline(tick)
 
+    def tick_at_or_after(self, moment: float) -> int:
+        """The first tick of the grid due at ``moment`` or later."""
+        return max(0, math.ceil((moment - self._grid.start) / self._grid.interval_s - 1e-9))
+
     def create_future(self) -> asyncio.Future[PlayoutResult]:
         return self._loop.create_future()
 
@@ -367,9 +371,11 @@ class AnnouncementPlayer:
         clock_rate: int,
         samples_per_frame: int,
         loop: bool = False,
+        not_before: float | None = None,
     ) -> Playout:
         """Send ``frames`` as RTP payloads, one per tick, from the next tick of the grid on.
 
+        ``not_before`` (loop time) delays the first frame to the first tick at or after it.
         ``loop`` repeats the frames until ``stop``. A prompt still playing is stopped first (its
         result says not completed). Relayed packets are dropped from now until the playout ends.
         Raises ``ValueError`` when ``samples_per_frame / clock_rate`` is not the scheduler's
@@ -412,6 +418,8 @@ class AnnouncementPlayer:
         self._rewriting = True
         self._source_ssrc = None  # relaying after this prompt anchors afresh
         playout._first_tick = self._scheduler._add(self)
+        if not_before is not None:
+            playout._first_tick = max(playout._first_tick, self._scheduler.tick_at_or_after(not_before))
         return playout
 
     def stop(self) -> None:

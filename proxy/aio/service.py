@@ -343,11 +343,8 @@ class ProxyService:
                 raise LookupError("no prompts configured")
             prompt = self._prompts.prompt(effect.prompt_id, effect.language)
             frames = prompt.frames_for(effect.media.codec)
-            lead_in = effect.lead_in_ms // 20
-            if lead_in > 0:
-                silence = self._prompts.tone(Tone.SILENCE, effect.media.codec)
-                frames = [*(silence[0] for _ in range(lead_in)), *frames]
-            playout = announcements.play(leg, frames, effect.media)
+            not_before = self._now() + effect.lead_in_ms / 1000 if effect.lead_in_ms else None
+            playout = announcements.play(leg, frames, effect.media, not_before=not_before)
         except Exception as error:  # missing, corrupt, no such codec: the core fails closed
             self._log.warning(
                 "[%s] prompt %s/%s cannot play: %s", call_ref, effect.prompt_id, effect.language, error

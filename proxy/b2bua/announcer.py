@@ -49,8 +49,9 @@ from proxy.b2bua.policy import CallPolicy
 
 __all__ = ["NOTICE_LEAD_IN_MS", "AnnouncerStage", "CallAnnouncer"]
 
-NOTICE_LEAD_IN_MS = 20
-"""One frame of silence before the notice, so a party whose media starts a few ms late hears it whole."""
+NOTICE_LEAD_IN_MS = 15
+"""The notice starts no sooner than this after it is asked for, so a party whose media socket opens
+a few ms after our answer (pyVoIP: up to 14 ms) hears it whole."""
 
 
 class AnnouncerStage(Enum):

@@ -123,7 +123,6 @@ class Tone(StrEnum):
 
     RINGBACK = "ringback"
     BEEP = "beep"
-    SILENCE = "silence"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -147,8 +146,9 @@ class PlayPrompt:
     media: MediaFormat
     report: bool = True
     lead_in_ms: int = 0
-    """Silence sent before the prompt: a phone that opens its RTP socket only after processing our
-    answer (RFC 3264 §5.1 says it must be ready at once; some are not) still hears the first word."""
+    """The first frame goes out no sooner than this after the request: a phone that opens its RTP
+    socket only after processing our answer (RFC 3264 §5.1 says it must be ready at once; some
+    are not) still hears the first word."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -226,6 +226,30 @@ def gaps_ms(arrivals: Sequence[tuple[float, bytes]]) -> list[float]:
 # One prompt ------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("delay_s", [0.0, 0.015, 0.045])
+def test_not_before_holds_the_first_frame_until_then(delay_s: float) -> None:
+    prompt = prepared_prompt(5)
+    frames = prompt.frames_for("pcmu")
+
+    async def scenario() -> None:
+        async with rig() as r:
+            asked_at = asyncio.get_running_loop().time()
+            result = await r.player.play(
+                frames,
+                payload_type=0,
+                clock_rate=8000,
+                samples_per_frame=SAMPLES,
+                not_before=asked_at + delay_s,
+            )
+            await asyncio.sleep(QUIET_S)
+            assert len(r.far.packets) == 5
+            assert result.started_at is not None
+            # The first tick at or after the moment asked for: never earlier, at most a frame later.
+            assert asked_at + delay_s - 1e-9 <= result.started_at <= asked_at + delay_s + FRAME_S + 1e-9
+
+    run(scenario, uvloop.new_event_loop)
+
+
 @pytest.mark.parametrize("loop_factory", LOOPS)
 @pytest.mark.parametrize(("codec", "payload_type"), CODEC_PAYLOAD_TYPES)
 def test_a_prompt_arrives_whole_numbered_and_paced(
