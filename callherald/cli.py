@@ -49,8 +49,16 @@ def _serve(args: argparse.Namespace) -> int:
     import uvloop  # noqa: PLC0415
 
     from callherald.app import run_forever  # noqa: PLC0415
+    from proxy.aio.control import ControlSocketError  # noqa: PLC0415
+    from storage.crypto import StorageError  # noqa: PLC0415
 
-    uvloop.run(run_forever(config))
+    try:
+        uvloop.run(run_forever(config))
+    except (ControlSocketError, StorageError, OSError) as error:
+        # A port in use, a data directory that cannot be written, a socket path too long: say
+        # what and stop, without a traceback.
+        logging.getLogger("callherald").error("callherald cannot start: %s", error)
+        return 2
     return 0
 
 

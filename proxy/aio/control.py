@@ -68,8 +68,12 @@ class ControlHandler(Protocol):
         ...
 
 
+_MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, with its terminating NUL
+
+
 class ControlSocketError(Exception):
-    """The control socket's path is taken: by a file that is no socket, or by a live listener."""
+    """The control socket cannot be made: its path is taken (by a file that is no socket, or by a
+    live listener), too long for a Unix socket, or not writable."""
 
 
 def _error(text: str) -> dict[str, object]:
@@ -146,7 +150,17 @@ class ControlServer:
             # for a moment. The chmod after bind covers systems where it does not.
             with contextlib.suppress(OSError):
                 os.fchmod(sock.fileno(), SOCKET_MODE)
-            sock.bind(str(self.path))
+            try:
+                sock.bind(str(self.path))
+            except OSError as error:
+                hint = (
+                    f" (a Unix socket path holds at most {_MAX_SOCKET_PATH} bytes: choose a shorter data_dir)"
+                    if len(os.fsencode(self.path)) > _MAX_SOCKET_PATH
+                    else ""
+                )
+                raise ControlSocketError(
+                    f"cannot listen on {self.path}: {error.strerror or error}{hint}"
+                ) from error
             bound = True
             os.chmod(self.path, SOCKET_MODE)
             self._inode = os.stat(self.path).st_ino

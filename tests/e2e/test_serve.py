@@ -65,3 +65,42 @@ def test_serve_without_config_listens_on_the_embedded_default(tmp_path: Path) ->
         output, _ = process.communicate(timeout=10)
     assert process.returncode == 0
     assert b"running the embedded default" in output
+
+
+@pytest.mark.timeout(40)
+@pytest.mark.parametrize("obstacle", ["socket-path-too-long", "sip-port-taken"])
+def test_serve_that_cannot_start_says_why_without_a_traceback(tmp_path: Path, obstacle: str) -> None:
+    env = {**os.environ}
+    held: socket.socket | None = None
+    if obstacle == "socket-path-too-long":
+        home = tmp_path / ("d" * 110)
+        env["CALLHERALD_HOME"] = str(home)
+        expected = "a Unix socket path holds at most 107 bytes"
+    else:
+        env["CALLHERALD_HOME"] = str(tmp_path / "data")
+        held = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            held.bind(("127.0.0.1", 5060))  # the embedded default's PBX listener
+        except OSError:
+            held.close()
+            pytest.skip("127.0.0.1:5060 is in use by something else")
+        expected = "callherald cannot start"
+    try:
+        completed = subprocess.run(
+            [str(CALLHERALD), "serve"],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            cwd=tmp_path,
+            env=env,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        if held is not None:
+            held.close()
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 2, output
+    assert "callherald cannot start" in output
+    assert expected in output
+    assert "Traceback" not in output
