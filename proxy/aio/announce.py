@@ -69,7 +69,6 @@ class CallAnnouncements:
     session: MediaSession
     scheduler: PlayoutScheduler
     players: dict[MediaLeg, AnnouncementPlayer] = field(default_factory=dict)
-    listener: DigitListener | None = None
 
     def player(self, leg: MediaLeg) -> AnnouncementPlayer:
         """The leg's player, created on first use and hooked into the relay towards that leg."""
@@ -113,7 +112,6 @@ class CallAnnouncements:
         self, media: MediaFormat | None, inband: bool, heard: Callable[[HeardDigit], None]
     ) -> Callable[[bytes], None] | None:
         """A packet hook reporting key presses; None when ``media`` is None (stop listening)."""
-        self.listener = None
         if media is None:
             return None
         listener = DigitListener(
@@ -122,7 +120,6 @@ class CallAnnouncements:
             event_payload_type=media.event_payload_type,
             inband=inband,
         )
-        self.listener = listener
 
         def on_packet(data: bytes) -> None:
             for digit in listener.feed(data):

@@ -134,26 +134,24 @@ class CallAnnouncer:
     def _failure_consequence(self) -> str:
         return "call rejected" if self.policy.on_failure == "reject" else "call connects unrecorded"
 
+    def _announcing_to(self, leg: MediaLeg) -> consent.ConsentSession | None:
+        """The running session when ``leg`` is the outside party's (the agent's copy reports nothing)."""
+        if leg is self.outside_leg and self.stage is AnnouncerStage.ANNOUNCING:
+            return self._session
+        return None
+
     def prompt_finished(self, leg: MediaLeg, now: float) -> list[Effect]:
-        if (
-            leg is not self.outside_leg
-            or self._session is None
-            or self.stage is not AnnouncerStage.ANNOUNCING
-        ):
-            return []
         out: list[Effect] = []
-        self._translate(self._session.prompt_finished(now), out)
+        session = self._announcing_to(leg)
+        if session is not None:
+            self._translate(session.prompt_finished(now), out)
         return out
 
     def prompt_failed(self, leg: MediaLeg, reason: str, now: float) -> list[Effect]:
-        if (
-            leg is not self.outside_leg
-            or self._session is None
-            or self.stage is not AnnouncerStage.ANNOUNCING
-        ):
-            return []
         out: list[Effect] = []
-        self._translate(self._session.prompt_failed(reason, now), out)
+        session = self._announcing_to(leg)
+        if session is not None:
+            self._translate(session.prompt_failed(reason, now), out)
         return out
 
     def digit(self, digit: str, mechanism: consent.DigitMechanism, now: float) -> list[Effect]:

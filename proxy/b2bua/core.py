@@ -1053,28 +1053,36 @@ class B2bua:
         return f"SIP/2.0/{transport} {format_host(host, port)};branch=z9hG4bK{self._token()};rport"
 
     def _build_invite(self, call: Call, offer: bytes) -> Request:
-        b = call.b
         a_invite = call.a_invite
         max_forwards = a_invite.max_forwards
-        forwards = _DEFAULT_MAX_FORWARDS if max_forwards is None else max_forwards - 1
+        copied = [(name, value) for name, value in a_invite.headers if name.lower() in _COPIED_HEADERS]
+        return self._dialog_invite(
+            call.b,
+            offer,
+            max_forwards=_DEFAULT_MAX_FORWARDS if max_forwards is None else max_forwards - 1,
+            extra=copied,
+        )
+
+    def _dialog_invite(
+        self, dialog: Dialog, offer: bytes, *, max_forwards: int, extra: Sequence[tuple[str, str]]
+    ) -> Request:
+        """The INVITE that opens ``dialog`` (§8.1.1), with ``extra`` headers and the SDP ``offer``."""
         headers: list[tuple[str, str]] = [
-            ("Via", self._via(b.side)),
-            ("Max-Forwards", str(forwards)),
-            ("From", b.from_header),
-            ("To", b.to_header),
-            ("Call-ID", b.call_id),
-            ("CSeq", f"{b.next_seq()} INVITE"),
-            ("Contact", b.local_contact),
+            ("Via", self._via(dialog.side)),
+            ("Max-Forwards", str(max_forwards)),
+            ("From", dialog.from_header),
+            ("To", dialog.to_header),
+            ("Call-ID", dialog.call_id),
+            ("CSeq", f"{dialog.next_seq()} INVITE"),
+            ("Contact", dialog.local_contact),
             ("Allow", ALLOWED_METHODS),
             ("User-Agent", self._settings.user_agent),
+            *extra,
         ]
-        for name, value in a_invite.headers:
-            if name.lower() in _COPIED_HEADERS:
-                headers.append((name, value))
         if offer:
             headers.append(("Content-Type", "application/sdp"))
         headers.append(("Content-Length", str(len(offer))))
-        target = b.remote_target
+        target = dialog.remote_target
         assert target is not None
         return Request("INVITE", target, headers, offer)
 
@@ -1247,18 +1255,7 @@ class B2bua:
             call.cancel_pending = True
             call.phase = CallPhase.CANCELLING
             return
-        invite = call.b_invite
-        headers: list[tuple[str, str]] = [
-            ("Via", invite.headers.fields("via")[0]),
-            ("Max-Forwards", str(_DEFAULT_MAX_FORWARDS)),
-            ("From", invite.headers.get("from") or ""),
-            ("To", invite.headers.get("to") or ""),
-            ("Call-ID", invite.call_id),
-            ("CSeq", f"{invite.cseq.seq} CANCEL"),
-        ]
-        headers.extend(("Route", route) for route in invite.headers.fields("route"))
-        headers.append(("Content-Length", "0"))
-        cancel = Request("CANCEL", invite.uri, headers)
+        cancel = _cancel_for(call.b_invite)
         call.cancel_pending = False
         call.phase = CallPhase.CANCELLING
         self._send_request(
@@ -1642,24 +1639,12 @@ class B2bua:
             self._reply(transaction_id, request, 488, out, now, to_tag=request.to.tag)
             return
         self._reply(transaction_id, request, 202, out, now, to_tag=request.to.tag)
-        headers: list[tuple[str, str]] = [
-            ("Via", self._via(new.side)),
-            ("Max-Forwards", str(_DEFAULT_MAX_FORWARDS)),
-            ("From", new.from_header),
-            ("To", new.to_header),
-            ("Call-ID", new.call_id),
-            ("CSeq", f"{new.next_seq()} INVITE"),
-            ("Contact", new.local_contact),
-            ("Allow", ALLOWED_METHODS),
-            ("User-Agent", self._settings.user_agent),
-        ]
+        extra: list[tuple[str, str]] = []
         referred_by = request.headers.get("referred-by")
         if referred_by:
-            headers.append(("Referred-By", referred_by))
-        headers.extend((name, value) for name, value in uri_headers if name.lower() == "replaces")
-        body = bytes(offer)
-        headers.extend((("Content-Type", "application/sdp"), ("Content-Length", str(len(body)))))
-        invite = Request("INVITE", target, headers, body)
+            extra.append(("Referred-By", referred_by))
+        extra.extend((name, value) for name, value in uri_headers if name.lower() == "replaces")
+        invite = self._dialog_invite(new, bytes(offer), max_forwards=_DEFAULT_MAX_FORWARDS, extra=extra)
         transfer = Transfer(leg=leg, old=old, new=new, invite=invite, refer=request)
         call.transfer = transfer
         self._our_call_ids.add(new.call_id)
@@ -1790,20 +1775,7 @@ class B2bua:
             transfer.cancel_pending = True
             return
         transfer.cancel_pending = False
-        invite = transfer.invite
-        cancel = Request(
-            "CANCEL",
-            invite.uri,
-            [
-                ("Via", invite.headers.fields("via")[0]),
-                ("Max-Forwards", str(_DEFAULT_MAX_FORWARDS)),
-                ("From", invite.headers.get("from") or ""),
-                ("To", invite.headers.get("to") or ""),
-                ("Call-ID", invite.call_id),
-                ("CSeq", f"{invite.cseq.seq} CANCEL"),
-                ("Content-Length", "0"),
-            ],
-        )
+        cancel = _cancel_for(transfer.invite)
         self._send_request(
             cancel, transfer.new.peer, transfer.new.side, _ClientContext(kind="cancel", call=call), now, out
         )
@@ -2337,6 +2309,21 @@ def _info_digit(request: Request) -> str | None:
         return "#"
     value = value.upper()
     return value if len(value) == 1 and value in "0123456789*#ABCD" else None
+
+
+def _cancel_for(invite: Request) -> Request:
+    """The CANCEL of a pending INVITE (§9.1): its Via, From, To, Call-ID, CSeq number and Route."""
+    headers: list[tuple[str, str]] = [
+        ("Via", invite.headers.fields("via")[0]),
+        ("Max-Forwards", str(_DEFAULT_MAX_FORWARDS)),
+        ("From", invite.headers.get("from") or ""),
+        ("To", invite.headers.get("to") or ""),
+        ("Call-ID", invite.call_id),
+        ("CSeq", f"{invite.cseq.seq} CANCEL"),
+    ]
+    headers.extend(("Route", route) for route in invite.headers.fields("route"))
+    headers.append(("Content-Length", "0"))
+    return Request("CANCEL", invite.uri, headers)
 
 
 def _uri_headers(text: str) -> list[tuple[str, str]]:
