@@ -22,13 +22,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import json
 import math
 import os
 import subprocess
 import sys
 import threading
-import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,16 +34,15 @@ from typing import Any
 
 from tests.e2e.pyvoip_phone import (
     DEFAULT_MAX_LIFETIME_S,
-    RECEIVE_LOOP_DELAY_S,
     SAMPLE_RATE_HZ,
     SILENCE_PCM8,
-    STOP_TIMEOUT_S,
     PyvoipPhone,
     _Agent,
     _Output,
     _Trace,
     _tracing_socket_module,
     _watchdog,
+    serve_phone,
 )
 
 __all__ = [
@@ -224,37 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         rtpPortHigh=args.rtp_port,
     )
     agent.phone = phone
-    try:
-        phone.start()
-    except Exception as error:
-        out.emit("started", status=phone.get_status().value, error=repr(error))
-    else:
-        time.sleep(RECEIVE_LOOP_DELAY_S)  # until pyVoIP's SIP receive loop runs
-        out.emit("started", status=phone.get_status().value)
-
-    command: dict[str, Any] = {}
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        command = json.loads(line)
-        if command.get("cmd") == "stop":
-            break
-        try:
-            result = agent.handle(command)
-        except Exception as error:
-            out.emit("reply", id=command.get("id"), ok=False, error=repr(error))
-        else:
-            out.emit("reply", id=command.get("id"), ok=True, **result)
-    else:
-        command = {}
-
-    # Nothing to un-register; hang up what is left, bounded, and leave without joining threads.
-    stopper = threading.Thread(target=phone.stop, daemon=True)
-    stopper.start()
-    stopper.join(timeout=STOP_TIMEOUT_S - 2)
-    out.emit("reply", id=command.get("id"), ok=True, status=phone.get_status().value)
-    sys.stderr.flush()
-    os._exit(0)
+    serve_phone(phone, agent, out)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 __all__ = [
     "PASSWORD_ENV",
@@ -52,6 +52,7 @@ __all__ = [
     "SipTraceEntry",
     "main",
     "running_phone",
+    "serve_phone",
     "tone_pcm8",
 ]
 
@@ -449,6 +450,45 @@ def _watchdog(seconds: float) -> None:
     os._exit(3)
 
 
+def serve_phone(phone: Any, agent: Any, out: _Output) -> NoReturn:
+    """Start ``phone``, carry out the controller's commands on stdin through ``agent.handle`` until
+    ``stop`` (or end of input), stop the phone within a bound and leave the process.
+
+    pyVoIP's threads are not joined: stopping (or un-registering from a silent server) can
+    block, so the process exits once the bounded stop has had its time.
+    """
+    try:
+        phone.start()
+    except Exception as error:
+        out.emit("started", status=phone.get_status().value, error=repr(error))
+    else:
+        time.sleep(RECEIVE_LOOP_DELAY_S)  # until pyVoIP's SIP receive loop runs
+        out.emit("started", status=phone.get_status().value)
+
+    command: dict[str, Any] = {}
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        command = json.loads(line)
+        if command.get("cmd") == "stop":
+            break
+        try:
+            result = agent.handle(command)
+        except Exception as error:
+            out.emit("reply", id=command.get("id"), ok=False, error=repr(error))
+        else:
+            out.emit("reply", id=command.get("id"), ok=True, **result)
+    else:
+        command = {}
+
+    stopper = threading.Thread(target=phone.stop, daemon=True)
+    stopper.start()
+    stopper.join(timeout=STOP_TIMEOUT_S - 2)
+    out.emit("reply", id=command.get("id"), ok=True, status=phone.get_status().value)
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
     parser.add_argument("--server-host", default="127.0.0.1")
@@ -484,36 +524,7 @@ def main(argv: list[str] | None = None) -> int:
         rtpPortHigh=args.rtp_port,
     )
     agent.phone = phone
-    try:
-        phone.start()
-    except Exception as error:
-        out.emit("started", status=phone.get_status().value, error=repr(error))
-    else:
-        time.sleep(RECEIVE_LOOP_DELAY_S)  # until pyVoIP's SIP receive loop runs
-        out.emit("started", status=phone.get_status().value)
-
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        command = json.loads(line)
-        if command.get("cmd") == "stop":
-            break
-        try:
-            result = agent.handle(command)
-        except Exception as error:
-            out.emit("reply", id=command.get("id"), ok=False, error=repr(error))
-        else:
-            out.emit("reply", id=command.get("id"), ok=True, **result)
-    else:
-        command = {}
-
-    # Un-registering can block on a silent server: bound it, then leave without joining threads.
-    stopper = threading.Thread(target=phone.stop, daemon=True)
-    stopper.start()
-    stopper.join(timeout=STOP_TIMEOUT_S - 2)
-    out.emit("reply", id=command.get("id"), ok=True, status=phone.get_status().value)
-    sys.stderr.flush()
-    os._exit(0)
+    serve_phone(phone, agent, out)
 
 
 if __name__ == "__main__":
