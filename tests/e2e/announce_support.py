@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import wave
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +15,16 @@ import numpy as np
 from announcements import PreparedPrompt, beep_frames, load_prompt
 from proxy.rtp.errors import RtpError
 from proxy.rtp.packet import RtpPacket
-from tests.e2e.media_peer import Datagram
+from tests.e2e.harness import CallheraldProcess, running_callherald
+from tests.e2e.media_peer import Datagram, MediaPeer
+from tests.e2e.test_sipp_calls import Direction, SippRun, assert_ok, place_call
 
 __all__ = [
     "NOTICE_S",
     "QUESTION_S",
+    "ToneCall",
     "agent_beep",
+    "call_with_tones",
     "evidence_records",
     "find_run",
     "payloads_of",
@@ -132,3 +137,58 @@ def evidence_records(log_text: str) -> list[dict[str, object]]:
         if marker in line:
             records.append(json.loads(line.split(marker, 1)[1]))
     return records
+
+
+@dataclass(frozen=True, slots=True)
+class ToneCall:
+    """A finished call through ``callherald serve`` between two RTP peers playing tones."""
+
+    proxy: CallheraldProcess
+    caller: MediaPeer
+    callee: MediaPeer
+    uac: SippRun
+    uas: SippRun
+    log: str
+
+
+def call_with_tones(
+    tmp_path: Path,
+    direction: Direction,
+    *,
+    caller_payloads: list[bytes],
+    callee_payloads: list[bytes],
+    policies: str,
+    pause_ms: int,
+    caller: str = "uac_call.xml",
+    callee: str = "uas_call.xml",
+    payload_type: int = 0,
+) -> ToneCall:
+    """One SIPp call (``caller`` to ``callee`` scenario) through callherald with ``policies``; each
+    side's RTP peer plays its payloads and records what reaches it. Fails the test when SIPp does."""
+    caller_sdp, callee_sdp = tmp_path / "caller.sdp", tmp_path / "callee.sdp"
+    with (
+        running_callherald(tmp_path, policies=policies) as proxy,
+        MediaPeer(
+            "caller", ssrc=0x11110001, payloads=caller_payloads, payload_type=payload_type
+        ) as caller_peer,
+        MediaPeer(
+            "callee", ssrc=0x22220002, payloads=callee_payloads, payload_type=payload_type
+        ) as callee_peer,
+    ):
+        caller_peer.start(caller_sdp)
+        callee_peer.start(callee_sdp)
+        uac, uas = place_call(
+            proxy,
+            direction,
+            tmp_path,
+            caller=caller,
+            callee=callee,
+            pause_ms=pause_ms,
+            caller_keys={"rtp_port": caller_peer.port, "portfile": caller_sdp},
+            callee_keys={"rtp_port": callee_peer.port, "portfile": callee_sdp},
+        )
+        caller_peer.stop()
+        callee_peer.stop()
+        assert_ok(proxy, uac, uas)
+        log = proxy.log_text()
+    return ToneCall(proxy=proxy, caller=caller_peer, callee=callee_peer, uac=uac, uas=uas, log=log)

@@ -17,6 +17,7 @@ import pytest
 from tests.e2e.announce_support import (
     NOTICE_S,
     agent_beep,
+    call_with_tones,
     evidence_records,
     find_run,
     payloads_of,
@@ -24,9 +25,9 @@ from tests.e2e.announce_support import (
     prepared,
     write_prompt_wavs,
 )
-from tests.e2e.harness import running_callherald, sipp_available
-from tests.e2e.media_peer import MediaPeer, tone_payloads
-from tests.e2e.test_sipp_calls import Direction, assert_ok, place_call
+from tests.e2e.harness import sipp_available
+from tests.e2e.media_peer import tone_payloads
+from tests.e2e.test_sipp_calls import Direction
 
 pytestmark = pytest.mark.e2e
 requires_sipp = pytest.mark.skipif(not sipp_available(), reason="SIPp (sip-tester) is not installed")
@@ -49,27 +50,16 @@ def test_outside_party_hears_the_whole_notice_before_the_other_party(
     cache = tmp_path / "expected-cache"
     notice = prepared(notice_wav, "test-notice", cache).frames_for("pcmu")
     question = prepared(question_wav, "test-question", cache).frames_for("pcmu")
-    caller_sdp, callee_sdp = tmp_path / "caller.sdp", tmp_path / "callee.sdp"
     caller_tone, callee_tone = tone_payloads(1000.0, TONE_PACKETS), tone_payloads(440.0, TONE_PACKETS)
-    with (
-        running_callherald(tmp_path, policies=policy_yaml()) as proxy,
-        MediaPeer("caller", ssrc=0x11110001, payloads=caller_tone) as caller,
-        MediaPeer("callee", ssrc=0x22220002, payloads=callee_tone) as callee,
-    ):
-        caller.start(caller_sdp)
-        callee.start(callee_sdp)
-        uac, uas = place_call(
-            proxy,
-            direction,
-            tmp_path,
-            pause_ms=CALL_MS,
-            caller_keys={"rtp_port": caller.port, "portfile": caller_sdp},
-            callee_keys={"rtp_port": callee.port, "portfile": callee_sdp},
-        )
-        caller.stop()
-        callee.stop()
-        assert_ok(proxy, uac, uas)
-        log = proxy.log_text()
+    call = call_with_tones(
+        tmp_path,
+        direction,
+        caller_payloads=caller_tone,
+        callee_payloads=callee_tone,
+        policies=policy_yaml(),
+        pause_ms=CALL_MS,
+    )
+    caller, callee, log = call.caller, call.callee, call.log
     outside, agent = (caller, callee) if direction is Direction.INBOUND else (callee, caller)
     agent_tone = callee_tone if direction is Direction.INBOUND else caller_tone
     outside_tone = caller_tone if direction is Direction.INBOUND else callee_tone
@@ -118,29 +108,17 @@ def test_a_late_offer_caller_hears_the_whole_notice_after_its_ack(tmp_path: Path
     """The INVITE has no SDP: callherald offers in its 200, the ACK answers, then the notice plays."""
     notice_wav, _ = write_prompt_wavs(tmp_path)
     notice = prepared(notice_wav, "test-notice", tmp_path / "expected-cache").frames_for("pcmu")
-    caller_sdp, callee_sdp = tmp_path / "caller.sdp", tmp_path / "callee.sdp"
-    with (
-        running_callherald(tmp_path, policies=policy_yaml()) as proxy,
-        MediaPeer("caller", ssrc=0x11110001, payloads=tone_payloads(1000.0, TONE_PACKETS)) as caller,
-        MediaPeer("callee", ssrc=0x22220002, payloads=tone_payloads(440.0, TONE_PACKETS)) as callee,
-    ):
-        caller.start(caller_sdp)
-        callee.start(callee_sdp)
-        uac, uas = place_call(
-            proxy,
-            Direction.INBOUND,
-            tmp_path,
-            caller="consent_uac_late_offer.xml",
-            pause_ms=CALL_MS,
-            caller_keys={"rtp_port": caller.port, "portfile": caller_sdp},
-            callee_keys={"rtp_port": callee.port, "portfile": callee_sdp},
-        )
-        caller.stop()
-        callee.stop()
-        assert_ok(proxy, uac, uas)
-        log = proxy.log_text()
-    assert find_run(payloads_of(caller.received), notice) >= 0, log[-3000:]
-    events = _events(evidence_records(log))
+    call = call_with_tones(
+        tmp_path,
+        Direction.INBOUND,
+        caller_payloads=tone_payloads(1000.0, TONE_PACKETS),
+        callee_payloads=tone_payloads(440.0, TONE_PACKETS),
+        policies=policy_yaml(),
+        pause_ms=CALL_MS,
+        caller="consent_uac_late_offer.xml",
+    )
+    assert find_run(payloads_of(call.caller.received), notice) >= 0, call.log[-3000:]
+    events = _events(evidence_records(call.log))
     assert (
         events.index("announcement_ended")
         < events.index("consent_finished")

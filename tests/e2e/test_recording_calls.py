@@ -26,10 +26,10 @@ from storage.keys import load_private_key
 from storage.records import EvidenceStore, RecordingRecord, RecordingState, TimelineKind
 from storage.segments import SegmentReader
 from storage.sqlite_keys import SqliteKeyStore
-from tests.e2e.announce_support import policy_yaml, write_prompt_wavs
+from tests.e2e.announce_support import call_with_tones, policy_yaml, write_prompt_wavs
 from tests.e2e.harness import running_callherald, sipp_available
 from tests.e2e.media_peer import SAMPLES_PER_PACKET, MediaPeer
-from tests.e2e.test_sipp_calls import Direction, assert_ok, place_call, sipp_keys, start_callee, start_caller
+from tests.e2e.test_sipp_calls import Direction, sipp_keys, start_callee, start_caller
 
 pytestmark = pytest.mark.e2e
 requires_sipp = pytest.mark.skipif(not sipp_available(), reason="SIPp (sip-tester) is not installed")
@@ -91,26 +91,16 @@ def test_recording_is_both_parties_from_the_bridge_and_nothing_in_plaintext(
         if direction is Direction.INBOUND
         else (pbx_payloads, outside_payloads)
     )
-    caller_sdp, callee_sdp = tmp_path / "caller.sdp", tmp_path / "callee.sdp"
-    with (
-        running_callherald(tmp_path, policies=policy_yaml()) as proxy,
-        MediaPeer("caller", ssrc=0x11110001, payloads=caller_tone) as caller,
-        MediaPeer("callee", ssrc=0x22220002, payloads=callee_tone) as callee,
-    ):
-        caller.start(caller_sdp)
-        callee.start(callee_sdp)
-        uac, uas = place_call(
-            proxy,
-            direction,
-            tmp_path,
-            pause_ms=CALL_MS,
-            caller_keys={"rtp_port": caller.port, "portfile": caller_sdp},
-            callee_keys={"rtp_port": callee.port, "portfile": callee_sdp},
-        )
-        caller.stop()
-        callee.stop()
-        assert_ok(proxy, uac, uas)
-    data_dir = proxy.data_dir
+    call = call_with_tones(
+        tmp_path,
+        direction,
+        caller_payloads=caller_tone,
+        callee_payloads=callee_tone,
+        policies=policy_yaml(),
+        pause_ms=CALL_MS,
+    )
+    uas = call.uas
+    data_dir = call.proxy.data_dir
     with EvidenceStore(data_dir / "evidence.sqlite") as store:
         (record,) = store.recordings_list()
         assert record.state is RecordingState.COMPLETE
@@ -223,31 +213,18 @@ def g722_tone(frequency_hz: float, count: int, amplitude: float = 8000.0) -> lis
 @pytest.mark.timeout(60)
 def test_a_g722_call_is_recorded_wideband(tmp_path: Path) -> None:
     write_prompt_wavs(tmp_path)
-    caller_sdp, callee_sdp = tmp_path / "caller.sdp", tmp_path / "callee.sdp"
-    with (
-        running_callherald(tmp_path, policies=policy_yaml()) as proxy,
-        MediaPeer(
-            "caller", ssrc=0x11110001, payloads=g722_tone(OUTSIDE_HZ, TONE_PACKETS), payload_type=9
-        ) as caller,
-        MediaPeer(
-            "callee", ssrc=0x22220002, payloads=g722_tone(PBX_HZ, TONE_PACKETS), payload_type=9
-        ) as callee,
-    ):
-        caller.start(caller_sdp)
-        callee.start(callee_sdp)
-        uac, uas = place_call(
-            proxy,
-            Direction.INBOUND,
-            tmp_path,
-            caller="recording_uac_g722.xml",
-            callee="recording_uas_g722.xml",
-            pause_ms=CALL_MS,
-            caller_keys={"rtp_port": caller.port, "portfile": caller_sdp},
-            callee_keys={"rtp_port": callee.port, "portfile": callee_sdp},
-        )
-        caller.stop()
-        callee.stop()
-        assert_ok(proxy, uac, uas)
+    call = call_with_tones(
+        tmp_path,
+        Direction.INBOUND,
+        caller_payloads=g722_tone(OUTSIDE_HZ, TONE_PACKETS),
+        callee_payloads=g722_tone(PBX_HZ, TONE_PACKETS),
+        policies=policy_yaml(),
+        pause_ms=CALL_MS,
+        caller="recording_uac_g722.xml",
+        callee="recording_uas_g722.xml",
+        payload_type=9,
+    )
+    proxy = call.proxy
     data_dir = proxy.data_dir
     with EvidenceStore(data_dir / "evidence.sqlite") as store:
         (record,) = store.recordings_list()
