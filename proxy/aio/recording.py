@@ -8,7 +8,13 @@ takes regular runs in bulk and decodes nothing), drains the audio up to a safety
 the newest arrival (the reorder window plus jitter), masks in-band DTMF tones of the drained
 block on both channels (a card number keyed during the call must not be stored, PCI DSS 3.3.1),
 and writes the block to the ``RecordingHandle`` the composition root supplied, which seals and
-stores it off the loop.
+stores it off the loop. Flushes fall on a 50 ms grid of the loop clock: the recordings of one
+slot flush in one pass of the loop (their sink hands the blocks on together), and the slots
+spread many recordings' work over the second.
+
+The DTMF screen costs one small matrix product per block: the band powers of a 256-point FFT
+of each 25 ms frame, for the few bins that matter. Only a channel whose block passes goes to the
+exact Goertzel detector (``proxy.rtp.inband.dtmf_mask``).
 
 Positions are samples (8000 per second) since the recording started; arrival positions come from
 the event loop's clock, read once per packet (uvloop's ``time()`` is the loop's cached clock) and
@@ -19,10 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable
 from typing import Final, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from proxy.aio.media import MediaSession
 from proxy.b2bua.effects import MediaFormat, MediaLeg
@@ -32,6 +40,7 @@ from proxy.rtp.recorder import Channel, StereoRecorder
 from proxy.rtp.recorder import MediaFormat as RecorderFormat
 
 __all__ = [
+    "FLUSH_GRID_S",
     "FLUSH_INTERVAL_S",
     "SAFETY_MARGIN_SAMPLES",
     "CallRecording",
@@ -43,6 +52,8 @@ __all__ = [
 _LOG = logging.getLogger("callherald.recording")
 
 FLUSH_INTERVAL_S: Final = 1.0
+FLUSH_GRID_S: Final = 0.05
+"""Flushes happen on multiples of this (loop time): recordings in one slot are written together."""
 SAFETY_MARGIN_SAMPLES: Final = 1600
 """Audio newer than this (200 ms) stays in the recorder at a flush: reordered packets find their place."""
 _MASK_GUARD_SAMPLES: Final = 80  # 10 ms around a detected tone, for its ramps
@@ -130,7 +141,14 @@ class CallRecording:
         return on_packet
 
     def start(self) -> None:
-        self._timer = self._loop.call_later(FLUSH_INTERVAL_S, self._on_timer)
+        self._timer = self._loop.call_at(self._next_flush_at(), self._on_timer)
+
+    def _next_flush_at(self) -> float:
+        # A second from now, rounded up to the flush grid: the recordings due in one slot flush in
+        # one pass of the loop, so the sink can hand their blocks on together, while the slots
+        # spread the work of many recordings over the second (no long stall of the relay).
+        slot = math.ceil((self._loop.time() + FLUSH_INTERVAL_S) / FLUSH_GRID_S)
+        return slot * FLUSH_GRID_S
 
     def position(self, at: float | None = None) -> int:
         moment = self._loop.time() if at is None else at
@@ -161,7 +179,7 @@ class CallRecording:
             self.flush(self.position() - SAFETY_MARGIN_SAMPLES)
         except Exception:
             _LOG.exception("recording flush failed")
-        self._timer = self._loop.call_later(FLUSH_INTERVAL_S, self._on_timer)
+        self._timer = self._loop.call_at(self._next_flush_at(), self._on_timer)
 
     def flush(self, up_to: int) -> None:
         """Feed the packets tapped so far, then drain, mask DTMF and write everything before ``up_to``."""
@@ -179,7 +197,7 @@ class CallRecording:
             if not packets:
                 continue
             elapsed = np.asarray(times, dtype=np.float64) - self._started
-            arrivals: list[int] = (elapsed * SAMPLE_RATE_HZ).astype(np.int64).tolist()
+            arrivals = (elapsed * SAMPLE_RATE_HZ).astype(np.int64)
             try:
                 self.recorder.feed_batch(channel, packets, arrivals)
             finally:
@@ -203,28 +221,75 @@ class CallRecording:
 
 _SCREEN_FRAME: Final = 200  # 25 ms
 _SCREEN_FFT: Final = 256  # 31.25 Hz bins
-_LOW_BAND: Final = slice(20, 32)  # 625-1000 Hz: 697, 770, 852, 941 Hz (ITU-T Q.23)
-_HIGH_BAND: Final = slice(37, 55)  # 1156-1719 Hz: 1209, 1336, 1477, 1633 Hz
+_LOW_BINS: Final = range(20, 32)  # 625-1000 Hz: 697, 770, 852, 941 Hz (ITU-T Q.23)
+_HIGH_BINS: Final = range(37, 55)  # 1156-1719 Hz: 1209, 1336, 1477, 1633 Hz
 _SCREEN_MIN_POWER: Final = 200.0**2  # a frame quieter than about -44 dBm0 holds no key press
 
 
-def _might_hold_dtmf(pcm: np.ndarray) -> bool:
-    """A cheap screen (one small FFT per 25 ms): could any frame carry a DTMF pair?
+def _screen_basis() -> npt.NDArray[np.float32]:
+    # The bins of a 256-point DFT of a zero-padded frame that the screen needs, as one matrix:
+    # bin 0 and bin 128 (for the frame's total power), then cosine and sine of the band bins.
+    n = np.arange(_SCREEN_FRAME)
+    bins = np.array([*_LOW_BINS, *_HIGH_BINS])
+    angles = 2 * np.pi * np.outer(n, bins) / _SCREEN_FFT
+    columns = [np.ones(_SCREEN_FRAME), np.cos(np.pi * n), np.cos(angles), np.sin(angles)]
+    return np.column_stack(columns).astype(np.float32)
 
-    A DTMF frame puts most of its energy in one low-group and one high-group band; noise and most
-    speech do not. Only blocks that pass go to the exact Goertzel detector.
+
+def _screen_sums() -> npt.NDArray[np.float32]:
+    # Squared projections -> (low-band power, high-band power, (|X0|**2 + |X128|**2) / 2).
+    bands = len(_LOW_BINS) + len(_HIGH_BINS)
+    sums = np.zeros((2 + 2 * bands, 3), dtype=np.float32)
+    sums[0:2, 2] = 0.5
+    for offset in (2, 2 + bands):  # cosine, then sine parts
+        sums[offset : offset + len(_LOW_BINS), 0] = 1
+        sums[offset + len(_LOW_BINS) : offset + bands, 1] = 1
+    return sums
+
+
+_SCREEN_BASIS: Final = _screen_basis()
+_SCREEN_SUMS: Final = _screen_sums()
+_LOUD_POWER: Final = _SCREEN_MIN_POWER * _SCREEN_FRAME * _SCREEN_FFT / 2
+# total <= (256 + 2 * 200) / 2 * sum(x**2) (Cauchy-Schwarz bounds |X0|**2 and |X128|**2 by 200 * sum):
+_MAX_POWER_PER_ENERGY: Final = (_SCREEN_FFT + 2 * _SCREEN_FRAME) / 2
+
+
+def _frames_might_hold_dtmf(frames: npt.NDArray[np.float32]) -> npt.NDArray[np.bool_]:
+    """Per 25 ms frame (rows of 200 samples at 8 kHz): could it carry a DTMF pair?
+
+    A DTMF frame is loud and puts most of its energy in one low-group and one high-group band;
+    noise and most speech do not. The bands' power is that of a 256-point FFT of the zero-padded
+    frame, computed as one product with the few bins needed, and only for frames that may be loud;
+    the frame's total (one-sided) power comes from Parseval's theorem,
+    (256 * sum(x**2) + |X0|**2 + |X128|**2) / 2.
     """
-    usable = len(pcm) // _SCREEN_FRAME * _SCREEN_FRAME
-    if usable == 0:
-        return bool(len(pcm))
-    frames = pcm[:usable].reshape(-1, _SCREEN_FRAME).astype(np.float32)
-    power = np.abs(np.fft.rfft(frames, n=_SCREEN_FFT, axis=1)) ** 2
-    total = power.sum(axis=1)
-    low = power[:, _LOW_BAND].sum(axis=1)
-    high = power[:, _HIGH_BAND].sum(axis=1)
-    loud = total > _SCREEN_MIN_POWER * _SCREEN_FRAME * _SCREEN_FFT / 2
+    energy = np.einsum("ij,ij->i", frames, frames)
+    result = np.zeros(len(frames), dtype=np.bool_)
+    candidates = np.flatnonzero(energy * _MAX_POWER_PER_ENERGY > _LOUD_POWER)
+    if not candidates.size:
+        return result
+    every = candidates.size == len(frames)
+    projected = (frames if every else frames[candidates]) @ _SCREEN_BASIS
+    low, high, edges = ((projected * projected) @ _SCREEN_SUMS).T
+    total = _SCREEN_FFT / 2 * (energy if every else energy[candidates]) + edges
+    loud = total > _LOUD_POWER
     pair = (low > 0.1 * total) & (high > 0.05 * total) & (low + high > 0.5 * total)
-    return bool(np.any(loud & pair))
+    result[candidates] = loud & pair
+    return result
+
+
+def _channels_to_check(block: npt.NDArray[np.int16]) -> list[int]:
+    """The columns of an 8 kHz stereo block that the screen passes, both screened in one product."""
+    rows = len(block)
+    if rows < _SCREEN_FRAME:
+        return [0, 1] if rows else []  # too short to judge: check it exactly
+    whole = rows // _SCREEN_FRAME * _SCREEN_FRAME
+    channels = block.T
+    if whole < rows:  # the tail is screened as one more frame, the block's last 25 ms
+        channels = np.concatenate([channels[:, :whole], channels[:, rows - _SCREEN_FRAME :]], axis=1)
+    frames = channels.reshape(-1, _SCREEN_FRAME).astype(np.float32)  # left's frames, then right's
+    hits = _frames_might_hold_dtmf(frames).reshape(2, -1)
+    return [column for column in (0, 1) if hits[column].any()]
 
 
 def _mask_dtmf(block: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ) -> None:
@@ -233,10 +298,8 @@ def _mask_dtmf(block: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ) -> None:
         return
     step = sample_rate_hz // SAMPLE_RATE_HZ  # the screen looks at 8 kHz (every other sample of 16 kHz)
     spans = np.zeros(len(block), dtype=np.bool_)
-    for column in (0, 1):
-        channel = np.ascontiguousarray(block[:, column])
-        if _might_hold_dtmf(channel[::step]):
-            spans |= dtmf_mask(channel, sample_rate_hz)
+    for column in _channels_to_check(block[::step]):
+        spans |= dtmf_mask(np.ascontiguousarray(block[:, column]), sample_rate_hz)
     if not spans.any():
         return
     # Widen each span a little: the detector's edges are within a hop of the tone's.

@@ -148,7 +148,9 @@ _RTP_HEADER = struct.Struct("!BBHII")  # RFC 3550 §5.1: V/P/X/CC, M/PT, sequenc
 _RTP_HEADER_LEN = _RTP_HEADER.size
 _RTP_HEADER_DTYPE = np.dtype([("b0", "u1"), ("b1", "u1"), ("seq", ">u2"), ("ts", ">u4"), ("ssrc", ">u4")])
 _PLAIN_FIRST_OCTET = 0x80  # version 2, no padding, no extension, no CSRCs
+_Arrivals = Sequence[int | None] | npt.NDArray[np.int64]  # a numpy array when every arrival is known
 _MIN_BULK_RUN = 8  # shorter runs are cheaper packet by packet
+_MAX_SLICED_PIECES = 8  # a drain places up to this many pieces by slices, more by one index array
 _MAX_BULK_ARRIVAL = 1 << 40  # arrivals beyond this (never real) are left to the per-packet path
 
 
@@ -452,8 +454,14 @@ class StereoRecorder:
             pos = drained
         s.pending.append((pos, payload_type, payload))
 
-    def feed_batch(self, channel: Channel, packets: Sequence[bytes], arrivals: Sequence[int | None]) -> None:
-        """Take whole RTP packets of ``channel`` in arrival order; ``arrivals[i]`` is that of ``packets[i]``.
+    def feed_batch(
+        self,
+        channel: Channel,
+        packets: Sequence[bytes],
+        arrivals: _Arrivals,
+    ) -> None:
+        """Take whole RTP packets of ``channel`` in arrival order; ``arrivals[i]`` is that of ``packets[i]``
+        (a list, or a numpy integer array when every arrival is known).
 
         The result (pending audio, state, ``stats``) is exactly that of ``feed`` for each packet in
         turn, its header parsed per RFC 3550 §5.1 (CSRC list, header extension and padding
@@ -473,7 +481,7 @@ class StereoRecorder:
             size = int(lengths[lo])
             if hi - lo < _MIN_BULK_RUN or size <= _RTP_HEADER_LEN:
                 for k in range(lo, hi):
-                    self._feed_packet(s, channel, packets[k], arrivals[k])
+                    self._feed_packet(s, channel, packets[k], _scalar(arrivals[k]))
             else:
                 self._feed_same_size(s, channel, packets[lo:hi], arrivals[lo:hi], known[lo:hi], values[lo:hi])
 
@@ -491,7 +499,7 @@ class StereoRecorder:
         s: _ChannelState,
         channel: Channel,
         packets: Sequence[bytes],
-        arrivals: Sequence[int | None],
+        arrivals: _Arrivals,
         known: npt.NDArray[np.bool_],
         values: npt.NDArray[np.int64],
     ) -> None:
@@ -531,7 +539,7 @@ class StereoRecorder:
                     k += done
                     if k == run_end:
                         break
-                self._feed_packet(s, channel, packets[k], arrivals[k])
+                self._feed_packet(s, channel, packets[k], _scalar(arrivals[k]))
                 k += 1
 
     def _feed_run(
@@ -611,9 +619,7 @@ class StereoRecorder:
             return 0
         _append_piece(s, piece_pos, payload_type, payloads[piece_first:done])
         s.packets_in += done
-        update = s.seq.update
-        for offset in range(done):
-            update(sequence + offset)  # IN_ORDER each: one past the highest
+        s.seq.advance(done)  # IN_ORDER each: one past the highest
         s.block_count, s.block_min = block_count, block_min
         s.ref_ts = (timestamp + size * (done - 1)) & 0xFFFFFFFF
         s.ref_pos = base - size
@@ -804,11 +810,26 @@ class StereoRecorder:
                 continue
             decode = ulaw_decode if pt == PCMU_PAYLOAD_TYPE else alaw_decode
             samples = decode(b"".join(payloads))
+            # G.711 in a wideband recording: every sample twice.
+            units = out if self._rows_per_unit == 1 else out.reshape(-1, 2, 2)
+            if len(positions) <= _MAX_SLICED_PIECES:
+                # A few long pieces (runs fed in bulk): slices, later pieces over earlier ones.
+                offset = 0
+                for pos, payload in zip(positions, payloads, strict=True):
+                    end = pos + len(payload)
+                    piece = samples[offset : offset + len(payload)]
+                    if self._rows_per_unit == 1:
+                        units[pos:end, column] = piece
+                    else:
+                        units[pos:end, :, column] = piece[:, np.newaxis]
+                    covered[pos:end] = True
+                    offset += len(payload)
+                continue
             index = _unit_index(positions, payloads)
             if self._rows_per_unit == 1:
-                out[index, column] = samples
-            else:  # G.711 in a wideband recording: every sample twice
-                out.reshape(-1, 2, 2)[index, :, column] = samples[:, np.newaxis]
+                units[index, column] = samples
+            else:
+                units[index, :, column] = samples[:, np.newaxis]
             covered[index] = True
         # Resets passed without G.722 audio after them: what is still pending is the new SSRC's.
         # (The next G.722 run would reset anyway; this keeps the list short.)
@@ -909,7 +930,14 @@ def _parse_rtp(data: bytes) -> tuple[int, int, int, int, bytes] | None:
     return b1 & 0x7F, sequence, timestamp, ssrc, bytes(data[start:end])
 
 
-def _arrival_values(arrivals: Sequence[int | None]) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
+def _scalar(arrival: int | np.int64 | None) -> int | None:
+    # An arrival as a Python int: `feed_batch` also takes a numpy array of them.
+    return None if arrival is None else int(arrival)
+
+
+def _arrival_values(
+    arrivals: _Arrivals,
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
     # Which arrivals the bulk path may use, and their values (0 where it may not).
     try:
         values = np.asarray(arrivals, dtype=np.int64)

@@ -247,6 +247,21 @@ class ExtendedSequence:
         self._last = None
         return SeqStatus.JUMP
 
+    def advance(self, count: int) -> None:
+        """Account for ``count`` packets, each one past the highest: ``update(highest + 1)`` in turn.
+
+        The bulk form for a run already known to be consecutive; raises ``ValueError`` before the
+        source is valid (the per-packet ``update`` must validate it first).
+        """
+        if count <= 0:
+            return
+        if not self._valid:
+            raise ValueError("advance before the source is valid")
+        self._highest += count
+        self._seen = ((self._seen << count) | ((1 << count) - 1)) & self._window_mask
+        self._received += count
+        self._last = self._highest
+
     def stats(self) -> SequenceStats:
         """A snapshot of the counters."""
         expected = self._expected_prior

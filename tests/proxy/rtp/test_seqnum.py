@@ -324,3 +324,33 @@ def test_tracker_counts_any_lossy_reordered_stream(arrivals: list[int], start: i
     assert stats.duplicates == len(arrivals) - distinct
     assert stats.expected == expected
     assert stats.lost == expected - distinct
+
+
+@given(_arrivals(), SEQ, st.integers(0, 200), st.integers(0, 5))
+def test_advance_equals_in_order_updates(arrivals: list[int], start: int, count: int, later: int) -> None:
+    # `advance(n)` leaves the tracker exactly as n updates, each one past the highest, would:
+    # same counters, and the same answers for reordered and duplicate packets afterwards.
+    bulk = ExtendedSequence(min_sequential=1)
+    single = ExtendedSequence(min_sequential=1)
+    for index in arrivals:
+        bulk.update((start + index) & 0xFFFF)
+        single.update((start + index) & 0xFFFF)
+    highest = single.highest
+    assert highest is not None
+    bulk.advance(count)
+    for offset in range(1, count + 1):
+        assert single.update((highest + offset) & 0xFFFF) is SeqStatus.IN_ORDER
+    assert bulk.stats() == single.stats()
+    assert bulk.last_extended == single.last_extended
+    for back in range(later + 1):
+        seq = (highest + count - back * 7) & 0xFFFF
+        assert bulk.update(seq) is single.update(seq)
+    assert bulk.stats() == single.stats()
+
+
+def test_advance_needs_a_valid_source() -> None:
+    tracker = ExtendedSequence(min_sequential=2)
+    tracker.update(10)
+    with pytest.raises(ValueError, match="valid"):
+        tracker.advance(3)
+    tracker.advance(0)  # nothing to account for: no error
