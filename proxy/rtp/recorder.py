@@ -572,6 +572,8 @@ class StereoRecorder:
         base = s.ref_pos + step  # position of packet `done` before any drift correction
         if abs(base) >= _MAX_BULK_ARRIVAL:
             return 0  # positions numpy might not hold
+        if base >= drained and self._take_whole_run(s, payload_type, timestamp, payloads, arrivals, base):
+            return len(payloads)
         done = 0
         piece_first, piece_pos = 0, base  # the contiguous stretch to append as one entry
         corrected = False
@@ -625,6 +627,44 @@ class StereoRecorder:
         s.ref_pos = base - size
         s.high_end = base if corrected else max(s.high_end, base)
         return done
+
+    def _take_whole_run(
+        self,
+        s: _ChannelState,
+        payload_type: int,
+        timestamp: int,
+        payloads: npt.NDArray[np.uint8],
+        arrivals: npt.NDArray[np.int64],
+        base: int,
+    ) -> bool:
+        # The common case of `_feed_run`, checked in one go: every packet of the run lands whole
+        # from `base` on and no drift block it completes needs a correction. Then the run is one
+        # pending entry and True is returned; otherwise nothing changes and False is returned.
+        count, size = payloads.shape
+        delays = arrivals - (base + size * np.arange(count, dtype=np.int64))
+        if int(np.abs(delays).max()) > MAX_JUMP_SAMPLES:
+            return False  # an arrival that starts a new timeline
+        first = DRIFT_BLOCK_PACKETS - s.block_count  # packets that complete the open block
+        starts = [0, *range(first, count, DRIFT_BLOCK_PACKETS)] if first < count else [0]
+        lows: list[int] = np.minimum.reduceat(delays, starts).tolist()
+        block_count, block_min = s.block_count, s.block_min
+        for index, low in enumerate(lows):
+            block_min = low if block_count == 0 else min(block_min, low)
+            end = starts[index + 1] if index + 1 < len(starts) else count
+            block_count += end - starts[index]
+            if block_count == DRIFT_BLOCK_PACKETS:
+                if abs(block_min) > self._drift_limit:
+                    return False  # a drift correction: the packet-exact path makes it
+                block_count = 0
+        _append_piece(s, base, payload_type, payloads)
+        s.packets_in += count
+        s.seq.advance(count)
+        s.block_count, s.block_min = block_count, block_min
+        s.ref_ts = (timestamp + size * (count - 1)) & 0xFFFFFFFF
+        s.ref_pos = base + size * (count - 1)
+        assert s.high_end is not None
+        s.high_end = max(s.high_end, base + size * count)
+        return True
 
     def _anchor(self, s: _ChannelState, timestamp: int, arrival: int | None) -> int:
         # A new timeline: the channel's first packet, a new SSRC, a restart.

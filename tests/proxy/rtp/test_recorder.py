@@ -1049,7 +1049,9 @@ def record_wire(
             (Channel.LEFT, left_packets, left_arrivals),
             (Channel.RIGHT, right_packets, right_arrivals),
         ):
-            if batched:
+            if batched and arrivals and all(a is not None for a in arrivals):
+                rec.feed_batch(channel, packets, np.asarray(arrivals, dtype=np.int64))  # as CallRecording does
+            elif batched:
                 rec.feed_batch(channel, packets, arrivals)
             else:
                 feed_wire_one_by_one(rec, channel, packets, arrivals)
