@@ -56,6 +56,7 @@ FLUSH_GRID_S: Final = 0.05
 """Flushes happen on multiples of this (loop time): recordings in one slot are written together."""
 SAFETY_MARGIN_SAMPLES: Final = 1600
 """Audio newer than this (200 ms) stays in the recorder at a flush: reordered packets find their place."""
+_CHANNELS: Final = (Channel.LEFT, Channel.RIGHT)
 _MASK_GUARD_SAMPLES: Final = 80  # 10 ms around a detected tone, for its ramps
 
 
@@ -193,7 +194,7 @@ class CallRecording:
 
     def _feed_tapped(self) -> None:
         # One batch per channel; arrival positions as the per-packet clock read gave them.
-        for channel, (packets, times) in zip(Channel, self._tapped, strict=True):
+        for channel, (packets, times) in zip(_CHANNELS, self._tapped, strict=True):
             if not packets:
                 continue
             elapsed = np.asarray(times, dtype=np.float64) - self._started

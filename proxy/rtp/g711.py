@@ -131,7 +131,7 @@ def ulaw_encode(pcm: npt.NDArray[np.int16]) -> bytes:
 
 def ulaw_decode(codes: bytes | npt.NDArray[np.uint8]) -> npt.NDArray[np.int16]:
     """``int16`` samples for µ-law codes."""
-    return _ULAW_DECODE[_as_codes(codes)]
+    return _ULAW_DECODE.take(_as_codes(codes))  # `take` is faster than fancy indexing
 
 
 def alaw_encode(pcm: npt.NDArray[np.int16]) -> bytes:
@@ -141,4 +141,4 @@ def alaw_encode(pcm: npt.NDArray[np.int16]) -> bytes:
 
 def alaw_decode(codes: bytes | npt.NDArray[np.uint8]) -> npt.NDArray[np.int16]:
     """``int16`` samples for A-law codes."""
-    return _ALAW_DECODE[_as_codes(codes)]
+    return _ALAW_DECODE.take(_as_codes(codes))

@@ -474,6 +474,17 @@ class StereoRecorder:
         if count == 0:
             return
         s = self._states[channel]
+        if count >= _MIN_BULK_RUN and isinstance(arrivals, np.ndarray):
+            done = self._feed_continuation(s, packets, arrivals)
+            if done == count:
+                return
+            if done:
+                # Exactly what the general path does where a bulk run stops: the next packet alone.
+                self._feed_packet(s, channel, packets[done], _scalar(arrivals[done]))
+                packets, arrivals = packets[done + 1 :], arrivals[done + 1 :]
+                count = len(packets)
+                if count == 0:
+                    return
         known, values = _arrival_values(arrivals)
         lengths = np.fromiter(map(len, packets), dtype=np.int64, count=count)
         edges = (np.flatnonzero(lengths[1:] != lengths[:-1]) + 1).tolist()
@@ -484,6 +495,40 @@ class StereoRecorder:
                     self._feed_packet(s, channel, packets[k], _scalar(arrivals[k]))
             else:
                 self._feed_same_size(s, channel, packets[lo:hi], arrivals[lo:hi], known[lo:hi], values[lo:hi])
+
+    def _feed_continuation(
+        self, s: _ChannelState, packets: Sequence[bytes], arrivals: npt.NDArray[np.int64]
+    ) -> int:
+        # The steady state of a call, checked with a handful of array operations: every packet
+        # plain (first octet 0x80), of one size, payload type and SSRC, and continuing the
+        # channel's stream one sequence number and one payload length apart. Returns how many
+        # packets `_feed_run` took (0: the batch is not such a run; the general path decides).
+        state_ssrc, highest = s.ssrc, s.seq.highest
+        first = packets[0]
+        size = len(first)
+        if state_ssrc is None or highest is None or size <= _RTP_HEADER_LEN or size % 4:
+            return 0
+        count = len(packets)
+        joined = b"".join(packets)
+        if len(joined) != count * size or max(map(len, packets)) != size:
+            return 0
+        b0, b1, sequence, timestamp, ssrc = _RTP_HEADER.unpack_from(first)
+        payload_type = b1 & 0x7F
+        if b0 != _PLAIN_FIRST_OCTET or ssrc != state_ssrc or (highest + 1) & 0xFFFF != sequence:
+            return 0
+        words = np.frombuffer(joined, dtype=">u4").reshape(count, size // 4)
+        steps = np.arange(count, dtype=np.uint32)
+        # Octets 0-3: V/P/X/CC, M/PT (marker free), sequence; 4-7 timestamp; 8-11 SSRC (RFC 3550 §5.1).
+        first_word = (b0 << 24) | (payload_type << 16)
+        regular = (
+            ((words[:, 0] & 0xFF7FFFFF) == (first_word | ((sequence + steps) & 0xFFFF)))
+            & (words[:, 1] == np.uint32(timestamp) + steps * np.uint32(size - _RTP_HEADER_LEN))
+            & (words[:, 2] == ssrc)
+        )
+        if not regular.all() or int(np.abs(arrivals).max()) >= _MAX_BULK_ARRIVAL:
+            return 0
+        payloads = np.frombuffer(joined, dtype=np.uint8).reshape(count, size)[:, _RTP_HEADER_LEN:]
+        return self._feed_run(s, payload_type, sequence, timestamp, ssrc, payloads, arrivals)
 
     def _feed_packet(self, s: _ChannelState, channel: Channel, data: bytes, arrival: int | None) -> None:
         parsed = _parse_rtp(data)

@@ -1050,7 +1050,9 @@ def record_wire(
             (Channel.RIGHT, right_packets, right_arrivals),
         ):
             if batched and arrivals and all(a is not None for a in arrivals):
-                rec.feed_batch(channel, packets, np.asarray(arrivals, dtype=np.int64))  # as CallRecording does
+                rec.feed_batch(
+                    channel, packets, np.asarray(arrivals, dtype=np.int64)
+                )  # as CallRecording does
             elif batched:
                 rec.feed_batch(channel, packets, arrivals)
             else:
@@ -1082,6 +1084,12 @@ def lossy(count: int) -> list[bytes]:
     return packets
 
 
+def with_marker(count: int) -> list[bytes]:
+    packets = regular(count)
+    packets[70] = bytes([packets[70][0], packets[70][1] | 0x80]) + packets[70][2:]  # a talkspurt starts
+    return packets
+
+
 def with_csrc(count: int) -> list[bytes]:
     packets = regular(count)
     payload = RtpPacket.parse(packets[40]).payload
@@ -1098,10 +1106,12 @@ def with_csrc(count: int) -> list[bytes]:
         ("drift corrections within runs", regular(400), 1.03, 50, 1),
         ("drift the other way", regular(400), 0.97, 50, 1),
         ("a loss", lossy(200), 1.0, 50, 2),
+        ("a marker bit", with_marker(200), 1.0, 50, 1),
         ("a packet with a CSRC", with_csrc(200), 1.0, 50, 2),
         ("short batches go one by one", regular(40), 1.0, 5, 40),
     ],
 )
+@pytest.mark.parametrize("as_array", [False, True], ids=["arrival-list", "arrival-array"])
 def test_feed_batch_takes_regular_runs_in_bulk(
     monkeypatch: pytest.MonkeyPatch,
     name: str,
@@ -1109,6 +1119,7 @@ def test_feed_batch_takes_regular_runs_in_bulk(
     arrival_ratio: float,
     batch: int,
     per_packet_feeds: int,
+    as_array: bool,
 ) -> None:
     arrivals: list[int | None] = [int(k * FRAME * arrival_ratio) for k in range(len(packets))]
     reference = StereoRecorder(left=PCMU, right=PCMU, drift_limit_samples=40)
@@ -1125,7 +1136,12 @@ def test_feed_batch_takes_regular_runs_in_bulk(
     monkeypatch.setattr(StereoRecorder, "feed", counting_feed)
     rec = StereoRecorder(left=PCMU, right=PCMU, drift_limit_samples=40)
     for k in range(0, len(packets), batch):
-        rec.feed_batch(Channel.LEFT, packets[k : k + batch], arrivals[k : k + batch])
+        batch_arrivals = arrivals[k : k + batch]
+        rec.feed_batch(
+            Channel.LEFT,
+            packets[k : k + batch],
+            np.asarray(batch_arrivals, dtype=np.int64) if as_array else batch_arrivals,
+        )
     assert rec.drain_bytes(len(packets) * 2 * FRAME) == expected, name
     assert rec.stats(Channel.LEFT) == reference.stats(Channel.LEFT)
     assert len(calls) == per_packet_feeds
