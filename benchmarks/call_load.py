@@ -49,6 +49,11 @@ All calls share the UAS's one echo socket, whose receive buffer (the system defa
 few milliseconds of 400 calls' packets: a burst, such as a relay catching up after being kept off
 the CPU, overflows it first. Its drops are listed separately.
 
+On a machine with two CPUs or more, callherald runs on the first and SIPp and the RTP agent on
+the others (``--no-pin`` lets them share). Sharing, callherald is preempted whenever a packet it
+sends wakes SIPp's echo or the agent, and the more CPU it uses the more often, which inflates
+the busier run of the two it compares.
+
 Every phase has a hard time limit, every process is stopped by its PID, and all ports come from one
 block below the ephemeral port range, checked free beforehand. SIPp binds its control port
 (``-cp``) on every interface; everything else listens on 127.0.0.1 only. ``--repeat`` runs the
@@ -1010,19 +1015,37 @@ def _rss(pid: int) -> int | None:
     return None if text is None else vm_rss_kib(text)
 
 
-def _file_limit_raiser(needed: int) -> Callable[[], None] | None:
-    """A ``preexec_fn`` raising the child's soft RLIMIT_NOFILE to ``needed`` when it is lower."""
+def _child_setup(needed: int, cpus: frozenset[int] | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` raising the child's soft RLIMIT_NOFILE to ``needed`` when it is lower and
+    binding it (and every thread it starts) to ``cpus``."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or soft >= needed:
+    target: int | None = None
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
+        if target < needed:
+            print(f"warning: RLIMIT_NOFILE hard limit {hard} is below the {needed} needed", file=sys.stderr)
+    if target is None and cpus is None:
         return None
-    target = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
-    if target < needed:
-        print(f"warning: RLIMIT_NOFILE hard limit {hard} is below the {needed} needed", file=sys.stderr)
 
-    def raise_limit() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    def setup() -> None:
+        if target is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        if cpus is not None:
+            os.sched_setaffinity(0, cpus)
 
-    return raise_limit
+    return setup
+
+
+def cpu_placement(pin: bool) -> tuple[frozenset[int] | None, frozenset[int] | None]:
+    """(callherald's CPUs, the load generators' CPUs): apart when ``pin`` and there are two or more.
+
+    Sharing a CPU with SIPp and the RTP agent, callherald is preempted whenever a packet it sends
+    wakes one of them, more often the busier it is; on its own CPU it is measured as it runs on a
+    machine of its own."""
+    available = sorted(os.sched_getaffinity(0))
+    if not pin or len(available) < 2:
+        return None, None
+    return frozenset(available[:1]), frozenset(available[1:])
 
 
 class _Processes:
@@ -1039,6 +1062,7 @@ class _Processes:
         *,
         needed_files: int = 1024,
         cwd: Path | None = None,
+        cpus: frozenset[int] | None = None,
     ) -> subprocess.Popen[bytes]:
         with (self._workdir / f"{name}.out").open("wb") as out:
             process = subprocess.Popen(
@@ -1047,7 +1071,7 @@ class _Processes:
                 stderr=out,
                 stdin=subprocess.DEVNULL,
                 cwd=cwd or self._workdir,
-                preexec_fn=_file_limit_raiser(needed_files),  # noqa: PLW1509 (no threads here)
+                preexec_fn=_child_setup(needed_files, cpus),  # noqa: PLW1509 (no threads here)
             )
         self._started.append(process)
         return process
@@ -1268,8 +1292,10 @@ def _sipp_base(
     ]
 
 
-def run_once(path: str, calls: int, hold_s: float, workdir: Path) -> RunResult:
-    """One run of ``calls`` concurrent calls, ``path`` one of `MODES`; bounded in time."""
+def run_once(path: str, calls: int, hold_s: float, workdir: Path, *, pin: bool = True) -> RunResult:
+    """One run of ``calls`` concurrent calls, ``path`` one of `MODES`; bounded in time. With ``pin``,
+    callherald and the load generators run on separate CPUs (`cpu_placement`)."""
+    callherald_cpus, load_cpus = cpu_placement(pin)
     workdir.mkdir(parents=True, exist_ok=True)
     rate = call_rate(calls)
     ramp_s = calls / rate
@@ -1305,6 +1331,7 @@ def run_once(path: str, calls: int, hold_s: float, workdir: Path) -> RunResult:
                 "callherald",
                 [*_callherald_command(), "serve", "--config", str(config)],
                 needed_files=5 * calls + 512,  # 4 RTP sockets a call, and a recording file
+                cpus=callherald_cpus,
             )
             _wait_until(
                 lambda: (
@@ -1328,6 +1355,7 @@ def run_once(path: str, calls: int, hold_s: float, workdir: Path) -> RunResult:
                 "-timeout",
                 f"{math.ceil(run_limit_s + 10)}s",
             ],
+            cpus=load_cpus,
         )
         _wait_until(
             lambda: not _udp_port_free(plan.uas_sip) or uas.poll() is not None,
@@ -1354,6 +1382,7 @@ def run_once(path: str, calls: int, hold_s: float, workdir: Path) -> RunResult:
             [sys.executable, "-m", "benchmarks.call_load", "--rtp-agent", str(agent_config)],
             needed_files=calls + 512,
             cwd=PROJECT_ROOT,
+            cpus=load_cpus,
         )
         _wait_until(
             lambda: (
@@ -1398,6 +1427,7 @@ def run_once(path: str, calls: int, hold_s: float, workdir: Path) -> RunResult:
                 "-fd",
                 "1",
             ],
+            cpus=load_cpus,
         )
         watched = {"agent": agent.pid, "uac": uac.pid, "uas": uas.pid}
         if callherald is not None:
@@ -1638,10 +1668,18 @@ def _verdict(met: bool | None) -> str:
     return "-" if met is None else ("met" if met else "NOT met")
 
 
-def format_report(rows: list[dict[str, Any]], hold_s: float) -> str:
+def format_report(
+    rows: list[dict[str, Any]], hold_s: float, placement: dict[str, list[int]] | None = None
+) -> str:
     """The human-readable tables: every run, the runs through callherald against direct, recorded
     against relay, then details."""
+    where = (
+        "callherald and the load generators share every CPU"
+        if placement is None
+        else f"callherald on CPU {placement['callherald']}, SIPp and the RTP agent on CPU {placement['load']}"
+    )
     lines = [
+        where + ";",
         f"Concurrent calls, SIPp UAC -> (direct | callherald relaying | callherald recording) -> SIPp UAS "
         f"with RTP echo; hold {hold_s:g} s; G.711 20 ms, {PACKETS_PER_S} pps each way per call; 127.0.0.1",
         "every figure over the steady-state window (all calls up, every notice over, to the first stop) "
@@ -1817,6 +1855,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print a JSON document instead of tables")
     parser.add_argument("--repeat", type=int, default=1, choices=range(1, 11), metavar="1-10")
     parser.add_argument("--workdir", help="keep configuration, logs, statistics and recordings here")
+    parser.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="let callherald share its CPUs with SIPp and the RTP agent (default: a CPU of its own)",
+    )
     parser.add_argument("--rtp-agent", metavar="CONFIG", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rtp_agent is not None:
@@ -1826,13 +1870,21 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         print("sipp is not installed", file=sys.stderr)
         return 2
     environment = _environment()
+    callherald_cpus, load_cpus = cpu_placement(args.pin)
+    environment["cpu_placement"] = (
+        None
+        if callherald_cpus is None or load_cpus is None
+        else {"callherald": sorted(callherald_cpus), "load": sorted(load_cpus)}
+    )
     rows: list[dict[str, Any]] = []
     with _workdir(args.workdir) as workdir:
         for rep, calls in itertools.product(range(1, args.repeat + 1), args.calls):
             results: dict[str, RunResult] = {}
             for path in args.modes:
                 print(f"{calls} calls, {path}, repetition {rep} ...", file=sys.stderr, flush=True)
-                results[path] = run_once(path, calls, args.hold_s, workdir / f"{calls}-{path}-{rep}")
+                results[path] = run_once(
+                    path, calls, args.hold_s, workdir / f"{calls}-{path}-{rep}", pin=args.pin
+                )
             rows.append(_row(calls, rep, results))
     document = {
         "benchmark": "call_load",
@@ -1855,7 +1907,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     if args.json:
         print(json.dumps(document, indent=2), file=out)
     else:
-        print(format_report(rows, args.hold_s), file=out)
+        print(format_report(rows, args.hold_s, environment["cpu_placement"]), file=out)
         met = document["target"]["met"]
         if met is not None:
             print(

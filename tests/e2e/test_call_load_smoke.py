@@ -4,6 +4,7 @@ recorded) through SIPp and callherald."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import struct
 import wave
@@ -591,3 +592,17 @@ def test_modes_pick_the_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert row["recorded"]["recordings_complete"] == 2
     assert row["against_direct"] == {}
     assert row["recording_cost"] is None
+
+
+def test_callherald_gets_a_cpu_of_its_own_when_pinned() -> None:
+    available = os.sched_getaffinity(0)
+    assert call_load.cpu_placement(False) == (None, None)
+    callherald_cpus, load_cpus = call_load.cpu_placement(True)
+    if len(available) < 2:
+        assert (callherald_cpus, load_cpus) == (None, None)
+        return
+    assert callherald_cpus is not None
+    assert load_cpus is not None
+    assert len(callherald_cpus) == 1
+    assert callherald_cpus.isdisjoint(load_cpus)
+    assert callherald_cpus | load_cpus == available
