@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from benchmarks import fuzz_parser, sip_parse
+from benchmarks import fuzz_parser, recording_cpu, sip_parse
 from proxy.sip import SipError, parse_message
 
 EXPECTED_ROWS = [
@@ -140,3 +140,15 @@ def test_fuzz_main_finds_no_bug(capsys: pytest.CaptureFixture[str]) -> None:
     assert "SIP parser fuzz, seed 1: 2000 inputs" in out
     assert "\nbugs: 0\n" in out + "\n"
     assert status == 0
+
+
+def test_recording_cpu_measures_every_part(capsys: pytest.CaptureFixture[str]) -> None:
+    figures = recording_cpu.measure(calls=3, seconds=3)
+    assert figures.tap_us > 0
+    assert figures.flush_us > figures.screen_us > 0  # the screen is part of the flush
+    assert figures.relay_renumber_us > figures.relay_unchanged_us > 0
+    assert figures.core_percent(100.0) == pytest.approx(0.03)  # 100 µs a second at 3 calls
+    assert recording_cpu.main(["--calls", "2", "--seconds", "2"]) == 0
+    report = capsys.readouterr().out
+    assert "flush (feed, drain, DTMF screen and mask, hand-over)" in report
+    assert "renumbered into the leg's stream" in report

@@ -1,0 +1,194 @@
+"""CPU of recording one call, in process: the per-packet work and the once-a-second flush.
+
+Run as ``python -m benchmarks.recording_cpu [--calls 200] [--seconds 10]``. No sockets and no
+event loop: N ``CallRecording`` objects get 50 PCMU packets a second on each channel (random
+payloads, so every DTMF screen frame is loud and screened in full, as with speech), through the
+same per-packet hook the relay calls, and are flushed once per simulated second into a handle
+that only counts bytes. Printed per recording-second of audio: the per-packet hook, the flush
+(feed, drain, DTMF screen and mask, hand-over), and the DTMF screen alone; then the relay's
+renumbering of a steady source after a notice (``AnnouncementPlayer.relay``) per packet against
+handing a packet on unchanged, measured in the same run. ``benchmarks.call_load`` measures the
+whole proxy under load; this isolates the recording's own Python and numpy work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import struct
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as `callherald serve` runs (callherald/__init__.py)
+
+import numpy as np
+
+from proxy.aio.playout import AnnouncementPlayer, PlayoutScheduler
+from proxy.aio.recording import SAFETY_MARGIN_SAMPLES, CallRecording, _channels_to_check
+from proxy.b2bua.effects import MediaLeg
+from proxy.b2bua.settings import Address
+
+__all__ = ["Figures", "main", "measure"]
+
+PACKETS_PER_S = 50
+PAYLOAD_BYTES = 160
+_HEADER = struct.Struct("!BBHII")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Figures:
+    calls: int
+    seconds: int
+    tap_us: float  # per recording-second, both channels
+    flush_us: float
+    screen_us: float
+    relay_renumber_us: float  # per packet
+    relay_unchanged_us: float
+
+    def core_percent(self, microseconds: float) -> float:
+        """What ``microseconds`` per recording-second costs at ``calls`` recordings, in % of a core."""
+        return microseconds * self.calls / 1e4
+
+
+class _VirtualLoop:
+    """The two clock methods a ``CallRecording`` uses, on simulated time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def time(self) -> float:
+        return self.now
+
+
+class _CountingHandle:
+    def __init__(self) -> None:
+        self.blocks: list[bytes] = []
+
+    def write(self, pcm: bytes) -> None:
+        self.blocks.append(pcm)
+
+    def pause(self, reason: str, at: float) -> None: ...
+
+    def resume(self, at: float) -> None: ...
+
+    def close(self, *, at: float, reason: str) -> None: ...
+
+
+class _NullTransport(asyncio.DatagramTransport):
+    def sendto(self, data: bytes | bytearray | memoryview, addr: object = None) -> None: ...
+
+
+class _Leg:
+    transport: asyncio.DatagramTransport | None = _NullTransport()
+    latched: Address | None = ("127.0.0.1", 40000)
+    remote: Address | None = None
+    sock = None
+
+
+def _each(action: Callable[[T], object], items: Sequence[T]) -> Callable[[], None]:
+    def run() -> None:
+        for item in items:
+            action(item)
+
+    return run
+
+
+def _cpu(work: Callable[[], None]) -> float:
+    start = time.process_time()
+    work()
+    return time.process_time() - start
+
+
+def measure(calls: int, seconds: int) -> Figures:
+    rng = np.random.default_rng(1)
+    loop = _VirtualLoop()
+    handles = [_CountingHandle() for _ in range(calls)]
+    recordings = [
+        CallRecording(None, handle, outside_leg=MediaLeg.A, media=None, loop=loop)  # type: ignore[arg-type]
+        for handle in handles
+    ]
+    taps = [
+        hook for recording in recordings for hook in (recording.tap(MediaLeg.A), recording.tap(MediaLeg.B))
+    ]
+    streams = [
+        [int(rng.integers(1 << 16)), int(rng.integers(1 << 32)), int(rng.integers(1 << 32))] for _ in taps
+    ]
+    payloads = [rng.integers(0, 256, PAYLOAD_BYTES, dtype=np.uint8).tobytes() for _ in range(PACKETS_PER_S)]
+    tap_s = flush_s = screen_s = 0.0
+    for second in range(seconds):
+        for tick in range(PACKETS_PER_S):
+            loop.now = second + tick / PACKETS_PER_S
+            packets = []
+            for stream in streams:
+                packets.append(_HEADER.pack(0x80, 0, stream[0], stream[1], stream[2]) + payloads[tick])
+                stream[0] = (stream[0] + 1) & 0xFFFF
+                stream[1] = (stream[1] + PAYLOAD_BYTES) & 0xFFFFFFFF
+            tap_s += _cpu(_each(lambda pair: pair[0](pair[1]), list(zip(taps, packets, strict=True))))
+        loop.now = second + 1.0
+        flush_s += _cpu(_each(lambda r: r.flush(r.position() - SAFETY_MARGIN_SAMPLES), recordings))
+        blocks = [np.frombuffer(h.blocks[-1], dtype="<i2").reshape(-1, 2) for h in handles if h.blocks]
+        screen_s += _cpu(_each(_channels_to_check, blocks))
+    renumber, unchanged = asyncio.run(_relay_costs())
+    scale = 1e6 / (calls * seconds)
+    return Figures(
+        calls=calls,
+        seconds=seconds,
+        tap_us=tap_s * scale,
+        flush_us=flush_s * scale,
+        screen_us=screen_s * scale,
+        relay_renumber_us=renumber,
+        relay_unchanged_us=unchanged,
+    )
+
+
+async def _relay_costs(count: int = 200_000) -> tuple[float, float]:
+    # A player after its prompt relays a steady source renumbered; the relay without a player
+    # hands the same packet to sendto unchanged.
+    player = AnnouncementPlayer(_Leg(), PlayoutScheduler())
+    await player.play([b"\xff" * PAYLOAD_BYTES] * 2, payload_type=0, clock_rate=8000, samples_per_frame=160)
+    packets = [
+        _HEADER.pack(0x80, 0, k & 0xFFFF, k * 160 & 0xFFFFFFFF, 777) + b"\xff" * PAYLOAD_BYTES
+        for k in range(count)
+    ]
+    target: Address = ("127.0.0.1", 40002)
+    renumber_s = _cpu(_each(lambda packet: player.relay(packet, target), packets))
+    transport = _NullTransport()
+    unchanged_s = _cpu(_each(lambda packet: transport.sendto(packet, target), packets))
+    return renumber_s / count * 1e6, unchanged_s / count * 1e6
+
+
+def format_report(figures: Figures) -> str:
+    per = f"per recording-second, {figures.calls} recordings over {figures.seconds} s"
+    rows = [
+        ("per-packet hook (100 packets)", figures.tap_us),
+        ("flush (feed, drain, DTMF screen and mask, hand-over)", figures.flush_us),
+        ("  of which the DTMF screen", figures.screen_us),
+    ]
+    lines = [f"Recording CPU in process ({per}); % of one core at {figures.calls} calls"]
+    lines += [f"  {name:55s} {us:8.1f} µs  {figures.core_percent(us):6.2f} %" for name, us in rows]
+    relay_extra = (figures.relay_renumber_us - figures.relay_unchanged_us) * 2 * PACKETS_PER_S
+    lines += [
+        "Relay after a notice, per packet:",
+        f"  renumbered into the leg's stream {figures.relay_renumber_us:6.3f} µs, handed on unchanged "
+        f"{figures.relay_unchanged_us:6.3f} µs; both directions of a call: {relay_extra:6.1f} µs per "
+        f"second ({figures.core_percent(relay_extra):.2f} % of a core at {figures.calls} calls)",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.recording_cpu", description=__doc__)
+    parser.add_argument("--calls", type=int, default=200, choices=range(1, 2001), metavar="1-2000")
+    parser.add_argument("--seconds", type=int, default=10, choices=range(2, 121), metavar="2-120")
+    args = parser.parse_args(argv)
+    print(format_report(measure(args.calls, args.seconds)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
