@@ -474,17 +474,6 @@ class StereoRecorder:
         if count == 0:
             return
         s = self._states[channel]
-        if count >= _MIN_BULK_RUN and isinstance(arrivals, np.ndarray):
-            done = self._feed_continuation(s, packets, arrivals)
-            if done == count:
-                return
-            if done:
-                # Exactly what the general path does where a bulk run stops: the next packet alone.
-                self._feed_packet(s, channel, packets[done], _scalar(arrivals[done]))
-                packets, arrivals = packets[done + 1 :], arrivals[done + 1 :]
-                count = len(packets)
-                if count == 0:
-                    return
         known, values = _arrival_values(arrivals)
         lengths = np.fromiter(map(len, packets), dtype=np.int64, count=count)
         edges = (np.flatnonzero(lengths[1:] != lengths[:-1]) + 1).tolist()
@@ -495,40 +484,6 @@ class StereoRecorder:
                     self._feed_packet(s, channel, packets[k], _scalar(arrivals[k]))
             else:
                 self._feed_same_size(s, channel, packets[lo:hi], arrivals[lo:hi], known[lo:hi], values[lo:hi])
-
-    def _feed_continuation(
-        self, s: _ChannelState, packets: Sequence[bytes], arrivals: npt.NDArray[np.int64]
-    ) -> int:
-        # The steady state of a call, checked with a handful of array operations: every packet
-        # plain (first octet 0x80), of one size, payload type and SSRC, and continuing the
-        # channel's stream one sequence number and one payload length apart. Returns how many
-        # packets `_feed_run` took (0: the batch is not such a run; the general path decides).
-        state_ssrc, highest = s.ssrc, s.seq.highest
-        first = packets[0]
-        size = len(first)
-        if state_ssrc is None or highest is None or size <= _RTP_HEADER_LEN or size % 4:
-            return 0
-        count = len(packets)
-        joined = b"".join(packets)
-        if len(joined) != count * size or max(map(len, packets)) != size:
-            return 0
-        b0, b1, sequence, timestamp, ssrc = _RTP_HEADER.unpack_from(first)
-        payload_type = b1 & 0x7F
-        if b0 != _PLAIN_FIRST_OCTET or ssrc != state_ssrc or (highest + 1) & 0xFFFF != sequence:
-            return 0
-        words = np.frombuffer(joined, dtype=">u4").reshape(count, size // 4)
-        steps = np.arange(count, dtype=np.uint32)
-        # Octets 0-3: V/P/X/CC, M/PT (marker free), sequence; 4-7 timestamp; 8-11 SSRC (RFC 3550 §5.1).
-        first_word = (b0 << 24) | (payload_type << 16)
-        regular = (
-            ((words[:, 0] & 0xFF7FFFFF) == (first_word | ((sequence + steps) & 0xFFFF)))
-            & (words[:, 1] == np.uint32(timestamp) + steps * np.uint32(size - _RTP_HEADER_LEN))
-            & (words[:, 2] == ssrc)
-        )
-        if not regular.all() or int(np.abs(arrivals).max()) >= _MAX_BULK_ARRIVAL:
-            return 0
-        payloads = np.frombuffer(joined, dtype=np.uint8).reshape(count, size)[:, _RTP_HEADER_LEN:]
-        return self._feed_run(s, payload_type, sequence, timestamp, ssrc, payloads, arrivals)
 
     def _feed_packet(self, s: _ChannelState, channel: Channel, data: bytes, arrival: int | None) -> None:
         parsed = _parse_rtp(data)
@@ -551,35 +506,15 @@ class StereoRecorder:
         # Packets of one length: find the runs that need no per-packet look, take them in bulk.
         count = len(packets)
         data = np.frombuffer(b"".join(packets), dtype=np.uint8).reshape(count, -1)
-        header = np.ascontiguousarray(data[:, :_RTP_HEADER_LEN]).view(_RTP_HEADER_DTYPE)[:, 0]
-        payload_len = data.shape[1] - _RTP_HEADER_LEN
-        payload_types = header["b1"] & 0x7F
-        sequences = header["seq"].astype(np.int64)
-        timestamps = header["ts"].astype(np.int64)
-        ssrcs = header["ssrc"]
-        plain = (header["b0"] == _PLAIN_FIRST_OCTET) & known
-        follows = np.zeros(count, dtype=np.bool_)  # same stream as the packet before, one packet on
-        follows[1:] = (
-            plain[1:]
-            & (payload_types[1:] == payload_types[:-1])
-            & (ssrcs[1:] == ssrcs[:-1])
-            & ((sequences[1:] - sequences[:-1]) & 0xFFFF == 1)
-            & ((timestamps[1:] - timestamps[:-1]) & 0xFFFFFFFF == payload_len)
-        )
-        run_ends = [*np.flatnonzero(~follows).tolist()[1:], count]  # follows[0] is always False
+        run_ends, plain = _runs(data, known)
         payloads = data[:, _RTP_HEADER_LEN:]
         k = 0
         for run_end in run_ends:
             while k < run_end:
                 if run_end - k >= _MIN_BULK_RUN and plain[k]:
+                    _, b1, sequence, timestamp, ssrc = _RTP_HEADER.unpack_from(packets[k])
                     done = self._feed_run(
-                        s,
-                        int(payload_types[k]),
-                        int(sequences[k]),
-                        int(timestamps[k]),
-                        int(ssrcs[k]),
-                        payloads[k:run_end],
-                        values[k:run_end],
+                        s, b1 & 0x7F, sequence, timestamp, ssrc, payloads[k:run_end], values[k:run_end]
                     )
                     k += done
                     if k == run_end:
@@ -1013,6 +948,49 @@ def _parse_rtp(data: bytes) -> tuple[int, int, int, int, bytes] | None:
             return None
         end = size - padding
     return b1 & 0x7F, sequence, timestamp, ssrc, bytes(data[start:end])
+
+
+def _runs(
+    data: npt.NDArray[np.uint8], known: npt.NDArray[np.bool_]
+) -> tuple[list[int], npt.NDArray[np.bool_]]:
+    """Where the runs of same-size packets (rows of ``data``) end, and which packets are plain.
+
+    A packet continues the run of the one before when both are plain (first octet 0x80, arrival
+    known) and it has the same payload type and SSRC, the next sequence number and the timestamp
+    one payload length on (RFC 3550 §5.1). The steady state of a call, one run of them all, is
+    recognised from the header words in a few operations; otherwise packet by packet.
+    """
+    count, size = data.shape
+    payload_len = size - _RTP_HEADER_LEN
+    if size % 4 == 0 and known.all():
+        words = data.view(">u4")  # octets 0-3: V/P/X/CC, M/PT, sequence; 4-7 timestamp; 8-11 SSRC
+        head, stamp, source = words[:, 0], words[:, 1], words[:, 2]
+        steps = np.arange(count, dtype=np.uint32)
+        first = int(head[0])
+        if (
+            first >> 24 == _PLAIN_FIRST_OCTET
+            and (
+                ((head & 0xFF7FFFFF) == ((first & 0xFF7F0000) | ((first + steps) & 0xFFFF)))  # marker free
+                & (stamp == stamp[0] + steps * np.uint32(payload_len))
+                & (source == source[0])
+            ).all()
+        ):
+            return [count], known
+    header = np.ascontiguousarray(data[:, :_RTP_HEADER_LEN]).view(_RTP_HEADER_DTYPE)[:, 0]
+    payload_types = header["b1"] & 0x7F
+    sequences = header["seq"].astype(np.int64)
+    timestamps = header["ts"].astype(np.int64)
+    ssrcs = header["ssrc"]
+    plain = (header["b0"] == _PLAIN_FIRST_OCTET) & known
+    follows = np.zeros(count, dtype=np.bool_)  # same stream as the packet before, one packet on
+    follows[1:] = (
+        plain[1:]
+        & (payload_types[1:] == payload_types[:-1])
+        & (ssrcs[1:] == ssrcs[:-1])
+        & ((sequences[1:] - sequences[:-1]) & 0xFFFF == 1)
+        & ((timestamps[1:] - timestamps[:-1]) & 0xFFFFFFFF == payload_len)
+    )
+    return [*np.flatnonzero(~follows).tolist()[1:], count], plain  # follows[0] is always False
 
 
 def _scalar(arrival: int | np.int64 | None) -> int | None:
