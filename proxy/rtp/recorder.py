@@ -104,6 +104,7 @@ import enum
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, Final
 
 import numpy as np
@@ -128,7 +129,9 @@ __all__ = [
     "ChannelStats",
     "MediaFormat",
     "PauseInterval",
+    "SteadyFeed",
     "StereoRecorder",
+    "feed_steady",
 ]
 
 BLOCK_SAMPLES = SAMPLE_RATE_HZ  # one second of units: what the storage layer seals
@@ -535,23 +538,12 @@ class StereoRecorder:
         # A run of one stream's packets, consecutive in sequence and timestamp. Takes the longest
         # prefix that `feed` would place in order on the current timeline, whole and undrained;
         # returns its length. The state ends as `feed` would leave it after each of them.
-        if (
-            payload_type not in s.format.audio_payload_types
-            or ssrc != s.ssrc
-            or s.high_end is None
-            or s.seq.highest is None
-            or (s.seq.highest + 1) & 0xFFFF != sequence
-        ):
+        base = _run_base(s, payload_type, sequence, timestamp, ssrc)  # of packet `done`, uncorrected
+        if base is None:
             return 0
-        step = ts_diff(timestamp, s.ref_ts)
-        if not 0 < step <= MAX_JUMP_SAMPLES:
-            return 0  # a reordered packet or a new timeline
         count, size = payloads.shape
         drained = self._drained
         block_count, block_min = s.block_count, s.block_min
-        base = s.ref_pos + step  # position of packet `done` before any drift correction
-        if abs(base) >= _MAX_BULK_ARRIVAL:
-            return 0  # positions numpy might not hold
         if base >= drained and self._take_whole_run(s, payload_type, timestamp, payloads, arrivals, base):
             return len(payloads)
         done = 0
@@ -605,6 +597,7 @@ class StereoRecorder:
         s.block_count, s.block_min = block_count, block_min
         s.ref_ts = (timestamp + size * (done - 1)) & 0xFFFFFFFF
         s.ref_pos = base - size
+        assert s.high_end is not None  # `_run_base` found a timeline
         s.high_end = base if corrected else max(s.high_end, base)
         return done
 
@@ -624,9 +617,23 @@ class StereoRecorder:
         delays = arrivals - (base + size * np.arange(count, dtype=np.int64))
         if int(np.abs(delays).max()) > MAX_JUMP_SAMPLES:
             return False  # an arrival that starts a new timeline
-        first = DRIFT_BLOCK_PACKETS - s.block_count  # packets that complete the open block
-        starts = [0, *range(first, count, DRIFT_BLOCK_PACKETS)] if first < count else [0]
+        starts = _drift_block_starts(s, count)
         lows: list[int] = np.minimum.reduceat(delays, starts).tolist()
+        return self._commit_whole_run(s, payload_type, timestamp, payloads, base, lows, starts)
+
+    def _commit_whole_run(
+        self,
+        s: _ChannelState,
+        payload_type: int,
+        timestamp: int,
+        payloads: npt.NDArray[np.uint8],
+        base: int,
+        lows: list[int],
+        starts: list[int],
+    ) -> bool:
+        # `_take_whole_run` once its arrivals are checked: `lows` are the smallest delays of the
+        # run's pieces from `starts` on (see `_drift_block_starts`).
+        count, size = payloads.shape
         block_count, block_min = s.block_count, s.block_min
         for index, low in enumerate(lows):
             block_min = low if block_count == 0 else min(block_min, low)
@@ -924,6 +931,135 @@ def _append_piece(s: _ChannelState, pos: int, payload_type: int, payloads: npt.N
     s.pending.extend((pos + k * size, payload_type, joined[k * size : (k + 1) * size]) for k in range(count))
 
 
+SteadyFeed = tuple["StereoRecorder", Channel, Sequence[bytes], npt.NDArray[np.int64]]
+"""One channel's packets for ``feed_steady``: recorder, channel, the packets, their arrivals."""
+
+
+def feed_steady(feeds: Sequence[SteadyFeed]) -> list[bool]:
+    """Take each feed that is the steady case, for all of them in a few array operations; which
+    were taken is returned. A feed is steady when its packets (at least 8, one size) are one
+    plain stream in order that continues its channel's timeline whole, undrained and with no
+    arrival far off and no drift correction due. A taken feed leaves its recorder exactly as
+    ``feed_batch`` would; the others are not touched (give them to ``feed_batch``).
+
+    The recordings of many calls flushed together pay the per-call cost of ``feed_batch``'s array
+    operations once.
+    """
+    taken = [False] * len(feeds)
+    by_size: dict[int, list[int]] = {}
+    for index, (_, _, packets, arrivals) in enumerate(feeds):
+        if len(arrivals) != len(packets):
+            raise ValueError(f"{len(packets)} packets but {len(arrivals)} arrivals")
+        if len(packets) >= _MIN_BULK_RUN:
+            size = len(packets[0])
+            if size > _RTP_HEADER_LEN and size % 4 == 0:
+                by_size.setdefault(size, []).append(index)
+    for size, members in by_size.items():
+        _feed_steady_group(feeds, members, size, taken)
+    return taken
+
+
+def _feed_steady_group(feeds: Sequence[SteadyFeed], members: list[int], size: int, taken: list[bool]) -> None:
+    # The feeds `members`, whose first packets are `size` octets long. Those with a packet of
+    # another size are left out before the packets are joined into one array, a row each.
+    # The join comes first: it brings the packets, arrived over the last second, into the cache.
+    joined = b"".join(chain.from_iterable(feeds[i][2] for i in members))
+    counts = np.fromiter((len(feeds[i][2]) for i in members), dtype=np.int64, count=len(members))
+    packets = chain.from_iterable(feeds[i][2] for i in members)
+    lengths = np.fromiter(map(len, packets), dtype=np.int64, count=int(counts.sum()))
+    one_size = np.logical_and.reduceat(lengths == size, np.cumsum(counts) - counts)
+    if not one_size.all():
+        members = [i for i, whole in zip(members, one_size.tolist(), strict=True) if whole]
+        counts = counts[one_size]
+        if not members:
+            return
+        joined = b"".join(chain.from_iterable(feeds[i][2] for i in members))
+    starts = np.cumsum(counts) - counts
+    data = np.frombuffer(joined, dtype=np.uint8).reshape(-1, size)
+    arrivals = np.concatenate([feeds[i][3] for i in members]).astype(np.int64, copy=False)
+    known = np.logical_and.reduceat(np.abs(arrivals) < _MAX_BULK_ARRIVAL, starts)
+    steady = (_steady_streams(data, starts, counts) & known).tolist()
+    # The first packet's header of each feed: octets 0-3 (V/P/X/CC, M/PT, sequence), timestamp, SSRC.
+    firsts: list[list[int]] = data[starts, :_RTP_HEADER_LEN].view(">u4").tolist()
+    first_rows: list[int] = starts.tolist()
+    lengths_of: list[int] = counts.tolist()
+    # Where each steady feed would go (`_feed_run`'s preconditions); 0 for the others.
+    bases = [0] * len(members)
+    candidates: list[int] = []
+    for k, index in enumerate(members):
+        if not steady[k]:
+            continue
+        recorder, channel = feeds[index][0], feeds[index][1]
+        word, timestamp, ssrc = firsts[k]
+        base = _run_base(recorder._states[channel], (word >> 16) & 0x7F, word & 0xFFFF, timestamp, ssrc)
+        if base is not None and base >= recorder._drained:
+            bases[k] = base
+            candidates.append(k)
+    if not candidates:
+        return
+    # `_take_whole_run` for all candidates: no arrival far off, and the drift blocks' smallest
+    # delays (rows of other feeds count as never the smallest).
+    payload_len = size - _RTP_HEADER_LEN
+    steps = np.arange(len(data), dtype=np.int64) - np.repeat(starts, counts)
+    delays = arrivals - (np.repeat(np.asarray(bases, dtype=np.int64), counts) + payload_len * steps)
+    farthest: list[int] = np.maximum.reduceat(np.abs(delays), starts).tolist()
+    candidates = [k for k in candidates if farthest[k] <= MAX_JUMP_SAMPLES]
+    in_candidate = np.zeros(len(members), dtype=np.bool_)
+    in_candidate[candidates] = True
+    delays[~np.repeat(in_candidate, counts)] = np.iinfo(np.int64).max
+    block_starts: list[list[int]] = []
+    boundaries: list[int] = []
+    for k in candidates:
+        index = members[k]
+        run_starts = _drift_block_starts(feeds[index][0]._states[feeds[index][1]], lengths_of[k])
+        block_starts.append(run_starts)
+        boundaries.extend([first_rows[k] + start for start in run_starts])
+    lows: list[int] = np.minimum.reduceat(delays, boundaries).tolist() if boundaries else []
+    payloads = data[:, _RTP_HEADER_LEN:]
+    offset = 0
+    for k, run_starts in zip(candidates, block_starts, strict=True):
+        index = members[k]
+        recorder, channel = feeds[index][0], feeds[index][1]
+        word, timestamp, _ = firsts[k]
+        first = first_rows[k]
+        taken[index] = recorder._commit_whole_run(
+            recorder._states[channel],
+            (word >> 16) & 0x7F,
+            timestamp,
+            payloads[first : first + lengths_of[k]],
+            bases[k],
+            lows[offset : offset + len(run_starts)],
+            run_starts,
+        )
+        offset += len(run_starts)
+
+
+def _run_base(s: _ChannelState, payload_type: int, sequence: int, timestamp: int, ssrc: int) -> int | None:
+    # Where a run of one stream's consecutive packets that starts with this one goes when it
+    # continues the channel's timeline in order (one past the newest sequence number, a forward
+    # timestamp step); None when `feed` must look at it (a new stream, a reordered packet, a jump).
+    if (
+        payload_type not in s.format.audio_payload_types
+        or ssrc != s.ssrc
+        or s.high_end is None
+        or s.seq.highest is None
+        or (s.seq.highest + 1) & 0xFFFF != sequence
+    ):
+        return None
+    step = ts_diff(timestamp, s.ref_ts)
+    if not 0 < step <= MAX_JUMP_SAMPLES:
+        return None  # a reordered packet or a new timeline
+    base = s.ref_pos + step
+    return base if abs(base) < _MAX_BULK_ARRIVAL else None  # beyond: positions numpy might not hold
+
+
+def _drift_block_starts(s: _ChannelState, count: int) -> list[int]:
+    # Where a run of `count` packets splits into drift blocks: first the packets that complete the
+    # channel's open block, then whole blocks.
+    first = DRIFT_BLOCK_PACKETS - s.block_count
+    return [0, *range(first, count, DRIFT_BLOCK_PACKETS)] if first < count else [0]
+
+
 def _parse_rtp(data: bytes) -> tuple[int, int, int, int, bytes] | None:
     # RFC 3550 §5.1: (payload type, sequence, timestamp, SSRC, payload), or None if malformed.
     size = len(data)
@@ -962,20 +1098,8 @@ def _runs(
     """
     count, size = data.shape
     payload_len = size - _RTP_HEADER_LEN
-    if size % 4 == 0 and known.all():
-        words = data.view(">u4")  # octets 0-3: V/P/X/CC, M/PT, sequence; 4-7 timestamp; 8-11 SSRC
-        head, stamp, source = words[:, 0], words[:, 1], words[:, 2]
-        steps = np.arange(count, dtype=np.uint32)
-        first = int(head[0])
-        if (
-            first >> 24 == _PLAIN_FIRST_OCTET
-            and (
-                ((head & 0xFF7FFFFF) == ((first & 0xFF7F0000) | ((first + steps) & 0xFFFF)))  # marker free
-                & (stamp == stamp[0] + steps * np.uint32(payload_len))
-                & (source == source[0])
-            ).all()
-        ):
-            return [count], known
+    if size % 4 == 0 and known.all() and _steady_streams(data, np.zeros(1, np.int64), np.full(1, count))[0]:
+        return [count], known
     header = np.ascontiguousarray(data[:, :_RTP_HEADER_LEN]).view(_RTP_HEADER_DTYPE)[:, 0]
     payload_types = header["b1"] & 0x7F
     sequences = header["seq"].astype(np.int64)
@@ -991,6 +1115,29 @@ def _runs(
         & ((timestamps[1:] - timestamps[:-1]) & 0xFFFFFFFF == payload_len)
     )
     return [*np.flatnonzero(~follows).tolist()[1:], count], plain  # follows[0] is always False
+
+
+def _steady_streams(
+    data: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], counts: npt.NDArray[np.int64]
+) -> npt.NDArray[np.bool_]:
+    """For each group of ``counts[i] > 0`` rows of ``data`` from ``starts[i]`` (packets of one size, a
+    multiple of 4 octets): is it one plain stream in order? First octet 0x80 (RFC 3550 §5.1: version
+    2, no padding, extension or CSRCs), one payload type and SSRC, and each packet the next
+    sequence number and one payload length of timestamp on; the marker bit is free."""
+    payload_len = np.uint32(data.shape[1] - _RTP_HEADER_LEN)
+    words = data.view(">u4")  # octets 0-3: V/P/X/CC, M/PT, sequence; 4-7 timestamp; 8-11 SSRC
+    head, stamp, source = words[:, 0], words[:, 1], words[:, 2]
+    steps = (np.arange(len(data), dtype=np.int64) - np.repeat(starts, counts)).astype(np.uint32)
+    first = np.repeat(head[starts], counts)
+    rows = (
+        ((head & 0xFF7FFFFF) == ((first & 0xFF7F0000) | ((first + steps) & 0xFFFF)))
+        & (stamp == np.repeat(stamp[starts], counts) + steps * payload_len)
+        & (source == np.repeat(source[starts], counts))
+    )
+    steady: npt.NDArray[np.bool_] = np.logical_and.reduceat(rows, starts) & (
+        head[starts] >> 24 == _PLAIN_FIRST_OCTET
+    )
+    return steady
 
 
 def _scalar(arrival: int | np.int64 | None) -> int | None:

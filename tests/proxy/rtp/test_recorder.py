@@ -23,7 +23,9 @@ from proxy.rtp.recorder import (
     ChannelStats,
     MediaFormat,
     PauseInterval,
+    SteadyFeed,
     StereoRecorder,
+    feed_steady,
 )
 
 RATE = 8000
@@ -1071,6 +1073,119 @@ def test_feed_batch_is_exactly_feed_packet_by_packet(
     options, left, right, fractions, margins = case
     expected = record_wire(options, left, right, fractions, margins, batched=False)
     assert record_wire(options, left, right, fractions, margins, batched=True) == expected
+
+
+Case = tuple[dict[str, object], WireStream, WireStream, list[float], list[int]]
+
+
+def record_together(cases: list[Case]) -> list[tuple[bytes, ChannelStats, ChannelStats]]:
+    # As CallRecording flushes a slot: every recording's channels through one `feed_steady`, the
+    # rest through `feed_batch`, then each drains with its margin. Arrivals are numpy arrays, as
+    # CallRecording's; a recording with an unknown arrival in a batch, which CallRecording never
+    # has, feeds both channels in order straight to `feed_batch`.
+    recorders = [StereoRecorder(**options) for options, *_ in cases]  # type: ignore[arg-type]
+    steps = [
+        list(
+            zip(
+                cut(left.packets, left.arrivals, fractions),
+                cut(right.packets, right.arrivals, fractions),
+                margins,
+                strict=True,
+            )
+        )
+        for _, left, right, fractions, margins in cases
+    ]
+    parts: list[list[bytes]] = [[] for _ in cases]
+    newest = [0] * len(cases)
+    for step in range(max(len(s) for s in steps)):
+        feeds: list[SteadyFeed] = []
+        for index, rec in enumerate(recorders):
+            if step >= len(steps[index]):
+                continue
+            (left_packets, left_arrivals), (right_packets, right_arrivals), _ = steps[index][step]
+            channels = (
+                (Channel.LEFT, left_packets, left_arrivals),
+                (Channel.RIGHT, right_packets, right_arrivals),
+            )
+            known = all(a is not None for a in [*left_arrivals, *right_arrivals])
+            for channel, packets, arrivals in channels:
+                if known:
+                    feeds.append((rec, channel, packets, np.asarray(arrivals, dtype=np.int64)))
+                else:
+                    rec.feed_batch(channel, packets, arrivals)
+                newest[index] = max([newest[index], *(a for a in arrivals if a is not None)])
+        for feed, taken in zip(feeds, feed_steady(feeds), strict=True):
+            if not taken:
+                feed[0].feed_batch(*feed[1:])
+        for index, rec in enumerate(recorders):
+            if step < len(steps[index]):
+                parts[index].append(rec.drain_bytes(newest[index] - steps[index][step][2]))
+    return [
+        (
+            b"".join(part) + rec.drain_bytes(last + 20 * RATE),
+            rec.stats(Channel.LEFT),
+            rec.stats(Channel.RIGHT),
+        )
+        for rec, part, last in zip(recorders, parts, newest, strict=True)
+    ]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(recordings(), min_size=1, max_size=4))
+def test_feed_steady_for_many_recordings_is_exactly_feed_packet_by_packet(cases: list[Case]) -> None:
+    expected = [
+        record_wire(options, left, right, fractions, margins, batched=False)
+        for options, left, right, fractions, margins in cases
+    ]
+    assert record_together(cases) == expected
+
+
+def test_feed_steady_takes_steady_channels_and_leaves_the_rest() -> None:
+    # Four recordings' left channels, 50 packets per flush after each channel's first packet: a
+    # steady stream is taken every time; one with a loss, one whose packets change size and one
+    # whose clock runs 3 % fast (a drift correction due in every block) are left to `feed_batch`
+    # when that happens, and the result is that of feeding packet by packet.
+    resized = [
+        *regular(60),
+        *(wire(0, 65560 + k, 2**32 - 1000 + 60 * FRAME + k * 80, 0x2222, bytes([k]) * 80) for k in range(90)),
+    ]
+    streams = [regular(150), lossy(151), resized, regular(150)]
+    positions = [k * FRAME for k in range(150)]
+    arrivals = [
+        positions,
+        [*positions[:30], *positions[31:], 150 * FRAME],  # a packet lost, the rest on time
+        [k * FRAME if k < 60 else 60 * FRAME + (k - 60) * 80 for k in range(150)],
+        [int(k * FRAME * 1.03) for k in range(150)],
+    ]
+    recorders = [StereoRecorder(left=PCMU, right=PCMU, drift_limit_samples=40) for _ in streams]
+    references = [StereoRecorder(left=PCMU, right=PCMU, drift_limit_samples=40) for _ in streams]
+    for rec, reference, stream, times in zip(recorders, references, streams, arrivals, strict=True):
+        feed_wire_one_by_one(reference, Channel.LEFT, stream, list(times))
+        rec.feed_batch(Channel.LEFT, stream[:1], times[:1])  # the first packet anchors the timeline
+    taken_per_flush = []
+    for start in range(1, 150, 50):
+        feeds: list[SteadyFeed] = [
+            (
+                rec,
+                Channel.LEFT,
+                stream[start : start + 50],
+                np.asarray(times[start : start + 50], dtype=np.int64),
+            )
+            for rec, stream, times in zip(recorders, streams, arrivals, strict=True)
+        ]
+        taken = feed_steady(feeds)
+        taken_per_flush.append(taken)
+        for (rec, channel, batch, batch_arrivals), was_taken in zip(feeds, taken, strict=True):
+            if not was_taken:
+                rec.feed_batch(channel, batch, batch_arrivals)
+    assert taken_per_flush == [
+        [True, False, True, False],
+        [True, True, False, False],
+        [True, True, True, False],
+    ]
+    for rec, reference in zip(recorders, references, strict=True):
+        assert rec.drain_bytes(400 * FRAME) == reference.drain_bytes(400 * FRAME)
+        assert rec.stats(Channel.LEFT) == reference.stats(Channel.LEFT)
 
 
 def regular(count: int, *, seq0: int = 65500, ts0: int = 2**32 - 1000, size: int = FRAME) -> list[bytes]:
