@@ -28,7 +28,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as `callherald serve` runs
 import numpy as np
 
 from proxy.aio.playout import AnnouncementPlayer, PlayoutScheduler
-from proxy.aio.recording import SAFETY_MARGIN_SAMPLES, CallRecording, _channels_to_check
+from proxy.aio.recording import FLUSH_GRID_S, CallRecording, _channels_to_check, flush_together
 from proxy.b2bua.effects import MediaLeg
 from proxy.b2bua.settings import Address
 
@@ -109,9 +109,12 @@ def measure(calls: int, seconds: int) -> Figures:
     loop = _VirtualLoop()
     handles = [_CountingHandle() for _ in range(calls)]
     recordings = [
-        CallRecording(None, handle, outside_leg=MediaLeg.A, media=None, loop=loop)  # type: ignore[arg-type]
+        CallRecording(handle, outside_leg=MediaLeg.A, media=None, loop=loop)  # type: ignore[arg-type]
         for handle in handles
     ]
+    # As `FlushSlots` spreads them: the recordings of one 50 ms slot are flushed together.
+    per_slot = round(FLUSH_GRID_S * len(recordings)) or 1
+    slots = [recordings[k : k + per_slot] for k in range(0, len(recordings), per_slot)]
     taps = [
         hook for recording in recordings for hook in (recording.tap(MediaLeg.A), recording.tap(MediaLeg.B))
     ]
@@ -130,7 +133,7 @@ def measure(calls: int, seconds: int) -> Figures:
                 stream[1] = (stream[1] + PAYLOAD_BYTES) & 0xFFFFFFFF
             tap_s += _cpu(_each(lambda pair: pair[0](pair[1]), list(zip(taps, packets, strict=True))))
         loop.now = second + 1.0
-        flush_s += _cpu(_each(lambda r: r.flush(r.position() - SAFETY_MARGIN_SAMPLES), recordings))
+        flush_s += _cpu(_each(flush_together, slots))
         blocks = [np.frombuffer(h.blocks[-1], dtype="<i2").reshape(-1, 2) for h in handles if h.blocks]
         screen_s += _cpu(_each(_channels_to_check, blocks))
     renumber, unchanged = asyncio.run(_relay_costs())

@@ -2,19 +2,25 @@
 
 A ``CallRecording`` taps the packets each leg's party sends (the ``inbound`` hooks of the call's
 ``MediaSession``): the outside party's go to the left channel, the PBX side's to the right. Per
-packet it only appends the packet and the loop time to its channel's lists; once a second
-``flush`` hands each channel's packets to the ``StereoRecorder`` in one call (``feed_batch``, which
-takes regular runs in bulk and decodes nothing), drains the audio up to a safety margin behind
-the newest arrival (the reorder window plus jitter), masks in-band DTMF tones of the drained
-block on both channels (a card number keyed during the call must not be stored, PCI DSS 3.3.1),
-and writes the block to the ``RecordingHandle`` the composition root supplied, which seals and
-stores it off the loop. Flushes fall on a 50 ms grid of the loop clock: the recordings of one
-slot flush in one pass of the loop (their sink hands the blocks on together), and the slots
-spread many recordings' work over the second.
+packet it only appends the packet and the loop time to its channel's lists. Once a second the
+recording is flushed: its channels' packets go to the ``StereoRecorder`` (which takes regular runs
+in bulk and decodes nothing), the audio up to a safety margin behind the newest arrival (the
+reorder window plus jitter) is drained, in-band DTMF tones in the drained block are masked on both
+channels (a card number keyed during the call must not be stored, PCI DSS 3.3.1), and the block
+goes to the ``RecordingHandle`` the composition root supplied, which seals and stores it off the
+loop.
 
-The DTMF screen costs one small matrix product per block: the band powers of a 256-point FFT
-of each 25 ms frame, for the few bins that matter. Only a channel whose block passes goes to the
-exact Goertzel detector (``proxy.rtp.inband.dtmf_mask``).
+``FlushSlots`` times the flushes on a 50 ms grid of the loop clock, one timer per slot: the
+recordings of one slot are flushed together (``flush_together``), and the slots spread many
+recordings' work over the second. Together, the steady channels of all of them (one stream
+continuing in order, the common case) are checked and taken in one batch of array operations
+(``proxy.rtp.recorder.feed_steady``), the rest one channel at a time (``feed_batch``); their
+blocks are DTMF-screened in one matrix product, and their sink hands the blocks to its writer
+thread in one job. What Python and numpy cost per call and per operation is so paid once per slot.
+
+The DTMF screen: the band powers of a 256-point FFT of each 25 ms frame, for the few bins that
+matter. Only a channel whose block passes goes to the exact Goertzel detector
+(``proxy.rtp.inband.dtmf_mask``).
 
 Positions are samples (8000 per second) since the recording started; arrival positions come from
 the event loop's clock, read once per packet (uvloop's ``time()`` is the loop's cached clock) and
@@ -26,17 +32,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from itertools import chain
 from typing import Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from proxy.aio.media import MediaSession
 from proxy.b2bua.effects import MediaFormat, MediaLeg
 from proxy.rtp.g711 import SAMPLE_RATE_HZ
 from proxy.rtp.inband import dtmf_mask
-from proxy.rtp.recorder import Channel, StereoRecorder
+from proxy.rtp.recorder import Channel, SteadyFeed, StereoRecorder, feed_steady
 from proxy.rtp.recorder import MediaFormat as RecorderFormat
 
 __all__ = [
@@ -44,8 +50,10 @@ __all__ = [
     "FLUSH_INTERVAL_S",
     "SAFETY_MARGIN_SAMPLES",
     "CallRecording",
+    "FlushSlots",
     "RecordingHandle",
     "RecordingSink",
+    "flush_together",
     "recorder_format",
 ]
 
@@ -101,12 +109,120 @@ def recorder_format(media: MediaFormat | None) -> RecorderFormat:
     )
 
 
+class FlushSlots:
+    """The flush timers of one event loop's recordings: one per 50 ms slot of the loop clock that
+    has recordings due, each flushing them together (``flush_together``), not one per recording."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._due: dict[int, list[CallRecording]] = {}
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+
+    def add(self, recording: CallRecording) -> None:
+        """Flush ``recording`` a second from now, rounded up to the grid, and every second after."""
+        slot = math.ceil((self._loop.time() + FLUSH_INTERVAL_S) / FLUSH_GRID_S)
+        due = self._due.get(slot)
+        if due is None:
+            due = self._due[slot] = []
+            self._timers[slot] = self._loop.call_at(slot * FLUSH_GRID_S, self._on_slot, slot)
+        due.append(recording)
+
+    def close(self) -> None:
+        """Stop every timer (the recordings are closed by their owner)."""
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        self._due.clear()
+
+    def _on_slot(self, slot: int) -> None:
+        del self._timers[slot]
+        recordings = [recording for recording in self._due.pop(slot, ()) if not recording.closed]
+        try:
+            flush_together(recordings)
+        except Exception:
+            _LOG.exception("recordings' flush failed")
+        for recording in recordings:
+            self.add(recording)
+
+
+def flush_together(recordings: Sequence[CallRecording]) -> None:
+    """Flush each recording up to its safety margin behind now. The steady channels of them all are
+    fed in one batch (``feed_steady``) and their blocks DTMF-screened in one product. A recording
+    that fails is logged; the others go on."""
+    _feed_tapped(recordings)
+    _write_up_to([(recording, recording.position() - SAFETY_MARGIN_SAMPLES) for recording in recordings])
+
+
+def _write_up_to(targets: Sequence[tuple[CallRecording, int]]) -> None:
+    # Drain each recording up to its position, mask DTMF in all blocks, write them. A block that
+    # cannot be masked is not written (PCI DSS 3.3.1: no card digits stored).
+    drained: list[tuple[CallRecording, npt.NDArray[np.int16]]] = []
+    for recording, up_to in targets:
+        try:
+            if up_to > recording.recorder.drained:
+                drained.append((recording, recording.recorder.drain(up_to)))
+        except Exception:
+            _LOG.exception("recording drain failed")
+    try:
+        _mask_dtmf_many([(block, recording.recorder.sample_rate_hz) for recording, block in drained])
+    except Exception:
+        _LOG.exception("batched DTMF masking failed; masking the blocks one by one")
+        masked = []
+        for recording, block in drained:
+            try:
+                _mask_dtmf(block, recording.recorder.sample_rate_hz)
+                masked.append((recording, block))
+            except Exception:
+                _LOG.exception("DTMF masking failed: the block is not written")
+        drained = masked
+    for recording, block in drained:
+        try:
+            recording.handle.write(block.astype("<i2", copy=False).tobytes())
+            recording.blocks_written += 1
+        except Exception:
+            _LOG.exception("recording write failed")
+
+
+def _feed_tapped(recordings: Sequence[CallRecording]) -> None:
+    # Every channel's tapped packets, with arrival positions as the per-packet clock read gave them.
+    tapped = [
+        (recording, channel, packets, times)
+        for recording in recordings
+        for channel, (packets, times) in zip(_CHANNELS, recording._tapped, strict=True)
+        if packets
+    ]
+    try:
+        counts = [len(times) for _, _, _, times in tapped]
+        started = np.repeat([recording._started for recording, _, _, _ in tapped], counts)
+        clock = np.fromiter(chain.from_iterable(times for _, _, _, times in tapped), np.float64, sum(counts))
+        every_arrival = ((clock - started) * SAMPLE_RATE_HZ).astype(np.int64)
+        ends = np.cumsum(counts).tolist()
+        feeds: list[SteadyFeed] = [
+            (recording.recorder, channel, packets, every_arrival[end - len(packets) : end])
+            for (recording, channel, packets, _), end in zip(tapped, ends, strict=True)
+        ]
+        try:
+            taken = feed_steady(feeds)
+        except Exception:
+            _LOG.exception("recordings' batched feed failed; feeding them one by one")
+            taken = [False] * len(feeds)
+        for (recorder, channel, batch, arrivals), was_taken in zip(feeds, taken, strict=True):
+            if not was_taken:
+                try:
+                    recorder.feed_batch(channel, batch, arrivals)
+                except Exception:
+                    _LOG.exception("recording feed failed")
+    finally:
+        for _, _, packets, times in tapped:
+            packets.clear()
+            times.clear()
+
+
 class CallRecording:
     """The recording of one call while it runs (see the module docstring)."""
 
     def __init__(
         self,
-        session: MediaSession,
         handle: RecordingHandle,
         *,
         outside_leg: MediaLeg,
@@ -115,12 +231,10 @@ class CallRecording:
     ) -> None:
         self.handle = handle
         self.outside_leg = outside_leg
-        self._session = session
         self._loop = loop
         self._started = loop.time()
         chosen = recorder_format(media)
         self.recorder = StereoRecorder(left=chosen, right=chosen, mask_telephone_events=True)
-        self._timer: asyncio.TimerHandle | None = None
         self.closed = False
         self.blocks_written = 0
         self._pause_reasons: set[str] = set()
@@ -140,16 +254,6 @@ class CallRecording:
             keep_time(clock())
 
         return on_packet
-
-    def start(self) -> None:
-        self._timer = self._loop.call_at(self._next_flush_at(), self._on_timer)
-
-    def _next_flush_at(self) -> float:
-        # A second from now, rounded up to the flush grid: the recordings due in one slot flush in
-        # one pass of the loop, so the sink can hand their blocks on together, while the slots
-        # spread the work of many recordings over the second (no long stall of the relay).
-        slot = math.ceil((self._loop.time() + FLUSH_INTERVAL_S) / FLUSH_GRID_S)
-        return slot * FLUSH_GRID_S
 
     def position(self, at: float | None = None) -> int:
         moment = self._loop.time() if at is None else at
@@ -172,47 +276,16 @@ class CallRecording:
             self.recorder.resume(at=self.position(at))
             self.handle.resume(at)
 
-    def _on_timer(self) -> None:
-        self._timer = None
-        if self.closed:
-            return
-        try:
-            self.flush(self.position() - SAFETY_MARGIN_SAMPLES)
-        except Exception:
-            _LOG.exception("recording flush failed")
-        self._timer = self._loop.call_at(self._next_flush_at(), self._on_timer)
-
     def flush(self, up_to: int) -> None:
         """Feed the packets tapped so far, then drain, mask DTMF and write everything before ``up_to``."""
-        self._feed_tapped()
-        if up_to <= self.recorder.drained:
-            return
-        block = self.recorder.drain(up_to)
-        _mask_dtmf(block, self.recorder.sample_rate_hz)
-        self.handle.write(block.astype("<i2", copy=False).tobytes())
-        self.blocks_written += 1
-
-    def _feed_tapped(self) -> None:
-        # One batch per channel; arrival positions as the per-packet clock read gave them.
-        for channel, (packets, times) in zip(_CHANNELS, self._tapped, strict=True):
-            if not packets:
-                continue
-            elapsed = np.asarray(times, dtype=np.float64) - self._started
-            arrivals = (elapsed * SAMPLE_RATE_HZ).astype(np.int64)
-            try:
-                self.recorder.feed_batch(channel, packets, arrivals)
-            finally:
-                packets.clear()
-                times.clear()
+        _feed_tapped([self])
+        _write_up_to([(self, up_to)])
 
     def close(self, reason: str) -> None:
-        """Write what is left and close the recording."""
+        """Write what is left and close the recording (its slot drops it)."""
         if self.closed:
             return
         self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         now = self._loop.time()
         try:
             self.flush(self.position(now))
@@ -281,29 +354,56 @@ def _frames_might_hold_dtmf(frames: npt.NDArray[np.float32]) -> npt.NDArray[np.b
 
 def _channels_to_check(block: npt.NDArray[np.int16]) -> list[int]:
     """The columns of an 8 kHz stereo block that the screen passes, both screened in one product."""
-    rows = len(block)
-    if rows < _SCREEN_FRAME:
-        return [0, 1] if rows else []  # too short to judge: check it exactly
-    whole = rows // _SCREEN_FRAME * _SCREEN_FRAME
-    channels = block.T
-    if whole < rows:  # the tail is screened as one more frame, the block's last 25 ms
-        channels = np.concatenate([channels[:, :whole], channels[:, rows - _SCREEN_FRAME :]], axis=1)
-    frames = channels.reshape(-1, _SCREEN_FRAME).astype(np.float32)  # left's frames, then right's
-    hits = _frames_might_hold_dtmf(frames).reshape(2, -1)
-    return [column for column in (0, 1) if hits[column].any()]
+    return _channels_to_check_many([block])[0]
+
+
+def _channels_to_check_many(blocks: Sequence[npt.NDArray[np.int16]]) -> list[list[int]]:
+    """``_channels_to_check`` for several blocks: their frames are screened in one product."""
+    checks: list[list[int]] = []
+    layout: list[tuple[int, int]] = []  # per block screened: (index into checks, frames per channel)
+    for block in blocks:
+        rows = len(block)
+        checks.append([0, 1] if 0 < rows < _SCREEN_FRAME else [])  # too short to judge: check it exactly
+        if rows >= _SCREEN_FRAME:
+            layout.append((len(checks) - 1, -(-rows // _SCREEN_FRAME)))
+    if not layout:
+        return checks
+    frames = np.empty((2 * sum(count for _, count in layout), _SCREEN_FRAME), dtype=np.float32)
+    offset = 0
+    for index, count in layout:
+        block = blocks[index]
+        whole = len(block) // _SCREEN_FRAME
+        per_channel = frames[offset : offset + 2 * count].reshape(2, count, _SCREEN_FRAME)
+        per_channel[:, :whole] = block[: whole * _SCREEN_FRAME].T.reshape(2, whole, _SCREEN_FRAME)
+        if whole < count:  # the tail is screened as one more frame, the block's last 25 ms
+            per_channel[:, whole] = block[-_SCREEN_FRAME:].T
+        offset += 2 * count
+    hits = _frames_might_hold_dtmf(frames)
+    offset = 0
+    for index, count in layout:
+        passed = np.any(hits[offset : offset + 2 * count].reshape(2, count), axis=1)
+        checks[index] = [column for column in (0, 1) if passed[column]]
+        offset += 2 * count
+    return checks
 
 
 def _mask_dtmf(block: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ) -> None:
     """Silence both channels wherever either carries a DTMF tone (in place)."""
-    if len(block) == 0:
-        return
-    step = sample_rate_hz // SAMPLE_RATE_HZ  # the screen looks at 8 kHz (every other sample of 16 kHz)
-    spans = np.zeros(len(block), dtype=np.bool_)
-    for column in _channels_to_check(block[::step]):
-        spans |= dtmf_mask(np.ascontiguousarray(block[:, column]), sample_rate_hz)
-    if not spans.any():
-        return
-    # Widen each span a little: the detector's edges are within a hop of the tone's.
-    kernel = np.ones(2 * _MASK_GUARD_SAMPLES * step + 1, dtype=np.int32)
-    widened = np.convolve(spans.astype(np.int32), kernel, "same") > 0
-    block[widened] = 0
+    _mask_dtmf_many([(block, sample_rate_hz)])
+
+
+def _mask_dtmf_many(blocks: Sequence[tuple[np.ndarray, int]]) -> None:
+    """``_mask_dtmf`` for several blocks (each with its sample rate), screened together."""
+    # The screen looks at 8 kHz: every other sample of 16 kHz.
+    screened = _channels_to_check_many([block[:: rate // SAMPLE_RATE_HZ] for block, rate in blocks])
+    for (block, sample_rate_hz), columns in zip(blocks, screened, strict=True):
+        spans = np.zeros(len(block), dtype=np.bool_)
+        for column in columns:
+            spans |= dtmf_mask(np.ascontiguousarray(block[:, column]), sample_rate_hz)
+        if not spans.any():
+            continue
+        # Widen each span a little: the detector's edges are within a hop of the tone's.
+        step = sample_rate_hz // SAMPLE_RATE_HZ
+        kernel = np.ones(2 * _MASK_GUARD_SAMPLES * step + 1, dtype=np.int32)
+        widened = np.convolve(spans.astype(np.int32), kernel, "same") > 0
+        block[widened] = 0

@@ -16,7 +16,7 @@ from typing import Protocol
 from proxy.aio.announce import CallAnnouncements, PromptSource
 from proxy.aio.media import MediaRelay
 from proxy.aio.playout import PlayoutResult, PlayoutScheduler
-from proxy.aio.recording import CallRecording, RecordingSink
+from proxy.aio.recording import CallRecording, FlushSlots, RecordingSink
 from proxy.aio.transport import Address, Transport, start_tcp, start_udp
 from proxy.b2bua.consent import DigitMechanism
 from proxy.b2bua.core import B2bua
@@ -101,6 +101,7 @@ class ProxyService:
         # What the evidence record needs of the prompt playing into a leg (version, audio hash).
         self._playing: dict[tuple[str, MediaLeg], dict[str, str]] = {}
         self.scheduler: PlayoutScheduler | None = None
+        self._flush_slots: FlushSlots | None = None
         self._listen = listen
         self._limits = limits
         self._log = logger or logging.getLogger("callherald")
@@ -122,6 +123,7 @@ class ProxyService:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.scheduler = PlayoutScheduler(loop=self._loop)
+        self._flush_slots = FlushSlots(self._loop)
         shared = self._listen[Side.PBX] == self._listen[Side.CARRIER]
         for side in (Side.PBX, Side.CARRIER):
             spec = self._listen[side]
@@ -171,6 +173,8 @@ class ProxyService:
         self._announcements.clear()
         if self.scheduler is not None:
             self.scheduler.close()
+        if self._flush_slots is not None:
+            self._flush_slots.close()
         self.media.close_all()
         for transport in self._owned:
             await transport.close()
@@ -416,13 +420,12 @@ class ProxyService:
         if handle is None:
             self._log.warning("[%s] not recorded: storage unavailable (see earlier errors)", call_ref)
             return
-        recording = CallRecording(
-            session, handle, outside_leg=effect.outside_leg, media=effect.media, loop=self._loop
-        )
+        recording = CallRecording(handle, outside_leg=effect.outside_leg, media=effect.media, loop=self._loop)
         self.recording[call_ref] = recording
         for leg in (MediaLeg.A, MediaLeg.B):
             self._set_tap(call_ref, leg, "recording", recording.tap(leg))
-        recording.start()
+        assert self._flush_slots is not None  # made in start(), as the loop is
+        self._flush_slots.add(recording)
 
     def _stop_recording(self, call_ref: str, reason: str) -> None:
         recording = self.recording.pop(call_ref, None)

@@ -1,0 +1,238 @@
+"""Recordings flushed together on the 50 ms grid: the same audio as each flushed alone, on virtual time."""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from proxy.aio.recording import (
+    FLUSH_GRID_S,
+    SAFETY_MARGIN_SAMPLES,
+    CallRecording,
+    FlushSlots,
+    _mask_dtmf,
+    flush_together,
+)
+from proxy.b2bua.effects import MediaLeg
+from proxy.rtp.g711 import ulaw_encode
+from proxy.rtp.recorder import Channel
+
+_HEADER = struct.Struct("!BBHII")
+PACKETS_PER_S = 50
+
+
+class VirtualLoop:
+    """``time`` and ``call_at`` on simulated time; ``run_until`` fires the due timers in order."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.timers: list[tuple[float, int, Callable[..., object], tuple[object, ...]]] = []
+        self.fired: list[float] = []
+        self._count = 0
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Callable[..., object], *args: object) -> VirtualTimer:
+        self._count += 1
+        entry = (when, self._count, callback, args)
+        self.timers.append(entry)
+        return VirtualTimer(self, entry)
+
+    def run_until(self, until: float) -> None:
+        while True:
+            due = sorted(t for t in self.timers if t[0] <= until)
+            if not due:
+                break
+            when, _, callback, args = due[0]
+            self.timers.remove(due[0])
+            self.now = max(self.now, when)
+            self.fired.append(when)
+            callback(*args)
+        self.now = until
+
+
+class VirtualTimer:
+    def __init__(
+        self, loop: VirtualLoop, entry: tuple[float, int, Callable[..., object], tuple[object, ...]]
+    ):
+        self._loop, self._entry = loop, entry
+
+    def cancel(self) -> None:
+        if self._entry in self._loop.timers:
+            self._loop.timers.remove(self._entry)
+
+
+class Handle:
+    def __init__(self, *, fail: bool = False) -> None:
+        self.blocks: list[bytes] = []
+        self.fail = fail
+
+    def write(self, pcm: bytes) -> None:
+        if self.fail:
+            raise OSError("disk gone")
+        self.blocks.append(pcm)
+
+    def pause(self, reason: str, at: float) -> None: ...
+
+    def resume(self, at: float) -> None: ...
+
+    def close(self, *, at: float, reason: str) -> None: ...
+
+
+def dtmf_ulaw(samples: int) -> bytes:
+    # Key 5 (770 + 1336 Hz, ITU-T Q.23) at a comfortable level.
+    n = np.arange(samples)
+    tone = 6000 * (np.sin(2 * np.pi * 770 * n / 8000) + np.sin(2 * np.pi * 1336 * n / 8000))
+    return ulaw_encode(tone.astype(np.int16))
+
+
+class Caller:
+    """One call's two streams: steady, one with a loss and a reordering, a key pressed on the left."""
+
+    def __init__(self, index: int, rng: np.random.Generator) -> None:
+        self.streams = [
+            [int(rng.integers(1 << 16)), int(rng.integers(1 << 32)), 0x1000 + 2 * index + c] for c in (0, 1)
+        ]
+        self.irregular = index % 3 == 1
+        self.key = index % 3 == 2
+        self.voice = [rng.integers(0, 256, 160, dtype=np.uint8).tobytes() for _ in range(PACKETS_PER_S)]
+        self.tone = dtmf_ulaw(160 * 10)
+
+    def packets(self, tick: int) -> list[bytes | None]:
+        out: list[bytes | None] = []
+        for channel, stream in enumerate(self.streams):
+            payload = self.voice[tick % PACKETS_PER_S]
+            if self.key and channel == 0 and 60 <= tick < 70:
+                payload = self.tone[(tick - 60) * 160 : (tick - 59) * 160]
+            packet = _HEADER.pack(0x80, 0, stream[0] & 0xFFFF, stream[1] & 0xFFFFFFFF, stream[2]) + payload
+            stream[0] += 1
+            stream[1] += 160
+            lost = self.irregular and channel == 1 and tick == 75
+            out.append(None if lost else packet)
+        return out
+
+
+def make_calls(
+    count: int, loop: VirtualLoop, *, failing: int | None = None
+) -> tuple[list[CallRecording], list[Caller]]:
+    rng = np.random.default_rng(7)
+    recordings = [
+        CallRecording(Handle(fail=index == failing), outside_leg=MediaLeg.A, media=None, loop=loop)  # type: ignore[arg-type]
+        for index in range(count)
+    ]
+    return recordings, [Caller(index, rng) for index in range(count)]
+
+
+def play(
+    loop: VirtualLoop,
+    recordings: list[CallRecording],
+    callers: list[Caller],
+    seconds: float,
+    flush: Callable[[float], None],
+) -> None:
+    taps = [(recording.tap(MediaLeg.A), recording.tap(MediaLeg.B)) for recording in recordings]
+    held: list[tuple[Callable[[bytes], None], bytes]] = []
+    for tick in range(int(seconds * PACKETS_PER_S)):
+        at = 0.0005 + tick / PACKETS_PER_S
+        flush(at)
+        loop.now = at
+        for (left, right), caller in zip(taps, callers, strict=True):
+            first, second = caller.packets(tick)
+            for tap, packet in ((left, first), (right, second)):
+                if packet is None:
+                    continue
+                if caller.irregular and tick == 40 and tap is left:
+                    held.append((tap, packet))  # arrives after the next one
+                    continue
+                tap(packet)
+            while held and tick == 41:
+                tap, packet = held.pop()
+                tap(packet)
+
+
+def test_recordings_flushed_together_write_what_each_flushed_alone_writes() -> None:
+    alone_loop, together_loop = VirtualLoop(), VirtualLoop()
+    alone, callers = make_calls(7, alone_loop)
+    together, same_callers = make_calls(7, together_loop)
+    slots = FlushSlots(together_loop)  # type: ignore[arg-type]
+    for recording in together:
+        slots.add(recording)
+
+    next_second = [1.0]
+
+    def flush_each_alone(at: float) -> None:
+        # The reference: each channel through `feed_batch`, each block masked on its own.
+        if at < next_second[0]:
+            return
+        alone_loop.now = next_second[0]
+        for recording in alone:
+            for channel, (packets, times) in zip(
+                (Channel.LEFT, Channel.RIGHT), recording._tapped, strict=True
+            ):
+                arrivals = [int((t - recording._started) * 8000) for t in times]
+                recording.recorder.feed_batch(channel, packets, arrivals)
+                packets.clear()
+                times.clear()
+            block = recording.recorder.drain(recording.position() - SAFETY_MARGIN_SAMPLES)
+            _mask_dtmf(block)
+            recording.handle.write(block.astype("<i2").tobytes())
+            recording.blocks_written += 1
+        next_second[0] += 1.0
+
+    play(alone_loop, alone, callers, 4.0, flush_each_alone)
+    play(together_loop, together, same_callers, 4.0, together_loop.run_until)
+    alone_loop.now = together_loop.now
+    for one, other in zip(alone, together, strict=True):
+        one.close("ended")
+        other.close("ended")
+        assert b"".join(other.handle.blocks) == b"".join(one.handle.blocks)  # type: ignore[attr-defined]
+        assert other.blocks_written == one.blocks_written >= 4
+    keyed = np.frombuffer(b"".join(together[2].handle.blocks), dtype="<i2").reshape(-1, 2)  # type: ignore[attr-defined]
+    assert not keyed[int(1.25 * 8000) : int(1.35 * 8000)].any()  # the key press was masked, both channels
+
+
+def test_flush_slots_flush_a_slot_s_recordings_in_one_pass_every_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loop = VirtualLoop()
+    recordings, _ = make_calls(3, loop)
+    passes: list[tuple[float, list[int]]] = []
+    monkeypatch.setattr(
+        "proxy.aio.recording.flush_together",
+        lambda due: passes.append((loop.now, [recordings.index(r) for r in due])),
+    )
+    slots = FlushSlots(loop)  # type: ignore[arg-type]
+    loop.now = 0.01
+    slots.add(recordings[0])
+    loop.now = 0.03
+    slots.add(recordings[1])  # the same slot: 1.05
+    loop.now = 0.06
+    slots.add(recordings[2])  # the next one: 1.10
+    loop.run_until(2.2)
+    recordings[1].close("ended")
+    loop.run_until(3.2)
+    assert [(round(at, 2), due) for at, due in passes] == [
+        (1.05, [0, 1]),
+        (1.1, [2]),
+        (2.05, [0, 1]),
+        (2.1, [2]),
+        (3.05, [0]),  # a closed recording leaves its slot
+        (3.1, [2]),
+    ]
+    assert all(math.isclose(at / FLUSH_GRID_S, round(at / FLUSH_GRID_S)) for at, _ in passes)
+    slots.close()
+    assert not loop.timers
+
+
+def test_a_failing_recording_does_not_stop_the_others_in_its_slot() -> None:
+    loop = VirtualLoop()
+    recordings, callers = make_calls(3, loop, failing=1)
+    play(loop, recordings, callers, 2.1, lambda at: None)
+    loop.now = 2.1
+    flush_together(recordings)
+    assert [recording.blocks_written for recording in recordings] == [1, 0, 1]
