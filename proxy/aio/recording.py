@@ -84,7 +84,10 @@ class RecordingHandle(Protocol):
 
 
 class RecordingSink(Protocol):
-    """Opens recordings; returns None when recording is impossible (storage full or failed)."""
+    """Opens recordings; returns None when recording is impossible (storage full or failed) or
+    switched off (``recording_enabled`` false)."""
+
+    recording_enabled: bool
 
     def open(
         self,

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from proxy.aio.announce import CallAnnouncements, PromptSource
 from proxy.aio.media import MediaRelay
-from proxy.aio.playout import PlayoutResult, PlayoutScheduler
+from proxy.aio.playout import Playout, PlayoutResult, PlayoutScheduler
 from proxy.aio.recording import CallRecording, FlushSlots, RecordingSink
 from proxy.aio.transport import Address, Transport, start_tcp, start_udp
 from proxy.b2bua.consent import DigitMechanism
@@ -102,6 +102,9 @@ class ProxyService:
         self._playing: dict[tuple[str, MediaLeg], dict[str, str]] = {}
         self.scheduler: PlayoutScheduler | None = None
         self._flush_slots: FlushSlots | None = None
+        # The agent's beep, played with the StartRecording that follows it: stopped unheard (it
+        # starts on the next playout tick) if the recording does not start.
+        self._beeps: dict[str, Playout] = {}
         self._listen = listen
         self._limits = limits
         self._log = logger or logging.getLogger("callherald")
@@ -240,6 +243,7 @@ class ProxyService:
                     effects.extend(self.core.media_failed(effect.call_ref, str(error), self._now()))
             elif isinstance(effect, CloseMedia):
                 self._stop_recording(effect.call_ref, "ended")
+                self._beeps.pop(effect.call_ref, None)
                 for key in [key for key in self._taps if key[0] == effect.call_ref]:
                     del self._taps[key]
                 announcements = self._announcements.pop(effect.call_ref, None)
@@ -335,7 +339,9 @@ class ProxyService:
             except Exception as error:  # a tone that cannot be made is logged; the call goes on
                 self._log.warning("[%s] %s tone unavailable: %s", call_ref, effect.tone, error)
                 return []
-            announcements.play(effect.leg, frames, effect.media, loop=effect.tone is Tone.RINGBACK)
+            playout = announcements.play(effect.leg, frames, effect.media, loop=effect.tone is Tone.RINGBACK)
+            if effect.tone is Tone.BEEP:
+                self._beeps[call_ref] = playout  # until the recording it announces has started
         elif isinstance(effect, PlayPrompt):
             return self._play_prompt(announcements, effect)
         return []
@@ -399,10 +405,19 @@ class ProxyService:
             protocol.inbound = fan_out
 
     def _start_recording(self, effect: StartRecording) -> None:
+        beep = self._beeps.pop(effect.call_ref, None)
+        if not self._open_recording(effect) and beep is not None:
+            beep.finished.cancel()  # no beep for a call that is not being recorded
+
+    def _open_recording(self, effect: StartRecording) -> bool:
+        """Start recording the call; False when it cannot be (or recording is switched off)."""
         call_ref = effect.call_ref
         session = self.media.sessions.get(call_ref)
         if self._recordings is None or session is None or self._loop is None:
-            return
+            return False
+        if not self._recordings.recording_enabled:
+            self._log.info("[%s] not recorded: recording is switched off (recording.enabled)", call_ref)
+            return False
         self._stop_recording(call_ref, "restarted")
         wideband = effect.media is not None and effect.media.codec == "g722"
         try:
@@ -416,16 +431,17 @@ class ProxyService:
             )
         except Exception:
             self._log.exception("[%s] recording could not be opened", call_ref)
-            return
+            return False
         if handle is None:
             self._log.warning("[%s] not recorded: storage unavailable (see earlier errors)", call_ref)
-            return
+            return False
         recording = CallRecording(handle, outside_leg=effect.outside_leg, media=effect.media, loop=self._loop)
         self.recording[call_ref] = recording
         for leg in (MediaLeg.A, MediaLeg.B):
             self._set_tap(call_ref, leg, "recording", recording.tap(leg))
         assert self._flush_slots is not None  # made in start(), as the loop is
         self._flush_slots.add(recording)
+        return True
 
     def _stop_recording(self, call_ref: str, reason: str) -> None:
         recording = self.recording.pop(call_ref, None)
