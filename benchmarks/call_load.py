@@ -1,8 +1,8 @@
 """Concurrent calls through callherald, relayed and recorded, measured against the same load without it.
 
 Run as ``python -m benchmarks.call_load [--calls 50,100,200,400] [--hold-s 20]
-[--modes direct,relay,recorded] [--json]``. For each concurrency N, up to three runs on 127.0.0.1
-(``--modes`` picks them):
+[--modes direct,relay,recorded] [--json]``. For each concurrency N, up to four runs on 127.0.0.1
+(``--modes`` picks them; ``announced`` only when asked for):
 
 - ``direct``: a SIPp UAC (the PBX) calls a SIPp UAS (the carrier) straight;
 - ``relay``: the same UAC calls ``callherald serve``, which sends the calls on to the UAS; its
@@ -12,7 +12,12 @@ Run as ``python -m benchmarks.call_load [--calls 50,100,200,400] [--hold-s 20]
   (GDPR Art. 6(1)(b): no consent question), the agent's bridge beep, then both legs recorded,
   DTMF-masked and sealed into encrypted segment files under the run's data directory (the
   development key is made on first start; ``recording.min_free_mb: 0`` so a small disk does not
-  refuse).
+  refuse);
+- ``announced``: the ``recorded`` run's configuration with ``recording.enabled: false``: the same
+  notice, and the carrier side's stream renumbered after it (RFC 3550 §7: the party keeps hearing
+  one stream after callherald's own packets), but nothing recorded, so no beep for the agent and
+  the PBX side's stream passes unchanged. Recorded against announced is what recording (the beep
+  and its renumbering, the taps, the flushes, sealing and storing) adds to an announced call.
 
 The UAS runs with ``-rtp_echo`` and answers every call with its single echo port. The UAC places N
 calls (``-l N -m N``) at a rate that ramps them up in a few seconds, holds each for ``--hold-s``
@@ -196,8 +201,10 @@ UAC_SCENARIO = SCENARIOS / "call_load_uac.xml"
 UAS_SCENARIO = SCENARIOS / "call_load_uas.xml"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-MODES = ("direct", "relay", "recorded")
-THROUGH_CALLHERALD = ("relay", "recorded")
+MODES = ("direct", "relay", "announced", "recorded")
+DEFAULT_MODES = ("direct", "relay", "recorded")
+THROUGH_CALLHERALD = ("relay", "announced", "recorded")
+ANNOUNCING = ("announced", "recorded")
 NOTICE_S = 0.3
 NOTICE_FILE = "notice.wav"
 NOTICE_PROMPT_ID = "load-notice"
@@ -441,12 +448,18 @@ recording:
   min_free_mb: 0
 """
 
+# The notice and the relaying of the recorded run, nothing recorded (and so no beep for the agent).
+_ANNOUNCED_POLICY = _RECORDING_POLICY + "  enabled: false\n"
 
-def callherald_yaml(plan: PortPlan, calls: int, *, recorded: bool = False) -> str:
-    """A loopback configuration: PBX = the SIPp UAC, carrier = the SIPp UAS, info-level logging,
-    data under ``data`` beside it. ``recorded``: every call hears the notice in ``notice.wav``
-    (beside the configuration; see `write_notice_wav`) and is recorded; otherwise calls are relayed
-    only (``record: false``)."""
+
+def callherald_yaml(plan: PortPlan, calls: int, path: str = "relay") -> str:
+    """A loopback configuration for the run ``path`` (``relay``, ``announced``, ``recorded``): PBX =
+    the SIPp UAC, carrier = the SIPp UAS, info-level logging, data under ``data`` beside it.
+    Announced and recorded, every call hears the notice in ``notice.wav`` (beside the configuration;
+    see `write_notice_wav`); recorded, it is recorded as well; relay, it is only relayed
+    (``record: false``)."""
+    policies = {"relay": _RELAY_ONLY_POLICY, "announced": _ANNOUNCED_POLICY, "recorded": _RECORDING_POLICY}
+    policy = policies[path]
     return f"""\
 listen:
   pbx: {{host: {LOOPBACK}, port: {plan.callherald_pbx}, transport: udp}}
@@ -473,7 +486,7 @@ limits:
 logging:
   level: info
 data_dir: {DATA_DIR}
-{_RECORDING_POLICY if recorded else _RELAY_ONLY_POLICY}"""
+{policy}"""
 
 
 class PortfileReader:
@@ -969,11 +982,17 @@ class RecordingCost:
     recordings_complete: int | None
     recorded_s: float | None
     calls_answered: int
+    announced_cpu_per_call_pct: float | None = None  # when the announced run was measured too
+    cpu_per_call_ratio_to_announced: float | None = None
 
 
-def cost_of_recording(relay: RunResult, recorded: RunResult) -> RecordingCost:
-    """Recorded against relay-only: the ratios of CPU and memory per call and the recordings made."""
+def cost_of_recording(
+    relay: RunResult, recorded: RunResult, announced: RunResult | None = None
+) -> RecordingCost:
+    """Recorded against relay-only: the ratios of CPU and memory per call and the recordings made;
+    with ``announced``, also recorded against announced-only."""
     cpu_ratio = _ratio(recorded.callherald_cpu_per_call_pct, relay.callherald_cpu_per_call_pct)
+    announced_cpu = None if announced is None else announced.callherald_cpu_per_call_pct
     return RecordingCost(
         calls=recorded.calls,
         relay_cpu_per_call_pct=relay.callherald_cpu_per_call_pct,
@@ -987,6 +1006,8 @@ def cost_of_recording(relay: RunResult, recorded: RunResult) -> RecordingCost:
         recordings_complete=recorded.recordings_complete,
         recorded_s=recorded.recorded_s,
         calls_answered=recorded.successful_calls,
+        announced_cpu_per_call_pct=announced_cpu,
+        cpu_per_call_ratio_to_announced=_ratio(recorded.callherald_cpu_per_call_pct, announced_cpu),
     )
 
 
@@ -1323,9 +1344,9 @@ def run_once(path: str, calls: int, hold_s: float, workdir: Path, *, pin: bool =
     try:
         if through:
             config = workdir / "callherald.yaml"
-            if recorded:
+            if path in ANNOUNCING:
                 write_notice_wav(workdir / NOTICE_FILE)
-            config.write_text(callherald_yaml(plan, calls, recorded=recorded), encoding="utf-8")
+            config.write_text(callherald_yaml(plan, calls, path), encoding="utf-8")
             log_path = workdir / "callherald.out"
             callherald = processes.start(
                 "callherald",
@@ -1723,7 +1744,7 @@ def format_report(
             f"recorded against relay only (target: CPU per call x < {TARGET_RECORDING_CPU_RATIO:.2f}):",
             f"{'rep':>3} {'calls':>5} {'CPU/call % relay':>16} {'recorded':>8} {'CPU x':>6} "
             f"{'KiB/call relay':>14} {'recorded':>8} {'RSS x':>6} {'complete/answered':>17} "
-            f"{'seconds rec.':>12}  CPU target",
+            f"{'seconds rec.':>12}  CPU target  {'announced':>9} {'x ann.':>6}",
         ]
     for row, cost in costs:
         lines.append(
@@ -1734,7 +1755,8 @@ def format_report(
             f"{_number(cost['rss_per_call_ratio'], 2):>6} "
             f"{'-' if cost['recordings_complete'] is None else cost['recordings_complete']:>8}/"
             f"{cost['calls_answered']:<8} {_number(cost['recorded_s'], 1):>12}  "
-            f"{_verdict(cost['cpu_target_met'])}"
+            f"{_verdict(cost['cpu_target_met']):<10}  {_number(cost['announced_cpu_per_call_pct'], 4):>9} "
+            f"{_number(cost['cpu_per_call_ratio_to_announced'], 2):>6}"
         )
     for row in rows:
         for path in MODES:
@@ -1824,13 +1846,13 @@ def _parse_modes(text: str) -> tuple[str, ...]:
 
 def _row(calls: int, rep: int, results: dict[str, RunResult]) -> dict[str, Any]:
     """One concurrency's runs, each through callherald against direct, and recorded against relay."""
-    direct, relay, recorded = (results.get(mode) for mode in MODES)
+    direct, relay, announced, recorded = (results.get(mode) for mode in MODES)
     against = {
         mode: asdict(compare(direct, results[mode]))
         for mode in THROUGH_CALLHERALD
         if direct is not None and mode in results
     }
-    cost = cost_of_recording(relay, recorded) if relay is not None and recorded is not None else None
+    cost = None if relay is None or recorded is None else cost_of_recording(relay, recorded, announced)
     return {
         "calls": calls,
         "repetition": rep,
@@ -1850,7 +1872,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     parser.add_argument("--calls", type=_parse_calls, default=list(DEFAULT_CALLS), help="e.g. 50,100,200")
     parser.add_argument("--hold-s", type=_parse_hold, default=DEFAULT_HOLD_S, help="seconds each call lasts")
     parser.add_argument(
-        "--modes", type=_parse_modes, default=MODES, help=f"runs per concurrency (default {','.join(MODES)})"
+        "--modes",
+        type=_parse_modes,
+        default=DEFAULT_MODES,
+        help=f"runs per concurrency, of {','.join(MODES)} (default {','.join(DEFAULT_MODES)})",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON document instead of tables")
     parser.add_argument("--repeat", type=int, default=1, choices=range(1, 11), metavar="1-10")
@@ -1918,10 +1943,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         for row in rows:
             cost = row["recording_cost"]
             if cost is not None:
+                to_announced = cost["cpu_per_call_ratio_to_announced"]
                 print(
                     f"recording at {cost['calls']} calls (repetition {row['repetition']}): CPU per call "
-                    f"x{_number(cost['cpu_per_call_ratio'], 2)} of relay only, RSS per call "
-                    f"x{_number(cost['rss_per_call_ratio'], 2)}; target CPU x < "
+                    f"x{_number(cost['cpu_per_call_ratio'], 2)} of relay only"
+                    f"{'' if to_announced is None else f' (x{_number(to_announced, 2)} of announced only)'}"
+                    f", RSS per call x{_number(cost['rss_per_call_ratio'], 2)}; target CPU x < "
                     f"{TARGET_RECORDING_CPU_RATIO:.2f}: {_verdict(cost['cpu_target_met'])}; "
                     f"{cost['recordings_complete']} recordings complete of {cost['calls_answered']} calls, "
                     f"{_number(cost['recorded_s'], 1)} s recorded",

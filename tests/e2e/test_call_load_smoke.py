@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from announcements.tones import BEEP_MS
 from benchmarks import call_load
 from benchmarks.call_load import (
     BenchmarkError,
@@ -193,14 +194,14 @@ def test_no_port_plan_when_every_port_is_taken() -> None:
         find_port_plan(10, lambda port: False)
 
 
-@pytest.mark.parametrize("recorded", [False, True], ids=["relay", "recorded"])
+@pytest.mark.parametrize("mode", ["relay", "announced", "recorded"])
 @pytest.mark.parametrize("calls", [3, 400])
-def test_the_generated_configuration_is_valid(tmp_path: Path, calls: int, recorded: bool) -> None:
+def test_the_generated_configuration_is_valid(tmp_path: Path, calls: int, mode: str) -> None:
     plan = plan_ports(24_000, calls)
     path = tmp_path / "callherald.yaml"
-    if recorded:
+    if mode in call_load.ANNOUNCING:
         write_notice_wav(tmp_path / call_load.NOTICE_FILE)
-    path.write_text(callherald_yaml(plan, calls, recorded=recorded), encoding="utf-8")
+    path.write_text(callherald_yaml(plan, calls, mode), encoding="utf-8")
     config = load_config(path)
     assert (config.listen.pbx.port, config.listen.carrier.port) == (
         plan.callherald_pbx,
@@ -212,8 +213,9 @@ def test_the_generated_configuration_is_valid(tmp_path: Path, calls: int, record
     assert str(config.logging.level) == "info"
     assert config.data_dir == tmp_path / call_load.DATA_DIR
     [policy] = config.policies
-    assert policy.record is recorded
-    if recorded:
+    assert policy.record is (mode in call_load.ANNOUNCING)
+    assert config.recording.enabled is (mode != "announced")
+    if mode in call_load.ANNOUNCING:
         assert policy.purposes == ("evidence",)
         assert policy.questions == ()
         assert str(config.purpose("evidence").lawful_basis) == "contract"
@@ -474,6 +476,17 @@ def test_recording_is_weighed_against_relaying_alone(
     assert cost_of_recording(relay, recorded) == expected
 
 
+def test_recording_is_also_weighed_against_an_announced_call_when_measured() -> None:
+    relay = _run("relay", callherald_cpu_per_call_pct=0.08)
+    announced = _run("announced", callherald_cpu_per_call_pct=0.1)
+    recorded = _run("recorded", callherald_cpu_per_call_pct=0.16, successful_calls=200)
+    cost = cost_of_recording(relay, recorded, announced)
+    assert cost.cpu_per_call_ratio == pytest.approx(2.0)
+    assert cost.cpu_target_met is False  # the target is against relaying alone
+    assert cost.announced_cpu_per_call_pct == 0.1
+    assert cost.cpu_per_call_ratio_to_announced == pytest.approx(1.6)
+
+
 MS = 1_000_000
 
 
@@ -530,7 +543,7 @@ def test_unknown_modes_are_refused(modes: str, capsys: pytest.CaptureFixture[str
     with pytest.raises(SystemExit) as exit_info:
         call_load.main(["--modes", modes])
     assert exit_info.value.code == 2
-    assert "modes are a comma-separated subset of direct,relay,recorded" in capsys.readouterr().err
+    assert "modes are a comma-separated subset of direct,relay,announced,recorded" in capsys.readouterr().err
 
 
 SMOKE_CALLS = 3
@@ -547,7 +560,7 @@ def test_three_calls_direct_relayed_and_recorded(capsys: pytest.CaptureFixture[s
     assert document["modes"] == ["direct", "relay", "recorded"]
     [row] = document["results"]
     assert row["calls"] == SMOKE_CALLS
-    for path in call_load.MODES:
+    for path in call_load.DEFAULT_MODES:
         run = row[path]
         assert run["error"] is None, run["error"]
         assert (run["successful_calls"], run["failed_calls"]) == (SMOKE_CALLS, 0)
@@ -558,7 +571,7 @@ def test_three_calls_direct_relayed_and_recorded(capsys: pytest.CaptureFixture[s
         assert run["rtp"]["calls_back"] == SMOKE_CALLS
         assert run["rtp"]["window"]["calls"] == SMOKE_CALLS
         assert run["rtp"]["packets_sent"] >= SMOKE_CALLS * 50
-    for path in call_load.THROUGH_CALLHERALD:
+    for path in ("relay", "recorded"):
         run = row[path]
         assert run["callherald_calls_started"] == SMOKE_CALLS
         assert run["callherald_end_reasons"] == {"bye-from-a": SMOKE_CALLS}
@@ -584,14 +597,26 @@ def test_three_calls_direct_relayed_and_recorded(capsys: pytest.CaptureFixture[s
 @pytest.mark.e2e
 @pytest.mark.timeout(60)
 @pytest.mark.skipif(shutil.which("sipp") is None, reason="SIPp is not installed")
-def test_modes_pick_the_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    assert call_load.main(["--calls", "2", "--hold-s", "3", "--modes", "recorded", "--json"]) == 0
+def test_modes_pick_the_runs_and_an_announced_call_records_nothing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert call_load.main(["--calls", "2", "--hold-s", "3", "--modes", "announced,recorded", "--json"]) == 0
     [row] = json.loads(capsys.readouterr().out)["results"]
     assert "direct" not in row
     assert "relay" not in row
     assert row["recorded"]["recordings_complete"] == 2
     assert row["against_direct"] == {}
     assert row["recording_cost"] is None
+    announced = row["announced"]
+    assert announced["error"] is None, announced["error"]
+    assert (announced["successful_calls"], announced["callherald_calls_started"]) == (2, 2)
+    assert announced["recordings"] is None
+    assert announced["callherald_log_problems"] == []  # recording switched off is no warning
+    # The notice kept the first packets from coming back. Both runs' agents got the notice's frames
+    # echoed back by the UAS; only the recorded calls' agents got a beep (8 frames) on top.
+    assert announced["rtp"]["packets_before_first_back"] >= 2 * round(call_load.NOTICE_S / 0.02)
+    beep_frames = -(-BEEP_MS // 20)
+    assert row["recorded"]["rtp"]["stray"] - announced["rtp"]["stray"] >= 2 * beep_frames
 
 
 def test_callherald_gets_a_cpu_of_its_own_when_pinned() -> None:
