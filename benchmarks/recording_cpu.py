@@ -4,7 +4,8 @@ Run as ``python -m benchmarks.recording_cpu [--calls 200] [--seconds 10]``. No s
 event loop: N ``CallRecording`` objects get 50 PCMU packets a second on each channel (random
 payloads, so every DTMF screen frame is loud and screened in full, as with speech), through the
 same per-packet hook the relay calls, and are flushed once per simulated second into a handle
-that only counts bytes. Printed per recording-second of audio: the per-packet hook, the flush
+that only counts bytes, together in slots of N/20 as ``FlushSlots`` groups them
+(``flush_together``). Printed per recording-second of audio: the per-packet hook, the flush
 (feed, drain, DTMF screen and mask, hand-over), and the DTMF screen alone; then the relay's
 renumbering of a steady source after a notice (``AnnouncementPlayer.relay``) per packet against
 handing a packet on unchanged, measured in the same run. ``benchmarks.call_load`` measures the
