@@ -188,9 +188,10 @@ class StorageRecords:
     def _submit_file(self, job: Callable[[], None]) -> None:
         """Queue ``job`` for the file thread, after every job queued before it.
 
-        Jobs queued within one pass of the event loop (every recording's block of a flush round)
-        go to the thread together once that pass is over: one hand-over a second instead of one
-        per recording, so the loop and the file thread trade the GIL that much less often.
+        Jobs queued within one pass of the event loop (the blocks of the recordings flushed in one
+        slot, see ``FlushSlots``) go to the thread together once that pass is over: one hand-over
+        per slot instead of one per recording, so the loop and the file thread trade the GIL that
+        much less often.
         """
         self._file_jobs.append(job)
         if len(self._file_jobs) > 1:

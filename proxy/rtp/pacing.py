@@ -215,7 +215,7 @@ class RtpStreamState:
             packet[1] |= 0x80
             self._marker_pending = False
         _SEQUENCE_TIMESTAMP_SSRC.pack_into(packet, 2, sequence, timestamp, self._ssrc)
-        if not self._started or ((sequence - self._last_seq + 0x8000) & 0xFFFF) > 0x8000:  # seq_newer
+        if not self._started or seq_newer(sequence, self._last_seq):
             self._started = True
             self._last_seq = sequence
             self._last_ts = timestamp
