@@ -29,9 +29,10 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as `callherald serve` runs
 import numpy as np
 
 from proxy.aio.playout import AnnouncementPlayer, PlayoutScheduler
-from proxy.aio.recording import FLUSH_GRID_S, CallRecording, _channels_to_check, flush_together
+from proxy.aio.recording import FLUSH_GRID_S, CallRecording, flush_together
 from proxy.b2bua.effects import MediaLeg
 from proxy.b2bua.settings import Address
+from proxy.rtp.masking import channels_to_check
 
 __all__ = ["Figures", "main", "measure"]
 
@@ -136,7 +137,7 @@ def measure(calls: int, seconds: int) -> Figures:
         loop.now = second + 1.0
         flush_s += _cpu(_each(flush_together, slots))
         blocks = [np.frombuffer(h.blocks[-1], dtype="<i2").reshape(-1, 2) for h in handles if h.blocks]
-        screen_s += _cpu(_each(_channels_to_check, blocks))
+        screen_s += _cpu(_each(channels_to_check, blocks))
     renumber, unchanged = asyncio.run(_relay_costs())
     scale = 1e6 / (calls * seconds)
     return Figures(

@@ -14,11 +14,11 @@ from proxy.aio.recording import (
     SAFETY_MARGIN_SAMPLES,
     CallRecording,
     FlushSlots,
-    _mask_dtmf,
     flush_together,
 )
 from proxy.b2bua.effects import MediaLeg
 from proxy.rtp.g711 import ulaw_encode
+from proxy.rtp.masking import mask_dtmf
 from proxy.rtp.recorder import Channel
 
 _HEADER = struct.Struct("!BBHII")
@@ -179,7 +179,7 @@ def test_recordings_flushed_together_write_what_each_flushed_alone_writes() -> N
                 packets.clear()
                 times.clear()
             block = recording.recorder.drain(recording.position() - SAFETY_MARGIN_SAMPLES)
-            _mask_dtmf(block)
+            mask_dtmf(block)
             recording.handle.write(block.astype("<i2").tobytes())
             recording.blocks_written += 1
         next_second[0] += 1.0
@@ -233,6 +233,48 @@ def test_a_failing_recording_does_not_stop_the_others_in_its_slot() -> None:
     loop = VirtualLoop()
     recordings, callers = make_calls(3, loop, failing=1)
     play(loop, recordings, callers, 2.1, lambda at: None)
+    loop.now = 2.1
+    flush_together(recordings)
+    assert [recording.blocks_written for recording in recordings] == [1, 0, 1]
+
+
+def test_when_the_batched_masking_fails_each_block_is_masked_on_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(blocks: object) -> None:
+        raise MemoryError("no room for the slot's frames")
+
+    loop = VirtualLoop()
+    recordings, callers = make_calls(3, loop)
+    play(loop, recordings, callers, 2.1, lambda at: None)
+    monkeypatch.setattr("proxy.aio.recording.mask_dtmf_many", broken)
+    loop.now = 2.1
+    flush_together(recordings)
+    assert [recording.blocks_written for recording in recordings] == [1, 1, 1]
+    keyed = np.frombuffer(recordings[2].handle.blocks[0], dtype="<i2").reshape(-1, 2)  # type: ignore[attr-defined]
+    assert keyed[: int(1.2 * 8000)].any()
+    assert not keyed[int(1.25 * 8000) : int(1.35 * 8000)].any()  # still masked, by the fallback
+
+
+def test_a_block_that_cannot_be_masked_is_not_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    # PCI DSS 3.3.1: rather no audio than audio that may hold card digits.
+    def broken(blocks: object) -> None:
+        raise MemoryError("no room for the slot's frames")
+
+    real_mask = mask_dtmf
+    calls: list[int] = []
+
+    def mask_failing_second(block: np.ndarray, sample_rate_hz: int = 8000) -> None:
+        calls.append(len(calls))
+        if len(calls) == 2:
+            raise MemoryError("no room for this block")
+        real_mask(block, sample_rate_hz)
+
+    loop = VirtualLoop()
+    recordings, callers = make_calls(3, loop)
+    play(loop, recordings, callers, 2.1, lambda at: None)
+    monkeypatch.setattr("proxy.aio.recording.mask_dtmf_many", broken)
+    monkeypatch.setattr("proxy.aio.recording.mask_dtmf", mask_failing_second)
     loop.now = 2.1
     flush_together(recordings)
     assert [recording.blocks_written for recording in recordings] == [1, 0, 1]

@@ -1,5 +1,5 @@
-"""The recording's DTMF screen: the bins it computes by one matrix product decide exactly as a
-256-point FFT of each 25 ms frame would, and it passes every DTMF key to the exact detector."""
+"""DTMF masking of recorded blocks: the screen's bins, computed by one matrix product, decide exactly
+as a 256-point FFT of each 25 ms frame would, and it passes every DTMF key to the exact detector."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from proxy.aio.recording import _channels_to_check, _frames_might_hold_dtmf, _mask_dtmf
+from proxy.rtp.masking import channels_to_check, frames_might_hold_dtmf, mask_dtmf
 
 RATE = 8000
 KEYS = {"1": (697, 1209), "5": (770, 1336), "9": (852, 1477), "D": (941, 1633)}
@@ -59,7 +59,7 @@ def _signals() -> list[tuple[str, npt.NDArray[np.float64]]]:
 def test_screen_decides_as_the_fft(name: str, signal: npt.NDArray[np.float64]) -> None:
     frames = _frames(signal)
     reference = _fft_screen(frames)
-    assert _frames_might_hold_dtmf(frames).tolist() == reference.tolist()
+    assert frames_might_hold_dtmf(frames).tolist() == reference.tolist()
     assert reference.any() == name.startswith("key-")
 
 
@@ -75,14 +75,14 @@ def test_a_key_on_either_channel_goes_to_the_detector_and_is_masked(
         block = np.zeros((length, 2), dtype=np.int16)
         block[:, 1 - column] = rng.normal(0, 1500, length).astype(np.int16)
         block[start : start + 480, column] = _tone(KEYS[key], 0.06).astype(np.int16)
-        assert column in _channels_to_check(block)
-        _mask_dtmf(block)
+        assert column in channels_to_check(block)
+        mask_dtmf(block)
         assert not block[start + 80 : start + 400, column].any(), "the key's samples are stored"
 
 
 def test_blocks_without_keys_skip_the_detector() -> None:
     rng = np.random.default_rng(5)
     block = rng.normal(0, 3000, (8000, 2)).astype(np.int16)
-    assert _channels_to_check(block) == []
-    assert _channels_to_check(np.zeros((0, 2), dtype=np.int16)) == []
-    assert _channels_to_check(block[:150]) == [0, 1]  # shorter than a frame: checked exactly
+    assert channels_to_check(block) == []
+    assert channels_to_check(np.zeros((0, 2), dtype=np.int16)) == []
+    assert channels_to_check(block[:150]) == [0, 1]  # shorter than a frame: checked exactly
