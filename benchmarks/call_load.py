@@ -82,6 +82,7 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -426,7 +427,12 @@ policies:
   - {name: relay-only, record: false}
 """
 
-_RECORDING_POLICY = f"""\
+
+def _recording_policy(*, enabled: bool) -> str:
+    """The recorded run's notice and policy; with ``enabled`` false nothing is recorded (the
+    announced run): no beep for the agent, the PBX side's stream passes unchanged."""
+    switch = "true" if enabled else "false"
+    return f"""\
 announcements:
   default_language: {NOTICE_LANGUAGE}
   prompt_sets:
@@ -445,11 +451,9 @@ policies:
     mode: answer
     on_failure: connect_unrecorded
 recording:
+  enabled: {switch}
   min_free_mb: 0
 """
-
-# The notice and the relaying of the recorded run, nothing recorded (and so no beep for the agent).
-_ANNOUNCED_POLICY = _RECORDING_POLICY + "  enabled: false\n"
 
 
 def callherald_yaml(plan: PortPlan, calls: int, path: str = "relay") -> str:
@@ -458,8 +462,7 @@ def callherald_yaml(plan: PortPlan, calls: int, path: str = "relay") -> str:
     Announced and recorded, every call hears the notice in ``notice.wav`` (beside the configuration;
     see `write_notice_wav`); recorded, it is recorded as well; relay, it is only relayed
     (``record: false``)."""
-    policies = {"relay": _RELAY_ONLY_POLICY, "announced": _ANNOUNCED_POLICY, "recorded": _RECORDING_POLICY}
-    policy = policies[path]
+    policy = _RELAY_ONLY_POLICY if path == "relay" else _recording_policy(enabled=path == "recorded")
     return f"""\
 listen:
   pbx: {{host: {LOOPBACK}, port: {plan.callherald_pbx}, transport: udp}}
@@ -1057,7 +1060,11 @@ def _child_setup(needed: int, cpus: frozenset[int] | None) -> Callable[[], None]
     return setup
 
 
-def cpu_placement(pin: bool) -> tuple[frozenset[int] | None, frozenset[int] | None]:
+CpuPlacement = tuple[frozenset[int] | None, frozenset[int] | None]
+"""(callherald's CPUs, the load generators' CPUs); None: any CPU."""
+
+
+def cpu_placement(pin: bool) -> CpuPlacement:
     """(callherald's CPUs, the load generators' CPUs): apart when ``pin`` and there are two or more.
 
     Sharing a CPU with SIPp and the RTP agent, callherald is preempted whenever a packet it sends
@@ -1313,10 +1320,12 @@ def _sipp_base(
     ]
 
 
-def run_once(path: str, calls: int, hold_s: float, workdir: Path, *, pin: bool = True) -> RunResult:
-    """One run of ``calls`` concurrent calls, ``path`` one of `MODES`; bounded in time. With ``pin``,
-    callherald and the load generators run on separate CPUs (`cpu_placement`)."""
-    callherald_cpus, load_cpus = cpu_placement(pin)
+def run_once(
+    path: str, calls: int, hold_s: float, workdir: Path, *, placement: CpuPlacement = (None, None)
+) -> RunResult:
+    """One run of ``calls`` concurrent calls, ``path`` one of `MODES`; bounded in time. callherald
+    and the load generators run on the CPUs of ``placement`` (see `cpu_placement`)."""
+    callherald_cpus, load_cpus = placement
     workdir.mkdir(parents=True, exist_ok=True)
     rate = call_rate(calls)
     ramp_s = calls / rate
@@ -1781,6 +1790,38 @@ def _target_met(rows: list[dict[str, Any]]) -> bool | None:
     return all(verdicts) if verdicts else None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RatioSpread:
+    """Recorded against relay-only CPU per call at one concurrency over its repetitions: single runs
+    on a shared machine move by several percent, so the median and the range say more."""
+
+    calls: int
+    repetitions: int
+    median: float
+    lowest: float
+    highest: float
+
+
+def ratio_spreads(rows: list[dict[str, Any]]) -> list[RatioSpread]:
+    """Per concurrency measured in two or more repetitions, the spread of the recording CPU ratio."""
+    ratios: dict[int, list[float]] = {}
+    for row in rows:
+        cost = row.get("recording_cost")
+        if cost is not None and cost["cpu_per_call_ratio"] is not None:
+            ratios.setdefault(cost["calls"], []).append(cost["cpu_per_call_ratio"])
+    return [
+        RatioSpread(
+            calls=calls,
+            repetitions=len(values),
+            median=statistics.median(values),
+            lowest=min(values),
+            highest=max(values),
+        )
+        for calls, values in sorted(ratios.items())
+        if len(values) >= 2
+    ]
+
+
 def _recording_target_met(rows: list[dict[str, Any]]) -> bool | None:
     """Whether recording added less than the target CPU per call in every row that measured it."""
     verdicts = [row["recording_cost"]["cpu_target_met"] for row in rows if row.get("recording_cost")]
@@ -1895,7 +1936,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         print("sipp is not installed", file=sys.stderr)
         return 2
     environment = _environment()
-    callherald_cpus, load_cpus = cpu_placement(args.pin)
+    placement = cpu_placement(args.pin)
+    callherald_cpus, load_cpus = placement
     environment["cpu_placement"] = (
         None
         if callherald_cpus is None or load_cpus is None
@@ -1908,7 +1950,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             for path in args.modes:
                 print(f"{calls} calls, {path}, repetition {rep} ...", file=sys.stderr, flush=True)
                 results[path] = run_once(
-                    path, calls, args.hold_s, workdir / f"{calls}-{path}-{rep}", pin=args.pin
+                    path, calls, args.hold_s, workdir / f"{calls}-{path}-{rep}", placement=placement
                 )
             rows.append(_row(calls, rep, results))
     document = {
@@ -1928,6 +1970,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             "recording_cpu_per_call_ratio_below": TARGET_RECORDING_CPU_RATIO,
             "recording_cpu_met": _recording_target_met(rows),
         },
+        "recording_cpu_ratio_spread": [asdict(spread) for spread in ratio_spreads(rows)],
     }
     if args.json:
         print(json.dumps(document, indent=2), file=out)
@@ -1954,6 +1997,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
                     f"{_number(cost['recorded_s'], 1)} s recorded",
                     file=out,
                 )
+        for spread in ratio_spreads(rows):
+            print(
+                f"recording at {spread.calls} calls over {spread.repetitions} repetitions: CPU per call "
+                f"x{spread.median:.2f} of relay only (median; x{spread.lowest:.2f} to x{spread.highest:.2f})",
+                file=out,
+            )
     failed_runs = any(row[path]["error"] for row in rows for path in args.modes)
     return 1 if failed_runs else 0
 

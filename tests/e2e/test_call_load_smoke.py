@@ -21,6 +21,7 @@ from benchmarks.call_load import (
     BenchmarkError,
     Comparison,
     PortfileReader,
+    RatioSpread,
     RecordingCost,
     RecordingTally,
     RunResult,
@@ -38,6 +39,7 @@ from benchmarks.call_load import (
     new_packet,
     percentile,
     plan_ports,
+    ratio_spreads,
     read_recordings,
     read_sipp_stats,
     run_queue_wait_ns,
@@ -485,6 +487,21 @@ def test_recording_is_also_weighed_against_an_announced_call_when_measured() -> 
     assert cost.cpu_target_met is False  # the target is against relaying alone
     assert cost.announced_cpu_per_call_pct == 0.1
     assert cost.cpu_per_call_ratio_to_announced == pytest.approx(1.6)
+
+
+def test_the_recording_ratio_is_summarised_over_repetitions() -> None:
+    def row(calls: int, ratio: float | None) -> dict[str, Any]:
+        return {"recording_cost": {"calls": calls, "cpu_per_call_ratio": ratio}}
+
+    rows = [row(200, 1.9), row(100, 1.5), row(200, 1.7), {"recording_cost": None}, row(200, 2.1)]
+    rows += [row(100, None), row(400, 1.8)]  # a failed run has no ratio; one repetition no spread
+    assert ratio_spreads(rows) == [
+        RatioSpread(calls=200, repetitions=3, median=1.9, lowest=1.7, highest=2.1),
+    ]
+    at_100, at_200 = ratio_spreads([*rows, row(100, 1.6)])
+    assert (at_100.calls, at_100.repetitions, at_100.lowest, at_100.highest) == (100, 2, 1.5, 1.6)
+    assert at_100.median == pytest.approx(1.55)
+    assert at_200.median == 1.9
 
 
 MS = 1_000_000
