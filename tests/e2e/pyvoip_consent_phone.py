@@ -19,15 +19,9 @@ unless its global debug switch is on). The child is started as
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import importlib
 import math
-import os
-import subprocess
 import sys
-import threading
-import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,11 +32,8 @@ from tests.e2e.pyvoip_phone import (
     SILENCE_PCM8,
     PyvoipPhone,
     _Agent,
-    _Output,
-    _Trace,
-    _tracing_socket_module,
-    _watchdog,
-    serve_phone,
+    run_phone_child,
+    spawn_phone,
 )
 
 __all__ = [
@@ -54,7 +45,6 @@ __all__ = [
     "running_caller",
 ]
 
-REPOSITORY = Path(__file__).resolve().parents[2]
 # ITU-T Q.23 keypad: rows are the low group, columns the high group.
 _KEYPAD = ("123A", "456B", "789C", "*0#D")
 _LOW_HZ = (697.0, 770.0, 852.0, 941.0)
@@ -102,44 +92,19 @@ def running_caller(
 ) -> Iterator[PyvoipPhone]:
     """Start an unregistered phone whose calls go to ``server_host:server_port``; yield it once
     pyVoIP's SIP receive loop runs. It is stopped (and killed by its PID if need be) on exit."""
-    trace_path = workdir / f"pyvoip-caller-{sip_port}.trace.jsonl"
-    log_path = workdir / f"pyvoip-caller-{sip_port}.log"
-    command = [
-        sys.executable,
-        "-m",
-        "tests.e2e.pyvoip_consent_phone",
-        "--server-host",
-        server_host,
-        "--server-port",
-        str(server_port),
-        "--username",
-        username,
-        "--sip-port",
-        str(sip_port),
-        "--rtp-port",
-        str(rtp_port),
-        "--trace",
-        str(trace_path),
-        "--max-lifetime-s",
-        str(max_lifetime_s),
-    ]
-    python_path = os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            cwd=workdir,
-            env={**os.environ, "PYTHONPATH": python_path, "PYTHONWARNINGS": "ignore::DeprecationWarning"},
-        )
-    phone = PyvoipPhone(process, sip_port=sip_port, trace_path=trace_path, log_path=log_path)
-    try:
-        phone.wait_event("started", start_timeout_s)
+    with spawn_phone(
+        workdir,
+        module=__name__,
+        label="caller",
+        server_host=server_host,
+        server_port=server_port,
+        username=username,
+        sip_port=sip_port,
+        rtp_port=rtp_port,
+        start_timeout_s=start_timeout_s,
+        max_lifetime_s=max_lifetime_s,
+    ) as phone:
         yield phone
-    finally:
-        phone.close()
 
 
 # Child side --------------------------------------------------------------------------------------
@@ -156,72 +121,8 @@ class _CallerAgent(_Agent):
         return super().handle(command)
 
 
-def _without_registration(sip_client: Any, ready: Any) -> None:
-    """Make pyVoIP's ``SIPClient.register`` send nothing: a carrier trunk does not register."""
-
-    def register(self: Any) -> bool:
-        self.phone._status = ready
-        return True
-
-    sip_client.register = register
-
-
-def _report_answer_trouble(phone_class: Any) -> None:
-    """Write to the phone's log when pyVoIP drops or fails on a 200 OK to its INVITE (it only says
-    so with its global debug switch, which also makes its receive loop die on the first error)."""
-    on_ok = phone_class._callback_RESP_OK
-
-    def report(self: Any, request: Any) -> None:
-        call_id = request.headers["Call-ID"]
-        if call_id not in self.calls:
-            print(f"200 OK for a call pyVoIP does not know (yet): {call_id}", file=sys.stderr, flush=True)
-        try:
-            on_ok(self, request)
-        except Exception:
-            traceback.print_exc(file=sys.stderr)
-            sys.stderr.flush()
-            raise
-
-    phone_class._callback_RESP_OK = report
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
-    parser.add_argument("--server-host", default="127.0.0.1")
-    parser.add_argument("--server-port", type=int, required=True)
-    parser.add_argument("--username", required=True)
-    parser.add_argument("--my-ip", default="127.0.0.1")
-    parser.add_argument("--sip-port", type=int, required=True)
-    parser.add_argument("--rtp-port", type=int, required=True)
-    parser.add_argument("--trace", type=Path, required=True)
-    parser.add_argument("--max-lifetime-s", type=float, default=DEFAULT_MAX_LIFETIME_S)
-    args = parser.parse_args(argv)
-    threading.Thread(target=_watchdog, args=(args.max_lifetime_s,), daemon=True).start()
-
-    # pyVoIP prints to stdout; the controller's channel is a private copy of the original stdout.
-    out = _Output(os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1))
-    sys.stdout = sys.stderr
-
-    # pyVoIP.VoIP comes first: pyVoIP.SIP alone fails with a circular import.
-    voip = importlib.import_module("pyVoIP.VoIP")
-    sip_module: Any = importlib.import_module("pyVoIP.SIP")
-    sip_module.socket = _tracing_socket_module(_Trace(args.trace))
-    _without_registration(sip_module.SIPClient, voip.PhoneStatus.REGISTERED)
-    _report_answer_trouble(voip.VoIPPhone)
-    agent = _CallerAgent(out, voip.CallState)
-    phone = voip.VoIPPhone(
-        args.server_host,
-        args.server_port,
-        args.username,
-        "",
-        myIP=args.my_ip,
-        callCallback=agent.on_incoming,
-        sipPort=args.sip_port,
-        rtpPortLow=args.rtp_port,
-        rtpPortHigh=args.rtp_port,
-    )
-    agent.phone = phone
-    serve_phone(phone, agent, out)
+    run_phone_child(argv, _CallerAgent, registers=False)
 
 
 if __name__ == "__main__":

@@ -28,12 +28,9 @@ itself after ``--max-lifetime-s`` whatever happens.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib
 import json
-import os
-import subprocess
 import sys
 import threading
 import time
@@ -42,7 +39,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.pyvoip_consent_phone import _report_answer_trouble, _without_registration
 from tests.e2e.pyvoip_phone import (
     DEFAULT_MAX_LIFETIME_S,
     FRAME_BYTES,
@@ -51,15 +47,12 @@ from tests.e2e.pyvoip_phone import (
     PyvoipPhone,
     _Agent,
     _Output,
-    _Trace,
-    _tracing_socket_module,
-    _watchdog,
-    serve_phone,
+    run_phone_child,
+    spawn_phone,
 )
 
 __all__ = ["HeardChunk", "main", "read_heard", "running_outside_phone"]
 
-REPOSITORY = Path(__file__).resolve().parents[2]
 _POLL_S = 0.005  # how long the reader waits when nothing new arrived
 
 
@@ -99,44 +92,19 @@ def running_outside_phone(
 ) -> Iterator[PyvoipPhone]:
     """Start an unregistered phone on ``sip_port`` whose server is ``server_host:server_port``;
     yield it once pyVoIP's SIP receive loop runs. It is stopped (killed by its PID if need be) on exit."""
-    trace_path = workdir / f"pyvoip-outside-{sip_port}.trace.jsonl"
-    log_path = workdir / f"pyvoip-outside-{sip_port}.log"
-    command = [
-        sys.executable,
-        "-m",
-        "tests.e2e.pyvoip_notice_phone",
-        "--server-host",
-        server_host,
-        "--server-port",
-        str(server_port),
-        "--username",
-        username,
-        "--sip-port",
-        str(sip_port),
-        "--rtp-port",
-        str(rtp_port),
-        "--trace",
-        str(trace_path),
-        "--max-lifetime-s",
-        str(max_lifetime_s),
-    ]
-    python_path = os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            cwd=workdir,
-            env={**os.environ, "PYTHONPATH": python_path, "PYTHONWARNINGS": "ignore::DeprecationWarning"},
-        )
-    phone = PyvoipPhone(process, sip_port=sip_port, trace_path=trace_path, log_path=log_path)
-    try:
-        phone.wait_event("started", start_timeout_s)
+    with spawn_phone(
+        workdir,
+        module=__name__,
+        label="outside",
+        server_host=server_host,
+        server_port=server_port,
+        username=username,
+        sip_port=sip_port,
+        rtp_port=rtp_port,
+        start_timeout_s=start_timeout_s,
+        max_lifetime_s=max_lifetime_s,
+    ) as phone:
         yield phone
-    finally:
-        phone.close()
 
 
 # Child side --------------------------------------------------------------------------------------
@@ -183,8 +151,9 @@ class _RecordingAgent(_Agent):
         return super().handle(command)
 
 
-def _report_rtp_binds(rtp_client: Any, out: _Output) -> None:
+def _report_rtp_binds(out: _Output) -> None:
     """Emit ``rtp_bound`` right after pyVoIP's ``RTPClient.start`` has bound the call's RTP socket."""
+    rtp_client: Any = importlib.import_module("pyVoIP.RTP").RTPClient
     start = rtp_client.start
 
     def report(self: Any) -> None:
@@ -195,43 +164,7 @@ def _report_rtp_binds(rtp_client: Any, out: _Output) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
-    parser.add_argument("--server-host", default="127.0.0.1")
-    parser.add_argument("--server-port", type=int, required=True)
-    parser.add_argument("--username", required=True)
-    parser.add_argument("--my-ip", default="127.0.0.1")
-    parser.add_argument("--sip-port", type=int, required=True)
-    parser.add_argument("--rtp-port", type=int, required=True)
-    parser.add_argument("--trace", type=Path, required=True)
-    parser.add_argument("--max-lifetime-s", type=float, default=DEFAULT_MAX_LIFETIME_S)
-    args = parser.parse_args(argv)
-    threading.Thread(target=_watchdog, args=(args.max_lifetime_s,), daemon=True).start()
-
-    # pyVoIP prints to stdout; the controller's channel is a private copy of the original stdout.
-    out = _Output(os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1))
-    sys.stdout = sys.stderr
-
-    # pyVoIP.VoIP comes first: pyVoIP.SIP alone fails with a circular import.
-    voip = importlib.import_module("pyVoIP.VoIP")
-    sip_module: Any = importlib.import_module("pyVoIP.SIP")
-    sip_module.socket = _tracing_socket_module(_Trace(args.trace))
-    _report_rtp_binds(importlib.import_module("pyVoIP.RTP").RTPClient, out)
-    _without_registration(sip_module.SIPClient, voip.PhoneStatus.REGISTERED)
-    _report_answer_trouble(voip.VoIPPhone)
-    agent = _RecordingAgent(out, voip.CallState)
-    phone = voip.VoIPPhone(
-        args.server_host,
-        args.server_port,
-        args.username,
-        "",
-        myIP=args.my_ip,
-        callCallback=agent.on_incoming,
-        sipPort=args.sip_port,
-        rtpPortLow=args.rtp_port,
-        rtpPortHigh=args.rtp_port,
-    )
-    agent.phone = phone
-    serve_phone(phone, agent, out)
+    run_phone_child(argv, _RecordingAgent, registers=False, prepare=_report_rtp_binds)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ process. ``running_phone`` starts this file as a child Python process, sends it 
 per line on stdin and reads one JSON object per line from its stdout; at the end it asks the child
 to stop and, if it does not exit in time, kills it by its PID.
 
-Child contract (``python pyvoip_phone.py --server-port ... --sip-port ... --rtp-port ...``):
+Child contract (``python -m tests.e2e.pyvoip_phone --server-port ... --sip-port ... --rtp-port ...``,
+the repository on ``PYTHONPATH``):
 
 * The digest password comes from the environment variable ``PYVOIP_PHONE_PASSWORD``.
 * At start it registers (``VoIPPhone.start``) and, once pyVoIP's SIP receive loop runs (1 s
@@ -40,6 +41,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,12 +53,15 @@ __all__ = [
     "PyvoipPhone",
     "SipTraceEntry",
     "main",
+    "run_phone_child",
     "running_phone",
     "serve_phone",
+    "spawn_phone",
     "tone_pcm8",
 ]
 
 PASSWORD_ENV = "PYVOIP_PHONE_PASSWORD"
+REPOSITORY = Path(__file__).resolve().parents[2]
 SAMPLE_RATE_HZ = 8000
 FRAME_BYTES = 160  # 20 ms of 8 kHz 8-bit audio
 SILENCE_PCM8 = 0x80  # pyVoIP's 8-bit unsigned PCM is centred on 128
@@ -253,11 +258,47 @@ def running_phone(
     max_lifetime_s: float = DEFAULT_MAX_LIFETIME_S,
 ) -> Iterator[PyvoipPhone]:
     """Start a phone registering to ``server_host:server_port``; yield it once ``start`` returned."""
-    trace_path = workdir / f"pyvoip-{username}-{sip_port}.trace.jsonl"
-    log_path = workdir / f"pyvoip-{username}-{sip_port}.log"
+    with spawn_phone(
+        workdir,
+        module=__name__,
+        label=username,
+        server_host=server_host,
+        server_port=server_port,
+        username=username,
+        password=password,
+        sip_port=sip_port,
+        rtp_port=rtp_port,
+        start_timeout_s=start_timeout_s,
+        max_lifetime_s=max_lifetime_s,
+    ) as phone:
+        yield phone
+
+
+@contextlib.contextmanager
+def spawn_phone(
+    workdir: Path,
+    *,
+    module: str,
+    label: str,
+    server_host: str,
+    server_port: int,
+    username: str,
+    sip_port: int,
+    rtp_port: int,
+    start_timeout_s: float,
+    max_lifetime_s: float,
+    password: str = "",
+) -> Iterator[PyvoipPhone]:
+    """Run ``python -m module`` (a phone child: this module or one built on `run_phone_child`) with
+    the repository on ``PYTHONPATH``; yield its controller once it said ``started``. Its SIP trace
+    and log are ``pyvoip-{label}-{sip_port}.trace.jsonl`` and ``.log`` in ``workdir``. It is stopped
+    (and killed by its PID if need be) on exit."""
+    trace_path = workdir / f"pyvoip-{label}-{sip_port}.trace.jsonl"
+    log_path = workdir / f"pyvoip-{label}-{sip_port}.log"
     command = [
         sys.executable,
-        str(Path(__file__).resolve()),
+        "-m",
+        module,
         "--server-host",
         server_host,
         "--server-port",
@@ -273,6 +314,13 @@ def running_phone(
         "--max-lifetime-s",
         str(max_lifetime_s),
     ]
+    python_path = os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))
+    environment = {
+        **os.environ,
+        "PYTHONPATH": python_path,
+        PASSWORD_ENV: password,
+        "PYTHONWARNINGS": "ignore::DeprecationWarning",
+    }
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             command,
@@ -281,7 +329,7 @@ def running_phone(
             stderr=log,
             text=True,
             cwd=workdir,
-            env={**os.environ, PASSWORD_ENV: password, "PYTHONWARNINGS": "ignore::DeprecationWarning"},
+            env=environment,
         )
     phone = PyvoipPhone(process, sip_port=sip_port, trace_path=trace_path, log_path=log_path)
     try:
@@ -489,8 +537,21 @@ def serve_phone(phone: Any, agent: Any, out: _Output) -> NoReturn:
     os._exit(0)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
+def run_phone_child(
+    argv: list[str] | None,
+    make_agent: Callable[[_Output, Any], _Agent],
+    *,
+    registers: bool = True,
+    prepare: Callable[[_Output], None] | None = None,
+) -> NoReturn:
+    """The child's life: parse the arguments `spawn_phone` passes, trace pyVoIP's SIP socket, make
+    the phone with the agent ``make_agent(out, CallState)`` returns and serve it (`serve_phone`).
+
+    ``registers`` false: the phone does not register (a carrier trunk is trusted by its address)
+    and says so in its log when it drops or fails on a 200 OK to its INVITE. ``prepare`` runs
+    after pyVoIP is imported and before the phone is made, for a child's own patches.
+    """
+    parser = argparse.ArgumentParser(description="A pyVoIP phone child; see tests.e2e.pyvoip_phone.")
     parser.add_argument("--server-host", default="127.0.0.1")
     parser.add_argument("--server-port", type=int, required=True)
     parser.add_argument("--username", required=True)
@@ -511,7 +572,12 @@ def main(argv: list[str] | None = None) -> int:
     voip = importlib.import_module("pyVoIP.VoIP")
     sip_module: Any = importlib.import_module("pyVoIP.SIP")
     sip_module.socket = _tracing_socket_module(_Trace(args.trace))
-    agent = _Agent(out, voip.CallState)
+    if not registers:
+        _without_registration(sip_module.SIPClient, voip.PhoneStatus.REGISTERED)
+        _report_answer_trouble(voip.VoIPPhone)
+    if prepare is not None:
+        prepare(out)
+    agent = make_agent(out, voip.CallState)
     phone = voip.VoIPPhone(
         args.server_host,
         args.server_port,
@@ -525,6 +591,39 @@ def main(argv: list[str] | None = None) -> int:
     )
     agent.phone = phone
     serve_phone(phone, agent, out)
+
+
+def _without_registration(sip_client: Any, ready: Any) -> None:
+    """Make pyVoIP's ``SIPClient.register`` send nothing: a carrier trunk does not register."""
+
+    def register(self: Any) -> bool:
+        self.phone._status = ready
+        return True
+
+    sip_client.register = register
+
+
+def _report_answer_trouble(phone_class: Any) -> None:
+    """Write to the phone's log when pyVoIP drops or fails on a 200 OK to its INVITE (it only says
+    so with its global debug switch, which also makes its receive loop die on the first error)."""
+    on_ok = phone_class._callback_RESP_OK
+
+    def report(self: Any, request: Any) -> None:
+        call_id = request.headers["Call-ID"]
+        if call_id not in self.calls:
+            print(f"200 OK for a call pyVoIP does not know (yet): {call_id}", file=sys.stderr, flush=True)
+        try:
+            on_ok(self, request)
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
+            sys.stderr.flush()
+            raise
+
+    phone_class._callback_RESP_OK = report
+
+
+def main(argv: list[str] | None = None) -> int:
+    run_phone_child(argv, _Agent)
 
 
 if __name__ == "__main__":
