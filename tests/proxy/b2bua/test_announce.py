@@ -1290,6 +1290,35 @@ def reinvite_from_outside(s: Scene, case: Reinvite) -> list[Effect]:
     return effects
 
 
+def notice_again(ref: str, way: Way, *, at: float) -> list[Effect]:
+    """A new outside party hears the notice from the start, parties apart (the agent hears it too
+    on outbound calls)."""
+    leg = way.outside_leg
+    notice: list[Effect] = [
+        BridgeMedia(call_ref=ref, bridged=False),
+        ListenForDigits(call_ref=ref, leg=leg, media=PCMU),
+        PlayPrompt(
+            call_ref=ref, leg=leg, prompt_id="notice", language="de", media=PCMU, lead_in_ms=NOTICE_LEAD_IN_MS
+        ),
+    ]
+    if way is OUTBOUND:
+        notice.append(
+            PlayPrompt(
+                call_ref=ref,
+                leg=leg.other,
+                prompt_id="notice",
+                language="de",
+                media=PCMU,
+                report=False,
+                lead_in_ms=NOTICE_LEAD_IN_MS,
+            )
+        )
+    notice.append(
+        Evidence(call_ref=ref, leg=leg, event=AnnouncementStarted(prompt_id="notice", language="de", at=at))
+    )
+    return notice
+
+
 @WAYS
 @pytest.mark.parametrize("case", REINVITES, ids=lambda case: case.name)
 def test_reinvite_from_a_new_party_restarts_the_notice(way: Way, case: Reinvite) -> None:
@@ -1308,27 +1337,8 @@ def test_reinvite_from_a_new_party_restarts_the_notice(way: Way, case: Reinvite)
     expected: list[Effect] = [
         Evidence(call_ref=ref, leg=leg, event=PartyChanged(reason=case.new_party, at=T0)),
         StopRecording(call_ref=ref, reason="new-party"),
-        BridgeMedia(call_ref=ref, bridged=False),
-        ListenForDigits(call_ref=ref, leg=leg, media=PCMU),
-        PlayPrompt(
-            call_ref=ref, leg=leg, prompt_id="notice", language="de", media=PCMU, lead_in_ms=NOTICE_LEAD_IN_MS
-        ),
+        *notice_again(ref, way, at=T0),
     ]
-    if way is OUTBOUND:  # the agent hears the notice again too
-        expected.append(
-            PlayPrompt(
-                call_ref=ref,
-                leg=leg.other,
-                prompt_id="notice",
-                language="de",
-                media=PCMU,
-                report=False,
-                lead_in_ms=NOTICE_LEAD_IN_MS,
-            )
-        )
-    expected.append(
-        Evidence(call_ref=ref, leg=leg, event=AnnouncementStarted(prompt_id="notice", language="de", at=T0))
-    )
     assert sip_index(effects, s.outside.address, "200 INVITE") < index_of(effects, expected[0])
     assert announcing(effects) == expected
 

@@ -17,9 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from proxy.b2bua.announcer import NOTICE_LEAD_IN_MS
 from proxy.b2bua.consent import (
-    AnnouncementStarted,
     ConsentWithdrawn,
     DigitMechanism,
     PartyChanged,
@@ -29,9 +27,7 @@ from proxy.b2bua.effects import (
     CallEnded,
     Effect,
     Evidence,
-    ListenForDigits,
     MediaLeg,
-    PlayPrompt,
     PlayTone,
     SetMediaRemote,
     StartRecording,
@@ -62,6 +58,7 @@ from tests.proxy.b2bua.test_announce import (
     announcing,
     events,
     finish,
+    notice_again,
     of,
 )
 
@@ -269,31 +266,11 @@ def joined_again(s: TransferScene, purposes: tuple[str, ...] = ALL_PURPOSES) -> 
 
 def notice_for_new_party(s: TransferScene) -> list[Effect]:
     """A new outside party: the notice again (the agent hears it too on outbound calls)."""
-    ref, leg, now = s.ref, s.way.outside_leg, s.h.now
-    notice: list[Effect] = [
-        Evidence(call_ref=ref, leg=leg, event=PartyChanged(reason="transfer", at=now)),
-        BridgeMedia(call_ref=ref, bridged=False),
-        ListenForDigits(call_ref=ref, leg=leg, media=PCMU),
-        PlayPrompt(
-            call_ref=ref, leg=leg, prompt_id="notice", language="de", media=PCMU, lead_in_ms=NOTICE_LEAD_IN_MS
-        ),
+    event = PartyChanged(reason="transfer", at=s.h.now)
+    return [
+        Evidence(call_ref=s.ref, leg=s.way.outside_leg, event=event),
+        *notice_again(s.ref, s.way, at=s.h.now),
     ]
-    if s.way is OUTBOUND:
-        notice.append(
-            PlayPrompt(
-                call_ref=ref,
-                leg=leg.other,
-                prompt_id="notice",
-                language="de",
-                media=PCMU,
-                report=False,
-                lead_in_ms=NOTICE_LEAD_IN_MS,
-            )
-        )
-    notice.append(
-        Evidence(call_ref=ref, leg=leg, event=AnnouncementStarted(prompt_id="notice", language="de", at=now))
-    )
-    return notice
 
 
 def after_answer(s: TransferScene) -> list[Effect]:
