@@ -238,16 +238,17 @@ def test_a_failing_recording_does_not_stop_the_others_in_its_slot() -> None:
     assert [recording.blocks_written for recording in recordings] == [1, 0, 1]
 
 
+def batched_masking_fails(blocks: object) -> None:
+    raise MemoryError("no room for the slot's frames")
+
+
 def test_when_the_batched_masking_fails_each_block_is_masked_on_its_own(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def broken(blocks: object) -> None:
-        raise MemoryError("no room for the slot's frames")
-
     loop = VirtualLoop()
     recordings, callers = make_calls(3, loop)
     play(loop, recordings, callers, 2.1, lambda at: None)
-    monkeypatch.setattr("proxy.aio.recording.mask_dtmf_many", broken)
+    monkeypatch.setattr("proxy.aio.recording.mask_dtmf_many", batched_masking_fails)
     loop.now = 2.1
     flush_together(recordings)
     assert [recording.blocks_written for recording in recordings] == [1, 1, 1]
@@ -258,22 +259,18 @@ def test_when_the_batched_masking_fails_each_block_is_masked_on_its_own(
 
 def test_a_block_that_cannot_be_masked_is_not_written(monkeypatch: pytest.MonkeyPatch) -> None:
     # PCI DSS 3.3.1: rather no audio than audio that may hold card digits.
-    def broken(blocks: object) -> None:
-        raise MemoryError("no room for the slot's frames")
-
-    real_mask = mask_dtmf
-    calls: list[int] = []
+    masked = []
 
     def mask_failing_second(block: np.ndarray, sample_rate_hz: int = 8000) -> None:
-        calls.append(len(calls))
-        if len(calls) == 2:
+        masked.append(block)
+        if len(masked) == 2:
             raise MemoryError("no room for this block")
-        real_mask(block, sample_rate_hz)
+        mask_dtmf(block, sample_rate_hz)
 
     loop = VirtualLoop()
     recordings, callers = make_calls(3, loop)
     play(loop, recordings, callers, 2.1, lambda at: None)
-    monkeypatch.setattr("proxy.aio.recording.mask_dtmf_many", broken)
+    monkeypatch.setattr("proxy.aio.recording.mask_dtmf_many", batched_masking_fails)
     monkeypatch.setattr("proxy.aio.recording.mask_dtmf", mask_failing_second)
     loop.now = 2.1
     flush_together(recordings)
