@@ -61,26 +61,43 @@ def _port_is_free(port: int, kind: int) -> bool:
     return True
 
 
+# Ports handed to tests in this process. A port is only probed free: it is bound later, by SIPp
+# or callherald, so without this a port given out for SIPp's media could fall into the RTP range
+# chosen for callherald a moment later, and whichever binds second fails.
+_HANDED_OUT: set[int] = set()
+_MEDIA_PORTS = 4  # SIPp's -mp takes the port and the ones above it (RTCP, video)
+
+
+def _unclaimed(ports: range) -> bool:
+    return _HANDED_OUT.isdisjoint(ports)
+
+
 def free_port() -> int:
-    """A UDP and TCP port on 127.0.0.1 that is free right now."""
+    """A UDP and TCP port on 127.0.0.1 that is free right now, even, and not handed out before
+    (nor the three above it, which SIPp's media may take)."""
     for _ in range(200):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             probe.bind((LOOPBACK, 0))
             port = int(probe.getsockname()[1])
-        if _port_is_free(port, socket.SOCK_STREAM) and port % 2 == 0:
+        band = range(port, port + _MEDIA_PORTS)
+        if port % 2 == 0 and _unclaimed(band) and _port_is_free(port, socket.SOCK_STREAM):
+            _HANDED_OUT.update(band)
             return port
     raise RuntimeError("no free port found")
 
 
 def free_port_range(count: int) -> tuple[int, int]:
-    """An even first port and an odd last port spanning ``count`` free UDP ports."""
+    """An even first port and an odd last port spanning ``count`` free UDP ports, none handed out
+    before."""
     low, high = 40_000, 60_000
     span = high - low - count
     offset = random.randrange(0, span, 2)  # spread concurrent runs over the range
     for step in range(0, span, count + 2):
         first = low + (offset + step) % span
         first += first % 2
-        if all(_port_is_free(port, socket.SOCK_DGRAM) for port in range(first, first + count)):
+        ports = range(first, first + count)
+        if _unclaimed(ports) and all(_port_is_free(port, socket.SOCK_DGRAM) for port in ports):
+            _HANDED_OUT.update(ports)
             return first, first + count - 1
     raise RuntimeError("no free RTP port range found")
 
