@@ -7,6 +7,7 @@ real process, waits until both listeners are up, and stops it by its PID afterwa
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import random
@@ -61,19 +62,20 @@ def _port_is_free(port: int, kind: int) -> bool:
     return True
 
 
-# Ports handed to tests in this process. A port is only probed free: it is bound later, by SIPp
-# or callherald, so without this a port given out for SIPp's media could fall into the RTP range
-# chosen for callherald a moment later, and whichever binds second fails.
-_HANDED_OUT: set[int] = set()
+# The ports handed out last in this process. A port is only probed free: it is bound later, by
+# SIPp or callherald, so without this a port given out for SIPp's media could fall into the RTP
+# range chosen for callherald a moment later, and whichever binds second fails. Only recent claims
+# matter: older ones are bound by now (and the probe sees them) or free again.
+_RECENT_CLAIMS: collections.deque[range] = collections.deque(maxlen=64)
 _MEDIA_PORTS = 4  # SIPp's -mp takes the port and the ones above it (RTCP, video)
 
 
 def _unclaimed(ports: range) -> bool:
-    return _HANDED_OUT.isdisjoint(ports)
+    return all(ports.stop <= claim.start or claim.stop <= ports.start for claim in _RECENT_CLAIMS)
 
 
 def free_port() -> int:
-    """A UDP and TCP port on 127.0.0.1 that is free right now, even, and not handed out before
+    """A UDP and TCP port on 127.0.0.1 that is free right now, even, and not handed out lately
     (nor the three above it, which SIPp's media may take)."""
     for _ in range(200):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
@@ -81,14 +83,14 @@ def free_port() -> int:
             port = int(probe.getsockname()[1])
         band = range(port, port + _MEDIA_PORTS)
         if port % 2 == 0 and _unclaimed(band) and _port_is_free(port, socket.SOCK_STREAM):
-            _HANDED_OUT.update(band)
+            _RECENT_CLAIMS.append(band)
             return port
     raise RuntimeError("no free port found")
 
 
 def free_port_range(count: int) -> tuple[int, int]:
     """An even first port and an odd last port spanning ``count`` free UDP ports, none handed out
-    before."""
+    lately."""
     low, high = 40_000, 60_000
     span = high - low - count
     offset = random.randrange(0, span, 2)  # spread concurrent runs over the range
@@ -97,7 +99,7 @@ def free_port_range(count: int) -> tuple[int, int]:
         first += first % 2
         ports = range(first, first + count)
         if _unclaimed(ports) and all(_port_is_free(port, socket.SOCK_DGRAM) for port in ports):
-            _HANDED_OUT.update(ports)
+            _RECENT_CLAIMS.append(ports)
             return first, first + count - 1
     raise RuntimeError("no free RTP port range found")
 
