@@ -167,6 +167,7 @@ def build_service(
         core,
         listen=listen,
         media_bind_address=config.media.bind_address,
+        constant_ssrc=config.media.constant_ssrc,
         rtp_inactivity_timeout_s=config.limits.rtp_inactivity_timeout_s,
         limits=ParserLimits(max_message_bytes=config.limits.max_message_bytes),
         logger=_LOG,

@@ -345,6 +345,7 @@ def _read_media(r: Reader) -> Media:
         rtp_port_max=r.int_("rtp_port_max", lo=PORT_MIN, hi=PORT_MAX),
         advertised_address=r.parsed("advertised_address", IP_ADDRESS),
         bind_address=r.parsed("bind_address", IP_ADDRESS, "0.0.0.0"),
+        constant_ssrc=r.bool_("constant_ssrc", True),
     )
     # RFC 3550 §11: RTP uses an even port and RTCP the next (odd) one, so the range holds whole pairs.
     low, high = media.rtp_port_min, media.rtp_port_max

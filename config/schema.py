@@ -315,6 +315,11 @@ class Media:
     """IP address written into SDP for the relay (the address peers send RTP to)."""
     bind_address: str = "0.0.0.0"
     """Local IP address RTP sockets bind to. Default ``0.0.0.0``."""
+    constant_ssrc: bool = True
+    """After a notice or question, renumber the other side's packets into callherald's stream, so
+    each party hears one stream (one SSRC, continuous numbering) for the whole call. ``false``
+    leaves them unchanged: the party then hears a new SSRC after each prompt (RFC 3550 §8.2),
+    which costs no CPU per packet. Default ``true``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

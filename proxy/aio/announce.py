@@ -3,8 +3,11 @@ apart, and listen for key presses.
 
 The core asks through effects (``PlayPrompt``, ``PlayTone``, ``StopPlayout``, ``BridgeMedia``,
 ``ListenForDigits``); ``CallAnnouncements`` carries them out on a call's ``MediaSession`` with one
-``AnnouncementPlayer`` per leg (installed as the leg's ``outbound`` hook, so relayed packets are
-renumbered into the same stream) and a ``DigitListener`` on the outside party's ``inbound`` hook.
+``AnnouncementPlayer`` per leg (installed as the leg's ``outbound`` hook while it has a say in the
+relayed packets: while a prompt plays, while the parties are kept apart, and for good once relayed
+packets are renumbered into the leg's stream) and a ``DigitListener`` on the outside party's
+``inbound`` hook. With ``constant_ssrc`` false the relayed packets are left as they are after a
+prompt, so the hook comes off the leg whenever no prompt plays and the parties are joined.
 
 ``proxy`` does not import the announcements package: prompts come through the ``PromptSource``
 port the composition root plugs in.
@@ -68,17 +71,26 @@ class CallAnnouncements:
 
     session: MediaSession
     scheduler: PlayoutScheduler
+    constant_ssrc: bool = True
+    """True: after a prompt, relayed packets are renumbered into the leg's stream (one SSRC)."""
     players: dict[MediaLeg, AnnouncementPlayer] = field(default_factory=dict)
+    closed: bool = False
 
     def player(self, leg: MediaLeg) -> AnnouncementPlayer:
-        """The leg's player, created on first use and hooked into the relay towards that leg."""
+        """The leg's player, created on first use; hooked into the relay towards that leg while it
+        needs to see the relayed packets (``AnnouncementPlayer.needs_relay_hook``)."""
         player = self.players.get(leg)
         if player is None:
-            protocol = self.session.rtp[leg]
-            player = AnnouncementPlayer(protocol, self.scheduler)
-            protocol.outbound = player.relay
+            player = AnnouncementPlayer(
+                self.session.rtp[leg], self.scheduler, renumber_relayed=self.constant_ssrc
+            )
             self.players[leg] = player
         return player
+
+    def _fit_relay_hook(self, leg: MediaLeg) -> None:
+        player = self.players.get(leg)
+        if player is not None and not self.closed:
+            self.session.rtp[leg].outbound = player.relay if player.needs_relay_hook else None
 
     def play(
         self,
@@ -89,7 +101,7 @@ class CallAnnouncements:
         loop: bool = False,
         not_before: float | None = None,
     ) -> Playout:
-        return self.player(leg).play(
+        playout = self.player(leg).play(
             frames,
             payload_type=media.payload_type,
             clock_rate=_RTP_CLOCK_HZ,
@@ -97,6 +109,9 @@ class CallAnnouncements:
             loop=loop,
             not_before=not_before,
         )
+        self._fit_relay_hook(leg)
+        playout.finished.add_done_callback(lambda _: self._fit_relay_hook(leg))
+        return playout
 
     def stop(self, leg: MediaLeg) -> None:
         player = self.players.get(leg)
@@ -107,6 +122,7 @@ class CallAnnouncements:
         """Join the parties (True) or keep them apart (False); prompts play either way."""
         for leg in (MediaLeg.A, MediaLeg.B):
             self.player(leg).muted = not bridged
+            self._fit_relay_hook(leg)
 
     def listener_tap(
         self, media: MediaFormat | None, inband: bool, heard: Callable[[HeardDigit], None]
@@ -128,6 +144,7 @@ class CallAnnouncements:
         return on_packet
 
     def close(self) -> None:
+        self.closed = True
         for player in self.players.values():
             player.close()
         for protocol in self.session.rtp.values():

@@ -39,6 +39,12 @@ guard, a packet costs one ``RtpStreamState.relay_packet`` (a header unpack, two 
 additions, a copy and a pack), with no clock read: about 0.5 µs of Python per packet on top of
 ``sendto``, against 0.02 µs for handing a packet on unchanged.
 
+A player made with ``renumber_relayed=False`` (``media.constant_ssrc: false``) leaves relayed
+packets as they are after a prompt: the far end hears the other side's own stream, a new SSRC with
+its own numbering (RFC 3550 §8.2 lets a receiver meet a new source at any time; the first packet
+of the player's next prompt carries the marker bit). Relaying then costs nothing per packet, and
+``needs_relay_hook`` tells the owner when the hook can come off the leg.
+
 Timestamps across a switch (prompt to relay, relay to prompt, source to source) advance by the
 media time elapsed since the last packet sent. The player keeps one timeline anchor, a packet
 whose timestamp was due at a known time (a prompt frame's deadline, the arrival of the first
@@ -296,6 +302,8 @@ class AnnouncementPlayer:
     ``ssrc``, ``sequence`` and ``timestamp`` are the stream's SSRC and first sequence number and
     timestamp, random when not given (RFC 3550 §5.1). Packets go to the leg's latched address if
     known, else to its SDP address, read for every packet, from the leg's own socket.
+    ``renumber_relayed=False`` leaves relayed packets unchanged after a prompt (the far end sees
+    the other side's own stream, a new SSRC).
     """
 
     __slots__ = (
@@ -307,6 +315,7 @@ class AnnouncementPlayer:
         "_frame_samples",
         "_guard",
         "_leg",
+        "_renumber_relayed",
         "_rewriting",
         "_scheduler",
         "_source_anchor",
@@ -327,8 +336,10 @@ class AnnouncementPlayer:
         ssrc: int | None = None,
         sequence: int | None = None,
         timestamp: int | None = None,
+        renumber_relayed: bool = True,
     ) -> None:
         self._leg = leg
+        self._renumber_relayed = renumber_relayed
         self._scheduler = scheduler
         self._ssrc = secrets.randbits(32) if ssrc is None else ssrc
         self._state = RtpStreamState(
@@ -338,7 +349,8 @@ class AnnouncementPlayer:
         )
         self._current: Playout | None = None
         self._closed = False
-        self._rewriting = False  # set by the first play: from then on relayed packets are renumbered
+        # Set by the first play when renumbering: from then on relayed packets are renumbered.
+        self._rewriting = False
         self._clock_rate = 8000  # of the last prompt: relayed media is assumed to share it
         self._frame_samples = 160
         # Media time anchor: the packet with timestamp _anchor_ts was due at _anchor_time.
@@ -357,8 +369,16 @@ class AnnouncementPlayer:
 
     @property
     def ssrc(self) -> int:
-        """The SSRC of every packet the leg's far end receives after the first prompt."""
+        """The SSRC of the player's packets: of every packet the leg's far end receives after the
+        first prompt, unless relayed packets are left as they are (``renumber_relayed=False``)."""
         return self._ssrc
+
+    @property
+    def needs_relay_hook(self) -> bool:
+        """Whether relayed packets must pass through ``relay``: a prompt plays, the parties are
+        kept apart, or relayed packets are being renumbered. When False, ``relay`` would only
+        send them on unchanged, so the relay may send them itself."""
+        return self._current is not None or self.muted or self._rewriting
 
     @property
     def playing(self) -> Playout | None:
@@ -417,7 +437,7 @@ class AnnouncementPlayer:
         self._current = playout
         self._clock_rate = clock_rate
         self._frame_samples = samples_per_frame
-        self._rewriting = True
+        self._rewriting = self._renumber_relayed
         self._source_ssrc = None  # relaying after this prompt anchors afresh
         self._source_ssrc_bytes = b""
         playout._first_tick = self._scheduler._add(self)
@@ -440,8 +460,9 @@ class AnnouncementPlayer:
 
         This is the relay's per-packet hook for the leg. Before the first prompt the packet goes
         out unchanged; during a prompt it is dropped; after one it is renumbered into this
-        leg's stream (see the module docstring). Malformed packets are counted and dropped;
-        multiplexed RTCP passes unchanged.
+        leg's stream (see the module docstring), or goes out unchanged when the player leaves
+        relayed packets alone. Malformed packets are counted and dropped; multiplexed RTCP passes
+        unchanged.
         """
         if self._current is not None or self.muted:
             self.relay_dropped += 1

@@ -89,8 +89,10 @@ class ProxyService:
         prompts: PromptSource | None = None,
         records: CallRecordSink | None = None,
         recordings: RecordingSink | None = None,
+        constant_ssrc: bool = True,
     ) -> None:
         self.core = core
+        self._constant_ssrc = constant_ssrc
         self._prompts = prompts
         self._records = records
         self._recordings = recordings
@@ -300,7 +302,9 @@ class ProxyService:
             session = self.media.sessions.get(call_ref)
             if session is None or self.scheduler is None:
                 return None
-            announcements = CallAnnouncements(session=session, scheduler=self.scheduler)
+            announcements = CallAnnouncements(
+                session=session, scheduler=self.scheduler, constant_ssrc=self._constant_ssrc
+            )
             self._announcements[call_ref] = announcements
         return announcements
 

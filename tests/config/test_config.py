@@ -102,6 +102,7 @@ media:
   rtp_port_max: 30999
   advertised_address: 192.0.2.1
   bind_address: 0.0.0.0
+  constant_ssrc: false
 limits:
   max_concurrent_calls: 50
   rtp_inactivity_timeout_s: 30.5
@@ -250,6 +251,7 @@ def full_example_config(config_dir: Path) -> Config:
             rtp_port_max=30999,
             advertised_address="192.0.2.1",
             bind_address="0.0.0.0",
+            constant_ssrc=False,
         ),
         limits=Limits(
             max_concurrent_calls=50,
@@ -494,6 +496,7 @@ def test_minimal_is_valid() -> None:
     assert config.routing == Routing(inbound=(), default_target=None)
     assert config.logging == Logging(level=LogLevel.INFO)
     assert config.media.bind_address == "0.0.0.0"
+    assert config.media.constant_ssrc  # one stream per party unless asked otherwise (RFC 3550 §8.2)
     assert config.data_dir == Path("callherald-data")
 
 
@@ -544,6 +547,11 @@ ERROR_CASES = [
         + '\nrouting:\n  inbound:\n    - {did: "100", target: "10.0.0.5"}\n    - {did: "100", target: "10.0.0.6"}\n',
         "callherald.yaml:21: routing.inbound[1]: duplicate did '100' (also in entry 0)",
         id="duplicate-did",
+    ),
+    pytest.param(
+        MINIMAL + "  constant_ssrc: sometimes\n",
+        "callherald.yaml:17: media.constant_ssrc: expected true or false, got 'sometimes'",
+        id="constant-ssrc-not-a-boolean",
     ),
     pytest.param(
         edit("  port: 5060\nmedia", "  port: yes\nmedia"),

@@ -162,12 +162,14 @@ def call_with_tones(
     caller: str = "uac_call.xml",
     callee: str = "uas_call.xml",
     payload_type: int = 0,
+    media_section_extra: str = "",
 ) -> ToneCall:
-    """One SIPp call (``caller`` to ``callee`` scenario) through callherald with ``policies``; each
-    side's RTP peer plays its payloads and records what reaches it. Fails the test when SIPp does."""
+    """One SIPp call (``caller`` to ``callee`` scenario) through callherald with ``policies`` (and
+    ``media_section_extra`` lines in its ``media`` section); each side's RTP peer plays its
+    payloads and records what reaches it. Fails the test when SIPp does."""
     caller_sdp, callee_sdp = tmp_path / "caller.sdp", tmp_path / "callee.sdp"
     with (
-        running_callherald(tmp_path, policies=policies) as proxy,
+        running_callherald(tmp_path, policies=policies, media_section_extra=media_section_extra) as proxy,
         MediaPeer(
             "caller", ssrc=0x11110001, payloads=caller_payloads, payload_type=payload_type
         ) as caller_peer,

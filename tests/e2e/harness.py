@@ -162,6 +162,7 @@ def default_yaml(
     rtp_max: int,
     carrier_section_extra: str = "",
     pbx_section_extra: str = "",
+    media_section_extra: str = "",
     limits: str = "",
     extra: str = "",
     allowed_networks: str = "127.0.0.0/8",
@@ -198,7 +199,7 @@ media:
   rtp_port_max: {rtp_max}
   bind_address: 127.0.0.1
   advertised_address: 127.0.0.1
-limits:
+{media_section_extra}limits:
 {limits or "  max_concurrent_calls: 500"}
 logging:
   level: debug
@@ -215,6 +216,7 @@ def running_callherald(
     rtp_ports: int = 200,
     carrier_section_extra: str = "",
     pbx_section_extra: str = "",
+    media_section_extra: str = "",
     limits: str = "",
     extra: str = "",
     env: dict[str, str] | None = None,
@@ -243,6 +245,7 @@ def running_callherald(
             rtp_max=rtp_max,
             carrier_section_extra=carrier_section_extra,
             pbx_section_extra=pbx_section_extra,
+            media_section_extra=media_section_extra,
             limits=limits,
             extra=extra,
             allowed_networks=allowed_networks,

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from proxy.rtp.packet import RtpPacket
+from proxy.rtp.seqnum import seq_diff, ts_diff
 from tests.e2e.announce_support import (
     NOTICE_S,
     agent_beep,
@@ -100,6 +102,46 @@ def test_outside_party_hears_the_whole_notice_before_the_other_party(
     assert ended["complete"] is True
     assert ended["prompt"]["version"] == prepared(notice_wav, "test-notice", cache).version  # type: ignore[index]
     assert NOTICE_S > 0
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("constant_ssrc", [True, False], ids=["constant-ssrc", "ssrc-changes"])
+def test_after_the_prompts_the_agent_is_heard_in_callheralds_stream_or_as_sent(
+    tmp_path: Path, constant_ssrc: bool
+) -> None:
+    """``media.constant_ssrc``: true, the outside party hears the agent renumbered into the stream
+    that carried the notice (one SSRC, no sequence jump); false, it hears the agent's packets
+    exactly as the agent's phone sent them (a new SSRC, RFC 3550 §8.2)."""
+    notice_wav, _ = write_prompt_wavs(tmp_path)
+    notice = prepared(notice_wav, "test-notice", tmp_path / "expected-cache").frames_for("pcmu")
+    agent_tone = tone_payloads(440.0, TONE_PACKETS)
+    call = call_with_tones(
+        tmp_path,
+        Direction.OUTBOUND,  # the PBX's agent calls out: the carrier's callee is the outside party
+        caller_payloads=agent_tone,
+        callee_payloads=tone_payloads(1000.0, TONE_PACKETS),
+        policies=policy_yaml(),
+        pause_ms=CALL_MS,
+        media_section_extra=f"  constant_ssrc: {str(constant_ssrc).lower()}\n",
+    )
+    heard = [RtpPacket.parse(datagram.data) for datagram in call.callee.received]
+    notice_at = find_run([packet.payload for packet in heard], notice)
+    assert notice_at >= 0, f"the whole notice did not arrive in order\n{call.log[-3000:]}"
+    callheralds_ssrc = heard[notice_at].ssrc
+    agent_at = [index for index, packet in enumerate(heard) if packet.payload in set(agent_tone)]
+    assert len(agent_at) >= 50, "the parties were never joined"  # a second of the agent at least
+    own = heard[notice_at : agent_at[0]]  # notice, question and answer window: all callherald's
+    assert {packet.ssrc for packet in own} == {callheralds_ssrc}
+    agent_heard = [heard[index] for index in agent_at]
+    if constant_ssrc:
+        assert {packet.ssrc for packet in agent_heard} == {callheralds_ssrc}
+        assert seq_diff(agent_heard[0].sequence, own[-1].sequence) == 1
+        assert ts_diff(agent_heard[0].timestamp, own[-1].timestamp) > 0
+    else:
+        as_sent = {call.caller.packet(index) for index in range(TONE_PACKETS)}
+        assert all(call.callee.received[index].data in as_sent for index in agent_at)
+        assert {packet.ssrc for packet in agent_heard} == {call.caller.ssrc} != {callheralds_ssrc}
 
 
 @requires_sipp

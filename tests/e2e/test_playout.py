@@ -27,7 +27,8 @@ import uvloop
 
 from announcements import PreparedPrompt, beep_frames, ringback_frames
 from announcements.frames import CODECS, encode_frames
-from proxy.aio.media import LegProtocol
+from proxy.aio.announce import CallAnnouncements
+from proxy.aio.media import LegProtocol, MediaSession
 from proxy.aio.playout import (
     MAX_BURST_FRAMES,
     RELAY_GUARD_PACKETS,
@@ -36,6 +37,7 @@ from proxy.aio.playout import (
     PlayoutResult,
     PlayoutScheduler,
 )
+from proxy.b2bua.effects import MediaFormat, MediaLeg
 from proxy.b2bua.settings import Address
 from proxy.rtp.packet import RtpPacket, build_rtcp_bye
 from proxy.rtp.seqnum import seq_add, seq_diff, ts_add, ts_diff
@@ -179,7 +181,11 @@ class Rig:
 
 @contextlib.asynccontextmanager
 async def rig(
-    *, sequence: int = 1000, timestamp: int = 160_000, scheduler: PlayoutScheduler | None = None
+    *,
+    sequence: int = 1000,
+    timestamp: int = 160_000,
+    scheduler: PlayoutScheduler | None = None,
+    renumber_relayed: bool = True,
 ) -> AsyncIterator[Rig]:
     loop = asyncio.get_running_loop()
     endpoints: list[asyncio.BaseTransport] = []
@@ -198,7 +204,14 @@ async def rig(
         leg.set_remote(far.address)
         other_leg.set_remote(other_party.address)
         scheduler = scheduler or PlayoutScheduler()
-        player = AnnouncementPlayer(leg, scheduler, ssrc=SSRC, sequence=sequence, timestamp=timestamp)
+        player = AnnouncementPlayer(
+            leg,
+            scheduler,
+            ssrc=SSRC,
+            sequence=sequence,
+            timestamp=timestamp,
+            renumber_relayed=renumber_relayed,
+        )
         leg.outbound = player.relay
         yield Rig(scheduler, player, leg, other_leg, far, other_party)
     finally:
@@ -618,6 +631,85 @@ def test_relay_then_announcement_then_relay_again() -> None:
             assert min(steps) >= SAMPLES
             markers = [i for i, p in enumerate(packets) if p.marker]
             assert markers == [0, 2, 6, len(packets) - 4]
+
+    run(scenario)
+
+
+def test_without_constant_ssrc_relayed_media_passes_unchanged_after_a_prompt() -> None:
+    prompt = distinct_frames(5)
+
+    async def scenario() -> None:
+        async with rig(renumber_relayed=False) as r:
+            playout = pcmu(r.player, prompt)
+            hook_needed = [r.player.needs_relay_hook]
+            during = await r.talk(3)  # not heard: the leg carries the prompt
+            await playout
+            hook_needed.append(r.player.needs_relay_hook)
+            assert hook_needed == [True, False]
+            after = await r.talk(6)
+            await r.far.wait_for(11)
+            await pcmu(r.player, distinct_frames(2))
+            await r.far.wait_for(13)
+            await asyncio.sleep(QUIET_S)
+            assert r.player.relay_dropped == len(during)
+            own = [*r.far.packets[:5], *r.far.packets[11:]]
+            assert [p.payload for p in own[:5]] == list(prompt)
+            # The other party's own packets, byte for byte: its SSRC and numbering (RFC 3550 §8.2).
+            assert [data for _, data in r.far.arrivals[5:11]] == [bytes(p) for p in after]
+            # The next prompt continues the player's stream: its SSRC, its numbering, a new talkspurt,
+            # and a timestamp no earlier than the media time that passed meanwhile.
+            assert [p.ssrc for p in own] == [SSRC] * 7
+            assert [p.sequence for p in own] == [seq_add(1000, i) for i in range(7)]
+            assert [p.marker for p in own[5:]] == [True, False]
+            assert ts_diff(own[5].timestamp, own[4].timestamp) >= len(after) * SAMPLES
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("constant_ssrc", [True, False], ids=["constant-ssrc", "ssrc-changes"])
+def test_call_announcements_hook_a_player_in_only_while_it_has_a_say(constant_ssrc: bool) -> None:
+    """The relay hands packets to a leg's player while a prompt plays, while the parties are kept
+    apart, and, with a constant SSRC, for good after a prompt; otherwise it sends them itself."""
+
+    async def scenario() -> None:
+        async with rig() as r:
+            r.leg.outbound = None  # the rig's own player stays out of it
+            session = MediaSession(
+                call_ref="call",
+                rtp={MediaLeg.A: r.leg, MediaLeg.B: r.other_leg},
+                rtcp={MediaLeg.A: LegProtocol(), MediaLeg.B: LegProtocol()},
+                last_activity=0.0,
+            )
+            announcements = CallAnnouncements(
+                session=session, scheduler=r.scheduler, constant_ssrc=constant_ssrc
+            )
+            players = announcements.players
+
+            def hooked() -> list[bool]:
+                return [
+                    leg.outbound is not None and leg.outbound == players[name].relay
+                    for name, leg in ((MediaLeg.A, r.leg), (MediaLeg.B, r.other_leg))
+                ]
+
+            announcements.bridge(False)
+            assert hooked() == [True, True]
+            playout = announcements.play(
+                MediaLeg.A, distinct_frames(3), MediaFormat(codec="pcmu", payload_type=0)
+            )
+            announcements.bridge(True)
+            assert hooked() == [True, False]
+            await playout
+            await asyncio.sleep(0)  # the playout's done callbacks
+            assert hooked() == [constant_ssrc, False]
+            after = await r.talk(4)
+            await r.far.wait_for(7)
+            relayed = r.far.packets[3:]
+            if constant_ssrc:
+                assert [p.ssrc for p in relayed] == [players[MediaLeg.A].ssrc] * 4
+            else:
+                assert [data for _, data in r.far.arrivals[3:]] == [bytes(p) for p in after]
+            announcements.close()
+            assert (r.leg.outbound, r.other_leg.outbound) == (None, None)
 
     run(scenario)
 
