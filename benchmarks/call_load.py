@@ -19,6 +19,10 @@ Run as ``python -m benchmarks.call_load [--calls 50,100,200,400] [--hold-s 20]
   the PBX side's stream passes unchanged. Recorded against announced is what recording (the beep
   and its renumbering, the taps, the flushes, sealing and storing) adds to an announced call.
 
+``--constant-ssrc false`` runs announced and recorded with ``media.constant_ssrc: false``: after
+the notice and beep each party hears the other side's packets unchanged (a new SSRC, RFC 3550
+§8.2), so callherald touches no relayed packet in Python once its prompts are over.
+
 The UAS runs with ``-rtp_echo`` and answers every call with its single echo port. The UAC places N
 calls (``-l N -m N``) at a rate that ramps them up in a few seconds, holds each for ``--hold-s``
 seconds, then hangs up. Each call offers its own RTP port, taken from an injection file; when the
@@ -456,12 +460,13 @@ recording:
 """
 
 
-def callherald_yaml(plan: PortPlan, calls: int, path: str = "relay") -> str:
+def callherald_yaml(plan: PortPlan, calls: int, path: str = "relay", *, constant_ssrc: bool = True) -> str:
     """A loopback configuration for the run ``path`` (``relay``, ``announced``, ``recorded``): PBX =
     the SIPp UAC, carrier = the SIPp UAS, info-level logging, data under ``data`` beside it.
     Announced and recorded, every call hears the notice in ``notice.wav`` (beside the configuration;
     see `write_notice_wav`); recorded, it is recorded as well; relay, it is only relayed
-    (``record: false``)."""
+    (``record: false``). ``constant_ssrc`` is ``media.constant_ssrc``: false, a party hears the
+    other side's packets unchanged after callherald's prompts."""
     policy = _RELAY_ONLY_POLICY if path == "relay" else _recording_policy(enabled=path == "recorded")
     return f"""\
 listen:
@@ -483,6 +488,7 @@ media:
   rtp_port_max: {plan.rtp_max}
   bind_address: {LOOPBACK}
   advertised_address: {LOOPBACK}
+  constant_ssrc: {"true" if constant_ssrc else "false"}
 limits:
   max_concurrent_calls: {calls + RTP_SPARE_PAIRS}
   rtp_inactivity_timeout_s: 30
@@ -1321,10 +1327,17 @@ def _sipp_base(
 
 
 def run_once(
-    path: str, calls: int, hold_s: float, workdir: Path, *, placement: CpuPlacement = (None, None)
+    path: str,
+    calls: int,
+    hold_s: float,
+    workdir: Path,
+    *,
+    placement: CpuPlacement = (None, None),
+    constant_ssrc: bool = True,
 ) -> RunResult:
     """One run of ``calls`` concurrent calls, ``path`` one of `MODES`; bounded in time. callherald
-    and the load generators run on the CPUs of ``placement`` (see `cpu_placement`)."""
+    and the load generators run on the CPUs of ``placement`` (see `cpu_placement`), with
+    ``media.constant_ssrc`` as given."""
     callherald_cpus, load_cpus = placement
     workdir.mkdir(parents=True, exist_ok=True)
     rate = call_rate(calls)
@@ -1355,7 +1368,9 @@ def run_once(
             config = workdir / "callherald.yaml"
             if path in ANNOUNCING:
                 write_notice_wav(workdir / NOTICE_FILE)
-            config.write_text(callherald_yaml(plan, calls, path), encoding="utf-8")
+            config.write_text(
+                callherald_yaml(plan, calls, path, constant_ssrc=constant_ssrc), encoding="utf-8"
+            )
             log_path = workdir / "callherald.out"
             callherald = processes.start(
                 "callherald",
@@ -1699,7 +1714,11 @@ def _verdict(met: bool | None) -> str:
 
 
 def format_report(
-    rows: list[dict[str, Any]], hold_s: float, placement: dict[str, list[int]] | None = None
+    rows: list[dict[str, Any]],
+    hold_s: float,
+    placement: dict[str, list[int]] | None = None,
+    *,
+    constant_ssrc: bool = True,
 ) -> str:
     """The human-readable tables: every run, the runs through callherald against direct, recorded
     against relay, then details."""
@@ -1716,6 +1735,12 @@ def format_report(
         "except 'run loss' (whole run, each call from its first packet back);",
         "loss, jitter (RFC 3550, mean of the running estimate) and RTT are for the round trip "
         "agent -> echo -> agent; CPU in % of one core;",
+        "after the notice and beep callherald "
+        + (
+            "renumbers each party's packets into its own stream (media.constant_ssrc: true);"
+            if constant_ssrc
+            else "relays the packets unchanged, a new SSRC (media.constant_ssrc: false);"
+        ),
         "CH = callherald; gen = RTP agent; CHwait = % of the time callherald waited for a CPU; "
         "PSI = % of the time some task on the machine did (CPU pressure);",
         "drops = UDP receive-buffer drops by socket owner",
@@ -1927,6 +1952,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         action="store_false",
         help="let callherald share its CPUs with SIPp and the RTP agent (default: a CPU of its own)",
     )
+    parser.add_argument(
+        "--constant-ssrc",
+        choices=("true", "false"),
+        default="true",
+        help="callherald's media.constant_ssrc (default true): false leaves the parties' packets "
+        "unchanged after the notice and beep instead of renumbering them",
+    )
     parser.add_argument("--rtp-agent", metavar="CONFIG", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rtp_agent is not None:
@@ -1936,6 +1968,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         print("sipp is not installed", file=sys.stderr)
         return 2
     environment = _environment()
+    constant_ssrc = args.constant_ssrc == "true"
+    environment["constant_ssrc"] = constant_ssrc
     placement = cpu_placement(args.pin)
     callherald_cpus, load_cpus = placement
     environment["cpu_placement"] = (
@@ -1950,7 +1984,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             for path in args.modes:
                 print(f"{calls} calls, {path}, repetition {rep} ...", file=sys.stderr, flush=True)
                 results[path] = run_once(
-                    path, calls, args.hold_s, workdir / f"{calls}-{path}-{rep}", placement=placement
+                    path,
+                    calls,
+                    args.hold_s,
+                    workdir / f"{calls}-{path}-{rep}",
+                    placement=placement,
+                    constant_ssrc=constant_ssrc,
                 )
             rows.append(_row(calls, rep, results))
     document = {
@@ -1975,7 +2014,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     if args.json:
         print(json.dumps(document, indent=2), file=out)
     else:
-        print(format_report(rows, args.hold_s, environment["cpu_placement"]), file=out)
+        print(
+            format_report(rows, args.hold_s, environment["cpu_placement"], constant_ssrc=constant_ssrc),
+            file=out,
+        )
         met = document["target"]["met"]
         if met is not None:
             print(

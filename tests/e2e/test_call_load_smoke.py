@@ -196,15 +196,19 @@ def test_no_port_plan_when_every_port_is_taken() -> None:
         find_port_plan(10, lambda port: False)
 
 
+@pytest.mark.parametrize("constant_ssrc", [True, False])
 @pytest.mark.parametrize("mode", ["relay", "announced", "recorded"])
 @pytest.mark.parametrize("calls", [3, 400])
-def test_the_generated_configuration_is_valid(tmp_path: Path, calls: int, mode: str) -> None:
+def test_the_generated_configuration_is_valid(
+    tmp_path: Path, calls: int, mode: str, constant_ssrc: bool
+) -> None:
     plan = plan_ports(24_000, calls)
     path = tmp_path / "callherald.yaml"
     if mode in call_load.ANNOUNCING:
         write_notice_wav(tmp_path / call_load.NOTICE_FILE)
-    path.write_text(callherald_yaml(plan, calls, mode), encoding="utf-8")
+    path.write_text(callherald_yaml(plan, calls, mode, constant_ssrc=constant_ssrc), encoding="utf-8")
     config = load_config(path)
+    assert config.media.constant_ssrc is constant_ssrc
     assert (config.listen.pbx.port, config.listen.carrier.port) == (
         plan.callherald_pbx,
         plan.callherald_carrier,
