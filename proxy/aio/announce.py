@@ -88,8 +88,9 @@ class CallAnnouncements:
         return player
 
     def _fit_relay_hook(self, leg: MediaLeg) -> None:
-        player = self.players.get(leg)
-        if player is not None and not self.closed:
+        # Called after ``player(leg)``: the leg has its player.
+        if not self.closed:
+            player = self.players[leg]
             self.session.rtp[leg].outbound = player.relay if player.needs_relay_hook else None
 
     def play(
