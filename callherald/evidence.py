@@ -54,13 +54,22 @@ from storage import records as store
 from storage.crypto import StorageError, StorageFullError, key_id
 from storage.segments import AudioFormat, FsyncPolicy, SegmentWriter, recover
 from storage.sqlite_keys import SqliteKeyStore
+from storage.threads import name_os_thread
 
-__all__ = ["PurposeFacts", "RecordSinks", "StorageRecords", "recover_open_recordings"]
+__all__ = [
+    "RECORDING_WRITER_THREAD",
+    "PurposeFacts",
+    "RecordSinks",
+    "StorageRecords",
+    "recover_open_recordings",
+]
 
 _LOG = logging.getLogger("callherald.storage")
 AUDIO_FORMAT = AudioFormat(codec="pcm_s16le", sample_rate_hz=8000, channels=2, sample_width_bytes=2)
 WIDEBAND_AUDIO_FORMAT = AudioFormat(codec="pcm_s16le", sample_rate_hz=16000, channels=2, sample_width_bytes=2)
 SEGMENT_MS = 1000
+RECORDING_WRITER_THREAD = "rec-writer"
+"""The operating-system name of the thread that seals and writes recordings (``top -H`` shows it)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -156,7 +165,12 @@ class StorageRecords:
         self.disk_full = False
         self._clock_offset: float | None = None
         self._calls: dict[str, _CallState] = {}
-        self._files = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recording-writer")
+        self._files = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="recording-writer",
+            initializer=name_os_thread,
+            initargs=(RECORDING_WRITER_THREAD,),
+        )
         self._file_jobs: list[Callable[[], None]] = []
         layout.recordings_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
 

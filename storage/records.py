@@ -41,6 +41,7 @@ from sqlite_utils import Database
 from storage.audit import AuditEntry, AuditLog, AuditReport, canonical_detail
 from storage.crypto import StorageError
 from storage.migrations import from_db_date, from_db_time, open_reader, open_writer, to_db_date, to_db_time
+from storage.threads import name_os_thread
 
 __all__ = [
     "DTMF_DIGITS",
@@ -921,6 +922,7 @@ class EvidenceStore:
         self._ready(self._reader, "reader")
 
     def _open_writer(self) -> None:
+        name_os_thread("evidence-writer")
         try:
             self._writer_db = open_writer(self.path)
         except BaseException as exc:
@@ -928,6 +930,7 @@ class EvidenceStore:
             raise
 
     def _open_reader(self) -> None:
+        name_os_thread("evidence-reader")
         try:
             self._reader_db = open_reader(self.path)
         except BaseException as exc:

@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import logging
 import stat
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from callherald import evidence as evidence_module
 from callherald.app import open_storage
-from callherald.evidence import PurposeFacts, StorageRecords, recover_open_recordings
+from callherald.evidence import RECORDING_WRITER_THREAD, PurposeFacts, StorageRecords, recover_open_recordings
 from callherald.layout import DataLayout
 from config import default_config
 from proxy.aio.recording import RecordingHandle
@@ -926,6 +927,29 @@ def test_recovery_closes_what_a_crash_left_open(
 
 
 # 6. The development key --------------------------------------------------------------------------
+
+
+def test_recordings_are_sealed_on_a_thread_named_in_the_operating_system(
+    layout: DataLayout, reviewer: X25519PrivateKey
+) -> None:
+    # `top -H` and the call_load benchmark tell the file thread from the event loop by this name.
+    def thread_names() -> set[str]:
+        return {path.read_text("ascii").rstrip("\n") for path in Path("/proc/self/task").glob("*/comm")}
+
+    async def play() -> set[str]:
+        records = StorageRecords(
+            layout, EvidenceStore(layout.evidence_db), recipients=(reviewer.public_key(),), purposes=PURPOSES
+        )
+        try:
+            feed(records, WHOLE_CALL)
+            deadline = time.monotonic() + 5
+            while RECORDING_WRITER_THREAD not in thread_names() and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)  # the blocks go to the file thread after a loop pass
+            return thread_names()
+        finally:
+            records.close()
+
+    assert RECORDING_WRITER_THREAD in asyncio.run(play())
 
 
 START_UPS = [("first start makes the key", True), ("second start reuses it", False)]
