@@ -96,7 +96,7 @@ import time
 import wave
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -110,6 +110,7 @@ from storage.records import EvidenceStore, RecordingState
 __all__ = [
     "DEFAULT_CALLS",
     "DEFAULT_HOLD_S",
+    "MAIN_THREAD",
     "MODES",
     "NOTICE_S",
     "PACKET_BYTES",
@@ -146,6 +147,8 @@ __all__ = [
     "run_once",
     "run_queue_wait_ns",
     "steady_window",
+    "thread_cpu_added",
+    "ticks_by_thread",
     "udp_drops",
     "vm_rss_kib",
     "window_figures",
@@ -276,6 +279,21 @@ def cpu_ticks(stat_text: str) -> int:
     """utime + stime in clock ticks from the text of ``/proc/PID/stat``."""
     fields = stat_text[stat_text.rindex(")") + 2 :].split()
     return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5), counted from 1
+
+
+MAIN_THREAD = "main"
+
+
+def ticks_by_thread(pid: int, tasks: Iterable[tuple[int, str, str]]) -> dict[str, int]:
+    """utime + stime per thread name, from ``(tid, comm, stat text)`` of a process's tasks: the
+    main thread (tid = pid, the event loop) is ``main``, the others go by the name the operating
+    system has for them (callherald names its file and database threads); threads of one name
+    are added up."""
+    ticks: dict[str, int] = {}
+    for tid, comm, stat_text in tasks:
+        name = MAIN_THREAD if tid == pid else comm.strip() or "?"
+        ticks[name] = ticks.get(name, 0) + cpu_ticks(stat_text)
+    return ticks
 
 
 def vm_rss_kib(status_text: str) -> int:
@@ -902,6 +920,7 @@ class RunResult:
     callherald_cpu_per_call_pct: float | None = None
     callherald_ramp_cpu_pct: float | None = None
     callherald_teardown_cpu_pct: float | None = None
+    callherald_thread_cpu_pct: dict[str, float] = field(default_factory=dict)  # by thread, in the window
     rss_idle_kib: int | None = None
     rss_load_kib: int | None = None
     rss_after_kib: int | None = None
@@ -993,6 +1012,18 @@ class RecordingCost:
     calls_answered: int
     announced_cpu_per_call_pct: float | None = None  # when the announced run was measured too
     cpu_per_call_ratio_to_announced: float | None = None
+    thread_cpu_added_pct: dict[str, float] = field(default_factory=dict)
+    """Per thread, recorded CPU less relay CPU (% of one core, the whole process's calls): where
+    recording's cost is paid (``main``: the event loop; ``rec-writer``: sealing and writing)."""
+
+
+def thread_cpu_added(relay: Mapping[str, float], recorded: Mapping[str, float]) -> dict[str, float]:
+    """Recorded less relay CPU per thread name (a thread that only one run has counts 0 in the other);
+    When either run has no figures by thread, the result is empty."""
+    if not relay or not recorded:
+        return {}
+    names = [*recorded, *(name for name in relay if name not in recorded)]
+    return {name: recorded.get(name, 0.0) - relay.get(name, 0.0) for name in names}
 
 
 def cost_of_recording(
@@ -1017,6 +1048,9 @@ def cost_of_recording(
         calls_answered=recorded.successful_calls,
         announced_cpu_per_call_pct=announced_cpu,
         cpu_per_call_ratio_to_announced=_ratio(recorded.callherald_cpu_per_call_pct, announced_cpu),
+        thread_cpu_added_pct=thread_cpu_added(
+            relay.callherald_thread_cpu_pct, recorded.callherald_thread_cpu_pct
+        ),
     )
 
 
@@ -1038,6 +1072,24 @@ def open_fds(pid: int) -> int | None:
 def _ticks(pid: int) -> int | None:
     text = _read_proc(pid, "stat")
     return None if text is None else cpu_ticks(text)
+
+
+def _tasks(pid: int) -> Iterator[tuple[int, str, str]]:
+    # A thread that ends between the listing and the reads is left out.
+    try:
+        tids = [int(entry) for entry in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return
+    for tid in tids:
+        try:
+            task = Path(f"/proc/{pid}/task/{tid}")
+            yield (
+                tid,
+                (task / "comm").read_text("ascii", errors="replace"),
+                (task / "stat").read_text("ascii"),
+            )
+        except OSError:
+            continue
 
 
 def _rss(pid: int) -> int | None:
@@ -1151,6 +1203,7 @@ class Samples:
     ups: list[float] = field(default_factory=list)
     stops: list[float] = field(default_factory=list)
     ticks: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
+    thread_ticks: dict[str, list[tuple[float, int]]] = field(default_factory=dict)  # callherald's
     rss: list[tuple[float, int]] = field(default_factory=list)
     fds: list[tuple[float, int]] = field(default_factory=list)
     drops: dict[tuple[int, int], int] = field(default_factory=dict)
@@ -1195,6 +1248,13 @@ def _rate(series: list[tuple[float, int]], window: tuple[float, float], scale: f
 
 def _cpu_pct(series: list[tuple[float, int]], window: tuple[float, float]) -> float | None:
     return _rate(series, window, 100.0 / os.sysconf("SC_CLK_TCK"))
+
+
+def _thread_cpu(series: dict[str, list[tuple[float, int]]], window: tuple[float, float]) -> dict[str, float]:
+    # The main thread first, then the busiest; a thread seen too seldom in the window is left out.
+    shares = {name: _cpu_pct(points, window) for name, points in series.items()}
+    known = {name: share for name, share in shares.items() if share is not None}
+    return dict(sorted(known.items(), key=lambda item: (item[0] != MAIN_THREAD, -item[1])))
 
 
 NS_TO_PCT = 100.0 / 1e9
@@ -1549,6 +1609,7 @@ def run_once(
         callherald_cpu_per_call_pct=None if callherald_cpu is None else callherald_cpu / calls,
         callherald_ramp_cpu_pct=_phase_cpu(ticks.get("callherald", []), samples.ups),
         callherald_teardown_cpu_pct=_phase_cpu(ticks.get("callherald", []), samples.stops),
+        callherald_thread_cpu_pct=_thread_cpu(samples.thread_ticks, window) if window and through else {},
         rss_idle_kib=rss_idle,
         rss_load_kib=rss_load,
         rss_after_kib=rss_after,
@@ -1609,6 +1670,8 @@ def _monitor(
                 if rss is not None and fds is not None:
                     samples.rss.append((now, rss))
                     samples.fds.append((now, fds))
+                for name, count in ticks_by_thread(pids["callherald"], _tasks(pids["callherald"])).items():
+                    samples.thread_ticks.setdefault(name, []).append((now, count))
             with contextlib.suppress(OSError):
                 for key, count in udp_drops(Path("/proc/net/udp").read_text()).items():
                     if key[0] in relevant:
@@ -1673,6 +1736,12 @@ def _details(run: dict[str, Any]) -> list[str]:
             f"{run['rss_idle_kib']}/{run['rss_load_kib']}/{run['rss_after_kib']}; "
             f"fds idle/load/after {run['fds_idle']}/{run['fds_load']}/{run['fds_after']}"
         )
+        by_thread = run.get("callherald_thread_cpu_pct") or {}
+        if by_thread:
+            extra.append(
+                "callherald CPU % by thread (steady): "
+                + ", ".join(f"{name} {share:.1f}" for name, share in by_thread.items())
+            )
         extra += [f"log: {line}" for line in run["callherald_log_problems"]]
     rtp = run["rtp"]
     if run["path"] == "recorded" and not run["error"]:
@@ -1791,6 +1860,14 @@ def format_report(
             f"{cost['calls_answered']:<8} {_number(cost['recorded_s'], 1):>12}  "
             f"{_verdict(cost['cpu_target_met']):<10}  {_number(cost['announced_cpu_per_call_pct'], 4):>9} "
             f"{_number(cost['cpu_per_call_ratio_to_announced'], 2):>6}"
+        )
+    added = [(row, cost["thread_cpu_added_pct"]) for row, cost in costs if cost.get("thread_cpu_added_pct")]
+    if added:
+        lines += ["", "what recording adds, by callherald thread (recorded less relay, points of one core):"]
+    for row, by_thread in added:
+        lines.append(
+            f"{row['repetition']:>3} {row['calls']:>5}  "
+            + ", ".join(f"{name} {share:+.1f}" for name, share in by_thread.items())
         )
     for row in rows:
         for path in MODES:

@@ -8,6 +8,7 @@ import os
 import shutil
 import struct
 import wave
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from benchmarks.call_load import (
     cpu_ticks,
     find_port_plan,
     first_backs,
+    format_report,
     jitter_step,
     new_packet,
     percentile,
@@ -44,6 +46,8 @@ from benchmarks.call_load import (
     read_sipp_stats,
     run_queue_wait_ns,
     steady_window,
+    thread_cpu_added,
+    ticks_by_thread,
     udp_drops,
     vm_rss_kib,
     window_figures,
@@ -482,6 +486,58 @@ def test_recording_is_weighed_against_relaying_alone(
     assert cost_of_recording(relay, recorded) == expected
 
 
+def _stat(utime: int, stime: int) -> str:
+    return f"7 (x) S 1 7 7 0 -1 0 0 0 0 0 {utime} {stime} 0 0 20 0 1 0"
+
+
+def test_cpu_ticks_are_grouped_by_thread_name() -> None:
+    tasks = [
+        (7, "callherald\n", _stat(100, 20)),  # the main thread: the event loop
+        (8, "rec-writer\n", _stat(5, 7)),
+        (9, "evidence-writer\n", _stat(1, 0)),
+        (10, "callherald\n", _stat(2, 2)),  # an unnamed thread keeps the process's name
+        (11, "evidence-writer\n", _stat(3, 1)),
+    ]
+    assert ticks_by_thread(7, tasks) == {"main": 120, "rec-writer": 12, "evidence-writer": 5, "callherald": 4}
+    assert ticks_by_thread(7, []) == {}
+
+
+def test_what_recording_adds_is_split_by_thread() -> None:
+    relay = {"main": 15.0, "evidence-writer": 0.2}
+    recorded = {"main": 23.5, "rec-writer": 1.8, "evidence-writer": 0.3}
+    added = thread_cpu_added(relay, recorded)
+    assert list(added) == ["main", "rec-writer", "evidence-writer"]
+    assert added == pytest.approx({"main": 8.5, "rec-writer": 1.8, "evidence-writer": 0.1})
+    assert thread_cpu_added({"main": 15.0, "gone": 1.0}, {"main": 15.5}) == pytest.approx(
+        {"main": 0.5, "gone": -1.0}
+    )
+    assert thread_cpu_added({}, recorded) == {}
+    assert thread_cpu_added(relay, {}) == {}
+
+    cost = cost_of_recording(
+        _run("relay", callherald_thread_cpu_pct=relay), _run("recorded", callherald_thread_cpu_pct=recorded)
+    )
+    assert cost.thread_cpu_added_pct == added
+
+
+def test_the_report_shows_callherald_cpu_by_thread() -> None:
+    relay = _run("relay", callherald_thread_cpu_pct={"main": 15.0, "evidence-writer": 0.2})
+    recorded = _run("recorded", callherald_thread_cpu_pct={"main": 23.5, "rec-writer": 1.8})
+    row = {
+        "calls": 200,
+        "repetition": 1,
+        "relay": asdict(relay),
+        "recorded": asdict(recorded),
+        "against_direct": {},
+        "recording_cost": asdict(cost_of_recording(relay, recorded)),
+    }
+    report = format_report([row], 20.0)
+    assert "callherald CPU % by thread (steady): main 15.0, evidence-writer 0.2" in report
+    assert "callherald CPU % by thread (steady): main 23.5, rec-writer 1.8" in report
+    assert "what recording adds, by callherald thread" in report
+    assert "  1   200  main +8.5, rec-writer +1.8, evidence-writer -0.2" in report
+
+
 def test_recording_is_also_weighed_against_an_announced_call_when_measured() -> None:
     relay = _run("relay", callherald_cpu_per_call_pct=0.08)
     announced = _run("announced", callherald_cpu_per_call_pct=0.1)
@@ -599,6 +655,7 @@ def test_three_calls_direct_relayed_and_recorded(capsys: pytest.CaptureFixture[s
         assert run["callherald_log_problems"] == []
         for figure in ("callherald_cpu_pct", "callherald_cpu_per_call_pct", "rss_per_call_kib"):
             assert isinstance(run[figure], float), (path, figure, run[figure])
+        assert {"main", "evidence-writer"} <= set(run["callherald_thread_cpu_pct"]), path
         assert isinstance(row["against_direct"][path]["loss_pct"], float)
     recorded = row["recorded"]
     # The notice and the beep kept each call's first packets from coming back.
@@ -606,9 +663,13 @@ def test_three_calls_direct_relayed_and_recorded(capsys: pytest.CaptureFixture[s
     assert recorded["recordings"] == recorded["recordings_complete"] == SMOKE_CALLS
     assert 0 < recorded["recorded_s"] <= SMOKE_CALLS * (SMOKE_HOLD_S + 1)
     assert row["relay"]["recordings"] is None
+    # Recording's sealing and writing runs on its own thread, which relaying never starts.
+    assert "rec-writer" in recorded["callherald_thread_cpu_pct"]
+    assert "rec-writer" not in row["relay"]["callherald_thread_cpu_pct"]
     cost = row["recording_cost"]
     assert (cost["recordings_complete"], cost["calls_answered"]) == (SMOKE_CALLS, SMOKE_CALLS)
     assert isinstance(cost["rss_per_call_ratio"], float | None)
+    assert "main" in cost["thread_cpu_added_pct"]
     if row["relay"]["callherald_cpu_per_call_pct"] > 0:
         assert isinstance(cost["cpu_per_call_ratio"], float)
         assert isinstance(cost["cpu_target_met"], bool)
