@@ -1736,7 +1736,7 @@ def _details(run: dict[str, Any]) -> list[str]:
             f"{run['rss_idle_kib']}/{run['rss_load_kib']}/{run['rss_after_kib']}; "
             f"fds idle/load/after {run['fds_idle']}/{run['fds_load']}/{run['fds_after']}"
         )
-        by_thread = run.get("callherald_thread_cpu_pct") or {}
+        by_thread = _shown_threads(run.get("callherald_thread_cpu_pct") or {})
         if by_thread:
             extra.append(
                 "callherald CPU % by thread (steady): "
@@ -1776,6 +1776,11 @@ def _details(run: dict[str, Any]) -> list[str]:
             f"{_number(worst['rtt_ms_max'], 1)} ms at second {worst['s']}"
         )
     return extra
+
+
+def _shown_threads(by_thread: dict[str, float]) -> dict[str, float]:
+    # The event loop always; the other threads when they come to a tenth of a point (the JSON has all).
+    return {name: share for name, share in by_thread.items() if name == MAIN_THREAD or abs(share) >= 0.05}
 
 
 def _verdict(met: bool | None) -> str:
@@ -1867,7 +1872,7 @@ def format_report(
     for row, by_thread in added:
         lines.append(
             f"{row['repetition']:>3} {row['calls']:>5}  "
-            + ", ".join(f"{name} {share:+.1f}" for name, share in by_thread.items())
+            + ", ".join(f"{name} {share:+.1f}" for name, share in _shown_threads(by_thread).items())
         )
     for row in rows:
         for path in MODES:

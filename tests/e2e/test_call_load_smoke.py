@@ -521,8 +521,12 @@ def test_what_recording_adds_is_split_by_thread() -> None:
 
 
 def test_the_report_shows_callherald_cpu_by_thread() -> None:
-    relay = _run("relay", callherald_thread_cpu_pct={"main": 15.0, "evidence-writer": 0.2})
-    recorded = _run("recorded", callherald_thread_cpu_pct={"main": 23.5, "rec-writer": 1.8})
+    relay = _run(
+        "relay", callherald_thread_cpu_pct={"main": 15.0, "evidence-writer": 0.2, "libuv-worker": 0.0}
+    )
+    recorded = _run(
+        "recorded", callherald_thread_cpu_pct={"main": 23.5, "rec-writer": 1.8, "libuv-worker": 0.04}
+    )
     row = {
         "calls": 200,
         "repetition": 1,
@@ -536,6 +540,7 @@ def test_the_report_shows_callherald_cpu_by_thread() -> None:
     assert "callherald CPU % by thread (steady): main 23.5, rec-writer 1.8" in report
     assert "what recording adds, by callherald thread" in report
     assert "  1   200  main +8.5, rec-writer +1.8, evidence-writer -0.2" in report
+    assert "libuv-worker" not in report  # idle threads are left to the JSON
 
 
 def test_recording_is_also_weighed_against_an_announced_call_when_measured() -> None:
