@@ -1018,8 +1018,8 @@ class RecordingCost:
 
 
 def thread_cpu_added(relay: Mapping[str, float], recorded: Mapping[str, float]) -> dict[str, float]:
-    """Recorded less relay CPU per thread name (a thread that only one run has counts 0 in the other);
-    When either run has no figures by thread, the result is empty."""
+    """Recorded less relay CPU per thread name (a thread that only one run has counts 0 in the
+    other). When either run has no figures by thread, the result is empty."""
     if not relay or not recorded:
         return {}
     names = [*recorded, *(name for name in relay if name not in recorded)]
@@ -1081,15 +1081,13 @@ def _tasks(pid: int) -> Iterator[tuple[int, str, str]]:
     except OSError:
         return
     for tid in tids:
+        task = Path(f"/proc/{pid}/task/{tid}")
         try:
-            task = Path(f"/proc/{pid}/task/{tid}")
-            yield (
-                tid,
-                (task / "comm").read_text("ascii", errors="replace"),
-                (task / "stat").read_text("ascii"),
-            )
+            comm = (task / "comm").read_text("ascii", errors="replace")
+            stat_text = (task / "stat").read_text("ascii")
         except OSError:
             continue
+        yield tid, comm, stat_text
 
 
 def _rss(pid: int) -> int | None:
