@@ -19,11 +19,11 @@ def _comm_path() -> Path:
 
 
 def name_os_thread(name: str) -> None:
-    """Give the calling thread ``name`` (ASCII, cut to 15 bytes) in the operating system.
+    """Give the calling thread ``name`` (ASCII, others become ``?``; cut to 15 bytes) in the operating system.
 
     Best effort: where there is no ``/proc`` (not Linux) the thread keeps the process's name.
     """
-    encoded = name.encode("ascii")[:OS_THREAD_NAME_MAX]
+    encoded = name.encode("ascii", errors="replace")[:OS_THREAD_NAME_MAX]
     try:
         _comm_path().write_bytes(encoded)
     except OSError:
