@@ -92,10 +92,17 @@ def _only_recording(proxy: CallheraldProcess) -> tuple[dict[str, Any], list[dict
     return shown["recording"], shown["timeline"]
 
 
-def _hang_up(phone: BaresipPhone, proxy: CallheraldProcess) -> None:
+def _hang_up_and_export(
+    phone: BaresipPhone, proxy: CallheraldProcess, exported: Path
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Hang up from ``phone``, then read the call's one recording back with the CLI and export it
+    to ``exported`` (the format by its extension): the recording's row and the call's timeline."""
     phone.command("hangup")
     _wait_for_evidence(proxy, "call_ended")
     _wait_for_evidence(proxy, "recording_stopped")
+    recording, timeline = _only_recording(proxy)
+    _cli(proxy, "recordings", "export", recording["recording_id"], "--out", str(exported))
+    return recording, timeline
 
 
 def test_an_outbound_call_between_baresip_phones_is_recorded_and_paused_on_hold(tmp_path: Path) -> None:
@@ -113,10 +120,8 @@ def test_an_outbound_call_between_baresip_phones_is_recorded_and_paused_on_hold(
         time.sleep(3)
         agent.command("resume")
         time.sleep(3)
-        _hang_up(agent, proxy)
-        recording, timeline = _only_recording(proxy)
         exported = tmp_path / "call.wav"
-        _cli(proxy, "recordings", "export", recording["recording_id"], "--out", str(exported))
+        recording, timeline = _hang_up_and_export(agent, proxy, exported)
 
     assert recording["state"] == "complete"
     kinds = [event["kind"] for event in timeline]
@@ -162,10 +167,8 @@ def test_an_inbound_g722_caller_on_baresip_consents_by_rfc4733_and_is_recorded_w
         caller.command("sndcode", "1")  # RFC 4733, negotiated with G.722
         _wait_for_evidence(proxy, "recording_started")
         time.sleep(4)
-        _hang_up(caller, proxy)
-        recording, timeline = _only_recording(proxy)
         exported = tmp_path / "call.flac"
-        _cli(proxy, "recordings", "export", recording["recording_id"], "--out", str(exported))
+        recording, timeline = _hang_up_and_export(caller, proxy, exported)
 
     assert recording["state"] == "complete"
     assert recording["direction"] == "inbound"
