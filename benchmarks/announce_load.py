@@ -51,7 +51,7 @@ import uvloop
 
 from announcements import beep_frames, ringback_frames
 from benchmarks.call_load import cpu_pressure_us, run_queue_wait_ns
-from proxy.aio.media import LegProtocol
+from proxy.aio.media import LegProtocol, RelayRenumbering
 from proxy.aio.playout import AnnouncementPlayer, Playout, PlayoutResult, PlayoutScheduler
 from proxy.rtp.packet import RtpPacket
 from proxy.rtp.seqnum import seq_diff, ts_diff
@@ -272,6 +272,9 @@ class _NullLeg:
     latched: tuple[str, int] | None = None
     remote: tuple[str, int] | None = ("192.0.2.1", 4000)
     sock: socket.socket | None = None
+    renumber: RelayRenumbering | None = None  # never set here: every packet goes through the hook
+    renumbered_sequence: int = 0
+    renumbered_timestamp: int = 0
 
 
 async def measure_relay_hook(packets: int = HOOK_PACKETS) -> dict[str, float]:

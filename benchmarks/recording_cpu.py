@@ -7,8 +7,9 @@ same per-packet hook the relay calls, and are flushed once per simulated second 
 that only counts bytes, together in slots of N/20 as ``FlushSlots`` groups them
 (``flush_together``). Printed per recording-second of audio: the per-packet hook, the flush
 (feed, drain, DTMF screen and mask, hand-over), and the DTMF screen alone; then the relay's
-renumbering of a steady source after a notice (``AnnouncementPlayer.relay``) per packet against
-handing a packet on unchanged, measured in the same run. ``benchmarks.call_load`` measures the
+callback for a steady source after a notice (``LegProtocol.datagram_received``, the packets
+renumbered into the leg's stream) per packet against the same callback handing a packet on
+unchanged, measured in the same run. ``benchmarks.call_load`` measures the
 whole proxy under load; this isolates the recording's own Python and numpy work.
 """
 
@@ -28,6 +29,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as `callherald serve` runs
 
 import numpy as np
 
+from proxy.aio.media import LegProtocol
 from proxy.aio.playout import AnnouncementPlayer, PlayoutScheduler
 from proxy.aio.recording import FLUSH_GRID_S, CallRecording, flush_together
 from proxy.b2bua.effects import MediaLeg
@@ -83,13 +85,6 @@ class _CountingHandle:
 
 class _NullTransport(asyncio.DatagramTransport):
     def sendto(self, data: bytes | bytearray | memoryview, addr: object = None) -> None: ...
-
-
-class _Leg:
-    transport: asyncio.DatagramTransport | None = _NullTransport()
-    latched: Address | None = ("127.0.0.1", 40000)
-    remote: Address | None = None
-    sock = None
 
 
 def _each(action: Callable[[T], object], items: Sequence[T]) -> Callable[[], None]:
@@ -151,19 +146,31 @@ def measure(calls: int, seconds: int) -> Figures:
     )
 
 
+def _leg_pair() -> tuple[LegProtocol, LegProtocol]:
+    # Two relay legs on null transports: packets from the source leg's peer go to the other's.
+    source, towards = LegProtocol(), LegProtocol()
+    source.other, towards.other = towards, source
+    for leg, port in ((source, 40000), (towards, 40002)):
+        leg.connection_made(_NullTransport())
+        leg.set_remote(("127.0.0.1", port))
+    return source, towards
+
+
 async def _relay_costs(count: int = 200_000) -> tuple[float, float]:
-    # A player after its prompt relays a steady source renumbered; the relay without a player
-    # hands the same packet to sendto unchanged.
-    player = AnnouncementPlayer(_Leg(), PlayoutScheduler())
+    # The relay's callback for a steady source: towards a leg whose player played a prompt (the
+    # packets renumbered into its stream), and towards a leg without one (handed on unchanged).
+    source, towards = _leg_pair()
+    player = AnnouncementPlayer(towards, PlayoutScheduler())
+    towards.outbound = player.relay
     await player.play([b"\xff" * PAYLOAD_BYTES] * 2, payload_type=0, clock_rate=8000, samples_per_frame=160)
     packets = [
         _HEADER.pack(0x80, 0, k & 0xFFFF, k * 160 & 0xFFFFFFFF, 777) + b"\xff" * PAYLOAD_BYTES
         for k in range(count)
     ]
-    target: Address = ("127.0.0.1", 40002)
-    renumber_s = _cpu(_each(lambda packet: player.relay(packet, target), packets))
-    transport = _NullTransport()
-    unchanged_s = _cpu(_each(lambda packet: transport.sendto(packet, target), packets))
+    peer: Address = ("127.0.0.1", 40000)
+    renumber_s = _cpu(_each(lambda packet: source.datagram_received(packet, peer), packets))
+    plain_source, _ = _leg_pair()
+    unchanged_s = _cpu(_each(lambda packet: plain_source.datagram_received(packet, peer), packets))
     return renumber_s / count * 1e6, unchanged_s / count * 1e6
 
 

@@ -3,6 +3,12 @@
 This is the hot path. A packet costs one callback, one attribute chain and one ``sendto``: no
 logging, no parsing, no allocation beyond what the event loop does. Inactivity is found by a
 sweep over per-leg packet counters, not by clock reads per packet.
+
+A leg whose far end hears one stream of callherald's own (after a notice, with a constant SSRC)
+has its relayed packets renumbered into that stream. The leg's announcement player decides how
+(``RelayRenumbering``: constant offsets for one source SSRC) and the relay applies it inline,
+without a Python call per packet; anything else (another source, a prompt playing, the parties
+kept apart) goes through the player's ``outbound`` hook.
 """
 
 from __future__ import annotations
@@ -10,16 +16,39 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Final, NamedTuple, cast
 
 from proxy.b2bua.effects import MediaLeg
 from proxy.b2bua.settings import Address
 
-__all__ = ["LegProtocol", "MediaRelay", "MediaSession"]
+__all__ = ["LegProtocol", "MediaRelay", "MediaSession", "RelayRenumbering"]
 
 _LOG = logging.getLogger("callherald.media")
+
+# RFC 3550 §5.1: the sequence number at octet 2, then the timestamp and the SSRC.
+_SEQUENCE_TIMESTAMP: Final = struct.Struct("!HI")
+_SEQUENCE_TIMESTAMP_SSRC: Final = struct.Struct("!HII")
+# RTCP on an RTP/RTCP-multiplexed port shows 64-95 where RTP has its payload type (RFC 5761 §4).
+_RTCP_MUX_LOW: Final = 64
+_RTCP_MUX_HIGH: Final = 95
+
+
+class RelayRenumbering(NamedTuple):
+    """How the relay renumbers one source's packets into the stream a leg's far end hears.
+
+    A packet of version 2 (RFC 3550 §5.1) from SSRC ``source_ssrc`` gets ``sequence_offset`` and
+    ``timestamp_offset`` added to its numbers (modulo 2**16 and 2**32) and ``ssrc`` for its SSRC;
+    everything else in it is left as it is.
+    """
+
+    source_ssrc: bytes
+    """As the packet carries it: octets 8-11, big-endian."""
+    sequence_offset: int
+    timestamp_offset: int
+    ssrc: int
 
 
 class LegProtocol(asyncio.DatagramProtocol):
@@ -35,6 +64,9 @@ class LegProtocol(asyncio.DatagramProtocol):
         "packets",
         "relatch",
         "remote",
+        "renumber",
+        "renumbered_sequence",
+        "renumbered_timestamp",
         "sock",
         "transport",
     )
@@ -45,6 +77,12 @@ class LegProtocol(asyncio.DatagramProtocol):
         self.outbound: Callable[[bytes, Address], None] | None = None
         # While someone listens to this leg's party (key presses, recording), every packet heard.
         self.inbound: Callable[[bytes], None] | None = None
+        # Set by the leg's announcement player while the relay may renumber packets towards this
+        # leg itself; it reads back the newest sequence number sent and its timestamp when it
+        # takes the stream over again.
+        self.renumber: RelayRenumbering | None = None
+        self.renumbered_sequence = 0
+        self.renumbered_timestamp = 0
         self.sock = sock
         self.closed = False
         self.other: LegProtocol | None = None
@@ -73,14 +111,35 @@ class LegProtocol(asyncio.DatagramProtocol):
         if inbound is not None:
             inbound(data)
         other = self.other
-        if other is not None:
-            target = other.latched or other.remote
-            if target is not None and other.transport is not None:
-                outbound = other.outbound
-                if outbound is None:
-                    other.transport.sendto(data, target)
-                else:
-                    outbound(data, target)
+        if other is None:
+            return
+        target = other.latched or other.remote
+        transport = other.transport
+        if target is None or transport is None:
+            return
+        renumber = other.renumber
+        if (
+            renumber is not None
+            and data[8:12] == renumber.source_ssrc  # the source (and 12 bytes at least)
+            and data[0] & 0xC0 == 0x80
+            and not _RTCP_MUX_LOW <= data[1] & 0x7F <= _RTCP_MUX_HIGH
+        ):
+            sequence, timestamp = _SEQUENCE_TIMESTAMP.unpack_from(data, 2)
+            sequence = (sequence + renumber.sequence_offset) & 0xFFFF
+            timestamp = (timestamp + renumber.timestamp_offset) & 0xFFFFFFFF
+            packet = bytearray(data)
+            _SEQUENCE_TIMESTAMP_SSRC.pack_into(packet, 2, sequence, timestamp, renumber.ssrc)
+            transport.sendto(packet, target)
+            # Keep the newest: later by the wrap-around compare of proxy.rtp.seqnum.seq_newer.
+            if ((sequence - other.renumbered_sequence + 0x8000) & 0xFFFF) > 0x8000:
+                other.renumbered_sequence = sequence
+                other.renumbered_timestamp = timestamp
+            return
+        outbound = other.outbound
+        if outbound is None:
+            transport.sendto(data, target)
+        else:
+            outbound(data, target)
 
     def error_received(self, exc: Exception) -> None:
         pass  # ICMP unreachable from a peer that went away: the inactivity sweep ends the call

@@ -222,6 +222,29 @@ class RtpStreamState:
             self._last_samples = 0
         return packet
 
+    @property
+    def relay_offsets(self) -> tuple[int, int]:
+        """``(sequence offset, timestamp offset)`` that ``translate`` adds (modulo 2**16 and 2**32)
+        to the relayed source's numbers, so that the relay can renumber packets itself.
+
+        Only once the first relayed packet, which carries the marker, went through ``translate``
+        or ``relay_packet``; report what the relay sent with ``note_relayed``.
+        """
+        if not self._relaying or self._marker_pending:
+            raise RtpError("relay_offsets before the first relayed packet was translated")
+        return self._seq_offset, self._ts_offset
+
+    def note_relayed(self, sequence: int, timestamp: int) -> None:
+        """A packet renumbered with ``relay_offsets`` by someone else went out as ``(sequence,
+        timestamp)``: remember it when it is the newest, as ``translate`` would have."""
+        if not self._relaying:
+            raise RtpError("note_relayed before continue_from")
+        if not self._started or seq_newer(sequence, self._last_seq):
+            self._started = True
+            self._last_seq = sequence
+            self._last_ts = timestamp
+            self._last_samples = 0
+
     def _switch_timestamp(self, elapsed_samples: int) -> int:
         if elapsed_samples < 0:
             raise ValueError(f"elapsed_samples must not be negative, got {elapsed_samples}")

@@ -2,8 +2,9 @@
 
 Every scenario runs in its own event loop under ``asyncio.timeout``. The far end is a plain
 datagram endpoint that records each packet with its arrival time; the leg is a real
-``LegProtocol``; the relay hand-over goes through its ``outbound`` hook. Timing asserts are loose (a slow
-machine must not fail them); ``benchmarks.announce_load`` measures timing tightly.
+``LegProtocol``; the relay hand-over goes through its ``outbound`` hook, and a steady relayed
+source is renumbered by the leg itself. Timing asserts are loose (a slow machine must not fail
+them); ``benchmarks.announce_load`` measures timing tightly.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import uvloop
 from announcements import PreparedPrompt, beep_frames, ringback_frames
 from announcements.frames import CODECS, encode_frames
 from proxy.aio.announce import CallAnnouncements
-from proxy.aio.media import LegProtocol, MediaSession
+from proxy.aio.media import LegProtocol, MediaSession, RelayRenumbering
 from proxy.aio.playout import (
     MAX_BURST_FRAMES,
     RELAY_GUARD_PACKETS,
@@ -177,6 +178,17 @@ class Rig:
             self.other_party.send(bytes(packet), leg_address(self.other_leg))
             sent.append(packet)
         return sent
+
+    async def burst(self, count: int, *, ssrc: int = SOURCE_SSRC) -> list[RtpPacket]:
+        """The other party sends its next ``count`` packets about a millisecond apart."""
+        sent = [self.source_packet(ssrc=ssrc) for _ in range(count)]
+        await self.send(sent)
+        return sent
+
+    async def send(self, packets: Sequence[RtpPacket]) -> None:
+        for packet in packets:
+            self.other_party.send(bytes(packet), leg_address(self.other_leg))
+            await asyncio.sleep(0.001)
 
 
 @contextlib.asynccontextmanager
@@ -734,6 +746,103 @@ def test_a_new_source_while_relaying_is_anchored_again() -> None:
     run(scenario)
 
 
+# The relay renumbering a steady source itself ---------------------------------------------------
+
+
+def test_the_relay_renumbers_a_steady_source_and_a_prompt_continues_from_the_newest() -> None:
+    async def scenario() -> None:
+        async with rig() as r:
+            await pcmu(r.player, distinct_frames(2))
+            await r.burst(RELAY_GUARD_PACKETS + 10)
+            handed_to_relay = r.leg.renumber is not None  # past the guard: the relay renumbers by itself
+            older, newest = r.source_packet(), r.source_packet()
+            await r.send([newest, older])  # reordered on the way
+            relayed = RELAY_GUARD_PACKETS + 12
+            await r.far.wait_for(2 + relayed)
+            prompt = distinct_frames(3)
+            await pcmu(r.player, prompt)
+            taken_back = r.leg.renumber is None  # the player took the stream back for its prompt
+            assert (handed_to_relay, taken_back) == (True, True)
+            await r.far.wait_for(2 + relayed + 3)
+            await asyncio.sleep(QUIET_S)
+            packets = r.far.packets
+            assert [p.ssrc for p in packets] == [SSRC] * len(packets)
+            by_source = packets[2 : 2 + relayed]
+            assert [p.payload for p in by_source] == [p.payload for p in (*r.source_sent[:-2], newest, older)]
+            assert [p.payload for p in packets[-3:]] == list(prompt)
+            # The relayed packets keep the source's order and steps; the prompt follows the newest.
+            last_relayed = max(by_source, key=lambda p: seq_diff(p.sequence, by_source[0].sequence))
+            assert last_relayed.payload == newest.payload
+            assert [p.sequence for p in packets[-3:]] == [
+                seq_add(last_relayed.sequence, i) for i in (1, 2, 3)
+            ]
+            assert ts_diff(packets[-3].timestamp, last_relayed.timestamp) >= SAMPLES
+            assert [p.marker for p in packets[-3:]] == [True, False, False]
+            assert sorted(seq_diff(p.sequence, 1002) for p in by_source) == list(range(relayed))
+
+    run(scenario)
+
+
+def test_keeping_the_parties_apart_stops_a_renumbering_relay_at_once() -> None:
+    """Keeping the parties apart (notice and consent) must drop the very next relayed packet, also
+    when the relay renumbers by itself."""
+
+    async def scenario() -> None:
+        async with rig() as r:
+            r.leg.outbound = None  # the rig's own player stays out of it
+            session = MediaSession(
+                call_ref="call",
+                rtp={MediaLeg.A: r.leg, MediaLeg.B: r.other_leg},
+                rtcp={MediaLeg.A: LegProtocol(), MediaLeg.B: LegProtocol()},
+                last_activity=0.0,
+            )
+            announcements = CallAnnouncements(session=session, scheduler=r.scheduler)
+            await announcements.play(
+                MediaLeg.A, distinct_frames(2), MediaFormat(codec="pcmu", payload_type=0)
+            )
+            await asyncio.sleep(0)  # the playout's done callbacks
+            before = await r.burst(RELAY_GUARD_PACKETS + 5)
+            await r.far.wait_for(2 + len(before))
+            assert r.leg.renumber is not None
+            announcements.bridge(False)
+            kept_apart = await r.burst(5)
+            await asyncio.sleep(QUIET_S)
+            assert len(r.far.arrivals) == 2 + len(before)
+            assert announcements.players[MediaLeg.A].relay_dropped == len(kept_apart)
+            announcements.bridge(True)
+            after = await r.burst(RELAY_GUARD_PACKETS + 5)
+            await r.far.wait_for(2 + len(before) + len(after))
+            assert r.leg.renumber is not None
+            packets = r.far.packets
+            assert [p.payload for p in packets[2:]] == [p.payload for p in (*before, *after)]
+            assert {p.ssrc for p in packets} == {announcements.players[MediaLeg.A].ssrc}
+            steps = [seq_diff(b.sequence, a.sequence) for a, b in itertools.pairwise(packets)]
+            assert steps == [1] * (1 + len(before)) + [1 + len(kept_apart)] + [1] * (len(after) - 1)
+            announcements.close()
+            assert r.leg.renumber is None
+
+    run(scenario)
+
+
+def test_a_new_source_takes_the_stream_over_from_a_renumbering_relay() -> None:
+    async def scenario() -> None:
+        async with rig() as r:
+            await pcmu(r.player, distinct_frames(2))
+            first = await r.burst(RELAY_GUARD_PACKETS + 5)
+            r.source_sequence, r.source_timestamp = 7, 99  # a transfer: new SSRC, numbering restarts
+            second = await r.burst(4, ssrc=SOURCE_SSRC + 1)
+            await r.far.wait_for(2 + len(first) + len(second))
+            await asyncio.sleep(QUIET_S)
+            packets = r.far.packets
+            assert [p.sequence for p in packets] == [seq_add(1000, i) for i in range(len(packets))]
+            assert [p.ssrc for p in packets] == [SSRC] * len(packets)
+            switch = 2 + len(first)
+            assert [i for i, p in enumerate(packets) if p.marker] == [0, 2, switch]
+            assert ts_diff(packets[switch].timestamp, packets[switch - 1].timestamp) >= SAMPLES
+
+    run(scenario)
+
+
 # The relay hook, packet by packet (recording transport, no sockets) -------------------------------
 
 
@@ -751,6 +860,9 @@ class FakeLeg:
     latched: Address | None = None
     remote: Address | None = ("192.0.2.1", 4000)
     sock: socket.socket | None = None
+    renumber: RelayRenumbering | None = None
+    renumbered_sequence: int = 0
+    renumbered_timestamp: int = 0
 
 
 def source(sequence: int, timestamp: int, *, ssrc: int = SOURCE_SSRC, marker: bool = False) -> bytes:

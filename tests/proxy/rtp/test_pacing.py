@@ -164,6 +164,20 @@ def _start_relaying(stream: RtpStreamState) -> None:
         ),
         pytest.param(
             _start_relaying,
+            lambda s: s.relay_offsets,
+            RtpError,
+            "relay_offsets before the first relayed packet was translated",
+            id="offsets-before-the-marked-packet",
+        ),
+        pytest.param(
+            _no_setup,
+            lambda s: s.note_relayed(1, 1),
+            RtpError,
+            "note_relayed before continue_from",
+            id="note-relayed-first",
+        ),
+        pytest.param(
+            _start_relaying,
             lambda s: s.next_frame(160),
             RtpError,
             "next_frame while relaying: call resume_local first",
@@ -283,3 +297,25 @@ def test_relay_packet_is_translate_then_rewrite_header(
     for stream in (one_step, two_steps):
         stream.resume_local(elapsed_samples=elapsed)
     assert one_step.next_frame(160) == two_steps.next_frame(160)
+
+
+def test_packets_renumbered_elsewhere_are_continued_from_the_newest() -> None:
+    """The relay renumbers with ``relay_offsets`` and reports back; reordered reports do not move
+    the stream back, and the next generated frame follows the newest across the wrap."""
+    stream = RtpStreamState(ssrc=7, sequence=65533, timestamp=0xFFFFFE00)
+    stream.next_frame(160)  # 65533
+    stream.continue_from(source_sequence=40, source_timestamp=1000, elapsed_samples=160)
+    assert stream.translate(40, 1000, False) == (65534, 0xFFFFFEA0, True)
+    sequence_offset, timestamp_offset = stream.relay_offsets
+
+    def renumbered(source_sequence: int, source_timestamp: int) -> tuple[int, int]:
+        return (source_sequence + sequence_offset) & 0xFFFF, (
+            source_timestamp + timestamp_offset
+        ) & 0xFFFFFFFF
+
+    assert renumbered(41, 1160) == stream.translate(41, 1160, False)[:2]
+    for source_sequence in (42, 44, 43):  # 44 overtook 43 on the way
+        stream.note_relayed(*renumbered(source_sequence, 1000 + (source_sequence - 40) * 160))
+    assert (stream.last_sequence, stream.last_timestamp) == renumbered(44, 1640) == (2, 0x120)
+    stream.resume_local(elapsed_samples=160)
+    assert stream.next_frame(160) == (3, 0x1C0, True)
