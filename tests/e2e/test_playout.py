@@ -179,6 +179,17 @@ class Rig:
             sent.append(packet)
         return sent
 
+    def call_announcements(self, *, constant_ssrc: bool = True) -> CallAnnouncements:
+        """Players of a call's own (legs a and b as the call's legs A and B) in place of the rig's."""
+        self.leg.outbound = None
+        session = MediaSession(
+            call_ref="call",
+            rtp={MediaLeg.A: self.leg, MediaLeg.B: self.other_leg},
+            rtcp={MediaLeg.A: LegProtocol(), MediaLeg.B: LegProtocol()},
+            last_activity=0.0,
+        )
+        return CallAnnouncements(session=session, scheduler=self.scheduler, constant_ssrc=constant_ssrc)
+
     async def burst(self, count: int, *, ssrc: int = SOURCE_SSRC) -> list[RtpPacket]:
         """The other party sends its next ``count`` packets about a millisecond apart."""
         sent = [self.source_packet(ssrc=ssrc) for _ in range(count)]
@@ -685,16 +696,7 @@ def test_call_announcements_hook_a_player_in_only_while_it_has_a_say(constant_ss
 
     async def scenario() -> None:
         async with rig() as r:
-            r.leg.outbound = None  # the rig's own player stays out of it
-            session = MediaSession(
-                call_ref="call",
-                rtp={MediaLeg.A: r.leg, MediaLeg.B: r.other_leg},
-                rtcp={MediaLeg.A: LegProtocol(), MediaLeg.B: LegProtocol()},
-                last_activity=0.0,
-            )
-            announcements = CallAnnouncements(
-                session=session, scheduler=r.scheduler, constant_ssrc=constant_ssrc
-            )
+            announcements = r.call_announcements(constant_ssrc=constant_ssrc)
             players = announcements.players
 
             def hooked() -> list[bool]:
@@ -789,14 +791,7 @@ def test_keeping_the_parties_apart_stops_a_renumbering_relay_at_once() -> None:
 
     async def scenario() -> None:
         async with rig() as r:
-            r.leg.outbound = None  # the rig's own player stays out of it
-            session = MediaSession(
-                call_ref="call",
-                rtp={MediaLeg.A: r.leg, MediaLeg.B: r.other_leg},
-                rtcp={MediaLeg.A: LegProtocol(), MediaLeg.B: LegProtocol()},
-                last_activity=0.0,
-            )
-            announcements = CallAnnouncements(session=session, scheduler=r.scheduler)
+            announcements = r.call_announcements()
             await announcements.play(
                 MediaLeg.A, distinct_frames(2), MediaFormat(codec="pcmu", payload_type=0)
             )
