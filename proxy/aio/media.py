@@ -1,14 +1,14 @@
 """The RTP relay: one socket pair per leg, latched to the first source heard (symmetric RTP).
 
-This is the hot path. A packet costs one callback, one attribute chain and one ``sendto``: no
-logging, no parsing, no allocation beyond what the event loop does. Inactivity is found by a
-sweep over per-leg packet counters, not by clock reads per packet.
+This is the hot path. A packet passed on unchanged costs one callback, one attribute chain and
+one ``sendto``: no logging, no parsing, no allocation beyond what the event loop does. Inactivity
+is found by a sweep over per-leg packet counters, not by clock reads per packet.
 
 A leg whose far end hears one stream of callherald's own (after a notice, with a constant SSRC)
 has its relayed packets renumbered into that stream. The leg's announcement player decides how
 (``RelayRenumbering``: constant offsets for one source SSRC) and the relay applies it inline,
-without a Python call per packet; anything else (another source, a prompt playing, the parties
-kept apart) goes through the player's ``outbound`` hook.
+without a Python call per packet (a header unpack, a copy and a pack); anything else (another
+source, a prompt playing, the parties kept apart) goes through the player's ``outbound`` hook.
 """
 
 from __future__ import annotations
