@@ -556,7 +556,7 @@ class AnnouncementPlayer:
         if leg.renumber is None:
             return
         leg.renumber = None
-        self._state.note_relayed(leg.renumbered_sequence, leg.renumbered_timestamp)
+        self._state.relayed_up_to(leg.renumbered_sequence, leg.renumbered_timestamp)
 
     def _elapsed_samples(self, at: float, clock_rate: int) -> int:
         """Media time from the newest packet sent to ``at``, in samples (0 before the first)."""

@@ -228,22 +228,25 @@ class RtpStreamState:
         to the relayed source's numbers, so that the relay can renumber packets itself.
 
         Only once the first relayed packet, which carries the marker, went through ``translate``
-        or ``relay_packet``; report what the relay sent with ``note_relayed``.
+        or ``relay_packet``; report what the relay sent with ``relayed_up_to``.
         """
         if not self._relaying or self._marker_pending:
             raise RtpError("relay_offsets before the first relayed packet was translated")
         return self._seq_offset, self._ts_offset
 
-    def note_relayed(self, sequence: int, timestamp: int) -> None:
-        """A packet renumbered with ``relay_offsets`` by someone else went out as ``(sequence,
-        timestamp)``: remember it when it is the newest, as ``translate`` would have."""
+    def relayed_up_to(self, sequence: int, timestamp: int) -> None:
+        """Someone else renumbered packets with ``relay_offsets``, and ``(sequence, timestamp)`` is
+        the newest one it sent (it keeps the newest packet by packet): the stream continues from it.
+
+        Taken as it is, not compared with the last packet this state saw: a relay that ran for
+        long may have moved more than half the sequence space past it (RFC 1982 cannot order that).
+        """
         if not self._relaying:
-            raise RtpError("note_relayed before continue_from")
-        if not self._started or seq_newer(sequence, self._last_seq):
-            self._started = True
-            self._last_seq = sequence
-            self._last_ts = timestamp
-            self._last_samples = 0
+            raise RtpError("relayed_up_to before continue_from")
+        self._started = True
+        self._last_seq = sequence
+        self._last_ts = timestamp
+        self._last_samples = 0
 
     def _switch_timestamp(self, elapsed_samples: int) -> int:
         if elapsed_samples < 0:

@@ -171,9 +171,9 @@ def _start_relaying(stream: RtpStreamState) -> None:
         ),
         pytest.param(
             _no_setup,
-            lambda s: s.note_relayed(1, 1),
+            lambda s: s.relayed_up_to(1, 1),
             RtpError,
-            "note_relayed before continue_from",
+            "relayed_up_to before continue_from",
             id="note-relayed-first",
         ),
         pytest.param(
@@ -300,8 +300,8 @@ def test_relay_packet_is_translate_then_rewrite_header(
 
 
 def test_packets_renumbered_elsewhere_are_continued_from_the_newest() -> None:
-    """The relay renumbers with ``relay_offsets`` and reports back; reordered reports do not move
-    the stream back, and the next generated frame follows the newest across the wrap."""
+    """The relay renumbers with ``relay_offsets`` and reports the newest packet it sent, however
+    far past the last one the state saw; the next generated frame follows it across the wrap."""
     stream = RtpStreamState(ssrc=7, sequence=65533, timestamp=0xFFFFFE00)
     stream.next_frame(160)  # 65533
     stream.continue_from(source_sequence=40, source_timestamp=1000, elapsed_samples=160)
@@ -314,8 +314,14 @@ def test_packets_renumbered_elsewhere_are_continued_from_the_newest() -> None:
         ) & 0xFFFFFFFF
 
     assert renumbered(41, 1160) == stream.translate(41, 1160, False)[:2]
-    for source_sequence in (42, 44, 43):  # 44 overtook 43 on the way
-        stream.note_relayed(*renumbered(source_sequence, 1000 + (source_sequence - 40) * 160))
-    assert (stream.last_sequence, stream.last_timestamp) == renumbered(44, 1640) == (2, 0x120)
+    stream.relayed_up_to(*renumbered(44, 1640))
+    assert (stream.last_sequence, stream.last_timestamp) == (2, 0x120)
     stream.resume_local(elapsed_samples=160)
     assert stream.next_frame(160) == (3, 0x1C0, True)
+    # Eleven minutes of relaying: 32,768 packets, half the sequence space past the last frame.
+    stream.continue_from(source_sequence=7, source_timestamp=0, elapsed_samples=160)
+    stream.translate(7, 0, False)
+    offset = stream.relay_offsets[0]
+    stream.relayed_up_to((7 + 32_768 + offset) & 0xFFFF, 5_243_040)
+    stream.resume_local(elapsed_samples=160)
+    assert stream.next_frame(160)[0] == (4 + 32_768 + 1) & 0xFFFF
