@@ -23,6 +23,7 @@ from typing import Final, NamedTuple, cast
 
 from proxy.b2bua.effects import MediaLeg
 from proxy.b2bua.settings import Address
+from proxy.rtp.packet import RTCP_PT_HIGH, RTCP_PT_LOW
 
 __all__ = ["LegProtocol", "MediaRelay", "MediaSession", "RelayRenumbering"]
 
@@ -31,9 +32,6 @@ _LOG = logging.getLogger("callherald.media")
 # RFC 3550 §5.1: the sequence number at octet 2, then the timestamp and the SSRC.
 _SEQUENCE_TIMESTAMP: Final = struct.Struct("!HI")
 _SEQUENCE_TIMESTAMP_SSRC: Final = struct.Struct("!HII")
-# RTCP on an RTP/RTCP-multiplexed port shows 64-95 where RTP has its payload type (RFC 5761 §4).
-_RTCP_MUX_LOW: Final = 64
-_RTCP_MUX_HIGH: Final = 95
 
 
 class RelayRenumbering(NamedTuple):
@@ -122,7 +120,7 @@ class LegProtocol(asyncio.DatagramProtocol):
             renumber is not None
             and data[8:12] == renumber.source_ssrc  # the source (and 12 bytes at least)
             and data[0] & 0xC0 == 0x80
-            and not _RTCP_MUX_LOW <= data[1] & 0x7F <= _RTCP_MUX_HIGH
+            and not RTCP_PT_LOW <= data[1] & 0x7F <= RTCP_PT_HIGH  # RFC 5761 §4
         ):
             sequence, timestamp = _SEQUENCE_TIMESTAMP.unpack_from(data, 2)
             sequence = (sequence + renumber.sequence_offset) & 0xFFFF

@@ -74,7 +74,7 @@ from proxy.aio.media import RelayRenumbering
 from proxy.b2bua.settings import Address
 from proxy.rtp.errors import RtpError
 from proxy.rtp.pacing import PacedClock, RtpStreamState
-from proxy.rtp.packet import peek_header, rewrite_header
+from proxy.rtp.packet import RTCP_PT_HIGH, RTCP_PT_LOW, peek_header, rewrite_header
 from proxy.rtp.seqnum import seq_newer, ts_diff
 
 __all__ = [
@@ -103,9 +103,6 @@ RELAY_GUARD_PACKETS: Final = 100
 _HEADER: Final = struct.Struct("!BBHII")  # V/P/X/CC, M/PT, sequence, timestamp, SSRC (RFC 3550 §5.1)
 _VERSION_BYTE: Final = 0x80
 _MARKER: Final = 0x80
-# RTCP on an RTP/RTCP-multiplexed port shows 64-95 where RTP has its payload type (RFC 5761 §4).
-_RTCP_MUX_LOW: Final = 64
-_RTCP_MUX_HIGH: Final = 95
 
 
 class PlayoutLeg(Protocol):
@@ -495,23 +492,12 @@ class AnnouncementPlayer:
         if not self._rewriting:
             transport.sendto(data, target)
             return
-        if (
-            self._guard == 0
-            and data[8:12] == self._source_ssrc_bytes  # the anchored source (and 12 bytes at least)
-            and data[0] & 0xC0 == 0x80
-            and not _RTCP_MUX_LOW <= data[1] & 0x7F <= _RTCP_MUX_HIGH
-        ):
-            # The steady state: the source's packets past the reorder guard, two additions each,
-            # from now on done by the relay itself.
-            transport.sendto(self._state.relay_packet(data), target)
-            self._hand_renumbering_to_relay()
-            return
         try:
             payload_type, sequence, timestamp, ssrc, marker = peek_header(data)
         except RtpError:
             self.relay_dropped += 1
             return
-        if _RTCP_MUX_LOW <= payload_type <= _RTCP_MUX_HIGH:
+        if RTCP_PT_LOW <= payload_type <= RTCP_PT_HIGH:  # multiplexed RTCP (RFC 5761 §4)
             transport.sendto(data, target)
             return
         if ssrc != self._source_ssrc:
@@ -527,6 +513,8 @@ class AnnouncementPlayer:
             rewrite_header(data, sequence=sequence, timestamp=timestamp, ssrc=self._ssrc, marker=marker),
             target,
         )
+        if not self._guard:
+            self._hand_renumbering_to_relay()  # the source is steady: the relay takes it from here
 
     # Internals ---------------------------------------------------------------------------------
 

@@ -34,17 +34,12 @@ Contract of ``RtpStreamState``
 from __future__ import annotations
 
 import math
-import struct
 from dataclasses import dataclass
 
 from proxy.rtp.errors import RtpError
 from proxy.rtp.seqnum import seq_add, seq_newer, ts_add
 
 __all__ = ["PacedClock", "RtpStreamState"]
-
-# RFC 3550 §5.1: the sequence number at octet 2, then the timestamp and the SSRC.
-_SEQUENCE_TIMESTAMP = struct.Struct("!HI")
-_SEQUENCE_TIMESTAMP_SSRC = struct.Struct("!HII")
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,37 +193,13 @@ class RtpStreamState:
             self._last_samples = 0
         return sequence, timestamp, marker
 
-    def relay_packet(self, data: bytes) -> bytearray:
-        """``data``, a relayed RTP packet, renumbered into this stream: ``translate`` and
-        ``rewrite_header`` in one step, for the per-packet relay path.
-
-        The caller has checked the fixed header (at least 12 bytes, version 2); everything after
-        the sequence number, timestamp and SSRC is copied unchanged.
-        """
-        if not self._relaying:
-            raise RtpError("relay_packet before continue_from")
-        sequence, timestamp = _SEQUENCE_TIMESTAMP.unpack_from(data, 2)
-        sequence = (sequence + self._seq_offset) & 0xFFFF
-        timestamp = (timestamp + self._ts_offset) & 0xFFFFFFFF
-        packet = bytearray(data)
-        if self._marker_pending:
-            packet[1] |= 0x80
-            self._marker_pending = False
-        _SEQUENCE_TIMESTAMP_SSRC.pack_into(packet, 2, sequence, timestamp, self._ssrc)
-        if not self._started or seq_newer(sequence, self._last_seq):
-            self._started = True
-            self._last_seq = sequence
-            self._last_ts = timestamp
-            self._last_samples = 0
-        return packet
-
     @property
     def relay_offsets(self) -> tuple[int, int]:
         """``(sequence offset, timestamp offset)`` that ``translate`` adds (modulo 2**16 and 2**32)
         to the relayed source's numbers, so that the relay can renumber packets itself.
 
-        Only once the first relayed packet, which carries the marker, went through ``translate``
-        or ``relay_packet``; report what the relay sent with ``relayed_up_to``.
+        Only once the first relayed packet, which carries the marker, went through ``translate``;
+        report what the relay sent with ``relayed_up_to``.
         """
         if not self._relaying or self._marker_pending:
             raise RtpError("relay_offsets before the first relayed packet was translated")

@@ -24,6 +24,8 @@ from proxy.rtp.errors import RtpError
 __all__ = [
     "RTCP_APP",
     "RTCP_BYE",
+    "RTCP_PT_HIGH",
+    "RTCP_PT_LOW",
     "RTCP_RR",
     "RTCP_SDES",
     "RTCP_SR",
@@ -51,8 +53,8 @@ RTCP_BYE = 203
 RTCP_APP = 204
 
 # Second octet of a demultiplexed packet, marker bit masked off (RFC 5761 §4).
-_RTCP_PT_LOW = 64
-_RTCP_PT_HIGH = 95
+RTCP_PT_LOW = 64
+RTCP_PT_HIGH = 95
 
 _HEADER = struct.Struct("!BBHII")  # V/P/X/CC, M/PT, sequence, timestamp, SSRC
 _EXT_HEADER = struct.Struct("!HH")  # profile, length in 32-bit words
@@ -231,7 +233,7 @@ def is_rtcp(data: bytes) -> bool:
     RTCP packet types 192-223 put 64-95 in the second octet's low seven bits; RTP payload types
     64-95 are forbidden on a multiplexed port, so masking the marker bit tells the two apart.
     """
-    return len(data) >= 2 and _RTCP_PT_LOW <= (data[1] & 0x7F) <= _RTCP_PT_HIGH
+    return len(data) >= 2 and RTCP_PT_LOW <= (data[1] & 0x7F) <= RTCP_PT_HIGH
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

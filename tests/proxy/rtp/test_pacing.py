@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from proxy.rtp.errors import RtpError
 from proxy.rtp.pacing import PacedClock, RtpStreamState
-from proxy.rtp.packet import rewrite_header
 from proxy.rtp.seqnum import seq_add, ts_diff
 
 FRAME_S = 0.02
@@ -156,13 +155,6 @@ def _start_relaying(stream: RtpStreamState) -> None:
             id="translate-first",
         ),
         pytest.param(
-            _no_setup,
-            lambda s: s.relay_packet(bytes(172)),
-            RtpError,
-            "relay_packet before continue_from",
-            id="relay-packet-first",
-        ),
-        pytest.param(
             _start_relaying,
             lambda s: s.relay_offsets,
             RtpError,
@@ -257,46 +249,6 @@ def test_numbering_stays_continuous_across_any_switches(
         assert ts_diff(ts_b, ts_a) > 0
     starts = {sum(c for _, c, *_ in segments[:i]) for i in range(len(segments))}
     assert [i for i, (_, _, marker) in enumerate(emitted) if marker] == sorted(starts)
-
-
-RELAYED = st.lists(
-    st.tuples(
-        st.integers(0, 0xFFFF),  # sequence
-        st.integers(0, 0xFFFFFFFF),  # timestamp
-        st.booleans(),  # marker
-        st.binary(min_size=0, max_size=40),  # CSRCs, extension, payload: copied as they are
-    ),
-    min_size=1,
-    max_size=30,
-)
-
-
-@given(st.integers(0, 0xFFFF), st.integers(0, 0xFFFFFFFF), RELAYED, st.integers(0, 2000))
-def test_relay_packet_is_translate_then_rewrite_header(
-    sequence: int, timestamp: int, packets: list[tuple[int, int, bool, bytes]], elapsed: int
-) -> None:
-    # The one-step relay path must number every packet, and leave the state for the next switch,
-    # exactly as translate + rewrite_header do, for any order of source packets.
-    one_step = RtpStreamState(ssrc=0x1234ABCD, sequence=sequence, timestamp=timestamp)
-    two_steps = RtpStreamState(ssrc=0x1234ABCD, sequence=sequence, timestamp=timestamp)
-    for stream in (one_step, two_steps):
-        stream.next_frame(160)
-        stream.continue_from(source_sequence=packets[0][0], source_timestamp=packets[0][1], elapsed_samples=0)
-    for seq, ts, marker, rest in packets:
-        data = bytes([0x80, (0x80 if marker else 0) | 8]) + seq.to_bytes(2, "big") + ts.to_bytes(4, "big")
-        data += b"\x01\x02\x03\x04" + rest
-        new_seq, new_ts, new_marker = two_steps.translate(seq, ts, marker)
-        expected = rewrite_header(
-            data, sequence=new_seq, timestamp=new_ts, ssrc=0x1234ABCD, marker=new_marker
-        )
-        assert bytes(one_step.relay_packet(data)) == expected
-        assert (one_step.last_sequence, one_step.last_timestamp) == (
-            two_steps.last_sequence,
-            two_steps.last_timestamp,
-        )
-    for stream in (one_step, two_steps):
-        stream.resume_local(elapsed_samples=elapsed)
-    assert one_step.next_frame(160) == two_steps.next_frame(160)
 
 
 def test_packets_renumbered_elsewhere_are_continued_from_the_newest() -> None:
