@@ -699,11 +699,15 @@ def test_modes_pick_the_runs_and_an_announced_call_records_nothing(
     assert (announced["successful_calls"], announced["callherald_calls_started"]) == (2, 2)
     assert announced["recordings"] is None
     assert announced["callherald_log_problems"] == []  # recording switched off is no warning
-    # The notice kept the first packets from coming back. Both runs' agents got the notice's frames
-    # echoed back by the UAS; only the recorded calls' agents got a beep (8 frames) on top.
-    assert announced["rtp"]["packets_before_first_back"] >= 2 * round(call_load.NOTICE_S / 0.02)
+    # The notice kept the first packets from coming back. Both runs' agents got the notice's frames;
+    # only the recorded calls' agents got a beep (8 frames) on top. In the announced run one more
+    # frame of callherald's per call may slip through when its echo races the joining of the
+    # parties; in the recorded run the beep, playing to the agent then, holds it back.
+    notice_frames = round(call_load.NOTICE_S / 0.02)
+    assert announced["rtp"]["packets_before_first_back"] >= 2 * notice_frames
     beep_frames = -(-BEEP_MS // 20)
-    assert row["recorded"]["rtp"]["stray"] - announced["rtp"]["stray"] >= 2 * beep_frames
+    assert 2 * notice_frames <= announced["rtp"]["stray"] <= 2 * (notice_frames + 1)
+    assert row["recorded"]["rtp"]["stray"] >= 2 * (notice_frames + beep_frames)
 
 
 def test_callherald_gets_a_cpu_of_its_own_when_pinned() -> None:
