@@ -327,7 +327,6 @@ class AnnouncementPlayer:
         "_scheduler",
         "_source_anchor",
         "_source_ssrc",
-        "_source_ssrc_bytes",
         "_ssrc",
         "_state",
         "frames_sent",
@@ -363,7 +362,6 @@ class AnnouncementPlayer:
         self._anchor_time = 0.0
         self._anchor_ts = 0
         self._source_ssrc: int | None = None
-        self._source_ssrc_bytes = b""  # the same, as it stands in a packet (octets 8-11)
         self._source_anchor = 0
         self._guard = 0
         self.frames_sent = 0
@@ -457,7 +455,6 @@ class AnnouncementPlayer:
         self._frame_samples = samples_per_frame
         self._rewriting = self._renumber_relayed
         self._source_ssrc = None  # relaying after this prompt anchors afresh
-        self._source_ssrc_bytes = b""
         playout._first_tick = self._scheduler._add(self)
         if not_before is not None:
             playout._first_tick = max(playout._first_tick, self._scheduler.tick_at_or_after(not_before))
@@ -529,10 +526,11 @@ class AnnouncementPlayer:
         last_sequence, last_timestamp = state.last_sequence, state.last_timestamp
         assert last_sequence is not None  # a packet was translated
         assert last_timestamp is not None
+        assert self._source_ssrc is not None  # anchored on it
         leg.renumbered_sequence = last_sequence
         leg.renumbered_timestamp = last_timestamp
         leg.renumber = RelayRenumbering(
-            source_ssrc=self._source_ssrc_bytes,
+            source_ssrc=self._source_ssrc,
             sequence_offset=sequence_offset,
             timestamp_offset=timestamp_offset,
             ssrc=self._ssrc,
@@ -574,7 +572,6 @@ class AnnouncementPlayer:
             elapsed_samples=max(self._elapsed_samples(now, self._clock_rate), self._frame_samples),
         )
         self._source_ssrc = ssrc
-        self._source_ssrc_bytes = ssrc.to_bytes(4, "big")
         self._source_anchor = sequence
         self._guard = RELAY_GUARD_PACKETS
         sequence, timestamp, marker = state.translate(sequence, timestamp, marker)

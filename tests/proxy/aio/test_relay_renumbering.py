@@ -15,7 +15,7 @@ from proxy.rtp.pacing import RtpStreamState
 from proxy.rtp.packet import rewrite_header
 
 SSRC = 0x1234ABCD
-SOURCE_SSRC = b"\x01\x02\x03\x04"
+SOURCE_SSRC = 0x01020304
 FAR_END: Address = ("192.0.2.9", 5000)
 PEER: Address = ("192.0.2.8", 4000)
 
@@ -41,7 +41,7 @@ class RecordingTransport:
 
 def source_packet(sequence: int, timestamp: int, marker: bool, rest: bytes) -> bytes:
     header = bytes([0x80, (0x80 if marker else 0) | 8]) + sequence.to_bytes(2, "big")
-    return header + timestamp.to_bytes(4, "big") + SOURCE_SSRC + rest
+    return header + timestamp.to_bytes(4, "big") + SOURCE_SSRC.to_bytes(4, "big") + rest
 
 
 @given(st.integers(0, 0xFFFF), st.integers(0, 0xFFFFFFFF), RELAYED, st.integers(0, 2000))
@@ -99,7 +99,7 @@ def test_other_sources_and_multiplexed_rtcp_go_through_the_hook() -> None:
     towards.renumber = RelayRenumbering(SOURCE_SSRC, 5, 7, SSRC)
     other_source = source_packet(1, 160, False, b"x")[:8] + b"\x09\x09\x09\x09" + b"x"
     # An SR (second octet 200: 72 with the marker bit masked) whose octets 8-11 match the source.
-    rtcp = bytes([0x80, 200]) + bytes(6) + SOURCE_SSRC + bytes(4)
+    rtcp = bytes([0x80, 200]) + bytes(6) + SOURCE_SSRC.to_bytes(4, "big") + bytes(4)
     short = source_packet(1, 160, False, b"")[:11]
     for data in (other_source, rtcp, short):
         source.datagram_received(data, PEER)
