@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -65,6 +66,10 @@ def test_serve_without_config_listens_on_the_embedded_default(tmp_path: Path) ->
         output, _ = process.communicate(timeout=10)
     assert process.returncode == 0
     assert b"running the embedded default" in output
+    # Full collections must not walk the start-up objects while calls are relayed.
+    set_aside = re.search(rb"start-up objects set aside from the garbage collector: (\d+)", output)
+    assert set_aside is not None, output.decode(errors="replace")
+    assert int(set_aside.group(1)) > 10_000
 
 
 @pytest.mark.timeout(40)
