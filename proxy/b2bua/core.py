@@ -149,6 +149,21 @@ class _ClientContext:
     transfer: Transfer | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Resend2xx:
+    """A 2xx to an INVITE resent until its ACK (RFC 3261 §13.3.1.4), and until when."""
+
+    call: Call
+    leg: MediaLeg
+    dialog: Dialog
+    response: Response
+    give_up: float
+
+    @property
+    def key(self) -> str:
+        return f"{self.call.ref}:2xx:{self.leg}"
+
+
 def _status_for_caller(status: int) -> int:
     """Map the callee side's final failure to what the caller side hears.
 
@@ -2036,28 +2051,27 @@ class B2bua:
     def _retransmit_2xx(self, call: Call, leg: MediaLeg, response: Response, seq: int, now: float) -> None:
         """Resend a 2xx to an INVITE until its ACK arrives (§13.3.1.4): T1 doubling to T2, up to 64*T1."""
         call.unacked_2xx[leg] = (response, seq)
-        dialog = call.dialog(leg)
-        config = self._timer_config
-        give_up = now + 64 * config.t1_s
-        key = f"{call.ref}:2xx:{leg}"
+        t1_s = self._timer_config.t1_s
+        resend = _Resend2xx(
+            call=call, leg=leg, dialog=call.dialog(leg), response=response, give_up=now + 64 * t1_s
+        )
+        self._arm(resend.key, now + t1_s, partial(self._resend_2xx, resend, t1_s))
 
-        def resend(interval: float) -> Callable[[float, list[Effect]], None]:
-            def action(at: float, out: list[Effect]) -> None:
-                if call.unacked_2xx.get(leg) is None or call.ref not in self._calls:
-                    return
-                if at >= give_up:
-                    out.append(
-                        LogEvent(level="warning", text=f"no ACK for 2xx on leg {leg}", call_ref=call.ref)
-                    )
-                    self._hang_up(call, "no-ack", at, out)
-                    return
-                out.append(SendSip(message=response, destination=dialog.peer, side=dialog.side))
-                next_interval = min(interval * 2, config.t2_s)
-                self._arm(key, min(at + next_interval, give_up), resend(next_interval))
-
-            return action
-
-        self._arm(key, now + config.t1_s, resend(config.t1_s))
+    def _resend_2xx(self, resend: _Resend2xx, interval: float, at: float, out: list[Effect]) -> None:
+        # A timer action, a method and not a closure that arms itself: such a closure is a reference
+        # cycle, and would keep the ended call for the garbage collector to find.
+        call, leg = resend.call, resend.leg
+        if call.unacked_2xx.get(leg) is None or call.ref not in self._calls:
+            return
+        if at >= resend.give_up:
+            out.append(LogEvent(level="warning", text=f"no ACK for 2xx on leg {leg}", call_ref=call.ref))
+            self._hang_up(call, "no-ack", at, out)
+            return
+        dialog = resend.dialog
+        out.append(SendSip(message=resend.response, destination=dialog.peer, side=dialog.side))
+        next_interval = min(interval * 2, self._timer_config.t2_s)
+        deadline = min(at + next_interval, resend.give_up)
+        self._arm(resend.key, deadline, partial(self._resend_2xx, resend, next_interval))
 
     def _retry_with_credentials(self, call: Call, response: Response, now: float, out: list[Effect]) -> bool:
         """Answer a 401/407 from the carrier with digest credentials (RFC 3261 §22.2), once."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 
+from proxy.b2bua.call import Call, Dialog
 from proxy.b2bua.core import ALLOWED_METHODS
 from proxy.b2bua.effects import (
     CallEnded,
@@ -500,6 +502,25 @@ def test_bye_ends_both_legs(way: Way, from_leg: str) -> None:
 
     assert other.reply(bye, 200) == []
     assert sip_summary(sender.send(sender.request("BYE"))) == [(sender.address, "481 BYE")]
+
+
+@WAYS
+def test_an_ended_call_is_freed_without_the_garbage_collector(way: Way) -> None:
+    # A full collection stalls the relay for every call; an ended call must not wait for one (a
+    # reference cycle, such as a timer action that re-arms itself through its own closure).
+    gc.collect()
+    gc.disable()
+    try:
+        h = Harness()
+        caller, callee = connect(h, way)
+        hang_up(caller, callee)
+        h.advance(64 * 0.5 + 1)  # every transaction and timer of the call has run out
+        h.assert_idle()
+        assert h.leftovers() == dict.fromkeys(h.leftovers(), 0)
+        alive = [type(o).__name__ for o in gc.get_objects() if isinstance(o, Call | Dialog)]
+    finally:
+        gc.enable()
+    assert alive == []
 
 
 def test_bye_retransmission_after_the_call_is_answered_again() -> None:
