@@ -151,6 +151,7 @@ class LegProtocol(asyncio.DatagramProtocol):
 
     def close(self) -> None:
         self.closed = True
+        self.other = None  # the two legs point at each other: freed at once, not by the collector
         if self.transport is not None:
             self.transport.close()
             self.transport = None
