@@ -23,13 +23,14 @@ from typing import Final, cast
 
 from proxy.b2bua.effects import MediaLeg
 from proxy.b2bua.settings import Address
-from proxy.rtp.packet import RTCP_PT_HIGH, RTCP_PT_LOW
+from proxy.rtp.packet import RTCP_PT_HIGH, RTCP_PT_LOW, RTP_HEADER_LEN
 
 __all__ = ["LegProtocol", "MediaRelay", "MediaSession", "RelayRenumbering"]
 
 _LOG = logging.getLogger("callherald.media")
 
-# RFC 3550 §5.1: V/P/X/CC, M/PT, sequence number, timestamp, SSRC.
+# RFC 3550 §5.1: V/P/X/CC, M/PT, sequence number, timestamp, SSRC. Unpacked here, not through
+# proxy.rtp.packet.peek_header: the relay's fast path makes no Python call of its own per packet.
 _RTP_HEADER: Final = struct.Struct("!BBHII")
 _SEQUENCE_TIMESTAMP_SSRC: Final = struct.Struct("!HII")  # from octet 2
 
@@ -117,7 +118,7 @@ class LegProtocol(asyncio.DatagramProtocol):
         if target is None or transport is None:
             return
         renumber = other.renumber
-        if renumber is not None and len(data) >= 12:
+        if renumber is not None and len(data) >= RTP_HEADER_LEN:
             first, second, sequence, timestamp, ssrc = _RTP_HEADER.unpack_from(data)
             if (
                 ssrc == renumber.source_ssrc
