@@ -2,15 +2,16 @@
 
 Run as ``python -m benchmarks.recording_cpu [--calls 200] [--seconds 10]``. No sockets and no
 event loop: N ``CallRecording`` objects get 50 PCMU packets a second on each channel (random
-payloads, so every DTMF screen frame is loud and screened in full, as with speech), through the
-same per-packet hook the relay calls, and are flushed once per simulated second into a handle
-that only counts bytes, together in slots of N/20 as ``FlushSlots`` groups them
-(``flush_together``). Printed per recording-second of audio: the per-packet hook, the flush
-(feed, drain, DTMF screen and mask, hand-over), and the DTMF screen alone; then the relay's
-callback for a steady source after a notice (``LegProtocol.datagram_received``, the packets
-renumbered into the leg's stream) per packet against the same callback handing a packet on
-unchanged, measured in the same run. ``benchmarks.call_load`` measures the
-whole proxy under load; this isolates the recording's own Python and numpy work.
+payloads, so every DTMF screen frame is loud and screened in full, as with speech), appended by
+relay legs tapped into them as in the proxy (``LegProtocol.tap``), and are flushed once per
+simulated second into a handle that only counts bytes, together in slots of N/20 as
+``FlushSlots`` groups them (``flush_together``). Printed per recording-second of audio: the tap
+(a tapped leg's callback less an untapped one's, for the same packets), the flush (feed, drain,
+DTMF screen and mask, hand-over), and the DTMF screen alone; then the relay's callback for a
+steady source after a notice (``LegProtocol.datagram_received``, the packets renumbered into the
+leg's stream) per packet against the same callback handing a packet on unchanged, measured in the
+same run. ``benchmarks.call_load`` measures the whole proxy under load; this isolates the
+recording's own Python and numpy work.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ __all__ = ["Figures", "main", "measure"]
 PACKETS_PER_S = 50
 PAYLOAD_BYTES = 160
 _HEADER = struct.Struct("!BBHII")
+_PEER: Address = ("127.0.0.1", 40000)
 T = TypeVar("T")
 
 
@@ -112,11 +114,14 @@ def measure(calls: int, seconds: int) -> Figures:
     # As `FlushSlots` spreads them: the recordings of one 50 ms slot are flushed together.
     per_slot = round(FLUSH_GRID_S * len(recordings)) or 1
     slots = [recordings[k : k + per_slot] for k in range(0, len(recordings), per_slot)]
-    taps = [
-        hook for recording in recordings for hook in (recording.tap(MediaLeg.A), recording.tap(MediaLeg.B))
-    ]
+    # The relay's side of the tap: a leg (its other leg not yet there) appending what it hears.
+    legs = [LegProtocol() for _ in range(2 * len(recordings))]
+    for recording, pair in zip(recordings, zip(legs[0::2], legs[1::2], strict=True), strict=True):
+        for leg, side in zip(pair, (MediaLeg.A, MediaLeg.B), strict=True):
+            leg.tap(recording.tapped(side), loop.time)
+    untapped = [LegProtocol() for _ in legs]
     streams = [
-        [int(rng.integers(1 << 16)), int(rng.integers(1 << 32)), int(rng.integers(1 << 32))] for _ in taps
+        [int(rng.integers(1 << 16)), int(rng.integers(1 << 32)), int(rng.integers(1 << 32))] for _ in legs
     ]
     payloads = [rng.integers(0, 256, PAYLOAD_BYTES, dtype=np.uint8).tobytes() for _ in range(PACKETS_PER_S)]
     tap_s = flush_s = screen_s = 0.0
@@ -128,7 +133,8 @@ def measure(calls: int, seconds: int) -> Figures:
                 packets.append(_HEADER.pack(0x80, 0, stream[0], stream[1], stream[2]) + payloads[tick])
                 stream[0] = (stream[0] + 1) & 0xFFFF
                 stream[1] = (stream[1] + PAYLOAD_BYTES) & 0xFFFFFFFF
-            tap_s += _cpu(_each(lambda pair: pair[0](pair[1]), list(zip(taps, packets, strict=True))))
+            tap_s += _cpu(_each(_hear, list(zip(legs, packets, strict=True))))
+            tap_s -= _cpu(_each(_hear, list(zip(untapped, packets, strict=True))))
         loop.now = second + 1.0
         flush_s += _cpu(_each(flush_together, slots))
         blocks = [np.frombuffer(h.blocks[-1], dtype="<i2").reshape(-1, 2) for h in handles if h.blocks]
@@ -144,6 +150,10 @@ def measure(calls: int, seconds: int) -> Figures:
         relay_renumber_us=renumber,
         relay_unchanged_us=unchanged,
     )
+
+
+def _hear(leg_and_packet: tuple[LegProtocol, bytes]) -> None:
+    leg_and_packet[0].datagram_received(leg_and_packet[1], _PEER)
 
 
 def _leg_pair() -> tuple[LegProtocol, LegProtocol]:
@@ -177,7 +187,7 @@ async def _relay_costs(count: int = 200_000) -> tuple[float, float]:
 def format_report(figures: Figures) -> str:
     per = f"per recording-second, {figures.calls} recordings over {figures.seconds} s"
     rows = [
-        ("per-packet hook (100 packets)", figures.tap_us),
+        ("per-packet tap in the relay (100 packets)", figures.tap_us),
         ("flush (feed, drain, DTMF screen and mask, hand-over)", figures.flush_us),
         ("  of which the DTMF screen", figures.screen_us),
     ]

@@ -9,6 +9,10 @@ has its relayed packets renumbered into that stream. The leg's announcement play
 (``RelayRenumbering``: constant offsets for one source SSRC) and the relay applies it inline,
 without a Python call per packet (a header unpack, a copy and a pack); anything else (another
 source, a prompt playing, the parties kept apart) goes through the player's ``outbound`` hook.
+
+A recorded leg appends each packet its party sends, and the loop time it came at, to its
+recording's list, also inline: a Python call per packet, with its frame and closure, costs more
+than the two appends.
 """
 
 from __future__ import annotations
@@ -51,10 +55,15 @@ class RelayRenumbering:
     ssrc: int
 
 
+def _no_clock() -> float:
+    return 0.0
+
+
 class LegProtocol(asyncio.DatagramProtocol):
     """One leg's RTP (or RTCP) socket. Packets from the leg's peer go out of the other leg's socket."""
 
     __slots__ = (
+        "clock",
         "closed",
         "dropped",
         "inbound",
@@ -68,6 +77,7 @@ class LegProtocol(asyncio.DatagramProtocol):
         "renumbered_sequence",
         "renumbered_timestamp",
         "sock",
+        "tapped",
         "transport",
     )
 
@@ -77,6 +87,9 @@ class LegProtocol(asyncio.DatagramProtocol):
         self.outbound: Callable[[bytes, Address], None] | None = None
         # While someone listens to this leg's party (key presses, recording), every packet heard.
         self.inbound: Callable[[bytes], None] | None = None
+        # While the call is recorded: every packet heard, then the loop time it came at (``tap``).
+        self.tapped: list[bytes | float] | None = None
+        self.clock: Callable[[], float] = _no_clock
         # Set by the leg's announcement player while the relay may renumber packets towards this
         # leg itself; it reads back the newest sequence number sent and its timestamp when it
         # takes the stream over again.
@@ -107,6 +120,10 @@ class LegProtocol(asyncio.DatagramProtocol):
             self.latched = addr
             self.relatch = False
         self.packets += 1
+        tapped = self.tapped
+        if tapped is not None:
+            tapped.append(data)
+            tapped.append(self.clock())
         inbound = self.inbound
         if inbound is not None:
             inbound(data)
@@ -143,6 +160,11 @@ class LegProtocol(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         pass  # ICMP unreachable from a peer that went away: the inactivity sweep ends the call
+
+    def tap(self, into: list[bytes | float] | None, clock: Callable[[], float] = _no_clock) -> None:
+        """Append every packet heard, then its arrival time by ``clock``, to ``into``; None stops."""
+        self.tapped = into
+        self.clock = clock
 
     def set_remote(self, remote: Address | None) -> None:
         """A new SDP address: the next new source heard takes the latch over."""

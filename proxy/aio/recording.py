@@ -1,8 +1,8 @@
 """Recording a call: the relayed RTP of both legs into 8 kHz stereo, handed on in one-second blocks.
 
-A ``CallRecording`` taps the packets each leg's party sends (the ``inbound`` hooks of the call's
-``MediaSession``): the outside party's go to the left channel, the PBX side's to the right. Per
-packet it only appends the packet and the loop time to its channel's lists. Once a second the
+A ``CallRecording`` taps the packets each leg's party sends: the outside party's go to the left
+channel, the PBX side's to the right. Per packet the relay only appends the packet and the loop
+time to the channel's list (``LegProtocol.tap``), inline, with no call into the recording. Once a second the
 recording is flushed: its channels' packets go to the ``StereoRecorder`` (which takes regular runs
 in bulk and decodes nothing), the audio up to a safety margin behind the newest arrival (the
 reorder window plus jitter) is drained, in-band DTMF tones in the drained block are masked on both
@@ -30,9 +30,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from itertools import chain
-from typing import Final, Protocol
+from typing import Final, Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -185,37 +185,33 @@ def _write_up_to(targets: Sequence[tuple[CallRecording, int]]) -> None:
 
 def _feed_tapped(recordings: Sequence[CallRecording]) -> None:
     # Every channel's tapped packets, with arrival positions as the per-packet clock read gave them.
-    tapped = [
-        (recording, channel, packets, times)
-        for recording in recordings
-        for channel, (packets, times) in zip(_CHANNELS, recording._tapped, strict=True)
-        if packets
+    tapped: list[tuple[CallRecording, Channel, list[bytes], list[float]]] = []
+    for recording in recordings:
+        for channel, both in zip(_CHANNELS, recording._tapped, strict=True):
+            if both:
+                packets, times = cast(list[bytes], both[0::2]), cast(list[float], both[1::2])
+                tapped.append((recording, channel, packets, times))
+                both.clear()
+    counts = [len(times) for _, _, _, times in tapped]
+    started = np.repeat([recording._started for recording, _, _, _ in tapped], counts)
+    clock = np.fromiter(chain.from_iterable(times for _, _, _, times in tapped), np.float64, sum(counts))
+    every_arrival = ((clock - started) * SAMPLE_RATE_HZ).astype(np.int64)
+    ends = np.cumsum(counts).tolist()
+    feeds: list[SteadyFeed] = [
+        (recording.recorder, channel, packets, every_arrival[end - len(packets) : end])
+        for (recording, channel, packets, _), end in zip(tapped, ends, strict=True)
     ]
     try:
-        counts = [len(times) for _, _, _, times in tapped]
-        started = np.repeat([recording._started for recording, _, _, _ in tapped], counts)
-        clock = np.fromiter(chain.from_iterable(times for _, _, _, times in tapped), np.float64, sum(counts))
-        every_arrival = ((clock - started) * SAMPLE_RATE_HZ).astype(np.int64)
-        ends = np.cumsum(counts).tolist()
-        feeds: list[SteadyFeed] = [
-            (recording.recorder, channel, packets, every_arrival[end - len(packets) : end])
-            for (recording, channel, packets, _), end in zip(tapped, ends, strict=True)
-        ]
-        try:
-            taken = feed_steady(feeds)
-        except Exception:
-            _LOG.exception("recordings' batched feed failed; feeding them one by one")
-            taken = [False] * len(feeds)
-        for (recorder, channel, batch, arrivals), was_taken in zip(feeds, taken, strict=True):
-            if not was_taken:
-                try:
-                    recorder.feed_batch(channel, batch, arrivals)
-                except Exception:
-                    _LOG.exception("recording feed failed")
-    finally:
-        for _, _, packets, times in tapped:
-            packets.clear()
-            times.clear()
+        taken = feed_steady(feeds)
+    except Exception:
+        _LOG.exception("recordings' batched feed failed; feeding them one by one")
+        taken = [False] * len(feeds)
+    for (recorder, channel, batch, arrivals), was_taken in zip(feeds, taken, strict=True):
+        if not was_taken:
+            try:
+                recorder.feed_batch(channel, batch, arrivals)
+            except Exception:
+                _LOG.exception("recording feed failed")
 
 
 class CallRecording:
@@ -238,22 +234,14 @@ class CallRecording:
         self.closed = False
         self.blocks_written = 0
         self._pause_reasons: set[str] = set()
-        # Per channel: the packets tapped since the last flush and the loop times they came at.
-        self._tapped: tuple[tuple[list[bytes], list[float]], ...] = (([], []), ([], []))
+        # Per channel: the packets tapped since the last flush, each followed by the loop time it
+        # came at (one list: the relay's two appends touch one object).
+        self._tapped: tuple[list[bytes | float], list[bytes | float]] = ([], [])
 
-    def tap(self, leg: MediaLeg) -> Callable[[bytes], None]:
-        """The per-packet hook for what ``leg``'s party sends."""
-        channel = Channel.LEFT if leg is self.outside_leg else Channel.RIGHT
-        packets, times = self._tapped[channel]
-        keep_packet = packets.append
-        keep_time = times.append
-        clock = self._loop.time
-
-        def on_packet(data: bytes) -> None:
-            keep_packet(data)
-            keep_time(clock())
-
-        return on_packet
+    def tapped(self, leg: MediaLeg) -> list[bytes | float]:
+        """Where the relay appends what ``leg``'s party sends: a packet, then its arrival time (loop
+        clock), and so on (``LegProtocol.tap``)."""
+        return self._tapped[Channel.LEFT if leg is self.outside_leg else Channel.RIGHT]
 
     def position(self, at: float | None = None) -> int:
         moment = self._loop.time() if at is None else at

@@ -442,7 +442,7 @@ class ProxyService:
         recording = CallRecording(handle, outside_leg=effect.outside_leg, media=effect.media, loop=self._loop)
         self.recording[call_ref] = recording
         for leg in (MediaLeg.A, MediaLeg.B):
-            self._set_tap(call_ref, leg, "recording", recording.tap(leg))
+            session.rtp[leg].tap(recording.tapped(leg), self._loop.time)
         assert self._flush_slots is not None  # made in start(), as the loop is
         self._flush_slots.add(recording)
         return True
@@ -451,8 +451,10 @@ class ProxyService:
         recording = self.recording.pop(call_ref, None)
         if recording is None:
             return
-        for leg in (MediaLeg.A, MediaLeg.B):
-            self._set_tap(call_ref, leg, "recording", None)
+        session = self.media.sessions.get(call_ref)
+        if session is not None:
+            for protocol in session.rtp.values():
+                protocol.tap(None)
         try:
             recording.close(reason)
         except Exception:

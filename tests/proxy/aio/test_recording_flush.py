@@ -9,6 +9,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from proxy.aio.media import LegProtocol
 from proxy.aio.recording import (
     FLUSH_GRID_S,
     SAFETY_MARGIN_SAMPLES,
@@ -23,6 +24,7 @@ from proxy.rtp.recorder import Channel
 
 _HEADER = struct.Struct("!BBHII")
 PACKETS_PER_S = 50
+PEER = ("127.0.0.1", 40000)
 
 
 class VirtualLoop:
@@ -128,6 +130,13 @@ def make_calls(
     return recordings, [Caller(index, rng) for index in range(count)]
 
 
+def relay_tap(recording: CallRecording, leg: MediaLeg, loop: VirtualLoop) -> Callable[[bytes], None]:
+    """What the relay does with a packet from ``leg``'s party: a leg tapped into the recording."""
+    protocol = LegProtocol()
+    protocol.tap(recording.tapped(leg), loop.time)
+    return lambda packet: protocol.datagram_received(packet, PEER)
+
+
 def play(
     loop: VirtualLoop,
     recordings: list[CallRecording],
@@ -135,7 +144,10 @@ def play(
     seconds: float,
     flush: Callable[[float], None],
 ) -> None:
-    taps = [(recording.tap(MediaLeg.A), recording.tap(MediaLeg.B)) for recording in recordings]
+    taps = [
+        (relay_tap(recording, MediaLeg.A, loop), relay_tap(recording, MediaLeg.B, loop))
+        for recording in recordings
+    ]
     held: list[tuple[Callable[[bytes], None], bytes]] = []
     for tick in range(int(seconds * PACKETS_PER_S)):
         at = 0.0005 + tick / PACKETS_PER_S
@@ -171,13 +183,12 @@ def test_recordings_flushed_together_write_what_each_flushed_alone_writes() -> N
             return
         alone_loop.now = next_second[0]
         for recording in alone:
-            for channel, (packets, times) in zip(
-                (Channel.LEFT, Channel.RIGHT), recording._tapped, strict=True
-            ):
+            for channel, both in zip((Channel.LEFT, Channel.RIGHT), recording._tapped, strict=True):
+                packets = [p for p in both[0::2] if isinstance(p, bytes)]
+                times = [t for t in both[1::2] if isinstance(t, float)]
                 arrivals = [int((t - recording._started) * 8000) for t in times]
                 recording.recorder.feed_batch(channel, packets, arrivals)
-                packets.clear()
-                times.clear()
+                both.clear()
             block = recording.recorder.drain(recording.position() - SAFETY_MARGIN_SAMPLES)
             mask_dtmf(block)
             recording.handle.write(block.astype("<i2").tobytes())
