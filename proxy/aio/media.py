@@ -161,10 +161,14 @@ class LegProtocol(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         pass  # ICMP unreachable from a peer that went away: the inactivity sweep ends the call
 
-    def tap(self, into: list[bytes | float] | None, clock: Callable[[], float] = _no_clock) -> None:
-        """Append every packet heard, then its arrival time by ``clock``, to ``into``; None stops."""
+    def tap(self, into: list[bytes | float], clock: Callable[[], float]) -> None:
+        """Append every packet heard, then its arrival time by ``clock``, to ``into``."""
         self.tapped = into
         self.clock = clock
+
+    def untap(self) -> None:
+        self.tapped = None
+        self.clock = _no_clock
 
     def set_remote(self, remote: Address | None) -> None:
         """A new SDP address: the next new source heard takes the latch over."""

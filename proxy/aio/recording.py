@@ -2,13 +2,13 @@
 
 A ``CallRecording`` taps the packets each leg's party sends: the outside party's go to the left
 channel, the PBX side's to the right. Per packet the relay only appends the packet and the loop
-time to the channel's list (``LegProtocol.tap``), inline, with no call into the recording. Once a second the
-recording is flushed: its channels' packets go to the ``StereoRecorder`` (which takes regular runs
-in bulk and decodes nothing), the audio up to a safety margin behind the newest arrival (the
-reorder window plus jitter) is drained, in-band DTMF tones in the drained block are masked on both
-channels (a card number keyed during the call must not be stored, PCI DSS 3.3.1), and the block
-goes to the ``RecordingHandle`` the composition root supplied, which seals and stores it off the
-loop.
+time to the channel's list (``LegProtocol.tap``), inline, with no call into the recording. Once a
+second the recording is flushed: its channels' packets go to the ``StereoRecorder`` (which takes
+regular runs in bulk and decodes nothing), the audio up to a safety margin behind the newest
+arrival (the reorder window plus jitter) is drained, in-band DTMF tones in the drained block are
+masked on both channels (a card number keyed during the call must not be stored, PCI DSS 3.3.1),
+and the block goes to the ``RecordingHandle`` the composition root supplied, which seals and
+stores it off the loop.
 
 ``FlushSlots`` times the flushes on a 50 ms grid of the loop clock, one timer per slot: the
 recordings of one slot are flushed together (``flush_together``), and the slots spread many

@@ -454,7 +454,7 @@ class ProxyService:
         session = self.media.sessions.get(call_ref)
         if session is not None:
             for protocol in session.rtp.values():
-                protocol.tap(None)
+                protocol.untap()
         try:
             recording.close(reason)
         except Exception:

@@ -34,7 +34,7 @@ def test_a_tapped_leg_keeps_each_packet_and_its_arrival_time_and_still_relays_it
     source.datagram_received(b"first", A_PEER)
     source.datagram_received(b"second", A_PEER)
     source.datagram_received(b"stranger", ("127.0.0.1", 49999))  # not the latched source
-    source.tap(None)
+    source.untap()
     source.datagram_received(b"after", A_PEER)
     assert tapped == [b"first", 10.0, b"second", 10.02]
     assert sent.sent == [(b"first", B_PEER), (b"second", B_PEER), (b"after", B_PEER)]
