@@ -249,27 +249,37 @@ class CallAnnouncer:
 
     def party_changed(self, reason: str, media: MediaFormat | None, now: float) -> list[Effect]:
         """A new outside party: stop recording and play the notice to them before anything else."""
-        out: list[Effect] = [
+        out: list[Effect] = []
+        self._interrupt(now, out)  # the party leaving was still hearing a prompt
+        out.append(
             Evidence(
                 call_ref=self.call_ref,
                 leg=self.outside_leg,
                 event=consent.PartyChanged(reason=reason, at=now),
             )
-        ]
+        )
         if self.recording:
             self.recording = False
             out.append(StopRecording(call_ref=self.call_ref, reason="new-party"))
         out.extend(self.start(media or self.media or _PCMU, now, agent_media=self.agent_media))
         return out
 
-    def ended(self) -> list[Effect]:
-        """The call is over: a recording in progress stops."""
-        if not self.recording:
-            return []
-        self.recording = False
-        return [StopRecording(call_ref=self.call_ref, reason="ended")]
+    def ended(self, now: float) -> list[Effect]:
+        """The call is over at ``now``: a prompt still playing was cut short, a recording in
+        progress stops."""
+        out: list[Effect] = []
+        self._interrupt(now, out)
+        if self.recording:
+            self.recording = False
+            out.append(StopRecording(call_ref=self.call_ref, reason="ended"))
+        return out
 
     # Internals ---------------------------------------------------------------------------------
+
+    def _interrupt(self, now: float, out: list[Effect]) -> None:
+        # The outside party is gone: the evidence says where its notice or question was cut off.
+        if self._session is not None and self.stage is AnnouncerStage.ANNOUNCING:
+            self._translate(self._session.interrupt(now), out)
 
     def _withdraw(self, mechanism: consent.DigitMechanism, now: float, out: list[Effect]) -> None:
         consent_ids = {purpose.purpose_id for purpose in self.policy.purposes if purpose.needs_consent}

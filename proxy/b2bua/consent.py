@@ -200,6 +200,8 @@ class ConsentState(Enum):
     WAITING = "waiting"
     DONE = "done"
     FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    """The party left before the notice and questions were over."""
 
 
 class ConsentSession:
@@ -257,7 +259,7 @@ class ConsentSession:
 
     def prompt_failed(self, reason: str, now: float) -> list[Output]:
         """The prompt could not be played (missing or corrupt): fail closed."""
-        if self.state in (ConsentState.DONE, ConsentState.FAILED):
+        if self.state in (ConsentState.DONE, ConsentState.FAILED, ConsentState.INTERRUPTED):
             return []
         prompt_id = (
             self._notice if self.state is ConsentState.NOTICE else self._questions[self._index].prompt_id
@@ -279,6 +281,20 @@ class ConsentSession:
         decision = Decision.GRANTED if digit == question.yes_digit else Decision.REFUSED
         out.append(self._decide(question, decision, mechanism, now))
         out.extend(self._next_question(now))
+        return out
+
+    def interrupt(self, now: float) -> list[Output]:
+        """The party is gone (hung up, transferred away): the prompt playing, if any, was cut short
+        at ``now``, and nothing more is played, asked or decided."""
+        out: list[Output] = []
+        if self.state is ConsentState.NOTICE:
+            out.append(AnnouncementEnded(prompt_id=self._notice, at=now, complete=False))
+        elif self.state is ConsentState.ASKING:
+            question = self._questions[self._index]
+            out.append(AnnouncementEnded(prompt_id=question.prompt_id, at=now, complete=False))
+        if self.state not in (ConsentState.DONE, ConsentState.FAILED):
+            self.state = ConsentState.INTERRUPTED
+        self._deadline = None
         return out
 
     def next_deadline(self) -> float | None:

@@ -1318,7 +1318,7 @@ class B2bua:
         self._disarm(f"{call.ref}:consent")
         self._disarm(f"{call.ref}:transfer")
         if call.announcer is not None:
-            out.extend(call.announcer.ended())
+            out.extend(call.announcer.ended(now))
         for key in [key for key, retired in self._retired.items() if retired is call]:
             del self._retired[key]
         self._end_transfer(call, now, out)
@@ -1570,7 +1570,8 @@ class B2bua:
             request.method == "INVITE"
             and announcer is not None
             and leg is announcer.outside_leg
-            and announcer.stage is AnnouncerStage.BRIDGED
+            # Also while a notice plays: a party arriving mid-notice hears it again from the start.
+            and announcer.stage in (AnnouncerStage.ANNOUNCING, AnnouncerStage.DECIDED, AnnouncerStage.BRIDGED)
         ):
             new_party = _party_change(call.outside_identity, _identity(request, offer))
         call.pending_relays[client_id] = PendingRelay(

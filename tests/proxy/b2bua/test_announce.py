@@ -1123,8 +1123,31 @@ def test_caller_bye_during_the_notice_ends_the_call_quietly(policy: CallPolicy, 
 
     assert sip_summary(effects) == [(CARRIER, label) for label in answers]
     assert s.h.ended() == [CallEnded(call_ref=s.ref, reason="bye-from-a")]
+    # The evidence says the notice was cut short when the caller left, before the call's end.
+    cut = Evidence(
+        call_ref=s.ref,
+        leg=MediaLeg.A,
+        event=AnnouncementEnded(prompt_id="notice", at=s.h.now, complete=False),
+    )
+    assert announcing(effects) == [cut]
+    assert index_of(effects, cut) < index_of(effects, s.h.ended()[0])
     assert s.callee.inbox() == []  # no INVITE, no CANCEL
     assert of(s.h.effects, StopRecording) == []  # it never started
+    finish(s)
+
+
+def test_caller_bye_during_the_question_cuts_it_short_and_decides_nothing() -> None:
+    s = Scene()
+    s.notice_playing()
+    s.notice_heard()
+    s.h.advance(2.0)
+    effects = s.caller.send(s.caller.request("BYE"))
+
+    assert events(effects, AnnouncementEnded) == [
+        AnnouncementEnded(prompt_id="ask-training", at=s.h.now, complete=False)
+    ]
+    assert events(s.h.effects, ConsentDecided) == []
+    assert s.h.advance(TRAINING_QUESTION.timeout_s) == []  # no answer window left behind
     finish(s)
 
 
@@ -1138,6 +1161,10 @@ def test_bye_during_the_outbound_notice_ends_both_legs(leaver: str) -> None:
     assert sip_summary(effects) == [(sender.address, "200 BYE"), (other.address, "BYE")]
     leg = "a" if sender is s.caller else "b"
     assert s.h.ended() == [CallEnded(call_ref=s.ref, reason=f"bye-from-{leg}")]
+    # Only the outside party's notice is evidence; it was cut short whoever left.
+    assert [(effect.leg, effect.event) for effect in of(effects, Evidence)] == [
+        (MediaLeg.B, AnnouncementEnded(prompt_id="notice", at=s.h.now, complete=False))
+    ]
     other.reply(other.last_request("BYE"), 200)
     assert of(s.h.effects, StopRecording) == []
     finish(s)
@@ -1350,6 +1377,33 @@ def test_reinvite_from_a_new_party_restarts_the_notice(way: Way, case: Reinvite)
         PlayTone(call_ref=ref, leg=leg.other, tone=Tone.BEEP, media=PCMU),
         StartRecording(call_ref=ref, outside_leg=leg, purposes=("quality",), policy="service-line"),
     ]
+    s.hang_up()
+    finish(s)
+
+
+@WAYS
+def test_a_new_party_during_the_notice_cuts_it_short_and_hears_it_from_the_start(way: Way) -> None:
+    s = Scene(way)
+    s.connect("1")
+    ref, leg = s.ref, way.outside_leg
+    transferred = next(case for case in REINVITES if case.name == "transfer-new-origin")
+    reinvite_from_outside(s, transferred)
+    s.h.advance(1.5)  # the second party is hearing the notice; a third one takes over the line
+    third = dataclasses.replace(transferred, origin="third 6660 127.0.0.8")
+    effects = reinvite_from_outside(s, third)
+
+    cut = AnnouncementEnded(prompt_id="notice", at=s.h.now, complete=False)
+    assert announcing(effects) == [
+        Evidence(call_ref=ref, leg=leg, event=cut),
+        Evidence(call_ref=ref, leg=leg, event=PartyChanged(reason="SDP origin changed", at=s.h.now)),
+        *notice_again(ref, way, at=s.h.now),
+    ]
+    s.notice_heard()
+    s.question_heard()
+    s.press("1")
+    assert of(s.h.effects, StartRecording)[-1] == StartRecording(
+        call_ref=ref, outside_leg=leg, purposes=("quality", "training"), policy="service-line"
+    )
     s.hang_up()
     finish(s)
 

@@ -172,6 +172,33 @@ def test_a_prompt_that_cannot_play_records_nothing(when: str) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("when", "cut_short"),
+    [("notice", "notice"), ("question", "ask-training"), ("answer window", None), ("decided", None)],
+)
+def test_a_party_leaving_cuts_short_the_prompt_it_was_hearing(when: str, cut_short: str | None) -> None:
+    s = session(TRAINING_QUESTION)
+    s.start(0.0)
+    if when != "notice":
+        s.prompt_finished(8.0)  # the question starts
+    if when in ("answer window", "decided"):
+        s.prompt_finished(10.0)  # the question was heard whole; the window is open
+    if when == "decided":
+        s.digit("1", RFC4733, 11.0)
+    expected = [] if cut_short is None else [AnnouncementEnded(prompt_id=cut_short, at=12.5, complete=False)]
+    assert s.interrupt(12.5) == expected
+    assert s.state is (ConsentState.DONE if when == "decided" else ConsentState.INTERRUPTED)
+    assert s.next_deadline() is None
+    # Nothing more happens to a party that is gone.
+    assert s.interrupt(13.0) == []
+    assert s.prompt_finished(13.0) == []
+    assert s.prompt_failed("late", 13.0) == []
+    assert s.handle_timers(30.0) == []
+    assert s.digit("1", RFC4733, 13.5) == [
+        DigitReceived(digit="1", mechanism=RFC4733, at=13.5, counted=False)
+    ]
+
+
 def test_a_consent_purpose_without_a_question_is_refused_at_construction() -> None:
     with pytest.raises(ValueError, match="training"):
         session()
