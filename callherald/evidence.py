@@ -86,9 +86,8 @@ class _CallState:
     direction: str
     outside_leg: MediaLeg
     purposes_written: set[str] = field(default_factory=set)
-    pending_announcements: dict[MediaLeg, tuple[consent.AnnouncementStarted, Mapping[str, str]]] = field(
-        default_factory=dict
-    )
+    # Per leg, the prompt playing: its row's leg id (a transfer changes it) and start.
+    playing: dict[MediaLeg, tuple[str, consent.AnnouncementStarted]] = field(default_factory=dict)
     party: int = 0  # the outside party's number: a transfer brings party 1, 2, ...
     recording: _Recording | None = None
 
@@ -272,23 +271,32 @@ class StorageRecords:
         event = effect.event
         leg_id = self._leg_id(effect.call_ref, effect.leg, state)
         if isinstance(event, consent.AnnouncementStarted):
-            state.pending_announcements[effect.leg] = (event, dict(details))
-        elif isinstance(event, consent.AnnouncementEnded | consent.NoticeFailed):
-            pending = state.pending_announcements.pop(effect.leg, None)
-            if pending is None:
-                return
-            started, facts = pending
-            ended = isinstance(event, consent.AnnouncementEnded)
+            # Written now, its end added later: a crash mid-prompt keeps that it started.
+            state.playing[effect.leg] = (leg_id, event)
             self._submit(
                 store.Announcement(
                     leg_id=leg_id,
+                    prompt_id=event.prompt_id,
+                    version=details.get("version", ""),
+                    language=event.language,
+                    audio_sha256=details.get("audio_sha256", ""),
+                    started_at=self.utc(event.at),
+                    ended_at=None,
+                    complete=False,
+                )
+            )
+        elif isinstance(event, consent.AnnouncementEnded | consent.NoticeFailed):
+            playing = state.playing.pop(effect.leg, None)
+            if playing is None or isinstance(event, consent.NoticeFailed):
+                return  # a prompt that failed keeps no end
+            started_leg_id, started = playing
+            self._submit(
+                store.AnnouncementEnd(
+                    leg_id=started_leg_id,
                     prompt_id=started.prompt_id,
-                    version=facts.get("version", ""),
-                    language=started.language,
-                    audio_sha256=facts.get("audio_sha256", ""),
                     started_at=self.utc(started.at),
-                    ended_at=self.utc(event.at) if ended else None,
-                    complete=ended and bool(getattr(event, "complete", False)),
+                    ended_at=self.utc(max(event.at, started.at)),
+                    complete=event.complete,
                 )
             )
         elif isinstance(event, consent.DigitReceived):
@@ -523,13 +531,29 @@ class StorageRecords:
         self._submit_file(write)
 
 
+# Calls a crash left open, each with the time of its latest evidence (stored times sort as text).
+_OPEN_CALLS_WITH_LAST_EVIDENCE = """
+SELECT c.id, c.setup_at, (
+    SELECT max(t) FROM (
+        SELECT max(coalesce(a.ended_at, a.started_at)) AS t FROM announcements_played a
+            JOIN legs l ON l.id = a.leg_id WHERE l.call_id = c.id
+        UNION ALL SELECT max(d.at) FROM dtmf_events d JOIN legs l ON l.id = d.leg_id WHERE l.call_id = c.id
+        UNION ALL SELECT max(at) FROM consent_decisions WHERE call_id = c.id
+        UNION ALL SELECT max(at) FROM later_events WHERE call_id = c.id
+    )
+)
+FROM calls c WHERE c.ended_at IS NULL
+"""
+
+
 def recover_open_recordings(layout: DataLayout, evidence: store.EvidenceStore) -> list[str]:
     """After a crash: mark recordings left open as truncated and close the calls left open.
 
     A recording keeps every segment sealed before the crash: its torn tail is cut off and its
     duration is what the intact segments hold. The proxy cannot decrypt, so the plaintext hash of
     a recovered recording is left empty (each segment stays authenticated by its AEAD tag). A call
-    left open ends at its last recorded audio (or its set-up) with the reason ``interrupted``.
+    left open ends with the reason ``interrupted`` at the latest it is known to have lasted: its
+    last recorded audio or evidence (a prompt, a key, a decision), else its set-up.
     Returns one line per repair, for the log.
     """
     messages: list[str] = []
@@ -558,11 +582,12 @@ def recover_open_recordings(layout: DataLayout, evidence: store.EvidenceStore) -
         ends[record.call_id] = max(end.finished_at, ends.get(record.call_id, end.finished_at))
         messages.append(f"recording {record.recording_id} after a crash: {state}, {duration_ms} ms kept")
     open_calls = evidence.submit_read(
-        lambda db: db.execute("SELECT id, setup_at FROM calls WHERE ended_at IS NULL").fetchall()
+        lambda db: db.execute(_OPEN_CALLS_WITH_LAST_EVIDENCE).fetchall()
     ).result()
-    for call_id, setup_text in open_calls:
+    for call_id, setup_text, last_text in open_calls:
         setup_at = dt.datetime.fromisoformat(str(setup_text))
-        ended_at = max(ends.get(str(call_id), setup_at), setup_at)
+        last = setup_at if last_text is None else dt.datetime.fromisoformat(str(last_text))
+        ended_at = max(ends.get(str(call_id), setup_at), setup_at, last)
         evidence.write(store.CallEnded(call_id=str(call_id), ended_at=ended_at, end_reason="interrupted"))
         messages.append(f"call {call_id} left open by a crash: closed as interrupted")
     return messages

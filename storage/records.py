@@ -46,6 +46,7 @@ from storage.threads import name_os_thread
 __all__ = [
     "DTMF_DIGITS",
     "Announcement",
+    "AnnouncementEnd",
     "CallEnded",
     "CallPurposes",
     "CallRecord",
@@ -189,7 +190,9 @@ class CallEnded:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Announcement:
-    """A notice played on a leg; ``ended_at`` None means it never ended (playback failed)."""
+    """A prompt played on a leg. It is written when the prompt starts (``ended_at`` None) and its
+    end added with ``AnnouncementEnd``, so that a crash mid-prompt keeps the start; ``ended_at``
+    None on a stored row means the end never came (playback failed, or the proxy stopped)."""
 
     leg_id: str
     prompt_id: str
@@ -206,6 +209,24 @@ class Announcement:
         _ordered("started_at", self.started_at, "ended_at", self.ended_at)
         if self.complete and self.ended_at is None:
             raise ValueError("a complete announcement needs ended_at")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnnouncementEnd:
+    """When the prompt of the ``Announcement`` written for ``leg_id``, ``prompt_id`` and
+    ``started_at`` stopped sounding; ``complete`` False when it was cut short (an answer during a
+    question, the party hanging up or being transferred)."""
+
+    leg_id: str
+    prompt_id: str
+    started_at: dt.datetime
+    ended_at: dt.datetime
+    complete: bool
+
+    def __post_init__(self) -> None:
+        _aware("started_at", self.started_at)
+        _aware("ended_at", self.ended_at)
+        _ordered("started_at", self.started_at, "ended_at", self.ended_at)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -325,6 +346,7 @@ EvidenceRecord = (
     | CallEnded
     | Leg
     | Announcement
+    | AnnouncementEnd
     | DtmfEvent
     | ConsentDecision
     | CallPurposes
@@ -478,6 +500,25 @@ def _write_announcement(db: Database, item: Announcement) -> None:
             "complete": int(item.complete),
         },
     )
+
+
+def _write_announcement_end(db: Database, item: AnnouncementEnd) -> None:
+    cursor = db.execute(
+        "UPDATE announcements_played SET ended_at = ?, complete = ? "
+        "WHERE leg_id = ? AND prompt_id = ? AND started_at = ? AND ended_at IS NULL",
+        [
+            to_db_time(item.ended_at),
+            int(item.complete),
+            item.leg_id,
+            item.prompt_id,
+            to_db_time(item.started_at),
+        ],
+    )
+    if cursor.rowcount != 1:
+        raise InvariantError(
+            f"announcement {item.prompt_id} on leg {item.leg_id} started at "
+            f"{to_db_time(item.started_at)} is not recorded or has already ended"
+        )
 
 
 def _write_dtmf(db: Database, item: DtmfEvent) -> None:
@@ -653,6 +694,7 @@ _WRITERS: dict[type, Callable[[Database, Any], None]] = {
     CallEnded: _write_call_ended,
     Leg: _write_leg,
     Announcement: _write_announcement,
+    AnnouncementEnd: _write_announcement_end,
     DtmfEvent: _write_dtmf,
     ConsentDecision: _write_consent,
     CallPurposes: _write_purposes,

@@ -740,6 +740,68 @@ def test_withdrawal_and_party_change(
     assert storage_errors(caplog) == []
 
 
+def test_a_prompt_cut_short_is_stored_on_the_leg_that_heard_it(
+    layout: DataLayout, reviewer: X25519PrivateKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A transfer during the notice, then the new party hangs up during theirs.
+    script: list[Step] = [
+        Begin(),
+        Said(event=consent.AnnouncementStarted(prompt_id="notice", language="nl", at=at(1))),
+        Said(event=consent.AnnouncementEnded(prompt_id="notice", at=at(3), complete=False)),
+        Said(event=consent.PartyChanged(reason="transfer", at=at(3))),
+        Said(event=consent.AnnouncementStarted(prompt_id="notice", language="nl", at=at(3.5))),
+        Said(event=consent.AnnouncementEnded(prompt_id="notice", at=at(5), complete=False)),
+        End(reason="bye-from-a", at=at(5)),
+    ]
+    ran = run(layout, script, recipient=reviewer)
+    timeline, recordings = stored(layout)
+
+    first, second = f"{CALL}:a", f"{CALL}:a2"
+    assert [
+        (event.kind, event.at, event.leg_id, event.detail.get("complete"))
+        for event in timeline
+        if event.kind in (TimelineKind.ANNOUNCEMENT_START, TimelineKind.ANNOUNCEMENT_END)
+    ] == [
+        (TimelineKind.ANNOUNCEMENT_START, ran.utc(1), first, None),
+        (TimelineKind.ANNOUNCEMENT_END, ran.utc(3), first, False),
+        (TimelineKind.ANNOUNCEMENT_START, ran.utc(3.5), second, None),
+        (TimelineKind.ANNOUNCEMENT_END, ran.utc(5), second, False),
+    ]
+    assert recordings == []
+    assert storage_errors(caplog) == []
+
+
+def test_a_prompt_playing_when_the_proxy_dies_is_kept_as_started(
+    layout: DataLayout, reviewer: X25519PrivateKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    crashed: list[Step] = [
+        Begin(),
+        *notice(end=6),
+        Said(event=consent.AnnouncementStarted(prompt_id="ask-training", language="nl", at=at(6.5))),
+    ]  # no end, no End: the process dies here
+    ran = run(layout, crashed, recipient=reviewer)
+    with EvidenceStore(layout.evidence_db) as store:
+        recover_open_recordings(layout, store)
+    timeline, _ = stored(layout)
+
+    assert [
+        (event.kind, event.at, event.detail["prompt_id"], event.detail["version"])
+        for event in timeline
+        if event.kind in (TimelineKind.ANNOUNCEMENT_START, TimelineKind.ANNOUNCEMENT_END)
+    ] == [
+        (TimelineKind.ANNOUNCEMENT_START, ran.utc(1), "notice", "notice-v4"),
+        (TimelineKind.ANNOUNCEMENT_END, ran.utc(6), "notice", "notice-v4"),
+        (TimelineKind.ANNOUNCEMENT_START, ran.utc(6.5), "ask-training", "ask-v2"),  # and no end
+    ]
+    # The call lasted at least until the question started: recovery ends it there, not before.
+    assert (timeline[-1].kind, timeline[-1].at, timeline[-1].detail) == (
+        TimelineKind.CALL_END,
+        ran.utc(6.5),
+        {"end_reason": "interrupted"},
+    )
+    assert storage_errors(caplog) == []
+
+
 # 4. A full disk ----------------------------------------------------------------------------------
 
 

@@ -17,7 +17,9 @@ when the notice cannot be played at all (the policy's ``on_failure``).
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -400,3 +402,45 @@ def test_corrupt_notice_follows_the_policys_on_failure(
     events = _events(records)
     assert "recording_started" not in events  # fail closed: no notice, no recording
     assert "announcement_started" not in events
+
+
+# 6. A caller hanging up during the notice --------------------------------------------------------
+
+HANG_UP_DURING_NOTICE_MS = 400  # of the 0.8 s notice
+
+
+@requires_sipp
+@pytest.mark.timeout(30)
+def test_a_caller_hanging_up_during_the_notice_leaves_it_cut_short_in_the_evidence(tmp_path: Path) -> None:
+    write_prompt_wavs(tmp_path)
+    keys = sipp_keys(rtp_port=free_port(), portfile=tmp_path / "caller.sdp")
+    with running_callherald(tmp_path, rtp_ports=RTP_PORTS, policies=policy_yaml()) as proxy:
+        uac, uas = _inbound_call(
+            proxy,
+            tmp_path,
+            "uac_call.xml",
+            keys,
+            pause_ms=HANG_UP_DURING_NOTICE_MS,
+            callee_wait_s=NO_INVITE_WAIT_S,
+        )
+        assert_ok(proxy, uac)
+        log = proxy.log_text()
+        evidence_db = proxy.data_dir / "evidence.sqlite"
+        with sqlite3.connect(f"file:{evidence_db}?mode=ro", uri=True) as db:
+            rows = db.execute(
+                "SELECT prompt_id, started_at, ended_at, complete FROM announcements_played"
+            ).fetchall()
+            (call_ended_at,) = db.execute("SELECT ended_at FROM calls").fetchone()
+    assert _requests_received(uas) == []  # the PBX was never called
+    records = _announced(log)
+    started = _index(records, "announcement_started", prompt_id="test-notice")
+    ended = _index(records, "announcement_ended", prompt_id="test-notice")
+    assert started < ended < _index(records, "call_ended")
+    assert records[ended]["complete"] is False
+    assert "consent_decided" not in _events(records)  # the question was never asked
+    # The database keeps the notice, cut short when the caller left, and nothing else was played.
+    ((prompt_id, started_at, ended_at, complete),) = rows
+    assert (prompt_id, complete) == ("test-notice", 0)
+    heard_s = (dt.datetime.fromisoformat(ended_at) - dt.datetime.fromisoformat(started_at)).total_seconds()
+    assert 0 < heard_s < NOTICE_S
+    assert ended_at <= call_ended_at

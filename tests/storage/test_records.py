@@ -25,6 +25,7 @@ from storage.migrations import (
 )
 from storage.records import (
     Announcement,
+    AnnouncementEnd,
     CallEnded,
     CallPurposes,
     CallStarted,
@@ -397,6 +398,62 @@ def test_first_frame_not_before_the_end_of_any_outside_announcement(
         with pytest.raises(InvariantError, match=message):
             store.write(recording(first_frame))
         assert store.recordings_list() == []
+
+
+def announcement_rows(path: Path) -> list[tuple[str, str | None, int]]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT started_at, ended_at, complete FROM announcements_played ORDER BY rowid")
+        return [(str(start), end, int(complete)) for start, end, complete in rows]
+
+
+@pytest.mark.parametrize("complete", [True, False], ids=["heard-whole", "cut-short"])
+def test_an_announcement_is_stored_when_it_starts_and_its_end_added(
+    store: EvidenceStore, complete: bool
+) -> None:
+    store.write(started())
+    store.write(announcement(f"{CALL}-out", 1, None, complete=False))
+    # Until its end comes (a crash now would keep this), the row says it started and never ended.
+    assert announcement_rows(store.path) == [("2026-03-01T23:30:01.000000+00:00", None, 0)]
+    end = AnnouncementEnd(
+        leg_id=f"{CALL}-out", prompt_id="notice-nl", started_at=at(1), ended_at=at(9), complete=complete
+    )
+    store.write(end)
+    assert announcement_rows(store.path) == [
+        ("2026-03-01T23:30:01.000000+00:00", "2026-03-01T23:30:09.000000+00:00", int(complete))
+    ]
+    with pytest.raises(InvariantError, match="has already ended"):
+        store.write(end)  # an end is added once
+    store.write(CallPurposes(call_id=CALL, purposes=(EVIDENCE,)))
+    if complete:
+        store.write(recording(9))
+        assert [r.recording_id for r in store.recordings_list()] == [RID]
+    else:
+        with pytest.raises(InvariantError, match="no announcement was played to the end"):
+            store.write(recording(9))
+
+
+@pytest.mark.parametrize(
+    ("leg", "prompt", "start"),
+    [("pbx", "notice-nl", 1), ("out", "ask-training", 1), ("out", "notice-nl", 2)],
+    ids=["other-leg", "other-prompt", "other-start"],
+)
+def test_the_end_of_an_announcement_that_was_not_stored_is_refused(
+    store: EvidenceStore, leg: str, prompt: str, start: float
+) -> None:
+    store.write(started())
+    store.write(announcement(f"{CALL}-out", 1, None, complete=False))
+    with pytest.raises(InvariantError, match="is not recorded or has already ended"):
+        store.write(
+            AnnouncementEnd(
+                leg_id=f"{CALL}-{leg}", prompt_id=prompt, started_at=at(start), ended_at=at(9), complete=True
+            )
+        )
+    assert announcement_rows(store.path) == [("2026-03-01T23:30:01.000000+00:00", None, 0)]
+
+
+def test_an_announcement_cannot_end_before_it_started() -> None:
+    with pytest.raises(ValueError, match="ended_at"):
+        AnnouncementEnd(leg_id="l", prompt_id="p", started_at=at(9), ended_at=at(1), complete=True)
 
 
 def test_recording_life_cycle(store: EvidenceStore) -> None:
