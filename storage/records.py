@@ -405,6 +405,9 @@ class TimelineKind(enum.StrEnum):
 
 
 _KIND_RANK = {kind: rank for rank, kind in enumerate(TimelineKind)}
+# At one moment a prompt's end and the next one's start keep the order they were stored in
+# (start, end, start, ...): the notice ends, then the question starts.
+_KIND_RANK[TimelineKind.ANNOUNCEMENT_END] = _KIND_RANK[TimelineKind.ANNOUNCEMENT_START]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

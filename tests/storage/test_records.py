@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import sqlite3
 import threading
@@ -579,7 +580,8 @@ def test_call_timeline_is_in_time_order(store: EvidenceStore) -> None:
     store.write(consent(Decision.GRANTED, 12))
     store.write(DtmfEvent(leg_id=f"{CALL}-out", digit="1", mechanism="rfc4733", at=at(11.5), counted=True))
     store.write(announcement(f"{CALL}-out", 1, 9))
-    store.write(announcement(f"{CALL}-out", 9, 11))  # consent prompt, starts as the notice ends
+    # The consent prompt starts as the notice ends.
+    store.write(dataclasses.replace(announcement(f"{CALL}-out", 9, 11), prompt_id="ask"))
     store.write(CallPurposes(call_id=CALL, purposes=(EVIDENCE, TRAINING)))
     store.write(recording(13))
     store.write(Pause(recording_id=RID, reason=PauseReason.PCI, started_at=at(40), ended_at=at(55)))
@@ -603,8 +605,8 @@ def test_call_timeline_is_in_time_order(store: EvidenceStore) -> None:
     assert [(e.at - T0, e.kind) for e in timeline] == [
         (dt.timedelta(0), TimelineKind.CALL_SETUP),
         (dt.timedelta(seconds=1), TimelineKind.ANNOUNCEMENT_START),
-        (dt.timedelta(seconds=9), TimelineKind.ANNOUNCEMENT_START),
-        (dt.timedelta(seconds=9), TimelineKind.ANNOUNCEMENT_END),
+        (dt.timedelta(seconds=9), TimelineKind.ANNOUNCEMENT_END),  # the notice ends, then
+        (dt.timedelta(seconds=9), TimelineKind.ANNOUNCEMENT_START),  # the consent prompt starts
         (dt.timedelta(seconds=11), TimelineKind.ANNOUNCEMENT_END),
         (dt.timedelta(seconds=11.5), TimelineKind.DTMF),
         (dt.timedelta(seconds=12), TimelineKind.CONSENT),
