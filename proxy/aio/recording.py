@@ -15,10 +15,11 @@ recordings of one slot are flushed together (``flush_together``), and the slots 
 recordings' work over the second. Together, the steady channels of all of them (one stream
 continuing in order, the common case) are checked and taken in one batch of array operations
 (``proxy.rtp.recorder.feed_steady``), the rest one channel at a time (``feed_batch``); their
-blocks are DTMF-screened together (``mask_dtmf_many``), and their sink hands the blocks to its writer
+blocks are DTMF-masked together (``mask_dtmf_many``), and their sink hands the blocks to its writer
 thread in one job. What Python and numpy cost per call and per operation is so paid once per slot.
 
-The DTMF masking, a cheap screen and then the exact detector, is ``proxy.rtp.masking``.
+The DTMF masking (the exact detector, ruling most frames out by its cheapest checks first) is
+``proxy.rtp.masking``.
 
 Positions are samples (8000 per second) since the recording started; arrival positions come from
 the event loop's clock, read once per packet (uvloop's ``time()`` is the loop's cached clock) and
@@ -147,7 +148,7 @@ class FlushSlots:
 
 def flush_together(recordings: Sequence[CallRecording]) -> None:
     """Flush each recording up to its safety margin behind now. The steady channels of them all are
-    fed in one batch (``feed_steady``) and their blocks DTMF-screened in one product. A recording
+    fed in one batch (``feed_steady``) and their blocks DTMF-masked together. A recording
     that fails is logged; the others go on."""
     _feed_tapped(recordings)
     _write_up_to([(recording, recording.position() - SAFETY_MARGIN_SAMPLES) for recording in recordings])

@@ -70,7 +70,8 @@ Masking (PCI DSS: card digits must not be stored). Every frame that showed a pai
 press too short to count or failing the harmonic check, marks its block and ``MASK_GUARD_MS``
 each side. ``take_spans()`` hands out these spans as they close and ``settled_until`` says up to
 where the audio has been judged, so a recorder can silence the spans before storing; for a whole
-buffer, ``dtmf_mask()`` does it in one call.
+buffer, ``dtmf_mask()`` does it in one call, and ``dtmf_masks()`` for many buffers at once, ruling
+out first, exactly, the frames too quiet or too far from a pair to show one.
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ __all__ = [
     "InbandDtmfDetector",
     "ToneSpan",
     "dtmf_mask",
+    "dtmf_masks",
     "goertzel_power",
 ]
 
@@ -141,6 +143,7 @@ MASK_GUARD_MS: Final = 10.0  # masked beyond the block that showed a pair
 _PROBE_REACH_BINS: Final = 0.26  # a tone this far from a probe loses 1 dB
 _PROBE_SPACING_BINS: Final = 0.5
 _NO_PAIR: Final = -1
+_SLACK: Final = 0.9  # how much looser the checks that rule frames out are than the detector's
 _FREQS_HZ: Final = DTMF_LOW_HZ + DTMF_HIGH_HZ
 
 
@@ -216,6 +219,8 @@ class _Kernel:
     groups: npt.NDArray[np.intp]
     two_cos: npt.NDArray[np.float64]
     scale: npt.NDArray[np.float64]
+    probe_matrix: npt.NDArray[np.float64]
+    """The probes' columns of ``matrix`` on the centre block's rows only (zero elsewhere)."""
 
 
 @functools.lru_cache(maxsize=8)
@@ -260,7 +265,37 @@ def _kernel(rate: int, frame: int, block: int) -> _Kernel:
         array.flags.writeable = False
     group_index = np.asarray(groups)
     group_index.flags.writeable = False
-    return _Kernel(matrix=matrix, probe_bins=probe_bins, groups=group_index, two_cos=two_cos, scale=scale)
+    bins = len(freqs)
+    rows = slice(centred, centred + block)
+    probes = np.concatenate((matrix[:, :probe_bins], matrix[:, bins : bins + probe_bins]), axis=1)
+    assert not probes[:centred].any(), "a probe reaches before the centre block"
+    assert not probes[centred + block :].any(), "a probe reaches past the centre block"
+    probe_matrix = np.ascontiguousarray(probes[rows])
+    probe_matrix.flags.writeable = False
+    return _Kernel(
+        matrix=matrix,
+        probe_bins=probe_bins,
+        groups=group_index,
+        two_cos=two_cos,
+        scale=scale,
+        probe_matrix=probe_matrix,
+    )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Loud:
+    """One buffer's frames whose centre block is loud enough for the level check (``dtmf_masks``)."""
+
+    samples: npt.NDArray[np.float64]
+    """The buffer as ``feed`` then ``flush`` would see it: half a frame of silence, the samples,
+    the silence ``flush`` appends."""
+    count: int
+    """Frames in all."""
+    frames: npt.NDArray[np.intp]
+    blocks: npt.NDArray[np.float64]
+    """Their centre blocks."""
+    mean_square: npt.NDArray[np.float64]
+    """Of each of those blocks."""
 
 
 class InbandDtmfDetector:
@@ -291,6 +326,7 @@ class InbandDtmfDetector:
         "_origin_ts",
         "_pause_frames",
         "_probe_bins",
+        "_probe_matrix",
         "_rate",
         "_reach",
         "_scale",
@@ -298,6 +334,7 @@ class InbandDtmfDetector:
         "_span_last",
         "_spans",
         "_started",
+        "_tail",
         "_trail_frames",
         "_trail_harmonic",
         "_trail_label",
@@ -321,6 +358,7 @@ class InbandDtmfDetector:
         self._block = round(block_ms * rate / 1000.0)
         self._frame = 2 * self._block
         self._hop = round(HOP_MS * rate / 1000.0)
+        self._tail = np.zeros(self._frame // 2 + self._hop)  # the silence flush() appends
         self._min_tone = round(MIN_TONE_MS * rate / 1000.0)
         self._pause_frames = math.ceil(MIN_PAUSE_MS / HOP_MS)
         self._max_fill = round(MAX_FILL_MS * rate / 1000.0)
@@ -392,6 +430,66 @@ class InbandDtmfDetector:
         self._reset()
         return out
 
+    def _loud_blocks(self, pcm: npt.NDArray[np.int16]) -> _Loud:
+        # For ``dtmf_masks``: the frames ``feed(pcm, 0)`` then ``flush()`` would judge whose centre
+        # block is loud enough for the level check. A probe's power is at most twice the block's
+        # mean square (Cauchy-Schwarz), so a pair's is at most four times.
+        if pcm.dtype != np.int16 or pcm.ndim != 1:
+            raise TypeError("dtmf_masks needs 1-D int16 samples")
+        samples = np.concatenate((np.zeros(self._frame // 2), pcm.astype(np.float64), self._tail))
+        count = (len(samples) - self._frame) // self._hop + 1
+        lead = (self._frame - self._block) // 2  # where a frame's centre block starts
+        starts = np.arange(count) * self._hop + lead
+        energy = np.concatenate(([0.0], np.cumsum(samples * samples)))  # exact: integer squares
+        mean_square = (energy[starts + self._block] - energy[starts]) / self._block
+        loud = np.flatnonzero(4.0 * mean_square >= _SLACK * self._min_level)
+        blocks = np.lib.stride_tricks.sliding_window_view(samples, self._block)[starts[loud]]
+        return _Loud(samples=samples, count=count, frames=loud, blocks=blocks, mean_square=mean_square[loud])
+
+    def _may_show_pair(
+        self, blocks: npt.NDArray[np.float64], mean_square: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.bool_]:
+        # The level, twist and tone-ratio checks of ``_classify`` on the probes alone, computed
+        # from the centre blocks, with thresholds ``_SLACK`` looser: a frame failing them fails
+        # them in ``_classify`` too, rounding and all.
+        probes = self._probe_bins
+        states = blocks @ self._probe_matrix
+        s1, s2 = states[:, :probes], states[:, probes:]
+        two_cos, scale = self._two_cos[:probes], self._scale[:probes]
+        power = (s1 * s1 + s2 * s2 - two_cos * s1 * s2) * scale
+        tone = np.maximum.reduceat(power, self._groups, axis=1)
+        p_low, p_high = tone[:, :4].max(axis=1), tone[:, 4:].max(axis=1)
+        p_pair = p_low + p_high
+        may = p_pair >= _SLACK * self._min_level
+        may &= p_high * _SLACK <= p_low * _db(FORWARD_TWIST_DB)
+        may &= p_low * _SLACK <= p_high * _db(REVERSE_TWIST_DB)
+        may &= p_pair >= _SLACK * TONE_RATIO * mean_square
+        return np.asarray(may, dtype=np.bool_)
+
+    def _spans_from_labels(
+        self,
+        samples: int,
+        count: int,
+        judged: npt.NDArray[np.intp],
+        labels: npt.NDArray[np.int64],
+        harmonic_ok: npt.NDArray[np.bool_],
+    ) -> list[ToneSpan]:
+        # The spans of a stream of ``samples`` samples whose ``count`` frames show no pair except
+        # the ``judged`` ones, labelled: as feeding and flushing it would find them.
+        self._reset()
+        self._started = True
+        self._fed = samples
+        every = np.full(count, _NO_PAIR, dtype=np.int64)
+        every[judged] = labels
+        passed = np.zeros(count, dtype=np.bool_)
+        passed[judged] = harmonic_ok
+        self._frames_done = count
+        self._track(every, passed, 0)
+        self._cur_digit = _NO_PAIR  # presses are not reported: masking needs the spans only
+        self._end_span()
+        self._reset()
+        return self.take_spans()
+
     def take_spans(self) -> list[ToneSpan]:
         """The DTMF spans closed since the last call, oldest first.
 
@@ -411,6 +509,7 @@ class InbandDtmfDetector:
         self._groups = kernel.groups
         self._two_cos = kernel.two_cos
         self._scale = kernel.scale
+        self._probe_matrix = kernel.probe_matrix
 
     def _reset(self) -> None:
         self._started = False
@@ -565,3 +664,54 @@ def dtmf_mask(pcm: npt.NDArray[np.int16], sample_rate_hz: int = 8000) -> npt.NDA
     for span in detector.take_spans():
         mask[span.rtp_timestamp : span.rtp_timestamp + span.duration] = True
     return mask
+
+
+def dtmf_masks(channels: Sequence[tuple[npt.NDArray[np.int16], int]]) -> list[npt.NDArray[np.bool_]]:
+    """``dtmf_mask`` for several buffers ``(pcm, sample_rate_hz)``: the same masks, for much less.
+
+    Most frames of speech, and all of silence, cannot show a pair, and two cheap checks rule them
+    out before the full judgement: a centre block too quiet for the level check (a probe's power
+    is at most twice the block's mean square), then the level, twist and tone-ratio checks on the
+    probe powers alone, computed from the centre block. Both are ``_SLACK`` looser than the
+    detector's own, far beyond any rounding, so no frame that would show a pair is ruled out. The
+    frames left, of every buffer of one rate, are judged in full in one matrix product.
+    """
+    detectors = [InbandDtmfDetector(rate) for _, rate in channels]
+    loud = [detector._loud_blocks(pcm) for detector, (pcm, _) in zip(detectors, channels, strict=True)]
+    judged: list[tuple[npt.NDArray[np.intp], npt.NDArray[np.int64], npt.NDArray[np.bool_]]] = [
+        (np.empty(0, dtype=np.intp), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.bool_))
+    ] * len(channels)
+    for rate in {rate for _, rate in channels}:
+        chosen = []  # per buffer of this rate with frames left: its index, and those frames
+        for k, (_, r) in enumerate(channels):
+            if r == rate and len(loud[k].frames):
+                may = detectors[k]._may_show_pair(loud[k].blocks, loud[k].mean_square)
+                if may.any():
+                    chosen.append((k, loud[k].frames[may]))
+        if not chosen:
+            continue
+        detector = detectors[chosen[0][0]]
+        windows = [
+            np.lib.stride_tricks.sliding_window_view(loud[k].samples, detector._frame)[frames * detector._hop]
+            for k, frames in chosen
+        ]
+        labels, harmonic_ok = detector._classify(np.concatenate(windows))
+        sizes = [len(frames) for _, frames in chosen]
+        for (k, frames), label, harmonic in zip(
+            chosen, _split(labels, sizes), _split(harmonic_ok, sizes), strict=True
+        ):
+            judged[k] = (frames, label, harmonic)
+    masks: list[npt.NDArray[np.bool_]] = []
+    for detector, (pcm, _), heard, (frames, label, harmonic) in zip(
+        detectors, channels, loud, judged, strict=True
+    ):
+        mask = np.zeros(len(pcm), dtype=np.bool_)
+        for span in detector._spans_from_labels(len(pcm), heard.count, frames, label, harmonic):
+            mask[span.rtp_timestamp : span.rtp_timestamp + span.duration] = True
+        masks.append(mask)
+    return masks
+
+
+def _split(values: npt.NDArray[Any], sizes: Sequence[int]) -> list[npt.NDArray[Any]]:
+    # ``values`` cut into consecutive pieces of ``sizes``.
+    return np.split(values, np.cumsum(sizes)[:-1].tolist())
