@@ -27,17 +27,19 @@ The UAS runs with ``-rtp_echo`` and answers every call with its single echo port
 calls (``-l N -m N``) at a rate that ramps them up in a few seconds, holds each for ``--hold-s``
 seconds, then hangs up. Each call offers its own RTP port, taken from an injection file; when the
 call is answered the UAC logs ``up <our port> <answered port>`` to a port file (a SIPp ``<log>``
-action: no process is forked per call), and before the BYE ``stop <our port>``. A separate RTP
-agent process (uvloop) owns those ports: it reads the port file, sends 20 ms G.711 packets (172
-bytes, RTP header with sequence number, timestamp and SSRC; the payload starts with the send time,
-the SSRC and the sequence number again, because after a notice callherald renumbers the packets it
-relays into its own stream, RFC 3550 §7) at 50 per second per call, paced against absolute
-deadlines, and measures what comes back: loss, the RFC 3550 §6.4.1 interarrival jitter of the
-round trip (send time from the payload, arrival time from the kernel's receive timestamp) and the
-round trip time. Through callherald every packet crosses the relay twice: a-leg to b-leg on the
-way out, b-leg to a-leg on the way back. While a recorded call's notice and beep play, callherald
-keeps the parties apart and the agent's packets do not come back; the agent tells the
-orchestrator when each call's packets first come back (``back <port> <time>`` on its output).
+action: no process is forked per call), and before the BYE ``stop <our port>``. A separate RTP agent
+process (uvloop) owns those ports: it reads the port file, sends 20 ms G.711 packets (172 bytes, RTP
+header with sequence number, timestamp and SSRC; the payload starts with the send time, the SSRC and
+the sequence number again, because after a notice callherald renumbers the packets it relays into
+its own stream, RFC 3550 §7; the rest of it is speech, callherald's bundled notice, in turns of 3 s
+talk and 3 s silence, half the calls talking at any time, ``write_talk``: a recording's DTMF masking
+looks closer at speech than at silence) at 50 per second per call, paced against absolute deadlines,
+and measures what comes back: loss, the RFC 3550 §6.4.1 interarrival jitter of the round trip (send
+time from the payload, arrival time from the kernel's receive timestamp) and the round trip time.
+Through callherald every packet crosses the relay twice: a-leg to b-leg on the way out, b-leg to
+a-leg on the way back. While a recorded call's notice and beep play, callherald keeps the parties
+apart and the agent's packets do not come back; the agent tells the orchestrator when each call's
+packets first come back (``back <port> <time>`` on its output).
 
 Every figure is taken over the steady-state window: from ``SETTLE_S`` after the last call came up
 and its packets came back (so after every notice) to just before the first call stops sending.
@@ -105,6 +107,7 @@ from typing import Any, TextIO
 import numpy as np
 import uvloop
 
+from benchmarks.speech import speech_ulaw
 from storage.records import EvidenceStore, RecordingState
 
 __all__ = [
@@ -154,6 +157,7 @@ __all__ = [
     "window_figures",
     "write_notice_wav",
     "write_rtp_header",
+    "write_talk",
 ]
 
 DEFAULT_CALLS = (50, 100, 200, 400)
@@ -248,6 +252,24 @@ def write_rtp_header(
         ssrc,
         seq & 0xFFFFFFFF,
     )
+
+
+TALK_TURN_PACKETS = 3 * PACKETS_PER_S  # 3 s of talk, then 3 s of silence, and so on
+_TALK_BYTES = PACKET_BYTES - RTP_HEADER.size  # the payload after its timing fields
+_PAUSE = bytes([PCMU_SILENCE]) * _TALK_BYTES
+
+
+def write_talk(buffer: bytearray, speech: bytes, *, seq: int, party: int) -> None:
+    """Fill the payload after its timing fields with what party number ``party`` says in packet
+    ``seq``: its own stretch of ``speech`` (PCMU, ``benchmarks.speech``) in every other turn of
+    ``TALK_TURN_PACKETS``, silence in between; odd and even parties take turns, so half of the
+    calls talk at any time, as in a conversation."""
+    if (seq // TALK_TURN_PACKETS + party) % 2 or len(speech) < PAYLOAD_BYTES:
+        buffer[RTP_HEADER.size :] = _PAUSE
+        return
+    frames = len(speech) // PAYLOAD_BYTES
+    at = (seq + 997 * party) % frames * PAYLOAD_BYTES + (PAYLOAD_BYTES - _TALK_BYTES)
+    buffer[RTP_HEADER.size :] = speech[at : at + _TALK_BYTES]
 
 
 def new_packet() -> bytearray:
@@ -607,8 +629,9 @@ class _Agent:
     standard output as ``back <port> <arrival epoch ns>``.
     """
 
-    def __init__(self, ports: Sequence[int], portfile: Path, max_s: float) -> None:
+    def __init__(self, ports: Sequence[int], portfile: Path, max_s: float, speech: bytes = b"") -> None:
         self._portfile = PortfileReader(portfile)
+        self._speech = speech
         self._max_s = max_s
         self._streams: dict[int, _Stream] = {}
         self._slots: list[list[_Stream]] = [[] for _ in range(SEND_SLOTS)]
@@ -698,6 +721,7 @@ class _Agent:
                     sent_ns=sent_ns,
                     marker=seq == 0,
                 )
+                write_talk(stream.packet, self._speech, seq=seq, party=stream.ssrc)
                 stream.seq = seq + 1
                 stream.sent_at.append(sent_ns)
                 try:
@@ -846,7 +870,8 @@ def _ms(value: float | None) -> float | None:
 def run_agent(config_path: Path) -> int:
     """The RTP agent's process body: bind, say ``ready``, measure, write the summary as JSON."""
     settings = json.loads(config_path.read_text(encoding="utf-8"))
-    agent = _Agent(settings["ports"], Path(settings["portfile"]), float(settings["max_s"]))
+    speech = Path(settings["speech"]).read_bytes() if settings.get("speech") else b""
+    agent = _Agent(settings["ports"], Path(settings["portfile"]), float(settings["max_s"]), speech)
     print("ready", flush=True)
     summary = uvloop.run(agent.run())
     Path(settings["result"]).write_text(json.dumps(summary), encoding="utf-8")
@@ -1469,6 +1494,8 @@ def run_once(
             raise BenchmarkError(f"the SIPp UAS exited with {uas.returncode}")
         agent_config = workdir / "agent.json"
         agent_result = workdir / "agent-result.json"
+        speech = workdir / "speech.ulaw"
+        speech.write_bytes(speech_ulaw())
         agent_config.write_text(
             json.dumps(
                 {
@@ -1476,6 +1503,7 @@ def run_once(
                     "portfile": str(portfile),
                     "result": str(agent_result),
                     "max_s": run_limit_s,
+                    "speech": str(speech),
                 }
             ),
             encoding="utf-8",

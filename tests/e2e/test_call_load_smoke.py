@@ -53,6 +53,7 @@ from benchmarks.call_load import (
     window_figures,
     write_notice_wav,
     write_rtp_header,
+    write_talk,
 )
 from config import load_config
 from storage.records import EvidenceStore
@@ -288,6 +289,25 @@ def test_an_rtp_packet_is_172_bytes_of_pcmu() -> None:
     # The payload says whose packet it is even when callherald renumbered the header.
     assert struct.unpack_from("!qII", packet, 12) == (123, 0x10001, 70_000)
     assert packet[28:] == b"\xff" * 144
+
+
+def test_parties_take_turns_talking_with_their_own_stretch_of_speech() -> None:
+    speech = bytes(range(251)) * 1000  # PCMU bytes (1569 frames); what they say does not matter
+    turn = call_load.TALK_TURN_PACKETS
+    packet = new_packet()
+
+    def said(seq: int, party: int) -> bytes:
+        write_talk(packet, speech, seq=seq, party=party)
+        return bytes(packet[28:])
+
+    assert said(0, 0) == speech[16:160]  # after the timing fields, the rest of the first frame
+    assert said(1, 0) == speech[176:320]
+    assert said(turn, 0) == b"\xff" * 144  # the other's turn: silence
+    assert said(2 * turn, 0) == speech[2 * turn * 160 + 16 : (2 * turn + 1) * 160]
+    assert said(0, 1) == b"\xff" * 144
+    assert said(turn, 1) not in (said(turn - 1, 0), b"\xff" * 144)  # its own stretch, not party 0's
+    write_talk(packet, b"", seq=0, party=0)
+    assert packet[28:] == b"\xff" * 144  # no speech given: silence
 
 
 @given(
