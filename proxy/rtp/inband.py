@@ -144,6 +144,7 @@ _PROBE_REACH_BINS: Final = 0.26  # a tone this far from a probe loses 1 dB
 _PROBE_SPACING_BINS: Final = 0.5
 _NO_PAIR: Final = -1
 _SLACK: Final = 0.9  # how much looser the checks that rule frames out are than the detector's
+_CHECK_CHUNK: Final = 256  # centre blocks checked at a time: their copy stays in the cache
 _FREQS_HZ: Final = DTMF_LOW_HZ + DTMF_HIGH_HZ
 
 
@@ -219,8 +220,11 @@ class _Kernel:
     groups: npt.NDArray[np.intp]
     two_cos: npt.NDArray[np.float64]
     scale: npt.NDArray[np.float64]
-    probe_matrix: npt.NDArray[np.float64]
-    """The probes' columns of ``matrix`` on the centre block's rows only (zero elsewhere)."""
+    probe_basis: npt.NDArray[np.float32]
+    """Cosine then sine of every probe frequency over the centre block: ``|X(f)|²`` of a block is
+    the sum of the squares of its two products (single precision, for ``dtmf_masks``)."""
+    low_probes: int
+    """The probes of the low group come first."""
 
 
 @functools.lru_cache(maxsize=8)
@@ -265,37 +269,20 @@ def _kernel(rate: int, frame: int, block: int) -> _Kernel:
         array.flags.writeable = False
     group_index = np.asarray(groups)
     group_index.flags.writeable = False
-    bins = len(freqs)
-    rows = slice(centred, centred + block)
-    probes = np.concatenate((matrix[:, :probe_bins], matrix[:, bins : bins + probe_bins]), axis=1)
-    assert not probes[:centred].any(), "a probe reaches before the centre block"
-    assert not probes[centred + block :].any(), "a probe reaches past the centre block"
-    probe_matrix = np.ascontiguousarray(probes[rows])
-    probe_matrix.flags.writeable = False
+    angles = 2.0 * np.pi * np.outer(np.arange(block), freqs[:probe_bins]) / rate
+    probe_basis = np.ascontiguousarray(
+        np.concatenate((np.cos(angles), np.sin(angles)), axis=1), dtype=np.float32
+    )
+    probe_basis.flags.writeable = False
     return _Kernel(
         matrix=matrix,
         probe_bins=probe_bins,
         groups=group_index,
         two_cos=two_cos,
         scale=scale,
-        probe_matrix=probe_matrix,
+        probe_basis=probe_basis,
+        low_probes=groups[len(DTMF_LOW_HZ)],
     )
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class _Loud:
-    """One buffer's frames whose centre block is loud enough for the level check (``dtmf_masks``)."""
-
-    samples: npt.NDArray[np.float64]
-    """The buffer as ``feed`` then ``flush`` would see it: half a frame of silence, the samples,
-    the silence ``flush`` appends."""
-    count: int
-    """Frames in all."""
-    frames: npt.NDArray[np.intp]
-    blocks: npt.NDArray[np.float64]
-    """Their centre blocks."""
-    mean_square: npt.NDArray[np.float64]
-    """Of each of those blocks."""
 
 
 class InbandDtmfDetector:
@@ -320,13 +307,14 @@ class InbandDtmfDetector:
         "_groups",
         "_hop",
         "_kernel",
+        "_low_probes",
         "_max_fill",
         "_min_level",
         "_min_tone",
         "_origin_ts",
         "_pause_frames",
+        "_probe_basis",
         "_probe_bins",
-        "_probe_matrix",
         "_rate",
         "_reach",
         "_scale",
@@ -430,10 +418,11 @@ class InbandDtmfDetector:
         self._reset()
         return out
 
-    def _loud_blocks(self, pcm: npt.NDArray[np.int16]) -> _Loud:
-        # For ``dtmf_masks``: the frames ``feed(pcm, 0)`` then ``flush()`` would judge whose centre
-        # block is loud enough for the level check. A probe's power is at most twice the block's
-        # mean square (Cauchy-Schwarz), so a pair's is at most four times.
+    def _candidates(
+        self, pcm: npt.NDArray[np.int16]
+    ) -> tuple[int, npt.NDArray[np.intp], npt.NDArray[np.float64]]:
+        # For ``dtmf_masks``: how many frames ``feed(pcm, 0)`` then ``flush()`` would judge, which
+        # of them may show a pair (the rest cannot, see ``dtmf_masks``), and those frames.
         if pcm.dtype != np.int16 or pcm.ndim != 1:
             raise TypeError("dtmf_masks needs 1-D int16 samples")
         samples = np.concatenate((np.zeros(self._frame // 2), pcm.astype(np.float64), self._tail))
@@ -442,28 +431,43 @@ class InbandDtmfDetector:
         starts = np.arange(count) * self._hop + lead
         energy = np.concatenate(([0.0], np.cumsum(samples * samples)))  # exact: integer squares
         mean_square = (energy[starts + self._block] - energy[starts]) / self._block
+        # A probe's power is at most twice the block's mean square (Cauchy-Schwarz), a pair's four
+        # times: a block quieter than this fails the level check.
         loud = np.flatnonzero(4.0 * mean_square >= _SLACK * self._min_level)
-        blocks = np.lib.stride_tricks.sliding_window_view(samples, self._block)[starts[loud]]
-        return _Loud(samples=samples, count=count, frames=loud, blocks=blocks, mean_square=mean_square[loud])
+        # Single precision is exact for the samples, and its rounding in the probe powers (a few
+        # parts in ten thousand of the block's mean square) is far inside the slack.
+        single = samples[lead:].astype(np.float32)
+        # Row k: frame k's centre block (a view; the rows checked are copied a chunk at a time).
+        blocks = np.lib.stride_tricks.as_strided(
+            single, (count, self._block), (self._hop * single.itemsize, single.itemsize), writeable=False
+        )
+        kept = []
+        for first in range(0, len(loud), _CHECK_CHUNK):
+            chunk = loud[first : first + _CHECK_CHUNK]
+            may = self._may_show_pair(blocks[chunk], mean_square[chunk])
+            if may.any():
+                kept.append(chunk[may])
+        frames = np.concatenate(kept) if kept else np.empty(0, dtype=np.intp)
+        windows = np.lib.stride_tricks.sliding_window_view(samples, self._frame)[frames * self._hop]
+        return count, frames, windows
 
     def _may_show_pair(
-        self, blocks: npt.NDArray[np.float64], mean_square: npt.NDArray[np.float64]
+        self, blocks: npt.NDArray[np.float32], mean_square: npt.NDArray[np.float64]
     ) -> npt.NDArray[np.bool_]:
-        # The level, twist and tone-ratio checks of ``_classify`` on the probes alone, computed
-        # from the centre blocks, with thresholds ``_SLACK`` looser: a frame failing them fails
-        # them in ``_classify`` too, rounding and all.
+        # The level, twist and tone-ratio checks of ``_classify`` on the probes alone, from the
+        # centre blocks, with thresholds ``_SLACK`` looser: a frame failing them fails them in
+        # ``_classify`` too. The strongest probe of a group is its strongest tone's power.
+        products = blocks @ self._probe_basis
         probes = self._probe_bins
-        states = blocks @ self._probe_matrix
-        s1, s2 = states[:, :probes], states[:, probes:]
-        two_cos, scale = self._two_cos[:probes], self._scale[:probes]
-        power = (s1 * s1 + s2 * s2 - two_cos * s1 * s2) * scale
-        tone = np.maximum.reduceat(power, self._groups, axis=1)
-        p_low, p_high = tone[:, :4].max(axis=1), tone[:, 4:].max(axis=1)
+        power = np.square(products[:, :probes], dtype=np.float64)
+        power += np.square(products[:, probes:], dtype=np.float64)
+        power *= 2.0 / self._block**2  # |X|² of a sine of amplitude A is (A N / 2)²: now A² / 2
+        p_low = power[:, : self._low_probes].max(axis=1)
+        p_high = power[:, self._low_probes :].max(axis=1)
         p_pair = p_low + p_high
-        may = p_pair >= _SLACK * self._min_level
+        may = p_pair >= _SLACK * np.maximum(self._min_level, TONE_RATIO * mean_square)
         may &= p_high * _SLACK <= p_low * _db(FORWARD_TWIST_DB)
         may &= p_low * _SLACK <= p_high * _db(REVERSE_TWIST_DB)
-        may &= p_pair >= _SLACK * TONE_RATIO * mean_square
         return np.asarray(may, dtype=np.bool_)
 
     def _spans_from_labels(
@@ -509,7 +513,8 @@ class InbandDtmfDetector:
         self._groups = kernel.groups
         self._two_cos = kernel.two_cos
         self._scale = kernel.scale
-        self._probe_matrix = kernel.probe_matrix
+        self._probe_basis = kernel.probe_basis
+        self._low_probes = kernel.low_probes
 
     def _reset(self) -> None:
         self._started = False
@@ -677,36 +682,27 @@ def dtmf_masks(channels: Sequence[tuple[npt.NDArray[np.int16], int]]) -> list[np
     frames left, of every buffer of one rate, are judged in full in one matrix product.
     """
     detectors = [InbandDtmfDetector(rate) for _, rate in channels]
-    loud = [detector._loud_blocks(pcm) for detector, (pcm, _) in zip(detectors, channels, strict=True)]
-    judged: list[tuple[npt.NDArray[np.intp], npt.NDArray[np.int64], npt.NDArray[np.bool_]]] = [
-        (np.empty(0, dtype=np.intp), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.bool_))
+    prepared = [detector._candidates(pcm) for detector, (pcm, _) in zip(detectors, channels, strict=True)]
+    judged: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]] = [
+        (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.bool_))
     ] * len(channels)
     for rate in {rate for _, rate in channels}:
-        chosen = []  # per buffer of this rate with frames left: its index, and those frames
-        for k, (_, r) in enumerate(channels):
-            if r == rate and len(loud[k].frames):
-                may = detectors[k]._may_show_pair(loud[k].blocks, loud[k].mean_square)
-                if may.any():
-                    chosen.append((k, loud[k].frames[may]))
-        if not chosen:
+        members = [k for k, (_, r) in enumerate(channels) if r == rate and len(prepared[k][1])]
+        if not members:
             continue
-        detector = detectors[chosen[0][0]]
-        windows = [
-            np.lib.stride_tricks.sliding_window_view(loud[k].samples, detector._frame)[frames * detector._hop]
-            for k, frames in chosen
-        ]
-        labels, harmonic_ok = detector._classify(np.concatenate(windows))
-        sizes = [len(frames) for _, frames in chosen]
-        for (k, frames), label, harmonic in zip(
-            chosen, _split(labels, sizes), _split(harmonic_ok, sizes), strict=True
+        windows = np.concatenate([prepared[k][2] for k in members])
+        labels, harmonic_ok = detectors[members[0]]._classify(windows)
+        sizes = [len(prepared[k][1]) for k in members]
+        for k, label, harmonic in zip(
+            members, _split(labels, sizes), _split(harmonic_ok, sizes), strict=True
         ):
-            judged[k] = (frames, label, harmonic)
+            judged[k] = (label, harmonic)
     masks: list[npt.NDArray[np.bool_]] = []
-    for detector, (pcm, _), heard, (frames, label, harmonic) in zip(
-        detectors, channels, loud, judged, strict=True
+    for detector, (pcm, _), (count, frames, _), (label, harmonic) in zip(
+        detectors, channels, prepared, judged, strict=True
     ):
         mask = np.zeros(len(pcm), dtype=np.bool_)
-        for span in detector._spans_from_labels(len(pcm), heard.count, frames, label, harmonic):
+        for span in detector._spans_from_labels(len(pcm), count, frames, label, harmonic):
             mask[span.rtp_timestamp : span.rtp_timestamp + span.duration] = True
         masks.append(mask)
     return masks
