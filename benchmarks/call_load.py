@@ -30,16 +30,17 @@ call is answered the UAC logs ``up <our port> <answered port>`` to a port file (
 action: no process is forked per call), and before the BYE ``stop <our port>``. A separate RTP agent
 process (uvloop) owns those ports: it reads the port file, sends 20 ms G.711 packets (172 bytes, RTP
 header with sequence number, timestamp and SSRC; the payload starts with the send time, the SSRC and
-the sequence number again, because after a notice callherald renumbers the packets it relays into
-its own stream, RFC 3550 §7; the rest of it is speech, callherald's bundled notice, in turns of 3 s
-talk and 3 s silence, half the calls talking at any time, ``write_talk``: a recording's DTMF masking
-looks closer at speech than at silence) at 50 per second per call, paced against absolute deadlines,
-and measures what comes back: loss, the RFC 3550 §6.4.1 interarrival jitter of the round trip (send
-time from the payload, arrival time from the kernel's receive timestamp) and the round trip time.
-Through callherald every packet crosses the relay twice: a-leg to b-leg on the way out, b-leg to
-a-leg on the way back. While a recorded call's notice and beep play, callherald keeps the parties
-apart and the agent's packets do not come back; the agent tells the orchestrator when each call's
-packets first come back (``back <port> <time>`` on its output).
+the sequence number again, a nibble a byte as quiet PCMU codes (``TIMING``), because after a notice
+callherald renumbers the packets it relays into its own stream, RFC 3550 §7; the rest of it is
+speech, callherald's bundled notice, in turns of 3 s talk and 3 s silence, half the calls talking at
+any time, ``write_talk``: a recording's DTMF masking looks closer at speech than at silence) at 50
+per second per call, paced against absolute deadlines, and measures what comes back: loss, the RFC
+3550 §6.4.1 interarrival jitter of the round trip (send time from the payload, arrival time from the
+kernel's receive timestamp) and the round trip time. Through callherald every packet crosses the
+relay twice: a-leg to b-leg on the way out, b-leg to a-leg on the way back. While a recorded call's
+notice and beep play, callherald keeps the parties apart and the agent's packets do not come back;
+the agent tells the orchestrator when each call's packets first come back (``back <port> <time>`` on
+its output).
 
 Every figure is taken over the steady-state window: from ``SETTLE_S`` after the last call came up
 and its packets came back (so after every notice) to just before the first call stops sending.
@@ -120,6 +121,8 @@ __all__ = [
     "PTIME_S",
     "RTP_HEADER",
     "TARGET_RECORDING_CPU_RATIO",
+    "TIMING",
+    "TIMING_BYTES",
     "BenchmarkError",
     "Comparison",
     "PortPlan",
@@ -146,6 +149,7 @@ __all__ = [
     "plan_ports",
     "read_recordings",
     "read_sipp_stats",
+    "read_timing",
     "run_agent",
     "run_once",
     "run_queue_wait_ns",
@@ -177,11 +181,19 @@ PCMU_SILENCE = 0xFF
 SEND_SLOTS = 10  # each 20 ms period is cut into slots so that calls do not all send at once
 SLOT_S = PTIME_S / SEND_SLOTS
 
-RTP_HEADER = struct.Struct("!BBHIIqII")
-"""V/P/X/CC, M/PT, sequence, timestamp, SSRC (RFC 3550 §5.1), then in the payload the send time in
-ns, the SSRC and the sequence number again: after a notice callherald relays the packets renumbered
-into its own stream (new SSRC, sequence and timestamp, RFC 3550 §7), the payload comes back as sent."""
-_RECEIVED = struct.Struct("!12xqII")  # from the payload: send time, SSRC, sequence
+RTP_HEADER = struct.Struct("!BBHII")  # V/P/X/CC, M/PT, sequence, timestamp, SSRC (RFC 3550 §5.1)
+TIMING = struct.Struct("!qII")
+"""What the payload carries first: the send time in ns, the SSRC and the sequence number again.
+After a notice callherald relays the packets renumbered into its own stream (new SSRC, sequence and
+timestamp, RFC 3550 §7); the payload comes back as sent."""
+TIMING_BYTES = 2 * TIMING.size
+"""The timing takes a nibble per payload byte, as PCMU codes 0xF0-0xFF: at most 120 of 32767, far
+below speech, so a caller's silence stays quiet (``write_rtp_header``)."""
+_TO_HIGH = bytes(0xF0 | value >> 4 for value in range(256))
+_TO_LOW = bytes(0xF0 | value & 0x0F for value in range(256))
+_FROM_HIGH = bytes((code & 0x0F) << 4 for code in range(256))
+_FROM_LOW = bytes(code & 0x0F for code in range(256))
+_TIMING_END = RTP_HEADER.size + TIMING_BYTES
 _KERNEL_TIME = struct.Struct("@qq")  # struct timespec
 _SO_TIMESTAMPNS = 35  # Linux; the arrival time of each datagram comes as SCM_TIMESTAMPNS
 _ANCILLARY_BYTES = socket.CMSG_SPACE(_KERNEL_TIME.size)
@@ -239,7 +251,7 @@ def write_rtp_header(
     buffer: bytearray, *, seq: int, timestamp: int, ssrc: int, sent_ns: int, marker: bool = False
 ) -> None:
     """Write an RTP v2 PCMU header into ``buffer``, then the send time, the SSRC and the sequence
-    number (not wrapped) as the first 16 payload bytes (see `RTP_HEADER`)."""
+    number (not wrapped) as the first ``TIMING_BYTES`` of the payload (see `TIMING`)."""
     RTP_HEADER.pack_into(
         buffer,
         0,
@@ -248,34 +260,43 @@ def write_rtp_header(
         seq & 0xFFFF,
         timestamp & 0xFFFFFFFF,
         ssrc,
-        sent_ns,
-        ssrc,
-        seq & 0xFFFFFFFF,
     )
+    timing = TIMING.pack(sent_ns, ssrc, seq & 0xFFFFFFFF)
+    buffer[RTP_HEADER.size : _TIMING_END : 2] = timing.translate(_TO_HIGH)
+    buffer[RTP_HEADER.size + 1 : _TIMING_END : 2] = timing.translate(_TO_LOW)
+
+
+def read_timing(packet: bytes) -> tuple[int, int, int]:
+    """The send time, SSRC and sequence number ``write_rtp_header`` put in the payload."""
+    high = int.from_bytes(packet[RTP_HEADER.size : _TIMING_END : 2].translate(_FROM_HIGH), "big")
+    low = int.from_bytes(packet[RTP_HEADER.size + 1 : _TIMING_END : 2].translate(_FROM_LOW), "big")
+    sent_ns, ssrc, seq = TIMING.unpack((high | low).to_bytes(TIMING.size, "big"))
+    return sent_ns, ssrc, seq
 
 
 TALK_TURN_PACKETS = 3 * PACKETS_PER_S  # 3 s of talk, then 3 s of silence, and so on
-_TALK_BYTES = PACKET_BYTES - RTP_HEADER.size  # the payload after its timing fields
+_TALK_BYTES = PACKET_BYTES - _TIMING_END  # the payload after its timing
 _PAUSE = bytes([PCMU_SILENCE]) * _TALK_BYTES
 
 
 def write_talk(buffer: bytearray, speech: bytes, *, seq: int, party: int) -> None:
-    """Fill the payload after its timing fields with what party number ``party`` says in packet
+    """Fill the payload after its timing with what party number ``party`` says in packet
     ``seq``: its own stretch of ``speech`` (PCMU, ``benchmarks.speech``) in every other turn of
     ``TALK_TURN_PACKETS``, silence in between; odd and even parties take turns, so half of the
     calls talk at any time, as in a conversation."""
     if (seq // TALK_TURN_PACKETS + party) % 2 or len(speech) < PAYLOAD_BYTES:
-        buffer[RTP_HEADER.size :] = _PAUSE
+        buffer[_TIMING_END:] = _PAUSE
         return
     frames = len(speech) // PAYLOAD_BYTES
     at = (seq + 997 * party) % frames * PAYLOAD_BYTES + (PAYLOAD_BYTES - _TALK_BYTES)
-    buffer[RTP_HEADER.size :] = speech[at : at + _TALK_BYTES]
+    buffer[_TIMING_END:] = speech[at : at + _TALK_BYTES]
 
 
 def new_packet() -> bytearray:
     """A 172-byte packet buffer whose payload is PCMU silence."""
     buffer = bytearray([PCMU_SILENCE]) * PACKET_BYTES
     buffer[: RTP_HEADER.size] = bytes(RTP_HEADER.size)
+    buffer[RTP_HEADER.size : _TIMING_END] = bytes([0xF0]) * TIMING_BYTES
     return buffer
 
 
@@ -735,7 +756,6 @@ class _Agent:
 
     def _on_readable(self, stream: _Stream) -> None:
         recvmsg = stream.sock.recvmsg
-        unpack = _RECEIVED.unpack_from
         while True:
             try:
                 data, ancillary, _flags, _address = recvmsg(256, _ANCILLARY_BYTES)
@@ -744,11 +764,11 @@ class _Agent:
             except OSError:
                 stream.recv_errors += 1
                 return
-            if len(data) < _RECEIVED.size:
+            if len(data) < _TIMING_END:
                 stream.stray += 1
                 continue
             # Ours by the payload: the header may be callherald's (notice, beep, renumbered relay).
-            sent_ns, ssrc, seq = unpack(data)
+            sent_ns, ssrc, seq = read_timing(data)
             if ssrc != stream.ssrc or seq >= stream.seq:
                 stream.stray += 1
                 continue

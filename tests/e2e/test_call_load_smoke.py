@@ -44,6 +44,7 @@ from benchmarks.call_load import (
     ratio_spreads,
     read_recordings,
     read_sipp_stats,
+    read_timing,
     run_queue_wait_ns,
     steady_window,
     thread_cpu_added,
@@ -56,6 +57,7 @@ from benchmarks.call_load import (
     write_talk,
 )
 from config import load_config
+from proxy.rtp.g711 import ulaw_decode
 from storage.records import EvidenceStore
 
 STAT_HEADER = (
@@ -286,9 +288,12 @@ def test_an_rtp_packet_is_172_bytes_of_pcmu() -> None:
     write_rtp_header(packet, seq=70_000, timestamp=2**32 + 5, ssrc=0x10001, sent_ns=123, marker=True)
     assert len(packet) == call_load.PACKET_BYTES
     assert packet[:12] == bytes([0x80, 0x80]) + struct.pack("!HII", 70_000 - 65_536, 5, 0x10001)
-    # The payload says whose packet it is even when callherald renumbered the header.
-    assert struct.unpack_from("!qII", packet, 12) == (123, 0x10001, 70_000)
-    assert packet[28:] == b"\xff" * 144
+    # The payload says whose packet it is even when callherald renumbered the header, in PCMU
+    # codes as quiet as a line's hiss (0xF0-0xFF: at most 120 of 32767).
+    assert read_timing(bytes(packet)) == (123, 0x10001, 70_000)
+    assert all(code >= 0xF0 for code in packet[12 : 12 + call_load.TIMING_BYTES])
+    assert max(abs(int(sample)) for sample in ulaw_decode(bytes(packet[12:]))) <= 120
+    assert packet[12 + call_load.TIMING_BYTES :] == b"\xff" * 128
 
 
 def test_parties_take_turns_talking_with_their_own_stretch_of_speech() -> None:
@@ -298,16 +303,16 @@ def test_parties_take_turns_talking_with_their_own_stretch_of_speech() -> None:
 
     def said(seq: int, party: int) -> bytes:
         write_talk(packet, speech, seq=seq, party=party)
-        return bytes(packet[28:])
+        return bytes(packet[44:])
 
-    assert said(0, 0) == speech[16:160]  # after the timing fields, the rest of the first frame
-    assert said(1, 0) == speech[176:320]
-    assert said(turn, 0) == b"\xff" * 144  # the other's turn: silence
-    assert said(2 * turn, 0) == speech[2 * turn * 160 + 16 : (2 * turn + 1) * 160]
-    assert said(0, 1) == b"\xff" * 144
-    assert said(turn, 1) not in (said(turn - 1, 0), b"\xff" * 144)  # its own stretch, not party 0's
+    assert said(0, 0) == speech[32:160]  # after the timing, the rest of the first frame
+    assert said(1, 0) == speech[192:320]
+    assert said(turn, 0) == b"\xff" * 128  # the other's turn: silence
+    assert said(2 * turn, 0) == speech[2 * turn * 160 + 32 : (2 * turn + 1) * 160]
+    assert said(0, 1) == b"\xff" * 128
+    assert said(turn, 1) not in (said(turn - 1, 0), b"\xff" * 128)  # its own stretch, not party 0's
     write_talk(packet, b"", seq=0, party=0)
-    assert packet[28:] == b"\xff" * 144  # no speech given: silence
+    assert packet[44:] == b"\xff" * 128  # no speech given: silence
 
 
 @given(
@@ -326,10 +331,8 @@ def test_rtp_header_round_trip(seq: int, timestamp: int, ssrc: int, sent_ns: int
         seq % 2**16,
         timestamp % 2**32,
         ssrc,
-        sent_ns,
-        ssrc,
-        seq,
     )
+    assert read_timing(bytes(packet)) == (sent_ns, ssrc, seq)
 
 
 def test_the_portfile_reader_returns_complete_lines_once(tmp_path: Path) -> None:
