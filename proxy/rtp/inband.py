@@ -429,7 +429,8 @@ class InbandDtmfDetector:
         count = (len(samples) - self._frame) // self._hop + 1
         lead = (self._frame - self._block) // 2  # where a frame's centre block starts
         starts = np.arange(count) * self._hop + lead
-        energy = np.concatenate(([0.0], np.cumsum(samples * samples)))  # exact: integer squares
+        energy = np.zeros(len(samples) + 1)  # energy[n]: of the samples before n (exact: integers)
+        np.cumsum(np.square(samples), out=energy[1:])
         mean_square = (energy[starts + self._block] - energy[starts]) / self._block
         # A probe's power is at most twice the block's mean square (Cauchy-Schwarz), a pair's four
         # times: a block quieter than this fails the level check.
