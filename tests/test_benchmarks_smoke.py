@@ -145,7 +145,9 @@ def test_fuzz_main_finds_no_bug(capsys: pytest.CaptureFixture[str]) -> None:
 def test_recording_cpu_measures_every_part(capsys: pytest.CaptureFixture[str]) -> None:
     figures = recording_cpu.measure(calls=3, seconds=3)
     assert figures.tap_us > 0
-    assert figures.flush_us > figures.masking_us > 0  # the masking is part of the flush
+    # Measured apart (the masking again on copies of the blocks), so at 3 calls either may be larger.
+    assert figures.flush_us > 0
+    assert figures.masking_us > 0
     assert figures.relay_renumber_us > figures.relay_unchanged_us > 0
     assert figures.core_percent(100.0) == pytest.approx(0.03)  # 100 µs a second at 3 calls
     assert recording_cpu.main(["--calls", "2", "--seconds", "2"]) == 0
