@@ -412,7 +412,7 @@ class InbandDtmfDetector:
         """
         if not self._started:
             return []
-        out = self._analyse(np.zeros(self._frame // 2 + self._hop), real=False)
+        out = self._analyse(self._tail, real=False)
         out += self._end_press()
         self._end_span()
         self._reset()

@@ -740,6 +740,12 @@ def test_withdrawal_and_party_change(
     assert storage_errors(caplog) == []
 
 
+def prompts(timeline: list[TimelineEvent]) -> list[TimelineEvent]:
+    """The starts and ends of the prompts in a call's timeline."""
+    kinds = (TimelineKind.ANNOUNCEMENT_START, TimelineKind.ANNOUNCEMENT_END)
+    return [event for event in timeline if event.kind in kinds]
+
+
 def test_a_prompt_cut_short_is_stored_on_the_leg_that_heard_it(
     layout: DataLayout, reviewer: X25519PrivateKey, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -758,9 +764,7 @@ def test_a_prompt_cut_short_is_stored_on_the_leg_that_heard_it(
 
     first, second = f"{CALL}:a", f"{CALL}:a2"
     assert [
-        (event.kind, event.at, event.leg_id, event.detail.get("complete"))
-        for event in timeline
-        if event.kind in (TimelineKind.ANNOUNCEMENT_START, TimelineKind.ANNOUNCEMENT_END)
+        (event.kind, event.at, event.leg_id, event.detail.get("complete")) for event in prompts(timeline)
     ] == [
         (TimelineKind.ANNOUNCEMENT_START, ran.utc(1), first, None),
         (TimelineKind.ANNOUNCEMENT_END, ran.utc(3), first, False),
@@ -786,8 +790,7 @@ def test_a_prompt_playing_when_the_proxy_dies_is_kept_as_started(
 
     assert [
         (event.kind, event.at, event.detail["prompt_id"], event.detail["version"])
-        for event in timeline
-        if event.kind in (TimelineKind.ANNOUNCEMENT_START, TimelineKind.ANNOUNCEMENT_END)
+        for event in prompts(timeline)
     ] == [
         (TimelineKind.ANNOUNCEMENT_START, ran.utc(1), "notice", "notice-v4"),
         (TimelineKind.ANNOUNCEMENT_END, ran.utc(6), "notice", "notice-v4"),
