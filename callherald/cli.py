@@ -49,9 +49,11 @@ def _serve(args: argparse.Namespace) -> int:
     import uvloop  # noqa: PLC0415
 
     from callherald.app import run_forever  # noqa: PLC0415
+    from callherald.heap import keep_freed_memory  # noqa: PLC0415
     from proxy.aio.control import ControlSocketError  # noqa: PLC0415
     from storage.crypto import StorageError  # noqa: PLC0415
 
+    keep_freed_memory()
     try:
         uvloop.run(run_forever(config))
     except (ControlSocketError, StorageError, OSError) as error:
