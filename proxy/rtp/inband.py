@@ -113,6 +113,7 @@ __all__ = [
     "ToneSpan",
     "dtmf_mask",
     "dtmf_masks",
+    "dtmf_spans",
     "goertzel_power",
 ]
 
@@ -144,7 +145,7 @@ _PROBE_REACH_BINS: Final = 0.26  # a tone this far from a probe loses 1 dB
 _PROBE_SPACING_BINS: Final = 0.5
 _NO_PAIR: Final = -1
 _SLACK: Final = 0.9  # how much looser the checks that rule frames out are than the detector's
-_CHECK_CHUNK: Final = 256  # centre blocks checked at a time: their copy stays in the cache
+_CHECK_CHUNK: Final = 512  # centre blocks checked at a time: their copy stays in the cache
 _FREQS_HZ: Final = DTMF_LOW_HZ + DTMF_HIGH_HZ
 
 
@@ -418,58 +419,87 @@ class InbandDtmfDetector:
         self._reset()
         return out
 
-    def _candidates(
-        self, pcm: npt.NDArray[np.int16]
-    ) -> tuple[int, npt.NDArray[np.intp], npt.NDArray[np.float64]]:
-        # For ``dtmf_masks``: how many frames ``feed(pcm, 0)`` then ``flush()`` would judge, which
-        # of them may show a pair (the rest cannot, see ``dtmf_masks``), and those frames.
-        if pcm.dtype != np.int16 or pcm.ndim != 1:
-            raise TypeError("dtmf_masks needs 1-D int16 samples")
-        samples = np.concatenate((np.zeros(self._frame // 2), pcm.astype(np.float64), self._tail))
-        count = (len(samples) - self._frame) // self._hop + 1
-        lead = (self._frame - self._block) // 2  # where a frame's centre block starts
-        starts = np.arange(count) * self._hop + lead
-        energy = np.zeros(len(samples) + 1)  # energy[n]: of the samples before n (exact: integers)
-        np.cumsum(np.square(samples), out=energy[1:])
-        mean_square = (energy[starts + self._block] - energy[starts]) / self._block
+    def _spans_of_buffers(self, buffers: Sequence[npt.NDArray[np.int16]]) -> list[list[ToneSpan]]:
+        # For ``dtmf_spans``: the spans of each buffer as ``feed(pcm, 0)`` then ``flush()`` would
+        # find them, every buffer at this detector's rate judged in one pass.
+        frame, block, hop = self._frame, self._block, self._hop
+        lead = (frame - block) // 2  # where a frame's centre block starts
+        # Laid end to end, each buffer as the detector sees it (half a frame of silence, the
+        # samples, the silence of flush()), every one starting on a hop: then every centre
+        # block starts at lead + m * hop, and m numbers the frames of all buffers at once.
+        # Single precision holds the samples exactly.
+        lengths = [len(pcm) for pcm in buffers]
+        counts = [(length + len(self._tail) - frame // 2) // hop + 1 for length in lengths]
+        bases = np.cumsum([0] + [-(-(frame // 2 + n + len(self._tail)) // hop) for n in lengths])
+        whole_hops, rest = divmod(block, hop)
+        grid = int(bases[-1]) + whole_hops + 1
+        samples = np.zeros(lead + grid * hop + frame, dtype=np.float32)
+        for pcm, base in zip(buffers, bases[:-1].tolist(), strict=True):
+            samples[base * hop + frame // 2 : base * hop + frame // 2 + len(pcm)] = pcm
+        frames = np.arange(sum(counts)) + np.repeat(bases[:-1] - np.cumsum([0, *counts[:-1]]), counts)
+        # Each centre block's energy: whole hops, then the start of the next. Rounding stays
+        # under a few parts in a million.
+        hop_parts = np.zeros((hop, 2), dtype=np.float32)
+        hop_parts[:, 0] = 1.0
+        hop_parts[:rest, 1] = 1.0
+        sums = np.square(samples[lead : lead + grid * hop]).reshape(grid, hop) @ hop_parts
+        hop_energy = np.zeros(grid + 1)
+        np.cumsum(sums[:, 0], dtype=np.float64, out=hop_energy[1:])
+        energy = hop_energy[frames + whole_hops] - hop_energy[frames] + sums[frames + whole_hops, 1]
+        mean_square = energy / block
         # A probe's power is at most twice the block's mean square (Cauchy-Schwarz), a pair's four
         # times: a block quieter than this fails the level check.
         loud = np.flatnonzero(4.0 * mean_square >= _SLACK * self._min_level)
-        # Single precision is exact for the samples, and its rounding in the probe powers (a few
-        # parts in ten thousand of the block's mean square) is far inside the slack.
-        single = samples[lead:].astype(np.float32)
-        # Row k: frame k's centre block (a view; the rows checked are copied a chunk at a time).
-        blocks = np.lib.stride_tricks.as_strided(
-            single, (count, self._block), (self._hop * single.itemsize, single.itemsize), writeable=False
+        blocks = np.lib.stride_tricks.as_strided(  # row m: centre block m (rows checked are copied)
+            samples[lead:], (grid, block), (hop * samples.itemsize, samples.itemsize), writeable=False
         )
-        kept = []
+        kept: list[npt.NDArray[np.intp]] = []
         for first in range(0, len(loud), _CHECK_CHUNK):
             chunk = loud[first : first + _CHECK_CHUNK]
-            may = self._may_show_pair(blocks[chunk], mean_square[chunk])
+            may = self._may_show_pair(blocks[frames[chunk]], mean_square[chunk])
             if may.any():
-                kept.append(chunk[may])
-        frames = np.concatenate(kept) if kept else np.empty(0, dtype=np.intp)
-        windows = np.lib.stride_tricks.sliding_window_view(samples, self._frame)[frames * self._hop]
-        return count, frames, windows
+                kept.append(frames[chunk[may]])
+        spans: list[list[ToneSpan]] = [[] for _ in buffers]
+        if not kept:
+            return spans
+        judged = np.concatenate(kept)
+        windows = np.lib.stride_tricks.sliding_window_view(samples, frame)[judged * hop]
+        labels, harmonic_ok = self._classify(windows.astype(np.float64))
+        owner = np.searchsorted(bases, judged, side="right") - 1
+        cuts = np.flatnonzero(np.diff(owner)) + 1
+        for index, label, harmonic, where in zip(
+            np.split(owner, cuts),
+            np.split(labels, cuts),
+            np.split(harmonic_ok, cuts),
+            np.split(judged, cuts),
+            strict=True,
+        ):
+            k = int(index[0])
+            spans[k] = self._spans_from_labels(lengths[k], counts[k], where - bases[k], label, harmonic)
+        return spans
 
     def _may_show_pair(
         self, blocks: npt.NDArray[np.float32], mean_square: npt.NDArray[np.float64]
     ) -> npt.NDArray[np.bool_]:
         # The level, twist and tone-ratio checks of ``_classify`` on the probes alone, from the
         # centre blocks, with thresholds ``_SLACK`` looser: a frame failing them fails them in
-        # ``_classify`` too. The strongest probe of a group is its strongest tone's power.
+        # ``_classify`` too. The strongest probe of a group is its strongest tone's power. In
+        # single precision, the rounding of the probe powers stays under a few parts in ten
+        # thousand of the block's mean square, far inside the slack.
         products = blocks @ self._probe_basis
         probes = self._probe_bins
-        power = np.square(products[:, :probes], dtype=np.float64)
-        power += np.square(products[:, probes:], dtype=np.float64)
-        power *= 2.0 / self._block**2  # |X|² of a sine of amplitude A is (A N / 2)²: now A² / 2
-        p_low = power[:, : self._low_probes].max(axis=1)
-        p_high = power[:, self._low_probes :].max(axis=1)
-        p_pair = p_low + p_high
-        may = p_pair >= _SLACK * np.maximum(self._min_level, TONE_RATIO * mean_square)
+        squares = np.empty((2 * probes, len(blocks)), dtype=np.float32)  # a row per probe
+        np.square(products.T, out=squares)
+        power = squares[:probes]
+        power += squares[probes:]  # |X|² of a sine of amplitude A is (A N / 2)²: scaled below
+        p_low = power[: self._low_probes].max(axis=0)
+        p_high = power[self._low_probes :].max(axis=0)
+        to_power = self._block**2 / 2.0  # from a mean square A² / 2 to |X|²
+        need = (_SLACK * to_power) * np.maximum(self._min_level, TONE_RATIO * mean_square)
+        may: npt.NDArray[np.bool_] = p_low + p_high >= need
         may &= p_high * _SLACK <= p_low * _db(FORWARD_TWIST_DB)
         may &= p_low * _SLACK <= p_high * _db(REVERSE_TWIST_DB)
-        return np.asarray(may, dtype=np.bool_)
+        return may
 
     def _spans_from_labels(
         self,
@@ -673,42 +703,34 @@ def dtmf_mask(pcm: npt.NDArray[np.int16], sample_rate_hz: int = 8000) -> npt.NDA
 
 
 def dtmf_masks(channels: Sequence[tuple[npt.NDArray[np.int16], int]]) -> list[npt.NDArray[np.bool_]]:
-    """``dtmf_mask`` for several buffers ``(pcm, sample_rate_hz)``: the same masks, for much less.
-
-    Most frames of speech, and all of silence, cannot show a pair, and two cheap checks rule them
-    out before the full judgement: a centre block too quiet for the level check (a probe's power
-    is at most twice the block's mean square), then the level, twist and tone-ratio checks on the
-    probe powers alone, computed from the centre block. Both are ``_SLACK`` looser than the
-    detector's own, far beyond any rounding, so no frame that would show a pair is ruled out. The
-    frames left, of every buffer of one rate, are judged in full in one matrix product.
-    """
-    detectors = [InbandDtmfDetector(rate) for _, rate in channels]
-    prepared = [detector._candidates(pcm) for detector, (pcm, _) in zip(detectors, channels, strict=True)]
-    judged: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]] = [
-        (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.bool_))
-    ] * len(channels)
-    for rate in {rate for _, rate in channels}:
-        members = [k for k, (_, r) in enumerate(channels) if r == rate and len(prepared[k][1])]
-        if not members:
-            continue
-        windows = np.concatenate([prepared[k][2] for k in members])
-        labels, harmonic_ok = detectors[members[0]]._classify(windows)
-        sizes = [len(prepared[k][1]) for k in members]
-        for k, label, harmonic in zip(
-            members, _split(labels, sizes), _split(harmonic_ok, sizes), strict=True
-        ):
-            judged[k] = (label, harmonic)
+    """``dtmf_mask`` for several buffers ``(pcm, sample_rate_hz)`` (see ``dtmf_spans``)."""
     masks: list[npt.NDArray[np.bool_]] = []
-    for detector, (pcm, _), (count, frames, _), (label, harmonic) in zip(
-        detectors, channels, prepared, judged, strict=True
-    ):
+    for (pcm, _), spans in zip(channels, dtmf_spans(channels), strict=True):
         mask = np.zeros(len(pcm), dtype=np.bool_)
-        for span in detector._spans_from_labels(len(pcm), count, frames, label, harmonic):
+        for span in spans:
             mask[span.rtp_timestamp : span.rtp_timestamp + span.duration] = True
         masks.append(mask)
     return masks
 
 
-def _split(values: npt.NDArray[Any], sizes: Sequence[int]) -> list[npt.NDArray[Any]]:
-    # ``values`` cut into consecutive pieces of ``sizes``.
-    return np.split(values, np.cumsum(sizes)[:-1].tolist())
+def dtmf_spans(channels: Sequence[tuple[npt.NDArray[np.int16], int]]) -> list[list[ToneSpan]]:
+    """The DTMF spans of several 1-D buffers ``(pcm, sample_rate_hz)``, each as ``dtmf_mask`` marks
+    it (``rtp_timestamp`` is the sample index), for much less than judging every frame.
+
+    Most frames of speech, and all of silence, cannot show a pair, and two cheap checks rule them
+    out before the full judgement: a centre block too quiet for the level check (a probe's power
+    is at most twice the block's mean square), then the level, twist and tone-ratio checks on the
+    probe powers alone, computed from the centre block. Both are ``_SLACK`` looser than the
+    detector's own, far beyond any rounding, so no frame that would show a pair is ruled out. All
+    buffers of one rate go through each step together, in a few array operations.
+    """
+    for pcm, _ in channels:
+        if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16 or pcm.ndim != 1:
+            raise TypeError("dtmf_spans needs 1-D int16 samples")
+    spans: list[list[ToneSpan]] = [[] for _ in channels]
+    for rate in sorted({rate for _, rate in channels}):
+        members = [k for k, (_, r) in enumerate(channels) if r == rate]
+        found = InbandDtmfDetector(rate)._spans_of_buffers([channels[k][0] for k in members])
+        for k, member_spans in zip(members, found, strict=True):
+            spans[k] = member_spans
+    return spans

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.rtp.inband import dtmf_mask, dtmf_masks
-from proxy.rtp.masking import mask_dtmf
+from proxy.rtp.masking import mask_dtmf, mask_dtmf_many
 
 RATE = 8000
 KEYS = {"1": (697, 1209), "5": (770, 1336), "9": (852, 1477), "D": (941, 1633)}
@@ -37,6 +37,30 @@ def test_a_key_on_either_channel_goes_to_the_detector_and_is_masked(
         block[start : start + 480, column] = _tone(KEYS[key], 0.06).astype(np.int16)
         mask_dtmf(block)
         assert not block[start + 80 : start + 400, column].any(), "the key's samples are stored"
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_what_is_silenced_is_either_channel_s_spans_widened_by_10_ms(rate: int) -> None:
+    rng = np.random.default_rng(11)
+    step = rate // RATE
+    blocks = []
+    for start_left, start_right in ((30, 5000), (2000, 2300), (7700, 7700)):
+        block = rng.normal(0, 800, (8000 * step, 2)).astype(np.int16)
+        tone = np.repeat(_tone(KEYS["9"], 0.05), step).astype(np.int16)
+        block[start_left * step : start_left * step + len(tone), 0] = tone[: 8000 * step - start_left * step]
+        block[start_right * step : start_right * step + len(tone), 1] = tone[
+            : 8000 * step - start_right * step
+        ]
+        blocks.append(block)
+    originals = [block.copy() for block in blocks]
+    mask_dtmf_many([(block, rate) for block in blocks])
+    guard = np.ones(2 * 80 * step + 1)
+    for block, original in zip(blocks, originals, strict=True):
+        spans = dtmf_mask(original[:, 0].copy(), rate) | dtmf_mask(original[:, 1].copy(), rate)
+        widened = np.convolve(spans, guard, "same") > 0
+        assert widened.any()
+        assert not block[widened].any()
+        assert (block[~widened] == original[~widened]).all()
 
 
 def test_blocks_without_keys_are_left_as_they_are() -> None:
@@ -74,6 +98,7 @@ def _voice(rng: np.random.Generator, length: int, level: float) -> npt.NDArray[n
     background=st.sampled_from(["silence", "noise", "voice"]),
     rate=st.sampled_from([8000, 16000]),
     seed=st.integers(0, 2**32 - 1),
+    other_length=st.integers(0, 9000),
 )
 def test_judging_only_the_frames_left_by_the_cheap_checks_masks_what_judging_all_does(
     key: str,
@@ -85,9 +110,11 @@ def test_judging_only_the_frames_left_by_the_cheap_checks_masks_what_judging_all
     background: str,
     rate: int,
     seed: int,
+    other_length: int,
 ) -> None:
     # Any key, near or past the detector's limits, anywhere (cut by either end of the buffer), over
-    # silence, noise or a voice, at 8 or 16 kHz: dtmf_masks finds exactly what dtmf_mask does.
+    # silence, noise or a voice, at 8 or 16 kHz: dtmf_masks finds exactly what dtmf_mask does,
+    # for each of several buffers of any length judged together, a strided one among them.
     rng = np.random.default_rng(seed)
     length = rate
     if background == "voice":
@@ -107,10 +134,11 @@ def test_judging_only_the_frames_left_by_the_cheap_checks_masks_what_judging_all
             + gain * np.sin(2 * np.pi * high * (1 + deviation) * t)
         )
     pcm = np.clip(np.round(signal), -32768, 32767).astype(np.int16)
-    other = pcm[::-1].copy()  # a second buffer, judged in the same product
-    assert [mask.tolist() for mask in dtmf_masks([(pcm, rate), (other, rate)])] == [
-        dtmf_mask(pcm, rate).tolist(),
-        dtmf_mask(other, rate).tolist(),
+    other = np.resize(pcm[::-1], other_length)  # the audio backwards, cut or repeated
+    stereo = np.stack((np.roll(pcm, length // 3), pcm), axis=1)  # a recorder's (samples, 2) block
+    buffers = [other, pcm, stereo[:, 0]]
+    assert [mask.tolist() for mask in dtmf_masks([(buffer, rate) for buffer in buffers])] == [
+        dtmf_mask(np.ascontiguousarray(buffer), rate).tolist() for buffer in buffers
     ]
 
 
