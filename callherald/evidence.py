@@ -287,16 +287,18 @@ class StorageRecords:
             )
         elif isinstance(event, consent.AnnouncementEnded | consent.NoticeFailed):
             playing = state.playing.pop(effect.leg, None)
-            if playing is None or isinstance(event, consent.NoticeFailed):
-                return  # a prompt that failed keeps no end
+            if playing is None:
+                return  # a notice that could not start at all: the log says why
             started_leg_id, started = playing
+            failure = event.reason if isinstance(event, consent.NoticeFailed) else None
             self._submit(
                 store.AnnouncementEnd(
                     leg_id=started_leg_id,
                     prompt_id=started.prompt_id,
                     started_at=self.utc(started.at),
                     ended_at=self.utc(max(event.at, started.at)),
-                    complete=event.complete,
+                    complete=isinstance(event, consent.AnnouncementEnded) and event.complete,
+                    failure=failure,
                 )
             )
         elif isinstance(event, consent.DigitReceived):

@@ -284,3 +284,9 @@ def _evidence_schema(db: Database) -> None:
 def _audit_log_append_only(db: Database) -> None:
     for statement in _AUDIT_TRIGGERS:
         db.execute(statement)
+
+
+@MIGRATIONS(name="0003_announcement_failure")
+def _announcement_failure(db: Database) -> None:
+    # Why a prompt stopped when it failed mid-play (NULL: it did not fail).
+    db.execute("ALTER TABLE announcements_played ADD COLUMN failure TEXT")

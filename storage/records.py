@@ -192,7 +192,8 @@ class CallEnded:
 class Announcement:
     """A prompt played on a leg. It is written when the prompt starts (``ended_at`` None) and its
     end added with ``AnnouncementEnd``, so that a crash mid-prompt keeps the start; ``ended_at``
-    None on a stored row means the end never came (playback failed, or the proxy stopped)."""
+    None on a stored row means the end never came (the proxy stopped). A prompt that failed
+    mid-play ends with its ``failure``: nothing may be recorded of that party after it."""
 
     leg_id: str
     prompt_id: str
@@ -222,11 +223,15 @@ class AnnouncementEnd:
     started_at: dt.datetime
     ended_at: dt.datetime
     complete: bool
+    failure: str | None = None
+    """Why the prompt stopped, when playing it failed (it is then not complete)."""
 
     def __post_init__(self) -> None:
         _aware("started_at", self.started_at)
         _aware("ended_at", self.ended_at)
         _ordered("started_at", self.started_at, "ended_at", self.ended_at)
+        if self.failure is not None and self.complete:
+            raise ValueError("a prompt that failed is not complete")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -507,11 +512,12 @@ def _write_announcement(db: Database, item: Announcement) -> None:
 
 def _write_announcement_end(db: Database, item: AnnouncementEnd) -> None:
     cursor = db.execute(
-        "UPDATE announcements_played SET ended_at = ?, complete = ? "
+        "UPDATE announcements_played SET ended_at = ?, complete = ?, failure = ? "
         "WHERE leg_id = ? AND prompt_id = ? AND started_at = ? AND ended_at IS NULL",
         [
             to_db_time(item.ended_at),
             int(item.complete),
+            item.failure,
             item.leg_id,
             item.prompt_id,
             to_db_time(item.started_at),
@@ -613,21 +619,35 @@ def _write_recording_started(db: Database, item: RecordingStarted) -> None:
     if purposes == 0:
         raise InvariantError(f"recording {item.recording_id}: call {item.call_id} has no purposes recorded")
     played = db.execute(
-        "SELECT a.leg_id, a.prompt_id, a.ended_at, a.complete FROM announcements_played a "
-        "JOIN legs l ON l.id = a.leg_id WHERE l.call_id = ? AND l.role = 'outside'",
+        "SELECT a.leg_id, a.prompt_id, a.started_at, a.ended_at, a.complete, a.failure "
+        "FROM announcements_played a JOIN legs l ON l.id = a.leg_id "
+        "WHERE l.call_id = ? AND l.role = 'outside'",
         [item.call_id],
     ).fetchall()
-    if not any(complete for *_, complete in played):
+    if not any(complete for *_, complete, _ in played):
         raise InvariantError(
             f"recording {item.recording_id}: no announcement was played to the end on an outside leg "
             f"of call {item.call_id}"
         )
-    for leg_id, prompt_id, ended_at, _ in played:
+    for leg_id, prompt_id, _, ended_at, _, _ in played:
         if ended_at is None or from_db_time(str(ended_at)) > item.first_frame_at:
             end = "never ended" if ended_at is None else f"ended at {ended_at}"
             raise InvariantError(
                 f"recording {item.recording_id}: first frame at {to_db_time(item.first_frame_at)} but "
                 f"announcement {prompt_id} on leg {leg_id} {end}"
+            )
+    # After a prompt failed, only a party who then heard a notice to the end (a new party on the
+    # line, say) may be recorded.
+    failures = [row for row in played if row[5] is not None]
+    if failures:
+        leg_id, prompt_id, _, failed_at, _, failure = max(failures, key=lambda row: from_db_time(str(row[3])))
+        if not any(
+            complete and from_db_time(str(started_at)) >= from_db_time(str(failed_at))
+            for _, _, started_at, _, complete, _ in played
+        ):
+            raise InvariantError(
+                f"recording {item.recording_id}: announcement {prompt_id} on leg {leg_id} failed at "
+                f"{failed_at} ({failure}) and none was played to the end after it"
             )
     _insert(
         db,
@@ -774,7 +794,7 @@ def _read_timeline(db: Database, call_id: str) -> list[TimelineEvent]:
                     at=from_db_time(row["ended_at"]),
                     kind=TimelineKind.ANNOUNCEMENT_END,
                     leg_id=row["leg_id"],
-                    detail={**detail, "complete": bool(row["complete"])},
+                    detail={**detail, "complete": bool(row["complete"]), "failure": row["failure"]},
                 )
             )
     for row in db.query(

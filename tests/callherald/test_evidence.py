@@ -544,7 +544,33 @@ INVARIANT_CASES = [
             *recorded_for(("evidence",), 10),
         ],
         recorded=False,
-        errors=("announcement ask-training on leg call-1:a never ended",),
+        errors=(
+            "announcement ask-training on leg call-1:a failed at",
+            "(codec) and none was played to the end",
+        ),
+    ),
+    InvariantCase(
+        name="a new party on the line heard the notice after a prompt failed",
+        script=[
+            Begin(),
+            Said(event=consent.AnnouncementStarted(prompt_id="notice", language="nl", at=at(1))),
+            Said(event=consent.NoticeFailed(prompt_id="notice", reason="codec", at=at(2))),
+            *notice(start=3, end=8),
+            *recorded_for(("evidence",), 10),
+        ],
+        recorded=True,
+    ),
+    InvariantCase(
+        name="a notice played to the end before a prompt failed",
+        script=[
+            Begin(),
+            *notice(start=1, end=6),
+            Said(event=consent.AnnouncementStarted(prompt_id="notice", language="nl", at=at(7))),
+            Said(event=consent.NoticeFailed(prompt_id="notice", reason="codec", at=at(8))),
+            *recorded_for(("evidence",), 10),
+        ],
+        recorded=False,
+        errors=("announcement notice on leg call-1:a failed at",),
     ),
     InvariantCase(
         name="no notice on the outside leg (played to the PBX side)",
@@ -773,6 +799,27 @@ def test_a_prompt_cut_short_is_stored_on_the_leg_that_heard_it(
     ]
     assert recordings == []
     assert storage_errors(caplog) == []
+
+
+def test_a_prompt_that_fails_mid_play_ends_when_it_failed_and_says_why(
+    layout: DataLayout, reviewer: X25519PrivateKey
+) -> None:
+    script: list[Step] = [
+        Begin(),
+        *notice(end=6),
+        Said(event=consent.AnnouncementStarted(prompt_id="ask-training", language="nl", at=at(6.5))),
+        Said(event=consent.NoticeFailed(prompt_id="ask-training", reason="file missing", at=at(7))),
+        End(reason="bye-from-a", at=at(12)),
+    ]
+    ran = run(layout, script, recipient=reviewer)
+    timeline, recordings = stored(layout)
+
+    ends = [event for event in prompts(timeline) if event.kind is TimelineKind.ANNOUNCEMENT_END]
+    assert [(e.at, e.detail["prompt_id"], e.detail["complete"], e.detail["failure"]) for e in ends] == [
+        (ran.utc(6), "notice", True, None),
+        (ran.utc(7), "ask-training", False, "file missing"),
+    ]
+    assert recordings == []
 
 
 def test_a_prompt_playing_when_the_proxy_dies_is_kept_as_started(

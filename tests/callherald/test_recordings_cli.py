@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from callherald.cli import PASSPHRASE_ENV, main
 from callherald.layout import DataLayout, ensure_development_key
+from callherald.recordings import timeline_table
 from config import EMBEDDED_DEFAULT_YAML, HOME_ENV
 from storage.audit import AuditEntry, AuditLog
 from storage.keys import generate_private_key, save_private_key
@@ -47,6 +48,8 @@ from storage.records import (
     RecordingEnd,
     RecordingRecord,
     RecordingStarted,
+    TimelineEvent,
+    TimelineKind,
 )
 from storage.segments import CODEC_PCM_S16LE, AudioFormat, FsyncPolicy, RecordingSummary, SegmentWriter
 from storage.sqlite_keys import SqliteKeyStore
@@ -445,6 +448,31 @@ def test_show_prints_facts_and_a_timeline_table(data: DataDir, capsys: pytest.Ca
     assert "granted for purpose training" in lines[6]
     assert "reason hold" in lines[9]
     assert "access by dpo: request art15-7" in lines[13]
+
+
+@pytest.mark.parametrize(
+    ("complete", "failure", "said"),
+    [
+        (True, None, "played to the end"),
+        (False, None, "cut off"),
+        (False, "file missing", "failed (file missing)"),
+    ],
+)
+def test_an_announcement_s_end_says_how_it_ended(complete: bool, failure: str | None, said: str) -> None:
+    end = TimelineEvent(
+        at=dt.datetime(2026, 3, 2, 9, 15, 7, tzinfo=dt.UTC),
+        kind=TimelineKind.ANNOUNCEMENT_END,
+        leg_id="call-a:a",
+        detail={
+            "prompt_id": "notice",
+            "version": "4",
+            "language": "nl",
+            "complete": complete,
+            "failure": failure,
+        },
+    )
+    (row,) = timeline_table([end]).splitlines()[1:]
+    assert row.endswith(f"prompt notice version 4 (nl) {said}")
 
 
 @pytest.mark.parametrize(

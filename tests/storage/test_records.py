@@ -173,9 +173,10 @@ def test_migrations_are_tracked_and_idempotent(tmp_path: Path) -> None:
     second = open_writer(path)  # applies nothing new
     assert sorted(second.table_names()) == schema
     applied = [m.name for m in MIGRATIONS.applied(second)]
-    assert applied == ["0001_evidence_schema", "0002_audit_log_append_only"]
+    names = ["0001_evidence_schema", "0002_audit_log_append_only", "0003_announcement_failure"]
+    assert applied == names
     rows = second.execute("SELECT migration_set, name FROM _sqlite_migrations ORDER BY id").fetchall()
-    assert rows == [(MIGRATION_SET, "0001_evidence_schema"), (MIGRATION_SET, "0002_audit_log_append_only")]
+    assert rows == [(MIGRATION_SET, name) for name in names]
     assert MIGRATIONS.pending(second) == []
     second.close()
     assert set(schema) >= {
@@ -450,6 +451,64 @@ def test_the_end_of_an_announcement_that_was_not_stored_is_refused(
             )
         )
     assert announcement_rows(store.path) == [("2026-03-01T23:30:01.000000+00:00", None, 0)]
+
+
+def test_a_prompt_that_failed_mid_play_ends_with_why_and_bars_recording_until_a_new_notice(
+    store: EvidenceStore,
+) -> None:
+    store.write(started())
+    store.write(announcement(f"{CALL}-out", 1, None, complete=False))
+    store.write(
+        AnnouncementEnd(
+            leg_id=f"{CALL}-out",
+            prompt_id="notice-nl",
+            started_at=at(1),
+            ended_at=at(3),
+            complete=False,
+            failure="codec PCMA not prepared",
+        )
+    )
+    store.write(CallPurposes(call_id=CALL, purposes=(EVIDENCE,)))
+    ends = [e for e in store.call_timeline(CALL) if e.kind is TimelineKind.ANNOUNCEMENT_END]
+    assert [(e.at, e.detail["complete"], e.detail["failure"]) for e in ends] == [
+        (at(3), False, "codec PCMA not prepared")
+    ]
+    # A notice heard whole before the failure does not make up for it; one heard after it does.
+    store.write(announcement(f"{CALL}-out", 0, 1, complete=True))
+    with pytest.raises(InvariantError, match=r"failed at .* \(codec PCMA not prepared\) and none was played"):
+        store.write(recording(10))
+    store.write(announcement(f"{CALL}-out", 4, 9, complete=True))
+    store.write(recording(10))
+    assert [r.recording_id for r in store.recordings_list()] == [RID]
+
+
+def test_a_failed_prompt_is_not_complete() -> None:
+    with pytest.raises(ValueError, match="not complete"):
+        AnnouncementEnd(
+            leg_id="l", prompt_id="p", started_at=at(1), ended_at=at(2), complete=True, failure="codec"
+        )
+
+
+def test_an_older_database_gains_the_failure_column_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "evidence.db"
+    older = Database(path)
+    MIGRATIONS.apply(older, stop_before="0003_announcement_failure")
+    older.execute(
+        "INSERT INTO calls (id, direction, calling, called, local_line, setup_at) "
+        "VALUES ('c', 'inbound', '1', '2', '2', '2026-03-01T23:30:00.000000+00:00')"
+    )
+    older.execute("INSERT INTO legs VALUES ('c-out', 'c', 'outside', 'sip-1', 'sip:1@x')")
+    older.execute(
+        "INSERT INTO announcements_played VALUES ('c-out', 'notice', '1', 'nl', '', "
+        "'2026-03-01T23:30:01.000000+00:00', '2026-03-01T23:30:09.000000+00:00', 1)"
+    )
+    older.conn.commit()
+    older.close()
+    upgraded = open_writer(path)
+    assert upgraded.execute("SELECT prompt_id, complete, failure FROM announcements_played").fetchall() == [
+        ("notice", 1, None)
+    ]
+    upgraded.close()
 
 
 def test_an_announcement_cannot_end_before_it_started() -> None:
