@@ -34,7 +34,7 @@ from concurrent.futures.thread import BrokenThreadPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, NamedTuple, Self, TypeVar
 
 from sqlite_utils import Database
 
@@ -611,6 +611,17 @@ def _write_purposes(db: Database, item: CallPurposes) -> None:
         )
 
 
+class _PlayedPrompt(NamedTuple):
+    """A row of ``announcements_played`` as the recording-start checks read it (times as stored)."""
+
+    leg_id: str
+    prompt_id: str
+    started_at: str
+    ended_at: str | None
+    complete: int
+    failure: str | None
+
+
 def _write_recording_started(db: Database, item: RecordingStarted) -> None:
     _call_setup(db, item.call_id)
     (purposes,) = db.execute(
@@ -618,36 +629,36 @@ def _write_recording_started(db: Database, item: RecordingStarted) -> None:
     ).fetchone()
     if purposes == 0:
         raise InvariantError(f"recording {item.recording_id}: call {item.call_id} has no purposes recorded")
-    played = db.execute(
-        "SELECT a.leg_id, a.prompt_id, a.started_at, a.ended_at, a.complete, a.failure "
-        "FROM announcements_played a JOIN legs l ON l.id = a.leg_id "
-        "WHERE l.call_id = ? AND l.role = 'outside'",
-        [item.call_id],
-    ).fetchall()
-    if not any(complete for *_, complete, _ in played):
+    played = [
+        _PlayedPrompt(*row)
+        for row in db.execute(
+            "SELECT a.leg_id, a.prompt_id, a.started_at, a.ended_at, a.complete, a.failure "
+            "FROM announcements_played a JOIN legs l ON l.id = a.leg_id "
+            "WHERE l.call_id = ? AND l.role = 'outside'",
+            [item.call_id],
+        )
+    ]
+    if not any(prompt.complete for prompt in played):
         raise InvariantError(
             f"recording {item.recording_id}: no announcement was played to the end on an outside leg "
             f"of call {item.call_id}"
         )
-    for leg_id, prompt_id, _, ended_at, _, _ in played:
-        if ended_at is None or from_db_time(str(ended_at)) > item.first_frame_at:
-            end = "never ended" if ended_at is None else f"ended at {ended_at}"
+    for prompt in played:
+        if prompt.ended_at is None or from_db_time(prompt.ended_at) > item.first_frame_at:
+            end = "never ended" if prompt.ended_at is None else f"ended at {prompt.ended_at}"
             raise InvariantError(
                 f"recording {item.recording_id}: first frame at {to_db_time(item.first_frame_at)} but "
-                f"announcement {prompt_id} on leg {leg_id} {end}"
+                f"announcement {prompt.prompt_id} on leg {prompt.leg_id} {end}"
             )
     # After a prompt failed, only a party who then heard a notice to the end (a new party on the
-    # line, say) may be recorded.
-    failures = [row for row in played if row[5] is not None]
-    if failures:
-        leg_id, prompt_id, _, failed_at, _, failure = max(failures, key=lambda row: from_db_time(str(row[3])))
-        if not any(
-            complete and from_db_time(str(started_at)) >= from_db_time(str(failed_at))
-            for _, _, started_at, _, complete, _ in played
-        ):
+    # line, say) may be recorded. Stored times sort as text.
+    failed = [prompt for prompt in played if prompt.failure is not None]
+    if failed:
+        last = max(failed, key=lambda prompt: prompt.ended_at or "")  # a failed prompt has ended
+        if not any(prompt.complete and prompt.started_at >= (last.ended_at or "") for prompt in played):
             raise InvariantError(
-                f"recording {item.recording_id}: announcement {prompt_id} on leg {leg_id} failed at "
-                f"{failed_at} ({failure}) and none was played to the end after it"
+                f"recording {item.recording_id}: announcement {last.prompt_id} on leg {last.leg_id} "
+                f"failed at {last.ended_at} ({last.failure}) and none was played to the end after it"
             )
     _insert(
         db,
