@@ -70,8 +70,9 @@ Masking (PCI DSS: card digits must not be stored). Every frame that showed a pai
 press too short to count or failing the harmonic check, marks its block and ``MASK_GUARD_MS``
 each side. ``take_spans()`` hands out these spans as they close and ``settled_until`` says up to
 where the audio has been judged, so a recorder can silence the spans before storing; for a whole
-buffer, ``dtmf_mask()`` does it in one call, and ``dtmf_masks()`` for many buffers at once, ruling
-out first, exactly, the frames too quiet or too far from a pair to show one.
+buffer, ``dtmf_mask()`` does it in one call. ``dtmf_spans()`` (and ``dtmf_masks()``) take many
+buffers at once, every buffer of one rate in one pass, ruling out first, exactly, the frames too
+quiet or too far from a pair to show one.
 """
 
 from __future__ import annotations
