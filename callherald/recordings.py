@@ -282,14 +282,10 @@ def _event_details(event: TimelineEvent) -> str:
                 f"sha256 {detail['audio_sha256']}"
             )
         case TimelineKind.ANNOUNCEMENT_END:
-            failure = detail.get("failure")
-            played = (
-                f"failed ({failure})"
-                if failure
-                else "played to the end"
-                if detail.get("complete")
-                else "cut off"
-            )
+            if detail.get("failure"):
+                played = f"failed ({detail['failure']})"
+            else:
+                played = "played to the end" if detail.get("complete") else "cut off"
             return f"prompt {detail['prompt_id']} version {detail['version']} ({detail['language']}) {played}"
         case TimelineKind.DTMF:
             counted = "" if detail.get("counted") else " (masked, not counted)"

@@ -224,7 +224,7 @@ class _Kernel:
     scale: npt.NDArray[np.float64]
     probe_basis: npt.NDArray[np.float32]
     """Cosine then sine of every probe frequency over the centre block: ``|X(f)|²`` of a block is
-    the sum of the squares of its two products (single precision, for ``dtmf_masks``)."""
+    the sum of the squares of its two products (single precision, for ``dtmf_spans``)."""
     low_probes: int
     """The probes of the low group come first."""
 
@@ -697,21 +697,20 @@ def dtmf_mask(pcm: npt.NDArray[np.int16], sample_rate_hz: int = 8000) -> npt.NDA
     detector = InbandDtmfDetector(sample_rate_hz)
     detector.feed(pcm, 0)
     detector.flush()
-    mask = np.zeros(len(pcm), dtype=np.bool_)
-    for span in detector.take_spans():
-        mask[span.rtp_timestamp : span.rtp_timestamp + span.duration] = True
-    return mask
+    return _mask_of(len(pcm), detector.take_spans())
 
 
 def dtmf_masks(channels: Sequence[tuple[npt.NDArray[np.int16], int]]) -> list[npt.NDArray[np.bool_]]:
     """``dtmf_mask`` for several buffers ``(pcm, sample_rate_hz)`` (see ``dtmf_spans``)."""
-    masks: list[npt.NDArray[np.bool_]] = []
-    for (pcm, _), spans in zip(channels, dtmf_spans(channels), strict=True):
-        mask = np.zeros(len(pcm), dtype=np.bool_)
-        for span in spans:
-            mask[span.rtp_timestamp : span.rtp_timestamp + span.duration] = True
-        masks.append(mask)
-    return masks
+    return [_mask_of(len(pcm), spans) for (pcm, _), spans in zip(channels, dtmf_spans(channels), strict=True)]
+
+
+def _mask_of(length: int, spans: Sequence[ToneSpan]) -> npt.NDArray[np.bool_]:
+    # ``True`` inside the spans of a buffer of ``length`` samples (timestamps are sample indexes).
+    mask = np.zeros(length, dtype=np.bool_)
+    for span in spans:
+        mask[span.rtp_timestamp : span.rtp_timestamp + span.duration] = True
+    return mask
 
 
 def dtmf_spans(channels: Sequence[tuple[npt.NDArray[np.int16], int]]) -> list[list[ToneSpan]]:

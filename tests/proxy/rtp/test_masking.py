@@ -44,13 +44,12 @@ def test_what_is_silenced_is_either_channel_s_spans_widened_by_10_ms(rate: int) 
     rng = np.random.default_rng(11)
     step = rate // RATE
     blocks = []
-    for start_left, start_right in ((30, 5000), (2000, 2300), (7700, 7700)):
+    tone = np.repeat(_tone(KEYS["9"], 0.05), step).astype(np.int16)
+    for starts in ((30, 5000), (2000, 2300), (7700, 7700)):
         block = rng.normal(0, 800, (8000 * step, 2)).astype(np.int16)
-        tone = np.repeat(_tone(KEYS["9"], 0.05), step).astype(np.int16)
-        block[start_left * step : start_left * step + len(tone), 0] = tone[: 8000 * step - start_left * step]
-        block[start_right * step : start_right * step + len(tone), 1] = tone[
-            : 8000 * step - start_right * step
-        ]
+        for column, start in enumerate(starts):
+            piece = block[start * step : start * step + len(tone), column]  # cut by the block's end
+            piece[:] = tone[: len(piece)]
         blocks.append(block)
     originals = [block.copy() for block in blocks]
     mask_dtmf_many([(block, rate) for block in blocks])
