@@ -163,10 +163,11 @@ def call_with_tones(
     callee: str = "uas_call.xml",
     payload_type: int = 0,
     media_section_extra: str = "",
+    scenario_keys: dict[str, object] | None = None,
 ) -> ToneCall:
-    """One SIPp call (``caller`` to ``callee`` scenario) through callherald with ``policies`` (and
-    ``media_section_extra`` lines in its ``media`` section); each side's RTP peer plays its
-    payloads and records what reaches it. Fails the test when SIPp does."""
+    """One SIPp call (``caller`` to ``callee`` scenario, both given ``scenario_keys`` too) through
+    callherald with ``policies`` (and ``media_section_extra`` lines in its ``media`` section); each
+    side's RTP peer plays its payloads and records what reaches it. Fails the test when SIPp does."""
     caller_sdp, callee_sdp = tmp_path / "caller.sdp", tmp_path / "callee.sdp"
     with (
         running_callherald(tmp_path, policies=policies, media_section_extra=media_section_extra) as proxy,
@@ -186,8 +187,8 @@ def call_with_tones(
             caller=caller,
             callee=callee,
             pause_ms=pause_ms,
-            caller_keys={"rtp_port": caller_peer.port, "portfile": caller_sdp},
-            callee_keys={"rtp_port": callee_peer.port, "portfile": callee_sdp},
+            caller_keys={"rtp_port": caller_peer.port, "portfile": caller_sdp, **(scenario_keys or {})},
+            callee_keys={"rtp_port": callee_peer.port, "portfile": callee_sdp, **(scenario_keys or {})},
         )
         caller_peer.stop()
         callee_peer.stop()

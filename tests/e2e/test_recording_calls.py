@@ -1,7 +1,8 @@
 """Recorded calls end to end: SIPp signalling through ``callherald serve``, tones from RTP peers,
 the recording decrypted with the development key and checked sample by sample.
 
-The outside party sends a continuous 1000 Hz tone and the PBX side 440 Hz. After the notice and
+The outside party sends a continuous 1000 Hz tone and the PBX side 440 Hz, in µ-law (a caller
+offering PCMU and PCMA), A-law (both offering PCMA only) or G.722. After the notice and
 the answer window the parties are joined and recording starts: the decrypted recording must hold
 1000 Hz on the left, 440 Hz on the right, nothing of the announcements, and last as long as the
 parties were joined (within 100 ms). The storage directory must never hold the tones in plaintext,
@@ -14,6 +15,8 @@ import datetime as dt
 import os
 import signal
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +24,7 @@ import numpy.typing as npt
 import pytest
 from G722 import G722
 
-from proxy.rtp.g711 import SAMPLE_RATE_HZ, ulaw_encode
+from proxy.rtp.g711 import SAMPLE_RATE_HZ, alaw_encode, ulaw_encode
 from storage.keys import load_private_key
 from storage.records import EvidenceStore, RecordingRecord, RecordingState, TimelineKind
 from storage.segments import SegmentReader
@@ -41,13 +44,37 @@ PBX_HZ = 440.0
 
 
 def pure_tone(
-    frequency_hz: float, count: int, amplitude: float = 8000.0
+    frequency_hz: float,
+    count: int,
+    amplitude: float = 8000.0,
+    encode: Callable[[npt.NDArray[np.int16]], bytes] = ulaw_encode,
 ) -> tuple[npt.NDArray[np.int16], list[bytes]]:
-    """A continuous sine as PCM and as ``count`` 20 ms µ-law payloads."""
+    """A continuous sine as PCM and as ``count`` 20 ms payloads (µ-law unless ``encode`` says)."""
     samples = np.arange(count * SAMPLES_PER_PACKET)
     pcm = np.round(amplitude * np.sin(2 * np.pi * frequency_hz * samples / SAMPLE_RATE_HZ)).astype(np.int16)
-    payloads = [ulaw_encode(pcm[i * SAMPLES_PER_PACKET : (i + 1) * SAMPLES_PER_PACKET]) for i in range(count)]
+    payloads = [encode(pcm[i * SAMPLES_PER_PACKET : (i + 1) * SAMPLES_PER_PACKET]) for i in range(count)]
     return pcm, payloads
+
+
+@dataclass(frozen=True, slots=True)
+class G711Case:
+    """How both parties send their tones: the codec, and the scenarios that negotiate it."""
+
+    codec: str
+    payload_type: int
+    encode: Callable[[npt.NDArray[np.int16]], bytes]
+    caller: str = "uac_call.xml"  # offers PCMU and PCMA: PCMU is chosen
+    callee: str = "uas_call.xml"
+
+    @property
+    def scenario_keys(self) -> dict[str, object]:
+        return {"payload_type": self.payload_type, "encoding": self.codec}
+
+
+G711_CASES = [
+    G711Case("PCMU", 0, ulaw_encode),
+    G711Case("PCMA", 8, alaw_encode, caller="recording_uac_codec.xml", callee="recording_uas_codec.xml"),
+]
 
 
 def dominant_hz(channel: npt.NDArray[np.int16]) -> tuple[float, float]:
@@ -79,13 +106,14 @@ def _local(at: dt.datetime) -> dt.datetime:
 
 @requires_sipp
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize("g711", G711_CASES, ids=lambda case: case.codec)
 @pytest.mark.parametrize("direction", list(Direction))
 def test_recording_is_both_parties_from_the_bridge_and_nothing_in_plaintext(
-    tmp_path: Path, direction: Direction
+    tmp_path: Path, direction: Direction, g711: G711Case
 ) -> None:
     write_prompt_wavs(tmp_path)
-    outside_pcm, outside_payloads = pure_tone(OUTSIDE_HZ, TONE_PACKETS)
-    pbx_pcm, pbx_payloads = pure_tone(PBX_HZ, TONE_PACKETS)
+    outside_pcm, outside_payloads = pure_tone(OUTSIDE_HZ, TONE_PACKETS, encode=g711.encode)
+    pbx_pcm, pbx_payloads = pure_tone(PBX_HZ, TONE_PACKETS, encode=g711.encode)
     caller_tone, callee_tone = (
         (outside_payloads, pbx_payloads)
         if direction is Direction.INBOUND
@@ -98,6 +126,10 @@ def test_recording_is_both_parties_from_the_bridge_and_nothing_in_plaintext(
         callee_payloads=callee_tone,
         policies=policy_yaml(),
         pause_ms=CALL_MS,
+        caller=g711.caller,
+        callee=g711.callee,
+        payload_type=g711.payload_type,
+        scenario_keys=g711.scenario_keys,
     )
     uas = call.uas
     data_dir = call.proxy.data_dir
@@ -220,9 +252,10 @@ def test_a_g722_call_is_recorded_wideband(tmp_path: Path) -> None:
         callee_payloads=g722_tone(PBX_HZ, TONE_PACKETS),
         policies=policy_yaml(),
         pause_ms=CALL_MS,
-        caller="recording_uac_g722.xml",
-        callee="recording_uas_g722.xml",
+        caller="recording_uac_codec.xml",
+        callee="recording_uas_codec.xml",
         payload_type=9,
+        scenario_keys={"payload_type": 9, "encoding": "G722"},
     )
     proxy = call.proxy
     data_dir = proxy.data_dir
