@@ -288,7 +288,9 @@ class StorageRecords:
         elif isinstance(event, consent.AnnouncementEnded | consent.NoticeFailed):
             playing = state.playing.pop(effect.leg, None)
             if playing is None:
-                return  # a notice that could not start at all: the log says why
+                if isinstance(event, consent.NoticeFailed):
+                    self._submit(_never_started(leg_id, event, self.utc(event.at)))
+                return
             started_leg_id, started = playing
             failure = event.reason if isinstance(event, consent.NoticeFailed) else None
             self._submit(
@@ -616,6 +618,22 @@ class RecordSinks:
     def call_ended(self, effect: CallEnded) -> None:
         for sink in self._sinks:
             sink.call_ended(effect)
+
+
+def _never_started(leg_id: str, failed: consent.NoticeFailed, at: dt.datetime) -> store.Announcement:
+    """The row of a prompt that could not start at all (missing, no codec to play it in): it
+    sounded for no time, and the evidence says why (nothing may be recorded of the party)."""
+    return store.Announcement(
+        leg_id=leg_id,
+        prompt_id=failed.prompt_id,
+        version="",
+        language=failed.language,
+        audio_sha256="",
+        started_at=at,
+        ended_at=at,
+        complete=False,
+        failure=failed.reason,
+    )
 
 
 def _user(uri: str) -> str:

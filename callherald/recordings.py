@@ -286,7 +286,8 @@ def _event_details(event: TimelineEvent) -> str:
                 played = f"failed ({detail['failure']})"
             else:
                 played = "played to the end" if detail.get("complete") else "cut off"
-            return f"prompt {detail['prompt_id']} version {detail['version']} ({detail['language']}) {played}"
+            version = f" version {detail['version']}" if detail["version"] else ""  # none: never loaded
+            return f"prompt {detail['prompt_id']}{version} ({detail['language']}) {played}"
         case TimelineKind.DTMF:
             counted = "" if detail.get("counted") else " (masked, not counted)"
             return f"{detail['digit']} via {detail['mechanism']}{counted}"

@@ -193,7 +193,9 @@ class Announcement:
     """A prompt played on a leg. It is written when the prompt starts (``ended_at`` None) and its
     end added with ``AnnouncementEnd``, so that a crash mid-prompt keeps the start; ``ended_at``
     None on a stored row means the end never came (the proxy stopped). A prompt that failed
-    mid-play ends with its ``failure``: nothing may be recorded of that party after it."""
+    mid-play ends with its ``failure``: nothing may be recorded of that party after it. A prompt
+    that could not start at all is written whole: ``failure`` set, ``ended_at`` equal to
+    ``started_at``, no version or hash."""
 
     leg_id: str
     prompt_id: str
@@ -203,6 +205,7 @@ class Announcement:
     started_at: dt.datetime
     ended_at: dt.datetime | None
     complete: bool
+    failure: str | None = None
 
     def __post_init__(self) -> None:
         _aware("started_at", self.started_at)
@@ -210,6 +213,8 @@ class Announcement:
         _ordered("started_at", self.started_at, "ended_at", self.ended_at)
         if self.complete and self.ended_at is None:
             raise ValueError("a complete announcement needs ended_at")
+        if self.failure is not None and (self.complete or self.ended_at is None):
+            raise ValueError("a prompt that failed is not complete and has ended")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -506,6 +511,7 @@ def _write_announcement(db: Database, item: Announcement) -> None:
             "started_at": to_db_time(item.started_at),
             "ended_at": _time(item.ended_at),
             "complete": int(item.complete),
+            "failure": item.failure,
         },
     )
 
@@ -791,14 +797,16 @@ def _read_timeline(db: Database, call_id: str) -> list[TimelineEvent]:
             "language": row["language"],
             "audio_sha256": row["audio_sha256"],
         }
-        events.append(
-            TimelineEvent(
-                at=from_db_time(row["started_at"]),
-                kind=TimelineKind.ANNOUNCEMENT_START,
-                leg_id=row["leg_id"],
-                detail=detail,
+        # A prompt that failed without sounding at all (it could not start) has no start to show.
+        if row["failure"] is None or row["ended_at"] != row["started_at"]:
+            events.append(
+                TimelineEvent(
+                    at=from_db_time(row["started_at"]),
+                    kind=TimelineKind.ANNOUNCEMENT_START,
+                    leg_id=row["leg_id"],
+                    detail=detail,
+                )
             )
-        )
         if row["ended_at"] is not None:
             events.append(
                 TimelineEvent(

@@ -120,7 +120,9 @@ class CallAnnouncer:
         """The notice cannot be played at all (checked before the call was answered)."""
         self.stage = AnnouncerStage.FAILED
         self.purposes = ()
-        event = consent.NoticeFailed(prompt_id=self.policy.notice_prompt_id, reason=reason, at=now)
+        event = consent.NoticeFailed(
+            prompt_id=self.policy.notice_prompt_id, language=self.policy.language, reason=reason, at=now
+        )
         return [
             Evidence(call_ref=self.call_ref, leg=self.outside_leg, event=event),
             LogEvent(

@@ -146,9 +146,10 @@ class ConsentFinished:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NoticeFailed:
-    """A prompt could not be played: nothing may be recorded for this party."""
+    """A prompt could not be played (or not to the end): nothing may be recorded for this party."""
 
     prompt_id: str
+    language: str
     reason: str
     at: float
 
@@ -266,7 +267,7 @@ class ConsentSession:
         )
         self.state = ConsentState.FAILED
         self._deadline = None
-        return [NoticeFailed(prompt_id=prompt_id, reason=reason, at=now)]
+        return [NoticeFailed(prompt_id=prompt_id, language=self._language, reason=reason, at=now)]
 
     def digit(self, digit: str, mechanism: DigitMechanism, now: float) -> list[Output]:
         """A key press. It answers the current question; during the notice it is only logged."""

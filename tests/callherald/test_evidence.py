@@ -528,7 +528,7 @@ INVARIANT_CASES = [
         script=[
             Begin(),
             Said(event=consent.AnnouncementStarted(prompt_id="notice", language="nl", at=at(1))),
-            Said(event=consent.NoticeFailed(prompt_id="notice", reason="codec", at=at(2))),
+            Said(event=consent.NoticeFailed(prompt_id="notice", language="nl", reason="codec", at=at(2))),
             *recorded_for(("evidence",), 10),
         ],
         recorded=False,
@@ -540,7 +540,9 @@ INVARIANT_CASES = [
             Begin(),
             *notice(end=6),
             Said(event=consent.AnnouncementStarted(prompt_id="ask-training", language="nl", at=at(7))),
-            Said(event=consent.NoticeFailed(prompt_id="ask-training", reason="codec", at=at(8))),
+            Said(
+                event=consent.NoticeFailed(prompt_id="ask-training", language="nl", reason="codec", at=at(8))
+            ),
             *recorded_for(("evidence",), 10),
         ],
         recorded=False,
@@ -554,7 +556,7 @@ INVARIANT_CASES = [
         script=[
             Begin(),
             Said(event=consent.AnnouncementStarted(prompt_id="notice", language="nl", at=at(1))),
-            Said(event=consent.NoticeFailed(prompt_id="notice", reason="codec", at=at(2))),
+            Said(event=consent.NoticeFailed(prompt_id="notice", language="nl", reason="codec", at=at(2))),
             *notice(start=3, end=8),
             *recorded_for(("evidence",), 10),
         ],
@@ -566,7 +568,7 @@ INVARIANT_CASES = [
             Begin(),
             *notice(start=1, end=6),
             Said(event=consent.AnnouncementStarted(prompt_id="notice", language="nl", at=at(7))),
-            Said(event=consent.NoticeFailed(prompt_id="notice", reason="codec", at=at(8))),
+            Said(event=consent.NoticeFailed(prompt_id="notice", language="nl", reason="codec", at=at(8))),
             *recorded_for(("evidence",), 10),
         ],
         recorded=False,
@@ -808,7 +810,11 @@ def test_a_prompt_that_fails_mid_play_ends_when_it_failed_and_says_why(
         Begin(),
         *notice(end=6),
         Said(event=consent.AnnouncementStarted(prompt_id="ask-training", language="nl", at=at(6.5))),
-        Said(event=consent.NoticeFailed(prompt_id="ask-training", reason="file missing", at=at(7))),
+        Said(
+            event=consent.NoticeFailed(
+                prompt_id="ask-training", language="nl", reason="file missing", at=at(7)
+            )
+        ),
         End(reason="bye-from-a", at=at(12)),
     ]
     ran = run(layout, script, recipient=reviewer)
@@ -819,6 +825,33 @@ def test_a_prompt_that_fails_mid_play_ends_when_it_failed_and_says_why(
         (ran.utc(6), "notice", True, None),
         (ran.utc(7), "ask-training", False, "file missing"),
     ]
+    assert recordings == []
+
+
+def test_a_notice_that_could_not_start_is_stored_as_failed_without_a_start(
+    layout: DataLayout, reviewer: X25519PrivateKey
+) -> None:
+    reason = "prompt 'notice' in 'nl' is not available"
+    script: list[Step] = [
+        Begin(),
+        Said(event=consent.NoticeFailed(prompt_id="notice", language="nl", reason=reason, at=at(0.5))),
+        End(reason="bye-from-a", at=at(12)),
+    ]
+    ran = run(layout, script, recipient=reviewer)
+    timeline, recordings = stored(layout)
+
+    assert [(e.kind, e.at, e.leg_id) for e in prompts(timeline)] == [
+        (TimelineKind.ANNOUNCEMENT_END, ran.utc(0.5), "call-1:a"),
+    ]
+    (end,) = prompts(timeline)
+    assert end.detail == {
+        "prompt_id": "notice",
+        "version": "",
+        "language": "nl",
+        "audio_sha256": "",
+        "complete": False,
+        "failure": reason,
+    }
     assert recordings == []
 
 

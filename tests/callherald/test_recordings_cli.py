@@ -451,28 +451,31 @@ def test_show_prints_facts_and_a_timeline_table(data: DataDir, capsys: pytest.Ca
 
 
 @pytest.mark.parametrize(
-    ("complete", "failure", "said"),
+    ("version", "complete", "failure", "said"),
     [
-        (True, None, "played to the end"),
-        (False, None, "cut off"),
-        (False, "file missing", "failed (file missing)"),
+        ("4", True, None, "prompt notice version 4 (nl) played to the end"),
+        ("4", False, None, "prompt notice version 4 (nl) cut off"),
+        ("4", False, "file missing", "prompt notice version 4 (nl) failed (file missing)"),
+        ("", False, "file missing", "prompt notice (nl) failed (file missing)"),  # could not start
     ],
 )
-def test_an_announcement_s_end_says_how_it_ended(complete: bool, failure: str | None, said: str) -> None:
+def test_an_announcement_s_end_says_how_it_ended(
+    version: str, complete: bool, failure: str | None, said: str
+) -> None:
     end = TimelineEvent(
         at=dt.datetime(2026, 3, 2, 9, 15, 7, tzinfo=dt.UTC),
         kind=TimelineKind.ANNOUNCEMENT_END,
         leg_id="call-a:a",
         detail={
             "prompt_id": "notice",
-            "version": "4",
+            "version": version,
             "language": "nl",
             "complete": complete,
             "failure": failure,
         },
     )
     (row,) = timeline_table([end]).splitlines()[1:]
-    assert row.endswith(f"prompt notice version 4 (nl) {said}")
+    assert row.endswith(said)
 
 
 @pytest.mark.parametrize(

@@ -402,6 +402,12 @@ def test_corrupt_notice_follows_the_policys_on_failure(
     events = _events(records)
     assert "recording_started" not in events  # fail closed: no notice, no recording
     assert "announcement_started" not in events
+    # The evidence record keeps the failure too: the prompt, why, and that nothing played.
+    with sqlite3.connect(proxy.data_dir / "evidence.sqlite") as db:
+        rows = db.execute(
+            "SELECT prompt_id, version, complete, failure, started_at = ended_at FROM announcements_played"
+        ).fetchall()
+    assert rows == [("test-notice", "", 0, failed["reason"], 1)]
 
 
 # 6. A caller hanging up during the notice --------------------------------------------------------

@@ -482,10 +482,52 @@ def test_a_prompt_that_failed_mid_play_ends_with_why_and_bars_recording_until_a_
     assert [r.recording_id for r in store.recordings_list()] == [RID]
 
 
+def test_a_notice_that_could_not_start_is_one_failed_row_with_no_start_in_the_timeline(
+    store: EvidenceStore,
+) -> None:
+    store.write(started())
+    store.write(
+        Announcement(
+            leg_id=f"{CALL}-out",
+            prompt_id="notice-nl",
+            version="",
+            language="nl",
+            audio_sha256="",
+            started_at=at(1),
+            ended_at=at(1),
+            complete=False,
+            failure="no codec to play the notice in",
+        )
+    )
+    store.write(CallPurposes(call_id=CALL, purposes=(EVIDENCE,)))
+    prompts = [e for e in store.call_timeline(CALL) if e.kind.name.startswith("ANNOUNCEMENT")]
+    assert [(e.kind, e.at, e.detail["complete"], e.detail["failure"]) for e in prompts] == [
+        (TimelineKind.ANNOUNCEMENT_END, at(1), False, "no codec to play the notice in")
+    ]
+    with pytest.raises(InvariantError, match="no announcement was played to the end"):
+        store.write(recording(10))
+
+
 def test_a_failed_prompt_is_not_complete() -> None:
     with pytest.raises(ValueError, match="not complete"):
         AnnouncementEnd(
             leg_id="l", prompt_id="p", started_at=at(1), ended_at=at(2), complete=True, failure="codec"
+        )
+
+
+@pytest.mark.parametrize(("end", "complete"), [(None, False), (2.0, True)], ids=["no-end", "complete"])
+def test_a_failed_announcement_row_has_ended_and_is_not_complete(end: float | None, complete: bool) -> None:
+    with pytest.raises(ValueError, match="failed is not complete and has ended"):
+        Announcement(
+            leg_id="l",
+            prompt_id="p",
+            version="",
+            language="nl",
+            audio_sha256="",
+            started_at=at(1),
+            ended_at=None if end is None else at(end),
+            complete=complete,
+            failure="codec",
         )
 
 

@@ -841,7 +841,10 @@ def test_unavailable_prompt_connects_exactly_like_an_unannounced_call(way: Way, 
             call_ref=ref,
             leg=way.outside_leg,
             event=NoticeFailed(
-                prompt_id="notice", reason=f"prompt {missing_prompt!r} in 'de' is not available", at=T0
+                prompt_id="notice",
+                language="de",
+                reason=f"prompt {missing_prompt!r} in 'de' is not available",
+                at=T0,
             ),
         )
     ]
@@ -961,7 +964,9 @@ def test_prompt_failing_during_playout_fails_closed(case: PlayoutFailure) -> Non
 
     assert announcing(effects)[:2] == [
         Evidence(
-            call_ref=ref, leg=leg, event=NoticeFailed(prompt_id=prompt_id, reason="file missing", at=T0)
+            call_ref=ref,
+            leg=leg,
+            event=NoticeFailed(prompt_id=prompt_id, language="de", reason="file missing", at=T0),
         ),
         StopPlayout(call_ref=ref, leg=leg),
     ]

@@ -163,7 +163,7 @@ def test_a_prompt_that_cannot_play_records_nothing(when: str) -> None:
         s.prompt_finished(8.0)
     prompt = "notice" if when == "notice" else "ask-training"
     assert s.prompt_failed("file missing", 8.5) == [
-        NoticeFailed(prompt_id=prompt, reason="file missing", at=8.5)
+        NoticeFailed(prompt_id=prompt, language="nl", reason="file missing", at=8.5)
     ]
     assert s.state is ConsentState.FAILED
     assert s.recorded_purposes == ()
