@@ -41,7 +41,14 @@ import numpy.typing as npt
 from proxy.b2bua.effects import MediaFormat, MediaLeg
 from proxy.rtp.g711 import SAMPLE_RATE_HZ
 from proxy.rtp.masking import mask_dtmf, mask_dtmf_many
-from proxy.rtp.recorder import Channel, SteadyFeed, StereoRecorder, feed_steady
+from proxy.rtp.recorder import (
+    RECORDED_PAYLOAD_TYPES,
+    WIDEBAND_SAMPLE_RATE_HZ,
+    Channel,
+    SteadyFeed,
+    StereoRecorder,
+    feed_steady,
+)
 from proxy.rtp.recorder import MediaFormat as RecorderFormat
 
 __all__ = [
@@ -54,6 +61,7 @@ __all__ = [
     "RecordingSink",
     "flush_together",
     "recorder_format",
+    "recording_sample_rate_hz",
 ]
 
 _LOG = logging.getLogger("callherald.recording")
@@ -102,12 +110,20 @@ class RecordingSink(Protocol):
 
 
 def recorder_format(media: MediaFormat | None) -> RecorderFormat:
-    """What the recorder decodes: the negotiated codec's payload type (G.711 both when unknown)."""
-    if media is None or media.codec not in ("pcmu", "pcma", "g722"):
-        return RecorderFormat()
-    return RecorderFormat(
-        audio_payload_types=frozenset({media.payload_type}), event_payload_type=media.event_payload_type
-    )
+    """What the recorder decodes: every codec it can, whatever was negotiated first. A re-INVITE
+    may change the codec mid-call (RFC 3264 §8.3.2), and the packets tapped for one flush may
+    straddle the change; PCMU, PCMA and G.722 have static payload types (RFC 3551 §6), so a
+    packet's type tells its codec. The negotiated telephone-event type is left out of the audio."""
+    events = None if media is None else media.event_payload_type
+    if events in RECORDED_PAYLOAD_TYPES:
+        events = None  # not a dynamic type (RFC 4733 §7.1.1): taken for audio
+    return RecorderFormat(audio_payload_types=RECORDED_PAYLOAD_TYPES, event_payload_type=events)
+
+
+def recording_sample_rate_hz(media: MediaFormat | None) -> int:
+    """The rate a call is stored at, fixed for the recording: 16 kHz when the outside party's
+    leg negotiated G.722 (wideband), 8 kHz otherwise."""
+    return WIDEBAND_SAMPLE_RATE_HZ if media is not None and media.codec == "g722" else SAMPLE_RATE_HZ
 
 
 class FlushSlots:
@@ -231,7 +247,12 @@ class CallRecording:
         self._loop = loop
         self._started = loop.time()
         chosen = recorder_format(media)
-        self.recorder = StereoRecorder(left=chosen, right=chosen, mask_telephone_events=True)
+        self.recorder = StereoRecorder(
+            left=chosen,
+            right=chosen,
+            mask_telephone_events=True,
+            wideband=recording_sample_rate_hz(media) == WIDEBAND_SAMPLE_RATE_HZ,
+        )
         self.closed = False
         self.blocks_written = 0
         self._pause_reasons: set[str] = set()

@@ -16,7 +16,7 @@ from typing import Protocol
 from proxy.aio.announce import CallAnnouncements, PromptSource
 from proxy.aio.media import MediaRelay
 from proxy.aio.playout import Playout, PlayoutResult, PlayoutScheduler
-from proxy.aio.recording import CallRecording, FlushSlots, RecordingSink
+from proxy.aio.recording import CallRecording, FlushSlots, RecordingSink, recording_sample_rate_hz
 from proxy.aio.transport import Address, Transport, start_tcp, start_udp
 from proxy.b2bua.consent import DigitMechanism
 from proxy.b2bua.core import B2bua
@@ -423,7 +423,6 @@ class ProxyService:
             self._log.info("[%s] not recorded: recording is switched off (recording.enabled)", call_ref)
             return False
         self._stop_recording(call_ref, "restarted")
-        wideband = effect.media is not None and effect.media.codec == "g722"
         try:
             handle = self._recordings.open(
                 call_ref,
@@ -431,7 +430,7 @@ class ProxyService:
                 policy=effect.policy,
                 outside_leg=effect.outside_leg,
                 started_at=self._now(),
-                sample_rate_hz=16000 if wideband else 8000,
+                sample_rate_hz=recording_sample_rate_hz(effect.media),
             )
         except Exception:
             self._log.exception("[%s] recording could not be opened", call_ref)

@@ -8,9 +8,10 @@ Narrowband and wideband
 -----------------------
 A stored recording has one sample rate, so the output rate is fixed when the recorder is made:
 it is wideband (16 kHz) when either channel's ``MediaFormat`` includes G.722 (payload type 9),
-narrowband (8 kHz) otherwise; ``sample_rate_hz`` and ``rows_per_unit`` tell which. Either kind
-records every codec, so a re-INVITE that changes one leg's codec (``set_format``) leaves both
-parties recorded:
+narrowband (8 kHz) otherwise, unless ``wideband`` says which; ``sample_rate_hz`` and
+``rows_per_unit`` tell which. Either kind records every codec its formats accept, so a re-INVITE
+that changes one leg's codec leaves both parties recorded when the formats accept both codecs
+(or ``set_format`` follows the change):
 
 * G.722 in a wideband recorder is decoded to 16 kHz; in a narrowband one only its lower sub-band
   is decoded, which is the 0-4 kHz audio at 8 kHz (ITU-T G.722 splits the band in two), free of
@@ -278,7 +279,8 @@ class _ChannelState:
 class StereoRecorder:
     """Reassembles both directions of a call into 8 or 16 kHz stereo; see the module docstring.
 
-    The recorder is wideband (16 kHz) if ``left`` or ``right`` includes G.722, else narrowband.
+    The recorder is wideband (16 kHz) if ``wideband`` is True, narrowband if it is False, and when
+    it is None (the default) wideband if ``left`` or ``right`` includes G.722.
     """
 
     __slots__ = (
@@ -302,6 +304,7 @@ class StereoRecorder:
         reorder_window_samples: int = DEFAULT_REORDER_WINDOW_SAMPLES,
         drift_limit_samples: int = DEFAULT_DRIFT_LIMIT_SAMPLES,
         mask_telephone_events: bool = False,
+        wideband: bool | None = None,
     ) -> None:
         if start_at < 0:
             raise ValueError(f"start_at must not be negative, got {start_at}")
@@ -310,7 +313,9 @@ class StereoRecorder:
         if drift_limit_samples < 1:
             raise ValueError(f"drift limit must be positive, got {drift_limit_samples}")
         self._states = (_ChannelState(left), _ChannelState(right))
-        self._rows_per_unit = 2 if left.wideband or right.wideband else 1
+        if wideband is None:
+            wideband = left.wideband or right.wideband
+        self._rows_per_unit = 2 if wideband else 1
         self._start_at = start_at
         self._drained = start_at
         self._window = reorder_window_samples

@@ -275,3 +275,87 @@ def test_a_g722_call_is_recorded_wideband(tmp_path: Path) -> None:
         spectrum = np.abs(np.fft.rfft(audio[:, column].astype(np.float64))) ** 2
         freqs = np.fft.rfftfreq(len(audio), 1 / 16000)
         assert abs(float(freqs[int(spectrum.argmax())]) - expected_hz) < 5, column
+
+
+SWITCH_AT_MS = 4500  # after the caller's ACK: the notice is over and the parties are joined
+RECODEC_CALL_MS = 9000
+
+
+def _wait_for_file(path: Path, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+def test_a_codec_change_by_reinvite_mid_call_keeps_both_parties_recorded(tmp_path: Path) -> None:
+    # The caller re-INVITEs offering PCMA only, the PBX answers PCMA, and both parties switch from
+    # µ-law to A-law as the re-INVITE reaches the PBX. Every second of both tones is recorded.
+    write_prompt_wavs(tmp_path)
+    caller_sdp, callee_sdp = tmp_path / "caller.sdp", tmp_path / "callee.sdp"
+    caller_result, callee_result = tmp_path / "caller.txt", tmp_path / "callee.txt"
+    peers = {
+        name: MediaPeer(
+            name,
+            ssrc=ssrc,
+            payloads=pure_tone(hz, TONE_PACKETS * 2)[1],
+            later_payloads=pure_tone(hz, TONE_PACKETS * 2, encode=alaw_encode)[1],
+            later_payload_type=8,
+        )
+        for name, ssrc, hz in (("caller", 0x11110001, OUTSIDE_HZ), ("callee", 0x22220002, PBX_HZ))
+    }
+    with running_callherald(tmp_path, policies=policy_yaml()) as proxy, peers["caller"], peers["callee"]:
+        peers["caller"].start(caller_sdp)
+        peers["callee"].start(callee_sdp)
+        uac_keys = sipp_keys(rtp_port=peers["caller"].port, portfile=caller_sdp, resultfile=caller_result)
+        uas_keys = sipp_keys(rtp_port=peers["callee"].port, portfile=callee_sdp, resultfile=callee_result)
+        inbound = Direction.INBOUND
+        with (
+            start_callee(
+                "recording_uas_recodec.xml", inbound.callee_port(proxy), tmp_path, uas_keys, pause_ms=0
+            ) as uas,
+            start_caller(
+                "recording_uac_recodec.xml",
+                inbound.caller_target(proxy),
+                tmp_path,
+                [*uac_keys, "-set", "switch_at_ms", str(SWITCH_AT_MS)],
+                number=inbound.number,
+                pause_ms=RECODEC_CALL_MS,
+            ) as uac,
+        ):
+            assert proxy.wait_for_log('"event": "recording_started"', timeout_s=15), proxy.log_text()[-3000:]
+            assert _wait_for_file(callee_result, 15), "the PBX saw no re-INVITE"
+            switch_at = time.monotonic()
+            for peer in peers.values():
+                peer.switch_at = switch_at
+            runs = [uac.finish(timeout_s=20), uas.finish(timeout_s=5)]
+        for peer in peers.values():
+            peer.stop()
+        for run in runs:
+            assert run.returncode == 0, run.report()
+    # Callherald relayed the PCMA-only offer to the PBX and its PCMA answer to the caller.
+    assert "RTP/AVP 8 101" in callee_result.read_text()
+    assert "RTP/AVP 8 101" in caller_result.read_text()
+    for peer in peers.values():  # each sent both codecs
+        assert peer.switched_from is not None, peer.name
+        assert 0 < peer.switched_from < peer.sent, peer.name
+    data_dir = proxy.data_dir
+    with EvidenceStore(data_dir / "evidence.sqlite") as store:
+        (record,) = store.recordings_list()
+        assert record.state is RecordingState.COMPLETE
+        audio = decrypt(data_dir, record, store)
+    # Both tones, at full level, in every 100 ms of the recording from 100 ms on (the first
+    # packets of each side may come a packet time after the first frame).
+    tenths = len(audio) // 800
+    assert tenths >= 40, len(audio)
+    for column, expected_hz in ((0, OUTSIDE_HZ), (1, PBX_HZ)):
+        channel = audio[800 : tenths * 800, column].astype(np.float64)
+        levels = np.sqrt(np.mean(channel.reshape(-1, 800) ** 2, axis=1))
+        assert levels.min() > 0.8 * 8000 / np.sqrt(2), (column, levels.round().tolist())
+        peak, share = dominant_hz(audio[:, column])
+        assert abs(peak - expected_hz) < 5, (column, peak)
+        assert share > 0.95, (column, share)

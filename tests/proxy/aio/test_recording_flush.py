@@ -16,11 +16,13 @@ from proxy.aio.recording import (
     CallRecording,
     FlushSlots,
     flush_together,
+    recorder_format,
+    recording_sample_rate_hz,
 )
-from proxy.b2bua.effects import MediaLeg
+from proxy.b2bua.effects import MediaFormat, MediaLeg
 from proxy.rtp.g711 import ulaw_encode
 from proxy.rtp.masking import mask_dtmf
-from proxy.rtp.recorder import Channel
+from proxy.rtp.recorder import RECORDED_PAYLOAD_TYPES, Channel
 
 _HEADER = struct.Struct("!BBHII")
 PACKETS_PER_S = 50
@@ -286,3 +288,26 @@ def test_a_block_that_cannot_be_masked_is_not_written(monkeypatch: pytest.Monkey
     loop.now = 2.1
     flush_together(recordings)
     assert [recording.blocks_written for recording in recordings] == [1, 0, 1]
+
+
+@pytest.mark.parametrize(
+    ("media", "rate", "events"),
+    [
+        (MediaFormat(codec="pcmu", payload_type=0, event_payload_type=101), 8000, 101),
+        (MediaFormat(codec="pcma", payload_type=8), 8000, None),
+        (MediaFormat(codec="g722", payload_type=9, event_payload_type=96), 16000, 96),
+        (MediaFormat(codec="pcmu", payload_type=0, event_payload_type=8), 8000, None),  # not dynamic
+        (None, 8000, None),
+    ],
+)
+def test_a_recording_takes_every_codec_at_the_rate_first_negotiated(
+    media: MediaFormat | None, rate: int, events: int | None
+) -> None:
+    # A re-INVITE may change the codec (RFC 3264 §8.3.2): every recordable codec is decoded.
+    chosen = recorder_format(media)
+    assert chosen.audio_payload_types == RECORDED_PAYLOAD_TYPES
+    assert chosen.event_payload_type == events
+    assert recording_sample_rate_hz(media) == rate
+    loop = VirtualLoop()
+    recording = CallRecording(Handle(), outside_leg=MediaLeg.A, media=media, loop=loop)  # type: ignore[arg-type]
+    assert recording.recorder.sample_rate_hz == rate

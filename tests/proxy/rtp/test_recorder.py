@@ -19,6 +19,7 @@ from proxy.rtp.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from proxy.rtp.inband import ToneSpan
 from proxy.rtp.packet import RtpExtension, RtpPacket
 from proxy.rtp.recorder import (
+    RECORDED_PAYLOAD_TYPES,
     Channel,
     ChannelStats,
     MediaFormat,
@@ -761,6 +762,32 @@ def test_g711_in_a_wideband_recording_is_repeated_to_16_khz() -> None:
     np.testing.assert_array_equal(out[:, 0], g722_decode(wide_codes))
     np.testing.assert_array_equal(out[:, 1], np.repeat(ulaw_decode(ulaw_encode(narrow)), 2))
     assert peak_hz(out[:, 1], WIDE) == 440.0
+
+
+@pytest.mark.parametrize(("wideband", "rate"), [(False, RATE), (True, WIDE), (None, WIDE)])
+def test_the_output_rate_can_be_chosen_apart_from_the_codecs_accepted(
+    wideband: bool | None, rate: int
+) -> None:
+    # Every codec accepted from the start, the rate fixed by what was negotiated: a codec change
+    # in the middle of one feed (µ-law, then A-law, then G.722) loses nothing.
+    every = MediaFormat(audio_payload_types=RECORDED_PAYLOAD_TYPES, event_payload_type=EVENT_PT)
+    rec = StereoRecorder(left=every, right=every, wideband=wideband)
+    assert rec.sample_rate_hz == rate
+    signal = tone(1000.0, 3 * RATE)
+    wide = g722_encode(tone(1000.0, 2 * RATE, rate=WIDE))
+    first, second = ulaw_encode(signal[:RATE]), alaw_encode(signal[RATE : 2 * RATE])
+    packets = [
+        *packetise(Channel.LEFT, first, pt=0),
+        *packetise(Channel.LEFT, second, pt=8, seq0=1050, ts0=58_000, arrival0=RATE),
+        *packetise(Channel.LEFT, wide, pt=G722_PT, seq0=1100, ts0=66_000, arrival0=2 * RATE),
+    ]
+    feed_all(rec, packets)
+    out = rec.drain(3 * RATE)
+    assert rec.stats(Channel.LEFT) == stats(packets_in=150)
+    rows = rate // RATE
+    np.testing.assert_array_equal(out[: rows * RATE, 0], np.repeat(ulaw_decode(first), rows))
+    np.testing.assert_array_equal(out[rows * RATE : 2 * rows * RATE, 0], np.repeat(alaw_decode(second), rows))
+    np.testing.assert_array_equal(out[2 * rows * RATE :, 0], g722_decode(wide, rate=rate))
 
 
 def test_g722_in_a_narrowband_recording_keeps_its_lower_band() -> None:
