@@ -189,15 +189,23 @@ def media_remote(sdp: SessionDescription) -> Address | None:
 PLAYABLE_CODECS = ("pcmu", "pcma", "g722")
 """Codecs callherald can play announcements in (its prompts are cached in these)."""
 
+PLAIN_RTP_PROFILES = frozenset({"RTP/AVP", "RTP/AVPF"})
+"""Transports callherald plays into: plain RTP (RFC 3551, RFC 4585). Not SRTP (RFC 3711): a party
+drops packets that fail its authentication, so a notice sent in the clear would not be heard."""
+
+
+def _first_audio(sdp: SessionDescription) -> MediaDescription | None:
+    return next((m for m in sdp.media if m.media == "audio" and not m.rejected), None)
+
 
 def media_format(
     sdp: SessionDescription, allowed: AbstractSet[str] = frozenset(PLAYABLE_CODECS)
 ) -> MediaFormat | None:
     """The first playable codec of the first active audio stream that is also in ``allowed`` (the
-    configured codecs, lower case), with its telephone-event type."""
-    for media in sdp.media:
-        if media.media != "audio" or media.rejected:
-            continue
+    configured codecs, lower case), with its telephone-event type; None also when that stream is
+    not plain RTP."""
+    media = _first_audio(sdp)
+    if media is not None and media.proto.upper() in PLAIN_RTP_PROFILES:
         for payload_type in media.formats:
             codec = media.codec(payload_type)
             if codec is None or not payload_type.isdigit():
@@ -210,8 +218,15 @@ def media_format(
                     payload_type=int(payload_type),
                     event_payload_type=int(event) if event is not None and event.isdigit() else None,
                 )
-        return None
     return None
+
+
+def unplayable_reason(sdp: SessionDescription) -> str:
+    """Why ``media_format`` found nothing to play the notice in, for the evidence and the log."""
+    media = _first_audio(sdp)
+    if media is not None and media.proto.upper() not in PLAIN_RTP_PROFILES:
+        return f"the audio is sent as {media.proto}: callherald plays the notice in plain RTP only"
+    return "no codec to play the notice in"
 
 
 def anchor_sdp(

@@ -37,6 +37,7 @@ from proxy.b2bua.call import (
     anchor_sdp,
     media_format,
     media_remote,
+    unplayable_reason,
 )
 from proxy.b2bua.consent import DigitMechanism
 from proxy.b2bua.effects import (
@@ -705,7 +706,7 @@ class B2bua:
             return
         fmt = media_format(offer, self._settings.codecs)
         if fmt is None:
-            reason = "no codec to play the notice in"
+            reason = unplayable_reason(offer)
             out.extend(announcer.fail_now(reason, now))
             call.announce_progressed = True
             if call.policy.on_failure is FailureBehaviour.REJECT:
@@ -778,7 +779,7 @@ class B2bua:
         if answer is None or fmt is None:
             # §13.2.1: the ACK must carry the answer to an offer in a 2xx; without one there is
             # no media to announce on.
-            reason = "no SDP answer in the ACK" if answer is None else "no codec to play the notice in"
+            reason = "no SDP answer in the ACK" if answer is None else unplayable_reason(answer)
             out.extend(announcer.fail_now(reason, now))
             call.announce_progressed = True
             self._hang_up(call, "no-answer-in-ack", now, out)
@@ -913,7 +914,8 @@ class B2bua:
             return
         fmt = media_format(sdp) if sdp is not None else None
         if fmt is None:
-            out.extend(announcer.fail_now("no codec to play the notice in", now))
+            reason = "no SDP from the callee" if sdp is None else unplayable_reason(sdp)
+            out.extend(announcer.fail_now(reason, now))
             call.announce_progressed = True
             if call.policy.on_failure is FailureBehaviour.REJECT:
                 self._hang_up(call, "notice-failed", now, out)

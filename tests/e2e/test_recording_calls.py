@@ -29,7 +29,7 @@ from storage.keys import load_private_key
 from storage.records import EvidenceStore, RecordingRecord, RecordingState, TimelineKind
 from storage.segments import SegmentReader
 from storage.sqlite_keys import SqliteKeyStore
-from tests.e2e.announce_support import call_with_tones, policy_yaml, write_prompt_wavs
+from tests.e2e.announce_support import call_with_tones, evidence_records, policy_yaml, write_prompt_wavs
 from tests.e2e.harness import running_callherald, sipp_available
 from tests.e2e.media_peer import SAMPLES_PER_PACKET, MediaPeer
 from tests.e2e.test_sipp_calls import Direction, sipp_keys, start_callee, start_caller
@@ -359,3 +359,43 @@ def test_a_codec_change_by_reinvite_mid_call_keeps_both_parties_recorded(tmp_pat
         peak, share = dominant_hz(audio[:, column])
         assert abs(peak - expected_hz) < 5, (column, peak)
         assert share > 0.95, (column, share)
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("direction", list(Direction))
+def test_an_srtp_call_is_relayed_untouched_and_not_recorded(tmp_path: Path, direction: Direction) -> None:
+    # callherald cannot play its notice into SRTP (it has no keys of its own), so under a
+    # recording policy the call connects unrecorded (on_failure: connect_unrecorded): offer and
+    # answer keep their transport and keys, and every packet passes as it came, header and all.
+    write_prompt_wavs(tmp_path)
+    rng = np.random.default_rng(7)
+    ciphertext = [rng.bytes(SAMPLES_PER_PACKET + 10) for _ in range(150)]  # payload + auth tag
+    call = call_with_tones(
+        tmp_path,
+        direction,
+        caller_payloads=ciphertext[:75],
+        callee_payloads=ciphertext[75:],
+        policies=policy_yaml(),
+        pause_ms=2500,
+        caller="uac_srtp.xml",
+        callee="uas_srtp.xml",
+    )
+    # Each side saw the other's transport and key: callherald anchored the media, nothing else.
+    caller_saw = (tmp_path / "caller.txt").read_text()
+    callee_saw = (tmp_path / "callee.txt").read_text()
+    assert caller_saw.startswith("RTP/SAVP 0 101|a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:QUJD"), caller_saw
+    assert callee_saw.startswith("RTP/SAVP 0 8 101|a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:PS1u"), (
+        callee_saw
+    )
+    for sender, receiver in ((call.caller, call.callee), (call.callee, call.caller)):
+        sent = {sender.packet(index) for index in range(sender.sent)}
+        heard = [datagram.data for datagram in receiver.received]
+        assert len(heard) >= sender.sent - 2, (sender.name, len(heard), sender.sent)
+        assert set(heard) <= sent, sender.name  # byte for byte: no renumbering, no notice, no beep
+    records = evidence_records(call.log)
+    (failed,) = [record for record in records if record["event"] == "notice_failed"]
+    assert failed["reason"] == "the audio is sent as RTP/SAVP: callherald plays the notice in plain RTP only"
+    assert not [record for record in records if record["event"] == "recording_started"]
+    with EvidenceStore(call.proxy.data_dir / "evidence.sqlite") as store:
+        assert store.recordings_list() == []

@@ -806,12 +806,13 @@ def test_outbound_notice_plays_to_callee_and_agent_after_the_answer() -> None:
 # The notice cannot be played ------------------------------------------------------------------
 
 
-def unannounced_flow(scene: Scene) -> None:
+def unannounced_flow(scene: Scene, offer: bytes = CALLER_OFFER, answer: bytes = CALLEE_ANSWER) -> None:
     """A whole call: INVITE, 180, 200, ACK, a SIP INFO key press from each party (relayed), BYE."""
-    scene.dial()
+    scene.dial(body=offer)
     scene.callee.take_invite()
     scene.callee.ring()
-    scene.callee_answers()
+    extra = (OUTSIDE_IDENTITY,) if scene.way is OUTBOUND else ()
+    scene.callee.reply(scene.callee.invite, 200, body=answer, extra=extra)
     scene.caller.ack_answer()
     for sender, receiver in ((scene.caller, scene.callee), (scene.callee, scene.caller)):
         body = b"Signal=5\r\nDuration=160\r\n"
@@ -851,6 +852,44 @@ def test_unavailable_prompt_connects_exactly_like_an_unannounced_call(way: Way, 
     (warning,) = warnings(s.h.effects)
     assert warning.text.endswith("call connects unrecorded")
     assert warning.call_ref == ref
+    finish(s)
+
+
+def srtp(body: bytes, proto: str) -> bytes:
+    """``body`` with its audio sent as ``proto`` and an SDES key (RFC 4568)."""
+    lines = body.decode().replace("RTP/AVP", proto).splitlines()
+    key = "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz"
+    return sdp(*lines, key)
+
+
+@WAYS
+@pytest.mark.parametrize("proto", ["RTP/SAVP", "RTP/SAVPF", "UDP/TLS/RTP/SAVPF"])
+def test_encrypted_media_cannot_carry_the_notice_and_connects_unrecorded(way: Way, proto: str) -> None:
+    # callherald plays its notice as plain RTP: into SRTP the party would hear nothing (RFC 3711
+    # §3.3: unauthenticated packets are dropped), so the notice fails closed before it starts.
+    offer, answer = srtp(CALLER_OFFER, proto), srtp(CALLEE_ANSWER, proto)
+    plain = Scene(way, UNRECORDED)
+    unannounced_flow(plain, offer, answer)
+    s = Scene(way, POLICY)
+    unannounced_flow(s, offer, answer)
+
+    assert [bytes(e.message) for e in sent_sip(s.h.effects)] == [
+        bytes(e.message) for e in sent_sip(plain.h.effects)
+    ]
+    assert announcing(s.h.effects) == [
+        Evidence(
+            call_ref=s.ref,
+            leg=way.outside_leg,
+            event=NoticeFailed(
+                prompt_id="notice",
+                language="de",
+                reason=f"the audio is sent as {proto}: callherald plays the notice in plain RTP only",
+                at=T0,
+            ),
+        )
+    ]
+    (warning,) = warnings(s.h.effects)
+    assert warning.text.endswith("call connects unrecorded")
     finish(s)
 
 
