@@ -221,10 +221,16 @@ def media_format(
     return None
 
 
+def carries_plain_rtp(sdp: SessionDescription) -> bool:
+    """True when the first active audio stream, if any, is plain RTP (``PLAIN_RTP_PROFILES``)."""
+    media = _first_audio(sdp)
+    return media is None or media.proto.upper() in PLAIN_RTP_PROFILES
+
+
 def unplayable_reason(sdp: SessionDescription) -> str:
     """Why ``media_format`` found nothing to play the notice in, for the evidence and the log."""
     media = _first_audio(sdp)
-    if media is not None and media.proto.upper() not in PLAIN_RTP_PROFILES:
+    if media is not None and not carries_plain_rtp(sdp):
         return f"the audio is sent as {media.proto}: callherald plays the notice in plain RTP only"
     return "no codec to play the notice in"
 

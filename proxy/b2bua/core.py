@@ -35,6 +35,7 @@ from proxy.b2bua.call import (
     PendingRelay,
     Transfer,
     anchor_sdp,
+    carries_plain_rtp,
     media_format,
     media_remote,
     unplayable_reason,
@@ -862,6 +863,12 @@ class B2bua:
         out.extend(announcer.party_changed(relay.new_party, fmt, now))
         self._after_announcer(call, now, out)
 
+    @staticmethod
+    def _announced(call: Call) -> bool:
+        """The notice played on this call: from then on its media is callherald's to renumber and record."""
+        announcer = call.announcer
+        return announcer is not None and announcer.stage in (AnnouncerStage.DECIDED, AnnouncerStage.BRIDGED)
+
     def _hold_changed(self, call: Call, leg: MediaLeg, on_hold: bool, out: list[Effect]) -> None:
         """A party put the call on hold (sendonly, inactive, 0.0.0.0; RFC 3264 §8.4) or took it off:
         a held call is not recorded (silence is written and the pause is in the evidence)."""
@@ -1538,6 +1545,18 @@ class B2bua:
                 self._reply(transaction_id, request, error.status_hint, out, now, to_tag=request.to.tag)
                 return
             if offer is not None:
+                if not carries_plain_rtp(offer) and self._announced(call):
+                    # The relay renumbers and the recorder decodes this call's plain RTP: SRTP
+                    # would be garbled by one and stored as noise by the other. Refused, the
+                    # session goes on as it was (RFC 3264 §8).
+                    warning = (
+                        "Warning",
+                        '302 callherald "Incompatible transport protocol"',
+                    )  # RFC 3261 §20.43
+                    self._reply(
+                        transaction_id, request, 488, out, now, to_tag=request.to.tag, extra=(warning,)
+                    )
+                    return
                 anchored = anchor_sdp(
                     offer,
                     dialog=other,

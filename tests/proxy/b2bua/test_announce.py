@@ -1391,6 +1391,50 @@ def notice_again(ref: str, way: Way, *, at: float) -> list[Effect]:
 
 
 @WAYS
+@pytest.mark.parametrize("sender", ["outside", "agent"])
+def test_a_reinvite_to_srtp_after_the_notice_is_refused_and_the_call_goes_on(way: Way, sender: str) -> None:
+    # The relay renumbers and the recorder decodes this call's plain RTP: encrypted media would
+    # be garbled by the one and stored as noise by the other. The session stays as it was
+    # (RFC 3264 §8: a refused re-offer changes nothing).
+    s = Scene(way)
+    s.connect("1")
+    party, other = (s.outside, s.agent) if sender == "outside" else (s.agent, s.outside)
+    before = len(other.requests("INVITE"))
+    body = srtp(
+        party_sdp(own_origin(way) if sender == "outside" else "agent 3003 127.0.0.9", 2, "a=sendrecv"),
+        "RTP/SAVP",
+    )
+    effects = party.send(party.request("INVITE", body=body))
+
+    refusal = party.last_response("INVITE", 488)
+    assert refusal.headers.get("warning") == '302 callherald "Incompatible transport protocol"'
+    assert len(other.requests("INVITE")) == before  # not relayed
+    assert of(effects, StopRecording) == []
+    s.hang_up()
+    finish(s)
+
+
+@WAYS
+def test_a_reinvite_to_srtp_on_an_unannounced_call_is_relayed(way: Way) -> None:
+    # No notice, nothing renumbered or recorded (record: false): the parties may encrypt.
+    s = Scene(way, UNRECORDED)
+    s.dial()
+    s.callee.take_invite()
+    s.callee_answers()
+    s.caller.ack_answer()
+    body = srtp(party_sdp("caller 1001 127.0.0.2", 2, "a=sendrecv"), "RTP/SAVP")
+    s.caller.send(s.caller.request("INVITE", body=body))
+
+    relayed = s.callee.last_request("INVITE")
+    assert b"RTP/SAVP 0 101" in relayed.body
+    assert b"a=crypto:1 AES_CM_128_HMAC_SHA1_80" in relayed.body
+    s.callee.reply(relayed, 200, body=srtp(party_sdp("callee 2002 127.0.0.3", 2, "a=sendrecv"), "RTP/SAVP"))
+    s.caller.send(s.caller.ack_2xx(s.caller.last_response("INVITE", 200)))
+    s.hang_up()
+    finish(s)
+
+
+@WAYS
 @pytest.mark.parametrize("case", REINVITES, ids=lambda case: case.name)
 def test_reinvite_from_a_new_party_restarts_the_notice(way: Way, case: Reinvite) -> None:
     s = Scene(way)
