@@ -111,13 +111,13 @@ class MediaPeer:
     received: list[Datagram] = field(default_factory=list)
     remote: Address | None = None
     sent: int = 0
-    # A codec change (after a re-INVITE): the first packet sent at or after ``switch_at``
+    # A codec change (after a re-INVITE): the first packet sent at or after ``codec_switch_at``
     # (monotonic s, may be set while the peer runs) and every later one carry ``later_payloads``
     # as ``later_payload_type``, on the same sequence and timestamp line.
     later_payloads: list[bytes] | None = None
     later_payload_type: int | None = None
-    switch_at: float | None = None
-    switched_from: int | None = None  # the index of the first packet in the later codec
+    codec_switch_at: float | None = None
+    codec_switched_from: int | None = None  # the index of the first packet in the later codec
     _sock: socket.socket = field(init=False, repr=False)
     _thread: threading.Thread | None = field(default=None, init=False, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
@@ -143,7 +143,7 @@ class MediaPeer:
     def packet(self, index: int) -> bytes:
         """The RTP packet carrying payload ``index`` (20 ms steps, marker on the first)."""
         payload_type, payload = self.payload_type, self.payloads[index]
-        if self.switched_from is not None and index >= self.switched_from:
+        if self.codec_switched_from is not None and index >= self.codec_switched_from:
             if self.later_payloads is None or self.later_payload_type is None:
                 raise ValueError(f"media peer {self.name}: a codec switch needs later payloads and type")
             payload_type, payload = self.later_payload_type, self.later_payloads[index]
@@ -201,11 +201,11 @@ class MediaPeer:
                 if self._stop.is_set():
                     return
                 if (
-                    self.switched_from is None
-                    and self.switch_at is not None
-                    and time.monotonic() >= self.switch_at
+                    self.codec_switched_from is None
+                    and self.codec_switch_at is not None
+                    and time.monotonic() >= self.codec_switch_at
                 ):
-                    self.switched_from = index
+                    self.codec_switched_from = index
                 self._sock.sendto(self.packet(index), self.remote)
                 self.sent += 1
                 self._receive_until(begin + (index + 1) * PACKET_S)

@@ -331,7 +331,7 @@ def test_a_codec_change_by_reinvite_mid_call_keeps_both_parties_recorded(tmp_pat
             assert _wait_for_file(callee_result, 15), "the PBX saw no re-INVITE"
             switch_at = time.monotonic()
             for peer in peers.values():
-                peer.switch_at = switch_at
+                peer.codec_switch_at = switch_at
             runs = [uac.finish(timeout_s=20), uas.finish(timeout_s=5)]
         for peer in peers.values():
             peer.stop()
@@ -341,8 +341,8 @@ def test_a_codec_change_by_reinvite_mid_call_keeps_both_parties_recorded(tmp_pat
     assert "RTP/AVP 8 101" in callee_result.read_text()
     assert "RTP/AVP 8 101" in caller_result.read_text()
     for peer in peers.values():  # each sent both codecs
-        assert peer.switched_from is not None, peer.name
-        assert 0 < peer.switched_from < peer.sent, peer.name
+        assert peer.codec_switched_from is not None, peer.name
+        assert 0 < peer.codec_switched_from < peer.sent, peer.name
     data_dir = proxy.data_dir
     with EvidenceStore(data_dir / "evidence.sqlite") as store:
         (record,) = store.recordings_list()
