@@ -90,6 +90,8 @@ from proxy.sip.uri import SipUri, TelUri, Uri, format_host, parse_uri
 __all__ = ["ALLOWED_METHODS", "B2bua", "B2buaStats", "CallSummary"]
 
 ALLOWED_METHODS = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, REFER, NOTIFY"
+# RFC 3261 §20.43, warn-code 302: the offer's transport protocol is not available here.
+_NOT_PLAIN_RTP = ("Warning", '302 callherald "Incompatible transport protocol"')
 _KNOWN_METHODS = frozenset(
     {
         "INVITE",
@@ -1549,12 +1551,8 @@ class B2bua:
                     # The relay renumbers and the recorder decodes this call's plain RTP: SRTP
                     # would be garbled by one and stored as noise by the other. Refused, the
                     # session goes on as it was (RFC 3264 §8).
-                    warning = (
-                        "Warning",
-                        '302 callherald "Incompatible transport protocol"',
-                    )  # RFC 3261 §20.43
                     self._reply(
-                        transaction_id, request, 488, out, now, to_tag=request.to.tag, extra=(warning,)
+                        transaction_id, request, 488, out, now, to_tag=request.to.tag, extra=(_NOT_PLAIN_RTP,)
                     )
                     return
                 anchored = anchor_sdp(
