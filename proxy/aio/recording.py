@@ -21,6 +21,11 @@ thread in one job. What Python and numpy cost per call and per operation is so p
 The DTMF masking (the exact detector, ruling most frames out by its cheapest checks first) is
 ``proxy.rtp.masking``.
 
+Codecs. The recorder decodes PCMU, PCMA and G.722 by their static payload types whatever was
+negotiated first, so a codec changed by re-INVITE is recorded on (``recorder_format``); a call
+that negotiated one of them on a dynamic type has those packets retyped before they are fed
+(``static_alias``). The stored rate is fixed when the recording starts (``recording_sample_rate_hz``).
+
 Positions are samples (8000 per second) since the recording started; arrival positions come from
 the event loop's clock, read once per packet (uvloop's ``time()`` is the loop's cached clock) and
 turned into positions at the flush.
@@ -39,9 +44,10 @@ import numpy as np
 import numpy.typing as npt
 
 from proxy.b2bua.effects import MediaFormat, MediaLeg
-from proxy.rtp.g711 import SAMPLE_RATE_HZ
+from proxy.rtp.g711 import PCMA_PAYLOAD_TYPE, PCMU_PAYLOAD_TYPE, SAMPLE_RATE_HZ
 from proxy.rtp.masking import mask_dtmf, mask_dtmf_many
 from proxy.rtp.recorder import (
+    G722_PAYLOAD_TYPE,
     RECORDED_PAYLOAD_TYPES,
     WIDEBAND_SAMPLE_RATE_HZ,
     Channel,
@@ -62,6 +68,7 @@ __all__ = [
     "flush_together",
     "recorder_format",
     "recording_sample_rate_hz",
+    "static_alias",
 ]
 
 _LOG = logging.getLogger("callherald.recording")
@@ -118,6 +125,30 @@ def recorder_format(media: MediaFormat | None) -> RecorderFormat:
     if events in RECORDED_PAYLOAD_TYPES:
         events = None  # not a dynamic type (RFC 4733 §7.1.1): taken for audio
     return RecorderFormat(audio_payload_types=RECORDED_PAYLOAD_TYPES, event_payload_type=events)
+
+
+_STATIC_PAYLOAD_TYPES = {"pcmu": PCMU_PAYLOAD_TYPE, "pcma": PCMA_PAYLOAD_TYPE, "g722": G722_PAYLOAD_TYPE}
+
+
+def static_alias(media: MediaFormat | None) -> tuple[int, int] | None:
+    """``(negotiated, static)`` payload types when the outside party's codec was negotiated on a
+    type other than its static one (``a=rtpmap:96 PCMU/8000``; RFC 3551 §6 assigns 0, 8 and 9):
+    the recorder, which tells codecs by their static types, is fed those packets retyped."""
+    if media is None or media.codec not in _STATIC_PAYLOAD_TYPES:
+        return None
+    static = _STATIC_PAYLOAD_TYPES[media.codec]
+    return None if media.payload_type == static else (media.payload_type, static)
+
+
+def _retyped(packets: list[bytes], alias: tuple[int, int]) -> list[bytes]:
+    # Each RTP packet of payload type alias[0] with alias[1] instead, marker kept (RFC 3550 §5.1).
+    negotiated, static = alias
+    return [
+        b"".join((packet[:1], bytes(((packet[1] & 0x80) | static,)), packet[2:]))
+        if len(packet) > 1 and packet[1] & 0x7F == negotiated
+        else packet
+        for packet in packets
+    ]
 
 
 def recording_sample_rate_hz(media: MediaFormat | None) -> int:
@@ -207,6 +238,8 @@ def _feed_tapped(recordings: Sequence[CallRecording]) -> None:
         for channel, both in zip(_CHANNELS, recording._tapped, strict=True):
             if both:
                 packets, times = cast(list[bytes], both[0::2]), cast(list[float], both[1::2])
+                if recording.alias is not None:
+                    packets = _retyped(packets, recording.alias)
                 tapped.append((recording, channel, packets, times))
                 both.clear()
     counts = [len(times) for _, _, _, times in tapped]
@@ -247,6 +280,7 @@ class CallRecording:
         self._loop = loop
         self._started = loop.time()
         chosen = recorder_format(media)
+        self.alias = static_alias(media)  # packets of a dynamic type are retyped for the recorder
         self.recorder = StereoRecorder(
             left=chosen,
             right=chosen,

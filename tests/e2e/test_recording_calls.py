@@ -74,6 +74,8 @@ class G711Case:
 G711_CASES = [
     G711Case("PCMU", 0, ulaw_encode),
     G711Case("PCMA", 8, alaw_encode, caller="recording_uac_codec.xml", callee="recording_uas_codec.xml"),
+    # A dynamic payload type for a codec that has a static one (RFC 3551 §6 allows it).
+    G711Case("PCMU", 96, ulaw_encode, caller="recording_uac_codec.xml", callee="recording_uas_codec.xml"),
 ]
 
 
@@ -106,7 +108,7 @@ def _local(at: dt.datetime) -> dt.datetime:
 
 @requires_sipp
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("g711", G711_CASES, ids=lambda case: case.codec)
+@pytest.mark.parametrize("g711", G711_CASES, ids=lambda case: f"{case.codec}-{case.payload_type}")
 @pytest.mark.parametrize("direction", list(Direction))
 def test_recording_is_both_parties_from_the_bridge_and_nothing_in_plaintext(
     tmp_path: Path, direction: Direction, g711: G711Case

@@ -18,6 +18,7 @@ from proxy.aio.recording import (
     flush_together,
     recorder_format,
     recording_sample_rate_hz,
+    static_alias,
 )
 from proxy.b2bua.effects import MediaFormat, MediaLeg
 from proxy.rtp.g711 import ulaw_encode
@@ -311,3 +312,31 @@ def test_a_recording_takes_every_codec_at_the_rate_first_negotiated(
     loop = VirtualLoop()
     recording = CallRecording(Handle(), outside_leg=MediaLeg.A, media=media, loop=loop)  # type: ignore[arg-type]
     assert recording.recorder.sample_rate_hz == rate
+
+
+@pytest.mark.parametrize(("codec", "static"), [("pcmu", 0), ("pcma", 8)])
+def test_a_codec_on_a_dynamic_payload_type_is_recorded_as_on_its_static_one(codec: str, static: int) -> None:
+    # a=rtpmap:96 PCMU/8000 (RFC 3551 §6 allows it): the same audio as on type 0.
+    assert static_alias(MediaFormat(codec=codec, payload_type=96)) == (96, static)
+    assert static_alias(MediaFormat(codec=codec, payload_type=static)) is None
+    written = []
+    for payload_type in (static, 96):
+        loop = VirtualLoop()
+        media = MediaFormat(codec=codec, payload_type=payload_type, event_payload_type=101)
+        recording = CallRecording(Handle(), outside_leg=MediaLeg.A, media=media, loop=loop)  # type: ignore[arg-type]
+        left, right = relay_tap(recording, MediaLeg.A, loop), relay_tap(recording, MediaLeg.B, loop)
+        rng = np.random.default_rng(3)
+        for tick in range(100):
+            loop.now = 0.0005 + tick / PACKETS_PER_S
+            for tap, ssrc in ((left, 0x1111), (right, 0x2222)):
+                marker = 0x80 if tick == 0 else 0
+                payload = rng.integers(0, 256, 160, dtype=np.uint8).tobytes()
+                tap(_HEADER.pack(0x80, marker | payload_type, tick, 160 * tick, ssrc) + payload)
+            if tick == 50:  # a key press event on the left (RFC 4733), not audio
+                left(_HEADER.pack(0x80, 101, 9999, 160 * tick, 0x1111) + bytes([5, 0x80, 0, 160]))
+        loop.now = 2.0
+        recording.close("ended")
+        written.append(b"".join(recording.handle.blocks))  # type: ignore[attr-defined]
+        assert recording.recorder.stats(Channel.LEFT).other_dropped == 0
+    assert len(written[0]) == 2 * 2 * 16000
+    assert written[1] == written[0]
