@@ -833,25 +833,25 @@ def test_unavailable_prompt_connects_exactly_like_an_unannounced_call(way: Way, 
     s = Scene(way, POLICY, prompt_ready=missing(missing_prompt))
     unannounced_flow(s)
 
+    assert_connected_unannounced(s, plain, f"prompt {missing_prompt!r} in 'de' is not available")
+
+
+def assert_connected_unannounced(s: Scene, plain: Scene, reason: str) -> None:
+    """``s`` sent exactly the SIP of the same call without a notice (``plain``); its evidence and
+    log say that the notice failed, and why."""
     assert [bytes(e.message) for e in sent_sip(s.h.effects)] == [
         bytes(e.message) for e in sent_sip(plain.h.effects)
     ]
-    ref = s.ref
     assert announcing(s.h.effects) == [
         Evidence(
-            call_ref=ref,
-            leg=way.outside_leg,
-            event=NoticeFailed(
-                prompt_id="notice",
-                language="de",
-                reason=f"prompt {missing_prompt!r} in 'de' is not available",
-                at=T0,
-            ),
+            call_ref=s.ref,
+            leg=s.way.outside_leg,
+            event=NoticeFailed(prompt_id="notice", language="de", reason=reason, at=T0),
         )
     ]
     (warning,) = warnings(s.h.effects)
     assert warning.text.endswith("call connects unrecorded")
-    assert warning.call_ref == ref
+    assert warning.call_ref == s.ref
     finish(s)
 
 
@@ -873,24 +873,9 @@ def test_encrypted_media_cannot_carry_the_notice_and_connects_unrecorded(way: Wa
     s = Scene(way, POLICY)
     unannounced_flow(s, offer, answer)
 
-    assert [bytes(e.message) for e in sent_sip(s.h.effects)] == [
-        bytes(e.message) for e in sent_sip(plain.h.effects)
-    ]
-    assert announcing(s.h.effects) == [
-        Evidence(
-            call_ref=s.ref,
-            leg=way.outside_leg,
-            event=NoticeFailed(
-                prompt_id="notice",
-                language="de",
-                reason=f"the audio is sent as {proto}: callherald plays the notice in plain RTP only",
-                at=T0,
-            ),
-        )
-    ]
-    (warning,) = warnings(s.h.effects)
-    assert warning.text.endswith("call connects unrecorded")
-    finish(s)
+    assert_connected_unannounced(
+        s, plain, f"the audio is sent as {proto}: callherald plays the notice in plain RTP only"
+    )
 
 
 @WAYS
