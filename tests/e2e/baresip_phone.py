@@ -27,7 +27,7 @@ __all__ = ["BaresipPhone", "baresip_available", "baresip_phone"]
 
 BARESIP = shutil.which("baresip")
 _MODULES = "/usr/lib/baresip/modules"
-_NEEDED_MODULES = ("g711", "g722", "ausine", "aubridge", "account", "menu", "ctrl_tcp")
+_NEEDED_MODULES = ("g711", "g722", "ausine", "aubridge", "account", "menu", "ctrl_tcp", "srtp", "sndfile")
 _START_TIMEOUT_S = 10.0
 _REPLY_TIMEOUT_S = 5.0
 
@@ -72,7 +72,12 @@ class BaresipPhone:
         raise AssertionError(f"baresip gave no reply to {name!r}:\n{self.log_text()}")
 
 
-def _config(directory: Path, *, sip_port: int, control_port: int, tone_hz: int, rtp: tuple[int, int]) -> str:
+def _config(
+    directory: Path, *, sip_port: int, control_port: int, tone_hz: int, rtp: tuple[int, int], dump: bool
+) -> str:
+    # srtp: SDES-keyed SRTP when the account asks for it (mediaenc); sndfile (``dump``): every
+    # call's audio as heard, decoded, to dump-*-dec.wav in the phone's directory.
+    dump_lines = f"module sndfile.so\nsnd_path {directory}\n" if dump else ""
     return f"""\
 poll_method epoll
 sip_listen {LOOPBACK}:{sip_port}
@@ -82,7 +87,8 @@ module g711.so
 module g722.so
 module ausine.so
 module aubridge.so
-module_app account.so
+module srtp.so
+{dump_lines}module_app account.so
 module_app menu.so
 module_app ctrl_tcp.so
 ctrl_tcp_listen {LOOPBACK}:{control_port}
@@ -96,22 +102,38 @@ audio_alert aubridge,{directory.name}
 
 @contextlib.contextmanager
 def baresip_phone(
-    directory: Path, *, user: str, tone_hz: int, codec: str = "PCMU/8000/1", sip_port: int | None = None
+    directory: Path,
+    *,
+    user: str,
+    tone_hz: int,
+    codec: str = "PCMU/8000/1",
+    sip_port: int | None = None,
+    mediaenc: str | None = None,
+    dump_audio: bool = False,
 ) -> Iterator[BaresipPhone]:
     """A baresip phone for ``sip:USER@127.0.0.1:PORT`` that answers every call and offers only
-    ``codec``; it sends a ``tone_hz`` sine. Stopped (SIGTERM, then SIGKILL) when the block ends."""
+    ``codec``; it sends a ``tone_hz`` sine; ``mediaenc`` ``srtp-mand`` makes it speak SRTP only
+    (RTP/SAVP, SDES keys); with ``dump_audio`` it writes what it hears to ``dump-*-dec.wav``.
+    Stopped (SIGTERM, then SIGKILL) when the block ends."""
     assert BARESIP is not None
     directory.mkdir(parents=True)
     sip_port = sip_port or free_port()
     control_port = free_port()
     (directory / "config").write_text(
         _config(
-            directory, sip_port=sip_port, control_port=control_port, tone_hz=tone_hz, rtp=free_port_range(20)
+            directory,
+            sip_port=sip_port,
+            control_port=control_port,
+            tone_hz=tone_hz,
+            rtp=free_port_range(20),
+            dump=dump_audio,
         ),
         encoding="utf-8",
     )
     (directory / "accounts").write_text(
-        f"<sip:{user}@{LOOPBACK}:{sip_port}>;regint=0;answermode=auto;audio_codecs={codec}\n",
+        f"<sip:{user}@{LOOPBACK}:{sip_port}>;regint=0;answermode=auto;audio_codecs={codec}"
+        + (f";mediaenc={mediaenc}" if mediaenc else "")
+        + "\n",
         encoding="utf-8",
     )
     (directory / "contacts").write_text("", encoding="utf-8")

@@ -183,3 +183,56 @@ def test_an_inbound_g722_caller_on_baresip_consents_by_rfc4733_and_is_recorded_w
     assert len(talking) > 2 * rate
     assert _dominant_hz(talking[:, 0], rate) == pytest.approx(OUTSIDE_HZ, abs=5)
     assert _dominant_hz(talking[:, 1], rate) == pytest.approx(AGENT_HZ, abs=5)
+
+
+def _heard(phone_dir: Path) -> tuple[int, npt.NDArray[np.int16]]:
+    """What a phone heard on its call, decoded (its sndfile dump), as rate and mono samples."""
+    (dump,) = phone_dir.glob("dump-*-dec.wav")
+    with wave.open(str(dump), "rb") as audio:
+        samples = np.frombuffer(audio.readframes(audio.getnframes()), dtype="<i2")
+        return audio.getframerate(), samples[:: audio.getnchannels()]
+
+
+def test_an_srtp_call_between_baresip_phones_connects_end_to_end_encrypted_and_unrecorded(
+    tmp_path: Path,
+) -> None:
+    # Both phones speak SRTP only (RTP/SAVP, SDES). callherald cannot play its notice into that,
+    # so the recording policy's on_failure (connect_unrecorded) applies: the phones' own SRTP
+    # goes through the relay untouched, and each hears the other.
+    write_prompt_wavs(tmp_path)
+    ports = pick_ports()
+    with (
+        baresip_phone(
+            tmp_path / "outside",
+            user=CALLED,
+            tone_hz=OUTSIDE_HZ,
+            sip_port=ports.carrier_target,
+            mediaenc="srtp-mand",
+            dump_audio=True,
+        ),
+        running_callherald(tmp_path, ports=ports, policies=policy_yaml(timeout_s=1)) as proxy,
+        baresip_phone(
+            tmp_path / "agent", user="agent", tone_hz=AGENT_HZ, mediaenc="srtp-mand", dump_audio=True
+        ) as agent,
+    ):
+        agent.command("dial", f"sip:{CALLED}@127.0.0.1:{proxy.pbx_port}")
+        _wait_for_evidence(proxy, "notice_failed")
+        deadline = time.monotonic() + 10
+        while "SRTP is Enabled" not in agent.log_text():
+            assert time.monotonic() < deadline, agent.log_text()
+            time.sleep(0.05)
+        time.sleep(3)
+        agent.command("hangup")
+        _wait_for_evidence(proxy, "call_ended")
+        records = evidence_records(proxy.log_text())
+        assert json.loads(_cli(proxy, "recordings", "list", "--json")) == []
+
+    (failed,) = [record for record in records if record["event"] == "notice_failed"]
+    assert failed["reason"] == "the audio is sent as RTP/SAVP: callherald plays the notice in plain RTP only"
+    assert "recording_started" not in {record["event"] for record in records}
+    for phone_dir, other_hz in ((tmp_path / "agent", OUTSIDE_HZ), (tmp_path / "outside", AGENT_HZ)):
+        rate, heard = _heard(phone_dir)
+        assert len(heard) >= 2 * rate, (phone_dir.name, len(heard))
+        talking = heard[len(heard) // 2 :]  # the call's second half: well after the answer
+        assert np.sqrt(np.mean(talking.astype(np.float64) ** 2)) > 1000, phone_dir.name
+        assert _dominant_hz(talking, rate) == pytest.approx(other_hz, abs=5), phone_dir.name
