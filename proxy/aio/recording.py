@@ -43,11 +43,11 @@ from typing import Final, Protocol, cast
 import numpy as np
 import numpy.typing as npt
 
+from proxy.b2bua.call import STATIC_PAYLOAD_TYPES
 from proxy.b2bua.effects import MediaFormat, MediaLeg
-from proxy.rtp.g711 import PCMA_PAYLOAD_TYPE, PCMU_PAYLOAD_TYPE, SAMPLE_RATE_HZ
+from proxy.rtp.g711 import SAMPLE_RATE_HZ
 from proxy.rtp.masking import mask_dtmf, mask_dtmf_many
 from proxy.rtp.recorder import (
-    G722_PAYLOAD_TYPE,
     RECORDED_PAYLOAD_TYPES,
     WIDEBAND_SAMPLE_RATE_HZ,
     Channel,
@@ -127,16 +127,13 @@ def recorder_format(media: MediaFormat | None) -> RecorderFormat:
     return RecorderFormat(audio_payload_types=RECORDED_PAYLOAD_TYPES, event_payload_type=events)
 
 
-_STATIC_PAYLOAD_TYPES = {"pcmu": PCMU_PAYLOAD_TYPE, "pcma": PCMA_PAYLOAD_TYPE, "g722": G722_PAYLOAD_TYPE}
-
-
 def static_alias(media: MediaFormat | None) -> tuple[int, int] | None:
     """``(negotiated, static)`` payload types when the outside party's codec was negotiated on a
     type other than its static one (``a=rtpmap:96 PCMU/8000``; RFC 3551 §6 assigns 0, 8 and 9):
     the recorder, which tells codecs by their static types, is fed those packets retyped."""
-    if media is None or media.codec not in _STATIC_PAYLOAD_TYPES:
+    if media is None or media.codec not in STATIC_PAYLOAD_TYPES:
         return None
-    static = _STATIC_PAYLOAD_TYPES[media.codec]
+    static = STATIC_PAYLOAD_TYPES[media.codec]
     return None if media.payload_type == static else (media.payload_type, static)
 
 

@@ -8,9 +8,12 @@ what a B2BUA is not: it rewrites everything).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from enum import Enum
+from types import MappingProxyType
+from typing import Final
 
 from proxy.b2bua.announcer import CallAnnouncer
 from proxy.b2bua.effects import MediaFormat, MediaLeg
@@ -189,6 +192,9 @@ def media_remote(sdp: SessionDescription) -> Address | None:
 PLAYABLE_CODECS = ("pcmu", "pcma", "g722")
 """Codecs callherald can play announcements in (its prompts are cached in these)."""
 
+STATIC_PAYLOAD_TYPES: Final[Mapping[str, int]] = MappingProxyType({"pcmu": 0, "pcma": 8, "g722": 9})
+"""The payload types RFC 3551 §6 assigns to the playable codecs."""
+
 PLAIN_RTP_PROFILES = frozenset({"RTP/AVP", "RTP/AVPF"})
 """Transports callherald plays into: plain RTP (RFC 3551, RFC 4585). Not SRTP (RFC 3711): a party
 drops packets that fail its authentication, so a notice sent in the clear would not be heard."""
@@ -198,6 +204,10 @@ def _first_audio(sdp: SessionDescription) -> MediaDescription | None:
     return next((m for m in sdp.media if m.media == "audio" and not m.rejected), None)
 
 
+def _plain_rtp(media: MediaDescription) -> bool:
+    return media.proto.upper() in PLAIN_RTP_PROFILES
+
+
 def media_format(
     sdp: SessionDescription, allowed: AbstractSet[str] = frozenset(PLAYABLE_CODECS)
 ) -> MediaFormat | None:
@@ -205,7 +215,7 @@ def media_format(
     configured codecs, lower case), with its telephone-event type; None also when that stream is
     not plain RTP."""
     media = _first_audio(sdp)
-    if media is not None and media.proto.upper() in PLAIN_RTP_PROFILES:
+    if media is not None and _plain_rtp(media):
         for payload_type in media.formats:
             codec = media.codec(payload_type)
             if codec is None or not payload_type.isdigit():
@@ -224,13 +234,13 @@ def media_format(
 def carries_plain_rtp(sdp: SessionDescription) -> bool:
     """True when the first active audio stream, if any, is plain RTP (``PLAIN_RTP_PROFILES``)."""
     media = _first_audio(sdp)
-    return media is None or media.proto.upper() in PLAIN_RTP_PROFILES
+    return media is None or _plain_rtp(media)
 
 
 def unplayable_reason(sdp: SessionDescription) -> str:
     """Why ``media_format`` found nothing to play the notice in, for the evidence and the log."""
     media = _first_audio(sdp)
-    if media is not None and not carries_plain_rtp(sdp):
+    if media is not None and not _plain_rtp(media):
         return f"the audio is sent as {media.proto}: callherald plays the notice in plain RTP only"
     return "no codec to play the notice in"
 

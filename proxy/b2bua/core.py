@@ -29,6 +29,7 @@ from urllib.parse import unquote
 
 from proxy.b2bua.announcer import AnnouncerStage, CallAnnouncer
 from proxy.b2bua.call import (
+    STATIC_PAYLOAD_TYPES,
     Call,
     CallPhase,
     Dialog,
@@ -745,8 +746,8 @@ class B2bua:
         an offer reliably without 100rel (RFC 3262), which callherald does not use."""
         settings = self._settings
         playable = [codec for codec in ("pcmu", "pcma", "g722") if codec in settings.codecs] or ["pcmu"]
-        numbers = {"pcmu": ("0", "PCMU/8000"), "pcma": ("8", "PCMA/8000"), "g722": ("9", "G722/8000")}
-        formats = [numbers[codec][0] for codec in playable] + ["101"]
+        names = {"pcmu": "PCMU/8000", "pcma": "PCMA/8000", "g722": "G722/8000"}
+        formats = [str(STATIC_PAYLOAD_TYPES[codec]) for codec in playable] + ["101"]
         lines = [
             "v=0",
             "o=callherald 0 0 IN IP4 127.0.0.1",  # origin, address and port are ours once anchored
@@ -754,7 +755,7 @@ class B2bua:
             "c=IN IP4 127.0.0.1",
             "t=0 0",
             f"m=audio {call.a.media_port} RTP/AVP {' '.join(formats)}",
-            *(f"a=rtpmap:{numbers[codec][0]} {numbers[codec][1]}" for codec in playable),
+            *(f"a=rtpmap:{STATIC_PAYLOAD_TYPES[codec]} {names[codec]}" for codec in playable),
             "a=rtpmap:101 telephone-event/8000",
             "a=fmtp:101 0-16",
             "a=ptime:20",
