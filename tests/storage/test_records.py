@@ -119,6 +119,23 @@ def announcement(leg_id: str, start: float, end: float | None, complete: bool = 
     )
 
 
+def never_started(
+    failure: str, *, start: float = 1, end: float | None = 1, complete: bool = False
+) -> Announcement:
+    """The row of a notice that could not start: no version or hash, sounded for no time."""
+    return Announcement(
+        leg_id=f"{CALL}-out",
+        prompt_id="notice-nl",
+        version="",
+        language="nl",
+        audio_sha256="",
+        started_at=at(start),
+        ended_at=None if end is None else at(end),
+        complete=complete,
+        failure=failure,
+    )
+
+
 def consent(decision: Decision, seconds: float, call_id: str = CALL) -> ConsentDecision:
     return ConsentDecision(
         call_id=call_id,
@@ -486,19 +503,7 @@ def test_a_notice_that_could_not_start_is_one_failed_row_with_no_start_in_the_ti
     store: EvidenceStore,
 ) -> None:
     store.write(started())
-    store.write(
-        Announcement(
-            leg_id=f"{CALL}-out",
-            prompt_id="notice-nl",
-            version="",
-            language="nl",
-            audio_sha256="",
-            started_at=at(1),
-            ended_at=at(1),
-            complete=False,
-            failure="no codec to play the notice in",
-        )
-    )
+    store.write(never_started("no codec to play the notice in"))
     store.write(CallPurposes(call_id=CALL, purposes=(EVIDENCE,)))
     prompts = [e for e in store.call_timeline(CALL) if e.kind.name.startswith("ANNOUNCEMENT")]
     assert [(e.kind, e.at, e.detail["complete"], e.detail["failure"]) for e in prompts] == [
@@ -518,17 +523,7 @@ def test_a_failed_prompt_is_not_complete() -> None:
 @pytest.mark.parametrize(("end", "complete"), [(None, False), (2.0, True)], ids=["no-end", "complete"])
 def test_a_failed_announcement_row_has_ended_and_is_not_complete(end: float | None, complete: bool) -> None:
     with pytest.raises(ValueError, match="failed is not complete and has ended"):
-        Announcement(
-            leg_id="l",
-            prompt_id="p",
-            version="",
-            language="nl",
-            audio_sha256="",
-            started_at=at(1),
-            ended_at=None if end is None else at(end),
-            complete=complete,
-            failure="codec",
-        )
+        never_started("codec", end=end, complete=complete)
 
 
 def test_an_older_database_gains_the_failure_column_and_keeps_its_rows(tmp_path: Path) -> None:
