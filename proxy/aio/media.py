@@ -10,6 +10,12 @@ has its relayed packets renumbered into that stream. The leg's announcement play
 without a Python call per packet (a header unpack, a copy and a pack); anything else (another
 source, a prompt playing, the parties kept apart) goes through the player's ``outbound`` hook.
 
+RTCP follows the renumbering (RFC 3550 §7.2): while either party hears a renumbered stream, each
+compound RTCP packet relayed between them is put in its receiver's terms (``translate_rtcp``: the
+sender's SSRC and SR timestamp as the stream the receiver hears, report blocks about a renumbered
+stream as its source), on the RTCP sockets (``RtcpLegProtocol``) and for RTCP multiplexed on the
+RTP port (RFC 5761), where it costs a packet passed on unchanged one attribute read.
+
 A recorded leg appends each packet its party sends, and the loop time it came at, to its
 recording's list, also inline: a Python call per packet, with its frame and closure, costs more
 than the two appends.
@@ -27,9 +33,10 @@ from typing import Final, cast
 
 from proxy.b2bua.effects import MediaLeg
 from proxy.b2bua.settings import Address
-from proxy.rtp.packet import RTCP_PT_HIGH, RTCP_PT_LOW, RTP_HEADER_LEN
+from proxy.rtp.packet import RTCP_PT_HIGH, RTCP_PT_LOW, RTP_HEADER_LEN, is_rtcp
+from proxy.rtp.rtcp import translate_rtcp
 
-__all__ = ["LegProtocol", "MediaRelay", "MediaSession", "RelayRenumbering"]
+__all__ = ["LegProtocol", "MediaRelay", "MediaSession", "RelayRenumbering", "RtcpLegProtocol"]
 
 _LOG = logging.getLogger("callherald.media")
 
@@ -137,11 +144,9 @@ class LegProtocol(asyncio.DatagramProtocol):
         renumber = other.renumber
         if renumber is not None and len(data) >= RTP_HEADER_LEN:
             first, second, sequence, timestamp, ssrc = _RTP_HEADER.unpack_from(data)
-            if (
-                ssrc == renumber.source_ssrc
-                and first & 0xC0 == 0x80
-                and not RTCP_PT_LOW <= second & 0x7F <= RTCP_PT_HIGH  # RFC 5761 §4
-            ):
+            if RTCP_PT_LOW <= second & 0x7F <= RTCP_PT_HIGH:  # multiplexed RTCP (RFC 5761 §4)
+                data = translate_rtcp(data, sent=renumber, heard=self.renumber)
+            elif ssrc == renumber.source_ssrc and first & 0xC0 == 0x80:
                 sequence = (sequence + renumber.sequence_offset) & 0xFFFF
                 timestamp = (timestamp + renumber.timestamp_offset) & 0xFFFFFFFF
                 packet = bytearray(data)
@@ -152,6 +157,8 @@ class LegProtocol(asyncio.DatagramProtocol):
                     other.renumbered_sequence = sequence
                     other.renumbered_timestamp = timestamp
                 return
+        elif self.renumber is not None and is_rtcp(data):
+            data = translate_rtcp(data, sent=None, heard=self.renumber)  # multiplexed, RFC 5761 §4
         outbound = other.outbound
         if outbound is None:
             transport.sendto(data, target)
@@ -187,13 +194,38 @@ class LegProtocol(asyncio.DatagramProtocol):
         self.sock = None
 
 
+class RtcpLegProtocol(LegProtocol):
+    """One leg's RTCP socket. It relays as the RTP socket does; while either party's RTP is
+    renumbered, each compound packet is put in its receiver's terms first (``translate_rtcp``,
+    RFC 3550 §7.2). RTCP comes every few seconds: a Python call per packet is nothing here."""
+
+    __slots__ = ("other_rtp", "rtp")
+
+    def __init__(self, sock: socket.socket | None = None) -> None:
+        super().__init__(sock)
+        self.rtp: LegProtocol | None = None  # this leg's RTP: the stream its party hears
+        self.other_rtp: LegProtocol | None = None  # the other leg's RTP: what the far party hears
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        rtp, other_rtp = self.rtp, self.other_rtp
+        if rtp is not None and other_rtp is not None:
+            sent, heard = other_rtp.renumber, rtp.renumber
+            if sent is not None or heard is not None:
+                data = translate_rtcp(data, sent=sent, heard=heard)
+        super().datagram_received(data, addr)
+
+    def close(self) -> None:
+        self.rtp = self.other_rtp = None
+        super().close()
+
+
 @dataclass(slots=True)
 class MediaSession:
     """A call's four sockets: RTP and RTCP for legs a and b."""
 
     call_ref: str
     rtp: dict[MediaLeg, LegProtocol]
-    rtcp: dict[MediaLeg, LegProtocol]
+    rtcp: dict[MediaLeg, RtcpLegProtocol]
     last_activity: float
     last_count: int = 0
     pending: set[asyncio.Task[None]] = field(default_factory=set)
@@ -237,28 +269,35 @@ class MediaRelay:
         """
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in self._bind_address else socket.AF_INET
-        sockets: list[tuple[socket.socket, LegProtocol]] = []
+        sockets: list[socket.socket] = []
+
+        def bound(port: int) -> socket.socket:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sockets.append(sock)
+            sock.bind((self._bind_address, port))
+            sock.setblocking(False)
+            return sock
+
         rtp: dict[MediaLeg, LegProtocol] = {}
-        rtcp: dict[MediaLeg, LegProtocol] = {}
+        rtcp: dict[MediaLeg, RtcpLegProtocol] = {}
         try:
             for leg, port in ((MediaLeg.A, a_port), (MediaLeg.B, b_port)):
-                for table, offset in ((rtp, 0), (rtcp, 1)):
-                    sock = socket.socket(family, socket.SOCK_DGRAM)
-                    sockets.append((sock, LegProtocol(sock)))
-                    sock.bind((self._bind_address, port + offset))
-                    sock.setblocking(False)
-                    table[leg] = sockets[-1][1]
+                rtp[leg] = LegProtocol(bound(port))
+                rtcp[leg] = RtcpLegProtocol(bound(port + 1))
         except OSError:
-            for sock, _ in sockets:
+            for sock in sockets:
                 sock.close()
             raise
-        for table in (rtp, rtcp):
-            table[MediaLeg.A].other = table[MediaLeg.B]
-            table[MediaLeg.B].other = table[MediaLeg.A]
+        for leg in (MediaLeg.A, MediaLeg.B):
+            rtp[leg].other = rtp[leg.other]
+            rtcp[leg].other = rtcp[leg.other]
+            rtcp[leg].rtp = rtp[leg]
+            rtcp[leg].other_rtp = rtp[leg.other]
         session = MediaSession(call_ref=call_ref, rtp=rtp, rtcp=rtcp, last_activity=loop.time())
         self._sessions[call_ref] = session
-        for sock, protocol in sockets:
-            task = loop.create_task(self._attach(sock, protocol))
+        for protocol in (*rtp.values(), *rtcp.values()):
+            assert protocol.sock is not None  # bound above
+            task = loop.create_task(self._attach(protocol.sock, protocol))
             session.pending.add(task)
             task.add_done_callback(session.pending.discard)
 

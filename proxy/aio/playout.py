@@ -478,7 +478,8 @@ class AnnouncementPlayer:
         out unchanged; during a prompt it is dropped; after one it is renumbered into this
         leg's stream (see the module docstring), or goes out unchanged when the player leaves
         relayed packets alone. Malformed packets are counted and dropped; multiplexed RTCP passes
-        unchanged. Once the anchored source is steady, the relay renumbers its packets itself.
+        as the relay hands it (already in the receiver's terms, ``proxy.aio.media``). Once the
+        anchored source is steady, the relay renumbers its packets itself.
         """
         if self._current is not None or self._muted:
             self.relay_dropped += 1

@@ -164,18 +164,28 @@ def call_with_tones(
     payload_type: int = 0,
     media_section_extra: str = "",
     scenario_keys: dict[str, object] | None = None,
+    rtcp_every: int | None = None,
 ) -> ToneCall:
     """One SIPp call (``caller`` to ``callee`` scenario, both given ``scenario_keys`` too) through
     callherald with ``policies`` (and ``media_section_extra`` lines in its ``media`` section); each
-    side's RTP peer plays its payloads and records what reaches it. Fails the test when SIPp does."""
+    side's RTP peer plays its payloads and records what reaches it (and sends RTCP every
+    ``rtcp_every`` packets, if given). Fails the test when SIPp does."""
     caller_sdp, callee_sdp = tmp_path / "caller.sdp", tmp_path / "callee.sdp"
     with (
         running_callherald(tmp_path, policies=policies, media_section_extra=media_section_extra) as proxy,
         MediaPeer(
-            "caller", ssrc=0x11110001, payloads=caller_payloads, payload_type=payload_type
+            "caller",
+            ssrc=0x11110001,
+            payloads=caller_payloads,
+            payload_type=payload_type,
+            rtcp_every=rtcp_every,
         ) as caller_peer,
         MediaPeer(
-            "callee", ssrc=0x22220002, payloads=callee_payloads, payload_type=payload_type
+            "callee",
+            ssrc=0x22220002,
+            payloads=callee_payloads,
+            payload_type=payload_type,
+            rtcp_every=rtcp_every,
         ) as callee_peer,
     ):
         caller_peer.start(caller_sdp)

@@ -5,6 +5,11 @@ media lines it receives from callherald to a file (``c=IN IP4 <address>|m=audio 
 peer waits for that file, then sends one 20 ms packet per 20 ms to the address in it, while it
 records every datagram that reaches its own socket together with the datagram's source address.
 
+A peer made with ``rtcp_every`` also binds the port above its RTP port and, every that many
+packets, sends an RTCP compound packet to the port above the one it sends RTP to (RFC 3550 §11):
+a sender report for the packet just sent, with a report block on the newest stream it heard, and
+an SDES CNAME. It records the reports it sends and those that reach it.
+
 Every payload of a stream is distinct (each packet's tone starts at its own phase and is a little
 louder than the one before), so the receiving side can tell which packet it got and in what
 order, whatever the relay does to the RTP header.
@@ -15,6 +20,7 @@ from __future__ import annotations
 import re
 import select
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -44,6 +50,8 @@ _TONE_START_AMPLITUDE = 4000
 _TONE_AMPLITUDE_STEP = 20  # per packet
 _TONE_PHASE_STEP_RAD = 2.399963229728653  # the golden angle: packet phases never line up
 _POLL_S = 0.01
+_PAIR_ATTEMPTS = 50
+_NTP_EPOCH_OFFSET_S = 2_208_988_800  # 1900 to 1970 (RFC 3550 §4)
 _SDP_FILE = re.compile(r"c=IN IP4 (?P<address>[0-9.]+)\|m=audio (?P<port>[0-9]+)")
 
 Address = tuple[str, int]
@@ -118,7 +126,11 @@ class MediaPeer:
     later_payload_type: int | None = None
     codec_switch_at: float | None = None
     codec_switched_from: int | None = None  # the index of the first packet in the later codec
+    rtcp_every: int | None = None
+    rtcp_sent: list[bytes] = field(default_factory=list)
+    rtcp_received: list[Datagram] = field(default_factory=list)
     _sock: socket.socket = field(init=False, repr=False)
+    _rtcp_sock: socket.socket | None = field(default=None, init=False, repr=False)
     _thread: threading.Thread | None = field(default=None, init=False, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _error: BaseException | None = field(default=None, init=False, repr=False)
@@ -126,6 +138,21 @@ class MediaPeer:
     def __post_init__(self) -> None:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.bind((LOOPBACK, 0))
+        for _ in range(_PAIR_ATTEMPTS if self.rtcp_every is not None else 0):
+            rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                rtcp.bind((LOOPBACK, self.port + 1))
+            except OSError:  # taken: try another RTP port
+                rtcp.close()
+                self._sock.close()
+                self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                self._sock.bind((LOOPBACK, 0))
+                continue
+            self._rtcp_sock = rtcp
+            break
+        else:
+            if self.rtcp_every is not None:
+                raise OSError(f"media peer {self.name}: no free RTP/RTCP port pair")
 
     def __enter__(self) -> MediaPeer:
         return self
@@ -135,6 +162,8 @@ class MediaPeer:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._sock.close()
+        if self._rtcp_sock is not None:
+            self._rtcp_sock.close()
 
     @property
     def port(self) -> int:
@@ -176,15 +205,36 @@ class MediaPeer:
         if self._error is not None:
             raise self._error
 
+    def sender_report(self, index: int) -> bytes:
+        """The RTCP compound packet sent after packet ``index``: SR, a block on the newest stream
+        heard (its latest sequence number as the extended highest), SDES CNAME."""
+        now = time.time() + _NTP_EPOCH_OFFSET_S
+        timestamp = (self.first_timestamp + index * SAMPLES_PER_PACKET) & 0xFFFFFFFF
+        octets = sum(len(p) for p in self.payloads[: index + 1])
+        info = struct.pack("!IIIII", int(now), int(now % 1 * 2**32), timestamp, index + 1, octets)
+        blocks = b""
+        heard = [d for d in self.received if len(d.data) >= 12]
+        if heard:
+            sequence, _, ssrc = struct.unpack_from("!HII", heard[-1].data, 2)
+            blocks = struct.pack("!IIIIII", ssrc, 0, sequence, 0, 0, 0)
+        count = len(blocks) // 24
+        report = struct.pack("!BBHI", 0x80 | count, 200, 6 + 6 * count, self.ssrc) + info + blocks
+        cname = f"{self.name}@{LOOPBACK}".encode()
+        chunk = struct.pack("!I", self.ssrc) + bytes((1, len(cname))) + cname + b"\0"
+        chunk += bytes(-len(chunk) % 4)
+        return report + struct.pack("!BBH", 0x81, 202, len(chunk) // 4) + chunk
+
     def _receive_until(self, deadline: float) -> None:
+        sockets = [self._sock] if self._rtcp_sock is None else [self._sock, self._rtcp_sock]
         while not self._stop.is_set():
             timeout = deadline - time.monotonic()
             if timeout <= 0:
                 return
-            ready, _, _ = select.select([self._sock], [], [], min(timeout, _POLL_S * 5))
-            if ready:
-                data, source = self._sock.recvfrom(65536)
-                self.received.append(Datagram(data, (str(source[0]), int(source[1])), time.monotonic()))
+            ready, _, _ = select.select(sockets, [], [], min(timeout, _POLL_S * 5))
+            for sock in ready:
+                data, source = sock.recvfrom(65536)
+                into = self.received if sock is self._sock else self.rtcp_received
+                into.append(Datagram(data, (str(source[0]), int(source[1])), time.monotonic()))
 
     def _run(self, sdp_file: Path, wait_s: float) -> None:
         try:
@@ -208,6 +258,10 @@ class MediaPeer:
                     self.codec_switched_from = index
                 self._sock.sendto(self.packet(index), self.remote)
                 self.sent += 1
+                if self._rtcp_sock is not None and self.rtcp_every and (index + 1) % self.rtcp_every == 0:
+                    report = self.sender_report(index)
+                    self._rtcp_sock.sendto(report, (self.remote[0], self.remote[1] + 1))
+                    self.rtcp_sent.append(report)
                 self._receive_until(begin + (index + 1) * PACKET_S)
             self._receive_until(float("inf"))
         except BaseException as error:

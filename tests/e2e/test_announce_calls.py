@@ -10,6 +10,8 @@ notice, the consent decision and the recording start in that order.
 
 from __future__ import annotations
 
+import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -28,7 +30,7 @@ from tests.e2e.announce_support import (
     write_prompt_wavs,
 )
 from tests.e2e.harness import sipp_available
-from tests.e2e.media_peer import tone_payloads
+from tests.e2e.media_peer import SAMPLES_PER_PACKET, tone_payloads
 from tests.e2e.test_sipp_calls import Direction
 
 pytestmark = pytest.mark.e2e
@@ -142,6 +144,61 @@ def test_after_the_prompts_the_agent_is_heard_in_callheralds_stream_or_as_sent(
         as_sent = {call.caller.packet(index) for index in range(TONE_PACKETS)}
         assert all(call.callee.received[index].data in as_sent for index in agent_at)
         assert {packet.ssrc for packet in agent_heard} == {call.caller.ssrc} != {callheralds_ssrc}
+
+
+@dataclass(frozen=True)
+class SenderReport:
+    ssrc: int
+    rtp_timestamp: int
+    block_about: int | None  # the first report block's source, and its extended highest sequence
+    block_highest: int | None
+
+
+def sender_report(data: bytes) -> SenderReport:
+    first, packet_type, _, ssrc = struct.unpack_from("!BBHI", data)
+    assert packet_type == 200, data.hex()
+    (rtp_timestamp,) = struct.unpack_from("!I", data, 16)
+    if first & 0x1F == 0:
+        return SenderReport(ssrc, rtp_timestamp, None, None)
+    about, _, highest = struct.unpack_from("!III", data, 28)
+    return SenderReport(ssrc, rtp_timestamp, about, highest)
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+def test_rtcp_between_the_parties_names_the_streams_each_one_hears(tmp_path: Path) -> None:
+    """RFC 3550 §7.2: after the notice (to the caller) and the beep (to the agent) each party
+    hears the other in callherald's stream. The other party's sender reports must name that
+    stream, with RTP timestamps in its timeline, and their report blocks the receiver's own stream
+    in its own numbering; RTCP on the port above RTP, both ways."""
+    write_prompt_wavs(tmp_path)
+    call = call_with_tones(
+        tmp_path,
+        Direction.INBOUND,
+        caller_payloads=tone_payloads(1000.0, TONE_PACKETS),
+        callee_payloads=tone_payloads(440.0, TONE_PACKETS),
+        policies=policy_yaml(),
+        pause_ms=CALL_MS,
+        rtcp_every=25,  # a report every half second
+    )
+    for sender, receiver in ((call.caller, call.callee), (call.callee, call.caller)):
+        index_of = {payload: index for index, payload in enumerate(sender.payloads)}
+        heard = [RtpPacket.parse(datagram.data) for datagram in receiver.received]
+        relayed = [(index_of[packet.payload], packet) for packet in heard if packet.payload in index_of]
+        assert len(relayed) >= 50, f"the parties were never joined\n{call.log[-3000:]}"
+        last_index, last = relayed[-1]
+        assert last.ssrc != sender.ssrc  # renumbered into callherald's stream
+        shift = ts_diff(last.timestamp, sender.first_timestamp + last_index * SAMPLES_PER_PACKET)
+        reports = [sender_report(datagram.data) for datagram in receiver.rtcp_received]
+        assert reports, sender.name
+        translated = [report for report in reports if report.ssrc == last.ssrc]
+        assert reports[-1] in translated, (sender.name, [hex(report.ssrc) for report in reports])
+        sent_at = {sender_report(report).rtp_timestamp for report in sender.rtcp_sent}
+        assert {(report.rtp_timestamp - shift) & 0xFFFFFFFF for report in translated} <= sent_at
+        own_sequences = {(receiver.first_sequence + index) & 0xFFFF for index in range(receiver.sent)}
+        assert reports[-1].block_about == receiver.ssrc, sender.name
+        assert reports[-1].block_highest is not None
+        assert reports[-1].block_highest & 0xFFFF in own_sequences, sender.name
 
 
 @requires_sipp

@@ -29,7 +29,7 @@ import uvloop
 from announcements import PreparedPrompt, beep_frames, ringback_frames
 from announcements.frames import CODECS, encode_frames
 from proxy.aio.announce import CallAnnouncements
-from proxy.aio.media import LegProtocol, MediaSession, RelayRenumbering
+from proxy.aio.media import LegProtocol, MediaSession, RelayRenumbering, RtcpLegProtocol
 from proxy.aio.playout import (
     MAX_BURST_FRAMES,
     RELAY_GUARD_PACKETS,
@@ -185,7 +185,7 @@ class Rig:
         session = MediaSession(
             call_ref="call",
             rtp={MediaLeg.A: self.leg, MediaLeg.B: self.other_leg},
-            rtcp={MediaLeg.A: LegProtocol(), MediaLeg.B: LegProtocol()},
+            rtcp={MediaLeg.A: RtcpLegProtocol(), MediaLeg.B: RtcpLegProtocol()},
             last_activity=0.0,
         )
         return CallAnnouncements(session=session, scheduler=self.scheduler, constant_ssrc=constant_ssrc)

@@ -1,13 +1,17 @@
-"""The relay's legs (``LegProtocol``): tapping what a party sends, and closing; no sockets."""
+"""The relay's legs (``LegProtocol``, ``RtcpLegProtocol``): tapping what a party sends, RTCP of
+renumbered streams, and closing; no sockets."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import itertools
+import struct
 
-from proxy.aio.media import LegProtocol
+from proxy.aio.media import LegProtocol, RelayRenumbering, RtcpLegProtocol
+from proxy.b2bua.effects import MediaLeg
 from proxy.b2bua.settings import Address
+from proxy.rtp.rtcp import translate_rtcp
 
 A_PEER: Address = ("127.0.0.1", 40000)
 B_PEER: Address = ("127.0.0.1", 40002)
@@ -60,3 +64,71 @@ def test_closed_legs_are_freed_without_the_garbage_collector() -> None:
 
 def _legs_alive() -> int:
     return sum(isinstance(o, LegProtocol) for o in gc.get_objects())
+
+
+A_SSRC, B_SSRC = 0xAAAA0001, 0xBBBB0002  # the parties' own streams
+TO_A, TO_B = 0xCA110A00, 0xCA110B00  # callherald's streams towards each party
+# What each party hears after its prompt: the other party's packets, renumbered.
+HEARD_BY = {
+    MediaLeg.A: RelayRenumbering(B_SSRC, sequence_offset=100, timestamp_offset=16_000, ssrc=TO_A),
+    MediaLeg.B: RelayRenumbering(A_SSRC, sequence_offset=0xFF00, timestamp_offset=-160, ssrc=TO_B),
+}
+
+
+def sender_report(ssrc: int, rtp_timestamp: int, about: int, highest: int) -> bytes:
+    info = struct.pack("!IIIII", 0xE0000001, 0x80000000, rtp_timestamp, 10, 1600)
+    block = struct.pack("!IIIIII", about, 0, highest, 4, 0, 0)
+    return struct.pack("!BBHI", 0x81, 200, 12, ssrc) + info + block
+
+
+def call_legs(
+    renumbered: tuple[MediaLeg, ...],
+) -> tuple[dict[MediaLeg, LegProtocol], dict[MediaLeg, RtcpLegProtocol], dict[MediaLeg, SentTransport]]:
+    # A call's four sockets wired as MediaRelay.open wires them, each leg latched to its party.
+    rtp = {leg: LegProtocol() for leg in MediaLeg}
+    rtcp = {leg: RtcpLegProtocol() for leg in MediaLeg}
+    sent = {leg: SentTransport() for leg in MediaLeg}
+    for leg in MediaLeg:
+        rtp[leg].other, rtcp[leg].other = rtp[leg.other], rtcp[leg.other]
+        rtcp[leg].rtp, rtcp[leg].other_rtp = rtp[leg], rtp[leg.other]
+        for protocol in (rtp[leg], rtcp[leg]):
+            protocol.connection_made(sent[leg])
+            protocol.set_remote(A_PEER if leg is MediaLeg.A else B_PEER)
+        if leg in renumbered:
+            rtp[leg].renumber = HEARD_BY[leg]
+    return rtp, rtcp, sent
+
+
+def test_rtcp_reaches_the_other_party_in_the_terms_of_the_streams_it_hears_and_sends() -> None:
+    _, rtcp, sent = call_legs((MediaLeg.A, MediaLeg.B))
+    from_a = sender_report(A_SSRC, 50_000, about=TO_A, highest=0x0001_0010)
+    rtcp[MediaLeg.A].datagram_received(from_a, A_PEER)
+    ((relayed, to),) = sent[MediaLeg.B].sent
+    assert to == B_PEER
+    assert relayed == translate_rtcp(from_a, sent=HEARD_BY[MediaLeg.B], heard=HEARD_BY[MediaLeg.A])
+    sender, rtp_timestamp, about, highest = struct.unpack_from("!I8xI8xI4xI", relayed, 4)
+    assert sender == TO_B  # the stream B hears is made of A's packets
+    assert rtp_timestamp == 50_000 - 160
+    assert about == B_SSRC  # A reports on what it hears: B's packets
+    assert highest == 0x0001_0010 - 100
+
+
+def test_rtcp_passes_unchanged_when_neither_party_hears_a_renumbered_stream() -> None:
+    _, rtcp, sent = call_legs(())
+    from_b = sender_report(B_SSRC, 7, about=A_SSRC, highest=5)
+    rtcp[MediaLeg.B].datagram_received(from_b, B_PEER)
+    assert sent[MediaLeg.A].sent == [(from_b, A_PEER)]
+
+
+def test_multiplexed_rtcp_is_translated_on_the_rtp_socket_in_either_direction() -> None:
+    # Only A hears a renumbered stream (a notice to A, none to B): RTCP towards A renames B's
+    # source; RTCP from A still reports on TO_A, which B knows as its own B_SSRC.
+    rtp, _, sent = call_legs((MediaLeg.A,))
+    from_b = sender_report(B_SSRC, 1000, about=A_SSRC, highest=3)
+    from_a = sender_report(A_SSRC, 2000, about=TO_A, highest=300)
+    rtp[MediaLeg.B].datagram_received(from_b, B_PEER)
+    rtp[MediaLeg.A].datagram_received(from_a, A_PEER)
+    assert sent[MediaLeg.A].sent == [(translate_rtcp(from_b, sent=HEARD_BY[MediaLeg.A], heard=None), A_PEER)]
+    assert sent[MediaLeg.B].sent == [(translate_rtcp(from_a, sent=None, heard=HEARD_BY[MediaLeg.A]), B_PEER)]
+    assert struct.unpack_from("!I", sent[MediaLeg.A].sent[0][0], 4) == (TO_A,)
+    assert struct.unpack_from("!I", sent[MediaLeg.B].sent[0][0], 28) == (B_SSRC,)
