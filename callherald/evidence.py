@@ -14,7 +14,10 @@ of the plaintext (the decrypted audio, interleaved s16le) is kept in the record 
 
 On a full disk (`StorageFullError`, or less than ``min_free_mb`` free before a new recording) the
 recording stops where its last sealed segment ends, the call goes on, and new recordings are
-refused until space returns; the error is logged.
+refused until space returns (``min_free_mb``, and after a full disk at least
+``RESUME_FREE_BYTES``); the error is logged. Evidence the database cannot take while the disk is
+full is held in memory, in order, and written when space returns (``hold_when_full``); no new
+recording starts while any waits, as its row could not be written before its audio.
 
 `recover` runs once at start-up: recordings a crash left open are read up to their last intact
 segment and marked truncated with their real duration; calls left open are closed.
@@ -58,6 +61,7 @@ from storage.threads import name_os_thread
 
 __all__ = [
     "RECORDING_WRITER_THREAD",
+    "RESUME_FREE_BYTES",
     "PurposeFacts",
     "RecordSinks",
     "StorageRecords",
@@ -68,6 +72,8 @@ _LOG = logging.getLogger("callherald.storage")
 AUDIO_FORMAT = AudioFormat(codec="pcm_s16le", sample_rate_hz=8000, channels=2, sample_width_bytes=2)
 WIDEBAND_AUDIO_FORMAT = AudioFormat(codec="pcm_s16le", sample_rate_hz=16000, channels=2, sample_width_bytes=2)
 SEGMENT_MS = 1000
+RESUME_FREE_BYTES = 1024 * 1024
+"""After a full disk, recording resumes only with this much free (``min_free_mb`` may be 0)."""
 RECORDING_WRITER_THREAD = "rec-writer"
 """The operating-system name of the thread that seals and writes recordings (``top -H`` shows it)."""
 
@@ -192,7 +198,7 @@ class StorageRecords:
 
     def _submit(self, record: store.EvidenceRecord) -> None:
         try:
-            future = self.store.submit(record)
+            future = self.store.submit(record, hold_when_full=True)
         except StorageError as error:
             _LOG.error("evidence not written (%s): %s", type(record).__name__, error)
             return
@@ -417,12 +423,17 @@ class StorageRecords:
         return _Handle(self, recording)
 
     def _space_left(self) -> bool:
+        if self.store.held:
+            if not self.disk_full:
+                _LOG.error("evidence is waiting for disk space: new calls are not recorded")
+            self.disk_full = True
+            return False
         try:
             free = shutil.disk_usage(self.layout.recordings_dir).free
         except OSError as error:
             _LOG.error("cannot read free space of %s: %s", self.layout.recordings_dir, error)
             return False
-        if free < self.min_free_bytes:
+        if free < (max(self.min_free_bytes, RESUME_FREE_BYTES) if self.disk_full else self.min_free_bytes):
             if not self.disk_full:
                 _LOG.error(
                     "disk nearly full (%d MB free, %d MB needed): new calls are not recorded",
@@ -467,7 +478,7 @@ class StorageRecords:
                 size_bytes=0,
                 duration_ms=0,
             )
-            self.store.record_recording_truncated(empty).result()
+            self._store_end(empty, final=False)
 
     def _write_block(self, recording: _Recording, pcm: bytes) -> None:
         writer = recording.writer
@@ -507,10 +518,14 @@ class StorageRecords:
             size_bytes=summary.file_bytes,
             duration_ms=round(recording.audio_format.duration_s(recording.pcm_bytes) * 1000),
         )
-        if final:
-            self.store.record_recording_finished(end).result()
-        else:
-            self.store.record_recording_truncated(end).result()
+        self._store_end(end, final=final)
+
+    def _store_end(self, end: store.RecordingEnd, *, final: bool) -> None:
+        # Not waited for: on a full disk the row is held until space returns, and the file thread
+        # must go on with the other recordings meanwhile.
+        record = self.store.record_recording_finished if final else self.store.record_recording_truncated
+        future = record(end, hold_when_full=True)
+        future.add_done_callback(lambda done: _log_failure(done, "RecordingEnd"))
 
     def _pause_record(
         self, recording: _Recording, reason: str, started: dt.datetime, ended: dt.datetime | None
@@ -523,14 +538,14 @@ class StorageRecords:
         def write() -> None:
             if recording.writer is None:
                 return
-            self.store.submit(
+            self._submit(
                 store.Pause(
                     recording_id=recording.recording_id,
                     reason=pause_reason,
                     started_at=started,
                     ended_at=ended,
                 )
-            ).result()
+            )
 
         self._submit_file(write)
 

@@ -15,6 +15,12 @@ write that breaks an invariant leaves nothing behind. Invariants enforced (``Inv
 * a recording's ``first_frame_at`` is not before the end of any announcement played on the call's
   outside legs, and at least one announcement was played there to the end (recording fails closed).
 
+A full disk (``SQLITE_FULL``) fails a write with ``EvidenceFullError``, or, for a write submitted
+with ``hold_when_full``, holds it: it and every write after it wait in memory, in order, and are
+retried every ``HELD_RETRY_S`` and before each new write until the database takes them; each
+future completes only then. ``held`` says how many wait. Closing the store tries them once more
+and logs those it still cannot write.
+
 Purpose definitions are frozen: a purpose id is stored once; recording it again with a different
 basis, reference or retention raises ``InvariantError`` (a changed purpose needs a new id).
 ``delete_after`` is the UTC date of the call's set-up plus the purpose's ``retention_days``.
@@ -25,9 +31,12 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
+import logging
 import os
+import sqlite3
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.thread import BrokenThreadPool
@@ -55,6 +64,7 @@ __all__ = [
     "Decision",
     "Direction",
     "DtmfEvent",
+    "EvidenceFullError",
     "EvidenceRecord",
     "EvidenceStore",
     "InvariantError",
@@ -78,7 +88,16 @@ __all__ = [
 
 T = TypeVar("T")
 
+_LOG = logging.getLogger("callherald.storage")
+
+HELD_RETRY_S = 1.0
+"""How often writes held by a full database are tried again."""
+
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
+
+
+class EvidenceFullError(StorageError):
+    """The evidence database could not grow: the disk (or quota) is full (``SQLITE_FULL``)."""
 
 
 class InvariantError(StorageError):
@@ -982,6 +1001,20 @@ def _read_delete_after(db: Database, call_id: str) -> dict[str, dt.date]:
 # The store
 
 
+@dataclass(eq=False, slots=True)
+class _Write:
+    """One queued write and the future its submitter holds."""
+
+    operation: Callable[[Database], Any]
+    transaction: bool
+    hold_when_full: bool
+    result: Future[Any]
+
+
+def _is_full(error: sqlite3.OperationalError) -> bool:
+    return getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+
+
 class EvidenceStore:
     """The evidence database at ``path``: one writer thread, one read-only reader thread.
 
@@ -996,6 +1029,8 @@ class EvidenceStore:
         self._writer_db: Database | None = None
         self._reader_db: Database | None = None
         self._open_error: BaseException | None = None
+        self._held: deque[_Write] = deque()  # touched on the writer thread only
+        self._retry: threading.Timer | None = None
         self._writer = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="evidence-writer", initializer=self._open_writer
         )
@@ -1035,23 +1070,95 @@ class EvidenceStore:
 
     # -- generic submission ------------------------------------------------------------------------
 
-    def submit_write(self, operation: Callable[[Database], T], *, transaction: bool = True) -> Future[T]:
+    def submit_write(
+        self, operation: Callable[[Database], T], *, transaction: bool = True, hold_when_full: bool = False
+    ) -> Future[T]:
         """Run ``operation(db)`` on the writer thread, inside ``db.atomic()`` unless ``transaction``
-        is False (for statements that cannot run in a transaction, such as a WAL checkpoint)."""
+        is False (for statements that cannot run in a transaction, such as a WAL checkpoint).
 
-        def run() -> T:
-            db = self._writer_db
-            if db is None:
-                raise StorageError("the evidence writer is not open")
-            if not transaction:
-                return operation(db)
-            with db.atomic():
-                return operation(db)
-
+        On a full database the future fails with ``EvidenceFullError``, or with ``hold_when_full``
+        the write waits for space (see the module docstring). While writes are held, one without
+        ``hold_when_full`` fails at once: it would overtake them."""
+        write = _Write(operation, transaction, hold_when_full, Future())
         with self._lock:
             if self._closed:
                 raise StorageError("the evidence store is closed")
-            return self._writer.submit(run)
+            self._writer.submit(self._run_write, write)
+        return write.result
+
+    @property
+    def held(self) -> int:
+        """How many writes wait for the full database to take them."""
+        return len(self._held)
+
+    def _run_write(self, write: _Write) -> None:
+        # Writer thread: held writes go first, in order; a new one waits behind them.
+        self._write_held()
+        if self._held:
+            self._hold_or_fail(write, "earlier evidence is waiting for disk space")
+        elif not self._attempt(write):
+            self._hold_or_fail(write, "the disk is full")
+
+    def _hold_or_fail(self, write: _Write, why: str) -> None:
+        if not write.hold_when_full:
+            write.result.set_exception(EvidenceFullError(f"{self.path}: evidence not written: {why}"))
+            return
+        if not self._held:
+            _LOG.error("%s: the disk is full: evidence is held in memory until it can be written", self.path)
+        self._held.append(write)
+        self._schedule_retry()
+
+    def _attempt(self, write: _Write) -> bool:
+        """Run one write; False when the database was full (nothing of it is left behind)."""
+        db = self._writer_db
+        try:
+            if db is None:
+                raise StorageError("the evidence writer is not open")
+            if write.transaction:
+                with db.atomic():
+                    value = write.operation(db)
+            else:
+                value = write.operation(db)
+        except sqlite3.OperationalError as error:
+            if not _is_full(error):
+                write.result.set_exception(error)
+                return True
+            if db is not None and db.conn.in_transaction:
+                db.conn.execute("ROLLBACK")
+            return False
+        except BaseException as error:
+            write.result.set_exception(error)
+            return True
+        write.result.set_result(value)
+        return True
+
+    def _write_held(self) -> None:
+        if not self._held:
+            return
+        while self._held:
+            if not self._attempt(self._held[0]):
+                return
+            self._held.popleft()
+        _LOG.warning("%s: disk space is back: the held evidence is written", self.path)
+
+    def _schedule_retry(self) -> None:
+        if self._retry is not None:
+            return
+
+        def retry() -> None:
+            with self._lock:
+                self._retry = None
+                if not self._closed:
+                    self._writer.submit(self._retry_held)
+
+        self._retry = threading.Timer(HELD_RETRY_S, retry)
+        self._retry.daemon = True
+        self._retry.start()
+
+    def _retry_held(self) -> None:
+        self._write_held()
+        if self._held:
+            self._schedule_retry()
 
     def submit_read(self, operation: Callable[[Database], T]) -> Future[T]:
         """Run ``operation(db)`` on the reader thread's read-only connection."""
@@ -1067,10 +1174,10 @@ class EvidenceStore:
                 raise StorageError("the evidence store is closed")
             return self._reader.submit(run)
 
-    def submit(self, record: EvidenceRecord) -> Future[None]:
+    def submit(self, record: EvidenceRecord, *, hold_when_full: bool = False) -> Future[None]:
         """Queue one evidence record for writing in its own transaction."""
         writer = _WRITERS[type(record)]
-        return self.submit_write(lambda db: writer(db, record))
+        return self.submit_write(lambda db: writer(db, record), hold_when_full=hold_when_full)
 
     def write(self, record: EvidenceRecord) -> None:
         """Write one evidence record and wait (synchronous convenience for the CLI and tests)."""
@@ -1078,11 +1185,15 @@ class EvidenceStore:
 
     # -- named writes --------------------------------------------------------------------------------
 
-    def record_recording_finished(self, end: RecordingEnd) -> Future[None]:
-        return self.submit_write(lambda db: _write_recording_end(db, end, RecordingState.COMPLETE))
+    def record_recording_finished(self, end: RecordingEnd, *, hold_when_full: bool = False) -> Future[None]:
+        return self.submit_write(
+            lambda db: _write_recording_end(db, end, RecordingState.COMPLETE), hold_when_full=hold_when_full
+        )
 
-    def record_recording_truncated(self, end: RecordingEnd) -> Future[None]:
-        return self.submit_write(lambda db: _write_recording_end(db, end, RecordingState.TRUNCATED))
+    def record_recording_truncated(self, end: RecordingEnd, *, hold_when_full: bool = False) -> Future[None]:
+        return self.submit_write(
+            lambda db: _write_recording_end(db, end, RecordingState.TRUNCATED), hold_when_full=hold_when_full
+        )
 
     def audit_append(
         self,
@@ -1135,6 +1246,16 @@ class EvidenceStore:
     # -- lifetime -----------------------------------------------------------------------------------
 
     def _close_writer(self) -> None:
+        self._write_held()
+        if self._held:
+            _LOG.error(
+                "%s: closed with %d evidence writes still waiting for disk space: they are lost",
+                self.path,
+                len(self._held),
+            )
+            lost = EvidenceFullError(f"{self.path}: the store closed while the disk was full")
+            while self._held:
+                self._held.popleft().result.set_exception(lost)
         if self._writer_db is not None:
             self._writer_db.close()
             self._writer_db = None
@@ -1150,6 +1271,9 @@ class EvidenceStore:
             if self._closed:
                 return
             self._closed = True
+            if self._retry is not None:
+                self._retry.cancel()
+                self._retry = None
         self._reader.submit(self._close_reader).result()
         self._reader.shutdown(wait=True)
         self._writer.submit(self._close_writer).result()

@@ -25,7 +25,13 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from callherald import evidence as evidence_module
 from callherald.app import open_storage
-from callherald.evidence import RECORDING_WRITER_THREAD, PurposeFacts, StorageRecords, recover_open_recordings
+from callherald.evidence import (
+    RECORDING_WRITER_THREAD,
+    RESUME_FREE_BYTES,
+    PurposeFacts,
+    StorageRecords,
+    recover_open_recordings,
+)
 from callherald.layout import DataLayout
 from config import default_config
 from proxy.aio.recording import RecordingHandle
@@ -46,6 +52,7 @@ from storage.keys import generate_private_key
 from storage.records import EvidenceStore, RecordingRecord, RecordingState, TimelineEvent, TimelineKind
 from storage.segments import HEADER_BYTES, RECORD_HEADER_BYTES, SegmentReader, SegmentWriter
 from storage.sqlite_keys import SqliteKeyStore
+from tests.storage.test_records_full import cap_growth, fill
 
 CALL = "call-1"
 CALLER = "sip:+31201234567@carrier.example"
@@ -933,6 +940,94 @@ def test_new_recordings_wait_for_free_space(
     assert len(recordings) == opened.count(True)
     assert all(r.state is RecordingState.COMPLETE and r.duration_ms == 1000 for r in recordings)
     assert len(list(layout.recordings_dir.iterdir())) == opened.count(True)
+
+
+def test_after_a_full_disk_recording_resumes_only_with_a_megabyte_free(
+    layout: DataLayout,
+    reviewer: X25519PrivateKey,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # min_free_mb 0 asks for no margin, but a disk that was just found full (a segment failed with
+    # ENOSPC) is not "back" at 0 bytes free: it takes RESUME_FREE_BYTES (1 MiB).
+    disk = FakeDisk(free_mb=0)
+    monkeypatch.setattr("callherald.evidence.shutil.disk_usage", disk.usage)
+    assert RESUME_FREE_BYTES == 1024 * 1024
+
+    async def play() -> Fed:
+        records = StorageRecords(
+            layout,
+            EvidenceStore(layout.evidence_db),
+            recipients=(reviewer.public_key(),),
+            purposes=PURPOSES,
+            min_free_mb=0,
+        )
+        try:
+            feed(records, [Begin(), *notice(end=6)], disk=disk)
+            records.disk_full = True  # as the file thread marks it on StorageFullError
+            return feed(
+                records,
+                [
+                    Record(purposes=("evidence",), at=at(10)),
+                    Stop(reason="restarted", at=at(11)),
+                    FreeSpace(mb=1),
+                    Record(purposes=("evidence",), at=at(12)),
+                    Write(block=0),
+                    Stop(reason="ended", at=at(13)),
+                    End(reason="bye-from-a", at=at(14)),
+                ],
+                disk=disk,
+            )
+        finally:
+            records.close()
+
+    fed = asyncio.run(play())
+    assert fed.opened == [False, True]
+    assert caplog.text.count("disk space is back") == 1
+    _, (recording,) = stored(layout)
+    assert recording.state is RecordingState.COMPLETE
+
+
+def test_no_recording_starts_while_evidence_waits_for_disk_space(
+    layout: DataLayout, reviewer: X25519PrivateKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The database is full (SQLite's own SQLITE_FULL): the call's evidence waits in memory, in
+    # order, and no recording may start, as its row could not go in before its audio. When there
+    # is room again everything is written, and nothing was recorded.
+
+    async def play() -> Fed:
+        evidence = EvidenceStore(layout.evidence_db)
+        records = StorageRecords(layout, evidence, recipients=(reviewer.public_key(),), purposes=PURPOSES)
+        try:
+            cap_growth(evidence, full=True)
+            fill(evidence)  # returns with writes held: the database is full
+            fed = feed(
+                records,
+                [
+                    Begin(),
+                    *notice(end=6),
+                    Record(purposes=("evidence",), at=at(10)),
+                    Write(block=0),
+                    Stop(reason="ended", at=at(11)),
+                    End(reason="bye-from-a", at=at(12)),
+                ],
+            )
+            cap_growth(evidence, full=False)
+            return fed
+        finally:
+            records.close()
+
+    fed = asyncio.run(play())
+    assert fed.opened == [False]
+    assert "evidence is waiting for disk space: new calls are not recorded" in caplog.text
+    assert "disk space is back: the held evidence is written" in caplog.text
+    timeline, recordings = stored(layout)
+    assert recordings == []
+    assert list(layout.recordings_dir.iterdir()) == []
+    kinds = [event.kind for event in timeline]
+    assert kinds[0] is TimelineKind.CALL_SETUP
+    assert TimelineKind.ANNOUNCEMENT_END in kinds
+    assert kinds[-1] is TimelineKind.CALL_END
 
 
 @pytest.mark.parametrize("fail_at", [0, 2, 3])

@@ -11,11 +11,14 @@ and a ``kill -9`` during the call must cost at most the unsealed last second.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import errno
 import os
 import signal
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -232,6 +235,109 @@ def test_kill_9_during_a_call_keeps_every_sealed_second(tmp_path: Path) -> None:
     peak, _ = dominant_hz(audio[:, 0])
     assert abs(peak - OUTSIDE_HZ) < 5
     assert any(event.kind is TimelineKind.CALL_END for event in timeline)
+
+
+@contextlib.contextmanager
+def tiny_file_system(where: Path, size_kib: int) -> Iterator[Path]:
+    """A tmpfs of ``size_kib`` KiB mounted at ``where`` (needs root: skips the test otherwise)."""
+    where.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k,mode=0700", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small file system here: {mounted.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "--lazy", str(where)], check=True)
+
+
+def fill_up(directory: Path) -> Path:
+    """Write a file into ``directory`` until its file system has no byte left."""
+    filler = directory / "filler"
+    with filler.open("wb", buffering=0) as out:
+        while True:
+            try:
+                out.write(bytes(4096))
+            except OSError as error:
+                if error.errno != errno.ENOSPC:
+                    raise
+                return filler
+
+
+@requires_sipp
+@pytest.mark.timeout(90)
+def test_a_disk_that_fills_mid_call_keeps_the_sealed_audio_and_all_the_evidence(tmp_path: Path) -> None:
+    # The data directory on a small file system that fills up while a call is recorded: the call
+    # goes on; the recording ends at its last sealed segment; the evidence the database cannot take
+    # then (recording end, call end) waits in memory and is written once the disk has room again;
+    # no traceback, and the database is intact.
+    write_prompt_wavs(tmp_path)
+    _, outside_payloads = pure_tone(OUTSIDE_HZ, TONE_PACKETS)
+    _, pbx_payloads = pure_tone(PBX_HZ, TONE_PACKETS)
+    caller_sdp, callee_sdp = tmp_path / "caller.sdp", tmp_path / "callee.sdp"
+    with tiny_file_system(tmp_path / "data", size_kib=4096) as data_dir:
+        with (
+            running_callherald(
+                tmp_path, policies=policy_yaml(), extra="recording:\n  min_free_mb: 0\n"
+            ) as proxy,
+            MediaPeer("caller", ssrc=0x11110001, payloads=outside_payloads) as caller,
+            MediaPeer("callee", ssrc=0x22220002, payloads=pbx_payloads) as callee,
+        ):
+
+            def logged(text: str, timeout_s: float = 5.0) -> None:
+                assert proxy.wait_for_log(text, timeout_s=timeout_s), proxy.log_text()[-3000:]
+
+            caller.start(caller_sdp)
+            callee.start(callee_sdp)
+            uac_keys = sipp_keys(
+                rtp_port=caller.port, portfile=caller_sdp, resultfile=tmp_path / "caller.txt"
+            )
+            uas_keys = sipp_keys(
+                rtp_port=callee.port, portfile=callee_sdp, resultfile=tmp_path / "callee.txt"
+            )
+            inbound = Direction.INBOUND
+            with (
+                start_callee("uas_call.xml", inbound.callee_port(proxy), tmp_path, uas_keys, pause_ms=20000),
+                start_caller(
+                    "uac_call.xml",
+                    inbound.caller_target(proxy),
+                    tmp_path,
+                    uac_keys,
+                    number=inbound.number,
+                    pause_ms=6000,
+                ) as uac,
+            ):
+                logged('"event": "recording_started"', timeout_s=15)
+                time.sleep(2.5)
+                filler = fill_up(data_dir)
+                logged("disk full, recording stopped at its last sealed segment")
+                logged('"event": "call_ended"', timeout_s=15)
+                logged("evidence is held in memory")
+                filler.unlink()
+                logged("disk space is back: the held evidence is written")
+                caller_run = uac.finish()
+            assert caller_run.returncode == 0, caller_run.stderr
+            caller.stop()
+            callee.stop()
+        log = proxy.log_text()
+        assert "Traceback" not in log, log[-3000:]
+        with EvidenceStore(data_dir / "evidence.sqlite") as store:
+            (record,) = store.recordings_list()
+            audio = decrypt(data_dir, record, store, truncated=True)
+            (call,) = store.calls_for_number(record.calling)
+            check = store.submit_read(lambda db: db.execute("PRAGMA integrity_check").fetchone()[0]).result()
+        assert check == "ok"
+        assert record.state is RecordingState.TRUNCATED
+        assert record.duration_ms is not None
+        assert 1500 <= record.duration_ms <= 3500, record.duration_ms
+        assert len(audio) == record.duration_ms * SAMPLE_RATE_HZ // 1000
+        peak, _ = dominant_hz(audio[:, 0])
+        assert abs(peak - OUTSIDE_HZ) < 5
+        assert call.ended_at is not None  # written once the disk had room again
 
 
 def g722_tone(frequency_hz: float, count: int, amplitude: float = 8000.0) -> list[bytes]:

@@ -1,0 +1,121 @@
+"""The evidence database on a full disk: SQLite's own ``SQLITE_FULL`` (the writer connection's
+``max_page_count`` capped at the pages it has, as a disk with no room left), writes held in order
+and written once there is room again."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from concurrent.futures import Future
+from pathlib import Path
+
+import pytest
+
+from storage.records import CallEnded, EvidenceFullError, EvidenceStore, RecordingEnd, RecordingState
+from tests.storage.test_records import CALL, RID, at, prepared_call, recording, started
+
+
+def cap_growth(store: EvidenceStore, *, full: bool) -> None:
+    """Cap (or uncap) the database at the pages it has now. Runs on the writer thread directly, as
+    the disk filling up or emptying would, not behind the writes the store holds."""
+
+    def run() -> None:
+        db = store._writer_db
+        assert db is not None
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        db.execute(f"PRAGMA max_page_count = {pages if full else 1 << 30}")
+
+    store._writer.submit(run).result()
+
+
+@pytest.fixture
+def full_store(tmp_path: Path) -> Iterator[EvidenceStore]:
+    with EvidenceStore(tmp_path / "evidence.sqlite") as store:
+        prepared_call(store)
+        cap_growth(store, full=True)
+        yield store
+
+
+def fill(store: EvidenceStore, count: int = 400) -> list[Future[None]]:
+    """Submit ``count`` new calls, held when full; return once the writer has taken them all in."""
+    futures = [
+        store.submit(started(call_id=f"filler-{index}"), hold_when_full=True) for index in range(count)
+    ]
+    store.submit_write(lambda db: None).exception(timeout=5)  # a fence: queued after all of them
+    assert store.held > 0, "the capped database never filled up"
+    return futures
+
+
+def test_a_write_on_a_full_disk_fails_with_a_clear_error(full_store: EvidenceStore) -> None:
+    futures = [full_store.submit(started(call_id=f"more-{index}")) for index in range(400)]
+    errors = [future.exception(timeout=5) for future in futures]
+    failed = [error for error in errors if error is not None]
+    assert failed, "the capped database never filled up"
+    assert all(isinstance(error, EvidenceFullError) for error in failed)
+    assert "the disk is full" in str(failed[0])
+    assert full_store.held == 0
+
+
+def test_held_writes_wait_in_order_and_are_written_when_room_returns(
+    full_store: EvidenceStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="callherald.storage")
+    futures = fill(full_store)
+    # A write queued after the filler waits behind it, even if it would fit; one that may not wait
+    # fails at once rather than overtake the held ones.
+    call_end = full_store.submit(
+        CallEnded(call_id=CALL, ended_at=at(50), end_reason="bye"), hold_when_full=True
+    )
+    impatient = full_store.submit(started(call_id="impatient"))
+    assert isinstance(impatient.exception(timeout=5), EvidenceFullError)
+    assert "waiting for disk space" in str(impatient.exception())
+    held = full_store.held
+    assert held > 1, "the capped database never filled up"
+    assert all(future.exception() is None for future in futures[: len(futures) + 1 - held])
+    assert not any(future.done() for future in [*futures[len(futures) + 1 - held :], call_end])
+    assert "evidence is held in memory" in caplog.text
+
+    cap_growth(full_store, full=False)  # room again: the retry writes them without a new write
+    assert call_end.exception(timeout=5) is None
+    assert all(future.exception(timeout=5) is None for future in futures)
+    full_store.submit_write(lambda db: None).result()  # the writer has finished its retry
+    assert full_store.held == 0
+    assert "disk space is back" in caplog.text
+    calls = full_store.submit_read(
+        lambda db: [tuple(row) for row in db.execute("SELECT id, ended_at FROM calls ORDER BY rowid")]
+    ).result()
+    assert [call_id for call_id, _ in calls] == [CALL] + [f"filler-{index}" for index in range(len(futures))]
+    assert calls[0][1] is not None  # the end held behind the filler was written too
+
+
+def test_a_held_recording_end_marks_the_recording_once_written(tmp_path: Path) -> None:
+    with EvidenceStore(tmp_path / "evidence.sqlite") as store:
+        prepared_call(store)
+        store.write(recording(first_frame=10))
+        cap_growth(store, full=True)
+        fill(store)
+        end = RecordingEnd(
+            recording_id=RID, finished_at=at(13), audio_sha256="0" * 64, size_bytes=10, duration_ms=3000
+        )
+        ended = store.record_recording_truncated(end, hold_when_full=True)
+        assert not ended.done()
+        cap_growth(store, full=False)
+        assert ended.exception(timeout=5) is None
+        (record,) = store.recordings_list()
+        assert record.state is RecordingState.TRUNCATED
+        assert record.duration_ms == 3000
+
+
+def test_closing_while_full_fails_the_held_writes_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = EvidenceStore(tmp_path / "evidence.sqlite")
+    prepared_call(store)
+    cap_growth(store, full=True)
+    futures = fill(store)
+    held = store.held
+    store.close()
+    lost = [future for future in futures if future.exception() is not None]
+    assert len(lost) == held
+    assert all(isinstance(future.exception(), EvidenceFullError) for future in lost)
+    assert f"closed with {held} evidence writes still waiting for disk space" in caplog.text
