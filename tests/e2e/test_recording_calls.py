@@ -334,7 +334,7 @@ def test_a_disk_that_fills_mid_call_keeps_the_sealed_audio_and_all_the_evidence(
         assert record.state is RecordingState.TRUNCATED
         assert record.duration_ms is not None
         assert 1500 <= record.duration_ms <= 3500, record.duration_ms
-        assert len(audio) == record.duration_ms * SAMPLE_RATE_HZ // 1000
+        assert abs(len(audio) / SAMPLE_RATE_HZ * 1000 - record.duration_ms) < 1
         peak, _ = dominant_hz(audio[:, 0])
         assert abs(peak - OUTSIDE_HZ) < 5
         assert call.ended_at is not None  # written once the disk had room again
