@@ -33,9 +33,9 @@ from storage.records import EvidenceStore, RecordingRecord, RecordingState, Time
 from storage.segments import SegmentReader
 from storage.sqlite_keys import SqliteKeyStore
 from tests.e2e.announce_support import call_with_tones, evidence_records, policy_yaml, write_prompt_wavs
-from tests.e2e.harness import running_callherald, sipp_available
+from tests.e2e.harness import CallheraldProcess, running_callherald, sipp_available
 from tests.e2e.media_peer import SAMPLES_PER_PACKET, MediaPeer
-from tests.e2e.test_sipp_calls import Direction, sipp_keys, start_callee, start_caller
+from tests.e2e.test_sipp_calls import BackgroundSipp, Direction, sipp_keys, start_callee, start_caller
 
 pytestmark = pytest.mark.e2e
 requires_sipp = pytest.mark.skipif(not sipp_available(), reason="SIPp (sip-tester) is not installed")
@@ -179,16 +179,16 @@ def test_recording_is_both_parties_from_the_bridge_and_nothing_in_plaintext(
                 assert needle not in content, path
 
 
-@requires_sipp
-@pytest.mark.timeout(60)
-def test_kill_9_during_a_call_keeps_every_sealed_second(tmp_path: Path) -> None:
-    write_prompt_wavs(tmp_path)
+@contextlib.contextmanager
+def inbound_tone_call(
+    tmp_path: Path, proxy: CallheraldProcess, *, caller_pause_ms: int
+) -> Iterator[BackgroundSipp]:
+    """An inbound SIPp call through ``proxy``, its RTP peers sending the outside party's and the
+    PBX side's tones; yields the caller's SIPp once placed, and stops the peers afterwards."""
     _, outside_payloads = pure_tone(OUTSIDE_HZ, TONE_PACKETS)
     _, pbx_payloads = pure_tone(PBX_HZ, TONE_PACKETS)
     caller_sdp, callee_sdp = tmp_path / "caller.sdp", tmp_path / "callee.sdp"
-    policies = policy_yaml()
     with (
-        running_callherald(tmp_path, policies=policies) as proxy,
         MediaPeer("caller", ssrc=0x11110001, payloads=outside_payloads) as caller,
         MediaPeer("callee", ssrc=0x22220002, payloads=pbx_payloads) as callee,
     ):
@@ -205,16 +205,28 @@ def test_kill_9_during_a_call_keeps_every_sealed_second(tmp_path: Path) -> None:
                 tmp_path,
                 uac_keys,
                 number=inbound.number,
-                pause_ms=20000,
-            ),
+                pause_ms=caller_pause_ms,
+            ) as uac,
         ):
-            assert proxy.wait_for_log('"event": "recording_started"', timeout_s=15), proxy.log_text()[-3000:]
-            time.sleep(3.5)
-            os.kill(proxy.process.pid, signal.SIGKILL)
-            proxy.process.wait(timeout=5)
-            killed_at = dt.datetime.now(dt.UTC)
+            yield uac
         caller.stop()
         callee.stop()
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+def test_kill_9_during_a_call_keeps_every_sealed_second(tmp_path: Path) -> None:
+    write_prompt_wavs(tmp_path)
+    policies = policy_yaml()
+    with (
+        running_callherald(tmp_path, policies=policies) as proxy,
+        inbound_tone_call(tmp_path, proxy, caller_pause_ms=20000),
+    ):
+        assert proxy.wait_for_log('"event": "recording_started"', timeout_s=15), proxy.log_text()[-3000:]
+        time.sleep(3.5)
+        os.kill(proxy.process.pid, signal.SIGKILL)
+        proxy.process.wait(timeout=5)
+        killed_at = dt.datetime.now(dt.UTC)
     data_dir = proxy.data_dir
     with EvidenceStore(data_dir / "evidence.sqlite") as store:
         (record,) = store.recordings_list()
@@ -276,53 +288,27 @@ def test_a_disk_that_fills_mid_call_keeps_the_sealed_audio_and_all_the_evidence(
     # then (recording end, call end) waits in memory and is written once the disk has room again;
     # no traceback, and the database is intact.
     write_prompt_wavs(tmp_path)
-    _, outside_payloads = pure_tone(OUTSIDE_HZ, TONE_PACKETS)
-    _, pbx_payloads = pure_tone(PBX_HZ, TONE_PACKETS)
-    caller_sdp, callee_sdp = tmp_path / "caller.sdp", tmp_path / "callee.sdp"
     with tiny_file_system(tmp_path / "data", size_kib=4096) as data_dir:
         with (
             running_callherald(
                 tmp_path, policies=policy_yaml(), extra="recording:\n  min_free_mb: 0\n"
             ) as proxy,
-            MediaPeer("caller", ssrc=0x11110001, payloads=outside_payloads) as caller,
-            MediaPeer("callee", ssrc=0x22220002, payloads=pbx_payloads) as callee,
+            inbound_tone_call(tmp_path, proxy, caller_pause_ms=6000) as uac,
         ):
 
             def logged(text: str, timeout_s: float = 5.0) -> None:
                 assert proxy.wait_for_log(text, timeout_s=timeout_s), proxy.log_text()[-3000:]
 
-            caller.start(caller_sdp)
-            callee.start(callee_sdp)
-            uac_keys = sipp_keys(
-                rtp_port=caller.port, portfile=caller_sdp, resultfile=tmp_path / "caller.txt"
-            )
-            uas_keys = sipp_keys(
-                rtp_port=callee.port, portfile=callee_sdp, resultfile=tmp_path / "callee.txt"
-            )
-            inbound = Direction.INBOUND
-            with (
-                start_callee("uas_call.xml", inbound.callee_port(proxy), tmp_path, uas_keys, pause_ms=20000),
-                start_caller(
-                    "uac_call.xml",
-                    inbound.caller_target(proxy),
-                    tmp_path,
-                    uac_keys,
-                    number=inbound.number,
-                    pause_ms=6000,
-                ) as uac,
-            ):
-                logged('"event": "recording_started"', timeout_s=15)
-                time.sleep(2.5)
-                filler = fill_up(data_dir)
-                logged("disk full, recording stopped at its last sealed segment")
-                logged('"event": "call_ended"', timeout_s=15)
-                logged("evidence is held in memory")
-                filler.unlink()
-                logged("disk space is back: the held evidence is written")
-                caller_run = uac.finish()
-            assert caller_run.returncode == 0, caller_run.stderr
-            caller.stop()
-            callee.stop()
+            logged('"event": "recording_started"', timeout_s=15)
+            time.sleep(2.5)
+            filler = fill_up(data_dir)
+            logged("disk full, recording stopped at its last sealed segment")
+            logged('"event": "call_ended"', timeout_s=15)
+            logged("evidence is held in memory")
+            filler.unlink()
+            logged("disk space is back: the held evidence is written")
+            caller_run = uac.finish()
+        assert caller_run.returncode == 0, caller_run.stderr
         log = proxy.log_text()
         assert "Traceback" not in log, log[-3000:]
         with EvidenceStore(data_dir / "evidence.sqlite") as store:
