@@ -33,6 +33,7 @@ import enum
 import json
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 import uuid
@@ -1011,6 +1012,13 @@ class _Write:
     result: Future[Any]
 
 
+def _disk_full(path: Path) -> bool:
+    try:
+        return shutil.disk_usage(path.parent).free == 0
+    except OSError:
+        return False
+
+
 def _is_full(error: sqlite3.OperationalError) -> bool:
     return getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
 
@@ -1040,33 +1048,38 @@ class EvidenceStore:
         )
         self._ready(self._reader, "reader")
 
+    # A failed open is kept, not raised in the thread: the executor would log it with a traceback;
+    # ``_ready`` raises it as a StorageError in the caller's thread instead.
+
     def _open_writer(self) -> None:
         name_os_thread("evidence-writer")
         try:
             self._writer_db = open_writer(self.path)
-        except BaseException as exc:
+        except Exception as exc:
             self._open_error = exc
-            raise
 
     def _open_reader(self) -> None:
         name_os_thread("evidence-reader")
         try:
             self._reader_db = open_reader(self.path)
-        except BaseException as exc:
+        except Exception as exc:
             self._open_error = exc
-            raise
 
     def _ready(self, executor: ThreadPoolExecutor, role: str) -> None:
         try:
             executor.submit(lambda: None).result()
-        except BrokenThreadPool:
-            executor.shutdown(wait=True)
-            if role == "reader":
-                self._writer.submit(self._close_writer).result()
-                self._writer.shutdown(wait=True)
-            raise StorageError(
-                f"{self.path}: cannot open the evidence database ({role}): {self._open_error}"
-            ) from self._open_error
+        except BrokenThreadPool as broken:  # the initializer raised past its own handler
+            self._open_error = self._open_error or broken
+        if self._open_error is None:
+            return
+        executor.shutdown(wait=True)
+        if role == "reader":
+            self._writer.submit(self._close_writer).result()
+            self._writer.shutdown(wait=True)
+        hint = "; the disk holding it is full" if _disk_full(self.path) else ""
+        raise StorageError(
+            f"{self.path}: cannot open the evidence database ({role}): {self._open_error}{hint}"
+        ) from self._open_error
 
     # -- generic submission ------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import shutil
 import sqlite3
 import threading
 import uuid
@@ -234,8 +235,20 @@ def test_reader_connection_is_read_only(tmp_path: Path) -> None:
         reader.close()
 
 
-def test_open_failure_is_a_storage_error(tmp_path: Path) -> None:
-    with pytest.raises(StorageError, match="cannot open the evidence database"):
+def test_open_failure_is_a_storage_error_without_a_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(StorageError, match="cannot open the evidence database") as raised:
+        EvidenceStore(tmp_path / "missing-dir" / "evidence.db")
+    assert "the disk holding it is full" not in str(raised.value)
+    # The failure comes back in the caller's thread only: the executor logs no traceback of it.
+    assert [r for r in caplog.records if r.exc_info] == []
+
+
+def test_an_open_failure_on_a_full_disk_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr("storage.records.shutil.disk_usage", lambda _: usage._replace(free=0))
+    with pytest.raises(StorageError, match="the disk holding it is full"):
         EvidenceStore(tmp_path / "missing-dir" / "evidence.db")
 
 
