@@ -19,7 +19,10 @@ blocks are DTMF-masked together (``mask_dtmf_many``), and their sink hands the b
 thread in one job. What Python and numpy cost per call and per operation is so paid once per slot.
 
 The DTMF masking (the exact detector, ruling most frames out by its cheapest checks first) is
-``proxy.rtp.masking``.
+``proxy.rtp.masking``. A block is judged with ``MASK_CONTEXT_MS`` of audio on each side: the end of
+what was written before it, and its own last ``MASK_CONTEXT_MS``, which is held back and written
+with the next block. So a tone that a block boundary cuts is judged whole: a fragment of it
+under about 12 ms, judged alone, would pass the detector and be stored. Closing writes the rest.
 
 Codecs. The recorder decodes PCMU, PCMA and G.722 by their static payload types whatever was
 negotiated first, so a codec changed by re-INVITE is recorded on (``recorder_format``); a call
@@ -60,6 +63,7 @@ from proxy.rtp.recorder import MediaFormat as RecorderFormat
 __all__ = [
     "FLUSH_GRID_S",
     "FLUSH_INTERVAL_S",
+    "MASK_CONTEXT_MS",
     "SAFETY_MARGIN_SAMPLES",
     "CallRecording",
     "FlushSlots",
@@ -78,7 +82,10 @@ FLUSH_GRID_S: Final = 0.05
 """Flushes happen on multiples of this (loop time): recordings in one slot are written together."""
 SAFETY_MARGIN_SAMPLES: Final = 1600
 """Audio newer than this (200 ms) stays in the recorder at a flush: reordered packets find their place."""
+MASK_CONTEXT_MS: Final = 40
+"""Audio the DTMF masking judges on each side of what it lets through (see the module docstring)."""
 _CHANNELS: Final = (Channel.LEFT, Channel.RIGHT)
+_NO_AUDIO: Final = np.zeros((0, 2), dtype=np.int16)
 
 
 class RecordingHandle(Protocol):
@@ -198,31 +205,42 @@ def flush_together(recordings: Sequence[CallRecording]) -> None:
     _write_up_to([(recording, recording.position() - SAFETY_MARGIN_SAMPLES) for recording in recordings])
 
 
-def _write_up_to(targets: Sequence[tuple[CallRecording, int]]) -> None:
-    # Drain each recording up to its position, mask DTMF in all blocks, write them. A block that
-    # cannot be masked is not written (PCI DSS 3.3.1: no card digits stored).
-    drained: list[tuple[CallRecording, npt.NDArray[np.int16]]] = []
+def _write_up_to(targets: Sequence[tuple[CallRecording, int]], *, final: bool = False) -> None:
+    # Drain each recording up to its position, mask DTMF in all blocks (each judged with its
+    # context, see the module docstring), write them; ``final`` writes the held-back end too. A
+    # block that cannot be masked is not written (PCI DSS 3.3.1: no card digits stored).
+    judged: list[tuple[CallRecording, npt.NDArray[np.int16], int, int]] = []
     for recording, up_to in targets:
         try:
-            if up_to > recording.recorder.drained:
-                drained.append((recording, recording.recorder.drain(up_to)))
+            drained = recording.recorder.drain(up_to) if up_to > recording.recorder.drained else _NO_AUDIO
+            pending = np.concatenate((recording.held_back, drained))  # unmasked, not yet written
+            context = recording.mask_context_rows
+            count = len(pending) if final else len(pending) - context
+            if count <= 0:
+                recording.held_back = pending
+                continue
+            before = recording.written_tail
+            recording.written_tail = np.concatenate((before, pending[:count]))[-context:]
+            recording.held_back = pending[count:]
+            judged.append((recording, np.concatenate((before, pending)), len(before), count))
         except Exception:
             _LOG.exception("recording drain failed")
+    rates = [recording.recorder.sample_rate_hz for recording, _, _, _ in judged]
     try:
-        mask_dtmf_many([(block, recording.recorder.sample_rate_hz) for recording, block in drained])
+        mask_dtmf_many([(audio, rate) for (_, audio, _, _), rate in zip(judged, rates, strict=True)])
     except Exception:
         _LOG.exception("batched DTMF masking failed; masking the blocks one by one")
         masked = []
-        for recording, block in drained:
+        for item, rate in zip(judged, rates, strict=True):
             try:
-                mask_dtmf(block, recording.recorder.sample_rate_hz)
-                masked.append((recording, block))
+                mask_dtmf(item[1], rate)
+                masked.append(item)
             except Exception:
                 _LOG.exception("DTMF masking failed: the block is not written")
-        drained = masked
-    for recording, block in drained:
+        judged = masked
+    for recording, audio, start, count in judged:
         try:
-            recording.handle.write(block.astype("<i2", copy=False).tobytes())
+            recording.handle.write(audio[start : start + count].astype("<i2", copy=False).tobytes())
             recording.blocks_written += 1
         except Exception:
             _LOG.exception("recording write failed")
@@ -286,6 +304,11 @@ class CallRecording:
         )
         self.closed = False
         self.blocks_written = 0
+        # The masking's context (unmasked audio): the end of what was written, and what was
+        # drained but held back to be judged with the next block.
+        self.mask_context_rows = MASK_CONTEXT_MS * self.recorder.sample_rate_hz // 1000
+        self.written_tail: npt.NDArray[np.int16] = _NO_AUDIO
+        self.held_back: npt.NDArray[np.int16] = _NO_AUDIO
         self._pause_reasons: set[str] = set()
         # Per channel: the packets tapped since the last flush, each followed by the loop time it
         # came at (one list: the relay's two appends touch one object).
@@ -317,10 +340,11 @@ class CallRecording:
             self.recorder.resume(at=self.position(at))
             self.handle.resume(at)
 
-    def flush(self, up_to: int) -> None:
-        """Feed the packets tapped so far, then drain, mask DTMF and write everything before ``up_to``."""
+    def flush(self, up_to: int, *, final: bool = False) -> None:
+        """Feed the packets tapped so far, then drain, mask DTMF and write everything before
+        ``up_to`` but the last ``MASK_CONTEXT_MS`` (all of it when ``final``)."""
         _feed_tapped([self])
-        _write_up_to([(self, up_to)])
+        _write_up_to([(self, up_to)], final=final)
 
     def close(self, reason: str) -> None:
         """Write what is left and close the recording (its slot drops it)."""
@@ -329,6 +353,6 @@ class CallRecording:
         self.closed = True
         now = self._loop.time()
         try:
-            self.flush(self.position(now))
+            self.flush(self.position(now), final=True)
         finally:
             self.handle.close(at=now, reason=reason)

@@ -340,3 +340,34 @@ def test_a_codec_on_a_dynamic_payload_type_is_recorded_as_on_its_static_one(code
         assert recording.recorder.stats(Channel.LEFT).other_dropped == 0
     assert len(written[0]) == 2 * 2 * 16000
     assert written[1] == written[0]
+
+
+@pytest.mark.parametrize("tone_starts_ms", range(700, 815, 5))
+def test_a_key_press_cut_by_a_flush_is_masked_whole(tone_starts_ms: int) -> None:
+    # The flush at 1.0 s drains up to 0.8 s. Judged alone, a fragment of a tone under about 12 ms
+    # on either side of where a block ends passes the detector; judged with its context it does
+    # not. 60 ms of key 5 on the left, from 100 ms before that point to 15 ms after it, in 5 ms
+    # steps; everything else silence: nothing but zeros may be stored.
+    loop = VirtualLoop()
+    recording = CallRecording(Handle(), outside_leg=MediaLeg.A, media=None, loop=loop)  # type: ignore[arg-type]
+    left_pcm = np.zeros(int(2.2 * 8000), dtype=np.int16)
+    start = tone_starts_ms * 8
+    n = np.arange(480)
+    left_pcm[start : start + 480] = 6000 * (
+        np.sin(2 * np.pi * 770 * n / 8000) + np.sin(2 * np.pi * 1336 * n / 8000)
+    )
+    silence = ulaw_encode(np.zeros(160, dtype=np.int16))
+    taps = (relay_tap(recording, MediaLeg.A, loop), relay_tap(recording, MediaLeg.B, loop))
+    for tick in range(int(2.1 * PACKETS_PER_S)):
+        loop.now = 0.0005 + tick / PACKETS_PER_S
+        for channel, tap in enumerate(taps):
+            payload = ulaw_encode(left_pcm[tick * 160 : (tick + 1) * 160]) if channel == 0 else silence
+            tap(_HEADER.pack(0x80, 0, tick, tick * 160, 0x5000 + channel) + payload)
+        if tick + 1 in (PACKETS_PER_S, 2 * PACKETS_PER_S):
+            loop.now = (tick + 1) / PACKETS_PER_S
+            flush_together([recording])
+    loop.now = 2.1
+    recording.close("ended")
+    stored = np.frombuffer(b"".join(recording.handle.blocks), dtype="<i2").reshape(-1, 2)  # type: ignore[attr-defined]
+    assert len(stored) == int(2.1 * 8000)  # closing wrote what was held back
+    assert not stored.any(), np.flatnonzero(stored[:, 0])[[0, -1]] / 8
