@@ -213,16 +213,18 @@ def _write_up_to(targets: Sequence[tuple[CallRecording, int]], *, final: bool = 
     for recording, up_to in targets:
         try:
             drained = recording.recorder.drain(up_to) if up_to > recording.recorder.drained else _NO_AUDIO
-            pending = np.concatenate((recording.held_back, drained))  # unmasked, not yet written
+            start = len(recording.written_tail)
+            # Unmasked: the end of what was written, what was held back, what was drained now.
+            audio = np.concatenate((recording.written_tail, recording.held_back, drained))
             context = recording.mask_context_rows
-            count = len(pending) if final else len(pending) - context
+            count = len(audio) - start - (0 if final else context)
             if count <= 0:
-                recording.held_back = pending
+                recording.held_back = audio[start:]
                 continue
-            before = recording.written_tail
-            recording.written_tail = np.concatenate((before, pending[:count]))[-context:]
-            recording.held_back = pending[count:]
-            judged.append((recording, np.concatenate((before, pending)), len(before), count))
+            # Copies, not views: a view would keep the whole block alive until the next flush.
+            recording.written_tail = audio[max(0, start + count - context) : start + count].copy()
+            recording.held_back = audio[start + count :].copy()
+            judged.append((recording, audio, start, count))
         except Exception:
             _LOG.exception("recording drain failed")
     rates = [recording.recorder.sample_rate_hz for recording, _, _, _ in judged]

@@ -366,6 +366,11 @@ def test_a_key_press_cut_by_a_flush_is_masked_whole(tone_starts_ms: int) -> None
         if tick + 1 in (PACKETS_PER_S, 2 * PACKETS_PER_S):
             loop.now = (tick + 1) / PACKETS_PER_S
             flush_together([recording])
+            # The context kept is 40 ms each side, in arrays of its own: not views that would
+            # keep the whole second's block alive until the next flush.
+            assert len(recording.written_tail) == len(recording.held_back) == 320
+            assert recording.written_tail.base is None
+            assert recording.held_back.base is None
     loop.now = 2.1
     recording.close("ended")
     stored = np.frombuffer(b"".join(recording.handle.blocks), dtype="<i2").reshape(-1, 2)  # type: ignore[attr-defined]
