@@ -14,7 +14,8 @@ RTCP follows the renumbering (RFC 3550 §7.2): while either party hears a renumb
 compound RTCP packet relayed between them is put in its receiver's terms (``translate_rtcp``: the
 sender's SSRC and SR timestamp as the stream the receiver hears, report blocks about a renumbered
 stream as its source), on the RTCP sockets (``RtcpLegProtocol``) and for RTCP multiplexed on the
-RTP port (RFC 5761), where it costs a packet passed on unchanged one attribute read.
+RTP port (RFC 5761), where it costs a packet passed on unchanged one attribute read (and, on
+the way back from a party that hears a renumbered stream, a compare of its second octet, inline).
 
 A recorded leg appends each packet its party sends, and the loop time it came at, to its
 recording's list, also inline: a Python call per packet, with its frame and closure, costs more
@@ -33,7 +34,7 @@ from typing import Final, cast
 
 from proxy.b2bua.effects import MediaLeg
 from proxy.b2bua.settings import Address
-from proxy.rtp.packet import RTCP_PT_HIGH, RTCP_PT_LOW, RTP_HEADER_LEN, is_rtcp
+from proxy.rtp.packet import RTCP_PT_HIGH, RTCP_PT_LOW, RTP_HEADER_LEN
 from proxy.rtp.rtcp import translate_rtcp
 
 __all__ = ["LegProtocol", "MediaRelay", "MediaSession", "RelayRenumbering", "RtcpLegProtocol"]
@@ -157,7 +158,7 @@ class LegProtocol(asyncio.DatagramProtocol):
                     other.renumbered_sequence = sequence
                     other.renumbered_timestamp = timestamp
                 return
-        elif self.renumber is not None and is_rtcp(data):
+        elif self.renumber is not None and len(data) > 1 and RTCP_PT_LOW <= data[1] & 0x7F <= RTCP_PT_HIGH:
             data = translate_rtcp(data, sent=None, heard=self.renumber)  # multiplexed, RFC 5761 §4
         outbound = other.outbound
         if outbound is None:
