@@ -26,9 +26,11 @@ __all__ = [
     "RTCP_BYE",
     "RTCP_PT_HIGH",
     "RTCP_PT_LOW",
+    "RTCP_REPORT_BLOCK_LEN",
     "RTCP_RR",
     "RTCP_SDES",
     "RTCP_SR",
+    "RTCP_SR_SENDER_INFO_LEN",
     "RTP_HEADER_LEN",
     "RTP_VERSION",
     "RtcpHeader",
@@ -63,8 +65,8 @@ _U32 = struct.Struct("!I")
 _CSRC = tuple(struct.Struct(f"!{n}I") for n in range(MAX_CSRC + 1))
 
 _SDES_CNAME = 1
-_SR_SENDER_INFO_LEN = 20
-_REPORT_BLOCK_LEN = 24
+RTCP_SR_SENDER_INFO_LEN = 20  # NTP time, RTP timestamp, packet and octet counts (RFC 3550 §6.4.1)
+RTCP_REPORT_BLOCK_LEN = 24
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -288,9 +290,9 @@ def parse_rtcp(data: bytes) -> list[RtcpHeader]:
             body -= pad
         count = b0 & 0x1F
         if packet_type == RTCP_SR:
-            needed = 4 + _SR_SENDER_INFO_LEN + _REPORT_BLOCK_LEN * count
+            needed = 4 + RTCP_SR_SENDER_INFO_LEN + RTCP_REPORT_BLOCK_LEN * count
         elif packet_type == RTCP_RR:
-            needed = 4 + _REPORT_BLOCK_LEN * count
+            needed = 4 + RTCP_REPORT_BLOCK_LEN * count
         elif packet_type == RTCP_SDES:
             needed = 8 * count  # each chunk: SSRC and at least one terminating word
         elif packet_type == RTCP_BYE:

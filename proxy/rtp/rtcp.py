@@ -28,7 +28,16 @@ import struct
 from typing import Final, Protocol
 
 from proxy.rtp.errors import RtpError
-from proxy.rtp.packet import RTCP_BYE, RTCP_RR, RTCP_SDES, RTCP_SR, parse_rtcp
+from proxy.rtp.packet import (
+    RTCP_BYE,
+    RTCP_REPORT_BLOCK_LEN,
+    RTCP_RR,
+    RTCP_SDES,
+    RTCP_SR,
+    RTCP_SR_SENDER_INFO_LEN,
+    RtcpHeader,
+    parse_rtcp,
+)
 
 __all__ = ["RTCP_PSFB", "RTCP_RTPFB", "Renumbering", "translate_rtcp"]
 
@@ -37,9 +46,8 @@ RTCP_PSFB: Final = 206  # payload-specific feedback
 
 _U32: Final = struct.Struct("!I")
 _SR_RTP_TIMESTAMP: Final = 16  # from the start of an SR: header, SSRC, NTP (RFC 3550 §6.4.1)
-_SR_BLOCKS: Final = 28
-_RR_BLOCKS: Final = 8
-_BLOCK_LEN: Final = 24
+_RR_BLOCKS: Final = 8  # after the header and the sender's SSRC
+_SR_BLOCKS: Final = _RR_BLOCKS + RTCP_SR_SENDER_INFO_LEN
 _BLOCK_HIGHEST: Final = 8  # the extended highest sequence number, within a report block
 _MEDIA_SOURCE: Final = 8  # a feedback packet's media source SSRC (RFC 4585 §6.1)
 
@@ -73,7 +81,7 @@ def translate_rtcp(data: bytes, *, sent: Renumbering | None, heard: Renumbering 
     start = 0
     try:
         for header in headers:
-            _translate_one(packet, start, header.packet_type, data[start] & 0x1F, sent, heard)
+            _translate_one(packet, start, header, sent, heard)
             start += header.length
     except RtpError:
         return data
@@ -81,21 +89,17 @@ def translate_rtcp(data: bytes, *, sent: Renumbering | None, heard: Renumbering 
 
 
 def _translate_one(
-    packet: bytearray,
-    start: int,
-    packet_type: int,
-    count: int,
-    sent: Renumbering | None,
-    heard: Renumbering | None,
+    packet: bytearray, start: int, header: RtcpHeader, sent: Renumbering | None, heard: Renumbering | None
 ) -> None:
+    packet_type, count, end = header.packet_type, packet[start] & 0x1F, start + header.length
     if packet_type == RTCP_SDES:
-        _translate_sdes_chunks(packet, start, count, sent)
+        _translate_sdes_chunks(packet, start + 4, end, count, sent)
         return
     if packet_type == RTCP_BYE:
         for index in range(count):
             _rename_sender(packet, start + 4 + 4 * index, sent)
         return
-    if _body_words(packet, start) < 1:
+    if end - start < 8:
         return  # no sender SSRC (an empty packet of a type we do not know)
     renamed = _rename_sender(packet, start + 4, sent)
     if packet_type == RTCP_SR:
@@ -105,12 +109,8 @@ def _translate_one(
         _translate_blocks(packet, start + _SR_BLOCKS, count, heard)
     elif packet_type == RTCP_RR:
         _translate_blocks(packet, start + _RR_BLOCKS, count, heard)
-    elif packet_type in (RTCP_RTPFB, RTCP_PSFB) and _body_words(packet, start) >= 2:
+    elif packet_type in (RTCP_RTPFB, RTCP_PSFB) and end - start >= 12:
         _rename_heard(packet, start + _MEDIA_SOURCE, heard)
-
-
-def _body_words(packet: bytearray, start: int) -> int:
-    return int.from_bytes(packet[start + 2 : start + 4], "big")
 
 
 def _rename_sender(packet: bytearray, at: int, sent: Renumbering | None) -> bool:
@@ -130,7 +130,7 @@ def _rename_heard(packet: bytearray, at: int, heard: Renumbering | None) -> bool
 
 
 def _translate_blocks(packet: bytearray, at: int, count: int, heard: Renumbering | None) -> None:
-    for block in range(at, at + count * _BLOCK_LEN, _BLOCK_LEN):
+    for block in range(at, at + count * RTCP_REPORT_BLOCK_LEN, RTCP_REPORT_BLOCK_LEN):
         if _rename_heard(packet, block, heard):
             assert heard is not None
             # Sequence numbers of the heard stream are the source's plus the offset (mod 2**16).
@@ -141,11 +141,11 @@ def _add_u32(packet: bytearray, at: int, amount: int) -> None:
     _U32.pack_into(packet, at, (_U32.unpack_from(packet, at)[0] + amount) & 0xFFFFFFFF)
 
 
-def _translate_sdes_chunks(packet: bytearray, start: int, count: int, sent: Renumbering | None) -> None:
+def _translate_sdes_chunks(
+    packet: bytearray, chunk: int, end: int, count: int, sent: Renumbering | None
+) -> None:
     # RFC 3550 §6.5: each chunk is an SSRC and items (type, length, text), ended by a null octet
     # and padded to a 32-bit boundary.
-    end = start + 4 + 4 * _body_words(packet, start)
-    chunk = start + 4
     for _ in range(count):
         if chunk + 4 > end:
             raise RtpError("SDES chunks run past their packet")
