@@ -1019,10 +1019,6 @@ def _disk_full(path: Path) -> bool:
         return False
 
 
-def _is_full(error: sqlite3.OperationalError) -> bool:
-    return getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
-
-
 class EvidenceStore:
     """The evidence database at ``path``: one writer thread, one read-only reader thread.
 
@@ -1133,7 +1129,7 @@ class EvidenceStore:
             else:
                 value = write.operation(db)
         except sqlite3.OperationalError as error:
-            if not _is_full(error):
+            if error.sqlite_errorcode != sqlite3.SQLITE_FULL:
                 write.result.set_exception(error)
                 return True
             if db is not None and db.conn.in_transaction:
