@@ -25,6 +25,7 @@ than the two appends.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
 import struct
@@ -253,6 +254,7 @@ class MediaRelay:
         sweep_interval_s: float | None = None,
     ) -> None:
         self._bind_address = bind_address
+        self._family = socket.AF_INET6 if ":" in bind_address else socket.AF_INET
         self._sessions: dict[str, MediaSession] = {}
         self._timeout_s = inactivity_timeout_s
         self._sweep_interval_s = sweep_interval_s or min(1.0, inactivity_timeout_s / 4)
@@ -269,11 +271,10 @@ class MediaRelay:
         loop attaches the sockets in tasks that ``close`` cancels if they are still pending.
         """
         loop = asyncio.get_running_loop()
-        family = socket.AF_INET6 if ":" in self._bind_address else socket.AF_INET
         sockets: list[socket.socket] = []
 
         def bound(port: int) -> socket.socket:
-            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock = socket.socket(self._family, socket.SOCK_DGRAM)
             sockets.append(sock)
             sock.bind((self._bind_address, port))
             sock.setblocking(False)
@@ -314,11 +315,32 @@ class MediaRelay:
             protocol.close()
 
     def set_remote(self, call_ref: str, leg: MediaLeg, remote: Address | None) -> None:
+        """The SDP address of ``leg``'s party. One these sockets cannot send to (another address
+        family, or a host name: RFC 8866 §5.7 allows both) is not used: the leg sends nothing
+        until the party's own packets latch it (symmetric RTP, RFC 4961)."""
         session = self._sessions.get(call_ref)
         if session is None:
             return
+        if remote is not None and not self._can_send_to(remote[0]):
+            _LOG.warning(
+                "[%s] leg %s: the SDP media address %s is not an IPv%d address that callherald's RTP"
+                " sockets on %s can send to; waiting for the party's own packets (symmetric RTP)",
+                call_ref,
+                leg.value,
+                remote[0],
+                6 if self._family == socket.AF_INET6 else 4,
+                self._bind_address,
+            )
+            remote = None
         session.rtp[leg].set_remote(remote)
         session.rtcp[leg].set_remote(None if remote is None else (remote[0], remote[1] + 1))
+
+    def _can_send_to(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False  # a host name: resolving it here would block the loop
+        return address.version == (6 if self._family == socket.AF_INET6 else 4)
 
     def close(self, call_ref: str) -> None:
         session = self._sessions.pop(call_ref, None)

@@ -20,6 +20,12 @@ leg ever sends and the first packet after a timestamp discontinuity (a pause bet
 switch from relayed media, a stall). A prompt that starts on the very next tick after the previous
 one's last frame continues the talkspurt and has no marker.
 
+No address. A prompt's first frame waits, tick by tick, until the leg has an address to go to:
+the SDP address, unless the sockets cannot use it (``MediaRelay.set_remote``), or the source the
+leg latched. A late offer's answer comes in the ACK; a party whose address is unusable is found by
+its first packet (symmetric RTP, RFC 4961). After ``ADDRESS_WAIT_S`` the playout fails, with its
+result saying why, and so does one whose sending raises.
+
 Late ticks. A tick that runs late sends every frame whose deadline has passed, back to back, up to
 ``MAX_BURST_FRAMES`` per player. Further behind than that (the loop was stalled for longer), the
 player skips the missed *deadlines*, never the audio: it sends the next unsent frame now, with its
@@ -78,6 +84,7 @@ from proxy.rtp.packet import RTCP_PT_HIGH, RTCP_PT_LOW, peek_header, rewrite_hea
 from proxy.rtp.seqnum import seq_newer, ts_diff
 
 __all__ = [
+    "ADDRESS_WAIT_S",
     "EARLY_TOLERANCE_S",
     "FRAME_INTERVAL_S",
     "MAX_BURST_FRAMES",
@@ -96,6 +103,9 @@ MAX_BURST_FRAMES: Final = 3
 """Frames one player sends back to back at a late tick before it skips deadlines instead."""
 EARLY_TOLERANCE_S: Final = 0.002
 """A timer that fires this much before its tick still serves it (uvloop rounds timers to 1 ms)."""
+ADDRESS_WAIT_S: Final = 3.0
+"""How long a prompt's first frame waits for the leg to have an address to go to (an SDP address
+the sockets cannot use, or an offer still to come in the ACK) before the playout fails."""
 RELAY_GUARD_PACKETS: Final = 100
 """After anchoring on a source, this many packets are checked for arriving older than the anchor
 (RFC 3550 §A.1 ``MAX_MISORDER``); such a packet would reuse sequence numbers already sent."""
@@ -135,10 +145,12 @@ class PlayoutResult:
     ``started_at`` is the deadline the first frame was sent on, ``ended_at`` the moment the last
     frame sent stops sounding (its deadline plus one frame); both ``None`` when no frame was due
     before the playout ended. ``frames_played`` counts frames whose deadline came; ``frames_sent``
-    those of them actually handed to the socket (a leg with no transport or no address yet gets
-    none, but its sequence numbers and timestamps still advance). ``completed`` is true when every
-    frame was played, false after ``stop``, a replacing ``play`` or an error. ``stalls`` counts
-    the times missed deadlines were skipped (see the module docstring).
+    those of them actually handed to the socket (the first frame waits up to ``ADDRESS_WAIT_S``
+    for the leg to have an address; a later frame finding none is not sent, but its sequence
+    number and timestamp still advance). ``completed`` is true when every frame was played, false
+    after ``stop``, a replacing ``play`` or an error. ``stalls`` counts the times missed deadlines
+    were skipped (see the module docstring). ``error`` says why the playout failed (no address
+    within ``ADDRESS_WAIT_S``, or sending raised), None when no error stopped it.
     """
 
     started_at: float | None
@@ -147,6 +159,7 @@ class PlayoutResult:
     frames_sent: int
     completed: bool
     stalls: int
+    error: str | None = None
 
 
 class Playout:
@@ -170,6 +183,7 @@ class Playout:
         "_sent",
         "_stalls",
         "_started_at",
+        "_waited_ticks",
     )
 
     def __init__(
@@ -196,6 +210,7 @@ class Playout:
         self._stalls = 0
         self._resync = True  # the next frame starts a segment: check timestamp continuity
         self._started_at: float | None = None
+        self._waited_ticks = 0  # ticks the first frame waited for an address to send to
         self._last_deadline: float | None = None
 
     @property
@@ -295,9 +310,9 @@ class PlayoutScheduler:
             for player in tuple(self._players):
                 try:
                     player._on_tick(tick)
-                except Exception:
+                except Exception as error:
                     _LOG.exception("announcement playout failed; stopping it")
-                    player.stop()
+                    player.fail(f"{type(error).__name__}: {error}")
         if self._players and self._handle is None:
             self._handle = self._loop.call_at(self._grid.deadline(self._next_tick), self._on_tick)
 
@@ -465,6 +480,11 @@ class AnnouncementPlayer:
         if self._current is not None:
             self._end(self._current, completed=False)
 
+    def fail(self, error: str) -> None:
+        """Stop the playout in progress, if any, its result naming ``error``."""
+        if self._current is not None:
+            self._end(self._current, completed=False, error=error)
+
     def close(self) -> None:
         """Stop and refuse further prompts (the call's media is going away)."""
         self._take_back_renumbering()
@@ -591,6 +611,16 @@ class AnnouncementPlayer:
         behind = tick - playout._first_tick + 1 - playout._played
         if behind <= 0:
             return
+        leg = self._leg
+        if playout._played == 0 and leg.latched is None and leg.remote is None:
+            # Nowhere to send the first frame yet (RFC 4961: the party's first packet latches the
+            # leg when its SDP address is unusable): the prompt starts once it has one.
+            playout._waited_ticks += behind
+            if playout._waited_ticks * self._scheduler.interval_s >= ADDRESS_WAIT_S:
+                self.fail(f"no address to send to after {ADDRESS_WAIT_S:g} s (no usable SDP address, no RTP)")
+            else:
+                playout._first_tick = tick + 1
+            return
         if behind > MAX_BURST_FRAMES:
             # Skip the missed deadlines, not the audio: the next frame goes out now.
             playout._first_tick += behind - 1
@@ -656,7 +686,7 @@ class AnnouncementPlayer:
         playout._sent += 1
         self.frames_sent += 1
 
-    def _end(self, playout: Playout, *, completed: bool) -> None:
+    def _end(self, playout: Playout, *, completed: bool, error: str | None = None) -> None:
         """Finish ``playout`` (once) and resolve its future."""
         if self._current is playout:
             self._current = None
@@ -673,5 +703,6 @@ class AnnouncementPlayer:
                 frames_sent=playout._sent,
                 completed=completed,
                 stalls=playout._stalls,
+                error=error,
             )
         )

@@ -460,7 +460,13 @@ class ProxyService:
             self._log.exception("[%s] closing the recording failed", call_ref)
 
     def _on_prompt_done(self, call_ref: str, leg: MediaLeg, result: PlayoutResult) -> None:
-        if self._loop is None or not result.completed:
+        if self._loop is None:
+            return
+        if result.error is not None:
+            reason = f"the playout failed: {result.error}"
+            self._execute(self.core.prompt_failed(call_ref, leg, reason, self._now()))
+            return
+        if not result.completed:
             return  # stopped on purpose (an answer during a question, the call ended): the core knows
         if result.frames_sent < result.frames_played:
             reason = f"only {result.frames_sent} of {result.frames_played} frames reached the party"

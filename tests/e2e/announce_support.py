@@ -165,11 +165,13 @@ def call_with_tones(
     media_section_extra: str = "",
     scenario_keys: dict[str, object] | None = None,
     rtcp_every: int | None = None,
+    caller_silent_for_s: float = 0.0,
 ) -> ToneCall:
     """One SIPp call (``caller`` to ``callee`` scenario, both given ``scenario_keys`` too) through
     callherald with ``policies`` (and ``media_section_extra`` lines in its ``media`` section); each
     side's RTP peer plays its payloads and records what reaches it (and sends RTCP every
-    ``rtcp_every`` packets, if given). Fails the test when SIPp does."""
+    ``rtcp_every`` packets, if given; the caller's starts ``caller_silent_for_s`` after the
+    answer). Fails the test when SIPp does."""
     caller_sdp, callee_sdp = tmp_path / "caller.sdp", tmp_path / "callee.sdp"
     with (
         running_callherald(tmp_path, policies=policies, media_section_extra=media_section_extra) as proxy,
@@ -179,6 +181,7 @@ def call_with_tones(
             payloads=caller_payloads,
             payload_type=payload_type,
             rtcp_every=rtcp_every,
+            silent_for_s=caller_silent_for_s,
         ) as caller_peer,
         MediaPeer(
             "callee",

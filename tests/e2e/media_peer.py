@@ -127,6 +127,8 @@ class MediaPeer:
     codec_switch_at: float | None = None
     codec_switched_from: int | None = None  # the index of the first packet in the later codec
     rtcp_every: int | None = None
+    # After the answer, this long without sending (still listening): a phone slow to start media.
+    silent_for_s: float = 0.0
     rtcp_sent: list[bytes] = field(default_factory=list)
     rtcp_received: list[Datagram] = field(default_factory=list)
     _sock: socket.socket = field(init=False, repr=False)
@@ -246,6 +248,7 @@ class MediaPeer:
                     raise TimeoutError(f"media peer {self.name}: no SDP file {sdp_file} in {wait_s} s")
                 self.remote = read_sdp_file(sdp_file)
                 self._receive_until(time.monotonic() + _POLL_S)
+            self._receive_until(time.monotonic() + self.silent_for_s)
             begin = time.monotonic()
             for index in range(len(self.payloads)):
                 if self._stop.is_set():

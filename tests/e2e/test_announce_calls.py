@@ -223,3 +223,41 @@ def test_a_late_offer_caller_hears_the_whole_notice_after_its_ack(tmp_path: Path
         < events.index("consent_finished")
         < events.index("recording_started")
     )
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("family", "address"),
+    [("IP6", "::1"), ("IP4", "media.carrier.example")],
+    ids=["ipv6-address", "host-name"],
+)
+def test_a_caller_whose_sdp_address_cannot_be_used_hears_the_notice_from_its_first_packet(
+    tmp_path: Path, family: str, address: str
+) -> None:
+    """callherald's RTP is IPv4 and resolves no names: the caller's SDP address is not used, and
+    the notice waits for its RTP to latch the leg (RFC 4961), half a second after the answer here,
+    then plays whole (a phone that guesses its address, as linphone does, offers one like this)."""
+    notice_wav, _ = write_prompt_wavs(tmp_path)
+    notice = prepared(notice_wav, "test-notice", tmp_path / "expected-cache").frames_for("pcmu")
+    call = call_with_tones(
+        tmp_path,
+        Direction.INBOUND,
+        caller_payloads=tone_payloads(1000.0, TONE_PACKETS),
+        callee_payloads=tone_payloads(440.0, TONE_PACKETS),
+        policies=policy_yaml(),
+        pause_ms=CALL_MS,
+        caller="uac_call_media_address.xml",
+        scenario_keys={"media_family": family, "media_address": address},
+        caller_silent_for_s=0.5,
+    )
+    heard = payloads_of(call.caller.received)
+    assert find_run(heard, notice) == 0, call.log[-3000:]
+    assert f"the SDP media address {address} is not an IPv4 address" in call.log
+    assert "Traceback" not in call.log
+    records = evidence_records(call.log)
+    ended = next(r for r in records if r["event"] == "announcement_ended" and r["prompt_id"] == "test-notice")
+    assert ended["complete"] is True
+    events = _events(records)
+    assert "notice_failed" not in events
+    assert events.index("announcement_ended") < events.index("recording_started")

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import itertools
+import logging
 import math
 import socket
 import statistics
@@ -28,8 +29,9 @@ import uvloop
 
 from announcements import PreparedPrompt, beep_frames, ringback_frames
 from announcements.frames import CODECS, encode_frames
+from proxy.aio import playout as playout_module
 from proxy.aio.announce import CallAnnouncements
-from proxy.aio.media import LegProtocol, MediaSession, RelayRenumbering, RtcpLegProtocol
+from proxy.aio.media import LegProtocol, MediaRelay, MediaSession, RelayRenumbering, RtcpLegProtocol
 from proxy.aio.playout import (
     MAX_BURST_FRAMES,
     RELAY_GUARD_PACKETS,
@@ -42,6 +44,7 @@ from proxy.b2bua.effects import MediaFormat, MediaLeg
 from proxy.b2bua.settings import Address
 from proxy.rtp.packet import RtpPacket, build_rtcp_bye
 from proxy.rtp.seqnum import seq_add, seq_diff, ts_add, ts_diff
+from tests.e2e.harness import free_port_range
 
 pytestmark = pytest.mark.e2e
 
@@ -338,11 +341,10 @@ def test_the_beep_is_eight_packets() -> None:
         pytest.param(True, False, "remote", id="sdp-address"),
         pytest.param(True, True, "latched", id="latched-wins"),
         pytest.param(False, True, "latched", id="latched-only"),
-        pytest.param(False, False, None, id="nowhere"),
     ],
 )
 def test_packets_go_to_the_latched_address_else_the_sdp_one(
-    use_remote: bool, use_latched: bool, receiver: str | None
+    use_remote: bool, use_latched: bool, receiver: str
 ) -> None:
     async def scenario() -> None:
         async with rig() as r:
@@ -353,14 +355,77 @@ def test_packets_go_to_the_latched_address_else_the_sdp_one(
             await asyncio.sleep(QUIET_S)
             received = {"remote": len(r.far.arrivals), "latched": len(r.other_party.arrivals)}
             expected = {"remote": 0, "latched": 0}
-            if receiver is not None:
-                expected[receiver] = 3
+            expected[receiver] = 3
             assert received == expected
             assert result.frames_played == 3
-            assert result.frames_sent == (0 if receiver is None else 3)
+            assert result.frames_sent == 3
             assert result.completed
 
     run(scenario)
+
+
+def test_a_prompt_waits_for_the_party_s_first_packet_when_it_has_no_address() -> None:
+    # An SDP address the sockets cannot use is not set (MediaRelay.set_remote): the first frame
+    # waits until the party's own RTP latches the leg, and the whole prompt reaches it.
+    frames = distinct_frames(4)
+
+    async def scenario() -> None:
+        async with rig() as r:
+            r.leg.set_remote(None)
+            playout = pcmu(r.player, frames)
+            await asyncio.sleep(0.2)
+            assert r.far.arrivals == []
+            assert playout.active
+            r.leg.latched = r.far.address
+            result = await playout
+            await asyncio.sleep(QUIET_S)
+            assert [p.payload for p in r.far.packets] == list(frames)
+            assert (result.frames_played, result.frames_sent, result.completed, result.error) == (
+                4,
+                4,
+                True,
+                None,
+            )
+            assert r.far.packets[0].marker
+
+    run(scenario)
+
+
+def test_a_prompt_with_nowhere_to_go_fails_after_the_address_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(playout_module, "ADDRESS_WAIT_S", 0.2)
+
+    async def scenario() -> None:
+        async with rig() as r:
+            r.leg.set_remote(None)
+            started = time.perf_counter()
+            result = await pcmu(r.player, distinct_frames(3))
+            waited = time.perf_counter() - started
+            assert 0.18 <= waited < 2.0
+            assert (result.frames_played, result.frames_sent, result.completed) == (0, 0, False)
+            assert result.error is not None
+            assert "no address to send to" in result.error
+            assert r.player.playing is None
+
+    run(scenario)
+
+
+def test_a_send_that_raises_fails_the_playout_with_its_error() -> None:
+    # uvloop raises at once for an address of another family: the scheduler ends the playout
+    # with the error, so that the call's announcer learns of it (and the other players go on).
+    async def scenario() -> None:
+        async with rig() as r, rig(scheduler=r.scheduler) as healthy:
+            r.leg.set_remote(("::1", r.far.address[1]))
+            broken = pcmu(r.player, distinct_frames(3))
+            fine = pcmu(healthy.player, distinct_frames(3))
+            result = await broken
+            assert not result.completed
+            assert result.error is not None
+            assert "ValueError" in result.error
+            assert (await fine).completed
+            await asyncio.sleep(QUIET_S)
+            assert len(healthy.far.arrivals) == 3
+
+    run(scenario, uvloop.new_event_loop)
 
 
 # Successive prompts ------------------------------------------------------------------------------
@@ -1008,3 +1073,45 @@ def test_a_closed_player_refuses_to_play() -> None:
             pcmu(player, distinct_frames(1))
 
     run(scenario)
+
+
+# The SDP addresses the relay sends to --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bind_address", "sdp_host", "used"),
+    [
+        pytest.param("127.0.0.1", "127.0.0.2", True, id="ipv4"),
+        pytest.param("127.0.0.1", "::1", False, id="ipv6-to-ipv4-sockets"),
+        pytest.param("127.0.0.1", "media.carrier.example", False, id="host-name"),
+        pytest.param("::1", "::1", True, id="ipv6"),
+        pytest.param("::1", "127.0.0.1", False, id="ipv4-to-ipv6-sockets"),
+    ],
+)
+def test_the_relay_takes_only_sdp_addresses_its_sockets_can_send_to(
+    bind_address: str, sdp_host: str, used: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    first_port, _ = free_port_range(4)
+
+    async def scenario() -> None:
+        relay = MediaRelay(bind_address, inactivity_timeout_s=30.0, on_inactive=lambda _: None)
+        relay.open("call", first_port, first_port + 2)
+        try:
+            relay.set_remote("call", MediaLeg.A, (sdp_host, 40_000))
+            session = relay.sessions["call"]
+            expected = (sdp_host, 40_000) if used else None
+            assert session.rtp[MediaLeg.A].remote == expected
+            assert session.rtcp[MediaLeg.A].remote == ((sdp_host, 40_001) if used else None)
+            assert session.rtp[MediaLeg.B].remote is None
+        finally:
+            relay.close_all()
+
+    with caplog.at_level(logging.WARNING, logger="callherald.media"):
+        run(scenario)
+    warned = [r.getMessage() for r in caplog.records if r.name == "callherald.media"]
+    if used:
+        assert warned == []
+    else:
+        (message,) = warned
+        assert f"[call] leg a: the SDP media address {sdp_host} is not an IPv" in message
+        assert "waiting for the party's own packets (symmetric RTP)" in message
