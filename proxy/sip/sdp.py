@@ -501,17 +501,29 @@ class MediaDescription(_Level):
         """Keep the formats whose encoding name is in ``allowed`` (lower case), in their order.
 
         A format is named by its ``a=rtpmap``, else by RFC 3551's static table, else by itself
-        (so ``t38`` names itself). The ``a=rtpmap``, ``a=fmtp`` and ``a=rtcp-fb`` lines of dropped
-        formats go too. If nothing is allowed, the stream is rejected: port 0 and only the first
-        format kept, as an m= line needs one (RFC 3264 §6). Return True if a format was allowed.
+        (so ``t38`` names itself). A telephone-event format whose clock rate no kept codec has
+        goes too, when a codec is kept (RFC 4733: events in the audio's stream use its clock; a
+        telephone-event/48000 left over from Opus is of no use beside PCMU). The ``a=rtpmap``,
+        ``a=fmtp`` and ``a=rtcp-fb`` lines of dropped formats go too. If nothing is allowed, the
+        stream is rejected: port 0 and only the first format kept, as an m= line needs one
+        (RFC 3264 §6). Return True if a format was allowed.
         """
         rtpmaps = self.rtpmaps
-        kept = []
+        kept: list[str] = []
+        events: dict[str, int | None] = {}  # kept telephone-event formats, with their clock rates
+        codec_rates: set[int] = set()
         for pt in self._formats:
             rtpmap = rtpmaps.get(pt) or STATIC_PAYLOAD_TYPES.get(pt)
             name = pt if rtpmap is None else rtpmap.encoding
             if name.lower() in allowed:
                 kept.append(pt)
+                rate = None if rtpmap is None else rtpmap.clock_rate
+                if name.lower() == "telephone-event":
+                    events[pt] = rate
+                elif rate is not None:
+                    codec_rates.add(rate)
+        if codec_rates:
+            kept = [pt for pt in kept if pt not in events or events[pt] in codec_rates]
         accepted = bool(kept)
         if accepted and len(kept) == len(self._formats):
             return True

@@ -650,7 +650,7 @@ EDITS = [
         [
             (
                 "m=audio 9 UDP/TLS/RTP/SAVPF 111 63 9 0 8 13 110 126",
-                "m=audio 9 UDP/TLS/RTP/SAVPF 0 8 110 126",
+                "m=audio 9 UDP/TLS/RTP/SAVPF 0 8 126",
             ),
             ("a=rtpmap:111 opus/48000/2", None),
             ("a=rtcp-fb:111 transport-cc", None),
@@ -659,6 +659,7 @@ EDITS = [
             ("a=fmtp:63 111/111", None),
             ("a=rtpmap:9 G722/8000", None),
             ("a=rtpmap:13 CN/8000", None),
+            ("a=rtpmap:110 telephone-event/48000", None),  # Opus's events, at Opus's rate
         ],
         id="keep-codecs-webrtc",
     ),
@@ -1190,3 +1191,61 @@ def test_unknown_lines_survive_anchoring_edits(
             b"a=rtpmap:96 H264/90000",
         ]
     )
+
+
+def test_keeping_codecs_drops_telephone_events_at_a_rate_no_kept_codec_has() -> None:
+    # linphone's offer: Opus and speex go, and with them the events at their clock rates.
+    sd = SessionDescription.parse(
+        sdp(
+            "v=0",
+            "o=- 1 1 IN IP4 127.0.0.1",
+            "s=Talk",
+            "c=IN IP4 127.0.0.1",
+            "t=0 0",
+            "m=audio 7078 RTP/AVP 96 97 0 8 99 100 101",
+            "a=rtpmap:96 opus/48000/2",
+            "a=fmtp:96 useinbandfec=1",
+            "a=rtpmap:97 speex/16000",
+            "a=rtpmap:99 telephone-event/48000",
+            "a=rtpmap:100 telephone-event/16000",
+            "a=rtpmap:101 telephone-event/8000",
+            "a=fmtp:101 0-15",
+        )
+    )
+    audio = sd.media[0]
+    assert audio.keep_codecs({"pcmu", "pcma", "g722", "telephone-event"}) is True
+    assert audio.formats == ("0", "8", "101")
+    assert [line for line in audio.lines if line.startswith("a=")] == [
+        "a=rtpmap:101 telephone-event/8000",
+        "a=fmtp:101 0-15",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("formats", "rtpmaps", "kept"),
+    [
+        # G.722's RTP clock is 8000 Hz (RFC 3551 §4.5.2): its events are at 8000 too.
+        ("9 101 102", ("101 telephone-event/8000", "102 telephone-event/16000"), ("9", "101")),
+        # Events alone (no codec allowed): left for the caller to judge, as before.
+        ("96 101", ("96 opus/48000/2", "101 telephone-event/48000"), ("101",)),
+        # No event at the codec's rate: none kept.
+        ("0 100", ("100 telephone-event/16000",), ("0",)),
+    ],
+)
+def test_telephone_events_kept_follow_the_kept_codecs_clock_rates(
+    formats: str, rtpmaps: tuple[str, ...], kept: tuple[str, ...]
+) -> None:
+    lines = [f"a=rtpmap:{rtpmap}" for rtpmap in rtpmaps]
+    sd = SessionDescription.parse(
+        sdp(
+            "v=0",
+            "o=- 1 1 IN IP4 127.0.0.1",
+            "s=-",
+            "c=IN IP4 127.0.0.1",
+            "t=0 0",
+            f"m=audio 7078 RTP/AVP {formats}",
+            *lines,
+        )
+    )
+    sd.media[0].keep_codecs({"pcmu", "pcma", "g722", "telephone-event"})
+    assert sd.media[0].formats == kept
