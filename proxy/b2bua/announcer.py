@@ -116,8 +116,9 @@ class CallAnnouncer:
         self._translate(self._session.start(now), out)
         return out
 
-    def fail_now(self, reason: str, now: float) -> list[Effect]:
-        """The notice cannot be played at all (checked before the call was answered)."""
+    def fail_now(self, reason: str, now: float, *, consequence: str | None = None) -> list[Effect]:
+        """The notice cannot be played at all (checked before the call was answered).
+        ``consequence`` is what becomes of the call when not the policy's ``on_failure``."""
         self.stage = AnnouncerStage.FAILED
         self.purposes = ()
         event = consent.NoticeFailed(
@@ -128,7 +129,7 @@ class CallAnnouncer:
             LogEvent(
                 level="warning",
                 text=f"recording notice {self.policy.notice_prompt_id!r} unavailable ({reason}): "
-                f"{self._failure_consequence()}",
+                f"{consequence or self._failure_consequence()}",
                 call_ref=self.call_ref,
             ),
         ]

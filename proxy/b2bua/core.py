@@ -784,7 +784,7 @@ class B2bua:
             # §13.2.1: the ACK must carry the answer to an offer in a 2xx; without one there is
             # no media to announce on.
             reason = "no SDP answer in the ACK" if answer is None else unplayable_reason(answer)
-            out.extend(announcer.fail_now(reason, now))
+            out.extend(announcer.fail_now(reason, now, consequence="call ended"))
             call.announce_progressed = True
             self._hang_up(call, "no-answer-in-ack", now, out)
             return

@@ -10,7 +10,7 @@ import pytest
 
 from proxy.b2bua.announcer import NOTICE_LEAD_IN_MS
 from proxy.b2bua.consent import NoticeFailed
-from proxy.b2bua.effects import Evidence, MediaFormat, MediaLeg, PlayPrompt, SetMediaRemote
+from proxy.b2bua.effects import Evidence, LogEvent, MediaFormat, MediaLeg, PlayPrompt, SetMediaRemote
 from proxy.b2bua.policy import AnnouncementMode
 from tests.proxy.b2bua.harness import CARRIER, PBX, sdp, sdp_without_origin, sip_summary
 from tests.proxy.b2bua.test_announce import (
@@ -100,6 +100,8 @@ def test_late_offer_without_an_answer_in_the_ack_hangs_up_unannounced() -> None:
     assert sip_summary(effects) == [(CARRIER, "BYE")]
     failed = [e.event for e in of(effects, Evidence) if isinstance(e.event, NoticeFailed)]
     assert [event.reason for event in failed] == ["no SDP answer in the ACK"]
+    (warning,) = [e.text for e in of(effects, LogEvent) if e.level == "warning"]
+    assert warning.endswith("(no SDP answer in the ACK): call ended")  # not "connects unrecorded"
     assert s.callee.inbox() == []
     assert all(destination != PBX for destination, _ in sip_summary(s.h.effects))
     finish(s)
