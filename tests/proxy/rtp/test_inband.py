@@ -575,3 +575,50 @@ def test_goertzel_of_a_dtmf_tone() -> None:
 def test_goertzel_validates(blocks: Signal, freqs: list[float], message: str) -> None:
     with pytest.raises(ValueError, match=f"^{message}$"):
         goertzel_power(blocks, freqs)
+
+
+# -- screening: frames ruled out by the cheap checks ------------------------------------------------
+
+
+def _presses_and_spans(
+    pcm: npt.NDArray[np.int16], chunk: int, *, screen: bool
+) -> tuple[list[InbandDigit], list[ToneSpan]]:
+    detector = InbandDtmfDetector(RATE_HZ, screen=screen)
+    presses: list[InbandDigit] = []
+    for start in range(0, len(pcm), chunk):
+        presses += detector.feed(pcm[start : start + chunk], ORIGIN_TS + start)
+    presses += detector.flush()
+    return presses, detector.take_spans()
+
+
+@given(
+    digit=st.sampled_from(DTMF_KEYPAD),
+    tone_ms=st.floats(5, 120),
+    at_ms=st.floats(0, 400),
+    level=st.floats(-40, -4),
+    twist_db=st.floats(-12, 8),
+    deviation=st.floats(-0.03, 0.03),
+    background_dbm0=st.one_of(st.none(), st.floats(-45, -10)),
+    seed=st.integers(0, 2**16),
+    chunk=st.sampled_from([160, 37, 480, 8000]),
+)
+@settings(max_examples=150, deadline=None)
+def test_screening_finds_what_judging_every_frame_finds(
+    digit: str,
+    tone_ms: float,
+    at_ms: float,
+    level: float,
+    twist_db: float,
+    deviation: float,
+    background_dbm0: float | None,
+    seed: int,
+    chunk: int,
+) -> None:
+    # Keys near and past every limit, over silence or noise, fed in packets or in any chunks: the
+    # screened detector (the default) reports the same presses and spans as the reference.
+    tone = _pair(digit, tone_ms, level_dbm0=level, twist_db=twist_db, low_dev=deviation, high_dev=deviation)
+    signal = np.concatenate([_silence(at_ms), tone, _silence(500 - at_ms)])
+    if background_dbm0 is not None:
+        signal = _with(signal, _noise(len(signal) * 1000 / RATE_HZ + 1, background_dbm0, seed))
+    pcm = _pcm(signal)
+    assert _presses_and_spans(pcm, chunk, screen=True) == _presses_and_spans(pcm, chunk, screen=False)
