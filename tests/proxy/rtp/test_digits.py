@@ -14,13 +14,20 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.rtp.digits import DigitListener, HeardDigit
+from proxy.rtp.digits import INBAND_BATCH_SAMPLES, DigitListener, HeardDigit
 from proxy.rtp.dtmf import TelephoneEvent, TelephoneEventSender
-from proxy.rtp.g711 import PCMA_PAYLOAD_TYPE, PCMU_PAYLOAD_TYPE, alaw_encode, ulaw_encode
-from proxy.rtp.inband import DBM0_MEAN_SQUARE, DTMF_HIGH_HZ, DTMF_KEYPAD, DTMF_LOW_HZ
+from proxy.rtp.g711 import (
+    PCMA_PAYLOAD_TYPE,
+    PCMU_PAYLOAD_TYPE,
+    alaw_decode,
+    alaw_encode,
+    ulaw_decode,
+    ulaw_encode,
+)
+from proxy.rtp.inband import DBM0_MEAN_SQUARE, DTMF_HIGH_HZ, DTMF_KEYPAD, DTMF_LOW_HZ, InbandDtmfDetector
 from proxy.rtp.packet import RtpExtension, RtpPacket
 
 RATE_HZ = 8000
@@ -439,3 +446,54 @@ def test_arbitrary_version_2_packets_never_raise(first: int, payload_type: int, 
     target = listener()
     target.feed(bytes([first, payload_type]) + GOOD_EVENT[2:12] + rest)
     target.flush()
+
+
+# -- in-band audio judged in batches -------------------------------------------------------------
+
+
+@given(
+    digits=st.lists(st.sampled_from(DTMF_KEYPAD), min_size=1, max_size=3),
+    tone_ms=st.sampled_from([45, 60, 120]),
+    lost=st.sets(st.integers(0, 60), max_size=4),
+    swapped=st.sets(st.integers(0, 60), max_size=3),
+    codec=st.sampled_from(["pcmu", "pcma"]),
+)
+@settings(max_examples=60, deadline=None)
+def test_inband_batches_hear_what_a_packet_by_packet_detector_hears_at_most_80_ms_later(
+    digits: list[str], tone_ms: int, lost: set[int], swapped: set[int], codec: str
+) -> None:
+    signal = np.concatenate([keyed(digit, 90, tone_ms, 110) for digit in digits])
+    packets = stream(audio(signal, codec))
+    for index in sorted(swapped):  # a packet late by one: a break in the run each way
+        if index + 1 < len(packets):
+            packets[index], packets[index + 1] = packets[index + 1], packets[index]
+    packets = [packet for index, packet in enumerate(packets) if index not in lost]
+    reference = InbandDtmfDetector()
+    decode = ulaw_decode if codec == "pcmu" else alaw_decode
+    expected: list[tuple[int, str]] = []  # (packet index, digit) as each press is reported
+    batched: list[tuple[int, str]] = []
+    target = listener(codec)
+    for index, packet in enumerate(packets):
+        parsed = RtpPacket.parse(packet)
+        expected += [(index, d.digit) for d in reference.feed(decode(parsed.payload), parsed.timestamp)]
+        batched += [(index, d.digit) for d in target.feed(packet)]
+    expected += [(len(packets), d.digit) for d in reference.flush()]
+    batched += [(len(packets), d.digit) for d in target.flush()]
+    assert [digit for _, digit in batched] == [digit for _, digit in expected]
+    batch_packets = INBAND_BATCH_SAMPLES // FRAME_SAMPLES
+    for (at, _), (due, _) in zip(batched, expected, strict=True):
+        assert due <= at < due + batch_packets
+
+
+def test_inband_audio_waiting_in_a_batch_is_judged_by_flush() -> None:
+    # The press ends in the last packets, which fill no batch: flush judges them, then the press.
+    packets = stream(audio(keyed("5", 60, 100, 40), "pcmu"))
+    assert len(packets) * FRAME_SAMPLES % INBAND_BATCH_SAMPLES != 0
+    assert run(listener(), packets) == ([], [("5", "inband")])
+
+
+def test_a_first_event_drops_the_inband_audio_still_waiting() -> None:
+    # The phone's tone is in the audio, its RFC 4733 event comes after: counted once, as the event.
+    tone_packets = audio(keyed("7", 0, 60, 0), "pcmu")
+    packets = stream(tone_packets, press("7", 100))
+    assert run(listener(), packets) == ([("7", "rfc4733")], [])
