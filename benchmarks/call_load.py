@@ -23,6 +23,9 @@ Run as ``python -m benchmarks.call_load [--calls 50,100,200,400] [--hold-s 20]
 the notice and beep each party hears the other side's packets unchanged (a new SSRC, RFC 3550
 §8.2), so callherald touches no relayed packet in Python once its prompts are over.
 
+``--withdrawal-digit D`` gives the recording policy a withdrawal digit: callherald then listens to
+the outside party's audio (the echoed speech) for key presses, in-band too, all call long.
+
 The UAS runs with ``-rtp_echo`` and answers every call with its single echo port. The UAC places N
 calls (``-l N -m N``) at a rate that ramps them up in a few seconds, holds each for ``--hold-s``
 seconds, then hangs up. Each call offers its own RTP port, taken from an injection file; when the
@@ -493,10 +496,12 @@ policies:
 """
 
 
-def _recording_policy(*, enabled: bool) -> str:
+def _recording_policy(*, enabled: bool, withdrawal_digit: str | None = None) -> str:
     """The recorded run's notice and policy; with ``enabled`` false nothing is recorded (the
-    announced run): no beep for the agent, the PBX side's stream passes unchanged."""
+    announced run): no beep for the agent, the PBX side's stream passes unchanged. A
+    ``withdrawal_digit`` is listened for all call long."""
     switch = "true" if enabled else "false"
+    withdrawal = f"\n    withdrawal_digit: '{withdrawal_digit}'" if withdrawal_digit else ""
     return f"""\
 announcements:
   default_language: {NOTICE_LANGUAGE}
@@ -514,21 +519,33 @@ policies:
     language: {NOTICE_LANGUAGE}
     purposes: [evidence]
     mode: answer
-    on_failure: connect_unrecorded
+    on_failure: connect_unrecorded{withdrawal}
 recording:
   enabled: {switch}
   min_free_mb: 0
 """
 
 
-def callherald_yaml(plan: PortPlan, calls: int, path: str = "relay", *, constant_ssrc: bool = True) -> str:
+def callherald_yaml(
+    plan: PortPlan,
+    calls: int,
+    path: str = "relay",
+    *,
+    constant_ssrc: bool = True,
+    withdrawal_digit: str | None = None,
+) -> str:
     """A loopback configuration for the run ``path`` (``relay``, ``announced``, ``recorded``): PBX =
     the SIPp UAC, carrier = the SIPp UAS, info-level logging, data under ``data`` beside it.
     Announced and recorded, every call hears the notice in ``notice.wav`` (beside the configuration;
     see `write_notice_wav`); recorded, it is recorded as well; relay, it is only relayed
     (``record: false``). ``constant_ssrc`` is ``media.constant_ssrc``: false, a party hears the
-    other side's packets unchanged after callherald's prompts."""
-    policy = _RELAY_ONLY_POLICY if path == "relay" else _recording_policy(enabled=path == "recorded")
+    other side's packets unchanged after callherald's prompts. ``withdrawal_digit`` goes into the
+    recording policy."""
+    policy = (
+        _RELAY_ONLY_POLICY
+        if path == "relay"
+        else _recording_policy(enabled=path == "recorded", withdrawal_digit=withdrawal_digit)
+    )
     return f"""\
 listen:
   pbx: {{host: {LOOPBACK}, port: {plan.callherald_pbx}, transport: udp}}
@@ -1437,10 +1454,11 @@ def run_once(
     *,
     placement: CpuPlacement = (None, None),
     constant_ssrc: bool = True,
+    withdrawal_digit: str | None = None,
 ) -> RunResult:
     """One run of ``calls`` concurrent calls, ``path`` one of `MODES`; bounded in time. callherald
     and the load generators run on the CPUs of ``placement`` (see `cpu_placement`), with
-    ``media.constant_ssrc`` as given."""
+    ``media.constant_ssrc`` and the policy's ``withdrawal_digit`` as given."""
     callherald_cpus, load_cpus = placement
     workdir.mkdir(parents=True, exist_ok=True)
     rate = call_rate(calls)
@@ -1472,7 +1490,10 @@ def run_once(
             if path in ANNOUNCING:
                 write_notice_wav(workdir / NOTICE_FILE)
             config.write_text(
-                callherald_yaml(plan, calls, path, constant_ssrc=constant_ssrc), encoding="utf-8"
+                callherald_yaml(
+                    plan, calls, path, constant_ssrc=constant_ssrc, withdrawal_digit=withdrawal_digit
+                ),
+                encoding="utf-8",
             )
             log_path = workdir / "callherald.out"
             callherald = processes.start(
@@ -2087,6 +2108,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         help="callherald's media.constant_ssrc (default true): false leaves the parties' packets "
         "unchanged after the notice and beep instead of renumbering them",
     )
+    parser.add_argument(
+        "--withdrawal-digit",
+        choices=list("0123456789*#"),
+        help="give the recording policy this withdrawal digit: the outside party's audio is "
+        "listened to for key presses all call long",
+    )
     parser.add_argument("--rtp-agent", metavar="CONFIG", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rtp_agent is not None:
@@ -2098,6 +2125,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     environment = _environment()
     constant_ssrc = args.constant_ssrc == "true"
     environment["constant_ssrc"] = constant_ssrc
+    environment["withdrawal_digit"] = args.withdrawal_digit
     placement = cpu_placement(args.pin)
     callherald_cpus, load_cpus = placement
     environment["cpu_placement"] = (
@@ -2118,6 +2146,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
                     workdir / f"{calls}-{path}-{rep}",
                     placement=placement,
                     constant_ssrc=constant_ssrc,
+                    withdrawal_digit=args.withdrawal_digit,
                 )
             rows.append(_row(calls, rep, results))
     document = {
