@@ -9,23 +9,32 @@ packets are renumbered into the leg's stream) and a ``DigitListener`` on the out
 ``inbound`` hook. With ``constant_ssrc`` false the relayed packets are left as they are after a
 prompt, so the hook comes off the leg whenever no prompt plays and the parties are joined.
 
+The listeners of all calls gather their in-band audio, and one ``InbandJudge`` per event loop
+judges all of it together every ``JUDGE_INTERVAL_S`` (``judge_together``): a few array
+operations per round for every call, where judging each call's audio on its own cost a few
+per call. RFC 4733 events are reported as their packets come.
+
 ``proxy`` does not import the announcements package: prompts come through the ``PromptSource``
 port the composition root plugs in.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from proxy.aio.media import MediaSession
 from proxy.aio.playout import AnnouncementPlayer, Playout, PlayoutResult, PlayoutScheduler
 from proxy.b2bua.effects import MediaFormat, MediaLeg, Tone
-from proxy.rtp.digits import DigitListener, HeardDigit
+from proxy.rtp.digits import DigitListener, HeardDigit, judge_together
 
-__all__ = ["CallAnnouncements", "PlayablePrompt", "PromptSource"]
+__all__ = ["JUDGE_INTERVAL_S", "CallAnnouncements", "InbandJudge", "PlayablePrompt", "PromptSource"]
+
+JUDGE_INTERVAL_S: Final = 0.080
+"""How often the in-band audio of every listener is judged: a press is reported up to this late."""
 
 _LOG = logging.getLogger("callherald.announce")
 _RTP_CLOCK_HZ = 8000  # PCMU, PCMA and G.722 all use an 8000 Hz RTP clock (RFC 3551 §4.5.2)
@@ -61,6 +70,49 @@ class PromptSource(Protocol):
     def tone(self, tone: Tone, codec: str) -> Sequence[bytes]: ...
 
 
+class InbandJudge:
+    """Judges the in-band audio every digit listener of one event loop has gathered, all of it
+    together, every ``JUDGE_INTERVAL_S`` while any listener is registered."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._listeners: dict[DigitListener, Callable[[HeardDigit], None]] = {}
+        self._handle: asyncio.TimerHandle | None = None
+        self.rounds = 0
+
+    def add(self, listener: DigitListener, heard: Callable[[HeardDigit], None]) -> None:
+        """Judge ``listener``'s audio from now on, reporting its presses to ``heard``."""
+        self._listeners[listener] = heard
+        if self._handle is None:
+            self._handle = self._loop.call_later(JUDGE_INTERVAL_S, self._on_round)
+
+    def discard(self, listener: DigitListener) -> None:
+        """Stop judging ``listener`` (audio it still holds is not judged)."""
+        self._listeners.pop(listener, None)
+
+    def close(self) -> None:
+        self._listeners.clear()
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _on_round(self) -> None:
+        self._handle = None
+        self.rounds += 1
+        waiting = [listener for listener in self._listeners if listener.audio_waiting]
+        try:
+            found = judge_together(waiting)
+        except Exception:
+            _LOG.exception("judging the in-band audio failed")
+            found = [[] for _ in waiting]
+        for listener, presses in zip(waiting, found, strict=True):
+            heard = self._listeners[listener]
+            for digit in presses:
+                heard(digit)
+        if self._listeners:
+            self._handle = self._loop.call_later(JUDGE_INTERVAL_S, self._on_round)
+
+
 PromptDone = Callable[[str, MediaLeg, PlayoutResult], None]
 DigitHeard = Callable[[str, MediaLeg, HeardDigit], None]
 
@@ -73,7 +125,10 @@ class CallAnnouncements:
     scheduler: PlayoutScheduler
     constant_ssrc: bool = True
     """True: after a prompt, relayed packets are renumbered into the leg's stream (one SSRC)."""
+    judge: InbandJudge | None = None
+    """Judges the listener's in-band audio with other calls'; None: the listener judges its own."""
     players: dict[MediaLeg, AnnouncementPlayer] = field(default_factory=dict)
+    listener: DigitListener | None = None
     closed: bool = False
 
     def player(self, leg: MediaLeg) -> AnnouncementPlayer:
@@ -128,7 +183,9 @@ class CallAnnouncements:
     def listener_tap(
         self, media: MediaFormat | None, inband: bool, heard: Callable[[HeardDigit], None]
     ) -> Callable[[bytes], None] | None:
-        """A packet hook reporting key presses; None when ``media`` is None (stop listening)."""
+        """A packet hook reporting key presses, replacing the call's listener; None when ``media``
+        is None (stop listening)."""
+        self._drop_listener()
         if media is None:
             return None
         listener = DigitListener(
@@ -137,15 +194,26 @@ class CallAnnouncements:
             event_payload_type=media.event_payload_type,
             inband=inband,
         )
+        self.listener = listener
+        judge = self.judge
+        if judge is not None:
+            judge.add(listener, heard)
+        alone = judge is None
 
         def on_packet(data: bytes) -> None:
-            for digit in listener.feed(data):
+            for digit in listener.feed(data, judge=alone):
                 heard(digit)
 
         return on_packet
 
+    def _drop_listener(self) -> None:
+        if self.listener is not None and self.judge is not None:
+            self.judge.discard(self.listener)
+        self.listener = None
+
     def close(self) -> None:
         self.closed = True
+        self._drop_listener()
         for player in self.players.values():
             player.close()
         for protocol in self.session.rtp.values():

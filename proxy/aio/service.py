@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from proxy.aio.announce import CallAnnouncements, PromptSource
+from proxy.aio.announce import CallAnnouncements, InbandJudge, PromptSource
 from proxy.aio.media import MediaRelay
 from proxy.aio.playout import Playout, PlayoutResult, PlayoutScheduler
 from proxy.aio.recording import CallRecording, FlushSlots, RecordingSink, recording_sample_rate_hz
@@ -103,6 +103,7 @@ class ProxyService:
         # What the evidence record needs of the prompt playing into a leg (version, audio hash).
         self._playing: dict[tuple[str, MediaLeg], dict[str, str]] = {}
         self.scheduler: PlayoutScheduler | None = None
+        self._inband_judge: InbandJudge | None = None
         self._flush_slots: FlushSlots | None = None
         # The agent's beep, played with the StartRecording that follows it: stopped unheard (it
         # starts on the next playout tick) if the recording does not start.
@@ -128,6 +129,7 @@ class ProxyService:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.scheduler = PlayoutScheduler(loop=self._loop)
+        self._inband_judge = InbandJudge(self._loop)
         self._flush_slots = FlushSlots(self._loop)
         shared = self._listen[Side.PBX] == self._listen[Side.CARRIER]
         for side in (Side.PBX, Side.CARRIER):
@@ -178,6 +180,8 @@ class ProxyService:
         self._announcements.clear()
         if self.scheduler is not None:
             self.scheduler.close()
+        if self._inband_judge is not None:
+            self._inband_judge.close()
         if self._flush_slots is not None:
             self._flush_slots.close()
         self.media.close_all()
@@ -303,7 +307,10 @@ class ProxyService:
             if session is None or self.scheduler is None:
                 return None
             announcements = CallAnnouncements(
-                session=session, scheduler=self.scheduler, constant_ssrc=self._constant_ssrc
+                session=session,
+                scheduler=self.scheduler,
+                constant_ssrc=self._constant_ssrc,
+                judge=self._inband_judge,
             )
             self._announcements[call_ref] = announcements
         return announcements

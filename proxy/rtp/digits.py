@@ -11,21 +11,26 @@ In-band audio is judged ``INBAND_BATCH_SAMPLES`` at a time (80 ms: four 20 ms pa
 packet by packet: the detector's work is a few array operations per call, whatever the length,
 so this costs about a quarter as much, and a press is reported up to 80 ms later. A run of packets
 whose timestamps do not follow on is judged at the break, and the detector finds the same
-presses in any chunking.
+presses in any chunking. A process with many listeners does better still: fed with ``judge``
+false, they gather their audio, and ``judge_together`` judges all of it in one pass.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
+
+import numpy as np
+import numpy.typing as npt
 
 from proxy.rtp.dtmf import TelephoneEvent, TelephoneEventReceiver
 from proxy.rtp.errors import RtpError
 from proxy.rtp.g711 import alaw_decode, ulaw_decode
-from proxy.rtp.inband import InbandDtmfDetector
+from proxy.rtp.inband import InbandDtmfDetector, feed_many
 from proxy.rtp.packet import RTP_HEADER_LEN, peek_header
 
-__all__ = ["INBAND_BATCH_SAMPLES", "DigitListener", "HeardDigit"]
+__all__ = ["INBAND_BATCH_SAMPLES", "DigitListener", "HeardDigit", "judge_together"]
 
 INBAND_BATCH_SAMPLES: Final = 640
 """In-band audio judged at a time (80 ms at 8 kHz); see the module docstring."""
@@ -72,8 +77,16 @@ class DigitListener:
         self._pending_samples = 0
         self._pending_timestamp = 0
 
-    def feed(self, data: bytes) -> list[HeardDigit]:
-        """The presses completed by one received packet (malformed packets are ignored)."""
+    @property
+    def audio_waiting(self) -> bool:
+        """In-band audio is gathered and not yet judged."""
+        return bool(self._pending)
+
+    def feed(self, data: bytes, *, judge: bool = True) -> list[HeardDigit]:
+        """The presses completed by one received packet (malformed packets are ignored).
+
+        With ``judge`` false, in-band audio waits until ``judge_together`` judges it (with other
+        listeners' audio), but for a run that a break in the timestamps ends here."""
         try:
             payload_type, _sequence, timestamp, _ssrc, _marker = peek_header(data)
         except RtpError:
@@ -103,22 +116,28 @@ class DigitListener:
                 self._pending_timestamp = timestamp
             self._pending.append(payload)
             self._pending_samples += len(payload)  # G.711: one sample per octet
-            if self._pending_samples >= INBAND_BATCH_SAMPLES:
+            if judge and self._pending_samples >= INBAND_BATCH_SAMPLES:
                 heard += self._judge_pending()
             return heard
         return []
 
     def _judge_pending(self) -> list[HeardDigit]:
+        waiting = self._take_pending()
+        if waiting is None:
+            return []
+        detector, pcm, timestamp = waiting
+        return [HeardDigit(digit=d.digit, mechanism=INBAND) for d in detector.feed(pcm, timestamp)]
+
+    def _take_pending(self) -> tuple[InbandDtmfDetector, npt.NDArray[np.int16], int] | None:
+        # The run of audio waiting, decoded, with its detector and first timestamp; None if none.
         detector = self._inband
         payload = b"".join(self._pending)
         self._pending.clear()
         self._pending_samples = 0
         if detector is None or not payload:
-            return []
+            return None
         pcm = ulaw_decode(payload) if self._codec == "pcmu" else alaw_decode(payload)
-        return [
-            HeardDigit(digit=d.digit, mechanism=INBAND) for d in detector.feed(pcm, self._pending_timestamp)
-        ]
+        return detector, pcm, self._pending_timestamp
 
     def flush(self) -> list[HeardDigit]:
         """Presses still open when the stream ends (an event whose end packets were lost)."""
@@ -127,6 +146,18 @@ class DigitListener:
             heard += self._judge_pending()
             heard += [HeardDigit(digit=d.digit, mechanism=INBAND) for d in self._inband.flush()]
         return heard
+
+
+def judge_together(listeners: Sequence[DigitListener]) -> list[list[HeardDigit]]:
+    """The presses completed by the in-band audio waiting in each of ``listeners`` (each at most
+    once), all of it judged together (``feed_many``): what each would find alone."""
+    waiting = [listener._take_pending() for listener in listeners]
+    feeds = [item for item in waiting if item is not None]
+    found = iter(feed_many(feeds))
+    return [
+        [] if item is None else [HeardDigit(digit=d.digit, mechanism=INBAND) for d in next(found)]
+        for item in waiting
+    ]
 
 
 def _payload(data: bytes) -> bytes | None:

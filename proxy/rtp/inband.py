@@ -115,6 +115,7 @@ __all__ = [
     "dtmf_mask",
     "dtmf_masks",
     "dtmf_spans",
+    "feed_many",
     "goertzel_power",
 ]
 
@@ -385,6 +386,16 @@ class InbandDtmfDetector:
 
     def feed(self, pcm: npt.NDArray[np.int16], rtp_timestamp: int) -> list[InbandDigit]:
         """Analyse 1-D ``int16`` samples, the first at ``rtp_timestamp``; return the presses ended."""
+        out, pcm = self._before_feed(pcm, rtp_timestamp)
+        if len(pcm):
+            out += self._analyse(pcm.astype(np.float64), real=True)
+        return out
+
+    def _before_feed(
+        self, pcm: npt.NDArray[np.int16], rtp_timestamp: int
+    ) -> tuple[list[InbandDigit], npt.NDArray[np.int16]]:
+        # Checks ``pcm``, then lines it up with what was fed: a gap is filled with silence (and
+        # judged), a large jump ends the stream. Returns the presses so ended and the new samples.
         if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16:
             raise TypeError("feed needs a numpy int16 array")
         if pcm.ndim != 1:
@@ -402,9 +413,7 @@ class InbandDtmfDetector:
         if not self._started:
             self._started = True
             self._origin_ts = rtp_timestamp
-        if len(pcm):
-            out += self._analyse(pcm.astype(np.float64), real=True)
-        return out
+        return out, pcm
 
     def feed_ulaw(self, payload: bytes, rtp_timestamp: int) -> list[InbandDigit]:
         """``feed`` for a PCMU (G.711 µ-law) payload."""
@@ -570,22 +579,38 @@ class InbandDtmfDetector:
         self._span_first = self._span_last = -1
 
     def _analyse(self, samples: npt.NDArray[np.float64], *, real: bool) -> list[InbandDigit]:
-        if real:
-            self._fed += len(samples)
-        buffer = np.concatenate((self._buffer, samples))
-        count = (len(buffer) - self._frame) // self._hop + 1
-        if count <= 0:
-            self._buffer = buffer
+        frames, first = self._next_frames(samples, real=real)
+        if not len(frames):
             return []
-        frames = np.lib.stride_tricks.sliding_window_view(buffer, self._frame)[:: self._hop][:count]
-        self._buffer = buffer[count * self._hop :]
-        first = self._frames_done
-        self._frames_done += count
         if not self._screen:
             labels, harmonic_ok = self._classify(frames)
             return self._track(labels, harmonic_ok, first)
+        judged, labels, harmonic_ok = self._judge_screened(frames)
+        return self._labelled(first, len(frames), judged, labels, harmonic_ok)
+
+    def _next_frames(
+        self, samples: npt.NDArray[np.float64], *, real: bool
+    ) -> tuple[npt.NDArray[np.float64], int]:
+        # The frames ``samples`` complete (one per hop) and the index of the first; the rest of
+        # the audio waits in the buffer for the next samples.
+        if real:
+            self._fed += len(samples)
+        buffer = np.concatenate((self._buffer, samples))
+        count = max(0, (len(buffer) - self._frame) // self._hop + 1)
+        frames = np.lib.stride_tricks.as_strided(
+            buffer, (count, self._frame), (self._hop * buffer.itemsize, buffer.itemsize), writeable=False
+        )
+        self._buffer = buffer[count * self._hop :]
+        first = self._frames_done
+        self._frames_done += count
+        return frames, first
+
+    def _judge_screened(
+        self, frames: npt.NDArray[np.float64]
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
         # Only frames that may show a pair are classified (the checks ``dtmf_spans`` rules frames
-        # out by, exact); the rest show none. Silence and most speech end here.
+        # out by, exact); the rest show none. Silence and most speech end here. Returns the
+        # indexes of the frames classified, their labels and harmonic checks.
         start = (self._frame - self._block) // 2
         blocks = frames[:, start : start + self._block]
         mean_square = np.einsum("ij,ij->i", blocks, blocks) / self._block
@@ -593,13 +618,28 @@ class InbandDtmfDetector:
         if len(loud):
             loud = loud[self._may_show_pair(blocks[loud].astype(np.float32), mean_square[loud])]
         if not len(loud):
+            return loud, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.bool_)
+        labels, harmonic_ok = self._classify(frames[loud])
+        return loud, labels, harmonic_ok
+
+    def _labelled(
+        self,
+        first: int,
+        count: int,
+        judged: npt.NDArray[np.intp],
+        labels: npt.NDArray[np.int64],
+        harmonic_ok: npt.NDArray[np.bool_],
+    ) -> list[InbandDigit]:
+        # Track ``count`` frames from ``first``, showing no pair but the ``judged`` ones.
+        if not len(judged):
             out: list[InbandDigit] = []
             self._run(_NO_PAIR, first, first + count - 1, 0, out)
             return out
-        labels = np.full(count, _NO_PAIR, dtype=np.int64)
-        harmonic_ok = np.zeros(count, dtype=np.bool_)
-        labels[loud], harmonic_ok[loud] = self._classify(frames[loud])
-        return self._track(labels, harmonic_ok, first)
+        every = np.full(count, _NO_PAIR, dtype=np.int64)
+        every[judged] = labels
+        passed = np.zeros(count, dtype=np.bool_)
+        passed[judged] = harmonic_ok
+        return self._track(every, passed, first)
 
     def _classify(
         self, frames: npt.NDArray[np.float64]
@@ -714,6 +754,78 @@ class InbandDtmfDetector:
 
 def _db(decibels: float) -> float:
     return float(10.0 ** (decibels / 10.0))
+
+
+def feed_many(
+    feeds: Sequence[tuple[InbandDtmfDetector, npt.NDArray[np.int16], int]],
+) -> list[list[InbandDigit]]:
+    """``detector.feed(pcm, rtp_timestamp)`` for each of ``feeds``, with the same results, the
+    new frames of every screening detector of one rate and block judged together: a few array
+    operations per call, not per detector. A detector appears at most once.
+
+    Each detector's buffered and new samples are laid end to end; the centre blocks' energies
+    come from one running sum of squares, and only the blocks loud enough for the level check
+    (then the frames left by the probe checks) are gathered from it (see ``dtmf_spans``)."""
+    out: list[list[InbandDigit]] = [[] for _ in feeds]
+    # Per rate and block: (index in feeds, detector, its samples to frame, frames, first frame).
+    pending: dict[
+        tuple[int, int], list[tuple[int, InbandDtmfDetector, npt.NDArray[np.float64], int, int]]
+    ] = {}
+    for index, (detector, given, rtp_timestamp) in enumerate(feeds):
+        if not detector._screen:
+            out[index] = detector.feed(given, rtp_timestamp)
+            continue
+        out[index], pcm = detector._before_feed(given, rtp_timestamp)
+        if not len(pcm):
+            continue
+        detector._fed += len(pcm)
+        buffer = np.concatenate((detector._buffer, pcm.astype(np.float64)))
+        count = max(0, (len(buffer) - detector._frame) // detector._hop + 1)
+        detector._buffer = buffer[count * detector._hop :]
+        if count:
+            first = detector._frames_done
+            detector._frames_done += count
+            key = (detector._rate, detector._block)
+            pending.setdefault(key, []).append((index, detector, buffer, count, first))
+    for group in pending.values():
+        judge = group[0][1]  # one kernel serves the group
+        frame, block, hop = judge._frame, judge._block, judge._hop
+        lead = (frame - block) // 2  # where a frame's centre block starts
+        # Each detector's samples start on a hop, so that one strided view holds every frame.
+        counts = [count for _, _, _, count, _ in group]
+        bases = np.cumsum([0, *(-(-len(buffer) // hop) for _, _, buffer, _, _ in group)])
+        samples = np.zeros(int(bases[-1]) * hop + frame)
+        for (_, _, buffer, _, _), at in zip(group, (bases[:-1] * hop).tolist(), strict=True):
+            samples[at : at + len(buffer)] = buffer
+        bounds = np.cumsum([0, *counts])
+        rows = np.repeat(bases[:-1] - bounds[:-1], counts) + np.arange(bounds[-1])  # in hops
+        squares = np.zeros(len(samples) + 1)
+        np.cumsum(np.square(samples), out=squares[1:])
+        centres = rows * hop + lead
+        mean_square = (squares[centres + block] - squares[centres]) / block
+        judged = np.flatnonzero(4.0 * mean_square >= _SLACK * judge._min_level)
+        if len(judged):
+            grid = (len(samples) - lead - block) // hop + 1
+            blocks = np.lib.stride_tricks.as_strided(
+                samples[lead:], (grid, block), (hop * samples.itemsize, samples.itemsize), writeable=False
+            )
+            may = judge._may_show_pair(blocks[rows[judged]].astype(np.float32), mean_square[judged])
+            judged = judged[may]
+        labels: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
+        harmonic_ok: npt.NDArray[np.bool_] = np.empty(0, dtype=np.bool_)
+        if len(judged):
+            grid = (len(samples) - frame) // hop + 1
+            frames = np.lib.stride_tricks.as_strided(
+                samples, (grid, frame), (hop * samples.itemsize, samples.itemsize), writeable=False
+            )
+            labels, harmonic_ok = judge._classify(frames[rows[judged]])
+        cuts = np.searchsorted(judged, bounds).tolist()
+        for k, (index, detector, _, count, first) in enumerate(group):
+            low, high = cuts[k], cuts[k + 1]
+            out[index] += detector._labelled(
+                first, count, judged[low:high] - bounds[k], labels[low:high], harmonic_ok[low:high]
+            )
+    return out
 
 
 def dtmf_mask(pcm: npt.NDArray[np.int16], sample_rate_hz: int = 8000) -> npt.NDArray[np.bool_]:

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.rtp.digits import INBAND_BATCH_SAMPLES, DigitListener, HeardDigit
+from proxy.rtp.digits import INBAND_BATCH_SAMPLES, DigitListener, HeardDigit, judge_together
 from proxy.rtp.dtmf import TelephoneEvent, TelephoneEventSender
 from proxy.rtp.g711 import (
     PCMA_PAYLOAD_TYPE,
@@ -497,3 +497,42 @@ def test_a_first_event_drops_the_inband_audio_still_waiting() -> None:
     tone_packets = audio(keyed("7", 0, 60, 0), "pcmu")
     packets = stream(tone_packets, press("7", 100))
     assert run(listener(), packets) == ([("7", "rfc4733")], [])
+
+
+@given(
+    calls=st.lists(
+        st.tuples(
+            st.lists(st.sampled_from(DTMF_KEYPAD), min_size=1, max_size=2), st.sets(st.integers(0, 40))
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    every=st.integers(1, 7),
+)
+@settings(max_examples=40, deadline=None)
+def test_listeners_judged_together_hear_what_each_hears_alone(
+    calls: list[tuple[list[str], set[int]]], every: int
+) -> None:
+    # Several calls' listeners gather their audio (feed with judge=False); every few packets
+    # judge_together judges all of it: each hears the presses it hears on its own.
+    streams = []
+    for digits, lost in calls:
+        packets = stream(audio(np.concatenate([keyed(d, 90, 80, 110) for d in digits]), "pcmu"))
+        streams.append([packet for index, packet in enumerate(packets) if index not in lost])
+    alone = [listener() for _ in streams]
+    together = [listener() for _ in streams]
+    expected: list[Expected] = [[] for _ in streams]
+    found: list[Expected] = [[] for _ in streams]
+    for index in range(max(len(packets) for packets in streams)):
+        for k, packets in enumerate(streams):
+            if index < len(packets):
+                expected[k] += heard(alone[k].feed(packets[index]))
+                found[k] += heard(together[k].feed(packets[index], judge=False))
+        if index % every == every - 1:
+            waiting = [target for target in together if target.audio_waiting]
+            for target, presses in zip(waiting, judge_together(waiting), strict=True):
+                found[together.index(target)] += heard(presses)
+    for k in range(len(streams)):
+        expected[k] += heard(alone[k].flush())
+        found[k] += heard(together[k].flush())
+    assert found == expected

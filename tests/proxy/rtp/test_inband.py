@@ -21,6 +21,7 @@ from proxy.rtp.inband import (
     InbandDtmfDetector,
     ToneSpan,
     dtmf_mask,
+    feed_many,
     goertzel_power,
 )
 
@@ -622,3 +623,51 @@ def test_screening_finds_what_judging_every_frame_finds(
         signal = _with(signal, _noise(len(signal) * 1000 / RATE_HZ + 1, background_dbm0, seed))
     pcm = _pcm(signal)
     assert _presses_and_spans(pcm, chunk, screen=True) == _presses_and_spans(pcm, chunk, screen=False)
+
+
+@given(
+    streams=st.lists(
+        st.tuples(
+            st.sampled_from(DTMF_KEYPAD),
+            st.floats(5, 120),  # tone ms
+            st.floats(0, 300),  # where
+            st.one_of(st.none(), st.floats(-45, -10)),  # background noise, dBm0
+            st.sampled_from([160, 37, 480, 1000]),  # chunk
+            st.integers(0, 2**16),  # seed
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    gaps=st.sets(st.integers(0, 30), max_size=3),
+)
+@settings(max_examples=80, deadline=None)
+def test_feeding_many_detectors_together_finds_what_feeding_each_finds(
+    streams: list[tuple[str, float, float, float | None, int, int]], gaps: set[int]
+) -> None:
+    # Several streams, each in its own chunks, some chunks lost (a gap filled with silence):
+    # feed_many, round by round, reports per detector exactly what that detector's feed does.
+    chunked: list[list[tuple[npt.NDArray[np.int16], int]]] = []
+    for digit, tone_ms, at_ms, noise_dbm0, chunk, seed in streams:
+        signal = np.concatenate([_silence(at_ms), _pair(digit, tone_ms), _silence(400 - at_ms)])
+        if noise_dbm0 is not None:
+            signal = _with(signal, _noise(len(signal) * 1000 / RATE_HZ + 1, noise_dbm0, seed))
+        pcm = _pcm(signal)
+        pieces = [(pcm[k : k + chunk], ORIGIN_TS + k) for k in range(0, len(pcm), chunk)]
+        chunked.append([piece for number, piece in enumerate(pieces) if number not in gaps])
+    alone = [InbandDtmfDetector() for _ in streams]
+    together = [InbandDtmfDetector() for _ in streams]
+    expected: list[list[InbandDigit]] = [[] for _ in streams]
+    found: list[list[InbandDigit]] = [[] for _ in streams]
+    for round_ in range(max(len(pieces) for pieces in chunked)):
+        feeds = []
+        for k, pieces in enumerate(chunked):
+            if round_ < len(pieces):
+                pcm, timestamp = pieces[round_]
+                expected[k] += alone[k].feed(pcm, timestamp)
+                feeds.append((k, (together[k], pcm, timestamp)))
+        for (k, _), presses in zip(feeds, feed_many([feed for _, feed in feeds]), strict=True):
+            found[k] += presses
+    for k in range(len(streams)):
+        expected[k] += alone[k].flush()
+        found[k] += together[k].flush()
+        assert (found[k], together[k].take_spans()) == (expected[k], alone[k].take_spans())

@@ -1,0 +1,104 @@
+"""The event loop's ``InbandJudge``: every call's gathered in-band audio judged together, on a
+timer that runs while any listener is registered; no sockets."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from proxy.aio import announce
+from proxy.aio.announce import JUDGE_INTERVAL_S, InbandJudge
+from proxy.rtp.digits import DigitListener, HeardDigit
+from tests.proxy.rtp.test_digits import audio, keyed, listener, stream
+
+
+def _packets(digit: str) -> list[bytes]:
+    return stream(audio(np.concatenate([keyed(digit, 90, 80, 300)]), "pcmu"))
+
+
+def _gathered(digit: str) -> DigitListener:
+    target = listener()
+    for packet in _packets(digit):
+        assert target.feed(packet, judge=False) == []
+    assert target.audio_waiting
+    return target
+
+
+def test_a_round_reports_each_listener_s_presses_to_its_own_callback() -> None:
+    async def scenario() -> None:
+        judge = InbandJudge(asyncio.get_running_loop())
+        heard: dict[str, list[HeardDigit]] = {"first": [], "second": []}
+        first, second = _gathered("4"), _gathered("#")
+        judge.add(first, heard["first"].append)
+        judge.add(second, heard["second"].append)
+        judge._on_round()
+        assert heard == {
+            "first": [HeardDigit(digit="4", mechanism="inband")],
+            "second": [HeardDigit(digit="#", mechanism="inband")],
+        }
+        assert not first.audio_waiting
+        assert not second.audio_waiting
+        judge.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_timer_runs_while_a_listener_is_registered_and_stops_after() -> None:
+    async def scenario() -> None:
+        judge = InbandJudge(asyncio.get_running_loop())
+        heard: list[HeardDigit] = []
+        target = _gathered("7")
+        judge.add(target, heard.append)
+        await asyncio.sleep(JUDGE_INTERVAL_S * 2.5)
+        assert heard == [HeardDigit(digit="7", mechanism="inband")]
+        assert judge.rounds >= 2
+        judge.discard(target)
+        await asyncio.sleep(JUDGE_INTERVAL_S * 1.5)
+        rounds = judge.rounds
+        await asyncio.sleep(JUDGE_INTERVAL_S * 2)
+        assert judge.rounds == rounds  # nobody listens: no timer
+        judge.add(_gathered("1"), heard.append)  # and it starts again
+        await asyncio.sleep(JUDGE_INTERVAL_S * 1.5)
+        assert heard[-1] == HeardDigit(digit="1", mechanism="inband")
+        judge.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_discarded_listener_is_not_judged() -> None:
+    async def scenario() -> None:
+        judge = InbandJudge(asyncio.get_running_loop())
+        heard: list[HeardDigit] = []
+        target = _gathered("9")
+        judge.add(target, heard.append)
+        judge.discard(target)
+        judge._on_round()
+        assert heard == []
+        judge.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_failing_round_is_logged_and_the_next_one_judges_again(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(_: object) -> list[list[HeardDigit]]:
+        raise RuntimeError("boom")
+
+    async def scenario() -> None:
+        judge = InbandJudge(asyncio.get_running_loop())
+        heard: list[HeardDigit] = []
+        with monkeypatch.context() as patched:
+            patched.setattr(announce, "judge_together", broken)
+            judge.add(_gathered("2"), heard.append)
+            judge._on_round()
+        assert heard == []
+        judge.add(_gathered("3"), heard.append)
+        judge._on_round()
+        assert HeardDigit(digit="3", mechanism="inband") in heard
+        judge.close()
+
+    asyncio.run(scenario())
+    assert "judging the in-band audio failed" in caplog.text
