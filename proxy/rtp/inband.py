@@ -531,12 +531,8 @@ class InbandDtmfDetector:
         self._reset()
         self._started = True
         self._fed = samples
-        every = np.full(count, _NO_PAIR, dtype=np.int64)
-        every[judged] = labels
-        passed = np.zeros(count, dtype=np.bool_)
-        passed[judged] = harmonic_ok
         self._frames_done = count
-        self._track(every, passed, 0)
+        self._labelled(0, count, judged, labels, harmonic_ok)
         self._cur_digit = _NO_PAIR  # presses are not reported: masking needs the spans only
         self._end_span()
         self._reset()

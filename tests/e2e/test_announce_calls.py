@@ -11,6 +11,7 @@ notice, the consent decision and the recording start in that order.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from proxy.rtp.packet import RtpPacket
 from proxy.rtp.seqnum import seq_diff, ts_diff
 from tests.e2e.announce_support import (
     NOTICE_S,
+    ToneCall,
     agent_beep,
     call_with_tones,
     evidence_records,
@@ -201,10 +203,15 @@ def test_rtcp_between_the_parties_names_the_streams_each_one_hears(tmp_path: Pat
         assert reports[-1].block_highest & 0xFFFF in own_sequences, sender.name
 
 
-@requires_sipp
-@pytest.mark.timeout(60)
-def test_a_late_offer_caller_hears_the_whole_notice_after_its_ack(tmp_path: Path) -> None:
-    """The INVITE has no SDP: callherald offers in its 200, the ACK answers, then the notice plays."""
+def _inbound_tone_call(
+    tmp_path: Path,
+    *,
+    caller: str,
+    scenario_keys: dict[str, object] | None = None,
+    caller_silent_for_s: float = 0.0,
+) -> tuple[ToneCall, Sequence[bytes]]:
+    """An inbound call from the ``caller`` scenario, 1000 Hz against 440 Hz, with the test
+    prompts; returns it and the notice's PCMU frames."""
     notice_wav, _ = write_prompt_wavs(tmp_path)
     notice = prepared(notice_wav, "test-notice", tmp_path / "expected-cache").frames_for("pcmu")
     call = call_with_tones(
@@ -214,8 +221,18 @@ def test_a_late_offer_caller_hears_the_whole_notice_after_its_ack(tmp_path: Path
         callee_payloads=tone_payloads(440.0, TONE_PACKETS),
         policies=policy_yaml(),
         pause_ms=CALL_MS,
-        caller="consent_uac_late_offer.xml",
+        caller=caller,
+        scenario_keys=scenario_keys,
+        caller_silent_for_s=caller_silent_for_s,
     )
+    return call, notice
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+def test_a_late_offer_caller_hears_the_whole_notice_after_its_ack(tmp_path: Path) -> None:
+    """The INVITE has no SDP: callherald offers in its 200, the ACK answers, then the notice plays."""
+    call, notice = _inbound_tone_call(tmp_path, caller="consent_uac_late_offer.xml")
     assert find_run(payloads_of(call.caller.received), notice) >= 0, call.log[-3000:]
     events = _events(evidence_records(call.log))
     assert (
@@ -238,15 +255,8 @@ def test_a_caller_whose_sdp_address_cannot_be_used_hears_the_notice_from_its_fir
     """callherald's RTP is IPv4 and resolves no names: the caller's SDP address is not used, and
     the notice waits for its RTP to latch the leg (RFC 4961), half a second after the answer here,
     then plays whole (a phone that guesses its address, as linphone does, offers one like this)."""
-    notice_wav, _ = write_prompt_wavs(tmp_path)
-    notice = prepared(notice_wav, "test-notice", tmp_path / "expected-cache").frames_for("pcmu")
-    call = call_with_tones(
+    call, notice = _inbound_tone_call(
         tmp_path,
-        Direction.INBOUND,
-        caller_payloads=tone_payloads(1000.0, TONE_PACKETS),
-        callee_payloads=tone_payloads(440.0, TONE_PACKETS),
-        policies=policy_yaml(),
-        pause_ms=CALL_MS,
         caller="uac_call_media_address.xml",
         scenario_keys={"media_family": family, "media_address": address},
         caller_silent_for_s=0.5,
