@@ -8,6 +8,7 @@ import ipaddress
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from announcements import PromptLibrary
 from callherald.announcing import LibraryPrompts, LoggingRecordSink, policy_resolver, prepare_prompts
@@ -29,7 +30,14 @@ from proxy.sip import ParserLimits
 from storage.keys import load_public_key
 from storage.records import EvidenceStore
 
-__all__ = ["b2bua_settings", "build_service", "open_storage", "run_forever"]
+__all__ = [
+    "b2bua_settings",
+    "build_service",
+    "ephemeral_overlap",
+    "ephemeral_ports",
+    "open_storage",
+    "run_forever",
+]
 
 _LOG = logging.getLogger("callherald")
 
@@ -178,6 +186,28 @@ def build_service(
     )
 
 
+def ephemeral_ports(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> range | None:
+    """The ports the kernel hands to sockets bound to port 0, None when it does not say."""
+    try:
+        low, high = (int(value) for value in Path(path).read_text(encoding="ascii").split())
+    except (OSError, ValueError):
+        return None
+    return range(low, high + 1)
+
+
+def ephemeral_overlap(rtp_min: int, rtp_max: int, ephemeral: range | None) -> str | None:
+    """A warning when the RTP ports overlap the kernel's ephemeral ports: any program's socket
+    bound to port 0 may take one of them, and the call handed that port fails."""
+    if ephemeral is None or rtp_max < ephemeral.start or rtp_min >= ephemeral.stop:
+        return None
+    return (
+        f"media.rtp_port_min..rtp_port_max ({rtp_min}-{rtp_max}) overlaps the ports the kernel hands"
+        f" out to other programs ({ephemeral.start}-{ephemeral.stop - 1},"
+        " net.ipv4.ip_local_port_range): a call given a port taken that way fails; choose ports"
+        " outside it, or reserve them (net.ipv4.ip_local_reserved_ports)"
+    )
+
+
 def set_aside_startup_objects() -> int:
     """Move everything made so far (modules, configuration, the service) out of the collector's
     view; return how many objects that is.
@@ -223,6 +253,9 @@ async def run_forever(
         ", ".join(library.prompt_ids) or "none",
     )
     _LOG.info("control socket at %s (callherald calls list|pause|resume)", control.path)
+    overlap = ephemeral_overlap(config.media.rtp_port_min, config.media.rtp_port_max, ephemeral_ports())
+    if overlap is not None:
+        _LOG.warning(overlap)
     if on_ready is not None:
         await on_ready(service)
     try:

@@ -68,6 +68,9 @@ def _port_is_free(port: int, kind: int) -> bool:
 # matter: older ones are bound by now (and the probe sees them) or free again.
 _RECENT_CLAIMS: collections.deque[range] = collections.deque(maxlen=64)
 _MEDIA_PORTS = 4  # SIPp's -mp takes the port and the ones above it (RTCP, video)
+_EPHEMERAL_RANGE = "/proc/sys/net/ipv4/ip_local_port_range"
+_RTP_WINDOW_LOW = 10_000
+_RTP_WINDOW_MIN = 4_000  # room enough below the ephemeral ports
 
 
 def _unclaimed(ports: range) -> bool:
@@ -88,10 +91,28 @@ def free_port() -> int:
     raise RuntimeError("no free port found")
 
 
+def ephemeral_ports() -> range:
+    """The ports the kernel hands to sockets bound to port 0 (``ip_local_port_range``)."""
+    try:
+        low, high = (int(value) for value in Path(_EPHEMERAL_RANGE).read_text(encoding="ascii").split())
+    except (OSError, ValueError):
+        low, high = 32_768, 60_999  # Linux's default
+    return range(low, high + 1)
+
+
+def rtp_window() -> tuple[int, int]:
+    """Where ``free_port_range`` looks: outside the ephemeral ports, which any peer's socket bound
+    to port 0 may take at any moment (below them if there is room, else above)."""
+    ephemeral = ephemeral_ports()
+    if ephemeral.start - _RTP_WINDOW_LOW >= _RTP_WINDOW_MIN:
+        return _RTP_WINDOW_LOW, ephemeral.start
+    return ephemeral.stop, 65_536
+
+
 def free_port_range(count: int) -> tuple[int, int]:
     """An even first port and an odd last port spanning ``count`` free UDP ports, none handed out
-    lately."""
-    low, high = 40_000, 60_000
+    lately, outside the kernel's ephemeral ports (``rtp_window``)."""
+    low, high = rtp_window()
     span = high - low - count
     offset = random.randrange(0, span, 2)  # spread concurrent runs over the range
     for step in range(0, span, count + 2):
