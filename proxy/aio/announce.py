@@ -106,7 +106,9 @@ class InbandJudge:
             _LOG.exception("judging the in-band audio failed")
             found = [[] for _ in waiting]
         for listener, presses in zip(waiting, found, strict=True):
-            heard = self._listeners[listener]
+            heard = self._listeners.get(listener)  # a press reported before may have ended its call
+            if heard is None:
+                continue
             for digit in presses:
                 heard(digit)
         if self._listeners:

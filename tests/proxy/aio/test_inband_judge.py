@@ -102,3 +102,24 @@ def test_a_failing_round_is_logged_and_the_next_one_judges_again(
 
     asyncio.run(scenario())
     assert "judging the in-band audio failed" in caplog.text
+
+
+def test_a_press_that_ends_another_listening_in_the_same_round_is_no_error() -> None:
+    # The first call's key press ends the second call (or its listening) before the second
+    # listener's presses are handed out: they are dropped, as its call no longer wants them.
+    async def scenario() -> None:
+        judge = InbandJudge(asyncio.get_running_loop())
+        first, second = _gathered("6"), _gathered("8")
+        heard: list[HeardDigit] = []
+
+        def on_first(digit: HeardDigit) -> None:
+            heard.append(digit)
+            judge.discard(second)
+
+        judge.add(first, on_first)
+        judge.add(second, heard.append)
+        judge._on_round()
+        assert heard == [HeardDigit(digit="6", mechanism="inband")]
+        judge.close()
+
+    asyncio.run(scenario())
