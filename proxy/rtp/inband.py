@@ -575,38 +575,20 @@ class InbandDtmfDetector:
         self._span_first = self._span_last = -1
 
     def _analyse(self, samples: npt.NDArray[np.float64], *, real: bool) -> list[InbandDigit]:
-        frames, first = self._next_frames(samples, real=real)
-        if not len(frames):
+        buffer, count, first = self._take_frames(samples, real=real)
+        if not count:
             return []
         if not self._screen:
-            labels, harmonic_ok = self._classify(frames)
+            labels, harmonic_ok = self._classify(_frames_of(buffer, count, self._frame, self._hop))
             return self._track(labels, harmonic_ok, first)
-        judged, labels, harmonic_ok = self._judge_screened(frames)
-        return self._labelled(first, len(frames), judged, labels, harmonic_ok)
-
-    def _next_frames(
-        self, samples: npt.NDArray[np.float64], *, real: bool
-    ) -> tuple[npt.NDArray[np.float64], int]:
-        # The frames ``samples`` complete (one per hop) and the index of the first; the rest of
-        # the audio waits in the buffer for the next samples.
-        if real:
-            self._fed += len(samples)
-        buffer = np.concatenate((self._buffer, samples))
-        count = max(0, (len(buffer) - self._frame) // self._hop + 1)
-        frames = np.lib.stride_tricks.as_strided(
-            buffer, (count, self._frame), (self._hop * buffer.itemsize, buffer.itemsize), writeable=False
-        )
-        self._buffer = buffer[count * self._hop :]
-        first = self._frames_done
-        self._frames_done += count
-        return frames, first
+        judged, labels, harmonic_ok = self._judge_screened(_frames_of(buffer, count, self._frame, self._hop))
+        return self._labelled(first, count, judged, labels, harmonic_ok)
 
     def _judge_screened(
         self, frames: npt.NDArray[np.float64]
     ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
-        # Only frames that may show a pair are classified (the checks ``dtmf_spans`` rules frames
-        # out by, exact); the rest show none. Silence and most speech end here. Returns the
-        # indexes of the frames classified, their labels and harmonic checks.
+        # One detector's frames, as ``_judge_laid_out`` judges many detectors' (the same checks,
+        # on a view of this buffer: cheaper for one than laying it out).
         start = (self._frame - self._block) // 2
         blocks = frames[:, start : start + self._block]
         mean_square = np.einsum("ij,ij->i", blocks, blocks) / self._block
@@ -617,6 +599,20 @@ class InbandDtmfDetector:
             return loud, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.bool_)
         labels, harmonic_ok = self._classify(frames[loud])
         return loud, labels, harmonic_ok
+
+    def _take_frames(
+        self, samples: npt.NDArray[np.float64], *, real: bool
+    ) -> tuple[npt.NDArray[np.float64], int, int]:
+        # The frames ``samples`` complete (one per hop): a buffer holding them from its start,
+        # how many, and the index of the first. The rest waits in the buffer for the next samples.
+        if real:
+            self._fed += len(samples)
+        buffer = np.concatenate((self._buffer, samples))
+        count = max(0, (len(buffer) - self._frame) // self._hop + 1)
+        self._buffer = buffer[count * self._hop :]
+        first = self._frames_done
+        self._frames_done += count
+        return buffer, count, first
 
     def _labelled(
         self,
@@ -752,18 +748,54 @@ def _db(decibels: float) -> float:
     return float(10.0 ** (decibels / 10.0))
 
 
+def _frames_of(samples: npt.NDArray[np.float64], count: int, frame: int, hop: int) -> npt.NDArray[np.float64]:
+    # Row k: the frame starting at sample k * hop (a view).
+    return np.lib.stride_tricks.as_strided(
+        samples, (count, frame), (hop * samples.itemsize, samples.itemsize), writeable=False
+    )
+
+
+def _judge_laid_out(
+    judge: InbandDtmfDetector, framed: Sequence[tuple[npt.NDArray[np.float64], int]]
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    # The frames of several buffers (``count`` frames from the start of each, one per hop), all
+    # judged with ``judge``'s kernel; numbered across the buffers in order. Only frames that may
+    # show a pair are classified (the checks ``dtmf_spans`` rules frames out by, exact); the rest
+    # show none: silence and most speech end here. Returns the frames classified, their labels
+    # and harmonic checks. Each buffer is laid on a hop boundary, so that one strided view holds
+    # every frame; the centre blocks' energies come from one running sum of squares.
+    frame, block, hop = judge._frame, judge._block, judge._hop
+    lead = (frame - block) // 2  # where a frame's centre block starts
+    counts = [count for _, count in framed]
+    bases = np.cumsum([0, *(-(-len(buffer) // hop) for buffer, _ in framed)])
+    samples = np.zeros(int(bases[-1]) * hop + frame)
+    for (buffer, _), at in zip(framed, (bases[:-1] * hop).tolist(), strict=True):
+        samples[at : at + len(buffer)] = buffer
+    bounds = np.cumsum([0, *counts])
+    rows = np.repeat(bases[:-1] - bounds[:-1], counts) + np.arange(bounds[-1])  # in hops
+    squares = np.zeros(len(samples) + 1)
+    np.cumsum(np.square(samples), out=squares[1:])
+    centres = rows * hop + lead
+    mean_square = (squares[centres + block] - squares[centres]) / block
+    judged = np.flatnonzero(4.0 * mean_square >= _SLACK * judge._min_level)
+    if len(judged):
+        blocks = _frames_of(samples[lead:], (len(samples) - lead - block) // hop + 1, block, hop)
+        judged = judged[judge._may_show_pair(blocks[rows[judged]].astype(np.float32), mean_square[judged])]
+    if not len(judged):
+        return judged, np.empty(0, dtype=np.int64), np.empty(0, dtype=np.bool_)
+    frames = _frames_of(samples, (len(samples) - frame) // hop + 1, frame, hop)
+    labels, harmonic_ok = judge._classify(frames[rows[judged]])
+    return judged, labels, harmonic_ok
+
+
 def feed_many(
     feeds: Sequence[tuple[InbandDtmfDetector, npt.NDArray[np.int16], int]],
 ) -> list[list[InbandDigit]]:
     """``detector.feed(pcm, rtp_timestamp)`` for each of ``feeds``, with the same results, the
     new frames of every screening detector of one rate and block judged together: a few array
-    operations per call, not per detector. A detector appears at most once.
-
-    Each detector's buffered and new samples are laid end to end; the centre blocks' energies
-    come from one running sum of squares, and only the blocks loud enough for the level check
-    (then the frames left by the probe checks) are gathered from it (see ``dtmf_spans``)."""
+    operations per call, not per detector. A detector appears at most once."""
     out: list[list[InbandDigit]] = [[] for _ in feeds]
-    # Per rate and block: (index in feeds, detector, its samples to frame, frames, first frame).
+    # Per rate and block: (index in feeds, detector, its buffer, frames in it, first frame).
     pending: dict[
         tuple[int, int], list[tuple[int, InbandDtmfDetector, npt.NDArray[np.float64], int, int]]
     ] = {}
@@ -774,47 +806,15 @@ def feed_many(
         out[index], pcm = detector._before_feed(given, rtp_timestamp)
         if not len(pcm):
             continue
-        detector._fed += len(pcm)
-        buffer = np.concatenate((detector._buffer, pcm.astype(np.float64)))
-        count = max(0, (len(buffer) - detector._frame) // detector._hop + 1)
-        detector._buffer = buffer[count * detector._hop :]
+        buffer, count, first = detector._take_frames(pcm.astype(np.float64), real=True)
         if count:
-            first = detector._frames_done
-            detector._frames_done += count
             key = (detector._rate, detector._block)
             pending.setdefault(key, []).append((index, detector, buffer, count, first))
     for group in pending.values():
-        judge = group[0][1]  # one kernel serves the group
-        frame, block, hop = judge._frame, judge._block, judge._hop
-        lead = (frame - block) // 2  # where a frame's centre block starts
-        # Each detector's samples start on a hop, so that one strided view holds every frame.
-        counts = [count for _, _, _, count, _ in group]
-        bases = np.cumsum([0, *(-(-len(buffer) // hop) for _, _, buffer, _, _ in group)])
-        samples = np.zeros(int(bases[-1]) * hop + frame)
-        for (_, _, buffer, _, _), at in zip(group, (bases[:-1] * hop).tolist(), strict=True):
-            samples[at : at + len(buffer)] = buffer
-        bounds = np.cumsum([0, *counts])
-        rows = np.repeat(bases[:-1] - bounds[:-1], counts) + np.arange(bounds[-1])  # in hops
-        squares = np.zeros(len(samples) + 1)
-        np.cumsum(np.square(samples), out=squares[1:])
-        centres = rows * hop + lead
-        mean_square = (squares[centres + block] - squares[centres]) / block
-        judged = np.flatnonzero(4.0 * mean_square >= _SLACK * judge._min_level)
-        if len(judged):
-            grid = (len(samples) - lead - block) // hop + 1
-            blocks = np.lib.stride_tricks.as_strided(
-                samples[lead:], (grid, block), (hop * samples.itemsize, samples.itemsize), writeable=False
-            )
-            may = judge._may_show_pair(blocks[rows[judged]].astype(np.float32), mean_square[judged])
-            judged = judged[may]
-        labels: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
-        harmonic_ok: npt.NDArray[np.bool_] = np.empty(0, dtype=np.bool_)
-        if len(judged):
-            grid = (len(samples) - frame) // hop + 1
-            frames = np.lib.stride_tricks.as_strided(
-                samples, (grid, frame), (hop * samples.itemsize, samples.itemsize), writeable=False
-            )
-            labels, harmonic_ok = judge._classify(frames[rows[judged]])
+        judged, labels, harmonic_ok = _judge_laid_out(
+            group[0][1], [(buffer, count) for _, _, buffer, count, _ in group]
+        )
+        bounds = np.cumsum([0, *(count for _, _, _, count, _ in group)])
         cuts = np.searchsorted(judged, bounds).tolist()
         for k, (index, detector, _, count, first) in enumerate(group):
             low, high = cuts[k], cuts[k + 1]
