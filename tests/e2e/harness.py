@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from callherald.app import ephemeral_ports as kernel_ephemeral_ports
+
 __all__ = [
     "SCENARIOS",
     "UNRECORDED_POLICIES",
@@ -68,7 +70,6 @@ def _port_is_free(port: int, kind: int) -> bool:
 # matter: older ones are bound by now (and the probe sees them) or free again.
 _RECENT_CLAIMS: collections.deque[range] = collections.deque(maxlen=64)
 _MEDIA_PORTS = 4  # SIPp's -mp takes the port and the ones above it (RTCP, video)
-_EPHEMERAL_RANGE = "/proc/sys/net/ipv4/ip_local_port_range"
 _RTP_WINDOW_LOW = 10_000
 _RTP_WINDOW_MIN = 4_000  # room enough below the ephemeral ports
 
@@ -92,12 +93,8 @@ def free_port() -> int:
 
 
 def ephemeral_ports() -> range:
-    """The ports the kernel hands to sockets bound to port 0 (``ip_local_port_range``)."""
-    try:
-        low, high = (int(value) for value in Path(_EPHEMERAL_RANGE).read_text(encoding="ascii").split())
-    except (OSError, ValueError):
-        low, high = 32_768, 60_999  # Linux's default
-    return range(low, high + 1)
+    """The ports the kernel hands to sockets bound to port 0 (Linux's default if it does not say)."""
+    return kernel_ephemeral_ports() or range(32_768, 61_000)
 
 
 def rtp_window() -> tuple[int, int]:
