@@ -16,6 +16,7 @@ from callherald.evidence import PurposeFacts, RecordSinks, StorageRecords, recov
 from callherald.layout import DataLayout, ensure_development_key
 from config import Config, SipTarget
 from proxy.aio.control import ControlServer
+from proxy.aio.media import RtpPortProbe
 from proxy.aio.service import ListenSpec, ProxyService
 from proxy.b2bua.core import B2bua
 from proxy.b2bua.settings import (
@@ -167,16 +168,19 @@ def build_service(
             transport=str(config.listen.carrier.transport),
         ),
     }
+    port_probe = RtpPortProbe(config.media.bind_address)
     core = B2bua(
         b2bua_settings(config, user_agent=user_agent),
         policy_for=policy_resolver(config),
         prompt_ready=prompts.ready if prompts is not None else (lambda _prompt_id, _language: False),
+        port_usable=port_probe,
     )
     return ProxyService(
         core,
         listen=listen,
         media_bind_address=config.media.bind_address,
         constant_ssrc=config.media.constant_ssrc,
+        port_probe=port_probe,
         rtp_inactivity_timeout_s=config.limits.rtp_inactivity_timeout_s,
         limits=ParserLimits(max_message_bytes=config.limits.max_message_bytes),
         logger=_LOG,

@@ -38,7 +38,7 @@ from proxy.b2bua.settings import Address
 from proxy.rtp.packet import RTCP_PT_HIGH, RTCP_PT_LOW, RTP_HEADER_LEN
 from proxy.rtp.rtcp import translate_rtcp
 
-__all__ = ["LegProtocol", "MediaRelay", "MediaSession", "RelayRenumbering", "RtcpLegProtocol"]
+__all__ = ["LegProtocol", "MediaRelay", "MediaSession", "RelayRenumbering", "RtcpLegProtocol", "RtpPortProbe"]
 
 _LOG = logging.getLogger("callherald.media")
 
@@ -229,6 +229,7 @@ class MediaSession:
     rtp: dict[MediaLeg, LegProtocol]
     rtcp: dict[MediaLeg, RtcpLegProtocol]
     last_activity: float
+    ports: tuple[int, ...] = ()  # the RTP port of each leg
     last_count: int = 0
     pending: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -242,6 +243,63 @@ class MediaSession:
             protocol.close()
 
 
+def _family_of(bind_address: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in bind_address else socket.AF_INET
+
+
+class RtpPortProbe:
+    """The core's port check (``proxy.b2bua.media_ports.PortCheck``): whether an RTP port and
+    the RTCP port above it can be bound on the media address now.
+
+    Another program may hold one of them: any socket bound to port 0 gets a port from the
+    kernel's ephemeral range, which a configured RTP range may overlap. The call handed such a
+    pair would fail when its sockets are bound, after its SDP named the ports; the pool passes
+    the pair over instead. A pair is logged when it is first found taken, and again only after
+    it was found free. The relay's own sockets stay bound for a moment after a session closes
+    (the event loop closes them on its next round): such a pair (``closing``) is passed over once
+    without a warning.
+    """
+
+    def __init__(self, bind_address: str) -> None:
+        self._bind_address = bind_address
+        self._family = _family_of(bind_address)
+        self._taken: set[int] = set()
+        self._closing: set[int] = set()
+
+    def closing(self, port: int) -> None:
+        """The relay is closing its sockets on ``port`` and ``port + 1``."""
+        self._closing.add(port)
+
+    def __call__(self, port: int) -> bool:
+        sockets: list[socket.socket] = []
+        try:
+            for each in (port, port + 1):
+                sock = socket.socket(self._family, socket.SOCK_DGRAM)
+                sockets.append(sock)
+                sock.bind((self._bind_address, each))
+        except OSError as error:
+            if port in self._closing:
+                self._closing.discard(port)  # the next refusal is not ours
+                return False
+            if port not in self._taken:
+                self._taken.add(port)
+                _LOG.warning(
+                    "RTP ports %d-%d on %s cannot be bound (%s); calls get other ports. Keep"
+                    " media.rtp_port_min..rtp_port_max clear of ports other programs use",
+                    port,
+                    port + 1,
+                    self._bind_address,
+                    error.strerror or error,
+                )
+            return False
+        finally:
+            for sock in sockets:
+                sock.close()
+        self._taken.discard(port)
+        self._closing.discard(port)
+        return True
+
+
 class MediaRelay:
     """Opens and closes media sessions and reports calls whose media went quiet."""
 
@@ -252,13 +310,15 @@ class MediaRelay:
         inactivity_timeout_s: float,
         on_inactive: Callable[[str], None],
         sweep_interval_s: float | None = None,
+        port_probe: RtpPortProbe | None = None,
     ) -> None:
         self._bind_address = bind_address
-        self._family = socket.AF_INET6 if ":" in bind_address else socket.AF_INET
+        self._family = _family_of(bind_address)
         self._sessions: dict[str, MediaSession] = {}
         self._timeout_s = inactivity_timeout_s
         self._sweep_interval_s = sweep_interval_s or min(1.0, inactivity_timeout_s / 4)
         self._on_inactive = on_inactive
+        self._port_probe = port_probe
 
     @property
     def sessions(self) -> dict[str, MediaSession]:
@@ -295,7 +355,9 @@ class MediaRelay:
             rtcp[leg].other = rtcp[leg.other]
             rtcp[leg].rtp = rtp[leg]
             rtcp[leg].other_rtp = rtp[leg.other]
-        session = MediaSession(call_ref=call_ref, rtp=rtp, rtcp=rtcp, last_activity=loop.time())
+        session = MediaSession(
+            call_ref=call_ref, rtp=rtp, rtcp=rtcp, last_activity=loop.time(), ports=(a_port, b_port)
+        )
         self._sessions[call_ref] = session
         for protocol in (*rtp.values(), *rtcp.values()):
             assert protocol.sock is not None  # bound above
@@ -346,6 +408,9 @@ class MediaRelay:
         session = self._sessions.pop(call_ref, None)
         if session is not None:
             session.close()
+            if self._port_probe is not None:
+                for port in session.ports:
+                    self._port_probe.closing(port)
 
     def close_all(self) -> None:
         for call_ref in list(self._sessions):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from proxy.aio.announce import CallAnnouncements, InbandJudge, PromptSource
-from proxy.aio.media import MediaRelay
+from proxy.aio.media import MediaRelay, RtpPortProbe
 from proxy.aio.playout import Playout, PlayoutResult, PlayoutScheduler
 from proxy.aio.recording import CallRecording, FlushSlots, RecordingSink, recording_sample_rate_hz
 from proxy.aio.transport import Address, Transport, start_tcp, start_udp
@@ -90,7 +90,9 @@ class ProxyService:
         records: CallRecordSink | None = None,
         recordings: RecordingSink | None = None,
         constant_ssrc: bool = True,
+        port_probe: RtpPortProbe | None = None,
     ) -> None:
+        """``port_probe``: the core's port check, told when the relay closes a session's sockets."""
         self.core = core
         self._constant_ssrc = constant_ssrc
         self._prompts = prompts
@@ -115,6 +117,7 @@ class ProxyService:
             media_bind_address,
             inactivity_timeout_s=rtp_inactivity_timeout_s,
             on_inactive=self._on_media_inactive,
+            port_probe=port_probe,
         )
         self.transports: dict[Side, Transport] = {}
         self._owned: list[Transport] = []

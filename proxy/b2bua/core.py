@@ -57,7 +57,7 @@ from proxy.b2bua.effects import (
     StopPlayout,
     Tone,
 )
-from proxy.b2bua.media_ports import PortPool
+from proxy.b2bua.media_ports import PortCheck, PortPool
 from proxy.b2bua.policy import UNRECORDED, AnnouncementMode, FailureBehaviour, PolicyResolver, PromptCheck
 from proxy.b2bua.registrar import Registrar
 from proxy.b2bua.registration import RegistrationClient, RegistrationState
@@ -196,6 +196,7 @@ class B2bua:
         timers: TimerConfig | None = None,
         policy_for: PolicyResolver | None = None,
         prompt_ready: PromptCheck | None = None,
+        port_usable: PortCheck | None = None,
     ) -> None:
         self._settings = settings
         self._policy_for: PolicyResolver = policy_for or (lambda _direction, _calling, _called: UNRECORDED)
@@ -203,7 +204,7 @@ class B2bua:
         self._token = token or (lambda: secrets.token_hex(8))
         self._timer_config = timers or TimerConfig()
         self._tx = TransactionLayer(timers=self._timer_config)
-        self._ports = PortPool(settings.rtp_port_min, settings.rtp_port_max)
+        self._ports = PortPool(settings.rtp_port_min, settings.rtp_port_max, usable=port_usable)
         self._calls: dict[str, Call] = {}
         self._dialogs: dict[tuple[str, str], tuple[Call, MediaLeg]] = {}
         # (Call-ID, the peer's tag) -> dialog: for peers that send a wrong To tag in ACK or BYE.
@@ -261,6 +262,11 @@ class B2bua:
     @property
     def ports_capacity(self) -> int:
         return self._ports.capacity
+
+    @property
+    def ports_passed_over(self) -> int:
+        """Port pairs passed over because another program held one of their ports."""
+        return self._ports.passed_over
 
     def accepts_source(self, host: str, side: Side | None) -> bool:
         """Whether ``host`` is a configured peer of ``side`` (of either side when None)."""

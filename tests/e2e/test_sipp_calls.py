@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -716,3 +717,46 @@ def test_rtp_ports_return_to_the_pool_however_calls_end(tmp_path: Path) -> None:
         byes = [m for m in callee_run.messages if not m.sent and m.first_line.startswith("BYE ")]
         assert len(invites) == len(byes) == 2
         assert invites[1].at < byes[0].at  # the two calls overlapped
+
+
+@requires_sipp
+@pytest.mark.timeout(40)
+def test_a_call_gets_the_next_free_rtp_ports_when_another_program_holds_some(tmp_path: Path) -> None:
+    caller_sdp, callee_sdp = tmp_path / "caller.sdp", tmp_path / "callee.sdp"
+    with contextlib.ExitStack() as held, running_callherald(tmp_path, rtp_ports=8) as proxy:
+        # Pairs at min, min+2, min+4, min+6. Another program holds the RTCP port of the first
+        # pair and the RTP port of the second: a call fits only on the last two pairs.
+        for port in (proxy.rtp_min + 1, proxy.rtp_min + 2):
+            sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+            sock.bind((LOOPBACK, port))
+        with (
+            MediaPeer("caller", ssrc=0x11110001, payloads=tone_payloads(1000.0, MEDIA_PACKETS)) as caller,
+            MediaPeer("callee", ssrc=0x22220002, payloads=tone_payloads(440.0, MEDIA_PACKETS)) as callee,
+        ):
+            caller.start(caller_sdp)
+            callee.start(callee_sdp)
+            uac, uas = place_call(
+                proxy,
+                Direction.INBOUND,
+                tmp_path,
+                pause_ms=MEDIA_CALL_MS,
+                caller_keys={"rtp_port": caller.port, "portfile": caller_sdp},
+                callee_keys={"rtp_port": callee.port, "portfile": callee_sdp},
+            )
+            caller.stop()
+            callee.stop()
+        assert_ok(proxy, uac, uas)
+        log = proxy.log_text()
+
+    to_caller, to_callee = read_sdp_file(caller_sdp), read_sdp_file(callee_sdp)
+    assert to_caller is not None
+    assert to_callee is not None
+    assert {to_caller[1], to_callee[1]} == {proxy.rtp_min + 4, proxy.rtp_min + 6}
+    for sender, receiver in ((callee, caller), (caller, callee)):
+        heard = relay_report(sender, receiver)
+        assert heard.foreign == 0
+        assert heard.loss(sender.sent) < 0.01, (receiver.name, len(heard.indices))
+    for first in (proxy.rtp_min, proxy.rtp_min + 2):
+        assert f"RTP ports {first}-{first + 1} on 127.0.0.1 cannot be bound" in log
+    assert "media-failed" not in log
+    assert "Traceback" not in log

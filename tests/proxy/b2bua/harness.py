@@ -26,6 +26,7 @@ from proxy.b2bua.effects import (
     OpenMedia,
     SendSip,
 )
+from proxy.b2bua.media_ports import PortCheck
 from proxy.b2bua.policy import PolicyResolver, PromptCheck
 from proxy.b2bua.settings import Address, B2buaSettings, CarrierSettings, Side, TrunkAccount
 from proxy.sip import Message, Request, Response, make_response, parse_message
@@ -214,6 +215,7 @@ class Harness:
         start: float = T0,
         policy_for: PolicyResolver | None = None,
         prompt_ready: PromptCheck | None = None,
+        port_usable: PortCheck | None = None,
     ) -> None:
         self.settings = settings or make_settings()
         self.timers = timers or TimerConfig()
@@ -223,6 +225,7 @@ class Harness:
             timers=self.timers,
             policy_for=policy_for,
             prompt_ready=prompt_ready,
+            port_usable=port_usable,
         )
         self.now = start
         self.log: list[tuple[float, Effect]] = []

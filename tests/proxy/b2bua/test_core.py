@@ -199,6 +199,26 @@ def test_invite_is_answered_100_at_once_and_opens_media(way: Way) -> None:
     h.assert_idle()
 
 
+def test_a_pair_another_program_holds_is_passed_over_before_any_sdp_names_it() -> None:
+    held = {A_PORT, A_PORT + 4}  # the first and third pairs: the call gets the second and fourth
+    asked: list[int] = []
+
+    def usable(port: int) -> bool:
+        asked.append(port)
+        return port not in held
+
+    h = Harness(port_usable=usable)
+    _, callee = dial(h, INBOUND)
+    opened = [effect for effect in h.effects if isinstance(effect, OpenMedia)]
+    assert opened == [OpenMedia(call_ref=h.call_ref(), a_port=A_PORT + 2, b_port=A_PORT + 6)]
+    assert asked == [A_PORT, A_PORT + 2, A_PORT + 4, A_PORT + 6]
+    assert b"m=audio 20006 " in callee.invite.body
+    assert h.b2bua.ports_passed_over == 2
+    assert h.b2bua.ports_available == h.b2bua.ports_capacity - 2
+    h.shutdown()
+    h.assert_idle()
+
+
 @WAYS
 def test_b_leg_invite_is_a_new_dialog_of_ours(way: Way) -> None:
     h = Harness()

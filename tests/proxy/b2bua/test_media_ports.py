@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.b2bua.media_ports import PortPool
+from proxy.b2bua.media_ports import MAX_PORT_TRIES, PortPool
 
 
 def drain(pool: PortPool) -> list[int]:
@@ -103,6 +103,81 @@ def test_pool_invariants_hold_for_any_sequence(operations: list[int | None]) -> 
                 assert port not in in_use
                 assert port % 2 == 0
                 assert 20000 <= port <= 20008
+                in_use.append(port)
+        else:
+            pool.release(operation)
+            if operation in in_use:
+                in_use.remove(operation)
+        assert pool.available + len(in_use) == pool.capacity
+
+
+class HeldPorts:
+    """A port check: the pairs in ``held`` are refused; every pair asked about is noted."""
+
+    def __init__(self, *held: int) -> None:
+        self.held = set(held)
+        self.asked: list[int] = []
+
+    def __call__(self, port: int) -> bool:
+        self.asked.append(port)
+        return port not in self.held
+
+
+def test_a_refused_pair_is_passed_over_and_tried_again_after_the_others() -> None:
+    check = HeldPorts(20002)
+    pool = PortPool(20000, 20007, usable=check)
+    assert [pool.allocate(), pool.allocate()] == [20000, 20004]
+    assert pool.passed_over == 1
+    assert pool.available == 2  # 20002 stays in the pool
+    check.held.clear()  # the other program let it go
+    assert drain(pool) == [20006, 20002]
+    assert check.asked == [20000, 20002, 20004, 20006, 20002]
+
+
+def test_a_pair_refused_again_keeps_its_place_behind_the_freed_ones() -> None:
+    pool = PortPool(20000, 20005, usable=HeldPorts(20000))
+    assert pool.allocate() == 20002
+    assert pool.allocate() == 20004
+    pool.release(20002)
+    assert pool.allocate() == 20002  # 20000 is asked about first, refused again
+    assert pool.passed_over == 2
+
+
+def test_allocation_gives_up_after_max_port_tries_refusals() -> None:
+    check = HeldPorts(*range(20000, 20100, 2))
+    pool = PortPool(20000, 20199, usable=check)
+    assert pool.allocate() is None
+    assert len(check.asked) == MAX_PORT_TRIES
+    assert pool.available == pool.capacity  # nothing lost
+    assert pool.allocate() is None  # the next call asks about the next pairs in turn
+    assert check.asked[MAX_PORT_TRIES:] == list(
+        range(20000 + 2 * MAX_PORT_TRIES, 20000 + 4 * MAX_PORT_TRIES, 2)
+    )
+
+
+def test_a_small_pool_asks_about_each_pair_once_per_allocation() -> None:
+    check = HeldPorts(20000, 20002)
+    pool = PortPool(20000, 20003, usable=check)
+    assert pool.allocate() is None
+    assert check.asked == [20000, 20002]
+
+
+@given(
+    st.lists(st.one_of(st.none(), st.integers(min_value=19996, max_value=20012)), max_size=60),
+    st.sets(st.sampled_from(range(20000, 20010, 2))),
+)
+def test_pool_invariants_hold_with_refused_pairs(operations: list[int | None], held: set[int]) -> None:
+    """As above, with some pairs always refused: those are never handed out, none is lost."""
+    pool = PortPool(20000, 20009, usable=HeldPorts(*held))
+    in_use: list[int] = []
+    for operation in operations:
+        if operation is None:
+            port = pool.allocate()
+            if port is None:
+                assert len(in_use) + len(held) == pool.capacity
+            else:
+                assert port not in held
+                assert port not in in_use
                 in_use.append(port)
         else:
             pool.release(operation)
