@@ -2306,8 +2306,10 @@ def _sdp_of(message: Message) -> SessionDescription | None:
 def _identity(message: Message | None, sdp: SessionDescription | None) -> tuple[str, str]:
     """Who the outside party is, as far as signalling tells: asserted identity and SDP origin.
 
-    A different origin (RFC 8866 §5.2: username, session id and address identify a session) or a
-    different P-Asserted-Identity (RFC 3325) in a re-INVITE means another party joined.
+    A different origin or a different P-Asserted-Identity (RFC 3325) in a re-INVITE means another
+    party joined. Of the origin (RFC 8866 §5.2) the username and session id count, not the
+    address: the same session may give another one (an RFC 2543 hold writes 0.0.0.0 there, as in
+    its connection line, RFC 3264 §8.4).
     """
     asserted = ""
     if message is not None:
@@ -2315,7 +2317,7 @@ def _identity(message: Message | None, sdp: SessionDescription | None) -> tuple[
     origin = ""
     if sdp is not None:
         o = sdp.origin
-        origin = f"{o.username} {o.sess_id} {o.address}"
+        origin = f"{o.username} {o.sess_id}"
     return asserted, origin
 
 

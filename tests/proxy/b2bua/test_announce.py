@@ -40,8 +40,10 @@ from proxy.b2bua.effects import (
     LogEvent,
     MediaFormat,
     MediaLeg,
+    PauseRecording,
     PlayPrompt,
     PlayTone,
+    ResumeRecording,
     SendSip,
     SetMediaRemote,
     StartRecording,
@@ -1283,6 +1285,7 @@ class Reinvite:
     direction: str
     identity: str | None  # P-Asserted-Identity on the re-INVITE; None: none
     new_party: str | None  # why callherald takes it for another party; None: the same one
+    address: str | None = None  # the party's own origin, but at this address in o= and c=
 
 
 REINVITES = [
@@ -1296,6 +1299,25 @@ REINVITES = [
         new_party=None,
     ),
     Reinvite(name="refresh", origin=None, version=2, direction="a=sendrecv", identity=None, new_party=None),
+    # RFC 2543 hold (RFC 3264 §8.4): some phones (twinkle) write 0.0.0.0 in the origin too.
+    Reinvite(
+        name="hold-rfc2543",
+        origin=None,
+        version=2,
+        direction="a=sendrecv",
+        identity=None,
+        new_party=None,
+        address="0.0.0.0",
+    ),
+    Reinvite(
+        name="moved-address",
+        origin=None,
+        version=2,
+        direction="a=sendrecv",
+        identity=None,
+        new_party=None,
+        address="127.0.0.77",
+    ),
     Reinvite(
         name="transfer-new-origin",
         origin="transferee 5550 127.0.0.7",
@@ -1337,7 +1359,11 @@ def own_origin(way: Way) -> str:
 
 def reinvite_from_outside(s: Scene, case: Reinvite) -> list[Effect]:
     """The outside party's re-INVITE, the agent's 200 with SDP, and the outside party's ACK."""
-    body = party_sdp(case.origin or own_origin(s.way), case.version, case.direction)
+    origin = case.origin or own_origin(s.way)
+    if case.address is not None:
+        user, sess_id, _ = origin.split()
+        origin = f"{user} {sess_id} {case.address}"
+    body = party_sdp(origin, case.version, case.direction)
     extra = (("P-Asserted-Identity", case.identity),) if case.identity else ()
     s.outside.send(s.outside.request("INVITE", body=body, extra=extra))
     relayed = s.agent.last_request("INVITE")
@@ -1450,6 +1476,25 @@ def test_reinvite_from_a_new_party_restarts_the_notice(way: Way, case: Reinvite)
         PlayTone(call_ref=ref, leg=leg.other, tone=Tone.BEEP, media=PCMU),
         StartRecording(call_ref=ref, outside_leg=leg, purposes=("quality",), policy="service-line"),
     ]
+    s.hang_up()
+    finish(s)
+
+
+@WAYS
+def test_an_rfc2543_hold_with_0000_in_the_origin_pauses_the_recording_and_resume_resumes_it(way: Way) -> None:
+    s = Scene(way)
+    s.connect("1")
+    hold = next(case for case in REINVITES if case.name == "hold-rfc2543")
+    before = len(s.h.effects)
+    reinvite_from_outside(s, hold)
+    held = s.h.effects[before:]
+    reinvite_from_outside(s, dataclasses.replace(hold, name="resume", version=3, address=None))
+    resumed = s.h.effects[before + len(held) :]
+
+    pauses = (PauseRecording, ResumeRecording, StopRecording, PlayPrompt)
+    assert [e for e in held if isinstance(e, pauses)] == [PauseRecording(call_ref=s.ref, reason="hold")]
+    assert [e for e in resumed if isinstance(e, pauses)] == [ResumeRecording(call_ref=s.ref, reason="hold")]
+    assert events(s.h.effects, PartyChanged) == []
     s.hang_up()
     finish(s)
 
