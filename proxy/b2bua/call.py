@@ -168,6 +168,15 @@ _ICE_ATTRIBUTES = (
 )
 
 
+# What describes the party behind the SDP rather than the media callherald relays: its software
+# (RFC 8866 §6.3), its streams' SSRCs and CNAME, which may name an extension and which a party
+# hearing callherald's own stream after a notice never sees (RFC 5576), WebRTC stream ids
+# (RFC 8830), media labels (RFC 4574).
+_PARTY_ATTRIBUTES = ("tool", "ssrc", "ssrc-group", "msid", "msid-semantic", "label")
+# Its session information, URI, e-mail address and phone number (RFC 8866 §5.4-§5.6).
+_PARTY_LINES = ("i", "u", "e", "p")
+
+
 def _has_voice(media: MediaDescription) -> bool:
     """True when a codec other than DTMF events or comfort noise is left."""
     for payload_type in media.formats:
@@ -257,7 +266,9 @@ def anchor_sdp(
     Codecs are limited to ``codecs`` in their original order; other streams are refused with port 0
     (RFC 3264 §6). A legacy hold by ``c=0.0.0.0`` becomes ``a=sendonly`` so the hold survives the
     new address (RFC 3264 §8.4). The origin is ours, its version bumped on every offer or answer.
-    Returns None when no audio codec is left.
+    ICE and what describes the party that wrote ``sdp`` (its software, SSRCs and CNAMEs, stream
+    ids, labels, session information, URI, e-mail address, phone number) are left out. Returns
+    None when no audio codec is left.
     """
     anchored = sdp.copy()
     audio_seen = False
@@ -280,6 +291,10 @@ def anchor_sdp(
     for level in (anchored, *anchored.media):
         for name in _ICE_ATTRIBUTES:  # media must not find a way around the anchor (RFC 8445)
             level.remove_attributes(name)
+        for name in _PARTY_ATTRIBUTES:  # nothing of one party reaches the other (GDPR Art. 5(1)(c))
+            level.remove_attributes(name)
+        for kind in _PARTY_LINES:
+            level.remove_lines(kind)
     anchored.set_connection_address(media_address)
     anchored.origin = Origin(
         username="callherald",

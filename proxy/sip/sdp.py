@@ -298,6 +298,13 @@ class _Level:
         self.lines[:] = kept
         return removed
 
+    def remove_lines(self, kind: str) -> int:
+        """Delete every ``<kind>=`` line at this level (``kind`` a type letter); return how many went."""
+        kept = [line for line in self.lines if line[0] != kind]
+        removed = len(self.lines) - len(kept)
+        self.lines[:] = kept
+        return removed
+
     @property
     def direction(self) -> Direction | None:
         """The first direction attribute at this level (RFC 3264 §5.1), or None when there is none."""

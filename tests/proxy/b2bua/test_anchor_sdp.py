@@ -271,6 +271,48 @@ def test_ice_candidates_of_the_peer_are_removed() -> None:
     assert b"a=candidate" not in result
 
 
+def test_nothing_of_the_party_behind_the_sdp_reaches_the_other_party() -> None:
+    # As a PBX phone (baresip) answers a re-INVITE: its software, its stream's SSRC and a CNAME
+    # naming the extension, a label; session information, URI, e-mail address and phone number.
+    body = offer(
+        "m=audio 4000 RTP/AVP 8 101",
+        "i=desk phone of extension 201",
+        "a=rtpmap:8 PCMA/8000",
+        "a=rtpmap:101 telephone-event/8000",
+        "a=fmtp:101 0-15",
+        "a=ptime:20",
+        "a=label:1",
+        "a=ssrc:709712656 cname:sip:0201234567@127.0.0.1",
+        "a=ssrc-group:FID 709712656 709712657",
+        "a=msid:stream-201 track-201",
+        "a=rtcp-fb:* nack",
+        "a=sendrecv",
+        session=(
+            "i=sales desk",
+            "u=https://intranet.example/ext/201",
+            "e=agent.201@business.example",
+            "p=+31 20 123 4567",
+            "c=IN IP4 192.0.2.5",
+        ),
+        attributes=("a=tool:baresip 1.0.0", "a=msid-semantic: WMS stream-201", "a=recvonly"),
+    )
+    assert anchor(body) == sdp(
+        "v=0",
+        OUR_ORIGIN,
+        "s=-",
+        "c=IN IP4 127.0.0.1",
+        "t=0 0",
+        "a=recvonly",
+        f"m=audio {PORT} RTP/AVP 8 101",
+        "a=rtpmap:8 PCMA/8000",
+        "a=rtpmap:101 telephone-event/8000",
+        "a=fmtp:101 0-15",
+        "a=ptime:20",
+        "a=rtcp-fb:* nack",
+        "a=sendrecv",
+    )
+
+
 @given(
     st.lists(
         st.sampled_from(["PCMU", "PCMA", "G722", "GSM", "G729", "opus", "telephone-event", "iLBC"]),

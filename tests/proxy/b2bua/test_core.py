@@ -1000,6 +1000,22 @@ def test_legacy_zero_address_hold_becomes_sendonly() -> None:
     h.assert_idle()
 
 
+def test_a_reinvite_answer_reaches_the_other_party_without_the_answerers_details() -> None:
+    h = Harness()
+    caller, callee = connect(h)
+    caller.send(caller.request("INVITE", body=offer_from(caller, version=2)))
+    details = b"a=tool:baresip 1.0.0\r\na=label:1\r\na=ssrc:709712656 cname:sip:0201234567@127.0.0.1\r\n"
+    callee.reply(
+        callee.last_request("INVITE"), 200, body=offer_from(callee, direction="a=recvonly") + details
+    )
+
+    ok = caller.last_response("INVITE", 200)
+    assert sdp_without_origin(ok.body) == anchored_lines(A_PORT, "a=recvonly")
+    caller.send(caller.ack_2xx(ok))
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
 def test_resume_after_hold_is_sendrecv_again() -> None:
     h = Harness()
     caller, callee = connect(h)
