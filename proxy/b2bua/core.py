@@ -122,7 +122,7 @@ _COPIED_HEADERS = (
 )
 _SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()  # we require nothing and support no option tags
 _DEFAULT_MAX_FORWARDS = 70
-_RETRY_AFTER_S = "5"
+_RETRY_LATER = (("Retry-After", "5"),)  # RFC 3261 §20.33: seconds
 
 
 @dataclass(slots=True)
@@ -583,24 +583,44 @@ class B2bua:
         out: list[Effect],
     ) -> None:
         settings = self._settings
+
+        def refuse(
+            status: int, why: str, extra: tuple[tuple[str, str], ...] = (), to_tag: str | None = None
+        ) -> None:
+            # An admin sees in the log why a peer's calls fail; no phone number goes there.
+            self._reply(transaction_id, request, status, out, now, extra=extra, to_tag=to_tag)
+            out.append(
+                LogEvent(
+                    level="warning",
+                    text=f"refused a call from {side} peer {source[0]}:{source[1]} with {status}: {why}"
+                    f" (Call-ID {request.call_id})",
+                )
+            )
+
         if request.call_id in self._our_call_ids:
-            self._reply(transaction_id, request, 482, out, now)  # our own b leg came back: a loop
+            refuse(482, "callherald's own call came back (a routing loop)")
             return
         unsupported = self._unsupported_required(request)
         if unsupported:
-            self._reply(
-                transaction_id, request, 420, out, now, extra=(("Unsupported", ", ".join(unsupported)),)
+            refuse(
+                420,
+                f"it requires {', '.join(unsupported)}, which callherald does not support",
+                (("Unsupported", ", ".join(unsupported)),),
             )
             return
         if len(self._calls) >= settings.max_concurrent_calls:
             self.stats.rejected_over_capacity += 1
-            self._reply(transaction_id, request, 503, out, now, extra=(("Retry-After", _RETRY_AFTER_S),))
+            limit = settings.max_concurrent_calls
+            refuse(503, f"limits.max_concurrent_calls ({limit}) reached", _RETRY_LATER)
             return
         try:
             offer = self._parse_offer(request)
         except SipError as error:
-            extra = (("Accept", "application/sdp"),) if error.status_hint == 415 else ()
-            self._reply(transaction_id, request, error.status_hint, out, now, extra=extra)
+            refuse(
+                error.status_hint,
+                f"its SDP: {error.reason}",
+                (("Accept", "application/sdp"),) if error.status_hint == 415 else (),
+            )
             return
         a_port = self._ports.allocate()
         b_port = self._ports.allocate()
@@ -609,7 +629,7 @@ class B2bua:
                 if port is not None:
                     self._ports.release(port)
             self.stats.rejected_over_capacity += 1
-            self._reply(transaction_id, request, 503, out, now, extra=(("Retry-After", _RETRY_AFTER_S),))
+            refuse(503, "no free RTP port pair (media.rtp_port_min..rtp_port_max)", _RETRY_LATER)
             return
         a_tag = self._token()
         self._reply(transaction_id, request, 100, out, now, to_tag=None)
@@ -622,7 +642,8 @@ class B2bua:
             if anchored is None:
                 self._release_ports(call)
                 self._forget_b(call)
-                self._reply(transaction_id, request, 488, out, now, to_tag=a_tag)
+                allowed = ", ".join(sorted(settings.codecs))
+                refuse(488, f"no audio codec of its offer is allowed here ({allowed})", to_tag=a_tag)
                 return
             b_offer = bytes(anchored)
         call.b_invite_had_offer = offer is not None

@@ -1259,6 +1259,7 @@ class Refusal:
     request: Request
     statuses: list[int]
     headers: dict[str, str]
+    logged: str | None = None  # why, in the warning a refused new call logs
 
 
 def refusals() -> list[Refusal]:
@@ -1309,18 +1310,21 @@ def refusals() -> list[Refusal]:
             request=caller.invite(DIALLED, extra=(("Require", "100rel"),)),
             statuses=[420],
             headers={"unsupported": "100rel"},
+            logged="with 420: it requires 100rel, which callherald does not support",
         ),
         Refusal(
             name="no-allowed-codec",
             request=caller.invite(DIALLED, body=no_codec),
             statuses=[100, 488],
             headers={},
+            logged="with 488: no audio codec of its offer is allowed here (g722, pcma, pcmu, telephone-event)",
         ),
         Refusal(
             name="non-sdp-body",
             request=caller.invite(DIALLED, body=b"<xml/>", content_type="application/xml"),
             statuses=[415],
             headers={"accept": "application/sdp"},
+            logged="with 415: its SDP: unsupported body type application/xml",
         ),
         Refusal(
             name="publish",
@@ -1346,7 +1350,12 @@ def test_requests_refused_or_answered_here(case: Refusal) -> None:
     if case.request.to.tag is not None:
         assert final.to.tag == case.request.to.tag
     assert final.headers.get("call-id") == case.request.call_id
-    assert non_sip(effects) == []
+    if case.logged is None:
+        assert non_sip(effects) == []
+    else:
+        source = f"{PBX[0]}:{PBX[1]}"
+        expected = f"refused a call from pbx peer {source} {case.logged} (Call-ID {case.request.call_id})"
+        assert non_sip(effects) == [LogEvent(level="warning", text=expected)]
     h.assert_idle()
 
 
@@ -1408,7 +1417,13 @@ def test_over_capacity_gets_503_with_retry_after() -> None:
 
     assert sip_summary(effects) == [(second.address, "503 INVITE")]
     assert second.last_response("INVITE", 503).headers.fields("retry-after") == ["5"]
-    assert non_sip(effects) == []
+    assert non_sip(effects) == [
+        LogEvent(
+            level="warning",
+            text="refused a call from pbx peer 127.0.0.1:5092 with 503: limits.max_concurrent_calls (1)"
+            " reached (Call-ID second-call-1@127.0.0.1)",
+        )
+    ]
     assert h.b2bua.stats.rejected_over_capacity == 1
     first_callee.reply(first_callee.invite, 486)
     h.assert_idle()
