@@ -38,7 +38,15 @@ from proxy.b2bua.settings import Address
 from proxy.rtp.packet import RTCP_PT_HIGH, RTCP_PT_LOW, RTP_HEADER_LEN
 from proxy.rtp.rtcp import translate_rtcp
 
-__all__ = ["LegProtocol", "MediaRelay", "MediaSession", "RelayRenumbering", "RtcpLegProtocol", "RtpPortProbe"]
+__all__ = [
+    "DEPARTED_PACKETS",
+    "LegProtocol",
+    "MediaRelay",
+    "MediaSession",
+    "RelayRenumbering",
+    "RtcpLegProtocol",
+    "RtpPortProbe",
+]
 
 _LOG = logging.getLogger("callherald.media")
 
@@ -64,6 +72,11 @@ class RelayRenumbering:
     ssrc: int
 
 
+DEPARTED_PACKETS: Final = 50
+"""Packets (a second of 20 ms audio) from the source of a party a transfer replaced before that
+source may latch the leg again: the new party may send from the same address."""
+
+
 def _no_clock() -> float:
     return 0.0
 
@@ -74,6 +87,8 @@ class LegProtocol(asyncio.DatagramProtocol):
     __slots__ = (
         "clock",
         "closed",
+        "departed",
+        "departed_heard",
         "dropped",
         "inbound",
         "latched",
@@ -111,6 +126,9 @@ class LegProtocol(asyncio.DatagramProtocol):
         self.remote: Address | None = None  # from SDP
         self.latched: Address | None = None  # the source actually heard
         self.relatch = False  # a new SDP address came: the next new source takes the latch over
+        # The source of a party a transfer replaced, and how many of its packets came since.
+        self.departed: Address | None = None
+        self.departed_heard = 0
         self.packets = 0
         self.dropped = 0
 
@@ -126,8 +144,16 @@ class LegProtocol(asyncio.DatagramProtocol):
             if latched is not None and not self.relatch:
                 self.dropped += 1
                 return
+            if addr == self.departed:
+                # The replaced party's packets still in flight do not latch; a second of them
+                # does: that is the new party, sending from the same address after all.
+                self.departed_heard += 1
+                if self.departed_heard < DEPARTED_PACKETS:
+                    self.dropped += 1
+                    return
             self.latched = addr
             self.relatch = False
+            self.departed = None
         self.packets += 1
         tapped = self.tapped
         if tapped is not None:
@@ -179,9 +205,18 @@ class LegProtocol(asyncio.DatagramProtocol):
         self.tapped = None
         self.clock = _no_clock
 
-    def set_remote(self, remote: Address | None) -> None:
-        """A new SDP address: the next new source heard takes the latch over."""
-        if remote != self.remote:
+    def set_remote(self, remote: Address | None, *, new_party: bool = False) -> None:
+        """A new SDP address: the next new source heard takes the latch over. A new party's
+        address is used at once, until its own packets latch the leg (RFC 4961); the source
+        latched so far, the party that left, does not latch it again (``DEPARTED_PACKETS``)."""
+        if new_party:
+            gone = self.latched
+            self.departed = gone if gone != remote else None
+            self.departed_heard = 0
+            self.remote = remote
+            self.latched = None
+            self.relatch = False
+        elif remote != self.remote:
             self.remote = remote
             self.relatch = self.latched is not None
 
@@ -376,7 +411,9 @@ class MediaRelay:
         if protocol.closed:
             protocol.close()
 
-    def set_remote(self, call_ref: str, leg: MediaLeg, remote: Address | None) -> None:
+    def set_remote(
+        self, call_ref: str, leg: MediaLeg, remote: Address | None, *, new_party: bool = False
+    ) -> None:
         """The SDP address of ``leg``'s party. One these sockets cannot send to (another address
         family, or a host name: RFC 8866 §5.7 allows both) is not used: the leg sends nothing
         until the party's own packets latch it (symmetric RTP, RFC 4961)."""
@@ -394,8 +431,9 @@ class MediaRelay:
                 self._bind_address,
             )
             remote = None
-        session.rtp[leg].set_remote(remote)
-        session.rtcp[leg].set_remote(None if remote is None else (remote[0], remote[1] + 1))
+        session.rtp[leg].set_remote(remote, new_party=new_party)
+        rtcp = None if remote is None else (remote[0], remote[1] + 1)
+        session.rtcp[leg].set_remote(rtcp, new_party=new_party)
 
     def _can_send_to(self, host: str) -> bool:
         try:

@@ -244,7 +244,7 @@ class ProxyService:
             if isinstance(effect, SendSip):
                 self.transports[effect.side].send(effect.message, effect.destination)
             elif isinstance(effect, SetMediaRemote):
-                self.media.set_remote(effect.call_ref, effect.leg, effect.remote)
+                self.media.set_remote(effect.call_ref, effect.leg, effect.remote, new_party=effect.new_party)
             elif isinstance(effect, OpenMedia):
                 try:
                     self.media.open(effect.call_ref, effect.a_port, effect.b_port)

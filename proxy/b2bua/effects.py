@@ -71,12 +71,14 @@ class SetMediaRemote:
     """Where the leg's peer said it receives RTP (from SDP); None while on hold or unknown.
 
     The relay latches to the first source it actually hears on the leg (symmetric RTP), and a new
-    remote from a later offer or answer releases the latch.
+    remote from a later offer or answer releases the latch. For ``new_party`` (a transfer target
+    answered) the latch is dropped at once: the source heard so far is the party that left.
     """
 
     call_ref: str
     leg: MediaLeg
     remote: Address | None
+    new_party: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -8,7 +8,7 @@ import gc
 import itertools
 import struct
 
-from proxy.aio.media import LegProtocol, RelayRenumbering, RtcpLegProtocol
+from proxy.aio.media import DEPARTED_PACKETS, LegProtocol, RelayRenumbering, RtcpLegProtocol
 from proxy.b2bua.effects import MediaLeg
 from proxy.b2bua.settings import Address
 from proxy.rtp.rtcp import translate_rtcp
@@ -132,3 +132,59 @@ def test_multiplexed_rtcp_is_translated_on_the_rtp_socket_in_either_direction() 
     assert sent[MediaLeg.B].sent == [(translate_rtcp(from_a, sent=None, heard=HEARD_BY[MediaLeg.A]), B_PEER)]
     assert struct.unpack_from("!I", sent[MediaLeg.A].sent[0][0], 4) == (TO_A,)
     assert struct.unpack_from("!I", sent[MediaLeg.B].sent[0][0], 28) == (B_SSRC,)
+
+
+def _transfer_scene() -> tuple[LegProtocol, LegProtocol, SentTransport]:
+    """Leg a latched to A_PEER (the party a transfer will replace); leg b's party sends to it."""
+    leg_a, leg_b = LegProtocol(), LegProtocol()
+    leg_a.other, leg_b.other = leg_b, leg_a
+    towards_a = SentTransport()
+    leg_a.connection_made(towards_a)
+    leg_b.connection_made(SentTransport())
+    leg_a.set_remote(A_PEER)
+    leg_a.datagram_received(b"old party", A_PEER)
+    assert leg_a.latched == A_PEER
+    return leg_a, leg_b, towards_a
+
+
+NEW_PARTY: Address = ("127.0.0.4", 34000)
+
+
+def test_a_new_party_is_sent_to_at_once_and_the_departed_one_cannot_take_the_latch_back() -> None:
+    leg_a, leg_b, towards_a = _transfer_scene()
+    leg_a.set_remote(NEW_PARTY, new_party=True)
+    leg_b.datagram_received(b"to the new party", B_PEER)
+    leg_a.datagram_received(b"in flight from the old party", A_PEER)
+    leg_b.datagram_received(b"still to the new party", B_PEER)
+    leg_a.datagram_received(b"the new party", ("127.0.0.4", 34000))
+    leg_a.datagram_received(b"the old party again", A_PEER)
+    assert [addr for _, addr in towards_a.sent] == [NEW_PARTY, NEW_PARTY]
+    assert leg_a.latched == NEW_PARTY
+    assert leg_a.dropped == 2
+
+
+def test_a_new_party_sending_from_the_departed_address_latches_after_a_second() -> None:
+    leg_a, _, _ = _transfer_scene()
+    leg_a.set_remote(NEW_PARTY, new_party=True)
+    for _ in range(DEPARTED_PACKETS - 1):
+        leg_a.datagram_received(b"from the old address", A_PEER)
+    assert leg_a.latched is None
+    leg_a.datagram_received(b"from the old address", A_PEER)
+    assert leg_a.latched == A_PEER
+
+
+def test_a_new_party_at_the_same_address_latches_at_once() -> None:
+    leg_a, _, _ = _transfer_scene()
+    leg_a.set_remote(A_PEER, new_party=True)
+    leg_a.datagram_received(b"the new party", A_PEER)
+    assert leg_a.latched == A_PEER
+    assert leg_a.dropped == 0
+
+
+def test_a_new_address_of_the_same_party_keeps_the_latch_until_the_new_source_is_heard() -> None:
+    leg_a, leg_b, towards_a = _transfer_scene()
+    leg_a.set_remote(NEW_PARTY)
+    leg_b.datagram_received(b"to the latched source", B_PEER)
+    leg_a.datagram_received(b"the moved stream", NEW_PARTY)
+    leg_b.datagram_received(b"to the moved stream", B_PEER)
+    assert [addr for _, addr in towards_a.sent] == [A_PEER, NEW_PARTY]
