@@ -148,7 +148,7 @@ class CallSummary:
 
 @dataclass(slots=True, kw_only=True)
 class _ClientContext:
-    kind: str  # "invite", "relay", "bye", "cancel", "register", "transfer", "notify"
+    kind: str  # "invite", "relay", "bye", "cancel", "register", "transfer", "notify", "resume"
     call: Call | None
     leg: MediaLeg | None = None
     transfer: Transfer | None = None
@@ -1701,6 +1701,11 @@ class B2bua:
         if offer is None:
             self._reply(transaction_id, request, 488, out, now, to_tag=request.to.tag)
             return
+        # The last SDP the transferor got may answer its own hold (recvonly): the target is offered
+        # the other party's side of the call as it will be, held only if that party holds it.
+        for media in offer.media:
+            if media.media == "audio" and not media.rejected:
+                media.direction = "sendonly" if leg.other in call.held_by else "sendrecv"
         self._reply(transaction_id, request, 202, out, now, to_tag=request.to.tag)
         extra: list[tuple[str, str]] = []
         referred_by = request.headers.get("referred-by")
@@ -1708,7 +1713,9 @@ class B2bua:
             extra.append(("Referred-By", referred_by))
         extra.extend((name, value) for name, value in uri_headers if name.lower() == "replaces")
         invite = self._dialog_invite(new, bytes(offer), max_forwards=_DEFAULT_MAX_FORWARDS, extra=extra)
-        transfer = Transfer(leg=leg, old=old, new=new, invite=invite, refer=request)
+        transfer = Transfer(
+            leg=leg, old=old, new=new, invite=invite, refer=request, resume_other=leg in call.held_by
+        )
         call.transfer = transfer
         self._our_call_ids.add(new.call_id)
         out.append(LogEvent(level="info", text=f"leg {leg} transfers to {target}", call_ref=call.ref))
@@ -1798,9 +1805,14 @@ class B2bua:
         if new.remote_tag:
             self._dialogs_by_remote_tag[(new.call_id, new.remote_tag)] = (call, leg)
         sdp = _sdp_of(response)
-        out.append(SetMediaRemote(call_ref=call.ref, leg=leg, remote=media_remote(sdp) if sdp else None))
+        remote = media_remote(sdp) if sdp else None
+        out.append(SetMediaRemote(call_ref=call.ref, leg=leg, remote=remote, new_party=True))
         out.append(StopPlayout(call_ref=call.ref, leg=leg.other))
         out.append(LogEvent(level="info", text=f"transfer on leg {leg} answered", call_ref=call.ref))
+        if leg in call.held_by:
+            self._hold_changed(call, leg, False, out)  # the transferor's hold left with it
+        if transfer.resume_other and sdp is not None:
+            self._take_off_hold(call, leg.other, sdp, now, out)
         announcer = call.announcer
         if announcer is None:
             out.append(BridgeMedia(call_ref=call.ref, bridged=True))
@@ -1812,6 +1824,51 @@ class B2bua:
             self._after_announcer(call, now, out)
         else:
             out.extend(announcer.resume(now))
+
+    def _take_off_hold(
+        self, call: Call, leg: MediaLeg, target_sdp: SessionDescription, now: float, out: list[Effect]
+    ) -> None:
+        """Offer ``leg``'s party the transfer target's media by re-INVITE (RFC 3264 §8.4): the
+        transferor's hold is over, and the party answered it recvonly, sending nothing."""
+        dialog = call.dialog(leg)
+        offer = anchor_sdp(
+            target_sdp,
+            dialog=dialog,
+            media_address=self._settings.media_address,
+            codecs=self._settings.codecs,
+        )
+        if offer is None or dialog.remote_target is None:
+            return
+        reinvite = self._in_dialog_request(dialog, "INVITE", bytes(offer), "application/sdp")
+        out.append(
+            LogEvent(level="info", text=f"taking leg {leg} off hold after the transfer", call_ref=call.ref)
+        )
+        self._send_request(
+            reinvite,
+            self._dialog_destination(dialog),
+            dialog.side,
+            _ClientContext(kind="resume", call=call, leg=leg),
+            now,
+            out,
+        )
+
+    def _on_resume_response(self, call: Call, leg: MediaLeg, response: Response, out: list[Effect]) -> None:
+        status = response.status
+        if status < 200:
+            return
+        if status < 300:
+            self._send_ack(call, leg, response.cseq.seq, out)
+            sdp = _sdp_of(response)
+            if sdp is not None:
+                out.append(SetMediaRemote(call_ref=call.ref, leg=leg, remote=media_remote(sdp)))
+            return
+        out.append(
+            LogEvent(
+                level="warning",
+                text=f"leg {leg} refused to come off hold after the transfer: {status} {response.reason}",
+                call_ref=call.ref,
+            )
+        )
 
     def _transfer_failed(self, call: Call, status: int, reason: str, now: float, out: list[Effect]) -> None:
         """The target did not answer: the transferor keeps the call, or it ends if it left."""
@@ -1923,6 +1980,8 @@ class B2bua:
             self._on_transfer_response(call, context.transfer, response, now, out)
         elif context.kind == "relay":
             self._on_relay_response(call, transaction_id, response, now, out)
+        elif context.kind == "resume" and context.leg is not None:
+            self._on_resume_response(call, context.leg, response, out)
 
     def _on_invite_response(self, call: Call, response: Response, now: float, out: list[Effect]) -> None:
         status = response.status

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 
@@ -37,16 +38,30 @@ requires_sipp = pytest.mark.skipif(not sipp_available(), reason="SIPp (sip-teste
 
 TRANSFEROR_SCENARIO = "transfer_uas_refer.xml"
 TARGET_USER = "transfer-target"
+
+
 # Unrecorded: REFER soon after the answer. Recorded: only once the notice, the question and its
 # 1 s answer window are over (about 2.2 s), since callherald refuses a REFER during the notice.
-SIGNALLING_ONLY = {"refer_after_ms": 500, "call_ms": 3000}
-RECORDED = {"refer_after_ms": 4000, "call_ms": 9500}
+class Timing(TypedDict):
+    refer_after_ms: int
+    call_ms: int
+
+
+SIGNALLING_ONLY = Timing(refer_after_ms=500, call_ms=3000)
+RECORDED = Timing(refer_after_ms=4000, call_ms=9500)
 _M_LINE = re.compile(r"^m=audio (\d+) ", re.MULTILINE)
 _C_LINE = re.compile(r"^c=IN IP4 (\S+)", re.MULTILINE)
 
 
 def transfer_call(
-    proxy: CallheraldProcess, workdir: Path, *, refer_after_ms: int, call_ms: int, rtp_sink: int
+    proxy: CallheraldProcess,
+    workdir: Path,
+    *,
+    refer_after_ms: int,
+    call_ms: int,
+    rtp_sink: int,
+    transferor: str = TRANSFEROR_SCENARIO,
+    caller: str = "uac_call.xml",
 ) -> tuple[SippRun, SippRun]:
     """The PBX UAC calls out; the carrier UAS transfers after ``refer_after_ms``; the UAC hangs up
     after ``call_ms``. Both runs are returned."""
@@ -54,10 +69,10 @@ def transfer_call(
     uas_keys = sipp_keys(rtp_port=rtp_sink)
     uac_keys = sipp_keys(rtp_port=rtp_sink, portfile=workdir / "caller.sdp")
     with start_callee(
-        TRANSFEROR_SCENARIO, proxy.carrier_target_port, workdir, uas_keys, calls=2, pause_ms=refer_after_ms
+        transferor, proxy.carrier_target_port, workdir, uas_keys, calls=2, pause_ms=refer_after_ms
     ) as uas:
         uac = run_caller(
-            "uac_call.xml",
+            caller,
             proxy.pbx_port,
             workdir,
             uac_keys,
@@ -181,3 +196,37 @@ def test_transferred_outside_party_hears_the_notice_before_recording_resumes(tmp
         if r["event"] == "announcement_ended" and r["prompt_id"] == "test-notice"
     ]
     assert [r["complete"] for r in ended_notice] == [True]
+
+
+@requires_sipp
+@pytest.mark.timeout(90)
+def test_a_party_that_holds_then_transfers_leaves_no_hold_behind(tmp_path: Path) -> None:
+    # RFC 5589 §6: the carrier side holds the call, then transfers it. The target is offered the
+    # call off hold, the PBX side is taken off hold once the target answers, and the recording of
+    # the new party is not paused.
+    write_prompt_wavs(tmp_path)
+    with (
+        running_callherald(tmp_path, policies=policy_yaml()) as proxy,
+        MediaPeer("sink", ssrc=0x33330003, payloads=tone_payloads(440.0, 1)) as sink,
+    ):
+        uac, uas = transfer_call(
+            proxy,
+            tmp_path,
+            rtp_sink=sink.port,
+            refer_after_ms=RECORDED["refer_after_ms"],
+            call_ms=5000,
+            transferor="transfer_uas_hold_refer.xml",
+            caller="transfer_uac_held.xml",
+        )
+        assert_ok(proxy, uac, uas)  # the PBX side saw the hold, then the resume (checked there)
+        log = proxy.log_text()
+    _, to_target = received(uas, "INVITE ")
+    assert "a=sendrecv" in body_of(to_target)
+    assert "a=recvonly" not in body_of(to_target)
+    assert "taking leg a off hold after the transfer" in log
+    events = [str(record["event"]) for record in evidence_records(log)]
+    changed = events.index("party_changed")
+    after = events[changed + 1 :]
+    assert after.count("recording_started") == 1
+    assert "recording_paused" not in after[after.index("recording_started") :]
+    assert "Traceback" not in log

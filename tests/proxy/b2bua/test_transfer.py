@@ -28,6 +28,7 @@ from proxy.b2bua.effects import (
     Effect,
     Evidence,
     MediaLeg,
+    PauseRecording,
     PlayTone,
     SetMediaRemote,
     StartRecording,
@@ -60,6 +61,8 @@ from tests.proxy.b2bua.test_announce import (
     finish,
     notice_again,
     of,
+    own_origin,
+    party_sdp,
 )
 
 TARGET = "sip:transfer-target@127.0.0.1"
@@ -320,7 +323,7 @@ def test_refer_replaces_the_transferor_by_the_target(who: Transferor, policy: Ca
     assert_notify(ok, "SIP/2.0 200 OK", final=True, refer=s.refer_sent)
     bye = x.last_request("BYE")
     assert bye.call_id == x.call_id
-    assert SetMediaRemote(call_ref=ref, leg=s.x_leg, remote=TARGET_MEDIA) in effects
+    assert SetMediaRemote(call_ref=ref, leg=s.x_leg, remote=TARGET_MEDIA, new_party=True) in effects
     assert announcing(effects) == [StopPlayout(call_ref=ref, leg=s.y_leg), *after_answer(s)]
     x.reply(bye, 200)
 
@@ -349,6 +352,48 @@ def test_refer_replaces_the_transferor_by_the_target(who: Transferor, policy: Ca
     assert sip_summary(effects) == [(y.address, "200 BYE"), (x.address, "BYE")]
     assert s.target.last_request("BYE").call_id == invite.call_id
     assert s.h.ended() == [CallEnded(call_ref=ref, reason=f"bye-from-{s.y_leg}")]
+    finish(s)
+
+
+@BY_EVERY_TRANSFEROR
+@POLICIES
+def test_a_transferor_that_held_the_call_first_leaves_no_hold_behind(
+    who: Transferor, policy: CallPolicy
+) -> None:
+    # RFC 5589 §6: X holds Y, then transfers. The target is offered sendrecv, not the recvonly
+    # of Y's answer to the hold; once it answers, callherald takes Y off hold with its media,
+    # and the recording that follows is not paused.
+    s = TransferScene(who, policy)
+    s.establish()
+    ref, x, y = s.ref, s.x, s.y
+    x_origin = own_origin(who.way) if who.outside else "agent 3003 127.0.0.9"
+    x.send(x.request("INVITE", body=party_sdp(x_origin, 2, "a=sendonly")))
+    y.reply(y.last_request("INVITE"), 200, body=party_sdp("other 5005 127.0.0.5", 2, "a=recvonly"))
+    x.send(x.ack_2xx(x.last_response("INVITE", 200)))
+    y_invites = len(y.requests("INVITE"))
+
+    invite = s.start_transfer()
+    assert b"a=sendrecv" in invite.body
+    assert b"a=recvonly" not in invite.body
+    effects = s.target.answer(body=TARGET_ANSWER)
+    assert SetMediaRemote(call_ref=ref, leg=s.x_leg, remote=TARGET_MEDIA, new_party=True) in effects
+    (resume,) = y.requests("INVITE")[y_invites:]
+    assert resume.call_id == y.call_id
+    assert b"a=sendrecv" in resume.body
+    assert b"127.0.0.4" not in resume.body  # anchored: Y sends to callherald, not to the target
+    effects = y.reply(resume, 200, body=party_sdp("other 5005 127.0.0.5", 3, "a=sendrecv"))
+    assert sip_summary(effects) == [(y.address, "ACK")]
+    assert SetMediaRemote(call_ref=ref, leg=s.y_leg, remote=("127.0.0.5", 40000)) in effects
+    x.reply(x.last_request("BYE"), 200)
+
+    if policy.record:
+        if who.outside:
+            s.notice_heard()
+            s.question_heard()
+            s.press("1")
+        last_start = max(i for i, effect in enumerate(s.h.effects) if isinstance(effect, StartRecording))
+        assert of(s.h.effects[last_start:], PauseRecording) == []
+    s.hang_up_y(s.target)
     finish(s)
 
 
@@ -386,7 +431,7 @@ def test_the_target_can_transfer_the_call_on(who: Transferor, policy: CallPolicy
     assert s.target.last_request("BYE").call_id == s.target.call_id
     s.answer_notifies(s.target)
     s.target.reply(s.target.last_request("BYE"), 200)
-    assert SetMediaRemote(call_ref=s.ref, leg=s.x_leg, remote=("127.0.0.3", 30000)) in effects
+    assert SetMediaRemote(call_ref=s.ref, leg=s.x_leg, remote=("127.0.0.3", 30000), new_party=True) in effects
     assert announcing(effects) == [StopPlayout(call_ref=s.ref, leg=s.y_leg), *after_answer(s)]
     if policy.record and who.outside:
         s.notice_heard()
@@ -799,7 +844,7 @@ def test_answer_without_sdp_leaves_the_leg_without_a_remote() -> None:
     s.establish()
     s.start_transfer()
     effects = s.target.answer(body=b"")
-    assert SetMediaRemote(call_ref=s.ref, leg=s.x_leg, remote=None) in effects
+    assert SetMediaRemote(call_ref=s.ref, leg=s.x_leg, remote=None, new_party=True) in effects
     s.answer_notifies()
     s.x.reply(s.x.last_request("BYE"), 200)
     s.hang_up_y(s.target)
