@@ -1568,6 +1568,7 @@ class B2bua:
         content_type = request.headers.get("content-type") or ""
         offer_present = False
         offer: SessionDescription | None = None
+        new_party: str | None = None
         if request.method in ("INVITE", "UPDATE") and body:
             try:
                 offer = self._parse_offer(request)
@@ -1592,11 +1593,21 @@ class B2bua:
                 if anchored is None:
                     self._reply(transaction_id, request, 488, out, now, to_tag=request.to.tag)
                     return
-                out.append(SetMediaRemote(call_ref=call.ref, leg=leg, remote=media_remote(offer)))
+                new_party = self._new_outside_party(call, leg, request, offer)
+                out.append(
+                    SetMediaRemote(
+                        call_ref=call.ref,
+                        leg=leg,
+                        remote=media_remote(offer),
+                        new_party=new_party is not None,
+                    )
+                )
                 self._hold_changed(call, leg, offer.is_hold(), out)
                 body = bytes(anchored)
                 content_type = "application/sdp"
                 offer_present = True
+        if offer is None:
+            new_party = self._new_outside_party(call, leg, request, None)
         relayed = self._in_dialog_request(other, request.method, body, content_type)
         if request.max_forwards is not None:
             relayed.headers.set("Max-Forwards", str(request.max_forwards - 1))  # §16.6 step 3
@@ -1611,16 +1622,6 @@ class B2bua:
             now,
             out,
         )
-        announcer = call.announcer
-        new_party = None
-        if (
-            request.method == "INVITE"
-            and announcer is not None
-            and leg is announcer.outside_leg
-            # Also while a notice plays: a party arriving mid-notice hears it again from the start.
-            and announcer.stage in (AnnouncerStage.ANNOUNCING, AnnouncerStage.DECIDED, AnnouncerStage.BRIDGED)
-        ):
-            new_party = _party_change(call.outside_identity, _identity(request, offer))
         call.pending_relays[client_id] = PendingRelay(
             origin_leg=leg,
             server_transaction=transaction_id,
@@ -1628,6 +1629,22 @@ class B2bua:
             offer_from_origin=offer_present,
             new_party=new_party,
         )
+
+    @staticmethod
+    def _new_outside_party(
+        call: Call, leg: MediaLeg, request: Request, offer: SessionDescription | None
+    ) -> str | None:
+        """Why a re-INVITE on ``leg`` brings another outside party (``_party_change``); None: it does not."""
+        announcer = call.announcer
+        if (
+            request.method == "INVITE"
+            and announcer is not None
+            and leg is announcer.outside_leg
+            # Also while a notice plays: a party arriving mid-notice hears it again from the start.
+            and announcer.stage in (AnnouncerStage.ANNOUNCING, AnnouncerStage.DECIDED, AnnouncerStage.BRIDGED)
+        ):
+            return _party_change(call.outside_identity, _identity(request, offer))
+        return None
 
     # Transfer (REFER, RFC 3515) ---------------------------------------------------------------
 

@@ -1454,6 +1454,9 @@ def test_reinvite_from_a_new_party_restarts_the_notice(way: Way, case: Reinvite)
     effects = reinvite_from_outside(s, case)
 
     assert sip_summary(effects) == [(s.agent.address, "ACK"), (s.outside.address, "200 INVITE")]
+    # The relay sends to a new party's address at once, not to the source that left.
+    (*_, remote) = (e for e in s.h.effects if isinstance(e, SetMediaRemote) and e.leg is leg)
+    assert remote.new_party is (case.new_party is not None)
     if case.new_party is None:
         assert announcing(effects) == []
         assert of(s.h.effects, StartRecording)[-1].purposes == ("quality", "training")
