@@ -390,13 +390,12 @@ def test_sipp_message_trace_is_read_in_order(trace: str, expected: list[tuple[st
 # 1. Media both ways through the anchored ports ------------------------------------------------
 
 
-@requires_sipp
-@pytest.mark.timeout(40)
-@pytest.mark.parametrize("direction", list(Direction))
-def test_call_relays_rtp_both_ways_through_callherald(tmp_path: Path, direction: Direction) -> None:
-    caller_sdp, callee_sdp = tmp_path / "caller.sdp", tmp_path / "callee.sdp"
+def tone_call(proxy: CallheraldProcess, direction: Direction, workdir: Path) -> tuple[MediaPeer, MediaPeer]:
+    """A call through ``proxy``: the caller's RTP peer sends a 1000 Hz tone, the callee's 440 Hz,
+    ``MEDIA_PACKETS`` each; each writes the address callherald gave it to ``caller.sdp`` or
+    ``callee.sdp`` in ``workdir``. Both SIPp runs must succeed; the stopped peers are returned."""
+    caller_sdp, callee_sdp = workdir / "caller.sdp", workdir / "callee.sdp"
     with (
-        running_callherald(tmp_path) as proxy,
         MediaPeer("caller", ssrc=0x11110001, payloads=tone_payloads(1000.0, MEDIA_PACKETS)) as caller,
         MediaPeer("callee", ssrc=0x22220002, payloads=tone_payloads(440.0, MEDIA_PACKETS)) as callee,
     ):
@@ -405,14 +404,24 @@ def test_call_relays_rtp_both_ways_through_callherald(tmp_path: Path, direction:
         uac, uas = place_call(
             proxy,
             direction,
-            tmp_path,
+            workdir,
             pause_ms=MEDIA_CALL_MS,
             caller_keys={"rtp_port": caller.port, "portfile": caller_sdp},
             callee_keys={"rtp_port": callee.port, "portfile": callee_sdp},
         )
         caller.stop()
         callee.stop()
-        assert_ok(proxy, uac, uas)
+    assert_ok(proxy, uac, uas)
+    return caller, callee
+
+
+@requires_sipp
+@pytest.mark.timeout(40)
+@pytest.mark.parametrize("direction", list(Direction))
+def test_call_relays_rtp_both_ways_through_callherald(tmp_path: Path, direction: Direction) -> None:
+    caller_sdp, callee_sdp = tmp_path / "caller.sdp", tmp_path / "callee.sdp"
+    with running_callherald(tmp_path) as proxy:
+        caller, callee = tone_call(proxy, direction, tmp_path)
 
     # (c) each side was offered its own callherald port, from the RTP range
     to_caller, to_callee = read_sdp_file(caller_sdp), read_sdp_file(callee_sdp)
@@ -729,23 +738,7 @@ def test_a_call_gets_the_next_free_rtp_ports_when_another_program_holds_some(tmp
         for port in (proxy.rtp_min + 1, proxy.rtp_min + 2):
             sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
             sock.bind((LOOPBACK, port))
-        with (
-            MediaPeer("caller", ssrc=0x11110001, payloads=tone_payloads(1000.0, MEDIA_PACKETS)) as caller,
-            MediaPeer("callee", ssrc=0x22220002, payloads=tone_payloads(440.0, MEDIA_PACKETS)) as callee,
-        ):
-            caller.start(caller_sdp)
-            callee.start(callee_sdp)
-            uac, uas = place_call(
-                proxy,
-                Direction.INBOUND,
-                tmp_path,
-                pause_ms=MEDIA_CALL_MS,
-                caller_keys={"rtp_port": caller.port, "portfile": caller_sdp},
-                callee_keys={"rtp_port": callee.port, "portfile": callee_sdp},
-            )
-            caller.stop()
-            callee.stop()
-        assert_ok(proxy, uac, uas)
+        caller, callee = tone_call(proxy, Direction.INBOUND, tmp_path)
         log = proxy.log_text()
 
     to_caller, to_callee = read_sdp_file(caller_sdp), read_sdp_file(callee_sdp)
