@@ -123,6 +123,7 @@ _COPIED_HEADERS = (
 _SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()  # we require nothing and support no option tags
 _DEFAULT_MAX_FORWARDS = 70
 _RETRY_LATER = (("Retry-After", "5"),)  # RFC 3261 §20.33: seconds
+_RESUME_ATTEMPTS = 2  # re-INVITEs taking a party off hold after a transfer, the second after a 491
 
 
 @dataclass(slots=True)
@@ -152,6 +153,7 @@ class _ClientContext:
     call: Call | None
     leg: MediaLeg | None = None
     transfer: Transfer | None = None
+    resume: tuple[SessionDescription, int] | None = None  # "resume": the target's SDP, the attempt
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1843,7 +1845,14 @@ class B2bua:
             out.extend(announcer.resume(now))
 
     def _take_off_hold(
-        self, call: Call, leg: MediaLeg, target_sdp: SessionDescription, now: float, out: list[Effect]
+        self,
+        call: Call,
+        leg: MediaLeg,
+        target_sdp: SessionDescription,
+        now: float,
+        out: list[Effect],
+        *,
+        attempt: int = 1,
     ) -> None:
         """Offer ``leg``'s party the transfer target's media by re-INVITE (RFC 3264 §8.4): the
         transferor's hold is over, and the party answered it recvonly, sending nothing."""
@@ -1854,7 +1863,7 @@ class B2bua:
             media_address=self._settings.media_address,
             codecs=self._settings.codecs,
         )
-        if offer is None or dialog.remote_target is None:
+        if offer is None or dialog.remote_target is None or call.ref not in self._calls:
             return
         reinvite = self._in_dialog_request(dialog, "INVITE", bytes(offer), "application/sdp")
         out.append(
@@ -1864,20 +1873,31 @@ class B2bua:
             reinvite,
             self._dialog_destination(dialog),
             dialog.side,
-            _ClientContext(kind="resume", call=call, leg=leg),
+            _ClientContext(kind="resume", call=call, leg=leg, resume=(target_sdp, attempt)),
             now,
             out,
         )
 
-    def _on_resume_response(self, call: Call, leg: MediaLeg, response: Response, out: list[Effect]) -> None:
-        status = response.status
-        if status < 200:
+    def _on_resume_response(
+        self, call: Call, context: _ClientContext, response: Response, now: float, out: list[Effect]
+    ) -> None:
+        leg, status = context.leg, response.status
+        if status < 200 or leg is None or context.resume is None:
             return
         if status < 300:
             self._send_ack(call, leg, response.cseq.seq, out)
             sdp = _sdp_of(response)
             if sdp is not None:
                 out.append(SetMediaRemote(call_ref=call.ref, leg=leg, remote=media_remote(sdp)))
+            return
+        target_sdp, attempt = context.resume
+        if status == 491 and attempt < _RESUME_ATTEMPTS:
+            # RFC 3261 §14.1: glare. The owner of the Call-ID waits 2.1-4 s, the other party 0-2 s.
+            owner = call.dialog(leg).call_id.endswith("@callherald")
+            tenths = int(self._token()[:2], 16) % 20
+            delay_s = (21 + tenths) / 10 if owner else tenths / 10
+            again = partial(self._take_off_hold, call, leg, target_sdp, attempt=attempt + 1)
+            self._arm(f"{call.ref}:resume", now + delay_s, again)
             return
         out.append(
             LogEvent(
@@ -1997,8 +2017,8 @@ class B2bua:
             self._on_transfer_response(call, context.transfer, response, now, out)
         elif context.kind == "relay":
             self._on_relay_response(call, transaction_id, response, now, out)
-        elif context.kind == "resume" and context.leg is not None:
-            self._on_resume_response(call, context.leg, response, out)
+        elif context.kind == "resume":
+            self._on_resume_response(call, context, response, now, out)
 
     def _on_invite_response(self, call: Call, response: Response, now: float, out: list[Effect]) -> None:
         status = response.status

@@ -27,6 +27,7 @@ from proxy.b2bua.effects import (
     CallEnded,
     Effect,
     Evidence,
+    LogEvent,
     MediaLeg,
     PauseRecording,
     PlayTone,
@@ -393,6 +394,65 @@ def test_a_transferor_that_held_the_call_first_leaves_no_hold_behind(
             s.press("1")
         last_start = max(i for i, effect in enumerate(s.h.effects) if isinstance(effect, StartRecording))
         assert of(s.h.effects[last_start:], PauseRecording) == []
+    s.hang_up_y(s.target)
+    finish(s)
+
+
+def held_then_transferred(who: Transferor, policy: CallPolicy) -> tuple[TransferScene, list[Request]]:
+    """X holds Y, transfers, and the target answers; callherald's re-INVITEs to Y so far."""
+    s = TransferScene(who, policy)
+    s.establish()
+    x, y = s.x, s.y
+    x_origin = own_origin(who.way) if who.outside else "agent 3003 127.0.0.9"
+    x.send(x.request("INVITE", body=party_sdp(x_origin, 2, "a=sendonly")))
+    y.reply(y.last_request("INVITE"), 200, body=party_sdp("other 5005 127.0.0.5", 2, "a=recvonly"))
+    x.send(x.ack_2xx(x.last_response("INVITE", 200)))
+    y_invites = len(y.requests("INVITE"))
+    s.start_transfer()
+    s.target.answer(body=TARGET_ANSWER)
+    x.reply(x.last_request("BYE"), 200)
+    return s, y.requests("INVITE")[y_invites:]
+
+
+@pytest.mark.parametrize("who", TRANSFERORS[:2], ids=lambda who: who.name)  # Y's dialog ours, then not
+def test_a_resume_that_meets_glare_is_sent_again_after_the_rfc3261_wait(who: Transferor) -> None:
+    s, (first,) = held_then_transferred(who, UNRECORDED)
+    y = s.y
+    y.reply(first, 491)
+    # RFC 3261 §14.1: the owner of the Call-ID tries again after 2.1-4 s, the other party 0-2 s.
+    if y.call_id.endswith("@callherald"):
+        s.h.advance(2.05)
+        assert y.requests("INVITE")[-1].cseq.seq == first.cseq.seq
+        s.h.advance(1.95)
+    else:
+        s.h.advance(2.0)
+    second = y.requests("INVITE")[-1]
+    assert second.cseq.seq == first.cseq.seq + 1
+    assert second.body.split(b"\r\n", 2)[2] == first.body.split(b"\r\n", 2)[2]  # the same offer
+    effects = y.reply(second, 200, body=party_sdp("other 5005 127.0.0.5", 3, "a=sendrecv"))
+    assert sip_summary(effects) == [(y.address, "ACK")]
+    s.hang_up_y(s.target)
+    finish(s)
+
+
+def test_a_resume_refused_twice_is_logged_and_the_call_goes_on() -> None:
+    s, (first,) = held_then_transferred(TRANSFERORS[0], UNRECORDED)
+    y = s.y
+    y.reply(first, 491)
+    s.h.advance(4.1)
+    second = y.requests("INVITE")[-1]
+    effects = y.reply(second, 491)
+    assert (
+        LogEvent(
+            level="warning",
+            text=f"leg {s.y_leg} refused to come off hold after the transfer: 491 Request Pending",
+            call_ref=s.ref,
+        )
+        in effects
+    )
+    s.h.advance(10.0)
+    assert y.requests("INVITE")[-1].cseq.seq == second.cseq.seq
+    assert s.h.ended() == []
     s.hang_up_y(s.target)
     finish(s)
 
