@@ -104,8 +104,6 @@ class Transfer:
 
     ``new`` is the dialog towards the target, on the same side and RTP port as ``old``; it
     replaces ``old`` when the target answers. ``notify`` is False once the transferor hung up.
-    ``resume_other``: the transferor had put the other party on hold (as RFC 5589 §6 has it do
-    before a REFER), which callherald takes back once the target answers.
     """
 
     leg: MediaLeg
@@ -113,7 +111,6 @@ class Transfer:
     new: Dialog
     invite: Request
     refer: Request
-    resume_other: bool = False
     notify: bool = True
     provisional_seen: bool = False
     cancel_pending: bool = False  # given up before any provisional response: CANCEL on the first (§9.1)

@@ -1732,9 +1732,7 @@ class B2bua:
             extra.append(("Referred-By", referred_by))
         extra.extend((name, value) for name, value in uri_headers if name.lower() == "replaces")
         invite = self._dialog_invite(new, bytes(offer), max_forwards=_DEFAULT_MAX_FORWARDS, extra=extra)
-        transfer = Transfer(
-            leg=leg, old=old, new=new, invite=invite, refer=request, resume_other=leg in call.held_by
-        )
+        transfer = Transfer(leg=leg, old=old, new=new, invite=invite, refer=request)
         call.transfer = transfer
         self._our_call_ids.add(new.call_id)
         out.append(LogEvent(level="info", text=f"leg {leg} transfers to {target}", call_ref=call.ref))
@@ -1829,9 +1827,11 @@ class B2bua:
         out.append(StopPlayout(call_ref=call.ref, leg=leg.other))
         out.append(LogEvent(level="info", text=f"transfer on leg {leg} answered", call_ref=call.ref))
         if leg in call.held_by:
-            self._hold_changed(call, leg, False, out)  # the transferor's hold left with it
-        if transfer.resume_other and sdp is not None:
-            self._take_off_hold(call, leg.other, sdp, now, out)
+            # The transferor held the other party (as RFC 5589 §6 has it do before a REFER): its
+            # hold left with it, and the other party, which answered it recvonly, comes off hold.
+            self._hold_changed(call, leg, False, out)
+            if sdp is not None:
+                self._take_off_hold(call, leg.other, sdp, now, out)
         announcer = call.announcer
         if announcer is None:
             out.append(BridgeMedia(call_ref=call.ref, bridged=True))

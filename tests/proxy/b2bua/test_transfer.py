@@ -356,6 +356,16 @@ def test_refer_replaces_the_transferor_by_the_target(who: Transferor, policy: Ca
     finish(s)
 
 
+def x_holds_y(s: TransferScene) -> int:
+    """X puts Y on hold (a=sendonly), Y answers recvonly; how many INVITEs Y has had by then."""
+    x, y = s.x, s.y
+    x_origin = own_origin(s.who.way) if s.who.outside else "agent 3003 127.0.0.9"
+    x.send(x.request("INVITE", body=party_sdp(x_origin, 2, "a=sendonly")))
+    y.reply(y.last_request("INVITE"), 200, body=party_sdp("other 5005 127.0.0.5", 2, "a=recvonly"))
+    x.send(x.ack_2xx(x.last_response("INVITE", 200)))
+    return len(y.requests("INVITE"))
+
+
 @BY_EVERY_TRANSFEROR
 @POLICIES
 def test_a_transferor_that_held_the_call_first_leaves_no_hold_behind(
@@ -367,11 +377,7 @@ def test_a_transferor_that_held_the_call_first_leaves_no_hold_behind(
     s = TransferScene(who, policy)
     s.establish()
     ref, x, y = s.ref, s.x, s.y
-    x_origin = own_origin(who.way) if who.outside else "agent 3003 127.0.0.9"
-    x.send(x.request("INVITE", body=party_sdp(x_origin, 2, "a=sendonly")))
-    y.reply(y.last_request("INVITE"), 200, body=party_sdp("other 5005 127.0.0.5", 2, "a=recvonly"))
-    x.send(x.ack_2xx(x.last_response("INVITE", 200)))
-    y_invites = len(y.requests("INVITE"))
+    y_invites = x_holds_y(s)
 
     invite = s.start_transfer()
     assert b"a=sendrecv" in invite.body
@@ -403,11 +409,7 @@ def held_then_transferred(who: Transferor, policy: CallPolicy) -> tuple[Transfer
     s = TransferScene(who, policy)
     s.establish()
     x, y = s.x, s.y
-    x_origin = own_origin(who.way) if who.outside else "agent 3003 127.0.0.9"
-    x.send(x.request("INVITE", body=party_sdp(x_origin, 2, "a=sendonly")))
-    y.reply(y.last_request("INVITE"), 200, body=party_sdp("other 5005 127.0.0.5", 2, "a=recvonly"))
-    x.send(x.ack_2xx(x.last_response("INVITE", 200)))
-    y_invites = len(y.requests("INVITE"))
+    y_invites = x_holds_y(s)
     s.start_transfer()
     s.target.answer(body=TARGET_ANSWER)
     x.reply(x.last_request("BYE"), 200)
