@@ -467,6 +467,7 @@ class StorageRecords:
                 key_store=self.key_store,
                 segment_duration_ms=SEGMENT_MS,
                 fsync=FsyncPolicy.ON_CLOSE,
+                file_sha256=False,  # the evidence keeps the audio's SHA-256, not the file's
             )
         except (StorageError, OSError) as error:
             recording.failed = True

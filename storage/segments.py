@@ -251,8 +251,9 @@ class RecordingSummary:
     pcm_bytes: int
     duration_s: float
     file_bytes: int
-    sha256: str
-    """Lowercase hex SHA-256 of the whole file as written."""
+    sha256: str | None
+    """Lowercase hex SHA-256 of the whole file as written; None when the writer was told not to
+    hash the file (``file_sha256=False``)."""
     recipient_key_ids: tuple[str, ...]
 
 
@@ -469,7 +470,8 @@ class SegmentWriter:
     exists) with its header. The data key itself is then dropped: only a sealer remains, which
     cannot open segments; ``wrapped_keys`` keeps what was handed to the key store. Usable as a
     context manager: leaving the block normally closes with the final segment, leaving it by an
-    exception closes without (the file then reads as truncated).
+    exception closes without (the file then reads as truncated). ``file_sha256=False`` leaves the
+    whole file's hash out of the summary (and its cost out of every segment).
     """
 
     def __init__(
@@ -482,6 +484,7 @@ class SegmentWriter:
         key_store: KeyStore,
         segment_duration_ms: int = SEGMENT_DURATION_MS_DEFAULT,
         fsync: FsyncPolicy = FsyncPolicy.ON_CLOSE,
+        file_sha256: bool = True,
     ) -> None:
         if not recipients:
             raise ValueError("at least one recipient public key is required")
@@ -504,7 +507,8 @@ class SegmentWriter:
         del data_key
         self._aad_prefix = hashlib.sha256(header).digest()
         self._tag = _recording_tag(header)
-        self._hash = hashlib.sha256()
+        # The whole file's SHA-256, for a summary that needs it; hashing costs as much as sealing.
+        self._hash = hashlib.sha256() if file_sha256 else None
         self._offset = 0
         self._counter = 0
         self._failed = False
@@ -562,7 +566,8 @@ class SegmentWriter:
                 ) from exc
             raise StorageWriteError(f"{detail}; the file ends at its last complete segment") from exc
         self._offset += len(data)
-        self._hash.update(data)
+        if self._hash is not None:
+            self._hash.update(data)
 
     def _write_record(self, plaintext: bytes, flags: int) -> None:
         if self._summary is not None:
@@ -620,7 +625,7 @@ class SegmentWriter:
                 pcm_bytes=self.pcm_bytes_written,
                 duration_s=self.audio_format.duration_s(self.pcm_bytes_written),
                 file_bytes=self._offset,
-                sha256=self._hash.hexdigest(),
+                sha256=None if self._hash is None else self._hash.hexdigest(),
                 recipient_key_ids=tuple(entry.recipient_key_id for entry in self.wrapped_keys),
             )
         return self._summary

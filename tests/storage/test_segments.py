@@ -106,6 +106,27 @@ def test_round_trip_of_60_segments(tmp_path: Path) -> None:
     assert SegmentReader(written.path, private_key=ESCROW, key_store=store).read_all() == written.audio
 
 
+def test_a_writer_told_not_to_hash_the_file_writes_the_same_readable_file(tmp_path: Path) -> None:
+    store = MemoryKeyStore()
+    writer = SegmentWriter(
+        tmp_path / "call.chr",
+        recording_id=uuid.uuid4(),
+        recipients=[REVIEWER.public_key()],
+        audio_format=STEREO_S16,
+        key_store=store,
+        file_sha256=False,
+    )
+    segments = [bytes([k]) * 32000 for k in range(3)]
+    for segment in segments:
+        writer.write_segment(segment)
+    summary = writer.close()
+    assert summary.sha256 is None
+    assert summary.complete is True
+    assert summary.file_bytes == (tmp_path / "call.chr").stat().st_size
+    assert _read(tmp_path / "call.chr", store) == b"".join(segments)
+    assert recover(tmp_path / "call.chr", store).state is RecoveryState.FINALISED
+
+
 @settings(max_examples=40, deadline=None)
 @given(chunks=st.lists(st.binary(min_size=1, max_size=2000), max_size=8), final=st.booleans())
 def test_round_trip_property(chunks: list[bytes], final: bool) -> None:
