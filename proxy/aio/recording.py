@@ -26,8 +26,9 @@ under about 12 ms, judged alone, would pass the detector and be stored. Closing 
 
 Codecs. The recorder decodes PCMU, PCMA and G.722 by their static payload types whatever was
 negotiated first, so a codec changed by re-INVITE is recorded on (``recorder_format``); a call
-that negotiated one of them on a dynamic type has those packets retyped before they are fed
-(``static_alias``). The stored rate is fixed when the recording starts (``recording_sample_rate_hz``).
+that negotiated one of them on a dynamic type, or listed one there a re-INVITE may switch to, has
+those packets retyped before they are fed (``static_aliases``). The stored rate is fixed when the
+recording starts (``recording_sample_rate_hz``).
 
 Positions are samples (8000 per second) since the recording started; arrival positions come from
 the event loop's clock, read once per packet (uvloop's ``time()`` is the loop's cached clock) and
@@ -72,7 +73,7 @@ __all__ = [
     "flush_together",
     "recorder_format",
     "recording_sample_rate_hz",
-    "static_alias",
+    "static_aliases",
 ]
 
 _LOG = logging.getLogger("callherald.recording")
@@ -134,25 +135,34 @@ def recorder_format(media: MediaFormat | None) -> RecorderFormat:
     return RecorderFormat(audio_payload_types=RECORDED_PAYLOAD_TYPES, event_payload_type=events)
 
 
-def static_alias(media: MediaFormat | None) -> tuple[int, int] | None:
-    """``(negotiated, static)`` payload types when the outside party's codec was negotiated on a
-    type other than its static one (``a=rtpmap:96 PCMU/8000``; RFC 3551 §6 assigns 0, 8 and 9):
-    the recorder, which tells codecs by their static types, is fed those packets retyped."""
-    if media is None or media.codec not in STATIC_PAYLOAD_TYPES:
-        return None
-    static = STATIC_PAYLOAD_TYPES[media.codec]
-    return None if media.payload_type == static else (media.payload_type, static)
+def static_aliases(media: MediaFormat | None) -> dict[int, int]:
+    """``{dynamic: static}`` payload types of the recordable codecs the outside party's stream
+    put on a type other than their static one (``a=rtpmap:96 PCMU/8000``; RFC 3551 §6 assigns
+    0, 8 and 9): the negotiated codec and any a re-INVITE may switch to. The recorder, which
+    tells codecs by their static types, is fed those packets retyped."""
+    if media is None:
+        return {}
+    aliases = dict(media.aliases)
+    static = STATIC_PAYLOAD_TYPES.get(media.codec)
+    if static is not None and media.payload_type != static:
+        aliases[media.payload_type] = static
+    if media.event_payload_type is not None:
+        aliases.pop(media.event_payload_type, None)  # never the events' type (RFC 4733 §7.1.1)
+    return aliases
 
 
-def _retyped(packets: list[bytes], alias: tuple[int, int]) -> list[bytes]:
-    # Each RTP packet of payload type alias[0] with alias[1] instead, marker kept (RFC 3550 §5.1).
-    negotiated, static = alias
-    return [
-        b"".join((packet[:1], bytes(((packet[1] & 0x80) | static,)), packet[2:]))
-        if len(packet) > 1 and packet[1] & 0x7F == negotiated
-        else packet
-        for packet in packets
-    ]
+def _retyped(packets: list[bytes], aliases: dict[int, int]) -> list[bytes]:
+    # Each RTP packet of a dynamic payload type in ``aliases`` with its static type instead,
+    # marker kept (RFC 3550 §5.1).
+    retyped = []
+    for packet in packets:
+        static = aliases.get(packet[1] & 0x7F) if len(packet) > 1 else None
+        retyped.append(
+            packet
+            if static is None
+            else b"".join((packet[:1], bytes(((packet[1] & 0x80) | static,)), packet[2:]))
+        )
+    return retyped
 
 
 def recording_sample_rate_hz(media: MediaFormat | None) -> int:
@@ -255,8 +265,8 @@ def _feed_tapped(recordings: Sequence[CallRecording]) -> None:
         for channel, both in zip(_CHANNELS, recording._tapped, strict=True):
             if both:
                 packets, times = cast(list[bytes], both[0::2]), cast(list[float], both[1::2])
-                if recording.alias is not None:
-                    packets = _retyped(packets, recording.alias)
+                if recording.aliases:
+                    packets = _retyped(packets, recording.aliases)
                 tapped.append((recording, channel, packets, times))
                 both.clear()
     counts = [len(times) for _, _, _, times in tapped]
@@ -297,7 +307,7 @@ class CallRecording:
         self._loop = loop
         self._started = loop.time()
         chosen = recorder_format(media)
-        self.alias = static_alias(media)  # packets of a dynamic type are retyped for the recorder
+        self.aliases = static_aliases(media)  # packets of a dynamic type are retyped for the recorder
         self.recorder = StereoRecorder(
             left=chosen,
             right=chosen,

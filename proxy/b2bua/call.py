@@ -236,8 +236,23 @@ def media_format(
                     codec=name,
                     payload_type=int(payload_type),
                     event_payload_type=int(event) if event is not None and event.isdigit() else None,
+                    aliases=_static_aliases(media),
                 )
     return None
+
+
+def _static_aliases(media: MediaDescription) -> tuple[tuple[int, int], ...]:
+    # RFC 3264 §8.3.2: a payload type keeps its codec for the whole session, so the types the
+    # stream listed now are the ones a later codec change can use.
+    aliases: list[tuple[int, int]] = []
+    for payload_type in media.formats:
+        codec = media.codec(payload_type)
+        if codec is None or codec.clock_rate != 8000:  # G.722's is 8000 too (RFC 3551 §4.5.2)
+            continue
+        static = STATIC_PAYLOAD_TYPES.get(codec.encoding.lower())
+        if static is not None and payload_type.isdigit() and int(payload_type) != static:
+            aliases.append((int(payload_type), static))
+    return tuple(aliases)
 
 
 def carries_plain_rtp(sdp: SessionDescription) -> bool:

@@ -134,6 +134,9 @@ class MediaFormat:
     codec: str  # "pcmu", "pcma" or "g722"
     payload_type: int
     event_payload_type: int | None = None
+    # (dynamic type, static type of its codec) for each PCMU, PCMA or G.722 the stream's SDP put
+    # on another type than its static one (RFC 3551 §6): a re-INVITE may switch to any of them.
+    aliases: tuple[tuple[int, int], ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

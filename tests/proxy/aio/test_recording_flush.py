@@ -18,7 +18,7 @@ from proxy.aio.recording import (
     flush_together,
     recorder_format,
     recording_sample_rate_hz,
-    static_alias,
+    static_aliases,
 )
 from proxy.b2bua.effects import MediaFormat, MediaLeg
 from proxy.rtp.g711 import ulaw_encode
@@ -317,8 +317,8 @@ def test_a_recording_takes_every_codec_at_the_rate_first_negotiated(
 @pytest.mark.parametrize(("codec", "static"), [("pcmu", 0), ("pcma", 8)])
 def test_a_codec_on_a_dynamic_payload_type_is_recorded_as_on_its_static_one(codec: str, static: int) -> None:
     # a=rtpmap:96 PCMU/8000 (RFC 3551 §6 allows it): the same audio as on type 0.
-    assert static_alias(MediaFormat(codec=codec, payload_type=96)) == (96, static)
-    assert static_alias(MediaFormat(codec=codec, payload_type=static)) is None
+    assert static_aliases(MediaFormat(codec=codec, payload_type=96)) == {96: static}
+    assert static_aliases(MediaFormat(codec=codec, payload_type=static)) == {}
     written = []
     for payload_type in (static, 96):
         loop = VirtualLoop()
@@ -338,6 +338,33 @@ def test_a_codec_on_a_dynamic_payload_type_is_recorded_as_on_its_static_one(code
         recording.close("ended")
         written.append(b"".join(recording.handle.blocks))  # type: ignore[attr-defined]
         assert recording.recorder.stats(Channel.LEFT).other_dropped == 0
+    assert len(written[0]) == 2 * 2 * 16000
+    assert written[1] == written[0]
+
+
+def test_a_switch_to_another_codec_on_a_dynamic_payload_type_is_recorded() -> None:
+    # The SDP listed PCMU on 96 and PCMA on 97; a re-INVITE moves the call to PCMA (RFC 3264
+    # §8.3.2) half way. Recorded as the same call on the static types 0 then 8 would be.
+    dynamic = MediaFormat(codec="pcmu", payload_type=96, event_payload_type=101, aliases=((96, 0), (97, 8)))
+    static = MediaFormat(codec="pcmu", payload_type=0, event_payload_type=101)
+    assert static_aliases(dynamic) == {96: 0, 97: 8}
+    written = []
+    for media, (first, second) in ((static, (0, 8)), (dynamic, (96, 97))):
+        loop = VirtualLoop()
+        recording = CallRecording(Handle(), outside_leg=MediaLeg.A, media=media, loop=loop)  # type: ignore[arg-type]
+        left, right = relay_tap(recording, MediaLeg.A, loop), relay_tap(recording, MediaLeg.B, loop)
+        rng = np.random.default_rng(4)
+        for tick in range(100):
+            loop.now = 0.0005 + tick / PACKETS_PER_S
+            payload_type = first if tick < 50 else second
+            for tap, ssrc in ((left, 0x1111), (right, 0x2222)):
+                payload = rng.integers(0, 256, 160, dtype=np.uint8).tobytes()
+                tap(_HEADER.pack(0x80, payload_type, tick, 160 * tick, ssrc) + payload)
+        loop.now = 2.0
+        recording.close("ended")
+        written.append(b"".join(recording.handle.blocks))  # type: ignore[attr-defined]
+        for channel in (Channel.LEFT, Channel.RIGHT):
+            assert recording.recorder.stats(channel).other_dropped == 0
     assert len(written[0]) == 2 * 2 * 16000
     assert written[1] == written[0]
 

@@ -6,13 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.b2bua.call import Dialog, anchor_sdp, media_remote
+from proxy.b2bua.call import Dialog, anchor_sdp, media_format, media_remote
 from proxy.b2bua.effects import MediaLeg
 from proxy.b2bua.settings import Address, Side
 from proxy.sip.headers import NameAddress
 from proxy.sip.sdp import Origin, SessionDescription
 from proxy.sip.uri import parse_uri
-from tests.proxy.b2bua.harness import sdp
+from tests.proxy.b2bua.harness import CALLER_OFFER, sdp
 
 CODECS = frozenset({"pcmu", "pcma", "g722", "telephone-event"})
 PORT = 20002
@@ -374,3 +374,21 @@ MEDIA_REMOTE_CASES: list[tuple[bytes, Address | None]] = [
 )
 def test_media_remote(body: bytes, expected: Address | None) -> None:
     assert media_remote(SessionDescription.parse(body)) == expected
+
+
+def test_the_negotiated_format_lists_every_recordable_codec_on_a_dynamic_type() -> None:
+    # RFC 3551 §6 lets a static codec ride a dynamic type; RFC 3264 §8.3.2 keeps a type's codec
+    # for the session, so a later codec change uses one of these.
+    offer = SessionDescription.parse(
+        b"v=0\r\no=- 1 1 IN IP4 192.0.2.5\r\ns=-\r\nc=IN IP4 192.0.2.5\r\nt=0 0\r\n"
+        b"m=audio 4000 RTP/AVP 96 97 98 9 99 101\r\n"
+        b"a=rtpmap:96 PCMU/8000\r\na=rtpmap:97 PCMA/8000\r\na=rtpmap:98 G722/8000\r\n"
+        b"a=rtpmap:99 PCMU/16000\r\na=rtpmap:101 telephone-event/8000\r\n"
+    )
+    found = media_format(offer)
+    assert found is not None
+    assert (found.codec, found.payload_type, found.event_payload_type) == ("pcmu", 96, 101)
+    assert found.aliases == ((96, 0), (97, 8), (98, 9))  # not 99: no such clock rate (RFC 3551 §4.5)
+    static = media_format(SessionDescription.parse(CALLER_OFFER))
+    assert static is not None
+    assert static.aliases == ()
