@@ -70,6 +70,7 @@ from proxy.sip.auth import (
     challenge_header_for,
     choose_challenge,
 )
+from proxy.sip.body import ACCEPTED_BODY_TYPES, sdp_body
 from proxy.sip.errors import SipError
 from proxy.sip.headers import NameAddress
 from proxy.sip.message import Message, Request, Response, make_response
@@ -548,7 +549,7 @@ class B2bua:
                 200,
                 out,
                 now,
-                extra=(("Allow", ALLOWED_METHODS), ("Accept", "application/sdp")),
+                extra=(("Allow", ALLOWED_METHODS), ("Accept", ACCEPTED_BODY_TYPES)),
             )
         elif method == "REGISTER":
             if side is Side.PBX:
@@ -568,12 +569,14 @@ class B2bua:
         return [tag for tag in request.option_tags("require") if tag not in _SUPPORTED_EXTENSIONS]
 
     def _parse_offer(self, message: Message) -> SessionDescription | None:
-        """The SDP body of ``message``, None when it has none. Raises SipError 415/400/488."""
-        if not message.body:
-            return None
-        if message.content_type != "application/sdp":
-            raise SipError(f"unsupported body type {message.content_type}", 415)
-        return SessionDescription.parse(message.body)
+        """The SDP of ``message`` (its body, or a part of a multipart body: ``sdp_body``), None
+        when it has no body. Raises SipError 415/400/488."""
+        sdp = sdp_body(message)
+        if sdp is None:
+            if not message.body:
+                return None
+            raise SipError(f"a body of type {message.content_type} without SDP", 415)
+        return SessionDescription.parse(sdp)
 
     def _on_new_invite(
         self,
@@ -620,8 +623,8 @@ class B2bua:
         except SipError as error:
             refuse(
                 error.status_hint,
-                f"its SDP: {error.reason}",
-                (("Accept", "application/sdp"),) if error.status_hint == 415 else (),
+                f"its body: {error.reason}",
+                (("Accept", ACCEPTED_BODY_TYPES),) if error.status_hint == 415 else (),
             )
             return
         a_port = self._ports.allocate()
@@ -2098,11 +2101,8 @@ class B2bua:
 
     def _answer_sdp_for_a(self, call: Call, response: Response, out: list[Effect]) -> bytes:
         """Re-anchor the b side's SDP for the a side and point the b leg's relay at b's media."""
-        if not response.body or response.content_type != "application/sdp":
-            return b""
-        try:
-            sdp = SessionDescription.parse(response.body)
-        except SipError:
+        sdp = _sdp_of(response)
+        if sdp is None:
             return b""
         out.append(SetMediaRemote(call_ref=call.ref, leg=MediaLeg.B, remote=media_remote(sdp)))
         if call.a_answered or call.a_early_media:
@@ -2292,9 +2292,13 @@ class B2bua:
         far_leg = relay.origin_leg.other
         body = b""
         content_type = response.headers.get("content-type") or ""
-        if response.body and response.content_type == "application/sdp":
+        try:
+            found = sdp_body(response)
+        except SipError:
+            found = None  # a part callherald does not understand: the body is passed on as it is
+        if found is not None:
             try:
-                sdp = SessionDescription.parse(response.body)
+                sdp = SessionDescription.parse(found)
             except SipError:
                 sdp = None
             if sdp is not None:
@@ -2411,11 +2415,10 @@ def _dialled_user(request: Request) -> str:
 
 
 def _sdp_of(message: Message) -> SessionDescription | None:
-    """The message's SDP body, None when it has none or it does not parse."""
-    if not message.body or message.content_type != "application/sdp":
-        return None
+    """The message's SDP (``sdp_body``), None when it has none or it does not parse."""
     try:
-        return SessionDescription.parse(message.body)
+        sdp = sdp_body(message)
+        return None if sdp is None else SessionDescription.parse(sdp)
     except SipError:
         return None
 

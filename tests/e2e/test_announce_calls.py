@@ -244,6 +244,19 @@ def test_a_late_offer_caller_hears_the_whole_notice_after_its_ack(tmp_path: Path
 
 @requires_sipp
 @pytest.mark.timeout(60)
+def test_a_caller_whose_offer_comes_beside_isup_is_announced_and_recorded(tmp_path: Path) -> None:
+    """SIP-I: the INVITE's body is multipart/mixed, SDP and an optional ISUP part (RFC 5621). The
+    SDP part is the offer; the PBX gets that alone; the call runs as any other."""
+    call, notice = _inbound_tone_call(tmp_path, caller="uac_call_sip_i.xml")
+    assert find_run(payloads_of(call.caller.received), notice) == 0, call.log[-3000:]
+    assert "Traceback" not in call.log
+    assert "refused a call" not in call.log
+    events = _events(evidence_records(call.log))
+    assert events.index("announcement_ended") < events.index("recording_started")
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
 @pytest.mark.parametrize(
     ("family", "address"),
     [("IP6", "::1"), ("IP4", "media.carrier.example")],

@@ -631,3 +631,20 @@ class FakeUas(FakeUa):
 
     def answer(self, *, body: bytes = CALLEE_ANSWER, status: int = 200) -> list[Effect]:
         return self.reply(self.invite, status, body=body)
+
+
+BOUNDARY = "unique-boundary-1"
+
+
+def multipart_with_isup(sdp_body: bytes, *, disposition: str = "signal;handling=optional") -> bytes:
+    """SDP beside an ISUP IAM, as a carrier interworking with the telephone network sends it
+    (RFC 3204, ITU-T Q.1912.5), with a preamble and an epilogue (RFC 2046 §5.1.1)."""
+    return (
+        b"This is a multipart body.\r\n"
+        + f"--{BOUNDARY}\r\nContent-Type: application/sdp\r\n\r\n".encode()
+        + sdp_body
+        + f"\r\n--{BOUNDARY}\r\nContent-Type: application/isup;version=itu-t92+;base=itu-t92+\r\n".encode()
+        + f"Content-Disposition: {disposition}\r\n\r\n".encode()
+        + b"\x01\x10\x60\x01\x0a\x00\x02\x0a\x08\x83\x90\x89\x73\x81\x15\x0f"
+        + f"\r\n--{BOUNDARY}--\r\nepilogue\r\n".encode()
+    )

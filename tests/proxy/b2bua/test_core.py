@@ -23,9 +23,11 @@ from proxy.b2bua.effects import (
 from proxy.b2bua.settings import Address, Side
 from proxy.sip import Request, Response
 from proxy.sip.auth import Challenge, Credentials, build_credentials, make_challenge, verify_credentials
+from proxy.sip.body import ACCEPTED_BODY_TYPES
 from proxy.sip.sdp import Origin
 from proxy.sip.uri import parse_uri
 from tests.proxy.b2bua.harness import (
+    BOUNDARY,
     CALLEE_ANSWER,
     CALLER_OFFER,
     CARRIER,
@@ -39,6 +41,7 @@ from tests.proxy.b2bua.harness import (
     Harness,
     carrier_with_credentials,
     make_settings,
+    multipart_with_isup,
     non_sip,
     origin_of,
     sdp,
@@ -1279,7 +1282,7 @@ def refusals() -> list[Refusal]:
             name="options",
             request=caller.out_of_dialog("OPTIONS"),
             statuses=[200],
-            headers={**allow, "accept": "application/sdp"},
+            headers={**allow, "accept": ACCEPTED_BODY_TYPES},
         ),
         Refusal(name="unknown-method", request=caller.out_of_dialog("FROB"), statuses=[501], headers=allow),
         Refusal(
@@ -1323,8 +1326,28 @@ def refusals() -> list[Refusal]:
             name="non-sdp-body",
             request=caller.invite(DIALLED, body=b"<xml/>", content_type="application/xml"),
             statuses=[415],
-            headers={"accept": "application/sdp"},
-            logged="with 415: its SDP: unsupported body type application/xml",
+            headers={"accept": ACCEPTED_BODY_TYPES},
+            logged="with 415: its body: a body of type application/xml without SDP",
+        ),
+        Refusal(
+            name="multipart-with-a-required-isup-part",
+            request=caller.invite(
+                DIALLED,
+                body=multipart_with_isup(CALLER_OFFER, disposition="signal;handling=required"),
+                content_type=f"multipart/mixed;boundary={BOUNDARY}",
+            ),
+            statuses=[415],
+            headers={"accept": ACCEPTED_BODY_TYPES},
+            logged="with 415: its body: a body part of type application/isup that callherald must understand (RFC 5621 §9)",
+        ),
+        Refusal(
+            name="multipart-without-a-boundary",
+            request=caller.invite(
+                DIALLED, body=multipart_with_isup(CALLER_OFFER), content_type="multipart/mixed"
+            ),
+            statuses=[400],
+            headers={},
+            logged="with 400: its body: multipart/mixed body without a boundary",
         ),
         Refusal(
             name="publish",
@@ -1572,6 +1595,30 @@ def test_register_with_a_wrong_password_is_challenged_again() -> None:
     effects = pbx.send(register(pbx, str(wrong), cseq=2))
     assert sip_summary(effects) == [(pbx.address, "401 REGISTER")]
     h.assert_idle()
+
+
+@pytest.mark.parametrize("way", [INBOUND, OUTBOUND], ids=["inbound", "outbound"])
+def test_an_offer_beside_an_isup_part_is_relayed_as_its_sdp_alone(way: Way) -> None:
+    # RFC 5621: the SDP part is the offer; the optional ISUP part goes no further. The other side
+    # gets what a plain SDP offer would have given it.
+    relayed: list[Request] = []
+    for body, content_type in (
+        (CALLER_OFFER, "application/sdp"),
+        (multipart_with_isup(CALLER_OFFER), f'multipart/mixed; boundary="{BOUNDARY}"'),
+    ):
+        h = Harness()
+        caller, callee = parties(h, way)
+        caller.send(caller.invite(DIALLED, body=body, content_type=content_type))
+        relayed.append(callee.take_invite())
+        callee.ring()
+        callee.answer()
+        caller.ack_answer()
+        hang_up(caller, callee)
+        h.assert_idle()
+    plain, from_multipart = relayed
+    assert from_multipart.content_type == "application/sdp"
+    assert from_multipart.body == plain.body
+    assert b"isup" not in bytes(from_multipart).lower()
 
 
 def test_inbound_call_goes_to_the_registered_contact() -> None:
