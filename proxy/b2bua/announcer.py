@@ -80,6 +80,7 @@ class CallAnnouncer:
         self._session: consent.ConsentSession | None = None
         self._paused: set[str] = set()  # reasons recording is paused for: hold, pci, api
         self._keys: str = ""  # the latest keys pressed after the bridge, for the PCI pause code
+        self._notice_held = False  # the outside party held the call before the questions were over
 
     @property
     def paused_reasons(self) -> tuple[str, ...]:
@@ -220,6 +221,31 @@ class CallAnnouncer:
         """The call went on hold or came off it: recording writes silence meanwhile (GDPR Art. 5(1)(c))."""
         return self._set_pause("hold", held)
 
+    def outside_hold(self, held: bool, now: float) -> list[Effect]:
+        """The outside party put the call on hold, or took it off (RFC 3264 §8.4). A held party
+        hears nothing: a notice or question playing then is cut short (the evidence says when),
+        and the notice starts again from the beginning when the call comes off hold, so that
+        nothing is recorded before the party heard it whole (GDPR Art. 13)."""
+        out: list[Effect] = []
+        if held and self.stage is AnnouncerStage.ANNOUNCING and not self._notice_held:
+            self._notice_held = True
+            self._interrupt(now, out)
+            out.append(StopPlayout(call_ref=self.call_ref, leg=self.outside_leg))
+            if self.agent_hears_notice:
+                out.append(StopPlayout(call_ref=self.call_ref, leg=self.outside_leg.other))
+            out.append(
+                LogEvent(
+                    level="info",
+                    text="the outside party holds the call before the notice and questions are over:"
+                    " the notice is played again when it comes off hold",
+                    call_ref=self.call_ref,
+                )
+            )
+        elif not held and self._notice_held:
+            self._notice_held = False
+            out.extend(self.start(self.media or _PCMU, now, agent_media=self.agent_media))
+        return out
+
     def manual_pause(self, pause: bool, reason: str) -> list[Effect]:
         return self._set_pause(reason, pause)
 
@@ -252,6 +278,7 @@ class CallAnnouncer:
 
     def party_changed(self, reason: str, media: MediaFormat | None, now: float) -> list[Effect]:
         """A new outside party: stop recording and play the notice to them before anything else."""
+        self._notice_held = False  # the hold left with the party that held
         out: list[Effect] = []
         self._interrupt(now, out)  # the party leaving was still hearing a prompt
         out.append(

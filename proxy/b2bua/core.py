@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import heapq
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
+from types import MappingProxyType
+from typing import Final
 from urllib.parse import unquote
 
 from proxy.b2bua.announcer import AnnouncerStage, CallAnnouncer
@@ -74,7 +76,7 @@ from proxy.sip.body import ACCEPTED_BODY_TYPES, sdp_body
 from proxy.sip.errors import SipError
 from proxy.sip.headers import NameAddress
 from proxy.sip.message import Message, Request, Response, make_response
-from proxy.sip.sdp import SessionDescription
+from proxy.sip.sdp import Direction, SessionDescription
 from proxy.sip.transaction import (
     DeliverRequest,
     DeliverResponse,
@@ -904,10 +906,25 @@ class B2bua:
         announcer = call.announcer
         return announcer is not None and announcer.stage in (AnnouncerStage.DECIDED, AnnouncerStage.BRIDGED)
 
-    def _hold_changed(self, call: Call, leg: MediaLeg, on_hold: bool, out: list[Effect]) -> None:
+    def _hold_changed(
+        self,
+        call: Call,
+        leg: MediaLeg,
+        on_hold: bool,
+        now: float,
+        out: list[Effect],
+        *,
+        party_left: bool = False,
+    ) -> None:
         """A party put the call on hold (sendonly, inactive, 0.0.0.0; RFC 3264 §8.4) or took it off:
-        a held call is not recorded (silence is written and the pause is in the evidence)."""
+        a held call is not recorded (silence is written and the pause is in the evidence). An
+        outside party that holds while its notice or questions play hears them again from the
+        start (``CallAnnouncer.outside_hold``), unless its hold ends because it left."""
         was_held = bool(call.held_by)
+        announcer = call.announcer
+        changed = on_hold != (leg in call.held_by)
+        if announcer is not None and leg is announcer.outside_leg and changed and not party_left:
+            out.extend(announcer.outside_hold(on_hold, now))
         if on_hold:
             call.held_by.add(leg)
             out.append(LogEvent(level="info", text=f"hold from leg {leg}", call_ref=call.ref))
@@ -1512,10 +1529,20 @@ class B2bua:
                 self._reply(transaction_id, request, error.status_hint, out, now, to_tag=request.to.tag)
                 return True
             if offer is not None:
-                if media_format(offer) != announcer.media:
+                media = announcer.media
+                answer = None
+                if media is not None and media_format(offer) == media:
+                    codecs = frozenset({media.codec, "telephone-event"})
+                    answer = anchor_sdp(
+                        offer, dialog=call.a, media_address=self._settings.media_address, codecs=codecs
+                    )
+                if answer is None:
                     self._reply(transaction_id, request, 488, out, now, to_tag=request.to.tag)
                     return True
+                _answer_directions(answer)
+                call.a_answer = self._new_version_if_changed(call.a, answer, call.a_answer)
                 out.append(SetMediaRemote(call_ref=call.ref, leg=MediaLeg.A, remote=media_remote(offer)))
+                self._hold_changed(call, MediaLeg.A, offer.is_hold(), now, out)
             headers = (
                 ("Contact", call.a.local_contact),
                 ("Server", self._settings.user_agent),
@@ -1532,6 +1559,24 @@ class B2bua:
             transaction_id, request, 200 if method == "INFO" else 491, out, now, to_tag=request.to.tag
         )
         return True
+
+    @staticmethod
+    def _new_version_if_changed(dialog: Dialog, answer: SessionDescription, previous: bytes) -> bytes:
+        """``answer`` as sent, or ``previous`` when nothing but the version would differ: an
+        unchanged session keeps its version (RFC 3264 §8), as in a session refresh."""
+        bumped = answer.origin
+        try:
+            before = SessionDescription.parse(previous).origin
+        except SipError:
+            before = None
+        if before is not None:
+            answer.origin = replace(bumped, sess_version=before.sess_version)
+            if bytes(answer) == previous:
+                dialog.sdp_version -= 1  # the version anchor_sdp drew was not used
+                dialog.last_sdp = answer
+                return previous
+            answer.origin = bumped
+        return bytes(answer)
 
     def _relay_in_dialog(
         self,
@@ -1607,7 +1652,7 @@ class B2bua:
                         new_party=new_party is not None,
                     )
                 )
-                self._hold_changed(call, leg, offer.is_hold(), out)
+                self._hold_changed(call, leg, offer.is_hold(), now, out)
                 body = bytes(anchored)
                 content_type = "application/sdp"
                 offer_present = True
@@ -1832,7 +1877,7 @@ class B2bua:
         if leg in call.held_by:
             # The transferor held the other party (as RFC 5589 §6 has it do before a REFER): its
             # hold left with it, and the other party, which answered it recvonly, comes off hold.
-            self._hold_changed(call, leg, False, out)
+            self._hold_changed(call, leg, False, now, out, party_left=True)
             if sdp is not None:
                 self._take_off_hold(call, leg.other, sdp, now, out)
         announcer = call.announcer
@@ -2412,6 +2457,20 @@ def _user_of(uri: Uri) -> str | None:
 def _dialled_user(request: Request) -> str:
     """The number being called: the Request-URI's user part, else the To URI's."""
     return _user_of(request.uri) or _user_of(request.to.uri) or "unknown"
+
+
+_ANSWERED_DIRECTION: Final[Mapping[str, Direction]] = MappingProxyType(
+    {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
+)
+
+
+def _answer_directions(answer: SessionDescription) -> None:
+    """Turn an anchored copy of an offer into callherald's own answer to it: each stream's
+    direction as the answerer's (an offer's sendonly is answered recvonly, RFC 3264 §6.1)."""
+    for media in answer.media:
+        if not media.rejected:
+            media.direction = _ANSWERED_DIRECTION[answer.effective_direction(media)]
+    answer.direction = None
 
 
 def _sdp_of(message: Message) -> SessionDescription | None:

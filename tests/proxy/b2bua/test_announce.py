@@ -53,6 +53,7 @@ from proxy.b2bua.effects import (
 )
 from proxy.b2bua.policy import UNRECORDED, AnnouncementMode, CallPolicy, FailureBehaviour, PromptCheck
 from proxy.b2bua.settings import Address, B2buaSettings, Side
+from proxy.sip.message import Response
 from tests.proxy.b2bua.harness import (
     CALLEE_ANSWER,
     CALLER_OFFER,
@@ -1525,6 +1526,62 @@ def test_a_new_party_during_the_notice_cuts_it_short_and_hears_it_from_the_start
     assert of(s.h.effects, StartRecording)[-1] == StartRecording(
         call_ref=ref, outside_leg=leg, purposes=("quality", "training"), policy="service-line"
     )
+    s.hang_up()
+    finish(s)
+
+
+def outside_redirects(s: Scene, direction: str, version: int) -> tuple[Response, list[Effect]]:
+    """The outside party's re-INVITE in ``direction`` (what the agent answers when it has the
+    call), ACKed; callherald's 200 and the effects."""
+    before = len(s.h.effects)
+    s.outside.send(s.outside.request("INVITE", body=party_sdp(own_origin(s.way), version, direction)))
+    if s.way is OUTBOUND:  # the agent has the call: the re-INVITE goes on to it
+        answered = {"a=sendonly": "a=recvonly"}.get(direction, direction)
+        s.agent.reply(
+            s.agent.last_request("INVITE"), 200, body=party_sdp("agent 3003 127.0.0.9", version, answered)
+        )
+    ok = s.outside.last_response("INVITE", 200)
+    s.outside.send(s.outside.ack_2xx(ok))
+    return ok, s.h.effects[before:]
+
+
+@WAYS
+def test_a_hold_during_the_notice_cuts_it_short_and_it_plays_again_after_the_hold(way: Way) -> None:
+    # A held party hears nothing (RFC 3264 §8.4): the notice it missed is played again, whole,
+    # before anything is asked or recorded.
+    s = Scene(way)
+    s.notice_playing()
+    ref, leg = s.ref, way.outside_leg
+    s.h.advance(1.5)
+    ok, held = outside_redirects(s, "a=sendonly", 2)
+
+    assert b"a=recvonly" in ok.body  # the answer to a sendonly offer (RFC 3264 §6.1)
+    stopped = [StopPlayout(call_ref=ref, leg=leg)]
+    if way is OUTBOUND:
+        stopped.append(StopPlayout(call_ref=ref, leg=leg.other))  # the agent's copy too
+    cut = AnnouncementEnded(prompt_id="notice", at=s.h.now, complete=False)
+    assert announcing(held) == [Evidence(call_ref=ref, leg=leg, event=cut), *stopped]
+    pressed = s.press("1")  # kept in the evidence, but nothing is asked while the party holds
+    assert [e.counted for e in events(pressed, DigitReceived)] == [False]
+    assert events(pressed, ConsentDecided) == []
+    assert s.h.prompt_finished(ref, leg) == []
+
+    s.h.advance(4.0)
+    ok, resumed = outside_redirects(s, "a=sendrecv", 3)
+    assert b"a=sendrecv" in ok.body
+    assert announcing(resumed) == notice_again(ref, way, at=s.h.now)
+    if way is INBOUND:
+        assert s.callee.inbox() == []  # the PBX is called only once the questions are over
+    s.notice_heard()
+    s.question_heard()
+    s.press("1")
+    if way is INBOUND:
+        s.callee.take_invite()
+        s.callee.ring()
+        s.callee_answers()
+    assert of(s.h.effects, StartRecording)[-1].purposes == ("quality", "training")
+    ended = events(s.h.effects, AnnouncementEnded)
+    assert [e.complete for e in ended if e.prompt_id == "notice"] == [False, True]
     s.hang_up()
     finish(s)
 
