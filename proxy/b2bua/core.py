@@ -157,6 +157,11 @@ class _ClientContext:
     leg: MediaLeg | None = None
     transfer: Transfer | None = None
     resume: tuple[SessionDescription, int] | None = None  # "resume": the target's SDP, the attempt
+    # What the transaction sent, where and to which side (``_send_request`` sets them).
+    request: Request | None = None
+    destination: Address | None = None
+    side: Side | None = None
+    auth_attempts: int = 0  # answers to the carrier's challenges of this request (RFC 3261 §22.2)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -500,6 +505,7 @@ class B2bua:
             request, now, reliable=self._settings.transport[side] != "udp"
         )
         self._routes[transaction_id] = (destination, side)
+        context.request, context.destination, context.side = request, destination, side
         self._clients[transaction_id] = context
         self._run(effects, now, out)
         return transaction_id
@@ -2059,6 +2065,9 @@ class B2bua:
         call = context.call
         if call is None:
             return
+        challenged = response.status in (401, 407) and context.kind in _IN_DIALOG_KINDS
+        if challenged and self._answer_challenge(call, transaction_id, context, response, now, out):
+            return
         if context.kind == "invite":
             self._on_invite_response(call, response, now, out)
         elif context.kind == "transfer" and context.transfer is not None:
@@ -2262,13 +2271,12 @@ class B2bua:
         deadline = min(at + next_interval, resend.give_up)
         self._arm(resend.key, deadline, partial(self._resend_2xx, resend, next_interval))
 
-    def _retry_with_credentials(self, call: Call, response: Response, now: float, out: list[Effect]) -> bool:
-        """Answer a 401/407 from the carrier with digest credentials (RFC 3261 §22.2), once."""
+    def _carrier_credentials(self, request: Request, response: Response, attempts: int) -> str | None:
+        """Digest credentials answering the carrier's 401/407 to ``request`` (RFC 3261 §22.2):
+        once, and once more only for a stale nonce; None when there is nothing to answer with."""
         carrier = self._settings.carrier
-        if call.b.side is not Side.CARRIER or not carrier.username or carrier.password is None:
-            return False
-        if call.auth_attempts >= 2:
-            return False
+        if not carrier.username or carrier.password is None or attempts >= 2:
+            return None
         challenges: list[Challenge] = []
         for value in response.headers.fields(challenge_header_for(response.status)):
             try:
@@ -2278,24 +2286,75 @@ class B2bua:
             if carrier.realm is None or parsed.realm == carrier.realm:  # never answer another realm
                 challenges.append(parsed)
         challenge = choose_challenge(challenges)
-        if challenge is None:
-            return False
-        if call.auth_attempts >= 1 and challenge.stale is not True:
-            return False
-        call.auth_attempts += 1
-        previous = call.b_invite
+        if challenge is None or (attempts >= 1 and challenge.stale is not True):
+            return None
         credentials = build_credentials(
             challenge,
-            method="INVITE",
-            uri=str(previous.uri),
+            method=request.method,
+            uri=str(request.uri),
             username=carrier.auth_username or carrier.username,
             password=carrier.password,
             cnonce=self._token(),
         )
+        return str(credentials)
+
+    def _answer_challenge(
+        self,
+        call: Call,
+        transaction_id: TransactionId,
+        context: _ClientContext,
+        response: Response,
+        now: float,
+        out: list[Effect],
+    ) -> bool:
+        """Send a request the carrier challenged again with credentials, as a new transaction with
+        the next CSeq of its dialog (RFC 3261 §22.2, §8.1.3.5); True when it was sent. Carriers
+        and their proxies may challenge a BYE or re-INVITE as well as the first INVITE."""
+        request, destination, side = context.request, context.destination, context.side
+        if request is None or destination is None or side is None:
+            return False
+        credentials = None
+        if side is Side.CARRIER:
+            credentials = self._carrier_credentials(request, response, context.auth_attempts)
+        if credentials is None:
+            out.append(
+                LogEvent(
+                    level="warning",
+                    text=f"the {side.value} side refused our {request.method} with {response.status}"
+                    " and callherald has no credentials to answer it with",
+                    call_ref=call.ref,
+                )
+            )
+            return False
+        retry = request.copy()
+        dialog = _dialog_of(call, request)
+        seq = dialog.next_seq() if dialog is not None else request.cseq.seq + 1
+        retry.headers.set("Via", self._via(side))
+        retry.headers.set("CSeq", f"{seq} {request.method}")
+        retry.headers.set(auth_header_for(response.status), credentials)
+        context.auth_attempts += 1
+        if context.transfer is not None and context.kind == "transfer":
+            context.transfer.invite = retry  # its CANCEL goes with the INVITE sent last (§9.1)
+        retried = self._send_request(retry, destination, side, context, now, out)
+        relay = call.pending_relays.pop(transaction_id, None)
+        if relay is not None:
+            call.pending_relays[retried] = relay
+        return True
+
+    def _retry_with_credentials(self, call: Call, response: Response, now: float, out: list[Effect]) -> bool:
+        """Answer a 401/407 from the carrier to the first INVITE with digest credentials (RFC 3261
+        §22.2)."""
+        if call.b.side is not Side.CARRIER:
+            return False
+        previous = call.b_invite
+        credentials = self._carrier_credentials(previous, response, call.auth_attempts)
+        if credentials is None:
+            return False
+        call.auth_attempts += 1
         retry = previous.copy()
         retry.headers.set("Via", self._via(call.b.side))
         retry.headers.set("CSeq", f"{call.b.next_seq()} INVITE")
-        retry.headers.set(auth_header_for(response.status), str(credentials))
+        retry.headers.set(auth_header_for(response.status), credentials)
         call.b_invite = retry
         self._send_request(
             retry,
@@ -2457,6 +2516,22 @@ def _user_of(uri: Uri) -> str | None:
 def _dialled_user(request: Request) -> str:
     """The number being called: the Request-URI's user part, else the To URI's."""
     return _user_of(request.uri) or _user_of(request.to.uri) or "unknown"
+
+
+_IN_DIALOG_KINDS: Final = frozenset({"relay", "bye", "notify", "resume", "transfer"})
+"""Requests callherald sends (besides the first INVITE) that answer a carrier's challenge."""
+
+
+def _dialog_of(call: Call, request: Request) -> Dialog | None:
+    """The dialog of ``call`` that ``request`` was sent in (our Call-ID and tag), if still known."""
+    transfer = call.transfer
+    dialogs: tuple[Dialog, ...] = (call.a, call.b)
+    if transfer is not None:
+        dialogs += (transfer.old, transfer.new)
+    for dialog in dialogs:
+        if dialog.call_id == request.call_id and dialog.local_tag == request.from_.tag:
+            return dialog
+    return None
 
 
 _ANSWERED_DIRECTION: Final[Mapping[str, Direction]] = MappingProxyType(

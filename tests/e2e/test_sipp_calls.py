@@ -573,6 +573,42 @@ def test_carrier_challenge_is_answered_with_digest(tmp_path: Path, callee: str) 
     assert finals == ["SIP/2.0 200 OK", "SIP/2.0 200 OK"]  # INVITE, then BYE
 
 
+@requires_sipp
+@pytest.mark.timeout(30)
+def test_a_carrier_that_challenges_the_bye_too_gets_it_with_credentials(tmp_path: Path) -> None:
+    """Unanswered, a challenged BYE leaves the call up at the carrier, and billed, until its own
+    timers end it."""
+    credentials = (
+        "  credentials:\n"
+        f'    username: "{CARRIER_USER}"\n'
+        "    password: {env: CALLHERALD_TEST_CARRIER_SECRET}\n"
+        f"    realm: {CARRIER_REALM}\n"
+    )
+    with running_callherald(
+        tmp_path, carrier_section_extra=credentials, env={"CALLHERALD_TEST_CARRIER_SECRET": CARRIER_SECRET}
+    ) as proxy:
+        uac, uas = place_call(
+            proxy,
+            Direction.OUTBOUND,
+            tmp_path,
+            callee="uas_auth_407_bye.xml",
+            callee_keys={
+                "realm": CARRIER_REALM,
+                "nonce": CARRIER_NONCE,
+                "authfile": tmp_path / "auth.txt",
+                "byeauthfile": tmp_path / "bye-auth.txt",
+            },
+        )
+        assert_ok(proxy, uac, uas)
+    request_line, header = (tmp_path / "bye-auth.txt").read_text().strip().split("|", 1)
+    method, uri = request_line.split(" ", 1)
+    sent = Credentials.parse(header.strip())
+    assert (method, sent.username, sent.realm, sent.uri) == ("BYE", CARRIER_USER, CARRIER_REALM, uri)
+    assert verify_credentials(sent, method="BYE", password=CARRIER_SECRET, expected_realm=CARRIER_REALM)
+    first, retry = [m for m in uas.messages if not m.sent and m.first_line.startswith("BYE ")]
+    assert (first.header("CSeq"), retry.header("CSeq")) == ("3 BYE", "4 BYE")
+
+
 # 6. Hold and resume by re-INVITE ----------------------------------------------------------------
 
 

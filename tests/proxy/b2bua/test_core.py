@@ -879,6 +879,92 @@ def test_stale_challenge_is_answered_once_more() -> None:
     h.assert_idle()
 
 
+def carrier_and_pbx(caller: FakeUac, callee: FakeUas, way: Way) -> tuple[FakeUa, FakeUa]:
+    return (callee, caller) if way is OUTBOUND else (caller, callee)
+
+
+@pytest.mark.parametrize("status", [401, 407])
+@pytest.mark.parametrize("way", [OUTBOUND, INBOUND], ids=["outbound", "inbound"])
+def test_a_bye_the_carrier_challenges_is_sent_again_with_credentials(status: int, way: Way) -> None:
+    # A carrier's proxy may challenge in-dialog requests too: unanswered, the carrier never
+    # learns that the call ended (RFC 3261 §22.2; the retry takes the dialog's next CSeq, §8.1.3.5).
+    h = authenticating_harness()
+    carrier, pbx = carrier_and_pbx(*connect(h, way), way)
+    pbx.send(pbx.request("BYE"))
+    bye = carrier.last_request("BYE")
+    effects = carrier.reply(bye, status, extra=(challenge_header(status),))
+
+    assert sip_summary(effects) == [(CARRIER, "BYE")]
+    retry = carrier.last_request("BYE")
+    assert retry.cseq.seq == bye.cseq.seq + 1
+    assert retry.top_via.branch != bye.top_via.branch
+    assert (retry.call_id, retry.headers.get("to")) == (bye.call_id, bye.headers.get("to"))
+    credentials = credentials_in(retry, status)
+    assert credentials.uri == str(retry.uri)
+    assert verify_credentials(
+        credentials, method="BYE", password="carrier-secret", expected_realm="carrier.example"
+    )
+    carrier.reply(retry, 200)
+    h.assert_idle()
+
+
+@pytest.mark.parametrize("way", [OUTBOUND, INBOUND], ids=["outbound", "inbound"])
+def test_a_reinvite_the_carrier_challenges_is_sent_again_and_its_answer_relayed(way: Way) -> None:
+    h = authenticating_harness()
+    carrier, pbx = carrier_and_pbx(*connect(h, way), way)
+    pbx.send(pbx.request("INVITE", body=offer_from(pbx)))  # the agent holds
+    first = carrier.last_request("INVITE")
+    effects = carrier.reply(first, 407, extra=(challenge_header(407),))
+
+    assert sip_summary(effects) == [(CARRIER, "ACK"), (CARRIER, "INVITE")]
+    retry = carrier.last_request("INVITE")
+    assert retry.cseq.seq == first.cseq.seq + 1
+    assert retry.body == first.body
+    assert verify_credentials(
+        credentials_in(retry, 407),
+        method="INVITE",
+        password="carrier-secret",
+        expected_realm="carrier.example",
+    )
+    effects = carrier.reply(retry, 200, body=offer_from(carrier, direction="a=recvonly"))
+    assert sip_summary(effects) == [(CARRIER, "ACK"), (PBX, "200 INVITE")]
+    assert carrier.last_request("ACK").cseq.seq == retry.cseq.seq
+    assert b"a=recvonly" in pbx.last_response("INVITE", 200).body
+    pbx.send(pbx.ack_2xx(pbx.last_response("INVITE", 200)))
+    bye = pbx.request("BYE")
+    pbx.send(bye)
+    assert carrier.last_request("BYE").cseq.seq == retry.cseq.seq + 1
+    carrier.reply(carrier.last_request("BYE"), 200)
+    h.assert_idle()
+
+
+def test_without_credentials_a_challenged_bye_is_logged_and_the_call_still_ends() -> None:
+    h = Harness()
+    caller, callee = connect(h)
+    caller.send(caller.request("BYE"))
+    effects = callee.reply(callee.last_request("BYE"), 407, extra=(challenge_header(407),))
+
+    assert sip_summary(effects) == []
+    assert LogEvent(
+        level="warning",
+        text="the carrier side refused our BYE with 407 and callherald has no credentials to answer it with",
+        call_ref=h.call_ref(),
+    ) in non_sip(effects)
+    h.assert_idle()
+
+
+def test_a_challenge_to_the_retried_bye_is_not_answered_again() -> None:
+    h = authenticating_harness()
+    caller, callee = connect(h)
+    caller.send(caller.request("BYE"))
+    callee.reply(callee.last_request("BYE"), 407, extra=(challenge_header(407),))
+    effects = callee.reply(callee.last_request("BYE"), 407, extra=(challenge_header(407, nonce="nonce-2"),))
+
+    assert sip_summary(effects) == []
+    assert len(callee.requests("BYE")) == 2
+    h.assert_idle()
+
+
 def test_pbx_side_challenge_is_not_answered() -> None:
     h = authenticating_harness()
     _, callee = dial(h, INBOUND)
