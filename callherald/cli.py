@@ -132,8 +132,13 @@ def _keys_generate(args: argparse.Namespace) -> int:
 
 
 def _layout(args: argparse.Namespace) -> DataLayout | None:
+    # The data directory alone: the carrier's password, which only `serve` uses, need not be in
+    # the environment of an admin who lists or exports recordings.
     try:
-        return DataLayout(_load(args.config).data_dir)
+        config = (
+            default_config(_home()) if args.config is None else load_config(args.config, read_secrets=False)
+        )
+        return DataLayout(config.data_dir)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return None

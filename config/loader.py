@@ -949,6 +949,7 @@ def parse_config(
     source: str = "<string>",
     base_dir: Path | None = None,
     environ: Mapping[str, str] | None = None,
+    read_secrets: bool = True,
 ) -> Config:
     """Validate YAML ``text`` into a `Config`.
 
@@ -959,15 +960,24 @@ def parse_config(
             ``recording.recipients``, ``data_dir``) are resolved against; None leaves them relative
             to the working directory.
         environ: environment for ``{env: ...}`` secrets and ``$CALLHERALD_HOME``; default `os.environ`.
+        read_secrets: False leaves every secret empty, its form checked but its variable or file
+            not read: for the commands that never use one (recordings, calls, keys).
 
     Raises:
         ConfigError: listing every problem found, each with file, line and key path.
     """
-    ctx = Context(source=source, base_dir=base_dir, environ=os.environ if environ is None else environ)
+    ctx = Context(
+        source=source,
+        base_dir=base_dir,
+        environ=os.environ if environ is None else environ,
+        read_secrets=read_secrets,
+    )
     return read_document(text, ctx, _read_config)
 
 
-def load_config(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None, read_secrets: bool = True
+) -> Config:
     """Read and validate the YAML file at ``path`` (see `parse_config`); relative paths inside it
     are relative to the file's directory.
 
@@ -982,7 +992,13 @@ def load_config(path: str | os.PathLike[str], *, environ: Mapping[str, str] | No
         raise ConfigError(
             [ConfigProblem(file=source, line=None, key="", message=f"cannot read: {reason}")]
         ) from None
-    return parse_config(text, source=source, base_dir=Path(os.path.abspath(source)).parent, environ=environ)
+    return parse_config(
+        text,
+        source=source,
+        base_dir=Path(os.path.abspath(source)).parent,
+        environ=environ,
+        read_secrets=read_secrets,
+    )
 
 
 def config_keys() -> list[str]:

@@ -116,10 +116,14 @@ class Context:
         base_dir: Path | None,
         environ: Mapping[str, str],
         discover: bool = False,
+        read_secrets: bool = True,
     ) -> None:
         self.source = source
         self.base_dir = base_dir
         self.environ = environ
+        # False for the commands that never use a secret (they read the data directory): a
+        # secret's form is still checked, but its variable or file is not read.
+        self.read_secrets = read_secrets
         self.problems: list[ConfigProblem] = []
         self.discovered: list[str] | None = [] if discover else None
 
@@ -475,6 +479,8 @@ class Reader:
             name = scalar_text(value_node, "an environment variable name")
             if not _ENV_NAME.fullmatch(name):
                 expected("an environment variable name", repr(name))
+            if not self.ctx.read_secrets:
+                return Secret(value="", source=f"env:{name}")
             value = self.ctx.environ.get(name)
             if value is None:
                 raise InvalidValueError(f"environment variable {name} is not set")
@@ -483,6 +489,8 @@ class Reader:
             return Secret(value=value, source=f"env:{name}")
         if form == "file":
             path = self.ctx.resolve(scalar_text(value_node, "a file path"))
+            if not self.ctx.read_secrets:
+                return Secret(value="", source=f"file:{os.fspath(path)}")
             try:
                 value = path.read_text(encoding="utf-8").rstrip("\r\n")
             except (OSError, UnicodeDecodeError) as exc:

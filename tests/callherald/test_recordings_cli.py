@@ -373,6 +373,21 @@ def test_list_reads_the_data_dir_of_config(
     assert len(json.loads(out)) == 2
 
 
+def test_list_needs_no_carrier_password_in_the_environment(
+    data: DataDir, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only `serve` uses the carrier's password; an admin's shell need not have it.
+    monkeypatch.delenv("CH_UNSET_CARRIER_PASSWORD", raising=False)
+    credentials = '  credentials:\n    username: "trunk"\n    password: {env: CH_UNSET_CARRIER_PASSWORD}\n'
+    text = EMBEDDED_DEFAULT_YAML.replace("  port: 5080\n", "  port: 5080\n" + credentials, 1)
+    assert text != EMBEDDED_DEFAULT_YAML
+    config = tmp_path / "callherald.yaml"
+    config.write_text(text + f"data_dir: {data.layout.root}\n", encoding="utf-8")
+    code, out, err = run(capsys, "list", "--json", "--config", str(config))
+    assert (code, err) == (0, "")
+    assert len(json.loads(out)) == 2
+
+
 def test_list_of_an_empty_data_dir_creates_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -894,6 +894,24 @@ def test_secret_env_problems(environ: dict[str, str], message: str) -> None:
     assert [problem.message for problem in caught.value.problems] == [message]
 
 
+@pytest.mark.parametrize("secret", ["{env: CH_PW}", "{file: missing.txt}"])
+def test_secrets_are_not_read_for_commands_that_need_none(secret: str, tmp_path: Path) -> None:
+    # `callherald recordings list` needs the data directory, not the carrier's password.
+    text = SECRET_FILE.replace("{file: pw.txt}", secret)
+    config = parse_config(text, source="callherald.yaml", base_dir=tmp_path, environ={}, read_secrets=False)
+    credentials = config.carrier.credentials
+    assert credentials is not None
+    assert credentials.password.value == ""
+    with pytest.raises(ConfigError) as caught:  # the form is still checked
+        parse_config(
+            SECRET_FILE.replace("{file: pw.txt}", "hunter2"),
+            source="callherald.yaml",
+            environ={},
+            read_secrets=False,
+        )
+    assert "secrets are not written inline" in str(caught.value)
+
+
 def test_secret_from_env_and_repr_hides_it() -> None:
     text = SECRET_FILE.replace("{file: pw.txt}", "{env: CH_PW}")
     credentials = parse(text, environ={"CH_PW": "top secret"}).carrier.credentials
