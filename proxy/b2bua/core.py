@@ -1509,8 +1509,9 @@ class B2bua:
 
         A SIP INFO key press (application/dtmf-relay) answers a consent question; after the bridge
         it may withdraw consent and is relayed as well; otherwise (an unannounced or unrecorded
-        call) it is relayed like any INFO. While the notice plays to an inbound caller
-        the PBX has not been called: a session refresh is answered with our own SDP.
+        call) it is relayed like any INFO. Until the PBX answers an inbound call (in answer mode
+        or as 183 early media) callherald answers the caller's re-INVITE or UPDATE itself: a
+        session refresh with the same SDP, a hold with the direction it asks for.
         """
         announcer = call.announcer
         if announcer is None or leg is not announcer.outside_leg:
@@ -1526,7 +1527,7 @@ class B2bua:
                     self._reply(transaction_id, request, 200, out, now, to_tag=request.to.tag)
                     return True
                 return False
-        if not (call.a_answered and leg is MediaLeg.A and not call.b.confirmed):
+        if not ((call.a_answered or call.a_early_media) and leg is MediaLeg.A and not call.b.confirmed):
             return False
         if method in ("INVITE", "UPDATE"):
             try:

@@ -1586,6 +1586,31 @@ def test_a_hold_during_the_notice_cuts_it_short_and_it_plays_again_after_the_hol
     finish(s)
 
 
+def test_an_early_media_caller_that_holds_by_update_hears_the_notice_again() -> None:
+    # 183 early media: the dialog is early, so the hold comes as UPDATE (RFC 3311); the PBX has
+    # not been called, so callherald answers it.
+    s = Scene(policy=EARLY_MEDIA)
+    s.dial()
+    s.caller.learn(s.caller.last_response("INVITE", 183))
+    ref = s.ref
+    origin = own_origin(INBOUND)
+    effects = s.caller.send(s.caller.request("UPDATE", body=party_sdp(origin, 2, "a=sendonly")))
+
+    assert sip_summary(effects) == [(CARRIER, "200 UPDATE")]
+    assert b"a=recvonly" in s.caller.last_response("UPDATE", 200).body
+    cut = AnnouncementEnded(prompt_id="notice", at=s.h.now, complete=False)
+    assert announcing(effects) == [
+        Evidence(call_ref=ref, leg=MediaLeg.A, event=cut),
+        StopPlayout(call_ref=ref, leg=MediaLeg.A),
+    ]
+    effects = s.caller.send(s.caller.request("UPDATE", body=party_sdp(origin, 3, "a=sendrecv")))
+    assert sip_summary(effects) == [(CARRIER, "200 UPDATE")]
+    assert announcing(effects) == notice_again(ref, INBOUND, at=s.h.now)
+    assert s.callee.inbox() == []
+    s.h.shutdown()
+    finish(s)
+
+
 def test_outbound_late_offer_hold_from_the_callee_keeps_the_recording() -> None:
     s = Scene(OUTBOUND)
     s.dial(body=b"")
