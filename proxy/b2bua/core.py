@@ -2066,7 +2066,7 @@ class B2bua:
         call = context.call
         if call is None:
             return
-        challenged = response.status in (401, 407) and context.kind in _IN_DIALOG_KINDS
+        challenged = response.status in (401, 407) and context.kind in _CHALLENGED_KINDS
         if challenged and self._answer_challenge(call, transaction_id, context, response, now, out):
             return
         if context.kind == "invite":
@@ -2519,8 +2519,9 @@ def _dialled_user(request: Request) -> str:
     return _user_of(request.uri) or _user_of(request.to.uri) or "unknown"
 
 
-_IN_DIALOG_KINDS: Final = frozenset({"relay", "bye", "notify", "resume", "transfer"})
-"""Requests callherald sends (besides the first INVITE) that answer a carrier's challenge."""
+_CHALLENGED_KINDS: Final = frozenset({"relay", "bye", "notify", "resume", "transfer"})
+"""What callherald sends, besides a call's first INVITE (``_retry_with_credentials``), that answers
+a carrier's challenge (``_answer_challenge``): requests in a call and a transfer's INVITE."""
 
 
 def _dialog_of(call: Call, request: Request) -> Dialog | None:
