@@ -162,6 +162,7 @@ class _ClientContext:
     destination: Address | None = None
     side: Side | None = None
     auth_attempts: int = 0  # answers to the carrier's challenges of this request (RFC 3261 §22.2)
+    bye_after: Dialog | None = None  # a final NOTIFY: the transferor's dialog, ended once it is answered
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -222,6 +223,9 @@ class B2bua:
         self._calls_by_a_transaction: dict[TransactionId, Call] = {}
         # Dialogs a transfer replaced: their BYE is answered without ending the call.
         self._retired: dict[tuple[str, str], Call] = {}
+        # Retired transferors' dialogs callherald ends with BYE once its final NOTIFY is answered,
+        # unless the transferor's own BYE comes first (RFC 5589 §6).
+        self._leaving: set[tuple[str, str]] = set()
         self._our_call_ids: set[str] = set()
         self._routes: dict[TransactionId, tuple[Address, Side]] = {}
         self._clients: dict[TransactionId, _ClientContext] = {}
@@ -1420,6 +1424,8 @@ class B2bua:
     ) -> None:
         found = self._find_dialog(request)
         if found is None or found[0].ref not in self._calls:
+            if request.method == "BYE":
+                self._leaving.discard((request.call_id, request.to.tag or ""))  # it left by itself
             retired = self._retired.get((request.call_id, request.to.tag or ""))
             status = 200 if retired is not None and request.method == "BYE" else 481
             self._reply(transaction_id, request, status, out, now, to_tag=request.to.tag)
@@ -1863,9 +1869,7 @@ class B2bua:
             return
         call.sent_acks[(transfer.leg, response.cseq.seq)] = ack
         self._disarm(f"{call.ref}:transfer")
-        self._notify_transferor(call, transfer, "SIP/2.0 200 OK", final=True, now=now, out=out)
-        if transfer.notify:
-            self._send_bye_on(call, transfer.old, now, out)
+        self._notify_transferor(call, transfer, "SIP/2.0 200 OK", final=True, now=now, out=out, then_bye=True)
         self._retire(call, transfer.old)
         call.transfer = None
         leg = transfer.leg
@@ -2002,9 +2006,20 @@ class B2bua:
         self._cancel_transfer(call, transfer, now, out)
 
     def _notify_transferor(
-        self, call: Call, transfer: Transfer, status_line: str, *, final: bool, now: float, out: list[Effect]
+        self,
+        call: Call,
+        transfer: Transfer,
+        status_line: str,
+        *,
+        final: bool,
+        now: float,
+        out: list[Effect],
+        then_bye: bool = False,
     ) -> None:
-        """Tell the transferor how the transfer goes (RFC 3515 §2.4.4, implicit subscription)."""
+        """Tell the transferor how the transfer goes (RFC 3515 §2.4.4, implicit subscription).
+        ``then_bye``: end its dialog with BYE once this NOTIFY is answered, not before: sent
+        together, the BYE may overtake the NOTIFY on the way (through a proxy with several
+        workers), and the transferor must then refuse the NOTIFY and never learns the outcome."""
         if not transfer.notify:
             return
         dialog = transfer.old
@@ -2017,14 +2032,18 @@ class B2bua:
         notify.headers.add(
             "Subscription-State", "terminated;reason=noresource" if final else "active;expires=60"
         )
-        self._send_request(
-            notify,
-            self._dialog_destination(dialog),
-            dialog.side,
-            _ClientContext(kind="notify", call=call),
-            now,
-            out,
-        )
+        context = _ClientContext(kind="notify", call=call)
+        if then_bye:
+            context.bye_after = dialog
+            self._leaving.add((dialog.call_id, dialog.local_tag))
+        self._send_request(notify, self._dialog_destination(dialog), dialog.side, context, now, out)
+
+    def _leave(self, call: Call, dialog: Dialog, now: float, out: list[Effect]) -> None:
+        """End a transferor's retired dialog with BYE, unless its own BYE came first."""
+        key = (dialog.call_id, dialog.local_tag)
+        if key in self._leaving:
+            self._leaving.discard(key)
+            self._send_bye_on(call, dialog, now, out)
 
     def _send_bye_on(self, call: Call, dialog: Dialog, now: float, out: list[Effect]) -> None:
         bye = self._in_dialog_request(dialog, "BYE")
@@ -2069,6 +2088,8 @@ class B2bua:
         challenged = response.status in (401, 407) and context.kind in _CHALLENGED_KINDS
         if challenged and self._answer_challenge(call, transaction_id, context, response, now, out):
             return
+        if context.bye_after is not None and response.status >= 200:
+            self._leave(call, context.bye_after, now, out)
         if context.kind == "invite":
             self._on_invite_response(call, response, now, out)
         elif context.kind == "transfer" and context.transfer is not None:
@@ -2489,6 +2510,8 @@ class B2bua:
             self._end_call(call, now, "timeout", out, status=408)
         elif context.kind == "transfer" and call.transfer is context.transfer and call.transfer is not None:
             self._transfer_failed(call, 408, "Request Timeout", now, out)
+        elif context.bye_after is not None:
+            self._leave(call, context.bye_after, now, out)  # the final NOTIFY went unanswered
         elif context.kind == "relay":
             relay = call.pending_relays.pop(transaction_id, None)
             if relay is not None:

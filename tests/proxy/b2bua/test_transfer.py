@@ -318,8 +318,9 @@ def test_refer_replaces_the_transferor_by_the_target(who: Transferor, policy: Ca
     assert announcing(effects) == []
 
     effects = s.target.answer(body=TARGET_ANSWER)
-    assert sip_summary(effects) == [(x.address, "ACK"), (x.address, "NOTIFY"), (x.address, "BYE")]
+    assert sip_summary(effects) == [(x.address, "ACK"), (x.address, "NOTIFY")]
     assert s.target.last_request("ACK").call_id == invite.call_id
+    assert x.requests("BYE") == []  # not before the NOTIFY is answered: the BYE could overtake it
     (ok,) = s.answer_notifies()
     assert_notify(ok, "SIP/2.0 200 OK", final=True, refer=s.refer_sent)
     bye = x.last_request("BYE")
@@ -391,6 +392,7 @@ def test_a_transferor_that_held_the_call_first_leaves_no_hold_behind(
     effects = y.reply(resume, 200, body=party_sdp("other 5005 127.0.0.5", 3, "a=sendrecv"))
     assert sip_summary(effects) == [(y.address, "ACK")]
     assert SetMediaRemote(call_ref=ref, leg=s.y_leg, remote=("127.0.0.5", 40000)) in effects
+    s.answer_notifies()
     x.reply(x.last_request("BYE"), 200)
 
     if policy.record:
@@ -404,6 +406,36 @@ def test_a_transferor_that_held_the_call_first_leaves_no_hold_behind(
     finish(s)
 
 
+def test_a_transferor_that_leaves_by_itself_gets_no_bye_from_callherald() -> None:
+    # RFC 5589 §6: the transferor sends BYE once it learns the outcome.
+    s = TransferScene(TRANSFERORS[0], UNRECORDED)
+    s.establish()
+    x = s.x
+    s.start_transfer()
+    s.target.answer(body=TARGET_ANSWER)
+    effects = x.send(x.request("BYE"))
+    assert sip_summary(effects) == [(x.address, "200 BYE")]
+    effects = x.reply(x.requests("NOTIFY")[-1], 200)
+    assert sip_summary(effects) == []
+    assert x.requests("BYE") == []
+    s.hang_up_y(s.target)
+    finish(s)
+
+
+def test_a_transferor_that_never_answers_the_final_notify_gets_the_bye_after_timer_f() -> None:
+    s = TransferScene(TRANSFERORS[0], UNRECORDED)
+    s.establish()
+    x = s.x
+    s.start_transfer()
+    s.target.answer(body=TARGET_ANSWER)
+    s.h.advance(31.0)
+    assert x.requests("BYE") == []
+    s.h.advance(2.0)  # Timer F: 64 * T1 (RFC 3261 §17.1.2.2)
+    x.reply(x.last_request("BYE"), 200)
+    s.hang_up_y(s.target)
+    finish(s)
+
+
 def held_then_transferred(who: Transferor, policy: CallPolicy) -> tuple[TransferScene, list[Request]]:
     """X holds Y, transfers, and the target answers; callherald's re-INVITEs to Y so far."""
     s = TransferScene(who, policy)
@@ -412,6 +444,7 @@ def held_then_transferred(who: Transferor, policy: CallPolicy) -> tuple[Transfer
     y_invites = x_holds_y(s)
     s.start_transfer()
     s.target.answer(body=TARGET_ANSWER)
+    s.answer_notifies()
     x.reply(x.last_request("BYE"), 200)
     return s, y.requests("INVITE")[y_invites:]
 
@@ -489,9 +522,9 @@ def test_the_target_can_transfer_the_call_on(who: Transferor, policy: CallPolicy
     assert invite.call_id not in (s.x.call_id, s.target.call_id, s.y.call_id)
     assert sdp_without_origin(invite.body) == sdp_without_origin(offered_to_target)
     effects = second.answer(body=CALLEE_ANSWER)
-    assert sip_summary(effects) == [(s.x.address, "ACK"), (s.x.address, "NOTIFY"), (s.x.address, "BYE")]
-    assert s.target.last_request("BYE").call_id == s.target.call_id
+    assert sip_summary(effects) == [(s.x.address, "ACK"), (s.x.address, "NOTIFY")]
     s.answer_notifies(s.target)
+    assert s.target.last_request("BYE").call_id == s.target.call_id
     s.target.reply(s.target.last_request("BYE"), 200)
     assert SetMediaRemote(call_ref=s.ref, leg=s.x_leg, remote=("127.0.0.3", 30000), new_party=True) in effects
     assert announcing(effects) == [StopPlayout(call_ref=s.ref, leg=s.y_leg), *after_answer(s)]
