@@ -91,9 +91,13 @@ from proxy.sip.transaction import (
 from proxy.sip.transaction import Effect as TransactionEffect
 from proxy.sip.uri import SipUri, TelUri, Uri, format_host, parse_uri
 
-__all__ = ["ALLOWED_METHODS", "B2bua", "B2buaStats", "CallSummary"]
+__all__ = ["ALLOWED_METHODS", "TRANSFEROR_LEAVES_S", "B2bua", "B2buaStats", "CallSummary"]
 
 ALLOWED_METHODS = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, REFER, NOTIFY"
+TRANSFEROR_LEAVES_S: Final = 2.0
+"""How long a transferor has, after answering the final NOTIFY, to leave with its own BYE before
+callherald sends one (RFC 5589 §6): the two BYEs then do not cross."""
+
 # RFC 3261 §20.43, warn-code 302: the offer's transport protocol is not available here.
 _NOT_PLAIN_RTP = ("Warning", '302 callherald "Incompatible transport protocol"')
 _KNOWN_METHODS = frozenset(
@@ -2017,9 +2021,11 @@ class B2bua:
         then_bye: bool = False,
     ) -> None:
         """Tell the transferor how the transfer goes (RFC 3515 §2.4.4, implicit subscription).
-        ``then_bye``: end its dialog with BYE once this NOTIFY is answered, not before: sent
-        together, the BYE may overtake the NOTIFY on the way (through a proxy with several
-        workers), and the transferor must then refuse the NOTIFY and never learns the outcome."""
+        ``then_bye``: end its dialog with BYE ``TRANSFEROR_LEAVES_S`` after this NOTIFY is
+        answered, unless the transferor's own BYE comes first (RFC 5589 §6 has it send one), and
+        never before: sent together, the BYE may overtake the NOTIFY on the way (through a proxy
+        with several workers), and the transferor must then refuse the NOTIFY and never learns
+        the outcome."""
         if not transfer.notify:
             return
         dialog = transfer.old
@@ -2089,7 +2095,12 @@ class B2bua:
         if challenged and self._answer_challenge(call, transaction_id, context, response, now, out):
             return
         if context.bye_after is not None and response.status >= 200:
-            self._leave(call, context.bye_after, now, out)
+            dialog = context.bye_after
+            self._arm(
+                f"{call.ref}:leave:{dialog.call_id}",
+                now + TRANSFEROR_LEAVES_S,
+                partial(self._leave, call, dialog),
+            )
         if context.kind == "invite":
             self._on_invite_response(call, response, now, out)
         elif context.kind == "transfer" and context.transfer is not None:

@@ -22,6 +22,7 @@ from proxy.b2bua.consent import (
     DigitMechanism,
     PartyChanged,
 )
+from proxy.b2bua.core import TRANSFEROR_LEAVES_S
 from proxy.b2bua.effects import (
     BridgeMedia,
     CallEnded,
@@ -211,6 +212,16 @@ class TransferScene(Scene):
             party.reply(notify, 200)
         return fresh
 
+    def dismiss_transferor(self, party: FakeUa | None = None) -> Request:
+        """The transferor answers the final NOTIFY; callherald's BYE comes ``TRANSFEROR_LEAVES_S``
+        later (RFC 5589 §6 gives the transferor the chance to leave first) and is answered."""
+        party = party or self.x
+        self.answer_notifies(party)
+        self.h.advance(TRANSFEROR_LEAVES_S)
+        bye = party.last_request("BYE")
+        party.reply(bye, 200)
+        return bye
+
     def start_transfer(self) -> Request:
         """REFER accepted and its first NOTIFY answered; the INVITE the target got is returned."""
         self.refer()
@@ -323,10 +334,13 @@ def test_refer_replaces_the_transferor_by_the_target(who: Transferor, policy: Ca
     assert x.requests("BYE") == []  # not before the NOTIFY is answered: the BYE could overtake it
     (ok,) = s.answer_notifies()
     assert_notify(ok, "SIP/2.0 200 OK", final=True, refer=s.refer_sent)
-    bye = x.last_request("BYE")
-    assert bye.call_id == x.call_id
     assert SetMediaRemote(call_ref=ref, leg=s.x_leg, remote=TARGET_MEDIA, new_party=True) in effects
     assert announcing(effects) == [StopPlayout(call_ref=ref, leg=s.y_leg), *after_answer(s)]
+    s.h.advance(TRANSFEROR_LEAVES_S - 0.1)
+    assert x.requests("BYE") == []  # X may leave by itself first (RFC 5589 §6)
+    s.h.advance(0.1)
+    bye = x.last_request("BYE")
+    assert bye.call_id == x.call_id
     x.reply(bye, 200)
 
     # X's own BYE crossing ours belongs to a retired dialog: 200, and the call goes on.
@@ -377,7 +391,7 @@ def test_a_transferor_that_held_the_call_first_leaves_no_hold_behind(
     # and the recording that follows is not paused.
     s = TransferScene(who, policy)
     s.establish()
-    ref, x, y = s.ref, s.x, s.y
+    ref, y = s.ref, s.y
     y_invites = x_holds_y(s)
 
     invite = s.start_transfer()
@@ -392,8 +406,7 @@ def test_a_transferor_that_held_the_call_first_leaves_no_hold_behind(
     effects = y.reply(resume, 200, body=party_sdp("other 5005 127.0.0.5", 3, "a=sendrecv"))
     assert sip_summary(effects) == [(y.address, "ACK")]
     assert SetMediaRemote(call_ref=ref, leg=s.y_leg, remote=("127.0.0.5", 40000)) in effects
-    s.answer_notifies()
-    x.reply(x.last_request("BYE"), 200)
+    s.dismiss_transferor()
 
     if policy.record:
         if who.outside:
@@ -406,17 +419,22 @@ def test_a_transferor_that_held_the_call_first_leaves_no_hold_behind(
     finish(s)
 
 
-def test_a_transferor_that_leaves_by_itself_gets_no_bye_from_callherald() -> None:
+@pytest.mark.parametrize("notify_answered_first", [False, True], ids=["bye-first", "notify-answered-first"])
+def test_a_transferor_that_leaves_by_itself_gets_no_bye_from_callherald(notify_answered_first: bool) -> None:
     # RFC 5589 §6: the transferor sends BYE once it learns the outcome.
     s = TransferScene(TRANSFERORS[0], UNRECORDED)
     s.establish()
     x = s.x
     s.start_transfer()
     s.target.answer(body=TARGET_ANSWER)
+    if notify_answered_first:
+        s.answer_notifies()
+        s.h.advance(TRANSFEROR_LEAVES_S / 2)
     effects = x.send(x.request("BYE"))
     assert sip_summary(effects) == [(x.address, "200 BYE")]
-    effects = x.reply(x.requests("NOTIFY")[-1], 200)
-    assert sip_summary(effects) == []
+    if not notify_answered_first:
+        assert sip_summary(x.reply(x.requests("NOTIFY")[-1], 200)) == []
+    s.h.advance(TRANSFEROR_LEAVES_S)
     assert x.requests("BYE") == []
     s.hang_up_y(s.target)
     finish(s)
@@ -445,7 +463,7 @@ def held_then_transferred(who: Transferor, policy: CallPolicy) -> tuple[Transfer
     s.start_transfer()
     s.target.answer(body=TARGET_ANSWER)
     s.answer_notifies()
-    x.reply(x.last_request("BYE"), 200)
+    x.send(x.request("BYE"))  # X leaves by itself (RFC 5589 §6): callherald sends it no BYE
     return s, y.requests("INVITE")[y_invites:]
 
 
@@ -499,8 +517,7 @@ def test_the_target_can_transfer_the_call_on(who: Transferor, policy: CallPolicy
     s.establish()
     s.start_transfer()
     s.target.answer(body=TARGET_ANSWER)
-    s.answer_notifies()
-    s.x.reply(s.x.last_request("BYE"), 200)
+    s.dismiss_transferor()
     if policy.record and who.outside:  # the new outside party hears the notice and says yes
         s.notice_heard()
         s.question_heard()
@@ -523,11 +540,9 @@ def test_the_target_can_transfer_the_call_on(who: Transferor, policy: CallPolicy
     assert sdp_without_origin(invite.body) == sdp_without_origin(offered_to_target)
     effects = second.answer(body=CALLEE_ANSWER)
     assert sip_summary(effects) == [(s.x.address, "ACK"), (s.x.address, "NOTIFY")]
-    s.answer_notifies(s.target)
-    assert s.target.last_request("BYE").call_id == s.target.call_id
-    s.target.reply(s.target.last_request("BYE"), 200)
     assert SetMediaRemote(call_ref=s.ref, leg=s.x_leg, remote=("127.0.0.3", 30000), new_party=True) in effects
     assert announcing(effects) == [StopPlayout(call_ref=s.ref, leg=s.y_leg), *after_answer(s)]
+    assert s.dismiss_transferor(s.target).call_id == s.target.call_id
     if policy.record and who.outside:
         s.notice_heard()
         s.question_heard()
@@ -918,8 +933,7 @@ def test_withdrawal_while_an_agent_transfers_holds_when_recording_resumes(way: W
 
     if answered:
         effects = s.target.answer(body=TARGET_ANSWER)
-        s.answer_notifies()
-        s.x.reply(s.x.last_request("BYE"), 200)
+        s.dismiss_transferor()
         talking_to: FakeUa = s.target
     else:
         effects = s.target.reply(invite, 486)
@@ -940,8 +954,7 @@ def test_answer_without_sdp_leaves_the_leg_without_a_remote() -> None:
     s.start_transfer()
     effects = s.target.answer(body=b"")
     assert SetMediaRemote(call_ref=s.ref, leg=s.x_leg, remote=None, new_party=True) in effects
-    s.answer_notifies()
-    s.x.reply(s.x.last_request("BYE"), 200)
+    s.dismiss_transferor()
     s.hang_up_y(s.target)
     finish(s)
 
@@ -969,8 +982,7 @@ def test_provisional_responses_of_the_target_are_reported(status: int, reported:
     assert announcing(effects) == []  # the target's early media stays out: Y hears ringback
     assert of(effects, SetMediaRemote) == []
     s.target.answer(body=TARGET_ANSWER)
-    s.answer_notifies()
-    s.x.reply(s.x.last_request("BYE"), 200)
+    s.dismiss_transferor()
     s.hang_up_y(s.target)
     finish(s)
 
@@ -981,8 +993,7 @@ def test_target_2xx_retransmission_is_acked_again_and_keeps_the_call(wait_s: flo
     s.establish()
     s.start_transfer()
     s.target.answer(body=TARGET_ANSWER)
-    s.answer_notifies()
-    s.x.reply(s.x.last_request("BYE"), 200)
+    s.dismiss_transferor()
     (ack,) = s.target.requests("ACK")
     s.h.advance(wait_s)
 
