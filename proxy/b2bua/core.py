@@ -2523,6 +2523,15 @@ class B2bua:
             self._transfer_failed(call, 408, "Request Timeout", now, out)
         elif context.bye_after is not None:
             self._leave(call, context.bye_after, now, out)  # the final NOTIFY went unanswered
+        elif context.kind == "bye" and context.side is not None:
+            out.append(
+                LogEvent(
+                    level="warning",
+                    text=f"the {context.side.value} side never answered callherald's BYE (Timer F):"
+                    " it may not know the call ended",
+                    call_ref=call.ref,
+                )
+            )
         elif context.kind == "relay":
             relay = call.pending_relays.pop(transaction_id, None)
             if relay is not None:

@@ -938,6 +938,19 @@ def test_a_reinvite_the_carrier_challenges_is_sent_again_and_its_answer_relayed(
     h.assert_idle()
 
 
+def test_a_bye_never_answered_is_logged() -> None:
+    h = Harness()
+    caller, _ = connect(h)
+    caller.send(caller.request("BYE"))
+    effects = h.advance(33.0)  # Timer F: 64 * T1 (RFC 3261 §17.1.2.2)
+    assert LogEvent(
+        level="warning",
+        text="the carrier side never answered callherald's BYE (Timer F): it may not know the call ended",
+        call_ref=h.call_ref(),
+    ) in non_sip(effects)
+    h.assert_idle()
+
+
 def test_without_credentials_a_challenged_bye_is_logged_and_the_call_still_ends() -> None:
     h = Harness()
     caller, callee = connect(h)
