@@ -114,6 +114,10 @@ class Transfer:
     notify: bool = True
     provisional_seen: bool = False
     cancel_pending: bool = False  # given up before any provisional response: CANCEL on the first (§9.1)
+    # RFC 6665 §4.2.2: one NOTIFY at a time. While one waits for its answer, the newest progress
+    # to report (sipfrag status line, final, BYE after it) waits here.
+    notify_in_flight: bool = False
+    notify_next: tuple[str, bool, bool] | None = None
 
 
 @dataclass(slots=True, kw_only=True)

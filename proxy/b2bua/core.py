@@ -2028,6 +2028,12 @@ class B2bua:
         the outcome."""
         if not transfer.notify:
             return
+        if transfer.notify_in_flight:
+            # RFC 6665 §4.2.2: no new NOTIFY before the last one is answered; through a proxy
+            # they could arrive out of order. Only the newest state is worth sending.
+            transfer.notify_next = (status_line, final, then_bye)
+            return
+        transfer.notify_in_flight = True
         dialog = transfer.old
         notify = self._in_dialog_request(
             dialog, "NOTIFY", f"{status_line}\r\n".encode(), "message/sipfrag;version=2.0"
@@ -2038,11 +2044,23 @@ class B2bua:
         notify.headers.add(
             "Subscription-State", "terminated;reason=noresource" if final else "active;expires=60"
         )
-        context = _ClientContext(kind="notify", call=call)
+        context = _ClientContext(kind="notify", call=call, transfer=transfer)
         if then_bye:
             context.bye_after = dialog
             self._leaving.add((dialog.call_id, dialog.local_tag))
         self._send_request(notify, self._dialog_destination(dialog), dialog.side, context, now, out)
+
+    def _notify_done(self, call: Call, transfer: Transfer | None, now: float, out: list[Effect]) -> None:
+        """A NOTIFY was answered or timed out: the progress reported meanwhile goes now."""
+        if transfer is None:
+            return
+        transfer.notify_in_flight = False
+        waiting, transfer.notify_next = transfer.notify_next, None
+        if waiting is not None:
+            status_line, final, then_bye = waiting
+            self._notify_transferor(
+                call, transfer, status_line, final=final, now=now, out=out, then_bye=then_bye
+            )
 
     def _leave(self, call: Call, dialog: Dialog, now: float, out: list[Effect]) -> None:
         """End a transferor's retired dialog with BYE, unless its own BYE came first."""
@@ -2094,6 +2112,8 @@ class B2bua:
         challenged = response.status in (401, 407) and context.kind in _CHALLENGED_KINDS
         if challenged and self._answer_challenge(call, transaction_id, context, response, now, out):
             return
+        if context.kind == "notify" and response.status >= 200:
+            self._notify_done(call, context.transfer, now, out)
         if context.bye_after is not None and response.status >= 200:
             dialog = context.bye_after
             self._arm(
@@ -2521,8 +2541,10 @@ class B2bua:
             self._end_call(call, now, "timeout", out, status=408)
         elif context.kind == "transfer" and call.transfer is context.transfer and call.transfer is not None:
             self._transfer_failed(call, 408, "Request Timeout", now, out)
-        elif context.bye_after is not None:
-            self._leave(call, context.bye_after, now, out)  # the final NOTIFY went unanswered
+        elif context.kind == "notify":
+            self._notify_done(call, context.transfer, now, out)
+            if context.bye_after is not None:
+                self._leave(call, context.bye_after, now, out)  # the final NOTIFY went unanswered
         elif context.kind == "bye" and context.side is not None:
             out.append(
                 LogEvent(

@@ -440,6 +440,28 @@ def test_a_transferor_that_leaves_by_itself_gets_no_bye_from_callherald(notify_a
     finish(s)
 
 
+def test_a_notify_waits_until_the_one_before_it_is_answered() -> None:
+    # RFC 6665 §4.2.2: through a proxy, two NOTIFYs in flight may arrive out of order, and the
+    # transferor refuses the older one after the final (481). Only the newest progress is sent.
+    s = TransferScene(TRANSFERORS[0], UNRECORDED)
+    s.establish()
+    x = s.x
+    s.refer()
+    (trying,) = x.requests("NOTIFY")
+    s.target.take_invite()
+    assert sip_summary(s.target.ring()) == []  # 180 while 100 Trying is unanswered: it waits
+    assert sip_summary(s.target.ring(183, body=TARGET_ANSWER)) == []  # and gives way to the newer
+    assert sip_summary(s.target.answer(body=TARGET_ANSWER)) == [(x.address, "ACK")]
+    effects = x.reply(trying, 200)
+    assert sip_summary(effects) == [(x.address, "NOTIFY")]
+    final = x.requests("NOTIFY")[-1]
+    assert_notify(final, "SIP/2.0 200 OK", final=True, refer=s.refer_sent)
+    assert final.cseq.seq == trying.cseq.seq + 1
+    s.dismiss_transferor()
+    s.hang_up_y(s.target)
+    finish(s)
+
+
 def test_a_transferor_that_never_answers_the_final_notify_gets_the_bye_after_timer_f() -> None:
     s = TransferScene(TRANSFERORS[0], UNRECORDED)
     s.establish()
