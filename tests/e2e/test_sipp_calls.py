@@ -507,6 +507,13 @@ CARRIER_USER = "acme-trunk"
 CARRIER_REALM = "carrier.test"
 CARRIER_NONCE = "4f1c2e9a7b3d5c60"
 CARRIER_SECRET = "s3cret-Pa55"
+CARRIER_CREDENTIALS = (
+    "  credentials:\n"
+    f'    username: "{CARRIER_USER}"\n'
+    "    password: {env: CALLHERALD_TEST_CARRIER_SECRET}\n"
+    f"    realm: {CARRIER_REALM}\n"
+)
+CARRIER_SECRET_ENV = {"CALLHERALD_TEST_CARRIER_SECRET": CARRIER_SECRET}
 
 
 @requires_sipp
@@ -520,16 +527,8 @@ CARRIER_SECRET = "s3cret-Pa55"
 )
 def test_carrier_challenge_is_answered_with_digest(tmp_path: Path, callee: str) -> None:
     """The 401 scenario also checks the digest with SIPp's verifyauth (it reads only Authorization)."""
-    credentials = (
-        "  credentials:\n"
-        f'    username: "{CARRIER_USER}"\n'
-        "    password: {env: CALLHERALD_TEST_CARRIER_SECRET}\n"
-        f"    realm: {CARRIER_REALM}\n"
-    )
     with running_callherald(
-        tmp_path,
-        carrier_section_extra=credentials,
-        env={"CALLHERALD_TEST_CARRIER_SECRET": CARRIER_SECRET},
+        tmp_path, carrier_section_extra=CARRIER_CREDENTIALS, env=CARRIER_SECRET_ENV
     ) as proxy:
         uac, uas = place_call(
             proxy,
@@ -578,14 +577,8 @@ def test_carrier_challenge_is_answered_with_digest(tmp_path: Path, callee: str) 
 def test_a_carrier_that_challenges_the_bye_too_gets_it_with_credentials(tmp_path: Path) -> None:
     """Unanswered, a challenged BYE leaves the call up at the carrier, and billed, until its own
     timers end it."""
-    credentials = (
-        "  credentials:\n"
-        f'    username: "{CARRIER_USER}"\n'
-        "    password: {env: CALLHERALD_TEST_CARRIER_SECRET}\n"
-        f"    realm: {CARRIER_REALM}\n"
-    )
     with running_callherald(
-        tmp_path, carrier_section_extra=credentials, env={"CALLHERALD_TEST_CARRIER_SECRET": CARRIER_SECRET}
+        tmp_path, carrier_section_extra=CARRIER_CREDENTIALS, env=CARRIER_SECRET_ENV
     ) as proxy:
         uac, uas = place_call(
             proxy,
