@@ -961,7 +961,7 @@ def parse_config(
             to the working directory.
         environ: environment for ``{env: ...}`` secrets and ``$CALLHERALD_HOME``; default `os.environ`.
         read_secrets: False leaves every secret empty, its form checked but its variable or file
-            not read: for the commands that never use one (recordings, calls, keys).
+            not read: for the commands that never use one (recordings, calls).
 
     Raises:
         ConfigError: listing every problem found, each with file, line and key path.
