@@ -161,10 +161,7 @@ class _ClientContext:
     leg: MediaLeg | None = None
     transfer: Transfer | None = None
     resume: tuple[SessionDescription, int] | None = None  # "resume": the target's SDP, the attempt
-    # What the transaction sent, where and to which side (``_send_request`` sets them).
-    request: Request | None = None
-    destination: Address | None = None
-    side: Side | None = None
+    request: Request | None = None  # what the transaction sent (``_send_request`` sets it)
     auth_attempts: int = 0  # answers to the carrier's challenges of this request (RFC 3261 §22.2)
     bye_after: Dialog | None = None  # a final NOTIFY: the transferor's dialog, ended once it is answered
 
@@ -513,7 +510,7 @@ class B2bua:
             request, now, reliable=self._settings.transport[side] != "udp"
         )
         self._routes[transaction_id] = (destination, side)
-        context.request, context.destination, context.side = request, destination, side
+        context.request = request
         self._clients[transaction_id] = context
         self._run(effects, now, out)
         return transaction_id
@@ -2363,9 +2360,10 @@ class B2bua:
         """Send a request the carrier challenged again with credentials, as a new transaction with
         the next CSeq of its dialog (RFC 3261 §22.2, §8.1.3.5); True when it was sent. Carriers
         and their proxies may challenge a BYE or re-INVITE as well as the first INVITE."""
-        request, destination, side = context.request, context.destination, context.side
-        if request is None or destination is None or side is None:
+        request, route = context.request, self._routes.get(transaction_id)
+        if request is None or route is None:
             return False
+        destination, side = route
         credentials = None
         if side is Side.CARRIER:
             credentials = self._carrier_credentials(request, response, context.auth_attempts)
@@ -2545,11 +2543,12 @@ class B2bua:
             self._notify_done(call, context.transfer, now, out)
             if context.bye_after is not None:
                 self._leave(call, context.bye_after, now, out)  # the final NOTIFY went unanswered
-        elif context.kind == "bye" and context.side is not None:
+        elif context.kind == "bye" and transaction_id in self._routes:
+            side = self._routes[transaction_id][1]
             out.append(
                 LogEvent(
                     level="warning",
-                    text=f"the {context.side.value} side never answered callherald's BYE (Timer F):"
+                    text=f"the {side.value} side never answered callherald's BYE (Timer F):"
                     " it may not know the call ended",
                     call_ref=call.ref,
                 )

@@ -516,6 +516,24 @@ CARRIER_CREDENTIALS = (
 CARRIER_SECRET_ENV = {"CALLHERALD_TEST_CARRIER_SECRET": CARRIER_SECRET}
 
 
+def challenged_call(tmp_path: Path, callee: str, **keys: object) -> tuple[SippRun, SippRun]:
+    """An outbound call through callherald, which has the carrier credentials, to the challenging
+    carrier scenario ``callee``; both SIPp runs completed, and the secret stayed out of the log."""
+    with running_callherald(
+        tmp_path, carrier_section_extra=CARRIER_CREDENTIALS, env=CARRIER_SECRET_ENV
+    ) as proxy:
+        uac, uas = place_call(
+            proxy,
+            Direction.OUTBOUND,
+            tmp_path,
+            callee=callee,
+            callee_keys={"realm": CARRIER_REALM, "nonce": CARRIER_NONCE, **keys},
+        )
+        assert_ok(proxy, uac, uas)
+        assert CARRIER_SECRET not in proxy.log_text()
+    return uac, uas
+
+
 @requires_sipp
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize(
@@ -527,24 +545,13 @@ CARRIER_SECRET_ENV = {"CALLHERALD_TEST_CARRIER_SECRET": CARRIER_SECRET}
 )
 def test_carrier_challenge_is_answered_with_digest(tmp_path: Path, callee: str) -> None:
     """The 401 scenario also checks the digest with SIPp's verifyauth (it reads only Authorization)."""
-    with running_callherald(
-        tmp_path, carrier_section_extra=CARRIER_CREDENTIALS, env=CARRIER_SECRET_ENV
-    ) as proxy:
-        uac, uas = place_call(
-            proxy,
-            Direction.OUTBOUND,
-            tmp_path,
-            callee=callee,
-            callee_keys={
-                "realm": CARRIER_REALM,
-                "nonce": CARRIER_NONCE,
-                "auth_user": CARRIER_USER,
-                "auth_password": CARRIER_SECRET,
-                "authfile": tmp_path / "auth.txt",
-            },
-        )
-        assert_ok(proxy, uac, uas)
-        assert CARRIER_SECRET not in proxy.log_text()
+    uac, uas = challenged_call(
+        tmp_path,
+        callee,
+        auth_user=CARRIER_USER,
+        auth_password=CARRIER_SECRET,
+        authfile=tmp_path / "auth.txt",
+    )
     request_line, header = (tmp_path / "auth.txt").read_text().strip().split("|", 1)
     method, uri = request_line.split(" ", 1)
     credentials_sent = Credentials.parse(header.strip())
@@ -577,22 +584,12 @@ def test_carrier_challenge_is_answered_with_digest(tmp_path: Path, callee: str) 
 def test_a_carrier_that_challenges_the_bye_too_gets_it_with_credentials(tmp_path: Path) -> None:
     """Unanswered, a challenged BYE leaves the call up at the carrier, and billed, until its own
     timers end it."""
-    with running_callherald(
-        tmp_path, carrier_section_extra=CARRIER_CREDENTIALS, env=CARRIER_SECRET_ENV
-    ) as proxy:
-        uac, uas = place_call(
-            proxy,
-            Direction.OUTBOUND,
-            tmp_path,
-            callee="uas_auth_407_bye.xml",
-            callee_keys={
-                "realm": CARRIER_REALM,
-                "nonce": CARRIER_NONCE,
-                "authfile": tmp_path / "auth.txt",
-                "byeauthfile": tmp_path / "bye-auth.txt",
-            },
-        )
-        assert_ok(proxy, uac, uas)
+    _, uas = challenged_call(
+        tmp_path,
+        "uas_auth_407_bye.xml",
+        authfile=tmp_path / "auth.txt",
+        byeauthfile=tmp_path / "bye-auth.txt",
+    )
     request_line, header = (tmp_path / "bye-auth.txt").read_text().strip().split("|", 1)
     method, uri = request_line.split(" ", 1)
     sent = Credentials.parse(header.strip())
