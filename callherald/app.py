@@ -28,6 +28,7 @@ from proxy.b2bua.settings import (
     TrunkAccount,
 )
 from proxy.sip import ParserLimits
+from proxy.sip.transaction import TimerConfig
 from storage.keys import load_public_key
 from storage.records import EvidenceStore
 
@@ -174,6 +175,7 @@ def build_service(
         policy_for=policy_resolver(config),
         prompt_ready=prompts.ready if prompts is not None else (lambda _prompt_id, _language: False),
         port_usable=port_probe,
+        timers=TimerConfig(timer_b_s=config.limits.no_response_timeout_s),
     )
     return ProxyService(
         core,

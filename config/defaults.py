@@ -140,6 +140,7 @@ limits:
   max_concurrent_calls: 500
   rtp_inactivity_timeout_s: 60
   ring_timeout_s: 180
+  no_response_timeout_s: 32
   max_message_bytes: 65535
 
 announcements:
@@ -229,6 +230,7 @@ def default_config(home: Path) -> Config:
             rtp_inactivity_timeout_s=60.0,
             max_message_bytes=65535,
             ring_timeout_s=180.0,
+            no_response_timeout_s=32.0,
         ),
         routing=Routing(inbound=(), default_target=None),
         announcements=Announcements(prompt_sets=(), default_language="nl"),

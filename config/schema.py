@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_LANGUAGE",
     "DEFAULT_MAX_CONCURRENT_CALLS",
     "DEFAULT_MAX_MESSAGE_BYTES",
+    "DEFAULT_NO_RESPONSE_TIMEOUT_S",
     "DEFAULT_RECORDING_MIN_FREE_MB",
     "DEFAULT_REGISTRATION_INTERVAL_S",
     "DEFAULT_REGISTRATION_RETRY_MAX_S",
@@ -66,6 +67,7 @@ DEFAULT_SIP_PORT = 5060
 DEFAULT_MAX_CONCURRENT_CALLS = 500
 DEFAULT_RTP_INACTIVITY_TIMEOUT_S = 60.0
 DEFAULT_RING_TIMEOUT_S = 180.0
+DEFAULT_NO_RESPONSE_TIMEOUT_S = 32.0
 DEFAULT_MAX_MESSAGE_BYTES = 65535
 DEFAULT_REGISTRATION_INTERVAL_S = 3600
 DEFAULT_REGISTRATION_RETRY_MIN_S = 30
@@ -334,6 +336,10 @@ class Limits:
     """Larger SIP messages are dropped, bytes, 1024-65535. Default 65535."""
     ring_timeout_s: float = DEFAULT_RING_TIMEOUT_S
     """An unanswered call is cancelled (480 to the caller) after this long, seconds, 5-3600. Default 180."""
+    no_response_timeout_s: float = DEFAULT_NO_RESPONSE_TIMEOUT_S
+    """An INVITE callherald sends (to the PBX or the carrier) that gets no response at all, not even
+    100 Trying, is given up after this long and the call fails as for 408: the peer is taken as
+    unreachable (RFC 3261 §17.1.1.2, Timer B). Seconds, 2-32. Default 32 (64 * T1)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

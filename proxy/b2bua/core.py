@@ -82,6 +82,7 @@ from proxy.sip.transaction import (
     DeliverResponse,
     DeliverStrayResponse,
     SendMessage,
+    Timer,
     TimerConfig,
     TransactionId,
     TransactionLayer,
@@ -224,6 +225,8 @@ class B2bua:
         self._calls_by_a_transaction: dict[TransactionId, Call] = {}
         # Dialogs a transfer replaced: their BYE is answered without ending the call.
         self._retired: dict[tuple[str, str], Call] = {}
+        # b dialogs whose INVITE got no response before Timer B: a late 2xx is ACKed and hung up.
+        self._abandoned: dict[tuple[str, str], Call] = {}
         # Retired transferors' dialogs callherald ends with BYE once its final NOTIFY is answered,
         # unless the transferor's own BYE comes first (RFC 5589 §6).
         self._leaving: set[tuple[str, str]] = set()
@@ -2498,12 +2501,29 @@ class B2bua:
             self._hang_up(call, f"reinvite-{response.status}", now, out)  # §14.1: the dialog is gone
 
     def _on_stray_response(self, response: Response, out: list[Effect]) -> None:
-        """A 2xx retransmission after our INVITE transaction ended: our ACK was lost (§13.2.2.4)."""
+        """A 2xx retransmission after our INVITE transaction ended: our ACK was lost (§13.2.2.4).
+        A 2xx to an INVITE given up after Timer B is ACKed and hung up at once (§13.2.2.4)."""
         if not 200 <= response.status < 300 or response.cseq.method != "INVITE":
             return
-        found = self._dialogs.get((response.call_id, response.from_.tag or ""))
+        key = (response.call_id, response.from_.tag or "")
+        found = self._dialogs.get(key)
         if found is not None:
             self._resend_ack(found[0], found[1], response, out)
+            return
+        abandoned = self._abandoned.pop(key, None)
+        if abandoned is not None:
+            out.append(
+                LogEvent(
+                    level="info",
+                    text="the callee answered the INVITE given up after Timer B: hung up",
+                    call_ref=abandoned.ref,
+                )
+            )
+            self._end_fork(abandoned, MediaLeg.B, response, out)
+
+    def _forget_abandoned(self, key: tuple[str, str], now: float, out: list[Effect]) -> None:
+        del now, out
+        self._abandoned.pop(key, None)
 
     @staticmethod
     def _leg_of_response(call: Call, response: Response) -> MediaLeg:
@@ -2527,9 +2547,14 @@ class B2bua:
             call.phase = CallPhase.ENDED  # the cancelled INVITE never got a final response
             self._forget_b(call)
         elif context.kind == "invite" and call.phase in (CallPhase.CALLING, CallPhase.EARLY):
+            waited = self._timer_config.duration_s(Timer.B, reliable=False)
+            side = self._routes[transaction_id][1].value if transaction_id in self._routes else "callee's"
             out.append(
                 LogEvent(
-                    level="warning", text="callee did not answer the INVITE (Timer B)", call_ref=call.ref
+                    level="warning",
+                    text=f"no response to the INVITE within {waited:g} s (Timer B): the {side} side is"
+                    " unreachable",
+                    call_ref=call.ref,
                 )
             )
             if call.a_answered:
@@ -2537,6 +2562,11 @@ class B2bua:
             else:
                 self._reply(call.a_invite_transaction, call.a_invite, 408, out, now, to_tag=call.a.local_tag)
             self._end_call(call, now, "timeout", out, status=408)
+            # The callee may still answer: a 2xx sent now is retransmitted for 64*T1 (§13.3.1.4).
+            key = (call.b.call_id, call.b.local_tag)
+            self._abandoned[key] = call
+            late_2xx_s = 64 * self._timer_config.t1_s
+            self._arm(f"{call.ref}:abandoned", now + late_2xx_s, partial(self._forget_abandoned, key))
         elif context.kind == "transfer" and call.transfer is context.transfer and call.transfer is not None:
             self._transfer_failed(call, 408, "Request Timeout", now, out)
         elif context.kind == "notify":

@@ -107,6 +107,7 @@ limits:
   max_concurrent_calls: 50
   rtp_inactivity_timeout_s: 30.5
   ring_timeout_s: 45
+  no_response_timeout_s: 6
   max_message_bytes: 8192
 routing:
   inbound:
@@ -258,6 +259,7 @@ def full_example_config(config_dir: Path) -> Config:
             rtp_inactivity_timeout_s=30.5,
             max_message_bytes=8192,
             ring_timeout_s=45.0,
+            no_response_timeout_s=6.0,
         ),
         routing=Routing(
             inbound=(
@@ -491,7 +493,11 @@ def test_minimal_is_valid() -> None:
     assert config.carrier.credentials is None
     assert config.carrier.registration is None
     assert config.limits == Limits(
-        max_concurrent_calls=500, rtp_inactivity_timeout_s=60.0, max_message_bytes=65535, ring_timeout_s=180.0
+        max_concurrent_calls=500,
+        rtp_inactivity_timeout_s=60.0,
+        max_message_bytes=65535,
+        ring_timeout_s=180.0,
+        no_response_timeout_s=32.0,  # 64 * T1, RFC 3261 §17.1.1.2
     )
     assert config.routing == Routing(inbound=(), default_target=None)
     assert config.logging == Logging(level=LogLevel.INFO)
@@ -724,6 +730,11 @@ ERROR_CASES = [
         "callherald.yaml:18: limits.rtp_inactivity_timeout_s: expected a number 1-86400, got .inf, which "
         "YAML reads as the number inf; write plain decimal digits",
         id="infinite-timeout",
+    ),
+    pytest.param(
+        MINIMAL + "limits:\n  no_response_timeout_s: 64\n",
+        "callherald.yaml:18: limits.no_response_timeout_s: expected a number 2-32, got 64",
+        id="no-response-timeout-beyond-timer-b",
     ),
     pytest.param(
         MINIMAL + "logging: {level: verbose}\n",

@@ -10,6 +10,7 @@ process is started with a time limit and stopped by its PID.
 from __future__ import annotations
 
 import itertools
+import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -654,3 +655,52 @@ def test_invite_without_hops_left_gets_483_and_goes_nowhere(tmp_path: Path) -> N
     finals = [m.first_line for m in _responses(uac) if not m.first_line.startswith("SIP/2.0 1")]
     assert finals == ["SIP/2.0 483 Too Many Hops"]
     assert uas.messages == []
+
+
+# A callee that is down ---------------------------------------------------------------------------
+
+NO_RESPONSE_TIMEOUT_S = 3
+
+
+@requires_sipp
+@pytest.mark.timeout(40)
+def test_an_unreachable_carrier_fails_the_call_after_the_no_response_timeout(tmp_path: Path) -> None:
+    # limits.no_response_timeout_s (Timer B, RFC 3261 §17.1.1.2): the carrier's address swallows
+    # every datagram, as a host that is down behind a firewall does; the PBX hears 408 after
+    # 3 s, not after the 32 s of 64 * T1.
+    ports = pick_ports()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent_carrier:
+        silent_carrier.bind((LOOPBACK, ports.carrier_target))
+        silent_carrier.setblocking(False)
+        limits = f"  no_response_timeout_s: {NO_RESPONSE_TIMEOUT_S}"
+        with running_callherald(tmp_path, ports=ports, limits=limits) as proxy:
+            caller = run_caller("uac_expect_408.xml", proxy.pbx_port, tmp_path, sipp_keys(rtp_port=20000))
+            assert_ok(proxy, caller)
+            assert proxy.wait_for_log(
+                f"no response to the INVITE within {NO_RESPONSE_TIMEOUT_S} s (Timer B): the carrier side is"
+                " unreachable",
+                timeout_s=2,
+            )
+            time.sleep(1.0)  # long enough for a retransmission at 3.5 s, had one been due
+            received = _drain(silent_carrier)
+    assert NO_RESPONSE_TIMEOUT_S <= caller.elapsed_s < 32
+    invites = [datagram for datagram in received if datagram.startswith(b"INVITE ")]
+    # Timer A: sent at 0, 0.5 and 1.5 s (and 3.5 s would be next): then given up.
+    assert len(invites) == 3
+    assert len({_header(datagram, b"CSeq") for datagram in invites}) == 1
+
+
+def _drain(sock: socket.socket) -> list[bytes]:
+    datagrams: list[bytes] = []
+    while True:
+        try:
+            datagrams.append(sock.recv(65535))
+        except BlockingIOError:
+            return datagrams
+
+
+def _header(datagram: bytes, name: bytes) -> bytes:
+    for line in datagram.split(b"\r\n"):
+        if line.lower().startswith(name.lower() + b":"):
+            return line.split(b":", 1)[1].strip()
+    raise AssertionError(f"no {name!r} header in {datagram[:80]!r}")

@@ -303,6 +303,7 @@ class Harness:
             "transactions": len(core._tx),
             "routes": len(core._routes),
             "timers": len(core._timer_actions),
+            "abandoned": len(core._abandoned),
         }
 
     def assert_idle(self) -> None:

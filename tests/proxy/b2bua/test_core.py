@@ -25,6 +25,7 @@ from proxy.sip import Request, Response
 from proxy.sip.auth import Challenge, Credentials, build_credentials, make_challenge, verify_credentials
 from proxy.sip.body import ACCEPTED_BODY_TYPES
 from proxy.sip.sdp import Origin
+from proxy.sip.transaction import TimerConfig
 from proxy.sip.uri import parse_uri
 from tests.proxy.b2bua.harness import (
     BOUNDARY,
@@ -752,8 +753,10 @@ def test_busy_keeps_retry_after() -> None:
 def test_timer_b_times_out_with_408_to_the_caller() -> None:
     h = Harness()
     caller, callee = dial(h)
-    h.advance(32.0)
+    effects = h.advance(32.0)
 
+    text = "no response to the INVITE within 32 s (Timer B): the carrier side is unreachable"
+    assert LogEvent(level="warning", text=text, call_ref=h.call_ref()) in effects
     assert times_of(h, callee, "INVITE") == [0.0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5]
     assert times_of(h, caller, "408 INVITE") == [32.0]
     assert caller.send(caller.ack_failure(caller.last_response("INVITE", 408))) == []
@@ -763,6 +766,64 @@ def test_timer_b_times_out_with_408_to_the_caller() -> None:
     ref = h.call_ref()
     assert h.ended() == [CallEnded(call_ref=ref, reason="timeout", status=408)]
     assert h.closed() == [CloseMedia(call_ref=ref)]
+    h.assert_idle()
+
+
+@WAYS
+def test_a_shorter_no_response_timeout_gives_up_on_a_silent_callee_sooner(way: Way) -> None:
+    # limits.no_response_timeout_s: Timer B (RFC 3261 §17.1.1.2) shortened; 408 to the caller.
+    h = Harness(timers=TimerConfig(timer_b_s=6.0))
+    caller, callee = dial(h, way)
+    h.advance(5.9)
+    assert times_of(h, caller, "408 INVITE") == []
+    effects = h.advance(0.1)
+
+    assert times_of(h, callee, "INVITE") == [0.0, 0.5, 1.5, 3.5]
+    assert times_of(h, caller, "408 INVITE") == [6.0]
+    side = "carrier" if way is OUTBOUND else "pbx"
+    text = f"no response to the INVITE within 6 s (Timer B): the {side} side is unreachable"
+    assert LogEvent(level="warning", text=text, call_ref=h.call_ref()) in effects
+    assert h.ended() == [CallEnded(call_ref=h.call_ref(), reason="timeout", status=408)]
+    caller.send(caller.ack_failure(caller.last_response("INVITE", 408)))
+    h.advance(60.0)
+    assert len(callee.requests("INVITE")) == 4  # no retransmission after giving up
+    h.assert_idle()
+
+
+@WAYS
+def test_a_callee_answering_after_timer_b_is_acked_and_hung_up(way: Way) -> None:
+    # The INVITE was given up (Timer B), but the callee answers after all: its 2xx reaches
+    # callherald outside any transaction and is ACKed and hung up (RFC 3261 §13.2.2.4).
+    h = Harness(timers=TimerConfig(timer_b_s=6.0))
+    caller, callee = dial(h, way)
+    h.advance(6.0)
+    caller.send(caller.ack_failure(caller.last_response("INVITE", 408)))
+    h.advance(10.0)
+    caller.new_messages()  # the 100 and the 408
+    late = callee.respond(callee.invite, 200, body=CALLEE_ANSWER)
+    effects = callee.send(late)
+
+    assert sip_summary(effects) == [(callee.address, "ACK"), (callee.address, "BYE")]
+    ack, bye = callee.last_request("ACK"), callee.last_request("BYE")
+    assert ack.cseq.seq == callee.invite.cseq.seq
+    assert bye.cseq.seq > ack.cseq.seq
+    assert ack.to.tag == bye.to.tag == late.to.tag
+    assert ack.call_id == bye.call_id == callee.invite.call_id
+    text = "the callee answered the INVITE given up after Timer B: hung up"
+    assert LogEvent(level="info", text=text, call_ref=h.call_ref()) in effects
+    assert caller.new_messages() == []
+    assert callee.send(late) == []  # hung up once; its retransmissions end with our BYE
+    h.assert_idle()
+
+
+def test_a_callee_answering_once_its_2xx_would_have_ended_is_no_longer_known() -> None:
+    # A 2xx is retransmitted for 64*T1 (RFC 3261 §13.3.1.4): the given-up INVITE is remembered
+    # that long, then forgotten.
+    h = Harness(timers=TimerConfig(timer_b_s=6.0))
+    _, callee = dial(h)
+    h.advance(6.0 + 32.0)
+    assert h.leftovers()["abandoned"] == 0
+    assert callee.send(callee.respond(callee.invite, 200, body=CALLEE_ANSWER)) == []
     h.assert_idle()
 
 
