@@ -2521,8 +2521,7 @@ class B2bua:
             )
             self._end_fork(abandoned, MediaLeg.B, response, out)
 
-    def _forget_abandoned(self, key: tuple[str, str], now: float, out: list[Effect]) -> None:
-        del now, out
+    def _forget_abandoned(self, key: tuple[str, str], _now: float, _out: list[Effect]) -> None:
         self._abandoned.pop(key, None)
 
     @staticmethod
@@ -2548,7 +2547,7 @@ class B2bua:
             self._forget_b(call)
         elif context.kind == "invite" and call.phase in (CallPhase.CALLING, CallPhase.EARLY):
             waited = self._timer_config.duration_s(Timer.B, reliable=False)
-            side = self._routes[transaction_id][1].value if transaction_id in self._routes else "callee's"
+            side = call.b.side.value  # the INVITE given up is the b leg's
             out.append(
                 LogEvent(
                     level="warning",
