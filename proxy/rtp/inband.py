@@ -72,14 +72,17 @@ each side. ``take_spans()`` hands out these spans as they close and ``settled_un
 where the audio has been judged, so a recorder can silence the spans before storing; for a whole
 buffer, ``dtmf_mask()`` does it in one call. ``dtmf_spans()`` (and ``dtmf_masks()``) take many
 buffers at once, every buffer of one rate in one pass, ruling out first, exactly, the frames too
-quiet or too far from a pair to show one.
+quiet or too far from a pair to show one, and looking for the rest on every third frame first:
+they find every run of three or more frames showing a pair (a clean tone of 15 ms gives one), and
+may leave a run of one or two alone (a fragment no DTMF receiver takes for a key: Q.24 rejects
+tones under 20 ms).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -148,6 +151,8 @@ _PROBE_SPACING_BINS: Final = 0.5
 _NO_PAIR: Final = -1
 _SLACK: Final = 0.9  # how much looser the checks that rule frames out are than the detector's
 _CHECK_CHUNK: Final = 512  # centre blocks checked at a time: their copy stays in the cache
+_SCREEN_STRIDE: Final = 3  # masking checks every third frame first (``_strided_screen``)
+_SCREEN_REACH: Final = np.arange(1 - _SCREEN_STRIDE, _SCREEN_STRIDE)  # then these around a pass
 _FREQS_HZ: Final = DTMF_LOW_HZ + DTMF_HIGH_HZ
 
 
@@ -470,16 +475,15 @@ class InbandDtmfDetector:
         blocks = np.lib.stride_tricks.as_strided(  # row m: centre block m (rows checked are copied)
             samples[lead:], (grid, block), (hop * samples.itemsize, samples.itemsize), writeable=False
         )
-        kept: list[npt.NDArray[np.intp]] = []
-        for first in range(0, len(loud), _CHECK_CHUNK):
-            chunk = loud[first : first + _CHECK_CHUNK]
-            may = self._may_show_pair(blocks[frames[chunk]], mean_square[chunk])
-            if may.any():
-                kept.append(frames[chunk[may]])
+
+        def may_show_pair(chosen: npt.NDArray[np.intp]) -> npt.NDArray[np.bool_]:
+            return self._may_show_pair(blocks[frames[chosen]], mean_square[chosen])
+
+        passed = _strided_screen(frames, loud, may_show_pair)
         spans: list[list[ToneSpan]] = [[] for _ in buffers]
-        if not kept:
+        if not len(passed):
             return spans
-        judged = np.concatenate(kept)
+        judged = frames[passed]
         windows = np.lib.stride_tricks.sliding_window_view(samples, frame)[judged * hop]
         labels, harmonic_ok = self._classify(windows.astype(np.float64))
         owner = np.searchsorted(bases, judged, side="right") - 1
@@ -498,6 +502,13 @@ class InbandDtmfDetector:
     def _may_show_pair(
         self, blocks: npt.NDArray[np.float32], mean_square: npt.NDArray[np.float64]
     ) -> npt.NDArray[np.bool_]:
+        if len(blocks) > _CHECK_CHUNK:
+            return np.concatenate(
+                [
+                    self._may_show_pair(blocks[at : at + _CHECK_CHUNK], mean_square[at : at + _CHECK_CHUNK])
+                    for at in range(0, len(blocks), _CHECK_CHUNK)
+                ]
+            )
         # The level, twist and tone-ratio checks of ``_classify`` on the probes alone, from the
         # centre blocks, with thresholds ``_SLACK`` looser: a frame failing them fails them in
         # ``_classify`` too. The strongest probe of a group is its strongest tone's power. In
@@ -755,6 +766,32 @@ def _frames_of(samples: npt.NDArray[np.float64], count: int, frame: int, hop: in
     )
 
 
+def _strided_screen(
+    rows: npt.NDArray[np.intp],
+    candidates: npt.NDArray[np.intp],
+    may_show_pair: Callable[[npt.NDArray[np.intp]], npt.NDArray[np.bool_]],
+) -> npt.NDArray[np.intp]:
+    # The ``candidates`` (sorted indexes into ``rows``: a frame's row on the grid, consecutive
+    # within a buffer) that ``may_show_pair`` passes, checking only some of them: those on every
+    # ``_SCREEN_STRIDE``-th row, then the candidates up to ``_SCREEN_STRIDE - 1`` frames from one
+    # that passed. A run of at least ``_SCREEN_STRIDE`` consecutive frames that pass holds a
+    # frame of the first kind, and each of its frames is that close to one: the run is found
+    # whole. Only a shorter run with no passing frame of the first kind nearby is missed.
+    on_lattice = rows[candidates] % _SCREEN_STRIDE == 0
+    first = candidates[on_lattice]
+    passed: npt.NDArray[np.intp] = first[may_show_pair(first)] if len(first) else first
+    if not len(passed):
+        return passed
+    is_candidate = np.zeros(len(rows), dtype=np.bool_)
+    is_candidate[candidates[~on_lattice]] = True
+    near = np.unique((passed[:, None] + _SCREEN_REACH).ravel())
+    near = near[(near >= 0) & (near < len(rows))]
+    near = near[is_candidate[near]]
+    if len(near):
+        passed = np.union1d(passed, near[may_show_pair(near)])
+    return passed
+
+
 def _judge_laid_out(
     judge: InbandDtmfDetector, framed: Sequence[tuple[npt.NDArray[np.float64], int]]
 ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
@@ -853,8 +890,12 @@ def dtmf_spans(channels: Sequence[tuple[npt.NDArray[np.int16], int]]) -> list[li
     out before the full judgement: a centre block too quiet for the level check (a probe's power
     is at most twice the block's mean square), then the level, twist and tone-ratio checks on the
     probe powers alone, computed from the centre block. Both are ``_SLACK`` looser than the
-    detector's own, far beyond any rounding, so no frame that would show a pair is ruled out. All
-    buffers of one rate go through each step together, in a few array operations.
+    detector's own, far beyond any rounding, so no frame that would show a pair is ruled out. The
+    second check, the costly one, is made on every third frame, then on the frames up to two away
+    from one that passed. A run of three or more frames showing a pair holds a frame of the first
+    kind, so it is found whole and masked as ``dtmf_mask`` masks it; a run of one or two frames
+    (a tone fragment of about 14 ms or less) next to none is left. All buffers of one rate go
+    through each step together, in a few array operations.
     """
     for pcm, _ in channels:
         if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16 or pcm.ndim != 1:

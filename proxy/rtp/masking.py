@@ -5,7 +5,9 @@ recorded call must not be stored).
 detector ``proxy.rtp.inband.dtmf_mask`` finds it, widened by 10 ms for the tone's ramps. Judging
 every 5 ms frame in full would cost more than the rest of the recording; ``dtmf_spans`` finds the
 same tones judging in full only the frames that pass the detector's level, twist and tone-ratio
-checks on its probes alone (a loose form of them, so none is missed). Silence and nearly all
+checks on its probes alone (a loose form of them, so none is missed), looked for on every third
+frame and then around those that pass: a run of pair frames shorter than three (a tone fragment of
+about 14 ms or less, which no DTMF receiver takes for a key) may be left. Silence and nearly all
 speech are ruled out that way. The ``_many`` form takes the blocks of many recordings at once and
 takes all their channels through each step together.
 
