@@ -60,6 +60,14 @@ round trips up with both. After a ``recorded`` run the evidence database says ho
 are complete and how many seconds they hold; recorded against relay gives the ratios of CPU and
 memory per call (target: recording adds less than 30 % CPU).
 
+The machine's own speed moves too: on a shared host the CPU callherald runs on can be half as
+fast for seconds at a time (a neighbour on the same core), and every CPU figure with it. A speed
+probe on callherald's CPU times a fixed piece of Python work ten times a second
+(``--speed-probe``, about 0.5 % of the CPU). The seconds of a window in which it ran within
+``FULL_SPEED_SLACK`` of its fastest (the low ``FULL_SPEED_PERCENTILE`` of every second of every run
+of the benchmark) are the full-speed seconds; callherald's CPU over them is reported beside the
+whole window's, with the recorded / relay ratio of both. The whole-window figures decide the target.
+
 All calls share the UAS's one echo socket, whose receive buffer (the system default) holds only a
 few milliseconds of 400 calls' packets: a burst, such as a relay catching up after being kept off
 the CPU, overflows it first. Its drops are listed separately.
@@ -103,7 +111,7 @@ import wave
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TextIO
@@ -173,6 +181,11 @@ MAX_HOLD_S = 600.0  # keeps a call's sequence numbers below 2**16, so no wrap to
 TARGET_CALLS = 200
 TARGET_LOSS_PCT = 0.1
 TARGET_RECORDING_CPU_RATIO = 1.30  # recording and sealing add less than 30 % CPU per call to relaying
+PROBE_INTERVAL_S = 0.1  # the speed probe times its work this often
+PROBE_LOOPS = 20_000  # the probe's work: about 0.5 ms of Python at full speed
+FULL_SPEED_PERCENTILE = 0.05  # of every second's probe time in the benchmark: the machine at full speed
+FULL_SPEED_SLACK = 1.15  # a second whose probe took up to this much longer still counts as full speed
+MIN_FULL_SPEED_SECONDS = 5  # fewer full-speed seconds in a window give no full-speed figure
 
 PTIME_S = 0.020
 PACKETS_PER_S = 50
@@ -314,6 +327,76 @@ def percentile(ordered: Sequence[float], fraction: float) -> float | None:
         return None
     rank = max(1, math.ceil(fraction * len(ordered)))
     return float(ordered[min(rank, len(ordered)) - 1])
+
+
+def probe_work_s(loops: int = PROBE_LOOPS) -> float:
+    """The thread CPU time a fixed piece of pure-Python work takes now: how fast this CPU runs."""
+    started = time.thread_time()
+    total = 0
+    for number in range(loops):
+        total += number * number
+    return time.thread_time() - started
+
+
+def run_speed_probe(config_path: Path) -> int:
+    """The speed probe's process (``--speed-probe CONFIG``): every ``PROBE_INTERVAL_S`` until
+    ``max_s``, a line ``<monotonic s> <probe work µs>`` in ``out``. Ended by SIGTERM or its limit."""
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    deadline = time.monotonic() + float(config["max_s"])
+    with Path(config["out"]).open("w", encoding="ascii", buffering=1) as out:
+        while time.monotonic() < deadline:
+            work_us = probe_work_s() * 1e6
+            out.write(f"{time.monotonic():.4f} {work_us:.1f}\n")
+            time.sleep(PROBE_INTERVAL_S)
+    return 0
+
+
+def read_probe(text: str) -> list[tuple[float, float]]:
+    """``(monotonic s, work µs)`` from the probe's output; a line cut short by its end is skipped."""
+    points: list[tuple[float, float]] = []
+    for line in text.splitlines():
+        words = line.split()
+        try:
+            points.append((float(words[0]), float(words[1])))
+        except (IndexError, ValueError):
+            continue
+    return points
+
+
+def seconds_with_speed(
+    cpu_series: Sequence[tuple[float, int]],
+    probe: Sequence[tuple[float, float]],
+    window: tuple[float, float],
+    scale: float,
+) -> list[tuple[float, float]]:
+    """``(CPU %, median probe µs)`` for each whole second of ``window`` that has both. The CPU is
+    the growth of the cumulative ``cpu_series`` within the second, times ``scale``."""
+    seconds: list[tuple[float, float]] = []
+    start = window[0]
+    while start + 1.0 <= window[1]:
+        second = (start, start + 1.0)
+        cpu = _rate(list(cpu_series), second, scale)
+        works = [work for at, work in probe if second[0] <= at < second[1]]
+        if cpu is not None and works:
+            seconds.append((cpu, statistics.median(works)))
+        start += 1.0
+    return seconds
+
+
+def full_speed_reference(probe_us: Sequence[float]) -> float | None:
+    """The probe's time with the machine at full speed: a low percentile of all its seconds."""
+    return percentile(sorted(probe_us), FULL_SPEED_PERCENTILE)
+
+
+def cpu_at_full_speed(
+    seconds: Sequence[tuple[float, float]], reference_us: float | None
+) -> tuple[float | None, int]:
+    """The mean CPU over the seconds whose probe ran within ``FULL_SPEED_SLACK`` of
+    ``reference_us``, and how many there were; None when fewer than ``MIN_FULL_SPEED_SECONDS``."""
+    if reference_us is None:
+        return None, 0
+    kept = [cpu for cpu, work in seconds if work <= FULL_SPEED_SLACK * reference_us]
+    return (statistics.fmean(kept) if len(kept) >= MIN_FULL_SPEED_SECONDS else None), len(kept)
 
 
 def call_rate(calls: int) -> int:
@@ -1004,6 +1087,10 @@ class RunResult:
     recorded_s: float | None = None  # seconds of audio in the complete recordings
     notes: list[str] = field(default_factory=list)
     timeline: list[dict[str, Any]] = field(default_factory=list)
+    speed_seconds: list[tuple[float, float]] = field(default_factory=list)
+    """``(callherald CPU %, speed probe µs)`` per whole second of the window (``seconds_with_speed``)."""
+    full_speed_cpu_pct: float | None = None  # callherald's CPU over the full-speed seconds
+    full_speed_seconds: int | None = None  # how many seconds of the window ran at full speed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1077,6 +1164,8 @@ class RecordingCost:
     thread_cpu_added_pct: dict[str, float] = field(default_factory=dict)
     """Per thread, recorded CPU less relay CPU (% of one core, the whole process's calls): where
     recording's cost is paid (``main``: the event loop; ``rec-writer``: sealing and writing)."""
+    full_speed_cpu_ratio: float | None = None  # the CPU ratio over each run's full-speed seconds
+    full_speed_cpu_ratio_to_announced: float | None = None
 
 
 def thread_cpu_added(relay: Mapping[str, float], recorded: Mapping[str, float]) -> dict[str, float]:
@@ -1112,6 +1201,10 @@ def cost_of_recording(
         cpu_per_call_ratio_to_announced=_ratio(recorded.callherald_cpu_per_call_pct, announced_cpu),
         thread_cpu_added_pct=thread_cpu_added(
             relay.callherald_thread_cpu_pct, recorded.callherald_thread_cpu_pct
+        ),
+        full_speed_cpu_ratio=_ratio(recorded.full_speed_cpu_pct, relay.full_speed_cpu_pct),
+        full_speed_cpu_ratio_to_announced=(
+            None if announced is None else _ratio(recorded.full_speed_cpu_pct, announced.full_speed_cpu_pct)
         ),
     )
 
@@ -1474,6 +1567,8 @@ def run_once(
     injection.write_text("SEQUENTIAL\n" + "".join(f"{port};\n" for port in plan.agent), encoding="ascii")
     processes = _Processes(workdir)
     samples = Samples()
+    probe_out = workdir / "speed-probe.txt"
+    probe_out.unlink(missing_ok=True)
     notes: list[str] = []
     if path not in MODES:
         raise ValueError(f"unknown run: {path}")
@@ -1514,6 +1609,16 @@ def run_once(
                 raise BenchmarkError(f"callherald exited:\n{log_path.read_text(errors='replace')[-2000:]}")
             time.sleep(SETTLE_S)
             rss_idle, fds_idle = _rss(callherald.pid), open_fds(callherald.pid)
+            probe_config = workdir / "speed-probe.json"
+            probe_config.write_text(
+                json.dumps({"out": str(probe_out), "max_s": run_limit_s + RUN_SLACK_S}), encoding="utf-8"
+            )
+            processes.start(
+                "speed-probe",
+                [sys.executable, "-m", "benchmarks.call_load", "--speed-probe", str(probe_config)],
+                cwd=PROJECT_ROOT,
+                cpus=callherald_cpus,
+            )
         uas = processes.start(
             "uas",
             [
@@ -1651,6 +1756,16 @@ def run_once(
     in_window: dict[str, Any] = rtp.get("window") or {}
     ticks = samples.ticks
     callherald_cpu = _cpu_pct(ticks.get("callherald", []), window) if window and through else None
+    speed_seconds = (
+        seconds_with_speed(
+            ticks.get("callherald", []),
+            read_probe(probe_out.read_text(encoding="ascii", errors="replace")),
+            window,
+            100.0 / os.sysconf("SC_CLK_TCK"),
+        )
+        if window and through and probe_out.exists()
+        else []
+    )
     rss_load = _max_in(samples.rss, window) if window and through else None
     sipp_cpu_parts = [_cpu_pct(ticks.get(name, []), window) if window else None for name in ("uac", "uas")]
     returns = rtp.pop("per_100ms", [])  # merged into the timeline
@@ -1698,6 +1813,7 @@ def run_once(
         recorded_s=None if tally is None else tally.complete_s,
         notes=notes,
         timeline=_timeline(samples, returns),
+        speed_seconds=speed_seconds,
     )
 
 
@@ -1967,22 +2083,25 @@ def _target_met(rows: list[dict[str, Any]]) -> bool | None:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RatioSpread:
     """Recorded against relay-only CPU per call at one concurrency over its repetitions: single runs
-    on a shared machine move by several percent, so the median and the range say more."""
+    on a shared machine move by several percent, so the median and the range say more. ``figure``
+    is the ratio summarised: ``cpu_per_call_ratio`` (whole windows) or ``full_speed_cpu_ratio``."""
 
     calls: int
     repetitions: int
     median: float
     lowest: float
     highest: float
+    figure: str = "cpu_per_call_ratio"
 
 
-def ratio_spreads(rows: list[dict[str, Any]]) -> list[RatioSpread]:
-    """Per concurrency measured in two or more repetitions, the spread of the recording CPU ratio."""
+def ratio_spreads(rows: list[dict[str, Any]], figure: str = "cpu_per_call_ratio") -> list[RatioSpread]:
+    """Per concurrency measured in two or more repetitions, the spread of the recording CPU ratio
+    ``figure`` (a ratio of ``RecordingCost``)."""
     ratios: dict[int, list[float]] = {}
     for row in rows:
         cost = row.get("recording_cost")
-        if cost is not None and cost["cpu_per_call_ratio"] is not None:
-            ratios.setdefault(cost["calls"], []).append(cost["cpu_per_call_ratio"])
+        if cost is not None and cost[figure] is not None:
+            ratios.setdefault(cost["calls"], []).append(cost[figure])
     return [
         RatioSpread(
             calls=calls,
@@ -1990,6 +2109,7 @@ def ratio_spreads(rows: list[dict[str, Any]]) -> list[RatioSpread]:
             median=statistics.median(values),
             lowest=min(values),
             highest=max(values),
+            figure=figure,
         )
         for calls, values in sorted(ratios.items())
         if len(values) >= 2
@@ -2059,6 +2179,33 @@ def _parse_modes(text: str) -> tuple[str, ...]:
     return tuple(mode for mode in MODES if mode in wanted)  # always in this order
 
 
+def with_full_speed(
+    measured: list[tuple[int, int, dict[str, RunResult]]],
+) -> list[tuple[int, int, dict[str, RunResult]]]:
+    """The runs with their CPU over the full-speed seconds, the machine's full speed taken from the
+    probe's seconds in every run of the benchmark (``cpu_at_full_speed``)."""
+    reference = full_speed_reference(
+        [
+            work
+            for _, _, results in measured
+            for result in results.values()
+            for _, work in result.speed_seconds
+        ]
+    )
+    out: list[tuple[int, int, dict[str, RunResult]]] = []
+    for calls, rep, results in measured:
+        updated: dict[str, RunResult] = {}
+        for mode, result in results.items():
+            cpu, seconds = cpu_at_full_speed(result.speed_seconds, reference)
+            updated[mode] = (
+                replace(result, full_speed_cpu_pct=cpu, full_speed_seconds=seconds)
+                if result.speed_seconds
+                else result
+            )
+        out.append((calls, rep, updated))
+    return out
+
+
 def _row(calls: int, rep: int, results: dict[str, RunResult]) -> dict[str, Any]:
     """One concurrency's runs, each through callherald against direct, and recorded against relay."""
     direct, relay, announced, recorded = (results.get(mode) for mode in MODES)
@@ -2075,6 +2222,23 @@ def _row(calls: int, rep: int, results: dict[str, RunResult]) -> dict[str, Any]:
         "against_direct": against,
         "recording_cost": None if cost is None else asdict(cost),
     }
+
+
+def _full_speed_line(row: dict[str, Any]) -> str:
+    """The full-speed figures of a row's runs through callherald and the recorded / relay ratio."""
+    parts = []
+    for mode in THROUGH_CALLHERALD:
+        run = row.get(mode)
+        if run is not None and run["full_speed_seconds"] is not None:
+            kept = f"{run['full_speed_seconds']}/{len(run['speed_seconds'])} s"
+            parts.append(f"{mode} {_number(run['full_speed_cpu_pct'], 1)} % ({kept})")
+    cost = row["recording_cost"]
+    to_announced = cost["full_speed_cpu_ratio_to_announced"]
+    return (
+        f"  over the full-speed seconds: CPU {', '.join(parts) or 'not measured'}; "
+        f"x{_number(cost['full_speed_cpu_ratio'], 2)} of relay only"
+        + ("" if to_announced is None else f" (x{_number(to_announced, 2)} of announced only)")
+    )
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
@@ -2115,9 +2279,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         "listened to for key presses all call long",
     )
     parser.add_argument("--rtp-agent", metavar="CONFIG", help=argparse.SUPPRESS)
+    parser.add_argument("--speed-probe", metavar="CONFIG", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rtp_agent is not None:
         return run_agent(Path(args.rtp_agent))
+    if args.speed_probe is not None:
+        return run_speed_probe(Path(args.speed_probe))
     out = out or sys.stdout
     if shutil.which("sipp") is None:
         print("sipp is not installed", file=sys.stderr)
@@ -2133,7 +2300,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         if callherald_cpus is None or load_cpus is None
         else {"callherald": sorted(callherald_cpus), "load": sorted(load_cpus)}
     )
-    rows: list[dict[str, Any]] = []
+    measured: list[tuple[int, int, dict[str, RunResult]]] = []
     with _workdir(args.workdir) as workdir:
         for rep, calls in itertools.product(range(1, args.repeat + 1), args.calls):
             results: dict[str, RunResult] = {}
@@ -2148,7 +2315,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
                     constant_ssrc=constant_ssrc,
                     withdrawal_digit=args.withdrawal_digit,
                 )
-            rows.append(_row(calls, rep, results))
+            measured.append((calls, rep, results))
+    rows = [_row(calls, rep, results) for calls, rep, results in with_full_speed(measured)]
     document = {
         "benchmark": "call_load",
         "hold_s": args.hold_s,
@@ -2167,6 +2335,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             "recording_cpu_met": _recording_target_met(rows),
         },
         "recording_cpu_ratio_spread": [asdict(spread) for spread in ratio_spreads(rows)],
+        "recording_full_speed_cpu_ratio_spread": [
+            asdict(spread) for spread in ratio_spreads(rows, "full_speed_cpu_ratio")
+        ],
     }
     if args.json:
         print(json.dumps(document, indent=2), file=out)
@@ -2196,10 +2367,17 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
                     f"{_number(cost['recorded_s'], 1)} s recorded",
                     file=out,
                 )
+                print(_full_speed_line(row), file=out)
         for spread in ratio_spreads(rows):
             print(
                 f"recording at {spread.calls} calls over {spread.repetitions} repetitions: CPU per call "
                 f"x{spread.median:.2f} of relay only (median; x{spread.lowest:.2f} to x{spread.highest:.2f})",
+                file=out,
+            )
+        for spread in ratio_spreads(rows, "full_speed_cpu_ratio"):
+            print(
+                f"  over the full-speed seconds, {spread.repetitions} repetitions: x{spread.median:.2f} "
+                f"(median; x{spread.lowest:.2f} to x{spread.highest:.2f})",
                 file=out,
             )
     failed_runs = any(row[path]["error"] for row in rows for path in args.modes)

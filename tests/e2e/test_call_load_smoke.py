@@ -32,26 +32,31 @@ from benchmarks.call_load import (
     callherald_yaml,
     compare,
     cost_of_recording,
+    cpu_at_full_speed,
     cpu_pressure_us,
     cpu_ticks,
     find_port_plan,
     first_backs,
     format_report,
+    full_speed_reference,
     jitter_step,
     new_packet,
     percentile,
     plan_ports,
     ratio_spreads,
+    read_probe,
     read_recordings,
     read_sipp_stats,
     read_timing,
     run_queue_wait_ns,
+    seconds_with_speed,
     steady_window,
     thread_cpu_added,
     ticks_by_thread,
     udp_drops,
     vm_rss_kib,
     window_figures,
+    with_full_speed,
     write_notice_wav,
     write_rtp_header,
     write_talk,
@@ -590,6 +595,73 @@ def test_the_recording_ratio_is_summarised_over_repetitions() -> None:
     assert (at_100.calls, at_100.repetitions, at_100.lowest, at_100.highest) == (100, 2, 1.5, 1.6)
     assert at_100.median == pytest.approx(1.55)
     assert at_200.median == 1.9
+
+
+def test_the_speed_probe_times_its_work_until_its_limit(tmp_path: Path) -> None:
+    config = tmp_path / "probe.json"
+    out = tmp_path / "probe.txt"
+    config.write_text(json.dumps({"out": str(out), "max_s": 0.35}), encoding="utf-8")
+    assert call_load.main(["--speed-probe", str(config)]) == 0
+    points = read_probe(out.read_text(encoding="ascii"))
+    assert 2 <= len(points) <= 4  # one every 0.1 s, each after its own work
+    assert all(work > 0 for _, work in points)
+    assert [at for at, _ in points] == sorted(at for at, _ in points)
+
+
+def test_probe_lines_cut_short_are_skipped() -> None:
+    assert read_probe("10.0 500.5\n10.1 510\nbad line\n10.2\n10.3 49") == [
+        (10.0, 500.5),
+        (10.1, 510.0),
+        (10.3, 49.0),
+    ]
+
+
+def test_each_second_of_the_window_gets_its_cpu_and_its_probe_median() -> None:
+    # Cumulative CPU ticks every 0.25 s: 20 ticks a second, then 40 from t = 102.
+    series = [(100 + k / 4, 5 * k if k <= 8 else 40 + 10 * (k - 8)) for k in range(17)]
+    probe = [(100.05, 500.0), (100.5, 520.0), (100.9, 900.0), (101.2, 510.0), (102.5, 1000.0)]
+    seconds = seconds_with_speed(series, probe, (100.0, 103.5), 1.0)
+    # Second 103-104 is not whole in the window; 102-103 has one probe point.
+    assert seconds == [(20.0, 520.0), (20.0, 510.0), (40.0, 1000.0)]
+    assert seconds_with_speed(series, [], (100.0, 103.0), 1.0) == []
+
+
+def test_cpu_at_full_speed_keeps_the_seconds_the_probe_ran_fast() -> None:
+    seconds = [(20.0, 500.0), (21.0, 560.0), (30.0, 900.0), (19.0, 520.0), (22.0, 575.0), (23.0, 574.0)]
+    seconds.append((24.0, 576.0))
+    assert full_speed_reference([600.0, 500.0, *([900.0] * 18)]) == 500.0  # the 5th percentile
+    cpu, kept = cpu_at_full_speed(seconds, 500.0)  # up to 575 µs counts
+    assert kept == 5
+    assert cpu == pytest.approx((20.0 + 21.0 + 19.0 + 22.0 + 23.0) / 5)
+    assert cpu_at_full_speed(seconds[:4], 500.0) == (None, 3)  # too few seconds to tell
+    assert cpu_at_full_speed(seconds, None) == (None, 0)
+
+
+def test_full_speed_figures_take_the_machine_s_speed_from_every_run() -> None:
+    fast = [(18.0, 500.0)] * 6
+    relay = _run("relay", speed_seconds=[*fast, (27.0, 950.0)])
+    recorded = _run("recorded", speed_seconds=[(27.0, 505.0)] * 5 + [(40.0, 960.0)] * 3)
+    direct = _run("direct")
+    [(calls, rep, results)] = with_full_speed(
+        [(200, 1, {"direct": direct, "relay": relay, "recorded": recorded})]
+    )
+    assert (calls, rep) == (200, 1)
+    assert results["direct"] == direct  # not through callherald: nothing to weigh
+    assert (results["relay"].full_speed_cpu_pct, results["relay"].full_speed_seconds) == (18.0, 6)
+    assert (results["recorded"].full_speed_cpu_pct, results["recorded"].full_speed_seconds) == (27.0, 5)
+    cost = cost_of_recording(results["relay"], results["recorded"])
+    assert cost.full_speed_cpu_ratio == pytest.approx(1.5)
+    row = {
+        "calls": 200,
+        "repetition": 1,
+        "relay": asdict(results["relay"]),
+        "recorded": asdict(results["recorded"]),
+        "against_direct": {},
+        "recording_cost": asdict(cost),
+    }
+    assert call_load._full_speed_line(row) == (
+        "  over the full-speed seconds: CPU relay 18.0 % (6/7 s), recorded 27.0 % (5/8 s); x1.50 of relay only"
+    )
 
 
 MS = 1_000_000
