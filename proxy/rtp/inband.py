@@ -477,7 +477,12 @@ class InbandDtmfDetector:
         )
 
         def may_show_pair(chosen: npt.NDArray[np.intp]) -> npt.NDArray[np.bool_]:
-            return self._may_show_pair(blocks[frames[chosen]], mean_square[chosen])
+            # A chunk at a time: the copy of its blocks stays in the cache.
+            parts = [chosen[at : at + _CHECK_CHUNK] for at in range(0, len(chosen), _CHECK_CHUNK)]
+            return np.concatenate(
+                [self._may_show_pair(blocks[frames[part]], mean_square[part]) for part in parts]
+                or [np.zeros(0, dtype=np.bool_)]
+            )
 
         passed = _strided_screen(frames, loud, may_show_pair)
         spans: list[list[ToneSpan]] = [[] for _ in buffers]
@@ -502,13 +507,6 @@ class InbandDtmfDetector:
     def _may_show_pair(
         self, blocks: npt.NDArray[np.float32], mean_square: npt.NDArray[np.float64]
     ) -> npt.NDArray[np.bool_]:
-        if len(blocks) > _CHECK_CHUNK:
-            return np.concatenate(
-                [
-                    self._may_show_pair(blocks[at : at + _CHECK_CHUNK], mean_square[at : at + _CHECK_CHUNK])
-                    for at in range(0, len(blocks), _CHECK_CHUNK)
-                ]
-            )
         # The level, twist and tone-ratio checks of ``_classify`` on the probes alone, from the
         # centre blocks, with thresholds ``_SLACK`` looser: a frame failing them fails them in
         # ``_classify`` too. The strongest probe of a group is its strongest tone's power. In
