@@ -375,7 +375,7 @@ def seconds_with_speed(
     start = window[0]
     while start + 1.0 <= window[1]:
         second = (start, start + 1.0)
-        cpu = _rate(list(cpu_series), second, scale)
+        cpu = _rate(cpu_series, second, scale)
         works = [work for at, work in probe if second[0] <= at < second[1]]
         if cpu is not None and works:
             seconds.append((cpu, statistics.median(works)))
@@ -1391,7 +1391,7 @@ def first_backs(agent_output: str, epoch_offset: float) -> list[float]:
     return backs
 
 
-def _rate(series: list[tuple[float, int]], window: tuple[float, float], scale: float) -> float | None:
+def _rate(series: Sequence[tuple[float, int]], window: tuple[float, float], scale: float) -> float | None:
     """The growth of a cumulative counter per second over the window, times ``scale``."""
     inside = [(t, value) for t, value in series if window[0] <= t <= window[1]]
     if len(inside) < 2 or inside[-1][0] - inside[0][0] <= 0:
