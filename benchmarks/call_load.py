@@ -68,6 +68,12 @@ probe on callherald's CPU times a fixed piece of Python work ten times a second
 of the benchmark) are the full-speed seconds; callherald's CPU over them is reported beside the
 whole window's, with the recorded / relay ratio of both. The whole-window figures decide the target.
 
+``--paired`` runs the modes of each repetition at the same time instead of one after the other:
+each with its own SIPp, RTP agent, callherald and block of ports (``port_regions``), every
+callherald on callherald's CPU and the load generators on theirs. Their ratios are then taken at
+one machine speed; the report says how long their steady windows were open together. Sharing a
+CPU and its caches, both callheralds use more CPU than each would alone.
+
 All calls share the UAS's one echo socket, whose receive buffer (the system default) holds only a
 few milliseconds of 400 calls' packets: a burst, such as a relay catching up after being kept off
 the CPU, overflows it first. Its drops are listed separately.
@@ -111,6 +117,7 @@ import wave
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
@@ -158,12 +165,15 @@ __all__ = [
     "open_fds",
     "percentile",
     "plan_ports",
+    "port_regions",
     "read_recordings",
     "read_sipp_stats",
     "read_timing",
     "run_agent",
     "run_once",
     "run_queue_wait_ns",
+    "run_series",
+    "shared_window_s",
     "steady_window",
     "thread_cpu_added",
     "ticks_by_thread",
@@ -543,9 +553,19 @@ def _udp_port_free(port: int) -> bool:
     return True
 
 
-def find_port_plan(calls: int, is_free: Callable[[int], bool] = _udp_port_free) -> PortPlan:
-    """A plan whose every port is free now, searched in ``PORT_REGION`` from a per-process start."""
-    low, high = PORT_REGION
+def port_regions(count: int, region: tuple[int, int] = PORT_REGION) -> list[tuple[int, int]]:
+    """``region`` cut into ``count`` equal parts: runs at the same time (``--paired``) each search
+    their own, so no two plans can overlap, even before either run has bound its ports."""
+    low, high = region
+    size = (high - low) // count
+    return [(low + index * size, low + (index + 1) * size) for index in range(count)]
+
+
+def find_port_plan(
+    calls: int, is_free: Callable[[int], bool] = _udp_port_free, region: tuple[int, int] = PORT_REGION
+) -> PortPlan:
+    """A plan whose every port is free now, searched in ``region`` from a per-process start."""
+    low, high = region
     size = len(plan_ports(low, calls).ports()) + 40
     span = high - low - size
     if span <= 0:
@@ -1061,6 +1081,7 @@ class RunResult:
     rtt_p50_ms: float | None = None
     run_loss_pct: float | None = None
     window_s: float | None = None
+    window_at: tuple[float, float] | None = None  # the steady window's ends, time.monotonic()
     callherald_cpu_pct: float | None = None
     callherald_cpu_per_call_pct: float | None = None
     callherald_ramp_cpu_pct: float | None = None
@@ -1548,17 +1569,19 @@ def run_once(
     placement: CpuPlacement = (None, None),
     constant_ssrc: bool = True,
     withdrawal_digit: str | None = None,
+    port_region: tuple[int, int] = PORT_REGION,
 ) -> RunResult:
     """One run of ``calls`` concurrent calls, ``path`` one of `MODES`; bounded in time. callherald
     and the load generators run on the CPUs of ``placement`` (see `cpu_placement`), with
-    ``media.constant_ssrc`` and the policy's ``withdrawal_digit`` as given."""
+    ``media.constant_ssrc`` and the policy's ``withdrawal_digit`` as given; its ports come from
+    ``port_region``."""
     callherald_cpus, load_cpus = placement
     workdir.mkdir(parents=True, exist_ok=True)
     rate = call_rate(calls)
     ramp_s = calls / rate
     run_limit_s = ramp_s + hold_s + STOP_DRAIN_S + RUN_SLACK_S
     try:
-        plan = find_port_plan(calls)
+        plan = find_port_plan(calls, region=port_region)
     except BenchmarkError as error:
         return RunResult(path=path, calls=calls, rate_cps=rate, hold_s=hold_s, error=str(error))
     portfile = workdir / "ports.txt"
@@ -1787,6 +1810,7 @@ def run_once(
         rtt_p50_ms=in_window.get("rtt_ms_p50"),
         run_loss_pct=rtp.get("loss_pct"),
         window_s=None if window is None else window[1] - window[0],
+        window_at=window,
         callherald_cpu_pct=callherald_cpu,
         callherald_cpu_per_call_pct=None if callherald_cpu is None else callherald_cpu / calls,
         callherald_ramp_cpu_pct=_phase_cpu(ticks.get("callherald", []), samples.ups),
@@ -1976,6 +2000,7 @@ def format_report(
     placement: dict[str, list[int]] | None = None,
     *,
     constant_ssrc: bool = True,
+    paired: bool = False,
 ) -> str:
     """The human-readable tables: every run, the runs through callherald against direct, recorded
     against relay, then details."""
@@ -1986,6 +2011,14 @@ def format_report(
     )
     lines = [
         where + ";",
+        *(
+            [
+                "paired: the runs of each repetition ran at the same time, each with its own SIPp, agent "
+                "and callherald, so their ratios are taken at one machine speed;"
+            ]
+            if paired
+            else []
+        ),
         f"Concurrent calls, SIPp UAC -> (direct | callherald relaying | callherald recording) -> SIPp UAS "
         f"with RTP echo; hold {hold_s:g} s; G.711 20 ms, {PACKETS_PER_S} pps each way per call; 127.0.0.1",
         "every figure over the steady-state window (all calls up, every notice over, to the first stop) "
@@ -2009,6 +2042,15 @@ def format_report(
     ]
     for row in rows:
         lines += [_run_line(row["repetition"], row[path]) for path in MODES if path in row]
+    if paired:
+        for row in rows:
+            lengths = ", ".join(
+                f"{path} {_number(row[path]['window_s'], 1)} s" for path in MODES if path in row
+            )
+            lines.append(
+                f"  rep {row['repetition']}, {row['calls']} calls: the steady windows were open together "
+                f"for {_number(row['shared_window_s'], 1)} s ({lengths})"
+            )
     against = [(row, c) for row in rows for c in row["against_direct"].values()]
     if against:
         lines += [
@@ -2221,7 +2263,19 @@ def _row(calls: int, rep: int, results: dict[str, RunResult]) -> dict[str, Any]:
         **{mode: asdict(result) for mode, result in results.items()},
         "against_direct": against,
         "recording_cost": None if cost is None else asdict(cost),
+        "shared_window_s": shared_window_s(list(results.values())),
     }
+
+
+def shared_window_s(results: Sequence[RunResult]) -> float | None:
+    """How long the steady windows of ``results`` were all open at once (0 when never); None
+    unless every run has one. Runs made one after the other share none; paired runs most."""
+    windows = [result.window_at for result in results]
+    if not windows or any(window is None for window in windows):
+        return None
+    starts = [window[0] for window in windows if window is not None]
+    ends = [window[1] for window in windows if window is not None]
+    return max(0.0, min(ends) - max(starts))
 
 
 def _full_speed_line(row: dict[str, Any]) -> str:
@@ -2239,6 +2293,44 @@ def _full_speed_line(row: dict[str, Any]) -> str:
         f"x{_number(cost['full_speed_cpu_ratio'], 2)} of relay only"
         + ("" if to_announced is None else f" (x{_number(to_announced, 2)} of announced only)")
     )
+
+
+def run_series(
+    paths: Sequence[str],
+    calls: int,
+    hold_s: float,
+    workdir: Path,
+    rep: int,
+    *,
+    paired: bool = False,
+    placement: CpuPlacement = (None, None),
+    constant_ssrc: bool = True,
+    withdrawal_digit: str | None = None,
+) -> dict[str, RunResult]:
+    """The runs of ``paths`` at ``calls`` calls: one after the other, or with ``paired`` all at
+    once, each with its own SIPp, RTP agent, callherald and block of ports, every callherald on
+    callherald's CPUs and the load generators on theirs. On a shared host the machine's speed
+    moves between runs made one after the other; runs made together see the same speed."""
+    regions = port_regions(len(paths)) if paired else [PORT_REGION] * len(paths)
+
+    def run(path: str, region: tuple[int, int]) -> RunResult:
+        print(f"{calls} calls, {path}, repetition {rep} ...", file=sys.stderr, flush=True)
+        return run_once(
+            path,
+            calls,
+            hold_s,
+            workdir / f"{calls}-{path}-{rep}",
+            placement=placement,
+            constant_ssrc=constant_ssrc,
+            withdrawal_digit=withdrawal_digit,
+            port_region=region,
+        )
+
+    if not paired:
+        return {path: run(path, region) for path, region in zip(paths, regions, strict=True)}
+    with ThreadPoolExecutor(max_workers=len(paths), thread_name_prefix="paired-run") as runs:
+        futures = {path: runs.submit(run, path, region) for path, region in zip(paths, regions, strict=True)}
+        return {path: future.result() for path, future in futures.items()}
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
@@ -2278,6 +2370,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         help="give the recording policy this withdrawal digit: the outside party's audio is "
         "listened to for key presses all call long",
     )
+    parser.add_argument(
+        "--paired",
+        action="store_true",
+        help="run the modes of each repetition at the same time, on the same CPUs, so that their "
+        "ratios are taken at one machine speed (default: one after the other)",
+    )
     parser.add_argument("--rtp-agent", metavar="CONFIG", help=argparse.SUPPRESS)
     parser.add_argument("--speed-probe", metavar="CONFIG", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -2285,6 +2383,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return run_agent(Path(args.rtp_agent))
     if args.speed_probe is not None:
         return run_speed_probe(Path(args.speed_probe))
+    if args.paired and (len(args.modes) < 2 or "direct" in args.modes):
+        parser.error("--paired runs two or more of relay, announced, recorded at the same time")
     out = out or sys.stdout
     if shutil.which("sipp") is None:
         print("sipp is not installed", file=sys.stderr)
@@ -2300,21 +2400,21 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         if callherald_cpus is None or load_cpus is None
         else {"callherald": sorted(callherald_cpus), "load": sorted(load_cpus)}
     )
+    environment["paired"] = args.paired
     measured: list[tuple[int, int, dict[str, RunResult]]] = []
     with _workdir(args.workdir) as workdir:
         for rep, calls in itertools.product(range(1, args.repeat + 1), args.calls):
-            results: dict[str, RunResult] = {}
-            for path in args.modes:
-                print(f"{calls} calls, {path}, repetition {rep} ...", file=sys.stderr, flush=True)
-                results[path] = run_once(
-                    path,
-                    calls,
-                    args.hold_s,
-                    workdir / f"{calls}-{path}-{rep}",
-                    placement=placement,
-                    constant_ssrc=constant_ssrc,
-                    withdrawal_digit=args.withdrawal_digit,
-                )
+            results = run_series(
+                args.modes,
+                calls,
+                args.hold_s,
+                workdir,
+                rep,
+                paired=args.paired,
+                placement=placement,
+                constant_ssrc=constant_ssrc,
+                withdrawal_digit=args.withdrawal_digit,
+            )
             measured.append((calls, rep, results))
     rows = [_row(calls, rep, results) for calls, rep, results in with_full_speed(measured)]
     document = {
@@ -2343,7 +2443,13 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         print(json.dumps(document, indent=2), file=out)
     else:
         print(
-            format_report(rows, args.hold_s, environment["cpu_placement"], constant_ssrc=constant_ssrc),
+            format_report(
+                rows,
+                args.hold_s,
+                environment["cpu_placement"],
+                constant_ssrc=constant_ssrc,
+                paired=args.paired,
+            ),
             file=out,
         )
         met = document["target"]["met"]

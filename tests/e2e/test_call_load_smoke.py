@@ -208,6 +208,39 @@ def test_no_port_plan_when_every_port_is_taken() -> None:
         find_port_plan(10, lambda port: False)
 
 
+@pytest.mark.parametrize("count", [2, 3])
+def test_runs_made_together_search_ports_of_their_own(count: int) -> None:
+    regions = call_load.port_regions(count)
+    assert regions[0][0] == call_load.PORT_REGION[0]
+    assert all(high <= call_load.PORT_REGION[1] for _, high in regions)
+    plans = [find_port_plan(400, lambda port: True, region=region) for region in regions]
+    for (low, high), plan in zip(regions, plans, strict=True):
+        assert low <= min(plan.ports())
+        assert max(plan.ports()) < high
+    every_port = [port for plan in plans for port in plan.ports()]
+    assert len(every_port) == len(set(every_port))
+
+
+def test_the_shared_window_is_where_every_run_s_window_was_open() -> None:
+    def run(window_at: tuple[float, float] | None) -> RunResult:
+        return RunResult(path="relay", calls=1, rate_cps=1, hold_s=1.0, window_at=window_at)
+
+    assert call_load.shared_window_s([run((10.0, 30.0)), run((12.0, 31.0))]) == 18.0
+    assert call_load.shared_window_s([run((10.0, 20.0)), run((25.0, 40.0))]) == 0.0
+    assert call_load.shared_window_s([run((10.0, 20.0)), run(None)]) is None
+    assert call_load.shared_window_s([]) is None
+
+
+@pytest.mark.parametrize("modes", ["recorded", "direct,relay,recorded"])
+def test_paired_runs_need_two_modes_through_callherald(
+    modes: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        call_load.main(["--paired", "--modes", modes])
+    assert exit_info.value.code == 2
+    assert "--paired runs two or more of relay, announced, recorded" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("constant_ssrc", [True, False])
 @pytest.mark.parametrize("mode", ["relay", "announced", "recorded"])
 @pytest.mark.parametrize("calls", [3, 400])
@@ -803,6 +836,26 @@ def test_modes_pick_the_runs_and_an_announced_call_records_nothing(
     beep_frames = -(-BEEP_MS // 20)
     assert 2 * notice_frames <= announced["rtp"]["stray"] <= 2 * (notice_frames + 1)
     assert row["recorded"]["rtp"]["stray"] >= 2 * (notice_frames + beep_frames)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(shutil.which("sipp") is None, reason="SIPp is not installed")
+def test_paired_runs_are_made_at_the_same_time(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--calls", "2", "--hold-s", "3", "--modes", "relay,recorded", "--paired", "--json"]
+    assert call_load.main(argv) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["environment"]["paired"] is True
+    [row] = document["results"]
+    relay, recorded = row["relay"], row["recorded"]
+    for run in (relay, recorded):
+        assert run["error"] is None, run["error"]
+        assert (run["successful_calls"], run["callherald_calls_started"]) == (2, 2)
+        assert run["callherald_log_problems"] == []
+    assert recorded["recordings_complete"] == 2
+    # Made together: the steady windows were open at the same time for most of their length.
+    assert row["shared_window_s"] > 0.5 * min(relay["window_s"], recorded["window_s"])
+    assert row["recording_cost"]["recordings_complete"] == 2
 
 
 def test_callherald_gets_a_cpu_of_its_own_when_pinned() -> None:
