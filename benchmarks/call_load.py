@@ -72,7 +72,8 @@ whole window's, with the recorded / relay ratio of both. The whole-window figure
 each with its own SIPp, RTP agent, callherald and block of ports (``port_regions``), every
 callherald on callherald's CPU and the load generators on theirs. Their ratios are then taken at
 one machine speed; the report says how long their steady windows were open together. Sharing a
-CPU and its caches, both callheralds use more CPU than each would alone.
+CPU and its caches, every callherald uses more CPU than it would alone, and how much more
+depends on which runs share it: compare paired figures with paired figures of the same modes.
 
 All calls share the UAS's one echo socket, whose receive buffer (the system default) holds only a
 few milliseconds of 400 calls' packets: a burst, such as a relay catching up after being kept off
