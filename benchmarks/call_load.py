@@ -2312,7 +2312,6 @@ def run_series(
     once, each with its own SIPp, RTP agent, callherald and block of ports, every callherald on
     callherald's CPUs and the load generators on theirs. On a shared host the machine's speed
     moves between runs made one after the other; runs made together see the same speed."""
-    regions = port_regions(len(paths)) if paired else [PORT_REGION] * len(paths)
 
     def run(path: str, region: tuple[int, int]) -> RunResult:
         print(f"{calls} calls, {path}, repetition {rep} ...", file=sys.stderr, flush=True)
@@ -2328,7 +2327,8 @@ def run_series(
         )
 
     if not paired:
-        return {path: run(path, region) for path, region in zip(paths, regions, strict=True)}
+        return {path: run(path, PORT_REGION) for path in paths}
+    regions = port_regions(len(paths))
     with ThreadPoolExecutor(max_workers=len(paths), thread_name_prefix="paired-run") as runs:
         futures = {path: runs.submit(run, path, region) for path, region in zip(paths, regions, strict=True)}
         return {path: future.result() for path, future in futures.items()}

@@ -1,6 +1,6 @@
 """DTMF masking of recorded blocks: every key is masked, and judging in full only the frames that
 pass the detector's cheap checks, looked for on a lattice of every third frame, masks what judging
-every frame does (a stretch of 10 ms or less of pair frames, alone, may be left)."""
+every frame does (a run of one or two frames showing a pair, alone, may be left)."""
 
 from __future__ import annotations
 
@@ -185,8 +185,7 @@ def test_the_lattice_finds_every_run_of_three_frames_that_pass(shows: list[bool]
     # the checks asked about are candidates.
     rows = np.asarray([row for row in range(len(shows) + len(gaps)) if row not in gaps][: len(shows)])
     candidates = np.flatnonzero(np.asarray(shows, dtype=np.bool_) | (np.arange(len(shows)) % 2 == 0))
-    passes = np.zeros(len(shows), dtype=np.bool_)
-    passes[: len(shows)] = shows
+    passes = np.asarray(shows, dtype=np.bool_)
     asked: list[int] = []
 
     def may_show_pair(chosen: npt.NDArray[np.intp]) -> npt.NDArray[np.bool_]:
