@@ -27,7 +27,8 @@ under about 12 ms, judged alone, would pass the detector and be stored. Closing 
 Codecs. The recorder decodes PCMU, PCMA and G.722 by their static payload types whatever was
 negotiated first, so a codec changed by re-INVITE is recorded on (``recorder_format``); a call
 that negotiated one of them on a dynamic type, or listed one there a re-INVITE may switch to, has
-those packets retyped before they are fed (``static_aliases``). The stored rate is fixed when the
+those packets retyped before they are fed (``static_aliases``); a type a later offer adds is
+learnt as its SDP passes (``CallRecording.learn_aliases``). The stored rate is fixed when the
 recording starts (``recording_sample_rate_hz``).
 
 Positions are samples (8000 per second) since the recording started; arrival positions come from
@@ -40,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from itertools import chain
 from typing import Final, Protocol, cast
 
@@ -307,6 +308,7 @@ class CallRecording:
         self._loop = loop
         self._started = loop.time()
         chosen = recorder_format(media)
+        self._event_payload_type = chosen.event_payload_type
         self.aliases = static_aliases(media)  # packets of a dynamic type are retyped for the recorder
         self.recorder = StereoRecorder(
             left=chosen,
@@ -325,6 +327,15 @@ class CallRecording:
         # Per channel: the packets tapped since the last flush, each followed by the loop time it
         # came at (one list: the relay's two appends touch one object).
         self._tapped: tuple[list[bytes | float], list[bytes | float]] = ([], [])
+
+    def learn_aliases(self, aliases: Iterable[tuple[int, int]]) -> None:
+        """(dynamic type, static type) pairs an SDP of the call put a recordable codec on: packets
+        of those types are recorded as that codec from the next flush on, those tapped since the
+        last one included. A later SDP's pair wins (RFC 3264 §8.3.2 forbids a remapping, but a
+        party that breaks it is believed); the telephone-event type is never taken for audio."""
+        self.aliases.update(aliases)
+        if self._event_payload_type is not None:
+            self.aliases.pop(self._event_payload_type, None)
 
     def tapped(self, leg: MediaLeg) -> list[bytes | float]:
         """Where the relay appends what ``leg``'s party sends: a packet, then its arrival time (loop

@@ -99,6 +99,8 @@ class ProxyService:
         self._records = records
         self._recordings = recordings
         self.recording: dict[str, CallRecording] = {}
+        # Per call, every dynamic payload type its SDPs put a recordable codec on, oldest first.
+        self._payload_aliases: dict[str, dict[int, int]] = {}
         # Per call and leg, what listens to the packets that leg's party sends (digits, recording).
         self._taps: dict[tuple[str, MediaLeg], dict[str, Callable[[bytes], None]]] = {}
         self._announcements: dict[str, CallAnnouncements] = {}
@@ -245,6 +247,8 @@ class ProxyService:
                 self.transports[effect.side].send(effect.message, effect.destination)
             elif isinstance(effect, SetMediaRemote):
                 self.media.set_remote(effect.call_ref, effect.leg, effect.remote, new_party=effect.new_party)
+                if effect.aliases:
+                    self._learn_aliases(effect.call_ref, effect.aliases)
             elif isinstance(effect, OpenMedia):
                 try:
                     self.media.open(effect.call_ref, effect.a_port, effect.b_port)
@@ -252,6 +256,7 @@ class ProxyService:
                     effects.extend(self.core.media_failed(effect.call_ref, str(error), self._now()))
             elif isinstance(effect, CloseMedia):
                 self._stop_recording(effect.call_ref, "ended")
+                self._payload_aliases.pop(effect.call_ref, None)
                 self._beeps.pop(effect.call_ref, None)
                 for key in [key for key in self._taps if key[0] == effect.call_ref]:
                     del self._taps[key]
@@ -449,12 +454,24 @@ class ProxyService:
             self._log.warning("[%s] not recorded: storage unavailable (see earlier errors)", call_ref)
             return False
         recording = CallRecording(handle, outside_leg=effect.outside_leg, media=effect.media, loop=self._loop)
+        recording.learn_aliases(self._payload_aliases.get(call_ref, {}).items())
         self.recording[call_ref] = recording
         for leg in (MediaLeg.A, MediaLeg.B):
             session.rtp[leg].tap(recording.tapped(leg), self._loop.time)
         assert self._flush_slots is not None  # made in start(), as the loop is
         self._flush_slots.add(recording)
         return True
+
+    def _learn_aliases(self, call_ref: str, aliases: tuple[tuple[int, int], ...]) -> None:
+        if call_ref not in self.media.sessions:
+            return  # the call's media is closed (or never opened): nothing will be recorded
+        known = self._payload_aliases.setdefault(call_ref, {})
+        for dynamic, static in aliases:
+            known.pop(dynamic, None)  # re-inserted: the newest pair comes last
+            known[dynamic] = static
+        recording = self.recording.get(call_ref)
+        if recording is not None:
+            recording.learn_aliases(aliases)
 
     def _stop_recording(self, call_ref: str, reason: str) -> None:
         recording = self.recording.pop(call_ref, None)

@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Final
 
 from proxy.b2bua.announcer import CallAnnouncer
-from proxy.b2bua.effects import MediaFormat, MediaLeg
+from proxy.b2bua.effects import MediaFormat, MediaLeg, SetMediaRemote
 from proxy.b2bua.policy import UNRECORDED, CallPolicy
 from proxy.b2bua.settings import Address, Side
 from proxy.sip.headers import NameAddress
@@ -243,6 +243,21 @@ def media_format(
                     aliases=_static_aliases(media),
                 )
     return None
+
+
+def set_media_remote(
+    call_ref: str, leg: MediaLeg, sdp: SessionDescription | None, *, new_party: bool = False
+) -> SetMediaRemote:
+    """``leg``'s party sent ``sdp`` (None: none came): where it receives RTP, and the dynamic
+    payload types its audio stream put a recordable codec on."""
+    media = None if sdp is None else _first_audio(sdp)
+    return SetMediaRemote(
+        call_ref=call_ref,
+        leg=leg,
+        remote=None if sdp is None else media_remote(sdp),
+        new_party=new_party,
+        aliases=() if media is None else _static_aliases(media),
+    )
 
 
 def _static_aliases(media: MediaDescription) -> tuple[tuple[int, int], ...]:

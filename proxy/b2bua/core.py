@@ -40,7 +40,7 @@ from proxy.b2bua.call import (
     anchor_sdp,
     carries_plain_rtp,
     media_format,
-    media_remote,
+    set_media_remote,
     unplayable_reason,
 )
 from proxy.b2bua.consent import DigitMechanism
@@ -55,7 +55,6 @@ from proxy.b2bua.effects import (
     OpenMedia,
     PlayTone,
     SendSip,
-    SetMediaRemote,
     StopPlayout,
     Tone,
 )
@@ -670,9 +669,7 @@ class B2bua:
         call.b_invite_had_offer = offer is not None
         self._register_call(call)
         out.append(OpenMedia(call_ref=call.ref, a_port=a_port, b_port=b_port))
-        out.append(
-            SetMediaRemote(call_ref=call.ref, leg=MediaLeg.A, remote=media_remote(offer) if offer else None)
-        )
+        out.append(set_media_remote(call.ref, MediaLeg.A, offer))
         out.append(
             CallStarted(
                 call_ref=call.ref,
@@ -836,7 +833,7 @@ class B2bua:
             call.announce_progressed = True
             self._hang_up(call, "no-answer-in-ack", now, out)
             return
-        out.append(SetMediaRemote(call_ref=call.ref, leg=MediaLeg.A, remote=media_remote(answer)))
+        out.append(set_media_remote(call.ref, MediaLeg.A, answer))
         codecs = frozenset({fmt.codec, "telephone-event"})
         pbx_offer = anchor_sdp(
             answer, dialog=call.b, media_address=self._settings.media_address, codecs=codecs
@@ -1266,9 +1263,7 @@ class B2bua:
             except SipError:
                 answer = None
             if answer is not None:
-                out.append(
-                    SetMediaRemote(call_ref=call.ref, leg=target_leg.other, remote=media_remote(answer))
-                )
+                out.append(set_media_remote(call.ref, target_leg.other, answer))
                 anchored = anchor_sdp(
                     answer,
                     dialog=dialog,
@@ -1558,7 +1553,7 @@ class B2bua:
                     return True
                 _answer_directions(answer)
                 call.a_answer = self._new_version_if_changed(call.a, answer, call.a_answer)
-                out.append(SetMediaRemote(call_ref=call.ref, leg=MediaLeg.A, remote=media_remote(offer)))
+                out.append(set_media_remote(call.ref, MediaLeg.A, offer))
                 self._hold_changed(call, MediaLeg.A, offer.is_hold(), now, out)
             headers = (
                 ("Contact", call.a.local_contact),
@@ -1661,14 +1656,7 @@ class B2bua:
                     self._reply(transaction_id, request, 488, out, now, to_tag=request.to.tag)
                     return
                 new_party = self._new_outside_party(call, leg, request, offer)
-                out.append(
-                    SetMediaRemote(
-                        call_ref=call.ref,
-                        leg=leg,
-                        remote=media_remote(offer),
-                        new_party=new_party is not None,
-                    )
-                )
+                out.append(set_media_remote(call.ref, leg, offer, new_party=new_party is not None))
                 self._hold_changed(call, leg, offer.is_hold(), now, out)
                 body = bytes(anchored)
                 content_type = "application/sdp"
@@ -1885,8 +1873,7 @@ class B2bua:
         if new.remote_tag:
             self._dialogs_by_remote_tag[(new.call_id, new.remote_tag)] = (call, leg)
         sdp = _sdp_of(response)
-        remote = media_remote(sdp) if sdp else None
-        out.append(SetMediaRemote(call_ref=call.ref, leg=leg, remote=remote, new_party=True))
+        out.append(set_media_remote(call.ref, leg, sdp, new_party=True))
         out.append(StopPlayout(call_ref=call.ref, leg=leg.other))
         out.append(LogEvent(level="info", text=f"transfer on leg {leg} answered", call_ref=call.ref))
         if leg in call.held_by:
@@ -1951,7 +1938,7 @@ class B2bua:
             self._send_ack(call, leg, response.cseq.seq, out)
             sdp = _sdp_of(response)
             if sdp is not None:
-                out.append(SetMediaRemote(call_ref=call.ref, leg=leg, remote=media_remote(sdp)))
+                out.append(set_media_remote(call.ref, leg, sdp))
             return
         target_sdp, attempt = context.resume
         if status == 491 and attempt < _RESUME_ATTEMPTS:
@@ -2211,7 +2198,7 @@ class B2bua:
         sdp = _sdp_of(response)
         if sdp is None:
             return b""
-        out.append(SetMediaRemote(call_ref=call.ref, leg=MediaLeg.B, remote=media_remote(sdp)))
+        out.append(set_media_remote(call.ref, MediaLeg.B, sdp))
         if call.a_answered or call.a_early_media:
             # a already has callherald's own answer (the notice): nothing more is sent to a, so its
             # SDP version and last SDP stay those a heard (RFC 3264 §8).
@@ -2460,7 +2447,7 @@ class B2bua:
             except SipError:
                 sdp = None
             if sdp is not None:
-                out.append(SetMediaRemote(call_ref=call.ref, leg=far_leg, remote=media_remote(sdp)))
+                out.append(set_media_remote(call.ref, far_leg, sdp))
                 anchored = anchor_sdp(
                     sdp,
                     dialog=origin,

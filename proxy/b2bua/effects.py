@@ -73,12 +73,17 @@ class SetMediaRemote:
     The relay latches to the first source it actually hears on the leg (symmetric RTP), and a new
     remote from a later offer or answer releases the latch. For ``new_party`` (a transfer target
     answered) the latch is dropped at once: the source heard so far is the party that left.
+
+    ``aliases``: (dynamic type, static type of its codec) for each PCMU, PCMA or G.722 that SDP put
+    on another type than its static one (RFC 3551 §6). A later offer may add such a type and a
+    re-INVITE switch to it (RFC 3264 §8.3.2): the recording learns it from here.
     """
 
     call_ref: str
     leg: MediaLeg
     remote: Address | None
     new_party: bool = False
+    aliases: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

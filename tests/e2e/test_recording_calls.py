@@ -386,9 +386,14 @@ def _wait_for_file(path: Path, timeout_s: float) -> bool:
 
 @requires_sipp
 @pytest.mark.timeout(60)
-def test_a_codec_change_by_reinvite_mid_call_keeps_both_parties_recorded(tmp_path: Path) -> None:
+@pytest.mark.parametrize("later_payload_type", [8, 97], ids=["static", "dynamic"])
+def test_a_codec_change_by_reinvite_mid_call_keeps_both_parties_recorded(
+    tmp_path: Path, later_payload_type: int
+) -> None:
     # The caller re-INVITEs offering PCMA only, the PBX answers PCMA, and both parties switch from
-    # µ-law to A-law as the re-INVITE reaches the PBX. Every second of both tones is recorded.
+    # µ-law to A-law as the re-INVITE reaches the PBX. Every second of both tones is recorded. On
+    # a dynamic type that no SDP of the call listed before (RFC 3264 §8.3.2 lets an offer add
+    # one), the recorder learns it from the re-INVITE.
     write_prompt_wavs(tmp_path)
     caller_sdp, callee_sdp = tmp_path / "caller.sdp", tmp_path / "callee.sdp"
     caller_result, callee_result = tmp_path / "caller.txt", tmp_path / "callee.txt"
@@ -398,15 +403,22 @@ def test_a_codec_change_by_reinvite_mid_call_keeps_both_parties_recorded(tmp_pat
             ssrc=ssrc,
             payloads=pure_tone(hz, TONE_PACKETS * 2)[1],
             later_payloads=pure_tone(hz, TONE_PACKETS * 2, encode=alaw_encode)[1],
-            later_payload_type=8,
+            later_payload_type=later_payload_type,
         )
         for name, ssrc, hz in (("caller", 0x11110001, OUTSIDE_HZ), ("callee", 0x22220002, PBX_HZ))
     }
     with running_callherald(tmp_path, policies=policy_yaml()) as proxy, peers["caller"], peers["callee"]:
         peers["caller"].start(caller_sdp)
         peers["callee"].start(callee_sdp)
-        uac_keys = sipp_keys(rtp_port=peers["caller"].port, portfile=caller_sdp, resultfile=caller_result)
-        uas_keys = sipp_keys(rtp_port=peers["callee"].port, portfile=callee_sdp, resultfile=callee_result)
+        later = ["-set", "later_pt", str(later_payload_type)]
+        uac_keys = [
+            *sipp_keys(rtp_port=peers["caller"].port, portfile=caller_sdp, resultfile=caller_result),
+            *later,
+        ]
+        uas_keys = [
+            *sipp_keys(rtp_port=peers["callee"].port, portfile=callee_sdp, resultfile=callee_result),
+            *later,
+        ]
         inbound = Direction.INBOUND
         with (
             start_callee(
@@ -432,8 +444,8 @@ def test_a_codec_change_by_reinvite_mid_call_keeps_both_parties_recorded(tmp_pat
         for run in runs:
             assert run.returncode == 0, run.report()
     # Callherald relayed the PCMA-only offer to the PBX and its PCMA answer to the caller.
-    assert "RTP/AVP 8 101" in callee_result.read_text()
-    assert "RTP/AVP 8 101" in caller_result.read_text()
+    assert f"RTP/AVP {later_payload_type} 101" in callee_result.read_text()
+    assert f"RTP/AVP {later_payload_type} 101" in caller_result.read_text()
     for peer in peers.values():  # each sent both codecs
         assert peer.codec_switched_from is not None, peer.name
         assert 0 < peer.codec_switched_from < peer.sent, peer.name

@@ -369,6 +369,44 @@ def test_a_switch_to_another_codec_on_a_dynamic_payload_type_is_recorded() -> No
     assert written[1] == written[0]
 
 
+def test_a_dynamic_type_a_later_sdp_adds_is_recorded_from_then_on() -> None:
+    # The call began on PCMU (type 0) with no dynamic type; a re-INVITE adds PCMA on 97 (RFC 3264
+    # §8.3.2) and the parties switch to it. Packets of 97 tapped before the SDP was learnt are
+    # recorded too (the flush retypes them). A pair naming the events' type is never taken.
+    media = MediaFormat(codec="pcmu", payload_type=0, event_payload_type=101)
+    written = []
+    for second in (8, 97):
+        loop = VirtualLoop()
+        recording = CallRecording(Handle(), outside_leg=MediaLeg.A, media=media, loop=loop)  # type: ignore[arg-type]
+        left, right = relay_tap(recording, MediaLeg.A, loop), relay_tap(recording, MediaLeg.B, loop)
+        rng = np.random.default_rng(5)
+        for tick in range(100):
+            loop.now = 0.0005 + tick / PACKETS_PER_S
+            payload_type = 0 if tick < 50 else second
+            for tap, ssrc in ((left, 0x1111), (right, 0x2222)):
+                payload = rng.integers(0, 256, 160, dtype=np.uint8).tobytes()
+                tap(_HEADER.pack(0x80, payload_type, tick, 160 * tick, ssrc) + payload)
+            if tick == 55:
+                recording.learn_aliases(((97, 8), (101, 0)))
+        assert recording.aliases == {97: 8}
+        loop.now = 2.0
+        recording.close("ended")
+        written.append(b"".join(recording.handle.blocks))  # type: ignore[attr-defined]
+        for channel in (Channel.LEFT, Channel.RIGHT):
+            assert recording.recorder.stats(channel).other_dropped == 0
+    assert len(written[0]) == 2 * 2 * 16000
+    assert written[1] == written[0]
+
+
+def test_a_later_sdp_s_pair_wins() -> None:
+    loop = VirtualLoop()
+    media = MediaFormat(codec="pcmu", payload_type=96, event_payload_type=101)
+    recording = CallRecording(Handle(), outside_leg=MediaLeg.A, media=media, loop=loop)  # type: ignore[arg-type]
+    assert recording.aliases == {96: 0}
+    recording.learn_aliases(((96, 8), (98, 9)))
+    assert recording.aliases == {96: 8, 98: 9}
+
+
 @pytest.mark.parametrize("tone_starts_ms", range(700, 815, 5))
 def test_a_key_press_cut_by_a_flush_is_masked_whole(tone_starts_ms: int) -> None:
     # The flush at 1.0 s drains up to 0.8 s. Judged alone, a fragment of a tone under about 12 ms

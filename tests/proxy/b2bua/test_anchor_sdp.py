@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.b2bua.call import Dialog, anchor_sdp, media_format, media_remote
-from proxy.b2bua.effects import MediaLeg
+from proxy.b2bua.call import Dialog, anchor_sdp, media_format, media_remote, set_media_remote
+from proxy.b2bua.effects import MediaLeg, SetMediaRemote
 from proxy.b2bua.settings import Address, Side
 from proxy.sip.headers import NameAddress
 from proxy.sip.sdp import Origin, SessionDescription
@@ -392,3 +392,22 @@ def test_the_negotiated_format_lists_every_recordable_codec_on_a_dynamic_type() 
     static = media_format(SessionDescription.parse(CALLER_OFFER))
     assert static is not None
     assert static.aliases == ()
+
+
+def test_the_relay_is_told_each_sdp_s_address_and_dynamic_recordable_types() -> None:
+    # A re-INVITE may add a type no earlier SDP of the call listed (RFC 3264 §8.3.2) and the
+    # parties switch to it: the recording must learn it from that SDP.
+    reoffer = SessionDescription.parse(
+        b"v=0\r\no=- 1 2 IN IP4 192.0.2.5\r\ns=-\r\nc=IN IP4 192.0.2.5\r\nt=0 0\r\n"
+        b"m=audio 4000 RTP/AVP 97 101\r\na=rtpmap:97 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
+    )
+    assert set_media_remote("c1", MediaLeg.B, reoffer) == SetMediaRemote(
+        call_ref="c1", leg=MediaLeg.B, remote=("192.0.2.5", 4000), aliases=((97, 8),)
+    )
+    plain = set_media_remote("c1", MediaLeg.A, SessionDescription.parse(CALLER_OFFER), new_party=True)
+    assert plain.new_party
+    assert plain.aliases == ()
+    assert plain.remote == media_remote(SessionDescription.parse(CALLER_OFFER))
+    assert set_media_remote("c1", MediaLeg.A, None) == SetMediaRemote(
+        call_ref="c1", leg=MediaLeg.A, remote=None
+    )
