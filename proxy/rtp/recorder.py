@@ -68,24 +68,31 @@ time it measured, in units of 1/8000 s), or ``None`` when it has none.
   wrap-around timestamp distance (``seqnum.ts_diff``), so wrap needs no special case and lost
   packets leave gaps, which ``drain`` fills with silence.
 * Anchor. A channel's first packet, the first packet of a new SSRC and the first after a
-  sequence re-synchronisation or a timestamp jump of more than ``MAX_JUMP_SAMPLES`` start a new
-  timeline. The first packet of a channel is anchored at ``arrival``, or, without it, at the
-  recorder's current position (the start of the newest packet of either channel, at least the
-  drained position). A new SSRC continues where the old timeline ended, so the audio neither jumps
-  nor overlaps, unless ``arrival`` is more than the drift limit away from there.
+  sequence re-synchronisation, a timestamp jump of more than ``MAX_JUMP_SAMPLES`` or an arrival
+  more than ``MAX_ARRIVAL_SKEW_SAMPLES`` from its timestamp's place (a stream that restarted its
+  clock and kept sending) start a new timeline. The first packet of a channel is anchored at
+  ``arrival``, or, without it, at the recorder's current position (the start of the newest packet
+  of either channel, at least the drained position). A new timeline of a channel continues where
+  the old one ended, so the audio neither jumps nor overlaps, unless ``arrival`` is outside the
+  drift limits (below) from there.
 * Drift. Each channel's media clock may run a little faster or slower than the common clock. For
   every newest packet with an ``arrival`` the recorder notes the delay ``arrival - position``;
-  network jitter only ever adds to it, so the smallest delay of each block of
-  ``DRIFT_BLOCK_PACKETS`` packets measures the clock offset. When it exceeds the drift limit
-  either way, the timeline is re-anchored by that amount: a channel falling behind gets silence
-  inserted, a channel running ahead loses the overlapped samples not yet drained. Each correction
-  counts as a re-anchor. A 1 % clock difference so stays within the limit plus one block of drift.
+  network jitter only ever adds to it, so the smallest delay over the last ``DRIFT_WINDOW_BLOCKS``
+  blocks of ``DRIFT_BLOCK_PACKETS`` packets (2 s) measures the clock offset, and delay that comes
+  and goes within them is not taken for drift. It is checked as each block ends. A channel falling
+  behind by more than the drift limit (its clock slow, or the network's delay grown for good) is
+  re-anchored by the whole offset: silence is inserted. A channel running ahead (its clock fast;
+  or the packet that anchored it came late, so that every packet since seems early; or its sender
+  reorders) is left alone up to three times the limit, as taking it back costs audio: the
+  overlapped samples not yet drained are dropped. It is then taken back by the excess over twice
+  the limit, about one limit's worth. Each correction counts as a re-anchor. A 1 % clock
+  difference so stays within the limits plus the window's drift.
 
 Reordering, loss, duplicates
 ----------------------------
 A packet older than the channel's newest one is placed by its timestamp if it ends no more than
-the reorder window before the newest packet's end (default 60 ms: three 20 ms packets); older ones
-are dropped and counted as late. Duplicates are recognised by sequence number
+the reorder window before the newest packet's end (default 160 ms: network jitter of that depth,
+eight 20 ms packets); older ones are dropped and counted as late. Duplicates are recognised by sequence number
 (``seqnum.ExtendedSequence``) and ignored. Telephone-event packets (RFC 4733) are never audio; with
 ``mask_telephone_events`` the span each event covers is masked.
 
@@ -121,8 +128,10 @@ __all__ = [
     "DEFAULT_DRIFT_LIMIT_SAMPLES",
     "DEFAULT_REORDER_WINDOW_SAMPLES",
     "DRIFT_BLOCK_PACKETS",
+    "DRIFT_WINDOW_BLOCKS",
     "G711_PAYLOAD_TYPES",
     "G722_PAYLOAD_TYPE",
+    "MAX_ARRIVAL_SKEW_SAMPLES",
     "MAX_JUMP_SAMPLES",
     "RECORDED_PAYLOAD_TYPES",
     "WIDEBAND_SAMPLE_RATE_HZ",
@@ -136,10 +145,12 @@ __all__ = [
 ]
 
 BLOCK_SAMPLES = SAMPLE_RATE_HZ  # one second of units: what the storage layer seals
-DEFAULT_REORDER_WINDOW_SAMPLES = 480  # 60 ms
-DEFAULT_DRIFT_LIMIT_SAMPLES = 320  # 40 ms
+DEFAULT_REORDER_WINDOW_SAMPLES = 1280  # 160 ms
+DEFAULT_DRIFT_LIMIT_SAMPLES = 320  # 40 ms behind; a channel ahead is let run three times as far
 DRIFT_BLOCK_PACKETS = 25  # 0.5 s of 20 ms packets per drift measurement
+DRIFT_WINDOW_BLOCKS = 4  # the offset is the smallest delay of the last 4 blocks (2 s)
 MAX_JUMP_SAMPLES = 10 * SAMPLE_RATE_HZ  # a larger timestamp step starts a new timeline
+MAX_ARRIVAL_SKEW_SAMPLES = SAMPLE_RATE_HZ  # so does an arrival this far from its place (1 s)
 G711_PAYLOAD_TYPES = frozenset({PCMU_PAYLOAD_TYPE, PCMA_PAYLOAD_TYPE})
 G722_PAYLOAD_TYPE: Final = 9  # RFC 3551 §6: static, 16 kHz audio on an 8000 Hz RTP clock
 RECORDED_PAYLOAD_TYPES = G711_PAYLOAD_TYPES | {G722_PAYLOAD_TYPE}
@@ -230,6 +241,7 @@ class ChannelStats:
 class _ChannelState:
     __slots__ = (
         "block_count",
+        "block_lows",
         "block_min",
         "decoder_resets",
         "drift_dropped",
@@ -270,6 +282,7 @@ class _ChannelState:
         self.decoder_resets: list[int] = []  # positions from which a new SSRC's audio starts
         self.block_count = 0
         self.block_min = 0
+        self.block_lows: tuple[int, ...] = ()  # the smallest delays of the window's earlier blocks
         self.packets_in = self.event_packets = self.other_dropped = 0
         self.duplicates = self.jumps_ignored = self.late_dropped = self.gated = 0
         self.gap_samples = self.reanchors = self.ssrc_changes = 0
@@ -284,6 +297,7 @@ class StereoRecorder:
     """
 
     __slots__ = (
+        "_ahead_limit",
         "_drained",
         "_drift_limit",
         "_mask_events",
@@ -320,6 +334,7 @@ class StereoRecorder:
         self._drained = start_at
         self._window = reorder_window_samples
         self._drift_limit = drift_limit_samples
+        self._ahead_limit = 3 * drift_limit_samples
         self._mask_events = mask_telephone_events
         self._pauses: list[PauseInterval] = []
         self._masks: list[tuple[int, int, tuple[bool, bool]]] = []
@@ -433,8 +448,13 @@ class StereoRecorder:
             return
         if not new_timeline:
             step = ts_diff(timestamp, s.ref_ts)
-            # A restart (RFC 3550 §A.1 resync), or a step no loss or drift explains.
-            far = arrival is not None and step > 0 and abs(arrival - s.ref_pos - step) > MAX_JUMP_SAMPLES
+            # A restart (RFC 3550 §A.1 resync), or a step no loss or drift explains: a newer
+            # packet (by timestamp, or by sequence when its clock went back) far from its place.
+            far = (
+                arrival is not None
+                and (step > 0 or status is SeqStatus.IN_ORDER)
+                and abs(arrival - s.ref_pos - step) > MAX_ARRIVAL_SKEW_SAMPLES
+            )
             new_timeline = status is SeqStatus.RESYNC or abs(step) > MAX_JUMP_SAMPLES or far
         if new_timeline:
             pos = self._anchor(s, timestamp, arrival)
@@ -548,7 +568,7 @@ class StereoRecorder:
             return 0
         count, size = payloads.shape
         drained = self._drained
-        block_count, block_min = s.block_count, s.block_min
+        block_count, block_min, lows = s.block_count, s.block_min, s.block_lows
         if base >= drained and self._take_whole_run(s, payload_type, timestamp, payloads, arrivals, base):
             return len(payloads)
         done = 0
@@ -558,14 +578,14 @@ class StereoRecorder:
             seg = min(count - done, DRIFT_BLOCK_PACKETS - block_count)
             delays = arrivals[done : done + seg] - (base + size * np.arange(seg, dtype=np.int64))
             # An arrival far from the timestamp's position starts a new timeline (see `feed`).
-            far = np.flatnonzero(np.abs(delays) > MAX_JUMP_SAMPLES)
+            far = np.flatnonzero(np.abs(delays) > MAX_ARRIVAL_SKEW_SAMPLES)
             stop = bool(far.size)
             if stop:
                 seg = int(far[0])
             if not stop and block_count + seg == DRIFT_BLOCK_PACKETS:
                 low = int(delays.min())
-                offset = low if block_count == 0 else min(block_min, low)
-                if abs(offset) > self._drift_limit and base + size * (seg - 1) + offset < drained:
+                due = self._drift_shift(lows, low if block_count == 0 else min(block_min, low))
+                if due and base + size * (seg - 1) + due < drained:
                     # The corrected packet would land in drained audio: leave it to `feed`.
                     seg -= 1
                     stop = True
@@ -579,9 +599,10 @@ class StereoRecorder:
             base = last + size
             if block_count == DRIFT_BLOCK_PACKETS:
                 block_count = 0
-                if abs(block_min) > self._drift_limit:
+                shift = self._drift_shift(lows, block_min)
+                lows = _window_lows(lows, block_min, shift)
+                if shift:
                     # The drift correction of `_track_drift`, at the block's last packet.
-                    shift = block_min
                     s.reanchors += 1
                     _append_piece(s, piece_pos, payload_type, payloads[piece_first : done - 1])
                     if shift > 0:
@@ -599,7 +620,7 @@ class StereoRecorder:
         _append_piece(s, piece_pos, payload_type, payloads[piece_first:done])
         s.packets_in += done
         s.seq.advance(done)  # IN_ORDER each: one past the highest
-        s.block_count, s.block_min = block_count, block_min
+        s.block_count, s.block_min, s.block_lows = block_count, block_min, lows
         s.ref_ts = (timestamp + size * (done - 1)) & 0xFFFFFFFF
         s.ref_pos = base - size
         assert s.high_end is not None  # `_run_base` found a timeline
@@ -620,7 +641,7 @@ class StereoRecorder:
         # pending entry and True is returned; otherwise nothing changes and False is returned.
         count, size = payloads.shape
         delays = arrivals - (base + size * np.arange(count, dtype=np.int64))
-        if int(np.abs(delays).max()) > MAX_JUMP_SAMPLES:
+        if int(np.abs(delays).max()) > MAX_ARRIVAL_SKEW_SAMPLES:
             return False  # an arrival that starts a new timeline
         starts = _drift_block_starts(s, count)
         lows: list[int] = np.minimum.reduceat(delays, starts).tolist()
@@ -639,19 +660,20 @@ class StereoRecorder:
         # `_take_whole_run` once its arrivals are checked: `lows` are the smallest delays of the
         # run's pieces from `starts` on (see `_drift_block_starts`).
         count, size = payloads.shape
-        block_count, block_min = s.block_count, s.block_min
+        block_count, block_min, window = s.block_count, s.block_min, s.block_lows
         for index, low in enumerate(lows):
             block_min = low if block_count == 0 else min(block_min, low)
             end = starts[index + 1] if index + 1 < len(starts) else count
             block_count += end - starts[index]
             if block_count == DRIFT_BLOCK_PACKETS:
-                if abs(block_min) > self._drift_limit:
+                if self._drift_shift(window, block_min):
                     return False  # a drift correction: the packet-exact path makes it
+                window = _window_lows(window, block_min, 0)
                 block_count = 0
         _append_piece(s, base, payload_type, payloads)
         s.packets_in += count
         s.seq.advance(count)
-        s.block_count, s.block_min = block_count, block_min
+        s.block_count, s.block_min, s.block_lows = block_count, block_min, window
         s.ref_ts = (timestamp + size * (count - 1)) & 0xFFFFFFFF
         s.ref_pos = base + size * (count - 1)
         assert s.high_end is not None
@@ -666,7 +688,7 @@ class StereoRecorder:
         else:
             s.reanchors += 1
             pos = s.high_end
-            if arrival is not None and abs(arrival - pos) > self._drift_limit:
+            if arrival is not None and not -self._ahead_limit <= arrival - pos <= self._drift_limit:
                 pos = arrival
                 self._truncate_pending(s, pos)
         if s.timeline_ssrc is not None and s.timeline_ssrc != s.ssrc:
@@ -677,6 +699,7 @@ class StereoRecorder:
         s.ref_ts, s.ref_pos = timestamp, pos
         s.high_end = pos
         s.block_count = 0
+        s.block_lows = ()
         return pos
 
     def _current_position(self) -> int:
@@ -687,7 +710,7 @@ class StereoRecorder:
         return position
 
     def _track_drift(self, s: _ChannelState, pos: int, arrival: int) -> int:
-        # The smallest delay of a block is the clock offset; jitter only adds delay.
+        # The smallest delay of a window of blocks is the clock offset; jitter only adds delay.
         delay = arrival - pos
         if s.block_count == 0 or delay < s.block_min:
             s.block_min = delay
@@ -695,8 +718,9 @@ class StereoRecorder:
         if s.block_count < DRIFT_BLOCK_PACKETS:
             return 0
         s.block_count = 0
-        shift = s.block_min
-        if abs(shift) <= self._drift_limit:
+        shift = self._drift_shift(s.block_lows, s.block_min)
+        s.block_lows = _window_lows(s.block_lows, s.block_min, shift)
+        if not shift:
             return 0
         s.reanchors += 1
         if shift > 0:
@@ -705,6 +729,16 @@ class StereoRecorder:
             s.drift_dropped += -shift
             self._truncate_pending(s, pos + shift)
         return shift
+
+    def _drift_shift(self, lows: tuple[int, ...], block_min: int) -> int:
+        # The correction due as a block with smallest delay `block_min` ends, the window's earlier
+        # blocks' being `lows`; 0 within the limits (see the module docstring).
+        offset = min((block_min, *lows))
+        if offset > self._drift_limit:
+            return offset
+        if offset < -self._ahead_limit:
+            return offset + self._ahead_limit - self._drift_limit
+        return 0
 
     @staticmethod
     def _truncate_pending(s: _ChannelState, stop: int) -> None:
@@ -1008,7 +1042,7 @@ def _feed_steady_group(feeds: Sequence[SteadyFeed], members: list[int], size: in
     steps = np.arange(len(data), dtype=np.int64) - np.repeat(starts, counts)
     delays = arrivals - (np.repeat(np.asarray(bases, dtype=np.int64), counts) + payload_len * steps)
     farthest: list[int] = np.maximum.reduceat(np.abs(delays), starts).tolist()
-    candidates = [k for k in candidates if farthest[k] <= MAX_JUMP_SAMPLES]
+    candidates = [k for k in candidates if farthest[k] <= MAX_ARRIVAL_SKEW_SAMPLES]
     in_candidate = np.zeros(len(members), dtype=np.bool_)
     in_candidate[candidates] = True
     delays[~np.repeat(in_candidate, counts)] = np.iinfo(np.int64).max
@@ -1056,6 +1090,13 @@ def _run_base(s: _ChannelState, payload_type: int, sequence: int, timestamp: int
         return None  # a reordered packet or a new timeline
     base = s.ref_pos + step
     return base if abs(base) < _MAX_BULK_ARRIVAL else None  # beyond: positions numpy might not hold
+
+
+def _window_lows(lows: tuple[int, ...], block_min: int, shift: int) -> tuple[int, ...]:
+    # The earlier blocks' smallest delays once a block ends, in the terms of the timeline moved by
+    # `shift`: a packet's delay is its arrival less its (moved) position.
+    kept = (*lows, block_min)[1 - DRIFT_WINDOW_BLOCKS :]
+    return tuple(low - shift for low in kept) if shift else kept
 
 
 def _drift_block_starts(s: _ChannelState, count: int) -> list[int]:

@@ -441,3 +441,19 @@ def test_a_key_press_cut_by_a_flush_is_masked_whole(tone_starts_ms: int) -> None
     stored = np.frombuffer(b"".join(recording.handle.blocks), dtype="<i2").reshape(-1, 2)  # type: ignore[attr-defined]
     assert len(stored) == int(2.1 * 8000)  # closing wrote what was held back
     assert not stored.any(), np.flatnonzero(stored[:, 0])[[0, -1]] / 8
+
+
+def test_what_the_network_cost_the_recording_is_told_when_it_closes() -> None:
+    loop = VirtualLoop()
+    recording = CallRecording(Handle(), outside_leg=MediaLeg.A, media=None, loop=loop)  # type: ignore[arg-type]
+    left, right = relay_tap(recording, MediaLeg.A, loop), relay_tap(recording, MediaLeg.B, loop)
+    silence = ulaw_encode(np.zeros(160, dtype=np.int16))
+    for tick in range(50):
+        loop.now = 0.0005 + tick / PACKETS_PER_S
+        for tap, ssrc in ((left, 0x1111), (right, 0x2222)):
+            tap(_HEADER.pack(0x80, 0, tick, 160 * tick, ssrc) + silence)
+    assert recording.media_faults() is None
+    left(_HEADER.pack(0x80, 0, 100, 0, 0x1111) + silence)  # a second behind its place: too late
+    loop.now = 1.5
+    recording.close("ended")
+    assert recording.media_faults() == "outside party: 1 packets too late to place"
