@@ -604,14 +604,23 @@ def _question_reader(catalog: _Catalog) -> Callable[[Reader], ConsentQuestion]:
 
 
 def _read_match(r: Reader) -> PolicyMatch:
+    def prefixes(key: str) -> tuple[str, ...]:
+        # Written empty it would match every number, which nobody means by giving the key:
+        # leaving it out says that.
+        return r.scalar_list(
+            key,
+            NUMBER_PREFIX,
+            (),
+            min_items=1,
+            noun="number prefix",
+            plural="number prefixes",
+            null_is_absent=False,
+        )
+
     return PolicyMatch(
         direction=r.choice("direction", CallDirection, CallDirection.ANY),
-        called=r.scalar_list(
-            "called", NUMBER_PREFIX, (), min_items=1, noun="number prefix", plural="number prefixes"
-        ),
-        calling=r.scalar_list(
-            "calling", NUMBER_PREFIX, (), min_items=1, noun="number prefix", plural="number prefixes"
-        ),
+        called=prefixes("called"),
+        calling=prefixes("calling"),
     )
 
 
@@ -657,8 +666,9 @@ def _read_recording(r: Reader, name: str, match: PolicyMatch, catalog: _Catalog)
         questions=r.scalar_list("questions", ID, (), noun="question id"),
         mode=r.choice("mode", AnnouncementMode, AnnouncementMode.ANSWER),
         on_failure=r.choice("on_failure", FailureBehaviour, FailureBehaviour.CONNECT_UNRECORDED),
-        withdrawal_digit=r.parsed("withdrawal_digit", DTMF_DIGIT, None),
-        pci_pause_code=r.parsed("pci_pause_code", DTMF_CODE, None),
+        # Written empty, these would silently be off: an unquoted "#9" is an empty value and a comment.
+        withdrawal_digit=r.parsed("withdrawal_digit", DTMF_DIGIT, None, null_is_absent=False),
+        pci_pause_code=r.parsed("pci_pause_code", DTMF_CODE, None, null_is_absent=False),
     )
 
 

@@ -197,12 +197,23 @@ def yaml_reading(node: ScalarNode) -> str:
     return f"a value tagged {node.tag}"
 
 
+def _comment_after(node: ScalarNode) -> str | None:
+    """The comment on the rest of the line after an empty plain scalar (``#7`` in ``code: #7``),
+    None when there is none or the text is not at hand."""
+    mark = node.start_mark
+    if mark.buffer is None or node.value != "" or node.style is not None:
+        return None
+    rest = str(mark.buffer)[mark.pointer :].split("\n", 1)[0].strip(" \t\r\0")
+    return rest if rest.startswith("#") else None
+
+
 def scalar_text(node: Node, what: str) -> str:
     """The text of a string scalar; anything YAML would read as another type is refused.
 
     A plain (unquoted) scalar that YAML 1.1 resolves to a number, boolean, null or date is an
     error with a hint to quote it: ``+31201234567`` would lose its ``+`` and ``0301234567`` would
-    become an octal number. Empty strings are refused too.
+    become an octal number. Empty strings are refused too; an empty value followed by a comment
+    is a ``#`` that needed quotes (``code: #7`` is ``code:`` and the comment ``#7``).
     """
     if isinstance(node, ScalarNode) and node.tag == STR_TAG:
         text = str(node.value)
@@ -217,6 +228,12 @@ def scalar_text(node: Node, what: str) -> str:
                 f"expected {what}, got {raw} unquoted, which YAML reads as {yaml_reading(node)}; "
                 f'quote it: "{raw}"'
             )
+    comment = _comment_after(node) if isinstance(node, ScalarNode) and node.tag == NULL_TAG else None
+    if comment is not None:
+        # In YAML a '#' after white space starts a comment, so the value ends before it.
+        hint = "" if any(char.isspace() for char in comment) else f'; quote it: "{comment}"'
+        got = f"an empty value: YAML reads {comment} as a comment"
+        raise InvalidValueError(f"expected {what}, got {got}{hint}")
     expected(what, describe(node))
 
 
@@ -240,7 +257,9 @@ class Reader:
     """Reads the keys of one YAML mapping. See the module docstring for the contract.
 
     Every ``*_`` method takes the key and an optional default: without one the key is required.
-    An explicit null (``key:`` with no value) counts as absent for keys that have a default.
+    An explicit null (``key:`` with no value) counts as absent for keys that have a default, except
+    where a method is given ``null_is_absent=False``: for keys whose absence turns something off
+    that nobody would switch off by writing the key empty (a DTMF code cut off by a ``#`` comment).
     """
 
     def __init__(self, ctx: Context, node: MappingNode | None, *, path: str, line: int) -> None:
@@ -282,10 +301,12 @@ class Reader:
         default: D | _Default,
         read: Callable[[Node, str, int], T],
         placeholder: Callable[[], T],
+        *,
+        null_is_absent: bool = True,
     ) -> T | D:
         """Look ``key`` up and read it with ``read(value_node, key_path, key_line)``."""
         entry = self._lookup(key)
-        if entry is not None and default is not REQUIRED:
+        if entry is not None and default is not REQUIRED and null_is_absent:
             value_node = entry[1]
             if isinstance(value_node, ScalarNode) and value_node.tag == NULL_TAG and value_node.style is None:
                 entry = None
@@ -384,13 +405,16 @@ class Reader:
 
         return self._field(key, default, read, lambda: "")
 
-    def parsed(self, key: str, kind: Kind[T], default: D | _Default = REQUIRED) -> T | D:
+    def parsed(
+        self, key: str, kind: Kind[T], default: D | _Default = REQUIRED, *, null_is_absent: bool = True
+    ) -> T | D:
         """A string parsed by ``kind``."""
         return self._field(
             key,
             default,
             lambda node, _p, _l: kind.parse(scalar_text(node, kind.expected)),
             lambda: kind.placeholder,
+            null_is_absent=null_is_absent,
         )
 
     def int_(self, key: str, default: D | _Default = REQUIRED, *, lo: int, hi: int | None = None) -> int | D:
@@ -572,6 +596,7 @@ class Reader:
         min_items: int = 0,
         noun: str = "item",
         plural: str | None = None,
+        null_is_absent: bool = True,
     ) -> tuple[T, ...] | D:
         """A list of strings, each parsed by ``kind``; an invalid item is reported at its own line
         and kept as ``kind.placeholder``, so item positions match the file. ``plural`` defaults to
@@ -597,7 +622,7 @@ class Reader:
         def empty() -> tuple[T, ...]:
             return ()
 
-        return self._field(key, default, read_list, empty)
+        return self._field(key, default, read_list, empty, null_is_absent=null_is_absent)
 
     def named_mappings(
         self,

@@ -466,9 +466,10 @@ class PolicyMatch:
     direction: CallDirection = CallDirection.ANY
     """``inbound``, ``outbound`` or ``any``. Default ``any``."""
     called: tuple[str, ...] = ()
-    """Prefixes of the dialled number, quoted (``"+3120"``). Default: any number."""
+    """Prefixes of the dialled number, quoted (``["+3120"]``). Default (the key left out; written
+    empty it is an error): any number."""
     calling: tuple[str, ...] = ()
-    """Prefixes of the caller's number, quoted. Default: any number."""
+    """Prefixes of the caller's number, quoted. Default (the key left out): any number."""
 
     @property
     def is_catch_all(self) -> bool:
@@ -516,10 +517,12 @@ class Policy:
     ``connect_unrecorded``."""
     withdrawal_digit: str | None = None
     """A quoted DTMF key (``"*"``) the outside party presses to withdraw consent during the call;
-    it must differ from every question's yes digit. Default: none."""
+    it must differ from every question's yes digit. Default: none (the key left out; written
+    empty, as an unquoted ``#`` leaves it, it is an error)."""
     pci_pause_code: str | None = None
     """A quoted DTMF code (``"*9"``, 1-8 keys of 0-9, ``*``, ``#``) that pauses recording for a card
-    payment (PCI DSS 3.3.1). Default: none."""
+    payment (PCI DSS 3.3.1). Default: none (the key left out; written empty, as an unquoted ``#7``
+    leaves it, it is an error)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

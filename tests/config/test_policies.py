@@ -470,6 +470,46 @@ POLICY_ERROR_CASES = [
         "callherald.yaml:30: policies[0].purposes: expected a list of at least 1 purpose id, got an empty list",
         id="policy-without-purposes",
     ),
+    # An unquoted '#' starts a YAML comment, so the key is left empty: never read as "no code".
+    pytest.param(
+        pedit("  - name: all\n", "  - name: all\n    pci_pause_code: #7\n"),
+        "callherald.yaml:29: policies[0].pci_pause_code: expected 1-8 DTMF keys of 0-9, * and #, quoted like "
+        '"*9", got an empty value: YAML reads #7 as a comment; quote it: "#7"',
+        id="unquoted-pci-code-is-a-comment",
+    ),
+    pytest.param(
+        pedit("  - name: all\n", "  - name: all\n    withdrawal_digit: #\n"),
+        'callherald.yaml:29: policies[0].withdrawal_digit: expected one DTMF key, quoted: "0"-"9", "*" or '
+        '"#", got an empty value: YAML reads # as a comment; quote it: "#"',
+        id="unquoted-withdrawal-hash-is-a-comment",
+    ),
+    pytest.param(
+        pedit("  - name: all\n", "  - name: all\n    pci_pause_code: # card payments\n"),
+        "callherald.yaml:29: policies[0].pci_pause_code: expected 1-8 DTMF keys of 0-9, * and #, quoted like "
+        '"*9", got an empty value: YAML reads # card payments as a comment',
+        id="pci-code-empty-before-a-comment",
+    ),
+    pytest.param(
+        pedit("  - name: all\n", "  - name: all\n    withdrawal_digit:\n"),
+        'callherald.yaml:29: policies[0].withdrawal_digit: expected one DTMF key, quoted: "0"-"9", "*" or '
+        '"#", got an empty value',
+        id="withdrawal-digit-empty",
+    ),
+    pytest.param(
+        pedit(
+            '  - {id: training-consent, version: 1, purpose: training, prompt_set: default, yes_digit: "1"}\n',
+            "  - id: training-consent\n    version: 1\n    purpose: training\n    prompt_set: default\n"
+            "    yes_digit: #\n",
+        ),
+        'callherald.yaml:30: consent_questions[0].yes_digit: expected one DTMF key, quoted: "0"-"9", "*" or '
+        '"#", got an empty value: YAML reads # as a comment; quote it: "#"',
+        id="unquoted-yes-hash-is-a-comment",
+    ),
+    pytest.param(
+        pedit("  - name: all\n", "  - name: all\n    match:\n      called:\n"),
+        "callherald.yaml:30: policies[0].match.called: expected a list of number prefixes, got an empty value",
+        id="empty-called-is-not-any-number",
+    ),
     pytest.param(
         pedit("  - name: all\n", "  - name: all\n    lang: nl\n"),
         "callherald.yaml:29: policies[0].lang: unknown key; did you mean 'language'?",
