@@ -605,8 +605,8 @@ def _question_reader(catalog: _Catalog) -> Callable[[Reader], ConsentQuestion]:
 
 def _read_match(r: Reader) -> PolicyMatch:
     def prefixes(key: str) -> tuple[str, ...]:
-        # Written empty it would match every number, which nobody means by giving the key:
-        # leaving it out says that.
+        # One quoted prefix or a list of them. Written empty it would match every number, which
+        # nobody means by giving the key: leaving it out says that.
         return r.scalar_list(
             key,
             NUMBER_PREFIX,
@@ -614,6 +614,7 @@ def _read_match(r: Reader) -> PolicyMatch:
             min_items=1,
             noun="number prefix",
             plural="number prefixes",
+            one_or_list=True,
             null_is_absent=False,
         )
 

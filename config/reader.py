@@ -596,16 +596,20 @@ class Reader:
         min_items: int = 0,
         noun: str = "item",
         plural: str | None = None,
+        one_or_list: bool = False,
         null_is_absent: bool = True,
     ) -> tuple[T, ...] | D:
         """A list of strings, each parsed by ``kind``; an invalid item is reported at its own line
         and kept as ``kind.placeholder``, so item positions match the file. ``plural`` defaults to
-        ``noun`` + "s"."""
+        ``noun`` + "s". With ``one_or_list`` a single string is a list of one."""
         nouns = noun + "s" if plural is None else plural
 
         def read_list(node: Node, path: str, _line: int) -> tuple[T, ...]:
+            if one_or_list and isinstance(node, ScalarNode):
+                return (kind.parse(scalar_text(node, kind.expected)),)
             if not isinstance(node, SequenceNode):
-                expected(f"a list of {nouns}", describe(node))
+                what = f"{kind.expected} or a list of {nouns}" if one_or_list else f"a list of {nouns}"
+                expected(what, describe(node))
             if len(node.value) < min_items:
                 expected(
                     f"a list of at least {min_items} {noun if min_items == 1 else nouns}", "an empty list"

@@ -466,10 +466,10 @@ class PolicyMatch:
     direction: CallDirection = CallDirection.ANY
     """``inbound``, ``outbound`` or ``any``. Default ``any``."""
     called: tuple[str, ...] = ()
-    """Prefixes of the dialled number, quoted (``["+3120"]``). Default (the key left out; written
-    empty it is an error): any number."""
+    """Prefixes of the dialled number, quoted: one (``"+3120"``) or a list (``["+3120", "+3130"]``).
+    Default (the key left out; written empty it is an error): any number."""
     calling: tuple[str, ...] = ()
-    """Prefixes of the caller's number, quoted. Default (the key left out): any number."""
+    """Prefixes of the caller's number, quoted, one or a list. Default (the key left out): any number."""
 
     @property
     def is_catch_all(self) -> bool:

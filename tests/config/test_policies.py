@@ -507,8 +507,22 @@ POLICY_ERROR_CASES = [
     ),
     pytest.param(
         pedit("  - name: all\n", "  - name: all\n    match:\n      called:\n"),
-        "callherald.yaml:30: policies[0].match.called: expected a list of number prefixes, got an empty value",
+        "callherald.yaml:30: policies[0].match.called: expected a number prefix (an optional '+' and 1-15 "
+        "digits; spaces and dashes are ignored), got an empty value",
         id="empty-called-is-not-any-number",
+    ),
+    pytest.param(
+        before_all('{name: x, match: {calling: "06", called: 112}, notice: default, purposes: [evidence]}'),
+        "callherald.yaml:28: policies[0].match.called: expected a number prefix (an optional '+' and 1-15 "
+        "digits; spaces and dashes are ignored), got 112 unquoted, which YAML reads as the integer 112; "
+        'quote it: "112"',
+        id="unquoted-single-prefix",
+    ),
+    pytest.param(
+        before_all("{name: x, match: {called: {prefix: '112'}}, record: false}"),
+        "callherald.yaml:28: policies[0].match.called: expected a number prefix (an optional '+' and 1-15 "
+        "digits; spaces and dashes are ignored) or a list of number prefixes, got a mapping",
+        id="prefixes-a-mapping",
     ),
     pytest.param(
         pedit("  - name: all\n", "  - name: all\n    lang: nl\n"),
@@ -727,6 +741,24 @@ def test_not_recording_policy_reports_every_recording_key() -> None:
                 NOT_RECORDING_POLICY,
             ),
             id="recording-policy-before-not-recording-catch-all",
+        ),
+        pytest.param(
+            before_all('{name: emergency, match: {called: "112", calling: "+31 6"}, record: false}'),
+            (
+                dataclasses.replace(
+                    NOT_RECORDING_POLICY,
+                    name="emergency",
+                    match=PolicyMatch(called=("112",), calling=("+316",)),
+                ),
+                Policy(
+                    name="all",
+                    notice="default",
+                    language="nl",
+                    purposes=("evidence", "training"),
+                    questions=("training-consent",),
+                ),
+            ),
+            id="one-prefix-without-a-list",
         ),
         pytest.param(
             before_all(EMERGENCY),
