@@ -1000,10 +1000,11 @@ def load_config(
     source = os.fspath(path)
     try:
         text = Path(source).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    except UnicodeDecodeError:  # its offset alone does not say the line: read the bytes for that
+        raise ConfigError([_not_utf8(source)]) from None
+    except OSError as exc:
         raise ConfigError(
-            [ConfigProblem(file=source, line=None, key="", message=f"cannot read: {reason}")]
+            [ConfigProblem(file=source, line=None, key="", message=f"cannot read: {exc.strerror or exc}")]
         ) from None
     return parse_config(
         text,
@@ -1012,6 +1013,24 @@ def load_config(
         environ=environ,
         read_secrets=read_secrets,
     )
+
+
+def _not_utf8(source: str) -> ConfigProblem:
+    """Where the file at ``source`` stops being UTF-8: the line, and the column in characters."""
+    try:
+        data = Path(source).read_bytes()
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        column = len(data[line_start : exc.start].decode("utf-8", errors="replace")) + 1
+        message = (
+            f"cannot read: byte 0x{data[exc.start]:02x} in column {column} is not UTF-8 ({exc.reason}); "
+            "save the file as UTF-8"
+        )
+        return ConfigProblem(file=source, line=data.count(b"\n", 0, exc.start) + 1, key="", message=message)
+    except OSError as exc:
+        return ConfigProblem(file=source, line=None, key="", message=f"cannot read: {exc.strerror or exc}")
+    return ConfigProblem(file=source, line=None, key="", message="cannot read: the file is not UTF-8")
 
 
 def config_keys() -> list[str]:

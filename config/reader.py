@@ -729,10 +729,29 @@ def _compose(text: str, ctx: Context) -> MappingNode | None:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        line = None if mark is None else mark.line + 1
         detail = exc.problem or exc.context or "not valid YAML"
         if exc.context and exc.problem and exc.problem.startswith("but "):
             detail = f"{exc.context}, {exc.problem}"
-        ctx.report(None if mark is None else mark.line + 1, "", f"invalid YAML: {detail}")
+        elif (
+            exc.context and exc.problem and exc.context.startswith("while ") and exc.context_mark is not None
+        ):
+            # The construct the problem was found in, when it began on another line: an unclosed
+            # "[" is found only where the next key is.
+            begun = exc.context_mark.line + 1
+            if begun != line:
+                detail = f"{exc.problem} ({exc.context} that begins on line {begun})"
+        ctx.report(line, "", f"invalid YAML: {detail}")
+        return None
+    except yaml.reader.ReaderError as exc:
+        # A character YAML does not allow (a control character): its position is an offset.
+        before = text[: exc.position]
+        column = exc.position - before.rfind("\n")
+        ctx.report(
+            before.count("\n") + 1,
+            "",
+            f"invalid YAML: character #x{exc.character:04x} in column {column}: {exc.reason}",
+        )
         return None
     except yaml.YAMLError as exc:
         ctx.report(None, "", f"invalid YAML: {exc}")

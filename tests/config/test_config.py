@@ -751,8 +751,25 @@ ERROR_CASES = [
     ),
     pytest.param(
         "listen: [1\n",
-        "callherald.yaml:2: invalid YAML: expected ',' or ']', but got '<stream end>'",
+        "callherald.yaml:2: invalid YAML: expected ',' or ']', but got '<stream end>' (while parsing a flow "
+        "sequence that begins on line 1)",
         id="invalid-yaml",
+    ),
+    pytest.param(
+        MINIMAL + "limits:\n  max_concurrent_calls: [30\n  rtp_inactivity_timeout_s: 120\n",
+        "callherald.yaml:19: invalid YAML: expected ',' or ']', but got ':' (while parsing a flow sequence "
+        "that begins on line 18)",
+        id="unclosed-bracket-names-its-line",
+    ),
+    pytest.param(
+        edit('"10.0.0.5:5060"', '"10.0.0.5:5060\\q"'),
+        "callherald.yaml:9: invalid YAML: found unknown escape character 'q'",
+        id="construct-on-the-same-line",
+    ),
+    pytest.param(
+        edit("host: 192.0.2.10", "host: 192.0.2.10\x07"),
+        "callherald.yaml:11: invalid YAML: character #x0007 in column 19: special characters are not allowed",
+        id="control-character",
     ),
     pytest.param(
         MINIMAL + "---\nlisten: {}\n",
@@ -824,6 +841,34 @@ def test_missing_top_level_sections() -> None:
 def test_problem_without_line_or_key() -> None:
     problem = ConfigProblem(file="x.yaml", line=None, key="", message="cannot read: Permission denied")
     assert str(problem) == "x.yaml: cannot read: Permission denied"
+
+
+@pytest.mark.parametrize(
+    ("data", "where"),
+    [
+        pytest.param(b"# Caf\xe9\n", "1: cannot read: byte 0xe9 in column 6", id="first-line"),
+        pytest.param(
+            b"# \xc3\xa9\xc3\xa9n\r\n# twee\r\n# Caf\xe9 \n",
+            "3: cannot read: byte 0xe9 in column 6",
+            id="after-utf-8-and-crlf",
+        ),
+        pytest.param(
+            b"#" * 20_000 + b'\n  text: "\xe9t\xe9"\n',
+            "2: cannot read: byte 0xe9 in column 10",
+            id="beyond-the-first-read-buffer",
+        ),
+    ],
+)
+def test_load_config_names_line_and_column_of_a_byte_that_is_not_utf8(
+    tmp_path: Path, data: bytes, where: str
+) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(data)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == (
+        f"{path}:{where} is not UTF-8 (invalid continuation byte); save the file as UTF-8"
+    )
 
 
 def test_load_config_missing_file(tmp_path: Path) -> None:
