@@ -7,6 +7,8 @@ here, and one line in `_read_config`; `config_keys` picks the new keys up by its
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import difflib
 import os
@@ -88,6 +90,9 @@ _DTMF_CODE = re.compile(r"[0-9*#]{1,8}")
 # it is ignored) or the raw 32-byte X25519 key in base64, padded (44 characters) or not (43).
 _PEM_PUBLIC_KEY = re.compile(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.DOTALL)
 _BASE64_KEY = re.compile(rb"[A-Za-z0-9+/]{43}=?")
+# A PEM public key is a DER SubjectPublicKeyInfo: for X25519 these 12 bytes, then the raw 32-byte
+# key (RFC 8410 §4), the same bytes the base64 form holds.
+_X25519_SPKI_PREFIX = bytes.fromhex("302a300506032b656e032100")
 PUBLIC_KEY_FILE_MAX_BYTES = 64 * 1024
 """A recipient file larger than this is not a public key file (one is a few hundred bytes)."""
 _URI = re.compile(r"(?P<scheme>sips?):(?:(?P<user>[^@\s;?]+)@)?(?P<hostport>[^;?\s]+)(?P<rest>[;?]\S*)?")
@@ -386,9 +391,10 @@ def _read_logging(r: Reader) -> Logging:
     return Logging(level=r.choice("level", LogLevel, LogLevel.INFO))
 
 
-def _check_public_key_file(path: Path) -> Path:
-    """``path`` when it is a regular file that looks like a public key (see `Recording.recipients`);
-    whether it holds a valid X25519 key is checked when callherald starts, not here."""
+def _public_key_in(path: Path) -> bytes | None:
+    """The key in ``path`` (see `_key_bytes`) when it is a regular file that looks like a public key
+    (see `Recording.recipients`); whether it holds a valid X25519 key is checked when callherald
+    starts, not here."""
     name = os.fspath(path)
     try:
         if not path.exists():
@@ -410,33 +416,69 @@ def _check_public_key_file(path: Path) -> Path:
             f"public key file {name!r} holds no public key: expected a PEM 'BEGIN PUBLIC KEY' block "
             "or the raw key in base64 (43 or 44 characters)"
         )
-    return path
+    return _key_bytes(data)
+
+
+def _key_bytes(data: bytes) -> bytes | None:
+    """The key a public key file holds, as bytes that are equal for the same key written as PEM
+    and as base64; None when its base64 does not decode (start-up then says why)."""
+    block = _PEM_PUBLIC_KEY.search(data)
+    if block is not None:
+        body = (
+            block.group(0)
+            .removeprefix(b"-----BEGIN PUBLIC KEY-----")
+            .removesuffix(b"-----END PUBLIC KEY-----")
+        )
+        encoded = b"".join(body.split())
+    else:
+        encoded = data.strip()
+    try:
+        decoded = base64.b64decode(encoded + b"=" * (-len(encoded) % 4), validate=True)
+    except binascii.Error:
+        return None
+    return decoded.removeprefix(_X25519_SPKI_PREFIX)
 
 
 def _read_recording_section(r: Reader) -> Recording:
-    key_file = Kind(
-        expected="a path to a public key file",
-        parse=lambda text: _check_public_key_file(r.ctx.resolve(text)),
-        placeholder=Path(),
-    )
+    keys: dict[Path, bytes | None] = {}  # each readable recipient file -> the key it holds
+
+    def read_key_file(text: str) -> Path:
+        path = r.ctx.resolve(text)
+        keys[path] = _public_key_in(path)
+        return path
+
+    key_file = Kind(expected="a path to a public key file", parse=read_key_file, placeholder=Path())
     recording = Recording(
         recipients=r.scalar_list("recipients", key_file, (), noun="public key file"),
         min_free_mb=r.int_("min_free_mb", DEFAULT_RECORDING_MIN_FREE_MB, lo=0),
         enabled=r.bool_("enabled", True),
     )
-    # Each recipient is one wrapped copy of a recording's key; a file listed twice is a mistake.
-    first: dict[str, int] = {}
+    # Each recipient is one wrapped copy of a recording's key; a file, or a key, listed twice is a
+    # mistake (a copy of a key file under another name as much as the same file).
+    first_file: dict[str, int] = {}
+    first_key: dict[bytes, int] = {}
     for index, path in enumerate(recording.recipients):
         if path == key_file.placeholder:  # unreadable: reported already (a real key file is never ".")
             continue
         same_file = os.path.realpath(path)
-        if same_file in first:
+        key = keys.get(path)
+        if same_file in first_file:
             r.error(
                 "recipients",
-                f"duplicate public key file {os.fspath(path)!r} (also in entry {first[same_file]})",
+                f"duplicate public key file {os.fspath(path)!r} (also in entry {first_file[same_file]})",
                 item=index,
             )
-        first.setdefault(same_file, index)
+        elif key is not None and key in first_key:
+            earlier = first_key[key]
+            r.error(
+                "recipients",
+                f"public key file {os.fspath(path)!r} holds the same key as entry {earlier} "
+                f"({os.fspath(recording.recipients[earlier])!r}); list each key once",
+                item=index,
+            )
+        first_file.setdefault(same_file, index)
+        if key is not None:
+            first_key.setdefault(key, index)
     return recording
 
 

@@ -531,8 +531,9 @@ class Recording:
     purposes, is up to its `Policy`; this section can only switch recording off altogether."""
 
     recipients: tuple[Path, ...] = ()
-    """Public key files of those who may decrypt recordings (a reviewer, an escrow key), each once;
-    a relative path is relative to the config file's directory. The loader checks only that each
+    """Public key files of those who may decrypt recordings (a reviewer, an escrow key), each file
+    and each key once (a copy of a key file under another name is the same key); a relative path
+    is relative to the config file's directory. The loader checks only that each
     is a regular file holding a PEM ``BEGIN PUBLIC KEY`` block or one 43/44-character base64
     token; the key itself is parsed when callherald starts. Default: none, meaning a development
     key pair is generated under ``data_dir/keys`` and used, with a loud warning."""

@@ -15,6 +15,7 @@ KEY_FILES = {
     "reviewer.pub": REVIEWER_PEM,
     "escrow.b64": ESCROW_BASE64,
     "unpadded.b64": ESCROW_BASE64.strip().rstrip("="),
+    "reviewer.b64": REVIEWER_PEM.splitlines()[2][16:] + "\n",  # the raw key after the 12-byte DER prefix
     "crlf.pub": REVIEWER_PEM.replace("\n", "\r\n"),
     "hello.txt": "hello\n",
     "empty.pub": "",
@@ -76,7 +77,9 @@ def test_valid_section(section: str, expected: Recording) -> None:
     assert parse(MINIMAL + section).recording == expected
 
 
-@pytest.mark.parametrize("name", ["reviewer.pub", "escrow.b64", "unpadded.b64", "crlf.pub", "link.pub"])
+@pytest.mark.parametrize(
+    "name", ["reviewer.pub", "escrow.b64", "unpadded.b64", "reviewer.b64", "crlf.pub", "link.pub"]
+)
 def test_key_file_forms_accepted(name: str, key_files: Path) -> None:
     """Each form the loader accepts here is a key storage.keys really reads."""
     assert parse(recipients_section(f"keys/{name}")).recording.recipients == (Path("keys") / name,)
@@ -157,6 +160,24 @@ RECORDING_ERROR_CASES = [
         "callherald.yaml:20: recording.recipients[1]: duplicate public key file 'keys/link.pub' "
         "(also in entry 0)",
         id="duplicate-through-a-symlink",
+    ),
+    pytest.param(
+        recipients_section("keys/reviewer.pub", "keys/escrow.b64", "keys/crlf.pub"),
+        "callherald.yaml:21: recording.recipients[2]: public key file 'keys/crlf.pub' holds the same key as "
+        "entry 0 ('keys/reviewer.pub'); list each key once",
+        id="same-key-in-a-copy",
+    ),
+    pytest.param(
+        recipients_section("keys/reviewer.b64", "keys/reviewer.pub"),
+        "callherald.yaml:20: recording.recipients[1]: public key file 'keys/reviewer.pub' holds the same key "
+        "as entry 0 ('keys/reviewer.b64'); list each key once",
+        id="same-key-as-base64-and-pem",
+    ),
+    pytest.param(
+        recipients_section("keys/escrow.b64", "keys/unpadded.b64"),
+        "callherald.yaml:20: recording.recipients[1]: public key file 'keys/unpadded.b64' holds the same key "
+        "as entry 0 ('keys/escrow.b64'); list each key once",
+        id="same-key-padded-and-unpadded",
     ),
     pytest.param(
         MINIMAL + "recording:\n  min_free_mb: -1\n",
