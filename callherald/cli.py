@@ -15,7 +15,7 @@ from announcements import AnnouncementError, PromptLibrary, PromptSet
 from callherald import __version__, calls, recordings
 from callherald.layout import DataLayout
 from callherald.recordings import PASSPHRASE_ENV
-from config import HOME_ENV, Config, ConfigError, default_config, load_config
+from config import HOME_ENV, Config, ConfigError, default_config, load_config, problem_at
 from storage.keys import generate_private_key, key_id, save_private_key, save_public_key
 from storage.records import RecordingState
 
@@ -70,26 +70,31 @@ def _check_config(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
-    problems = check_prompt_files(config)
+    problems = [problem_at(args.file, key, str(error)) for key, error in check_prompt_files(config)]
     for problem in problems:
-        print(f"{args.file}: {problem}", file=sys.stderr)
+        print(problem, file=sys.stderr)
     if problems:
         return 2
     print(f"{args.file}: OK")
     return 0
 
 
-def check_prompt_files(config: Config) -> list[AnnouncementError]:
-    """Import every configured announcement once (cached under the data directory); list failures."""
+def check_prompt_files(config: Config) -> list[tuple[str, AnnouncementError]]:
+    """Import every configured announcement once (cached under the data directory); list each
+    failure with the key it is about (``announcements.prompt_sets[0].prompts.nl.file``)."""
     library = PromptLibrary(config.data_dir / "announcements-cache")
-    problems: list[AnnouncementError] = []
-    for prompt_set in config.announcements.prompt_sets:
+    problems: list[tuple[str, AnnouncementError]] = []
+    for index, prompt_set in enumerate(config.announcements.prompt_sets):
+        key = f"announcements.prompt_sets[{index}]"
         try:
             imported = PromptSet.from_mapping(prompt_set.to_mapping(), base_dir=Path("/"))
         except AnnouncementError as error:
-            problems.append(error)
+            problems.append((key, error))
             continue
-        problems.extend(library.check(imported))
+        problems.extend(
+            (key if error.language is None else f"{key}.prompts.{error.language}.file", error)
+            for error in library.check(imported)
+        )
     return problems
 
 

@@ -16,7 +16,7 @@ from config.defaults import (
     default_config,
 )
 from config.errors import ConfigError, ConfigProblem
-from config.loader import HOME_ENV, config_keys, load_config, parse_config
+from config.loader import HOME_ENV, config_keys, load_config, parse_config, problem_at
 from config.policies import normalise_number, prefix_matches, select_policy
 from config.schema import (
     EMBEDDED_PROMPT_LANGUAGES,
@@ -103,5 +103,6 @@ __all__ = [
     "normalise_number",
     "parse_config",
     "prefix_matches",
+    "problem_at",
     "select_policy",
 ]

@@ -21,7 +21,16 @@ from pathlib import Path
 from config.defaults import DEFAULT_CONSENT_QUESTIONS, DEFAULT_POLICIES, DEFAULT_PURPOSES
 from config.errors import ConfigError, ConfigProblem
 from config.policies import match_covers, normalise_number
-from config.reader import Context, InvalidValueError, Kind, Reader, discover_keys, expected, read_document
+from config.reader import (
+    Context,
+    InvalidValueError,
+    Kind,
+    Reader,
+    discover_keys,
+    expected,
+    key_line,
+    read_document,
+)
 from config.schema import (
     DEFAULT_CONSENT_TIMEOUT_S,
     DEFAULT_LANGUAGE,
@@ -70,7 +79,7 @@ from config.schema import (
     TrunkAccount,
 )
 
-__all__ = ["HOME_ENV", "config_keys", "load_config", "parse_config"]
+__all__ = ["HOME_ENV", "config_keys", "load_config", "parse_config", "problem_at"]
 
 HOME_ENV = "CALLHERALD_HOME"
 """Environment variable naming the default data directory."""
@@ -1073,6 +1082,18 @@ def _not_utf8(source: str) -> ConfigProblem:
     except OSError as exc:
         return ConfigProblem(file=source, line=None, key="", message=f"cannot read: {exc.strerror or exc}")
     return ConfigProblem(file=source, line=None, key="", message="cannot read: the file is not UTF-8")
+
+
+def problem_at(path: str | os.PathLike[str], key: str, message: str) -> ConfigProblem:
+    """A problem found after loading (an announcement that does not decode, a warning) about
+    ``key`` of the file at ``path``, placed at the line that key is written on (the nearest
+    enclosing key's when it is not written)."""
+    source = os.fspath(path)
+    try:
+        line = key_line(Path(source).read_text(encoding="utf-8"), key)
+    except (OSError, UnicodeDecodeError):
+        line = None
+    return ConfigProblem(file=source, line=line, key=key, message=message)
 
 
 def config_keys() -> list[str]:

@@ -48,6 +48,7 @@ __all__ = [
     "Reader",
     "discover_keys",
     "expected",
+    "key_line",
     "read_document",
 ]
 
@@ -66,6 +67,8 @@ TIMESTAMP_TAG: Final = _TAG + "timestamp"
 _DECIMAL_INT = re.compile(r"[-+]?(?:0|[1-9][0-9_]*)")
 _DECIMAL_FLOAT = re.compile(r"[-+]?(?:0|[1-9][0-9_]*)(?:\.[0-9_]*)?(?:[eE][-+][0-9]+)?")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# One step of a key path as problems name it: a key, or a list index ("prompt_sets[0]").
+_KEY_STEP = re.compile(r"([^.\[\]]+)|\[([0-9]+)\]")
 
 
 class _Missing(Enum):
@@ -775,6 +778,29 @@ def read_document(text: str, ctx: Context, read: Callable[[Reader], T]) -> T:
     if ctx.problems:
         raise ConfigError(sorted(ctx.problems, key=lambda problem: problem.line or 0))
     return value
+
+
+def key_line(text: str, key: str) -> int | None:
+    """The line ``key`` (a key path as problems name it: ``announcements.prompt_sets[0].prompts.nl.file``)
+    is written on in the YAML ``text``; when it is not written, the line of the nearest enclosing
+    key that is. None when not even the first step is written, or ``text`` is not YAML."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for name, index in _KEY_STEP.findall(key):
+        if name and isinstance(node, MappingNode):
+            entry = next((pair for pair in node.value if pair[0].value == name), None)
+            if entry is None:
+                break
+            line, node = line_of(entry[0]), entry[1]
+        elif index and isinstance(node, SequenceNode) and int(index) < len(node.value):
+            node = node.value[int(index)]
+            line = line_of(node)
+        else:
+            break
+    return line
 
 
 def discover_keys(read: Callable[[Reader], object]) -> list[str]:

@@ -83,9 +83,16 @@ def test_check_config_names_a_corrupt_announcement(
     (tmp_path / "broken.wav").write_text("this is not audio", encoding="utf-8")
     path = _config_with_prompts(tmp_path, "broken.wav")
     assert main(["check-config", str(path)]) == 2
-    error = capsys.readouterr().err
-    assert "announcement 'welcome' (nl)" in error
-    assert "broken.wav" in error
+    problems = [line for line in capsys.readouterr().err.splitlines() if ": warning: " not in line]
+    assert len(problems) == 1
+    assert problems[0].startswith(
+        f"{path}:{_line_of(path, 'nl: {file: broken.wav')}: announcements.prompt_sets[0].prompts.nl.file: "
+        f"announcement 'welcome' (nl): {tmp_path / 'broken.wav'}: is not a readable audio file (ffmpeg: "
+    )
+
+
+def _line_of(path: Path, text: str) -> int:
+    return next(n for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if text in line)
 
 
 def test_keys_generate_writes_a_protected_pair(

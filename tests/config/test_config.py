@@ -51,6 +51,7 @@ from config import (
     default_config,
     load_config,
     parse_config,
+    problem_at,
 )
 
 FULL_EXAMPLE = """\
@@ -869,6 +870,33 @@ def test_load_config_names_line_and_column_of_a_byte_that_is_not_utf8(
     assert str(caught.value) == (
         f"{path}:{where} is not UTF-8 (invalid continuation byte); save the file as UTF-8"
     )
+
+
+@pytest.mark.parametrize(
+    ("key", "line"),
+    [
+        pytest.param("pbx.peers[0].allowed_networks", 8, id="key-in-a-list-item"),
+        pytest.param("pbx.peers[0]", 6, id="list-item"),
+        pytest.param("listen.carrier.port", 3, id="key-in-a-flow-mapping"),
+        pytest.param("media.rtp_port_min", 14, id="key"),
+        pytest.param("media.constant_ssrc", 13, id="absent-key-at-its-section"),
+        pytest.param("pbx.peers[3].host", 5, id="absent-item-at-its-list"),
+        pytest.param("recording.recipients", None, id="absent-section"),
+    ],
+)
+def test_problem_at_places_a_later_problem_at_its_key(tmp_path: Path, key: str, line: int | None) -> None:
+    path = tmp_path / "callherald.yaml"
+    path.write_text(MINIMAL, encoding="utf-8")
+    assert problem_at(path, key, "found later") == ConfigProblem(
+        file=str(path), line=line, key=key, message="found later"
+    )
+
+
+def test_problem_at_a_file_that_is_gone_or_not_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "callherald.yaml"
+    assert problem_at(path, "media", "x").line is None
+    path.write_text("media: [\n", encoding="utf-8")
+    assert problem_at(path, "media", "x").line is None
 
 
 def test_load_config_missing_file(tmp_path: Path) -> None:
