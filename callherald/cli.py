@@ -70,6 +70,10 @@ def _check_config(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
+    for key, message in config_warnings(config):
+        warning = problem_at(args.file, key, message)
+        where = warning.file if warning.line is None else f"{warning.file}:{warning.line}"
+        print(f"{where}: warning: {message}", file=sys.stderr)
     problems = [problem_at(args.file, key, str(error)) for key, error in check_prompt_files(config)]
     for problem in problems:
         print(problem, file=sys.stderr)
@@ -96,6 +100,31 @@ def check_prompt_files(config: Config) -> list[tuple[str, AnnouncementError]]:
             for error in library.check(imported)
         )
     return problems
+
+
+def config_warnings(config: Config) -> list[tuple[str, str]]:
+    """What a valid configuration does that is seldom meant for real calls, each with the key it
+    is about: what `serve` warns about at start-up, said before it runs."""
+    # Imported here, as in `_serve`: the proxy's modules are slow to load for the other commands.
+    from callherald.app import ephemeral_overlap, ephemeral_ports  # noqa: PLC0415
+
+    warnings: list[tuple[str, str]] = []
+    recording = config.recording
+    if not recording.recipients and recording.enabled and any(policy.record for policy in config.policies):
+        keys = DataLayout(config.data_dir).keys_dir
+        warnings.append(
+            (
+                "recording.recipients",
+                f"no recording.recipients: recordings will be encrypted for the development key in {keys}, "
+                "whose passphrase lies next to it: anyone who can read that directory can play them; "
+                "list the public keys of those who may (callherald keys generate)",
+            )
+        )
+    media = config.media
+    overlap = ephemeral_overlap(media.rtp_port_min, media.rtp_port_max, ephemeral_ports())
+    if overlap is not None:
+        warnings.append(("media.rtp_port_min", overlap))
+    return warnings
 
 
 def _new_passphrase() -> str | None:

@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 
 from callherald import __version__
+from callherald.app import ephemeral_ports
 from callherald.cli import PASSPHRASE_ENV, main
 from config import EMBEDDED_DEFAULT_YAML
 from storage.crypto import WrongPassphraseError, key_id
 from storage.keys import load_private_key, load_public_key
+from tests.config.test_config import REVIEWER_PEM
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -93,6 +95,88 @@ def test_check_config_names_a_corrupt_announcement(
 
 def _line_of(path: Path, text: str) -> int:
     return next(n for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if text in line)
+
+
+def _with_recording(section: str) -> str:
+    """The embedded default with its ``recording`` section replaced by ``section`` (and data_dir set)."""
+    before, rest = EMBEDDED_DEFAULT_YAML.split("recording:\n", 1)
+    return before + section + "logging:" + rest.split("logging:", 1)[1] + "data_dir: data\n"
+
+
+@pytest.mark.parametrize(
+    ("section", "warned_at"),
+    [
+        pytest.param("recording:\n  recipients: []\n", "recipients: []", id="recipients-empty"),
+        pytest.param("recording:\n  recipients:\n", "recipients:", id="recipients-null"),
+        pytest.param("recording:\n  min_free_mb: 50\n", "recording:", id="recipients-absent"),
+        pytest.param("", None, id="section-absent"),
+    ],
+)
+def test_check_config_warns_that_recordings_would_use_the_development_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], section: str, warned_at: str | None
+) -> None:
+    path = tmp_path / "callherald.yaml"
+    path.write_text(_with_recording(section), encoding="utf-8")
+    assert main(["check-config", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"{path}: OK\n"
+    where = str(path) if warned_at is None else f"{path}:{_line_of(path, warned_at)}"
+    assert err == (
+        f"{where}: warning: no recording.recipients: recordings will be encrypted for the development key "
+        f"in {tmp_path / 'data' / 'keys'}, whose passphrase lies next to it: anyone who can read that "
+        "directory can play them; list the public keys of those who may (callherald keys generate)\n"
+    )
+
+
+NOTHING_RECORDED = """\
+purposes: [{id: evidence, lawful_basis: contract, retention_days: 1}]
+policies: [{name: none, record: false}]
+"""
+
+
+@pytest.mark.parametrize(
+    ("section", "policies"),
+    [
+        pytest.param("recording:\n  recipients: [reviewer.pub]\n", "", id="recipients-given"),
+        pytest.param("recording:\n  enabled: false\n", "", id="recording-off"),
+        pytest.param("", NOTHING_RECORDED, id="no-policy-records"),
+    ],
+)
+def test_check_config_does_not_warn_when_nothing_uses_the_development_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], section: str, policies: str
+) -> None:
+    (tmp_path / "reviewer.pub").write_text(REVIEWER_PEM, encoding="ascii")
+    text = _with_recording(section)
+    if policies:
+        text = text.split("purposes:\n", 1)[0] + policies + "logging:" + text.split("logging:", 1)[1]
+    path = tmp_path / "callherald.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert main(["check-config", str(path)]) == 0
+    assert capsys.readouterr() == (f"{path}: OK\n", "")
+
+
+def test_check_config_warns_about_rtp_ports_among_the_ephemeral_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ephemeral = ephemeral_ports()
+    if ephemeral is None or len(ephemeral) < 8:
+        pytest.skip("the kernel does not say which ports are ephemeral")
+    low = ephemeral.start + ephemeral.start % 2  # an even port inside the range
+    high = low + 3
+    path = tmp_path / "callherald.yaml"
+    text = EMBEDDED_DEFAULT_YAML.replace("rtp_port_min: 20000", f"rtp_port_min: {low}")
+    text = text.replace("rtp_port_max: 20999", f"rtp_port_max: {high}")
+    path.write_text(text.replace("recipients: []", "recipients: [reviewer.pub]"), encoding="utf-8")
+    (tmp_path / "reviewer.pub").write_text(REVIEWER_PEM, encoding="ascii")
+    assert main(["check-config", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"{path}: OK\n"
+    assert err.startswith(
+        f"{path}:{_line_of(path, 'rtp_port_min')}: warning: media.rtp_port_min..rtp_port_max ({low}-{high}) "
+        f"overlaps the ports the kernel hands out to other programs ({ephemeral.start}-{ephemeral.stop - 1}, "
+        "net.ipv4.ip_local_port_range)"
+    )
+    assert len(err.splitlines()) == 1
 
 
 def test_keys_generate_writes_a_protected_pair(
