@@ -387,11 +387,9 @@ def list_recordings(
     """Print the recordings by start time (``since <= started < until``, number as caller or callee)."""
     try:
         with _evidence(layout) as store:
-            records = (
-                []
-                if store is None
-                else store.recordings_list(number=number, since=since, until=until, state=state, limit=limit)
-            )
+            if store is None:  # a wrong directory or a data_dir typo, not an empty record
+                raise _refused(f"no evidence database at {layout.evidence_db}")
+            records = store.recordings_list(number=number, since=since, until=until, state=state, limit=limit)
     except CommandError as error:
         return _report(error)
     if as_json:

@@ -388,13 +388,26 @@ def test_list_needs_no_carrier_password_in_the_environment(
     assert len(json.loads(out)) == 2
 
 
-def test_list_of_an_empty_data_dir_creates_nothing(
+def test_list_without_an_evidence_database_says_so_and_creates_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A reviewer in the wrong directory, or a data_dir typo: not "no recordings".
     monkeypatch.setenv(HOME_ENV, str(tmp_path / "fresh"))
+    said = f"callherald recordings: no evidence database at {tmp_path / 'fresh' / 'evidence.sqlite'}\n"
+    assert run(capsys, "list") == (1, "", said)
+    assert run(capsys, "list", "--json") == (1, "", said)
+    assert not (tmp_path / "fresh").exists()
+
+
+def test_list_of_an_evidence_database_without_recordings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layout = DataLayout(tmp_path / "data")
+    layout.root.mkdir()
+    EvidenceStore(layout.evidence_db).close()
+    monkeypatch.setenv(HOME_ENV, str(layout.root))
     assert run(capsys, "list") == (0, "no recordings\n", "")
     assert run(capsys, "list", "--json") == (0, "[]\n", "")
-    assert not (tmp_path / "fresh").exists()
 
 
 # --------------------------------------------------------------------------------------------------
