@@ -237,7 +237,11 @@ def _add_recordings(commands: argparse._SubParsersAction[argparse.ArgumentParser
 
     listing = subcommands.add_parser("list", help="the recordings by start time, filtered")
     listing.add_argument("--config", metavar="FILE", help=config_help)
-    listing.add_argument("--number", metavar="N", help="only calls from or to this number")
+    listing.add_argument(
+        "--number",
+        metavar="N",
+        help="only calls from or to this whole number, not a prefix (spaces, dashes, a leading + ignored)",
+    )
     listing.add_argument(
         "--since", metavar="ISO", type=_utc_time, help="started at or after (UTC if no offset)"
     )

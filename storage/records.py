@@ -939,6 +939,16 @@ def _read_timeline(db: Database, call_id: str) -> list[TimelineEvent]:
     return events
 
 
+def _number_key(number: str) -> str:
+    """``number`` as the recordings filter compares it: spaces and dashes dropped, a leading ``+``
+    ignored (as the configuration's policy prefixes are), so ``+44 20 7123 4567`` is ``442071234567``."""
+    return number.replace(" ", "").replace("-", "").lstrip("+")
+
+
+# _number_key in SQL, for a stored number.
+_NUMBER_KEY_SQL = "ltrim(replace(replace({column}, ' ', ''), '-', ''), '+')"
+
+
 def _read_recordings(
     db: Database,
     *,
@@ -951,8 +961,9 @@ def _read_recordings(
     where: list[str] = []
     params: list[Any] = []
     if number is not None:
-        where.append("(c.calling = ? OR c.called = ?)")
-        params += [number, number]
+        calling, called = (_NUMBER_KEY_SQL.format(column=column) for column in ("c.calling", "c.called"))
+        where.append(f"({calling} = ? OR {called} = ?)")
+        params += [_number_key(number)] * 2
     if since is not None:
         where.append("r.started_at >= ?")
         params.append(to_db_time(since))
@@ -1237,7 +1248,9 @@ class EvidenceStore:
         state: RecordingState | None = None,
         limit: int | None = None,
     ) -> list[RecordingRecord]:
-        """Recordings by start time, filtered by number, ``since <= started_at < until`` and state."""
+        """Recordings by start time, filtered by number, ``since <= started_at < until`` and state.
+
+        ``number`` is the whole calling or called number, compared as ``_number_key`` gives it."""
         _aware("since", since)
         _aware("until", until)
         return self.submit_read(

@@ -676,6 +676,9 @@ def test_recordings_list_filters(store: EvidenceStore) -> None:
 
     assert ids() == [1, 2, 3]
     assert ids(number="+31611111111") == [1, 3]
+    assert ids(number="31611111111") == [1, 3]  # spaces, dashes and a leading + are ignored
+    assert ids(number="+31 6-1111 1111") == [1, 3]
+    assert ids(number="+3161") == []  # a whole number, not a prefix
     assert ids(since=at(110)) == [2, 3]
     assert ids(since=at(110), until=at(210)) == [2]
     assert ids(state=RecordingState.RECORDING) == [2, 3]
