@@ -292,9 +292,12 @@ def _event_details(event: TimelineEvent) -> str:
             counted = "" if detail.get("counted") else " (masked, not counted)"
             return f"{detail['digit']} via {detail['mechanism']}{counted}"
         case TimelineKind.CONSENT:
+            # A decision without a key press (no answer, a failed question) has no mechanism.
+            mechanism = detail.get("mechanism")
+            how = f", {mechanism}" if mechanism and mechanism != "none" else ""
             return (
                 f"{detail['decision']} for purpose {detail['purpose_id']} (question {detail['question_id']} "
-                f"version {detail['question_version']}, {detail['mechanism']})"
+                f"version {detail['question_version']}{how})"
             )
         case TimelineKind.RECORDING_START:
             return f"file {detail['file_name']}, key id {detail['key_id']}"

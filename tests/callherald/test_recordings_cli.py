@@ -511,6 +511,31 @@ def test_an_announcement_s_end_says_how_it_ended(
 
 
 @pytest.mark.parametrize(
+    ("decision", "mechanism", "said"),
+    [
+        ("granted", "dtmf:1", "granted for purpose training (question q-training version 1, dtmf:1)"),
+        ("no_answer", "none", "no_answer for purpose training (question q-training version 1)"),  # no key
+    ],
+)
+def test_a_consent_decision_names_its_mechanism_only_when_it_has_one(
+    decision: str, mechanism: str, said: str
+) -> None:
+    event = TimelineEvent(
+        at=dt.datetime(2026, 3, 2, 9, 15, 7, tzinfo=dt.UTC),
+        kind=TimelineKind.CONSENT,
+        detail={
+            "question_id": "q-training",
+            "question_version": "1",
+            "purpose_id": "training",
+            "decision": decision,
+            "mechanism": mechanism,
+        },
+    )
+    (row,) = timeline_table([event]).splitlines()[1:]
+    assert row.endswith(said)
+
+
+@pytest.mark.parametrize(
     ("recording_id", "code", "message"),
     [
         (str(uuid.UUID(int=7)), 1, f"no recording {uuid.UUID(int=7)} in the evidence record"),
