@@ -7,6 +7,7 @@ import datetime as dt
 import getpass
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from storage.keys import generate_private_key, key_id, save_private_key, save_pu
 from storage.records import RecordingState
 
 MIN_PASSPHRASE_CHARS = 12
+_KEY_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 __all__ = ["PASSPHRASE_ENV", "main"]
 
@@ -144,10 +146,23 @@ def _new_passphrase() -> str | None:
     return passphrase
 
 
+def _key_name(text: str) -> str:
+    """A key pair's file name stem: a plain name in ``--out``, neither a path nor a hidden file."""
+    if not _KEY_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            "expected a plain file name (letters, digits, '.', '_', '-', not starting with '.'), "
+            f"got {text!r}"
+        )
+    return text
+
+
 def _keys_generate(args: argparse.Namespace) -> int:
     directory = Path(args.out)
     private_path = directory / f"{args.name}.key"
     public_path = directory / f"{args.name}.pub"
+    if directory.exists() and not directory.is_dir():
+        print(f"{directory} is not a directory", file=sys.stderr)
+        return 2
     for path in (private_path, public_path):
         if path.exists():
             print(f"{path} exists already; refusing to overwrite a key", file=sys.stderr)
@@ -155,10 +170,18 @@ def _keys_generate(args: argparse.Namespace) -> int:
     passphrase = _new_passphrase()
     if passphrase is None:
         return 2
-    directory.mkdir(parents=True, exist_ok=True)
     private_key = generate_private_key()
-    save_private_key(private_path, private_key, passphrase)
-    save_public_key(public_path, private_key.public_key())
+    written: list[Path] = []
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        save_private_key(private_path, private_key, passphrase)
+        written.append(private_path)
+        save_public_key(public_path, private_key.public_key())
+    except OSError as error:
+        for path in written:  # no half a pair left behind to block the next attempt
+            path.unlink(missing_ok=True)
+        print(f"cannot write {error.filename or directory}: {error.strerror or error}", file=sys.stderr)
+        return 2
     print(f"key id {key_id(private_key.public_key())}")
     print(f"private key (keep it away from the proxy): {private_path}")
     print(f"public key (give it to the proxy as a recipient): {public_path}")
@@ -330,7 +353,12 @@ def _parser() -> argparse.ArgumentParser:
         help=f"make an X25519 key pair, the private key under a passphrase (or {PASSPHRASE_ENV})",
     )
     generate.add_argument("--out", metavar="DIR", required=True, help="where to write NAME.key and NAME.pub")
-    generate.add_argument("--name", default="reviewer", help="file name stem (default: reviewer)")
+    generate.add_argument(
+        "--name",
+        type=_key_name,
+        default="reviewer",
+        help="file name stem: letters, digits, '.', '_', '-', not starting with '.' (default: reviewer)",
+    )
     generate.set_defaults(handler=_keys_generate)
     _add_recordings(commands)
     _add_calls(commands)

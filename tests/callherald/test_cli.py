@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import wave
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from callherald import __version__
+from callherald import __version__, cli
 from callherald.app import ephemeral_ports
 from callherald.cli import PASSPHRASE_ENV, main
 from config import EMBEDDED_DEFAULT_YAML
@@ -203,3 +205,68 @@ def test_keys_generate_refuses_a_short_passphrase(
     assert main(["keys", "generate", "--out", str(tmp_path)]) == 2
     assert "at least 12 characters" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["a/b", "../evil", "", ".hidden", "/etc/x", "a b"])
+def test_keys_generate_takes_only_a_plain_file_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setenv(PASSPHRASE_ENV, "correct horse battery staple")
+    keys = tmp_path / "keys"
+    with pytest.raises(SystemExit) as info:
+        main(["keys", "generate", "--out", str(keys), "--name", name])
+    assert info.value.code == 2
+    assert "--name: expected a plain file name" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing written, inside --out or beside it
+
+
+def _unwritable(tmp_path: Path) -> tuple[Path, str]:
+    keys = tmp_path / "keys"
+    keys.mkdir(mode=0o500)
+    return keys, f"cannot write {keys / 'dpo.key'}: Permission denied"
+
+
+def _a_file(tmp_path: Path) -> tuple[Path, str]:
+    keys = tmp_path / "keys.pub"
+    keys.write_text("not a directory\n")
+    return keys, f"{keys} is not a directory"
+
+
+def _under_a_file(tmp_path: Path) -> tuple[Path, str]:
+    (tmp_path / "notes").write_text("not a directory\n")
+    keys = tmp_path / "notes" / "keys"
+    return keys, f"cannot write {keys}: Not a directory"
+
+
+@pytest.mark.parametrize("where", [_unwritable, _a_file, _under_a_file])
+def test_keys_generate_reports_os_errors_in_one_line(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    where: Callable[[Path], tuple[Path, str]],
+) -> None:
+    if where is _unwritable and os.geteuid() == 0:
+        pytest.skip("root writes into a read-only directory")
+    monkeypatch.setenv(PASSPHRASE_ENV, "correct horse battery staple")
+    keys, message = where(tmp_path)
+    assert main(["keys", "generate", "--out", str(keys), "--name", "dpo"]) == 2
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", message + "\n")
+
+
+def test_keys_generate_leaves_no_half_pair_behind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The public key cannot be written after the private one was: the private one goes again,
+    # so that the next attempt is not refused with "exists already".
+    monkeypatch.setenv(PASSPHRASE_ENV, "correct horse battery staple")
+    keys = tmp_path / "keys"
+    keys.mkdir()
+
+    def refuse(path: Path, public_key: object) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(cli, "save_public_key", refuse)
+    assert main(["keys", "generate", "--out", str(keys), "--name", "dpo"]) == 2
+    assert capsys.readouterr().err == f"cannot write {keys / 'dpo.pub'}: Permission denied\n"
+    assert list(keys.iterdir()) == []
