@@ -11,7 +11,8 @@ says which recordings exist and what happened on their calls; the encrypted file
   foreign file yields no output at all;
 * the plaintext goes to ``--out`` and nowhere else: WAV is written by this process, FLAC by ffmpeg
   reading from a pipe; the output is created mode 0600 (it is personal data, GDPR Art. 32) and an
-  existing file is replaced only with ``force``;
+  existing file is replaced only with ``force``, by renaming a new file over it once written (so
+  it is never written through a symlink, nor keeps an old file's mode);
 * a truncated recording exports its intact, authentic part and says so;
 * every export is appended to the hash-chained audit log (actor ``cli``, action ``export``;
   accountability, GDPR Art. 5(2)); an export that cannot be audited is removed again.
@@ -35,6 +36,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 import wave
 from collections.abc import Iterator, Mapping, Sequence
@@ -535,15 +537,29 @@ def _pcm16(chunk: bytes, audio_format: AudioFormat) -> bytes:
     raise _refused(f"recording codec {audio_format.codec} cannot be exported")
 
 
-def _create_output(out: Path, *, force: bool) -> int:
-    """Create ``out`` mode 0600 (plaintext audio is personal data); replace it only with ``force``."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_TRUNC if force else os.O_EXCL)
+def _create_output(out: Path, *, force: bool) -> tuple[int, Path]:
+    """A new file, mode 0600 (plaintext audio is personal data), to write the export into, and its path.
+
+    Without ``force`` that is ``out`` itself, which must not exist. With ``force`` it is a hidden
+    temporary file beside ``out``, renamed over it once written (``_publish``): an existing ``out``
+    keeps its content until then and never lends its mode, and a symlink at ``out`` is replaced,
+    not written through.
+    """
     try:
-        return os.open(out, flags, 0o600)
+        if force:
+            fd, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+            return fd, Path(temporary)
+        return os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), out
     except FileExistsError:
         raise _usage(f"{out} exists already; pass --force to replace it") from None
     except OSError as error:
         raise _usage(f"cannot create {out}: {error.strerror or error}") from error
+
+
+def _publish(written: Path, out: Path) -> None:
+    """Put the finished export at ``out`` (a rename within one directory: all or nothing)."""
+    if written != out:
+        os.replace(written, out)
 
 
 def _write_wav(fd: int, reader: SegmentReader) -> None:
@@ -577,15 +593,16 @@ def _ffmpeg_flac_command(ffmpeg: str, audio_format: AudioFormat, out: Path) -> l
         "flac",
         "-f",
         "flac",
-        "-y",  # replaces the empty 0600 file made by _create_output (its mode stays)
+        "-y",  # writes into the empty 0600 file made by _create_output (its mode stays)
         f"file:{out.resolve()}",
     ]
 
 
-def _write_flac(ffmpeg: str, out: Path, reader: SegmentReader) -> None:
-    """Encode with ffmpeg from a pipe: the plaintext exists only in memory and in ``out``."""
+def _write_flac(ffmpeg: str, into: Path, reader: SegmentReader, *, out: Path) -> None:
+    """Encode with ffmpeg from a pipe into ``into`` (the file that becomes ``out``): the plaintext
+    exists only in memory and in that file."""
     audio_format = reader.audio_format
-    command = _ffmpeg_flac_command(ffmpeg, audio_format, out)
+    command = _ffmpeg_flac_command(ffmpeg, audio_format, into)
     with subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     ) as process:
@@ -664,15 +681,16 @@ def _export(
         audio_sha256 = _check_audio_sha256(reader, record)
         if record.state is RecordingState.RECORDING:
             _warn(f"recording {rid} is still being written: exporting what is on disk now")
-        fd = _create_output(out, force=force)
+        fd, written = _create_output(out, force=force)
         try:
             if container is Container.FLAC:
                 os.close(fd)
-                _write_flac(ffmpeg, out, reader)
+                _write_flac(ffmpeg, written, reader, out=out)
             else:
                 _write_wav(fd, reader)
+            _publish(written, out)
         except BaseException as error:
-            out.unlink(missing_ok=True)
+            written.unlink(missing_ok=True)
             if isinstance(error, RecordingIntegrityError):  # the file changed since it was verified
                 raise _refused(f"recording {rid} failed verification: {error}; nothing exported") from error
             if isinstance(error, OSError):

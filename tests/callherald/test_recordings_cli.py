@@ -794,3 +794,83 @@ def test_export_overwrites_only_with_force(
     assert (code, err) == (0, "")
     assert_tones(out, COMPLETE_SECONDS)
     assert len(audit_entries(data.layout)) == 1
+
+
+FORCE_FORMATS = [
+    pytest.param(".wav", id="wav"),
+    pytest.param(
+        ".flac",
+        id="flac",
+        marks=pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed"),
+    ),
+]
+
+
+def _exported(out: Path) -> None:
+    """``out`` holds the complete recording (of a FLAC file only its signature is checked here)."""
+    if out.suffix == ".wav":
+        assert_tones(out, COMPLETE_SECONDS)
+    else:
+        assert out.read_bytes()[:4] == b"fLaC"
+
+
+@pytest.mark.parametrize("suffix", FORCE_FORMATS)
+def test_export_force_writes_a_new_0600_file_over_an_existing_one(
+    data: DataDir, tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str
+) -> None:
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    out = exports / f"pre{suffix}"
+    out.write_bytes(b"earlier export")
+    out.chmod(0o644)
+    arguments = ["export", str(COMPLETE_ID), "--out", str(out), "--key", str(data.reviewer_key), "--force"]
+    code, _, err = run(capsys, *arguments)
+    assert (code, err) == (0, "")
+    assert out.stat().st_mode & 0o777 == 0o600  # not the old file's 0644: the audio is personal data
+    _exported(out)
+    assert [path.name for path in exports.iterdir()] == [out.name]  # no temporary file left
+
+
+@pytest.mark.parametrize("suffix", FORCE_FORMATS)
+def test_export_force_replaces_a_symlink_and_leaves_its_target_alone(
+    data: DataDir, tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str
+) -> None:
+    target = tmp_path / "target.txt"
+    target.write_text("precious\n")
+    target.chmod(0o644)
+    link = tmp_path / f"link{suffix}"
+    link.symlink_to(target)
+    arguments = ["export", str(COMPLETE_ID), "--out", str(link), "--key", str(data.reviewer_key), "--force"]
+    code, _, err = run(capsys, *arguments)
+    assert (code, err) == (0, "")
+    assert target.read_text() == "precious\n"
+    assert not link.is_symlink()
+    assert link.stat().st_mode & 0o777 == 0o600
+    _exported(link)
+    detail = json.loads(audit_entries(data.layout)[0].detail)
+    assert detail["out"] == str(link.resolve())  # the file written, not the symlink's old target
+
+
+def test_export_force_that_fails_midway_leaves_the_existing_file(
+    data: DataDir, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    out = exports / "out.wav"
+    out.write_bytes(b"earlier export")
+    written: list[bytes] = []
+
+    def disk_full_after_one_segment(chunk: bytes, audio_format: AudioFormat) -> bytes:
+        if written:
+            raise OSError(28, "No space left on device")
+        written.append(chunk)
+        return chunk
+
+    monkeypatch.setattr("callherald.recordings._pcm16", disk_full_after_one_segment)
+    arguments = ["export", str(COMPLETE_ID), "--out", str(out), "--key", str(data.reviewer_key), "--force"]
+    code, stdout, err = run(capsys, *arguments)
+    assert (code, stdout) == (2, "")
+    assert f"cannot write {out}: No space left on device" in err
+    assert out.read_bytes() == b"earlier export"
+    assert [path.name for path in exports.iterdir()] == ["out.wav"]
+    assert audit_entries(data.layout) == []
