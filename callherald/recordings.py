@@ -13,9 +13,11 @@ says which recordings exist and what happened on their calls; the encrypted file
   reading from a pipe; the output is created mode 0600 (it is personal data, GDPR Art. 32) and an
   existing file is replaced only with ``force``, by renaming a new file over it once written (so
   it is never written through a symlink, nor keeps an old file's mode);
-* a truncated recording exports its intact, authentic part and says so;
-* every export is appended to the hash-chained audit log (actor ``cli``, action ``export``;
-  accountability, GDPR Art. 5(2)); an export that cannot be audited is removed again.
+* a truncated recording exports its intact, authentic part and says so, but never less than the
+  evidence record says was kept (``_check_against_record``);
+* every export is appended to the hash-chained audit log (actor ``cli``, action ``export``, the
+  record's state and whether the export is partial; accountability, GDPR Art. 5(2)); an export
+  that cannot be audited is removed again.
 
 Exit codes of every command: 0 done; 1 the data refuses (unknown recording, missing, erased,
 tampered or substituted file, a key that is not a recipient, the audit log not writable); 2 the
@@ -526,6 +528,39 @@ def _check_audio_sha256(reader: SegmentReader, record: RecordingRecord) -> str:
     return actual
 
 
+def _check_against_record(status: RecordingStatus, record: RecordingRecord) -> None:
+    """Refuse a file that holds less than the evidence record says was kept.
+
+    A recording recovered after a crash has no audio SHA-256 (``_check_audio_sha256``), so the
+    size, duration and state the record pinned when it was closed are what vouch for its length:
+    every segment left is authentic, but sealed segments cut off the end later would otherwise pass
+    as a crash's truncation. The final segment carries no audio, so a complete recording cut just
+    before it passes the SHA-256 check too. A recording still being written has pinned nothing yet.
+    """
+    if record.state is RecordingState.RECORDING:
+        return
+    kept = (
+        f"{record.size_bytes if record.size_bytes is not None else '-'} bytes, {_seconds(record.duration_ms)}"
+    )
+    holds = f"{status.intact_bytes} bytes, {status.duration_s:.3f} s in {status.segments} segments"
+    if record.state is RecordingState.COMPLETE and not status.complete:
+        problem = f"the evidence record says it is complete ({kept}), but the file has no final segment"
+    elif (record.size_bytes is not None and status.intact_bytes < record.size_bytes) or (
+        record.duration_ms is not None and round(status.duration_s * 1000) < record.duration_ms
+    ):
+        problem = f"the evidence record says {kept} were kept"
+    else:
+        return
+    raise _refused(
+        f"recording {record.recording_id}: its file holds {holds} intact; {problem}: "
+        "sealed segments were cut off; nothing exported"
+    )
+
+
+def _seconds(milliseconds: int | None) -> str:
+    return "-" if milliseconds is None else f"{milliseconds / 1000:.3f} s"
+
+
 def _pcm16(chunk: bytes, audio_format: AudioFormat) -> bytes:
     """Interleaved 16-bit little-endian samples of one segment."""
     if audio_format.codec == CODEC_PCM_S16LE:
@@ -679,6 +714,7 @@ def _export(
         except RecordingIntegrityError as error:
             raise _refused(f"recording {rid} failed verification: {error}; nothing exported") from error
         audio_sha256 = _check_audio_sha256(reader, record)
+        _check_against_record(status, record)
         if record.state is RecordingState.RECORDING:
             _warn(f"recording {rid} is still being written: exporting what is on disk now")
         fd, written = _create_output(out, force=force)
@@ -715,7 +751,10 @@ def _export(
                     "format": container.value,
                     "out": str(out.resolve()),
                     "key_id": result.key_id,
-                    "state": status.state.value,
+                    # The record's state when exported; a recording still being written is
+                    # exported only as far as it is on disk now.
+                    "state": record.state.value,
+                    "partial": record.state is RecordingState.RECORDING,
                     "segments": status.segments,
                     "duration_ms": round(status.duration_s * 1000),
                     "audio_sha256": audio_sha256,

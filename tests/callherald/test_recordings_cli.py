@@ -22,6 +22,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from callherald.cli import PASSPHRASE_ENV, main
+from callherald.evidence import recover_open_recordings
 from callherald.layout import DataLayout, ensure_development_key
 from callherald.recordings import timeline_table
 from config import EMBEDDED_DEFAULT_YAML, HOME_ENV
@@ -142,8 +143,10 @@ def record_call(
     *,
     recipients: list[X25519PublicKey],
     sha256: str | None = None,
+    ended: bool = True,
 ) -> RecordingSummary:
-    """A call with notice, digit, consent, purposes, a recording with a hold pause, and its end."""
+    """A call with notice, digit, consent, purposes, a recording with a hold pause, and its end
+    (unless not ``ended``: then the call and its recording are still going on, as at a crash)."""
     out_leg, pbx_leg = f"{call.call_id}-out", f"{call.call_id}-pbx"
     t = call.offset_s
     store.write(
@@ -223,6 +226,8 @@ def record_call(
     for index in range(call.seconds):
         writer.write_segment(tone_segment(index))
     summary = writer.close(final=call.final)
+    if not ended:
+        return summary
     end = RecordingEnd(
         recording_id=rid,
         finished_at=at(t + 5.5 + call.seconds),
@@ -644,7 +649,108 @@ def test_export_of_a_truncated_recording_keeps_the_intact_part(
     assert "10 bytes of torn tail ignored" in err
     assert "truncated" in stdout
     assert_tones(out, TRUNCATED_SECONDS)
-    assert json.loads(audit_entries(data.layout)[0].detail)["state"] == "truncated"
+    detail = json.loads(audit_entries(data.layout)[0].detail)
+    assert (detail["state"], detail["partial"]) == ("truncated", False)
+
+
+LIVE_ID = uuid.UUID("00000000-0000-4000-8000-00000000000d")
+LIVE_CALL = Call(
+    call_id="call-d",
+    recording_id=LIVE_ID,
+    direction=Direction.INBOUND,
+    calling="+31201234567",
+    called="+31307654321",
+    offset_s=7200,
+    seconds=3,
+    final=False,
+)
+
+
+def _record_live_call(data: DataDir) -> None:
+    """LIVE_CALL's recording, still being written (or left so by a crash): no end in the record."""
+    development_public, _ = ensure_development_key(data.layout)
+    with EvidenceStore(data.layout.evidence_db) as store:
+        record_call(store, data.layout, LIVE_CALL, recipients=[development_public], ended=False)
+
+
+def _recover_after_a_crash(data: DataDir) -> None:
+    """What the next start does with LIVE_CALL: the record pins the file's size and duration."""
+    with EvidenceStore(data.layout.evidence_db) as store:
+        [message, _] = recover_open_recordings(data.layout, store)
+    assert message == f"recording {LIVE_ID} after a crash: truncated, 3000 ms kept"
+
+
+def _cut_after_segments(path: Path, segments: int) -> None:
+    """Cut ``path`` just after its first ``segments`` records, as someone with the file could."""
+    _, end = record_spans(path)[segments - 1]
+    with open(path, "r+b") as stream:
+        stream.truncate(end)
+
+
+def test_export_of_a_recording_still_being_written_is_audited_as_partial(
+    data: DataDir, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _record_live_call(data)
+    out = tmp_path / "live.wav"
+    code, _, err = run(capsys, "export", str(LIVE_ID), "--out", str(out))
+    assert code == 0
+    assert f"recording {LIVE_ID} is still being written: exporting what is on disk now" in err
+    assert_tones(out, 3)
+    detail = json.loads(audit_entries(data.layout)[0].detail)
+    assert (detail["state"], detail["partial"]) == ("recording", True)  # the record's state, not the file's
+
+
+def test_export_of_a_recording_recovered_after_a_crash(
+    data: DataDir, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _record_live_call(data)
+    _recover_after_a_crash(data)
+    out = tmp_path / "recovered.wav"
+    code, stdout, err = run(capsys, "export", str(LIVE_ID), "--out", str(out))
+    assert code == 0
+    assert "the evidence record holds no audio SHA-256" in err
+    assert "(wav, 3.000 s, truncated," in stdout
+    assert_tones(out, 3)
+    detail = json.loads(audit_entries(data.layout)[0].detail)
+    assert (detail["state"], detail["partial"]) == ("truncated", False)
+
+
+def test_export_refuses_a_recovered_recording_cut_shorter_than_the_record_says(
+    data: DataDir, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Without an audio SHA-256, the size and duration recovery pinned are all the file is
+    # checked against: sealed segments cut off later must not pass as the crash's truncation.
+    _record_live_call(data)
+    _recover_after_a_crash(data)
+    path = data.layout.recording_file(str(LIVE_ID))
+    spans = record_spans(path)
+    _cut_after_segments(path, 1)
+    out = tmp_path / "cut.wav"
+    code, stdout, err = run(capsys, "export", str(LIVE_ID), "--out", str(out))
+    assert (code, stdout) == (1, "")
+    assert (
+        f"recording {LIVE_ID}: its file holds {spans[0][1]} bytes, 1.000 s in 1 segments intact; the "
+        f"evidence record says {spans[-1][1]} bytes, 3.000 s were kept: sealed segments were cut off; "
+        "nothing exported"
+    ) in err
+    assert not out.exists()
+    assert audit_entries(data.layout) == []
+
+
+def test_export_refuses_a_complete_recording_whose_final_segment_was_cut_off(
+    data: DataDir, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The final segment carries no audio, so the audio's SHA-256 still matches without it.
+    path = data.layout.recording_file(str(COMPLETE_ID))
+    _cut_after_segments(path, COMPLETE_SECONDS)
+    out = tmp_path / "out.wav"
+    key = ["--key", str(data.reviewer_key)]
+    code, stdout, err = run(capsys, "export", str(COMPLETE_ID), "--out", str(out), *key)
+    assert (code, stdout) == (1, "")
+    assert "the evidence record says it is complete" in err
+    assert "but the file has no final segment: sealed segments were cut off; nothing exported" in err
+    assert not out.exists()
+    assert audit_entries(data.layout) == []
 
 
 def _flip_segment_byte(data: DataDir) -> None:
