@@ -4,6 +4,8 @@ They talk to the running ``callherald serve`` through its control socket (``cont
 data directory, mode 0600; protocol in ``proxy.aio.control``): one request line, one answer line.
 A paused recording writes silence until it is resumed, and the pause (reason ``api``) goes into
 the evidence record (PCI DSS 3.3.1: an agent taking a card number pauses the recording first).
+A pause asked for during the notice makes the recording start paused; a call that is not recorded
+(and will not be) is refused, so that nobody believes a recording was paused that never ran.
 
 Exit codes: 0 done; 1 callherald refuses or cannot be reached (not running, no such call, the
 socket not usable by this user, no answer); 2 the invocation is wrong (the configuration).
@@ -128,16 +130,21 @@ def list_calls(layout: DataLayout, *, as_json: bool = False) -> int:
 
 
 def pause_call(layout: DataLayout, call_ref: str, *, pause: bool) -> int:
-    """Pause (``pause``) or resume the recording of call ``call_ref``; an unknown call exits 1."""
+    """Pause (``pause``) or resume the recording of call ``call_ref``. An unknown call, and a call
+    that is not recorded and will not be, exit 1; during the notice the recording will start so."""
+    verb = "pause" if pause else "resume"
     try:
-        _checked(
-            control_request(layout.control_socket, {"op": "pause" if pause else "resume", "call": call_ref})
-        )
+        answer = _checked(control_request(layout.control_socket, {"op": verb, "call": call_ref}))
     except CommandError as error:
         if str(error) == "no such call":
             error = _refused(f"no such call: {call_ref} (see callherald calls list)")
+        elif str(error) == "not recorded":
+            error = _refused(f"call {call_ref} is not being recorded, and will not be: nothing to {verb}")
         return _report(error)
-    if pause:
+    if answer.get("recording") is False:  # the notice and questions are not over yet
+        state = f"paused (silence until: callherald calls resume {call_ref})" if pause else "unpaused"
+        print(f"call {call_ref}: the recording has not started yet; it will start {state}")
+    elif pause:
         print(f"call {call_ref}: recording paused (silence until: callherald calls resume {call_ref})")
     else:
         print(f"call {call_ref}: recording resumed (unless it is paused for another reason too)")

@@ -11,8 +11,13 @@ one answer for every line, in order::
 
     {"op": "calls"}                -> {"ok": true, "calls": [{"call": REF, "direction": "inbound",
                                                              "recording": true, "paused": ["api"]}]}
-    {"op": "pause", "call": REF}   -> {"ok": true}  or  {"ok": false, "error": "no such call"}
-    {"op": "resume", "call": REF}  -> {"ok": true}  or  {"ok": false, "error": "no such call"}
+    {"op": "pause", "call": REF}   -> {"ok": true, "recording": true}
+    {"op": "resume", "call": REF}  -> {"ok": true, "recording": true}
+
+``"recording": true``: the call's recording runs and the pause applies now; ``false``: the notice
+and questions are not over, and the recording starts paused (or, after a resume, not) if it
+starts. A call that is not recorded and will not be answers ``{"ok": false, "error": "not
+recorded"}`` (nothing changes); an unknown one ``{"ok": false, "error": "no such call"}``.
 
 Anything else is answered ``{"ok": false, "error": "..."}`` and the connection stays usable. A
 line longer than ``MAX_LINE_BYTES`` is refused (one error answer; the rest of that line is
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import json
 import logging
 import os
@@ -40,6 +46,7 @@ __all__ = [
     "ControlHandler",
     "ControlServer",
     "ControlSocketError",
+    "PauseOutcome",
     "handle_request",
 ]
 
@@ -56,6 +63,19 @@ _FIELDS: Final[Mapping[str, frozenset[str]]] = {
 }
 
 
+class PauseOutcome(enum.Enum):
+    """What became of an operator's pause or resume request."""
+
+    APPLIED = "applied"
+    """The call's recording runs: it is paused (resumed) now."""
+    PENDING = "pending"
+    """The notice and questions are not over: the recording, if it starts, starts so."""
+    NOT_RECORDED = "not recorded"
+    """The call is not recorded and will not be (``record: false``, a failed notice, no purpose
+    allows it, recording switched off): nothing was changed."""
+    NO_SUCH_CALL = "no such call"
+
+
 class ControlHandler(Protocol):
     """What the control socket asks of the running proxy (called on the event loop)."""
 
@@ -63,8 +83,8 @@ class ControlHandler(Protocol):
         """The active calls: ``call``, ``direction``, ``recording`` (bool) and ``paused`` (reasons)."""
         ...
 
-    def control_pause(self, call_ref: str, pause: bool) -> bool:
-        """Pause (``pause``) or resume the recording of ``call_ref``; False when there is no such call."""
+    def control_pause(self, call_ref: str, pause: bool) -> PauseOutcome:
+        """Pause (``pause``) or resume the recording of ``call_ref``, and say what became of it."""
         ...
 
 
@@ -99,9 +119,10 @@ def handle_request(handler: ControlHandler, line: bytes) -> dict[str, object]:
     call_ref = request.get("call")
     if not isinstance(call_ref, str) or not call_ref:
         return _error('"call" must be a call reference (a non-empty string)')
-    if not handler.control_pause(call_ref, op == "pause"):
-        return _error("no such call")
-    return {"ok": True}
+    outcome = handler.control_pause(call_ref, op == "pause")
+    if outcome in (PauseOutcome.NOT_RECORDED, PauseOutcome.NO_SUCH_CALL):
+        return _error(outcome.value)
+    return {"ok": True, "recording": outcome is PauseOutcome.APPLIED}
 
 
 def _line(answer: Mapping[str, object]) -> bytes:

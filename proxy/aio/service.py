@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from proxy.aio.announce import CallAnnouncements, InbandJudge, PromptSource
+from proxy.aio.control import PauseOutcome
 from proxy.aio.media import MediaRelay, RtpPortProbe
 from proxy.aio.playout import Playout, PlayoutResult, PlayoutScheduler
 from proxy.aio.recording import CallRecording, FlushSlots, RecordingSink, recording_sample_rate_hz
@@ -213,14 +214,20 @@ class ProxyService:
             for summary in self.core.call_summaries()
         ]
 
-    def control_pause(self, call_ref: str, pause: bool) -> bool:
+    def control_pause(self, call_ref: str, pause: bool) -> PauseOutcome:
         """Pause or resume a call's recording for an operator (PCI DSS 3.3.1: an agent taking a card
-        number); silence is written meanwhile. False when there is no such call."""
-        if self._loop is None or self.core.call_summary(call_ref) is None:
-            return False
+        number); silence is written meanwhile. During the notice the pause waits for the recording;
+        a call that is not recorded, and will not be, is left as it is."""
+        summary = None if self._loop is None else self.core.call_summary(call_ref)
+        if summary is None:
+            return PauseOutcome.NO_SUCH_CALL
+        recording = call_ref in self.recording
+        may_record = self._recordings is not None and self._recordings.recording_enabled
+        if not recording and not (summary.recording_pending and may_record):
+            return PauseOutcome.NOT_RECORDED
         self._log.info("[%s] the operator asks to %s the recording", call_ref, "pause" if pause else "resume")
         self._execute(self.core.pause_recording(call_ref, pause, self._now()))
-        return True
+        return PauseOutcome.APPLIED if recording else PauseOutcome.PENDING
 
     # Inputs -----------------------------------------------------------------------------------
 

@@ -152,6 +152,9 @@ class CallSummary:
     call_ref: str
     direction: str
     paused: tuple[str, ...]
+    recording_pending: bool = False
+    """The notice and questions are not over, so a recording may yet start (with the pauses asked
+    for meanwhile); False once it started, or when none will (``record: false``, a failed notice)."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -2583,7 +2586,11 @@ def _summary(call: Call) -> CallSummary:
     announcer = call.announcer
     # Read from the announcer's own set: it has no public view of it (yet); nothing is changed.
     paused = announcer.paused_reasons if announcer is not None else ()
-    return CallSummary(call_ref=call.ref, direction=call.direction, paused=paused)
+    pending = announcer is not None and (
+        announcer.stage in (AnnouncerStage.IDLE, AnnouncerStage.ANNOUNCING)
+        or (announcer.stage is AnnouncerStage.DECIDED and bool(announcer.purposes))
+    )
+    return CallSummary(call_ref=call.ref, direction=call.direction, paused=paused, recording_pending=pending)
 
 
 def _user_of(uri: Uri) -> str | None:

@@ -22,17 +22,26 @@ import uvloop
 
 from callherald import cli
 from config import HOME_ENV
-from proxy.aio.control import MAX_CONNECTIONS, MAX_LINE_BYTES, ControlServer, ControlSocketError
+from proxy.aio.control import MAX_CONNECTIONS, MAX_LINE_BYTES, ControlServer, ControlSocketError, PauseOutcome
 
 pytestmark = pytest.mark.e2e
 
 SCENARIO_TIMEOUT_S = 10.0
 KNOWN_CALL = "c0ffee01"
+UNRECORDED_CALL = "c0ffee02"  # record: false, or its notice failed
+ANNOUNCING_CALL = "c0ffee03"  # hears the notice: a recording may follow
 CALLS: list[dict[str, object]] = [
     {"call": KNOWN_CALL, "direction": "inbound", "recording": True, "paused": ["api"]},
-    {"call": "c0ffee02", "direction": "outbound", "recording": False, "paused": []},
+    {"call": UNRECORDED_CALL, "direction": "outbound", "recording": False, "paused": []},
+    {"call": ANNOUNCING_CALL, "direction": "inbound", "recording": False, "paused": []},
 ]
+OUTCOMES = {
+    KNOWN_CALL: PauseOutcome.APPLIED,
+    UNRECORDED_CALL: PauseOutcome.NOT_RECORDED,
+    ANNOUNCING_CALL: PauseOutcome.PENDING,
+}
 CALLS_ANSWER = {"ok": True, "calls": CALLS}
+APPLIED = {"ok": True, "recording": True}
 NO_SUCH_CALL = {"ok": False, "error": "no such call"}
 LOOPS = ["asyncio", "uvloop"]
 
@@ -62,9 +71,9 @@ class FakeCalls:
             raise RuntimeError("handler bug")
         return CALLS
 
-    def control_pause(self, call_ref: str, pause: bool) -> bool:
+    def control_pause(self, call_ref: str, pause: bool) -> PauseOutcome:
         self.requests.append((call_ref, pause))
-        return any(call["call"] == call_ref for call in CALLS)
+        return OUTCOMES.get(call_ref, PauseOutcome.NO_SUCH_CALL)
 
 
 class Client:
@@ -115,9 +124,15 @@ async def serving(path: Path, handler: FakeCalls | None = None, **options: Any) 
 
 REQUESTS = [
     pytest.param(b'{"op": "calls"}', CALLS_ANSWER, id="calls"),
-    pytest.param(b'{"op": "pause", "call": "c0ffee01"}', {"ok": True}, id="pause"),
-    pytest.param(b'{"op": "resume", "call": "c0ffee01"}', {"ok": True}, id="resume"),
-    pytest.param(b'{"call": "c0ffee01", "op": "pause"}', {"ok": True}, id="fields-in-any-order"),
+    pytest.param(b'{"op": "pause", "call": "c0ffee01"}', APPLIED, id="pause"),
+    pytest.param(b'{"op": "resume", "call": "c0ffee01"}', APPLIED, id="resume"),
+    pytest.param(b'{"call": "c0ffee01", "op": "pause"}', APPLIED, id="fields-in-any-order"),
+    pytest.param(
+        b'{"op": "pause", "call": "c0ffee02"}', {"ok": False, "error": "not recorded"}, id="pause-unrecorded"
+    ),
+    pytest.param(
+        b'{"op": "pause", "call": "c0ffee03"}', {"ok": True, "recording": False}, id="pause-before-recording"
+    ),
     pytest.param(b'{"op": "pause", "call": "nope"}', NO_SUCH_CALL, id="pause-unknown-call"),
     pytest.param(b'{"op": "resume", "call": "nope"}', NO_SUCH_CALL, id="resume-unknown-call"),
     pytest.param(b'{"op": "calls"}\r', CALLS_ANSWER, id="crlf"),
@@ -201,7 +216,7 @@ def test_requests_sent_together_are_answered_in_order(tmp_path: Path, loop: str)
         assert answers[0] == CALLS_ANSWER
         assert answers[1]["ok"] is False
         assert answers[2] == NO_SUCH_CALL
-        assert answers[3] == {"ok": True}
+        assert answers[3] == APPLIED
 
     run(scenario, loop=loop)
 
@@ -216,7 +231,7 @@ def test_a_failing_handler_is_an_error_answer_not_a_dead_socket(tmp_path: Path) 
             answer = await client.ask({"op": "calls"})
             assert answer["ok"] is False
             assert "internal error" in str(answer["error"])
-            assert await client.ask({"op": "pause", "call": KNOWN_CALL}) == {"ok": True}
+            assert await client.ask({"op": "pause", "call": KNOWN_CALL}) == APPLIED
         finally:
             client.close()
             await server.stop()
@@ -262,7 +277,7 @@ def test_lines_over_the_limit_are_refused_once_and_the_connection_goes_on(
             assert first == {"ok": False, "error": f"line longer than {MAX_LINE_BYTES} bytes"}
         else:
             assert first == CALLS_ANSWER
-        assert second == {"ok": True}
+        assert second == APPLIED
 
     run(scenario)
 
@@ -453,6 +468,33 @@ CLI_CASES = [
     ),
     pytest.param(CliCase(("calls", "pause", KNOWN_CALL), 0, stdout=("recording paused",)), id="pause"),
     pytest.param(CliCase(("calls", "resume", KNOWN_CALL), 0, stdout=("recording resumed",)), id="resume"),
+    pytest.param(
+        CliCase(
+            ("calls", "pause", UNRECORDED_CALL),
+            1,
+            stderr=(f"call {UNRECORDED_CALL} is not being recorded, and will not be: nothing to pause",),
+        ),
+        id="pause-unrecorded",
+    ),
+    pytest.param(
+        CliCase(
+            ("calls", "pause", ANNOUNCING_CALL),
+            0,
+            stdout=(
+                f"call {ANNOUNCING_CALL}: the recording has not started yet; it will start paused "
+                f"(silence until: callherald calls resume {ANNOUNCING_CALL})",
+            ),
+        ),
+        id="pause-before-recording",
+    ),
+    pytest.param(
+        CliCase(
+            ("calls", "resume", ANNOUNCING_CALL),
+            0,
+            stdout=(f"call {ANNOUNCING_CALL}: the recording has not started yet; it will start unpaused",),
+        ),
+        id="resume-before-recording",
+    ),
     pytest.param(CliCase(("calls", "pause", "nope"), 1, stderr=("no such call: nope",)), id="pause-unknown"),
     pytest.param(
         CliCase(("calls", "resume", "nope"), 1, stderr=("no such call: nope",)), id="resume-unknown"

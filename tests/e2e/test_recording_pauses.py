@@ -26,10 +26,23 @@ import pytest
 from proxy.rtp.g711 import SAMPLE_RATE_HZ
 from storage.records import EvidenceStore, RecordingRecord, RecordingState, TimelineEvent, TimelineKind
 from tests.e2e.announce_support import evidence_records, policy_yaml, write_prompt_wavs
-from tests.e2e.harness import CallheraldProcess, running_callherald, sipp_available
-from tests.e2e.media_peer import MediaPeer
+from tests.e2e.harness import (
+    UNRECORDED_POLICIES,
+    CallheraldProcess,
+    free_port,
+    running_callherald,
+    sipp_available,
+)
+from tests.e2e.media_peer import MediaPeer, read_sdp_file
 from tests.e2e.test_recording_calls import OUTSIDE_HZ, PBX_HZ, decrypt, dominant_hz, pure_tone
-from tests.e2e.test_sipp_calls import Direction, SippRun, assert_ok, sipp_keys, start_callee, start_caller
+from tests.e2e.test_sipp_calls import (
+    Direction,
+    SippRun,
+    assert_ok,
+    sipp_keys,
+    start_callee,
+    start_caller,
+)
 
 pytestmark = pytest.mark.e2e
 requires_sipp = pytest.mark.skipif(not sipp_available(), reason="SIPp (sip-tester) is not installed")
@@ -221,6 +234,36 @@ def test_the_operator_pauses_and_resumes_a_recording_with_the_calls_commands(tmp
         longest,
     )
     assert f"control socket at {tmp_path / 'data' / 'control.sock'}" in call.log
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+def test_pausing_a_call_that_is_not_recorded_is_refused(tmp_path: Path) -> None:
+    # A record: false call (an emergency number): "recording paused" would be a false assurance.
+    answered = tmp_path / "caller.sdp"
+    with running_callherald(tmp_path, policies=UNRECORDED_POLICIES) as proxy:
+        callee_keys = sipp_keys(rtp_port=free_port(), portfile=tmp_path / "callee.sdp")
+        caller_keys = sipp_keys(rtp_port=free_port(), portfile=answered)
+        with (
+            start_callee("uas_call.xml", proxy.carrier_target_port, tmp_path, callee_keys) as callee,
+            start_caller("uac_call.xml", proxy.pbx_port, tmp_path, caller_keys, pause_ms=4000) as caller,
+        ):
+            deadline = time.monotonic() + 10
+            while read_sdp_file(answered) is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert read_sdp_file(answered) is not None, "the call was not answered"
+            (call,) = json.loads(run_cli(proxy, "list", "--json").stdout)
+            paused = run_cli(proxy, "pause", str(call["call"]))
+            resumed = run_cli(proxy, "resume", str(call["call"]))
+            listed = json.loads(run_cli(proxy, "list", "--json").stdout)
+            runs = [caller.finish(timeout_s=15), callee.finish(timeout_s=5)]
+        assert_ok(proxy, *runs)
+    ref = call["call"]
+    assert (paused.returncode, paused.stdout) == (1, ""), paused.stdout
+    assert f"call {ref} is not being recorded, and will not be: nothing to pause" in paused.stderr
+    assert resumed.returncode == 1
+    assert "nothing to resume" in resumed.stderr
+    assert listed == [{"call": ref, "direction": "outbound", "recording": False, "paused": []}]
 
 
 @requires_sipp

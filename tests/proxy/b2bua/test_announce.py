@@ -811,6 +811,14 @@ def test_outbound_notice_plays_to_callee_and_agent_after_the_answer() -> None:
 
 def unannounced_flow(scene: Scene, offer: bytes = CALLER_OFFER, answer: bytes = CALLEE_ANSWER) -> None:
     """A whole call: INVITE, 180, 200, ACK, a SIP INFO key press from each party (relayed), BYE."""
+    unannounced_flow_until_bye(scene, offer, answer)
+    scene.hang_up()
+
+
+def unannounced_flow_until_bye(
+    scene: Scene, offer: bytes = CALLER_OFFER, answer: bytes = CALLEE_ANSWER
+) -> None:
+    """``unannounced_flow`` up to the BYE: the call is connected."""
     scene.dial(body=offer)
     scene.callee.take_invite()
     scene.callee.ring()
@@ -821,7 +829,6 @@ def unannounced_flow(scene: Scene, offer: bytes = CALLER_OFFER, answer: bytes = 
         body = b"Signal=5\r\nDuration=160\r\n"
         sender.send(sender.request("INFO", body=body, content_type="application/dtmf-relay"))
         receiver.reply(receiver.last_request("INFO"), 200)
-    scene.hang_up()
 
 
 def missing(prompt_id: str) -> PromptCheck:
@@ -1628,5 +1635,67 @@ def test_outbound_late_offer_hold_from_the_callee_keeps_the_recording() -> None:
     )
     effects = reinvite_from_outside(s, hold)
     assert announcing(effects) == []  # the callee is the same party as the one who answered
+    s.hang_up()
+    finish(s)
+
+
+def recording_pending(s: Scene) -> bool:
+    summary = s.h.b2bua.call_summary(s.ref)
+    assert summary is not None
+    return summary.recording_pending
+
+
+@WAYS
+def test_a_recording_is_pending_while_the_notice_and_questions_may_lead_to_one(way: Way) -> None:
+    # What the operator's pause during the notice is told: the recording will start paused.
+    s = Scene(way)
+    s.notice_playing()
+    assert recording_pending(s)
+    s.h.b2bua.pause_recording(s.ref, True, s.h.now)
+    s.notice_heard()
+    s.question_heard()
+    s.decide("1")
+    if way is INBOUND:  # decided; the PBX is still ringing
+        assert recording_pending(s)
+        s.callee.take_invite()
+        s.callee.ring()
+        s.callee_answers()
+    start = of(s.h.effects, StartRecording)[0]
+    assert of(s.h.effects, PauseRecording) == [PauseRecording(call_ref=start.call_ref, reason="api")]
+    assert not recording_pending(s)  # it runs: no longer to come
+    s.hang_up()
+    finish(s)
+
+
+@WAYS
+@pytest.mark.parametrize(
+    ("policy", "prompt_ready"),
+    [
+        pytest.param(UNRECORDED, None, id="record-false"),
+        pytest.param(POLICY, missing("notice"), id="notice-unavailable"),
+    ],
+)
+def test_no_recording_is_pending_for_a_call_that_will_not_be_recorded(
+    way: Way, policy: CallPolicy, prompt_ready: PromptCheck | None
+) -> None:
+    s = Scene(way, policy, prompt_ready=prompt_ready)
+    unannounced_flow_until_bye(s)
+    assert not recording_pending(s)
+    s.hang_up()
+    finish(s)
+
+
+def test_no_recording_is_pending_once_no_purpose_allows_one() -> None:
+    s = Scene(INBOUND, CONSENT_ONLY)
+    s.notice_playing()
+    assert recording_pending(s)
+    s.notice_heard()
+    s.question_heard()
+    s.decide(None)  # no answer: the only purpose needs consent
+    assert not recording_pending(s)
+    s.callee.take_invite()
+    s.callee.ring()
+    s.callee_answers()
+    assert of(s.h.effects, StartRecording) == []
     s.hang_up()
     finish(s)
