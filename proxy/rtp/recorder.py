@@ -79,14 +79,15 @@ time it measured, in units of 1/8000 s), or ``None`` when it has none.
   every newest packet with an ``arrival`` the recorder notes the delay ``arrival - position``;
   network jitter only ever adds to it, so the smallest delay over the last ``DRIFT_WINDOW_BLOCKS``
   blocks of ``DRIFT_BLOCK_PACKETS`` packets (2 s) measures the clock offset, and delay that comes
-  and goes within them is not taken for drift. It is checked as each block ends. A channel falling
-  behind by more than the drift limit (its clock slow, or the network's delay grown for good) is
-  re-anchored by the whole offset: silence is inserted. A channel running ahead (its clock fast;
-  or the packet that anchored it came late, so that every packet since seems early; or its sender
-  reorders) is left alone up to three times the limit, as taking it back costs audio: the
-  overlapped samples not yet drained are dropped. It is then taken back by the excess over twice
-  the limit, about one limit's worth. Each correction counts as a re-anchor. A 1 % clock
-  difference so stays within the limits plus the window's drift.
+  and goes within them is not taken for drift. It is checked as each block ends, against limits
+  wide enough for the error of the anchoring packet's own delay (it may have come early or late,
+  or its sender reorders): a channel may fall behind by twice the drift limit (its clock slow, or
+  the network's delay grown for good) and run ahead by three times it (its clock fast), as an
+  early packet shows at once while a later one shows only once the window is past. Beyond, the
+  timeline is moved back by the excess plus one drift limit, about one limit's worth each time:
+  a channel behind gets that much silence inserted, a channel ahead loses the overlapped samples
+  not yet drained. Each correction counts as a re-anchor. A 1 % clock difference so stays within
+  the limits plus the window's drift.
 
 Reordering, loss, duplicates
 ----------------------------
@@ -146,7 +147,7 @@ __all__ = [
 
 BLOCK_SAMPLES = SAMPLE_RATE_HZ  # one second of units: what the storage layer seals
 DEFAULT_REORDER_WINDOW_SAMPLES = 1280  # 160 ms
-DEFAULT_DRIFT_LIMIT_SAMPLES = 320  # 40 ms behind; a channel ahead is let run three times as far
+DEFAULT_DRIFT_LIMIT_SAMPLES = 320  # 40 ms: a channel may be twice this behind, three times ahead
 DRIFT_BLOCK_PACKETS = 25  # 0.5 s of 20 ms packets per drift measurement
 DRIFT_WINDOW_BLOCKS = 4  # the offset is the smallest delay of the last 4 blocks (2 s)
 MAX_JUMP_SAMPLES = 10 * SAMPLE_RATE_HZ  # a larger timestamp step starts a new timeline
@@ -298,6 +299,7 @@ class StereoRecorder:
 
     __slots__ = (
         "_ahead_limit",
+        "_behind_limit",
         "_drained",
         "_drift_limit",
         "_mask_events",
@@ -334,6 +336,7 @@ class StereoRecorder:
         self._drained = start_at
         self._window = reorder_window_samples
         self._drift_limit = drift_limit_samples
+        self._behind_limit = 2 * drift_limit_samples
         self._ahead_limit = 3 * drift_limit_samples
         self._mask_events = mask_telephone_events
         self._pauses: list[PauseInterval] = []
@@ -688,7 +691,7 @@ class StereoRecorder:
         else:
             s.reanchors += 1
             pos = s.high_end
-            if arrival is not None and not -self._ahead_limit <= arrival - pos <= self._drift_limit:
+            if arrival is not None and not -self._ahead_limit <= arrival - pos <= self._behind_limit:
                 pos = arrival
                 self._truncate_pending(s, pos)
         if s.timeline_ssrc is not None and s.timeline_ssrc != s.ssrc:
@@ -734,8 +737,8 @@ class StereoRecorder:
         # The correction due as a block with smallest delay `block_min` ends, the window's earlier
         # blocks' being `lows`; 0 within the limits (see the module docstring).
         offset = min((block_min, *lows))
-        if offset > self._drift_limit:
-            return offset
+        if offset > self._behind_limit:
+            return offset - self._behind_limit + self._drift_limit
         if offset < -self._ahead_limit:
             return offset + self._ahead_limit - self._drift_limit
         return 0

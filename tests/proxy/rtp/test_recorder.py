@@ -470,8 +470,8 @@ def test_drift_stays_aligned_within_tolerance(fast: Channel, ratio: float) -> No
     limit = DEFAULT_DRIFT_LIMIT_SAMPLES
     block_drift = round(DRIFT_BLOCK_PACKETS * FRAME * 0.01)  # 40 samples
     # Running ahead, a channel is let run three times the limit, and measured each block; falling
-    # behind, it is taken back at the limit, measured over the window (its oldest block may lag).
-    allowed = 3 * limit + block_drift if ratio > 1 else limit + DRIFT_WINDOW_BLOCKS * block_drift
+    # behind, twice the limit, measured over the window (its oldest block may lag).
+    allowed = 3 * limit + block_drift if ratio > 1 else 2 * limit + DRIFT_WINDOW_BLOCKS * block_drift
     assert int(skew.max()) <= allowed
     st_ = rec.stats(fast)
     # 1 % of 60 s is 4800 samples, all corrected but what is still allowed at the end; each
@@ -793,7 +793,12 @@ def test_g722_ssrc_change_resets_the_decoder(arrival: bool, seq1: int, ts1: int,
         ),
         pytest.param(
             [(5, 0), (5, 9 * FRAME)],
-            [(0, 5 * FRAME, 0), (1, 5 * FRAME, 9 * FRAME)],
+            [(0, 5 * FRAME, 0), (1, 5 * FRAME, 5 * FRAME)],
+            id="late-within-the-behind-limit-continues",
+        ),
+        pytest.param(
+            [(5, 0), (5, 10 * FRAME)],
+            [(0, 5 * FRAME, 0), (1, 5 * FRAME, 10 * FRAME)],
             id="far-ahead-leaves-silence",
         ),
         pytest.param(
