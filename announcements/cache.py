@@ -4,7 +4,7 @@ Layout, under the cache directory::
 
     v<FORMAT_VERSION>/<source sha256>/pcmu.bin     160-byte µ-law frames, back to back
                                       pcma.bin     160-byte A-law frames
-                                      pcm16k.bin   640-byte frames of 16 kHz int16 LE PCM (for G.722)
+                                      g722.bin     160-byte G.722 frames (64 kbit/s, 16 kHz audio)
                                       meta.json    format version, frame count, duration, file hashes
 
 The key is the content of the source, not its name: renaming a file costs nothing, and two prompts
@@ -31,9 +31,9 @@ from announcements.frames import CODECS, FRAME_BYTES, Codec
 
 __all__ = ["FORMAT_VERSION", "FRAME_FILES", "META_FILE", "entry_dir", "read_entry", "write_entry"]
 
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
 FRAME_FILES: Final[Mapping[Codec, str]] = MappingProxyType(
-    {"pcmu": "pcmu.bin", "pcma": "pcma.bin", "g722": "pcm16k.bin"}
+    {"pcmu": "pcmu.bin", "pcma": "pcma.bin", "g722": "g722.bin"}
 )
 META_FILE: Final = "meta.json"
 

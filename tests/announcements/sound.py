@@ -9,10 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from G722 import G722
 
+from announcements.frames import G722_BIT_RATE, WIDEBAND_RATE_HZ
 from announcements.g711 import alaw_decode, ulaw_decode
 
 FULL_SCALE = 32768.0
+G722_DELAY_SAMPLES = 22
+"""What G.722's quadrature mirror filters (encoder and decoder together) delay audio by, at 16 kHz."""
 
 
 def tones(
@@ -49,13 +53,15 @@ def convert(source: Path, target: Path, *codec_args: str) -> Path:
 
 
 def pcm_of(codec: str, frames: tuple[bytes, ...]) -> npt.NDArray[np.int16]:
-    """The linear samples the frames carry (8 kHz for G.711, 16 kHz for g722)."""
+    """The linear samples the frames carry (8 kHz for G.711; 16 kHz for g722, decoded in order
+    from the decoder's reset state, as a receiver hearing them from the first does)."""
     payload = b"".join(frames)
     if codec == "pcmu":
         return ulaw_decode(payload)
     if codec == "pcma":
         return alaw_decode(payload)
-    return np.frombuffer(payload, dtype="<i2").astype(np.int16)
+    decoded = G722(WIDEBAND_RATE_HZ, G722_BIT_RATE).decode(payload)
+    return np.asarray(decoded, dtype=np.int16)
 
 
 def rms_dbfs(samples: npt.NDArray[np.int16]) -> float:

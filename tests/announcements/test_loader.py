@@ -78,7 +78,7 @@ def test_any_format_becomes_3_s_of_20_ms_frames_per_codec(
     assert {codec: {len(f) for f in frames} for codec, frames in prompt.frames.items()} == {
         "pcmu": {160},
         "pcma": {160},
-        "g722": {640},
+        "g722": {160},
     }
 
 
@@ -146,20 +146,20 @@ def test_version_is_the_sha256_of_the_source_bytes(sources: dict[str, Path], tmp
 
 def test_cache_layout(sources: dict[str, Path], tmp_path: Path) -> None:
     prompt = load_prompt(sources["flac"], cache_dir=tmp_path, prompt_id="welcome", language="nl")
-    entry = tmp_path / "v1" / prompt.version
+    entry = tmp_path / "v2" / prompt.version
     assert sorted(path.name for path in entry.iterdir()) == [
+        "g722.bin",
         "meta.json",
-        "pcm16k.bin",
         "pcma.bin",
         "pcmu.bin",
     ]
     assert (entry / "pcmu.bin").read_bytes() == b"".join(prompt.frames["pcmu"])
     assert (entry / "pcma.bin").read_bytes() == b"".join(prompt.frames["pcma"])
-    assert (entry / "pcm16k.bin").read_bytes() == b"".join(prompt.frames["g722"])
+    assert (entry / "g722.bin").read_bytes() == b"".join(prompt.frames["g722"])
     meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
-    assert meta["format_version"] == cache.FORMAT_VERSION == 1
+    assert meta["format_version"] == cache.FORMAT_VERSION == 2
     assert (meta["source_sha256"], meta["duration_ms"], meta["frame_count"]) == (prompt.version, 3000, 150)
-    assert meta["files"]["g722"] == {"file": "pcm16k.bin", "sha256": prompt.audio_sha256["g722"]}
+    assert meta["files"]["g722"] == {"file": "g722.bin", "sha256": prompt.audio_sha256["g722"]}
 
 
 def test_second_load_comes_from_the_cache_without_ffmpeg(
@@ -215,14 +215,14 @@ def test_a_changed_file_is_a_new_version(tmp_path: Path) -> None:
         pytest.param(
             lambda entry: (entry / "pcma.bin").write_bytes(b"\x00" * (150 * 160)), id="altered-frames"
         ),
-        pytest.param(lambda entry: (entry / "pcm16k.bin").unlink(), id="missing-frames"),
+        pytest.param(lambda entry: (entry / "g722.bin").unlink(), id="missing-frames"),
         pytest.param(lambda entry: (entry / "meta.json").write_text("{", encoding="utf-8"), id="broken-meta"),
         pytest.param(lambda entry: (entry / "meta.json").unlink(), id="missing-meta"),
         pytest.param(
             lambda entry: (entry / "meta.json").write_text(
                 (entry / "meta.json")
                 .read_text(encoding="utf-8")
-                .replace('"format_version": 1', '"format_version": 0'),
+                .replace('"format_version": 2', '"format_version": 1'),
                 encoding="utf-8",
             ),
             id="other-format-version",
@@ -233,7 +233,7 @@ def test_a_damaged_cache_entry_is_prepared_again(
     sources: dict[str, Path], tmp_path: Path, damage: Callable[[Path], object]
 ) -> None:
     first = load_prompt(sources["wav"], cache_dir=tmp_path, prompt_id="welcome", language="nl")
-    damage(tmp_path / "v1" / first.version)
+    damage(tmp_path / "v2" / first.version)
     counting = CountingDecoder()
     second = load_prompt(
         sources["wav"], cache_dir=tmp_path, prompt_id="welcome", language="nl", decoder=counting
@@ -247,7 +247,7 @@ def test_cache_writes_leave_no_temporary_files(sources: dict[str, Path], tmp_pat
     prompt = load_prompt(sources["wav"], cache_dir=tmp_path, prompt_id="welcome", language="nl")
     load_prompt(sources["wav"], cache_dir=tmp_path, prompt_id="welcome", language="nl")
     assert [path.name for path in tmp_path.rglob("*") if path.name.startswith(".")] == []
-    assert sorted(path.name for path in (tmp_path / "v1").iterdir()) == [prompt.version]
+    assert sorted(path.name for path in (tmp_path / "v2").iterdir()) == [prompt.version]
 
 
 def test_an_unwritable_cache_still_gives_the_prompt(
@@ -350,7 +350,7 @@ def test_bad_files_raise_an_error_naming_prompt_and_file(
     assert (error.prompt_id, error.language, error.source) == ("welcome", "nl", source)
     assert error.reason == reason
     assert str(error) == f"announcement 'welcome' (nl): {source}: {error.reason}"
-    assert not (tmp_path / "cache" / "v1").exists()
+    assert not (tmp_path / "cache" / "v2").exists()
 
 
 def test_the_duration_limit_is_inclusive(tmp_path: Path) -> None:

@@ -32,7 +32,13 @@ from storage.keys import load_private_key
 from storage.records import EvidenceStore, RecordingRecord, RecordingState, TimelineKind
 from storage.segments import SegmentReader
 from storage.sqlite_keys import SqliteKeyStore
-from tests.e2e.announce_support import call_with_tones, evidence_records, policy_yaml, write_prompt_wavs
+from tests.e2e.announce_support import (
+    NOTICE_S,
+    call_with_tones,
+    evidence_records,
+    policy_yaml,
+    write_prompt_wavs,
+)
 from tests.e2e.harness import CallheraldProcess, running_callherald, sipp_available
 from tests.e2e.media_peer import SAMPLES_PER_PACKET, MediaPeer
 from tests.e2e.test_sipp_calls import BackgroundSipp, Direction, sipp_keys, start_callee, start_caller
@@ -369,6 +375,19 @@ def test_a_g722_call_is_recorded_wideband(tmp_path: Path) -> None:
         spectrum = np.abs(np.fft.rfft(audio[:, column].astype(np.float64))) ** 2
         freqs = np.fft.rfftfreq(len(audio), 1 / 16000)
         assert abs(float(freqs[int(spectrum.argmax())]) - expected_hz) < 5, column
+    # The caller heard the notice in G.722 (RFC 3551 §4.5.2: 160 octets per 20 ms): decoded, its
+    # first 0.8 s is the notice's 300-1200 Hz sweep, not noise.
+    heard = [datagram.data for datagram in call.caller.received if len(datagram.data) > 12]
+    assert {data[1] & 0x7F for data in heard} == {9}
+    payloads = [data[12:] for data in heard]  # no CSRCs or extension in callherald's packets
+    assert {len(payload) for payload in payloads} == {160}
+    notice = np.asarray(
+        G722(16000, 64000).decode(b"".join(payloads[: round(NOTICE_S * 50)])), dtype=np.float64
+    )
+    spectrum = np.abs(np.fft.rfft(notice)) ** 2
+    freqs = np.fft.rfftfreq(len(notice), 1 / 16000)
+    assert spectrum[(freqs >= 250) & (freqs <= 1250)].sum() > 0.9 * spectrum.sum()
+    assert float(np.sqrt(np.mean(notice * notice))) > 1000
 
 
 SWITCH_AT_MS = 4500  # after the caller's ACK: the notice is over and the parties are joined
