@@ -1327,8 +1327,12 @@ class B2bua:
         invite_transaction = self._tx.find_invite_server_for_cancel(request)
         call = self._calls_by_a_transaction.get(invite_transaction) if invite_transaction else None
         if call is None or call.a_answered or call.phase not in (CallPhase.CALLING, CallPhase.EARLY):
-            # Too late once the INVITE has its final response (§9.2): the CANCEL changes nothing.
-            self._reply(transaction_id, request, 481 if call is None else 200, out, now)
+            # Too late once the INVITE has its final response (§9.2): the CANCEL changes nothing,
+            # and its 200 carries the To tag the INVITE's responses did (§9.2).
+            if call is None:
+                self._reply(transaction_id, request, 481, out, now)
+            else:
+                self._reply(transaction_id, request, 200, out, now, to_tag=call.a.local_tag)
             return
         self._reply(transaction_id, request, 200, out, now, to_tag=request.to.tag or call.a.local_tag)
         self._reply(call.a_invite_transaction, call.a_invite, 487, out, now, to_tag=call.a.local_tag)  # §9.2
@@ -2206,10 +2210,16 @@ class B2bua:
             # a already has callherald's own answer (the notice): nothing more is sent to a, so its
             # SDP version and last SDP stay those a heard (RFC 3264 §8).
             return b""
+        previous = call.a.last_sdp
         anchored = anchor_sdp(
             sdp, dialog=call.a, media_address=self._settings.media_address, codecs=self._settings.codecs
         )
-        return bytes(anchored) if anchored is not None else b""
+        if anchored is None:
+            return b""
+        if previous is None:
+            return bytes(anchored)
+        # The 2xx repeating a 183's answer keeps its version (RFC 3264 §8: nothing changed).
+        return self._new_version_if_changed(call.a, anchored, bytes(previous))
 
     def _relayed_to_a(self, call: Call, response: Response, body: bytes, *, final: bool) -> Response:
         """b's response to the INVITE as a's response: our tag, Contact and SDP (§12.1.1)."""

@@ -24,7 +24,7 @@ from proxy.b2bua.settings import Address, Side
 from proxy.sip import Request, Response
 from proxy.sip.auth import Challenge, Credentials, build_credentials, make_challenge, verify_credentials
 from proxy.sip.body import ACCEPTED_BODY_TYPES
-from proxy.sip.sdp import Origin
+from proxy.sip.sdp import Origin, SessionDescription
 from proxy.sip.transaction import TimerConfig
 from proxy.sip.uri import parse_uri
 from tests.proxy.b2bua.harness import (
@@ -426,6 +426,28 @@ def test_early_media_sdp_is_anchored_to_the_a_port() -> None:
     h.assert_idle()
 
 
+# The 2xx answering with another codec than the 183: a changed session.
+CALLEE_PCMA_ANSWER = CALLEE_ANSWER.replace(b"RTP/AVP 0 101", b"RTP/AVP 8 101").replace(
+    b"a=rtpmap:0 PCMU/8000", b"a=rtpmap:8 PCMA/8000"
+)
+
+
+@pytest.mark.parametrize(("answer", "same_version"), [(CALLEE_ANSWER, True), (CALLEE_PCMA_ANSWER, False)])
+def test_the_2xx_repeating_the_early_answer_keeps_its_version(answer: bytes, same_version: bool) -> None:
+    # RFC 3264 §8: the version changes with the session, not with every message that carries it.
+    h = Harness()
+    caller, callee = dial(h)
+    callee.ring(183, body=CALLEE_ANSWER)
+    callee.answer(body=answer)
+    early = SessionDescription.parse(caller.last_response("INVITE", 183).body).origin
+    final = SessionDescription.parse(caller.last_response("INVITE", 200).body).origin
+    assert final.sess_id == early.sess_id
+    assert (final.sess_version == early.sess_version) is same_version
+    caller.ack_answer()
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
 # 2xx retransmission (RFC 3261 §13.3.1.4) -------------------------------------------------------
 
 
@@ -696,6 +718,8 @@ def test_cancel_after_the_answer_changes_nothing() -> None:
     effects = caller.send(caller.cancel())
 
     assert sip_summary(effects) == [(PBX, "200 CANCEL")]
+    # RFC 3261 §9.2: the same To tag as the INVITE's responses.
+    assert caller.last_response("CANCEL", 200).to.tag == caller.last_response("INVITE", 200).to.tag
     assert h.b2bua.active_calls == 1
     caller.ack_answer()
     hang_up(caller, callee)
