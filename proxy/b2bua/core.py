@@ -100,6 +100,7 @@ callherald sends one (RFC 5589 §6): the two BYEs then do not cross."""
 
 # RFC 3261 §20.43, warn-code 302: the offer's transport protocol is not available here.
 _NOT_PLAIN_RTP = ("Warning", '302 callherald "Incompatible transport protocol"')
+_NO_ALLOWED_CODEC = ("Warning", '305 callherald "Incompatible media format"')  # RFC 3261 §20.43
 _KNOWN_METHODS = frozenset(
     {
         "INVITE",
@@ -665,8 +666,13 @@ class B2bua:
             if anchored is None:
                 self._release_ports(call)
                 self._forget_b(call)
-                allowed = ", ".join(sorted(settings.codecs))
-                refuse(488, f"no audio codec of its offer is allowed here ({allowed})", to_tag=a_tag)
+                allowed = ", ".join(sorted(settings.codecs - {"telephone-event"}))
+                refuse(
+                    488,
+                    f"no audio codec of its offer is allowed here ({allowed})",
+                    (_NO_ALLOWED_CODEC,),
+                    to_tag=a_tag,
+                )
                 return
             b_offer = bytes(anchored)
         call.b_invite_had_offer = offer is not None
@@ -1556,7 +1562,15 @@ class B2bua:
                         offer, dialog=call.a, media_address=self._settings.media_address, codecs=codecs
                     )
                 if answer is None:
-                    self._reply(transaction_id, request, 488, out, now, to_tag=request.to.tag)
+                    self._reply(
+                        transaction_id,
+                        request,
+                        488,
+                        out,
+                        now,
+                        to_tag=request.to.tag,
+                        extra=(_NO_ALLOWED_CODEC,),
+                    )
                     return True
                 _answer_directions(answer)
                 call.a_answer = self._new_version_if_changed(call.a, answer, call.a_answer)
@@ -1660,7 +1674,15 @@ class B2bua:
                     codecs=self._settings.codecs,
                 )
                 if anchored is None:
-                    self._reply(transaction_id, request, 488, out, now, to_tag=request.to.tag)
+                    self._reply(
+                        transaction_id,
+                        request,
+                        488,
+                        out,
+                        now,
+                        to_tag=request.to.tag,
+                        extra=(_NO_ALLOWED_CODEC,),
+                    )
                     return
                 new_party = self._new_outside_party(call, leg, request, offer)
                 out.append(set_media_remote(call.ref, leg, offer, new_party=new_party is not None))

@@ -1503,8 +1503,8 @@ def refusals() -> list[Refusal]:
             name="no-allowed-codec",
             request=caller.invite(DIALLED, body=no_codec),
             statuses=[100, 488],
-            headers={},
-            logged="with 488: no audio codec of its offer is allowed here (g722, pcma, pcmu, telephone-event)",
+            headers={"warning": '305 callherald "Incompatible media format"'},
+            logged="with 488: no audio codec of its offer is allowed here (g722, pcma, pcmu)",
         ),
         Refusal(
             name="non-sdp-body",
@@ -1583,6 +1583,28 @@ def test_offer_with_only_dtmf_left_gets_488() -> None:
 
     assert caller.statuses() == [100, 488]
     assert callee.inbox() == []
+    h.assert_idle()
+
+
+def test_a_reinvite_offering_no_allowed_codec_gets_488_and_the_call_goes_on() -> None:
+    # RFC 3261 §20.43: the Warning says why (305 Incompatible media format).
+    h = Harness()
+    caller, callee = connect(h)
+    g729 = sdp(
+        "v=0",
+        "o=caller 1 2 IN IP4 127.0.0.2",
+        "s=-",
+        "c=IN IP4 127.0.0.2",
+        "t=0 0",
+        "m=audio 40000 RTP/AVP 18",
+    )
+    caller.send(caller.request("INVITE", body=g729))
+    refusal = caller.last_response("INVITE", 488)
+    assert refusal.headers.get("warning") == '305 callherald "Incompatible media format"'
+    assert callee.requests("INVITE")[-1].cseq.seq == callee.invite.cseq.seq  # nothing relayed
+    assert h.b2bua.active_calls == 1
+    caller.send(caller.ack_failure(refusal))
+    hang_up(caller, callee)
     h.assert_idle()
 
 
