@@ -104,6 +104,7 @@ PASSPHRASE_ENV = "CALLHERALD_KEY_PASSPHRASE"
 AUDIT_ACTOR = "cli"
 AUDIT_ACTION_EXPORT = "export"
 _FLAC_SUFFIX = ".flac"
+_WAV_SUFFIX = ".wav"
 _WAV_SAMPLE_WIDTH_BYTES = 2
 
 
@@ -693,7 +694,10 @@ def _open_reader(
 def _export(
     layout: DataLayout, rid: uuid.UUID, *, out: Path, key_path: Path | None, force: bool
 ) -> ExportResult:
-    container = Container.FLAC if out.suffix.lower() == _FLAC_SUFFIX else Container.WAV
+    suffix = out.suffix.lower()
+    if suffix not in (_WAV_SUFFIX, _FLAC_SUFFIX):
+        raise _usage(f"{out}: name the file .wav or .flac, the formats export writes")
+    container = Container.FLAC if suffix == _FLAC_SUFFIX else Container.WAV
     if out.is_dir():
         raise _usage(f"{out} is a directory")
     if out.exists() and not force:

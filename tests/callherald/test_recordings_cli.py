@@ -886,6 +886,18 @@ def test_export_names_a_missing_key_file(
     assert f"no private key file at {missing}" in err
 
 
+@pytest.mark.parametrize("name", ["call.mp3", "call", "call.wav.gz"])
+def test_export_writes_only_wav_or_flac_named_so(
+    data: DataDir, tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    # A WAV named .mp3 would mislead whoever plays it: the name must say what the file is.
+    out = tmp_path / name
+    code, _, err = run(capsys, "export", str(COMPLETE_ID), "--out", str(out), "--key", str(data.reviewer_key))
+    assert code == 2
+    assert f"{out}: name the file .wav or .flac, the formats export writes" in err
+    assert not out.exists()
+
+
 def test_export_overwrites_only_with_force(
     data: DataDir, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
