@@ -15,9 +15,11 @@ says which recordings exist and what happened on their calls; the encrypted file
   it is never written through a symlink, nor keeps an old file's mode);
 * a truncated recording exports its intact, authentic part and says so, but never less than the
   evidence record says was kept (``_check_against_record``);
-* every export is appended to the hash-chained audit log (actor ``cli``, action ``export``, the
-  record's state and whether the export is partial; accountability, GDPR Art. 5(2)); an export
-  that cannot be audited is removed again.
+* every export is appended to the hash-chained audit log (actor ``cli`` and the operating-system
+  user who ran it, action ``export``, the record's state and whether the export is partial;
+  accountability, GDPR Art. 5(2)); an export that cannot be audited is removed again. An attempt
+  on a recording that is refused (a wrong passphrase, a key that is not a recipient, a file that
+  fails verification) is audited too, as ``export_refused`` with the reason.
 
 Exit codes of every command: 0 done; 1 the data refuses (unknown recording, missing, erased,
 tampered or substituted file, a key that is not a recipient, the audit log not writable); 2 the
@@ -35,6 +37,7 @@ import getpass
 import hashlib
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -103,9 +106,21 @@ __all__ = [
 PASSPHRASE_ENV = "CALLHERALD_KEY_PASSPHRASE"
 AUDIT_ACTOR = "cli"
 AUDIT_ACTION_EXPORT = "export"
+AUDIT_ACTION_EXPORT_REFUSED = "export_refused"
 _FLAC_SUFFIX = ".flac"
 _WAV_SUFFIX = ".wav"
 _WAV_SAMPLE_WIDTH_BYTES = 2
+
+
+def audit_actor() -> str:
+    """Who runs this command, for the audit log: ``cli`` and the operating-system user (by the
+    process's user id, not by environment variables a user can set)."""
+    uid = os.getuid()
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = "?"
+    return f"{AUDIT_ACTOR} (user {name}, uid {uid})"
 
 
 def _refused(message: str) -> CommandError:
@@ -710,15 +725,19 @@ def _export(
     with _evidence(layout) as store:
         record = _find(store, rid, layout)
         assert store is not None
-        path = _recording_path(layout, record)
-        private_key = _private_key(layout, key_path)
-        reader = _open_reader(path, record, private_key, store, development=key_path is None)
         try:
-            status = reader.status  # authenticates every segment; raises on anything but truncation
-        except RecordingIntegrityError as error:
-            raise _refused(f"recording {rid} failed verification: {error}; nothing exported") from error
-        audio_sha256 = _check_audio_sha256(reader, record)
-        _check_against_record(status, record)
+            path = _recording_path(layout, record)
+            private_key = _private_key(layout, key_path)
+            reader = _open_reader(path, record, private_key, store, development=key_path is None)
+            try:
+                status = reader.status  # authenticates every segment; raises on anything but truncation
+            except RecordingIntegrityError as error:
+                raise _refused(f"recording {rid} failed verification: {error}; nothing exported") from error
+            audio_sha256 = _check_audio_sha256(reader, record)
+            _check_against_record(status, record)
+        except CommandError as refusal:
+            _audit_refusal(store, rid, record, key_path, refusal)
+            raise
         if record.state is RecordingState.RECORDING:
             _warn(f"recording {rid} is still being written: exporting what is on disk now")
         fd, written = _create_output(out, force=force)
@@ -747,7 +766,7 @@ def _export(
         try:
             store.audit_append(
                 at=dt.datetime.now(dt.UTC),
-                actor=AUDIT_ACTOR,
+                actor=audit_actor(),
                 action=AUDIT_ACTION_EXPORT,
                 subject=str(rid),
                 detail={
@@ -770,6 +789,30 @@ def _export(
                 f"the export could not be written to the audit log ({error}); {out} removed"
             ) from error
     return result
+
+
+def _audit_refusal(
+    store: EvidenceStore,
+    rid: uuid.UUID,
+    record: RecordingRecord,
+    key_path: Path | None,
+    refusal: CommandError,
+) -> None:
+    # An attempt on personal data that failed is accounted for as well (GDPR Art. 5(2), 32(1)(d)).
+    try:
+        store.audit_append(
+            at=dt.datetime.now(dt.UTC),
+            actor=audit_actor(),
+            action=AUDIT_ACTION_EXPORT_REFUSED,
+            subject=str(rid),
+            detail={
+                "call_id": record.call_id,
+                "key": "development" if key_path is None else str(key_path.resolve()),
+                "reason": str(refusal),
+            },
+        ).result()
+    except Exception as error:
+        _warn(f"the refused export could not be written to the audit log ({error})")
 
 
 def export_recording(

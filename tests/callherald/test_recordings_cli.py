@@ -6,6 +6,8 @@ import datetime as dt
 import hashlib
 import io
 import json
+import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -24,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from callherald.cli import PASSPHRASE_ENV, main
 from callherald.evidence import recover_open_recordings
 from callherald.layout import DataLayout, ensure_development_key
-from callherald.recordings import timeline_table
+from callherald.recordings import audit_actor, timeline_table
 from config import EMBEDDED_DEFAULT_YAML, HOME_ENV
 from storage.audit import AuditEntry, AuditLog
 from storage.keys import generate_private_key, save_private_key
@@ -593,7 +595,8 @@ def test_export_wav_with_a_key_and_passphrase(
     assert out.stat().st_mode & 0o777 == 0o600
     assert_tones(out, COMPLETE_SECONDS)
     [entry] = audit_entries(data.layout)
-    assert (entry.actor, entry.action, entry.subject) == ("cli", "export", str(COMPLETE_ID))
+    assert (entry.actor, entry.action, entry.subject) == (audit_actor(), "export", str(COMPLETE_ID))
+    assert entry.actor == f"cli (user {pwd.getpwuid(os.getuid()).pw_name}, uid {os.getuid()})"
     detail = json.loads(entry.detail)
     assert detail["format"] == "wav"
     assert detail["state"] == "complete"
@@ -734,7 +737,7 @@ def test_export_refuses_a_recovered_recording_cut_shorter_than_the_record_says(
         "nothing exported"
     ) in err
     assert not out.exists()
-    assert audit_entries(data.layout) == []
+    assert [entry.action for entry in audit_entries(data.layout)] == ["export_refused"]
 
 
 def test_export_refuses_a_complete_recording_whose_final_segment_was_cut_off(
@@ -750,7 +753,7 @@ def test_export_refuses_a_complete_recording_whose_final_segment_was_cut_off(
     assert "the evidence record says it is complete" in err
     assert "but the file has no final segment: sealed segments were cut off; nothing exported" in err
     assert not out.exists()
-    assert audit_entries(data.layout) == []
+    assert [entry.action for entry in audit_entries(data.layout)] == ["export_refused"]
 
 
 def _flip_segment_byte(data: DataDir) -> None:
@@ -832,7 +835,18 @@ def test_export_refuses_and_writes_nothing(
     assert (code, stdout) == (1, "")
     assert message in err
     assert not out.exists()
-    assert audit_entries(data.layout) == []
+    # An attempt on a recording the record knows is accounted for, with the reason.
+    entries = audit_entries(data.layout)
+    if recording_id.int == 7:
+        assert entries == []
+    else:
+        [entry] = entries
+        assert (entry.actor, entry.action, entry.subject) == (
+            audit_actor(),
+            "export_refused",
+            str(recording_id),
+        )
+        assert message in json.loads(entry.detail)["reason"]
 
 
 def _no_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -873,6 +887,9 @@ def test_export_key_problems_exit_2(
     assert (code, stdout) == (2, "")
     assert re.search(message, err)
     assert not out.exists()
+    [entry] = audit_entries(data.layout)
+    assert (entry.action, entry.subject) == ("export_refused", str(COMPLETE_ID))
+    assert re.search(message, json.loads(entry.detail)["reason"])
 
 
 def test_export_names_a_missing_key_file(
