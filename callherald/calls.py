@@ -45,8 +45,13 @@ def control_request(
         sock.settimeout(timeout_s)
         try:
             sock.connect(str(path))
-        except (FileNotFoundError, ConnectionRefusedError) as error:
+        except FileNotFoundError as error:
             raise _refused(f"callherald is not running (no control socket at {path})") from error
+        except ConnectionRefusedError as error:
+            # A socket file left by a process that was killed; the next start removes it.
+            raise _refused(
+                f"callherald is not running (nothing answers on {path}, left by an earlier run)"
+            ) from error
         except PermissionError as error:
             raise _refused(f"not allowed to use {path}: run this as the user callherald runs as") from error
         except OSError as error:

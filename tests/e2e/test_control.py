@@ -555,3 +555,18 @@ def test_a_bad_config_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     config.write_text("listen: [\n")
     assert cli.main(["calls", "list", "--config", str(config)]) == 2
     assert capsys.readouterr().err
+
+
+def test_a_socket_left_by_a_killed_callherald_is_told_apart_from_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # After a kill -9 the socket file stays until the next start; nothing listens on it.
+    monkeypatch.setenv(HOME_ENV, str(tmp_path))
+    path = socket_path(tmp_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as left:
+        left.bind(str(path))
+    assert path.is_socket()
+    assert cli.main(["calls", "list"]) == 1
+    _, err = capsys.readouterr()
+    assert f"callherald is not running (nothing answers on {path}, left by an earlier run)" in err
