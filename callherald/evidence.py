@@ -20,7 +20,8 @@ full is held in memory, in order, and written when space returns (``hold_when_fu
 recording starts while any waits, as its row could not be written before its audio.
 
 `recover` runs once at start-up: recordings a crash left open are read up to their last intact
-segment and marked truncated with their real duration; calls left open are closed.
+segment and marked truncated with their real duration (a pause still open ends there); calls left
+open are closed.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class _Recording:
         self.sha256 = hashlib.sha256()
         self.pcm_bytes = 0
         self.audio_format = AUDIO_FORMAT
-        self.pause_started: tuple[str, dt.datetime] | None = None
+        self.pause_started: dt.datetime | None = None
 
 
 class _Handle:
@@ -127,22 +128,25 @@ class _Handle:
         self._owner._submit_file(lambda: self._owner._write_block(self._recording, pcm))
 
     def pause(self, reason: str, at: float) -> None:
-        self._recording.pause_started = (reason, self._owner.utc(at))
+        try:
+            pause_reason = store.PauseReason(reason)
+        except ValueError:
+            return
+        started = self._owner.utc(at)
+        self._recording.pause_started = started
+        self._owner._pause_started(self._recording, pause_reason, started)
 
     def resume(self, at: float) -> None:
         recording = self._recording
-        if recording.pause_started is None:
+        started = recording.pause_started
+        if started is None:
             return
-        reason, started = recording.pause_started
         recording.pause_started = None
-        self._owner._pause_record(recording, reason, started, self._owner.utc(at))
+        self._owner._pause_ended(recording, started, max(started, self._owner.utc(at)))
 
     def close(self, *, at: float, reason: str) -> None:
         recording = self._recording
-        if recording.pause_started is not None:
-            reason_text, started = recording.pause_started
-            recording.pause_started = None
-            self._owner._pause_record(recording, reason_text, started, None)
+        recording.pause_started = None  # the recording's end ends the pause (``store.Pause``)
         finished = self._owner.utc(at)
         self._owner._submit_file(lambda: self._owner._close_recording(recording, finished))
 
@@ -528,25 +532,24 @@ class StorageRecords:
         future = record(end, hold_when_full=True)
         future.add_done_callback(lambda done: _log_failure(done, "RecordingEnd"))
 
-    def _pause_record(
-        self, recording: _Recording, reason: str, started: dt.datetime, ended: dt.datetime | None
-    ) -> None:
-        try:
-            pause_reason = store.PauseReason(reason)
-        except ValueError:
-            return
-
+    def _pause_started(self, recording: _Recording, reason: store.PauseReason, started: dt.datetime) -> None:
+        # Written as the pause starts: a crash during it keeps the pause that explains the silence.
         def write() -> None:
-            if recording.writer is None:
-                return
-            self._submit(
-                store.Pause(
-                    recording_id=recording.recording_id,
-                    reason=pause_reason,
-                    started_at=started,
-                    ended_at=ended,
+            if recording.writer is not None:
+                self._submit(
+                    store.Pause(
+                        recording_id=recording.recording_id, reason=reason, started_at=started, ended_at=None
+                    )
                 )
-            )
+
+        self._submit_file(write)
+
+    def _pause_ended(self, recording: _Recording, started: dt.datetime, ended: dt.datetime) -> None:
+        def write() -> None:
+            if recording.writer is not None:
+                self._submit(
+                    store.PauseEnd(recording_id=recording.recording_id, started_at=started, ended_at=ended)
+                )
 
         self._submit_file(write)
 
@@ -570,7 +573,8 @@ def recover_open_recordings(layout: DataLayout, evidence: store.EvidenceStore) -
     """After a crash: mark recordings left open as truncated and close the calls left open.
 
     A recording keeps every segment sealed before the crash: its torn tail is cut off and its
-    duration is what the intact segments hold. The proxy cannot decrypt, so the plaintext hash of
+    duration is what the intact segments hold; a pause it was in ends there too (the store ends
+    the pauses of a recording with it). The proxy cannot decrypt, so the plaintext hash of
     a recovered recording is left empty (each segment stays authenticated by its AEAD tag). A call
     left open ends with the reason ``interrupted`` at the latest it is known to have lasted: its
     last recorded audio or evidence (a prompt, a key, a decision), else its set-up.

@@ -290,3 +290,15 @@ def _audit_log_append_only(db: Database) -> None:
 def _announcement_failure(db: Database) -> None:
     # Why a prompt stopped when it failed mid-play (NULL: it did not fail).
     db.execute("ALTER TABLE announcements_played ADD COLUMN failure TEXT")
+
+
+@MIGRATIONS(name="0004_pauses_end_with_their_recording")
+def _pauses_end_with_their_recording(db: Database) -> None:
+    # A pause row is now written when the pause starts: no end means it still lasts. Older rows
+    # of a recording that ended during the pause had no end either; they end with the recording.
+    db.execute(
+        "UPDATE pauses SET ended_at = ("
+        "SELECT max(pauses.started_at, r.finished_at) FROM recordings r WHERE r.id = pauses.recording_id"
+        ") WHERE ended_at IS NULL AND EXISTS ("
+        "SELECT 1 FROM recordings r WHERE r.id = pauses.recording_id AND r.finished_at IS NOT NULL)"
+    )

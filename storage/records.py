@@ -76,6 +76,7 @@ __all__ = [
     "LegRole",
     "NotFoundError",
     "Pause",
+    "PauseEnd",
     "PauseReason",
     "Purpose",
     "RecordingEnd",
@@ -347,11 +348,29 @@ class RecordingEnd:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Pause:
+    """A pause of a recording (silence written). It is written when the pause starts
+    (``ended_at`` None) and its end added with ``PauseEnd``, so that a crash mid-pause keeps it;
+    a recording that ends during a pause, or is recovered after a crash, ends the pause too."""
+
     recording_id: uuid.UUID
     reason: PauseReason
     started_at: dt.datetime
     ended_at: dt.datetime | None
-    """None when the recording ended during the pause."""
+    """None while the pause lasts."""
+
+    def __post_init__(self) -> None:
+        _aware("started_at", self.started_at)
+        _aware("ended_at", self.ended_at)
+        _ordered("started_at", self.started_at, "ended_at", self.ended_at)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PauseEnd:
+    """When the pause of ``recording_id`` that began at ``started_at`` ended (recording resumed)."""
+
+    recording_id: uuid.UUID
+    started_at: dt.datetime
+    ended_at: dt.datetime
 
     def __post_init__(self) -> None:
         _aware("started_at", self.started_at)
@@ -382,6 +401,7 @@ EvidenceRecord = (
     | CallPurposes
     | RecordingStarted
     | Pause
+    | PauseEnd
     | LaterEvent
 )
 
@@ -716,6 +736,11 @@ def _write_recording_end(db: Database, item: RecordingEnd, state: RecordingState
     )
     if cursor.rowcount != 1:
         raise InvariantError(f"recording {item.recording_id} is not recorded or not running")
+    # A pause still open ends with its recording (never before it began; stored times sort as text).
+    db.execute(
+        "UPDATE pauses SET ended_at = max(started_at, ?) WHERE recording_id = ? AND ended_at IS NULL",
+        [to_db_time(item.finished_at), str(item.recording_id)],
+    )
 
 
 def _write_pause(db: Database, item: Pause) -> None:
@@ -732,6 +757,18 @@ def _write_pause(db: Database, item: Pause) -> None:
             "ended_at": _time(item.ended_at),
         },
     )
+
+
+def _write_pause_end(db: Database, item: PauseEnd) -> None:
+    cursor = db.execute(
+        "UPDATE pauses SET ended_at = ? WHERE recording_id = ? AND started_at = ? AND ended_at IS NULL",
+        [to_db_time(item.ended_at), str(item.recording_id), to_db_time(item.started_at)],
+    )
+    if cursor.rowcount != 1:
+        raise InvariantError(
+            f"pause of recording {item.recording_id} started at {to_db_time(item.started_at)} "
+            "is not recorded or has already ended"
+        )
 
 
 def _write_later_event(db: Database, item: LaterEvent) -> None:
@@ -760,6 +797,7 @@ _WRITERS: dict[type, Callable[[Database, Any], None]] = {
     CallPurposes: _write_purposes,
     RecordingStarted: _write_recording_started,
     Pause: _write_pause,
+    PauseEnd: _write_pause_end,
     LaterEvent: _write_later_event,
 }
 

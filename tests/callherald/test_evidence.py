@@ -1108,21 +1108,27 @@ TORN_TAILS: dict[str, Callable[[bytes], bytes]] = {
 }
 
 
+@pytest.fixture
+def writers(monkeypatch: pytest.MonkeyPatch) -> list[SegmentWriter]:
+    """Every recording's writer, to abandon it as a crash does."""
+    made: list[SegmentWriter] = []
+
+    class AbandonedWriter(SegmentWriter):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(evidence_module, "SegmentWriter", AbandonedWriter)
+    return made
+
+
 @pytest.mark.parametrize("tail", TORN_TAILS.values(), ids=TORN_TAILS.keys())
 def test_recovery_closes_what_a_crash_left_open(
     tail: Callable[[bytes], bytes],
     layout: DataLayout,
     reviewer: X25519PrivateKey,
-    monkeypatch: pytest.MonkeyPatch,
+    writers: list[SegmentWriter],
 ) -> None:
-    writers: list[SegmentWriter] = []
-
-    class AbandonedWriter(SegmentWriter):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            writers.append(self)
-
-    monkeypatch.setattr(evidence_module, "SegmentWriter", AbandonedWriter)
     crashed: list[Step] = [
         Begin(),
         *notice(end=6),
@@ -1164,6 +1170,49 @@ def test_recovery_closes_what_a_crash_left_open(
     assert (call_2.ended_at, call_2.end_reason) == (setup_2, "interrupted")
     assert timeline[-1].kind is TimelineKind.CALL_END
     assert read_audio(layout, recording, reviewer, allow_truncated=True) == b"".join(ran.fed.written[0])
+
+
+@pytest.mark.parametrize(
+    ("paused_at", "pause_ends"), [(11.5, 13), (14, 14)], ids=["kept", "after the kept audio"]
+)
+def test_a_pause_open_at_a_crash_ends_where_the_recovered_recording_ends(
+    paused_at: float,
+    pause_ends: float,
+    layout: DataLayout,
+    reviewer: X25519PrivateKey,
+    writers: list[SegmentWriter],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The silence of a pause (an agent taking a card number) is in the audio: the record must say
+    # why, although the process died before the pause ended. Three seconds were sealed (10-13).
+    crashed: list[Step] = [
+        Begin(),
+        *notice(end=6),
+        Record(purposes=("evidence",), at=at(10)),
+        *[Write(block=index) for index in range(3)],
+        Pause(reason="pci", at=at(paused_at)),
+    ]  # no Resume, no Stop, no End: the process dies here
+    ran = run(layout, crashed, recipient=reviewer)
+    (writer,) = writers
+    writer.close(final=False)
+    before, _ = stored(layout)
+    with EvidenceStore(layout.evidence_db) as store:
+        recover_open_recordings(layout, store)
+    timeline, (recording,) = stored(layout)
+
+    assert [(e.kind, e.at, e.detail) for e in before if e.kind is TimelineKind.PAUSE_START] == [
+        (TimelineKind.PAUSE_START, ran.utc(paused_at), {"reason": "pci"})
+    ]
+    assert recording.finished_at == ran.utc(13)
+    assert [(e.kind, e.at) for e in timeline if e.recording_id is not None][2:] == sorted(
+        [
+            (TimelineKind.PAUSE_START, ran.utc(paused_at)),
+            (TimelineKind.PAUSE_END, ran.utc(pause_ends)),
+            (TimelineKind.RECORDING_END, ran.utc(13)),
+        ],
+        key=lambda entry: (entry[1], list(TimelineKind).index(entry[0])),
+    )
+    assert storage_errors(caplog) == []
 
 
 # 6. The development key --------------------------------------------------------------------------

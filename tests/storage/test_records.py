@@ -44,6 +44,7 @@ from storage.records import (
     LegRole,
     NotFoundError,
     Pause,
+    PauseEnd,
     PauseReason,
     Purpose,
     RecordingEnd,
@@ -191,7 +192,12 @@ def test_migrations_are_tracked_and_idempotent(tmp_path: Path) -> None:
     second = open_writer(path)  # applies nothing new
     assert sorted(second.table_names()) == schema
     applied = [m.name for m in MIGRATIONS.applied(second)]
-    names = ["0001_evidence_schema", "0002_audit_log_append_only", "0003_announcement_failure"]
+    names = [
+        "0001_evidence_schema",
+        "0002_audit_log_append_only",
+        "0003_announcement_failure",
+        "0004_pauses_end_with_their_recording",
+    ]
     assert applied == names
     rows = second.execute("SELECT migration_set, name FROM _sqlite_migrations ORDER BY id").fetchall()
     assert rows == [(MIGRATION_SET, name) for name in names]
@@ -561,6 +567,46 @@ def test_an_older_database_gains_the_failure_column_and_keeps_its_rows(tmp_path:
     upgraded.close()
 
 
+def test_an_older_database_ends_the_pauses_its_finished_recordings_ended_in(tmp_path: Path) -> None:
+    # Before 0004 a pause was stored only when it ended, without an end when its recording ended
+    # during it; now no end means the pause still lasts, so those rows end with their recording.
+    path = tmp_path / "evidence.db"
+    older = Database(path)
+    MIGRATIONS.apply(older, stop_before="0004_pauses_end_with_their_recording")
+    older.execute(
+        "INSERT INTO calls (id, direction, calling, called, local_line, setup_at) "
+        "VALUES ('c', 'inbound', '1', '2', '2', '2026-03-01T23:30:00.000000+00:00')"
+    )
+    for rid, state, finished in (
+        ("r-done", "complete", "'2026-03-01T23:31:00.000000+00:00'"),
+        ("r-running", "recording", "NULL"),  # left open by a crash: recovery will end it
+    ):
+        older.execute(
+            "INSERT INTO recordings (id, call_id, file_name, key_id, first_frame_at, state, started_at, "
+            f"finished_at) VALUES ('{rid}', 'c', '{rid}.chrec', 'k', '2026-03-01T23:30:10.000000+00:00', "
+            f"'{state}', '2026-03-01T23:30:10.000000+00:00', {finished})"
+        )
+    for rid, started, ended in (
+        ("r-done", "23:30:20", "'2026-03-01T23:30:30.000000+00:00'"),
+        ("r-done", "23:30:50", "NULL"),
+        ("r-running", "23:30:20", "NULL"),
+    ):
+        older.execute(
+            f"INSERT INTO pauses VALUES ('{rid}', 'hold', '2026-03-01T{started}.000000+00:00', {ended})"
+        )
+    older.conn.commit()
+    older.close()
+    upgraded = open_writer(path)
+    assert upgraded.execute(
+        "SELECT recording_id, started_at, ended_at FROM pauses ORDER BY rowid"
+    ).fetchall() == [
+        ("r-done", "2026-03-01T23:30:20.000000+00:00", "2026-03-01T23:30:30.000000+00:00"),
+        ("r-done", "2026-03-01T23:30:50.000000+00:00", "2026-03-01T23:31:00.000000+00:00"),
+        ("r-running", "2026-03-01T23:30:20.000000+00:00", None),
+    ]
+    upgraded.close()
+
+
 def test_an_announcement_cannot_end_before_it_started() -> None:
     with pytest.raises(ValueError, match="ended_at"):
         AnnouncementEnd(leg_id="l", prompt_id="p", started_at=at(9), ended_at=at(1), complete=True)
@@ -607,6 +653,49 @@ def test_pause_needs_its_recording(store: EvidenceStore) -> None:
     pause = Pause(recording_id=RID, reason=PauseReason.HOLD, started_at=at(20), ended_at=at(30))
     with pytest.raises(InvariantError, match="which is not recorded"):
         store.write(pause)
+
+
+def pause_rows(store: EvidenceStore) -> list[tuple[str, str, str | None]]:
+    rows: list[tuple[str, str, str | None]] = store.submit_read(
+        lambda db: db.execute("SELECT reason, started_at, ended_at FROM pauses ORDER BY rowid").fetchall()
+    ).result()
+    return rows
+
+
+def test_a_pause_is_stored_as_it_starts_and_its_end_added(store: EvidenceStore) -> None:
+    prepared_call(store)
+    store.write(recording(10))
+    store.write(Pause(recording_id=RID, reason=PauseReason.PCI, started_at=at(20), ended_at=None))
+    assert pause_rows(store) == [("pci", to_db_time(at(20)), None)]
+    store.write(PauseEnd(recording_id=RID, started_at=at(20), ended_at=at(30)))
+    assert pause_rows(store) == [("pci", to_db_time(at(20)), to_db_time(at(30)))]
+    with pytest.raises(InvariantError, match="is not recorded or has already ended"):
+        store.write(PauseEnd(recording_id=RID, started_at=at(20), ended_at=at(31)))
+
+
+@pytest.mark.parametrize("state", [RecordingState.COMPLETE, RecordingState.TRUNCATED])
+@pytest.mark.parametrize(("paused_at", "ended_at"), [(40, 50), (55, 55)], ids=["within", "after its audio"])
+def test_a_pause_that_lasts_until_its_recording_ends_ends_with_it(
+    store: EvidenceStore, state: RecordingState, paused_at: float, ended_at: float
+) -> None:
+    # A pause that began after the last kept audio (a crash cut the recording back) ends as it began.
+    prepared_call(store)
+    store.write(recording(10))
+    store.write(Pause(recording_id=RID, reason=PauseReason.HOLD, started_at=at(20), ended_at=at(30)))
+    store.write(Pause(recording_id=RID, reason=PauseReason.API, started_at=at(paused_at), ended_at=None))
+    end = RecordingEnd(recording_id=RID, finished_at=at(50), audio_sha256="", size_bytes=1, duration_ms=40000)
+    record = (
+        store.record_recording_finished
+        if state is RecordingState.COMPLETE
+        else store.record_recording_truncated
+    )
+    record(end).result()
+    assert pause_rows(store) == [
+        ("hold", to_db_time(at(20)), to_db_time(at(30))),
+        ("api", to_db_time(at(paused_at)), to_db_time(at(ended_at))),
+    ]
+    kinds = [(e.kind, e.at) for e in store.call_timeline(CALL) if e.at >= at(paused_at)]
+    assert kinds[:2] == [(TimelineKind.PAUSE_START, at(paused_at)), (TimelineKind.PAUSE_END, at(ended_at))]
 
 
 def test_call_started_is_all_or_nothing(store: EvidenceStore) -> None:
