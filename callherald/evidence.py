@@ -13,7 +13,8 @@ of the plaintext (the decrypted audio, interleaved s16le) is kept in the record 
 ``audio_sha256``, so an export can prove it decrypted exactly what was recorded.
 
 On a full disk (`StorageFullError`, or less than ``min_free_mb`` free before a new recording) the
-recording stops where its last sealed segment ends, the call goes on, and new recordings are
+recording stops where its last sealed segment ends (its record ends there, reason ``disk full``,
+and the evidence log says ``recording_cut_off``), the call goes on, and new recordings are
 refused until space returns (``min_free_mb``, and after a full disk at least
 ``RESUME_FREE_BYTES``); the error is logged. Evidence the database cannot take while the disk is
 full is held in memory, in order, and written when space returns (``hold_when_full``); no new
@@ -29,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import json
 import logging
 import shutil
 import time
@@ -70,6 +72,7 @@ __all__ = [
 ]
 
 _LOG = logging.getLogger("callherald.storage")
+_EVIDENCE_LOG = logging.getLogger("callherald.evidence")
 AUDIO_FORMAT = AudioFormat(codec="pcm_s16le", sample_rate_hz=8000, channels=2, sample_width_bytes=2)
 WIDEBAND_AUDIO_FORMAT = AudioFormat(codec="pcm_s16le", sample_rate_hz=16000, channels=2, sample_width_bytes=2)
 SEGMENT_MS = 1000
@@ -111,10 +114,15 @@ class _Recording:
         self.started = started
         self.writer: SegmentWriter | None = None
         self.failed = False
+        self.cut_off: str | None = None  # why writing stopped before the recording ended
         self.sha256 = hashlib.sha256()
         self.pcm_bytes = 0
         self.audio_format = AUDIO_FORMAT
         self.pause_started: dt.datetime | None = None
+
+    def audio_end(self) -> dt.datetime:
+        """Where the audio written so far ends (the first frame plus its duration)."""
+        return self.started + dt.timedelta(seconds=self.audio_format.duration_s(self.pcm_bytes))
 
 
 class _Handle:
@@ -148,7 +156,7 @@ class _Handle:
         recording = self._recording
         recording.pause_started = None  # the recording's end ends the pause (``store.Pause``)
         finished = self._owner.utc(at)
-        self._owner._submit_file(lambda: self._owner._close_recording(recording, finished))
+        self._owner._submit_file(lambda: self._owner._close_recording(recording, finished, reason))
 
 
 class StorageRecords:
@@ -482,6 +490,7 @@ class StorageRecords:
                 audio_sha256=recording.sha256.hexdigest(),
                 size_bytes=0,
                 duration_ms=0,
+                end_reason=f"file not created: {error}",
             )
             self._store_end(empty, final=False)
 
@@ -493,28 +502,36 @@ class StorageRecords:
             writer.write_segment(pcm)
         except StorageFullError as error:
             recording.failed = True
+            recording.cut_off = "disk full"
             self.disk_full = True
             _LOG.error(
                 "[%s] disk full, recording stopped at its last sealed segment: %s", recording.call_ref, error
             )
+            _log_cut_off(recording)
             return
         except StorageError as error:
             recording.failed = True
+            recording.cut_off = f"write failed: {error}"
             _LOG.error("[%s] recording stopped: %s", recording.call_ref, error)
+            _log_cut_off(recording)
             return
         recording.sha256.update(pcm)
         recording.pcm_bytes += len(pcm)
 
-    def _close_recording(self, recording: _Recording, finished: dt.datetime) -> None:
+    def _close_recording(self, recording: _Recording, finished: dt.datetime, reason: str) -> None:
         writer = recording.writer
         if writer is None:
             return
         final = not recording.failed
+        if recording.cut_off is not None:
+            # The audio ends where writing stopped (its last sealed segment), not where the call did.
+            reason, finished = recording.cut_off, recording.audio_end()
         try:
             summary = writer.close(final=final)
         except StorageError as error:
             _LOG.error("[%s] closing the recording failed: %s", recording.call_ref, error)
             final = False
+            reason = f"closing failed: {error}"
             summary = writer.close(final=False)
         end = store.RecordingEnd(
             recording_id=recording.recording_id,
@@ -522,6 +539,7 @@ class StorageRecords:
             audio_sha256=recording.sha256.hexdigest(),
             size_bytes=summary.file_bytes,
             duration_ms=round(recording.audio_format.duration_s(recording.pcm_bytes) * 1000),
+            end_reason=reason,
         )
         self._store_end(end, final=final)
 
@@ -601,6 +619,7 @@ def recover_open_recordings(layout: DataLayout, evidence: store.EvidenceStore) -
             audio_sha256="",
             size_bytes=size,
             duration_ms=duration_ms,
+            end_reason="interrupted",
         )
         evidence.record_recording_truncated(end).result()
         ends[record.call_id] = max(end.finished_at, ends.get(record.call_id, end.finished_at))
@@ -669,6 +688,18 @@ def _run_in_order(jobs: list[Callable[[], None]]) -> None:
             job()
         except Exception:
             _LOG.exception("recording file work failed")
+
+
+def _log_cut_off(recording: _Recording) -> None:
+    """The evidence log's line for a recording that storage stopped before the proxy did."""
+    record = {
+        "call": recording.call_ref,
+        "event": "recording_cut_off",
+        "recording": str(recording.recording_id),
+        "reason": recording.cut_off,
+        "at": recording.audio_end().isoformat(timespec="milliseconds"),
+    }
+    _EVIDENCE_LOG.info("%s", json.dumps(record, sort_keys=True))
 
 
 def _log_failure(done: Future[Any], what: str) -> None:

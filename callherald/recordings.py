@@ -260,6 +260,7 @@ def _facts(record: RecordingRecord) -> str:
         ("started (UTC)", _precise_time(record.started_at)),
         ("first frame (UTC)", _precise_time(record.first_frame_at)),
         ("finished (UTC)", "-" if record.finished_at is None else _precise_time(record.finished_at)),
+        ("end reason", record.end_reason or "-"),
         ("duration", _duration(record.duration_ms)),
         (
             "size",
@@ -324,8 +325,9 @@ def _event_details(event: TimelineEvent) -> str:
         case TimelineKind.PAUSE_START | TimelineKind.PAUSE_END:
             return f"reason {detail['reason']}"
         case TimelineKind.RECORDING_END:
+            reason = f" ({detail['end_reason']})" if detail.get("end_reason") else ""
             return (
-                f"{detail['state']}, {_duration(detail.get('duration_ms'))}, "
+                f"{detail['state']}{reason}, {_duration(detail.get('duration_ms'))}, "
                 f"{_size(detail.get('size_bytes'))}, sha256 {detail.get('audio_sha256') or '-'}"
             )
         case TimelineKind.CALL_END:

@@ -302,3 +302,9 @@ def _pauses_end_with_their_recording(db: Database) -> None:
         ") WHERE ended_at IS NULL AND EXISTS ("
         "SELECT 1 FROM recordings r WHERE r.id = pauses.recording_id AND r.finished_at IS NOT NULL)"
     )
+
+
+@MIGRATIONS(name="0005_recording_end_reason")
+def _recording_end_reason(db: Database) -> None:
+    # Why a recording ended (the call ended, ``disk full``, ``interrupted``); NULL on older rows.
+    db.execute("ALTER TABLE recordings ADD COLUMN end_reason TEXT")

@@ -332,13 +332,15 @@ class RecordingStarted:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RecordingEnd:
-    """Storage facts when a recording is closed (finished or truncated)."""
+    """Storage facts when a recording is closed (finished or truncated): ``finished_at`` is when its
+    audio ends, ``end_reason`` why (the call ended, consent withdrawn, ``disk full``, ...)."""
 
     recording_id: uuid.UUID
     finished_at: dt.datetime
     audio_sha256: str
     size_bytes: int
     duration_ms: int
+    end_reason: str
 
     def __post_init__(self) -> None:
         _aware("finished_at", self.finished_at)
@@ -432,6 +434,8 @@ class RecordingRecord:
     audio_sha256: str | None
     size_bytes: int | None
     duration_ms: int | None
+    end_reason: str | None
+    """None while it runs (and on rows stored before reasons were)."""
     direction: Direction
     calling: str
     called: str
@@ -724,13 +728,14 @@ def _write_recording_started(db: Database, item: RecordingStarted) -> None:
 def _write_recording_end(db: Database, item: RecordingEnd, state: RecordingState) -> None:
     cursor = db.execute(
         "UPDATE recordings SET state = ?, finished_at = ?, audio_sha256 = ?, size_bytes = ?, "
-        "duration_ms = ? WHERE id = ? AND state = 'recording'",
+        "duration_ms = ?, end_reason = ? WHERE id = ? AND state = 'recording'",
         [
             state.value,
             to_db_time(item.finished_at),
             item.audio_sha256,
             item.size_bytes,
             item.duration_ms,
+            item.end_reason,
             str(item.recording_id),
         ],
     )
@@ -930,6 +935,7 @@ def _read_timeline(db: Database, call_id: str) -> list[TimelineEvent]:
                         "audio_sha256": row["audio_sha256"],
                         "size_bytes": row["size_bytes"],
                         "duration_ms": row["duration_ms"],
+                        "end_reason": row["end_reason"],
                     },
                 )
             )
@@ -1032,6 +1038,7 @@ def _read_recordings(
             audio_sha256=row["audio_sha256"],
             size_bytes=row["size_bytes"],
             duration_ms=row["duration_ms"],
+            end_reason=row["end_reason"],
             direction=Direction(row["direction"]),
             calling=row["calling"],
             called=row["called"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import json
 import logging
 import stat
 import time
@@ -465,6 +466,7 @@ def test_a_whole_recorded_call_is_stored_and_decrypts_to_the_audio_written(
     assert recording.state is RecordingState.COMPLETE
     assert recording.started_at == recording.first_frame_at == ran.utc(16)
     assert recording.finished_at == ran.utc(20)
+    assert recording.end_reason == "ended"
     assert recording.duration_ms == 4000
     assert recording.key_id == key_id(reviewer.public_key())
     assert recording.size_bytes == (layout.recordings_dir / recording.file_name).stat().st_size
@@ -1081,12 +1083,23 @@ def test_a_full_disk_mid_recording_keeps_the_sealed_segments(
     assert recording.audio_sha256 == hashlib.sha256(kept).hexdigest()
     path = layout.recordings_dir / recording.file_name
     assert recording.size_bytes == path.stat().st_size
+    # The recording ends where writing stopped, and says why; the call goes on to its own end.
+    assert (recording.finished_at, recording.end_reason) == (ran.utc(10 + fail_at), "disk full")
+    (end,) = [e for e in timeline if e.kind is TimelineKind.RECORDING_END]
+    assert (end.at, end.detail["end_reason"]) == (ran.utc(10 + fail_at), "disk full")
     assert [(e.kind, e.at) for e in timeline if e.at >= ran.utc(15.5)] == [
         (TimelineKind.DTMF, ran.utc(15.5)),
         (TimelineKind.LATER_EVENT, ran.utc(15.5)),
-        (TimelineKind.RECORDING_END, ran.utc(16)),
         (TimelineKind.CALL_END, ran.utc(17)),
     ]
+    (cut_off,) = [json.loads(r.getMessage()) for r in caplog.records if r.name == "callherald.evidence"]
+    assert cut_off == {
+        "call": CALL,
+        "event": "recording_cut_off",
+        "recording": str(recording.recording_id),
+        "reason": "disk full",
+        "at": ran.utc(10 + fail_at).isoformat(timespec="milliseconds"),
+    }
     assert read_audio(layout, recording, reviewer, allow_truncated=True) == kept
     with pytest.raises(TruncatedRecordingError):
         read_audio(layout, recording, reviewer, allow_truncated=False)
@@ -1166,6 +1179,7 @@ def test_recovery_closes_what_a_crash_left_open(
     assert recording.size_bytes == len(intact)
     assert recording.audio_sha256 == ""  # the proxy holds no private key: it cannot hash the plaintext
     assert recording.finished_at == ran.utc(13)  # first frame + the audio kept
+    assert recording.end_reason == "interrupted"
     assert (call_1.ended_at, call_1.end_reason) == (ran.utc(13), "interrupted")
     assert (call_2.ended_at, call_2.end_reason) == (setup_2, "interrupted")
     assert timeline[-1].kind is TimelineKind.CALL_END

@@ -236,6 +236,7 @@ def record_call(
         audio_sha256=sha256 or audio_sha256(call.seconds),
         size_bytes=summary.file_bytes,
         duration_ms=round(summary.duration_s * 1000),
+        end_reason="ended" if call.final else "interrupted",
     )
     if call.final:
         store.record_recording_finished(end).result()
@@ -321,6 +322,7 @@ def test_list_json_carries_every_field(data: DataDir, capsys: pytest.CaptureFixt
         "audio_sha256": audio_sha256(COMPLETE_SECONDS),
         "size_bytes": summary.file_bytes,
         "duration_ms": 3000,
+        "end_reason": "ended",
         "direction": "inbound",
         "calling": "+31201234567",
         "called": "+31307654321",
@@ -471,6 +473,7 @@ def test_show_prints_facts_and_a_timeline_table(data: DataDir, capsys: pytest.Ca
     facts, timeline = out.split("\n\n", 1)
     assert f"recording:          {COMPLETE_ID}" in facts
     assert "state:              complete" in facts
+    assert "end reason:         ended" in facts
     assert f"audio sha256:       {audio_sha256(COMPLETE_SECONDS)}" in facts
     lines = timeline.splitlines()
     assert lines[0] == "timeline of call call-a:"
@@ -486,6 +489,7 @@ def test_show_prints_facts_and_a_timeline_table(data: DataDir, capsys: pytest.Ca
     assert "1 via rfc4733" in lines[5]
     assert "granted for purpose training" in lines[6]
     assert "reason hold" in lines[9]
+    assert "complete (ended), 0:00:03" in lines[11]
     assert "access by dpo: request art15-7" in lines[13]
 
 

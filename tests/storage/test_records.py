@@ -197,6 +197,7 @@ def test_migrations_are_tracked_and_idempotent(tmp_path: Path) -> None:
         "0002_audit_log_append_only",
         "0003_announcement_failure",
         "0004_pauses_end_with_their_recording",
+        "0005_recording_end_reason",
     ]
     assert applied == names
     rows = second.execute("SELECT migration_set, name FROM _sqlite_migrations ORDER BY id").fetchall()
@@ -607,6 +608,32 @@ def test_an_older_database_ends_the_pauses_its_finished_recordings_ended_in(tmp_
     upgraded.close()
 
 
+def test_an_older_database_gains_the_recording_end_reason_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "evidence.db"
+    older = Database(path)
+    MIGRATIONS.apply(older, stop_before="0005_recording_end_reason")
+    older.execute(
+        "INSERT INTO calls (id, direction, calling, called, local_line, setup_at) "
+        "VALUES ('c', 'inbound', '1', '2', '2', '2026-03-01T23:30:00.000000+00:00')"
+    )
+    older.execute(
+        "INSERT INTO recordings (id, call_id, file_name, key_id, first_frame_at, state, started_at, "
+        f"finished_at, duration_ms) VALUES ('{RID}', 'c', 'r.chrec', 'k', "
+        "'2026-03-01T23:30:10.000000+00:00', 'complete', '2026-03-01T23:30:10.000000+00:00', "
+        "'2026-03-01T23:31:00.000000+00:00', 50000)"
+    )
+    older.conn.commit()
+    older.close()
+    with EvidenceStore(path) as store:
+        (row,) = store.recordings_list()
+    assert (row.recording_id, row.state, row.duration_ms, row.end_reason) == (
+        RID,
+        RecordingState.COMPLETE,
+        50000,
+        None,
+    )
+
+
 def test_an_announcement_cannot_end_before_it_started() -> None:
     with pytest.raises(ValueError, match="ended_at"):
         AnnouncementEnd(leg_id="l", prompt_id="p", started_at=at(9), ended_at=at(1), complete=True)
@@ -623,16 +650,29 @@ def test_recording_life_cycle(store: EvidenceStore) -> None:
         None,
     )
     end = RecordingEnd(
-        recording_id=RID, finished_at=at(70), audio_sha256=SHA, size_bytes=1234, duration_ms=60000
+        recording_id=RID,
+        finished_at=at(70),
+        audio_sha256=SHA,
+        size_bytes=1234,
+        duration_ms=60000,
+        end_reason="ended",
     )
     store.record_recording_finished(end).result()
     (row,) = store.recordings_list()
-    assert (row.state, row.finished_at, row.audio_sha256, row.size_bytes, row.duration_ms) == (
+    assert (
+        row.state,
+        row.finished_at,
+        row.audio_sha256,
+        row.size_bytes,
+        row.duration_ms,
+        row.end_reason,
+    ) == (
         RecordingState.COMPLETE,
         at(70),
         SHA,
         1234,
         60000,
+        "ended",
     )
     with pytest.raises(InvariantError, match="is not recorded or not running"):
         store.record_recording_truncated(end).result()
@@ -642,7 +682,12 @@ def test_truncated_recording(store: EvidenceStore) -> None:
     prepared_call(store)
     store.write(recording(10))
     end = RecordingEnd(
-        recording_id=RID, finished_at=at(20), audio_sha256=SHA, size_bytes=10, duration_ms=9000
+        recording_id=RID,
+        finished_at=at(20),
+        audio_sha256=SHA,
+        size_bytes=10,
+        duration_ms=9000,
+        end_reason="ended",
     )
     store.record_recording_truncated(end).result()
     assert [r.state for r in store.recordings_list()] == [RecordingState.TRUNCATED]
@@ -683,7 +728,14 @@ def test_a_pause_that_lasts_until_its_recording_ends_ends_with_it(
     store.write(recording(10))
     store.write(Pause(recording_id=RID, reason=PauseReason.HOLD, started_at=at(20), ended_at=at(30)))
     store.write(Pause(recording_id=RID, reason=PauseReason.API, started_at=at(paused_at), ended_at=None))
-    end = RecordingEnd(recording_id=RID, finished_at=at(50), audio_sha256="", size_bytes=1, duration_ms=40000)
+    end = RecordingEnd(
+        recording_id=RID,
+        finished_at=at(50),
+        audio_sha256="",
+        size_bytes=1,
+        duration_ms=40000,
+        end_reason="ended",
+    )
     record = (
         store.record_recording_finished
         if state is RecordingState.COMPLETE
@@ -756,7 +808,12 @@ def test_recordings_list_filters(store: EvidenceStore) -> None:
         store.write(recording(10 + 100 * index, rid=rid, call_id=call_id))
     store.record_recording_finished(
         RecordingEnd(
-            recording_id=uuid.UUID(int=1), finished_at=at(50), audio_sha256=SHA, size_bytes=1, duration_ms=1
+            recording_id=uuid.UUID(int=1),
+            finished_at=at(50),
+            audio_sha256=SHA,
+            size_bytes=1,
+            duration_ms=1,
+            end_reason="ended",
         )
     ).result()
 
@@ -789,7 +846,14 @@ def test_call_timeline_is_in_time_order(store: EvidenceStore) -> None:
     store.write(Pause(recording_id=RID, reason=PauseReason.HOLD, started_at=at(20), ended_at=at(30)))
     store.write(DtmfEvent(leg_id=f"{CALL}-out", digit="4", mechanism="rfc4733", at=at(45), counted=False))
     store.record_recording_finished(
-        RecordingEnd(recording_id=RID, finished_at=at(60), audio_sha256=SHA, size_bytes=9, duration_ms=47000)
+        RecordingEnd(
+            recording_id=RID,
+            finished_at=at(60),
+            audio_sha256=SHA,
+            size_bytes=9,
+            duration_ms=47000,
+            end_reason="ended",
+        )
     ).result()
     store.submit(CallEnded(call_id=CALL, ended_at=at(60), end_reason="bye from outside")).result()
     store.submit(
@@ -831,6 +895,7 @@ def test_call_timeline_is_in_time_order(store: EvidenceStore) -> None:
         "audio_sha256": SHA,
         "size_bytes": 9,
         "duration_ms": 47000,
+        "end_reason": "ended",
     }
     assert timeline[16].detail == {"kind": "access", "actor": "dpo", "request": "dsar-17"}
     assert all(e.at.tzinfo is dt.UTC for e in timeline)

@@ -95,7 +95,12 @@ def test_a_held_recording_end_marks_the_recording_once_written(tmp_path: Path) -
         cap_growth(store, full=True)
         fill(store)
         end = RecordingEnd(
-            recording_id=RID, finished_at=at(13), audio_sha256="0" * 64, size_bytes=10, duration_ms=3000
+            recording_id=RID,
+            finished_at=at(13),
+            audio_sha256="0" * 64,
+            size_bytes=10,
+            duration_ms=3000,
+            end_reason="disk full",
         )
         ended = store.record_recording_truncated(end, hold_when_full=True)
         assert not ended.done()
