@@ -224,6 +224,18 @@ class LoggingRecordSink:
                 {"call": effect.call_ref, "event": "recording_stopped", "reason": effect.reason, "at": now}
             )
 
+    def not_recorded(self, effect: StartRecording, reason: str, at: float) -> None:
+        self._write(
+            {
+                "call": effect.call_ref,
+                "event": "not_recorded",
+                "purposes": list(effect.purposes),
+                "policy": effect.policy,
+                "reason": reason,
+                "at": _utc(at),
+            }
+        )
+
     def call_ended(self, effect: CallEnded) -> None:
         self._write({"call": effect.call_ref, "event": "call_ended", "reason": effect.reason})
 

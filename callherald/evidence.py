@@ -1,10 +1,11 @@
 """The proxy's call facts and recordings, written to encrypted storage and the evidence database.
 
 `StorageRecords` is both ports the proxy defines for this: ``CallRecordSink`` (call set-up and
-end, announcements, digits, consent decisions, recording start and stop) and ``RecordingSink``
-(the audio). Evidence rows go to the `EvidenceStore`'s writer thread; audio goes to one file
-thread of our own, which seals each one-second block into the recording's `SegmentWriter`, so
-neither SQLite nor encryption ever runs on the event loop.
+end, announcements, digits, consent decisions, recording start and stop, a recording that could
+not start and why) and ``RecordingSink`` (the audio; ``open`` raises ``RecordingUnavailableError``
+saying why no recording can start). Evidence rows go to the `EvidenceStore`'s writer thread;
+audio goes to one file thread of our own, which seals each one-second block into the recording's
+`SegmentWriter`, so neither SQLite nor encryption ever runs on the event loop.
 
 Times: the proxy reports the event loop's clock; they become UTC wall-clock times here.
 
@@ -43,7 +44,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from callherald.layout import DataLayout
-from proxy.aio.recording import RecordingHandle
+from proxy.aio.recording import RecordingHandle, RecordingUnavailableError
 from proxy.aio.service import CallRecordSink
 from proxy.b2bua import consent
 from proxy.b2bua.effects import (
@@ -372,19 +373,27 @@ class StorageRecords:
         return f"{call_ref}:{leg}"
 
     def recording(self, effect: StartRecording | StopRecording | PauseRecording | ResumeRecording) -> None:
-        """Purposes are written when recording starts; the audio and pauses come through ``open``."""
-        if not isinstance(effect, StartRecording):
+        """Nothing to store: the purposes went in as the recording opened, the audio and pauses
+        come through its handle."""
+
+    def not_recorded(self, effect: StartRecording, reason: str, at: float) -> None:
+        """The call's purposes, and that no recording could start for them, and why."""
+        if effect.call_ref not in self._calls:
             return
-        state = self._calls.get(effect.call_ref)
+        self._write_purposes(effect.call_ref, effect.purposes)
+        self._submit(store.NotRecorded(call_id=effect.call_ref, at=self.utc(at), reason=reason))
+
+    def _write_purposes(self, call_ref: str, purposes: tuple[str, ...]) -> None:
+        state = self._calls.get(call_ref)
         if state is None:
             return
-        new = [p for p in effect.purposes if p not in state.purposes_written and p in self.purposes]
+        new = [p for p in purposes if p not in state.purposes_written and p in self.purposes]
         if not new:
             return
         state.purposes_written.update(new)
         self._submit(
             store.CallPurposes(
-                call_id=effect.call_ref,
+                call_id=call_ref,
                 purposes=tuple(
                     store.Purpose(
                         purpose_id=purpose_id,
@@ -408,11 +417,17 @@ class StorageRecords:
         outside_leg: MediaLeg,
         started_at: float,
         sample_rate_hz: int = 8000,
-    ) -> RecordingHandle | None:
-        if not self.recording_enabled or not self.recipients:
-            return None
-        if not self._space_left():
-            return None
+    ) -> RecordingHandle:
+        """The purposes are written first: the recording's row needs them (and a call that cannot
+        be recorded keeps them, with ``not_recorded``)."""
+        self._write_purposes(call_ref, purposes)
+        if not self.recording_enabled:
+            raise RecordingUnavailableError("recording is switched off (recording.enabled)")
+        if not self.recipients:
+            raise RecordingUnavailableError("no recipient key to encrypt recordings to")
+        why_not = self._why_no_space()
+        if why_not is not None:
+            raise RecordingUnavailableError(why_not)
         recording = _Recording(self, call_ref, uuid.uuid4(), self.utc(started_at))
         recording.audio_format = WIDEBAND_AUDIO_FORMAT if sample_rate_hz == 16000 else AUDIO_FORMAT
         # The row is queued here, on the loop, so the store checks it against the evidence reported
@@ -430,34 +445,33 @@ class StorageRecords:
             )
         except StorageError as error:
             _LOG.error("[%s] recording not started: %s", call_ref, error)
-            return None
+            raise RecordingUnavailableError(f"the evidence record cannot take it: {error}") from error
         self._submit_file(lambda: self._open_file(recording, accepted))
         return _Handle(self, recording)
 
-    def _space_left(self) -> bool:
+    def _why_no_space(self) -> str | None:
+        """Why no new recording may start for lack of space; None when it may."""
         if self.store.held:
             if not self.disk_full:
                 _LOG.error("evidence is waiting for disk space: new calls are not recorded")
             self.disk_full = True
-            return False
+            return "disk full: evidence is waiting for disk space"
         try:
             free = shutil.disk_usage(self.layout.recordings_dir).free
         except OSError as error:
             _LOG.error("cannot read free space of %s: %s", self.layout.recordings_dir, error)
-            return False
-        if free < (max(self.min_free_bytes, RESUME_FREE_BYTES) if self.disk_full else self.min_free_bytes):
+            return f"cannot read the free disk space: {error}"
+        needed = max(self.min_free_bytes, RESUME_FREE_BYTES) if self.disk_full else self.min_free_bytes
+        if free < needed:
+            why = f"disk nearly full ({free // (1024 * 1024)} MB free, {needed // (1024 * 1024)} MB needed)"
             if not self.disk_full:
-                _LOG.error(
-                    "disk nearly full (%d MB free, %d MB needed): new calls are not recorded",
-                    free // (1024 * 1024),
-                    self.min_free_bytes // (1024 * 1024),
-                )
+                _LOG.error("%s: new calls are not recorded", why)
             self.disk_full = True
-            return False
+            return why
         if self.disk_full:
             _LOG.warning("disk space is back: recording again")
         self.disk_full = False
-        return True
+        return None
 
     # File thread -----------------------------------------------------------------------------
 
@@ -653,6 +667,10 @@ class RecordSinks:
     def recording(self, effect: StartRecording | StopRecording | PauseRecording | ResumeRecording) -> None:
         for sink in self._sinks:
             sink.recording(effect)
+
+    def not_recorded(self, effect: StartRecording, reason: str, at: float) -> None:
+        for sink in self._sinks:
+            sink.not_recorded(effect, reason, at)
 
     def call_ended(self, effect: CallEnded) -> None:
         for sink in self._sinks:

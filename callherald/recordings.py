@@ -280,6 +280,7 @@ _EVENT_LABELS = {
     TimelineKind.ANNOUNCEMENT_END: "announcement end",
     TimelineKind.DTMF: "digit",
     TimelineKind.CONSENT: "consent",
+    TimelineKind.NOT_RECORDED: "not recorded",
     TimelineKind.RECORDING_START: "recording start",
     TimelineKind.FIRST_FRAME: "first frame",
     TimelineKind.PAUSE_START: "pause start",
@@ -322,7 +323,7 @@ def _event_details(event: TimelineEvent) -> str:
             )
         case TimelineKind.RECORDING_START:
             return f"file {detail['file_name']}, key id {detail['key_id']}"
-        case TimelineKind.PAUSE_START | TimelineKind.PAUSE_END:
+        case TimelineKind.PAUSE_START | TimelineKind.PAUSE_END | TimelineKind.NOT_RECORDED:
             return f"reason {detail['reason']}"
         case TimelineKind.RECORDING_END:
             reason = f" ({detail['end_reason']})" if detail.get("end_reason") else ""

@@ -308,3 +308,18 @@ def _pauses_end_with_their_recording(db: Database) -> None:
 def _recording_end_reason(db: Database) -> None:
     # Why a recording ended (the call ended, ``disk full``, ``interrupted``); NULL on older rows.
     db.execute("ALTER TABLE recordings ADD COLUMN end_reason TEXT")
+
+
+@MIGRATIONS(name="0006_not_recorded")
+def _not_recorded(db: Database) -> None:
+    # A call that was to be recorded but could not be (a full disk, recording switched off), and why.
+    db.execute(
+        """
+        CREATE TABLE not_recorded (
+            call_id TEXT NOT NULL REFERENCES calls (id),
+            at TEXT NOT NULL,
+            reason TEXT NOT NULL
+        ) STRICT
+        """
+    )
+    db.execute("CREATE INDEX not_recorded_call_id ON not_recorded (call_id)")

@@ -75,6 +75,7 @@ __all__ = [
     "Leg",
     "LegRole",
     "NotFoundError",
+    "NotRecorded",
     "Pause",
     "PauseEnd",
     "PauseReason",
@@ -381,6 +382,19 @@ class PauseEnd:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class NotRecorded:
+    """The call was to be recorded from ``at`` (its notice and consent allowed it) but no recording
+    could start, for ``reason`` (a full disk, recording switched off, ...)."""
+
+    call_id: str
+    at: dt.datetime
+    reason: str
+
+    def __post_init__(self) -> None:
+        _aware("at", self.at)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LaterEvent:
     call_id: str
     kind: LaterEventKind
@@ -404,6 +418,7 @@ EvidenceRecord = (
     | RecordingStarted
     | Pause
     | PauseEnd
+    | NotRecorded
     | LaterEvent
 )
 
@@ -449,6 +464,7 @@ class TimelineKind(enum.StrEnum):
     ANNOUNCEMENT_END = "announcement_end"
     DTMF = "dtmf"
     CONSENT = "consent"
+    NOT_RECORDED = "not_recorded"
     RECORDING_START = "recording_start"
     FIRST_FRAME = "first_frame"
     PAUSE_START = "pause_start"
@@ -776,6 +792,11 @@ def _write_pause_end(db: Database, item: PauseEnd) -> None:
         )
 
 
+def _write_not_recorded(db: Database, item: NotRecorded) -> None:
+    _call_setup(db, item.call_id)
+    _insert(db, "not_recorded", {"call_id": item.call_id, "at": to_db_time(item.at), "reason": item.reason})
+
+
 def _write_later_event(db: Database, item: LaterEvent) -> None:
     _call_setup(db, item.call_id)
     _insert(
@@ -803,6 +824,7 @@ _WRITERS: dict[type, Callable[[Database, Any], None]] = {
     RecordingStarted: _write_recording_started,
     Pause: _write_pause,
     PauseEnd: _write_pause_end,
+    NotRecorded: _write_not_recorded,
     LaterEvent: _write_later_event,
 }
 
@@ -907,6 +929,12 @@ def _read_timeline(db: Database, call_id: str) -> list[TimelineEvent]:
                     "decision": row["decision"],
                     "mechanism": row["mechanism"],
                 },
+            )
+        )
+    for row in db.query("SELECT * FROM not_recorded WHERE call_id = ? ORDER BY rowid", [call_id]):
+        events.append(
+            TimelineEvent(
+                at=from_db_time(row["at"]), kind=TimelineKind.NOT_RECORDED, detail={"reason": row["reason"]}
             )
         )
     for row in db.query("SELECT * FROM recordings WHERE call_id = ? ORDER BY rowid", [call_id]):

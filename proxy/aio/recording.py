@@ -71,6 +71,7 @@ __all__ = [
     "FlushSlots",
     "RecordingHandle",
     "RecordingSink",
+    "RecordingUnavailableError",
     "flush_together",
     "recorder_format",
     "recording_sample_rate_hz",
@@ -105,9 +106,13 @@ class RecordingHandle(Protocol):
         """The recording ended at ``at``; everything written is complete."""
 
 
+class RecordingUnavailableError(Exception):
+    """No recording can start now; the message says why (a full disk, recording switched off)."""
+
+
 class RecordingSink(Protocol):
-    """Opens recordings; returns None when recording is impossible (storage full or failed) or
-    switched off (``recording_enabled`` false)."""
+    """Opens recordings; raises ``RecordingUnavailableError`` when recording is impossible (storage full
+    or failed) or switched off (``recording_enabled`` false)."""
 
     recording_enabled: bool
 
@@ -120,7 +125,7 @@ class RecordingSink(Protocol):
         outside_leg: MediaLeg,
         started_at: float,
         sample_rate_hz: int = 8000,
-    ) -> RecordingHandle | None:
+    ) -> RecordingHandle:
         """``sample_rate_hz``: 16000 when G.722 was negotiated, else 8000."""
         ...
 

@@ -17,7 +17,13 @@ from proxy.aio.announce import CallAnnouncements, InbandJudge, PromptSource
 from proxy.aio.control import PauseOutcome
 from proxy.aio.media import MediaRelay, RtpPortProbe
 from proxy.aio.playout import Playout, PlayoutResult, PlayoutScheduler
-from proxy.aio.recording import CallRecording, FlushSlots, RecordingSink, recording_sample_rate_hz
+from proxy.aio.recording import (
+    CallRecording,
+    FlushSlots,
+    RecordingSink,
+    RecordingUnavailableError,
+    recording_sample_rate_hz,
+)
 from proxy.aio.transport import Address, Transport, start_tcp, start_udp
 from proxy.b2bua.consent import DigitMechanism
 from proxy.b2bua.core import B2bua
@@ -68,9 +74,12 @@ class CallRecordSink(Protocol):
 
     def evidence(self, effect: Evidence, details: Mapping[str, str]) -> None: ...
 
-    def recording(
-        self, effect: StartRecording | StopRecording | PauseRecording | ResumeRecording
-    ) -> None: ...
+    def recording(self, effect: StartRecording | StopRecording | PauseRecording | ResumeRecording) -> None:
+        """A ``StartRecording`` comes once the recording runs, a ``StopRecording`` only for one
+        that ran; pauses as the core reports them."""
+
+    def not_recorded(self, effect: StartRecording, reason: str, at: float) -> None:
+        """The core started recording at ``at`` but no recording could start, for ``reason``."""
 
     def call_ended(self, effect: CallEnded) -> None: ...
 
@@ -279,19 +288,25 @@ class ProxyService:
                     self._records.evidence(effect, details)
                 else:
                     self._log.info("[%s] evidence %s %s", effect.call_ref, effect.leg, effect.event)
-            elif isinstance(effect, StartRecording | StopRecording | PauseRecording | ResumeRecording):
+            elif isinstance(effect, StartRecording):
+                # Reported once its outcome is known: a call that is not recorded is never said to be.
+                why_not = self._start_recording(effect)
+                if self._records is not None and why_not is None:
+                    self._records.recording(effect)
+                elif self._records is not None and why_not is not None:
+                    self._records.not_recorded(effect, why_not, self._now())
+            elif isinstance(effect, StopRecording):
+                if self._records is not None and effect.call_ref in self.recording:
+                    self._records.recording(effect)
+                self._stop_recording(effect.call_ref, effect.reason)
+            elif isinstance(effect, PauseRecording | ResumeRecording):
                 if self._records is not None:
                     self._records.recording(effect)
-                if isinstance(effect, StartRecording):
-                    self._start_recording(effect)
-                elif isinstance(effect, StopRecording):
-                    self._stop_recording(effect.call_ref, effect.reason)
-                else:
-                    recording = self.recording.get(effect.call_ref)
-                    if recording is not None and isinstance(effect, PauseRecording):
-                        recording.pause(effect.reason, self._now())
-                    elif recording is not None:
-                        recording.resume(effect.reason, self._now())
+                recording = self.recording.get(effect.call_ref)
+                if recording is not None and isinstance(effect, PauseRecording):
+                    recording.pause(effect.reason, self._now())
+                elif recording is not None:
+                    recording.resume(effect.reason, self._now())
             elif isinstance(effect, LogEvent):
                 prefix = f"[{effect.call_ref}] " if effect.call_ref else ""
                 self._log.log(_LEVELS.get(effect.level, logging.INFO), "%s%s", prefix, effect.text)
@@ -430,20 +445,24 @@ class ProxyService:
 
             protocol.inbound = fan_out
 
-    def _start_recording(self, effect: StartRecording) -> None:
+    def _start_recording(self, effect: StartRecording) -> str | None:
+        """Start recording the call; None when it runs, else why it cannot."""
         beep = self._beeps.pop(effect.call_ref, None)
-        if not self._open_recording(effect) and beep is not None:
+        why_not = self._open_recording(effect)
+        if why_not is not None and beep is not None:
             beep.finished.cancel()  # no beep for a call that is not being recorded
+        return why_not
 
-    def _open_recording(self, effect: StartRecording) -> bool:
-        """Start recording the call; False when it cannot be (or recording is switched off)."""
+    def _open_recording(self, effect: StartRecording) -> str | None:
         call_ref = effect.call_ref
         session = self.media.sessions.get(call_ref)
-        if self._recordings is None or session is None or self._loop is None:
-            return False
+        if self._recordings is None or self._loop is None:
+            return "no recording storage"
+        if session is None:
+            return "the call has no media session"
         if not self._recordings.recording_enabled:
             self._log.info("[%s] not recorded: recording is switched off (recording.enabled)", call_ref)
-            return False
+            return "recording is switched off (recording.enabled)"
         self._stop_recording(call_ref, "restarted")
         try:
             handle = self._recordings.open(
@@ -454,12 +473,12 @@ class ProxyService:
                 started_at=self._now(),
                 sample_rate_hz=recording_sample_rate_hz(effect.media),
             )
-        except Exception:
+        except RecordingUnavailableError as unavailable:
+            self._log.warning("[%s] not recorded: %s", call_ref, unavailable)
+            return str(unavailable)
+        except Exception as error:
             self._log.exception("[%s] recording could not be opened", call_ref)
-            return False
-        if handle is None:
-            self._log.warning("[%s] not recorded: storage unavailable (see earlier errors)", call_ref)
-            return False
+            return f"the recording could not be opened: {error}"
         recording = CallRecording(handle, outside_leg=effect.outside_leg, media=effect.media, loop=self._loop)
         recording.learn_aliases(self._payload_aliases.get(call_ref, {}).items())
         self.recording[call_ref] = recording
@@ -467,7 +486,7 @@ class ProxyService:
             session.rtp[leg].tap(recording.tapped(leg), self._loop.time)
         assert self._flush_slots is not None  # made in start(), as the loop is
         self._flush_slots.add(recording)
-        return True
+        return None
 
     def _learn_aliases(self, call_ref: str, aliases: tuple[tuple[int, int], ...]) -> None:
         if call_ref not in self.media.sessions:

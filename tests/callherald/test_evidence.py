@@ -35,7 +35,7 @@ from callherald.evidence import (
 )
 from callherald.layout import DataLayout
 from config import default_config
-from proxy.aio.recording import RecordingHandle
+from proxy.aio.recording import RecordingHandle, RecordingUnavailableError
 from proxy.b2bua import consent
 from proxy.b2bua.consent import DigitMechanism
 from proxy.b2bua.effects import (
@@ -126,7 +126,7 @@ class Said:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Record:
-    """The proxy executes ``StartRecording`` at ``at``: the purposes go to the record, then ``open``."""
+    """The proxy executes ``StartRecording`` at ``at``: ``open``, then the start or why not."""
 
     purposes: tuple[str, ...]
     at: float
@@ -218,14 +218,19 @@ def feed(
             start = StartRecording(
                 call_ref=call_ref, outside_leg=step.outside_leg, purposes=step.purposes, policy="default"
             )
-            records.recording(start)
-            handle = records.open(
-                call_ref,
-                purposes=start.purposes,
-                policy=start.policy,
-                outside_leg=start.outside_leg,
-                started_at=step.at,
-            )
+            try:
+                handle = records.open(
+                    call_ref,
+                    purposes=start.purposes,
+                    policy=start.policy,
+                    outside_leg=start.outside_leg,
+                    started_at=step.at,
+                )
+            except RecordingUnavailableError as unavailable:
+                handle = None
+                records.not_recorded(start, str(unavailable), step.at)
+            else:
+                records.recording(start)
             fed.opened.append(handle is not None)
             fed.written.append([])
         elif isinstance(step, Write):
@@ -268,6 +273,7 @@ def run(
     *,
     recipient: X25519PrivateKey,
     min_free_mb: int = 0,
+    recording_enabled: bool = True,
     disk: FakeDisk | None = None,
     more_calls: Sequence[tuple[str, Sequence[Step]]] = (),
 ) -> Ran:
@@ -280,6 +286,7 @@ def run(
             recipients=(recipient.public_key(),),
             purposes=PURPOSES,
             min_free_mb=min_free_mb,
+            recording_enabled=recording_enabled,
         )
         try:
             fed = feed(records, script, disk=disk)
@@ -944,6 +951,44 @@ def test_new_recordings_wait_for_free_space(
     assert len(list(layout.recordings_dir.iterdir())) == opened.count(True)
 
 
+@pytest.mark.parametrize(
+    ("free_mb", "recording_enabled", "reason"),
+    [
+        (10, True, "disk nearly full (10 MB free, 200 MB needed)"),
+        (5000, False, "recording is switched off (recording.enabled)"),
+    ],
+)
+def test_a_call_that_cannot_be_recorded_is_stored_as_not_recorded_and_why(
+    free_mb: int,
+    recording_enabled: bool,
+    reason: str,
+    layout: DataLayout,
+    reviewer: X25519PrivateKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    disk = FakeDisk(free_mb=free_mb)
+    monkeypatch.setattr("callherald.evidence.shutil.disk_usage", disk.usage)
+    script: list[Step] = [
+        Begin(),
+        *notice(end=6),
+        Record(purposes=("evidence",), at=at(10)),
+        Write(block=0),
+        Stop(reason="ended", at=at(11)),
+        End(reason="bye-from-a", at=at(12)),
+    ]
+    ran = run(
+        layout, script, recipient=reviewer, min_free_mb=200, recording_enabled=recording_enabled, disk=disk
+    )
+    assert ran.fed.opened == [False]
+    timeline, recordings = stored(layout)
+    assert recordings == []
+    assert [(e.at, e.detail) for e in timeline if e.kind is TimelineKind.NOT_RECORDED] == [
+        (ran.utc(10), {"reason": reason})
+    ]
+    with EvidenceStore(layout.evidence_db) as store:  # the purposes the call was to be recorded for
+        assert list(store.delete_after_dates(CALL)) == ["evidence"]
+
+
 def test_after_a_full_disk_recording_resumes_only_with_a_megabyte_free(
     layout: DataLayout,
     reviewer: X25519PrivateKey,
@@ -1030,6 +1075,9 @@ def test_no_recording_starts_while_evidence_waits_for_disk_space(
     assert kinds[0] is TimelineKind.CALL_SETUP
     assert TimelineKind.ANNOUNCEMENT_END in kinds
     assert kinds[-1] is TimelineKind.CALL_END
+    assert [e.detail["reason"] for e in timeline if e.kind is TimelineKind.NOT_RECORDED] == [
+        "disk full: evidence is waiting for disk space"
+    ]
 
 
 @pytest.mark.parametrize("fail_at", [0, 2, 3])

@@ -521,6 +521,17 @@ def test_an_announcement_s_end_says_how_it_ended(
     assert row.endswith(said)
 
 
+def test_a_call_not_recorded_says_why() -> None:
+    entry = TimelineEvent(
+        at=dt.datetime(2026, 3, 2, 9, 15, 7, tzinfo=dt.UTC),
+        kind=TimelineKind.NOT_RECORDED,
+        detail={"reason": "disk full: evidence is waiting for disk space"},
+    )
+    (row,) = timeline_table([entry]).splitlines()[1:]
+    assert row.split()[2:4] == ["not", "recorded"]
+    assert row.endswith("  reason disk full: evidence is waiting for disk space")
+
+
 @pytest.mark.parametrize(
     ("decision", "mechanism", "said"),
     [

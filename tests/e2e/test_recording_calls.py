@@ -332,6 +332,38 @@ def test_a_disk_that_fills_mid_call_keeps_the_sealed_audio_and_all_the_evidence(
         assert call.ended_at is not None  # written once the disk had room again
 
 
+@requires_sipp
+@pytest.mark.timeout(60)
+def test_a_call_that_cannot_be_recorded_connects_and_the_evidence_says_why(tmp_path: Path) -> None:
+    # More free space asked for than the disk has: the call connects unrecorded, and the evidence
+    # (database and JSON log) says that and why; it never says a recording started or stopped.
+    write_prompt_wavs(tmp_path)
+    with (
+        running_callherald(
+            tmp_path, policies=policy_yaml(), extra="recording:\n  min_free_mb: 1000000000\n"
+        ) as proxy,
+        inbound_tone_call(tmp_path, proxy, caller_pause_ms=4000) as uac,
+    ):
+        assert proxy.wait_for_log('"event": "not_recorded"', timeout_s=15), proxy.log_text()[-3000:]
+        caller_run = uac.finish()
+        assert proxy.wait_for_log('"event": "call_ended"', timeout_s=15), proxy.log_text()[-3000:]
+    assert caller_run.returncode == 0, caller_run.stderr
+    records = evidence_records(proxy.log_text())
+    events = [record["event"] for record in records]
+    assert "recording_started" not in events
+    assert "recording_stopped" not in events
+    (not_recorded,) = [record for record in records if record["event"] == "not_recorded"]
+    reason = str(not_recorded["reason"])
+    assert reason.startswith("disk nearly full (")
+    assert reason.endswith(" MB free, 1000000000 MB needed)")
+    with EvidenceStore(proxy.data_dir / "evidence.sqlite") as store:
+        assert store.recordings_list() == []
+        timeline = store.call_timeline(str(not_recorded["call"]))
+    assert [event.detail for event in timeline if event.kind is TimelineKind.NOT_RECORDED] == [
+        {"reason": reason}
+    ]
+
+
 def g722_tone(frequency_hz: float, count: int, amplitude: float = 8000.0) -> list[bytes]:
     """A continuous 16 kHz sine as ``count`` 20 ms G.722 payloads (160 bytes each)."""
     encoder = G722(16000, 64000)

@@ -43,6 +43,7 @@ from storage.records import (
     Leg,
     LegRole,
     NotFoundError,
+    NotRecorded,
     Pause,
     PauseEnd,
     PauseReason,
@@ -198,6 +199,7 @@ def test_migrations_are_tracked_and_idempotent(tmp_path: Path) -> None:
         "0003_announcement_failure",
         "0004_pauses_end_with_their_recording",
         "0005_recording_end_reason",
+        "0006_not_recorded",
     ]
     assert applied == names
     rows = second.execute("SELECT migration_set, name FROM _sqlite_migrations ORDER BY id").fetchall()
@@ -214,6 +216,7 @@ def test_migrations_are_tracked_and_idempotent(tmp_path: Path) -> None:
         "call_purposes",
         "recordings",
         "pauses",
+        "not_recorded",
         "later_events",
         "key_store",
         "audit_log",
@@ -748,6 +751,15 @@ def test_a_pause_that_lasts_until_its_recording_ends_ends_with_it(
     ]
     kinds = [(e.kind, e.at) for e in store.call_timeline(CALL) if e.at >= at(paused_at)]
     assert kinds[:2] == [(TimelineKind.PAUSE_START, at(paused_at)), (TimelineKind.PAUSE_END, at(ended_at))]
+
+
+def test_a_call_not_recorded_keeps_why_in_its_timeline(store: EvidenceStore) -> None:
+    with pytest.raises(InvariantError, match="call call-1 is not recorded"):
+        store.write(NotRecorded(call_id=CALL, at=at(10), reason="disk full"))
+    prepared_call(store)
+    store.write(NotRecorded(call_id=CALL, at=at(10), reason="disk nearly full (2 MB free, 5 MB needed)"))
+    (entry,) = [e for e in store.call_timeline(CALL) if e.kind is TimelineKind.NOT_RECORDED]
+    assert (entry.at, entry.detail) == (at(10), {"reason": "disk nearly full (2 MB free, 5 MB needed)"})
 
 
 def test_call_started_is_all_or_nothing(store: EvidenceStore) -> None:
