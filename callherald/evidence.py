@@ -39,9 +39,11 @@ import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+from sqlite_utils import Database
 
 from callherald.layout import DataLayout
 from proxy.aio.recording import RecordingHandle, RecordingUnavailableError
@@ -64,6 +66,7 @@ from storage.sqlite_keys import SqliteKeyStore
 from storage.threads import name_os_thread
 
 __all__ = [
+    "INTERRUPTED_PROMPT",
     "RECORDING_WRITER_THREAD",
     "RESUME_FREE_BYTES",
     "PurposeFacts",
@@ -600,6 +603,14 @@ SELECT c.id, c.setup_at, (
 FROM calls c WHERE c.ended_at IS NULL
 """
 
+# The prompts of a call that never ended: their end was not stored when the proxy stopped.
+_OPEN_PROMPTS = """
+SELECT a.leg_id, a.prompt_id, a.started_at FROM announcements_played a JOIN legs l ON l.id = a.leg_id
+WHERE l.call_id = ? AND a.ended_at IS NULL ORDER BY a.rowid
+"""
+INTERRUPTED_PROMPT = "interrupted: callherald stopped during the prompt"
+"""The failure stored for a prompt that was playing when the proxy died."""
+
 
 def recover_open_recordings(layout: DataLayout, evidence: store.EvidenceStore) -> list[str]:
     """After a crash: mark recordings left open as truncated and close the calls left open.
@@ -609,7 +620,8 @@ def recover_open_recordings(layout: DataLayout, evidence: store.EvidenceStore) -
     the pauses of a recording with it). The proxy cannot decrypt, so the plaintext hash of
     a recovered recording is left empty (each segment stays authenticated by its AEAD tag). A call
     left open ends with the reason ``interrupted`` at the latest it is known to have lasted: its
-    last recorded audio or evidence (a prompt, a key, a decision), else its set-up.
+    last recorded audio or evidence (a prompt, a key, a decision), else its set-up; a prompt it
+    was playing ends there too, cut off, with the failure ``INTERRUPTED_PROMPT``.
     Returns one line per repair, for the log.
     """
     messages: list[str] = []
@@ -645,9 +657,29 @@ def recover_open_recordings(layout: DataLayout, evidence: store.EvidenceStore) -
         setup_at = dt.datetime.fromisoformat(str(setup_text))
         last = setup_at if last_text is None else dt.datetime.fromisoformat(str(last_text))
         ended_at = max(ends.get(str(call_id), setup_at), setup_at, last)
+        prompts = evidence.submit_read(partial(_open_prompts, call_id=str(call_id))).result()
+        for leg_id, prompt_id, started_text in prompts:
+            started = dt.datetime.fromisoformat(started_text)
+            evidence.write(
+                store.AnnouncementEnd(
+                    leg_id=leg_id,
+                    prompt_id=prompt_id,
+                    started_at=started,
+                    ended_at=max(ended_at, started),
+                    complete=False,
+                    failure=INTERRUPTED_PROMPT,
+                )
+            )
+            messages.append(f"prompt {prompt_id} on leg {leg_id} left open by a crash: cut off")
         evidence.write(store.CallEnded(call_id=str(call_id), ended_at=ended_at, end_reason="interrupted"))
         messages.append(f"call {call_id} left open by a crash: closed as interrupted")
     return messages
+
+
+def _open_prompts(db: Database, *, call_id: str) -> list[tuple[str, str, str]]:
+    return [
+        (str(leg), str(prompt), str(started)) for leg, prompt, started in db.execute(_OPEN_PROMPTS, [call_id])
+    ]
 
 
 class RecordSinks:

@@ -882,8 +882,9 @@ def _read_timeline(db: Database, call_id: str) -> list[TimelineEvent]:
             "language": row["language"],
             "audio_sha256": row["audio_sha256"],
         }
-        # A prompt that failed without sounding at all (it could not start) has no start to show.
-        if row["failure"] is None or row["ended_at"] != row["started_at"]:
+        # A prompt that failed without sounding at all (it could not start: no version, ended as
+        # it started) has no start to show; one cut off as it started (a crash) has.
+        if row["failure"] is None or row["ended_at"] != row["started_at"] or row["version"]:
             events.append(
                 TimelineEvent(
                     at=from_db_time(row["started_at"]),

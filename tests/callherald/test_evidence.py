@@ -890,7 +890,8 @@ def test_a_prompt_playing_when_the_proxy_dies_is_kept_as_started(
     ] == [
         (TimelineKind.ANNOUNCEMENT_START, ran.utc(1), "notice", "notice-v4"),
         (TimelineKind.ANNOUNCEMENT_END, ran.utc(6), "notice", "notice-v4"),
-        (TimelineKind.ANNOUNCEMENT_START, ran.utc(6.5), "ask-training", "ask-v2"),  # and no end
+        (TimelineKind.ANNOUNCEMENT_START, ran.utc(6.5), "ask-training", "ask-v2"),
+        (TimelineKind.ANNOUNCEMENT_END, ran.utc(6.5), "ask-training", "ask-v2"),  # cut off by the crash
     ]
     # The call lasted at least until the question started: recovery ends it there, not before.
     assert (timeline[-1].kind, timeline[-1].at, timeline[-1].detail) == (
@@ -898,6 +899,45 @@ def test_a_prompt_playing_when_the_proxy_dies_is_kept_as_started(
         ran.utc(6.5),
         {"end_reason": "interrupted"},
     )
+    assert storage_errors(caplog) == []
+
+
+@pytest.mark.parametrize("digit_at", [None, 8.0], ids=["nothing after it", "a key pressed during it"])
+def test_recovery_ends_a_prompt_a_crash_cut_off_where_the_call_ends(
+    digit_at: float | None, layout: DataLayout, reviewer: X25519PrivateKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Killed during the consent question: the call is closed as interrupted, and so is the prompt,
+    # at the latest the call is known to have lasted, with why it stopped.
+    crashed: list[Step] = [
+        Begin(),
+        *notice(end=6),
+        Said(event=consent.AnnouncementStarted(prompt_id="ask-training", language="nl", at=at(6.5))),
+    ]
+    if digit_at is not None:
+        crashed.append(
+            Said(
+                event=consent.DigitReceived(
+                    digit="5", mechanism=DigitMechanism.RFC4733, at=at(digit_at), counted=False
+                )
+            )
+        )
+    ran = run(layout, crashed, recipient=reviewer)
+    with EvidenceStore(layout.evidence_db) as store:
+        recover_open_recordings(layout, store)
+    timeline, _ = stored(layout)
+
+    end_at = ran.utc(6.5 if digit_at is None else digit_at)
+    question_end = prompts(timeline)[-1]
+    assert (question_end.kind, question_end.at, question_end.detail["prompt_id"]) == (
+        TimelineKind.ANNOUNCEMENT_END,
+        end_at,
+        "ask-training",
+    )
+    assert subset(question_end.detail, {"complete": False, "failure": ""}) == {
+        "complete": False,
+        "failure": "interrupted: callherald stopped during the prompt",
+    }
+    assert (timeline[-1].kind, timeline[-1].at) == (TimelineKind.CALL_END, end_at)
     assert storage_errors(caplog) == []
 
 
@@ -1330,3 +1370,4 @@ def test_open_storage_without_recipients_uses_one_development_key(
         assert stat.S_IMODE(key.private.parent.stat().st_mode) == 0o700, name
     assert len(set(key_ids)) == 1
     assert len(set(private_bytes)) == 1
+
