@@ -114,7 +114,7 @@ def open_storage(config: Config) -> StorageRecords:
     recordings are then readable by anyone who can read that directory, which the log says loudly.
     """
     layout = DataLayout(config.data_dir)
-    layout.root.mkdir(parents=True, exist_ok=True)
+    layout.make_root()
     evidence = EvidenceStore(layout.evidence_db)
     for line in recover_open_recordings(layout, evidence):
         _LOG.warning("%s", line)
@@ -231,6 +231,7 @@ async def run_forever(
     config: Config, *, on_ready: Callable[[ProxyService], Awaitable[None]] | None = None
 ) -> None:
     """Start the proxy, run until SIGINT or SIGTERM, then end calls and close."""
+    DataLayout(config.data_dir).make_root()  # before the prompt cache makes it with default modes
     library = PromptLibrary(DataLayout(config.data_dir).announcements_cache)
     await asyncio.to_thread(prepare_prompts, config, library)  # ffmpeg on a cache miss: off the loop
     storage = await asyncio.to_thread(open_storage, config)

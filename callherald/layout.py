@@ -2,8 +2,9 @@
 
 ::
 
-    data_dir/
-      evidence.sqlite            the consent-and-purpose record and the wrapped data keys (WAL)
+    data_dir/                    made mode 0700
+      evidence.sqlite            the consent-and-purpose record and the wrapped data keys (WAL;
+                                 it and its -wal and -shm files mode 0600)
       recordings/<uuid>.chrec    encrypted recordings (docs/recording-format.md)
       keys/development.key       the development key pair of the embedded default, made on first
       keys/development.pub       start, with its passphrase in development.passphrase (mode 0600)
@@ -37,6 +38,11 @@ class DataLayout:
     """The paths under one data directory."""
 
     root: Path
+
+    def make_root(self) -> None:
+        """Create the data directory, mode 0700 (it holds personal data); one that exists keeps
+        its mode, as its administrator set it."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     @property
     def evidence_db(self) -> Path:

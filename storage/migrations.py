@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sqlite3
+import stat
 from pathlib import Path
 
 from sqlite_utils import Database
@@ -32,6 +33,7 @@ __all__ = [
     "configure_connection",
     "from_db_date",
     "from_db_time",
+    "keep_to_owner",
     "open_reader",
     "open_writer",
     "to_db_date",
@@ -87,11 +89,29 @@ def configure_connection(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
+def keep_to_owner(path: str | os.PathLike[str]) -> None:
+    """Create the database file mode 0600 if it is missing, and take group and other access off it
+    and its WAL and WAL index (SQLite gives those the database file's mode): the record holds
+    phone numbers, call times and consent decisions (personal data, GDPR Art. 32). A file of
+    another owner keeps its mode."""
+    database = os.fspath(path)
+    os.close(os.open(database, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    for name in (database, database + "-wal", database + "-shm"):
+        try:
+            mode = stat.S_IMODE(os.stat(name).st_mode)
+            if mode & 0o077:
+                os.chmod(name, mode & 0o700)
+        except (FileNotFoundError, PermissionError):
+            continue
+
+
 def open_writer(path: str | os.PathLike[str]) -> Database:
-    """Open (creating if needed) the database for writing: WAL mode, settings, migrations applied.
+    """Open (creating if needed, mode 0600) the database for writing: WAL mode, settings,
+    migrations applied.
 
     The returned ``Database`` belongs to the calling thread; use one writer per file.
     """
+    keep_to_owner(path)
     conn = sqlite3.connect(os.fspath(path))
     configure_connection(conn)
     mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]

@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import stat
 import time
 from collections.abc import Callable, Sequence
@@ -1371,3 +1372,28 @@ def test_open_storage_without_recipients_uses_one_development_key(
     assert len(set(key_ids)) == 1
     assert len(set(private_bytes)) == 1
 
+
+@pytest.mark.parametrize("existing_mode", [None, 0o755], ids=["made now", "made before"])
+def test_the_data_directory_and_evidence_database_are_kept_from_other_users(
+    existing_mode: int | None, tmp_path: Path
+) -> None:
+    # The database holds phone numbers, times and consent decisions (personal data): it is made
+    # mode 0600, in a data directory made 0700; one made before (by an administrator, or by an
+    # older version, readable by all) keeps its own mode, but its database files are tightened.
+    config = default_config(tmp_path / "data")
+    layout = DataLayout(config.data_dir)
+    previous = os.umask(0o022)
+    try:
+        if existing_mode is not None:
+            layout.root.mkdir(mode=existing_mode)
+            for suffix in ("", "-wal", "-shm"):
+                layout.evidence_db.with_name(layout.evidence_db.name + suffix).touch(0o644)
+        open_storage(config).close()
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(layout.root.stat().st_mode) == (existing_mode or 0o700)
+    database_files = [path for path in layout.root.iterdir() if path.name.startswith("evidence.sqlite")]
+    assert database_files
+    assert {path.name: stat.S_IMODE(path.stat().st_mode) for path in database_files} == {
+        path.name: 0o600 for path in database_files
+    }

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 import shutil
 import sqlite3
+import stat
 import threading
 import uuid
 from collections.abc import Iterator
@@ -233,6 +235,52 @@ def test_connection_settings(tmp_path: Path, pragma: str, expected: object) -> N
         assert db.execute(f"PRAGMA {pragma}").fetchone()[0] == expected
     finally:
         db.close()
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask, under which new files are readable by everyone."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def database_files(path: Path) -> dict[str, int]:
+    files = (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"))
+    return {file.name: stat.S_IMODE(file.stat().st_mode) for file in files if file.exists()}
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_the_database_and_its_wal_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    # The record holds phone numbers, call times and consent decisions (personal data).
+    path = tmp_path / "evidence.db"
+    with EvidenceStore(path) as store:
+        store.write(started())
+        assert database_files(path) == {
+            "evidence.db": 0o600,
+            "evidence.db-wal": 0o600,
+            "evidence.db-shm": 0o600,
+        }
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_an_existing_database_readable_by_others_is_tightened_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "evidence.db"
+    with EvidenceStore(path) as store:
+        store.write(started())
+        held_open = sqlite3.connect(path)  # keeps the WAL and its index when the store closes
+        held_open.execute("SELECT count(*) FROM calls").fetchone()
+    for name in database_files(path):
+        (tmp_path / name).chmod(0o644)
+    assert set(database_files(path).values()) == {0o644}
+    with EvidenceStore(path) as store:
+        assert [call.call_id for call in store.calls_for_number("+31201234567")] == [CALL]
+        assert database_files(path) == {
+            "evidence.db": 0o600,
+            "evidence.db-wal": 0o600,
+            "evidence.db-shm": 0o600,
+        }
+    held_open.close()
 
 
 def test_reader_connection_is_read_only(tmp_path: Path) -> None:
