@@ -188,7 +188,14 @@ class LoggingRecordSink:
         _EVIDENCE_LOG.info("%s", json.dumps(record, sort_keys=True, default=str))
 
     def call_started(self, effect: CallStarted) -> None:
-        self._write({"call": effect.call_ref, "event": "call_started", "direction": effect.direction})
+        self._write(
+            {
+                "call": effect.call_ref,
+                "event": "call_started",
+                "direction": effect.direction,
+                "at": _utc(effect.at or asyncio.get_running_loop().time()),
+            }
+        )
 
     def evidence(self, effect: Evidence, details: Mapping[str, str]) -> None:
         fields = dataclasses.asdict(effect.event)
@@ -237,7 +244,8 @@ class LoggingRecordSink:
         )
 
     def call_ended(self, effect: CallEnded) -> None:
-        self._write({"call": effect.call_ref, "event": "call_ended", "reason": effect.reason})
+        at = _utc(effect.at or asyncio.get_running_loop().time())
+        self._write({"call": effect.call_ref, "event": "call_ended", "reason": effect.reason, "at": at})
 
 
 def _snake(name: str) -> str:

@@ -1,0 +1,52 @@
+"""``LoggingRecordSink``: the facts of each call as JSON lines in the log (``callherald.evidence``)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from callherald.announcing import LoggingRecordSink
+from proxy.b2bua.effects import CallEnded, CallStarted, MediaLeg, StartRecording
+
+
+def logged(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    return [json.loads(r.getMessage()) for r in caplog.records if r.name == "callherald.evidence"]
+
+
+def test_call_events_say_when_and_a_call_not_recorded_says_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="callherald.evidence")
+
+    async def play() -> None:
+        sink = LoggingRecordSink()
+        start = asyncio.get_running_loop().time()
+        sink.call_started(
+            CallStarted(call_ref="c1", direction="inbound", caller="sip:1@x", callee="sip:2@y", at=start)
+        )
+        recording = StartRecording(
+            call_ref="c1", outside_leg=MediaLeg.A, purposes=("evidence",), policy="default"
+        )
+        sink.not_recorded(recording, "disk nearly full (2 MB free, 5 MB needed)", start + 6)
+        sink.call_ended(CallEnded(call_ref="c1", reason="bye-from-a", at=start + 9))
+
+    before = dt.datetime.now(dt.UTC)
+    asyncio.run(play())
+    started, not_recorded, ended = logged(caplog)
+    times = [dt.datetime.fromisoformat(record.pop("at")) for record in (started, not_recorded, ended)]
+    assert before - dt.timedelta(seconds=1) <= times[0] <= dt.datetime.now(dt.UTC)
+    assert [(t - times[0]).total_seconds() for t in times] == [0.0, 6.0, 9.0]
+    assert started == {"call": "c1", "event": "call_started", "direction": "inbound"}
+    assert not_recorded == {
+        "call": "c1",
+        "event": "not_recorded",
+        "purposes": ["evidence"],
+        "policy": "default",
+        "reason": "disk nearly full (2 MB free, 5 MB needed)",
+    }
+    assert ended == {"call": "c1", "event": "call_ended", "reason": "bye-from-a"}
