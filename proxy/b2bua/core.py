@@ -905,7 +905,8 @@ class B2bua:
         now: float,
         out: list[Effect],
     ) -> None:
-        """A re-INVITE brought another outside party: they hear the notice before being recorded."""
+        """A re-INVITE or UPDATE brought another outside party: they hear the notice before being
+        recorded."""
         announcer = call.announcer
         assert announcer is not None
         assert relay.new_party is not None
@@ -1718,10 +1719,12 @@ class B2bua:
     def _new_outside_party(
         call: Call, leg: MediaLeg, request: Request, offer: SessionDescription | None
     ) -> str | None:
-        """Why a re-INVITE on ``leg`` brings another outside party (``_party_change``); None: it does not."""
+        """Why a re-INVITE or UPDATE on ``leg`` brings another outside party (``_party_change``);
+        None: it does not. A carrier may connect a forwarded or transferred party with either
+        (RFC 3311 §5.1 lets an UPDATE change the session as a re-INVITE does)."""
         announcer = call.announcer
         if (
-            request.method == "INVITE"
+            request.method in ("INVITE", "UPDATE")
             and announcer is not None
             and leg is announcer.outside_leg
             # Also while a notice plays: a party arriving mid-notice hears it again from the start.
@@ -2517,8 +2520,8 @@ class B2bua:
         self._respond(relay.server_transaction, reply, now, out)
         if is_invite and success:
             self._retransmit_2xx(call, relay.origin_leg, reply, relay.request.cseq.seq, now)
-            if relay.new_party is not None and call.announcer is not None:
-                self._notice_for_new_party(call, relay, _sdp_of(response), now, out)
+        if success and relay.new_party is not None and call.announcer is not None:
+            self._notice_for_new_party(call, relay, _sdp_of(response), now, out)
         if response.status in (408, 481) and is_invite:
             self._hang_up(call, f"reinvite-{response.status}", now, out)  # §14.1: the dialog is gone
 

@@ -1491,6 +1491,51 @@ def test_reinvite_from_a_new_party_restarts_the_notice(way: Way, case: Reinvite)
     finish(s)
 
 
+def update_from_outside(s: Scene, case: Reinvite) -> list[Effect]:
+    """The outside party's UPDATE (RFC 3311) with ``case``'s offer, and the agent's 200 with SDP."""
+    origin = case.origin or own_origin(s.way)
+    body = party_sdp(origin, case.version, case.direction)
+    extra = (("P-Asserted-Identity", case.identity),) if case.identity else ()
+    s.outside.send(s.outside.request("UPDATE", body=body, extra=extra))
+    relayed = s.agent.last_request("UPDATE")
+    return s.agent.reply(relayed, 200, body=party_sdp("agent 3003 127.0.0.9", 1, "a=sendrecv"))
+
+
+@WAYS
+@pytest.mark.parametrize(
+    "case", [case for case in REINVITES if case.address is None], ids=lambda case: case.name
+)
+def test_an_update_from_a_new_party_restarts_the_notice_as_a_reinvite_does(way: Way, case: Reinvite) -> None:
+    # A carrier may connect a forwarded or transferred party by UPDATE (RFC 3311 §5.1): that
+    # party must hear the notice before anything of it is recorded, as after a re-INVITE.
+    s = Scene(way)
+    s.connect("1")
+    ref, leg = s.ref, way.outside_leg
+    effects = update_from_outside(s, case)
+
+    assert sip_summary(effects) == [(s.outside.address, "200 UPDATE")]
+    (*_, remote) = (e for e in s.h.effects if isinstance(e, SetMediaRemote) and e.leg is leg)
+    assert remote.new_party is (case.new_party is not None)
+    if case.new_party is None:
+        assert announcing(effects) == []
+        s.hang_up()
+        finish(s)
+        return
+    assert announcing(effects) == [
+        Evidence(call_ref=ref, leg=leg, event=PartyChanged(reason=case.new_party, at=T0)),
+        StopRecording(call_ref=ref, reason="new-party"),
+        *notice_again(ref, way, at=T0),
+    ]
+    s.notice_heard()
+    s.question_heard()
+    effects = s.press("1")
+    assert announcing(effects)[-1] == StartRecording(
+        call_ref=ref, outside_leg=leg, purposes=("quality", "training"), policy="service-line"
+    )
+    s.hang_up()
+    finish(s)
+
+
 @WAYS
 def test_an_rfc2543_hold_with_0000_in_the_origin_pauses_the_recording_and_resume_resumes_it(way: Way) -> None:
     s = Scene(way)
