@@ -101,6 +101,10 @@ callherald sends one (RFC 5589 §6): the two BYEs then do not cross."""
 # RFC 3261 §20.43, warn-code 302: the offer's transport protocol is not available here.
 _NOT_PLAIN_RTP = ("Warning", '302 callherald "Incompatible transport protocol"')
 _NO_ALLOWED_CODEC = ("Warning", '305 callherald "Incompatible media format"')  # RFC 3261 §20.43
+_REPLACES_OWN_DIALOG = (
+    "Warning",
+    '399 callherald "Both calls pass through callherald: join them on the PBX"',
+)
 _KNOWN_METHODS = frozenset(
     {
         "INVITE",
@@ -1735,6 +1739,22 @@ class B2bua:
 
     # Transfer (REFER, RFC 3515) ---------------------------------------------------------------
 
+    def _replaces_own_dialog(self, uri_headers: list[tuple[str, str]]) -> bool:
+        """Whether a Refer-To's Replaces (RFC 3891 §6.1: Call-ID, to-tag, from-tag) names a dialog
+        callherald is a party to."""
+        for name, value in uri_headers:
+            if name.lower() != "replaces":
+                continue
+            call_id, *params = (part.strip() for part in value.split(";"))
+            tags = [
+                param.partition("=")[2]
+                for param in params
+                if param.lower().startswith(("to-tag=", "from-tag="))
+            ]
+            if any((call_id, tag) in self._dialogs for tag in tags):
+                return True
+        return False
+
     def _on_refer(
         self,
         call: Call,
@@ -1781,6 +1801,22 @@ class B2bua:
             )
             return
         uri_headers = _uri_headers(target.headers)
+        if self._replaces_own_dialog(uri_headers):
+            # An attended transfer between two calls that both pass through callherald: the INVITE
+            # with Replaces would come back to callherald itself (RFC 3891 §3), which cannot join two
+            # of its calls. Refused, so that the PBX joins them itself; both calls go on.
+            out.append(
+                LogEvent(
+                    level="warning",
+                    text="refused a REFER whose Replaces names another call through callherald"
+                    " (an attended transfer between two of its calls); the calls go on",
+                    call_ref=call.ref,
+                )
+            )
+            self._reply(
+                transaction_id, request, 403, out, now, to_tag=request.to.tag, extra=(_REPLACES_OWN_DIALOG,)
+            )
+            return
         target = replace(target, headers="")
         new = Dialog(
             side=old.side,

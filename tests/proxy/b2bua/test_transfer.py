@@ -14,6 +14,7 @@ so in this harness X and T share an address; the Call-ID tells their messages ap
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import quote
 
 import pytest
 
@@ -734,6 +735,31 @@ def test_refer_is_refused_and_the_call_goes_on(who: Transferor, case: Refusal) -
     assert s.h.ended() == []
     tidy_up(s, case.situation)
     assert len(s.h.ended()) == 1
+    finish(s)
+
+
+@BY_EVERY_TRANSFEROR
+def test_an_attended_transfer_whose_replaces_names_a_call_through_callherald_is_refused(
+    who: Transferor,
+) -> None:
+    # The INVITE with Replaces would come back to callherald (RFC 3891 §3), which cannot join two
+    # of its calls: the REFER is refused with the reason, so the PBX joins them itself.
+    s = TransferScene(who, UNRECORDED)
+    s.establish()
+    other = s.y  # a dialog callherald is a party to
+    replaces = quote(f"{other.call_id};to-tag={other.remote_tag};from-tag={other.local_tag}", safe="")
+    effects = s.refer(f"<{TARGET}?Replaces={replaces}>")
+
+    assert sip_summary(effects) == [(s.x.address, "403 REFER")]
+    refusal = s.x.last_response("REFER", 403)
+    assert (
+        refusal.headers.get("warning")
+        == '399 callherald "Both calls pass through callherald: join them on the PBX"'
+    )
+    assert s.target.inbox() == []
+    assert s.h.ended() == []
+    s.x.send(s.x.request("BYE"))
+    s.y.reply(s.y.last_request("BYE"), 200)
     finish(s)
 
 
