@@ -364,8 +364,8 @@ class StorageRecords:
                     leg_id=self._leg_id(effect.call_ref, effect.leg, state),
                     call_id=effect.call_ref,
                     role=store.LegRole.OUTSIDE,
-                    sip_call_id="",
-                    remote_uri=event.reason,
+                    sip_call_id=event.sip_call_id,
+                    remote_uri=event.remote_uri,
                 )
             )
 

@@ -276,8 +276,17 @@ class CallAnnouncer:
         self.stage = AnnouncerStage.DECIDED if self.purposes else self.stage
         return self.bridge(now)
 
-    def party_changed(self, reason: str, media: MediaFormat | None, now: float) -> list[Effect]:
-        """A new outside party: stop recording and play the notice to them before anything else."""
+    def party_changed(
+        self,
+        reason: str,
+        media: MediaFormat | None,
+        now: float,
+        *,
+        sip_call_id: str = "",
+        remote_uri: str = "",
+    ) -> list[Effect]:
+        """A new outside party (in dialog ``sip_call_id``, known as ``remote_uri``): stop recording
+        and play the notice to them before anything else."""
         self._notice_held = False  # the hold left with the party that held
         out: list[Effect] = []
         self._interrupt(now, out)  # the party leaving was still hearing a prompt
@@ -285,7 +294,9 @@ class CallAnnouncer:
             Evidence(
                 call_ref=self.call_ref,
                 leg=self.outside_leg,
-                event=consent.PartyChanged(reason=reason, at=now),
+                event=consent.PartyChanged(
+                    reason=reason, at=now, sip_call_id=sip_call_id, remote_uri=remote_uri
+                ),
             )
         )
         if self.recording:

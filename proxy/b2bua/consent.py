@@ -24,7 +24,7 @@ Art. 7; staying on the line is no consent).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 
 __all__ = [
@@ -165,10 +165,17 @@ class ConsentWithdrawn:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PartyChanged:
-    """A different outside party joined the call (transfer): the notice plays again before recording."""
+    """A different outside party joined the call (transfer): the notice plays again before recording.
+
+    ``sip_call_id`` is the Call-ID of the dialog the party is in, ``remote_uri`` who it is as far
+    as signalling tells (its asserted identity, RFC 3325, else the URI callherald called); empty
+    when unknown.
+    """
 
     reason: str
     at: float
+    sip_call_id: str = field(default="", compare=False)
+    remote_uri: str = field(default="", compare=False)
 
 
 EvidenceEvent = (

@@ -922,7 +922,15 @@ class B2bua:
             )
         )
         fmt = media_format(answer) if answer is not None else None
-        out.extend(announcer.party_changed(relay.new_party, fmt, now))
+        out.extend(
+            announcer.party_changed(
+                relay.new_party,
+                fmt,
+                now,
+                sip_call_id=call.dialog(relay.origin_leg).call_id,
+                remote_uri=_asserted_uri(relay.request) or "",
+            )
+        )
         self._after_announcer(call, now, out)
 
     @staticmethod
@@ -1957,7 +1965,16 @@ class B2bua:
             call.outside_identity = _identity(response, sdp)
             call.announce_progressed = False
             fmt = media_format(sdp) if sdp is not None else None
-            out.extend(announcer.party_changed("transfer", fmt, now))
+            called = str(new.remote_party.uri) if new.remote_party is not None else ""
+            out.extend(
+                announcer.party_changed(
+                    "transfer",
+                    fmt,
+                    now,
+                    sip_call_id=new.call_id,
+                    remote_uri=_asserted_uri(response) or called,
+                )
+            )
             self._after_announcer(call, now, out)
         else:
             out.extend(announcer.resume(now))
@@ -2733,6 +2750,17 @@ def _identity(message: Message | None, sdp: SessionDescription | None) -> tuple[
         o = sdp.origin
         origin = f"{o.username} {o.sess_id}"
     return asserted, origin
+
+
+def _asserted_uri(message: Message) -> str | None:
+    """The URI of a message's P-Asserted-Identity (RFC 3325 §9.1), if it has a readable one."""
+    value = message.headers.get("p-asserted-identity")
+    if not value:
+        return None
+    try:
+        return str(NameAddress.parse(value.split(",")[0].strip()).uri)
+    except SipError:
+        return None
 
 
 def _party_change(before: tuple[str, ...] | None, after: tuple[str, str]) -> str | None:

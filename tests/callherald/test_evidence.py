@@ -725,7 +725,15 @@ def changing_call(outside: MediaLeg) -> list[Step]:
         Record(purposes=("evidence",), at=at(11.5), outside_leg=outside),
         Write(block=2),
         Stop(reason="new-party", at=at(13)),
-        Said(event=consent.PartyChanged(reason="transfer", at=at(13)), leg=outside),
+        Said(
+            event=consent.PartyChanged(
+                reason="transfer",
+                at=at(13),
+                sip_call_id="target-dialog@callherald",
+                remote_uri="sip:+3130555@x",
+            ),
+            leg=outside,
+        ),
         *notice(leg=outside, start=14, end=19),
         Said(
             event=consent.DigitReceived(
@@ -767,13 +775,17 @@ def test_withdrawal_and_party_change(
     with EvidenceStore(layout.evidence_db) as store:
         legs = store.submit_read(
             lambda db: db.execute(
-                "SELECT id, role FROM legs WHERE call_id = ? ORDER BY rowid", [CALL]
+                "SELECT id, role, sip_call_id, remote_uri FROM legs WHERE call_id = ? ORDER BY rowid", [CALL]
             ).fetchall()
         ).result()
     inside = MediaLeg.B if outside is MediaLeg.A else MediaLeg.A
-    assert sorted(tuple(row) for row in legs) == sorted(
+    assert sorted((row[0], row[1]) for row in legs) == sorted(
         [(first_leg, "outside"), (f"{CALL}:{inside}", "pbx"), (second_leg, "outside")]
     )
+    # Who the new party is, and in which dialog: not the reason it came.
+    assert [tuple(row[2:]) for row in legs if row[0] == second_leg] == [
+        ("target-dialog@callherald", "sip:+3130555@x")
+    ]
 
     assert [(r.state, r.first_frame_at, r.duration_ms) for r in recordings] == [
         (RecordingState.COMPLETE, ran.utc(9), 2000),

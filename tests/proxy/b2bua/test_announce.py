@@ -53,6 +53,7 @@ from proxy.b2bua.effects import (
 )
 from proxy.b2bua.policy import UNRECORDED, AnnouncementMode, CallPolicy, FailureBehaviour, PromptCheck
 from proxy.b2bua.settings import Address, B2buaSettings, Side
+from proxy.sip.headers import NameAddress
 from proxy.sip.message import Response
 from tests.proxy.b2bua.harness import (
     CALLEE_ANSWER,
@@ -1526,6 +1527,10 @@ def test_an_update_from_a_new_party_restarts_the_notice_as_a_reinvite_does(way: 
         StopRecording(call_ref=ref, reason="new-party"),
         *notice_again(ref, way, at=T0),
     ]
+    # The evidence names the new party by its asserted identity (RFC 3325), and its dialog.
+    (changed,) = [e.event for e in effects if isinstance(e, Evidence) and isinstance(e.event, PartyChanged)]
+    assert changed.sip_call_id == s.outside.call_id
+    assert changed.remote_uri == (str(NameAddress.parse(case.identity).uri) if case.identity else "")
     s.notice_heard()
     s.question_heard()
     effects = s.press("1")

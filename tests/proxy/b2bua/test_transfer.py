@@ -337,6 +337,11 @@ def test_refer_replaces_the_transferor_by_the_target(who: Transferor, policy: Ca
     assert_notify(ok, "SIP/2.0 200 OK", final=True, refer=s.refer_sent)
     assert SetMediaRemote(call_ref=ref, leg=s.x_leg, remote=TARGET_MEDIA, new_party=True) in effects
     assert announcing(effects) == [StopPlayout(call_ref=ref, leg=s.y_leg), *after_answer(s)]
+    # The evidence names the new party and its dialog, not only why it came.
+    joined = [e.event for e in effects if isinstance(e, Evidence) and isinstance(e.event, PartyChanged)]
+    assert [(event.sip_call_id, event.remote_uri) for event in joined] == (
+        [(invite.call_id, TARGET)] if s.policy.record and s.who.outside else []
+    )
     s.h.advance(TRANSFEROR_LEAVES_S - 0.1)
     assert x.requests("BYE") == []  # X may leave by itself first (RFC 5589 §6)
     s.h.advance(0.1)
