@@ -2481,6 +2481,21 @@ class B2bua:
         previous = call.b_invite
         credentials = self._carrier_credentials(previous, response, call.auth_attempts)
         if credentials is None:
+            # Every call fails this way until an admin acts: say what to look at.
+            carrier = self._settings.carrier
+            if call.auth_attempts:
+                why = "rejected callherald's credentials: check carrier.credentials (user, password, realm)"
+            elif not carrier.username or carrier.password is None:
+                why = "asks for credentials and carrier.credentials has none"
+            else:
+                why = "asks for credentials of a realm carrier.credentials.realm does not name"
+            out.append(
+                LogEvent(
+                    level="warning",
+                    text=f"the carrier refused the call's INVITE with {response.status}: it {why}",
+                    call_ref=call.ref,
+                )
+            )
             return False
         call.auth_attempts += 1
         retry = previous.copy()

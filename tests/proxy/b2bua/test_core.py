@@ -758,7 +758,16 @@ def test_failure_is_mapped_for_the_caller(
     assert failure.to.tag == caller.remote_tag
     assert failure.headers.fields("contact") == []
     ref = h.call_ref()
+    # A carrier's challenge without carrier.credentials to answer it: the log says so.
+    warned = way is OUTBOUND and status in (401, 407)
+    warning = LogEvent(
+        level="warning",
+        text=f"the carrier refused the call's INVITE with {status}: it asks for credentials and"
+        " carrier.credentials has none",
+        call_ref=ref,
+    )
     assert non_sip(effects) == [
+        *([warning] if warned else []),
         CloseMedia(call_ref=ref),
         CallEnded(call_ref=ref, reason=ended, status=status),
     ]
@@ -941,6 +950,11 @@ def test_second_challenge_for_the_same_nonce_fails_with_403(status: int) -> None
     assert sip_summary(effects) == [(CARRIER, "ACK"), (PBX, "403 INVITE")]
     assert len(callee.requests("INVITE")) == 2
     assert h.ended() == [CallEnded(call_ref=h.call_ref(), reason=f"failed-{status}", status=status)]
+    # Every call fails so until an admin acts: the log says what to look at.
+    assert [e.text for e in effects if isinstance(e, LogEvent) and e.level == "warning"] == [
+        f"the carrier refused the call's INVITE with {status}: it rejected callherald's credentials:"
+        " check carrier.credentials (user, password, realm)"
+    ]
     h.assert_idle()
 
 
