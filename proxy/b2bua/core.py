@@ -580,7 +580,9 @@ class B2bua:
                 response.headers.add("Server", self._settings.user_agent)
                 self._respond(transaction_id, response, now, out)
             else:
-                self._reply(transaction_id, request, 405, out, now, extra=(("Allow", ALLOWED_METHODS),))
+                # RFC 3261 §21.4.6: Allow lists what this address accepts; REGISTER is the PBX's.
+                allowed = ", ".join(m for m in ALLOWED_METHODS.split(", ") if m != "REGISTER")
+                self._reply(transaction_id, request, 405, out, now, extra=(("Allow", allowed),))
         elif method in ("BYE", "INFO", "UPDATE", "PRACK", "NOTIFY"):
             self._reply(transaction_id, request, 481, out, now)
         elif method in _KNOWN_METHODS:

@@ -1627,6 +1627,19 @@ def test_register_on_the_carrier_side_is_refused() -> None:
     carrier = FakeUac(h, address=CARRIER, side=Side.CARRIER)
     effects = carrier.send(carrier.out_of_dialog("REGISTER"))
     assert sip_summary(effects) == [(CARRIER, "405 REGISTER")]
+    # RFC 3261 §21.4.6: Allow names what this side accepts, which is not REGISTER.
+    allow = carrier.last_response("REGISTER", 405).headers.get("allow") or ""
+    assert allow.split(", ") == [
+        "INVITE",
+        "ACK",
+        "CANCEL",
+        "BYE",
+        "OPTIONS",
+        "INFO",
+        "UPDATE",
+        "REFER",
+        "NOTIFY",
+    ]
     h.assert_idle()
 
 
