@@ -1100,7 +1100,7 @@ class B2bua:
         routed = settings.inbound_routes.get(user)
         if routed is not None:
             return SipUri(user=user, host=routed[0], port=routed[1]), routed
-        binding = self.registrar.lookup(None, now)
+        binding = self.registrar.lookup(user, now)  # an account registered as the number itself first
         if binding is not None:
             contact = parse_uri(binding.contact_uri)
             if isinstance(contact, SipUri):

@@ -1787,9 +1787,11 @@ def register(pbx: FakeUac, authorization: str | None = None, *, cseq: int = 1) -
     return Request("REGISTER", parse_uri(f"sip:{host}:{port}"), headers)
 
 
-def registered_pbx(h: Harness, address: Address) -> FakeUac:
-    """The PBX at ``address`` registers as trunk account pbx1: challenged, then accepted."""
-    pbx = FakeUac(h, name="trunk", address=address, side=Side.PBX, user="pbx1")
+def registered_pbx(
+    h: Harness, address: Address, *, account: str = "pbx1", password: str = "pbx-secret"
+) -> FakeUac:
+    """The PBX at ``address`` registers as trunk ``account``: challenged, then accepted."""
+    pbx = FakeUac(h, name="trunk", address=address, side=Side.PBX, user=account)
     effects = pbx.send(register(pbx))
     assert sip_summary(effects) == [(address, "401 REGISTER")]
     (value,) = pbx.last_response("REGISTER", 401).headers.fields("www-authenticate")
@@ -1799,8 +1801,8 @@ def registered_pbx(h: Harness, address: Address) -> FakeUac:
         challenge,
         method="REGISTER",
         uri=f"sip:{PBX_LISTEN[0]}:{PBX_LISTEN[1]}",
-        username="pbx1",
-        password="pbx-secret",
+        username=account,
+        password=password,
         cnonce="c0ffee",
     )
     effects = pbx.send(register(pbx, str(credentials), cseq=2))
@@ -1869,6 +1871,30 @@ def test_inbound_call_goes_to_the_registered_contact() -> None:
     pbx.answer()
     carrier.ack_answer()
     hang_up(carrier, pbx)
+    h.assert_idle()
+
+
+@pytest.mark.parametrize(
+    ("dialled", "expected"), [(DIALLED, ("127.0.0.1", 5096)), ("4930999999", ("127.0.0.1", 5094))]
+)
+def test_an_inbound_call_for_an_account_s_own_number_goes_to_that_account(
+    dialled: str, expected: Address
+) -> None:
+    # Two accounts registered: a phone registered under the dialled number gets its calls, though
+    # the trunk registered after it; any other number goes to the latest registration.
+    accounts = (trunk_account(), trunk_account(DIALLED, "phone-secret"))
+    h = Harness(make_settings(trunk_accounts=accounts))
+    registered_pbx(h, ("127.0.0.1", 5096), account=DIALLED, password="phone-secret")
+    h.advance(1.0)
+    registered_pbx(h, ("127.0.0.1", 5094))
+    carrier = FakeUac(h, address=CARRIER, side=Side.CARRIER)
+    effects = carrier.send(carrier.invite(dialled))
+
+    assert sip_summary(effects) == [(CARRIER, "100 INVITE"), (expected, "INVITE")]
+    callee = FakeUas(h, name="trunk", address=expected, side=Side.PBX)
+    callee.take_invite()
+    callee.reply(callee.invite, 486)
+    carrier.send(carrier.ack_failure(carrier.last_response("INVITE", 486)))
     h.assert_idle()
 
 
