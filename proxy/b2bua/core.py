@@ -89,7 +89,7 @@ from proxy.sip.transaction import (
     TransactionTimedOut,
 )
 from proxy.sip.transaction import Effect as TransactionEffect
-from proxy.sip.uri import SipUri, TelUri, Uri, format_host, parse_uri
+from proxy.sip.uri import SipUri, TelUri, Uri, escape_user, format_host, parse_uri
 
 __all__ = ["ALLOWED_METHODS", "TRANSFEROR_LEAVES_S", "B2bua", "B2buaStats", "CallSummary"]
 
@@ -1052,18 +1052,20 @@ class B2bua:
         )
         b_side = side.other
         b_host = settings.local_address[b_side][0]
-        user = _dialled_user(request)
+        user = _dialled_user(request)  # unescaped, for routing; escaped again in URIs (§19.1.2)
         if b_side is Side.CARRIER:
             direction = "outbound"
             carrier = settings.carrier
-            target_uri: SipUri = SipUri(user=user, host=carrier.host, port=carrier.port)
+            target_uri: SipUri = SipUri(user=escape_user(user), host=carrier.host, port=carrier.port)
             destination = carrier.next_hop
-            to_party = NameAddress(uri=SipUri(user=user, host=carrier.host))
+            to_party = NameAddress(uri=SipUri(user=escape_user(user), host=carrier.host))
         else:
             direction = "inbound"
             target_uri, destination = self._pbx_target(user, now)
-            to_party = NameAddress(display=request.to.display, uri=SipUri(user=user, host=target_uri.host))
-        caller_user = _user_of(request.from_.uri) or "anonymous"
+            to_party = NameAddress(
+                display=request.to.display, uri=SipUri(user=escape_user(user), host=target_uri.host)
+            )
+        caller_user = escape_user(_user_of(request.from_.uri) or "anonymous")
         b_call_id = f"{self._token()}{self._token()}@callherald"
         self._our_call_ids.add(b_call_id)
         b = Dialog(
@@ -1099,14 +1101,14 @@ class B2bua:
         settings = self._settings
         routed = settings.inbound_routes.get(user)
         if routed is not None:
-            return SipUri(user=user, host=routed[0], port=routed[1]), routed
+            return SipUri(user=escape_user(user), host=routed[0], port=routed[1]), routed
         binding = self.registrar.lookup(user, now)  # an account registered as the number itself first
         if binding is not None:
             contact = parse_uri(binding.contact_uri)
             if isinstance(contact, SipUri):
                 return contact, binding.source
         host, port = settings.fallback_inbound_target or settings.pbx_default_target
-        return SipUri(user=user, host=host, port=port), (host, port)
+        return SipUri(user=escape_user(user), host=host, port=port), (host, port)
 
     def _find_dialog(self, request: Request) -> tuple[Call, MediaLeg] | None:
         """The dialog of an in-dialog request by Call-ID and To tag (§12.2.2).

@@ -21,6 +21,7 @@ __all__ = [
     "TelUri",
     "Uri",
     "check_uri",
+    "escape_user",
     "format_host",
     "parse_host_port",
     "parse_uri",
@@ -33,8 +34,26 @@ _HOSTNAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9])?\.?\Z")
 _ESCAPE_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
+# §25.1: user = 1*( unreserved / escaped / user-unreserved ); anything else is written %XX.
+_USER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()&=+$,;?/")
+
+
 def _bad(reason: str) -> SipError:
     return SipError(reason, 400)
+
+
+def escape_user(text: str) -> str:
+    """``text`` (an unescaped user part, such as a dialled number) fit to write into a SIP URI:
+    every character §25.1 does not allow there escaped as %XX of its UTF-8 octets (§19.1.2), so
+    that no CR, LF or NUL a party escaped in its URI reaches another message raw."""
+    if all(char in _USER_CHARS for char in text):
+        return text
+    return "".join(
+        char
+        if char in _USER_CHARS
+        else "".join(f"%{octet:02X}" for octet in char.encode("utf-8", "surrogateescape"))
+        for char in text
+    )
 
 
 def _unescape(text: str) -> str:

@@ -26,7 +26,7 @@ from proxy.sip.auth import Challenge, Credentials, build_credentials, make_chall
 from proxy.sip.body import ACCEPTED_BODY_TYPES
 from proxy.sip.sdp import Origin, SessionDescription
 from proxy.sip.transaction import TimerConfig
-from proxy.sip.uri import parse_uri
+from proxy.sip.uri import SipUri, parse_uri
 from tests.proxy.b2bua.harness import (
     BOUNDARY,
     CALLEE_ANSWER,
@@ -47,8 +47,10 @@ from tests.proxy.b2bua.harness import (
     origin_of,
     sdp,
     sdp_without_origin,
+    sent_sip,
     sip_summary,
     trunk_account,
+    wire,
 )
 
 DIALLED = "4930123456"
@@ -698,6 +700,35 @@ def test_answer_racing_the_cancel_is_acked_and_hung_up() -> None:
     assert ack.to.tag == bye.to.tag == "callee-tag"
     assert caller.new_messages() == []
     assert non_sip(effects) == []
+    h.assert_idle()
+
+
+@WAYS
+def test_escaped_characters_in_the_numbers_stay_escaped_on_the_other_leg(way: Way) -> None:
+    # RFC 3261 §19.1.2, §25.1: a user part is written escaped. A CR LF a party escaped in its
+    # number must not become a header line of the INVITE on the other leg, nor a NUL a raw octet.
+    h = Harness()
+    caller = FakeUac(h, address=way.caller, side=way.caller_side, user="2001%0d%0aX-From-Inj%3a%201")
+    caller.send(caller.invite("%2B3120%0D%0AX-Injected%3A%20yes%00"))
+    (request,) = [e.message for e in sent_sip(h.effects, way.callee) if isinstance(e.message, Request)]
+    raw = bytes(request)
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert b"X-Injected" not in head.replace(b"X-Injected%3A", b"")
+    assert b"\x00" not in raw
+    assert [
+        line for line in head.split(b"\r\n") if line.lower().startswith((b"x-from-inj", b"x-injected"))
+    ] == []
+    invite = wire(request)
+    assert isinstance(invite, Request)
+    assert isinstance(invite.uri, SipUri)
+    assert invite.uri.user == "+3120%0D%0AX-Injected%3A%20yes%00"
+    assert invite.uri.user_unescaped == "+3120\r\nX-Injected: yes\x00"
+    assert isinstance(invite.from_.uri, SipUri)
+    assert invite.from_.uri.user_unescaped == "2001\r\nX-From-Inj: 1"
+    callee = FakeUas(h, address=way.callee, side=way.callee_side)
+    callee.take_invite()
+    callee.reply(callee.invite, 486)
+    caller.send(caller.ack_failure(caller.last_response("INVITE", 486)))
     h.assert_idle()
 
 

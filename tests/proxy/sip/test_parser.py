@@ -22,6 +22,7 @@ from proxy.sip import (
     parse_message,
 )
 from proxy.sip.parser import ParserLimits, _respondable
+from proxy.sip.uri import escape_user, parse_uri
 
 SDP = (
     b"v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n"
@@ -830,3 +831,28 @@ def test_malformed_auth_header_raises_when_read() -> None:
     with pytest.raises(SipError) as info:
         message.www_authenticate  # noqa: B018
     assert info.value.status_hint == 400
+
+
+@pytest.mark.parametrize(
+    ("user", "escaped"),
+    [
+        ("+31201234567", "+31201234567"),
+        ("alice.o'neil-2_(x)~!*", "alice.o'neil-2_(x)~!*"),
+        ("a&b=c+d$e,f;g?h/i", "a&b=c+d$e,f;g?h/i"),  # user-unreserved (RFC 3261 §25.1)
+        ("2001\r\nX-Inj: 1", "2001%0D%0AX-Inj%3A%201"),
+        ("\x00@%", "%00%40%25"),
+        ("josé", "jos%C3%A9"),
+    ],
+)
+def test_a_user_part_is_written_escaped(user: str, escaped: str) -> None:
+    assert escape_user(user) == escaped
+    uri = parse_uri(f"sip:{escaped}@example.net")
+    assert isinstance(uri, SipUri)
+    assert uri.user_unescaped == user
+
+
+@given(st.text(min_size=1, max_size=40))
+def test_any_user_part_escaped_parses_back(user: str) -> None:
+    uri = parse_uri(f"sip:{escape_user(user)}@example.net")
+    assert isinstance(uri, SipUri)
+    assert uri.user_unescaped == user
