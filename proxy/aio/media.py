@@ -140,8 +140,10 @@ class LegProtocol(asyncio.DatagramProtocol):
         if latched != addr:
             # Latch to the first source heard. After a new SDP address the old source keeps the
             # latch until a new one is heard (a moved stream may still send from the old port
-            # until the answer), then the new one takes it over (RFC 3264 §8.3.1).
-            if latched is not None and not self.relatch:
+            # until the answer), then the new one takes it over (RFC 3264 §8.3.1). The address
+            # the party's SDP gave takes it over from any other source: a stranger's stream that
+            # reached the port first (left from a crashed run, say) must not keep the leg.
+            if latched is not None and not self.relatch and addr != self.remote:
                 self.dropped += 1
                 return
             if addr == self.departed:

@@ -188,3 +188,40 @@ def test_a_new_address_of_the_same_party_keeps_the_latch_until_the_new_source_is
     leg_a.datagram_received(b"the moved stream", NEW_PARTY)
     leg_b.datagram_received(b"to the moved stream", B_PEER)
     assert [addr for _, addr in towards_a.sent] == [A_PEER, NEW_PARTY]
+
+
+STRANGER: Address = ("127.0.0.66", 40000)
+
+
+def test_a_strangers_stream_that_latched_first_gives_way_to_the_sdp_address() -> None:
+    # RTP bleed: a stream left by a crashed run still reaches the port a new call got. The party
+    # at the address its SDP gave takes the leg over, and the stranger is dropped from then on.
+    leg_a, leg_b = LegProtocol(), LegProtocol()
+    leg_a.other, leg_b.other = leg_b, leg_a
+    towards_b = SentTransport()
+    leg_a.connection_made(SentTransport())
+    leg_b.connection_made(towards_b)
+    leg_b.set_remote(B_PEER)
+    leg_a.set_remote(A_PEER)
+    leg_a.datagram_received(b"stranger", STRANGER)
+    assert leg_a.latched == STRANGER
+    leg_a.datagram_received(b"the party", A_PEER)
+    leg_a.datagram_received(b"stranger again", STRANGER)
+    leg_a.datagram_received(b"the party again", A_PEER)
+    assert leg_a.latched == A_PEER
+    assert [data for data, _ in towards_b.sent] == [b"stranger", b"the party", b"the party again"]
+    assert leg_a.dropped == 1
+
+
+def test_without_a_usable_sdp_address_the_first_source_keeps_the_latch() -> None:
+    # Behind NAT the SDP address may not be one the party sends from (RFC 4961): the first
+    # source heard is the party, and no other source takes the leg over.
+    leg_a, leg_b = LegProtocol(), LegProtocol()
+    leg_a.other, leg_b.other = leg_b, leg_a
+    leg_a.connection_made(SentTransport())
+    leg_b.connection_made(SentTransport())
+    leg_a.set_remote(("192.168.1.20", 4000))
+    leg_a.datagram_received(b"the party from its public address", A_PEER)
+    leg_a.datagram_received(b"someone else", STRANGER)
+    assert leg_a.latched == A_PEER
+    assert leg_a.dropped == 1
