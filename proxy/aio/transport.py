@@ -7,6 +7,9 @@ can answer on its own and nothing more:
 * a request that fails to parse but whose Via, From, To, Call-ID and CSeq are readable gets the
   error response the parser suggests (400, 413, 416, 505, 513), sent back the way it came;
 * anything else unreadable is dropped, counted and logged under a rate limit;
+* anything from a source ``accept_source`` refuses is dropped unanswered, and a TCP connection
+  from one is closed as soon as it is accepted; these drops are counted and summarised at info
+  level at most once per ``UNKNOWN_SOURCE_REPORT_S``;
 * CRLF keep-alives are ignored on UDP and answered with a single CRLF on TCP (RFC 5626 §3.5.1);
 * requests are stamped with ``received`` / ``rport`` before delivery (§18.2.1, RFC 3581 §4).
 
@@ -52,6 +55,7 @@ __all__ = [
     "IDLE_TIMEOUT_S",
     "LOG_LINES_PER_S",
     "MAX_QUEUED_MESSAGES",
+    "UNKNOWN_SOURCE_REPORT_S",
     "AcceptSource",
     "Address",
     "OnMessage",
@@ -68,6 +72,7 @@ __all__ = [
 Address = tuple[str, int]
 
 LOG_LINES_PER_S = 10  # per transport; the rest are counted and summarised
+UNKNOWN_SOURCE_REPORT_S = 60.0  # drops from unknown sources are logged at most once per this long
 IDLE_TIMEOUT_S = 120.0  # a TCP connection with no bytes either way for this long is closed
 CONNECT_TIMEOUT_S = 5.0  # outgoing TCP connection set-up
 FLUSH_TIMEOUT_S = 1.0  # how long a closing TCP connection may spend writing what is queued
@@ -269,27 +274,41 @@ def _error_response(request: Request, status: int, source: Address) -> bytes | N
 
 
 class _LogLimiter:
-    """At most ``per_second`` log lines per one-second window; the rest are summarised."""
+    """At most ``per_second`` log lines per one-second window; the rest are summarised.
+
+    Lines below the logger's level cost nothing, and warnings and errors have a budget of their
+    own: routine lines that a remote peer can cause in bulk never hide one of them.
+    """
 
     def __init__(self, logger: logging.Logger, per_second: int) -> None:
         self._logger = logger
         self._per_second = per_second
         self._window_start = -1.0
-        self._count = 0
+        self._routine = 0
+        self._serious = 0
         self._suppressed = 0
 
     def log(self, level: int, message: str, *args: object, exc_info: bool = False) -> None:
+        if not self._logger.isEnabledFor(level):
+            return
         now = time.monotonic()
         if now - self._window_start >= 1.0:
             if self._suppressed:
                 self._logger.warning("%d log lines suppressed in the last second", self._suppressed)
             self._window_start = now
-            self._count = 0
+            self._routine = 0
+            self._serious = 0
             self._suppressed = 0
-        if self._count >= self._per_second:
-            self._suppressed += 1
-            return
-        self._count += 1
+        if level >= logging.WARNING:
+            if self._serious >= self._per_second:
+                self._suppressed += 1
+                return
+            self._serious += 1
+        else:
+            if self._routine >= self._per_second:
+                self._suppressed += 1
+                return
+            self._routine += 1
         self._logger.log(level, message, *args, exc_info=exc_info)
 
 
@@ -298,6 +317,7 @@ class _Endpoint:
 
     name = ""
     reliable = False
+    unknown_source_unit = "message(s)"  # what a drop from an unknown source is, for the summary line
 
     def __init__(
         self,
@@ -312,6 +332,9 @@ class _Endpoint:
         self._logger = logger if logger is not None else logging.getLogger(__name__)
         self._log = _LogLimiter(self._logger, LOG_LINES_PER_S)
         self._stats = TransportStats()
+        self._unknown_unreported = 0
+        self._unknown_latest = ""
+        self._unknown_report: asyncio.TimerHandle | None = None
 
     @property
     def stats(self) -> TransportStats:
@@ -331,7 +354,7 @@ class _Endpoint:
         """Parse one whole message and deliver it, answer it with an error, or drop it."""
         if self._accept_source is not None and not self._accept_source(source[0]):
             # Not a configured peer: no answer at all, not even to a malformed message.
-            self._stats.unknown_source_dropped += 1
+            self._drop_unknown_source(source[0])
             return
         try:
             message = parse_message(data, self._limits)
@@ -353,6 +376,40 @@ class _Endpoint:
                 source,
                 exc_info=True,
             )
+
+    def _drop_unknown_source(self, host: str) -> None:
+        """Count a drop from a source outside the allowed networks; report it under a time limit.
+
+        The first drop after a quiet spell is logged at once, later ones in one line per
+        ``UNKNOWN_SOURCE_REPORT_S``, so a scanner leaves a trace at info level without a flood.
+        """
+        self._stats.unknown_source_dropped += 1
+        self._unknown_unreported += 1
+        self._unknown_latest = host
+        if self._unknown_report is None:
+            self._report_unknown_sources()
+
+    def _report_unknown_sources(self) -> None:
+        self._unknown_report = None
+        if not self._unknown_unreported:
+            return
+        self._logger.info(
+            "%s: dropped %d %s from addresses outside the allowed networks (latest from %s; %d since start)",
+            self.name,
+            self._unknown_unreported,
+            self.unknown_source_unit,
+            self._unknown_latest,
+            self._stats.unknown_source_dropped,
+        )
+        self._unknown_unreported = 0
+        self._unknown_report = asyncio.get_running_loop().call_later(
+            UNKNOWN_SOURCE_REPORT_S, self._report_unknown_sources
+        )
+
+    def _stop_reporting(self) -> None:
+        if self._unknown_report is not None:
+            self._unknown_report.cancel()
+            self._unknown_report = None
 
     def _reject(self, data: bytes, error: SipError, source: Address, reply: Callable[[bytes], None]) -> None:
         request = _salvage_request(data, error)
@@ -402,6 +459,7 @@ class UdpTransport(_Endpoint):
 
     name = "udp"
     reliable = False
+    unknown_source_unit = "datagram(s)"
 
     def __init__(
         self,
@@ -433,6 +491,7 @@ class UdpTransport(_Endpoint):
         self._stats.sent += 1
 
     async def close(self) -> None:
+        self._stop_reporting()
         if self._transport is not None:
             self._transport.close()
         await self._closed
@@ -504,6 +563,7 @@ class TcpTransport(_Endpoint):
 
     name = "tcp"
     reliable = True
+    unknown_source_unit = "connection(s) or message(s)"
 
     def __init__(
         self,
@@ -548,6 +608,7 @@ class TcpTransport(_Endpoint):
 
     async def close(self) -> None:
         self._closing = True
+        self._stop_reporting()
         if self._server is not None:
             self._server.close()
         current = asyncio.current_task()
@@ -579,6 +640,12 @@ class TcpTransport(_Endpoint):
             writer.close()
             return
         address = _address(writer.get_extra_info("peername"))
+        if self._accept_source is not None and not self._accept_source(address[0]):
+            # Not a configured peer: closed before a byte is read, so that strangers cannot hold
+            # connections (and this process's file descriptors) open until the idle timeout.
+            writer.close()
+            self._drop_unknown_source(address[0])
+            return
         connection = _Connection(address=address, framer=StreamFramer(self._limits))
         self._connections[address] = connection
         self._track(asyncio.get_running_loop().create_task(self._serve(connection, reader, writer)))

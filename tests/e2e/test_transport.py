@@ -29,7 +29,8 @@ from proxy.aio import (
     start_tcp,
     start_udp,
 )
-from proxy.aio.transport import LOG_LINES_PER_S
+from proxy.aio import transport as transport_module
+from proxy.aio.transport import LOG_LINES_PER_S, AcceptSource
 from proxy.sip import (
     DEFAULT_LIMITS,
     ParserLimits,
@@ -160,10 +161,14 @@ class UdpPeer(asyncio.DatagramProtocol):
 
 @contextlib.asynccontextmanager
 async def udp_pair(
-    inbox: Inbox, *, limits: ParserLimits = DEFAULT_LIMITS, logger: logging.Logger | None = None
+    inbox: Inbox,
+    *,
+    limits: ParserLimits = DEFAULT_LIMITS,
+    logger: logging.Logger | None = None,
+    accept_source: AcceptSource | None = None,
 ) -> AsyncIterator[tuple[UdpTransport, UdpPeer]]:
     """A UDP transport under test and a raw peer socket, both closed on exit."""
-    server = await start_udp(LOCALHOST, 0, inbox, limits=limits, logger=logger)
+    server = await start_udp(LOCALHOST, 0, inbox, limits=limits, logger=logger, accept_source=accept_source)
     loop = asyncio.get_running_loop()
     peer_transport, peer = await loop.create_datagram_endpoint(UdpPeer, local_addr=(LOCALHOST, 0))
     try:
@@ -348,6 +353,61 @@ def test_udp_flood_of_garbage_is_rate_limited_in_the_log() -> None:
             assert server.stats.malformed_dropped == flood
             # One window holds LOG_LINES_PER_S lines; a second window may add its lines and a summary.
             assert LOG_LINES_PER_S <= len(handler.records) <= 2 * LOG_LINES_PER_S + 1
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("level", [logging.INFO, logging.DEBUG])
+def test_udp_debug_lines_never_hide_a_warning(level: int) -> None:
+    # Each SIP/3.0 request is answered 505 with a DEBUG line; the junk after them is a WARNING.
+    async def scenario() -> None:
+        logger, handler = private_logger()
+        logger.setLevel(level)
+        async with udp_pair(Inbox(answer=True), logger=logger) as (server, peer):
+            for index in range(3 * LOG_LINES_PER_S):
+                peer.send(sip(version="SIP/3.0", call_id=f"old-{index}"), server.local_address)
+            peer.send(b"junk", server.local_address)
+            peer.send(sip(call_id="after"), server.local_address)
+            await eventually(lambda: server.stats.received == 1)
+            warnings = [
+                record.getMessage() for record in handler.records if record.levelno == logging.WARNING
+            ]
+            assert any(text.startswith("udp: dropped malformed message") for text in warnings)
+            if level == logging.INFO:
+                # Lines below the level were never going to be printed: nothing is suppressed.
+                assert handler.records == [record for record in handler.records if record.levelno >= level]
+                assert len(warnings) == 1
+
+    run(scenario)
+
+
+def test_udp_drops_from_unknown_sources_are_summarised_at_info(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(transport_module, "UNKNOWN_SOURCE_REPORT_S", 0.2)
+
+    def summaries(handler: RecordingHandler) -> list[str]:
+        return [record.getMessage() for record in handler.records if record.levelno == logging.INFO]
+
+    async def scenario() -> None:
+        logger, handler = private_logger()
+        logger.setLevel(logging.INFO)
+        refuse_all: AcceptSource = lambda host: False  # noqa: E731
+        async with udp_pair(Inbox(answer=True), logger=logger, accept_source=refuse_all) as (server, peer):
+            peer.send(sip(), server.local_address)
+            await eventually(lambda: server.stats.unknown_source_dropped == 1)
+            first = "udp: dropped 1 datagram(s) from addresses outside the allowed networks"
+            assert summaries(handler) == [f"{first} (latest from 127.0.0.1; 1 since start)"]
+            for _ in range(4):
+                peer.send(sip(), server.local_address)
+            await eventually(lambda: server.stats.unknown_source_dropped == 5)
+            assert len(summaries(handler)) == 1  # the rest wait for the next report
+            await eventually(lambda: len(summaries(handler)) == 2)
+            assert summaries(handler)[1] == (
+                "udp: dropped 4 datagram(s) from addresses outside the allowed networks"
+                " (latest from 127.0.0.1; 5 since start)"
+            )
+            await asyncio.sleep(0.5)
+            assert len(summaries(handler)) == 2  # quiet: no more lines
+            assert peer.datagrams.empty()
 
     run(scenario)
 
@@ -723,6 +783,33 @@ def test_tcp_bad_content_length_is_answered_then_closed(content_length: str, sta
         assert inbox.deliveries.empty()
 
     tcp_scenario(body, answer=False)
+
+
+def test_tcp_connection_from_an_unknown_source_is_closed_at_once() -> None:
+    async def scenario() -> None:
+        logger, handler = private_logger()
+        logger.setLevel(logging.INFO)
+        inbox = Inbox(answer=True)
+        only_second_loopback: AcceptSource = lambda host: host == "127.0.0.2"  # noqa: E731
+        server = await start_tcp(LOCALHOST, 0, inbox, logger=logger, accept_source=only_second_loopback)
+        try:
+            reader, writer = await asyncio.open_connection(*server.local_address)
+            async with asyncio.timeout(1.0):  # long before the idle timeout
+                assert await reader.read() == b""
+            writer.close()
+            assert server.stats.unknown_source_dropped == 1
+            assert server.connected_addresses == ()
+            [record] = handler.records
+            assert record.getMessage().startswith("tcp: dropped 1 connection(s) or message(s) from addresses")
+            reader, writer = await asyncio.open_connection(*server.local_address, local_addr=("127.0.0.2", 0))
+            client = TcpClient(reader, writer, StreamFramer())
+            await client.write(sip(via=TCP_VIA))
+            assert (await client.receive()).status == 200
+            await client.close()
+        finally:
+            await server.close()
+
+    run(scenario)
 
 
 def test_tcp_oversized_header_section_closes_without_answer() -> None:
