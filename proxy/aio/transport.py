@@ -5,7 +5,8 @@ callback, ``on_message(message, source, transport)``, given at construction. It 
 can answer on its own and nothing more:
 
 * a request that fails to parse but whose Via, From, To, Call-ID and CSeq are readable gets the
-  error response the parser suggests (400, 413, 416, 505, 513), sent back the way it came;
+  error response the parser suggests (400, 413, 416, 505, 513), sent back the way it came; a
+  ``sips:`` Request-URI gets 416 as well, since neither transport is TLS;
 * anything else unreadable is dropped, counted and logged under a rate limit;
 * anything from a source ``accept_source`` refuses is dropped unanswered, and a TCP connection
   from one is closed as soon as it is accepted; these drops are counted and summarised at info
@@ -243,9 +244,7 @@ def _salvage_request(data: bytes, error: SipError) -> Request | None:
     if len(parts) != 3 or not is_token(method) or method.upper().startswith("SIP/"):
         return None
     patched = method.encode("ascii") + b" sip:invalid SIP/2.0" + data[line_end:]
-    relaxed = ParserLimits(
-        max_message_bytes=len(patched), max_body_bytes=len(patched), max_header_fields=len(patched)
-    )
+    relaxed = ParserLimits(max_message_bytes=len(patched), max_body_bytes=len(patched))
     try:
         message = parse_message(patched, relaxed)
     except SipError as again:
@@ -268,6 +267,19 @@ def _error_response(request: Request, status: int, source: Address) -> bytes | N
         return bytes(make_response(request, status, to_tag=_stateless_to_tag(request)))
     except SipError:
         return None
+
+
+def _refuse_sips(request: Request) -> None:
+    """Raise 416 for a ``sips:`` Request-URI: these transports are not TLS.
+
+    RFC 3261 §26.2.2: a SIPS Request-URI asks for TLS on every hop, so it may not arrive, or go
+    on, over plain UDP or TCP; relayed as ``sip:`` it would be silently downgraded. The scheme is
+    one this UAS does not support, which §8.2.2.1 answers with 416 (Unsupported URI Scheme).
+    """
+    if request.uri.scheme == "sips":
+        error = SipError("sips: Request-URI over a transport without TLS", 416)
+        error.partial = request
+        raise error
 
 
 # Shared receive path -----------------------------------------------------------------------------
@@ -359,6 +371,7 @@ class _Endpoint:
         try:
             message = parse_message(data, self._limits)
             if isinstance(message, Request):
+                _refuse_sips(message)
                 stamp_via(message, source)
         except SipError as error:
             self._reject(data, error, source, reply)

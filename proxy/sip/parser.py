@@ -25,11 +25,10 @@ __all__ = ["DEFAULT_LIMITS", "ParserLimits", "StreamFramer", "parse_message"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ParserLimits:
-    """Size limits; exceeding them raises 513 (whole message) or 413 (body)."""
+    """Size limits in bytes; exceeding them raises 513 (whole message) or 413 (body)."""
 
     max_message_bytes: int = 65_535
     max_body_bytes: int = 60_000
-    max_header_fields: int = 256
 
 
 DEFAULT_LIMITS = ParserLimits()
@@ -267,8 +266,6 @@ def parse_message(data: bytes, limits: ParserLimits = DEFAULT_LIMITS) -> Request
         raise
     body = data[body_start:]
     try:
-        if len(raw_fields) > limits.max_header_fields:
-            raise SipError("too many header fields", 513)
         declared = _validate(message, raw_fields)
         if declared is not None:
             if _DIGITS.fullmatch(declared) is None:
@@ -292,8 +289,7 @@ class StreamFramer:
     ``feed`` returns the complete messages found so far (as bytes, for ``parse_message``); CRLF
     keep-alives between messages (RFC 5626 §3.5.1) are skipped and counted in ``keepalives``.
     Raises ``SipError`` when the stream cannot be framed any more (oversized headers or body, bad
-    Content-Length); the connection should then be closed. A message without Content-Length on a
-    stream is taken to have an empty body.
+    or missing Content-Length); the connection should then be closed.
     """
 
     def __init__(self, limits: ParserLimits = DEFAULT_LIMITS) -> None:
@@ -344,7 +340,7 @@ class StreamFramer:
             self._crlf_run = 0
 
     def _declared_length(self, head: bytes) -> int:
-        length = 0
+        length: int | None = None
         for line in head.split(b"\n")[1:]:
             name, colon, value = line.partition(b":")
             if colon and name.strip().lower() in (b"content-length", b"l"):
@@ -352,6 +348,10 @@ class StreamFramer:
                 if not text.isdigit() or len(text) > 10:
                     raise SipError("bad Content-Length on stream", 400)
                 length = int(text)
+        if length is None:
+            # §18.3, §20.14: Content-Length MUST be used with stream transports; without it the
+            # end of the body cannot be known, and guessing would read a body as the next message.
+            raise SipError("no Content-Length on stream", 400)
         if length > self._limits.max_body_bytes:
             raise SipError("body too large", 413)
         return length

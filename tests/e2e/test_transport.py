@@ -220,11 +220,18 @@ def test_udp_request_reaches_callback_and_answer_returns() -> None:
             id="oversize-datagram",
         ),
         pytest.param(
-            sip(extra="X-Pad: 1\n" * 20),
-            ParserLimits(max_header_fields=10),
+            sip(uri="sips:bob@127.0.0.1"),
+            DEFAULT_LIMITS,
+            416,
+            "Unsupported URI Scheme",
+            id="sips-without-tls",
+        ),
+        pytest.param(
+            sip(extra="X-Pad: 1\n" * 200),
+            ParserLimits(max_message_bytes=1024),
             513,
             "Message Too Large",
-            id="too-many-fields",
+            id="many-small-headers-over-the-byte-limit",
         ),
         pytest.param(
             sip(body=b"x" * 200),
@@ -751,7 +758,7 @@ def test_tcp_ping_is_answered_with_one_crlf() -> None:
 
 def test_tcp_malformed_framed_request_is_answered_and_connection_kept() -> None:
     async def body(server: TcpTransport, client: TcpClient, inbox: Inbox) -> None:
-        await client.write(sip(via=TCP_VIA, version="SIP/3.0") + b"junk\r\n\r\n")
+        await client.write(sip(via=TCP_VIA, version="SIP/3.0") + b"junk\r\nContent-Length: 0\r\n\r\n")
         answer = await client.receive()
         assert (answer.status, answer.call_id) == (505, "call-1")
         await client.write(sip(via=TCP_VIA, call_id="next"))
@@ -781,6 +788,26 @@ def test_tcp_bad_content_length_is_answered_then_closed(content_length: str, sta
         assert await client.reader.read() == b""
         await eventually(lambda: not server.connected_addresses)
         assert inbox.deliveries.empty()
+
+    tcp_scenario(body, answer=False)
+
+
+def test_tcp_request_without_content_length_is_answered_400_then_closed() -> None:
+    # §18.3: on a stream the body's end is known only from Content-Length; the SDP must not be
+    # read as the next message.
+    invite = sip(
+        "INVITE", via=TCP_VIA, call_id="no-length", extra="Content-Type: application/sdp\n", body=SDP
+    )
+    invite = invite.replace(f"Content-Length: {len(SDP)}\r\n".encode(), b"")
+
+    async def body(server: TcpTransport, client: TcpClient, inbox: Inbox) -> None:
+        await client.write(invite)
+        answer = await client.receive()
+        assert (answer.status, answer.call_id) == (400, "no-length")
+        assert await client.reader.read() == b""
+        await eventually(lambda: not server.connected_addresses)
+        assert inbox.deliveries.empty()
+        assert (server.stats.received, server.stats.error_responses_sent) == (0, 1)
 
     tcp_scenario(body, answer=False)
 

@@ -675,9 +675,14 @@ def test_message_too_large_is_513_and_body_too_large_is_413() -> None:
     with pytest.raises(SipError) as info:
         parse_message(data + b" " * 2000, limits)
     assert info.value.status_hint == 513
-    many = _with(BASE_HEADERS + "X-H: 1\n" * 300 + "Content-Length: 0\n")
+
+
+def test_message_size_limit_counts_bytes_not_header_fields() -> None:
+    # limits.max_message_bytes is a number of bytes: many small headers pass while they fit in it.
+    many = _with(BASE_HEADERS + "X-H: 1\n" * 2000 + "Content-Length: 0\n")
+    assert len(parse_message(many).headers.fields("x-h")) == 2000
     with pytest.raises(SipError) as info:
-        parse_message(many)
+        parse_message(many, ParserLimits(max_message_bytes=len(many) - 1))
     assert info.value.status_hint == 513
 
 
@@ -728,7 +733,9 @@ def test_stream_framer_waits_for_the_whole_body() -> None:
         (b"INVITE sip:a@b SIP/2.0\r\nContent-Length: abc\r\n\r\n", 400),
         (b"INVITE sip:a@b SIP/2.0\r\nContent-Length: 99999999\r\n\r\n", 413),
         (b"INVITE sip:a@b SIP/2.0\r\n" + b"X: " + b"y" * 70_000, 513),
+        (b"INVITE sip:a@b SIP/2.0\r\nContent-Type: application/sdp\r\n\r\nv=0\r\n", 400),
     ],
+    ids=["bad-content-length", "body-over-limit", "endless-header", "no-content-length"],
 )
 def test_stream_framer_rejects_unframeable_input(data: bytes, status: int) -> None:
     with pytest.raises(SipError) as info:
