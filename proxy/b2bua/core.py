@@ -590,6 +590,12 @@ class B2bua:
         else:
             self._reply(transaction_id, request, 501, out, now, extra=(("Allow", ALLOWED_METHODS),))
 
+    def _refuse_codecs(
+        self, transaction_id: TransactionId, request: Request, now: float, out: list[Effect]
+    ) -> None:
+        """488 to an in-dialog offer with no codec allowed here, saying why (RFC 3261 §20.43)."""
+        self._reply(transaction_id, request, 488, out, now, to_tag=request.to.tag, extra=(_NO_ALLOWED_CODEC,))
+
     def _unsupported_required(self, request: Request) -> list[str]:
         return [tag for tag in request.option_tags("require") if tag not in _SUPPORTED_EXTENSIONS]
 
@@ -1579,15 +1585,7 @@ class B2bua:
                         offer, dialog=call.a, media_address=self._settings.media_address, codecs=codecs
                     )
                 if answer is None:
-                    self._reply(
-                        transaction_id,
-                        request,
-                        488,
-                        out,
-                        now,
-                        to_tag=request.to.tag,
-                        extra=(_NO_ALLOWED_CODEC,),
-                    )
+                    self._refuse_codecs(transaction_id, request, now, out)
                     return True
                 _answer_directions(answer)
                 call.a_answer = self._new_version_if_changed(call.a, answer, call.a_answer)
@@ -1691,15 +1689,7 @@ class B2bua:
                     codecs=self._settings.codecs,
                 )
                 if anchored is None:
-                    self._reply(
-                        transaction_id,
-                        request,
-                        488,
-                        out,
-                        now,
-                        to_tag=request.to.tag,
-                        extra=(_NO_ALLOWED_CODEC,),
-                    )
+                    self._refuse_codecs(transaction_id, request, now, out)
                     return
                 new_party = self._new_outside_party(call, leg, request, offer)
                 out.append(set_media_remote(call.ref, leg, offer, new_party=new_party is not None))
