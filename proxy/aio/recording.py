@@ -377,17 +377,17 @@ class CallRecording:
     def media_faults(self) -> str | None:
         """What the network cost the stored audio, per channel, for the log: packets that came
         too late for their place, and drift corrections; None when nothing."""
+        per_ms = SAMPLE_RATE_HZ // 1000  # the recorder counts samples of the 8 kHz RTP clock
         parts = []
         for channel, side in ((Channel.LEFT, "outside party"), (Channel.RIGHT, "PBX side")):
             stats = self.recorder.stats(channel)
-            rate = SAMPLE_RATE_HZ // 1000
             faults = []
             if stats.late_dropped:
                 faults.append(f"{stats.late_dropped} packets too late to place")
             if stats.drift_silence_samples:
-                faults.append(f"{stats.drift_silence_samples // rate} ms of silence put in for drift")
+                faults.append(f"{stats.drift_silence_samples // per_ms} ms of silence put in for drift")
             if stats.drift_dropped_samples:
-                faults.append(f"{stats.drift_dropped_samples // rate} ms dropped for drift")
+                faults.append(f"{stats.drift_dropped_samples // per_ms} ms dropped for drift")
             if faults:
                 parts.append(f"{side}: {', '.join(faults)}")
         return "; ".join(parts) or None

@@ -109,7 +109,7 @@ class ProxyService:
         self._records = records
         self._recordings = recordings
         self.recording: dict[str, CallRecording] = {}
-        # Per call, every dynamic payload type its SDPs put a recordable codec on, oldest first.
+        # Per call, every dynamic payload type its SDPs put a recordable codec on (the latest wins).
         self._payload_aliases: dict[str, dict[int, int]] = {}
         # Per call and leg, what listens to the packets that leg's party sends (digits, recording).
         self._taps: dict[tuple[str, MediaLeg], dict[str, Callable[[bytes], None]]] = {}
@@ -291,10 +291,11 @@ class ProxyService:
             elif isinstance(effect, StartRecording):
                 # Reported once its outcome is known: a call that is not recorded is never said to be.
                 why_not = self._start_recording(effect)
-                if self._records is not None and why_not is None:
-                    self._records.recording(effect)
-                elif self._records is not None and why_not is not None:
-                    self._records.not_recorded(effect, why_not, self._now())
+                if self._records is not None:
+                    if why_not is None:
+                        self._records.recording(effect)
+                    else:
+                        self._records.not_recorded(effect, why_not, self._now())
             elif isinstance(effect, StopRecording):
                 if self._records is not None and effect.call_ref in self.recording:
                     self._records.recording(effect)
@@ -491,10 +492,7 @@ class ProxyService:
     def _learn_aliases(self, call_ref: str, aliases: tuple[tuple[int, int], ...]) -> None:
         if call_ref not in self.media.sessions:
             return  # the call's media is closed (or never opened): nothing will be recorded
-        known = self._payload_aliases.setdefault(call_ref, {})
-        for dynamic, static in aliases:
-            known.pop(dynamic, None)  # re-inserted: the newest pair comes last
-            known[dynamic] = static
+        self._payload_aliases.setdefault(call_ref, {}).update(aliases)
         recording = self.recording.get(call_ref)
         if recording is not None:
             recording.learn_aliases(aliases)

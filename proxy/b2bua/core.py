@@ -94,6 +94,8 @@ from proxy.sip.uri import SipUri, TelUri, Uri, escape_user, format_host, parse_u
 __all__ = ["ALLOWED_METHODS", "TRANSFEROR_LEAVES_S", "B2bua", "B2buaStats", "CallSummary"]
 
 ALLOWED_METHODS = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, REFER, NOTIFY"
+# RFC 3261 §21.4.6: Allow lists what an address accepts; REGISTER is for the PBX side only.
+_CARRIER_SIDE_METHODS = ALLOWED_METHODS.replace(" REGISTER,", "")
 TRANSFEROR_LEAVES_S: Final = 2.0
 """How long a transferor has, after answering the final NOTIFY, to leave with its own BYE before
 callherald sends one (RFC 5589 §6): the two BYEs then do not cross."""
@@ -580,9 +582,7 @@ class B2bua:
                 response.headers.add("Server", self._settings.user_agent)
                 self._respond(transaction_id, response, now, out)
             else:
-                # RFC 3261 §21.4.6: Allow lists what this address accepts; REGISTER is the PBX's.
-                allowed = ", ".join(m for m in ALLOWED_METHODS.split(", ") if m != "REGISTER")
-                self._reply(transaction_id, request, 405, out, now, extra=(("Allow", allowed),))
+                self._reply(transaction_id, request, 405, out, now, extra=(("Allow", _CARRIER_SIDE_METHODS),))
         elif method in ("BYE", "INFO", "UPDATE", "PRACK", "NOTIFY"):
             self._reply(transaction_id, request, 481, out, now)
         elif method in _KNOWN_METHODS:
@@ -1059,17 +1059,18 @@ class B2bua:
         b_side = side.other
         b_host = settings.local_address[b_side][0]
         user = _dialled_user(request)  # unescaped, for routing; escaped again in URIs (§19.1.2)
+        uri_user = escape_user(user)
         if b_side is Side.CARRIER:
             direction = "outbound"
             carrier = settings.carrier
-            target_uri: SipUri = SipUri(user=escape_user(user), host=carrier.host, port=carrier.port)
+            target_uri: SipUri = SipUri(user=uri_user, host=carrier.host, port=carrier.port)
             destination = carrier.next_hop
-            to_party = NameAddress(uri=SipUri(user=escape_user(user), host=carrier.host))
+            to_party = NameAddress(uri=SipUri(user=uri_user, host=carrier.host))
         else:
             direction = "inbound"
             target_uri, destination = self._pbx_target(user, now)
             to_party = NameAddress(
-                display=request.to.display, uri=SipUri(user=escape_user(user), host=target_uri.host)
+                display=request.to.display, uri=SipUri(user=uri_user, host=target_uri.host)
             )
         caller_user = escape_user(_user_of(request.from_.uri) or "anonymous")
         b_call_id = f"{self._token()}{self._token()}@callherald"
@@ -1959,14 +1960,13 @@ class B2bua:
             call.outside_identity = _identity(response, sdp)
             call.announce_progressed = False
             fmt = media_format(sdp) if sdp is not None else None
-            called = str(new.remote_party.uri) if new.remote_party is not None else ""
             out.extend(
                 announcer.party_changed(
                     "transfer",
                     fmt,
                     now,
                     sip_call_id=new.call_id,
-                    remote_uri=_asserted_uri(response) or called,
+                    remote_uri=_asserted_uri(response) or str(new.remote_party.uri),
                 )
             )
             self._after_announcer(call, now, out)

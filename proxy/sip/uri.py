@@ -12,6 +12,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, replace
 from typing import Self
+from urllib.parse import quote
 
 from proxy.sip.errors import SipError
 
@@ -34,8 +35,9 @@ _HOSTNAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9])?\.?\Z")
 _ESCAPE_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
-# §25.1: user = 1*( unreserved / escaped / user-unreserved ); anything else is written %XX.
-_USER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()&=+$,;?/")
+# §25.1: user = 1*( unreserved / escaped / user-unreserved ); ``quote`` keeps letters, digits and
+# "_.-~" of those itself.
+_USER_SAFE = "!*'()&=+$,;?/"
 
 
 def _bad(reason: str) -> SipError:
@@ -46,14 +48,7 @@ def escape_user(text: str) -> str:
     """``text`` (an unescaped user part, such as a dialled number) fit to write into a SIP URI:
     every character §25.1 does not allow there escaped as %XX of its UTF-8 octets (§19.1.2), so
     that no CR, LF or NUL a party escaped in its URI reaches another message raw."""
-    if all(char in _USER_CHARS for char in text):
-        return text
-    return "".join(
-        char
-        if char in _USER_CHARS
-        else "".join(f"%{octet:02X}" for octet in char.encode("utf-8", "surrogateescape"))
-        for char in text
-    )
+    return quote(text, safe=_USER_SAFE, errors="surrogateescape")
 
 
 def _unescape(text: str) -> str:
