@@ -602,8 +602,7 @@ class StereoRecorder:
             base = last + size
             if block_count == DRIFT_BLOCK_PACKETS:
                 block_count = 0
-                shift = self._drift_shift(lows, block_min)
-                lows = _window_lows(lows, block_min, shift)
+                shift, lows = self._block_ended(lows, block_min)
                 if shift:
                     # The drift correction of `_track_drift`, at the block's last packet.
                     s.reanchors += 1
@@ -669,9 +668,9 @@ class StereoRecorder:
             end = starts[index + 1] if index + 1 < len(starts) else count
             block_count += end - starts[index]
             if block_count == DRIFT_BLOCK_PACKETS:
-                if self._drift_shift(window, block_min):
+                shift, window = self._block_ended(window, block_min)
+                if shift:
                     return False  # a drift correction: the packet-exact path makes it
-                window = _window_lows(window, block_min, 0)
                 block_count = 0
         _append_piece(s, base, payload_type, payloads)
         s.packets_in += count
@@ -721,8 +720,7 @@ class StereoRecorder:
         if s.block_count < DRIFT_BLOCK_PACKETS:
             return 0
         s.block_count = 0
-        shift = self._drift_shift(s.block_lows, s.block_min)
-        s.block_lows = _window_lows(s.block_lows, s.block_min, shift)
+        shift, s.block_lows = self._block_ended(s.block_lows, s.block_min)
         if not shift:
             return 0
         s.reanchors += 1
@@ -742,6 +740,14 @@ class StereoRecorder:
         if offset < -self._ahead_limit:
             return offset + self._ahead_limit - self._drift_limit
         return 0
+
+    def _block_ended(self, lows: tuple[int, ...], block_min: int) -> tuple[int, tuple[int, ...]]:
+        # A drift block ended with smallest delay `block_min`: the correction due, and the window's
+        # earlier blocks' smallest delays from now on, in the terms of the timeline moved by it (a
+        # packet's delay is its arrival less its moved position).
+        shift = self._drift_shift(lows, block_min)
+        kept = (*lows, block_min)[1 - DRIFT_WINDOW_BLOCKS :]
+        return shift, tuple(low - shift for low in kept) if shift else kept
 
     @staticmethod
     def _truncate_pending(s: _ChannelState, stop: int) -> None:
@@ -1093,13 +1099,6 @@ def _run_base(s: _ChannelState, payload_type: int, sequence: int, timestamp: int
         return None  # a reordered packet or a new timeline
     base = s.ref_pos + step
     return base if abs(base) < _MAX_BULK_ARRIVAL else None  # beyond: positions numpy might not hold
-
-
-def _window_lows(lows: tuple[int, ...], block_min: int, shift: int) -> tuple[int, ...]:
-    # The earlier blocks' smallest delays once a block ends, in the terms of the timeline moved by
-    # `shift`: a packet's delay is its arrival less its (moved) position.
-    kept = (*lows, block_min)[1 - DRIFT_WINDOW_BLOCKS :]
-    return tuple(low - shift for low in kept) if shift else kept
 
 
 def _drift_block_starts(s: _ChannelState, count: int) -> list[int]:
