@@ -296,8 +296,7 @@ class _LogLimiter:
         self._logger = logger
         self._per_second = per_second
         self._window_start = -1.0
-        self._routine = 0
-        self._serious = 0
+        self._used = [0, 0]  # lines this second: routine, then warnings and errors
         self._suppressed = 0
 
     def log(self, level: int, message: str, *args: object, exc_info: bool = False) -> None:
@@ -308,19 +307,13 @@ class _LogLimiter:
             if self._suppressed:
                 self._logger.warning("%d log lines suppressed in the last second", self._suppressed)
             self._window_start = now
-            self._routine = 0
-            self._serious = 0
+            self._used = [0, 0]
             self._suppressed = 0
-        if level >= logging.WARNING:
-            if self._serious >= self._per_second:
-                self._suppressed += 1
-                return
-            self._serious += 1
-        else:
-            if self._routine >= self._per_second:
-                self._suppressed += 1
-                return
-            self._routine += 1
+        budget = int(level >= logging.WARNING)
+        if self._used[budget] >= self._per_second:
+            self._suppressed += 1
+            return
+        self._used[budget] += 1
         self._logger.log(level, message, *args, exc_info=exc_info)
 
 
@@ -364,7 +357,7 @@ class _Endpoint:
 
     def _handle(self, data: bytes, source: Address, reply: Callable[[bytes], None]) -> None:
         """Parse one whole message and deliver it, answer it with an error, or drop it."""
-        if self._accept_source is not None and not self._accept_source(source[0]):
+        if self._refuses(source[0]):
             # Not a configured peer: no answer at all, not even to a malformed message.
             self._drop_unknown_source(source[0])
             return
@@ -389,6 +382,10 @@ class _Endpoint:
                 source,
                 exc_info=True,
             )
+
+    def _refuses(self, host: str) -> bool:
+        """Whether ``host`` is outside the sources this side takes messages from."""
+        return self._accept_source is not None and not self._accept_source(host)
 
     def _drop_unknown_source(self, host: str) -> None:
         """Count a drop from a source outside the allowed networks; report it under a time limit.
@@ -653,7 +650,7 @@ class TcpTransport(_Endpoint):
             writer.close()
             return
         address = _address(writer.get_extra_info("peername"))
-        if self._accept_source is not None and not self._accept_source(address[0]):
+        if self._refuses(address[0]):
             # Not a configured peer: closed before a byte is read, so that strangers cannot hold
             # connections (and this process's file descriptors) open until the idle timeout.
             writer.close()
