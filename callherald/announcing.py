@@ -53,6 +53,7 @@ __all__ = [
     "LibraryPrompts",
     "LoggingRecordSink",
     "call_policy",
+    "log_evidence",
     "notice_prompt_id",
     "policy_resolver",
     "prepare_prompts",
@@ -181,11 +182,16 @@ def _utc(at: float) -> str:
     return datetime.fromtimestamp(_clock_offset[0] + at, UTC).isoformat(timespec="milliseconds")
 
 
+def log_evidence(record: Mapping[str, object]) -> None:
+    """One fact of a call as a JSON line in the evidence log (``callherald.evidence``)."""
+    _EVIDENCE_LOG.info("%s", json.dumps(record, sort_keys=True, default=str))
+
+
 class LoggingRecordSink:
     """The consent-and-purpose facts of each call as JSON lines in the log (``callherald.evidence``)."""
 
     def _write(self, record: Mapping[str, object]) -> None:
-        _EVIDENCE_LOG.info("%s", json.dumps(record, sort_keys=True, default=str))
+        log_evidence(record)
 
     def call_started(self, effect: CallStarted) -> None:
         self._write(

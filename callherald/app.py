@@ -231,13 +231,14 @@ async def run_forever(
     config: Config, *, on_ready: Callable[[ProxyService], Awaitable[None]] | None = None
 ) -> None:
     """Start the proxy, run until SIGINT or SIGTERM, then end calls and close."""
-    DataLayout(config.data_dir).make_root()  # before the prompt cache makes it with default modes
-    library = PromptLibrary(DataLayout(config.data_dir).announcements_cache)
+    layout = DataLayout(config.data_dir)
+    layout.make_root()  # before the prompt cache makes it with default modes
+    library = PromptLibrary(layout.announcements_cache)
     await asyncio.to_thread(prepare_prompts, config, library)  # ffmpeg on a cache miss: off the loop
     storage = await asyncio.to_thread(open_storage, config)
     service = build_service(config, prompts=LibraryPrompts(library), storage=storage)
     await service.start()
-    control = ControlServer(DataLayout(config.data_dir).control_socket, service)
+    control = ControlServer(layout.control_socket, service)
     try:
         await control.start()
     except BaseException:  # no control socket, no pausing by API: do not run without it

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
-import json
 import logging
 import shutil
 import time
@@ -45,6 +44,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from sqlite_utils import Database
 
+from callherald.announcing import log_evidence
 from callherald.layout import DataLayout
 from proxy.aio.recording import RecordingHandle, RecordingUnavailableError
 from proxy.aio.service import CallRecordSink
@@ -76,7 +76,6 @@ __all__ = [
 ]
 
 _LOG = logging.getLogger("callherald.storage")
-_EVIDENCE_LOG = logging.getLogger("callherald.evidence")
 AUDIO_FORMAT = AudioFormat(codec="pcm_s16le", sample_rate_hz=8000, channels=2, sample_width_bytes=2)
 WIDEBAND_AUDIO_FORMAT = AudioFormat(codec="pcm_s16le", sample_rate_hz=16000, channels=2, sample_width_bytes=2)
 SEGMENT_MS = 1000
@@ -742,14 +741,15 @@ def _run_in_order(jobs: list[Callable[[], None]]) -> None:
 
 def _log_cut_off(recording: _Recording) -> None:
     """The evidence log's line for a recording that storage stopped before the proxy did."""
-    record = {
-        "call": recording.call_ref,
-        "event": "recording_cut_off",
-        "recording": str(recording.recording_id),
-        "reason": recording.cut_off,
-        "at": recording.audio_end().isoformat(timespec="milliseconds"),
-    }
-    _EVIDENCE_LOG.info("%s", json.dumps(record, sort_keys=True))
+    log_evidence(
+        {
+            "call": recording.call_ref,
+            "event": "recording_cut_off",
+            "recording": str(recording.recording_id),
+            "reason": recording.cut_off,
+            "at": recording.audio_end().isoformat(timespec="milliseconds"),
+        }
+    )
 
 
 def _log_failure(done: Future[Any], what: str) -> None:

@@ -767,12 +767,11 @@ def _export(
             audio_sha256=audio_sha256,
         )
         try:
-            store.audit_append(
-                at=dt.datetime.now(dt.UTC),
-                actor=audit_actor(),
-                action=AUDIT_ACTION_EXPORT,
-                subject=str(rid),
-                detail={
+            _audit(
+                store,
+                AUDIT_ACTION_EXPORT,
+                rid,
+                {
                     "call_id": record.call_id,
                     "format": container.value,
                     "out": str(out.resolve()),
@@ -785,7 +784,7 @@ def _export(
                     "duration_ms": round(status.duration_s * 1000),
                     "audio_sha256": audio_sha256,
                 },
-            ).result()
+            )
         except Exception as error:
             out.unlink(missing_ok=True)  # no export without its audit entry (GDPR Art. 5(2))
             raise _refused(
@@ -803,19 +802,25 @@ def _audit_refusal(
 ) -> None:
     # An attempt on personal data that failed is accounted for as well (GDPR Art. 5(2), 32(1)(d)).
     try:
-        store.audit_append(
-            at=dt.datetime.now(dt.UTC),
-            actor=audit_actor(),
-            action=AUDIT_ACTION_EXPORT_REFUSED,
-            subject=str(rid),
-            detail={
+        _audit(
+            store,
+            AUDIT_ACTION_EXPORT_REFUSED,
+            rid,
+            {
                 "call_id": record.call_id,
                 "key": "development" if key_path is None else str(key_path.resolve()),
                 "reason": str(refusal),
             },
-        ).result()
+        )
     except Exception as error:
         _warn(f"the refused export could not be written to the audit log ({error})")
+
+
+def _audit(store: EvidenceStore, action: str, rid: uuid.UUID, detail: dict[str, object]) -> None:
+    """Append ``action`` on recording ``rid`` by whoever runs this command to the audit log, now."""
+    store.audit_append(
+        at=dt.datetime.now(dt.UTC), actor=audit_actor(), action=action, subject=str(rid), detail=detail
+    ).result()
 
 
 def export_recording(
