@@ -342,31 +342,46 @@ def test_a_codec_on_a_dynamic_payload_type_is_recorded_as_on_its_static_one(code
     assert written[1] == written[0]
 
 
+def recorded_switch(
+    media: MediaFormat,
+    first: int,
+    second: int,
+    *,
+    learnt_at_tick: tuple[int, tuple[tuple[int, int], ...]] | None = None,
+) -> tuple[CallRecording, bytes]:
+    """Two seconds of random payloads both ways, on payload type ``first`` then, half way,
+    ``second``; ``learnt_at_tick`` gives an SDP's aliases to the recording at that packet. Checks
+    that no packet was dropped as of an unknown type; returns the recording and what it stored."""
+    loop = VirtualLoop()
+    recording = CallRecording(Handle(), outside_leg=MediaLeg.A, media=media, loop=loop)  # type: ignore[arg-type]
+    left, right = relay_tap(recording, MediaLeg.A, loop), relay_tap(recording, MediaLeg.B, loop)
+    rng = np.random.default_rng(4)
+    for tick in range(100):
+        loop.now = 0.0005 + tick / PACKETS_PER_S
+        payload_type = first if tick < 50 else second
+        for tap, ssrc in ((left, 0x1111), (right, 0x2222)):
+            payload = rng.integers(0, 256, 160, dtype=np.uint8).tobytes()
+            tap(_HEADER.pack(0x80, payload_type, tick, 160 * tick, ssrc) + payload)
+        if learnt_at_tick is not None and tick == learnt_at_tick[0]:
+            recording.learn_aliases(learnt_at_tick[1])
+    loop.now = 2.0
+    recording.close("ended")
+    for channel in (Channel.LEFT, Channel.RIGHT):
+        assert recording.recorder.stats(channel).other_dropped == 0
+    stored = b"".join(recording.handle.blocks)  # type: ignore[attr-defined]
+    assert len(stored) == 2 * 2 * 16000
+    return recording, stored
+
+
 def test_a_switch_to_another_codec_on_a_dynamic_payload_type_is_recorded() -> None:
     # The SDP listed PCMU on 96 and PCMA on 97; a re-INVITE moves the call to PCMA (RFC 3264
     # §8.3.2) half way. Recorded as the same call on the static types 0 then 8 would be.
     dynamic = MediaFormat(codec="pcmu", payload_type=96, event_payload_type=101, aliases=((96, 0), (97, 8)))
     static = MediaFormat(codec="pcmu", payload_type=0, event_payload_type=101)
     assert static_aliases(dynamic) == {96: 0, 97: 8}
-    written = []
-    for media, (first, second) in ((static, (0, 8)), (dynamic, (96, 97))):
-        loop = VirtualLoop()
-        recording = CallRecording(Handle(), outside_leg=MediaLeg.A, media=media, loop=loop)  # type: ignore[arg-type]
-        left, right = relay_tap(recording, MediaLeg.A, loop), relay_tap(recording, MediaLeg.B, loop)
-        rng = np.random.default_rng(4)
-        for tick in range(100):
-            loop.now = 0.0005 + tick / PACKETS_PER_S
-            payload_type = first if tick < 50 else second
-            for tap, ssrc in ((left, 0x1111), (right, 0x2222)):
-                payload = rng.integers(0, 256, 160, dtype=np.uint8).tobytes()
-                tap(_HEADER.pack(0x80, payload_type, tick, 160 * tick, ssrc) + payload)
-        loop.now = 2.0
-        recording.close("ended")
-        written.append(b"".join(recording.handle.blocks))  # type: ignore[attr-defined]
-        for channel in (Channel.LEFT, Channel.RIGHT):
-            assert recording.recorder.stats(channel).other_dropped == 0
-    assert len(written[0]) == 2 * 2 * 16000
-    assert written[1] == written[0]
+    _, on_static = recorded_switch(static, 0, 8)
+    _, on_dynamic = recorded_switch(dynamic, 96, 97)
+    assert on_dynamic == on_static
 
 
 def test_a_dynamic_type_a_later_sdp_adds_is_recorded_from_then_on() -> None:
@@ -374,28 +389,10 @@ def test_a_dynamic_type_a_later_sdp_adds_is_recorded_from_then_on() -> None:
     # §8.3.2) and the parties switch to it. Packets of 97 tapped before the SDP was learnt are
     # recorded too (the flush retypes them). A pair naming the events' type is never taken.
     media = MediaFormat(codec="pcmu", payload_type=0, event_payload_type=101)
-    written = []
-    for second in (8, 97):
-        loop = VirtualLoop()
-        recording = CallRecording(Handle(), outside_leg=MediaLeg.A, media=media, loop=loop)  # type: ignore[arg-type]
-        left, right = relay_tap(recording, MediaLeg.A, loop), relay_tap(recording, MediaLeg.B, loop)
-        rng = np.random.default_rng(5)
-        for tick in range(100):
-            loop.now = 0.0005 + tick / PACKETS_PER_S
-            payload_type = 0 if tick < 50 else second
-            for tap, ssrc in ((left, 0x1111), (right, 0x2222)):
-                payload = rng.integers(0, 256, 160, dtype=np.uint8).tobytes()
-                tap(_HEADER.pack(0x80, payload_type, tick, 160 * tick, ssrc) + payload)
-            if tick == 55:
-                recording.learn_aliases(((97, 8), (101, 0)))
-        assert recording.aliases == {97: 8}
-        loop.now = 2.0
-        recording.close("ended")
-        written.append(b"".join(recording.handle.blocks))  # type: ignore[attr-defined]
-        for channel in (Channel.LEFT, Channel.RIGHT):
-            assert recording.recorder.stats(channel).other_dropped == 0
-    assert len(written[0]) == 2 * 2 * 16000
-    assert written[1] == written[0]
+    _, on_static = recorded_switch(media, 0, 8)
+    recording, on_dynamic = recorded_switch(media, 0, 97, learnt_at_tick=(55, ((97, 8), (101, 0))))
+    assert recording.aliases == {97: 8}
+    assert on_dynamic == on_static
 
 
 def test_a_later_sdp_s_pair_wins() -> None:
