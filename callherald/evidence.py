@@ -34,6 +34,7 @@ import hashlib
 import logging
 import shutil
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -725,9 +726,19 @@ def _never_started(leg_id: str, failed: consent.NoticeFailed, at: dt.datetime) -
 
 
 def _user(uri: str) -> str:
-    """The user part of a SIP URI text (``sip:+3120123@host`` -> ``+3120123``), else the text."""
+    """The user part of a SIP URI text (``sip:+3120123@host`` -> ``+3120123``), else the text.
+
+    Escaped characters are stored as the characters they stand for (RFC 3261 §25.1: a carrier
+    may send ``%2B3120123``), so a reviewer reads and finds the number as dialled; a part that
+    would unescape to something unprintable (a control character) is kept escaped.
+    """
     text = uri.split(":", 1)[1] if ":" in uri else uri
-    return text.split("@", 1)[0] if "@" in text else text
+    user = text.split("@", 1)[0] if "@" in text else text
+    try:
+        plain = urllib.parse.unquote(user, errors="strict")
+    except UnicodeDecodeError:  # not UTF-8 once unescaped
+        return user
+    return plain if plain.isprintable() else user
 
 
 def _run_in_order(jobs: list[Callable[[], None]]) -> None:

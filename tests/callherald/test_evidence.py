@@ -109,6 +109,8 @@ class Begin:
 
     direction: str = "inbound"
     at: float = T0
+    caller: str = CALLER
+    callee: str = CALLEE
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -202,8 +204,8 @@ def feed(
                 CallStarted(
                     call_ref=call_ref,
                     direction=step.direction,
-                    caller=CALLER,
-                    callee=CALLEE,
+                    caller=step.caller,
+                    callee=step.callee,
                     a_call_id=f"{call_ref}-a@carrier",
                     b_call_id=f"{call_ref}-b@pbx",
                     at=step.at,
@@ -746,6 +748,27 @@ def changing_call(outside: MediaLeg) -> list[Step]:
         Stop(reason="ended", at=at(21)),
         End(reason="bye-from-b", at=at(22)),
     ]
+
+
+@pytest.mark.parametrize(
+    ("caller", "stored_as"),
+    [
+        ("sip:%2B31201234567@carrier.example", "+31201234567"),  # RFC 3261 §25.1 escaped "+"
+        ("sip:+31201234567;isub=%31@carrier.example", "+31201234567;isub=1"),
+        ("sip:%2B3120%0D%0AVia:x@carrier.example", "%2B3120%0D%0AVia:x"),  # a control character
+        ("sip:%FF31@carrier.example", "%FF31"),  # not UTF-8
+        ("tel:+31201234567", "+31201234567"),
+    ],
+)
+def test_numbers_are_stored_as_dialled_and_escapes_only_when_unprintable(
+    layout: DataLayout, reviewer: X25519PrivateKey, caller: str, stored_as: str
+) -> None:
+    run(layout, [Begin(caller=caller), End(reason="bye-from-a", at=at(1))], recipient=reviewer)
+    timeline, _ = stored(layout)
+    setup = timeline[0]
+    assert setup.kind is TimelineKind.CALL_SETUP
+    assert setup.detail["calling"] == stored_as
+    assert setup.detail["called"] == "+31307654321"
 
 
 @pytest.mark.parametrize("outside", [MediaLeg.A, MediaLeg.B], ids=["inbound", "outbound"])
