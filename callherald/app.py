@@ -6,6 +6,7 @@ import asyncio
 import gc
 import ipaddress
 import logging
+import secrets
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -175,6 +176,7 @@ def build_service(
         policy_for=policy_resolver(config),
         prompt_ready=prompts.ready if prompts is not None else (lambda _prompt_id, _language: False),
         port_usable=port_probe,
+        first_port_pair=first_rtp_pair(config.media.rtp_port_min, config.media.rtp_port_max),
         timers=TimerConfig(timer_b_s=config.limits.no_response_timeout_s),
     )
     return ProxyService(
@@ -190,6 +192,13 @@ def build_service(
         records=RecordSinks(LoggingRecordSink(), storage) if storage is not None else LoggingRecordSink(),
         recordings=storage,
     )
+
+
+def first_rtp_pair(rtp_min: int, rtp_max: int) -> int:
+    """A random pair of the RTP range for a new run's first call: parties of the last run's calls
+    may still be sending to the ports it used first (a crash, a restart)."""
+    pairs = len(range(rtp_min + rtp_min % 2, rtp_max, 2))
+    return secrets.randbelow(pairs) if pairs else 0
 
 
 def ephemeral_ports(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> range | None:

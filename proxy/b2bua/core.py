@@ -219,6 +219,7 @@ class B2bua:
         policy_for: PolicyResolver | None = None,
         prompt_ready: PromptCheck | None = None,
         port_usable: PortCheck | None = None,
+        first_port_pair: int = 0,
     ) -> None:
         self._settings = settings
         self._policy_for: PolicyResolver = policy_for or (lambda _direction, _calling, _called: UNRECORDED)
@@ -226,7 +227,9 @@ class B2bua:
         self._token = token or (lambda: secrets.token_hex(8))
         self._timer_config = timers or TimerConfig()
         self._tx = TransactionLayer(timers=self._timer_config)
-        self._ports = PortPool(settings.rtp_port_min, settings.rtp_port_max, usable=port_usable)
+        self._ports = PortPool(
+            settings.rtp_port_min, settings.rtp_port_max, usable=port_usable, first_pair=first_port_pair
+        )
         self._calls: dict[str, Call] = {}
         self._dialogs: dict[tuple[str, str], tuple[Call, MediaLeg]] = {}
         # (Call-ID, the peer's tag) -> dialog: for peers that send a wrong To tag in ACK or BYE.

@@ -19,7 +19,8 @@ the pool is searched."""
 
 
 class PortPool:
-    """Hands out RTP/RTCP port pairs from ``[port_min, port_max]``, oldest freed first.
+    """Hands out RTP/RTCP port pairs from ``[port_min, port_max]``, oldest freed first, from
+    pair ``first_pair`` on at the start.
 
     Reusing the least recently freed pair keeps late packets of an ended call away from a new one.
     A pair that ``usable`` refuses (another program holds a port of it) is passed over and goes to
@@ -27,9 +28,16 @@ class PortPool:
     after all the others.
     """
 
-    def __init__(self, port_min: int, port_max: int, *, usable: PortCheck | None = None) -> None:
+    def __init__(
+        self, port_min: int, port_max: int, *, usable: PortCheck | None = None, first_pair: int = 0
+    ) -> None:
         first = port_min + (port_min % 2)
         self._free: deque[int] = deque(range(first, port_max, 2))
+        # Start at pair ``first_pair`` (modulo the pool), wrapping round: a restarted proxy that
+        # starts somewhere new does not hand the last run's ports, which parties of its calls
+        # may still be sending to, straight to its first calls.
+        if self._free:
+            self._free.rotate(-(first_pair % len(self._free)))
         self._in_use: set[int] = set()
         self._usable: PortCheck = usable or (lambda _port: True)
         self.capacity = len(self._free)

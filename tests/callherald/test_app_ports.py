@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from callherald.app import ephemeral_overlap, ephemeral_ports
+from callherald.app import ephemeral_overlap, ephemeral_ports, first_rtp_pair
 
 LINUX_DEFAULT = range(32768, 61000)
 
@@ -43,3 +43,10 @@ def test_the_ephemeral_range_is_read_from_proc(tmp_path: Path) -> None:
     setting.write_text("nonsense\n", encoding="ascii")
     assert ephemeral_ports(str(setting)) is None
     assert ephemeral_ports(str(tmp_path / "missing")) is None
+
+
+def test_each_run_starts_at_a_random_pair_of_the_rtp_range() -> None:
+    draws = {first_rtp_pair(20000, 20999) for _ in range(200)}  # 500 pairs
+    assert draws <= set(range(500))
+    assert len(draws) > 50  # 200 uniform draws of 500 give ~165 distinct; one value never
+    assert first_rtp_pair(20001, 20002) == 0  # no pair at all

@@ -759,9 +759,10 @@ def test_rtp_ports_return_to_the_pool_however_calls_end(tmp_path: Path) -> None:
 def test_a_call_gets_the_next_free_rtp_ports_when_another_program_holds_some(tmp_path: Path) -> None:
     caller_sdp, callee_sdp = tmp_path / "caller.sdp", tmp_path / "callee.sdp"
     with contextlib.ExitStack() as held, running_callherald(tmp_path, rtp_ports=8) as proxy:
-        # Pairs at min, min+2, min+4, min+6. Another program holds the RTCP port of the first
-        # pair and the RTP port of the second: a call fits only on the last two pairs.
-        for port in (proxy.rtp_min + 1, proxy.rtp_min + 2):
+        # Pairs at min, min+2, min+4, min+6; the first call starts at a random one. Another
+        # program holds the RTCP port of the first pair and the RTP port of the third: a call
+        # fits only on the other two, and from any start at least one held pair is tried.
+        for port in (proxy.rtp_min + 1, proxy.rtp_min + 4):
             sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
             sock.bind((LOOPBACK, port))
         caller, callee = tone_call(proxy, Direction.INBOUND, tmp_path)
@@ -770,12 +771,19 @@ def test_a_call_gets_the_next_free_rtp_ports_when_another_program_holds_some(tmp
     to_caller, to_callee = read_sdp_file(caller_sdp), read_sdp_file(callee_sdp)
     assert to_caller is not None
     assert to_callee is not None
-    assert {to_caller[1], to_callee[1]} == {proxy.rtp_min + 4, proxy.rtp_min + 6}
+    assert {to_caller[1], to_callee[1]} == {proxy.rtp_min + 2, proxy.rtp_min + 6}
     for sender, receiver in ((callee, caller), (caller, callee)):
         heard = relay_report(sender, receiver)
         assert heard.foreign == 0
         assert heard.loss(sender.sent) < 0.01, (receiver.name, len(heard.indices))
-    for first in (proxy.rtp_min, proxy.rtp_min + 2):
+    refused = {
+        first
+        for first in range(proxy.rtp_min, proxy.rtp_max, 2)
+        if f"RTP ports {first}-{first + 1} on" in log
+    }
+    assert refused
+    assert refused <= {proxy.rtp_min, proxy.rtp_min + 4}
+    for first in refused:
         assert f"RTP ports {first}-{first + 1} on 127.0.0.1 cannot be bound" in log
     assert "media-failed" not in log
     assert "Traceback" not in log

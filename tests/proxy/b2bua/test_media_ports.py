@@ -40,6 +40,17 @@ def test_allocation_order_and_capacity(port_min: int, port_max: int, expected: l
     assert pool.available == 0
 
 
+@pytest.mark.parametrize("first_pair", [2, 5, -1])
+def test_allocation_starts_at_the_first_pair_and_wraps_round(first_pair: int) -> None:
+    pool = PortPool(20000, 20009, first_pair=first_pair)  # pairs 20000 .. 20008
+    start = 20000 + 2 * (first_pair % 5)
+    assert drain(pool) == [*range(start, 20009, 2), *range(20000, start, 2)]
+
+
+def test_an_empty_pool_with_a_first_pair_is_still_empty() -> None:
+    assert drain(PortPool(20001, 20002, first_pair=3)) == []
+
+
 def test_exhausted_pool_returns_none_until_a_release() -> None:
     pool = PortPool(20000, 20003)
     assert drain(pool) == [20000, 20002]
