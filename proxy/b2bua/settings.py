@@ -98,4 +98,7 @@ class B2buaSettings:
         except ValueError:
             return False
         networks = self.pbx_networks if side is Side.PBX else self.carrier.allowed_networks
-        return any(address in network for network in networks)
+        # A dual-stack (``::``) listener hears IPv4 peers as IPv4-mapped addresses (RFC 4291
+        # §2.5.5.2): ``::ffff:192.0.2.7`` is the peer 192.0.2.7 of an IPv4 network.
+        mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+        return any(address in network or (mapped is not None and mapped in network) for network in networks)
