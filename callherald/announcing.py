@@ -173,12 +173,16 @@ class LibraryPrompts:
 
 
 _clock_offset: list[float] = []
+CLOCK_STEP_S = 1.0
+"""A wall clock that moved this far against the loop's clock was set (not slewed by NTP)."""
 
 
 def _utc(at: float) -> str:
-    """A time on the event loop's clock as an ISO 8601 UTC timestamp (the clocks' offset read once)."""
-    if not _clock_offset:
-        _clock_offset.append(time.time() - asyncio.get_running_loop().time())
+    """A time on the event loop's clock as an ISO 8601 UTC timestamp: by the clocks' offset read
+    once, unless the wall clock was set since (moved more than ``CLOCK_STEP_S``)."""
+    now = time.time() - asyncio.get_running_loop().time()
+    if not _clock_offset or abs(now - _clock_offset[0]) > CLOCK_STEP_S:
+        _clock_offset[:] = [now]
     return datetime.fromtimestamp(_clock_offset[0] + at, UTC).isoformat(timespec="milliseconds")
 
 

@@ -45,7 +45,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from sqlite_utils import Database
 
-from callherald.announcing import log_evidence
+from callherald.announcing import CLOCK_STEP_S, log_evidence
 from callherald.layout import DataLayout
 from proxy.aio.recording import RecordingHandle, RecordingUnavailableError
 from proxy.aio.service import CallRecordSink
@@ -99,6 +99,7 @@ class PurposeFacts:
 class _CallState:
     direction: str
     outside_leg: MediaLeg
+    clock_offset: float  # wall clock less loop clock as the call started (``StorageRecords.utc``)
     purposes_written: set[str] = field(default_factory=set)
     # Per leg, the prompt playing: its row's leg id (a transfer changes it) and start.
     playing: dict[MediaLeg, tuple[str, consent.AnnouncementStarted]] = field(default_factory=dict)
@@ -116,6 +117,7 @@ class _Recording:
         self.call_ref = call_ref
         self.recording_id = recording_id
         self.started = started
+        self.clock_offset = owner.clock_offset(call_ref)
         self.writer: SegmentWriter | None = None
         self.failed = False
         self.cut_off: str | None = None  # why writing stopped before the recording ended
@@ -144,7 +146,7 @@ class _Handle:
             pause_reason = store.PauseReason(reason)
         except ValueError:
             return
-        started = self._owner.utc(at)
+        started = self._owner.utc(at, offset=self._recording.clock_offset)
         self._recording.pause_started = started
         self._owner._pause_started(self._recording, pause_reason, started)
 
@@ -154,12 +156,14 @@ class _Handle:
         if started is None:
             return
         recording.pause_started = None
-        self._owner._pause_ended(recording, started, max(started, self._owner.utc(at)))
+        self._owner._pause_ended(
+            recording, started, max(started, self._owner.utc(at, offset=recording.clock_offset))
+        )
 
     def close(self, *, at: float, reason: str) -> None:
         recording = self._recording
         recording.pause_started = None  # the recording's end ends the pause (``store.Pause``)
-        finished = self._owner.utc(at)
+        finished = self._owner.utc(at, offset=recording.clock_offset)
         self._owner._submit_file(lambda: self._owner._close_recording(recording, finished, reason))
 
 
@@ -197,14 +201,30 @@ class StorageRecords:
 
     # Clock -----------------------------------------------------------------------------------
 
-    def utc(self, at: float) -> dt.datetime:
-        """A time on the event loop's clock as a UTC datetime.
+    def utc(self, at: float, *, offset: float | None = None) -> dt.datetime:
+        """A time on the event loop's clock as a UTC datetime, by ``offset`` (wall clock less
+        loop clock; ``clock_offset`` when not given)."""
+        return dt.datetime.fromtimestamp((self.clock_offset() if offset is None else offset) + at, dt.UTC)
 
-        The offset between the two clocks is read once, so times keep the order the loop saw.
-        """
+    def clock_offset(self, call_ref: str | None = None) -> float:
+        """Wall clock less loop clock for the times of call ``call_ref``: read as the call
+        started, so its times keep the order the loop saw. Otherwise the latest reading."""
+        state = self._calls.get(call_ref) if call_ref is not None else None
+        if state is not None:
+            return state.clock_offset
         if self._clock_offset is None:
             self._clock_offset = time.time() - asyncio.get_running_loop().time()
-        return dt.datetime.fromtimestamp(self._clock_offset + at, dt.UTC)
+        return self._clock_offset
+
+    def _clock_offset_for_new_call(self) -> float:
+        """The latest offset, read again: a wall clock set since (NTP stepping the time after
+        start) by more than ``CLOCK_STEP_S`` is followed from this call on, and logged."""
+        latest = self.clock_offset()
+        now = time.time() - asyncio.get_running_loop().time()
+        if abs(now - latest) > CLOCK_STEP_S:
+            _LOG.warning("the wall clock moved %+.3f s; evidence times of new calls follow it", now - latest)
+            self._clock_offset = now
+        return self.clock_offset()
 
     @staticmethod
     def _now() -> dt.datetime:
@@ -252,7 +272,9 @@ class StorageRecords:
 
     def call_started(self, effect: CallStarted) -> None:
         outside = MediaLeg.A if effect.direction == "inbound" else MediaLeg.B
-        self._calls[effect.call_ref] = _CallState(direction=effect.direction, outside_leg=outside)
+        self._calls[effect.call_ref] = _CallState(
+            direction=effect.direction, outside_leg=outside, clock_offset=self._clock_offset_for_new_call()
+        )
         ref = effect.call_ref
         calling, called = _user(effect.caller), _user(effect.callee)
         legs = tuple(
@@ -276,14 +298,15 @@ class StorageRecords:
                 called=called,
                 local_line=called if effect.direction == "inbound" else calling,
                 agent_id=None,
-                setup_at=self.utc(effect.at) if effect.at else self._now(),
+                setup_at=self.utc(effect.at, offset=self.clock_offset(ref)) if effect.at else self._now(),
                 legs=legs,
             )
         )
 
     def call_ended(self, effect: CallEnded) -> None:
+        offset = self.clock_offset(effect.call_ref)
         self._calls.pop(effect.call_ref, None)
-        ended_at = self.utc(effect.at) if effect.at else self._now()
+        ended_at = self.utc(effect.at, offset=offset) if effect.at else self._now()
         self._submit(store.CallEnded(call_id=effect.call_ref, ended_at=ended_at, end_reason=effect.reason))
 
     def evidence(self, effect: Evidence, details: Mapping[str, str]) -> None:
@@ -292,6 +315,7 @@ class StorageRecords:
             return
         event = effect.event
         leg_id = self._leg_id(effect.call_ref, effect.leg, state)
+        utc = partial(self.utc, offset=state.clock_offset)
         if isinstance(event, consent.AnnouncementStarted):
             # Written now, its end added later: a crash mid-prompt keeps that it started.
             state.playing[effect.leg] = (leg_id, event)
@@ -302,7 +326,7 @@ class StorageRecords:
                     version=details.get("version", ""),
                     language=event.language,
                     audio_sha256=details.get("audio_sha256", ""),
-                    started_at=self.utc(event.at),
+                    started_at=utc(event.at),
                     ended_at=None,
                     complete=False,
                 )
@@ -311,7 +335,7 @@ class StorageRecords:
             playing = state.playing.pop(effect.leg, None)
             if playing is None:
                 if isinstance(event, consent.NoticeFailed):
-                    self._submit(_never_started(leg_id, event, self.utc(event.at)))
+                    self._submit(_never_started(leg_id, event, utc(event.at)))
                 return
             started_leg_id, started = playing
             failure = event.reason if isinstance(event, consent.NoticeFailed) else None
@@ -319,8 +343,8 @@ class StorageRecords:
                 store.AnnouncementEnd(
                     leg_id=started_leg_id,
                     prompt_id=started.prompt_id,
-                    started_at=self.utc(started.at),
-                    ended_at=self.utc(max(event.at, started.at)),
+                    started_at=utc(started.at),
+                    ended_at=utc(max(event.at, started.at)),
                     complete=isinstance(event, consent.AnnouncementEnded) and event.complete,
                     failure=failure,
                 )
@@ -331,7 +355,7 @@ class StorageRecords:
                     leg_id=leg_id,
                     digit=event.digit,
                     mechanism=str(event.mechanism),
-                    at=self.utc(event.at),
+                    at=utc(event.at),
                     counted=event.counted,
                 )
             )
@@ -344,7 +368,7 @@ class StorageRecords:
                     purpose_id=event.purpose_id,
                     decision=store.Decision(str(event.decision)),
                     mechanism=str(event.mechanism) if event.mechanism is not None else "none",
-                    at=self.utc(event.at),
+                    at=utc(event.at),
                 )
             )
         elif isinstance(event, consent.ConsentWithdrawn):
@@ -352,7 +376,7 @@ class StorageRecords:
                 store.LaterEvent(
                     call_id=effect.call_ref,
                     kind=store.LaterEventKind.WITHDRAWAL,
-                    at=self.utc(event.at),
+                    at=utc(event.at),
                     actor="caller",
                     detail={"purposes": list(event.purposes), "mechanism": str(event.mechanism)},
                 )
@@ -384,7 +408,8 @@ class StorageRecords:
         if effect.call_ref not in self._calls:
             return
         self._write_purposes(effect.call_ref, effect.purposes)
-        self._submit(store.NotRecorded(call_id=effect.call_ref, at=self.utc(at), reason=reason))
+        at_utc = self.utc(at, offset=self.clock_offset(effect.call_ref))
+        self._submit(store.NotRecorded(call_id=effect.call_ref, at=at_utc, reason=reason))
 
     def _write_purposes(self, call_ref: str, purposes: tuple[str, ...]) -> None:
         state = self._calls.get(call_ref)
@@ -431,7 +456,9 @@ class StorageRecords:
         why_not = self._why_no_space()
         if why_not is not None:
             raise RecordingUnavailableError(why_not)
-        recording = _Recording(self, call_ref, uuid.uuid4(), self.utc(started_at))
+        recording = _Recording(
+            self, call_ref, uuid.uuid4(), self.utc(started_at, offset=self.clock_offset(call_ref))
+        )
         recording.audio_format = WIDEBAND_AUDIO_FORMAT if sample_rate_hz == 16000 else AUDIO_FORMAT
         # The row is queued here, on the loop, so the store checks it against the evidence reported
         # before it (notices, purposes) and not against what the loop reports while the file opens.

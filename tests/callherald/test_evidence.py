@@ -994,6 +994,41 @@ def recording_with_free_space(mbs: Sequence[int]) -> list[Step]:
     return [*script, End(reason="bye-from-a", at=at(10 + 3 * len(mbs)))]
 
 
+def test_new_calls_follow_a_wall_clock_set_while_running_and_each_call_keeps_its_order(
+    layout: DataLayout,
+    reviewer: X25519PrivateKey,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def play() -> None:
+        records = StorageRecords(
+            layout,
+            EvidenceStore(layout.evidence_db),
+            recipients=(reviewer.public_key(),),
+            purposes=PURPOSES,
+            min_free_mb=0,
+        )
+        try:
+            feed(records, [Begin(at=at(0))], call_ref="before")
+            real_time = time.time
+            monkeypatch.setattr(time, "time", lambda: real_time() - 3600)  # NTP sets the clock back
+            feed(records, [Begin(at=at(2)), End(reason="bye-from-a", at=at(3))], call_ref="after")
+            feed(records, [End(reason="bye-from-a", at=at(4))], call_ref="before")
+        finally:
+            records.close()
+
+    asyncio.run(play())
+    with EvidenceStore(layout.evidence_db) as store:
+        before, after = store.call_timeline("before"), store.call_timeline("after")
+    # The running call keeps the offset it started with: its end is 4 s after its start.
+    assert [event.kind for event in before] == [TimelineKind.CALL_SETUP, TimelineKind.CALL_END]
+    assert before[1].at - before[0].at == dt.timedelta(seconds=4)
+    # The new call follows the wall clock: set up 2 s after the first one, less the hour.
+    assert abs((after[0].at - before[0].at) - dt.timedelta(seconds=2 - 3600)) < dt.timedelta(seconds=0.5)
+    assert after[1].at - after[0].at == dt.timedelta(seconds=1)
+    assert "the wall clock moved -3600." in caplog.text
+
+
 @pytest.mark.parametrize(
     ("free_mb", "opened", "full_errors", "back_warnings"),
     [

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -50,3 +51,21 @@ def test_call_events_say_when_and_a_call_not_recorded_says_why(
         "reason": "disk nearly full (2 MB free, 5 MB needed)",
     }
     assert ended == {"call": "c1", "event": "call_ended", "reason": "bye-from-a"}
+
+
+def test_call_times_follow_a_wall_clock_set_while_running(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.INFO, logger="callherald.evidence")
+
+    async def play() -> None:
+        sink = LoggingRecordSink()
+        now = asyncio.get_running_loop().time()
+        sink.call_ended(CallEnded(call_ref="c1", reason="bye-from-a", at=now))
+        real_time = time.time
+        monkeypatch.setattr(time, "time", lambda: real_time() + 7200)  # NTP sets the clock on
+        sink.call_ended(CallEnded(call_ref="c2", reason="bye-from-a", at=now))
+
+    asyncio.run(play())
+    first, second = (dt.datetime.fromisoformat(record["at"]) for record in logged(caplog))
+    assert abs((second - first).total_seconds() - 7200) < 0.5
