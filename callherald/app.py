@@ -13,6 +13,7 @@ from pathlib import Path
 
 from announcements import PromptLibrary
 from callherald.announcing import LibraryPrompts, LoggingRecordSink, policy_resolver, prepare_prompts
+from callherald.auditing import report_text
 from callherald.evidence import PurposeFacts, RecordSinks, StorageRecords, recover_open_recordings
 from callherald.layout import DataLayout, ensure_development_key
 from config import Config, SipTarget
@@ -119,6 +120,9 @@ def open_storage(config: Config) -> StorageRecords:
     evidence = EvidenceStore(layout.evidence_db)
     for line in recover_open_recordings(layout, evidence):
         _LOG.warning("%s", line)
+    audit = evidence.audit_verify()
+    if not audit.ok:  # someone with write access to the file changed it: say so, keep recording
+        _LOG.error("%s (callherald audit verify)", report_text(audit))
     recipients = tuple(load_public_key(path) for path in config.recording.recipients)
     if not recipients:
         key, made = ensure_development_key(layout)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from announcements import AnnouncementError, PromptLibrary, PromptSet
-from callherald import __version__, calls, recordings
+from callherald import __version__, auditing, calls, recordings
 from callherald.layout import DataLayout
 from callherald.recordings import PASSPHRASE_ENV
 from config import HOME_ENV, Config, ConfigError, default_config, load_config, problem_at
@@ -331,6 +331,38 @@ def _add_calls(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         command.set_defaults(handler=_calls_pause)
 
 
+def _audit_verify(args: argparse.Namespace) -> int:
+    layout = _layout(args)
+    if layout is None:
+        return 2
+    return auditing.verify_audit_log(layout, expected_head=args.expected_head, as_json=args.json)
+
+
+def _sha256_hex(text: str) -> str:
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
+        raise argparse.ArgumentTypeError(f"not a SHA-256 hash (64 hex digits): {text!r}")
+    return text.lower()
+
+
+def _add_audit(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    group = commands.add_parser("audit", help="check the hash-chained audit log of the evidence record")
+    subcommands = group.add_subparsers(dest="audit_command", metavar="AUDIT_COMMAND", required=True)
+    verify = subcommands.add_parser(
+        "verify", help="walk the chain, report the first broken row, print the head to keep elsewhere"
+    )
+    verify.add_argument(
+        "--config", metavar="FILE", help="the YAML configuration file (default: the embedded default's)"
+    )
+    verify.add_argument(
+        "--expected-head",
+        metavar="HASH",
+        type=_sha256_hex,
+        help="a head printed by an earlier verify: the chain must still hold that row (rows may follow)",
+    )
+    verify.add_argument("--json", action="store_true", help="a JSON object instead of text")
+    verify.set_defaults(handler=_audit_verify)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="callherald",
@@ -362,6 +394,7 @@ def _parser() -> argparse.ArgumentParser:
     generate.set_defaults(handler=_keys_generate)
     _add_recordings(commands)
     _add_calls(commands)
+    _add_audit(commands)
     return parser
 
 

@@ -10,7 +10,8 @@ Triggers forbid UPDATE and DELETE through SQL. Someone with write access to the 
 them; ``AuditLog.verify`` then finds the first row that was edited, deleted, reordered or inserted.
 A chain without a secret cannot prove its own tail: an attacker who cuts the last rows, or rewrites
 every hash after an edit, leaves a consistent chain. Keep ``AuditReport.head_hash`` somewhere else
-(a signed or off-site note) and pass it to ``verify(expected_head=...)`` to close that gap.
+(a signed or off-site note) and pass it to ``verify(expected_head=...)`` to close that gap up to
+that row (``callherald audit verify`` prints the head and takes it back).
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class AuditProblem(enum.StrEnum):
     INSERTED = "inserted"
     """The row is not part of the original chain; the row after it links past it."""
     HEAD_MISMATCH = "head_mismatch"
-    """The chain is consistent but does not end at the expected head (rows cut or rewritten)."""
+    """The chain is consistent but holds no row with the expected head's hash (rows cut or rewritten)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -215,7 +216,8 @@ class AuditLog:
 
         Checks, per row in ``seq`` order: ``seq`` continues without a gap, ``prev_hash`` is the
         previous row's ``hash``, and ``hash`` is the digest of the row's content. When
-        ``expected_head`` is given, the last row's hash must equal it.
+        ``expected_head`` is given (a head noted earlier), a row must have that hash: the rows
+        up to it are then as they were when it was noted, and rows appended since are allowed.
         """
         rows = self._rows()
         seq_of_hash = {row.hash: row.seq for row in rows}
@@ -265,7 +267,10 @@ class AuditLog:
                 return broken(AuditProblem.EDITED, row.seq, message, checked)
             prev_seq, prev_hash = row.seq, row.hash
 
-        if expected_head is not None and expected_head != prev_hash:
-            message = f"the chain ends at row {prev_seq} with hash {prev_hash}, not at the expected head"
+        if expected_head is not None and expected_head not in seq_of_hash:
+            message = (
+                f"the chain ends at row {prev_seq} with hash {prev_hash} and holds no row with the"
+                " expected head's hash"
+            )
             return broken(AuditProblem.HEAD_MISMATCH, prev_seq, message, len(rows))
         return AuditReport(ok=True, rows_checked=len(rows), head_seq=prev_seq, head_hash=prev_hash)

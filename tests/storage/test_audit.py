@@ -309,6 +309,15 @@ def test_verify_reports_the_first_broken_row(
     assert message in text
 
 
+def test_a_head_noted_earlier_still_verifies_after_rows_are_appended(tmp_path: Path) -> None:
+    path = tmp_path / "evidence.db"
+    hashes = make_log(path)
+    assert verify(path, expected_head=hashes[2])[0]  # row 3 noted, rows 4 and 5 appended since
+    ok, found, at_seq, text = verify(path, expected_head="0" * 64)
+    assert (ok, found, at_seq) == (False, AuditProblem.HEAD_MISMATCH, 5)
+    assert "holds no row with the expected head's hash" in text
+
+
 def test_tail_cut_is_invisible_without_the_head(tmp_path: Path) -> None:
     path = tmp_path / "evidence.db"
     hashes = make_log(path)

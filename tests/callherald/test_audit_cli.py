@@ -1,0 +1,137 @@
+"""``callherald audit verify``: the audit chain of a real evidence database, checked from the command line."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from callherald.app import open_storage
+from callherald.cli import main
+from callherald.layout import DataLayout
+from config import HOME_ENV, default_config
+from storage.migrations import AUDIT_GENESIS_HASH
+from storage.records import EvidenceStore
+
+T0 = dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DataLayout:
+    data = DataLayout(tmp_path / "data")
+    data.root.mkdir()
+    monkeypatch.setenv(HOME_ENV, str(data.root))  # the embedded default's data directory
+    return data
+
+
+def audit_rows(layout: DataLayout, count: int) -> list[str]:
+    """Append ``count`` export rows as the export command does; their hashes."""
+    store = EvidenceStore(layout.evidence_db)
+    try:
+        return [
+            store.audit_append(
+                at=T0 + dt.timedelta(minutes=k),
+                actor="cli (user dpo, uid 1000)",
+                action="export",
+                subject=f"r{k}",
+            )
+            .result()
+            .hash
+            for k in range(count)
+        ]
+    finally:
+        store.close()
+
+
+def edit_first_row(layout: DataLayout) -> None:
+    """What someone with write access to the file can do: drop the guard, change a row."""
+    with sqlite3.connect(layout.evidence_db) as conn:
+        conn.execute("DROP TRIGGER audit_log_no_update")
+        conn.execute("UPDATE audit_log SET subject = 'someone else' WHERE seq = 1")
+    conn.close()
+
+
+def verify(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["audit", "verify", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_an_intact_chain_prints_its_head_to_keep_elsewhere(
+    layout: DataLayout, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hashes = audit_rows(layout, 3)
+    code, out, _ = verify(capsys)
+    assert code == 0
+    assert out.strip() == f"audit log: intact, 3 rows; head: row 3 {hashes[-1]}"
+
+
+def test_a_head_noted_earlier_verifies_after_more_rows_and_a_foreign_one_does_not(
+    layout: DataLayout, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hashes = audit_rows(layout, 3)
+    assert verify(capsys, "--expected-head", hashes[0].upper())[0] == 0
+    code, out, _ = verify(capsys, "--expected-head", "ab" * 32)
+    assert code == 1
+    assert out.startswith("audit log: BROKEN at row 3 (head_mismatch)")
+
+
+def test_an_edited_row_is_reported_with_where_the_chain_breaks(
+    layout: DataLayout, capsys: pytest.CaptureFixture[str]
+) -> None:
+    audit_rows(layout, 3)
+    edit_first_row(layout)
+    code, out, _ = verify(capsys)
+    assert code == 1
+    assert out.strip() == (
+        "audit log: BROKEN at row 1 (edited): row 1: content does not match its hash (edited); intact up to row 0"
+    )
+    code, out, _ = verify(capsys, "--json")
+    assert code == 1
+    assert json.loads(out) == {
+        "ok": False,
+        "rows_checked": 0,
+        "head_seq": 0,
+        "head_hash": AUDIT_GENESIS_HASH,  # nothing before row 1
+        "problem": "edited",
+        "seq": 1,
+        "message": "row 1: content does not match its hash (edited)",
+    }
+
+
+def test_no_evidence_database_is_not_an_intact_log(
+    layout: DataLayout, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = verify(capsys)
+    assert code == 1
+    assert out == ""
+    assert f"no evidence database at {layout.evidence_db}" in err
+    assert not layout.evidence_db.exists()  # not created by looking
+
+
+def test_an_expected_head_that_is_not_a_hash_is_a_usage_error(
+    layout: DataLayout, capsys: pytest.CaptureFixture[str]
+) -> None:
+    audit_rows(layout, 1)
+    with pytest.raises(SystemExit) as exited:
+        verify(capsys, "--expected-head", "row-3")
+    assert exited.value.code == 2
+    assert "not a SHA-256 hash" in capsys.readouterr().err
+
+
+def test_serve_says_at_start_that_the_audit_log_is_broken(
+    layout: DataLayout, caplog: pytest.LogCaptureFixture
+) -> None:
+    audit_rows(layout, 2)
+    config = default_config(layout.root)
+    open_storage(config).close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    edit_first_row(layout)
+    open_storage(config).close()
+    (error,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert error.startswith("audit log: BROKEN at row 1 (edited)")
+    assert error.endswith("(callherald audit verify)")
