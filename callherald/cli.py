@@ -21,6 +21,8 @@ from storage.keys import generate_private_key, key_id, save_private_key, save_pu
 from storage.records import RecordingState
 
 MIN_PASSPHRASE_CHARS = 12
+SIGPIPE_EXIT = 141
+"""The exit status when standard output's reader went away: a shell's for a process ended by SIGPIPE."""
 _KEY_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 __all__ = ["PASSPHRASE_ENV", "main"]
@@ -399,6 +401,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        try:
+            return _run(argv)
+        finally:
+            sys.stdout.flush()  # a closed pipe is found here (also after --help), not at exit
+    except BrokenPipeError:
+        # The reader went away (`recordings show ... | head`): nothing more to say. Standard
+        # output now goes nowhere, so the flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return SIGPIPE_EXIT
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:

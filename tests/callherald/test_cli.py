@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import wave
 from collections.abc import Callable
 from pathlib import Path
@@ -13,9 +15,11 @@ import pytest
 from callherald import __version__, cli
 from callherald.app import ephemeral_ports
 from callherald.cli import PASSPHRASE_ENV, main
-from config import EMBEDDED_DEFAULT_YAML
+from callherald.layout import DataLayout
+from config import EMBEDDED_DEFAULT_YAML, HOME_ENV
 from storage.crypto import WrongPassphraseError, key_id
 from storage.keys import load_private_key, load_public_key
+from storage.records import EvidenceStore
 from tests.config.test_config import REVIEWER_PEM
 
 
@@ -24,6 +28,25 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert info.value.code == 0
     assert capsys.readouterr().out.strip() == f"callherald {__version__}"
+
+
+@pytest.mark.parametrize("argv", [["audit", "verify"], ["recordings", "list", "--json"]], ids=["audit", "list"])
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path: Path, argv: list[str]) -> None:
+    # `callherald recordings show ID | head -1`: the pipe closes before callherald writes.
+    data = DataLayout(tmp_path / "data")
+    data.root.mkdir()
+    EvidenceStore(data.evidence_db).close()
+    command = subprocess.Popen(
+        [sys.executable, "-m", "callherald.cli", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, HOME_ENV: str(data.root)},
+    )
+    assert command.stdout is not None
+    command.stdout.close()
+    _, err = command.communicate(timeout=30)
+    assert command.returncode == cli.SIGPIPE_EXIT
+    assert err == b""
 
 
 def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
