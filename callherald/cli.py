@@ -142,8 +142,12 @@ def _new_passphrase() -> str | None:
         if getpass.getpass("Same passphrase again: ") != passphrase:
             print("the passphrases differ", file=sys.stderr)
             return None
-    if len(passphrase) < MIN_PASSPHRASE_CHARS:
-        print(f"the passphrase needs at least {MIN_PASSPHRASE_CHARS} characters", file=sys.stderr)
+    if len(passphrase.strip()) < MIN_PASSPHRASE_CHARS:  # twelve spaces protect nothing
+        print(
+            f"the passphrase needs at least {MIN_PASSPHRASE_CHARS} characters, not counting"
+            " leading and trailing spaces",
+            file=sys.stderr,
+        )
         return None
     return passphrase
 

@@ -30,7 +30,9 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.strip() == f"callherald {__version__}"
 
 
-@pytest.mark.parametrize("argv", [["audit", "verify"], ["recordings", "list", "--json"]], ids=["audit", "list"])
+@pytest.mark.parametrize(
+    "argv", [["audit", "verify"], ["recordings", "list", "--json"]], ids=["audit", "list"]
+)
 def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path: Path, argv: list[str]) -> None:
     # `callherald recordings show ID | head -1`: the pipe closes before callherald writes.
     data = DataLayout(tmp_path / "data")
@@ -221,10 +223,11 @@ def test_keys_generate_writes_a_protected_pair(
     assert "exists already" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("passphrase", ["short", " " * 12, "  eleven chr  "])
 def test_keys_generate_refuses_a_short_passphrase(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, passphrase: str
 ) -> None:
-    monkeypatch.setenv(PASSPHRASE_ENV, "short")
+    monkeypatch.setenv(PASSPHRASE_ENV, passphrase)
     assert main(["keys", "generate", "--out", str(tmp_path)]) == 2
     assert "at least 12 characters" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
