@@ -214,6 +214,21 @@ def _utc_time(text: str) -> dt.datetime:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _utc_until(text: str) -> dt.datetime:
+    value = _utc_time(text)
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        return value  # a time: started before it
+    return value + dt.timedelta(days=1)  # a date alone: up to the end of that day
+
+
+def _number(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a number, got nothing")
+    return text
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -269,12 +284,18 @@ def _add_recordings(commands: argparse._SubParsersAction[argparse.ArgumentParser
     listing.add_argument(
         "--number",
         metavar="N",
+        type=_number,
         help="only calls from or to this whole number, not a prefix (spaces, dashes, a leading + ignored)",
     )
     listing.add_argument(
         "--since", metavar="ISO", type=_utc_time, help="started at or after (UTC if no offset)"
     )
-    listing.add_argument("--until", metavar="ISO", type=_utc_time, help="started before (UTC if no offset)")
+    listing.add_argument(
+        "--until",
+        metavar="ISO",
+        type=_utc_until,
+        help="started before this time, or up to the end of this date (UTC if no offset)",
+    )
     listing.add_argument("--state", choices=[state.value for state in RecordingState])
     listing.add_argument("--limit", metavar="N", type=_positive, help="at most N recordings")
     listing.add_argument("--json", action="store_true", help="a JSON array instead of a table")

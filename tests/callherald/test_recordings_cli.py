@@ -345,6 +345,8 @@ LIST_FILTERS = [
     pytest.param(["--since", "2026-03-02T10:00:00+01:00"], [COMPLETE_ID, TRUNCATED_ID], id="since-offset"),
     pytest.param(["--until", "2026-03-02T10:00:00Z"], [COMPLETE_ID], id="until"),
     pytest.param(["--since", "2026-03-03"], [], id="since-date"),
+    pytest.param(["--until", "2026-03-02"], [COMPLETE_ID, TRUNCATED_ID], id="until-date-is-the-whole-day"),
+    pytest.param(["--until", "2026-03-01"], [], id="until-date-before"),
     pytest.param(["--limit", "1"], [COMPLETE_ID], id="limit"),
 ]
 
@@ -364,6 +366,8 @@ def test_list_filters(
         (["--since", "yesterday"], "not an ISO 8601 date or time"),
         (["--limit", "0"], "must be at least 1"),
         (["--state", "lost"], "invalid choice"),
+        (["--number", ""], "expected a number, got nothing"),
+        (["--number", "  "], "expected a number, got nothing"),
     ],
 )
 def test_list_refuses_bad_values(
