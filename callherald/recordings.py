@@ -39,6 +39,7 @@ import json
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -470,6 +471,8 @@ class ExportResult:
     status: RecordingStatus
     audio_sha256: str
     """SHA-256 of the decrypted audio, as checked against the evidence record."""
+    record_state: RecordingState
+    """The evidence record's state: ``recording`` while callherald still writes the file."""
 
 
 def _read_passphrase(key_path: Path) -> str:
@@ -499,6 +502,9 @@ def _private_key(layout: DataLayout, key_path: Path | None) -> X25519PrivateKey:
     else:
         if not key_path.is_file():
             raise _usage(f"no private key file at {key_path}")
+        mode = stat.S_IMODE(key_path.stat().st_mode)
+        if mode & 0o077:  # the passphrase is then all that stands between others and every recording
+            _warn(f"the private key {key_path} is open to other users (mode {mode:04o}): chmod 600 it")
         passphrase = _read_passphrase(key_path)
     try:
         return load_private_key(key_path, passphrase)
@@ -765,6 +771,7 @@ def _export(
             key_id=key_id(private_key.public_key()),
             status=status,
             audio_sha256=audio_sha256,
+            record_state=record.state,
         )
         try:
             _audit(
@@ -832,15 +839,18 @@ def export_recording(
     except CommandError as error:
         return _report(error)
     status = result.status
-    if not status.complete:
+    # A recording still being written was said so before export began; its file has no end yet.
+    still_recording = result.record_state is RecordingState.RECORDING
+    if not status.complete and not still_recording:
         print(
             f"callherald recordings: recording {result.recording_id} is truncated: exported its "
             f"{status.segments} intact segments ({status.duration_s:.3f} s); "
             f"{status.ignored_bytes} bytes of torn tail ignored",
             file=sys.stderr,
         )
+    state = "so far" if still_recording else status.state.value
     print(
-        f"wrote {result.out} ({result.container.value}, {status.duration_s:.3f} s, {status.state.value}, "
+        f"wrote {result.out} ({result.container.value}, {status.duration_s:.3f} s, {state}, "
         f"key id {result.key_id})"
     )
     return ExitCode.OK

@@ -623,6 +623,17 @@ def test_export_wav_with_a_key_and_passphrase(
     assert detail["out"] == str(out.resolve())
 
 
+def test_export_warns_about_a_private_key_other_users_can_read(
+    data: DataDir, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data.reviewer_key.chmod(0o644)
+    out = tmp_path / "call-a.wav"
+    code, _, err = run(capsys, "export", str(COMPLETE_ID), "--out", str(out), "--key", str(data.reviewer_key))
+    assert code == 0
+    assert f"warning: the private key {data.reviewer_key} is open to other users (mode 0644)" in err
+    assert_tones(out, COMPLETE_SECONDS)
+
+
 def test_export_with_the_development_key_warns(
     data: DataDir, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -714,9 +725,11 @@ def test_export_of_a_recording_still_being_written_is_audited_as_partial(
 ) -> None:
     _record_live_call(data)
     out = tmp_path / "live.wav"
-    code, _, err = run(capsys, "export", str(LIVE_ID), "--out", str(out))
+    code, stdout, err = run(capsys, "export", str(LIVE_ID), "--out", str(out))
     assert code == 0
     assert f"recording {LIVE_ID} is still being written: exporting what is on disk now" in err
+    assert "truncated" not in err + stdout  # not yet: it has no end
+    assert stdout.startswith(f"wrote {out} (wav, 3.000 s, so far, key id ")
     assert_tones(out, 3)
     detail = json.loads(audit_entries(data.layout)[0].detail)
     assert (detail["state"], detail["partial"]) == ("recording", True)  # the record's state, not the file's
