@@ -88,6 +88,9 @@ DEFAULT_DATA_DIR = Path("callherald-data")
 
 PORT_MIN = 1
 PORT_MAX = 65535
+RETENTION_DAYS_MAX = 36525
+"""100 years: a longer retention is no retention limit (GDPR Art. 5(1)(e)), and every delete-after
+date it gives stays a calendar date."""
 _DNS_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _PHONE_NUMBER = re.compile(r"\+?[0-9]{1,15}")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -597,7 +600,7 @@ def _purpose_reader(catalog: _Catalog) -> Callable[[Reader], Purpose]:
             id=r.parsed("id", ID),
             lawful_basis=r.choice("lawful_basis", LawfulBasis),
             reference=r.str_("reference", None),
-            retention_days=r.int_("retention_days", lo=1),
+            retention_days=r.int_("retention_days", lo=1, hi=RETENTION_DAYS_MAX),
         )
         basis = purpose.lawful_basis
         # GDPR Art. 6(1)(c) and (f): the legal ground or the balancing test must be documented.

@@ -434,7 +434,8 @@ class Purpose:
     """The interest assessment (document id, version, date) or the legal ground. Required for
     ``legitimate_interest`` and ``legal_obligation``; optional otherwise. Default: none."""
     retention_days: int
-    """Days a recording is kept for this purpose, at least 1; no default (no unlimited retention)."""
+    """Days a recording is kept for this purpose, 1-36525 (100 years); no default (no unlimited
+    retention)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -95,6 +95,13 @@ def parse(text: str) -> Config:
 
 
 @pytest.mark.usefixtures("prompt_files")
+def test_the_longest_retention_is_accepted_and_gives_a_date() -> None:
+    config = parse(pedit("retention_days: 90", "retention_days: 36525"))
+    (training,) = (purpose for purpose in config.purposes if purpose.id == "training")
+    assert training.retention_days == 36525
+
+
+@pytest.mark.usefixtures("prompt_files")
 def test_base_is_valid() -> None:
     config = parse(BASE)
     assert config.announcements == Announcements(
@@ -239,8 +246,14 @@ POLICY_ERROR_CASES = [
     ),
     pytest.param(
         pedit("retention_days: 90", "retention_days: 0"),
-        "callherald.yaml:24: purposes[1].retention_days: expected an integer >= 1, got 0",
+        "callherald.yaml:24: purposes[1].retention_days: expected an integer 1-36525, got 0",
         id="retention-zero",
+    ),
+    pytest.param(
+        # No date lies 3000000 days after a call: refused here, never as each call is recorded.
+        pedit("retention_days: 90", "retention_days: 3000000"),
+        "callherald.yaml:24: purposes[1].retention_days: expected an integer 1-36525, got 3000000",
+        id="retention-beyond-any-date",
     ),
     pytest.param(
         pedit("consent_questions:\n", EXTRA_PURPOSE % "evidence, lawful_basis: consent, retention_days: 1"),
@@ -629,7 +642,7 @@ def test_one_mistake_is_reported_once() -> None:
     with pytest.raises(ConfigError) as caught:
         parse(text)
     assert str(caught.value).splitlines() == [
-        "callherald.yaml:23: purposes[0].retention_days: expected an integer >= 1, got -1",
+        "callherald.yaml:23: purposes[0].retention_days: expected an integer 1-36525, got -1",
         "callherald.yaml:26: consent_questions[0].purpose: unknown purpose 'trainin'; did you mean 'training'?",
     ]
 
