@@ -14,7 +14,13 @@ from pathlib import Path
 from announcements import PromptLibrary
 from callherald.announcing import LibraryPrompts, LoggingRecordSink, policy_resolver, prepare_prompts
 from callherald.auditing import report_text
-from callherald.evidence import PurposeFacts, RecordSinks, StorageRecords, recover_open_recordings
+from callherald.evidence import (
+    PurposeFacts,
+    RecordSinks,
+    StorageRecords,
+    define_purposes,
+    recover_open_recordings,
+)
 from callherald.layout import DataLayout, ensure_development_key
 from config import Config, SipTarget
 from proxy.aio.control import ControlServer
@@ -110,7 +116,8 @@ def b2bua_settings(config: Config, *, user_agent: str = "callherald") -> B2buaSe
 
 
 def open_storage(config: Config) -> StorageRecords:
-    """The evidence database and the recording files under ``data_dir``, recovered after a crash.
+    """The evidence database and the recording files under ``data_dir``, recovered after a crash,
+    with the configured purposes stored as the definitions new calls are recorded under.
 
     Without configured recipients a development key pair is made (once) under ``data_dir/keys``:
     recordings are then readable by anyone who can read that directory, which the log says loudly.
@@ -143,6 +150,8 @@ def open_storage(config: Config) -> StorageRecords:
         )
         for purpose in config.purposes
     }
+    for line in define_purposes(evidence, purposes):
+        _LOG.warning("%s", line)
     return StorageRecords(
         layout,
         evidence,

@@ -21,6 +21,10 @@ refused until space returns (``min_free_mb``, and after a full disk at least
 full is held in memory, in order, and written when space returns (``hold_when_full``); no new
 recording starts while any waits, as its row could not be written before its audio.
 
+`define_purposes` runs once at start-up: a purpose whose configured definition (lawful basis,
+reference, retention) differs from the one stored last is stored as its next version, which new
+calls are recorded under (calls recorded before keep theirs); the audit log and the log say so.
+
 `recover` runs once at start-up: recordings a crash left open are read up to their last intact
 segment and marked truncated with their real duration (a pause still open ends there); calls left
 open are closed.
@@ -73,6 +77,7 @@ __all__ = [
     "PurposeFacts",
     "RecordSinks",
     "StorageRecords",
+    "define_purposes",
     "recover_open_recordings",
 ]
 
@@ -93,6 +98,15 @@ class PurposeFacts:
     lawful_basis: str
     reference: str
     retention_days: int
+
+
+def _stored_purpose(purpose_id: str, facts: PurposeFacts) -> store.Purpose:
+    return store.Purpose(
+        purpose_id=purpose_id,
+        lawful_basis=store.LawfulBasis(facts.lawful_basis),
+        reference=facts.reference,
+        retention_days=facts.retention_days,
+    )
 
 
 @dataclass(slots=True)
@@ -422,15 +436,7 @@ class StorageRecords:
         self._submit(
             store.CallPurposes(
                 call_id=call_ref,
-                purposes=tuple(
-                    store.Purpose(
-                        purpose_id=purpose_id,
-                        lawful_basis=store.LawfulBasis(self.purposes[purpose_id].lawful_basis),
-                        reference=self.purposes[purpose_id].reference,
-                        retention_days=self.purposes[purpose_id].retention_days,
-                    )
-                    for purpose_id in new
-                ),
+                purposes=tuple(_stored_purpose(purpose_id, self.purposes[purpose_id]) for purpose_id in new),
             )
         )
 
@@ -637,6 +643,32 @@ WHERE l.call_id = ? AND a.ended_at IS NULL ORDER BY a.rowid
 """
 INTERRUPTED_PROMPT = "interrupted: callherald stopped during the prompt"
 """The failure stored for a prompt that was playing when the proxy died."""
+
+
+def define_purposes(evidence: store.EvidenceStore, purposes: Mapping[str, PurposeFacts]) -> list[str]:
+    """At start-up: store the configured purposes as the definitions new calls are recorded under.
+
+    A purpose whose definition differs from the one stored last becomes its next version (the
+    audit log holds the change as ``purpose_changed``); calls recorded before keep the version they
+    were recorded under, with their delete-after dates. Returns one line per change, for the log.
+    """
+    changes = evidence.define_purposes(
+        tuple(_stored_purpose(purpose_id, facts) for purpose_id, facts in purposes.items()),
+        at=dt.datetime.now(dt.UTC),
+    ).result()
+    messages = []
+    for change in changes:
+        previous, current = change.previous, change.current
+        changed = ", ".join(
+            f"{name} {getattr(previous, name)!s} -> {getattr(current, name)!s}"
+            for name in ("lawful_basis", "reference", "retention_days")
+            if getattr(previous, name) != getattr(current, name)
+        )
+        messages.append(
+            f"purpose {current.purpose_id} changed ({changed}; version {change.version}): new calls are "
+            "recorded under it, calls recorded before keep the definition they were recorded under"
+        )
+    return messages
 
 
 def recover_open_recordings(layout: DataLayout, evidence: store.EvidenceStore) -> list[str]:

@@ -343,3 +343,42 @@ def _not_recorded(db: Database) -> None:
         """
     )
     db.execute("CREATE INDEX not_recorded_call_id ON not_recorded (call_id)")
+
+
+@MIGRATIONS(name="0007_purpose_versions")
+def _purpose_versions(db: Database) -> None:
+    # A purpose's definition (lawful basis, reference, retention) may change; each definition is a
+    # new version of the purpose, and a call's purposes name the version they were recorded under.
+    # Rebuilt the SQLite way: the old tables are renamed aside (renaming the parent repoints the old
+    # child's key with it), the new ones made and filled, the old ones dropped. Every definition
+    # stored so far becomes version 1.
+    for statement in (
+        "ALTER TABLE call_purposes RENAME TO call_purposes_0001",
+        "ALTER TABLE purposes RENAME TO purposes_0001",
+        """
+        CREATE TABLE purposes (
+            id TEXT NOT NULL,
+            version INTEGER NOT NULL CHECK (version >= 1),
+            lawful_basis TEXT NOT NULL
+                CHECK (lawful_basis IN ('consent', 'contract', 'legal_obligation', 'legitimate_interest')),
+            reference TEXT NOT NULL,
+            retention_days INTEGER NOT NULL CHECK (retention_days >= 0),
+            PRIMARY KEY (id, version)
+        ) STRICT
+        """,
+        "INSERT INTO purposes SELECT id, 1, lawful_basis, reference, retention_days FROM purposes_0001",
+        """
+        CREATE TABLE call_purposes (
+            call_id TEXT NOT NULL REFERENCES calls (id),
+            purpose_id TEXT NOT NULL,
+            purpose_version INTEGER NOT NULL,
+            delete_after TEXT NOT NULL,
+            PRIMARY KEY (call_id, purpose_id),
+            FOREIGN KEY (purpose_id, purpose_version) REFERENCES purposes (id, version)
+        ) STRICT
+        """,
+        "INSERT INTO call_purposes SELECT call_id, purpose_id, 1, delete_after FROM call_purposes_0001",
+        "DROP TABLE call_purposes_0001",
+        "DROP TABLE purposes_0001",
+    ):
+        db.execute(statement)

@@ -21,9 +21,13 @@ retried every ``HELD_RETRY_S`` and before each new write until the database take
 future completes only then. ``held`` says how many wait. Closing the store tries them once more
 and logs those it still cannot write.
 
-Purpose definitions are frozen: a purpose id is stored once; recording it again with a different
-basis, reference or retention raises ``InvariantError`` (a changed purpose needs a new id).
-``delete_after`` is the UTC date of the call's set-up plus the purpose's ``retention_days``.
+Purpose definitions are versioned: a purpose id is stored as version 1, and recording it with a
+basis, reference or retention other than its latest version's stores the next version, with a
+``purpose_changed`` row in the audit log naming the old and the new definition. A call's purposes
+name the version they were recorded under, so a changed purpose applies to new calls and the calls
+recorded before keep theirs. ``define_purposes`` stores the configured definitions at start-up, so
+a change is recorded when it takes effect. ``delete_after`` is the UTC date of the call's set-up
+plus the purpose's ``retention_days``.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ from storage.migrations import from_db_date, from_db_time, open_reader, open_wri
 from storage.threads import name_os_thread
 
 __all__ = [
+    "AUDIT_ACTION_PURPOSE_CHANGED",
     "DTMF_DIGITS",
     "Announcement",
     "AnnouncementEnd",
@@ -80,6 +85,8 @@ __all__ = [
     "PauseEnd",
     "PauseReason",
     "Purpose",
+    "PurposeChange",
+    "RecordedPurpose",
     "RecordingEnd",
     "RecordingRecord",
     "RecordingStarted",
@@ -97,6 +104,10 @@ HELD_RETRY_S = 1.0
 """How often writes held by a full database are tried again."""
 
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
+
+AUDIT_ACTION_PURPOSE_CHANGED = "purpose_changed"
+PURPOSE_CHANGE_ACTOR = "configuration"
+"""Who changes a purpose's definition, for the audit log: whoever edited the configuration."""
 
 
 class EvidenceFullError(StorageError):
@@ -302,6 +313,26 @@ class Purpose:
     def __post_init__(self) -> None:
         if self.retention_days < 0:
             raise ValueError(f"retention_days must not be negative: {self.retention_days}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PurposeChange:
+    """A purpose stored with a new definition: ``current`` is its version ``version``, ``previous``
+    the definition of the version before it."""
+
+    version: int
+    previous: Purpose
+    current: Purpose
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordedPurpose:
+    """A purpose of a call as the evidence holds it: the definition (``version``) it was recorded
+    under, and the date the call's recording is to be deleted by for it."""
+
+    purpose: Purpose
+    version: int
+    delete_after: dt.date
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -627,33 +658,60 @@ def _write_consent(db: Database, item: ConsentDecision) -> None:
     )
 
 
-def _ensure_purpose(db: Database, purpose: Purpose) -> None:
-    row = db.execute(
-        "SELECT lawful_basis, reference, retention_days FROM purposes WHERE id = ?", [purpose.purpose_id]
+def _purpose_definition(purpose: Purpose) -> dict[str, Any]:
+    return {
+        "lawful_basis": purpose.lawful_basis.value,
+        "reference": purpose.reference,
+        "retention_days": purpose.retention_days,
+    }
+
+
+def _ensure_purpose(db: Database, purpose: Purpose, *, at: dt.datetime) -> tuple[int, PurposeChange | None]:
+    """The version of ``purpose`` that calls are recorded under from now on: its latest stored
+    version when that has the same definition, else a new version (a change, which goes into the
+    audit log as made ``at``)."""
+    latest = db.execute(
+        "SELECT version, lawful_basis, reference, retention_days FROM purposes WHERE id = ? "
+        "ORDER BY version DESC LIMIT 1",
+        [purpose.purpose_id],
     ).fetchone()
-    wanted = (purpose.lawful_basis.value, purpose.reference, purpose.retention_days)
-    if row is None:
-        _insert(
-            db,
-            "purposes",
-            {
-                "id": purpose.purpose_id,
-                "lawful_basis": wanted[0],
-                "reference": wanted[1],
-                "retention_days": wanted[2],
-            },
-        )
-    elif tuple(row) != wanted:
-        raise InvariantError(
-            f"purpose {purpose.purpose_id} is stored as {tuple(row)}, not {wanted}: "
-            "a changed purpose needs a new id"
-        )
+    wanted = _purpose_definition(purpose)
+    if latest is not None and (latest[1], latest[2], latest[3]) == tuple(wanted.values()):
+        return int(latest[0]), None
+    version = 1 if latest is None else int(latest[0]) + 1
+    _insert(db, "purposes", {"id": purpose.purpose_id, "version": version, **wanted})
+    if latest is None:
+        return version, None
+    previous = Purpose(
+        purpose_id=purpose.purpose_id,
+        lawful_basis=LawfulBasis(latest[1]),
+        reference=str(latest[2]),
+        retention_days=int(latest[3]),
+    )
+    # Accountability (GDPR Art. 5(2)): when the purpose changed, and from what to what.
+    AuditLog(db).append(
+        at=at,
+        actor=PURPOSE_CHANGE_ACTOR,
+        action=AUDIT_ACTION_PURPOSE_CHANGED,
+        subject=purpose.purpose_id,
+        detail={
+            "version": version,
+            "previous": {"version": version - 1, **_purpose_definition(previous)},
+            "current": wanted,
+        },
+    )
+    return version, PurposeChange(version=version, previous=previous, current=purpose)
+
+
+def _define_purposes(db: Database, purposes: tuple[Purpose, ...], at: dt.datetime) -> list[PurposeChange]:
+    changes = (_ensure_purpose(db, purpose, at=at)[1] for purpose in purposes)
+    return [change for change in changes if change is not None]
 
 
 def _write_purposes(db: Database, item: CallPurposes) -> None:
     setup_at = _call_setup(db, item.call_id)
     for purpose in item.purposes:
-        _ensure_purpose(db, purpose)
+        version, _ = _ensure_purpose(db, purpose, at=setup_at)
         if purpose.lawful_basis is LawfulBasis.CONSENT:
             latest = db.execute(
                 "SELECT decision FROM consent_decisions WHERE call_id = ? AND purpose_id = ? "
@@ -672,6 +730,7 @@ def _write_purposes(db: Database, item: CallPurposes) -> None:
             {
                 "call_id": item.call_id,
                 "purpose_id": purpose.purpose_id,
+                "purpose_version": version,
                 "delete_after": to_db_date(delete_after(setup_at, purpose.retention_days)),
             },
         )
@@ -1076,6 +1135,28 @@ def _read_recordings(
     ]
 
 
+def _read_call_purposes(db: Database, call_id: str) -> list[RecordedPurpose]:
+    rows = db.execute(
+        "SELECT p.id, p.version, p.lawful_basis, p.reference, p.retention_days, c.delete_after "
+        "FROM call_purposes c JOIN purposes p ON p.id = c.purpose_id AND p.version = c.purpose_version "
+        "WHERE c.call_id = ? ORDER BY p.id",
+        [call_id],
+    )
+    return [
+        RecordedPurpose(
+            purpose=Purpose(
+                purpose_id=str(purpose_id),
+                lawful_basis=LawfulBasis(basis),
+                reference=str(reference),
+                retention_days=int(days),
+            ),
+            version=int(version),
+            delete_after=from_db_date(str(date)),
+        )
+        for purpose_id, version, basis, reference, days, date in rows
+    ]
+
+
 def _read_delete_after(db: Database, call_id: str) -> dict[str, dt.date]:
     rows = db.execute(
         "SELECT purpose_id, delete_after FROM call_purposes WHERE call_id = ? ORDER BY purpose_id", [call_id]
@@ -1289,6 +1370,15 @@ class EvidenceStore:
             lambda db: _write_recording_end(db, end, RecordingState.TRUNCATED), hold_when_full=hold_when_full
         )
 
+    def define_purposes(
+        self, purposes: tuple[Purpose, ...], *, at: dt.datetime
+    ) -> Future[list[PurposeChange]]:
+        """Store the definitions calls are recorded under from now on (at start-up), in one
+        transaction: a purpose whose latest version differs gets the next version and an audit row
+        made ``at``. The future holds those changes."""
+        _aware("at", at)
+        return self.submit_write(lambda db: _define_purposes(db, purposes, at))
+
     def audit_append(
         self,
         *,
@@ -1330,6 +1420,10 @@ class EvidenceStore:
         return self.submit_read(
             lambda db: _read_recordings(db, number=number, since=since, until=until, state=state, limit=limit)
         ).result()
+
+    def call_purposes(self, call_id: str) -> list[RecordedPurpose]:
+        """The purposes of the call with the definition each was recorded under, by purpose id."""
+        return self.submit_read(lambda db: _read_call_purposes(db, call_id)).result()
 
     def delete_after_dates(self, call_id: str) -> dict[str, dt.date]:
         """``purpose id -> delete_after`` of the call."""

@@ -16,7 +16,7 @@ import os
 import stat
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -49,6 +49,7 @@ from proxy.b2bua.effects import (
     StartRecording,
     StopRecording,
 )
+from storage.audit import AuditLog
 from storage.crypto import StorageFullError, TruncatedRecordingError, key_id
 from storage.keys import generate_private_key
 from storage.records import EvidenceStore, RecordingRecord, RecordingState, TimelineEvent, TimelineKind
@@ -279,6 +280,7 @@ def run(
     recording_enabled: bool = True,
     disk: FakeDisk | None = None,
     more_calls: Sequence[tuple[str, Sequence[Step]]] = (),
+    purposes: dict[str, PurposeFacts] = PURPOSES,
 ) -> Ran:
     """Play ``script`` (then ``more_calls``) into a new ``StorageRecords`` on a running loop; close it."""
 
@@ -287,7 +289,7 @@ def run(
             layout,
             EvidenceStore(layout.evidence_db),
             recipients=(recipient.public_key(),),
-            purposes=PURPOSES,
+            purposes=purposes,
             min_free_mb=min_free_mb,
             recording_enabled=recording_enabled,
         )
@@ -337,6 +339,11 @@ def storage_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
         for r in caplog.records
         if r.name == "callherald.storage" and r.levelno >= logging.ERROR
     ]
+
+
+def evidence_log(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    """The JSON lines of the evidence log (``callherald.evidence``)."""
+    return [json.loads(r.getMessage()) for r in caplog.records if r.name == "callherald.evidence"]
 
 
 def subset(detail: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
@@ -1098,6 +1105,59 @@ def test_a_call_that_cannot_be_recorded_is_stored_as_not_recorded_and_why(
     ]
     with EvidenceStore(layout.evidence_db) as store:  # the purposes the call was to be recorded for
         assert list(store.delete_after_dates(CALL)) == ["evidence"]
+
+
+def test_a_purpose_changed_between_runs_applies_to_new_calls_and_earlier_calls_keep_theirs(
+    layout: DataLayout, reviewer: X25519PrivateKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A restart after the retention of evidence went from 90 to 730 days: the next call is recorded
+    # under the new definition, the call recorded before keeps its own and its delete-after date.
+    script: list[Step] = [Begin(), *notice(end=6), *recorded_for(("evidence",), 6)]
+    first = run(layout, script, recipient=reviewer)
+    longer = {**PURPOSES, "evidence": replace(PURPOSES["evidence"], retention_days=730)}
+    second = run(layout, [], recipient=reviewer, purposes=longer, more_calls=[("call-2", script)])
+    assert storage_errors(caplog) == []
+    assert [e["event"] for e in evidence_log(caplog) if e["event"] == "not_recorded"] == []
+    with EvidenceStore(layout.evidence_db) as store:
+        recordings = store.recordings_list()
+        (before,) = store.call_purposes(CALL)
+        (after,) = store.call_purposes("call-2")
+    assert [(r.call_id, r.state) for r in recordings] == [
+        (CALL, RecordingState.COMPLETE),
+        ("call-2", RecordingState.COMPLETE),
+    ]
+    assert (before.version, before.purpose.retention_days) == (1, 90)
+    assert before.delete_after == first.utc(0).date() + dt.timedelta(days=90)
+    assert (after.version, after.purpose.retention_days) == (2, 730)
+    assert after.delete_after == second.utc(0).date() + dt.timedelta(days=730)
+
+
+def test_open_storage_stores_a_changed_purpose_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = default_config(tmp_path / "data")
+    open_storage(config).close()
+    assert "changed" not in caplog.text
+    edited = replace(
+        config,
+        purposes=tuple(
+            replace(purpose, retention_days=730) if purpose.id == "evidence" else purpose
+            for purpose in config.purposes
+        ),
+    )
+    open_storage(edited).close()
+    open_storage(edited).close()  # said once, when the change took effect
+    (line,) = [
+        r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "changed" in r.getMessage()
+    ]
+    assert line == (
+        "purpose evidence changed (retention_days 365 -> 730; version 2): new calls are recorded under "
+        "it, calls recorded before keep the definition they were recorded under"
+    )
+    with EvidenceStore(DataLayout(config.data_dir).evidence_db) as store:
+        (entry,) = store.submit_read(lambda db: AuditLog(db).entries()).result()
+    assert (entry.actor, entry.action, entry.subject) == ("configuration", "purpose_changed", "evidence")
+    assert json.loads(entry.detail)["current"]["retention_days"] == 730
 
 
 def test_after_a_full_disk_recording_resumes_only_with_a_megabyte_free(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import os
 import shutil
 import sqlite3
@@ -18,6 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlite_utils import Database
 
+from storage.audit import AuditLog
 from storage.crypto import StorageError
 from storage.migrations import (
     MIGRATION_SET,
@@ -50,6 +52,8 @@ from storage.records import (
     PauseEnd,
     PauseReason,
     Purpose,
+    PurposeChange,
+    RecordedPurpose,
     RecordingEnd,
     RecordingStarted,
     RecordingState,
@@ -202,6 +206,7 @@ def test_migrations_are_tracked_and_idempotent(tmp_path: Path) -> None:
         "0004_pauses_end_with_their_recording",
         "0005_recording_end_reason",
         "0006_not_recorded",
+        "0007_purpose_versions",
     ]
     assert applied == names
     rows = second.execute("SELECT migration_set, name FROM _sqlite_migrations ORDER BY id").fetchall()
@@ -288,7 +293,7 @@ def test_reader_connection_is_read_only(tmp_path: Path) -> None:
     reader = open_reader(tmp_path / "evidence.db")
     try:
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
-            reader.execute("INSERT INTO purposes VALUES ('x', 'contract', 'r', 1)")
+            reader.execute("INSERT INTO purposes VALUES ('x', 1, 'contract', 'r', 1)")
     finally:
         reader.close()
 
@@ -383,18 +388,101 @@ def test_record_purposes_stores_delete_after_per_purpose(store: EvidenceStore) -
     }
 
 
-def test_a_changed_purpose_definition_is_refused(store: EvidenceStore) -> None:
+def purpose_audit(store: EvidenceStore) -> list[tuple[str, str, str, dict[str, object]]]:
+    entries = store.submit_read(lambda db: AuditLog(db).entries()).result()
+    return [(entry.actor, entry.action, entry.subject, json.loads(entry.detail)) for entry in entries]
+
+
+def test_a_changed_purpose_applies_to_new_calls_and_earlier_calls_keep_theirs(tmp_path: Path) -> None:
+    # The retention of evidence goes from 90 to 730 days between two runs, as a restart with an
+    # edited configuration does: the second call is recorded under the new definition.
+    path = tmp_path / "evidence.db"
+    longer = dataclasses.replace(EVIDENCE, retention_days=730)
+    with EvidenceStore(path) as store:
+        assert store.define_purposes((EVIDENCE, TRAINING), at=at(0)).result() == []
+        prepared_call(store)
+        store.write(recording(10))
+    with EvidenceStore(path) as store:
+        (change,) = store.define_purposes((longer, TRAINING), at=at(60)).result()
+        assert change == PurposeChange(version=2, previous=EVIDENCE, current=longer)
+        assert store.define_purposes((longer, TRAINING), at=at(61)).result() == []  # once
+        store.write(started("call-2"))
+        store.write(announcement("call-2-out", 1, 9))
+        store.write(CallPurposes(call_id="call-2", purposes=(longer,)))
+        store.write(recording(10, uuid.UUID(int=2), call_id="call-2"))
+
+        assert store.call_purposes(CALL) == [
+            RecordedPurpose(purpose=EVIDENCE, version=1, delete_after=dt.date(2026, 5, 30))
+        ]
+        assert store.call_purposes("call-2") == [
+            RecordedPurpose(purpose=longer, version=2, delete_after=dt.date(2028, 2, 29))
+        ]
+        assert [r.call_id for r in store.recordings_list()] == [CALL, "call-2"]
+        assert purpose_audit(store) == [
+            (
+                "configuration",
+                "purpose_changed",
+                "evidence",
+                {
+                    "version": 2,
+                    "previous": {
+                        "version": 1,
+                        "lawful_basis": "contract",
+                        "reference": "contract terms v3",
+                        "retention_days": 90,
+                    },
+                    "current": {
+                        "lawful_basis": "contract",
+                        "reference": "contract terms v3",
+                        "retention_days": 730,
+                    },
+                },
+            )
+        ]
+        assert store.audit_verify().ok
+
+
+def test_a_purpose_changed_without_being_defined_first_is_versioned_as_its_call_is_recorded(
+    store: EvidenceStore,
+) -> None:
     prepared_call(store)
-    store.write(started("call-2"))
-    changed = Purpose(
+    legal = Purpose(
         purpose_id="evidence",
-        lawful_basis=LawfulBasis.CONTRACT,
-        reference="contract terms v3",
-        retention_days=91,
+        lawful_basis=LawfulBasis.LEGAL_OBLIGATION,
+        reference="Wft art. 4:14",
+        retention_days=90,
     )
-    with pytest.raises(InvariantError, match="a changed purpose needs a new id"):
-        store.write(CallPurposes(call_id="call-2", purposes=(changed,)))
-    assert store.delete_after_dates("call-2") == {}
+    store.write(started("call-2"))
+    store.write(CallPurposes(call_id="call-2", purposes=(legal,)))
+    assert [p.version for p in store.call_purposes(CALL)] == [1]
+    assert [(p.purpose, p.version) for p in store.call_purposes("call-2")] == [(legal, 2)]
+    ((_actor, action, subject, detail),) = purpose_audit(store)
+    assert (action, subject, detail["current"]) == (
+        "purpose_changed",
+        "evidence",
+        {"lawful_basis": "legal_obligation", "reference": "Wft art. 4:14", "retention_days": 90},
+    )
+
+
+def test_purposes_stored_before_versions_become_version_1(tmp_path: Path) -> None:
+    path = tmp_path / "evidence.db"
+    db = Database(sqlite3.connect(path))
+    MIGRATIONS.apply(db, stop_before="0007_purpose_versions")
+    db.execute(
+        "INSERT INTO calls (id, direction, calling, called, local_line, setup_at) VALUES (?, ?, ?, ?, ?, ?)",
+        [CALL, "inbound", "+31201234567", "+31307654321", "+31307654321", to_db_time(at(0))],
+    )
+    db.execute("INSERT INTO purposes VALUES ('evidence', 'contract', 'contract terms v3', 90)")
+    db.execute("INSERT INTO call_purposes VALUES (?, 'evidence', '2026-05-30')", [CALL])
+    db.conn.commit()
+    db.close()
+    with EvidenceStore(path) as store:
+        assert store.call_purposes(CALL) == [
+            RecordedPurpose(purpose=EVIDENCE, version=1, delete_after=dt.date(2026, 5, 30))
+        ]
+        assert store.define_purposes((EVIDENCE,), at=at(60)).result() == []
+        fk = store.submit_read(lambda db: db.execute("PRAGMA foreign_key_check").fetchall()).result()
+        assert fk == []
 
 
 @pytest.mark.parametrize(
