@@ -9,6 +9,10 @@ audio goes to one file thread of our own, which seals each one-second block into
 
 Times: the proxy reports the event loop's clock; they become UTC wall-clock times here.
 
+The store checks a recording's row (notice heard, purposes recorded) on its writer thread, after
+the proxy was told the recording runs. One it refuses keeps no file and no audio, and its call is
+stored and logged as ``not_recorded``, with the store's reason, after ``recording_started``.
+
 Recordings never hold plaintext on disk: each block is sealed in memory and appended. The SHA-256
 of the plaintext (the decrypted audio, interleaved s16le) is kept in the record as
 ``audio_sha256``, so an export can prove it decrypted exactly what was recorded.
@@ -125,10 +129,19 @@ class _Recording:
     """One recording file: its writer lives on the file thread; the loop only queues blocks."""
 
     def __init__(
-        self, owner: StorageRecords, call_ref: str, recording_id: uuid.UUID, started: dt.datetime
+        self,
+        owner: StorageRecords,
+        call_ref: str,
+        recording_id: uuid.UUID,
+        started: dt.datetime,
+        *,
+        purposes: tuple[str, ...],
+        policy: str,
     ) -> None:
         self.owner = owner
         self.call_ref = call_ref
+        self.purposes = purposes
+        self.policy = policy
         self.recording_id = recording_id
         self.started = started
         self.clock_offset = owner.clock_offset(call_ref)
@@ -463,7 +476,12 @@ class StorageRecords:
         if why_not is not None:
             raise RecordingUnavailableError(why_not)
         recording = _Recording(
-            self, call_ref, uuid.uuid4(), self.utc(started_at, offset=self.clock_offset(call_ref))
+            self,
+            call_ref,
+            uuid.uuid4(),
+            self.utc(started_at, offset=self.clock_offset(call_ref)),
+            purposes=purposes,
+            policy=policy,
         )
         recording.audio_format = WIDEBAND_AUDIO_FORMAT if sample_rate_hz == 16000 else AUDIO_FORMAT
         # The row is queued here, on the loop, so the store checks it against the evidence reported
@@ -516,9 +534,15 @@ class StorageRecords:
             accepted.result()
         except StorageError as error:
             # No audio without its evidence (notice heard to the end, purposes recorded): no file is
-            # made and the blocks that follow are dropped.
+            # made and the blocks that follow are dropped. The proxy was told the recording runs
+            # before the store decided, so the evidence now says that the call is not recorded.
             recording.failed = True
-            _LOG.error("[%s] recording refused, nothing is kept: %s", recording.call_ref, error)
+            _LOG.error(
+                "[%s] recording refused, the call is NOT recorded, nothing is kept: %s",
+                recording.call_ref,
+                error,
+            )
+            self._refused(recording, f"the evidence record refused the recording: {error}")
             return
         try:
             recording.writer = SegmentWriter(
@@ -543,6 +567,22 @@ class StorageRecords:
                 end_reason=f"file not created: {error}",
             )
             self._store_end(empty, final=False)
+
+    def _refused(self, recording: _Recording, reason: str) -> None:
+        """The evidence of a recording the store refused after the proxy opened it: ``not_recorded``,
+        in the record and in the evidence log, as for a call that could not be recorded at all."""
+        self._submit(store.NotRecorded(call_id=recording.call_ref, at=recording.started, reason=reason))
+        log_evidence(
+            {
+                "call": recording.call_ref,
+                "event": "not_recorded",
+                "recording": str(recording.recording_id),
+                "purposes": list(recording.purposes),
+                "policy": recording.policy,
+                "reason": reason,
+                "at": recording.started.isoformat(timespec="milliseconds"),
+            }
+        )
 
     def _write_block(self, recording: _Recording, pcm: bytes) -> None:
         writer = recording.writer

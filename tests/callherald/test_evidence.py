@@ -346,6 +346,12 @@ def evidence_log(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     return [json.loads(r.getMessage()) for r in caplog.records if r.name == "callherald.evidence"]
 
 
+def record_step(script: Sequence[Step]) -> Record:
+    """The (one) ``Record`` step of ``script``."""
+    (step,) = (step for step in script if isinstance(step, Record))
+    return step
+
+
 def subset(detail: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
     return {name: detail.get(name) for name in wanted}
 
@@ -704,7 +710,17 @@ def test_the_store_refuses_recordings_without_their_evidence(
         assert wrapped_key_rows(layout) == 0
         for text in case.errors:
             assert any(text in message for message in errors), (text, errors)
-        assert any("recording refused" in message for message in errors), errors
+        assert any("recording refused, the call is NOT recorded" in message for message in errors), errors
+        # The proxy said the recording started before the store refused it: the evidence now says
+        # the call is not recorded, and why, as for a call no recording could start for.
+        record = record_step(case.script)
+        (refused,) = (e for e in timeline if e.kind is TimelineKind.NOT_RECORDED)
+        assert refused.at == ran.utc(record.at - T0)
+        assert str(refused.detail["reason"]).startswith("the evidence record refused the recording: ")
+        (logged,) = (e for e in evidence_log(caplog) if e["event"] == "not_recorded")
+        assert logged["call"] == CALL
+        assert logged["reason"] == refused.detail["reason"]
+        assert logged["purposes"] == list(record.purposes)
 
 
 # 3. Withdrawal and a new outside party -----------------------------------------------------------
