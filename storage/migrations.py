@@ -382,3 +382,11 @@ def _purpose_versions(db: Database) -> None:
         "DROP TABLE purposes_0001",
     ):
         db.execute(statement)
+
+
+@MIGRATIONS(name="0008_recording_erasure")
+def _recording_erasure(db: Database) -> None:
+    # When a recording was erased (its wrapped keys destroyed, its file removed), by whom and why;
+    # NULL while it is kept.
+    for column in ("erased_at", "erased_by", "erasure_reason"):
+        db.execute(f"ALTER TABLE recordings ADD COLUMN {column} TEXT")

@@ -28,6 +28,11 @@ name the version they were recorded under, so a changed purpose applies to new c
 recorded before keep theirs. ``define_purposes`` stores the configured definitions at start-up, so
 a change is recorded when it takes effect. ``delete_after`` is the UTC date of the call's set-up
 plus the purpose's ``retention_days``.
+
+A recording is erased (crypto-shredded, ``SqliteKeyStore.destroy`` with ``write_recording_erasure``)
+by destroying its wrapped keys; its row stays, marked with when, by whom and why, and reads report
+it in state ``erased`` (the stored state keeps how it ended, for the timeline). The erasure is a
+later event of its call and a row of the audit log, written in the transaction that destroys the keys.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ from storage.migrations import from_db_date, from_db_time, open_reader, open_wri
 from storage.threads import name_os_thread
 
 __all__ = [
+    "AUDIT_ACTION_ERASE",
     "AUDIT_ACTION_PURPOSE_CHANGED",
     "DTMF_DIGITS",
     "Announcement",
@@ -88,12 +94,14 @@ __all__ = [
     "PurposeChange",
     "RecordedPurpose",
     "RecordingEnd",
+    "RecordingErasure",
     "RecordingRecord",
     "RecordingStarted",
     "RecordingState",
     "TimelineEvent",
     "TimelineKind",
     "delete_after",
+    "write_recording_erasure",
 ]
 
 T = TypeVar("T")
@@ -108,6 +116,7 @@ DTMF_DIGITS = frozenset("0123456789*#ABCD")
 AUDIT_ACTION_PURPOSE_CHANGED = "purpose_changed"
 PURPOSE_CHANGE_ACTOR = "configuration"
 """Who changes a purpose's definition, for the audit log: whoever edited the configuration."""
+AUDIT_ACTION_ERASE = "erase"
 
 
 class EvidenceFullError(StorageError):
@@ -155,6 +164,8 @@ class RecordingState(enum.StrEnum):
     RECORDING = "recording"
     COMPLETE = "complete"
     TRUNCATED = "truncated"
+    ERASED = "erased"
+    """Its wrapped keys were destroyed and its file removed; only ever read, never stored as such."""
 
 
 class PauseReason(enum.StrEnum):
@@ -426,6 +437,22 @@ class NotRecorded:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RecordingErasure:
+    """Recording ``recording_id`` is erased at ``at`` by ``actor`` for ``reason`` (a data subject's
+    request, retention expired: GDPR Art. 17, 5(1)(e))."""
+
+    recording_id: uuid.UUID
+    at: dt.datetime
+    actor: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        _aware("at", self.at)
+        if not self.reason.strip():
+            raise ValueError("an erasure needs a reason")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LaterEvent:
     call_id: str
     kind: LaterEventKind
@@ -485,6 +512,11 @@ class RecordingRecord:
     direction: Direction
     calling: str
     called: str
+    purposes: tuple[RecordedPurpose, ...] = ()
+    """The purposes of the recording's call, by id."""
+    erased_at: dt.datetime | None = None
+    erased_by: str | None = None
+    erasure_reason: str | None = None
 
 
 class TimelineKind(enum.StrEnum):
@@ -871,6 +903,60 @@ def _write_later_event(db: Database, item: LaterEvent) -> None:
     )
 
 
+def write_recording_erasure(db: Database, item: RecordingErasure) -> None:
+    """Mark the recording erased, add an ``erasure`` later event to its call and a row to the audit
+    log. Run it in the transaction that destroys the recording's wrapped keys (it counts them, so
+    run it before the delete): the erasure and its record commit together or not at all.
+
+    ``NotFoundError`` for an unknown recording; ``InvariantError`` for one erased already or still
+    being recorded (its writer would go on sealing audio under the destroyed key)."""
+    rid = str(item.recording_id)
+    row = db.execute(
+        "SELECT call_id, file_name, state, erased_at, erased_by, erasure_reason FROM recordings WHERE id = ?",
+        [rid],
+    ).fetchone()
+    if row is None:
+        raise NotFoundError(f"recording {rid} is not recorded")
+    call_id, file_name, state, erased_at, erased_by, erasure_reason = row
+    if erased_at is not None:
+        raise InvariantError(
+            f"recording {rid} was erased already, at {erased_at} by {erased_by} ({erasure_reason})"
+        )
+    if state == RecordingState.RECORDING.value:
+        raise InvariantError(
+            f"recording {rid} is still being recorded: erase it once its call has ended (a recording "
+            "that a crash left open is closed by the next start of callherald serve)"
+        )
+    (keys,) = db.execute("SELECT count(*) FROM key_store WHERE recording_id = ?", [rid]).fetchone()
+    db.execute(
+        "UPDATE recordings SET erased_at = ?, erased_by = ?, erasure_reason = ? WHERE id = ?",
+        [to_db_time(item.at), item.actor, item.reason, rid],
+    )
+    _write_later_event(
+        db,
+        LaterEvent(
+            call_id=call_id,
+            kind=LaterEventKind.ERASURE,
+            at=item.at,
+            actor=item.actor,
+            detail={"recording_id": rid, "reason": item.reason},
+        ),
+    )
+    AuditLog(db).append(
+        at=item.at,
+        actor=item.actor,
+        action=AUDIT_ACTION_ERASE,
+        subject=rid,
+        detail={
+            "call_id": call_id,
+            "reason": item.reason,
+            "file_name": file_name,
+            "state": state,
+            "wrapped_keys": int(keys),
+        },
+    )
+
+
 _WRITERS: dict[type, Callable[[Database, Any], None]] = {
     CallStarted: _write_call_started,
     CallEnded: _write_call_ended,
@@ -1089,6 +1175,7 @@ def _read_recordings(
     until: dt.datetime | None,
     state: RecordingState | None,
     limit: int | None,
+    kept_past: dt.date | None = None,
 ) -> list[RecordingRecord]:
     where: list[str] = []
     params: list[Any] = []
@@ -1102,9 +1189,18 @@ def _read_recordings(
     if until is not None:
         where.append("r.started_at < ?")
         params.append(to_db_time(until))
-    if state is not None:
-        where.append("r.state = ?")
+    if state is RecordingState.ERASED:
+        where.append("r.erased_at IS NOT NULL")
+    elif state is not None:
+        where.append("r.state = ? AND r.erased_at IS NULL")
         params.append(state.value)
+    if kept_past is not None:
+        # Not erased, and every purpose of its call has a delete-after date before ``kept_past``.
+        where.append(
+            "r.erased_at IS NULL AND (SELECT max(cp.delete_after) FROM call_purposes cp "
+            "WHERE cp.call_id = r.call_id) < ?"
+        )
+        params.append(to_db_date(kept_past))
     sql = (
         "SELECT r.*, c.direction, c.calling, c.called FROM recordings r JOIN calls c ON c.id = r.call_id"
         + ("" if not where else " WHERE " + " AND ".join(where))
@@ -1113,13 +1209,15 @@ def _read_recordings(
     if limit is not None:
         sql += " LIMIT ?"
         params.append(limit)
+    rows = list(db.query(sql, params))
+    purposes = _read_purposes_of_calls(db, sorted({row["call_id"] for row in rows}))
     return [
         RecordingRecord(
             recording_id=uuid.UUID(row["id"]),
             call_id=row["call_id"],
             file_name=row["file_name"],
             key_id=row["key_id"],
-            state=RecordingState(row["state"]),
+            state=RecordingState.ERASED if row["erased_at"] is not None else RecordingState(row["state"]),
             started_at=from_db_time(row["started_at"]),
             first_frame_at=from_db_time(row["first_frame_at"]),
             finished_at=None if row["finished_at"] is None else from_db_time(row["finished_at"]),
@@ -1130,8 +1228,12 @@ def _read_recordings(
             direction=Direction(row["direction"]),
             calling=row["calling"],
             called=row["called"],
+            purposes=purposes.get(row["call_id"], ()),
+            erased_at=None if row["erased_at"] is None else from_db_time(row["erased_at"]),
+            erased_by=row["erased_by"],
+            erasure_reason=row["erasure_reason"],
         )
-        for row in db.query(sql, params)
+        for row in rows
     ]
 
 
@@ -1155,6 +1257,32 @@ def _read_call_purposes(db: Database, call_id: str) -> list[RecordedPurpose]:
         )
         for purpose_id, version, basis, reference, days, date in rows
     ]
+
+
+def _read_purposes_of_calls(db: Database, call_ids: list[str]) -> dict[str, tuple[RecordedPurpose, ...]]:
+    """``call id -> its purposes`` (by purpose id) for ``call_ids``."""
+    found: dict[str, list[RecordedPurpose]] = {}
+    rows = db.query(
+        "SELECT cp.call_id, cp.purpose_id, cp.purpose_version, cp.delete_after, p.lawful_basis, "
+        "p.reference, p.retention_days "
+        "FROM call_purposes cp JOIN purposes p ON p.id = cp.purpose_id AND p.version = cp.purpose_version "
+        "WHERE cp.call_id IN (SELECT value FROM json_each(?)) ORDER BY cp.call_id, cp.purpose_id",
+        [json.dumps(call_ids)],
+    )
+    for row in rows:
+        found.setdefault(row["call_id"], []).append(
+            RecordedPurpose(
+                purpose=Purpose(
+                    purpose_id=row["purpose_id"],
+                    lawful_basis=LawfulBasis(row["lawful_basis"]),
+                    reference=row["reference"],
+                    retention_days=int(row["retention_days"]),
+                ),
+                version=int(row["purpose_version"]),
+                delete_after=from_db_date(row["delete_after"]),
+            )
+        )
+    return {call_id: tuple(items) for call_id, items in found.items()}
 
 
 def _read_delete_after(db: Database, call_id: str) -> dict[str, dt.date]:
@@ -1424,6 +1552,15 @@ class EvidenceStore:
     def call_purposes(self, call_id: str) -> list[RecordedPurpose]:
         """The purposes of the call with the definition each was recorded under, by purpose id."""
         return self.submit_read(lambda db: _read_call_purposes(db, call_id)).result()
+
+    def recordings_past_retention(self, today: dt.date) -> list[RecordingRecord]:
+        """Recordings not erased whose call's purposes all have a delete-after date before ``today``
+        (a recording is kept while any purpose it serves still allows it), by start time."""
+        return self.submit_read(
+            lambda db: _read_recordings(
+                db, number=None, since=None, until=None, state=None, limit=None, kept_past=today
+            )
+        ).result()
 
     def delete_after_dates(self, call_id: str) -> dict[str, dt.date]:
         """``purpose id -> delete_after`` of the call."""

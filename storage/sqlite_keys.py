@@ -6,15 +6,16 @@ reads through its read-only connection, after ``put`` has committed.
 
 ``destroy`` deletes the rows (crypto-shredding) with ``secure_delete=ON``, so SQLite overwrites the
 deleted bytes with zeros, then runs ``wal_checkpoint(TRUNCATE)`` so the write-ahead log that held
-the inserted row is emptied. As with any file, overwriting cannot reach copies made before (backups,
-snapshots, SSD remapping): keep this database out of the backups that hold the audio, or accept
-that those backups keep the keys.
+the inserted row is emptied. What records the erasure (``storage.records.write_recording_erasure``)
+is passed as ``destroy``'s ``along`` and runs in the delete's transaction. As with any file,
+overwriting cannot reach copies made before (backups, snapshots, SSD remapping): keep this
+database out of the backups that hold the audio, or accept that those backups keep the keys.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlite_utils import Database
 
@@ -93,7 +94,17 @@ class SqliteKeyStore:
     def get(self, recording_id: uuid.UUID) -> tuple[WrappedKey, ...]:
         return self.store.submit_read(lambda db: _get(db, recording_id)).result()
 
-    def destroy(self, recording_id: uuid.UUID) -> bool:
-        removed = self.store.submit_write(lambda db: _delete(db, recording_id)).result()
+    def destroy(self, recording_id: uuid.UUID, *, along: Callable[[Database], object] | None = None) -> bool:
+        """Delete the recording's wrapped keys for good; True if there were any.
+
+        ``along(db)``, if given, runs first in the same transaction (its exception undoes it all),
+        so that an erasure is recorded exactly when its keys are gone."""
+
+        def delete(db: Database) -> bool:
+            if along is not None:
+                along(db)
+            return _delete(db, recording_id)
+
+        removed = self.store.submit_write(delete).result()
         self.store.submit_write(_checkpoint, transaction=False).result()
         return removed

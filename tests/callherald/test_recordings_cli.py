@@ -326,6 +326,23 @@ def test_list_json_carries_every_field(data: DataDir, capsys: pytest.CaptureFixt
         "direction": "inbound",
         "calling": "+31201234567",
         "called": "+31307654321",
+        "purposes": [
+            {
+                "purpose_id": "evidence",
+                "lawful_basis": "contract",
+                "reference": "contract terms v3",
+                "delete_after": "2026-05-31",
+            },
+            {
+                "purpose_id": "training",
+                "lawful_basis": "consent",
+                "reference": "consent script v2",
+                "delete_after": "2026-04-01",
+            },
+        ],
+        "erased_at": None,
+        "erased_by": None,
+        "erasure_reason": None,
     }
     assert items[1]["state"] == "truncated"
 

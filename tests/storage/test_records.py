@@ -207,6 +207,7 @@ def test_migrations_are_tracked_and_idempotent(tmp_path: Path) -> None:
         "0005_recording_end_reason",
         "0006_not_recorded",
         "0007_purpose_versions",
+        "0008_recording_erasure",
     ]
     assert applied == names
     rows = second.execute("SELECT migration_set, name FROM _sqlite_migrations ORDER BY id").fetchall()

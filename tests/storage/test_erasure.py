@@ -1,0 +1,236 @@
+"""Erasing a recording in the evidence record (crypto-shredding through ``SqliteKeyStore.destroy``),
+its purposes as the record reads them, and which recordings are past their retention."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from storage.audit import AuditLog
+from storage.crypto import WrappedKey
+from storage.records import (
+    Announcement,
+    CallPurposes,
+    CallStarted,
+    ConsentDecision,
+    Decision,
+    Direction,
+    EvidenceStore,
+    InvariantError,
+    LawfulBasis,
+    Leg,
+    LegRole,
+    NotFoundError,
+    Purpose,
+    RecordedPurpose,
+    RecordingEnd,
+    RecordingErasure,
+    RecordingStarted,
+    RecordingState,
+    TimelineKind,
+    write_recording_erasure,
+)
+from storage.sqlite_keys import SqliteKeyStore
+
+T0 = dt.datetime(2026, 3, 1, 9, 0, 0, tzinfo=dt.UTC)
+ERASED_AT = dt.datetime(2026, 6, 1, 8, 0, 0, tzinfo=dt.UTC)
+ACTOR = "cli (user dpo, uid 1001)"
+
+SHORT = Purpose(
+    purpose_id="evidence", lawful_basis=LawfulBasis.CONTRACT, reference="terms v3", retention_days=30
+)
+LONG = Purpose(
+    purpose_id="training", lawful_basis=LawfulBasis.CONSENT, reference="script v2", retention_days=90
+)
+
+
+def record_call(store: EvidenceStore, number: int, *purposes: Purpose, ended: bool = True) -> uuid.UUID:
+    """Call ``c<number>`` with a notice, ``purposes`` and one recording (ended unless not ``ended``),
+    whose wrapped keys are in the key store; returns the recording id."""
+    call_id, rid = f"c{number}", uuid.UUID(int=number)
+    store.write(
+        CallStarted(
+            call_id=call_id,
+            direction=Direction.INBOUND,
+            calling="+31201234567",
+            called="+31307654321",
+            local_line="+31307654321",
+            agent_id=None,
+            setup_at=T0,
+            legs=(
+                Leg(
+                    leg_id=f"{call_id}-out",
+                    call_id=call_id,
+                    role=LegRole.OUTSIDE,
+                    sip_call_id="a",
+                    remote_uri="sip:a",
+                ),
+            ),
+        )
+    )
+    store.write(
+        Announcement(
+            leg_id=f"{call_id}-out",
+            prompt_id="notice",
+            version="1",
+            language="nl",
+            audio_sha256="ab" * 32,
+            started_at=T0,
+            ended_at=T0 + dt.timedelta(seconds=5),
+            complete=True,
+        )
+    )
+    if any(purpose.lawful_basis is LawfulBasis.CONSENT for purpose in purposes):
+        store.write(
+            ConsentDecision(
+                call_id=call_id,
+                question_id="q",
+                question_version="1",
+                purpose_id=LONG.purpose_id,
+                decision=Decision.GRANTED,
+                mechanism="rfc4733",
+                at=T0 + dt.timedelta(seconds=6),
+            )
+        )
+    store.write(CallPurposes(call_id=call_id, purposes=purposes))
+    SqliteKeyStore(store).put(rid, [wrapped(rid, "0123456789abcdef", number)])
+    store.write(
+        RecordingStarted(
+            recording_id=rid,
+            call_id=call_id,
+            file_name=f"{rid}.chrec",
+            key_id="0123456789abcdef",
+            started_at=T0 + dt.timedelta(seconds=7),
+            first_frame_at=T0 + dt.timedelta(seconds=7),
+        )
+    )
+    if ended:
+        store.record_recording_finished(
+            RecordingEnd(
+                recording_id=rid,
+                finished_at=T0 + dt.timedelta(seconds=60),
+                audio_sha256="cd" * 32,
+                size_bytes=1000,
+                duration_ms=53_000,
+                end_reason="ended",
+            )
+        ).result()
+    return rid
+
+
+def wrapped(rid: uuid.UUID, key_id: str, fill: int) -> WrappedKey:
+    return WrappedKey(
+        recording_id=rid,
+        recipient_key_id=key_id,
+        encapsulated_key=bytes([fill]) * 32,
+        sealed_key=bytes([fill + 1]) * 48,
+    )
+
+
+def erase(store: EvidenceStore, rid: uuid.UUID, reason: str = "data subject request 17-3") -> bool:
+    erasure = RecordingErasure(recording_id=rid, at=ERASED_AT, actor=ACTOR, reason=reason)
+    return SqliteKeyStore(store).destroy(rid, along=lambda db: write_recording_erasure(db, erasure))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[EvidenceStore]:
+    with EvidenceStore(tmp_path / "evidence.db") as evidence:
+        yield evidence
+
+
+def test_a_recording_carries_the_purposes_of_its_call(store: EvidenceStore) -> None:
+    record_call(store, 1, SHORT, LONG)
+    (record,) = store.recordings_list()
+    assert record.purposes == (
+        RecordedPurpose(purpose=SHORT, version=1, delete_after=dt.date(2026, 3, 31)),
+        RecordedPurpose(purpose=LONG, version=1, delete_after=dt.date(2026, 5, 30)),
+    )
+    assert (record.erased_at, record.erased_by, record.erasure_reason) == (None, None, None)
+
+
+def test_an_erased_recording_loses_its_keys_and_keeps_its_record(store: EvidenceStore) -> None:
+    erased, kept = record_call(store, 1, SHORT), record_call(store, 2, SHORT)
+    assert erase(store, erased) is True
+    keys = SqliteKeyStore(store)
+    assert keys.get(erased) == ()
+    assert keys.get(kept) == (wrapped(kept, "0123456789abcdef", 2),)
+    first, second = store.recordings_list()
+    assert (first.state, first.erased_at, first.erased_by, first.erasure_reason) == (
+        RecordingState.ERASED,
+        ERASED_AT,
+        ACTOR,
+        "data subject request 17-3",
+    )
+    assert (first.audio_sha256, first.duration_ms) == ("cd" * 32, 53_000)  # what was kept stays on record
+    assert second.state is RecordingState.COMPLETE
+    assert [r.recording_id for r in store.recordings_list(state=RecordingState.ERASED)] == [erased]
+    assert [r.recording_id for r in store.recordings_list(state=RecordingState.COMPLETE)] == [kept]
+    # The timeline keeps how the recording ended, and says when it was erased, why and by whom.
+    timeline = store.call_timeline("c1")
+    (end,) = [event for event in timeline if event.kind is TimelineKind.RECORDING_END]
+    assert end.detail["state"] == "complete"
+    assert timeline[-1].kind is TimelineKind.LATER_EVENT
+    assert timeline[-1].at == ERASED_AT
+    assert timeline[-1].detail == {
+        "kind": "erasure",
+        "actor": ACTOR,
+        "recording_id": str(erased),
+        "reason": "data subject request 17-3",
+    }
+    entries = store.submit_read(lambda db: AuditLog(db).entries()).result()
+    assert [(e.actor, e.action, e.subject) for e in entries] == [(ACTOR, "erase", str(erased))]
+    assert json.loads(entries[0].detail) == {
+        "call_id": "c1",
+        "reason": "data subject request 17-3",
+        "file_name": f"{erased}.chrec",
+        "state": "complete",
+        "wrapped_keys": 1,
+    }
+    assert store.audit_verify().ok
+
+
+def test_a_recording_is_erased_once(store: EvidenceStore) -> None:
+    rid = record_call(store, 1, SHORT)
+    erase(store, rid)
+    with pytest.raises(InvariantError, match=f"recording {rid} was erased already, at 2026-06-01T08:00:00"):
+        erase(store, rid, "again")
+    (record,) = store.recordings_list()
+    assert record.erasure_reason == "data subject request 17-3"
+    assert len(store.submit_read(lambda db: AuditLog(db).entries()).result()) == 1
+
+
+def test_a_recording_still_being_recorded_is_not_erased_and_keeps_its_keys(store: EvidenceStore) -> None:
+    rid = record_call(store, 1, SHORT, ended=False)
+    with pytest.raises(InvariantError, match=f"recording {rid} is still being recorded"):
+        erase(store, rid)
+    # All or nothing: the keys its writer seals with are still there, nothing was recorded.
+    assert SqliteKeyStore(store).get(rid) == (wrapped(rid, "0123456789abcdef", 1),)
+    (record,) = store.recordings_list()
+    assert (record.state, record.erased_at) == (RecordingState.RECORDING, None)
+    assert store.submit_read(lambda db: AuditLog(db).entries()).result() == []
+    assert [e.kind for e in store.call_timeline("c1")][-1] is not TimelineKind.LATER_EVENT
+
+
+def test_an_unknown_recording_is_not_found(store: EvidenceStore) -> None:
+    with pytest.raises(NotFoundError, match="is not recorded"):
+        erase(store, uuid.UUID(int=99))
+
+
+def test_a_recording_is_past_retention_when_every_purpose_of_its_call_is(store: EvidenceStore) -> None:
+    short_only = record_call(store, 1, SHORT)  # delete after 2026-03-31
+    both = record_call(store, 2, SHORT, LONG)  # 2026-03-31 and 2026-05-30
+    erased = record_call(store, 3, SHORT)
+    erase(store, erased)
+
+    def past(today: dt.date) -> list[uuid.UUID]:
+        return [record.recording_id for record in store.recordings_past_retention(today)]
+
+    assert past(dt.date(2026, 3, 31)) == []  # its delete-after day itself is still within retention
+    assert past(dt.date(2026, 4, 1)) == [short_only]  # `both` is still kept for training
+    assert past(dt.date(2026, 5, 30)) == [short_only]
+    assert past(dt.date(2026, 5, 31)) == [short_only, both]
