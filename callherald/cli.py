@@ -274,8 +274,28 @@ def _recordings_export(args: argparse.Namespace) -> int:
     )
 
 
+def _recordings_erase(args: argparse.Namespace) -> int:
+    layout = _layout(args)
+    if layout is None:
+        return 2
+    return recordings.erase_recording(layout, args.id, reason=args.reason)
+
+
+def _recordings_expire(args: argparse.Namespace) -> int:
+    layout = _layout(args)
+    if layout is None:
+        return 2
+    return recordings.expire_recordings(layout, dry_run=args.dry_run)
+
+
+def _reason(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("say why the recording is erased")
+    return text.strip()
+
+
 def _add_recordings(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    group = commands.add_parser("recordings", help="list, show and export recordings")
+    group = commands.add_parser("recordings", help="list, show, export and erase recordings")
     subcommands = group.add_subparsers(dest="recordings_command", metavar="RECORDINGS_COMMAND", required=True)
     config_help = "the YAML configuration file (default: the embedded default's data directory)"
 
@@ -320,6 +340,23 @@ def _add_recordings(commands: argparse._SubParsersAction[argparse.ArgumentParser
     export.add_argument("--force", action="store_true", help="replace an existing --out file")
     export.add_argument("--config", metavar="FILE", help=config_help)
     export.set_defaults(handler=_recordings_export)
+
+    erase = subcommands.add_parser(
+        "erase", help="erase a recording for good: destroy its keys, remove its file, keep the evidence"
+    )
+    erase.add_argument("id", metavar="ID", help="the recording id")
+    erase.add_argument(
+        "--reason", metavar="TEXT", required=True, type=_reason, help="why (kept in the record and audit log)"
+    )
+    erase.add_argument("--config", metavar="FILE", help=config_help)
+    erase.set_defaults(handler=_recordings_erase)
+
+    expire = subcommands.add_parser(
+        "expire", help="erase every recording whose call's purposes are all past their delete-after date"
+    )
+    expire.add_argument("--dry-run", action="store_true", help="list what would be erased, erase nothing")
+    expire.add_argument("--config", metavar="FILE", help=config_help)
+    expire.set_defaults(handler=_recordings_expire)
 
 
 def _calls_list(args: argparse.Namespace) -> int:

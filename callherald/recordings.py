@@ -1,4 +1,5 @@
-"""The ``callherald recordings`` commands: list, show and export the recordings of the evidence record.
+"""The ``callherald recordings`` commands: list, show, export and erase the recordings of the evidence
+record, and erase those past their retention.
 
 Each command works on one data directory (``callherald.layout.DataLayout``): the evidence database
 says which recordings exist and what happened on their calls; the encrypted files lie under
@@ -20,6 +21,13 @@ says which recordings exist and what happened on their calls; the encrypted file
   accountability, GDPR Art. 5(2)); an export that cannot be audited is removed again. An attempt
   on a recording that is refused (a wrong passphrase, a key that is not a recipient, a file that
   fails verification) is audited too, as ``export_refused`` with the reason.
+
+``erase`` crypto-shreds one recording: its wrapped keys are destroyed (``SqliteKeyStore.destroy``,
+the write-ahead log checkpointed) in the transaction that marks the recording erased, adds an
+``erasure`` later event to its call and an ``erase`` row (with the operating-system user) to the
+audit log; then its encrypted file is removed. The evidence record of the call stays (GDPR Art.
+17(3)(e), 5(2)). ``expire`` does that, reason ``retention expired``, for every recording whose
+call's purposes all have a delete-after date before today (UTC): storage limitation, Art. 5(1)(e).
 
 Exit codes of every command: 0 done; 1 the data refuses (unknown recording, missing, erased,
 tampered or substituted file, a key that is not a recipient, the audit log not writable); 2 the
@@ -70,11 +78,15 @@ from storage.crypto import (
 from storage.keys import load_private_key
 from storage.records import (
     EvidenceStore,
+    InvariantError,
     NotFoundError,
+    RecordedPurpose,
+    RecordingErasure,
     RecordingRecord,
     RecordingState,
     TimelineEvent,
     TimelineKind,
+    write_recording_erasure,
 )
 from storage.segments import (
     CODEC_PCM_ALAW,
@@ -94,6 +106,8 @@ __all__ = [
     "Container",
     "ExitCode",
     "ExportResult",
+    "erase_recording",
+    "expire_recordings",
     "export_recording",
     "list_recordings",
     "parse_utc_time",
@@ -108,6 +122,7 @@ PASSPHRASE_ENV = "CALLHERALD_KEY_PASSPHRASE"
 AUDIT_ACTOR = "cli"
 AUDIT_ACTION_EXPORT = "export"
 AUDIT_ACTION_EXPORT_REFUSED = "export_refused"
+RETENTION_EXPIRED = "retention expired"
 _FLAC_SUFFIX = ".flac"
 _WAV_SUFFIX = ".wav"
 _WAV_SAMPLE_WIDTH_BYTES = 2
@@ -164,6 +179,12 @@ def _json_value(value: Any) -> Any:
         return {str(key): _json_value(item) for key, item in value.items()}
     if isinstance(value, tuple):
         return [_json_value(item) for item in value]
+    if isinstance(value, RecordedPurpose):  # one flat object: the definition, its version, the date
+        return {
+            **_json_value(value.purpose),
+            "version": value.version,
+            "delete_after": value.delete_after.isoformat(),
+        }
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {field.name: _json_value(getattr(value, field.name)) for field in dataclasses.fields(value)}
     return value
@@ -277,8 +298,26 @@ def _facts(record: RecordingRecord) -> str:
         ("key id", record.key_id),
         ("file", record.file_name),
     ]
+    if record.erased_at is not None:
+        facts += [
+            ("erased (UTC)", _precise_time(record.erased_at)),
+            ("erased by", record.erased_by or "-"),
+            ("erasure reason", record.erasure_reason or "-"),
+        ]
+    # One line per purpose of the call, the first beside the name.
+    purposes = [_purpose(purpose) for purpose in record.purposes] or ["-"]
+    facts += [("purposes", purposes[0]), *(("", line) for line in purposes[1:])]
     width = max(len(name) for name, _ in facts)
-    return "\n".join(f"{name + ':':<{width + 1}}  {value}" for name, value in facts)
+    return "\n".join(f"{(name + ':') if name else '':<{width + 1}}  {value}" for name, value in facts)
+
+
+def _purpose(recorded: RecordedPurpose) -> str:
+    purpose = recorded.purpose
+    reference = f" ({purpose.reference})" if purpose.reference else ""
+    return (
+        f"{purpose.purpose_id}: {purpose.lawful_basis.value}{reference}, "
+        f"delete after {recorded.delete_after.isoformat()}"
+    )
 
 
 _EVENT_LABELS = {
@@ -520,11 +559,16 @@ def _private_key(layout: DataLayout, key_path: Path | None) -> X25519PrivateKey:
         raise _usage(f"cannot read the private key {key_path}: {error}") from error
 
 
-def _recording_path(layout: DataLayout, record: RecordingRecord) -> Path:
+def _recording_file(layout: DataLayout, record: RecordingRecord) -> Path:
+    """Where the recording's file is, from a stored name that must be a plain file name."""
     name = record.file_name
     if Path(name).name != name or name in ("", ".", ".."):
         raise _refused(f"recording {record.recording_id}: stored file name {name!r} is not a plain file name")
-    path = layout.recordings_dir / name
+    return layout.recordings_dir / name
+
+
+def _recording_path(layout: DataLayout, record: RecordingRecord) -> Path:
+    path = _recording_file(layout, record)
     if not path.is_file():
         raise _refused(f"recording {record.recording_id}: its file {path} is missing")
     return path
@@ -741,6 +785,8 @@ def _export(
         record = _find(store, rid, layout)
         assert store is not None
         try:
+            if record.erased_at is not None:
+                raise _refused(f"{_erased(record)}: its keys and file are gone; nothing exported")
             path = _recording_path(layout, record)
             private_key = _private_key(layout, key_path)
             reader = _open_reader(path, record, private_key, store, development=key_path is None)
@@ -860,3 +906,92 @@ def export_recording(
         f"key id {result.key_id})"
     )
     return ExitCode.OK
+
+
+# --------------------------------------------------------------------------------------------------
+# erase and expire
+
+
+def _erased(record: RecordingRecord) -> str:
+    at = "-" if record.erased_at is None else _precise_time(record.erased_at)
+    return (
+        f"recording {record.recording_id} was erased at {at} UTC by {record.erased_by} "
+        f"({record.erasure_reason})"
+    )
+
+
+def _erase(store: EvidenceStore, layout: DataLayout, record: RecordingRecord, *, reason: str) -> str:
+    """Crypto-shred ``record`` (see the module) and remove its file; what was done, as a line."""
+    rid = record.recording_id
+    if record.erased_at is not None:
+        raise _refused(_erased(record))
+    if record.state is RecordingState.RECORDING:
+        raise _refused(
+            f"recording {rid} is still being recorded: erase it once its call has ended (a recording "
+            "that a crash left open is closed by the next start of callherald serve)"
+        )
+    path = _recording_file(layout, record)
+    now = dt.datetime.now(dt.UTC)
+    erasure = RecordingErasure(recording_id=rid, at=now, actor=audit_actor(), reason=reason)
+    try:
+        SqliteKeyStore(store).destroy(rid, along=lambda db: write_recording_erasure(db, erasure))
+    except (InvariantError, NotFoundError) as error:  # erased or started meanwhile
+        raise _refused(str(error)) from error
+    erased = f"erased recording {rid} (call {record.call_id}): wrapped keys destroyed"
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return f"{erased}; its file {path} was gone already"
+    except OSError as error:
+        raise _refused(
+            f"recording {rid} is erased (its wrapped keys are destroyed, so {path} can no longer be "
+            f"decrypted), but the file could not be removed: {error.strerror or error}; remove it by hand"
+        ) from error
+    return f"{erased}, {path} removed"
+
+
+def erase_recording(layout: DataLayout, recording_id: str, *, reason: str) -> int:
+    """Erase one recording for ``reason``: keys destroyed, file removed, the erasure recorded."""
+    try:
+        rid = _recording_id(recording_id)
+        if not reason.strip():
+            raise _usage("--reason must say why the recording is erased")
+        with _evidence(layout) as store:
+            record = _find(store, rid, layout)
+            assert store is not None
+            done = _erase(store, layout, record, reason=reason.strip())
+    except CommandError as error:
+        return _report(error)
+    print(done)
+    return ExitCode.OK
+
+
+def _delete_after(record: RecordingRecord) -> str:
+    return ", ".join(f"{p.purpose.purpose_id} {p.delete_after.isoformat()}" for p in record.purposes)
+
+
+def expire_recordings(layout: DataLayout, *, dry_run: bool = False) -> int:
+    """Erase (or, ``dry_run``, list) every recording whose call's purposes all have a delete-after
+    date before today (UTC): a recording is kept while any purpose it serves still allows it."""
+    today = dt.datetime.now(dt.UTC).date()
+    failed = False
+    try:
+        with _evidence(layout) as store:
+            if store is None:
+                raise _refused(f"no evidence database at {layout.evidence_db}")
+            due = store.recordings_past_retention(today)
+            for record in due:
+                dates = f"delete after {_delete_after(record)}"
+                if dry_run:
+                    print(f"would erase recording {record.recording_id} (call {record.call_id}, {dates})")
+                    continue
+                try:
+                    print(f"{_erase(store, layout, record, reason=RETENTION_EXPIRED)}; {dates}")
+                except CommandError as error:
+                    _report(error)
+                    failed = True
+    except CommandError as error:
+        return _report(error)
+    if not due:
+        print(f"no recording is past its delete-after dates (today is {today.isoformat()} UTC)")
+    return ExitCode.REFUSED if failed else ExitCode.OK

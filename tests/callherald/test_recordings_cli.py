@@ -331,12 +331,16 @@ def test_list_json_carries_every_field(data: DataDir, capsys: pytest.CaptureFixt
                 "purpose_id": "evidence",
                 "lawful_basis": "contract",
                 "reference": "contract terms v3",
+                "retention_days": 90,
+                "version": 1,
                 "delete_after": "2026-05-31",
             },
             {
                 "purpose_id": "training",
                 "lawful_basis": "consent",
                 "reference": "consent script v2",
+                "retention_days": 30,
+                "version": 1,
                 "delete_after": "2026-04-01",
             },
         ],
@@ -1058,3 +1062,287 @@ def test_export_force_that_fails_midway_leaves_the_existing_file(
     assert out.read_bytes() == b"earlier export"
     assert [path.name for path in exports.iterdir()] == ["out.wav"]
     assert audit_entries(data.layout) == []
+
+
+# --------------------------------------------------------------------------------------------------
+# purposes, erase and expire
+
+CALLHERALD = Path(sys.executable).with_name("callherald")
+
+
+def test_show_gives_the_purposes_of_the_call(data: DataDir, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "show", str(COMPLETE_ID))
+    assert code == 0
+    facts = out.split("\n\n", 1)[0].splitlines()
+    assert facts[-2:] == [
+        "purposes:           evidence: contract (contract terms v3), delete after 2026-05-31",
+        "                    training: consent (consent script v2), delete after 2026-04-01",
+    ]
+    code, out, _ = run(capsys, "show", str(COMPLETE_ID), "--json")
+    assert [p["purpose_id"] for p in json.loads(out)["recording"]["purposes"]] == ["evidence", "training"]
+
+
+def _database_bytes(layout: DataLayout) -> bytes:
+    """The database file and its write-ahead log, read by another process: closing a descriptor of
+    the database here would drop this process's SQLite locks, and the next connection to close
+    elsewhere would then take itself for the last one, checkpoint and remove the log."""
+    wal = layout.evidence_db.with_name(layout.evidence_db.name + "-wal")
+    assert wal.exists()  # the database is open, as while callherald serve runs
+    return subprocess.run(["cat", str(layout.evidence_db), str(wal)], capture_output=True, check=True).stdout
+
+
+def test_erase_destroys_the_keys_and_the_file_and_keeps_the_evidence(data: DataDir, tmp_path: Path) -> None:
+    path = data.layout.recording_file(str(COMPLETE_ID))
+    # callherald serve keeps the database open meanwhile, so the write-ahead log is not removed on close.
+    with EvidenceStore(data.layout.evidence_db) as running:
+        secrets = [e.encapsulated_key + e.sealed_key for e in SqliteKeyStore(running).get(COMPLETE_ID)]
+        kept = [e.encapsulated_key + e.sealed_key for e in SqliteKeyStore(running).get(TRUNCATED_ID)]
+        assert len(secrets) == 2
+        assert all(secret in _database_bytes(data.layout) for secret in secrets)  # the check below can fail
+        erased = subprocess.run(
+            [str(CALLHERALD), "recordings", "erase", str(COMPLETE_ID), "--reason", "Art. 17 request 2026-41"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert (erased.returncode, erased.stderr) == (0, "")
+        assert erased.stdout == (
+            f"erased recording {COMPLETE_ID} (call call-a): wrapped keys destroyed, {path} removed\n"
+        )
+        after = _database_bytes(data.layout)
+        for secret in secrets:
+            assert secret[:32] not in after
+            assert secret[32:] not in after
+        assert all(secret in after for secret in kept)
+    assert not path.exists()
+    assert data.layout.recording_file(str(TRUNCATED_ID)).exists()
+
+    listed = subprocess.run(
+        [str(CALLHERALD), "recordings", "list", "--state", "erased", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    [item] = json.loads(listed.stdout)
+    assert (item["recording_id"], item["state"], item["erasure_reason"]) == (
+        str(COMPLETE_ID),
+        "erased",
+        "Art. 17 request 2026-41",
+    )
+    assert item["erased_by"] == audit_actor()
+    shown = subprocess.run(
+        [str(CALLHERALD), "recordings", "show", str(COMPLETE_ID)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "state:              erased" in shown
+    assert f"erased by:          {audit_actor()}" in shown
+    assert "erasure reason:     Art. 17 request 2026-41" in shown
+    [erasure] = [line.split(None, 4) for line in shown.splitlines() if "later event  " in line][1:]
+    assert erasure[2:] == [
+        "later",
+        "event",
+        f"erasure by {audit_actor()}: reason Art. 17 request 2026-41, recording_id {COMPLETE_ID}",
+    ]
+
+    out = tmp_path / "erased.wav"
+    exported = subprocess.run(
+        [
+            str(CALLHERALD),
+            "recordings",
+            "export",
+            str(COMPLETE_ID),
+            "--out",
+            str(out),
+            "--key",
+            str(data.reviewer_key),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert exported.returncode == 1
+    assert f"recording {COMPLETE_ID} was erased at " in exported.stderr
+    assert "(Art. 17 request 2026-41): its keys and file are gone; nothing exported" in exported.stderr
+    assert not out.exists()
+    erase_entry, refused_entry = audit_entries(data.layout)  # the chain verifies
+    assert (erase_entry.actor, erase_entry.action, erase_entry.subject) == (
+        audit_actor(),
+        "erase",
+        str(COMPLETE_ID),
+    )
+    assert json.loads(erase_entry.detail) == {
+        "call_id": "call-a",
+        "reason": "Art. 17 request 2026-41",
+        "file_name": path.name,
+        "state": "complete",
+        "wrapped_keys": 2,
+    }
+    assert (refused_entry.action, refused_entry.subject) == ("export_refused", str(COMPLETE_ID))
+    assert "was erased at" in json.loads(refused_entry.detail)["reason"]
+
+
+def test_erase_refuses_an_erased_an_unknown_and_a_live_recording(
+    data: DataDir, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(capsys, "erase", str(COMPLETE_ID), "--reason", "retention")[0] == 0
+    code, out, err = run(capsys, "erase", str(COMPLETE_ID), "--reason", "again")
+    assert (code, out) == (1, "")
+    assert f"recording {COMPLETE_ID} was erased at " in err
+    assert f"by {audit_actor()} (retention)" in err
+    unknown = uuid.UUID(int=7)
+    code, out, err = run(capsys, "erase", str(unknown), "--reason", "retention")
+    assert (code, out) == (1, "")
+    assert f"no recording {unknown} in the evidence record" in err
+    _record_live_call(data)
+    code, out, err = run(capsys, "erase", str(LIVE_ID), "--reason", "retention")
+    assert (code, out) == (1, "")
+    assert f"recording {LIVE_ID} is still being recorded: erase it once its call has ended" in err
+    assert data.layout.recording_file(str(LIVE_ID)).exists()
+    assert [entry.action for entry in audit_entries(data.layout)] == ["erase"]
+
+
+def test_erase_needs_a_reason(data: DataDir, capsys: pytest.CaptureFixture[str]) -> None:
+    for reason in ([], ["--reason", "  "]):
+        with pytest.raises(SystemExit) as info:
+            main(["recordings", "erase", str(COMPLETE_ID), *reason])
+        assert info.value.code == 2
+    assert data.layout.recording_file(str(COMPLETE_ID)).exists()
+
+
+def _call_with_purposes(
+    store: EvidenceStore, layout: DataLayout, number: int, setup_at: dt.datetime, *purposes: Purpose
+) -> uuid.UUID:
+    """A call set up at ``setup_at`` for ``purposes`` (no consent needed), with a finished recording."""
+    development_public, _ = ensure_development_key(layout)
+    call_id, rid = f"call-r{number}", uuid.UUID(int=0x100 + number)
+    store.write(
+        CallStarted(
+            call_id=call_id,
+            direction=Direction.INBOUND,
+            calling="+31201234567",
+            called="+31307654321",
+            local_line="+31307654321",
+            agent_id=None,
+            setup_at=setup_at,
+            legs=(
+                Leg(
+                    leg_id=f"{call_id}-out",
+                    call_id=call_id,
+                    role=LegRole.OUTSIDE,
+                    sip_call_id="r",
+                    remote_uri="sip:r",
+                ),
+            ),
+        )
+    )
+    store.write(
+        Announcement(
+            leg_id=f"{call_id}-out",
+            prompt_id="notice",
+            version="4",
+            language="nl",
+            audio_sha256=PROMPT_SHA,
+            started_at=setup_at,
+            ended_at=setup_at + dt.timedelta(seconds=4),
+            complete=True,
+        )
+    )
+    store.write(CallPurposes(call_id=call_id, purposes=purposes))
+    store.write(
+        RecordingStarted(
+            recording_id=rid,
+            call_id=call_id,
+            file_name=layout.recording_file(str(rid)).name,
+            key_id="0123456789abcdef",
+            started_at=setup_at + dt.timedelta(seconds=5),
+            first_frame_at=setup_at + dt.timedelta(seconds=5),
+        )
+    )
+    writer = SegmentWriter(
+        layout.recording_file(str(rid)),
+        recording_id=rid,
+        recipients=[development_public],
+        audio_format=STEREO,
+        key_store=SqliteKeyStore(store),
+        fsync=FsyncPolicy.NEVER,
+    )
+    writer.write_segment(tone_segment(0))
+    summary = writer.close(final=True)
+    store.record_recording_finished(
+        RecordingEnd(
+            recording_id=rid,
+            finished_at=setup_at + dt.timedelta(seconds=6),
+            audio_sha256=audio_sha256(1),
+            size_bytes=summary.file_bytes,
+            duration_ms=1000,
+            end_reason="ended",
+        )
+    ).result()
+    return rid
+
+
+def test_expire_erases_only_recordings_past_every_delete_after_date(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layout = DataLayout(tmp_path / "data")
+    layout.recordings_dir.mkdir(parents=True)
+    now = dt.datetime.now(dt.UTC)
+    week = Purpose(
+        purpose_id="quality",
+        lawful_basis=LawfulBasis.LEGITIMATE_INTEREST,
+        reference="LIA 4",
+        retention_days=7,
+    )
+    year = Purpose(
+        purpose_id="mifid",
+        lawful_basis=LawfulBasis.LEGAL_OBLIGATION,
+        reference="MiFID II",
+        retention_days=365,
+    )
+    with EvidenceStore(layout.evidence_db) as store:
+        expired = _call_with_purposes(store, layout, 1, now - dt.timedelta(days=9), week)
+        due_today = _call_with_purposes(
+            store, layout, 2, now - dt.timedelta(days=7), week
+        )  # delete after today
+        kept_for_one = _call_with_purposes(store, layout, 3, now - dt.timedelta(days=9), week, year)
+        recent = _call_with_purposes(store, layout, 4, now - dt.timedelta(hours=1), week)
+    monkeypatch.setenv(HOME_ENV, str(layout.root))
+    expired_date = (now - dt.timedelta(days=2)).date().isoformat()
+
+    code, out, err = run(capsys, "expire", "--dry-run")
+    assert (code, err) == (0, "")
+    assert out == f"would erase recording {expired} (call call-r1, delete after quality {expired_date})\n"
+    assert layout.recording_file(str(expired)).exists()
+    assert audit_entries(layout) == []
+
+    code, out, err = run(capsys, "expire")
+    assert (code, err) == (0, "")
+    assert out == (
+        f"erased recording {expired} (call call-r1): wrapped keys destroyed, "
+        f"{layout.recording_file(str(expired))} removed; delete after quality {expired_date}\n"
+    )
+    assert not layout.recording_file(str(expired)).exists()
+    for rid in (due_today, kept_for_one, recent):
+        assert layout.recording_file(str(rid)).exists()
+    [entry] = audit_entries(layout)
+    assert (entry.action, entry.subject, json.loads(entry.detail)["reason"]) == (
+        "erase",
+        str(expired),
+        "retention expired",
+    )
+    code, out, _ = run(capsys, "list", "--json")
+    assert [(item["recording_id"], item["state"]) for item in json.loads(out)] == [
+        (str(expired), "erased"),
+        (str(kept_for_one), "complete"),
+        (str(due_today), "complete"),
+        (str(recent), "complete"),
+    ]
+    code, out, err = run(capsys, "expire")
+    assert (code, err) == (0, "")
+    assert out.startswith("no recording is past its delete-after dates (today is ")
