@@ -793,6 +793,7 @@ class B2bua:
         pbx_offer = anchor_sdp(offer, dialog=call.b, media_address=settings.media_address, codecs=codecs)
         assert answer is not None
         assert pbx_offer is not None
+        _answer_directions(answer)
         call.a_answer = bytes(answer)
         call.b_offer = bytes(pbx_offer)
         if call.policy.mode is AnnouncementMode.EARLY_MEDIA:

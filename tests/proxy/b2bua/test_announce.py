@@ -482,6 +482,35 @@ def test_inbound_caller_is_answered_at_once_and_hears_the_notice() -> None:
     finish(s)
 
 
+DIRECTIONS = ("a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive")
+
+
+@pytest.mark.parametrize(
+    ("offered", "answered"),
+    [
+        ("a=sendonly", "a=recvonly"),
+        ("a=inactive", "a=inactive"),
+        ("a=recvonly", "a=sendonly"),
+        ("a=sendrecv", "a=sendrecv"),
+    ],
+    ids=["sendonly", "inactive", "recvonly", "sendrecv"],
+)
+@pytest.mark.parametrize("policy", [POLICY, EARLY_MEDIA], ids=["answer", "early-media"])
+def test_inbound_callers_offer_is_answered_in_the_direction_rfc3264_asks_for(
+    policy: CallPolicy, offered: str, answered: str
+) -> None:
+    # RFC 3264 §6.1: "If a stream is offered as sendonly, the corresponding stream MUST be marked
+    # as recvonly or inactive in the answer", and so on for each direction.
+    s = Scene(policy=policy)
+    s.dial(body=party_sdp(own_origin(INBOUND), 1, offered))
+
+    status = 183 if policy is EARLY_MEDIA else 200
+    answer = sdp_without_origin(s.caller.last_response("INVITE", status).body)
+    assert [line for line in answer if line in DIRECTIONS] == [answered]
+    s.h.shutdown()
+    finish(s)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CodecCase:
     name: str
