@@ -104,16 +104,28 @@ class CallAnnouncer:
     def start(
         self, media: MediaFormat, now: float, *, agent_media: MediaFormat | None = None
     ) -> list[Effect]:
-        """Keep the parties apart, listen for digits and play the notice to the outside party."""
+        """Keep the parties apart, listen for digits and play the notice to the outside party; to
+        a party that holds the call (``outside_hold``) it plays when the hold ends."""
         self.media = media
         self.agent_media = agent_media or media
         self.stage = AnnouncerStage.ANNOUNCING
         self.purposes = ()
-        self._session = self._new_session()
         out: list[Effect] = [
             BridgeMedia(call_ref=self.call_ref, bridged=False),
             ListenForDigits(call_ref=self.call_ref, leg=self.outside_leg, media=media),
         ]
+        if self._notice_held:
+            self._session = None
+            out.append(
+                LogEvent(
+                    level="info",
+                    text="the outside party holds the call from its start:"
+                    " the notice plays when it comes off hold",
+                    call_ref=self.call_ref,
+                )
+            )
+            return out
+        self._session = self._new_session()
         self._translate(self._session.start(now), out)
         return out
 
@@ -225,9 +237,12 @@ class CallAnnouncer:
         """The outside party put the call on hold, or took it off (RFC 3264 §8.4). A held party
         hears nothing: a notice or question playing then is cut short (the evidence says when),
         and the notice starts again from the beginning when the call comes off hold, so that
-        nothing is recorded before the party heard it whole (GDPR Art. 13)."""
+        nothing is recorded before the party heard it whole (GDPR Art. 13). A party on hold from
+        the first offer or answer, before ``start``, hears the notice first when it comes off hold."""
         out: list[Effect] = []
-        if held and self.stage is AnnouncerStage.ANNOUNCING and not self._notice_held:
+        if held and self.stage is AnnouncerStage.IDLE:
+            self._notice_held = True  # held in the first offer or answer: the notice waits (``start``)
+        elif held and self.stage is AnnouncerStage.ANNOUNCING and not self._notice_held:
             self._notice_held = True
             self._interrupt(now, out)
             out.append(StopPlayout(call_ref=self.call_ref, leg=self.outside_leg))
@@ -243,7 +258,8 @@ class CallAnnouncer:
             )
         elif not held and self._notice_held:
             self._notice_held = False
-            out.extend(self.start(self.media or _PCMU, now, agent_media=self.agent_media))
+            if self.stage is AnnouncerStage.ANNOUNCING:
+                out.extend(self.start(self.media or _PCMU, now, agent_media=self.agent_media))
         return out
 
     def manual_pause(self, pause: bool, reason: str) -> list[Effect]:

@@ -153,7 +153,7 @@ class Call:
     answer_in_ack: bool = False  # inbound late offer: our 200 offered; the caller answers in its ACK
     outside_identity: tuple[str, ...] | None = None  # SDP origin and asserted identity of the outside party
     transfer: Transfer | None = None
-    held_by: set[MediaLeg] = field(default_factory=set)  # legs whose last offer put the call on hold
+    held_by: set[MediaLeg] = field(default_factory=set)  # legs whose last offer or answer holds the call
 
     def dialog(self, leg: MediaLeg) -> Dialog:
         return self.a if leg is MediaLeg.A else self.b

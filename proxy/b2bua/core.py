@@ -708,6 +708,9 @@ class B2bua:
         self.stats.calls_started += 1
         if self._choose_policy(call, request, transaction_id, now, out):
             return
+        if offer is not None and offer.is_hold():
+            # On hold from its first offer (RFC 3264 §8.4): as if a re-INVITE held the call at once.
+            self._hold_changed(call, MediaLeg.A, True, now, out)
         if (
             call.announcer is not None
             and call.announcer.stage is AnnouncerStage.IDLE
@@ -866,6 +869,8 @@ class B2bua:
         assert pbx_offer is not None
         call.b_offer = bytes(pbx_offer)
         call.outside_identity = _identity(call.a_invite, answer)
+        if answer.is_hold():  # the caller holds the call from its answer (RFC 3264 §8.4)
+            self._hold_changed(call, MediaLeg.A, True, now, out)
         out.extend(announcer.start(fmt, now))
         self._after_announcer(call, now, out)
 
@@ -2340,6 +2345,12 @@ class B2bua:
             self._send_ack(call, MediaLeg.B, response.cseq.seq, out)
         else:
             call.deferred_ack = (MediaLeg.B, response.cseq.seq)  # late offer: the answer comes in a's ACK
+        sdp = _sdp_of(response)
+        offer = _sdp_of(call.b_invite)  # None: the INVITE had none, and this 2xx is the offer
+        if sdp is not None and _holds(sdp, offer):
+            # On hold from its first answer (or its offer, to an INVITE without one): as if a
+            # re-INVITE held the call at once.
+            self._hold_changed(call, MediaLeg.B, True, now, out)
         self._bridge(call, response, body, now, out)
 
     def _bridge(self, call: Call, response: Response, body: bytes, now: float, out: list[Effect]) -> None:
@@ -2552,6 +2563,11 @@ class B2bua:
                 sdp = None
             if sdp is not None:
                 out.append(set_media_remote(call.ref, far_leg, sdp))
+                offer = _sdp_of(relay.request) if relay.offer_from_origin else None
+                if offer is not None and not offer.is_hold() and 200 <= response.status < 300:
+                    # The answerer's own hold or its end, as the first answer may hold the call
+                    # (``_holds``); an answer to a held offer only follows that hold.
+                    self._hold_changed(call, far_leg, sdp.is_hold(), now, out)
                 anchored = anchor_sdp(
                     sdp,
                     dialog=origin,
@@ -2736,6 +2752,13 @@ def _answer_directions(answer: SessionDescription) -> None:
         if not media.rejected:
             media.direction = _ANSWERED_DIRECTION[answer.effective_direction(media)]
     answer.direction = None
+
+
+def _holds(sdp: SessionDescription, offer: SessionDescription | None) -> bool:
+    """Whether the party that sent ``sdp`` holds the call (RFC 3264 §8.4): ``sdp`` is an offer
+    (``offer`` None) on hold, or an answer on hold to an ``offer`` that was not, as a sendonly
+    answer to a sendrecv offer. An answer to a held offer only follows that hold."""
+    return sdp.is_hold() and (offer is None or not offer.is_hold())
 
 
 def _sdp_of(message: Message) -> SessionDescription | None:

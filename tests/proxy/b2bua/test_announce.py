@@ -1718,6 +1718,173 @@ def test_outbound_late_offer_hold_from_the_callee_keeps_the_recording() -> None:
     finish(s)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FirstHold:
+    """An SDP that holds the call from its start (RFC 3264 §8.4, or RFC 2543's 0.0.0.0)."""
+
+    name: str
+    direction: str
+    address: str | None = None  # the party's own, unless 0.0.0.0
+    answered: str  # how the other party answers an offer in this direction (RFC 3264 §6.1)
+
+
+FIRST_HOLDS = [
+    FirstHold(name="sendonly", direction="a=sendonly", answered="a=recvonly"),
+    FirstHold(name="inactive", direction="a=inactive", answered="a=inactive"),
+    FirstHold(name="rfc2543", direction="a=sendrecv", address="0.0.0.0", answered="a=recvonly"),
+]
+FIRST_HOLD = pytest.mark.parametrize("hold", FIRST_HOLDS, ids=lambda hold: hold.name)
+
+
+def held_sdp(origin: str, hold: FirstHold) -> bytes:
+    """``origin``'s first SDP ("user sess-id address"), holding the call as ``hold`` does."""
+    if hold.address is not None:
+        user, sess_id, _ = origin.split()
+        origin = f"{user} {sess_id} {hold.address}"
+    return party_sdp(origin, 1, hold.direction)
+
+
+def outside_holds_from_the_start(s: Scene, hold: FirstHold) -> list[Effect]:
+    """The outside party's first SDP holds the call: the caller's INVITE inbound, the callee's
+    200 outbound; the 2xx to the caller is ACKed. The effects of that SDP."""
+    before = len(s.h.effects)
+    if s.way is INBOUND:
+        s.dial(body=held_sdp(own_origin(INBOUND), hold))
+    else:
+        s.dial()
+        s.callee.take_invite()
+        s.callee.ring()
+        s.callee.reply(
+            s.callee.invite, 200, body=held_sdp(own_origin(OUTBOUND), hold), extra=(OUTSIDE_IDENTITY,)
+        )
+    effects = s.h.effects[before:]
+    s.caller.ack_answer()
+    return effects
+
+
+@WAYS
+@FIRST_HOLD
+def test_an_outside_party_on_hold_from_its_first_sdp_hears_the_notice_when_it_comes_off_hold(
+    way: Way, hold: FirstHold
+) -> None:
+    # As if it held the call by re-INVITE at once: a held party hears nothing (RFC 3264 §8.4), so
+    # the notice waits for the hold to end; nothing is asked or decided, nor recorded, meanwhile.
+    s = Scene(way)
+    effects = outside_holds_from_the_start(s, hold)
+    ref, leg = s.ref, way.outside_leg
+
+    assert announcing(effects) == [
+        BridgeMedia(call_ref=ref, bridged=False),
+        ListenForDigits(call_ref=ref, leg=leg, media=PCMU),
+    ]
+    assert LogEvent(level="info", text=f"hold from leg {leg}", call_ref=ref) in effects
+    if way is INBOUND:
+        assert b"a=sendrecv" not in s.caller.last_response("INVITE", 200).body
+    s.h.advance(TRAINING_QUESTION.timeout_s + 10.0)
+    assert of(s.h.effects, Evidence) == []
+    assert s.h.prompt_finished(ref, leg) == []
+    if way is INBOUND:
+        assert s.callee.inbox() == []  # the PBX is called only once the questions are over
+
+    ok, resumed = outside_redirects(s, "a=sendrecv", 2)
+    assert b"a=sendrecv" in ok.body
+    assert announcing(resumed) == notice_again(ref, way, at=s.h.now)
+    s.notice_heard()
+    s.question_heard()
+    s.press("1")
+    if way is INBOUND:
+        s.callee.take_invite()
+        s.callee.ring()
+        s.callee_answers()
+    assert of(s.h.effects, StartRecording)[-1].purposes == ("quality", "training")
+    assert of(s.h.effects, PauseRecording) == []  # the hold was over before the recording began
+    ended = events(s.h.effects, AnnouncementEnded)
+    assert [e.complete for e in ended if e.prompt_id == "notice"] == [True]
+    s.hang_up()
+    finish(s)
+
+
+def test_a_callee_on_hold_from_its_answer_comes_off_hold_in_its_answer_to_the_agents_reinvite() -> None:
+    # The hold of an answer ends in a later answer too: the agent's re-INVITE (a session refresh)
+    # is answered sendrecv, and the callee hears the notice.
+    s = Scene(OUTBOUND)
+    outside_holds_from_the_start(s, FIRST_HOLDS[0])
+    ref = s.ref
+    s.caller.send(s.caller.request("INVITE", body=party_sdp("caller 1001 127.0.0.2", 2, "a=sendrecv")))
+    effects = s.callee.reply(
+        s.callee.last_request("INVITE"), 200, body=party_sdp(own_origin(OUTBOUND), 2, "a=sendrecv")
+    )
+    s.caller.send(s.caller.ack_2xx(s.caller.last_response("INVITE", 200)))
+
+    assert announcing(effects) == notice_again(ref, OUTBOUND, at=s.h.now)
+    s.h.shutdown()
+    finish(s)
+
+
+def test_an_inbound_caller_that_answers_on_hold_in_its_ack_hears_the_notice_when_it_comes_off_hold() -> None:
+    # Late offer: callherald's 200 offered, and the caller's answer in its ACK holds the call.
+    s = Scene(INBOUND)
+    s.dial(body=b"")
+    effects = s.caller.ack_answer(body=party_sdp(own_origin(INBOUND), 1, "a=sendonly"))
+    ref = s.ref
+
+    assert announcing(effects) == [
+        BridgeMedia(call_ref=ref, bridged=False),
+        ListenForDigits(call_ref=ref, leg=MediaLeg.A, media=PCMU),
+    ]
+    _, resumed = outside_redirects(s, "a=sendrecv", 2)
+    assert announcing(resumed) == notice_again(ref, INBOUND, at=s.h.now)
+    s.h.shutdown()
+    finish(s)
+
+
+@WAYS
+@FIRST_HOLD
+def test_a_call_the_agent_holds_from_its_first_sdp_is_recorded_paused_until_the_hold_ends(
+    way: Way, hold: FirstHold
+) -> None:
+    # As if the agent held the call by re-INVITE at once: the recording starts paused for the
+    # hold (silence, and the pause in the evidence), and resumes when the agent takes it off.
+    s = Scene(way)
+    agent_origin = "agent 3003 127.0.0.9"
+    if way is OUTBOUND:  # the PBX's INVITE holds; the callee answers it (RFC 3264 §6.1)
+        s.dial(body=held_sdp(agent_origin, hold))
+        s.callee.take_invite()
+        s.callee.ring()
+        answer = party_sdp(own_origin(OUTBOUND), 1, hold.answered)
+        s.callee.reply(s.callee.invite, 200, body=answer, extra=(OUTSIDE_IDENTITY,))
+        s.caller.ack_answer()
+        assert of(s.h.effects, PlayPrompt) != []  # a held agent does not keep the notice from the callee
+        s.notice_heard()
+        s.question_heard()
+        s.press("1")
+    else:  # the PBX's answer holds
+        s.notice_playing()
+        s.notice_heard()
+        s.question_heard()
+        s.press("1")
+        s.callee.take_invite()
+        s.callee.ring()
+        s.callee.reply(s.callee.invite, 200, body=held_sdp(agent_origin, hold))
+    ref = s.ref
+    start = of(s.h.effects, StartRecording)
+    assert [type(e) for e in s.h.effects[s.h.effects.index(start[0]) :] if isinstance(e, RECORDING)] == [
+        StartRecording,
+        PauseRecording,
+    ]
+    assert of(s.h.effects, PauseRecording) == [PauseRecording(call_ref=ref, reason="hold")]
+
+    resumed = s.agent.send(s.agent.request("INVITE", body=party_sdp(agent_origin, 2, "a=sendrecv")))
+    s.outside.reply(s.outside.last_request("INVITE"), 200, body=party_sdp(own_origin(way), 2, "a=sendrecv"))
+    s.agent.send(s.agent.ack_2xx(s.agent.last_response("INVITE", 200)))
+    assert of(resumed, ResumeRecording) == [ResumeRecording(call_ref=ref, reason="hold")]
+    s.hang_up()
+    finish(s)
+
+
+RECORDING = (StartRecording, PauseRecording, ResumeRecording, StopRecording)
+
+
 def recording_pending(s: Scene) -> bool:
     summary = s.h.b2bua.call_summary(s.ref)
     assert summary is not None
