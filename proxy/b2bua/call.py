@@ -21,7 +21,7 @@ from proxy.b2bua.policy import UNRECORDED, CallPolicy
 from proxy.b2bua.settings import Address, Side
 from proxy.sip.headers import NameAddress
 from proxy.sip.message import Request, Response
-from proxy.sip.sdp import MediaDescription, Origin, SessionDescription
+from proxy.sip.sdp import Direction, MediaDescription, Origin, SessionDescription
 from proxy.sip.transaction import TransactionId
 from proxy.sip.uri import Uri
 
@@ -148,6 +148,7 @@ class Call:
     a_early_media: bool = False  # callherald sent a 183 with its own SDP answer to a
     a_answer: bytes = b""  # that SDP answer, repeated in the 200 when b answers (RFC 3261 §13.2.1)
     b_offer: bytes = b""  # the offer for b, held while the notice plays
+    caller_direction: Direction | None = None  # the caller's, from an offer answered by us while b rang
     announce_progressed: bool = False  # the call moved on after the notice (callee called or bridged)
     announce_after_ack: bool = False  # outbound late offer: the notice starts when a's ACK answers
     answer_in_ack: bool = False  # inbound late offer: our 200 offered; the caller answers in its ACK

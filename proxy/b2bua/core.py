@@ -137,7 +137,7 @@ _COPIED_HEADERS = (
 _SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()  # we require nothing and support no option tags
 _DEFAULT_MAX_FORWARDS = 70
 _RETRY_LATER = (("Retry-After", "5"),)  # RFC 3261 §20.33: seconds
-_RESUME_ATTEMPTS = 2  # re-INVITEs taking a party off hold after a transfer, the second after a 491
+_REOFFER_ATTEMPTS = 2  # callherald's own re-INVITEs on one leg (``_Reoffer``), the second after a 491
 
 
 @dataclass(slots=True)
@@ -164,13 +164,25 @@ class CallSummary:
     for meanwhile); False once it started, or when none will (``record: false``, a failed notice)."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Reoffer:
+    """A re-INVITE of callherald's own on one leg (RFC 3264 §8): the SDP it offers, anchored anew
+    on each attempt, and what it is for, as the log says when it is sent (``doing``) and when the
+    party refuses it for good (``refused``)."""
+
+    sdp: SessionDescription
+    doing: str
+    refused: str
+    attempt: int = 1
+
+
 @dataclass(slots=True, kw_only=True)
 class _ClientContext:
-    kind: str  # "invite", "relay", "bye", "cancel", "register", "transfer", "notify", "resume"
+    kind: str  # "invite", "relay", "bye", "cancel", "register", "transfer", "notify", "reoffer"
     call: Call | None
     leg: MediaLeg | None = None
     transfer: Transfer | None = None
-    resume: tuple[SessionDescription, int] | None = None  # "resume": the target's SDP, the attempt
+    reoffer: _Reoffer | None = None  # "reoffer": what it offers and why
     request: Request | None = None  # what the transaction sent (``_send_request`` sets it)
     auth_attempts: int = 0  # answers to the carrier's challenges of this request (RFC 3261 §22.2)
     bye_after: Dialog | None = None  # a final NOTIFY: the transferor's dialog, ended once it is answered
@@ -1601,6 +1613,13 @@ class B2bua:
                 call.a_answer = self._new_version_if_changed(call.a, answer, call.a_answer)
                 out.append(set_media_remote(call.ref, MediaLeg.A, offer))
                 self._hold_changed(call, MediaLeg.A, offer.is_hold(), now, out)
+                if call.b_called:  # the PBX learns it once it answers (``_pbx_follows_the_caller``)
+                    call.caller_direction = _audio_direction(offer)
+                else:  # the PBX is offered the caller's media as it is now (on hold, or not)
+                    pbx_offer = anchor_sdp(
+                        offer, dialog=call.b, media_address=self._settings.media_address, codecs=codecs
+                    )
+                    call.b_offer = bytes(pbx_offer) if pbx_offer is not None else call.b_offer
             headers = (
                 ("Contact", call.a.local_contact),
                 ("Server", self._settings.user_agent),
@@ -1961,7 +1980,13 @@ class B2bua:
             # hold left with it, and the other party, which answered it recvonly, comes off hold.
             self._hold_changed(call, leg, False, now, out, party_left=True)
             if sdp is not None:
-                self._take_off_hold(call, leg.other, sdp, now, out)
+                other = leg.other
+                resume = _Reoffer(
+                    sdp=sdp,
+                    doing=f"taking leg {other} off hold after the transfer",
+                    refused=f"leg {other} refused to come off hold after the transfer",
+                )
+                self._reoffer(call, other, resume, now, out)
         announcer = call.announcer
         if announcer is None:
             out.append(BridgeMedia(call_ref=call.ref, bridged=True))
@@ -1982,21 +2007,13 @@ class B2bua:
         else:
             out.extend(announcer.resume(now))
 
-    def _take_off_hold(
-        self,
-        call: Call,
-        leg: MediaLeg,
-        target_sdp: SessionDescription,
-        now: float,
-        out: list[Effect],
-        *,
-        attempt: int = 1,
-    ) -> None:
-        """Offer ``leg``'s party the transfer target's media by re-INVITE (RFC 3264 §8.4): the
-        transferor's hold is over, and the party answered it recvonly, sending nothing."""
+    def _reoffer(self, call: Call, leg: MediaLeg, reoffer: _Reoffer, now: float, out: list[Effect]) -> None:
+        """Offer ``leg``'s party ``reoffer.sdp`` by a re-INVITE of callherald's own: the transfer
+        target's media once a transferor's hold is over (RFC 3264 §8.4), which the party answered
+        recvonly, sending nothing; the caller's direction to a PBX that was offered another."""
         dialog = call.dialog(leg)
         offer = anchor_sdp(
-            target_sdp,
+            reoffer.sdp,
             dialog=dialog,
             media_address=self._settings.media_address,
             codecs=self._settings.codecs,
@@ -2004,23 +2021,21 @@ class B2bua:
         if offer is None or dialog.remote_target is None or call.ref not in self._calls:
             return
         reinvite = self._in_dialog_request(dialog, "INVITE", bytes(offer), "application/sdp")
-        out.append(
-            LogEvent(level="info", text=f"taking leg {leg} off hold after the transfer", call_ref=call.ref)
-        )
+        out.append(LogEvent(level="info", text=reoffer.doing, call_ref=call.ref))
         self._send_request(
             reinvite,
             self._dialog_destination(dialog),
             dialog.side,
-            _ClientContext(kind="resume", call=call, leg=leg, resume=(target_sdp, attempt)),
+            _ClientContext(kind="reoffer", call=call, leg=leg, reoffer=reoffer),
             now,
             out,
         )
 
-    def _on_resume_response(
+    def _on_reoffer_response(
         self, call: Call, context: _ClientContext, response: Response, now: float, out: list[Effect]
     ) -> None:
-        leg, status = context.leg, response.status
-        if status < 200 or leg is None or context.resume is None:
+        leg, status, reoffer = context.leg, response.status, context.reoffer
+        if status < 200 or leg is None or reoffer is None:
             return
         if status < 300:
             self._send_ack(call, leg, response.cseq.seq, out)
@@ -2028,19 +2043,18 @@ class B2bua:
             if sdp is not None:
                 out.append(set_media_remote(call.ref, leg, sdp))
             return
-        target_sdp, attempt = context.resume
-        if status == 491 and attempt < _RESUME_ATTEMPTS:
+        if status == 491 and reoffer.attempt < _REOFFER_ATTEMPTS:
             # RFC 3261 §14.1: glare. The owner of the Call-ID waits 2.1-4 s, the other party 0-2 s.
             owner = call.dialog(leg).call_id.endswith("@callherald")
             tenths = int(self._token()[:2], 16) % 20
             delay_s = (21 + tenths) / 10 if owner else tenths / 10
-            again = partial(self._take_off_hold, call, leg, target_sdp, attempt=attempt + 1)
-            self._arm(f"{call.ref}:resume", now + delay_s, again)
+            again = partial(self._reoffer, call, leg, replace(reoffer, attempt=reoffer.attempt + 1))
+            self._arm(f"{call.ref}:reoffer:{leg}", now + delay_s, again)
             return
         out.append(
             LogEvent(
                 level="warning",
-                text=f"leg {leg} refused to come off hold after the transfer: {status} {response.reason}",
+                text=f"{reoffer.refused}: {status} {response.reason}",
                 call_ref=call.ref,
             )
         )
@@ -2202,8 +2216,8 @@ class B2bua:
             self._on_transfer_response(call, context.transfer, response, now, out)
         elif context.kind == "relay":
             self._on_relay_response(call, transaction_id, response, now, out)
-        elif context.kind == "resume":
-            self._on_resume_response(call, context, response, now, out)
+        elif context.kind == "reoffer":
+            self._on_reoffer_response(call, context, response, now, out)
 
     def _on_invite_response(self, call: Call, response: Response, now: float, out: list[Effect]) -> None:
         status = response.status
@@ -2352,6 +2366,28 @@ class B2bua:
             # re-INVITE held the call at once.
             self._hold_changed(call, MediaLeg.B, True, now, out)
         self._bridge(call, response, body, now, out)
+        self._pbx_follows_the_caller(call, now, out)
+
+    def _pbx_follows_the_caller(self, call: Call, now: float, out: list[Effect]) -> None:
+        """Inbound: the caller held the call, or came off hold, in a re-INVITE or UPDATE that
+        callherald answered itself while the PBX rang. Now that the PBX answered, a re-INVITE
+        offers it the caller's direction (RFC 3264 §8.4) if its INVITE offered another: a PBX
+        that answered a held caller recvonly would otherwise send nothing all call long."""
+        direction, call.caller_direction = call.caller_direction, None
+        offered = call.b.last_sdp
+        if direction is None or offered is None or direction == _audio_direction(offered):
+            return
+        sdp = offered.copy()
+        sdp.direction = None
+        for media in sdp.media:
+            if media.media == "audio" and not media.rejected:
+                media.direction = direction
+        reoffer = _Reoffer(
+            sdp=sdp,
+            doing=f"offering leg b the caller's direction ({direction}) now that it answered",
+            refused="leg b refused the caller's direction",
+        )
+        self._reoffer(call, MediaLeg.B, reoffer, now, out)
 
     def _bridge(self, call: Call, response: Response, body: bytes, now: float, out: list[Effect]) -> None:
         """The callee answered: answer the caller, or, when the caller already heard the notice, join them.
@@ -2723,7 +2759,7 @@ def _dialled_user(request: Request) -> str:
     return _user_of(request.uri) or _user_of(request.to.uri) or "unknown"
 
 
-_CHALLENGED_KINDS: Final = frozenset({"relay", "bye", "notify", "resume", "transfer"})
+_CHALLENGED_KINDS: Final = frozenset({"relay", "bye", "notify", "reoffer", "transfer"})
 """What callherald sends, besides a call's first INVITE (``_retry_with_credentials``), that answers
 a carrier's challenge (``_answer_challenge``): requests in a call and a transfer's INVITE."""
 
@@ -2752,6 +2788,18 @@ def _answer_directions(answer: SessionDescription) -> None:
         if not media.rejected:
             media.direction = _ANSWERED_DIRECTION[answer.effective_direction(media)]
     answer.direction = None
+
+
+def _audio_direction(sdp: SessionDescription) -> Direction | None:
+    """The direction of the first active audio stream as ``anchor_sdp`` passes it on (an RFC 2543
+    hold, 0.0.0.0, as sendonly); None when there is none."""
+    for media in sdp.media:
+        if media.media == "audio" and not media.rejected:
+            direction = sdp.effective_direction(media)
+            if direction == "sendrecv" and sdp.hold_kind(media) == "zero-address":
+                return "sendonly"
+            return direction
+    return None
 
 
 def _holds(sdp: SessionDescription, offer: SessionDescription | None) -> bool:

@@ -67,6 +67,7 @@ from tests.proxy.b2bua.harness import (
     Harness,
     make_settings,
     non_sip,
+    origin_of,
     sdp,
     sdp_without_origin,
     sent_sip,
@@ -1883,6 +1884,107 @@ def test_a_call_the_agent_holds_from_its_first_sdp_is_recorded_paused_until_the_
 
 
 RECORDING = (StartRecording, PauseRecording, ResumeRecording, StopRecording)
+
+
+def pbx_direction(body: bytes) -> list[str]:
+    return [line for line in sdp_without_origin(body) if line in DIRECTIONS]
+
+
+def test_a_caller_on_hold_from_its_invite_has_the_pbx_offered_its_media_as_it_is_once_off_hold() -> None:
+    # The notice waits for the hold to end, and the PBX, called after it, is offered sendrecv.
+    s = Scene(INBOUND)
+    outside_holds_from_the_start(s, FIRST_HOLDS[0])
+    outside_redirects(s, "a=sendrecv", 2)
+    s.notice_heard()
+    s.question_heard()
+    s.press("1")
+
+    invite = s.callee.take_invite()
+    assert pbx_direction(invite.body) == ["a=sendrecv"]
+    s.callee.ring()
+    s.callee_answers()
+    assert s.callee.requests("INVITE") == [invite]  # nothing more to tell it
+    s.hang_up()
+    finish(s)
+
+
+def caller_redirects_while_the_pbx_rings(s: Scene, *bodies: bytes) -> None:
+    """Notice and question over, the PBX called and ringing; the caller re-INVITEs with each of
+    ``bodies`` in turn, and callherald answers each itself."""
+    s.notice_playing()
+    s.notice_heard()
+    s.question_heard()
+    s.press("1")
+    s.callee.take_invite()
+    s.callee.ring()
+    for body in bodies:
+        s.caller.send(s.caller.request("INVITE", body=body))
+        s.caller.send(s.caller.ack_2xx(s.caller.last_response("INVITE", 200)))
+
+
+@FIRST_HOLD
+def test_a_pbx_that_answers_after_the_caller_held_the_call_is_offered_the_hold(hold: FirstHold) -> None:
+    # The PBX was offered sendrecv; the caller's hold, which callherald answered itself while
+    # the PBX rang, reaches it by re-INVITE once it answered (RFC 3264 §8.4), and its end too.
+    s = Scene(INBOUND)
+    origin = own_origin(INBOUND)
+    caller_redirects_while_the_pbx_rings(s, held_sdp(origin, hold))
+    held_direction = "a=inactive" if hold.direction == "a=inactive" else "a=sendonly"
+
+    effects = s.callee_answers()
+    assert sip_summary(effects)[-2:] == [(PBX, "ACK"), (PBX, "INVITE")]
+    reinvite = s.callee.last_request("INVITE")
+    assert pbx_direction(reinvite.body) == [held_direction]
+    assert b"c=IN IP4 127.0.0.1" in reinvite.body  # callherald's own media, as in the INVITE
+    assert audio_lines(reinvite.body) == audio_lines(s.callee.invite.body)
+    assert origin_version(reinvite.body) == origin_version(s.callee.invite.body) + 1  # RFC 3264 §8
+    assert of(s.h.effects, PauseRecording) == [PauseRecording(call_ref=s.ref, reason="hold")]
+    effects = s.callee.reply(reinvite, 200, body=party_sdp("agent 3003 127.0.0.9", 2, hold.answered))
+    assert sip_summary(effects) == [(PBX, "ACK")]
+
+    # The caller comes off hold: relayed as any re-INVITE now that the PBX has the call.
+    s.caller.send(s.caller.request("INVITE", body=party_sdp(origin, 3, "a=sendrecv")))
+    assert pbx_direction(s.callee.last_request("INVITE").body) == ["a=sendrecv"]
+    s.hang_up()
+    finish(s)
+
+
+def origin_version(body: bytes) -> int:
+    return origin_of(body).sess_version
+
+
+def test_a_pbx_is_not_reinvited_when_the_caller_came_back_to_the_direction_it_was_offered() -> None:
+    s = Scene(INBOUND)
+    origin = own_origin(INBOUND)
+    caller_redirects_while_the_pbx_rings(
+        s, party_sdp(origin, 2, "a=sendonly"), party_sdp(origin, 3, "a=sendrecv")
+    )
+    effects = s.callee_answers()
+
+    assert sip_summary(effects)[-1] == (PBX, "ACK")
+    assert len(s.callee.requests("INVITE")) == 1
+    assert of(s.h.effects, PauseRecording) == []
+    s.hang_up()
+    finish(s)
+
+
+def test_a_pbx_that_refuses_the_callers_direction_twice_is_logged_and_the_call_goes_on() -> None:
+    s = Scene(INBOUND)
+    caller_redirects_while_the_pbx_rings(s, party_sdp(own_origin(INBOUND), 2, "a=sendonly"))
+    s.callee_answers()
+    s.callee.reply(s.callee.last_request("INVITE"), 491)
+    s.h.advance(4.1)  # RFC 3261 §14.1: callherald owns the PBX leg's Call-ID, so 2.1-4 s
+    second = s.callee.last_request("INVITE")
+    assert len({invite.cseq.seq for invite in s.callee.requests("INVITE")}) == 3  # INVITE, re-INVITE, again
+    effects = s.callee.reply(second, 491)
+
+    refused = LogEvent(
+        level="warning", text="leg b refused the caller's direction: 491 Request Pending", call_ref=s.ref
+    )
+    assert refused in effects
+    assert s.h.ended() == []
+    s.hang_up()
+    finish(s)
 
 
 def recording_pending(s: Scene) -> bool:
