@@ -300,6 +300,33 @@ def test_hold_writes_silence_until_the_call_is_taken_off_hold(tmp_path: Path) ->
 
 @requires_sipp
 @pytest.mark.timeout(60)
+def test_a_caller_on_hold_from_its_invite_hears_the_notice_once_off_hold_and_the_pbx_gets_sendrecv(
+    tmp_path: Path,
+) -> None:
+    # The caller's INVITE holds the call (a=sendonly): callherald answers recvonly (RFC 3264 §6.1)
+    # and keeps the notice back until the caller comes off hold; then the notice plays whole, and
+    # the PBX, called after the question, is offered the caller's media as it is now (sendrecv).
+    call = recorded_call(
+        tmp_path,
+        caller="recording_uac_held_at_start.xml",
+        callee="recording_uas_direction.xml",
+        caller_set={"hold_for_ms": PAUSE_FOR_MS},
+        pause_ms=AFTER_MS,
+    )
+    assert (tmp_path / "caller.txt").read_text().strip() == "a=recvonly|"
+    assert (tmp_path / "callee.txt").read_text().strip() == "a=sendrecv"
+    records = evidence_records(call.log)
+    notice = [r for r in records if r.get("prompt_id") == "test-notice"]
+    assert [(r["event"], r.get("complete")) for r in notice] == [
+        ("announcement_started", None),
+        ("announcement_ended", True),
+    ]
+    assert [e for e in call.timeline if e.kind is TimelineKind.PAUSE_START] == []
+    assert silent_runs(call.audio, STRAY_SILENCE) == []  # both parties recorded throughout
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
 def test_the_pci_code_keyed_by_sip_info_pauses_and_resumes(tmp_path: Path) -> None:
     call = recorded_call(
         tmp_path,
