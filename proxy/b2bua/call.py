@@ -136,6 +136,9 @@ class Call:
     cancel_pending: bool = False
     auth_attempts: int = 0
     b_invite_had_offer: bool = True
+    # The last SDP answer in a provisional response, per early dialog (To tag) of b: a callee that
+    # sent its answer in a 183 may send the 2xx without it.
+    b_early_answers: dict[str, SessionDescription] = field(default_factory=dict)
     sent_acks: dict[tuple[MediaLeg, int], Request] = field(default_factory=dict)
     deferred_ack: tuple[MediaLeg, int] | None = None
     pending_relays: dict[TransactionId, PendingRelay] = field(default_factory=dict)

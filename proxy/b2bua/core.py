@@ -1026,16 +1026,18 @@ class B2bua:
         out: list[Effect],
         *,
         identity: tuple[str, str] | None = None,
+        no_sdp: str = "no SDP in the 2xx nor in an earlier provisional",
     ) -> None:
         """Outbound: the callee answered; the notice plays to callee and agent before they talk.
 
-        ``identity`` is the callee's (``_identity``), when not already recorded."""
+        ``identity`` is the callee's (``_identity``), when not already recorded; ``no_sdp`` is
+        the reason the notice fails for when ``sdp`` is None."""
         announcer = call.announcer
         if announcer is None or announcer.stage is not AnnouncerStage.IDLE:
             return
         fmt = media_format(sdp) if sdp is not None else None
         if fmt is None:
-            reason = "no SDP from the callee" if sdp is None else unplayable_reason(sdp)
+            reason = no_sdp if sdp is None else unplayable_reason(sdp)
             out.extend(announcer.fail_now(reason, now))
             call.announce_progressed = True
             if call.policy.on_failure is FailureBehaviour.REJECT:
@@ -1328,7 +1330,8 @@ class B2bua:
         self._send_ack(call, target_leg, seq, out, body)
         if call.announce_after_ack:
             call.announce_after_ack = False
-            self._start_outbound_notice(call, answer, now, out)  # identity: from the callee's 2xx
+            # identity: from the callee's 2xx
+            self._start_outbound_notice(call, answer, now, out, no_sdp="no SDP answer in the ACK")
 
     def _send_ack(self, call: Call, leg: MediaLeg, seq: int, out: list[Effect], body: bytes = b"") -> None:
         """ACK a 2xx on ``leg`` and keep the ACK to answer retransmissions of that 2xx."""
@@ -2235,6 +2238,7 @@ class B2bua:
         if status < 200:
             call.b_provisional_seen = True
             self._learn_remote(b, response, early=True)
+            self._keep_early_answer(call, response)
             call.phase = CallPhase.EARLY
             self._relay_provisional(call, response, now, out)
             return
@@ -2295,9 +2299,28 @@ class B2bua:
         if not early:
             dialog.confirmed = True
 
+    @staticmethod
+    def _keep_early_answer(call: Call, response: Response) -> None:
+        """Remember the answer a provisional response of b brought, for its early dialog (an
+        INVITE without an offer gets its offer in the 2xx, RFC 3261 §13.2.1: nothing to keep)."""
+        sdp = _sdp_of(response)
+        if sdp is not None and response.to.tag and call.b_invite_had_offer:
+            call.b_early_answers[response.to.tag] = sdp
+
+    @staticmethod
+    def _callee_answer(call: Call, response: Response) -> SessionDescription | None:
+        """The SDP answer of b's response. A 2xx without one takes the last answer its early
+        dialog (by To tag) brought in a provisional response, as that dialog is the one the 2xx
+        confirms (RFC 3261 §13.2.2.4): §13.2.1 wants the answer in the 2xx, the 183 repeating it
+        ahead, but carrier SBCs often send it in the 183 alone."""
+        sdp = _sdp_of(response)
+        if sdp is not None or response.status < 200 or not response.to.tag:
+            return sdp
+        return call.b_early_answers.get(response.to.tag)
+
     def _answer_sdp_for_a(self, call: Call, response: Response, out: list[Effect]) -> bytes:
         """Re-anchor the b side's SDP for the a side and point the b leg's relay at b's media."""
-        sdp = _sdp_of(response)
+        sdp = self._callee_answer(call, response)
         if sdp is None:
             return b""
         out.append(set_media_remote(call.ref, MediaLeg.B, sdp))
@@ -2413,7 +2436,7 @@ class B2bua:
         self._respond(call.a_invite_transaction, answer, now, out)
         self._retransmit_2xx(call, MediaLeg.A, answer, call.a_invite.cseq.seq, now)
         if announcer is not None and announcer.stage is AnnouncerStage.IDLE:
-            sdp = _sdp_of(response)
+            sdp = self._callee_answer(call, response)
             if call.deferred_ack is not None:
                 # Late offer: the codec is known from a's ACK; the callee is who sent this 2xx, not
                 # the agent whose answer rides in that ACK.

@@ -284,3 +284,29 @@ def test_a_caller_whose_sdp_address_cannot_be_used_hears_the_notice_from_its_fir
     events = _events(records)
     assert "notice_failed" not in events
     assert events.index("announcement_ended") < events.index("recording_started")
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+def test_a_callee_answering_only_in_its_183_is_announced_and_recorded(tmp_path: Path) -> None:
+    """Outbound, the carrier sends its SDP answer in a 183 (early media) and the 200 without one:
+    that answer is the session's, so the notice plays to the callee, the call is recorded, and
+    the agent gets the answer in callherald's 200 (RFC 3261 §13.2.1)."""
+    notice_wav, _ = write_prompt_wavs(tmp_path)
+    notice = prepared(notice_wav, "test-notice", tmp_path / "expected-cache").frames_for("pcmu")
+    call = call_with_tones(
+        tmp_path,
+        Direction.OUTBOUND,
+        caller_payloads=tone_payloads(440.0, TONE_PACKETS),
+        callee_payloads=tone_payloads(1000.0, TONE_PACKETS),
+        policies=policy_yaml(),
+        pause_ms=CALL_MS,
+        callee="uas_answer_in_183.xml",
+    )
+    assert find_run(payloads_of(call.callee.received), notice) >= 0, call.log[-3000:]
+    records = evidence_records(call.log)
+    events = _events(records)
+    assert "notice_failed" not in events
+    ended = next(r for r in records if r["event"] == "announcement_ended" and r["prompt_id"] == "test-notice")
+    assert ended["complete"] is True
+    assert events.index("announcement_ended") < events.index("recording_started")

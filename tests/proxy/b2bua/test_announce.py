@@ -837,6 +837,65 @@ def test_outbound_notice_plays_to_callee_and_agent_after_the_answer() -> None:
     finish(s)
 
 
+CALLEE_PCMA_ANSWER = CALLEE_ANSWER.replace(b"RTP/AVP 0 101", b"RTP/AVP 8 101").replace(
+    b"a=rtpmap:0 PCMU/8000", b"a=rtpmap:8 PCMA/8000"
+)
+PCMA = MediaFormat(codec="pcma", payload_type=8, event_payload_type=101)
+
+
+def test_outbound_2xx_without_sdp_uses_the_last_answer_of_its_early_dialog() -> None:
+    # A carrier that answered in its 183 (early media) and sends the 200 without SDP: the notice
+    # plays in the last answer that early dialog brought, and the call is recorded.
+    s = Scene(OUTBOUND)
+    s.dial()
+    ref = s.ref
+    s.callee.take_invite()
+    s.callee.ring(183, body=CALLEE_ANSWER)
+    s.callee.ring(183, body=CALLEE_PCMA_ANSWER)  # the same early dialog, a new answer
+    progress = s.caller.last_response("INVITE", 183)
+
+    effects = s.callee.reply(s.callee.invite, 200, extra=(OUTSIDE_IDENTITY,))
+    assert sip_summary(effects) == [(CARRIER, "ACK"), (PBX, "200 INVITE")]
+    ok = s.caller.last_response("INVITE", 200)
+    assert ok.body == progress.body  # RFC 3261 §13.2.1: the agent gets the answer in the 2xx
+    assert [(p.leg, p.media) for p in of(effects, PlayPrompt)] == [(MediaLeg.B, PCMA), (MediaLeg.A, PCMA)]
+    assert events(effects, NoticeFailed) == []
+    s.caller.ack_answer()
+    s.notice_heard()
+    s.question_heard()
+    effects = s.press("1")
+    assert of(effects, StartRecording) == [
+        StartRecording(
+            call_ref=ref, outside_leg=MediaLeg.B, purposes=("quality", "training"), policy="service-line"
+        )
+    ]
+    s.hang_up()
+    finish(s)
+
+
+def test_outbound_2xx_without_sdp_and_no_early_answer_in_its_dialog_connects_unannounced() -> None:
+    # The answer came in a 183 of another fork (another To tag): not this dialog's answer.
+    s = Scene(OUTBOUND)
+    s.dial()
+    s.callee.take_invite()
+    other_fork = s.callee.respond(s.callee.invite, 183, body=CALLEE_ANSWER)
+    other_fork.headers.set("To", f"{s.callee.local_party};tag=fork-2")
+    s.callee.send(other_fork)
+
+    effects = s.callee.reply(s.callee.invite, 200, extra=(OUTSIDE_IDENTITY,))
+    assert of(effects, PlayPrompt) == []
+    reason = "no SDP in the 2xx nor in an earlier provisional"
+    assert events(effects, NoticeFailed) == [
+        NoticeFailed(prompt_id="notice", language="de", reason=reason, at=T0)
+    ]
+    (warning,) = warnings(effects)
+    assert f"({reason})" in warning.text
+    assert warning.text.endswith("call connects unrecorded")
+    s.caller.ack_answer()
+    s.hang_up()
+    finish(s)
+
+
 # The notice cannot be played ------------------------------------------------------------------
 
 
@@ -1983,6 +2042,17 @@ def test_a_pbx_that_refuses_the_callers_direction_twice_is_logged_and_the_call_g
     )
     assert refused in effects
     assert s.h.ended() == []
+
+
+def test_outbound_late_offer_without_an_answer_in_the_ack_says_so() -> None:
+    # The callee's 2xx brought the offer; it is the agent's ACK that lacks the answer.
+    s = Scene(OUTBOUND)
+    s.dial(body=b"")
+    s.callee.take_invite()
+    s.callee.reply(s.callee.invite, 200, body=party_sdp("callee 2002 127.0.0.3", 1, "a=sendrecv"))
+    effects = s.caller.ack_answer(body=b"")
+    assert of(effects, PlayPrompt) == []
+    assert [event.reason for event in events(effects, NoticeFailed)] == ["no SDP answer in the ACK"]
     s.hang_up()
     finish(s)
 

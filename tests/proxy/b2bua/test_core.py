@@ -450,6 +450,23 @@ def test_the_2xx_repeating_the_early_answer_keeps_its_version(answer: bytes, sam
     h.assert_idle()
 
 
+def test_a_2xx_without_sdp_after_an_early_answer_gives_the_caller_that_answer() -> None:
+    # The callee answered in its 183 only; the caller, which offered in its INVITE, gets the
+    # answer in the 2xx (RFC 3261 §13.2.1), unchanged and with the same version (RFC 3264 §8).
+    h = Harness()
+    caller, callee = dial(h)
+    callee.ring(183, body=CALLEE_ANSWER)
+    effects = callee.answer(body=b"")
+
+    assert sip_summary(effects) == [(CARRIER, "ACK"), (PBX, "200 INVITE")]
+    ok = caller.last_response("INVITE", 200)
+    assert ok.headers.get("content-type") == "application/sdp"
+    assert ok.body == caller.last_response("INVITE", 183).body
+    caller.ack_answer()
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
 # 2xx retransmission (RFC 3261 §13.3.1.4) -------------------------------------------------------
 
 
