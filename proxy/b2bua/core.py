@@ -1714,16 +1714,16 @@ class B2bua:
                         transaction_id, request, 488, out, now, to_tag=request.to.tag, extra=(_NOT_PLAIN_RTP,)
                     )
                     return
+                new_party = self._new_outside_party(call, leg, request, offer)
                 anchored = anchor_sdp(
                     offer,
                     dialog=other,
                     media_address=self._settings.media_address,
-                    codecs=self._settings.codecs,
+                    codecs=self._offer_codecs(call, new_party),
                 )
                 if anchored is None:
                     self._refuse_codecs(transaction_id, request, now, out)
                     return
-                new_party = self._new_outside_party(call, leg, request, offer)
                 out.append(set_media_remote(call.ref, leg, offer, new_party=new_party is not None))
                 self._hold_changed(call, leg, offer.is_hold(), now, out)
                 body = bytes(anchored)
@@ -1752,6 +1752,18 @@ class B2bua:
             offer_from_origin=offer_present,
             new_party=new_party,
         )
+
+    def _offer_codecs(self, call: Call, new_party: str | None) -> frozenset[str]:
+        """The codecs a relayed offer may keep. While callherald's own notice or questions play,
+        only the one they play in: a prompt cannot change format midway, so an offer without
+        it gets 488 and the session goes on as it was (RFC 3261 §14.2), as an inbound caller's
+        does before the PBX answers. A new party hears the notice again, in its own codec."""
+        announcer = call.announcer
+        codecs = self._settings.codecs
+        if announcer is None or announcer.stage is not AnnouncerStage.ANNOUNCING or new_party is not None:
+            return codecs
+        media = announcer.media
+        return codecs if media is None else codecs & {media.codec, "telephone-event"}
 
     @staticmethod
     def _new_outside_party(

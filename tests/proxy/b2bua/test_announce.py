@@ -1543,6 +1543,55 @@ def test_a_reinvite_to_srtp_on_an_unannounced_call_is_relayed(way: Way) -> None:
     finish(s)
 
 
+def pcma_first(body: bytes) -> bytes:
+    """``body`` offering PCMA ahead of PCMU."""
+    return body.replace(b"RTP/AVP 0 101", b"RTP/AVP 8 0 101").replace(
+        b"a=rtpmap:0 PCMU/8000", b"a=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000"
+    )
+
+
+def pcma_only(body: bytes) -> bytes:
+    """``body`` offering PCMA and no PCMU."""
+    return body.replace(b"RTP/AVP 0 101", b"RTP/AVP 8 101").replace(b"0 PCMU/8000", b"8 PCMA/8000")
+
+
+@pytest.mark.parametrize("sender", ["outside", "agent"])
+def test_outbound_codec_change_while_the_notice_plays_is_refused(sender: str) -> None:
+    # The notice and questions play in the codec the call began with and cannot switch midway:
+    # a re-INVITE without that codec gets 488 and the session goes on as it was (RFC 3261
+    # §14.2), as an inbound caller's does before the PBX answers.
+    s = Scene(OUTBOUND)
+    s.notice_playing()
+    party, other = (s.outside, s.agent) if sender == "outside" else (s.agent, s.outside)
+    before = len(other.requests("INVITE"))
+    origin = own_origin(OUTBOUND) if sender == "outside" else "caller 1001 127.0.0.2"
+    effects = party.send(party.request("INVITE", body=pcma_only(party_sdp(origin, 2, "a=sendrecv"))))
+
+    refusal = party.last_response("INVITE", 488)
+    assert refusal.headers.get("warning") == '305 callherald "Incompatible media format"'
+    assert len(other.requests("INVITE")) == before  # not relayed
+    assert not [e for e in effects if isinstance(e, SetMediaRemote | StopPlayout | PlayPrompt)]
+
+    # An offer that keeps the codec goes on, limited to it: the answer cannot switch either.
+    party.send(party.request("INVITE", body=pcma_first(party_sdp(origin, 2, "a=sendrecv"))))
+    relayed = other.last_request("INVITE")
+    assert audio_lines(relayed.body)[1:] == ["a=rtpmap:0 PCMU/8000", "a=rtpmap:101 telephone-event/8000"]
+    other.reply(relayed, 200, body=party_sdp("answer 4004 127.0.0.9", 1, "a=sendrecv"))
+    party.send(party.ack_2xx(party.last_response("INVITE", 200)))
+    s.notice_heard()
+    s.question_heard()
+    s.press("1")
+
+    # Bridged, the relay and the recording follow a codec change.
+    effects = party.send(party.request("INVITE", body=pcma_only(party_sdp(origin, 3, "a=sendrecv"))))
+    relayed = other.last_request("INVITE")
+    assert audio_lines(relayed.body)[1:] == ["a=rtpmap:8 PCMA/8000", "a=rtpmap:101 telephone-event/8000"]
+    other.reply(relayed, 200, body=pcma_only(party_sdp("answer 4004 127.0.0.9", 2, "a=sendrecv")))
+    party.send(party.ack_2xx(party.last_response("INVITE", 200)))
+    s.hang_up()
+    finish(s)
+
+
 @WAYS
 @pytest.mark.parametrize("case", REINVITES, ids=lambda case: case.name)
 def test_reinvite_from_a_new_party_restarts_the_notice(way: Way, case: Reinvite) -> None:
