@@ -10,12 +10,15 @@ has its relayed packets renumbered into that stream. The leg's announcement play
 without a Python call per packet (a header unpack, a copy and a pack); anything else (another
 source, a prompt playing, the parties kept apart) goes through the player's ``outbound`` hook.
 
-RTCP follows the renumbering (RFC 3550 §7.2): while either party hears a renumbered stream, each
-compound RTCP packet relayed between them is put in its receiver's terms (``translate_rtcp``: the
-sender's SSRC and SR timestamp as the stream the receiver hears, report blocks about a renumbered
-stream as its source), on the RTCP sockets (``RtcpLegProtocol``) and for RTCP multiplexed on the
-RTP port (RFC 5761), where it costs a packet passed on unchanged one attribute read (and, on
-the way back from a party that hears a renumbered stream, a compare of its second octet, inline).
+RTCP follows the renumbering (RFC 3550 §7.2): while either party hears a renumbered stream (by
+the relay, or still by the player: ``rtcp_renumber``), each compound RTCP packet relayed between
+them is put in its receiver's terms (``translate_rtcp``: the sender's SSRC and SR timestamp as the
+stream the receiver hears, report blocks about a renumbered stream as its source), on the RTCP
+sockets (``RtcpLegProtocol``) and for RTCP multiplexed on the RTP port (RFC 5761), where it costs
+a packet passed on unchanged one attribute read (and, on the way back from a party that hears a
+renumbered stream, a compare of its second octet, inline). While a party hears a prompt or
+nothing of the other party, the other party's RTCP is dropped (``rtcp_blocked``; multiplexed, the
+player's hook drops it with the RTP).
 
 A recorded leg appends each packet its party sends, and the loop time it came at, to its
 recording's list, also inline: a Python call per packet, with its frame and closure, costs more
@@ -100,6 +103,8 @@ class LegProtocol(asyncio.DatagramProtocol):
         "renumber",
         "renumbered_sequence",
         "renumbered_timestamp",
+        "rtcp_blocked",
+        "rtcp_renumber",
         "sock",
         "tapped",
         "transport",
@@ -120,6 +125,12 @@ class LegProtocol(asyncio.DatagramProtocol):
         self.renumber: RelayRenumbering | None = None
         self.renumbered_sequence = 0
         self.renumbered_timestamp = 0
+        # Set by the leg's announcement player for RTCP (RFC 3550 §7.2): how the stream this leg's
+        # party hears is renumbered, by the relay (``renumber``) or still by the player itself;
+        # and whether the party hears callherald's prompt or nothing of the other party, so that
+        # the other party's RTCP, naming a stream this party does not hear, is not passed on.
+        self.rtcp_renumber: RelayRenumbering | None = None
+        self.rtcp_blocked = False
         self.sock = sock
         self.closed = False
         self.other: LegProtocol | None = None
@@ -175,7 +186,7 @@ class LegProtocol(asyncio.DatagramProtocol):
         if renumber is not None and len(data) >= RTP_HEADER_LEN:
             first, second, sequence, timestamp, ssrc = _RTP_HEADER.unpack_from(data)
             if RTCP_PT_LOW <= second & 0x7F <= RTCP_PT_HIGH:  # multiplexed RTCP (RFC 5761 §4)
-                data = translate_rtcp(data, sent=renumber, heard=self.renumber)
+                data = translate_rtcp(data, sent=renumber, heard=self.rtcp_renumber)
             elif ssrc == renumber.source_ssrc and first & 0xC0 == 0x80:
                 sequence = (sequence + renumber.sequence_offset) & 0xFFFF
                 timestamp = (timestamp + renumber.timestamp_offset) & 0xFFFFFFFF
@@ -187,8 +198,11 @@ class LegProtocol(asyncio.DatagramProtocol):
                     other.renumbered_sequence = sequence
                     other.renumbered_timestamp = timestamp
                 return
-        elif self.renumber is not None and len(data) > 1 and RTCP_PT_LOW <= data[1] & 0x7F <= RTCP_PT_HIGH:
-            data = translate_rtcp(data, sent=None, heard=self.renumber)  # multiplexed, RFC 5761 §4
+        elif (
+            self.rtcp_renumber is not None and len(data) > 1 and RTCP_PT_LOW <= data[1] & 0x7F <= RTCP_PT_HIGH
+        ):
+            # Multiplexed (RFC 5761 §4); the sender's side is the hook's to translate, if any.
+            data = translate_rtcp(data, sent=None, heard=self.rtcp_renumber)
         outbound = other.outbound
         if outbound is None:
             transport.sendto(data, target)
@@ -236,7 +250,9 @@ class LegProtocol(asyncio.DatagramProtocol):
 class RtcpLegProtocol(LegProtocol):
     """One leg's RTCP socket. It relays as the RTP socket does; while either party's RTP is
     renumbered, each compound packet is put in its receiver's terms first (``translate_rtcp``,
-    RFC 3550 §7.2). RTCP comes every few seconds: a Python call per packet is nothing here."""
+    RFC 3550 §7.2), and while the receiver hears a prompt or nothing of the sender
+    (``rtcp_blocked``) it is dropped. RTCP comes every few seconds: a Python call per packet is
+    nothing here."""
 
     __slots__ = ("other_rtp", "rtp")
 
@@ -248,7 +264,11 @@ class RtcpLegProtocol(LegProtocol):
     def datagram_received(self, data: bytes, addr: Address) -> None:
         rtp, other_rtp = self.rtp, self.other_rtp
         if rtp is not None and other_rtp is not None:
-            sent, heard = other_rtp.renumber, rtp.renumber
+            if other_rtp.rtcp_blocked:
+                self.packets += 1  # the party is still there
+                self.dropped += 1
+                return
+            sent, heard = other_rtp.rtcp_renumber, rtp.rtcp_renumber
             if sent is not None or heard is not None:
                 data = translate_rtcp(data, sent=sent, heard=heard)
         super().datagram_received(data, addr)

@@ -81,6 +81,7 @@ from proxy.b2bua.settings import Address
 from proxy.rtp.errors import RtpError
 from proxy.rtp.pacing import PacedClock, RtpStreamState
 from proxy.rtp.packet import RTCP_PT_HIGH, RTCP_PT_LOW, peek_header, rewrite_header
+from proxy.rtp.rtcp import translate_rtcp
 from proxy.rtp.seqnum import seq_newer, ts_diff
 
 __all__ = [
@@ -122,6 +123,8 @@ class PlayoutLeg(Protocol):
     renumber: RelayRenumbering | None
     renumbered_sequence: int
     renumbered_timestamp: int
+    rtcp_renumber: RelayRenumbering | None
+    rtcp_blocked: bool
 
     @property
     def transport(self) -> asyncio.DatagramTransport | None: ...
@@ -395,7 +398,11 @@ class AnnouncementPlayer:
     def muted(self, muted: bool) -> None:
         if muted:
             self._take_back_renumbering()
+            self._leg.rtcp_renumber = None
+        elif self._muted and self._current is None:
+            self._rtcp_follows_source()
         self._muted = muted
+        self._leg.rtcp_blocked = muted or self._current is not None
 
     @property
     def ssrc(self) -> int:
@@ -466,6 +473,8 @@ class AnnouncementPlayer:
             self._end(playout, completed=True)
             return playout
         self._current = playout
+        self._leg.rtcp_blocked = True  # the party hears the prompt: no RTCP of the other party
+        self._leg.rtcp_renumber = None
         self._clock_rate = clock_rate
         self._frame_samples = samples_per_frame
         self._rewriting = self._renumber_relayed
@@ -490,6 +499,8 @@ class AnnouncementPlayer:
         self._take_back_renumbering()
         self.stop()
         self._closed = True
+        self._leg.rtcp_renumber = None
+        self._leg.rtcp_blocked = False
 
     def relay(self, data: bytes, target: Address) -> None:
         """Send a packet relayed from the other leg to this leg's far end at ``target``.
@@ -497,9 +508,10 @@ class AnnouncementPlayer:
         This is the relay's per-packet hook for the leg. Before the first prompt the packet goes
         out unchanged; during a prompt it is dropped; after one it is renumbered into this
         leg's stream (see the module docstring), or goes out unchanged when the player leaves
-        relayed packets alone. Malformed packets are counted and dropped; multiplexed RTCP passes
-        as the relay hands it (already in the receiver's terms, ``proxy.aio.media``). Once the
-        anchored source is steady, the relay renumbers its packets itself.
+        relayed packets alone. Malformed packets are counted and dropped; multiplexed RTCP is put
+        in the receiver's terms of this leg's renumbering, unless the relay did that already
+        (``proxy.aio.media``). Once the anchored source is steady, the relay renumbers its
+        packets itself.
         """
         if self._current is not None or self._muted:
             self.relay_dropped += 1
@@ -516,6 +528,8 @@ class AnnouncementPlayer:
             self.relay_dropped += 1
             return
         if RTCP_PT_LOW <= payload_type <= RTCP_PT_HIGH:  # multiplexed RTCP (RFC 5761 §4)
+            if self._leg.renumber is None:  # the relay put it in the receiver's terms otherwise
+                data = translate_rtcp(data, sent=self._leg.rtcp_renumber, heard=None)
             transport.sendto(data, target)
             return
         if ssrc != self._source_ssrc:
@@ -551,6 +565,24 @@ class AnnouncementPlayer:
         leg.renumbered_sequence = last_sequence
         leg.renumbered_timestamp = last_timestamp
         leg.renumber = RelayRenumbering(
+            source_ssrc=self._source_ssrc,
+            sequence_offset=sequence_offset,
+            timestamp_offset=timestamp_offset,
+            ssrc=self._ssrc,
+        )
+        leg.rtcp_renumber = leg.renumber
+
+    def _rtcp_follows_source(self) -> None:
+        """RTCP towards and from the leg's party follows the anchored source's renumbering
+        (``LegProtocol.rtcp_renumber``), whether the player or the relay applies it."""
+        state = self._state
+        if self._source_ssrc is None or not self._rewriting or not state.relaying:
+            return
+        try:
+            sequence_offset, timestamp_offset = state.relay_offsets
+        except RtpError:
+            return  # no packet of the source went out yet
+        self._leg.rtcp_renumber = RelayRenumbering(
             source_ssrc=self._source_ssrc,
             sequence_offset=sequence_offset,
             timestamp_offset=timestamp_offset,
@@ -596,6 +628,7 @@ class AnnouncementPlayer:
         self._source_anchor = sequence
         self._guard = RELAY_GUARD_PACKETS
         sequence, timestamp, marker = state.translate(sequence, timestamp, marker)
+        self._rtcp_follows_source()  # from now on, not only once the relay renumbers
         self._anchor_time = now
         self._anchor_ts = timestamp
         transport.sendto(
@@ -691,6 +724,7 @@ class AnnouncementPlayer:
         if self._current is playout:
             self._current = None
             self._scheduler._remove(self)
+            self._leg.rtcp_blocked = self._muted
         future = playout.finished
         if future.done():
             return

@@ -172,7 +172,7 @@ def test_rtcp_between_the_parties_names_the_streams_each_one_hears(tmp_path: Pat
     """RFC 3550 §7.2: after the notice (to the caller) and the beep (to the agent) each party
     hears the other in callherald's stream. The other party's sender reports must name that
     stream, with RTP timestamps in its timeline, and their report blocks the receiver's own stream
-    in its own numbering; RTCP on the port above RTP, both ways."""
+    in its own numbering, from the first report on; RTCP on the port above RTP, both ways."""
     write_prompt_wavs(tmp_path)
     call = call_with_tones(
         tmp_path,
@@ -195,6 +195,9 @@ def test_rtcp_between_the_parties_names_the_streams_each_one_hears(tmp_path: Pat
         assert reports, sender.name
         translated = [report for report in reports if report.ssrc == last.ssrc]
         assert reports[-1] in translated, (sender.name, [hex(report.ssrc) for report in reports])
+        # Never the sender's own SSRC, which the receiver does not hear: not during the prompts,
+        # nor before the relay takes the renumbering over.
+        assert translated == reports, (sender.name, [hex(report.ssrc) for report in reports])
         sent_at = {sender_report(report).rtp_timestamp for report in sender.rtcp_sent}
         assert {(report.rtp_timestamp - shift) & 0xFFFFFFFF for report in translated} <= sent_at
         own_sequences = {(receiver.first_sequence + index) & 0xFFFF for index in range(receiver.sent)}

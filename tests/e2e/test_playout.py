@@ -923,6 +923,8 @@ class FakeLeg:
     renumber: RelayRenumbering | None = None
     renumbered_sequence: int = 0
     renumbered_timestamp: int = 0
+    rtcp_renumber: RelayRenumbering | None = None
+    rtcp_blocked: bool = False
 
 
 def source(sequence: int, timestamp: int, *, ssrc: int = SOURCE_SSRC, marker: bool = False) -> bytes:
@@ -1032,6 +1034,58 @@ def test_the_relay_hook_leaves_rtcp_and_unplayed_legs_alone(data: bytes) -> None
         transport.sent.clear()
         player.relay(build_rtcp_bye(SOURCE_SSRC), ("192.0.2.9", 5000))  # multiplexed RTCP: unchanged
         assert [d for d, _ in transport.sent] == [build_rtcp_bye(SOURCE_SSRC)]
+
+    run(scenario)
+
+
+def test_the_player_tells_the_leg_which_rtcp_its_party_may_hear() -> None:
+    """RTCP of the other party (RFC 3550 §7.2) never reaches the party with that party's own SSRC
+    while it hears callherald's stream: dropped during a prompt and while the parties are kept
+    apart, and renumbered as the relayed packets are from the first one on, not only once the
+    relay takes the renumbering over after its guard."""
+
+    async def scenario() -> None:
+        transport = RecordingTransport()
+        leg = FakeLeg(cast(asyncio.DatagramTransport, transport))
+        player = AnnouncementPlayer(leg, PlayoutScheduler(), ssrc=SSRC, sequence=10, timestamp=1000)
+
+        def rtcp_terms() -> tuple[bool, RelayRenumbering | None]:
+            return leg.rtcp_blocked, leg.rtcp_renumber
+
+        def relay_renumbering() -> RelayRenumbering | None:
+            return leg.renumber
+
+        assert rtcp_terms() == (False, None)
+        playing = player.play(distinct_frames(2), payload_type=0, clock_rate=8000, samples_per_frame=SAMPLES)
+        assert rtcp_terms() == (True, None)
+        await playing
+        assert rtcp_terms() == (False, None)
+        player.muted = True
+        assert rtcp_terms() == (True, None)
+        player.muted = False
+        assert rtcp_terms() == (False, None)
+
+        target = ("192.0.2.9", 5000)
+        player.relay(source(500, 8000, marker=True), target)
+        _, terms = rtcp_terms()
+        assert terms is not None
+        assert (terms.source_ssrc, terms.ssrc) == (SOURCE_SSRC, SSRC)
+        transport.sent.clear()
+        player.relay(build_rtcp_bye(SOURCE_SSRC), target)  # multiplexed, within the guard
+        assert [d for d, _ in transport.sent] == [build_rtcp_bye(SSRC)]
+        player.muted = True  # kept apart a moment, no prompt: the same source goes on after
+        assert rtcp_terms() == (True, None)
+        player.muted = False
+        assert rtcp_terms() == (False, terms)
+        for index in range(1, RELAY_GUARD_PACKETS + 1):
+            player.relay(source(500 + index, 8000 + index * SAMPLES), target)
+        assert relay_renumbering() == terms  # the relay's own, past the guard: the same
+        assert rtcp_terms() == (False, terms)
+
+        player.play(distinct_frames(1), payload_type=0, clock_rate=8000, samples_per_frame=SAMPLES)
+        assert (rtcp_terms(), relay_renumbering()) == ((True, None), None)
+        player.close()
+        assert rtcp_terms() == (False, None)
 
     run(scenario)
 

@@ -94,8 +94,8 @@ def call_legs(
         for protocol in (rtp[leg], rtcp[leg]):
             protocol.connection_made(sent[leg])
             protocol.set_remote(A_PEER if leg is MediaLeg.A else B_PEER)
-        if leg in renumbered:
-            rtp[leg].renumber = HEARD_BY[leg]
+        if leg in renumbered:  # as the leg's announcement player sets them, past its guard
+            rtp[leg].renumber = rtp[leg].rtcp_renumber = HEARD_BY[leg]
     return rtp, rtcp, sent
 
 
@@ -132,6 +132,35 @@ def test_multiplexed_rtcp_is_translated_on_the_rtp_socket_in_either_direction() 
     assert sent[MediaLeg.B].sent == [(translate_rtcp(from_a, sent=None, heard=HEARD_BY[MediaLeg.A]), B_PEER)]
     assert struct.unpack_from("!I", sent[MediaLeg.A].sent[0][0], 4) == (TO_A,)
     assert struct.unpack_from("!I", sent[MediaLeg.B].sent[0][0], 28) == (B_SSRC,)
+
+
+def test_rtcp_follows_the_players_renumbering_before_the_relay_takes_it_over() -> None:
+    # Within the player's guard after a prompt the relay does not renumber yet (``renumber`` is
+    # unset); RTCP must name the streams as each party hears them all the same.
+    rtp, rtcp, sent = call_legs(())
+    for leg in MediaLeg:
+        rtp[leg].rtcp_renumber = HEARD_BY[leg]
+    from_a = sender_report(A_SSRC, 50_000, about=TO_A, highest=0x0001_0010)
+    rtcp[MediaLeg.A].datagram_received(from_a, A_PEER)
+    assert sent[MediaLeg.B].sent == [
+        (translate_rtcp(from_a, sent=HEARD_BY[MediaLeg.B], heard=HEARD_BY[MediaLeg.A]), B_PEER)
+    ]
+    assert struct.unpack_from("!I", sent[MediaLeg.B].sent[0][0], 4) == (TO_B,)
+
+
+def test_rtcp_to_a_party_hearing_a_prompt_is_dropped() -> None:
+    # B hears callherald's notice, nothing of A: A's sender report names a stream B never hears.
+    rtp, rtcp, sent = call_legs(())
+    rtp[MediaLeg.B].rtcp_blocked = True
+    rtcp[MediaLeg.A].datagram_received(sender_report(A_SSRC, 7, about=TO_A, highest=5), A_PEER)
+    assert sent[MediaLeg.B].sent == []
+    from_b = sender_report(B_SSRC, 7, about=TO_B, highest=5)
+    rtcp[MediaLeg.B].datagram_received(from_b, B_PEER)  # A is not blocked: B's RTCP goes on
+    assert sent[MediaLeg.A].sent == [(from_b, A_PEER)]
+    rtp[MediaLeg.B].rtcp_blocked = False
+    from_a = sender_report(A_SSRC, 8, about=TO_A, highest=6)
+    rtcp[MediaLeg.A].datagram_received(from_a, A_PEER)
+    assert sent[MediaLeg.B].sent == [(from_a, B_PEER)]
 
 
 def _transfer_scene() -> tuple[LegProtocol, LegProtocol, SentTransport]:
