@@ -2394,7 +2394,7 @@ class B2bua:
             self._send_ack(call, MediaLeg.B, response.cseq.seq, out)
         else:
             call.deferred_ack = (MediaLeg.B, response.cseq.seq)  # late offer: the answer comes in a's ACK
-        sdp = _sdp_of(response)
+        sdp = self._callee_answer(call, response)  # the 183's, when the 2xx has none
         offer = _sdp_of(call.b_invite)  # None: the INVITE had none, and this 2xx is the offer
         if sdp is not None and _holds(sdp, offer):
             # On hold from its first answer (or its offer, to an INVITE without one): as if a

@@ -2166,3 +2166,22 @@ def test_no_recording_is_pending_once_no_purpose_allows_one() -> None:
     assert of(s.h.effects, StartRecording) == []
     s.hang_up()
     finish(s)
+
+
+@FIRST_HOLD
+def test_outbound_callee_on_hold_in_its_183_answer_alone_hears_the_notice_when_it_comes_off_hold(
+    hold: FirstHold,
+) -> None:
+    # The hold came in the 183's answer and the 200 repeats none: still the callee's first
+    # answer, so still a hold from the start (the notice waits for it to end).
+    s = Scene(OUTBOUND)
+    s.dial()
+    s.callee.take_invite()
+    s.callee.ring(183, body=held_sdp(own_origin(OUTBOUND), hold))
+    effects = s.callee.reply(s.callee.invite, 200, extra=(OUTSIDE_IDENTITY,))
+    ref, leg = s.ref, OUTBOUND.outside_leg
+    assert LogEvent(level="info", text=f"hold from leg {leg}", call_ref=ref) in effects
+    assert of(effects, PlayPrompt) == []
+    s.caller.ack_answer()
+    _, resumed = outside_redirects(s, "a=sendrecv", 2)
+    assert announcing(resumed) == notice_again(ref, OUTBOUND, at=s.h.now)
