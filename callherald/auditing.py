@@ -5,7 +5,7 @@ number and hash. A chain checks only itself: whoever can write the database file
 rows or rewrite every hash after an edit. Keep the printed head somewhere else (a signed or
 off-site note) and give it back with ``--expected-head`` to close that gap.
 
-Exit codes: 0 the chain is intact (and ends at the expected head); 1 it is broken, or there is no
+Exit codes: 0 the chain is intact (and holds the expected head); 1 it is broken, or there is no
 evidence database; 2 the invocation is wrong.
 """
 
@@ -43,7 +43,8 @@ def report_text(report: AuditReport) -> str:
         if not report.rows_checked:
             return "audit log: intact, empty"
         return (
-            f"audit log: intact, {report.rows_checked} rows; head: row {report.head_seq} {report.head_hash}"
+            f"audit log: intact, {report.rows_checked} row{'' if report.rows_checked == 1 else 's'}; "
+            f"head: row {report.head_seq} {report.head_hash}"
         )
     return (
         f"audit log: BROKEN at row {report.seq} ({report.problem}): {report.message}; "

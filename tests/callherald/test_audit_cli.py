@@ -70,6 +70,11 @@ def test_an_intact_chain_prints_its_head_to_keep_elsewhere(
     assert out.strip() == f"audit log: intact, 3 rows; head: row 3 {hashes[-1]}"
 
 
+def test_one_row_is_one_row(layout: DataLayout, capsys: pytest.CaptureFixture[str]) -> None:
+    (only,) = audit_rows(layout, 1)
+    assert verify(capsys)[1].strip() == f"audit log: intact, 1 row; head: row 1 {only}"
+
+
 def test_a_head_noted_earlier_verifies_after_more_rows_and_a_foreign_one_does_not(
     layout: DataLayout, capsys: pytest.CaptureFixture[str]
 ) -> None:
