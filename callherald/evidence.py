@@ -465,8 +465,9 @@ class StorageRecords:
         started_at: float,
         sample_rate_hz: int = 8000,
     ) -> RecordingHandle:
-        """The purposes are written first: the recording's row needs them (and a call that cannot
-        be recorded keeps them, with ``not_recorded``)."""
+        """The purposes are written to the call first: the recording's row needs them (and a call
+        that cannot be recorded keeps them, with ``not_recorded``). The recording's row names the
+        purposes it serves: a recording that follows a withdrawal serves fewer than its call."""
         self._write_purposes(call_ref, purposes)
         if not self.recording_enabled:
             raise RecordingUnavailableError("recording is switched off (recording.enabled)")
@@ -495,9 +496,10 @@ class StorageRecords:
                     key_id=",".join(key_id(recipient) for recipient in self.recipients),
                     started_at=recording.started,
                     first_frame_at=recording.started,
+                    purposes=purposes,
                 )
             )
-        except StorageError as error:
+        except (StorageError, ValueError) as error:
             _LOG.error("[%s] recording not started: %s", call_ref, error)
             raise RecordingUnavailableError(f"the evidence record cannot take it: {error}") from error
         self._submit_file(lambda: self._open_file(recording, accepted))

@@ -390,3 +390,28 @@ def _recording_erasure(db: Database) -> None:
     # NULL while it is kept.
     for column in ("erased_at", "erased_by", "erasure_reason"):
         db.execute(f"ALTER TABLE recordings ADD COLUMN {column} TEXT")
+
+
+@MIGRATIONS(name="0009_recording_purposes")
+def _recording_purposes(db: Database) -> None:
+    # The purposes each recording serves, as it starts: a call's recordings may serve different
+    # purposes (after consent is withdrawn mid-call the next recording serves only the others).
+    # Each names a purpose stored for its call, in the version the call was recorded under; the
+    # unique indexes let the foreign keys say so. Recordings stored before have no rows here.
+    for statement in (
+        "CREATE UNIQUE INDEX recordings_id_call_id ON recordings (id, call_id)",
+        "CREATE UNIQUE INDEX call_purposes_version ON call_purposes (call_id, purpose_id, purpose_version)",
+        """
+        CREATE TABLE recording_purposes (
+            recording_id TEXT NOT NULL,
+            call_id TEXT NOT NULL,
+            purpose_id TEXT NOT NULL,
+            purpose_version INTEGER NOT NULL,
+            PRIMARY KEY (recording_id, purpose_id),
+            FOREIGN KEY (recording_id, call_id) REFERENCES recordings (id, call_id),
+            FOREIGN KEY (call_id, purpose_id, purpose_version)
+                REFERENCES call_purposes (call_id, purpose_id, purpose_version)
+        ) STRICT
+        """,
+    ):
+        db.execute(statement)

@@ -10,8 +10,10 @@ Every ``record_*`` method validates its input, then queues the write and returns
 write that breaks an invariant leaves nothing behind. Invariants enforced (``InvariantError``):
 
 * a recording row needs its call and at least one purpose recorded for that call;
-* a consent-based purpose enters ``call_purposes`` only if the latest consent decision of that call
-  for that purpose is ``granted``;
+* a recording serves only purposes recorded for its call (``recording_purposes``, in the version
+  the call's purposes name);
+* a consent-based purpose enters ``call_purposes``, or a recording's purposes, only if the latest
+  consent decision of that call for that purpose is ``granted``;
 * a recording's ``first_frame_at`` is not before the end of any announcement played on the call's
   outside legs, and at least one announcement was played there to the end (recording fails closed).
 
@@ -27,7 +29,9 @@ basis, reference or retention other than its latest version's stores the next ve
 name the version they were recorded under, so a changed purpose applies to new calls and the calls
 recorded before keep theirs. ``define_purposes`` stores the configured definitions at start-up, so
 a change is recorded when it takes effect. ``delete_after`` is the UTC date of the call's set-up
-plus the purpose's ``retention_days``.
+plus the purpose's ``retention_days``. Each recording names the purposes it serves as it starts
+(``recording_purposes``): a call's recordings may serve different ones (consent withdrawn mid-call
+splits the recording), and a recording is kept until its own purposes' dates have passed.
 
 A recording is erased (crypto-shredded, ``SqliteKeyStore.destroy`` with ``write_recording_erasure``)
 by destroying its wrapped keys; its row stays, marked with when, by whom and why, and reads report
@@ -367,10 +371,16 @@ class RecordingStarted:
     key_id: str
     started_at: dt.datetime
     first_frame_at: dt.datetime
+    purposes: tuple[str, ...]
+    """The ids of the purposes this recording serves, each stored for its call (``CallPurposes``)."""
 
     def __post_init__(self) -> None:
         _aware("started_at", self.started_at)
         _aware("first_frame_at", self.first_frame_at)
+        if not self.purposes:
+            raise ValueError("a recording serves at least one purpose")
+        if len(set(self.purposes)) != len(self.purposes):
+            raise ValueError(f"duplicate purpose ids: {list(self.purposes)}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -513,7 +523,8 @@ class RecordingRecord:
     calling: str
     called: str
     purposes: tuple[RecordedPurpose, ...] = ()
-    """The purposes of the recording's call, by id."""
+    """The purposes this recording serves, by id, each with its call's definition and delete-after
+    date (a recording stored before recordings kept their own purposes: all of its call's)."""
     erased_at: dt.datetime | None = None
     erased_by: str | None = None
     erasure_reason: str | None = None
@@ -740,22 +751,27 @@ def _define_purposes(db: Database, purposes: tuple[Purpose, ...], at: dt.datetim
     return [change for change in changes if change is not None]
 
 
+def _require_granted_consent(db: Database, call_id: str, purpose_id: str, *, subject: str = "") -> None:
+    """``InvariantError`` unless the latest consent decision of ``call_id`` for ``purpose_id`` is
+    ``granted`` (GDPR Art. 6(1)(a), 7(1)); ``subject`` prefixes the message."""
+    latest = db.execute(
+        "SELECT decision FROM consent_decisions WHERE call_id = ? AND purpose_id = ? "
+        "ORDER BY at DESC, rowid DESC LIMIT 1",
+        [call_id, purpose_id],
+    ).fetchone()
+    if latest is None or latest[0] != Decision.GRANTED.value:
+        found = "no consent decision" if latest is None else f"the latest decision is {latest[0]}"
+        raise InvariantError(
+            f"{subject}consent-based purpose {purpose_id} on call {call_id} without granted consent ({found})"
+        )
+
+
 def _write_purposes(db: Database, item: CallPurposes) -> None:
     setup_at = _call_setup(db, item.call_id)
     for purpose in item.purposes:
         version, _ = _ensure_purpose(db, purpose, at=setup_at)
         if purpose.lawful_basis is LawfulBasis.CONSENT:
-            latest = db.execute(
-                "SELECT decision FROM consent_decisions WHERE call_id = ? AND purpose_id = ? "
-                "ORDER BY at DESC, rowid DESC LIMIT 1",
-                [item.call_id, purpose.purpose_id],
-            ).fetchone()
-            if latest is None or latest[0] != Decision.GRANTED.value:
-                found = "no consent decision" if latest is None else f"the latest decision is {latest[0]}"
-                raise InvariantError(
-                    f"consent-based purpose {purpose.purpose_id} on call {item.call_id} without "
-                    f"granted consent ({found})"
-                )
+            _require_granted_consent(db, item.call_id, purpose.purpose_id)
         _insert(
             db,
             "call_purposes",
@@ -786,6 +802,23 @@ def _write_recording_started(db: Database, item: RecordingStarted) -> None:
     ).fetchone()
     if purposes == 0:
         raise InvariantError(f"recording {item.recording_id}: call {item.call_id} has no purposes recorded")
+    # A recording serves only purposes stored for its call, in the version stored there, and a
+    # consent-based one only while its latest decision grants it (as for the call's purposes).
+    served: list[tuple[str, int]] = []
+    for purpose_id in item.purposes:
+        row = db.execute(
+            "SELECT cp.purpose_version, p.lawful_basis FROM call_purposes cp "
+            "JOIN purposes p ON p.id = cp.purpose_id AND p.version = cp.purpose_version "
+            "WHERE cp.call_id = ? AND cp.purpose_id = ?",
+            [item.call_id, purpose_id],
+        ).fetchone()
+        if row is None:
+            raise InvariantError(
+                f"recording {item.recording_id}: purpose {purpose_id} is not recorded for call {item.call_id}"
+            )
+        if row[1] == LawfulBasis.CONSENT.value:
+            _require_granted_consent(db, item.call_id, purpose_id, subject=f"recording {item.recording_id}: ")
+        served.append((purpose_id, int(row[0])))
     played = [
         _PlayedPrompt(*row)
         for row in db.execute(
@@ -830,6 +863,17 @@ def _write_recording_started(db: Database, item: RecordingStarted) -> None:
             "started_at": to_db_time(item.started_at),
         },
     )
+    for purpose_id, version in served:
+        _insert(
+            db,
+            "recording_purposes",
+            {
+                "recording_id": str(item.recording_id),
+                "call_id": item.call_id,
+                "purpose_id": purpose_id,
+                "purpose_version": version,
+            },
+        )
 
 
 def _write_recording_end(db: Database, item: RecordingEnd, state: RecordingState) -> None:
@@ -1195,10 +1239,13 @@ def _read_recordings(
         where.append("r.state = ? AND r.erased_at IS NULL")
         params.append(state.value)
     if kept_past is not None:
-        # Not erased, and every purpose of its call has a delete-after date before ``kept_past``.
+        # Not erased, and every purpose it serves has a delete-after date before ``kept_past``; a
+        # recording without purposes of its own (stored before they were kept) serves its call's.
         where.append(
-            "r.erased_at IS NULL AND (SELECT max(cp.delete_after) FROM call_purposes cp "
-            "WHERE cp.call_id = r.call_id) < ?"
+            "r.erased_at IS NULL AND coalesce("
+            "(SELECT max(cp.delete_after) FROM recording_purposes rp JOIN call_purposes cp "
+            "ON cp.call_id = rp.call_id AND cp.purpose_id = rp.purpose_id WHERE rp.recording_id = r.id), "
+            "(SELECT max(cp.delete_after) FROM call_purposes cp WHERE cp.call_id = r.call_id)) < ?"
         )
         params.append(to_db_date(kept_past))
     sql = (
@@ -1210,7 +1257,11 @@ def _read_recordings(
         sql += " LIMIT ?"
         params.append(limit)
     rows = list(db.query(sql, params))
-    purposes = _read_purposes_of_calls(db, sorted({row["call_id"] for row in rows}))
+    purposes = _read_purposes_of_recordings(db, [row["id"] for row in rows])
+    # A recording stored before recordings kept their own purposes (no rows in
+    # ``recording_purposes``) is shown with all of its call's purposes, as it was recorded for them.
+    without = sorted({row["call_id"] for row in rows if row["id"] not in purposes})
+    of_calls = _read_purposes_of_calls(db, without)
     return [
         RecordingRecord(
             recording_id=uuid.UUID(row["id"]),
@@ -1228,7 +1279,7 @@ def _read_recordings(
             direction=Direction(row["direction"]),
             calling=row["calling"],
             called=row["called"],
-            purposes=purposes.get(row["call_id"], ()),
+            purposes=purposes.get(row["id"]) or of_calls.get(row["call_id"], ()),
             erased_at=None if row["erased_at"] is None else from_db_time(row["erased_at"]),
             erased_by=row["erased_by"],
             erasure_reason=row["erasure_reason"],
@@ -1259,6 +1310,19 @@ def _read_call_purposes(db: Database, call_id: str) -> list[RecordedPurpose]:
     ]
 
 
+def _recorded_purpose(row: Mapping[str, Any]) -> RecordedPurpose:
+    return RecordedPurpose(
+        purpose=Purpose(
+            purpose_id=row["purpose_id"],
+            lawful_basis=LawfulBasis(row["lawful_basis"]),
+            reference=row["reference"],
+            retention_days=int(row["retention_days"]),
+        ),
+        version=int(row["purpose_version"]),
+        delete_after=from_db_date(row["delete_after"]),
+    )
+
+
 def _read_purposes_of_calls(db: Database, call_ids: list[str]) -> dict[str, tuple[RecordedPurpose, ...]]:
     """``call id -> its purposes`` (by purpose id) for ``call_ids``."""
     found: dict[str, list[RecordedPurpose]] = {}
@@ -1270,19 +1334,28 @@ def _read_purposes_of_calls(db: Database, call_ids: list[str]) -> dict[str, tupl
         [json.dumps(call_ids)],
     )
     for row in rows:
-        found.setdefault(row["call_id"], []).append(
-            RecordedPurpose(
-                purpose=Purpose(
-                    purpose_id=row["purpose_id"],
-                    lawful_basis=LawfulBasis(row["lawful_basis"]),
-                    reference=row["reference"],
-                    retention_days=int(row["retention_days"]),
-                ),
-                version=int(row["purpose_version"]),
-                delete_after=from_db_date(row["delete_after"]),
-            )
-        )
+        found.setdefault(row["call_id"], []).append(_recorded_purpose(row))
     return {call_id: tuple(items) for call_id, items in found.items()}
+
+
+def _read_purposes_of_recordings(
+    db: Database, recording_ids: list[str]
+) -> dict[str, tuple[RecordedPurpose, ...]]:
+    """``recording id -> the purposes it serves`` (by purpose id, with its call's definition and
+    delete-after date) for those of ``recording_ids`` that have purposes of their own."""
+    found: dict[str, list[RecordedPurpose]] = {}
+    rows = db.query(
+        "SELECT rp.recording_id, cp.purpose_id, cp.purpose_version, cp.delete_after, p.lawful_basis, "
+        "p.reference, p.retention_days FROM recording_purposes rp "
+        "JOIN call_purposes cp ON cp.call_id = rp.call_id AND cp.purpose_id = rp.purpose_id "
+        "AND cp.purpose_version = rp.purpose_version "
+        "JOIN purposes p ON p.id = cp.purpose_id AND p.version = cp.purpose_version "
+        "WHERE rp.recording_id IN (SELECT value FROM json_each(?)) ORDER BY rp.recording_id, rp.purpose_id",
+        [json.dumps(recording_ids)],
+    )
+    for row in rows:
+        found.setdefault(row["recording_id"], []).append(_recorded_purpose(row))
+    return {recording_id: tuple(items) for recording_id, items in found.items()}
 
 
 def _read_delete_after(db: Database, call_id: str) -> dict[str, dt.date]:
@@ -1554,7 +1627,7 @@ class EvidenceStore:
         return self.submit_read(lambda db: _read_call_purposes(db, call_id)).result()
 
     def recordings_past_retention(self, today: dt.date) -> list[RecordingRecord]:
-        """Recordings not erased whose call's purposes all have a delete-after date before ``today``
+        """Recordings not erased whose own purposes all have a delete-after date before ``today``
         (a recording is kept while any purpose it serves still allows it), by start time."""
         return self.submit_read(
             lambda db: _read_recordings(

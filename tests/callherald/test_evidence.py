@@ -838,6 +838,12 @@ def test_withdrawal_and_party_change(
         (RecordingState.COMPLETE, ran.utc(11.5), 1000),
         (RecordingState.COMPLETE, ran.utc(19.5), 1000),
     ]
+    # Each recording serves what it was started for: training only until it was withdrawn.
+    assert [[p.purpose.purpose_id for p in r.purposes] for r in recordings] == [
+        ["evidence", "training"],
+        ["evidence"],
+        ["evidence"],
+    ]
     for recording, blocks in zip(recordings, ran.fed.written, strict=True):
         assert read_audio(layout, recording, reviewer, allow_truncated=False) == b"".join(blocks)
     assert storage_errors(caplog) == []

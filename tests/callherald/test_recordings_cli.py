@@ -212,6 +212,7 @@ def record_call(
             key_id="0123456789abcdef",
             started_at=at(t + 5.5),
             first_frame_at=at(t + 5.5),
+            purposes=("evidence", "training"),
         )
     )
     store.write(
@@ -1262,6 +1263,7 @@ def _call_with_purposes(
             key_id="0123456789abcdef",
             started_at=setup_at + dt.timedelta(seconds=5),
             first_frame_at=setup_at + dt.timedelta(seconds=5),
+            purposes=tuple(purpose.purpose_id for purpose in purposes),
         )
     )
     writer = SegmentWriter(

@@ -107,6 +107,7 @@ def record_call(store: EvidenceStore, number: int, *purposes: Purpose, ended: bo
             key_id="0123456789abcdef",
             started_at=T0 + dt.timedelta(seconds=7),
             first_frame_at=T0 + dt.timedelta(seconds=7),
+            purposes=tuple(purpose.purpose_id for purpose in purposes),
         )
     )
     if ended:
@@ -143,7 +144,7 @@ def store(tmp_path: Path) -> Iterator[EvidenceStore]:
         yield evidence
 
 
-def test_a_recording_carries_the_purposes_of_its_call(store: EvidenceStore) -> None:
+def test_a_recording_for_every_purpose_of_its_call_carries_them_all(store: EvidenceStore) -> None:
     record_call(store, 1, SHORT, LONG)
     (record,) = store.recordings_list()
     assert record.purposes == (
@@ -234,3 +235,49 @@ def test_a_recording_is_past_retention_when_every_purpose_of_its_call_is(store: 
     assert past(dt.date(2026, 4, 1)) == [short_only]  # `both` is still kept for training
     assert past(dt.date(2026, 5, 30)) == [short_only]
     assert past(dt.date(2026, 5, 31)) == [short_only, both]
+
+
+def record_withdrawal_split(store: EvidenceStore) -> tuple[uuid.UUID, uuid.UUID]:
+    """Call ``c1`` recorded for evidence and training until the caller withdrew consent for
+    training, then for evidence alone: two recordings of one call serving different purposes."""
+    first = record_call(store, 1, SHORT, LONG)
+    second = uuid.UUID(int=0x101)
+    store.write(
+        RecordingStarted(
+            recording_id=second,
+            call_id="c1",
+            file_name=f"{second}.chrec",
+            key_id="0123456789abcdef",
+            started_at=T0 + dt.timedelta(seconds=60),
+            first_frame_at=T0 + dt.timedelta(seconds=60),
+            purposes=(SHORT.purpose_id,),
+        )
+    )
+    return first, second
+
+
+def test_each_recording_of_a_call_carries_the_purposes_it_serves(store: EvidenceStore) -> None:
+    first, second = record_withdrawal_split(store)
+    assert [(record.recording_id, record.purposes) for record in store.recordings_list()] == [
+        (
+            first,
+            (
+                RecordedPurpose(purpose=SHORT, version=1, delete_after=dt.date(2026, 3, 31)),
+                RecordedPurpose(purpose=LONG, version=1, delete_after=dt.date(2026, 5, 30)),
+            ),
+        ),
+        (second, (RecordedPurpose(purpose=SHORT, version=1, delete_after=dt.date(2026, 3, 31)),)),
+    ]
+
+
+def test_a_recording_is_past_retention_when_every_purpose_it_serves_is(store: EvidenceStore) -> None:
+    # The recording after the withdrawal served evidence alone: it is not kept for training, which
+    # its call (and the recording before it) had.
+    first, second = record_withdrawal_split(store)
+
+    def past(today: dt.date) -> list[uuid.UUID]:
+        return [record.recording_id for record in store.recordings_past_retention(today)]
+
+    assert past(dt.date(2026, 3, 31)) == []
+    assert past(dt.date(2026, 4, 1)) == [second]
+    assert past(dt.date(2026, 5, 31)) == [first, second]

@@ -12,6 +12,7 @@ import stat
 import threading
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -157,7 +158,9 @@ def consent(decision: Decision, seconds: float, call_id: str = CALL) -> ConsentD
     )
 
 
-def recording(first_frame: float, rid: uuid.UUID = RID, call_id: str = CALL) -> RecordingStarted:
+def recording(
+    first_frame: float, rid: uuid.UUID = RID, call_id: str = CALL, purposes: tuple[str, ...] = ("evidence",)
+) -> RecordingStarted:
     return RecordingStarted(
         recording_id=rid,
         call_id=call_id,
@@ -165,6 +168,7 @@ def recording(first_frame: float, rid: uuid.UUID = RID, call_id: str = CALL) -> 
         key_id="300c9c9603b92a4b",
         started_at=at(first_frame),
         first_frame_at=at(first_frame),
+        purposes=purposes,
     )
 
 
@@ -208,6 +212,7 @@ def test_migrations_are_tracked_and_idempotent(tmp_path: Path) -> None:
         "0006_not_recorded",
         "0007_purpose_versions",
         "0008_recording_erasure",
+        "0009_recording_purposes",
     ]
     assert applied == names
     rows = second.execute("SELECT migration_set, name FROM _sqlite_migrations ORDER BY id").fetchall()
@@ -544,6 +549,114 @@ def test_recording_needs_purposes(store: EvidenceStore) -> None:
     with pytest.raises(InvariantError, match="has no purposes recorded"):
         store.write(recording(10))
     assert table_count(store.path, "recordings") == 0
+
+
+def recording_purpose_rows(path: Path) -> list[tuple[str, str, str, int]]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute(
+            "SELECT recording_id, call_id, purpose_id, purpose_version FROM recording_purposes ORDER BY rowid"
+        ).fetchall()
+    return [(str(rid), str(call), str(purpose), int(version)) for rid, call, purpose, version in rows]
+
+
+def test_a_recording_names_the_purposes_it_serves_in_its_call_s_version(tmp_path: Path) -> None:
+    path = tmp_path / "evidence.db"
+    with EvidenceStore(path) as store:
+        store.define_purposes((dataclasses.replace(EVIDENCE, retention_days=30),), at=at(0)).result()
+        prepared_call(store)  # evidence becomes version 2 with this call
+        store.write(consent(Decision.GRANTED, 9.5))
+        store.write(CallPurposes(call_id=CALL, purposes=(TRAINING,)))
+        store.write(recording(10, purposes=("evidence", "training")))
+        store.write(recording(20, uuid.UUID(int=2), purposes=("evidence",)))
+    assert recording_purpose_rows(path) == [
+        (str(RID), CALL, "evidence", 2),
+        (str(RID), CALL, "training", 1),
+        (str(uuid.UUID(int=2)), CALL, "evidence", 2),
+    ]
+
+
+def test_a_recording_may_serve_only_purposes_recorded_for_its_call(store: EvidenceStore) -> None:
+    prepared_call(store)  # evidence only
+    store.write(started("call-2"))
+    store.write(consent(Decision.GRANTED, 5, call_id="call-2"))
+    store.write(CallPurposes(call_id="call-2", purposes=(TRAINING,)))  # training, of another call
+    with pytest.raises(InvariantError, match="purpose training is not recorded for call call-1"):
+        store.write(recording(10, purposes=("evidence", "training")))
+    assert table_count(store.path, "recordings") == 0
+    assert table_count(store.path, "recording_purposes") == 0
+
+
+def test_a_recording_serves_a_consent_purpose_only_while_consent_is_granted(store: EvidenceStore) -> None:
+    prepared_call(store)
+    store.write(consent(Decision.GRANTED, 9.5))
+    store.write(CallPurposes(call_id=CALL, purposes=(TRAINING,)))
+    store.write(consent(Decision.REFUSED, 15))  # asked again later, and refused
+    with pytest.raises(
+        InvariantError,
+        match=f"recording {RID}: consent-based purpose training on call call-1 without granted "
+        r"consent \(the latest decision is refused\)",
+    ):
+        store.write(recording(20, purposes=("evidence", "training")))
+    assert table_count(store.path, "recordings") == 0
+    store.write(recording(20, purposes=("evidence",)))
+    assert recording_purpose_rows(store.path) == [(str(RID), CALL, "evidence", 1)]
+
+
+def test_the_database_refuses_a_recording_purpose_of_another_version_or_call(store: EvidenceStore) -> None:
+    prepared_call(store)
+    store.write(CallPurposes(call_id=CALL, purposes=(MIFID,)))
+    store.write(started("call-2"))
+    store.write(CallPurposes(call_id="call-2", purposes=(MIFID,)))
+    store.write(recording(10))  # evidence only
+    store.write(recording(20, uuid.UUID(int=2), purposes=("mifid",)))  # a sound row is taken
+    for row in ((str(RID), CALL, "mifid", 2), (str(RID), "call-2", "mifid", 1)):
+        insert = partial(
+            Database.execute, sql="INSERT INTO recording_purposes VALUES (?, ?, ?, ?)", parameters=row
+        )
+        with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY constraint failed"):
+            store.submit_write(insert).result()
+
+
+@pytest.mark.parametrize(
+    ("purposes", "message"),
+    [((), "at least one purpose"), (("evidence", "evidence"), "duplicate purpose ids")],
+)
+def test_a_recording_serves_one_or_more_distinct_purposes(purposes: tuple[str, ...], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        recording(10, purposes=purposes)
+
+
+def test_recordings_stored_before_their_own_purposes_serve_their_call_s(tmp_path: Path) -> None:
+    # A database of the schema before recordings kept their purposes: its recording is read with
+    # every purpose of its call, and kept while any of them allows it.
+    path = tmp_path / "evidence.db"
+    older = Database(path)
+    MIGRATIONS.apply(older, stop_before="0009_recording_purposes")
+    older.execute(
+        "INSERT INTO calls (id, direction, calling, called, local_line, setup_at) VALUES (?, ?, ?, ?, ?, ?)",
+        [CALL, "inbound", "+31201234567", "+31307654321", "+31307654321", to_db_time(at(0))],
+    )
+    older.execute("INSERT INTO purposes VALUES ('evidence', 1, 'contract', 'contract terms v3', 90)")
+    older.execute("INSERT INTO purposes VALUES ('training', 1, 'consent', 'consent script v2', 30)")
+    older.execute("INSERT INTO call_purposes VALUES (?, 'evidence', 1, '2026-05-30')", [CALL])
+    older.execute("INSERT INTO call_purposes VALUES (?, 'training', 1, '2026-03-31')", [CALL])
+    older.execute(
+        "INSERT INTO recordings (id, call_id, file_name, key_id, first_frame_at, state, started_at, "
+        "finished_at, duration_ms) VALUES (?, ?, 'r.chrec', 'k', ?, 'complete', ?, ?, 50000)",
+        [str(RID), CALL, to_db_time(at(10)), to_db_time(at(10)), to_db_time(at(60))],
+    )
+    older.conn.commit()
+    older.close()
+    with EvidenceStore(path) as store:
+        (row,) = store.recordings_list()
+        assert row.purposes == (
+            RecordedPurpose(purpose=EVIDENCE, version=1, delete_after=dt.date(2026, 5, 30)),
+            RecordedPurpose(purpose=TRAINING, version=1, delete_after=dt.date(2026, 3, 31)),
+        )
+        assert store.recordings_past_retention(dt.date(2026, 4, 1)) == []
+        assert [r.recording_id for r in store.recordings_past_retention(dt.date(2026, 5, 31))] == [RID]
+        fk = store.submit_read(lambda db: db.execute("PRAGMA foreign_key_check").fetchall()).result()
+        assert fk == []
 
 
 @pytest.mark.parametrize(
