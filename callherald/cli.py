@@ -352,7 +352,7 @@ def _add_recordings(commands: argparse._SubParsersAction[argparse.ArgumentParser
     erase.set_defaults(handler=_recordings_erase)
 
     expire = subcommands.add_parser(
-        "expire", help="erase every recording whose call's purposes are all past their delete-after date"
+        "expire", help="erase every recording whose purposes are all past their delete-after date"
     )
     expire.add_argument("--dry-run", action="store_true", help="list what would be erased, erase nothing")
     expire.add_argument("--config", metavar="FILE", help=config_help)

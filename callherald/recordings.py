@@ -27,7 +27,8 @@ the write-ahead log checkpointed) in the transaction that marks the recording er
 ``erasure`` later event to its call and an ``erase`` row (with the operating-system user) to the
 audit log; then its encrypted file is removed. The evidence record of the call stays (GDPR Art.
 17(3)(e), 5(2)). ``expire`` does that, reason ``retention expired``, for every recording whose
-call's purposes all have a delete-after date before today (UTC): storage limitation, Art. 5(1)(e).
+own purposes (those it served, of its call's) all have a delete-after date before today (UTC):
+storage limitation, Art. 5(1)(e).
 
 Exit codes of every command: 0 done; 1 the data refuses (unknown recording, missing, erased,
 tampered or substituted file, a key that is not a recipient, the audit log not writable); 2 the
@@ -304,7 +305,7 @@ def _facts(record: RecordingRecord) -> str:
             ("erased by", record.erased_by or "-"),
             ("erasure reason", record.erasure_reason or "-"),
         ]
-    # One line per purpose of the call, the first beside the name.
+    # One line per purpose the recording serves, the first beside the name.
     purposes = [_purpose(purpose) for purpose in record.purposes] or ["-"]
     facts += [("purposes", purposes[0]), *(("", line) for line in purposes[1:])]
     width = max(len(name) for name, _ in facts)
@@ -971,7 +972,7 @@ def _delete_after(record: RecordingRecord) -> str:
 
 
 def expire_recordings(layout: DataLayout, *, dry_run: bool = False) -> int:
-    """Erase (or, ``dry_run``, list) every recording whose call's purposes all have a delete-after
+    """Erase (or, ``dry_run``, list) every recording whose own purposes all have a delete-after
     date before today (UTC): a recording is kept while any purpose it serves still allows it."""
     today = dt.datetime.now(dt.UTC).date()
     failed = False

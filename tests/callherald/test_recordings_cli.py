@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import io
@@ -1071,7 +1072,7 @@ def test_export_force_that_fails_midway_leaves_the_existing_file(
 CALLHERALD = Path(sys.executable).with_name("callherald")
 
 
-def test_show_gives_the_purposes_of_the_call(data: DataDir, capsys: pytest.CaptureFixture[str]) -> None:
+def test_show_gives_the_purposes_of_the_recording(data: DataDir, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "show", str(COMPLETE_ID))
     assert code == 0
     facts = out.split("\n\n", 1)[0].splitlines()
@@ -1217,10 +1218,17 @@ def test_erase_needs_a_reason(data: DataDir, capsys: pytest.CaptureFixture[str])
 
 
 def _call_with_purposes(
-    store: EvidenceStore, layout: DataLayout, number: int, setup_at: dt.datetime, *purposes: Purpose
+    store: EvidenceStore,
+    layout: DataLayout,
+    number: int,
+    setup_at: dt.datetime,
+    *purposes: Purpose,
+    withdrawn: Purpose | None = None,
 ) -> uuid.UUID:
-    """A call set up at ``setup_at`` for ``purposes`` (no consent needed), with a finished recording."""
-    development_public, _ = ensure_development_key(layout)
+    """A call set up at ``setup_at`` for ``purposes`` (no consent needed), with a finished recording
+    for them. With ``withdrawn`` (a consent purpose), the caller consented to it too, and withdrew
+    it mid-call: the recording served it as well, and a second recording follows for ``purposes``
+    alone (its id is the first's plus 0x100)."""
     call_id, rid = f"call-r{number}", uuid.UUID(int=0x100 + number)
     store.write(
         CallStarted(
@@ -1254,16 +1262,58 @@ def _call_with_purposes(
             complete=True,
         )
     )
-    store.write(CallPurposes(call_id=call_id, purposes=purposes))
+    served = tuple(purpose.purpose_id for purpose in purposes)
+    if withdrawn is None:
+        store.write(CallPurposes(call_id=call_id, purposes=purposes))
+        _finished_recording(store, layout, call_id, rid, setup_at + dt.timedelta(seconds=5), served)
+        return rid
+    store.write(
+        ConsentDecision(
+            call_id=call_id,
+            question_id="q-training",
+            question_version="1",
+            purpose_id=withdrawn.purpose_id,
+            decision=Decision.GRANTED,
+            mechanism="dtmf:1",
+            at=setup_at + dt.timedelta(seconds=4.5),
+        )
+    )
+    store.write(CallPurposes(call_id=call_id, purposes=(*purposes, withdrawn)))
+    both = (*served, withdrawn.purpose_id)
+    _finished_recording(store, layout, call_id, rid, setup_at + dt.timedelta(seconds=5), both)
+    store.write(
+        LaterEvent(
+            call_id=call_id,
+            kind=LaterEventKind.WITHDRAWAL,
+            at=setup_at + dt.timedelta(seconds=6),
+            actor="caller",
+            detail={"purposes": [withdrawn.purpose_id], "mechanism": "rfc4733"},
+        )
+    )
+    after = uuid.UUID(int=rid.int + 0x100)
+    _finished_recording(store, layout, call_id, after, setup_at + dt.timedelta(seconds=6), served)
+    return rid
+
+
+def _finished_recording(
+    store: EvidenceStore,
+    layout: DataLayout,
+    call_id: str,
+    rid: uuid.UUID,
+    started_at: dt.datetime,
+    purposes: tuple[str, ...],
+) -> None:
+    """A one-second recording of ``call_id`` from ``started_at`` for ``purposes``, finished."""
+    development_public, _ = ensure_development_key(layout)
     store.write(
         RecordingStarted(
             recording_id=rid,
             call_id=call_id,
             file_name=layout.recording_file(str(rid)).name,
             key_id="0123456789abcdef",
-            started_at=setup_at + dt.timedelta(seconds=5),
-            first_frame_at=setup_at + dt.timedelta(seconds=5),
-            purposes=tuple(purpose.purpose_id for purpose in purposes),
+            started_at=started_at,
+            first_frame_at=started_at,
+            purposes=purposes,
         )
     )
     writer = SegmentWriter(
@@ -1279,14 +1329,13 @@ def _call_with_purposes(
     store.record_recording_finished(
         RecordingEnd(
             recording_id=rid,
-            finished_at=setup_at + dt.timedelta(seconds=6),
+            finished_at=started_at + dt.timedelta(seconds=1),
             audio_sha256=audio_sha256(1),
             size_bytes=summary.file_bytes,
             duration_ms=1000,
             end_reason="ended",
         )
     ).result()
-    return rid
 
 
 def test_expire_erases_only_recordings_past_every_delete_after_date(
@@ -1348,3 +1397,84 @@ def test_expire_erases_only_recordings_past_every_delete_after_date(
     code, out, err = run(capsys, "expire")
     assert (code, err) == (0, "")
     assert out.startswith("no recording is past its delete-after dates (today is ")
+
+
+def test_recordings_split_by_a_withdrawal_show_and_expire_by_the_purposes_each_served(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Quality for a week, and training for a year until the caller withdrew consent mid-call: the
+    # recording after the withdrawal served quality alone and is due, the one before is kept.
+    layout = DataLayout(tmp_path / "data")
+    layout.recordings_dir.mkdir(parents=True)
+    now = dt.datetime.now(dt.UTC)
+    week = Purpose(
+        purpose_id="quality",
+        lawful_basis=LawfulBasis.LEGITIMATE_INTEREST,
+        reference="LIA 4",
+        retention_days=7,
+    )
+    year = dataclasses.replace(TRAINING, retention_days=365)
+    with EvidenceStore(layout.evidence_db) as store:
+        before = _call_with_purposes(store, layout, 1, now - dt.timedelta(days=9), week, withdrawn=year)
+    after = uuid.UUID(int=before.int + 0x100)
+    monkeypatch.setenv(HOME_ENV, str(layout.root))
+    week_date = (now - dt.timedelta(days=2)).date().isoformat()
+    year_date = (now - dt.timedelta(days=9) + dt.timedelta(days=365)).date().isoformat()
+
+    code, out, _ = run(capsys, "list", "--json")
+    assert code == 0
+    assert [(item["recording_id"], item["purposes"]) for item in json.loads(out)] == [
+        (
+            str(before),
+            [
+                {
+                    "purpose_id": "quality",
+                    "lawful_basis": "legitimate_interest",
+                    "reference": "LIA 4",
+                    "retention_days": 7,
+                    "version": 1,
+                    "delete_after": week_date,
+                },
+                {
+                    "purpose_id": "training",
+                    "lawful_basis": "consent",
+                    "reference": "consent script v2",
+                    "retention_days": 365,
+                    "version": 1,
+                    "delete_after": year_date,
+                },
+            ],
+        ),
+        (
+            str(after),
+            [
+                {
+                    "purpose_id": "quality",
+                    "lawful_basis": "legitimate_interest",
+                    "reference": "LIA 4",
+                    "retention_days": 7,
+                    "version": 1,
+                    "delete_after": week_date,
+                }
+            ],
+        ),
+    ]
+    code, out, _ = run(capsys, "show", str(after), "--json")
+    assert [p["purpose_id"] for p in json.loads(out)["recording"]["purposes"]] == ["quality"]
+    code, out, _ = run(capsys, "show", str(after))
+    facts = out.split("\n\n", 1)[0].splitlines()
+    assert facts[-1] == f"purposes:           quality: legitimate_interest (LIA 4), delete after {week_date}"
+    assert facts[-2].startswith("file:")
+
+    code, out, err = run(capsys, "expire")
+    assert (code, err) == (0, "")
+    assert out == (
+        f"erased recording {after} (call call-r1): wrapped keys destroyed, "
+        f"{layout.recording_file(str(after))} removed; delete after quality {week_date}\n"
+    )
+    assert layout.recording_file(str(before)).exists()
+    code, out, _ = run(capsys, "list", "--json")
+    assert [(item["recording_id"], item["state"]) for item in json.loads(out)] == [
+        (str(before), "complete"),
+        (str(after), "erased"),
+    ]
