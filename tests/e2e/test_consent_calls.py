@@ -18,8 +18,10 @@ when the notice cannot be played at all (the policy's ``on_failure``).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import sqlite3
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +37,7 @@ from tests.e2e.announce_support import (
     prepared,
     write_prompt_wavs,
 )
-from tests.e2e.harness import CallheraldProcess, free_port, running_callherald, sipp_available
+from tests.e2e.harness import CALLHERALD, CallheraldProcess, free_port, running_callherald, sipp_available
 from tests.e2e.media_peer import MediaPeer, tone_payloads
 from tests.e2e.test_sipp_calls import (
     Direction,
@@ -272,6 +274,17 @@ def test_withdrawal_key_after_the_bridge_restarts_recording_without_consent_purp
     assert _events(records).count("recording_started") == 2
     # The withdrawal came after the bridge: the PBX had answered (and was not disturbed by it).
     assert _requests_received(uas) == ["INVITE", "ACK", "BYE"]
+    # The evidence record tells the two recordings apart as the log does: the one after the
+    # withdrawal served evidence alone, and a reviewer does not take it for one usable for training.
+    listed = subprocess.run(
+        [str(CALLHERALD), "recordings", "list", "--json", "--config", str(proxy.config_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    served = [[p["purpose_id"] for p in item["purposes"]] for item in json.loads(listed.stdout)]
+    assert served == [EVIDENCE_AND_TRAINING, EVIDENCE]
 
 
 # 3. SIP INFO ------------------------------------------------------------------------------------
