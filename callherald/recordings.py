@@ -330,6 +330,7 @@ _EVENT_LABELS = {
     TimelineKind.NOT_RECORDED: "not recorded",
     TimelineKind.RECORDING_START: "recording start",
     TimelineKind.FIRST_FRAME: "first frame",
+    TimelineKind.AGENT_INFORMED: "agent informed",
     TimelineKind.PAUSE_START: "pause start",
     TimelineKind.PAUSE_END: "pause end",
     TimelineKind.RECORDING_END: "recording end",
@@ -357,6 +358,19 @@ def _event_details(event: TimelineEvent) -> str:
                 played = "played to the end" if detail.get("complete") else "cut off"
             version = f" version {detail['version']}" if detail["version"] else ""  # none: never loaded
             return f"prompt {detail['prompt_id']}{version} ({detail['language']}) {played}"
+        case TimelineKind.AGENT_INFORMED:
+            if detail.get("failure"):
+                played = f"failed ({detail['failure']})"
+            else:
+                played = "played to the end" if detail.get("complete") else "cut off"
+            if detail["kind"] == "tone":
+                heard = f"tone {detail['name']}"
+            else:
+                heard = (
+                    f"prompt {detail['name']} version {detail['version']} ({detail['language']}), "
+                    f"sha256 {detail['audio_sha256']}"
+                )
+            return f"{heard} until {_precise_time(detail['ended_at'])}, {played}"
         case TimelineKind.DTMF:
             counted = "" if detail.get("counted") else " (masked, not counted)"
             return f"{detail['digit']} via {detail['mechanism']}{counted}"

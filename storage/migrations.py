@@ -415,3 +415,28 @@ def _recording_purposes(db: Database) -> None:
         """,
     ):
         db.execute(statement)
+
+
+@MIGRATIONS(name="0010_agent_notices")
+def _agent_notices(db: Database) -> None:
+    # What the agent (a data subject too, GDPR Art. 13) heard to know the call is recorded: the beep
+    # on its leg as recording starts, and on outbound calls its copy of the notice. Kept apart from
+    # announcements_played, whose ends a recording's first frame must follow: the beep plays as the
+    # recording starts. Written whole once it has played (``complete`` 0: cut short or failed).
+    db.execute(
+        """
+        CREATE TABLE agent_notices (
+            leg_id TEXT NOT NULL REFERENCES legs (id),
+            kind TEXT NOT NULL CHECK (kind IN ('tone', 'prompt')),
+            name TEXT NOT NULL,
+            version TEXT NOT NULL,
+            language TEXT NOT NULL,
+            audio_sha256 TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            ended_at TEXT NOT NULL,
+            complete INTEGER NOT NULL CHECK (complete IN (0, 1)),
+            failure TEXT
+        ) STRICT
+        """
+    )
+    db.execute("CREATE INDEX agent_notices_leg_id ON agent_notices (leg_id)")

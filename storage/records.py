@@ -15,7 +15,10 @@ write that breaks an invariant leaves nothing behind. Invariants enforced (``Inv
 * a consent-based purpose enters ``call_purposes``, or a recording's purposes, only if the latest
   consent decision of that call for that purpose is ``granted``;
 * a recording's ``first_frame_at`` is not before the end of any announcement played on the call's
-  outside legs, and at least one announcement was played there to the end (recording fails closed).
+  outside legs, and at least one announcement was played there to the end (recording fails closed);
+* an agent notice (``AgentNotice``: the beep as recording starts, the agent's copy of the notice)
+  is on a ``pbx`` leg. It is not an announcement: the first-frame rule above does not cover it,
+  as the beep plays at the moment the recording starts.
 
 A full disk (``SQLITE_FULL``) fails a write with ``EvidenceFullError``, or, for a write submitted
 with ``hold_when_full``, holds it: it and every write after it wait in memory, in order, and are
@@ -70,6 +73,8 @@ __all__ = [
     "AUDIT_ACTION_ERASE",
     "AUDIT_ACTION_PURPOSE_CHANGED",
     "DTMF_DIGITS",
+    "AgentNotice",
+    "AgentNoticeKind",
     "Announcement",
     "AnnouncementEnd",
     "CallEnded",
@@ -176,6 +181,11 @@ class PauseReason(enum.StrEnum):
     HOLD = "hold"
     PCI = "pci"
     API = "api"
+
+
+class AgentNoticeKind(enum.StrEnum):
+    TONE = "tone"
+    PROMPT = "prompt"
 
 
 class LaterEventKind(enum.StrEnum):
@@ -285,6 +295,34 @@ class AnnouncementEnd:
         _ordered("started_at", self.started_at, "ended_at", self.ended_at)
         if self.failure is not None and self.complete:
             raise ValueError("a prompt that failed is not complete")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentNotice:
+    """What told the agent on ``leg_id`` (a ``pbx`` leg) that the call is recorded (GDPR Art. 13:
+    employees are data subjects too): a tone (``name`` ``beep``, played as recording starts) or
+    the agent's copy of a prompt (an outbound call's notice; ``version``, ``language`` and
+    ``audio_sha256`` as for an ``Announcement``, empty for a tone). Written whole once it stopped
+    sounding; ``complete`` False when it was cut short, ``failure`` why it did not play (then
+    ``ended_at`` may equal ``started_at``: nothing sounded)."""
+
+    leg_id: str
+    kind: AgentNoticeKind
+    name: str
+    started_at: dt.datetime
+    ended_at: dt.datetime
+    complete: bool
+    version: str = ""
+    language: str = ""
+    audio_sha256: str = ""
+    failure: str | None = None
+
+    def __post_init__(self) -> None:
+        _aware("started_at", self.started_at)
+        _aware("ended_at", self.ended_at)
+        _ordered("started_at", self.started_at, "ended_at", self.ended_at)
+        if self.failure is not None and self.complete:
+            raise ValueError("a notice that failed is not complete")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -480,6 +518,7 @@ EvidenceRecord = (
     | Leg
     | Announcement
     | AnnouncementEnd
+    | AgentNotice
     | DtmfEvent
     | ConsentDecision
     | CallPurposes
@@ -541,6 +580,7 @@ class TimelineKind(enum.StrEnum):
     NOT_RECORDED = "not_recorded"
     RECORDING_START = "recording_start"
     FIRST_FRAME = "first_frame"
+    AGENT_INFORMED = "agent_informed"
     PAUSE_START = "pause_start"
     PAUSE_END = "pause_end"
     RECORDING_END = "recording_end"
@@ -668,6 +708,31 @@ def _write_announcement_end(db: Database, item: AnnouncementEnd) -> None:
             f"announcement {item.prompt_id} on leg {item.leg_id} started at "
             f"{to_db_time(item.started_at)} is not recorded or has already ended"
         )
+
+
+def _write_agent_notice(db: Database, item: AgentNotice) -> None:
+    row = db.execute("SELECT role FROM legs WHERE id = ?", [item.leg_id]).fetchone()
+    if row is None or row[0] != LegRole.PBX.value:
+        found = "not recorded" if row is None else f"an {row[0]} leg"
+        raise InvariantError(f"agent notice {item.name} on leg {item.leg_id}, which is {found}")
+    # Not in announcements_played: a recording's first frame need not follow it (the beep plays
+    # as the recording starts), nor does it count as the outside party's notice.
+    _insert(
+        db,
+        "agent_notices",
+        {
+            "leg_id": item.leg_id,
+            "kind": item.kind.value,
+            "name": item.name,
+            "version": item.version,
+            "language": item.language,
+            "audio_sha256": item.audio_sha256,
+            "started_at": to_db_time(item.started_at),
+            "ended_at": to_db_time(item.ended_at),
+            "complete": int(item.complete),
+            "failure": item.failure,
+        },
+    )
 
 
 def _write_dtmf(db: Database, item: DtmfEvent) -> None:
@@ -1007,6 +1072,7 @@ _WRITERS: dict[type, Callable[[Database, Any], None]] = {
     Leg: _write_leg,
     Announcement: _write_announcement,
     AnnouncementEnd: _write_announcement_end,
+    AgentNotice: _write_agent_notice,
     DtmfEvent: _write_dtmf,
     ConsentDecision: _write_consent,
     CallPurposes: _write_purposes,
@@ -1091,6 +1157,27 @@ def _read_timeline(db: Database, call_id: str) -> list[TimelineEvent]:
                     detail={**detail, "complete": bool(row["complete"]), "failure": row["failure"]},
                 )
             )
+    for row in db.query(
+        "SELECT n.* FROM agent_notices n JOIN legs l ON l.id = n.leg_id WHERE l.call_id = ? ORDER BY n.rowid",
+        [call_id],
+    ):
+        events.append(
+            TimelineEvent(
+                at=from_db_time(row["started_at"]),
+                kind=TimelineKind.AGENT_INFORMED,
+                leg_id=row["leg_id"],
+                detail={
+                    "kind": row["kind"],
+                    "name": row["name"],
+                    "version": row["version"],
+                    "language": row["language"],
+                    "audio_sha256": row["audio_sha256"],
+                    "ended_at": from_db_time(row["ended_at"]),
+                    "complete": bool(row["complete"]),
+                    "failure": row["failure"],
+                },
+            )
+        )
     for row in db.query(
         "SELECT d.* FROM dtmf_events d JOIN legs l ON l.id = d.leg_id WHERE l.call_id = ? ORDER BY d.rowid",
         [call_id],

@@ -32,6 +32,8 @@ from config import EMBEDDED_DEFAULT_YAML, HOME_ENV
 from storage.audit import AuditEntry, AuditLog
 from storage.keys import generate_private_key, save_private_key
 from storage.records import (
+    AgentNotice,
+    AgentNoticeKind,
     Announcement,
     CallEnded,
     CallPurposes,
@@ -214,6 +216,16 @@ def record_call(
             started_at=at(t + 5.5),
             first_frame_at=at(t + 5.5),
             purposes=("evidence", "training"),
+        )
+    )
+    store.write(  # the agent's beep as the recording starts (GDPR Art. 13: the agent is told too)
+        AgentNotice(
+            leg_id=pbx_leg,
+            kind=AgentNoticeKind.TONE,
+            name="beep",
+            started_at=at(t + 5.52),
+            ended_at=at(t + 5.82),
+            complete=True,
         )
     )
     store.write(
@@ -461,6 +473,7 @@ TIMELINE = [
     ("consent", None),
     ("recording_start", None),
     ("first_frame", None),
+    ("agent_informed", "call-a-pbx"),
     ("pause_start", None),
     ("pause_end", None),
     ("recording_end", None),
@@ -491,7 +504,17 @@ def test_show_json_gives_the_recording_and_its_timeline_in_order(
     assert timeline[2]["detail"]["complete"] is True
     assert timeline[4]["detail"]["decision"] == "granted"
     assert timeline[5]["recording_id"] == str(COMPLETE_ID)
-    assert timeline[11]["detail"] == {"kind": "access", "actor": "dpo", "request": "art15-7"}
+    assert timeline[7]["detail"] == {
+        "kind": "tone",
+        "name": "beep",
+        "version": "",
+        "language": "",
+        "audio_sha256": "",
+        "ended_at": "2026-03-02T09:15:05.820000+00:00",
+        "complete": True,
+        "failure": None,
+    }
+    assert timeline[12]["detail"] == {"kind": "access", "actor": "dpo", "request": "art15-7"}
 
 
 def test_show_prints_facts_and_a_timeline_table(data: DataDir, capsys: pytest.CaptureFixture[str]) -> None:
@@ -507,7 +530,8 @@ def test_show_prints_facts_and_a_timeline_table(data: DataDir, capsys: pytest.Ca
     assert lines[1].split() == ["time", "(UTC)", "event", "leg", "details"]
     labels = [
         "call set-up", "announcement start", "announcement end", "digit", "consent", "recording start",
-        "first frame", "pause start", "pause end", "recording end", "call end", "later event",
+        "first frame", "agent informed", "pause start", "pause end", "recording end", "call end",
+        "later event",
     ]  # fmt: skip
     event_column = slice(lines[1].index("event"), lines[1].index("leg"))
     assert [line[event_column].strip() for line in lines[2:]] == labels
@@ -515,9 +539,10 @@ def test_show_prints_facts_and_a_timeline_table(data: DataDir, capsys: pytest.Ca
     assert lines[2].startswith("2026-03-02 09:15:00.000")
     assert "1 via rfc4733" in lines[5]
     assert "granted for purpose training" in lines[6]
-    assert "reason hold" in lines[9]
-    assert "complete (ended), 0:00:03" in lines[11]
-    assert "access by dpo: request art15-7" in lines[13]
+    assert "call-a-pbx  tone beep until 2026-03-02 09:15:05.820, played to the end" in lines[9]
+    assert "reason hold" in lines[10]
+    assert "complete (ended), 0:00:03" in lines[12]
+    assert "access by dpo: request art15-7" in lines[14]
 
 
 @pytest.mark.parametrize(
@@ -545,6 +570,43 @@ def test_an_announcement_s_end_says_how_it_ended(
         },
     )
     (row,) = timeline_table([end]).splitlines()[1:]
+    assert row.endswith(said)
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "complete", "failure", "said"),
+    [
+        ("tone", "beep", True, None, "tone beep until 2026-03-02 09:15:07.300, played to the end"),
+        ("tone", "beep", False, "no address", "tone beep until 2026-03-02 09:15:07.300, failed (no address)"),
+        (
+            "prompt",
+            "notice",
+            False,
+            None,
+            f"prompt notice version 4 (nl), sha256 {PROMPT_SHA} until 2026-03-02 09:15:07.300, cut off",
+        ),
+    ],
+)
+def test_what_told_the_agent_says_how_it_played(
+    kind: str, name: str, complete: bool, failure: str | None, said: str
+) -> None:
+    event = TimelineEvent(
+        at=dt.datetime(2026, 3, 2, 9, 15, 7, tzinfo=dt.UTC),
+        kind=TimelineKind.AGENT_INFORMED,
+        leg_id="call-a:b",
+        detail={
+            "kind": kind,
+            "name": name,
+            "version": "4" if kind == "prompt" else "",
+            "language": "nl" if kind == "prompt" else "",
+            "audio_sha256": PROMPT_SHA if kind == "prompt" else "",
+            "ended_at": dt.datetime(2026, 3, 2, 9, 15, 7, 300000, tzinfo=dt.UTC),
+            "complete": complete,
+            "failure": failure,
+        },
+    )
+    (row,) = timeline_table([event]).splitlines()[1:]
+    assert row.split()[2:5] == ["agent", "informed", "call-a:b"]
     assert row.endswith(said)
 
 

@@ -31,6 +31,8 @@ from storage.migrations import (
     to_db_time,
 )
 from storage.records import (
+    AgentNotice,
+    AgentNoticeKind,
     Announcement,
     AnnouncementEnd,
     CallEnded,
@@ -213,6 +215,7 @@ def test_migrations_are_tracked_and_idempotent(tmp_path: Path) -> None:
         "0007_purpose_versions",
         "0008_recording_erasure",
         "0009_recording_purposes",
+        "0010_agent_notices",
     ]
     assert applied == names
     rows = second.execute("SELECT migration_set, name FROM _sqlite_migrations ORDER BY id").fetchall()
@@ -224,6 +227,7 @@ def test_migrations_are_tracked_and_idempotent(tmp_path: Path) -> None:
         "legs",
         "announcements_played",
         "dtmf_events",
+        "agent_notices",
         "consent_decisions",
         "purposes",
         "call_purposes",
@@ -1161,6 +1165,80 @@ def test_call_timeline_is_in_time_order(store: EvidenceStore) -> None:
     }
     assert timeline[16].detail == {"kind": "access", "actor": "dpo", "request": "dsar-17"}
     assert all(e.at.tzinfo is dt.UTC for e in timeline)
+
+
+def beep(start: float, end: float, *, leg: str = "pbx", complete: bool = True) -> AgentNotice:
+    return AgentNotice(
+        leg_id=f"{CALL}-{leg}",
+        kind=AgentNoticeKind.TONE,
+        name="beep",
+        started_at=at(start),
+        ended_at=at(end),
+        complete=complete,
+    )
+
+
+def test_the_agent_s_beep_as_recording_starts_is_in_the_timeline_and_does_not_bar_the_recording(
+    store: EvidenceStore,
+) -> None:
+    prepared_call(store)
+    # The beep plays as the recording starts: were it an announcement, the first frame (at 13 s)
+    # would come before its end and the recording be refused.
+    store.write(beep(13.02, 13.32))
+    store.write(recording(13))
+    store.write(
+        AgentNotice(
+            leg_id=f"{CALL}-pbx",
+            kind=AgentNoticeKind.PROMPT,
+            name="notice-nl",
+            version="4",
+            language="nl",
+            audio_sha256=SHA,
+            started_at=at(1),
+            ended_at=at(5),
+            complete=False,
+        )
+    )
+    assert [r.recording_id for r in store.recordings_list()] == [RID]
+    informed = [e for e in store.call_timeline(CALL) if e.kind is TimelineKind.AGENT_INFORMED]
+    assert [(e.at - T0, e.leg_id) for e in informed] == [
+        (dt.timedelta(seconds=1), f"{CALL}-pbx"),
+        (dt.timedelta(seconds=13.02), f"{CALL}-pbx"),
+    ]
+    assert informed[0].detail == {
+        "kind": "prompt",
+        "name": "notice-nl",
+        "version": "4",
+        "language": "nl",
+        "audio_sha256": SHA,
+        "ended_at": at(5),
+        "complete": False,
+        "failure": None,
+    }
+    assert informed[1].detail == {
+        "kind": "tone",
+        "name": "beep",
+        "version": "",
+        "language": "",
+        "audio_sha256": "",
+        "ended_at": at(13.32),
+        "complete": True,
+        "failure": None,
+    }
+    assert table_count(store.path, "announcements_played") == 1
+
+
+@pytest.mark.parametrize(("leg", "found"), [("out", "an outside leg"), ("gone", "not recorded")])
+def test_an_agent_notice_is_stored_on_a_pbx_leg_only(store: EvidenceStore, leg: str, found: str) -> None:
+    prepared_call(store)
+    with pytest.raises(InvariantError, match=f"agent notice beep on leg {CALL}-{leg}, which is {found}"):
+        store.write(beep(13, 13.3, leg=leg))
+    assert table_count(store.path, "agent_notices") == 0
+
+
+def test_an_agent_notice_that_failed_is_not_complete() -> None:
+    with pytest.raises(ValueError, match="failed is not complete"):
+        dataclasses.replace(beep(13, 13), failure="no address")
 
 
 def test_timeline_of_unknown_call(store: EvidenceStore) -> None:
