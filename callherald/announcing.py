@@ -36,6 +36,7 @@ from announcements import (
 )
 from announcements.defaults import DEFAULT_CONSENT_ID, DEFAULT_NOTICE_ID
 from config import EMBEDDED_PROMPT_SET_ID, CallDirection, Config, LawfulBasis, Policy, select_policy
+from proxy.aio.service import AgentInformed
 from proxy.b2bua.consent import ConsentQuestion, Purpose
 from proxy.b2bua.effects import (
     CallEnded,
@@ -252,6 +253,23 @@ class LoggingRecordSink:
                 "at": _utc(at),
             }
         )
+
+    def agent_informed(self, played: AgentInformed) -> None:
+        record: dict[str, object] = {
+            "call": played.call_ref,
+            "leg": str(played.leg),
+            "event": "agent_informed",
+            "started_at": None if played.started_at is None else _utc(played.started_at),
+            "ended_at": None if played.ended_at is None else _utc(played.ended_at),
+            "complete": played.complete,
+            "failure": played.failure,
+            "at": _utc(played.at),
+        }
+        if played.prompt:
+            record["prompt"] = dict(played.prompt)
+        else:
+            record["tone"] = str(played.tone)
+        self._write(record)
 
     def call_ended(self, effect: CallEnded) -> None:
         at = _utc(effect.at or asyncio.get_running_loop().time())

@@ -2,10 +2,11 @@
 
 `StorageRecords` is both ports the proxy defines for this: ``CallRecordSink`` (call set-up and
 end, announcements, digits, consent decisions, recording start and stop, a recording that could
-not start and why) and ``RecordingSink`` (the audio; ``open`` raises ``RecordingUnavailableError``
-saying why no recording can start). Evidence rows go to the `EvidenceStore`'s writer thread;
-audio goes to one file thread of our own, which seals each one-second block into the recording's
-`SegmentWriter`, so neither SQLite nor encryption ever runs on the event loop.
+not start and why, what told the agent the call is recorded) and ``RecordingSink`` (the audio;
+``open`` raises ``RecordingUnavailableError`` saying why no recording can start). Evidence rows
+go to the `EvidenceStore`'s writer thread; audio goes to one file thread of our own, which seals
+each one-second block into the recording's `SegmentWriter`, so neither SQLite nor encryption ever
+runs on the event loop.
 
 Times: the proxy reports the event loop's clock; they become UTC wall-clock times here.
 
@@ -56,7 +57,7 @@ from sqlite_utils import Database
 from callherald.announcing import CLOCK_STEP_S, log_evidence
 from callherald.layout import DataLayout
 from proxy.aio.recording import RecordingHandle, RecordingUnavailableError
-from proxy.aio.service import CallRecordSink
+from proxy.aio.service import AgentInformed, CallRecordSink
 from proxy.b2bua import consent
 from proxy.b2bua.effects import (
     CallEnded,
@@ -438,6 +439,31 @@ class StorageRecords:
         at_utc = self.utc(at, offset=self.clock_offset(effect.call_ref))
         self._submit(store.NotRecorded(call_id=effect.call_ref, at=at_utc, reason=reason))
 
+    def agent_informed(self, played: AgentInformed) -> None:
+        """The beep or notice copy the agent heard, as an agent notice of its leg (not an
+        announcement: the beep plays as the recording starts, after which no notice may end)."""
+        state = self._calls.get(played.call_ref)
+        if state is None:
+            return
+        utc = partial(self.utc, offset=state.clock_offset)
+        started = played.started_at if played.started_at is not None else played.at
+        ended = played.ended_at if played.ended_at is not None else started
+        prompt = played.prompt
+        self._submit(
+            store.AgentNotice(
+                leg_id=self._leg_id(played.call_ref, played.leg, state),
+                kind=store.AgentNoticeKind.PROMPT if prompt else store.AgentNoticeKind.TONE,
+                name=prompt.get("prompt_id", "") if prompt else str(played.tone),
+                version=prompt.get("version", ""),
+                language=prompt.get("language", ""),
+                audio_sha256=prompt.get("audio_sha256", ""),
+                started_at=utc(started),
+                ended_at=utc(max(ended, started)),
+                complete=played.complete,
+                failure=played.failure,
+            )
+        )
+
     def _write_purposes(self, call_ref: str, purposes: tuple[str, ...]) -> None:
         state = self._calls.get(call_ref)
         if state is None:
@@ -671,6 +697,8 @@ SELECT c.id, c.setup_at, (
         SELECT max(coalesce(a.ended_at, a.started_at)) AS t FROM announcements_played a
             JOIN legs l ON l.id = a.leg_id WHERE l.call_id = c.id
         UNION ALL SELECT max(d.at) FROM dtmf_events d JOIN legs l ON l.id = d.leg_id WHERE l.call_id = c.id
+        UNION ALL SELECT max(n.ended_at) FROM agent_notices n JOIN legs l ON l.id = n.leg_id
+            WHERE l.call_id = c.id
         UNION ALL SELECT max(at) FROM consent_decisions WHERE call_id = c.id
         UNION ALL SELECT max(at) FROM later_events WHERE call_id = c.id
     )
@@ -804,6 +832,10 @@ class RecordSinks:
     def not_recorded(self, effect: StartRecording, reason: str, at: float) -> None:
         for sink in self._sinks:
             sink.not_recorded(effect, reason, at)
+
+    def agent_informed(self, played: AgentInformed) -> None:
+        for sink in self._sinks:
+            sink.agent_informed(played)
 
     def call_ended(self, effect: CallEnded) -> None:
         for sink in self._sinks:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from proxy.aio.announce import CallAnnouncements, InbandJudge, PromptSource
@@ -53,7 +53,7 @@ from proxy.b2bua.settings import Side
 from proxy.rtp.digits import HeardDigit
 from proxy.sip import DEFAULT_LIMITS, ParserLimits, Request, Response
 
-__all__ = ["CallRecordSink", "ListenSpec", "ProxyService"]
+__all__ = ["AgentInformed", "CallRecordSink", "ListenSpec", "ProxyService"]
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -65,6 +65,26 @@ class ListenSpec:
     host: str
     port: int
     transport: str = "udp"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentInformed:
+    """What was played into the agent's ``leg`` to tell it the call is recorded (GDPR Art. 13: the
+    agent is a data subject too), as it played: the beep as recording starts (``tone``) or the
+    agent's copy of an outbound call's notice (``prompt``: ``prompt_id``, ``language``, ``version``
+    and ``audio_sha256``). Times are on the loop's clock: ``started_at`` and ``ended_at`` as the
+    playout reports them (None when nothing sounded), ``at`` when it was over. ``complete`` when
+    it played whole; ``failure`` why it did not play or did not reach the agent."""
+
+    call_ref: str
+    leg: MediaLeg
+    tone: Tone | None = None
+    prompt: Mapping[str, str] = field(default_factory=dict)
+    started_at: float | None
+    ended_at: float | None
+    at: float
+    complete: bool
+    failure: str | None = None
 
 
 class CallRecordSink(Protocol):
@@ -80,6 +100,10 @@ class CallRecordSink(Protocol):
 
     def not_recorded(self, effect: StartRecording, reason: str, at: float) -> None:
         """The core started recording at ``at`` but no recording could start, for ``reason``."""
+
+    def agent_informed(self, played: AgentInformed) -> None:
+        """The beep or notice copy played to the agent is over (the beep of a recording that did
+        not start is never reported: it is stopped unheard)."""
 
     def call_ended(self, effect: CallEnded) -> None: ...
 
@@ -122,6 +146,9 @@ class ProxyService:
         # The agent's beep, played with the StartRecording that follows it: stopped unheard (it
         # starts on the next playout tick) if the recording does not start.
         self._beeps: dict[str, Playout] = {}
+        # Per call, what plays to the agent to tell it the call is recorded, until reported: a
+        # playout the call's end stopped is reported before the call's end is.
+        self._agent_playouts: dict[str, list[_AgentPlayout]] = {}
         self._listen = listen
         self._limits = limits
         self._log = logger or logging.getLogger("callherald")
@@ -324,6 +351,9 @@ class ProxyService:
             elif isinstance(effect, CallEnded):
                 for key in [key for key in self._playing if key[0] == effect.call_ref]:
                     del self._playing[key]
+                for watched in self._agent_playouts.pop(effect.call_ref, []):
+                    if watched.playout.finished.done():  # stopped with the media: report it now
+                        self._report_agent_playout(watched)
                 if self._records is not None:
                     self._records.call_ended(effect)
                 self._log.info("[%s] call ended: %s", effect.call_ref, effect.reason)
@@ -384,6 +414,7 @@ class ProxyService:
             playout = announcements.play(effect.leg, frames, effect.media, loop=effect.tone is Tone.RINGBACK)
             if effect.tone is Tone.BEEP:
                 self._beeps[call_ref] = playout  # until the recording it announces has started
+                self._watch_agent_playout(_AgentPlayout(call_ref=call_ref, leg=effect.leg, playout=playout))
         elif isinstance(effect, PlayPrompt):
             return self._play_prompt(announcements, effect)
         return []
@@ -401,17 +432,34 @@ class ProxyService:
             self._log.warning(
                 "[%s] prompt %s/%s cannot play: %s", call_ref, effect.prompt_id, effect.language, error
             )
+            why = str(error) or type(error).__name__
+            if effect.agent_copy:
+                self._agent_informed(
+                    AgentInformed(
+                        call_ref=call_ref,
+                        leg=leg,
+                        prompt={"prompt_id": effect.prompt_id, "language": effect.language},
+                        started_at=None,
+                        ended_at=None,
+                        at=self._now(),
+                        complete=False,
+                        failure=why,
+                    )
+                )
             if not effect.report:
                 return []
-            return self.core.prompt_failed(call_ref, leg, str(error) or type(error).__name__, self._now())
+            return self.core.prompt_failed(call_ref, leg, why, self._now())
+        details = {
+            "prompt_id": prompt.id,
+            "language": prompt.language,
+            "version": prompt.version,
+            "audio_sha256": prompt.audio_sha256.get(effect.media.codec, ""),
+        }
+        if effect.agent_copy:
+            watched = _AgentPlayout(call_ref=call_ref, leg=leg, playout=playout, prompt=details)
+            self._watch_agent_playout(watched)
         if effect.report:
-            self._playing[(call_ref, leg)] = {
-                "prompt_id": prompt.id,
-                "language": prompt.language,
-                "version": prompt.version,
-                "codec": effect.media.codec,
-                "audio_sha256": prompt.audio_sha256.get(effect.media.codec, ""),
-            }
+            self._playing[(call_ref, leg)] = {**details, "codec": effect.media.codec}
 
             def finished(done: asyncio.Future[PlayoutResult]) -> None:
                 if not done.cancelled():
@@ -419,6 +467,44 @@ class ProxyService:
 
             playout.finished.add_done_callback(finished)
         return []
+
+    def _watch_agent_playout(self, watched: _AgentPlayout) -> None:
+        """Report ``watched`` to the record sink once it is over (a cancelled one never)."""
+        pending = self._agent_playouts.setdefault(watched.call_ref, [])
+        pending.append(watched)
+
+        def over(done: asyncio.Future[PlayoutResult]) -> None:
+            if watched in pending:  # not reported with its call's end
+                pending.remove(watched)
+                self._report_agent_playout(watched)
+
+        watched.playout.finished.add_done_callback(over)
+
+    def _report_agent_playout(self, watched: _AgentPlayout) -> None:
+        done = watched.playout.finished
+        if done.cancelled() or self._loop is None:
+            return  # a beep stopped unheard: its recording did not start
+        result = done.result()
+        failure = None if result.error is None else f"the playout failed: {result.error}"
+        if failure is None and result.frames_sent < result.frames_played:
+            failure = f"only {result.frames_sent} of {result.frames_played} frames reached the agent"
+        self._agent_informed(
+            AgentInformed(
+                call_ref=watched.call_ref,
+                leg=watched.leg,
+                tone=None if watched.prompt else Tone.BEEP,
+                prompt=watched.prompt,
+                started_at=result.started_at,
+                ended_at=result.ended_at,
+                at=self._now(),
+                complete=result.completed and failure is None,
+                failure=failure,
+            )
+        )
+
+    def _agent_informed(self, played: AgentInformed) -> None:
+        if self._records is not None:
+            self._records.agent_informed(played)
 
     # Recording ---------------------------------------------------------------------------------
 
@@ -557,3 +643,13 @@ class ProxyService:
         self._timer_deadline = deadline
         if deadline is not None and self._loop is not None:
             self._timer = self._loop.call_at(deadline, self._on_timer)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
+class _AgentPlayout:
+    """A beep (no ``prompt``) or notice copy playing to the agent, waiting to be reported."""
+
+    call_ref: str
+    leg: MediaLeg
+    playout: Playout
+    prompt: Mapping[str, str] = field(default_factory=dict)

@@ -400,6 +400,7 @@ class CallAnnouncer:
                             language=output.language,
                             media=self.agent_media,
                             report=False,
+                            agent_copy=True,
                             lead_in_ms=lead_in,
                         )
                     )

@@ -155,6 +155,9 @@ class PlayPrompt:
     language: str
     media: MediaFormat
     report: bool = True
+    agent_copy: bool = False
+    """The agent's copy of the outside party's notice: how it played goes into the evidence as
+    what told the agent the call is recorded (``CallRecordSink.agent_informed``)."""
     lead_in_ms: int = 0
     """The first frame goes out no sooner than this after the request: a phone that opens its RTP
     socket only after processing our answer (RFC 3264 §5.1 says it must be ready at once; some

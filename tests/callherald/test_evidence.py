@@ -37,6 +37,7 @@ from callherald.evidence import (
 from callherald.layout import DataLayout
 from config import default_config
 from proxy.aio.recording import RecordingHandle, RecordingUnavailableError
+from proxy.aio.service import AgentInformed
 from proxy.b2bua import consent
 from proxy.b2bua.consent import DigitMechanism
 from proxy.b2bua.effects import (
@@ -48,6 +49,7 @@ from proxy.b2bua.effects import (
     ResumeRecording,
     StartRecording,
     StopRecording,
+    Tone,
 )
 from storage.audit import AuditLog
 from storage.crypto import StorageFullError, TruncatedRecordingError, key_id
@@ -171,7 +173,19 @@ class FreeSpace:
     mb: int
 
 
-Step = Begin | End | Said | Record | Write | Pause | Resume | Stop | FreeSpace
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Informed:
+    """What played to the agent on ``leg`` from ``start`` to ``end`` (seconds): the beep, or with
+    ``prompt`` the agent's copy of that prompt (its facts as the playout layer reports them)."""
+
+    start: float
+    end: float
+    leg: MediaLeg = MediaLeg.B
+    prompt: str | None = None
+    complete: bool = True
+
+
+Step = Begin | End | Said | Record | Write | Pause | Resume | Stop | FreeSpace | Informed
 
 
 @dataclass(slots=True)
@@ -218,6 +232,21 @@ def feed(
             prompt_id = getattr(step.event, "prompt_id", None)
             details = PROMPTS[prompt_id] if isinstance(prompt_id, str) else {}
             records.evidence(Evidence(call_ref=call_ref, leg=step.leg, event=step.event), details)
+        elif isinstance(step, Informed):
+            records.agent_informed(
+                AgentInformed(
+                    call_ref=call_ref,
+                    leg=step.leg,
+                    tone=None if step.prompt else Tone.BEEP,
+                    prompt={"prompt_id": step.prompt, "language": "nl", **PROMPTS[step.prompt]}
+                    if step.prompt
+                    else {},
+                    started_at=at(step.start),
+                    ended_at=at(step.end),
+                    at=at(step.end),
+                    complete=step.complete,
+                )
+            )
         elif isinstance(step, Record):
             start = StartRecording(
                 call_ref=call_ref, outside_leg=step.outside_leg, purposes=step.purposes, policy="default"
@@ -414,6 +443,7 @@ WHOLE_CALL: list[Step] = [
     Said(event=consent.ConsentFinished(purposes=("evidence", "training"), at=at(16))),
     Record(purposes=("evidence", "training"), at=at(16)),
     Write(block=0),
+    Informed(start=16.02, end=16.32),  # the agent's beep as recording starts, reported as it ends
     Write(block=1),
     Pause(reason="hold", at=at(18)),
     Write(block=2),
@@ -424,6 +454,7 @@ WHOLE_CALL: list[Step] = [
 ]
 
 LEG_A = f"{CALL}:a"
+LEG_B = f"{CALL}:b"
 # (kind, seconds, leg, detail subset), in timeline order; ties sort by kind.
 WHOLE_CALL_TIMELINE: list[tuple[TimelineKind, float, str | None, dict[str, Any]]] = [
     (
@@ -462,6 +493,7 @@ WHOLE_CALL_TIMELINE: list[tuple[TimelineKind, float, str | None, dict[str, Any]]
     ),
     (TimelineKind.RECORDING_START, 16, None, {}),
     (TimelineKind.FIRST_FRAME, 16, None, {}),
+    (TimelineKind.AGENT_INFORMED, 16.02, LEG_B, {"kind": "tone", "name": "beep", "complete": True}),
     (TimelineKind.PAUSE_START, 18, None, {"reason": "hold"}),
     (TimelineKind.PAUSE_END, 19, None, {"reason": "hold"}),
     (TimelineKind.RECORDING_END, 20, None, {"state": "complete", "duration_ms": 4000}),
@@ -509,6 +541,71 @@ def test_a_whole_recorded_call_is_stored_and_decrypts_to_the_audio_written(
             "training": setup + dt.timedelta(days=30),
         }
     assert storage_errors(caplog) == []
+
+
+def test_an_outbound_call_s_agent_heard_the_notice_and_the_beep_and_is_recorded(
+    layout: DataLayout, reviewer: X25519PrivateKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Outbound: the callee (outside) is on leg b, the agent on leg a hears its copy of the notice.
+    # Its copy ends after the recording's first frame (it waited for the agent's address): it is
+    # no announcement of the outside party, so the recording stands.
+    script: list[Step] = [
+        Begin(direction="outbound", at=at(0)),
+        *notice(leg=MediaLeg.B, start=1, end=6),
+        Said(event=consent.ConsentFinished(purposes=("evidence",), at=at(6)), leg=MediaLeg.B),
+        Record(purposes=("evidence",), at=at(6.1), outside_leg=MediaLeg.B),
+        Informed(start=1.05, end=6.2, leg=MediaLeg.A, prompt="notice"),
+        Write(block=0),
+        Informed(start=6.12, end=6.42, leg=MediaLeg.A, complete=False),
+        Stop(reason="ended", at=at(7)),
+        End(reason="bye-from-b", at=at(7.5)),
+    ]
+    ran = run(layout, script, recipient=reviewer)
+    timeline, recordings = stored(layout)
+
+    assert [r.state for r in recordings] == [RecordingState.COMPLETE]
+    informed = [event for event in timeline if event.kind is TimelineKind.AGENT_INFORMED]
+    assert [(event.at, event.leg_id) for event in informed] == [
+        (ran.utc(1.05), LEG_A),
+        (ran.utc(6.12), LEG_A),
+    ]
+    assert informed[0].detail == {
+        "kind": "prompt",
+        "name": "notice",
+        "version": "notice-v4",
+        "language": "nl",
+        "audio_sha256": "5e" * 32,
+        "ended_at": ran.utc(6.2),
+        "complete": True,
+        "failure": None,
+    }
+    assert subset(
+        informed[1].detail, {"kind": "tone", "name": "beep", "ended_at": ran.utc(6.42), "complete": False}
+    ) == {
+        "kind": "tone",
+        "name": "beep",
+        "ended_at": ran.utc(6.42),
+        "complete": False,
+    }
+    # The outside party's notice is the only announcement: the agent's copy is not one.
+    assert [event.leg_id for event in prompts(timeline)] == [f"{CALL}:b", f"{CALL}:b"]
+    assert storage_errors(caplog) == []
+
+
+def test_a_beep_reported_for_the_outside_leg_is_refused_and_logged(
+    layout: DataLayout, reviewer: X25519PrivateKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    script: list[Step] = [
+        Begin(),
+        Informed(start=1, end=1.3, leg=MediaLeg.A),
+        End(reason="bye-from-a", at=at(2)),
+    ]
+    run(layout, script, recipient=reviewer)
+    timeline, _ = stored(layout)
+
+    assert [event for event in timeline if event.kind is TimelineKind.AGENT_INFORMED] == []
+    (error,) = storage_errors(caplog)
+    assert f"agent notice beep on leg {CALL}:a, which is an outside leg" in error
 
 
 # 2. The invariants of the evidence record --------------------------------------------------------

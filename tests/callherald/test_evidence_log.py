@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from callherald.announcing import LoggingRecordSink
-from proxy.b2bua.effects import CallEnded, CallStarted, MediaLeg, StartRecording
+from proxy.aio.service import AgentInformed
+from proxy.b2bua.effects import CallEnded, CallStarted, MediaLeg, StartRecording, Tone
 
 
 def logged(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
@@ -69,3 +70,61 @@ def test_call_times_follow_a_wall_clock_set_while_running(
     asyncio.run(play())
     first, second = (dt.datetime.fromisoformat(record["at"]) for record in logged(caplog))
     assert abs((second - first).total_seconds() - 7200) < 0.5
+
+
+def test_what_told_the_agent_is_logged_with_when_it_played(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="callherald.evidence")
+    notice = {"prompt_id": "notice", "language": "nl", "version": "4", "audio_sha256": "5e" * 32}
+
+    async def play() -> float:
+        sink = LoggingRecordSink()
+        start = asyncio.get_running_loop().time()
+        sink.agent_informed(
+            AgentInformed(
+                call_ref="c1",
+                leg=MediaLeg.A,
+                prompt=notice,
+                started_at=start + 1,
+                ended_at=start + 6,
+                at=start + 6,
+                complete=True,
+            )
+        )
+        sink.agent_informed(
+            AgentInformed(
+                call_ref="c1",
+                leg=MediaLeg.A,
+                tone=Tone.BEEP,
+                started_at=start + 8,
+                ended_at=start + 8.3,
+                at=start + 8.3,
+                complete=False,
+                failure="the playout failed: no address",
+            )
+        )
+        return start
+
+    asyncio.run(play())
+    copy, beep = logged(caplog)
+    for record in (copy, beep):
+        started, ended = (
+            dt.datetime.fromisoformat(str(record.pop(name))) for name in ("started_at", "ended_at")
+        )
+        assert dt.datetime.fromisoformat(record.pop("at")) == ended
+        assert (ended - started).total_seconds() == pytest.approx(5 if record is copy else 0.3, abs=0.002)
+    assert copy == {
+        "call": "c1",
+        "leg": "a",
+        "event": "agent_informed",
+        "prompt": notice,
+        "complete": True,
+        "failure": None,
+    }
+    assert beep == {
+        "call": "c1",
+        "leg": "a",
+        "event": "agent_informed",
+        "tone": "beep",
+        "complete": False,
+        "failure": "the playout failed: no address",
+    }

@@ -813,6 +813,7 @@ def test_outbound_notice_plays_to_callee_and_agent_after_the_answer() -> None:
             language="de",
             media=PCMU,
             report=False,
+            agent_copy=True,
             lead_in_ms=NOTICE_LEAD_IN_MS,
         ),
         Evidence(call_ref=ref, leg=b, event=AnnouncementStarted(prompt_id="notice", language="de", at=T0)),
@@ -1490,6 +1491,7 @@ def notice_again(ref: str, way: Way, *, at: float) -> list[Effect]:
                 language="de",
                 media=PCMU,
                 report=False,
+                agent_copy=True,
                 lead_in_ms=NOTICE_LEAD_IN_MS,
             )
         )
