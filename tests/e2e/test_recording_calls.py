@@ -170,6 +170,17 @@ def test_recording_is_both_parties_from_the_bridge_and_nothing_in_plaintext(
     assert consent
     assert max(ends) <= first_frame
     assert max(consent) <= first_frame
+    # The agent was told too (GDPR Art. 13): the beep on its leg as recording starts, played
+    # whole, and on an outbound call its copy of the notice; neither is the outside party's notice.
+    informed = [e for e in timeline if e.kind is TimelineKind.AGENT_INFORMED]
+    agent_leg = f"{record.call_id}:{'b' if direction is Direction.INBOUND else 'a'}"
+    assert {e.leg_id for e in informed} == {agent_leg}
+    (beep,) = (e for e in informed if e.detail["kind"] == "tone")
+    assert (beep.detail["name"], beep.detail["complete"]) == ("beep", True)
+    assert record.started_at <= beep.at < beep.detail["ended_at"]
+    copies = [(e.detail["name"], e.detail["complete"]) for e in informed if e.detail["kind"] == "prompt"]
+    assert copies == ([] if direction is Direction.INBOUND else [("test-notice", True)])
+    assert all(e.leg_id != agent_leg for e in timeline if e.kind is TimelineKind.ANNOUNCEMENT_END)
     # Nothing of the tones reaches the disk in plaintext: not as PCM, not as G.711.
     needles = [
         outside_pcm[:32].astype("<i2").tobytes(),
