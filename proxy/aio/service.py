@@ -351,9 +351,10 @@ class ProxyService:
             elif isinstance(effect, CallEnded):
                 for key in [key for key in self._playing if key[0] == effect.call_ref]:
                     del self._playing[key]
-                for watched in self._agent_playouts.pop(effect.call_ref, []):
-                    if watched.playout.finished.done():  # stopped with the media: report it now
-                        self._report_agent_playout(watched)
+                pending = self._agent_playouts.pop(effect.call_ref, [])
+                for watched in [watched for watched in pending if watched.playout.finished.done()]:
+                    pending.remove(watched)  # stopped with the media: reported now, and only now
+                    self._report_agent_playout(watched)
                 if self._records is not None:
                     self._records.call_ended(effect)
                 self._log.info("[%s] call ended: %s", effect.call_ref, effect.reason)

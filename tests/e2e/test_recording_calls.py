@@ -181,6 +181,10 @@ def test_recording_is_both_parties_from_the_bridge_and_nothing_in_plaintext(
     copies = [(e.detail["name"], e.detail["complete"]) for e in informed if e.detail["kind"] == "prompt"]
     assert copies == ([] if direction is Direction.INBOUND else [("test-notice", True)])
     assert all(e.leg_id != agent_leg for e in timeline if e.kind is TimelineKind.ANNOUNCEMENT_END)
+    logged = [record for record in evidence_records(call.log) if record["event"] == "agent_informed"]
+    assert sorted("prompt" in record for record in logged) == sorted(
+        e.detail["kind"] == "prompt" for e in informed
+    )
     # Nothing of the tones reaches the disk in plaintext: not as PCM, not as G.711.
     needles = [
         outside_pcm[:32].astype("<i2").tobytes(),
