@@ -187,6 +187,21 @@ def _utc(at: float) -> str:
     return datetime.fromtimestamp(_clock_offset[0] + at, UTC).isoformat(timespec="milliseconds")
 
 
+def not_recorded_event(
+    call_ref: str, *, purposes: Sequence[str], policy: str, reason: str, at: str
+) -> dict[str, object]:
+    """The evidence log's ``not_recorded`` event: the call's recording for ``purposes`` under
+    ``policy`` could not start, or the record refused it, for ``reason``, at ``at`` (ISO 8601)."""
+    return {
+        "call": call_ref,
+        "event": "not_recorded",
+        "purposes": list(purposes),
+        "policy": policy,
+        "reason": reason,
+        "at": at,
+    }
+
+
 def log_evidence(record: Mapping[str, object]) -> None:
     """One fact of a call as a JSON line in the evidence log (``callherald.evidence``)."""
     _EVIDENCE_LOG.info("%s", json.dumps(record, sort_keys=True, default=str))
@@ -244,14 +259,9 @@ class LoggingRecordSink:
 
     def not_recorded(self, effect: StartRecording, reason: str, at: float) -> None:
         self._write(
-            {
-                "call": effect.call_ref,
-                "event": "not_recorded",
-                "purposes": list(effect.purposes),
-                "policy": effect.policy,
-                "reason": reason,
-                "at": _utc(at),
-            }
+            not_recorded_event(
+                effect.call_ref, purposes=effect.purposes, policy=effect.policy, reason=reason, at=_utc(at)
+            )
         )
 
     def agent_informed(self, played: AgentInformed) -> None:

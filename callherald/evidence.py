@@ -54,7 +54,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from sqlite_utils import Database
 
-from callherald.announcing import CLOCK_STEP_S, log_evidence
+from callherald.announcing import CLOCK_STEP_S, log_evidence, not_recorded_event
 from callherald.layout import DataLayout
 from proxy.aio.recording import RecordingHandle, RecordingUnavailableError
 from proxy.aio.service import AgentInformed, CallRecordSink
@@ -600,17 +600,14 @@ class StorageRecords:
         """The evidence of a recording the store refused after the proxy opened it: ``not_recorded``,
         in the record and in the evidence log, as for a call that could not be recorded at all."""
         self._submit(store.NotRecorded(call_id=recording.call_ref, at=recording.started, reason=reason))
-        log_evidence(
-            {
-                "call": recording.call_ref,
-                "event": "not_recorded",
-                "recording": str(recording.recording_id),
-                "purposes": list(recording.purposes),
-                "policy": recording.policy,
-                "reason": reason,
-                "at": recording.started.isoformat(timespec="milliseconds"),
-            }
+        event = not_recorded_event(
+            recording.call_ref,
+            purposes=recording.purposes,
+            policy=recording.policy,
+            reason=reason,
+            at=recording.started.isoformat(timespec="milliseconds"),
         )
+        log_evidence({**event, "recording": str(recording.recording_id)})
 
     def _write_block(self, recording: _Recording, pcm: bytes) -> None:
         writer = recording.writer
