@@ -940,17 +940,12 @@ def _erase(store: EvidenceStore, layout: DataLayout, record: RecordingRecord, *,
     rid = record.recording_id
     if record.erased_at is not None:
         raise _refused(_erased(record))
-    if record.state is RecordingState.RECORDING:
-        raise _refused(
-            f"recording {rid} is still being recorded: erase it once its call has ended (a recording "
-            "that a crash left open is closed by the next start of callherald serve)"
-        )
     path = _recording_file(layout, record)
     now = dt.datetime.now(dt.UTC)
     erasure = RecordingErasure(recording_id=rid, at=now, actor=audit_actor(), reason=reason)
     try:
         SqliteKeyStore(store).destroy(rid, along=lambda db: write_recording_erasure(db, erasure))
-    except (InvariantError, NotFoundError) as error:  # erased or started meanwhile
+    except (InvariantError, NotFoundError) as error:  # still being recorded, or erased meanwhile
         raise _refused(str(error)) from error
     erased = f"erased recording {rid} (call {record.call_id}): wrapped keys destroyed"
     try:

@@ -1376,25 +1376,7 @@ def _read_recordings(
 
 
 def _read_call_purposes(db: Database, call_id: str) -> list[RecordedPurpose]:
-    rows = db.execute(
-        "SELECT p.id, p.version, p.lawful_basis, p.reference, p.retention_days, c.delete_after "
-        "FROM call_purposes c JOIN purposes p ON p.id = c.purpose_id AND p.version = c.purpose_version "
-        "WHERE c.call_id = ? ORDER BY p.id",
-        [call_id],
-    )
-    return [
-        RecordedPurpose(
-            purpose=Purpose(
-                purpose_id=str(purpose_id),
-                lawful_basis=LawfulBasis(basis),
-                reference=str(reference),
-                retention_days=int(days),
-            ),
-            version=int(version),
-            delete_after=from_db_date(str(date)),
-        )
-        for purpose_id, version, basis, reference, days, date in rows
-    ]
+    return list(_read_purposes_of_calls(db, [call_id]).get(call_id, ()))
 
 
 def _recorded_purpose(row: Mapping[str, Any]) -> RecordedPurpose:
