@@ -440,3 +440,42 @@ def _agent_notices(db: Database) -> None:
         """
     )
     db.execute("CREATE INDEX agent_notices_leg_id ON agent_notices (leg_id)")
+
+
+@MIGRATIONS(name="0011_legal_holds")
+def _legal_holds(db: Database) -> None:
+    # A legal hold keeps a recording from erasure while litigation needs it (GDPR Art. 17(3)(e)):
+    # one row per hold, released_* NULL while it is in force; at most one hold in force per
+    # recording. later_events is rebuilt (the SQLite way, as in 0007) to admit the release kind.
+    for statement in (
+        """
+        CREATE TABLE legal_holds (
+            recording_id TEXT NOT NULL REFERENCES recordings (id),
+            held_at TEXT NOT NULL,
+            held_by TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            released_at TEXT,
+            released_by TEXT,
+            release_reason TEXT,
+            CHECK ((released_at IS NULL) = (released_by IS NULL)
+                AND (released_at IS NULL) = (release_reason IS NULL))
+        ) STRICT
+        """,
+        "CREATE UNIQUE INDEX legal_holds_in_force ON legal_holds (recording_id) WHERE released_at IS NULL",
+        "ALTER TABLE later_events RENAME TO later_events_0001",
+        """
+        CREATE TABLE later_events (
+            call_id TEXT NOT NULL REFERENCES calls (id),
+            kind TEXT NOT NULL CHECK (kind IN ('withdrawal', 'objection', 'legal_hold', 'legal_hold_release',
+                'access', 'export', 'erasure')),
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            detail TEXT NOT NULL
+        ) STRICT
+        """,
+        "INSERT INTO later_events SELECT call_id, kind, at, actor, detail FROM later_events_0001 "
+        "ORDER BY rowid",
+        "DROP TABLE later_events_0001",
+        "CREATE INDEX later_events_call_id ON later_events (call_id)",
+    ):
+        db.execute(statement)

@@ -40,6 +40,12 @@ A recording is erased (crypto-shredded, ``SqliteKeyStore.destroy`` with ``write_
 by destroying its wrapped keys; its row stays, marked with when, by whom and why, and reads report
 it in state ``erased`` (the stored state keeps how it ended, for the timeline). The erasure is a
 later event of its call and a row of the audit log, written in the transaction that destroys the keys.
+
+A recording on legal hold (``LegalHold``, GDPR Art. 17(3)(e): kept for legal claims) is not erased:
+``write_recording_erasure`` refuses it until the hold is released (``LegalHoldRelease``). A recording
+has at most one hold in force; an erased one cannot be held. Each hold and release is a later event
+of the call (``legal_hold``, ``legal_hold_release``) and a row of the audit log, in one transaction;
+the hold's row stays after its release, with when, by whom and why it was released.
 """
 
 from __future__ import annotations
@@ -71,6 +77,8 @@ from storage.threads import name_os_thread
 
 __all__ = [
     "AUDIT_ACTION_ERASE",
+    "AUDIT_ACTION_LEGAL_HOLD",
+    "AUDIT_ACTION_LEGAL_HOLD_RELEASE",
     "AUDIT_ACTION_PURPOSE_CHANGED",
     "DTMF_DIGITS",
     "AgentNotice",
@@ -94,6 +102,8 @@ __all__ = [
     "LawfulBasis",
     "Leg",
     "LegRole",
+    "LegalHold",
+    "LegalHoldRelease",
     "NotFoundError",
     "NotRecorded",
     "Pause",
@@ -126,6 +136,8 @@ AUDIT_ACTION_PURPOSE_CHANGED = "purpose_changed"
 PURPOSE_CHANGE_ACTOR = "configuration"
 """Who changes a purpose's definition, for the audit log: whoever edited the configuration."""
 AUDIT_ACTION_ERASE = "erase"
+AUDIT_ACTION_LEGAL_HOLD = "legal_hold"
+AUDIT_ACTION_LEGAL_HOLD_RELEASE = "legal_hold_release"
 
 
 class EvidenceFullError(StorageError):
@@ -192,6 +204,7 @@ class LaterEventKind(enum.StrEnum):
     WITHDRAWAL = "withdrawal"
     OBJECTION = "objection"
     LEGAL_HOLD = "legal_hold"
+    LEGAL_HOLD_RELEASE = "legal_hold_release"
     ACCESS = "access"
     EXPORT = "export"
     ERASURE = "erasure"
@@ -501,6 +514,38 @@ class RecordingErasure:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LegalHold:
+    """Recording ``recording_id`` is put on legal hold at ``at`` by ``actor`` for ``reason`` (a
+    claim or litigation it is evidence for): it is not erased until the hold is released (GDPR
+    Art. 17(3)(e))."""
+
+    recording_id: uuid.UUID
+    at: dt.datetime
+    actor: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        _aware("at", self.at)
+        if not self.reason.strip():
+            raise ValueError("a legal hold needs a reason")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LegalHoldRelease:
+    """The legal hold of recording ``recording_id`` is released at ``at`` by ``actor`` for ``reason``."""
+
+    recording_id: uuid.UUID
+    at: dt.datetime
+    actor: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        _aware("at", self.at)
+        if not self.reason.strip():
+            raise ValueError("a release of a legal hold needs a reason")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LaterEvent:
     call_id: str
     kind: LaterEventKind
@@ -567,6 +612,10 @@ class RecordingRecord:
     erased_at: dt.datetime | None = None
     erased_by: str | None = None
     erasure_reason: str | None = None
+    held_at: dt.datetime | None = None
+    """When the legal hold in force on it began; None when it is not on hold."""
+    held_by: str | None = None
+    hold_reason: str | None = None
 
 
 class TimelineKind(enum.StrEnum):
@@ -1017,8 +1066,8 @@ def write_recording_erasure(db: Database, item: RecordingErasure) -> None:
     log. Run it in the transaction that destroys the recording's wrapped keys (it counts them, so
     run it before the delete): the erasure and its record commit together or not at all.
 
-    ``NotFoundError`` for an unknown recording; ``InvariantError`` for one erased already or still
-    being recorded (its writer would go on sealing audio under the destroyed key)."""
+    ``NotFoundError`` for an unknown recording; ``InvariantError`` for one erased already, on legal
+    hold, or still being recorded (its writer would go on sealing audio under the destroyed key)."""
     rid = str(item.recording_id)
     row = db.execute(
         "SELECT call_id, file_name, state, erased_at, erased_by, erasure_reason FROM recordings WHERE id = ?",
@@ -1030,6 +1079,13 @@ def write_recording_erasure(db: Database, item: RecordingErasure) -> None:
     if erased_at is not None:
         raise InvariantError(
             f"recording {rid} was erased already, at {erased_at} by {erased_by} ({erasure_reason})"
+        )
+    hold = _hold_in_force(db, rid)
+    if hold is not None:  # kept for legal claims (GDPR Art. 17(3)(e)) until the hold is released
+        held_at, held_by, hold_reason = hold
+        raise InvariantError(
+            f"recording {rid} is on legal hold since {held_at} by {held_by} ({hold_reason}): "
+            "release the hold to erase it"
         )
     if state == RecordingState.RECORDING.value:
         raise InvariantError(
@@ -1063,6 +1119,96 @@ def write_recording_erasure(db: Database, item: RecordingErasure) -> None:
             "state": state,
             "wrapped_keys": int(keys),
         },
+    )
+
+
+def _hold_in_force(db: Database, rid: str) -> tuple[str, str, str] | None:
+    """``(held_at, held_by, reason)`` of the recording's legal hold in force, as stored; None if none."""
+    row = db.execute(
+        "SELECT held_at, held_by, reason FROM legal_holds WHERE recording_id = ? AND released_at IS NULL",
+        [rid],
+    ).fetchone()
+    return None if row is None else (str(row[0]), str(row[1]), str(row[2]))
+
+
+def _write_legal_hold(db: Database, item: LegalHold) -> None:
+    rid = str(item.recording_id)
+    row = db.execute(
+        "SELECT call_id, erased_at, erased_by, erasure_reason FROM recordings WHERE id = ?", [rid]
+    ).fetchone()
+    if row is None:
+        raise NotFoundError(f"recording {rid} is not recorded")
+    call_id, erased_at, erased_by, erasure_reason = row
+    if erased_at is not None:
+        raise InvariantError(
+            f"recording {rid} was erased at {erased_at} by {erased_by} ({erasure_reason}): "
+            "nothing is left to hold"
+        )
+    hold = _hold_in_force(db, rid)
+    if hold is not None:
+        held_at, held_by, hold_reason = hold
+        raise InvariantError(
+            f"recording {rid} is on legal hold already, since {held_at} by {held_by} ({hold_reason})"
+        )
+    _insert(
+        db,
+        "legal_holds",
+        {"recording_id": rid, "held_at": to_db_time(item.at), "held_by": item.actor, "reason": item.reason},
+    )
+    _write_later_event(
+        db,
+        LaterEvent(
+            call_id=call_id,
+            kind=LaterEventKind.LEGAL_HOLD,
+            at=item.at,
+            actor=item.actor,
+            detail={"recording_id": rid, "reason": item.reason},
+        ),
+    )
+    AuditLog(db).append(
+        at=item.at,
+        actor=item.actor,
+        action=AUDIT_ACTION_LEGAL_HOLD,
+        subject=rid,
+        detail={"call_id": call_id, "reason": item.reason},
+    )
+
+
+def _write_legal_hold_release(db: Database, item: LegalHoldRelease) -> None:
+    rid = str(item.recording_id)
+    row = db.execute("SELECT call_id FROM recordings WHERE id = ?", [rid]).fetchone()
+    if row is None:
+        raise NotFoundError(f"recording {rid} is not recorded")
+    (call_id,) = row
+    hold = _hold_in_force(db, rid)
+    if hold is None:
+        raise InvariantError(f"recording {rid} is not on legal hold")
+    held_at, held_by, hold_reason = hold
+    if item.at < from_db_time(held_at):
+        raise InvariantError(f"recording {rid}: a legal hold cannot be released before it began ({held_at})")
+    db.execute(
+        "UPDATE legal_holds SET released_at = ?, released_by = ?, release_reason = ? "
+        "WHERE recording_id = ? AND released_at IS NULL",
+        [to_db_time(item.at), item.actor, item.reason, rid],
+    )
+    # What was released, so that the event and the audit row each tell the whole story.
+    released = {"held_at": held_at, "held_by": held_by, "hold_reason": hold_reason}
+    _write_later_event(
+        db,
+        LaterEvent(
+            call_id=call_id,
+            kind=LaterEventKind.LEGAL_HOLD_RELEASE,
+            at=item.at,
+            actor=item.actor,
+            detail={"recording_id": rid, "reason": item.reason, **released},
+        ),
+    )
+    AuditLog(db).append(
+        at=item.at,
+        actor=item.actor,
+        action=AUDIT_ACTION_LEGAL_HOLD_RELEASE,
+        subject=rid,
+        detail={"call_id": call_id, "reason": item.reason, **released},
     )
 
 
@@ -1301,6 +1447,7 @@ _NUMBER_KEY_SQL = "ltrim(replace(replace({column}, ' ', ''), '-', ''), '+')"
 def _read_recordings(
     db: Database,
     *,
+    call_id: str | None,
     number: str | None,
     since: dt.datetime | None,
     until: dt.datetime | None,
@@ -1310,6 +1457,9 @@ def _read_recordings(
 ) -> list[RecordingRecord]:
     where: list[str] = []
     params: list[Any] = []
+    if call_id is not None:
+        where.append("r.call_id = ?")
+        params.append(call_id)
     if number is not None:
         calling, called = (_NUMBER_KEY_SQL.format(column=column) for column in ("c.calling", "c.called"))
         where.append(f"({calling} = ? OR {called} = ?)")
@@ -1336,7 +1486,9 @@ def _read_recordings(
         )
         params.append(to_db_date(kept_past))
     sql = (
-        "SELECT r.*, c.direction, c.calling, c.called FROM recordings r JOIN calls c ON c.id = r.call_id"
+        "SELECT r.*, c.direction, c.calling, c.called, h.held_at, h.held_by, h.reason AS hold_reason "
+        "FROM recordings r JOIN calls c ON c.id = r.call_id "
+        "LEFT JOIN legal_holds h ON h.recording_id = r.id AND h.released_at IS NULL"
         + ("" if not where else " WHERE " + " AND ".join(where))
         + " ORDER BY r.started_at, r.rowid"
     )
@@ -1370,6 +1522,9 @@ def _read_recordings(
             erased_at=None if row["erased_at"] is None else from_db_time(row["erased_at"]),
             erased_by=row["erased_by"],
             erasure_reason=row["erasure_reason"],
+            held_at=None if row["held_at"] is None else from_db_time(row["held_at"]),
+            held_by=row["held_by"],
+            hold_reason=row["hold_reason"],
         )
         for row in rows
     ]
@@ -1640,6 +1795,16 @@ class EvidenceStore:
             lambda db: _write_recording_end(db, end, RecordingState.TRUNCATED), hold_when_full=hold_when_full
         )
 
+    def record_legal_hold(self, hold: LegalHold) -> Future[None]:
+        """Put a recording on legal hold (see the module). The future fails with ``NotFoundError``
+        for an unknown recording, ``InvariantError`` for one erased or on hold already."""
+        return self.submit_write(lambda db: _write_legal_hold(db, hold))
+
+    def record_legal_hold_release(self, release: LegalHoldRelease) -> Future[None]:
+        """Release a recording's legal hold. The future fails with ``NotFoundError`` for an unknown
+        recording, ``InvariantError`` for one not on hold."""
+        return self.submit_write(lambda db: _write_legal_hold_release(db, release))
+
     def define_purposes(
         self, purposes: tuple[Purpose, ...], *, at: dt.datetime
     ) -> Future[list[PurposeChange]]:
@@ -1676,19 +1841,22 @@ class EvidenceStore:
     def recordings_list(
         self,
         *,
+        call_id: str | None = None,
         number: str | None = None,
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
         state: RecordingState | None = None,
         limit: int | None = None,
     ) -> list[RecordingRecord]:
-        """Recordings by start time, filtered by number, ``since <= started_at < until`` and state.
+        """Recordings by start time, filtered by call, number, ``since <= started_at < until`` and state.
 
         ``number`` is the whole calling or called number, compared as ``_number_key`` gives it."""
         _aware("since", since)
         _aware("until", until)
         return self.submit_read(
-            lambda db: _read_recordings(db, number=number, since=since, until=until, state=state, limit=limit)
+            lambda db: _read_recordings(
+                db, call_id=call_id, number=number, since=since, until=until, state=state, limit=limit
+            )
         ).result()
 
     def call_purposes(self, call_id: str) -> list[RecordedPurpose]:
@@ -1697,10 +1865,11 @@ class EvidenceStore:
 
     def recordings_past_retention(self, today: dt.date) -> list[RecordingRecord]:
         """Recordings not erased whose own purposes all have a delete-after date before ``today``
-        (a recording is kept while any purpose it serves still allows it), by start time."""
+        (a recording is kept while any purpose it serves still allows it), by start time. Those on
+        legal hold are among them (``held_at`` set): erasure refuses them, so the caller keeps them."""
         return self.submit_read(
             lambda db: _read_recordings(
-                db, number=None, since=None, until=None, state=None, limit=None, kept_past=today
+                db, call_id=None, number=None, since=None, until=None, state=None, limit=None, kept_past=today
             )
         ).result()
 

@@ -361,6 +361,9 @@ def test_list_json_carries_every_field(data: DataDir, capsys: pytest.CaptureFixt
         "erased_at": None,
         "erased_by": None,
         "erasure_reason": None,
+        "held_at": None,
+        "held_by": None,
+        "hold_reason": None,
     }
     assert items[1]["state"] == "truncated"
 

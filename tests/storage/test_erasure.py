@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,8 @@ from storage.records import (
     InvariantError,
     LawfulBasis,
     Leg,
+    LegalHold,
+    LegalHoldRelease,
     LegRole,
     NotFoundError,
     Purpose,
@@ -281,3 +284,154 @@ def test_a_recording_is_past_retention_when_every_purpose_it_serves_is(store: Ev
     assert past(dt.date(2026, 3, 31)) == []
     assert past(dt.date(2026, 4, 1)) == [second]
     assert past(dt.date(2026, 5, 31)) == [first, second]
+
+
+# --------------------------------------------------------------------------------------------------
+# Legal hold
+
+HELD_AT = dt.datetime(2026, 4, 1, 10, 0, 0, tzinfo=dt.UTC)
+RELEASED_AT = dt.datetime(2026, 5, 1, 10, 0, 0, tzinfo=dt.UTC)
+LAWYER = "cli (user legal, uid 1002)"
+
+
+def hold(store: EvidenceStore, rid: uuid.UUID, reason: str = "claim 2026-118") -> None:
+    store.record_legal_hold(LegalHold(recording_id=rid, at=HELD_AT, actor=LAWYER, reason=reason)).result()
+
+
+def release(store: EvidenceStore, rid: uuid.UUID, at: dt.datetime = RELEASED_AT) -> None:
+    store.record_legal_hold_release(
+        LegalHoldRelease(recording_id=rid, at=at, actor=ACTOR, reason="claim settled")
+    ).result()
+
+
+def audit_rows(store: EvidenceStore) -> list[tuple[str, str, str, dict[str, object]]]:
+    entries = store.submit_read(lambda db: AuditLog(db).entries()).result()
+    return [(e.actor, e.action, e.subject, json.loads(e.detail)) for e in entries]
+
+
+def test_a_held_recording_says_so_and_is_not_erased(store: EvidenceStore) -> None:
+    held, other = record_call(store, 1, SHORT), record_call(store, 2, SHORT)
+    hold(store, held)
+    first, second = store.recordings_list()
+    assert (first.held_at, first.held_by, first.hold_reason) == (HELD_AT, LAWYER, "claim 2026-118")
+    assert (second.held_at, second.held_by, second.hold_reason) == (None, None, None)
+    with pytest.raises(
+        InvariantError,
+        match=f"recording {held} is on legal hold since 2026-04-01T10:00:00.000000\\+00:00 by {re.escape(LAWYER)} "
+        r"\(claim 2026-118\): release the hold to erase it",
+    ):
+        erase(store, held)
+    # All or nothing: its keys stay, nothing says it was erased.
+    assert SqliteKeyStore(store).get(held) == (wrapped(held, "0123456789abcdef", 1),)
+    assert store.recordings_list()[0].state is RecordingState.COMPLETE
+    assert erase(store, other) is True  # a hold is on one recording, not on every one
+    # Expiry sees it, held, so that it can say why it keeps it.
+    assert [(r.recording_id, r.held_at) for r in store.recordings_past_retention(dt.date(2026, 4, 1))] == [
+        (held, HELD_AT)
+    ]
+
+
+def test_hold_and_release_are_later_events_and_audit_rows(store: EvidenceStore) -> None:
+    rid = record_call(store, 1, SHORT)
+    hold(store, rid)
+    release(store, rid)
+    (record,) = store.recordings_list()
+    assert (record.held_at, record.held_by, record.hold_reason) == (None, None, None)
+    later = [e for e in store.call_timeline("c1") if e.kind is TimelineKind.LATER_EVENT]
+    assert [(e.at, e.detail) for e in later] == [
+        (
+            HELD_AT,
+            {"kind": "legal_hold", "actor": LAWYER, "recording_id": str(rid), "reason": "claim 2026-118"},
+        ),
+        (
+            RELEASED_AT,
+            {
+                "kind": "legal_hold_release",
+                "actor": ACTOR,
+                "recording_id": str(rid),
+                "reason": "claim settled",
+                "held_at": "2026-04-01T10:00:00.000000+00:00",
+                "held_by": LAWYER,
+                "hold_reason": "claim 2026-118",
+            },
+        ),
+    ]
+    released = {
+        "call_id": "c1",
+        "reason": "claim settled",
+        "held_at": "2026-04-01T10:00:00.000000+00:00",
+        "held_by": LAWYER,
+        "hold_reason": "claim 2026-118",
+    }
+    assert audit_rows(store) == [
+        (LAWYER, "legal_hold", str(rid), {"call_id": "c1", "reason": "claim 2026-118"}),
+        (ACTOR, "legal_hold_release", str(rid), released),
+    ]
+    # The hold's row stays, with its release.
+    rows = store.submit_read(lambda db: db.execute("SELECT * FROM legal_holds").fetchall()).result()
+    assert rows == [
+        (
+            str(rid),
+            "2026-04-01T10:00:00.000000+00:00",
+            LAWYER,
+            "claim 2026-118",
+            "2026-05-01T10:00:00.000000+00:00",
+            ACTOR,
+            "claim settled",
+        )
+    ]
+    assert erase(store, rid) is True  # released, it is erased as any other
+    assert store.audit_verify().ok
+
+
+def test_a_recording_is_held_once_and_released_once(store: EvidenceStore) -> None:
+    rid = record_call(store, 1, SHORT)
+    with pytest.raises(InvariantError, match=f"recording {rid} is not on legal hold"):
+        release(store, rid)
+    hold(store, rid)
+    with pytest.raises(
+        InvariantError, match=f"recording {rid} is on legal hold already, since 2026-04-01T10"
+    ):
+        hold(store, rid, "another claim")
+    with pytest.raises(InvariantError, match="cannot be released before it began"):
+        release(store, rid, at=HELD_AT - dt.timedelta(seconds=1))
+    release(store, rid)
+    hold(store, rid, "another claim")  # held again, by a new hold
+    (record,) = store.recordings_list()
+    assert record.hold_reason == "another claim"
+    assert [action for _, action, _, _ in audit_rows(store)] == [
+        "legal_hold",
+        "legal_hold_release",
+        "legal_hold",
+    ]
+
+
+def test_a_live_recording_may_be_held_an_erased_or_unknown_one_not(store: EvidenceStore) -> None:
+    live, erased = record_call(store, 1, SHORT, ended=False), record_call(store, 2, SHORT)
+    hold(store, live)  # litigation may be foreseen while the call goes on
+    erase(store, erased)
+    with pytest.raises(
+        InvariantError, match=f"recording {erased} was erased at 2026-06-01T08:00:00.*nothing is left"
+    ):
+        hold(store, erased)
+    with pytest.raises(NotFoundError, match="is not recorded"):
+        hold(store, uuid.UUID(int=99))
+    with pytest.raises(NotFoundError, match="is not recorded"):
+        release(store, uuid.UUID(int=99))
+    assert [action for _, action, _, _ in audit_rows(store)] == ["legal_hold", "erase"]
+
+
+@pytest.mark.parametrize("reason", ["", "  "])
+def test_a_hold_and_its_release_need_a_reason(reason: str) -> None:
+    with pytest.raises(ValueError, match="needs a reason"):
+        LegalHold(recording_id=uuid.UUID(int=1), at=HELD_AT, actor=ACTOR, reason=reason)
+    with pytest.raises(ValueError, match="needs a reason"):
+        LegalHoldRelease(recording_id=uuid.UUID(int=1), at=HELD_AT, actor=ACTOR, reason=reason)
+
+
+def test_recordings_list_by_call(store: EvidenceStore) -> None:
+    first, second = record_withdrawal_split(store)
+    other = record_call(store, 2, SHORT)
+    assert [r.recording_id for r in store.recordings_list(call_id="c1")] == [first, second]
+    assert [r.recording_id for r in store.recordings_list(call_id="c2")] == [other]
+    assert store.recordings_list(call_id="c9") == []

@@ -216,6 +216,7 @@ def test_migrations_are_tracked_and_idempotent(tmp_path: Path) -> None:
         "0008_recording_erasure",
         "0009_recording_purposes",
         "0010_agent_notices",
+        "0011_legal_holds",
     ]
     assert applied == names
     rows = second.execute("SELECT migration_set, name FROM _sqlite_migrations ORDER BY id").fetchall()
@@ -235,9 +236,47 @@ def test_migrations_are_tracked_and_idempotent(tmp_path: Path) -> None:
         "pauses",
         "not_recorded",
         "later_events",
+        "legal_holds",
         "key_store",
         "audit_log",
     }
+
+
+def test_later_events_stored_before_legal_holds_are_kept_in_order(tmp_path: Path) -> None:
+    # 0011 rebuilds later_events to admit the release of a legal hold: what was there stays, in order.
+    path = tmp_path / "evidence.db"
+    older = Database(path)
+    MIGRATIONS.apply(older, stop_before="0011_legal_holds")
+    older.execute(
+        "INSERT INTO calls (id, direction, calling, called, local_line, setup_at) VALUES (?, ?, ?, ?, ?, ?)",
+        [CALL, "inbound", "+31201234567", "+31307654321", "+31307654321", to_db_time(at(0))],
+    )
+    for kind, seconds in (("withdrawal", 30), ("access", 10), ("legal_hold", 20)):
+        older.execute(
+            "INSERT INTO later_events (call_id, kind, at, actor, detail) VALUES (?, ?, ?, 'dpo', '{}')",
+            [CALL, kind, to_db_time(at(seconds))],
+        )
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
+        older.execute(
+            "INSERT INTO later_events (call_id, kind, at, actor, detail) "
+            "VALUES (?, 'legal_hold_release', ?, 'dpo', '{}')",
+            [CALL, to_db_time(at(40))],
+        )
+    older.conn.commit()
+    older.close()
+    with EvidenceStore(path) as store:
+        store.write(LaterEvent(call_id=CALL, kind=LaterEventKind.LEGAL_HOLD_RELEASE, at=at(40), actor="dpo"))
+        rows = store.submit_read(
+            lambda db: db.execute("SELECT kind, at FROM later_events ORDER BY rowid").fetchall()
+        ).result()
+        assert rows == [
+            ("withdrawal", to_db_time(at(30))),
+            ("access", to_db_time(at(10))),
+            ("legal_hold", to_db_time(at(20))),
+            ("legal_hold_release", to_db_time(at(40))),
+        ]
+        fk = store.submit_read(lambda db: db.execute("PRAGMA foreign_key_check").fetchall()).result()
+        assert fk == []
 
 
 @pytest.mark.parametrize(
