@@ -120,6 +120,7 @@ __all__ = [
     "TimelineEvent",
     "TimelineKind",
     "delete_after",
+    "erasure_refusal",
     "write_recording_erasure",
 ]
 
@@ -1061,6 +1062,40 @@ def _write_later_event(db: Database, item: LaterEvent) -> None:
     )
 
 
+def _erasure_refusal(
+    rid: str, *, erased: tuple[str, str, str] | None, hold: tuple[str, str, str] | None, state: str
+) -> str | None:
+    """Why recording ``rid`` may not be erased, or None: ``erased`` and ``hold`` are ``(at, by,
+    reason)`` as stored, ``state`` the stored state."""
+    if erased is not None:
+        erased_at, erased_by, erasure_reason = erased
+        return f"recording {rid} was erased already, at {erased_at} by {erased_by} ({erasure_reason})"
+    if hold is not None:  # kept for legal claims (GDPR Art. 17(3)(e)) until the hold is released
+        held_at, held_by, hold_reason = hold
+        return (
+            f"recording {rid} is on legal hold since {held_at} by {held_by} ({hold_reason}): "
+            "release the hold to erase it"
+        )
+    if state == RecordingState.RECORDING.value:  # its writer would go on sealing under the destroyed key
+        return (
+            f"recording {rid} is still being recorded: erase it once its call has ended (a recording "
+            "that a crash left open is closed by the next start of callherald serve)"
+        )
+    return None
+
+
+def erasure_refusal(record: RecordingRecord) -> str | None:
+    """Why ``write_recording_erasure`` would refuse to erase ``record`` as it was read, in its words;
+    None if it would erase it (for a dry run: the write itself decides, on the record as it is then)."""
+    erased = None
+    if record.erased_at is not None:
+        erased = (to_db_time(record.erased_at), str(record.erased_by), str(record.erasure_reason))
+    hold = None
+    if record.held_at is not None:
+        hold = (to_db_time(record.held_at), str(record.held_by), str(record.hold_reason))
+    return _erasure_refusal(str(record.recording_id), erased=erased, hold=hold, state=record.state.value)
+
+
 def write_recording_erasure(db: Database, item: RecordingErasure) -> None:
     """Mark the recording erased, add an ``erasure`` later event to its call and a row to the audit
     log. Run it in the transaction that destroys the recording's wrapped keys (it counts them, so
@@ -1076,22 +1111,10 @@ def write_recording_erasure(db: Database, item: RecordingErasure) -> None:
     if row is None:
         raise NotFoundError(f"recording {rid} is not recorded")
     call_id, file_name, state, erased_at, erased_by, erasure_reason = row
-    if erased_at is not None:
-        raise InvariantError(
-            f"recording {rid} was erased already, at {erased_at} by {erased_by} ({erasure_reason})"
-        )
-    hold = _hold_in_force(db, rid)
-    if hold is not None:  # kept for legal claims (GDPR Art. 17(3)(e)) until the hold is released
-        held_at, held_by, hold_reason = hold
-        raise InvariantError(
-            f"recording {rid} is on legal hold since {held_at} by {held_by} ({hold_reason}): "
-            "release the hold to erase it"
-        )
-    if state == RecordingState.RECORDING.value:
-        raise InvariantError(
-            f"recording {rid} is still being recorded: erase it once its call has ended (a recording "
-            "that a crash left open is closed by the next start of callherald serve)"
-        )
+    erased = None if erased_at is None else (str(erased_at), str(erased_by), str(erasure_reason))
+    refusal = _erasure_refusal(rid, erased=erased, hold=_hold_in_force(db, rid), state=str(state))
+    if refusal is not None:
+        raise InvariantError(refusal)
     (keys,) = db.execute("SELECT count(*) FROM key_store WHERE recording_id = ?", [rid]).fetchone()
     db.execute(
         "UPDATE recordings SET erased_at = ?, erased_by = ?, erasure_reason = ? WHERE id = ?",

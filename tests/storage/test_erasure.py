@@ -36,6 +36,7 @@ from storage.records import (
     RecordingStarted,
     RecordingState,
     TimelineKind,
+    erasure_refusal,
     write_recording_erasure,
 )
 from storage.sqlite_keys import SqliteKeyStore
@@ -435,3 +436,22 @@ def test_recordings_list_by_call(store: EvidenceStore) -> None:
     assert [r.recording_id for r in store.recordings_list(call_id="c1")] == [first, second]
     assert [r.recording_id for r in store.recordings_list(call_id="c2")] == [other]
     assert store.recordings_list(call_id="c9") == []
+
+
+def test_erasure_refusal_foretells_the_erasure_s_refusal_in_its_words(store: EvidenceStore) -> None:
+    held, live, erased, free = (
+        record_call(store, 1, SHORT),
+        record_call(store, 2, SHORT, ended=False),
+        record_call(store, 3, SHORT),
+        record_call(store, 4, SHORT),
+    )
+    hold(store, held)
+    erase(store, erased)
+    records = {record.recording_id: record for record in store.recordings_list()}
+    assert erasure_refusal(records[free]) is None
+    for rid in (held, live, erased):
+        foretold = erasure_refusal(records[rid])
+        assert foretold is not None
+        with pytest.raises(InvariantError) as refused:
+            erase(store, rid)
+        assert str(refused.value) == foretold
