@@ -274,11 +274,15 @@ def _recordings_export(args: argparse.Namespace) -> int:
     )
 
 
+def _selection(args: argparse.Namespace) -> recordings.Selection:
+    return recordings.Selection(recording_id=args.id, call_id=args.call, number=args.number)
+
+
 def _recordings_erase(args: argparse.Namespace) -> int:
     layout = _layout(args)
     if layout is None:
         return 2
-    return recordings.erase_recording(layout, args.id, reason=args.reason)
+    return recordings.erase_recordings(layout, _selection(args), reason=args.reason, dry_run=args.dry_run)
 
 
 def _recordings_expire(args: argparse.Namespace) -> int:
@@ -290,8 +294,28 @@ def _recordings_expire(args: argparse.Namespace) -> int:
 
 def _reason(text: str) -> str:
     if not text.strip():
-        raise argparse.ArgumentTypeError("say why the recording is erased")
+        raise argparse.ArgumentTypeError("say why (it is kept in the evidence record and the audit log)")
     return text.strip()
+
+
+def _call_id(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a call id, got nothing")
+    return text
+
+
+def _add_selection(command: argparse.ArgumentParser, *, help_reason: str) -> None:
+    """The recordings a command acts on: exactly one of ID, ``--call`` and ``--number``; and why."""
+    which = command.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", metavar="ID", nargs="?", help="the recording id")
+    which.add_argument("--call", metavar="CALL_ID", type=_call_id, help="every recording of this call")
+    which.add_argument(
+        "--number",
+        metavar="NUMBER",
+        type=_number,
+        help="every recording of every call from or to this whole number (matched as list --number)",
+    )
+    command.add_argument("--reason", metavar="TEXT", required=True, type=_reason, help=help_reason)
 
 
 def _add_recordings(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -342,12 +366,10 @@ def _add_recordings(commands: argparse._SubParsersAction[argparse.ArgumentParser
     export.set_defaults(handler=_recordings_export)
 
     erase = subcommands.add_parser(
-        "erase", help="erase a recording for good: destroy its keys, remove its file, keep the evidence"
+        "erase", help="erase recordings for good: destroy their keys, remove their files, keep the evidence"
     )
-    erase.add_argument("id", metavar="ID", help="the recording id")
-    erase.add_argument(
-        "--reason", metavar="TEXT", required=True, type=_reason, help="why (kept in the record and audit log)"
-    )
+    _add_selection(erase, help_reason="why (kept in the record and audit log)")
+    erase.add_argument("--dry-run", action="store_true", help="list what would be erased, erase nothing")
     erase.add_argument("--config", metavar="FILE", help=config_help)
     erase.set_defaults(handler=_recordings_erase)
 

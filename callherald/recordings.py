@@ -22,13 +22,18 @@ says which recordings exist and what happened on their calls; the encrypted file
   on a recording that is refused (a wrong passphrase, a key that is not a recipient, a file that
   fails verification) is audited too, as ``export_refused`` with the reason.
 
-``erase`` crypto-shreds one recording: its wrapped keys are destroyed (``SqliteKeyStore.destroy``,
+``erase`` crypto-shreds a recording: its wrapped keys are destroyed (``SqliteKeyStore.destroy``,
 the write-ahead log checkpointed) in the transaction that marks the recording erased, adds an
 ``erasure`` later event to its call and an ``erase`` row (with the operating-system user) to the
 audit log; then its encrypted file is removed. The evidence record of the call stays (GDPR Art.
-17(3)(e), 5(2)). ``expire`` does that, reason ``retention expired``, for every recording whose
-own purposes (those it served, of its call's) all have a delete-after date before today (UTC):
-storage limitation, Art. 5(1)(e).
+17(3)(e), 5(2)). It erases one recording by id, or, for a data subject's request (Art. 17), every
+recording of a call or of every call from or to a number (``Selection``). ``expire`` does that,
+reason ``retention expired``, for every recording whose own purposes (those it served, of its
+call's) all have a delete-after date before today (UTC): storage limitation, Art. 5(1)(e).
+
+A command on several recordings goes on past a recording it is refused (reported on stderr, exit
+1 at the end) and skips, saying so, one for which it is done already (erased); it ends with a
+total. One recording named by id exits 1 on any refusal.
 
 Exit codes of every command: 0 done; 1 the data refuses (unknown recording, missing, erased,
 tampered or substituted file, a key that is not a recipient, the audit log not writable); 2 the
@@ -54,7 +59,7 @@ import sys
 import tempfile
 import uuid
 import wave
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +92,7 @@ from storage.records import (
     RecordingState,
     TimelineEvent,
     TimelineKind,
+    erasure_refusal,
     write_recording_erasure,
 )
 from storage.segments import (
@@ -107,7 +113,8 @@ __all__ = [
     "Container",
     "ExitCode",
     "ExportResult",
-    "erase_recording",
+    "Selection",
+    "erase_recordings",
     "expire_recordings",
     "export_recording",
     "list_recordings",
@@ -924,6 +931,93 @@ def export_recording(
 
 
 # --------------------------------------------------------------------------------------------------
+# Selections of recordings
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Selection:
+    """The recordings a command acts on: one by id, every one of a call, or every one of the calls
+    whose calling or called number is ``number`` (a whole number, matched as ``list --number``)."""
+
+    recording_id: str | None = None
+    call_id: str | None = None
+    number: str | None = None
+
+    def __post_init__(self) -> None:
+        if sum(value is not None for value in (self.recording_id, self.call_id, self.number)) != 1:
+            raise ValueError("select recordings by exactly one of: recording id, call, number")
+
+    def __str__(self) -> str:
+        if self.call_id is not None:
+            return f"call {self.call_id}"
+        if self.number is not None:
+            return f"number {self.number}"
+        return f"recording {self.recording_id}"
+
+
+def _selected(store: EvidenceStore | None, layout: DataLayout, selection: Selection) -> list[RecordingRecord]:
+    """The recordings of ``selection`` by start time; refused when there are none."""
+    if selection.recording_id is not None:
+        return [_find(store, _recording_id(selection.recording_id), layout)]
+    if store is None:
+        raise _refused(f"no evidence database at {layout.evidence_db}")
+    records = store.recordings_list(call_id=selection.call_id, number=selection.number)
+    if not records:
+        raise _refused(f"no recordings of {selection} in the evidence record ({layout.evidence_db})")
+    return records
+
+
+def _recordings(count: int) -> str:
+    return f"{count} recording" + ("" if count == 1 else "s")
+
+
+def _for_each(
+    layout: DataLayout,
+    selection: Selection,
+    act: Callable[[EvidenceStore, RecordingRecord], str],
+    *,
+    done_already: Callable[[RecordingRecord], str | None],
+    done: str,
+) -> int:
+    """``act`` on each recording of ``selection`` and print what it did (see the module): with
+    several, a refusal does not stop the others, a recording ``done_already`` describes is skipped,
+    and a total (how many were ``done``) follows."""
+    acted = refused = skipped = 0
+    try:
+        with _evidence(layout) as store:
+            records = _selected(store, layout, selection)
+            assert store is not None
+            if selection.recording_id is not None:
+                print(act(store, records[0]))
+                return ExitCode.OK
+            for record in records:
+                already = done_already(record)
+                if already is not None:
+                    print(f"{already}: skipped")
+                    skipped += 1
+                    continue
+                try:
+                    print(act(store, record))
+                except CommandError as error:
+                    _report(error)
+                    refused += 1
+                else:
+                    acted += 1
+    except CommandError as error:
+        return _report(error)
+    print(
+        f"{acted} {done}, {refused} refused, {skipped} skipped, of {_recordings(len(records))} of {selection}"
+    )
+    return ExitCode.REFUSED if refused else ExitCode.OK
+
+
+def _check_reason(reason: str, why: str) -> str:
+    if not reason.strip():
+        raise _usage(f"--reason must say why {why}")
+    return reason.strip()
+
+
+# --------------------------------------------------------------------------------------------------
 # erase and expire
 
 
@@ -945,7 +1039,7 @@ def _erase(store: EvidenceStore, layout: DataLayout, record: RecordingRecord, *,
     erasure = RecordingErasure(recording_id=rid, at=now, actor=audit_actor(), reason=reason)
     try:
         SqliteKeyStore(store).destroy(rid, along=lambda db: write_recording_erasure(db, erasure))
-    except (InvariantError, NotFoundError) as error:  # still being recorded, or erased meanwhile
+    except (InvariantError, NotFoundError) as error:  # on hold, still being recorded, or erased meanwhile
         raise _refused(str(error)) from error
     erased = f"erased recording {rid} (call {record.call_id}): wrapped keys destroyed"
     try:
@@ -960,20 +1054,34 @@ def _erase(store: EvidenceStore, layout: DataLayout, record: RecordingRecord, *,
     return f"{erased}, {path} removed"
 
 
-def erase_recording(layout: DataLayout, recording_id: str, *, reason: str) -> int:
-    """Erase one recording for ``reason``: keys destroyed, file removed, the erasure recorded."""
+def _would_erase(record: RecordingRecord) -> str:
+    """What ``_erase`` would do, as a line, or its refusal, in the words the evidence store refuses with."""
+    if record.erased_at is not None:
+        raise _refused(_erased(record))
+    refusal = erasure_refusal(record)
+    if refusal is not None:
+        raise _refused(refusal)
+    return f"would erase recording {record.recording_id} (call {record.call_id})"
+
+
+def erase_recordings(layout: DataLayout, selection: Selection, *, reason: str, dry_run: bool = False) -> int:
+    """Erase the recordings of ``selection`` for ``reason``: keys destroyed, files removed, each
+    erasure recorded; ``dry_run`` only says what would be erased and what refused."""
     try:
-        rid = _recording_id(recording_id)
-        if not reason.strip():
-            raise _usage("--reason must say why the recording is erased")
-        with _evidence(layout) as store:
-            record = _find(store, rid, layout)
-            assert store is not None
-            done = _erase(store, layout, record, reason=reason.strip())
+        reason = _check_reason(reason, "the recording is erased")
     except CommandError as error:
         return _report(error)
-    print(done)
-    return ExitCode.OK
+
+    def act(store: EvidenceStore, record: RecordingRecord) -> str:
+        return _would_erase(record) if dry_run else _erase(store, layout, record, reason=reason)
+
+    return _for_each(
+        layout,
+        selection,
+        act,
+        done_already=lambda record: None if record.erased_at is None else _erased(record),
+        done="would be erased" if dry_run else "erased",
+    )
 
 
 def _delete_after(record: RecordingRecord) -> str:

@@ -1543,3 +1543,139 @@ def test_recordings_split_by_a_withdrawal_show_and_expire_by_the_purposes_each_s
         (str(before), "complete"),
         (str(after), "erased"),
     ]
+
+
+# --------------------------------------------------------------------------------------------------
+# erase by call or number
+
+
+def cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    """``callherald recordings ARGV`` as a process of its own, on the data directory of the environment."""
+    return subprocess.run(
+        [str(CALLHERALD), "recordings", *argv], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def _erased_line(layout: DataLayout, rid: uuid.UUID, call_id: str) -> str:
+    return f"erased recording {rid} (call {call_id}): wrapped keys destroyed, {layout.recording_file(str(rid))} removed"
+
+
+def test_erase_by_call_erases_both_recordings_of_a_withdrawal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Consent withdrawn mid-call split call-r1 into two recordings; call-r2 is another call of the
+    # same caller, which erasing call-r1 leaves alone.
+    layout = DataLayout(tmp_path / "data")
+    layout.recordings_dir.mkdir(parents=True)
+    now = dt.datetime.now(dt.UTC)
+    week = Purpose(
+        purpose_id="quality",
+        lawful_basis=LawfulBasis.LEGITIMATE_INTEREST,
+        reference="LIA 4",
+        retention_days=7,
+    )
+    with EvidenceStore(layout.evidence_db) as store:
+        before = _call_with_purposes(store, layout, 1, now - dt.timedelta(days=1), week, withdrawn=TRAINING)
+        other = _call_with_purposes(store, layout, 2, now, week)
+    after = uuid.UUID(int=before.int + 0x100)
+    monkeypatch.setenv(HOME_ENV, str(layout.root))
+
+    dry = cli("erase", "--call", "call-r1", "--reason", "Art. 17 request 2026-52", "--dry-run")
+    assert (dry.returncode, dry.stderr) == (0, "")
+    assert dry.stdout.splitlines() == [
+        f"would erase recording {before} (call call-r1)",
+        f"would erase recording {after} (call call-r1)",
+        "2 would be erased, 0 refused, 0 skipped, of 2 recordings of call call-r1",
+    ]
+    assert all(layout.recording_file(str(rid)).exists() for rid in (before, after, other))
+    assert audit_entries(layout) == []
+
+    erased = cli("erase", "--call", "call-r1", "--reason", "Art. 17 request 2026-52")
+    assert (erased.returncode, erased.stderr) == (0, "")
+    assert erased.stdout.splitlines() == [
+        _erased_line(layout, before, "call-r1"),
+        _erased_line(layout, after, "call-r1"),
+        "2 erased, 0 refused, 0 skipped, of 2 recordings of call call-r1",
+    ]
+    assert not layout.recording_file(str(before)).exists()
+    assert not layout.recording_file(str(after)).exists()
+    assert layout.recording_file(str(other)).exists()
+    assert [(e.action, e.subject, json.loads(e.detail)["reason"]) for e in audit_entries(layout)] == [
+        ("erase", str(before), "Art. 17 request 2026-52"),
+        ("erase", str(after), "Art. 17 request 2026-52"),
+    ]
+
+    again = cli("erase", "--call", "call-r1", "--reason", "Art. 17 request 2026-52")
+    assert (again.returncode, again.stderr) == (0, "")  # what was asked for is done
+    lines = again.stdout.splitlines()
+    assert [line.split(" was erased at ")[0] for line in lines[:2]] == [
+        f"recording {before}",
+        f"recording {after}",
+    ]
+    assert all(line.endswith(f"by {audit_actor()} (Art. 17 request 2026-52): skipped") for line in lines[:2])
+    assert lines[2:] == ["0 erased, 0 refused, 2 skipped, of 2 recordings of call call-r1"]
+    assert len(audit_entries(layout)) == 2
+
+
+def test_erase_by_number_goes_on_past_a_recording_it_may_not_erase(data: DataDir) -> None:
+    # +31201234567 called on call-a and on call-d, whose recording is still being made.
+    _record_live_call(data)
+    dry = cli("erase", "--number", "+31 20 123-4567", "--reason", "Art. 17 request 2026-53", "--dry-run")
+    assert dry.returncode == 1
+    assert dry.stdout.splitlines() == [
+        f"would erase recording {COMPLETE_ID} (call call-a)",
+        "1 would be erased, 1 refused, 0 skipped, of 2 recordings of number +31 20 123-4567",
+    ]
+    assert data.layout.recording_file(str(COMPLETE_ID)).exists()
+    erased = cli("erase", "--number", "+31 20 123-4567", "--reason", "Art. 17 request 2026-53")
+    assert erased.returncode == 1
+    assert erased.stdout.splitlines() == [
+        _erased_line(data.layout, COMPLETE_ID, "call-a"),
+        "1 erased, 1 refused, 0 skipped, of 2 recordings of number +31 20 123-4567",
+    ]
+    refusal = (
+        f"callherald recordings: recording {LIVE_ID} is still being recorded: erase it once its call has "
+        "ended (a recording that a crash left open is closed by the next start of callherald serve)\n"
+    )
+    assert erased.stderr == dry.stderr == refusal
+    assert not data.layout.recording_file(str(COMPLETE_ID)).exists()
+    assert data.layout.recording_file(str(LIVE_ID)).exists()
+    assert data.layout.recording_file(str(TRUNCATED_ID)).exists()  # called from +31307654321 only
+    assert [(e.action, e.subject) for e in audit_entries(data.layout)] == [("erase", str(COMPLETE_ID))]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--call", "call-z"], "no recordings of call call-z in the evidence record"),
+        (["--number", "+4420 7123 4567"], "no recordings of number +4420 7123 4567 in the evidence record"),
+        (
+            ["--number", "+3120123456"],
+            "no recordings of number +3120123456 in the evidence record",
+        ),  # no prefix
+    ],
+)
+def test_erase_of_a_call_or_number_without_recordings_exits_1(
+    data: DataDir, argv: list[str], message: str
+) -> None:
+    result = cli("erase", *argv, "--reason", "Art. 17 request 2026-54")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert message in result.stderr
+    assert audit_entries(data.layout) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        [str(COMPLETE_ID), "--call", "call-a"],
+        ["--call", "call-a", "--number", "+31201234567"],
+        ["--call", " "],
+        ["--number", ""],
+    ],
+)
+def test_erase_takes_exactly_one_selection(data: DataDir, argv: list[str]) -> None:
+    result = cli("erase", *argv, "--reason", "Art. 17 request 2026-54")
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: callherald recordings erase")
+    assert data.layout.recording_file(str(COMPLETE_ID)).exists()
