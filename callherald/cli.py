@@ -285,6 +285,20 @@ def _recordings_erase(args: argparse.Namespace) -> int:
     return recordings.erase_recordings(layout, _selection(args), reason=args.reason, dry_run=args.dry_run)
 
 
+def _recordings_hold(args: argparse.Namespace) -> int:
+    layout = _layout(args)
+    if layout is None:
+        return 2
+    return recordings.hold_recordings(layout, _selection(args), reason=args.reason)
+
+
+def _recordings_release(args: argparse.Namespace) -> int:
+    layout = _layout(args)
+    if layout is None:
+        return 2
+    return recordings.release_recordings(layout, _selection(args), reason=args.reason)
+
+
 def _recordings_expire(args: argparse.Namespace) -> int:
     layout = _layout(args)
     if layout is None:
@@ -319,7 +333,7 @@ def _add_selection(command: argparse.ArgumentParser, *, help_reason: str) -> Non
 
 
 def _add_recordings(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    group = commands.add_parser("recordings", help="list, show, export and erase recordings")
+    group = commands.add_parser("recordings", help="list, show, export, erase and hold recordings")
     subcommands = group.add_subparsers(dest="recordings_command", metavar="RECORDINGS_COMMAND", required=True)
     config_help = "the YAML configuration file (default: the embedded default's data directory)"
 
@@ -372,6 +386,16 @@ def _add_recordings(commands: argparse._SubParsersAction[argparse.ArgumentParser
     erase.add_argument("--dry-run", action="store_true", help="list what would be erased, erase nothing")
     erase.add_argument("--config", metavar="FILE", help=config_help)
     erase.set_defaults(handler=_recordings_erase)
+
+    hold = subcommands.add_parser("hold", help="put recordings on legal hold: none is erased until released")
+    _add_selection(hold, help_reason="why, e.g. the claim (kept in the record and audit log)")
+    hold.add_argument("--config", metavar="FILE", help=config_help)
+    hold.set_defaults(handler=_recordings_hold)
+
+    release = subcommands.add_parser("release", help="release recordings from their legal hold")
+    _add_selection(release, help_reason="why (kept in the record and audit log)")
+    release.add_argument("--config", metavar="FILE", help=config_help)
+    release.set_defaults(handler=_recordings_release)
 
     expire = subcommands.add_parser(
         "expire", help="erase every recording whose purposes are all past their delete-after date"

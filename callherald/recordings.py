@@ -1,5 +1,5 @@
 """The ``callherald recordings`` commands: list, show, export and erase the recordings of the evidence
-record, and erase those past their retention.
+record, erase those past their retention, and put them on legal hold and release them.
 
 Each command works on one data directory (``callherald.layout.DataLayout``): the evidence database
 says which recordings exist and what happened on their calls; the encrypted files lie under
@@ -31,9 +31,13 @@ recording of a call or of every call from or to a number (``Selection``). ``expi
 reason ``retention expired``, for every recording whose own purposes (those it served, of its
 call's) all have a delete-after date before today (UTC): storage limitation, Art. 5(1)(e).
 
+``hold`` puts recordings on legal hold (kept for legal claims, Art. 17(3)(e)) and ``release`` ends
+the hold; both are later events of the call and rows of the audit log. A held recording is not
+erased: the evidence store refuses it (``erase`` reports that), and ``expire`` keeps it and says so.
+
 A command on several recordings goes on past a recording it is refused (reported on stderr, exit
-1 at the end) and skips, saying so, one for which it is done already (erased); it ends with a
-total. One recording named by id exits 1 on any refusal.
+1 at the end) and skips, saying so, one for which it is done already (erased, held, not held);
+it ends with a total. One recording named by id exits 1 on any refusal.
 
 Exit codes of every command: 0 done; 1 the data refuses (unknown recording, missing, erased,
 tampered or substituted file, a key that is not a recipient, the audit log not writable); 2 the
@@ -85,6 +89,8 @@ from storage.keys import load_private_key
 from storage.records import (
     EvidenceStore,
     InvariantError,
+    LegalHold,
+    LegalHoldRelease,
     NotFoundError,
     RecordedPurpose,
     RecordingErasure,
@@ -117,10 +123,12 @@ __all__ = [
     "erase_recordings",
     "expire_recordings",
     "export_recording",
+    "hold_recordings",
     "list_recordings",
     "parse_utc_time",
     "recording_json",
     "recordings_table",
+    "release_recordings",
     "show_recording",
     "timeline_json",
     "timeline_table",
@@ -263,6 +271,7 @@ _LIST_HEADER = (
     "duration",
     "state",
     "size",
+    "legal hold",
 )
 
 
@@ -279,6 +288,7 @@ def recordings_table(records: Sequence[RecordingRecord]) -> str:
             _duration(record.duration_ms),
             record.state.value,
             _size(record.size_bytes),
+            "-" if record.held_at is None else f"since {_time(record.held_at)} UTC ({record.hold_reason})",
         )
         for record in records
     ]
@@ -311,6 +321,12 @@ def _facts(record: RecordingRecord) -> str:
             ("erased (UTC)", _precise_time(record.erased_at)),
             ("erased by", record.erased_by or "-"),
             ("erasure reason", record.erasure_reason or "-"),
+        ]
+    if record.held_at is not None:
+        facts += [
+            ("legal hold (UTC)", f"since {_precise_time(record.held_at)}"),
+            ("held by", record.held_by or "-"),
+            ("hold reason", record.hold_reason or "-"),
         ]
     # One line per purpose the recording serves, the first beside the name.
     purposes = [_purpose(purpose) for purpose in record.purposes] or ["-"]
@@ -1029,6 +1045,11 @@ def _erased(record: RecordingRecord) -> str:
     )
 
 
+def _held(record: RecordingRecord) -> str:
+    at = "-" if record.held_at is None else _precise_time(record.held_at)
+    return f"on legal hold since {at} UTC by {record.held_by} ({record.hold_reason})"
+
+
 def _erase(store: EvidenceStore, layout: DataLayout, record: RecordingRecord, *, reason: str) -> str:
     """Crypto-shred ``record`` (see the module) and remove its file; what was done, as a line."""
     rid = record.recording_id
@@ -1090,7 +1111,8 @@ def _delete_after(record: RecordingRecord) -> str:
 
 def expire_recordings(layout: DataLayout, *, dry_run: bool = False) -> int:
     """Erase (or, ``dry_run``, list) every recording whose own purposes all have a delete-after
-    date before today (UTC): a recording is kept while any purpose it serves still allows it."""
+    date before today (UTC): a recording is kept while any purpose it serves still allows it, and
+    while it is on legal hold."""
     today = dt.datetime.now(dt.UTC).date()
     failed = False
     try:
@@ -1100,8 +1122,12 @@ def expire_recordings(layout: DataLayout, *, dry_run: bool = False) -> int:
             due = store.recordings_past_retention(today)
             for record in due:
                 dates = f"delete after {_delete_after(record)}"
+                which = f"recording {record.recording_id} (call {record.call_id}, {dates})"
+                if record.held_at is not None:
+                    print(f"{'would keep' if dry_run else 'kept'} {which}: {_held(record)}")
+                    continue
                 if dry_run:
-                    print(f"would erase recording {record.recording_id} (call {record.call_id}, {dates})")
+                    print(f"would erase {which}")
                     continue
                 try:
                     print(f"{_erase(store, layout, record, reason=RETENTION_EXPIRED)}; {dates}")
@@ -1113,3 +1139,75 @@ def expire_recordings(layout: DataLayout, *, dry_run: bool = False) -> int:
     if not due:
         print(f"no recording is past its delete-after dates (today is {today.isoformat()} UTC)")
     return ExitCode.REFUSED if failed else ExitCode.OK
+
+
+# --------------------------------------------------------------------------------------------------
+# legal hold
+
+
+def _hold(store: EvidenceStore, record: RecordingRecord, *, reason: str) -> str:
+    rid = record.recording_id
+    now = dt.datetime.now(dt.UTC)
+    try:
+        store.record_legal_hold(
+            LegalHold(recording_id=rid, at=now, actor=audit_actor(), reason=reason)
+        ).result()
+    except (InvariantError, NotFoundError) as error:  # erased, or held meanwhile
+        raise _refused(str(error)) from error
+    return f"put recording {rid} (call {record.call_id}) on legal hold at {_precise_time(now)} UTC ({reason})"
+
+
+def _release(store: EvidenceStore, record: RecordingRecord, *, reason: str) -> str:
+    rid = record.recording_id
+    release = LegalHoldRelease(
+        recording_id=rid, at=dt.datetime.now(dt.UTC), actor=audit_actor(), reason=reason
+    )
+    try:
+        store.record_legal_hold_release(release).result()
+    except (InvariantError, NotFoundError) as error:  # not on hold, or released meanwhile
+        raise _refused(str(error)) from error
+    return (
+        f"released recording {rid} (call {record.call_id}) from its legal hold ({reason}); "
+        f"it was {_held(record)}"
+    )
+
+
+def _not_to_hold(record: RecordingRecord) -> str | None:
+    if record.erased_at is not None:
+        return f"{_erased(record)}: nothing is left to hold"
+    if record.held_at is not None:
+        return f"recording {record.recording_id} is {_held(record)} already"
+    return None
+
+
+def hold_recordings(layout: DataLayout, selection: Selection, *, reason: str) -> int:
+    """Put the recordings of ``selection`` on legal hold for ``reason``: none of them is erased
+    until the hold is released."""
+    try:
+        reason = _check_reason(reason, "the recording is held")
+    except CommandError as error:
+        return _report(error)
+    return _for_each(
+        layout,
+        selection,
+        lambda store, record: _hold(store, record, reason=reason),
+        done_already=_not_to_hold,
+        done="held",
+    )
+
+
+def release_recordings(layout: DataLayout, selection: Selection, *, reason: str) -> int:
+    """Release the legal hold of the recordings of ``selection``, for ``reason``."""
+    try:
+        reason = _check_reason(reason, "the hold is released")
+    except CommandError as error:
+        return _report(error)
+    return _for_each(
+        layout,
+        selection,
+        lambda store, record: _release(store, record, reason=reason),
+        done_already=lambda record: (
+            None if record.held_at is not None else f"recording {record.recording_id} is not on legal hold"
+        ),
+        done="released",
+    )

@@ -303,7 +303,8 @@ def test_list_prints_a_table(data: DataDir, capsys: pytest.CaptureFixture[str]) 
     assert code == 0
     header, *rows = out.splitlines()
     assert header.split() == [
-        "recording", "call", "direction", "calling", "called", "started", "(UTC)", "duration", "state", "size"
+        "recording", "call", "direction", "calling", "called", "started", "(UTC)", "duration", "state", "size",
+        "legal", "hold",
     ]  # fmt: skip
     assert len(rows) == 2
     assert rows[0].split()[:9] == [
@@ -314,7 +315,7 @@ def test_list_prints_a_table(data: DataDir, capsys: pytest.CaptureFixture[str]) 
         str(TRUNCATED_ID), "call-b", "outbound", "+31307654321", "+31612345678",
         "2026-03-02", "10:15:05", "0:00:02", "truncated",
     ]  # fmt: skip
-    assert rows[0].endswith("KiB")
+    assert re.search(r"KiB +-$", rows[0])  # not on legal hold
 
 
 def test_list_json_carries_every_field(data: DataDir, capsys: pytest.CaptureFixture[str]) -> None:
@@ -1546,7 +1547,7 @@ def test_recordings_split_by_a_withdrawal_show_and_expire_by_the_purposes_each_s
 
 
 # --------------------------------------------------------------------------------------------------
-# erase by call or number
+# erase by call or number, legal hold
 
 
 def cli(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -1644,6 +1645,42 @@ def test_erase_by_number_goes_on_past_a_recording_it_may_not_erase(data: DataDir
     assert [(e.action, e.subject) for e in audit_entries(data.layout)] == [("erase", str(COMPLETE_ID))]
 
 
+def test_erase_refuses_a_held_and_a_live_recording_as_its_dry_run_said(data: DataDir) -> None:
+    _record_live_call(data)
+    assert cli("hold", "--call", "call-b", "--reason", "claim 2026-118").returncode == 0
+    dry = cli("erase", "--number", "+31307654321", "--reason", "Art. 17 request 2026-53", "--dry-run")
+    assert dry.returncode == 1
+    assert dry.stdout.splitlines() == [
+        f"would erase recording {COMPLETE_ID} (call call-a)",
+        "1 would be erased, 2 refused, 0 skipped, of 3 recordings of number +31307654321",
+    ]
+    first, second = dry.stderr.splitlines()
+    assert f"recording {TRUNCATED_ID} is on legal hold since " in first
+    assert first.endswith(f"by {audit_actor()} (claim 2026-118): release the hold to erase it")
+    assert f"recording {LIVE_ID} is still being recorded: erase it once its call has ended" in second
+    one = cli("erase", str(COMPLETE_ID), "--reason", "Art. 17 request 2026-53", "--dry-run")
+    assert (one.returncode, one.stdout, one.stderr) == (
+        0,
+        f"would erase recording {COMPLETE_ID} (call call-a)\n",
+        "",
+    )
+    for rid in (COMPLETE_ID, TRUNCATED_ID, LIVE_ID):
+        assert data.layout.recording_file(str(rid)).exists()
+    assert [e.action for e in audit_entries(data.layout)] == ["legal_hold"]
+    # The erasure itself refuses the same two, in the same words, and erases the third.
+    erased = cli("erase", "--number", "+31307654321", "--reason", "Art. 17 request 2026-53")
+    assert (erased.returncode, erased.stderr) == (1, dry.stderr)
+    assert erased.stdout.splitlines() == [
+        _erased_line(data.layout, COMPLETE_ID, "call-a"),
+        "1 erased, 2 refused, 0 skipped, of 3 recordings of number +31307654321",
+    ]
+    assert data.layout.recording_file(str(TRUNCATED_ID)).exists()
+    assert [(e.action, e.subject) for e in audit_entries(data.layout)] == [
+        ("legal_hold", str(TRUNCATED_ID)),
+        ("erase", str(COMPLETE_ID)),
+    ]
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -1658,9 +1695,10 @@ def test_erase_by_number_goes_on_past_a_recording_it_may_not_erase(data: DataDir
 def test_erase_of_a_call_or_number_without_recordings_exits_1(
     data: DataDir, argv: list[str], message: str
 ) -> None:
-    result = cli("erase", *argv, "--reason", "Art. 17 request 2026-54")
-    assert (result.returncode, result.stdout) == (1, "")
-    assert message in result.stderr
+    for command in ("erase", "hold", "release"):
+        result = cli(command, *argv, "--reason", "Art. 17 request 2026-54")
+        assert (result.returncode, result.stdout) == (1, "")
+        assert message in result.stderr
     assert audit_entries(data.layout) == []
 
 
@@ -1674,8 +1712,173 @@ def test_erase_of_a_call_or_number_without_recordings_exits_1(
         ["--number", ""],
     ],
 )
-def test_erase_takes_exactly_one_selection(data: DataDir, argv: list[str]) -> None:
-    result = cli("erase", *argv, "--reason", "Art. 17 request 2026-54")
-    assert result.returncode == 2
-    assert result.stderr.startswith("usage: callherald recordings erase")
+def test_erase_hold_and_release_take_exactly_one_selection(data: DataDir, argv: list[str]) -> None:
+    for command in ("erase", "hold", "release"):
+        result = cli(command, *argv, "--reason", "Art. 17 request 2026-54")
+        assert result.returncode == 2
+        assert result.stderr.startswith(f"usage: callherald recordings {command}")
     assert data.layout.recording_file(str(COMPLETE_ID)).exists()
+
+
+def test_a_held_recording_is_not_erased_until_its_hold_is_released(data: DataDir) -> None:
+    held = cli("hold", str(COMPLETE_ID), "--reason", "claim 2026-118")
+    assert (held.returncode, held.stderr) == (0, "")
+    assert re.fullmatch(
+        f"put recording {COMPLETE_ID} \\(call call-a\\) on legal hold at [-0-9]+ [:.0-9]+ UTC \\(claim 2026-118\\)\n",
+        held.stdout,
+    )
+    shown = cli("show", str(COMPLETE_ID)).stdout
+    facts = shown.split("\n\n", 1)[0].splitlines()
+    assert re.fullmatch(r"legal hold \(UTC\):   since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}", facts[-5])
+    assert facts[-4:-2] == [f"held by:            {audit_actor()}", "hold reason:        claim 2026-118"]
+    [event] = [line for line in shown.splitlines() if "legal_hold by" in line]
+    assert event.endswith(f"legal_hold by {audit_actor()}: reason claim 2026-118, recording_id {COMPLETE_ID}")
+    items = json.loads(cli("list", "--json").stdout)
+    assert [(item["held_by"], item["hold_reason"]) for item in items] == [
+        (audit_actor(), "claim 2026-118"),
+        (None, None),
+    ]
+    held_at = items[0]["held_at"]
+    assert dt.datetime.fromisoformat(held_at).utcoffset() == dt.timedelta(0)
+    table = cli("list").stdout.splitlines()
+    since = dt.datetime.fromisoformat(held_at).strftime("%Y-%m-%d %H:%M:%S")
+    assert table[1].endswith(f"  since {since} UTC (claim 2026-118)")
+    assert table[2].endswith("  -")
+
+    for argv in ([str(COMPLETE_ID)], ["--call", "call-a"]):
+        for dry_run in ([], ["--dry-run"]):
+            refused = cli("erase", *argv, "--reason", "Art. 17 request 2026-55", *dry_run)
+            assert refused.returncode == 1
+            assert f"recording {COMPLETE_ID} is on legal hold since " in refused.stderr
+            assert f"by {audit_actor()} (claim 2026-118): release the hold to erase it" in refused.stderr
+    assert data.layout.recording_file(str(COMPLETE_ID)).exists()
+    again = cli("hold", str(COMPLETE_ID), "--reason", "claim 2026-119")
+    assert (again.returncode, again.stdout) == (1, "")
+    assert f"recording {COMPLETE_ID} is on legal hold already, since " in again.stderr
+
+    released = cli("release", str(COMPLETE_ID), "--reason", "claim 2026-118 settled")
+    assert (released.returncode, released.stderr) == (0, "")
+    assert released.stdout.startswith(
+        f"released recording {COMPLETE_ID} (call call-a) from its legal hold (claim 2026-118 settled); "
+        "it was on legal hold since "
+    )
+    assert released.stdout.endswith(f" UTC by {audit_actor()} (claim 2026-118)\n")
+    assert "legal hold" not in cli("show", str(COMPLETE_ID)).stdout.split("\n\n", 1)[0]
+    assert json.loads(cli("list", "--json").stdout)[0]["held_at"] is None
+    not_held = cli("release", str(COMPLETE_ID), "--reason", "again")
+    assert (not_held.returncode, not_held.stdout) == (1, "")
+    assert f"recording {COMPLETE_ID} is not on legal hold" in not_held.stderr
+    assert cli("erase", str(COMPLETE_ID), "--reason", "Art. 17 request 2026-55").returncode == 0
+    gone = cli("hold", str(COMPLETE_ID), "--reason", "claim 2026-120")
+    assert gone.returncode == 1
+    assert f"recording {COMPLETE_ID} was erased at " in gone.stderr
+    assert "(Art. 17 request 2026-55): nothing is left to hold" in gone.stderr
+
+    entries = audit_entries(data.layout)  # the chain verifies
+    assert [(e.actor, e.action, e.subject) for e in entries] == [
+        (audit_actor(), "legal_hold", str(COMPLETE_ID)),
+        (audit_actor(), "legal_hold_release", str(COMPLETE_ID)),
+        (audit_actor(), "erase", str(COMPLETE_ID)),
+    ]
+    assert json.loads(entries[0].detail) == {"call_id": "call-a", "reason": "claim 2026-118"}
+    assert json.loads(entries[1].detail) == {
+        "call_id": "call-a",
+        "reason": "claim 2026-118 settled",
+        "held_at": json.loads(entries[1].detail)["held_at"],
+        "held_by": audit_actor(),
+        "hold_reason": "claim 2026-118",
+    }
+    timeline = json.loads(cli("show", str(COMPLETE_ID), "--json").stdout)["timeline"]
+    assert [e["detail"]["kind"] for e in timeline if e["kind"] == "later_event"][1:] == [
+        "legal_hold",
+        "legal_hold_release",
+        "erasure",
+    ]
+
+
+def test_hold_and_release_by_number_and_call(data: DataDir) -> None:
+    held = cli("hold", "--number", "+31307654321", "--reason", "claim 2026-118")
+    assert (held.returncode, held.stderr) == (0, "")
+    lines = held.stdout.splitlines()
+    assert [line.split(" on legal hold at ")[0] for line in lines[:2]] == [
+        f"put recording {COMPLETE_ID} (call call-a)",
+        f"put recording {TRUNCATED_ID} (call call-b)",
+    ]
+    assert lines[2:] == ["2 held, 0 refused, 0 skipped, of 2 recordings of number +31307654321"]
+    # Held already: said and skipped, not refused.
+    again = cli("hold", "--call", "call-b", "--reason", "claim 2026-119")
+    assert (again.returncode, again.stderr) == (0, "")
+    first, total = again.stdout.splitlines()
+    assert first.startswith(f"recording {TRUNCATED_ID} is on legal hold since ")
+    assert first.endswith(f" by {audit_actor()} (claim 2026-118) already: skipped")
+    assert total == "0 held, 0 refused, 1 skipped, of 1 recording of call call-b"
+
+    released = cli("release", "--call", "call-a", "--reason", "claim settled for call-a")
+    assert (released.returncode, released.stderr) == (0, "")
+    assert (
+        released.stdout.splitlines()[-1] == "1 released, 0 refused, 0 skipped, of 1 recording of call call-a"
+    )
+    released = cli("release", "--number", "+31307654321", "--reason", "claim settled")
+    assert (released.returncode, released.stderr) == (0, "")
+    assert released.stdout.splitlines()[0] == f"recording {COMPLETE_ID} is not on legal hold: skipped"
+    assert released.stdout.splitlines()[-1] == (
+        "1 released, 0 refused, 1 skipped, of 2 recordings of number +31307654321"
+    )
+    assert [(e.action, e.subject) for e in audit_entries(data.layout)] == [
+        ("legal_hold", str(COMPLETE_ID)),
+        ("legal_hold", str(TRUNCATED_ID)),
+        ("legal_hold_release", str(COMPLETE_ID)),
+        ("legal_hold_release", str(TRUNCATED_ID)),
+    ]
+
+
+def test_hold_and_release_need_a_reason(data: DataDir) -> None:
+    for command in ("hold", "release"):
+        for reason in ([], ["--reason", "  "]):
+            assert cli(command, str(COMPLETE_ID), *reason).returncode == 2
+    assert audit_entries(data.layout) == []
+
+
+def test_expire_keeps_a_held_recording_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    layout = DataLayout(tmp_path / "data")
+    layout.recordings_dir.mkdir(parents=True)
+    now = dt.datetime.now(dt.UTC)
+    week = Purpose(
+        purpose_id="quality",
+        lawful_basis=LawfulBasis.LEGITIMATE_INTEREST,
+        reference="LIA 4",
+        retention_days=7,
+    )
+    with EvidenceStore(layout.evidence_db) as store:
+        held = _call_with_purposes(store, layout, 1, now - dt.timedelta(days=9), week)
+        expired = _call_with_purposes(store, layout, 2, now - dt.timedelta(days=9), week)
+    monkeypatch.setenv(HOME_ENV, str(layout.root))
+    dates = f"delete after quality {(now - dt.timedelta(days=2)).date().isoformat()}"
+    assert cli("hold", str(held), "--reason", "claim 2026-118").returncode == 0
+    hold = f"on legal hold since [-0-9]+ [:.0-9]+ UTC by {re.escape(audit_actor())} \\(claim 2026-118\\)"
+
+    dry = cli("expire", "--dry-run")
+    assert (dry.returncode, dry.stderr) == (0, "")
+    kept, would = dry.stdout.splitlines()
+    assert re.fullmatch(f"would keep recording {held} \\(call call-r1, {dates}\\): {hold}", kept)
+    assert would == f"would erase recording {expired} (call call-r2, {dates})"
+
+    done = cli("expire")
+    assert (done.returncode, done.stderr) == (0, "")
+    kept, erased = done.stdout.splitlines()
+    assert re.fullmatch(f"kept recording {held} \\(call call-r1, {dates}\\): {hold}", kept)
+    assert erased == f"{_erased_line(layout, expired, 'call-r2')}; {dates}"
+    assert layout.recording_file(str(held)).exists()
+    assert not layout.recording_file(str(expired)).exists()
+    assert [(e.action, e.subject) for e in audit_entries(layout)] == [
+        ("legal_hold", str(held)),
+        ("erase", str(expired)),
+    ]
+
+    assert cli("release", str(held), "--reason", "claim settled").returncode == 0
+    done = cli("expire")
+    assert (done.returncode, done.stderr, done.stdout) == (
+        0,
+        "",
+        f"{_erased_line(layout, held, 'call-r1')}; {dates}\n",
+    )
