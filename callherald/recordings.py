@@ -1127,7 +1127,8 @@ def expire_recordings(layout: DataLayout, *, dry_run: bool = False) -> int:
                     print(f"{'would keep' if dry_run else 'kept'} {which}: {_held(record)}")
                     continue
                 if dry_run:
-                    print(f"would erase {which}")
+                    refusal = erasure_refusal(record)
+                    print(f"would not erase {which}: {refusal}" if refusal else f"would erase {which}")
                     continue
                 try:
                     print(f"{_erase(store, layout, record, reason=RETENTION_EXPIRED)}; {dates}")

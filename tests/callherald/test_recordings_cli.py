@@ -1882,3 +1882,47 @@ def test_expire_keeps_a_held_recording_and_says_so(tmp_path: Path, monkeypatch: 
         "",
         f"{_erased_line(layout, held, 'call-r1')}; {dates}\n",
     )
+
+
+def test_expire_dry_run_foretells_the_refusal_of_a_recording_still_being_recorded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layout = DataLayout(tmp_path / "data")
+    layout.recordings_dir.mkdir(parents=True)
+    started = dt.datetime.now(dt.UTC) - dt.timedelta(days=9)
+    week = Purpose(
+        purpose_id="quality",
+        lawful_basis=LawfulBasis.LEGITIMATE_INTEREST,
+        reference="LIA 4",
+        retention_days=7,
+    )
+    with EvidenceStore(layout.evidence_db) as store:
+        finished = _call_with_purposes(store, layout, 1, started, week)
+        open_rid = uuid.UUID(int=finished.int + 0x200)  # a second recording of the call, never closed
+        store.write(
+            RecordingStarted(
+                recording_id=open_rid,
+                call_id="call-r1",
+                file_name=layout.recording_file(str(open_rid)).name,
+                key_id="0123456789abcdef",
+                started_at=started + dt.timedelta(seconds=5),
+                first_frame_at=started + dt.timedelta(seconds=5),
+                purposes=("quality",),
+            )
+        )
+    monkeypatch.setenv(HOME_ENV, str(layout.root))
+
+    code, out, err = run(capsys, "expire", "--dry-run")
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert [line.split(" (call")[0] for line in lines] == [
+        f"would erase recording {finished}",
+        f"would not erase recording {open_rid}",
+    ]
+    assert "still being recorded" in lines[1]
+
+    code, out, err = run(capsys, "expire")
+    assert code == 1
+    assert out.startswith(f"erased recording {finished} (call call-r1)")
+    assert f"recording {open_rid}" in err
+    assert "still being recorded" in err
