@@ -29,6 +29,7 @@ __all__ = [
     "PLAYABLE_CODECS",
     "Call",
     "CallPhase",
+    "DeferredAck",
     "Dialog",
     "PendingRelay",
     "Transfer",
@@ -98,6 +99,17 @@ class PendingRelay:
     new_party: str | None = None  # a re-INVITE that brings a different outside party: why we think so
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeferredAck:
+    """A late offer (RFC 3261 §13.2.1): the 2xx on ``leg`` (CSeq ``seq``) brought the offer, which
+    callherald passed on as ``offer`` (None: a body that was not SDP, passed on as it was); the
+    answer comes in the other party's ACK, and goes on in the ACK to this 2xx."""
+
+    leg: MediaLeg
+    seq: int
+    offer: SessionDescription | None
+
+
 @dataclass(slots=True, kw_only=True)
 class Transfer:
     """A REFER in progress (RFC 3515): the party on ``leg`` asked us to call ``target`` instead.
@@ -140,7 +152,7 @@ class Call:
     # sent its answer in a 183 may send the 2xx without it.
     b_early_answers: dict[str, SessionDescription] = field(default_factory=dict)
     sent_acks: dict[tuple[MediaLeg, int], Request] = field(default_factory=dict)
-    deferred_ack: tuple[MediaLeg, int] | None = None
+    deferred_ack: DeferredAck | None = None
     pending_relays: dict[TransactionId, PendingRelay] = field(default_factory=dict)
     unacked_2xx: dict[MediaLeg, tuple[Response, int]] = field(default_factory=dict)
     ports_released: bool = False

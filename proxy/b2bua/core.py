@@ -34,6 +34,7 @@ from proxy.b2bua.call import (
     STATIC_PAYLOAD_TYPES,
     Call,
     CallPhase,
+    DeferredAck,
     Dialog,
     PendingRelay,
     Transfer,
@@ -1302,14 +1303,15 @@ class B2bua:
         if call.answer_in_ack and leg is MediaLeg.A:
             self._caller_answered_in_ack(call, request, now, out)
             return
-        if call.deferred_ack is not None and call.deferred_ack[0] is leg.other:
+        if call.deferred_ack is not None and call.deferred_ack.leg is leg.other:
             # Late offer: the answer rides in this ACK and goes on in the other leg's ACK.
             self._send_deferred_ack(call, request, now, out)
 
     def _send_deferred_ack(self, call: Call, ack: Request, now: float, out: list[Effect]) -> None:
-        assert call.deferred_ack is not None
-        target_leg, seq = call.deferred_ack
+        deferred = call.deferred_ack
+        assert deferred is not None
         call.deferred_ack = None
+        target_leg = deferred.leg
         dialog = call.dialog(target_leg)
         body = b""
         answer: SessionDescription | None = None
@@ -1320,6 +1322,10 @@ class B2bua:
                 answer = None
             if answer is not None:
                 out.append(set_media_remote(call.ref, target_leg.other, answer))
+                if deferred.offer is not None and not deferred.offer.is_hold():
+                    # The answerer's own hold (``_holds``), as in an answer in a 2xx: a first
+                    # answer that holds the call holds it from the start.
+                    self._hold_changed(call, target_leg.other, answer.is_hold(), now, out)
                 anchored = anchor_sdp(
                     answer,
                     dialog=dialog,
@@ -1327,7 +1333,7 @@ class B2bua:
                     codecs=self._settings.codecs,
                 )
                 body = bytes(anchored) if anchored is not None else b""
-        self._send_ack(call, target_leg, seq, out, body)
+        self._send_ack(call, target_leg, deferred.seq, out, body)
         if call.announce_after_ack:
             call.announce_after_ack = False
             # identity: from the callee's 2xx
@@ -2392,8 +2398,10 @@ class B2bua:
         body = self._answer_sdp_for_a(call, response, out)
         if call.b_invite_had_offer or not body:
             self._send_ack(call, MediaLeg.B, response.cseq.seq, out)
-        else:
-            call.deferred_ack = (MediaLeg.B, response.cseq.seq)  # late offer: the answer comes in a's ACK
+        else:  # late offer: the answer comes in a's ACK
+            call.deferred_ack = DeferredAck(
+                leg=MediaLeg.B, seq=response.cseq.seq, offer=SessionDescription.parse(body)
+            )
         sdp = self._callee_answer(call, response)  # the 183's, when the 2xx has none
         offer = _sdp_of(call.b_invite)  # None: the INVITE had none, and this 2xx is the offer
         if sdp is not None and _holds(sdp, offer):
@@ -2622,6 +2630,7 @@ class B2bua:
         origin = call.dialog(relay.origin_leg)
         far_leg = relay.origin_leg.other
         body = b""
+        anchored: SessionDescription | None = None
         content_type = response.headers.get("content-type") or ""
         try:
             found = sdp_body(response)
@@ -2655,7 +2664,7 @@ class B2bua:
             if relay.offer_from_origin or not body:
                 self._send_ack(call, far_leg, response.cseq.seq, out)
             else:
-                call.deferred_ack = (far_leg, response.cseq.seq)
+                call.deferred_ack = DeferredAck(leg=far_leg, seq=response.cseq.seq, offer=anchored)
         extra: list[tuple[str, str]] = [("Server", self._settings.user_agent)]
         if is_invite or relay.request.method == "UPDATE":
             extra.append(("Contact", origin.local_contact))

@@ -1993,6 +1993,46 @@ def test_a_call_the_agent_holds_from_its_first_sdp_is_recorded_paused_until_the_
     finish(s)
 
 
+@FIRST_HOLD
+def test_an_outbound_agent_that_answers_on_hold_in_its_ack_is_recorded_paused_until_the_hold_ends(
+    hold: FirstHold,
+) -> None:
+    # Late offer: the PBX's INVITE had no SDP, the callee's 200 offered, and the agent's answer in
+    # its ACK (RFC 3261 §13.2.1) holds the call: a hold in the first answer, as in a 200.
+    s = Scene(OUTBOUND)
+    agent_origin = "agent 3003 127.0.0.9"
+    s.dial(body=b"")
+    s.callee.take_invite()
+    s.callee.ring()
+    offer = party_sdp(own_origin(OUTBOUND), 1, "a=sendrecv")
+    s.callee.reply(s.callee.invite, 200, body=offer, extra=(OUTSIDE_IDENTITY,))
+    effects = s.caller.ack_answer(body=held_sdp(agent_origin, hold))
+    ref = s.ref
+
+    assert LogEvent(level="info", text="hold from leg a", call_ref=ref) in effects
+    held_direction = "a=inactive" if hold.direction == "a=inactive" else "a=sendonly"
+    assert pbx_direction(s.callee.last_request("ACK").body) == [held_direction]  # RFC 3264 §6.1
+    assert of(effects, PlayPrompt) != []  # a held agent does not keep the notice from the callee
+    s.notice_heard()
+    s.question_heard()
+    s.press("1")
+    start = of(s.h.effects, StartRecording)
+    assert [type(e) for e in s.h.effects[s.h.effects.index(start[0]) :] if isinstance(e, RECORDING)] == [
+        StartRecording,
+        PauseRecording,
+    ]
+    assert of(s.h.effects, PauseRecording) == [PauseRecording(call_ref=ref, reason="hold")]
+
+    resumed = s.agent.send(s.agent.request("INVITE", body=party_sdp(agent_origin, 2, "a=sendrecv")))
+    s.outside.reply(
+        s.outside.last_request("INVITE"), 200, body=party_sdp(own_origin(OUTBOUND), 2, "a=sendrecv")
+    )
+    s.agent.send(s.agent.ack_2xx(s.agent.last_response("INVITE", 200)))
+    assert of(resumed, ResumeRecording) == [ResumeRecording(call_ref=ref, reason="hold")]
+    s.hang_up()
+    finish(s)
+
+
 RECORDING = (StartRecording, PauseRecording, ResumeRecording, StopRecording)
 
 

@@ -1499,6 +1499,29 @@ def test_late_offer_2xx_retransmission_waits_for_the_answer() -> None:
     h.assert_idle()
 
 
+def test_a_hold_in_the_answer_of_an_ack_counts_as_the_answerers_hold_and_reaches_the_offerer() -> None:
+    # A re-INVITE without SDP: the callee's 2xx offers, the caller's ACK answers sendonly
+    # (RFC 3261 §13.2.1): the caller holds the call, as by an answer in a 2xx, and the callee
+    # gets that answer in callherald's ACK.
+    h = Harness()
+    caller, callee = connect(h)
+    ref = h.call_ref()
+    caller.send(caller.request("INVITE"))
+    relayed = callee.last_request("INVITE")
+    assert relayed.body == b""
+    callee.reply(relayed, 200, body=offer_from(callee, direction="a=sendrecv"))
+    ok = caller.last_response("INVITE", 200)
+
+    effects = caller.send(caller.ack_2xx(ok, body=offer_from(caller, direction="a=sendonly")))
+    assert sip_summary(effects) == [(CARRIER, "ACK")]
+    assert LogEvent(level="info", text="hold from leg a", call_ref=ref) in effects
+    ack = callee.last_request("ACK")
+    assert sdp_without_origin(ack.body) == anchored_lines(B_PORT, "a=sendonly")
+
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
 # Requests answered by callherald itself ----------------------------------------------------------
 
 
