@@ -531,11 +531,39 @@ class MediaDescription(_Level):
                     codec_rates.add(rate)
         if codec_rates:
             kept = [pt for pt in kept if pt not in events or events[pt] in codec_rates]
+        return self._keep_formats(kept)
+
+    def formats_outside(self, offer: MediaDescription) -> tuple[str, ...]:
+        """The formats of this stream, an answer to ``offer``, that ``offer`` did not list or
+        mapped to another codec, in m= line order.
+
+        RFC 3264 §6.1 lets an answer list formats the offer did not have, but neither party may
+        send in them until an offer lists them (§6.1, §7); and a payload type keeps the codec it
+        was first given for the whole session, in any offer or answer (§8.3.2), so an answer's
+        ``a=rtpmap:101 PCMA/8000`` for an offer's telephone-event 101 is not the offer's format.
+        Codecs compare by encoding name (case aside), clock rate and channels; a format with no
+        ``a=rtpmap`` in one of them (a dynamic type left unmapped) is taken for the other's.
+        """
+        offered = set(offer.formats)
+        return tuple(
+            pt for pt in self._formats if pt not in offered or _other_codec(self.codec(pt), offer.codec(pt))
+        )
+
+    def drop_formats(self, payload_types: AbstractSet[str]) -> bool:
+        """Drop ``payload_types`` from the m= line with their ``a=rtpmap``, ``a=fmtp`` and
+        ``a=rtcp-fb`` lines. A stream left with none is rejected as ``keep_codecs`` rejects one.
+        Return True if a format is left."""
+        return self._keep_formats([pt for pt in self._formats if pt not in payload_types])
+
+    def _keep_formats(self, kept: Sequence[str]) -> bool:
+        """Keep ``kept`` of the formats (in their order) and the lines of those; with none kept
+        the stream is rejected: port 0 and only the first format kept, as an m= line needs one
+        (RFC 3264 §6). Return True if a format was kept."""
         accepted = bool(kept)
         if accepted and len(kept) == len(self._formats):
             return True
         if not accepted:
-            kept = list(self._formats[:1])
+            kept = self._formats[:1]
             self._port = 0
         dropped = set(self._formats).difference(kept)
         if dropped:
@@ -562,6 +590,17 @@ class MediaDescription(_Level):
 
     def __repr__(self) -> str:
         return f"MediaDescription({self._m_line!r}, {len(self.lines)} lines)"
+
+
+def _other_codec(mine: RtpMap | None, theirs: RtpMap | None) -> bool:
+    """True when both name a codec and not the same one (RFC 8866 §6.6: name, rate, channels)."""
+    if mine is None or theirs is None:
+        return False
+    return (mine.encoding.lower(), mine.clock_rate, mine.channels or 1) != (
+        theirs.encoding.lower(),
+        theirs.clock_rate,
+        theirs.channels or 1,
+    )
 
 
 def _belongs_to(line: str, payload_types: AbstractSet[str]) -> bool:

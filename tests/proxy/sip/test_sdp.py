@@ -906,6 +906,66 @@ def test_keep_codecs_on_media_without_formats_rejects_it() -> None:
     assert sd.media[0].m_line == "m=audio 0 RTP/AVP"
 
 
+def audio(*lines: str) -> MediaDescription:
+    return SessionDescription.parse(sdp("v=0", "o=- 1 1 IN IP4 10.0.0.1", *lines)).media[0]
+
+
+OFFERED = audio(
+    "m=audio 4000 RTP/AVP 0 8 96 101",
+    "a=rtpmap:0 PCMU/8000",
+    "a=rtpmap:8 PCMA/8000",
+    "a=rtpmap:96 PCMA/8000",
+    "a=rtpmap:101 telephone-event/8000",
+    "a=fmtp:101 0-16",
+)
+
+
+@pytest.mark.parametrize(
+    ("answer", "outside"),
+    [
+        pytest.param(("m=audio 5000 RTP/AVP 8 101", "a=rtpmap:101 telephone-event/8000"), (), id="offered"),
+        pytest.param(("m=audio 5000 RTP/AVP 0 101",), (), id="unmapped-dynamic-taken-as-offered"),
+        pytest.param(
+            ("m=audio 5000 RTP/AVP 0 96", "a=rtpmap:96 pcma/8000/1"), (), id="same-codec-spelt-otherwise"
+        ),
+        pytest.param(
+            ("m=audio 5000 RTP/AVP 0 9 102", "a=rtpmap:9 G722/8000", "a=rtpmap:102 telephone-event/8000"),
+            ("9", "102"),
+            id="not-offered",
+        ),
+        pytest.param(
+            ("m=audio 5000 RTP/AVP 0 101", "a=rtpmap:101 PCMA/8000"), ("101",), id="dynamic-remapped"
+        ),
+        pytest.param(("m=audio 5000 RTP/AVP 96", "a=rtpmap:96 PCMU/8000"), ("96",), id="other-codec-on-96"),
+        pytest.param(("m=audio 5000 RTP/AVP 8", "a=rtpmap:8 PCMA/16000"), ("8",), id="other-clock-rate"),
+        pytest.param(("m=audio 5000 RTP/AVP 0", "a=rtpmap:0 PCMA/8000"), ("0",), id="static-remapped"),
+    ],
+)
+def test_formats_outside_the_offer(answer: tuple[str, ...], outside: tuple[str, ...]) -> None:
+    # RFC 3264 §6.1 and §8.3.2: an answer's formats are the offer's, each with the offer's codec.
+    assert audio(*answer).formats_outside(OFFERED) == outside
+
+
+def test_drop_formats_takes_their_lines_along() -> None:
+    media = audio(
+        "m=audio 5000 RTP/AVP 0 101 102",
+        "a=rtpmap:0 PCMU/8000",
+        "a=rtpmap:101 PCMA/8000",
+        "a=rtpmap:102 telephone-event/8000",
+        "a=fmtp:102 0-15",
+        "a=ptime:20",
+    )
+    assert media.drop_formats({"101", "102"}) is True
+    assert [media.m_line, *media.lines] == ["m=audio 5000 RTP/AVP 0", "a=rtpmap:0 PCMU/8000", "a=ptime:20"]
+
+
+def test_drop_formats_of_every_format_rejects_the_stream() -> None:
+    media = audio("m=audio 5000 RTP/AVP 9 102", "a=rtpmap:9 G722/8000", "a=rtpmap:102 telephone-event/8000")
+    assert media.drop_formats({"9", "102"}) is False
+    assert [media.m_line, *media.lines] == ["m=audio 0 RTP/AVP 9", "a=rtpmap:9 G722/8000"]
+    assert media.rejected is True
+
+
 @pytest.mark.parametrize(
     ("lines", "expected"),
     [
