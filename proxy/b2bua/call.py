@@ -34,6 +34,7 @@ __all__ = [
     "PendingRelay",
     "Transfer",
     "anchor_sdp",
+    "answer_within_offer",
     "media_format",
     "media_remote",
 ]
@@ -96,6 +97,7 @@ class PendingRelay:
     server_transaction: TransactionId
     request: Request
     offer_from_origin: bool
+    relayed_offer: SessionDescription | None = None  # as relayed: its answer lists only its formats
     new_party: str | None = None  # a re-INVITE that brings a different outside party: why we think so
 
 
@@ -302,6 +304,33 @@ def unplayable_reason(sdp: SessionDescription) -> str:
     if media is not None and not _plain_rtp(media):
         return f"the audio is sent as {media.proto}: callherald plays the notice in plain RTP only"
     return "no codec to play the notice in"
+
+
+def answer_within_offer(
+    answer: SessionDescription, offer: SessionDescription
+) -> tuple[SessionDescription, tuple[str, ...]]:
+    """``answer`` with only the formats ``offer`` had, each as ``offer`` mapped it, and the payload
+    types that went (``MediaDescription.formats_outside``): ``answer`` itself when none went, else a
+    copy. Streams pair by position (RFC 3264 §6); one either side rejects is left as it is, and one
+    left with no format is rejected, as the answerer must reject a stream it shares no format of.
+
+    An answer is passed on to the party that offered: an entry the offer did not have would tell
+    it, and the recording, which learns dynamic types from the SDP it passes (``SetMediaRemote``),
+    that one of its own payload types means another codec.
+    """
+    kept = answer
+    dropped: list[str] = []
+    for index, (answered, offered) in enumerate(zip(answer.media, offer.media, strict=False)):
+        if answered.rejected or offered.rejected:
+            continue
+        outside = answered.formats_outside(offered)
+        if not outside:
+            continue
+        if kept is answer:
+            kept = answer.copy()
+        kept.media[index].drop_formats(frozenset(outside))
+        dropped.extend(outside)
+    return kept, tuple(dropped)
 
 
 def anchor_sdp(

@@ -39,6 +39,7 @@ from proxy.b2bua.call import (
     PendingRelay,
     Transfer,
     anchor_sdp,
+    answer_within_offer,
     carries_plain_rtp,
     media_format,
     set_media_remote,
@@ -1321,6 +1322,7 @@ class B2bua:
             except SipError:
                 answer = None
             if answer is not None:
+                answer = _within_offer(call, target_leg.other, answer, deferred.offer, out)
                 out.append(set_media_remote(call.ref, target_leg.other, answer))
                 if deferred.offer is not None and not deferred.offer.is_hold():
                     # The answerer's own hold (``_holds``), as in an answer in a 2xx: a first
@@ -1704,6 +1706,7 @@ class B2bua:
         content_type = request.headers.get("content-type") or ""
         offer_present = False
         offer: SessionDescription | None = None
+        anchored: SessionDescription | None = None
         new_party: str | None = None
         if request.method in ("INVITE", "UPDATE") and body:
             try:
@@ -1756,6 +1759,7 @@ class B2bua:
             server_transaction=transaction_id,
             request=request,
             offer_from_origin=offer_present,
+            relayed_offer=anchored,
             new_party=new_party,
         )
 
@@ -2326,19 +2330,21 @@ class B2bua:
             call.b_early_answers[response.to.tag] = sdp
 
     @staticmethod
-    def _callee_answer(call: Call, response: Response) -> SessionDescription | None:
-        """The SDP answer of b's response. A 2xx without one takes the last answer its early
-        dialog (by To tag) brought in a provisional response, as that dialog is the one the 2xx
-        confirms (RFC 3261 §13.2.2.4): §13.2.1 wants the answer in the 2xx, the 183 repeating it
-        ahead, but carrier SBCs often send it in the 183 alone."""
+    def _callee_answer(call: Call, response: Response, out: list[Effect]) -> SessionDescription | None:
+        """The SDP answer of b's response, in the formats of callherald's offer (``_within_offer``).
+        A 2xx without one takes the last answer its early dialog (by To tag) brought in a
+        provisional response, as that dialog is the one the 2xx confirms (RFC 3261 §13.2.2.4):
+        §13.2.1 wants the answer in the 2xx, the 183 repeating it ahead, but carrier SBCs often
+        send it in the 183 alone. To an INVITE without SDP, the 2xx's SDP is the offer."""
         sdp = _sdp_of(response)
-        if sdp is not None or response.status < 200 or not response.to.tag:
-            return sdp
-        return call.b_early_answers.get(response.to.tag)
+        if sdp is None and response.status >= 200 and response.to.tag:
+            sdp = call.b_early_answers.get(response.to.tag)
+        if sdp is None:
+            return None
+        return _within_offer(call, MediaLeg.B, sdp, _sdp_of(call.b_invite), out)
 
-    def _answer_sdp_for_a(self, call: Call, response: Response, out: list[Effect]) -> bytes:
-        """Re-anchor the b side's SDP for the a side and point the b leg's relay at b's media."""
-        sdp = self._callee_answer(call, response)
+    def _answer_sdp_for_a(self, call: Call, sdp: SessionDescription | None, out: list[Effect]) -> bytes:
+        """Re-anchor b's SDP (``_callee_answer``) for the a side and point the b leg's relay at b's media."""
         if sdp is None:
             return b""
         out.append(set_media_remote(call.ref, MediaLeg.B, sdp))
@@ -2380,7 +2386,7 @@ class B2bua:
             if call.cancel_pending:
                 self._cancel_b(call, now, out)
             return
-        body = self._answer_sdp_for_a(call, response, out)
+        body = self._answer_sdp_for_a(call, self._callee_answer(call, response, out), out)
         provisional = self._relayed_to_a(call, response, body, final=False)
         self._respond(call.a_invite_transaction, provisional, now, out)
         if call.cancel_pending:
@@ -2395,20 +2401,20 @@ class B2bua:
         self._learn_remote(b, response, early=False)
         if b.remote_tag:
             self._dialogs_by_remote_tag[(b.call_id, b.remote_tag)] = (call, MediaLeg.B)
-        body = self._answer_sdp_for_a(call, response, out)
+        sdp = self._callee_answer(call, response, out)  # the 183's, when the 2xx has none
+        body = self._answer_sdp_for_a(call, sdp, out)
         if call.b_invite_had_offer or not body:
             self._send_ack(call, MediaLeg.B, response.cseq.seq, out)
         else:  # late offer: the answer comes in a's ACK
             call.deferred_ack = DeferredAck(
                 leg=MediaLeg.B, seq=response.cseq.seq, offer=SessionDescription.parse(body)
             )
-        sdp = self._callee_answer(call, response)  # the 183's, when the 2xx has none
         offer = _sdp_of(call.b_invite)  # None: the INVITE had none, and this 2xx is the offer
         if sdp is not None and _holds(sdp, offer):
             # On hold from its first answer (or its offer, to an INVITE without one): as if a
             # re-INVITE held the call at once.
             self._hold_changed(call, MediaLeg.B, True, now, out)
-        self._bridge(call, response, body, now, out)
+        self._bridge(call, response, sdp, body, now, out)
         self._pbx_follows_the_caller(call, now, out)
 
     def _pbx_follows_the_caller(self, call: Call, now: float, out: list[Effect]) -> None:
@@ -2432,10 +2438,19 @@ class B2bua:
         )
         self._reoffer(call, MediaLeg.B, reoffer, now, out)
 
-    def _bridge(self, call: Call, response: Response, body: bytes, now: float, out: list[Effect]) -> None:
+    def _bridge(
+        self,
+        call: Call,
+        response: Response,
+        sdp: SessionDescription | None,
+        body: bytes,
+        now: float,
+        out: list[Effect],
+    ) -> None:
         """The callee answered: answer the caller, or, when the caller already heard the notice, join them.
 
-        Outbound, the notice plays to both now, before they hear each other.
+        Outbound, the notice plays to both now, before they hear each other. ``sdp`` is the
+        callee's (``_callee_answer``), ``body`` the SDP for the caller (``_answer_sdp_for_a``).
         """
         announcer = call.announcer
         if call.a_answered or call.a_early_media:
@@ -2456,7 +2471,6 @@ class B2bua:
         self._respond(call.a_invite_transaction, answer, now, out)
         self._retransmit_2xx(call, MediaLeg.A, answer, call.a_invite.cseq.seq, now)
         if announcer is not None and announcer.stage is AnnouncerStage.IDLE:
-            sdp = self._callee_answer(call, response)
             if call.deferred_ack is not None:
                 # Late offer: the codec is known from a's ACK; the callee is who sent this 2xx, not
                 # the agent whose answer rides in that ACK.
@@ -2631,6 +2645,7 @@ class B2bua:
         far_leg = relay.origin_leg.other
         body = b""
         anchored: SessionDescription | None = None
+        sdp: SessionDescription | None = None
         content_type = response.headers.get("content-type") or ""
         try:
             found = sdp_body(response)
@@ -2642,6 +2657,7 @@ class B2bua:
             except SipError:
                 sdp = None
             if sdp is not None:
+                sdp = _within_offer(call, far_leg, sdp, relay.relayed_offer, out)
                 out.append(set_media_remote(call.ref, far_leg, sdp))
                 offer = _sdp_of(relay.request) if relay.offer_from_origin else None
                 if offer is not None and not offer.is_hold() and 200 <= response.status < 300:
@@ -2683,7 +2699,7 @@ class B2bua:
         if is_invite and success:
             self._retransmit_2xx(call, relay.origin_leg, reply, relay.request.cseq.seq, now)
         if success and relay.new_party is not None and call.announcer is not None:
-            self._notice_for_new_party(call, relay, _sdp_of(response), now, out)
+            self._notice_for_new_party(call, relay, sdp, now, out)
         if response.status in (408, 481) and is_invite:
             self._hang_up(call, f"reinvite-{response.status}", now, out)  # §14.1: the dialog is gone
 
@@ -2851,6 +2867,31 @@ def _holds(sdp: SessionDescription, offer: SessionDescription | None) -> bool:
     (``offer`` None) on hold, or an answer on hold to an ``offer`` that was not, as a sendonly
     answer to a sendrecv offer. An answer to a held offer only follows that hold."""
     return sdp.is_hold() and (offer is None or not offer.is_hold())
+
+
+def _within_offer(
+    call: Call,
+    leg: MediaLeg,
+    answer: SessionDescription,
+    offer: SessionDescription | None,
+    out: list[Effect],
+) -> SessionDescription:
+    """``leg``'s ``answer`` to the ``offer`` callherald sent it (None: none, ``answer`` is an
+    offer), with only the formats of that offer (``answer_within_offer``, RFC 3264 §6.1); a
+    warning says which went."""
+    if offer is None:
+        return answer
+    kept, dropped = answer_within_offer(answer, offer)
+    if dropped:
+        out.append(
+            LogEvent(
+                level="warning",
+                text=f"leg {leg} answered with payload types its offer did not have, or with another"
+                f" codec on them (RFC 3264 §6.1), dropped: {', '.join(dropped)}",
+                call_ref=call.ref,
+            )
+        )
+    return kept
 
 
 def _sdp_of(message: Message) -> SessionDescription | None:

@@ -838,6 +838,35 @@ def test_outbound_notice_plays_to_callee_and_agent_after_the_answer() -> None:
     finish(s)
 
 
+def test_an_outbound_answer_that_remaps_the_event_type_records_with_the_offers_mapping() -> None:
+    # The agent's offer has telephone-event on 101; a callee that answers PCMA on 101 would have
+    # the recording take the agent's key presses for PCMA audio. 101 is dropped from the answer
+    # (RFC 3264 §8.3.2): the notice, the recording and what the relay learns keep the offer's 101.
+    s = Scene(OUTBOUND)
+    s.dial()
+    s.callee.take_invite()
+    s.callee.ring()
+    remapped = CALLEE_ANSWER.replace(b"a=rtpmap:101 telephone-event/8000", b"a=rtpmap:101 PCMA/8000")
+    effects = s.callee.reply(s.callee.invite, 200, body=remapped, extra=(OUTSIDE_IDENTITY,))
+    s.caller.ack_answer()
+    s.notice_heard()
+    s.question_heard()
+    s.press("1")
+
+    ok = s.caller.last_response("INVITE", 200)
+    assert audio_lines(ok.body)[0] == f"m=audio {A_PORT} RTP/AVP 0"
+    assert [w.text.rsplit(": ", 1)[-1] for w in warnings(effects)] == ["101"]
+    (start,) = of(s.h.effects, StartRecording)
+    assert start.media == MediaFormat(codec="pcmu", payload_type=0, event_payload_type=None)
+    assert start.media.aliases == ()
+    learned: dict[int, int] = {}
+    for remote in of(s.h.effects, SetMediaRemote):
+        learned.update(remote.aliases)
+    assert learned == {}
+    s.hang_up()
+    finish(s)
+
+
 CALLEE_PCMA_ANSWER = CALLEE_ANSWER.replace(b"RTP/AVP 0 101", b"RTP/AVP 8 101").replace(
     b"a=rtpmap:0 PCMU/8000", b"a=rtpmap:8 PCMA/8000"
 )

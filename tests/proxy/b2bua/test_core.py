@@ -2100,3 +2100,169 @@ def test_no_state_is_left_once_everything_ended(scenario: Callable[[Harness], No
 
     assert h.leftovers() == dict.fromkeys(h.leftovers(), 0)
     h.assert_idle()
+
+
+# Answers within their offer (RFC 3264 §6.1) ------------------------------------------------------
+
+
+def party_sdp(host: str, port: int, *media: str, version: int = 1) -> bytes:
+    return sdp("v=0", f"o=party 55 {version} IN IP4 {host}", "s=-", f"c=IN IP4 {host}", "t=0 0", *media)
+
+
+def dropped_warning(ref: str, leg: str, types: str) -> LogEvent:
+    return LogEvent(
+        level="warning",
+        text=f"leg {leg} answered with payload types its offer did not have, or with another codec on"
+        f" them (RFC 3264 §6.1), dropped: {types}",
+        call_ref=ref,
+    )
+
+
+PCMU_ONLY = ("a=rtpmap:0 PCMU/8000",)
+ANSWER_WITH_EVENTS_NOT_OFFERED = (
+    "m=audio 30000 RTP/AVP 0 101",
+    "a=rtpmap:0 PCMU/8000",
+    "a=rtpmap:101 telephone-event/8000",
+    "a=fmtp:101 0-16",
+)
+
+
+def test_an_answer_with_a_payload_type_the_offer_did_not_have_reaches_the_caller_without_it() -> None:
+    # A carrier that answers telephone-event 101 to an offer without it: the caller is told of
+    # the codec it offered only, and the log says what went.
+    h = Harness()
+    caller, callee = dial(h, body=party_sdp("127.0.0.2", 40000, "m=audio 40000 RTP/AVP 0", *PCMU_ONLY))
+    ref = h.call_ref()
+    ring(caller, callee)
+    effects = callee.answer(body=party_sdp("127.0.0.3", 30000, *ANSWER_WITH_EVENTS_NOT_OFFERED))
+
+    ok = caller.last_response("INVITE", 200)
+    assert audio_of(ok.body) == [f"m=audio {A_PORT} RTP/AVP 0", "a=rtpmap:0 PCMU/8000"]
+    assert dropped_warning(ref, "b", "101") in effects
+    caller.ack_answer()
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+def audio_of(body: bytes) -> list[str]:
+    lines = sdp_without_origin(body)
+    return lines[lines.index(next(line for line in lines if line.startswith("m="))) :]
+
+
+def test_an_answer_that_maps_a_dynamic_type_to_another_codec_leaves_the_recording_the_offers_mapping() -> (
+    None
+):
+    # The caller put PCMA on 96; an answer that puts PCMU there would have the recording decode
+    # the caller's PCMA as PCMU (it learns dynamic types from every SDP it is told of). RFC 3264
+    # §8.3.2 keeps 96 PCMA for the whole session: the answer's 96 goes.
+    h = Harness()
+    offer = party_sdp(
+        "127.0.0.2",
+        40000,
+        "m=audio 40000 RTP/AVP 96 0 101",
+        "a=rtpmap:96 PCMA/8000",
+        "a=rtpmap:0 PCMU/8000",
+        "a=rtpmap:101 telephone-event/8000",
+    )
+    caller, callee = dial(h, body=offer)
+    ref = h.call_ref()
+    ring(caller, callee)
+    answer = party_sdp(
+        "127.0.0.3",
+        30000,
+        "m=audio 30000 RTP/AVP 96 0 101",
+        "a=rtpmap:96 PCMU/8000",
+        "a=rtpmap:0 PCMU/8000",
+        "a=rtpmap:101 PCMA/8000",
+    )
+    effects = callee.answer(body=answer)
+
+    assert audio_of(caller.last_response("INVITE", 200).body) == [
+        f"m=audio {A_PORT} RTP/AVP 0",
+        "a=rtpmap:0 PCMU/8000",
+    ]
+    assert dropped_warning(ref, "b", "96, 101") in effects
+    # What the relay learns from the SDP it is told of, in order, as the recording is fed.
+    learned: dict[int, int] = {}
+    for remote in (e for e in h.effects if isinstance(e, SetMediaRemote)):
+        learned.update(remote.aliases)
+    assert learned == {96: 8}
+    caller.ack_answer()
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+@pytest.mark.parametrize("answerer", ["caller", "callee"])
+def test_an_answer_to_a_relayed_reinvite_keeps_only_the_offered_formats(answerer: str) -> None:
+    h = Harness()
+    caller, callee = connect(h)
+    ref = h.call_ref()
+    offerer, other = (callee, caller) if answerer == "caller" else (caller, callee)
+    offerer.send(offerer.request("INVITE", body=offer_from(offerer, direction="a=sendrecv")))
+    relayed = other.last_request("INVITE")
+    media_host, port = CALLER_MEDIA if other is caller else CALLEE_MEDIA
+    answer = party_sdp(
+        media_host,
+        port,
+        f"m=audio {port} RTP/AVP 8 0 101",
+        "a=rtpmap:8 PCMA/8000",
+        "a=rtpmap:0 PCMU/8000",
+        "a=rtpmap:101 telephone-event/8000",
+        version=2,
+    )
+    effects = other.reply(relayed, 200, body=answer)
+
+    ok = offerer.last_response("INVITE", 200)
+    assert sdp_without_origin(ok.body) == anchored_lines(port_towards(offerer), "a=sendrecv")[:-1]
+    assert dropped_warning(ref, leg_of(other).value, "8") in effects
+    offerer.send(offerer.ack_2xx(ok))
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+def test_an_answer_in_an_ack_keeps_only_the_formats_the_2xx_offered() -> None:
+    h = Harness()
+    caller, callee = dial(h, body=b"")
+    ref = h.call_ref()
+    ring(caller, callee)
+    callee.answer(body=offer_from(callee, direction="a=sendrecv", version=1))
+    answer = party_sdp(
+        "127.0.0.2",
+        40000,
+        "m=audio 40000 RTP/AVP 0 8 101",
+        "a=rtpmap:0 PCMU/8000",
+        "a=rtpmap:8 PCMA/8000",
+        "a=rtpmap:101 telephone-event/8000",
+        "a=sendrecv",
+    )
+    effects = caller.ack_answer(body=answer)
+
+    ack = callee.last_request("ACK")
+    assert sdp_without_origin(ack.body) == anchored_lines(B_PORT, "a=sendrecv")
+    assert dropped_warning(ref, "a", "8") in effects
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+def test_an_answer_with_no_offered_format_left_is_an_answer_with_no_usable_codec() -> None:
+    # G.722 is allowed here, but the caller did not offer it: nothing is left of the answer, and
+    # the call goes on as it does when an answer has no codec callherald may pass on.
+    def answered_with(*media: str) -> Harness:
+        h = Harness()
+        caller, callee = dial(h)
+        ring(caller, callee)
+        callee.answer(body=party_sdp("127.0.0.3", 30000, *media))
+        caller.ack_answer()
+        hang_up(caller, callee)
+        h.assert_idle()
+        return h
+
+    def ok_bodies(h: Harness) -> list[bytes]:
+        responses = [e.message for e in sent_sip(h.effects) if isinstance(e.message, Response)]
+        return [r.body for r in responses if r.status == 200 and r.cseq.method == "INVITE"]
+
+    not_offered = answered_with("m=audio 30000 RTP/AVP 9", "a=rtpmap:9 G722/8000")
+    not_allowed = answered_with("m=audio 30000 RTP/AVP 18", "a=rtpmap:18 G729/8000")
+    assert sip_summary(not_offered.effects) == sip_summary(not_allowed.effects)
+    assert ok_bodies(not_offered) == ok_bodies(not_allowed) == [b""]
+    assert dropped_warning(not_offered.call_ref(), "b", "9") in not_offered.effects
