@@ -519,7 +519,7 @@ class StorageRecords:
                     recording_id=recording.recording_id,
                     call_id=call_ref,
                     file_name=self.layout.recording_file(str(recording.recording_id)).name,
-                    key_id=",".join(key_id(recipient) for recipient in self.recipients),
+                    key_id=tuple(key_id(recipient) for recipient in self.recipients),
                     started_at=recording.started,
                     first_frame_at=recording.started,
                     purposes=purposes,

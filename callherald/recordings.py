@@ -313,7 +313,7 @@ def _facts(record: RecordingRecord) -> str:
             "-" if record.size_bytes is None else f"{_size(record.size_bytes)} ({record.size_bytes} bytes)",
         ),
         ("audio sha256", record.audio_sha256 or "-"),
-        ("key id", record.key_id),
+        ("key ids" if len(record.key_id) > 1 else "key id", ", ".join(record.key_id)),
         ("file", record.file_name),
     ]
     if record.erased_at is not None:
@@ -406,7 +406,8 @@ def _event_details(event: TimelineEvent) -> str:
                 f"version {detail['question_version']}{how})"
             )
         case TimelineKind.RECORDING_START:
-            return f"file {detail['file_name']}, key id {detail['key_id']}"
+            keys = detail["key_id"]
+            return f"file {detail['file_name']}, key id{'s' if len(keys) > 1 else ''} {', '.join(keys)}"
         case TimelineKind.PAUSE_START | TimelineKind.PAUSE_END | TimelineKind.NOT_RECORDED:
             return f"reason {detail['reason']}"
         case TimelineKind.RECORDING_END:

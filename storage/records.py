@@ -132,6 +132,8 @@ HELD_RETRY_S = 1.0
 """How often writes held by a full database are tried again."""
 
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
+_KEY_ID_SEPARATOR = ","
+"""Joins a recording's key ids in its ``key_id`` column."""
 
 AUDIT_ACTION_PURPOSE_CHANGED = "purpose_changed"
 PURPOSE_CHANGE_ACTOR = "configuration"
@@ -420,7 +422,8 @@ class RecordingStarted:
     recording_id: uuid.UUID
     call_id: str
     file_name: str
-    key_id: str
+    key_id: tuple[str, ...]
+    """The key ids of the recipients its data key is wrapped for (``storage.crypto.key_id``)."""
     started_at: dt.datetime
     first_frame_at: dt.datetime
     purposes: tuple[str, ...]
@@ -429,6 +432,8 @@ class RecordingStarted:
     def __post_init__(self) -> None:
         _aware("started_at", self.started_at)
         _aware("first_frame_at", self.first_frame_at)
+        if not self.key_id or any(not key or _KEY_ID_SEPARATOR in key for key in self.key_id):
+            raise ValueError(f"key ids must be one or more, none empty or with a comma: {list(self.key_id)}")
         if not self.purposes:
             raise ValueError("a recording serves at least one purpose")
         if len(set(self.purposes)) != len(self.purposes):
@@ -594,7 +599,8 @@ class RecordingRecord:
     recording_id: uuid.UUID
     call_id: str
     file_name: str
-    key_id: str
+    key_id: tuple[str, ...]
+    """The key ids of the recipients its data key is wrapped for, in the order they were given."""
     state: RecordingState
     started_at: dt.datetime
     first_frame_at: dt.datetime
@@ -972,7 +978,7 @@ def _write_recording_started(db: Database, item: RecordingStarted) -> None:
             "id": str(item.recording_id),
             "call_id": item.call_id,
             "file_name": item.file_name,
-            "key_id": item.key_id,
+            "key_id": _KEY_ID_SEPARATOR.join(item.key_id),
             "first_frame_at": to_db_time(item.first_frame_at),
             "state": RecordingState.RECORDING.value,
             "started_at": to_db_time(item.started_at),
@@ -1390,7 +1396,7 @@ def _read_timeline(db: Database, call_id: str) -> list[TimelineEvent]:
                 at=from_db_time(row["started_at"]),
                 kind=TimelineKind.RECORDING_START,
                 recording_id=rid,
-                detail={"file_name": row["file_name"], "key_id": row["key_id"]},
+                detail={"file_name": row["file_name"], "key_id": _key_ids(row["key_id"])},
             )
         )
         events.append(
@@ -1455,6 +1461,11 @@ def _read_timeline(db: Database, call_id: str) -> list[TimelineEvent]:
     # Stable sort: equal (time, kind) keep the order in which they were stored.
     events.sort(key=lambda event: (event.at, _KIND_RANK[event.kind]))
     return events
+
+
+def _key_ids(stored: str) -> list[str]:
+    """The key ids of a recording row's ``key_id`` column (several are stored comma-joined)."""
+    return stored.split(_KEY_ID_SEPARATOR)
 
 
 def _number_key(number: str) -> str:
@@ -1529,7 +1540,7 @@ def _read_recordings(
             recording_id=uuid.UUID(row["id"]),
             call_id=row["call_id"],
             file_name=row["file_name"],
-            key_id=row["key_id"],
+            key_id=tuple(_key_ids(row["key_id"])),
             state=RecordingState.ERASED if row["erased_at"] is not None else RecordingState(row["state"]),
             started_at=from_db_time(row["started_at"]),
             first_frame_at=from_db_time(row["first_frame_at"]),

@@ -523,7 +523,7 @@ def test_a_whole_recorded_call_is_stored_and_decrypts_to_the_audio_written(
     assert recording.finished_at == ran.utc(20)
     assert recording.end_reason == "ended"
     assert recording.duration_ms == 4000
-    assert recording.key_id == key_id(reviewer.public_key())
+    assert recording.key_id == (key_id(reviewer.public_key()),)
     assert recording.size_bytes == (layout.recordings_dir / recording.file_name).stat().st_size
     assert recording.audio_sha256 == hashlib.sha256(pcm).hexdigest()
     assert all(event.recording_id == recording.recording_id for event in timeline if event.recording_id)

@@ -30,7 +30,7 @@ from callherald.layout import DataLayout, ensure_development_key
 from callherald.recordings import audit_actor, timeline_table
 from config import EMBEDDED_DEFAULT_YAML, HOME_ENV
 from storage.audit import AuditEntry, AuditLog
-from storage.keys import generate_private_key, save_private_key
+from storage.keys import generate_private_key, key_id, save_private_key
 from storage.records import (
     AgentNotice,
     AgentNoticeKind,
@@ -139,6 +139,8 @@ class DataDir:
     layout: DataLayout
     reviewer_key: Path
     summaries: dict[uuid.UUID, RecordingSummary]
+    key_ids: list[str]
+    """The key ids of the two recipients every recording is wrapped for (development, reviewer)."""
 
 
 def record_call(
@@ -212,7 +214,7 @@ def record_call(
             recording_id=rid,
             call_id=call.call_id,
             file_name=layout.recording_file(str(rid)).name,
-            key_id="0123456789abcdef",
+            key_id=tuple(key_id(recipient) for recipient in recipients),
             started_at=at(t + 5.5),
             first_frame_at=at(t + 5.5),
             purposes=("evidence", "training"),
@@ -285,7 +287,8 @@ def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DataDir:
         )
     monkeypatch.setenv(HOME_ENV, str(layout.root))
     monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
-    return DataDir(layout=layout, reviewer_key=reviewer_key, summaries=summaries)
+    key_ids = [key_id(development_public), key_id(reviewer.public_key())]
+    return DataDir(layout=layout, reviewer_key=reviewer_key, summaries=summaries, key_ids=key_ids)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -329,7 +332,7 @@ def test_list_json_carries_every_field(data: DataDir, capsys: pytest.CaptureFixt
         "recording_id": str(COMPLETE_ID),
         "call_id": "call-a",
         "file_name": f"{COMPLETE_ID}.chrec",
-        "key_id": "0123456789abcdef",
+        "key_id": data.key_ids,  # one per recipient the recording is wrapped for
         "state": "complete",
         "started_at": "2026-03-02T09:15:05.500000+00:00",
         "first_frame_at": "2026-03-02T09:15:05.500000+00:00",
@@ -508,6 +511,8 @@ def test_show_json_gives_the_recording_and_its_timeline_in_order(
     assert timeline[2]["detail"]["complete"] is True
     assert timeline[4]["detail"]["decision"] == "granted"
     assert timeline[5]["recording_id"] == str(COMPLETE_ID)
+    assert timeline[5]["detail"]["key_id"] == data.key_ids
+    assert document["recording"]["key_id"] == data.key_ids
     assert timeline[7]["detail"] == {
         "kind": "tone",
         "name": "beep",
@@ -529,6 +534,7 @@ def test_show_prints_facts_and_a_timeline_table(data: DataDir, capsys: pytest.Ca
     assert "state:              complete" in facts
     assert "end reason:         ended" in facts
     assert f"audio sha256:       {audio_sha256(COMPLETE_SECONDS)}" in facts
+    assert f"key ids:            {', '.join(data.key_ids)}" in facts
     lines = timeline.splitlines()
     assert lines[0] == "timeline of call call-a:"
     assert lines[1].split() == ["time", "(UTC)", "event", "leg", "details"]
@@ -543,6 +549,7 @@ def test_show_prints_facts_and_a_timeline_table(data: DataDir, capsys: pytest.Ca
     assert lines[2].startswith("2026-03-02 09:15:00.000")
     assert "1 via rfc4733" in lines[5]
     assert "granted for purpose training" in lines[6]
+    assert f"file {COMPLETE_ID}.chrec, key ids {', '.join(data.key_ids)}" in lines[7]
     assert "call-a-pbx  tone beep until 2026-03-02 09:15:05.820, played to the end" in lines[9]
     assert "reason hold" in lines[10]
     assert "complete (ended), 0:00:03" in lines[12]
@@ -1376,7 +1383,7 @@ def _finished_recording(
             recording_id=rid,
             call_id=call_id,
             file_name=layout.recording_file(str(rid)).name,
-            key_id="0123456789abcdef",
+            key_id=(key_id(development_public),),
             started_at=started_at,
             first_frame_at=started_at,
             purposes=purposes,
@@ -1904,7 +1911,7 @@ def test_expire_dry_run_foretells_the_refusal_of_a_recording_still_being_recorde
                 recording_id=open_rid,
                 call_id="call-r1",
                 file_name=layout.recording_file(str(open_rid)).name,
-                key_id="0123456789abcdef",
+                key_id=("0123456789abcdef",),
                 started_at=started + dt.timedelta(seconds=5),
                 first_frame_at=started + dt.timedelta(seconds=5),
                 purposes=("quality",),

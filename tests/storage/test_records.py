@@ -167,7 +167,7 @@ def recording(
         recording_id=rid,
         call_id=call_id,
         file_name=f"{rid}.chr",
-        key_id="300c9c9603b92a4b",
+        key_id=("300c9c9603b92a4b",),
         started_at=at(first_frame),
         first_frame_at=at(first_frame),
         purposes=purposes,
