@@ -12,7 +12,8 @@ Times: the proxy reports the event loop's clock; they become UTC wall-clock time
 
 The store checks a recording's row (notice heard, purposes recorded) on its writer thread, after
 the proxy was told the recording runs. One it refuses keeps no file and no audio, and its call is
-stored and logged as ``not_recorded``, with the store's reason, after ``recording_started``.
+stored and logged as ``not_recorded``, with the store's reason, after ``recording_started``; the
+proxy is told too (``on_refused``, called on its event loop), so it stops recording the call.
 
 Recordings never hold plaintext on disk: each block is sealed in memory and appended. The SHA-256
 of the plaintext (the decrypted audio, interleaved s16le) is kept in the record as
@@ -138,6 +139,7 @@ class _Recording:
         *,
         purposes: tuple[str, ...],
         policy: str,
+        on_refused: Callable[[str], None] | None = None,
     ) -> None:
         self.owner = owner
         self.call_ref = call_ref
@@ -153,6 +155,9 @@ class _Recording:
         self.pcm_bytes = 0
         self.audio_format = AUDIO_FORMAT
         self.pause_started: dt.datetime | None = None
+        # The proxy's loop and what it asked to be told if the store refuses the recording.
+        self.loop = asyncio.get_running_loop()
+        self.on_refused = on_refused
 
     def audio_end(self) -> dt.datetime:
         """Where the audio written so far ends (the first frame plus its duration)."""
@@ -490,6 +495,7 @@ class StorageRecords:
         outside_leg: MediaLeg,
         started_at: float,
         sample_rate_hz: int = 8000,
+        on_refused: Callable[[str], None] | None = None,
     ) -> RecordingHandle:
         """The purposes are written to the call first: the recording's row needs them (and a call
         that cannot be recorded keeps them, with ``not_recorded``). The recording's row names the
@@ -509,6 +515,7 @@ class StorageRecords:
             self.utc(started_at, offset=self.clock_offset(call_ref)),
             purposes=purposes,
             policy=policy,
+            on_refused=on_refused,
         )
         recording.audio_format = WIDEBAND_AUDIO_FORMAT if sample_rate_hz == 16000 else AUDIO_FORMAT
         # The row is queued here, on the loop, so the store checks it against the evidence reported
@@ -608,6 +615,12 @@ class StorageRecords:
             at=recording.started.isoformat(timespec="milliseconds"),
         )
         log_evidence({**event, "recording": str(recording.recording_id)})
+        # The proxy still taps the call: it is told, on its own loop, so it stops the recording.
+        if recording.on_refused is not None:
+            try:
+                recording.loop.call_soon_threadsafe(recording.on_refused, reason)
+            except RuntimeError:  # the loop has closed: the proxy has stopped
+                _LOG.info("[%s] the proxy has stopped; not told of the refusal", recording.call_ref)
 
     def _write_block(self, recording: _Recording, pcm: bytes) -> None:
         writer = recording.writer

@@ -41,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import chain
 from typing import Final, Protocol, cast
 
@@ -125,8 +125,12 @@ class RecordingSink(Protocol):
         outside_leg: MediaLeg,
         started_at: float,
         sample_rate_hz: int = 8000,
+        on_refused: Callable[[str], None] | None = None,
     ) -> RecordingHandle:
-        """``sample_rate_hz``: 16000 when G.722 was negotiated, else 8000."""
+        """``sample_rate_hz``: 16000 when G.722 was negotiated, else 8000. ``on_refused`` is
+        called on the event loop, with why, when the evidence record refuses the recording after
+        it was opened (its notice or consent is not in the record): nothing of it is kept, and
+        the proxy should stop it."""
         ...
 
 

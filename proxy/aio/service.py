@@ -552,6 +552,15 @@ class ProxyService:
             self._log.info("[%s] not recorded: recording is switched off (recording.enabled)", call_ref)
             return "recording is switched off (recording.enabled)"
         self._stop_recording(call_ref, "restarted")
+        recording: CallRecording | None = None
+
+        def refused(why: str) -> None:
+            # The evidence record refused the recording after it opened: nothing of it is kept, so
+            # it is stopped here too (``calls list`` then says the call is not recorded).
+            if recording is not None and self.recording.get(call_ref) is recording:
+                self._log.error("[%s] recording stopped, the call is NOT recorded: %s", call_ref, why)
+                self._stop_recording(call_ref, "refused")
+
         try:
             handle = self._recordings.open(
                 call_ref,
@@ -560,6 +569,7 @@ class ProxyService:
                 outside_leg=effect.outside_leg,
                 started_at=self._now(),
                 sample_rate_hz=recording_sample_rate_hz(effect.media),
+                on_refused=refused,
             )
         except RecordingUnavailableError as unavailable:
             self._log.warning("[%s] not recorded: %s", call_ref, unavailable)

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import stat
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -205,6 +206,8 @@ class Fed:
 
     opened: list[bool] = field(default_factory=list)
     written: list[list[bytes]] = field(default_factory=list)
+    refused: list[tuple[str, bool]] = field(default_factory=list)
+    """What the store told the proxy it refused (``on_refused``), and whether on the loop's thread."""
 
 
 def feed(
@@ -213,6 +216,11 @@ def feed(
     """Hand ``script`` to ``records`` in order, as ``proxy.aio.service`` executes the effects."""
     fed = Fed()
     handle: RecordingHandle | None = None
+    loop_thread = threading.get_ident()
+
+    def refused(why: str) -> None:
+        fed.refused.append((why, threading.get_ident() == loop_thread))
+
     for step in script:
         if isinstance(step, Begin):
             records.call_started(
@@ -258,6 +266,7 @@ def feed(
                     policy=start.policy,
                     outside_leg=start.outside_leg,
                     started_at=step.at,
+                    on_refused=refused,
                 )
             except RecordingUnavailableError as unavailable:
                 handle = None
@@ -329,6 +338,7 @@ def run(
             records.utc(T0)  # fixes the clock offset for the checks
         finally:
             records.close()  # waits for the file thread and the evidence writer
+        await asyncio.sleep(0)  # what the file thread handed the loop (``on_refused``) runs
         return Ran(records=records, fed=fed)
 
     return asyncio.run(play())
@@ -794,6 +804,7 @@ def test_the_store_refuses_recordings_without_their_evidence(
     errors = storage_errors(caplog)
     assert timeline[-1].kind is TimelineKind.CALL_END  # the call's other evidence is written regardless
     if case.recorded:
+        assert ran.fed.refused == []
         (recording,) = recordings
         assert recording.state is RecordingState.COMPLETE
         assert files == [layout.recordings_dir / recording.file_name]
@@ -818,6 +829,8 @@ def test_the_store_refuses_recordings_without_their_evidence(
         assert logged["call"] == CALL
         assert logged["reason"] == refused.detail["reason"]
         assert logged["purposes"] == list(record.purposes)
+        # The proxy is told, on its event loop, so that it stops recording the call.
+        assert ran.fed.refused == [(refused.detail["reason"], True)]
 
 
 # 3. Withdrawal and a new outside party -----------------------------------------------------------

@@ -14,8 +14,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import errno
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -39,7 +41,7 @@ from tests.e2e.announce_support import (
     policy_yaml,
     write_prompt_wavs,
 )
-from tests.e2e.harness import CallheraldProcess, running_callherald, sipp_available
+from tests.e2e.harness import CALLHERALD, CallheraldProcess, running_callherald, sipp_available
 from tests.e2e.media_peer import SAMPLES_PER_PACKET, MediaPeer
 from tests.e2e.test_sipp_calls import BackgroundSipp, Direction, sipp_keys, start_callee, start_caller
 
@@ -377,6 +379,56 @@ def test_a_call_that_cannot_be_recorded_connects_and_the_evidence_says_why(tmp_p
     assert [event.detail for event in timeline if event.kind is TimelineKind.NOT_RECORDED] == [
         {"reason": reason}
     ]
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+def test_a_recording_the_evidence_record_refuses_is_stopped_and_listed_as_not_recorded(
+    tmp_path: Path,
+) -> None:
+    # The evidence record refuses the recording the proxy opened: a trigger stores every prompt's
+    # end as cut off, so no notice was heard to the end. Nothing is kept, the evidence says
+    # not_recorded, and the proxy stops recording the call: `calls list` says so, the log says why.
+    write_prompt_wavs(tmp_path)
+    with running_callherald(tmp_path, policies=policy_yaml()) as proxy:
+        database = sqlite3.connect(proxy.data_dir / "evidence.sqlite")
+        try:
+            database.execute(
+                "CREATE TRIGGER prompts_cut_off AFTER UPDATE OF ended_at ON announcements_played "
+                "BEGIN UPDATE announcements_played SET complete = 0 WHERE rowid = NEW.rowid; END"
+            )
+            database.commit()
+        finally:
+            database.close()
+        with inbound_tone_call(tmp_path, proxy, caller_pause_ms=5000) as uac:
+            stopped = "recording stopped, the call is NOT recorded: the evidence record refused the recording"
+            assert proxy.wait_for_log(stopped, timeout_s=15), proxy.log_text()[-3000:]
+            listed = subprocess.run(
+                [str(CALLHERALD), "calls", "list", "--json", "--config", str(proxy.config_path)],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+            caller_run = uac.finish()
+        assert proxy.wait_for_log('"event": "call_ended"', timeout_s=15), proxy.log_text()[-3000:]
+    assert caller_run.returncode == 0, caller_run.stderr
+    records = evidence_records(proxy.log_text())
+    events = [record["event"] for record in records]
+    assert events.index("recording_started") < events.index("not_recorded")
+    assert "recording_stopped" not in events
+    (not_recorded,) = [record for record in records if record["event"] == "not_recorded"]
+    reason = str(not_recorded["reason"])
+    assert "no announcement was played to the end" in reason
+    assert f"recording stopped, the call is NOT recorded: {reason}" in proxy.log_text()
+    assert listed.returncode == 0, listed.stderr
+    ref = not_recorded["call"]
+    assert json.loads(listed.stdout) == [
+        {"call": ref, "direction": "inbound", "recording": False, "paused": []}
+    ]
+    with EvidenceStore(proxy.data_dir / "evidence.sqlite") as store:
+        assert store.recordings_list() == []
+    assert list((proxy.data_dir / "recordings").iterdir()) == []
 
 
 def g722_tone(frequency_hz: float, count: int, amplitude: float = 8000.0) -> list[bytes]:
