@@ -36,7 +36,7 @@ from announcements import (
 )
 from announcements.defaults import DEFAULT_CONSENT_ID, DEFAULT_NOTICE_ID
 from config import EMBEDDED_PROMPT_SET_ID, CallDirection, Config, LawfulBasis, Policy, select_policy
-from proxy.aio.service import AgentInformed
+from proxy.aio.service import AgentInformed, AgentInformStarted
 from proxy.b2bua.consent import ConsentQuestion, Purpose
 from proxy.b2bua.effects import (
     CallEnded,
@@ -263,6 +263,19 @@ class LoggingRecordSink:
                 effect.call_ref, purposes=effect.purposes, policy=effect.policy, reason=reason, at=_utc(at)
             )
         )
+
+    def agent_inform_started(self, playing: AgentInformStarted) -> None:
+        record: dict[str, object] = {
+            "call": playing.call_ref,
+            "leg": str(playing.leg),
+            "event": "agent_inform_started",
+            "at": _utc(playing.started_at),
+        }
+        if playing.prompt:
+            record["prompt"] = dict(playing.prompt)
+        else:
+            record["tone"] = str(playing.tone)
+        self._write(record)
 
     def agent_informed(self, played: AgentInformed) -> None:
         record: dict[str, object] = {

@@ -33,7 +33,7 @@ calls are recorded under (calls recorded before keep theirs); the audit log and 
 
 `recover` runs once at start-up: recordings a crash left open are read up to their last intact
 segment and marked truncated with their real duration (a pause still open ends there); calls left
-open are closed.
+open are closed, and with them the prompts and agent notices they were playing, as interrupted.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ from sqlite_utils import Database
 from callherald.announcing import CLOCK_STEP_S, log_evidence, not_recorded_event
 from callherald.layout import DataLayout
 from proxy.aio.recording import RecordingHandle, RecordingUnavailableError
-from proxy.aio.service import AgentInformed, CallRecordSink
+from proxy.aio.service import AgentInformed, AgentInformStarted, CallRecordSink
 from proxy.b2bua import consent
 from proxy.b2bua.effects import (
     CallEnded,
@@ -69,6 +69,7 @@ from proxy.b2bua.effects import (
     ResumeRecording,
     StartRecording,
     StopRecording,
+    Tone,
 )
 from storage import records as store
 from storage.crypto import StorageError, StorageFullError, key_id
@@ -77,6 +78,7 @@ from storage.sqlite_keys import SqliteKeyStore
 from storage.threads import name_os_thread
 
 __all__ = [
+    "INTERRUPTED_AGENT_NOTICE",
     "INTERRUPTED_PROMPT",
     "RECORDING_WRITER_THREAD",
     "RESUME_FREE_BYTES",
@@ -124,6 +126,8 @@ class _CallState:
     # Per leg, the prompt playing: its row's leg id (a transfer changes it) and start.
     playing: dict[MediaLeg, tuple[str, consent.AnnouncementStarted]] = field(default_factory=dict)
     party: int = 0  # the outside party's number: a transfer brings party 1, 2, ...
+    # What plays to the agent, by leg, name and start (loop clock): its row's leg id.
+    informing: dict[tuple[MediaLeg, str, float], str] = field(default_factory=dict)
     recording: _Recording | None = None
 
 
@@ -444,24 +448,55 @@ class StorageRecords:
         at_utc = self.utc(at, offset=self.clock_offset(effect.call_ref))
         self._submit(store.NotRecorded(call_id=effect.call_ref, at=at_utc, reason=reason))
 
+    def agent_inform_started(self, playing: AgentInformStarted) -> None:
+        """The beep or notice copy started sounding to the agent: written now, as an agent notice
+        of its leg without an end, so that a crash while it plays keeps that the agent was told
+        (not an announcement: the beep plays as the recording starts, after which no notice may end)."""
+        state = self._calls.get(playing.call_ref)
+        if state is None:
+            return
+        leg_id = self._leg_id(playing.call_ref, playing.leg, state)
+        name = _agent_notice_name(playing.prompt, playing.tone)
+        state.informing[(playing.leg, name, playing.started_at)] = leg_id
+        self._submit(
+            _agent_notice(
+                leg_id,
+                playing.prompt,
+                name,
+                started_at=self.utc(playing.started_at, offset=state.clock_offset),
+                ended_at=None,
+                complete=False,
+            )
+        )
+
     def agent_informed(self, played: AgentInformed) -> None:
-        """The beep or notice copy the agent heard, as an agent notice of its leg (not an
-        announcement: the beep plays as the recording starts, after which no notice may end)."""
+        """The beep or notice copy the agent heard is over: the end of the agent notice written as
+        it started, or the whole of one that never started sounding."""
         state = self._calls.get(played.call_ref)
         if state is None:
             return
         utc = partial(self.utc, offset=state.clock_offset)
         started = played.started_at if played.started_at is not None else played.at
         ended = played.ended_at if played.ended_at is not None else started
-        prompt = played.prompt
+        name = _agent_notice_name(played.prompt, played.tone)
+        leg_id = state.informing.pop((played.leg, name, started), None)
+        if leg_id is not None:
+            self._submit(
+                store.AgentNoticeEnd(
+                    leg_id=leg_id,
+                    name=name,
+                    started_at=utc(started),
+                    ended_at=utc(max(ended, started)),
+                    complete=played.complete,
+                    failure=played.failure,
+                )
+            )
+            return
         self._submit(
-            store.AgentNotice(
-                leg_id=self._leg_id(played.call_ref, played.leg, state),
-                kind=store.AgentNoticeKind.PROMPT if prompt else store.AgentNoticeKind.TONE,
-                name=prompt.get("prompt_id", "") if prompt else str(played.tone),
-                version=prompt.get("version", ""),
-                language=prompt.get("language", ""),
-                audio_sha256=prompt.get("audio_sha256", ""),
+            _agent_notice(
+                self._leg_id(played.call_ref, played.leg, state),
+                played.prompt,
+                name,
                 started_at=utc(started),
                 ended_at=utc(max(ended, started)),
                 complete=played.complete,
@@ -707,8 +742,8 @@ SELECT c.id, c.setup_at, (
         SELECT max(coalesce(a.ended_at, a.started_at)) AS t FROM announcements_played a
             JOIN legs l ON l.id = a.leg_id WHERE l.call_id = c.id
         UNION ALL SELECT max(d.at) FROM dtmf_events d JOIN legs l ON l.id = d.leg_id WHERE l.call_id = c.id
-        UNION ALL SELECT max(n.ended_at) FROM agent_notices n JOIN legs l ON l.id = n.leg_id
-            WHERE l.call_id = c.id
+        UNION ALL SELECT max(coalesce(n.ended_at, n.started_at)) FROM agent_notices n
+            JOIN legs l ON l.id = n.leg_id WHERE l.call_id = c.id
         UNION ALL SELECT max(at) FROM consent_decisions WHERE call_id = c.id
         UNION ALL SELECT max(at) FROM later_events WHERE call_id = c.id
     )
@@ -723,6 +758,14 @@ WHERE l.call_id = ? AND a.ended_at IS NULL ORDER BY a.rowid
 """
 INTERRUPTED_PROMPT = "interrupted: callherald stopped during the prompt"
 """The failure stored for a prompt that was playing when the proxy died."""
+
+# What played to the agent of a call that never ended, and never ended itself.
+_OPEN_AGENT_NOTICES = """
+SELECT n.leg_id, n.name, n.started_at FROM agent_notices n JOIN legs l ON l.id = n.leg_id
+WHERE l.call_id = ? AND n.ended_at IS NULL ORDER BY n.rowid
+"""
+INTERRUPTED_AGENT_NOTICE = "interrupted: callherald stopped while it played"
+"""The failure stored for a beep or notice copy that was playing to the agent when the proxy died."""
 
 
 def define_purposes(evidence: store.EvidenceStore, purposes: Mapping[str, PurposeFacts]) -> list[str]:
@@ -759,8 +802,9 @@ def recover_open_recordings(layout: DataLayout, evidence: store.EvidenceStore) -
     the pauses of a recording with it). The proxy cannot decrypt, so the plaintext hash of
     a recovered recording is left empty (each segment stays authenticated by its AEAD tag). A call
     left open ends with the reason ``interrupted`` at the latest it is known to have lasted: its
-    last recorded audio or evidence (a prompt, a key, a decision), else its set-up; a prompt it
-    was playing ends there too, cut off, with the failure ``INTERRUPTED_PROMPT``.
+    last recorded audio or evidence (a prompt, a key, a decision, what the agent heard), else its
+    set-up; a prompt it was playing ends there too, cut off, with the failure ``INTERRUPTED_PROMPT``,
+    and so does a beep or notice copy playing to the agent, with ``INTERRUPTED_AGENT_NOTICE``.
     Returns one line per repair, for the log.
     """
     messages: list[str] = []
@@ -810,9 +854,30 @@ def recover_open_recordings(layout: DataLayout, evidence: store.EvidenceStore) -
                 )
             )
             messages.append(f"prompt {prompt_id} on leg {leg_id} left open by a crash: cut off")
+        notices = evidence.submit_read(partial(_open_agent_notices, call_id=str(call_id))).result()
+        for leg_id, name, started_text in notices:
+            started = dt.datetime.fromisoformat(started_text)
+            evidence.write(
+                store.AgentNoticeEnd(
+                    leg_id=leg_id,
+                    name=name,
+                    started_at=started,
+                    ended_at=max(ended_at, started),
+                    complete=False,
+                    failure=INTERRUPTED_AGENT_NOTICE,
+                )
+            )
+            messages.append(f"agent notice {name} on leg {leg_id} left open by a crash: cut off")
         evidence.write(store.CallEnded(call_id=str(call_id), ended_at=ended_at, end_reason="interrupted"))
         messages.append(f"call {call_id} left open by a crash: closed as interrupted")
     return messages
+
+
+def _open_agent_notices(db: Database, *, call_id: str) -> list[tuple[str, str, str]]:
+    return [
+        (str(leg), str(name), str(started))
+        for leg, name, started in db.execute(_OPEN_AGENT_NOTICES, [call_id])
+    ]
 
 
 def _open_prompts(db: Database, *, call_id: str) -> list[tuple[str, str, str]]:
@@ -843,6 +908,10 @@ class RecordSinks:
         for sink in self._sinks:
             sink.not_recorded(effect, reason, at)
 
+    def agent_inform_started(self, playing: AgentInformStarted) -> None:
+        for sink in self._sinks:
+            sink.agent_inform_started(playing)
+
     def agent_informed(self, played: AgentInformed) -> None:
         for sink in self._sinks:
             sink.agent_informed(played)
@@ -850,6 +919,35 @@ class RecordSinks:
     def call_ended(self, effect: CallEnded) -> None:
         for sink in self._sinks:
             sink.call_ended(effect)
+
+
+def _agent_notice_name(prompt: Mapping[str, str], tone: Tone | None) -> str:
+    """What an agent notice is stored as: the prompt's id, or the tone's name (``beep``)."""
+    return prompt.get("prompt_id", "") if prompt else str(tone)
+
+
+def _agent_notice(
+    leg_id: str,
+    prompt: Mapping[str, str],
+    name: str,
+    *,
+    started_at: dt.datetime,
+    ended_at: dt.datetime | None,
+    complete: bool,
+    failure: str | None = None,
+) -> store.AgentNotice:
+    return store.AgentNotice(
+        leg_id=leg_id,
+        kind=store.AgentNoticeKind.PROMPT if prompt else store.AgentNoticeKind.TONE,
+        name=name,
+        version=prompt.get("version", ""),
+        language=prompt.get("language", ""),
+        audio_sha256=prompt.get("audio_sha256", ""),
+        started_at=started_at,
+        ended_at=ended_at,
+        complete=complete,
+        failure=failure,
+    )
 
 
 def _never_started(leg_id: str, failed: consent.NoticeFailed, at: dt.datetime) -> store.Announcement:

@@ -393,6 +393,8 @@ def _event_details(event: TimelineEvent) -> str:
                     f"prompt {detail['name']} version {detail['version']} ({detail['language']}), "
                     f"sha256 {detail['audio_sha256']}"
                 )
+            if detail["ended_at"] is None:  # its call still runs, or the proxy stopped since
+                return f"{heard}, no end stored yet"
             return f"{heard} until {_precise_time(detail['ended_at'])}, {played}"
         case TimelineKind.DTMF:
             counted = "" if detail.get("counted") else " (masked, not counted)"

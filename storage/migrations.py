@@ -479,3 +479,33 @@ def _legal_holds(db: Database) -> None:
         "CREATE INDEX later_events_call_id ON later_events (call_id)",
     ):
         db.execute(statement)
+
+
+@MIGRATIONS(name="0012_agent_notices_written_as_they_start")
+def _agent_notices_written_as_they_start(db: Database) -> None:
+    # An agent notice is now written as it starts sounding (``ended_at`` NULL) and completed when
+    # it stops, so that a crash while it plays keeps that the agent was being told; the next
+    # start ends such a row as interrupted. SQLite cannot drop a NOT NULL: the table is rebuilt.
+    for statement in (
+        "ALTER TABLE agent_notices RENAME TO agent_notices_0010",
+        "DROP INDEX agent_notices_leg_id",
+        """
+        CREATE TABLE agent_notices (
+            leg_id TEXT NOT NULL REFERENCES legs (id),
+            kind TEXT NOT NULL CHECK (kind IN ('tone', 'prompt')),
+            name TEXT NOT NULL,
+            version TEXT NOT NULL,
+            language TEXT NOT NULL,
+            audio_sha256 TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            ended_at TEXT,
+            complete INTEGER NOT NULL CHECK (complete IN (0, 1)),
+            failure TEXT,
+            CHECK (ended_at IS NOT NULL OR (complete = 0 AND failure IS NULL))
+        ) STRICT
+        """,
+        "INSERT INTO agent_notices SELECT * FROM agent_notices_0010 ORDER BY rowid",
+        "DROP TABLE agent_notices_0010",
+        "CREATE INDEX agent_notices_leg_id ON agent_notices (leg_id)",
+    ):
+        db.execute(statement)

@@ -82,6 +82,7 @@ __all__ = [
     "AUDIT_ACTION_PURPOSE_CHANGED",
     "DTMF_DIGITS",
     "AgentNotice",
+    "AgentNoticeEnd",
     "AgentNoticeKind",
     "Announcement",
     "AnnouncementEnd",
@@ -318,19 +319,44 @@ class AgentNotice:
     """What told the agent on ``leg_id`` (a ``pbx`` leg) that the call is recorded (GDPR Art. 13:
     employees are data subjects too): a tone (``name`` ``beep``, played as recording starts) or
     the agent's copy of a prompt (an outbound call's notice; ``version``, ``language`` and
-    ``audio_sha256`` as for an ``Announcement``, empty for a tone). Written whole once it stopped
-    sounding; ``complete`` False when it was cut short, ``failure`` why it did not play (then
-    ``ended_at`` may equal ``started_at``: nothing sounded)."""
+    ``audio_sha256`` as for an ``Announcement``, empty for a tone). Written as it starts sounding
+    (``ended_at`` None) and its end added with ``AgentNoticeEnd``, so that a crash while it plays
+    keeps that the agent was being told; ``ended_at`` None on a stored row means the end never
+    came (the proxy stopped). One that never sounded is written whole: ``failure`` why it did not
+    play, ``ended_at`` equal to ``started_at``. ``complete`` False when it was cut short."""
 
     leg_id: str
     kind: AgentNoticeKind
     name: str
     started_at: dt.datetime
-    ended_at: dt.datetime
+    ended_at: dt.datetime | None
     complete: bool
     version: str = ""
     language: str = ""
     audio_sha256: str = ""
+    failure: str | None = None
+
+    def __post_init__(self) -> None:
+        _aware("started_at", self.started_at)
+        _aware("ended_at", self.ended_at)
+        _ordered("started_at", self.started_at, "ended_at", self.ended_at)
+        if self.complete and self.ended_at is None:
+            raise ValueError("a complete agent notice needs ended_at")
+        if self.failure is not None and (self.complete or self.ended_at is None):
+            raise ValueError("a notice that failed is not complete and has ended")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentNoticeEnd:
+    """When the ``AgentNotice`` written for ``leg_id``, ``name`` and ``started_at`` stopped
+    sounding; ``complete`` False when it was cut short, ``failure`` why, when playing it failed
+    (or the proxy stopped while it played)."""
+
+    leg_id: str
+    name: str
+    started_at: dt.datetime
+    ended_at: dt.datetime
+    complete: bool
     failure: str | None = None
 
     def __post_init__(self) -> None:
@@ -570,6 +596,7 @@ EvidenceRecord = (
     | Announcement
     | AnnouncementEnd
     | AgentNotice
+    | AgentNoticeEnd
     | DtmfEvent
     | ConsentDecision
     | CallPurposes
@@ -784,11 +811,31 @@ def _write_agent_notice(db: Database, item: AgentNotice) -> None:
             "language": item.language,
             "audio_sha256": item.audio_sha256,
             "started_at": to_db_time(item.started_at),
-            "ended_at": to_db_time(item.ended_at),
+            "ended_at": _time(item.ended_at),
             "complete": int(item.complete),
             "failure": item.failure,
         },
     )
+
+
+def _write_agent_notice_end(db: Database, item: AgentNoticeEnd) -> None:
+    cursor = db.execute(
+        "UPDATE agent_notices SET ended_at = ?, complete = ?, failure = ? "
+        "WHERE leg_id = ? AND name = ? AND started_at = ? AND ended_at IS NULL",
+        [
+            to_db_time(item.ended_at),
+            int(item.complete),
+            item.failure,
+            item.leg_id,
+            item.name,
+            to_db_time(item.started_at),
+        ],
+    )
+    if cursor.rowcount != 1:
+        raise InvariantError(
+            f"agent notice {item.name} on leg {item.leg_id} started at "
+            f"{to_db_time(item.started_at)} is not recorded or has already ended"
+        )
 
 
 def _write_dtmf(db: Database, item: DtmfEvent) -> None:
@@ -1248,6 +1295,7 @@ _WRITERS: dict[type, Callable[[Database, Any], None]] = {
     Announcement: _write_announcement,
     AnnouncementEnd: _write_announcement_end,
     AgentNotice: _write_agent_notice,
+    AgentNoticeEnd: _write_agent_notice_end,
     DtmfEvent: _write_dtmf,
     ConsentDecision: _write_consent,
     CallPurposes: _write_purposes,
@@ -1347,7 +1395,7 @@ def _read_timeline(db: Database, call_id: str) -> list[TimelineEvent]:
                     "version": row["version"],
                     "language": row["language"],
                     "audio_sha256": row["audio_sha256"],
-                    "ended_at": from_db_time(row["ended_at"]),
+                    "ended_at": None if row["ended_at"] is None else from_db_time(row["ended_at"]),
                     "complete": bool(row["complete"]),
                     "failure": row["failure"],
                 },

@@ -72,7 +72,7 @@ import math
 import secrets
 import socket
 import struct
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -178,6 +178,7 @@ class Playout:
         "_frames",
         "_last_deadline",
         "_loop",
+        "_on_started",
         "_payload_type",
         "_played",
         "_player",
@@ -215,6 +216,7 @@ class Playout:
         self._started_at: float | None = None
         self._waited_ticks = 0  # ticks the first frame waited for an address to send to
         self._last_deadline: float | None = None
+        self._on_started: Callable[[float], None] | None = None
 
     @property
     def finished(self) -> asyncio.Future[PlayoutResult]:
@@ -229,6 +231,11 @@ class Playout:
     def active(self) -> bool:
         """True until the playout ends."""
         return not self._finished.done()
+
+    def when_started(self, callback: Callable[[float], None]) -> None:
+        """Call ``callback(started_at)`` (the first frame's deadline) soon after the first frame is
+        due, from the event loop; never for a playout that ends before it. One callback at a time."""
+        self._on_started = callback
 
     def stop(self) -> None:
         """End the playout now; no further frame is sent. Does nothing once it has ended."""
@@ -282,6 +289,11 @@ class PlayoutScheduler:
 
     def create_future(self) -> asyncio.Future[PlayoutResult]:
         return self._loop.create_future()
+
+    def call_soon(self, callback: Callable[[float], None], at: float) -> None:
+        """Run ``callback(at)`` on the loop after the current tick (a playout's start, see
+        ``Playout.when_started``)."""
+        self._loop.call_soon(callback, at)
 
     def close(self) -> None:
         """Stop every playout and the timer."""
@@ -687,6 +699,8 @@ class AnnouncementPlayer:
             self._anchor_ts = timestamp
             if playout._started_at is None:
                 playout._started_at = deadline
+                if playout._on_started is not None:
+                    self._scheduler.call_soon(playout._on_started, deadline)
         else:
             sequence, timestamp, marker = state.next_frame(samples)
         playout._played += 1

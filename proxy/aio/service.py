@@ -53,7 +53,7 @@ from proxy.b2bua.settings import Side
 from proxy.rtp.digits import HeardDigit
 from proxy.sip import DEFAULT_LIMITS, ParserLimits, Request, Response
 
-__all__ = ["AgentInformed", "CallRecordSink", "ListenSpec", "ProxyService"]
+__all__ = ["AgentInformStarted", "AgentInformed", "CallRecordSink", "ListenSpec", "ProxyService"]
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -87,6 +87,19 @@ class AgentInformed:
     failure: str | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentInformStarted:
+    """The beep (``tone``) or notice copy (``prompt``) of an ``AgentInformed`` started sounding into
+    the agent's ``leg`` at ``started_at`` (the loop's clock: its first frame's deadline). Its
+    ``AgentInformed`` follows once it is over, with the same ``started_at``."""
+
+    call_ref: str
+    leg: MediaLeg
+    tone: Tone | None = None
+    prompt: Mapping[str, str] = field(default_factory=dict)
+    started_at: float
+
+
 class CallRecordSink(Protocol):
     """Where the facts of a call go: the consent-and-purpose record (storage plugs in here)."""
 
@@ -100,6 +113,10 @@ class CallRecordSink(Protocol):
 
     def not_recorded(self, effect: StartRecording, reason: str, at: float) -> None:
         """The core started recording at ``at`` but no recording could start, for ``reason``."""
+
+    def agent_inform_started(self, playing: AgentInformStarted) -> None:
+        """The beep or notice copy started sounding to the agent (a crash may come before it is
+        over); ``agent_informed`` follows. One that never sounded is reported only as over."""
 
     def agent_informed(self, played: AgentInformed) -> None:
         """The beep or notice copy played to the agent is over (the beep of a recording that did
@@ -470,9 +487,25 @@ class ProxyService:
         return []
 
     def _watch_agent_playout(self, watched: _AgentPlayout) -> None:
-        """Report ``watched`` to the record sink once it is over (a cancelled one never)."""
+        """Report ``watched`` to the record sink as it starts sounding and once it is over (a
+        cancelled one never)."""
         pending = self._agent_playouts.setdefault(watched.call_ref, [])
         pending.append(watched)
+
+        def started(at: float) -> None:
+            # One already over (its call ended on the tick it started) is reported whole instead.
+            if watched in pending and not watched.playout.finished.done() and self._records is not None:
+                self._records.agent_inform_started(
+                    AgentInformStarted(
+                        call_ref=watched.call_ref,
+                        leg=watched.leg,
+                        tone=None if watched.prompt else Tone.BEEP,
+                        prompt=watched.prompt,
+                        started_at=at,
+                    )
+                )
+
+        watched.playout.when_started(started)
 
         def over(done: asyncio.Future[PlayoutResult]) -> None:
             if watched in pending:  # not reported with its call's end

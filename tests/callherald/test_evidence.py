@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from callherald import evidence as evidence_module
 from callherald.app import open_storage
 from callherald.evidence import (
+    INTERRUPTED_AGENT_NOTICE,
     RECORDING_WRITER_THREAD,
     RESUME_FREE_BYTES,
     PurposeFacts,
@@ -38,7 +39,7 @@ from callherald.evidence import (
 from callherald.layout import DataLayout
 from config import default_config
 from proxy.aio.recording import RecordingHandle, RecordingUnavailableError
-from proxy.aio.service import AgentInformed
+from proxy.aio.service import AgentInformed, AgentInformStarted
 from proxy.b2bua import consent
 from proxy.b2bua.consent import DigitMechanism
 from proxy.b2bua.effects import (
@@ -55,6 +56,7 @@ from proxy.b2bua.effects import (
 from storage.audit import AuditLog
 from storage.crypto import StorageFullError, TruncatedRecordingError, key_id
 from storage.keys import generate_private_key
+from storage.migrations import to_db_time
 from storage.records import EvidenceStore, RecordingRecord, RecordingState, TimelineEvent, TimelineKind
 from storage.segments import HEADER_BYTES, RECORD_HEADER_BYTES, SegmentReader, SegmentWriter
 from storage.sqlite_keys import SqliteKeyStore
@@ -186,7 +188,17 @@ class Informed:
     complete: bool = True
 
 
-Step = Begin | End | Said | Record | Write | Pause | Resume | Stop | FreeSpace | Informed
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Informing:
+    """What plays to the agent on ``leg`` started sounding at ``start`` (seconds): the beep, or
+    with ``prompt`` the agent's copy of that prompt; an ``Informed`` with that start ends it."""
+
+    start: float
+    leg: MediaLeg = MediaLeg.B
+    prompt: str | None = None
+
+
+Step = Begin | End | Said | Record | Write | Pause | Resume | Stop | FreeSpace | Informing | Informed
 
 
 @dataclass(slots=True)
@@ -240,6 +252,18 @@ def feed(
             prompt_id = getattr(step.event, "prompt_id", None)
             details = PROMPTS[prompt_id] if isinstance(prompt_id, str) else {}
             records.evidence(Evidence(call_ref=call_ref, leg=step.leg, event=step.event), details)
+        elif isinstance(step, Informing):
+            records.agent_inform_started(
+                AgentInformStarted(
+                    call_ref=call_ref,
+                    leg=step.leg,
+                    tone=None if step.prompt else Tone.BEEP,
+                    prompt={"prompt_id": step.prompt, "language": "nl", **PROMPTS[step.prompt]}
+                    if step.prompt
+                    else {},
+                    started_at=at(step.start),
+                )
+            )
         elif isinstance(step, Informed):
             records.agent_informed(
                 AgentInformed(
@@ -599,6 +623,89 @@ def test_an_outbound_call_s_agent_heard_the_notice_and_the_beep_and_is_recorded(
     }
     # The outside party's notice is the only announcement: the agent's copy is not one.
     assert [event.leg_id for event in prompts(timeline)] == [f"{CALL}:b", f"{CALL}:b"]
+    assert storage_errors(caplog) == []
+
+
+def agent_notice_rows(layout: DataLayout) -> list[tuple[str, str, str | None, int, str | None]]:
+    """The stored agent notices: leg, name, end, complete, failure."""
+    with EvidenceStore(layout.evidence_db) as store:
+        rows: list[tuple[str, str, str | None, int, str | None]] = store.submit_read(
+            lambda db: db.execute(
+                "SELECT leg_id, name, ended_at, complete, failure FROM agent_notices ORDER BY rowid"
+            ).fetchall()
+        ).result()
+        return rows
+
+
+def test_what_plays_to_the_agent_is_stored_as_it_starts_and_completed_as_it_ends(
+    layout: DataLayout, reviewer: X25519PrivateKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Outbound: the agent (leg a) hears its copy of the notice, then the beep as recording starts.
+    started: list[Step] = [
+        Begin(direction="outbound", at=at(0)),
+        *notice(leg=MediaLeg.B, start=1, end=6),
+        Informing(start=1.05, leg=MediaLeg.A, prompt="notice"),
+        Said(event=consent.ConsentFinished(purposes=("evidence",), at=at(6)), leg=MediaLeg.B),
+        Record(purposes=("evidence",), at=at(6.1), outside_leg=MediaLeg.B),
+        Informing(start=6.12, leg=MediaLeg.A),
+    ]
+    ended: list[Step] = [
+        Informed(start=1.05, end=6.2, leg=MediaLeg.A, prompt="notice"),
+        Write(block=0),
+        Informed(start=6.12, end=6.42, leg=MediaLeg.A),
+        Stop(reason="ended", at=at(7)),
+        End(reason="bye-from-b", at=at(7.5)),
+    ]
+    run(layout, started, recipient=reviewer)
+    # Both rows are there while they play, without an end.
+    assert agent_notice_rows(layout) == [(LEG_A, "notice", None, 0, None), (LEG_A, "beep", None, 0, None)]
+
+    layout_2 = DataLayout(layout.root.parent / "whole")
+    layout_2.root.mkdir()
+    ran = run(layout_2, [*started, *ended], recipient=reviewer)
+    # Each row is completed as it ends: one per playout, not a second one.
+    assert agent_notice_rows(layout_2) == [
+        (LEG_A, "notice", to_db_time(ran.utc(6.2)), 1, None),
+        (LEG_A, "beep", to_db_time(ran.utc(6.42)), 1, None),
+    ]
+    with EvidenceStore(layout_2.evidence_db) as store:
+        timeline = store.call_timeline(CALL)
+    informed = [event for event in timeline if event.kind is TimelineKind.AGENT_INFORMED]
+    assert [(event.at, event.detail["name"], event.detail["ended_at"]) for event in informed] == [
+        (ran.utc(1.05), "notice", ran.utc(6.2)),
+        (ran.utc(6.12), "beep", ran.utc(6.42)),
+    ]
+    assert informed[0].detail["version"] == "notice-v4"
+    assert storage_errors(caplog) == []
+
+
+def test_what_played_to_the_agent_when_the_proxy_died_is_ended_as_interrupted(
+    layout: DataLayout, reviewer: X25519PrivateKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    crashed: list[Step] = [
+        Begin(),
+        *notice(end=6),
+        Record(purposes=("evidence",), at=at(6)),
+        Informing(start=6.02),
+    ]  # no end of the beep, no Stop, no End: the process dies here
+    ran = run(layout, crashed, recipient=reviewer)
+    with EvidenceStore(layout.evidence_db) as store:
+        messages = recover_open_recordings(layout, store)
+        again = recover_open_recordings(layout, store)
+    timeline, _ = stored(layout)
+
+    assert f"agent notice beep on leg {LEG_B} left open by a crash: cut off" in messages
+    assert again == []
+    (informed,) = [event for event in timeline if event.kind is TimelineKind.AGENT_INFORMED]
+    assert (informed.at, informed.leg_id) == (ran.utc(6.02), LEG_B)
+    assert subset(informed.detail, {"name": "", "ended_at": "", "complete": "", "failure": ""}) == {
+        "name": "beep",
+        "ended_at": ran.utc(6.02),  # where the call is known to have lasted until
+        "complete": False,
+        "failure": INTERRUPTED_AGENT_NOTICE,
+    }
+    # The call lasted at least until the beep started: recovery ends it there, not before.
+    assert (timeline[-1].kind, timeline[-1].at) == (TimelineKind.CALL_END, ran.utc(6.02))
     assert storage_errors(caplog) == []
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from callherald.announcing import LoggingRecordSink
-from proxy.aio.service import AgentInformed
+from proxy.aio.service import AgentInformed, AgentInformStarted
 from proxy.b2bua.effects import CallEnded, CallStarted, MediaLeg, StartRecording, Tone
 
 
@@ -128,3 +128,25 @@ def test_what_told_the_agent_is_logged_with_when_it_played(caplog: pytest.LogCap
         "complete": False,
         "failure": "the playout failed: no address",
     }
+
+
+def test_what_tells_the_agent_is_logged_as_it_starts(caplog: pytest.LogCaptureFixture) -> None:
+    # Logged as it starts sounding: a crash before it is over leaves that the agent was being told.
+    caplog.set_level(logging.INFO, logger="callherald.evidence")
+    notice = {"prompt_id": "notice", "language": "nl", "version": "4", "audio_sha256": "5e" * 32}
+
+    async def play() -> None:
+        sink = LoggingRecordSink()
+        start = asyncio.get_running_loop().time()
+        sink.agent_inform_started(
+            AgentInformStarted(call_ref="c1", leg=MediaLeg.A, prompt=notice, started_at=start)
+        )
+        sink.agent_inform_started(
+            AgentInformStarted(call_ref="c1", leg=MediaLeg.A, tone=Tone.BEEP, started_at=start)
+        )
+
+    asyncio.run(play())
+    copy, beep = logged(caplog)
+    assert dt.datetime.fromisoformat(copy.pop("at")) == dt.datetime.fromisoformat(beep.pop("at"))
+    assert copy == {"call": "c1", "leg": "a", "event": "agent_inform_started", "prompt": notice}
+    assert beep == {"call": "c1", "leg": "a", "event": "agent_inform_started", "tone": "beep"}

@@ -25,7 +25,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from callherald.cli import PASSPHRASE_ENV, main
-from callherald.evidence import recover_open_recordings
+from callherald.evidence import INTERRUPTED_AGENT_NOTICE, recover_open_recordings
 from callherald.layout import DataLayout, ensure_development_key
 from callherald.recordings import audit_actor, timeline_table
 from config import EMBEDDED_DEFAULT_YAML, HOME_ENV
@@ -589,6 +589,13 @@ def test_an_announcement_s_end_says_how_it_ended(
     [
         ("tone", "beep", True, None, "tone beep until 2026-03-02 09:15:07.300, played to the end"),
         ("tone", "beep", False, "no address", "tone beep until 2026-03-02 09:15:07.300, failed (no address)"),
+        (  # ended by the next start after a crash while it played
+            "tone",
+            "beep",
+            False,
+            INTERRUPTED_AGENT_NOTICE,
+            "tone beep until 2026-03-02 09:15:07.300, failed (interrupted: callherald stopped while it played)",
+        ),
         (
             "prompt",
             "notice",
@@ -619,6 +626,26 @@ def test_what_told_the_agent_says_how_it_played(
     (row,) = timeline_table([event]).splitlines()[1:]
     assert row.split()[2:5] == ["agent", "informed", "call-a:b"]
     assert row.endswith(said)
+
+
+def test_what_tells_the_agent_while_its_call_runs_has_no_end_yet() -> None:
+    event = TimelineEvent(
+        at=dt.datetime(2026, 3, 2, 9, 15, 7, tzinfo=dt.UTC),
+        kind=TimelineKind.AGENT_INFORMED,
+        leg_id="call-a:b",
+        detail={
+            "kind": "tone",
+            "name": "beep",
+            "version": "",
+            "language": "",
+            "audio_sha256": "",
+            "ended_at": None,
+            "complete": False,
+            "failure": None,
+        },
+    )
+    (row,) = timeline_table([event]).splitlines()[1:]
+    assert row.endswith("call-a:b  tone beep, no end stored yet")
 
 
 def test_a_call_not_recorded_says_why() -> None:

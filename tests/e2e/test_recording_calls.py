@@ -20,6 +20,7 @@ import signal
 import sqlite3
 import subprocess
 import time
+import wave
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ import numpy.typing as npt
 import pytest
 from G722 import G722
 
+from callherald.evidence import INTERRUPTED_AGENT_NOTICE
 from proxy.rtp.g711 import SAMPLE_RATE_HZ, alaw_encode, ulaw_encode
 from storage.keys import load_private_key
 from storage.records import EvidenceStore, RecordingRecord, RecordingState, TimelineKind
@@ -204,12 +206,19 @@ def test_recording_is_both_parties_from_the_bridge_and_nothing_in_plaintext(
 
 @contextlib.contextmanager
 def inbound_tone_call(
-    tmp_path: Path, proxy: CallheraldProcess, *, caller_pause_ms: int
+    tmp_path: Path,
+    proxy: CallheraldProcess,
+    *,
+    caller_pause_ms: int,
+    direction: Direction = Direction.INBOUND,
 ) -> Iterator[BackgroundSipp]:
-    """An inbound SIPp call through ``proxy``, its RTP peers sending the outside party's and the
-    PBX side's tones; yields the caller's SIPp once placed, and stops the peers afterwards."""
+    """An inbound (or ``direction``) SIPp call through ``proxy``, its RTP peers sending the outside
+    party's and the PBX side's tones; yields the caller's SIPp once placed, and stops the peers
+    afterwards."""
     _, outside_payloads = pure_tone(OUTSIDE_HZ, TONE_PACKETS)
     _, pbx_payloads = pure_tone(PBX_HZ, TONE_PACKETS)
+    if direction is Direction.OUTBOUND:  # the PBX side calls
+        outside_payloads, pbx_payloads = pbx_payloads, outside_payloads
     caller_sdp, callee_sdp = tmp_path / "caller.sdp", tmp_path / "callee.sdp"
     with (
         MediaPeer("caller", ssrc=0x11110001, payloads=outside_payloads) as caller,
@@ -219,15 +228,14 @@ def inbound_tone_call(
         callee.start(callee_sdp)
         uac_keys = sipp_keys(rtp_port=caller.port, portfile=caller_sdp, resultfile=tmp_path / "caller.txt")
         uas_keys = sipp_keys(rtp_port=callee.port, portfile=callee_sdp, resultfile=tmp_path / "callee.txt")
-        inbound = Direction.INBOUND
         with (
-            start_callee("uas_call.xml", inbound.callee_port(proxy), tmp_path, uas_keys, pause_ms=20000),
+            start_callee("uas_call.xml", direction.callee_port(proxy), tmp_path, uas_keys, pause_ms=20000),
             start_caller(
                 "uac_call.xml",
-                inbound.caller_target(proxy),
+                direction.caller_target(proxy),
                 tmp_path,
                 uac_keys,
-                number=inbound.number,
+                number=direction.number,
                 pause_ms=caller_pause_ms,
             ) as uac,
         ):
@@ -270,6 +278,59 @@ def test_kill_9_during_a_call_keeps_every_sealed_second(tmp_path: Path) -> None:
     peak, _ = dominant_hz(audio[:, 0])
     assert abs(peak - OUTSIDE_HZ) < 5
     assert any(event.kind is TimelineKind.CALL_END for event in timeline)
+
+
+LONG_NOTICE_S = 5.0
+
+
+@requires_sipp
+@pytest.mark.timeout(90)
+def test_kill_9_while_the_agent_hears_the_notice_keeps_that_it_was_told(tmp_path: Path) -> None:
+    # Outbound, the agent hears its copy of the notice (here 5 s long). It is stored as it starts:
+    # a kill -9 while it plays keeps that the agent was being told, and the next start ends it as
+    # interrupted, where the call is known to have lasted.
+    write_prompt_wavs(tmp_path)
+    samples = np.arange(int(LONG_NOTICE_S * 16000))
+    with wave.open(str(tmp_path / "notice.wav"), "wb") as notice:
+        notice.setnchannels(1)
+        notice.setsampwidth(2)
+        notice.setframerate(16000)
+        notice.writeframes(np.round(8000 * np.sin(2 * np.pi * 500 * samples / 16000)).astype("<i2").tobytes())
+    policies = policy_yaml()
+    with (
+        running_callherald(tmp_path, policies=policies) as proxy,
+        inbound_tone_call(tmp_path, proxy, caller_pause_ms=20000, direction=Direction.OUTBOUND),
+    ):
+        assert proxy.wait_for_log('"event": "agent_inform_started"', timeout_s=15), proxy.log_text()[-3000:]
+        time.sleep(1.0)
+        os.kill(proxy.process.pid, signal.SIGKILL)
+        proxy.process.wait(timeout=5)
+    assert '"event": "agent_informed"' not in proxy.log_text()  # it was still playing
+    data_dir = proxy.data_dir
+    with EvidenceStore(data_dir / "evidence.sqlite") as store:
+        (call,) = store.calls_for_number(Direction.OUTBOUND.number)
+        (playing,) = [e for e in store.call_timeline(call.call_id) if e.kind is TimelineKind.AGENT_INFORMED]
+    assert (playing.leg_id, playing.detail["kind"], playing.detail["ended_at"]) == (
+        f"{call.call_id}:a",
+        "prompt",
+        None,
+    )
+    # Restart on the same data directory: the notice copy is ended as interrupted, with its call.
+    with running_callherald(tmp_path, policies=policies) as again:
+        assert again.wait_for_log("left open by a crash: cut off", timeout_s=10), again.log_text()[-3000:]
+    with EvidenceStore(data_dir / "evidence.sqlite") as store:
+        timeline = store.call_timeline(call.call_id)
+    (interrupted,) = [e for e in timeline if e.kind is TimelineKind.AGENT_INFORMED]
+    assert interrupted.at == playing.at
+    assert interrupted.detail["complete"] is False
+    assert interrupted.detail["failure"] == INTERRUPTED_AGENT_NOTICE
+    assert (
+        interrupted.at
+        <= interrupted.detail["ended_at"]
+        < interrupted.at + dt.timedelta(seconds=LONG_NOTICE_S)
+    )
+    assert timeline[-1].kind is TimelineKind.CALL_END
+    assert timeline[-1].detail == {"end_reason": "interrupted"}
 
 
 @contextlib.contextmanager

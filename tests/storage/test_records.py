@@ -32,6 +32,7 @@ from storage.migrations import (
 )
 from storage.records import (
     AgentNotice,
+    AgentNoticeEnd,
     AgentNoticeKind,
     Announcement,
     AnnouncementEnd,
@@ -217,6 +218,7 @@ def test_migrations_are_tracked_and_idempotent(tmp_path: Path) -> None:
         "0009_recording_purposes",
         "0010_agent_notices",
         "0011_legal_holds",
+        "0012_agent_notices_written_as_they_start",
     ]
     assert applied == names
     rows = second.execute("SELECT migration_set, name FROM _sqlite_migrations ORDER BY id").fetchall()
@@ -1278,6 +1280,50 @@ def test_an_agent_notice_is_stored_on_a_pbx_leg_only(store: EvidenceStore, leg: 
 def test_an_agent_notice_that_failed_is_not_complete() -> None:
     with pytest.raises(ValueError, match="failed is not complete"):
         dataclasses.replace(beep(13, 13), failure="no address")
+    with pytest.raises(ValueError, match="complete agent notice needs ended_at"):
+        dataclasses.replace(beep(13, 13), ended_at=None)
+
+
+def test_an_agent_notice_is_written_as_it_starts_and_ended_once(store: EvidenceStore) -> None:
+    prepared_call(store)
+    store.write(dataclasses.replace(beep(13.02, 13.32), ended_at=None, complete=False))
+    (playing,) = [e for e in store.call_timeline(CALL) if e.kind is TimelineKind.AGENT_INFORMED]
+    assert (playing.at, playing.detail["ended_at"], playing.detail["complete"]) == (at(13.02), None, False)
+
+    end = AgentNoticeEnd(
+        leg_id=f"{CALL}-pbx", name="beep", started_at=at(13.02), ended_at=at(13.32), complete=True
+    )
+    store.write(end)
+    (ended,) = [e for e in store.call_timeline(CALL) if e.kind is TimelineKind.AGENT_INFORMED]
+    assert (ended.at, ended.detail["ended_at"], ended.detail["complete"]) == (at(13.02), at(13.32), True)
+    with pytest.raises(InvariantError, match="is not recorded or has already ended"):
+        store.write(end)
+    with pytest.raises(InvariantError, match="is not recorded or has already ended"):
+        store.write(dataclasses.replace(end, started_at=at(13), ended_at=at(13.3)))  # no such start
+    assert table_count(store.path, "agent_notices") == 1
+
+
+def test_agent_notices_stored_before_they_were_written_as_they_start_are_kept(tmp_path: Path) -> None:
+    path = tmp_path / "evidence.db"
+    older = Database(path)
+    MIGRATIONS.apply(older, stop_before="0012_agent_notices_written_as_they_start")
+    older.execute(
+        "INSERT INTO calls (id, direction, calling, called, local_line, setup_at) VALUES (?, ?, ?, ?, ?, ?)",
+        [CALL, "inbound", "+31201234567", "+31307654321", "+31307654321", to_db_time(at(0))],
+    )
+    older.execute("INSERT INTO legs VALUES (?, ?, 'pbx', 'b@p', 'sip:p')", [f"{CALL}-pbx", CALL])
+    older.execute(
+        "INSERT INTO agent_notices VALUES (?, 'tone', 'beep', '', '', '', ?, ?, 1, NULL)",
+        [f"{CALL}-pbx", to_db_time(at(13.02)), to_db_time(at(13.32))],
+    )
+    older.conn.commit()
+    older.close()
+    with EvidenceStore(path) as store:
+        (kept,) = [e for e in store.call_timeline(CALL) if e.kind is TimelineKind.AGENT_INFORMED]
+        assert (kept.at, kept.detail["ended_at"], kept.detail["complete"]) == (at(13.02), at(13.32), True)
+        store.write(dataclasses.replace(beep(20, 20.3), ended_at=None, complete=False))  # an open end now
+        fk = store.submit_read(lambda db: db.execute("PRAGMA foreign_key_check").fetchall()).result()
+        assert fk == []
 
 
 def test_timeline_of_unknown_call(store: EvidenceStore) -> None:
