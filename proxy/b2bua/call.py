@@ -35,6 +35,7 @@ __all__ = [
     "Transfer",
     "anchor_sdp",
     "answer_within_offer",
+    "has_allowed_audio",
     "media_format",
     "media_remote",
 ]
@@ -98,6 +99,9 @@ class PendingRelay:
     request: Request
     offer_from_origin: bool
     relayed_offer: SessionDescription | None = None  # as relayed: its answer lists only its formats
+    # What callherald last sent the far party before the relayed offer: the session to go back to
+    # when the answer leaves no codec (the offerer gets 488 and keeps that session, RFC 3261 §14.2).
+    previous_sdp: SessionDescription | None = None
     new_party: str | None = None  # a re-INVITE that brings a different outside party: why we think so
 
 
@@ -331,6 +335,16 @@ def answer_within_offer(
         kept.media[index].drop_formats(frozenset(outside))
         dropped.extend(outside)
     return kept, tuple(dropped)
+
+
+def has_allowed_audio(sdp: SessionDescription, codecs: AbstractSet[str]) -> bool:
+    """Whether ``anchor_sdp`` keeps an audio stream of ``sdp`` with ``codecs``: its first active
+    audio stream has a voice codec among them. An answer without one leaves the session no media."""
+    media = _first_audio(sdp)
+    if media is None:
+        return False
+    kept = media.copy()
+    return kept.keep_codecs(codecs) and _has_voice(kept)
 
 
 def anchor_sdp(

@@ -41,6 +41,7 @@ from proxy.b2bua.call import (
     anchor_sdp,
     answer_within_offer,
     carries_plain_rtp,
+    has_allowed_audio,
     media_format,
     set_media_remote,
     unplayable_reason,
@@ -1708,6 +1709,7 @@ class B2bua:
         offer: SessionDescription | None = None
         anchored: SessionDescription | None = None
         new_party: str | None = None
+        previous_sdp = other.last_sdp
         if request.method in ("INVITE", "UPDATE") and body:
             try:
                 offer = self._parse_offer(request)
@@ -1760,6 +1762,7 @@ class B2bua:
             request=request,
             offer_from_origin=offer_present,
             relayed_offer=anchored,
+            previous_sdp=previous_sdp,
             new_party=new_party,
         )
 
@@ -2402,6 +2405,9 @@ class B2bua:
         if b.remote_tag:
             self._dialogs_by_remote_tag[(b.call_id, b.remote_tag)] = (call, MediaLeg.B)
         sdp = self._callee_answer(call, response, out)  # the 183's, when the 2xx has none
+        if sdp is not None and call.b_invite_had_offer and not has_allowed_audio(sdp, self._settings.codecs):
+            self._callee_answer_unusable(call, response, now, out)
+            return
         body = self._answer_sdp_for_a(call, sdp, out)
         if call.b_invite_had_offer or not body:
             self._send_ack(call, MediaLeg.B, response.cseq.seq, out)
@@ -2416,6 +2422,35 @@ class B2bua:
             self._hold_changed(call, MediaLeg.B, True, now, out)
         self._bridge(call, response, sdp, body, now, out)
         self._pbx_follows_the_caller(call, now, out)
+
+    def _callee_answer_unusable(self, call: Call, response: Response, now: float, out: list[Effect]) -> None:
+        """b answered callherald's offer with no codec allowed here, or none of that offer's
+        (``_within_offer``): the call has no media, and the caller may not be sent a 2xx without
+        the answer (RFC 3261 §13.2.1). b's 2xx is ACKed and its dialog ended with BYE, as a UAC
+        that cannot accept an answer does (§15); the caller gets 488 with a Warning (§20.43), or a
+        BYE when callherald already answered it itself (the notice)."""
+        allowed = ", ".join(sorted(self._settings.codecs - {"telephone-event"}))
+        reason = f"the callee's answer has no audio codec of the offer that is allowed here ({allowed})"
+        out.append(LogEvent(level="warning", text=f"call failed: {reason}", call_ref=call.ref))
+        announcer = call.announcer
+        if announcer is not None and announcer.stage is AnnouncerStage.IDLE:
+            out.extend(announcer.fail_now(reason, now, consequence="call failed"))
+            call.announce_progressed = True
+        self._send_ack(call, MediaLeg.B, response.cseq.seq, out)
+        self._send_bye(call, MediaLeg.B, now, out)
+        if call.a_answered:
+            self._send_bye(call, MediaLeg.A, now, out)
+        else:
+            self._reply(
+                call.a_invite_transaction,
+                call.a_invite,
+                488,
+                out,
+                now,
+                to_tag=call.a.local_tag,
+                extra=(_NO_ALLOWED_CODEC,),
+            )
+        self._end_call(call, now, "no-codec-in-answer", out, status=488)
 
     def _pbx_follows_the_caller(self, call: Call, now: float, out: list[Effect]) -> None:
         """Inbound: the caller held the call, or came off hold, in a re-INVITE or UPDATE that
@@ -2658,9 +2693,17 @@ class B2bua:
                 sdp = None
             if sdp is not None:
                 sdp = _within_offer(call, far_leg, sdp, relay.relayed_offer, out)
+                success = 200 <= response.status < 300
+                if (
+                    success
+                    and relay.relayed_offer is not None
+                    and not has_allowed_audio(sdp, self._settings.codecs)
+                ):
+                    self._relayed_answer_unusable(call, relay, response, now, out)
+                    return
                 out.append(set_media_remote(call.ref, far_leg, sdp))
                 offer = _sdp_of(relay.request) if relay.offer_from_origin else None
-                if offer is not None and not offer.is_hold() and 200 <= response.status < 300:
+                if offer is not None and not offer.is_hold() and success:
                     # The answerer's own hold or its end, as the first answer may hold the call
                     # (``_holds``); an answer to a held offer only follows that hold.
                     self._hold_changed(call, far_leg, sdp.is_hold(), now, out)
@@ -2702,6 +2745,33 @@ class B2bua:
             self._notice_for_new_party(call, relay, sdp, now, out)
         if response.status in (408, 481) and is_invite:
             self._hang_up(call, f"reinvite-{response.status}", now, out)  # §14.1: the dialog is gone
+
+    def _relayed_answer_unusable(
+        self, call: Call, relay: PendingRelay, response: Response, now: float, out: list[Effect]
+    ) -> None:
+        """The far party answered a relayed offer with no codec allowed here, or none of that
+        offer's: the offerer gets 488 with a Warning (§20.43) and keeps the session it had (RFC
+        3261 §14.2), and the far party, whose 2xx is ACKed, is offered that session again."""
+        origin_leg, far_leg = relay.origin_leg, relay.origin_leg.other
+        method = relay.request.method
+        if method == "INVITE":
+            self._send_ack(call, far_leg, response.cseq.seq, out)
+        self._refuse_codecs(relay.server_transaction, relay.request, now, out)
+        out.append(
+            LogEvent(
+                level="warning",
+                text=f"leg {far_leg} answered the {method} of leg {origin_leg} with no audio codec of the"
+                f" offer that is allowed here: 488 to leg {origin_leg}, the session goes on as it was",
+                call_ref=call.ref,
+            )
+        )
+        if relay.previous_sdp is not None:
+            back = _Reoffer(
+                sdp=relay.previous_sdp,
+                doing=f"offering leg {far_leg} the session as it was before",
+                refused=f"leg {far_leg} refused the session as it was before",
+            )
+            self._reoffer(call, far_leg, back, now, out)
 
     def _on_stray_response(self, response: Response, out: list[Effect]) -> None:
         """A 2xx retransmission after our INVITE transaction ended: our ACK was lost (§13.2.2.4).

@@ -45,7 +45,15 @@ from tests.e2e.announce_support import (
 )
 from tests.e2e.harness import CALLHERALD, CallheraldProcess, running_callherald, sipp_available
 from tests.e2e.media_peer import SAMPLES_PER_PACKET, MediaPeer
-from tests.e2e.test_sipp_calls import BackgroundSipp, Direction, sipp_keys, start_callee, start_caller
+from tests.e2e.test_sipp_calls import (
+    BackgroundSipp,
+    Direction,
+    assert_ok,
+    place_call,
+    sipp_keys,
+    start_callee,
+    start_caller,
+)
 
 pytestmark = pytest.mark.e2e
 requires_sipp = pytest.mark.skipif(not sipp_available(), reason="SIPp (sip-tester) is not installed")
@@ -683,4 +691,36 @@ def test_an_srtp_call_is_relayed_untouched_and_not_recorded(tmp_path: Path, dire
     assert failed["reason"] == "the audio is sent as RTP/SAVP: callherald plays the notice in plain RTP only"
     assert not [record for record in records if record["event"] == "recording_started"]
     with EvidenceStore(call.proxy.data_dir / "evidence.sqlite") as store:
+        assert store.recordings_list() == []
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+def test_a_callee_answering_with_no_allowed_codec_is_hung_up_and_the_caller_gets_488(tmp_path: Path) -> None:
+    # The carrier answers G.729 only: a 200 to the PBX would carry no answer (RFC 3261 §13.2.1).
+    # callherald ACKs the carrier's 200 and sends it BYE (§15), refuses the PBX's INVITE with 488
+    # and a Warning (§20.43), and the evidence says why the call failed: nothing is recorded.
+    write_prompt_wavs(tmp_path)
+    with running_callherald(tmp_path, policies=policy_yaml()) as proxy:
+        uac, uas = place_call(
+            proxy, Direction.OUTBOUND, tmp_path, caller="uac_expect_488.xml", callee="uas_answer_g729.xml"
+        )
+        assert_ok(proxy, uac, uas)
+        assert proxy.wait_for_log('"event": "call_ended"', timeout_s=10), proxy.log_text()[-3000:]
+    assert (tmp_path / "caller.txt").read_text().strip() == '305 callherald "Incompatible media format"'
+    callee_heard = [m.first_line.split()[0] for m in uas.messages if not m.sent]
+    assert callee_heard == ["INVITE", "ACK", "BYE"]
+    caller_finals = [
+        m.first_line for m in uac.messages if not m.sent and not m.first_line.startswith("SIP/2.0 1")
+    ]
+    assert caller_finals == ["SIP/2.0 488 Not Acceptable Here"]
+    records = evidence_records(proxy.log_text())
+    (failed,) = [record for record in records if record["event"] == "notice_failed"]
+    why = "the callee's answer has no audio codec of the offer that is allowed here (g722, pcma, pcmu)"
+    assert failed["reason"] == why
+    (ended,) = [record for record in records if record["event"] == "call_ended"]
+    assert ended["reason"] == "no-codec-in-answer"
+    assert not [record for record in records if record["event"] == "recording_started"]
+    assert f"call failed: {why}" in proxy.log_text()
+    with EvidenceStore(proxy.data_dir / "evidence.sqlite") as store:
         assert store.recordings_list() == []

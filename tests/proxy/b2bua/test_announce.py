@@ -1400,6 +1400,58 @@ def test_pbx_failure_after_callherald_answered_hangs_up_the_caller(status: int, 
     finish(s)
 
 
+G729_ANSWER = (
+    CALLEE_ANSWER.replace(b"RTP/AVP 0 101", b"RTP/AVP 18")
+    .replace(b"a=rtpmap:0 PCMU/8000", b"a=rtpmap:18 G729/8000")
+    .replace(b"a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n", b"")
+)
+NO_CODEC_IN_ANSWER = (
+    "the callee's answer has no audio codec of the offer that is allowed here (g722, pcma, pcmu)"
+)
+
+
+def test_an_outbound_callee_answering_with_no_usable_codec_fails_the_call_unrecorded() -> None:
+    # No notice can play and nothing can be recorded: the evidence says why the call failed.
+    s = Scene(OUTBOUND)
+    s.dial()
+    s.callee.take_invite()
+    s.callee.ring()
+    effects = s.callee.reply(s.callee.invite, 200, body=G729_ANSWER, extra=(OUTSIDE_IDENTITY,))
+
+    assert sip_summary(effects) == [(CARRIER, "ACK"), (CARRIER, "BYE"), (PBX, "488 INVITE")]
+    assert [(e.leg, e.event.reason) for e in of(effects, Evidence) if isinstance(e.event, NoticeFailed)] == [
+        (MediaLeg.B, NO_CODEC_IN_ANSWER)
+    ]
+    assert of(effects, PlayPrompt) == []
+    assert s.h.ended() == [CallEnded(call_ref=s.ref, reason="no-codec-in-answer", status=488)]
+    s.caller.send(s.caller.ack_failure(s.caller.last_response("INVITE", 488)))
+    s.callee.reply(s.callee.last_request("BYE"), 200)
+    assert of(s.h.effects, StartRecording) == []
+    finish(s)
+
+
+def test_a_pbx_answering_with_no_usable_codec_after_the_notice_hangs_up_the_caller() -> None:
+    # The caller was answered by callherald and heard the notice: it gets a BYE, as when the PBX
+    # fails; the PBX's 2xx is ACKed and hung up.
+    s = Scene()
+    s.notice_playing()
+    s.notice_heard()
+    s.question_heard()
+    s.press("1")
+    s.callee.take_invite()
+    s.callee.ring()
+    effects = s.callee.reply(s.callee.invite, 200, body=G729_ANSWER)
+
+    assert sip_summary(effects) == [(PBX, "ACK"), (PBX, "BYE"), (CARRIER, "BYE")]
+    assert s.caller.statuses() == [100, 200]
+    assert s.h.ended() == [CallEnded(call_ref=s.ref, reason="no-codec-in-answer", status=488)]
+    assert LogEvent(level="warning", text=f"call failed: {NO_CODEC_IN_ANSWER}", call_ref=s.ref) in effects
+    s.caller.reply(s.caller.last_request("BYE"), 200)
+    s.callee.reply(s.callee.last_request("BYE"), 200)
+    assert of(s.h.effects, StartRecording) == []
+    finish(s)
+
+
 # re-INVITE: hold, or a new outside party -------------------------------------------------------
 
 

@@ -2244,25 +2244,107 @@ def test_an_answer_in_an_ack_keeps_only_the_formats_the_2xx_offered() -> None:
     h.assert_idle()
 
 
+NO_USABLE_ANSWERS = {
+    # G.722 is allowed here, but the caller did not offer it: nothing is left of the answer.
+    "not-offered": ("m=audio 30000 RTP/AVP 9", "a=rtpmap:9 G722/8000"),
+    "not-allowed": ("m=audio 30000 RTP/AVP 18", "a=rtpmap:18 G729/8000"),
+}
+
+
+@WAYS
+@pytest.mark.parametrize("media", NO_USABLE_ANSWERS.values(), ids=NO_USABLE_ANSWERS.keys())
+def test_a_callee_answer_with_no_usable_codec_is_hung_up_and_the_caller_gets_488(
+    way: Way, media: tuple[str, ...]
+) -> None:
+    # A 2xx to the caller must carry the answer (RFC 3261 §13.2.1), and there is none callherald
+    # may pass on: the callee's 2xx is ACKed and its dialog ended with BYE (§15), and the caller
+    # gets 488 with a Warning saying why (§20.43).
+    h = Harness()
+    caller, callee = dial(h, way)
+    ref = h.call_ref()
+    ring(caller, callee)
+    effects = callee.answer(body=party_sdp("127.0.0.3", 30000, *media))
+
+    assert sip_summary(effects) == [(way.callee, "ACK"), (way.callee, "BYE"), (way.caller, "488 INVITE")]
+    refusal = caller.last_response("INVITE", 488)
+    assert caller.statuses() == [100, 180, 488]
+    assert refusal.headers.get("warning") == '305 callherald "Incompatible media format"'
+    assert refusal.to.tag == caller.remote_tag  # the dialog the 180 began
+    ack, bye = callee.last_request("ACK"), callee.last_request("BYE")
+    assert (ack.headers.get("cseq"), bye.headers.get("cseq")) == ("1 ACK", "2 BYE")
+    assert bye.to.tag == callee.local_tag
+    assert [e for e in effects if isinstance(e, SetMediaRemote)] == []  # nothing to relay to
+    assert h.ended() == [CallEnded(call_ref=ref, reason="no-codec-in-answer", status=488)]
+    assert (
+        LogEvent(
+            level="warning",
+            text="call failed: the callee's answer has no audio codec of the offer that is allowed here"
+            " (g722, pcma, pcmu)",
+            call_ref=ref,
+        )
+        in effects
+    )
+    caller.send(caller.ack_failure(refusal))
+    callee.reply(bye, 200)
+    h.advance(100.0)
+    assert h.leftovers() == dict.fromkeys(h.leftovers(), 0)
+    h.assert_idle()
+
+
 def test_an_answer_with_no_offered_format_left_is_an_answer_with_no_usable_codec() -> None:
-    # G.722 is allowed here, but the caller did not offer it: nothing is left of the answer, and
-    # the call goes on as it does when an answer has no codec callherald may pass on.
+    # Nothing of the answer is left once the format the offer did not have goes: the call fails
+    # as it does when an answer has no codec callherald may pass on, and the log says what went.
     def answered_with(*media: str) -> Harness:
         h = Harness()
         caller, callee = dial(h)
         ring(caller, callee)
         callee.answer(body=party_sdp("127.0.0.3", 30000, *media))
-        caller.ack_answer()
-        hang_up(caller, callee)
+        caller.send(caller.ack_failure(caller.last_response("INVITE", 488)))
+        callee.reply(callee.last_request("BYE"), 200)
         h.assert_idle()
         return h
 
-    def ok_bodies(h: Harness) -> list[bytes]:
-        responses = [e.message for e in sent_sip(h.effects) if isinstance(e.message, Response)]
-        return [r.body for r in responses if r.status == 200 and r.cseq.method == "INVITE"]
-
-    not_offered = answered_with("m=audio 30000 RTP/AVP 9", "a=rtpmap:9 G722/8000")
-    not_allowed = answered_with("m=audio 30000 RTP/AVP 18", "a=rtpmap:18 G729/8000")
+    not_offered = answered_with(*NO_USABLE_ANSWERS["not-offered"])
+    not_allowed = answered_with(*NO_USABLE_ANSWERS["not-allowed"])
     assert sip_summary(not_offered.effects) == sip_summary(not_allowed.effects)
-    assert ok_bodies(not_offered) == ok_bodies(not_allowed) == [b""]
     assert dropped_warning(not_offered.call_ref(), "b", "9") in not_offered.effects
+
+
+@pytest.mark.parametrize("method", ["INVITE", "UPDATE"])
+@pytest.mark.parametrize("answerer", ["caller", "callee"])
+def test_a_relayed_offer_answered_with_no_usable_codec_gets_488_and_the_session_goes_on(
+    method: str, answerer: str
+) -> None:
+    # The offerer keeps the session it had (RFC 3261 §14.2); the answerer, which took the new one,
+    # is offered the session as it was before, in a re-INVITE of callherald's own.
+    h = Harness()
+    caller, callee = connect(h)
+    ref = h.call_ref()
+    offerer, other = (callee, caller) if answerer == "caller" else (caller, callee)
+    session_before = sdp_without_origin(first_sdp_to(other))
+    offerer.send(offerer.request(method, body=offer_from(offerer, direction="a=sendrecv")))
+    relayed = other.last_request(method)
+    media_host, port = CALLER_MEDIA if other is caller else CALLEE_MEDIA
+    pcma = party_sdp(media_host, port, f"m=audio {port} RTP/AVP 8", "a=rtpmap:8 PCMA/8000", version=2)
+    effects = other.reply(relayed, 200, body=pcma)
+
+    acked = [(other.address, "ACK")] if method == "INVITE" else []
+    assert sip_summary(effects) == [*acked, (offerer.address, f"488 {method}"), (other.address, "INVITE")]
+    refusal = offerer.last_response(method, 488)
+    assert refusal.headers.get("warning") == '305 callherald "Incompatible media format"'
+    assert [e for e in effects if isinstance(e, SetMediaRemote)] == []
+    back = other.last_request("INVITE")
+    assert sdp_without_origin(back.body) == session_before
+    assert origin_of(back.body).sess_version == origin_of(relayed.body).sess_version + 1  # RFC 3264 §8
+    assert LogEvent(
+        level="info", text=f"offering leg {leg_of(other)} the session as it was before", call_ref=ref
+    ) in (effects)
+
+    effects = other.reply(back, 200, body=offer_from(other, direction="a=sendrecv", version=3))
+    assert sip_summary(effects) == [(other.address, "ACK")]
+    assert SetMediaRemote(call_ref=ref, leg=leg_of(other), remote=(media_host, port)) in effects
+    assert h.b2bua.active_calls == 1
+    hang_up(caller, callee)
+    h.advance(100.0)
+    assert h.leftovers() == dict.fromkeys(h.leftovers(), 0)
+    h.assert_idle()
