@@ -2703,9 +2703,12 @@ class B2bua:
                     return
                 out.append(set_media_remote(call.ref, far_leg, sdp))
                 offer = _sdp_of(relay.request) if relay.offer_from_origin else None
-                if offer is not None and not offer.is_hold() and success:
-                    # The answerer's own hold or its end, as the first answer may hold the call
-                    # (``_holds``); an answer to a held offer only follows that hold.
+                # The answerer's own hold or its end, as the first answer may hold the call
+                # (``_holds``); an answer to a held offer only follows that hold. To a re-INVITE
+                # without SDP the 2xx is the far party's offer (RFC 3261 §14.1), which holds the
+                # call or ends a hold as an offer in a re-INVITE does.
+                own_hold = relay.request.method == "INVITE" if offer is None else not offer.is_hold()
+                if success and own_hold:
                     self._hold_changed(call, far_leg, sdp.is_hold(), now, out)
                 anchored = anchor_sdp(
                     sdp,

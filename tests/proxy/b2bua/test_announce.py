@@ -1782,6 +1782,30 @@ def test_an_rfc2543_hold_with_0000_in_the_origin_pauses_the_recording_and_resume
 
 
 @WAYS
+def test_an_outside_party_holding_in_the_2xx_to_a_reinvite_without_sdp_pauses_the_recording(way: Way) -> None:
+    # The agent's re-INVITE without SDP asks the outside party for an offer (RFC 3261 §14.1): a
+    # hold in it pauses the recording as a hold in the party's own re-INVITE does, and its
+    # sendrecv offer to the next one resumes it.
+    s = Scene(way)
+    s.connect("1")
+    recorded: list[Effect] = []
+    for version, direction, answer in [(2, "a=sendonly", "a=recvonly"), (3, "a=sendrecv", "a=sendrecv")]:
+        s.agent.send(s.agent.request("INVITE"))
+        offer = party_sdp(own_origin(way), version, direction)
+        recorded += s.outside.reply(s.outside.last_request("INVITE"), 200, body=offer)
+        ok = s.agent.last_response("INVITE", 200)
+        recorded += s.agent.send(s.agent.ack_2xx(ok, body=party_sdp("agent 3003 127.0.0.9", version, answer)))
+        s.outside.new_messages()
+
+    assert [e for e in recorded if isinstance(e, RECORDING)] == [
+        PauseRecording(call_ref=s.ref, reason="hold"),
+        ResumeRecording(call_ref=s.ref, reason="hold"),
+    ]
+    s.hang_up()
+    finish(s)
+
+
+@WAYS
 def test_a_new_party_during_the_notice_cuts_it_short_and_hears_it_from_the_start(way: Way) -> None:
     s = Scene(way)
     s.connect("1")

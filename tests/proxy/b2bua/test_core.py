@@ -2348,3 +2348,24 @@ def test_a_relayed_offer_answered_with_no_usable_codec_gets_488_and_the_session_
     h.advance(100.0)
     assert h.leftovers() == dict.fromkeys(h.leftovers(), 0)
     h.assert_idle()
+
+
+def test_the_offer_in_the_2xx_to_a_reinvite_without_sdp_counts_as_that_partys_hold() -> None:
+    # To a re-INVITE without SDP the 2xx is the far party's offer (RFC 3261 §14.1): a hold in it
+    # is that party's hold (RFC 3264 §8.4), as in an offer of its own re-INVITE.
+    h = Harness()
+    caller, callee = connect(h)
+    ref = h.call_ref()
+    held: list[LogEvent] = []
+    for version, direction, answer in [(2, "a=sendonly", "a=recvonly"), (3, "a=sendrecv", "a=sendrecv")]:
+        callee.send(callee.request("INVITE"))
+        effects = caller.reply(
+            caller.last_request("INVITE"), 200, body=offer_from(caller, direction=direction, version=version)
+        )
+        held.extend(e for e in effects if isinstance(e, LogEvent) and e.text.startswith("hold from"))
+        ok = callee.last_response("INVITE", 200)
+        assert sdp_without_origin(ok.body) == anchored_lines(B_PORT, direction)
+        callee.send(callee.ack_2xx(ok, body=offer_from(callee, direction=answer, version=version)))
+    assert held == [LogEvent(level="info", text="hold from leg a", call_ref=ref)]
+    hang_up(caller, callee)
+    h.assert_idle()
