@@ -13,7 +13,8 @@ Times: the proxy reports the event loop's clock; they become UTC wall-clock time
 The store checks a recording's row (notice heard, purposes recorded) on its writer thread, after
 the proxy was told the recording runs. One it refuses keeps no file and no audio, and its call is
 stored and logged as ``not_recorded``, with the store's reason, after ``recording_started``; the
-proxy is told too (``on_refused``, called on its event loop), so it stops recording the call.
+proxy is told too (``on_stopped``, called on its event loop), so it stops recording the call. So it
+is when the audio can no longer be written (a full disk, a failed write, below).
 
 Recordings never hold plaintext on disk: each block is sealed in memory and appended. The SHA-256
 of the plaintext (the decrypted audio, interleaved s16le) is kept in the record as
@@ -21,7 +22,8 @@ of the plaintext (the decrypted audio, interleaved s16le) is kept in the record 
 
 On a full disk (`StorageFullError`, or less than ``min_free_mb`` free before a new recording) the
 recording stops where its last sealed segment ends (its record ends there, reason ``disk full``,
-and the evidence log says ``recording_cut_off``), the call goes on, and new recordings are
+and the evidence log says ``recording_cut_off``), the proxy stops recording the call
+(``on_stopped``), the call goes on, and new recordings are
 refused until space returns (``min_free_mb``, and after a full disk at least
 ``RESUME_FREE_BYTES``); the error is logged. Evidence the database cannot take while the disk is
 full is held in memory, in order, and written when space returns (``hold_when_full``); no new
@@ -143,7 +145,7 @@ class _Recording:
         *,
         purposes: tuple[str, ...],
         policy: str,
-        on_refused: Callable[[str], None] | None = None,
+        on_stopped: Callable[[str], None] | None = None,
     ) -> None:
         self.owner = owner
         self.call_ref = call_ref
@@ -159,9 +161,9 @@ class _Recording:
         self.pcm_bytes = 0
         self.audio_format = AUDIO_FORMAT
         self.pause_started: dt.datetime | None = None
-        # The proxy's loop and what it asked to be told if the store refuses the recording.
+        # The proxy's loop and what it asked to be told if the store stops keeping the recording.
         self.loop = asyncio.get_running_loop()
-        self.on_refused = on_refused
+        self.on_stopped = on_stopped
 
     def audio_end(self) -> dt.datetime:
         """Where the audio written so far ends (the first frame plus its duration)."""
@@ -530,7 +532,7 @@ class StorageRecords:
         outside_leg: MediaLeg,
         started_at: float,
         sample_rate_hz: int = 8000,
-        on_refused: Callable[[str], None] | None = None,
+        on_stopped: Callable[[str], None] | None = None,
     ) -> RecordingHandle:
         """The purposes are written to the call first: the recording's row needs them (and a call
         that cannot be recorded keeps them, with ``not_recorded``). The recording's row names the
@@ -550,7 +552,7 @@ class StorageRecords:
             self.utc(started_at, offset=self.clock_offset(call_ref)),
             purposes=purposes,
             policy=policy,
-            on_refused=on_refused,
+            on_stopped=on_stopped,
         )
         recording.audio_format = WIDEBAND_AUDIO_FORMAT if sample_rate_hz == 16000 else AUDIO_FORMAT
         # The row is queued here, on the loop, so the store checks it against the evidence reported
@@ -628,6 +630,7 @@ class StorageRecords:
         except (StorageError, OSError) as error:
             recording.failed = True
             _LOG.error("[%s] recording not started: %s", recording.call_ref, error)
+            _tell_proxy(recording, f"file not created: {error}")
             empty = store.RecordingEnd(
                 recording_id=recording.recording_id,
                 finished_at=recording.started,
@@ -650,12 +653,7 @@ class StorageRecords:
             at=recording.started.isoformat(timespec="milliseconds"),
         )
         log_evidence({**event, "recording": str(recording.recording_id)})
-        # The proxy still taps the call: it is told, on its own loop, so it stops the recording.
-        if recording.on_refused is not None:
-            try:
-                recording.loop.call_soon_threadsafe(recording.on_refused, reason)
-            except RuntimeError:  # the loop has closed: the proxy has stopped
-                _LOG.info("[%s] the proxy has stopped; not told of the refusal", recording.call_ref)
+        _tell_proxy(recording, reason)
 
     def _write_block(self, recording: _Recording, pcm: bytes) -> None:
         writer = recording.writer
@@ -671,12 +669,14 @@ class StorageRecords:
                 "[%s] disk full, recording stopped at its last sealed segment: %s", recording.call_ref, error
             )
             _log_cut_off(recording)
+            _tell_proxy(recording, recording.cut_off)
             return
         except StorageError as error:
             recording.failed = True
             recording.cut_off = f"write failed: {error}"
             _LOG.error("[%s] recording stopped: %s", recording.call_ref, error)
             _log_cut_off(recording)
+            _tell_proxy(recording, recording.cut_off)
             return
         recording.sha256.update(pcm)
         recording.pcm_bytes += len(pcm)
@@ -989,6 +989,17 @@ def _run_in_order(jobs: list[Callable[[], None]]) -> None:
             job()
         except Exception:
             _LOG.exception("recording file work failed")
+
+
+def _tell_proxy(recording: _Recording, reason: str) -> None:
+    """The proxy still taps the call of a recording the store no longer keeps (refused, cut off):
+    it is told why, on its own loop, so that it stops recording the call."""
+    if recording.on_stopped is None:
+        return
+    try:
+        recording.loop.call_soon_threadsafe(recording.on_stopped, reason)
+    except RuntimeError:  # the loop has closed: the proxy has stopped
+        _LOG.info("[%s] the proxy has stopped; not told the recording stopped", recording.call_ref)
 
 
 def _log_cut_off(recording: _Recording) -> None:

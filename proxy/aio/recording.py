@@ -125,12 +125,13 @@ class RecordingSink(Protocol):
         outside_leg: MediaLeg,
         started_at: float,
         sample_rate_hz: int = 8000,
-        on_refused: Callable[[str], None] | None = None,
+        on_stopped: Callable[[str], None] | None = None,
     ) -> RecordingHandle:
-        """``sample_rate_hz``: 16000 when G.722 was negotiated, else 8000. ``on_refused`` is
-        called on the event loop, with why, when the evidence record refuses the recording after
-        it was opened (its notice or consent is not in the record): nothing of it is kept, and
-        the proxy should stop it."""
+        """``sample_rate_hz``: 16000 when G.722 was negotiated, else 8000. ``on_stopped`` is
+        called on the event loop, with why, when the store stops keeping the recording after it
+        was opened: the evidence record refused it (its notice or consent is not in the record;
+        nothing of it is kept), or its audio can no longer be written (a full disk, a failed
+        write; it ends at what was written). The proxy should stop it."""
         ...
 
 

@@ -587,12 +587,13 @@ class ProxyService:
         self._stop_recording(call_ref, "restarted")
         recording: CallRecording | None = None
 
-        def refused(why: str) -> None:
-            # The evidence record refused the recording after it opened: nothing of it is kept, so
-            # it is stopped here too (``calls list`` then says the call is not recorded).
+        def stopped(why: str) -> None:
+            # The store no longer keeps the recording (the evidence record refused it, the disk is
+            # full, a write failed): it is stopped here too (``calls list`` then says the call is
+            # not recorded).
             if recording is not None and self.recording.get(call_ref) is recording:
                 self._log.error("[%s] recording stopped, the call is NOT recorded: %s", call_ref, why)
-                self._stop_recording(call_ref, "refused")
+                self._stop_recording(call_ref, "stopped-by-storage")
 
         try:
             handle = self._recordings.open(
@@ -602,7 +603,7 @@ class ProxyService:
                 outside_leg=effect.outside_leg,
                 started_at=self._now(),
                 sample_rate_hz=recording_sample_rate_hz(effect.media),
-                on_refused=refused,
+                on_stopped=stopped,
             )
         except RecordingUnavailableError as unavailable:
             self._log.warning("[%s] not recorded: %s", call_ref, unavailable)

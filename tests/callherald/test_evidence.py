@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import errno
 import hashlib
 import json
 import logging
@@ -54,7 +55,7 @@ from proxy.b2bua.effects import (
     Tone,
 )
 from storage.audit import AuditLog
-from storage.crypto import StorageFullError, TruncatedRecordingError, key_id
+from storage.crypto import StorageError, StorageFullError, TruncatedRecordingError, key_id
 from storage.keys import generate_private_key
 from storage.migrations import to_db_time
 from storage.records import EvidenceStore, RecordingRecord, RecordingState, TimelineEvent, TimelineKind
@@ -218,8 +219,9 @@ class Fed:
 
     opened: list[bool] = field(default_factory=list)
     written: list[list[bytes]] = field(default_factory=list)
-    refused: list[tuple[str, bool]] = field(default_factory=list)
-    """What the store told the proxy it refused (``on_refused``), and whether on the loop's thread."""
+    stopped: list[tuple[str, bool]] = field(default_factory=list)
+    """Why the store told the proxy it stopped keeping a recording (``on_stopped``), and whether
+    on the loop's thread."""
 
 
 def feed(
@@ -230,8 +232,8 @@ def feed(
     handle: RecordingHandle | None = None
     loop_thread = threading.get_ident()
 
-    def refused(why: str) -> None:
-        fed.refused.append((why, threading.get_ident() == loop_thread))
+    def stopped(why: str) -> None:
+        fed.stopped.append((why, threading.get_ident() == loop_thread))
 
     for step in script:
         if isinstance(step, Begin):
@@ -290,7 +292,7 @@ def feed(
                     policy=start.policy,
                     outside_leg=start.outside_leg,
                     started_at=step.at,
-                    on_refused=refused,
+                    on_stopped=stopped,
                 )
             except RecordingUnavailableError as unavailable:
                 handle = None
@@ -362,7 +364,7 @@ def run(
             records.utc(T0)  # fixes the clock offset for the checks
         finally:
             records.close()  # waits for the file thread and the evidence writer
-        await asyncio.sleep(0)  # what the file thread handed the loop (``on_refused``) runs
+        await asyncio.sleep(0)  # what the file thread handed the loop (``on_stopped``) runs
         return Ran(records=records, fed=fed)
 
     return asyncio.run(play())
@@ -911,7 +913,7 @@ def test_the_store_refuses_recordings_without_their_evidence(
     errors = storage_errors(caplog)
     assert timeline[-1].kind is TimelineKind.CALL_END  # the call's other evidence is written regardless
     if case.recorded:
-        assert ran.fed.refused == []
+        assert ran.fed.stopped == []
         (recording,) = recordings
         assert recording.state is RecordingState.COMPLETE
         assert files == [layout.recordings_dir / recording.file_name]
@@ -937,7 +939,7 @@ def test_the_store_refuses_recordings_without_their_evidence(
         assert logged["reason"] == refused.detail["reason"]
         assert logged["purposes"] == list(record.purposes)
         # The proxy is told, on its event loop, so that it stops recording the call.
-        assert ran.fed.refused == [(refused.detail["reason"], True)]
+        assert ran.fed.stopped == [(refused.detail["reason"], True)]
 
 
 # 3. Withdrawal and a new outside party -----------------------------------------------------------
@@ -1531,6 +1533,8 @@ def test_a_full_disk_mid_recording_keeps_the_sealed_segments(
     kept = b"".join(ran.fed.written[0][:fail_at])
 
     assert calls == [BLOCK_BYTES] * (fail_at + 1)  # nothing is handed to the writer after the failure
+    # The proxy is told, on its event loop, so that it stops recording the call.
+    assert ran.fed.stopped == [("disk full", True)]
     errors = storage_errors(caplog)
     assert len(errors) == 1
     assert "disk full, recording stopped at its last sealed segment" in errors[0]
@@ -1561,6 +1565,58 @@ def test_a_full_disk_mid_recording_keeps_the_sealed_segments(
     assert read_audio(layout, recording, reviewer, allow_truncated=True) == kept
     with pytest.raises(TruncatedRecordingError):
         read_audio(layout, recording, reviewer, allow_truncated=False)
+
+
+def failing_second_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    write_segment = SegmentWriter.write_segment
+
+    def failing(writer: SegmentWriter, pcm: bytes) -> None:
+        if writer.segments_written == 1:
+            raise StorageError("the device reported an I/O error (test)")
+        write_segment(writer, pcm)
+
+    monkeypatch.setattr(SegmentWriter, "write_segment", failing)
+
+
+def no_file_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_file(*_args: object, **_kwargs: object) -> SegmentWriter:
+        raise OSError(errno.EACCES, "Permission denied (test)")
+
+    monkeypatch.setattr(evidence_module, "SegmentWriter", no_file)
+
+
+@pytest.mark.parametrize(
+    ("failure", "why", "duration_ms"),
+    [
+        (failing_second_write, "write failed: the device reported an I/O error (test)", 1000),
+        (no_file_made, "file not created: [Errno 13] Permission denied (test)", 0),
+    ],
+    ids=["write-failed", "file-not-created"],
+)
+def test_a_recording_whose_audio_cannot_be_written_tells_the_proxy_it_stopped(
+    failure: Callable[[pytest.MonkeyPatch], None],
+    why: str,
+    duration_ms: int,
+    layout: DataLayout,
+    reviewer: X25519PrivateKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As on a full disk: the record says why the recording ended, and the proxy, told on its
+    # event loop, stops recording the call.
+    failure(monkeypatch)
+    script: list[Step] = [
+        Begin(),
+        *notice(end=6),
+        Record(purposes=("evidence",), at=at(10)),
+        *[Write(block=index) for index in range(3)],
+        Stop(reason="ended", at=at(13)),
+        End(reason="bye-from-b", at=at(14)),
+    ]
+    ran = run(layout, script, recipient=reviewer)
+
+    assert ran.fed.stopped == [(why, True)]
+    _, (recording,) = stored(layout)
+    assert (recording.duration_ms, recording.end_reason) == (duration_ms, why)
 
 
 # 5. Recovery after a crash -----------------------------------------------------------------------

@@ -376,16 +376,17 @@ def fill_up(directory: Path) -> Path:
 @pytest.mark.timeout(90)
 def test_a_disk_that_fills_mid_call_keeps_the_sealed_audio_and_all_the_evidence(tmp_path: Path) -> None:
     # The data directory on a small file system that fills up while a call is recorded: the call
-    # goes on; the recording ends at its last sealed segment; the evidence the database cannot take
-    # then (recording end, call end) waits in memory and is written once the disk has room again;
-    # no traceback, and the database is intact.
+    # goes on, and the proxy stops recording it (`calls list` says so, the log says why); the
+    # recording ends at its last sealed segment; the evidence the database cannot take then
+    # (recording end, call end) waits in memory and is written once the disk has room again; no
+    # traceback, and the database is intact.
     write_prompt_wavs(tmp_path)
     with tiny_file_system(tmp_path / "data", size_kib=4096) as data_dir:
         with (
             running_callherald(
                 tmp_path, policies=policy_yaml(), extra="recording:\n  min_free_mb: 0\n"
             ) as proxy,
-            inbound_tone_call(tmp_path, proxy, caller_pause_ms=6000) as uac,
+            inbound_tone_call(tmp_path, proxy, caller_pause_ms=9000) as uac,
         ):
 
             def logged(text: str, timeout_s: float = 5.0) -> None:
@@ -395,12 +396,22 @@ def test_a_disk_that_fills_mid_call_keeps_the_sealed_audio_and_all_the_evidence(
             time.sleep(2.5)
             filler = fill_up(data_dir)
             logged("disk full, recording stopped at its last sealed segment")
+            logged("recording stopped, the call is NOT recorded: disk full")
+            listed = subprocess.run(
+                [str(CALLHERALD), "calls", "list", "--json", "--config", str(proxy.config_path)],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
             logged('"event": "call_ended"', timeout_s=15)
             logged("evidence is held in memory")
             filler.unlink()
             logged("disk space is back: the held evidence is written")
             caller_run = uac.finish()
         assert caller_run.returncode == 0, caller_run.stderr
+        assert listed.returncode == 0, listed.stderr
+        assert [call["recording"] for call in json.loads(listed.stdout)] == [False]
         log = proxy.log_text()
         assert "Traceback" not in log, log[-3000:]
         with EvidenceStore(data_dir / "evidence.sqlite") as store:
