@@ -111,6 +111,7 @@ def b2bua_settings(config: Config, *, user_agent: str = "callherald") -> B2buaSe
         max_concurrent_calls=config.limits.max_concurrent_calls,
         rtp_inactivity_timeout_s=config.limits.rtp_inactivity_timeout_s,
         ring_timeout_s=config.limits.ring_timeout_s,
+        notice_hold_timeout_s=config.limits.notice_hold_timeout_s,
         user_agent=user_agent,
     )
 

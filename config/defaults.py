@@ -141,6 +141,7 @@ limits:
   rtp_inactivity_timeout_s: 60
   ring_timeout_s: 180
   no_response_timeout_s: 32
+  notice_hold_timeout_s: 30
   max_message_bytes: 65535
 
 announcements:
@@ -231,6 +232,7 @@ def default_config(home: Path) -> Config:
             max_message_bytes=65535,
             ring_timeout_s=180.0,
             no_response_timeout_s=32.0,
+            notice_hold_timeout_s=30.0,
         ),
         routing=Routing(inbound=(), default_target=None),
         announcements=Announcements(prompt_sets=(), default_language="nl"),

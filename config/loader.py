@@ -37,6 +37,7 @@ from config.schema import (
     DEFAULT_MAX_CONCURRENT_CALLS,
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_NO_RESPONSE_TIMEOUT_S,
+    DEFAULT_NOTICE_HOLD_TIMEOUT_S,
     DEFAULT_RECORDING_MIN_FREE_MB,
     DEFAULT_REGISTRATION_INTERVAL_S,
     DEFAULT_REGISTRATION_RETRY_MAX_S,
@@ -385,6 +386,7 @@ def _read_limits(r: Reader) -> Limits:
         max_message_bytes=r.int_("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES, lo=1024, hi=65535),
         ring_timeout_s=r.number("ring_timeout_s", DEFAULT_RING_TIMEOUT_S, lo=5, hi=3600),
         no_response_timeout_s=r.number("no_response_timeout_s", DEFAULT_NO_RESPONSE_TIMEOUT_S, lo=2, hi=32),
+        notice_hold_timeout_s=r.number("notice_hold_timeout_s", DEFAULT_NOTICE_HOLD_TIMEOUT_S, lo=1, hi=3600),
     )
 
 

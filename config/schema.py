@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_LANGUAGE",
     "DEFAULT_MAX_CONCURRENT_CALLS",
     "DEFAULT_MAX_MESSAGE_BYTES",
+    "DEFAULT_NOTICE_HOLD_TIMEOUT_S",
     "DEFAULT_NO_RESPONSE_TIMEOUT_S",
     "DEFAULT_RECORDING_MIN_FREE_MB",
     "DEFAULT_REGISTRATION_INTERVAL_S",
@@ -68,6 +69,7 @@ DEFAULT_MAX_CONCURRENT_CALLS = 500
 DEFAULT_RTP_INACTIVITY_TIMEOUT_S = 60.0
 DEFAULT_RING_TIMEOUT_S = 180.0
 DEFAULT_NO_RESPONSE_TIMEOUT_S = 32.0
+DEFAULT_NOTICE_HOLD_TIMEOUT_S = 30.0
 DEFAULT_MAX_MESSAGE_BYTES = 65535
 DEFAULT_REGISTRATION_INTERVAL_S = 3600
 DEFAULT_REGISTRATION_RETRY_MIN_S = 30
@@ -340,6 +342,11 @@ class Limits:
     """An INVITE callherald sends (to the PBX or the carrier) that gets no response at all, not even
     100 Trying, is given up after this long and the call fails as for 408: the peer is taken as
     unreachable (RFC 3261 §17.1.1.2, Timer B). Seconds, 2-32. Default 32 (64 * T1)."""
+    notice_hold_timeout_s: float = DEFAULT_NOTICE_HOLD_TIMEOUT_S
+    """An outside party that holds the call (sendonly, inactive or 0.0.0.0, RFC 3264 §8.4) before it
+    has heard the notice and the consent questions, from its first SDP on or while they play, is
+    waited for this long; still on hold then, it has not heard the notice, and the call goes as its
+    policy's ``on_failure`` says for a notice that cannot be played. Seconds, 1-3600. Default 30."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -18,6 +18,10 @@ notice too (``agent_hears_notice``).
 * ``FAILED``: a prompt could not be played: nothing is recorded (fail closed);
 * ``BRIDGED``: the parties hear each other; recording runs when ``purposes`` is not empty.
 
+An outside party that holds the call before the notice and questions are over hears them when it
+comes off hold; one that stays on hold for ``hold_limit_s`` has not heard the notice, which fails
+as one that could not be played (``FAILED``): the call goes as the policy's ``on_failure`` says.
+
 After the bridge a withdrawal digit from the outside party ends every consent-based purpose from
 that moment (GDPR Art. 7(3)); ``party_changed`` (a transfer brought a new outside party) stops the
 recording and starts over with the notice for the new party.
@@ -66,7 +70,13 @@ class CallAnnouncer:
     """The notice and consent of one call's outside party. Feed it events; execute its effects."""
 
     def __init__(
-        self, *, call_ref: str, policy: CallPolicy, outside_leg: MediaLeg, agent_hears_notice: bool
+        self,
+        *,
+        call_ref: str,
+        policy: CallPolicy,
+        outside_leg: MediaLeg,
+        agent_hears_notice: bool,
+        hold_limit_s: float,
     ) -> None:
         self.call_ref = call_ref
         self.policy = policy
@@ -81,6 +91,8 @@ class CallAnnouncer:
         self._paused: set[str] = set()  # reasons recording is paused for: hold, pci, api
         self._keys: str = ""  # the latest keys pressed after the bridge, for the PCI pause code
         self._notice_held = False  # the outside party held the call before the questions were over
+        self.hold_limit_s = hold_limit_s
+        self._hold_deadline: float | None = None  # when a hold that keeps the notice back fails it
 
     @property
     def paused_reasons(self) -> tuple[str, ...]:
@@ -116,6 +128,7 @@ class CallAnnouncer:
         ]
         if self._notice_held:
             self._session = None
+            self._hold_deadline = now + self.hold_limit_s
             out.append(
                 LogEvent(
                     level="info",
@@ -125,6 +138,7 @@ class CallAnnouncer:
                 )
             )
             return out
+        self._hold_deadline = None
         self._session = self._new_session()
         self._translate(self._session.start(now), out)
         return out
@@ -188,13 +202,20 @@ class CallAnnouncer:
         return out
 
     def next_deadline(self) -> float | None:
-        if self.stage is AnnouncerStage.ANNOUNCING and self._session is not None:
-            return self._session.next_deadline()
-        return None
+        if self.stage is not AnnouncerStage.ANNOUNCING:
+            return None
+        if self._notice_held:
+            return self._hold_deadline
+        return self._session.next_deadline() if self._session is not None else None
 
     def handle_timers(self, now: float) -> list[Effect]:
         out: list[Effect] = []
-        if self.stage is AnnouncerStage.ANNOUNCING and self._session is not None:
+        if self.stage is not AnnouncerStage.ANNOUNCING:
+            return out
+        if self._notice_held:
+            if self._hold_deadline is not None and now >= self._hold_deadline:
+                self._hold_outlasted(now, out)
+        elif self._session is not None:
             self._translate(self._session.handle_timers(now), out)
         return out
 
@@ -244,6 +265,7 @@ class CallAnnouncer:
             self._notice_held = True  # held in the first offer or answer: the notice waits (``start``)
         elif held and self.stage is AnnouncerStage.ANNOUNCING and not self._notice_held:
             self._notice_held = True
+            self._hold_deadline = now + self.hold_limit_s
             self._interrupt(now, out)
             out.append(StopPlayout(call_ref=self.call_ref, leg=self.outside_leg))
             if self.agent_hears_notice:
@@ -332,6 +354,30 @@ class CallAnnouncer:
         return out
 
     # Internals ---------------------------------------------------------------------------------
+
+    def _hold_outlasted(self, now: float, out: list[Effect]) -> None:
+        # The party held the call for the whole limit without hearing the notice: nothing may be
+        # recorded of it (GDPR Art. 13), and the call goes as for a notice that cannot be played.
+        self._notice_held = False
+        self._hold_deadline = None
+        self.stage = AnnouncerStage.FAILED
+        self.purposes = ()
+        held_for = f"the outside party held the call for {self.hold_limit_s:g} s"
+        notice = self.policy.notice_prompt_id
+        event = consent.NoticeFailed(
+            prompt_id=notice,
+            language=self.policy.language,
+            reason=f"announcement not heard: {held_for}",
+            at=now,
+        )
+        out.append(Evidence(call_ref=self.call_ref, leg=self.outside_leg, event=event))
+        out.append(
+            LogEvent(
+                level="warning",
+                text=f"{held_for} without hearing recording notice {notice!r}: {self._failure_consequence()}",
+                call_ref=self.call_ref,
+            )
+        )
 
     def _interrupt(self, now: float, out: list[Effect]) -> None:
         # The outside party is gone: the evidence says where its notice or question was cut off.

@@ -748,7 +748,11 @@ class B2bua:
             return False
         outside = MediaLeg.A if call.direction == "inbound" else MediaLeg.B
         announcer = CallAnnouncer(
-            call_ref=call.ref, policy=policy, outside_leg=outside, agent_hears_notice=outside is MediaLeg.B
+            call_ref=call.ref,
+            policy=policy,
+            outside_leg=outside,
+            agent_hears_notice=outside is MediaLeg.B,
+            hold_limit_s=self._settings.notice_hold_timeout_s,
         )
         call.announcer = announcer
         out.append(LogEvent(level="info", text=f"policy {policy.name}", call_ref=call.ref))
@@ -905,16 +909,12 @@ class B2bua:
         )
 
     def _after_announcer(self, call: Call, now: float, out: list[Effect]) -> None:
-        """Follow the announcer: arm its answer window; once settled, call the callee or bridge."""
+        """Follow the announcer: arm its answer window or hold limit; once settled, call the callee
+        or bridge."""
         announcer = call.announcer
         if announcer is None or call.ref not in self._calls:
             return
-        deadline = announcer.next_deadline()
-        key = f"{call.ref}:consent"
-        if deadline is None:
-            self._disarm(key)
-        else:
-            self._arm(key, deadline, partial(self._consent_timer, call))
+        self._arm_announcer_timer(call, announcer)
         if not announcer.settled or call.announce_progressed:
             return
         call.announce_progressed = True
@@ -932,6 +932,14 @@ class B2bua:
             self._call_callee(call, call.b_offer, now, out)
         elif call.phase in (CallPhase.ANSWERED, CallPhase.CONFIRMED):
             out.extend(announcer.bridge(now))
+
+    def _arm_announcer_timer(self, call: Call, announcer: CallAnnouncer) -> None:
+        deadline = announcer.next_deadline()
+        key = f"{call.ref}:consent"
+        if deadline is None:
+            self._disarm(key)
+        else:
+            self._arm(key, deadline, partial(self._consent_timer, call))
 
     def _notice_for_new_party(
         self,
@@ -990,6 +998,8 @@ class B2bua:
         changed = on_hold != (leg in call.held_by)
         if announcer is not None and leg is announcer.outside_leg and changed and not party_left:
             out.extend(announcer.outside_hold(on_hold, now))
+            if call.ref in self._calls:  # the hold limit runs while the notice waits for the hold
+                self._arm_announcer_timer(call, announcer)
         if on_hold:
             call.held_by.add(leg)
             out.append(LogEvent(level="info", text=f"hold from leg {leg}", call_ref=call.ref))

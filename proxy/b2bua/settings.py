@@ -85,6 +85,9 @@ class B2buaSettings:
     max_concurrent_calls: int = 500
     rtp_inactivity_timeout_s: float = 60.0
     ring_timeout_s: float = 180.0
+    # How long an outside party may hold the call before it heard the notice and questions; then
+    # the notice counts as not played (the policy's ``on_failure``).
+    notice_hold_timeout_s: float = 30.0
     user_agent: str = "callherald"
     codecs: frozenset[str] = frozenset({"pcmu", "pcma", "g722", "telephone-event"})
     registrar_realm: str = "callherald"

@@ -109,6 +109,7 @@ limits:
   rtp_inactivity_timeout_s: 30.5
   ring_timeout_s: 45
   no_response_timeout_s: 6
+  notice_hold_timeout_s: 20
   max_message_bytes: 8192
 routing:
   inbound:
@@ -261,6 +262,7 @@ def full_example_config(config_dir: Path) -> Config:
             max_message_bytes=8192,
             ring_timeout_s=45.0,
             no_response_timeout_s=6.0,
+            notice_hold_timeout_s=20.0,
         ),
         routing=Routing(
             inbound=(
@@ -499,6 +501,7 @@ def test_minimal_is_valid() -> None:
         max_message_bytes=65535,
         ring_timeout_s=180.0,
         no_response_timeout_s=32.0,  # 64 * T1, RFC 3261 §17.1.1.2
+        notice_hold_timeout_s=30.0,
     )
     assert config.routing == Routing(inbound=(), default_target=None)
     assert config.logging == Logging(level=LogLevel.INFO)
@@ -736,6 +739,11 @@ ERROR_CASES = [
         MINIMAL + "limits:\n  no_response_timeout_s: 64\n",
         "callherald.yaml:18: limits.no_response_timeout_s: expected a number 2-32, got 64",
         id="no-response-timeout-beyond-timer-b",
+    ),
+    pytest.param(
+        MINIMAL + "limits:\n  notice_hold_timeout_s: 0\n",
+        "callherald.yaml:18: limits.notice_hold_timeout_s: expected a number 1-3600, got 0",
+        id="notice-hold-timeout-zero",
     ),
     pytest.param(
         MINIMAL + "logging: {level: verbose}\n",

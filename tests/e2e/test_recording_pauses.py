@@ -327,6 +327,52 @@ def test_a_caller_on_hold_from_its_invite_hears_the_notice_once_off_hold_and_the
 
 @requires_sipp
 @pytest.mark.timeout(60)
+def test_a_caller_on_hold_from_its_invite_past_the_hold_limit_is_connected_unrecorded(tmp_path: Path) -> None:
+    # limits.notice_hold_timeout_s: the caller holds the call from its INVITE for longer than the
+    # limit, so it has not heard the notice; the policy's on_failure (connect_unrecorded) applies:
+    # the PBX is called then, the call is never recorded, and the evidence says why.
+    write_prompt_wavs(tmp_path)
+    caller_keys = sipp_keys(
+        rtp_port=free_port(), portfile=tmp_path / "caller.sdp", resultfile=tmp_path / "caller.txt"
+    )
+    callee_keys = sipp_keys(
+        rtp_port=free_port(), portfile=tmp_path / "callee.sdp", resultfile=tmp_path / "callee.txt"
+    )
+    limits = "  notice_hold_timeout_s: 2\n"
+    with running_callherald(tmp_path, policies=policy_yaml(), limits=limits) as proxy:
+        with (
+            start_callee(
+                "more_uas_reinvite.xml", INBOUND.callee_port(proxy), tmp_path, callee_keys, pause_ms=50
+            ) as callee,
+            start_caller(
+                "recording_uac_held_at_start.xml",
+                INBOUND.caller_target(proxy),
+                tmp_path,
+                [*caller_keys, "-set", "hold_for_ms", "4000"],
+                number=INBOUND.number,
+                pause_ms=500,
+            ) as caller,
+        ):
+            runs = [caller.finish(timeout_s=20), callee.finish(timeout_s=5)]
+        assert_ok(proxy, *runs)
+    # Held when answered, taken off hold by a re-INVITE the PBX answered: it was connected.
+    assert (tmp_path / "caller.txt").read_text().strip() == "a=recvonly|"
+    assert (tmp_path / "callee.txt").exists()
+    records = evidence_records(proxy.log_text())
+    reason = "announcement not heard: the outside party held the call for 2 s"
+    (failed,) = [r for r in records if r["event"] == "notice_failed"]
+    assert (failed["prompt_id"], failed["reason"]) == ("test-notice", reason)
+    assert [r for r in records if r["event"] in ("announcement_started", "recording_started")] == []
+    assert "without hearing recording notice 'test-notice': call connects unrecorded" in proxy.log_text()
+    with EvidenceStore(proxy.data_dir / "evidence.sqlite") as store:
+        assert store.recordings_list() == []
+        timeline = store.call_timeline(str(failed["call"]))
+    (notice,) = [e for e in timeline if e.kind is TimelineKind.ANNOUNCEMENT_END]
+    assert notice.detail["failure"] == reason
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
 def test_the_pci_code_keyed_by_sip_info_pauses_and_resumes(tmp_path: Path) -> None:
     call = recorded_call(
         tmp_path,

@@ -2020,6 +2020,139 @@ def test_an_outside_party_on_hold_from_its_first_sdp_hears_the_notice_when_it_co
     finish(s)
 
 
+HOLD_LIMIT_S = 12.0  # limits.notice_hold_timeout_s of these scenes
+HELD_TOO_LONG = f"announcement not heard: the outside party held the call for {HOLD_LIMIT_S:g} s"
+
+
+def hold_limited(way: Way, on_failure: FailureBehaviour, mode: AnnouncementMode = ANSWER) -> Scene:
+    policy = dataclasses.replace(POLICY, on_failure=on_failure, mode=mode)
+    return Scene(way, policy, settings=make_settings(notice_hold_timeout_s=HOLD_LIMIT_S))
+
+
+def assert_held_too_long(s: Scene, effects: Sequence[Effect], consequence: str) -> None:
+    """The notice failed for the hold at ``s.h.now``: in the evidence, and in a warning that says
+    what became of the call."""
+    failed = NoticeFailed(prompt_id="notice", language="de", reason=HELD_TOO_LONG, at=s.h.now)
+    assert events(effects, NoticeFailed) == [failed]
+    (warning,) = warnings(effects)
+    assert warning.text == (
+        f"the outside party held the call for {HOLD_LIMIT_S:g} s without hearing recording notice"
+        f" 'notice': {consequence}"
+    )
+    assert warning.call_ref == s.ref
+    assert of(effects, PlayPrompt) == []
+
+
+def bye_answered(s: Scene) -> None:
+    for peer in (s.caller, s.callee):
+        for bye in peer.requests("BYE"):
+            peer.reply(bye, 200)
+
+
+@WAYS
+@FIRST_HOLD
+def test_a_party_held_from_its_first_sdp_past_the_hold_limit_connects_unrecorded(
+    way: Way, hold: FirstHold
+) -> None:
+    # It never heard the notice, so nothing of it may be recorded; on_failure connect_unrecorded:
+    # inbound the PBX is called now, outbound the parties are joined. Either way without recording.
+    s = hold_limited(way, CONNECT)
+    outside_holds_from_the_start(s, hold)
+    assert s.h.advance(HOLD_LIMIT_S - 0.5) == []
+    effects = s.h.advance(0.5)
+
+    assert_held_too_long(s, effects, "call connects unrecorded")
+    if way is INBOUND:
+        assert [s.callee.address] == [e.destination for e in sent_sip(effects)]
+        s.callee.take_invite()
+        s.callee.ring()
+        effects = s.callee_answers()
+    assert BridgeMedia(call_ref=s.ref, bridged=True) in effects
+    assert s.h.b2bua.active_calls == 1
+    # Off hold now, it hears the other party: the notice it missed is not played any more.
+    _, resumed = outside_redirects(s, "a=sendrecv", 2)
+    assert of(resumed, PlayPrompt) == []
+    s.hang_up()
+    assert of(s.h.effects, StartRecording) == []
+    finish(s)
+
+
+@WAYS
+def test_a_party_held_from_its_first_sdp_past_the_hold_limit_is_hung_up_when_the_policy_rejects(
+    way: Way,
+) -> None:
+    s = hold_limited(way, REJECT)
+    outside_holds_from_the_start(s, FIRST_HOLDS[0])
+    effects = s.h.advance(HOLD_LIMIT_S)
+
+    assert_held_too_long(s, effects, "call rejected")
+    byes = [(s.caller.address, "BYE")] if way is INBOUND else [(PBX, "BYE"), (CARRIER, "BYE")]
+    assert sorted(sip_summary(effects)) == sorted(byes)
+    assert s.h.ended() == [CallEnded(call_ref=s.ref, reason="notice-failed")]
+    if way is INBOUND:
+        assert s.callee.requests("INVITE") == []  # the PBX never rang
+    bye_answered(s)
+    finish(s)
+
+
+def test_an_early_media_caller_held_past_the_hold_limit_is_refused_480_when_the_policy_rejects() -> None:
+    # Not answered yet (183 early media): the INVITE itself is refused, as for a missing notice.
+    s = hold_limited(INBOUND, REJECT, EARLY)
+    s.dial(body=held_sdp(own_origin(INBOUND), FIRST_HOLDS[0]))
+    s.caller.learn(s.caller.last_response("INVITE", 183))
+    effects = s.h.advance(HOLD_LIMIT_S)
+
+    assert_held_too_long(s, effects, "call rejected")
+    assert sip_summary(effects) == [(CARRIER, "480 INVITE")]
+    assert s.callee.inbox() == []
+    s.caller.send(s.caller.ack_failure(s.caller.last_response("INVITE", 480)))
+    finish(s)
+
+
+@WAYS
+def test_a_party_that_holds_during_the_notice_past_the_hold_limit_has_not_heard_it(way: Way) -> None:
+    # The notice was cut short by the hold; it counts as heard only when played again whole.
+    s = hold_limited(way, CONNECT)
+    s.notice_playing()
+    s.h.advance(1.5)
+    held_at = s.h.now
+    outside_redirects(s, "a=sendonly", 2)
+    effects = s.h.advance(HOLD_LIMIT_S)
+
+    assert s.h.now == held_at + HOLD_LIMIT_S
+    assert_held_too_long(s, effects, "call connects unrecorded")
+    if way is INBOUND:
+        s.callee.take_invite()
+        s.callee.ring()
+        s.callee_answers()
+    assert BridgeMedia(call_ref=s.ref, bridged=True) in s.h.effects
+    s.hang_up()
+    assert of(s.h.effects, StartRecording) == []
+    finish(s)
+
+
+@WAYS
+def test_a_party_that_comes_off_hold_within_the_hold_limit_is_announced_and_recorded(way: Way) -> None:
+    s = hold_limited(way, REJECT)
+    outside_holds_from_the_start(s, FIRST_HOLDS[0])
+    s.h.advance(HOLD_LIMIT_S - 1.0)
+    _, resumed = outside_redirects(s, "a=sendrecv", 2)
+    assert announcing(resumed) == notice_again(s.ref, way, at=s.h.now)
+
+    assert s.h.advance(2.0) == []  # past the hold limit: it was disarmed with the hold
+    s.notice_heard()
+    s.question_heard()
+    s.press("1")
+    if way is INBOUND:
+        s.callee.take_invite()
+        s.callee.ring()
+        s.callee_answers()
+    assert of(s.h.effects, StartRecording)[-1].purposes == ("quality", "training")
+    assert events(s.h.effects, NoticeFailed) == []
+    s.hang_up()
+    finish(s)
+
+
 def test_a_callee_on_hold_from_its_answer_comes_off_hold_in_its_answer_to_the_agents_reinvite() -> None:
     # The hold of an answer ends in a later answer too: the agent's re-INVITE (a session refresh)
     # is answered sendrecv, and the callee hears the notice.
