@@ -30,6 +30,7 @@ from proxy.aio.media import MediaSession
 from proxy.aio.playout import AnnouncementPlayer, Playout, PlayoutResult, PlayoutScheduler
 from proxy.b2bua.effects import MediaFormat, MediaLeg, Tone
 from proxy.rtp.digits import DigitListener, HeardDigit, judge_together
+from proxy.rtp.pacing import Repacketized
 
 __all__ = ["JUDGE_INTERVAL_S", "CallAnnouncements", "InbandJudge", "PlayablePrompt", "PromptSource"]
 
@@ -38,7 +39,7 @@ JUDGE_INTERVAL_S: Final = 0.080
 
 _LOG = logging.getLogger("callherald.announce")
 _RTP_CLOCK_HZ = 8000  # PCMU, PCMA and G.722 all use an 8000 Hz RTP clock (RFC 3551 §4.5.2)
-_SAMPLES_PER_FRAME = 160
+_FRAME_MS = 20  # the duration of a prompt's and a tone's frames
 
 
 class PlayablePrompt(Protocol):
@@ -159,13 +160,20 @@ class CallAnnouncements:
         loop: bool = False,
         not_before: float | None = None,
     ) -> Playout:
+        """Play ``frames`` (20 ms each) into ``leg``, in packets of the duration its party asked
+        for (``MediaFormat.packet_ms``), paced on that duration's grid."""
+        packet_ms = media.packet_ms
+        if packet_ms != _FRAME_MS and frames:
+            # The same audio in longer or shorter packets: bytes scale with time at a constant bitrate.
+            frames = Repacketized(frames, len(frames[0]) * packet_ms // _FRAME_MS, loop=loop)
         playout = self.player(leg).play(
             frames,
             payload_type=media.payload_type,
             clock_rate=_RTP_CLOCK_HZ,
-            samples_per_frame=_SAMPLES_PER_FRAME,
+            samples_per_frame=_RTP_CLOCK_HZ * packet_ms // 1000,
             loop=loop,
             not_before=not_before,
+            scheduler=self.scheduler.for_interval(packet_ms / 1000),
         )
         self._fit_relay_hook(leg)
         playout.finished.add_done_callback(lambda _: self._fit_relay_hook(leg))

@@ -7,7 +7,8 @@ its lifetime. While any announcement plays it runs one timer, armed with ``loop.
 next tick's absolute deadline; every tick sends the due frame of every active player, so N
 concurrent announcements cost one timer callback per 20 ms, not N. With nothing playing no timer
 runs. Because the grid never moves, a prompt that starts on the tick after another one ended
-continues it without a gap.
+continues it without a gap. Packets of another duration (a party's ``a=ptime:30``, RFC 4566 §6)
+are paced on a grid of that interval (``for_interval``), with a timer of its own.
 
 An ``AnnouncementPlayer`` owns one leg's outgoing RTP stream: its SSRC and an ``RtpStreamState``
 that numbers every packet the leg's far end receives, whether generated here or relayed from the
@@ -248,10 +249,11 @@ class Playout:
 class PlayoutScheduler:
     """The shared 20 ms tick grid (see the module docstring). One per event loop.
 
-    ``interval_s`` is the frame interval every played prompt must have.
+    ``interval_s`` is the frame interval every played prompt must have; ``for_interval`` gives the
+    grid of another interval, on the same loop, closed with this one.
     """
 
-    __slots__ = ("_grid", "_handle", "_loop", "_next_tick", "_players", "late_ticks", "ticks")
+    __slots__ = ("_family", "_grid", "_handle", "_loop", "_next_tick", "_players", "late_ticks", "ticks")
 
     def __init__(
         self, *, interval_s: float = FRAME_INTERVAL_S, loop: asyncio.AbstractEventLoop | None = None
@@ -265,6 +267,8 @@ class PlayoutScheduler:
         """Ticks served."""
         self.late_ticks = 0
         """Ticks that passed while the loop was busy, served together with a later one."""
+        # Every grid of the loop by its interval in µs, shared with those made by ``for_interval``.
+        self._family: dict[int, PlayoutScheduler] = {_interval_us(interval_s): self}
 
     @property
     def interval_s(self) -> float:
@@ -295,8 +299,23 @@ class PlayoutScheduler:
         ``Playout.when_started``)."""
         self._loop.call_soon(callback, at)
 
+    def for_interval(self, interval_s: float) -> PlayoutScheduler:
+        """The grid of the same event loop whose ticks are ``interval_s`` apart: this one, or one
+        made on first use (one per interval) that ``close`` closes too."""
+        key = _interval_us(interval_s)
+        scheduler = self._family.get(key)
+        if scheduler is None:
+            scheduler = PlayoutScheduler(interval_s=interval_s, loop=self._loop)
+            scheduler._family = self._family
+            self._family[key] = scheduler
+        return scheduler
+
     def close(self) -> None:
-        """Stop every playout and the timer."""
+        """Stop every playout and the timer, on every grid of ``for_interval`` too."""
+        for scheduler in tuple(self._family.values()):
+            scheduler._close_own()
+
+    def _close_own(self) -> None:
         for player in tuple(self._players):
             player.stop()
         if self._handle is not None:
@@ -330,6 +349,10 @@ class PlayoutScheduler:
                     player.fail(f"{type(error).__name__}: {error}")
         if self._players and self._handle is None:
             self._handle = self._loop.call_at(self._grid.deadline(self._next_tick), self._on_tick)
+
+
+def _interval_us(interval_s: float) -> int:
+    return round(interval_s * 1_000_000)
 
 
 class AnnouncementPlayer:
@@ -443,12 +466,15 @@ class AnnouncementPlayer:
         samples_per_frame: int,
         loop: bool = False,
         not_before: float | None = None,
+        scheduler: PlayoutScheduler | None = None,
     ) -> Playout:
         """Send ``frames`` as RTP payloads, one per tick, from the next tick of the grid on.
 
         ``not_before`` (loop time) delays the first frame to the first tick at or after it.
-        ``loop`` repeats the frames until ``stop``. A prompt still playing is stopped first (its
-        result says not completed). Relayed packets are dropped from now until the playout ends.
+        ``loop`` repeats the frames until ``stop``. ``scheduler`` is the grid to play on (from
+        ``PlayoutScheduler.for_interval``, for frames of another duration), from now on; by default
+        the one the player played on last. A prompt still playing is stopped first (its result
+        says not completed). Relayed packets are dropped from now until the playout ends.
         Raises ``ValueError`` when ``samples_per_frame / clock_rate`` is not the scheduler's
         interval or the payload type is out of range, ``RuntimeError`` after ``close``.
         """
@@ -460,7 +486,8 @@ class AnnouncementPlayer:
             raise ValueError(
                 f"clock rate and samples per frame must be positive: {clock_rate}, {samples_per_frame}"
             )
-        interval_s = self._scheduler.interval_s
+        grid = scheduler or self._scheduler
+        interval_s = grid.interval_s
         if not math.isclose(samples_per_frame / clock_rate, interval_s, rel_tol=1e-9):
             raise ValueError(
                 f"{samples_per_frame} samples at {clock_rate} Hz do not last {interval_s * 1000:g} ms"
@@ -468,6 +495,7 @@ class AnnouncementPlayer:
         self._take_back_renumbering()
         if self._current is not None:
             self._end(self._current, completed=False)
+        self._scheduler = grid  # nothing plays on the one before any more
         future = self._scheduler.create_future()
         playout = Playout(
             self,

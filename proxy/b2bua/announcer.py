@@ -29,6 +29,7 @@ recording and starts over with the notice for the new party.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from enum import Enum
 
 from proxy.b2bua import consent
@@ -219,10 +220,16 @@ class CallAnnouncer:
             self._translate(self._session.handle_timers(now), out)
         return out
 
-    def bridge(self, now: float, *, agent_leg: MediaLeg | None = None) -> list[Effect]:
-        """Let the parties hear each other; when recording starts the agent hears a beep."""
+    def bridge(
+        self, now: float, *, agent_leg: MediaLeg | None = None, agent_packet_ms: int | None = None
+    ) -> list[Effect]:
+        """Let the parties hear each other; when recording starts the agent hears a beep, in
+        ``agent_packet_ms`` packets when its SDP named that duration only now (an inbound PBX's
+        answer)."""
         out: list[Effect] = [BridgeMedia(call_ref=self.call_ref, bridged=True)]
         agent = agent_leg or self.outside_leg.other
+        if agent_packet_ms is not None and self.agent_media is not None:
+            self.agent_media = replace(self.agent_media, packet_ms=agent_packet_ms)
         if self.stage is AnnouncerStage.DECIDED and self.purposes:
             if self.agent_media is not None:  # the beep tells the agent the call is being recorded
                 out.append(

@@ -38,6 +38,7 @@ __all__ = [
     "has_allowed_audio",
     "media_format",
     "media_remote",
+    "packet_ms",
 ]
 
 
@@ -235,6 +236,36 @@ PLAIN_RTP_PROFILES = frozenset({"RTP/AVP", "RTP/AVPF"})
 drops packets that fail its authentication, so a notice sent in the clear would not be heard."""
 
 
+DEFAULT_PACKET_MS: Final = 20
+"""The packet duration of PCMU, PCMA and G.722 when the SDP asks for none (RFC 3551 §4.2, §4.5)."""
+PACKET_MS_STEP: Final = 10
+MAX_PACKET_MS: Final = 200
+"""RFC 3551 §4.2: a receiver should accept packets of up to 200 ms of audio."""
+
+
+def packet_ms(sdp: SessionDescription | None) -> int:
+    """The packet duration, ms, to send prompts and tones in to the party that sent ``sdp``, by
+    its first active audio stream (``media_format``); 20 ms without one."""
+    media = None if sdp is None else _first_audio(sdp)
+    return DEFAULT_PACKET_MS if media is None else _packet_ms(media)
+
+
+def _packet_ms(media: MediaDescription) -> int:
+    """The packet duration, ms, to send the party of ``media`` prompts and tones in: its
+    ``a=ptime`` (RFC 4566 §6, the duration it wants to receive) when that is a whole number of
+    10 ms steps up to 200 ms and not above its ``a=maxptime``; else 20 ms (RFC 3551 §4.2), or the
+    longest step ``a=maxptime`` allows when that is shorter. PCMU, PCMA and G.722 carry any whole
+    number of samples of their 8000 Hz RTP clock in a packet (RFC 3551 §4.5.2, §4.5.14)."""
+    limit = MAX_PACKET_MS
+    maxptime = next(iter(media.attribute_values("maxptime")), "").strip()
+    if maxptime.isdigit() and int(maxptime) >= PACKET_MS_STEP:
+        limit = min(limit, int(maxptime) // PACKET_MS_STEP * PACKET_MS_STEP)
+    wanted = media.ptime
+    if wanted is not None and wanted % PACKET_MS_STEP == 0 and PACKET_MS_STEP <= wanted <= limit:
+        return wanted
+    return min(DEFAULT_PACKET_MS, limit)
+
+
 def _first_audio(sdp: SessionDescription) -> MediaDescription | None:
     return next((m for m in sdp.media if m.media == "audio" and not m.rejected), None)
 
@@ -247,8 +278,8 @@ def media_format(
     sdp: SessionDescription, allowed: AbstractSet[str] = frozenset(PLAYABLE_CODECS)
 ) -> MediaFormat | None:
     """The first playable codec of the first active audio stream that is also in ``allowed`` (the
-    configured codecs, lower case), with its telephone-event type; None also when that stream is
-    not plain RTP."""
+    configured codecs, lower case), with its telephone-event type and the packet duration the
+    party wants (``packet_ms``); None also when that stream is not plain RTP."""
     media = _first_audio(sdp)
     if media is not None and _plain_rtp(media):
         for payload_type in media.formats:
@@ -263,6 +294,7 @@ def media_format(
                     payload_type=int(payload_type),
                     event_payload_type=int(event) if event is not None and event.isdigit() else None,
                     aliases=_static_aliases(media),
+                    packet_ms=_packet_ms(media),
                 )
     return None
 

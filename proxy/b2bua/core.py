@@ -43,6 +43,7 @@ from proxy.b2bua.call import (
     carries_plain_rtp,
     has_allowed_audio,
     media_format,
+    packet_ms,
     set_media_remote,
     unplayable_reason,
 )
@@ -1040,11 +1041,16 @@ class B2bua:
         *,
         identity: tuple[str, str] | None = None,
         no_sdp: str = "no SDP in the 2xx nor in an earlier provisional",
+        callee_sdp: SessionDescription | None = None,
+        agent_sdp: SessionDescription | None = None,
     ) -> None:
         """Outbound: the callee answered; the notice plays to callee and agent before they talk.
 
-        ``identity`` is the callee's (``_identity``), when not already recorded; ``no_sdp`` is
-        the reason the notice fails for when ``sdp`` is None."""
+        ``sdp`` names the codec: the callee's answer, or the agent's answer in its ACK to a late
+        offer, whose offer is then ``callee_sdp``. Each party hears the notice in the packet
+        duration its own SDP asks for: the callee's, and the agent's (``agent_sdp``, else the
+        agent's INVITE). ``identity`` is the callee's (``_identity``), when not already recorded;
+        ``no_sdp`` is the reason the notice fails for when ``sdp`` is None."""
         announcer = call.announcer
         if announcer is None or announcer.stage is not AnnouncerStage.IDLE:
             return
@@ -1058,7 +1064,11 @@ class B2bua:
             return
         if identity is not None:
             call.outside_identity = identity
-        out.extend(announcer.start(fmt, now))
+        callee = replace(fmt, packet_ms=packet_ms(callee_sdp if callee_sdp is not None else sdp))
+        agent = replace(
+            fmt, packet_ms=packet_ms(agent_sdp if agent_sdp is not None else _sdp_of(call.a_invite))
+        )
+        out.extend(announcer.start(callee, now, agent_media=agent))
         self._after_announcer(call, now, out)
 
     def _new_call(
@@ -1350,7 +1360,15 @@ class B2bua:
         if call.announce_after_ack:
             call.announce_after_ack = False
             # identity: from the callee's 2xx
-            self._start_outbound_notice(call, answer, now, out, no_sdp="no SDP answer in the ACK")
+            self._start_outbound_notice(
+                call,
+                answer,
+                now,
+                out,
+                no_sdp="no SDP answer in the ACK",
+                callee_sdp=deferred.offer,
+                agent_sdp=answer,
+            )
 
     def _send_ack(self, call: Call, leg: MediaLeg, seq: int, out: list[Effect], body: bytes = b"") -> None:
         """ACK a 2xx on ``leg`` and keep the ACK to answer retransmissions of that 2xx."""
@@ -2507,8 +2525,8 @@ class B2bua:
                 self._retransmit_2xx(call, MediaLeg.A, final, call.a_invite.cseq.seq, now)
             call.phase = CallPhase.ANSWERED if MediaLeg.A in call.unacked_2xx else CallPhase.CONFIRMED
             out.append(StopPlayout(call_ref=call.ref, leg=MediaLeg.A))
-            if announcer is not None:
-                out.extend(announcer.bridge(now))
+            if announcer is not None:  # the agent's beep in the packet duration its answer asks for
+                out.extend(announcer.bridge(now, agent_packet_ms=packet_ms(sdp) if sdp is not None else None))
             return
         answer = self._relayed_to_a(call, response, body, final=True)
         call.phase = CallPhase.ANSWERED

@@ -142,6 +142,9 @@ class MediaFormat:
     # (dynamic type, static type of its codec) for each PCMU, PCMA or G.722 the stream's SDP put
     # on another type than its static one (RFC 3551 §6): a re-INVITE may switch to any of them.
     aliases: tuple[tuple[int, int], ...] = field(default=(), compare=False)
+    # How much audio the party wants in each packet it receives, ms (``a=ptime``, RFC 4566 §6):
+    # what prompts and tones are sent to it in. Not part of the codec: a re-INVITE may change it.
+    packet_ms: int = field(default=20, compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -4,6 +4,9 @@
 so that scheduling jitter never accumulates (a loop of ``sleep(interval)`` drifts by every late
 wake-up). The caller owns the clock and passes ``now``.
 
+``Repacketized`` cuts audio held as 20 ms frames into packets of another duration (the ``a=ptime``
+a party asked for, RFC 4566 §6) as they are sent, without copying the whole of it.
+
 ``RtpStreamState`` numbers one outgoing RTP stream (one SSRC) that is fed by successive sources:
 frames we generate (an announcement, a beep) and packets relayed from the other leg. It keeps the
 receiver's view continuous across every switch.
@@ -34,12 +37,14 @@ Contract of ``RtpStreamState``
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import overload
 
 from proxy.rtp.errors import RtpError
 from proxy.rtp.seqnum import seq_add, seq_newer, ts_add
 
-__all__ = ["PacedClock", "RtpStreamState"]
+__all__ = ["PacedClock", "Repacketized", "RtpStreamState"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +84,67 @@ class PacedClock:
     def next_deadline(self, now: float) -> float:
         """The first deadline strictly after ``now``."""
         return self.deadline(self.frames_due(now))
+
+
+class Repacketized(Sequence[bytes]):
+    """The audio of ``frames`` cut into packets of ``packet_bytes``, each made when it is asked for.
+
+    The frames are constant-bitrate audio, every one as long as the first but the last, which may
+    be shorter; a byte boundary must be a sample boundary (PCMU, PCMA and G.722 at 64 kbit/s: one
+    byte per tick of their 8000 Hz RTP clock, RFC 3551 §4.5.2, §4.5.14). Played once, the last
+    packet holds what is left (RTP packets need not be of one size). ``loop``: the audio repeats
+    without a seam, and the packets run through it as many times as it takes to end on a packet
+    boundary, so that repeating the packets repeats the audio.
+    """
+
+    __slots__ = ("_count", "_frame_bytes", "_frames", "_loop", "_packet_bytes", "_total")
+
+    def __init__(self, frames: Sequence[bytes], packet_bytes: int, *, loop: bool = False) -> None:
+        if packet_bytes <= 0:
+            raise ValueError(f"packet_bytes must be positive, got {packet_bytes}")
+        frame_bytes = len(frames[0]) if frames else 0
+        if any(len(frame) != frame_bytes for frame in frames[:-1]) or (
+            frames and not 0 < len(frames[-1]) <= frame_bytes
+        ):
+            raise ValueError(
+                "every frame but the last must be as long as the first; the last, not empty nor longer"
+            )
+        self._frames = frames
+        self._frame_bytes = frame_bytes
+        self._packet_bytes = packet_bytes
+        self._loop = loop
+        self._total = (len(frames) - 1) * frame_bytes + len(frames[-1]) if frames else 0
+        if loop and self._total:
+            self._count = math.lcm(self._total, packet_bytes) // packet_bytes
+        else:
+            self._count = -(-self._total // packet_bytes)
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[bytes]: ...
+
+    def __getitem__(self, index: int | slice) -> bytes | Sequence[bytes]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._count))]
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError(f"packet {index} of {self._count}")
+        start = index * self._packet_bytes
+        end = start + self._packet_bytes if self._loop else min(start + self._packet_bytes, self._total)
+        pieces: list[bytes] = []
+        while start < end:
+            frame_index, within = divmod(start % self._total, self._frame_bytes)
+            frame = self._frames[frame_index]
+            taken = frame[within : within + end - start]
+            pieces.append(taken)
+            start += len(taken)
+        return b"".join(pieces)
 
 
 class RtpStreamState:

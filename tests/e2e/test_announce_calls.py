@@ -10,6 +10,7 @@ notice, the consent decision and the recording start in that order.
 
 from __future__ import annotations
 
+import itertools
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -286,6 +287,31 @@ def test_a_caller_whose_sdp_address_cannot_be_used_hears_the_notice_from_its_fir
     assert ended["complete"] is True
     events = _events(records)
     assert "notice_failed" not in events
+    assert events.index("announcement_ended") < events.index("recording_started")
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+def test_a_caller_that_asks_for_30_ms_packets_hears_the_notice_in_them(tmp_path: Path) -> None:
+    """a=ptime:30 (RFC 4566 §6): the notice reaches the caller as 240-byte PCMU packets, 30 ms
+    apart, their timestamps 240 apart; the other party's audio follows in the same stream."""
+    call, notice = _inbound_tone_call(tmp_path, caller="uac_call_ptime.xml", scenario_keys={"ptime": 30})
+    heard = [(datagram.at, RtpPacket.parse(datagram.data)) for datagram in call.caller.received]
+    audio = b"".join(notice)
+    count = -(-len(audio) // 240)
+    played = [packet for _, packet in heard[:count]]
+    assert b"".join(packet.payload for packet in played) == audio, call.log[-3000:]
+    assert [len(packet.payload) for packet in played[:-1]] == [240] * (count - 1)
+    first = played[0]
+    assert [ts_diff(packet.timestamp, first.timestamp) for packet in played] == [
+        240 * i for i in range(count)
+    ]
+    assert [seq_diff(packet.sequence, first.sequence) for packet in played] == list(range(count))
+    gaps_ms = sorted((b[0] - a[0]) * 1000 for a, b in itertools.pairwise(heard[:count]))
+    assert 25 <= gaps_ms[len(gaps_ms) // 2] <= 35, gaps_ms
+    assert (heard[count - 1][0] - heard[0][0]) * 1000 >= (count - 1) * 30 - 20
+    assert {packet.ssrc for _, packet in heard} == {first.ssrc}  # one stream all call long
+    events = _events(evidence_records(call.log))
     assert events.index("announcement_ended") < events.index("recording_started")
 
 

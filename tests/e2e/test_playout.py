@@ -793,6 +793,97 @@ def test_call_announcements_hook_a_player_in_only_while_it_has_a_say(constant_ss
     run(scenario)
 
 
+# A party that asked for other packets (a=ptime, RFC 4566 §6) --------------------------------------
+
+
+@pytest.mark.parametrize("loop_factory", LOOPS)
+def test_a_party_that_asked_for_30_ms_hears_the_prompt_in_30_ms_packets_then_the_other_party(
+    loop_factory: LoopFactory,
+) -> None:
+    # 12 frames of 20 ms are 8 packets of 30 ms: 240 bytes, 30 ms apart, timestamps 240 apart.
+    # The relay takes the stream over after them, one packet's worth on at least, as after 20 ms.
+    prompt = distinct_frames(12)
+    packet_30ms = MediaFormat(codec="pcmu", payload_type=0, packet_ms=30)
+
+    async def scenario() -> None:
+        async with rig() as r:
+            announcements = r.call_announcements()
+            announcements.bridge(True)
+            result = await announcements.play(MediaLeg.A, prompt, packet_30ms)
+            after = await r.talk(RELAY_GUARD_PACKETS + 5)
+            await r.far.wait_for(8 + len(after))
+            packets = r.far.packets
+            played, relayed = packets[:8], packets[8:]
+            assert [len(p.payload) for p in played] == [240] * 8
+            assert b"".join(p.payload for p in played) == b"".join(prompt)
+            player = announcements.players[MediaLeg.A]
+            assert [p.ssrc for p in packets] == [player.ssrc] * len(packets)
+            first = played[0]
+            assert [p.sequence for p in packets] == [seq_add(first.sequence, i) for i in range(len(packets))]
+            assert [ts_diff(p.timestamp, first.timestamp) for p in played] == [240 * i for i in range(8)]
+            assert (result.completed, result.frames_played) == (True, 8)
+            assert result.started_at is not None
+            assert result.ended_at == pytest.approx(result.started_at + 8 * 0.030)
+            gaps = gaps_ms(r.far.arrivals[:8])
+            assert 25 <= statistics.median(gaps) <= 35, gaps
+            assert sum(gaps) >= 7 * 30 - 10, gaps
+            switch = ts_diff(relayed[0].timestamp, played[-1].timestamp)
+            assert 240 <= switch < 50 * SAMPLES
+            assert [p.marker for p in packets[7:10]] == [False, True, False]
+            # Past the guard the relay renumbers on its own: the source's steps pass through.
+            assert r.leg.renumber is not None
+            assert [ts_diff(b.timestamp, a.timestamp) for a, b in itertools.pairwise(relayed)] == [
+                SAMPLES
+            ] * (len(relayed) - 1)
+            announcements.close()
+
+    run(scenario, loop_factory)
+
+
+@pytest.mark.parametrize(("packet_ms", "lengths"), [(10, [80] * 16), (40, [320] * 4), (60, [480, 480, 320])])
+def test_the_beep_goes_in_the_packets_the_agent_asked_for(packet_ms: int, lengths: list[int]) -> None:
+    beep = beep_frames("pcmu")  # 8 frames, 160 ms
+
+    async def scenario() -> None:
+        async with rig() as r:
+            announcements = r.call_announcements()
+            media = MediaFormat(codec="pcmu", payload_type=0, packet_ms=packet_ms)
+            await announcements.play(MediaLeg.A, beep, media)
+            await r.far.wait_for(len(lengths))
+            await asyncio.sleep(QUIET_S)
+            packets = r.far.packets
+            assert [len(p.payload) for p in packets] == lengths
+            assert b"".join(p.payload for p in packets) == b"".join(beep)
+            steps = [ts_diff(b.timestamp, a.timestamp) for a, b in itertools.pairwise(packets)]
+            assert steps == [8 * packet_ms] * (len(packets) - 1)
+            announcements.close()
+
+    run(scenario)
+
+
+def test_each_packet_duration_has_one_grid_closed_with_the_first() -> None:
+    async def scenario() -> None:
+        scheduler = PlayoutScheduler()
+        grid_30ms = scheduler.for_interval(0.030)
+        assert grid_30ms.interval_s == 0.030
+        assert scheduler.for_interval(0.030) is grid_30ms
+        assert grid_30ms.for_interval(0.020) is scheduler
+        player = AnnouncementPlayer(FakeLeg(None), scheduler)
+        with pytest.raises(ValueError, match="160 samples at 8000 Hz do not last 30 ms"):
+            player.play(
+                [b"x" * 160], payload_type=0, clock_rate=8000, samples_per_frame=160, scheduler=grid_30ms
+            )
+        playout = player.play(
+            [b"x" * 240] * 50, payload_type=0, clock_rate=8000, samples_per_frame=240, scheduler=grid_30ms
+        )
+        assert (scheduler.active, grid_30ms.active) == (0, 1)
+        scheduler.close()
+        assert not (await playout).completed
+        assert grid_30ms.active == 0
+
+    run(scenario)
+
+
 def test_a_new_source_while_relaying_is_anchored_again() -> None:
     async def scenario() -> None:
         async with rig() as r:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.b2bua.call import Dialog, anchor_sdp, media_format, media_remote, set_media_remote
+from proxy.b2bua.call import Dialog, anchor_sdp, media_format, media_remote, packet_ms, set_media_remote
 from proxy.b2bua.effects import MediaLeg, SetMediaRemote
 from proxy.b2bua.settings import Address, Side
 from proxy.sip.headers import NameAddress
@@ -411,3 +411,56 @@ def test_the_relay_is_told_each_sdp_s_address_and_dynamic_recordable_types() -> 
     assert set_media_remote("c1", MediaLeg.A, None) == SetMediaRemote(
         call_ref="c1", leg=MediaLeg.A, remote=None
     )
+
+
+def _with_ptime(*attributes: str) -> SessionDescription:
+    return SessionDescription.parse(
+        sdp(
+            "v=0",
+            "o=- 1 1 IN IP4 192.0.2.5",
+            "s=-",
+            "c=IN IP4 192.0.2.5",
+            "t=0 0",
+            "m=audio 4000 RTP/AVP 9 0 101",
+            "a=rtpmap:101 telephone-event/8000",
+            *attributes,
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("attributes", "expected"),
+    [
+        pytest.param((), 20, id="none-asked-rfc3551-default"),
+        pytest.param(("a=ptime:20",), 20, id="20"),
+        pytest.param(("a=ptime:30",), 30, id="30"),
+        pytest.param(("a=ptime:10",), 10, id="10"),
+        pytest.param(("a=ptime:60",), 60, id="60"),
+        pytest.param(("a=ptime:200",), 200, id="200-the-longest-rfc3551-4.2"),
+        pytest.param(("a=ptime:240",), 20, id="beyond-200"),
+        pytest.param(("a=ptime:25",), 20, id="not-a-10ms-step"),
+        pytest.param(("a=ptime:0",), 20, id="zero"),
+        pytest.param(("a=ptime:30.5",), 20, id="not-whole"),
+        pytest.param(("a=ptime:abc",), 20, id="not-a-number"),
+        pytest.param(("a=ptime:40", "a=maxptime:40"), 40, id="up-to-maxptime"),
+        pytest.param(("a=ptime:60", "a=maxptime:40"), 20, id="above-maxptime"),
+        pytest.param(("a=maxptime:10",), 10, id="maxptime-below-the-default"),
+        pytest.param(("a=ptime:30", "a=maxptime:15"), 10, id="maxptime-15-allows-10"),
+        pytest.param(("a=maxptime:5",), 20, id="maxptime-below-any-step-ignored"),
+    ],
+)
+def test_the_packet_duration_a_party_asks_for(attributes: tuple[str, ...], expected: int) -> None:
+    # RFC 4566 §6: a=ptime is the duration of media the party wants in a packet it receives,
+    # a=maxptime the most it can take; prompts are sent in it when they can be (10 ms steps).
+    offer = _with_ptime(*attributes)
+    assert packet_ms(offer) == expected
+    found = media_format(offer)
+    assert found is not None
+    assert (found.codec, found.packet_ms) == ("g722", expected)
+
+
+def test_the_packet_duration_is_not_part_of_the_codec_and_defaults_to_20_ms() -> None:
+    # A re-INVITE that keeps the codec but asks for other packets still keeps the codec.
+    assert media_format(_with_ptime("a=ptime:30")) == media_format(_with_ptime())
+    assert packet_ms(None) == 20
+    assert packet_ms(SessionDescription.parse(sdp("v=0", "o=- 1 1 IN IP4 192.0.2.5", "s=-", "t=0 0"))) == 20

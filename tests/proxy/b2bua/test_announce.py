@@ -2465,3 +2465,81 @@ def test_outbound_callee_on_hold_in_its_183_answer_alone_hears_the_notice_when_i
     s.caller.ack_answer()
     _, resumed = outside_redirects(s, "a=sendrecv", 2)
     assert announcing(resumed) == notice_again(ref, OUTBOUND, at=s.h.now)
+
+
+# The packet duration each party asked for (a=ptime, RFC 4566 §6) ----------------------------------
+
+
+def with_ptime(body: bytes, ms: int) -> bytes:
+    """``body`` asking for ``ms`` of audio in every packet its sender receives."""
+    text = body.decode().replace("a=ptime:20\r\n", "")
+    assert "a=sendrecv\r\n" in text
+    return text.replace("a=sendrecv\r\n", f"a=ptime:{ms}\r\na=sendrecv\r\n").encode()
+
+
+def packet_durations(effects: Iterable[Effect]) -> list[tuple[str, MediaLeg, int]]:
+    """What was played into which leg, in packets of how many ms."""
+    played: list[tuple[str, MediaLeg, int]] = []
+    for effect in effects:
+        if isinstance(effect, PlayPrompt):
+            played.append((effect.prompt_id, effect.leg, effect.media.packet_ms))
+        elif isinstance(effect, PlayTone):
+            played.append((str(effect.tone), effect.leg, effect.media.packet_ms))
+    return played
+
+
+def test_inbound_the_caller_hears_its_ptime_and_the_agent_s_beep_comes_in_the_pbx_s() -> None:
+    s = Scene(INBOUND)
+    s.dial(body=with_ptime(CALLER_OFFER, 30))
+    s.caller.ack_answer()
+    s.notice_heard()
+    s.question_heard()
+    s.press("1")
+    s.callee.take_invite()
+    s.callee.ring()
+    s.callee.reply(s.callee.invite, 200, body=with_ptime(CALLEE_ANSWER, 40))
+
+    caller, pbx = MediaLeg.A, MediaLeg.B
+    assert packet_durations(s.h.effects) == [
+        ("notice", caller, 30),
+        ("ask-training", caller, 30),
+        ("ringback", caller, 30),
+        ("beep", pbx, 40),
+    ]
+    s.hang_up()
+    finish(s)
+
+
+@pytest.mark.parametrize("late_offer", [False, True], ids=["offer-in-invite", "late-offer"])
+def test_outbound_the_callee_and_the_agent_hear_the_notice_each_in_its_own_ptime(late_offer: bool) -> None:
+    # Late offer: the callee's 2xx offers, the agent answers in its ACK (RFC 3261 §13.2.1); the
+    # agent's answer names the codec, and still each party gets the packets it asked for.
+    s = Scene(OUTBOUND)
+    agent_sdp = with_ptime(party_sdp("agent 3003 127.0.0.2", 1, "a=sendrecv"), 10)
+    s.dial(body=b"" if late_offer else agent_sdp)
+    s.callee.take_invite()
+    s.callee.ring()
+    s.callee.reply(s.callee.invite, 200, body=with_ptime(CALLEE_ANSWER, 30), extra=(OUTSIDE_IDENTITY,))
+    s.caller.ack_answer(body=agent_sdp if late_offer else b"")
+    s.notice_heard()
+    s.question_heard()
+    s.press("1")
+
+    agent, callee = MediaLeg.A, MediaLeg.B
+    assert packet_durations(s.h.effects) == [
+        ("notice", callee, 30),
+        ("notice", agent, 10),
+        ("ask-training", callee, 30),
+        ("beep", agent, 10),
+    ]
+    assert len(of(s.h.effects, StartRecording)) == 1
+    s.hang_up()
+    finish(s)
+
+
+def test_a_ptime_prompts_cannot_be_sent_in_gets_20_ms_packets() -> None:
+    s = Scene(INBOUND)
+    s.dial(body=with_ptime(CALLER_OFFER, 25))
+    assert packet_durations(s.h.effects) == [("notice", MediaLeg.A, 20)]
+    s.h.shutdown()
+    finish(s)

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from proxy.rtp.errors import RtpError
-from proxy.rtp.pacing import PacedClock, RtpStreamState
+from proxy.rtp.pacing import PacedClock, Repacketized, RtpStreamState
 from proxy.rtp.seqnum import seq_add, ts_diff
 
 FRAME_S = 0.02
@@ -277,3 +277,89 @@ def test_packets_renumbered_elsewhere_are_continued_from_the_newest() -> None:
     stream.relayed_up_to((7 + 32_768 + offset) & 0xFFFF, 5_243_040)
     stream.resume_local(elapsed_samples=160)
     assert stream.next_frame(160)[0] == (4 + 32_768 + 1) & 0xFFFF
+
+
+# Repacketized -----------------------------------------------------------------------------------
+
+
+def _frames(count: int, size: int = 160) -> list[bytes]:
+    """``count`` frames whose bytes count up, so that where each byte went can be seen."""
+    audio = bytes(index % 251 for index in range(count * size))
+    return [audio[index : index + size] for index in range(0, len(audio), size)]
+
+
+@pytest.mark.parametrize(
+    ("frames", "packet_bytes", "lengths"),
+    [
+        pytest.param(3, 240, [240, 240], id="30ms-even"),
+        pytest.param(4, 240, [240, 240, 160], id="30ms-last-short"),
+        pytest.param(2, 80, [80, 80, 80, 80], id="10ms"),
+        pytest.param(5, 320, [320, 320, 160], id="40ms"),
+        pytest.param(8, 480, [480, 480, 320], id="60ms-the-beep"),
+        pytest.param(1, 240, [160], id="less-than-a-packet"),
+        pytest.param(0, 240, [], id="nothing"),
+    ],
+)
+def test_repacketized_cuts_the_audio_in_packets_of_the_length_asked(
+    frames: int, packet_bytes: int, lengths: list[int]
+) -> None:
+    source = _frames(frames)
+    packets = Repacketized(source, packet_bytes)
+    assert [len(packet) for packet in packets] == lengths
+    assert b"".join(packets) == b"".join(source)  # the same audio, in order, nothing added
+    assert len(packets) == len(lengths)
+    assert list(packets[1:]) == list(packets)[1:]
+
+
+def test_repacketized_in_a_loop_ends_on_a_packet_boundary_so_repeating_repeats_the_audio() -> None:
+    # Ringback: one period of 250 frames (5 s) does not divide into 30 ms packets; three periods do.
+    period = _frames(250)
+    packets = Repacketized(period, 240, loop=True)
+    assert len(packets) == 500
+    assert {len(packet) for packet in packets} == {240}
+    assert b"".join(packets) == b"".join(period) * 3
+    assert packets[-1] == packets[499]
+    with pytest.raises(IndexError):
+        packets[500]
+
+
+def test_repacketized_keeps_a_short_last_frame() -> None:
+    source = [*_frames(2), b"\x01" * 40]
+    assert [len(packet) for packet in Repacketized(source, 240)] == [240, 120]
+    assert b"".join(Repacketized(source, 240)) == b"".join(source)
+    looped = Repacketized(source, 240, loop=True)
+    assert b"".join(looped) == b"".join(source) * (len(looped) * 240 // 360)
+
+
+@pytest.mark.parametrize(
+    ("frames", "packet_bytes", "message"),
+    [
+        pytest.param([b"ab", b"abc"], 2, "not empty nor longer", id="last-longer"),
+        pytest.param([b"abc", b"ab", b"a"], 2, "as long as the first", id="uneven"),
+        pytest.param([b"ab", b""], 2, "not empty nor longer", id="empty-last"),
+        pytest.param([b"ab"], 0, "packet_bytes must be positive", id="no-bytes"),
+    ],
+)
+def test_repacketized_refuses_what_it_cannot_cut(
+    frames: list[bytes], packet_bytes: int, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        Repacketized(frames, packet_bytes)
+
+
+@given(
+    frames=st.integers(min_value=1, max_value=60),
+    packet_ms=st.sampled_from([10, 20, 30, 40, 50, 60, 100, 200]),
+    loop=st.booleans(),
+)
+def test_repacketized_is_the_audio_whole_and_in_order(frames: int, packet_ms: int, loop: bool) -> None:
+    source = _frames(frames)
+    packets = Repacketized(source, 8 * packet_ms, loop=loop)
+    audio = b"".join(source)
+    joined = b"".join(packets)
+    if loop:
+        assert len(joined) % len(audio) == 0
+        assert joined == audio * (len(joined) // len(audio))
+    else:
+        assert joined == audio
+    assert all(len(packet) == 8 * packet_ms for packet in list(packets)[:-1])
