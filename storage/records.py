@@ -36,6 +36,10 @@ plus the purpose's ``retention_days``. Each recording names the purposes it serv
 (``recording_purposes``): a call's recordings may serve different ones (consent withdrawn mid-call
 splits the recording), and a recording is kept until its own purposes' dates have passed.
 
+A recording's end (finished or truncated) appends its manifest to the audit log in the same
+transaction: its evidence as it stands then (``storage.manifests``), so that a later edit of those
+rows is found by ``verify_manifests``.
+
 A recording is erased (crypto-shredded, ``SqliteKeyStore.destroy`` with ``write_recording_erasure``)
 by destroying its wrapped keys; its row stays, marked with when, by whom and why, and reads report
 it in state ``erased`` (the stored state keeps how it ended, for the timeline). The erasure is a
@@ -72,6 +76,7 @@ from sqlite_utils import Database
 
 from storage.audit import AuditEntry, AuditLog, AuditReport, canonical_detail
 from storage.crypto import StorageError
+from storage.manifests import ManifestReport, append_manifest, verify_manifests
 from storage.migrations import from_db_date, from_db_time, open_reader, open_writer, to_db_date, to_db_time
 from storage.threads import name_os_thread
 
@@ -1065,6 +1070,8 @@ def _write_recording_end(db: Database, item: RecordingEnd, state: RecordingState
         "UPDATE pauses SET ended_at = max(started_at, ?) WHERE recording_id = ? AND ended_at IS NULL",
         [to_db_time(item.finished_at), str(item.recording_id)],
     )
+    # Its evidence as it stands now, into the hash chain in this transaction: no end without it.
+    append_manifest(db, str(item.recording_id), at=item.finished_at)
 
 
 def _write_pause(db: Database, item: Pause) -> None:
@@ -1962,6 +1969,11 @@ class EvidenceStore:
     def audit_verify(self, *, expected_head: str | None = None) -> AuditReport:
         """Walk the audit chain on the reader connection."""
         return self.submit_read(lambda db: AuditLog(db).verify(expected_head=expected_head)).result()
+
+    def verify_manifests(self) -> ManifestReport:
+        """Rebuild each recording's manifest from the rows as they are now and compare it with the
+        one in the audit log (``storage.manifests``), on the reader connection."""
+        return self.submit_read(verify_manifests).result()
 
     # -- lifetime -----------------------------------------------------------------------------------
 

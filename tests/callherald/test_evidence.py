@@ -709,6 +709,11 @@ def test_what_played_to_the_agent_when_the_proxy_died_is_ended_as_interrupted(
     # The call lasted at least until the beep started: recovery ends it there, not before.
     assert (timeline[-1].kind, timeline[-1].at) == (TimelineKind.CALL_END, ran.utc(6.02))
     assert storage_errors(caplog) == []
+    # The recording's manifest went into the audit log with its end, the beep still open then:
+    # that recovery ended the beep afterwards is no mismatch.
+    with EvidenceStore(layout.evidence_db) as store:
+        manifests = store.verify_manifests()
+    assert (manifests.ok, manifests.checked, manifests.without_manifest) == (True, 1, 0)
 
 
 def test_a_beep_reported_for_the_outside_leg_is_refused_and_logged(
@@ -1698,6 +1703,17 @@ def test_recovery_closes_what_a_crash_left_open(
     assert (call_2.ended_at, call_2.end_reason) == (setup_2, "interrupted")
     assert timeline[-1].kind is TimelineKind.CALL_END
     assert read_audio(layout, recording, reviewer, allow_truncated=True) == b"".join(ran.fed.written[0])
+    with EvidenceStore(layout.evidence_db) as store:
+        ((manifest_of, state),) = store.submit_read(
+            lambda db: [
+                (subject, json.loads(detail)["recording"]["state"])
+                for subject, detail in db.execute(
+                    "SELECT subject, detail FROM audit_log WHERE action = 'manifest'"
+                )
+            ]
+        ).result()
+        assert store.verify_manifests().ok
+    assert (manifest_of, state) == (str(recording.recording_id), "truncated")
 
 
 @pytest.mark.parametrize(

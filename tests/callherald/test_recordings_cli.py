@@ -31,6 +31,7 @@ from callherald.recordings import audit_actor, timeline_table
 from config import EMBEDDED_DEFAULT_YAML, HOME_ENV
 from storage.audit import AuditEntry, AuditLog
 from storage.keys import generate_private_key, key_id, save_private_key
+from storage.manifests import AUDIT_ACTION_MANIFEST
 from storage.records import (
     AgentNotice,
     AgentNoticeKind,
@@ -720,9 +721,13 @@ def assert_tones(path: Path, seconds: int) -> None:
 
 
 def audit_entries(layout: DataLayout) -> list[AuditEntry]:
+    """The audit rows the commands wrote (not the manifests the recordings' ends wrote); the chain
+    verifies, and what the commands did (export, erasure, hold) leaves every manifest matching."""
     with EvidenceStore(layout.evidence_db) as store:
         assert store.audit_verify().ok
-        return store.submit_read(lambda db: AuditLog(db).entries()).result()
+        assert store.verify_manifests().ok
+        entries = store.submit_read(lambda db: AuditLog(db).entries()).result()
+    return [entry for entry in entries if entry.action != AUDIT_ACTION_MANIFEST]
 
 
 def test_export_wav_with_a_key_and_passphrase(

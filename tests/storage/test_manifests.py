@@ -1,0 +1,552 @@
+"""Recording manifests on a real SQLite file: written with the recording's end, rebuilt and compared
+by ``verify_manifests``; an edit of the evidence is found, what legitimately follows the end is not."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from storage.audit import AuditLog
+from storage.crypto import WrappedKey
+from storage.manifests import AUDIT_ACTION_MANIFEST, ManifestMismatch, recording_manifest
+from storage.records import (
+    AgentNotice,
+    AgentNoticeEnd,
+    AgentNoticeKind,
+    Announcement,
+    AnnouncementEnd,
+    CallEnded,
+    CallPurposes,
+    CallStarted,
+    ConsentDecision,
+    Decision,
+    Direction,
+    DtmfEvent,
+    EvidenceStore,
+    LaterEvent,
+    LaterEventKind,
+    LawfulBasis,
+    Leg,
+    LegalHold,
+    LegalHoldRelease,
+    LegRole,
+    Pause,
+    PauseReason,
+    Purpose,
+    RecordingEnd,
+    RecordingErasure,
+    RecordingStarted,
+    RecordingState,
+    write_recording_erasure,
+)
+from storage.sqlite_keys import SqliteKeyStore
+
+T0 = dt.datetime(2026, 3, 1, 9, 0, 0, tzinfo=dt.UTC)
+CALL = "c1"
+OUT, PBX = f"{CALL}-out", f"{CALL}-pbx"
+RID = uuid.UUID(int=1)
+KEY_ID = "0123456789abcdef"
+DPO = "cli (user dpo, uid 1001)"
+
+EVIDENCE = Purpose(
+    purpose_id="evidence", lawful_basis=LawfulBasis.CONTRACT, reference="terms v3", retention_days=30
+)
+TRAINING = Purpose(
+    purpose_id="training", lawful_basis=LawfulBasis.CONSENT, reference="script v2", retention_days=90
+)
+
+
+def at(seconds: float) -> dt.datetime:
+    return T0 + dt.timedelta(seconds=seconds)
+
+
+def stored(seconds: float) -> str:
+    """A time as the database stores it (and a manifest keeps it)."""
+    return at(seconds).isoformat(timespec="microseconds")
+
+
+def leg(leg_id: str, role: LegRole) -> Leg:
+    return Leg(
+        leg_id=leg_id, call_id=CALL, role=role, sip_call_id=f"{leg_id}@sip", remote_uri=f"sip:{leg_id}"
+    )
+
+
+def notice(start: float, end: float | None, *, leg_id: str = OUT) -> Announcement:
+    return Announcement(
+        leg_id=leg_id,
+        prompt_id="notice",
+        version="4",
+        language="nl",
+        audio_sha256="ab" * 32,
+        started_at=at(start),
+        ended_at=None if end is None else at(end),
+        complete=end is not None,
+    )
+
+
+def beep(start: float) -> AgentNotice:
+    return AgentNotice(
+        leg_id=PBX,
+        kind=AgentNoticeKind.TONE,
+        name="beep",
+        started_at=at(start),
+        ended_at=None,
+        complete=False,
+    )
+
+
+def decision(what: Decision, seconds: float) -> ConsentDecision:
+    return ConsentDecision(
+        call_id=CALL,
+        question_id="training-consent",
+        question_version="2",
+        purpose_id=TRAINING.purpose_id,
+        decision=what,
+        mechanism="rfc4733",
+        at=at(seconds),
+    )
+
+
+def digit(key: str, seconds: float) -> DtmfEvent:
+    return DtmfEvent(leg_id=OUT, digit=key, mechanism="rfc4733", at=at(seconds), counted=True)
+
+
+def started(rid: uuid.UUID, seconds: float, *purposes: Purpose) -> RecordingStarted:
+    return RecordingStarted(
+        recording_id=rid,
+        call_id=CALL,
+        file_name=f"{rid}.chrec",
+        key_id=(KEY_ID,),
+        started_at=at(seconds),
+        first_frame_at=at(seconds),
+        purposes=tuple(purpose.purpose_id for purpose in purposes),
+    )
+
+
+def end(rid: uuid.UUID, seconds: float) -> RecordingEnd:
+    return RecordingEnd(
+        recording_id=rid,
+        finished_at=at(seconds),
+        audio_sha256="cd" * 32,
+        size_bytes=4000,
+        duration_ms=round((seconds - 7) * 1000),
+        end_reason="ended",
+    )
+
+
+def record_call(store: EvidenceStore, *, ended: bool = True) -> None:
+    """Call ``c1``: the notice, a granted training question, recording ``RID`` from 7 s for both
+    purposes with the beep to the agent, a key and a PCI pause in it, ended at 60 s."""
+    store.write(
+        CallStarted(
+            call_id=CALL,
+            direction=Direction.INBOUND,
+            calling="+31201234567",
+            called="+31307654321",
+            local_line="+31307654321",
+            agent_id="agent-7",
+            setup_at=at(0),
+            legs=(leg(OUT, LegRole.OUTSIDE), leg(PBX, LegRole.PBX)),
+        )
+    )
+    store.write(notice(0, 5))
+    store.write(digit("1", 6))
+    store.write(decision(Decision.GRANTED, 6))
+    store.write(CallPurposes(call_id=CALL, purposes=(EVIDENCE, TRAINING)))
+    SqliteKeyStore(store).put(RID, [wrapped(RID)])
+    store.write(started(RID, 7, EVIDENCE, TRAINING))
+    store.write(beep(7))
+    store.write(AgentNoticeEnd(leg_id=PBX, name="beep", started_at=at(7), ended_at=at(7.3), complete=True))
+    store.write(digit("#", 20))
+    store.write(Pause(recording_id=RID, reason=PauseReason.PCI, started_at=at(20), ended_at=None))
+    if ended:
+        store.record_recording_finished(end(RID, 60)).result()
+
+
+def wrapped(rid: uuid.UUID) -> WrappedKey:
+    return WrappedKey(
+        recording_id=rid, recipient_key_id=KEY_ID, encapsulated_key=b"\1" * 32, sealed_key=b"\2" * 48
+    )
+
+
+def manifests(store: EvidenceStore) -> list[tuple[dt.datetime, str, str, dict[str, object]]]:
+    entries = store.submit_read(lambda db: AuditLog(db).entries()).result()
+    return [
+        (entry.at, entry.actor, entry.subject, json.loads(entry.detail))
+        for entry in entries
+        if entry.action == AUDIT_ACTION_MANIFEST
+    ]
+
+
+def attacker(path: Path, *statements: str) -> None:
+    """Someone with write access to the file, past the store's checks and triggers."""
+    conn = sqlite3.connect(path)
+    for statement in statements:
+        conn.execute(statement)
+    conn.commit()
+    conn.close()
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "evidence.db"
+
+
+@pytest.fixture
+def store(path: Path) -> Iterator[EvidenceStore]:
+    with EvidenceStore(path) as evidence:
+        yield evidence
+
+
+# --------------------------------------------------------------------------------------------------
+# Written with the end
+
+
+def test_a_recording_s_end_writes_its_manifest_to_the_audit_log(store: EvidenceStore) -> None:
+    record_call(store)
+    ((when, actor, subject, manifest),) = manifests(store)
+    assert (when, actor, subject) == (at(60), "callherald", str(RID))
+    assert manifest == {
+        "format": 1,
+        "recording": {
+            "id": str(RID),
+            "call_id": CALL,
+            "file_name": f"{RID}.chrec",
+            "key_ids": [KEY_ID],
+            "started_at": stored(7),
+            "first_frame_at": stored(7),
+            "finished_at": stored(60),
+            "duration_ms": 53_000,
+            "size_bytes": 4000,
+            "state": "complete",
+            "audio_sha256": "cd" * 32,
+            "end_reason": "ended",
+        },
+        "call": {
+            "id": CALL,
+            "direction": "inbound",
+            "calling": "+31201234567",
+            "called": "+31307654321",
+            "local_line": "+31307654321",
+            "agent_id": "agent-7",
+            "setup_at": stored(0),
+        },
+        "legs": [
+            {"id": OUT, "role": "outside", "sip_call_id": f"{OUT}@sip", "remote_uri": f"sip:{OUT}"},
+            {"id": PBX, "role": "pbx", "sip_call_id": f"{PBX}@sip", "remote_uri": f"sip:{PBX}"},
+        ],
+        "announcements": [
+            {
+                "leg_id": OUT,
+                "prompt_id": "notice",
+                "version": "4",
+                "language": "nl",
+                "audio_sha256": "ab" * 32,
+                "started_at": stored(0),
+                "ended_at": stored(5),
+                "complete": True,
+                "failure": None,
+            }
+        ],
+        "digits": [
+            {"leg_id": OUT, "digit": "1", "mechanism": "rfc4733", "at": stored(6), "counted": True},
+            {"leg_id": OUT, "digit": "#", "mechanism": "rfc4733", "at": stored(20), "counted": True},
+        ],
+        "consent_decisions": [
+            {
+                "question_id": "training-consent",
+                "question_version": "2",
+                "purpose_id": "training",
+                "decision": "granted",
+                "mechanism": "rfc4733",
+                "at": stored(6),
+            }
+        ],
+        "purposes": [
+            {
+                "purpose_id": "evidence",
+                "version": 1,
+                "lawful_basis": "contract",
+                "reference": "terms v3",
+                "retention_days": 30,
+                "delete_after": "2026-03-31",
+            },
+            {
+                "purpose_id": "training",
+                "version": 1,
+                "lawful_basis": "consent",
+                "reference": "script v2",
+                "retention_days": 90,
+                "delete_after": "2026-05-30",
+            },
+        ],
+        # The pause still open ends with the recording, in the same transaction, before the manifest.
+        "pauses": [{"reason": "pci", "started_at": stored(20), "ended_at": stored(60)}],
+        "agent_notices": [
+            {
+                "leg_id": PBX,
+                "kind": "tone",
+                "name": "beep",
+                "version": "",
+                "language": "",
+                "audio_sha256": "",
+                "started_at": stored(7),
+                "ended_at": stored(7.3),
+                "complete": True,
+                "failure": None,
+            }
+        ],
+    }
+    # Canonical: sorted keys, no whitespace, as every audit detail.
+    (entry,) = store.submit_read(lambda db: AuditLog(db).entries()).result()
+    assert entry.detail == json.dumps(manifest, sort_keys=True, separators=(",", ":"))
+    report = store.verify_manifests()
+    assert (report.ok, report.checked, report.without_manifest) == (True, 1, 0)
+    assert store.audit_verify().ok
+
+
+def test_a_recording_still_running_has_no_manifest_and_is_not_counted_without_one(
+    store: EvidenceStore,
+) -> None:
+    record_call(store, ended=False)
+    assert manifests(store) == []
+    report = store.verify_manifests()
+    assert (report.ok, report.checked, report.without_manifest) == (True, 0, 0)
+
+
+def test_a_truncated_recording_gets_its_manifest_with_its_end(store: EvidenceStore) -> None:
+    record_call(store, ended=False)
+    store.write(notice(30, None))  # a prompt playing when the process died
+    store.record_recording_truncated(
+        RecordingEnd(
+            recording_id=RID,
+            finished_at=at(13),
+            audio_sha256="",
+            size_bytes=1200,
+            duration_ms=6000,
+            end_reason="interrupted",
+        )
+    ).result()
+    ((_, _, _, manifest),) = manifests(store)
+    recording = manifest["recording"]
+    assert isinstance(recording, dict)
+    assert (recording["state"], recording["finished_at"], recording["audio_sha256"]) == (
+        "truncated",
+        stored(13),
+        "",
+    )
+    # Recovery then ends the prompt as interrupted, and the call: that is not tampering.
+    store.write(
+        AnnouncementEnd(
+            leg_id=OUT,
+            prompt_id="notice",
+            started_at=at(30),
+            ended_at=at(30),
+            complete=False,
+            failure="interrupted",
+        )
+    )
+    store.write(CallEnded(call_id=CALL, ended_at=at(30), end_reason="interrupted"))
+    assert store.verify_manifests().ok
+
+
+def test_an_end_whose_manifest_cannot_be_written_is_not_stored(path: Path, store: EvidenceStore) -> None:
+    # One transaction: no recording ends without its manifest in the chain.
+    record_call(store, ended=False)
+    attacker(
+        path,
+        "CREATE TRIGGER no_manifest BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'full'); END",
+    )
+    with pytest.raises(sqlite3.IntegrityError, match="full"):
+        store.record_recording_finished(end(RID, 60)).result()
+    (record,) = store.recordings_list()
+    assert (record.state, record.finished_at) == (RecordingState.RECORDING, None)
+    assert store.submit_read(lambda db: db.execute("SELECT ended_at FROM pauses").fetchall()).result() == [
+        (None,)
+    ]
+
+
+def test_the_manifest_is_the_evidence_as_it_stands_at_the_end(store: EvidenceStore) -> None:
+    record_call(store)
+    ((_, _, _, manifest),) = manifests(store)
+    assert store.submit_read(lambda db: recording_manifest(db, str(RID))).result() == manifest
+
+
+# --------------------------------------------------------------------------------------------------
+# Tampering found
+
+
+@pytest.mark.parametrize(
+    ("statements", "parts"),
+    [
+        pytest.param(
+            ["UPDATE consent_decisions SET decision = 'refused'"],
+            ("consent decisions",),
+            id="consent-decision",
+        ),
+        pytest.param(
+            [f"UPDATE announcements_played SET ended_at = '{stored(8)}'"],
+            ("announcements",),
+            id="announcement-end",
+        ),
+        pytest.param(
+            ["UPDATE announcements_played SET complete = 0"], ("announcements",), id="announcement-complete"
+        ),
+        pytest.param(
+            [f"UPDATE recordings SET audio_sha256 = '{'ef' * 32}'"], ("recording",), id="audio-sha256"
+        ),
+        pytest.param(
+            [f"UPDATE recordings SET first_frame_at = '{stored(4)}'"], ("recording",), id="first-frame"
+        ),
+        pytest.param(
+            ["UPDATE purposes SET lawful_basis = 'legitimate_interest' WHERE id = 'training'"],
+            ("purposes",),
+            id="purpose-basis",
+        ),
+        pytest.param(
+            ["UPDATE call_purposes SET delete_after = '2036-01-01'"], ("purposes",), id="purpose-delete-after"
+        ),
+        pytest.param(
+            ["DELETE FROM recording_purposes WHERE purpose_id = 'training'"],
+            ("purposes",),
+            id="purpose-dropped",
+        ),
+        pytest.param(["DELETE FROM pauses"], ("pauses",), id="pause-removed"),
+        pytest.param(["DELETE FROM dtmf_events WHERE digit = '#'"], ("digits",), id="digit-removed"),
+        pytest.param(["UPDATE agent_notices SET complete = 0"], ("agent notices",), id="agent-notice"),
+        pytest.param(["UPDATE calls SET calling = '+31209999999'"], ("call",), id="call-number"),
+        pytest.param(["UPDATE legs SET remote_uri = 'sip:someone-else'"], ("legs",), id="leg"),
+        pytest.param(
+            [
+                "INSERT INTO consent_decisions VALUES "
+                f"('{CALL}', 'training-consent', '2', 'training', 'refused', 'rfc4733', '{stored(6.5)}')"
+            ],
+            ("consent decisions",),
+            id="decision-added-before-the-recording",
+        ),
+        pytest.param(
+            [
+                "UPDATE consent_decisions SET decision = 'refused'",
+                f"UPDATE calls SET setup_at = '{stored(-1)}'",
+            ],
+            ("call", "consent decisions"),
+            id="two-parts",
+        ),
+    ],
+)
+def test_an_edited_row_of_the_evidence_is_found_and_named(
+    path: Path, store: EvidenceStore, statements: list[str], parts: tuple[str, ...]
+) -> None:
+    record_call(store)
+    assert store.verify_manifests().ok
+    attacker(path, *statements)
+    report = store.verify_manifests()
+    assert not report.ok
+    assert report.mismatches == (ManifestMismatch(recording_id=str(RID), call_id=CALL, seq=1, parts=parts),)
+    assert store.audit_verify().ok  # the chain itself is intact: only the manifests tell
+
+
+def test_a_recording_row_that_is_gone_is_found(path: Path, store: EvidenceStore) -> None:
+    record_call(store)
+    attacker(path, "DELETE FROM pauses", "DELETE FROM recordings")
+    (mismatch,) = store.verify_manifests().mismatches
+    assert (mismatch.recording_id, mismatch.call_id, mismatch.parts) == (
+        str(RID),
+        CALL,
+        ("recording", "pauses"),
+    )
+
+
+def test_a_row_open_at_the_end_may_end_but_not_change(path: Path, store: EvidenceStore) -> None:
+    record_call(store, ended=False)
+    store.write(notice(40, None, leg_id=PBX))
+    store.record_recording_finished(end(RID, 60)).result()
+    store.write(
+        AnnouncementEnd(leg_id=PBX, prompt_id="notice", started_at=at(40), ended_at=at(61), complete=True)
+    )
+    assert store.verify_manifests().ok
+    attacker(path, "UPDATE announcements_played SET version = '5' WHERE leg_id = 'c1-pbx'")
+    (mismatch,) = store.verify_manifests().mismatches
+    assert mismatch.parts == ("announcements",)
+
+
+def test_every_manifest_of_a_recording_is_checked(path: Path, store: EvidenceStore) -> None:
+    # A manifest appended after an edit, to match it, does not hide the edit from the first one.
+    record_call(store)
+    attacker(path, "UPDATE consent_decisions SET decision = 'refused'")
+    store.submit_write(
+        lambda db: AuditLog(db).append(
+            at=at(70),
+            actor="callherald",
+            action=AUDIT_ACTION_MANIFEST,
+            subject=str(RID),
+            detail=recording_manifest(db, str(RID)),
+        )
+    ).result()
+    report = store.verify_manifests()
+    assert report.checked == 2
+    assert [(m.seq, m.parts) for m in report.mismatches] == [(1, ("consent decisions",))]
+
+
+# --------------------------------------------------------------------------------------------------
+# Legitimate changes after the end are not tampering
+
+
+def test_erasure_hold_release_and_later_events_leave_the_manifest_matching(store: EvidenceStore) -> None:
+    record_call(store)
+    store.write(CallEnded(call_id=CALL, ended_at=at(61), end_reason="bye-from-a"))
+    for kind in (LaterEventKind.ACCESS, LaterEventKind.EXPORT, LaterEventKind.WITHDRAWAL):
+        store.write(
+            LaterEvent(call_id=CALL, kind=kind, at=at(3600), actor=DPO, detail={"recording_id": str(RID)})
+        )
+    store.record_legal_hold(LegalHold(recording_id=RID, at=at(7200), actor=DPO, reason="claim 118")).result()
+    store.record_legal_hold_release(
+        LegalHoldRelease(recording_id=RID, at=at(7300), actor=DPO, reason="claim settled")
+    ).result()
+    erasure = RecordingErasure(recording_id=RID, at=at(7400), actor=DPO, reason="data subject request")
+    assert SqliteKeyStore(store).destroy(RID, along=lambda db: write_recording_erasure(db, erasure))
+    (record,) = store.recordings_list()
+    assert record.state is RecordingState.ERASED
+    report = store.verify_manifests()
+    assert (report.ok, report.checked) == (True, 1)
+    assert store.audit_verify().ok
+
+
+def test_the_call_going_on_after_the_recording_is_not_tampering(store: EvidenceStore) -> None:
+    # Consent withdrawn at 60 s: the next recording serves evidence alone, after a new party on the
+    # line heard the notice; a purpose redefined later does not touch the recorded version.
+    record_call(store)
+    store.write(digit("9", 60.1))  # stored after the end, dated after the recording's start
+    store.write(decision(Decision.REFUSED, 60.1))
+    store.write(leg("c1-new", LegRole.OUTSIDE))
+    store.write(notice(62, 66, leg_id="c1-new"))
+    second = uuid.UUID(int=2)
+    store.write(started(second, 67, EVIDENCE))
+    store.write(beep(67))
+    store.record_recording_finished(end(second, 90)).result()
+    store.write(AgentNoticeEnd(leg_id=PBX, name="beep", started_at=at(67), ended_at=at(90.2), complete=True))
+    store.write(CallEnded(call_id=CALL, ended_at=at(91), end_reason="bye-from-a"))
+    store.define_purposes((EVIDENCE, dataclasses.replace(TRAINING, retention_days=9)), at=at(99)).result()
+    report = store.verify_manifests()
+    assert (report.ok, report.checked) == (True, 2)
+
+
+def test_recordings_that_ended_before_manifests_were_kept_are_counted(
+    path: Path, store: EvidenceStore
+) -> None:
+    record_call(store, ended=False)
+    # Ended as the store did before manifests were kept: no audit row.
+    attacker(
+        path,
+        f"UPDATE recordings SET state = 'complete', finished_at = '{stored(60)}', audio_sha256 = '', "
+        "size_bytes = 0, duration_ms = 0",
+    )
+    report = store.verify_manifests()
+    assert (report.ok, report.checked, report.without_manifest) == (True, 0, 1)
