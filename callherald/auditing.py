@@ -5,8 +5,14 @@ number and hash. A chain checks only itself: whoever can write the database file
 rows or rewrite every hash after an edit. Keep the printed head somewhere else (a signed or
 off-site note) and give it back with ``--expected-head`` to close that gap.
 
-Exit codes: 0 the chain is intact (and holds the expected head); 1 it is broken, or there is no
-evidence database; 2 the invocation is wrong.
+It then rebuilds the manifest of every recording from the evidence rows as they are now and
+compares it with the one the audit log holds (``storage.manifests.verify_manifests``), naming each
+recording whose evidence no longer matches, and counts the recordings that ended before manifests
+were kept (not an error).
+
+Exit codes: 0 the chain is intact (and holds the expected head) and every recording matches its
+manifest; 1 the chain is broken, a recording does not match, or there is no evidence database;
+2 the invocation is wrong.
 """
 
 from __future__ import annotations
@@ -18,23 +24,29 @@ from callherald.command import CommandError, ExitCode
 from callherald.layout import DataLayout
 from storage.audit import AuditReport
 from storage.crypto import StorageError
+from storage.manifests import ManifestReport
 from storage.records import EvidenceStore
 
-__all__ = ["report_text", "verify_audit_log"]
+__all__ = ["manifest_report_text", "report_text", "verify_audit_log"]
 
 
 def verify_audit_log(layout: DataLayout, *, expected_head: str | None = None, as_json: bool = False) -> int:
-    """Walk the audit chain of ``layout``'s evidence database and print what was found."""
+    """Walk the audit chain of ``layout``'s evidence database, check every recording against its
+    manifest, and print what was found."""
     try:
-        report = _verify(layout, expected_head)
+        report, manifests = _verify(layout, expected_head)
     except CommandError as error:
         print(f"callherald audit: {error}", file=sys.stderr)
         return int(error.exit_code)
+    ok = report.ok and manifests.ok
     if as_json:
-        print(json.dumps(_report_json(report), indent=2))
+        print(
+            json.dumps({**_report_json(report), "ok": ok, "manifests": _manifests_json(manifests)}, indent=2)
+        )
     else:
         print(report_text(report))
-    return ExitCode.OK if report.ok else ExitCode.REFUSED
+        print(manifest_report_text(manifests))
+    return ExitCode.OK if ok else ExitCode.REFUSED
 
 
 def report_text(report: AuditReport) -> str:
@@ -52,7 +64,38 @@ def report_text(report: AuditReport) -> str:
     )
 
 
-def _verify(layout: DataLayout, expected_head: str | None) -> AuditReport:
+def _recordings(count: int) -> str:
+    return f"{count} recording{'' if count == 1 else 's'}"
+
+
+def manifest_report_text(report: ManifestReport) -> str:
+    """What the manifest check found: a summary line, then one line per recording that no longer
+    matches its manifest."""
+    if not report.checked:
+        summary = "manifests: none yet"
+    elif report.ok:
+        summary = f"manifests: {report.checked} checked, the evidence matches each"
+    else:
+        differ = len(report.mismatches)
+        summary = (
+            f"manifests: {report.checked} checked, {differ} no longer match{'es' if differ == 1 else ''} "
+            "the evidence"
+        )
+    if report.without_manifest:
+        summary += (
+            f"; {_recordings(report.without_manifest)} ended without one (stored before manifests were kept)"
+        )
+    lines = [summary]
+    for mismatch in report.mismatches:
+        of_call = f" of call {mismatch.call_id}" if mismatch.call_id else ""
+        lines.append(
+            f"  recording {mismatch.recording_id}{of_call}: {', '.join(mismatch.parts)} "
+            f"differ from its manifest (audit row {mismatch.seq})"
+        )
+    return "\n".join(lines)
+
+
+def _verify(layout: DataLayout, expected_head: str | None) -> tuple[AuditReport, ManifestReport]:
     if not layout.evidence_db.exists():  # a wrong directory or a data_dir typo, not an empty log
         raise CommandError(f"no evidence database at {layout.evidence_db}", exit_code=ExitCode.REFUSED)
     try:
@@ -60,7 +103,7 @@ def _verify(layout: DataLayout, expected_head: str | None) -> AuditReport:
     except StorageError as error:
         raise CommandError(str(error), exit_code=ExitCode.REFUSED) from error
     try:
-        return store.audit_verify(expected_head=expected_head)
+        return store.audit_verify(expected_head=expected_head), store.verify_manifests()
     finally:
         store.close()
 
@@ -74,4 +117,21 @@ def _report_json(report: AuditReport) -> dict[str, object]:
         "problem": None if report.problem is None else str(report.problem),
         "seq": report.seq,
         "message": report.message,
+    }
+
+
+def _manifests_json(report: ManifestReport) -> dict[str, object]:
+    return {
+        "ok": report.ok,
+        "checked": report.checked,
+        "without_manifest": report.without_manifest,
+        "mismatches": [
+            {
+                "recording_id": mismatch.recording_id,
+                "call_id": mismatch.call_id,
+                "audit_seq": mismatch.seq,
+                "parts": list(mismatch.parts),
+            }
+            for mismatch in report.mismatches
+        ],
     }

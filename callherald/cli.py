@@ -458,7 +458,9 @@ def _add_audit(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     group = commands.add_parser("audit", help="check the hash-chained audit log of the evidence record")
     subcommands = group.add_subparsers(dest="audit_command", metavar="AUDIT_COMMAND", required=True)
     verify = subcommands.add_parser(
-        "verify", help="walk the chain, report the first broken row, print the head to keep elsewhere"
+        "verify",
+        help="walk the chain, report the first broken row, print the head to keep elsewhere; "
+        "report each recording whose evidence no longer matches its manifest",
     )
     verify.add_argument(
         "--config", metavar="FILE", help="the YAML configuration file (default: the embedded default's)"

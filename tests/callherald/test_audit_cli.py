@@ -5,7 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,8 +17,10 @@ from callherald.app import open_storage
 from callherald.cli import main
 from callherald.layout import DataLayout
 from config import HOME_ENV, default_config
+from storage.audit import AuditLog
 from storage.migrations import AUDIT_GENESIS_HASH
 from storage.records import EvidenceStore
+from tests.storage.test_manifests import CALL, RID, record_call, stored
 
 T0 = dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.UTC)
 
@@ -67,12 +72,12 @@ def test_an_intact_chain_prints_its_head_to_keep_elsewhere(
     hashes = audit_rows(layout, 3)
     code, out, _ = verify(capsys)
     assert code == 0
-    assert out.strip() == f"audit log: intact, 3 rows; head: row 3 {hashes[-1]}"
+    assert out.splitlines() == [f"audit log: intact, 3 rows; head: row 3 {hashes[-1]}", "manifests: none yet"]
 
 
 def test_one_row_is_one_row(layout: DataLayout, capsys: pytest.CaptureFixture[str]) -> None:
     (only,) = audit_rows(layout, 1)
-    assert verify(capsys)[1].strip() == f"audit log: intact, 1 row; head: row 1 {only}"
+    assert verify(capsys)[1].splitlines()[0] == f"audit log: intact, 1 row; head: row 1 {only}"
 
 
 def test_a_head_noted_earlier_verifies_after_more_rows_and_a_foreign_one_does_not(
@@ -92,9 +97,10 @@ def test_an_edited_row_is_reported_with_where_the_chain_breaks(
     edit_first_row(layout)
     code, out, _ = verify(capsys)
     assert code == 1
-    assert out.strip() == (
-        "audit log: BROKEN at row 1 (edited): row 1: content does not match its hash (edited); intact up to row 0"
-    )
+    assert out.splitlines() == [
+        "audit log: BROKEN at row 1 (edited): row 1: content does not match its hash (edited); intact up to row 0",
+        "manifests: none yet",
+    ]
     code, out, _ = verify(capsys, "--json")
     assert code == 1
     assert json.loads(out) == {
@@ -105,6 +111,7 @@ def test_an_edited_row_is_reported_with_where_the_chain_breaks(
         "problem": "edited",
         "seq": 1,
         "message": "row 1: content does not match its hash (edited)",
+        "manifests": {"ok": True, "checked": 0, "without_manifest": 0, "mismatches": []},
     }
 
 
@@ -140,3 +147,69 @@ def test_serve_says_at_start_that_the_audit_log_is_broken(
     (error,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert error.startswith("audit log: BROKEN at row 1 (edited)")
     assert error.endswith("(callherald audit verify)")
+
+
+def cli_verify(layout: DataLayout, *argv: str) -> subprocess.CompletedProcess[str]:
+    """``callherald audit verify`` in a process of its own, on the embedded default's data directory."""
+    return subprocess.run(
+        [sys.executable, "-m", "callherald.cli", "audit", "verify", *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, HOME_ENV: str(layout.root)},
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_consent_decision_edited_after_the_recording_is_reported_with_its_recording(
+    layout: DataLayout,
+) -> None:
+    with EvidenceStore(layout.evidence_db) as store:
+        record_call(store)
+        (manifest_row,) = store.submit_read(lambda db: AuditLog(db).entries()).result()
+    intact = cli_verify(layout)
+    assert (intact.returncode, intact.stderr) == (0, "")
+    assert intact.stdout.splitlines() == [
+        f"audit log: intact, 1 row; head: row 1 {manifest_row.hash}",
+        "manifests: 1 checked, the evidence matches each",
+    ]
+    # Someone with write access to the file turns the caller's yes into a no: the chain is intact,
+    # the recording's manifest is not.
+    with sqlite3.connect(layout.evidence_db) as conn:
+        conn.execute("UPDATE consent_decisions SET decision = 'refused'")
+    conn.close()
+    edited = cli_verify(layout)
+    assert edited.returncode == 1
+    assert edited.stdout.splitlines() == [
+        f"audit log: intact, 1 row; head: row 1 {manifest_row.hash}",
+        "manifests: 1 checked, 1 no longer matches the evidence",
+        f"  recording {RID} of call {CALL}: consent decisions differ from its manifest (audit row 1)",
+    ]
+    as_json = cli_verify(layout, "--json", "--expected-head", manifest_row.hash)
+    assert as_json.returncode == 1
+    report = json.loads(as_json.stdout)
+    assert (report["ok"], report["problem"], report["head_hash"]) == (False, None, manifest_row.hash)
+    assert report["manifests"] == {
+        "ok": False,
+        "checked": 1,
+        "without_manifest": 0,
+        "mismatches": [
+            {"recording_id": str(RID), "call_id": CALL, "audit_seq": 1, "parts": ["consent decisions"]}
+        ],
+    }
+
+
+def test_recordings_that_ended_before_manifests_were_kept_are_counted_not_failed(
+    layout: DataLayout, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with EvidenceStore(layout.evidence_db) as store:
+        record_call(store, ended=False)
+    with sqlite3.connect(layout.evidence_db) as conn:  # ended as before manifests: no audit row
+        conn.execute(f"UPDATE recordings SET state = 'complete', finished_at = '{stored(60)}'")
+    conn.close()
+    code, out, _ = verify(capsys)
+    assert code == 0
+    assert out.splitlines() == [
+        "audit log: intact, empty",
+        "manifests: none yet; 1 recording ended without one (stored before manifests were kept)",
+    ]

@@ -123,6 +123,20 @@ def decrypt(
     return np.frombuffer(reader.read_all(), dtype="<i2").reshape(-1, 2)
 
 
+def manifests_verified(proxy: CallheraldProcess) -> object:
+    """``callherald audit verify --json`` on the proxy's data directory: the chain is intact and
+    every recording matches its manifest (exit 0); its ``manifests`` part."""
+    verified = subprocess.run(
+        [str(CALLHERALD), "audit", "verify", "--json", "--config", str(proxy.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    return json.loads(verified.stdout)["manifests"]
+
+
 def _local(at: dt.datetime) -> dt.datetime:
     return at.astimezone() if at.tzinfo is None else at
 
@@ -210,6 +224,13 @@ def test_recording_is_both_parties_from_the_bridge_and_nothing_in_plaintext(
             content = path.read_bytes()
             for needle in needles:
                 assert needle not in content, path
+    # The recording's end put its manifest into the audit log, and the evidence still matches it.
+    assert manifests_verified(call.proxy) == {
+        "ok": True,
+        "checked": 1,
+        "without_manifest": 0,
+        "mismatches": [],
+    }
 
 
 @contextlib.contextmanager
@@ -286,6 +307,8 @@ def test_kill_9_during_a_call_keeps_every_sealed_second(tmp_path: Path) -> None:
     peak, _ = dominant_hz(audio[:, 0])
     assert abs(peak - OUTSIDE_HZ) < 5
     assert any(event.kind is TimelineKind.CALL_END for event in timeline)
+    # Recovery wrote the manifest with the truncated end; ending the call afterwards changes none of it.
+    assert manifests_verified(again) == {"ok": True, "checked": 1, "without_manifest": 0, "mismatches": []}
 
 
 LONG_NOTICE_S = 5.0
