@@ -810,6 +810,9 @@ def recover_open_recordings(layout: DataLayout, evidence: store.EvidenceStore) -
     messages: list[str] = []
     key_store = SqliteKeyStore(evidence)
     ends: dict[str, dt.datetime] = {}
+    # The truncated ends are stored last: each writes the recording's manifest, which must hold
+    # the prompts and agent notices as this recovery ends them.
+    truncated: list[store.RecordingEnd] = []
     for record in evidence.recordings_list(state=store.RecordingState.RECORDING):
         path = layout.recordings_dir / record.file_name
         duration_ms = 0
@@ -830,16 +833,18 @@ def recover_open_recordings(layout: DataLayout, evidence: store.EvidenceStore) -
             duration_ms=duration_ms,
             end_reason="interrupted",
         )
-        evidence.record_recording_truncated(end).result()
+        truncated.append(end)
         ends[record.call_id] = max(end.finished_at, ends.get(record.call_id, end.finished_at))
         messages.append(f"recording {record.recording_id} after a crash: {state}, {duration_ms} ms kept")
     open_calls = evidence.submit_read(
         lambda db: db.execute(_OPEN_CALLS_WITH_LAST_EVIDENCE).fetchall()
     ).result()
+    closed_at: dict[str, dt.datetime] = {}
     for call_id, setup_text, last_text in open_calls:
         setup_at = dt.datetime.fromisoformat(str(setup_text))
         last = setup_at if last_text is None else dt.datetime.fromisoformat(str(last_text))
         ended_at = max(ends.get(str(call_id), setup_at), setup_at, last)
+        closed_at[str(call_id)] = ended_at
         prompts = evidence.submit_read(partial(_open_prompts, call_id=str(call_id))).result()
         for leg_id, prompt_id, started_text in prompts:
             started = dt.datetime.fromisoformat(started_text)
@@ -868,7 +873,12 @@ def recover_open_recordings(layout: DataLayout, evidence: store.EvidenceStore) -
                 )
             )
             messages.append(f"agent notice {name} on leg {leg_id} left open by a crash: cut off")
-        evidence.write(store.CallEnded(call_id=str(call_id), ended_at=ended_at, end_reason="interrupted"))
+    for end in truncated:
+        evidence.record_recording_truncated(end).result()
+    for call_id, _, _ in open_calls:
+        evidence.write(
+            store.CallEnded(call_id=str(call_id), ended_at=closed_at[str(call_id)], end_reason="interrupted")
+        )
         messages.append(f"call {call_id} left open by a crash: closed as interrupted")
     return messages
 

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import sqlite3
 import stat
 import threading
 import time
@@ -709,11 +710,16 @@ def test_what_played_to_the_agent_when_the_proxy_died_is_ended_as_interrupted(
     # The call lasted at least until the beep started: recovery ends it there, not before.
     assert (timeline[-1].kind, timeline[-1].at) == (TimelineKind.CALL_END, ran.utc(6.02))
     assert storage_errors(caplog) == []
-    # The recording's manifest went into the audit log with its end, the beep still open then:
-    # that recovery ended the beep afterwards is no mismatch.
+    # The recording's manifest went into the audit log with its end, after recovery ended the
+    # beep: the beep's verdict is fixed by it, and turning it into "played to the end" is found.
     with EvidenceStore(layout.evidence_db) as store:
         manifests = store.verify_manifests()
     assert (manifests.ok, manifests.checked, manifests.without_manifest) == (True, 1, 0)
+    with sqlite3.connect(layout.evidence_db) as attacker:
+        attacker.execute("UPDATE agent_notices SET complete = 1, failure = NULL")
+    with EvidenceStore(layout.evidence_db) as store:
+        (mismatch,) = store.verify_manifests().mismatches
+    assert mismatch.parts == ("agent notices",)
 
 
 def test_a_beep_reported_for_the_outside_leg_is_refused_and_logged(
