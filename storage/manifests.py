@@ -23,10 +23,10 @@ later events (withdrawal, access, export, erasure), and rows not yet stored.
 ``verify_manifests`` rebuilds every manifest from the current rows and names the parts that
 differ. The evidence of a call grows after one of its recordings ends (a new party on the line,
 the next recording's notice, keys and decisions): a part with times may hold rows the manifest
-has not, when they date from the recording's start or later (evidence is stored in the order it
-happens); legs, which have no time, may be added. A row the manifest holds open (no end yet: a
-prompt or agent notice still playing, ended later, or as interrupted by the next start) may have
-ended since. Any other change, removal or addition is a difference.
+has not, when they date from the recording's end or later (a row dated while the recording ran
+was stored before its end, and so is in the manifest); legs, which have no time, may be added. A
+row the manifest holds open (no end yet: a prompt or agent notice still playing, ended later) may
+have ended since. Any other change, removal or addition is a difference.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ MANIFEST_PARTS = {
 }
 """Manifest key -> the name a mismatch report gives the part, in report order."""
 
-# The time a row of a part is dated by: rows dated from the recording's start on may be added later.
+# The time a row of a part is dated by: rows dated from the recording's end on may be added later.
 _ROW_TIME = {
     "announcements": "started_at",
     "digits": "at",
@@ -306,7 +306,7 @@ def _without_end(row: Row) -> Row:
     return {name: value for name, value in row.items() if name not in _END_FIELDS}
 
 
-def _rows_differ(key: str, kept: list[Row], now: list[Row], recording_start: str) -> bool:
+def _rows_differ(key: str, kept: list[Row], now: list[Row], recording_end: str) -> bool:
     """Whether the rows ``now`` of part ``key`` differ from those the manifest ``kept`` (see the
     module for what may change since)."""
     remaining = [_text(row) for row in now]
@@ -331,18 +331,18 @@ def _rows_differ(key: str, kept: list[Row], now: list[Row], recording_start: str
         return False
     time_field = _ROW_TIME.get(key)
     # Stored times are fixed-width UTC text: text order is time order.
-    return time_field is None or any(str(row[time_field]) < recording_start for row in added)
+    return time_field is None or any(str(row[time_field]) < recording_end for row in added)
 
 
 def _differences(kept: Mapping[str, Any], now: Mapping[str, Any]) -> tuple[str, ...]:
     recording = kept.get("recording")
-    start = str(recording.get("started_at", "")) if isinstance(recording, dict) else ""
+    end = str(recording.get("finished_at") or "") if isinstance(recording, dict) else ""
     parts = []
     for key, name in MANIFEST_PARTS.items():
         if key not in kept:
             parts.append(name)
         elif isinstance(now[key], list) and isinstance(kept[key], list):
-            if _rows_differ(key, kept[key], now[key], start):
+            if _rows_differ(key, kept[key], now[key], end):
                 parts.append(name)
         elif kept[key] != now[key]:
             parts.append(name)

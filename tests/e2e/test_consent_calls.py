@@ -285,6 +285,18 @@ def test_withdrawal_key_after_the_bridge_restarts_recording_without_consent_purp
     )
     served = [[p["purpose_id"] for p in item["purposes"]] for item in json.loads(listed.stdout)]
     assert served == [EVIDENCE_AND_TRAINING, EVIDENCE]
+    # Each recording's evidence still matches the manifest its end fixed in the audit log: what the
+    # call added after the first one ended (the withdrawal, the second recording) is no change.
+    verified = subprocess.run(
+        [str(CALLHERALD), "audit", "verify", "--json", "--config", str(proxy.config_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    manifests = json.loads(verified.stdout)["manifests"]
+    assert (manifests["checked"], manifests["mismatches"]) == (2, [])
 
 
 # 3. SIP INFO ------------------------------------------------------------------------------------

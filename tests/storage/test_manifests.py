@@ -433,6 +433,14 @@ def test_the_manifest_is_the_evidence_as_it_stands_at_the_end(store: EvidenceSto
         ),
         pytest.param(
             [
+                "INSERT INTO consent_decisions VALUES "
+                f"('{CALL}', 'training-consent', '2', 'training', 'granted', 'rfc4733', '{stored(30)}')"
+            ],
+            ("consent decisions",),
+            id="decision-added-while-the-recording-ran",
+        ),
+        pytest.param(
+            [
                 "UPDATE consent_decisions SET decision = 'refused'",
                 f"UPDATE calls SET setup_at = '{stored(-1)}'",
             ],
