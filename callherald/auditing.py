@@ -89,8 +89,8 @@ def manifest_report_text(report: ManifestReport) -> str:
     for mismatch in report.mismatches:
         of_call = f" of call {mismatch.call_id}" if mismatch.call_id else ""
         lines.append(
-            f"  recording {mismatch.recording_id}{of_call}: changed since its manifest (audit row"
-            f" {mismatch.seq}): {', '.join(mismatch.parts)}"
+            f"  recording {mismatch.recording_id}{of_call}: {', '.join(mismatch.parts)} "
+            + (f"changed since audit row {mismatch.seq}" if mismatch.seq else "not in the audit log")
         )
     return "\n".join(lines)
 

@@ -54,6 +54,7 @@ the hold's row stays after its release, with when, by whom and why it was releas
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
 import json
@@ -76,7 +77,7 @@ from sqlite_utils import Database
 
 from storage.audit import AuditEntry, AuditLog, AuditReport, canonical_detail
 from storage.crypto import StorageError
-from storage.manifests import ManifestReport, append_manifest, verify_manifests
+from storage.manifests import ManifestMismatch, ManifestReport, append_manifest, verify_manifests
 from storage.migrations import from_db_date, from_db_time, open_reader, open_writer, to_db_date, to_db_time
 from storage.threads import name_os_thread
 
@@ -1295,6 +1296,70 @@ def _write_legal_hold_release(db: Database, item: LegalHoldRelease) -> None:
     )
 
 
+def audited_changes_mismatches(db: Database) -> list[ManifestMismatch]:
+    """The legal holds, releases and erasures whose rows no longer say what their audit rows say
+    (a hold deleted or invented, an erasure cleared or changed): these rows change after a
+    recording ends, so its manifest leaves them out, and the audit row of each change is what
+    fixes it. ``parts`` is ``legal hold`` or ``erasure``; ``seq`` the audit row, 0 for a row that
+    no audit row records."""
+    mismatches: list[ManifestMismatch] = []
+    calls = {str(rid): str(call) for rid, call in db.execute("SELECT id, call_id FROM recordings")}
+
+    def mismatch(rid: str, part: str, seq: int) -> None:
+        mismatches.append(
+            ManifestMismatch(recording_id=rid, call_id=calls.get(rid, ""), seq=seq, parts=(part,))
+        )
+
+    # What the audit log says: each hold (and its release, if any) and each erasure.
+    holds: list[tuple[int, list[str | None]]] = []  # (seq, [rid, at, by, reason, released at, by, reason])
+    erasures: dict[str, tuple[int, tuple[str, str, str]]] = {}
+    audited = db.execute(
+        "SELECT seq, at, actor, action, subject, detail FROM audit_log"
+        " WHERE action IN (?, ?, ?) ORDER BY seq",
+        [AUDIT_ACTION_LEGAL_HOLD, AUDIT_ACTION_LEGAL_HOLD_RELEASE, AUDIT_ACTION_ERASE],
+    ).fetchall()
+    for seq, at, actor, action, subject, detail in audited:
+        rid = str(subject)
+        try:
+            reason = str(json.loads(str(detail))["reason"])
+        except (ValueError, TypeError, KeyError):
+            reason = ""
+        if action == AUDIT_ACTION_LEGAL_HOLD:
+            holds.append((int(seq), [rid, str(at), str(actor), reason, None, None, None]))
+        elif action == AUDIT_ACTION_LEGAL_HOLD_RELEASE:
+            held = [hold for _, hold in holds if hold[0] == rid and hold[4] is None]
+            if held:
+                held[-1][4:] = [str(at), str(actor), reason]
+            else:
+                mismatch(rid, "legal hold", int(seq))  # a release of no hold the log knows
+        else:
+            erasures[rid] = (int(seq), (str(at), str(actor), reason))
+    stored = [
+        [str(value) if value is not None else None for value in row]
+        for row in db.execute(
+            "SELECT recording_id, held_at, held_by, reason, released_at, released_by, release_reason"
+            " FROM legal_holds ORDER BY rowid"
+        )
+    ]
+    for seq, hold in holds:
+        if hold in stored:
+            stored.remove(hold)
+        else:
+            mismatch(str(hold[0]), "legal hold", seq)
+    for row in stored:
+        mismatch(str(row[0]), "legal hold", 0)
+    for rid, erased_at, erased_by, erasure_reason in db.execute(
+        "SELECT id, erased_at, erased_by, erasure_reason FROM recordings"
+    ):
+        seq, said = erasures.pop(str(rid), (0, None))
+        now = None if erased_at is None else (str(erased_at), str(erased_by), str(erasure_reason))
+        if now != said:
+            mismatch(str(rid), "erasure", seq)
+    for rid, (seq, _) in erasures.items():
+        mismatch(rid, "erasure", seq)  # the erased recording's row is gone
+    return mismatches
+
+
 _WRITERS: dict[type, Callable[[Database, Any], None]] = {
     CallStarted: _write_call_started,
     CallEnded: _write_call_ended,
@@ -1972,8 +2037,15 @@ class EvidenceStore:
 
     def verify_manifests(self) -> ManifestReport:
         """Rebuild each recording's manifest from the rows as they are now and compare it with the
-        one in the audit log (``storage.manifests``), on the reader connection."""
-        return self.submit_read(verify_manifests).result()
+        one in the audit log (``storage.manifests``); and check its legal holds and erasure against
+        the audit rows that recorded them (``audited_changes_mismatches``). On the reader connection."""
+
+        def verify(db: Database) -> ManifestReport:
+            report = verify_manifests(db)
+            audited = audited_changes_mismatches(db)
+            return dataclasses.replace(report, mismatches=(*report.mismatches, *audited))
+
+        return self.submit_read(verify).result()
 
     # -- lifetime -----------------------------------------------------------------------------------
 

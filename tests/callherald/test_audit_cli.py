@@ -183,7 +183,7 @@ def test_a_consent_decision_edited_after_the_recording_is_reported_with_its_reco
     assert edited.stdout.splitlines() == [
         f"audit log: intact, 1 row; head: row 1 {manifest_row.hash}",
         "manifests: 1 checked, 1 no longer matches the evidence",
-        f"  recording {RID} of call {CALL}: changed since its manifest (audit row 1): consent decisions",
+        f"  recording {RID} of call {CALL}: consent decisions changed since audit row 1",
     ]
     as_json = cli_verify(layout, "--json", "--expected-head", manifest_row.hash)
     assert as_json.returncode == 1

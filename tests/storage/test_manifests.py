@@ -527,6 +527,83 @@ def test_erasure_hold_release_and_later_events_leave_the_manifest_matching(store
     assert store.audit_verify().ok
 
 
+def _held_released_and_held_again(store: EvidenceStore) -> None:
+    record_call(store)
+    store.record_legal_hold(LegalHold(recording_id=RID, at=at(7200), actor=DPO, reason="claim 118")).result()
+    store.record_legal_hold_release(
+        LegalHoldRelease(recording_id=RID, at=at(7300), actor=DPO, reason="claim settled")
+    ).result()
+    store.record_legal_hold(LegalHold(recording_id=RID, at=at(7400), actor=DPO, reason="claim 119")).result()
+
+
+@pytest.mark.parametrize(
+    ("statements", "seq"),
+    [
+        pytest.param(["DELETE FROM legal_holds WHERE reason = 'claim 119'"], 4, id="hold-in-force-deleted"),
+        pytest.param(["DELETE FROM legal_holds WHERE reason = 'claim 118'"], 2, id="released-hold-deleted"),
+        pytest.param(
+            [
+                "DELETE FROM legal_holds WHERE reason = 'claim 119'",
+                "UPDATE legal_holds SET released_at = NULL, released_by = NULL, release_reason = NULL",
+            ],
+            2,
+            id="release-undone",
+        ),
+        pytest.param(["UPDATE legal_holds SET reason = 'nothing'"], 2, id="hold-reason-changed"),
+        pytest.param(
+            [
+                "UPDATE legal_holds SET released_at = held_at, released_by = held_by, release_reason = 'x'"
+                " WHERE released_at IS NULL"
+            ],
+            4,
+            id="release-invented",
+        ),
+    ],
+)
+def test_a_legal_hold_that_is_not_as_its_audit_rows_say_is_found(
+    path: Path, store: EvidenceStore, statements: list[str], seq: int
+) -> None:
+    _held_released_and_held_again(store)
+    assert store.verify_manifests().ok
+    attacker(path, *statements)
+    mismatches = store.verify_manifests().mismatches
+    assert ManifestMismatch(recording_id=str(RID), call_id=CALL, seq=seq, parts=("legal hold",)) in mismatches
+    assert store.audit_verify().ok  # the chain itself is intact
+
+
+def test_a_legal_hold_no_audit_row_records_is_found(path: Path, store: EvidenceStore) -> None:
+    record_call(store)
+    attacker(
+        path,
+        f"INSERT INTO legal_holds VALUES ('{RID}', '{stored(100)}', 'someone', 'forged', NULL, NULL, NULL)",
+    )
+    assert store.verify_manifests().mismatches == (
+        ManifestMismatch(recording_id=str(RID), call_id=CALL, seq=0, parts=("legal hold",)),
+    )
+
+
+@pytest.mark.parametrize(
+    ("statement", "seq"),
+    [
+        pytest.param(
+            "UPDATE recordings SET erased_at = NULL, erased_by = NULL, erasure_reason = NULL", 1, id="cleared"
+        ),
+        pytest.param("UPDATE recordings SET erasure_reason = 'retention expired'", 1, id="reason-changed"),
+    ],
+)
+def test_an_erasure_that_is_not_as_its_audit_row_says_is_found(
+    path: Path, store: EvidenceStore, statement: str, seq: int
+) -> None:
+    record_call(store)
+    erasure = RecordingErasure(recording_id=RID, at=at(7400), actor=DPO, reason="data subject request")
+    assert SqliteKeyStore(store).destroy(RID, along=lambda db: write_recording_erasure(db, erasure))
+    assert store.verify_manifests().ok
+    attacker(path, statement)
+    assert store.verify_manifests().mismatches == (
+        ManifestMismatch(recording_id=str(RID), call_id=CALL, seq=seq + 1, parts=("erasure",)),
+    )
+
+
 def test_the_call_going_on_after_the_recording_is_not_tampering(store: EvidenceStore) -> None:
     # Consent withdrawn at 60 s: the next recording serves evidence alone, after a new party on the
     # line heard the notice; a purpose redefined later does not touch the recorded version.
