@@ -1549,6 +1549,7 @@ class B2bua:
             return
         if method == "BYE":
             self._reply(transaction_id, request, 200, out, now, to_tag=request.to.tag)
+            self._terminate_pending_relays(call, now, out)
             if (
                 leg is MediaLeg.A
                 and call.phase in (CallPhase.CALLING, CallPhase.EARLY)
@@ -1694,6 +1695,17 @@ class B2bua:
                 return previous
             answer.origin = bumped
         return bytes(answer)
+
+    def _terminate_pending_relays(self, call: Call, now: float, out: list[Effect]) -> None:
+        """The call ends on a BYE: each request still waiting for the far side's answer gets 487
+        (RFC 3261 §15.1.2), not a 408 on the ended dialog once the far side times out. A pending
+        re-INVITE is left to its own transaction, whose 2xx must still be acknowledged."""
+        for transaction_id, relay in list(call.pending_relays.items()):
+            if relay.request.method != "INVITE":
+                del call.pending_relays[transaction_id]
+                self._reply(
+                    relay.server_transaction, relay.request, 487, out, now, to_tag=relay.request.to.tag
+                )
 
     def _relay_in_dialog(
         self,

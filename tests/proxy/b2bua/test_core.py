@@ -1441,6 +1441,26 @@ def test_info_is_relayed_with_its_body_and_response(from_leg: str, status: int) 
     h.assert_idle()
 
 
+@pytest.mark.parametrize("from_leg", ["a", "b"])
+def test_a_relayed_info_still_unanswered_at_a_bye_gets_487_not_a_late_408(from_leg: str) -> None:
+    # RFC 3261 §15.1.2: requests pending on a dialog a BYE ends are answered 487.
+    h = Harness()
+    caller, callee = connect(h)
+    sender, other = (caller, callee) if from_leg == "a" else (callee, caller)
+    info = sender.request("INFO", body=b"Signal=5\r\n", content_type="application/dtmf-relay")
+    sender.send(info)
+    relayed = other.last_request("INFO")
+    effects = caller.send(caller.request("BYE"))
+
+    assert (sender.address, "487 INFO") in sip_summary(effects)
+    assert sender.last_response("INFO").headers.get("cseq") == info.headers.get("cseq")
+    callee.reply(callee.last_request("BYE"), 200)
+    other.reply(relayed, 200)  # late: the call is over
+    h.advance(64.0)
+    assert [r.status for r in sender.responses("INFO")] == [487]
+    h.assert_idle()
+
+
 def test_options_in_dialog_is_answered_here() -> None:
     h = Harness()
     caller, callee = connect(h)
