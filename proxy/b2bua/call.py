@@ -39,6 +39,7 @@ __all__ = [
     "media_format",
     "media_remote",
     "packet_ms",
+    "rejecting_answer",
 ]
 
 
@@ -420,8 +421,31 @@ def anchor_sdp(
             level.remove_attributes(name)
         for kind in _PARTY_LINES:
             level.remove_lines(kind)
-    anchored.set_connection_address(media_address)
-    anchored.origin = Origin(
+    _send_as_ours(anchored, dialog=dialog, media_address=media_address)
+    return anchored
+
+
+def rejecting_answer(offer: SessionDescription, *, dialog: Dialog, media_address: str) -> SessionDescription:
+    """An answer to ``offer`` that rejects every stream of it, for an offer callherald can keep no
+    audio of when an answer must still be sent (RFC 3261 §13.2.1: the ACK to a 2xx that made the
+    offer carries the answer). RFC 3264 §6: one ``m=`` line per offered one, in order, each with
+    port 0 and the offer's formats, which are ignored."""
+    answer = SessionDescription(
+        lines=["v=0", "s=-", "t=0 0"],
+        media=[
+            MediaDescription(media=media.media, port=0, proto=media.proto, formats=media.formats)
+            for media in offer.media
+        ],
+    )
+    _send_as_ours(answer, dialog=dialog, media_address=media_address)
+    return answer
+
+
+def _send_as_ours(sdp: SessionDescription, *, dialog: Dialog, media_address: str) -> None:
+    """Make ``sdp`` the next SDP callherald sends in ``dialog``: our address and origin, its
+    version one more than the last one's (RFC 3264 §8)."""
+    sdp.set_connection_address(media_address)
+    sdp.origin = Origin(
         username="callherald",
         sess_id=dialog.sdp_session_id,
         sess_version=dialog.sdp_version,
@@ -429,5 +453,4 @@ def anchor_sdp(
         addrtype="IP6" if ":" in media_address else "IP4",
     )
     dialog.sdp_version += 1
-    dialog.last_sdp = anchored
-    return anchored
+    dialog.last_sdp = sdp

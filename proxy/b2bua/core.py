@@ -44,6 +44,7 @@ from proxy.b2bua.call import (
     has_allowed_audio,
     media_format,
     packet_ms,
+    rejecting_answer,
     set_media_remote,
     unplayable_reason,
 )
@@ -2445,8 +2446,10 @@ class B2bua:
         if b.remote_tag:
             self._dialogs_by_remote_tag[(b.call_id, b.remote_tag)] = (call, MediaLeg.B)
         sdp = self._callee_answer(call, response, out)  # the 183's, when the 2xx has none
-        if sdp is not None and call.b_invite_had_offer and not has_allowed_audio(sdp, self._settings.codecs):
-            self._callee_answer_unusable(call, response, now, out)
+        if sdp is not None and not has_allowed_audio(sdp, self._settings.codecs):
+            self._callee_sdp_unusable(
+                call, response, now, out, offer=None if call.b_invite_had_offer else sdp
+            )
             return
         body = self._answer_sdp_for_a(call, sdp, out)
         if call.b_invite_had_offer or not body:
@@ -2463,20 +2466,39 @@ class B2bua:
         self._bridge(call, response, sdp, body, now, out)
         self._pbx_follows_the_caller(call, now, out)
 
-    def _callee_answer_unusable(self, call: Call, response: Response, now: float, out: list[Effect]) -> None:
+    def _callee_sdp_unusable(
+        self,
+        call: Call,
+        response: Response,
+        now: float,
+        out: list[Effect],
+        *,
+        offer: SessionDescription | None,
+    ) -> None:
         """b answered callherald's offer with no codec allowed here, or none of that offer's
-        (``_within_offer``): the call has no media, and the caller may not be sent a 2xx without
-        the answer (RFC 3261 §13.2.1). b's 2xx is ACKed and its dialog ended with BYE, as a UAC
-        that cannot accept an answer does (§15); the caller gets 488 with a Warning (§20.43), or a
-        BYE when callherald already answered it itself (the notice)."""
+        (``_within_offer``), or, to an INVITE without SDP, made ``offer`` in its 2xx with none
+        allowed here: the call has no media, and the caller may not be sent a 2xx without SDP
+        (RFC 3261 §13.2.1). b's 2xx is ACKed, an offer in it answered with every stream rejected
+        as that ACK must carry the answer (RFC 3264 §6), and b's dialog ended with BYE, as a UAC
+        that cannot accept the session does (§13.2.2.4, §15); the caller gets 488 with a Warning
+        (§20.43), or a BYE when callherald already answered it itself (the notice)."""
         allowed = ", ".join(sorted(self._settings.codecs - {"telephone-event"}))
-        reason = f"the callee's answer has no audio codec of the offer that is allowed here ({allowed})"
+        if offer is None:
+            reason = f"the callee's answer has no audio codec of the offer that is allowed here ({allowed})"
+        else:
+            reason = (
+                "the callee's offer in its 2xx to an INVITE without SDP has no audio codec allowed"
+                f" here ({allowed})"
+            )
         out.append(LogEvent(level="warning", text=f"call failed: {reason}", call_ref=call.ref))
         announcer = call.announcer
         if announcer is not None and announcer.stage is AnnouncerStage.IDLE:
             out.extend(announcer.fail_now(reason, now, consequence="call failed"))
             call.announce_progressed = True
-        self._send_ack(call, MediaLeg.B, response.cseq.seq, out)
+        body = b""
+        if offer is not None:
+            body = bytes(rejecting_answer(offer, dialog=call.b, media_address=self._settings.media_address))
+        self._send_ack(call, MediaLeg.B, response.cseq.seq, out, body)
         self._send_bye(call, MediaLeg.B, now, out)
         if call.a_answered:
             self._send_bye(call, MediaLeg.A, now, out)
@@ -2490,7 +2512,8 @@ class B2bua:
                 to_tag=call.a.local_tag,
                 extra=(_NO_ALLOWED_CODEC,),
             )
-        self._end_call(call, now, "no-codec-in-answer", out, status=488)
+        reason_code = "no-codec-in-answer" if offer is None else "no-codec-in-offer"
+        self._end_call(call, now, reason_code, out, status=488)
 
     def _pbx_follows_the_caller(self, call: Call, now: float, out: list[Effect]) -> None:
         """Inbound: the caller held the call, or came off hold, in a re-INVITE or UPDATE that
@@ -2734,12 +2757,16 @@ class B2bua:
             if sdp is not None:
                 sdp = _within_offer(call, far_leg, sdp, relay.relayed_offer, out)
                 success = 200 <= response.status < 300
+                # To a re-INVITE without SDP the 2xx is the far party's offer (RFC 3261 §14.1).
+                offer_in_2xx = relay.request.method == "INVITE" and not relay.offer_from_origin
                 if (
                     success
-                    and relay.relayed_offer is not None
+                    and (relay.relayed_offer is not None or offer_in_2xx)
                     and not has_allowed_audio(sdp, self._settings.codecs)
                 ):
-                    self._relayed_answer_unusable(call, relay, response, now, out)
+                    self._relayed_sdp_unusable(
+                        call, relay, response, now, out, offer=sdp if offer_in_2xx else None
+                    )
                     return
                 out.append(set_media_remote(call.ref, far_leg, sdp))
                 offer = _sdp_of(relay.request) if relay.offer_from_origin else None
@@ -2789,22 +2816,44 @@ class B2bua:
         if response.status in (408, 481) and is_invite:
             self._hang_up(call, f"reinvite-{response.status}", now, out)  # §14.1: the dialog is gone
 
-    def _relayed_answer_unusable(
-        self, call: Call, relay: PendingRelay, response: Response, now: float, out: list[Effect]
+    def _relayed_sdp_unusable(
+        self,
+        call: Call,
+        relay: PendingRelay,
+        response: Response,
+        now: float,
+        out: list[Effect],
+        *,
+        offer: SessionDescription | None,
     ) -> None:
         """The far party answered a relayed offer with no codec allowed here, or none of that
-        offer's: the offerer gets 488 with a Warning (§20.43) and keeps the session it had (RFC
-        3261 §14.2), and the far party, whose 2xx is ACKed, is offered that session again."""
+        offer's, or, to a re-INVITE without SDP, made ``offer`` in its 2xx with none allowed here:
+        the re-INVITE or UPDATE gets 488 with a Warning (§20.43) and its sender keeps the session
+        it had (RFC 3261 §14.2). The far party's 2xx is ACKed, an offer in it answered with every
+        stream rejected, as that ACK must carry the answer (§13.2.1, RFC 3264 §6), and the far
+        party, which took the new session or has none now, is offered the one before again."""
         origin_leg, far_leg = relay.origin_leg, relay.origin_leg.other
         method = relay.request.method
         if method == "INVITE":
-            self._send_ack(call, far_leg, response.cseq.seq, out)
+            body = b""
+            if offer is not None:
+                dialog = call.dialog(far_leg)
+                body = bytes(
+                    rejecting_answer(offer, dialog=dialog, media_address=self._settings.media_address)
+                )
+            self._send_ack(call, far_leg, response.cseq.seq, out, body)
         self._refuse_codecs(relay.server_transaction, relay.request, now, out)
+        if offer is None:
+            what = f"leg {far_leg} answered the {method} of leg {origin_leg} with no audio codec of the offer"
+        else:
+            what = (
+                f"leg {far_leg} offered, in its 2xx to the {method} of leg {origin_leg} without SDP,"
+                " no audio codec"
+            )
         out.append(
             LogEvent(
                 level="warning",
-                text=f"leg {far_leg} answered the {method} of leg {origin_leg} with no audio codec of the"
-                f" offer that is allowed here: 488 to leg {origin_leg}, the session goes on as it was",
+                text=f"{what} that is allowed here: 488 to leg {origin_leg}, the session goes on as it was",
                 call_ref=call.ref,
             )
         )

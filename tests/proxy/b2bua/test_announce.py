@@ -1430,6 +1430,28 @@ def test_an_outbound_callee_answering_with_no_usable_codec_fails_the_call_unreco
     finish(s)
 
 
+def test_an_outbound_late_offer_with_no_usable_codec_fails_the_call_unrecorded() -> None:
+    # The agent's INVITE had no SDP and the callee's 2xx offers only G.729: no notice can play and
+    # nothing can be recorded, and the evidence says why the call failed.
+    s = Scene(OUTBOUND)
+    s.dial(body=b"")
+    s.callee.take_invite()
+    s.callee.ring()
+    effects = s.callee.reply(s.callee.invite, 200, body=G729_ANSWER, extra=(OUTSIDE_IDENTITY,))
+
+    assert sip_summary(effects) == [(CARRIER, "ACK"), (CARRIER, "BYE"), (PBX, "488 INVITE")]
+    reason = "the callee's offer in its 2xx to an INVITE without SDP has no audio codec allowed here (g722, pcma, pcmu)"
+    assert [(e.leg, e.event.reason) for e in of(effects, Evidence) if isinstance(e.event, NoticeFailed)] == [
+        (MediaLeg.B, reason)
+    ]
+    assert of(effects, PlayPrompt) == []
+    assert s.h.ended() == [CallEnded(call_ref=s.ref, reason="no-codec-in-offer", status=488)]
+    s.caller.send(s.caller.ack_failure(s.caller.last_response("INVITE", 488)))
+    s.callee.reply(s.callee.last_request("BYE"), 200)
+    assert of(s.h.effects, StartRecording) == []
+    finish(s)
+
+
 def test_a_pbx_answering_with_no_usable_codec_after_the_notice_hangs_up_the_caller() -> None:
     # The caller was answered by callherald and heard the notice: it gets a BYE, as when the PBX
     # fails; the PBX's 2xx is ACKed and hung up.

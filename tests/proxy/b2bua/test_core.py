@@ -2370,6 +2370,107 @@ def test_a_relayed_offer_answered_with_no_usable_codec_gets_488_and_the_session_
     h.assert_idle()
 
 
+# An offer callherald can take nothing of: G.729 only, and a video stream it never relays.
+NO_USABLE_OFFER = ("m=audio 30000 RTP/AVP 18", "a=rtpmap:18 G729/8000", "m=video 30002 RTP/AVP 96")
+# The answer to it: each stream rejected with port 0, the offer's formats kept (RFC 3264 §6).
+REJECTING_ANSWER_LINES = [
+    "v=0",
+    "s=-",
+    "c=IN IP4 127.0.0.1",
+    "t=0 0",
+    "m=audio 0 RTP/AVP 18",
+    "m=video 0 RTP/AVP 96",
+]
+
+
+@pytest.mark.parametrize("offerer_is", ["caller", "callee"])
+def test_a_2xx_offer_with_no_usable_codec_to_a_reinvite_without_sdp_gets_488_and_the_session_goes_on(
+    offerer_is: str,
+) -> None:
+    # To a re-INVITE without SDP the 2xx is the far party's offer and the ACK must carry the answer
+    # (RFC 3261 §13.2.1, §14.1); none of the offer can be passed on, so it is answered with every
+    # stream rejected, the re-INVITE gets 488 and its sender keeps its session (§14.2), and the far
+    # party is offered the session as it was before.
+    h = Harness()
+    caller, callee = connect(h)
+    ref = h.call_ref()
+    sender, other = (caller, callee) if offerer_is == "caller" else (callee, caller)
+    session_before = sdp_without_origin(first_sdp_to(other))
+    sender.send(sender.request("INVITE"))
+    relayed = other.last_request("INVITE")
+    assert relayed.body == b""
+    media_host = CALLER_MEDIA[0] if other is caller else CALLEE_MEDIA[0]
+    effects = other.reply(relayed, 200, body=party_sdp(media_host, 30000, *NO_USABLE_OFFER, version=2))
+
+    assert sip_summary(effects) == [
+        (other.address, "ACK"),
+        (sender.address, "488 INVITE"),
+        (other.address, "INVITE"),
+    ]
+    ack = other.last_request("ACK")
+    assert ack.headers.get("content-type") == "application/sdp"
+    assert sdp_without_origin(ack.body) == REJECTING_ANSWER_LINES
+    refusal = sender.last_response("INVITE", 488)
+    assert refusal.headers.get("warning") == '305 callherald "Incompatible media format"'
+    assert refusal.body == b""
+    assert [e for e in effects if isinstance(e, SetMediaRemote)] == []  # the media goes on as it was
+    back = other.last_request("INVITE")
+    assert sdp_without_origin(back.body) == session_before
+    assert origin_of(back.body).sess_version == origin_of(ack.body).sess_version + 1  # RFC 3264 §8
+    assert (
+        LogEvent(
+            level="warning",
+            text=f"leg {leg_of(other)} offered, in its 2xx to the INVITE of leg {leg_of(sender)} without SDP,"
+            f" no audio codec that is allowed here: 488 to leg {leg_of(sender)}, the session goes on as it was",
+            call_ref=ref,
+        )
+        in effects
+    )
+
+    effects = other.reply(back, 200, body=offer_from(other, direction="a=sendrecv", version=3))
+    assert sip_summary(effects) == [(other.address, "ACK")]
+    assert h.b2bua.active_calls == 1
+    hang_up(caller, callee)
+    h.advance(100.0)
+    assert h.leftovers() == dict.fromkeys(h.leftovers(), 0)
+    h.assert_idle()
+
+
+def test_a_late_offer_with_no_usable_codec_is_answered_rejected_and_hung_up_and_the_caller_gets_488() -> None:
+    # To an INVITE without SDP the callee's 2xx is the offer, and the ACK must carry the answer
+    # (RFC 3261 §13.2.1): it rejects every stream (RFC 3264 §6) and the callee's dialog is ended
+    # with BYE (§13.2.2.4); the caller, which may not get a 2xx without SDP, gets 488.
+    h = Harness()
+    caller, callee = dial(h, body=b"")
+    ref = h.call_ref()
+    ring(caller, callee)
+    effects = callee.answer(body=party_sdp("127.0.0.3", 30000, *NO_USABLE_OFFER))
+
+    assert sip_summary(effects) == [(CARRIER, "ACK"), (CARRIER, "BYE"), (PBX, "488 INVITE")]
+    ack, bye = callee.last_request("ACK"), callee.last_request("BYE")
+    assert ack.headers.get("content-type") == "application/sdp"
+    assert sdp_without_origin(ack.body) == REJECTING_ANSWER_LINES
+    assert (ack.headers.get("cseq"), bye.headers.get("cseq")) == ("1 ACK", "2 BYE")
+    refusal = caller.last_response("INVITE", 488)
+    assert refusal.headers.get("warning") == '305 callherald "Incompatible media format"'
+    assert [e for e in effects if isinstance(e, SetMediaRemote)] == []
+    assert h.ended() == [CallEnded(call_ref=ref, reason="no-codec-in-offer", status=488)]
+    assert (
+        LogEvent(
+            level="warning",
+            text="call failed: the callee's offer in its 2xx to an INVITE without SDP has no audio codec"
+            " allowed here (g722, pcma, pcmu)",
+            call_ref=ref,
+        )
+        in effects
+    )
+    caller.send(caller.ack_failure(refusal))
+    callee.reply(bye, 200)
+    h.advance(100.0)
+    assert h.leftovers() == dict.fromkeys(h.leftovers(), 0)
+    h.assert_idle()
+
+
 def test_the_offer_in_the_2xx_to_a_reinvite_without_sdp_counts_as_that_partys_hold() -> None:
     # To a re-INVITE without SDP the 2xx is the far party's offer (RFC 3261 §14.1): a hold in it
     # is that party's hold (RFC 3264 §8.4), as in an offer of its own re-INVITE.
