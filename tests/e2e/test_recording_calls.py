@@ -758,3 +758,46 @@ def test_a_callee_answering_with_no_allowed_codec_is_hung_up_and_the_caller_gets
     assert f"call failed: {why}" in proxy.log_text()
     with EvidenceStore(proxy.data_dir / "evidence.sqlite") as store:
         assert store.recordings_list() == []
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+def test_a_late_offer_with_no_allowed_codec_is_rejected_in_the_ack_and_the_caller_gets_488(
+    tmp_path: Path,
+) -> None:
+    # The PBX's INVITE has no SDP and the carrier's 200 offers G.729 only: the ACK must carry the
+    # answer (RFC 3261 §13.2.1), which rejects the stream with port 0 (RFC 3264 §6); callherald
+    # then sends the carrier BYE, refuses the PBX's INVITE with 488 and a Warning, and the
+    # evidence says why the call failed: nothing is recorded.
+    write_prompt_wavs(tmp_path)
+    with running_callherald(tmp_path, policies=policy_yaml()) as proxy:
+        uac, uas = place_call(
+            proxy,
+            Direction.OUTBOUND,
+            tmp_path,
+            caller="uac_late_offer_expect_488.xml",
+            callee="uas_answer_g729.xml",
+        )
+        assert_ok(proxy, uac, uas)
+        assert proxy.wait_for_log('"event": "call_ended"', timeout_s=10), proxy.log_text()[-3000:]
+    assert (tmp_path / "caller.txt").read_text().strip() == '305 callherald "Incompatible media format"'
+    callee_heard = [m for m in uas.messages if not m.sent]
+    assert [m.first_line.split()[0] for m in callee_heard] == ["INVITE", "ACK", "BYE"]
+    invite, ack = callee_heard[0], callee_heard[1]
+    assert invite.header("Content-Length") == "0"
+    assert ack.header("Content-Type") == "application/sdp"
+    assert "m=audio 0 RTP/AVP 18" in ack.text.split("\n\n", 1)[1].splitlines(), ack.text
+    caller_finals = [
+        m.first_line for m in uac.messages if not m.sent and not m.first_line.startswith("SIP/2.0 1")
+    ]
+    assert caller_finals == ["SIP/2.0 488 Not Acceptable Here"]
+    records = evidence_records(proxy.log_text())
+    (failed,) = [record for record in records if record["event"] == "notice_failed"]
+    why = "the callee's offer in its 2xx to an INVITE without SDP has no audio codec allowed here (g722, pcma, pcmu)"
+    assert failed["reason"] == why
+    (ended,) = [record for record in records if record["event"] == "call_ended"]
+    assert ended["reason"] == "no-codec-in-offer"
+    assert not [record for record in records if record["event"] == "recording_started"]
+    assert f"call failed: {why}" in proxy.log_text()
+    with EvidenceStore(proxy.data_dir / "evidence.sqlite") as store:
+        assert store.recordings_list() == []
