@@ -22,6 +22,14 @@ An outside party that holds the call before the notice and questions are over he
 comes off hold; one that stays on hold for ``hold_limit_s`` has not heard the notice, which fails
 as one that could not be played (``FAILED``): the call goes as the policy's ``on_failure`` says.
 
+The agent hears nothing while its own side holds the call (sendonly, inactive, 0.0.0.0): its
+copy of the notice and its beep are kept back (RFC 3264 §6.1: no media to a party that receives
+none) and play when it comes off hold: the notice copy while the outside party still hears the
+notice, the beep once recording runs. One cut short by the agent's hold is stopped there, so its
+evidence says it did not play to the end; a notice copy so cut plays again when the hold ends
+while the notice still plays. Nothing is played, nor said to have played, to an agent that never
+comes off hold.
+
 After the bridge a withdrawal digit from the outside party ends every consent-based purpose from
 that moment (GDPR Art. 7(3)); ``party_changed`` (a transfer brought a new outside party) stops the
 recording and starts over with the notice for the new party.
@@ -94,6 +102,8 @@ class CallAnnouncer:
         self._notice_held = False  # the outside party held the call before the questions were over
         self.hold_limit_s = hold_limit_s
         self._hold_deadline: float | None = None  # when a hold that keeps the notice back fails it
+        self._agent_held = False  # the agent's side holds the call: nothing is played to it
+        self._agent_owed: PlayPrompt | PlayTone | None = None  # kept back for the agent's hold
 
     @property
     def paused_reasons(self) -> tuple[str, ...]:
@@ -230,11 +240,11 @@ class CallAnnouncer:
         agent = agent_leg or self.outside_leg.other
         if agent_packet_ms is not None and self.agent_media is not None:
             self.agent_media = replace(self.agent_media, packet_ms=agent_packet_ms)
+        self._agent_owed = None  # the notice is over: a copy still kept back gives way to the beep
         if self.stage is AnnouncerStage.DECIDED and self.purposes:
             if self.agent_media is not None:  # the beep tells the agent the call is being recorded
-                out.append(
-                    PlayTone(call_ref=self.call_ref, leg=agent, tone=Tone.BEEP, media=self.agent_media)
-                )
+                beep = PlayTone(call_ref=self.call_ref, leg=agent, tone=Tone.BEEP, media=self.agent_media)
+                self._to_agent(beep, out)
             self.recording = True
             out.append(
                 StartRecording(
@@ -290,6 +300,71 @@ class CallAnnouncer:
             if self.stage is AnnouncerStage.ANNOUNCING:
                 out.extend(self.start(self.media or _PCMU, now, agent_media=self.agent_media))
         return out
+
+    def agent_hold(self, held: bool, *, party_left: bool = False) -> list[Effect]:
+        """The agent's side put the call on hold, or took it off (RFC 3264 §8.4). A held agent is
+        sent nothing (§6.1): its notice copy or beep is kept back until the hold ends, and one
+        playing is cut short there (its evidence then says it did not play to the end); a notice
+        copy so cut plays again when the hold ends while the outside party still hears the notice.
+        A hold that ends because the agent left (``party_left``) plays nothing: the new agent hears
+        the beep as it joins."""
+        out: list[Effect] = []
+        self._agent_held = held
+        agent = self.outside_leg.other
+        if held:
+            copy_playing = self.agent_hears_notice and self._notice_playing()
+            if copy_playing or (self.stage is AnnouncerStage.BRIDGED and self.recording):
+                out.append(StopPlayout(call_ref=self.call_ref, leg=agent))
+            if copy_playing and self._agent_owed is None and self.agent_media is not None:
+                self._agent_owed = self._agent_copy(self.policy.notice_prompt_id, self.policy.language)
+            return out
+        owed, self._agent_owed = self._agent_owed, None
+        if owed is None or party_left:
+            return out
+        if isinstance(owed, PlayPrompt):
+            if not self._notice_playing():
+                return out  # the notice is over: the beep tells the agent, as recording starts
+        elif self.stage is not AnnouncerStage.BRIDGED or not self.recording:
+            return out  # a beep for a recording that has stopped since
+        out.append(owed)
+        return out
+
+    def _notice_playing(self) -> bool:
+        """The outside party hears the notice now (its copy plays to the agent alongside)."""
+        return (
+            self.stage is AnnouncerStage.ANNOUNCING
+            and not self._notice_held
+            and self._session is not None
+            and self._session.state is consent.ConsentState.NOTICE
+        )
+
+    def _to_agent(self, effect: PlayPrompt | PlayTone, out: list[Effect]) -> None:
+        """Play ``effect`` to the agent, or keep it back while the agent's side holds the call."""
+        if not self._agent_held:
+            out.append(effect)
+            return
+        self._agent_owed = effect
+        what = "beep" if isinstance(effect, PlayTone) else "copy of the notice"
+        out.append(
+            LogEvent(
+                level="info",
+                text=f"the agent holds the call: its {what} plays when it comes off hold",
+                call_ref=self.call_ref,
+            )
+        )
+
+    def _agent_copy(self, prompt_id: str, language: str, lead_in_ms: int = 0) -> PlayPrompt:
+        assert self.agent_media is not None
+        return PlayPrompt(
+            call_ref=self.call_ref,
+            leg=self.outside_leg.other,
+            prompt_id=prompt_id,
+            language=language,
+            media=self.agent_media,
+            report=False,
+            agent_copy=True,
+            lead_in_ms=lead_in_ms,
+        )
 
     def manual_pause(self, pause: bool, reason: str) -> list[Effect]:
         return self._set_pause(reason, pause)
@@ -445,18 +520,7 @@ class CallAnnouncer:
                     and output.prompt_id == self.policy.notice_prompt_id
                     and self.agent_media is not None
                 ):
-                    out.append(
-                        PlayPrompt(
-                            call_ref=self.call_ref,
-                            leg=leg.other,
-                            prompt_id=output.prompt_id,
-                            language=output.language,
-                            media=self.agent_media,
-                            report=False,
-                            agent_copy=True,
-                            lead_in_ms=lead_in,
-                        )
-                    )
+                    self._to_agent(self._agent_copy(output.prompt_id, output.language, lead_in), out)
             elif isinstance(output, consent.StopPrompt):
                 out.append(StopPlayout(call_ref=self.call_ref, leg=leg))
             else:

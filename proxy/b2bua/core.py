@@ -994,7 +994,8 @@ class B2bua:
         """A party put the call on hold (sendonly, inactive, 0.0.0.0; RFC 3264 §8.4) or took it off:
         a held call is not recorded (silence is written and the pause is in the evidence). An
         outside party that holds while its notice or questions play hears them again from the
-        start (``CallAnnouncer.outside_hold``), unless its hold ends because it left."""
+        start (``CallAnnouncer.outside_hold``), unless its hold ends because it left. An agent that
+        holds hears its notice copy or beep when it comes off hold (``CallAnnouncer.agent_hold``)."""
         was_held = bool(call.held_by)
         announcer = call.announcer
         changed = on_hold != (leg in call.held_by)
@@ -1002,6 +1003,8 @@ class B2bua:
             out.extend(announcer.outside_hold(on_hold, now))
             if call.ref in self._calls:  # the hold limit runs while the notice waits for the hold
                 self._arm_announcer_timer(call, announcer)
+        elif announcer is not None and leg is not announcer.outside_leg and changed:
+            out.extend(announcer.agent_hold(on_hold, party_left=party_left))
         if on_hold:
             call.held_by.add(leg)
             out.append(LogEvent(level="info", text=f"hold from leg {leg}", call_ref=call.ref))

@@ -2211,13 +2211,15 @@ def test_an_inbound_caller_that_answers_on_hold_in_its_ack_hears_the_notice_when
 
 @WAYS
 @FIRST_HOLD
-def test_a_call_the_agent_holds_from_its_first_sdp_is_recorded_paused_until_the_hold_ends(
+def test_a_call_the_agent_holds_from_its_first_sdp_is_recorded_paused_and_beeps_when_the_hold_ends(
     way: Way, hold: FirstHold
 ) -> None:
     # As if the agent held the call by re-INVITE at once: the recording starts paused for the
-    # hold (silence, and the pause in the evidence), and resumes when the agent takes it off.
+    # hold (silence, and the pause in the evidence), and resumes when the agent takes it off. A
+    # held agent is sent nothing (RFC 3264 §6.1): neither its copy of the notice nor the beep,
+    # which plays when the hold ends.
     s = Scene(way)
-    agent_origin = "agent 3003 127.0.0.9"
+    agent_origin = AGENT_ORIGIN
     if way is OUTBOUND:  # the PBX's INVITE holds; the callee answers it (RFC 3264 §6.1)
         s.dial(body=held_sdp(agent_origin, hold))
         s.callee.take_invite()
@@ -2244,23 +2246,27 @@ def test_a_call_the_agent_holds_from_its_first_sdp_is_recorded_paused_until_the_
         PauseRecording,
     ]
     assert of(s.h.effects, PauseRecording) == [PauseRecording(call_ref=ref, reason="hold")]
+    assert to_agent(s, s.h.effects) == []
+    assert beep_waits(s) in of(s.h.effects, LogEvent)
 
     resumed = s.agent.send(s.agent.request("INVITE", body=party_sdp(agent_origin, 2, "a=sendrecv")))
     s.outside.reply(s.outside.last_request("INVITE"), 200, body=party_sdp(own_origin(way), 2, "a=sendrecv"))
     s.agent.send(s.agent.ack_2xx(s.agent.last_response("INVITE", 200)))
     assert of(resumed, ResumeRecording) == [ResumeRecording(call_ref=ref, reason="hold")]
+    assert to_agent(s, resumed) == [beep(s)]
     s.hang_up()
     finish(s)
 
 
 @FIRST_HOLD
-def test_an_outbound_agent_that_answers_on_hold_in_its_ack_is_recorded_paused_until_the_hold_ends(
+def test_an_outbound_agent_that_answers_on_hold_in_its_ack_is_recorded_paused_and_beeps_when_the_hold_ends(
     hold: FirstHold,
 ) -> None:
     # Late offer: the PBX's INVITE had no SDP, the callee's 200 offered, and the agent's answer in
-    # its ACK (RFC 3261 §13.2.1) holds the call: a hold in the first answer, as in a 200.
+    # its ACK (RFC 3261 §13.2.1) holds the call: a hold in the first answer, as in a 200. The
+    # agent hears neither the notice copy nor the beep while it holds; the beep plays after.
     s = Scene(OUTBOUND)
-    agent_origin = "agent 3003 127.0.0.9"
+    agent_origin = AGENT_ORIGIN
     s.dial(body=b"")
     s.callee.take_invite()
     s.callee.ring()
@@ -2282,6 +2288,7 @@ def test_an_outbound_agent_that_answers_on_hold_in_its_ack_is_recorded_paused_un
         PauseRecording,
     ]
     assert of(s.h.effects, PauseRecording) == [PauseRecording(call_ref=ref, reason="hold")]
+    assert to_agent(s, s.h.effects) == []
 
     resumed = s.agent.send(s.agent.request("INVITE", body=party_sdp(agent_origin, 2, "a=sendrecv")))
     s.outside.reply(
@@ -2289,6 +2296,146 @@ def test_an_outbound_agent_that_answers_on_hold_in_its_ack_is_recorded_paused_un
     )
     s.agent.send(s.agent.ack_2xx(s.agent.last_response("INVITE", 200)))
     assert of(resumed, ResumeRecording) == [ResumeRecording(call_ref=ref, reason="hold")]
+    assert to_agent(s, resumed) == [beep(s)]
+    s.hang_up()
+    finish(s)
+
+
+AGENT_ORIGIN = "agent 3003 127.0.0.9"
+
+
+def to_agent(s: Scene, effects: Iterable[Effect]) -> list[Effect]:
+    """What is played into the agent's leg, or stopped there, in order."""
+    agent = s.way.outside_leg.other
+    played = (PlayPrompt, PlayTone, StopPlayout)
+    return [effect for effect in effects if isinstance(effect, played) and effect.leg is agent]
+
+
+def beep(s: Scene) -> PlayTone:
+    return PlayTone(call_ref=s.ref, leg=s.way.outside_leg.other, tone=Tone.BEEP, media=PCMU)
+
+
+def agent_copy(s: Scene, lead_in_ms: int) -> PlayPrompt:
+    return PlayPrompt(
+        call_ref=s.ref,
+        leg=s.way.outside_leg.other,
+        prompt_id="notice",
+        language="de",
+        media=PCMU,
+        report=False,
+        agent_copy=True,
+        lead_in_ms=lead_in_ms,
+    )
+
+
+def agent_redirects(s: Scene, direction: str, version: int) -> list[Effect]:
+    """The agent's re-INVITE in ``direction``, answered by the outside party and ACKed; the effects."""
+    before = len(s.h.effects)
+    s.agent.send(s.agent.request("INVITE", body=party_sdp(AGENT_ORIGIN, version, direction)))
+    answered = {"a=sendonly": "a=recvonly"}.get(direction, direction)
+    s.outside.reply(
+        s.outside.last_request("INVITE"), 200, body=party_sdp(own_origin(s.way), version, answered)
+    )
+    s.agent.send(s.agent.ack_2xx(s.agent.last_response("INVITE", 200)))
+    return s.h.effects[before:]
+
+
+def agent_holds_from_its_first_sdp(s: Scene) -> None:
+    """Outbound, the PBX's INVITE holds (sendonly); inbound, the PBX's answer, after the consent."""
+    if s.way is OUTBOUND:
+        s.dial(body=party_sdp(AGENT_ORIGIN, 1, "a=sendonly"))
+        s.callee.take_invite()
+        s.callee.ring()
+        answer = party_sdp(own_origin(OUTBOUND), 1, "a=recvonly")
+        s.callee.reply(s.callee.invite, 200, body=answer, extra=(OUTSIDE_IDENTITY,))
+        s.caller.ack_answer()
+        return
+    s.notice_playing()
+    s.notice_heard()
+    s.question_heard()
+    s.press("1")
+    s.callee.take_invite()
+    s.callee.ring()
+    s.callee.reply(s.callee.invite, 200, body=party_sdp(AGENT_ORIGIN, 1, "a=sendonly"))
+
+
+def beep_waits(s: Scene) -> LogEvent:
+    return LogEvent(
+        level="info", text="the agent holds the call: its beep plays when it comes off hold", call_ref=s.ref
+    )
+
+
+def test_an_outbound_agent_off_hold_during_the_notice_hears_its_copy_then_and_the_beep_at_once() -> None:
+    # The copy of the notice waits for the agent's hold (RFC 3264 §6.1) and plays, whole, when it
+    # ends while the callee still hears the notice; the agent then hears the beep as recording starts.
+    s = Scene(OUTBOUND)
+    agent_holds_from_its_first_sdp(s)
+    ref = s.ref
+    assert to_agent(s, s.h.effects) == []
+    waits = "the agent holds the call: its copy of the notice plays when it comes off hold"
+    assert LogEvent(level="info", text=waits, call_ref=ref) in s.h.effects
+
+    assert to_agent(s, agent_redirects(s, "a=sendrecv", 2)) == [agent_copy(s, NOTICE_LEAD_IN_MS)]
+    s.notice_heard()
+    s.question_heard()
+    bridged = s.press("1")
+    assert to_agent(s, bridged) == [beep(s)]
+    assert of(bridged, StartRecording) != []
+    s.hang_up()
+    finish(s)
+
+
+@WAYS
+def test_an_agent_that_never_comes_off_hold_is_played_nothing(way: Way) -> None:
+    # Nothing played, so the evidence cannot say the agent was told: no notice copy, no beep.
+    s = Scene(way)
+    agent_holds_from_its_first_sdp(s)
+    if way is OUTBOUND:
+        s.notice_heard()
+        s.question_heard()
+        s.press("1")
+    assert of(s.h.effects, StartRecording) != []
+    s.h.advance(30.0)
+    s.hang_up()
+    assert to_agent(s, s.h.effects) == []
+    finish(s)
+
+
+def test_an_outbound_agent_that_holds_during_its_notice_copy_has_it_stopped_and_played_again() -> None:
+    # Cut short by the hold (its evidence then says it did not play to the end); as the callee
+    # still hears the notice when the hold ends, the agent hears its copy again from the start.
+    s = Scene(OUTBOUND)
+    s.notice_playing()
+    held = agent_redirects(s, "a=sendonly", 2)
+    assert to_agent(s, held) == [StopPlayout(call_ref=s.ref, leg=MediaLeg.A)]
+    assert to_agent(s, agent_redirects(s, "a=sendrecv", 3)) == [agent_copy(s, 0)]
+    s.notice_heard()
+    s.question_heard()
+    assert to_agent(s, s.press("1")) == [beep(s)]
+    s.hang_up()
+    finish(s)
+
+
+def test_an_outbound_agent_that_holds_after_its_notice_copy_hears_it_once() -> None:
+    s = Scene(OUTBOUND)
+    s.notice_playing()
+    s.notice_heard()
+    assert to_agent(s, agent_redirects(s, "a=sendonly", 2)) == []
+    assert to_agent(s, agent_redirects(s, "a=sendrecv", 3)) == []
+    s.question_heard()
+    assert to_agent(s, s.press("1")) == [beep(s)]
+    s.hang_up()
+    finish(s)
+
+
+@WAYS
+def test_an_agent_that_holds_after_the_bridge_has_its_beep_cut_short_and_not_played_again(way: Way) -> None:
+    # A beep still sounding stops at the hold, so its evidence says it did not play to the end.
+    s = Scene(way)
+    s.connect()
+    held = agent_redirects(s, "a=sendonly", 2)
+    assert to_agent(s, held) == [StopPlayout(call_ref=s.ref, leg=way.outside_leg.other)]
+    assert to_agent(s, agent_redirects(s, "a=sendrecv", 3)) == []
     s.hang_up()
     finish(s)
 
