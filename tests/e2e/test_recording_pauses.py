@@ -98,9 +98,11 @@ def recorded_call(
     pause_ms: int,
     policies: str | None = None,
     while_recording: Callable[[CallheraldProcess, str], None] | None = None,
+    direction: Direction = INBOUND,
 ) -> RecordedCall:
-    """One inbound call from ``caller`` to ``callee`` (SIPp scenarios) through ``callherald serve``
-    with tones from both parties; ``while_recording(proxy, call_ref)`` runs once recording started."""
+    """One call (inbound unless ``direction`` says) from ``caller`` to ``callee`` (SIPp scenarios)
+    through ``callherald serve`` with tones from both parties; ``while_recording(proxy, call_ref)``
+    runs once recording started."""
     write_prompt_wavs(tmp_path)
     _, outside_payloads = pure_tone(OUTSIDE_HZ, TONE_PACKETS)
     _, pbx_payloads = pure_tone(PBX_HZ, TONE_PACKETS)
@@ -121,13 +123,13 @@ def recorded_call(
         )
         runs: list[SippRun] = []
         with (
-            start_callee(callee, INBOUND.callee_port(proxy), tmp_path, uas_keys, pause_ms=pause_ms) as uas,
+            start_callee(callee, direction.callee_port(proxy), tmp_path, uas_keys, pause_ms=pause_ms) as uas,
             start_caller(
                 caller,
-                INBOUND.caller_target(proxy),
+                direction.caller_target(proxy),
                 tmp_path,
                 [*uac_keys, *sets],
-                number=INBOUND.number,
+                number=direction.number,
                 pause_ms=pause_ms,
             ) as uac,
         ):
@@ -323,6 +325,39 @@ def test_a_caller_on_hold_from_its_invite_hears_the_notice_once_off_hold_and_the
     ]
     assert [e for e in call.timeline if e.kind is TimelineKind.PAUSE_START] == []
     assert silent_runs(call.audio, STRAY_SILENCE) == []  # both parties recorded throughout
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+def test_an_agent_on_hold_from_its_invite_hears_the_beep_only_once_off_hold(tmp_path: Path) -> None:
+    # Outbound, the PBX's INVITE holds the call (a=sendonly): the callee hears the notice, the
+    # recording starts paused for the hold, and the agent, which receives nothing meanwhile (RFC
+    # 3264 §6.1), is sent neither the notice copy nor the beep until its re-INVITE takes the call
+    # off hold after the bridge; then the beep plays whole, and the evidence says so.
+    call = recorded_call(
+        tmp_path,
+        caller="recording_uac_held_at_start.xml",
+        callee="recording_uas_held_offer.xml",
+        caller_set={"hold_for_ms": PAUSE_AT_MS},
+        pause_ms=AFTER_MS,
+        direction=Direction.OUTBOUND,
+    )
+    assert (tmp_path / "caller.txt").read_text().strip() == "a=recvonly|"
+    assert (tmp_path / "callee.txt").read_text().strip() == "a=sendrecv"
+    pauses = [(e.kind, e.detail["reason"]) for e in call.timeline if e.kind in PAUSE_KINDS]
+    assert pauses == [(TimelineKind.PAUSE_START, "hold"), (TimelineKind.PAUSE_END, "hold")]
+    (hold_end,) = [e for e in call.timeline if e.kind is TimelineKind.PAUSE_END]
+    informed = [e for e in call.timeline if e.kind is TimelineKind.AGENT_INFORMED]
+    assert [(e.detail["kind"], e.detail["name"], e.detail["complete"]) for e in informed] == [
+        ("tone", "beep", True)
+    ]
+    assert hold_end.at <= informed[0].at
+    logged = [r for r in evidence_records(call.log) if r["event"] == "agent_informed"]
+    assert len(logged) == 1
+    assert "the agent holds the call: its beep plays when it comes off hold" in call.log
+
+
+PAUSE_KINDS = (TimelineKind.PAUSE_START, TimelineKind.PAUSE_END)
 
 
 @requires_sipp
