@@ -1007,9 +1007,11 @@ class B2bua:
             out.extend(announcer.agent_hold(on_hold, party_left=party_left))
         if on_hold:
             call.held_by.add(leg)
-            out.append(LogEvent(level="info", text=f"hold from leg {leg}", call_ref=call.ref))
         else:
             call.held_by.discard(leg)
+        if changed:
+            ended = "" if on_hold else " ended, the party left" if party_left else " ended"
+            out.append(LogEvent(level="info", text=f"hold from leg {leg}{ended}", call_ref=call.ref))
         held = bool(call.held_by)
         if held != was_held and call.announcer is not None:
             out.extend(call.announcer.hold(held))

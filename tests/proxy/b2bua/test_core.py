@@ -1271,14 +1271,20 @@ def test_resume_after_hold_is_sendrecv_again() -> None:
     caller.send(caller.request("INVITE", body=offer_from(caller, version=2)))
     callee.reply(callee.last_request("INVITE"), 200, body=offer_from(callee, direction="a=recvonly"))
     caller.send(caller.ack_2xx(caller.last_response("INVITE", 200)))
-    caller.send(caller.request("INVITE", body=offer_from(caller, direction="a=sendrecv", version=3)))
+    caller.send(caller.request("INVITE", body=offer_from(caller, version=3)))  # still on hold
+    callee.reply(callee.last_request("INVITE"), 200, body=offer_from(callee, direction="a=recvonly"))
+    caller.send(caller.ack_2xx(caller.last_response("INVITE", 200)))
+    caller.send(caller.request("INVITE", body=offer_from(caller, direction="a=sendrecv", version=4)))
 
     resumed = callee.last_request("INVITE")
     assert sdp_without_origin(resumed.body) == anchored_lines(B_PORT, "a=sendrecv")
-    assert origin_of(resumed.body).sess_version == 3
-    assert resumed.headers.get("cseq") == "3 INVITE"
+    assert origin_of(resumed.body).sess_version == 4
+    assert resumed.headers.get("cseq") == "4 INVITE"
     callee.reply(resumed, 200, body=offer_from(callee, direction="a=sendrecv"))
     caller.send(caller.ack_2xx(caller.last_response("INVITE", 200)))
+    # The hold is logged as it starts and as it ends, not again for an offer that keeps it.
+    holds = [e.text for e in h.effects if isinstance(e, LogEvent) and e.text.startswith("hold from")]
+    assert holds == ["hold from leg a", "hold from leg a ended"]
     hang_up(caller, callee)
     h.assert_idle()
 
@@ -2487,6 +2493,9 @@ def test_the_offer_in_the_2xx_to_a_reinvite_without_sdp_counts_as_that_partys_ho
         ok = callee.last_response("INVITE", 200)
         assert sdp_without_origin(ok.body) == anchored_lines(B_PORT, direction)
         callee.send(callee.ack_2xx(ok, body=offer_from(callee, direction=answer, version=version)))
-    assert held == [LogEvent(level="info", text="hold from leg a", call_ref=ref)]
+    assert held == [
+        LogEvent(level="info", text="hold from leg a", call_ref=ref),
+        LogEvent(level="info", text="hold from leg a ended", call_ref=ref),
+    ]
     hang_up(caller, callee)
     h.assert_idle()
