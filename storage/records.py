@@ -779,24 +779,32 @@ def _write_announcement(db: Database, item: Announcement) -> None:
     )
 
 
-def _write_announcement_end(db: Database, item: AnnouncementEnd) -> None:
+def _end_sound(
+    db: Database, table: str, name_column: str, item: AnnouncementEnd | AgentNoticeEnd, what: str
+) -> None:
+    # The end of a prompt or agent notice stored as it started: its one open row gets it.
+    name = item.prompt_id if isinstance(item, AnnouncementEnd) else item.name
     cursor = db.execute(
-        "UPDATE announcements_played SET ended_at = ?, complete = ?, failure = ? "
-        "WHERE leg_id = ? AND prompt_id = ? AND started_at = ? AND ended_at IS NULL",
+        f"UPDATE {table} SET ended_at = ?, complete = ?, failure = ? "
+        f"WHERE leg_id = ? AND {name_column} = ? AND started_at = ? AND ended_at IS NULL",
         [
             to_db_time(item.ended_at),
             int(item.complete),
             item.failure,
             item.leg_id,
-            item.prompt_id,
+            name,
             to_db_time(item.started_at),
         ],
     )
     if cursor.rowcount != 1:
         raise InvariantError(
-            f"announcement {item.prompt_id} on leg {item.leg_id} started at "
+            f"{what} {name} on leg {item.leg_id} started at "
             f"{to_db_time(item.started_at)} is not recorded or has already ended"
         )
+
+
+def _write_announcement_end(db: Database, item: AnnouncementEnd) -> None:
+    _end_sound(db, "announcements_played", "prompt_id", item, "announcement")
 
 
 def _write_agent_notice(db: Database, item: AgentNotice) -> None:
@@ -825,23 +833,7 @@ def _write_agent_notice(db: Database, item: AgentNotice) -> None:
 
 
 def _write_agent_notice_end(db: Database, item: AgentNoticeEnd) -> None:
-    cursor = db.execute(
-        "UPDATE agent_notices SET ended_at = ?, complete = ?, failure = ? "
-        "WHERE leg_id = ? AND name = ? AND started_at = ? AND ended_at IS NULL",
-        [
-            to_db_time(item.ended_at),
-            int(item.complete),
-            item.failure,
-            item.leg_id,
-            item.name,
-            to_db_time(item.started_at),
-        ],
-    )
-    if cursor.rowcount != 1:
-        raise InvariantError(
-            f"agent notice {item.name} on leg {item.leg_id} started at "
-            f"{to_db_time(item.started_at)} is not recorded or has already ended"
-        )
+    _end_sound(db, "agent_notices", "name", item, "agent notice")
 
 
 def _write_dtmf(db: Database, item: DtmfEvent) -> None:
