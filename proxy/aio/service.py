@@ -340,6 +340,8 @@ class ProxyService:
                         self._records.recording(effect)
                     else:
                         self._records.not_recorded(effect, why_not, self._now())
+                if why_not is not None:
+                    effects.extend(self.core.not_recording(effect.call_ref))
             elif isinstance(effect, StopRecording):
                 if self._records is not None and effect.call_ref in self.recording:
                     self._records.recording(effect)
@@ -594,6 +596,7 @@ class ProxyService:
             if recording is not None and self.recording.get(call_ref) is recording:
                 self._log.error("[%s] recording stopped, the call is NOT recorded: %s", call_ref, why)
                 self._stop_recording(call_ref, "stopped-by-storage")
+                self._execute(self.core.not_recording(call_ref))
 
         try:
             handle = self._recordings.open(

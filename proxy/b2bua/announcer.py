@@ -329,6 +329,22 @@ class CallAnnouncer:
         out.append(owed)
         return out
 
+    def not_recording(self) -> list[Effect]:
+        """No recording runs although ``bridge`` started one: storage refused it, or stopped it
+        since (disk full, the evidence record refused it). A beep kept back for the agent's hold
+        is dropped: it would tell the agent the call is recorded. Like a beep for a recording
+        that did not start, it is neither played nor said to have played."""
+        if not isinstance(self._agent_owed, PlayTone):
+            return []
+        self._agent_owed = None
+        return [
+            LogEvent(
+                level="info",
+                text="the call is not recorded: the agent's beep kept back for its hold will not play",
+                call_ref=self.call_ref,
+            )
+        ]
+
     def _notice_playing(self) -> bool:
         """The outside party hears the notice now (its copy plays to the agent alongside)."""
         return (

@@ -409,6 +409,15 @@ class B2bua:
             self._after_announcer(call, now, out)
         return out
 
+    def not_recording(self, call_ref: str) -> list[Effect]:
+        """The recording a ``StartRecording`` asked for does not run: it could not start, or
+        storage stopped it since (``on_stopped``). The agent is not told the call is recorded
+        when it comes off hold (``CallAnnouncer.not_recording``)."""
+        call = self._calls.get(call_ref)
+        if call is None or call.announcer is None:
+            return []
+        return call.announcer.not_recording()
+
     def digit(
         self, call_ref: str, leg: MediaLeg, digit: str, mechanism: DigitMechanism, now: float
     ) -> list[Effect]:

@@ -270,6 +270,10 @@ class Harness:
         """The playout layer reports the prompt on ``leg`` could not be played, now."""
         return self._record(self.b2bua.prompt_failed(call_ref, leg, reason, self.now))
 
+    def not_recording(self, call_ref: str) -> list[Effect]:
+        """The recording a ``StartRecording`` asked for could not start, or storage stopped it."""
+        return self._record(self.b2bua.not_recording(call_ref))
+
     def digit(
         self, call_ref: str, leg: MediaLeg, digit: str, mechanism: DigitMechanism = DigitMechanism.RFC4733
     ) -> list[Effect]:

@@ -2401,6 +2401,32 @@ def test_an_agent_that_never_comes_off_hold_is_played_nothing(way: Way) -> None:
     finish(s)
 
 
+@WAYS
+@pytest.mark.parametrize("held_for_s", [0.0, 30.0], ids=["refused-at-once", "stopped-later"])
+def test_an_agent_on_hold_hears_no_beep_for_a_recording_that_does_not_run(
+    way: Way, held_for_s: float
+) -> None:
+    # The beep tells the agent the call is recorded. Kept back for its hold, it is dropped when
+    # storage refuses the recording or stops it (disk full) before the hold ends: not played, so
+    # not stored as played either, like the beep of a recording that did not start.
+    s = Scene(way)
+    agent_holds_from_its_first_sdp(s)
+    if way is OUTBOUND:
+        s.notice_heard()
+        s.question_heard()
+        s.press("1")
+    assert of(s.h.effects, StartRecording) != []
+    s.h.advance(held_for_s)
+    dropped = "the call is not recorded: the agent's beep kept back for its hold will not play"
+    assert s.h.not_recording(s.ref) == [LogEvent(level="info", text=dropped, call_ref=s.ref)]
+    assert s.h.not_recording(s.ref) == []  # nothing more is kept back
+
+    assert to_agent(s, agent_redirects(s, "a=sendrecv", 2)) == []
+    s.hang_up()
+    assert to_agent(s, s.h.effects) == []
+    finish(s)
+
+
 def test_an_outbound_agent_that_holds_during_its_notice_copy_has_it_stopped_and_played_again() -> None:
     # Cut short by the hold (its evidence then says it did not play to the end); as the callee
     # still hears the notice when the hold ends, the agent hears its copy again from the start.
