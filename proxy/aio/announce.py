@@ -30,9 +30,17 @@ from proxy.aio.media import MediaSession
 from proxy.aio.playout import AnnouncementPlayer, Playout, PlayoutResult, PlayoutScheduler
 from proxy.b2bua.effects import MediaFormat, MediaLeg, Tone
 from proxy.rtp.digits import DigitListener, HeardDigit, judge_together
+from proxy.rtp.g711 import ALAW_SILENCE_BYTE, ULAW_SILENCE_BYTE
 from proxy.rtp.pacing import Repacketized
 
-__all__ = ["JUDGE_INTERVAL_S", "CallAnnouncements", "InbandJudge", "PlayablePrompt", "PromptSource"]
+__all__ = [
+    "G722_SILENCE_BYTE",
+    "JUDGE_INTERVAL_S",
+    "CallAnnouncements",
+    "InbandJudge",
+    "PlayablePrompt",
+    "PromptSource",
+]
 
 JUDGE_INTERVAL_S: Final = 0.080
 """How often the in-band audio of every listener is judged: a press is reported up to this late."""
@@ -40,6 +48,15 @@ JUDGE_INTERVAL_S: Final = 0.080
 _LOG = logging.getLogger("callherald.announce")
 _RTP_CLOCK_HZ = 8000  # PCMU, PCMA and G.722 all use an 8000 Hz RTP clock (RFC 3551 §4.5.2)
 _FRAME_MS = 20  # the duration of a prompt's and a tone's frames
+G722_SILENCE_BYTE: Final = b"\xfd"
+"""G.722 at 64 kbit/s silence: the octet of the smallest positive step in both sub-bands (ITU-T
+G.722: high-band code 3, low-band code 61); repeated, it decodes to digital silence once the
+decoder has settled (the G.711 codes are a zero sample's, ``proxy.rtp.g711``)."""
+_SILENCE_BYTE: Final[Mapping[str, bytes]] = {
+    "pcmu": ULAW_SILENCE_BYTE,
+    "pcma": ALAW_SILENCE_BYTE,
+    "g722": G722_SILENCE_BYTE,
+}
 
 
 class PlayablePrompt(Protocol):
@@ -116,6 +133,20 @@ class InbandJudge:
             self._handle = self._loop.call_later(JUDGE_INTERVAL_S, self._on_round)
 
 
+@dataclass(slots=True, kw_only=True)
+class _Cut:
+    """How the audio playing into a leg is cut into packets: its 20 ms ``frames``, the byte of
+    them the current packets start at, their size, and the frames the playout had played before."""
+
+    playout: Playout
+    frames: Sequence[bytes]
+    silence: bytes
+    loop: bool
+    start: int
+    packet_bytes: int
+    played_before: int = 0
+
+
 PromptDone = Callable[[str, MediaLeg, PlayoutResult], None]
 DigitHeard = Callable[[str, MediaLeg, HeardDigit], None]
 
@@ -131,6 +162,8 @@ class CallAnnouncements:
     judge: InbandJudge | None = None
     """Judges the listener's in-band audio with other calls'; None: the listener judges its own."""
     players: dict[MediaLeg, AnnouncementPlayer] = field(default_factory=dict)
+    cuts: dict[MediaLeg, _Cut] = field(default_factory=dict)
+    """What plays into each leg, for ``repacketize``."""
     listener: DigitListener | None = None
     closed: bool = False
 
@@ -161,11 +194,16 @@ class CallAnnouncements:
         not_before: float | None = None,
     ) -> Playout:
         """Play ``frames`` (20 ms each) into ``leg``, in packets of the duration its party asked
-        for (``MediaFormat.packet_ms``), paced on that duration's grid."""
+        for (``MediaFormat.packet_ms``), paced on that duration's grid. A last packet the audio
+        does not fill is filled with the codec's silence (RFC 3551 §4.5: every packet lasts the
+        duration the receiver asked for)."""
         packet_ms = media.packet_ms
+        source = frames
+        silence = _SILENCE_BYTE.get(media.codec, b"")
+        packet_bytes = len(frames[0]) * packet_ms // _FRAME_MS if frames else 0
         if packet_ms != _FRAME_MS and frames:
             # The same audio in longer or shorter packets: bytes scale with time at a constant bitrate.
-            frames = Repacketized(frames, len(frames[0]) * packet_ms // _FRAME_MS, loop=loop)
+            frames = Repacketized(frames, packet_bytes, loop=loop, silence=silence)
         playout = self.player(leg).play(
             frames,
             payload_type=media.payload_type,
@@ -175,9 +213,44 @@ class CallAnnouncements:
             not_before=not_before,
             scheduler=self.scheduler.for_interval(packet_ms / 1000),
         )
+        cut = _Cut(
+            playout=playout, frames=source, silence=silence, loop=loop, start=0, packet_bytes=packet_bytes
+        )
+        self.cuts[leg] = cut
         self._fit_relay_hook(leg)
-        playout.finished.add_done_callback(lambda _: self._fit_relay_hook(leg))
+
+        def finished(_: object) -> None:
+            if self.cuts.get(leg) is cut:
+                del self.cuts[leg]
+            self._fit_relay_hook(leg)
+
+        playout.finished.add_done_callback(finished)
         return playout
+
+    def repacketize(self, leg: MediaLeg, packet_ms: int) -> None:
+        """``leg``'s party now asks for packets of ``packet_ms`` (a re-INVITE or UPDATE, RFC 4566
+        §6): what plays into it goes on in them from its next packet on, where the audio left off
+        (``AnnouncementPlayer.repacketize``)."""
+        cut = self.cuts.get(leg)
+        player = self.players.get(leg)
+        if cut is None or player is None or player.playing is not cut.playout or not cut.frames:
+            return
+        frames = cut.frames
+        packet_bytes = len(frames[0]) * packet_ms // _FRAME_MS
+        if packet_bytes == cut.packet_bytes:
+            return
+        total = (len(frames) - 1) * len(frames[0]) + len(frames[-1])
+        start = cut.start + (cut.playout.frames_played - cut.played_before) * cut.packet_bytes
+        if cut.loop:
+            start %= total
+        elif start >= total:
+            return  # the last packet is out
+        player.repacketize(
+            Repacketized(frames, packet_bytes, loop=cut.loop, silence=cut.silence, start=start),
+            samples_per_frame=_RTP_CLOCK_HZ * packet_ms // 1000,
+            scheduler=self.scheduler.for_interval(packet_ms / 1000),
+        )
+        cut.start, cut.packet_bytes, cut.played_before = start, packet_bytes, cut.playout.frames_played
 
     def stop(self, leg: MediaLeg) -> None:
         player = self.players.get(leg)

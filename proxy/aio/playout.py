@@ -8,7 +8,10 @@ next tick's absolute deadline; every tick sends the due frame of every active pl
 concurrent announcements cost one timer callback per 20 ms, not N. With nothing playing no timer
 runs. Because the grid never moves, a prompt that starts on the tick after another one ended
 continues it without a gap. Packets of another duration (a party's ``a=ptime:30``, RFC 4566 §6)
-are paced on a grid of that interval (``for_interval``), with a timer of its own.
+are paced on a grid of that interval (``for_interval``), with a timer of its own. A party that asks
+for another duration while a prompt plays gets the rest of it in that one from the next packet on
+(``AnnouncementPlayer.repacketize``): the packet in flight is not cut, the first new one goes on
+the new grid's first tick after it ends, and its timestamp follows it without a gap.
 
 An ``AnnouncementPlayer`` owns one leg's outgoing RTP stream: its SSRC and an ``RtpStreamState``
 that numbers every packet the leg's far end receives, whether generated here or relayed from the
@@ -173,16 +176,18 @@ class Playout:
     """
 
     __slots__ = (
+        "_base",
         "_clock_rate",
+        "_ended_at",
         "_finished",
         "_first_tick",
         "_frames",
-        "_last_deadline",
         "_loop",
         "_on_started",
         "_payload_type",
         "_played",
         "_player",
+        "_reanchor",
         "_resync",
         "_samples_per_frame",
         "_sent",
@@ -214,9 +219,11 @@ class Playout:
         self._sent = 0
         self._stalls = 0
         self._resync = True  # the next frame starts a segment: check timestamp continuity
+        self._base = 0  # frames played before ``_frames`` took over (``AnnouncementPlayer.repacketize``)
+        self._reanchor = False  # the next frame sent is the player's new timeline anchor
         self._started_at: float | None = None
         self._waited_ticks = 0  # ticks the first frame waited for an address to send to
-        self._last_deadline: float | None = None
+        self._ended_at: float | None = None  # when the last frame sent stops sounding
         self._on_started: Callable[[float], None] | None = None
 
     @property
@@ -232,6 +239,11 @@ class Playout:
     def active(self) -> bool:
         """True until the playout ends."""
         return not self._finished.done()
+
+    @property
+    def frames_played(self) -> int:
+        """Frames whose deadline came so far (``PlayoutResult.frames_played``)."""
+        return self._played
 
     def when_started(self, callback: Callable[[float], None]) -> None:
         """Call ``callback(started_at)`` (the first frame's deadline) soon after the first frame is
@@ -534,6 +546,47 @@ class AnnouncementPlayer:
         if self._current is not None:
             self._end(self._current, completed=False, error=error)
 
+    def repacketize(
+        self, frames: Sequence[bytes], *, samples_per_frame: int, scheduler: PlayoutScheduler
+    ) -> None:
+        """Send ``frames``, packets of another duration, from the next packet of the playout in
+        progress on: the rest of its audio for a party that asked for that duration midway (a
+        re-INVITE or UPDATE with another ``a=ptime``, RFC 4566 §6). Does nothing when no prompt
+        plays.
+
+        The packet being sent is not cut: the first of ``frames`` follows it on the next tick of
+        ``scheduler`` (the grid of the new duration) at or after its end, its timestamp right after
+        it, so the audio goes on without a gap or an overlap and no talkspurt starts (the packet
+        is late by less than one new packet at most, which the receiver's jitter buffer takes up).
+        A playout that sent nothing yet starts in ``frames`` where it would have started. The
+        result counts every frame played, of either duration. Raises ``ValueError`` when
+        ``samples_per_frame`` samples do not last ``scheduler``'s interval.
+        """
+        playout = self._current
+        if playout is None:
+            return
+        clock_rate, interval_s = playout._clock_rate, scheduler.interval_s
+        if not math.isclose(samples_per_frame / clock_rate, interval_s, rel_tol=1e-9):
+            raise ValueError(
+                f"{samples_per_frame} samples at {clock_rate} Hz do not last {interval_s * 1000:g} ms"
+            )
+        old = self._scheduler
+        if playout._ended_at is None:
+            resume_at = old.deadline(playout._first_tick)  # where its first frame was due
+        else:
+            resume_at = playout._ended_at  # the end of the last frame sent
+            playout._reanchor = not playout._resync  # media time goes on from there, on the new grid
+        old._remove(self)
+        self._scheduler = scheduler
+        first_tick = max(scheduler._add(self), scheduler.tick_at_or_after(resume_at))
+        playout._first_tick = first_tick
+        playout._base = playout._played
+        playout._frames = frames
+        playout._samples_per_frame = samples_per_frame
+        self._frame_samples = samples_per_frame
+        if not frames and not playout._loop:
+            self._end(playout, completed=True)
+
     def close(self) -> None:
         """Stop and refuse further prompts (the call's media is going away)."""
         self._take_back_renumbering()
@@ -681,7 +734,7 @@ class AnnouncementPlayer:
         playout = self._current
         if playout is None:
             return
-        behind = tick - playout._first_tick + 1 - playout._played
+        behind = tick - playout._first_tick + 1 - (playout._played - playout._base)
         if behind <= 0:
             return
         leg = self._leg
@@ -703,11 +756,11 @@ class AnnouncementPlayer:
         frames = playout._frames
         count = len(frames)
         for _ in range(behind):
-            index = playout._played
+            index = playout._played - playout._base
             if index >= count and not playout._loop:
                 break
             self._emit(playout, frames[index % count], self._scheduler.deadline(playout._first_tick + index))
-        if playout._played >= count and not playout._loop:
+        if playout._played - playout._base >= count and not playout._loop:
             self._end(playout, completed=True)
 
     def _emit(self, playout: Playout, frame: bytes, deadline: float) -> None:
@@ -731,8 +784,12 @@ class AnnouncementPlayer:
                     self._scheduler.call_soon(playout._on_started, deadline)
         else:
             sequence, timestamp, marker = state.next_frame(samples)
+            if playout._reanchor:
+                playout._reanchor = False
+                self._anchor_time = deadline
+                self._anchor_ts = timestamp
         playout._played += 1
-        playout._last_deadline = deadline
+        playout._ended_at = deadline + self._scheduler.interval_s
         leg = self._leg
         transport = leg.transport
         target = leg.latched or leg.remote
@@ -770,11 +827,10 @@ class AnnouncementPlayer:
         future = playout.finished
         if future.done():
             return
-        last = playout._last_deadline
         future.set_result(
             PlayoutResult(
                 started_at=playout._started_at,
-                ended_at=None if last is None else last + self._scheduler.interval_s,
+                ended_at=playout._ended_at,
                 frames_played=playout._played,
                 frames_sent=playout._sent,
                 completed=completed,

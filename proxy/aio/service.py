@@ -309,6 +309,9 @@ class ProxyService:
                 self.media.set_remote(effect.call_ref, effect.leg, effect.remote, new_party=effect.new_party)
                 if effect.aliases:
                     self._learn_aliases(effect.call_ref, effect.aliases)
+                announcements = self._announcements.get(effect.call_ref)
+                if announcements is not None and effect.packet_ms is not None:
+                    announcements.repacketize(effect.leg, effect.packet_ms)
             elif isinstance(effect, OpenMedia):
                 try:
                     self.media.open(effect.call_ref, effect.a_port, effect.b_port)

@@ -329,6 +329,20 @@ class CallAnnouncer:
         out.append(owed)
         return out
 
+    def packet_ms_changed(self, leg: MediaLeg, packet_ms: int) -> None:
+        """``leg``'s party asks for packets of ``packet_ms`` in a later offer or answer (``a=ptime``,
+        RFC 4566 §6): prompts and tones played to it from now on, a beep or notice copy kept back
+        for the agent's hold too, go in them (one playing switches itself: ``SetMediaRemote``)."""
+        if leg is self.outside_leg:
+            if self.media is not None:
+                self.media = replace(self.media, packet_ms=packet_ms)
+            return
+        if self.agent_media is not None:
+            self.agent_media = replace(self.agent_media, packet_ms=packet_ms)
+        owed = self._agent_owed
+        if owed is not None:
+            self._agent_owed = replace(owed, media=replace(owed.media, packet_ms=packet_ms))
+
     def not_recording(self) -> list[Effect]:
         """No recording runs although ``bridge`` started one: storage refused it, or stopped it
         since (disk full, the evidence record refused it). A beep kept back for the agent's hold

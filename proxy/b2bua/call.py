@@ -303,8 +303,8 @@ def media_format(
 def set_media_remote(
     call_ref: str, leg: MediaLeg, sdp: SessionDescription | None, *, new_party: bool = False
 ) -> SetMediaRemote:
-    """``leg``'s party sent ``sdp`` (None: none came): where it receives RTP, and the dynamic
-    payload types its audio stream put a recordable codec on."""
+    """``leg``'s party sent ``sdp`` (None: none came): where it receives RTP, the dynamic
+    payload types its audio stream put a recordable codec on, and the packet duration it wants."""
     media = None if sdp is None else _first_audio(sdp)
     return SetMediaRemote(
         call_ref=call_ref,
@@ -312,6 +312,7 @@ def set_media_remote(
         remote=None if sdp is None else media_remote(sdp),
         new_party=new_party,
         aliases=() if media is None else _static_aliases(media),
+        packet_ms=None if sdp is None else packet_ms(sdp),
     )
 
 

@@ -1667,7 +1667,7 @@ class B2bua:
                     return True
                 _answer_directions(answer)
                 call.a_answer = self._new_version_if_changed(call.a, answer, call.a_answer)
-                out.append(set_media_remote(call.ref, MediaLeg.A, offer))
+                self._apply_later_sdp(call, MediaLeg.A, offer, out)
                 self._hold_changed(call, MediaLeg.A, offer.is_hold(), now, out)
                 if call.b_called:  # the PBX learns it once it answers (``_pbx_follows_the_caller``)
                     call.caller_direction = _audio_direction(offer)
@@ -1692,6 +1692,17 @@ class B2bua:
             transaction_id, request, 200 if method == "INFO" else 491, out, now, to_tag=request.to.tag
         )
         return True
+
+    @staticmethod
+    def _apply_later_sdp(
+        call: Call, leg: MediaLeg, sdp: SessionDescription, out: list[Effect], *, new_party: bool = False
+    ) -> None:
+        """``leg``'s party sent ``sdp`` in a re-INVITE or UPDATE, or in the answer to one: the relay
+        learns where it receives, and prompts and tones go to it in the packets it asks for now
+        (``a=ptime``, RFC 4566 §6), the one playing from its next packet on."""
+        out.append(set_media_remote(call.ref, leg, sdp, new_party=new_party))
+        if call.announcer is not None:
+            call.announcer.packet_ms_changed(leg, packet_ms(sdp))
 
     @staticmethod
     def _new_version_if_changed(dialog: Dialog, answer: SessionDescription, previous: bytes) -> bytes:
@@ -1790,7 +1801,7 @@ class B2bua:
                 if anchored is None:
                     self._refuse_codecs(transaction_id, request, now, out)
                     return
-                out.append(set_media_remote(call.ref, leg, offer, new_party=new_party is not None))
+                self._apply_later_sdp(call, leg, offer, out, new_party=new_party is not None)
                 self._hold_changed(call, leg, offer.is_hold(), now, out)
                 body = bytes(anchored)
                 content_type = "application/sdp"
@@ -2782,7 +2793,7 @@ class B2bua:
                         call, relay, response, now, out, offer=sdp if offer_in_2xx else None
                     )
                     return
-                out.append(set_media_remote(call.ref, far_leg, sdp))
+                self._apply_later_sdp(call, far_leg, sdp, out)
                 offer = _sdp_of(relay.request) if relay.offer_from_origin else None
                 # The answerer's own hold or its end, as the first answer may hold the call
                 # (``_holds``); an answer to a held offer only follows that hold. To a re-INVITE

@@ -77,6 +77,10 @@ class SetMediaRemote:
     ``aliases``: (dynamic type, static type of its codec) for each PCMU, PCMA or G.722 that SDP put
     on another type than its static one (RFC 3551 §6). A later offer may add such a type and a
     re-INVITE switch to it (RFC 3264 §8.3.2): the recording learns it from here.
+
+    ``packet_ms``: the packet duration the party asks to receive (``a=ptime``, RFC 4566 §6, as
+    ``call.packet_ms`` reads it); a prompt or tone playing into the leg goes on in it from its
+    next packet. None when no SDP came.
     """
 
     call_ref: str
@@ -84,6 +88,7 @@ class SetMediaRemote:
     remote: Address | None
     new_party: bool = False
     aliases: tuple[tuple[int, int], ...] = ()
+    packet_ms: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

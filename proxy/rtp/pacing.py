@@ -5,7 +5,8 @@ so that scheduling jitter never accumulates (a loop of ``sleep(interval)`` drift
 wake-up). The caller owns the clock and passes ``now``.
 
 ``Repacketized`` cuts audio held as 20 ms frames into packets of another duration (the ``a=ptime``
-a party asked for, RFC 4566 §6) as they are sent, without copying the whole of it.
+a party asked for, RFC 4566 §6) as they are sent, without copying the whole of it, from any point
+of it (a party that asks for another duration midway hears the rest in that one).
 
 ``RtpStreamState`` numbers one outgoing RTP stream (one SSRC) that is fed by successive sources:
 frames we generate (an announcement, a beep) and packets relayed from the other leg. It keeps the
@@ -87,21 +88,43 @@ class PacedClock:
 
 
 class Repacketized(Sequence[bytes]):
-    """The audio of ``frames`` cut into packets of ``packet_bytes``, each made when it is asked for.
+    """The audio of ``frames`` from byte ``start`` on, cut into packets of ``packet_bytes``, each
+    made when it is asked for.
 
     The frames are constant-bitrate audio, every one as long as the first but the last, which may
     be shorter; a byte boundary must be a sample boundary (PCMU, PCMA and G.722 at 64 kbit/s: one
     byte per tick of their 8000 Hz RTP clock, RFC 3551 §4.5.2, §4.5.14). Played once, the last
-    packet holds what is left (RTP packets need not be of one size). ``loop``: the audio repeats
-    without a seam, and the packets run through it as many times as it takes to end on a packet
-    boundary, so that repeating the packets repeats the audio.
+    packet holds what is left, filled up to ``packet_bytes`` with ``silence`` (one byte of the
+    codec's silence, repeated) when it is given, so that every packet lasts the duration the
+    receiver asked for (RFC 3551 §4.5). ``loop``: the audio repeats without a seam, and the
+    packets run through it as many times as it takes to end on a packet boundary, so that
+    repeating the packets repeats the audio.
     """
 
-    __slots__ = ("_count", "_frame_bytes", "_frames", "_loop", "_packet_bytes", "_total")
+    __slots__ = (
+        "_count",
+        "_frame_bytes",
+        "_frames",
+        "_loop",
+        "_packet_bytes",
+        "_silence",
+        "_start",
+        "_total",
+    )
 
-    def __init__(self, frames: Sequence[bytes], packet_bytes: int, *, loop: bool = False) -> None:
+    def __init__(
+        self,
+        frames: Sequence[bytes],
+        packet_bytes: int,
+        *,
+        loop: bool = False,
+        silence: bytes = b"",
+        start: int = 0,
+    ) -> None:
         if packet_bytes <= 0:
             raise ValueError(f"packet_bytes must be positive, got {packet_bytes}")
+        if len(silence) > 1:
+            raise ValueError(f"silence must be one byte, got {len(silence)}")
         frame_bytes = len(frames[0]) if frames else 0
         if any(len(frame) != frame_bytes for frame in frames[:-1]) or (
             frames and not 0 < len(frames[-1]) <= frame_bytes
@@ -113,11 +136,15 @@ class Repacketized(Sequence[bytes]):
         self._frame_bytes = frame_bytes
         self._packet_bytes = packet_bytes
         self._loop = loop
+        self._silence = silence
         self._total = (len(frames) - 1) * frame_bytes + len(frames[-1]) if frames else 0
+        if not 0 <= start <= self._total or (loop and self._total and start == self._total):
+            raise ValueError(f"start {start} is not within the audio's {self._total} bytes")
+        self._start = start
         if loop and self._total:
             self._count = math.lcm(self._total, packet_bytes) // packet_bytes
         else:
-            self._count = -(-self._total // packet_bytes)
+            self._count = -(-(self._total - start) // packet_bytes)
 
     def __len__(self) -> int:
         return self._count
@@ -135,7 +162,7 @@ class Repacketized(Sequence[bytes]):
             index += self._count
         if not 0 <= index < self._count:
             raise IndexError(f"packet {index} of {self._count}")
-        start = index * self._packet_bytes
+        start = self._start + index * self._packet_bytes
         end = start + self._packet_bytes if self._loop else min(start + self._packet_bytes, self._total)
         pieces: list[bytes] = []
         while start < end:
@@ -144,7 +171,10 @@ class Repacketized(Sequence[bytes]):
             taken = frame[within : within + end - start]
             pieces.append(taken)
             start += len(taken)
-        return b"".join(pieces)
+        packet = b"".join(pieces)
+        if len(packet) < self._packet_bytes and self._silence:
+            packet += self._silence * (self._packet_bytes - len(packet))
+        return packet
 
 
 class RtpStreamState:

@@ -294,14 +294,16 @@ def test_a_caller_whose_sdp_address_cannot_be_used_hears_the_notice_from_its_fir
 @pytest.mark.timeout(60)
 def test_a_caller_that_asks_for_30_ms_packets_hears_the_notice_in_them(tmp_path: Path) -> None:
     """a=ptime:30 (RFC 4566 §6): the notice reaches the caller as 240-byte PCMU packets, 30 ms
-    apart, their timestamps 240 apart; the other party's audio follows in the same stream."""
+    apart, their timestamps 240 apart, the last one filled with silence (RFC 3551 §4.5); the
+    other party's audio follows in the same stream."""
     call, notice = _inbound_tone_call(tmp_path, caller="uac_call_ptime.xml", scenario_keys={"ptime": 30})
     heard = [(datagram.at, RtpPacket.parse(datagram.data)) for datagram in call.caller.received]
     audio = b"".join(notice)
     count = -(-len(audio) // 240)
     played = [packet for _, packet in heard[:count]]
-    assert b"".join(packet.payload for packet in played) == audio, call.log[-3000:]
-    assert [len(packet.payload) for packet in played[:-1]] == [240] * (count - 1)
+    fill = count * 240 - len(audio)
+    assert b"".join(packet.payload for packet in played) == audio + b"\xff" * fill, call.log[-3000:]
+    assert [len(packet.payload) for packet in played] == [240] * count
     first = played[0]
     assert [ts_diff(packet.timestamp, first.timestamp) for packet in played] == [
         240 * i for i in range(count)

@@ -2738,3 +2738,53 @@ def test_a_ptime_prompts_cannot_be_sent_in_gets_20_ms_packets() -> None:
     assert packet_durations(s.h.effects) == [("notice", MediaLeg.A, 20)]
     s.h.shutdown()
     finish(s)
+
+
+def test_a_caller_that_asks_for_another_ptime_during_the_notice_hears_the_rest_in_it() -> None:
+    # Its re-INVITE, answered by callherald while the notice plays, tells the media side the new
+    # duration (the notice switches at its next packet), and the prompts after it use it too.
+    s = Scene(INBOUND)
+    s.dial(body=with_ptime(CALLER_OFFER, 30))
+    s.caller.ack_answer()
+    origin = own_origin(INBOUND)
+    effects = s.caller.send(
+        s.caller.request("INVITE", body=with_ptime(party_sdp(origin, 2, "a=sendrecv"), 60))
+    )
+    s.caller.send(s.caller.ack_2xx(s.caller.last_response("INVITE", 200)))
+    assert [(e.leg, e.packet_ms) for e in of(effects, SetMediaRemote)] == [(MediaLeg.A, 60)]
+    s.notice_heard()
+    s.question_heard()
+    s.press("1")
+    s.callee.take_invite()
+    s.callee.ring()
+    s.callee.reply(s.callee.invite, 200, body=CALLEE_ANSWER)
+
+    caller, pbx = MediaLeg.A, MediaLeg.B
+    assert packet_durations(s.h.effects) == [
+        ("notice", caller, 30),
+        ("ask-training", caller, 60),
+        ("ringback", caller, 60),
+        ("beep", pbx, 20),
+    ]
+    s.hang_up()
+    finish(s)
+
+
+@WAYS
+def test_a_beep_kept_back_for_the_agent_s_hold_comes_in_the_ptime_of_the_sdp_that_ends_it(way: Way) -> None:
+    s = Scene(way)
+    agent_holds_from_its_first_sdp(s)
+    if way is OUTBOUND:
+        s.notice_heard()
+        s.question_heard()
+        s.press("1")
+    agent = way.outside_leg.other
+    resumed = s.agent.send(
+        s.agent.request("INVITE", body=with_ptime(party_sdp(AGENT_ORIGIN, 2, "a=sendrecv"), 40))
+    )
+    assert [(e.leg, e.packet_ms) for e in of(resumed, SetMediaRemote)] == [(agent, 40)]
+    assert packet_durations(resumed) == [("beep", agent, 40)]
+    s.outside.reply(s.outside.last_request("INVITE"), 200, body=party_sdp(own_origin(way), 2, "a=sendrecv"))
+    s.agent.send(s.agent.ack_2xx(s.agent.last_response("INVITE", 200)))
+    s.hang_up()
+    finish(s)

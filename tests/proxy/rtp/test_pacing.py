@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -332,6 +333,39 @@ def test_repacketized_keeps_a_short_last_frame() -> None:
 
 
 @pytest.mark.parametrize(
+    ("frames", "packet_bytes", "lengths"),
+    [
+        pytest.param(4, 240, [240, 240, 240], id="30ms"),
+        pytest.param(8, 480, [480, 480, 480], id="60ms-the-beep"),
+        pytest.param(1, 240, [240], id="less-than-a-packet"),
+        pytest.param(3, 240, [240, 240], id="nothing-to-fill"),
+    ],
+)
+def test_repacketized_fills_the_last_packet_with_silence(
+    frames: int, packet_bytes: int, lengths: list[int]
+) -> None:
+    # RFC 3551 §4.5: every packet lasts the duration the receiver asked for.
+    source = _frames(frames)
+    packets = Repacketized(source, packet_bytes, silence=b"\xff")
+    assert [len(packet) for packet in packets] == lengths
+    audio = b"".join(source)
+    assert b"".join(packets) == audio + b"\xff" * (sum(lengths) - len(audio))
+
+
+@pytest.mark.parametrize("loop", [False, True])
+def test_repacketized_from_a_byte_on_starts_its_first_packet_there(loop: bool) -> None:
+    source = _frames(5)  # 800 bytes
+    audio = b"".join(source)
+    packets = Repacketized(source, 240, loop=loop, silence=b"\xd5", start=300)
+    if loop:
+        assert len(packets) == 10  # 2400 bytes: three times round the audio, from byte 300
+        assert b"".join(packets) == (audio * 4)[300:2700]
+    else:
+        assert [len(packet) for packet in packets] == [240, 240, 240]
+        assert b"".join(packets) == audio[300:] + b"\xd5" * 220
+
+
+@pytest.mark.parametrize(
     ("frames", "packet_bytes", "message"),
     [
         pytest.param([b"ab", b"abc"], 2, "not empty nor longer", id="last-longer"),
@@ -345,6 +379,20 @@ def test_repacketized_refuses_what_it_cannot_cut(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         Repacketized(frames, packet_bytes)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        pytest.param({"silence": b"\xff\xff"}, "silence must be one byte", id="silence-of-two-bytes"),
+        pytest.param({"start": 321}, "not within", id="start-past-the-end"),
+        pytest.param({"start": -1}, "not within", id="start-before-the-start"),
+        pytest.param({"start": 320, "loop": True}, "not within", id="loop-from-its-end"),
+    ],
+)
+def test_repacketized_refuses_a_silence_or_start_it_cannot_use(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Repacketized(_frames(2), 240, **changes)
 
 
 @given(
