@@ -2331,7 +2331,11 @@ class B2bua:
             self._learn_remote(b, response, early=True)
             self._keep_early_answer(call, response)
             call.phase = CallPhase.EARLY
-            self._relay_provisional(call, response, now, out)
+            early = self._callee_answer(call, response, out) if call.b_invite_had_offer else None
+            if early is not None and not has_allowed_audio(early, self._settings.codecs):
+                self._callee_sdp_unusable(call, response, now, out, offer=None)
+                return
+            self._relay_provisional(call, response, early, now, out)
             return
         if 200 <= status < 300:
             self._on_b_answered(call, response, now, out)
@@ -2449,13 +2453,21 @@ class B2bua:
             body=body,
         )
 
-    def _relay_provisional(self, call: Call, response: Response, now: float, out: list[Effect]) -> None:
+    def _relay_provisional(
+        self,
+        call: Call,
+        response: Response,
+        early: SessionDescription | None,
+        now: float,
+        out: list[Effect],
+    ) -> None:
+        """Pass b's provisional response to a, with ``early``, its answer (``_callee_answer``), if any."""
         if call.a_answered or call.a_early_media:
             # The caller hears our ringback (or has been answered); the PBX's early media stays out.
             if call.cancel_pending:
                 self._cancel_b(call, now, out)
             return
-        body = self._answer_sdp_for_a(call, self._callee_answer(call, response, out), out)
+        body = self._answer_sdp_for_a(call, early, out)
         provisional = self._relayed_to_a(call, response, body, final=False)
         self._respond(call.a_invite_transaction, provisional, now, out)
         if call.cancel_pending:
@@ -2505,26 +2517,37 @@ class B2bua:
         allowed here: the call has no media, and the caller may not be sent a 2xx without SDP
         (RFC 3261 §13.2.1). b's 2xx is ACKed, an offer in it answered with every stream rejected
         as that ACK must carry the answer (RFC 3264 §6), and b's dialog ended with BYE, as a UAC
-        that cannot accept the session does (§13.2.2.4, §15); the caller gets 488 with a Warning
-        (§20.43), or a BYE when callherald already answered it itself (the notice)."""
+        that cannot accept the session does (§13.2.2.4, §15). An answer in a provisional response
+        is the one the 2xx must bring again (§13.2.1): b is cancelled then (§9.1; a 2xx that
+        crosses the CANCEL is ACKed and hung up). The caller gets 488 with a Warning (§20.43), or
+        a BYE when callherald already answered it itself (the notice)."""
         allowed = ", ".join(sorted(self._settings.codecs - {"telephone-event"}))
-        if offer is None:
-            reason = f"the callee's answer has no audio codec of the offer that is allowed here ({allowed})"
-        else:
+        if offer is not None:
             reason = (
                 "the callee's offer in its 2xx to an INVITE without SDP has no audio codec allowed"
                 f" here ({allowed})"
             )
+        elif response.status < 200:
+            reason = (
+                f"the callee's answer in its {response.status} has no audio codec of the offer that is"
+                f" allowed here ({allowed})"
+            )
+        else:
+            reason = f"the callee's answer has no audio codec of the offer that is allowed here ({allowed})"
         out.append(LogEvent(level="warning", text=f"call failed: {reason}", call_ref=call.ref))
         announcer = call.announcer
         if announcer is not None and announcer.stage is AnnouncerStage.IDLE:
             out.extend(announcer.fail_now(reason, now, consequence="call failed"))
             call.announce_progressed = True
-        body = b""
-        if offer is not None:
-            body = bytes(rejecting_answer(offer, dialog=call.b, media_address=self._settings.media_address))
-        self._send_ack(call, MediaLeg.B, response.cseq.seq, out, body)
-        self._send_bye(call, MediaLeg.B, now, out)
+        if response.status < 200:
+            self._cancel_b(call, now, out)
+        else:
+            body = b""
+            if offer is not None:
+                address = self._settings.media_address
+                body = bytes(rejecting_answer(offer, dialog=call.b, media_address=address))
+            self._send_ack(call, MediaLeg.B, response.cseq.seq, out, body)
+            self._send_bye(call, MediaLeg.B, now, out)
         if call.a_answered:
             self._send_bye(call, MediaLeg.A, now, out)
         else:

@@ -48,6 +48,7 @@ from tests.e2e.media_peer import SAMPLES_PER_PACKET, MediaPeer
 from tests.e2e.test_sipp_calls import (
     BackgroundSipp,
     Direction,
+    SippRun,
     assert_ok,
     place_call,
     sipp_keys,
@@ -728,6 +729,28 @@ def test_an_srtp_call_is_relayed_untouched_and_not_recorded(tmp_path: Path, dire
         assert store.recordings_list() == []
 
 
+def assert_failed_unrecorded_with_488(
+    proxy: CallheraldProcess, uac: SippRun, workdir: Path, *, why: str, reason: str
+) -> None:
+    """The PBX's INVITE got 488 with the Warning (RFC 3261 §20.43), its only final response; the
+    log and the evidence say ``why`` the call failed, it ended ``reason``, and nothing was
+    recorded."""
+    assert (workdir / "caller.txt").read_text().strip() == '305 callherald "Incompatible media format"'
+    caller_finals = [
+        m.first_line for m in uac.messages if not m.sent and not m.first_line.startswith("SIP/2.0 1")
+    ]
+    assert caller_finals == ["SIP/2.0 488 Not Acceptable Here"]
+    records = evidence_records(proxy.log_text())
+    (failed,) = [record for record in records if record["event"] == "notice_failed"]
+    assert failed["reason"] == why
+    (ended,) = [record for record in records if record["event"] == "call_ended"]
+    assert ended["reason"] == reason
+    assert not [record for record in records if record["event"] == "recording_started"]
+    assert f"call failed: {why}" in proxy.log_text()
+    with EvidenceStore(proxy.data_dir / "evidence.sqlite") as store:
+        assert store.recordings_list() == []
+
+
 @requires_sipp
 @pytest.mark.timeout(60)
 def test_a_callee_answering_with_no_allowed_codec_is_hung_up_and_the_caller_gets_488(tmp_path: Path) -> None:
@@ -741,23 +764,36 @@ def test_a_callee_answering_with_no_allowed_codec_is_hung_up_and_the_caller_gets
         )
         assert_ok(proxy, uac, uas)
         assert proxy.wait_for_log('"event": "call_ended"', timeout_s=10), proxy.log_text()[-3000:]
-    assert (tmp_path / "caller.txt").read_text().strip() == '305 callherald "Incompatible media format"'
     callee_heard = [m.first_line.split()[0] for m in uas.messages if not m.sent]
     assert callee_heard == ["INVITE", "ACK", "BYE"]
-    caller_finals = [
-        m.first_line for m in uac.messages if not m.sent and not m.first_line.startswith("SIP/2.0 1")
-    ]
-    assert caller_finals == ["SIP/2.0 488 Not Acceptable Here"]
-    records = evidence_records(proxy.log_text())
-    (failed,) = [record for record in records if record["event"] == "notice_failed"]
     why = "the callee's answer has no audio codec of the offer that is allowed here (g722, pcma, pcmu)"
-    assert failed["reason"] == why
-    (ended,) = [record for record in records if record["event"] == "call_ended"]
-    assert ended["reason"] == "no-codec-in-answer"
-    assert not [record for record in records if record["event"] == "recording_started"]
-    assert f"call failed: {why}" in proxy.log_text()
-    with EvidenceStore(proxy.data_dir / "evidence.sqlite") as store:
-        assert store.recordings_list() == []
+    assert_failed_unrecorded_with_488(proxy, uac, tmp_path, why=why, reason="no-codec-in-answer")
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+def test_a_callee_answering_in_its_183_with_no_allowed_codec_is_cancelled_and_the_caller_gets_488(
+    tmp_path: Path,
+) -> None:
+    # The carrier answers G.729 only in its 183, and its 200 would have to bring the same answer
+    # (RFC 3261 §13.2.1): callherald cancels the carrier's INVITE (§9.1) rather than pass the PBX a
+    # 183 without SDP, refuses the PBX's INVITE with 488 and a Warning, and the evidence says why.
+    write_prompt_wavs(tmp_path)
+    with running_callherald(tmp_path, policies=policy_yaml()) as proxy:
+        uac, uas = place_call(
+            proxy,
+            Direction.OUTBOUND,
+            tmp_path,
+            caller="uac_expect_488.xml",
+            callee="uas_early_answer_g729.xml",
+        )
+        assert_ok(proxy, uac, uas)
+        assert proxy.wait_for_log('"event": "call_ended"', timeout_s=10), proxy.log_text()[-3000:]
+    callee_heard = [m.first_line.split()[0] for m in uas.messages if not m.sent]
+    assert callee_heard == ["INVITE", "CANCEL", "ACK"]
+    assert not [m for m in uac.messages if not m.sent and m.first_line.startswith("SIP/2.0 183")]
+    why = "the callee's answer in its 183 has no audio codec of the offer that is allowed here (g722, pcma, pcmu)"
+    assert_failed_unrecorded_with_488(proxy, uac, tmp_path, why=why, reason="no-codec-in-answer")
 
 
 @requires_sipp
@@ -780,24 +816,11 @@ def test_a_late_offer_with_no_allowed_codec_is_rejected_in_the_ack_and_the_calle
         )
         assert_ok(proxy, uac, uas)
         assert proxy.wait_for_log('"event": "call_ended"', timeout_s=10), proxy.log_text()[-3000:]
-    assert (tmp_path / "caller.txt").read_text().strip() == '305 callherald "Incompatible media format"'
     callee_heard = [m for m in uas.messages if not m.sent]
     assert [m.first_line.split()[0] for m in callee_heard] == ["INVITE", "ACK", "BYE"]
     invite, ack = callee_heard[0], callee_heard[1]
     assert invite.header("Content-Length") == "0"
     assert ack.header("Content-Type") == "application/sdp"
     assert "m=audio 0 RTP/AVP 18" in ack.text.split("\n\n", 1)[1].splitlines(), ack.text
-    caller_finals = [
-        m.first_line for m in uac.messages if not m.sent and not m.first_line.startswith("SIP/2.0 1")
-    ]
-    assert caller_finals == ["SIP/2.0 488 Not Acceptable Here"]
-    records = evidence_records(proxy.log_text())
-    (failed,) = [record for record in records if record["event"] == "notice_failed"]
     why = "the callee's offer in its 2xx to an INVITE without SDP has no audio codec allowed here (g722, pcma, pcmu)"
-    assert failed["reason"] == why
-    (ended,) = [record for record in records if record["event"] == "call_ended"]
-    assert ended["reason"] == "no-codec-in-offer"
-    assert not [record for record in records if record["event"] == "recording_started"]
-    assert f"call failed: {why}" in proxy.log_text()
-    with EvidenceStore(proxy.data_dir / "evidence.sqlite") as store:
-        assert store.recordings_list() == []
+    assert_failed_unrecorded_with_488(proxy, uac, tmp_path, why=why, reason="no-codec-in-offer")

@@ -1474,6 +1474,59 @@ def test_a_pbx_answering_with_no_usable_codec_after_the_notice_hangs_up_the_call
     finish(s)
 
 
+def test_an_outbound_callee_answering_in_its_183_with_no_usable_codec_fails_the_call_unrecorded() -> None:
+    # The 2xx must bring the 183's answer again (RFC 3261 §13.2.1): no notice can play and nothing
+    # can be recorded; the callee is cancelled and the evidence says why the call failed.
+    s = Scene(OUTBOUND)
+    s.dial()
+    s.callee.take_invite()
+    effects = s.callee.reply(s.callee.invite, 183, body=G729_ANSWER, extra=(OUTSIDE_IDENTITY,))
+
+    assert sip_summary(effects) == [(CARRIER, "CANCEL"), (PBX, "488 INVITE")]
+    reason = "the callee's answer in its 183 has no audio codec of the offer that is allowed here (g722, pcma, pcmu)"
+    assert [(e.leg, e.event.reason) for e in of(effects, Evidence) if isinstance(e.event, NoticeFailed)] == [
+        (MediaLeg.B, reason)
+    ]
+    assert of(effects, PlayPrompt) == []
+    assert s.h.ended() == [CallEnded(call_ref=s.ref, reason="no-codec-in-answer", status=488)]
+    s.caller.send(s.caller.ack_failure(s.caller.last_response("INVITE", 488)))
+    s.callee.reply(s.callee.last_request("CANCEL"), 200)
+    s.callee.reply(s.callee.invite, 487)
+    assert of(s.h.effects, StartRecording) == []
+    finish(s)
+
+
+@pytest.mark.parametrize(
+    ("policy", "to_caller", "caller_statuses"),
+    [(POLICY, (CARRIER, "BYE"), [100, 200]), (EARLY_MEDIA, (CARRIER, "488 INVITE"), [100, 183, 488])],
+    ids=["answered", "early-media"],
+)
+def test_a_pbx_answering_in_its_183_with_no_usable_codec_after_the_notice_ends_the_call(
+    policy: CallPolicy, to_caller: tuple[Address, str], caller_statuses: list[int]
+) -> None:
+    # The caller heard the notice, answered by callherald or in its 183: the PBX is cancelled, and
+    # the caller gets a BYE, or 488 when its INVITE has no final response yet.
+    s = Scene(policy=policy)
+    s.notice_playing()
+    s.notice_heard()
+    s.question_heard()
+    s.press("1")
+    s.callee.take_invite()
+    effects = s.callee.ring(183, body=G729_ANSWER)
+
+    assert sip_summary(effects) == [(PBX, "CANCEL"), to_caller]
+    assert s.caller.statuses() == caller_statuses
+    assert s.h.ended() == [CallEnded(call_ref=s.ref, reason="no-codec-in-answer", status=488)]
+    if policy is POLICY:
+        s.caller.reply(s.caller.last_request("BYE"), 200)
+    else:
+        s.caller.send(s.caller.ack_failure(s.caller.last_response("INVITE", 488)))
+    s.callee.reply(s.callee.last_request("CANCEL"), 200)
+    s.callee.reply(s.callee.invite, 487)
+    assert of(s.h.effects, StartRecording) == []
+    finish(s)
+
+
 # re-INVITE: hold, or a new outside party -------------------------------------------------------
 
 

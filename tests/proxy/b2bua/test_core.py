@@ -2317,6 +2317,81 @@ def test_a_callee_answer_with_no_usable_codec_is_hung_up_and_the_caller_gets_488
     h.assert_idle()
 
 
+@WAYS
+@pytest.mark.parametrize("media", NO_USABLE_ANSWERS.values(), ids=NO_USABLE_ANSWERS.keys())
+def test_an_early_answer_with_no_usable_codec_cancels_the_callee_and_the_caller_gets_488(
+    way: Way, media: tuple[str, ...]
+) -> None:
+    # The 2xx must bring the 183's answer again (RFC 3261 §13.2.1), so the call can have no media:
+    # the callee is cancelled (§9.1), and the caller gets 488 with the Warning (§20.43) rather than
+    # a 183 without the answer, as when the answer comes in the 2xx.
+    h = Harness()
+    caller, callee = dial(h, way)
+    ref = h.call_ref()
+    ring(caller, callee)
+    effects = callee.ring(183, body=party_sdp("127.0.0.3", 30000, *media))
+
+    assert sip_summary(effects) == [(way.callee, "CANCEL"), (way.caller, "488 INVITE")]
+    refusal = caller.last_response("INVITE", 488)
+    assert caller.statuses() == [100, 180, 488]
+    assert refusal.headers.get("warning") == '305 callherald "Incompatible media format"'
+    assert refusal.to.tag == caller.remote_tag  # the dialog the 180 began
+    assert [e for e in effects if isinstance(e, SetMediaRemote)] == []
+    assert h.ended() == [CallEnded(call_ref=ref, reason="no-codec-in-answer", status=488)]
+    assert (
+        LogEvent(
+            level="warning",
+            text="call failed: the callee's answer in its 183 has no audio codec of the offer that is"
+            " allowed here (g722, pcma, pcmu)",
+            call_ref=ref,
+        )
+        in effects
+    )
+    caller.send(caller.ack_failure(refusal))
+    assert callee.reply(callee.last_request("CANCEL"), 200) == []
+    assert sip_summary(callee.reply(callee.invite, 487)) == [(way.callee, "ACK")]
+    h.advance(100.0)
+    assert h.leftovers() == dict.fromkeys(h.leftovers(), 0)
+    h.assert_idle()
+
+
+def test_a_2xx_crossing_the_cancel_of_an_early_answer_with_no_usable_codec_is_acked_and_hung_up() -> None:
+    # RFC 3261 §9.1: the callee answered before the CANCEL reached it; its dialog is ended with BYE.
+    h = Harness()
+    caller, callee = dial(h)
+    g729 = party_sdp("127.0.0.3", 30000, *NO_USABLE_ANSWERS["not-allowed"])
+    callee.ring(183, body=g729)
+    caller.new_messages()
+    effects = callee.answer(body=g729)
+
+    assert sip_summary(effects) == [(CARRIER, "ACK"), (CARRIER, "BYE")]
+    assert callee.last_request("BYE").headers.get("cseq") == "2 BYE"
+    assert caller.new_messages() == []
+    assert h.ended() == [CallEnded(call_ref=h.call_ref(), reason="no-codec-in-answer", status=488)]
+    callee.reply(callee.last_request("CANCEL"), 200)
+    callee.reply(callee.last_request("BYE"), 200)
+    h.advance(100.0)
+    assert h.leftovers() == dict.fromkeys(h.leftovers(), 0)
+    h.assert_idle()
+
+
+def test_a_usable_early_answer_followed_by_a_2xx_with_no_usable_codec_ends_as_that_2xx() -> None:
+    # The caller heard the 183's answer; the 2xx's answer is the one that counts (RFC 3261 §13.2.1)
+    # and leaves no media: ACK and BYE to the callee, 488 to the caller.
+    h = Harness()
+    caller, callee = dial(h)
+    callee.ring(183, body=CALLEE_ANSWER)
+    effects = callee.answer(body=party_sdp("127.0.0.3", 30000, *NO_USABLE_ANSWERS["not-allowed"], version=2))
+
+    assert sip_summary(effects) == [(CARRIER, "ACK"), (CARRIER, "BYE"), (PBX, "488 INVITE")]
+    assert caller.statuses() == [100, 183, 488]
+    assert h.ended() == [CallEnded(call_ref=h.call_ref(), reason="no-codec-in-answer", status=488)]
+    caller.send(caller.ack_failure(caller.last_response("INVITE", 488)))
+    callee.reply(callee.last_request("BYE"), 200)
+    h.advance(100.0)
+    h.assert_idle()
+
+
 def test_an_answer_with_no_offered_format_left_is_an_answer_with_no_usable_codec() -> None:
     # Nothing of the answer is left once the format the offer did not have goes: the call fails
     # as it does when an answer has no codec callherald may pass on, and the log says what went.
