@@ -2789,6 +2789,9 @@ class B2bua:
         del call.pending_relays[transaction_id]
         origin = call.dialog(relay.origin_leg)
         far_leg = relay.origin_leg.other
+        success = 200 <= response.status < 300
+        # To a re-INVITE without SDP the 2xx is the far party's offer (RFC 3261 §14.1).
+        offer_in_2xx = relay.request.method == "INVITE" and not relay.offer_from_origin
         body = b""
         anchored: SessionDescription | None = None
         sdp: SessionDescription | None = None
@@ -2804,9 +2807,11 @@ class B2bua:
                 sdp = None
             if sdp is not None:
                 sdp = _within_offer(call, far_leg, sdp, relay.relayed_offer, out)
-                success = 200 <= response.status < 300
-                # To a re-INVITE without SDP the 2xx is the far party's offer (RFC 3261 §14.1).
-                offer_in_2xx = relay.request.method == "INVITE" and not relay.offer_from_origin
+                if success and offer_in_2xx and not carries_plain_rtp(sdp) and self._announced(call):
+                    # Refused as the same offer in a re-INVITE is (``_relay_in_dialog``): the relay
+                    # renumbers and the recorder decodes this call's plain RTP.
+                    self._relayed_sdp_unusable(call, relay, response, now, out, offer=sdp, plain_rtp=False)
+                    return
                 if (
                     success
                     and (relay.relayed_offer is not None or offer_in_2xx)
@@ -2873,9 +2878,11 @@ class B2bua:
         out: list[Effect],
         *,
         offer: SessionDescription | None,
+        plain_rtp: bool = True,
     ) -> None:
         """The far party answered a relayed offer with no codec allowed here, or none of that
-        offer's, or, to a re-INVITE without SDP, made ``offer`` in its 2xx with none allowed here:
+        offer's, or, to a re-INVITE without SDP, made ``offer`` in its 2xx with none allowed here,
+        or (``plain_rtp`` False) in another transport than plain RTP where the call is recorded:
         the re-INVITE or UPDATE gets 488 with a Warning (§20.43) and its sender keeps the session
         it had (RFC 3261 §14.2). The far party's 2xx is ACKed, an offer in it answered with every
         stream rejected, as that ACK must carry the answer (§13.2.1, RFC 3264 §6), and the far
@@ -2890,18 +2897,33 @@ class B2bua:
                     rejecting_answer(offer, dialog=dialog, media_address=self._settings.media_address)
                 )
             self._send_ack(call, far_leg, response.cseq.seq, out, body)
-        self._refuse_codecs(relay.server_transaction, relay.request, now, out)
-        if offer is None:
-            what = f"leg {far_leg} answered the {method} of leg {origin_leg} with no audio codec of the offer"
+        if plain_rtp:
+            self._refuse_codecs(relay.server_transaction, relay.request, now, out)
         else:
+            self._reply(
+                relay.server_transaction,
+                relay.request,
+                488,
+                out,
+                now,
+                to_tag=relay.request.to.tag,
+                extra=(_NOT_PLAIN_RTP,),
+            )
+        if offer is None:
+            what = (
+                f"leg {far_leg} answered the {method} of leg {origin_leg} with no audio codec of the offer"
+                " that is allowed here"
+            )
+        else:
+            offered = "no audio codec that is allowed here" if plain_rtp else "no plain RTP audio"
             what = (
                 f"leg {far_leg} offered, in its 2xx to the {method} of leg {origin_leg} without SDP,"
-                " no audio codec"
+                f" {offered}"
             )
         out.append(
             LogEvent(
                 level="warning",
-                text=f"{what} that is allowed here: 488 to leg {origin_leg}, the session goes on as it was",
+                text=f"{what}: 488 to leg {origin_leg}, the session goes on as it was",
                 call_ref=call.ref,
             )
         )

@@ -1701,6 +1701,79 @@ def test_a_reinvite_to_srtp_on_an_unannounced_call_is_relayed(way: Way) -> None:
     finish(s)
 
 
+def last_sdp_to(peer: FakeUa) -> bytes:
+    return [m.body for m in peer.inbox() if m.body and m.content_type == "application/sdp"][-1]
+
+
+@WAYS
+@pytest.mark.parametrize("sender", ["outside", "agent"])
+def test_an_srtp_offer_in_the_2xx_to_a_reinvite_without_sdp_after_the_notice_is_refused(
+    way: Way, sender: str
+) -> None:
+    # The 2xx to a re-INVITE without SDP is the far party's offer (RFC 3261 §14.1): SRTP is refused
+    # as in a re-INVITE's own offer. Its ACK rejects every stream (RFC 3264 §6), the sender gets
+    # 488 and keeps its session (§14.2), and the far party is offered the session it had again.
+    s = Scene(way)
+    s.connect("1")
+    party, other = (s.outside, s.agent) if sender == "outside" else (s.agent, s.outside)
+    session_before = sdp_without_origin(last_sdp_to(other))
+    party.send(party.request("INVITE"))
+    relayed = other.last_request("INVITE")
+    offer = srtp(party_sdp("far 4004 127.0.0.8", 5, "a=sendrecv"), "RTP/SAVP")
+    effects = other.reply(relayed, 200, body=offer)
+
+    assert sip_summary(effects) == [
+        (other.address, "ACK"),
+        (party.address, "488 INVITE"),
+        (other.address, "INVITE"),
+    ]
+    assert b"m=audio 0 RTP/SAVP 0 101" in other.last_request("ACK").body
+    refusal = party.last_response("INVITE", 488)
+    assert refusal.headers.get("warning") == '302 callherald "Incompatible transport protocol"'
+    assert of(effects, SetMediaRemote) == []
+    assert of(effects, StopRecording) == []
+    back = other.last_request("INVITE")
+    assert sdp_without_origin(back.body) == session_before
+    side = "a" if other is s.caller else "b"
+    origin_side = "b" if side == "a" else "a"
+    assert (
+        LogEvent(
+            level="warning",
+            text=f"leg {side} offered, in its 2xx to the INVITE of leg {origin_side} without SDP, no plain RTP"
+            f" audio: 488 to leg {origin_side}, the session goes on as it was",
+            call_ref=s.ref,
+        )
+        in effects
+    )
+    other.reply(back, 200, body=party_sdp("far 4004 127.0.0.8", 6, "a=sendrecv"))
+    s.hang_up()
+    finish(s)
+
+
+@WAYS
+def test_an_srtp_offer_in_the_2xx_to_a_reinvite_without_sdp_on_an_unannounced_call_is_relayed(
+    way: Way,
+) -> None:
+    # As an SRTP offer in an INVITE is, on a call with nothing renumbered or recorded.
+    s = Scene(way, UNRECORDED)
+    s.dial()
+    s.callee.take_invite()
+    s.callee_answers()
+    s.caller.ack_answer()
+    s.caller.send(s.caller.request("INVITE"))
+    relayed = s.callee.last_request("INVITE")
+    s.callee.reply(relayed, 200, body=srtp(party_sdp("callee 2002 127.0.0.3", 2, "a=sendrecv"), "RTP/SAVP"))
+
+    ok = s.caller.last_response("INVITE", 200)
+    assert b"RTP/SAVP 0 101" in ok.body
+    assert b"a=crypto:1 AES_CM_128_HMAC_SHA1_80" in ok.body
+    answer = srtp(party_sdp("caller 1001 127.0.0.2", 2, "a=sendrecv"), "RTP/SAVP")
+    effects = s.caller.send(s.caller.ack_2xx(ok, body=answer))
+    assert sip_summary(effects) == [(way.callee, "ACK")]
+    s.hang_up()
+    finish(s)
+
+
 def pcma_first(body: bytes) -> bytes:
     """``body`` offering PCMA ahead of PCMU."""
     return body.replace(b"RTP/AVP 0 101", b"RTP/AVP 8 0 101").replace(
