@@ -111,11 +111,14 @@ class PendingRelay:
 class DeferredAck:
     """A late offer (RFC 3261 §13.2.1): the 2xx on ``leg`` (CSeq ``seq``) brought the offer, which
     callherald passed on as ``offer`` (None: a body that was not SDP, passed on as it was); the
-    answer comes in the other party's ACK, and goes on in the ACK to this 2xx."""
+    answer comes in the other party's ACK, and goes on in the ACK to this 2xx. ``acked``: that 2xx
+    brought no offer and is ACKed already; callherald offered the other party its session as it
+    was, and the answer only tells where that party's media now goes."""
 
     leg: MediaLeg
     seq: int
     offer: SessionDescription | None
+    acked: bool = False
 
 
 @dataclass(slots=True, kw_only=True)

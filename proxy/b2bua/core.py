@@ -1364,14 +1364,16 @@ class B2bua:
                     # The answerer's own hold (``_holds``), as in an answer in a 2xx: a first
                     # answer that holds the call holds it from the start.
                     self._hold_changed(call, target_leg.other, answer.is_hold(), now, out)
-                anchored = anchor_sdp(
-                    answer,
-                    dialog=dialog,
-                    media_address=self._settings.media_address,
-                    codecs=self._settings.codecs,
-                )
-                body = bytes(anchored) if anchored is not None else b""
-        self._send_ack(call, target_leg, deferred.seq, out, body)
+                if not deferred.acked:
+                    anchored = anchor_sdp(
+                        answer,
+                        dialog=dialog,
+                        media_address=self._settings.media_address,
+                        codecs=self._settings.codecs,
+                    )
+                    body = bytes(anchored) if anchored is not None else b""
+        if not deferred.acked:
+            self._send_ack(call, target_leg, deferred.seq, out, body)
         if call.announce_after_ack:
             call.announce_after_ack = False
             # identity: from the callee's 2xx
@@ -2840,8 +2842,10 @@ class B2bua:
                 content_type = "application/sdp"
         elif response.body:
             body = response.body
+        elif success and offer_in_2xx:
+            self._no_offer_in_2xx(call, relay, response, now, out)
+            return
         is_invite = relay.request.method == "INVITE"
-        success = 200 <= response.status < 300
         if is_invite and success:
             if relay.offer_from_origin or not body:
                 self._send_ack(call, far_leg, response.cseq.seq, out)
@@ -2934,6 +2938,47 @@ class B2bua:
                 refused=f"leg {far_leg} refused the session as it was before",
             )
             self._reoffer(call, far_leg, back, now, out)
+
+    def _no_offer_in_2xx(
+        self, call: Call, relay: PendingRelay, response: Response, now: float, out: list[Effect]
+    ) -> None:
+        """The far party's 2xx to a re-INVITE without SDP has no offer, which it must have (RFC 3261
+        §14.2): it is ACKed without SDP (there is nothing to answer), and the re-INVITE's sender,
+        which may not get a 2xx without SDP either, is offered the session it last had from
+        callherald, unchanged (its version too: RFC 3264 §8), so the call goes on as it was. Its
+        answer comes in its ACK (``DeferredAck.acked``); without such a session it gets 500."""
+        origin_leg, far_leg = relay.origin_leg, relay.origin_leg.other
+        origin = call.dialog(origin_leg)
+        self._send_ack(call, far_leg, response.cseq.seq, out)
+        session = origin.last_sdp
+        fault = f"leg {far_leg} sent no offer in its 2xx to the INVITE of leg {origin_leg} without SDP"
+        if session is None:
+            consequence = f"500 to leg {origin_leg}, which has no session from callherald to be offered"
+        else:
+            consequence = f"leg {origin_leg} is offered its session as it was"
+        out.append(
+            LogEvent(level="warning", text=f"{fault} (RFC 3261 §14.2): {consequence}", call_ref=call.ref)
+        )
+        if session is None:
+            self._reply(relay.server_transaction, relay.request, 500, out, now, to_tag=relay.request.to.tag)
+            return
+        reply = make_response(
+            relay.request,
+            response.status,
+            response.reason,
+            to_tag=relay.request.to.tag,
+            extra_headers=[
+                ("Server", self._settings.user_agent),
+                ("Contact", origin.local_contact),
+                ("Content-Type", "application/sdp"),
+            ],
+            body=bytes(session),
+        )
+        call.deferred_ack = DeferredAck(leg=far_leg, seq=response.cseq.seq, offer=session, acked=True)
+        self._respond(relay.server_transaction, reply, now, out)
+        self._retransmit_2xx(call, origin_leg, reply, relay.request.cseq.seq, now)
+        if relay.new_party is not None and call.announcer is not None:
+            self._notice_for_new_party(call, relay, session, now, out)
 
     def _on_stray_response(self, response: Response, out: list[Effect]) -> None:
         """A 2xx retransmission after our INVITE transaction ended: our ACK was lost (§13.2.2.4).

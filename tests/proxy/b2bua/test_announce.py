@@ -1774,6 +1774,27 @@ def test_an_srtp_offer_in_the_2xx_to_a_reinvite_without_sdp_on_an_unannounced_ca
     finish(s)
 
 
+def test_a_new_party_whose_reinvite_without_sdp_gets_a_2xx_without_an_offer_hears_the_notice() -> None:
+    # The PBX's 2xx has no offer (RFC 3261 §14.2): the carrier is offered its session as it was,
+    # and the party its re-INVITE brought hears the notice in that session's codec.
+    s = Scene(INBOUND)
+    s.connect("1")
+    session = last_sdp_to(s.caller)
+    s.caller.send(
+        s.caller.request("INVITE", extra=(("P-Asserted-Identity", "<sip:+4930999888@carrier.example>"),))
+    )
+    effects = s.callee.reply(s.callee.last_request("INVITE"), 200)
+
+    assert sip_summary(effects) == [(PBX, "ACK"), (CARRIER, "200 INVITE")]
+    ok = s.caller.last_response("INVITE", 200)
+    assert ok.body == session
+    (notice,) = [e for e in of(effects, PlayPrompt) if e.prompt_id == "notice"]
+    assert (notice.leg, notice.media) == (MediaLeg.A, PCMU)
+    s.caller.send(s.caller.ack_2xx(ok, body=party_sdp("caller 1001 127.0.0.2", 2, "a=sendrecv")))
+    s.hang_up()
+    finish(s)
+
+
 def pcma_first(body: bytes) -> bytes:
     """``body`` offering PCMA ahead of PCMU."""
     return body.replace(b"RTP/AVP 0 101", b"RTP/AVP 8 0 101").replace(

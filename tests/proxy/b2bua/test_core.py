@@ -2517,6 +2517,76 @@ def test_a_2xx_offer_with_no_usable_codec_to_a_reinvite_without_sdp_gets_488_and
     h.assert_idle()
 
 
+def last_sdp_to(peer: FakeUa) -> bytes:
+    return [m.body for m in peer.inbox() if m.body and m.content_type == "application/sdp"][-1]
+
+
+@pytest.mark.parametrize("offerer_is", ["caller", "callee"])
+def test_a_2xx_without_an_offer_to_a_reinvite_without_sdp_offers_the_sender_its_session_unchanged(
+    offerer_is: str,
+) -> None:
+    # RFC 3261 §14.2: that 2xx must carry an offer, and the sender may not get a 2xx without one
+    # either. The far party is ACKed without SDP (it offered nothing); the sender is offered the
+    # session it last had from callherald, with the same version (RFC 3264 §8: no change), and
+    # its answer, in its ACK, says where its media goes.
+    h = Harness()
+    caller, callee = connect(h)
+    ref = h.call_ref()
+    sender, other = (caller, callee) if offerer_is == "caller" else (callee, caller)
+    session = last_sdp_to(sender)
+    sender.send(sender.request("INVITE"))
+    relayed = other.last_request("INVITE")
+    effects = other.reply(relayed, 200)
+
+    assert sip_summary(effects) == [(other.address, "ACK"), (sender.address, "200 INVITE")]
+    ack = other.last_request("ACK")
+    assert (ack.body, ack.headers.get("cseq")) == (b"", f"{relayed.cseq.seq} ACK")
+    ok = sender.last_response("INVITE", 200)
+    assert ok.headers.get("content-type") == "application/sdp"
+    assert ok.body == session
+    assert [e for e in effects if isinstance(e, SetMediaRemote)] == []
+    assert (
+        LogEvent(
+            level="warning",
+            text=f"leg {leg_of(other)} sent no offer in its 2xx to the INVITE of leg {leg_of(sender)} without"
+            f" SDP (RFC 3261 §14.2): leg {leg_of(sender)} is offered its session as it was",
+            call_ref=ref,
+        )
+        in effects
+    )
+
+    moved = offer_from(sender, direction="a=sendrecv", version=2, host="127.0.0.7")
+    effects = sender.send(sender.ack_2xx(ok, body=moved))
+    assert sip_summary(effects) == []  # the far party has its ACK already
+    port = (CALLER_MEDIA if sender is caller else CALLEE_MEDIA)[1]
+    assert non_sip(effects) == [SetMediaRemote(call_ref=ref, leg=leg_of(sender), remote=("127.0.0.7", port))]
+    assert h.b2bua.active_calls == 1
+    hang_up(caller, callee)
+    h.advance(100.0)
+    assert h.leftovers() == dict.fromkeys(h.leftovers(), 0)
+    h.assert_idle()
+
+
+def test_a_2xx_without_an_offer_to_a_reinvite_from_a_party_without_a_session_gets_500() -> None:
+    # The caller was answered without SDP (the callee's 2xx had none, nor a 183 before it), so
+    # callherald has no session to offer it: its re-INVITE gets 500, and nothing else changes.
+    h = Harness()
+    caller, callee = dial(h)
+    ring(caller, callee)
+    callee.answer(body=b"")
+    caller.ack_answer()
+    caller.send(caller.request("INVITE"))
+    effects = callee.reply(callee.last_request("INVITE"), 200)
+
+    assert sip_summary(effects) == [(CARRIER, "ACK"), (PBX, "500 INVITE")]
+    assert caller.last_response("INVITE", 500).body == b""
+    caller.send(caller.ack_failure(caller.last_response("INVITE", 500)))
+    assert h.b2bua.active_calls == 1
+    hang_up(caller, callee)
+    h.advance(100.0)
+    h.assert_idle()
+
+
 def test_a_late_offer_with_no_usable_codec_is_answered_rejected_and_hung_up_and_the_caller_gets_488() -> None:
     # To an INVITE without SDP the callee's 2xx is the offer, and the ACK must carry the answer
     # (RFC 3261 §13.2.1): it rejects every stream (RFC 3264 §6) and the callee's dialog is ended
