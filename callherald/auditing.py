@@ -8,7 +8,9 @@ off-site note) and give it back with ``--expected-head`` to close that gap.
 It then rebuilds the manifest of every recording from the evidence rows as they are now and
 compares it with the one the audit log holds (``storage.manifests.verify_manifests``), naming each
 recording whose evidence no longer matches, and counts the recordings that ended before manifests
-were kept (not an error).
+were kept (not an error). Legal holds, their releases, erasures and later events (a withdrawal of
+consent) are checked against the audit rows written with them: one deleted, changed or added
+without its audit row is named with its recording, or its call for an event that names none.
 
 Exit codes: 0 the chain is intact (and holds the expected head) and every recording matches its
 manifest; 1 the chain is broken, a recording does not match, or there is no evidence database;
@@ -87,9 +89,13 @@ def manifest_report_text(report: ManifestReport) -> str:
         )
     lines = [summary]
     for mismatch in report.mismatches:
-        of_call = f" of call {mismatch.call_id}" if mismatch.call_id else ""
+        if mismatch.recording_id:
+            of_call = f" of call {mismatch.call_id}" if mismatch.call_id else ""
+            what = f"recording {mismatch.recording_id}{of_call}"
+        else:  # a later event of the call that names no recording (a withdrawal)
+            what = f"call {mismatch.call_id}"
         lines.append(
-            f"  recording {mismatch.recording_id}{of_call}: {', '.join(mismatch.parts)} "
+            f"  {what}: {', '.join(mismatch.parts)} "
             + (f"changed since audit row {mismatch.seq}" if mismatch.seq else "not in the audit log")
         )
     return "\n".join(lines)
@@ -127,7 +133,7 @@ def _manifests_json(report: ManifestReport) -> dict[str, object]:
         "without_manifest": report.without_manifest,
         "mismatches": [
             {
-                "recording_id": mismatch.recording_id,
+                "recording_id": mismatch.recording_id or None,
                 "call_id": mismatch.call_id,
                 "audit_seq": mismatch.seq,
                 "parts": list(mismatch.parts),

@@ -18,7 +18,9 @@ Art. 72(1)(b)-(c): records that cannot be altered unseen). A manifest holds:
 
 Left out, because they legitimately change after the recording ends: the call's end, the
 recording's erasure (``erased_*``; its wrapped keys and file), legal holds and their releases,
-later events (withdrawal, access, export, erasure), and rows not yet stored.
+later events (withdrawal, access, export, erasure), and rows not yet stored. Erasures, holds,
+releases and later events are checked against the audit rows written with them instead
+(``storage.records.audited_changes_mismatches``).
 
 ``verify_manifests`` rebuilds every manifest from the current rows and names the parts that
 differ. The evidence of a call grows after one of its recordings ends (a new party on the line,
@@ -276,7 +278,8 @@ def append_manifest(db: Database, recording_id: str, *, at: dt.datetime) -> Audi
 class ManifestMismatch:
     """Recording ``recording_id`` of call ``call_id`` no longer matches the manifest in audit row
     ``seq``: ``parts`` names what differs (``MANIFEST_PARTS`` values, ``manifest`` for a manifest
-    that cannot be read)."""
+    that cannot be read). A later event that names no recording (a withdrawal) is reported with
+    its call alone: ``recording_id`` empty."""
 
     recording_id: str
     call_id: str

@@ -16,6 +16,7 @@ datetimes; ``from_db_time`` returns ``tzinfo=UTC``.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import sqlite3
 import stat
@@ -509,3 +510,34 @@ def _agent_notices_written_as_they_start(db: Database) -> None:
         "CREATE INDEX agent_notices_leg_id ON agent_notices (leg_id)",
     ):
         db.execute(statement)
+
+
+@MIGRATIONS(name="0013_later_events_audited")
+def _later_events_audited(db: Database) -> None:
+    # Each later event now gets an audit row as it is stored (``later_event``), so that a withdrawal
+    # deleted or changed after the recording's manifest was fixed is found. Those stored before get
+    # theirs now, marked as written on upgrade: from here on they are as safe from an unseen edit as
+    # new ones (what was done to them before cannot be told either way). A legal hold, its release
+    # and an erasure have been recorded by their own audit rows from the start.
+    from storage.audit import AuditLog  # noqa: PLC0415 - storage.audit imports this module
+
+    upgraded_at = dt.datetime.now(dt.UTC)
+    audit = AuditLog(db)
+    for call_id, kind, at, actor, detail in db.execute(
+        "SELECT call_id, kind, at, actor, detail FROM later_events "
+        "WHERE kind NOT IN ('legal_hold', 'legal_hold_release', 'erasure') ORDER BY rowid"
+    ).fetchall():
+        audit.append(
+            at=upgraded_at,
+            actor="callherald",
+            action="later_event",
+            subject=call_id,
+            detail={
+                "call_id": call_id,
+                "kind": kind,
+                "at": at,
+                "actor": actor,
+                "detail": json.loads(detail),
+                "audited_on_upgrade": True,
+            },
+        )

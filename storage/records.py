@@ -50,10 +50,17 @@ A recording on legal hold (``LegalHold``, GDPR Art. 17(3)(e): kept for legal cla
 has at most one hold in force; an erased one cannot be held. Each hold and release is a later event
 of the call (``legal_hold``, ``legal_hold_release``) and a row of the audit log, in one transaction;
 the hold's row stays after its release, with when, by whom and why it was released.
+
+Every other later event (a withdrawal of consent, an objection, ...) is stored with an audit row of
+its own (``later_event``, subject the call), in the same transaction: later events change a
+recording's story after its manifest is fixed, so ``audited_changes_mismatches`` checks each
+later event's row against the audit row that recorded it (a hold's, a release's, an erasure's, or
+its own), and finds one deleted, changed or added without one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import enum
@@ -64,7 +71,7 @@ import shutil
 import sqlite3
 import threading
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.thread import BrokenThreadPool
@@ -83,6 +90,7 @@ from storage.threads import name_os_thread
 
 __all__ = [
     "AUDIT_ACTION_ERASE",
+    "AUDIT_ACTION_LATER_EVENT",
     "AUDIT_ACTION_LEGAL_HOLD",
     "AUDIT_ACTION_LEGAL_HOLD_RELEASE",
     "AUDIT_ACTION_PURPOSE_CHANGED",
@@ -148,6 +156,9 @@ PURPOSE_CHANGE_ACTOR = "configuration"
 AUDIT_ACTION_ERASE = "erase"
 AUDIT_ACTION_LEGAL_HOLD = "legal_hold"
 AUDIT_ACTION_LEGAL_HOLD_RELEASE = "legal_hold_release"
+AUDIT_ACTION_LATER_EVENT = "later_event"
+"""The audit row of a later event (a withdrawal, an objection, ...) that no other audit row records:
+a legal hold, its release and an erasure are each recorded by their own (``legal_hold``, ...)."""
 
 
 class EvidenceFullError(StorageError):
@@ -1100,7 +1111,9 @@ def _write_not_recorded(db: Database, item: NotRecorded) -> None:
     _insert(db, "not_recorded", {"call_id": item.call_id, "at": to_db_time(item.at), "reason": item.reason})
 
 
-def _write_later_event(db: Database, item: LaterEvent) -> None:
+def _insert_later_event(db: Database, item: LaterEvent) -> None:
+    """Store the later event's row alone: for a legal hold, its release and an erasure, whose own
+    audit row records the event."""
     _call_setup(db, item.call_id)
     _insert(
         db,
@@ -1113,6 +1126,31 @@ def _write_later_event(db: Database, item: LaterEvent) -> None:
             "detail": canonical_detail(item.detail),
         },
     )
+
+
+def _write_later_event(db: Database, item: LaterEvent) -> None:
+    """Store the later event and, in the same transaction, its audit row (``later_event``, subject
+    the call): it changes the story of recordings whose manifests are fixed already (a withdrawal
+    of consent), so the chain must hold it as it was stored (GDPR Art. 7(1), 5(2))."""
+    _insert_later_event(db, item)
+    AuditLog(db).append(
+        at=item.at,
+        actor=item.actor,
+        action=AUDIT_ACTION_LATER_EVENT,
+        subject=item.call_id,
+        detail=_later_event_detail(item),
+    )
+
+
+def _later_event_detail(item: LaterEvent) -> dict[str, Any]:
+    """What a ``later_event`` audit row holds: the event's row, field by field, as stored."""
+    return {
+        "call_id": item.call_id,
+        "kind": item.kind.value,
+        "at": to_db_time(item.at),
+        "actor": item.actor,
+        "detail": dict(item.detail),
+    }
 
 
 def _erasure_refusal(
@@ -1173,7 +1211,7 @@ def write_recording_erasure(db: Database, item: RecordingErasure) -> None:
         "UPDATE recordings SET erased_at = ?, erased_by = ?, erasure_reason = ? WHERE id = ?",
         [to_db_time(item.at), item.actor, item.reason, rid],
     )
-    _write_later_event(
+    _insert_later_event(
         db,
         LaterEvent(
             call_id=call_id,
@@ -1231,7 +1269,7 @@ def _write_legal_hold(db: Database, item: LegalHold) -> None:
         "legal_holds",
         {"recording_id": rid, "held_at": to_db_time(item.at), "held_by": item.actor, "reason": item.reason},
     )
-    _write_later_event(
+    _insert_later_event(
         db,
         LaterEvent(
             call_id=call_id,
@@ -1248,6 +1286,10 @@ def _write_legal_hold(db: Database, item: LegalHold) -> None:
         subject=rid,
         detail={"call_id": call_id, "reason": item.reason},
     )
+
+
+_RELEASED_FIELDS = ("held_at", "held_by", "hold_reason")
+"""What the release of a legal hold repeats of the hold, in its later event and its audit row."""
 
 
 def _write_legal_hold_release(db: Database, item: LegalHoldRelease) -> None:
@@ -1268,8 +1310,8 @@ def _write_legal_hold_release(db: Database, item: LegalHoldRelease) -> None:
         [to_db_time(item.at), item.actor, item.reason, rid],
     )
     # What was released, so that the event and the audit row each tell the whole story.
-    released = {"held_at": held_at, "held_by": held_by, "hold_reason": hold_reason}
-    _write_later_event(
+    released = dict(zip(_RELEASED_FIELDS, (held_at, held_by, hold_reason), strict=True))
+    _insert_later_event(
         db,
         LaterEvent(
             call_id=call_id,
@@ -1289,11 +1331,12 @@ def _write_legal_hold_release(db: Database, item: LegalHoldRelease) -> None:
 
 
 def audited_changes_mismatches(db: Database) -> list[ManifestMismatch]:
-    """The legal holds, releases and erasures whose rows no longer say what their audit rows say
-    (a hold deleted or invented, an erasure cleared or changed): these rows change after a
-    recording ends, so its manifest leaves them out, and the audit row of each change is what
-    fixes it. ``parts`` is ``legal hold`` or ``erasure``; ``seq`` the audit row, 0 for a row that
-    no audit row records."""
+    """The legal holds, releases, erasures and later events whose rows no longer say what their
+    audit rows say (a hold deleted or invented, an erasure cleared or changed, a withdrawal deleted,
+    changed or forged): these rows change after a recording ends, so its manifest leaves them out,
+    and the audit row of each change is what fixes it. ``parts`` is ``legal hold`` or ``erasure``,
+    or the kind of a later event (``withdrawal``: ``_later_event_mismatches``); ``seq`` the audit
+    row, 0 for a row that no audit row records."""
     mismatches: list[ManifestMismatch] = []
     calls = {str(rid): str(call) for rid, call in db.execute("SELECT id, call_id FROM recordings")}
 
@@ -1349,7 +1392,127 @@ def audited_changes_mismatches(db: Database) -> list[ManifestMismatch]:
             mismatch(str(rid), "erasure", seq)
     for rid, (seq, _) in erasures.items():
         mismatch(rid, "erasure", seq)  # the erased recording's row is gone
+    return mismatches + _later_event_mismatches(db)
+
+
+class _LaterEventRow(NamedTuple):
+    """A later event as its row stores it (``detail`` canonical JSON text), to compare by value."""
+
+    call_id: str
+    kind: str
+    at: str
+    actor: str
+    detail: str
+
+
+def _stored_detail(text: str) -> str:
+    """A stored detail in canonical form (as written); text that is not a JSON object as it is."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return canonical_detail(value) if isinstance(value, dict) else text
+
+
+def _audited_later_event(
+    at: str, actor: str, action: str, subject: str, said: Mapping[str, Any]
+) -> _LaterEventRow:
+    """The later event an audit row records: a ``later_event`` row holds it whole; the row of a
+    legal hold, its release or an erasure records the event its write stores beside it (the same
+    time, actor and call, and the detail those writes give it). KeyError when the row lacks a field."""
+    if action == AUDIT_ACTION_LATER_EVENT:
+        detail = said["detail"]
+        return _LaterEventRow(
+            str(said["call_id"]),
+            str(said["kind"]),
+            str(said["at"]),
+            str(said["actor"]),
+            canonical_detail(detail) if isinstance(detail, dict) else str(detail),
+        )
+    event: dict[str, Any] = {"recording_id": subject, "reason": said["reason"]}
+    kind = {
+        AUDIT_ACTION_LEGAL_HOLD: LaterEventKind.LEGAL_HOLD,
+        AUDIT_ACTION_LEGAL_HOLD_RELEASE: LaterEventKind.LEGAL_HOLD_RELEASE,
+        AUDIT_ACTION_ERASE: LaterEventKind.ERASURE,
+    }[action]
+    if kind is LaterEventKind.LEGAL_HOLD_RELEASE:
+        event.update({name: said[name] for name in _RELEASED_FIELDS})
+    return _LaterEventRow(str(said["call_id"]), kind.value, at, actor, canonical_detail(event))
+
+
+_LATER_EVENT_AUDIT_ACTIONS = (
+    AUDIT_ACTION_LATER_EVENT,
+    AUDIT_ACTION_LEGAL_HOLD,
+    AUDIT_ACTION_LEGAL_HOLD_RELEASE,
+    AUDIT_ACTION_ERASE,
+)
+
+
+def _later_event_mismatches(db: Database) -> list[ManifestMismatch]:
+    """The later events whose rows no longer say what their audit rows say. Each audit row that
+    records one (``_audited_later_event``) needs its row, as it was stored; each row needs its
+    audit row. An audit row whose event is missing is reported together with a row of its call
+    and kind that no audit row records, as one change; what is left on either side, alone (a row
+    deleted; a row not in the audit log). A mismatch names the recording the event names (a
+    hold's, an erasure's), else the call alone (``recording_id`` empty: a withdrawal)."""
+    mismatches: list[ManifestMismatch] = []
+    audited: list[tuple[int, _LaterEventRow]] = []
+    for seq, at, actor, action, subject, detail in db.execute(
+        f"SELECT seq, at, actor, action, subject, detail FROM audit_log WHERE action IN "
+        f"({', '.join('?' * len(_LATER_EVENT_AUDIT_ACTIONS))}) ORDER BY seq",
+        _LATER_EVENT_AUDIT_ACTIONS,
+    ):
+        try:
+            said = json.loads(str(detail))
+            event = _audited_later_event(str(at), str(actor), str(action), str(subject), said)
+        except (ValueError, TypeError, KeyError):  # written so, as the chain check tells an edit
+            call_id = str(subject) if action == AUDIT_ACTION_LATER_EVENT else ""
+            mismatches.append(_later_event_mismatch(call_id, "later event", int(seq)))
+            continue
+        audited.append((int(seq), event))
+    stored = [
+        _LaterEventRow(str(call_id), str(kind), str(at), str(actor), _stored_detail(str(detail)))
+        for call_id, kind, at, actor, detail in db.execute(
+            "SELECT call_id, kind, at, actor, detail FROM later_events ORDER BY rowid"
+        )
+    ]
+    unrecorded = Counter(stored)  # rows not yet matched with an audit row (a multiset: linear time)
+    missing: list[tuple[int, _LaterEventRow]] = []
+    for seq, event in audited:
+        if unrecorded[event]:
+            unrecorded[event] -= 1
+        else:
+            missing.append((seq, event))
+    left: dict[tuple[str, str], list[_LaterEventRow]] = {}  # by call and kind, in stored order
+    for row in stored:
+        if unrecorded[row]:
+            unrecorded[row] -= 1
+            left.setdefault((row.call_id, row.kind), []).append(row)
+    for seq, event in missing:
+        # A row of the event's call and kind that no audit row records is most likely the event, changed.
+        same = left.get((event.call_id, event.kind))
+        if same:
+            same.pop(0)
+        mismatches.append(_later_event_mismatch(event.call_id, event.kind, seq, event))
+    for rows in left.values():
+        mismatches.extend(_later_event_mismatch(row.call_id, row.kind, 0, row) for row in rows)
     return mismatches
+
+
+def _later_event_mismatch(
+    call_id: str, kind: str, seq: int, event: _LaterEventRow | None = None
+) -> ManifestMismatch:
+    """A mismatch of a later event of ``kind``, named after the recording the event names, if any."""
+    named = None
+    if event is not None:
+        with contextlib.suppress(ValueError, AttributeError):
+            named = json.loads(event.detail).get("recording_id")
+    return ManifestMismatch(
+        recording_id=named if isinstance(named, str) else "",
+        call_id=call_id,
+        seq=seq,
+        parts=(kind.replace("_", " "),),
+    )
 
 
 _WRITERS: dict[type, Callable[[Database, Any], None]] = {
@@ -2029,8 +2192,9 @@ class EvidenceStore:
 
     def verify_manifests(self) -> ManifestReport:
         """Rebuild each recording's manifest from the rows as they are now and compare it with the
-        one in the audit log (``storage.manifests``); and check its legal holds and erasure against
-        the audit rows that recorded them (``audited_changes_mismatches``). On the reader connection."""
+        one in the audit log (``storage.manifests``); and check legal holds, erasures and later
+        events against the audit rows that recorded them (``audited_changes_mismatches``). On the
+        reader connection."""
 
         def verify(db: Database) -> ManifestReport:
             report = verify_manifests(db)

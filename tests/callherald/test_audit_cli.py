@@ -20,7 +20,7 @@ from config import HOME_ENV, default_config
 from storage.audit import AuditLog
 from storage.migrations import AUDIT_GENESIS_HASH
 from storage.records import EvidenceStore
-from tests.storage.test_manifests import CALL, RID, record_call, stored
+from tests.storage.test_manifests import CALL, RID, record_call, stored, withdrawal
 
 T0 = dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.UTC)
 
@@ -212,4 +212,59 @@ def test_recordings_that_ended_before_manifests_were_kept_are_counted_not_failed
     assert out.splitlines() == [
         "audit log: intact, empty",
         "manifests: none yet; 1 recording ended without one (stored before manifests were kept)",
+    ]
+
+
+def withdrawn_and_edited(layout: DataLayout, statement: str) -> str:
+    """Call ``c1`` recorded and consent withdrawn at 30 s (audit row 2); then someone with write
+    access to the file runs ``statement``. The head of the chain."""
+    with EvidenceStore(layout.evidence_db) as store:
+        record_call(store)
+        store.write(withdrawal(30))
+        head = store.audit_verify().head_hash
+    assert cli_verify(layout).returncode == 0
+    with sqlite3.connect(layout.evidence_db) as conn:
+        conn.execute(statement)
+    conn.close()
+    return head
+
+
+@pytest.mark.parametrize(
+    ("statement", "found"),
+    [
+        pytest.param(
+            "DELETE FROM later_events WHERE kind = 'withdrawal'",
+            "changed since audit row 2",
+            id="deleted",
+        ),
+        pytest.param(f"UPDATE later_events SET at = '{stored(90)}'", "changed since audit row 2", id="time"),
+        pytest.param(
+            "INSERT INTO later_events SELECT call_id, kind, ?, actor, detail FROM later_events",
+            "not in the audit log",
+            id="forged",
+        ),
+    ],
+)
+def test_a_withdrawal_edited_by_hand_is_reported_with_its_call(
+    layout: DataLayout, statement: str, found: str
+) -> None:
+    head = withdrawn_and_edited(layout, statement.replace("?", f"'{stored(45)}'"))
+    edited = cli_verify(layout)
+    assert edited.returncode == 1
+    assert edited.stdout.splitlines() == [
+        f"audit log: intact, 2 rows; head: row 2 {head}",
+        "manifests: 1 checked, 1 no longer matches the evidence",
+        f"  call {CALL}: withdrawal {found}",
+    ]
+    as_json = cli_verify(layout, "--json")
+    assert as_json.returncode == 1
+    report = json.loads(as_json.stdout)
+    assert (report["ok"], report["problem"]) == (False, None)
+    assert report["manifests"]["mismatches"] == [
+        {
+            "recording_id": None,
+            "call_id": CALL,
+            "audit_seq": 0 if found.startswith("not") else 2,
+            "parts": ["withdrawal"],
+        }
     ]

@@ -33,6 +33,7 @@ from storage.audit import AuditEntry, AuditLog
 from storage.keys import generate_private_key, key_id, save_private_key
 from storage.manifests import AUDIT_ACTION_MANIFEST
 from storage.records import (
+    AUDIT_ACTION_LATER_EVENT,
     AgentNotice,
     AgentNoticeKind,
     Announcement,
@@ -721,13 +722,16 @@ def assert_tones(path: Path, seconds: int) -> None:
 
 
 def audit_entries(layout: DataLayout) -> list[AuditEntry]:
-    """The audit rows the commands wrote (not the manifests the recordings' ends wrote); the chain
-    verifies, and what the commands did (export, erasure, hold) leaves every manifest matching."""
+    """The audit rows the commands wrote (not the manifests the recordings' ends wrote, nor the rows
+    of the later events the calls stored); the chain verifies, and what the commands did (export,
+    erasure, hold) leaves every manifest matching."""
     with EvidenceStore(layout.evidence_db) as store:
         assert store.audit_verify().ok
         assert store.verify_manifests().ok
         entries = store.submit_read(lambda db: AuditLog(db).entries()).result()
-    return [entry for entry in entries if entry.action != AUDIT_ACTION_MANIFEST]
+    return [
+        entry for entry in entries if entry.action not in (AUDIT_ACTION_MANIFEST, AUDIT_ACTION_LATER_EVENT)
+    ]
 
 
 def test_export_wav_with_a_key_and_passphrase(

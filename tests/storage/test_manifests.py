@@ -12,11 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlite_utils import Database
 
 from storage.audit import AuditLog
 from storage.crypto import WrappedKey
 from storage.manifests import AUDIT_ACTION_MANIFEST, ManifestMismatch, recording_manifest
+from storage.migrations import MIGRATIONS
 from storage.records import (
+    AUDIT_ACTION_LATER_EVENT,
     AgentNotice,
     AgentNoticeEnd,
     AgentNoticeKind,
@@ -635,3 +638,185 @@ def test_recordings_that_ended_before_manifests_were_kept_are_counted(
     )
     report = store.verify_manifests()
     assert (report.ok, report.checked, report.without_manifest) == (True, 0, 1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Later events, against the audit rows written with them
+
+
+def withdrawal(seconds: float) -> LaterEvent:
+    """The caller withdraws consent for training at ``seconds``, as the proxy stores it."""
+    return LaterEvent(
+        call_id=CALL,
+        kind=LaterEventKind.WITHDRAWAL,
+        at=at(seconds),
+        actor="caller",
+        detail={"purposes": ["training"], "mechanism": "rfc4733"},
+    )
+
+
+def audit_rows(
+    store: EvidenceStore, action: str
+) -> list[tuple[int, dt.datetime, str, str, dict[str, object]]]:
+    entries = store.submit_read(lambda db: AuditLog(db).entries()).result()
+    return [
+        (entry.seq, entry.at, entry.actor, entry.subject, json.loads(entry.detail))
+        for entry in entries
+        if entry.action == action
+    ]
+
+
+def withdrawn_mid_call(store: EvidenceStore) -> int:
+    """Call ``c1`` recorded, consent for training withdrawn at 30 s (stored after the recording's
+    end, as its key's effects are); the seq of the withdrawal's audit row."""
+    record_call(store)
+    store.write(withdrawal(30))
+    ((seq, *_),) = audit_rows(store, AUDIT_ACTION_LATER_EVENT)
+    return seq
+
+
+def test_a_later_event_is_stored_with_its_audit_row(store: EvidenceStore) -> None:
+    record_call(store)
+    store.write(withdrawal(30))
+    assert audit_rows(store, AUDIT_ACTION_LATER_EVENT) == [
+        (
+            2,
+            at(30),
+            "caller",
+            CALL,
+            {
+                "call_id": CALL,
+                "kind": "withdrawal",
+                "at": stored(30),
+                "actor": "caller",
+                "detail": {"purposes": ["training"], "mechanism": "rfc4733"},
+            },
+        )
+    ]
+    assert store.verify_manifests().ok
+    assert store.audit_verify().ok
+
+
+def test_a_later_event_whose_audit_row_cannot_be_written_is_not_stored(
+    path: Path, store: EvidenceStore
+) -> None:
+    record_call(store)
+    attacker(path, "CREATE TRIGGER no_row BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'full'); END")
+    with pytest.raises(sqlite3.IntegrityError, match="full"):
+        store.write(withdrawal(30))
+    count = store.submit_read(lambda db: db.execute("SELECT count(*) FROM later_events").fetchone()).result()
+    assert count == (0,)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        pytest.param("DELETE FROM later_events WHERE kind = 'withdrawal'", id="deleted"),
+        pytest.param(f"UPDATE later_events SET at = '{stored(75)}'", id="time-changed"),
+        pytest.param(
+            """UPDATE later_events SET detail = '{"mechanism":"rfc4733","purposes":[]}'""", id="purposes"
+        ),
+        pytest.param("UPDATE later_events SET kind = 'objection'", id="kind-changed"),
+    ],
+)
+def test_a_withdrawal_changed_or_deleted_is_found_with_its_call(
+    path: Path, store: EvidenceStore, statement: str
+) -> None:
+    seq = withdrawn_mid_call(store)
+    attacker(path, statement)
+    report = store.verify_manifests()
+    assert not report.ok
+    assert (
+        ManifestMismatch(recording_id="", call_id=CALL, seq=seq, parts=("withdrawal",)) in report.mismatches
+    )
+    assert store.audit_verify().ok  # the chain itself is intact: only the audit rows' content tells
+
+
+def test_a_changed_withdrawal_is_one_change_not_a_deletion_and_a_forgery(
+    path: Path, store: EvidenceStore
+) -> None:
+    seq = withdrawn_mid_call(store)
+    attacker(path, f"UPDATE later_events SET at = '{stored(75)}'")
+    assert store.verify_manifests().mismatches == (
+        ManifestMismatch(recording_id="", call_id=CALL, seq=seq, parts=("withdrawal",)),
+    )
+
+
+def test_a_withdrawal_no_audit_row_records_is_found(path: Path, store: EvidenceStore) -> None:
+    record_call(store)
+    attacker(
+        path,
+        "INSERT INTO later_events VALUES "
+        f"""('{CALL}', 'withdrawal', '{stored(30)}', 'caller', '{{"mechanism":"rfc4733","purposes":["training"]}}')""",
+    )
+    assert store.verify_manifests().mismatches == (
+        ManifestMismatch(recording_id="", call_id=CALL, seq=0, parts=("withdrawal",)),
+    )
+
+
+def test_the_later_event_of_a_hold_deleted_is_found_with_its_recording(
+    path: Path, store: EvidenceStore
+) -> None:
+    # A hold's later event is recorded by the hold's own audit row (row 2), not by one of its own.
+    record_call(store)
+    store.record_legal_hold(LegalHold(recording_id=RID, at=at(7200), actor=DPO, reason="claim 118")).result()
+    assert audit_rows(store, AUDIT_ACTION_LATER_EVENT) == []
+    attacker(path, "DELETE FROM later_events")
+    assert store.verify_manifests().mismatches == (
+        ManifestMismatch(recording_id=str(RID), call_id=CALL, seq=2, parts=("legal hold",)),
+    )
+
+
+def _database_before_later_events_were_audited(path: Path) -> None:
+    """A database as the store left it before later events had audit rows: call ``c1`` recorded
+    (its manifest in the audit log), consent withdrawn, a subject access, a legal hold."""
+    with EvidenceStore(path) as evidence:
+        record_call(evidence)
+        evidence.record_legal_hold(
+            LegalHold(recording_id=RID, at=at(7200), actor=DPO, reason="claim 118")
+        ).result()
+    older = Database(path)
+    older.execute("DELETE FROM _sqlite_migrations WHERE name = '0013_later_events_audited'")
+    for event in (
+        withdrawal(30),
+        LaterEvent(call_id=CALL, kind=LaterEventKind.ACCESS, at=at(3600), actor=DPO),
+    ):
+        older.execute(
+            "INSERT INTO later_events VALUES (?, ?, ?, ?, ?)",
+            [
+                event.call_id,
+                event.kind.value,
+                stored((event.at - T0).total_seconds()),
+                event.actor,
+                json.dumps(dict(event.detail), sort_keys=True, separators=(",", ":")),
+            ],
+        )
+    older.conn.commit()
+    older.close()
+
+
+def test_later_events_stored_before_they_were_audited_get_their_rows_on_upgrade(path: Path) -> None:
+    _database_before_later_events_were_audited(path)
+    with EvidenceStore(path) as evidence:
+        assert evidence.verify_manifests().ok  # not an error: the upgrade wrote their audit rows
+        rows = audit_rows(evidence, AUDIT_ACTION_LATER_EVENT)
+        assert [
+            (subject, detail["kind"], detail["at"], detail["audited_on_upgrade"])
+            for _, _, _, subject, detail in rows
+        ] == [
+            (CALL, "withdrawal", stored(30), True),
+            (CALL, "access", stored(3600), True),
+        ]
+        assert {actor for _, _, actor, _, _ in rows} == {"callherald"}
+        assert evidence.audit_verify().ok
+        (applied,) = [
+            m for m in evidence.submit_read(MIGRATIONS.applied).result() if m.name.startswith("0013")
+        ]
+        assert applied.name == "0013_later_events_audited"
+    # From then on, one deleted is found as any other.
+    attacker(path, "DELETE FROM later_events WHERE kind = 'withdrawal'")
+    with EvidenceStore(path) as evidence:
+        ((seq, *_), _) = audit_rows(evidence, AUDIT_ACTION_LATER_EVENT)
+        assert evidence.verify_manifests().mismatches == (
+            ManifestMismatch(recording_id="", call_id=CALL, seq=seq, parts=("withdrawal",)),
+        )
