@@ -9,11 +9,12 @@ import logging
 import secrets
 import signal
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from pathlib import Path
 
 from announcements import PromptLibrary
 from callherald.announcing import LibraryPrompts, LoggingRecordSink, policy_resolver, prepare_prompts
-from callherald.auditing import report_text
+from callherald.auditing import manifest_report_line, report_text
 from callherald.evidence import (
     PurposeFacts,
     RecordSinks,
@@ -38,6 +39,7 @@ from proxy.b2bua.settings import (
 from proxy.sip import ParserLimits
 from proxy.sip.transaction import TimerConfig
 from storage.keys import load_public_key
+from storage.manifests import ManifestReport
 from storage.records import EvidenceStore
 
 __all__ = [
@@ -118,7 +120,9 @@ def b2bua_settings(config: Config, *, user_agent: str = "callherald") -> B2buaSe
 
 def open_storage(config: Config) -> StorageRecords:
     """The evidence database and the recording files under ``data_dir``, recovered after a crash,
-    with the configured purposes stored as the definitions new calls are recorded under.
+    with the configured purposes stored as the definitions new calls are recorded under. A broken
+    audit chain is logged as an error before it returns; evidence that no longer matches its
+    manifests and audit rows, as an error once the check, queued on the reader thread, is done.
 
     Without configured recipients a development key pair is made (once) under ``data_dir/keys``:
     recordings are then readable by anyone who can read that directory, which the log says loudly.
@@ -131,6 +135,9 @@ def open_storage(config: Config) -> StorageRecords:
     audit = evidence.audit_verify()
     if not audit.ok:  # someone with write access to the file changed it: say so, keep recording
         _LOG.error("%s (callherald audit verify)", report_text(audit))
+    # The evidence against the manifests and audit rows fixed with it: every recording's rows are
+    # read, long on a large database, so on the reader thread while calls are taken.
+    evidence.submit_verify_manifests().add_done_callback(_log_manifest_check)
     recipients = tuple(load_public_key(path) for path in config.recording.recipients)
     if not recipients:
         key, made = ensure_development_key(layout)
@@ -161,6 +168,20 @@ def open_storage(config: Config) -> StorageRecords:
         min_free_mb=config.recording.min_free_mb,
         recording_enabled=config.recording.enabled,
     )
+
+
+def _log_manifest_check(check: Future[ManifestReport]) -> None:
+    """Log what the start-up manifest check found: an error naming each change, as ``callherald
+    audit verify`` does (callherald keeps recording)."""
+    try:
+        report = check.result()
+    except Exception as error:
+        _LOG.error("the evidence could not be checked against its manifests: %s", error)
+        return
+    if report.ok:
+        _LOG.info("%s", manifest_report_line(report))
+    else:
+        _LOG.error("%s (callherald audit verify)", manifest_report_line(report))
 
 
 def build_service(

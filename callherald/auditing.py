@@ -29,7 +29,7 @@ from storage.crypto import StorageError
 from storage.manifests import ManifestReport
 from storage.records import EvidenceStore
 
-__all__ = ["manifest_report_text", "report_text", "verify_audit_log"]
+__all__ = ["manifest_report_line", "manifest_report_text", "report_text", "verify_audit_log"]
 
 
 def verify_audit_log(layout: DataLayout, *, expected_head: str | None = None, as_json: bool = False) -> int:
@@ -99,6 +99,11 @@ def manifest_report_text(report: ManifestReport) -> str:
             + (f"changed since audit row {mismatch.seq}" if mismatch.seq else "not in the audit log")
         )
     return "\n".join(lines)
+
+
+def manifest_report_line(report: ManifestReport) -> str:
+    """``manifest_report_text`` on one line, for the log."""
+    return "; ".join(line.strip() for line in manifest_report_text(report).splitlines())
 
 
 def _verify(layout: DataLayout, expected_head: str | None) -> tuple[AuditReport, ManifestReport]:

@@ -2195,13 +2195,18 @@ class EvidenceStore:
         one in the audit log (``storage.manifests``); and check legal holds, erasures and later
         events against the audit rows that recorded them (``audited_changes_mismatches``). On the
         reader connection."""
+        return self.submit_verify_manifests().result()
+
+    def submit_verify_manifests(self) -> Future[ManifestReport]:
+        """``verify_manifests`` queued on the reader thread, without waiting for it (it reads every
+        recording's evidence: long on a large database)."""
 
         def verify(db: Database) -> ManifestReport:
             report = verify_manifests(db)
             audited = audited_changes_mismatches(db)
             return dataclasses.replace(report, mismatches=(*report.mismatches, *audited))
 
-        return self.submit_read(verify).result()
+        return self.submit_read(verify)
 
     # -- lifetime -----------------------------------------------------------------------------------
 

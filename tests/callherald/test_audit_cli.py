@@ -268,3 +268,30 @@ def test_a_withdrawal_edited_by_hand_is_reported_with_its_call(
             "parts": ["withdrawal"],
         }
     ]
+
+
+def test_serve_says_at_start_which_evidence_no_longer_matches_its_audit_rows(
+    layout: DataLayout, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = default_config(layout.root)
+    with EvidenceStore(layout.evidence_db) as store:
+        record_call(store)
+        store.write(withdrawal(30))
+    caplog.set_level(logging.INFO, logger="callherald")
+    open_storage(config).close()  # closing waits for the check queued on the reader thread
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "manifests: 1 checked, the evidence matches each" in caplog.messages
+    caplog.clear()
+    with sqlite3.connect(layout.evidence_db) as conn:
+        conn.execute("UPDATE consent_decisions SET decision = 'refused'")
+        conn.execute("DELETE FROM later_events WHERE kind = 'withdrawal'")
+    conn.close()
+    open_storage(config).close()
+    (error,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert error.getMessage() == (
+        "manifests: 1 checked, 2 no longer match the evidence; "
+        f"recording {RID} of call {CALL}: consent decisions changed since audit row 1; "
+        f"call {CALL}: withdrawal changed since audit row 2 (callherald audit verify)"
+    )
+    # Checked on the evidence reader's thread, not in the way of start-up; the chain is intact.
+    assert str(error.threadName).startswith("evidence-reader")
