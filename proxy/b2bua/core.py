@@ -985,10 +985,18 @@ class B2bua:
         self._after_announcer(call, now, out)
 
     @staticmethod
-    def _announced(call: Call) -> bool:
-        """The notice played on this call: from then on its media is callherald's to renumber and record."""
+    def _plain_rtp_only(call: Call) -> bool:
+        """This call's media must stay plain RTP (``PLAIN_RTP_PROFILES``): its notice or questions
+        play, or played. callherald sends them (and the agent's copy and beep) in plain RTP, which a
+        party expecting SRTP drops (RFC 3711 §3.3), and from the bridge on the relay renumbers and
+        the recorder decodes the call's RTP. A call with no notice, or whose notice failed (it goes
+        on unrecorded), has neither, and is relayed as it is."""
         announcer = call.announcer
-        return announcer is not None and announcer.stage in (AnnouncerStage.DECIDED, AnnouncerStage.BRIDGED)
+        return announcer is not None and announcer.stage in (
+            AnnouncerStage.ANNOUNCING,
+            AnnouncerStage.DECIDED,
+            AnnouncerStage.BRIDGED,
+        )
 
     def _hold_changed(
         self,
@@ -1785,10 +1793,11 @@ class B2bua:
                 self._reply(transaction_id, request, error.status_hint, out, now, to_tag=request.to.tag)
                 return
             if offer is not None:
-                if not carries_plain_rtp(offer) and self._announced(call):
-                    # The relay renumbers and the recorder decodes this call's plain RTP: SRTP
-                    # would be garbled by one and stored as noise by the other. Refused, the
-                    # session goes on as it was (RFC 3264 §8).
+                if not carries_plain_rtp(offer) and self._plain_rtp_only(call):
+                    # The notice goes out in plain RTP, which a party expecting SRTP drops, and
+                    # the relay renumbers and the recorder decodes plain RTP: SRTP would be garbled
+                    # by one and stored as noise by the other. Refused, the session goes on as it
+                    # was (RFC 3264 §8).
                     self._reply(
                         transaction_id, request, 488, out, now, to_tag=request.to.tag, extra=(_NOT_PLAIN_RTP,)
                     )
@@ -2809,9 +2818,9 @@ class B2bua:
                 sdp = None
             if sdp is not None:
                 sdp = _within_offer(call, far_leg, sdp, relay.relayed_offer, out)
-                if success and offer_in_2xx and not carries_plain_rtp(sdp) and self._announced(call):
-                    # Refused as the same offer in a re-INVITE is (``_relay_in_dialog``): the relay
-                    # renumbers and the recorder decodes this call's plain RTP.
+                if success and offer_in_2xx and not carries_plain_rtp(sdp) and self._plain_rtp_only(call):
+                    # Refused as the same offer in a re-INVITE is (``_relay_in_dialog``): the
+                    # notice, the relay and the recorder work in plain RTP.
                     self._relayed_sdp_unusable(call, relay, response, now, out, offer=sdp, plain_rtp=False)
                     return
                 if (
@@ -2886,7 +2895,8 @@ class B2bua:
     ) -> None:
         """The far party answered a relayed offer with no codec allowed here, or none of that
         offer's, or, to a re-INVITE without SDP, made ``offer`` in its 2xx with none allowed here,
-        or (``plain_rtp`` False) in another transport than plain RTP where the call is recorded:
+        or (``plain_rtp`` False) in another transport than plain RTP where the call must keep to
+        it (``_plain_rtp_only``):
         the re-INVITE or UPDATE gets 488 with a Warning (§20.43) and its sender keeps the session
         it had (RFC 3261 §14.2). The far party's 2xx is ACKed, an offer in it answered with every
         stream rejected, as that ACK must carry the answer (§13.2.1, RFC 3264 §6), and the far

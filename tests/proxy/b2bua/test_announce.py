@@ -1795,6 +1795,112 @@ def test_a_new_party_whose_reinvite_without_sdp_gets_a_2xx_without_an_offer_hear
     finish(s)
 
 
+NOTICE_BETWEEN_DIALOGS = pytest.mark.parametrize(
+    ("way", "moment"),
+    [(OUTBOUND, "first-notice"), (INBOUND, "new-party"), (OUTBOUND, "new-party")],
+    ids=["outbound-first-notice", "inbound-new-party", "outbound-new-party"],
+)
+
+
+def notice_plays_between_dialogs(s: Scene, moment: str) -> str:
+    """Get to where the notice plays with both dialogs confirmed, so that the parties' re-INVITEs
+    and UPDATEs are relayed: the callee's first notice on an outbound call (``first-notice``), or
+    a new outside party's after the bridge. Returns the outside party's o= ("user sess-id address")."""
+    if moment == "first-notice":
+        s.notice_playing()
+        return own_origin(s.way)
+    s.connect("1")
+    transferred = next(case for case in REINVITES if case.name == "transfer-new-origin")
+    reinvite_from_outside(s, transferred)
+    assert transferred.origin is not None
+    return transferred.origin
+
+
+@NOTICE_BETWEEN_DIALOGS
+@pytest.mark.parametrize("sender", ["outside", "agent"])
+@pytest.mark.parametrize("method", ["INVITE", "UPDATE"])
+def test_an_srtp_offer_while_the_notice_plays_is_refused_as_after_it(
+    way: Way, moment: str, sender: str, method: str
+) -> None:
+    # The notice goes out in plain RTP, which a party expecting SRTP drops (RFC 3711 §3.3), and
+    # the call could not be recorded after it: SRTP is refused as once the notice played (488,
+    # Warning 302), the session goes on as it was (RFC 3261 §14.2), and so does the notice.
+    s = Scene(way)
+    outside_origin = notice_plays_between_dialogs(s, moment)
+    party, other = (s.outside, s.agent) if sender == "outside" else (s.agent, s.outside)
+    before = len(other.requests(method))
+    origin = outside_origin if sender == "outside" else "agent 3003 127.0.0.9"
+    body = srtp(party_sdp(origin, 2, "a=sendrecv"), "RTP/SAVP")
+    effects = party.send(party.request(method, body=body))
+
+    refusal = party.last_response(method, 488)
+    assert refusal.headers.get("warning") == '302 callherald "Incompatible transport protocol"'
+    assert len(other.requests(method)) == before  # not relayed
+    assert of(effects, SetMediaRemote) == []
+    assert announcing(effects) == []
+    s.notice_heard()
+    s.question_heard()
+    s.press("1")
+    assert of(s.h.effects, StartRecording)[-1].purposes == ("quality", "training")
+    s.hang_up()
+    finish(s)
+
+
+@NOTICE_BETWEEN_DIALOGS
+@pytest.mark.parametrize("sender", ["outside", "agent"])
+def test_an_srtp_offer_in_the_2xx_to_a_reinvite_without_sdp_while_the_notice_plays_is_refused(
+    way: Way, moment: str, sender: str
+) -> None:
+    # As after the notice: the offer is answered in the ACK with every stream rejected (RFC 3264
+    # §6), the sender gets 488 (Warning 302) and keeps its session (RFC 3261 §14.2), and the far
+    # party is offered the session it had again. The notice plays on.
+    s = Scene(way)
+    notice_plays_between_dialogs(s, moment)
+    party, other = (s.outside, s.agent) if sender == "outside" else (s.agent, s.outside)
+    session_before = sdp_without_origin(last_sdp_to(other))
+    party.send(party.request("INVITE"))
+    relayed = other.last_request("INVITE")
+    offer = srtp(party_sdp("far 4004 127.0.0.8", 5, "a=sendrecv"), "RTP/SAVP")
+    effects = other.reply(relayed, 200, body=offer)
+
+    assert sip_summary(effects) == [
+        (other.address, "ACK"),
+        (party.address, "488 INVITE"),
+        (other.address, "INVITE"),
+    ]
+    assert b"m=audio 0 RTP/SAVP 0 101" in other.last_request("ACK").body
+    refusal = party.last_response("INVITE", 488)
+    assert refusal.headers.get("warning") == '302 callherald "Incompatible transport protocol"'
+    assert of(effects, SetMediaRemote) == []
+    assert announcing(effects) == []
+    back = other.last_request("INVITE")
+    assert sdp_without_origin(back.body) == session_before
+    other.reply(back, 200, body=party_sdp("far 4004 127.0.0.8", 6, "a=sendrecv"))
+    s.notice_heard()
+    s.question_heard()
+    s.press("1")
+    assert of(s.h.effects, StartRecording)[-1].purposes == ("quality", "training")
+    s.hang_up()
+    finish(s)
+
+
+@WAYS
+def test_a_reinvite_to_srtp_on_a_call_whose_notice_failed_is_relayed(way: Way) -> None:
+    # A call that began in SRTP could not hear the notice and connects unrecorded: nothing is
+    # played, renumbered or recorded, so its re-INVITEs may keep to SRTP as on an unannounced call.
+    s = Scene(way)
+    unannounced_flow_until_bye(s, srtp(CALLER_OFFER, "RTP/SAVP"), srtp(CALLEE_ANSWER, "RTP/SAVP"))
+    body = srtp(party_sdp("caller 1001 127.0.0.2", 2, "a=sendrecv"), "RTP/SAVP")
+    s.caller.send(s.caller.request("INVITE", body=body))
+
+    relayed = s.callee.last_request("INVITE")
+    assert b"RTP/SAVP 0 101" in relayed.body
+    s.callee.reply(relayed, 200, body=srtp(party_sdp("callee 2002 127.0.0.3", 2, "a=sendrecv"), "RTP/SAVP"))
+    s.caller.send(s.caller.ack_2xx(s.caller.last_response("INVITE", 200)))
+    s.hang_up()
+    finish(s)
+
+
 def pcma_first(body: bytes) -> bytes:
     """``body`` offering PCMA ahead of PCMU."""
     return body.replace(b"RTP/AVP 0 101", b"RTP/AVP 8 0 101").replace(
