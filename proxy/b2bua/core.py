@@ -1664,6 +1664,12 @@ class B2bua:
             except SipError as error:
                 self._reply(transaction_id, request, error.status_hint, out, now, to_tag=request.to.tag)
                 return True
+            if offer is not None and not carries_plain_rtp(offer):
+                # callherald plays to the caller in plain RTP only (``_relay_in_dialog``).
+                self._reply(
+                    transaction_id, request, 488, out, now, to_tag=request.to.tag, extra=(_NOT_PLAIN_RTP,)
+                )
+                return True
             if offer is not None:
                 media = announcer.media
                 answer = None

@@ -1884,6 +1884,40 @@ def test_an_srtp_offer_in_the_2xx_to_a_reinvite_without_sdp_while_the_notice_pla
     finish(s)
 
 
+@pytest.mark.parametrize("method", ["INVITE", "UPDATE"])
+@pytest.mark.parametrize("moment", ["notice", "ringing"])
+def test_an_srtp_offer_callherald_answers_itself_is_refused_for_its_transport(
+    method: str, moment: str
+) -> None:
+    # Until the PBX answers, callherald answers the inbound caller's re-INVITE or UPDATE itself and
+    # plays to it in plain RTP only: the Warning says so (302), not that a codec is missing (305).
+    s = Scene(INBOUND)
+    s.notice_playing()
+    if moment == "ringing":
+        s.notice_heard()
+        s.question_heard()
+        s.press("1")
+        s.callee.take_invite()
+        s.callee.ring()
+    body = srtp(party_sdp(own_origin(INBOUND), 2, "a=sendrecv"), "RTP/SAVP")
+    effects = s.caller.send(s.caller.request(method, body=body))
+
+    refusal = s.caller.last_response(method, 488)
+    assert refusal.headers.get("warning") == '302 callherald "Incompatible transport protocol"'
+    assert of(effects, SetMediaRemote) == []
+    assert announcing(effects) == []
+    if moment == "notice":
+        s.notice_heard()
+        s.question_heard()
+        s.press("1")
+        s.callee.take_invite()
+        s.callee.ring()
+    s.callee_answers()
+    assert of(s.h.effects, StartRecording)[-1].purposes == ("quality", "training")
+    s.hang_up()
+    finish(s)
+
+
 @WAYS
 def test_a_reinvite_to_srtp_on_a_call_whose_notice_failed_is_relayed(way: Way) -> None:
     # A call that began in SRTP could not hear the notice and connects unrecorded: nothing is
