@@ -1371,7 +1371,10 @@ class B2bua:
                 if deferred.offer is not None and not deferred.offer.is_hold():
                     # The answerer's own hold (``_holds``), as in an answer in a 2xx: a first
                     # answer that holds the call holds it from the start.
+                    held_before = target_leg.other in call.held_by
                     self._hold_changed(call, target_leg.other, answer.is_hold(), now, out)
+                    if deferred.acked and answer.is_hold() != held_before:
+                        self._far_party_follows_the_ack(call, target_leg, answer, now, out)
                 if not deferred.acked:
                     anchored = anchor_sdp(
                         answer,
@@ -1394,6 +1397,25 @@ class B2bua:
                 callee_sdp=deferred.offer,
                 agent_sdp=answer,
             )
+
+    def _far_party_follows_the_ack(
+        self, call: Call, leg: MediaLeg, answer: SessionDescription, now: float, out: list[Effect]
+    ) -> None:
+        """The other party held the call, or ended its hold, in ``answer``, the answer in its ACK to
+        the session it was offered unchanged (``_no_offer_in_2xx``), when the party on ``leg`` had
+        its ACK already: a re-INVITE of callherald's own offers that party the session it last had
+        from callherald in ``answer``'s direction (RFC 3264 §8.4, RFC 6337 §5.3), so that it
+        stops sending into the hold, or sends again, as ``_pbx_follows_the_caller`` does."""
+        direction = _audio_direction(answer)
+        offered = call.dialog(leg).last_sdp
+        if direction is None or offered is None or direction == _audio_direction(offered):
+            return
+        reoffer = _Reoffer(
+            sdp=_with_audio_direction(offered, direction),
+            doing=f"offering leg {leg} the direction ({direction}) leg {leg.other} answered in its ACK",
+            refused=f"leg {leg} refused the direction leg {leg.other} answered in its ACK",
+        )
+        self._reoffer(call, leg, reoffer, now, out)
 
     def _send_ack(self, call: Call, leg: MediaLeg, seq: int, out: list[Effect], body: bytes = b"") -> None:
         """ACK a 2xx on ``leg`` and keep the ACK to answer retransmissions of that 2xx."""
@@ -2589,13 +2611,8 @@ class B2bua:
         offered = call.b.last_sdp
         if direction is None or offered is None or direction == _audio_direction(offered):
             return
-        sdp = offered.copy()
-        sdp.direction = None
-        for media in sdp.media:
-            if media.media == "audio" and not media.rejected:
-                media.direction = direction
         reoffer = _Reoffer(
-            sdp=sdp,
+            sdp=_with_audio_direction(offered, direction),
             doing=f"offering leg b the caller's direction ({direction}) now that it answered",
             refused="leg b refused the caller's direction",
         )
@@ -2962,7 +2979,9 @@ class B2bua:
         §14.2): it is ACKed without SDP (there is nothing to answer), and the re-INVITE's sender,
         which may not get a 2xx without SDP either, is offered the session it last had from
         callherald, unchanged (its version too: RFC 3264 §8), so the call goes on as it was. Its
-        answer comes in its ACK (``DeferredAck.acked``); without such a session it gets 500."""
+        answer comes in its ACK (``DeferredAck.acked``), and a hold or its end in that answer is
+        offered to the far party (``_far_party_follows_the_ack``); without such a session it gets
+        500."""
         origin_leg, far_leg = relay.origin_leg, relay.origin_leg.other
         origin = call.dialog(origin_leg)
         self._send_ack(call, far_leg, response.cseq.seq, out)
@@ -3153,6 +3172,17 @@ def _audio_direction(sdp: SessionDescription) -> Direction | None:
                 return "sendonly"
             return direction
     return None
+
+
+def _with_audio_direction(sdp: SessionDescription, direction: Direction) -> SessionDescription:
+    """A copy of ``sdp`` whose active audio streams are ``direction`` (RFC 3264 §8.4), for a
+    re-offer that changes nothing else (anchoring it again bumps its version, §8)."""
+    changed = sdp.copy()
+    changed.direction = None
+    for media in changed.media:
+        if media.media == "audio" and not media.rejected:
+            media.direction = direction
+    return changed
 
 
 def _holds(sdp: SessionDescription, offer: SessionDescription | None) -> bool:

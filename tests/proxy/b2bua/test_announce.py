@@ -1795,6 +1795,32 @@ def test_a_new_party_whose_reinvite_without_sdp_gets_a_2xx_without_an_offer_hear
     finish(s)
 
 
+@WAYS
+def test_a_hold_in_the_ack_to_a_session_offered_unchanged_pauses_and_reaches_the_agent(way: Way) -> None:
+    # The agent's 2xx to the outside party's re-INVITE without SDP had no offer: it was ACKed at
+    # once, and the outside party was offered its session as it was. Its hold, in its ACK, pauses
+    # the recording and reaches the agent by re-INVITE (RFC 3264 §8.4); its end resumes both.
+    s = Scene(way)
+    s.connect("1")
+    for direction, version, recording in (
+        ("a=sendonly", 2, PauseRecording),
+        ("a=sendrecv", 3, ResumeRecording),
+    ):
+        s.outside.send(s.outside.request("INVITE"))
+        s.agent.reply(s.agent.last_request("INVITE"), 200)
+        ok = s.outside.last_response("INVITE", 200)
+        effects = s.outside.send(s.outside.ack_2xx(ok, body=party_sdp(own_origin(way), version, direction)))
+
+        assert of(effects, recording) == [recording(call_ref=s.ref, reason="hold")]
+        assert sip_summary(effects) == [(s.agent.address, "INVITE")]
+        reoffer = s.agent.last_request("INVITE")
+        assert direction.encode() in reoffer.body
+        answered = {"a=sendonly": "a=recvonly"}.get(direction, direction)
+        s.agent.reply(reoffer, 200, body=party_sdp("agent 3003 127.0.0.9", version, answered))
+    s.hang_up()
+    finish(s)
+
+
 NOTICE_BETWEEN_DIALOGS = pytest.mark.parametrize(
     ("way", "moment"),
     [(OUTBOUND, "first-notice"), (INBOUND, "new-party"), (OUTBOUND, "new-party")],

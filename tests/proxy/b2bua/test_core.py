@@ -2567,6 +2567,63 @@ def test_a_2xx_without_an_offer_to_a_reinvite_without_sdp_offers_the_sender_its_
     h.assert_idle()
 
 
+def with_direction(lines: list[str], direction: str) -> list[str]:
+    """SDP ``lines`` with their one direction attribute (RFC 3264 §5.1) made ``direction``."""
+    directions = ("a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive")
+    assert len([line for line in lines if line in directions]) == 1, lines
+    return [direction if line in directions else line for line in lines]
+
+
+@pytest.mark.parametrize("offerer_is", ["caller", "callee"])
+@pytest.mark.parametrize(
+    ("held", "host", "told"),
+    [("a=sendonly", None, "a=sendonly"), ("a=inactive", None, "a=inactive"), ("", "0.0.0.0", "a=sendonly")],
+    ids=["sendonly", "inactive", "rfc2543"],
+)
+def test_a_hold_in_the_answer_to_a_session_offered_unchanged_is_offered_to_the_far_party(
+    offerer_is: str, held: str, host: str | None, told: str
+) -> None:
+    # The far party's 2xx had no offer, so it was ACKed before the sender's answer came, in the
+    # sender's ACK (``_no_offer_in_2xx``). A hold in that answer, and then its end, reach the far
+    # party by a re-INVITE of callherald's own in the matching direction (RFC 3264 §8.4, RFC 6337
+    # §5.3), its session otherwise as it was; it would send into the hold, or wait, otherwise.
+    h = Harness()
+    caller, callee = connect(h)
+    ref = h.call_ref()
+    sender, other = (caller, callee) if offerer_is == "caller" else (callee, caller)
+    far_leg = leg_of(other)
+    for answer, direction, version in ((held, told, 2), ("a=sendrecv", "a=sendrecv", 3)):
+        had = last_sdp_to(other)
+        sender.send(sender.request("INVITE"))
+        other.reply(other.last_request("INVITE"), 200)
+        ok = sender.last_response("INVITE", 200)
+        body = offer_from(sender, direction=answer, version=version, host=host if answer == held else None)
+        effects = sender.send(sender.ack_2xx(ok, body=body))
+
+        assert sip_summary(effects) == [(other.address, "INVITE")]
+        reoffer = other.last_request("INVITE")
+        assert sdp_without_origin(reoffer.body) == with_direction(sdp_without_origin(had), direction)
+        assert origin_of(reoffer.body).sess_version == origin_of(had).sess_version + 1  # RFC 3264 §8
+        doing = (
+            f"offering leg {far_leg} the direction ({direction[2:]}) leg {leg_of(sender)} answered in its ACK"
+        )
+        assert LogEvent(level="info", text=doing, call_ref=ref) in effects
+        answered = {"a=sendonly": "a=recvonly"}.get(direction, direction)
+        effects = other.reply(reoffer, 200, body=offer_from(other, direction=answered, version=version))
+        assert sip_summary(effects) == [(other.address, "ACK")]
+
+    # An answer that changes nothing (not held, and not held before) sends nothing on.
+    sender.send(sender.request("INVITE"))
+    other.reply(other.last_request("INVITE"), 200)
+    ok = sender.last_response("INVITE", 200)
+    effects = sender.send(sender.ack_2xx(ok, body=offer_from(sender, direction="a=sendrecv", version=4)))
+    assert sip_summary(effects) == []
+    hang_up(caller, callee)
+    h.advance(100.0)
+    assert h.leftovers() == dict.fromkeys(h.leftovers(), 0)
+    h.assert_idle()
+
+
 def test_a_2xx_without_an_offer_to_a_reinvite_from_a_party_without_a_session_gets_500() -> None:
     # The caller was answered without SDP (the callee's 2xx had none, nor a 183 before it), so
     # callherald has no session to offer it: its re-INVITE gets 500, and nothing else changes.
