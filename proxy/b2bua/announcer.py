@@ -29,6 +29,8 @@ notice, the beep once recording runs. One cut short by the agent's hold is stopp
 evidence says it did not play to the end; a notice copy so cut plays again when the hold ends
 while the notice still plays. Nothing is played, nor said to have played, to an agent that never
 comes off hold.
+A recording that does not run after all (storage refused or stopped it: ``not_recording``)
+stops a beep that may still play, and drops one kept back; a notice copy plays on.
 
 After the bridge a withdrawal digit from the outside party ends every consent-based purpose from
 that moment (GDPR Art. 7(3)); ``party_changed`` (a transfer brought a new outside party) stops the
@@ -104,6 +106,7 @@ class CallAnnouncer:
         self._hold_deadline: float | None = None  # when a hold that keeps the notice back fails it
         self._agent_held = False  # the agent's side holds the call: nothing is played to it
         self._agent_owed: PlayPrompt | PlayTone | None = None  # kept back for the agent's hold
+        self._agent_beeped = False  # the beep of the recording running went to the agent: it may play
 
     @property
     def paused_reasons(self) -> tuple[str, ...]:
@@ -241,6 +244,7 @@ class CallAnnouncer:
         if agent_packet_ms is not None and self.agent_media is not None:
             self.agent_media = replace(self.agent_media, packet_ms=agent_packet_ms)
         self._agent_owed = None  # the notice is over: a copy still kept back gives way to the beep
+        self._agent_beeped = False
         if self.stage is AnnouncerStage.DECIDED and self.purposes:
             if self.agent_media is not None:  # the beep tells the agent the call is being recorded
                 beep = PlayTone(call_ref=self.call_ref, leg=agent, tone=Tone.BEEP, media=self.agent_media)
@@ -315,6 +319,7 @@ class CallAnnouncer:
             copy_playing = self.agent_hears_notice and self._notice_playing()
             if copy_playing or (self.stage is AnnouncerStage.BRIDGED and self.recording):
                 out.append(StopPlayout(call_ref=self.call_ref, leg=agent))
+                self._agent_beeped = False  # a beep cut short by the hold does not play again
             if copy_playing and self._agent_owed is None and self.agent_media is not None:
                 self._agent_owed = self._agent_copy(self.policy.notice_prompt_id, self.policy.language)
             return out
@@ -326,6 +331,8 @@ class CallAnnouncer:
                 return out  # the notice is over: the beep tells the agent, as recording starts
         elif self.stage is not AnnouncerStage.BRIDGED or not self.recording:
             return out  # a beep for a recording that has stopped since
+        else:
+            self._agent_beeped = True
         out.append(owed)
         return out
 
@@ -345,18 +352,30 @@ class CallAnnouncer:
 
     def not_recording(self) -> list[Effect]:
         """No recording runs although ``bridge`` started one: storage refused it, or stopped it
-        since (disk full, the evidence record refused it). A beep kept back for the agent's hold
-        is dropped: it would tell the agent the call is recorded. Like a beep for a recording
-        that did not start, it is neither played nor said to have played."""
-        if not isinstance(self._agent_owed, PlayTone):
+        since (disk full, the evidence record refused it). The beep tells the agent the call is
+        recorded: one playing stops at once (the agent hears the other party again, and its
+        evidence says it did not play to the end), and one kept back for the agent's hold is
+        dropped, neither played nor said to have played, like the beep of a recording that did
+        not start. A notice copy claims no recording: it plays on."""
+        if isinstance(self._agent_owed, PlayTone):
+            self._agent_owed = None
+            return [
+                LogEvent(
+                    level="info",
+                    text="the call is not recorded: the agent's beep kept back for its hold will not play",
+                    call_ref=self.call_ref,
+                )
+            ]
+        if not (self._agent_beeped and self.recording and self.stage is AnnouncerStage.BRIDGED):
             return []
-        self._agent_owed = None
+        self._agent_beeped = False
         return [
+            StopPlayout(call_ref=self.call_ref, leg=self.outside_leg.other),
             LogEvent(
                 level="info",
-                text="the call is not recorded: the agent's beep kept back for its hold will not play",
+                text="the call is not recorded: the agent's beep stops if it still plays",
                 call_ref=self.call_ref,
-            )
+            ),
         ]
 
     def _notice_playing(self) -> bool:
@@ -372,6 +391,7 @@ class CallAnnouncer:
         """Play ``effect`` to the agent, or keep it back while the agent's side holds the call."""
         if not self._agent_held:
             out.append(effect)
+            self._agent_beeped = isinstance(effect, PlayTone)
             return
         self._agent_owed = effect
         what = "beep" if isinstance(effect, PlayTone) else "copy of the notice"

@@ -2740,6 +2740,52 @@ def test_an_agent_on_hold_hears_no_beep_for_a_recording_that_does_not_run(
     finish(s)
 
 
+@WAYS
+def test_the_agent_s_beep_stops_when_its_recording_does_not_run(way: Way) -> None:
+    # Storage stops the recording (disk full, evidence refused), or a later start of it fails,
+    # while the beep plays: it must not go on telling the agent the call is recorded. Stopped,
+    # the agent hears the other party again and the beep's evidence says it did not play to the
+    # end (a stop where nothing plays any more does nothing).
+    s = Scene(way)
+    s.connect()
+    agent = way.outside_leg.other
+    assert to_agent(s, s.h.effects)[-1] == beep(s)  # outbound after its copy of the notice
+    s.h.advance(0.05)
+    stopped = "the call is not recorded: the agent's beep stops if it still plays"
+    assert s.h.not_recording(s.ref) == [
+        StopPlayout(call_ref=s.ref, leg=agent),
+        LogEvent(level="info", text=stopped, call_ref=s.ref),
+    ]
+    assert s.h.not_recording(s.ref) == []  # stopped once
+
+    agent_redirects(s, "a=sendonly", 2)
+    assert to_agent(s, agent_redirects(s, "a=sendrecv", 3)) == []  # the beep does not come back
+    s.hang_up()
+    finish(s)
+
+
+@WAYS
+def test_a_beep_its_hold_cut_short_is_not_stopped_again_when_the_recording_does_not_run(way: Way) -> None:
+    s = Scene(way)
+    s.connect()
+    agent = way.outside_leg.other
+    assert to_agent(s, agent_redirects(s, "a=sendonly", 2)) == [StopPlayout(call_ref=s.ref, leg=agent)]
+    assert to_agent(s, agent_redirects(s, "a=sendrecv", 3)) == []  # a beep cut short is not played again
+    assert s.h.not_recording(s.ref) == []
+    s.hang_up()
+    finish(s)
+
+
+def test_the_agent_s_notice_copy_plays_on_when_no_recording_runs() -> None:
+    # It claims no recording: only the beep does.
+    s = Scene(OUTBOUND)
+    s.notice_playing()
+    assert to_agent(s, s.h.effects) == [agent_copy(s, NOTICE_LEAD_IN_MS)]
+    assert s.h.not_recording(s.ref) == []
+    s.hang_up()
+    finish(s)
+
+
 def test_an_outbound_agent_that_holds_during_its_notice_copy_has_it_stopped_and_played_again() -> None:
     # Cut short by the hold (its evidence then says it did not play to the end); as the callee
     # still hears the notice when the hold ends, the agent hears its copy again from the start.
