@@ -60,6 +60,7 @@ from proxy.b2bua.effects import (
     OpenMedia,
     PlayTone,
     SendSip,
+    SetPacketDuration,
     StopPlayout,
     Tone,
 )
@@ -1733,14 +1734,36 @@ class B2bua:
 
     @staticmethod
     def _apply_later_sdp(
-        call: Call, leg: MediaLeg, sdp: SessionDescription, out: list[Effect], *, new_party: bool = False
+        call: Call,
+        leg: MediaLeg,
+        sdp: SessionDescription,
+        out: list[Effect],
+        *,
+        new_party: bool = False,
+        answered: bool = True,
     ) -> None:
         """``leg``'s party sent ``sdp`` in a re-INVITE or UPDATE, or in the answer to one: the relay
         learns where it receives, and prompts and tones go to it in the packets it asks for now
-        (``a=ptime``, RFC 4566 §6), the one playing from its next packet on."""
-        out.append(set_media_remote(call.ref, leg, sdp, new_party=new_party))
+        (``a=ptime``, RFC 4566 §6), the one playing from its next packet on. An offer the other
+        party has yet to answer (not ``answered``) changes the packets only once it is answered
+        (``_offer_answered``): refused, the session stays as it was (RFC 3261 §14.2)."""
+        remote = set_media_remote(call.ref, leg, sdp, new_party=new_party)
+        if not answered:
+            out.append(replace(remote, packet_ms=None))
+            return
+        out.append(remote)
         if call.announcer is not None:
             call.announcer.packet_ms_changed(leg, packet_ms(sdp))
+
+    @staticmethod
+    def _offer_answered(call: Call, leg: MediaLeg, offer: SessionDescription, out: list[Effect]) -> None:
+        """The other party answered the offer ``leg``'s party made in a re-INVITE or UPDATE (its
+        2xx): the session it offers holds now, and so does the packet duration it asks for
+        (``a=ptime``, RFC 4566 §6), for the prompt or tone playing into it as for later ones."""
+        duration = packet_ms(offer)
+        out.append(SetPacketDuration(call_ref=call.ref, leg=leg, packet_ms=duration))
+        if call.announcer is not None:
+            call.announcer.packet_ms_changed(leg, duration)
 
     @staticmethod
     def _new_version_if_changed(dialog: Dialog, answer: SessionDescription, previous: bytes) -> bytes:
@@ -1840,7 +1863,7 @@ class B2bua:
                 if anchored is None:
                     self._refuse_codecs(transaction_id, request, now, out)
                     return
-                self._apply_later_sdp(call, leg, offer, out, new_party=new_party is not None)
+                self._apply_later_sdp(call, leg, offer, out, new_party=new_party is not None, answered=False)
                 self._hold_changed(call, leg, offer.is_hold(), now, out)
                 body = bytes(anchored)
                 content_type = "application/sdp"
@@ -2855,7 +2878,7 @@ class B2bua:
                         call, relay, response, now, out, offer=sdp if offer_in_2xx else None
                     )
                     return
-                self._apply_later_sdp(call, far_leg, sdp, out)
+                self._apply_later_sdp(call, far_leg, sdp, out, answered=success)
                 offer = _sdp_of(relay.request) if relay.offer_from_origin else None
                 # The answerer's own hold or its end, as the first answer may hold the call
                 # (``_holds``); an answer to a held offer only follows that hold. To a re-INVITE
@@ -2877,6 +2900,9 @@ class B2bua:
         elif success and offer_in_2xx:
             self._no_offer_in_2xx(call, relay, response, now, out)
             return
+        origin_offer = _sdp_of(relay.request) if success and relay.offer_from_origin else None
+        if origin_offer is not None:
+            self._offer_answered(call, relay.origin_leg, origin_offer, out)
         is_invite = relay.request.method == "INVITE"
         if is_invite and success:
             if relay.offer_from_origin or not body:

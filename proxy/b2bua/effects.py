@@ -30,6 +30,7 @@ __all__ = [
     "ResumeRecording",
     "SendSip",
     "SetMediaRemote",
+    "SetPacketDuration",
     "StartRecording",
     "StopPlayout",
     "StopRecording",
@@ -80,7 +81,8 @@ class SetMediaRemote:
 
     ``packet_ms``: the packet duration the party asks to receive (``a=ptime``, RFC 4566 §6, as
     ``call.packet_ms`` reads it); a prompt or tone playing into the leg goes on in it from its
-    next packet. None when no SDP came.
+    next packet. None when no SDP came, or for an offer still waiting for its answer (the
+    duration then holds once it is answered: ``SetPacketDuration``).
     """
 
     call_ref: str
@@ -89,6 +91,18 @@ class SetMediaRemote:
     new_party: bool = False
     aliases: tuple[tuple[int, int], ...] = ()
     packet_ms: int | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetPacketDuration:
+    """The offer of ``leg``'s party that the other party answered asks for packets of
+    ``packet_ms`` (``a=ptime``, RFC 4566 §6): a prompt or tone playing into the leg goes on in them
+    from its next packet. Sent once the offer is answered: one refused leaves the session, and
+    the packets, as they were (RFC 3261 §14.2)."""
+
+    call_ref: str
+    leg: MediaLeg
+    packet_ms: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -259,6 +273,7 @@ Effect = (
     SendSip
     | OpenMedia
     | SetMediaRemote
+    | SetPacketDuration
     | CloseMedia
     | CallStarted
     | CallEnded

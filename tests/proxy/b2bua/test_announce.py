@@ -46,6 +46,7 @@ from proxy.b2bua.effects import (
     ResumeRecording,
     SendSip,
     SetMediaRemote,
+    SetPacketDuration,
     StartRecording,
     StopPlayout,
     StopRecording,
@@ -3130,7 +3131,9 @@ def test_a_caller_that_asks_for_another_ptime_during_the_notice_hears_the_rest_i
 
 
 @WAYS
-def test_a_beep_kept_back_for_the_agent_s_hold_comes_in_the_ptime_of_the_sdp_that_ends_it(way: Way) -> None:
+def test_a_beep_kept_back_for_the_agent_s_hold_goes_on_in_the_ptime_of_the_sdp_that_ends_it(way: Way) -> None:
+    # The re-INVITE that ends the hold releases the beep; the packets it asks for hold once the
+    # outside party answered it (RFC 3261 §14.2), and the beep goes on in them from there.
     s = Scene(way)
     agent_holds_from_its_first_sdp(s)
     if way is OUTBOUND:
@@ -3141,9 +3144,68 @@ def test_a_beep_kept_back_for_the_agent_s_hold_comes_in_the_ptime_of_the_sdp_tha
     resumed = s.agent.send(
         s.agent.request("INVITE", body=with_ptime(party_sdp(AGENT_ORIGIN, 2, "a=sendrecv"), 40))
     )
-    assert [(e.leg, e.packet_ms) for e in of(resumed, SetMediaRemote)] == [(agent, 40)]
-    assert packet_durations(resumed) == [("beep", agent, 40)]
-    s.outside.reply(s.outside.last_request("INVITE"), 200, body=party_sdp(own_origin(way), 2, "a=sendrecv"))
+    assert [(e.leg, e.packet_ms) for e in of(resumed, SetMediaRemote)] == [(agent, None)]
+    assert packet_durations(resumed) == [("beep", agent, 20)]
+    answered = s.outside.reply(
+        s.outside.last_request("INVITE"), 200, body=party_sdp(own_origin(way), 2, "a=sendrecv")
+    )
+    assert of(answered, SetPacketDuration) == [SetPacketDuration(call_ref=s.ref, leg=agent, packet_ms=40)]
     s.agent.send(s.agent.ack_2xx(s.agent.last_response("INVITE", 200)))
+    s.hang_up()
+    finish(s)
+
+
+NO_CODEC_ALLOWED_HERE = sdp(
+    "v=0",
+    "o=agent 3003 2 IN IP4 127.0.0.9",
+    "s=-",
+    "c=IN IP4 127.0.0.9",
+    "t=0 0",
+    "m=audio 40000 RTP/AVP 18",
+    "a=rtpmap:18 G729/8000",
+    "a=sendrecv",
+)
+
+
+@pytest.mark.parametrize("method", ["INVITE", "UPDATE"])
+@pytest.mark.parametrize(
+    ("status", "answer", "packet_ms"),
+    [
+        pytest.param(200, party_sdp("agent 3003 127.0.0.9", 2, "a=sendrecv"), 60, id="answered"),
+        pytest.param(488, b"", 30, id="refused"),
+        pytest.param(500, b"", 30, id="failed"),
+        pytest.param(200, NO_CODEC_ALLOWED_HERE, 30, id="answered-with-no-codec-allowed-here"),
+    ],
+)
+def test_a_ptime_offered_during_the_notice_holds_only_once_the_offer_is_answered(
+    method: str, status: int, answer: bytes, packet_ms: int
+) -> None:
+    # The callee's re-INVITE or UPDATE is relayed to the agent. Refused (by the agent, or by
+    # callherald with 488 when the answer leaves no codec), the callee keeps the session it had
+    # (RFC 3261 §14.2): the notice playing and the question after it stay in its old packets.
+    s = Scene(OUTBOUND)
+    s.dial()
+    s.callee.take_invite()
+    s.callee.ring()
+    s.callee.reply(s.callee.invite, 200, body=with_ptime(CALLEE_ANSWER, 30), extra=(OUTSIDE_IDENTITY,))
+    s.caller.ack_answer()
+    callee = OUTBOUND.outside_leg
+    offer = with_ptime(party_sdp(own_origin(OUTBOUND), 2, "a=sendrecv"), 60)
+    offered = s.callee.send(s.callee.request(method, body=offer))
+    assert [(e.leg, e.packet_ms) for e in of(offered, SetMediaRemote)] == [(callee, None)]
+
+    answered = s.agent.reply(s.agent.last_request(method), status, body=answer)
+    assert s.callee.last_response(method).status == (status if status != 200 or packet_ms == 60 else 488)
+    expected = [SetPacketDuration(call_ref=s.ref, leg=callee, packet_ms=60)] if packet_ms == 60 else []
+    assert of(answered, SetPacketDuration) == expected
+    if method == "INVITE" and s.callee.responses("INVITE", 200):
+        s.callee.send(s.callee.ack_2xx(s.callee.last_response("INVITE", 200)))
+    if len(s.agent.requests("INVITE")) > 1:  # offered the session as it was again (a 2xx with no codec)
+        again = party_sdp("agent 3003 127.0.0.9", 3, "a=sendrecv")
+        s.agent.reply(s.agent.last_request("INVITE"), 200, body=again)
+    s.notice_heard()
+    s.question_heard()
+    s.press("1")
+    assert (("ask-training", callee, packet_ms)) in packet_durations(s.h.effects)
     s.hang_up()
     finish(s)
