@@ -33,8 +33,9 @@ A recording that does not run after all (storage refused or stopped it: ``not_re
 stops a beep that may still play, and drops one kept back; a notice copy plays on.
 
 After the bridge a withdrawal digit from the outside party ends every consent-based purpose from
-that moment (GDPR Art. 7(3)); ``party_changed`` (a transfer brought a new outside party) stops the
-recording and starts over with the notice for the new party.
+that moment (GDPR Art. 7(3)): the recording stops, and one for the purposes left starts, paused
+for every reason still in force (hold, PCI code, operator). ``party_changed`` (a transfer brought
+a new outside party) stops the recording and starts over with the notice for the new party.
 """
 
 from __future__ import annotations
@@ -542,6 +543,9 @@ class CallAnnouncer:
                         call_ref=self.call_ref, outside_leg=leg, purposes=remaining, policy=self.policy.name
                     )
                 )
+                # A hold, PCI or operator's pause still in force holds the new recording paused from
+                # its start (PCI DSS 3.3.1); its end resumes this recording.
+                out.extend(self._pauses_in_force())
         out.append(
             LogEvent(
                 level="info",

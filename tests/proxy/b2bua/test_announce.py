@@ -1266,6 +1266,53 @@ def test_withdrawal_digit_stops_consent_purposes(way: Way, case: Withdrawal) -> 
     finish(s)
 
 
+PCI_POLICY = dataclasses.replace(POLICY, pci_pause_code="#9")
+
+
+def pause_for(s: Scene, reason: str, pause: bool) -> list[Effect]:
+    """Pause (or end the pause) for ``reason``: the PCI code, the operator's ``calls pause``, or
+    the agent's re-INVITE holding the call (taking it off hold)."""
+    if reason == "pci":
+        return s.press("#") + s.press("9")
+    if reason == "api":
+        return s.h.b2bua.pause_recording(s.ref, pause, s.h.now)
+    version = len(s.agent.requests("INVITE")) + 1
+    return agent_redirects(s, "a=sendonly" if pause else "a=sendrecv", version)
+
+
+@WAYS
+@pytest.mark.parametrize("reasons", [("pci",), ("api",), ("hold",), ("hold", "pci")], ids="+".join)
+def test_a_withdrawal_during_a_pause_starts_the_next_recording_paused(
+    way: Way, reasons: tuple[str, ...]
+) -> None:
+    # The recording for the purposes left must not store what the pause keeps out (a card number,
+    # a held call; PCI DSS 3.3.1): it starts paused for every reason still in force, and the end
+    # of each pause resumes it.
+    s = Scene(way, PCI_POLICY)
+    s.connect("1")
+    for reason in reasons:
+        pause_for(s, reason, True)
+    withdrawn = s.press("*")
+    assert [e for e in withdrawn if isinstance(e, RECORDING)] == [
+        StopRecording(call_ref=s.ref, reason="withdrawn"),
+        StartRecording(
+            call_ref=s.ref, outside_leg=way.outside_leg, purposes=("quality",), policy="service-line"
+        ),
+        *(PauseRecording(call_ref=s.ref, reason=reason) for reason in sorted(reasons)),
+    ]
+    summary = s.h.b2bua.call_summary(s.ref)
+    assert summary is not None
+    assert summary.paused == tuple(sorted(reasons))
+    resumed: list[Effect] = []
+    for reason in reasons:
+        resumed += pause_for(s, reason, False)
+    assert [e for e in resumed if isinstance(e, RECORDING)] == [
+        ResumeRecording(call_ref=s.ref, reason=reason) for reason in reasons
+    ]
+    s.hang_up()
+    finish(s)
+
+
 # Hang-ups around the notice --------------------------------------------------------------------
 
 
