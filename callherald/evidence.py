@@ -160,7 +160,7 @@ class _Recording:
         self.sha256 = hashlib.sha256()
         self.pcm_bytes = 0
         self.audio_format = AUDIO_FORMAT
-        self.pause_started: dt.datetime | None = None
+        self.pause_started: dict[store.PauseReason, dt.datetime] = {}  # the pauses open, by reason
         # The proxy's loop and what it asked to be told if the store stops keeping the recording.
         self.loop = asyncio.get_running_loop()
         self.on_stopped = on_stopped
@@ -185,23 +185,28 @@ class _Handle:
             pause_reason = store.PauseReason(reason)
         except ValueError:
             return
+        if pause_reason in self._recording.pause_started:
+            return
         started = self._owner.utc(at, offset=self._recording.clock_offset)
-        self._recording.pause_started = started
+        self._recording.pause_started[pause_reason] = started
         self._owner._pause_started(self._recording, pause_reason, started)
 
-    def resume(self, at: float) -> None:
+    def resume(self, reason: str, at: float) -> None:
         recording = self._recording
-        started = recording.pause_started
+        try:
+            pause_reason = store.PauseReason(reason)
+        except ValueError:
+            return
+        started = recording.pause_started.pop(pause_reason, None)
         if started is None:
             return
-        recording.pause_started = None
         self._owner._pause_ended(
-            recording, started, max(started, self._owner.utc(at, offset=recording.clock_offset))
+            recording, pause_reason, started, max(started, self._owner.utc(at, offset=recording.clock_offset))
         )
 
     def close(self, *, at: float, reason: str) -> None:
         recording = self._recording
-        recording.pause_started = None  # the recording's end ends the pause (``store.Pause``)
+        recording.pause_started.clear()  # the recording's end ends its pauses (``store.Pause``)
         finished = self._owner.utc(at, offset=recording.clock_offset)
         self._owner._submit_file(lambda: self._owner._close_recording(recording, finished, reason))
 
@@ -725,11 +730,15 @@ class StorageRecords:
 
         self._submit_file(write)
 
-    def _pause_ended(self, recording: _Recording, started: dt.datetime, ended: dt.datetime) -> None:
+    def _pause_ended(
+        self, recording: _Recording, reason: store.PauseReason, started: dt.datetime, ended: dt.datetime
+    ) -> None:
         def write() -> None:
             if recording.writer is not None:
                 self._submit(
-                    store.PauseEnd(recording_id=recording.recording_id, started_at=started, ended_at=ended)
+                    store.PauseEnd(
+                        recording_id=recording.recording_id, reason=reason, started_at=started, ended_at=ended
+                    )
                 )
 
         self._submit_file(write)

@@ -503,9 +503,10 @@ class RecordingEnd:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Pause:
-    """A pause of a recording (silence written). It is written when the pause starts
-    (``ended_at`` None) and its end added with ``PauseEnd``, so that a crash mid-pause keeps it;
-    a recording that ends during a pause, or is recovered after a crash, ends the pause too."""
+    """A pause of a recording for one reason (silence written while any reason holds). It is
+    written when the pause starts (``ended_at`` None) and its end added with ``PauseEnd``, so that
+    a crash mid-pause keeps it; a recording that ends during a pause, or is recovered after a
+    crash, ends the pause too. Pauses for different reasons may overlap: each keeps its own times."""
 
     recording_id: uuid.UUID
     reason: PauseReason
@@ -521,9 +522,11 @@ class Pause:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PauseEnd:
-    """When the pause of ``recording_id`` that began at ``started_at`` ended (recording resumed)."""
+    """When the pause of ``recording_id`` for ``reason`` that began at ``started_at`` ended (that
+    reason no longer holds the recording paused)."""
 
     recording_id: uuid.UUID
+    reason: PauseReason
     started_at: dt.datetime
     ended_at: dt.datetime
 
@@ -1096,13 +1099,14 @@ def _write_pause(db: Database, item: Pause) -> None:
 
 def _write_pause_end(db: Database, item: PauseEnd) -> None:
     cursor = db.execute(
-        "UPDATE pauses SET ended_at = ? WHERE recording_id = ? AND started_at = ? AND ended_at IS NULL",
-        [to_db_time(item.ended_at), str(item.recording_id), to_db_time(item.started_at)],
+        "UPDATE pauses SET ended_at = ? "
+        "WHERE recording_id = ? AND reason = ? AND started_at = ? AND ended_at IS NULL",
+        [to_db_time(item.ended_at), str(item.recording_id), item.reason.value, to_db_time(item.started_at)],
     )
     if cursor.rowcount != 1:
         raise InvariantError(
-            f"pause of recording {item.recording_id} started at {to_db_time(item.started_at)} "
-            "is not recorded or has already ended"
+            f"{item.reason} pause of recording {item.recording_id} started at "
+            f"{to_db_time(item.started_at)} is not recorded or has already ended"
         )
 
 

@@ -98,9 +98,12 @@ class RecordingHandle(Protocol):
         """Append interleaved stereo s16le samples (left: outside party)."""
 
     def pause(self, reason: str, at: float) -> None:
-        """Silence is being written from ``at`` (loop time) for ``reason`` (``hold``, ``pci``)."""
+        """``reason`` (``hold``, ``pci``, ``api``) pauses the recording from ``at`` (loop time):
+        silence is written while any reason holds it. Pauses for different reasons may overlap;
+        each is told on its own."""
 
-    def resume(self, at: float) -> None: ...
+    def resume(self, reason: str, at: float) -> None:
+        """The pause for ``reason`` ended at ``at`` (silence goes on while another reason holds)."""
 
     def close(self, *, at: float, reason: str) -> None:
         """The recording ended at ``at``; everything written is complete."""
@@ -357,21 +360,23 @@ class CallRecording:
         return max(0, int((moment - self._started) * SAMPLE_RATE_HZ))
 
     def pause(self, reason: str, at: float) -> None:
-        """Silence from ``at`` for ``reason``; several reasons may overlap (hold during a PCI pause)."""
-        first = not self._pause_reasons
-        self._pause_reasons.add(reason)
-        if first:
+        """Silence from ``at`` for ``reason``; several reasons may overlap (hold during a PCI pause),
+        and the handle is told of each, so that the record keeps each reason's own interval."""
+        if reason in self._pause_reasons:
+            return
+        if not self._pause_reasons:
             self.recorder.pause(reason, at=self.position(at))
-            self.handle.pause(reason, at)
+        self._pause_reasons.add(reason)
+        self.handle.pause(reason, at)
 
     def resume(self, reason: str, at: float) -> None:
         """``reason`` is over; recording resumes when no other reason holds it paused."""
         if reason not in self._pause_reasons:
             return
         self._pause_reasons.discard(reason)
+        self.handle.resume(reason, at)
         if not self._pause_reasons:
             self.recorder.resume(at=self.position(at))
-            self.handle.resume(at)
 
     def flush(self, up_to: int, *, final: bool = False) -> None:
         """Feed the packets tapped so far, then drain, mask DTMF and write everything before

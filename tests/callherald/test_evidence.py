@@ -314,7 +314,7 @@ def feed(
         elif isinstance(step, Resume):
             records.recording(ResumeRecording(call_ref=call_ref, reason=step.reason))
             if handle is not None:
-                handle.resume(step.at)
+                handle.resume(step.reason, step.at)
         elif isinstance(step, Stop):
             records.recording(StopRecording(call_ref=call_ref, reason=step.reason))
             if handle is not None:
@@ -1077,6 +1077,96 @@ def test_withdrawal_and_party_change(
     for recording, blocks in zip(recordings, ran.fed.written, strict=True):
         assert read_audio(layout, recording, reviewer, allow_truncated=False) == b"".join(blocks)
     assert storage_errors(caplog) == []
+
+
+def pause_rows_in_manifests(layout: DataLayout) -> list[list[tuple[str, str, str]]]:
+    """Per recording (in the order they ended): the pauses its manifest holds, as times in the
+    stored form; the manifests are checked against the rows as they are now."""
+    with EvidenceStore(layout.evidence_db) as store:
+        assert store.verify_manifests().ok
+        manifests: list[dict[str, Any]] = store.submit_read(
+            lambda db: [
+                json.loads(detail)
+                for (detail,) in db.execute(
+                    "SELECT detail FROM audit_log WHERE action = 'manifest' ORDER BY seq"
+                )
+            ]
+        ).result()
+    return [[(p["reason"], p["started_at"], p["ended_at"]) for p in m["pauses"]] for m in manifests]
+
+
+def test_overlapping_pauses_are_stored_each_with_its_own_reason_and_times(
+    layout: DataLayout, reviewer: X25519PrivateKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The caller's PCI pause, and the operator's pause over it (as the JSON evidence log has them):
+    # an auditor must see both, each from its start to its own end.
+    script: list[Step] = [
+        Begin(),
+        *notice(end=6),
+        Record(purposes=("evidence",), at=at(10)),
+        Write(block=0),
+        Pause(reason="pci", at=at(11)),
+        Pause(reason="api", at=at(11.5)),
+        Write(block=1),
+        Resume(reason="pci", at=at(12)),
+        Resume(reason="api", at=at(12.5)),
+        Write(block=2),
+        Stop(reason="ended", at=at(13)),
+        End(reason="bye-from-a", at=at(13.5)),
+    ]
+    ran = run(layout, script, recipient=reviewer)
+    timeline, _ = stored(layout)
+    pauses = [(e.kind, e.at, e.detail["reason"]) for e in timeline if e.kind in PAUSE_KINDS]
+    assert pauses == [
+        (TimelineKind.PAUSE_START, ran.utc(11), "pci"),
+        (TimelineKind.PAUSE_START, ran.utc(11.5), "api"),
+        (TimelineKind.PAUSE_END, ran.utc(12), "pci"),
+        (TimelineKind.PAUSE_END, ran.utc(12.5), "api"),
+    ]
+
+    def utc(seconds: float) -> str:
+        return to_db_time(ran.utc(seconds))
+
+    assert pause_rows_in_manifests(layout) == [[("pci", utc(11), utc(12)), ("api", utc(11.5), utc(12.5))]]
+    assert storage_errors(caplog) == []
+
+
+def test_a_pause_across_a_withdrawal_ends_with_the_first_recording_and_starts_the_next(
+    layout: DataLayout, reviewer: X25519PrivateKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A withdrawal during a hold and a PCI pause: the first recording's pauses end with it (not by
+    # a resume), and the recording that follows is paused for both from its start until each ends.
+    script: list[Step] = [
+        Begin(),
+        *notice(end=6),
+        Record(purposes=("evidence",), at=at(10)),
+        Write(block=0),
+        Pause(reason="hold", at=at(11)),
+        Pause(reason="pci", at=at(11.5)),
+        Stop(reason="withdrawn", at=at(12)),
+        Record(purposes=("evidence",), at=at(12)),
+        Pause(reason="hold", at=at(12)),
+        Pause(reason="pci", at=at(12)),
+        Write(block=1),
+        Resume(reason="pci", at=at(13)),
+        Resume(reason="hold", at=at(13.5)),
+        Write(block=2),
+        Stop(reason="ended", at=at(15)),
+        End(reason="bye-from-a", at=at(15.5)),
+    ]
+    ran = run(layout, script, recipient=reviewer)
+
+    def utc(seconds: float) -> str:
+        return to_db_time(ran.utc(seconds))
+
+    assert pause_rows_in_manifests(layout) == [
+        [("hold", utc(11), utc(12)), ("pci", utc(11.5), utc(12))],
+        [("hold", utc(12), utc(13.5)), ("pci", utc(12), utc(13))],
+    ]
+    assert storage_errors(caplog) == []
+
+
+PAUSE_KINDS = (TimelineKind.PAUSE_START, TimelineKind.PAUSE_END)
 
 
 def prompts(timeline: list[TimelineEvent]) -> list[TimelineEvent]:

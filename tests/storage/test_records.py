@@ -1011,10 +1011,31 @@ def test_a_pause_is_stored_as_it_starts_and_its_end_added(store: EvidenceStore) 
     store.write(recording(10))
     store.write(Pause(recording_id=RID, reason=PauseReason.PCI, started_at=at(20), ended_at=None))
     assert pause_rows(store) == [("pci", to_db_time(at(20)), None)]
-    store.write(PauseEnd(recording_id=RID, started_at=at(20), ended_at=at(30)))
+    store.write(PauseEnd(recording_id=RID, reason=PauseReason.PCI, started_at=at(20), ended_at=at(30)))
     assert pause_rows(store) == [("pci", to_db_time(at(20)), to_db_time(at(30)))]
     with pytest.raises(InvariantError, match="is not recorded or has already ended"):
-        store.write(PauseEnd(recording_id=RID, started_at=at(20), ended_at=at(31)))
+        store.write(PauseEnd(recording_id=RID, reason=PauseReason.PCI, started_at=at(20), ended_at=at(31)))
+
+
+def test_pauses_for_two_reasons_that_start_together_end_each_on_its_own(store: EvidenceStore) -> None:
+    # A recording that starts paused for a hold and a PCI pause (after a withdrawal during both):
+    # the end of one leaves the other open, with its own end later.
+    prepared_call(store)
+    store.write(recording(10))
+    for reason in (PauseReason.HOLD, PauseReason.PCI):
+        store.write(Pause(recording_id=RID, reason=reason, started_at=at(10), ended_at=None))
+    store.write(PauseEnd(recording_id=RID, reason=PauseReason.PCI, started_at=at(10), ended_at=at(15)))
+    assert pause_rows(store) == [
+        ("hold", to_db_time(at(10)), None),
+        ("pci", to_db_time(at(10)), to_db_time(at(15))),
+    ]
+    store.write(PauseEnd(recording_id=RID, reason=PauseReason.HOLD, started_at=at(10), ended_at=at(25)))
+    assert pause_rows(store) == [
+        ("hold", to_db_time(at(10)), to_db_time(at(25))),
+        ("pci", to_db_time(at(10)), to_db_time(at(15))),
+    ]
+    with pytest.raises(InvariantError, match=r"api pause of recording .* is not recorded"):
+        store.write(PauseEnd(recording_id=RID, reason=PauseReason.API, started_at=at(10), ended_at=at(26)))
 
 
 @pytest.mark.parametrize("state", [RecordingState.COMPLETE, RecordingState.TRUNCATED])

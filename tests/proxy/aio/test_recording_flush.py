@@ -84,7 +84,7 @@ class Handle:
 
     def pause(self, reason: str, at: float) -> None: ...
 
-    def resume(self, at: float) -> None: ...
+    def resume(self, reason: str, at: float) -> None: ...
 
     def close(self, *, at: float, reason: str) -> None: ...
 
@@ -454,3 +454,37 @@ def test_what_the_network_cost_the_recording_is_told_when_it_closes() -> None:
     loop.now = 1.5
     recording.close("ended")
     assert recording.media_faults() == "outside party: 1 packets too late to place"
+
+
+class PauseLog(Handle):
+    """A handle that keeps what it is told of pauses: (``pause`` or ``resume``, reason, loop time)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.told: list[tuple[str, str, float]] = []
+
+    def pause(self, reason: str, at: float) -> None:
+        self.told.append(("pause", reason, at))
+
+    def resume(self, reason: str, at: float) -> None:
+        self.told.append(("resume", reason, at))
+
+
+def test_overlapping_pauses_are_each_told_to_the_handle_and_silence_lasts_while_any_holds() -> None:
+    # A PCI pause, then the operator's pause over it: the record keeps each reason's own interval,
+    # and the audio is silent from the first pause to the end of the last.
+    loop = VirtualLoop()
+    handle = PauseLog()
+    recording = CallRecording(handle, outside_leg=MediaLeg.A, media=None, loop=loop)  # type: ignore[arg-type]
+    moments = [("pause", "pci", 1.0), ("pause", "api", 2.0), ("resume", "pci", 3.0), ("resume", "api", 4.0)]
+    for verb, reason, moment in moments:
+        loop.now = moment
+        if verb == "pause":
+            recording.pause(reason, moment)
+        else:
+            recording.resume(reason, moment)
+    recording.pause("pci", 5.0)
+    recording.pause("pci", 5.5)  # already paused for it: nothing more
+    recording.resume("api", 5.5)  # not paused for it: nothing
+    assert handle.told == [*moments, ("pause", "pci", 5.0)]
+    assert [(p.start, p.end) for p in recording.recorder.pauses] == [(8000, 32000), (40000, None)]
