@@ -300,6 +300,9 @@ class ProxyService:
     # Effects ----------------------------------------------------------------------------------
 
     def _execute(self, effects: list[Effect]) -> None:
+        # When each recording started here began: the pauses that come with its start (a withdrawal
+        # during a pause, ``calls pause`` during the notice) are stored from that very moment.
+        started_at: dict[str, float] = {}
         index = 0
         while index < len(effects):
             effect = effects[index]
@@ -342,7 +345,8 @@ class ProxyService:
                     self._log.info("[%s] evidence %s %s", effect.call_ref, effect.leg, effect.event)
             elif isinstance(effect, StartRecording):
                 # Reported once its outcome is known: a call that is not recorded is never said to be.
-                why_not = self._start_recording(effect)
+                started_at[effect.call_ref] = self._now()
+                why_not = self._start_recording(effect, started_at[effect.call_ref])
                 if self._records is not None:
                     if why_not is None:
                         self._records.recording(effect)
@@ -359,8 +363,9 @@ class ProxyService:
                     self._records.recording(effect)
                 recording = self.recording.get(effect.call_ref)
                 if recording is not None and isinstance(effect, PauseRecording):
-                    recording.pause(effect.reason, self._now())
+                    recording.pause(effect.reason, started_at.get(effect.call_ref, self._now()))
                 elif recording is not None:
+                    started_at.pop(effect.call_ref, None)  # a pause after a resume starts now
                     recording.resume(effect.reason, self._now())
             elif isinstance(effect, LogEvent):
                 prefix = f"[{effect.call_ref}] " if effect.call_ref else ""
@@ -576,15 +581,15 @@ class ProxyService:
 
             protocol.inbound = fan_out
 
-    def _start_recording(self, effect: StartRecording) -> str | None:
-        """Start recording the call; None when it runs, else why it cannot."""
+    def _start_recording(self, effect: StartRecording, at: float) -> str | None:
+        """Start recording the call at ``at`` (now); None when it runs, else why it cannot."""
         beep = self._beeps.pop(effect.call_ref, None)
-        why_not = self._open_recording(effect)
+        why_not = self._open_recording(effect, at)
         if why_not is not None and beep is not None:
             beep.finished.cancel()  # no beep for a call that is not being recorded
         return why_not
 
-    def _open_recording(self, effect: StartRecording) -> str | None:
+    def _open_recording(self, effect: StartRecording, at: float) -> str | None:
         call_ref = effect.call_ref
         session = self.media.sessions.get(call_ref)
         if self._recordings is None or self._loop is None:
@@ -612,7 +617,7 @@ class ProxyService:
                 purposes=effect.purposes,
                 policy=effect.policy,
                 outside_leg=effect.outside_leg,
-                started_at=self._now(),
+                started_at=at,
                 sample_rate_hz=recording_sample_rate_hz(effect.media),
                 on_stopped=stopped,
             )

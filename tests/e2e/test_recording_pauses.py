@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -89,7 +90,13 @@ class RecordedCall:
     log: str
 
 
-def recorded_call(
+def recorded_call(tmp_path: Path, **call: Any) -> RecordedCall:
+    """The one recording of a call made as ``recorded_calls`` makes it."""
+    (recorded,) = recorded_calls(tmp_path, **call)
+    return recorded
+
+
+def recorded_calls(
     tmp_path: Path,
     *,
     caller: str,
@@ -99,10 +106,10 @@ def recorded_call(
     policies: str | None = None,
     while_recording: Callable[[CallheraldProcess, str], None] | None = None,
     direction: Direction = INBOUND,
-) -> RecordedCall:
+) -> list[RecordedCall]:
     """One call (inbound unless ``direction`` says) from ``caller`` to ``callee`` (SIPp scenarios)
-    through ``callherald serve`` with tones from both parties; ``while_recording(proxy, call_ref)``
-    runs once recording started."""
+    through ``callherald serve`` with tones from both parties, and its recordings in the order they
+    started; ``while_recording(proxy, call_ref)`` runs once recording started."""
     write_prompt_wavs(tmp_path)
     _, outside_payloads = pure_tone(OUTSIDE_HZ, TONE_PACKETS)
     _, pbx_payloads = pure_tone(PBX_HZ, TONE_PACKETS)
@@ -142,12 +149,14 @@ def recorded_call(
         callee_media.stop()
         assert_ok(proxy, *runs)
     data_dir = proxy.data_dir
+    calls = []
     with EvidenceStore(data_dir / "evidence.sqlite") as store:
-        (record,) = store.recordings_list()
-        assert record.state is RecordingState.COMPLETE
-        audio = decrypt(data_dir, record, store)
-        timeline = store.call_timeline(record.call_id)
-    return RecordedCall(record=record, audio=audio, timeline=timeline, log=proxy.log_text())
+        for record in sorted(store.recordings_list(), key=lambda record: record.started_at):
+            assert record.state is RecordingState.COMPLETE
+            audio = decrypt(data_dir, record, store)
+            timeline = store.call_timeline(record.call_id)
+            calls.append(RecordedCall(record=record, audio=audio, timeline=timeline, log=proxy.log_text()))
+    return calls
 
 
 def silent_runs(audio: npt.NDArray[np.int16], min_samples: int) -> list[tuple[int, int]]:
@@ -421,3 +430,81 @@ def test_the_pci_code_keyed_by_sip_info_pauses_and_resumes(tmp_path: Path) -> No
     assert PAUSE_FOR_MS / 1000 - LENGTH_TOLERANCE_S <= length_s <= PAUSE_FOR_MS / 1000 + 0.3
     # The keys went on to the PBX too (callherald relays INFO after the bridge).
     assert (tmp_path / "callee.txt").read_text().strip() == "Signal=#|Signal=9|Signal=#|Signal=9"
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+def test_a_withdrawal_during_a_pci_pause_starts_the_next_recording_paused_until_the_pause_ends(
+    tmp_path: Path,
+) -> None:
+    # The caller consents, keys the PCI code, withdraws consent during the card payment and keys
+    # the code again: the recording for the purposes left stores nothing of the payment.
+    withdraw_after_ms, resume_after_ms = 700, 1500
+    first, second = recorded_calls(
+        tmp_path,
+        caller="recording_uac_pci_withdraw_info.xml",
+        callee="recording_uas_info5.xml",
+        caller_set={
+            "key_at_ms": 1000,  # during the question
+            "pci_after_ms": PAUSE_AT_MS - 1000,
+            "withdraw_after_ms": withdraw_after_ms,
+            "resume_after_ms": resume_after_ms,
+        },
+        pause_ms=AFTER_MS,
+        policies=pci_policy_yaml(),
+    )
+    assert (tmp_path / "callee.txt").read_text().strip() == "Signal=#|Signal=9|Signal=*|Signal=#|Signal=9"
+    assert first.record.end_reason == "withdrawn"
+    assert [[p.purpose.purpose_id for p in call.record.purposes] for call in (first, second)] == [
+        ["evidence", "training"],
+        ["evidence"],
+    ]
+    pauses = [
+        [
+            (e.kind, e.at, e.detail["reason"])
+            for e in first.timeline
+            if e.kind in PAUSE_KINDS and e.recording_id == rid
+        ]
+        for rid in (first.record.recording_id, second.record.recording_id)
+    ]
+    # The first recording's pause ends with it; the second is paused from its start to the resume.
+    (_, paused_at, _), _ = pauses[0]
+    assert pauses[0] == [
+        (TimelineKind.PAUSE_START, paused_at, "pci"),
+        (TimelineKind.PAUSE_END, first.record.finished_at, "pci"),
+    ]
+    (_, second_paused_at, _), (_, resumed_at, _) = pauses[1]
+    assert pauses[1] == [
+        (TimelineKind.PAUSE_START, second.record.started_at, "pci"),
+        (TimelineKind.PAUSE_END, resumed_at, "pci"),
+    ]
+    assert second_paused_at == second.record.started_at
+    resumed_s = _offset_s(resumed_at, second.record.first_frame_at)
+    assert resume_after_ms / 1000 - 0.3 <= resumed_s <= resume_after_ms / 1000 + 0.3, resumed_s
+    # The audio: the first recording silent from its pause to its end, the second from its start
+    # to the resume; the tones everywhere else.
+    ((start, end),) = silent_runs(first.audio, STRAY_SILENCE)
+    assert abs(start / SAMPLE_RATE_HZ - _offset_s(paused_at, first.record.first_frame_at)) < PLACE_TOLERANCE_S
+    assert len(first.audio) - end < EDGE
+    ((start, end),) = silent_runs(second.audio, STRAY_SILENCE)
+    assert start == 0
+    assert abs(end / SAMPLE_RATE_HZ - resumed_s) < PLACE_TOLERANCE_S, (end, resumed_s)
+    for window in range(end + EDGE, len(second.audio) - EDGE - WINDOW + 1, WINDOW):
+        for column, expected_hz in ((0, OUTSIDE_HZ), (1, PBX_HZ)):
+            peak, share = dominant_hz(second.audio[window : window + WINDOW, column])
+            assert abs(peak - expected_hz) <= 10, (column, window, peak)
+            assert share > 0.9, (column, window, share)
+    logged = [
+        (r["event"], r.get("reason"))
+        for r in evidence_records(second.log)
+        if str(r["event"]).startswith("recording_")
+    ]
+    assert logged == [
+        ("recording_started", None),
+        ("recording_paused", "pci"),
+        ("recording_stopped", "withdrawn"),
+        ("recording_started", None),
+        ("recording_paused", "pci"),
+        ("recording_resumed", "pci"),
+        ("recording_stopped", "ended"),
+    ]
