@@ -540,7 +540,11 @@ class CallAnnouncer:
             if remaining:
                 out.append(
                     StartRecording(
-                        call_ref=self.call_ref, outside_leg=leg, purposes=remaining, policy=self.policy.name
+                        call_ref=self.call_ref,
+                        outside_leg=leg,
+                        purposes=remaining,
+                        policy=self.policy.name,
+                        media=self.media,
                     )
                 )
                 # A hold, PCI or operator's pause still in force holds the new recording paused from

@@ -1232,7 +1232,9 @@ def test_withdrawal_digit_stops_consent_purposes(way: Way, case: Withdrawal) -> 
     s = Scene(way, case.policy)
     s.connect("1")
     ref, leg = s.ref, way.outside_leg
-    assert of(s.h.effects, StartRecording)[-1].purposes == tuple(p.purpose_id for p in case.policy.purposes)
+    first = of(s.h.effects, StartRecording)[-1]
+    assert first.purposes == tuple(p.purpose_id for p in case.policy.purposes)
+    assert first.media is not None
     assert announcing(s.press("*", leg=leg.other)) == []  # only the outside party can withdraw
     s.h.advance(30.0)
 
@@ -1261,6 +1263,9 @@ def test_withdrawal_digit_stops_consent_purposes(way: Way, case: Withdrawal) -> 
             StartRecording(call_ref=ref, outside_leg=leg, purposes=case.resumed, policy=case.policy.name)
         )
     assert announcing(effects) == expected
+    # The recording for the purposes left is stored as the first was: its rate (16 kHz for
+    # G.722) and the codecs the call put on dynamic types come from the call's media.
+    assert [started.media for started in of(effects, StartRecording)] == [first.media] * len(case.resumed[:1])
     assert announcing(s.press("*")) == []  # nothing left to withdraw
     s.hang_up()
     finish(s)
