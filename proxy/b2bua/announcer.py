@@ -32,10 +32,13 @@ comes off hold.
 A recording that does not run after all (storage refused or stopped it: ``not_recording``)
 stops a beep that may still play, and drops one kept back; a notice copy plays on.
 
-After the bridge a withdrawal digit from the outside party ends every consent-based purpose from
-that moment (GDPR Art. 7(3)): the recording stops, and one for the purposes left starts, paused
-for every reason still in force (hold, PCI code, operator). ``party_changed`` (a transfer brought
-a new outside party) stops the recording and starts over with the notice for the new party.
+Once consent is decided (``DECIDED``, the PBX still ringing, and after the bridge) a withdrawal
+digit from the outside party ends every consent-based purpose from that moment (GDPR Art. 7(3)):
+a recording running stops and one for the purposes left starts, paused for every reason still in
+force (hold, PCI code, operator); one that starts at the bridge serves the purposes left. A key
+pressed while ``DECIDED`` is evidence (``DigitReceived``, counted when it withdrew consent).
+``party_changed`` (a transfer brought a new outside party) stops the recording and starts over
+with the notice for the new party.
 """
 
 from __future__ import annotations
@@ -204,6 +207,14 @@ class CallAnnouncer:
         out: list[Effect] = []
         if self.stage is AnnouncerStage.ANNOUNCING and self._session is not None:
             self._translate(self._session.digit(digit, mechanism, now), out)
+        elif self.stage is AnnouncerStage.DECIDED:
+            # Decided, the agent not joined yet (the PBX rings): every key is evidence, and the
+            # withdrawal key withdraws consent from here on too (GDPR Art. 7(3)).
+            withdraws = digit == self.policy.withdrawal_digit and bool(self._withdrawable())
+            received = consent.DigitReceived(digit=digit, mechanism=mechanism, at=now, counted=withdraws)
+            out.append(Evidence(call_ref=self.call_ref, leg=self.outside_leg, event=received))
+            if withdraws:
+                self._withdraw(mechanism, now, out)
         elif self.stage is AnnouncerStage.BRIDGED:
             code = self.policy.pci_pause_code
             if code:
@@ -519,12 +530,16 @@ class CallAnnouncer:
         if self._session is not None and self.stage is AnnouncerStage.ANNOUNCING:
             self._translate(self._session.interrupt(now), out)
 
-    def _withdraw(self, mechanism: consent.DigitMechanism, now: float, out: list[Effect]) -> None:
+    def _withdrawable(self) -> tuple[str, ...]:
+        """The purposes granted by consent that recording may serve now."""
         consent_ids = {purpose.purpose_id for purpose in self.policy.purposes if purpose.needs_consent}
-        withdrawn = tuple(purpose for purpose in self.purposes if purpose in consent_ids)
+        return tuple(purpose for purpose in self.purposes if purpose in consent_ids)
+
+    def _withdraw(self, mechanism: consent.DigitMechanism, now: float, out: list[Effect]) -> None:
+        withdrawn = self._withdrawable()
         if not withdrawn:
             return
-        remaining = tuple(purpose for purpose in self.purposes if purpose not in consent_ids)
+        remaining = tuple(purpose for purpose in self.purposes if purpose not in withdrawn)
         self.purposes = remaining
         leg = self.outside_leg
         out.append(

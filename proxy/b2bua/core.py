@@ -1659,8 +1659,9 @@ class B2bua:
     ) -> bool:
         """Requests of the outside party that callherald answers itself; True when handled.
 
-        A SIP INFO key press (application/dtmf-relay) answers a consent question; after the bridge
-        it may withdraw consent and is relayed as well; otherwise (an unannounced or unrecorded
+        A SIP INFO key press (application/dtmf-relay) answers a consent question; once consent is
+        decided it may withdraw consent: callherald answers it itself while the agent is not
+        joined yet, and relays it as well after the bridge; otherwise (an unannounced or unrecorded
         call) it is relayed like any INFO. Until the PBX answers an inbound call (in answer mode
         or as 183 early media) callherald answers the caller's re-INVITE or UPDATE itself: a
         session refresh with the same SDP, a hold with the direction it asks for.
@@ -1669,13 +1670,14 @@ class B2bua:
         if announcer is None or leg is not announcer.outside_leg:
             return False
         method = request.method
-        if method == "INFO" and announcer.stage in (AnnouncerStage.ANNOUNCING, AnnouncerStage.BRIDGED):
+        keyed_stages = (AnnouncerStage.ANNOUNCING, AnnouncerStage.DECIDED, AnnouncerStage.BRIDGED)
+        if method == "INFO" and announcer.stage in keyed_stages:
             digit = _info_digit(request)
             if digit is not None:
-                announcing = announcer.stage is AnnouncerStage.ANNOUNCING
+                announcing = announcer.stage is not AnnouncerStage.BRIDGED
                 out.extend(announcer.digit(digit, DigitMechanism.SIP_INFO, now))
                 self._after_announcer(call, now, out)
-                if announcing:  # an answer to callherald's question, not for the other party
+                if announcing:  # for callherald (its question, or the agent not joined yet)
                     self._reply(transaction_id, request, 200, out, now, to_tag=request.to.tag)
                     return True
                 return False

@@ -1314,6 +1314,70 @@ def test_a_withdrawal_during_a_pause_starts_the_next_recording_paused(
     assert [e for e in resumed if isinstance(e, RECORDING)] == [
         ResumeRecording(call_ref=s.ref, reason=reason) for reason in reasons
     ]
+
+
+@pytest.mark.parametrize("policy", [POLICY, CONSENT_ONLY], ids=lambda policy: policy.name)
+@pytest.mark.parametrize("by_info", [False, True], ids=["rfc4733", "sip-info"])
+def test_withdrawal_while_the_pbx_rings_holds_for_the_recording_at_the_bridge(
+    policy: CallPolicy, by_info: bool
+) -> None:
+    s = Scene(policy=policy)
+    s.notice_playing()
+    s.notice_heard()
+    s.question_heard()
+    s.decide("1")  # granted: the PBX is called and rings
+    s.callee.take_invite()
+    s.callee.ring()
+    ref, a = s.ref, MediaLeg.A
+    s.h.advance(1.0)
+
+    def press(digit: str) -> list[Effect]:
+        if not by_info:
+            return s.press(digit)
+        info = s.caller.request(
+            "INFO", body=f"Signal={digit}\r\nDuration=160\r\n".encode(), content_type="application/dtmf-relay"
+        )
+        effects = s.caller.send(info)
+        assert sip_summary(effects) == [(CARRIER, "200 INFO")]  # for callherald: the PBX has not answered
+        return effects
+
+    mechanism = DigitMechanism.SIP_INFO if by_info else DigitMechanism.RFC4733
+    other_key = press("2")
+    assert announcing(other_key) == [
+        Evidence(
+            call_ref=ref, leg=a, event=DigitReceived(digit="2", mechanism=mechanism, at=T0 + 1, counted=False)
+        )
+    ]
+    s.h.advance(0.5)
+    effects = press("*")
+    assert announcing(effects) == [
+        Evidence(
+            call_ref=ref,
+            leg=a,
+            event=DigitReceived(digit="*", mechanism=mechanism, at=T0 + 1.5, counted=True),
+        ),
+        Evidence(
+            call_ref=ref,
+            leg=a,
+            event=ConsentWithdrawn(purposes=("training",), mechanism=mechanism, at=T0 + 1.5),
+        ),
+    ]
+    assert announcing(press("*")) == [  # nothing left to withdraw: only evidence
+        Evidence(
+            call_ref=ref,
+            leg=a,
+            event=DigitReceived(digit="*", mechanism=mechanism, at=T0 + 1.5, counted=False),
+        )
+    ]
+    assert s.callee.requests("INFO") == []
+
+    effects = s.callee_answers()
+    left = tuple(purpose.purpose_id for purpose in policy.purposes if not purpose.needs_consent)
+    assert [effect.purposes for effect in of(effects, StartRecording)] == ([left] if left else [])
+    if not left:
+        assert LogEvent(level="info", text="no purpose allows recording", call_ref=ref) in effects
+    s.caller.new_messages()
+    s.callee.new_messages()
     s.hang_up()
     finish(s)
 
