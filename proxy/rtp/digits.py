@@ -1,9 +1,13 @@
 """Key presses in one received RTP stream: RFC 4733 telephone-events and in-band G.711 tones.
 
-A ``DigitListener`` is fed every packet a party sends and returns the key presses completed by
-it, each once, with how it was heard. Telephone-event packets (on the negotiated payload type)
-go to a ``TelephoneEventReceiver``, which de-duplicates the retransmitted end packets (RFC 4733
-§2.5.1.4). Audio packets of PCMU or PCMA go to the Goertzel ``InbandDtmfDetector``. A phone that
+A ``DigitListener`` is fed every packet a party sends and returns the key presses it makes
+known, each once, with how it was heard and how long before the end of what was heard the key
+went down (``since_onset_s``): a press is reported when it begins, not when the key is released,
+so that it can be judged by when it was pressed. Telephone-event packets (on the negotiated
+payload type) go to a ``TelephoneEventReceiver``, which reports an event at the first of its
+packets that arrives (its duration field says how long the key had been down then, RFC 4733
+§2.5.1.2) and nothing for the later ones, not for the retransmitted end packets either
+(§2.5.1.4). Audio packets of PCMU or PCMA go to the Goertzel ``InbandDtmfDetector``. A phone that
 sends telephone-events may also leave the tones in its audio; once the stream has carried one
 event, in-band detection stops so a press is never counted twice.
 
@@ -11,8 +15,11 @@ In-band audio is judged ``INBAND_BATCH_SAMPLES`` at a time (80 ms: four 20 ms pa
 packet by packet: the detector's work is a few array operations per call, whatever the length,
 so this costs about a quarter as much, and a press is reported up to 80 ms later. A run of packets
 whose timestamps do not follow on is judged at the break, and the detector finds the same
-presses in any chunking. A process with many listeners does better still: fed with ``judge``
-false, they gather their audio, and ``judge_together`` judges all of it in one pass.
+presses in any chunking. The detector reports a tone once it has lasted its minimum and passed
+its checks (``InbandDtmfDetector(at_onset=True)``), with the onset it estimates; the press then
+went down ``since_onset_s`` before the end of the audio judged. A process with many listeners
+does better still: fed with ``judge`` false, they gather their audio, and ``judge_together``
+judges all of it in one pass.
 """
 
 from __future__ import annotations
@@ -27,8 +34,9 @@ import numpy.typing as npt
 from proxy.rtp.dtmf import TelephoneEvent, TelephoneEventReceiver
 from proxy.rtp.errors import RtpError
 from proxy.rtp.g711 import alaw_decode, ulaw_decode
-from proxy.rtp.inband import InbandDtmfDetector, feed_many
+from proxy.rtp.inband import InbandDigit, InbandDtmfDetector, feed_many
 from proxy.rtp.packet import RTP_HEADER_LEN, peek_header
+from proxy.rtp.seqnum import ts_diff
 
 __all__ = ["INBAND_BATCH_SAMPLES", "DigitListener", "HeardDigit", "judge_together"]
 
@@ -38,20 +46,24 @@ INBAND_BATCH_SAMPLES: Final = 640
 RFC4733: Final = "rfc4733"
 INBAND: Final = "inband"
 _G711 = ("pcmu", "pcma")
+_CLOCK_HZ: Final = 8000  # the RTP clock of PCMU, PCMA, G.722 (RFC 3551 §4.5.2) and their events
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HeardDigit:
-    """A key press: the digit and ``rfc4733`` or ``inband``."""
+    """A key press: the digit, ``rfc4733`` or ``inband``, and how long the key had been down at
+    the end of the packet or audio that made it known (``since_onset_s``)."""
 
     digit: str
     mechanism: str
+    since_onset_s: float = 0.0
 
 
 class DigitListener:
     """Key presses in one party's RTP. ``codec`` is ``pcmu``, ``pcma`` or ``g722``."""
 
     __slots__ = (
+        "_audio_end",
         "_audio_pt",
         "_codec",
         "_event_pt",
@@ -69,13 +81,14 @@ class DigitListener:
         self._codec = codec
         self._audio_pt = audio_payload_type
         self._event_pt = event_payload_type
-        self._events = TelephoneEventReceiver()
-        self._inband = InbandDtmfDetector() if inband and codec in _G711 else None
+        self._events = TelephoneEventReceiver(at_onset=True)
+        self._inband = InbandDtmfDetector(at_onset=True) if inband and codec in _G711 else None
         self.events_seen = False
         # G.711 payloads not yet judged in-band: one run of timestamps, from _pending_timestamp.
         self._pending: list[bytes] = []
         self._pending_samples = 0
         self._pending_timestamp = 0
+        self._audio_end = 0  # the RTP timestamp just after the last audio judged
 
     @property
     def audio_waiting(self) -> bool:
@@ -83,7 +96,7 @@ class DigitListener:
         return bool(self._pending)
 
     def feed(self, data: bytes, *, judge: bool = True) -> list[HeardDigit]:
-        """The presses completed by one received packet (malformed packets are ignored).
+        """The presses one received packet makes known (malformed packets are ignored).
 
         With ``judge`` false, in-band audio waits until ``judge_together`` judges it (with other
         listeners' audio), but for a run that a break in the timestamps ends here."""
@@ -106,7 +119,8 @@ class DigitListener:
                 self._inband = None
                 self._pending.clear()
             return [
-                HeardDigit(digit=d.digit, mechanism=RFC4733) for d in self._events.receive(timestamp, event)
+                HeardDigit(digit=d.digit, mechanism=RFC4733, since_onset_s=d.duration / _CLOCK_HZ)
+                for d in self._events.receive(timestamp, event)
             ]
         if payload_type == self._audio_pt and self._inband is not None:
             heard: list[HeardDigit] = []
@@ -126,7 +140,17 @@ class DigitListener:
         if waiting is None:
             return []
         detector, pcm, timestamp = waiting
-        return [HeardDigit(digit=d.digit, mechanism=INBAND) for d in detector.feed(pcm, timestamp)]
+        return self._heard_inband(detector.feed(pcm, timestamp))
+
+    def _heard_inband(self, presses: Sequence[InbandDigit]) -> list[HeardDigit]:
+        return [
+            HeardDigit(
+                digit=d.digit,
+                mechanism=INBAND,
+                since_onset_s=max(0, ts_diff(self._audio_end, d.rtp_timestamp)) / _CLOCK_HZ,
+            )
+            for d in presses
+        ]
 
     def _take_pending(self) -> tuple[InbandDtmfDetector, npt.NDArray[np.int16], int] | None:
         # The run of audio waiting, decoded, with its detector and first timestamp; None if none.
@@ -137,26 +161,30 @@ class DigitListener:
         if detector is None or not payload:
             return None
         pcm = ulaw_decode(payload) if self._codec == "pcmu" else alaw_decode(payload)
+        self._audio_end = (self._pending_timestamp + len(pcm)) & 0xFFFFFFFF
         return detector, pcm, self._pending_timestamp
 
     def flush(self) -> list[HeardDigit]:
         """Presses still open when the stream ends (an event whose end packets were lost)."""
-        heard = [HeardDigit(digit=d.digit, mechanism=RFC4733) for d in self._events.flush()]
+        heard = [
+            HeardDigit(digit=d.digit, mechanism=RFC4733, since_onset_s=d.duration / _CLOCK_HZ)
+            for d in self._events.flush()
+        ]
         if self._inband is not None:
             heard += self._judge_pending()
-            heard += [HeardDigit(digit=d.digit, mechanism=INBAND) for d in self._inband.flush()]
+            heard += self._heard_inband(self._inband.flush())
         return heard
 
 
 def judge_together(listeners: Sequence[DigitListener]) -> list[list[HeardDigit]]:
-    """The presses completed by the in-band audio waiting in each of ``listeners`` (each at most
-    once), all of it judged together (``feed_many``): what each would find alone."""
+    """The presses the in-band audio waiting in each of ``listeners`` (each at most once) makes
+    known, all of it judged together (``feed_many``): what each would find alone."""
     waiting = [listener._take_pending() for listener in listeners]
     feeds = [item for item in waiting if item is not None]
     found = iter(feed_many(feeds))
     return [
-        [] if item is None else [HeardDigit(digit=d.digit, mechanism=INBAND) for d in next(found)]
-        for item in waiting
+        [] if item is None else listener._heard_inband(next(found))
+        for listener, item in zip(listeners, waiting, strict=True)
     ]
 
 

@@ -19,8 +19,12 @@ lost, duplicated or reordered. The receiver keeps one current event, identified 
   stops or a timeout the caller keeps expires).
 
 So each key press yields exactly one ``DigitDetected``, and two presses of the same key are told
-apart by their timestamps. Timestamps are compared with wrap-around arithmetic (``seqnum``). One
-receiver serves one RTP stream (SSRC); make a new one when the SSRC changes.
+apart by their timestamps. A receiver made with ``at_onset`` reports each press at the first of
+its packets that arrives instead (the start packet, §2.5.1.2, or the update or end packet after it
+when it was lost), with the duration that packet carries: how long the key had been down when it
+was sent. Nothing after that reports the press again, not its final packets nor their
+retransmissions (§2.5.1.4), nor ``flush()``. Timestamps are compared with wrap-around arithmetic
+(``seqnum``). One receiver serves one RTP stream (SSRC); make a new one when the SSRC changes.
 """
 
 from __future__ import annotations
@@ -122,7 +126,9 @@ class DigitDetected:
     """One key press: its digit, the RTP timestamp of its onset and its duration in timestamp units.
 
     ``end_received`` is false when no final (E bit) packet arrived and the press was inferred from
-    the next event or from ``flush()``; ``duration`` is then the longest duration seen.
+    the next event or from ``flush()``; ``duration`` is then the longest duration seen. Reported at
+    its onset (``TelephoneEventReceiver(at_onset=True)``), ``duration`` is the one the first packet
+    seen carried and ``end_received`` whether that packet was already a final one.
     """
 
     digit: str
@@ -138,14 +144,27 @@ class TelephoneEventReceiver:
     """Turns telephone-event packets of one stream into one ``DigitDetected`` per key press.
 
     See the module docstring for the rules. Events whose code is not a digit or flash are tracked
-    (they still end the previous event) but not reported.
+    (they still end the previous event) but not reported. ``at_onset``: report each press at the
+    first of its packets that arrives, not when it ends.
     """
 
-    __slots__ = ("_active", "_done", "_duration", "_event", "_prior", "_segment_ts", "_timestamp")
+    __slots__ = (
+        "_active",
+        "_at_onset",
+        "_done",
+        "_duration",
+        "_event",
+        "_prior",
+        "_reported",
+        "_segment_ts",
+        "_timestamp",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, *, at_onset: bool = False) -> None:
+        self._at_onset = at_onset
         self._active = False
-        self._done = False
+        self._done = False  # the current event ended (its E bit, or the next event came)
+        self._reported = False  # the current event was reported
         self._timestamp = 0  # onset of the current event
         self._segment_ts = 0  # timestamp of its current segment
         self._event = 0
@@ -186,16 +205,26 @@ class TelephoneEventReceiver:
     ) -> tuple[DigitDetected, ...]:
         self._active = True
         self._done = False
+        self._reported = False
         self._timestamp = self._segment_ts = timestamp
         self._event = event.event
         self._prior = 0
         self._duration = event.duration
+        if self._at_onset:
+            pending += self._detected(end_received=event.end)  # its first packet here (§2.5.1.2)
         if event.end:
             return pending + self._report(end_received=True)
         return pending
 
     def _report(self, *, end_received: bool) -> tuple[DigitDetected, ...]:
         self._done = True
+        return self._detected(end_received=end_received)
+
+    def _detected(self, *, end_received: bool) -> tuple[DigitDetected, ...]:
+        # The current event as a key press, once.
+        if self._reported:
+            return _NOTHING
+        self._reported = True
         digit = event_to_digit(self._event)
         if digit is None:
             return _NOTHING

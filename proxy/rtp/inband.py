@@ -55,7 +55,10 @@ key recognised, and a 10 ms break bridged; a lost 20 ms packet is bridged too) a
 inside the press. The press ends when the pause is long enough (or at ``flush()``) and is
 reported then, once, with its onset and duration, if it lasted ``MIN_TONE_MS`` (30 ms: Q.24
 asks for 40 ms accepted and 20-23 ms rejected). A press held for seconds is reported once, when
-released; the report comes about 55 ms after the tone ends.
+released; the report comes about 55 ms after the tone ends. A detector made with ``at_onset``
+reports a press instead as soon as it is known to be one: once it has lasted ``MIN_TONE_MS`` and
+its frames so far pass the harmonic check (about 60 ms after the tone starts for a clean tone),
+with its onset and its duration so far; its end reports nothing more.
 
 Chunking. The detector keeps the samples it still needs, so the same audio fed in any chunk
 sizes yields the same presses. Half a frame of silence is assumed before the first sample, and
@@ -161,8 +164,9 @@ class InbandDigit:
     """One key press heard in the audio.
 
     ``rtp_timestamp`` is the estimated onset (RTP timestamp units, wrapped to 32 bits) and
-    ``duration`` the estimated length of the tone in samples, short drop-outs included. Both move
-    in 5 ms hops and are within two hops of the truth for clean tones.
+    ``duration`` the estimated length of the tone in samples, short drop-outs included (reported
+    at its onset, ``InbandDtmfDetector(at_onset=True)``: its length so far). Both move in 5 ms hops
+    and are within two hops of the truth for clean tones.
     """
 
     digit: str
@@ -301,10 +305,12 @@ class InbandDtmfDetector:
     above are worked out for the default. ``screen`` rules frames out by the cheap checks of
     ``dtmf_spans`` before judging the rest in full; it finds the same presses and spans as
     judging every frame (``screen=False``, the reference), for a fraction of the work on
-    silence and speech. One detector serves one RTP stream.
+    silence and speech. ``at_onset`` reports each press as soon as it is known to be one rather
+    than when it ends (see the module docstring). One detector serves one RTP stream.
     """
 
     __slots__ = (
+        "_at_onset",
         "_block",
         "_buffer",
         "_cur_digit",
@@ -312,6 +318,7 @@ class InbandDtmfDetector:
         "_cur_frames",
         "_cur_harmonic",
         "_cur_last",
+        "_cur_reported",
         "_fed",
         "_frame",
         "_frames_done",
@@ -349,7 +356,12 @@ class InbandDtmfDetector:
     _frames_done: int
 
     def __init__(
-        self, sample_rate_hz: int = 8000, *, block_ms: float = DEFAULT_BLOCK_MS, screen: bool = True
+        self,
+        sample_rate_hz: int = 8000,
+        *,
+        block_ms: float = DEFAULT_BLOCK_MS,
+        screen: bool = True,
+        at_onset: bool = False,
     ) -> None:
         if sample_rate_hz < 8000:
             raise ValueError(f"sample_rate_hz must be at least 8000, got {sample_rate_hz}")
@@ -368,6 +380,7 @@ class InbandDtmfDetector:
         self._reach = self._block // 2 + round(MASK_GUARD_MS * rate / 1000.0)
         self._min_level = DBM0_MEAN_SQUARE * 10.0 ** (MIN_LEVEL_DBM0 / 10.0)
         self._screen = screen
+        self._at_onset = at_onset
         self._build_kernel()
         self._spans: list[ToneSpan] = []
         self._reset()
@@ -578,6 +591,7 @@ class InbandDtmfDetector:
         self._buffer = np.zeros(self._frame // 2)
         self._cur_digit = _NO_PAIR
         self._cur_first = self._cur_last = self._cur_frames = self._cur_harmonic = 0
+        self._cur_reported = False
         self._trail_label = _NO_PAIR
         self._trail_start = self._trail_frames = self._trail_harmonic = 0
         self._trail_last = -1
@@ -703,6 +717,7 @@ class InbandDtmfDetector:
                 self._cur_last = last
                 self._cur_frames += count
                 self._cur_harmonic += harmonic
+                self._report_at_onset(out)
                 return
             if last - self._cur_last < self._pause_frames:
                 return  # no pause yet: a drop-out or another pair that may still end
@@ -711,24 +726,39 @@ class InbandDtmfDetector:
             # A new press starts with the trailing run, which may have begun in an earlier chunk.
             self._cur_digit, self._cur_first, self._cur_last = label, self._trail_start, last
             self._cur_frames, self._cur_harmonic = self._trail_frames, self._trail_harmonic
+            self._cur_reported = False
+            self._report_at_onset(out)
+
+    def _report_at_onset(self, out: list[InbandDigit]) -> None:
+        # ``at_onset``: the current press, once, as soon as it passes the checks of its end.
+        if self._at_onset and not self._cur_reported:
+            press = self._current_press()
+            if press is not None:
+                self._cur_reported = True
+                out.append(press)
 
     def _end_press(self) -> list[InbandDigit]:
-        digit, self._cur_digit = self._cur_digit, _NO_PAIR
+        press = None if self._cur_reported else self._current_press()
+        self._cur_digit, self._cur_reported = _NO_PAIR, False
+        return [] if press is None else [press]
+
+    def _current_press(self) -> InbandDigit | None:
+        # The press tracked now, if it is one: long enough, and enough frames passed the
+        # harmonic check.
+        digit = self._cur_digit
         if digit == _NO_PAIR:
-            return []
+            return None
         # Frame k stands for the hop centred on sample k * hop.
         duration = (self._cur_last - self._cur_first + 1) * self._hop
         if duration < self._min_tone or self._cur_harmonic < HARMONIC_SHARE * self._cur_frames:
-            return []
+            return None
         onset = self._cur_first * self._hop - self._hop // 2
         if onset < 0:
             duration += onset
             onset = 0
-        return [
-            InbandDigit(
-                digit=DTMF_KEYPAD[digit], rtp_timestamp=ts_add(self._origin_ts, onset), duration=duration
-            )
-        ]
+        return InbandDigit(
+            digit=DTMF_KEYPAD[digit], rtp_timestamp=ts_add(self._origin_ts, onset), duration=duration
+        )
 
     # -- masking ---------------------------------------------------------------------------
 

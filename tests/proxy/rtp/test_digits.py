@@ -223,13 +223,13 @@ def _cases() -> list[object]:
         stream(press("9", 0, duration_ms=9000)),  # 72000 units: two segments (§2.5.1.3)
         [("9", rfc)],
     )
-    # Every end packet lost (§2.5.2.2): the press surfaces at the next event, or at flush().
+    # Every end packet lost (§2.5.2.2): the press was reported at its first packet all the same.
     case(
         "end-packets-lost-reported-at-next-event",
         stream(press("5", 0, keep=without_end), press("6", 400)),
         [("5", rfc), ("6", rfc)],
     )
-    case("end-packets-lost-reported-at-flush", stream(press("8", 0, keep=without_end)), [], [("8", rfc)])
+    case("end-packets-lost-reported-all-the-same", stream(press("8", 0, keep=without_end)), [("8", rfc)])
     case(
         "only-end-packets-arrive",
         stream(press("2", 0, keep=lambda event: event.end)),
@@ -242,12 +242,7 @@ def _cases() -> list[object]:
     # In-band tones in G.711 audio.
     case("inband-1-pcmu", stream(audio(keyed("1", 100, 120, 200), "pcmu")), [("1", inb)])
     case("inband-1-pcma", stream(audio(keyed("1", 100, 120, 200), "pcma")), [("1", inb)], codec="pcma")
-    case(
-        "inband-1-pcmu-held-at-flush",
-        stream(audio(keyed("1", 100, 120, 0), "pcmu")),
-        [],
-        [("1", inb)],
-    )
+    case("inband-1-pcmu-reported-while-held", stream(audio(keyed("1", 100, 120, 0), "pcmu")), [("1", inb)])
     case(
         "inband-no-event-payload-type",
         stream(audio(keyed("1", 100, 120, 200), "pcmu")),
@@ -468,7 +463,7 @@ def test_inband_batches_hear_what_a_packet_by_packet_detector_hears_at_most_80_m
         if index + 1 < len(packets):
             packets[index], packets[index + 1] = packets[index + 1], packets[index]
     packets = [packet for index, packet in enumerate(packets) if index not in lost]
-    reference = InbandDtmfDetector()
+    reference = InbandDtmfDetector(at_onset=True)
     decode = ulaw_decode if codec == "pcmu" else alaw_decode
     expected: list[tuple[int, str]] = []  # (packet index, digit) as each press is reported
     batched: list[tuple[int, str]] = []
@@ -486,10 +481,36 @@ def test_inband_batches_hear_what_a_packet_by_packet_detector_hears_at_most_80_m
 
 
 def test_inband_audio_waiting_in_a_batch_is_judged_by_flush() -> None:
-    # The press ends in the last packets, which fill no batch: flush judges them, then the press.
-    packets = stream(audio(keyed("5", 60, 100, 40), "pcmu"))
+    # The press is in the last packets, which fill no batch: flush judges them, then the press.
+    packets = stream(audio(keyed("5", 170, 50, 0), "pcmu"))
     assert len(packets) * FRAME_SAMPLES % INBAND_BATCH_SAMPLES != 0
     assert run(listener(), packets) == ([], [("5", "inband")])
+
+
+@pytest.mark.parametrize("mechanism", ["rfc4733", "inband"])
+def test_a_held_key_is_reported_once_as_it_goes_down_with_how_long_it_has_been_down(mechanism: str) -> None:
+    # A key held 1.5 s from 100 ms: known as a press long before it is released (the first event
+    # packet, 50 ms in; in-band, once the tone has lasted the detector's minimum), and no more.
+    if mechanism == "rfc4733":
+        packets = stream(audio(silence(2000), "pcmu"), press("1", 100, duration_ms=1500))
+    else:
+        packets = stream(audio(keyed("1", 100, 1500, 400), "pcmu"))
+    target = listener()
+    reported: list[tuple[float, HeardDigit]] = []
+    for packet in packets:
+        parsed = RtpPacket.parse(packet)
+        end_ms = (parsed.timestamp - BASE_TS + len(parsed.payload)) / SAMPLES_PER_MS
+        if parsed.payload_type == EVENT_PT:
+            end_ms = (parsed.timestamp - BASE_TS) / SAMPLES_PER_MS + TelephoneEvent.parse(
+                parsed.payload
+            ).duration / 8
+        reported += [(end_ms, digit) for digit in target.feed(packet)]
+    assert target.flush() == []
+    assert [(digit.digit, digit.mechanism) for _, digit in reported] == [("1", mechanism)]
+    heard_at_ms, digit = reported[0]
+    assert heard_at_ms < 100 + 250  # not at the release (1600 ms)
+    # The key went down at 100 ms: the listener says how long before what reported it (5 ms hops).
+    assert heard_at_ms - 1000 * digit.since_onset_s == pytest.approx(100, abs=10)
 
 
 def test_a_first_event_drops_the_inband_audio_still_waiting() -> None:

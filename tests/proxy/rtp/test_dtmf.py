@@ -370,3 +370,71 @@ def test_any_loss_and_order_of_one_press_yields_exactly_one_digit(
     assert got[0].digit == digit
     assert got[0].rtp_timestamp == base
     assert got[0].end_received == any(TelephoneEvent.parse(p.payload).end for p in arrived)
+
+
+# Reported at the onset: each press once, by the first of its packets that arrives (RFC 4733 §2.5.1.2),
+# with the duration that packet carries; nothing after it, final packets and their retransmissions
+# included (§2.5.1.4).
+RECEIVER_AT_ONSET_CASES = [
+    pytest.param(
+        [(1000, ev(5, 400)), (1000, ev(5, 800)), *[(1000, ev(5, 960, end=True))] * 3],
+        [(0, d("5", 1000, 400, end=False))],
+        id="reported-at-the-start-packet-not-at-the-end-packets",
+    ),
+    pytest.param(
+        [(1000, ev(5, 800)), *[(1000, ev(5, 960, end=True))] * 3],
+        [(0, d("5", 1000, 800, end=False))],
+        id="start-packet-lost-reported-at-the-next-update",
+    ),
+    pytest.param(
+        [*[(1000, ev(5, 960, end=True))] * 3],
+        [(0, d("5", 1000, 960))],
+        id="only-end-packets-arrive",
+    ),
+    pytest.param(
+        [(1000, ev(1, 400)), (1000, ev(1, 800)), (3000, ev(2, 400)), *[(3000, ev(2, 800, end=True))] * 3],
+        [(0, d("1", 1000, 400, end=False)), (2, d("2", 3000, 400, end=False))],
+        id="end-packets-lost-nothing-reported-twice",
+    ),
+    pytest.param(
+        [(1000, ev(1, 400)), (3000, ev(1, 400)), (1000, ev(1, 800, end=True))],
+        [(0, d("1", 1000, 400, end=False)), (1, d("1", 3000, 400, end=False))],
+        id="same-key-twice-and-a-straggler",
+    ),
+    pytest.param(
+        [
+            (1000, ev(9, 0xFFFF)),
+            (1000 + 0xFFFF, ev(9, 400)),
+            *[(1000 + 0xFFFF, ev(9, 800, end=True))] * 3,
+        ],
+        [(0, d("9", 1000, 0xFFFF, end=False))],
+        id="long-press-in-segments-reported-once",
+    ),
+]
+
+
+@pytest.mark.parametrize(("packets", "expected"), RECEIVER_AT_ONSET_CASES)
+def test_receiver_at_onset(
+    packets: list[tuple[int, TelephoneEvent]], expected: list[tuple[int | str, DigitDetected]]
+) -> None:
+    receiver = TelephoneEventReceiver(at_onset=True)
+    got: list[tuple[int | str, DigitDetected]] = []
+    for index, (timestamp, event) in enumerate(packets):
+        got.extend((index, digit) for digit in receiver.receive(timestamp, event))
+    got.extend(("flush", digit) for digit in receiver.flush())
+    assert got == expected
+
+
+@given(DIGITS, st.integers(1, 8000), st.integers(0, 0xFFFFFFFF), st.data())
+def test_any_loss_and_order_of_one_press_is_reported_once_at_the_first_packet_at_onset(
+    digit: str, duration_ms: int, base: int, data: st.DataObject
+) -> None:
+    packets = TelephoneEventSender().packets(digit, duration_ms)
+    arrived = data.draw(st.permutations(packets).flatmap(lambda p: st.lists(st.sampled_from(p), min_size=1)))
+    receiver = TelephoneEventReceiver(at_onset=True)
+    got: list[tuple[int, DigitDetected]] = []
+    for index, packet in enumerate(arrived):
+        got.extend((index, digit) for digit in receiver.receive(base, TelephoneEvent.parse(packet.payload)))
+    got.extend((len(arrived), digit) for digit in receiver.flush())
+    first = TelephoneEvent.parse(arrived[0].payload)
+    assert got == [(0, d(digit, base, first.duration, end=first.end))]

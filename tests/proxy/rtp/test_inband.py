@@ -349,6 +349,44 @@ def test_presses_are_reported_once_when_they_end() -> None:
     assert reported_at == [8960]
 
 
+@pytest.mark.parametrize(("signal", "expected"), _table())
+def test_at_onset_the_signal_table_gives_the_same_digits(signal: Signal, expected: str) -> None:
+    # Reporting a press once it is known to be one changes when, not what: talk-off included.
+    detector = InbandDtmfDetector(at_onset=True)
+    pcm = _pcm(signal)
+    presses: list[InbandDigit] = []
+    for start in range(0, len(pcm), 160):
+        presses += detector.feed(pcm[start : start + 160], start)
+    presses += detector.flush()
+    assert "".join(press.digit for press in presses) == expected
+
+
+def test_at_onset_a_held_press_is_reported_once_while_held_with_its_onset() -> None:
+    detector = InbandDtmfDetector(at_onset=True)
+    pcm = _pcm(_framed(_pair("3", 1000), _silence(200)))
+    reported: list[tuple[int, InbandDigit]] = []
+    for start in range(0, len(pcm), 160):
+        reported += [(start + 160, press) for press in detector.feed(pcm[start : start + 160], start)]
+    assert detector.flush() == []
+    # The tone starts at 400 and lasts to 8400: reported with the packet that completes the
+    # frames of its first 30 ms and more (not at 8960, after its end), with the onset the
+    # whole-press detector gives it.
+    assert [(at, press.digit, press.rtp_timestamp) for at, press in reported] == [(960, "3", 380)]
+    assert reported[0][1].duration < 8000
+
+
+def test_at_onset_the_stream_presses_keep_their_onsets() -> None:
+    detector = InbandDtmfDetector(at_onset=True)
+    pcm = _pcm(STREAM)
+    presses: list[InbandDigit] = []
+    for start in range(0, len(pcm), 160):
+        presses += detector.feed(pcm[start : start + 160], ORIGIN_TS + start)
+    presses += detector.flush()
+    assert [(p.digit, p.rtp_timestamp) for p in presses] == [
+        (p.digit, p.rtp_timestamp) for p in STREAM_PRESSES
+    ]
+
+
 def test_flush_reports_a_press_still_held() -> None:
     detector = InbandDtmfDetector()
     assert detector.feed(_pcm(_pair("6", 300)), 7) == []
