@@ -687,8 +687,12 @@ class ProxyService:
         if self._loop is None:
             return
         mechanism = DigitMechanism.RFC4733 if digit.mechanism == "rfc4733" else DigitMechanism.INBAND
+        now = self._now()
+        # The key went down that long before the end of the packet or audio that reported it,
+        # which arrived just now (in-band: in the last 20 ms packet before the judging round).
+        pressed_at = now - digit.since_onset_s
         try:
-            effects = self.core.digit(call_ref, leg, digit.digit, mechanism, self._now())
+            effects = self.core.digit(call_ref, leg, digit.digit, mechanism, now, pressed_at)
         except Exception:
             self._log.exception("[%s] key press %r could not be handled", call_ref, digit.digit)
             return

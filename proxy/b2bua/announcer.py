@@ -202,16 +202,20 @@ class CallAnnouncer:
             self._translate(session.prompt_failed(reason, now), out)
         return out
 
-    def digit(self, digit: str, mechanism: consent.DigitMechanism, now: float) -> list[Effect]:
-        """A key press by the outside party."""
+    def digit(
+        self, digit: str, mechanism: consent.DigitMechanism, now: float, pressed_at: float | None = None
+    ) -> list[Effect]:
+        """A key press by the outside party, reported ``now``; the key went down at ``pressed_at``
+        (RFC 4733, in-band) or, unknown (SIP INFO), ``now``."""
         out: list[Effect] = []
+        pressed = now if pressed_at is None else min(pressed_at, now)
         if self.stage is AnnouncerStage.ANNOUNCING and self._session is not None:
-            self._translate(self._session.digit(digit, mechanism, now), out)
+            self._translate(self._session.digit(digit, mechanism, now, pressed), out)
         elif self.stage is AnnouncerStage.DECIDED:
             # Decided, the agent not joined yet (the PBX rings): every key is evidence, and the
             # withdrawal key withdraws consent from here on too (GDPR Art. 7(3)).
             withdraws = digit == self.policy.withdrawal_digit and bool(self._withdrawable())
-            received = consent.DigitReceived(digit=digit, mechanism=mechanism, at=now, counted=withdraws)
+            received = consent.DigitReceived(digit=digit, mechanism=mechanism, at=pressed, counted=withdraws)
             out.append(Evidence(call_ref=self.call_ref, leg=self.outside_leg, event=received))
             if withdraws:
                 self._withdraw(mechanism, now, out)

@@ -14,6 +14,13 @@ whole), then per question ``ASKING`` (its prompt plays; a digit answers at once 
 prompt) and ``WAITING`` (the answer window after the prompt), then ``DONE``. A prompt that cannot
 be played moves to ``FAILED``: nothing may be recorded (fail closed).
 
+A key is judged by when it went down (``pressed_at``: RFC 4733 and in-band presses are reported
+as they begin, with their onset; SIP INFO has none and counts on arrival). One that went down
+before the question started (during the notice, or the question before) does not answer it, even
+if still held; one that went down in the window answers although it is reported up to
+``KEY_REPORT_GRACE_S`` after the window closed (in-band detection takes that long), so the
+window's "no answer" is decided only then; one that went down after the window does not count.
+
 Every step yields evidence events (``AnnouncementStarted`` / ``AnnouncementEnded``,
 ``DigitReceived``, ``ConsentDecided``, ``ConsentFinished``) for the consent-and-purpose record.
 Recording may start only after ``ConsentFinished``; it lists the purposes that may be recorded:
@@ -28,6 +35,7 @@ from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 
 __all__ = [
+    "KEY_REPORT_GRACE_S",
     "AnnouncementEnded",
     "AnnouncementStarted",
     "ConsentDecided",
@@ -46,6 +54,12 @@ __all__ = [
     "Purpose",
     "StopPrompt",
 ]
+
+
+KEY_REPORT_GRACE_S = 0.25
+"""How long after an answer window closes a key that went down inside it may still be reported:
+an in-band tone is known as a press up to about 0.16 s after its onset (the detector's 30 ms
+minimum, its 51 ms frame, 20 ms packets and the 80 ms judging round)."""
 
 
 class DigitMechanism(StrEnum):
@@ -234,6 +248,7 @@ class ConsentSession:
         self._questions = tuple(questions)
         self._index = -1
         self._deadline: float | None = None
+        self._asked_at = 0.0  # when the current question started to play
         self._granted: set[str] = set()
         self.state = ConsentState.NOTICE
         self.decisions: list[ConsentDecided] = []
@@ -276,10 +291,19 @@ class ConsentSession:
         self._deadline = None
         return [NoticeFailed(prompt_id=prompt_id, language=self._language, reason=reason, at=now)]
 
-    def digit(self, digit: str, mechanism: DigitMechanism, now: float) -> list[Output]:
-        """A key press. It answers the current question; during the notice it is only logged."""
-        counted = self.state in (ConsentState.ASKING, ConsentState.WAITING)
-        out: list[Output] = [DigitReceived(digit=digit, mechanism=mechanism, at=now, counted=counted)]
+    def digit(
+        self, digit: str, mechanism: DigitMechanism, now: float, pressed_at: float | None = None
+    ) -> list[Output]:
+        """A key press that went down at ``pressed_at`` (``now`` when unknown), reported ``now``.
+        It answers the current question if it went down while the question played or in its
+        window; otherwise (during the notice, say) it is only logged."""
+        pressed = now if pressed_at is None else min(pressed_at, now)
+        asked = self.state in (ConsentState.ASKING, ConsentState.WAITING) and pressed >= self._asked_at
+        in_window = self.state is ConsentState.ASKING or (
+            self._deadline is not None and pressed <= self._deadline
+        )
+        counted = asked and in_window
+        out: list[Output] = [DigitReceived(digit=digit, mechanism=mechanism, at=pressed, counted=counted)]
         if not counted:
             return out
         question = self._questions[self._index]
@@ -306,11 +330,13 @@ class ConsentSession:
         return out
 
     def next_deadline(self) -> float | None:
-        return self._deadline
+        """When the answer window's "no answer" is due: its end, and the grace for a late report."""
+        return None if self._deadline is None else self._deadline + KEY_REPORT_GRACE_S
 
     def handle_timers(self, now: float) -> list[Output]:
         """The answer window closed without a digit: no answer, which is no consent."""
-        if self._deadline is None or now < self._deadline or self.state is not ConsentState.WAITING:
+        due = self.next_deadline()
+        if due is None or now < due or self.state is not ConsentState.WAITING:
             return []
         question = self._questions[self._index]
         return [self._decide(question, Decision.NO_ANSWER, None, now), *self._next_question(now)]
@@ -337,6 +363,7 @@ class ConsentSession:
         if self._index < len(self._questions):
             question = self._questions[self._index]
             self.state = ConsentState.ASKING
+            self._asked_at = now
             return [
                 PlayPrompt(prompt_id=question.prompt_id, language=self._language),
                 AnnouncementStarted(prompt_id=question.prompt_id, language=self._language, at=now),

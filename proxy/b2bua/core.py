@@ -420,14 +420,21 @@ class B2bua:
         return call.announcer.not_recording()
 
     def digit(
-        self, call_ref: str, leg: MediaLeg, digit: str, mechanism: DigitMechanism, now: float
+        self,
+        call_ref: str,
+        leg: MediaLeg,
+        digit: str,
+        mechanism: DigitMechanism,
+        now: float,
+        pressed_at: float | None = None,
     ) -> list[Effect]:
-        """A key press heard from the party on ``leg`` (RFC 4733 event or in-band tone)."""
+        """A key press heard from the party on ``leg`` (RFC 4733 event or in-band tone) ``now``,
+        the key down since ``pressed_at`` (``now`` when unknown)."""
         out: list[Effect] = []
         call = self._calls.get(call_ref)
         announcer = call.announcer if call is not None else None
         if call is not None and announcer is not None and leg is announcer.outside_leg:
-            out.extend(announcer.digit(digit, mechanism, now))
+            out.extend(announcer.digit(digit, mechanism, now, pressed_at))
             self._after_announcer(call, now, out)
         return out
 

@@ -275,10 +275,17 @@ class Harness:
         return self._record(self.b2bua.not_recording(call_ref))
 
     def digit(
-        self, call_ref: str, leg: MediaLeg, digit: str, mechanism: DigitMechanism = DigitMechanism.RFC4733
+        self,
+        call_ref: str,
+        leg: MediaLeg,
+        digit: str,
+        mechanism: DigitMechanism = DigitMechanism.RFC4733,
+        *,
+        pressed_at: float | None = None,
     ) -> list[Effect]:
-        """The media layer heard ``digit`` from the party on ``leg``, now."""
-        return self._record(self.b2bua.digit(call_ref, leg, digit, mechanism, self.now))
+        """The media layer heard ``digit`` from the party on ``leg``, now; the key went down at
+        ``pressed_at`` (now when None)."""
+        return self._record(self.b2bua.digit(call_ref, leg, digit, mechanism, self.now, pressed_at))
 
     @property
     def effects(self) -> list[Effect]:

@@ -17,6 +17,7 @@ import pytest
 
 from proxy.b2bua.announcer import NOTICE_LEAD_IN_MS
 from proxy.b2bua.consent import (
+    KEY_REPORT_GRACE_S,
     AnnouncementEnded,
     AnnouncementStarted,
     ConsentDecided,
@@ -218,7 +219,7 @@ class Scene:
     def decide(self, digit: str | None) -> list[Effect]:
         """Answer the question with ``digit``; None lets the answer window close."""
         if digit is None:
-            return self.h.advance(TRAINING_QUESTION.timeout_s)
+            return self.h.advance(TRAINING_QUESTION.timeout_s + KEY_REPORT_GRACE_S)
         return self.press(digit)
 
     def connect(self, digit: str | None = "1") -> None:
@@ -662,9 +663,10 @@ def test_inbound_consent_decides_then_the_pbx_is_called_and_bridged(answer: Answ
         s.h.advance(3.0)
         s.question_heard()  # the answer window opens at T0 + 10
         if answer.digit is None:
-            assert announcing(s.h.advance(4.9)) == []  # the window is still open
+            # The window closes at T0 + 15; a key that went down in it may still be reported.
+            assert announcing(s.h.advance(4.9 + KEY_REPORT_GRACE_S)) == []
             effects = s.h.advance(0.1)
-            at = T0 + 15
+            at = T0 + 15 + KEY_REPORT_GRACE_S
             expected_head = []
         else:
             s.h.advance(2.0)
@@ -1314,6 +1316,31 @@ def test_a_withdrawal_during_a_pause_starts_the_next_recording_paused(
     assert [e for e in resumed if isinstance(e, RECORDING)] == [
         ResumeRecording(call_ref=s.ref, reason=reason) for reason in reasons
     ]
+    s.hang_up()
+    finish(s)
+
+
+def test_a_key_held_from_the_notice_into_the_question_is_no_answer() -> None:
+    s = Scene()
+    s.notice_playing()
+    s.h.advance(3.0)
+    s.notice_heard()  # the question starts at T0 + 3
+    s.h.advance(0.1)
+    ref, a = s.ref, MediaLeg.A
+    # In-band, known as a press 0.1 s into the question; the key went down 0.3 s before it.
+    effects = s.h.digit(ref, a, "1", DigitMechanism.INBAND, pressed_at=T0 + 2.7)
+    assert announcing(effects) == [
+        Evidence(
+            call_ref=ref,
+            leg=a,
+            event=DigitReceived(digit="1", mechanism=DigitMechanism.INBAND, at=T0 + 2.7, counted=False),
+        )
+    ]  # the question plays on
+    s.question_heard()
+    effects = s.decide(None)
+    assert [event.decision for event in events(effects, ConsentDecided)] == [Decision.NO_ANSWER]
+    s.h.shutdown()
+    finish(s)
 
 
 @pytest.mark.parametrize("policy", [POLICY, CONSENT_ONLY], ids=lambda policy: policy.name)

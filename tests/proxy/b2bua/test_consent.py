@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from proxy.b2bua.consent import (
+    KEY_REPORT_GRACE_S,
     AnnouncementEnded,
     AnnouncementStarted,
     ConsentDecided,
@@ -63,7 +64,7 @@ def test_default_flow_yes_records_for_evidence_and_training() -> None:
         AnnouncementStarted(prompt_id="ask-training", language="nl", at=8.0),
     ]
     assert s.prompt_finished(11.0) == [AnnouncementEnded(prompt_id="ask-training", at=11.0, complete=True)]
-    assert s.next_deadline() == 17.0
+    assert s.next_deadline() == 17.0 + KEY_REPORT_GRACE_S
     assert s.digit("1", RFC4733, 12.5) == [
         DigitReceived(digit="1", mechanism=RFC4733, at=12.5, counted=True),
         ConsentDecided(
@@ -96,14 +97,15 @@ def test_answers_decide_the_consent_purpose(
     s.start(0.0)
     s.prompt_finished(8.0)
     s.prompt_finished(11.0)
+    closed = 17.0 + KEY_REPORT_GRACE_S  # the window, and the grace for a key reported late
     if answer is None:
-        assert s.handle_timers(16.99) == []
-        out = s.handle_timers(17.0)
+        assert s.handle_timers(closed - 0.01) == []
+        out = s.handle_timers(closed)
     else:
         out = s.digit(answer, DigitMechanism.INBAND, 13.0)
     decided = [event for event in out if isinstance(event, ConsentDecided)]
     assert [event.decision for event in decided] == [decision]
-    assert out[-1] == ConsentFinished(purposes=purposes, at=17.0 if answer is None else 13.0)
+    assert out[-1] == ConsentFinished(purposes=purposes, at=closed if answer is None else 13.0)
     assert s.recorded_purposes == purposes
 
 
@@ -113,6 +115,41 @@ def test_digits_during_the_notice_are_logged_but_do_not_count() -> None:
     assert s.digit("1", RFC4733, 2.0) == [DigitReceived(digit="1", mechanism=RFC4733, at=2.0, counted=False)]
     assert s.state is ConsentState.NOTICE
     assert s.decisions == []
+
+
+def test_a_key_that_went_down_during_the_notice_does_not_answer_the_question_it_is_held_into() -> None:
+    s = session(TRAINING_QUESTION)
+    s.start(0.0)
+    s.prompt_finished(8.0)  # the question starts
+    # Reported 0.1 s into the question (in-band), the key went down 0.2 s before it started.
+    assert s.digit("1", DigitMechanism.INBAND, 8.1, pressed_at=7.8) == [
+        DigitReceived(digit="1", mechanism=DigitMechanism.INBAND, at=7.8, counted=False)
+    ]
+    assert s.state is ConsentState.ASKING  # the question plays on, undecided
+    assert s.decisions == []
+
+
+@pytest.mark.parametrize(
+    ("pressed_at", "decision"),
+    [(16.95, Decision.GRANTED), (17.0, Decision.GRANTED), (17.05, Decision.NO_ANSWER)],
+    ids=["in-the-window", "as-it-closes", "after-it"],
+)
+def test_a_key_is_judged_by_when_it_went_down_not_when_it_was_reported(
+    pressed_at: float, decision: Decision
+) -> None:
+    s = session(TRAINING_QUESTION)
+    s.start(0.0)
+    s.prompt_finished(8.0)
+    s.prompt_finished(11.0)  # the window: 11.0 to 17.0
+    assert s.handle_timers(17.0) == []  # the window closed; a key that went down in it may come
+    out = s.digit("1", DigitMechanism.INBAND, 17.0 + KEY_REPORT_GRACE_S - 0.01, pressed_at=pressed_at)
+    counted = decision is Decision.GRANTED
+    assert out[0] == DigitReceived(digit="1", mechanism=DigitMechanism.INBAND, at=pressed_at, counted=counted)
+    if not counted:
+        assert s.state is ConsentState.WAITING
+        out = s.handle_timers(17.0 + KEY_REPORT_GRACE_S)
+    assert [event.decision for event in out if isinstance(event, ConsentDecided)] == [decision]
+    assert s.state is ConsentState.DONE
 
 
 def test_an_answer_during_the_question_stops_its_prompt() -> None:
@@ -140,7 +177,7 @@ def test_two_questions_are_asked_in_order_each_with_its_own_digit_and_window() -
         AnnouncementStarted(prompt_id="ask-quality", language="nl", at=12.0),
     ]
     s.prompt_finished(14.0)
-    assert s.next_deadline() == 18.0
+    assert s.next_deadline() == 18.0 + KEY_REPORT_GRACE_S
     out = s.digit("#", RFC4733, 15.0)
     assert out[-1] == ConsentFinished(purposes=("evidence", "quality"), at=15.0)
     assert [(d.question_id, d.decision) for d in s.decisions] == [
@@ -214,7 +251,7 @@ def test_consent_purposes_are_recorded_only_after_an_active_yes(answers: list[st
         assert s.current_question == question
         s.prompt_finished(now := now + 2)
         if answer is None:
-            s.handle_timers(now := now + question.timeout_s)
+            s.handle_timers(now := now + question.timeout_s + KEY_REPORT_GRACE_S)
         else:
             s.digit(answer, RFC4733, now := now + 1)
     expected = (
