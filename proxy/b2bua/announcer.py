@@ -64,6 +64,7 @@ from proxy.b2bua.effects import (
     StopRecording,
     Tone,
 )
+from proxy.b2bua.pci_code import PciCode
 from proxy.b2bua.policy import CallPolicy
 
 __all__ = ["NOTICE_LEAD_IN_MS", "AnnouncerStage", "CallAnnouncer"]
@@ -104,7 +105,8 @@ class CallAnnouncer:
         self.recording = False
         self._session: consent.ConsentSession | None = None
         self._paused: set[str] = set()  # reasons recording is paused for: hold, pci, api
-        self._keys: str = ""  # the latest keys pressed after the bridge, for the PCI pause code
+        # The outside party's keys after the bridge, watched for the PCI pause code.
+        self._pci_code = PciCode(policy.pci_pause_code) if policy.pci_pause_code else None
         self._notice_held = False  # the outside party held the call before the questions were over
         self.hold_limit_s = hold_limit_s
         self._hold_deadline: float | None = None  # when a hold that keeps the notice back fails it
@@ -220,13 +222,9 @@ class CallAnnouncer:
             if withdraws:
                 self._withdraw(mechanism, now, out)
         elif self.stage is AnnouncerStage.BRIDGED:
-            code = self.policy.pci_pause_code
-            if code:
-                self._keys = (self._keys + digit)[-len(code) :]
-                if self._keys == code:
-                    self._keys = ""
-                    out.extend(self._set_pause("pci", "pci" not in self._paused))
-                    return out
+            if self._pci_code is not None and self._pci_code.keyed(digit, now):
+                out.extend(self._set_pause("pci", "pci" not in self._paused))
+                return out
             if digit == self.policy.withdrawal_digit:
                 self._withdraw(mechanism, now, out)
         return out
