@@ -23,7 +23,7 @@ from callherald.evidence import (
     recover_open_recordings,
 )
 from callherald.layout import DataLayout, ensure_development_key
-from config import Config, SipTarget
+from config import Config, SipTarget, risky_keys
 from proxy.aio.control import ControlServer
 from proxy.aio.media import RtpPortProbe
 from proxy.aio.service import ListenSpec, ProxyService
@@ -308,6 +308,8 @@ async def run_forever(
     overlap = ephemeral_overlap(config.media.rtp_port_min, config.media.rtp_port_max, ephemeral_ports())
     if overlap is not None:
         _LOG.warning(overlap)
+    for key, problem in risky_keys(config):
+        _LOG.warning("%s: %s", key, problem)
     if on_ready is not None:
         await on_ready(service)
     try:

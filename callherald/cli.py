@@ -16,7 +16,7 @@ from announcements import AnnouncementError, PromptLibrary, PromptSet
 from callherald import __version__, auditing, calls, recordings
 from callherald.layout import DataLayout
 from callherald.recordings import PASSPHRASE_ENV
-from config import HOME_ENV, Config, ConfigError, default_config, load_config, problem_at
+from config import HOME_ENV, Config, ConfigError, default_config, load_config, problem_at, risky_keys
 from storage.keys import generate_private_key, key_id, save_private_key, save_public_key
 from storage.records import RecordingState
 
@@ -128,6 +128,7 @@ def config_warnings(config: Config) -> list[tuple[str, str]]:
     overlap = ephemeral_overlap(media.rtp_port_min, media.rtp_port_max, ephemeral_ports())
     if overlap is not None:
         warnings.append(("media.rtp_port_min", overlap))
+    warnings.extend(risky_keys(config))
     return warnings
 
 

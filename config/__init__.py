@@ -8,6 +8,7 @@ Which recording policy applies to a call is `select_policy`.
 
 from __future__ import annotations
 
+from config.advice import risky_keys
 from config.defaults import (
     DEFAULT_CONSENT_QUESTIONS,
     DEFAULT_POLICIES,
@@ -21,6 +22,7 @@ from config.policies import normalise_number, prefix_matches, select_policy
 from config.schema import (
     EMBEDDED_PROMPT_LANGUAGES,
     EMBEDDED_PROMPT_SET_ID,
+    EMBEDDED_PROMPT_YES_DIGIT,
     AnnouncementMode,
     Announcements,
     CallDirection,
@@ -62,6 +64,7 @@ __all__ = [
     "EMBEDDED_DEFAULT_YAML",
     "EMBEDDED_PROMPT_LANGUAGES",
     "EMBEDDED_PROMPT_SET_ID",
+    "EMBEDDED_PROMPT_YES_DIGIT",
     "HOME_ENV",
     "AnnouncementMode",
     "Announcements",
@@ -104,5 +107,6 @@ __all__ = [
     "parse_config",
     "prefix_matches",
     "problem_at",
+    "risky_keys",
     "select_policy",
 ]

@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_SIP_PORT",
     "EMBEDDED_PROMPT_LANGUAGES",
     "EMBEDDED_PROMPT_SET_ID",
+    "EMBEDDED_PROMPT_YES_DIGIT",
     "AnnouncementMode",
     "Announcements",
     "CallDirection",
@@ -81,6 +82,8 @@ EMBEDDED_PROMPT_SET_ID = "default"
 """The prompt-set id that names the announcement embedded in callherald (no files needed)."""
 EMBEDDED_PROMPT_LANGUAGES = ("nl", "en")
 """The languages the embedded prompt set is spoken in."""
+EMBEDDED_PROMPT_YES_DIGIT = "1"
+"""The key the embedded prompt set's consent question asks for ("press 1", "druk dan op 1")."""
 
 Network: TypeAlias = IPv4Network | IPv6Network
 """An IPv4 or IPv6 network (``allowed_networks`` entries)."""

@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from announcements.defaults import default_consent_prompt_set
 from callherald import __version__, cli
 from callherald.app import ephemeral_ports
 from callherald.cli import PASSPHRASE_ENV, main
 from callherald.layout import DataLayout
-from config import EMBEDDED_DEFAULT_YAML, HOME_ENV
+from config import EMBEDDED_DEFAULT_YAML, EMBEDDED_PROMPT_YES_DIGIT, HOME_ENV
 from storage.crypto import WrongPassphraseError, key_id
 from storage.keys import load_private_key, load_public_key
 from storage.records import EvidenceStore
@@ -204,6 +205,64 @@ def test_check_config_warns_about_rtp_ports_among_the_ephemeral_ones(
         "net.ipv4.ip_local_port_range)"
     )
     assert len(err.splitlines()) == 1
+
+
+def _with_reviewer(tmp_path: Path, text: str) -> Path:
+    """``text`` (the embedded default, edited) written with a reviewer key, so that no warning of
+    the development key comes with it."""
+    (tmp_path / "reviewer.pub").write_text(REVIEWER_PEM, encoding="ascii")
+    path = tmp_path / "callherald.yaml"
+    path.write_text(text.replace("recipients: []", "recipients: [reviewer.pub]"), encoding="utf-8")
+    return path
+
+
+RECORDING_POLICY_END = "    on_failure: connect_unrecorded\n"
+
+
+@pytest.mark.parametrize(("code", "warned"), [("12", True), ("#9", False), ("*0", False)])
+def test_check_config_warns_of_a_pci_code_a_card_number_may_contain(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], code: str, warned: bool
+) -> None:
+    # A code of digits only is valid, but a caller who stops between the groups of a card number
+    # and goes on with those digits toggles the pause mid-payment.
+    assert RECORDING_POLICY_END in EMBEDDED_DEFAULT_YAML
+    policy = f'{RECORDING_POLICY_END}    pci_pause_code: "{code}"\n'
+    path = _with_reviewer(tmp_path, EMBEDDED_DEFAULT_YAML.replace(RECORDING_POLICY_END, policy))
+    assert main(["check-config", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"{path}: OK\n"
+    expected = (
+        f"{path}:{_line_of(path, 'pci_pause_code')}: warning: policy 'default': the PCI pause code '12' is "
+        "digits only, which a card number or security code may contain: a caller who stops between the "
+        "groups of a card number and goes on with '12' pauses or resumes the recording; use a code with "
+        '* or #, such as "#9"\n'
+    )
+    assert err == (expected if warned else "")
+
+
+@pytest.mark.parametrize(("yes_digit", "warned"), [("2", True), ("1", False)])
+def test_check_config_warns_of_a_yes_key_the_embedded_question_does_not_ask_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], yes_digit: str, warned: bool
+) -> None:
+    # The embedded question says "press 1": with another yes key, everyone who presses 1 as told
+    # would be stored as refusing.
+    text = EMBEDDED_DEFAULT_YAML.replace('yes_digit: "1"', f'yes_digit: "{yes_digit}"')
+    path = _with_reviewer(tmp_path, text)
+    assert main(["check-config", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"{path}: OK\n"
+    expected = (
+        f"{path}:{_line_of(path, 'yes_digit')}: warning: consent question 'training-consent' is asked with "
+        "the embedded prompt set, which says \"press 1\", but its yes_digit is '2': callers who press 1 as "
+        "told are stored as refusing; give yes_digit \"1\", or a prompt set that asks for '2'\n"
+    )
+    assert err == (expected if warned else "")
+
+
+def test_the_embedded_question_asks_for_the_key_the_config_checks_against() -> None:
+    texts = [prompt.text or "" for prompt in default_consent_prompt_set().prompts]
+    assert texts
+    assert all(text.endswith(f" {EMBEDDED_PROMPT_YES_DIGIT}.") for text in texts), texts
 
 
 def test_keys_generate_writes_a_protected_pair(
