@@ -134,12 +134,28 @@ def list_calls(layout: DataLayout, *, as_json: bool = False) -> int:
     return ExitCode.OK
 
 
+_PAUSED_BY: Final = {"pci": "the PCI code", "hold": "a hold"}
+
+
+def _not_paused(call_ref: str, reasons: list[object]) -> str:
+    """Why a resume changed nothing: ``calls pause`` did not pause the call; ``reasons`` still do."""
+    message = f"call {call_ref}: not paused by callherald calls pause: nothing to resume"
+    still = [_PAUSED_BY.get(str(reason), str(reason)) for reason in reasons]
+    if still:
+        message += f"; still paused by {' and '.join(still)}, which calls resume does not end"
+    return message
+
+
 def pause_call(layout: DataLayout, call_ref: str, *, pause: bool) -> int:
-    """Pause (``pause``) or resume the recording of call ``call_ref``. An unknown call, and a call
-    that is not recorded and will not be, exit 1; during the notice the recording will start so."""
+    """Pause (``pause``) or resume the recording of call ``call_ref``. An unknown call, a call that
+    is not recorded and will not be, and a resume of a call no pause request paused (it may be
+    paused for another reason still), exit 1; during the notice the recording will start so."""
     verb = "pause" if pause else "resume"
     try:
-        answer = _checked(control_request(layout.control_socket, {"op": verb, "call": call_ref}))
+        answer = control_request(layout.control_socket, {"op": verb, "call": call_ref})
+        if answer.get("error") == "not paused":  # nothing changed: say why, and what still pauses it
+            raise _refused(_not_paused(call_ref, _list(answer.get("paused"))))
+        _checked(answer)
     except CommandError as error:
         if str(error) == "no such call":
             error = _refused(f"no such call: {call_ref} (see callherald calls list)")

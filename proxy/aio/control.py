@@ -17,7 +17,9 @@ one answer for every line, in order::
 ``"recording": true``: the call's recording runs and the pause applies now; ``false``: the notice
 and questions are not over, and the recording starts paused (or, after a resume, not) if it
 starts. A call that is not recorded and will not be answers ``{"ok": false, "error": "not
-recorded"}`` (nothing changes); an unknown one ``{"ok": false, "error": "no such call"}``.
+recorded"}`` (nothing changes); an unknown one ``{"ok": false, "error": "no such call"}``. A
+resume of a call that no pause request paused answers ``{"ok": false, "error": "not paused",
+"paused": [...]}`` with the reasons it is paused for all the same (nothing changes).
 
 Anything else is answered ``{"ok": false, "error": "..."}`` and the connection stays usable. A
 line longer than ``MAX_LINE_BYTES`` is refused (one error answer; the rest of that line is
@@ -73,6 +75,9 @@ class PauseOutcome(enum.Enum):
     NOT_RECORDED = "not recorded"
     """The call is not recorded and will not be (``record: false``, a failed notice, no purpose
     allows it, recording switched off): nothing was changed."""
+    NOT_PAUSED = "not paused"
+    """A resume of a call the operator did not pause (it may be paused for another reason, such
+    as the PCI code or a hold, which a resume does not end): nothing was changed."""
     NO_SUCH_CALL = "no such call"
 
 
@@ -122,6 +127,9 @@ def handle_request(handler: ControlHandler, line: bytes) -> dict[str, object]:
     outcome = handler.control_pause(call_ref, op == "pause")
     if outcome in (PauseOutcome.NOT_RECORDED, PauseOutcome.NO_SUCH_CALL):
         return _error(outcome.value)
+    if outcome is PauseOutcome.NOT_PAUSED:
+        call = next((call for call in handler.control_calls() if call.get("call") == call_ref), {})
+        return {**_error(outcome.value), "paused": call.get("paused", [])}
     return {"ok": True, "recording": outcome is PauseOutcome.APPLIED}
 
 

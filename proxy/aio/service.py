@@ -279,6 +279,8 @@ class ProxyService:
         may_record = self._recordings is not None and self._recordings.recording_enabled
         if not recording and not (summary.recording_pending and may_record):
             return PauseOutcome.NOT_RECORDED
+        if not pause and "api" not in summary.paused:
+            return PauseOutcome.NOT_PAUSED  # a resume ends the operator's pause only
         self._log.info("[%s] the operator asks to %s the recording", call_ref, "pause" if pause else "resume")
         self._execute(self.core.pause_recording(call_ref, pause, self._now()))
         return PauseOutcome.APPLIED if recording else PauseOutcome.PENDING

@@ -30,15 +30,18 @@ SCENARIO_TIMEOUT_S = 10.0
 KNOWN_CALL = "c0ffee01"
 UNRECORDED_CALL = "c0ffee02"  # record: false, or its notice failed
 ANNOUNCING_CALL = "c0ffee03"  # hears the notice: a recording may follow
+PCI_PAUSED_CALL = "c0ffee04"  # paused by the caller's PCI code, not by calls pause
 CALLS: list[dict[str, object]] = [
     {"call": KNOWN_CALL, "direction": "inbound", "recording": True, "paused": ["api"]},
     {"call": UNRECORDED_CALL, "direction": "outbound", "recording": False, "paused": []},
     {"call": ANNOUNCING_CALL, "direction": "inbound", "recording": False, "paused": []},
+    {"call": PCI_PAUSED_CALL, "direction": "inbound", "recording": True, "paused": ["hold", "pci"]},
 ]
 OUTCOMES = {
     KNOWN_CALL: PauseOutcome.APPLIED,
     UNRECORDED_CALL: PauseOutcome.NOT_RECORDED,
     ANNOUNCING_CALL: PauseOutcome.PENDING,
+    PCI_PAUSED_CALL: PauseOutcome.NOT_PAUSED,
 }
 CALLS_ANSWER = {"ok": True, "calls": CALLS}
 APPLIED = {"ok": True, "recording": True}
@@ -132,6 +135,11 @@ REQUESTS = [
     ),
     pytest.param(
         b'{"op": "pause", "call": "c0ffee03"}', {"ok": True, "recording": False}, id="pause-before-recording"
+    ),
+    pytest.param(
+        b'{"op": "resume", "call": "c0ffee04"}',
+        {"ok": False, "error": "not paused", "paused": ["hold", "pci"]},
+        id="resume-not-paused-by-the-operator",
     ),
     pytest.param(b'{"op": "pause", "call": "nope"}', NO_SUCH_CALL, id="pause-unknown-call"),
     pytest.param(b'{"op": "resume", "call": "nope"}', NO_SUCH_CALL, id="resume-unknown-call"),
@@ -494,6 +502,17 @@ CLI_CASES = [
             stdout=(f"call {ANNOUNCING_CALL}: the recording has not started yet; it will start unpaused",),
         ),
         id="resume-before-recording",
+    ),
+    pytest.param(
+        CliCase(
+            ("calls", "resume", PCI_PAUSED_CALL),
+            1,
+            stderr=(
+                f"call {PCI_PAUSED_CALL}: not paused by callherald calls pause: nothing to resume; still paused "
+                "by a hold and the PCI code, which calls resume does not end",
+            ),
+        ),
+        id="resume-not-paused-by-the-operator",
     ),
     pytest.param(CliCase(("calls", "pause", "nope"), 1, stderr=("no such call: nope",)), id="pause-unknown"),
     pytest.param(

@@ -209,6 +209,11 @@ def test_the_operator_pauses_and_resumes_a_recording_with_the_calls_commands(tmp
 
     def pause_and_resume(proxy: CallheraldProcess, call_ref: str) -> None:
         time.sleep(1.0)
+        not_paused = run_cli(proxy, "resume", call_ref)  # nothing to resume: it says so, and changes nothing
+        assert (not_paused.returncode, not_paused.stdout) == (1, ""), not_paused.stdout
+        assert (
+            f"call {call_ref}: not paused by callherald calls pause: nothing to resume\n" in not_paused.stderr
+        )
         moments["before_pause"] = time.monotonic()
         paused = run_cli(proxy, "pause", call_ref)
         moments["after_pause"] = time.monotonic()
