@@ -524,10 +524,19 @@ class ProxyService:
 
         watched.playout.when_started(started)
 
-        def over(done: asyncio.Future[PlayoutResult]) -> None:
+        def report() -> None:
             if watched in pending:  # not reported with its call's end
                 pending.remove(watched)
                 self._report_agent_playout(watched)
+
+        def over(done: asyncio.Future[PlayoutResult]) -> None:
+            # The playout is over as its last frame is sent, which sounds one frame longer: the
+            # report waits for that end, so that it says only what has happened.
+            ended_at = None if done.cancelled() else done.result().ended_at
+            if ended_at is not None and self._loop is not None and ended_at > self._now():
+                self._loop.call_at(ended_at, report)
+            else:
+                report()
 
         watched.playout.finished.add_done_callback(over)
 
@@ -536,6 +545,9 @@ class ProxyService:
         if done.cancelled() or self._loop is None:
             return  # a beep stopped unheard: its recording did not start
         result = done.result()
+        now = self._now()
+        # One reported with its call's end, while its last frame still sounded, ended with the call.
+        ended_at = None if result.ended_at is None else min(result.ended_at, now)
         failure = None if result.error is None else f"the playout failed: {result.error}"
         if failure is None and result.frames_sent < result.frames_played:
             failure = f"only {result.frames_sent} of {result.frames_played} frames reached the agent"
@@ -546,8 +558,8 @@ class ProxyService:
                 tone=None if watched.prompt else Tone.BEEP,
                 prompt=watched.prompt,
                 started_at=result.started_at,
-                ended_at=result.ended_at,
-                at=self._now(),
+                ended_at=ended_at,
+                at=now,
                 complete=result.completed and failure is None,
                 failure=failure,
             )

@@ -212,6 +212,12 @@ def test_recording_is_both_parties_from_the_bridge_and_nothing_in_plaintext(
     assert sorted("prompt" in record for record in logged) == sorted(
         e.detail["kind"] == "prompt" for e in informed
     )
+    # Each is written once it is over: its last frame has stopped sounding by then.
+    for logged_event in logged:
+        ended_at, written_at = (
+            dt.datetime.fromisoformat(str(logged_event[key])) for key in ("ended_at", "at")
+        )
+        assert ended_at <= written_at, logged_event
     # Nothing of the tones reaches the disk in plaintext: not as PCM, not as G.711.
     needles = [
         outside_pcm[:32].astype("<i2").tobytes(),
