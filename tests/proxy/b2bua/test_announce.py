@@ -53,6 +53,7 @@ from proxy.b2bua.effects import (
     StopRecording,
     Tone,
 )
+from proxy.b2bua.pci_code import PCI_CODE_GAP_S
 from proxy.b2bua.policy import UNRECORDED, AnnouncementMode, CallPolicy, FailureBehaviour, PromptCheck
 from proxy.b2bua.settings import Address, B2buaSettings, Side
 from proxy.sip.headers import NameAddress
@@ -1280,6 +1281,7 @@ def pause_for(s: Scene, reason: str, pause: bool) -> list[Effect]:
     """Pause (or end the pause) for ``reason``: the PCI code, the operator's ``calls pause``, or
     the agent's re-INVITE holding the call (taking it off hold)."""
     if reason == "pci":
+        s.h.advance(PCI_CODE_GAP_S)  # the code is keyed on its own, not right after another key
         return s.press("#") + s.press("9")
     if reason == "api":
         return s.h.b2bua.pause_recording(s.ref, pause, s.h.now)
