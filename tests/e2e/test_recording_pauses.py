@@ -327,7 +327,8 @@ def test_a_caller_on_hold_from_its_invite_hears_the_notice_once_off_hold_and_the
         caller="recording_uac_held_at_start.xml",
         callee="recording_uas_direction.xml",
         caller_set={"hold_for_ms": PAUSE_FOR_MS},
-        pause_ms=AFTER_MS,
+        # After the unhold: the notice, the question and its answer window (2.45 s), then recorded.
+        pause_ms=AFTER_MS + 1500,
     )
     assert (tmp_path / "caller.txt").read_text().strip() == "a=recvonly|"
     assert (tmp_path / "callee.txt").read_text().strip() == "a=sendrecv"
