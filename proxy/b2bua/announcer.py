@@ -211,8 +211,12 @@ class CallAnnouncer:
         (RFC 4733, in-band) or, unknown (SIP INFO), ``now``."""
         out: list[Effect] = []
         pressed = now if pressed_at is None else min(pressed_at, now)
-        if self.stage is AnnouncerStage.ANNOUNCING and self._session is not None:
-            self._translate(self._session.digit(digit, mechanism, now, pressed), out)
+        if self.stage is AnnouncerStage.ANNOUNCING:
+            if self._session is not None:
+                self._translate(self._session.digit(digit, mechanism, now, pressed), out)
+            else:  # the notice waits for the party's hold to end: nothing is asked yet
+                received = consent.DigitReceived(digit=digit, mechanism=mechanism, at=pressed, counted=False)
+                out.append(Evidence(call_ref=self.call_ref, leg=self.outside_leg, event=received))
         elif self.stage is AnnouncerStage.DECIDED:
             # Decided, the agent not joined yet (the PBX rings): every key is evidence, and the
             # withdrawal key withdraws consent from here on too (GDPR Art. 7(3)).

@@ -2482,6 +2482,11 @@ def test_an_outside_party_on_hold_from_its_first_sdp_hears_the_notice_when_it_co
     assert s.h.prompt_finished(ref, leg) == []
     if way is INBOUND:
         assert s.callee.inbox() == []  # the PBX is called only once the questions are over
+    pressed = s.press("1")  # kept in the evidence, but nothing is asked while the party holds
+    assert events(pressed, DigitReceived) == [
+        DigitReceived(digit="1", mechanism=DigitMechanism.RFC4733, at=s.h.now, counted=False)
+    ]
+    assert events(pressed, ConsentDecided) == []
 
     ok, resumed = outside_redirects(s, "a=sendrecv", 2)
     assert b"a=sendrecv" in ok.body
