@@ -131,6 +131,7 @@ class CallAnnouncer:
             language=policy.language,
             purposes=policy.purposes,
             questions=policy.questions,
+            withdrawal_digit=policy.withdrawal_digit,
         )
 
     def start(
@@ -609,6 +610,10 @@ class CallAnnouncer:
                 if isinstance(output, consent.ConsentFinished):
                     self.stage = AnnouncerStage.DECIDED
                     self.purposes = output.purposes
+                elif isinstance(output, consent.ConsentWithdrawn):  # during a later question
+                    withdrawn = ", ".join(output.purposes)
+                    text = f"consent withdrawn for {withdrawn}"
+                    out.append(LogEvent(level="info", text=text, call_ref=self.call_ref))
                 elif isinstance(output, consent.NoticeFailed):
                     self.stage = AnnouncerStage.FAILED
                     self.purposes = ()

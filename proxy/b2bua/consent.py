@@ -213,6 +213,7 @@ Output = (
     | ConsentDecided
     | ConsentFinished
     | NoticeFailed
+    | ConsentWithdrawn
 )
 
 
@@ -236,6 +237,7 @@ class ConsentSession:
         language: str,
         purposes: Sequence[Purpose],
         questions: Sequence[ConsentQuestion],
+        withdrawal_digit: str | None = None,
     ) -> None:
         consent_purposes = {purpose.purpose_id for purpose in purposes if purpose.needs_consent}
         asked = {question.purpose_id for question in questions}
@@ -250,6 +252,7 @@ class ConsentSession:
         self._deadline: float | None = None
         self._asked_at = 0.0  # when the current question started to play
         self._granted: set[str] = set()
+        self._withdrawal_digit = withdrawal_digit
         self.state = ConsentState.NOTICE
         self.decisions: list[ConsentDecided] = []
 
@@ -296,14 +299,23 @@ class ConsentSession:
     ) -> list[Output]:
         """A key press that went down at ``pressed_at`` (``now`` when unknown), reported ``now``.
         It answers the current question if it went down while the question played or in its
-        window; otherwise (during the notice, say) it is only logged."""
+        window; otherwise (during the notice, say) it is only logged. The withdrawal digit, once a
+        question was answered yes, also withdraws every consent given so far (GDPR Art. 7(3): as
+        easy to withdraw as to give), whatever question is asked then."""
         pressed = now if pressed_at is None else min(pressed_at, now)
         asked = self.state in (ConsentState.ASKING, ConsentState.WAITING) and pressed >= self._asked_at
         in_window = self.state is ConsentState.ASKING or (
             self._deadline is not None and pressed <= self._deadline
         )
         counted = asked and in_window
-        out: list[Output] = [DigitReceived(digit=digit, mechanism=mechanism, at=pressed, counted=counted)]
+        withdrawn = self._granted_so_far() if digit == self._withdrawal_digit else ()
+        received = DigitReceived(
+            digit=digit, mechanism=mechanism, at=pressed, counted=counted or bool(withdrawn)
+        )
+        out: list[Output] = [received]
+        if withdrawn:
+            self._granted.difference_update(withdrawn)
+            out.append(ConsentWithdrawn(purposes=withdrawn, mechanism=mechanism, at=now))
         if not counted:
             return out
         question = self._questions[self._index]
@@ -314,6 +326,10 @@ class ConsentSession:
         out.append(self._decide(question, decision, mechanism, now))
         out.extend(self._next_question(now))
         return out
+
+    def _granted_so_far(self) -> tuple[str, ...]:
+        """The purposes a question was answered yes to, in the order they were asked."""
+        return tuple(dict.fromkeys(q.purpose_id for q in self._questions if q.purpose_id in self._granted))
 
     def interrupt(self, now: float) -> list[Output]:
         """The party is gone (hung up, transferred away): the prompt playing, if any, was cut short

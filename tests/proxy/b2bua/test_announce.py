@@ -1274,6 +1274,45 @@ def test_withdrawal_digit_stops_consent_purposes(way: Way, case: Withdrawal) -> 
     finish(s)
 
 
+COACHING = Purpose(purpose_id="coaching", lawful_basis="consent", needs_consent=True)
+COACHING_QUESTION = dataclasses.replace(
+    TRAINING_QUESTION, question_id="coaching-question", purpose_id="coaching", prompt_id="ask-coaching"
+)
+TWO_QUESTIONS = dataclasses.replace(
+    POLICY,
+    name="two-questions",
+    purposes=(QUALITY, TRAINING, COACHING),
+    questions=(TRAINING_QUESTION, COACHING_QUESTION),
+)
+
+
+def test_the_withdrawal_key_during_the_second_question_withdraws_the_first_consent_too() -> None:
+    # "Yes" to training, then the withdrawal key while the coaching question plays (GDPR Art. 7(3):
+    # as easy to withdraw as to give): the key refuses coaching and withdraws training, and the
+    # recording that starts at the bridge serves only what is left.
+    s = Scene(policy=TWO_QUESTIONS)
+    s.notice_playing()
+    s.notice_heard()
+    s.question_heard()
+    s.press("1")
+    s.h.advance(1.0)
+    effects = s.press("*")
+    ref, a = s.ref, MediaLeg.A
+    withdrawn = ConsentWithdrawn(purposes=("training",), mechanism=DigitMechanism.RFC4733, at=s.h.now)
+    assert Evidence(call_ref=ref, leg=a, event=withdrawn) in effects
+    assert [(e.purpose_id, e.decision) for e in events(s.h.effects, ConsentDecided)] == [
+        ("training", Decision.GRANTED),
+        ("coaching", Decision.REFUSED),
+    ]
+    assert LogEvent(level="info", text="consent withdrawn for training", call_ref=ref) in effects
+    s.callee.take_invite()
+    s.callee.ring()
+    s.callee_answers()
+    assert of(s.h.effects, StartRecording)[-1].purposes == ("quality",)
+    s.hang_up()
+    finish(s)
+
+
 PCI_POLICY = dataclasses.replace(POLICY, pci_pause_code="#9")
 
 

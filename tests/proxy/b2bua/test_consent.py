@@ -15,6 +15,7 @@ from proxy.b2bua.consent import (
     ConsentQuestion,
     ConsentSession,
     ConsentState,
+    ConsentWithdrawn,
     Decision,
     DigitMechanism,
     DigitReceived,
@@ -184,6 +185,53 @@ def test_two_questions_are_asked_in_order_each_with_its_own_digit_and_window() -
         ("training-consent", Decision.REFUSED),
         ("quality-consent", Decision.GRANTED),
     ]
+
+
+def test_the_withdrawal_digit_during_a_later_question_withdraws_the_consent_given_before() -> None:
+    # "Yes" to training, then the withdrawal key while the quality question plays: as easy to
+    # withdraw as to give (GDPR Art. 7(3)). The key refuses the question asked and withdraws the
+    # training consent too; the purposes recorded are those left.
+    s = ConsentSession(
+        notice_prompt_id="notice",
+        language="nl",
+        purposes=(EVIDENCE, TRAINING, QUALITY),
+        questions=(TRAINING_QUESTION, QUALITY_QUESTION),
+        withdrawal_digit="*",
+    )
+    s.start(0.0)
+    s.prompt_finished(8.0)
+    s.digit("1", RFC4733, 9.0)  # training: yes; the quality question starts
+    out = s.digit("*", RFC4733, 10.0)
+    assert out == [
+        DigitReceived(digit="*", mechanism=RFC4733, at=10.0, counted=True),
+        ConsentWithdrawn(purposes=("training",), mechanism=RFC4733, at=10.0),
+        StopPrompt(),
+        AnnouncementEnded(prompt_id="ask-quality", at=10.0, complete=False),
+        ConsentDecided(
+            question_id="quality-consent",
+            question_version="2",
+            purpose_id="quality",
+            decision=Decision.REFUSED,
+            mechanism=RFC4733,
+            at=10.0,
+        ),
+        ConsentFinished(purposes=("evidence",), at=10.0),
+    ]
+
+
+def test_the_withdrawal_digit_before_any_yes_only_answers_the_question() -> None:
+    s = ConsentSession(
+        notice_prompt_id="notice",
+        language="nl",
+        purposes=(EVIDENCE, TRAINING),
+        questions=(TRAINING_QUESTION,),
+        withdrawal_digit="*",
+    )
+    s.start(0.0)
+    s.prompt_finished(8.0)
+    out = s.digit("*", RFC4733, 9.0)
+    assert [type(o) for o in out if isinstance(o, (ConsentWithdrawn, ConsentDecided))] == [ConsentDecided]
+    assert out[-1] == ConsentFinished(purposes=("evidence",), at=9.0)
 
 
 def test_no_questions_means_finished_after_the_notice() -> None:
