@@ -2878,10 +2878,13 @@ class B2bua:
                     # notice, the relay and the recorder work in plain RTP.
                     self._relayed_sdp_unusable(call, relay, response, now, out, offer=sdp, plain_rtp=False)
                     return
+                # A 2xx offer keeps to the codecs a re-INVITE's own offer may (the prompt's, while
+                # one plays: ``_offer_codecs``).
+                allowed = self._offer_codecs(call, relay.new_party) if offer_in_2xx else self._settings.codecs
                 if (
                     success
                     and (relay.relayed_offer is not None or offer_in_2xx)
-                    and not has_allowed_audio(sdp, self._settings.codecs)
+                    and not has_allowed_audio(sdp, allowed)
                 ):
                     self._relayed_sdp_unusable(
                         call, relay, response, now, out, offer=sdp if offer_in_2xx else None
@@ -2897,10 +2900,7 @@ class B2bua:
                 if success and own_hold:
                     self._hold_changed(call, far_leg, sdp.is_hold(), now, out)
                 anchored = anchor_sdp(
-                    sdp,
-                    dialog=origin,
-                    media_address=self._settings.media_address,
-                    codecs=self._settings.codecs,
+                    sdp, dialog=origin, media_address=self._settings.media_address, codecs=allowed
                 )
                 body = bytes(anchored) if anchored is not None else b""
                 content_type = "application/sdp"

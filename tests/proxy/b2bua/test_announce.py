@@ -2095,6 +2095,73 @@ def test_an_srtp_offer_in_the_2xx_to_a_reinvite_without_sdp_while_the_notice_pla
     finish(s)
 
 
+@NOTICE_BETWEEN_DIALOGS
+@pytest.mark.parametrize("sender", ["outside", "agent"])
+def test_a_2xx_offer_without_the_notice_codec_to_a_reinvite_without_sdp_while_it_plays_is_refused(
+    way: Way, moment: str, sender: str
+) -> None:
+    # A prompt cannot change format midway: as a re-INVITE's own offer without the notice's codec
+    # gets 488 while it plays (``_offer_codecs``), so does the far party's offer in its 2xx to a
+    # re-INVITE without SDP. It is answered in the ACK with every stream rejected (RFC 3264 §6),
+    # the sender keeps its session (RFC 3261 §14.2), and the far party is offered its own again.
+    s = Scene(way)
+    notice_plays_between_dialogs(s, moment)
+    party, other = (s.outside, s.agent) if sender == "outside" else (s.agent, s.outside)
+    session_before = sdp_without_origin(last_sdp_to(other))
+    party.send(party.request("INVITE"))
+    relayed = other.last_request("INVITE")
+    pcma_only = (
+        party_sdp("far 4004 127.0.0.8", 5, "a=sendrecv")
+        .replace(b"RTP/AVP 0 101", b"RTP/AVP 8 101")
+        .replace(b"a=rtpmap:0 PCMU/8000", b"a=rtpmap:8 PCMA/8000")
+    )
+    effects = other.reply(relayed, 200, body=pcma_only)
+
+    assert sip_summary(effects) == [
+        (other.address, "ACK"),
+        (party.address, "488 INVITE"),
+        (other.address, "INVITE"),
+    ]
+    assert b"m=audio 0 RTP/AVP" in other.last_request("ACK").body
+    refusal = party.last_response("INVITE", 488)
+    assert refusal.headers.get("warning") == '305 callherald "Incompatible media format"'
+    assert of(effects, SetMediaRemote) == []
+    back = other.last_request("INVITE")
+    assert sdp_without_origin(back.body) == session_before
+    other.reply(back, 200, body=party_sdp("far 4004 127.0.0.8", 6, "a=sendrecv"))
+    s.notice_heard()
+    s.question_heard()
+    s.press("1")
+    assert of(s.h.effects, StartRecording)[-1].purposes == ("quality", "training")
+    s.hang_up()
+    finish(s)
+
+
+@NOTICE_BETWEEN_DIALOGS
+def test_a_2xx_offer_to_a_reinvite_without_sdp_while_the_notice_plays_is_passed_on_in_its_codec(
+    way: Way, moment: str
+) -> None:
+    # The far party offers PCMA besides the notice's PCMU: the sender is offered PCMU alone, so
+    # that its answer cannot switch the codec under the prompt.
+    s = Scene(way)
+    notice_plays_between_dialogs(s, moment)
+    party, other = s.agent, s.outside
+    party.send(party.request("INVITE"))
+    both = (
+        party_sdp("far 4004 127.0.0.8", 5, "a=sendrecv")
+        .replace(b"RTP/AVP 0 101", b"RTP/AVP 8 0 101")
+        .replace(b"a=rtpmap:0 PCMU/8000", b"a=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000")
+    )
+    other.reply(other.last_request("INVITE"), 200, body=both)
+
+    offered = party.last_response("INVITE", 200).body
+    assert b"m=audio" in offered
+    assert b"PCMA" not in offered
+    assert b"a=rtpmap:0 PCMU/8000" in offered
+    s.h.shutdown()
+    finish(s)
+
+
 @pytest.mark.parametrize("method", ["INVITE", "UPDATE"])
 @pytest.mark.parametrize("moment", ["notice", "ringing"])
 def test_an_srtp_offer_callherald_answers_itself_is_refused_for_its_transport(
