@@ -397,7 +397,9 @@ def _event_details(event: TimelineEvent) -> str:
                 return f"{heard}, no end stored yet"
             return f"{heard} until {_precise_time(detail['ended_at'])}, {played}"
         case TimelineKind.DTMF:
-            counted = "" if detail.get("counted") else " (masked, not counted)"
+            # Only an in-band key was ever audio to mask; RFC 4733 events and SIP INFO never are.
+            masked = "masked, " if detail["mechanism"] == "inband" else ""
+            counted = "" if detail.get("counted") else f" ({masked}not counted)"
             return f"{detail['digit']} via {detail['mechanism']}{counted}"
         case TimelineKind.CONSENT:
             # A decision without a key press (no answer, a failed question) has no mechanism.

@@ -67,8 +67,12 @@ from proxy.b2bua.effects import (
 from proxy.b2bua.pci_code import PciCode
 from proxy.b2bua.policy import CallPolicy
 
-__all__ = ["NOTICE_LEAD_IN_MS", "AnnouncerStage", "CallAnnouncer"]
+__all__ = ["NOTICE_LEAD_IN_MS", "SAME_PRESS_S", "AnnouncerStage", "CallAnnouncer"]
 
+SAME_PRESS_S = 0.5
+"""A key heard again by another mechanism within this long is the same press: a phone that sends
+each key by RFC 4733 and SIP INFO, or whose RFC 4733 events come after its tones were heard in
+band (a late first packet), presses once. A person does not press one key twice this fast."""
 NOTICE_LEAD_IN_MS = 15
 """The notice starts no sooner than this after it is asked for, so a party whose media socket opens
 a few ms after our answer (pyVoIP: up to 14 ms) hears it whole."""
@@ -108,6 +112,7 @@ class CallAnnouncer:
         # The outside party's keys after the bridge, watched for the PCI pause code.
         self._pci_code = PciCode(policy.pci_pause_code) if policy.pci_pause_code else None
         self._notice_held = False  # the outside party held the call before the questions were over
+        self._last_key: tuple[str, consent.DigitMechanism, float] | None = None  # (``SAME_PRESS_S``)
         self.hold_limit_s = hold_limit_s
         self._hold_deadline: float | None = None  # when a hold that keeps the notice back fails it
         self._agent_held = False  # the agent's side holds the call: nothing is played to it
@@ -212,6 +217,11 @@ class CallAnnouncer:
         (RFC 4733, in-band) or, unknown (SIP INFO), ``now``."""
         out: list[Effect] = []
         pressed = now if pressed_at is None else min(pressed_at, now)
+        last, self._last_key = self._last_key, (digit, mechanism, now)
+        if last is not None and last[0] == digit and last[1] != mechanism and now - last[2] <= SAME_PRESS_S:
+            heard_by = f"{last[1]} and {mechanism}"
+            text = f"key {digit} heard by {heard_by} {now - last[2]:.2f} s apart: taken as one press"
+            return [LogEvent(level="info", text=text, call_ref=self.call_ref)]
         if self.stage is AnnouncerStage.ANNOUNCING:
             if self._session is not None:
                 self._translate(self._session.digit(digit, mechanism, now, pressed), out)

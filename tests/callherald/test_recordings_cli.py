@@ -1969,3 +1969,23 @@ def test_expire_dry_run_foretells_the_refusal_of_a_recording_still_being_recorde
     assert out.startswith(f"erased recording {finished} (call call-r1)")
     assert f"recording {open_rid}" in err
     assert "still being recorded" in err
+
+
+@pytest.mark.parametrize(
+    ("mechanism", "shown"),
+    [
+        ("inband", "5 via inband (masked, not counted)"),
+        ("rfc4733", "5 via rfc4733 (not counted)"),
+        ("sip_info", "5 via sip_info (not counted)"),
+    ],
+)
+def test_an_uncounted_key_is_called_masked_only_when_it_was_audio(mechanism: str, shown: str) -> None:
+    # Only an in-band tone is in the audio to be masked; an RFC 4733 event or a SIP INFO never is.
+    at = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+    key = TimelineEvent(
+        at=at,
+        kind=TimelineKind.DTMF,
+        leg_id="a",
+        detail={"digit": "5", "mechanism": mechanism, "counted": False},
+    )
+    assert shown in timeline_table([key])

@@ -1274,6 +1274,51 @@ def test_withdrawal_digit_stops_consent_purposes(way: Way, case: Withdrawal) -> 
     finish(s)
 
 
+def test_a_key_heard_in_band_and_then_by_rfc4733_is_one_answer() -> None:
+    # A phone that leaves its tones in the audio, whose RFC 4733 events come late (a lost first
+    # packet): the in-band press answers, and the same key by RFC 4733 0.1 s later is that press.
+    s = Scene()
+    s.notice_playing()
+    s.notice_heard()
+    s.question_heard()
+    ref, a = s.ref, MediaLeg.A
+    first = s.h.digit(ref, a, "1", DigitMechanism.INBAND)
+    s.h.advance(0.1)
+    again = s.h.digit(ref, a, "1", DigitMechanism.RFC4733)
+    assert [e.counted for e in events(first, DigitReceived)] == [True]
+    assert events(again, DigitReceived) == []
+    assert (
+        LogEvent(
+            level="info",
+            text="key 1 heard by inband and rfc4733 0.10 s apart: taken as one press",
+            call_ref=ref,
+        )
+        in again
+    )
+    assert [e.decision for e in events(s.h.effects, ConsentDecided)] == [Decision.GRANTED]
+    s.h.advance(1.0)
+    later = s.h.digit(ref, a, "1", DigitMechanism.RFC4733)  # a second press, by then
+    assert [e.counted for e in events(later, DigitReceived)] == [False]
+    s.h.shutdown()
+    finish(s)
+
+
+def test_the_pci_code_from_a_phone_that_sends_each_key_by_rfc4733_and_sip_info_pauses() -> None:
+    s = Scene(policy=PCI_POLICY)
+    s.connect("1")
+    ref, a = s.ref, MediaLeg.A
+    s.h.advance(2.0)
+    effects: list[Effect] = []
+    for key in "#9":
+        effects += s.h.digit(ref, a, key, DigitMechanism.RFC4733)
+        s.h.advance(0.05)
+        effects += s.h.digit(ref, a, key, DigitMechanism.SIP_INFO)
+        s.h.advance(0.3)
+    assert [e for e in effects if isinstance(e, RECORDING)] == [PauseRecording(call_ref=ref, reason="pci")]
+    s.hang_up()
+    finish(s)
+
+
 COACHING = Purpose(purpose_id="coaching", lawful_basis="consent", needs_consent=True)
 COACHING_QUESTION = dataclasses.replace(
     TRAINING_QUESTION, question_id="coaching-question", purpose_id="coaching", prompt_id="ask-coaching"
