@@ -170,6 +170,14 @@ class _Recording:
         return self.started + dt.timedelta(seconds=self.audio_format.duration_s(self.pcm_bytes))
 
 
+def _pause_reason(reason: str) -> store.PauseReason | None:
+    """The stored reason of a pause (``hold``, ``pci``, ``api``); None for one the record does not know."""
+    try:
+        return store.PauseReason(reason)
+    except ValueError:
+        return None
+
+
 class _Handle:
     """The proxy's view of one recording (``RecordingHandle``)."""
 
@@ -181,11 +189,8 @@ class _Handle:
         self._owner._submit_file(lambda: self._owner._write_block(self._recording, pcm))
 
     def pause(self, reason: str, at: float) -> None:
-        try:
-            pause_reason = store.PauseReason(reason)
-        except ValueError:
-            return
-        if pause_reason in self._recording.pause_started:
+        pause_reason = _pause_reason(reason)
+        if pause_reason is None or pause_reason in self._recording.pause_started:
             return
         started = self._owner.utc(at, offset=self._recording.clock_offset)
         self._recording.pause_started[pause_reason] = started
@@ -193,9 +198,8 @@ class _Handle:
 
     def resume(self, reason: str, at: float) -> None:
         recording = self._recording
-        try:
-            pause_reason = store.PauseReason(reason)
-        except ValueError:
+        pause_reason = _pause_reason(reason)
+        if pause_reason is None:
             return
         started = recording.pause_started.pop(pause_reason, None)
         if started is None:

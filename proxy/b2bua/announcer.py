@@ -226,14 +226,12 @@ class CallAnnouncer:
             if self._session is not None:
                 self._translate(self._session.digit(digit, mechanism, now, pressed), out)
             else:  # the notice waits for the party's hold to end: nothing is asked yet
-                received = consent.DigitReceived(digit=digit, mechanism=mechanism, at=pressed, counted=False)
-                out.append(Evidence(call_ref=self.call_ref, leg=self.outside_leg, event=received))
+                out.append(self._key_evidence(digit, mechanism, pressed, counted=False))
         elif self.stage is AnnouncerStage.DECIDED:
             # Decided, the agent not joined yet (the PBX rings): every key is evidence, and the
             # withdrawal key withdraws consent from here on too (GDPR Art. 7(3)).
             withdraws = digit == self.policy.withdrawal_digit and bool(self._withdrawable())
-            received = consent.DigitReceived(digit=digit, mechanism=mechanism, at=pressed, counted=withdraws)
-            out.append(Evidence(call_ref=self.call_ref, leg=self.outside_leg, event=received))
+            out.append(self._key_evidence(digit, mechanism, pressed, counted=withdraws))
             if withdraws:
                 self._withdraw(mechanism, now, out)
         elif self.stage is AnnouncerStage.BRIDGED:
@@ -243,6 +241,18 @@ class CallAnnouncer:
             if digit == self.policy.withdrawal_digit:
                 self._withdraw(mechanism, now, out)
         return out
+
+    def _key_evidence(
+        self, digit: str, mechanism: consent.DigitMechanism, pressed: float, *, counted: bool
+    ) -> Evidence:
+        """A key the outside party pressed outside the questions, for the record."""
+        received = consent.DigitReceived(digit=digit, mechanism=mechanism, at=pressed, counted=counted)
+        return Evidence(call_ref=self.call_ref, leg=self.outside_leg, event=received)
+
+    def _withdrawn_log(self, purposes: tuple[str, ...]) -> LogEvent:
+        return LogEvent(
+            level="info", text=f"consent withdrawn for {', '.join(purposes)}", call_ref=self.call_ref
+        )
 
     def next_deadline(self) -> float | None:
         if self.stage is not AnnouncerStage.ANNOUNCING:
@@ -582,13 +592,7 @@ class CallAnnouncer:
                 # A hold, PCI or operator's pause still in force holds the new recording paused from
                 # its start (PCI DSS 3.3.1); its end resumes this recording.
                 out.extend(self._pauses_in_force())
-        out.append(
-            LogEvent(
-                level="info",
-                text=f"consent withdrawn for {', '.join(withdrawn)}",
-                call_ref=self.call_ref,
-            )
-        )
+        out.append(self._withdrawn_log(withdrawn))
 
     def _translate(self, outputs: list[consent.Output], out: list[Effect]) -> None:
         leg = self.outside_leg
@@ -621,9 +625,7 @@ class CallAnnouncer:
                     self.stage = AnnouncerStage.DECIDED
                     self.purposes = output.purposes
                 elif isinstance(output, consent.ConsentWithdrawn):  # during a later question
-                    withdrawn = ", ".join(output.purposes)
-                    text = f"consent withdrawn for {withdrawn}"
-                    out.append(LogEvent(level="info", text=text, call_ref=self.call_ref))
+                    out.append(self._withdrawn_log(output.purposes))
                 elif isinstance(output, consent.NoticeFailed):
                     self.stage = AnnouncerStage.FAILED
                     self.purposes = ()

@@ -31,7 +31,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from proxy.rtp.dtmf import TelephoneEvent, TelephoneEventReceiver
+from proxy.rtp.dtmf import DigitDetected, TelephoneEvent, TelephoneEventReceiver
 from proxy.rtp.errors import RtpError
 from proxy.rtp.g711 import alaw_decode, ulaw_decode
 from proxy.rtp.inband import InbandDigit, InbandDtmfDetector, feed_many
@@ -118,10 +118,7 @@ class DigitListener:
                 self.events_seen = True
                 self._inband = None
                 self._pending.clear()
-            return [
-                HeardDigit(digit=d.digit, mechanism=RFC4733, since_onset_s=d.duration / _CLOCK_HZ)
-                for d in self._events.receive(timestamp, event)
-            ]
+            return _heard_events(self._events.receive(timestamp, event))
         if payload_type == self._audio_pt and self._inband is not None:
             heard: list[HeardDigit] = []
             if self._pending and timestamp != (self._pending_timestamp + self._pending_samples) & 0xFFFFFFFF:
@@ -166,14 +163,18 @@ class DigitListener:
 
     def flush(self) -> list[HeardDigit]:
         """Presses still open when the stream ends (an event whose end packets were lost)."""
-        heard = [
-            HeardDigit(digit=d.digit, mechanism=RFC4733, since_onset_s=d.duration / _CLOCK_HZ)
-            for d in self._events.flush()
-        ]
+        heard = _heard_events(self._events.flush())
         if self._inband is not None:
             heard += self._judge_pending()
             heard += self._heard_inband(self._inband.flush())
         return heard
+
+
+def _heard_events(presses: Sequence[DigitDetected]) -> list[HeardDigit]:
+    # Telephone-event presses, each with how long its key had been down at the packet that told.
+    return [
+        HeardDigit(digit=d.digit, mechanism=RFC4733, since_onset_s=d.duration / _CLOCK_HZ) for d in presses
+    ]
 
 
 def judge_together(listeners: Sequence[DigitListener]) -> list[list[HeardDigit]]:
