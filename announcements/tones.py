@@ -1,4 +1,5 @@
-"""Tones generated in code: the agent's recording beep and the caller's ringback.
+"""Tones generated in code: the agent's recording beep, the caller's ringback and the outside
+party's PCI pause confirmations.
 
 Both come in the frame format of `announcements.frames` (20 ms per frame, every codec), each
 rendition computed at its own sample rate, so nothing is resampled. Tone bursts start and end
@@ -7,6 +8,13 @@ with raised-cosine ramps so they do not click. Levels are sine peaks in dBFS.
 - Beep: `BEEP_FREQUENCY_HZ` for `BEEP_MS`, once; the last frame is padded with silence.
 - Ringback: the Dutch cadence (425 Hz, 1 s on, 4 s off); `ringback_frames` is one 5 s period,
   `iter_ringback` repeats it without end.
+- PCI pause confirmations, to the outside party whose PCI pause code paused or resumed the
+  recording: "paused" is two short high beeps (`PCI_PAUSED_FREQUENCY_HZ`), "recording again" one
+  longer low beep (`PCI_RESUMED_FREQUENCY_HZ`), each once and under 0.5 s. Single tones, so no
+  DTMF detector takes them for a key (ITU-T Q.23 keys are pairs), at frequencies well clear of
+  every DTMF tone (697-1633 Hz; detectors accept 1.5-3.5 % off), of the agent's beep, of
+  ringback and dial tone (425 Hz) and of the 2100 Hz answer tone that disables echo cancellers
+  (ITU-T G.165).
 """
 
 from __future__ import annotations
@@ -34,6 +42,14 @@ __all__ = [
     "BEEP_FREQUENCY_HZ",
     "BEEP_MS",
     "BEEP_PEAK_DBFS",
+    "PCI_PAUSED_BEEPS",
+    "PCI_PAUSED_BEEP_MS",
+    "PCI_PAUSED_FREQUENCY_HZ",
+    "PCI_PAUSED_GAP_MS",
+    "PCI_RESUMED_FREQUENCY_HZ",
+    "PCI_RESUMED_MS",
+    "PCI_TONE_FADE_MS",
+    "PCI_TONE_PEAK_DBFS",
     "RINGBACK_FADE_MS",
     "RINGBACK_FREQUENCY_HZ",
     "RINGBACK_OFF_MS",
@@ -42,6 +58,8 @@ __all__ = [
     "beep_frames",
     "iter_beep",
     "iter_ringback",
+    "pci_paused_frames",
+    "pci_resumed_frames",
     "ringback_frames",
     "tone_burst",
 ]
@@ -56,6 +74,15 @@ RINGBACK_ON_MS: Final = 1000
 RINGBACK_OFF_MS: Final = 4000
 RINGBACK_FADE_MS: Final = 5
 RINGBACK_PEAK_DBFS: Final = -19.0  # about -19 dBm0 RMS on a G.711 line
+
+PCI_PAUSED_FREQUENCY_HZ: Final = 2000.0  # 22 % above the highest DTMF tone (1633 Hz)
+PCI_PAUSED_BEEPS: Final = 2
+PCI_PAUSED_BEEP_MS: Final = 120
+PCI_PAUSED_GAP_MS: Final = 80
+PCI_RESUMED_FREQUENCY_HZ: Final = 600.0  # 14 % below the lowest DTMF tone (697 Hz)
+PCI_RESUMED_MS: Final = 240
+PCI_TONE_FADE_MS: Final = 5
+PCI_TONE_PEAK_DBFS: Final = -15.0  # about -15 dBm0 RMS on a G.711 line
 
 
 def tone_burst(
@@ -119,6 +146,36 @@ def _ringback() -> dict[Codec, tuple[bytes, ...]]:
     )
 
 
+@functools.cache
+def _pci_paused() -> dict[Codec, tuple[bytes, ...]]:
+    def at(rate_hz: int) -> npt.NDArray[np.int16]:
+        beep = tone_burst(
+            frequency_hz=PCI_PAUSED_FREQUENCY_HZ,
+            on_ms=PCI_PAUSED_BEEP_MS,
+            fade_ms=PCI_TONE_FADE_MS,
+            peak_dbfs=PCI_TONE_PEAK_DBFS,
+            total_ms=PCI_PAUSED_BEEP_MS + PCI_PAUSED_GAP_MS,
+            rate_hz=rate_hz,
+        )
+        # Each beep followed by the gap but the last, which ends the sound.
+        return np.concatenate(
+            [beep] * (PCI_PAUSED_BEEPS - 1) + [beep[: rate_hz * PCI_PAUSED_BEEP_MS // 1000]]
+        )
+
+    return encode_frames(at(NARROWBAND_RATE_HZ), at(WIDEBAND_RATE_HZ))
+
+
+@functools.cache
+def _pci_resumed() -> dict[Codec, tuple[bytes, ...]]:
+    return _frames(
+        frequency_hz=PCI_RESUMED_FREQUENCY_HZ,
+        on_ms=PCI_RESUMED_MS,
+        fade_ms=PCI_TONE_FADE_MS,
+        peak_dbfs=PCI_TONE_PEAK_DBFS,
+        total_ms=PCI_RESUMED_MS,
+    )
+
+
 def beep_frames(codec: str) -> tuple[bytes, ...]:
     """The agent beep as 20 ms frames for ``codec`` (8 frames: 150 ms of tone, 10 ms of silence)."""
     return _beep()[check_codec(codec)]
@@ -127,6 +184,18 @@ def beep_frames(codec: str) -> tuple[bytes, ...]:
 def ringback_frames(codec: str) -> tuple[bytes, ...]:
     """One ringback period as 20 ms frames for ``codec`` (250 frames: 50 on, 200 off)."""
     return _ringback()[check_codec(codec)]
+
+
+def pci_paused_frames(codec: str) -> tuple[bytes, ...]:
+    """The "recording paused" confirmation as 20 ms frames for ``codec`` (16 frames: two beeps of
+    120 ms, 80 ms apart)."""
+    return _pci_paused()[check_codec(codec)]
+
+
+def pci_resumed_frames(codec: str) -> tuple[bytes, ...]:
+    """The "recording again" confirmation as 20 ms frames for ``codec`` (12 frames: one beep of
+    240 ms)."""
+    return _pci_resumed()[check_codec(codec)]
 
 
 def iter_beep(codec: str) -> Iterator[bytes]:

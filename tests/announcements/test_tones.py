@@ -1,4 +1,5 @@
-"""Generated tones: beep and ringback frequency, level, fades, cadence and looping, per codec."""
+"""Generated tones: beep, ringback and PCI pause confirmations: frequency, level, fades, cadence
+and looping, per codec."""
 
 from __future__ import annotations
 
@@ -12,14 +13,22 @@ import pytest
 from announcements.errors import AnnouncementError
 from announcements.frames import SAMPLE_RATE_HZ, silence_frame
 from announcements.tones import (
+    BEEP_FREQUENCY_HZ,
     BEEP_PEAK_DBFS,
+    PCI_PAUSED_FREQUENCY_HZ,
+    PCI_RESUMED_FREQUENCY_HZ,
+    PCI_TONE_PEAK_DBFS,
+    RINGBACK_FREQUENCY_HZ,
     RINGBACK_PEAK_DBFS,
     beep_frames,
     iter_beep,
     iter_ringback,
+    pci_paused_frames,
+    pci_resumed_frames,
     ringback_frames,
     tone_burst,
 )
+from proxy.rtp.inband import DTMF_HIGH_HZ, DTMF_LOW_HZ, InbandDtmfDetector
 from tests.announcements.sound import FULL_SCALE, G722_DELAY_SAMPLES, pcm_of, peak_frequency
 
 
@@ -122,7 +131,70 @@ def test_beep_plays_once(codec: str) -> None:
     assert list(iter_beep(codec)) == list(beep_frames(codec))
 
 
-@pytest.mark.parametrize("make", [beep_frames, ringback_frames])
+def sine_peak_dbfs(tone: npt.NDArray[np.int16], rate: int) -> float:
+    """The peak of the sine whose RMS the tone has between its fades (5 ms each end): a level
+    G.722's coding, which overshoots a sample here and there, keeps."""
+    steady = tone[rate * 5 // 1000 : -rate * 5 // 1000].astype(np.float64)
+    return 20 * math.log10(math.sqrt(2 * float(np.mean(steady * steady))) / FULL_SCALE)
+
+
+def sounding(codec: str, frames: tuple[bytes, ...]) -> list[bool]:
+    """Which frames carry tone (G.722 judged by its audio, as its octets follow the encoder)."""
+    if codec == "g722":
+        return [bool(rms > 0.01 * FULL_SCALE) for rms in frame_rms(codec, frames)]
+    silent = silence_frame(codec)
+    return [frame != silent for frame in frames]
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_pci_paused_is_two_short_beeps_of_2000_hz(codec: str) -> None:
+    frames = pci_paused_frames(codec)
+    assert len(frames) == 16  # 0.32 s
+    assert {len(frame) for frame in frames} == {FRAME_BYTES[codec]}
+    assert sounding(codec, frames) == [True] * 6 + [False] * 4 + [True] * 6  # 120 ms, 80 ms, 120 ms
+    rate = SAMPLE_RATE_HZ[codec]
+    pcm = decoded(codec, frames)
+    beep = rate * 120 // 1000
+    for start in (0, rate * 200 // 1000):
+        tone = pcm[start : start + beep]  # G.722's delay leaves the last one a little short
+        assert abs(peak_frequency(tone, rate) - 2000.0) <= rate / len(tone)  # within one FFT bin
+        assert abs(sine_peak_dbfs(tone, rate) - PCI_TONE_PEAK_DBFS) < 0.3
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_pci_resumed_is_one_low_beep_of_600_hz(codec: str) -> None:
+    frames = pci_resumed_frames(codec)
+    assert len(frames) == 12  # 0.24 s
+    assert {len(frame) for frame in frames} == {FRAME_BYTES[codec]}
+    assert sounding(codec, frames) == [True] * 12
+    rate = SAMPLE_RATE_HZ[codec]
+    tone = decoded(codec, frames)[: rate * 240 // 1000]  # G.722's delay leaves it a little short
+    assert abs(peak_frequency(tone, rate) - 600.0) <= rate / len(tone)  # within one FFT bin
+    assert abs(sine_peak_dbfs(tone, rate) - PCI_TONE_PEAK_DBFS) < 0.3
+
+
+@pytest.mark.parametrize("frequency_hz", [PCI_PAUSED_FREQUENCY_HZ, PCI_RESUMED_FREQUENCY_HZ])
+def test_pci_tones_are_clear_of_dtmf_and_of_the_other_tones(frequency_hz: float) -> None:
+    # A DTMF receiver accepts a tone up to 1.5 % off and must reject one 3.5 % off (ITU-T Q.24);
+    # keep at least twice that away, and away from the agent's beep and ringback, which mean
+    # something else.
+    for other_hz in (*DTMF_LOW_HZ, *DTMF_HIGH_HZ, BEEP_FREQUENCY_HZ, RINGBACK_FREQUENCY_HZ):
+        assert abs(frequency_hz - other_hz) / other_hz > 0.07, other_hz
+
+
+@pytest.mark.parametrize("make", [pci_paused_frames, pci_resumed_frames])
+def test_pci_tones_are_not_heard_as_keys(make: object) -> None:
+    # The outside party's phone may echo them back into the audio its keys are listened for in.
+    detector = InbandDtmfDetector(at_onset=True)
+    heard = []
+    for index, frame in enumerate(make("pcmu")):  # type: ignore[operator]
+        heard += detector.feed_ulaw(frame, index * 160)
+    heard += detector.flush()
+    assert heard == []
+    assert detector.take_spans() == []  # nor masked in a recording as a key tone
+
+
+@pytest.mark.parametrize("make", [beep_frames, ringback_frames, pci_paused_frames, pci_resumed_frames])
 def test_unknown_codec(make: object) -> None:
     with pytest.raises(AnnouncementError, match=r"^unknown codec 'g729'"):
         make("g729")  # type: ignore[operator]
