@@ -32,6 +32,8 @@ from announcements import (
     beep_frames,
     default_consent_prompt_set,
     default_notice_prompt_set,
+    pci_paused_frames,
+    pci_resumed_frames,
     ringback_frames,
 )
 from announcements.defaults import DEFAULT_CONSENT_ID, DEFAULT_NOTICE_ID
@@ -153,6 +155,14 @@ def prepare_prompts(config: Config, library: PromptLibrary) -> list[Announcement
     return problems
 
 
+_TONE_FRAMES = {
+    Tone.RINGBACK: ringback_frames,
+    Tone.BEEP: beep_frames,
+    Tone.PCI_PAUSED: pci_paused_frames,
+    Tone.PCI_RESUMED: pci_resumed_frames,
+}
+
+
 class LibraryPrompts:
     """The proxy's ``PromptSource``: prepared prompts from a `PromptLibrary`, tones made in code."""
 
@@ -170,7 +180,7 @@ class LibraryPrompts:
         return self._library.get(prompt_id, language)
 
     def tone(self, tone: Tone, codec: str) -> Sequence[bytes]:
-        return beep_frames(codec) if tone is Tone.BEEP else ringback_frames(codec)
+        return _TONE_FRAMES[tone](codec)
 
 
 _clock_offset: list[float] = []

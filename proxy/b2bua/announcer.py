@@ -39,6 +39,12 @@ force (hold, PCI code, operator); one that starts at the bridge serves the purpo
 pressed while ``DECIDED`` is evidence (``DigitReceived``, counted when it withdrew consent).
 ``party_changed`` (a transfer brought a new outside party) stops the recording and starts over
 with the notice for the new party.
+
+The PCI pause code (``policy.pci_pause_code``), keyed by the outside party while its call is
+recorded, pauses the recording and, keyed again, resumes it; the party hears which way it went
+(``policy.pci_pause_tones``): ``Tone.PCI_PAUSED`` or ``Tone.PCI_RESUMED``, played into its leg
+only, in place of the agent's audio while it sounds. A pause for another reason (hold, the
+operator's ``calls pause``) sounds nothing: the party did not ask for it.
 """
 
 from __future__ import annotations
@@ -112,6 +118,7 @@ class CallAnnouncer:
         # The outside party's keys after the bridge, watched for the PCI pause code.
         self._pci_code = PciCode(policy.pci_pause_code) if policy.pci_pause_code else None
         self._notice_held = False  # the outside party held the call before the questions were over
+        self._outside_held = False  # the outside party holds the call: nothing is played to it
         self._last_key: tuple[str, consent.DigitMechanism, float] | None = None  # (``SAME_PRESS_S``)
         self.hold_limit_s = hold_limit_s
         self._hold_deadline: float | None = None  # when a hold that keeps the notice back fails it
@@ -236,7 +243,9 @@ class CallAnnouncer:
                 self._withdraw(mechanism, now, out)
         elif self.stage is AnnouncerStage.BRIDGED:
             if self._pci_code is not None and self._pci_code.keyed(digit, now):
-                out.extend(self._set_pause("pci", "pci" not in self._paused))
+                pause = "pci" not in self._paused
+                out.extend(self._set_pause("pci", pause))
+                self._confirm_pci_code(pause, out)
                 return out
             if digit == self.policy.withdrawal_digit:
                 self._withdraw(mechanism, now, out)
@@ -321,6 +330,7 @@ class CallAnnouncer:
         nothing is recorded before the party heard it whole (GDPR Art. 13). A party on hold from
         the first offer or answer, before ``start``, hears the notice first when it comes off hold."""
         out: list[Effect] = []
+        self._outside_held = held
         if held and self.stage is AnnouncerStage.IDLE:
             self._notice_held = True  # held in the first offer or answer: the notice waits (``start``)
         elif held and self.stage is AnnouncerStage.ANNOUNCING and not self._notice_held:
@@ -458,7 +468,29 @@ class CallAnnouncer:
         )
 
     def manual_pause(self, pause: bool, reason: str) -> list[Effect]:
+        """Pause (or resume) for ``reason`` on request (the operator's ``calls pause``): the
+        outside party hears no tone, as it did not ask for it."""
         return self._set_pause(reason, pause)
+
+    def _confirm_pci_code(self, paused: bool, out: list[Effect]) -> None:
+        """The outside party's PCI pause code ``paused`` the recording (or resumed it): it hears
+        so, unless the policy turns the tones off, or it holds the call (RFC 3264 §6.1: no media
+        to a party that receives none). Nothing when no recording runs (a transfer keeps the
+        parties apart, or consent was withdrawn for every purpose): the code paused nothing."""
+        if not self.recording:
+            return
+        assert self.media is not None  # a recording runs: the notice played in it
+        way = "paused" if paused else "resumed"
+        tone = Tone.PCI_PAUSED if paused else Tone.PCI_RESUMED
+        if not self.policy.pci_pause_tones:
+            heard = "no tone (the policy's pci_pause_tones is off)"
+        elif self._outside_held:
+            heard = "no tone (it holds the call)"
+        else:
+            out.append(PlayTone(call_ref=self.call_ref, leg=self.outside_leg, tone=tone, media=self.media))
+            heard = f"the {tone} tone"
+        text = f"the outside party's PCI pause code {way} the recording; it hears {heard}"
+        out.append(LogEvent(level="info", text=text, call_ref=self.call_ref))
 
     def _set_pause(self, reason: str, pause: bool) -> list[Effect]:
         if pause == (reason in self._paused):
@@ -499,6 +531,7 @@ class CallAnnouncer:
         """A new outside party (in dialog ``sip_call_id``, known as ``remote_uri``): stop recording
         and play the notice to them before anything else."""
         self._notice_held = False  # the hold left with the party that held
+        self._outside_held = False
         out: list[Effect] = []
         self._interrupt(now, out)  # the party leaving was still hearing a prompt
         out.append(

@@ -145,10 +145,14 @@ class LogEvent:
 
 
 class Tone(StrEnum):
-    """Tones generated in code: ringback (425 Hz, 1 s on, 4 s off) and the agent's bridge beep."""
+    """Tones generated in code: ringback (425 Hz, 1 s on, 4 s off), the agent's bridge beep, and
+    what the outside party hears when its PCI pause code paused the recording (two short high
+    beeps) or resumed it (one low beep)."""
 
     RINGBACK = "ringback"
     BEEP = "beep"
+    PCI_PAUSED = "pci_paused"
+    PCI_RESUMED = "pci_resumed"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -54,6 +54,7 @@ class CallPolicy:
     on_failure: FailureBehaviour = FailureBehaviour.CONNECT_UNRECORDED
     withdrawal_digit: str | None = None
     pci_pause_code: str | None = None  # keys that pause recording for a card payment, and resume it
+    pci_pause_tones: bool = True  # the outside party hears what its code did (``Tone.PCI_PAUSED``)
 
     @property
     def prompt_ids(self) -> tuple[str, ...]:

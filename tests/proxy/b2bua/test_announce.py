@@ -1406,6 +1406,99 @@ def test_a_withdrawal_during_a_pause_starts_the_next_recording_paused(
     finish(s)
 
 
+PAUSES = (PauseRecording, ResumeRecording)
+
+
+def pci_tone(s: Scene, tone: Tone) -> PlayTone:
+    """``tone`` played to the outside party, in the codec of its notice."""
+    return PlayTone(call_ref=s.ref, leg=s.way.outside_leg, tone=tone, media=PCMU)
+
+
+def pci_log(s: Scene, way: str, heard: str) -> LogEvent:
+    text = f"the outside party's PCI pause code {way} the recording; it hears {heard}"
+    return LogEvent(level="info", text=text, call_ref=s.ref)
+
+
+@WAYS
+def test_the_pci_code_is_confirmed_to_the_outside_party_with_a_tone_for_each_way(way: Way) -> None:
+    # A caller who hears nothing keys the code again to make sure, and so resumes the recording
+    # in the middle of its card number: it hears two high beeps for "paused" and one low beep for
+    # "recording again", in its own leg only (the agent goes on hearing the caller).
+    s = Scene(way, PCI_POLICY)
+    s.connect("1")
+    paused = pause_for(s, "pci", True)
+    resumed = pause_for(s, "pci", False)
+
+    assert [e for e in paused if isinstance(e, (*PAUSES, PlayTone))] == [
+        PauseRecording(call_ref=s.ref, reason="pci"),
+        pci_tone(s, Tone.PCI_PAUSED),
+    ]
+    assert [e for e in resumed if isinstance(e, (*PAUSES, PlayTone))] == [
+        ResumeRecording(call_ref=s.ref, reason="pci"),
+        pci_tone(s, Tone.PCI_RESUMED),
+    ]
+    assert of(paused + resumed, StopPlayout) == []
+    assert pci_log(s, "paused", "the pci_paused tone") in paused
+    assert pci_log(s, "resumed", "the pci_resumed tone") in resumed
+    s.hang_up()
+    finish(s)
+
+
+@WAYS
+@pytest.mark.parametrize("reason", ["api", "hold"])
+def test_a_pause_the_outside_party_did_not_key_plays_it_no_tone(way: Way, reason: str) -> None:
+    # The operator's calls pause and the agent's hold pause the recording as before; the caller
+    # asked for neither, and is told nothing of them.
+    s = Scene(way, PCI_POLICY)
+    s.connect("1")
+    effects = pause_for(s, reason, True) + pause_for(s, reason, False)
+    assert [e for e in effects if isinstance(e, PAUSES)] == [
+        PauseRecording(call_ref=s.ref, reason=reason),
+        ResumeRecording(call_ref=s.ref, reason=reason),
+    ]
+    assert of(effects, PlayTone) == []
+    s.hang_up()
+    finish(s)
+
+
+def test_a_policy_without_pci_pause_tones_pauses_and_resumes_without_a_tone() -> None:
+    s = Scene(policy=dataclasses.replace(PCI_POLICY, pci_pause_tones=False))
+    s.connect("1")
+    paused = pause_for(s, "pci", True)
+    resumed = pause_for(s, "pci", False)
+    assert [e for e in paused + resumed if isinstance(e, PAUSES)] == [
+        PauseRecording(call_ref=s.ref, reason="pci"),
+        ResumeRecording(call_ref=s.ref, reason="pci"),
+    ]
+    assert of(paused + resumed, PlayTone) == []
+    assert pci_log(s, "paused", "no tone (the policy's pci_pause_tones is off)") in paused
+    s.hang_up()
+    finish(s)
+
+
+@WAYS
+def test_an_outside_party_holding_the_call_is_sent_no_pci_tone(way: Way) -> None:
+    # A party that holds the call receives no media (RFC 3264 §6.1): its code pauses the recording
+    # all the same, and once off hold it hears the code's next tone.
+    s = Scene(way, PCI_POLICY)
+    s.connect("1")
+    hold = next(case for case in REINVITES if case.name == "hold")
+    reinvite_from_outside(s, hold)
+    paused = pause_for(s, "pci", True)
+    assert [e for e in paused if isinstance(e, (*PAUSES, PlayTone))] == [
+        PauseRecording(call_ref=s.ref, reason="pci")
+    ]
+    assert pci_log(s, "paused", "no tone (it holds the call)") in paused
+    reinvite_from_outside(s, dataclasses.replace(hold, name="resume", version=3, direction="a=sendrecv"))
+    resumed = pause_for(s, "pci", False)
+    assert [e for e in resumed if isinstance(e, (*PAUSES, PlayTone))] == [
+        ResumeRecording(call_ref=s.ref, reason="pci"),
+        pci_tone(s, Tone.PCI_RESUMED),
+    ]
+    s.hang_up()
+    finish(s)
+
+
 def test_a_key_held_from_the_notice_into_the_question_is_no_answer() -> None:
     s = Scene()
     s.notice_playing()
