@@ -111,6 +111,7 @@ def call_policy(config: Config, policy: Policy) -> CallPolicy:
         on_failure=FailureBehaviour(str(policy.on_failure)),
         withdrawal_digit=policy.withdrawal_digit,
         pci_pause_code=policy.pci_pause_code,
+        pci_pause_tones=policy.pci_pause_tones,
     )
 
 

@@ -681,7 +681,15 @@ def _read_match(r: Reader) -> PolicyMatch:
     )
 
 
-RECORDING_ONLY_KEYS = ("notice", "language", "purposes", "questions", "withdrawal_digit", "pci_pause_code")
+RECORDING_ONLY_KEYS = (
+    "notice",
+    "language",
+    "purposes",
+    "questions",
+    "withdrawal_digit",
+    "pci_pause_code",
+    "pci_pause_tones",
+)
 """Policy keys that only a recording policy may give (with ``record: false`` there is nothing to
 announce, ask or record)."""
 _NOT_RECORDED = (
@@ -726,6 +734,7 @@ def _read_recording(r: Reader, name: str, match: PolicyMatch, catalog: _Catalog)
         # Written empty, these would silently be off: an unquoted "#9" is an empty value and a comment.
         withdrawal_digit=r.parsed("withdrawal_digit", DTMF_DIGIT, None, null_is_absent=False),
         pci_pause_code=r.parsed("pci_pause_code", DTMF_CODE, None, null_is_absent=False),
+        pci_pause_tones=r.bool_("pci_pause_tones", True),
     )
 
 
@@ -764,6 +773,11 @@ def _check_policy(r: Reader, policy: Policy, catalog: _Catalog, *, language_key:
         r.error(
             "pci_pause_code",
             f"the code {code!r} contains the withdrawal digit {withdrawal!r}; choose keys without it",
+        )
+    if r.has("pci_pause_tones") and r.ok("pci_pause_tones", "pci_pause_code") and code is None:
+        # On or off, they confirm nothing: whoever gave them expects callers to pause, and none can.
+        r.error(
+            "pci_pause_tones", "the tones confirm the PCI pause code, and this policy has no pci_pause_code"
         )
     outbound_only = policy.match.direction is CallDirection.OUTBOUND
     if r.ok("mode", "match") and policy.mode is AnnouncementMode.EARLY_MEDIA and outbound_only:

@@ -507,7 +507,8 @@ class Policy:
     """The calls it applies to. Default: every call."""
     record: bool = True
     """False: calls it matches are neither announced nor recorded (e.g. emergency numbers); then
-    notice, language, purposes, questions, withdrawal_digit and pci_pause_code must be absent.
+    notice, language, purposes, questions, withdrawal_digit, pci_pause_code and pci_pause_tones
+    must be absent.
     Default true."""
     notice: str | None = None
     """The id of the prompt set played as the recording notice (``default``: the embedded one).
@@ -534,6 +535,10 @@ class Policy:
     """A quoted DTMF code (``"*9"``, 1-8 keys of 0-9, ``*``, ``#``) that pauses recording for a card
     payment (PCI DSS 3.3.1). Default: none (the key left out; written empty, as an unquoted ``#7``
     leaves it, it is an error)."""
+    pci_pause_tones: bool = True
+    """Whether the outside party hears its PCI pause code confirmed: two short high beeps when it
+    paused the recording, one low beep when it resumed it. Given only with ``pci_pause_code``.
+    Default true."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

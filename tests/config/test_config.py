@@ -174,6 +174,7 @@ policies:
     on_failure: reject
     withdrawal_digit: "*"
     pci_pause_code: "#9"
+    pci_pause_tones: false
   - name: everything-else
     notice: default
     purposes: [evidence, quality, mifid, training]
@@ -364,6 +365,7 @@ def full_example_config(config_dir: Path) -> Config:
                 on_failure=FailureBehaviour.REJECT,
                 withdrawal_digit="*",
                 pci_pause_code="#9",
+                pci_pause_tones=False,
             ),
             Policy(
                 name="everything-else",

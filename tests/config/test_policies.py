@@ -479,6 +479,19 @@ POLICY_ERROR_CASES = [
         id="bad-pci-code",
     ),
     pytest.param(
+        pedit("  - name: all\n", '  - name: all\n    pci_pause_code: "#9"\n    pci_pause_tones: quiet\n'),
+        "callherald.yaml:30: policies[0].pci_pause_tones: expected true or false, got 'quiet'",
+        id="bad-pci-pause-tones",
+    ),
+    # Tones for a code the policy does not have: whoever wrote them expects callers to be able to
+    # pause the recording, and none can.
+    pytest.param(
+        pedit("  - name: all\n", "  - name: all\n    pci_pause_tones: false\n"),
+        "callherald.yaml:29: policies[0].pci_pause_tones: the tones confirm the PCI pause code, and this "
+        "policy has no pci_pause_code",
+        id="pci-pause-tones-without-a-code",
+    ),
+    pytest.param(
         pedit("[evidence, training]", "[]").replace("    questions: [training-consent]\n", ""),
         "callherald.yaml:30: policies[0].purposes: expected a list of at least 1 purpose id, got an empty list",
         id="policy-without-purposes",
@@ -678,6 +691,7 @@ NOT_RECORDING_POLICY = Policy(
         pytest.param('withdrawal_digit: "*"', id="withdrawal-digit"),
         pytest.param("withdrawal_digit: 1", id="withdrawal-digit-unquoted"),
         pytest.param('pci_pause_code: "*9"', id="pci-pause-code"),
+        pytest.param("pci_pause_tones: false", id="pci-pause-tones"),
     ],
 )
 def test_not_recording_policy_forbids_recording_keys(line: str) -> None:
@@ -698,6 +712,7 @@ def test_not_recording_policy_reports_every_recording_key() -> None:
         "questions: [training-consent]",
         'withdrawal_digit: "*"',
         'pci_pause_code: "*9"',
+        "pci_pause_tones: true",
     ]
     with pytest.raises(ConfigError) as caught:
         parse(NOT_RECORDED + "".join(f"    {line}\n" for line in lines))
