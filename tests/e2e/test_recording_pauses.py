@@ -1,6 +1,7 @@
 """Recording pauses end to end: by the operator (``callherald calls pause`` / ``resume`` through the
 control socket), by hold (re-INVITE ``a=sendonly``, RFC 3264 §8.4) and by the PCI pause code keyed
-by SIP INFO (``application/dtmf-relay``), each on a real recorded call through ``callherald serve``.
+by SIP INFO (``application/dtmf-relay``), each on a real recorded call through ``callherald serve``;
+and the tones that confirm the PCI code to the party that keyed it, in the RTP it receives.
 
 The outside party sends a continuous 1000 Hz tone and the PBX side 440 Hz, without a break. The
 decrypted recording must hold exactly one stretch of digital silence on both channels, as long as
@@ -11,6 +12,7 @@ everywhere else.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import subprocess
 import sys
@@ -24,7 +26,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from announcements import pci_paused_frames, pci_resumed_frames, silence_frame
 from proxy.rtp.g711 import SAMPLE_RATE_HZ
+from proxy.rtp.packet import RtpPacket
+from proxy.rtp.seqnum import ts_diff
 from storage.records import EvidenceStore, RecordingRecord, RecordingState, TimelineEvent, TimelineKind
 from tests.e2e.announce_support import evidence_records, policy_yaml, write_prompt_wavs
 from tests.e2e.harness import (
@@ -34,7 +39,7 @@ from tests.e2e.harness import (
     running_callherald,
     sipp_available,
 )
-from tests.e2e.media_peer import MediaPeer, read_sdp_file
+from tests.e2e.media_peer import Datagram, MediaPeer, read_sdp_file
 from tests.e2e.test_recording_calls import OUTSIDE_HZ, PBX_HZ, decrypt, dominant_hz, pure_tone
 from tests.e2e.test_sipp_calls import (
     Direction,
@@ -82,12 +87,15 @@ def run_cli(proxy: CallheraldProcess, *args: str) -> subprocess.CompletedProcess
 
 @dataclass(frozen=True, slots=True)
 class RecordedCall:
-    """What one call left behind: the recording's record, its decrypted audio, the call's timeline."""
+    """What one call left behind: the recording's record, its decrypted audio, the call's timeline,
+    and the datagrams the caller's and the callee's media peers received."""
 
     record: RecordingRecord
     audio: npt.NDArray[np.int16]
     timeline: list[TimelineEvent]
     log: str
+    caller_heard: tuple[Datagram, ...] = ()
+    callee_heard: tuple[Datagram, ...] = ()
 
 
 def recorded_call(tmp_path: Path, **call: Any) -> RecordedCall:
@@ -155,7 +163,16 @@ def recorded_calls(
             assert record.state is RecordingState.COMPLETE
             audio = decrypt(data_dir, record, store)
             timeline = store.call_timeline(record.call_id)
-            calls.append(RecordedCall(record=record, audio=audio, timeline=timeline, log=proxy.log_text()))
+            calls.append(
+                RecordedCall(
+                    record=record,
+                    audio=audio,
+                    timeline=timeline,
+                    log=proxy.log_text(),
+                    caller_heard=tuple(caller_media.received),
+                    callee_heard=tuple(callee_media.received),
+                )
+            )
     return calls
 
 
@@ -436,6 +453,57 @@ def test_the_pci_code_keyed_by_sip_info_pauses_and_resumes(tmp_path: Path) -> No
     assert PAUSE_FOR_MS / 1000 - LENGTH_TOLERANCE_S <= length_s <= PAUSE_FOR_MS / 1000 + 0.3
     # The keys went on to the PBX too (callherald relays INFO after the bridge).
     assert (tmp_path / "callee.txt").read_text().strip() == "Signal=#|Signal=9|Signal=#|Signal=9"
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+def test_the_caller_hears_its_pci_code_confirmed_in_place_of_the_agent_in_one_stream(tmp_path: Path) -> None:
+    # The caller keys the code, and the code again 1.5 s later: after the first it receives the
+    # "paused" tone (two high beeps), after the second the "recording again" tone (one low beep),
+    # each in place of the agent's audio, which goes on after it in the same RTP stream, numbered
+    # on without a gap. The agent hears neither, and the recording pauses and resumes as before.
+    call = recorded_call(
+        tmp_path,
+        caller="recording_uac_pci_info.xml",
+        callee="recording_uas_info.xml",
+        caller_set={"pci_at_ms": PAUSE_AT_MS, "pci_for_ms": PAUSE_FOR_MS},
+        pause_ms=AFTER_MS,
+        policies=pci_policy_yaml(),
+    )
+    length_s = assert_one_pause(call, "pci")
+    _, agent_payloads = pure_tone(PBX_HZ, TONE_PACKETS)
+    relayed = set(agent_payloads)
+    packets = [(RtpPacket.parse(d.data), d.at) for d in call.caller_heard]
+    first_relayed = next(i for i, (packet, _) in enumerate(packets) if packet.payload in relayed)
+    bridged = packets[first_relayed:]
+    # Once the parties hear each other, the caller receives the agent's audio but for two runs:
+    # the two tones, whole and in order.
+    runs: list[list[tuple[RtpPacket, float]]] = []
+    for index, (packet, at) in enumerate(bridged):
+        if packet.payload in relayed:
+            continue
+        if bridged[index - 1][0].payload in relayed:
+            runs.append([])
+        runs[-1].append((packet, at))
+    assert [[packet.payload for packet, _ in run] for run in runs] == [
+        list(pci_paused_frames("pcmu")),
+        list(pci_resumed_frames("pcmu")),
+    ]
+    paused_tone, resumed_tone = runs
+    assert bridged[-1][0].payload in relayed  # the agent's audio after the second tone
+    # One stream: one SSRC, sequence numbers one apart, timestamps a packet or more apart.
+    assert len({packet.ssrc for packet, _ in bridged}) == 1
+    for (before, _), (after, _) in itertools.pairwise(bridged):
+        assert (after.sequence - before.sequence) & 0xFFFF == 1, (before, after)
+        assert ts_diff(after.timestamp, before.timestamp) >= 160, (before, after)
+    # The tones came as the pause began and ended.
+    between_s = resumed_tone[0][1] - paused_tone[0][1]
+    assert abs(between_s - length_s) < 0.15, (between_s, length_s)
+    # The agent heard neither tone.
+    tone_frames = {*pci_paused_frames("pcmu"), *pci_resumed_frames("pcmu")} - {silence_frame("pcmu")}
+    assert [d for d in call.callee_heard if RtpPacket.parse(d.data).payload in tone_frames] == []
+    assert "PCI pause code paused the recording; it hears the pci_paused tone" in call.log
+    assert "PCI pause code resumed the recording; it hears the pci_resumed tone" in call.log
 
 
 @requires_sipp
