@@ -85,7 +85,8 @@ class ControlHandler(Protocol):
     """What the control socket asks of the running proxy (called on the event loop)."""
 
     def control_calls(self) -> list[dict[str, object]]:
-        """The active calls: ``call``, ``direction``, ``recording`` (bool) and ``paused`` (reasons)."""
+        """The active calls: ``call``, ``direction``, ``recording`` (bool) and ``paused`` (reasons;
+        none for a call that is not recorded and will not be)."""
         ...
 
     def control_pause(self, call_ref: str, pause: bool) -> PauseOutcome:

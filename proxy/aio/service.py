@@ -26,7 +26,7 @@ from proxy.aio.recording import (
 )
 from proxy.aio.transport import Address, Transport, start_tcp, start_udp
 from proxy.b2bua.consent import DigitMechanism
-from proxy.b2bua.core import B2bua
+from proxy.b2bua.core import B2bua, CallSummary
 from proxy.b2bua.effects import (
     BridgeMedia,
     CallEnded,
@@ -257,13 +257,15 @@ class ProxyService:
 
     def control_calls(self) -> list[dict[str, object]]:
         """The active calls: reference, direction, whether a recording is being written and the
-        reasons it is paused for (``hold``, ``pci``, ``api``)."""
+        reasons it is paused for (``hold``, ``pci``, ``api``). A call that is not recorded, and will
+        not be, is paused for nothing: a pause still in force then (a PCI pause during which the
+        caller withdrew consent for every purpose left) pauses no recording."""
         return [
             {
                 "call": summary.call_ref,
                 "direction": summary.direction,
                 "recording": summary.call_ref in self.recording,
-                "paused": list(summary.paused),
+                "paused": [] if self._not_recorded(summary) else list(summary.paused),
             }
             for summary in self.core.call_summaries()
         ]
@@ -276,14 +278,19 @@ class ProxyService:
         if summary is None:
             return PauseOutcome.NO_SUCH_CALL
         recording = call_ref in self.recording
-        may_record = self._recordings is not None and self._recordings.recording_enabled
-        if not recording and not (summary.recording_pending and may_record):
+        if self._not_recorded(summary):
             return PauseOutcome.NOT_RECORDED
         if not pause and "api" not in summary.paused:
             return PauseOutcome.NOT_PAUSED  # a resume ends the operator's pause only
         self._log.info("[%s] the operator asks to %s the recording", call_ref, "pause" if pause else "resume")
         self._execute(self.core.pause_recording(call_ref, pause, self._now()))
         return PauseOutcome.APPLIED if recording else PauseOutcome.PENDING
+
+    def _not_recorded(self, summary: CallSummary) -> bool:
+        """No recording of the call runs, and none will start: the notice and questions are over
+        (or there are none), or recording is switched off."""
+        may_record = self._recordings is not None and self._recordings.recording_enabled
+        return summary.call_ref not in self.recording and not (summary.recording_pending and may_record)
 
     # Inputs -----------------------------------------------------------------------------------
 

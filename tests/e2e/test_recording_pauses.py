@@ -582,3 +582,50 @@ def test_a_withdrawal_during_a_pci_pause_starts_the_next_recording_paused_until_
         ("recording_resumed", "pci"),
         ("recording_stopped", "ended"),
     ]
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+def test_a_call_whose_only_purpose_is_withdrawn_during_a_pci_pause_is_listed_unrecorded_not_paused(
+    tmp_path: Path,
+) -> None:
+    # The policy records for training only (consent): the caller consents, keys the PCI code and
+    # withdraws its consent during the card payment. No purpose is left, so nothing is recorded
+    # from then on, and `calls list` shows no pause of a recording that no longer runs.
+    listed: dict[str, Any] = {}
+
+    def list_after_the_withdrawal(proxy: CallheraldProcess, call_ref: str) -> None:
+        withdrawn = "consent withdrawn for training"
+        assert proxy.wait_for_log(withdrawn, timeout_s=15), proxy.log_text()[-3000:]
+        as_json = run_cli(proxy, "list", "--json")
+        as_table = run_cli(proxy, "list")
+        assert (as_json.returncode, as_table.returncode) == (0, 0), as_json.stderr + as_table.stderr
+        listed["json"] = json.loads(as_json.stdout)
+        listed["table"] = as_table.stdout.splitlines()
+        listed["call"] = call_ref
+
+    training_only = pci_policy_yaml().replace("purposes: [evidence, training]", "purposes: [training]")
+    assert training_only != pci_policy_yaml()
+    (call,) = recorded_calls(
+        tmp_path,
+        caller="recording_uac_pci_withdraw_info.xml",
+        callee="recording_uas_info5.xml",
+        caller_set={
+            "key_at_ms": 1000,  # during the question
+            "pci_after_ms": PAUSE_AT_MS - 1000,
+            "withdraw_after_ms": 700,
+            "resume_after_ms": 2500,  # the listing comes before the code is keyed again
+        },
+        pause_ms=AFTER_MS,
+        policies=training_only,
+        while_recording=list_after_the_withdrawal,
+    )
+    assert call.record.end_reason == "withdrawn"
+    ref = call.record.call_id
+    assert listed["call"] == ref
+    assert listed["json"] == [{"call": ref, "direction": "inbound", "recording": False, "paused": []}]
+    header, row = listed["table"]
+    assert (header.split(), row.split()) == (
+        ["call", "direction", "recording", "paused"],
+        [ref, "inbound", "no", "-"],
+    )
