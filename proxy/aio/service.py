@@ -455,7 +455,11 @@ class ProxyService:
                 return []
             playout = announcements.play(effect.leg, frames, effect.media, loop=effect.tone is Tone.RINGBACK)
             if effect.tone is Tone.BEEP:
-                self._beeps[call_ref] = playout  # until the recording it announces has started
+                # Kept until the recording it announces has started. One released by the agent's
+                # unhold announces a recording that runs already: if a restart (after a withdrawal)
+                # fails, it stops as ``not_recording`` says, and its end is stored.
+                if call_ref not in self.recording:
+                    self._beeps[call_ref] = playout
                 self._watch_agent_playout(_AgentPlayout(call_ref=call_ref, leg=effect.leg, playout=playout))
         elif isinstance(effect, PlayPrompt):
             return self._play_prompt(announcements, effect)

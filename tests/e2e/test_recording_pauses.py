@@ -40,7 +40,14 @@ from tests.e2e.harness import (
     sipp_available,
 )
 from tests.e2e.media_peer import Datagram, MediaPeer, read_sdp_file
-from tests.e2e.test_recording_calls import OUTSIDE_HZ, PBX_HZ, decrypt, dominant_hz, pure_tone
+from tests.e2e.test_recording_calls import (
+    OUTSIDE_HZ,
+    PBX_HZ,
+    decrypt,
+    dominant_hz,
+    pure_tone,
+    tiny_file_system,
+)
 from tests.e2e.test_sipp_calls import (
     Direction,
     SippRun,
@@ -110,21 +117,25 @@ def recorded_calls(
     caller: str,
     callee: str,
     caller_set: dict[str, int] | None = None,
+    callee_set: dict[str, int] | None = None,
     pause_ms: int,
     policies: str | None = None,
+    extra: str = "",
     while_recording: Callable[[CallheraldProcess, str], None] | None = None,
     direction: Direction = INBOUND,
 ) -> list[RecordedCall]:
     """One call (inbound unless ``direction`` says) from ``caller`` to ``callee`` (SIPp scenarios)
-    through ``callherald serve`` with tones from both parties, and its recordings in the order they
-    started; ``while_recording(proxy, call_ref)`` runs once recording started."""
+    through ``callherald serve`` (``extra``: more of its configuration) with tones from both
+    parties, and its recordings in the order they started; ``while_recording(proxy, call_ref)``
+    runs once recording started."""
     write_prompt_wavs(tmp_path)
     _, outside_payloads = pure_tone(OUTSIDE_HZ, TONE_PACKETS)
     _, pbx_payloads = pure_tone(PBX_HZ, TONE_PACKETS)
     caller_sdp, callee_sdp = tmp_path / "caller.sdp", tmp_path / "callee.sdp"
     sets = [arg for name, value in (caller_set or {}).items() for arg in ("-set", name, str(value))]
+    callee_sets = [arg for name, value in (callee_set or {}).items() for arg in ("-set", name, str(value))]
     with (
-        running_callherald(tmp_path, policies=policies or policy_yaml()) as proxy,
+        running_callherald(tmp_path, policies=policies or policy_yaml(), extra=extra) as proxy,
         MediaPeer("caller", ssrc=0x11110001, payloads=outside_payloads) as caller_media,
         MediaPeer("callee", ssrc=0x22220002, payloads=pbx_payloads) as callee_media,
     ):
@@ -138,7 +149,9 @@ def recorded_calls(
         )
         runs: list[SippRun] = []
         with (
-            start_callee(callee, direction.callee_port(proxy), tmp_path, uas_keys, pause_ms=pause_ms) as uas,
+            start_callee(
+                callee, direction.callee_port(proxy), tmp_path, [*uas_keys, *callee_sets], pause_ms=pause_ms
+            ) as uas,
             start_caller(
                 caller,
                 direction.caller_target(proxy),
@@ -629,3 +642,52 @@ def test_a_call_whose_only_purpose_is_withdrawn_during_a_pci_pause_is_listed_unr
         ["call", "direction", "recording", "paused"],
         [ref, "inbound", "no", "-"],
     )
+
+
+@requires_sipp
+@pytest.mark.timeout(90)
+def test_a_beep_released_by_the_agents_unhold_stops_and_is_stored_when_the_restart_after_a_withdrawal_fails(
+    tmp_path: Path,
+) -> None:
+    # Outbound, the PBX's INVITE holds the call (a=sendonly): the agent's beep waits for its unhold,
+    # after the bridge. Meanwhile the data directory fills below recording.min_free_mb, and the
+    # callee withdraws consent (for training) as soon as the unhold reached it, while the beep
+    # plays: the recording for the purpose left cannot start, so the beep stops at once, as when
+    # storage stops a recording, and it is stored as not played to the end.
+    beep_s = 0.16
+    min_free_mib, size_mib = 32, 64
+
+    def fill_below_min_free(proxy: CallheraldProcess, call_ref: str) -> None:
+        (proxy.data_dir / "filler").write_bytes(bytes((size_mib - min_free_mib + 8) * 1024 * 1024))
+
+    with tiny_file_system(tmp_path / "data", size_kib=size_mib * 1024):
+        (call,) = recorded_calls(
+            tmp_path,
+            caller="recording_uac_held_at_start_info.xml",
+            callee="recording_uas_held_offer_withdraw_info.xml",
+            caller_set={"hold_for_ms": 2000},  # after its ACK, which follows the bridge
+            # The yes during the question; the withdrawal halfway through the beep (160 ms), which
+            # starts on the first playout tick after the unhold.
+            callee_set={"key_at_ms": 1000, "withdraw_after_ms": 70},
+            pause_ms=AFTER_MS,
+            extra=f"recording:\n  min_free_mb: {min_free_mib}\n",
+            while_recording=fill_below_min_free,
+            direction=Direction.OUTBOUND,
+        )
+    assert call.record.end_reason == "withdrawn"
+    assert [p.purpose.purpose_id for p in call.record.purposes] == ["evidence", "training"]
+    (not_recorded,) = [e for e in call.timeline if e.kind is TimelineKind.NOT_RECORDED]
+    assert str(not_recorded.detail["reason"]).startswith("disk nearly full ("), not_recorded.detail
+    (hold_end,) = [e for e in call.timeline if e.kind is TimelineKind.PAUSE_END]
+    (beep,) = [e for e in call.timeline if e.kind is TimelineKind.AGENT_INFORMED]
+    assert (beep.detail["kind"], beep.detail["name"]) == ("tone", "beep")
+    # Released by the unhold, stopped by the failed restart: its end is stored, short of the whole.
+    assert hold_end.at <= beep.at
+    ended_at = beep.detail["ended_at"]
+    assert ended_at is not None, beep.detail
+    assert beep.detail["complete"] is False
+    assert beep.at < ended_at < beep.at + dt.timedelta(seconds=beep_s), beep.detail
+    assert abs((ended_at - not_recorded.at).total_seconds()) < 0.1, (ended_at, not_recorded.at)
+    logged = [r for r in evidence_records(call.log) if r["event"] == "agent_informed"]
+    assert [(r.get("complete"), r.get("ended_at") is not None) for r in logged] == [(False, True)], logged
+    assert "the call is not recorded: the agent's beep stops if it still plays" in call.log
