@@ -408,6 +408,8 @@ class CallAnnouncer:
         evidence says it did not play to the end), and one kept back for the agent's hold is
         dropped, neither played nor said to have played, like the beep of a recording that did
         not start. A notice copy claims no recording: it plays on."""
+        beeping = self._agent_beeped and self.recording and self.stage is AnnouncerStage.BRIDGED
+        self.recording = False  # nothing to pause or resume, and no PCI code to confirm
         if isinstance(self._agent_owed, PlayTone):
             self._agent_owed = None
             return [
@@ -417,7 +419,7 @@ class CallAnnouncer:
                     call_ref=self.call_ref,
                 )
             ]
-        if not (self._agent_beeped and self.recording and self.stage is AnnouncerStage.BRIDGED):
+        if not beeping:
             return []
         self._agent_beeped = False
         return [
@@ -532,6 +534,11 @@ class CallAnnouncer:
         and play the notice to them before anything else."""
         self._notice_held = False  # the hold left with the party that held
         self._outside_held = False
+        # The PCI pause was keyed by the party that left: the new one's recording is not paused
+        # for it, and its keys start the code afresh.
+        self._paused.discard("pci")
+        if self._pci_code is not None:
+            self._pci_code = PciCode(self._pci_code.code)
         out: list[Effect] = []
         self._interrupt(now, out)  # the party leaving was still hearing a prompt
         out.append(

@@ -1499,6 +1499,42 @@ def test_an_outside_party_holding_the_call_is_sent_no_pci_tone(way: Way) -> None
     finish(s)
 
 
+@WAYS
+def test_a_call_whose_recording_storage_stopped_hears_no_pci_tone(way: Way) -> None:
+    # Storage refused the recording or stopped it (disk full): "paused" or "recording again"
+    # would tell the caller something untrue, and there is no recording to pause.
+    s = Scene(way, PCI_POLICY)
+    s.connect("1")
+    s.h.not_recording(s.ref)
+    effects = pause_for(s, "pci", True) + pause_for(s, "pci", False)
+    assert [e for e in effects if isinstance(e, (*PAUSES, PlayTone))] == []
+    s.hang_up()
+    finish(s)
+
+
+@WAYS
+def test_a_new_outside_party_is_not_paused_by_the_pci_code_of_the_party_before(way: Way) -> None:
+    # The party that keyed the code left (a transfer on the carrier's side): the new party's
+    # recording starts unpaused, and its own code pauses it rather than resuming it.
+    s = Scene(way, PCI_POLICY)
+    s.connect("1")
+    pause_for(s, "pci", True)
+    new_party = next(case for case in REINVITES if case.new_party is not None)
+    reinvite_from_outside(s, new_party)
+    s.notice_heard()
+    s.question_heard()
+    bridged = s.press("1")
+    assert of(bridged, StartRecording) != []
+    assert [e for e in bridged if isinstance(e, PAUSES)] == []
+    summary = s.h.b2bua.call_summary(s.ref)
+    assert summary is not None
+    assert summary.paused == ()
+    paused = pause_for(s, "pci", True)
+    assert [e for e in paused if isinstance(e, PAUSES)] == [PauseRecording(call_ref=s.ref, reason="pci")]
+    s.hang_up()
+    finish(s)
+
+
 def test_a_key_held_from_the_notice_into_the_question_is_no_answer() -> None:
     s = Scene()
     s.notice_playing()
