@@ -44,7 +44,6 @@ from proxy.b2bua.effects import (
     ResumeRecording,
     SendSip,
     SetMediaRemote,
-    SetPacketDuration,
     StartRecording,
     StopPlayout,
     StopRecording,
@@ -324,10 +323,6 @@ class ProxyService:
                     self._learn_aliases(effect.call_ref, effect.aliases)
                 announcements = self._announcements.get(effect.call_ref)
                 if announcements is not None and effect.packet_ms is not None:
-                    announcements.repacketize(effect.leg, effect.packet_ms)
-            elif isinstance(effect, SetPacketDuration):
-                announcements = self._announcements.get(effect.call_ref)
-                if announcements is not None:
                     announcements.repacketize(effect.leg, effect.packet_ms)
             elif isinstance(effect, OpenMedia):
                 try:

@@ -389,8 +389,7 @@ class CallAnnouncer:
         """``leg``'s party asks for packets of ``packet_ms`` in a later answer, or an offer that was
         answered (``a=ptime``, RFC 4566 §6; a refused offer changes nothing, RFC 3261 §14.2):
         prompts and tones played to it from now on, a beep or notice copy kept back for the agent's
-        hold too, go in them (one playing switches itself: ``SetMediaRemote``,
-        ``SetPacketDuration``)."""
+        hold too, go in them (one playing switches itself: ``SetMediaRemote``)."""
         if leg is self.outside_leg:
             if self.media is not None:
                 self.media = replace(self.media, packet_ms=packet_ms)

@@ -104,6 +104,8 @@ class PendingRelay:
     # What callherald last sent the far party before the relayed offer: the session to go back to
     # when the answer leaves no codec (the offerer gets 488 and keeps that session, RFC 3261 §14.2).
     previous_sdp: SessionDescription | None = None
+    # Whether the origin leg held the call when it offered: where a refusal leaves its hold.
+    held_before: bool = False
     new_party: str | None = None  # a re-INVITE that brings a different outside party: why we think so
 
 

@@ -60,7 +60,6 @@ from proxy.b2bua.effects import (
     OpenMedia,
     PlayTone,
     SendSip,
-    SetPacketDuration,
     StopPlayout,
     Tone,
 )
@@ -1015,8 +1014,10 @@ class B2bua:
         out: list[Effect],
         *,
         party_left: bool = False,
+        refused: bool = False,
     ) -> None:
-        """A party put the call on hold (sendonly, inactive, 0.0.0.0; RFC 3264 §8.4) or took it off:
+        """A party put the call on hold (sendonly, inactive, 0.0.0.0; RFC 3264 §8.4) or took it off
+        (``refused``: its hold was refused, so it never held):
         a held call is not recorded (silence is written and the pause is in the evidence). An
         outside party that holds while its notice or questions play hears them again from the
         start (``CallAnnouncer.outside_hold``), unless its hold ends because it left. An agent that
@@ -1035,7 +1036,9 @@ class B2bua:
         else:
             call.held_by.discard(leg)
         if changed:
-            ended = "" if on_hold else " ended, the party left" if party_left else " ended"
+            ended = ""
+            if not on_hold:
+                ended = " ended, the party left" if party_left else " refused" if refused else " ended"
             out.append(LogEvent(level="info", text=f"hold from leg {leg}{ended}", call_ref=call.ref))
         held = bool(call.held_by)
         if held != was_held and call.announcer is not None:
@@ -1743,36 +1746,25 @@ class B2bua:
 
     @staticmethod
     def _apply_later_sdp(
-        call: Call,
-        leg: MediaLeg,
-        sdp: SessionDescription,
-        out: list[Effect],
-        *,
-        new_party: bool = False,
-        answered: bool = True,
+        call: Call, leg: MediaLeg, sdp: SessionDescription, out: list[Effect], *, new_party: bool = False
     ) -> None:
-        """``leg``'s party sent ``sdp`` in a re-INVITE or UPDATE, or in the answer to one: the relay
-        learns where it receives, and prompts and tones go to it in the packets it asks for now
-        (``a=ptime``, RFC 4566 §6), the one playing from its next packet on. An offer the other
-        party has yet to answer (not ``answered``) changes the packets only once it is answered
-        (``_offer_answered``): refused, the session stays as it was (RFC 3261 §14.2)."""
-        remote = set_media_remote(call.ref, leg, sdp, new_party=new_party)
-        if not answered:
-            out.append(replace(remote, packet_ms=None))
-            return
-        out.append(remote)
+        """``leg``'s party answered a re-INVITE or UPDATE with ``sdp``, or the other party answered
+        the offer ``sdp`` it made in one (a 2xx): the relay learns where it receives, and prompts
+        and tones go to it in the packets it asks for now (``a=ptime``, RFC 4566 §6), the one
+        playing from its next packet on. An offer refused changes neither: the session stays as
+        it was (RFC 3261 §14.2)."""
+        out.append(set_media_remote(call.ref, leg, sdp, new_party=new_party))
         if call.announcer is not None:
             call.announcer.packet_ms_changed(leg, packet_ms(sdp))
 
-    @staticmethod
-    def _offer_answered(call: Call, leg: MediaLeg, offer: SessionDescription, out: list[Effect]) -> None:
-        """The other party answered the offer ``leg``'s party made in a re-INVITE or UPDATE (its
-        2xx): the session it offers holds now, and so does the packet duration it asks for
-        (``a=ptime``, RFC 4566 §6), for the prompt or tone playing into it as for later ones."""
-        duration = packet_ms(offer)
-        out.append(SetPacketDuration(call_ref=call.ref, leg=leg, packet_ms=duration))
-        if call.announcer is not None:
-            call.announcer.packet_ms_changed(leg, duration)
+    def _offer_refused(self, call: Call, relay: PendingRelay, now: float, out: list[Effect]) -> None:
+        """The offer in ``relay`` was refused: by the far party's non-2xx or its silence, or by
+        callherald's 488 to the far party's answer. The session stays as it was (RFC 3261 §14.1,
+        §14.2; RFC 3311 §5.1): the relay never took its address, and a hold it began, which
+        paused the recording as it arrived, ends here (an end of a hold waits for the answer,
+        so a refused one changes nothing)."""
+        if relay.offer_from_origin:
+            self._hold_changed(call, relay.origin_leg, relay.held_before, now, out, refused=True)
 
     @staticmethod
     def _new_version_if_changed(dialog: Dialog, answer: SessionDescription, previous: bytes) -> bytes:
@@ -1846,6 +1838,7 @@ class B2bua:
         anchored: SessionDescription | None = None
         new_party: str | None = None
         previous_sdp = other.last_sdp
+        held_before = leg in call.held_by
         if request.method in ("INVITE", "UPDATE") and body:
             try:
                 offer = self._parse_offer(request)
@@ -1872,8 +1865,11 @@ class B2bua:
                 if anchored is None:
                     self._refuse_codecs(transaction_id, request, now, out)
                     return
-                self._apply_later_sdp(call, leg, offer, out, new_party=new_party is not None, answered=False)
-                self._hold_changed(call, leg, offer.is_hold(), now, out)
+                # RFC 3264 §8: the relay sends to the offer's address once the other party
+                # answered it (``_on_relay_response``). A hold pauses the recording at once, as
+                # music on hold may start before the answer; a refusal ends it (``_offer_refused``).
+                if offer.is_hold():
+                    self._hold_changed(call, leg, True, now, out)
                 body = bytes(anchored)
                 content_type = "application/sdp"
                 offer_present = True
@@ -1900,6 +1896,7 @@ class B2bua:
             offer_from_origin=offer_present,
             relayed_offer=anchored,
             previous_sdp=previous_sdp,
+            held_before=held_before,
             new_party=new_party,
         )
 
@@ -2890,7 +2887,8 @@ class B2bua:
                         call, relay, response, now, out, offer=sdp if offer_in_2xx else None
                     )
                     return
-                self._apply_later_sdp(call, far_leg, sdp, out, answered=success)
+                if success:  # an SDP in a refusal answers nothing (RFC 3261 §13.2.1)
+                    self._apply_later_sdp(call, far_leg, sdp, out)
                 offer = _sdp_of(relay.request) if relay.offer_from_origin else None
                 # The answerer's own hold or its end, as the first answer may hold the call
                 # (``_holds``); an answer to a held offer only follows that hold. To a re-INVITE
@@ -2911,7 +2909,14 @@ class B2bua:
             return
         origin_offer = _sdp_of(relay.request) if success and relay.offer_from_origin else None
         if origin_offer is not None:
-            self._offer_answered(call, relay.origin_leg, origin_offer, out)
+            # Answered: the relay sends to the offer's address now (RFC 3264 §8), and a hold the
+            # offer ends is over (a hold it makes paused the recording as it came).
+            self._apply_later_sdp(
+                call, relay.origin_leg, origin_offer, out, new_party=relay.new_party is not None
+            )
+            self._hold_changed(call, relay.origin_leg, origin_offer.is_hold(), now, out)
+        if not success:
+            self._offer_refused(call, relay, now, out)
         is_invite = relay.request.method == "INVITE"
         if is_invite and success:
             if relay.offer_from_origin or not body:
@@ -2961,6 +2966,7 @@ class B2bua:
         party, which took the new session or has none now, is offered the one before again."""
         origin_leg, far_leg = relay.origin_leg, relay.origin_leg.other
         method = relay.request.method
+        self._offer_refused(call, relay, now, out)
         if method == "INVITE":
             body = b""
             if offer is not None:
@@ -3135,6 +3141,7 @@ class B2bua:
         elif context.kind == "relay":
             relay = call.pending_relays.pop(transaction_id, None)
             if relay is not None:
+                self._offer_refused(call, relay, now, out)
                 self._reply(
                     relay.server_transaction, relay.request, 408, out, now, to_tag=relay.request.to.tag
                 )

@@ -30,7 +30,6 @@ __all__ = [
     "ResumeRecording",
     "SendSip",
     "SetMediaRemote",
-    "SetPacketDuration",
     "StartRecording",
     "StopPlayout",
     "StopRecording",
@@ -81,8 +80,10 @@ class SetMediaRemote:
 
     ``packet_ms``: the packet duration the party asks to receive (``a=ptime``, RFC 4566 §6, as
     ``call.packet_ms`` reads it); a prompt or tone playing into the leg goes on in it from its
-    next packet. None when no SDP came, or for an offer still waiting for its answer (the
-    duration then holds once it is answered: ``SetPacketDuration``).
+    next packet. None when no SDP came.
+
+    A party's offer in a re-INVITE or UPDATE is sent once the other party answered it with a 2xx
+    (RFC 3264 §8): one refused leaves the relay, and the packets, as they were (RFC 3261 §14.2).
     """
 
     call_ref: str
@@ -91,18 +92,6 @@ class SetMediaRemote:
     new_party: bool = False
     aliases: tuple[tuple[int, int], ...] = ()
     packet_ms: int | None = field(default=None, compare=False)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SetPacketDuration:
-    """The offer of ``leg``'s party that the other party answered asks for packets of
-    ``packet_ms`` (``a=ptime``, RFC 4566 §6): a prompt or tone playing into the leg goes on in them
-    from its next packet. Sent once the offer is answered: one refused leaves the session, and
-    the packets, as they were (RFC 3261 §14.2)."""
-
-    call_ref: str
-    leg: MediaLeg
-    packet_ms: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -277,7 +266,6 @@ Effect = (
     SendSip
     | OpenMedia
     | SetMediaRemote
-    | SetPacketDuration
     | CloseMedia
     | CallStarted
     | CallEnded

@@ -47,7 +47,6 @@ from proxy.b2bua.effects import (
     ResumeRecording,
     SendSip,
     SetMediaRemote,
-    SetPacketDuration,
     StartRecording,
     StopPlayout,
     StopRecording,
@@ -2993,8 +2992,11 @@ def test_a_call_the_agent_holds_from_its_first_sdp_is_recorded_paused_and_beeps_
     assert to_agent(s, s.h.effects) == []
     assert beep_waits(s) in of(s.h.effects, LogEvent)
 
+    # The hold ends once the outside party answered the agent's offer to end it (RFC 3261 §14.2).
     resumed = s.agent.send(s.agent.request("INVITE", body=party_sdp(agent_origin, 2, "a=sendrecv")))
-    s.outside.reply(s.outside.last_request("INVITE"), 200, body=party_sdp(own_origin(way), 2, "a=sendrecv"))
+    resumed += s.outside.reply(
+        s.outside.last_request("INVITE"), 200, body=party_sdp(own_origin(way), 2, "a=sendrecv")
+    )
     s.agent.send(s.agent.ack_2xx(s.agent.last_response("INVITE", 200)))
     assert of(resumed, ResumeRecording) == [ResumeRecording(call_ref=ref, reason="hold")]
     assert to_agent(s, resumed) == [beep(s)]
@@ -3035,7 +3037,7 @@ def test_an_outbound_agent_that_answers_on_hold_in_its_ack_is_recorded_paused_an
     assert to_agent(s, s.h.effects) == []
 
     resumed = s.agent.send(s.agent.request("INVITE", body=party_sdp(agent_origin, 2, "a=sendrecv")))
-    s.outside.reply(
+    resumed += s.outside.reply(
         s.outside.last_request("INVITE"), 200, body=party_sdp(own_origin(OUTBOUND), 2, "a=sendrecv")
     )
     s.agent.send(s.agent.ack_2xx(s.agent.last_response("INVITE", 200)))
@@ -3562,8 +3564,8 @@ def test_a_caller_that_asks_for_another_ptime_during_the_notice_hears_the_rest_i
 
 @WAYS
 def test_a_beep_kept_back_for_the_agent_s_hold_goes_on_in_the_ptime_of_the_sdp_that_ends_it(way: Way) -> None:
-    # The re-INVITE that ends the hold releases the beep; the packets it asks for hold once the
-    # outside party answered it (RFC 3261 §14.2), and the beep goes on in them from there.
+    # The re-INVITE that ends the hold releases the beep once the outside party answered it
+    # (RFC 3261 §14.2), in the packets it asks for.
     s = Scene(way)
     agent_holds_from_its_first_sdp(s)
     if way is OUTBOUND:
@@ -3574,12 +3576,13 @@ def test_a_beep_kept_back_for_the_agent_s_hold_goes_on_in_the_ptime_of_the_sdp_t
     resumed = s.agent.send(
         s.agent.request("INVITE", body=with_ptime(party_sdp(AGENT_ORIGIN, 2, "a=sendrecv"), 40))
     )
-    assert [(e.leg, e.packet_ms) for e in of(resumed, SetMediaRemote)] == [(agent, None)]
-    assert packet_durations(resumed) == [("beep", agent, 20)]
+    assert of(resumed, SetMediaRemote) == []
+    assert packet_durations(resumed) == []
     answered = s.outside.reply(
         s.outside.last_request("INVITE"), 200, body=party_sdp(own_origin(way), 2, "a=sendrecv")
     )
-    assert of(answered, SetPacketDuration) == [SetPacketDuration(call_ref=s.ref, leg=agent, packet_ms=40)]
+    assert [(e.leg, e.packet_ms) for e in of(answered, SetMediaRemote) if e.leg is agent] == [(agent, 40)]
+    assert packet_durations(answered) == [("beep", agent, 40)]
     s.agent.send(s.agent.ack_2xx(s.agent.last_response("INVITE", 200)))
     s.hang_up()
     finish(s)
@@ -3622,12 +3625,12 @@ def test_a_ptime_offered_during_the_notice_holds_only_once_the_offer_is_answered
     callee = OUTBOUND.outside_leg
     offer = with_ptime(party_sdp(own_origin(OUTBOUND), 2, "a=sendrecv"), 60)
     offered = s.callee.send(s.callee.request(method, body=offer))
-    assert [(e.leg, e.packet_ms) for e in of(offered, SetMediaRemote)] == [(callee, None)]
+    assert of(offered, SetMediaRemote) == []
 
     answered = s.agent.reply(s.agent.last_request(method), status, body=answer)
     assert s.callee.last_response(method).status == (status if status != 200 or packet_ms == 60 else 488)
-    expected = [SetPacketDuration(call_ref=s.ref, leg=callee, packet_ms=60)] if packet_ms == 60 else []
-    assert of(answered, SetPacketDuration) == expected
+    expected = [(callee, 60)] if packet_ms == 60 else []
+    assert [(e.leg, e.packet_ms) for e in of(answered, SetMediaRemote) if e.leg is callee] == expected
     if method == "INVITE" and s.callee.responses("INVITE", 200):
         s.callee.send(s.callee.ack_2xx(s.callee.last_response("INVITE", 200)))
     if len(s.agent.requests("INVITE")) > 1:  # offered the session as it was again (a 2xx with no codec)
@@ -3637,5 +3640,185 @@ def test_a_ptime_offered_during_the_notice_holds_only_once_the_offer_is_answered
     s.question_heard()
     s.press("1")
     assert (("ask-training", callee, packet_ms)) in packet_durations(s.h.effects)
+    s.hang_up()
+    finish(s)
+
+
+# A refused hold, or a refused end of one (RFC 3261 §14.1, §14.2; RFC 3311 §5.1) -------------------
+
+REFUSALS = ["488", "500", "no-codec-in-answer", "no-answer"]
+
+
+def party_origin(s: Scene, party: FakeUa) -> str:
+    return own_origin(s.way) if party is s.outside else AGENT_ORIGIN
+
+
+def no_codec_allowed_here(origin: str, version: int) -> bytes:
+    """An answer in G.729 alone, which callherald refuses for the offerer with 488."""
+    user, sess_id, address = origin.split()
+    return sdp(
+        "v=0",
+        f"o={user} {sess_id} {version} IN IP4 {address}",
+        "s=-",
+        f"c=IN IP4 {address}",
+        "t=0 0",
+        "m=audio 40000 RTP/AVP 18",
+        "a=rtpmap:18 G729/8000",
+        "a=sendrecv",
+    )
+
+
+def offer_accepted(s: Scene, sender: FakeUa, direction: str, version: int) -> list[Effect]:
+    """``sender``'s re-INVITE in ``direction``, answered by the other party and ACKed; the effects."""
+    other = s.agent if sender is s.outside else s.outside
+    before = len(s.h.effects)
+    sender.send(sender.request("INVITE", body=party_sdp(party_origin(s, sender), version, direction)))
+    answered = {"a=sendonly": "a=recvonly"}.get(direction, direction)
+    other.reply(other.last_request("INVITE"), 200, body=party_sdp(party_origin(s, other), version, answered))
+    sender.send(sender.ack_2xx(sender.last_response("INVITE", 200)))
+    return s.h.effects[before:]
+
+
+def offer_refused(
+    s: Scene, sender: FakeUa, method: str, direction: str, version: int, refusal: str
+) -> tuple[list[Effect], list[Effect]]:
+    """``sender``'s re-INVITE or UPDATE in ``direction`` (SDP version ``version``), refused: by
+    the other party's non-2xx, by callherald's 488 for an answer with no codec allowed here (the
+    other party, offered the session as it was again, takes it), or by no answer at all (408 to
+    an UPDATE). The effects of the offer, and of its refusal."""
+    other = s.agent if sender is s.outside else s.outside
+    body = party_sdp(party_origin(s, sender), version, direction)
+    offered = sender.send(sender.request(method, body=body))
+    relayed = other.last_request(method)
+    if refusal == "no-answer":
+        refused = s.h.advance(32.0)  # Timer F
+    elif refusal == "no-codec-in-answer":
+        refused = other.reply(relayed, 200, body=no_codec_allowed_here(party_origin(s, other), version))
+        again = party_sdp(party_origin(s, other), version + 1, "a=sendrecv")
+        other.reply(other.last_request("INVITE"), 200, body=again)
+    else:
+        refused = other.reply(relayed, int(refusal))
+    status = {"no-codec-in-answer": "488", "no-answer": "408"}.get(refusal, refusal)
+    assert sender.statuses(method)[-1] == int(status)
+    return offered, refused
+
+
+REFUSED_OFFERS = [
+    pytest.param(method, refusal, id=f"{method}-{refusal}")
+    for method in ("INVITE", "UPDATE")
+    for refusal in REFUSALS
+    if (method, refusal) != ("INVITE", "no-answer")  # that ends the call (RFC 3261 §14.1)
+]
+
+
+@WAYS
+@pytest.mark.parametrize("sender", ["outside", "agent"])
+@pytest.mark.parametrize(("method", "refusal"), REFUSED_OFFERS)
+def test_a_refused_hold_ends_the_pause_it_began_at_the_refusal(
+    way: Way, sender: str, method: str, refusal: str
+) -> None:
+    # Privacy first: the recording pauses as the hold is offered (music on hold may start at
+    # once). Refused, the call was never held (RFC 3261 §14.2): the pause ends at the refusal.
+    s = Scene(way)
+    s.connect("1")
+    party = s.outside if sender == "outside" else s.agent
+    offered, refused = offer_refused(s, party, method, "a=sendonly", 2, refusal)
+
+    assert of(offered, PauseRecording) == [PauseRecording(call_ref=s.ref, reason="hold")]
+    assert [e for e in refused if isinstance(e, RECORDING)] == [
+        ResumeRecording(call_ref=s.ref, reason="hold")
+    ]
+    summary = s.h.b2bua.call_summary(s.ref)
+    assert summary is not None
+    assert summary.paused == ()
+    # The hold is still the party's to make: offered again and accepted, it pauses again.
+    held = offer_accepted(s, party, "a=sendonly", 4)
+    assert of(held, PauseRecording) == [PauseRecording(call_ref=s.ref, reason="hold")]
+    s.hang_up()
+    finish(s)
+
+
+@WAYS
+@pytest.mark.parametrize("sender", ["outside", "agent"])
+@pytest.mark.parametrize(("method", "refusal"), REFUSED_OFFERS)
+def test_a_refused_end_of_a_hold_does_not_resume_the_recording(
+    way: Way, sender: str, method: str, refusal: str
+) -> None:
+    # The party that holds offers sendrecv, which is refused: the call is still held (RFC 3261
+    # §14.2), and nothing of it is recorded. Its next offer to end the hold, accepted, resumes.
+    s = Scene(way)
+    s.connect("1")
+    party = s.outside if sender == "outside" else s.agent
+    offer_accepted(s, party, "a=sendonly", 2)
+    offered, refused = offer_refused(s, party, method, "a=sendrecv", 3, refusal)
+
+    assert [e for e in offered + refused if isinstance(e, RECORDING)] == []
+    summary = s.h.b2bua.call_summary(s.ref)
+    assert summary is not None
+    assert summary.paused == ("hold",)
+    resumed = offer_accepted(s, party, "a=sendrecv", 5)
+    assert of(resumed, ResumeRecording) == [ResumeRecording(call_ref=s.ref, reason="hold")]
+    s.hang_up()
+    finish(s)
+
+
+def test_the_end_of_a_hold_resumes_the_recording_once_it_is_answered() -> None:
+    s = Scene(INBOUND)
+    s.connect("1")
+    agent_redirects(s, "a=sendonly", 2)
+    offered = s.agent.send(s.agent.request("INVITE", body=party_sdp(AGENT_ORIGIN, 3, "a=sendrecv")))
+    assert of(offered, ResumeRecording) == []
+
+    answer = party_sdp(own_origin(INBOUND), 3, "a=sendrecv")
+    answered = s.outside.reply(s.outside.last_request("INVITE"), 200, body=answer)
+    assert of(answered, ResumeRecording) == [ResumeRecording(call_ref=s.ref, reason="hold")]
+    s.agent.send(s.agent.ack_2xx(s.agent.last_response("INVITE", 200)))
+    s.hang_up()
+    finish(s)
+
+
+@pytest.mark.parametrize("refusal", ["488", "no-codec-in-answer"])
+def test_a_hold_refused_during_the_notice_plays_it_again_from_the_start(refusal: str) -> None:
+    # The hold cut the notice short as it was offered; refused, the party was never held and
+    # hears the notice whole before anything is asked or recorded.
+    s = Scene(OUTBOUND)
+    s.notice_playing()
+    s.h.advance(1.5)
+    offered, refused = offer_refused(s, s.outside, "INVITE", "a=sendonly", 2, refusal)
+
+    cut = AnnouncementEnded(prompt_id="notice", at=s.h.now, complete=False)
+    assert Evidence(call_ref=s.ref, leg=OUTBOUND.outside_leg, event=cut) in offered
+    assert announcing(refused) == notice_again(s.ref, OUTBOUND, at=s.h.now)
+    s.notice_heard()
+    s.question_heard()
+    s.press("1")
+    assert of(s.h.effects, StartRecording)[-1].purposes == ("quality", "training")
+    s.hang_up()
+    finish(s)
+
+
+@pytest.mark.parametrize("refused", ["srtp", "no-codec-allowed-here", "not-the-notice-codec"])
+def test_a_hold_callherald_refuses_as_it_comes_changes_nothing(refused: str) -> None:
+    # callherald's own 488 (with a Warning) comes before the offer is relayed: the relay, the
+    # notice and the recording go on as they were (RFC 3261 §14.2).
+    s = Scene(OUTBOUND)
+    if refused == "not-the-notice-codec":
+        s.notice_playing()
+    else:
+        s.connect("1")
+    held = party_sdp(own_origin(OUTBOUND), 2, "a=sendonly")
+    body = {
+        "srtp": srtp(held, "RTP/SAVP"),
+        "no-codec-allowed-here": no_codec_allowed_here(own_origin(OUTBOUND), 2).replace(
+            b"a=sendrecv", b"a=sendonly"
+        ),
+        "not-the-notice-codec": pcma_only(held),
+    }[refused]
+    offered = s.outside.send(s.outside.request("INVITE", body=body))
+
+    assert s.outside.last_response("INVITE").status == 488
+    assert of(offered, SetMediaRemote) == []
+    assert [e for e in offered if isinstance(e, (*RECORDING, *ANNOUNCER_EFFECTS))] == []
+    assert [e for e in of(offered, LogEvent) if e.text.startswith("hold from")] == []
     s.hang_up()
     finish(s)

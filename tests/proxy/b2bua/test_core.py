@@ -14,6 +14,7 @@ from proxy.b2bua.effects import (
     CallEnded,
     CallStarted,
     CloseMedia,
+    Effect,
     LogEvent,
     MediaLeg,
     OpenMedia,
@@ -1208,9 +1209,9 @@ def test_reinvite_hold_is_relayed_and_re_anchored(way: Way, from_leg: str) -> No
     assert origin_of(relayed.body) == Origin(
         username="callherald", sess_id=before.sess_id, sess_version=2, address="127.0.0.1"
     )  # same session, next version (RFC 3264 §8)
-    sender_media = CALLER_MEDIA if sender is caller else CALLEE_MEDIA
-    assert SetMediaRemote(call_ref=ref, leg=leg_of(sender), remote=sender_media) in effects
+    # The hold pauses the recording as it comes; the relay takes its address once it is answered.
     assert LogEvent(level="info", text=f"hold from leg {leg_of(sender)}", call_ref=ref) in effects
+    assert [e for e in effects if isinstance(e, SetMediaRemote)] == []
 
     effects = other.reply(relayed, 200, body=offer_from(other, direction="a=recvonly"))
     assert sip_summary(effects) == [(other.address, "ACK"), (sender.address, "200 INVITE")]
@@ -1221,7 +1222,9 @@ def test_reinvite_hold_is_relayed_and_re_anchored(way: Way, from_leg: str) -> No
     assert ok.to.tag == sender.remote_tag
     assert sdp_without_origin(ok.body) == anchored_lines(port_towards(sender), "a=recvonly")
     other_media = CALLEE_MEDIA if other is callee else CALLER_MEDIA
+    sender_media = CALLER_MEDIA if sender is caller else CALLEE_MEDIA
     assert SetMediaRemote(call_ref=ref, leg=leg_of(other), remote=other_media) in effects
+    assert SetMediaRemote(call_ref=ref, leg=leg_of(sender), remote=sender_media) in effects
 
     at = h.now - T0
     h.advance(2.0)
@@ -1238,12 +1241,12 @@ def test_reinvite_hold_is_relayed_and_re_anchored(way: Way, from_leg: str) -> No
 def test_legacy_zero_address_hold_becomes_sendonly() -> None:
     h = Harness()
     caller, callee = connect(h)
-    effects = caller.send(caller.request("INVITE", body=offer_from(caller, direction="", host="0.0.0.0")))
+    caller.send(caller.request("INVITE", body=offer_from(caller, direction="", host="0.0.0.0")))
 
     relayed = callee.last_request("INVITE")
     assert sdp_without_origin(relayed.body) == anchored_lines(B_PORT, "a=sendonly")
+    effects = callee.reply(relayed, 200, body=offer_from(callee, direction="a=recvonly"))
     assert SetMediaRemote(call_ref=h.call_ref(), leg=MediaLeg.A, remote=None) in effects
-    callee.reply(relayed, 200, body=offer_from(callee, direction="a=recvonly"))
     caller.send(caller.ack_2xx(caller.last_response("INVITE", 200)))
     hang_up(caller, callee)
     h.assert_idle()
@@ -1403,9 +1406,9 @@ def test_update_with_sdp_is_relayed_and_its_answer_relayed_back() -> None:
     assert sdp_without_origin(update.body) == anchored_lines(B_PORT, "a=sendrecv")
     assert update.headers.get("cseq") == "2 UPDATE"
     assert update.headers.get("contact") == "<sip:callherald@127.0.0.1:5070>"
-    assert SetMediaRemote(call_ref=ref, leg=MediaLeg.A, remote=CALLER_MEDIA) in effects
 
     effects = callee.reply(update, 200, body=offer_from(callee, direction="a=sendrecv"))
+    assert SetMediaRemote(call_ref=ref, leg=MediaLeg.A, remote=CALLER_MEDIA) in effects
     assert sip_summary(effects) == [(PBX, "200 UPDATE")]
     ok = caller.last_response("UPDATE", 200)
     assert ok.to.tag == caller.remote_tag
@@ -1474,6 +1477,109 @@ def test_options_in_dialog_is_answered_here() -> None:
     assert sip_summary(effects) == [(PBX, "200 OPTIONS")]
     assert caller.last_response("OPTIONS").headers.get("allow") == ALLOWED_METHODS
     assert callee.new_messages() == []
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+# A refused offer (RFC 3261 §14.1, §14.2; RFC 3311 §5.1) ------------------------------------------
+
+MOVED_HOST = "127.0.0.77"  # where an offer says the sender's media goes from now on
+# An answer with no codec allowed here, which callherald refuses for the offerer with 488.
+G729_ANSWER = ("m=audio 30000 RTP/AVP 18", "a=rtpmap:18 G729/8000")
+
+
+def last_remote(h: Harness, leg: MediaLeg) -> Address | None:
+    """Where the relay sends ``leg``'s media now: the last ``SetMediaRemote`` for it."""
+    remotes = [e.remote for e in h.effects if isinstance(e, SetMediaRemote) and e.leg is leg]
+    assert remotes, f"no SetMediaRemote for leg {leg}"
+    return remotes[-1]
+
+
+def refuse_offer(h: Harness, answerer: FakeUa, relayed: Request, refusal: str) -> list[Effect]:
+    """The offer ``relayed`` to ``answerer`` is refused: by its non-2xx, by callherald's 488 for
+    an answer with no codec allowed here (the answerer, offered the session as it was again,
+    takes it), or by no answer at all (408)."""
+    if refusal == "no-answer":
+        return h.advance(32.0)  # Timer F
+    if refusal == "no-codec-in-answer":
+        host, port = CALLER_MEDIA if isinstance(answerer, FakeUac) else CALLEE_MEDIA
+        effects = answerer.reply(relayed, 200, body=party_sdp(host, port, *G729_ANSWER, version=2))
+        back = answerer.last_request("INVITE")
+        answerer.reply(back, 200, body=offer_from(answerer, direction="a=sendrecv", version=3))
+        return effects
+    return answerer.reply(relayed, int(refusal))
+
+
+OFFER_REFUSALS = [
+    pytest.param(method, refusal, id=f"{method}-{refusal}")
+    for method in ("INVITE", "UPDATE")
+    for refusal in ("488", "491", "500", "603", "no-codec-in-answer")
+] + [pytest.param("UPDATE", "no-answer", id="UPDATE-no-answer")]
+
+
+@pytest.mark.parametrize(("method", "refusal"), OFFER_REFUSALS)
+@pytest.mark.parametrize("sender_is", ["caller", "callee"])
+def test_a_refused_offer_leaves_the_senders_media_where_it_was(
+    method: str, refusal: str, sender_is: str
+) -> None:
+    # RFC 3264 §8: the offerer must receive at the new address from its offer on, the answerer
+    # sends there once it answered. Refused, the session stays as it was (RFC 3261 §14.2): the
+    # relay goes on sending to the old address.
+    h = Harness()
+    caller, callee = connect(h)
+    sender, other = (caller, callee) if sender_is == "caller" else (callee, caller)
+    leg = leg_of(sender)
+    before = last_remote(h, leg)
+    sender.send(sender.request(method, body=offer_from(sender, direction="a=sendrecv", host=MOVED_HOST)))
+    refuse_offer(h, other, other.last_request(method), refusal)
+    expected = {"no-codec-in-answer": "488", "no-answer": "408"}.get(refusal, refusal)
+    assert sender.statuses(method)[-1] == int(expected)
+    assert last_remote(h, leg) == before
+    assert h.b2bua.active_calls == 1
+    hang_up(caller, callee)
+    h.advance(64.0)
+    h.assert_idle()
+
+
+@pytest.mark.parametrize("method", ["INVITE", "UPDATE"])
+def test_the_media_capabilities_in_a_488_move_no_media(method: str) -> None:
+    # A 488 may describe what its sender can take (RFC 3261 §21.4.26); only a 2xx answers the
+    # offer (§13.2.1, §14.2), so neither party's media goes anywhere new.
+    h = Harness()
+    caller, callee = connect(h)
+    caller.send(caller.request(method, body=offer_from(caller, direction="a=sendrecv", host=MOVED_HOST)))
+    capabilities = offer_from(callee, direction="a=sendrecv", host="127.0.0.88")
+    callee.reply(callee.last_request(method), 488, body=capabilities)
+
+    assert caller.statuses(method)[-1] == 488
+    assert last_remote(h, MediaLeg.A) == CALLER_MEDIA
+    assert last_remote(h, MediaLeg.B) == CALLEE_MEDIA
+    hang_up(caller, callee)
+    h.advance(64.0)
+    h.assert_idle()
+
+
+@pytest.mark.parametrize("method", ["INVITE", "UPDATE"])
+@pytest.mark.parametrize("sender_is", ["caller", "callee"])
+def test_an_accepted_offer_moves_the_senders_media_when_its_2xx_is_relayed(
+    method: str, sender_is: str
+) -> None:
+    h = Harness()
+    caller, callee = connect(h)
+    ref = h.call_ref()
+    sender, other = (caller, callee) if sender_is == "caller" else (callee, caller)
+    leg = leg_of(sender)
+    _, port = CALLER_MEDIA if sender is caller else CALLEE_MEDIA
+    offered = sender.send(
+        sender.request(method, body=offer_from(sender, direction="a=sendrecv", host=MOVED_HOST))
+    )
+    assert [e for e in offered if isinstance(e, SetMediaRemote)] == []
+
+    answered = other.reply(other.last_request(method), 200, body=offer_from(other, direction="a=sendrecv"))
+    assert SetMediaRemote(call_ref=ref, leg=leg, remote=(MOVED_HOST, port)) in answered
+    assert last_remote(h, leg) == (MOVED_HOST, port)
+    if method == "INVITE":
+        sender.send(sender.ack_2xx(sender.last_response("INVITE", 200)))
     hang_up(caller, callee)
     h.assert_idle()
 
