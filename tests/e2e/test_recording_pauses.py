@@ -71,6 +71,7 @@ EDGE = SAMPLE_RATE_HZ // 10  # 100 ms left out around the pause and at both ends
 STRAY_SILENCE = SAMPLE_RATE_HZ // 25  # 40 ms: a zero stretch this long that is no pause is a fault
 PLACE_TOLERANCE_S = 0.1  # where the silence lies against the evidence's times
 LENGTH_TOLERANCE_S = 0.05  # how long the silence is against the evidence's pause
+REFUSED_WITHIN_S = 0.5  # from a hold's re-INVITE to the PBX's 488, through callherald on loopback
 INBOUND = Direction.INBOUND
 
 
@@ -342,6 +343,37 @@ def test_hold_writes_silence_until_the_call_is_taken_off_hold(tmp_path: Path) ->
     assert (tmp_path / "caller.txt").read_text().strip() == "a=recvonly|"
     assert (tmp_path / "callee.txt").read_text().strip() == "a=sendonly|"
     assert PAUSE_FOR_MS / 1000 - LENGTH_TOLERANCE_S <= length_s <= PAUSE_FOR_MS / 1000 + 0.3
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+def test_a_hold_the_pbx_refuses_pauses_the_recording_only_until_the_refusal(tmp_path: Path) -> None:
+    # The caller's re-INVITE holds the call (a=sendonly) and the PBX refuses it with 488: the call
+    # was never held (RFC 3261 §14.2). The recording paused as the hold came (music on hold may
+    # start at once), and the pause ends at the refusal: both tones are recorded after it.
+    call = recorded_call(
+        tmp_path,
+        caller="recording_uac_hold_refused.xml",
+        callee="recording_uas_hold_refused.xml",
+        caller_set={"hold_at_ms": PAUSE_AT_MS},
+        pause_ms=AFTER_MS,
+    )
+    assert (tmp_path / "callee.txt").read_text().strip() == "a=sendonly"
+    pauses = [e for e in call.timeline if e.kind in PAUSE_KINDS]
+    assert [(e.kind, e.detail["reason"]) for e in pauses] == [
+        (TimelineKind.PAUSE_START, "hold"),
+        (TimelineKind.PAUSE_END, "hold"),
+    ]
+    start, end = (_offset_s(e.at, call.record.first_frame_at) for e in pauses)
+    assert 0 <= end - start < REFUSED_WITHIN_S, (start, end)
+    refused_at = round(end * SAMPLE_RATE_HZ)
+    after = call.audio[refused_at + EDGE : len(call.audio) - EDGE]
+    assert len(after) >= 10 * WINDOW, len(after)
+    for window in range(0, len(after) - WINDOW + 1, WINDOW):
+        for column, expected_hz in ((0, OUTSIDE_HZ), (1, PBX_HZ)):
+            peak, share = dominant_hz(after[window : window + WINDOW, column])
+            assert abs(peak - expected_hz) <= 10, (column, window, peak)
+            assert share > 0.9, (column, window, share)
 
 
 @requires_sipp
