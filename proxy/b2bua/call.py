@@ -34,6 +34,7 @@ __all__ = [
     "PendingRelay",
     "Transfer",
     "anchor_sdp",
+    "answer_with_offers_lines",
     "answer_within_offer",
     "has_allowed_audio",
     "media_format",
@@ -376,6 +377,42 @@ def answer_within_offer(
     return kept, tuple(dropped)
 
 
+def answer_with_offers_lines(
+    answer: SessionDescription, offer: SessionDescription
+) -> tuple[SessionDescription, str | None]:
+    """``answer`` with exactly one ``m=`` line per ``m=`` line of ``offer``, in order (RFC 3264
+    §6), and what was wrong with it (None: nothing, and ``answer`` itself comes back).
+
+    Lines missing at the end are answered rejected: port 0 and the offer's formats, as callherald
+    rejects a stream. An answer with more lines than the offer, or that accepts a stream as another
+    media type than the offer's line in its place (the lines reordered), is no answer to ``offer``:
+    it comes back as one rejecting every stream, so that it leaves the session no media.
+    """
+    answered = len(answer.media)
+    offered = len(offer.media)
+    mismatched = any(
+        not mine.rejected and mine.media != theirs.media
+        for mine, theirs in zip(answer.media, offer.media, strict=False)
+    )
+    if answered == offered and not mismatched:
+        return answer, None
+    fixed = answer.copy()
+    if answered < offered and not mismatched:
+        fixed.media.extend(_rejected_like(media) for media in offer.media[answered:])
+        return fixed, f"has {answered} m= lines for the {offered} of its offer: the missing ones are rejected"
+    fixed.media = [_rejected_like(media) for media in offer.media]
+    if mismatched:
+        fault = "answers a stream of its offer as another media type"
+    else:
+        fault = f"has {answered} m= lines for the {offered} of its offer"
+    return fixed, f"{fault}: it is no answer to that offer, and rejects every stream"
+
+
+def _rejected_like(media: MediaDescription) -> MediaDescription:
+    """An ``m=`` line rejecting ``media`` (RFC 3264 §6: port 0; its formats are ignored)."""
+    return MediaDescription(media=media.media, port=0, proto=media.proto, formats=media.formats)
+
+
 def has_allowed_audio(sdp: SessionDescription, codecs: AbstractSet[str]) -> bool:
     """Whether ``anchor_sdp`` keeps an audio stream of ``sdp`` with ``codecs``: its first active
     audio stream has a voice codec among them. An answer without one leaves the session no media."""
@@ -438,10 +475,7 @@ def rejecting_answer(offer: SessionDescription, *, dialog: Dialog, media_address
     port 0 and the offer's formats, which are ignored."""
     answer = SessionDescription(
         lines=["v=0", "s=-", "t=0 0"],
-        media=[
-            MediaDescription(media=media.media, port=0, proto=media.proto, formats=media.formats)
-            for media in offer.media
-        ],
+        media=[_rejected_like(media) for media in offer.media],
     )
     _send_as_ours(answer, dialog=dialog, media_address=media_address)
     return answer

@@ -39,6 +39,7 @@ from proxy.b2bua.call import (
     PendingRelay,
     Transfer,
     anchor_sdp,
+    answer_with_offers_lines,
     answer_within_offer,
     carries_plain_rtp,
     has_allowed_audio,
@@ -3242,10 +3243,16 @@ def _within_offer(
     out: list[Effect],
 ) -> SessionDescription:
     """``leg``'s ``answer`` to the ``offer`` callherald sent it (None: none, ``answer`` is an
-    offer), with only the formats of that offer (``answer_within_offer``, RFC 3264 §6.1); a
-    warning says which went."""
+    offer), with one m= line per line of that offer (``answer_with_offers_lines``, RFC 3264 §6)
+    and only the formats of that offer (``answer_within_offer``, §6.1); a warning says what was
+    wrong with it."""
     if offer is None:
         return answer
+    answer, fault = answer_with_offers_lines(answer, offer)
+    if fault is not None:
+        out.append(
+            LogEvent(level="warning", text=f"leg {leg}'s answer {fault} (RFC 3264 §6)", call_ref=call.ref)
+        )
     kept, dropped = answer_within_offer(answer, offer)
     if dropped:
         out.append(

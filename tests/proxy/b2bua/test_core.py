@@ -2517,6 +2517,110 @@ def test_an_answer_with_no_offered_format_left_is_an_answer_with_no_usable_codec
     assert dropped_warning(not_offered.call_ref(), "b", "9") in not_offered.effects
 
 
+AUDIO_AND_VIDEO_OFFER = party_sdp(
+    "127.0.0.2",
+    40000,
+    "m=audio 40000 RTP/AVP 0",
+    "m=video 40002 RTP/AVP 96",
+    "a=rtpmap:96 H264/90000",
+)
+PCMU_ANSWER = ("m=audio 30000 RTP/AVP 0", *PCMU_ONLY)
+
+
+def lines_warning(ref: str, fault: str) -> LogEvent:
+    return LogEvent(level="warning", text=f"leg b's answer {fault} (RFC 3264 §6)", call_ref=ref)
+
+
+def test_an_answer_missing_m_lines_reaches_the_caller_with_them_rejected() -> None:
+    # RFC 3264 §6: the answer has exactly as many m= lines as the offer. A carrier that answers
+    # callherald's audio and rejected video with the audio line alone still gives the caller an
+    # answer to each of its streams: the video one rejected, as callherald offered it.
+    h = Harness()
+    caller, callee = dial(h, body=AUDIO_AND_VIDEO_OFFER)
+    ref = h.call_ref()
+    assert [m.m_line for m in SessionDescription.parse(callee.invite.body).media] == [
+        f"m=audio {B_PORT} RTP/AVP 0",
+        "m=video 0 RTP/AVP 96",
+    ]
+    ring(caller, callee)
+    effects = callee.answer(body=party_sdp("127.0.0.3", 30000, *PCMU_ANSWER))
+
+    ok = caller.last_response("INVITE", 200)
+    assert audio_of(ok.body) == [
+        f"m=audio {A_PORT} RTP/AVP 0",
+        "a=rtpmap:0 PCMU/8000",
+        "m=video 0 RTP/AVP 96",
+    ]
+    fault = "has 1 m= lines for the 2 of its offer: the missing ones are rejected"
+    assert lines_warning(ref, fault) in effects
+    caller.ack_answer()
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+@pytest.mark.parametrize(
+    ("media", "fault"),
+    [
+        pytest.param(
+            (*PCMU_ANSWER, "m=video 0 RTP/AVP 96", "m=audio 30002 RTP/AVP 0"),
+            "has 3 m= lines for the 2 of its offer",
+            id="more-lines",
+        ),
+        pytest.param(
+            ("m=video 0 RTP/AVP 96", *PCMU_ANSWER),
+            "answers a stream of its offer as another media type",
+            id="reordered",
+        ),
+    ],
+)
+def test_an_answer_that_does_not_answer_the_offers_m_lines_is_one_with_no_usable_codec(
+    media: tuple[str, ...], fault: str
+) -> None:
+    # RFC 3264 §6 pairs streams by position: an answer with more lines than the offer, or its
+    # lines in another order, pairs with none of the offer's. The caller may not be given it
+    # (it breaks §6 towards it too), so the call fails as with an answer with no codec allowed here.
+    h = Harness()
+    caller, callee = dial(h, body=AUDIO_AND_VIDEO_OFFER)
+    ref = h.call_ref()
+    ring(caller, callee)
+    effects = callee.answer(body=party_sdp("127.0.0.3", 30000, *media))
+
+    assert sip_summary(effects) == [(CARRIER, "ACK"), (CARRIER, "BYE"), (PBX, "488 INVITE")]
+    assert lines_warning(ref, f"{fault}: it is no answer to that offer, and rejects every stream") in effects
+    assert h.ended() == [CallEnded(call_ref=ref, reason="no-codec-in-answer", status=488)]
+    caller.send(caller.ack_failure(caller.last_response("INVITE", 488)))
+    callee.reply(callee.last_request("BYE"), 200)
+    h.assert_idle()
+
+
+def test_an_answer_to_a_relayed_reinvite_missing_m_lines_reaches_the_offerer_with_them_rejected() -> None:
+    # The same for a re-INVITE after the bridge: the offerer gets an answer to each of its lines.
+    h = Harness()
+    caller, callee = connect(h)
+    ref = h.call_ref()
+    reoffer = party_sdp(
+        "127.0.0.2",
+        40000,
+        "m=audio 40000 RTP/AVP 0 101",
+        "a=rtpmap:0 PCMU/8000",
+        "a=rtpmap:101 telephone-event/8000",
+        "m=video 40002 RTP/AVP 96",
+        "a=rtpmap:96 H264/90000",
+        version=2,
+    )
+    caller.send(caller.request("INVITE", body=reoffer))
+    relayed = callee.last_request("INVITE")
+    effects = callee.reply(relayed, 200, body=offer_from(callee, direction="a=sendrecv"))
+
+    ok = caller.last_response("INVITE", 200)
+    assert audio_of(ok.body) == [*anchored_lines(A_PORT, "a=sendrecv")[4:], "m=video 0 RTP/AVP 96"]
+    fault = "has 1 m= lines for the 2 of its offer: the missing ones are rejected"
+    assert lines_warning(ref, fault) in effects
+    caller.send(caller.ack_2xx(ok))
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
 @pytest.mark.parametrize("method", ["INVITE", "UPDATE"])
 @pytest.mark.parametrize("answerer", ["caller", "callee"])
 def test_a_relayed_offer_answered_with_no_usable_codec_gets_488_and_the_session_goes_on(
