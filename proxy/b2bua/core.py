@@ -1388,12 +1388,15 @@ class B2bua:
                     if deferred.acked and answer.is_hold() != held_before:
                         self._far_party_follows_the_ack(call, target_leg, answer, now, out)
                 if not deferred.acked:
+                    previous = dialog.last_sdp
                     anchored = anchor_sdp(
                         answer,
                         dialog=dialog,
                         media_address=self._settings.media_address,
                         codecs=self._settings.codecs,
                     )
+                    if anchored is not None and previous is not None:
+                        self._new_version_if_changed(dialog, anchored, bytes(previous))
                     body = bytes(anchored) if anchored is not None else b""
         if not deferred.acked:
             self._send_ack(call, target_leg, deferred.seq, out, body)
@@ -1769,8 +1772,9 @@ class B2bua:
 
     @staticmethod
     def _new_version_if_changed(dialog: Dialog, answer: SessionDescription, previous: bytes) -> bytes:
-        """``answer`` as sent, or ``previous`` when nothing but the version would differ: an
-        unchanged session keeps its version (RFC 3264 §8), as in a session refresh."""
+        """``answer`` (an offer too) as sent, or ``previous`` when nothing but the version would
+        differ, ``answer`` then taking its version: an unchanged session keeps its version (RFC
+        3264 §8), as in a session refresh."""
         bumped = answer.origin
         try:
             before = SessionDescription.parse(previous).origin
@@ -1866,6 +1870,8 @@ class B2bua:
                 if anchored is None:
                     self._refuse_codecs(transaction_id, request, now, out)
                     return
+                if previous_sdp is not None:  # a session refresh offers the same session, same version
+                    self._new_version_if_changed(other, anchored, bytes(previous_sdp))
                 # RFC 3264 §8: the relay sends to the offer's address once the other party
                 # answered it (``_on_relay_response``). A hold pauses the recording at once, as
                 # music on hold may start before the answer; a refusal ends it (``_offer_refused``).
@@ -2898,9 +2904,12 @@ class B2bua:
                 own_hold = relay.request.method == "INVITE" if offer is None else not offer.is_hold()
                 if success and own_hold:
                     self._hold_changed(call, far_leg, sdp.is_hold(), now, out)
+                previous = origin.last_sdp
                 anchored = anchor_sdp(
                     sdp, dialog=origin, media_address=self._settings.media_address, codecs=allowed
                 )
+                if anchored is not None and previous is not None:
+                    self._new_version_if_changed(origin, anchored, bytes(previous))
                 body = bytes(anchored) if anchored is not None else b""
                 content_type = "application/sdp"
         elif response.body:

@@ -1275,13 +1275,15 @@ def test_resume_after_hold_is_sendrecv_again() -> None:
     callee.reply(callee.last_request("INVITE"), 200, body=offer_from(callee, direction="a=recvonly"))
     caller.send(caller.ack_2xx(caller.last_response("INVITE", 200)))
     caller.send(caller.request("INVITE", body=offer_from(caller, version=3)))  # still on hold
+    # The same session offered again keeps its version (RFC 3264 §8).
+    assert origin_of(callee.last_request("INVITE").body).sess_version == 2
     callee.reply(callee.last_request("INVITE"), 200, body=offer_from(callee, direction="a=recvonly"))
     caller.send(caller.ack_2xx(caller.last_response("INVITE", 200)))
     caller.send(caller.request("INVITE", body=offer_from(caller, direction="a=sendrecv", version=4)))
 
     resumed = callee.last_request("INVITE")
     assert sdp_without_origin(resumed.body) == anchored_lines(B_PORT, "a=sendrecv")
-    assert origin_of(resumed.body).sess_version == 4
+    assert origin_of(resumed.body).sess_version == 3
     assert resumed.headers.get("cseq") == "4 INVITE"
     callee.reply(resumed, 200, body=offer_from(callee, direction="a=sendrecv"))
     caller.send(caller.ack_2xx(caller.last_response("INVITE", 200)))
@@ -1367,6 +1369,84 @@ def test_reinvite_without_sdp_takes_the_offer_from_the_far_side() -> None:
     assert ack.headers.get("cseq") == f"{relayed.cseq.seq} ACK"
     assert sdp_without_origin(ack.body) == anchored_lines(A_PORT, "a=sendrecv")
     assert SetMediaRemote(call_ref=ref, leg=MediaLeg.B, remote=CALLEE_MEDIA) in effects
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+# The same codecs both ways, so that each party's SDP offers what the other's answers.
+PCMU_FROM_CALLER = sdp(
+    "v=0",
+    "o=caller 1001 5 IN IP4 127.0.0.2",
+    "s=-",
+    "c=IN IP4 127.0.0.2",
+    "t=0 0",
+    "m=audio 40000 RTP/AVP 0 101",
+    "a=rtpmap:0 PCMU/8000",
+    "a=rtpmap:101 telephone-event/8000",
+)
+PCMU_FROM_CALLEE = sdp(
+    "v=0",
+    "o=callee 2002 5 IN IP4 127.0.0.3",
+    "s=-",
+    "c=IN IP4 127.0.0.3",
+    "t=0 0",
+    "m=audio 30000 RTP/AVP 0 101",
+    "a=rtpmap:0 PCMU/8000",
+    "a=rtpmap:101 telephone-event/8000",
+)
+
+
+@pytest.mark.parametrize("method", ["INVITE", "UPDATE"])
+@pytest.mark.parametrize("refresher", ["caller", "callee"])
+def test_a_session_refresh_after_the_bridge_leaves_callheralds_sdp_and_its_version_as_they_were(
+    method: str, refresher: str
+) -> None:
+    # RFC 3264 §8: the version grows only when the session changes. A refresh offering the same
+    # SDP, answered with the same SDP, gives each party callherald's SDP byte for byte as before:
+    # a version change would make many SBCs and PBXs renegotiate the media.
+    h = Harness()
+    caller, callee = dial(h, body=PCMU_FROM_CALLER)
+    callee.answer(body=PCMU_FROM_CALLEE)
+    caller.ack_answer()
+    own: dict[FakeUa, bytes] = {caller: PCMU_FROM_CALLER, callee: PCMU_FROM_CALLEE}
+    sent_to: dict[FakeUa, bytes] = {
+        caller: caller.last_response("INVITE", 200).body,
+        callee: callee.invite.body,
+    }
+    offerer, answerer = (caller, callee) if refresher == "caller" else (callee, caller)
+    for _ in range(2):
+        offerer.send(offerer.request(method, body=own[offerer]))
+        relayed = answerer.last_request(method)
+        assert relayed.body == sent_to[answerer]
+        answerer.reply(relayed, 200, body=own[answerer])
+        ok = offerer.last_response(method, 200)
+        assert ok.body == sent_to[offerer]
+        if method == "INVITE":
+            offerer.send(offerer.ack_2xx(ok))
+    # A change is a new version, one more than the last.
+    offerer.send(offerer.request("INVITE", body=offer_from(offerer, version=9)))
+    assert (
+        origin_of(answerer.last_request("INVITE").body).sess_version
+        == origin_of(sent_to[answerer]).sess_version + 1
+    )
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+def test_a_refresh_without_sdp_after_the_bridge_leaves_callheralds_sdp_and_its_version_as_they_were() -> None:
+    # To a re-INVITE without SDP the 2xx offers and the ACK answers (RFC 3261 §14.1): the same
+    # session both ways keeps callherald's versions too.
+    h = Harness()
+    caller, callee = dial(h, body=PCMU_FROM_CALLER)
+    callee.answer(body=PCMU_FROM_CALLEE)
+    caller.ack_answer()
+    to_caller, to_callee = caller.last_response("INVITE", 200).body, callee.invite.body
+    callee.send(callee.request("INVITE"))
+    caller.reply(caller.last_request("INVITE"), 200, body=PCMU_FROM_CALLER)
+    ok = callee.last_response("INVITE", 200)
+    assert ok.body == to_callee
+    callee.send(callee.ack_2xx(ok, body=PCMU_FROM_CALLEE))
+    assert caller.last_request("ACK").body == to_caller
     hang_up(caller, callee)
     h.assert_idle()
 
