@@ -209,6 +209,13 @@ _ICE_ATTRIBUTES = (
 _PARTY_ATTRIBUTES = ("tool", "ssrc", "ssrc-group", "msid", "msid-semantic", "label")
 # Its session information, URI, e-mail address and phone number (RFC 8866 §5.4-§5.6).
 _PARTY_LINES = ("i", "u", "e", "p")
+# What the party implements and callherald does not: RTCP feedback (RFC 4585 §4.2), which
+# callherald's own prompts and tones in the stream answer none of; grouping and BUNDLE (RFC 5888,
+# RFC 8843), as callherald relays one audio stream on a port of its own.
+_UNSUPPORTED_ATTRIBUTES = ("rtcp-fb", "group", "mid")
+# Bandwidth (RFC 8866 §5.8, RFC 3890): the party's figures are for its own media, which the
+# codecs callherald keeps and its prompts may not match.
+_UNSUPPORTED_LINES = ("b",)
 
 
 def _has_voice(media: MediaDescription) -> bool:
@@ -436,8 +443,9 @@ def anchor_sdp(
     (RFC 3264 §6). A legacy hold by ``c=0.0.0.0`` becomes ``a=sendonly`` so the hold survives the
     new address (RFC 3264 §8.4). The origin is ours, its version bumped on every offer or answer.
     ICE and what describes the party that wrote ``sdp`` (its software, SSRCs and CNAMEs, stream
-    ids, labels, session information, URI, e-mail address, phone number) are left out. Returns
-    None when no audio codec is left.
+    ids, labels, session information, URI, e-mail address, phone number) are left out, and so is
+    what callherald does not implement: RTCP feedback, grouping (BUNDLE, ``a=mid``) and
+    bandwidth lines. Returns None when no audio codec is left.
     """
     anchored = sdp.copy()
     audio_seen = False
@@ -463,6 +471,10 @@ def anchor_sdp(
         for name in _PARTY_ATTRIBUTES:  # nothing of one party reaches the other (GDPR Art. 5(1)(c))
             level.remove_attributes(name)
         for kind in _PARTY_LINES:
+            level.remove_lines(kind)
+        for name in _UNSUPPORTED_ATTRIBUTES:  # callherald's SDP offers what callherald does
+            level.remove_attributes(name)
+        for kind in _UNSUPPORTED_LINES:
             level.remove_lines(kind)
     _send_as_ours(anchored, dialog=dialog, media_address=media_address)
     return anchored

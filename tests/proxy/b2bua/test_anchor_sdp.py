@@ -308,8 +308,46 @@ def test_nothing_of_the_party_behind_the_sdp_reaches_the_other_party() -> None:
         "a=rtpmap:101 telephone-event/8000",
         "a=fmtp:101 0-15",
         "a=ptime:20",
-        "a=rtcp-fb:* nack",
         "a=sendrecv",
+    )
+
+
+def test_what_callherald_does_not_implement_is_left_out() -> None:
+    # A WebRTC-style AVPF offer: RTCP feedback, which callherald's prompts answer none of (RFC 4585
+    # §4.2); BUNDLE and its mids (RFC 8843), as callherald relays one stream on a port of its own;
+    # bandwidth for media callherald cut down to the codecs it keeps. The AVPF profile stays.
+    body = offer(
+        "m=audio 4000 RTP/AVPF 111 0 101",
+        "b=AS:40",
+        "b=TIAS:32000",
+        "a=mid:0",
+        "a=rtpmap:111 opus/48000/2",
+        "a=rtcp-fb:111 transport-cc",
+        "a=rtpmap:0 PCMU/8000",
+        "a=rtcp-fb:* nack",
+        "a=rtcp-fb:0 nack pli",
+        "a=rtpmap:101 telephone-event/8000",
+        "a=rtcp-mux",
+        "m=video 4002 RTP/AVPF 96",
+        "b=AS:512",
+        "a=mid:1",
+        "a=rtpmap:96 VP8/90000",
+        "a=rtcp-fb:96 ccm fir",
+        session=("c=IN IP4 192.0.2.5", "b=CT:600"),
+        attributes=("a=group:BUNDLE 0 1",),
+    )
+    assert anchor(body) == sdp(
+        "v=0",
+        OUR_ORIGIN,
+        "s=-",
+        "c=IN IP4 127.0.0.1",
+        "t=0 0",
+        f"m=audio {PORT} RTP/AVPF 0 101",
+        "a=rtpmap:0 PCMU/8000",
+        "a=rtpmap:101 telephone-event/8000",
+        "a=rtcp-mux",
+        "m=video 0 RTP/AVPF 96",
+        "a=rtpmap:96 VP8/90000",
     )
 
 
