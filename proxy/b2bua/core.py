@@ -214,15 +214,34 @@ def _status_for_caller(status: int) -> int:
 
     Busy stays busy and decline stays decline. 3xx is not followed (the other side must not be
     sent around callherald): 480. 401/407 are the other trunk's business: 403. A 503 names that
-    hop's overload, not ours (RFC 3261 §16.7 point 6): 500.
+    hop's overload, not ours (RFC 3261 §16.7 point 6): 500. A 422 asks for a longer session
+    timer (RFC 4028 §6), which callherald neither runs nor passes on (``Session-Expires`` is not
+    relayed): a caller retrying with a longer one would get the same answer, so 500.
     """
     if 300 <= status < 400:
         return 480
     if status in (401, 407):
         return 403
-    if status == 503:
+    if status in (422, 503):
         return 500
     return status
+
+
+def _session_timer_warning(
+    call: Call, dialog: Dialog, response: Response, consequence: str
+) -> LogEvent | None:
+    """A warning for a 422 to a request callherald sent (``_status_for_caller``): the side that
+    sent it asks for session timers, which callherald does not do; None for any other response."""
+    if response.status != 422:
+        return None
+    min_se = response.headers.get("min-se")
+    asked = f" (Min-SE: {min_se.strip()})" if min_se else ""
+    return LogEvent(
+        level="warning",
+        text=f"the {dialog.side} side refused the {response.cseq.method} with 422{asked}: it asks for"
+        f" session timers (RFC 4028), which callherald does not do; {consequence}",
+        call_ref=call.ref,
+    )
 
 
 class B2bua:
@@ -2417,6 +2436,10 @@ class B2bua:
             return
         if status in (401, 407) and self._retry_with_credentials(call, response, now, out):
             return
+        consequence = "the call ends" if call.a_answered else "the caller gets 500"
+        warning = _session_timer_warning(call, b, response, consequence)
+        if warning is not None:
+            out.append(warning)
         if call.a_answered:
             out.append(LogEvent(level="info", text=f"callee failed with {status}", call_ref=call.ref))
             self._send_bye(call, MediaLeg.A, now, out)
@@ -2933,6 +2956,10 @@ class B2bua:
                 self._send_ack(call, far_leg, response.cseq.seq, out)
             else:
                 call.deferred_ack = DeferredAck(leg=far_leg, seq=response.cseq.seq, offer=anchored)
+        consequence = f"leg {relay.origin_leg} gets 500, the session goes on as it was"
+        warning = _session_timer_warning(call, call.dialog(far_leg), response, consequence)
+        if warning is not None:
+            out.append(warning)
         extra: list[tuple[str, str]] = [("Server", self._settings.user_agent)]
         if is_invite or relay.request.method == "UPDATE":
             extra.append(("Contact", origin.local_contact))

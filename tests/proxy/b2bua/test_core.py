@@ -824,6 +824,32 @@ def test_failure_is_mapped_for_the_caller(
     assert caller.send(caller.ack_failure(failure)) == []
 
 
+@WAYS
+def test_a_422_asks_for_session_timers_callherald_does_not_do_and_the_caller_gets_500(way: Way) -> None:
+    # RFC 4028 §6: a 422 carries the Min-SE the UAC should retry with. callherald passes no
+    # Session-Expires on, so a caller retrying with a longer one would get the same 422: it gets
+    # 500 instead, and the log says what the other side asks for.
+    h = Harness()
+    caller, callee = dial(h, way)
+    ring(caller, callee)
+    ref = h.call_ref()
+    effects = callee.reply(callee.invite, 422, extra=(("Min-SE", "1800"),))
+
+    assert sip_summary(effects) == [(way.callee, "ACK"), (way.caller, "500 INVITE")]
+    failure = caller.last_response("INVITE", 500)
+    assert failure.headers.fields("min-se") == []
+    warning = LogEvent(
+        level="warning",
+        text=f"the {way.callee_side} side refused the INVITE with 422 (Min-SE: 1800): it asks for session"
+        " timers (RFC 4028), which callherald does not do; the caller gets 500",
+        call_ref=ref,
+    )
+    assert warning in effects
+    assert h.ended() == [CallEnded(call_ref=ref, reason="failed-422", status=422)]
+    assert caller.send(caller.ack_failure(failure)) == []
+    h.assert_idle()
+
+
 def test_busy_keeps_retry_after() -> None:
     h = Harness()
     caller, callee = dial(h)
@@ -1329,6 +1355,28 @@ def test_reinvite_failure_is_relayed_and_the_call_goes_on() -> None:
     effects = callee.reply(callee.last_request("INVITE"), 488)
 
     assert sip_summary(effects) == [(CARRIER, "ACK"), (PBX, "488 INVITE")]
+    assert h.b2bua.active_calls == 1
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+@pytest.mark.parametrize("method", ["INVITE", "UPDATE"])
+def test_a_422_to_a_relayed_reinvite_reaches_its_sender_as_500_and_the_call_goes_on(method: str) -> None:
+    # A party's own refresh with a Session-Expires callherald did not pass on (RFC 4028 §6).
+    h = Harness()
+    caller, callee = connect(h)
+    caller.send(caller.request(method, body=offer_from(caller)))
+    effects = callee.reply(callee.last_request(method), 422, extra=(("Min-SE", "1800"),))
+
+    acked = [(CARRIER, "ACK")] if method == "INVITE" else []
+    assert sip_summary(effects) == [*acked, (PBX, f"500 {method}")]
+    warning = LogEvent(
+        level="warning",
+        text=f"the carrier side refused the {method} with 422 (Min-SE: 1800): it asks for session timers"
+        " (RFC 4028), which callherald does not do; leg a gets 500, the session goes on as it was",
+        call_ref=h.call_ref(),
+    )
+    assert warning in effects
     assert h.b2bua.active_calls == 1
     hang_up(caller, callee)
     h.assert_idle()
