@@ -184,6 +184,7 @@ class Call:
     outside_identity: tuple[str, ...] | None = None  # SDP origin and asserted identity of the outside party
     transfer: Transfer | None = None
     held_by: set[MediaLeg] = field(default_factory=set)  # legs whose last offer or answer holds the call
+    unsolicited_100rel_warned: bool = False  # a reliable provisional response came, unasked (RFC 3262 §3)
 
     def dialog(self, leg: MediaLeg) -> Dialog:
         return self.a if leg is MediaLeg.A else self.b

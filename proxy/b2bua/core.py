@@ -2421,6 +2421,7 @@ class B2bua:
             return
         b = call.b
         if status < 200:
+            self._unsolicited_reliable(call, b, response, out)
             call.b_provisional_seen = True
             self._learn_remote(b, response, early=True)
             self._keep_early_answer(call, response)
@@ -2480,6 +2481,24 @@ class B2bua:
             self._send_bye(call, MediaLeg.B, now, out)
         call.phase = CallPhase.ENDED
         self._forget_b(call)
+
+    @staticmethod
+    def _unsolicited_reliable(call: Call, dialog: Dialog, response: Response, out: list[Effect]) -> None:
+        """Warn, once per call, of a provisional response sent reliably (``Require: 100rel``)
+        although callherald's INVITE did not offer 100rel: RFC 3262 §3 forbids it. callherald does
+        not PRACK it, so the party resends it and may give up on the INVITE after 64*T1 (§3)."""
+        if call.unsolicited_100rel_warned or "100rel" not in response.option_tags("require"):
+            return
+        call.unsolicited_100rel_warned = True
+        out.append(
+            LogEvent(
+                level="warning",
+                text=f"the {dialog.side} side sent its {response.status} to the {response.cseq.method}"
+                " reliably (Require: 100rel) although callherald did not offer 100rel (RFC 3262 §3):"
+                " it gets no PRACK, and may resend it and give up on the request",
+                call_ref=call.ref,
+            )
+        )
 
     def _learn_remote(self, dialog: Dialog, response: Response, *, early: bool) -> None:
         """Dialog state from a response to our INVITE (§12.1.2): remote tag, target, route set."""
@@ -2878,6 +2897,7 @@ class B2bua:
                 self._resend_ack(call, self._leg_of_response(call, response), response, out)
             return
         if response.status < 200:
+            self._unsolicited_reliable(call, call.dialog(relay.origin_leg.other), response, out)
             return
         del call.pending_relays[transaction_id]
         origin = call.dialog(relay.origin_leg)

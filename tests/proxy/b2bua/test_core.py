@@ -471,6 +471,52 @@ def test_a_2xx_without_sdp_after_an_early_answer_gives_the_caller_that_answer() 
 # 2xx retransmission (RFC 3261 §13.3.1.4) -------------------------------------------------------
 
 
+def reliable_warning(ref: str, side: Side, status: int = 183, method: str = "INVITE") -> LogEvent:
+    return LogEvent(
+        level="warning",
+        text=f"the {side} side sent its {status} to the {method} reliably (Require: 100rel) although"
+        " callherald did not offer 100rel (RFC 3262 §3): it gets no PRACK, and may resend it and give up"
+        " on the request",
+        call_ref=ref,
+    )
+
+
+@WAYS
+def test_a_reliable_provisional_response_callherald_did_not_ask_for_is_logged_once(way: Way) -> None:
+    # RFC 3262 §3: only a UAC that offered 100rel may get one. callherald sends no PRACK, so the
+    # party resends it (and, in 64*T1, may give up on the call): the log says why, once.
+    h = Harness()
+    caller, callee = dial(h, way)
+    ref = h.call_ref()
+    assert "100rel" not in callee.invite.option_tags("supported")
+    reliable = (("Require", "100rel"), ("RSeq", "1"))
+    effects = [
+        e for _ in range(3) for e in callee.reply(callee.invite, 183, body=CALLEE_ANSWER, extra=reliable)
+    ]
+
+    assert [e for e in effects if isinstance(e, LogEvent)] == [reliable_warning(ref, way.callee_side)]
+    early = caller.last_response("INVITE", 183)
+    assert (early.option_tags("require"), early.headers.get("rseq")) == ([], None)
+    assert not any(message.method == "PRACK" for message in callee.inbox() if isinstance(message, Request))
+    callee.answer()
+    caller.ack_answer()
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+def test_a_reliable_provisional_response_to_a_relayed_reinvite_is_logged() -> None:
+    h = Harness()
+    caller, callee = connect(h)
+    caller.send(caller.request("INVITE", body=offer_from(caller)))
+    effects = callee.reply(callee.last_request("INVITE"), 180, extra=(("Require", "100rel"), ("RSeq", "7")))
+
+    assert reliable_warning(h.call_ref(), Side.CARRIER, 180) in effects
+    callee.reply(callee.last_request("INVITE"), 200, body=offer_from(callee, direction="a=recvonly"))
+    caller.send(caller.ack_2xx(caller.last_response("INVITE", 200)))
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
 def test_2xx_is_retransmitted_until_the_ack() -> None:
     h = Harness()
     caller, callee = dial(h)
