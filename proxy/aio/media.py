@@ -434,28 +434,49 @@ class MediaRelay:
             protocol.close()
 
     def set_remote(
-        self, call_ref: str, leg: MediaLeg, remote: Address | None, *, new_party: bool = False
+        self,
+        call_ref: str,
+        leg: MediaLeg,
+        remote: Address | None,
+        *,
+        rtcp: Address | None = None,
+        rtcp_mux: bool = False,
+        new_party: bool = False,
     ) -> None:
-        """The SDP address of ``leg``'s party. One these sockets cannot send to (another address
-        family, or a host name: RFC 8866 §5.7 allows both) is not used: the leg sends nothing
-        until the party's own packets latch it (symmetric RTP, RFC 4961)."""
+        """The SDP addresses of ``leg``'s party: ``remote`` for RTP; for RTCP, ``rtcp`` (its
+        ``a=rtcp``, RFC 3605 §2.1), else the RTP port + 1 (RFC 3550 §11), else none when it
+        multiplexes RTCP on the RTP port (``rtcp_mux``, RFC 5761 §5.1.1). One these sockets
+        cannot send to (another address family, or a host name: RFC 8866 §5.7 allows both) is
+        not used: the leg sends nothing until the party's own packets latch it (symmetric RTP,
+        RFC 4961)."""
         session = self._sessions.get(call_ref)
         if session is None:
             return
-        if remote is not None and not self._can_send_to(remote[0]):
-            _LOG.warning(
-                "[%s] leg %s: the SDP media address %s is not an IPv%d address that callherald's RTP"
-                " sockets on %s can send to; waiting for the party's own packets (symmetric RTP)",
-                call_ref,
-                leg.value,
-                remote[0],
-                6 if self._family == socket.AF_INET6 else 4,
-                self._bind_address,
-            )
-            remote = None
+        remote = self._usable(call_ref, leg, remote, "media")
         session.rtp[leg].set_remote(remote, new_party=new_party)
-        rtcp = None if remote is None else (remote[0], remote[1] + 1)
+        if remote is None or rtcp_mux:
+            rtcp = None
+        elif rtcp is None:
+            rtcp = (remote[0], remote[1] + 1)
+        else:
+            rtcp = self._usable(call_ref, leg, rtcp, "RTCP")
         session.rtcp[leg].set_remote(rtcp, new_party=new_party)
+
+    def _usable(self, call_ref: str, leg: MediaLeg, remote: Address | None, what: str) -> Address | None:
+        """``remote``, or None (with a warning) when these sockets cannot send to it."""
+        if remote is None or self._can_send_to(remote[0]):
+            return remote
+        _LOG.warning(
+            "[%s] leg %s: the SDP %s address %s is not an IPv%d address that callherald's RTP"
+            " sockets on %s can send to; waiting for the party's own packets (symmetric RTP)",
+            call_ref,
+            leg.value,
+            what,
+            remote[0],
+            6 if self._family == socket.AF_INET6 else 4,
+            self._bind_address,
+        )
+        return None
 
     def _can_send_to(self, host: str) -> bool:
         try:

@@ -318,7 +318,14 @@ class ProxyService:
             if isinstance(effect, SendSip):
                 self.transports[effect.side].send(effect.message, effect.destination)
             elif isinstance(effect, SetMediaRemote):
-                self.media.set_remote(effect.call_ref, effect.leg, effect.remote, new_party=effect.new_party)
+                self.media.set_remote(
+                    effect.call_ref,
+                    effect.leg,
+                    effect.remote,
+                    rtcp=effect.rtcp,
+                    rtcp_mux=effect.rtcp_mux,
+                    new_party=effect.new_party,
+                )
                 if effect.aliases:
                     self._learn_aliases(effect.call_ref, effect.aliases)
                 announcements = self._announcements.get(effect.call_ref)

@@ -41,6 +41,7 @@ __all__ = [
     "media_remote",
     "packet_ms",
     "rejecting_answer",
+    "rtcp_remote",
 ]
 
 
@@ -240,6 +241,22 @@ def media_remote(sdp: SessionDescription) -> Address | None:
     return None
 
 
+def rtcp_remote(sdp: SessionDescription) -> Address | None:
+    """Where the SDP's first active audio stream receives RTCP by its ``a=rtcp`` (RFC 3605 §2.1):
+    the attribute's port, at the address it names or else the stream's (``media_remote``). None
+    without a well-formed one (RTCP then goes to the RTP port + 1, RFC 3550 §11), when the stream
+    has no address, or when the attribute names port 0 or the unspecified address (a placeholder,
+    as ICE writes it: RFC 8839)."""
+    remote = media_remote(sdp)
+    media = _first_audio(sdp)
+    rtcp = None if remote is None or media is None else media.rtcp
+    if remote is None or rtcp is None or rtcp.port == 0:
+        return None
+    if rtcp.connection is None:
+        return remote[0], rtcp.port
+    return None if rtcp.connection.is_zero else (rtcp.connection.address, rtcp.port)
+
+
 PLAYABLE_CODECS = ("pcmu", "pcma", "g722")
 """Codecs callherald can play announcements in (its prompts are cached in these)."""
 
@@ -317,13 +334,21 @@ def media_format(
 def set_media_remote(
     call_ref: str, leg: MediaLeg, sdp: SessionDescription | None, *, new_party: bool = False
 ) -> SetMediaRemote:
-    """``leg``'s party sent ``sdp`` (None: none came): where it receives RTP, the dynamic
-    payload types its audio stream put a recordable codec on, and the packet duration it wants."""
+    """``leg``'s party sent ``sdp`` (None: none came): where it receives RTP and RTCP (or that it
+    multiplexes them, ``a=rtcp-mux``: RFC 5761 §5.1.1), the dynamic payload types its audio stream
+    put a recordable codec on, and the packet duration it wants.
+
+    callherald passes ``a=rtcp-mux`` on unchanged, so an offer's is negotiated when the other party
+    (or callherald, answering for the notice) accepts it; an answer can only carry it when the offer
+    did (RFC 8035). When the other party refuses an offer's, the leg has no RTCP address until the
+    party's own RTCP latches it."""
     media = None if sdp is None else _first_audio(sdp)
     return SetMediaRemote(
         call_ref=call_ref,
         leg=leg,
         remote=None if sdp is None else media_remote(sdp),
+        rtcp=None if sdp is None else rtcp_remote(sdp),
+        rtcp_mux=media is not None and media.has_attribute("rtcp-mux"),
         new_party=new_party,
         aliases=() if media is None else _static_aliases(media),
         packet_ms=None if sdp is None else packet_ms(sdp),
@@ -463,7 +488,7 @@ def anchor_sdp(
         if was_zero_hold and anchored.effective_direction(media) == "sendrecv":
             media.direction = "sendonly"
         media.port = dialog.media_port
-        media.rtcp = None  # RTCP on port + 1 (RFC 3550 §11)
+        media.rtcp = None  # ours is on port + 1 (RFC 3550 §11), which needs no a=rtcp (RFC 3605 §2.1)
     if not audio_seen:
         return None
     for level in (anchored, *anchored.media):

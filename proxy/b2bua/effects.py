@@ -84,11 +84,19 @@ class SetMediaRemote:
 
     A party's offer in a re-INVITE or UPDATE is sent once the other party answered it with a 2xx
     (RFC 3264 §8): one refused leaves the relay, and the packets, as they were (RFC 3261 §14.2).
+
+    ``rtcp``: where the party receives RTCP when its SDP's ``a=rtcp`` names it (RFC 3605 §2.1, as
+    ``call.rtcp_remote`` reads it); None: at the RTP port + 1 of ``remote`` (RFC 3550 §11).
+    ``rtcp_mux``: the party multiplexes RTCP on its RTP port (``a=rtcp-mux``, RFC 5761 §5.1.1),
+    so nothing is sent to an RTCP port of it. Either way a party's own RTCP latches its RTCP leg
+    as its RTP latches the RTP leg.
     """
 
     call_ref: str
     leg: MediaLeg
     remote: Address | None
+    rtcp: Address | None = None
+    rtcp_mux: bool = False
     new_party: bool = False
     aliases: tuple[tuple[int, int], ...] = ()
     packet_ms: int | None = field(default=None, compare=False)

@@ -6,7 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.b2bua.call import Dialog, anchor_sdp, media_format, media_remote, packet_ms, set_media_remote
+from proxy.b2bua.call import (
+    Dialog,
+    anchor_sdp,
+    media_format,
+    media_remote,
+    packet_ms,
+    rtcp_remote,
+    set_media_remote,
+)
 from proxy.b2bua.effects import MediaLeg, SetMediaRemote
 from proxy.b2bua.settings import Address, Side
 from proxy.sip.headers import NameAddress
@@ -412,6 +420,62 @@ MEDIA_REMOTE_CASES: list[tuple[bytes, Address | None]] = [
 )
 def test_media_remote(body: bytes, expected: Address | None) -> None:
     assert media_remote(SessionDescription.parse(body)) == expected
+
+
+RTCP_REMOTE_CASES: list[tuple[bytes, Address | None]] = [
+    (offer("m=audio 4000 RTP/AVP 0"), None),  # RTP port + 1 (RFC 3550 §11)
+    (offer("m=audio 4000 RTP/AVP 0", "a=rtcp:4005"), ("192.0.2.5", 4005)),
+    (offer("m=audio 4000 RTP/AVP 0", "c=IN IP4 192.0.2.77", "a=rtcp:4005"), ("192.0.2.77", 4005)),
+    (offer("m=audio 4000 RTP/AVP 0", "a=rtcp:4005 IN IP4 192.0.2.9"), ("192.0.2.9", 4005)),
+    (offer("m=audio 4000 RTP/AVP 0", "a=rtcp:4005 IN IP6 2001:db8::9"), ("2001:db8::9", 4005)),
+    (offer("m=audio 4000 RTP/AVP 0", "a=rtcp:4000"), ("192.0.2.5", 4000)),
+    (offer("m=audio 4000 RTP/AVP 0", "a=rtcp:9 IN IP4 0.0.0.0"), None),
+    (offer("m=audio 4000 RTP/AVP 0", "a=rtcp:0"), None),
+    (offer("m=audio 4000 RTP/AVP 0", "a=rtcp:port"), None),
+    (offer("m=audio 4000 RTP/AVP 0", "a=rtcp:4005", session=("c=IN IP4 0.0.0.0",)), None),
+    (
+        offer("m=audio 0 RTP/AVP 0", "a=rtcp:4005", "m=audio 4002 RTP/AVP 8", "a=rtcp:4009"),
+        ("192.0.2.5", 4009),
+    ),
+    (offer("m=video 5000 RTP/AVP 96", "a=rtcp:5005", "m=audio 4000 RTP/AVP 0"), None),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    RTCP_REMOTE_CASES,
+    ids=[
+        "none",
+        "port",
+        "port-at-media-connection",
+        "port-and-address",
+        "port-and-ipv6-address",
+        "the-rtp-port",
+        "unspecified-address",
+        "port-zero",
+        "malformed",
+        "zero-address-hold",
+        "first-audio-rejected",
+        "video-first",
+    ],
+)
+def test_rtcp_remote(body: bytes, expected: Address | None) -> None:
+    # RFC 3605 §2.1: the port, and the address when it is not the stream's.
+    assert rtcp_remote(SessionDescription.parse(body)) == expected
+
+
+def test_the_relay_is_told_where_a_party_receives_rtcp_or_that_it_multiplexes_it() -> None:
+    with_port = SessionDescription.parse(offer("m=audio 4000 RTP/AVP 0", "a=rtcp:4005 IN IP4 192.0.2.9"))
+    assert set_media_remote("c1", MediaLeg.A, with_port) == SetMediaRemote(
+        call_ref="c1", leg=MediaLeg.A, remote=("192.0.2.5", 4000), rtcp=("192.0.2.9", 4005)
+    )
+    # RFC 5761 §5.1.1: RTCP shares the RTP port; an a=rtcp beside it is passed on, for the relay to pass over.
+    muxed = SessionDescription.parse(offer("m=audio 4000 RTP/AVP 0", "a=rtcp:4000", "a=rtcp-mux"))
+    assert set_media_remote("c1", MediaLeg.B, muxed) == SetMediaRemote(
+        call_ref="c1", leg=MediaLeg.B, remote=("192.0.2.5", 4000), rtcp=("192.0.2.5", 4000), rtcp_mux=True
+    )
+    plain = set_media_remote("c1", MediaLeg.A, SessionDescription.parse(offer("m=audio 4000 RTP/AVP 0")))
+    assert (plain.rtcp, plain.rtcp_mux) == (None, False)
 
 
 def test_the_negotiated_format_lists_every_recordable_codec_on_a_dynamic_type() -> None:

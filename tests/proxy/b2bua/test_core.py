@@ -1310,6 +1310,49 @@ def test_reinvite_hold_is_relayed_and_re_anchored(way: Way, from_leg: str) -> No
     h.assert_idle()
 
 
+@WAYS
+def test_the_relay_is_told_the_rtcp_port_each_partys_sdp_names(way: Way) -> None:
+    # RFC 3605 §2.1: a=rtcp names an RTCP port other than the RTP port + 1, and maybe an address.
+    # callherald's own RTCP port is its RTP port + 1 (RFC 3550 §11): its SDP has no a=rtcp.
+    h = Harness()
+    caller, callee = parties(h, way)
+    effects = caller.send(caller.invite(DIALLED, body=CALLER_OFFER + b"a=rtcp:40005\r\n"))
+    ref = h.call_ref()
+    assert (
+        SetMediaRemote(call_ref=ref, leg=MediaLeg.A, remote=CALLER_MEDIA, rtcp=("127.0.0.2", 40005))
+        in effects
+    )
+    assert b"a=rtcp:" not in callee.take_invite().body
+
+    effects = callee.answer(body=CALLEE_ANSWER + b"a=rtcp:30011 IN IP4 127.0.0.9\r\n")
+    assert (
+        SetMediaRemote(call_ref=ref, leg=MediaLeg.B, remote=CALLEE_MEDIA, rtcp=("127.0.0.9", 30011))
+        in effects
+    )
+    assert b"a=rtcp:" not in caller.last_response("INVITE", 200).body
+    caller.ack_answer()
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+def test_the_relay_is_told_a_party_multiplexes_rtcp_when_its_sdp_has_rtcp_mux() -> None:
+    # RFC 5761 §5.1.1: both sides multiplex when the answer accepts the offer's a=rtcp-mux, which
+    # callherald passes on.
+    h = Harness()
+    caller, callee = parties(h)
+    effects = caller.send(caller.invite(DIALLED, body=CALLER_OFFER + b"a=rtcp-mux\r\n"))
+    ref = h.call_ref()
+    assert SetMediaRemote(call_ref=ref, leg=MediaLeg.A, remote=CALLER_MEDIA, rtcp_mux=True) in effects
+    assert b"a=rtcp-mux\r\n" in callee.take_invite().body
+
+    effects = callee.answer(body=CALLEE_ANSWER + b"a=rtcp-mux\r\n")
+    assert SetMediaRemote(call_ref=ref, leg=MediaLeg.B, remote=CALLEE_MEDIA, rtcp_mux=True) in effects
+    assert b"a=rtcp-mux\r\n" in caller.last_response("INVITE", 200).body
+    caller.ack_answer()
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
 def test_legacy_zero_address_hold_becomes_sendonly() -> None:
     h = Harness()
     caller, callee = connect(h)
