@@ -5,10 +5,12 @@ media lines it receives from callherald to a file (``c=IN IP4 <address>|m=audio 
 peer waits for that file, then sends one 20 ms packet per 20 ms to the address in it, while it
 records every datagram that reaches its own socket together with the datagram's source address.
 
-A peer made with ``rtcp_every`` also binds the port above its RTP port and, every that many
+A peer made with ``rtcp_every`` also binds the port above its RTP port (or ``rtcp_above`` ports
+above it, for a peer whose SDP names that port in ``a=rtcp``, RFC 3605) and, every that many
 packets, sends an RTCP compound packet to the port above the one it sends RTP to (RFC 3550 §11):
 a sender report for the packet just sent, with a report block on the newest stream it heard, and
-an SDES CNAME. It records the reports it sends and those that reach it.
+an SDES CNAME. It records the reports it sends and those that reach it. With ``rtcp_every`` 0 it
+listens for RTCP and sends none.
 
 Every payload of a stream is distinct (each packet's tone starts at its own phase and is a little
 louder than the one before), so the receiving side can tell which packet it got and in what
@@ -127,6 +129,7 @@ class MediaPeer:
     codec_switch_at: float | None = None
     codec_switched_from: int | None = None  # the index of the first packet in the later codec
     rtcp_every: int | None = None
+    rtcp_above: int = 1  # its RTCP port, above its RTP port
     # After the answer, this long without sending (still listening): a phone slow to start media.
     silent_for_s: float = 0.0
     rtcp_sent: list[bytes] = field(default_factory=list)
@@ -143,7 +146,7 @@ class MediaPeer:
         for _ in range(_PAIR_ATTEMPTS if self.rtcp_every is not None else 0):
             rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             try:
-                rtcp.bind((LOOPBACK, self.port + 1))
+                rtcp.bind((LOOPBACK, self.port + self.rtcp_above))
             except OSError:  # taken: try another RTP port
                 rtcp.close()
                 self._sock.close()
@@ -170,6 +173,10 @@ class MediaPeer:
     @property
     def port(self) -> int:
         return int(self._sock.getsockname()[1])
+
+    @property
+    def rtcp_port(self) -> int:
+        return self.port + self.rtcp_above
 
     def packet(self, index: int) -> bytes:
         """The RTP packet carrying payload ``index`` (20 ms steps, marker on the first)."""

@@ -445,6 +445,54 @@ def test_call_relays_rtp_both_ways_through_callherald(tmp_path: Path, direction:
         assert heard.loss(sender.sent) < 0.01, (receiver.name, len(heard.indices))
 
 
+RTCP_EVERY = 25  # packets: a report every half second
+RTCP_ABOVE = 3  # the caller's RTCP port, above its RTP port: not the usual one (RFC 3550 §11)
+
+
+@requires_sipp
+@pytest.mark.timeout(40)
+@pytest.mark.parametrize("direction", list(Direction))
+def test_rtcp_reaches_a_caller_on_the_port_its_sdp_names(tmp_path: Path, direction: Direction) -> None:
+    """RFC 3605 §2.1: the caller's offer says ``a=rtcp:<RTP port + 3>``. The callee's reports to
+    callherald's RTCP port reach the caller there, from callherald's RTCP port on the caller's leg,
+    though the caller sends no RTCP of its own that the leg could latch to."""
+    caller_sdp, callee_sdp = tmp_path / "caller.sdp", tmp_path / "callee.sdp"
+    with (
+        running_callherald(tmp_path) as proxy,
+        MediaPeer(
+            "caller",
+            ssrc=0x11110001,
+            payloads=tone_payloads(1000.0, MEDIA_PACKETS),
+            rtcp_every=0,
+            rtcp_above=RTCP_ABOVE,
+        ) as caller,
+        MediaPeer(
+            "callee", ssrc=0x22220002, payloads=tone_payloads(440.0, MEDIA_PACKETS), rtcp_every=RTCP_EVERY
+        ) as callee,
+    ):
+        caller.start(caller_sdp)
+        callee.start(callee_sdp)
+        uac, uas = place_call(
+            proxy,
+            direction,
+            tmp_path,
+            caller="uac_call_rtcp_port.xml",
+            pause_ms=MEDIA_CALL_MS,
+            caller_keys={"rtp_port": caller.port, "rtcp_port": caller.rtcp_port, "portfile": caller_sdp},
+            callee_keys={"rtp_port": callee.port, "portfile": callee_sdp},
+        )
+        caller.stop()
+        callee.stop()
+        assert_ok(proxy, uac, uas)
+
+    to_caller = read_sdp_file(caller_sdp)
+    assert to_caller is not None
+    assert len(callee.rtcp_sent) == MEDIA_PACKETS // RTCP_EVERY
+    assert [datagram.data for datagram in caller.rtcp_received] == callee.rtcp_sent
+    assert {datagram.source for datagram in caller.rtcp_received} == {(LOOPBACK, to_caller[1] + 1)}
+    assert relay_report(callee, caller).loss(callee.sent) < 0.01  # RTP still at the RTP port
+
+
 # 2. Hang-up from either end ---------------------------------------------------------------------
 
 
