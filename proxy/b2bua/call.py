@@ -31,6 +31,7 @@ __all__ = [
     "CallPhase",
     "DeferredAck",
     "Dialog",
+    "PartyIdentity",
     "PendingRelay",
     "Transfer",
     "anchor_sdp",
@@ -112,6 +113,16 @@ class PendingRelay:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PartyIdentity:
+    """Who the outside party is, as far as signalling tells: the URIs its P-Asserted-Identity
+    names (RFC 3325 §9.1: a sip or sips URI, a tel URI, or one of each; a value that does not
+    parse as its text) and the username and session id of its SDP origin (RFC 8866 §5.2)."""
+
+    asserted: tuple[Uri | str, ...] = ()
+    origin: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DeferredAck:
     """A late offer (RFC 3261 §13.2.1): the 2xx on ``leg`` (CSeq ``seq``) brought the offer, which
     callherald passed on as ``offer`` (None: a body that was not SDP, passed on as it was); the
@@ -182,7 +193,7 @@ class Call:
     announce_progressed: bool = False  # the call moved on after the notice (callee called or bridged)
     announce_after_ack: bool = False  # outbound late offer: the notice starts when a's ACK answers
     answer_in_ack: bool = False  # inbound late offer: our 200 offered; the caller answers in its ACK
-    outside_identity: tuple[str, ...] | None = None  # SDP origin and asserted identity of the outside party
+    outside_identity: PartyIdentity | None = None  # asserted identity and SDP origin of the outside party
     transfer: Transfer | None = None
     held_by: set[MediaLeg] = field(default_factory=set)  # legs whose last offer or answer holds the call
     unsolicited_100rel_warned: bool = False  # a reliable provisional response came, unasked (RFC 3262 §3)

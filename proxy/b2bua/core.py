@@ -36,6 +36,7 @@ from proxy.b2bua.call import (
     CallPhase,
     DeferredAck,
     Dialog,
+    PartyIdentity,
     PendingRelay,
     Transfer,
     anchor_sdp,
@@ -95,7 +96,7 @@ from proxy.sip.transaction import (
     TransactionTimedOut,
 )
 from proxy.sip.transaction import Effect as TransactionEffect
-from proxy.sip.uri import SipUri, TelUri, Uri, escape_user, format_host, parse_uri
+from proxy.sip.uri import SipUri, TelUri, Uri, escape_user, format_host, parse_uri, same_sip_uri
 
 __all__ = ["ALLOWED_METHODS", "TRANSFEROR_LEAVES_S", "B2bua", "B2buaStats", "CallSummary"]
 
@@ -1093,7 +1094,7 @@ class B2bua:
         now: float,
         out: list[Effect],
         *,
-        identity: tuple[str, str] | None = None,
+        identity: PartyIdentity | None = None,
         no_sdp: str = "no SDP in the 2xx nor in an earlier provisional",
         callee_sdp: SessionDescription | None = None,
         agent_sdp: SessionDescription | None = None,
@@ -3331,22 +3332,33 @@ def _sdp_of(message: Message) -> SessionDescription | None:
         return None
 
 
-def _identity(message: Message | None, sdp: SessionDescription | None) -> tuple[str, str]:
+def _identity(message: Message | None, sdp: SessionDescription | None) -> PartyIdentity:
     """Who the outside party is, as far as signalling tells: asserted identity and SDP origin.
 
     A different origin or a different P-Asserted-Identity (RFC 3325) in a re-INVITE means another
     party joined. Of the origin (RFC 8866 §5.2) the username and session id count, not the
     address: the same session may give another one (an RFC 2543 hold writes 0.0.0.0 there, as in
-    its connection line, RFC 3264 §8.4).
+    its connection line, RFC 3264 §8.4). Of the asserted identity the URIs count, not the display
+    names (``_same_identity``).
     """
-    asserted = ""
+    asserted: list[Uri | str] = []
     if message is not None:
-        asserted = (message.headers.get("p-asserted-identity") or "").strip()
+        try:
+            values = message.headers.get_all("p-asserted-identity")
+        except SipError:  # an unbalanced quote or bracket: the header as written
+            values = message.headers.fields("p-asserted-identity")
+        for value in values:
+            text = value.strip()
+            try:
+                asserted.append(NameAddress.parse(text).uri)
+            except SipError:
+                if text:
+                    asserted.append(text)
     origin = ""
     if sdp is not None:
         o = sdp.origin
         origin = f"{o.username} {o.sess_id}"
-    return asserted, origin
+    return PartyIdentity(asserted=tuple(asserted), origin=origin)
 
 
 def _asserted_uri(message: Message) -> str | None:
@@ -3360,13 +3372,58 @@ def _asserted_uri(message: Message) -> str | None:
         return None
 
 
-def _party_change(before: tuple[str, ...] | None, after: tuple[str, str]) -> str | None:
+def _same_identity(before: Sequence[Uri | str], after: Sequence[Uri | str]) -> bool:
+    """Whether two P-Asserted-Identity headers name the same party (RFC 3325 §9.1): a URI of one
+    is a URI of the other, SIP and SIPS URIs compared as RFC 3261 §19.1.4 says, and a tel URI
+    with a tel URI, or a SIP URI with ``user=phone`` (§19.1.6), by its number. A header with a
+    sip and a tel URI is thus the same identity as either alone, when they agree."""
+    for old in before:
+        for new in after:
+            if isinstance(old, SipUri) and isinstance(new, SipUri):
+                if same_sip_uri(old, new):
+                    return True
+            elif isinstance(old, str) or isinstance(new, str):
+                if old == new:
+                    return True
+            else:
+                number = _asserted_number(old)
+                if number is not None and number == _asserted_number(new):
+                    return True
+    return False
+
+
+def _asserted_number(uri: Uri) -> str | None:
+    """The telephone number a tel URI (RFC 3966), or a SIP URI with ``user=phone`` (RFC 3261
+    §19.1.6), names: without visual separators (RFC 3966 §5.1.1), a local number with its
+    phone-context (§5.1.5); None for any other URI."""
+    if isinstance(uri, TelUri):
+        number, context = uri.number, uri.param("phone-context")
+    elif isinstance(uri, SipUri) and (uri.param("user") or "").lower() == "phone" and uri.user_unescaped:
+        number, *user_params = uri.user_unescaped.split(";")
+        context = next(
+            (
+                value
+                for name, _, value in (p.partition("=") for p in user_params)
+                if name.lower() == "phone-context"
+            ),
+            None,
+        )
+    else:
+        return None
+    digits = "".join(ch for ch in number if ch not in "-.()").lower()
+    if digits.startswith("+") or not context:
+        return digits
+    return f"{digits};{context.lower()}"
+
+
+def _party_change(before: PartyIdentity | None, after: PartyIdentity) -> str | None:
     """Why ``after`` is another party than ``before``; None when nothing shows it."""
     if before is None:
         return None
-    for name, old, new in zip(("asserted identity", "SDP origin"), before, after, strict=True):
-        if old and new and old != new:
-            return f"{name} changed"
+    if before.asserted and after.asserted and not _same_identity(before.asserted, after.asserted):
+        return "asserted identity changed"
+    if before.origin and after.origin and before.origin != after.origin:
+        return "SDP origin changed"
     return None
 
 

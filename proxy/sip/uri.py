@@ -26,6 +26,7 @@ __all__ = [
     "format_host",
     "parse_host_port",
     "parse_uri",
+    "same_sip_uri",
 ]
 
 Params = tuple[tuple[str, str | None], ...]
@@ -207,6 +208,43 @@ class AbsoluteUri:
 
 
 Uri = SipUri | TelUri | AbsoluteUri
+
+# §19.1.4: these parameters, present in only one of two URIs, make them different.
+_PARAMS_IN_BOTH_OR_NEITHER = frozenset({"user", "ttl", "method", "maddr"})
+
+
+def same_sip_uri(a: SipUri, b: SipUri) -> bool:
+    """Whether two SIP or SIPS URIs are equivalent (RFC 3261 §19.1.4): same scheme; user and
+    password alike, case-sensitively, escapes resolved; host alike in any case; the same port, or
+    none in either (a default port written out is not the same as none); each parameter in both
+    alike in any case, and ``user``, ``ttl``, ``method`` and ``maddr`` in both or neither (others
+    in one only do not count); the same URI headers."""
+    if (
+        a.scheme != b.scheme
+        or a.user_unescaped != b.user_unescaped
+        or (None if a.password is None else _unescape(a.password))
+        != (None if b.password is None else _unescape(b.password))
+        or a.host.lower() != b.host.lower()
+        or a.port != b.port
+    ):
+        return False
+    params_a, params_b = _compared_params(a.params), _compared_params(b.params)
+    for name in params_a.keys() | params_b.keys():
+        if name in params_a and name in params_b:
+            if params_a[name] != params_b[name]:
+                return False
+        elif name in _PARAMS_IN_BOTH_OR_NEITHER:
+            return False
+    return _compared_headers(a.headers) == _compared_headers(b.headers)
+
+
+def _compared_params(params: Params) -> dict[str, str]:
+    return {name.lower(): _unescape(value or "").lower() for name, value in params}
+
+
+def _compared_headers(headers: str) -> set[tuple[str, str]]:
+    pairs = (item.partition("=") for item in headers.split("&") if item)
+    return {(_unescape(name).lower(), _unescape(value)) for name, _, value in pairs}
 
 
 _TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"

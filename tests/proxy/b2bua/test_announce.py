@@ -16,6 +16,7 @@ from typing import TypeVar
 import pytest
 
 from proxy.b2bua.announcer import NOTICE_LEAD_IN_MS
+from proxy.b2bua.call import PartyIdentity
 from proxy.b2bua.consent import (
     KEY_REPORT_GRACE_S,
     AnnouncementEnded,
@@ -32,6 +33,7 @@ from proxy.b2bua.consent import (
     PartyChanged,
     Purpose,
 )
+from proxy.b2bua.core import _identity, _party_change
 from proxy.b2bua.effects import (
     BridgeMedia,
     CallEnded,
@@ -56,7 +58,8 @@ from proxy.b2bua.pci_code import PCI_CODE_GAP_S
 from proxy.b2bua.policy import UNRECORDED, AnnouncementMode, CallPolicy, FailureBehaviour, PromptCheck
 from proxy.b2bua.settings import Address, B2buaSettings, Side
 from proxy.sip.headers import NameAddress
-from proxy.sip.message import Response
+from proxy.sip.message import Request, Response
+from proxy.sip.uri import parse_uri
 from tests.proxy.b2bua.harness import (
     CALLEE_ANSWER,
     CALLER_OFFER,
@@ -1912,6 +1915,33 @@ REINVITES = [
         new_party=None,
     ),
     Reinvite(name="refresh", origin=None, version=2, direction="a=sendrecv", identity=None, new_party=None),
+    # The same asserted identity written otherwise (RFC 3325 §9.1, RFC 3261 §19.1.4): the URI
+    # counts, not the display name, nor the case of the host; a tel URI beside it, naming the same
+    # number, is the same identity.
+    Reinvite(
+        name="refresh-identity-with-display-name",
+        origin=None,
+        version=2,
+        direction="a=sendrecv",
+        identity='"Caller" <sip:+4930555000@carrier.example>',
+        new_party=None,
+    ),
+    Reinvite(
+        name="refresh-identity-host-in-capitals",
+        origin=None,
+        version=2,
+        direction="a=sendrecv",
+        identity="<sip:+4930555000@CARRIER.Example>",
+        new_party=None,
+    ),
+    Reinvite(
+        name="refresh-identity-with-tel-uri",
+        origin=None,
+        version=2,
+        direction="a=sendrecv",
+        identity="<sip:+4930555000@carrier.example>, <tel:+49-30-555000>",
+        new_party=None,
+    ),
     # RFC 2543 hold (RFC 3264 §8.4): some phones (twinkle) write 0.0.0.0 in the origin too.
     Reinvite(
         name="hold-rfc2543",
@@ -1947,7 +1977,44 @@ REINVITES = [
         identity="<sip:+4940777000@carrier.example>",
         new_party="asserted identity changed",
     ),
+    Reinvite(
+        name="transfer-new-identity-with-tel-uri",
+        origin=None,
+        version=2,
+        direction="a=sendrecv",
+        identity='"Transferee" <sip:+4940777000@carrier.example>, <tel:+4940777000>',
+        new_party="asserted identity changed",
+    ),
 ]
+
+
+ASSERTED_IDENTITIES = [
+    # (before, after, the same party)
+    ("<sip:+4930555000@carrier.example;user=phone>", "<tel:+49-30-555000>", True),
+    ("<tel:+4930555000>", '"Caller" <sip:+4930555000@gw.example;user=phone>', True),
+    ("<tel:+4930555000>, <sip:caller@carrier.example>", "<sip:caller@Carrier.Example>", True),
+    ("<tel:555000;phone-context=+4930>", "<tel:555-000;phone-context=+4930>", True),
+    ("<tel:555000;phone-context=+4930>", "<tel:555000;phone-context=+4940>", False),
+    # Without user=phone a user part is a name, not a number (RFC 3261 §19.1.6).
+    ("<sip:+4930555000@carrier.example>", "<tel:+4930555000>", False),
+    ("<sip:caller@carrier.example>", "<sip:Caller@carrier.example>", False),  # §19.1.4: user case
+    ("<sip:caller@carrier.example>", "<sips:caller@carrier.example>", False),
+    ("<sip:caller@carrier.example>", "<sip:caller@carrier.example:5060>", False),
+    ("<tel:+4930555000>", "<tel:+4940777000>", False),
+    ("not an address", "not an address", True),
+    ("not an address", "another", False),
+]
+
+
+@pytest.mark.parametrize(("before", "after", "same"), ASSERTED_IDENTITIES)
+def test_an_asserted_identity_is_compared_by_its_uris(before: str, after: str, same: bool) -> None:
+    def identity(value: str) -> PartyIdentity:
+        message = Request("INVITE", parse_uri("sip:callherald.example"), [("P-Asserted-Identity", value)])
+        return _identity(message, None)
+
+    expected = None if same else "asserted identity changed"
+    assert _party_change(identity(before), identity(after)) == expected
+    assert _party_change(identity(after), identity(before)) == expected
 
 
 def party_sdp(origin: str, version: int, direction: str) -> bytes:
@@ -2511,7 +2578,9 @@ def test_an_update_from_a_new_party_restarts_the_notice_as_a_reinvite_does(way: 
     # The evidence names the new party by its asserted identity (RFC 3325), and its dialog.
     (changed,) = [e.event for e in effects if isinstance(e, Evidence) and isinstance(e.event, PartyChanged)]
     assert changed.sip_call_id == s.outside.call_id
-    assert changed.remote_uri == (str(NameAddress.parse(case.identity).uri) if case.identity else "")
+    assert changed.remote_uri == (
+        str(NameAddress.parse(case.identity.split(",")[0]).uri) if case.identity else ""
+    )
     s.notice_heard()
     s.question_heard()
     effects = s.press("1")
