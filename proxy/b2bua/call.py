@@ -107,9 +107,12 @@ class PendingRelay:
     # What callherald last sent the far party before the relayed offer: the session to go back to
     # when the answer leaves no codec (the offerer gets 488 and keeps that session, RFC 3261 §14.2).
     previous_sdp: SessionDescription | None = None
-    # Whether the origin leg held the call when it offered: where a refusal leaves its hold.
+    # Whether the origin leg held the call when it offered: where a refusal or its own CANCEL
+    # leaves its hold.
     held_before: bool = False
     new_party: str | None = None  # a re-INVITE that brings a different outside party: why we think so
+    far_provisional: bool = False  # the far party sent a provisional response: it may be cancelled (§9.1)
+    cancelled: bool = False  # its sender cancelled it (RFC 3261 §9.2): 487 sent, the relayed one cancelled
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

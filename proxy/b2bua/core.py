@@ -607,6 +607,8 @@ class B2bua:
             return
         if request.to.tag is None:
             self._on_out_of_dialog(request, transaction_id, source, side, now, out)
+        elif method == "CANCEL":
+            self._on_cancel_in_dialog(request, transaction_id, now, out)
         else:
             self._on_in_dialog(request, transaction_id, now, out)
 
@@ -1512,6 +1514,94 @@ class B2bua:
         self._cancel_b(call, now, out)
         self._end_call(call, now, "cancelled", out, status=487)
 
+    def _on_cancel_in_dialog(
+        self, request: Request, transaction_id: TransactionId, now: float, out: list[Effect]
+    ) -> None:
+        """A CANCEL with a To tag: of a re-INVITE (RFC 3261 §9.2). It matches the re-INVITE's
+        server transaction (§17.2.3) and gets 200, else 481. A re-INVITE callherald relayed and
+        the far party has not answered yet is cancelled (``_cancel_relay``); one that has its
+        final response already, or that callherald answered itself, is not changed by it."""
+        invite_transaction = self._tx.find_invite_server_for_cancel(request)
+        if invite_transaction is None:
+            self._reply(transaction_id, request, 481, out, now, to_tag=request.to.tag)
+            return
+        self._reply(transaction_id, request, 200, out, now, to_tag=request.to.tag)
+        found = self._find_dialog(request)
+        if found is None or found[0].ref not in self._calls:
+            return
+        call = found[0]
+        for client_id, relay in call.pending_relays.items():
+            if relay.server_transaction == invite_transaction and not relay.cancelled:
+                self._cancel_relay(call, client_id, relay, now, out)
+                return
+
+    def _cancel_relay(
+        self, call: Call, client_id: TransactionId, relay: PendingRelay, now: float, out: list[Effect]
+    ) -> None:
+        """The sender of a relayed re-INVITE cancelled it: it gets 487 (§9.2) and keeps the session
+        it had (§14.2), so a hold it offered is over; callherald cancels the re-INVITE it relayed,
+        once the far party has sent a provisional response (§9.1). What the far party answers then
+        is taken care of by ``_cancelled_relay_answered``."""
+        relay.cancelled = True
+        request, leg = relay.request, relay.origin_leg
+        self._reply(relay.server_transaction, request, 487, out, now, to_tag=request.to.tag)
+        out.append(
+            LogEvent(
+                level="info",
+                text=f"leg {leg} cancelled its re-INVITE: cancelling the one relayed to leg {leg.other}",
+                call_ref=call.ref,
+            )
+        )
+        self._offer_refused(call, relay, now, out)
+        if relay.far_provisional:
+            self._send_relay_cancel(call, client_id, now, out)
+
+    def _send_relay_cancel(self, call: Call, client_id: TransactionId, now: float, out: list[Effect]) -> None:
+        """CANCEL the re-INVITE callherald relayed in ``client_id``, where that INVITE went (§9.1)."""
+        context, route = self._clients.get(client_id), self._routes.get(client_id)
+        if context is None or context.request is None or route is None:
+            return
+        cancel = _cancel_for(context.request)
+        self._send_request(cancel, route[0], route[1], _ClientContext(kind="cancel", call=call), now, out)
+
+    def _cancelled_relay_answered(
+        self, call: Call, relay: PendingRelay, response: Response, now: float, out: list[Effect]
+    ) -> None:
+        """The far party's final response to a re-INVITE its sender cancelled. A 487 (or any other
+        failure) leaves it the session it had, as the sender has (§14.2). A 2xx that crossed the
+        CANCEL (§9.1) gave it a new session the sender does not have: it is ACKed (an offer in it,
+        to a re-INVITE without SDP, answered with every stream rejected, as that ACK must carry the
+        answer: §13.2.1, RFC 3264 §6) and the far party is offered the session it had before
+        again, by a re-INVITE of callherald's own. A 408 or 481 says the dialog is gone (§14.1)."""
+        far_leg = relay.origin_leg.other
+        status = response.status
+        if status in (408, 481):
+            self._hang_up(call, f"reinvite-{status}", now, out)
+            return
+        if not 200 <= status < 300:
+            return
+        body = b""
+        offer = None if relay.offer_from_origin else _sdp_of(response)
+        if offer is not None:
+            dialog = call.dialog(far_leg)
+            body = bytes(rejecting_answer(offer, dialog=dialog, media_address=self._settings.media_address))
+        self._send_ack(call, far_leg, response.cseq.seq, out, body)
+        out.append(
+            LogEvent(
+                level="info",
+                text=f"leg {far_leg} answered the re-INVITE that leg {relay.origin_leg} cancelled"
+                " (its 2xx crossed the CANCEL): ACKed",
+                call_ref=call.ref,
+            )
+        )
+        if relay.previous_sdp is not None:
+            back = _Reoffer(
+                sdp=relay.previous_sdp,
+                doing=f"offering leg {far_leg} the session as it was before the cancelled re-INVITE",
+                refused=f"leg {far_leg} refused the session as it was before the cancelled re-INVITE",
+            )
+            self._reoffer(call, far_leg, back, now, out)
+
     def _cancel_b(self, call: Call, now: float, out: list[Effect]) -> None:
         """CANCEL the b-leg INVITE (§9.1): only after a provisional response, else later."""
         if not call.b_called:
@@ -1832,9 +1922,9 @@ class B2bua:
         """Relay a re-INVITE, UPDATE, INFO, MESSAGE or NOTIFY to the other leg, SDP re-anchored."""
         other = call.dialog(leg.other)
         if request.method == "INVITE":
-            pending_from = {
-                r.origin_leg for r in call.pending_relays.values() if r.request.method == "INVITE"
-            }
+            pending = [r for r in call.pending_relays.values() if r.request.method == "INVITE"]
+            # One its sender cancelled had its 487; only the far party's answer is still to come.
+            pending_from = {r.origin_leg for r in pending if not r.cancelled}
             if leg in pending_from:
                 # §14.2: a second INVITE before the first got its final response.
                 retry_after = str(1 + int(self._token()[:2], 16) % 10)
@@ -1848,7 +1938,7 @@ class B2bua:
                     extra=(("Retry-After", retry_after),),
                 )
                 return
-            if pending_from or call.unacked_2xx:
+            if pending or call.unacked_2xx:
                 self._reply(transaction_id, request, 491, out, now, to_tag=request.to.tag)  # §14.1 glare
                 return
         if other.remote_target is None:
@@ -2387,7 +2477,12 @@ class B2bua:
         call = context.call
         if call is None:
             return
-        challenged = response.status in (401, 407) and context.kind in _CHALLENGED_KINDS
+        relay = call.pending_relays.get(transaction_id) if context.kind == "relay" else None
+        challenged = (
+            response.status in (401, 407)
+            and context.kind in _CHALLENGED_KINDS
+            and not (relay is not None and relay.cancelled)  # nothing is left to send it for
+        )
         if challenged and self._answer_challenge(call, transaction_id, context, response, now, out):
             return
         if context.kind == "notify" and response.status >= 200:
@@ -2831,6 +2926,7 @@ class B2bua:
         retried = self._send_request(retry, destination, side, context, now, out)
         relay = call.pending_relays.pop(transaction_id, None)
         if relay is not None:
+            relay.far_provisional = False  # the retry is a new transaction (§9.1)
             call.pending_relays[retried] = relay
         return True
 
@@ -2899,8 +2995,14 @@ class B2bua:
             return
         if response.status < 200:
             self._unsolicited_reliable(call, call.dialog(relay.origin_leg.other), response, out)
+            if relay.cancelled and not relay.far_provisional:
+                self._send_relay_cancel(call, transaction_id, now, out)  # now it may be (§9.1)
+            relay.far_provisional = True
             return
         del call.pending_relays[transaction_id]
+        if relay.cancelled:
+            self._cancelled_relay_answered(call, relay, response, now, out)
+            return
         origin = call.dialog(relay.origin_leg)
         far_leg = relay.origin_leg.other
         success = 200 <= response.status < 300
@@ -3198,7 +3300,7 @@ class B2bua:
             )
         elif context.kind == "relay":
             relay = call.pending_relays.pop(transaction_id, None)
-            if relay is not None:
+            if relay is not None and not relay.cancelled:  # a cancelled one had its 487 already
                 self._offer_refused(call, relay, now, out)
                 self._reply(
                     relay.server_transaction, relay.request, 408, out, now, to_tag=relay.request.to.tag

@@ -2,7 +2,7 @@
 
 Registration with the carrier (digest challenge, refresh, back-off after a refusal), SIP over
 TCP on both listeners, early media, an SSRC change and a media move by re-INVITE, INFO and
-UPDATE within a dialog, and Max-Forwards. The SIPp plumbing and the media peers are those of
+UPDATE within a dialog, a cancelled re-INVITE, and Max-Forwards. The SIPp plumbing and the media peers are those of
 ``test_sipp_calls`` and ``media_peer``; the scenarios are ``tests/e2e/sipp/more_*.xml``. Every
 process is started with a time limit and stopped by its PID.
 """
@@ -616,6 +616,32 @@ def test_info_and_update_are_relayed_within_the_dialog(tmp_path: Path, direction
     assert _in_rtp_range(proxy, _port_of(offer_m))
     assert _in_rtp_range(proxy, _port_of(answer_m))
     assert offer_m != answer_m
+
+
+@requires_sipp
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("direction", list(Direction))
+def test_a_cancelled_reinvite_is_cancelled_on_the_far_side_too(tmp_path: Path, direction: Direction) -> None:
+    # RFC 3261 §9.2: the caller's CANCEL of its re-INVITE gets 200 and the re-INVITE 487;
+    # callherald CANCELs the re-INVITE it relayed to the callee, which answers 487 (§9.1); the
+    # call goes on to its BYE.
+    with running_callherald(tmp_path) as proxy:
+        uac, uas = place_call(
+            proxy,
+            direction,
+            tmp_path,
+            caller="more_uac_reinvite_cancel.xml",
+            callee="more_uas_reinvite_cancel.xml",
+        )
+        assert_ok(proxy, uac, uas)
+        assert proxy.wait_for_log("cancelled its re-INVITE", timeout_s=2)
+
+    assert (tmp_path / "caller.txt").read_text().strip() == "2 CANCEL|2 INVITE"
+    reinvite_cseq, cancel_cseq = (tmp_path / "callee.txt").read_text().strip().split("|")
+    assert cancel_cseq == reinvite_cseq.replace("INVITE", "CANCEL")
+    (_, relayed) = _requests(uas, "INVITE")
+    (cancel,) = _requests(uas, "CANCEL")
+    assert cancel.header("Via") == relayed.header("Via")
 
 
 # 6. Max-Forwards ----------------------------------------------------------------------------------

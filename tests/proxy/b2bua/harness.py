@@ -204,6 +204,24 @@ def origin_of(body: bytes) -> Origin:
     return SessionDescription.parse(body).origin
 
 
+def cancel_of(invite: Request) -> Request:
+    """The CANCEL of a re-INVITE (§9.1): its Request-URI, top Via, From, To (with the tag), Call-ID
+    and CSeq number."""
+    return Request(
+        "CANCEL",
+        invite.uri,
+        [
+            ("Via", invite.headers.fields("via")[0]),
+            ("Max-Forwards", "70"),
+            ("From", invite.headers.get("from") or ""),
+            ("To", invite.headers.get("to") or ""),
+            ("Call-ID", invite.call_id),
+            ("CSeq", f"{invite.cseq.seq} CANCEL"),
+            ("Content-Length", "0"),
+        ],
+    )
+
+
 class Harness:
     """A B2BUA on a virtual clock; every effect is logged with the time it happened at."""
 

@@ -70,6 +70,7 @@ from tests.proxy.b2bua.harness import (
     FakeUac,
     FakeUas,
     Harness,
+    cancel_of,
     make_settings,
     non_sip,
     origin_of,
@@ -786,6 +787,24 @@ def test_inbound_reinvite_during_the_notice_is_answered_by_callherald() -> None:
     pcma_only = CALLER_OFFER.replace(b"RTP/AVP 0 3 8 18 101", b"RTP/AVP 8 101")
     effects = s.caller.send(s.caller.request("INVITE", body=pcma_only))
     assert sip_summary(effects) == [(CARRIER, "488 INVITE")]  # the notice plays in PCMU
+    assert s.callee.inbox() == []
+    s.h.shutdown()
+    finish(s)
+
+
+def test_a_cancel_of_a_reinvite_callherald_answered_during_the_notice_changes_nothing() -> None:
+    # RFC 3261 §9.2: the re-INVITE has its final response (callherald's own 200): the CANCEL gets
+    # 200 and has no effect; the notice plays on.
+    s = Scene()
+    s.notice_playing()
+    reinvite = s.caller.request("INVITE", body=CALLER_OFFER)
+    s.caller.send(reinvite)
+    effects = s.caller.send(cancel_of(reinvite))
+
+    assert sip_summary(effects) == [(CARRIER, "200 CANCEL")]
+    assert announcing(effects) == []
+    assert s.caller.statuses()[-1:] == [200]
+    s.caller.send(s.caller.ack_2xx(s.caller.last_response("INVITE", 200)))
     assert s.callee.inbox() == []
     s.h.shutdown()
     finish(s)

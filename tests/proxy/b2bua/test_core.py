@@ -41,6 +41,7 @@ from tests.proxy.b2bua.harness import (
     FakeUac,
     FakeUas,
     Harness,
+    cancel_of,
     carrier_with_credentials,
     make_settings,
     multipart_with_isup,
@@ -1609,6 +1610,159 @@ def test_reinvite_481_ends_the_call() -> None:
 
     assert sip_summary(effects) == [(CARRIER, "ACK"), (PBX, "481 INVITE"), (PBX, "BYE"), (CARRIER, "BYE")]
     assert h.ended() == [CallEnded(call_ref=h.call_ref(), reason="reinvite-481")]
+    h.assert_idle()
+
+
+# CANCEL of a re-INVITE (RFC 3261 §9) -----------------------------------------------------------
+
+
+def ack_of_failure(invite: Request, response: Response) -> Request:
+    """The ACK of a 300-699 to a re-INVITE (§17.1.1.3): the INVITE's branch, the response's To."""
+    return Request(
+        "ACK",
+        invite.uri,
+        [
+            ("Via", invite.headers.fields("via")[0]),
+            ("Max-Forwards", "70"),
+            ("From", invite.headers.get("from") or ""),
+            ("To", response.headers.get("to") or ""),
+            ("Call-ID", invite.call_id),
+            ("CSeq", f"{invite.cseq.seq} ACK"),
+            ("Content-Length", "0"),
+        ],
+    )
+
+
+@WAYS
+@pytest.mark.parametrize("from_leg", ["a", "b"])
+def test_a_cancelled_reinvite_gets_487_and_the_one_relayed_is_cancelled(way: Way, from_leg: str) -> None:
+    # §9.2: the CANCEL matches the re-INVITE's server transaction and gets 200, the re-INVITE 487;
+    # callherald, a UAC towards the far party, cancels the re-INVITE it relayed (§9.1).
+    h = Harness()
+    caller, callee = connect(h, way)
+    sender, other = (caller, callee) if from_leg == "a" else (callee, caller)
+    ref = h.call_ref()
+    reinvite = sender.request("INVITE", body=offer_from(sender))
+    sender.send(reinvite)
+    relayed = other.last_request("INVITE")
+    other.reply(relayed, 100)
+    effects = sender.send(cancel_of(reinvite))
+
+    assert sip_summary(effects) == [
+        (sender.address, "200 CANCEL"),
+        (sender.address, "487 INVITE"),
+        (other.address, "CANCEL"),
+    ]
+    terminated = sender.last_response("INVITE", 487)
+    assert terminated.headers.get("cseq") == reinvite.headers.get("cseq")
+    assert terminated.to.tag == sender.remote_tag == sender.last_response("CANCEL", 200).to.tag
+    cancel = other.last_request("CANCEL")
+    assert cancel.headers.fields("via") == relayed.headers.fields("via")[:1]
+    assert (cancel.uri, cancel.call_id) == (relayed.uri, relayed.call_id)
+    assert cancel.headers.get("cseq") == f"{relayed.cseq.seq} CANCEL"
+    assert (cancel.from_.tag, cancel.to.tag) == (relayed.from_.tag, relayed.to.tag)
+    # The sender keeps the session it had (§14.2): its hold is over.
+    holds = [e.text for e in h.effects if isinstance(e, LogEvent) and e.text.startswith("hold from")]
+    assert holds == [f"hold from leg {leg_of(sender)}", f"hold from leg {leg_of(sender)} ended"]
+    assert sender.send(ack_of_failure(reinvite, terminated)) == []
+
+    # Until the far party answers the cancelled re-INVITE, no other may start (§14.1).
+    assert sip_summary(sender.send(sender.request("INVITE", body=offer_from(sender, version=3)))) == [
+        (sender.address, "491 INVITE")
+    ]
+    other.reply(cancel, 200)
+    assert sip_summary(other.reply(relayed, 487)) == [(other.address, "ACK")]
+    assert [r.status for r in sender.responses("INVITE") if r.cseq.seq == reinvite.cseq.seq] == [100, 487]
+
+    # The call goes on, and the next re-INVITE is relayed as before.
+    sender.send(sender.request("INVITE", body=offer_from(sender, version=4)))
+    effects = other.reply(other.last_request("INVITE"), 200, body=offer_from(other, direction="a=recvonly"))
+    assert sip_summary(effects) == [(other.address, "ACK"), (sender.address, "200 INVITE")]
+    sender.send(sender.ack_2xx(sender.last_response("INVITE", 200)))
+    assert h.b2bua.active_calls == 1
+    assert [e for e in h.effects if isinstance(e, CallEnded)] == []
+    hang_up(caller, callee)
+    assert h.ended() == [CallEnded(call_ref=ref, reason="bye-from-a")]
+    h.assert_idle()
+
+
+def test_a_reinvite_cancelled_before_the_far_party_sent_a_provisional_is_cancelled_after_one() -> None:
+    # §9.1: a CANCEL may not be sent before a provisional response.
+    h = Harness()
+    caller, callee = connect(h)
+    reinvite = caller.request("INVITE", body=offer_from(caller))
+    caller.send(reinvite)
+    relayed = callee.last_request("INVITE")
+    effects = caller.send(cancel_of(reinvite))
+
+    assert sip_summary(effects) == [(PBX, "200 CANCEL"), (PBX, "487 INVITE")]
+    assert sip_summary(callee.reply(relayed, 100)) == [(CARRIER, "CANCEL")]
+    assert sip_summary(callee.reply(relayed, 180)) == []  # one CANCEL
+    callee.reply(callee.last_request("CANCEL"), 200)
+    callee.reply(relayed, 487)
+    h.advance(64.0)
+    assert h.b2bua.active_calls == 1
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+@pytest.mark.parametrize("with_sdp", [True, False], ids=["offer", "no-offer"])
+def test_a_2xx_crossing_the_cancel_of_a_reinvite_is_acked_and_the_session_before_offered_again(
+    with_sdp: bool,
+) -> None:
+    # §9.1: the far party may answer before the CANCEL reaches it. Its 2xx is ACKed, and as the
+    # sender got 487 and keeps the session it had (§14.2), the far party is offered the session it
+    # had before again. To a re-INVITE without SDP the 2xx is an offer (§14.1), answered in the ACK
+    # with every stream rejected (RFC 3264 §6), as the ACK must answer it (§13.2.1).
+    h = Harness()
+    caller, callee = connect(h)
+    before = callee.inbox()[0].body  # callherald's INVITE to the callee: its session so far
+    reinvite = caller.request("INVITE", body=offer_from(caller) if with_sdp else b"")
+    caller.send(reinvite)
+    relayed = callee.last_request("INVITE")
+    callee.reply(relayed, 100)
+    caller.send(cancel_of(reinvite))
+    answer = offer_from(callee, direction="a=recvonly" if with_sdp else "a=sendrecv", version=3)
+    effects = callee.reply(relayed, 200, body=answer)
+
+    assert sip_summary(effects) == [(CARRIER, "ACK"), (CARRIER, "INVITE")]
+    ack = callee.last_request("ACK")
+    assert ack.headers.get("cseq") == f"{relayed.cseq.seq} ACK"
+    if with_sdp:
+        assert ack.body == b""
+    else:
+        assert SessionDescription.parse(ack.body).media[0].port == 0
+    again = callee.last_request("INVITE")
+    assert sdp_without_origin(again.body) == sdp_without_origin(before)
+    assert origin_of(again.body).sess_id == origin_of(before).sess_id
+    assert [r.status for r in caller.responses("INVITE") if r.cseq.seq == reinvite.cseq.seq] == [100, 487]
+    assert sip_summary(callee.reply(relayed, 200, body=answer)) == [(CARRIER, "ACK")]  # resent: ACKed again
+
+    effects = callee.reply(again, 200, body=offer_from(callee, direction="a=sendrecv", version=4))
+    assert sip_summary(effects) == [(CARRIER, "ACK")]
+    assert h.b2bua.active_calls == 1
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+def test_a_cancel_of_a_reinvite_already_answered_gets_200_and_changes_nothing() -> None:
+    # §9.2: once the re-INVITE has its final response the CANCEL has no effect; one that matches
+    # no transaction gets 481.
+    h = Harness()
+    caller, callee = connect(h)
+    reinvite = caller.request("INVITE", body=offer_from(caller))
+    caller.send(reinvite)
+    callee.reply(callee.last_request("INVITE"), 200, body=offer_from(callee, direction="a=recvonly"))
+    ok = caller.last_response("INVITE", 200)
+    effects = caller.send(cancel_of(reinvite))
+
+    assert sip_summary(effects) == [(PBX, "200 CANCEL")]
+    assert caller.last_response("CANCEL", 200).to.tag == ok.to.tag
+    assert caller.send(caller.ack_2xx(ok)) == []
+    assert callee.requests("CANCEL") == []
+    stray = cancel_of(caller.request("INVITE", body=offer_from(caller, version=3)))
+    assert sip_summary(caller.send(stray)) == [(PBX, "481 CANCEL")]
+    hang_up(caller, callee)
     h.assert_idle()
 
 
