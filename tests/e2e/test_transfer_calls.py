@@ -23,6 +23,7 @@ import pytest
 from tests.e2e.announce_support import evidence_records, policy_yaml, write_prompt_wavs
 from tests.e2e.harness import UNRECORDED_POLICIES, CallheraldProcess, running_callherald, sipp_available
 from tests.e2e.media_peer import MediaPeer, tone_payloads
+from tests.e2e.test_recording_pauses import recorded_calls
 from tests.e2e.test_sipp_calls import (
     OUTBOUND_NUMBER,
     SippRun,
@@ -230,3 +231,26 @@ def test_a_party_that_holds_then_transfers_leaves_no_hold_behind(tmp_path: Path)
     assert after.count("recording_started") == 1
     assert "recording_paused" not in after[after.index("recording_started") :]
     assert "Traceback" not in log
+
+
+@requires_sipp
+@pytest.mark.timeout(90)
+def test_a_refresh_asserting_the_same_identity_otherwise_is_no_new_party(tmp_path: Path) -> None:
+    # RFC 3325 §9.1: the asserted identity is its URI. A carrier's session refresh that adds a
+    # display name and a tel URI beside the sip URI, and writes the host in capitals (RFC 3261
+    # §19.1.4), asserts the same party: no notice again, one recording to the end of the call.
+    (recorded,) = recorded_calls(
+        tmp_path,
+        caller="recording_uac_refresh_identity.xml",
+        callee="more_uas_reinvite.xml",
+        pause_ms=200,
+    )
+    records = evidence_records(recorded.log)
+    events = [str(record["event"]) for record in records]
+    assert "party_changed" not in events
+    assert [r["reason"] for r in records if r["event"] == "recording_stopped"] != ["new-party"]
+    assert recorded.record.end_reason != "new-party"
+    notices = [r for r in records if r["event"] == "announcement_started" and r["prompt_id"] == "test-notice"]
+    assert len(notices) == 1
+    # The refresh did reach the PBX (the callee wrote the re-INVITE's lines).
+    assert len((tmp_path / "callee.txt").read_text().strip().split("|")) == 4
