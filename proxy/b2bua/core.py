@@ -21,6 +21,7 @@ is called) and ``_bridge`` (when ``b`` answered).
 from __future__ import annotations
 
 import heapq
+import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -1037,10 +1038,10 @@ class B2bua:
         out: list[Effect],
         *,
         party_left: bool = False,
-        refused: bool = False,
+        undone: str = "",
     ) -> None:
         """A party put the call on hold (sendonly, inactive, 0.0.0.0; RFC 3264 §8.4) or took it off
-        (``refused``: its hold was refused, so it never held):
+        (``undone``: its hold was ``"refused"`` or ``"cancelled"``, so it never held):
         a held call is not recorded (silence is written and the pause is in the evidence). An
         outside party that holds while its notice or questions play hears them again from the
         start (``CallAnnouncer.outside_hold``), unless its hold ends because it left. An agent that
@@ -1061,7 +1062,7 @@ class B2bua:
         if changed:
             ended = ""
             if not on_hold:
-                ended = " ended, the party left" if party_left else " refused" if refused else " ended"
+                ended = " ended, the party left" if party_left else f" {undone}" if undone else " ended"
             out.append(LogEvent(level="info", text=f"hold from leg {leg}{ended}", call_ref=call.ref))
         held = bool(call.held_by)
         if held != was_held and call.announcer is not None:
@@ -1552,7 +1553,7 @@ class B2bua:
                 call_ref=call.ref,
             )
         )
-        self._offer_refused(call, relay, now, out)
+        self._offer_refused(call, relay, now, out, cancelled=True)
         if relay.far_provisional:
             self._send_relay_cancel(call, client_id, now, out)
 
@@ -1871,14 +1872,17 @@ class B2bua:
         if call.announcer is not None:
             call.announcer.packet_ms_changed(leg, packet_ms(sdp))
 
-    def _offer_refused(self, call: Call, relay: PendingRelay, now: float, out: list[Effect]) -> None:
+    def _offer_refused(
+        self, call: Call, relay: PendingRelay, now: float, out: list[Effect], *, cancelled: bool = False
+    ) -> None:
         """The offer in ``relay`` was refused: by the far party's non-2xx or its silence, or by
-        callherald's 488 to the far party's answer. The session stays as it was (RFC 3261 §14.1,
-        §14.2; RFC 3311 §5.1): the relay never took its address, and a hold it began, which
-        paused the recording as it arrived, ends here (an end of a hold waits for the answer,
-        so a refused one changes nothing)."""
+        callherald's 488 to the far party's answer; or its sender cancelled it. The session stays
+        as it was (RFC 3261 §14.1, §14.2; RFC 3311 §5.1): the relay never took its address, and a
+        hold it began, which paused the recording as it arrived, ends here (an end of a hold
+        waits for the answer, so a refused one changes nothing)."""
         if relay.offer_from_origin:
-            self._hold_changed(call, relay.origin_leg, relay.held_before, now, out, refused=True)
+            undone = "cancelled" if cancelled else "refused"
+            self._hold_changed(call, relay.origin_leg, relay.held_before, now, out, undone=undone)
 
     @staticmethod
     def _new_version_if_changed(dialog: Dialog, answer: SessionDescription, previous: bytes) -> bytes:
@@ -3476,15 +3480,14 @@ def _asserted_uri(message: Message) -> str | None:
 
 def _same_identity(before: Sequence[Uri | str], after: Sequence[Uri | str]) -> bool:
     """Whether two P-Asserted-Identity headers name the same party (RFC 3325 §9.1): a URI of one
-    is a URI of the other, SIP and SIPS URIs compared as RFC 3261 §19.1.4 says, and a tel URI
-    with a tel URI, or a SIP URI with ``user=phone`` (§19.1.6), by its number. A header with a
-    sip and a tel URI is thus the same identity as either alone, when they agree."""
+    is a URI of the other, SIP and SIPS URIs compared as RFC 3261 §19.1.4 says, and URIs that
+    name a telephone number (``_asserted_number``) by that number. A header with a sip and a tel
+    URI is thus the same identity as either alone, when they agree."""
     for old in before:
         for new in after:
-            if isinstance(old, SipUri) and isinstance(new, SipUri):
-                if same_sip_uri(old, new):
-                    return True
-            elif isinstance(old, str) or isinstance(new, str):
+            if isinstance(old, SipUri) and isinstance(new, SipUri) and same_sip_uri(old, new):
+                return True
+            if isinstance(old, str) or isinstance(new, str):
                 if old == new:
                     return True
             else:
@@ -3494,12 +3497,19 @@ def _same_identity(before: Sequence[Uri | str], after: Sequence[Uri | str]) -> b
     return False
 
 
+_GLOBAL_NUMBER: Final = re.compile(r"\+[0-9][0-9().-]*")  # RFC 3966 §5.1.4, visual separators
+
+
 def _asserted_number(uri: Uri) -> str | None:
     """The telephone number a tel URI (RFC 3966), or a SIP URI with ``user=phone`` (RFC 3261
     §19.1.6), names: without visual separators (RFC 3966 §5.1.1), a local number with its
-    phone-context (§5.1.5); None for any other URI."""
+    phone-context (§5.1.5); None for any other URI. A SIP URI whose user part is a global number
+    (``+`` and digits) names it without ``user=phone`` too: carriers add and drop the parameter
+    between an INVITE and its refreshes."""
     if isinstance(uri, TelUri):
         number, context = uri.number, uri.param("phone-context")
+    elif isinstance(uri, SipUri) and _GLOBAL_NUMBER.fullmatch(uri.user_unescaped or ""):
+        number, context = uri.user_unescaped or "", None
     elif isinstance(uri, SipUri) and (uri.param("user") or "").lower() == "phone" and uri.user_unescaped:
         number, *user_params = uri.user_unescaped.split(";")
         context = next(

@@ -2014,8 +2014,12 @@ ASSERTED_IDENTITIES = [
     ("<tel:+4930555000>, <sip:caller@carrier.example>", "<sip:caller@Carrier.Example>", True),
     ("<tel:555000;phone-context=+4930>", "<tel:555-000;phone-context=+4930>", True),
     ("<tel:555000;phone-context=+4930>", "<tel:555000;phone-context=+4940>", False),
-    # Without user=phone a user part is a name, not a number (RFC 3261 §19.1.6).
-    ("<sip:+4930555000@carrier.example>", "<tel:+4930555000>", False),
+    # A global number is one with or without user=phone: carriers add and drop the parameter.
+    ("<sip:+4930555000@carrier.example>", "<tel:+4930555000>", True),
+    ("<sip:+4930555000@carrier.example;user=phone>", "<sip:+4930555000@carrier.example>", True),
+    ("<sip:+4930555000@carrier.example>", "<sip:+4940777000@carrier.example;user=phone>", False),
+    # Without user=phone any other user part is a name, not a number (RFC 3261 §19.1.6).
+    ("<sip:5550000@carrier.example>", "<tel:5550000;phone-context=+4930>", False),
     ("<sip:caller@carrier.example>", "<sip:Caller@carrier.example>", False),  # §19.1.4: user case
     ("<sip:caller@carrier.example>", "<sips:caller@carrier.example>", False),
     ("<sip:caller@carrier.example>", "<sip:caller@carrier.example:5060>", False),

@@ -1663,7 +1663,7 @@ def test_a_cancelled_reinvite_gets_487_and_the_one_relayed_is_cancelled(way: Way
     assert (cancel.from_.tag, cancel.to.tag) == (relayed.from_.tag, relayed.to.tag)
     # The sender keeps the session it had (§14.2): its hold is over.
     holds = [e.text for e in h.effects if isinstance(e, LogEvent) and e.text.startswith("hold from")]
-    assert holds == [f"hold from leg {leg_of(sender)}", f"hold from leg {leg_of(sender)} ended"]
+    assert holds == [f"hold from leg {leg_of(sender)}", f"hold from leg {leg_of(sender)} cancelled"]
     assert sender.send(ack_of_failure(reinvite, terminated)) == []
 
     # Until the far party answers the cancelled re-INVITE, no other may start (§14.1).
