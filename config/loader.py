@@ -358,7 +358,8 @@ def _read_carrier(r: Reader) -> Carrier:
     return carrier
 
 
-def _read_media(r: Reader) -> Media:
+def _read_media(r: Reader, listen: Listen | None) -> Media:
+    """``media``; ``listen`` (None when it has a problem of its own) is checked against its range."""
     media = Media(
         rtp_port_min=r.int_("rtp_port_min", lo=PORT_MIN, hi=PORT_MAX),
         rtp_port_max=r.int_("rtp_port_max", lo=PORT_MIN, hi=PORT_MAX),
@@ -374,7 +375,22 @@ def _read_media(r: Reader) -> Media:
         r.error("rtp_port_max", f"expected an odd port (the RTCP port of the last RTP/RTCP pair), got {high}")
     if r.ok("rtp_port_min", "rtp_port_max") and high - low + 1 < 4:
         r.error("rtp_port_max", f"expected at least rtp_port_min + 3 ({low + 3}) for 4 ports, got {high}")
+    if listen is not None and r.ok("rtp_port_min", "rtp_port_max"):
+        _check_rtp_range_clear_of_sip(r, low, high, listen)
     return media
+
+
+def _check_rtp_range_clear_of_sip(r: Reader, low: int, high: int, listen: Listen) -> None:
+    """callherald's own SIP listener holds its port, so the RTP pair with that port is never free:
+    each call that comes to it logs it as taken (by "other programs") and moves on."""
+    for side, address in (("pbx", listen.pbx), ("carrier", listen.carrier)):
+        if low <= address.port <= high:
+            r.error(
+                "rtp_port_min",
+                f"the RTP range {low}-{high} includes listen.{side}.port {address.port}, where callherald "
+                "takes SIP itself: choose an RTP range clear of the SIP ports",
+            )
+            return
 
 
 def _read_limits(r: Reader) -> Limits:
@@ -986,7 +1002,7 @@ def _read_config(r: Reader) -> Config:
     listen = r.mapping("listen", _read_listen)
     pbx = r.mapping("pbx", _read_pbx)
     carrier = r.mapping("carrier", _read_carrier)
-    media = r.mapping("media", _read_media)
+    media = r.mapping("media", lambda m: _read_media(m, listen if r.ok("listen") else None))
     limits = r.mapping("limits", _read_limits, required=False)
     routing = r.mapping("routing", _read_routing, required=False)
     catalog = _Catalog(prompt_languages={EMBEDDED_PROMPT_SET_ID: EMBEDDED_PROMPT_LANGUAGES})
