@@ -16,7 +16,17 @@ from announcements import AnnouncementError, PromptLibrary, PromptSet
 from callherald import __version__, auditing, calls, recordings
 from callherald.layout import DataLayout
 from callherald.recordings import PASSPHRASE_ENV
-from config import HOME_ENV, Config, ConfigError, default_config, load_config, problem_at, risky_keys
+from config import (
+    HOME_ENV,
+    Config,
+    ConfigError,
+    ConfigProblem,
+    default_config,
+    load_config,
+    machine_problems,
+    problem_at,
+    risky_keys,
+)
 from storage.keys import generate_private_key, key_id, save_private_key, save_public_key
 from storage.records import RecordingState
 
@@ -36,11 +46,22 @@ def _load(path: str | None) -> Config:
     return default_config(_home()) if path is None else load_config(path)
 
 
+def _problem(path: str | None, key: str, message: str) -> ConfigProblem:
+    """A problem with ``key`` of the file at ``path``, or of the embedded default (no file)."""
+    if path is None:
+        return ConfigProblem(file="the embedded default", line=None, key=key, message=message)
+    return problem_at(path, key, message)
+
+
 def _serve(args: argparse.Namespace) -> int:
     try:
         config = _load(args.config)
     except ConfigError as error:
         print(error, file=sys.stderr)
+        return 2
+    problems = [_problem(args.config, key, message) for key, message in machine_problems(config)]
+    if problems:  # what check-config says: an address or data directory this machine cannot use
+        print(ConfigError(problems), file=sys.stderr)
         return 2
     logging.basicConfig(
         level=getattr(logging, str(config.logging.level).upper()),
@@ -78,7 +99,10 @@ def _check_config(args: argparse.Namespace) -> int:
         warning = problem_at(args.file, key, message)
         where = warning.file if warning.line is None else f"{warning.file}:{warning.line}"
         print(f"{where}: warning: {message}", file=sys.stderr)
-    problems = [problem_at(args.file, key, str(error)) for key, error in check_prompt_files(config)]
+    machine = machine_problems(config)
+    problems = [problem_at(args.file, key, message) for key, message in machine]
+    if not any(key == "data_dir" for key, _ in machine):  # the announcement cache lives there
+        problems += [problem_at(args.file, key, str(error)) for key, error in check_prompt_files(config)]
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:

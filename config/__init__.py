@@ -18,6 +18,7 @@ from config.defaults import (
 )
 from config.errors import ConfigError, ConfigProblem
 from config.loader import HOME_ENV, config_keys, load_config, parse_config, problem_at
+from config.machine import machine_problems
 from config.policies import normalise_number, prefix_matches, select_policy
 from config.schema import (
     EMBEDDED_PROMPT_LANGUAGES,
@@ -103,6 +104,7 @@ __all__ = [
     "config_keys",
     "default_config",
     "load_config",
+    "machine_problems",
     "normalise_number",
     "parse_config",
     "prefix_matches",

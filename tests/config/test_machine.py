@@ -3,12 +3,17 @@ and an RTP range clear of its own SIP ports."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 
-from config import ConfigError, ConfigProblem, load_config
+from config import ConfigError, ConfigProblem, load_config, machine_problems
 from tests.config.test_config import MINIMAL
+
+NOT_THIS_MACHINE = "192.0.2.7"
+"""TEST-NET-1 (RFC 5737): documentation only, never an address of a real machine."""
+NOT_AN_ADDRESS = "is not an address of this machine (Cannot assign requested address)"
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -17,9 +22,78 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+def _problems(tmp_path: Path, text: str) -> list[tuple[str, str]]:
+    return machine_problems(load_config(_write(tmp_path, text), environ={}))
+
+
 def _edit(old: str, new: str) -> str:
     assert MINIMAL.count(old) == 1, old
     return MINIMAL.replace(old, new)
+
+
+def test_the_machines_own_addresses_and_a_new_data_directory_are_fine(tmp_path: Path) -> None:
+    text = _edit(
+        "  advertised_address: 192.0.2.1\n", "  advertised_address: 192.0.2.1\n  bind_address: 127.0.0.1\n"
+    )
+    assert _problems(tmp_path, text + "data_dir: data/callherald\n") == []
+
+
+@pytest.mark.parametrize("every", ["0.0.0.0", "::"])
+def test_every_address_is_fine(tmp_path: Path, every: str) -> None:
+    if every == "::" and not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    text = _edit("  pbx: {host: 127.0.0.1, port: 5060}", f'  pbx: {{host: "{every}", port: 5060}}')
+    text = text.replace(
+        "  advertised_address: 192.0.2.1\n", f'  advertised_address: 192.0.2.1\n  bind_address: "{every}"\n'
+    )
+    assert _problems(tmp_path, text) == []
+
+
+def test_a_listener_host_of_another_machine_is_named_by_its_key(tmp_path: Path) -> None:
+    # serve's listener could not bind it and said only "could not bind to local_addr".
+    text = _edit(
+        "  carrier: {host: 127.0.0.1, port: 5070}", f"  carrier: {{host: {NOT_THIS_MACHINE}, port: 5070}}"
+    )
+    assert _problems(tmp_path, text) == [
+        (
+            "listen.carrier.host",
+            f"{NOT_THIS_MACHINE} {NOT_AN_ADDRESS}: give one of its own addresses, or 0.0.0.0 for all of them",
+        )
+    ]
+
+
+def test_an_rtp_bind_address_of_another_machine_is_named_by_its_key(tmp_path: Path) -> None:
+    # serve started with it, and every call failed with 503 "no free RTP port pair".
+    text = _edit(
+        "  advertised_address: 192.0.2.1\n",
+        f"  advertised_address: 192.0.2.1\n  bind_address: {NOT_THIS_MACHINE}\n",
+    )
+    assert _problems(tmp_path, text) == [
+        (
+            "media.bind_address",
+            f"{NOT_THIS_MACHINE} {NOT_AN_ADDRESS}: give one of its own addresses, or 0.0.0.0 for all of them",
+        )
+    ]
+
+
+def test_a_data_dir_that_is_a_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a directory\n", encoding="utf-8")
+    assert _problems(tmp_path, MINIMAL + "data_dir: notes.txt\n") == [
+        (
+            "data_dir",
+            f"{tmp_path / 'notes.txt'} is not a directory: give a directory (one that does not exist is made)",
+        )
+    ]
+
+
+def test_a_data_dir_under_a_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a directory\n", encoding="utf-8")
+    assert _problems(tmp_path, MINIMAL + "data_dir: notes.txt/data\n") == [
+        (
+            "data_dir",
+            f"{tmp_path / 'notes.txt' / 'data'} cannot be made: {tmp_path / 'notes.txt'} is not a directory",
+        )
+    ]
 
 
 @pytest.mark.parametrize(("side", "port"), [("pbx", 20000), ("carrier", 20999)])
