@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import errno
 import getpass
 import logging
 import os
@@ -76,11 +77,17 @@ def _serve(args: argparse.Namespace) -> int:
     from callherald.app import run_forever  # noqa: PLC0415
     from callherald.heap import keep_freed_memory  # noqa: PLC0415
     from proxy.aio.control import ControlSocketError  # noqa: PLC0415
+    from proxy.aio.service import ListenError  # noqa: PLC0415
     from storage.crypto import StorageError  # noqa: PLC0415
 
     keep_freed_memory()
     try:
         uvloop.run(run_forever(config))
+    except ListenError as error:  # the port in use (or not allowed), or the address not this machine's
+        what = "host" if error.errno == errno.EADDRNOTAVAIL else "port"
+        problem = _problem(args.config, f"listen.{error.side}.{what}", str(error))
+        logging.getLogger("callherald").error("callherald cannot start: %s", problem)
+        return 2
     except (ControlSocketError, StorageError, OSError) as error:
         # A port in use, a data directory that cannot be written, a socket path too long: say
         # what and stop, without a traceback.

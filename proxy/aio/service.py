@@ -8,7 +8,9 @@ handle follows the core's ``next_deadline``.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -53,7 +55,14 @@ from proxy.b2bua.settings import Side
 from proxy.rtp.digits import HeardDigit
 from proxy.sip import DEFAULT_LIMITS, ParserLimits, Request, Response
 
-__all__ = ["AgentInformStarted", "AgentInformed", "CallRecordSink", "ListenSpec", "ProxyService"]
+__all__ = [
+    "AgentInformStarted",
+    "AgentInformed",
+    "CallRecordSink",
+    "ListenError",
+    "ListenSpec",
+    "ProxyService",
+]
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -65,6 +74,30 @@ class ListenSpec:
     host: str
     port: int
     transport: str = "udp"
+
+
+class ListenError(OSError):
+    """A side's SIP listener cannot bind its address; ``side`` says which, ``errno`` why (when
+    known: ``EADDRINUSE`` for a port another socket holds, ``EADDRNOTAVAIL`` for an address that
+    is not the machine's own)."""
+
+    def __init__(self, side: Side, spec: ListenSpec, error: OSError) -> None:
+        # uvloop's UDP bind raises a bare "could not bind" error caused by the one that says why.
+        cause = error
+        if error.errno is None and isinstance(error.__cause__, OSError):
+            cause = error.__cause__
+        reason = str(error) if cause.errno is None else os.strerror(cause.errno).lower()
+        if cause.errno == errno.EADDRINUSE:
+            reason += ": another program, or another callherald, listens there"
+        elif cause.errno == errno.EADDRNOTAVAIL:
+            reason += ": it is not an address of this machine"
+        super().__init__(cause.errno, reason)
+        self.side = side
+        self.spec = spec
+
+    def __str__(self) -> str:
+        where = f"{self.spec.host}:{self.spec.port} ({self.spec.transport})"
+        return f"cannot listen for the {self.side} side on {where}: {self.strerror}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -197,7 +230,13 @@ class ProxyService:
                 self.transports[side] = self.transports[Side.PBX]
                 continue
             callback_side = None if shared else side
-            transport = await self._open(spec, callback_side)
+            try:
+                transport = await self._open(spec, callback_side)
+            except OSError as error:
+                for opened in self._owned:
+                    await opened.close()
+                self._owned.clear()
+                raise ListenError(side, spec, error) from error
             self.transports[side] = transport
             self._owned.append(transport)
         self._sweeper = asyncio.create_task(self.media.sweep_forever())

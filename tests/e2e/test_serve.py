@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import CALLHERALD
+from tests.e2e.harness import CALLHERALD, default_yaml, free_port, free_port_range
 
 
 def _options(port: int) -> bytes:
@@ -89,7 +89,10 @@ def test_serve_that_cannot_start_says_why_without_a_traceback(tmp_path: Path, ob
         except OSError:
             held.close()
             pytest.skip("127.0.0.1:5060 is in use by something else")
-        expected = "callherald cannot start"
+        expected = (
+            "callherald cannot start: the embedded default: listen.pbx.port: cannot listen for the pbx side on "
+            "127.0.0.1:5060 (udp): address already in use: another program, or another callherald, listens there"
+        )
     try:
         completed = subprocess.run(
             [str(CALLHERALD), "serve"],
@@ -108,4 +111,46 @@ def test_serve_that_cannot_start_says_why_without_a_traceback(tmp_path: Path, ob
     assert completed.returncode == 2, output
     assert "callherald cannot start" in output
     assert expected in output
+    assert "Traceback" not in output
+
+
+@pytest.mark.timeout(40)
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_serve_names_the_key_of_a_listener_port_in_use(tmp_path: Path, transport: str) -> None:
+    # It said only "could not bind to local_addr ('127.0.0.1', 5070)": neither the key nor why.
+    kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET, kind) as held:
+        held.bind(("127.0.0.1", 0))
+        if transport == "tcp":
+            held.listen()
+        port = held.getsockname()[1]
+        rtp_min, rtp_max = free_port_range(100)
+        text = default_yaml(
+            pbx_port=free_port(),
+            carrier_port=port,
+            carrier_target_port=free_port(),
+            pbx_target_port=free_port(),
+            rtp_min=rtp_min,
+            rtp_max=rtp_max,
+            transport=transport,
+        )
+        config = tmp_path / "callherald.yaml"
+        config.write_text(text, encoding="utf-8")
+        completed = subprocess.run(
+            [str(CALLHERALD), "serve", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            cwd=tmp_path,
+            timeout=30,
+            check=False,
+        )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 2, output
+    line = next(n for n, text in enumerate(text.splitlines(), 1) if f"port: {port}" in text)
+    assert (
+        f"callherald cannot start: {config}:{line}: listen.carrier.port: cannot listen for the carrier side on "
+        f"127.0.0.1:{port} ({transport}): address already in use: another program, or another callherald, "
+        "listens there"
+    ) in output, output
     assert "Traceback" not in output
