@@ -85,7 +85,7 @@ from storage.crypto import (
     WrongPassphraseError,
     key_id,
 )
-from storage.keys import load_private_key
+from storage.keys import load_private_key, parse_public_key
 from storage.records import (
     EvidenceStore,
     InvariantError,
@@ -142,6 +142,8 @@ RETENTION_EXPIRED = "retention expired"
 _FLAC_SUFFIX = ".flac"
 _WAV_SUFFIX = ".wav"
 _WAV_SAMPLE_WIDTH_BYTES = 2
+_PUBLIC_KEY_MAX_BYTES = 64 * 1024
+"""A larger file given as ``--key`` is not taken for a public key (one is a few hundred bytes)."""
 
 
 def audit_actor() -> str:
@@ -590,6 +592,10 @@ def _private_key(layout: DataLayout, key_path: Path | None) -> X25519PrivateKey:
     else:
         if not key_path.is_file():
             raise _usage(f"no private key file at {key_path}")
+        if _is_public_key(key_path):  # the recipient file given to the proxy, which opens nothing
+            private = key_path.with_suffix(".key")
+            which = private if private.is_file() else "the NAME.key made with it by callherald keys generate"
+            raise _usage(f"{key_path} is a public key: give the private key file ({which})")
         mode = stat.S_IMODE(key_path.stat().st_mode)
         if mode & 0o077:  # the passphrase is then all that stands between others and every recording
             _warn(f"the private key {key_path} is open to other users (mode {mode:04o}): chmod 600 it")
@@ -600,6 +606,22 @@ def _private_key(layout: DataLayout, key_path: Path | None) -> X25519PrivateKey:
         raise _usage(f"wrong passphrase for {key_path}") from None
     except (KeyFileError, ValueError, OSError) as error:
         raise _usage(f"cannot read the private key {key_path}: {error}") from error
+
+
+def _is_public_key(path: Path) -> bool:
+    """Whether the file at ``path`` holds a public key (PEM or base64), as a recipient file does."""
+    try:
+        with path.open("rb") as file:
+            data = file.read(_PUBLIC_KEY_MAX_BYTES + 1)
+    except OSError:
+        return False  # reading it as a private key says why
+    if len(data) > _PUBLIC_KEY_MAX_BYTES:
+        return False
+    try:
+        parse_public_key(data)
+    except KeyFileError:
+        return False
+    return True
 
 
 def _recording_file(layout: DataLayout, record: RecordingRecord) -> Path:

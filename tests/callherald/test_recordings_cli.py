@@ -30,7 +30,7 @@ from callherald.layout import DataLayout, ensure_development_key
 from callherald.recordings import audit_actor, timeline_table
 from config import EMBEDDED_DEFAULT_YAML, HOME_ENV
 from storage.audit import AuditEntry, AuditLog
-from storage.keys import generate_private_key, key_id, save_private_key
+from storage.keys import generate_private_key, key_id, load_private_key, save_private_key, save_public_key
 from storage.manifests import AUDIT_ACTION_MANIFEST
 from storage.records import (
     AUDIT_ACTION_LATER_EVENT,
@@ -764,6 +764,30 @@ def test_export_warns_about_a_private_key_other_users_can_read(
     assert code == 0
     assert f"warning: the private key {data.reviewer_key} is open to other users (mode 0644)" in err
     assert_tones(out, COMPLETE_SECONDS)
+
+
+@pytest.mark.parametrize("beside_its_private_key", [True, False], ids=["beside", "alone"])
+def test_export_with_a_public_key_says_to_give_the_private_key(
+    data: DataDir, tmp_path: Path, capsys: pytest.CaptureFixture[str], beside_its_private_key: bool
+) -> None:
+    # The recipient file, given by mistake: it was told to chmod it, then that it is not JSON.
+    public_key = load_private_key(data.reviewer_key, PASSPHRASE).public_key()
+    public = (
+        data.reviewer_key.with_suffix(".pub") if beside_its_private_key else tmp_path / "keys" / "escrow.pub"
+    )
+    public.parent.mkdir(exist_ok=True)
+    save_public_key(public, public_key)
+    public.chmod(0o644)
+    out = tmp_path / "call-a.wav"
+    code, stdout, err = run(capsys, "export", str(COMPLETE_ID), "--out", str(out), "--key", str(public))
+    which = (
+        data.reviewer_key
+        if beside_its_private_key
+        else "the NAME.key made with it by callherald keys generate"
+    )
+    assert (code, stdout) == (2, "")
+    assert err == f"callherald recordings: {public} is a public key: give the private key file ({which})\n"
+    assert not out.exists()
 
 
 def test_export_with_the_development_key_warns(
