@@ -654,9 +654,13 @@ def _check_audio_sha256(reader: SegmentReader, record: RecordingRecord) -> str:
     actual = digest.hexdigest()
     expected = (record.audio_sha256 or "").lower()
     if not expected:
+        why = (
+            "it is still being recorded: callherald stores it when the recording ends"
+            if record.state is RecordingState.RECORDING
+            else f"state {record.state.value}; a recording recovered after a crash has none"
+        )
         _warn(
-            f"the evidence record holds no audio SHA-256 for recording {record.recording_id} "
-            f"(state {record.state.value}; a recording recovered after a crash has none): "
+            f"the evidence record holds no audio SHA-256 for recording {record.recording_id} ({why}): "
             "every segment is authenticated, but the audio cannot be matched against the record"
         )
         return actual

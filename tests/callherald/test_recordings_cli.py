@@ -884,7 +884,12 @@ def test_export_of_a_recording_still_being_written_is_audited_as_partial(
     code, stdout, err = run(capsys, "export", str(LIVE_ID), "--out", str(out))
     assert code == 0
     assert f"recording {LIVE_ID} is still being written: exporting what is on disk now" in err
+    assert (
+        f"the evidence record holds no audio SHA-256 for recording {LIVE_ID} (it is still being recorded: "
+        "callherald stores it when the recording ends)"
+    ) in err
     assert "truncated" not in err + stdout  # not yet: it has no end
+    assert "crash" not in err
     assert stdout.startswith(f"wrote {out} (wav, 3.000 s, so far, key id ")
     assert_tones(out, 3)
     detail = json.loads(audit_entries(data.layout)[0].detail)
@@ -899,7 +904,10 @@ def test_export_of_a_recording_recovered_after_a_crash(
     out = tmp_path / "recovered.wav"
     code, stdout, err = run(capsys, "export", str(LIVE_ID), "--out", str(out))
     assert code == 0
-    assert "the evidence record holds no audio SHA-256" in err
+    assert (
+        f"the evidence record holds no audio SHA-256 for recording {LIVE_ID} (state truncated; a recording "
+        "recovered after a crash has none)"
+    ) in err
     assert "(wav, 3.000 s, truncated," in stdout
     assert_tones(out, 3)
     detail = json.loads(audit_entries(data.layout)[0].detail)
