@@ -6,9 +6,12 @@ A paused recording writes silence until it is resumed, and the pause (reason ``a
 the evidence record (PCI DSS 3.3.1: an agent taking a card number pauses the recording first).
 A pause asked for during the notice makes the recording start paused; a call that is not recorded
 (and will not be) is refused, so that nobody believes a recording was paused that never ran.
+A request that changes nothing (a pause of a call ``calls pause`` paused already, a resume of one
+it did not pause) says so and exits 1, as a refusal does.
 
 Exit codes: 0 done; 1 callherald refuses or cannot be reached (not running, no such call, the
-socket not usable by this user, no answer); 2 the invocation is wrong (the configuration).
+socket not usable by this user, no answer), or nothing changed; 2 the invocation is wrong (the
+configuration).
 """
 
 from __future__ import annotations
@@ -146,15 +149,27 @@ def _not_paused(call_ref: str, reasons: list[object]) -> str:
     return message
 
 
+def _already_paused(call_ref: str, recording: bool) -> str:
+    """Why a pause changed nothing: ``calls pause`` paused the call already."""
+    state = "the recording is paused" if recording else "the recording will start paused"
+    return (
+        f"call {call_ref}: already paused by callherald calls pause: nothing changed; {state} "
+        f"(silence until: callherald calls resume {call_ref})"
+    )
+
+
 def pause_call(layout: DataLayout, call_ref: str, *, pause: bool) -> int:
     """Pause (``pause``) or resume the recording of call ``call_ref``. An unknown call, a call that
-    is not recorded and will not be, and a resume of a call no pause request paused (it may be
-    paused for another reason still), exit 1; during the notice the recording will start so."""
+    is not recorded and will not be, a resume of a call no pause request paused (it may be paused
+    for another reason still), and a pause of a call one paused already, exit 1; during the notice
+    the recording will start so."""
     verb = "pause" if pause else "resume"
     try:
         answer = control_request(layout.control_socket, {"op": verb, "call": call_ref})
         if answer.get("error") == "not paused":  # nothing changed: say why, and what still pauses it
             raise _refused(_not_paused(call_ref, _list(answer.get("paused"))))
+        if answer.get("error") == "already paused":  # nothing changed: it is paused as asked
+            raise _refused(_already_paused(call_ref, answer.get("recording") is True))
         _checked(answer)
     except CommandError as error:
         if str(error) == "no such call":

@@ -19,7 +19,9 @@ and questions are not over, and the recording starts paused (or, after a resume,
 starts. A call that is not recorded and will not be answers ``{"ok": false, "error": "not
 recorded"}`` (nothing changes); an unknown one ``{"ok": false, "error": "no such call"}``. A
 resume of a call that no pause request paused answers ``{"ok": false, "error": "not paused",
-"paused": [...]}`` with the reasons it is paused for all the same (nothing changes).
+"paused": [...]}`` with the reasons it is paused for all the same, and a pause of a call a pause
+request paused already ``{"ok": false, "error": "already paused", "recording": ...}`` (nothing
+changes either way).
 
 Anything else is answered ``{"ok": false, "error": "..."}`` and the connection stays usable. A
 line longer than ``MAX_LINE_BYTES`` is refused (one error answer; the rest of that line is
@@ -78,6 +80,8 @@ class PauseOutcome(enum.Enum):
     NOT_PAUSED = "not paused"
     """A resume of a call the operator did not pause (it may be paused for another reason, such
     as the PCI code or a hold, which a resume does not end): nothing was changed."""
+    ALREADY_PAUSED = "already paused"
+    """A pause of a call the operator paused already (and did not resume): nothing was changed."""
     NO_SUCH_CALL = "no such call"
 
 
@@ -131,6 +135,9 @@ def handle_request(handler: ControlHandler, line: bytes) -> dict[str, object]:
     if outcome is PauseOutcome.NOT_PAUSED:
         call = next((call for call in handler.control_calls() if call.get("call") == call_ref), {})
         return {**_error(outcome.value), "paused": call.get("paused", [])}
+    if outcome is PauseOutcome.ALREADY_PAUSED:
+        call = next((call for call in handler.control_calls() if call.get("call") == call_ref), {})
+        return {**_error(outcome.value), "recording": call.get("recording", False)}
     return {"ok": True, "recording": outcome is PauseOutcome.APPLIED}
 
 

@@ -320,6 +320,8 @@ class ProxyService:
             return PauseOutcome.NOT_RECORDED
         if not pause and "api" not in summary.paused:
             return PauseOutcome.NOT_PAUSED  # a resume ends the operator's pause only
+        if pause and "api" in summary.paused:
+            return PauseOutcome.ALREADY_PAUSED  # one pause per reason: a second one changes nothing
         self._log.info("[%s] the operator asks to %s the recording", call_ref, "pause" if pause else "resume")
         self._execute(self.core.pause_recording(call_ref, pause, self._now()))
         return PauseOutcome.APPLIED if recording else PauseOutcome.PENDING

@@ -31,17 +31,20 @@ KNOWN_CALL = "c0ffee01"
 UNRECORDED_CALL = "c0ffee02"  # record: false, or its notice failed
 ANNOUNCING_CALL = "c0ffee03"  # hears the notice: a recording may follow
 PCI_PAUSED_CALL = "c0ffee04"  # paused by the caller's PCI code, not by calls pause
+API_PAUSED_CALL = "c0ffee05"  # paused by calls pause already
 CALLS: list[dict[str, object]] = [
     {"call": KNOWN_CALL, "direction": "inbound", "recording": True, "paused": ["api"]},
     {"call": UNRECORDED_CALL, "direction": "outbound", "recording": False, "paused": []},
     {"call": ANNOUNCING_CALL, "direction": "inbound", "recording": False, "paused": []},
     {"call": PCI_PAUSED_CALL, "direction": "inbound", "recording": True, "paused": ["hold", "pci"]},
+    {"call": API_PAUSED_CALL, "direction": "outbound", "recording": True, "paused": ["api"]},
 ]
 OUTCOMES = {
     KNOWN_CALL: PauseOutcome.APPLIED,
     UNRECORDED_CALL: PauseOutcome.NOT_RECORDED,
     ANNOUNCING_CALL: PauseOutcome.PENDING,
     PCI_PAUSED_CALL: PauseOutcome.NOT_PAUSED,
+    API_PAUSED_CALL: PauseOutcome.ALREADY_PAUSED,
 }
 CALLS_ANSWER = {"ok": True, "calls": CALLS}
 APPLIED = {"ok": True, "recording": True}
@@ -140,6 +143,11 @@ REQUESTS = [
         b'{"op": "resume", "call": "c0ffee04"}',
         {"ok": False, "error": "not paused", "paused": ["hold", "pci"]},
         id="resume-not-paused-by-the-operator",
+    ),
+    pytest.param(
+        b'{"op": "pause", "call": "c0ffee05"}',
+        {"ok": False, "error": "already paused", "recording": True},
+        id="pause-paused-by-the-operator-already",
     ),
     pytest.param(b'{"op": "pause", "call": "nope"}', NO_SUCH_CALL, id="pause-unknown-call"),
     pytest.param(b'{"op": "resume", "call": "nope"}', NO_SUCH_CALL, id="resume-unknown-call"),
@@ -513,6 +521,17 @@ CLI_CASES = [
             ),
         ),
         id="resume-not-paused-by-the-operator",
+    ),
+    pytest.param(
+        CliCase(
+            ("calls", "pause", API_PAUSED_CALL),
+            1,
+            stderr=(
+                f"call {API_PAUSED_CALL}: already paused by callherald calls pause: nothing changed; the "
+                f"recording is paused (silence until: callherald calls resume {API_PAUSED_CALL})",
+            ),
+        ),
+        id="pause-paused-already",
     ),
     pytest.param(CliCase(("calls", "pause", "nope"), 1, stderr=("no such call: nope",)), id="pause-unknown"),
     pytest.param(

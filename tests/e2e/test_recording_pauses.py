@@ -250,6 +250,9 @@ def test_the_operator_pauses_and_resumes_a_recording_with_the_calls_commands(tmp
         moments["after_pause"] = time.monotonic()
         assert paused.returncode == 0, paused.stderr
         assert f"call {call_ref}: recording paused" in paused.stdout
+        again = run_cli(proxy, "pause", call_ref)  # it said "recording paused" again, exit 0
+        assert (again.returncode, again.stdout) == (1, ""), again.stdout
+        assert f"call {call_ref}: already paused by callherald calls pause: nothing changed" in again.stderr
         while_paused = run_cli(proxy, "list", "--json")
         time.sleep(max(0.0, API_PAUSE_S - (time.monotonic() - moments["after_pause"])))
         moments["before_resume"] = time.monotonic()
