@@ -22,7 +22,7 @@ from callherald.evidence import (
     define_purposes,
     recover_open_recordings,
 )
-from callherald.layout import DataLayout, ensure_development_key
+from callherald.layout import DataLayout, ensure_development_key, own_data_dir
 from config import Config, SipTarget, risky_keys
 from proxy.aio.control import ControlServer
 from proxy.aio.media import RtpPortProbe
@@ -274,9 +274,18 @@ def set_aside_startup_objects() -> int:
 async def run_forever(
     config: Config, *, on_ready: Callable[[ProxyService], Awaitable[None]] | None = None
 ) -> None:
-    """Start the proxy, run until SIGINT or SIGTERM, then end calls and close."""
+    """Own the data directory, start the proxy, run until SIGINT or SIGTERM, then end calls and
+    close. Raises DataDirInUseError, before anything under the data directory is read or written, when
+    another callherald runs on it: recovery would end that one's live recordings as crashed."""
     layout = DataLayout(config.data_dir)
     layout.make_root()  # before the prompt cache makes it with default modes
+    with own_data_dir(layout):
+        await _run_with_data_dir(layout, config, on_ready)
+
+
+async def _run_with_data_dir(
+    layout: DataLayout, config: Config, on_ready: Callable[[ProxyService], Awaitable[None]] | None
+) -> None:
     library = PromptLibrary(layout.announcements_cache)
     await asyncio.to_thread(prepare_prompts, config, library)  # ffmpeg on a cache miss: off the loop
     storage = await asyncio.to_thread(open_storage, config)

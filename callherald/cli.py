@@ -15,7 +15,7 @@ from pathlib import Path
 
 from announcements import AnnouncementError, PromptLibrary, PromptSet
 from callherald import __version__, auditing, calls, recordings
-from callherald.layout import DataLayout
+from callherald.layout import DataDirInUseError, DataLayout
 from callherald.recordings import PASSPHRASE_ENV
 from config import (
     HOME_ENV,
@@ -88,9 +88,9 @@ def _serve(args: argparse.Namespace) -> int:
         problem = _problem(args.config, f"listen.{error.side}.{what}", str(error))
         logging.getLogger("callherald").error("callherald cannot start: %s", problem)
         return 2
-    except (ControlSocketError, StorageError, OSError) as error:
-        # A port in use, a data directory that cannot be written, a socket path too long: say
-        # what and stop, without a traceback.
+    except (DataDirInUseError, ControlSocketError, StorageError, OSError) as error:
+        # Another callherald on the data directory, a port in use, a data directory that cannot
+        # be written, a socket path too long: say what and stop, without a traceback.
         logging.getLogger("callherald").error("callherald cannot start: %s", error)
         return 2
     return 0

@@ -11,6 +11,7 @@
       keys/development.passphrase
       announcements-cache/       imported prompt frames
       control.sock               the operator's control socket while callherald runs (mode 0600)
+      serve.lock                 locked by the running callherald, which wrote its PID in it (mode 0600)
 
 The development key exists so that an out-of-the-box set-up can export its recordings without a
 passphrase prompt. Its passphrase lies next to it, so it protects nothing: real set-ups configure
@@ -19,8 +20,12 @@ passphrase prompt. Its passphrase lies next to it, so it protects nothing: real 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import secrets
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,9 +33,11 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from storage.keys import generate_private_key, load_public_key, public_key_pem, save_private_key
 
-__all__ = ["DataLayout", "DevelopmentKey", "ensure_development_key"]
+__all__ = ["DataDirInUseError", "DataLayout", "DevelopmentKey", "ensure_development_key", "own_data_dir"]
 
 _RECORDING_SUFFIX = ".chrec"
+_PID_READS = 10  # the holder writes its PID just after it takes the lock: a moment to wait for it
+_PID_READ_PAUSE_S = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +71,10 @@ class DataLayout:
     def control_socket(self) -> Path:
         return self.root / "control.sock"
 
+    @property
+    def lock_file(self) -> Path:
+        return self.root / "serve.lock"
+
     def recording_file(self, recording_id: str) -> Path:
         return self.recordings_dir / f"{recording_id}{_RECORDING_SUFFIX}"
 
@@ -88,6 +99,45 @@ class DevelopmentKey:
 
     def read_passphrase(self) -> str:
         return self.passphrase.read_text(encoding="utf-8").strip()
+
+
+class DataDirInUseError(Exception):
+    """Another process, a running callherald, owns the data directory."""
+
+
+@contextlib.contextmanager
+def own_data_dir(layout: DataLayout) -> Iterator[None]:
+    """Own the data directory while the block runs: an exclusive lock on ``serve.lock`` in it,
+    which then holds this process's PID. The kernel drops the lock when the process ends, however
+    it ends, so a ``kill -9`` leaves none behind; the file stays.
+
+    Raises DataDirInUseError, naming the directory and the PID written by its owner, when another
+    process holds it. The directory must exist.
+    """
+    fd = os.open(layout.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DataDirInUseError(
+                f"data_dir {layout.root} is in use by another callherald (PID {_holder_pid(fd)}):"
+                " one data directory serves one running callherald"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _holder_pid(fd: int) -> str:
+    """The PID the lock's holder wrote, or ``unknown``."""
+    for _ in range(_PID_READS):
+        text = os.pread(fd, 32, 0).decode("ascii", errors="replace").strip()
+        if text:
+            return text
+        time.sleep(_PID_READ_PAUSE_S)
+    return "unknown"
 
 
 def ensure_development_key(layout: DataLayout) -> tuple[X25519PublicKey, bool]:
