@@ -274,13 +274,25 @@ def set_aside_startup_objects() -> int:
 async def run_forever(
     config: Config, *, on_ready: Callable[[ProxyService], Awaitable[None]] | None = None
 ) -> None:
-    """Own the data directory, start the proxy, run until SIGINT or SIGTERM, then end calls and
-    close. Raises DataDirInUseError, before anything under the data directory is read or written, when
-    another callherald runs on it: recovery would end that one's live recordings as crashed."""
+    """Own the data directory, start the proxy, run until SIGINT or SIGTERM (SIGHUP is logged and
+    ignored), then end calls and close. Raises DataDirInUseError, before anything under the data
+    directory is read or written, when another callherald runs on it: recovery would end that
+    one's live recordings as crashed."""
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, _ignore_hangup)
     layout = DataLayout(config.data_dir)
     layout.make_root()  # before the prompt cache makes it with default modes
     with own_data_dir(layout):
         await _run_with_data_dir(layout, config, on_ready)
+
+
+def _ignore_hangup() -> None:
+    """SIGHUP, sent when the terminal that started callherald closes, or by a log rotation, would
+    end the process and drop every call; the configuration is read only at start, so there is
+    nothing to reload either."""
+    _LOG.warning(
+        "SIGHUP ignored: calls go on; the configuration is read only at start (SIGTERM or SIGINT"
+        " stops callherald, ending its calls)"
+    )
 
 
 async def _run_with_data_dir(

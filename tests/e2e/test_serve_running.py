@@ -1,17 +1,27 @@
 """A running ``callherald serve`` keeps its calls and their evidence, with a recording live: a
-second ``serve`` on its data directory changes none of it."""
+second ``serve`` on its data directory changes none of it, and SIGHUP (a closed terminal, a log
+rotation) ends none of it."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from storage.records import AUDIT_ACTION_PURPOSE_CHANGED, EvidenceStore, RecordingState
 from tests.e2e.announce_support import policy_yaml, write_prompt_wavs
-from tests.e2e.harness import CALLHERALD, CallheraldProcess, free_port, running_callherald, sipp_available
+from tests.e2e.harness import (
+    CALLHERALD,
+    CallheraldProcess,
+    free_port,
+    running_callherald,
+    sipp_available,
+)
 from tests.e2e.test_recording_calls import inbound_tone_call, manifests_verified
 from tests.e2e.test_sipp_calls import assert_ok
 
@@ -91,3 +101,28 @@ def test_a_second_serve_on_the_data_directory_leaves_the_live_recording_alone(tm
     assert purposes == before[1]  # no version 2 of a purpose
     assert AUDIT_ACTION_PURPOSE_CHANGED not in {action for _, action, _, _ in audit}
     assert manifests_verified(proxy) == {"ok": True, "checked": 1, "without_manifest": 0, "mismatches": []}
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+def test_sighup_is_logged_and_ignored_while_a_recorded_call_goes_on(tmp_path: Path) -> None:
+    # Its default action would end the process like a kill -9: the parties get no BYE, their
+    # recording stays open until the next start. callherald reads its configuration only at
+    # start, so there is nothing to reload: the call goes on and ends as it would have.
+    write_prompt_wavs(tmp_path)
+    with (
+        running_callherald(tmp_path, policies=policy_yaml()) as proxy,
+        inbound_tone_call(tmp_path, proxy, caller_pause_ms=8000) as caller,
+    ):
+        assert proxy.wait_for_log('"event": "recording_started"', timeout_s=15), proxy.log_text()[-3000:]
+        for _ in range(2):
+            os.kill(proxy.process.pid, signal.SIGHUP)
+            time.sleep(0.5)
+        assert proxy.process.poll() is None, proxy.log_text()[-3000:]
+        assert proxy.log_text().count("SIGHUP ignored") == 2
+        assert_ok(proxy, caller.finish(timeout_s=30))
+    assert proxy.process.returncode == 0  # stopped by SIGTERM, as ever
+    with EvidenceStore(proxy.data_dir / "evidence.sqlite") as store:
+        (record,) = store.recordings_list()
+    assert record.state is RecordingState.COMPLETE
+    assert record.audio_sha256 is not None
