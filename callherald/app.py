@@ -119,7 +119,8 @@ def b2bua_settings(config: Config, *, user_agent: str = "callherald") -> B2buaSe
 
 
 def open_storage(config: Config) -> StorageRecords:
-    """The evidence database and the recording files under ``data_dir``, recovered after a crash,
+    """The evidence database and the recording files under ``data_dir``, with the evidence the last
+    run kept in a file as it stopped on a full disk written into it, recovered after a crash,
     with the configured purposes stored as the definitions new calls are recorded under. A broken
     audit chain is logged as an error before it returns; evidence that no longer matches its
     manifests and audit rows, as an error once the check, queued on the reader thread, is done.
@@ -130,6 +131,8 @@ def open_storage(config: Config) -> StorageRecords:
     layout = DataLayout(config.data_dir)
     layout.make_root()
     evidence = EvidenceStore(layout.evidence_db)
+    # Before recovery: a call the last run ended while the disk was full has its end in there.
+    evidence.import_held_evidence().result()
     for line in recover_open_recordings(layout, evidence):
         _LOG.warning("%s", line)
     audit = evidence.audit_verify()

@@ -27,7 +27,9 @@ and the evidence log says ``recording_cut_off``), the proxy stops recording the 
 refused until space returns (``min_free_mb``, and after a full disk at least
 ``RESUME_FREE_BYTES``); the error is logged. Evidence the database cannot take while the disk is
 full is held in memory, in order, and written when space returns (``hold_when_full``); no new
-recording starts while any waits, as its row could not be written before its audio.
+recording starts while any waits, as its row could not be written before its audio. What still
+waits when callherald stops is kept in a file beside the database (or, failing that, logged whole)
+and written into it by the next start (``EvidenceStore.import_held_evidence``, before ``recover``).
 
 `define_purposes` runs once at start-up: a purpose whose configured definition (lawful basis,
 reference, retention) differs from the one stored last is stored as its next version, which new
@@ -1042,5 +1044,7 @@ def _log_failure(done: Future[Any], what: str) -> None:
     if done.cancelled():
         return
     error = done.exception()
+    if isinstance(error, store.EvidenceKeptError):  # the store said where it kept them, once
+        return
     if error is not None:
         _LOG.error("%s not written: %s", what, error)

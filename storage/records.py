@@ -23,8 +23,14 @@ write that breaks an invariant leaves nothing behind. Invariants enforced (``Inv
 A full disk (``SQLITE_FULL``) fails a write with ``EvidenceFullError``, or, for a write submitted
 with ``hold_when_full``, holds it: it and every write after it wait in memory, in order, and are
 retried every ``HELD_RETRY_S`` and before each new write until the database takes them; each
-future completes only then. ``held`` says how many wait. Closing the store tries them once more
-and logs those it still cannot write.
+future completes only then. ``held`` says how many wait. Closing the store keeps trying them for
+``CLOSE_RETRY_S`` (a stop must end); what the database still cannot take is kept in a file of its
+own beside it (``evidence-held-<UTC time>.jsonl``, one JSON object per record, in order: a few KiB
+may fit where a database transaction, with its journal, does not), and if even that cannot be
+written each record is logged at error level as the same JSON line. ``import_held_evidence`` (at
+the next start) writes such files into the database, each in one transaction with a
+``held_evidence_imported`` audit row naming the file and its SHA-256, then removes the file: a file
+that row names already is not written twice.
 
 Purpose definitions are versioned: a purpose id is stored as version 1, and recording it with a
 basis, reference or retention other than its latest version's stores the next version, with a
@@ -64,12 +70,16 @@ import contextlib
 import dataclasses
 import datetime as dt
 import enum
+import hashlib
 import json
 import logging
 import os
 import shutil
 import sqlite3
 import threading
+import time
+import types
+import typing
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
@@ -90,11 +100,13 @@ from storage.threads import name_os_thread
 
 __all__ = [
     "AUDIT_ACTION_ERASE",
+    "AUDIT_ACTION_HELD_IMPORTED",
     "AUDIT_ACTION_LATER_EVENT",
     "AUDIT_ACTION_LEGAL_HOLD",
     "AUDIT_ACTION_LEGAL_HOLD_RELEASE",
     "AUDIT_ACTION_PURPOSE_CHANGED",
     "DTMF_DIGITS",
+    "HELD_FILE_PATTERN",
     "AgentNotice",
     "AgentNoticeEnd",
     "AgentNoticeKind",
@@ -109,6 +121,7 @@ __all__ = [
     "Direction",
     "DtmfEvent",
     "EvidenceFullError",
+    "EvidenceKeptError",
     "EvidenceRecord",
     "EvidenceStore",
     "InvariantError",
@@ -136,6 +149,8 @@ __all__ = [
     "TimelineKind",
     "delete_after",
     "erasure_refusal",
+    "held_record_from_json",
+    "held_record_json",
     "write_recording_erasure",
 ]
 
@@ -145,6 +160,13 @@ _LOG = logging.getLogger("callherald.storage")
 
 HELD_RETRY_S = 1.0
 """How often writes held by a full database are tried again."""
+CLOSE_RETRY_S = 5.0
+"""How long closing the store keeps trying the writes a full database holds, before it keeps them
+in a file for the next start."""
+HELD_FILE_PATTERN = "evidence-held-*.jsonl"
+"""The files that keep, beside the database, what it could not take before the store closed."""
+AUDIT_ACTION_HELD_IMPORTED = "held_evidence_imported"
+HELD_IMPORT_ACTOR = "callherald"
 
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
 _KEY_ID_SEPARATOR = ","
@@ -163,6 +185,11 @@ a legal hold, its release and an erasure are each recorded by their own (``legal
 
 class EvidenceFullError(StorageError):
     """The evidence database could not grow: the disk (or quota) is full (``SQLITE_FULL``)."""
+
+
+class EvidenceKeptError(EvidenceFullError):
+    """The store closed while the database was full: the write is not in the database yet, but kept
+    in a file beside it, which the next start writes into it (``import_held_evidence``)."""
 
 
 class InvariantError(StorageError):
@@ -1539,6 +1566,132 @@ _WRITERS: dict[type, Callable[[Database, Any], None]] = {
 
 
 # --------------------------------------------------------------------------------------------------
+# Evidence kept through a stop on a full disk: one JSON object per record
+
+
+_HELD_TYPES: dict[str, type] = {kind.__name__: kind for kind in (*_WRITERS, RecordingEnd)}
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON: times as stored (``to_db_time``), ids and enums as their text."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {item.name: _plain(getattr(value, item.name)) for item in dataclasses.fields(value)}
+    if isinstance(value, dt.datetime):
+        return to_db_time(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, tuple | list):
+        return [_plain(item) for item in value]
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    return value
+
+
+def _typed(annotation: Any, value: Any) -> Any:
+    """``value`` read back from JSON as ``annotation`` (the field types of the evidence records)."""
+    origin = typing.get_origin(annotation)
+    if origin in (types.UnionType, typing.Union):
+        if value is None:
+            return None
+        (kind,) = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        return _typed(kind, value)
+    if origin is tuple:
+        return tuple(_typed(typing.get_args(annotation)[0], item) for item in value)
+    if origin is not None:  # Mapping[str, Any]: a later event's detail, JSON already
+        return dict(value)
+    if annotation is dt.datetime:
+        return from_db_time(value)
+    if annotation is uuid.UUID:
+        return uuid.UUID(value)
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return annotation(value)
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
+        hints = typing.get_type_hints(annotation)
+        return annotation(**{name: _typed(hints[name], item) for name, item in value.items()})
+    return value
+
+
+def held_record_json(record: EvidenceRecord | RecordingEnd, state: RecordingState | None = None) -> str:
+    """One held record as a JSON line: ``{"record": "CallStarted", "fields": {...}}``; a recording's
+    end names the ``state`` it ends in (``complete`` or ``truncated``)."""
+    line: dict[str, Any] = {"record": type(record).__name__, "fields": _plain(record)}
+    if state is not None:
+        line["state"] = state.value
+    return json.dumps(line, ensure_ascii=False, sort_keys=True)
+
+
+def held_record_from_json(text: str) -> tuple[EvidenceRecord | RecordingEnd, RecordingState | None]:
+    """The record (and a recording end's state) of a ``held_record_json`` line; ValueError if it
+    is not one."""
+    try:
+        line = json.loads(text)
+        kind = _HELD_TYPES[line["record"]]
+        record = _typed(kind, line["fields"])
+        state = None if line.get("state") is None else RecordingState(line["state"])
+    except (KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"not a held evidence record: {error!r}") from error
+    if (kind is RecordingEnd) != (state is not None):
+        raise ValueError("a recording end, and only one, names the state it ends in")
+    return record, state
+
+
+def _write_held_record(
+    db: Database, record: EvidenceRecord | RecordingEnd, state: RecordingState | None
+) -> None:
+    if isinstance(record, RecordingEnd):
+        assert state is not None
+        _write_recording_end(db, record, state)
+    else:
+        _WRITERS[type(record)](db, record)
+
+
+def _import_held_file(db: Database, path: Path) -> None:
+    """Write the records kept in ``path`` in one transaction with its audit row (see the module);
+    a record the database refuses (an invariant, a line that is not a record) is logged whole and
+    named in the audit row, and the others are written. Runs on the writer thread."""
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    done = db.execute(
+        "SELECT seq FROM audit_log WHERE action = ? AND subject = ? AND json_extract(detail, '$.sha256') = ?",
+        [AUDIT_ACTION_HELD_IMPORTED, path.name, digest],
+    ).fetchone()
+    if done is not None:
+        _LOG.warning("%s: written into the evidence database already (audit row %d): removed", path, done[0])
+        return
+    written, refused = 0, []
+    with db.atomic():
+        for number, raw in enumerate(data.splitlines(), start=1):
+            if not raw.strip():
+                continue
+            text = raw.decode("utf-8", errors="replace")
+            try:
+                record, state = held_record_from_json(text)
+                with db.atomic():  # a savepoint: a refused record leaves nothing behind
+                    _write_held_record(db, record, state)
+            except (ValueError, StorageError, sqlite3.IntegrityError) as error:
+                _LOG.error("%s line %d not written: %s: %s", path, number, error, text)
+                refused.append({"line": number, "error": str(error), "record": text})
+            else:
+                written += 1
+        AuditLog(db).append(
+            at=dt.datetime.now(dt.UTC),
+            actor=HELD_IMPORT_ACTOR,
+            action=AUDIT_ACTION_HELD_IMPORTED,
+            subject=path.name,
+            detail={"sha256": digest, "written": written, "refused": refused},
+        )
+    _LOG.warning(
+        "%s: evidence kept while the disk was full is written into the evidence database"
+        " (%d records, %d refused): removed",
+        path,
+        written,
+        len(refused),
+    )
+
+
+# --------------------------------------------------------------------------------------------------
 # Reads
 
 
@@ -1914,6 +2067,31 @@ class _Write:
     transaction: bool
     hold_when_full: bool
     result: Future[Any]
+    # What the write stores, for the file that keeps it if the store closes while it is held.
+    record: EvidenceRecord | RecordingEnd | None = None
+    state: RecordingState | None = None
+
+
+def _write_new_file(path: Path, data: bytes) -> None:
+    """Create ``path`` (mode 0600; it holds personal data) with ``data``, flushed to the disk with
+    its directory entry; nothing is left of it on failure."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        directory = os.open(path.parent, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
 
 
 def _disk_full(path: Path) -> bool:
@@ -1928,10 +2106,15 @@ class EvidenceStore:
 
     Opening creates the file if needed, switches it to WAL and applies the migrations; it raises
     ``StorageError`` if the database cannot be opened. Use as a context manager or call ``close``.
+    ``held_dir`` is where closing on a full disk keeps the held writes (the database's directory
+    when not given).
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, held_dir: str | os.PathLike[str] | None = None
+    ) -> None:
         self.path = Path(path)
+        self.held_dir = self.path.parent if held_dir is None else Path(held_dir)
         self._closed = False
         self._lock = threading.Lock()
         self._writer_db: Database | None = None
@@ -1992,7 +2175,9 @@ class EvidenceStore:
         On a full database the future fails with ``EvidenceFullError``, or with ``hold_when_full``
         the write waits for space (see the module docstring). While writes are held, one without
         ``hold_when_full`` fails at once: it would overtake them."""
-        write = _Write(operation, transaction, hold_when_full, Future())
+        return self._queue(_Write(operation, transaction, hold_when_full, Future()))
+
+    def _queue(self, write: _Write) -> Future[Any]:
         with self._lock:
             if self._closed:
                 raise StorageError("the evidence store is closed")
@@ -2090,7 +2275,7 @@ class EvidenceStore:
     def submit(self, record: EvidenceRecord, *, hold_when_full: bool = False) -> Future[None]:
         """Queue one evidence record for writing in its own transaction."""
         writer = _WRITERS[type(record)]
-        return self.submit_write(lambda db: writer(db, record), hold_when_full=hold_when_full)
+        return self._queue(_Write(lambda db: writer(db, record), True, hold_when_full, Future(), record))
 
     def write(self, record: EvidenceRecord) -> None:
         """Write one evidence record and wait (synchronous convenience for the CLI and tests)."""
@@ -2099,14 +2284,42 @@ class EvidenceStore:
     # -- named writes --------------------------------------------------------------------------------
 
     def record_recording_finished(self, end: RecordingEnd, *, hold_when_full: bool = False) -> Future[None]:
-        return self.submit_write(
-            lambda db: _write_recording_end(db, end, RecordingState.COMPLETE), hold_when_full=hold_when_full
-        )
+        return self._record_recording_end(end, RecordingState.COMPLETE, hold_when_full=hold_when_full)
 
     def record_recording_truncated(self, end: RecordingEnd, *, hold_when_full: bool = False) -> Future[None]:
-        return self.submit_write(
-            lambda db: _write_recording_end(db, end, RecordingState.TRUNCATED), hold_when_full=hold_when_full
-        )
+        return self._record_recording_end(end, RecordingState.TRUNCATED, hold_when_full=hold_when_full)
+
+    def _record_recording_end(
+        self, end: RecordingEnd, state: RecordingState, *, hold_when_full: bool
+    ) -> Future[None]:
+        def write(db: Database) -> None:
+            _write_recording_end(db, end, state)
+
+        return self._queue(_Write(write, True, hold_when_full, Future(), end, state))
+
+    def import_held_evidence(self) -> Future[int]:
+        """Write the evidence an earlier run kept beside the database, as it closed on a full disk
+        (``held_dir``, files matching ``HELD_FILE_PATTERN``, oldest first; see the module), and
+        remove each file once written. The future holds how many files were written. A file that
+        cannot be written now (the disk is still full) is logged and left for the next start."""
+
+        def run(db: Database) -> int:
+            imported = 0
+            for path in sorted(self.held_dir.glob(HELD_FILE_PATTERN)):
+                try:
+                    _import_held_file(db, path)
+                    path.unlink()
+                except (OSError, sqlite3.Error, StorageError) as error:
+                    _LOG.error(
+                        "%s: kept evidence not written into the database yet (%s): left for the next start",
+                        path,
+                        error,
+                    )
+                else:
+                    imported += 1
+            return imported
+
+        return self.submit_write(run, transaction=False)
 
     def record_legal_hold(self, hold: LegalHold) -> Future[None]:
         """Put a recording on legal hold (see the module). The future fails with ``NotFoundError``
@@ -2215,19 +2428,69 @@ class EvidenceStore:
     # -- lifetime -----------------------------------------------------------------------------------
 
     def _close_writer(self) -> None:
+        # A stop is not a reason to lose evidence, nor to hang for ever: a few more tries, then a
+        # file, then the log (GDPR Art. 5(2): what the record must show is never dropped silently).
+        deadline = time.monotonic() + CLOSE_RETRY_S
         self._write_held()
+        while self._held and time.monotonic() < deadline:
+            time.sleep(max(0.0, min(HELD_RETRY_S, deadline - time.monotonic())))
+            self._write_held()
         if self._held:
-            _LOG.error(
-                "%s: closed with %d evidence writes still waiting for disk space: they are lost",
-                self.path,
-                len(self._held),
-            )
-            lost = EvidenceFullError(f"{self.path}: the store closed while the disk was full")
-            while self._held:
-                self._held.popleft().result.set_exception(lost)
+            self._keep_held()
         if self._writer_db is not None:
             self._writer_db.close()
             self._writer_db = None
+
+    def _keep_held(self) -> None:
+        """Keep the writes still held in a new file in ``held_dir``, or failing that in the log."""
+        held, self._held = list(self._held), deque()
+        lost = [write.result for write in held if write.record is None]  # none of ours: ``submit_write``
+        if lost:
+            _LOG.error(
+                "%s: closed with %d evidence writes waiting for disk space: lost", self.path, len(lost)
+            )
+            for result in lost:
+                result.set_exception(
+                    EvidenceFullError(f"{self.path}: the store closed while the disk was full")
+                )
+        kept = [
+            (write.result, held_record_json(write.record, write.state))
+            for write in held
+            if write.record is not None
+        ]
+        if not kept:
+            return
+        lines = [line for _, line in kept]
+        path = self.held_dir / f"evidence-held-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}.jsonl"
+        why: EvidenceFullError
+        try:
+            _write_new_file(path, "".join(line + "\n" for line in lines).encode("utf-8"))
+        except OSError as error:
+            _LOG.error(
+                "%s: closed with %d evidence records waiting for disk space, which cannot be kept in %s"
+                " (%s): each follows as one JSON line; put them, in this order, into a file %s in %s"
+                " and the next start writes them into the database",
+                self.path,
+                len(lines),
+                path,
+                error.strerror or error,
+                HELD_FILE_PATTERN,
+                self.held_dir,
+            )
+            for line in lines:
+                _LOG.error("held evidence: %s", line)
+            why = EvidenceFullError(f"{self.path}: the store closed while the disk was full; in the log only")
+        else:
+            _LOG.warning(
+                "%s: closed with %d evidence records waiting for disk space: kept in %s, which the next"
+                " start writes into the database",
+                self.path,
+                len(lines),
+                path,
+            )
+            why = EvidenceKeptError(f"{self.path}: the store closed while the disk was full; kept in {path}")
+        for result, _ in kept:
+            result.set_exception(why)
 
     def _close_reader(self) -> None:
         if self._reader_db is not None:

@@ -55,11 +55,19 @@ from proxy.b2bua.effects import (
     StopRecording,
     Tone,
 )
+from storage import records as records_module
 from storage.audit import AuditLog
 from storage.crypto import StorageError, StorageFullError, TruncatedRecordingError, key_id
 from storage.keys import generate_private_key
 from storage.migrations import to_db_time
-from storage.records import EvidenceStore, RecordingRecord, RecordingState, TimelineEvent, TimelineKind
+from storage.records import (
+    EvidenceStore,
+    NotFoundError,
+    RecordingRecord,
+    RecordingState,
+    TimelineEvent,
+    TimelineKind,
+)
 from storage.segments import HEADER_BYTES, RECORD_HEADER_BYTES, SegmentReader, SegmentWriter
 from storage.sqlite_keys import SqliteKeyStore
 from tests.storage.test_records_full import cap_growth, fill
@@ -1591,6 +1599,69 @@ def test_no_recording_starts_while_evidence_waits_for_disk_space(
     assert [e.detail["reason"] for e in timeline if e.kind is TimelineKind.NOT_RECORDED] == [
         "disk full: evidence is waiting for disk space"
     ]
+
+
+def test_evidence_waiting_for_disk_space_at_a_stop_is_written_by_the_next_start(
+    layout: DataLayout,
+    reviewer: X25519PrivateKey,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # callherald stops (SIGTERM) while the database is still full: the call's evidence, waiting in
+    # memory, is kept in a file beside the database, and the next start writes it in, once.
+    monkeypatch.setattr(records_module, "CLOSE_RETRY_S", 0.2)
+
+    async def play() -> None:
+        evidence = EvidenceStore(layout.evidence_db)
+        records = StorageRecords(layout, evidence, recipients=(reviewer.public_key(),), purposes=PURPOSES)
+        try:
+            cap_growth(evidence, full=True)
+            fill(evidence, count=40)
+            feed(
+                records,
+                [
+                    Begin(),
+                    *notice(end=6),
+                    Record(purposes=("evidence",), at=at(10)),
+                    End(reason="shutdown", at=at(12)),
+                ],
+            )
+        finally:
+            records.close()
+
+    asyncio.run(play())
+    (kept,) = layout.root.glob("evidence-held-*.jsonl")
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert "not written" not in caplog.text  # no error per record: one warning says where they are
+    assert "which the next start writes into the database" in caplog.text
+    with EvidenceStore(layout.evidence_db) as store, pytest.raises(NotFoundError):
+        store.call_timeline(CALL)
+
+    config = default_config(layout.root)
+    open_storage(config).close()
+    assert not kept.exists()
+    open_storage(config).close()  # nothing left to write: written once
+    timeline, recordings = stored(layout)
+    assert recordings == []
+    kinds = [event.kind for event in timeline]
+    assert kinds[0] is TimelineKind.CALL_SETUP
+    assert TimelineKind.ANNOUNCEMENT_END in kinds
+    assert [e.detail["reason"] for e in timeline if e.kind is TimelineKind.NOT_RECORDED] == [
+        "disk full: evidence is waiting for disk space"
+    ]
+    assert timeline[-1].kind is TimelineKind.CALL_END
+    assert timeline[-1].detail == {"end_reason": "shutdown"}  # not closed as interrupted by recovery
+    with EvidenceStore(layout.evidence_db) as store:
+        assert store.audit_verify().ok
+        assert store.verify_manifests().ok
+        imports = [
+            entry
+            for entry in store.submit_read(lambda db: AuditLog(db).entries()).result()
+            if entry.action == "held_evidence_imported"
+        ]
+    (entry,) = imports
+    assert entry.subject == kept.name
+    assert json.loads(entry.detail)["refused"] == []
 
 
 @pytest.mark.parametrize("fail_at", [0, 2, 3])

@@ -1,17 +1,37 @@
 """The evidence database on a full disk: SQLite's own ``SQLITE_FULL`` (the writer connection's
 ``max_page_count`` capped at the pages it has, as a disk with no room left), writes held in order
-and written once there is room again."""
+and written once there is room again; and what still waits when the store closes, kept for the next
+start."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from storage.records import CallEnded, EvidenceFullError, EvidenceStore, RecordingEnd, RecordingState
+from storage import records
+from storage.audit import AuditEntry, AuditLog
+from storage.records import (
+    AUDIT_ACTION_HELD_IMPORTED,
+    HELD_FILE_PATTERN,
+    CallEnded,
+    EvidenceFullError,
+    EvidenceKeptError,
+    EvidenceRecord,
+    EvidenceStore,
+    LaterEvent,
+    LaterEventKind,
+    RecordingEnd,
+    RecordingState,
+    held_record_from_json,
+    held_record_json,
+)
 from tests.storage.test_records import CALL, RID, at, prepared_call, recording, started
 
 
@@ -111,16 +131,130 @@ def test_a_held_recording_end_marks_the_recording_once_written(tmp_path: Path) -
         assert record.duration_ms == 3000
 
 
-def test_closing_while_full_fails_the_held_writes_and_says_so(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    store = EvidenceStore(tmp_path / "evidence.sqlite")
+@pytest.fixture
+def quick_close(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(records, "CLOSE_RETRY_S", 0.2)
+
+
+def close_full(tmp_path: Path, **store_options: Any) -> tuple[list[Future[None]], int]:
+    """A store closed while ``fill`` holds writes; its futures and how many were held."""
+    store = EvidenceStore(tmp_path / "evidence.sqlite", **store_options)
     prepared_call(store)
     cap_growth(store, full=True)
     futures = fill(store)
     held = store.held
     store.close()
-    lost = [future for future in futures if future.exception() is not None]
-    assert len(lost) == held
-    assert all(isinstance(future.exception(), EvidenceFullError) for future in lost)
-    assert f"closed with {held} evidence writes still waiting for disk space" in caplog.text
+    return futures, held
+
+
+def calls_stored(path: Path) -> list[str]:
+    with EvidenceStore(path) as store:
+        return store.submit_read(
+            lambda db: [row[0] for row in db.execute("SELECT id FROM calls ORDER BY rowid")]
+        ).result()
+
+
+def imports(path: Path) -> list[AuditEntry]:
+    with EvidenceStore(path) as store:
+        assert store.audit_verify().ok
+        entries = store.submit_read(lambda db: AuditLog(db).entries()).result()
+    return [entry for entry in entries if entry.action == AUDIT_ACTION_HELD_IMPORTED]
+
+
+@pytest.mark.usefixtures("quick_close")
+def test_closing_while_full_keeps_the_held_writes_for_the_next_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    futures, held = close_full(tmp_path)
+    kept = [future for future in futures if future.exception() is not None]
+    assert len(kept) == held
+    assert all(isinstance(future.exception(), EvidenceKeptError) for future in kept)
+    (path,) = tmp_path.glob(HELD_FILE_PATTERN)
+    assert f"closed with {held} evidence records waiting for disk space: kept in {path}" in caplog.text
+    assert len(path.read_text().splitlines()) == held
+    database = tmp_path / "evidence.sqlite"
+    assert len(calls_stored(database)) == 1 + len(futures) - held
+
+    copy = path.read_bytes()
+    with EvidenceStore(database) as store:
+        assert store.import_held_evidence().result() == 1
+    assert not path.exists()
+    assert calls_stored(database) == [CALL] + [f"filler-{index}" for index in range(len(futures))]
+    (entry,) = imports(database)
+    assert (entry.actor, entry.subject) == ("callherald", path.name)
+    assert json.loads(entry.detail) == {
+        "sha256": hashlib.sha256(copy).hexdigest(),
+        "written": held,
+        "refused": [],
+    }
+
+    # Written, but not removed (a crash in between): the next start sees its audit row, writes
+    # nothing twice, and removes it.
+    path.write_bytes(copy)
+    with EvidenceStore(database) as store:
+        store.import_held_evidence().result()
+    assert not path.exists()
+    assert len(calls_stored(database)) == 1 + len(futures)
+    assert len(imports(database)) == 1
+    assert "written into the evidence database already" in caplog.text
+
+
+@pytest.mark.usefixtures("quick_close")
+def test_held_writes_that_no_file_can_keep_are_logged_whole_and_can_be_written_from_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    futures, held = close_full(tmp_path, held_dir=tmp_path / "missing")
+    assert all(isinstance(future.exception(), EvidenceFullError) for future in futures[len(futures) - held :])
+    assert f"closed with {held} evidence records waiting for disk space, which cannot be kept" in caplog.text
+    logged = [
+        record.getMessage().removeprefix("held evidence: ")
+        for record in caplog.records
+        if record.levelno == logging.ERROR and record.getMessage().startswith("held evidence: ")
+    ]
+    assert len(logged) == held
+    first, _ = held_record_from_json(logged[0])
+    assert first == started(call_id=f"filler-{len(futures) - held}")
+
+    # By hand, as the log says: the lines, in order, into a file beside the database; and one that
+    # is no record at all, which is refused on its own (logged and audited), not with the others.
+    (tmp_path / "evidence-held-by-hand.jsonl").write_text(
+        "\n".join([*logged, '{"record": "Nonsense"}']) + "\n"
+    )
+    database = tmp_path / "evidence.sqlite"
+    with EvidenceStore(database) as store:
+        store.import_held_evidence().result()
+    assert len(calls_stored(database)) == 1 + len(futures)
+    (entry,) = imports(database)
+    detail = json.loads(entry.detail)
+    assert detail["written"] == held
+    assert [(item["line"], item["record"]) for item in detail["refused"]] == [
+        (held + 1, '{"record": "Nonsense"}')
+    ]
+    assert f"evidence-held-by-hand.jsonl line {held + 1} not written" in caplog.text
+
+
+def test_each_kind_of_held_record_survives_its_json_line() -> None:
+    end = RecordingEnd(
+        recording_id=RID,
+        finished_at=at(13),
+        audio_sha256="0" * 64,
+        size_bytes=10,
+        duration_ms=3000,
+        end_reason="bye",
+    )
+    cases: list[tuple[EvidenceRecord | RecordingEnd, RecordingState | None]] = [
+        (started(call_id="x"), None),
+        (recording(first_frame=10), None),
+        (end, RecordingState.TRUNCATED),
+        (CallEnded(call_id=CALL, ended_at=at(50), end_reason="bye"), None),
+        (
+            LaterEvent(
+                call_id=CALL, kind=LaterEventKind.WITHDRAWAL, at=at(40), actor="caller", detail={"a": [1]}
+            ),
+            None,
+        ),
+    ]
+    for record, state in cases:
+        assert held_record_from_json(held_record_json(record, state)) == (record, state)
+    with pytest.raises(ValueError, match="names the state"):
+        held_record_from_json(held_record_json(end))
