@@ -110,7 +110,7 @@ def _verify(layout: DataLayout, expected_head: str | None) -> tuple[AuditReport,
     if not layout.evidence_db.exists():  # a wrong directory or a data_dir typo, not an empty log
         raise CommandError(f"no evidence database at {layout.evidence_db}", exit_code=ExitCode.REFUSED)
     try:
-        store = EvidenceStore(layout.evidence_db)
+        store = EvidenceStore(layout.evidence_db, read_only=True)  # works on a read-only copy too
     except StorageError as error:
         raise CommandError(str(error), exit_code=ExitCode.REFUSED) from error
     try:

@@ -449,16 +449,18 @@ def timeline_table(events: Sequence[TimelineEvent], *, recording_id: uuid.UUID |
 
 
 @contextlib.contextmanager
-def _evidence(layout: DataLayout) -> Iterator[EvidenceStore | None]:
+def _evidence(layout: DataLayout, *, read_only: bool = False) -> Iterator[EvidenceStore | None]:
     """The evidence store of ``layout``, or None when no database exists yet (nothing recorded).
 
-    A missing database is not created: these commands only read (export appends to the audit log).
+    A missing database is not created. ``read_only`` for the commands that only read, so that they
+    work on a read-only copy or mount; those that write (export appends to the audit log) are
+    refused there, and say why.
     """
     if not layout.evidence_db.exists():
         yield None
         return
     try:
-        store = EvidenceStore(layout.evidence_db)
+        store = EvidenceStore(layout.evidence_db, read_only=read_only)
     except StorageError as error:
         raise _refused(str(error)) from error
     try:
@@ -503,7 +505,7 @@ def list_recordings(
 ) -> int:
     """Print the recordings by start time (``since <= started < until``, number as caller or callee)."""
     try:
-        with _evidence(layout) as store:
+        with _evidence(layout, read_only=True) as store:
             if store is None:  # a wrong directory or a data_dir typo, not an empty record
                 raise _refused(f"no evidence database at {layout.evidence_db}")
             records = store.recordings_list(number=number, since=since, until=until, state=state, limit=limit)
@@ -522,7 +524,7 @@ def show_recording(layout: DataLayout, recording_id: str, *, as_json: bool = Fal
     """Print one recording's facts and the evidence timeline of its call."""
     try:
         rid = _recording_id(recording_id)
-        with _evidence(layout) as store:
+        with _evidence(layout, read_only=True) as store:
             record = _find(store, rid, layout)
             assert store is not None
             try:
@@ -1025,13 +1027,14 @@ def _for_each(
     *,
     done_already: Callable[[RecordingRecord], str | None],
     done: str,
+    read_only: bool = False,
 ) -> int:
     """``act`` on each recording of ``selection`` and print what it did (see the module): with
     several, a refusal does not stop the others, a recording ``done_already`` describes is skipped,
     and a total (how many were ``done``) follows."""
     acted = refused = skipped = 0
     try:
-        with _evidence(layout) as store:
+        with _evidence(layout, read_only=read_only) as store:
             records = _selected(store, layout, selection)
             assert store is not None
             if selection.recording_id is not None:
@@ -1133,6 +1136,7 @@ def erase_recordings(layout: DataLayout, selection: Selection, *, reason: str, d
         act,
         done_already=lambda record: None if record.erased_at is None else _erased(record),
         done="would be erased" if dry_run else "erased",
+        read_only=dry_run,
     )
 
 
@@ -1147,7 +1151,7 @@ def expire_recordings(layout: DataLayout, *, dry_run: bool = False) -> int:
     today = dt.datetime.now(dt.UTC).date()
     failed = False
     try:
-        with _evidence(layout) as store:
+        with _evidence(layout, read_only=dry_run) as store:
             if store is None:
                 raise _refused(f"no evidence database at {layout.evidence_db}")
             due = store.recordings_past_retention(today)

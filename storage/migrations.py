@@ -39,6 +39,7 @@ __all__ = [
     "open_writer",
     "to_db_date",
     "to_db_time",
+    "unwritable_reason",
 ]
 
 MIGRATION_SET = "callherald-evidence"
@@ -125,11 +126,51 @@ def open_writer(path: str | os.PathLike[str]) -> Database:
 
 
 def open_reader(path: str | os.PathLike[str]) -> Database:
-    """Open an existing database read-only (``mode=ro``); writes through it fail."""
-    uri = Path(path).resolve().as_uri() + "?mode=ro"
+    """Open an existing database read-only (``mode=ro``); writes through it fail.
+
+    A WAL database needs its ``-shm`` and ``-wal`` files, made if missing, even to be read. In a
+    directory this process cannot write (a read-only copy or mount) where they are missing, it is
+    opened ``immutable=1`` instead: safe only because no ``-wal`` file (or an empty one) means every
+    committed row is in the database file, and no writer can make one there. A non-empty ``-wal``
+    without its ``-shm`` holds rows that cannot be read there: ``sqlite3.OperationalError`` says so.
+    """
+    database = Path(path).resolve()
+    try:
+        return _connect_reader(database.as_uri() + "?mode=ro")
+    except sqlite3.OperationalError as error:
+        unwritable = unwritable_reason(database.parent)
+        if unwritable is None:
+            raise
+        wal = database.with_name(database.name + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise sqlite3.OperationalError(
+                f"{error}: its write-ahead log {wal.name} holds rows that SQLite reads only with write"
+                f" access to {database.parent} (copy the data directory somewhere writable and read the copy)"
+            ) from error
+        return _connect_reader(database.as_uri() + "?mode=ro&immutable=1")
+
+
+def _connect_reader(uri: str) -> Database:
     conn = sqlite3.connect(uri, uri=True)
-    configure_connection(conn)
+    try:
+        configure_connection(conn)
+        conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()  # opens the file now
+    except BaseException:
+        conn.close()
+        raise
     return Database(conn, execute_plugins=False)
+
+
+def unwritable_reason(directory: Path) -> str | None:
+    """Why files cannot be made in ``directory`` (as this user), None when they can."""
+    try:
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:
+            return "is on a read-only file system"
+    except OSError:
+        return None
+    if not os.access(directory, os.W_OK):
+        return "is not writable by this user"
+    return None
 
 
 def apply_migrations(db: Database) -> None:

@@ -95,7 +95,16 @@ from sqlite_utils import Database
 from storage.audit import AuditEntry, AuditLog, AuditReport, canonical_detail
 from storage.crypto import StorageError
 from storage.manifests import ManifestMismatch, ManifestReport, append_manifest, verify_manifests
-from storage.migrations import from_db_date, from_db_time, open_reader, open_writer, to_db_date, to_db_time
+from storage.migrations import (
+    MIGRATIONS,
+    from_db_date,
+    from_db_time,
+    open_reader,
+    open_writer,
+    to_db_date,
+    to_db_time,
+    unwritable_reason,
+)
 from storage.threads import name_os_thread
 
 __all__ = [
@@ -2108,13 +2117,23 @@ class EvidenceStore:
     ``StorageError`` if the database cannot be opened. Use as a context manager or call ``close``.
     ``held_dir`` is where closing on a full disk keeps the held writes (the database's directory
     when not given).
+
+    ``read_only`` opens an existing database for reading only (``open_reader``; works on a
+    read-only copy or mount): every write raises ``StorageError``. One an earlier callherald wrote
+    (migrations pending) is upgraded first where its directory can be written, and refused where
+    it cannot.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, held_dir: str | os.PathLike[str] | None = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        held_dir: str | os.PathLike[str] | None = None,
+        read_only: bool = False,
     ) -> None:
         self.path = Path(path)
         self.held_dir = self.path.parent if held_dir is None else Path(held_dir)
+        self.read_only = read_only
         self._closed = False
         self._lock = threading.Lock()
         self._writer_db: Database | None = None
@@ -2122,6 +2141,8 @@ class EvidenceStore:
         self._open_error: BaseException | None = None
         self._held: deque[_Write] = deque()  # touched on the writer thread only
         self._retry: threading.Timer | None = None
+        if read_only:
+            self._upgrade_if_behind()
         self._writer = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="evidence-writer", initializer=self._open_writer
         )
@@ -2136,6 +2157,8 @@ class EvidenceStore:
 
     def _open_writer(self) -> None:
         name_os_thread("evidence-writer")
+        if self.read_only:
+            return
         try:
             self._writer_db = open_writer(self.path)
         except Exception as exc:
@@ -2148,6 +2171,23 @@ class EvidenceStore:
         except Exception as exc:
             self._open_error = exc
 
+    def _upgrade_if_behind(self) -> None:
+        """Read-only: apply the migrations an earlier callherald's database lacks, as opening it for
+        writing does, where its directory can be written; refuse it where it cannot."""
+        unwritable = unwritable_reason(self.path.parent)
+        try:
+            reader = open_reader(self.path)
+            try:
+                pending = MIGRATIONS.pending(reader)
+            finally:
+                reader.close()
+            if pending and unwritable is None:
+                open_writer(self.path).close()
+            elif pending:
+                raise StorageError("an earlier callherald wrote it, and its schema cannot be upgraded here")
+        except (OSError, sqlite3.Error, StorageError) as error:
+            raise self._open_failure("reader", error) from error
+
     def _ready(self, executor: ThreadPoolExecutor, role: str) -> None:
         try:
             executor.submit(lambda: None).result()
@@ -2159,10 +2199,17 @@ class EvidenceStore:
         if role == "reader":
             self._writer.submit(self._close_writer).result()
             self._writer.shutdown(wait=True)
-        hint = "; the disk holding it is full" if _disk_full(self.path) else ""
-        raise StorageError(
-            f"{self.path}: cannot open the evidence database ({role}): {self._open_error}{hint}"
-        ) from self._open_error
+        raise self._open_failure(role, self._open_error) from self._open_error
+
+    def _open_failure(self, role: str, error: BaseException) -> StorageError:
+        unwritable = unwritable_reason(self.path.parent)
+        if unwritable is not None:
+            hint = f"; {self.path.parent} {unwritable}"
+        elif _disk_full(self.path):
+            hint = "; the disk holding it is full"
+        else:
+            hint = ""
+        return StorageError(f"{self.path}: cannot open the evidence database ({role}): {error}{hint}")
 
     # -- generic submission ------------------------------------------------------------------------
 
@@ -2181,6 +2228,8 @@ class EvidenceStore:
         with self._lock:
             if self._closed:
                 raise StorageError("the evidence store is closed")
+            if self.read_only:
+                raise StorageError(f"{self.path}: the evidence database is open read-only")
             self._writer.submit(self._run_write, write)
         return write.result
 

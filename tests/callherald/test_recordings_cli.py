@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import uuid
 import wave
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -2021,3 +2022,135 @@ def test_an_uncounted_key_is_called_masked_only_when_it_was_audio(mechanism: str
         detail={"digit": "5", "mechanism": mechanism, "counted": False},
     )
     assert shown in timeline_table([key])
+
+
+# --------------------------------------------------------------------------------------------------
+# A read-only copy (a backup, a snapshot, a volume the kernel remounted read-only)
+
+
+@contextlib.contextmanager
+def read_only_copy(data_dir: Path, where: Path, *, leave_out: tuple[str, ...] = ()) -> Iterator[Path]:
+    """A copy of ``data_dir`` (less the files named in ``leave_out``) that this user cannot write:
+    on a tmpfs remounted read-only when run as root (root writes whatever the file modes say), its
+    directories made mode 0555 otherwise."""
+    where.mkdir()
+    copy = where / "data"
+    if os.geteuid() != 0:
+        shutil.copytree(data_dir, copy, ignore=lambda _dir, names: [n for n in names if n in leave_out])
+        directories = [copy, *(path for path in copy.rglob("*") if path.is_dir())]
+        for directory in directories:
+            directory.chmod(0o555)
+        try:
+            yield copy
+        finally:
+            for directory in directories:
+                directory.chmod(0o700)
+        return
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=20m,mode=0700", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(
+            f"running as root, and cannot mount a file system to make read-only: {mounted.stderr.strip()}"
+        )
+    try:
+        shutil.copytree(data_dir, copy, ignore=lambda _dir, names: [n for n in names if n in leave_out])
+        subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True, capture_output=True)
+        yield copy
+    finally:
+        subprocess.run(["umount", "--lazy", str(where)], check=True)
+
+
+def run_on(data_dir: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(CALLHERALD), *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, HOME_ENV: str(data_dir)},
+    )
+
+
+def test_reading_commands_work_on_a_read_only_copy_and_writing_ones_say_why_they_cannot(
+    data: DataDir, tmp_path: Path
+) -> None:
+    # The copy of a cleanly closed database has no -wal or -shm file, which SQLite in WAL mode
+    # would make even to read; it is read as it is (nothing can change it there).
+    assert not list(data.layout.root.glob("evidence.sqlite-*"))
+    with read_only_copy(data.layout.root, tmp_path / "backup") as copy:
+        listed = run_on(copy, "recordings", "list")
+        assert (listed.returncode, listed.stderr) == (0, "")
+        assert str(COMPLETE_ID) in listed.stdout
+        assert str(TRUNCATED_ID) in listed.stdout
+        shown = run_on(copy, "recordings", "show", str(COMPLETE_ID))
+        assert (shown.returncode, shown.stderr) == (0, "")
+        assert "timeline of call call-a:" in shown.stdout
+        verified = run_on(copy, "audit", "verify")
+        assert (verified.returncode, verified.stderr) == (0, "")
+        assert "intact" in verified.stdout
+        dry_run = run_on(copy, "recordings", "expire", "--dry-run")
+        assert (dry_run.returncode, dry_run.stderr) == (0, "")
+
+        # Export writes an audit row, erase and hold write the record: refused, saying why.
+        out = tmp_path / "call.wav"
+        unwritable = "is on a read-only file system" if os.geteuid() == 0 else "is not writable by this user"
+        for argv in (
+            ("recordings", "export", str(COMPLETE_ID), "--out", str(out), "--key", str(data.reviewer_key)),
+            ("recordings", "erase", str(COMPLETE_ID), "--reason", "Art. 17 request"),
+            ("recordings", "hold", str(COMPLETE_ID), "--reason", "claim 7"),
+        ):
+            refused = run_on(copy, *argv)
+            assert refused.returncode == 1, argv
+            assert refused.stderr == (
+                f"callherald recordings: {copy / 'evidence.sqlite'}: cannot open the evidence database"
+                f" (writer): unable to open database file; {copy} {unwritable}\n"
+            )
+        assert not out.exists()
+        assert sorted(path.name for path in copy.iterdir()) == sorted(
+            path.name for path in data.layout.root.iterdir()
+        )
+
+
+@contextlib.contextmanager
+def copy_while_open(data: DataDir) -> Iterator[Path]:
+    """The data directory as a copy taken while callherald runs: the newest rows (an access request
+    and its audit row) in the write-ahead log, not yet in the database file."""
+    with EvidenceStore(data.layout.evidence_db) as running:
+        running.write(
+            LaterEvent(call_id=COMPLETE_CALL.call_id, kind=LaterEventKind.ACCESS, at=at(90_000), actor="dpo")
+        )
+        wal = data.layout.evidence_db.with_name("evidence.sqlite-wal")
+        assert wal.stat().st_size > 0
+        yield data.layout.root
+
+
+def test_a_read_only_copy_taken_while_running_is_read_with_its_write_ahead_log(
+    data: DataDir, tmp_path: Path
+) -> None:
+    with copy_while_open(data) as root, read_only_copy(root, tmp_path / "backup") as copy:
+        verified = run_on(copy, "audit", "verify", "--json")
+    assert (verified.returncode, verified.stderr) == (0, "")
+    with EvidenceStore(data.layout.evidence_db) as store:
+        rows = len(store.submit_read(lambda db: AuditLog(db).entries()).result())
+    assert json.loads(verified.stdout)["rows_checked"] == rows  # the row in the log was read too
+
+
+def test_a_read_only_copy_whose_write_ahead_log_cannot_be_read_is_refused_not_read_short(
+    data: DataDir, tmp_path: Path
+) -> None:
+    # Without its -shm file SQLite cannot read the -wal in a directory it cannot write: reading the
+    # database file alone would leave out its newest rows without a word.
+    with (
+        copy_while_open(data) as root,
+        read_only_copy(root, tmp_path / "backup", leave_out=("evidence.sqlite-shm",)) as copy,
+    ):
+        verified = run_on(copy, "audit", "verify")
+    assert verified.returncode == 1
+    assert "write-ahead log evidence.sqlite-wal holds rows that SQLite reads only with write access" in (
+        verified.stderr
+    )
+    assert "Traceback" not in verified.stderr

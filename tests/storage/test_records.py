@@ -1403,3 +1403,27 @@ def test_closed_store_refuses_work(tmp_path: Path) -> None:
     evidence.close()  # idempotent
     with pytest.raises(StorageError, match="closed"):
         evidence.write(started())
+
+
+def test_a_read_only_store_reads_and_refuses_every_write(tmp_path: Path) -> None:
+    path = tmp_path / "evidence.sqlite"
+    with EvidenceStore(path) as store:
+        prepared_call(store)
+    with EvidenceStore(path, read_only=True) as reader:
+        assert reader.call_timeline(CALL)[0].kind is TimelineKind.CALL_SETUP
+        with pytest.raises(StorageError, match="open read-only"):
+            reader.write(CallEnded(call_id=CALL, ended_at=at(50), end_reason="bye"))
+    with EvidenceStore(path) as store:
+        assert store.recordings_list() == []
+        assert store.call_timeline(CALL)[-1].kind is not TimelineKind.CALL_END
+
+
+def test_a_read_only_store_upgrades_an_earlier_schema_where_it_may_write(tmp_path: Path) -> None:
+    # As opening for writing did before reading commands opened read-only: the reading still works.
+    path = tmp_path / "evidence.sqlite"
+    older = Database(path)
+    MIGRATIONS.apply(older, stop_before="0011_legal_holds")
+    older.close()
+    with EvidenceStore(path, read_only=True) as reader:
+        assert reader.recordings_list() == []
+        assert not reader.submit_read(MIGRATIONS.pending).result()
