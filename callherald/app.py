@@ -130,7 +130,7 @@ def open_storage(config: Config) -> StorageRecords:
     """
     layout = DataLayout(config.data_dir)
     layout.make_root()
-    evidence = EvidenceStore(layout.evidence_db)
+    evidence = EvidenceStore(layout.evidence_db, held_dir=config.recording.held_evidence_dir)
     # Before recovery: a call the last run ended while the disk was full has its end in there.
     evidence.import_held_evidence().result()
     for line in recover_open_recordings(layout, evidence):

@@ -482,7 +482,10 @@ def _read_recording_section(r: Reader) -> Recording:
         recipients=r.scalar_list("recipients", key_file, (), noun="public key file"),
         min_free_mb=r.int_("min_free_mb", DEFAULT_RECORDING_MIN_FREE_MB, lo=0),
         enabled=r.bool_("enabled", True),
+        held_evidence_dir=r.path_("held_evidence_dir", None),
     )
+    if recording.held_evidence_dir is not None and not recording.held_evidence_dir.is_dir():
+        r.error("held_evidence_dir", f"{os.fspath(recording.held_evidence_dir)!r} is not a directory")
     # Each recipient is one wrapped copy of a recording's key; a file, or a key, listed twice is a
     # mistake (a copy of a key file under another name as much as the same file).
     first_file: dict[str, int] = {}

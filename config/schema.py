@@ -559,6 +559,11 @@ class Recording:
     enabled: bool = True
     """False: nothing is recorded at all; notice and consent questions still happen as the
     policies say. Default true."""
+    held_evidence_dir: Path | None = None
+    """An existing directory, best on another disk than ``data_dir``, where a stop keeps the
+    evidence that waits for disk space (the database could not take it), for the next start to
+    write into the database; a relative path is relative to the config file's directory. Default:
+    none, meaning ``data_dir``, which is also where it falls back to."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -2115,8 +2115,8 @@ class EvidenceStore:
 
     Opening creates the file if needed, switches it to WAL and applies the migrations; it raises
     ``StorageError`` if the database cannot be opened. Use as a context manager or call ``close``.
-    ``held_dir`` is where closing on a full disk keeps the held writes (the database's directory
-    when not given).
+    ``held_dir`` is where closing on a full disk keeps the held writes (ideally on another disk),
+    else, or when that fails, in the database's directory; ``import_held_evidence`` reads both.
 
     ``read_only`` opens an existing database for reading only (``open_reader``; works on a
     read-only copy or mount): every write raises ``StorageError``. One an earlier callherald wrote
@@ -2132,7 +2132,9 @@ class EvidenceStore:
         read_only: bool = False,
     ) -> None:
         self.path = Path(path)
-        self.held_dir = self.path.parent if held_dir is None else Path(held_dir)
+        self.held_dirs = tuple(
+            dict.fromkeys([*([Path(held_dir)] if held_dir is not None else []), self.path.parent])
+        )
         self.read_only = read_only
         self._closed = False
         self._lock = threading.Lock()
@@ -2348,13 +2350,14 @@ class EvidenceStore:
 
     def import_held_evidence(self) -> Future[int]:
         """Write the evidence an earlier run kept beside the database, as it closed on a full disk
-        (``held_dir``, files matching ``HELD_FILE_PATTERN``, oldest first; see the module), and
+        (``held_dirs``, files matching ``HELD_FILE_PATTERN``, oldest first; see the module), and
         remove each file once written. The future holds how many files were written. A file that
         cannot be written now (the disk is still full) is logged and left for the next start."""
 
         def run(db: Database) -> int:
             imported = 0
-            for path in sorted(self.held_dir.glob(HELD_FILE_PATTERN)):
+            kept = (path for directory in self.held_dirs for path in directory.glob(HELD_FILE_PATTERN))
+            for path in sorted(kept, key=lambda path: path.name):
                 try:
                     _import_held_file(db, path)
                     path.unlink()
@@ -2491,7 +2494,8 @@ class EvidenceStore:
             self._writer_db = None
 
     def _keep_held(self) -> None:
-        """Keep the writes still held in a new file in ``held_dir``, or failing that in the log."""
+        """Keep the writes still held in a new file in the first of ``held_dirs`` that takes it, or
+        failing that in the log."""
         held, self._held = list(self._held), deque()
         lost = [write.result for write in held if write.record is None]  # none of ours: ``submit_write``
         if lost:
@@ -2510,34 +2514,41 @@ class EvidenceStore:
         if not kept:
             return
         lines = [line for _, line in kept]
-        path = self.held_dir / f"evidence-held-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}.jsonl"
+        data = "".join(line + "\n" for line in lines).encode("utf-8")
+        name = f"evidence-held-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}.jsonl"
+        failures = []
         why: EvidenceFullError
-        try:
-            _write_new_file(path, "".join(line + "\n" for line in lines).encode("utf-8"))
-        except OSError as error:
-            _LOG.error(
-                "%s: closed with %d evidence records waiting for disk space, which cannot be kept in %s"
-                " (%s): each follows as one JSON line; put them, in this order, into a file %s in %s"
-                " and the next start writes them into the database",
-                self.path,
-                len(lines),
-                path,
-                error.strerror or error,
-                HELD_FILE_PATTERN,
-                self.held_dir,
-            )
-            for line in lines:
-                _LOG.error("held evidence: %s", line)
-            why = EvidenceFullError(f"{self.path}: the store closed while the disk was full; in the log only")
-        else:
+        for directory in self.held_dirs:
+            try:
+                _write_new_file(directory / name, data)
+            except OSError as error:
+                failures.append(f"{directory / name}: {error.strerror or error}")
+                continue
             _LOG.warning(
                 "%s: closed with %d evidence records waiting for disk space: kept in %s, which the next"
                 " start writes into the database",
                 self.path,
                 len(lines),
-                path,
+                directory / name,
             )
-            why = EvidenceKeptError(f"{self.path}: the store closed while the disk was full; kept in {path}")
+            why = EvidenceKeptError(
+                f"{self.path}: the store closed while the disk was full; kept in {directory / name}"
+            )
+            break
+        else:
+            _LOG.error(
+                "%s: closed with %d evidence records waiting for disk space, which cannot be kept in a"
+                " file (%s): each follows as one JSON line; put them, in this order, into a file %s in"
+                " %s and the next start writes them into the database",
+                self.path,
+                len(lines),
+                "; ".join(failures),
+                HELD_FILE_PATTERN,
+                self.path.parent,
+            )
+            for line in lines:
+                _LOG.error("held evidence: %s", line)
+            why = EvidenceFullError(f"{self.path}: the store closed while the disk was full; in the log only")
         for result, _ in kept:
             result.set_exception(why)
 

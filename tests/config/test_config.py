@@ -183,6 +183,7 @@ recording:
   recipients: [keys/reviewer.pub, keys/escrow.b64]
   min_free_mb: 500
   enabled: true
+  held_evidence_dir: spool
 data_dir: data
 logging:
   level: debug
@@ -385,6 +386,7 @@ def full_example_config(config_dir: Path) -> Config:
             recipients=(config_dir / "keys" / "reviewer.pub", config_dir / "keys" / "escrow.b64"),
             min_free_mb=500,
             enabled=True,
+            held_evidence_dir=config_dir / "spool",
         ),
         data_dir=config_dir / "data",
         logging=Logging(level=LogLevel.DEBUG),
@@ -397,6 +399,7 @@ def write_full_example(tmp_path: Path) -> Path:
     (tmp_path / "prompts").mkdir()
     for name in PROMPT_FILES:
         (tmp_path / "prompts" / name).write_bytes(b"audio")
+    (tmp_path / "spool").mkdir()
     (tmp_path / "keys").mkdir()
     (tmp_path / "keys" / "reviewer.pub").write_text(REVIEWER_PEM, encoding="ascii")
     (tmp_path / "keys" / "escrow.b64").write_text(ESCROW_BASE64, encoding="ascii")

@@ -71,6 +71,10 @@ def test_section_absent_means_defaults() -> None:
         ),
         ("recording:\n  min_free_mb: 1_000\n", Recording(min_free_mb=1000)),
         ("recording:\n  enabled: False\n", Recording(enabled=False)),
+        (
+            "recording:\n  held_evidence_dir: keys/a-directory\n",
+            Recording(held_evidence_dir=Path("keys/a-directory")),
+        ),
     ],
 )
 def test_valid_section(section: str, expected: Recording) -> None:
@@ -248,8 +252,19 @@ RECORDING_ERROR_CASES = [
     ),
     pytest.param(
         MINIMAL + "recording:\n  format: opus\n",
-        "callherald.yaml:18: recording.format: unknown key; allowed keys: recipients, min_free_mb, enabled",
+        "callherald.yaml:18: recording.format: unknown key; allowed keys: recipients, min_free_mb, enabled,"
+        " held_evidence_dir",
         id="unknown-key-without-suggestion",
+    ),
+    pytest.param(
+        MINIMAL + "recording:\n  held_evidence_dir: keys/reviewer.pub\n",
+        "callherald.yaml:18: recording.held_evidence_dir: 'keys/reviewer.pub' is not a directory",
+        id="held-evidence-dir-a-file",
+    ),
+    pytest.param(
+        MINIMAL + "recording:\n  held_evidence_dir: spool\n",
+        "callherald.yaml:18: recording.held_evidence_dir: 'spool' is not a directory",
+        id="held-evidence-dir-missing",
     ),
     pytest.param(
         MINIMAL + "recordings:\n  enabled: false\n",

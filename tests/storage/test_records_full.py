@@ -5,6 +5,7 @@ start."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -200,12 +201,39 @@ def test_closing_while_full_keeps_the_held_writes_for_the_next_start(
 
 
 @pytest.mark.usefixtures("quick_close")
+def test_held_writes_are_kept_in_the_directory_given_else_beside_the_database(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    database = tmp_path / "evidence.sqlite"
+    futures, held = close_full(tmp_path, held_dir=spool)
+    (kept,) = spool.glob(HELD_FILE_PATTERN)
+    assert not list(tmp_path.glob(HELD_FILE_PATTERN))
+    with EvidenceStore(database, held_dir=spool) as store:
+        assert store.import_held_evidence().result() == 1
+    assert not kept.exists()
+    assert len(calls_stored(database)) == 1 + len(futures)
+
+    database.unlink()
+    futures, held = close_full(tmp_path, held_dir=tmp_path / "gone")  # a spool that is not there
+    (kept,) = tmp_path.glob(HELD_FILE_PATTERN)
+    assert len(kept.read_text().splitlines()) == held
+
+
+@pytest.mark.usefixtures("quick_close")
 def test_held_writes_that_no_file_can_keep_are_logged_whole_and_can_be_written_from_the_log(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    futures, held = close_full(tmp_path, held_dir=tmp_path / "missing")
+    def disk_full(path: Path, _data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(records, "_write_new_file", disk_full)
+    futures, held = close_full(tmp_path, held_dir=tmp_path / "spool")
+    monkeypatch.undo()
     assert all(isinstance(future.exception(), EvidenceFullError) for future in futures[len(futures) - held :])
     assert f"closed with {held} evidence records waiting for disk space, which cannot be kept" in caplog.text
+    assert "spool/evidence-held-" in caplog.text
+    assert "No space left on device" in caplog.text
+    assert not list(tmp_path.glob(HELD_FILE_PATTERN))
     logged = [
         record.getMessage().removeprefix("held evidence: ")
         for record in caplog.records
