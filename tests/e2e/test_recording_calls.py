@@ -43,7 +43,13 @@ from tests.e2e.announce_support import (
     policy_yaml,
     write_prompt_wavs,
 )
-from tests.e2e.harness import CALLHERALD, CallheraldProcess, running_callherald, sipp_available
+from tests.e2e.harness import (
+    CALLHERALD,
+    CallheraldProcess,
+    running_callherald,
+    sipp_available,
+    stop_callherald,
+)
 from tests.e2e.media_peer import SAMPLES_PER_PACKET, MediaPeer
 from tests.e2e.test_sipp_calls import (
     BackgroundSipp,
@@ -459,6 +465,52 @@ def test_a_disk_that_fills_mid_call_keeps_the_sealed_audio_and_all_the_evidence(
         peak, _ = dominant_hz(audio[:, 0])
         assert abs(peak - OUTSIDE_HZ) < 5
         assert call.ended_at is not None  # written once the disk had room again
+
+
+@requires_sipp
+@pytest.mark.timeout(120)
+def test_evidence_waiting_for_disk_space_at_a_stop_is_in_the_record_after_the_next_start(
+    tmp_path: Path,
+) -> None:
+    # A call while the data disk is full to the last byte: it connects unrecorded and its evidence
+    # waits in memory. callherald is stopped (SIGTERM) before there is room again: the evidence is
+    # kept in recording.held_evidence_dir, on another disk, and the next start writes it in.
+    write_prompt_wavs(tmp_path)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    extra = f"recording:\n  min_free_mb: 1\n  held_evidence_dir: {spool}\n"
+    with tiny_file_system(tmp_path / "data", size_kib=4096) as data_dir:
+        with running_callherald(tmp_path, policies=policy_yaml(), extra=extra) as proxy:
+            filler = fill_up(data_dir)
+            with inbound_tone_call(tmp_path, proxy, caller_pause_ms=5000) as uac:
+                assert proxy.wait_for_log('"event": "not_recorded"', timeout_s=15), proxy.log_text()[-3000:]
+                caller_run = uac.finish()
+            assert proxy.wait_for_log('"event": "call_ended"', timeout_s=15), proxy.log_text()[-3000:]
+            stop_callherald(proxy, timeout_s=30)  # the stop tries the database for a few seconds first
+        assert caller_run.returncode == 0, caller_run.stderr
+        assert proxy.process.returncode == 0
+        first_log = proxy.log_text()
+        assert f"kept in {spool}/evidence-held-" in first_log, first_log[-3000:]
+        assert "not written" not in first_log, first_log[-3000:]
+        (kept,) = spool.glob("evidence-held-*.jsonl")
+        (not_recorded,) = [r for r in evidence_records(first_log) if r["event"] == "not_recorded"]
+        call_id = str(not_recorded["call"])
+
+        filler.unlink()
+        with running_callherald(tmp_path, policies=policy_yaml(), extra=extra) as second:
+            second_log = second.log_text()
+        assert f"{kept}: evidence kept while the disk was full is written into the evidence database" in (
+            second_log
+        ), second_log[-3000:]
+        assert not kept.exists()
+        with EvidenceStore(data_dir / "evidence.sqlite") as store:
+            timeline = store.call_timeline(call_id)
+            assert store.audit_verify().ok
+    kinds = [event.kind for event in timeline]
+    assert kinds[0] is TimelineKind.CALL_SETUP
+    assert TimelineKind.NOT_RECORDED in kinds
+    assert kinds[-1] is TimelineKind.CALL_END
+    assert timeline[-1].detail["end_reason"] != "interrupted"  # its real end, not a crash's
 
 
 @requires_sipp
