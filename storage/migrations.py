@@ -130,9 +130,11 @@ def open_reader(path: str | os.PathLike[str]) -> Database:
 
     A WAL database needs its ``-shm`` and ``-wal`` files, made if missing, even to be read. In a
     directory this process cannot write (a read-only copy or mount) where they are missing, it is
-    opened ``immutable=1`` instead: safe only because no ``-wal`` file (or an empty one) means every
-    committed row is in the database file, and no writer can make one there. A non-empty ``-wal``
-    without its ``-shm`` holds rows that cannot be read there: ``sqlite3.OperationalError`` says so.
+    opened ``immutable=1`` instead: no ``-wal`` file (or an empty one) means every committed row is
+    in the database file, and nothing writes it there (a copy, a snapshot, a volume remounted
+    read-only; not a read-only view of a directory that a running callherald writes through another
+    path, which has its ``-wal`` and ``-shm`` and is read with them). A non-empty ``-wal`` without
+    its ``-shm`` holds rows that cannot be read there: ``sqlite3.OperationalError`` says so.
     """
     database = Path(path).resolve()
     try:
