@@ -25,8 +25,9 @@ with ``hold_when_full``, holds it: it and every write after it wait in memory, i
 retried every ``HELD_RETRY_S`` and before each new write until the database takes them; each
 future completes only then. ``held`` says how many wait. Closing the store keeps trying them for
 ``CLOSE_RETRY_S`` (a stop must end); what the database still cannot take is kept in a file of its
-own beside it (``evidence-held-<UTC time>.jsonl``, one JSON object per record, in order: a few KiB
-may fit where a database transaction, with its journal, does not), and if even that cannot be
+own (``evidence-held-<UTC time>.jsonl``, one JSON object per record, in order), in ``held_dir``
+(another disk) or else beside the database (a few KiB may fit where a database transaction, with
+its journal, does not), and if even that cannot be
 written each record is logged at error level as the same JSON line. ``import_held_evidence`` (at
 the next start) writes such files into the database, each in one transaction with a
 ``held_evidence_imported`` audit row naming the file and its SHA-256, then removes the file: a file
