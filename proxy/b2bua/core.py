@@ -1595,13 +1595,22 @@ class B2bua:
                 call_ref=call.ref,
             )
         )
-        if relay.previous_sdp is not None:
-            back = _Reoffer(
-                sdp=relay.previous_sdp,
-                doing=f"offering leg {far_leg} the session as it was before the cancelled re-INVITE",
-                refused=f"leg {far_leg} refused the session as it was before the cancelled re-INVITE",
-            )
-            self._reoffer(call, far_leg, back, now, out)
+        self._offer_previous_session(call, relay, now, out, before=" the cancelled re-INVITE")
+
+    def _offer_previous_session(
+        self, call: Call, relay: PendingRelay, now: float, out: list[Effect], *, before: str = ""
+    ) -> None:
+        """Offer the far party of ``relay`` the session callherald sent it before the relayed
+        offer, which it took but its sender does not have (RFC 3264 §8)."""
+        if relay.previous_sdp is None:
+            return
+        far_leg = relay.origin_leg.other
+        back = _Reoffer(
+            sdp=relay.previous_sdp,
+            doing=f"offering leg {far_leg} the session as it was before{before}",
+            refused=f"leg {far_leg} refused the session as it was before{before}",
+        )
+        self._reoffer(call, far_leg, back, now, out)
 
     def _cancel_b(self, call: Call, now: float, out: list[Effect]) -> None:
         """CANCEL the b-leg INVITE (§9.1): only after a provisional response, else later."""
@@ -3169,13 +3178,7 @@ class B2bua:
                 call_ref=call.ref,
             )
         )
-        if relay.previous_sdp is not None:
-            back = _Reoffer(
-                sdp=relay.previous_sdp,
-                doing=f"offering leg {far_leg} the session as it was before",
-                refused=f"leg {far_leg} refused the session as it was before",
-            )
-            self._reoffer(call, far_leg, back, now, out)
+        self._offer_previous_session(call, relay, now, out)
 
     def _no_offer_in_2xx(
         self, call: Call, relay: PendingRelay, response: Response, now: float, out: list[Effect]

@@ -593,19 +593,7 @@ class FakeUac(FakeUa):
         """The CANCEL of our INVITE (§9.1): same Request-URI, top Via, From, To, Call-ID, CSeq number."""
         invite = self.invite_request
         assert invite is not None
-        return Request(
-            "CANCEL",
-            invite.uri,
-            [
-                ("Via", invite.headers.fields("via")[0]),
-                ("Max-Forwards", "70"),
-                ("From", invite.headers.get("from") or ""),
-                ("To", invite.headers.get("to") or ""),
-                ("Call-ID", invite.call_id),
-                ("CSeq", f"{invite.cseq.seq} CANCEL"),
-                ("Content-Length", "0"),
-            ],
-        )
+        return cancel_of(invite)
 
     def ack_failure(self, response: Response) -> Request:
         """The ACK of a 300-699 (§17.1.1.3): the INVITE's branch, the response's To."""
