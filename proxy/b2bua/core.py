@@ -3483,12 +3483,17 @@ def _asserted_uri(message: Message) -> str | None:
 
 def _same_identity(before: Sequence[Uri | str], after: Sequence[Uri | str]) -> bool:
     """Whether two P-Asserted-Identity headers name the same party (RFC 3325 §9.1): a URI of one
-    is a URI of the other, SIP and SIPS URIs compared as RFC 3261 §19.1.4 says, and URIs that
+    is a URI of the other, SIP and SIPS URIs compared as RFC 3261 §19.1.4 says (but for a
+    ``user`` parameter in one only: ``_without_user_param``), and URIs that
     name a telephone number (``_asserted_number``) by that number. A header with a sip and a tel
     URI is thus the same identity as either alone, when they agree."""
     for old in before:
         for new in after:
-            if isinstance(old, SipUri) and isinstance(new, SipUri) and same_sip_uri(old, new):
+            if (
+                isinstance(old, SipUri)
+                and isinstance(new, SipUri)
+                and same_sip_uri(_without_user_param(old), _without_user_param(new))
+            ):
                 return True
             if isinstance(old, str) or isinstance(new, str):
                 if old == new:
@@ -3498,6 +3503,12 @@ def _same_identity(before: Sequence[Uri | str], after: Sequence[Uri | str]) -> b
                 if number is not None and number == _asserted_number(new):
                     return True
     return False
+
+
+def _without_user_param(uri: SipUri) -> SipUri:
+    """``uri`` without its ``user`` parameter: for an identity, ``user=phone`` only says how to
+    read the user part, and carriers add and drop it between an INVITE and its refreshes."""
+    return replace(uri, params=tuple(p for p in uri.params if p[0].lower() != "user"))
 
 
 _GLOBAL_NUMBER: Final = re.compile(r"\+[0-9][0-9().-]*")  # RFC 3966 §5.1.4, visual separators

@@ -2018,6 +2018,9 @@ ASSERTED_IDENTITIES = [
     ("<sip:+4930555000@carrier.example>", "<tel:+4930555000>", True),
     ("<sip:+4930555000@carrier.example;user=phone>", "<sip:+4930555000@carrier.example>", True),
     ("<sip:+4930555000@carrier.example>", "<sip:+4940777000@carrier.example;user=phone>", False),
+    # A national number too: user=phone only says how to read the same user part.
+    ("<sip:0612345678@carrier.example;user=phone>", "<sip:0612345678@carrier.example>", True),
+    ("<sip:0612345678@carrier.example;user=phone>", "<sip:0687654321@carrier.example>", False),
     # Without user=phone any other user part is a name, not a number (RFC 3261 §19.1.6).
     ("<sip:5550000@carrier.example>", "<tel:5550000;phone-context=+4930>", False),
     ("<sip:caller@carrier.example>", "<sip:Caller@carrier.example>", False),  # §19.1.4: user case
