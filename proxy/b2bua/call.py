@@ -431,9 +431,12 @@ def answer_with_offers_lines(
     §6), and what was wrong with it (None: nothing, and ``answer`` itself comes back).
 
     Lines missing at the end are answered rejected: port 0 and the offer's formats, as callherald
-    rejects a stream. An answer with more lines than the offer, or that accepts a stream as another
-    media type than the offer's line in its place (the lines reordered), is no answer to ``offer``:
-    it comes back as one rejecting every stream, so that it leaves the session no media.
+    rejects a stream. So are lines the offer rejected itself (port 0) that the answer leaves out,
+    wherever they are, when the answer's lines are those the offer did not reject, in order (an
+    answerer that drops an offered ``m=video 0`` line). An answer with more lines than the offer,
+    or that accepts a stream as another media type than the offer's line in its place (the lines
+    reordered), is no answer to ``offer``: it comes back as one rejecting every stream, so that it
+    leaves the session no media.
     """
     answered = len(answer.media)
     offered = len(offer.media)
@@ -447,6 +450,17 @@ def answer_with_offers_lines(
     if answered < offered and not mismatched:
         fixed.media.extend(_rejected_like(media) for media in offer.media[answered:])
         return fixed, f"has {answered} m= lines for the {offered} of its offer: the missing ones are rejected"
+    live = [media for media in offer.media if not media.rejected]
+    leaves_out_rejected = answered == len(live) < offered and all(
+        mine.rejected or mine.media == theirs.media for mine, theirs in zip(answer.media, live, strict=True)
+    )
+    if leaves_out_rejected:
+        lines = iter(answer.media)
+        fixed.media = [_rejected_like(media) if media.rejected else next(lines) for media in offer.media]
+        return fixed, (
+            f"has {answered} m= lines for the {offered} of its offer, leaving out those the offer"
+            " rejected: they are answered rejected"
+        )
     fixed.media = [_rejected_like(media) for media in offer.media]
     if mismatched:
         fault = "answers a stream of its offer as another media type"

@@ -2929,6 +2929,35 @@ def test_an_answer_missing_m_lines_reaches_the_caller_with_them_rejected() -> No
     h.assert_idle()
 
 
+def test_an_answer_that_leaves_out_the_line_callherald_rejected_first_pairs_its_audio() -> None:
+    # A common SBC habit (RFC 3264 §6 forbids it): the offer's first line, video, went out
+    # rejected (port 0), and the answer has its audio line alone. Its lines are those the offer
+    # did not reject, in order: the call connects, the video line answered rejected in its place.
+    h = Harness()
+    video_first = party_sdp(
+        "127.0.0.2", 40000, "m=video 40002 RTP/AVP 96", "a=rtpmap:96 H264/90000", "m=audio 40000 RTP/AVP 0"
+    )
+    caller, callee = dial(h, body=video_first)
+    ref = h.call_ref()
+    assert [m.m_line for m in SessionDescription.parse(callee.invite.body).media] == [
+        "m=video 0 RTP/AVP 96",
+        f"m=audio {B_PORT} RTP/AVP 0",
+    ]
+    ring(caller, callee)
+    effects = callee.answer(body=party_sdp("127.0.0.3", 30000, *PCMU_ANSWER))
+
+    ok = caller.last_response("INVITE", 200)
+    assert [m.m_line for m in SessionDescription.parse(ok.body).media] == [
+        "m=video 0 RTP/AVP 96",
+        f"m=audio {A_PORT} RTP/AVP 0",
+    ]
+    fault = "has 1 m= lines for the 2 of its offer, leaving out those the offer rejected: they are answered rejected"
+    assert lines_warning(ref, fault) in effects
+    caller.ack_answer()
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
 @pytest.mark.parametrize(
     ("media", "fault"),
     [
