@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import errno
 import getpass
@@ -121,7 +122,11 @@ def _check_config(args: argparse.Namespace) -> int:
 def check_prompt_files(config: Config) -> list[tuple[str, AnnouncementError]]:
     """Import every configured announcement once (cached under the data directory); list each
     failure with the key it is about (``announcements.prompt_sets[0].prompts.nl.file``)."""
-    library = PromptLibrary(config.data_dir / "announcements-cache")
+    layout = DataLayout(config.data_dir)
+    if config.announcements.prompt_sets:
+        with contextlib.suppress(OSError):  # the import below says what cannot be written
+            layout.make_root()  # 0700, as serve makes it; the cache would take the umask's mode
+    library = PromptLibrary(layout.root / "announcements-cache")
     problems: list[tuple[str, AnnouncementError]] = []
     for index, prompt_set in enumerate(config.announcements.prompt_sets):
         key = f"announcements.prompt_sets[{index}]"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import wave
@@ -152,6 +153,22 @@ def test_check_config_imports_the_configured_announcements(
     assert main(["check-config", str(path)]) == 0
     assert capsys.readouterr().out.strip() == f"{path}: OK"
     assert list((tmp_path / "data" / "announcements-cache").rglob("pcmu.bin"))
+
+
+def test_check_config_makes_the_data_directory_0700_as_serve_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Run first, as the README suggests, it made data_dir with the umask's mode (0755) for its
+    # announcement cache, and serve keeps the mode of one that exists: others could list it.
+    _write_tone_wav(tmp_path / "welkom.wav")
+    path = _config_with_prompts(tmp_path, "welkom.wav")
+    previous = os.umask(0o022)
+    try:
+        assert main(["check-config", str(path)]) == 0
+    finally:
+        os.umask(previous)
+    capsys.readouterr()
+    assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o700
 
 
 def test_check_config_names_a_corrupt_announcement(
