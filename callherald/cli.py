@@ -10,6 +10,7 @@ import getpass
 import logging
 import os
 import re
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,6 +57,8 @@ def _problem(path: str | None, key: str, message: str) -> ConfigProblem:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    # A hang-up while it starts would end it unlogged: ignored until the event loop logs each one.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         config = _load(args.config)
     except ConfigError as error:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -153,6 +154,20 @@ def test_check_config_imports_the_configured_announcements(
     assert main(["check-config", str(path)]) == 0
     assert capsys.readouterr().out.strip() == f"{path}: OK"
     assert list((tmp_path / "data" / "announcements-cache").rglob("pcmu.bin"))
+
+
+def test_serve_ignores_a_hang_up_from_its_first_step(tmp_path: Path) -> None:
+    # The event loop logs each SIGHUP once it runs; before, while serve reads its configuration,
+    # imports prompts and recovers, the default action would end it with nothing logged.
+    path = tmp_path / "broken.yaml"
+    path.write_text("listen: [\n", encoding="utf-8")
+    previous = signal.getsignal(signal.SIGHUP)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        assert main(["serve", "--config", str(path)]) == 2  # stops at the configuration
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 def test_check_config_makes_the_data_directory_0700_as_serve_does(
