@@ -367,6 +367,23 @@ def _read_media(r: Reader, listen: Listen | None) -> Media:
         bind_address=r.parsed("bind_address", IP_ADDRESS, "0.0.0.0"),
         constant_ssrc=r.bool_("constant_ssrc", True),
     )
+    if r.ok("advertised_address"):
+        advertised = ip_address(media.advertised_address)
+        if advertised.is_unspecified or advertised.is_multicast:
+            # RFC 3264 §8.4: c=0.0.0.0 is the old way to put a call on hold; parties send nowhere.
+            r.error(
+                "advertised_address",
+                f"{media.advertised_address} is no address a party can send RTP to (0.0.0.0 in SDP"
+                " means hold, RFC 3264 §8.4); give the address this machine is reached at",
+            )
+        elif r.ok("bind_address") and not ip_address(media.bind_address).is_unspecified:
+            bound = ip_address(media.bind_address)
+            if bound.version != advertised.version:
+                r.error(
+                    "advertised_address",
+                    f"an IPv{advertised.version} address, but the RTP sockets are bound to"
+                    f" IPv{bound.version} {media.bind_address} (media.bind_address): no RTP would arrive",
+                )
     # RFC 3550 §11: RTP uses an even port and RTCP the next (odd) one, so the range holds whole pairs.
     low, high = media.rtp_port_min, media.rtp_port_max
     if r.ok("rtp_port_min") and low % 2 != 0:

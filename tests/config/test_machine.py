@@ -122,3 +122,31 @@ def test_an_rtp_range_next_to_the_sip_ports_is_fine(tmp_path: Path) -> None:
         "  carrier: {host: 127.0.0.1, port: 5070}", "  carrier: {host: 127.0.0.1, port: 21000}"
     )
     assert load_config(_write(tmp_path, text), environ={}).listen.pbx.port == 19999
+
+
+def _load_problems(tmp_path: Path, text: str) -> list[tuple[str, str]]:
+    with pytest.raises(ConfigError) as raised:
+        load_config(_write(tmp_path, text), environ={})
+    return [(problem.key, problem.message) for problem in raised.value.problems]
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "::", "224.0.0.1"])
+def test_an_advertised_address_no_party_can_send_to_is_an_error(tmp_path: Path, address: str) -> None:
+    # c=0.0.0.0 in SDP puts the call on hold (RFC 3264 §8.4): every call would look held.
+    text = _edit("  advertised_address: 192.0.2.1\n", f'  advertised_address: "{address}"\n')
+    (key, message), *_ = _load_problems(tmp_path, text)
+    assert key == "media.advertised_address"
+    assert message.startswith(f"{address} is no address a party can send RTP to")
+
+
+def test_an_advertised_address_of_another_family_than_the_rtp_sockets_is_an_error(tmp_path: Path) -> None:
+    # Every call's RTP would go to an address the sockets do not listen on: no audio, no notice.
+    text = _edit(
+        "  advertised_address: 192.0.2.1\n", '  advertised_address: 192.0.2.1\n  bind_address: "::1"\n'
+    )
+    assert _load_problems(tmp_path, text) == [
+        (
+            "media.advertised_address",
+            "an IPv4 address, but the RTP sockets are bound to IPv6 ::1 (media.bind_address): no RTP would arrive",
+        )
+    ]
