@@ -376,9 +376,10 @@ def _read_media(r: Reader, listen: Listen | None) -> Media:
                 f"{media.advertised_address} is no address a party can send RTP to (0.0.0.0 in SDP"
                 " means hold, RFC 3264 §8.4); give the address this machine is reached at",
             )
-        elif r.ok("bind_address") and not ip_address(media.bind_address).is_unspecified:
+        elif r.ok("bind_address"):
             bound = ip_address(media.bind_address)
-            if bound.version != advertised.version:
+            dual_stack = bound.version == 6 and bound.is_unspecified  # "::" takes IPv4 too
+            if bound.version != advertised.version and not dual_stack:
                 r.error(
                     "advertised_address",
                     f"an IPv{advertised.version} address, but the RTP sockets are bound to"

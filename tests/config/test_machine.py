@@ -150,3 +150,15 @@ def test_an_advertised_address_of_another_family_than_the_rtp_sockets_is_an_erro
             "an IPv4 address, but the RTP sockets are bound to IPv6 ::1 (media.bind_address): no RTP would arrive",
         )
     ]
+
+
+def test_an_ipv6_advertised_address_for_rtp_sockets_on_every_ipv4_address_is_an_error(tmp_path: Path) -> None:
+    text = _edit(
+        "  advertised_address: 192.0.2.1\n", '  advertised_address: "2001:db8::1"\n  bind_address: 0.0.0.0\n'
+    )
+    assert _load_problems(tmp_path, text) == [
+        (
+            "media.advertised_address",
+            "an IPv6 address, but the RTP sockets are bound to IPv4 0.0.0.0 (media.bind_address): no RTP would arrive",
+        )
+    ]
