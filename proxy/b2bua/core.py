@@ -134,6 +134,8 @@ _KNOWN_METHODS = frozenset(
     }
 )
 _RELAYED_IN_DIALOG = frozenset({"INFO", "UPDATE", "MESSAGE", "NOTIFY"})
+# The in-dialog requests other than INVITE a CANCEL may refer to (RFC 3261 §9.2), tried in turn.
+_CANCELLABLE_IN_DIALOG = ("UPDATE", "INFO", "MESSAGE", "NOTIFY", "OPTIONS", "REFER", "BYE", "PRACK")
 _COPIED_HEADERS = (
     "privacy",
     "p-asserted-identity",
@@ -1521,10 +1523,14 @@ class B2bua:
         """A CANCEL with a To tag: of a re-INVITE (RFC 3261 §9.2). It matches the re-INVITE's
         server transaction (§17.2.3) and gets 200, else 481. A re-INVITE callherald relayed and
         the far party has not answered yet is cancelled (``_cancel_relay``); one that has its
-        final response already, or that callherald answered itself, is not changed by it."""
+        final response already, or that callherald answered itself, is not changed by it. A
+        CANCEL of an in-dialog request of another method (an UPDATE) gets 200 too and changes
+        nothing (§9.2): that request takes its course."""
         invite_transaction = self._tx.find_invite_server_for_cancel(request)
         if invite_transaction is None:
-            self._reply(transaction_id, request, 481, out, now, to_tag=request.to.tag)
+            matched = self._tx.find_non_invite_server_for_cancel(request, _CANCELLABLE_IN_DIALOG)
+            status = 481 if matched is None else 200
+            self._reply(transaction_id, request, status, out, now, to_tag=request.to.tag)
             return
         self._reply(transaction_id, request, 200, out, now, to_tag=request.to.tag)
         found = self._find_dialog(request)

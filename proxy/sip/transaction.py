@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import heapq
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar, NewType, TypeAlias
 
@@ -860,6 +861,18 @@ class TransactionLayer:
         """
         tid = _server_key(cancel, "INVITE")
         return tid if isinstance(self._transactions.get(tid), InviteServerTransaction) else None
+
+    def find_non_invite_server_for_cancel(
+        self, cancel: Request, methods: Iterable[str]
+    ) -> TransactionId | None:
+        """The server transaction of a request of one of ``methods`` that ``cancel`` refers to
+        (§9.2), or None (answer 481). A CANCEL does not name the method it cancels: it matches
+        like any request (§17.2.3) with each of them in turn."""
+        for method in methods:
+            tid = _server_key(cancel, method)
+            if isinstance(self._transactions.get(tid), NonInviteServerTransaction):
+                return tid
+        return None
 
     def next_deadline(self) -> float | None:
         """The earliest deadline over all transactions, or None."""

@@ -1766,6 +1766,29 @@ def test_a_cancel_of_a_reinvite_already_answered_gets_200_and_changes_nothing() 
     h.assert_idle()
 
 
+@pytest.mark.parametrize("from_leg", ["a", "b"])
+def test_a_cancel_of_a_pending_update_gets_200_and_changes_nothing(from_leg: str) -> None:
+    # RFC 3261 §9.2: a CANCEL that matches a transaction gets 200 whatever that request's method;
+    # it has no effect on a request other than INVITE, which takes its course.
+    h = Harness()
+    caller, callee = connect(h)
+    sender, other = (caller, callee) if from_leg == "a" else (callee, caller)
+    update = sender.request("UPDATE", body=offer_from(sender, direction="a=sendrecv"))
+    sender.send(update)
+    relayed = other.last_request("UPDATE")
+    effects = sender.send(cancel_of(update))
+
+    assert sip_summary(effects) == [(sender.address, "200 CANCEL")]
+    assert sender.last_response("CANCEL", 200).to.tag == sender.remote_tag
+    assert other.requests("CANCEL") == []
+    effects = other.reply(relayed, 200, body=offer_from(other, direction="a=sendrecv"))
+    assert sip_summary(effects) == [(sender.address, "200 UPDATE")]
+    stray = cancel_of(sender.request("UPDATE", body=offer_from(sender, version=3)))
+    assert sip_summary(sender.send(stray)) == [(sender.address, "481 CANCEL")]
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
 def test_update_with_sdp_is_relayed_and_its_answer_relayed_back() -> None:
     h = Harness()
     caller, callee = connect(h)
