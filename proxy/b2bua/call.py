@@ -113,6 +113,7 @@ class PendingRelay:
     new_party: str | None = None  # a re-INVITE that brings a different outside party: why we think so
     far_provisional: bool = False  # the far party sent a provisional response: it may be cancelled (§9.1)
     cancelled: bool = False  # its sender cancelled it (RFC 3261 §9.2): 487 sent, the relayed one cancelled
+    ended: bool = False  # a BYE ended the call while it was pending: 487 sent (RFC 3261 §15.1.2)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1920,14 +1920,18 @@ class B2bua:
 
     def _terminate_pending_relays(self, call: Call, now: float, out: list[Effect]) -> None:
         """The call ends on a BYE: each request still waiting for the far side's answer gets 487
-        (RFC 3261 §15.1.2), not a 408 on the ended dialog once the far side times out. A pending
-        re-INVITE is left to its own transaction, whose 2xx must still be acknowledged."""
+        at once (RFC 3261 §15.1.2): not a late 408 on the ended dialog once the far side times
+        out, and a final response even when the far side never sends one. A relayed re-INVITE
+        stays pending (``ended``) until the far side's final response: a 2xx to it must be ACKed."""
         for transaction_id, relay in list(call.pending_relays.items()):
-            if relay.request.method != "INVITE":
-                del call.pending_relays[transaction_id]
+            if not relay.cancelled:  # a cancelled one had its 487 already
                 self._reply(
                     relay.server_transaction, relay.request, 487, out, now, to_tag=relay.request.to.tag
                 )
+            if relay.request.method == "INVITE":
+                relay.ended = True
+            else:
+                del call.pending_relays[transaction_id]
 
     def _relay_in_dialog(
         self,
@@ -2500,7 +2504,7 @@ class B2bua:
         challenged = (
             response.status in (401, 407)
             and context.kind in _CHALLENGED_KINDS
-            and not (relay is not None and relay.cancelled)  # nothing is left to send it for
+            and not (relay is not None and (relay.cancelled or relay.ended))  # nothing is left to send it for
         )
         if challenged and self._answer_challenge(call, transaction_id, context, response, now, out):
             return
@@ -3019,6 +3023,10 @@ class B2bua:
             relay.far_provisional = True
             return
         del call.pending_relays[transaction_id]
+        if relay.ended:  # its sender had 487 when the call ended (``_terminate_pending_relays``)
+            if 200 <= response.status < 300:
+                self._send_ack(call, relay.origin_leg.other, response.cseq.seq, out)  # §13.2.2.4
+            return
         if relay.cancelled:
             self._cancelled_relay_answered(call, relay, response, now, out)
             return
@@ -3313,7 +3321,7 @@ class B2bua:
             )
         elif context.kind == "relay":
             relay = call.pending_relays.pop(transaction_id, None)
-            if relay is not None and not relay.cancelled:  # a cancelled one had its 487 already
+            if relay is not None and not relay.cancelled and not relay.ended:  # they had 487 already
                 self._offer_refused(call, relay, now, out)
                 self._reply(
                     relay.server_transaction, relay.request, 408, out, now, to_tag=relay.request.to.tag

@@ -1864,6 +1864,33 @@ def test_a_relayed_info_still_unanswered_at_a_bye_gets_487_not_a_late_408(from_l
     h.assert_idle()
 
 
+@pytest.mark.parametrize("from_leg", ["a", "b"])
+@pytest.mark.parametrize("bye_from", ["sender", "other"])
+def test_a_relayed_reinvite_still_unanswered_at_a_bye_gets_487(from_leg: str, bye_from: str) -> None:
+    # RFC 3261 §15.1.2: the re-INVITE pending on a dialog a BYE ends is answered 487, though the
+    # far party never answers the one relayed to it; a 2xx it still sends is ACKed (§13.2.2.4).
+    h = Harness()
+    caller, callee = connect(h)
+    sender, other = (caller, callee) if from_leg == "a" else (callee, caller)
+    reinvite = sender.request("INVITE", body=offer_from(sender))
+    sender.send(reinvite)
+    relayed = other.last_request("INVITE")
+    other.reply(relayed, 100)
+    leaving, staying = (sender, other) if bye_from == "sender" else (other, sender)
+    effects = leaving.send(leaving.request("BYE"))
+
+    assert (sender.address, "487 INVITE") in sip_summary(effects)
+    terminated = sender.last_response("INVITE", 487)
+    assert terminated.headers.get("cseq") == reinvite.headers.get("cseq")
+    sender.send(ack_of_failure(reinvite, terminated))
+    staying.reply(staying.last_request("BYE"), 200)
+    effects = other.reply(relayed, 200, body=offer_from(other, direction="a=recvonly"))
+    assert sip_summary(effects) == [(other.address, "ACK")]
+    h.advance(64.0)
+    assert [r.status for r in sender.responses("INVITE") if r.cseq.seq == reinvite.cseq.seq] == [100, 487]
+    h.assert_idle()
+
+
 def test_options_in_dialog_is_answered_here() -> None:
     h = Harness()
     caller, callee = connect(h)
