@@ -185,6 +185,8 @@ class Call:
     deferred_ack: DeferredAck | None = None
     pending_relays: dict[TransactionId, PendingRelay] = field(default_factory=dict)
     unacked_2xx: dict[MediaLeg, tuple[Response, int]] = field(default_factory=dict)
+    # The legs callherald's own re-INVITEs (a re-offer) wait for a final response on, once each.
+    reoffers_pending: list[MediaLeg] = field(default_factory=list)
     ports_released: bool = False
     policy: CallPolicy = UNRECORDED
     announcer: CallAnnouncer | None = None

@@ -1961,7 +1961,7 @@ class B2bua:
                     extra=(("Retry-After", retry_after),),
                 )
                 return
-            if pending or call.unacked_2xx:
+            if pending or call.unacked_2xx or call.reoffers_pending:
                 self._reply(transaction_id, request, 491, out, now, to_tag=request.to.tag)  # §14.1 glare
                 return
         if other.remote_target is None:
@@ -1984,6 +1984,10 @@ class B2bua:
                 self._reply(transaction_id, request, error.status_hint, out, now, to_tag=request.to.tag)
                 return
             if offer is not None:
+                if request.method == "UPDATE" and self._offer_outstanding(call):
+                    # RFC 3311 §5.1, §5.2: no offer while another is unanswered on either dialog.
+                    self._reply(transaction_id, request, 491, out, now, to_tag=request.to.tag)
+                    return
                 if not carries_plain_rtp(offer) and self._plain_rtp_only(call):
                     # The notice goes out in plain RTP, which a party expecting SRTP drops, and
                     # the relay renumbers and the recorder decodes plain RTP: SRTP would be garbled
@@ -2039,6 +2043,18 @@ class B2bua:
             held_before=held_before,
             new_party=new_party,
         )
+
+    @staticmethod
+    def _offer_outstanding(call: Call) -> bool:
+        """Whether an offer callherald sent or relayed waits for its answer: in a re-INVITE it
+        relayed (also one its sender cancelled: the far party's answer is still to come) or one
+        of its own (a re-offer), or in an UPDATE it relayed. Another offer on either dialog now
+        would cross it (RFC 3261 §14.1, RFC 3311 §5.1), so it gets 491 (§14.2)."""
+        relayed = any(
+            relay.request.method == "INVITE" or relay.offer_from_origin
+            for relay in call.pending_relays.values()
+        )
+        return relayed or bool(call.reoffers_pending)
 
     def _offer_codecs(self, call: Call, new_party: str | None) -> frozenset[str]:
         """The codecs a relayed offer may keep. While callherald's own notice or questions play,
@@ -2324,6 +2340,7 @@ class B2bua:
             return
         reinvite = self._in_dialog_request(dialog, "INVITE", bytes(offer), "application/sdp")
         out.append(LogEvent(level="info", text=reoffer.doing, call_ref=call.ref))
+        call.reoffers_pending.append(leg)
         self._send_request(
             reinvite,
             self._dialog_destination(dialog),
@@ -2339,6 +2356,8 @@ class B2bua:
         leg, status, reoffer = context.leg, response.status, context.reoffer
         if status < 200 or leg is None or reoffer is None:
             return
+        if leg in call.reoffers_pending:  # a 2xx retransmitted finds it answered
+            call.reoffers_pending.remove(leg)
         if status < 300:
             self._send_ack(call, leg, response.cseq.seq, out)
             sdp = _sdp_of(response)
@@ -3319,6 +3338,8 @@ class B2bua:
                     call_ref=call.ref,
                 )
             )
+        elif context.kind == "reoffer" and context.leg in call.reoffers_pending:
+            call.reoffers_pending.remove(context.leg)
         elif context.kind == "relay":
             relay = call.pending_relays.pop(transaction_id, None)
             if relay is not None and not relay.cancelled and not relay.ended:  # they had 487 already

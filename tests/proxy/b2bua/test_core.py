@@ -1766,6 +1766,73 @@ def test_a_cancel_of_a_reinvite_already_answered_gets_200_and_changes_nothing() 
     h.assert_idle()
 
 
+@pytest.mark.parametrize("method", ["INVITE", "UPDATE"])
+def test_an_offer_while_callheralds_own_reoffer_is_unanswered_gets_491_and_changes_nothing(
+    method: str,
+) -> None:
+    # RFC 3261 §14.1, RFC 3311 §5.1: callherald, the far party's UAC, starts no offer there while
+    # its own re-offer of the session before (after a 2xx crossed a CANCEL) is unanswered; the
+    # sender gets 491 (§14.2) and keeps the session it had, its hold never begun.
+    h = Harness()
+    caller, callee = connect(h)
+    reinvite = caller.request("INVITE", body=offer_from(caller))
+    caller.send(reinvite)
+    relayed = callee.last_request("INVITE")
+    callee.reply(relayed, 100)
+    caller.send(cancel_of(reinvite))
+    caller.send(ack_of_failure(reinvite, caller.last_response("INVITE", 487)))
+    callee.reply(relayed, 200, body=offer_from(callee, direction="a=recvonly", version=3))
+    reoffer = callee.last_request("INVITE")
+    assert reoffer.cseq.seq > relayed.cseq.seq
+    callee.new_messages()
+    effects = caller.send(caller.request(method, body=offer_from(caller, version=3)))
+
+    assert sip_summary(effects) == [(PBX, f"491 {method}")]
+    assert callee.new_messages() == []
+    holds = [e.text for e in h.effects if isinstance(e, LogEvent) and e.text.startswith("hold from")]
+    assert holds == ["hold from leg a", "hold from leg a cancelled"]
+
+    # Once the re-offer is answered, the next offer is relayed as before.
+    callee.reply(reoffer, 200, body=offer_from(callee, direction="a=sendrecv", version=4))
+    effects = caller.send(caller.request(method, body=offer_from(caller, version=4)))
+    assert (CARRIER, method) in sip_summary(effects)
+    callee.reply(callee.last_request(method), 200, body=offer_from(callee, direction="a=recvonly", version=5))
+    if method == "INVITE":
+        caller.send(caller.ack_2xx(caller.last_response("INVITE", 200)))
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+@pytest.mark.parametrize("update_from", ["sender", "other"])
+def test_an_update_offer_while_a_cancelled_reinvite_awaits_the_far_answer_gets_491(update_from: str) -> None:
+    # RFC 3311 §5.1, §5.2: the re-INVITE callherald relayed, though its sender cancelled it, still
+    # carries an offer the far party has not answered: no UPDATE with another crosses it, from
+    # either party.
+    h = Harness()
+    caller, callee = connect(h)
+    reinvite = caller.request("INVITE", body=offer_from(caller))
+    caller.send(reinvite)
+    relayed = callee.last_request("INVITE")
+    callee.reply(relayed, 100)
+    caller.send(cancel_of(reinvite))
+    caller.send(ack_of_failure(reinvite, caller.last_response("INVITE", 487)))
+    sender, far = (caller, callee) if update_from == "sender" else (callee, caller)
+    far.new_messages()
+    effects = sender.send(sender.request("UPDATE", body=offer_from(sender, version=3)))
+
+    assert sip_summary(effects) == [(sender.address, "491 UPDATE")]
+    assert far.new_messages() == []
+    holds = [e.text for e in h.effects if isinstance(e, LogEvent) and e.text.startswith("hold from")]
+    assert holds == ["hold from leg a", "hold from leg a cancelled"]
+
+    callee.reply(callee.last_request("CANCEL"), 200)
+    callee.reply(relayed, 487)
+    effects = sender.send(sender.request("UPDATE", body=offer_from(sender, version=4)))
+    assert sip_summary(effects) == [(far.address, "UPDATE")]
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
 @pytest.mark.parametrize("from_leg", ["a", "b"])
 def test_a_cancel_of_a_pending_update_gets_200_and_changes_nothing(from_leg: str) -> None:
     # RFC 3261 §9.2: a CANCEL that matches a transaction gets 200 whatever that request's method;
