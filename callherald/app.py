@@ -40,7 +40,7 @@ from proxy.sip import ParserLimits
 from proxy.sip.transaction import TimerConfig
 from storage.keys import load_public_key
 from storage.manifests import ManifestReport
-from storage.records import EvidenceStore
+from storage.records import EvidenceFullError, EvidenceStore
 
 __all__ = [
     "b2bua_settings",
@@ -121,9 +121,11 @@ def b2bua_settings(config: Config, *, user_agent: str = "callherald") -> B2buaSe
 def open_storage(config: Config) -> StorageRecords:
     """The evidence database and the recording files under ``data_dir``, with the evidence the last
     run kept in a file as it stopped on a full disk written into it, recovered after a crash,
-    with the configured purposes stored as the definitions new calls are recorded under. A broken
-    audit chain is logged as an error before it returns; evidence that no longer matches its
-    manifests and audit rows, as an error once the check, queued on the reader thread, is done.
+    with the configured purposes stored as the definitions new calls are recorded under. What of
+    that the full disk cannot take is logged as an error and left for the next start: a full disk
+    stops new recordings, never calls. A broken audit chain is logged as an error before it
+    returns; evidence that no longer matches its manifests and audit rows, as an error once the
+    check, queued on the reader thread, is done.
 
     Without configured recipients a development key pair is made (once) under ``data_dir/keys``:
     recordings are then readable by anyone who can read that directory, which the log says loudly.
@@ -133,8 +135,18 @@ def open_storage(config: Config) -> StorageRecords:
     evidence = EvidenceStore(layout.evidence_db, held_dir=config.recording.held_evidence_dir)
     # Before recovery: a call the last run ended while the disk was full has its end in there.
     evidence.import_held_evidence().result()
-    for line in recover_open_recordings(layout, evidence):
-        _LOG.warning("%s", line)
+    # A full disk stops new recordings, never calls: what start-up cannot write now is left for the
+    # next start, and calls connect unrecorded meanwhile.
+    try:
+        for line in recover_open_recordings(layout, evidence):
+            _LOG.warning("%s", line)
+    except EvidenceFullError as error:
+        _LOG.error(
+            "%s: the recordings and calls the last run left open are not closed yet: they stay open"
+            " until a start with free space under data_dir closes them (callherald starts; calls"
+            " connect unrecorded while the disk is full)",
+            error,
+        )
     audit = evidence.audit_verify()
     if not audit.ok:  # someone with write access to the file changed it: say so, keep recording
         _LOG.error("%s (callherald audit verify)", report_text(audit))
@@ -161,8 +173,15 @@ def open_storage(config: Config) -> StorageRecords:
         )
         for purpose in config.purposes
     }
-    for line in define_purposes(evidence, purposes):
-        _LOG.warning("%s", line)
+    try:
+        for line in define_purposes(evidence, purposes):
+            _LOG.warning("%s", line)
+    except EvidenceFullError as error:
+        _LOG.error(
+            "%s: the configured purposes are not stored: until a start with free space under"
+            " data_dir stores them, calls are recorded under the definitions stored last",
+            error,
+        )
     return StorageRecords(
         layout,
         evidence,

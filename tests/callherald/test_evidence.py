@@ -16,9 +16,10 @@ import logging
 import os
 import sqlite3
 import stat
+import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -1819,6 +1820,84 @@ def writers(monkeypatch: pytest.MonkeyPatch) -> list[SegmentWriter]:
 
     monkeypatch.setattr(evidence_module, "SegmentWriter", AbandonedWriter)
     return made
+
+
+@pytest.fixture
+def full_disk_layout(tmp_path: Path) -> Iterator[DataLayout]:
+    """A data_dir on a 4 MiB tmpfs (needs root: skips the test otherwise)."""
+    root = tmp_path / "data"
+    root.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4096k,mode=0700", "tmpfs", str(root)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small file system here: {mounted.stderr.strip()}")
+    try:
+        yield DataLayout(root)
+    finally:
+        subprocess.run(["umount", "--lazy", str(root)], check=True)
+
+
+def fill_up(directory: Path) -> Path:
+    """Write a file into ``directory`` until its file system has no byte left."""
+    filler = directory / "filler"
+    with filler.open("wb", buffering=0) as out:
+        while True:
+            try:
+                out.write(bytes(4096))
+            except OSError as error:
+                if error.errno != errno.ENOSPC:
+                    raise
+                return filler
+
+
+def test_a_start_on_a_full_disk_after_a_crash_leaves_the_recovery_for_a_later_start(
+    full_disk_layout: DataLayout,
+    reviewer: X25519PrivateKey,
+    writers: list[SegmentWriter],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A full disk stops new recordings, never calls: a restart after a crash on a full disk must
+    # not fail on the evidence it cannot write (the recovery, a changed purpose), but leave it.
+    layout = full_disk_layout
+    config = default_config(layout.root)
+    open_storage(config).close()  # the first run: database, development key
+    # A crashed process leaves the write-ahead log and its index beside the database; a reader
+    # holding the database open keeps them as the crash would.
+    crash_leftovers = sqlite3.connect(layout.evidence_db)
+    crash_leftovers.execute("SELECT count(*) FROM calls").fetchone()
+    crashed: list[Step] = [Begin(), *notice(end=6), Record(purposes=("evidence",), at=at(10)), Write(block=0)]
+    run(layout, crashed, recipient=reviewer)
+    (writer,) = writers
+    writer.close(final=False)
+    edited = replace(
+        config,
+        purposes=tuple(
+            replace(purpose, retention_days=730) if purpose.id == "evidence" else purpose
+            for purpose in config.purposes
+        ),
+    )
+    filler = fill_up(layout.root)
+
+    open_storage(edited).close()
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("the disk is full" in line and "not closed yet" in line for line in errors), errors
+    assert any("the disk is full" in line and "purposes are not stored" in line for line in errors), errors
+    with EvidenceStore(layout.evidence_db) as store:
+        (still_open,) = store.recordings_list(state=RecordingState.RECORDING)
+
+    filler.unlink()
+    crash_leftovers.close()
+    caplog.clear()
+    open_storage(edited).close()
+    assert f"recording {still_open.recording_id} after a crash: truncated" in caplog.text
+    assert "purpose evidence changed (" in caplog.text
+    assert not [r for r in caplog.records if r.levelno == logging.ERROR]
+    _, (recording,) = stored(layout)
+    assert recording.state is RecordingState.TRUNCATED
 
 
 @pytest.mark.parametrize("tail", TORN_TAILS.values(), ids=TORN_TAILS.keys())
