@@ -6,6 +6,7 @@ import asyncio
 import gc
 import ipaddress
 import logging
+import os
 import secrets
 import signal
 from collections.abc import Awaitable, Callable
@@ -47,6 +48,7 @@ __all__ = [
     "build_service",
     "ephemeral_overlap",
     "ephemeral_ports",
+    "held_evidence_dir_problem",
     "open_storage",
     "run_forever",
 ]
@@ -132,6 +134,9 @@ def open_storage(config: Config) -> StorageRecords:
     """
     layout = DataLayout(config.data_dir)
     layout.make_root()
+    held_dir_problem = held_evidence_dir_problem(config)
+    if held_dir_problem is not None:
+        _LOG.warning("recording.held_evidence_dir: %s", held_dir_problem)
     evidence = EvidenceStore(layout.evidence_db, held_dir=config.recording.held_evidence_dir)
     # Before recovery: a call the last run ended while the disk was full has its end in there.
     evidence.import_held_evidence().result()
@@ -189,6 +194,20 @@ def open_storage(config: Config) -> StorageRecords:
         purposes=purposes,
         min_free_mb=config.recording.min_free_mb,
         recording_enabled=config.recording.enabled,
+    )
+
+
+def held_evidence_dir_problem(config: Config) -> str | None:
+    """Why ``recording.held_evidence_dir`` cannot take the evidence a stop on a full disk keeps (it
+    is no directory, say its disk is not mounted), None when it can or is not set: ``data_dir``
+    takes it instead, so callherald runs on (see ``EvidenceStore``)."""
+    held_dir = config.recording.held_evidence_dir
+    if held_dir is None or held_dir.is_dir():
+        return None
+    return (
+        f"{os.fspath(held_dir)!r} is not a directory (is its disk mounted?): evidence that a stop on a"
+        f" full disk keeps goes to data_dir ({os.fspath(config.data_dir)}) instead, and the files"
+        " kept in it earlier wait there for a start that sees it"
     )
 
 

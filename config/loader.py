@@ -502,8 +502,8 @@ def _read_recording_section(r: Reader) -> Recording:
         enabled=r.bool_("enabled", True),
         held_evidence_dir=r.path_("held_evidence_dir", None),
     )
-    if recording.held_evidence_dir is not None and not recording.held_evidence_dir.is_dir():
-        r.error("held_evidence_dir", f"{os.fspath(recording.held_evidence_dir)!r} is not a directory")
+    # Not an error when it is no directory (its disk not mounted): only a stop on a full disk uses it,
+    # and data_dir stands in for it then; check-config and serve warn (``held_evidence_dir_problem``).
     # Each recipient is one wrapped copy of a recording's key; a file, or a key, listed twice is a
     # mistake (a copy of a key file under another name as much as the same file).
     first_file: dict[str, int] = {}

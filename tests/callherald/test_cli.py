@@ -262,6 +262,59 @@ def test_check_config_does_not_warn_when_nothing_uses_the_development_key(
     assert capsys.readouterr() == (f"{path}: OK\n", "")
 
 
+def test_check_config_warns_of_a_held_evidence_dir_that_is_no_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Its disk not mounted: only a stop on a full disk uses it, and data_dir stands in for it then.
+    (tmp_path / "reviewer.pub").write_text(REVIEWER_PEM, encoding="ascii")
+    path = tmp_path / "callherald.yaml"
+    path.write_text(
+        _with_recording("recording:\n  recipients: [reviewer.pub]\n  held_evidence_dir: spare/held\n"),
+        encoding="utf-8",
+    )
+    assert main(["check-config", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"{path}: OK\n"
+    assert err == (
+        f"{path}:{_line_of(path, 'held_evidence_dir')}: warning: {str(tmp_path / 'spare' / 'held')!r} is not"
+        " a directory (is its disk mounted?): evidence that a stop on a full disk keeps goes to data_dir"
+        f" ({tmp_path / 'data'}) instead, and the files kept in it earlier wait there for a start that"
+        " sees it\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["recordings", "list"], ["audit", "verify"], ["calls", "list"]],
+    ids=["recordings-list", "audit-verify", "calls-list"],
+)
+def test_commands_that_keep_no_evidence_ignore_a_missing_held_evidence_dir(
+    tmp_path: Path, argv: list[str]
+) -> None:
+    # They exited 2 on it, `calls pause` (a card payment) among them.
+    (tmp_path / "reviewer.pub").write_text(REVIEWER_PEM, encoding="ascii")
+    path = tmp_path / "callherald.yaml"
+    path.write_text(
+        _with_recording("recording:\n  recipients: [reviewer.pub]\n  held_evidence_dir: spare/held\n"),
+        encoding="utf-8",
+    )
+    data = DataLayout(tmp_path / "data")
+    data.root.mkdir()
+    EvidenceStore(data.evidence_db).close()
+    command = subprocess.run(
+        [sys.executable, "-m", "callherald.cli", *argv, "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "held_evidence_dir" not in command.stderr
+    if argv[0] == "calls":  # it got as far as asking serve, which does not run here
+        assert "callherald is not running" in command.stderr
+    else:
+        assert command.returncode == 0, command.stderr
+
+
 def test_check_config_warns_about_rtp_ports_among_the_ephemeral_ones(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

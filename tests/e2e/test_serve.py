@@ -154,3 +154,45 @@ def test_serve_names_the_key_of_a_listener_port_in_use(tmp_path: Path, transport
         "listens there"
     ) in output, output
     assert "Traceback" not in output
+
+
+@pytest.mark.timeout(40)
+def test_serve_starts_without_its_held_evidence_dir_and_warns(tmp_path: Path) -> None:
+    # The spare disk not mounted: serve exited 2, although data_dir takes held evidence then.
+    rtp_min, rtp_max = free_port_range(100)
+    config = tmp_path / "callherald.yaml"
+    config.write_text(
+        default_yaml(
+            pbx_port=free_port(),
+            carrier_port=free_port(),
+            carrier_target_port=free_port(),
+            pbx_target_port=free_port(),
+            rtp_min=rtp_min,
+            rtp_max=rtp_max,
+            extra="recording:\n  held_evidence_dir: spare/held\n",
+        ),
+        encoding="utf-8",
+    )
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(CALLHERALD), "serve", "--config", str(config)],
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while "control socket at" not in log.read_text(errors="replace") and process.poll() is None:
+            assert time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.1)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)
+    output = log.read_text(errors="replace")
+    assert process.returncode == 0, output
+    assert (
+        f"WARNING callherald: recording.held_evidence_dir: {str(tmp_path / 'spare' / 'held')!r} is not a"
+        " directory (is its disk mounted?): evidence that a stop on a full disk keeps goes to data_dir"
+    ) in output, output
