@@ -17,7 +17,7 @@ from pathlib import Path
 
 from announcements import AnnouncementError, PromptLibrary, PromptSet
 from callherald import __version__, auditing, calls, recordings
-from callherald.layout import DataDirInUseError, DataLayout
+from callherald.layout import DataDirInUseError, DataDirLockFileError, DataLayout
 from callherald.recordings import PASSPHRASE_ENV
 from config import (
     HOME_ENV,
@@ -92,7 +92,7 @@ def _serve(args: argparse.Namespace) -> int:
         problem = _problem(args.config, f"listen.{error.side}.{what}", str(error))
         logging.getLogger("callherald").error("callherald cannot start: %s", problem)
         return 2
-    except (DataDirInUseError, ControlSocketError, StorageError, OSError) as error:
+    except (DataDirInUseError, DataDirLockFileError, ControlSocketError, StorageError, OSError) as error:
         # Another callherald on the data directory, a port in use, a data directory that cannot
         # be written, a socket path too long: say what and stop, without a traceback.
         logging.getLogger("callherald").error("callherald cannot start: %s", error)

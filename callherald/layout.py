@@ -13,7 +13,7 @@
       keys/development.passphrase
       announcements-cache/       imported prompt frames
       control.sock               the operator's control socket while callherald runs (mode 0600)
-      serve.lock                 locked by the running callherald, which wrote its PID in it (mode 0600)
+      serve.lock                 the PID of the running callherald, which locks data_dir itself (mode 0600)
 
 The development key exists so that an out-of-the-box set-up can export its recordings without a
 passphrase prompt. Its passphrase lies next to it, so it protects nothing: real set-ups configure
@@ -23,9 +23,11 @@ passphrase prompt. Its passphrase lies next to it, so it protects nothing: real 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import secrets
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,7 +37,14 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from storage.keys import generate_private_key, load_public_key, public_key_pem, save_private_key
 
-__all__ = ["DataDirInUseError", "DataLayout", "DevelopmentKey", "ensure_development_key", "own_data_dir"]
+__all__ = [
+    "DataDirInUseError",
+    "DataDirLockFileError",
+    "DataLayout",
+    "DevelopmentKey",
+    "ensure_development_key",
+    "own_data_dir",
+]
 
 _RECORDING_SUFFIX = ".chrec"
 _PID_READS = 10  # the holder writes its PID just after it takes the lock: a moment to wait for it
@@ -107,37 +116,83 @@ class DataDirInUseError(Exception):
     """Another process, a running callherald, owns the data directory."""
 
 
+class DataDirLockFileError(Exception):
+    """``serve.lock`` in the data directory is not a file callherald can write its PID in."""
+
+
 @contextlib.contextmanager
 def own_data_dir(layout: DataLayout) -> Iterator[None]:
-    """Own the data directory while the block runs: an exclusive lock on ``serve.lock`` in it,
-    which then holds this process's PID. The kernel drops the lock when the process ends, however
-    it ends, so a ``kill -9`` leaves none behind; the file stays.
+    """Own the data directory while the block runs: an exclusive lock on the directory itself,
+    and this process's PID written in ``serve.lock`` in it. The lock is not on ``serve.lock``: a
+    file can be removed (as a "stale" pidfile is) while its lock is held, and the next start would
+    then lock a new one; a directory that holds files cannot be. The kernel drops the lock when the
+    process ends, however it ends, so a ``kill -9`` leaves none behind; the file stays.
 
     Raises DataDirInUseError, naming the directory and the PID written by its owner, when another
-    process holds it. The directory must exist.
+    process holds it; DataDirLockFileError when ``serve.lock`` is not a regular file (a symbolic
+    link is never followed: its target would be overwritten). The directory must exist.
     """
-    fd = os.open(layout.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    dir_fd = os.open(layout.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            holder = _holder_pid(layout.lock_file)
             raise DataDirInUseError(
-                f"data_dir {layout.root} is in use by another callherald (PID {_holder_pid(fd)}):"
+                f"data_dir {layout.root} is in use by another callherald (PID {holder}):"
                 " one data directory serves one running callherald"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        _write_pid(layout.lock_file)
         yield
     finally:
-        os.close(fd)  # releases the lock
+        os.close(dir_fd)  # releases the lock
 
 
-def _holder_pid(fd: int) -> str:
-    """The PID the lock's holder wrote, or ``unknown``."""
+def _write_pid(lock_file: Path) -> None:
+    """Write this process's PID in ``lock_file``, made mode 0600 if missing; never through a
+    symbolic link."""
+    try:
+        fd = os.open(lock_file, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise DataDirLockFileError(
+                f"{lock_file} is a symbolic link: callherald writes its PID there and does not follow"
+                " links; remove the link and start again"
+            ) from None
+        if error.errno == errno.EISDIR:
+            raise DataDirLockFileError(
+                f"{lock_file} is a directory: callherald writes its PID in a file there; remove the"
+                " directory and start again"
+            ) from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise DataDirLockFileError(
+                f"{lock_file} is not a regular file: callherald writes its PID there;"
+                " remove it and start again"
+            )
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    finally:
+        os.close(fd)
+
+
+def _holder_pid(lock_file: Path) -> str:
+    """The PID the lock's holder wrote in ``lock_file``, or ``unknown``."""
     for _ in range(_PID_READS):
-        text = os.pread(fd, 32, 0).decode("ascii", errors="replace").strip()
-        if text:
-            return text
+        try:
+            fd = os.open(lock_file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            fd = -1  # not made yet, or removed: the holder may be about to write it
+        if fd >= 0:
+            try:
+                text = os.pread(fd, 32, 0).decode("ascii", errors="replace").strip()
+            except OSError:
+                text = ""
+            finally:
+                os.close(fd)
+            if text:
+                return text
         time.sleep(_PID_READ_PAUSE_S)
     return "unknown"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from callherald.layout import DataDirInUseError, DataLayout, own_data_dir
+from callherald.layout import DataDirInUseError, DataDirLockFileError, DataLayout, own_data_dir
 from config import HOME_ENV
 
 _HOLD_LOCK = """
@@ -56,6 +56,52 @@ def test_the_lock_goes_with_its_process_even_after_kill_9(tmp_path: Path) -> Non
         owner.communicate(timeout=10)
     with own_data_dir(layout):  # no stale lock: the next start owns the directory
         assert layout.lock_file.read_text(encoding="ascii") == f"{os.getpid()}\n"
+
+
+def test_removing_serve_lock_does_not_free_the_directory(tmp_path: Path) -> None:
+    # An administrator (or a tmp cleaner) removes serve.lock as a stale pidfile while serve runs:
+    # a second start must still be refused, not lock a new file and recover the live calls.
+    layout = DataLayout(tmp_path / "data")
+    layout.make_root()
+    with own_data_dir(layout):
+        layout.lock_file.unlink()
+        with pytest.raises(DataDirInUseError, match=r"\(PID unknown\)"), own_data_dir(layout):
+            pass
+        assert not layout.lock_file.exists()  # the refused start made none
+
+
+def test_a_symbolic_link_as_serve_lock_is_not_followed(tmp_path: Path) -> None:
+    layout = DataLayout(tmp_path / "data")
+    layout.make_root()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious content", encoding="ascii")
+    layout.lock_file.symlink_to(victim)
+    with pytest.raises(DataDirLockFileError) as refused, own_data_dir(layout):
+        pass
+    assert str(refused.value) == (
+        f"{layout.lock_file} is a symbolic link: callherald writes its PID there and does not follow"
+        " links; remove the link and start again"
+    )
+    assert victim.read_text(encoding="ascii") == "precious content"
+    layout.lock_file.unlink()
+    with own_data_dir(layout):  # the refused start left no lock behind
+        assert layout.lock_file.read_text(encoding="ascii") == f"{os.getpid()}\n"
+
+
+def test_a_dangling_symbolic_link_or_a_directory_as_serve_lock_is_named(tmp_path: Path) -> None:
+    layout = DataLayout(tmp_path / "data")
+    layout.make_root()
+    layout.lock_file.symlink_to(tmp_path / "missing")
+    with pytest.raises(DataDirLockFileError, match="is a symbolic link"), own_data_dir(layout):
+        pass
+    assert not (tmp_path / "missing").exists()
+    layout.lock_file.unlink()
+    layout.lock_file.mkdir()
+    with (
+        pytest.raises(DataDirLockFileError, match="is a directory: callherald writes its PID"),
+        own_data_dir(layout),
+    ):
+        pass
 
 
 @pytest.mark.timeout(40)
