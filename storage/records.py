@@ -31,7 +31,7 @@ its journal, does not), and if even that cannot be
 written each record is logged at error level as the same JSON line. ``import_held_evidence`` (at
 the next start) writes such files into the database, each in one transaction with a
 ``held_evidence_imported`` audit row naming the file and its SHA-256, then removes the file: a file
-that row names already is not written twice.
+whose content (its SHA-256) such a row names already, under any name, is not written twice.
 
 Purpose definitions are versioned: a purpose id is stored as version 1, and recording it with a
 basis, reference or retention other than its latest version's stores the next version, with a
@@ -1663,12 +1663,18 @@ def _import_held_file(db: Database, path: Path) -> None:
     named in the audit row, and the others are written. Runs on the writer thread."""
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
+    # By content alone: a copy of a file written already, under any name, is not written twice.
     done = db.execute(
-        "SELECT seq FROM audit_log WHERE action = ? AND subject = ? AND json_extract(detail, '$.sha256') = ?",
-        [AUDIT_ACTION_HELD_IMPORTED, path.name, digest],
+        "SELECT seq, subject FROM audit_log WHERE action = ? AND json_extract(detail, '$.sha256') = ?",
+        [AUDIT_ACTION_HELD_IMPORTED, digest],
     ).fetchone()
     if done is not None:
-        _LOG.warning("%s: written into the evidence database already (audit row %d): removed", path, done[0])
+        _LOG.warning(
+            "%s: written into the evidence database already, as %s (audit row %d, the same SHA-256): removed",
+            path,
+            done[1],
+            done[0],
+        )
         return
     written, refused = 0, []
     with db.atomic():

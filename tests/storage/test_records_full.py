@@ -199,6 +199,19 @@ def test_closing_while_full_keeps_the_held_writes_for_the_next_start(
     assert len(imports(database)) == 1
     assert "written into the evidence database already" in caplog.text
 
+    # The same content again under another name (a copy kept "to be safe", the log procedure done
+    # twice): it is the content that was written, so nothing is written twice.
+    again = tmp_path / "evidence-held-copy.jsonl"
+    again.write_bytes(copy)
+    caplog.clear()
+    with EvidenceStore(database) as store:
+        store.import_held_evidence().result()
+    assert not again.exists()
+    assert len(calls_stored(database)) == 1 + len(futures)
+    assert len(imports(database)) == 1
+    assert f"{again}: written into the evidence database already, as {path.name}" in caplog.text
+    assert "not written" not in caplog.text
+
 
 @pytest.mark.usefixtures("quick_close")
 def test_held_writes_are_kept_in_the_directory_given_else_beside_the_database(tmp_path: Path) -> None:
