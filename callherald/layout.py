@@ -6,7 +6,8 @@
       evidence.sqlite            the consent-and-purpose record and the wrapped data keys (WAL;
                                  it and its -wal and -shm files mode 0600)
       evidence-held-*.jsonl      evidence a stop on a full disk could not write into the database,
-                                 written into it by the next start (mode 0600)
+                                 named by that database's id, written into it by the next start
+                                 (mode 0600)
       recordings/<uuid>.chrec    encrypted recordings (docs/recording-format.md)
       keys/development.key       the development key pair of the embedded default, made on first
       keys/development.pub       start, with its passphrase in development.passphrase (mode 0600)

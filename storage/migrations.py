@@ -20,6 +20,7 @@ import json
 import os
 import sqlite3
 import stat
+import uuid
 from pathlib import Path
 
 from sqlite_utils import Database
@@ -584,3 +585,11 @@ def _later_events_audited(db: Database) -> None:
                 "audited_on_upgrade": True,
             },
         )
+
+
+@MIGRATIONS(name="0014_database_id")
+def _database_id(db: Database) -> None:
+    # A random id of this evidence database, named in (and the first line of) each held evidence
+    # file it keeps: two callheralds sharing a held_evidence_dir write in only their own files.
+    db.execute("CREATE TABLE database_id (id TEXT NOT NULL)")
+    db.execute("INSERT INTO database_id VALUES (?)", [uuid.uuid4().hex])

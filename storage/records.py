@@ -25,13 +25,17 @@ with ``hold_when_full``, holds it: it and every write after it wait in memory, i
 retried every ``HELD_RETRY_S`` and before each new write until the database takes them; each
 future completes only then. ``held`` says how many wait. Closing the store keeps trying them for
 ``CLOSE_RETRY_S`` (a stop must end); what the database still cannot take is kept in a file of its
-own (``evidence-held-<UTC time>.jsonl``, one JSON object per record, in order), in ``held_dir``
+own (``evidence-held-<database id>-<UTC time>.jsonl``: a first line naming this database's id
+(``HELD_FILE_DATABASE_KEY``), then one JSON object per record, in order), in ``held_dir``
 (another disk) or else beside the database (a few KiB may fit where a database transaction, with
 its journal, does not), and if even that cannot be
 written each record is logged at error level as the same JSON line. ``import_held_evidence`` (at
 the next start) writes such files into the database, each in one transaction with a
 ``held_evidence_imported`` audit row naming the file and its SHA-256, then removes the file: a file
-whose content (its SHA-256) such a row names already, under any name, is not written twice.
+whose content (its SHA-256) such a row names already, under any name, is not written twice. It
+writes only this database's files: those whose first line names its id, and those that name none
+beside the database (made by hand from the log); another database's, in a ``held_dir`` two
+callheralds share, are logged and left in place.
 
 Purpose definitions are versioned: a purpose id is stored as version 1, and recording it with a
 basis, reference or retention other than its latest version's stores the next version, with a
@@ -116,6 +120,7 @@ __all__ = [
     "AUDIT_ACTION_LEGAL_HOLD_RELEASE",
     "AUDIT_ACTION_PURPOSE_CHANGED",
     "DTMF_DIGITS",
+    "HELD_FILE_DATABASE_KEY",
     "HELD_FILE_PATTERN",
     "AgentNotice",
     "AgentNoticeEnd",
@@ -175,6 +180,8 @@ CLOSE_RETRY_S = 5.0
 in a file for the next start."""
 HELD_FILE_PATTERN = "evidence-held-*.jsonl"
 """The files that keep, beside the database, what it could not take before the store closed."""
+HELD_FILE_DATABASE_KEY = "evidence_database"
+"""The one key of a held file's first line: the id of the evidence database it belongs to."""
 AUDIT_ACTION_HELD_IMPORTED = "held_evidence_imported"
 HELD_IMPORT_ACTOR = "callherald"
 
@@ -1657,6 +1664,21 @@ def _write_held_record(
         _WRITERS[type(record)](db, record)
 
 
+def _held_file_database(first_line: bytes) -> str | None:
+    """The id of the evidence database a held file's first line names, or None if it names none."""
+    try:
+        mark = json.loads(first_line)
+    except ValueError:
+        return None
+    if (
+        isinstance(mark, dict)
+        and list(mark) == [HELD_FILE_DATABASE_KEY]
+        and isinstance(mark[HELD_FILE_DATABASE_KEY], str)
+    ):
+        return str(mark[HELD_FILE_DATABASE_KEY])
+    return None
+
+
 def _import_held_file(db: Database, path: Path) -> None:
     """Write the records kept in ``path`` in one transaction with its audit row (see the module);
     a record the database refuses (an invariant, a line that is not a record) is logged whole and
@@ -1681,6 +1703,8 @@ def _import_held_file(db: Database, path: Path) -> None:
         for number, raw in enumerate(data.splitlines(), start=1):
             if not raw.strip():
                 continue
+            if number == 1 and _held_file_database(raw) is not None:
+                continue  # the mark of the database the file belongs to, not a record
             text = raw.decode("utf-8", errors="replace")
             try:
                 record, state = held_record_from_json(text)
@@ -2149,6 +2173,7 @@ class EvidenceStore:
         self._reader_db: Database | None = None
         self._open_error: BaseException | None = None
         self._held: deque[_Write] = deque()  # touched on the writer thread only
+        self._database_id: str | None = None  # set by the writer thread as it opens the database
         self._retry: threading.Timer | None = None
         if read_only:
             self._upgrade_if_behind()
@@ -2170,6 +2195,7 @@ class EvidenceStore:
             return
         try:
             self._writer_db = open_writer(self.path)
+            self._database_id = self._writer_db.execute("SELECT id FROM database_id").fetchone()[0]
         except Exception as exc:
             self._open_error = exc
 
@@ -2366,6 +2392,8 @@ class EvidenceStore:
             kept = (path for directory in self.held_dirs for path in directory.glob(HELD_FILE_PATTERN))
             for path in sorted(kept, key=lambda path: path.name):
                 try:
+                    if not self._held_file_is_ours(path):
+                        continue
                     _import_held_file(db, path)
                     path.unlink()
                 except (OSError, sqlite3.Error, StorageError) as error:
@@ -2379,6 +2407,35 @@ class EvidenceStore:
             return imported
 
         return self.submit_write(run, transaction=False)
+
+    def _held_file_is_ours(self, path: Path) -> bool:
+        """Whether ``path`` is this database's to write in: its first line names this database, or
+        it names none and lies beside the database (made by hand from the log, or by an earlier
+        callherald). One that another database kept, or that names none in a ``held_dir`` that
+        others may share, is logged and left in place. Runs on the writer thread."""
+        with path.open("rb") as file:
+            owner = _held_file_database(file.readline())
+        if owner is None and path.parent == self.path.parent:
+            return True
+        if owner is not None and owner == self._database_id:
+            return True
+        if owner is None:
+            _LOG.warning(
+                "%s: names no evidence database (its first line would): left in place; if it is the"
+                " evidence of %s, move it beside that database, into %s",
+                path,
+                self.path,
+                self.path.parent,
+            )
+        else:
+            _LOG.warning(
+                "%s: evidence kept by another evidence database (id %s; this one is %s): left in place"
+                " for the callherald whose database that is",
+                path,
+                owner,
+                self._database_id,
+            )
+        return False
 
     def record_legal_hold(self, hold: LegalHold) -> Future[None]:
         """Put a recording on legal hold (see the module). The future fails with ``NotFoundError``
@@ -2521,8 +2578,9 @@ class EvidenceStore:
         if not kept:
             return
         lines = [line for _, line in kept]
-        data = "".join(line + "\n" for line in lines).encode("utf-8")
-        name = f"evidence-held-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}.jsonl"
+        mark = json.dumps({HELD_FILE_DATABASE_KEY: self._database_id})
+        data = "".join(line + "\n" for line in [mark, *lines]).encode("utf-8")
+        name = f"evidence-held-{self._database_id}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%fZ}.jsonl"
         failures = []
         why: EvidenceFullError
         for directory in self.held_dirs:

@@ -220,6 +220,7 @@ def test_migrations_are_tracked_and_idempotent(tmp_path: Path) -> None:
         "0011_legal_holds",
         "0012_agent_notices_written_as_they_start",
         "0013_later_events_audited",
+        "0014_database_id",
     ]
     assert applied == names
     rows = second.execute("SELECT migration_set, name FROM _sqlite_migrations ORDER BY id").fetchall()

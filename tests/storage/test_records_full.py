@@ -20,6 +20,7 @@ from storage import records
 from storage.audit import AuditEntry, AuditLog
 from storage.records import (
     AUDIT_ACTION_HELD_IMPORTED,
+    HELD_FILE_DATABASE_KEY,
     HELD_FILE_PATTERN,
     CallEnded,
     EvidenceFullError,
@@ -172,7 +173,7 @@ def test_closing_while_full_keeps_the_held_writes_for_the_next_start(
     assert all(isinstance(future.exception(), EvidenceKeptError) for future in kept)
     (path,) = tmp_path.glob(HELD_FILE_PATTERN)
     assert f"closed with {held} evidence records waiting for disk space: kept in {path}" in caplog.text
-    assert len(path.read_text().splitlines()) == held
+    assert len(path.read_text().splitlines()) == 1 + held  # the database's mark, then the records
     database = tmp_path / "evidence.sqlite"
     assert len(calls_stored(database)) == 1 + len(futures) - held
 
@@ -229,7 +230,54 @@ def test_held_writes_are_kept_in_the_directory_given_else_beside_the_database(tm
     database.unlink()
     futures, held = close_full(tmp_path, held_dir=tmp_path / "gone")  # a spool that is not there
     (kept,) = tmp_path.glob(HELD_FILE_PATTERN)
-    assert len(kept.read_text().splitlines()) == held
+    assert len(kept.read_text().splitlines()) == 1 + held
+
+
+def database_id(path: Path) -> str:
+    with EvidenceStore(path) as store:
+        return str(
+            store.submit_read(lambda db: db.execute("SELECT id FROM database_id").fetchone()[0]).result()
+        )
+
+
+@pytest.mark.usefixtures("quick_close")
+def test_callheralds_sharing_a_held_directory_write_in_only_their_own_files(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool, first, second = tmp_path / "spool", tmp_path / "first", tmp_path / "second"
+    for directory in (spool, first, second):
+        directory.mkdir()
+    futures, held = close_full(first, held_dir=spool)
+    first_id = database_id(first / "evidence.sqlite")
+    (kept,) = spool.glob(HELD_FILE_PATTERN)
+    assert kept.name.startswith(f"evidence-held-{first_id}-")
+    assert json.loads(kept.read_text().splitlines()[0]) == {HELD_FILE_DATABASE_KEY: first_id}
+
+    # The other callherald's start leaves the file alone, and says whose it is.
+    with EvidenceStore(second / "evidence.sqlite", held_dir=spool) as store:
+        assert store.import_held_evidence().result() == 0
+    assert kept.exists()
+    assert calls_stored(second / "evidence.sqlite") == []
+    assert not imports(second / "evidence.sqlite")
+    assert f"{kept}: evidence kept by another evidence database (id {first_id};" in caplog.text
+
+    # A file naming no database in the shared directory may be anyone's: left too.
+    anonymous = spool / "evidence-held-by-hand.jsonl"
+    anonymous.write_bytes(b"".join(kept.read_bytes().splitlines(keepends=True)[1:]))
+    with EvidenceStore(second / "evidence.sqlite", held_dir=spool) as store:
+        assert store.import_held_evidence().result() == 0
+    assert anonymous.exists()
+    assert f"{anonymous}: names no evidence database" in caplog.text
+    anonymous.unlink()
+
+    # Its own start writes it in, the mark not counted as a record.
+    with EvidenceStore(first / "evidence.sqlite", held_dir=spool) as store:
+        assert store.import_held_evidence().result() == 1
+    assert not kept.exists()
+    assert len(calls_stored(first / "evidence.sqlite")) == 1 + len(futures)
+    (entry,) = imports(first / "evidence.sqlite")
+    assert json.loads(entry.detail)["written"] == held
+    assert json.loads(entry.detail)["refused"] == []
 
 
 @pytest.mark.usefixtures("quick_close")
