@@ -43,6 +43,20 @@ def _stored(data_dir: Path) -> tuple[list[tuple[object, ...]], ...]:
         )
 
 
+def _settled(data_dir: Path, timeout_s: float = 10.0) -> tuple[list[tuple[object, ...]], ...]:
+    """``_stored`` once the running recording's row is written and nothing changes for a moment:
+    the evidence thread writes after the log line that says the recording started."""
+    deadline = time.monotonic() + timeout_s
+    rows = _stored(data_dir)
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        again = _stored(data_dir)
+        if again == rows and rows[0]:
+            return rows
+        rows = again
+    raise AssertionError(f"the evidence did not settle within {timeout_s:g} s: {rows}")
+
+
 def _edited_config(proxy: CallheraldProcess, path: Path) -> Path:
     """The running one's configuration on other SIP ports, with the evidence purpose kept longer."""
     text = proxy.config_path.read_text(encoding="utf-8")
@@ -67,7 +81,7 @@ def test_a_second_serve_on_the_data_directory_leaves_the_live_recording_alone(tm
         inbound_tone_call(tmp_path, proxy, caller_pause_ms=12000) as caller,
     ):
         assert proxy.wait_for_log('"event": "recording_started"', timeout_s=15), proxy.log_text()[-3000:]
-        before = _stored(proxy.data_dir)
+        before = _settled(proxy.data_dir)
         for config in (proxy.config_path, _edited_config(proxy, tmp_path / "edited.yaml")):
             second = subprocess.run(
                 [str(CALLHERALD), "serve", "--config", str(config)],
