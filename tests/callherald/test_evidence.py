@@ -16,7 +16,6 @@ import logging
 import os
 import sqlite3
 import stat
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -71,6 +70,7 @@ from storage.records import (
 )
 from storage.segments import HEADER_BYTES, RECORD_HEADER_BYTES, SegmentReader, SegmentWriter
 from storage.sqlite_keys import SqliteKeyStore
+from tests.small_disk import fill_up, tiny_file_system
 from tests.storage.test_records_full import cap_growth, fill
 
 CALL = "call-1"
@@ -1825,33 +1825,8 @@ def writers(monkeypatch: pytest.MonkeyPatch) -> list[SegmentWriter]:
 @pytest.fixture
 def full_disk_layout(tmp_path: Path) -> Iterator[DataLayout]:
     """A data_dir on a 4 MiB tmpfs (needs root: skips the test otherwise)."""
-    root = tmp_path / "data"
-    root.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4096k,mode=0700", "tmpfs", str(root)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small file system here: {mounted.stderr.strip()}")
-    try:
+    with tiny_file_system(tmp_path / "data", 4096) as root:
         yield DataLayout(root)
-    finally:
-        subprocess.run(["umount", "--lazy", str(root)], check=True)
-
-
-def fill_up(directory: Path) -> Path:
-    """Write a file into ``directory`` until its file system has no byte left."""
-    filler = directory / "filler"
-    with filler.open("wb", buffering=0) as out:
-        while True:
-            try:
-                out.write(bytes(4096))
-            except OSError as error:
-                if error.errno != errno.ENOSPC:
-                    raise
-                return filler
 
 
 def test_a_start_on_a_full_disk_after_a_crash_leaves_the_recovery_for_a_later_start(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import errno
 import json
 import os
 import signal
@@ -61,6 +60,7 @@ from tests.e2e.test_sipp_calls import (
     start_callee,
     start_caller,
 )
+from tests.small_disk import fill_up, tiny_file_system
 
 pytestmark = pytest.mark.e2e
 requires_sipp = pytest.mark.skipif(not sipp_available(), reason="SIPp (sip-tester) is not installed")
@@ -377,37 +377,6 @@ def test_kill_9_while_the_agent_hears_the_notice_keeps_that_it_was_told(tmp_path
     )
     assert timeline[-1].kind is TimelineKind.CALL_END
     assert timeline[-1].detail == {"end_reason": "interrupted"}
-
-
-@contextlib.contextmanager
-def tiny_file_system(where: Path, size_kib: int) -> Iterator[Path]:
-    """A tmpfs of ``size_kib`` KiB mounted at ``where`` (needs root: skips the test otherwise)."""
-    where.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k,mode=0700", "tmpfs", str(where)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small file system here: {mounted.stderr.strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "--lazy", str(where)], check=True)
-
-
-def fill_up(directory: Path) -> Path:
-    """Write a file into ``directory`` until its file system has no byte left."""
-    filler = directory / "filler"
-    with filler.open("wb", buffering=0) as out:
-        while True:
-            try:
-                out.write(bytes(4096))
-            except OSError as error:
-                if error.errno != errno.ENOSPC:
-                    raise
-                return filler
 
 
 @requires_sipp

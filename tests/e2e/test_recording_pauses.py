@@ -46,7 +46,6 @@ from tests.e2e.test_recording_calls import (
     decrypt,
     dominant_hz,
     pure_tone,
-    tiny_file_system,
 )
 from tests.e2e.test_sipp_calls import (
     Direction,
@@ -56,6 +55,7 @@ from tests.e2e.test_sipp_calls import (
     start_callee,
     start_caller,
 )
+from tests.small_disk import tiny_file_system
 
 pytestmark = pytest.mark.e2e
 requires_sipp = pytest.mark.skipif(not sipp_available(), reason="SIPp (sip-tester) is not installed")
