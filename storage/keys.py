@@ -45,6 +45,7 @@ from storage.crypto import (
     WrongPassphraseError,
     key_id,
 )
+from storage.durable import fsync_directory
 
 __all__ = [
     "PRIVATE_KEY_FORMAT",
@@ -385,14 +386,6 @@ def wrapped_keys_from_json(data: bytes) -> tuple[WrappedKey, ...]:
         raise KeyStoreError(f"malformed wrapped-key document: {exc}") from exc
 
 
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class FileKeyStore:
     """A ``KeyStore`` with one JSON file per recording (``<recording id>.keys.json``) in ``directory``.
 
@@ -426,7 +419,7 @@ class FileKeyStore:
                 raise KeyStoreError(f"wrapped keys for recording {recording_id} are already stored") from None
         finally:
             temporary.unlink(missing_ok=True)
-        _fsync_directory(self.directory)
+        fsync_directory(self.directory)
 
     def get(self, recording_id: uuid.UUID) -> tuple[WrappedKey, ...]:
         try:
@@ -447,5 +440,5 @@ class FileKeyStore:
         finally:
             os.close(fd)
         path.unlink()
-        _fsync_directory(self.directory)
+        fsync_directory(self.directory)
         return True

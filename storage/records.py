@@ -99,6 +99,7 @@ from sqlite_utils import Database
 
 from storage.audit import AuditEntry, AuditLog, AuditReport, canonical_detail
 from storage.crypto import StorageError
+from storage.durable import fsync_directory
 from storage.manifests import ManifestMismatch, ManifestReport, append_manifest, verify_manifests
 from storage.migrations import (
     MIGRATIONS,
@@ -2124,11 +2125,7 @@ def _write_new_file(path: Path, data: bytes) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-        directory = os.open(path.parent, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        fsync_directory(path.parent)
     except BaseException:
         path.unlink(missing_ok=True)
         raise

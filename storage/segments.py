@@ -65,6 +65,7 @@ from storage.crypto import (
     unwrap_data_key,
     wrap_data_key,
 )
+from storage.durable import fsync_directory
 from storage.keys import KeyStore
 
 __all__ = [
@@ -538,11 +539,7 @@ class SegmentWriter:
         return self._summary is not None
 
     def _sync_directory(self) -> None:
-        fd = os.open(self.path.parent, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_directory(self.path.parent)
 
     def _append(self, data: bytes) -> None:
         """Write ``data`` at the end with pwrite; on any OSError cut the file back and fail the writer."""

@@ -302,6 +302,24 @@ def running_callherald(
         stop_callherald(proxy)
 
 
+def serve_that_stops(
+    config: Path | None, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``callherald serve`` (on ``config``, else the embedded default) for a start that is meant to
+    fail: run until it exits, within 30 s, its output captured."""
+    argv = [str(CALLHERALD), "serve"] + ([] if config is None else ["--config", str(config)])
+    return subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        cwd=cwd,
+        env=env,
+        timeout=30,
+        check=False,
+    )
+
+
 def stop_callherald(proxy: CallheraldProcess, timeout_s: float = 5.0) -> None:
     """SIGTERM (callherald ends calls and un-registers on the way out), then SIGKILL if it hangs."""
     process = proxy.process

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import CALLHERALD, default_yaml, free_port, free_port_range
+from tests.e2e.harness import CALLHERALD, default_yaml, free_port, free_port_range, serve_that_stops
 
 
 def _options(port: int) -> bytes:
@@ -94,16 +94,7 @@ def test_serve_that_cannot_start_says_why_without_a_traceback(tmp_path: Path, ob
             "127.0.0.1:5060 (udp): address already in use: another program, or another callherald, listens there"
         )
     try:
-        completed = subprocess.run(
-            [str(CALLHERALD), "serve"],
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            cwd=tmp_path,
-            env=env,
-            timeout=30,
-            check=False,
-        )
+        completed = serve_that_stops(None, tmp_path, env)
     finally:
         if held is not None:
             held.close()
@@ -136,15 +127,7 @@ def test_serve_names_the_key_of_a_listener_port_in_use(tmp_path: Path, transport
         )
         config = tmp_path / "callherald.yaml"
         config.write_text(text, encoding="utf-8")
-        completed = subprocess.run(
-            [str(CALLHERALD), "serve", "--config", str(config)],
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-            cwd=tmp_path,
-            timeout=30,
-            check=False,
-        )
+        completed = serve_that_stops(config, tmp_path)
     output = completed.stdout + completed.stderr
     assert completed.returncode == 2, output
     line = next(n for n, text in enumerate(text.splitlines(), 1) if f"port: {port}" in text)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import subprocess
 import time
 from pathlib import Path
 
@@ -16,10 +15,10 @@ import pytest
 from storage.records import AUDIT_ACTION_PURPOSE_CHANGED, EvidenceStore, RecordingState
 from tests.e2e.announce_support import policy_yaml, write_prompt_wavs
 from tests.e2e.harness import (
-    CALLHERALD,
     CallheraldProcess,
     free_port,
     running_callherald,
+    serve_that_stops,
     sipp_available,
 )
 from tests.e2e.test_recording_calls import inbound_tone_call, manifests_verified
@@ -83,15 +82,7 @@ def test_a_second_serve_on_the_data_directory_leaves_the_live_recording_alone(tm
         assert proxy.wait_for_log('"event": "recording_started"', timeout_s=15), proxy.log_text()[-3000:]
         before = _settled(proxy.data_dir)
         for config in (proxy.config_path, _edited_config(proxy, tmp_path / "edited.yaml")):
-            second = subprocess.run(
-                [str(CALLHERALD), "serve", "--config", str(config)],
-                capture_output=True,
-                text=True,
-                stdin=subprocess.DEVNULL,
-                cwd=tmp_path,
-                timeout=30,
-                check=False,
-            )
+            second = serve_that_stops(config, tmp_path)
             output = second.stdout + second.stderr
             assert second.returncode == 2, output
             assert (

@@ -204,6 +204,23 @@ def origin_of(body: bytes) -> Origin:
     return SessionDescription.parse(body).origin
 
 
+def ack_of_failure(invite: Request, response: Response) -> Request:
+    """The ACK of a 300-699 to ``invite`` (§17.1.1.3): the INVITE's branch, the response's To."""
+    return Request(
+        "ACK",
+        invite.uri,
+        [
+            ("Via", invite.headers.fields("via")[0]),
+            ("Max-Forwards", "70"),
+            ("From", invite.headers.get("from") or ""),
+            ("To", response.headers.get("to") or ""),
+            ("Call-ID", invite.call_id),
+            ("CSeq", f"{invite.cseq.seq} ACK"),
+            ("Content-Length", "0"),
+        ],
+    )
+
+
 def cancel_of(invite: Request) -> Request:
     """The CANCEL of a re-INVITE (§9.1): its Request-URI, top Via, From, To (with the tag), Call-ID
     and CSeq number."""
@@ -599,19 +616,7 @@ class FakeUac(FakeUa):
         """The ACK of a 300-699 (§17.1.1.3): the INVITE's branch, the response's To."""
         invite = self.invite_request
         assert invite is not None
-        return Request(
-            "ACK",
-            invite.uri,
-            [
-                ("Via", invite.headers.fields("via")[0]),
-                ("Max-Forwards", "70"),
-                ("From", invite.headers.get("from") or ""),
-                ("To", response.headers.get("to") or ""),
-                ("Call-ID", invite.call_id),
-                ("CSeq", f"{invite.cseq.seq} ACK"),
-                ("Content-Length", "0"),
-            ],
-        )
+        return ack_of_failure(invite, response)
 
     def ack_answer(self, *, body: bytes = b"") -> list[Effect]:
         """Learn the dialog from the last 2xx to our INVITE and ACK it."""

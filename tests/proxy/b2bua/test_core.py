@@ -41,6 +41,7 @@ from tests.proxy.b2bua.harness import (
     FakeUac,
     FakeUas,
     Harness,
+    ack_of_failure,
     cancel_of,
     carrier_with_credentials,
     make_settings,
@@ -1614,23 +1615,6 @@ def test_reinvite_481_ends_the_call() -> None:
 
 
 # CANCEL of a re-INVITE (RFC 3261 §9) -----------------------------------------------------------
-
-
-def ack_of_failure(invite: Request, response: Response) -> Request:
-    """The ACK of a 300-699 to a re-INVITE (§17.1.1.3): the INVITE's branch, the response's To."""
-    return Request(
-        "ACK",
-        invite.uri,
-        [
-            ("Via", invite.headers.fields("via")[0]),
-            ("Max-Forwards", "70"),
-            ("From", invite.headers.get("from") or ""),
-            ("To", response.headers.get("to") or ""),
-            ("Call-ID", invite.call_id),
-            ("CSeq", f"{invite.cseq.seq} ACK"),
-            ("Content-Length", "0"),
-        ],
-    )
 
 
 @WAYS
