@@ -1950,16 +1950,7 @@ class B2bua:
             pending_from = {r.origin_leg for r in pending if not r.cancelled}
             if leg in pending_from:
                 # §14.2: a second INVITE before the first got its final response.
-                retry_after = str(1 + int(self._token()[:2], 16) % 10)
-                self._reply(
-                    transaction_id,
-                    request,
-                    500,
-                    out,
-                    now,
-                    to_tag=request.to.tag,
-                    extra=(("Retry-After", retry_after),),
-                )
+                self._reply_retry_later(transaction_id, request, out, now)
                 return
             if pending or call.unacked_2xx or call.reoffers_pending:
                 self._reply(transaction_id, request, 491, out, now, to_tag=request.to.tag)  # §14.1 glare
@@ -1985,8 +1976,12 @@ class B2bua:
                 return
             if offer is not None:
                 if request.method == "UPDATE" and self._offer_outstanding(call):
-                    # RFC 3311 §5.1, §5.2: no offer while another is unanswered on either dialog.
-                    self._reply(transaction_id, request, 491, out, now, to_tag=request.to.tag)
+                    # RFC 3311 §5.1, §5.2: no offer while another is unanswered on either dialog:
+                    # 500 when it is the sender's own, still unanswered by callherald; else 491.
+                    if self._unanswered_offer_from(call, leg):
+                        self._reply_retry_later(transaction_id, request, out, now)
+                    else:
+                        self._reply(transaction_id, request, 491, out, now, to_tag=request.to.tag)
                     return
                 if not carries_plain_rtp(offer) and self._plain_rtp_only(call):
                     # The notice goes out in plain RTP, which a party expecting SRTP drops, and
@@ -2043,6 +2038,24 @@ class B2bua:
             held_before=held_before,
             new_party=new_party,
         )
+
+    @staticmethod
+    def _unanswered_offer_from(call: Call, leg: MediaLeg) -> bool:
+        """Whether an offer ``leg``'s party sent, relayed by callherald, still waits for the answer
+        callherald owes it (one its sender cancelled was answered by the 487)."""
+        return any(
+            relay.origin_leg is leg and relay.offer_from_origin and not relay.cancelled
+            for relay in call.pending_relays.values()
+        )
+
+    def _reply_retry_later(
+        self, transaction_id: TransactionId, request: Request, out: list[Effect], now: float
+    ) -> None:
+        """500 with a Retry-After of 1-10 s, random (RFC 3261 §14.2, RFC 3311 §5.2): a party's new
+        offer while callherald still owes an answer to its last one."""
+        retry_after = str(1 + int(self._token()[:2], 16) % 10)
+        extra = (("Retry-After", retry_after),)
+        self._reply(transaction_id, request, 500, out, now, to_tag=request.to.tag, extra=extra)
 
     @staticmethod
     def _offer_outstanding(call: Call) -> bool:

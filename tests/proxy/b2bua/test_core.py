@@ -1439,6 +1439,36 @@ def test_second_reinvite_from_the_same_side_gets_500_with_retry_after() -> None:
     h.assert_idle()
 
 
+@pytest.mark.parametrize("first", ["INVITE", "UPDATE"])
+def test_an_update_offer_while_the_senders_own_offer_is_unanswered_gets_500_with_retry_after(
+    first: str,
+) -> None:
+    # RFC 3311 §5.2: an UPDATE offer to a UAS that has not yet answered the sender's own offer
+    # gets 500 with a Retry-After (491 is for offers that cross, §5.1); nothing reaches the far party.
+    h = Harness()
+    caller, callee = connect(h)
+    caller.send(caller.request(first, body=offer_from(caller)))
+    relayed = callee.last_request(first)
+    callee.new_messages()
+    effects = caller.send(caller.request("UPDATE", body=offer_from(caller, version=3)))
+
+    assert sip_summary(effects) == [(PBX, "500 UPDATE")]
+    retry_after = caller.last_response("UPDATE", 500).headers.fields("retry-after")
+    assert len(retry_after) == 1
+    assert 1 <= int(retry_after[0]) <= 10
+    assert callee.new_messages() == []
+    callee.reply(relayed, 200, body=offer_from(callee, direction="a=recvonly"))
+    if first == "INVITE":
+        caller.send(caller.ack_2xx(caller.last_response("INVITE", 200)))
+    effects = caller.send(caller.request("UPDATE", body=offer_from(caller, version=3)))
+    assert sip_summary(effects) == [(CARRIER, "UPDATE")]
+    callee.reply(
+        callee.last_request("UPDATE"), 200, body=offer_from(callee, direction="a=recvonly", version=3)
+    )
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
 def test_reinvite_failure_is_relayed_and_the_call_goes_on() -> None:
     h = Harness()
     caller, callee = connect(h)
