@@ -103,6 +103,9 @@ _DTMF_CODE = re.compile(r"[0-9*#]{1,8}")
 # it is ignored) or the raw 32-byte X25519 key in base64, padded (44 characters) or not (43).
 _PEM_PUBLIC_KEY = re.compile(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.DOTALL)
 _BASE64_KEY = re.compile(rb"[A-Za-z0-9+/]{43}=?")
+# A private key: callherald's own key file (JSON, its "format" as storage.keys.PRIVATE_KEY_FORMAT)
+# or a PEM "PRIVATE KEY" or "ENCRYPTED PRIVATE KEY" block (RFC 7468 §10, §11).
+_PRIVATE_KEY = re.compile(rb'"format":\s*"callherald-private-key"|-----BEGIN (?:ENCRYPTED )?PRIVATE KEY-----')
 # A PEM public key is a DER SubjectPublicKeyInfo: for X25519 these 12 bytes, then the raw 32-byte
 # key (RFC 8410 §4), the same bytes the base64 form holds.
 _X25519_SPKI_PREFIX = bytes.fromhex("302a300506032b656e032100")
@@ -460,6 +463,14 @@ def _public_key_in(path: Path) -> bytes | None:
             "so it is not a public key file"
         )
     if _PEM_PUBLIC_KEY.search(data) is None and _BASE64_KEY.fullmatch(data.strip()) is None:
+        if _PRIVATE_KEY.search(data) is not None:
+            # The running proxy must never hold a key that decrypts (it wraps for recipients only).
+            public = path.with_suffix(".pub") if path.suffix == ".key" else None
+            hint = f" ({os.fspath(public)!r}?)" if public is not None and public.is_file() else ""
+            raise InvalidValueError(
+                f"public key file {name!r} holds a private key: list the matching public key file "
+                f"instead{hint}; the private key stays with whoever exports recordings"
+            )
         raise InvalidValueError(
             f"public key file {name!r} holds no public key: expected a PEM 'BEGIN PUBLIC KEY' block "
             "or the raw key in base64 (43 or 44 characters)"

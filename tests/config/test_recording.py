@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from config import Config, ConfigError, ConfigProblem, Recording, load_config, parse_config
-from storage.keys import parse_public_key
+from storage.keys import (
+    SCRYPT_LOG2_N_MIN,
+    generate_private_key,
+    parse_public_key,
+    save_private_key,
+    save_public_key,
+)
 from tests.config.test_config import ESCROW_BASE64, MINIMAL, REVIEWER_PEM
 
 # MINIMAL is 16 lines, so "recording:" is on line 17 and its first key on line 18.
@@ -20,6 +26,7 @@ KEY_FILES = {
     "hello.txt": "hello\n",
     "empty.pub": "",
     "private.pem": "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VuBCIEIA==\n-----END PRIVATE KEY-----\n",
+    "encrypted.pem": "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIGbMFcGCSqGSIb3DQEFDTBK\n-----END ENCRYPTED PRIVATE KEY-----\n",
     "unterminated.pub": "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VuAyEAj0DFrbaPJWJK5bIU6nZ6bslNgp09e14a0bpvPiE4KF8=\n",
     "short.b64": ESCROW_BASE64[:42] + "\n",
     "long.b64": ESCROW_BASE64.strip().rstrip("=") + "AA\n",
@@ -97,6 +104,21 @@ def test_key_file_forms_accepted(name: str, key_files: Path) -> None:
     parse_public_key((key_files / "keys" / name).read_bytes())
 
 
+def test_a_private_key_file_as_recipient_is_refused_naming_its_public_key(key_files: Path) -> None:
+    # The proxy only wraps keys; a key that decrypts must not be in its configuration.
+    private_key = generate_private_key()
+    save_private_key(
+        key_files / "keys" / "agent.key", private_key, "a long passphrase", scrypt_log2_n=SCRYPT_LOG2_N_MIN
+    )
+    save_public_key(key_files / "keys" / "agent.pub", private_key.public_key())
+    with pytest.raises(ConfigError) as raised:
+        parse(recipients_section("keys/agent.key"))
+    assert str(raised.value).endswith(
+        "recording.recipients[0]: public key file 'keys/agent.key' holds a private key: list the matching "
+        "public key file instead ('keys/agent.pub'?); the private key stays with whoever exports recordings"
+    )
+
+
 def test_absolute_path_is_kept(key_files: Path) -> None:
     absolute = key_files / "keys" / "reviewer.pub"
     assert parse(recipients_section(str(absolute))).recording.recipients == (absolute,)
@@ -141,12 +163,21 @@ RECORDING_ERROR_CASES = [
         for name in (
             "hello.txt",
             "empty.pub",
-            "private.pem",
             "unterminated.pub",
             "short.b64",
             "long.b64",
             "two-tokens.b64",
         )
+    ),
+    *(
+        pytest.param(
+            recipients_section(f"keys/{name}"),
+            f"callherald.yaml:19: recording.recipients[0]: public key file 'keys/{name}' holds a private "
+            "key: list the matching public key file instead; the private key stays with whoever exports "
+            "recordings",
+            id=f"private-key-{name}",
+        )
+        for name in ("private.pem", "encrypted.pem")
     ),
     pytest.param(
         recipients_section("keys/huge.pub"),
