@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from ipaddress import ip_address, ip_network
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from pathlib import Path
 
 from config.defaults import DEFAULT_CONSENT_QUESTIONS, DEFAULT_POLICIES, DEFAULT_PURPOSES
@@ -1007,6 +1007,30 @@ def _check_shared_listen_address(r: Reader, config: Config) -> None:
                     return
 
 
+def _check_listeners_apart(r: Reader, config: Config) -> None:
+    """Two listeners on one port and transport where one listens on every address (``0.0.0.0``, or
+    ``::``, which on Linux takes the IPv4 port too) cannot both bind: that one holds the port on the
+    other's address as well."""
+    if not r.ok("listen", "pbx", "carrier"):
+        return
+    pbx, carrier = config.listen.pbx, config.listen.carrier
+    if pbx == carrier or (pbx.port, pbx.transport) != (carrier.port, carrier.transport):
+        return
+    first, second = ip_address(pbx.host), ip_address(carrier.host)
+
+    def holds(every: IPv4Address | IPv6Address, other: IPv4Address | IPv6Address) -> bool:
+        return every.is_unspecified and (every.version == 6 or other.version == 4)
+
+    if holds(first, second) or holds(second, first):
+        r.error(
+            "listen",
+            f"listen.pbx ({pbx.host}) and listen.carrier ({carrier.host}) both use {pbx.transport} port "
+            f"{pbx.port}, and {first if first.is_unspecified else second} is every address of this machine, "
+            "so the other cannot listen there too: give both sides the same host (one listener, requests "
+            "told apart by source) or different ports",
+        )
+
+
 def _check_transports(r: Reader, config: Config) -> None:
     """callherald talks to each side from that side's listener, so their transports must agree."""
     if not r.ok("listen", "carrier") or not r.ok("carrier"):
@@ -1062,6 +1086,7 @@ def _read_config(r: Reader) -> Config:
         logging=logging,
     )
     _check_shared_listen_address(r, config)
+    _check_listeners_apart(r, config)
     _check_transports(r, config)
     return config
 

@@ -763,6 +763,16 @@ ERROR_CASES = [
         "told apart by source, but peer 'main' network 192.0.2.0/24 overlaps carrier network 192.0.2.10/32",
         id="shared-listen-address-overlapping-networks",
     ),
+    *(
+        pytest.param(
+            edit("{host: 127.0.0.1, port: 5070}", f"{{host: '{carrier}', port: 5060}}"),
+            f"callherald.yaml:1: listen: listen.pbx (127.0.0.1) and listen.carrier ({carrier}) both use udp port "
+            f"5060, and {carrier} is every address of this machine, so the other cannot listen there too: give "
+            "both sides the same host (one listener, requests told apart by source) or different ports",
+            id=f"listeners-on-one-port-one-of-them-on-{carrier}",
+        )
+        for carrier in ("0.0.0.0", "::")
+    ),
     pytest.param(
         "listen: [1\n",
         "callherald.yaml:2: invalid YAML: expected ',' or ']', but got '<stream end>' (while parsing a flow "
