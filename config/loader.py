@@ -230,6 +230,22 @@ def _parse_prefix(text: str) -> str:
 
 HOST = Kind(expected="an IP address or DNS name", parse=_parse_host, placeholder="")
 IP_ADDRESS = Kind(expected="an IP address", parse=_parse_ip, placeholder="")
+
+
+def _parse_local_ip(text: str) -> str:
+    address = _parse_ip(text)
+    parsed = ip_address(address)
+    if parsed.is_multicast or parsed == IPv4Address("255.255.255.255"):
+        # A socket bound there hears only what is sent to that group or broadcast: no call.
+        expected(
+            "one of this machine's addresses, or 0.0.0.0 or :: for all (not multicast or broadcast)",
+            repr(text),
+        )
+    return address
+
+
+LOCAL_IP_ADDRESS = Kind(expected="an IP address", parse=_parse_local_ip, placeholder="")
+"""An address to bind sockets to (a listener, the RTP sockets)."""
 HOST_PORT = Kind(
     expected="host:port", parse=_parse_host_port, placeholder=HostPort(host="", port=DEFAULT_SIP_PORT)
 )
@@ -283,7 +299,7 @@ def _allowed_networks(r: Reader, host: str) -> tuple[Network, ...]:
 
 def _read_listen_address(r: Reader) -> ListenAddress:
     return ListenAddress(
-        host=r.parsed("host", IP_ADDRESS),
+        host=r.parsed("host", LOCAL_IP_ADDRESS),
         port=_sip_port(r),
         transport=r.choice("transport", Transport, Transport.UDP),
     )
@@ -367,7 +383,7 @@ def _read_media(r: Reader, listen: Listen | None) -> Media:
         rtp_port_min=r.int_("rtp_port_min", lo=PORT_MIN, hi=PORT_MAX),
         rtp_port_max=r.int_("rtp_port_max", lo=PORT_MIN, hi=PORT_MAX),
         advertised_address=r.parsed("advertised_address", IP_ADDRESS),
-        bind_address=r.parsed("bind_address", IP_ADDRESS, "0.0.0.0"),
+        bind_address=r.parsed("bind_address", LOCAL_IP_ADDRESS, "0.0.0.0"),
         constant_ssrc=r.bool_("constant_ssrc", True),
     )
     if r.ok("advertised_address"):

@@ -773,6 +773,24 @@ ERROR_CASES = [
         )
         for carrier in ("0.0.0.0", "::")
     ),
+    *(
+        pytest.param(
+            edit("{host: 127.0.0.1, port: 5070}", f"{{host: '{host}', port: 5070}}"),
+            "callherald.yaml:3: listen.carrier.host: expected one of this machine's addresses, or 0.0.0.0 or "
+            f":: for all (not multicast or broadcast), got '{host}'",
+            id=f"listen-host-{host}",
+        )
+        for host in ("224.0.0.1", "255.255.255.255", "ff02::1")
+    ),
+    pytest.param(
+        MINIMAL.replace(
+            "  advertised_address: 192.0.2.1\n",
+            "  advertised_address: 192.0.2.1\n  bind_address: 239.1.2.3\n",
+        ),
+        "callherald.yaml:17: media.bind_address: expected one of this machine's addresses, or 0.0.0.0 or "
+        ":: for all (not multicast or broadcast), got '239.1.2.3'",
+        id="media-bind-address-multicast",
+    ),
     pytest.param(
         "listen: [1\n",
         "callherald.yaml:2: invalid YAML: expected ',' or ']', but got '<stream end>' (while parsing a flow "
