@@ -2315,11 +2315,15 @@ def run_series(
 
     def run(path: str, region: tuple[int, int]) -> RunResult:
         print(f"{calls} calls, {path}, repetition {rep} ...", file=sys.stderr, flush=True)
+        run_dir = workdir / f"{calls}-{path}-{rep}"
+        # A run's figures count the recordings in its data directory: start from an empty one,
+        # not the one an earlier benchmark left in the same --workdir.
+        shutil.rmtree(run_dir, ignore_errors=True)
         return run_once(
             path,
             calls,
             hold_s,
-            workdir / f"{calls}-{path}-{rep}",
+            run_dir,
             placement=placement,
             constant_ssrc=constant_ssrc,
             withdrawal_digit=withdrawal_digit,

@@ -871,3 +871,22 @@ def test_callherald_gets_a_cpu_of_its_own_when_pinned() -> None:
     assert len(callherald_cpus) == 1
     assert callherald_cpus.isdisjoint(load_cpus)
     assert callherald_cpus | load_cpus == available
+
+
+def test_a_run_starts_from_an_empty_directory_whatever_an_earlier_benchmark_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The recordings counted are those in the run's data directory: one left by an earlier
+    # benchmark in the same --workdir would be counted again.
+    left = tmp_path / "200-recorded-1" / "data"
+    left.mkdir(parents=True)
+    (left / "evidence.sqlite").write_bytes(b"an earlier run's")
+    seen: list[bool] = []
+
+    def run_once(path: str, calls: int, hold_s: float, workdir: Path, **_: object) -> RunResult:
+        seen.append(workdir.exists())
+        return _run(path)
+
+    monkeypatch.setattr(call_load, "run_once", run_once)
+    call_load.run_series(["recorded"], 200, 20.0, tmp_path, 1)
+    assert seen == [False]
