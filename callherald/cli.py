@@ -222,7 +222,7 @@ def _keys_generate(args: argparse.Namespace) -> int:
     private_key = generate_private_key()
     written: list[Path] = []
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)  # made here: its owner's alone
         save_private_key(private_path, private_key, passphrase)
         written.append(private_path)
         save_public_key(public_path, private_key.public_key())

@@ -291,8 +291,14 @@ def parse_public_key(text: str | bytes) -> X25519PublicKey:
 
 
 def save_public_key(path: str | os.PathLike[str], public_key: X25519PublicKey) -> None:
-    """Write ``public_key_pem(public_key)`` to ``path`` (overwrites; a public key is not secret)."""
-    Path(path).write_text(public_key_pem(public_key), encoding="ascii")
+    """Write ``public_key_pem(public_key)`` to ``path`` (overwrites), mode 0644: a public key is not
+    secret, but whoever can change the one a proxy wraps for can read what it records."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.fchmod(fd, 0o644)  # whatever the umask, or the mode of a file written over
+        os.write(fd, public_key_pem(public_key).encode("ascii"))
+    finally:
+        os.close(fd)
 
 
 def load_public_key(path: str | os.PathLike[str]) -> X25519PublicKey:

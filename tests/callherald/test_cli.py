@@ -414,6 +414,21 @@ def test_keys_generate_writes_a_protected_pair(
     assert "exists already" in capsys.readouterr().err
 
 
+def test_keys_generate_writes_the_pair_only_its_owner_may_change_whatever_the_umask(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whoever can replace the public key a proxy is given can read every recording made after.
+    monkeypatch.setenv(PASSPHRASE_ENV, "correct horse battery staple")
+    previous = os.umask(0)
+    try:
+        assert main(["keys", "generate", "--out", str(tmp_path / "keys"), "--name", "dpo"]) == 0
+    finally:
+        os.umask(previous)
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in (tmp_path / "keys").iterdir()}
+    assert modes == {"dpo.key": 0o600, "dpo.pub": 0o644}
+    assert stat.S_IMODE((tmp_path / "keys").stat().st_mode) == 0o700
+
+
 @pytest.mark.parametrize("passphrase", ["short", " " * 12, "  eleven chr  "])
 def test_keys_generate_refuses_a_short_passphrase(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, passphrase: str
