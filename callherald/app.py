@@ -9,6 +9,7 @@ import logging
 import os
 import secrets
 import signal
+import stat
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -51,6 +52,7 @@ __all__ = [
     "held_evidence_dir_problem",
     "open_storage",
     "run_forever",
+    "writable_recipient_files",
 ]
 
 _LOG = logging.getLogger("callherald")
@@ -159,6 +161,8 @@ def open_storage(config: Config) -> StorageRecords:
     # read, long on a large database, so on the reader thread while calls are taken.
     evidence.submit_verify_manifests().add_done_callback(_log_manifest_check)
     recipients = tuple(load_public_key(path) for path in config.recording.recipients)
+    for warning in writable_recipient_files(config):
+        _LOG.warning("recording.recipients: %s", warning)
     if not recipients:
         key, made = ensure_development_key(layout)
         recipients = (key,)
@@ -195,6 +199,31 @@ def open_storage(config: Config) -> StorageRecords:
         min_free_mb=config.recording.min_free_mb,
         recording_enabled=config.recording.enabled,
     )
+
+
+def writable_recipient_files(config: Config) -> list[str]:
+    """One warning per ``recording.recipients`` file anyone may change, or replace (its directory
+    writable by all, not sticky): whoever swaps in a key of their own reads every recording made
+    after. (Group write is left alone: with a group per user, as most systems make, it is the
+    owner's alone.)"""
+    warnings: list[str] = []
+    for path in config.recording.recipients:
+        try:
+            mode = path.stat().st_mode
+            directory = path.parent.stat().st_mode
+        except OSError:
+            continue  # the loader said why already
+        if mode & stat.S_IWOTH:
+            warnings.append(
+                f"public key file {os.fspath(path)!r} is writable by anyone (mode "
+                f"{stat.S_IMODE(mode):04o}): whoever changes it can read the recordings made after; chmod 644"
+            )
+        elif directory & stat.S_IWOTH and not directory & stat.S_ISVTX:
+            warnings.append(
+                f"public key file {os.fspath(path)!r} is in a directory anyone may write to (mode "
+                f"{stat.S_IMODE(directory):04o}): whoever replaces it can read the recordings made after"
+            )
+    return warnings
 
 
 def held_evidence_dir_problem(config: Config) -> str | None:

@@ -149,7 +149,12 @@ def config_warnings(config: Config) -> list[tuple[str, str]]:
     """What a valid configuration does that is seldom meant for real calls, each with the key it
     is about: what `serve` warns about at start-up, said before it runs."""
     # Imported here, as in `_serve`: the proxy's modules are slow to load for the other commands.
-    from callherald.app import ephemeral_overlap, ephemeral_ports, held_evidence_dir_problem  # noqa: PLC0415
+    from callherald.app import (  # noqa: PLC0415
+        ephemeral_overlap,
+        ephemeral_ports,
+        held_evidence_dir_problem,
+        writable_recipient_files,
+    )
 
     warnings: list[tuple[str, str]] = []
     recording = config.recording
@@ -163,6 +168,7 @@ def config_warnings(config: Config) -> list[tuple[str, str]]:
                 "list the public keys of those who may (callherald keys generate)",
             )
         )
+    warnings.extend(("recording.recipients", warning) for warning in writable_recipient_files(config))
     held_dir_problem = held_evidence_dir_problem(config)
     if held_dir_problem is not None:
         warnings.append(("recording.held_evidence_dir", held_dir_problem))

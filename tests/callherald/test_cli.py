@@ -283,6 +283,35 @@ def test_check_config_warns_of_a_held_evidence_dir_that_is_no_directory(
     )
 
 
+@pytest.mark.parametrize("where", ["file", "directory"])
+def test_check_config_warns_of_a_recipient_key_anyone_may_change(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    # Whoever swaps in a key of their own can read every recording made after.
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    public = keys / "reviewer.pub"
+    public.write_text(REVIEWER_PEM, encoding="ascii")
+    if where == "file":
+        public.chmod(0o666)
+        problem = "is writable by anyone (mode 0666): whoever changes it can read the recordings made after; chmod 644"
+    else:
+        keys.chmod(0o777)
+        problem = "is in a directory anyone may write to (mode 0777): whoever replaces it can read the recordings made after"
+    path = tmp_path / "callherald.yaml"
+    path.write_text(_with_recording("recording:\n  recipients: [keys/reviewer.pub]\n"), encoding="utf-8")
+    assert main(["check-config", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"{path}: OK\n"
+    assert (
+        err == f"{path}:{_line_of(path, 'recipients')}: warning: public key file {str(public)!r} {problem}\n"
+    )
+    public.chmod(0o644)
+    keys.chmod(0o1777)  # sticky, as /tmp: others cannot replace a file they do not own
+    assert main(["check-config", str(path)]) == 0
+    assert capsys.readouterr() == (f"{path}: OK\n", "")
+
+
 @pytest.mark.parametrize(
     "argv",
     [["recordings", "list"], ["audit", "verify"], ["calls", "list"]],
