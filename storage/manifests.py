@@ -8,7 +8,9 @@ rows themselves, which SQL can change (GDPR Art. 5(1)(f), 32(1)(b); MiFID II Del
 Art. 72(1)(b)-(c): records that cannot be altered unseen). A manifest holds:
 
 * ``recording``: id, call, file name, key ids, start, first frame, end, duration, size, state as
-  it ended, SHA-256 of the audio, why it ended;
+  it ended, SHA-256 of the audio, why it ended, and the SHA-256 of the file of a recording recovered
+  after a crash (``file_sha256``; '' for others; a manifest written before it was kept has no
+  such key, and matches while the row's is '');
 * ``call``: id, direction, calling, called, local line, agent, set-up;
 * ``legs``, ``announcements`` (prompt, version, language, hash, start, end, complete, failure),
   ``digits``, ``consent_decisions`` and ``agent_notices`` of the call;
@@ -108,6 +110,7 @@ def _recording_part(row: Mapping[str, Any]) -> Row:
         "state": row["state"],
         "audio_sha256": row["audio_sha256"],
         "end_reason": row["end_reason"],
+        "file_sha256": row["file_sha256"],
     }
 
 
@@ -337,6 +340,19 @@ def _rows_differ(key: str, kept: list[Row], now: list[Row], recording_end: str) 
     return time_field is None or any(str(row[time_field]) < recording_end for row in added)
 
 
+def _recording_as_kept(kept: Any, now: Any) -> Any:
+    """The recording part ``now`` in the shape of the manifest that ``kept`` it: one written before
+    file hashes were kept has no ``file_sha256``, which its row then holds as ''."""
+    if (
+        isinstance(kept, dict)
+        and isinstance(now, dict)
+        and "file_sha256" not in kept
+        and now["file_sha256"] == ""
+    ):
+        return {name: value for name, value in now.items() if name != "file_sha256"}
+    return now
+
+
 def _differences(kept: Mapping[str, Any], now: Mapping[str, Any]) -> tuple[str, ...]:
     recording = kept.get("recording")
     end = str(recording.get("finished_at") or "") if isinstance(recording, dict) else ""
@@ -346,6 +362,9 @@ def _differences(kept: Mapping[str, Any], now: Mapping[str, Any]) -> tuple[str, 
             parts.append(name)
         elif isinstance(now[key], list) and isinstance(kept[key], list):
             if _rows_differ(key, kept[key], now[key], end):
+                parts.append(name)
+        elif key == "recording":
+            if kept[key] != _recording_as_kept(kept[key], now[key]):
                 parts.append(name)
         elif kept[key] != now[key]:
             parts.append(name)

@@ -593,3 +593,11 @@ def _database_id(db: Database) -> None:
     # file it keeps: two callheralds sharing a held_evidence_dir write in only their own files.
     db.execute("CREATE TABLE database_id (id TEXT NOT NULL)")
     db.execute("INSERT INTO database_id VALUES (?)", [uuid.uuid4().hex])
+
+
+@MIGRATIONS(name="0015_recording_file_sha256")
+def _recording_file_sha256(db: Database) -> None:
+    # The SHA-256 of a recording's file as recovery found it after a crash (the proxy cannot
+    # decrypt, so no audio SHA-256 can be stored for it): it pins the ciphertext, which anyone can
+    # check without a key. '' for every other recording, and for those recovered before.
+    db.execute("ALTER TABLE recordings ADD COLUMN file_sha256 TEXT NOT NULL DEFAULT ''")

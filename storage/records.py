@@ -531,7 +531,10 @@ class RecordingStarted:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RecordingEnd:
     """Storage facts when a recording is closed (finished or truncated): ``finished_at`` is when its
-    audio ends, ``end_reason`` why (the call ended, consent withdrawn, ``disk full``, ...)."""
+    audio ends, ``end_reason`` why (the call ended, consent withdrawn, ``disk full``, ...).
+    ``audio_sha256`` is the SHA-256 of the audio the recorder sealed; a recording closed by the
+    recovery after a crash has none (the proxy cannot decrypt) and pins ``file_sha256``, the
+    SHA-256 of its file as recovery left it, instead."""
 
     recording_id: uuid.UUID
     finished_at: dt.datetime
@@ -539,6 +542,7 @@ class RecordingEnd:
     size_bytes: int
     duration_ms: int
     end_reason: str
+    file_sha256: str = ""
 
     def __post_init__(self) -> None:
         _aware("finished_at", self.finished_at)
@@ -715,6 +719,8 @@ class RecordingRecord:
     """When the legal hold in force on it began; None when it is not on hold."""
     held_by: str | None = None
     hold_reason: str | None = None
+    file_sha256: str = ""
+    """The SHA-256 of its file as recovery left it after a crash; '' for any other recording."""
 
 
 class TimelineKind(enum.StrEnum):
@@ -1104,7 +1110,7 @@ def _write_recording_started(db: Database, item: RecordingStarted) -> None:
 def _write_recording_end(db: Database, item: RecordingEnd, state: RecordingState) -> None:
     cursor = db.execute(
         "UPDATE recordings SET state = ?, finished_at = ?, audio_sha256 = ?, size_bytes = ?, "
-        "duration_ms = ?, end_reason = ? WHERE id = ? AND state = 'recording'",
+        "duration_ms = ?, end_reason = ?, file_sha256 = ? WHERE id = ? AND state = 'recording'",
         [
             state.value,
             to_db_time(item.finished_at),
@@ -1112,6 +1118,7 @@ def _write_recording_end(db: Database, item: RecordingEnd, state: RecordingState
             item.size_bytes,
             item.duration_ms,
             item.end_reason,
+            item.file_sha256,
             str(item.recording_id),
         ],
     )
@@ -1889,6 +1896,8 @@ def _read_timeline(db: Database, call_id: str) -> list[TimelineEvent]:
                         "size_bytes": row["size_bytes"],
                         "duration_ms": row["duration_ms"],
                         "end_reason": row["end_reason"],
+                        # A recording recovered after a crash: the SHA-256 of its file as recovered.
+                        **({"file_sha256": row["file_sha256"]} if row["file_sha256"] else {}),
                     },
                 )
             )
@@ -2032,6 +2041,7 @@ def _read_recordings(
             held_at=None if row["held_at"] is None else from_db_time(row["held_at"]),
             held_by=row["held_by"],
             hold_reason=row["hold_reason"],
+            file_sha256=row["file_sha256"],
         )
         for row in rows
     ]

@@ -371,6 +371,7 @@ def test_list_json_carries_every_field(data: DataDir, capsys: pytest.CaptureFixt
         "held_at": None,
         "held_by": None,
         "hold_reason": None,
+        "file_sha256": "",
     }
     assert items[1]["state"] == "truncated"
 

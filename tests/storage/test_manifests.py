@@ -231,6 +231,7 @@ def test_a_recording_s_end_writes_its_manifest_to_the_audit_log(store: EvidenceS
             "state": "complete",
             "audio_sha256": "cd" * 32,
             "end_reason": "ended",
+            "file_sha256": "",
         },
         "call": {
             "id": CALL,
@@ -360,6 +361,52 @@ def test_a_truncated_recording_gets_its_manifest_with_its_end(store: EvidenceSto
     assert store.verify_manifests().ok
 
 
+def test_a_recovered_recording_s_manifest_pins_its_file(path: Path, store: EvidenceStore) -> None:
+    # Recovery cannot decrypt: the SHA-256 of the file as it recovered it is what fixes the audio.
+    record_call(store, ended=False)
+    store.record_recording_truncated(
+        RecordingEnd(
+            recording_id=RID,
+            finished_at=at(13),
+            audio_sha256="",
+            size_bytes=1200,
+            duration_ms=6000,
+            end_reason="interrupted",
+            file_sha256="12" * 32,
+        )
+    ).result()
+    ((_, _, _, manifest),) = manifests(store)
+    recording = manifest["recording"]
+    assert isinstance(recording, dict)
+    assert (recording["audio_sha256"], recording["file_sha256"]) == ("", "12" * 32)
+    (record,) = store.recordings_list()
+    assert record.file_sha256 == "12" * 32
+    assert store.verify_manifests().ok
+    attacker(path, f"UPDATE recordings SET file_sha256 = '{'34' * 32}'")  # to match a replaced file
+    (mismatch,) = store.verify_manifests().mismatches
+    assert mismatch.parts == ("recording",)
+
+
+def test_a_manifest_written_before_file_hashes_were_kept_still_matches(
+    path: Path, store: EvidenceStore
+) -> None:
+    record_call(store)
+    older = store.submit_read(lambda db: recording_manifest(db, str(RID))).result()
+    recording = older["recording"]
+    del recording["file_sha256"]  # as callherald wrote manifests before it kept file hashes
+    store.audit_append(
+        at=at(61), actor="callherald", action=AUDIT_ACTION_MANIFEST, subject=str(RID), detail=older
+    ).result()
+    report = store.verify_manifests()
+    assert (report.ok, report.checked) == (True, 2)
+    # A file hash such a recording never had is a change, against both manifests.
+    attacker(path, f"UPDATE recordings SET file_sha256 = '{'34' * 32}'")
+    assert [(m.seq, m.parts) for m in store.verify_manifests().mismatches] == [
+        (1, ("recording",)),
+        (2, ("recording",)),
+    ]
+
+
 def test_an_end_whose_manifest_cannot_be_written_is_not_stored(path: Path, store: EvidenceStore) -> None:
     # One transaction: no recording ends without its manifest in the chain.
     record_call(store, ended=False)
@@ -407,6 +454,9 @@ def test_the_manifest_is_the_evidence_as_it_stands_at_the_end(store: EvidenceSto
         ),
         pytest.param(
             [f"UPDATE recordings SET first_frame_at = '{stored(4)}'"], ("recording",), id="first-frame"
+        ),
+        pytest.param(
+            [f"UPDATE recordings SET file_sha256 = '{'ef' * 32}'"], ("recording",), id="file-sha256"
         ),
         pytest.param(
             ["UPDATE purposes SET lawful_basis = 'legitimate_interest' WHERE id = 'training'"],

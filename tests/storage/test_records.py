@@ -221,6 +221,7 @@ def test_migrations_are_tracked_and_idempotent(tmp_path: Path) -> None:
         "0012_agent_notices_written_as_they_start",
         "0013_later_events_audited",
         "0014_database_id",
+        "0015_recording_file_sha256",
     ]
     assert applied == names
     rows = second.execute("SELECT migration_set, name FROM _sqlite_migrations ORDER BY id").fetchall()
