@@ -36,16 +36,20 @@ reference, retention) differs from the one stored last is stored as its next ver
 calls are recorded under (calls recorded before keep theirs); the audit log and the log say so.
 
 `recover` runs once at start-up: recordings a crash left open are read up to their last intact
-segment and marked truncated with their real duration (a pause still open ends there); calls left
-open are closed, and with them the prompts and agent notices they were playing, as interrupted.
+segment and marked truncated with their real duration (a pause still open ends there) and the
+SHA-256 of their file; one whose file no crash leaves so (corrupt, unreadable) is kept as found and
+said so, as an error; calls left open are closed, and with them the prompts and agent notices they
+were playing, as interrupted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import logging
+import os
 import shutil
 import time
 import urllib.parse
@@ -54,6 +58,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
@@ -77,20 +82,24 @@ from proxy.b2bua.effects import (
 )
 from storage import records as store
 from storage.crypto import StorageError, StorageFullError, key_id
-from storage.segments import AudioFormat, FsyncPolicy, SegmentWriter, recover
+from storage.segments import AudioFormat, FsyncPolicy, RecoveryState, SegmentWriter, recover
 from storage.sqlite_keys import SqliteKeyStore
 from storage.threads import name_os_thread
 
 __all__ = [
+    "CORRUPT_RECORDING",
     "INTERRUPTED_AGENT_NOTICE",
     "INTERRUPTED_PROMPT",
+    "INTERRUPTED_RECORDING",
     "RECORDING_WRITER_THREAD",
     "RESUME_FREE_BYTES",
+    "UNREADABLE_RECORDING",
     "PurposeFacts",
     "RecordSinks",
     "StorageRecords",
     "define_purposes",
     "recover_open_recordings",
+    "recovery_fault",
 ]
 
 _LOG = logging.getLogger("callherald.storage")
@@ -815,7 +824,12 @@ def recover_open_recordings(layout: DataLayout, evidence: store.EvidenceStore) -
     A recording keeps every segment sealed before the crash: its torn tail is cut off and its
     duration is what the intact segments hold; a pause it was in ends there too (the store ends
     the pauses of a recording with it). The proxy cannot decrypt, so the plaintext hash of
-    a recovered recording is left empty (each segment stays authenticated by its AEAD tag). A call
+    a recovered recording is left empty (each segment stays authenticated by its AEAD tag); the
+    SHA-256 of its file as recovery leaves it is stored instead (``file_sha256``, in its manifest),
+    so the file cannot be replaced unseen. A file that no crash leaves so (corrupt: a framing fault
+    before its end; unreadable) is kept as found and ends with the reason ``corrupt: ...`` or
+    ``unreadable: ...``, where and why, at the file's last modification (``_recovered_end``); it
+    is logged here as an error. A call
     left open ends with the reason ``interrupted`` at the latest it is known to have lasted: its
     last recorded audio or evidence (a prompt, a key, a decision, what the agent heard), else its
     set-up; a prompt it was playing ends there too, cut off, with the failure ``INTERRUPTED_PROMPT``,
@@ -829,28 +843,11 @@ def recover_open_recordings(layout: DataLayout, evidence: store.EvidenceStore) -
     # the prompts and agent notices as this recovery ends them.
     truncated: list[store.RecordingEnd] = []
     for record in evidence.recordings_list(state=store.RecordingState.RECORDING):
-        path = layout.recordings_dir / record.file_name
-        duration_ms = 0
-        size = 0
-        try:
-            report = recover(path, key_store, repair=True)
-            duration_ms = round(report.duration_s * 1000)
-            size = report.file_bytes
-            state = str(report.state)
-        except (StorageError, OSError) as error:
-            state = f"unreadable ({error})"
-        finished = record.first_frame_at + dt.timedelta(milliseconds=duration_ms)
-        end = store.RecordingEnd(
-            recording_id=record.recording_id,
-            finished_at=max(finished, record.started_at),
-            audio_sha256="",
-            size_bytes=size,
-            duration_ms=duration_ms,
-            end_reason="interrupted",
-        )
+        end, message = _recovered_end(layout.recordings_dir / record.file_name, record, key_store)
         truncated.append(end)
         ends[record.call_id] = max(end.finished_at, ends.get(record.call_id, end.finished_at))
-        messages.append(f"recording {record.recording_id} after a crash: {state}, {duration_ms} ms kept")
+        if message is not None:
+            messages.append(message)
     open_calls = evidence.submit_read(
         lambda db: db.execute(_OPEN_CALLS_WITH_LAST_EVIDENCE).fetchall()
     ).result()
@@ -896,6 +893,152 @@ def recover_open_recordings(layout: DataLayout, evidence: store.EvidenceStore) -
         )
         messages.append(f"call {call_id} left open by a crash: closed as interrupted")
     return messages
+
+
+INTERRUPTED_RECORDING = "interrupted"
+"""The end reason of a recording a crash cut short: its file holds what was sealed before it."""
+CORRUPT_RECORDING = "corrupt"
+"""How the end reason of a recording whose file recovery found corrupt begins (``corrupt: ...``)."""
+UNREADABLE_RECORDING = "unreadable"
+"""How the end reason of a recording whose file recovery could not read begins (``unreadable: ...``)."""
+
+
+def recovery_fault(end_reason: str | None) -> str | None:
+    """``CORRUPT_RECORDING`` or ``UNREADABLE_RECORDING`` when ``end_reason`` says recovery found the
+    recording's file so, else None."""
+    for fault in (CORRUPT_RECORDING, UNREADABLE_RECORDING):
+        if end_reason is not None and (
+            end_reason == fault or end_reason.startswith((f"{fault} ", f"{fault}:"))
+        ):
+            return fault
+    return None
+
+
+def _recovered_end(
+    path: Path, record: store.RecordingRecord, key_store: SqliteKeyStore
+) -> tuple[store.RecordingEnd, str | None]:
+    """The end of a recording a crash left open, from its file, and the line to log (None when
+    the problem is logged here as an error).
+
+    A crash leaves well-formed records and at most a torn tail (``recover`` cuts it off) or a file
+    that ends inside its header: the recording ends where its intact audio ends. A framing fault
+    before the end (``corrupt``: a record checksum, counter, tag or length no crash produces) or a
+    file that cannot be read as a recording means tampering or a disk fault: the file is kept as
+    found (``recover`` never modifies it), the end reason says so and where, and the end is the
+    file's last modification (when it was last written, by the recorder or by whoever changed it),
+    never before the intact audio ends nor after now. Either way the file's SHA-256 as recovery
+    leaves it is pinned.
+    """
+    rid = record.recording_id
+    try:
+        report = recover(path, key_store, repair=True)
+    except FileNotFoundError as error:
+        # The row is written before the file is made: a crash in between leaves no file.
+        return _unreadable_end(record, path, error, sha256="", modified=None), (
+            f"recording {rid} after a crash: no file {path} (the crash came before it was made, or it "
+            "was removed since): nothing kept"
+        )
+    except (StorageError, OSError) as error:
+        sha256, modified = _file_facts(path)
+        end = _unreadable_end(record, path, error, sha256=sha256, modified=modified)
+        _LOG.error(
+            "recording %s after a crash: its file %s cannot be read as a recording (%s): kept as found "
+            "(SHA-256 %s); callherald never leaves a file so: this means tampering or a disk fault",
+            rid,
+            path,
+            error,
+            sha256 or "-",
+        )
+        return end, None
+    duration_ms = round(report.duration_s * 1000)
+    audio_end = max(record.first_frame_at + dt.timedelta(milliseconds=duration_ms), record.started_at)
+    if report.state is not RecoveryState.CORRUPT:
+        # Truncated (the torn tail cut off), finalised, or no header: the file is its intact prefix.
+        sha256 = report.sha256 if report.intact_bytes == report.file_bytes else _file_facts(path)[0]
+        end = store.RecordingEnd(
+            recording_id=rid,
+            finished_at=audio_end,
+            audio_sha256="",
+            size_bytes=report.file_bytes,
+            duration_ms=duration_ms,
+            end_reason=INTERRUPTED_RECORDING,
+            file_sha256=sha256,
+        )
+        return end, f"recording {rid} after a crash: {report.state}, {duration_ms} ms kept"
+    sha256, modified = _file_facts(path)
+    where = (
+        "in its header"
+        if report.audio_format is None
+        else f"at segment {report.segments} (byte {report.intact_bytes})"
+    )
+    reason = (
+        f"{CORRUPT_RECORDING} {where}: {report.problem}; kept as found, {duration_ms} ms readable before it"
+    )
+    end = store.RecordingEnd(
+        recording_id=rid,
+        finished_at=_last_written(modified, audio_end),
+        audio_sha256="",
+        size_bytes=report.file_bytes,
+        duration_ms=duration_ms,
+        end_reason=reason,
+        file_sha256=sha256,
+    )
+    _LOG.error(
+        "recording %s after a crash: its file %s is CORRUPT %s (%s): no crash leaves a file so, this "
+        "means tampering or a disk fault; kept as found, not repaired (%d bytes, SHA-256 %s); %d ms of "
+        "audio before the fault, last written %s",
+        rid,
+        path,
+        where,
+        report.problem,
+        report.file_bytes,
+        sha256 or "-",
+        duration_ms,
+        "-" if modified is None else modified.isoformat(timespec="milliseconds"),
+    )
+    return end, None
+
+
+def _unreadable_end(
+    record: store.RecordingRecord,
+    path: Path,
+    error: BaseException,
+    *,
+    sha256: str,
+    modified: dt.datetime | None,
+) -> store.RecordingEnd:
+    """The end of a recording whose file recovery cannot read: nothing of it is known to be audio."""
+    size = 0
+    with contextlib.suppress(OSError):
+        size = path.stat().st_size
+    return store.RecordingEnd(
+        recording_id=record.recording_id,
+        finished_at=_last_written(modified, max(record.first_frame_at, record.started_at)),
+        audio_sha256="",
+        size_bytes=size,
+        duration_ms=0,
+        end_reason=f"{UNREADABLE_RECORDING}: {error}",
+        file_sha256=sha256,
+    )
+
+
+def _file_facts(path: Path) -> tuple[str, dt.datetime | None]:
+    """The SHA-256 of the file at ``path`` and its last modification (UTC): ('', None) for a file
+    that cannot be read."""
+    try:
+        with path.open("rb") as file:
+            modified = dt.datetime.fromtimestamp(os.fstat(file.fileno()).st_mtime, dt.UTC)
+            return hashlib.file_digest(file, "sha256").hexdigest(), modified
+    except OSError:
+        return "", None
+
+
+def _last_written(modified: dt.datetime | None, audio_end: dt.datetime) -> dt.datetime:
+    """The end of a recording whose file is not as a crash leaves it: its last modification, but
+    never before its readable audio ends, nor after now (a clock set back since)."""
+    if modified is None:
+        return audio_end
+    return max(audio_end, min(modified, dt.datetime.now(dt.UTC)))
 
 
 def _open_agent_notices(db: Database, *, call_id: str) -> list[tuple[str, str, str]]:

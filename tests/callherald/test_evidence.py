@@ -37,6 +37,7 @@ from callherald.evidence import (
     PurposeFacts,
     StorageRecords,
     recover_open_recordings,
+    recovery_fault,
 )
 from callherald.layout import DataLayout
 from config import default_config
@@ -71,6 +72,7 @@ from storage.records import (
 from storage.segments import HEADER_BYTES, RECORD_HEADER_BYTES, SegmentReader, SegmentWriter
 from storage.sqlite_keys import SqliteKeyStore
 from tests.small_disk import fill_up, tiny_file_system
+from tests.storage.recordings import record_spans
 from tests.storage.test_records_full import cap_growth, fill
 
 CALL = "call-1"
@@ -1881,6 +1883,7 @@ def test_recovery_closes_what_a_crash_left_open(
     layout: DataLayout,
     reviewer: X25519PrivateKey,
     writers: list[SegmentWriter],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     crashed: list[Step] = [
         Begin(),
@@ -1918,6 +1921,8 @@ def test_recovery_closes_what_a_crash_left_open(
     assert recording.duration_ms == 3000
     assert recording.size_bytes == len(intact)
     assert recording.audio_sha256 == ""  # the proxy holds no private key: it cannot hash the plaintext
+    # ... but it pins the file as recovered: new audio sealed to the public keys would not match.
+    assert recording.file_sha256 == hashlib.sha256(intact).hexdigest()
     assert recording.finished_at == ran.utc(13)  # first frame + the audio kept
     assert recording.end_reason == "interrupted"
     assert (call_1.ended_at, call_1.end_reason) == (ran.utc(13), "interrupted")
@@ -1935,6 +1940,127 @@ def test_recovery_closes_what_a_crash_left_open(
         ).result()
         assert store.verify_manifests().ok
     assert (manifest_of, state) == (str(recording.recording_id), "truncated")
+    assert storage_errors(caplog) == []
+    # The manifest holds the file's SHA-256: changing it with the file is found.
+    with sqlite3.connect(layout.evidence_db) as attacker:
+        attacker.execute("UPDATE recordings SET file_sha256 = ?", [hashlib.sha256(b"forged").hexdigest()])
+    with EvidenceStore(layout.evidence_db) as store:
+        (mismatch,) = store.verify_manifests().mismatches
+    assert mismatch.parts == ("recording",)
+
+
+def _crashed_with_three_seconds(
+    layout: DataLayout, reviewer: X25519PrivateKey, writers: list[SegmentWriter]
+) -> tuple[Ran, Path]:
+    """A recording of three sealed seconds (first frame at 10 s) whose process died; its file."""
+    crashed: list[Step] = [
+        Begin(),
+        *notice(end=6),
+        Record(purposes=("evidence",), at=at(10)),
+        *[Write(block=index) for index in range(3)],
+    ]  # no Stop, no End: the process dies here
+    ran = run(layout, crashed, recipient=reviewer)
+    (writer,) = writers
+    writer.close(final=False)
+    return ran, writer.path
+
+
+@pytest.mark.parametrize("modified_s", [-1.0, None], ids=["last written after the fault", "mtime too early"])
+def test_a_file_found_corrupt_at_restart_is_an_error_kept_as_found_and_said_so(
+    modified_s: float | None,
+    layout: DataLayout,
+    reviewer: X25519PrivateKey,
+    writers: list[SegmentWriter],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A crash leaves whole records and a torn tail; a record header changed in the middle is
+    # tampering or a disk fault (between the crash and the restart), never a truncation.
+    ran, path = _crashed_with_three_seconds(layout, reviewer, writers)
+    second, _ = record_spans(path)[1]
+    content = bytearray(path.read_bytes())
+    content[second + 11] ^= 0x01  # the low byte of record 1's counter; its checksum no longer matches
+    path.write_bytes(bytes(content))
+    # Its last modification: a second ago (after the audio it holds), or before the readable audio ends.
+    modified = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1) if modified_s is not None else ran.utc(10.5)
+    os.utime(path, (modified.timestamp(), modified.timestamp()))
+
+    with EvidenceStore(layout.evidence_db) as store:
+        (open_recording,) = store.recordings_list(state=RecordingState.RECORDING)
+        messages = recover_open_recordings(layout, store)
+    timeline, (recording,) = stored(layout)
+
+    rid = open_recording.recording_id
+    assert path.read_bytes() == content  # kept as found, not cut back to its intact part
+    assert f"recording {rid} after a crash" not in " ".join(messages)  # not a routine line
+    (error,) = storage_errors(caplog)
+    assert error.startswith(
+        f"recording {rid} after a crash: its file {path} is CORRUPT at segment 1 (byte {second}) "
+        f"(record header checksum mismatch at offset {second}): no crash leaves a file so, this means "
+        "tampering or a disk fault; kept as found, not repaired"
+    )
+    assert recording.state is RecordingState.TRUNCATED
+    assert recording.end_reason == (
+        f"corrupt at segment 1 (byte {second}): record header checksum mismatch at offset {second}; "
+        "kept as found, 1000 ms readable before it"
+    )
+    assert recovery_fault(recording.end_reason) == "corrupt"
+    assert (recording.duration_ms, recording.size_bytes) == (1000, len(content))
+    assert recording.file_sha256 == hashlib.sha256(content).hexdigest()  # the whole file, as found
+    # Not where the readable audio ends: when the file was last written, never before that end.
+    assert recording.finished_at == max(ran.utc(11), min(modified, dt.datetime.now(dt.UTC)))
+    assert (timeline[-1].kind, timeline[-1].at) == (TimelineKind.CALL_END, recording.finished_at)
+    with EvidenceStore(layout.evidence_db) as store:
+        assert store.verify_manifests().ok
+
+
+def test_a_file_that_is_no_recording_at_restart_is_an_error_and_pinned(
+    layout: DataLayout,
+    reviewer: X25519PrivateKey,
+    writers: list[SegmentWriter],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _, path = _crashed_with_three_seconds(layout, reviewer, writers)
+    path.write_bytes(b"not a recording at all")
+    with EvidenceStore(layout.evidence_db) as store:
+        messages = recover_open_recordings(layout, store)
+    _, (recording,) = stored(layout)
+
+    assert [line for line in messages if line.startswith("recording")] == []
+    (error,) = storage_errors(caplog)
+    assert "cannot be read as a recording" in error
+    assert "kept as found" in error
+    assert "tampering or a disk fault" in error
+    assert recording.end_reason is not None
+    assert recording.end_reason.startswith("unreadable: ")
+    assert recovery_fault(recording.end_reason) == "unreadable"
+    assert (recording.duration_ms, recording.size_bytes) == (0, len(b"not a recording at all"))
+    assert recording.file_sha256 == hashlib.sha256(b"not a recording at all").hexdigest()
+    assert path.read_bytes() == b"not a recording at all"
+
+
+def test_a_recording_whose_file_was_never_made_is_no_error(
+    layout: DataLayout,
+    reviewer: X25519PrivateKey,
+    writers: list[SegmentWriter],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The row is written before the file is made: a crash in between leaves no file.
+    ran, path = _crashed_with_three_seconds(layout, reviewer, writers)
+    path.unlink()
+    with EvidenceStore(layout.evidence_db) as store:
+        (open_recording,) = store.recordings_list(state=RecordingState.RECORDING)
+        messages = recover_open_recordings(layout, store)
+    _, (recording,) = stored(layout)
+
+    assert (
+        f"recording {open_recording.recording_id} after a crash: no file {path} (the crash came before it "
+        "was made, or it was removed since): nothing kept"
+    ) in messages
+    assert storage_errors(caplog) == []
+    assert recording.end_reason is not None
+    assert recording.end_reason.startswith("unreadable: ")
+    assert (recording.duration_ms, recording.size_bytes, recording.file_sha256) == (0, 0, "")
+    assert recording.finished_at == ran.utc(10)
 
 
 @pytest.mark.parametrize(

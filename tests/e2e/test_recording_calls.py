@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import os
 import signal
@@ -61,6 +62,7 @@ from tests.e2e.test_sipp_calls import (
     start_caller,
 )
 from tests.small_disk import fill_up, tiny_file_system
+from tests.storage.recordings import record_spans
 
 pytestmark = pytest.mark.e2e
 requires_sipp = pytest.mark.skipif(not sipp_available(), reason="SIPp (sip-tester) is not installed")
@@ -314,6 +316,10 @@ def test_kill_9_during_a_call_keeps_every_sealed_second(tmp_path: Path) -> None:
         assert record.state is RecordingState.TRUNCATED
         audio = decrypt(data_dir, record, store, truncated=True)
         timeline = store.call_timeline(record.call_id)
+    # The proxy cannot hash the audio; it pins the file as recovered (the torn tail cut off).
+    file_bytes = (data_dir / "recordings" / record.file_name).read_bytes()
+    assert (record.audio_sha256, record.size_bytes) == ("", len(file_bytes))
+    assert record.file_sha256 == hashlib.sha256(file_bytes).hexdigest()
     assert record.duration_ms is not None
     recorded_before_kill = (killed_at - record.first_frame_at).total_seconds()
     # At most the unsealed last second is lost (plus the 200 ms the recorder holds back).
@@ -324,6 +330,49 @@ def test_kill_9_during_a_call_keeps_every_sealed_second(tmp_path: Path) -> None:
     assert any(event.kind is TimelineKind.CALL_END for event in timeline)
     # Recovery wrote the manifest with the truncated end; ending the call afterwards changes none of it.
     assert manifests_verified(again) == {"ok": True, "checked": 1, "without_manifest": 0, "mismatches": []}
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+def test_a_file_changed_between_a_kill_9_and_the_restart_is_an_error_not_a_truncation(tmp_path: Path) -> None:
+    write_prompt_wavs(tmp_path)
+    policies = policy_yaml()
+    with (
+        running_callherald(tmp_path, policies=policies) as proxy,
+        inbound_tone_call(tmp_path, proxy, caller_pause_ms=20000),
+    ):
+        assert proxy.wait_for_log('"event": "recording_started"', timeout_s=15), proxy.log_text()[-3000:]
+        time.sleep(3.5)
+        os.kill(proxy.process.pid, signal.SIGKILL)
+        proxy.process.wait(timeout=5)
+    data_dir = proxy.data_dir
+    with EvidenceStore(data_dir / "evidence.sqlite") as store:
+        (record,) = store.recordings_list()
+    path = data_dir / "recordings" / record.file_name
+    second, _ = record_spans(path)[1]
+    content = bytearray(path.read_bytes())
+    content[second + 11] ^= 0x01  # record 1's counter: its checksum no longer matches
+    path.write_bytes(bytes(content))
+    with running_callherald(tmp_path, policies=policies) as again:
+        assert again.wait_for_log("is CORRUPT", timeout_s=10), again.log_text()[-3000:]
+    errors = [line for line in again.log_text().splitlines() if "is CORRUPT" in line]
+    assert len(errors) == 1, errors
+    assert "ERROR" in errors[0]
+    assert "tampering or a disk fault" in errors[0]
+    with EvidenceStore(data_dir / "evidence.sqlite") as store:
+        (record,) = store.recordings_list()
+    assert path.read_bytes() == content  # kept as found
+    assert record.state is RecordingState.TRUNCATED
+    assert record.end_reason is not None
+    assert record.end_reason.startswith(
+        f"corrupt at segment 1 (byte {second}): record header checksum mismatch"
+    )
+    assert record.file_sha256 == hashlib.sha256(content).hexdigest()
+    assert record.size_bytes == len(content)
+    # Its end is when the file was last written, not where the audio before the fault ends.
+    assert record.finished_at is not None
+    assert record.duration_ms is not None
+    assert record.finished_at > record.first_frame_at + dt.timedelta(milliseconds=record.duration_ms + 500)
 
 
 LONG_NOTICE_S = 5.0
