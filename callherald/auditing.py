@@ -12,42 +12,92 @@ were kept (not an error). Legal holds, their releases, erasures and later events
 consent) are checked against the audit rows written with them: one deleted, changed or added
 without its audit row is named with its recording, or its call for an event that names none.
 
-Exit codes: 0 the chain is intact (and holds the expected head) and every recording matches its
-manifest; 1 the chain is broken, a recording does not match, or there is no evidence database;
-2 the invocation is wrong.
+Last, it hashes the file of every recording recovered after a crash whose SHA-256 the evidence
+record holds (``file_sha256``, pinned by the recovery, which cannot decrypt) and names each whose
+file is missing or differs: such a file can be replaced by new audio sealed with a recipient's
+public key alone, and only that hash tells. This needs no key.
+
+Exit codes: 0 the chain is intact (and holds the expected head), every recording matches its
+manifest and every recovered file the SHA-256 pinned for it; 1 the chain is broken, a recording
+or file does not match, or there is no evidence database; 2 the invocation is wrong.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 from callherald.command import CommandError, ExitCode
 from callherald.layout import DataLayout
 from storage.audit import AuditReport
 from storage.crypto import StorageError
 from storage.manifests import ManifestReport
-from storage.records import EvidenceStore
+from storage.records import EvidenceStore, RecordingState
 
-__all__ = ["manifest_report_line", "manifest_report_text", "report_text", "verify_audit_log"]
+__all__ = [
+    "FileMismatch",
+    "FileReport",
+    "file_report_text",
+    "manifest_report_line",
+    "manifest_report_text",
+    "report_text",
+    "verify_audit_log",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FileMismatch:
+    """The file of recording ``recording_id``, recovered after a crash, is not the one recovery
+    pinned: ``actual_sha256`` is None when the file is missing or cannot be read (``problem``)."""
+
+    recording_id: str
+    file_name: str
+    expected_sha256: str
+    actual_sha256: str | None
+    problem: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FileReport:
+    """What hashing the recovered recordings' files found: ``checked`` files, and every mismatch."""
+
+    checked: int
+    mismatches: tuple[FileMismatch, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
 
 
 def verify_audit_log(layout: DataLayout, *, expected_head: str | None = None, as_json: bool = False) -> int:
     """Walk the audit chain of ``layout``'s evidence database, check every recording against its
     manifest, and print what was found."""
     try:
-        report, manifests = _verify(layout, expected_head)
+        report, manifests, files = _verify(layout, expected_head)
     except CommandError as error:
         print(f"callherald audit: {error}", file=sys.stderr)
         return int(error.exit_code)
-    ok = report.ok and manifests.ok
+    ok = report.ok and manifests.ok and files.ok
     if as_json:
         print(
-            json.dumps({**_report_json(report), "ok": ok, "manifests": _manifests_json(manifests)}, indent=2)
+            json.dumps(
+                {
+                    **_report_json(report),
+                    "ok": ok,
+                    "manifests": _manifests_json(manifests),
+                    "files": _files_json(files),
+                },
+                indent=2,
+            )
         )
     else:
         print(report_text(report))
         print(manifest_report_text(manifests))
+        if files.checked:
+            print(file_report_text(files))
     return ExitCode.OK if ok else ExitCode.REFUSED
 
 
@@ -101,12 +151,72 @@ def manifest_report_text(report: ManifestReport) -> str:
     return "\n".join(lines)
 
 
+def file_report_text(report: FileReport) -> str:
+    """What hashing the recovered recordings' files found: a summary line, then one line per file
+    that is missing or differs."""
+    if report.ok:
+        return f"recovered files: {report.checked} checked, each matches the SHA-256 pinned at its recovery"
+    differ = len(report.mismatches)
+    lines = [
+        f"recovered files: {report.checked} checked, {differ} do{'es' if differ == 1 else ''} not match "
+        "the SHA-256 pinned at recovery"
+    ]
+    lines += [f"  recording {mismatch.recording_id}: {mismatch.problem}" for mismatch in report.mismatches]
+    return "\n".join(lines)
+
+
+def _sha256_of(path: Path) -> str:
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def _check_files(layout: DataLayout, store: EvidenceStore) -> FileReport:
+    """Hash the file of every recording, not erased, whose evidence holds the SHA-256 of its file
+    (recovered after a crash) and compare."""
+    checked = 0
+    mismatches: list[FileMismatch] = []
+    for record in store.recordings_list():
+        expected = record.file_sha256.lower()
+        if not expected or record.state is RecordingState.ERASED:
+            continue
+        checked += 1
+        name = record.file_name
+        actual: str | None = None
+        if Path(name).name != name or name in ("", ".", ".."):
+            problem = f"its stored file name {name!r} is not a plain file name"
+        else:
+            path = layout.recordings_dir / name
+            try:
+                actual = _sha256_of(path)
+            except FileNotFoundError:
+                problem = f"its file {path} is missing"
+            except OSError as error:
+                problem = f"its file {path} cannot be read ({error.strerror or error})"
+            else:
+                if actual == expected:
+                    continue
+                problem = (
+                    f"its file {path} has SHA-256 {actual}, the evidence record {expected}: "
+                    "the file was replaced or altered since"
+                )
+        mismatches.append(
+            FileMismatch(
+                recording_id=str(record.recording_id),
+                file_name=name,
+                expected_sha256=expected,
+                actual_sha256=actual,
+                problem=problem,
+            )
+        )
+    return FileReport(checked=checked, mismatches=tuple(mismatches))
+
+
 def manifest_report_line(report: ManifestReport) -> str:
     """``manifest_report_text`` on one line, for the log."""
     return "; ".join(line.strip() for line in manifest_report_text(report).splitlines())
 
 
-def _verify(layout: DataLayout, expected_head: str | None) -> tuple[AuditReport, ManifestReport]:
+def _verify(layout: DataLayout, expected_head: str | None) -> tuple[AuditReport, ManifestReport, FileReport]:
     if not layout.evidence_db.exists():  # a wrong directory or a data_dir typo, not an empty log
         raise CommandError(f"no evidence database at {layout.evidence_db}", exit_code=ExitCode.REFUSED)
     try:
@@ -114,7 +224,11 @@ def _verify(layout: DataLayout, expected_head: str | None) -> tuple[AuditReport,
     except StorageError as error:
         raise CommandError(str(error), exit_code=ExitCode.REFUSED) from error
     try:
-        return store.audit_verify(expected_head=expected_head), store.verify_manifests()
+        return (
+            store.audit_verify(expected_head=expected_head),
+            store.verify_manifests(),
+            _check_files(layout, store),
+        )
     finally:
         store.close()
 
@@ -142,6 +256,23 @@ def _manifests_json(report: ManifestReport) -> dict[str, object]:
                 "call_id": mismatch.call_id,
                 "audit_seq": mismatch.seq,
                 "parts": list(mismatch.parts),
+            }
+            for mismatch in report.mismatches
+        ],
+    }
+
+
+def _files_json(report: FileReport) -> dict[str, object]:
+    return {
+        "ok": report.ok,
+        "checked": report.checked,
+        "mismatches": [
+            {
+                "recording_id": mismatch.recording_id,
+                "file_name": mismatch.file_name,
+                "expected_sha256": mismatch.expected_sha256,
+                "actual_sha256": mismatch.actual_sha256,
+                "problem": mismatch.problem,
             }
             for mismatch in report.mismatches
         ],

@@ -7,9 +7,11 @@ says which recordings exist and what happened on their calls; the encrypted file
 
 ``export`` is the only place where audio leaves its encryption. Its contract:
 
-* the whole file is authenticated (``SegmentReader.status``) and its SHA-256 compared with the one
-  the evidence record holds *before* a byte of audio is written, so a tampered, substituted or
-  foreign file yields no output at all;
+* the whole file is authenticated (``SegmentReader.status``) and the SHA-256 of its audio compared
+  with the one the evidence record holds *before* a byte of audio is written, so a tampered,
+  substituted or foreign file yields no output at all; a recording recovered after a crash has no
+  audio SHA-256 (the proxy cannot decrypt) but the SHA-256 of its file as recovered, compared
+  before any key is used (``_check_file_sha256``);
 * the plaintext goes to ``--out`` and nowhere else: WAV is written by this process, FLAC by ffmpeg
   reading from a pipe; the output is created mode 0600 (it is personal data, GDPR Art. 32) and an
   existing file is replaced only with ``force``, by renaming a new file over it once written (so
@@ -72,6 +74,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from announcements.decode import pydub_ffmpeg
 from callherald.command import CommandError, ExitCode
+from callherald.evidence import recovery_fault
 from callherald.layout import DataLayout
 from proxy.rtp.g711 import alaw_decode, ulaw_decode
 from storage.crypto import (
@@ -288,7 +291,7 @@ def recordings_table(records: Sequence[RecordingRecord]) -> str:
             record.called,
             _time(record.started_at),
             _duration(record.duration_ms),
-            record.state.value,
+            _state(record),
             _size(record.size_bytes),
             "-" if record.held_at is None else f"since {_time(record.held_at)} UTC ({record.hold_reason})",
         )
@@ -297,14 +300,24 @@ def recordings_table(records: Sequence[RecordingRecord]) -> str:
     return _table(_LIST_HEADER, rows)
 
 
+def _state(record: RecordingRecord) -> str:
+    """The recording's state, and whether recovery found its file corrupt or unreadable."""
+    fault = recovery_fault(record.end_reason)
+    return record.state.value if fault is None else f"{record.state.value} ({fault} file)"
+
+
 def _facts(record: RecordingRecord) -> str:
+    fault = recovery_fault(record.end_reason)
+    state = _state(record)
+    if fault is not None:
+        state += ": found so after a crash, which never leaves a file so: tampering or a disk fault"
     facts = [
         ("recording", str(record.recording_id)),
         ("call", record.call_id),
         ("direction", record.direction.value),
         ("calling", record.calling),
         ("called", record.called),
-        ("state", record.state.value),
+        ("state", state),
         ("started (UTC)", _precise_time(record.started_at)),
         ("first frame (UTC)", _precise_time(record.first_frame_at)),
         ("finished (UTC)", "-" if record.finished_at is None else _precise_time(record.finished_at)),
@@ -315,6 +328,11 @@ def _facts(record: RecordingRecord) -> str:
             "-" if record.size_bytes is None else f"{_size(record.size_bytes)} ({record.size_bytes} bytes)",
         ),
         ("audio sha256", record.audio_sha256 or "-"),
+        *(
+            [("file sha256", f"{record.file_sha256} (as recovered after a crash)")]
+            if record.file_sha256
+            else []
+        ),
         ("key ids" if len(record.key_id) > 1 else "key id", ", ".join(record.key_id)),
         ("file", record.file_name),
     ]
@@ -418,9 +436,10 @@ def _event_details(event: TimelineEvent) -> str:
             return f"reason {detail['reason']}"
         case TimelineKind.RECORDING_END:
             reason = f" ({detail['end_reason']})" if detail.get("end_reason") else ""
+            file_sha256 = f", file sha256 {detail['file_sha256']}" if detail.get("file_sha256") else ""
             return (
                 f"{detail['state']}{reason}, {_duration(detail.get('duration_ms'))}, "
-                f"{_size(detail.get('size_bytes'))}, sha256 {detail.get('audio_sha256') or '-'}"
+                f"{_size(detail.get('size_bytes'))}, sha256 {detail.get('audio_sha256') or '-'}{file_sha256}"
             )
         case TimelineKind.CALL_END:
             return f"reason {detail.get('end_reason') or '-'}"
@@ -641,6 +660,29 @@ def _recording_path(layout: DataLayout, record: RecordingRecord) -> Path:
     return path
 
 
+def _check_file_sha256(path: Path, record: RecordingRecord) -> None:
+    """Refuse a recording recovered after a crash whose file is not the one recovery found.
+
+    Recovery cannot decrypt, so it pins the SHA-256 of the file instead of the audio's
+    (``file_sha256``): anyone holding a recipient's public key can seal new audio under the same
+    header and wrap a new data key for it, which authenticates; only this hash tells it apart.
+    """
+    expected = record.file_sha256.lower()
+    if not expected:
+        return
+    try:
+        with path.open("rb") as file:
+            actual = hashlib.file_digest(file, "sha256").hexdigest()
+    except OSError as error:
+        raise _refused(f"recording {record.recording_id}: cannot read its file {path}: {error}") from error
+    if actual != expected:
+        raise _refused(
+            f"recording {record.recording_id}: its file's SHA-256 {actual} does not match the evidence "
+            f"record's {expected}, pinned when it was recovered after a crash: the file was replaced or "
+            "altered since; nothing exported"
+        )
+
+
 def _check_audio_sha256(reader: SegmentReader, record: RecordingRecord) -> str:
     """Decrypt every segment and compare the audio's SHA-256 with the evidence record's.
 
@@ -655,6 +697,12 @@ def _check_audio_sha256(reader: SegmentReader, record: RecordingRecord) -> str:
         digest.update(chunk)
     actual = digest.hexdigest()
     expected = (record.audio_sha256 or "").lower()
+    if not expected and record.file_sha256:  # checked by ``_check_file_sha256``
+        _warn(
+            f"recording {record.recording_id} was recovered after a crash: the evidence record holds no "
+            "audio SHA-256 for it, but the SHA-256 of its file, which matches"
+        )
+        return actual
     if not expected:
         why = (
             "it is still being recorded: callherald stores it when the recording ends"
@@ -859,6 +907,10 @@ def _export(
             if record.erased_at is not None:
                 raise _refused(f"{_erased(record)}: its keys and file are gone; nothing exported")
             path = _recording_path(layout, record)
+            _check_file_sha256(path, record)
+            fault = recovery_fault(record.end_reason)
+            if fault is not None:
+                _warn(f"recording {rid}: recovery found its file {fault} after a crash ({record.end_reason})")
             private_key = _private_key(layout, key_path)
             reader = _open_reader(path, record, private_key, store, development=key_path is None)
             try:

@@ -112,6 +112,7 @@ def test_an_edited_row_is_reported_with_where_the_chain_breaks(
         "seq": 1,
         "message": "row 1: content does not match its hash (edited)",
         "manifests": {"ok": True, "checked": 0, "without_manifest": 0, "mismatches": []},
+        "files": {"ok": True, "checked": 0, "mismatches": []},
     }
 
 

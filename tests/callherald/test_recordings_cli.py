@@ -12,6 +12,7 @@ import os
 import pwd
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -907,22 +908,182 @@ def test_export_of_a_recording_recovered_after_a_crash(
     code, stdout, err = run(capsys, "export", str(LIVE_ID), "--out", str(out))
     assert code == 0
     assert (
-        f"the evidence record holds no audio SHA-256 for recording {LIVE_ID} (state truncated; a recording "
-        "recovered after a crash has none)"
+        f"recording {LIVE_ID} was recovered after a crash: the evidence record holds no audio SHA-256 "
+        "for it, but the SHA-256 of its file, which matches"
     ) in err
     assert "(wav, 3.000 s, truncated," in stdout
     assert_tones(out, 3)
     detail = json.loads(audit_entries(data.layout)[0].detail)
     assert (detail["state"], detail["partial"]) == ("truncated", False)
+    file_sha256 = hashlib.sha256(data.layout.recording_file(str(LIVE_ID)).read_bytes()).hexdigest()
+    code, shown, _ = run(capsys, "show", str(LIVE_ID))
+    assert code == 0
+    assert f"file sha256:        {file_sha256} (as recovered after a crash)" in shown
+    assert f"sha256 -, file sha256 {file_sha256}" in shown  # the recording's end in the timeline
+    verified = run_on(data.layout.root, "audit", "verify")
+    assert verified.returncode == 0
+    assert "recovered files: 1 checked, each matches the SHA-256 pinned at its recovery" in verified.stdout
 
 
-def test_export_refuses_a_recovered_recording_cut_shorter_than_the_record_says(
+def _recovered_before_files_were_pinned(data: DataDir) -> None:
+    """LIVE_CALL's recording closed as the recovery of earlier versions did: size and duration only."""
+    path = data.layout.recording_file(str(LIVE_ID))
+    with EvidenceStore(data.layout.evidence_db) as store:
+        store.record_recording_truncated(
+            RecordingEnd(
+                recording_id=LIVE_ID,
+                finished_at=at(LIVE_CALL.offset_s + 5.5 + LIVE_CALL.seconds),
+                audio_sha256="",
+                size_bytes=path.stat().st_size,
+                duration_ms=LIVE_CALL.seconds * 1000,
+                end_reason="interrupted",
+            )
+        ).result()
+
+
+def _forge_with_the_public_key(data: DataDir) -> None:
+    """What anyone who can write the data directory can do with the recipient's PUBLIC key alone to
+    LIVE_CALL's recording: seal other audio (silence) under the same header (same id and format:
+    the same bytes), wrap a new data key for the recipient, and replace the file and its key rows.
+    Same size, same duration, every segment authentic."""
+    development_public, _ = ensure_development_key(data.layout)
+    path = data.layout.recording_file(str(LIVE_ID))
+    size = path.stat().st_size
+    path.unlink()
+    with sqlite3.connect(data.layout.evidence_db) as attacker:
+        attacker.execute("DELETE FROM key_store WHERE recording_id = ?", [str(LIVE_ID)])
+    attacker.close()
+    with EvidenceStore(data.layout.evidence_db) as store:
+        writer = SegmentWriter(
+            path,
+            recording_id=LIVE_ID,
+            recipients=[development_public],
+            audio_format=STEREO,
+            key_store=SqliteKeyStore(store),
+            fsync=FsyncPolicy.NEVER,
+        )
+        for _ in range(LIVE_CALL.seconds):
+            writer.write_segment(bytes(len(tone_segment(0))))
+        writer.close(final=False)
+    assert path.stat().st_size == size
+
+
+def test_a_recovered_recording_forged_with_the_public_key_alone_is_refused_and_found(
     data: DataDir, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Without an audio SHA-256, the size and duration recovery pinned are all the file is
-    # checked against: sealed segments cut off later must not pass as the crash's truncation.
     _record_live_call(data)
     _recover_after_a_crash(data)
+    path = data.layout.recording_file(str(LIVE_ID))
+    pinned = hashlib.sha256(path.read_bytes()).hexdigest()
+    _forge_with_the_public_key(data)
+    forged = hashlib.sha256(path.read_bytes()).hexdigest()
+
+    out = tmp_path / "forged.wav"
+    code, stdout, err = run(capsys, "export", str(LIVE_ID), "--out", str(out))
+    assert (code, stdout) == (1, "")
+    assert (
+        f"recording {LIVE_ID}: its file's SHA-256 {forged} does not match the evidence record's {pinned}, "
+        "pinned when it was recovered after a crash: the file was replaced or altered since; nothing exported"
+    ) in err
+    assert not out.exists()
+    [refused] = audit_entries(data.layout)
+    assert refused.action == "export_refused"
+    assert "does not match the evidence record's" in json.loads(refused.detail)["reason"]
+
+    verified = run_on(data.layout.root, "audit", "verify")
+    assert verified.returncode == 1
+    assert verified.stdout.splitlines()[-2:] == [
+        "recovered files: 1 checked, 1 does not match the SHA-256 pinned at recovery",
+        f"  recording {LIVE_ID}: its file {path} has SHA-256 {forged}, the evidence record {pinned}: "
+        "the file was replaced or altered since",
+    ]
+    as_json = run_on(data.layout.root, "audit", "verify", "--json")
+    assert as_json.returncode == 1
+    report = json.loads(as_json.stdout)
+    assert report["ok"] is False
+    assert report["manifests"]["ok"] is True  # the evidence rows are untouched: only the file tells
+    assert report["files"]["mismatches"] == [
+        {
+            "recording_id": str(LIVE_ID),
+            "file_name": path.name,
+            "expected_sha256": pinned,
+            "actual_sha256": forged,
+            "problem": f"its file {path} has SHA-256 {forged}, the evidence record {pinned}: "
+            "the file was replaced or altered since",
+        }
+    ]
+
+    path.unlink()
+    gone = run_on(data.layout.root, "audit", "verify")
+    assert gone.returncode == 1
+    assert gone.stdout.splitlines()[-1] == f"  recording {LIVE_ID}: its file {path} is missing"
+
+
+def test_a_recording_found_corrupt_after_a_crash_is_shown_as_such(
+    data: DataDir, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A record header changed between the crash and the restart: tampering or a disk fault.
+    _record_live_call(data)
+    path = data.layout.recording_file(str(LIVE_ID))
+    second, _ = record_spans(path)[1]
+    content = bytearray(path.read_bytes())
+    content[second + 11] ^= 0x01
+    path.write_bytes(bytes(content))
+    with EvidenceStore(data.layout.evidence_db) as store:
+        messages = recover_open_recordings(data.layout, store)
+    assert [line for line in messages if line.startswith("recording")] == []  # logged as an error instead
+    reason = (
+        f"corrupt at segment 1 (byte {second}): record header checksum mismatch at offset {second}; "
+        "kept as found, 1000 ms readable before it"
+    )
+
+    code, shown, _ = run(capsys, "show", str(LIVE_ID))
+    assert code == 0
+    assert (
+        "state:              truncated (corrupt file): found so after a crash, which never leaves a file "
+        "so: tampering or a disk fault"
+    ) in shown
+    assert f"end reason:         {reason}" in shown
+    assert f"truncated ({reason}), 0:00:01" in shown  # the recording's end in the timeline
+    code, listed, _ = run(capsys, "list")
+    assert code == 0
+    (row,) = [line for line in listed.splitlines() if line.startswith(str(LIVE_ID))]
+    assert " truncated (corrupt file) " in row
+    code, as_json, _ = run(capsys, "list", "--json")
+    (item,) = [item for item in json.loads(as_json) if item["recording_id"] == str(LIVE_ID)]
+    assert (item["state"], item["end_reason"]) == ("truncated", reason)
+    assert item["file_sha256"] == hashlib.sha256(content).hexdigest()
+
+    out = tmp_path / "corrupt.wav"
+    code, stdout, err = run(capsys, "export", str(LIVE_ID), "--out", str(out))
+    assert (code, stdout) == (1, "")
+    assert f"warning: recording {LIVE_ID}: recovery found its file corrupt after a crash ({reason})" in err
+    assert "record header checksum mismatch" in err.splitlines()[-1]
+    assert not out.exists()
+
+
+def test_export_refuses_a_recovered_recording_cut_shorter_than_its_file_sha256(
+    data: DataDir, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _record_live_call(data)
+    _recover_after_a_crash(data)
+    path = data.layout.recording_file(str(LIVE_ID))
+    _cut_after_segments(path, 1)
+    out = tmp_path / "cut.wav"
+    code, stdout, err = run(capsys, "export", str(LIVE_ID), "--out", str(out))
+    assert (code, stdout) == (1, "")
+    assert "pinned when it was recovered after a crash: the file was replaced or altered since" in err
+    assert not out.exists()
+    assert [entry.action for entry in audit_entries(data.layout)] == ["export_refused"]
+
+
+def test_export_refuses_a_recording_recovered_before_files_were_pinned_cut_shorter_than_the_record_says(
+    data: DataDir, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Without an audio or file SHA-256, the size and duration recovery pinned are all the file is
+    # checked against: sealed segments cut off later must not pass as the crash's truncation.
+    _record_live_call(data)
+    _recovered_before_files_were_pinned(data)
     path = data.layout.recording_file(str(LIVE_ID))
     spans = record_spans(path)
     _cut_after_segments(path, 1)
