@@ -649,8 +649,9 @@ class SegmentReader:
     entry of another recording, ``KeyEntryMismatchError`` if the entry does not open with this header.
 
     Iterating yields each segment's audio in order, after authenticating it, and raises the first
-    ``RecordingIntegrityError`` found. A recording without its final segment raises
-    ``TruncatedRecordingError`` after its last intact segment, unless ``allow_truncated`` is set.
+    ``RecordingIntegrityError`` found (a segment whose audio is not whole frames is tampered). A
+    recording without its final segment raises ``TruncatedRecordingError`` after its last intact
+    segment, unless ``allow_truncated`` is set.
     A reader reads a closed file; it does not follow a file still being written.
     """
 
@@ -750,6 +751,15 @@ class SegmentReader:
                     raise self._misordered(expected, item, file_bytes)
                 if item.flags & ~FLAG_FINAL:
                     raise UnsupportedFormatError(f"segment {expected} has unknown flags {item.flags:#04x}")
+                frame_bytes = self.audio_format.frame_bytes
+                if len(audio) % frame_bytes:
+                    # The writer seals whole frames only: a part frame was sealed by someone else.
+                    raise TamperedSegmentError(
+                        f"the segment holds {len(audio)} bytes of audio, "
+                        f"not whole frames of {frame_bytes} bytes",
+                        index=expected,
+                        offset=item.offset,
+                    )
                 expected += 1
                 intact = item.end
                 if audio:

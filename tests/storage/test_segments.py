@@ -787,6 +787,32 @@ def test_malformed_segments_are_refused(
     assert writer.close().segments == 1
 
 
+def test_a_sealed_segment_of_part_frames_is_tampered(tmp_path: Path) -> None:
+    """Whoever holds the data key can seal any length; the writer seals whole frames only, so a
+    reader refuses a segment that holds a part frame instead of delivering shifted channels."""
+    store = MemoryKeyStore()
+    path = tmp_path / "a.chr"
+    writer = SegmentWriter(
+        path,
+        recording_id=uuid.uuid4(),
+        recipients=[REVIEWER.public_key()],
+        audio_format=STEREO_S16,
+        key_store=store,
+    )
+    writer.write_segment(bytes(STEREO_S16.frame_bytes * 100))
+    writer._write_record(bytes(STEREO_S16.frame_bytes * 100 + 2), 0)  # what write_segment refuses
+    writer.close()
+    second = record_spans(path)[1][0]
+    reader = SegmentReader(path, private_key=REVIEWER, key_store=store)
+    received: list[bytes] = []
+    with pytest.raises(TamperedSegmentError, match="402 bytes of audio, not whole frames of 4 bytes") as info:
+        received.extend(reader)
+    assert (info.value.index, info.value.offset) == (1, second)
+    assert received == [bytes(400)]
+    with pytest.raises(TamperedSegmentError):
+        _ = SegmentReader(path, private_key=REVIEWER, key_store=store).status
+
+
 @pytest.mark.parametrize(
     ("recipients", "message"),
     [
