@@ -111,6 +111,7 @@ from storage.segments import (
     AudioFormat,
     RecordingStatus,
     SegmentReader,
+    read_header,
 )
 from storage.sqlite_keys import SqliteKeyStore
 
@@ -863,25 +864,40 @@ def _open_reader(
     *,
     development: bool,
 ) -> SegmentReader:
+    rid = record.recording_id
     try:
+        # The header names the recording the file holds: one that names another (in the record or
+        # not) was swapped or altered, which is said before keys are looked up by that id.
+        held = read_header(path).recording_id
+        if held != rid:
+            raise _refused(
+                f"{path} holds recording {held}, not {rid}: the file was swapped; nothing exported"
+            )
         reader = SegmentReader(
             path, private_key=private_key, key_store=SqliteKeyStore(store), allow_truncated=True
         )
     except TruncatedRecordingError as error:
-        raise _refused(f"recording {record.recording_id} holds no audio: {error}") from error
+        raise _refused(f"recording {rid} holds no audio: {error}") from error
     except NotARecipientError as error:
+        own = key_id(private_key.public_key())
+        if own in record.key_id:  # the record says it was wrapped for this key
+            raise _refused(_keys_removed(record, f"its wrapped key for key {own} is missing")) from error
         hint = "; pass --key with a recipient's private key" if development else ""
         raise _refused(f"{error}{hint}") from error
-    except KeyNotFoundError as error:  # erased (crypto-shredded)
-        raise _refused(str(error)) from error
+    except KeyNotFoundError as error:  # not erased (``_export`` refused that): removed by hand
+        raise _refused(_keys_removed(record, "no wrapped key is stored for it")) from error
     except (RecordingIntegrityError, KeyStoreError) as error:
-        raise _refused(f"recording {record.recording_id} failed verification: {error}") from error
-    if reader.recording_id != record.recording_id:
-        raise _refused(
-            f"{path} holds recording {reader.recording_id}, not {record.recording_id}: "
-            "the file was swapped; nothing exported"
-        )
+        raise _refused(f"recording {rid} failed verification: {error}") from error
     return reader
+
+
+def _keys_removed(record: RecordingRecord, what: str) -> str:
+    """A recording the record shows not erased whose wrapped keys are gone: removed outside
+    callherald, with no erasure in the record (``audit verify`` names every such recording)."""
+    return (
+        f"recording {record.recording_id}: {what}, although the evidence record shows no erasure: "
+        f"removed outside callherald (the record lists key ids {', '.join(record.key_id)}); nothing exported"
+    )
 
 
 def _export(

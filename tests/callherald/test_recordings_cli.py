@@ -17,6 +17,7 @@ import subprocess
 import sys
 import uuid
 import wave
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -1134,8 +1135,33 @@ def _remove_file(data: DataDir) -> None:
 
 
 def _erase_keys(data: DataDir) -> None:
+    """Destroy the keys as an erasure does, but leave the record showing none."""
     with EvidenceStore(data.layout.evidence_db) as store:
         assert SqliteKeyStore(store).destroy(COMPLETE_ID)
+
+
+def _delete_reviewer_key_row(data: DataDir) -> None:
+    """What anyone with write access to the database can do: one recipient's key row gone."""
+    with sqlite3.connect(data.layout.evidence_db) as conn:
+        deleted = conn.execute(
+            "DELETE FROM key_store WHERE recording_id = ? AND recipient_key_id = ?",
+            [str(COMPLETE_ID), key_id(load_private_key(data.reviewer_key, PASSPHRASE).public_key())],
+        )
+        assert deleted.rowcount == 1
+    conn.close()
+
+
+OTHER_ID = uuid.UUID("00000000-0000-4000-8000-0000000000ee")
+"""A recording id the evidence record does not know."""
+
+
+def _header_names_an_unknown_recording(data: DataDir) -> None:
+    """The header's recording id altered, its checksum recomputed, as a forger would."""
+    path = data.layout.recording_file(str(COMPLETE_ID))
+    content = bytearray(path.read_bytes())
+    content[16:32] = OTHER_ID.bytes
+    content[60:64] = zlib.crc32(content[:60]).to_bytes(4, "big")
+    path.write_bytes(bytes(content))
 
 
 def _record_wrong_hash(data: DataDir) -> None:
@@ -1167,7 +1193,25 @@ REFUSALS = [
         _swap_files, COMPLETE_ID, f"holds recording {TRUNCATED_ID}, not {COMPLETE_ID}", id="swapped"
     ),
     pytest.param(_remove_file, COMPLETE_ID, "is missing", id="file-missing"),
-    pytest.param(_erase_keys, COMPLETE_ID, "it was erased or never stored", id="crypto-shredded"),
+    pytest.param(
+        _header_names_an_unknown_recording,
+        COMPLETE_ID,
+        f"holds recording {OTHER_ID}, not {COMPLETE_ID}: the file was swapped",
+        id="header-id-unknown",
+    ),
+    pytest.param(
+        _erase_keys,
+        COMPLETE_ID,
+        f"recording {COMPLETE_ID}: no wrapped key is stored for it, although the evidence record shows "
+        "no erasure: removed outside callherald (the record lists key ids ",
+        id="keys-removed-unrecorded",
+    ),
+    pytest.param(
+        _delete_reviewer_key_row,
+        COMPLETE_ID,
+        "is missing, although the evidence record shows no erasure: removed outside callherald",
+        id="one-key-removed-unrecorded",
+    ),
     pytest.param(_foreign_key, COMPLETE_ID, "is not readable with key", id="not-a-recipient"),
     pytest.param(
         _record_wrong_hash, uuid.UUID(int=0xC), "does not match the evidence record's 0000", id="sha256"
