@@ -17,9 +17,15 @@ record holds (``file_sha256``, pinned by the recovery, which cannot decrypt) and
 file is missing or differs: such a file can be replaced by new audio sealed with a recipient's
 public key alone, and only that hash tells. This needs no key.
 
+And every recording the record says is kept (not erased, ended, with a file of some bytes) must
+still have a wrapped key for each key id its row names and its file under ``recordings/``:
+deleting either erases the recording for good with no erasure in the record (no reason, no user,
+no audit row), so each recording missing one is named, with the key ids or the file it lacks.
+
 Exit codes: 0 the chain is intact (and holds the expected head), every recording matches its
-manifest and every recovered file the SHA-256 pinned for it; 1 the chain is broken, a recording
-or file does not match, or there is no evidence database; 2 the invocation is wrong.
+manifest, every recovered file the SHA-256 pinned for it, and every kept recording has its keys
+and file; 1 the chain is broken, a recording or file does not match, a recording lacks keys or
+its file, or there is no evidence database; 2 the invocation is wrong.
 """
 
 from __future__ import annotations
@@ -36,11 +42,15 @@ from storage.audit import AuditReport
 from storage.crypto import StorageError
 from storage.manifests import ManifestReport
 from storage.records import EvidenceStore, RecordingState
+from storage.sqlite_keys import KeptRecording, kept_recordings
 
 __all__ = [
     "FileMismatch",
     "FileReport",
+    "IncompleteRecording",
+    "KeptReport",
     "file_report_text",
+    "kept_report_text",
     "manifest_report_line",
     "manifest_report_text",
     "report_text",
@@ -72,15 +82,38 @@ class FileReport:
         return not self.mismatches
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IncompleteRecording:
+    """A kept recording (``storage.sqlite_keys.kept_recordings``) that lacks wrapped keys or its file."""
+
+    recording_id: str
+    call_id: str
+    missing_key_ids: tuple[str, ...]
+    file_name: str
+    file_missing: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeptReport:
+    """``checked`` recordings the record says are kept, and those that lack keys or their file."""
+
+    checked: int
+    incomplete: tuple[IncompleteRecording, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.incomplete
+
+
 def verify_audit_log(layout: DataLayout, *, expected_head: str | None = None, as_json: bool = False) -> int:
     """Walk the audit chain of ``layout``'s evidence database, check every recording against its
     manifest, and print what was found."""
     try:
-        report, manifests, files = _verify(layout, expected_head)
+        report, manifests, files, kept = _verify(layout, expected_head)
     except CommandError as error:
         print(f"callherald audit: {error}", file=sys.stderr)
         return int(error.exit_code)
-    ok = report.ok and manifests.ok and files.ok
+    ok = report.ok and manifests.ok and files.ok and kept.ok
     if as_json:
         print(
             json.dumps(
@@ -89,6 +122,7 @@ def verify_audit_log(layout: DataLayout, *, expected_head: str | None = None, as
                     "ok": ok,
                     "manifests": _manifests_json(manifests),
                     "files": _files_json(files),
+                    "files_and_keys": _kept_json(kept),
                 },
                 indent=2,
             )
@@ -98,6 +132,7 @@ def verify_audit_log(layout: DataLayout, *, expected_head: str | None = None, as
         print(manifest_report_text(manifests))
         if files.checked:
             print(file_report_text(files))
+        print(kept_report_text(kept))
     return ExitCode.OK if ok else ExitCode.REFUSED
 
 
@@ -165,6 +200,51 @@ def file_report_text(report: FileReport) -> str:
     return "\n".join(lines)
 
 
+def kept_report_text(report: KeptReport) -> str:
+    """What the check of the kept recordings' keys and files found: a summary line, then one line
+    per recording that lacks any."""
+    if not report.checked:
+        return "files and keys: no recordings kept"
+    if report.ok:
+        return f"files and keys: {_recordings(report.checked)} kept, each has its file and its wrapped keys"
+    lines = [
+        f"files and keys: {_recordings(report.checked)} kept, {len(report.incomplete)} incomplete "
+        "although the record shows no erasure (removed outside callherald)"
+    ]
+    for item in report.incomplete:
+        lacks = []
+        if item.missing_key_ids:
+            ids = ", ".join(item.missing_key_ids)
+            lacks.append(f"no wrapped key for key id{'s' if len(item.missing_key_ids) > 1 else ''} {ids}")
+        if item.file_missing:
+            lacks.append(f"its file {item.file_name} is missing")
+        lines.append(f"  recording {item.recording_id} of call {item.call_id}: {'; '.join(lacks)}")
+    return "\n".join(lines)
+
+
+def _plain_file_name(name: str) -> bool:
+    """Whether a stored file name names a file directly under ``recordings/``."""
+    return Path(name).name == name and name not in ("", ".", "..")
+
+
+def _check_kept(layout: DataLayout, kept: list[KeptRecording]) -> KeptReport:
+    incomplete = []
+    for recording in kept:
+        name = recording.file_name
+        file_missing = not _plain_file_name(name) or not (layout.recordings_dir / name).is_file()
+        if recording.missing_key_ids or file_missing:
+            incomplete.append(
+                IncompleteRecording(
+                    recording_id=recording.recording_id,
+                    call_id=recording.call_id,
+                    missing_key_ids=recording.missing_key_ids,
+                    file_name=name,
+                    file_missing=file_missing,
+                )
+            )
+    return KeptReport(checked=len(kept), incomplete=tuple(incomplete))
+
+
 def _sha256_of(path: Path) -> str:
     with path.open("rb") as file:
         return hashlib.file_digest(file, "sha256").hexdigest()
@@ -182,7 +262,7 @@ def _check_files(layout: DataLayout, store: EvidenceStore) -> FileReport:
         checked += 1
         name = record.file_name
         actual: str | None = None
-        if Path(name).name != name or name in ("", ".", ".."):
+        if not _plain_file_name(name):
             problem = f"its stored file name {name!r} is not a plain file name"
         else:
             path = layout.recordings_dir / name
@@ -216,7 +296,9 @@ def manifest_report_line(report: ManifestReport) -> str:
     return "; ".join(line.strip() for line in manifest_report_text(report).splitlines())
 
 
-def _verify(layout: DataLayout, expected_head: str | None) -> tuple[AuditReport, ManifestReport, FileReport]:
+def _verify(
+    layout: DataLayout, expected_head: str | None
+) -> tuple[AuditReport, ManifestReport, FileReport, KeptReport]:
     if not layout.evidence_db.exists():  # a wrong directory or a data_dir typo, not an empty log
         raise CommandError(f"no evidence database at {layout.evidence_db}", exit_code=ExitCode.REFUSED)
     try:
@@ -224,10 +306,16 @@ def _verify(layout: DataLayout, expected_head: str | None) -> tuple[AuditReport,
     except StorageError as error:
         raise CommandError(str(error), exit_code=ExitCode.REFUSED) from error
     try:
+        kept = _check_kept(layout, store.submit_read(kept_recordings).result())
+        if not kept.ok:  # an erasure running meanwhile removes the file once it is recorded: look again
+            still = {recording.recording_id for recording in store.submit_read(kept_recordings).result()}
+            incomplete = tuple(item for item in kept.incomplete if item.recording_id in still)
+            kept = KeptReport(checked=kept.checked, incomplete=incomplete)
         return (
             store.audit_verify(expected_head=expected_head),
             store.verify_manifests(),
             _check_files(layout, store),
+            kept,
         )
     finally:
         store.close()
@@ -275,5 +363,22 @@ def _files_json(report: FileReport) -> dict[str, object]:
                 "problem": mismatch.problem,
             }
             for mismatch in report.mismatches
+        ],
+    }
+
+
+def _kept_json(report: KeptReport) -> dict[str, object]:
+    return {
+        "ok": report.ok,
+        "checked": report.checked,
+        "incomplete": [
+            {
+                "recording_id": item.recording_id,
+                "call_id": item.call_id,
+                "missing_key_ids": list(item.missing_key_ids),
+                "file_name": item.file_name,
+                "file_missing": item.file_missing,
+            }
+            for item in report.incomplete
         ],
     }

@@ -10,19 +10,24 @@ the inserted row is emptied. What records the erasure (``storage.records.write_r
 is passed as ``destroy``'s ``along`` and runs in the delete's transaction. As with any file,
 overwriting cannot reach copies made before (backups, snapshots, SSD remapping): keep this
 database out of the backups that hold the audio, or accept that those backups keep the keys.
+
+Rows deleted or spoilt by plain SQL erase a recording as well, but record nothing:
+``kept_recordings`` lists, for every recording the record says is kept, the key ids its row names
+that have no well-formed wrapped key here (``callherald audit verify`` reports them).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from sqlite_utils import Database
 
 from storage.crypto import DATA_KEY_BYTES, TAG_BYTES, X25519_KEY_BYTES, KeyStoreError, WrappedKey
-from storage.records import EvidenceStore
+from storage.records import EvidenceStore, RecordingState
 
-__all__ = ["WRAPPED_KEY_BYTES", "SqliteKeyStore"]
+__all__ = ["WRAPPED_KEY_BYTES", "KeptRecording", "SqliteKeyStore", "kept_recordings"]
 
 WRAPPED_KEY_BYTES = X25519_KEY_BYTES + DATA_KEY_BYTES + TAG_BYTES
 
@@ -108,3 +113,39 @@ class SqliteKeyStore:
         removed = self.store.submit_write(delete).result()
         self.store.submit_write(_checkpoint, transaction=False).result()
         return removed
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeptRecording:
+    """A recording the evidence record says is kept: ended with a file of some bytes, not erased."""
+
+    recording_id: str
+    call_id: str
+    file_name: str
+    missing_key_ids: tuple[str, ...]
+    """The key ids its row names for which no well-formed wrapped key is stored, in its row's order."""
+
+
+def kept_recordings(db: Database) -> list[KeptRecording]:
+    """Every recording whose keys and file must still exist, by start: not erased, ended (one still
+    being recorded has its row before its keys and file), with a file the record says holds bytes
+    (one whose file could not be made, or was never written, has none), and which of the key ids
+    its row names have no wrapped key of ``WRAPPED_KEY_BYTES`` in ``key_store``."""
+    kept = []
+    # One statement, so one snapshot: a recording and its keys as they stood together.
+    for rid, call_id, file_name, key_ids, stored in db.execute(
+        "SELECT r.id, r.call_id, r.file_name, r.key_id, (SELECT group_concat(k.recipient_key_id, ',')"
+        " FROM key_store k WHERE k.recording_id = r.id AND length(k.wrapped_key) = ?) FROM recordings r"
+        " WHERE r.erased_at IS NULL AND r.state != ? AND r.size_bytes > 0 ORDER BY r.started_at, r.rowid",
+        [WRAPPED_KEY_BYTES, RecordingState.RECORDING.value],
+    ):
+        have = set(str(stored).split(",")) if stored is not None else set()
+        kept.append(
+            KeptRecording(
+                recording_id=str(rid),
+                call_id=str(call_id),
+                file_name=str(file_name),
+                missing_key_ids=tuple(kid for kid in str(key_ids).split(",") if kid not in have),
+            )
+        )
+    return kept

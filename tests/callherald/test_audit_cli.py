@@ -60,6 +60,14 @@ def edit_first_row(layout: DataLayout) -> None:
     conn.close()
 
 
+def record_call_with_file(store: EvidenceStore, layout: DataLayout, *, ended: bool = True) -> None:
+    """Call ``c1`` (``record_call``) and a file where its recording's row says it is: the check reads
+    only that a kept recording's file is there."""
+    record_call(store, ended=ended)
+    layout.recordings_dir.mkdir(exist_ok=True)
+    layout.recording_file(str(RID)).write_bytes(b"sealed audio")
+
+
 def verify(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(["audit", "verify", *argv])
     captured = capsys.readouterr()
@@ -72,7 +80,11 @@ def test_an_intact_chain_prints_its_head_to_keep_elsewhere(
     hashes = audit_rows(layout, 3)
     code, out, _ = verify(capsys)
     assert code == 0
-    assert out.splitlines() == [f"audit log: intact, 3 rows; head: row 3 {hashes[-1]}", "manifests: none yet"]
+    assert out.splitlines() == [
+        f"audit log: intact, 3 rows; head: row 3 {hashes[-1]}",
+        "manifests: none yet",
+        "files and keys: no recordings kept",
+    ]
 
 
 def test_one_row_is_one_row(layout: DataLayout, capsys: pytest.CaptureFixture[str]) -> None:
@@ -100,6 +112,7 @@ def test_an_edited_row_is_reported_with_where_the_chain_breaks(
     assert out.splitlines() == [
         "audit log: BROKEN at row 1 (edited): row 1: content does not match its hash (edited); intact up to row 0",
         "manifests: none yet",
+        "files and keys: no recordings kept",
     ]
     code, out, _ = verify(capsys, "--json")
     assert code == 1
@@ -113,6 +126,7 @@ def test_an_edited_row_is_reported_with_where_the_chain_breaks(
         "message": "row 1: content does not match its hash (edited)",
         "manifests": {"ok": True, "checked": 0, "without_manifest": 0, "mismatches": []},
         "files": {"ok": True, "checked": 0, "mismatches": []},
+        "files_and_keys": {"ok": True, "checked": 0, "incomplete": []},
     }
 
 
@@ -166,13 +180,14 @@ def test_a_consent_decision_edited_after_the_recording_is_reported_with_its_reco
     layout: DataLayout,
 ) -> None:
     with EvidenceStore(layout.evidence_db) as store:
-        record_call(store)
+        record_call_with_file(store, layout)
         (manifest_row,) = store.submit_read(lambda db: AuditLog(db).entries()).result()
     intact = cli_verify(layout)
     assert (intact.returncode, intact.stderr) == (0, "")
     assert intact.stdout.splitlines() == [
         f"audit log: intact, 1 row; head: row 1 {manifest_row.hash}",
         "manifests: 1 checked, the evidence matches each",
+        "files and keys: 1 recording kept, each has its file and its wrapped keys",
     ]
     # Someone with write access to the file turns the caller's yes into a no: the chain is intact,
     # the recording's manifest is not.
@@ -185,6 +200,7 @@ def test_a_consent_decision_edited_after_the_recording_is_reported_with_its_reco
         f"audit log: intact, 1 row; head: row 1 {manifest_row.hash}",
         "manifests: 1 checked, 1 no longer matches the evidence",
         f"  recording {RID} of call {CALL}: consent decisions changed since audit row 1",
+        "files and keys: 1 recording kept, each has its file and its wrapped keys",
     ]
     as_json = cli_verify(layout, "--json", "--expected-head", manifest_row.hash)
     assert as_json.returncode == 1
@@ -204,15 +220,18 @@ def test_recordings_that_ended_before_manifests_were_kept_are_counted_not_failed
     layout: DataLayout, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with EvidenceStore(layout.evidence_db) as store:
-        record_call(store, ended=False)
+        record_call_with_file(store, layout, ended=False)
     with sqlite3.connect(layout.evidence_db) as conn:  # ended as before manifests: no audit row
-        conn.execute(f"UPDATE recordings SET state = 'complete', finished_at = '{stored(60)}'")
+        conn.execute(
+            f"UPDATE recordings SET state = 'complete', finished_at = '{stored(60)}', size_bytes = 4000"
+        )
     conn.close()
     code, out, _ = verify(capsys)
     assert code == 0
     assert out.splitlines() == [
         "audit log: intact, empty",
         "manifests: none yet; 1 recording ended without one (stored before manifests were kept)",
+        "files and keys: 1 recording kept, each has its file and its wrapped keys",
     ]
 
 
@@ -220,7 +239,7 @@ def withdrawn_and_edited(layout: DataLayout, statement: str) -> str:
     """Call ``c1`` recorded and consent withdrawn at 30 s (audit row 2); then someone with write
     access to the file runs ``statement``. The head of the chain."""
     with EvidenceStore(layout.evidence_db) as store:
-        record_call(store)
+        record_call_with_file(store, layout)
         store.write(withdrawal(30))
         head = store.audit_verify().head_hash
     assert cli_verify(layout).returncode == 0
@@ -256,6 +275,7 @@ def test_a_withdrawal_edited_by_hand_is_reported_with_its_call(
         f"audit log: intact, 2 rows; head: row 2 {head}",
         "manifests: 1 checked, 1 no longer matches the evidence",
         f"  call {CALL}: withdrawal {found}",
+        "files and keys: 1 recording kept, each has its file and its wrapped keys",
     ]
     as_json = cli_verify(layout, "--json")
     assert as_json.returncode == 1

@@ -993,10 +993,11 @@ def test_a_recovered_recording_forged_with_the_public_key_alone_is_refused_and_f
 
     verified = run_on(data.layout.root, "audit", "verify")
     assert verified.returncode == 1
-    assert verified.stdout.splitlines()[-2:] == [
+    assert verified.stdout.splitlines()[-3:] == [
         "recovered files: 1 checked, 1 does not match the SHA-256 pinned at recovery",
         f"  recording {LIVE_ID}: its file {path} has SHA-256 {forged}, the evidence record {pinned}: "
         "the file was replaced or altered since",
+        "files and keys: 3 recordings kept, each has its file and its wrapped keys",  # forged keys too
     ]
     as_json = run_on(data.layout.root, "audit", "verify", "--json")
     assert as_json.returncode == 1
@@ -1535,6 +1536,109 @@ def test_erase_destroys_the_keys_and_the_file_and_keeps_the_evidence(data: DataD
     }
     assert (refused_entry.action, refused_entry.subject) == ("export_refused", str(COMPLETE_ID))
     assert "was erased at" in json.loads(refused_entry.detail)["reason"]
+
+
+def _attacker(data: DataDir, statement: str) -> None:
+    """What anyone with write access to the database can do, past callherald."""
+    with sqlite3.connect(data.layout.evidence_db) as conn:
+        assert conn.execute(statement, [str(COMPLETE_ID)]).rowcount > 0
+    conn.close()
+
+
+def _erase_keys_and_remove_file(data: DataDir) -> None:
+    _erase_keys(data)
+    _remove_file(data)
+
+
+UNRECORDED_ERASURES = [
+    pytest.param(
+        lambda data: _attacker(data, "DELETE FROM key_store WHERE recording_id = ?"),
+        lambda data: f"no wrapped key for key ids {', '.join(data.key_ids)}",
+        id="every-key-row",
+    ),
+    pytest.param(
+        lambda data: _attacker(
+            data, f"DELETE FROM key_store WHERE recording_id = ? AND recipient_key_id = '{data.key_ids[1]}'"
+        ),
+        lambda data: f"no wrapped key for key id {data.key_ids[1]}",
+        id="one-key-row",
+    ),
+    pytest.param(
+        lambda data: _attacker(
+            data,
+            f"UPDATE key_store SET recipient_key_id = 'ffffffffffffffff' WHERE recording_id = ? "
+            f"AND recipient_key_id = '{data.key_ids[1]}'",
+        ),
+        lambda data: f"no wrapped key for key id {data.key_ids[1]}",
+        id="key-row-relabelled",
+    ),
+    pytest.param(
+        lambda data: _attacker(
+            data,
+            "UPDATE key_store SET wrapped_key = x'00' WHERE recording_id = ? "
+            f"AND recipient_key_id = '{data.key_ids[0]}'",
+        ),
+        lambda data: f"no wrapped key for key id {data.key_ids[0]}",
+        id="key-overwritten",
+    ),
+    pytest.param(_remove_file, lambda data: f"its file {COMPLETE_ID}.chrec is missing", id="file"),
+    pytest.param(
+        _erase_keys_and_remove_file,
+        lambda data: (
+            f"no wrapped key for key ids {', '.join(data.key_ids)}; its file {COMPLETE_ID}.chrec is missing"
+        ),
+        id="keys-and-file",
+    ),
+]
+
+
+@pytest.mark.parametrize(("spoil", "lacks"), UNRECORDED_ERASURES)
+def test_keys_or_a_file_removed_outside_callherald_fail_audit_verify(
+    data: DataDir, spoil: Callable[[DataDir], None], lacks: Callable[[DataDir], str]
+) -> None:
+    intact = run_on(data.layout.root, "audit", "verify")
+    assert (intact.returncode, intact.stderr) == (0, "")
+    assert intact.stdout.splitlines()[-1] == (
+        "files and keys: 2 recordings kept, each has its file and its wrapped keys"
+    )
+    spoil(data)
+    found = run_on(data.layout.root, "audit", "verify")
+    assert (found.returncode, found.stderr) == (1, "")
+    # The recording is gone for good, with no erasure in the record: its manifest still matches.
+    assert found.stdout.splitlines()[1:] == [
+        "manifests: 2 checked, the evidence matches each",
+        "files and keys: 2 recordings kept, 1 incomplete although the record shows no erasure "
+        "(removed outside callherald)",
+        f"  recording {COMPLETE_ID} of call call-a: {lacks(data)}",
+    ]
+    as_json = run_on(data.layout.root, "audit", "verify", "--json")
+    assert as_json.returncode == 1
+    report = json.loads(as_json.stdout)
+    assert (report["ok"], report["manifests"]["ok"]) == (False, True)
+    [incomplete] = report["files_and_keys"]["incomplete"]
+    assert (incomplete["recording_id"], incomplete["call_id"], incomplete["file_name"]) == (
+        str(COMPLETE_ID),
+        "call-a",
+        f"{COMPLETE_ID}.chrec",
+    )
+    assert incomplete["file_missing"] == ("file" in lacks(data))
+    assert (report["files_and_keys"]["checked"], report["files_and_keys"]["ok"]) == (2, False)
+
+
+def test_audit_verify_expects_no_keys_nor_file_of_an_erased_or_live_recording(data: DataDir) -> None:
+    _record_live_call(data)
+    # As just after a recording starts: its row is stored before its keys and its file exist.
+    data.layout.recording_file(str(LIVE_ID)).unlink()
+    with sqlite3.connect(data.layout.evidence_db) as conn:
+        conn.execute("DELETE FROM key_store WHERE recording_id = ?", [str(LIVE_ID)])
+    conn.close()
+    erased = run_on(data.layout.root, "recordings", "erase", str(COMPLETE_ID), "--reason", "Art. 17 request")
+    assert erased.returncode == 0
+    verified = run_on(data.layout.root, "audit", "verify")
+    assert (verified.returncode, verified.stderr) == (0, "")
+    assert verified.stdout.splitlines()[-1] == (
+        "files and keys: 1 recording kept, each has its file and its wrapped keys"
+    )
 
 
 def test_erase_refuses_an_erased_an_unknown_and_a_live_recording(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -11,10 +12,11 @@ import pytest
 
 from storage.crypto import KeyNotFoundError, KeyStoreError, WrappedKey
 from storage.keys import KeyStore
-from storage.records import EvidenceStore
+from storage.records import EvidenceStore, RecordingErasure, write_recording_erasure
 from storage.segments import SegmentReader
-from storage.sqlite_keys import WRAPPED_KEY_BYTES, SqliteKeyStore
+from storage.sqlite_keys import WRAPPED_KEY_BYTES, KeptRecording, SqliteKeyStore, kept_recordings
 from tests.storage.recordings import ESCROW, REVIEWER, REVIEWER_KEY_ID, write_recording
+from tests.storage.test_manifests import CALL, DPO, EVIDENCE, KEY_ID, RID, at, end, record_call, started
 
 RID_A = uuid.UUID("00000000-0000-4000-8000-00000000000a")
 RID_B = uuid.UUID("00000000-0000-4000-8000-00000000000b")
@@ -134,3 +136,28 @@ def test_destroyed_key_bytes_are_gone_from_the_files(
         assert secret[32:] not in after
     assert all(k in after for k in kept)
     assert SegmentReader(keeper.path, private_key=REVIEWER, key_store=keys).read_all() == keeper.audio
+
+
+def test_kept_recordings_are_those_whose_keys_and_file_must_still_exist(store: EvidenceStore) -> None:
+    record_call(store, ended=False)  # recording RID of call c1, its key stored, still being recorded
+    assert store.submit_read(kept_recordings).result() == []
+    store.record_recording_finished(end(RID, 60)).result()
+    kept = KeptRecording(recording_id=str(RID), call_id=CALL, file_name=f"{RID}.chrec", missing_key_ids=())
+    assert store.submit_read(kept_recordings).result() == [kept]
+    # A second recording whose file could not be made: the record says it holds nothing, and its
+    # keys were removed again as the file failed.
+    no_file = uuid.UUID(int=2)
+    store.write(started(no_file, 61, EVIDENCE))
+    store.record_recording_truncated(dataclasses.replace(end(no_file, 61), size_bytes=0)).result()
+    assert store.submit_read(kept_recordings).result() == [kept]
+    # Its rows deleted or spoilt outside callherald: what the record names is missing.
+    conn = sqlite3.connect(store.path)
+    with conn:
+        conn.execute("UPDATE key_store SET wrapped_key = x'00' WHERE recording_id = ?", [str(RID)])
+    conn.close()
+    assert store.submit_read(kept_recordings).result() == [
+        dataclasses.replace(kept, missing_key_ids=(KEY_ID,))
+    ]
+    erasure = RecordingErasure(recording_id=RID, at=at(7400), actor=DPO, reason="data subject request")
+    assert SqliteKeyStore(store).destroy(RID, along=lambda db: write_recording_erasure(db, erasure))
+    assert store.submit_read(kept_recordings).result() == []  # erased: nothing is to be kept
