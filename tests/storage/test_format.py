@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import sqlite3
 import struct
 import uuid
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -19,7 +20,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from storage.crypto import UnsupportedFormatError, wrap_data_key
 from storage.keys import FileKeyStore
+from storage.records import EvidenceStore
 from storage.segments import RecordingHeader, SegmentReader
+from storage.sqlite_keys import SqliteKeyStore
 from tests.storage.recordings import ESCROW, REVIEWER, STEREO_S16, write_recording
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "recording-format.md"
@@ -43,19 +46,47 @@ def test_header_bytes_follow_the_table() -> None:
     assert zlib.crc32(GOLDEN_HEADER[:60]) == int.from_bytes(GOLDEN_HEADER[60:], "big")
 
 
-def _hpke(private_key: X25519PrivateKey, entry: dict[str, Any], info: bytes) -> bytes:
+def _hpke(private_key: X25519PrivateKey, enc: bytes, sealed: bytes, info: bytes) -> bytes:
     module = pytest.importorskip("cryptography.hazmat.primitives.hpke")
     if not hasattr(module, "Suite"):
         pytest.skip("this cryptography release has no HPKE")
     suite = module.Suite(module.KEM.X25519, module.KDF.HKDF_SHA256, module.AEAD.CHACHA20_POLY1305)
-    enc = base64.b64decode(entry["encapsulated_key"])
-    sealed = base64.b64decode(entry["sealed_key"])
     data_key: bytes = suite.decrypt(enc + sealed, private_key, info=info)
     return data_key
 
 
+KeyEntry = Callable[[uuid.UUID, str], tuple[bytes, bytes]]
+"""(recording id, recipient key id) -> (enc, sealed_key), as the document says a key store keeps them."""
+
+
+def _file_key_entry(keys: Path) -> KeyEntry:
+    def entry(recording_id: uuid.UUID, key_id: str) -> tuple[bytes, bytes]:
+        document = json.loads((keys / f"{recording_id}.keys.json").read_bytes())
+        (found,) = [e for e in document["entries"] if e["recipient_key_id"] == key_id]
+        assert found["recording_id"] == str(recording_id)
+        return base64.b64decode(found["encapsulated_key"]), base64.b64decode(found["sealed_key"])
+
+    return entry
+
+
+def _sqlite_key_entry(database: Path) -> KeyEntry:
+    def entry(recording_id: uuid.UUID, key_id: str) -> tuple[bytes, bytes]:
+        conn = sqlite3.connect(database)
+        try:
+            (wrapped,) = conn.execute(
+                "SELECT wrapped_key FROM key_store WHERE recording_id = ? AND recipient_key_id = ?",
+                [str(recording_id), key_id],
+            ).fetchone()
+        finally:
+            conn.close()
+        assert len(wrapped) == 80
+        return wrapped[:32], wrapped[32:]
+
+    return entry
+
+
 def _read_as_documented(
-    path: Path, keys: Path, private_key: X25519PrivateKey, key_id: str
+    path: Path, expected_id: uuid.UUID, key_entry: KeyEntry, private_key: X25519PrivateKey, key_id: str
 ) -> tuple[list[bytes], bool]:
     """An independent reader: the numbered steps of 'Reading', without error classification."""
     data = path.read_bytes()
@@ -65,13 +96,13 @@ def _read_as_documented(
     assert (version, suite, header_length) == (1, 1, 64)
     assert zlib.crc32(header[:60]) == struct.unpack(">I", header[60:64])[0]
     recording_id = uuid.UUID(bytes=header[16:32])
+    assert recording_id == expected_id  # else swapped
+    frame_bytes = header[52] * header[53]  # channels times sample width
     header_hash = hashlib.sha256(header).digest()
     recording_tag = header_hash[:8]
 
-    document = json.loads((keys / f"{recording_id}.keys.json").read_bytes())
-    (entry,) = [e for e in document["entries"] if e["recipient_key_id"] == key_id]
-    assert entry["recording_id"] == str(recording_id)
-    data_key = _hpke(private_key, entry, b"callherald recording v1 data key" + header_hash)
+    enc, sealed = key_entry(expected_id, key_id)
+    data_key = _hpke(private_key, enc, sealed, b"callherald recording v1 data key" + header_hash)
     segment_key = HKDF(
         algorithm=hashes.SHA256(), length=32, salt=None, info=b"callherald recording v1 segment key"
     ).derive(data_key)
@@ -87,6 +118,7 @@ def _read_as_documented(
         plaintext = aead.decrypt(
             nonce, data[offset + 25 : offset + 25 + length], header_hash + record_header[:21]
         )
+        assert len(plaintext) % frame_bytes == 0  # else tampered
         if plaintext:
             audio.append(plaintext)
         final = bool(flags & 1)
@@ -101,9 +133,39 @@ def test_independent_reader_reads_the_writers_file(tmp_path: Path, final: bool) 
     written = write_recording(tmp_path / "a.chr", store, segments=5, audio_format=STEREO_S16, final=final)
     for private_key in (REVIEWER, ESCROW):
         key_id = hashlib.sha256(private_key.public_key().public_bytes_raw()).hexdigest()[:16]
-        audio, complete = _read_as_documented(written.path, tmp_path / "keys", private_key, key_id)
+        audio, complete = _read_as_documented(
+            written.path, written.recording_id, _file_key_entry(tmp_path / "keys"), private_key, key_id
+        )
         assert audio == list(written.segments)
         assert complete is final
+
+
+def test_independent_reader_reads_a_recording_from_the_data_directory_alone(tmp_path: Path) -> None:
+    """callherald's own key store: the rows of table ``key_store`` in the evidence database."""
+    database = tmp_path / "evidence.sqlite"
+    with EvidenceStore(database) as store:
+        written = write_recording(
+            tmp_path / "a.chrec", SqliteKeyStore(store), segments=3, audio_format=STEREO_S16
+        )
+    for private_key in (REVIEWER, ESCROW):
+        key_id = hashlib.sha256(private_key.public_key().public_bytes_raw()).hexdigest()[:16]
+        audio, complete = _read_as_documented(
+            written.path, written.recording_id, _sqlite_key_entry(database), private_key, key_id
+        )
+        assert audio == list(written.segments)
+        assert complete
+
+
+def test_document_gives_the_key_store_table_as_the_database_has_it(tmp_path: Path) -> None:
+    database = tmp_path / "evidence.sqlite"
+    EvidenceStore(database).close()
+    conn = sqlite3.connect(database)
+    try:
+        (schema,) = conn.execute("SELECT sql FROM sqlite_schema WHERE name = 'key_store'").fetchone()
+    finally:
+        conn.close()
+    documented = DOC.read_text(encoding="utf-8").split("```sql\n", 1)[1].split("```", 1)[0]
+    assert " ".join(documented.split()) == " ".join(str(schema).split())
 
 
 def test_document_names_the_constants_the_code_uses() -> None:
