@@ -1018,7 +1018,11 @@ def test_a_recovered_recording_forged_with_the_public_key_alone_is_refused_and_f
     path.unlink()
     gone = run_on(data.layout.root, "audit", "verify")
     assert gone.returncode == 1
-    assert gone.stdout.splitlines()[-1] == f"  recording {LIVE_ID}: its file {path} is missing"
+    assert f"  recording {LIVE_ID}: its file {path} is missing" in gone.stdout.splitlines()
+    assert (
+        gone.stdout.splitlines()[-1]
+        == f"  recording {LIVE_ID} of call call-d: its file {path.name} is missing"
+    )
 
 
 def test_a_recording_found_corrupt_after_a_crash_is_shown_as_such(
