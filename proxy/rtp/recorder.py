@@ -70,7 +70,13 @@ time it measured, in units of 1/8000 s), or ``None`` when it has none.
 * Anchor. A channel's first packet, the first packet of a new SSRC and the first after a
   sequence re-synchronisation, a timestamp jump of more than ``MAX_JUMP_SAMPLES`` or an arrival
   more than ``MAX_ARRIVAL_SKEW_SAMPLES`` from its timestamp's place (a stream that restarted its
-  clock and kept sending) start a new timeline. The first packet of a channel is anchored at
+  clock and kept sending) start a new timeline. A packet whose sequence number and timestamp
+  continue the stream (the next number, the newest packet's length on; or as many lengths as
+  numbers were lost) but that comes that much late was held up by a stall: it keeps its place
+  (dropped as late if drained) and its delay is not taken for drift, so the backlog and all after
+  it stay in step. Only packets that go on coming that late at the stream's own pace, for longer
+  than the reorder window, not catching up, mean the path's delay grew for good: then the channel
+  is anchored anew at their arrival. The first packet of a channel is anchored at
   ``arrival``, or, without it, at the recorder's current position (the start of the newest packet
   of either channel, at least the drained position). A new timeline of a channel continues where
   the old one ended, so the audio neither jumps nor overlaps, unless ``arrival`` is outside the
@@ -262,10 +268,13 @@ class _ChannelState:
         "pending",
         "reanchors",
         "ref_pos",
+        "ref_size",
         "ref_ts",
         "seq",
         "ssrc",
         "ssrc_changes",
+        "stall_delay",
+        "stall_start",
         "timeline_ssrc",
     )
 
@@ -275,6 +284,9 @@ class _ChannelState:
         self.seq = ExtendedSequence(min_sequential=1)
         self.ref_ts = 0  # timestamp of the newest packet of the current timeline
         self.ref_pos = 0  # its position
+        self.ref_size = 0  # and its length: the timestamp step to the next packet
+        self.stall_start: int | None = None  # arrival of the first packet held up by a stall
+        self.stall_delay = 0  # and its delay
         self.high_end: int | None = None  # end of the newest packet; None: no timeline yet
         self.first_pos: int | None = None
         self.pending: list[tuple[int, int, bytes]] = []
@@ -442,6 +454,7 @@ class StereoRecorder:
             s.ssrc = ssrc
             s.seq = ExtendedSequence(min_sequential=1)
             new_timeline = True
+        newest = s.seq.highest
         status = s.seq.update(sequence)
         if status is SeqStatus.DUPLICATE:
             s.duplicates += 1
@@ -449,23 +462,39 @@ class StereoRecorder:
         if status is SeqStatus.JUMP:
             s.jumps_ignored += 1
             return
+        stalled = False
         if not new_timeline:
             step = ts_diff(timestamp, s.ref_ts)
             # A restart (RFC 3550 §A.1 resync), or a step no loss or drift explains: a newer
             # packet (by timestamp, or by sequence when its clock went back) far from its place.
-            far = (
-                arrival is not None
-                and (step > 0 or status is SeqStatus.IN_ORDER)
-                and abs(arrival - s.ref_pos - step) > MAX_ARRIVAL_SKEW_SAMPLES
-            )
+            far = False
+            if arrival is not None and (step > 0 or status is SeqStatus.IN_ORDER):
+                delay = arrival - s.ref_pos - step
+                far = abs(delay) > MAX_ARRIVAL_SKEW_SAMPLES
+                if (
+                    delay > 0
+                    and far
+                    and status is SeqStatus.IN_ORDER
+                    and step == s.ref_size * _advance(s.seq, newest)
+                ):
+                    # Sequence and timestamp continue the stream: the packet was held up (a
+                    # stall), not restarted. It keeps its place; a stream that goes on coming
+                    # that late has had its path's delay grow for good.
+                    stalled = not self._late_for_good(s, arrival, delay)
+                    far = not stalled
             new_timeline = status is SeqStatus.RESYNC or abs(step) > MAX_JUMP_SAMPLES or far
         if new_timeline:
             pos = self._anchor(s, timestamp, arrival)
+            s.ref_size = size
         else:
             pos = s.ref_pos + step
             assert s.high_end is not None
             if step > 0:
-                shift = 0 if arrival is None else self._track_drift(s, pos, arrival)
+                s.ref_size = size
+                if not stalled:
+                    s.stall_start = None
+                # A stalled packet's delay came from the stall, not from the clocks.
+                shift = 0 if arrival is None or stalled else self._track_drift(s, pos, arrival)
                 pos += shift
                 s.ref_ts, s.ref_pos = timestamp, pos
                 s.high_end = pos + size if shift else max(s.high_end, pos + size)
@@ -622,6 +651,7 @@ class StereoRecorder:
         _append_piece(s, piece_pos, payload_type, payloads[piece_first:done])
         s.packets_in += done
         s.seq.advance(done)  # IN_ORDER each: one past the highest
+        s.ref_size, s.stall_start = size, None
         s.block_count, s.block_min, s.block_lows = block_count, block_min, lows
         s.ref_ts = (timestamp + size * (done - 1)) & 0xFFFFFFFF
         s.ref_pos = base - size
@@ -675,6 +705,7 @@ class StereoRecorder:
         _append_piece(s, base, payload_type, payloads)
         s.packets_in += count
         s.seq.advance(count)
+        s.ref_size, s.stall_start = size, None
         s.block_count, s.block_min, s.block_lows = block_count, block_min, window
         s.ref_ts = (timestamp + size * (count - 1)) & 0xFFFFFFFF
         s.ref_pos = base + size * (count - 1)
@@ -702,7 +733,18 @@ class StereoRecorder:
         s.high_end = pos
         s.block_count = 0
         s.block_lows = ()
+        s.stall_start = None
         return pos
+
+    def _late_for_good(self, s: _ChannelState, arrival: int, delay: int) -> bool:
+        # A packet that continues its stream came far late. A stall's backlog comes faster than
+        # real time, its delay falling as it comes; packets that go on coming far late at the
+        # stream's own pace (for longer than the reorder window) mean the path's delay grew.
+        if s.stall_start is None:
+            s.stall_start, s.stall_delay = arrival, delay
+            return False
+        elapsed = arrival - s.stall_start
+        return elapsed > self._window and 2 * (s.stall_delay - delay) < elapsed
 
     def _current_position(self) -> int:
         position = self._drained
@@ -1099,6 +1141,12 @@ def _run_base(s: _ChannelState, payload_type: int, sequence: int, timestamp: int
         return None  # a reordered packet or a new timeline
     base = s.ref_pos + step
     return base if abs(base) < _MAX_BULK_ARRIVAL else None  # beyond: positions numpy might not hold
+
+
+def _advance(seq: ExtendedSequence, newest: int | None) -> int:
+    # How many sequence numbers the packet just taken as IN_ORDER moved the highest on.
+    highest = seq.highest
+    return 0 if highest is None or newest is None else highest - newest
 
 
 def _drift_block_starts(s: _ChannelState, count: int) -> list[int]:

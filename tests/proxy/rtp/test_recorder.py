@@ -21,6 +21,7 @@ from proxy.rtp.inband import ToneSpan
 from proxy.rtp.packet import RtpExtension, RtpPacket
 from proxy.rtp.recorder import (
     DEFAULT_DRIFT_LIMIT_SAMPLES,
+    DEFAULT_REORDER_WINDOW_SAMPLES,
     DRIFT_BLOCK_PACKETS,
     DRIFT_WINDOW_BLOCKS,
     RECORDED_PAYLOAD_TYPES,
@@ -589,6 +590,116 @@ def test_a_timestamp_jump_under_ten_seconds_in_a_stream_that_keeps_sending_loses
     out = rec.drain(RATE + n + RATE)[:, 0]
     np.testing.assert_array_equal(out[RATE : RATE + n], ulaw_decode(codes))
     assert rec.stats(Channel.LEFT).reanchors == 1
+
+
+# -- impairments as the service's flush meets them ----------------------------------------------
+
+
+def noise_packets(channel: Channel, seconds: int, *, ssrc: int, seed: int) -> list[Pkt]:
+    # Random codes: every packet's audio is unique, so a misplaced one cannot pass for another.
+    codes = np.random.default_rng(seed).integers(0, 256, seconds * RATE, dtype=np.uint8).tobytes()
+    return packetise(channel, codes, ssrc=ssrc, seq0=4000 + seed, ts0=90_000 * seed)
+
+
+def recorded_as_flushed(
+    left: list[Pkt], right: list[Pkt], *, seconds: int, batches: bool
+) -> tuple[StereoRecorder, npt.NDArray[np.int16]]:
+    """Both channels fed as the service does: each second, the packets that arrived in it (by
+    ``feed_batch``, or packet by packet), then a drain up to 200 ms before the second's end."""
+    rec = StereoRecorder(left=PCMU, right=PCMU)
+    held: list[Pkt] = []
+    parts = []
+
+    def flush(up_to: int) -> None:
+        for channel in Channel:
+            mine = [p for p in held if p.channel is channel]
+            if batches and mine:
+                wires = [wire(p.pt, p.seq, p.ts, p.ssrc, p.payload) for p in mine]
+                rec.feed_batch(channel, wires, [p.arrival for p in mine])
+            elif mine:
+                feed_all(rec, mine)
+        held.clear()
+        parts.append(rec.drain(up_to))
+
+    second = RATE
+    for p in sorted(left + right, key=lambda p: (p.arrival or 0, p.channel)):
+        while (p.arrival or 0) >= second:
+            flush(second - 1600)
+            second += RATE
+        held.append(p)
+    flush((seconds + 2) * RATE)
+    return rec, np.concatenate(parts)
+
+
+def channel_with(
+    packets: list[Pkt], *, at: Callable[[int], int | None], length: int
+) -> npt.NDArray[np.int16]:
+    # The channel expected: packet k decoded at position at(k), or nowhere when that is None.
+    out = np.zeros(length, dtype=np.int16)
+    for k, p in enumerate(packets):
+        place = at(k)
+        if place is not None:
+            out[place : place + len(p.payload)] = ulaw_decode(p.payload)
+    return out
+
+
+def held_until(packets: list[Pkt], start: int, stop: int) -> list[Pkt]:
+    # The packets sent from `start` up to `stop` (positions) held, then delivered in one burst.
+    return [dataclasses.replace(p, arrival=stop) if start <= (p.arrival or 0) < stop else p for p in packets]
+
+
+@pytest.mark.parametrize("batches", [True, False])
+@pytest.mark.parametrize(
+    ("stall_ms", "drained_first"),
+    [(300, 0), (900, 0), (1500, 40), (2500, 90), (4000, 190)],
+)
+def test_a_stall_keeps_the_channel_in_step_and_drops_only_what_was_drained(
+    stall_ms: int, drained_first: int, batches: bool
+) -> None:
+    # The outside party's packets from 6 s on are held for `stall_ms`, then come in one burst
+    # (a Wi-Fi or LTE stall): same SSRC, sequence and timestamps going on. Those whose place was
+    # drained before the burst came are late; the rest, and all after, sit where their
+    # timestamps say, in step with the PBX side: the stall is not a new timeline, nor drift.
+    seconds = 24
+    left = noise_packets(Channel.LEFT, seconds, ssrc=1, seed=1)
+    right = noise_packets(Channel.RIGHT, seconds, ssrc=2, seed=2)
+    stall_start = 6 * RATE
+    stalled = held_until(left, stall_start, stall_start + stall_ms * RATE // 1000)
+    rec, out = recorded_as_flushed(stalled, right, seconds=seconds, batches=batches)
+    length = (seconds + 2) * RATE
+    first_late = stall_start // FRAME
+    expected = channel_with(
+        left, at=lambda k: None if first_late <= k < first_late + drained_first else k * FRAME, length=length
+    )
+    np.testing.assert_array_equal(out[:, 0], expected)
+    np.testing.assert_array_equal(out[:, 1], channel_with(right, at=lambda k: k * FRAME, length=length))
+    assert rec.stats(Channel.LEFT) == stats(packets_in=len(left), late_dropped=drained_first)
+
+
+@pytest.mark.parametrize("batches", [True, False])
+def test_a_path_delay_grown_for_good_by_seconds_starts_a_new_timeline(batches: bool) -> None:
+    # From 6 s on every packet comes 1.5 s late, at the stream's own pace: no backlog catching
+    # up, so after the reorder window of such packets the channel is anchored anew at arrival.
+    seconds = 12
+    delay = 3 * RATE // 2
+    left = noise_packets(Channel.LEFT, seconds, ssrc=1, seed=1)
+    delayed = [
+        dataclasses.replace(p, arrival=(p.arrival or 0) + delay) if k >= 300 else p
+        for k, p in enumerate(left)
+    ]
+    right = noise_packets(Channel.RIGHT, seconds, ssrc=2, seed=2)
+    rec, out = recorded_as_flushed(delayed, right, seconds=seconds, batches=batches)
+    # Packets 300-308 came within the window, kept their places, which were drained: late.
+    reanchored = 300 + DEFAULT_REORDER_WINDOW_SAMPLES // FRAME + 1
+    expected = channel_with(
+        left,
+        at=lambda k: k * FRAME if k < 300 else None if k < reanchored else k * FRAME + delay,
+        length=(seconds + 2) * RATE,
+    )
+    np.testing.assert_array_equal(out[:, 0], expected)
+    left_stats = rec.stats(Channel.LEFT)
+    assert (left_stats.late_dropped, left_stats.reanchors) == (reanchored - 300, 1)
+    assert left_stats.drift_silence_samples == left_stats.drift_dropped_samples == 0
 
 
 # -- properties and validation ---------------------------------------------------------------
