@@ -70,9 +70,15 @@ time it measured, in units of 1/8000 s), or ``None`` when it has none.
 * Anchor. A channel's first packet, the first packet of a new SSRC and the first after a
   sequence re-synchronisation, a timestamp jump of more than ``MAX_JUMP_SAMPLES`` or an arrival
   more than ``MAX_ARRIVAL_SKEW_SAMPLES`` from its timestamp's place (a stream that restarted its
-  clock and kept sending) start a new timeline. A packet whose sequence number and timestamp
-  continue the stream (the next number, the newest packet's length on; or as many lengths as
-  numbers were lost) but that comes that much late was held up by a stall: it keeps its place
+  clock and kept sending) start a new timeline. So does a packet newer by sequence number whose
+  timestamp goes back, or steps further than the packets between explain by more than the drift
+  limit beyond what its arrival does (against the channel's smallest recent delay, see Drift):
+  a new source behind the SSRC (RFC 3550 §5.1: the marker bit) or a restarted clock, whose audio
+  continues where it arrives and overwrites none placed. A step that the arrivals match is
+  silence suppression (RFC 3551 §4.1): the packet takes its place after the pause. A packet
+  whose sequence number and timestamp continue the stream (the next number, the newest packet's
+  length on; or as many lengths as numbers were lost) but that comes more than
+  ``MAX_ARRIVAL_SKEW_SAMPLES`` late was held up by a stall: it keeps its place
   (dropped as late if drained) and its delay is not taken for drift, so the backlog and all after
   it stay in step. Only packets that go on coming that late at the stream's own pace, for longer
   than the reorder window, not catching up, mean the path's delay grew for good: then the channel
@@ -247,6 +253,7 @@ class ChannelStats:
 
 class _ChannelState:
     __slots__ = (
+        "anchor_delay",
         "block_count",
         "block_lows",
         "block_min",
@@ -296,6 +303,7 @@ class _ChannelState:
         self.block_count = 0
         self.block_min = 0
         self.block_lows: tuple[int, ...] = ()  # the smallest delays of the window's earlier blocks
+        self.anchor_delay: int | None = None  # the delay of the packet the timeline was anchored at
         self.packets_in = self.event_packets = self.other_dropped = 0
         self.duplicates = self.jumps_ignored = self.late_dropped = self.gated = 0
         self.gap_samples = self.reanchors = self.ssrc_changes = 0
@@ -465,24 +473,31 @@ class StereoRecorder:
         stalled = False
         if not new_timeline:
             step = ts_diff(timestamp, s.ref_ts)
-            # A restart (RFC 3550 §A.1 resync), or a step no loss or drift explains: a newer
-            # packet (by timestamp, or by sequence when its clock went back) far from its place.
-            far = False
-            if arrival is not None and (step > 0 or status is SeqStatus.IN_ORDER):
+            # A restart (RFC 3550 §A.1 resync) or a step too large for any pause.
+            new_timeline = status is SeqStatus.RESYNC or abs(step) > MAX_JUMP_SAMPLES
+            if new_timeline:
+                pass
+            elif status is SeqStatus.IN_ORDER and step <= 0:
+                # The timestamp went back while the sequence went on: a new source behind the
+                # SSRC (RFC 3550 §5.1: the marker bit). It continues the audio, overwriting none.
+                new_timeline = True
+            elif arrival is not None and step > 0:
                 delay = arrival - s.ref_pos - step
                 far = abs(delay) > MAX_ARRIVAL_SKEW_SAMPLES
-                if (
-                    delay > 0
-                    and far
-                    and status is SeqStatus.IN_ORDER
-                    and step == s.ref_size * _advance(s.seq, newest)
-                ):
-                    # Sequence and timestamp continue the stream: the packet was held up (a
-                    # stall), not restarted. It keeps its place; a stream that goes on coming
-                    # that late has had its path's delay grow for good.
-                    stalled = not self._late_for_good(s, arrival, delay)
-                    far = not stalled
-            new_timeline = status is SeqStatus.RESYNC or abs(step) > MAX_JUMP_SAMPLES or far
+                if status is not SeqStatus.IN_ORDER:
+                    new_timeline = far
+                elif step == s.ref_size * _advance(s.seq, newest):
+                    # Sequence and timestamp continue the stream. Far late, the packet was held
+                    # up (a stall), not restarted: it keeps its place, unless the stream goes on
+                    # coming that late (the path's delay grew for good).
+                    if delay > MAX_ARRIVAL_SKEW_SAMPLES:
+                        stalled = not self._late_for_good(s, arrival, delay)
+                    new_timeline = far and not stalled
+                else:
+                    # A timestamp step beyond the packets between: silence suppression (RFC 3551
+                    # §4.1) if the arrivals paused as long. Packets that came on at their pace
+                    # mean a new source behind the SSRC, or a restarted clock.
+                    new_timeline = far or self._ahead_of_arrival(s, delay)
         if new_timeline:
             pos = self._anchor(s, timestamp, arrival)
             s.ref_size = size
@@ -734,7 +749,20 @@ class StereoRecorder:
         s.block_count = 0
         s.block_lows = ()
         s.stall_start = None
+        s.anchor_delay = None if arrival is None else arrival - pos
         return pos
+
+    def _ahead_of_arrival(self, s: _ChannelState, delay: int) -> bool:
+        # A packet placed by its timestamp would come more than the drift limit earlier than
+        # the channel's recent packets did (network jitter only adds delay): its timestamp ran
+        # ahead of its arrival.
+        if s.block_count:
+            offset: int | None = min((s.block_min, *s.block_lows))
+        elif s.block_lows:
+            offset = min(s.block_lows)
+        else:
+            offset = s.anchor_delay
+        return offset is not None and delay < offset - self._drift_limit
 
     def _late_for_good(self, s: _ChannelState, arrival: int, delay: int) -> bool:
         # A packet that continues its stream came far late. A stall's backlog comes faster than
@@ -1126,8 +1154,9 @@ def _feed_steady_group(feeds: Sequence[SteadyFeed], members: list[int], size: in
 
 def _run_base(s: _ChannelState, payload_type: int, sequence: int, timestamp: int, ssrc: int) -> int | None:
     # Where a run of one stream's consecutive packets that starts with this one goes when it
-    # continues the channel's timeline in order (one past the newest sequence number, a forward
-    # timestamp step); None when `feed` must look at it (a new stream, a reordered packet, a jump).
+    # continues the channel's timeline in order (one past the newest sequence number, the newest
+    # packet's length of timestamp on); None when `feed` must look at it (a new stream, a
+    # reordered packet, a pause in sending or a jump).
     if (
         payload_type not in s.format.audio_payload_types
         or ssrc != s.ssrc
@@ -1137,8 +1166,8 @@ def _run_base(s: _ChannelState, payload_type: int, sequence: int, timestamp: int
     ):
         return None
     step = ts_diff(timestamp, s.ref_ts)
-    if not 0 < step <= MAX_JUMP_SAMPLES:
-        return None  # a reordered packet or a new timeline
+    if step != s.ref_size or step <= 0:
+        return None  # a reordered packet, a pause or a new timeline
     base = s.ref_pos + step
     return base if abs(base) < _MAX_BULK_ARRIVAL else None  # beyond: positions numpy might not hold
 

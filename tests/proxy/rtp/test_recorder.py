@@ -702,6 +702,69 @@ def test_a_path_delay_grown_for_good_by_seconds_starts_a_new_timeline(batches: b
     assert left_stats.drift_silence_samples == left_stats.drift_dropped_samples == 0
 
 
+def left_changed_at(change: str, packets: list[Pkt], at: int) -> tuple[list[Pkt], set[int]]:
+    """The outside party's packets with `change` from packet `at` on, and which were not sent.
+    The sender's clock keeps time: packet k, when sent, goes out at k * FRAME."""
+    unsent: set[int] = set()
+    out = list(packets)
+    for k in range(at, len(out)):
+        p = out[k]
+        if change.startswith("timestamp "):  # a new source behind the SSRC, with the marker bit
+            out[k] = dataclasses.replace(p, ts=(p.ts + int(change.split()[1]) * RATE // 1000) & 0xFFFFFFFF)
+        elif change == "new SSRC":
+            out[k] = dataclasses.replace(p, ssrc=0xFEED, seq=(p.seq + 20_000) & 0xFFFF, ts=p.ts + 3_000_000)
+    if change.startswith("silence "):  # RFC 3551 §4.1: nothing sent, the sequence goes on
+        count = int(change.split()[1]) * RATE // 1000 // FRAME
+        unsent = set(range(at, at + count))
+        out = [
+            dataclasses.replace(p, seq=(p.seq - count) & 0xFFFF) if k >= at + count else p
+            for k, p in enumerate(out)
+        ]
+    if change == "reorder":  # eight packets come in reverse order, the first 140 ms late
+        last = at + 7
+        out[at : last + 1] = [
+            dataclasses.replace(out[k], arrival=last * FRAME + (last - k)) for k in range(at, last + 1)
+        ]
+    return [p for k, p in enumerate(out) if k not in unsent], unsent
+
+
+@pytest.mark.parametrize("batches", [True, False])
+@pytest.mark.parametrize(
+    ("change", "reanchors"),
+    [
+        ("timestamp +300", 1),
+        ("timestamp +500", 1),
+        ("timestamp +900", 1),
+        ("timestamp -500", 1),
+        ("timestamp -100", 1),
+        ("timestamp +10000", 1),
+        ("new SSRC", 1),
+        ("silence 2000", 0),
+        ("silence 500", 0),
+        ("reorder", 0),
+    ],
+)
+def test_a_discontinuity_leaves_every_packet_where_the_sender_sent_it(
+    change: str, reanchors: int, batches: bool
+) -> None:
+    # From 6 s on, the outside party's stream changes while the PBX side's goes on. A timestamp
+    # jump while packets keep coming at their pace (a media server switching sources behind one
+    # SSRC) continues the audio as it arrives, as a new SSRC does; silence suppression keeps its
+    # pause; reordering within the window is undone. Nothing is lost, overwritten or moved.
+    seconds = 16
+    left = noise_packets(Channel.LEFT, seconds, ssrc=1, seed=1)
+    right = noise_packets(Channel.RIGHT, seconds, ssrc=2, seed=2)
+    changed, unsent = left_changed_at(change, left, 300)
+    rec, out = recorded_as_flushed(changed, right, seconds=seconds, batches=batches)
+    length = (seconds + 2) * RATE
+    expected = channel_with(left, at=lambda k: None if k in unsent else k * FRAME, length=length)
+    np.testing.assert_array_equal(out[:, 0], expected)
+    np.testing.assert_array_equal(out[:, 1], channel_with(right, at=lambda k: k * FRAME, length=length))
+    left_stats = rec.stats(Channel.LEFT)
+    assert (left_stats.late_dropped, left_stats.reanchors) == (0, reanchors)
+    assert left_stats.drift_silence_samples == left_stats.drift_dropped_samples == 0
+
+
 # -- properties and validation ---------------------------------------------------------------
 
 
