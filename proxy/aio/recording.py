@@ -385,15 +385,26 @@ class CallRecording:
         _write_up_to([(self, up_to)], final=final)
 
     def media_faults(self) -> str | None:
-        """What the network cost the stored audio, per channel, for the log: packets that came
-        too late for their place, and drift corrections; None when nothing."""
+        """What the network cost the stored audio, per channel, for the log: audio lost (silence
+        in the file), packets that came too late for their place, timestamp jumps the audio was
+        continued across, and drift corrections; None when nothing."""
         per_ms = SAMPLE_RATE_HZ // 1000  # the recorder counts samples of the 8 kHz RTP clock
         parts = []
         for channel, side in ((Channel.LEFT, "outside party"), (Channel.RIGHT, "PBX side")):
             stats = self.recorder.stats(channel)
             faults = []
+            if stats.lost_samples:
+                faults.append(f"{stats.lost_samples // per_ms} ms lost (silence in the file)")
+            late_ms = stats.late_dropped_samples // per_ms
             if stats.late_dropped:
-                faults.append(f"{stats.late_dropped} packets too late to place")
+                faults.append(f"{stats.late_dropped} packets too late to place ({late_ms} ms)")
+            elif late_ms:
+                faults.append(f"{late_ms} ms of a packet too late to place")
+            if stats.timestamp_jumps:
+                jumps = stats.timestamp_jumps
+                faults.append(
+                    f"{jumps} timestamp jump{'' if jumps == 1 else 's'} (audio continued as it came)"
+                )
             if stats.drift_silence_samples:
                 faults.append(f"{stats.drift_silence_samples // per_ms} ms of silence put in for drift")
             if stats.drift_dropped_samples:

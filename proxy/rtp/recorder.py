@@ -230,11 +230,16 @@ class ChannelStats:
     ``other_dropped`` had a payload type that is not recorded, ``duplicates`` and ``jumps_ignored``
     (an unconfirmed sequence jump, RFC 3550 §A.1) were ignored, ``late_dropped`` came after the
     reorder window or after their position was drained, and ``gated`` lay wholly before
-    ``start_at``. ``gap_samples`` is the silence drained between the channel's first and newest
+    ``start_at``. ``late_dropped_samples`` is the audio late packets took with them, that of
+    packets partly drained included. ``lost_samples`` is the audio of sequence numbers a newer
+    packet skipped and no later packet brought (RFC 3550 §A.3), at the newest packet's length
+    each. ``gap_samples`` is the silence drained between the channel's first and newest
     packet where no packet was. ``reanchors`` counts new timelines after the first (SSRC change,
-    re-synchronisation, jump) and drift corrections; ``drift_silence_samples`` and
-    ``drift_dropped_samples`` what those corrections inserted and removed. Sample counts are in
-    position units (``StereoRecorder.rows_per_unit`` output rows each).
+    re-synchronisation, jump) and drift corrections; of those, ``timestamp_jumps`` are new
+    timelines within one SSRC (re-synchronisation, a timestamp jump, an arrival far from its
+    timestamp's place for good); ``drift_silence_samples`` and ``drift_dropped_samples`` what the
+    drift corrections inserted and removed. Sample counts are in position units
+    (``StereoRecorder.rows_per_unit`` output rows each).
     """
 
     packets_in: int
@@ -243,9 +248,12 @@ class ChannelStats:
     duplicates: int
     jumps_ignored: int
     late_dropped: int
+    late_dropped_samples: int
+    lost_samples: int
     gated: int
     gap_samples: int
     reanchors: int
+    timestamp_jumps: int
     ssrc_changes: int
     drift_silence_samples: int
     drift_dropped_samples: int
@@ -270,6 +278,8 @@ class _ChannelState:
         "high_end",
         "jumps_ignored",
         "late_dropped",
+        "late_dropped_samples",
+        "lost_samples",
         "other_dropped",
         "packets_in",
         "pending",
@@ -283,6 +293,7 @@ class _ChannelState:
         "stall_delay",
         "stall_start",
         "timeline_ssrc",
+        "timestamp_jumps",
     )
 
     def __init__(self, media: MediaFormat) -> None:
@@ -307,6 +318,7 @@ class _ChannelState:
         self.packets_in = self.event_packets = self.other_dropped = 0
         self.duplicates = self.jumps_ignored = self.late_dropped = self.gated = 0
         self.gap_samples = self.reanchors = self.ssrc_changes = 0
+        self.late_dropped_samples = self.lost_samples = self.timestamp_jumps = 0
         self.drift_silence = self.drift_dropped = 0
 
 
@@ -404,9 +416,12 @@ class StereoRecorder:
             duplicates=s.duplicates,
             jumps_ignored=s.jumps_ignored,
             late_dropped=s.late_dropped,
+            late_dropped_samples=s.late_dropped_samples,
+            lost_samples=max(0, s.lost_samples),  # a packet from before the first may come late
             gated=s.gated,
             gap_samples=s.gap_samples,
             reanchors=s.reanchors,
+            timestamp_jumps=s.timestamp_jumps,
             ssrc_changes=s.ssrc_changes,
             drift_silence_samples=s.drift_silence,
             drift_dropped_samples=s.drift_dropped,
@@ -470,6 +485,11 @@ class StereoRecorder:
         if status is SeqStatus.JUMP:
             s.jumps_ignored += 1
             return
+        advance = _advance(s.seq, newest)
+        if advance > 1 and status is SeqStatus.IN_ORDER:
+            s.lost_samples += (advance - 1) * s.ref_size  # lost until one of them comes late
+        elif status is SeqStatus.LATE:
+            s.lost_samples -= size
         stalled = False
         if not new_timeline:
             step = ts_diff(timestamp, s.ref_ts)
@@ -486,7 +506,7 @@ class StereoRecorder:
                 far = abs(delay) > MAX_ARRIVAL_SKEW_SAMPLES
                 if status is not SeqStatus.IN_ORDER:
                     new_timeline = far
-                elif step == s.ref_size * _advance(s.seq, newest):
+                elif step == s.ref_size * advance:
                     # Sequence and timestamp continue the stream. Far late, the packet was held
                     # up (a stall), not restarted: it keeps its place, unless the stream goes on
                     # coming that late (the path's delay grew for good).
@@ -498,6 +518,8 @@ class StereoRecorder:
                     # §4.1) if the arrivals paused as long. Packets that came on at their pace
                     # mean a new source behind the SSRC, or a restarted clock.
                     new_timeline = far or self._ahead_of_arrival(s, delay)
+            if new_timeline:
+                s.timestamp_jumps += 1
         if new_timeline:
             pos = self._anchor(s, timestamp, arrival)
             s.ref_size = size
@@ -515,6 +537,7 @@ class StereoRecorder:
                 s.high_end = pos + size if shift else max(s.high_end, pos + size)
             elif pos + size < s.high_end - self._window:
                 s.late_dropped += 1
+                s.late_dropped_samples += size
                 return
         end = pos + size
         drained = self._drained
@@ -524,7 +547,9 @@ class StereoRecorder:
                     s.gated += 1
                 else:
                     s.late_dropped += 1
+                    s.late_dropped_samples += end - max(pos, self._start_at)
                 return
+            s.late_dropped_samples += drained - max(pos, self._start_at)
             payload = payload[drained - pos :]
             pos = drained
         s.pending.append((pos, payload_type, payload))

@@ -454,7 +454,32 @@ def test_what_the_network_cost_the_recording_is_told_when_it_closes() -> None:
     left(_HEADER.pack(0x80, 0, 10, 1600, 0x1111) + silence)  # 0.8 s behind its place: too late
     loop.now = 1.5
     recording.close("ended")
-    assert recording.media_faults() == "outside party: 1 packets too late to place"
+    assert recording.media_faults() == "outside party: 1 packets too late to place (20 ms)"
+
+
+def test_lost_audio_and_timestamp_jumps_are_told_as_such_and_silence_suppression_not() -> None:
+    loop = VirtualLoop()
+    recording = CallRecording(Handle(), outside_leg=MediaLeg.A, media=None, loop=loop)  # type: ignore[arg-type]
+    left, right = relay_tap(recording, MediaLeg.A, loop), relay_tap(recording, MediaLeg.B, loop)
+    silence = ulaw_encode(np.zeros(160, dtype=np.int16))
+    for tick in range(150):
+        loop.now = 0.0005 + tick / PACKETS_PER_S
+        # The outside party's packets 20-22 and 60-109 are lost, and from 120 on its timestamps
+        # jump 300 ms ahead (a new source behind the SSRC) while they come on at their pace.
+        if not (20 <= tick < 23 or 60 <= tick < 110):
+            jump = 2400 if tick >= 120 else 0
+            left(_HEADER.pack(0x80, 0, tick, 160 * tick + jump, 0x1111) + silence)
+        # The PBX side sends nothing for 1 s (RFC 3551 §4.1: silence suppression, the sequence
+        # going on) and loses packet 100.
+        if not (30 <= tick < 80 or tick == 100):
+            sequence = tick - 50 if tick >= 80 else tick
+            right(_HEADER.pack(0x80, 0, sequence, 160 * tick, 0x2222) + silence)
+    loop.now = 3.5
+    recording.close("ended")
+    assert recording.media_faults() == (
+        "outside party: 1060 ms lost (silence in the file), 1 timestamp jump (audio continued as it came); "
+        "PBX side: 20 ms lost (silence in the file)"
+    )
 
 
 class PauseLog(Handle):

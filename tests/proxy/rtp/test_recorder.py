@@ -184,19 +184,19 @@ REASSEMBLY_CASES = [
     pytest.param(
         [0, *ALL[2:11], 1, 11],
         set(ALL) - {1},
-        stats(packets_in=12, late_dropped=1, gap_samples=FRAME),
+        stats(packets_in=12, late_dropped=1, late_dropped_samples=FRAME, gap_samples=FRAME),
         id="nine-late-dropped",
     ),
     pytest.param(
         [k for k in ALL if k != 4],
         set(ALL) - {4},
-        stats(packets_in=11, gap_samples=FRAME),
+        stats(packets_in=11, lost_samples=FRAME, gap_samples=FRAME),
         id="one-lost",
     ),
     pytest.param(
         [0, 1, 2, 6, 7, 8, 9, 10, 11],
         {0, 1, 2, 6, 7, 8, 9, 10, 11},
-        stats(packets_in=9, gap_samples=3 * FRAME),
+        stats(packets_in=9, lost_samples=3 * FRAME, gap_samples=3 * FRAME),
         id="three-lost",
     ),
     pytest.param(
@@ -230,6 +230,17 @@ def test_late_packet_after_its_position_was_drained_is_dropped() -> None:
     assert rec.stats(Channel.LEFT).late_dropped == 1
     assert np.count_nonzero(first[FRAME : 2 * FRAME, 0]) == 0
     assert rec.drain(5 * FRAME).shape == (2 * FRAME, 2)
+
+
+def test_the_drained_part_of_a_late_packet_is_counted_as_late_audio() -> None:
+    packets = packetise(Channel.LEFT, b"".join(bytes([c]) * FRAME for c in CODES))
+    rec = StereoRecorder(left=PCMU, right=PCMU)
+    feed_all(rec, packets[:1] + packets[2:5])
+    rec.drain(FRAME + 40)
+    feed_all(rec, packets[1:2])  # its first 40 samples' place is stored already
+    out = rec.drain(5 * FRAME)
+    np.testing.assert_array_equal(out[: FRAME - 40, 0], expected_left(set(ALL))[FRAME + 40 : 2 * FRAME])
+    assert rec.stats(Channel.LEFT) == stats(packets_in=5, late_dropped_samples=40, gap_samples=40)
 
 
 @pytest.mark.parametrize(
@@ -673,7 +684,9 @@ def test_a_stall_keeps_the_channel_in_step_and_drops_only_what_was_drained(
     )
     np.testing.assert_array_equal(out[:, 0], expected)
     np.testing.assert_array_equal(out[:, 1], channel_with(right, at=lambda k: k * FRAME, length=length))
-    assert rec.stats(Channel.LEFT) == stats(packets_in=len(left), late_dropped=drained_first)
+    assert rec.stats(Channel.LEFT) == stats(
+        packets_in=len(left), late_dropped=drained_first, late_dropped_samples=drained_first * FRAME
+    )
 
 
 @pytest.mark.parametrize("batches", [True, False])
@@ -762,6 +775,8 @@ def test_a_discontinuity_leaves_every_packet_where_the_sender_sent_it(
     np.testing.assert_array_equal(out[:, 1], channel_with(right, at=lambda k: k * FRAME, length=length))
     left_stats = rec.stats(Channel.LEFT)
     assert (left_stats.late_dropped, left_stats.reanchors) == (0, reanchors)
+    assert left_stats.timestamp_jumps == (1 if change.startswith("timestamp ") else 0)
+    assert left_stats.lost_samples == 0
     assert left_stats.drift_silence_samples == left_stats.drift_dropped_samples == 0
 
 
