@@ -495,29 +495,28 @@ class StereoRecorder:
             step = ts_diff(timestamp, s.ref_ts)
             # A restart (RFC 3550 §A.1 resync) or a step too large for any pause.
             new_timeline = status is SeqStatus.RESYNC or abs(step) > MAX_JUMP_SAMPLES
-            if new_timeline:
-                pass
-            elif status is SeqStatus.IN_ORDER and step <= 0:
-                # The timestamp went back while the sequence went on: a new source behind the
-                # SSRC (RFC 3550 §5.1: the marker bit). It continues the audio, overwriting none.
-                new_timeline = True
-            elif arrival is not None and step > 0:
-                delay = arrival - s.ref_pos - step
-                far = abs(delay) > MAX_ARRIVAL_SKEW_SAMPLES
-                if status is not SeqStatus.IN_ORDER:
-                    new_timeline = far
-                elif step == s.ref_size * advance:
-                    # Sequence and timestamp continue the stream. Far late, the packet was held
-                    # up (a stall), not restarted: it keeps its place, unless the stream goes on
-                    # coming that late (the path's delay grew for good).
-                    if delay > MAX_ARRIVAL_SKEW_SAMPLES:
-                        stalled = not self._late_for_good(s, arrival, delay)
-                    new_timeline = far and not stalled
-                else:
-                    # A timestamp step beyond the packets between: silence suppression (RFC 3551
-                    # §4.1) if the arrivals paused as long. Packets that came on at their pace
-                    # mean a new source behind the SSRC, or a restarted clock.
-                    new_timeline = far or self._ahead_of_arrival(s, delay)
+            if not new_timeline:
+                if status is SeqStatus.IN_ORDER and step <= 0:
+                    # The timestamp went back while the sequence went on: a new source behind the
+                    # SSRC (RFC 3550 §5.1: the marker bit). It continues the audio, overwriting none.
+                    new_timeline = True
+                elif arrival is not None and step > 0:
+                    delay = arrival - s.ref_pos - step
+                    far = abs(delay) > MAX_ARRIVAL_SKEW_SAMPLES
+                    if status is not SeqStatus.IN_ORDER:
+                        new_timeline = far
+                    elif step == s.ref_size * advance:
+                        # Sequence and timestamp continue the stream. Far late, the packet was held
+                        # up (a stall), not restarted: it keeps its place, unless the stream goes on
+                        # coming that late (the path's delay grew for good).
+                        if delay > MAX_ARRIVAL_SKEW_SAMPLES:
+                            stalled = not self._late_for_good(s, arrival, delay)
+                        new_timeline = far and not stalled
+                    else:
+                        # A timestamp step beyond the packets between: silence suppression (RFC 3551
+                        # §4.1) if the arrivals paused as long. Packets that came on at their pace
+                        # mean a new source behind the SSRC, or a restarted clock.
+                        new_timeline = far or self._ahead_of_arrival(s, delay)
             if new_timeline:
                 s.timestamp_jumps += 1
         if new_timeline:
