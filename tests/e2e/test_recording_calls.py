@@ -290,11 +290,9 @@ def inbound_tone_call(
         callee.stop()
 
 
-@requires_sipp
-@pytest.mark.timeout(60)
-def test_kill_9_during_a_call_keeps_every_sealed_second(tmp_path: Path) -> None:
-    write_prompt_wavs(tmp_path)
-    policies = policy_yaml()
+def kill_9_during_a_recorded_call(tmp_path: Path, policies: str) -> tuple[Path, dt.datetime]:
+    """An inbound tone call recorded for 3.5 s, then callherald killed with SIGKILL: its data
+    directory, and when it was killed."""
     with (
         running_callherald(tmp_path, policies=policies) as proxy,
         inbound_tone_call(tmp_path, proxy, caller_pause_ms=20000),
@@ -303,8 +301,15 @@ def test_kill_9_during_a_call_keeps_every_sealed_second(tmp_path: Path) -> None:
         time.sleep(3.5)
         os.kill(proxy.process.pid, signal.SIGKILL)
         proxy.process.wait(timeout=5)
-        killed_at = dt.datetime.now(dt.UTC)
-    data_dir = proxy.data_dir
+        return proxy.data_dir, dt.datetime.now(dt.UTC)
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+def test_kill_9_during_a_call_keeps_every_sealed_second(tmp_path: Path) -> None:
+    write_prompt_wavs(tmp_path)
+    policies = policy_yaml()
+    data_dir, killed_at = kill_9_during_a_recorded_call(tmp_path, policies)
     with EvidenceStore(data_dir / "evidence.sqlite") as store:
         (record,) = store.recordings_list()
         assert record.state is RecordingState.RECORDING
@@ -337,15 +342,7 @@ def test_kill_9_during_a_call_keeps_every_sealed_second(tmp_path: Path) -> None:
 def test_a_file_changed_between_a_kill_9_and_the_restart_is_an_error_not_a_truncation(tmp_path: Path) -> None:
     write_prompt_wavs(tmp_path)
     policies = policy_yaml()
-    with (
-        running_callherald(tmp_path, policies=policies) as proxy,
-        inbound_tone_call(tmp_path, proxy, caller_pause_ms=20000),
-    ):
-        assert proxy.wait_for_log('"event": "recording_started"', timeout_s=15), proxy.log_text()[-3000:]
-        time.sleep(3.5)
-        os.kill(proxy.process.pid, signal.SIGKILL)
-        proxy.process.wait(timeout=5)
-    data_dir = proxy.data_dir
+    data_dir, _ = kill_9_during_a_recorded_call(tmp_path, policies)
     with EvidenceStore(data_dir / "evidence.sqlite") as store:
         (record,) = store.recordings_list()
     path = data_dir / "recordings" / record.file_name
