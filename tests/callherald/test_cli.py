@@ -77,6 +77,16 @@ def test_check_config_names_file_line_and_key(tmp_path: Path, capsys: pytest.Cap
     assert f"{path}:{line}: carrier.port: expected an integer" in capsys.readouterr().err
 
 
+def _refusal(command: str, path: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """What ``check-config`` or ``serve`` on ``path`` prints as it refuses, before it runs (exit 2,
+    nothing on standard output)."""
+    argv = ["check-config", str(path)] if command == "check-config" else ["serve", "--config", str(path)]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    return err
+
+
 MEDIA_BIND = "  bind_address: 127.0.0.1\n"
 PBX_HOST = "  pbx:                  # the PBX sends its calls here\n    host: 127.0.0.1\n"
 
@@ -96,10 +106,7 @@ def test_an_address_of_another_machine_is_named_by_file_line_and_key(
     # every call with 503 (RTP), or stopped with "could not bind to local_addr" (listener).
     assert EMBEDDED_DEFAULT_YAML.count(old) == 1
     path = _with_reviewer(tmp_path, EMBEDDED_DEFAULT_YAML.replace(old, new) + "data_dir: data\n")
-    argv = ["check-config", str(path)] if command == "check-config" else ["serve", "--config", str(path)]
-    assert main(argv) == 2
-    out, err = capsys.readouterr()
-    assert out == ""
+    err = _refusal(command, path, capsys)
     assert err == (
         f"{path}:{_line_of(path, '192.0.2.7')}: {key}: 192.0.2.7 is not an address of this machine (Cannot "
         "assign requested address): give one of its own addresses, or 0.0.0.0 for all of them\n"
@@ -114,10 +121,7 @@ def test_a_data_dir_that_is_a_file_is_named_by_file_line_and_key(
     # serve said "[Errno 17] File exists", and check-config OK.
     (tmp_path / "data").write_text("a file\n", encoding="utf-8")
     path = _with_reviewer(tmp_path, EMBEDDED_DEFAULT_YAML + "data_dir: data\n")
-    argv = ["check-config", str(path)] if command == "check-config" else ["serve", "--config", str(path)]
-    assert main(argv) == 2
-    out, err = capsys.readouterr()
-    assert out == ""
+    err = _refusal(command, path, capsys)
     assert err == (
         f"{path}:{_line_of(path, 'data_dir: data')}: data_dir: {tmp_path / 'data'} is not a directory: give a "
         "directory (one that does not exist is made)\n"

@@ -144,6 +144,19 @@ def end(rid: uuid.UUID, seconds: float) -> RecordingEnd:
     )
 
 
+def recovered_end(*, file_sha256: str = "") -> RecordingEnd:
+    """``RID`` as recovery ends it after a crash at 13 s: no audio hash (it cannot decrypt)."""
+    return RecordingEnd(
+        recording_id=RID,
+        finished_at=at(13),
+        audio_sha256="",
+        size_bytes=1200,
+        duration_ms=6000,
+        end_reason="interrupted",
+        file_sha256=file_sha256,
+    )
+
+
 def record_call(store: EvidenceStore, *, ended: bool = True) -> None:
     """Call ``c1``: the notice, a granted training question, recording ``RID`` from 7 s for both
     purposes with the beep to the agent, a key and a PCI pause in it, ended at 60 s."""
@@ -328,16 +341,7 @@ def test_a_recording_still_running_has_no_manifest_and_is_not_counted_without_on
 def test_a_truncated_recording_gets_its_manifest_with_its_end(store: EvidenceStore) -> None:
     record_call(store, ended=False)
     store.write(notice(30, None))  # a prompt playing when the process died
-    store.record_recording_truncated(
-        RecordingEnd(
-            recording_id=RID,
-            finished_at=at(13),
-            audio_sha256="",
-            size_bytes=1200,
-            duration_ms=6000,
-            end_reason="interrupted",
-        )
-    ).result()
+    store.record_recording_truncated(recovered_end()).result()
     ((_, _, _, manifest),) = manifests(store)
     recording = manifest["recording"]
     assert isinstance(recording, dict)
@@ -364,17 +368,7 @@ def test_a_truncated_recording_gets_its_manifest_with_its_end(store: EvidenceSto
 def test_a_recovered_recording_s_manifest_pins_its_file(path: Path, store: EvidenceStore) -> None:
     # Recovery cannot decrypt: the SHA-256 of the file as it recovered it is what fixes the audio.
     record_call(store, ended=False)
-    store.record_recording_truncated(
-        RecordingEnd(
-            recording_id=RID,
-            finished_at=at(13),
-            audio_sha256="",
-            size_bytes=1200,
-            duration_ms=6000,
-            end_reason="interrupted",
-            file_sha256="12" * 32,
-        )
-    ).result()
+    store.record_recording_truncated(recovered_end(file_sha256="12" * 32)).result()
     ((_, _, _, manifest),) = manifests(store)
     recording = manifest["recording"]
     assert isinstance(recording, dict)
