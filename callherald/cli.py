@@ -1,4 +1,8 @@
-"""The ``callherald`` command: a thin layer over library functions."""
+"""The ``callherald`` command: a thin layer over library functions.
+
+Each command loads the modules it needs when it runs: the evidence database, the announcements
+and the proxy take a second or more to load, which ``calls pause`` (an agent about to take a card
+number) and the other light commands must not wait for."""
 
 from __future__ import annotations
 
@@ -14,11 +18,11 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from announcements import AnnouncementError, PromptLibrary, PromptSet
-from callherald import __version__, auditing, calls, recordings
+from callherald import __version__, calls
+from callherald.command import PASSPHRASE_ENV
 from callherald.layout import DataDirInUseError, DataDirLockFileError, DataLayout
-from callherald.recordings import PASSPHRASE_ENV
 from config import (
     HOME_ENV,
     Config,
@@ -31,7 +35,11 @@ from config import (
     risky_keys,
 )
 from storage.keys import generate_private_key, key_id, save_private_key, save_public_key
-from storage.records import RecordingState
+from storage.recording_state import RecordingState
+
+if TYPE_CHECKING:
+    from announcements import AnnouncementError
+    from callherald.recordings import Selection
 
 MIN_PASSPHRASE_CHARS = 12
 SIGPIPE_EXIT = 141
@@ -76,13 +84,13 @@ def _serve(args: argparse.Namespace) -> int:
         logging.getLogger("callherald").info("no --config given: running the embedded default (loopback)")
     # Imported here: the proxy's modules take a fifth of a second to load, which every other
     # command (an agent's `calls pause` above all) would otherwise pay.
-    import uvloop  # noqa: PLC0415
+    import uvloop
 
-    from callherald.app import run_forever  # noqa: PLC0415
-    from callherald.heap import keep_freed_memory  # noqa: PLC0415
-    from proxy.aio.control import ControlSocketError  # noqa: PLC0415
-    from proxy.aio.service import ListenError  # noqa: PLC0415
-    from storage.crypto import StorageError  # noqa: PLC0415
+    from callherald.app import run_forever
+    from callherald.heap import keep_freed_memory
+    from proxy.aio.control import ControlSocketError
+    from proxy.aio.service import ListenError
+    from storage.crypto import StorageError
 
     keep_freed_memory()
     try:
@@ -125,6 +133,8 @@ def _check_config(args: argparse.Namespace) -> int:
 def check_prompt_files(config: Config) -> list[tuple[str, AnnouncementError]]:
     """Import every configured announcement once (cached under the data directory); list each
     failure with the key it is about (``announcements.prompt_sets[0].prompts.nl.file``)."""
+    from announcements import AnnouncementError, PromptLibrary, PromptSet
+
     layout = DataLayout(config.data_dir)
     if config.announcements.prompt_sets:
         with contextlib.suppress(OSError):  # the import below says what cannot be written
@@ -149,7 +159,7 @@ def config_warnings(config: Config) -> list[tuple[str, str]]:
     """What a valid configuration does that is seldom meant for real calls, each with the key it
     is about: what `serve` warns about at start-up, said before it runs."""
     # Imported here, as in `_serve`: the proxy's modules are slow to load for the other commands.
-    from callherald.app import (  # noqa: PLC0415
+    from callherald.app import (
         ephemeral_overlap,
         ephemeral_ports,
         held_evidence_dir_problem,
@@ -257,6 +267,8 @@ def _layout(args: argparse.Namespace) -> DataLayout | None:
 
 
 def _utc_time(text: str) -> dt.datetime:
+    from callherald import recordings
+
     try:
         return recordings.parse_utc_time(text)
     except ValueError as error:
@@ -289,6 +301,8 @@ def _positive(text: str) -> int:
 
 
 def _recordings_list(args: argparse.Namespace) -> int:
+    from callherald import recordings
+
     layout = _layout(args)
     if layout is None:
         return 2
@@ -304,6 +318,8 @@ def _recordings_list(args: argparse.Namespace) -> int:
 
 
 def _recordings_show(args: argparse.Namespace) -> int:
+    from callherald import recordings
+
     layout = _layout(args)
     if layout is None:
         return 2
@@ -311,6 +327,8 @@ def _recordings_show(args: argparse.Namespace) -> int:
 
 
 def _recordings_export(args: argparse.Namespace) -> int:
+    from callherald import recordings
+
     layout = _layout(args)
     if layout is None:
         return 2
@@ -323,11 +341,15 @@ def _recordings_export(args: argparse.Namespace) -> int:
     )
 
 
-def _selection(args: argparse.Namespace) -> recordings.Selection:
-    return recordings.Selection(recording_id=args.id, call_id=args.call, number=args.number)
+def _selection(args: argparse.Namespace) -> Selection:
+    from callherald.recordings import Selection
+
+    return Selection(recording_id=args.id, call_id=args.call, number=args.number)
 
 
 def _recordings_erase(args: argparse.Namespace) -> int:
+    from callherald import recordings
+
     layout = _layout(args)
     if layout is None:
         return 2
@@ -335,6 +357,8 @@ def _recordings_erase(args: argparse.Namespace) -> int:
 
 
 def _recordings_hold(args: argparse.Namespace) -> int:
+    from callherald import recordings
+
     layout = _layout(args)
     if layout is None:
         return 2
@@ -342,6 +366,8 @@ def _recordings_hold(args: argparse.Namespace) -> int:
 
 
 def _recordings_release(args: argparse.Namespace) -> int:
+    from callherald import recordings
+
     layout = _layout(args)
     if layout is None:
         return 2
@@ -349,6 +375,8 @@ def _recordings_release(args: argparse.Namespace) -> int:
 
 
 def _recordings_expire(args: argparse.Namespace) -> int:
+    from callherald import recordings
+
     layout = _layout(args)
     if layout is None:
         return 2
@@ -491,6 +519,8 @@ def _add_calls(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
+    from callherald import auditing
+
     layout = _layout(args)
     if layout is None:
         return 2

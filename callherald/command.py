@@ -1,10 +1,13 @@
-"""What every ``callherald`` subcommand shares: exit codes and the error that carries one."""
+"""What every ``callherald`` subcommand shares: exit codes, the error that carries one, and the
+environment variable a private key's passphrase may come from."""
 
 from __future__ import annotations
 
 import enum
 
-__all__ = ["CommandError", "ExitCode"]
+__all__ = ["PASSPHRASE_ENV", "CommandError", "ExitCode"]
+
+PASSPHRASE_ENV = "CALLHERALD_KEY_PASSPHRASE"
 
 
 class ExitCode(enum.IntEnum):

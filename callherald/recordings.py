@@ -73,7 +73,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from announcements.decode import pydub_ffmpeg
-from callherald.command import CommandError, ExitCode
+from callherald.command import PASSPHRASE_ENV, CommandError, ExitCode
 from callherald.evidence import recovery_fault
 from callherald.layout import DataLayout
 from proxy.rtp.g711 import alaw_decode, ulaw_decode
@@ -138,7 +138,6 @@ __all__ = [
     "timeline_table",
 ]
 
-PASSPHRASE_ENV = "CALLHERALD_KEY_PASSPHRASE"
 AUDIT_ACTOR = "cli"
 AUDIT_ACTION_EXPORT = "export"
 AUDIT_ACTION_EXPORT_REFUSED = "export_refused"

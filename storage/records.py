@@ -111,6 +111,7 @@ from storage.migrations import (
     to_db_time,
     unwritable_reason,
 )
+from storage.recording_state import RecordingState
 from storage.threads import name_os_thread
 
 __all__ = [
@@ -245,14 +246,6 @@ class LawfulBasis(enum.StrEnum):
     CONTRACT = "contract"
     LEGAL_OBLIGATION = "legal_obligation"
     LEGITIMATE_INTEREST = "legitimate_interest"
-
-
-class RecordingState(enum.StrEnum):
-    RECORDING = "recording"
-    COMPLETE = "complete"
-    TRUNCATED = "truncated"
-    ERASED = "erased"
-    """Its wrapped keys were destroyed and its file removed; only ever read, never stored as such."""
 
 
 class PauseReason(enum.StrEnum):

@@ -62,6 +62,25 @@ def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert "check-config" in out
 
 
+def test_calls_pause_does_not_wait_for_the_database_the_announcements_or_the_proxy_to_load(
+    tmp_path: Path,
+) -> None:
+    # An agent pauses the recording before a card number is given: its command loads only what it
+    # uses. (Modules are checked, not seconds: a timed test would fail on a slow machine.)
+    heavy = ("sqlite_utils", "numpy", "announcements", "proxy.aio.service", "callherald.recordings")
+    probe = (
+        "import sys\n"
+        "from callherald.cli import main\n"
+        f"code = main(['calls', 'pause', 'some-call', '--config', {str(tmp_path / 'missing.yaml')!r}])\n"
+        f"print(code, sorted(name for name in {heavy!r} if name in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.stdout.split(" ", 1) == ["2", "[]\n"], done
+    assert "missing.yaml" in done.stderr
+
+
 def test_check_config_accepts_a_valid_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "ok.yaml"
     path.write_text(EMBEDDED_DEFAULT_YAML, encoding="utf-8")
