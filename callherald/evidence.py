@@ -82,6 +82,12 @@ from proxy.b2bua.effects import (
 )
 from storage import records as store
 from storage.crypto import StorageError, StorageFullError, key_id
+from storage.recording_state import (
+    CORRUPT_RECORDING,
+    INTERRUPTED_RECORDING,
+    UNREADABLE_RECORDING,
+    recovery_fault,
+)
 from storage.segments import AudioFormat, FsyncPolicy, RecoveryState, SegmentWriter, recover
 from storage.sqlite_keys import SqliteKeyStore
 from storage.threads import name_os_thread
@@ -893,25 +899,6 @@ def recover_open_recordings(layout: DataLayout, evidence: store.EvidenceStore) -
         )
         messages.append(f"call {call_id} left open by a crash: closed as interrupted")
     return messages
-
-
-INTERRUPTED_RECORDING = "interrupted"
-"""The end reason of a recording a crash cut short: its file holds what was sealed before it."""
-CORRUPT_RECORDING = "corrupt"
-"""How the end reason of a recording whose file recovery found corrupt begins (``corrupt: ...``)."""
-UNREADABLE_RECORDING = "unreadable"
-"""How the end reason of a recording whose file recovery could not read begins (``unreadable: ...``)."""
-
-
-def recovery_fault(end_reason: str | None) -> str | None:
-    """``CORRUPT_RECORDING`` or ``UNREADABLE_RECORDING`` when ``end_reason`` says recovery found the
-    recording's file so, else None."""
-    for fault in (CORRUPT_RECORDING, UNREADABLE_RECORDING):
-        if end_reason is not None and (
-            end_reason == fault or end_reason.startswith((f"{fault} ", f"{fault}:"))
-        ):
-            return fault
-    return None
 
 
 def _recovered_end(

@@ -74,7 +74,6 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from announcements.decode import pydub_ffmpeg
 from callherald.command import PASSPHRASE_ENV, CommandError, ExitCode
-from callherald.evidence import recovery_fault
 from callherald.layout import DataLayout
 from proxy.rtp.g711 import alaw_decode, ulaw_decode
 from storage.crypto import (
@@ -89,6 +88,7 @@ from storage.crypto import (
     key_id,
 )
 from storage.keys import load_private_key, parse_public_key
+from storage.recording_state import recovery_fault
 from storage.records import (
     EvidenceStore,
     InvariantError,
