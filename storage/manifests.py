@@ -10,7 +10,10 @@ Art. 72(1)(b)-(c): records that cannot be altered unseen). A manifest holds:
 * ``recording``: id, call, file name, key ids, start, first frame, end, duration, size, state as
   it ended, SHA-256 of the audio, why it ended, and the SHA-256 of the file of a recording recovered
   after a crash (``file_sha256``; '' for others; a manifest written before it was kept has no
-  such key, and matches while the row's is '');
+  such key, and matches while the row's is ''), and what the network cost its audio per channel
+  (``media_quality``: lost, late, timestamp jumps, drift; null when not measured, as for a
+  recording recovered after a crash; a manifest written before it was kept has no such key, and
+  matches while the row's is not measured);
 * ``call``: id, direction, calling, called, local line, agent, set-up;
 * ``legs``, ``announcements`` (prompt, version, language, hash, start, end, complete, failure),
   ``digits``, ``consent_decisions`` and ``agent_notices`` of the call;
@@ -111,7 +114,19 @@ def _recording_part(row: Mapping[str, Any]) -> Row:
         "audio_sha256": row["audio_sha256"],
         "end_reason": row["end_reason"],
         "file_sha256": row["file_sha256"],
+        "media_quality": _media_quality(str(row["media_quality"])),
     }
+
+
+def _media_quality(stored: str) -> Any:
+    # The column's JSON as an object; None for '' (not measured). Text that is not JSON (an edit
+    # by hand) is kept as it is, and so differs from the object a manifest kept.
+    if not stored:
+        return None
+    try:
+        return json.loads(stored)
+    except ValueError:
+        return stored
 
 
 def _call_part(row: Mapping[str, Any]) -> Row:
@@ -340,17 +355,23 @@ def _rows_differ(key: str, kept: list[Row], now: list[Row], recording_end: str) 
     return time_field is None or any(str(row[time_field]) < recording_end for row in added)
 
 
+# Fields of the recording part added since manifests were first written, each with the value a
+# row stored before it was kept holds.
+_LATER_RECORDING_FIELDS: dict[str, Any] = {"file_sha256": "", "media_quality": None}
+
+
 def _recording_as_kept(kept: Any, now: Any) -> Any:
     """The recording part ``now`` in the shape of the manifest that ``kept`` it: one written before
-    file hashes were kept has no ``file_sha256``, which its row then holds as ''."""
-    if (
-        isinstance(kept, dict)
-        and isinstance(now, dict)
-        and "file_sha256" not in kept
-        and now["file_sha256"] == ""
-    ):
-        return {name: value for name, value in now.items() if name != "file_sha256"}
-    return now
+    file hashes were kept has no ``file_sha256``, which its row then holds as ''; one written before
+    media quality was kept has no ``media_quality``, which its row then holds as not measured."""
+    if not (isinstance(kept, dict) and isinstance(now, dict)):
+        return now
+    left_out = {
+        name
+        for name, before in _LATER_RECORDING_FIELDS.items()
+        if name not in kept and now.get(name) == before
+    }
+    return {name: value for name, value in now.items() if name not in left_out}
 
 
 def _differences(kept: Mapping[str, Any], now: Mapping[str, Any]) -> tuple[str, ...]:

@@ -601,3 +601,12 @@ def _recording_file_sha256(db: Database) -> None:
     # decrypt, so no audio SHA-256 can be stored for it): it pins the ciphertext, which anyone can
     # check without a key. '' for every other recording, and for those recovered before.
     db.execute("ALTER TABLE recordings ADD COLUMN file_sha256 TEXT NOT NULL DEFAULT ''")
+
+
+@MIGRATIONS(name="0016_recording_media_quality")
+def _recording_media_quality(db: Database) -> None:
+    # What the network cost a recording's audio, per channel, as JSON (``MediaQuality``): how much
+    # of the file is silence put in for lost packets, packets too late to place, timestamp jumps
+    # and drift corrections. '' when not measured: recordings closed by the recovery after a crash,
+    # and those stored before.
+    db.execute("ALTER TABLE recordings ADD COLUMN media_quality TEXT NOT NULL DEFAULT ''")

@@ -133,6 +133,7 @@ __all__ = [
     "CallPurposes",
     "CallRecord",
     "CallStarted",
+    "ChannelQuality",
     "ConsentDecision",
     "Decision",
     "Direction",
@@ -149,6 +150,7 @@ __all__ = [
     "LegRole",
     "LegalHold",
     "LegalHoldRelease",
+    "MediaQuality",
     "NotFoundError",
     "NotRecorded",
     "Pause",
@@ -522,12 +524,66 @@ class RecordingStarted:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelQuality:
+    """What the network cost one channel of a recording's stored audio: ``lost_ms`` of silence put
+    in for packets that never came (RFC 3550 §A.3; not the pauses of silence suppression),
+    ``late_packets`` that came after their place was stored and ``late_ms`` of audio they took with
+    them, ``timestamp_jumps`` the audio was continued across as it came, and the silence put in
+    (``drift_silence_ms``) or audio dropped (``drift_dropped_ms``) to correct clock drift."""
+
+    lost_ms: int = 0
+    late_packets: int = 0
+    late_ms: int = 0
+    timestamp_jumps: int = 0
+    drift_silence_ms: int = 0
+    drift_dropped_ms: int = 0
+
+    def __post_init__(self) -> None:
+        for item in dataclasses.fields(self):
+            if getattr(self, item.name) < 0:
+                raise ValueError(f"{item.name} must not be negative")
+
+    @property
+    def clean(self) -> bool:
+        """Nothing of the channel's audio was lost, dropped or moved."""
+        return not any(getattr(self, item.name) for item in dataclasses.fields(self))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaQuality:
+    """What the network cost a recording, per channel: the outside party's (left) and the PBX
+    side's (right). Stored as JSON on its row (``media_quality``; '' when not measured)."""
+
+    outside_party: ChannelQuality
+    pbx_side: ChannelQuality
+
+    def to_json(self) -> str:
+        return json.dumps(_plain(self), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> MediaQuality | None:
+        """The quality a ``media_quality`` column holds; None for '' (not measured). ValueError if
+        it holds something else."""
+        if not text:
+            return None
+        try:
+            stored = json.loads(text)
+            return cls(
+                outside_party=ChannelQuality(**stored["outside_party"]),
+                pbx_side=ChannelQuality(**stored["pbx_side"]),
+            )
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"not a recording's media quality: {text!r}") from error
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RecordingEnd:
     """Storage facts when a recording is closed (finished or truncated): ``finished_at`` is when its
     audio ends, ``end_reason`` why (the call ended, consent withdrawn, ``disk full``, ...).
     ``audio_sha256`` is the SHA-256 of the audio the recorder sealed; a recording closed by the
     recovery after a crash has none (the proxy cannot decrypt) and pins ``file_sha256``, the
-    SHA-256 of its file as recovery left it, instead."""
+    SHA-256 of its file as recovery left it, instead. ``media_quality`` is what the network cost
+    its audio, as the recorder measured it; None when not measured (recovery after a crash)."""
 
     recording_id: uuid.UUID
     finished_at: dt.datetime
@@ -536,6 +592,7 @@ class RecordingEnd:
     duration_ms: int
     end_reason: str
     file_sha256: str = ""
+    media_quality: MediaQuality | None = None
 
     def __post_init__(self) -> None:
         _aware("finished_at", self.finished_at)
@@ -714,6 +771,9 @@ class RecordingRecord:
     hold_reason: str | None = None
     file_sha256: str = ""
     """The SHA-256 of its file as recovery left it after a crash; '' for any other recording."""
+    media_quality: MediaQuality | None = None
+    """What the network cost its audio, per channel; None when not measured (a recording
+    recovered after a crash, still running, or stored before callherald measured it)."""
 
 
 class TimelineKind(enum.StrEnum):
@@ -1103,7 +1163,8 @@ def _write_recording_started(db: Database, item: RecordingStarted) -> None:
 def _write_recording_end(db: Database, item: RecordingEnd, state: RecordingState) -> None:
     cursor = db.execute(
         "UPDATE recordings SET state = ?, finished_at = ?, audio_sha256 = ?, size_bytes = ?, "
-        "duration_ms = ?, end_reason = ?, file_sha256 = ? WHERE id = ? AND state = 'recording'",
+        "duration_ms = ?, end_reason = ?, file_sha256 = ?, media_quality = ? "
+        "WHERE id = ? AND state = 'recording'",
         [
             state.value,
             to_db_time(item.finished_at),
@@ -1112,6 +1173,7 @@ def _write_recording_end(db: Database, item: RecordingEnd, state: RecordingState
             item.duration_ms,
             item.end_reason,
             item.file_sha256,
+            "" if item.media_quality is None else item.media_quality.to_json(),
             str(item.recording_id),
         ],
     )
@@ -2035,6 +2097,7 @@ def _read_recordings(
             held_by=row["held_by"],
             hold_reason=row["hold_reason"],
             file_sha256=row["file_sha256"],
+            media_quality=MediaQuality.from_json(row["media_quality"]),
         )
         for row in rows
     ]

@@ -374,6 +374,7 @@ def test_list_json_carries_every_field(data: DataDir, capsys: pytest.CaptureFixt
         "held_by": None,
         "hold_reason": None,
         "file_sha256": "",
+        "media_quality": None,  # not measured
     }
     assert items[1]["state"] == "truncated"
 

@@ -28,6 +28,7 @@ from storage.records import (
     CallEnded,
     CallPurposes,
     CallStarted,
+    ChannelQuality,
     ConsentDecision,
     Decision,
     Direction,
@@ -40,6 +41,7 @@ from storage.records import (
     LegalHold,
     LegalHoldRelease,
     LegRole,
+    MediaQuality,
     Pause,
     PauseReason,
     Purpose,
@@ -141,6 +143,9 @@ def end(rid: uuid.UUID, seconds: float) -> RecordingEnd:
         size_bytes=4000,
         duration_ms=round((seconds - 7) * 1000),
         end_reason="ended",
+        media_quality=MediaQuality(
+            outside_party=ChannelQuality(lost_ms=240, late_packets=2, late_ms=40), pbx_side=ChannelQuality()
+        ),
     )
 
 
@@ -245,6 +250,24 @@ def test_a_recording_s_end_writes_its_manifest_to_the_audit_log(store: EvidenceS
             "audio_sha256": "cd" * 32,
             "end_reason": "ended",
             "file_sha256": "",
+            "media_quality": {
+                "outside_party": {
+                    "lost_ms": 240,
+                    "late_packets": 2,
+                    "late_ms": 40,
+                    "timestamp_jumps": 0,
+                    "drift_silence_ms": 0,
+                    "drift_dropped_ms": 0,
+                },
+                "pbx_side": {
+                    "lost_ms": 0,
+                    "late_packets": 0,
+                    "late_ms": 0,
+                    "timestamp_jumps": 0,
+                    "drift_silence_ms": 0,
+                    "drift_dropped_ms": 0,
+                },
+            },
         },
         "call": {
             "id": CALL,
@@ -401,6 +424,39 @@ def test_a_manifest_written_before_file_hashes_were_kept_still_matches(
     ]
 
 
+def test_a_recovered_recording_s_media_quality_is_not_measured(store: EvidenceStore) -> None:
+    # Recovery after a crash has no recorder to ask: the manifest says so (null), not "clean".
+    record_call(store, ended=False)
+    store.record_recording_truncated(recovered_end()).result()
+    ((_, _, _, manifest),) = manifests(store)
+    recording = manifest["recording"]
+    assert isinstance(recording, dict)
+    assert recording["media_quality"] is None
+    (record,) = store.recordings_list()
+    assert record.media_quality is None
+
+
+def test_a_manifest_written_before_media_quality_was_kept_still_matches(
+    path: Path, store: EvidenceStore
+) -> None:
+    record_call(store, ended=False)
+    store.record_recording_truncated(recovered_end()).result()  # not measured: the row holds ''
+    older = store.submit_read(lambda db: recording_manifest(db, str(RID))).result()
+    del older["recording"]["media_quality"]  # as callherald wrote manifests before it kept it
+    store.audit_append(
+        at=at(61), actor="callherald", action=AUDIT_ACTION_MANIFEST, subject=str(RID), detail=older
+    ).result()
+    report = store.verify_manifests()
+    assert (report.ok, report.checked) == (True, 2)
+    # A measure such a recording never had is a change, against both manifests.
+    clean = '{"outside_party":{},"pbx_side":{}}'
+    attacker(path, f"UPDATE recordings SET media_quality = '{clean}'")
+    assert [(m.seq, m.parts) for m in store.verify_manifests().mismatches] == [
+        (1, ("recording",)),
+        (2, ("recording",)),
+    ]
+
+
 def test_an_end_whose_manifest_cannot_be_written_is_not_stored(path: Path, store: EvidenceStore) -> None:
     # One transaction: no recording ends without its manifest in the chain.
     record_call(store, ended=False)
@@ -452,6 +508,13 @@ def test_the_manifest_is_the_evidence_as_it_stands_at_the_end(store: EvidenceSto
         pytest.param(
             [f"UPDATE recordings SET file_sha256 = '{'ef' * 32}'"], ("recording",), id="file-sha256"
         ),
+        pytest.param(
+            # The lost audio made to look clean.
+            ["UPDATE recordings SET media_quality = json_set(media_quality, '$.outside_party.lost_ms', 0)"],
+            ("recording",),
+            id="media-quality",
+        ),
+        pytest.param(["UPDATE recordings SET media_quality = ''"], ("recording",), id="media-quality-gone"),
         pytest.param(
             ["UPDATE purposes SET lawful_basis = 'legitimate_interest' WHERE id = 'training'"],
             ("purposes",),

@@ -39,6 +39,7 @@ from storage.records import (
     CallEnded,
     CallPurposes,
     CallStarted,
+    ChannelQuality,
     ConsentDecision,
     Decision,
     Direction,
@@ -50,6 +51,7 @@ from storage.records import (
     LawfulBasis,
     Leg,
     LegRole,
+    MediaQuality,
     NotFoundError,
     NotRecorded,
     Pause,
@@ -222,6 +224,7 @@ def test_migrations_are_tracked_and_idempotent(tmp_path: Path) -> None:
         "0013_later_events_audited",
         "0014_database_id",
         "0015_recording_file_sha256",
+        "0016_recording_media_quality",
     ]
     assert applied == names
     rows = second.execute("SELECT migration_set, name FROM _sqlite_migrations ORDER BY id").fetchall()
@@ -933,6 +936,86 @@ def test_an_older_database_gains_the_recording_end_reason_and_keeps_its_rows(tmp
         50000,
         None,
     )
+
+
+def test_an_older_database_gains_media_quality_as_not_measured_and_new_ends_store_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "evidence.db"
+    older = Database(path)
+    MIGRATIONS.apply(older, stop_before="0016_recording_media_quality")
+    older.execute(
+        "INSERT INTO calls (id, direction, calling, called, local_line, setup_at) "
+        "VALUES ('c', 'inbound', '1', '2', '2', '2026-03-01T23:30:00.000000+00:00')"
+    )
+    older.execute(
+        "INSERT INTO recordings (id, call_id, file_name, key_id, first_frame_at, state, started_at, "
+        f"finished_at, duration_ms, end_reason) VALUES ('{RID}', 'c', 'r.chrec', 'k', "
+        "'2026-03-01T23:30:10.000000+00:00', 'complete', '2026-03-01T23:30:10.000000+00:00', "
+        "'2026-03-01T23:31:00.000000+00:00', 50000, 'ended')"
+    )
+    older.conn.commit()
+    older.close()
+    with EvidenceStore(path) as store:
+        (row,) = store.recordings_list()
+    assert (row.recording_id, row.end_reason, row.media_quality) == (RID, "ended", None)
+
+
+QUALITY = MediaQuality(
+    outside_party=ChannelQuality(lost_ms=240, late_packets=2, late_ms=40, timestamp_jumps=1),
+    pbx_side=ChannelQuality(drift_silence_ms=60, drift_dropped_ms=20),
+)
+
+
+def test_a_recording_s_media_quality_is_stored_with_its_end(store: EvidenceStore) -> None:
+    prepared_call(store)
+    store.write(recording(10))
+    end = RecordingEnd(
+        recording_id=RID,
+        finished_at=at(70),
+        audio_sha256=SHA,
+        size_bytes=1234,
+        duration_ms=60000,
+        end_reason="ended",
+        media_quality=QUALITY,
+    )
+    store.record_recording_finished(end).result()
+    (row,) = store.recordings_list()
+    assert row.media_quality == QUALITY
+    assert not row.media_quality.outside_party.clean
+    assert ChannelQuality().clean
+    stored = store.submit_read(
+        lambda db: db.execute("SELECT media_quality FROM recordings").fetchone()
+    ).result()
+    assert json.loads(stored[0]) == {
+        "outside_party": {
+            "lost_ms": 240,
+            "late_packets": 2,
+            "late_ms": 40,
+            "timestamp_jumps": 1,
+            "drift_silence_ms": 0,
+            "drift_dropped_ms": 0,
+        },
+        "pbx_side": {
+            "lost_ms": 0,
+            "late_packets": 0,
+            "late_ms": 0,
+            "timestamp_jumps": 0,
+            "drift_silence_ms": 60,
+            "drift_dropped_ms": 20,
+        },
+    }
+
+
+@pytest.mark.parametrize("text", ["[]", '{"outside_party": {}}', '{"outside_party": 1, "pbx_side": 2}'])
+def test_a_media_quality_column_that_is_not_one_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="not a recording's media quality"):
+        MediaQuality.from_json(text)
+
+
+def test_media_quality_counts_are_never_negative() -> None:
+    with pytest.raises(ValueError, match="lost_ms"):
+        ChannelQuality(lost_ms=-1)
 
 
 def test_an_announcement_cannot_end_before_it_started() -> None:

@@ -5,6 +5,7 @@ start."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import json
@@ -23,12 +24,14 @@ from storage.records import (
     HELD_FILE_DATABASE_KEY,
     HELD_FILE_PATTERN,
     CallEnded,
+    ChannelQuality,
     EvidenceFullError,
     EvidenceKeptError,
     EvidenceRecord,
     EvidenceStore,
     LaterEvent,
     LaterEventKind,
+    MediaQuality,
     RecordingEnd,
     RecordingState,
     held_record_from_json,
@@ -330,11 +333,15 @@ def test_each_kind_of_held_record_survives_its_json_line() -> None:
         size_bytes=10,
         duration_ms=3000,
         end_reason="bye",
+        media_quality=MediaQuality(
+            outside_party=ChannelQuality(lost_ms=20), pbx_side=ChannelQuality(late_packets=1, late_ms=20)
+        ),
     )
     cases: list[tuple[EvidenceRecord | RecordingEnd, RecordingState | None]] = [
         (started(call_id="x"), None),
         (recording(first_frame=10), None),
         (end, RecordingState.TRUNCATED),
+        (dataclasses.replace(end, media_quality=None), RecordingState.COMPLETE),
         (CallEnded(call_id=CALL, ended_at=at(50), end_reason="bye"), None),
         (
             LaterEvent(
@@ -347,3 +354,10 @@ def test_each_kind_of_held_record_survives_its_json_line() -> None:
         assert held_record_from_json(held_record_json(record, state)) == (record, state)
     with pytest.raises(ValueError, match="names the state"):
         held_record_from_json(held_record_json(end))
+    # A line held before media quality was kept reads as not measured.
+    line = json.loads(held_record_json(end, RecordingState.COMPLETE))
+    del line["fields"]["media_quality"]
+    assert held_record_from_json(json.dumps(line)) == (
+        dataclasses.replace(end, media_quality=None),
+        RecordingState.COMPLETE,
+    )
