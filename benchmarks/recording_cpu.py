@@ -36,7 +36,7 @@ from benchmarks.speech import speech_ulaw
 from callherald.heap import keep_freed_memory
 from proxy.aio.media import LegProtocol
 from proxy.aio.playout import AnnouncementPlayer, PlayoutScheduler
-from proxy.aio.recording import FLUSH_GRID_S, CallRecording, flush_together
+from proxy.aio.recording import FLUSH_GRID_S, CallRecording, MediaQuality, flush_together
 from proxy.b2bua.effects import MediaLeg
 from proxy.b2bua.settings import Address
 from proxy.rtp.masking import mask_dtmf_many
@@ -86,7 +86,7 @@ class _CountingHandle:
 
     def resume(self, reason: str, at: float) -> None: ...
 
-    def close(self, *, at: float, reason: str) -> None: ...
+    def close(self, *, at: float, reason: str, media_quality: MediaQuality) -> None: ...
 
 
 class _NullTransport(asyncio.DatagramTransport):

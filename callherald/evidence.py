@@ -66,7 +66,7 @@ from sqlite_utils import Database
 
 from callherald.announcing import CLOCK_STEP_S, log_evidence, not_recorded_event
 from callherald.layout import DataLayout
-from proxy.aio.recording import RecordingHandle, RecordingUnavailableError
+from proxy.aio.recording import ChannelQuality, MediaQuality, RecordingHandle, RecordingUnavailableError
 from proxy.aio.service import AgentInformed, AgentInformStarted, CallRecordSink
 from proxy.b2bua import consent
 from proxy.b2bua.effects import (
@@ -195,6 +195,24 @@ def _pause_reason(reason: str) -> store.PauseReason | None:
         return None
 
 
+def _stored_media_quality(quality: MediaQuality) -> store.MediaQuality:
+    """The recorder's measure of what the network cost a recording, as its evidence keeps it."""
+
+    def channel(measured: ChannelQuality) -> store.ChannelQuality:
+        return store.ChannelQuality(
+            lost_ms=measured.lost_ms,
+            late_packets=measured.late_packets,
+            late_ms=measured.late_ms,
+            timestamp_jumps=measured.timestamp_jumps,
+            drift_silence_ms=measured.drift_silence_ms,
+            drift_dropped_ms=measured.drift_dropped_ms,
+        )
+
+    return store.MediaQuality(
+        outside_party=channel(quality.outside_party), pbx_side=channel(quality.pbx_side)
+    )
+
+
 class _Handle:
     """The proxy's view of one recording (``RecordingHandle``)."""
 
@@ -225,11 +243,12 @@ class _Handle:
             recording, pause_reason, started, max(started, self._owner.utc(at, offset=recording.clock_offset))
         )
 
-    def close(self, *, at: float, reason: str) -> None:
+    def close(self, *, at: float, reason: str, media_quality: MediaQuality) -> None:
         recording = self._recording
         recording.pause_started.clear()  # the recording's end ends its pauses (``store.Pause``)
         finished = self._owner.utc(at, offset=recording.clock_offset)
-        self._owner._submit_file(lambda: self._owner._close_recording(recording, finished, reason))
+        quality = _stored_media_quality(media_quality)
+        self._owner._submit_file(lambda: self._owner._close_recording(recording, finished, reason, quality))
 
 
 class StorageRecords:
@@ -707,7 +726,13 @@ class StorageRecords:
         recording.sha256.update(pcm)
         recording.pcm_bytes += len(pcm)
 
-    def _close_recording(self, recording: _Recording, finished: dt.datetime, reason: str) -> None:
+    def _close_recording(
+        self,
+        recording: _Recording,
+        finished: dt.datetime,
+        reason: str,
+        media_quality: store.MediaQuality,
+    ) -> None:
         writer = recording.writer
         if writer is None:
             return
@@ -729,6 +754,7 @@ class StorageRecords:
             size_bytes=summary.file_bytes,
             duration_ms=round(recording.audio_format.duration_s(recording.pcm_bytes) * 1000),
             end_reason=reason,
+            media_quality=media_quality,
         )
         self._store_end(end, final=final)
 

@@ -42,6 +42,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, fields
 from itertools import chain
 from typing import Final, Protocol, cast
 
@@ -68,7 +69,9 @@ __all__ = [
     "MASK_CONTEXT_MS",
     "SAFETY_MARGIN_SAMPLES",
     "CallRecording",
+    "ChannelQuality",
     "FlushSlots",
+    "MediaQuality",
     "RecordingHandle",
     "RecordingSink",
     "RecordingUnavailableError",
@@ -91,6 +94,36 @@ _CHANNELS: Final = (Channel.LEFT, Channel.RIGHT)
 _NO_AUDIO: Final = np.zeros((0, 2), dtype=np.int16)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelQuality:
+    """What the network cost one channel of the stored audio (in ms of the 8 kHz RTP clock the
+    recorder counts in): ``lost_ms`` of silence put in for packets that never came (RFC 3550
+    §A.3; not the pauses of silence suppression), ``late_packets`` that came after their place
+    was stored and ``late_ms`` of audio they took with them, ``timestamp_jumps`` the audio was
+    continued across as it came, and the silence put in (``drift_silence_ms``) or audio dropped
+    (``drift_dropped_ms``) to correct clock drift."""
+
+    lost_ms: int = 0
+    late_packets: int = 0
+    late_ms: int = 0
+    timestamp_jumps: int = 0
+    drift_silence_ms: int = 0
+    drift_dropped_ms: int = 0
+
+    @property
+    def clean(self) -> bool:
+        """Nothing of the channel's audio was lost, dropped or moved."""
+        return not any(getattr(self, item.name) for item in fields(self))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaQuality:
+    """What the network cost a recording: the outside party's channel (left) and the PBX side's."""
+
+    outside_party: ChannelQuality
+    pbx_side: ChannelQuality
+
+
 class RecordingHandle(Protocol):
     """One recording being written. Every method returns at once; the work happens elsewhere."""
 
@@ -105,8 +138,9 @@ class RecordingHandle(Protocol):
     def resume(self, reason: str, at: float) -> None:
         """The pause for ``reason`` ended at ``at`` (silence goes on while another reason holds)."""
 
-    def close(self, *, at: float, reason: str) -> None:
-        """The recording ended at ``at``; everything written is complete."""
+    def close(self, *, at: float, reason: str, media_quality: MediaQuality) -> None:
+        """The recording ended at ``at``; everything written is complete. ``media_quality`` is
+        what the network cost the audio written, for its evidence record."""
 
 
 class RecordingUnavailableError(Exception):
@@ -384,31 +418,48 @@ class CallRecording:
         _feed_tapped([self])
         _write_up_to([(self, up_to)], final=final)
 
+    def media_quality(self) -> MediaQuality:
+        """What the network cost the audio written so far, per channel (final once closed)."""
+        per_ms = SAMPLE_RATE_HZ // 1000  # the recorder counts samples of the 8 kHz RTP clock
+
+        def channel_quality(channel: Channel) -> ChannelQuality:
+            stats = self.recorder.stats(channel)
+            return ChannelQuality(
+                lost_ms=stats.lost_samples // per_ms,
+                late_packets=stats.late_dropped,
+                late_ms=stats.late_dropped_samples // per_ms,
+                timestamp_jumps=stats.timestamp_jumps,
+                drift_silence_ms=stats.drift_silence_samples // per_ms,
+                drift_dropped_ms=stats.drift_dropped_samples // per_ms,
+            )
+
+        return MediaQuality(
+            outside_party=channel_quality(Channel.LEFT), pbx_side=channel_quality(Channel.RIGHT)
+        )
+
     def media_faults(self) -> str | None:
         """What the network cost the stored audio, per channel, for the log: audio lost (silence
         in the file), packets that came too late for their place, timestamp jumps the audio was
         continued across, and drift corrections; None when nothing."""
-        per_ms = SAMPLE_RATE_HZ // 1000  # the recorder counts samples of the 8 kHz RTP clock
+        quality = self.media_quality()
         parts = []
-        for channel, side in ((Channel.LEFT, "outside party"), (Channel.RIGHT, "PBX side")):
-            stats = self.recorder.stats(channel)
+        for side, channel in (("outside party", quality.outside_party), ("PBX side", quality.pbx_side)):
             faults = []
-            if stats.lost_samples:
-                faults.append(f"{stats.lost_samples // per_ms} ms lost (silence in the file)")
-            late_ms = stats.late_dropped_samples // per_ms
-            if stats.late_dropped:
-                faults.append(f"{stats.late_dropped} packets too late to place ({late_ms} ms)")
-            elif late_ms:
-                faults.append(f"{late_ms} ms of a packet too late to place")
-            if stats.timestamp_jumps:
-                jumps = stats.timestamp_jumps
+            if channel.lost_ms:
+                faults.append(f"{channel.lost_ms} ms lost (silence in the file)")
+            if channel.late_packets:
+                faults.append(f"{channel.late_packets} packets too late to place ({channel.late_ms} ms)")
+            elif channel.late_ms:
+                faults.append(f"{channel.late_ms} ms of a packet too late to place")
+            if channel.timestamp_jumps:
+                jumps = channel.timestamp_jumps
                 faults.append(
                     f"{jumps} timestamp jump{'' if jumps == 1 else 's'} (audio continued as it came)"
                 )
-            if stats.drift_silence_samples:
-                faults.append(f"{stats.drift_silence_samples // per_ms} ms of silence put in for drift")
-            if stats.drift_dropped_samples:
-                faults.append(f"{stats.drift_dropped_samples // per_ms} ms dropped for drift")
+            if channel.drift_silence_ms:
+                faults.append(f"{channel.drift_silence_ms} ms of silence put in for drift")
+            if channel.drift_dropped_ms:
+                faults.append(f"{channel.drift_dropped_ms} ms dropped for drift")
             if faults:
                 parts.append(f"{side}: {', '.join(faults)}")
         return "; ".join(parts) or None
@@ -422,4 +473,5 @@ class CallRecording:
         try:
             self.flush(self.position(now), final=True)
         finally:
-            self.handle.close(at=now, reason=reason)
+            # Read after the final flush: the packets it fed count too.
+            self.handle.close(at=now, reason=reason, media_quality=self.media_quality())

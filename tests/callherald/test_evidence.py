@@ -41,7 +41,7 @@ from callherald.evidence import (
 )
 from callherald.layout import DataLayout
 from config import default_config
-from proxy.aio.recording import RecordingHandle, RecordingUnavailableError
+from proxy.aio.recording import ChannelQuality, MediaQuality, RecordingHandle, RecordingUnavailableError
 from proxy.aio.service import AgentInformed, AgentInformStarted
 from proxy.b2bua import consent
 from proxy.b2bua.consent import DigitMechanism
@@ -84,6 +84,7 @@ RATE_HZ = 8000
 BLOCK_BYTES = 32000  # one second of 8 kHz stereo s16le
 LEFT_HZ = 1000  # the outside party
 RIGHT_HZ = 440  # the PBX side
+CLEAN = MediaQuality(outside_party=ChannelQuality(), pbx_side=ChannelQuality())
 
 PURPOSES = {
     "evidence": PurposeFacts(lawful_basis="contract", reference="contract terms v3", retention_days=90),
@@ -176,10 +177,11 @@ class Resume:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Stop:
-    """``StopRecording``: the recorder closes its handle at ``at``."""
+    """``StopRecording``: the recorder closes its handle at ``at``, with what the network cost."""
 
     reason: str
     at: float
+    quality: MediaQuality = CLEAN
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -329,7 +331,7 @@ def feed(
         elif isinstance(step, Stop):
             records.recording(StopRecording(call_ref=call_ref, reason=step.reason))
             if handle is not None:
-                handle.close(at=step.at, reason=step.reason)
+                handle.close(at=step.at, reason=step.reason, media_quality=step.quality)
                 handle = None
         else:
             assert disk is not None, "a FreeSpace step needs a FakeDisk"
@@ -570,6 +572,9 @@ def test_a_whole_recorded_call_is_stored_and_decrypts_to_the_audio_written(
     assert recording.started_at == recording.first_frame_at == ran.utc(16)
     assert recording.finished_at == ran.utc(20)
     assert recording.end_reason == "ended"
+    assert recording.media_quality == records_module.MediaQuality(
+        outside_party=records_module.ChannelQuality(), pbx_side=records_module.ChannelQuality()
+    )
     assert recording.duration_ms == 4000
     assert recording.key_id == (key_id(reviewer.public_key()),)
     assert recording.size_bytes == (layout.recordings_dir / recording.file_name).stat().st_size
@@ -589,6 +594,24 @@ def test_a_whole_recorded_call_is_stored_and_decrypts_to_the_audio_written(
             "training": setup + dt.timedelta(days=30),
         }
     assert storage_errors(caplog) == []
+
+
+def test_what_the_network_cost_a_recording_is_stored_with_its_end(
+    layout: DataLayout, reviewer: X25519PrivateKey
+) -> None:
+    lossy = MediaQuality(
+        outside_party=ChannelQuality(lost_ms=240, late_packets=2, late_ms=40, timestamp_jumps=1),
+        pbx_side=ChannelQuality(drift_dropped_ms=20),
+    )
+    script = [replace(step, quality=lossy) if isinstance(step, Stop) else step for step in WHOLE_CALL]
+    run(layout, script, recipient=reviewer)
+    _, (recording,) = stored(layout)
+    assert recording.media_quality == records_module.MediaQuality(
+        outside_party=records_module.ChannelQuality(
+            lost_ms=240, late_packets=2, late_ms=40, timestamp_jumps=1
+        ),
+        pbx_side=records_module.ChannelQuality(drift_dropped_ms=20),
+    )
 
 
 def test_an_outbound_call_s_agent_heard_the_notice_and_the_beep_and_is_recorded(
@@ -1925,6 +1948,7 @@ def test_recovery_closes_what_a_crash_left_open(
     assert recording.file_sha256 == hashlib.sha256(intact).hexdigest()
     assert recording.finished_at == ran.utc(13)  # first frame + the audio kept
     assert recording.end_reason == "interrupted"
+    assert recording.media_quality is None  # no recorder measured it: not measured, not clean
     assert (call_1.ended_at, call_1.end_reason) == (ran.utc(13), "interrupted")
     assert (call_2.ended_at, call_2.end_reason) == (setup_2, "interrupted")
     assert timeline[-1].kind is TimelineKind.CALL_END

@@ -14,7 +14,9 @@ from proxy.aio.recording import (
     FLUSH_GRID_S,
     SAFETY_MARGIN_SAMPLES,
     CallRecording,
+    ChannelQuality,
     FlushSlots,
+    MediaQuality,
     flush_together,
     recorder_format,
     recording_sample_rate_hz,
@@ -76,6 +78,7 @@ class Handle:
     def __init__(self, *, fail: bool = False) -> None:
         self.blocks: list[bytes] = []
         self.fail = fail
+        self.media_quality: MediaQuality | None = None
 
     def write(self, pcm: bytes) -> None:
         if self.fail:
@@ -86,7 +89,8 @@ class Handle:
 
     def resume(self, reason: str, at: float) -> None: ...
 
-    def close(self, *, at: float, reason: str) -> None: ...
+    def close(self, *, at: float, reason: str, media_quality: MediaQuality) -> None:
+        self.media_quality = media_quality
 
 
 def dtmf_ulaw(samples: int) -> bytes:
@@ -455,6 +459,10 @@ def test_what_the_network_cost_the_recording_is_told_when_it_closes() -> None:
     loop.now = 1.5
     recording.close("ended")
     assert recording.media_faults() == "outside party: 1 packets too late to place (20 ms)"
+    # The handle is told too, for the evidence record, with what the final flush found.
+    assert recording.handle.media_quality == MediaQuality(  # type: ignore[attr-defined]
+        outside_party=ChannelQuality(late_packets=1, late_ms=20), pbx_side=ChannelQuality()
+    )
 
 
 def test_lost_audio_and_timestamp_jumps_are_told_as_such_and_silence_suppression_not() -> None:
@@ -479,6 +487,9 @@ def test_lost_audio_and_timestamp_jumps_are_told_as_such_and_silence_suppression
     assert recording.media_faults() == (
         "outside party: 1060 ms lost (silence in the file), 1 timestamp jump (audio continued as it came); "
         "PBX side: 20 ms lost (silence in the file)"
+    )
+    assert recording.handle.media_quality == MediaQuality(  # type: ignore[attr-defined]
+        outside_party=ChannelQuality(lost_ms=1060, timestamp_jumps=1), pbx_side=ChannelQuality(lost_ms=20)
     )
 
 
