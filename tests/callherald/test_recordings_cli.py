@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from callherald.cli import PASSPHRASE_ENV, main
 from callherald.evidence import INTERRUPTED_AGENT_NOTICE, recover_open_recordings
 from callherald.layout import DataLayout, ensure_development_key
-from callherald.recordings import audit_actor, timeline_table
+from callherald.recordings import audit_actor, media_quality_text, timeline_table
 from config import EMBEDDED_DEFAULT_YAML, HOME_ENV
 from storage.audit import AuditEntry, AuditLog
 from storage.keys import generate_private_key, key_id, load_private_key, save_private_key, save_public_key
@@ -43,6 +43,7 @@ from storage.records import (
     CallEnded,
     CallPurposes,
     CallStarted,
+    ChannelQuality,
     ConsentDecision,
     Decision,
     Direction,
@@ -53,12 +54,14 @@ from storage.records import (
     LawfulBasis,
     Leg,
     LegRole,
+    MediaQuality,
     Pause,
     PauseReason,
     Purpose,
     RecordingEnd,
     RecordingRecord,
     RecordingStarted,
+    RecordingState,
     TimelineEvent,
     TimelineKind,
 )
@@ -115,8 +118,13 @@ class Call:
     offset_s: float
     seconds: int
     final: bool
+    media_quality: MediaQuality | None = None
+    """As the recorder measured it; None as for a recording closed before callherald kept it."""
 
 
+LOSSY = MediaQuality(
+    outside_party=ChannelQuality(lost_ms=240, late_packets=2, late_ms=40), pbx_side=ChannelQuality()
+)
 COMPLETE_CALL = Call(
     call_id="call-a",
     recording_id=COMPLETE_ID,
@@ -126,6 +134,7 @@ COMPLETE_CALL = Call(
     offset_s=0,
     seconds=COMPLETE_SECONDS,
     final=True,
+    media_quality=LOSSY,
 )
 TRUNCATED_CALL = Call(
     call_id="call-b",
@@ -258,6 +267,7 @@ def record_call(
         size_bytes=summary.file_bytes,
         duration_ms=round(summary.duration_s * 1000),
         end_reason="ended" if call.final else "interrupted",
+        media_quality=call.media_quality,
     )
     if call.final:
         store.record_recording_finished(end).result()
@@ -374,9 +384,27 @@ def test_list_json_carries_every_field(data: DataDir, capsys: pytest.CaptureFixt
         "held_by": None,
         "hold_reason": None,
         "file_sha256": "",
-        "media_quality": None,  # not measured
+        "media_quality": {
+            "outside_party": {
+                "lost_ms": 240,
+                "late_packets": 2,
+                "late_ms": 40,
+                "timestamp_jumps": 0,
+                "drift_silence_ms": 0,
+                "drift_dropped_ms": 0,
+            },
+            "pbx_side": {
+                "lost_ms": 0,
+                "late_packets": 0,
+                "late_ms": 0,
+                "timestamp_jumps": 0,
+                "drift_silence_ms": 0,
+                "drift_dropped_ms": 0,
+            },
+        },
     }
     assert items[1]["state"] == "truncated"
+    assert items[1]["media_quality"] is None  # not measured
 
 
 LIST_FILTERS = [
@@ -520,6 +548,8 @@ def test_show_json_gives_the_recording_and_its_timeline_in_order(
     assert timeline[5]["recording_id"] == str(COMPLETE_ID)
     assert timeline[5]["detail"]["key_id"] == data.key_ids
     assert document["recording"]["key_id"] == data.key_ids
+    assert document["recording"]["media_quality"]["outside_party"]["lost_ms"] == 240
+    assert document["recording"]["media_quality"]["pbx_side"]["lost_ms"] == 0
     assert timeline[7]["detail"] == {
         "kind": "tone",
         "name": "beep",
@@ -540,6 +570,10 @@ def test_show_prints_facts_and_a_timeline_table(data: DataDir, capsys: pytest.Ca
     assert f"recording:          {COMPLETE_ID}" in facts
     assert "state:              complete" in facts
     assert "end reason:         ended" in facts
+    assert (
+        "media quality:      outside party: 240 ms lost (silence in the file), 2 packets too late to "
+        "place (40 ms); PBX side: clean"
+    ) in facts
     assert f"audio sha256:       {audio_sha256(COMPLETE_SECONDS)}" in facts
     assert f"key ids:            {', '.join(data.key_ids)}" in facts
     lines = timeline.splitlines()
@@ -561,6 +595,65 @@ def test_show_prints_facts_and_a_timeline_table(data: DataDir, capsys: pytest.Ca
     assert "reason hold" in lines[10]
     assert "complete (ended), 0:00:03" in lines[12]
     assert "access by dpo: request art15-7" in lines[14]
+
+
+def test_show_says_a_recording_closed_before_media_quality_was_kept_was_not_measured(
+    data: DataDir, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "show", str(TRUNCATED_ID))
+    assert code == 0
+    assert "media quality:      not measured" in out
+    code, out, _ = run(capsys, "show", str(TRUNCATED_ID), "--json")
+    assert json.loads(out)["recording"]["media_quality"] is None
+
+
+RECORD = RecordingRecord(
+    recording_id=COMPLETE_ID,
+    call_id="call-a",
+    file_name=f"{COMPLETE_ID}.chrec",
+    key_id=("k",),
+    state=RecordingState.COMPLETE,
+    started_at=at(5),
+    first_frame_at=at(5),
+    finished_at=at(8),
+    audio_sha256="ab" * 32,
+    size_bytes=100,
+    duration_ms=3000,
+    end_reason="ended",
+    direction=Direction.INBOUND,
+    calling="+31201234567",
+    called="+31307654321",
+)
+
+
+@pytest.mark.parametrize(
+    ("quality", "said"),
+    [
+        (MediaQuality(outside_party=ChannelQuality(), pbx_side=ChannelQuality()), "clean"),
+        (
+            MediaQuality(
+                outside_party=ChannelQuality(late_ms=12),
+                pbx_side=ChannelQuality(late_packets=1, late_ms=20, timestamp_jumps=1),
+            ),
+            "outside party: 12 ms of a packet too late to place; PBX side: 1 packet too late to place "
+            "(20 ms), 1 timestamp jump (audio continued as it came)",
+        ),
+        (
+            MediaQuality(
+                outside_party=ChannelQuality(),
+                pbx_side=ChannelQuality(timestamp_jumps=2, drift_silence_ms=60, drift_dropped_ms=40),
+            ),
+            "outside party: clean; PBX side: 2 timestamp jumps (audio continued as it came), 60 ms of "
+            "silence put in for drift, 40 ms dropped for drift",
+        ),
+    ],
+)
+def test_media_quality_reads_per_channel(quality: MediaQuality, said: str) -> None:
+    record = dataclasses.replace(RECORD, media_quality=quality)
+    assert media_quality_text(record) == said
+    assert media_quality_text(dataclasses.replace(record, media_quality=None)) == "not measured"
+    running = dataclasses.replace(record, media_quality=None, finished_at=None)
+    assert media_quality_text(running) == "-"
 
 
 @pytest.mark.parametrize(
