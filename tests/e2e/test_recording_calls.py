@@ -184,6 +184,11 @@ def test_recording_is_both_parties_from_the_bridge_and_nothing_in_plaintext(
         assert record.state is RecordingState.COMPLETE
         audio = decrypt(data_dir, record, store)
         timeline = store.call_timeline(record.call_id)
+    # Over the loopback nothing is lost, late or moved, and the evidence (what `recordings show`
+    # reads) says so for both channels: measured, and clean.
+    quality = record.media_quality
+    assert quality is not None
+    assert (quality.outside_party.clean, quality.pbx_side.clean) == (True, True), quality
     # Left is the outside party, right the PBX side; no announcement audio in either.
     for column, expected_hz in ((0, OUTSIDE_HZ), (1, PBX_HZ)):
         peak, share = dominant_hz(audio[:, column])
