@@ -41,8 +41,8 @@ from callherald.layout import DataLayout
 from storage.audit import AuditReport
 from storage.crypto import StorageError
 from storage.manifests import ManifestReport
-from storage.records import EvidenceStore, RecordingState
-from storage.sqlite_keys import KeptRecording, kept_recordings
+from storage.records import EvidenceStore
+from storage.sqlite_keys import KeptRecording, kept_recordings, pinned_files
 
 __all__ = [
     "FileMismatch",
@@ -255,10 +255,8 @@ def _check_files(layout: DataLayout, store: EvidenceStore) -> FileReport:
     (recovered after a crash) and compare."""
     checked = 0
     mismatches: list[FileMismatch] = []
-    for record in store.recordings_list():
+    for record in store.submit_read(pinned_files).result():
         expected = record.file_sha256.lower()
-        if not expected or record.state is RecordingState.ERASED:
-            continue
         checked += 1
         name = record.file_name
         actual: str | None = None

@@ -103,6 +103,7 @@ from storage.records import (
     RecordingState,
     TimelineEvent,
     TimelineKind,
+    UnreadableRecordError,
     erasure_refusal,
     write_recording_erasure,
 )
@@ -525,6 +526,8 @@ def _evidence(layout: DataLayout, *, read_only: bool = False) -> Iterator[Eviden
         raise _refused(str(error)) from error
     try:
         yield store
+    except UnreadableRecordError as error:
+        raise _refused(str(error)) from error
     finally:
         store.close()
 

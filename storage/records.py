@@ -166,6 +166,7 @@ __all__ = [
     "RecordingState",
     "TimelineEvent",
     "TimelineKind",
+    "UnreadableRecordError",
     "delete_after",
     "erasure_refusal",
     "held_record_from_json",
@@ -215,6 +216,10 @@ class EvidenceKeptError(EvidenceFullError):
 
 class InvariantError(StorageError):
     """A write would break an invariant of the evidence record; nothing of it was stored."""
+
+
+class UnreadableRecordError(StorageError):
+    """A row holds a value no writer of callherald stores (edited by hand, or a disk fault)."""
 
 
 class NotFoundError(StorageError, LookupError):
@@ -2073,7 +2078,15 @@ def _read_recordings(
     without = sorted({row["call_id"] for row in rows if row["id"] not in purposes})
     of_calls = _read_purposes_of_calls(db, without)
     return [
-        RecordingRecord(
+        _recording_record(row, purposes.get(row["id"]) or of_calls.get(row["call_id"], ())) for row in rows
+    ]
+
+
+def _recording_record(row: Mapping[str, Any], purposes: tuple[RecordedPurpose, ...]) -> RecordingRecord:
+    # A value no writer of callherald stores (the database edited by hand, a disk fault) is
+    # refused with the recording it is in, not a traceback: audit verify tells what changed.
+    try:
+        return RecordingRecord(
             recording_id=uuid.UUID(row["id"]),
             call_id=row["call_id"],
             file_name=row["file_name"],
@@ -2089,7 +2102,7 @@ def _read_recordings(
             direction=Direction(row["direction"]),
             calling=row["calling"],
             called=row["called"],
-            purposes=purposes.get(row["id"]) or of_calls.get(row["call_id"], ()),
+            purposes=purposes,
             erased_at=None if row["erased_at"] is None else from_db_time(row["erased_at"]),
             erased_by=row["erased_by"],
             erasure_reason=row["erasure_reason"],
@@ -2099,8 +2112,11 @@ def _read_recordings(
             file_sha256=row["file_sha256"],
             media_quality=MediaQuality.from_json(row["media_quality"]),
         )
-        for row in rows
-    ]
+    except (KeyError, TypeError, ValueError) as error:
+        raise UnreadableRecordError(
+            f"recording {row['id']}: its row in the evidence record cannot be read ({error});"
+            " callherald audit verify tells what changed"
+        ) from error
 
 
 def _read_call_purposes(db: Database, call_id: str) -> list[RecordedPurpose]:

@@ -27,7 +27,14 @@ from sqlite_utils import Database
 from storage.crypto import DATA_KEY_BYTES, TAG_BYTES, X25519_KEY_BYTES, KeyStoreError, WrappedKey
 from storage.records import EvidenceStore, RecordingState
 
-__all__ = ["WRAPPED_KEY_BYTES", "KeptRecording", "SqliteKeyStore", "kept_recordings"]
+__all__ = [
+    "WRAPPED_KEY_BYTES",
+    "KeptRecording",
+    "PinnedFile",
+    "SqliteKeyStore",
+    "kept_recordings",
+    "pinned_files",
+]
 
 WRAPPED_KEY_BYTES = X25519_KEY_BYTES + DATA_KEY_BYTES + TAG_BYTES
 
@@ -149,3 +156,25 @@ def kept_recordings(db: Database) -> list[KeptRecording]:
             )
         )
     return kept
+
+
+@dataclass(frozen=True, slots=True)
+class PinnedFile:
+    """A recording, not erased, whose evidence pins the SHA-256 of its file (one recovered after a
+    crash, ``file_sha256``)."""
+
+    recording_id: str
+    file_name: str
+    file_sha256: str
+
+
+def pinned_files(db: Database) -> list[PinnedFile]:
+    """Every recording not erased whose row holds the SHA-256 of its file, by start. Read from the
+    columns alone: a row whose other values cannot be read is still checked."""
+    return [
+        PinnedFile(recording_id=str(rid), file_name=str(file_name), file_sha256=str(sha256))
+        for rid, file_name, sha256 in db.execute(
+            "SELECT id, file_name, file_sha256 FROM recordings WHERE erased_at IS NULL AND file_sha256 != ''"
+            " ORDER BY started_at, rowid"
+        )
+    ]

@@ -607,6 +607,31 @@ def test_show_says_a_recording_closed_before_media_quality_was_kept_was_not_meas
     assert json.loads(out)["recording"]["media_quality"] is None
 
 
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("media_quality", "not json"), ("media_quality", '{"outside_party": 1}'), ("started_at", "yesterday")],
+)
+def test_a_row_edited_into_nonsense_is_refused_by_name_and_audit_verify_still_runs(
+    data: DataDir, capsys: pytest.CaptureFixture[str], column: str, value: str
+) -> None:
+    # A value no callherald writer stores (the database edited by hand, a disk fault).
+    with contextlib.closing(sqlite3.connect(data.layout.evidence_db)) as db, db:
+        db.execute(f"UPDATE recordings SET {column} = ? WHERE id = ?", [value, str(COMPLETE_ID)])
+    for argv in (["list"], ["list", "--json"], ["show", str(COMPLETE_ID)], ["show", str(TRUNCATED_ID)]):
+        code, out, err = run(capsys, *argv)
+        assert (code, out) == (1, ""), argv
+        assert err.startswith(
+            f"callherald recordings: recording {COMPLETE_ID}: its row in the evidence record"
+        )
+        assert err.endswith("cannot be read (" + err.split("cannot be read (", 1)[1])
+        assert "callherald audit verify tells what changed\n" in err
+    code = main(["audit", "verify"])
+    out, err = capsys.readouterr().out, capsys.readouterr().err
+    assert code == 1, (out, err)
+    if column == "media_quality":
+        assert f"recording {COMPLETE_ID}" in out
+
+
 RECORD = RecordingRecord(
     recording_id=COMPLETE_ID,
     call_id="call-a",
