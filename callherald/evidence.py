@@ -944,7 +944,7 @@ def _recovered_end(
     """
     rid = record.recording_id
     try:
-        report = recover(path, key_store, repair=True)
+        report = recover(path, key_store, repair=True, expected_recording_id=rid)
     except FileNotFoundError as error:
         # The row is written before the file is made: a crash in between leaves no file.
         return _unreadable_end(record, path, error, sha256="", modified=None), (
@@ -981,7 +981,7 @@ def _recovered_end(
     sha256, modified = _file_facts(path)
     where = (
         "in its header"
-        if report.audio_format is None
+        if report.audio_format is None or report.recording_id != rid
         else f"at segment {report.segments} (byte {report.intact_bytes})"
     )
     reason = (

@@ -829,15 +829,22 @@ def _keyless_problem(frame: _Frame, expected: int, tag: bytes, finalised: bool) 
     return None
 
 
-def recover(path: str | os.PathLike[str], key_store: KeyStore, *, repair: bool = False) -> RecoveryReport:
+def recover(
+    path: str | os.PathLike[str],
+    key_store: KeyStore,
+    *,
+    repair: bool = False,
+    expected_recording_id: uuid.UUID | None = None,
+) -> RecoveryReport:
     """Inspect a recording without any key (after a crash, say) and report what its framing shows.
 
     Counts well-formed records (checksum, recording tag, consecutive counters, length), finds a
     final record or a torn tail, hashes the intact bytes and lists the key ids the key store holds
     for it. It cannot authenticate: only a reader with a private key proves the segments genuine.
     With ``repair``, a torn tail of a TRUNCATED file is cut off (fsynced), so the file's hash equals
-    ``sha256``; CORRUPT files are never modified. Raises ``NotARecordingError`` /
-    ``UnsupportedFormatError`` for files that are not version 1 recordings.
+    ``sha256``; CORRUPT files are never modified. A file whose header names another recording than
+    ``expected_recording_id`` (one put in the place of another) is CORRUPT. Raises
+    ``NotARecordingError`` / ``UnsupportedFormatError`` for files that are not version 1 recordings.
     """
     path = Path(path)
     with open(path, "rb") as stream:
@@ -869,7 +876,10 @@ def recover(path: str | os.PathLike[str], key_store: KeyStore, *, repair: bool =
         finalised = False
         torn: str | None = None
         corrupt: str | None = None
-        for expected, item in enumerate(_scan(stream, HEADER_BYTES, file_bytes)):
+        if expected_recording_id is not None and header.recording_id != expected_recording_id:
+            # Another recording's file: none of its records are this recording's audio.
+            corrupt = f"its header names recording {header.recording_id}, not {expected_recording_id}"
+        for expected, item in enumerate(() if corrupt else _scan(stream, HEADER_BYTES, file_bytes)):
             if isinstance(item, _Stop):
                 if item.kind is _StopKind.CORRUPT:
                     corrupt = f"{item.reason} at offset {item.offset}"

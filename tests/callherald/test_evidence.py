@@ -18,6 +18,7 @@ import sqlite3
 import stat
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -2035,6 +2036,43 @@ def test_a_file_found_corrupt_at_restart_is_an_error_kept_as_found_and_said_so(
     assert (timeline[-1].kind, timeline[-1].at) == (TimelineKind.CALL_END, recording.finished_at)
     with EvidenceStore(layout.evidence_db) as store:
         assert store.verify_manifests().ok
+
+
+def test_another_recordings_file_in_the_place_of_a_crashed_one_is_an_error_and_left_as_found(
+    tmp_path: Path,
+    layout: DataLayout,
+    reviewer: X25519PrivateKey,
+    writers: list[SegmentWriter],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A genuine file of another recording, torn as a crash leaves it, put where this one's was:
+    # none of it is this recording's audio, and its torn tail is not cut (it is not ours to repair).
+    _, path = _crashed_with_three_seconds(layout, reviewer, writers)
+    writers.clear()
+    other_layout = DataLayout(tmp_path / "other")
+    other_layout.root.mkdir()
+    _, other_path = _crashed_with_three_seconds(other_layout, reviewer, writers)
+    content = other_path.read_bytes() + b"torn"
+    path.write_bytes(content)
+    with EvidenceStore(layout.evidence_db) as store:
+        (open_recording,) = store.recordings_list(state=RecordingState.RECORDING)
+        recover_open_recordings(layout, store)
+    _, (recording,) = stored(layout)
+
+    rid = open_recording.recording_id
+    other_id = uuid.UUID(other_path.stem)
+    assert path.read_bytes() == content
+    (error,) = storage_errors(caplog)
+    assert (
+        f"its file {path} is CORRUPT in its header (its header names recording {other_id}, not {rid})"
+        in error
+    )
+    assert recording.end_reason == (
+        f"corrupt in its header: its header names recording {other_id}, not {rid}; kept as found, 0 ms readable before it"
+    )
+    assert recovery_fault(recording.end_reason) == "corrupt"
+    assert (recording.duration_ms, recording.size_bytes) == (0, len(content))
+    assert recording.file_sha256 == hashlib.sha256(content).hexdigest()
 
 
 def test_a_file_that_is_no_recording_at_restart_is_an_error_and_pinned(

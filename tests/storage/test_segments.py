@@ -968,6 +968,27 @@ def test_recover_reports_framing_damage(
     assert report.repaired is False
 
 
+def test_recover_refuses_a_file_whose_header_names_another_recording_and_leaves_it_as_found(
+    tmp_path: Path,
+) -> None:
+    store = MemoryKeyStore()
+    written = write_recording(tmp_path / "a.chr", store, segments=3, final=False)
+    torn = written.path.read_bytes() + b"torn"
+    written.path.write_bytes(torn)
+    expected = uuid.uuid4()
+    report = recover(written.path, store, repair=True, expected_recording_id=expected)
+    assert (report.state, report.recording_id, report.segments) == (
+        RecoveryState.CORRUPT,
+        written.recording_id,
+        0,
+    )
+    assert report.problem == f"its header names recording {written.recording_id}, not {expected}"
+    assert (report.repaired, written.path.read_bytes()) == (False, torn)
+    # Its own id: an ordinary torn file, repaired.
+    own = recover(written.path, store, repair=True, expected_recording_id=written.recording_id)
+    assert (own.state, own.segments, own.repaired) == (RecoveryState.TRUNCATED, 3, True)
+
+
 def test_recover_cannot_see_an_altered_ciphertext(tmp_path: Path) -> None:
     """What recovery cannot prove: only the reviewer's key detects a flipped ciphertext bit."""
     store = MemoryKeyStore()
