@@ -12,11 +12,20 @@ import signal
 import stat
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
+from functools import partial
 from pathlib import Path
 
 from announcements import PromptLibrary
 from callherald.announcing import LibraryPrompts, LoggingRecordSink, policy_resolver, prepare_prompts
-from callherald.auditing import manifest_report_line, report_text
+from callherald.auditing import (
+    KeptReport,
+    check_files,
+    file_report_text,
+    kept_report,
+    kept_report_text,
+    manifest_report_line,
+    report_text,
+)
 from callherald.evidence import (
     PurposeFacts,
     RecordSinks,
@@ -43,6 +52,7 @@ from proxy.sip.transaction import TimerConfig
 from storage.keys import load_public_key
 from storage.manifests import ManifestReport
 from storage.records import EvidenceFullError, EvidenceStore
+from storage.sqlite_keys import PinnedFile, pinned_files
 
 __all__ = [
     "b2bua_settings",
@@ -128,8 +138,9 @@ def open_storage(config: Config) -> StorageRecords:
     with the configured purposes stored as the definitions new calls are recorded under. What of
     that the full disk cannot take is logged as an error and left for the next start: a full disk
     stops new recordings, never calls. A broken audit chain is logged as an error before it
-    returns; evidence that no longer matches its manifests and audit rows, as an error once the
-    check, queued on the reader thread, is done.
+    returns; evidence that no longer matches its manifests and audit rows, a kept recording without
+    its file or wrapped keys, and a file that no longer has the SHA-256 its recovery pinned, as an
+    error once the check, queued on the reader thread, is done (``callherald audit verify``).
 
     Without configured recipients a development key pair is made (once) under ``data_dir/keys``:
     recordings are then readable by anyone who can read that directory, which the log says loudly.
@@ -160,6 +171,9 @@ def open_storage(config: Config) -> StorageRecords:
     # The evidence against the manifests and audit rows fixed with it: every recording's rows are
     # read, long on a large database, so on the reader thread while calls are taken.
     evidence.submit_verify_manifests().add_done_callback(_log_manifest_check)
+    # So are the kept recordings' files and wrapped keys, and the files pinned at a recovery.
+    evidence.submit_read(partial(kept_report, layout)).add_done_callback(_log_kept_check)
+    evidence.submit_read(pinned_files).add_done_callback(partial(_log_file_check, layout))
     recipients = tuple(load_public_key(path) for path in config.recording.recipients)
     for warning in writable_recipient_files(config):
         _LOG.warning("recording.recipients: %s", warning)
@@ -252,6 +266,38 @@ def _log_manifest_check(check: Future[ManifestReport]) -> None:
         _LOG.info("%s", manifest_report_line(report))
     else:
         _LOG.error("%s (callherald audit verify)", manifest_report_line(report))
+
+
+def _log_kept_check(check: Future[KeptReport]) -> None:
+    """Log whether every kept recording has its file and its wrapped keys (an error naming each
+    that lacks any), as ``callherald audit verify`` says it."""
+    try:
+        report = check.result()
+    except Exception as error:
+        _LOG.error("the kept recordings' files and keys could not be checked: %s", error)
+        return
+    text = "; ".join(line.strip() for line in kept_report_text(report).splitlines())
+    if report.ok:
+        _LOG.info("%s", text)
+    else:
+        _LOG.error("%s (callherald audit verify)", text)
+
+
+def _log_file_check(layout: DataLayout, check: Future[list[PinnedFile]]) -> None:
+    """Log whether each file whose SHA-256 a recovery pinned still has it (an error naming each
+    that does not), as ``callherald audit verify`` says it."""
+    try:
+        report = check_files(layout, check.result())
+    except Exception as error:
+        _LOG.error("the recovered recordings' files could not be checked: %s", error)
+        return
+    text = "; ".join(line.strip() for line in file_report_text(report).splitlines())
+    if not report.checked:
+        return  # no recording was recovered after a crash: nothing to say, as audit verify says
+    if report.ok:
+        _LOG.info("%s", text)
+    else:
+        _LOG.error("%s (callherald audit verify)", text)
 
 
 def build_service(

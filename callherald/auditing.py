@@ -33,8 +33,12 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+
+from sqlite_utils import Database
 
 from callherald.command import CommandError, ExitCode
 from callherald.layout import DataLayout
@@ -42,14 +46,17 @@ from storage.audit import AuditReport
 from storage.crypto import StorageError
 from storage.manifests import ManifestReport
 from storage.records import EvidenceStore
-from storage.sqlite_keys import KeptRecording, kept_recordings, pinned_files
+from storage.sqlite_keys import KeptRecording, PinnedFile, kept_recordings, pinned_files
 
 __all__ = [
     "FileMismatch",
     "FileReport",
     "IncompleteRecording",
     "KeptReport",
+    "check_files",
+    "check_kept",
     "file_report_text",
+    "kept_report",
     "kept_report_text",
     "manifest_report_line",
     "manifest_report_text",
@@ -227,7 +234,8 @@ def _plain_file_name(name: str) -> bool:
     return Path(name).name == name and name not in ("", ".", "..")
 
 
-def _check_kept(layout: DataLayout, kept: list[KeptRecording]) -> KeptReport:
+def check_kept(layout: DataLayout, kept: Sequence[KeptRecording]) -> KeptReport:
+    """Which of the ``kept`` recordings lack their file or any of their wrapped keys."""
     incomplete = []
     for recording in kept:
         name = recording.file_name
@@ -245,19 +253,29 @@ def _check_kept(layout: DataLayout, kept: list[KeptRecording]) -> KeptReport:
     return KeptReport(checked=len(kept), incomplete=tuple(incomplete))
 
 
+def kept_report(layout: DataLayout, db: Database) -> KeptReport:
+    """``check_kept`` of the recordings ``db`` says are kept (run it on the evidence reader). One
+    found incomplete is looked up again after the check: an erasure running meanwhile removes the
+    file once the erasure is recorded, and is no finding."""
+    report = check_kept(layout, kept_recordings(db))
+    if report.ok:
+        return report
+    still = {recording.recording_id for recording in kept_recordings(db)}
+    incomplete = tuple(item for item in report.incomplete if item.recording_id in still)
+    return KeptReport(checked=report.checked, incomplete=incomplete)
+
+
 def _sha256_of(path: Path) -> str:
     with path.open("rb") as file:
         return hashlib.file_digest(file, "sha256").hexdigest()
 
 
-def _check_files(layout: DataLayout, store: EvidenceStore) -> FileReport:
-    """Hash the file of every recording, not erased, whose evidence holds the SHA-256 of its file
-    (recovered after a crash) and compare."""
-    checked = 0
+def check_files(layout: DataLayout, pinned: Sequence[PinnedFile]) -> FileReport:
+    """Hash the file of every ``pinned`` recording (not erased, its evidence holding the SHA-256 of
+    its file: recovered after a crash) and compare."""
     mismatches: list[FileMismatch] = []
-    for record in store.submit_read(pinned_files).result():
+    for record in pinned:
         expected = record.file_sha256.lower()
-        checked += 1
         name = record.file_name
         actual: str | None = None
         if not _plain_file_name(name):
@@ -286,7 +304,7 @@ def _check_files(layout: DataLayout, store: EvidenceStore) -> FileReport:
                 problem=problem,
             )
         )
-    return FileReport(checked=checked, mismatches=tuple(mismatches))
+    return FileReport(checked=len(pinned), mismatches=tuple(mismatches))
 
 
 def manifest_report_line(report: ManifestReport) -> str:
@@ -304,15 +322,11 @@ def _verify(
     except StorageError as error:
         raise CommandError(str(error), exit_code=ExitCode.REFUSED) from error
     try:
-        kept = _check_kept(layout, store.submit_read(kept_recordings).result())
-        if not kept.ok:  # an erasure running meanwhile removes the file once it is recorded: look again
-            still = {recording.recording_id for recording in store.submit_read(kept_recordings).result()}
-            incomplete = tuple(item for item in kept.incomplete if item.recording_id in still)
-            kept = KeptReport(checked=kept.checked, incomplete=incomplete)
+        kept = store.submit_read(partial(kept_report, layout)).result()
         return (
             store.audit_verify(expected_head=expected_head),
             store.verify_manifests(),
-            _check_files(layout, store),
+            check_files(layout, store.submit_read(pinned_files).result()),
             kept,
         )
     finally:

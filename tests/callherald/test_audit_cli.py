@@ -296,12 +296,14 @@ def test_serve_says_at_start_which_evidence_no_longer_matches_its_audit_rows(
 ) -> None:
     config = default_config(layout.root)
     with EvidenceStore(layout.evidence_db) as store:
-        record_call(store)
+        record_call_with_file(store, layout)
         store.write(withdrawal(30))
     caplog.set_level(logging.INFO, logger="callherald")
-    open_storage(config).close()  # closing waits for the check queued on the reader thread
+    open_storage(config).close()  # closing waits for the checks queued on the reader thread
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert "manifests: 1 checked, the evidence matches each" in caplog.messages
+    assert "files and keys: 1 recording kept, each has its file and its wrapped keys" in caplog.messages
+    assert not [message for message in caplog.messages if message.startswith("recovered files")]
     caplog.clear()
     with sqlite3.connect(layout.evidence_db) as conn:
         conn.execute("UPDATE consent_decisions SET decision = 'refused'")

@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import logging
 import os
 import pwd
 import re
@@ -27,11 +28,12 @@ import numpy.typing as npt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
+from callherald.app import open_storage
 from callherald.cli import PASSPHRASE_ENV, main
 from callherald.evidence import INTERRUPTED_AGENT_NOTICE, recover_open_recordings
 from callherald.layout import DataLayout, ensure_development_key
 from callherald.recordings import audit_actor, media_quality_text, timeline_table
-from config import EMBEDDED_DEFAULT_YAML, HOME_ENV
+from config import EMBEDDED_DEFAULT_YAML, HOME_ENV, default_config
 from storage.audit import AuditEntry, AuditLog
 from storage.keys import generate_private_key, key_id, load_private_key, save_private_key, save_public_key
 from storage.manifests import AUDIT_ACTION_MANIFEST
@@ -1089,7 +1091,7 @@ def _forge_with_the_public_key(data: DataDir) -> None:
 
 
 def test_a_recovered_recording_forged_with_the_public_key_alone_is_refused_and_found(
-    data: DataDir, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    data: DataDir, tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     _record_live_call(data)
     _recover_after_a_crash(data)
@@ -1134,6 +1136,17 @@ def test_a_recovered_recording_forged_with_the_public_key_alone_is_refused_and_f
         }
     ]
 
+    # callherald serve says so at its start too, as errors, and starts.
+    caplog.set_level(logging.INFO, logger="callherald")
+    config = default_config(data.layout.root)
+    open_storage(config).close()  # closing waits for the checks queued on the reader thread
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
+        "recovered files: 1 checked, 1 does not match the SHA-256 pinned at recovery; "
+        f"recording {LIVE_ID}: its file {path} has SHA-256 {forged}, the evidence record {pinned}: "
+        "the file was replaced or altered since (callherald audit verify)"
+    ]
+    assert "files and keys: 3 recordings kept, each has its file and its wrapped keys" in caplog.messages
+
     path.unlink()
     gone = run_on(data.layout.root, "audit", "verify")
     assert gone.returncode == 1
@@ -1142,6 +1155,15 @@ def test_a_recovered_recording_forged_with_the_public_key_alone_is_refused_and_f
         gone.stdout.splitlines()[-1]
         == f"  recording {LIVE_ID} of call call-d: its file {path.name} is missing"
     )
+    caplog.clear()
+    open_storage(config).close()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
+        "files and keys: 3 recordings kept, 1 incomplete although the record shows no erasure (removed"
+        f" outside callherald); recording {LIVE_ID} of call call-d: its file {path.name} is missing"
+        " (callherald audit verify)",
+        f"recovered files: 1 checked, 1 does not match the SHA-256 pinned at recovery; recording {LIVE_ID}:"
+        f" its file {path} is missing (callherald audit verify)",
+    ]
 
 
 def test_a_recording_found_corrupt_after_a_crash_is_shown_as_such(
