@@ -819,13 +819,22 @@ class SegmentReader:
 # Recovery
 
 
-def _keyless_problem(frame: _Frame, expected: int, tag: bytes, finalised: bool) -> str | None:
+def _keyless_problem(
+    frame: _Frame, expected: int, tag: bytes, finalised: bool, frame_bytes: int
+) -> str | None:
     if finalised:
         return f"a record follows the final one at offset {frame.offset}"
     if frame.tag != tag:
         return f"the record at offset {frame.offset} has another recording's tag"
     if frame.counter != expected:
         return f"the record at offset {frame.offset} has counter {frame.counter}, expected {expected}"
+    audio_bytes = len(frame.body) - TAG_BYTES
+    if audio_bytes > 0 and audio_bytes % frame_bytes:
+        # The writer seals whole frames only (the reader refuses such a segment too).
+        return (
+            f"the record at offset {frame.offset} holds {audio_bytes} bytes of audio, "
+            f"not whole frames of {frame_bytes} bytes"
+        )
     return None
 
 
@@ -888,7 +897,7 @@ def recover(
                 elif item.kind is _StopKind.TORN:
                     torn = f"torn tail: {item.reason} at offset {item.offset}"
                 break
-            corrupt = _keyless_problem(item, expected, tag, finalised)
+            corrupt = _keyless_problem(item, expected, tag, finalised, header.audio_format.frame_bytes)
             if corrupt is not None:
                 break
             intact = item.end

@@ -811,6 +811,13 @@ def test_a_sealed_segment_of_part_frames_is_tampered(tmp_path: Path) -> None:
     assert received == [bytes(400)]
     with pytest.raises(TamperedSegmentError):
         _ = SegmentReader(path, private_key=REVIEWER, key_store=store).status
+    # Recovery, which holds no key, finds it from the record's length alone.
+    report = recover(path, store, repair=True)
+    assert (report.state, report.segments, report.repaired) == (RecoveryState.CORRUPT, 1, False)
+    assert (
+        report.problem
+        == f"the record at offset {second} holds 402 bytes of audio, not whole frames of 4 bytes"
+    )
 
 
 @pytest.mark.parametrize(
