@@ -18,8 +18,9 @@ from pathlib import Path
 from announcements import PromptLibrary
 from callherald.announcing import LibraryPrompts, LoggingRecordSink, policy_resolver, prepare_prompts
 from callherald.auditing import (
+    FileReport,
     KeptReport,
-    check_files,
+    file_report,
     file_report_text,
     kept_report,
     kept_report_text,
@@ -52,7 +53,6 @@ from proxy.sip.transaction import TimerConfig
 from storage.keys import load_public_key
 from storage.manifests import ManifestReport
 from storage.records import EvidenceFullError, EvidenceStore
-from storage.sqlite_keys import PinnedFile, pinned_files
 
 __all__ = [
     "b2bua_settings",
@@ -173,7 +173,7 @@ def open_storage(config: Config) -> StorageRecords:
     evidence.submit_verify_manifests().add_done_callback(_log_manifest_check)
     # So are the kept recordings' files and wrapped keys, and the files pinned at a recovery.
     evidence.submit_read(partial(kept_report, layout)).add_done_callback(_log_kept_check)
-    evidence.submit_read(pinned_files).add_done_callback(partial(_log_file_check, layout))
+    evidence.submit_read(partial(file_report, layout)).add_done_callback(_log_file_check)
     recipients = tuple(load_public_key(path) for path in config.recording.recipients)
     for warning in writable_recipient_files(config):
         _LOG.warning("recording.recipients: %s", warning)
@@ -283,17 +283,17 @@ def _log_kept_check(check: Future[KeptReport]) -> None:
         _LOG.error("%s (callherald audit verify)", text)
 
 
-def _log_file_check(layout: DataLayout, check: Future[list[PinnedFile]]) -> None:
+def _log_file_check(check: Future[FileReport]) -> None:
     """Log whether each file whose SHA-256 a recovery pinned still has it (an error naming each
-    that does not), as ``callherald audit verify`` says it."""
+    that does not), as ``callherald audit verify`` says it; nothing when none was recovered."""
     try:
-        report = check_files(layout, check.result())
+        report = check.result()
     except Exception as error:
         _LOG.error("the recovered recordings' files could not be checked: %s", error)
         return
-    text = "; ".join(line.strip() for line in file_report_text(report).splitlines())
     if not report.checked:
-        return  # no recording was recovered after a crash: nothing to say, as audit verify says
+        return
+    text = "; ".join(line.strip() for line in file_report_text(report).splitlines())
     if report.ok:
         _LOG.info("%s", text)
     else:

@@ -53,8 +53,7 @@ __all__ = [
     "FileReport",
     "IncompleteRecording",
     "KeptReport",
-    "check_files",
-    "check_kept",
+    "file_report",
     "file_report_text",
     "kept_report",
     "kept_report_text",
@@ -234,7 +233,7 @@ def _plain_file_name(name: str) -> bool:
     return Path(name).name == name and name not in ("", ".", "..")
 
 
-def check_kept(layout: DataLayout, kept: Sequence[KeptRecording]) -> KeptReport:
+def _check_kept(layout: DataLayout, kept: Sequence[KeptRecording]) -> KeptReport:
     """Which of the ``kept`` recordings lack their file or any of their wrapped keys."""
     incomplete = []
     for recording in kept:
@@ -254,10 +253,10 @@ def check_kept(layout: DataLayout, kept: Sequence[KeptRecording]) -> KeptReport:
 
 
 def kept_report(layout: DataLayout, db: Database) -> KeptReport:
-    """``check_kept`` of the recordings ``db`` says are kept (run it on the evidence reader). One
+    """``_check_kept`` of the recordings ``db`` says are kept (run it on the evidence reader). One
     found incomplete is looked up again after the check: an erasure running meanwhile removes the
     file once the erasure is recorded, and is no finding."""
-    report = check_kept(layout, kept_recordings(db))
+    report = _check_kept(layout, kept_recordings(db))
     if report.ok:
         return report
     still = {recording.recording_id for recording in kept_recordings(db)}
@@ -270,7 +269,7 @@ def _sha256_of(path: Path) -> str:
         return hashlib.file_digest(file, "sha256").hexdigest()
 
 
-def check_files(layout: DataLayout, pinned: Sequence[PinnedFile]) -> FileReport:
+def _check_files(layout: DataLayout, pinned: Sequence[PinnedFile]) -> FileReport:
     """Hash the file of every ``pinned`` recording (not erased, its evidence holding the SHA-256 of
     its file: recovered after a crash) and compare."""
     mismatches: list[FileMismatch] = []
@@ -307,6 +306,12 @@ def check_files(layout: DataLayout, pinned: Sequence[PinnedFile]) -> FileReport:
     return FileReport(checked=len(pinned), mismatches=tuple(mismatches))
 
 
+def file_report(layout: DataLayout, db: Database) -> FileReport:
+    """``_check_files`` of the recordings whose file SHA-256 ``db`` pins (run it on the evidence
+    reader: the files are hashed there too)."""
+    return _check_files(layout, pinned_files(db))
+
+
 def manifest_report_line(report: ManifestReport) -> str:
     """``manifest_report_text`` on one line, for the log."""
     return "; ".join(line.strip() for line in manifest_report_text(report).splitlines())
@@ -326,7 +331,7 @@ def _verify(
         return (
             store.audit_verify(expected_head=expected_head),
             store.verify_manifests(),
-            check_files(layout, store.submit_read(pinned_files).result()),
+            store.submit_read(partial(file_report, layout)).result(),
             kept,
         )
     finally:
