@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
@@ -199,14 +200,7 @@ def _stored_media_quality(quality: MediaQuality) -> store.MediaQuality:
     """The recorder's measure of what the network cost a recording, as its evidence keeps it."""
 
     def channel(measured: ChannelQuality) -> store.ChannelQuality:
-        return store.ChannelQuality(
-            lost_ms=measured.lost_ms,
-            late_packets=measured.late_packets,
-            late_ms=measured.late_ms,
-            timestamp_jumps=measured.timestamp_jumps,
-            drift_silence_ms=measured.drift_silence_ms,
-            drift_dropped_ms=measured.drift_dropped_ms,
-        )
+        return store.ChannelQuality(**dataclasses.asdict(measured))  # the same fields, by name
 
     return store.MediaQuality(
         outside_party=channel(quality.outside_party), pbx_side=channel(quality.pbx_side)

@@ -42,7 +42,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from itertools import chain
 from typing import Final, Protocol, cast
 
@@ -109,11 +109,6 @@ class ChannelQuality:
     timestamp_jumps: int = 0
     drift_silence_ms: int = 0
     drift_dropped_ms: int = 0
-
-    @property
-    def clean(self) -> bool:
-        """Nothing of the channel's audio was lost, dropped or moved."""
-        return not any(getattr(self, item.name) for item in fields(self))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
