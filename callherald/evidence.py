@@ -242,6 +242,8 @@ class _Handle:
         recording.pause_started.clear()  # the recording's end ends its pauses (``store.Pause``)
         finished = self._owner.utc(at, offset=recording.clock_offset)
         quality = _stored_media_quality(media_quality)
+        if not quality.clean:
+            _LOG.info("[%s] recording: %s", recording.call_ref, quality.describe())
         self._owner._submit_file(lambda: self._owner._close_recording(recording, finished, reason, quality))
 
 

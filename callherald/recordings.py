@@ -90,7 +90,6 @@ from storage.crypto import (
 from storage.keys import load_private_key, parse_public_key
 from storage.recording_state import recovery_fault
 from storage.records import (
-    ChannelQuality,
     EvidenceStore,
     InvariantError,
     LegalHold,
@@ -310,28 +309,6 @@ def _state(record: RecordingRecord) -> str:
     return record.state.value if fault is None else f"{record.state.value} ({fault} file)"
 
 
-def _counted(count: int, thing: str) -> str:
-    return f"{count} {thing}{'' if count == 1 else 's'}"
-
-
-def _channel_faults(channel: ChannelQuality) -> str:
-    """What the network cost one channel, as the recording's log line says it; ``clean`` if nothing."""
-    faults = []
-    if channel.lost_ms:
-        faults.append(f"{channel.lost_ms} ms lost (silence in the file)")
-    if channel.late_packets:
-        faults.append(f"{_counted(channel.late_packets, 'packet')} too late to place ({channel.late_ms} ms)")
-    elif channel.late_ms:
-        faults.append(f"{channel.late_ms} ms of a packet too late to place")
-    if channel.timestamp_jumps:
-        faults.append(f"{_counted(channel.timestamp_jumps, 'timestamp jump')} (audio continued as it came)")
-    if channel.drift_silence_ms:
-        faults.append(f"{channel.drift_silence_ms} ms of silence put in for drift")
-    if channel.drift_dropped_ms:
-        faults.append(f"{channel.drift_dropped_ms} ms dropped for drift")
-    return ", ".join(faults) or "clean"
-
-
 def media_quality_text(record: RecordingRecord) -> str:
     """What the network cost the recording's audio, per channel, for a reader: ``clean`` when
     nothing of either channel was lost, dropped or moved; ``not measured`` for a recording closed
@@ -339,12 +316,7 @@ def media_quality_text(record: RecordingRecord) -> str:
     quality: MediaQuality | None = record.media_quality
     if quality is None:
         return "-" if record.finished_at is None else "not measured"
-    if quality.outside_party.clean and quality.pbx_side.clean:
-        return "clean"
-    return (
-        f"outside party: {_channel_faults(quality.outside_party)}; "
-        f"PBX side: {_channel_faults(quality.pbx_side)}"
-    )
+    return quality.describe()
 
 
 def _facts(record: RecordingRecord) -> str:

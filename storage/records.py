@@ -553,6 +553,28 @@ class ChannelQuality:
         """Nothing of the channel's audio was lost, dropped or moved."""
         return not any(getattr(self, item.name) for item in dataclasses.fields(self))
 
+    def describe(self) -> str:
+        """What the network cost the channel, for a reader (``240 ms lost (silence in the file), 2
+        packets too late to place (40 ms)``); ``clean`` when nothing."""
+        faults = []
+        if self.lost_ms:
+            faults.append(f"{self.lost_ms} ms lost (silence in the file)")
+        if self.late_packets:
+            faults.append(f"{_counted(self.late_packets, 'packet')} too late to place ({self.late_ms} ms)")
+        elif self.late_ms:
+            faults.append(f"{self.late_ms} ms of a packet too late to place")
+        if self.timestamp_jumps:
+            faults.append(f"{_counted(self.timestamp_jumps, 'timestamp jump')} (audio continued as it came)")
+        if self.drift_silence_ms:
+            faults.append(f"{self.drift_silence_ms} ms of silence put in for drift")
+        if self.drift_dropped_ms:
+            faults.append(f"{self.drift_dropped_ms} ms dropped for drift")
+        return ", ".join(faults) or "clean"
+
+
+def _counted(count: int, thing: str) -> str:
+    return f"{count} {thing}{'' if count == 1 else 's'}"
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MediaQuality:
@@ -561,6 +583,18 @@ class MediaQuality:
 
     outside_party: ChannelQuality
     pbx_side: ChannelQuality
+
+    @property
+    def clean(self) -> bool:
+        """Nothing of either channel's audio was lost, dropped or moved."""
+        return self.outside_party.clean and self.pbx_side.clean
+
+    def describe(self) -> str:
+        """What the network cost the recording, for a reader and the log: ``clean``, or each
+        channel's faults (``outside party: 240 ms lost (silence in the file); PBX side: clean``)."""
+        if self.clean:
+            return "clean"
+        return f"outside party: {self.outside_party.describe()}; PBX side: {self.pbx_side.describe()}"
 
     def to_json(self) -> str:
         return json.dumps(_plain(self), sort_keys=True, separators=(",", ":"))

@@ -432,33 +432,6 @@ class CallRecording:
             outside_party=channel_quality(Channel.LEFT), pbx_side=channel_quality(Channel.RIGHT)
         )
 
-    def media_faults(self) -> str | None:
-        """What the network cost the stored audio, per channel, for the log: audio lost (silence
-        in the file), packets that came too late for their place, timestamp jumps the audio was
-        continued across, and drift corrections; None when nothing."""
-        quality = self.media_quality()
-        parts = []
-        for side, channel in (("outside party", quality.outside_party), ("PBX side", quality.pbx_side)):
-            faults = []
-            if channel.lost_ms:
-                faults.append(f"{channel.lost_ms} ms lost (silence in the file)")
-            if channel.late_packets:
-                faults.append(f"{channel.late_packets} packets too late to place ({channel.late_ms} ms)")
-            elif channel.late_ms:
-                faults.append(f"{channel.late_ms} ms of a packet too late to place")
-            if channel.timestamp_jumps:
-                jumps = channel.timestamp_jumps
-                faults.append(
-                    f"{jumps} timestamp jump{'' if jumps == 1 else 's'} (audio continued as it came)"
-                )
-            if channel.drift_silence_ms:
-                faults.append(f"{channel.drift_silence_ms} ms of silence put in for drift")
-            if channel.drift_dropped_ms:
-                faults.append(f"{channel.drift_dropped_ms} ms dropped for drift")
-            if faults:
-                parts.append(f"{side}: {', '.join(faults)}")
-        return "; ".join(parts) or None
-
     def close(self, reason: str) -> None:
         """Write what is left and close the recording (its slot drops it)."""
         if self.closed:

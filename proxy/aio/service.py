@@ -724,9 +724,6 @@ class ProxyService:
             recording.close(reason)
         except Exception:
             self._log.exception("[%s] closing the recording failed", call_ref)
-        faults = recording.media_faults()
-        if faults is not None:
-            self._log.info("[%s] recording: %s", call_ref, faults)
 
     def _on_prompt_done(self, call_ref: str, leg: MediaLeg, result: PlayoutResult) -> None:
         if self._loop is None:

@@ -597,8 +597,16 @@ def test_a_whole_recorded_call_is_stored_and_decrypts_to_the_audio_written(
     assert storage_errors(caplog) == []
 
 
-def test_what_the_network_cost_a_recording_is_stored_with_its_end(
-    layout: DataLayout, reviewer: X25519PrivateKey
+def quality_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "callherald.storage" and "] recording: " in r.getMessage()
+    ]
+
+
+def test_what_the_network_cost_a_recording_is_stored_with_its_end_and_logged(
+    layout: DataLayout, reviewer: X25519PrivateKey, caplog: pytest.LogCaptureFixture
 ) -> None:
     lossy = MediaQuality(
         outside_party=ChannelQuality(lost_ms=240, late_packets=2, late_ms=40, timestamp_jumps=1),
@@ -613,6 +621,21 @@ def test_what_the_network_cost_a_recording_is_stored_with_its_end(
         ),
         pbx_side=records_module.ChannelQuality(drift_dropped_ms=20),
     )
+    # The log says it as `recordings show` does.
+    assert quality_lines(caplog) == [
+        f"[{CALL}] recording: outside party: 240 ms lost (silence in the file), 2 packets too late to "
+        "place (40 ms), 1 timestamp jump (audio continued as it came); PBX side: 20 ms dropped for drift"
+    ]
+
+
+def test_a_clean_recording_logs_no_media_quality(
+    layout: DataLayout, reviewer: X25519PrivateKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    run(layout, WHOLE_CALL, recipient=reviewer)
+    _, (recording,) = stored(layout)
+    assert recording.media_quality is not None
+    assert recording.media_quality.clean
+    assert quality_lines(caplog) == []
 
 
 def test_an_outbound_call_s_agent_heard_the_notice_and_the_beep_and_is_recorded(

@@ -1007,6 +1007,24 @@ def test_a_recording_s_media_quality_is_stored_with_its_end(store: EvidenceStore
     }
 
 
+def test_media_quality_is_described_per_channel_and_clean_when_nothing_was_lost() -> None:
+    assert QUALITY.describe() == (
+        "outside party: 240 ms lost (silence in the file), 2 packets too late to place (40 ms), "
+        "1 timestamp jump (audio continued as it came); "
+        "PBX side: 60 ms of silence put in for drift, 20 ms dropped for drift"
+    )
+    one_late = ChannelQuality(late_packets=1, late_ms=20)
+    assert MediaQuality(outside_party=ChannelQuality(), pbx_side=one_late).describe() == (
+        "outside party: clean; PBX side: 1 packet too late to place (20 ms)"
+    )
+    # The head of a packet partly stored already: its ms count, with no whole packet.
+    assert ChannelQuality(late_ms=5).describe() == "5 ms of a packet too late to place"
+    clean = MediaQuality(outside_party=ChannelQuality(), pbx_side=ChannelQuality())
+    assert clean.clean
+    assert clean.describe() == "clean"
+    assert not QUALITY.clean
+
+
 @pytest.mark.parametrize("text", ["[]", '{"outside_party": {}}', '{"outside_party": 1, "pbx_side": 2}'])
 def test_a_media_quality_column_that_is_not_one_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match="not a recording's media quality"):
