@@ -451,9 +451,14 @@ def _event_details(event: TimelineEvent) -> str:
         case TimelineKind.RECORDING_END:
             reason = f" ({detail['end_reason']})" if detail.get("end_reason") else ""
             file_sha256 = f", file sha256 {detail['file_sha256']}" if detail.get("file_sha256") else ""
+            measured = detail.get("media_quality")
+            quality = ""
+            if measured is not None:
+                quality = f", media quality {MediaQuality.from_plain(measured).describe()}"
             return (
                 f"{detail['state']}{reason}, {_duration(detail.get('duration_ms'))}, "
                 f"{_size(detail.get('size_bytes'))}, sha256 {detail.get('audio_sha256') or '-'}{file_sha256}"
+                f"{quality}"
             )
         case TimelineKind.CALL_END:
             return f"reason {detail.get('end_reason') or '-'}"

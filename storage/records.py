@@ -606,13 +606,20 @@ class MediaQuality:
         if not text:
             return None
         try:
-            stored = json.loads(text)
+            return cls.from_plain(json.loads(text))
+        except ValueError as error:
+            raise ValueError(f"not a recording's media quality: {text!r}") from error
+
+    @classmethod
+    def from_plain(cls, stored: Any) -> MediaQuality:
+        """The quality ``to_json`` wrote, read back as JSON (a mapping); ValueError if it is not one."""
+        try:
             return cls(
                 outside_party=ChannelQuality(**stored["outside_party"]),
                 pbx_side=ChannelQuality(**stored["pbx_side"]),
             )
         except (KeyError, TypeError) as error:
-            raise ValueError(f"not a recording's media quality: {text!r}") from error
+            raise ValueError(f"not a recording's media quality: {stored!r}") from error
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1858,6 +1865,17 @@ def _read_calls_for_number(db: Database, number: str) -> list[CallRecord]:
     return [_call_record(row) for row in rows]
 
 
+def _measured_quality(column: str) -> dict[str, Any]:
+    """A recording end's ``media_quality`` for the timeline: what the network cost its audio, when
+    the recorder measured it. A column no writer stores is left out here: reading the recording
+    itself reports it (``UnreadableRecordError``)."""
+    try:
+        quality = MediaQuality.from_json(column)
+    except ValueError:
+        return {}
+    return {} if quality is None else {"media_quality": _plain(quality)}
+
+
 def _read_timeline(db: Database, call_id: str) -> list[TimelineEvent]:
     call = next(db.query("SELECT * FROM calls WHERE id = ?", [call_id]), None)
     if call is None:
@@ -1992,6 +2010,7 @@ def _read_timeline(db: Database, call_id: str) -> list[TimelineEvent]:
                         "end_reason": row["end_reason"],
                         # A recording recovered after a crash: the SHA-256 of its file as recovered.
                         **({"file_sha256": row["file_sha256"]} if row["file_sha256"] else {}),
+                        **_measured_quality(row["media_quality"]),
                     },
                 )
             )

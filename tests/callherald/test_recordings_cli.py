@@ -563,6 +563,8 @@ def test_show_json_gives_the_recording_and_its_timeline_in_order(
         "failure": None,
     }
     assert timeline[12]["detail"] == {"kind": "access", "actor": "dpo", "request": "art15-7"}
+    (end,) = [event for event in timeline if event["kind"] == "recording_end"]
+    assert end["detail"]["media_quality"] == document["recording"]["media_quality"]
 
 
 def test_show_prints_facts_and_a_timeline_table(data: DataDir, capsys: pytest.CaptureFixture[str]) -> None:
@@ -596,6 +598,10 @@ def test_show_prints_facts_and_a_timeline_table(data: DataDir, capsys: pytest.Ca
     assert "call-a-pbx  tone beep until 2026-03-02 09:15:05.820, played to the end" in lines[9]
     assert "reason hold" in lines[10]
     assert "complete (ended), 0:00:03" in lines[12]
+    assert lines[12].endswith(
+        ", media quality outside party: 240 ms lost (silence in the file), 2 packets too late to "
+        "place (40 ms); PBX side: clean"
+    )
     assert "access by dpo: request art15-7" in lines[14]
 
 
@@ -606,7 +612,14 @@ def test_show_says_a_recording_closed_before_media_quality_was_kept_was_not_meas
     assert code == 0
     assert "media quality:      not measured" in out
     code, out, _ = run(capsys, "show", str(TRUNCATED_ID), "--json")
-    assert json.loads(out)["recording"]["media_quality"] is None
+    document = json.loads(out)
+    assert document["recording"]["media_quality"] is None
+    (end,) = [
+        event
+        for event in document["timeline"]
+        if event["kind"] == "recording_end" and event["recording_id"] == str(TRUNCATED_ID)
+    ]
+    assert "media_quality" not in end["detail"]  # not measured: nothing to tell, not "clean"
 
 
 @pytest.mark.parametrize(
