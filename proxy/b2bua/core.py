@@ -1658,6 +1658,8 @@ class B2bua:
                 )
             self._cancel_b(call, now, out)
         elif call.phase in (CallPhase.ANSWERED, CallPhase.CONFIRMED):
+            # The requests pending on the dialogs our BYEs end are answered first (§15.1.2).
+            self._terminate_pending_relays(call, now, out)
             self._send_bye(call, MediaLeg.A, now, out)
             self._send_bye(call, MediaLeg.B, now, out)
         self._end_call(call, now, reason, out)
@@ -1919,9 +1921,10 @@ class B2bua:
         return bytes(answer)
 
     def _terminate_pending_relays(self, call: Call, now: float, out: list[Effect]) -> None:
-        """The call ends on a BYE: each request still waiting for the far side's answer gets 487
-        at once (RFC 3261 §15.1.2): not a late 408 on the ended dialog once the far side times
-        out, and a final response even when the far side never sends one. A relayed re-INVITE
+        """The call ends on a BYE, a party's or callherald's own: each request still waiting for
+        the far side's answer gets 487 at once (RFC 3261 §15.1.2): not a late 408 on the ended
+        dialog once the far side times out, and a final response even when the far side never
+        sends one. A relayed re-INVITE
         stays pending (``ended``) until the far side's final response: a 2xx to it must be ACKed."""
         for transaction_id, relay in list(call.pending_relays.items()):
             if not relay.cancelled:  # a cancelled one had its 487 already

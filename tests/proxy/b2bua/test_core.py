@@ -1972,6 +1972,48 @@ def test_a_relayed_reinvite_still_unanswered_at_a_bye_gets_487(from_leg: str, by
     h.assert_idle()
 
 
+@pytest.mark.parametrize("from_leg", ["a", "b"])
+@pytest.mark.parametrize("method", ["INVITE", "INFO"])
+@pytest.mark.parametrize("ending", ["rtp-timeout", "shutdown"])
+def test_a_relayed_request_still_unanswered_when_callherald_ends_the_call_gets_487(
+    from_leg: str, method: str, ending: str
+) -> None:
+    # RFC 3261 §15.1.2 as for a party's BYE: callherald's own BYE (no RTP, a shutdown) ends the
+    # dialog the request was pending on, and its sender gets 487 first, not silence until its
+    # Timer B or F; a 2xx the far party still sends a relayed re-INVITE is ACKed (§13.2.2.4).
+    h = Harness()
+    caller, callee = connect(h)
+    sender, other = (caller, callee) if from_leg == "a" else (callee, caller)
+    if method == "INVITE":
+        request = sender.request("INVITE", body=offer_from(sender))
+    else:
+        request = sender.request("INFO", body=b"Signal=5\r\n", content_type="application/dtmf-relay")
+    sender.send(request)
+    relayed = other.last_request(method)
+    other.reply(relayed, 100)
+    effects = h.media_inactive(h.call_ref()) if ending == "rtp-timeout" else h.shutdown()
+
+    summary = sip_summary(effects)
+    assert summary.index((sender.address, f"487 {method}")) < summary.index((sender.address, "BYE"))
+    terminated = sender.last_response(method, 487)
+    assert terminated.headers.get("cseq") == request.headers.get("cseq")
+    if method == "INVITE":
+        sender.send(ack_of_failure(request, terminated))
+    for party in (caller, callee):
+        party.reply(party.last_request("BYE"), 200)
+    if method == "INVITE":
+        effects = other.reply(relayed, 200, body=offer_from(other, direction="a=recvonly"))
+    else:
+        effects = other.reply(relayed, 200)
+    assert sip_summary(effects) == ([(other.address, "ACK")] if method == "INVITE" else [])
+    h.advance(64.0)
+    finals = [
+        r.status for r in sender.responses(method) if r.cseq.seq == request.cseq.seq and r.status >= 200
+    ]
+    assert finals == [487]  # one final response, and no late one for the far party's 2xx
+    h.assert_idle()
+
+
 def test_options_in_dialog_is_answered_here() -> None:
     h = Harness()
     caller, callee = connect(h)
