@@ -71,6 +71,9 @@ def _port_is_free(port: int, kind: int) -> bool:
 _RECENT_CLAIMS: collections.deque[range] = collections.deque(maxlen=64)
 _MEDIA_PORTS = 4  # SIPp's -mp takes the port and the ones above it (RTCP, video)
 _RTP_WINDOW_LOW = 10_000
+# Below the embedded default's RTP ports (20000-20999) and the load benchmarks' block (from 21000),
+# which the tests of those (xdist group ``fixed-ports``) use while other tests run beside them.
+_RTP_WINDOW_HIGH = 20_000
 _RTP_WINDOW_MIN = 4_000  # room enough below the ephemeral ports
 
 
@@ -80,13 +83,17 @@ def _unclaimed(ports: range) -> bool:
 
 def free_port() -> int:
     """A UDP and TCP port on 127.0.0.1 that is free right now, even, and not handed out lately
-    (nor the three above it, which SIPp's media may take)."""
+    (nor the three above it, which SIPp's media may take), from this test process's share of
+    the ports (``worker_window``)."""
+    low, high = worker_window()
     for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.bind((LOOPBACK, 0))
-            port = int(probe.getsockname()[1])
+        port = random.randrange(low, high - _MEDIA_PORTS, 2)
         band = range(port, port + _MEDIA_PORTS)
-        if port % 2 == 0 and _unclaimed(band) and _port_is_free(port, socket.SOCK_STREAM):
+        if (
+            _unclaimed(band)
+            and all(_port_is_free(each, socket.SOCK_DGRAM) for each in band)
+            and _port_is_free(port, socket.SOCK_STREAM)
+        ):
             _RECENT_CLAIMS.append(band)
             return port
     raise RuntimeError("no free port found")
@@ -98,18 +105,31 @@ def ephemeral_ports() -> range:
 
 
 def rtp_window() -> tuple[int, int]:
-    """Where ``free_port_range`` looks: outside the ephemeral ports, which any peer's socket bound
-    to port 0 may take at any moment (below them if there is room, else above)."""
+    """Where ``free_port`` and ``free_port_range`` look: outside the ephemeral ports, which any
+    peer's socket bound to port 0 may take at any moment (below them if there is room, else
+    above), and below the ports some tests use as they are (``_RTP_WINDOW_HIGH``)."""
     ephemeral = ephemeral_ports()
     if ephemeral.start - _RTP_WINDOW_LOW >= _RTP_WINDOW_MIN:
-        return _RTP_WINDOW_LOW, ephemeral.start
+        return _RTP_WINDOW_LOW, min(ephemeral.start, _RTP_WINDOW_HIGH)
     return ephemeral.stop, 65_536
+
+
+def worker_window() -> tuple[int, int]:
+    """This test process's share of ``rtp_window``: with pytest-xdist (``-n``) each worker hands
+    out ports from its own part, so a port one worker probed free is never bound by another
+    first; without it, the whole window."""
+    low, high = rtp_window()
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    index = int(worker) if worker.isdigit() else 0
+    size = (high - low) // max(count, 1)
+    return low + index * size, low + (index + 1) * size
 
 
 def free_port_range(count: int) -> tuple[int, int]:
     """An even first port and an odd last port spanning ``count`` free UDP ports, none handed out
-    lately, outside the kernel's ephemeral ports (``rtp_window``)."""
-    low, high = rtp_window()
+    lately, outside the kernel's ephemeral ports, in this test process's share (``worker_window``)."""
+    low, high = worker_window()
     span = high - low - count
     offset = random.randrange(0, span, 2)  # spread concurrent runs over the range
     for step in range(0, span, count + 2):
