@@ -65,10 +65,14 @@ def _port_is_free(port: int, kind: int) -> bool:
 
 
 # The ports handed out last in this process. A port is only probed free: it is bound later, by
-# SIPp or callherald, so without this a port given out for SIPp's media could fall into the RTP
-# range chosen for callherald a moment later, and whichever binds second fails. Only recent claims
-# matter: older ones are bound by now (and the probe sees them) or free again.
+# SIPp or callherald, so without this a port given out for SIPp's media could be given out again
+# a moment later, and whichever binds second fails. Only recent claims matter: older ones are
+# bound by now (and the probe sees them) or free again.
 _RECENT_CLAIMS: collections.deque[range] = collections.deque(maxlen=64)
+# RTP ranges apart, fewer: only the current test's matter (an older test's callherald has stopped),
+# and kept long, a 64th of them would leave no room for a range of 200 in a worker's share.
+_RECENT_RANGES: collections.deque[range] = collections.deque(maxlen=8)
+_SINGLE_PORTS_SHARE = 5  # a fifth of a worker's ports for single ports, the rest for RTP ranges
 _MEDIA_PORTS = 4  # SIPp's -mp takes the port and the ones above it (RTCP, video)
 _RTP_WINDOW_LOW = 10_000
 # Below the embedded default's RTP ports (20000-20999) and the load benchmarks' block (from 21000),
@@ -77,20 +81,20 @@ _RTP_WINDOW_HIGH = 20_000
 _RTP_WINDOW_MIN = 4_000  # room enough below the ephemeral ports
 
 
-def _unclaimed(ports: range) -> bool:
-    return all(ports.stop <= claim.start or claim.stop <= ports.start for claim in _RECENT_CLAIMS)
+def _unclaimed(ports: range, claims: collections.deque[range]) -> bool:
+    return all(ports.stop <= claim.start or claim.stop <= ports.start for claim in claims)
 
 
 def free_port() -> int:
     """A UDP and TCP port on 127.0.0.1 that is free right now, even, and not handed out lately
     (nor the three above it, which SIPp's media may take), from this test process's share of
     the ports (``worker_window``)."""
-    low, high = worker_window()
+    (low, high), _ = port_windows()
     for _ in range(200):
         port = random.randrange(low, high - _MEDIA_PORTS, 2)
         band = range(port, port + _MEDIA_PORTS)
         if (
-            _unclaimed(band)
+            _unclaimed(band, _RECENT_CLAIMS)
             and all(_port_is_free(each, socket.SOCK_DGRAM) for each in band)
             and _port_is_free(port, socket.SOCK_STREAM)
         ):
@@ -126,18 +130,29 @@ def worker_window() -> tuple[int, int]:
     return low + index * size, low + (index + 1) * size
 
 
+def port_windows() -> tuple[tuple[int, int], tuple[int, int]]:
+    """Where this worker's single ports (``free_port``) and RTP ranges (``free_port_range``) come
+    from: apart, so that single ports spread over the share never leave it without room for a range."""
+    low, high = worker_window()
+    split = low + (high - low) // _SINGLE_PORTS_SHARE
+    split += split % 2
+    return (low, split), (split, high)
+
+
 def free_port_range(count: int) -> tuple[int, int]:
     """An even first port and an odd last port spanning ``count`` free UDP ports, none handed out
-    lately, outside the kernel's ephemeral ports, in this test process's share (``worker_window``)."""
-    low, high = worker_window()
+    lately, outside the kernel's ephemeral ports, in this test process's share (``port_windows``)."""
+    _, (low, high) = port_windows()
     span = high - low - count
     offset = random.randrange(0, span, 2)  # spread concurrent runs over the range
     for step in range(0, span, count + 2):
         first = low + (offset + step) % span
         first += first % 2
         ports = range(first, first + count)
-        if _unclaimed(ports) and all(_port_is_free(port, socket.SOCK_DGRAM) for port in ports):
-            _RECENT_CLAIMS.append(ports)
+        if _unclaimed(ports, _RECENT_RANGES) and all(
+            _port_is_free(port, socket.SOCK_DGRAM) for port in ports
+        ):
+            _RECENT_RANGES.append(ports)
             return first, first + count - 1
     raise RuntimeError("no free RTP port range found")
 
