@@ -65,39 +65,28 @@ def _port_is_free(port: int, kind: int) -> bool:
 
 
 # The ports handed out last in this process. A port is only probed free: it is bound later, by
-# SIPp or callherald, so without this a port given out for SIPp's media could be given out again
-# a moment later, and whichever binds second fails. Only recent claims matter: older ones are
-# bound by now (and the probe sees them) or free again.
+# SIPp or callherald, so without this a port given out for SIPp's media could fall into the RTP
+# range chosen for callherald a moment later, and whichever binds second fails. Only recent claims
+# matter: older ones are bound by now (and the probe sees them) or free again.
 _RECENT_CLAIMS: collections.deque[range] = collections.deque(maxlen=64)
-# RTP ranges apart, fewer: only the current test's matter (an older test's callherald has stopped),
-# and kept long, a 64th of them would leave no room for a range of 200 in a worker's share.
-_RECENT_RANGES: collections.deque[range] = collections.deque(maxlen=8)
-_SINGLE_PORTS_SHARE = 5  # a fifth of a worker's ports for single ports, the rest for RTP ranges
 _MEDIA_PORTS = 4  # SIPp's -mp takes the port and the ones above it (RTCP, video)
 _RTP_WINDOW_LOW = 10_000
-# Below the embedded default's RTP ports (20000-20999) and the load benchmarks' block (from 21000),
-# which the tests of those (xdist group ``fixed-ports``) use while other tests run beside them.
-_RTP_WINDOW_HIGH = 20_000
 _RTP_WINDOW_MIN = 4_000  # room enough below the ephemeral ports
 
 
-def _unclaimed(ports: range, claims: collections.deque[range]) -> bool:
-    return all(ports.stop <= claim.start or claim.stop <= ports.start for claim in claims)
+def _unclaimed(ports: range) -> bool:
+    return all(ports.stop <= claim.start or claim.stop <= ports.start for claim in _RECENT_CLAIMS)
 
 
 def free_port() -> int:
     """A UDP and TCP port on 127.0.0.1 that is free right now, even, and not handed out lately
-    (nor the three above it, which SIPp's media may take), from this test process's share of
-    the ports (``worker_window``)."""
-    (low, high), _ = port_windows()
+    (nor the three above it, which SIPp's media may take)."""
     for _ in range(200):
-        port = random.randrange(low, high - _MEDIA_PORTS, 2)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind((LOOPBACK, 0))
+            port = int(probe.getsockname()[1])
         band = range(port, port + _MEDIA_PORTS)
-        if (
-            _unclaimed(band, _RECENT_CLAIMS)
-            and all(_port_is_free(each, socket.SOCK_DGRAM) for each in band)
-            and _port_is_free(port, socket.SOCK_STREAM)
-        ):
+        if port % 2 == 0 and _unclaimed(band) and _port_is_free(port, socket.SOCK_STREAM):
             _RECENT_CLAIMS.append(band)
             return port
     raise RuntimeError("no free port found")
@@ -109,50 +98,26 @@ def ephemeral_ports() -> range:
 
 
 def rtp_window() -> tuple[int, int]:
-    """Where ``free_port`` and ``free_port_range`` look: outside the ephemeral ports, which any
-    peer's socket bound to port 0 may take at any moment (below them if there is room, else
-    above), and below the ports some tests use as they are (``_RTP_WINDOW_HIGH``)."""
+    """Where ``free_port_range`` looks: outside the ephemeral ports, which any peer's socket bound
+    to port 0 may take at any moment (below them if there is room, else above)."""
     ephemeral = ephemeral_ports()
     if ephemeral.start - _RTP_WINDOW_LOW >= _RTP_WINDOW_MIN:
-        return _RTP_WINDOW_LOW, min(ephemeral.start, _RTP_WINDOW_HIGH)
+        return _RTP_WINDOW_LOW, ephemeral.start
     return ephemeral.stop, 65_536
-
-
-def worker_window() -> tuple[int, int]:
-    """This test process's share of ``rtp_window``: with pytest-xdist (``-n``) each worker hands
-    out ports from its own part, so a port one worker probed free is never bound by another
-    first; without it, the whole window."""
-    low, high = rtp_window()
-    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
-    index = int(worker) if worker.isdigit() else 0
-    size = (high - low) // max(count, 1)
-    return low + index * size, low + (index + 1) * size
-
-
-def port_windows() -> tuple[tuple[int, int], tuple[int, int]]:
-    """Where this worker's single ports (``free_port``) and RTP ranges (``free_port_range``) come
-    from: apart, so that single ports spread over the share never leave it without room for a range."""
-    low, high = worker_window()
-    split = low + (high - low) // _SINGLE_PORTS_SHARE
-    split += split % 2
-    return (low, split), (split, high)
 
 
 def free_port_range(count: int) -> tuple[int, int]:
     """An even first port and an odd last port spanning ``count`` free UDP ports, none handed out
-    lately, outside the kernel's ephemeral ports, in this test process's share (``port_windows``)."""
-    _, (low, high) = port_windows()
+    lately, outside the kernel's ephemeral ports (``rtp_window``)."""
+    low, high = rtp_window()
     span = high - low - count
     offset = random.randrange(0, span, 2)  # spread concurrent runs over the range
     for step in range(0, span, count + 2):
         first = low + (offset + step) % span
         first += first % 2
         ports = range(first, first + count)
-        if _unclaimed(ports, _RECENT_RANGES) and all(
-            _port_is_free(port, socket.SOCK_DGRAM) for port in ports
-        ):
-            _RECENT_RANGES.append(ports)
+        if _unclaimed(ports) and all(_port_is_free(port, socket.SOCK_DGRAM) for port in ports):
+            _RECENT_CLAIMS.append(ports)
             return first, first + count - 1
     raise RuntimeError("no free RTP port range found")
 

@@ -65,10 +65,6 @@ from config import load_config
 from proxy.rtp.g711 import ulaw_decode
 from storage.records import EvidenceStore
 
-# The embedded default's ports and the load benchmarks' block are fixed: with pytest-xdist these
-# tests run in one worker, one after the other (``--dist loadgroup``), beside the others' own ports.
-pytestmark = pytest.mark.xdist_group("fixed-ports")
-
 STAT_HEADER = (
     "StartTime;TotalCallCreated;SuccessfulCall(P);SuccessfulCall(C);FailedCall(C);"
     "FailedMaxUDPRetrans(C);FailedUnexpectedMessage(C);DeadCallMsgs(C);Retransmissions(C);"

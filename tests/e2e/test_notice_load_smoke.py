@@ -31,9 +31,7 @@ from proxy.b2bua.effects import MediaFormat
 from proxy.rtp.packet import RtpPacket
 from proxy.sip.sdp import SessionDescription
 
-# The embedded default's ports and the load benchmarks' block are fixed: with pytest-xdist these
-# tests run in one worker, one after the other (``--dist loadgroup``), beside the others' own ports.
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("fixed-ports")]
+pytestmark = pytest.mark.e2e
 
 
 @pytest.mark.parametrize(

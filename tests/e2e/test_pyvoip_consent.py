@@ -21,6 +21,8 @@ generator sends and that callherald's listener hears it through pyVoIP's own µ-
 from __future__ import annotations
 
 import math
+import random
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +36,7 @@ from proxy.rtp.g711 import PCMU_PAYLOAD_TYPE, ulaw_encode
 from proxy.rtp.inband import DBM0_MEAN_SQUARE, DTMF_HIGH_HZ, DTMF_KEYPAD, DTMF_LOW_HZ
 from proxy.rtp.packet import RtpPacket
 from tests.e2e.announce_support import evidence_records, policy_yaml, write_prompt_wavs
-from tests.e2e.harness import CallheraldProcess, free_port, running_callherald, sipp_available
+from tests.e2e.harness import CallheraldProcess, running_callherald, sipp_available
 from tests.e2e.pyvoip_consent_phone import (
     DBM0_PEAK_PCM8,
     HIGH_GROUP_DBM0,
@@ -57,6 +59,8 @@ CALL_SETUP_S = 15.0
 QUESTION_WAIT_S = 8.0  # from the answer: notice 0.8 s, then the question starts
 LEVEL_TOLERANCE_DB = 0.5
 LOOPBACK = "127.0.0.1"
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+FIXED_PORTS = (20_000, 32_767)  # Linux's default ephemeral range starts at 32768
 # A product race, seen in about one call in a hundred: a prompt started in the same event-loop turn as
 # MediaRelay.open() can tick before asyncio has attached the leg's socket, so its first frame is
 # counted as played but not sent, and the notice "fails" (the call then connects unrecorded).
@@ -103,15 +107,25 @@ def fixed_ports(proxy: CallheraldProcess, count: int) -> list[int]:
     """``count`` distinct free even UDP ports below the ephemeral range, outside callherald's RTP range.
 
     pyVoIP binds its RTP port only when the call is answered, seconds after the port was picked; a
-    port the kernel never hands out for ``bind(0)`` cannot be taken by another process meanwhile,
-    and ``free_port`` gives none that another test worker or callherald's RTP range may take.
+    port the kernel never hands out for ``bind(0)`` cannot be taken by another process meanwhile.
     """
+    low, high = FIXED_PORTS
+    if EPHEMERAL_RANGE.exists():
+        high = min(high, int(EPHEMERAL_RANGE.read_text().split()[0]) - 1)
     ports: list[int] = []
-    while len(ports) < count:
-        port = free_port()
-        if port not in ports and not proxy.rtp_min <= port <= proxy.rtp_max:
-            ports.append(port)
-    return ports
+    for _ in range(200):
+        port = random.randrange(low, high) & ~1
+        if port in ports or proxy.rtp_min <= port <= proxy.rtp_max:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind((LOOPBACK, port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise RuntimeError(f"not {count} free UDP ports in {low}..{high}")
 
 
 def question_started(record: Record) -> bool:

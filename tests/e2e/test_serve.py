@@ -14,10 +14,6 @@ import pytest
 
 from tests.e2e.harness import CALLHERALD, default_yaml, free_port, free_port_range, serve_that_stops
 
-# The embedded default's ports and the load benchmarks' block are fixed: with pytest-xdist these
-# tests run in one worker, one after the other (``--dist loadgroup``), beside the others' own ports.
-pytestmark = pytest.mark.xdist_group("fixed-ports")
-
 
 def _options(port: int) -> bytes:
     return (
