@@ -606,9 +606,10 @@ class MediaQuality:
         if not text:
             return None
         try:
-            return cls.from_plain(json.loads(text))
-        except ValueError as error:
+            stored = json.loads(text)
+        except json.JSONDecodeError as error:
             raise ValueError(f"not a recording's media quality: {text!r}") from error
+        return cls.from_plain(stored)
 
     @classmethod
     def from_plain(cls, stored: Any) -> MediaQuality:

@@ -1924,8 +1924,8 @@ class B2bua:
         """The call ends on a BYE, a party's or callherald's own: each request still waiting for
         the far side's answer gets 487 at once (RFC 3261 §15.1.2): not a late 408 on the ended
         dialog once the far side times out, and a final response even when the far side never
-        sends one. A relayed re-INVITE
-        stays pending (``ended``) until the far side's final response: a 2xx to it must be ACKed."""
+        sends one. A relayed re-INVITE stays pending (``ended``) until the far side's final
+        response: a 2xx to it must be ACKed."""
         for transaction_id, relay in list(call.pending_relays.items()):
             if not relay.cancelled:  # a cancelled one had its 487 already
                 self._reply(
