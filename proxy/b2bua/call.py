@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Final
 
 from proxy.b2bua.announcer import CallAnnouncer
-from proxy.b2bua.effects import MediaFormat, MediaLeg, SetMediaRemote
+from proxy.b2bua.effects import LawTranslation, MediaFormat, MediaLeg, SetMediaRemote
 from proxy.b2bua.policy import UNRECORDED, CallPolicy
 from proxy.b2bua.settings import Address, Side
 from proxy.sip.headers import NameAddress
@@ -43,6 +43,7 @@ __all__ = [
     "packet_ms",
     "rejecting_answer",
     "rtcp_remote",
+    "translated_answer",
 ]
 
 
@@ -203,6 +204,8 @@ class Call:
     transfer: Transfer | None = None
     held_by: set[MediaLeg] = field(default_factory=set)  # legs whose last offer or answer holds the call
     unsolicited_100rel_warned: bool = False  # a reliable provisional response came, unasked (RFC 3262 §3)
+    # Legs whose party answered the other G.711 law than the offer's (``translated_answer``).
+    translations: dict[MediaLeg, LawTranslation] = field(default_factory=dict)
 
     def dialog(self, leg: MediaLeg) -> Dialog:
         return self.a if leg is MediaLeg.A else self.b
@@ -470,6 +473,63 @@ def answer_with_offers_lines(
     else:
         fault = f"has {answered} m= lines for the {offered} of its offer"
     return fixed, f"{fault}: it is no answer to that offer, and rejects every stream"
+
+
+_G711_LAWS: Final = ("pcmu", "pcma")
+
+
+def translated_answer(
+    answer: SessionDescription, offer: SessionDescription, codecs: AbstractSet[str]
+) -> tuple[SessionDescription, LawTranslation | None]:
+    """``answer`` (one ``m=`` line per line of ``offer``: ``answer_with_offers_lines``) as the
+    offer's G.711 law, and how to translate its party's audio, when its first active audio stream
+    answers the other law only (``a=rtpmap:0 PCMU/8000`` to an offer of PCMA alone). RFC 3264
+    §6.1 forbids that answer, yet such a party (SIPp's built-in ``uas``, some gateways) sends and
+    expects the law it answered; callherald then translates between the laws (both must be in
+    ``codecs``), and the rest of the call sees the answer as the offer's law, on the offer's
+    payload type. The answer comes back as it is, with None, whenever it keeps a voice codec of
+    the offer, answers anything but G.711, or either stream is not plain RTP (SRTP payloads are
+    encrypted)."""
+    index = next((i for i, m in enumerate(answer.media) if m.media == "audio" and not m.rejected), None)
+    if index is None or index >= len(offer.media):
+        return answer, None
+    answered, offered = answer.media[index], offer.media[index]
+    if offered.rejected or offered.media != "audio" or not (_plain_rtp(answered) and _plain_rtp(offered)):
+        return answer, None
+    within = answered.copy()
+    if within.drop_formats(frozenset(within.formats_outside(offered))) and _has_voice(within):
+        return answer, None
+    party = _first_g711(answered, codecs)
+    if party is None:
+        return answer, None
+    other_law = _G711_LAWS[1 - _G711_LAWS.index(party[1])]
+    call_side = _first_g711(offered, frozenset({other_law}) & codecs)
+    if call_side is None:
+        return answer, None
+    (party_pt, party_codec), (call_pt, call_codec) = party, call_side
+    translated = answer.copy()
+    codec = offered.codec(call_pt)
+    assert codec is not None  # found by it
+    translated.media[index].replace_format(party_pt, codec, mapped=call_pt in offered.rtpmaps)
+    return translated, LawTranslation(
+        party_payload_type=int(party_pt),
+        party_codec=party_codec,
+        call_payload_type=int(call_pt),
+        call_codec=call_codec,
+    )
+
+
+def _first_g711(media: MediaDescription, codecs: AbstractSet[str]) -> tuple[str, str] | None:
+    """The first format of ``media`` that is PCMU or PCMA at 8000 Hz, mono, and in ``codecs``:
+    its payload type and law."""
+    for payload_type in media.formats:
+        codec = media.codec(payload_type)
+        if codec is None or not payload_type.isdigit() or int(payload_type) > 127:
+            continue
+        name = codec.encoding.lower()
+        if name in _G711_LAWS and name in codecs and codec.clock_rate == 8000 and codec.channels in (None, 1):
+            return payload_type, name
+    return None
 
 
 def _rejected_like(media: MediaDescription) -> MediaDescription:

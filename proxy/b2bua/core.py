@@ -24,6 +24,7 @@ import heapq
 import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from functools import partial
 from types import MappingProxyType
@@ -49,6 +50,7 @@ from proxy.b2bua.call import (
     packet_ms,
     rejecting_answer,
     set_media_remote,
+    translated_answer,
     unplayable_reason,
 )
 from proxy.b2bua.consent import DigitMechanism
@@ -58,6 +60,7 @@ from proxy.b2bua.effects import (
     CallStarted,
     CloseMedia,
     Effect,
+    LawTranslation,
     LogEvent,
     MediaLeg,
     OpenMedia,
@@ -65,6 +68,7 @@ from proxy.b2bua.effects import (
     SendSip,
     StopPlayout,
     Tone,
+    TranslateAudio,
 )
 from proxy.b2bua.media_ports import PortCheck, PortPool
 from proxy.b2bua.policy import UNRECORDED, AnnouncementMode, FailureBehaviour, PolicyResolver, PromptCheck
@@ -836,7 +840,8 @@ class B2bua:
         """Inbound: answer the caller ourselves (200, or 183 early media) and play the notice first.
 
         The PBX is called only after the notice and questions; it is offered only the codec the
-        caller's leg negotiated, so the legs need no transcoding.
+        caller's leg negotiated, so the legs need no transcoding (but a G.711 law translated for
+        a PBX that answers the other one: ``translated_answer``).
         """
         announcer = call.announcer
         assert announcer is not None
@@ -1403,7 +1408,9 @@ class B2bua:
             except SipError:
                 answer = None
             if answer is not None:
-                answer = _within_offer(call, target_leg.other, answer, deferred.offer, out)
+                answer = _within_offer(
+                    call, target_leg.other, answer, deferred.offer, out, self._settings.codecs
+                )
                 out.append(set_media_remote(call.ref, target_leg.other, answer))
                 if deferred.offer is not None and not deferred.offer.is_hold():
                     # The answerer's own hold (``_holds``), as in an answer in a 2xx: a first
@@ -2673,8 +2680,7 @@ class B2bua:
         if sdp is not None and response.to.tag and call.b_invite_had_offer:
             call.b_early_answers[response.to.tag] = sdp
 
-    @staticmethod
-    def _callee_answer(call: Call, response: Response, out: list[Effect]) -> SessionDescription | None:
+    def _callee_answer(self, call: Call, response: Response, out: list[Effect]) -> SessionDescription | None:
         """The SDP answer of b's response, in the formats of callherald's offer (``_within_offer``).
         A 2xx without one takes the last answer its early dialog (by To tag) brought in a
         provisional response, as that dialog is the one the 2xx confirms (RFC 3261 §13.2.2.4):
@@ -2685,7 +2691,7 @@ class B2bua:
             sdp = call.b_early_answers.get(response.to.tag)
         if sdp is None:
             return None
-        return _within_offer(call, MediaLeg.B, sdp, _sdp_of(call.b_invite), out)
+        return _within_offer(call, MediaLeg.B, sdp, _sdp_of(call.b_invite), out, self._settings.codecs)
 
     def _answer_sdp_for_a(self, call: Call, sdp: SessionDescription | None, out: list[Effect]) -> bytes:
         """Re-anchor b's SDP (``_callee_answer``) for the a side and point the b leg's relay at b's media."""
@@ -3084,7 +3090,7 @@ class B2bua:
             except SipError:
                 sdp = None
             if sdp is not None:
-                sdp = _within_offer(call, far_leg, sdp, relay.relayed_offer, out)
+                sdp = _within_offer(call, far_leg, sdp, relay.relayed_offer, out, self._settings.codecs)
                 if success and offer_in_2xx and not carries_plain_rtp(sdp) and self._plain_rtp_only(call):
                     # Refused as the same offer in a re-INVITE is (``_relay_in_dialog``): the
                     # notice, the relay and the recorder work in plain RTP.
@@ -3458,11 +3464,13 @@ def _within_offer(
     answer: SessionDescription,
     offer: SessionDescription | None,
     out: list[Effect],
+    codecs: AbstractSet[str],
 ) -> SessionDescription:
     """``leg``'s ``answer`` to the ``offer`` callherald sent it (None: none, ``answer`` is an
-    offer), with one m= line per line of that offer (``answer_with_offers_lines``, RFC 3264 §6)
-    and only the formats of that offer (``answer_within_offer``, §6.1); a warning says what was
-    wrong with it."""
+    offer), with one m= line per line of that offer (``answer_with_offers_lines``, RFC 3264 §6),
+    in the offer's G.711 law when it answered the other one only (``translated_answer``: its audio
+    is translated from now on, until an answer of it keeps the offer's codec) and only the formats
+    of that offer (``answer_within_offer``, §6.1); a warning says what was wrong with it."""
     if offer is None:
         return answer
     answer, fault = answer_with_offers_lines(answer, offer)
@@ -3470,6 +3478,8 @@ def _within_offer(
         out.append(
             LogEvent(level="warning", text=f"leg {leg}'s answer {fault} (RFC 3264 §6)", call_ref=call.ref)
         )
+    answer, translation = translated_answer(answer, offer, codecs)
+    _translate_audio(call, leg, translation, out)
     kept, dropped = answer_within_offer(answer, offer)
     if dropped:
         out.append(
@@ -3481,6 +3491,26 @@ def _within_offer(
             )
         )
     return kept
+
+
+def _translate_audio(
+    call: Call, leg: MediaLeg, translation: LawTranslation | None, out: list[Effect]
+) -> None:
+    """Tell the relay when ``leg``'s party starts or stops needing its G.711 law translated."""
+    if call.translations.get(leg) == translation:
+        return
+    if translation is None:
+        del call.translations[leg]
+        text = f"leg {leg} answered in its offer's codec: its audio is relayed as it is again"
+    else:
+        call.translations[leg] = translation
+        text = (
+            f"leg {leg} answered {translation.party_codec.upper()} to an offer with"
+            f" {translation.call_codec.upper()} only (RFC 3264 §6.1 forbids it): callherald"
+            " translates that party's audio between the two G.711 laws"
+        )
+    out.append(LogEvent(level="warning" if translation else "info", text=text, call_ref=call.ref))
+    out.append(TranslateAudio(call_ref=call.ref, leg=leg, translation=translation))
 
 
 def _sdp_of(message: Message) -> SessionDescription | None:

@@ -19,6 +19,7 @@ __all__ = [
     "CloseMedia",
     "Effect",
     "Evidence",
+    "LawTranslation",
     "ListenForDigits",
     "LogEvent",
     "MediaFormat",
@@ -34,6 +35,7 @@ __all__ = [
     "StopPlayout",
     "StopRecording",
     "Tone",
+    "TranslateAudio",
 ]
 
 
@@ -100,6 +102,28 @@ class SetMediaRemote:
     new_party: bool = False
     aliases: tuple[tuple[int, int], ...] = ()
     packet_ms: int | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LawTranslation:
+    """A party answered one G.711 law to an offer that had only the other (RFC 3264 §6.1 forbids
+    it): it sends and receives ``party_codec`` on ``party_payload_type``, the rest of the call
+    (the other party, the prompts, the recording) ``call_codec`` on ``call_payload_type``."""
+
+    party_payload_type: int
+    party_codec: str  # "pcmu" or "pcma"
+    call_payload_type: int
+    call_codec: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TranslateAudio:
+    """Translate the audio of ``leg``'s party as ``translation`` says, from its next packet on
+    (``proxy.rtp.transcode``); None: relay it as it is again."""
+
+    call_ref: str
+    leg: MediaLeg
+    translation: LawTranslation | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -274,6 +298,7 @@ Effect = (
     SendSip
     | OpenMedia
     | SetMediaRemote
+    | TranslateAudio
     | CloseMedia
     | CallStarted
     | CallEnded

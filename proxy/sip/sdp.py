@@ -555,6 +555,21 @@ class MediaDescription(_Level):
         Return True if a format is left."""
         return self._keep_formats([pt for pt in self._formats if pt not in payload_types])
 
+    def replace_format(self, payload_type: str, codec: RtpMap, *, mapped: bool) -> None:
+        """Put ``codec`` (its payload type) in the m= line where ``payload_type`` was, dropping the
+        ``a=rtpmap``, ``a=fmtp`` and ``a=rtcp-fb`` lines of both; with ``mapped``, an ``a=rtpmap``
+        line for ``codec`` is added (a static type needs none: RFC 3551 §6)."""
+        new = codec.payload_type
+        gone = {payload_type, new}
+        self.lines = [line for line in self.lines if not _belongs_to(line, gone)]
+        self._formats = tuple(
+            new if pt == payload_type else pt for pt in self._formats if pt == payload_type or pt != new
+        )
+        self._render()
+        if mapped:
+            channels = "" if codec.channels is None else f"/{codec.channels}"
+            self.add_attribute("rtpmap", f"{new} {codec.encoding}/{codec.clock_rate}{channels}")
+
     def _keep_formats(self, kept: Sequence[str]) -> bool:
         """Keep ``kept`` of the formats (in their order) and the lines of those; with none kept
         the stream is rejected: port 0 and only the first format kept, as an m= line needs one

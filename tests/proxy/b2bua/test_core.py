@@ -15,11 +15,13 @@ from proxy.b2bua.effects import (
     CallStarted,
     CloseMedia,
     Effect,
+    LawTranslation,
     LogEvent,
     MediaLeg,
     OpenMedia,
     SendSip,
     SetMediaRemote,
+    TranslateAudio,
 )
 from proxy.b2bua.settings import Address, Side
 from proxy.sip import Request, Response
@@ -2820,6 +2822,98 @@ def test_an_answer_with_a_payload_type_the_offer_did_not_have_reaches_the_caller
     h.assert_idle()
 
 
+# Answers in the other G.711 law (against RFC 3264 §6.1): translated ------------------------------
+
+PCMU_ONLY_OFFER_LINES = (
+    "m=audio 40000 RTP/AVP 0 101",
+    "a=rtpmap:0 PCMU/8000",
+    "a=rtpmap:101 telephone-event/8000",
+)
+PCMA_ANSWER_LINES = (
+    "m=audio 30000 RTP/AVP 8 101",
+    "a=rtpmap:8 PCMA/8000",
+    "a=rtpmap:101 telephone-event/8000",
+)
+PCMA_TO_PCMU = LawTranslation(
+    party_payload_type=8, party_codec="pcma", call_payload_type=0, call_codec="pcmu"
+)
+
+
+def translation_warning(ref: str, leg: str) -> LogEvent:
+    return LogEvent(
+        level="warning",
+        text=f"leg {leg} answered PCMA to an offer with PCMU only (RFC 3264 §6.1 forbids it): callherald"
+        " translates that party's audio between the two G.711 laws",
+        call_ref=ref,
+    )
+
+
+@WAYS
+def test_a_callee_answering_the_other_g711_law_is_connected_with_its_audio_translated(way: Way) -> None:
+    # SIPp's built-in uas answers PCMU whatever it is offered; some gateways do the same with PCMA.
+    # Such a party sends and expects the law it answered: the caller is answered in the law it
+    # offered, and the relay translates the callee's audio both ways.
+    h = Harness()
+    caller, callee = dial(h, way, body=party_sdp("127.0.0.2", 40000, *PCMU_ONLY_OFFER_LINES))
+    ref = h.call_ref()
+    ring(caller, callee)
+    effects = callee.answer(body=party_sdp("127.0.0.3", 30000, *PCMA_ANSWER_LINES))
+
+    assert sip_summary(effects) == [(way.callee, "ACK"), (way.caller, "200 INVITE")]
+    assert audio_of(caller.last_response("INVITE", 200).body) == [
+        f"m=audio {A_PORT} RTP/AVP 0 101",
+        "a=rtpmap:101 telephone-event/8000",
+        "a=rtpmap:0 PCMU/8000",
+    ]
+    assert TranslateAudio(call_ref=ref, leg=MediaLeg.B, translation=PCMA_TO_PCMU) in effects
+    assert translation_warning(ref, "b") in effects
+    assert SetMediaRemote(call_ref=ref, leg=MediaLeg.B, remote=CALLEE_MEDIA) in effects
+    assert h.ended() == []
+    caller.ack_answer()
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+def test_a_translated_party_answering_in_the_offers_law_again_is_relayed_as_it_is() -> None:
+    # The callee answers a re-INVITE's PCMU offer in PCMA, then the next one in PCMU: its audio is
+    # translated between the two answers only, and each change is told once.
+    h = Harness()
+    caller, callee = dial(h, body=party_sdp("127.0.0.2", 40000, *PCMU_ONLY_OFFER_LINES))
+    ref = h.call_ref()
+    ring(caller, callee)
+    callee.answer()
+    caller.ack_answer()
+    assert ref not in [e.call_ref for e in h.effects if isinstance(e, TranslateAudio)]
+
+    caller.send(caller.request("INVITE", body=offer_from(caller, direction="a=sendrecv")))
+    pcma = party_sdp("127.0.0.3", 30000, *PCMA_ANSWER_LINES, "a=sendrecv", version=2)
+    effects = callee.reply(callee.last_request("INVITE"), 200, body=pcma)
+    assert TranslateAudio(call_ref=ref, leg=MediaLeg.B, translation=PCMA_TO_PCMU) in effects
+    assert audio_of(caller.last_response("INVITE", 200).body)[0] == f"m=audio {A_PORT} RTP/AVP 0 101"
+    caller.send(caller.ack_2xx(caller.last_response("INVITE", 200)))
+
+    caller.send(caller.request("INVITE", body=offer_from(caller, direction="a=sendrecv", version=3)))
+    again = callee.reply(callee.last_request("INVITE"), 200, body=pcma)  # the same answer
+    assert [e for e in again if isinstance(e, TranslateAudio)] == []
+    caller.send(caller.ack_2xx(caller.last_response("INVITE", 200)))
+
+    caller.send(caller.request("INVITE", body=offer_from(caller, direction="a=sendrecv", version=4)))
+    pcmu = offer_from(callee, direction="a=sendrecv", version=3)
+    effects = callee.reply(callee.last_request("INVITE"), 200, body=pcmu)
+    assert TranslateAudio(call_ref=ref, leg=MediaLeg.B, translation=None) in effects
+    assert (
+        LogEvent(
+            level="info",
+            text="leg b answered in its offer's codec: its audio is relayed as it is again",
+            call_ref=ref,
+        )
+        in effects
+    )
+    caller.send(caller.ack_2xx(caller.last_response("INVITE", 200)))
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
 def audio_of(body: bytes) -> list[str]:
     lines = sdp_without_origin(body)
     return lines[lines.index(next(line for line in lines if line.startswith("m="))) :]
@@ -3209,8 +3303,8 @@ def test_a_relayed_offer_answered_with_no_usable_codec_gets_488_and_the_session_
     offerer.send(offerer.request(method, body=offer_from(offerer, direction="a=sendrecv")))
     relayed = other.last_request(method)
     media_host, port = CALLER_MEDIA if other is caller else CALLEE_MEDIA
-    pcma = party_sdp(media_host, port, f"m=audio {port} RTP/AVP 8", "a=rtpmap:8 PCMA/8000", version=2)
-    effects = other.reply(relayed, 200, body=pcma)
+    g729 = party_sdp(media_host, port, f"m=audio {port} RTP/AVP 18", "a=rtpmap:18 G729/8000", version=2)
+    effects = other.reply(relayed, 200, body=g729)
 
     acked = [(other.address, "ACK")] if method == "INVITE" else []
     assert sip_summary(effects) == [*acked, (offerer.address, f"488 {method}"), (other.address, "INVITE")]
