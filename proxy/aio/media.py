@@ -20,6 +20,12 @@ renumbered stream, a compare of its second octet, inline). While a party hears a
 nothing of the other party, the other party's RTCP is dropped (``rtcp_blocked``; multiplexed, the
 player's hook drops it with the RTP).
 
+A party that answered the other G.711 law than its offer's has its audio translated
+(``set_translator``, ``proxy.rtp.transcode``): what it sends as soon as it is heard, before the
+recording, the key-press listeners or the other leg see it, and everything sent to it (relayed,
+renumbered, or a prompt) in a wrapper around its socket's transport. Every other leg pays one
+attribute read per packet for it.
+
 A recorded leg appends each packet its party sends, and the loop time it came at, to its
 recording's list, also inline: a Python call per packet, with its frame and closure, costs more
 than the two appends.
@@ -34,12 +40,13 @@ import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final, cast
+from typing import Any, Final, cast
 
-from proxy.b2bua.effects import MediaLeg
+from proxy.b2bua.effects import LawTranslation, MediaLeg
 from proxy.b2bua.settings import Address
 from proxy.rtp.packet import RTCP_PT_HIGH, RTCP_PT_LOW, RTP_HEADER_LEN
 from proxy.rtp.rtcp import translate_rtcp
+from proxy.rtp.transcode import LawTranslator
 
 __all__ = [
     "DEPARTED_PACKETS",
@@ -106,12 +113,18 @@ class LegProtocol(asyncio.DatagramProtocol):
         "rtcp_blocked",
         "rtcp_renumber",
         "sock",
+        "socket_transport",
         "tapped",
+        "translator",
         "transport",
     )
 
     def __init__(self, sock: socket.socket | None = None) -> None:
+        # What sends to this leg's party: its socket's transport, or a wrapper around it that
+        # translates the party's G.711 law (``set_translator``).
         self.transport: asyncio.DatagramTransport | None = None
+        self.socket_transport: asyncio.DatagramTransport | None = None
+        self.translator: LawTranslator | None = None
         # While an announcement player owns this leg, relayed packets go through it (renumbered).
         self.outbound: Callable[[bytes, Address], None] | None = None
         # While someone listens to this leg's party (key presses, recording), every packet heard.
@@ -144,7 +157,21 @@ class LegProtocol(asyncio.DatagramProtocol):
         self.dropped = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop's is not a subclass
+        self.socket_transport = cast(asyncio.DatagramTransport, transport)  # uvloop's is not a subclass
+        self._wrap_transport()
+
+    def set_translator(self, translator: LawTranslator | None) -> None:
+        """Translate this leg's party's audio with ``translator`` from its next packet on (each
+        way); None: relay it as it is."""
+        self.translator = translator
+        self._wrap_transport()
+
+    def _wrap_transport(self) -> None:
+        inner, translator = self.socket_transport, self.translator
+        if inner is None or translator is None:
+            self.transport = inner
+        else:
+            self.transport = _TranslatingTransport(inner, translator)
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         latched = self.latched
@@ -168,6 +195,9 @@ class LegProtocol(asyncio.DatagramProtocol):
             self.relatch = False
             self.departed = None
         self.packets += 1
+        translator = self.translator
+        if translator is not None:
+            data = translator.from_party(data)
         tapped = self.tapped
         if tapped is not None:
             tapped.append(data)
@@ -239,12 +269,36 @@ class LegProtocol(asyncio.DatagramProtocol):
     def close(self) -> None:
         self.closed = True
         self.other = None  # the two legs point at each other: freed at once, not by the collector
-        if self.transport is not None:
-            self.transport.close()
-            self.transport = None
+        if self.socket_transport is not None:
+            self.socket_transport.close()
+            self.socket_transport = self.transport = None
         elif self.sock is not None:
             self.sock.close()  # never attached to the loop
         self.sock = None
+
+
+class _TranslatingTransport(asyncio.DatagramTransport):
+    """A leg's socket transport that sends its party every packet in the party's own G.711 law."""
+
+    def __init__(self, inner: asyncio.DatagramTransport, translator: LawTranslator) -> None:
+        super().__init__()
+        self._inner = inner
+        self._translator = translator
+
+    def sendto(self, data: bytes | bytearray | memoryview, addr: Any = None) -> None:
+        self._inner.sendto(self._translator.to_party(bytes(data)), addr)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def is_closing(self) -> bool:
+        return self._inner.is_closing()
+
+    def abort(self) -> None:
+        self._inner.abort()
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return self._inner.get_extra_info(name, default)
 
 
 class RtcpLegProtocol(LegProtocol):
@@ -461,6 +515,22 @@ class MediaRelay:
         else:
             rtcp = self._usable(call_ref, leg, rtcp, "RTCP")
         session.rtcp[leg].set_remote(rtcp, new_party=new_party)
+
+    def translate(self, call_ref: str, leg: MediaLeg, translation: LawTranslation | None) -> None:
+        """Translate ``leg``'s party's audio between its G.711 law and the call's as
+        ``translation`` says (None: no more)."""
+        session = self._sessions.get(call_ref)
+        if session is None:
+            return
+        translator = None
+        if translation is not None:
+            translator = LawTranslator(
+                party_payload_type=translation.party_payload_type,
+                party_codec=translation.party_codec,
+                call_payload_type=translation.call_payload_type,
+                call_codec=translation.call_codec,
+            )
+        session.rtp[leg].set_translator(translator)
 
     def _usable(self, call_ref: str, leg: MediaLeg, remote: Address | None, what: str) -> Address | None:
         """``remote``, or None (with a warning) when these sockets cannot send to it."""

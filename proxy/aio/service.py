@@ -50,6 +50,7 @@ from proxy.b2bua.effects import (
     StopPlayout,
     StopRecording,
     Tone,
+    TranslateAudio,
 )
 from proxy.b2bua.settings import Side
 from proxy.rtp.digits import HeardDigit
@@ -372,6 +373,8 @@ class ProxyService:
                 announcements = self._announcements.get(effect.call_ref)
                 if announcements is not None and effect.packet_ms is not None:
                     announcements.repacketize(effect.leg, effect.packet_ms)
+            elif isinstance(effect, TranslateAudio):
+                self.media.translate(effect.call_ref, effect.leg, effect.translation)
             elif isinstance(effect, OpenMedia):
                 try:
                     self.media.open(effect.call_ref, effect.a_port, effect.b_port)

@@ -1,5 +1,5 @@
 """The relay's legs (``LegProtocol``, ``RtcpLegProtocol``): tapping what a party sends, RTCP of
-renumbered streams, and closing; no sockets."""
+renumbered streams, translating a party's G.711 law, and closing; no sockets."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from proxy.aio.media import DEPARTED_PACKETS, LegProtocol, RelayRenumbering, Rtc
 from proxy.b2bua.effects import MediaLeg
 from proxy.b2bua.settings import Address
 from proxy.rtp.rtcp import translate_rtcp
+from proxy.rtp.transcode import LawTranslator, translation_table
 
 A_PEER: Address = ("127.0.0.1", 40000)
 B_PEER: Address = ("127.0.0.1", 40002)
@@ -21,9 +22,13 @@ class SentTransport(asyncio.DatagramTransport):
     def __init__(self) -> None:
         super().__init__()
         self.sent: list[tuple[bytes, object]] = []
+        self.closed = False
 
     def sendto(self, data: bytes | bytearray | memoryview, addr: object = None) -> None:
         self.sent.append((bytes(data), addr))
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def test_a_tapped_leg_keeps_each_packet_and_its_arrival_time_and_still_relays_it() -> None:
@@ -254,3 +259,65 @@ def test_without_a_usable_sdp_address_the_first_source_keeps_the_latch() -> None
     leg_a.datagram_received(b"someone else", STRANGER)
     assert leg_a.latched == A_PEER
     assert leg_a.dropped == 1
+
+
+def g711_packet(payload_type: int, payload: bytes, *, ssrc: int = A_SSRC, sequence: int = 7) -> bytes:
+    return struct.pack("!BBHII", 0x80, payload_type, sequence, 1600, ssrc) + payload
+
+
+SPEECH_ULAW = bytes(range(0, 256, 2)) + bytes(range(1, 64, 2))  # 160 assorted µ-law codes
+
+
+def test_a_translated_leg_hears_its_own_law_and_the_call_hears_the_offers_law() -> None:
+    # Leg b's party answered PCMA on 8 to an offer of PCMU on 0 only.
+    a, b = LegProtocol(), LegProtocol()
+    a.other, b.other = b, a
+    to_a, to_b = SentTransport(), SentTransport()
+    b.set_translator(
+        LawTranslator(party_payload_type=8, party_codec="pcma", call_payload_type=0, call_codec="pcmu")
+    )
+    for leg, transport, peer in ((a, to_a, A_PEER), (b, to_b, B_PEER)):
+        leg.connection_made(transport)  # after the translator: the wrapper is made now
+        leg.set_remote(peer)
+    tapped: list[bytes | float] = []
+    b.tap(tapped, lambda: 0.0)
+
+    a.datagram_received(g711_packet(0, SPEECH_ULAW), A_PEER)
+    pcma = SPEECH_ULAW.translate(translation_table("pcmu", "pcma"))
+    assert to_b.sent == [(g711_packet(8, pcma), B_PEER)]
+
+    b.datagram_received(g711_packet(8, pcma, ssrc=B_SSRC), B_PEER)
+    in_call_terms = g711_packet(0, pcma.translate(translation_table("pcma", "pcmu")), ssrc=B_SSRC)
+    assert to_a.sent == [(in_call_terms, A_PEER)]
+    assert tapped == [in_call_terms, 0.0]  # the recording hears the call's law
+
+    event = g711_packet(101, b"\x01\x0a\x00\xa0")
+    a.datagram_received(event, A_PEER)  # a key press (RFC 4733) is no audio
+    assert to_b.sent[-1] == (event, B_PEER)
+
+
+def test_packets_renumbered_towards_a_translated_leg_are_translated_too() -> None:
+    a, b = LegProtocol(), LegProtocol()
+    a.other, b.other = b, a
+    to_b = SentTransport()
+    b.connection_made(to_b)  # before the translator: the wrapper replaces the transport
+    b.set_remote(B_PEER)
+    b.renumber = HEARD_BY[MediaLeg.B]
+    b.set_translator(
+        LawTranslator(party_payload_type=8, party_codec="pcma", call_payload_type=0, call_codec="pcmu")
+    )
+    a.datagram_received(g711_packet(0, SPEECH_ULAW, sequence=0x0100), A_PEER)
+    ((sent, _),) = to_b.sent
+    assert sent[1] == 8
+    assert struct.unpack("!HI", sent[2:8]) == (0x0000, 1440)  # renumbered: 0x100 + 0xFF00, 1600 - 160
+    assert sent[8:12] == struct.pack("!I", TO_B)
+    assert sent[12:] == SPEECH_ULAW.translate(translation_table("pcmu", "pcma"))
+
+    b.set_translator(None)  # answered in the offer's law again
+    a.datagram_received(g711_packet(0, SPEECH_ULAW, sequence=0x0101), A_PEER)
+    assert to_b.sent[-1][0][1] == 0
+    assert to_b.sent[-1][0][12:] == SPEECH_ULAW
+    b.close()
+    assert to_b.closed
+    assert b.transport is None
+    assert b.socket_transport is None
