@@ -166,12 +166,15 @@ def call_with_tones(
     scenario_keys: dict[str, object] | None = None,
     rtcp_every: int | None = None,
     caller_silent_for_s: float = 0.0,
+    callee_payload_type: int | None = None,
+    callee_scenario_keys: dict[str, object] | None = None,
 ) -> ToneCall:
-    """One SIPp call (``caller`` to ``callee`` scenario, both given ``scenario_keys`` too) through
-    callherald with ``policies`` (and ``media_section_extra`` lines in its ``media`` section); each
-    side's RTP peer plays its payloads and records what reaches it (and sends RTCP every
-    ``rtcp_every`` packets, if given; the caller's starts ``caller_silent_for_s`` after the
-    answer). Fails the test when SIPp does."""
+    """One SIPp call (``caller`` to ``callee`` scenario, both given ``scenario_keys`` too, the
+    callee ``callee_scenario_keys`` over them) through callherald with ``policies`` (and
+    ``media_section_extra`` lines in its ``media`` section); each side's RTP peer plays its
+    payloads (on ``payload_type``; the callee's on ``callee_payload_type`` when given) and records
+    what reaches it (and sends RTCP every ``rtcp_every`` packets, if given; the caller's starts
+    ``caller_silent_for_s`` after the answer). Fails the test when SIPp does."""
     caller_sdp, callee_sdp = tmp_path / "caller.sdp", tmp_path / "callee.sdp"
     with (
         running_callherald(tmp_path, policies=policies, media_section_extra=media_section_extra) as proxy,
@@ -187,7 +190,7 @@ def call_with_tones(
             "callee",
             ssrc=0x22220002,
             payloads=callee_payloads,
-            payload_type=payload_type,
+            payload_type=payload_type if callee_payload_type is None else callee_payload_type,
             rtcp_every=rtcp_every,
         ) as callee_peer,
     ):
@@ -201,7 +204,12 @@ def call_with_tones(
             callee=callee,
             pause_ms=pause_ms,
             caller_keys={"rtp_port": caller_peer.port, "portfile": caller_sdp, **(scenario_keys or {})},
-            callee_keys={"rtp_port": callee_peer.port, "portfile": callee_sdp, **(scenario_keys or {})},
+            callee_keys={
+                "rtp_port": callee_peer.port,
+                "portfile": callee_sdp,
+                **(scenario_keys or {}),
+                **(callee_scenario_keys or {}),
+            },
         )
         caller_peer.stop()
         callee_peer.stop()

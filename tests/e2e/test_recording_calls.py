@@ -31,7 +31,7 @@ import pytest
 from G722 import G722
 
 from callherald.evidence import INTERRUPTED_AGENT_NOTICE
-from proxy.rtp.g711 import SAMPLE_RATE_HZ, alaw_encode, ulaw_encode
+from proxy.rtp.g711 import SAMPLE_RATE_HZ, alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from storage.keys import load_private_key
 from storage.records import EvidenceStore, RecordingRecord, RecordingState, TimelineKind
 from storage.segments import SegmentReader
@@ -45,10 +45,12 @@ from tests.e2e.announce_support import (
 )
 from tests.e2e.harness import (
     CALLHERALD,
+    LOOPBACK,
     CallheraldProcess,
     running_callherald,
     sipp_available,
     stop_callherald,
+    stop_process,
 )
 from tests.e2e.media_peer import SAMPLES_PER_PACKET, MediaPeer
 from tests.e2e.test_sipp_calls import (
@@ -671,6 +673,112 @@ def test_a_g722_call_is_recorded_wideband(tmp_path: Path) -> None:
     freqs = np.fft.rfftfreq(len(notice), 1 / 16000)
     assert spectrum[(freqs >= 250) & (freqs <= 1250)].sum() > 0.9 * spectrum.sum()
     assert float(np.sqrt(np.mean(notice * notice))) > 1000
+
+
+def _heard(peer: MediaPeer) -> tuple[set[int], list[bytes]]:
+    # The payload types of the RTP a peer received, and its payloads in arrival order.
+    packets = [datagram.data for datagram in peer.received if len(datagram.data) > 12]
+    return {data[1] & 0x7F for data in packets}, [data[12:] for data in packets]
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+def test_a_pbx_answering_the_other_g711_law_is_translated_and_both_parties_recorded(tmp_path: Path) -> None:
+    # The carrier offers PCMU only and the PBX answers PCMA alone, against RFC 3264 §6.1 (SIPp's
+    # built-in uas does the same with PCMU). callherald connects them and translates: the PBX
+    # hears A-law on 8, the carrier µ-law on 0, and the recording has both tones.
+    write_prompt_wavs(tmp_path)
+    _, outside_payloads = pure_tone(OUTSIDE_HZ, TONE_PACKETS, encode=ulaw_encode)
+    _, pbx_payloads = pure_tone(PBX_HZ, TONE_PACKETS, encode=alaw_encode)
+    call = call_with_tones(
+        tmp_path,
+        Direction.INBOUND,
+        caller_payloads=outside_payloads,
+        callee_payloads=pbx_payloads,
+        policies=policy_yaml(),
+        pause_ms=CALL_MS,
+        caller="recording_uac_codec.xml",
+        callee="recording_uas_codec.xml",
+        payload_type=0,
+        scenario_keys={"payload_type": 0, "encoding": "PCMU"},
+        callee_payload_type=8,
+        callee_scenario_keys={"payload_type": 8, "encoding": "PCMA"},
+    )
+    assert (
+        "leg b answered PCMA to an offer with PCMU only (RFC 3264 §6.1 forbids it): callherald"
+        " translates that party's audio between the two G.711 laws"
+    ) in call.log
+    data_dir = call.proxy.data_dir
+    with EvidenceStore(data_dir / "evidence.sqlite") as store:
+        (record,) = store.recordings_list()
+        assert record.state is RecordingState.COMPLETE
+        audio = decrypt(data_dir, record, store)
+    for column, expected_hz in ((0, OUTSIDE_HZ), (1, PBX_HZ)):
+        peak, share = dominant_hz(audio[:, column])
+        assert abs(peak - expected_hz) < 5, (column, peak)
+        assert share > 0.95, (column, share)
+    # Each party heard only its own law, the other party's tone in it once they were joined.
+    for peer, payload_type, decode, expected_hz in (
+        (call.caller, 0, ulaw_decode, PBX_HZ),
+        (call.callee, 8, alaw_decode, OUTSIDE_HZ),
+    ):
+        types, payloads = _heard(peer)
+        assert types == {payload_type}, peer.name
+        joined = np.concatenate([decode(payload) for payload in payloads[-100:]])
+        peak, share = dominant_hz(joined)
+        assert abs(peak - expected_hz) < 5, (peer.name, peak)
+        assert share > 0.95, (peer.name, share)
+
+
+SIPP_PCAP_DIR = Path("/usr/share/sip-tester")  # where Debian's sip-tester puts uac_pcap's audio
+
+
+@requires_sipp
+@pytest.mark.skipif(not (SIPP_PCAP_DIR / "g711a.pcap").exists(), reason="SIPp's pcap files are not installed")
+@pytest.mark.timeout(90)
+def test_sipps_own_uac_pcap_and_uas_scenarios_make_a_recorded_call(tmp_path: Path) -> None:
+    # SIPp's built-in scenarios as a tester runs them: uac_pcap calls in offering PCMA only, plays
+    # its pcap and presses 1 by RFC 4733 eight seconds in (while the question plays); the
+    # built-in uas answers PCMU whatever it is offered and echoes what it hears. callherald
+    # translates the PBX side's audio, and the call is recorded with the consent it was given.
+    write_prompt_wavs(tmp_path)
+    (tmp_path / "pcap").symlink_to(SIPP_PCAP_DIR)
+    common = ["-i", LOOPBACK, "-m", "1", "-nostdin", "-timeout", "40s"]
+    with running_callherald(tmp_path, policies=policy_yaml(timeout_s=10)) as proxy:
+        pbx = subprocess.Popen(
+            ["sipp", "-sn", "uas", "-p", str(proxy.pbx_target_port), "-rtp_echo", *common],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            cwd=tmp_path,
+        )
+        try:
+            carrier = subprocess.run(
+                ["sipp", "-sn", "uac_pcap", "-s", "0612345678", *common, f"{LOOPBACK}:{proxy.carrier_port}"],
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
+                cwd=tmp_path,
+                timeout=60,
+                check=False,
+            )
+            assert proxy.wait_for_log('"event": "call_ended"', timeout_s=10), proxy.log_text()[-3000:]
+        finally:
+            stop_process(pbx)
+        log = proxy.log_text()
+    assert carrier.returncode == 0, carrier.stdout[-2000:] + carrier.stderr[-2000:]
+    assert "leg b answered PCMU to an offer with PCMA only" in log
+    assert "call failed" not in log
+    records = evidence_records(log)
+    (decided,) = [record for record in records if record["event"] == "consent_decided"]
+    assert decided["decision"] == "granted", decided
+    with EvidenceStore(proxy.data_dir / "evidence.sqlite") as store:
+        (record,) = store.recordings_list()
+        assert record.state is RecordingState.COMPLETE
+        assert sorted(p.purpose.purpose_id for p in record.purposes) == ["evidence", "training"]
+        audio = decrypt(proxy.data_dir, record, store)
+    assert len(audio) > 0
 
 
 SWITCH_AT_MS = 4500  # after the caller's ACK: the notice is over and the parties are joined
