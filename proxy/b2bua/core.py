@@ -2313,6 +2313,12 @@ class B2bua:
         if new.remote_tag:
             self._dialogs_by_remote_tag[(new.call_id, new.remote_tag)] = (call, leg)
         sdp = _sdp_of(response)
+        # The new party's law is its own: translated only if it too answered the other one.
+        offer = _sdp_of(transfer.invite)
+        translation = None
+        if sdp is not None and offer is not None:
+            sdp, translation = translated_answer(sdp, offer, self._settings.codecs)
+        _translate_audio(call, leg, translation, out)
         out.append(set_media_remote(call.ref, leg, sdp, new_party=True))
         out.append(StopPlayout(call_ref=call.ref, leg=leg.other))
         out.append(LogEvent(level="info", text=f"transfer on leg {leg} answered", call_ref=call.ref))

@@ -29,6 +29,7 @@ from proxy.b2bua.effects import (
     CallEnded,
     Effect,
     Evidence,
+    LawTranslation,
     LogEvent,
     MediaLeg,
     PauseRecording,
@@ -38,6 +39,7 @@ from proxy.b2bua.effects import (
     StopPlayout,
     StopRecording,
     Tone,
+    TranslateAudio,
 )
 from proxy.b2bua.policy import UNRECORDED, CallPolicy
 from proxy.b2bua.settings import Address
@@ -375,6 +377,35 @@ def test_refer_replaces_the_transferor_by_the_target(who: Transferor, policy: Ca
     assert s.target.last_request("BYE").call_id == invite.call_id
     assert s.h.ended() == [CallEnded(call_ref=ref, reason=f"bye-from-{s.y_leg}")]
     finish(s)
+
+
+@BY_EVERY_TRANSFEROR
+def test_a_target_answering_the_other_g711_law_has_its_audio_translated(who: Transferor) -> None:
+    # The offer to the target is what the transferor had: PCMU alone, or PCMU and PCMA. A target
+    # answering PCMA alone to PCMU alone (against RFC 3264 §6.1) is taken, as a callee is, with
+    # its audio translated; to an offer with PCMA its answer is within it, relayed as it is.
+    s = TransferScene(who, UNRECORDED)
+    s.establish()
+    s.refer()
+    s.answer_notifies()
+    invite = s.target.take_invite()
+    s.target.ring()
+    s.answer_notifies()
+    pcma = TARGET_ANSWER.replace(b"RTP/AVP 0 101", b"RTP/AVP 8 101").replace(
+        b"a=rtpmap:0 PCMU/8000", b"a=rtpmap:8 PCMA/8000"
+    )
+    effects = s.target.answer(body=pcma)
+    translated = LawTranslation(
+        party_payload_type=8, party_codec="pcma", call_payload_type=0, call_codec="pcmu"
+    )
+    expected = (
+        []
+        if b"PCMA/8000" in invite.body
+        else [TranslateAudio(call_ref=s.ref, leg=s.x_leg, translation=translated)]
+    )
+    assert [e for e in effects if isinstance(e, TranslateAudio)] == expected
+    assert SetMediaRemote(call_ref=s.ref, leg=s.x_leg, remote=TARGET_MEDIA, new_party=True) in effects
+    s.answer_notifies()
 
 
 def x_holds_y(s: TransferScene) -> int:
