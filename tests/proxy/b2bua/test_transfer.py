@@ -408,6 +408,38 @@ def test_a_target_answering_the_other_g711_law_has_its_audio_translated(who: Tra
     s.answer_notifies()
 
 
+@BY_EVERY_TRANSFEROR
+def test_a_target_replacing_a_translated_party_is_relayed_as_it_answers(who: Transferor) -> None:
+    # X answered Y's re-offer of PCMU alone in PCMA: its audio is translated. The target that
+    # replaces X answers in PCMU, the offer's law: the translation leaves with X.
+    s = TransferScene(who, UNRECORDED)
+    s.establish()
+    x, y = s.x, s.y
+    y_origin = "agent 3003 127.0.0.9" if who.outside else own_origin(who.way)
+    y.send(y.request("INVITE", body=party_sdp(y_origin, 2, "a=sendrecv")))
+    x_origin = own_origin(who.way) if who.outside else "agent 3003 127.0.0.9"
+    pcma = party_sdp(x_origin, 2, "a=sendrecv").replace(b"RTP/AVP 0 101", b"RTP/AVP 8 101")
+    effects = x.reply(
+        x.last_request("INVITE"), 200, body=pcma.replace(b"a=rtpmap:0 PCMU", b"a=rtpmap:8 PCMA")
+    )
+    translated = LawTranslation(
+        party_payload_type=8, party_codec="pcma", call_payload_type=0, call_codec="pcmu"
+    )
+    assert TranslateAudio(call_ref=s.ref, leg=s.x_leg, translation=translated) in effects
+    y.send(y.ack_2xx(y.last_response("INVITE", 200)))
+
+    s.refer()
+    s.answer_notifies()
+    s.target.take_invite()
+    s.target.ring()
+    s.answer_notifies()
+    effects = s.target.answer(body=TARGET_ANSWER)
+    assert [e for e in effects if isinstance(e, TranslateAudio)] == [
+        TranslateAudio(call_ref=s.ref, leg=s.x_leg, translation=None)
+    ]
+    s.answer_notifies()
+
+
 def x_holds_y(s: TransferScene) -> int:
     """X puts Y on hold (a=sendonly), Y answers recvonly; how many INVITEs Y has had by then."""
     x, y = s.x, s.y
