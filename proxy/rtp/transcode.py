@@ -23,23 +23,18 @@ import numpy as np
 from proxy.rtp.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from proxy.rtp.packet import RTP_HEADER_LEN
 
-__all__ = ["G711_CODECS", "LawTranslator", "translation_table"]
-
-G711_CODECS: Final = ("pcmu", "pcma")
-"""The two laws, by the lower-case encoding names SDP gives them (RFC 3551 §4.5.14)."""
+__all__ = ["LawTranslator", "translation_table"]
 
 _ALL_CODES: Final = np.arange(256, dtype=np.uint8)
 _TABLES: Final = {
     ("pcmu", "pcma"): alaw_encode(ulaw_decode(_ALL_CODES)),
     ("pcma", "pcmu"): ulaw_encode(alaw_decode(_ALL_CODES)),
-    ("pcmu", "pcmu"): _ALL_CODES.tobytes(),
-    ("pcma", "pcma"): _ALL_CODES.tobytes(),
 }
 
 
 def translation_table(source: str, target: str) -> bytes:
     """The 256-octet ``bytes.translate`` table from codes of ``source`` to codes of ``target``
-    (each ``pcmu`` or ``pcma``)."""
+    (``pcmu`` to ``pcma`` or the reverse)."""
     try:
         return _TABLES[(source, target)]
     except KeyError:

@@ -626,6 +626,12 @@ def g722_tone(frequency_hz: float, count: int, amplitude: float = 8000.0) -> lis
     return [encoded[i * 160 : (i + 1) * 160] for i in range(count)]
 
 
+def _heard(peer: MediaPeer) -> tuple[set[int], list[bytes]]:
+    # The payload types of the RTP a peer received, and its payloads in arrival order.
+    packets = [datagram.data for datagram in peer.received if len(datagram.data) > 12]
+    return {data[1] & 0x7F for data in packets}, [data[12:] for data in packets]
+
+
 @requires_sipp
 @pytest.mark.timeout(60)
 def test_a_g722_call_is_recorded_wideband(tmp_path: Path) -> None:
@@ -662,9 +668,8 @@ def test_a_g722_call_is_recorded_wideband(tmp_path: Path) -> None:
         assert abs(float(freqs[int(spectrum.argmax())]) - expected_hz) < 5, column
     # The caller heard the notice in G.722 (RFC 3551 §4.5.2: 160 octets per 20 ms): decoded, its
     # first 0.8 s is the notice's 300-1200 Hz sweep, not noise.
-    heard = [datagram.data for datagram in call.caller.received if len(datagram.data) > 12]
-    assert {data[1] & 0x7F for data in heard} == {9}
-    payloads = [data[12:] for data in heard]  # no CSRCs or extension in callherald's packets
+    types, payloads = _heard(call.caller)  # no CSRCs or extension in callherald's packets
+    assert types == {9}
     assert {len(payload) for payload in payloads} == {160}
     notice = np.asarray(
         G722(16000, 64000).decode(b"".join(payloads[: round(NOTICE_S * 50)])), dtype=np.float64
@@ -673,12 +678,6 @@ def test_a_g722_call_is_recorded_wideband(tmp_path: Path) -> None:
     freqs = np.fft.rfftfreq(len(notice), 1 / 16000)
     assert spectrum[(freqs >= 250) & (freqs <= 1250)].sum() > 0.9 * spectrum.sum()
     assert float(np.sqrt(np.mean(notice * notice))) > 1000
-
-
-def _heard(peer: MediaPeer) -> tuple[set[int], list[bytes]]:
-    # The payload types of the RTP a peer received, and its payloads in arrival order.
-    packets = [datagram.data for datagram in peer.received if len(datagram.data) > 12]
-    return {data[1] & 0x7F for data in packets}, [data[12:] for data in packets]
 
 
 @requires_sipp
