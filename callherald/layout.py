@@ -36,7 +36,13 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from storage.keys import generate_private_key, load_public_key, public_key_pem, save_private_key
+from storage.keys import (
+    SCRYPT_LOG2_N_MIN,
+    generate_private_key,
+    load_public_key,
+    public_key_pem,
+    save_private_key,
+)
 
 __all__ = [
     "DataDirInUseError",
@@ -212,7 +218,9 @@ def ensure_development_key(layout: DataLayout) -> tuple[X25519PublicKey, bool]:
     passphrase = secrets.token_urlsafe(24)
     _write_new(key.passphrase, (passphrase + "\n").encode())
     private_key = generate_private_key()
-    save_private_key(key.private, private_key, passphrase)
+    # The passphrase lies next to the key, so a costly derivation would protect nothing: the
+    # least one spares every first start and every export with this key half a second.
+    save_private_key(key.private, private_key, passphrase, scrypt_log2_n=SCRYPT_LOG2_N_MIN)
     _write_new(key.public, public_key_pem(private_key.public_key()).encode("ascii"))
     return private_key.public_key(), True
 

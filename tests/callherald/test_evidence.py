@@ -60,7 +60,7 @@ from proxy.b2bua.effects import (
 from storage import records as records_module
 from storage.audit import AuditLog
 from storage.crypto import StorageError, StorageFullError, TruncatedRecordingError, key_id
-from storage.keys import generate_private_key
+from storage.keys import SCRYPT_LOG2_N_MIN, generate_private_key, load_private_key
 from storage.migrations import to_db_time
 from storage.records import (
     EvidenceStore,
@@ -2244,6 +2244,10 @@ def test_open_storage_without_recipients_uses_one_development_key(
         assert stat.S_IMODE(key.private.parent.stat().st_mode) == 0o700, name
     assert len(set(key_ids)) == 1
     assert len(set(private_bytes)) == 1
+    # Its passphrase lies beside it: the key is sealed at the least scrypt cost, and opens with it.
+    assert json.loads(private_bytes[0])["kdf"]["log2_n"] == SCRYPT_LOG2_N_MIN
+    opened = load_private_key(key.private, key.passphrase.read_text().strip())
+    assert key_id(opened.public_key()) == key_ids[0]
 
 
 @pytest.mark.parametrize("existing_mode", [None, 0o755], ids=["made now", "made before"])
