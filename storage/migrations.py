@@ -33,6 +33,7 @@ __all__ = [
     "MIGRATION_SET",
     "apply_migrations",
     "configure_connection",
+    "connect_immutable",
     "from_db_date",
     "from_db_time",
     "keep_to_owner",
@@ -151,6 +152,12 @@ def open_reader(path: str | os.PathLike[str]) -> Database:
                 f" access to {database.parent} (copy the data directory somewhere writable and read the copy)"
             ) from error
         return _connect_reader(database.as_uri() + "?mode=ro&immutable=1")
+
+
+def connect_immutable(path: str | os.PathLike[str]) -> Database:
+    """Open an existing database read-only without its ``-shm`` and ``-wal`` files
+    (``immutable=1``): only for a file nothing writes meanwhile, and it sees no row a ``-wal`` holds."""
+    return _connect_reader(Path(path).resolve().as_uri() + "?mode=ro&immutable=1")
 
 
 def _connect_reader(uri: str) -> Database:

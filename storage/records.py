@@ -29,7 +29,12 @@ own (``evidence-held-<database id>-<UTC time>.jsonl``: a first line naming this 
 (``HELD_FILE_DATABASE_KEY``), then one JSON object per record, in order), in ``held_dir``
 (another disk) or else beside the database (a few KiB may fit where a database transaction, with
 its journal, does not), and if even that cannot be
-written each record is logged at error level as the same JSON line. ``import_held_evidence`` (at
+written each record is logged at error level as the same JSON line. A store opened with
+``wait_for_space`` on a disk too full to open the database at all (SQLite needs room for its
+``-shm`` and ``-wal`` files; a clean stop removes them) starts without it (``waiting_for_space``):
+every write is then one the full database refuses, held or failed as above, and each attempt first
+tries to open it again, so the held writes are written as soon as space returns; reads fail until
+then. ``import_held_evidence`` (at
 the next start) writes such files into the database, each in one transaction with a
 ``held_evidence_imported`` audit row naming the file and its SHA-256, then removes the file: a file
 whose content (its SHA-256) such a row names already, under any name, is not written twice. It
@@ -103,6 +108,7 @@ from storage.durable import fsync_directory
 from storage.manifests import ManifestMismatch, ManifestReport, append_manifest, verify_manifests
 from storage.migrations import (
     MIGRATIONS,
+    connect_immutable,
     from_db_date,
     from_db_time,
     open_reader,
@@ -183,6 +189,9 @@ HELD_RETRY_S = 1.0
 CLOSE_RETRY_S = 5.0
 """How long closing the store keeps trying the writes a full database holds, before it keeps them
 in a file for the next start."""
+OPEN_FREE_BYTES = 1024 * 1024
+"""Below this much free space a database that cannot be opened is taken to lack the room for its
+``-shm`` and ``-wal`` files (``wait_for_space``)."""
 HELD_FILE_PATTERN = "evidence-held-*.jsonl"
 """The files that keep, beside the database, what it could not take before the store closed."""
 HELD_FILE_DATABASE_KEY = "evidence_database"
@@ -2274,6 +2283,29 @@ def _disk_full(path: Path) -> bool:
         return False
 
 
+def _short_of_space(path: Path) -> bool:
+    try:
+        return shutil.disk_usage(path.parent).free < OPEN_FREE_BYTES
+    except OSError:
+        return False
+
+
+def _stored_database_id(path: Path) -> str | None:
+    """The id of the database at ``path`` read without its ``-shm`` and ``-wal`` files (it may be
+    read so only because nothing writes it: this store holds the data directory), or None."""
+    try:
+        db = connect_immutable(path)
+    except (OSError, sqlite3.Error):
+        return None
+    try:
+        row = db.execute("SELECT id FROM database_id").fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        db.close()
+    return None if row is None else str(row[0])
+
+
 class EvidenceStore:
     """The evidence database at ``path``: one writer thread, one read-only reader thread.
 
@@ -2286,6 +2318,10 @@ class EvidenceStore:
     read-only copy or mount): every write raises ``StorageError``. One an earlier callherald wrote
     (migrations pending) is upgraded first where its directory can be written, and refused where
     it cannot.
+
+    ``wait_for_space``: where the disk is too full to open the database at all, start without it
+    and open it on a later write (``waiting_for_space``; see the module docstring) instead of
+    raising ``StorageError``.
     """
 
     def __init__(
@@ -2294,12 +2330,16 @@ class EvidenceStore:
         *,
         held_dir: str | os.PathLike[str] | None = None,
         read_only: bool = False,
+        wait_for_space: bool = False,
     ) -> None:
         self.path = Path(path)
         self.held_dirs = tuple(
             dict.fromkeys([*([Path(held_dir)] if held_dir is not None else []), self.path.parent])
         )
         self.read_only = read_only
+        self._wait_for_space = wait_for_space and not read_only
+        self._waiting = False  # the database could not be opened for lack of space: see above
+        self._opened_late = False  # it was opened after waiting: the reader opens on its next read
         self._closed = False
         self._lock = threading.Lock()
         self._writer_db: Database | None = None
@@ -2363,6 +2403,16 @@ class EvidenceStore:
             self._open_error = self._open_error or broken
         if self._open_error is None:
             return
+        if not isinstance(self._open_error, BrokenThreadPool) and (
+            self._waiting or (role == "writer" and self._wait_for_space and _short_of_space(self.path))
+        ):
+            # No room for the -shm and -wal files: start without the database (the reader cannot
+            # open it either) and open it on a later write.
+            self._open_error = None
+            if not self._waiting:
+                self._waiting = True
+                self._database_id = _stored_database_id(self.path)
+            return
         executor.shutdown(wait=True)
         if role == "reader":
             self._writer.submit(self._close_writer).result()
@@ -2402,6 +2452,11 @@ class EvidenceStore:
         return write.result
 
     @property
+    def waiting_for_space(self) -> bool:
+        """Whether the database could not be opened yet for lack of disk space (``wait_for_space``)."""
+        return self._waiting
+
+    @property
     def held(self) -> int:
         """How many writes wait for the full database to take them."""
         return len(self._held)
@@ -2426,6 +2481,10 @@ class EvidenceStore:
     def _attempt(self, write: _Write) -> bool:
         """Run one write; False when the database was full (nothing of it is left behind)."""
         db = self._writer_db
+        if db is None and self._waiting:
+            db = self._open_after_waiting()
+            if db is None:
+                return False
         try:
             if db is None:
                 raise StorageError("the evidence writer is not open")
@@ -2446,6 +2505,18 @@ class EvidenceStore:
             return True
         write.result.set_result(value)
         return True
+
+    def _open_after_waiting(self) -> Database | None:
+        """Writer thread: open the database a full disk kept closed; None while it still cannot be."""
+        try:
+            db = open_writer(self.path)
+            database_id = str(db.execute("SELECT id FROM database_id").fetchone()[0])
+        except (OSError, sqlite3.Error, StorageError):
+            return None
+        self._writer_db, self._database_id = db, database_id
+        self._waiting, self._opened_late = False, True
+        _LOG.warning("%s: disk space is back: the evidence database is open", self.path)
+        return db
 
     def _write_held(self) -> None:
         if not self._held:
@@ -2480,6 +2551,12 @@ class EvidenceStore:
 
         def run() -> T:
             db = self._reader_db
+            if db is None and self._opened_late:
+                db = self._reader_db = open_reader(self.path)
+            if db is None and self._waiting:
+                raise StorageError(
+                    f"{self.path}: the evidence database is not open: the disk holding it is too full"
+                )
             if db is None:
                 raise StorageError("the evidence reader is not open")
             return operation(db)

@@ -19,6 +19,7 @@ import pytest
 
 from storage import records
 from storage.audit import AuditEntry, AuditLog
+from storage.crypto import StorageError
 from storage.records import (
     AUDIT_ACTION_HELD_IMPORTED,
     HELD_FILE_DATABASE_KEY,
@@ -37,6 +38,7 @@ from storage.records import (
     held_record_from_json,
     held_record_json,
 )
+from tests.small_disk import fill_up, tiny_file_system
 from tests.storage.test_records import CALL, RID, at, prepared_call, recording, started
 
 
@@ -361,3 +363,80 @@ def test_each_kind_of_held_record_survives_its_json_line() -> None:
         dataclasses.replace(end, media_quality=None),
         RecordingState.COMPLETE,
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# A disk too full to open the database at all (``wait_for_space``)
+
+
+@pytest.fixture
+def too_full_to_open(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """A database, closed cleanly (no -shm or -wal file), on a small file system then filled to the
+    last byte; the database's path and the filler's."""
+    with tiny_file_system(tmp_path / "disk", 4096) as disk:
+        database = disk / "evidence.sqlite"
+        with EvidenceStore(database) as store:
+            prepared_call(store)
+        assert not database.with_name("evidence.sqlite-shm").exists()
+        yield database, fill_up(disk)
+
+
+def test_a_disk_too_full_to_open_the_database_fails_the_open_unless_told_to_wait(
+    too_full_to_open: tuple[Path, Path],
+) -> None:
+    database, _ = too_full_to_open
+    with pytest.raises(StorageError, match="the disk holding it is full"):
+        EvidenceStore(database)
+
+
+def test_a_store_waiting_for_space_holds_writes_and_opens_the_database_when_room_returns(
+    too_full_to_open: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="callherald.storage")
+    database, filler = too_full_to_open
+    with EvidenceStore(database, wait_for_space=True) as store:
+        waiting = [store.waiting_for_space]
+        refused = store.submit(started(call_id="not-held"))
+        assert isinstance(refused.exception(timeout=5), EvidenceFullError)
+        held = [
+            store.submit(started(call_id="held"), hold_when_full=True),
+            store.submit(CallEnded(call_id=CALL, ended_at=at(50), end_reason="bye"), hold_when_full=True),
+        ]
+        with pytest.raises(StorageError, match="not open: the disk holding it is too full"):
+            store.calls_for_number("+31201234567")
+        fence = store.submit_write(lambda db: None)  # queued after them: fails, as they wait
+        assert isinstance(fence.exception(timeout=5), EvidenceFullError)
+        assert not any(future.done() for future in held)
+        assert "evidence is held in memory" in caplog.text
+
+        filler.unlink()  # room again: the retry opens the database and writes them, in order
+        assert all(future.exception(timeout=5) is None for future in held)
+        waiting.append(store.waiting_for_space)
+        assert "disk space is back: the evidence database is open" in caplog.text
+        calls = {call.call_id: call for call in store.calls_for_number("+31201234567")}
+        assert store.audit_verify().ok
+    assert waiting == [True, False]
+    assert sorted(calls) == [CALL, "held"]
+    assert calls[CALL].ended_at is not None
+
+
+@pytest.mark.usefixtures("quick_close")
+def test_a_store_closed_while_waiting_for_space_keeps_its_writes_for_the_databases_next_start(
+    too_full_to_open: tuple[Path, Path], tmp_path: Path
+) -> None:
+    database, filler = too_full_to_open
+    spool = tmp_path / "spool"  # another disk
+    spool.mkdir()
+    store = EvidenceStore(database, held_dir=spool, wait_for_space=True)
+    held = store.submit(CallEnded(call_id=CALL, ended_at=at(50), end_reason="bye"), hold_when_full=True)
+    store.close()
+    assert isinstance(held.exception(timeout=5), EvidenceKeptError)
+    (kept,) = spool.glob(HELD_FILE_PATTERN)
+    # Read without the -shm and -wal files it could not make, the database's id names the file as
+    # its own, so the next start writes it in from the other disk too.
+    filler.unlink()
+    assert json.loads(kept.read_text().splitlines()[0]) == {HELD_FILE_DATABASE_KEY: database_id(database)}
+    with EvidenceStore(database, held_dir=spool) as store:
+        assert store.import_held_evidence().result() == 1
+        (call,) = store.calls_for_number("+31201234567")
+    assert call.ended_at is not None
