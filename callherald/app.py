@@ -137,7 +137,9 @@ def open_storage(config: Config) -> StorageRecords:
     run kept in a file as it stopped on a full disk written into it, recovered after a crash,
     with the configured purposes stored as the definitions new calls are recorded under. What of
     that the full disk cannot take is logged as an error and left for the next start: a full disk
-    stops new recordings, never calls. A broken audit chain is logged as an error before it
+    stops new recordings, never calls. On a disk too full to open the database at all, all of that
+    waits for the next start, and the calls' evidence for the database to open (``wait_for_space``).
+    A broken audit chain is logged as an error before it
     returns; evidence that no longer matches its manifests and audit rows, a kept recording without
     its file or wrapped keys, and a file that no longer has the SHA-256 its recovery pinned, as an
     error once the check, queued on the reader thread, is done (``callherald audit verify``).
@@ -150,30 +152,20 @@ def open_storage(config: Config) -> StorageRecords:
     held_dir_problem = held_evidence_dir_problem(config)
     if held_dir_problem is not None:
         _LOG.warning("recording.held_evidence_dir: %s", held_dir_problem)
-    evidence = EvidenceStore(layout.evidence_db, held_dir=config.recording.held_evidence_dir)
-    # Before recovery: a call the last run ended while the disk was full has its end in there.
-    evidence.import_held_evidence().result()
-    # A full disk stops new recordings, never calls: what start-up cannot write now is left for the
-    # next start, and calls connect unrecorded meanwhile.
-    try:
-        for line in recover_open_recordings(layout, evidence):
-            _LOG.warning("%s", line)
-    except EvidenceFullError as error:
+    evidence = EvidenceStore(
+        layout.evidence_db, held_dir=config.recording.held_evidence_dir, wait_for_space=True
+    )
+    if evidence.waiting_for_space:
         _LOG.error(
-            "%s: the recordings and calls the last run left open are not closed yet: they stay open"
-            " until a start with free space under data_dir closes them (callherald starts; calls"
-            " connect unrecorded while the disk is full)",
-            error,
+            "%s: cannot open the evidence database: the disk holding it is full. callherald takes"
+            " calls, unrecorded; their evidence waits in memory and is written as soon as the"
+            " database can be opened (kept in a file at a stop before that); the evidence an"
+            " earlier run kept in files, the recordings a crash left open and the start-up checks"
+            " wait for a start with free space under data_dir",
+            layout.evidence_db,
         )
-    audit = evidence.audit_verify()
-    if not audit.ok:  # someone with write access to the file changed it: say so, keep recording
-        _LOG.error("%s (callherald audit verify)", report_text(audit))
-    # The evidence against the manifests and audit rows fixed with it: every recording's rows are
-    # read, long on a large database, so on the reader thread while calls are taken.
-    evidence.submit_verify_manifests().add_done_callback(_log_manifest_check)
-    # So are the kept recordings' files and wrapped keys, and the files pinned at a recovery.
-    evidence.submit_read(partial(kept_report, layout)).add_done_callback(_log_kept_check)
-    evidence.submit_read(partial(file_report, layout)).add_done_callback(_log_file_check)
+    else:
+        _check_evidence(layout, evidence)
     recipients = tuple(load_public_key(path) for path in config.recording.recipients)
     for warning in writable_recipient_files(config):
         _LOG.warning("recording.recipients: %s", warning)
@@ -213,6 +205,34 @@ def open_storage(config: Config) -> StorageRecords:
         min_free_mb=config.recording.min_free_mb,
         recording_enabled=config.recording.enabled,
     )
+
+
+def _check_evidence(layout: DataLayout, evidence: EvidenceStore) -> None:
+    """What a start does with an evidence database it could open: write the evidence an earlier run
+    kept in files, recover what a crash left open, and check the audit chain, manifests and files."""
+    # Before recovery: a call the last run ended while the disk was full has its end in there.
+    evidence.import_held_evidence().result()
+    # A full disk stops new recordings, never calls: what start-up cannot write now is left for the
+    # next start, and calls connect unrecorded meanwhile.
+    try:
+        for line in recover_open_recordings(layout, evidence):
+            _LOG.warning("%s", line)
+    except EvidenceFullError as error:
+        _LOG.error(
+            "%s: the recordings and calls the last run left open are not closed yet: they stay open"
+            " until a start with free space under data_dir closes them (callherald starts; calls"
+            " connect unrecorded while the disk is full)",
+            error,
+        )
+    audit = evidence.audit_verify()
+    if not audit.ok:  # someone with write access to the file changed it: say so, keep recording
+        _LOG.error("%s (callherald audit verify)", report_text(audit))
+    # The evidence against the manifests and audit rows fixed with it: every recording's rows are
+    # read, long on a large database, so on the reader thread while calls are taken.
+    evidence.submit_verify_manifests().add_done_callback(_log_manifest_check)
+    # So are the kept recordings' files and wrapped keys, and the files pinned at a recovery.
+    evidence.submit_read(partial(kept_report, layout)).add_done_callback(_log_kept_check)
+    evidence.submit_read(partial(file_report, layout)).add_done_callback(_log_file_check)
 
 
 def writable_recipient_files(config: Config) -> list[str]:

@@ -1924,6 +1924,34 @@ def test_a_start_on_a_full_disk_after_a_crash_leaves_the_recovery_for_a_later_st
     assert recording.state is RecordingState.TRUNCATED
 
 
+def test_a_start_on_a_disk_too_full_to_open_the_database_still_takes_calls(
+    full_disk_layout: DataLayout, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A clean stop leaves no -shm or -wal file, which SQLite must make to open the database: on a
+    # disk full to the last byte the start goes on without it; the recovery, the held files and
+    # the checks wait for a start with room.
+    layout = full_disk_layout
+    config = default_config(layout.root)
+    open_storage(config).close()  # the first run: database, development key
+    filler = fill_up(layout.root)
+    caplog.clear()
+
+    records = open_storage(config)
+    try:
+        errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert any("cannot open the evidence database: the disk holding it is full" in e for e in errors)
+        assert records.store.waiting_for_space
+        assert "manifests:" not in caplog.text  # no start-up check ran on a database it has not read
+        assert "the configured purposes are not stored" in caplog.text
+    finally:
+        filler.unlink()
+        records.close()
+    caplog.clear()
+    open_storage(config).close()  # the next start, with room: all as usual
+    assert "manifests: none yet" in caplog.text
+    assert not [r for r in caplog.records if r.levelno == logging.ERROR]
+
+
 @pytest.mark.parametrize("tail", TORN_TAILS.values(), ids=TORN_TAILS.keys())
 def test_recovery_closes_what_a_crash_left_open(
     tail: Callable[[bytes], bytes],

@@ -536,6 +536,53 @@ def test_evidence_waiting_for_disk_space_at_a_stop_is_in_the_record_after_the_ne
 
 
 @requires_sipp
+@pytest.mark.timeout(120)
+def test_a_start_on_a_disk_too_full_for_the_database_takes_calls_and_writes_their_evidence_later(
+    tmp_path: Path,
+) -> None:
+    # A clean stop leaves the evidence database without its -shm and -wal files, which SQLite must
+    # make to open it: on a disk full to the last byte it cannot. callherald starts all the same,
+    # connects a call unrecorded, holds its evidence in memory, and once there is room opens the
+    # database and writes it in.
+    write_prompt_wavs(tmp_path)
+    with tiny_file_system(tmp_path / "data", size_kib=4096) as data_dir:
+        with running_callherald(tmp_path, policies=policy_yaml()):
+            pass  # the first start makes the database and the development key
+        assert not (data_dir / "evidence.sqlite-shm").exists()
+        filler = fill_up(data_dir)
+        with running_callherald(tmp_path, policies=policy_yaml()) as proxy:
+
+            def logged(text: str, timeout_s: float = 15.0) -> None:
+                assert proxy.wait_for_log(text, timeout_s=timeout_s), proxy.log_text()[-3000:]
+
+            logged("cannot open the evidence database: the disk holding it is full")
+            with inbound_tone_call(tmp_path, proxy, caller_pause_ms=3000) as uac:
+                logged('"event": "not_recorded"')
+                caller_run = uac.finish()
+            logged('"event": "call_ended"')
+            logged("evidence is held in memory")
+            filler.unlink()
+            logged("disk space is back: the evidence database is open")
+            logged("disk space is back: the held evidence is written")
+            log = proxy.log_text()
+        assert caller_run.returncode == 0, caller_run.stderr
+        assert "Traceback" not in log, log[-3000:]
+        (not_recorded,) = [r for r in evidence_records(log) if r["event"] == "not_recorded"]
+        # The call's own evidence waits already, or the free space says it first.
+        reason = str(not_recorded["reason"])
+        assert reason.startswith(("disk full: evidence is waiting", "disk nearly full (")), reason
+        with EvidenceStore(data_dir / "evidence.sqlite") as store:
+            timeline = store.call_timeline(str(not_recorded["call"]))
+            assert store.recordings_list() == []
+            assert store.audit_verify().ok
+    kinds = [event.kind for event in timeline]
+    assert kinds[0] is TimelineKind.CALL_SETUP
+    assert TimelineKind.NOT_RECORDED in kinds
+    assert kinds[-1] is TimelineKind.CALL_END
+    assert timeline[-1].detail["end_reason"] != "interrupted"
+
+
+@requires_sipp
 @pytest.mark.timeout(60)
 def test_a_call_that_cannot_be_recorded_connects_and_the_evidence_says_why(tmp_path: Path) -> None:
     # More free space asked for than the disk has: the call connects unrecorded, and the evidence
