@@ -2510,8 +2510,12 @@ class EvidenceStore:
         """Writer thread: open the database a full disk kept closed; None while it still cannot be."""
         try:
             db = open_writer(self.path)
-            database_id = str(db.execute("SELECT id FROM database_id").fetchone()[0])
         except (OSError, sqlite3.Error, StorageError):
+            return None
+        try:
+            database_id = str(db.execute("SELECT id FROM database_id").fetchone()[0])
+        except sqlite3.Error:
+            db.close()
             return None
         self._writer_db, self._database_id = db, database_id
         self._waiting, self._opened_late = False, True
