@@ -21,7 +21,7 @@ from proxy.b2bua.policy import UNRECORDED, CallPolicy
 from proxy.b2bua.settings import Address, Side
 from proxy.sip.headers import NameAddress
 from proxy.sip.message import Request, Response
-from proxy.sip.sdp import Direction, MediaDescription, Origin, SessionDescription
+from proxy.sip.sdp import Direction, MediaDescription, Origin, RtpMap, SessionDescription
 from proxy.sip.transaction import TransactionId
 from proxy.sip.uri import Uri
 
@@ -40,10 +40,12 @@ __all__ = [
     "has_allowed_audio",
     "media_format",
     "media_remote",
+    "offer_with_other_law",
     "packet_ms",
     "rejecting_answer",
     "rtcp_remote",
     "translated_answer",
+    "without_format",
 ]
 
 
@@ -206,6 +208,8 @@ class Call:
     unsolicited_100rel_warned: bool = False  # a reliable provisional response came, unasked (RFC 3262 §3)
     # Legs whose party answered the other G.711 law than the offer's (``translated_answer``).
     translations: dict[MediaLeg, LawTranslation] = field(default_factory=dict)
+    # The G.711 law callherald added to the offer in b's INVITE (``offer_with_other_law``).
+    b_offer_added_law: str | None = None
 
     def dialog(self, leg: MediaLeg) -> Dialog:
         return self.a if leg is MediaLeg.A else self.b
@@ -519,15 +523,65 @@ def translated_answer(
     )
 
 
+def offer_with_other_law(
+    offer: SessionDescription, codecs: AbstractSet[str]
+) -> tuple[SessionDescription, str | None]:
+    """``offer`` with the other G.711 law added right after the one its first active audio stream
+    offers, when that stream (plain RTP) offers one law only and both are in ``codecs``: a callee
+    that has only the other law (a PCMA-only PBX called with PCMU) can then answer it, and
+    callherald translates between the two (``translated_answer``, on the offer without it:
+    ``without_format``). Returns the offer and the static payload type added (None: none was)."""
+    media = _first_audio(offer)
+    if media is None or not _plain_rtp(media):
+        return offer, None
+    offered = [(pt, law) for pt in media.formats if (law := _g711_law(media, pt, codecs)) is not None]
+    laws = {law for _, law in offered}
+    if len(laws) != 1:
+        return offer, None
+    other_law = _G711_LAWS[1 - _G711_LAWS.index(laws.pop())]
+    added = str(STATIC_PAYLOAD_TYPES[other_law])
+    if other_law not in codecs or added in media.formats:  # that static type names something else
+        return offer, None
+    extended = offer.copy()
+    target = _first_audio(extended)
+    assert target is not None  # the copy's
+    codec = RtpMap(payload_type=added, encoding=other_law.upper(), clock_rate=8000)
+    target.insert_format(codec, after=offered[-1][0])
+    return extended, added
+
+
+def without_format(sdp: SessionDescription, payload_type: str) -> SessionDescription:
+    """``sdp`` without ``payload_type`` in its first active audio stream (the law
+    ``offer_with_other_law`` added), unless no voice codec would be left (then as it is)."""
+    media = _first_audio(sdp)
+    if media is None or payload_type not in media.formats:
+        return sdp
+    reduced = sdp.copy()
+    target = _first_audio(reduced)
+    assert target is not None  # the copy's
+    if not target.drop_formats(frozenset({payload_type})) or not _has_voice(target):
+        return sdp
+    return reduced
+
+
+def _g711_law(media: MediaDescription, payload_type: str, codecs: AbstractSet[str]) -> str | None:
+    """``pcmu`` or ``pcma`` when ``payload_type`` of ``media`` is that law at 8000 Hz, mono, and in
+    ``codecs``; else None."""
+    codec = media.codec(payload_type)
+    if codec is None or not payload_type.isdigit() or int(payload_type) > 127:
+        return None
+    name = codec.encoding.lower()
+    if name in _G711_LAWS and name in codecs and codec.clock_rate == 8000 and codec.channels in (None, 1):
+        return name
+    return None
+
+
 def _first_g711(media: MediaDescription, codecs: AbstractSet[str]) -> tuple[str, str] | None:
     """The first format of ``media`` that is PCMU or PCMA at 8000 Hz, mono, and in ``codecs``:
     its payload type and law."""
     for payload_type in media.formats:
-        codec = media.codec(payload_type)
-        if codec is None or not payload_type.isdigit() or int(payload_type) > 127:
-            continue
-        name = codec.encoding.lower()
-        if name in _G711_LAWS and name in codecs and codec.clock_rate == 8000 and codec.channels in (None, 1):
+        name = _g711_law(media, payload_type, codecs)
+        if name is not None:
             return payload_type, name
     return None
 

@@ -570,6 +570,15 @@ class MediaDescription(_Level):
             channels = "" if codec.channels is None else f"/{codec.channels}"
             self.add_attribute("rtpmap", f"{new} {codec.encoding}/{codec.clock_rate}{channels}")
 
+    def insert_format(self, codec: RtpMap, *, after: str) -> None:
+        """Put ``codec`` (its payload type, not yet in the m= line) right after ``after`` in the m=
+        line, with an ``a=rtpmap`` line for it."""
+        index = self._formats.index(after) + 1
+        self._formats = (*self._formats[:index], codec.payload_type, *self._formats[index:])
+        self._render()
+        channels = "" if codec.channels is None else f"/{codec.channels}"
+        self.add_attribute("rtpmap", f"{codec.payload_type} {codec.encoding}/{codec.clock_rate}{channels}")
+
     def _keep_formats(self, kept: Sequence[str]) -> bool:
         """Keep ``kept`` of the formats (in their order) and the lines of those; with none kept
         the stream is rejected: port 0 and only the first format kept, as an m= line needs one

@@ -1,11 +1,12 @@
 """Answers in the other G.711 law than their offer's (against RFC 3264 §6.1): when callherald
-takes them, translated, and how the rest of the call sees them."""
+takes them, translated, and how the rest of the call sees them; and the other law offered too, to
+a callee that refused one alone."""
 
 from __future__ import annotations
 
 import pytest
 
-from proxy.b2bua.call import translated_answer
+from proxy.b2bua.call import offer_with_other_law, translated_answer, without_format
 from proxy.b2bua.effects import LawTranslation
 from proxy.sip.sdp import SessionDescription
 from tests.proxy.b2bua.harness import sdp
@@ -91,3 +92,62 @@ def test_the_first_active_audio_stream_is_the_one_translated() -> None:
     assert translation is not None
     assert (translation.party_codec, translation.call_codec) == ("pcmu", "pcma")
     assert audio_lines(translated)[:2] == ["m=video 0 RTP/AVP 96", "m=audio 5000 RTP/AVP 8"]
+
+
+# The other law offered too, after a refusal of one law alone (``offer_with_other_law``).
+
+
+@pytest.mark.parametrize(
+    ("media", "added", "expected"),
+    [
+        (PCMU_OFFER, "8", ["m=audio 4000 RTP/AVP 0 8 101", *PCMU_OFFER[1:], "a=rtpmap:8 PCMA/8000"]),
+        (
+            ("m=audio 4000 RTP/AVP 9 8", "a=rtpmap:9 G722/8000"),
+            "0",
+            ["m=audio 4000 RTP/AVP 9 8 0", "a=rtpmap:9 G722/8000", "a=rtpmap:0 PCMU/8000"],
+        ),
+        (
+            ("m=audio 4000 RTP/AVP 96", "a=rtpmap:96 PCMU/8000"),
+            "8",
+            ["m=audio 4000 RTP/AVP 96 8", "a=rtpmap:96 PCMU/8000", "a=rtpmap:8 PCMA/8000"],
+        ),
+    ],
+    ids=["pcmu-adds-pcma-after-it", "pcma-after-g722-adds-pcmu", "dynamic-pcmu-adds-static-pcma"],
+)
+def test_an_offer_of_one_law_gets_the_other_right_after_it(
+    media: tuple[str, ...], added: str, expected: list[str]
+) -> None:
+    offer = description(*media)
+    extended, added_type = offer_with_other_law(offer, CODECS)
+    assert added_type == added
+    assert audio_lines(extended) == expected
+    assert audio_lines(offer) == list(media)  # the offer itself is left alone
+    assert audio_lines(without_format(extended, added)) == list(media)
+
+
+@pytest.mark.parametrize(
+    ("media", "codecs"),
+    [
+        (("m=audio 4000 RTP/AVP 0 8",), CODECS),  # both laws already
+        (("m=audio 4000 RTP/AVP 9", "a=rtpmap:9 G722/8000"), CODECS),  # no G.711 law
+        (PCMU_OFFER, frozenset({"pcmu", "telephone-event"})),  # the other law not allowed here
+        (("m=audio 4000 RTP/SAVP 0",), CODECS),  # SRTP: encrypted payloads are not translated
+        (("m=audio 4000 RTP/AVP 0 8", "a=rtpmap:8 G729/8000"), CODECS),  # 8 names another codec
+    ],
+    ids=["both-laws", "no-g711", "not-allowed", "srtp", "static-type-taken"],
+)
+def test_an_offer_the_other_law_cannot_help_is_left_as_it_is(
+    media: tuple[str, ...], codecs: frozenset[str]
+) -> None:
+    offer = description(*media)
+    extended, added = offer_with_other_law(offer, codecs)
+    assert (extended, added) == (offer, None)
+
+
+def test_a_format_is_not_taken_out_when_no_voice_codec_would_be_left() -> None:
+    # The answer of a party that took only the added law keeps it (it is then translated).
+    answer = description(
+        "m=audio 5000 RTP/AVP 8 101", "a=rtpmap:8 PCMA/8000", "a=rtpmap:101 telephone-event/8000"
+    )
+    assert without_format(answer, "8") is answer
+    assert without_format(answer, "0") is answer
