@@ -47,11 +47,13 @@ from proxy.b2bua.call import (
     carries_plain_rtp,
     has_allowed_audio,
     media_format,
+    offer_with_other_law,
     packet_ms,
     rejecting_answer,
     set_media_remote,
     translated_answer,
     unplayable_reason,
+    without_format,
 )
 from proxy.b2bua.consent import DigitMechanism
 from proxy.b2bua.effects import (
@@ -1248,7 +1250,7 @@ class B2bua:
         self._calls_by_a_transaction[call.a_invite_transaction] = call
 
     def _call_callee(self, call: Call, offer: bytes, now: float, out: list[Effect]) -> None:
-        """Send the b-leg INVITE. (Announcements for inbound calls will run before this.)"""
+        """Send the b-leg INVITE. (Announcements for inbound calls run before this.)"""
         request = self._build_invite(call, offer)
         call.b_invite = request
         call.b_called = True
@@ -1908,6 +1910,18 @@ class B2bua:
             undone = "cancelled" if cancelled else "refused"
             self._hold_changed(call, relay.origin_leg, relay.held_before, now, out, undone=undone)
 
+    def _with_added_law(self, call: Call, dialog: Dialog, offer: SessionDescription) -> SessionDescription:
+        """``offer``, about to be sent in ``dialog``, with the G.711 law callherald added to leg b's
+        INVITE (``offer_with_other_law``) where it offers the same law alone: leg b keeps being
+        offered the session it answered (RFC 3264 §8), and a refresh stays the same SDP."""
+        if dialog.leg is not MediaLeg.B or call.b_offer_added_law is None:
+            return offer
+        extended, added = offer_with_other_law(offer, self._settings.codecs)
+        if added != call.b_offer_added_law:
+            return offer
+        dialog.last_sdp = extended
+        return extended
+
     @staticmethod
     def _new_version_if_changed(dialog: Dialog, answer: SessionDescription, previous: bytes) -> bytes:
         """``answer`` (an offer too) as sent, or ``previous`` when nothing but the version would
@@ -2012,6 +2026,7 @@ class B2bua:
                 if anchored is None:
                     self._refuse_codecs(transaction_id, request, now, out)
                     return
+                anchored = self._with_added_law(call, other, anchored)
                 if previous_sdp is not None:  # a session refresh offers the same session, same version
                     self._new_version_if_changed(other, anchored, bytes(previous_sdp))
                 # RFC 3264 §8: the relay sends to the offer's address once the other party
@@ -2316,9 +2331,12 @@ class B2bua:
         # The new party's law is its own: translated only if it too answered the other one.
         offer = _sdp_of(transfer.invite)
         translation = None
+        added_law = _added_law(call, leg)
         if sdp is not None and offer is not None:
+            if added_law is not None:
+                offer, sdp = without_format(offer, added_law), without_format(sdp, added_law)
             sdp, translation = translated_answer(sdp, offer, self._settings.codecs)
-        _translate_audio(call, leg, translation, out)
+        _translate_audio(call, leg, translation, out, offered=added_law)
         out.append(set_media_remote(call.ref, leg, sdp, new_party=True))
         out.append(StopPlayout(call_ref=call.ref, leg=leg.other))
         out.append(LogEvent(level="info", text=f"transfer on leg {leg} answered", call_ref=call.ref))
@@ -2603,6 +2621,8 @@ class B2bua:
             self._on_b_answered(call, response, now, out)
             return
         if status in (401, 407) and self._retry_with_credentials(call, response, now, out):
+            return
+        if status in (488, 606) and self._retry_with_other_law(call, response, now, out):
             return
         consequence = "the call ends" if call.a_answered else "the caller gets 500"
         warning = _session_timer_warning(call, b, response, consequence)
@@ -3000,6 +3020,49 @@ class B2bua:
             call.pending_relays[retried] = relay
         return True
 
+    def _retry_with_other_law(self, call: Call, response: Response, now: float, out: list[Effect]) -> bool:
+        """Offer the callee the other G.711 law too (``offer_with_other_law``) when it refused an
+        INVITE offering one law alone as not acceptable (488, 606: RFC 3261 §21.4.26, §21.6.4),
+        in a new INVITE of the same dialog, once: a PBX or carrier that has only the other law
+        answers it, and callherald translates between the two for the rest of the call."""
+        previous = call.b_invite
+        offer = _sdp_of(previous)
+        if call.b_offer_added_law is not None or offer is None:
+            return False
+        extended, added = offer_with_other_law(offer, self._settings.codecs)
+        if added is None:
+            return False
+        settings = self._settings
+        anchored = anchor_sdp(
+            extended, dialog=call.b, media_address=settings.media_address, codecs=settings.codecs
+        )
+        assert anchored is not None  # the offer's own codecs, and the added law, are allowed
+        call.b_offer_added_law = added
+        law = "PCMU" if added == "0" else "PCMA"
+        out.append(
+            LogEvent(
+                level="info",
+                text=f"leg b refused an offer of one G.711 law alone ({response.status}): offering it"
+                f" {law} too, which callherald translates to the other party's law",
+                call_ref=call.ref,
+            )
+        )
+        retry = previous.copy()
+        retry.headers.set("Via", self._via(call.b.side))
+        retry.headers.set("CSeq", f"{call.b.next_seq()} INVITE")
+        retry.body = bytes(anchored)
+        call.b_invite = retry
+        call.b_early_answers.clear()  # the refused INVITE's early dialogs ended with it (§13.2.2.4)
+        self._send_request(
+            retry,
+            call.b.peer,
+            call.b.side,
+            _ClientContext(kind="invite", call=call, leg=MediaLeg.B),
+            now,
+            out,
+        )
+        return True
+
     def _retry_with_credentials(self, call: Call, response: Response, now: float, out: list[Effect]) -> bool:
         """Answer a 401/407 from the carrier to the first INVITE with digest credentials (RFC 3261
         §22.2)."""
@@ -3128,6 +3191,8 @@ class B2bua:
                 anchored = anchor_sdp(
                     sdp, dialog=origin, media_address=self._settings.media_address, codecs=allowed
                 )
+                if anchored is not None and offer_in_2xx:
+                    anchored = self._with_added_law(call, origin, anchored)
                 if anchored is not None and previous is not None:
                     self._new_version_if_changed(origin, anchored, bytes(previous))
                 body = bytes(anchored) if anchored is not None else b""
@@ -3476,7 +3541,9 @@ def _within_offer(
     offer), with one m= line per line of that offer (``answer_with_offers_lines``, RFC 3264 §6),
     in the offer's G.711 law when it answered the other one only (``translated_answer``: its audio
     is translated from now on, until an answer of it keeps the offer's codec) and only the formats
-    of that offer (``answer_within_offer``, §6.1); a warning says what was wrong with it."""
+    of that offer (``answer_within_offer``, §6.1); a warning says what was wrong with it. The law
+    callherald added to leg b's offers (``offer_with_other_law``) is judged as the other law of
+    an offer without it."""
     if offer is None:
         return answer
     answer, fault = answer_with_offers_lines(answer, offer)
@@ -3484,8 +3551,11 @@ def _within_offer(
         out.append(
             LogEvent(level="warning", text=f"leg {leg}'s answer {fault} (RFC 3264 §6)", call_ref=call.ref)
         )
+    added_law = _added_law(call, leg)
+    if added_law is not None:
+        offer, answer = without_format(offer, added_law), without_format(answer, added_law)
     answer, translation = translated_answer(answer, offer, codecs)
-    _translate_audio(call, leg, translation, out)
+    _translate_audio(call, leg, translation, out, offered=added_law)
     kept, dropped = answer_within_offer(answer, offer)
     if dropped:
         out.append(
@@ -3499,23 +3569,43 @@ def _within_offer(
     return kept
 
 
+def _added_law(call: Call, leg: MediaLeg) -> str | None:
+    """The payload type of the G.711 law callherald added to the offers ``leg`` has from it."""
+    return call.b_offer_added_law if leg is MediaLeg.B else None
+
+
 def _translate_audio(
-    call: Call, leg: MediaLeg, translation: LawTranslation | None, out: list[Effect]
+    call: Call,
+    leg: MediaLeg,
+    translation: LawTranslation | None,
+    out: list[Effect],
+    *,
+    offered: str | None = None,
 ) -> None:
-    """Tell the relay when ``leg``'s party starts or stops needing its G.711 law translated."""
+    """Tell the relay when ``leg``'s party starts or stops needing its G.711 law translated;
+    ``offered``: the payload type of the law callherald offered it beside the other one."""
     if call.translations.get(leg) == translation:
         return
+    level = "info"
     if translation is None:
         del call.translations[leg]
         text = f"leg {leg} answered in its offer's codec: its audio is relayed as it is again"
+    elif offered == str(translation.party_payload_type):
+        call.translations[leg] = translation
+        text = (
+            f"leg {leg} answered {translation.party_codec.upper()}, which callherald offered it beside"
+            f" {translation.call_codec.upper()}: callherald translates that party's audio between the"
+            " two G.711 laws"
+        )
     else:
         call.translations[leg] = translation
+        level = "warning"
         text = (
             f"leg {leg} answered {translation.party_codec.upper()} to an offer with"
             f" {translation.call_codec.upper()} only (RFC 3264 §6.1 forbids it): callherald"
             " translates that party's audio between the two G.711 laws"
         )
-    out.append(LogEvent(level="warning" if translation else "info", text=text, call_ref=call.ref))
+    out.append(LogEvent(level=level, text=text, call_ref=call.ref))
     out.append(TranslateAudio(call_ref=call.ref, leg=leg, translation=translation))
 
 

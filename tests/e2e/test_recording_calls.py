@@ -776,6 +776,60 @@ def test_a_pbx_answering_the_other_g711_law_is_translated_and_both_parties_recor
         assert share > 0.95, (peer.name, share)
 
 
+@requires_sipp
+@pytest.mark.timeout(60)
+def test_a_pbx_refusing_the_callers_g711_law_is_offered_the_other_and_both_parties_recorded(
+    tmp_path: Path,
+) -> None:
+    # The carrier offers PCMU only; the PBX has PCMA only and refuses that offer with 488.
+    # callherald offers it PCMA too in a new INVITE, the PBX takes it, and callherald translates:
+    # the PBX hears A-law on 8, the carrier µ-law on 0, and the recording has both tones.
+    write_prompt_wavs(tmp_path)
+    _, outside_payloads = pure_tone(OUTSIDE_HZ, TONE_PACKETS, encode=ulaw_encode)
+    _, pbx_payloads = pure_tone(PBX_HZ, TONE_PACKETS, encode=alaw_encode)
+    call = call_with_tones(
+        tmp_path,
+        Direction.INBOUND,
+        caller_payloads=outside_payloads,
+        callee_payloads=pbx_payloads,
+        policies=policy_yaml(),
+        pause_ms=CALL_MS,
+        caller="recording_uac_codec.xml",
+        callee="recording_uas_refuse_law.xml",
+        payload_type=0,
+        scenario_keys={"payload_type": 0, "encoding": "PCMU"},
+        callee_payload_type=8,
+        callee_scenario_keys={"payload_type": 8, "encoding": "PCMA"},
+    )
+    assert (
+        "leg b refused an offer of one G.711 law alone (488): offering it PCMA too, which callherald"
+        " translates to the other party's law"
+    ) in call.log
+    assert (
+        "leg b answered PCMA, which callherald offered it beside PCMU: callherald translates that"
+        " party's audio between the two G.711 laws"
+    ) in call.log
+    data_dir = call.proxy.data_dir
+    with EvidenceStore(data_dir / "evidence.sqlite") as store:
+        (record,) = store.recordings_list()
+        assert record.state is RecordingState.COMPLETE
+        audio = decrypt(data_dir, record, store)
+    for column, expected_hz in ((0, OUTSIDE_HZ), (1, PBX_HZ)):
+        peak, share = dominant_hz(audio[:, column])
+        assert abs(peak - expected_hz) < 5, (column, peak)
+        assert share > 0.95, (column, share)
+    for peer, payload_type, decode, expected_hz in (
+        (call.caller, 0, ulaw_decode, PBX_HZ),
+        (call.callee, 8, alaw_decode, OUTSIDE_HZ),
+    ):
+        types, payloads = _heard(peer)
+        assert types == {payload_type}, peer.name
+        joined = np.concatenate([decode(payload) for payload in payloads[-100:]])
+        peak, share = dominant_hz(joined)
+        assert abs(peak - expected_hz) < 5, (peer.name, peak)
+        assert share > 0.95, (peer.name, share)
+
+
 SIPP_PCAP_DIR = Path("/usr/share/sip-tester")  # where Debian's sip-tester puts uac_pcap's audio
 
 

@@ -2874,6 +2874,106 @@ def test_a_callee_answering_the_other_g711_law_is_connected_with_its_audio_trans
     h.assert_idle()
 
 
+def other_law_offered(ref: str) -> LogEvent:
+    return LogEvent(
+        level="info",
+        text="leg b refused an offer of one G.711 law alone (488): offering it PCMA too, which callherald"
+        " translates to the other party's law",
+        call_ref=ref,
+    )
+
+
+@WAYS
+def test_a_callee_refusing_one_g711_law_is_offered_the_other_too_and_its_audio_translated(way: Way) -> None:
+    # A PBX or carrier with A-law only refuses an offer of µ-law alone (488, RFC 3261 §21.4.26).
+    # callherald offers it again, PCMA added after PCMU, in a new INVITE of the same dialog, and
+    # translates between the laws when it takes PCMA: the caller is answered in its own law.
+    h = Harness()
+    caller, callee = dial(h, way, body=party_sdp("127.0.0.2", 40000, *PCMU_ONLY_OFFER_LINES))
+    ref = h.call_ref()
+    first = callee.invite
+    effects = callee.reply(first, 488)
+    assert other_law_offered(ref) in effects
+    assert all(response.status < 300 for response in caller.responses("INVITE"))  # nothing failed
+    retry = callee.take_invite()
+    assert (retry.call_id, retry.from_.tag, retry.cseq.seq) == (
+        first.call_id,
+        first.from_.tag,
+        first.cseq.seq + 1,
+    )
+    assert audio_of(retry.body) == [
+        f"m=audio {B_PORT} RTP/AVP 0 8 101",
+        "a=rtpmap:0 PCMU/8000",
+        "a=rtpmap:101 telephone-event/8000",
+        "a=rtpmap:8 PCMA/8000",
+    ]
+    assert origin_of(retry.body).sess_version == origin_of(first.body).sess_version + 1
+    ring(caller, callee)
+    effects = callee.answer(body=party_sdp("127.0.0.3", 30000, *PCMA_ANSWER_LINES))
+
+    assert audio_of(caller.last_response("INVITE", 200).body)[0] == f"m=audio {A_PORT} RTP/AVP 0 101"
+    assert TranslateAudio(call_ref=ref, leg=MediaLeg.B, translation=PCMA_TO_PCMU) in effects
+    assert (
+        LogEvent(
+            level="info",
+            text="leg b answered PCMA, which callherald offered it beside PCMU: callherald translates that"
+            " party's audio between the two G.711 laws",
+            call_ref=ref,
+        )
+        in effects
+    )
+    assert translation_warning(ref, "b") not in effects
+    caller.ack_answer()
+
+    # The caller's session refresh reaches the callee as the session it answered, byte for byte
+    # (RFC 3264 §8); its answer, the same again, keeps the translation as it is.
+    caller.send(caller.request("INVITE", body=party_sdp("127.0.0.2", 40000, *PCMU_ONLY_OFFER_LINES)))
+    assert callee.last_request("INVITE").body == retry.body
+    pcma = party_sdp("127.0.0.3", 30000, *PCMA_ANSWER_LINES)
+    again = callee.reply(callee.last_request("INVITE"), 200, body=pcma)
+    assert [e for e in again if isinstance(e, TranslateAudio)] == []
+    assert audio_of(caller.last_response("INVITE", 200).body)[0] == f"m=audio {A_PORT} RTP/AVP 0 101"
+    caller.send(caller.ack_2xx(caller.last_response("INVITE", 200)))
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+def test_a_callee_that_refuses_the_other_law_too_fails_the_call_as_it_would_have() -> None:
+    # One more offer only: a callee refusing both laws fails the call as before, with its status.
+    h = Harness()
+    caller, callee = dial(h, body=party_sdp("127.0.0.2", 40000, *PCMU_ONLY_OFFER_LINES))
+    callee.reply(callee.invite, 488)
+    callee.take_invite()
+    callee.reply(callee.invite, 488)
+    assert len(callee.requests("INVITE")) == 2
+    refused = caller.last_response("INVITE", 488)
+    caller.send(caller.ack_failure(refused))
+    h.assert_idle()
+
+
+@pytest.mark.parametrize(
+    "offer_lines",
+    [
+        ("m=audio 40000 RTP/AVP 0 8 101", "a=rtpmap:101 telephone-event/8000"),
+        ("m=audio 40000 RTP/AVP 9 101", "a=rtpmap:101 telephone-event/8000"),
+        ("m=audio 40000 RTP/SAVP 0", "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" + "A" * 40),
+    ],
+    ids=["both-laws", "g722-only", "srtp"],
+)
+def test_a_refusal_of_an_offer_the_other_law_would_not_change_is_not_retried(
+    offer_lines: tuple[str, ...],
+) -> None:
+    # Both laws offered already, no G.711 law at all, or SRTP (whose payloads callherald cannot
+    # translate): the refusal stands.
+    h = Harness()
+    caller, callee = dial(h, body=party_sdp("127.0.0.2", 40000, *offer_lines))
+    effects = callee.reply(callee.invite, 488)
+    assert not [e for e in effects if isinstance(e, LogEvent) and "offering it" in e.text]
+    assert len(callee.requests("INVITE")) == 1
+    caller.send(caller.ack_failure(caller.last_response("INVITE", 488)))
+    h.assert_idle()
+
+
 def test_a_translated_party_answering_in_the_offers_law_again_is_relayed_as_it_is() -> None:
     # The callee answers a re-INVITE's PCMU offer in PCMA, then the next one in PCMU: its audio is
     # translated between the two answers only, and each change is told once.
