@@ -208,7 +208,8 @@ class Call:
     unsolicited_100rel_warned: bool = False  # a reliable provisional response came, unasked (RFC 3262 §3)
     # Legs whose party answered the other G.711 law than the offer's (``translated_answer``).
     translations: dict[MediaLeg, LawTranslation] = field(default_factory=dict)
-    # The G.711 law callherald added to the offer in b's INVITE (``offer_with_other_law``).
+    # The payload type of the G.711 law callherald added to leg b's offers after b refused one law
+    # alone (``offer_with_other_law``).
     b_offer_added_law: str | None = None
 
     def dialog(self, leg: MediaLeg) -> Dialog:

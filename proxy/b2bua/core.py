@@ -1250,7 +1250,7 @@ class B2bua:
         self._calls_by_a_transaction[call.a_invite_transaction] = call
 
     def _call_callee(self, call: Call, offer: bytes, now: float, out: list[Effect]) -> None:
-        """Send the b-leg INVITE. (Announcements for inbound calls run before this.)"""
+        """Send the b-leg INVITE. (Announcements for inbound calls will run before this.)"""
         request = self._build_invite(call, offer)
         call.b_invite = request
         call.b_called = True

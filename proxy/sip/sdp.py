@@ -567,8 +567,7 @@ class MediaDescription(_Level):
         )
         self._render()
         if mapped:
-            channels = "" if codec.channels is None else f"/{codec.channels}"
-            self.add_attribute("rtpmap", f"{new} {codec.encoding}/{codec.clock_rate}{channels}")
+            self._add_rtpmap(codec)
 
     def insert_format(self, codec: RtpMap, *, after: str) -> None:
         """Put ``codec`` (its payload type, not yet in the m= line) right after ``after`` in the m=
@@ -576,6 +575,9 @@ class MediaDescription(_Level):
         index = self._formats.index(after) + 1
         self._formats = (*self._formats[:index], codec.payload_type, *self._formats[index:])
         self._render()
+        self._add_rtpmap(codec)
+
+    def _add_rtpmap(self, codec: RtpMap) -> None:
         channels = "" if codec.channels is None else f"/{codec.channels}"
         self.add_attribute("rtpmap", f"{codec.payload_type} {codec.encoding}/{codec.clock_rate}{channels}")
 
