@@ -3025,8 +3025,7 @@ class B2bua:
         INVITE offering one law alone as not acceptable (488, 606: RFC 3261 §21.4.26, §21.6.4),
         in a new INVITE of the same dialog, once: a PBX or carrier that has only the other law
         answers it, and callherald translates between the two for the rest of the call."""
-        previous = call.b_invite
-        offer = _sdp_of(previous)
+        offer = _sdp_of(call.b_invite)
         if call.b_offer_added_law is not None or offer is None:
             return False
         extended, added = offer_with_other_law(offer, self._settings.codecs)
@@ -3047,29 +3046,36 @@ class B2bua:
                 call_ref=call.ref,
             )
         )
-        retry = previous.copy()
+        retry = self._next_b_invite(call)
+        retry.body = bytes(anchored)
+        call.b_early_answers.clear()  # the refused INVITE's early dialogs ended with it (§13.2.2.4)
+        self._send_b_invite(call, retry, now, out)
+        return True
+
+    def _next_b_invite(self, call: Call) -> Request:
+        """A new INVITE of the b dialog after a refusal of the last one (a new transaction)."""
+        retry = call.b_invite.copy()
         retry.headers.set("Via", self._via(call.b.side))
         retry.headers.set("CSeq", f"{call.b.next_seq()} INVITE")
-        retry.body = bytes(anchored)
-        call.b_invite = retry
-        call.b_early_answers.clear()  # the refused INVITE's early dialogs ended with it (§13.2.2.4)
+        return retry
+
+    def _send_b_invite(self, call: Call, invite: Request, now: float, out: list[Effect]) -> None:
+        call.b_invite = invite
         self._send_request(
-            retry,
+            invite,
             call.b.peer,
             call.b.side,
             _ClientContext(kind="invite", call=call, leg=MediaLeg.B),
             now,
             out,
         )
-        return True
 
     def _retry_with_credentials(self, call: Call, response: Response, now: float, out: list[Effect]) -> bool:
         """Answer a 401/407 from the carrier to the first INVITE with digest credentials (RFC 3261
         §22.2)."""
         if call.b.side is not Side.CARRIER:
             return False
-        previous = call.b_invite
-        credentials = self._carrier_credentials(previous, response, call.auth_attempts)
+        credentials = self._carrier_credentials(call.b_invite, response, call.auth_attempts)
         if credentials is None:
             # Every call fails this way until an admin acts: say what to look at.
             carrier = self._settings.carrier
@@ -3088,19 +3094,9 @@ class B2bua:
             )
             return False
         call.auth_attempts += 1
-        retry = previous.copy()
-        retry.headers.set("Via", self._via(call.b.side))
-        retry.headers.set("CSeq", f"{call.b.next_seq()} INVITE")
+        retry = self._next_b_invite(call)
         retry.headers.set(auth_header_for(response.status), credentials)
-        call.b_invite = retry
-        self._send_request(
-            retry,
-            call.b.peer,
-            call.b.side,
-            _ClientContext(kind="invite", call=call, leg=MediaLeg.B),
-            now,
-            out,
-        )
+        self._send_b_invite(call, retry, now, out)
         return True
 
     def _log_registration(self, status: int, now: float, out: list[Effect]) -> None:

@@ -38,6 +38,7 @@ from storage.segments import SegmentReader
 from storage.sqlite_keys import SqliteKeyStore
 from tests.e2e.announce_support import (
     NOTICE_S,
+    ToneCall,
     call_with_tones,
     evidence_records,
     policy_yaml,
@@ -727,6 +728,31 @@ def test_a_g722_call_is_recorded_wideband(tmp_path: Path) -> None:
     assert float(np.sqrt(np.mean(notice * notice))) > 1000
 
 
+def assert_translated_and_recorded(call: ToneCall) -> None:
+    """An inbound call of a µ-law carrier (outside tone) and an A-law PBX (PBX tone): the recording
+    is complete with both tones, and each party heard only its own law, the other party's tone in
+    it once they were joined."""
+    data_dir = call.proxy.data_dir
+    with EvidenceStore(data_dir / "evidence.sqlite") as store:
+        (record,) = store.recordings_list()
+        assert record.state is RecordingState.COMPLETE
+        audio = decrypt(data_dir, record, store)
+    for column, expected_hz in ((0, OUTSIDE_HZ), (1, PBX_HZ)):
+        peak, share = dominant_hz(audio[:, column])
+        assert abs(peak - expected_hz) < 5, (column, peak)
+        assert share > 0.95, (column, share)
+    for peer, payload_type, decode, expected_hz in (
+        (call.caller, 0, ulaw_decode, PBX_HZ),
+        (call.callee, 8, alaw_decode, OUTSIDE_HZ),
+    ):
+        types, payloads = _heard(peer)
+        assert types == {payload_type}, peer.name
+        joined = np.concatenate([decode(payload) for payload in payloads[-100:]])
+        peak, share = dominant_hz(joined)
+        assert abs(peak - expected_hz) < 5, (peer.name, peak)
+        assert share > 0.95, (peer.name, share)
+
+
 @requires_sipp
 @pytest.mark.timeout(60)
 def test_a_pbx_answering_the_other_g711_law_is_translated_and_both_parties_recorded(tmp_path: Path) -> None:
@@ -754,26 +780,7 @@ def test_a_pbx_answering_the_other_g711_law_is_translated_and_both_parties_recor
         "leg b answered PCMA to an offer with PCMU only (RFC 3264 §6.1 forbids it): callherald"
         " translates that party's audio between the two G.711 laws"
     ) in call.log
-    data_dir = call.proxy.data_dir
-    with EvidenceStore(data_dir / "evidence.sqlite") as store:
-        (record,) = store.recordings_list()
-        assert record.state is RecordingState.COMPLETE
-        audio = decrypt(data_dir, record, store)
-    for column, expected_hz in ((0, OUTSIDE_HZ), (1, PBX_HZ)):
-        peak, share = dominant_hz(audio[:, column])
-        assert abs(peak - expected_hz) < 5, (column, peak)
-        assert share > 0.95, (column, share)
-    # Each party heard only its own law, the other party's tone in it once they were joined.
-    for peer, payload_type, decode, expected_hz in (
-        (call.caller, 0, ulaw_decode, PBX_HZ),
-        (call.callee, 8, alaw_decode, OUTSIDE_HZ),
-    ):
-        types, payloads = _heard(peer)
-        assert types == {payload_type}, peer.name
-        joined = np.concatenate([decode(payload) for payload in payloads[-100:]])
-        peak, share = dominant_hz(joined)
-        assert abs(peak - expected_hz) < 5, (peer.name, peak)
-        assert share > 0.95, (peer.name, share)
+    assert_translated_and_recorded(call)
 
 
 @requires_sipp
@@ -809,25 +816,7 @@ def test_a_pbx_refusing_the_callers_g711_law_is_offered_the_other_and_both_parti
         "leg b answered PCMA, which callherald offered it beside PCMU: callherald translates that"
         " party's audio between the two G.711 laws"
     ) in call.log
-    data_dir = call.proxy.data_dir
-    with EvidenceStore(data_dir / "evidence.sqlite") as store:
-        (record,) = store.recordings_list()
-        assert record.state is RecordingState.COMPLETE
-        audio = decrypt(data_dir, record, store)
-    for column, expected_hz in ((0, OUTSIDE_HZ), (1, PBX_HZ)):
-        peak, share = dominant_hz(audio[:, column])
-        assert abs(peak - expected_hz) < 5, (column, peak)
-        assert share > 0.95, (column, share)
-    for peer, payload_type, decode, expected_hz in (
-        (call.caller, 0, ulaw_decode, PBX_HZ),
-        (call.callee, 8, alaw_decode, OUTSIDE_HZ),
-    ):
-        types, payloads = _heard(peer)
-        assert types == {payload_type}, peer.name
-        joined = np.concatenate([decode(payload) for payload in payloads[-100:]])
-        peak, share = dominant_hz(joined)
-        assert abs(peak - expected_hz) < 5, (peer.name, peak)
-        assert share > 0.95, (peer.name, share)
+    assert_translated_and_recorded(call)
 
 
 SIPP_PCAP_DIR = Path("/usr/share/sip-tester")  # where Debian's sip-tester puts uac_pcap's audio
