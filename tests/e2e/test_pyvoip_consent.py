@@ -55,6 +55,10 @@ FRAME_SAMPLES = 160
 TONE_MS = 120
 SILENCE_MS = 400
 ANSWER_WINDOW_S = 2.0  # the question's timeout_s: generous, the press is heard ~0.2 s after it starts
+# A person keys after hearing the question begin. Keyed at that very moment, the key's time, which
+# callherald reads from the audio, can fall a few ms before the question's start when the phone
+# sends its packets in bursts (pyVoIP does), and the key is then taken as pressed during the notice.
+REACTION_S = 0.25
 CALL_SETUP_S = 15.0
 QUESTION_WAIT_S = 8.0  # from the answer: notice 0.8 s, then the question starts
 LEVEL_TOLERANCE_DB = 0.5
@@ -205,6 +209,7 @@ def call_and_answer(proxy: CallheraldProcess, phone: PyvoipPhone, digit: str | N
         pytest.xfail(f"{NOTICE_RACE}: {question['reason']}")
     assert question_started(question), proxy.log_text()[-4000:]
     if digit is not None:
+        time.sleep(REACTION_S)
         phone.command("send_digit", digit=digit, tone_ms=TONE_MS, silence_ms=SILENCE_MS)
     started = evidence_record(proxy, recording_started, ANSWER_WINDOW_S + 5)
     assert phone.command("hangup")["state"] == "ENDED", diagnostics(phone, proxy)
