@@ -2276,18 +2276,21 @@ def _write_new_file(path: Path, data: bytes) -> None:
         raise
 
 
-def _disk_full(path: Path) -> bool:
+def _free_bytes(path: Path) -> int | None:
+    """Free space on the disk holding ``path``; None when it cannot be read."""
     try:
-        return shutil.disk_usage(path.parent).free == 0
+        return shutil.disk_usage(path.parent).free
     except OSError:
-        return False
+        return None
+
+
+def _disk_full(path: Path) -> bool:
+    return _free_bytes(path) == 0
 
 
 def _short_of_space(path: Path) -> bool:
-    try:
-        return shutil.disk_usage(path.parent).free < OPEN_FREE_BYTES
-    except OSError:
-        return False
+    free = _free_bytes(path)
+    return free is not None and free < OPEN_FREE_BYTES
 
 
 def _stored_database_id(path: Path) -> str | None:

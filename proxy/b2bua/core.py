@@ -2330,13 +2330,10 @@ class B2bua:
         sdp = _sdp_of(response)
         # The new party's law is its own: translated only if it too answered the other one.
         offer = _sdp_of(transfer.invite)
-        translation = None
-        added_law = _added_law(call, leg)
         if sdp is not None and offer is not None:
-            if added_law is not None:
-                offer, sdp = without_format(offer, added_law), without_format(sdp, added_law)
-            sdp, translation = translated_answer(sdp, offer, self._settings.codecs)
-        _translate_audio(call, leg, translation, out, offered=added_law)
+            sdp, _ = _in_offers_law(call, leg, sdp, offer, self._settings.codecs, out)
+        else:
+            _translate_audio(call, leg, None, out)
         out.append(set_media_remote(call.ref, leg, sdp, new_party=True))
         out.append(StopPlayout(call_ref=call.ref, leg=leg.other))
         out.append(LogEvent(level="info", text=f"transfer on leg {leg} answered", call_ref=call.ref))
@@ -3547,11 +3544,7 @@ def _within_offer(
         out.append(
             LogEvent(level="warning", text=f"leg {leg}'s answer {fault} (RFC 3264 §6)", call_ref=call.ref)
         )
-    added_law = _added_law(call, leg)
-    if added_law is not None:
-        offer, answer = without_format(offer, added_law), without_format(answer, added_law)
-    answer, translation = translated_answer(answer, offer, codecs)
-    _translate_audio(call, leg, translation, out, offered=added_law)
+    answer, offer = _in_offers_law(call, leg, answer, offer, codecs, out)
     kept, dropped = answer_within_offer(answer, offer)
     if dropped:
         out.append(
@@ -3565,9 +3558,24 @@ def _within_offer(
     return kept
 
 
-def _added_law(call: Call, leg: MediaLeg) -> str | None:
-    """The payload type of the G.711 law callherald added to the offers ``leg`` has from it."""
-    return call.b_offer_added_law if leg is MediaLeg.B else None
+def _in_offers_law(
+    call: Call,
+    leg: MediaLeg,
+    answer: SessionDescription,
+    offer: SessionDescription,
+    codecs: AbstractSet[str],
+    out: list[Effect],
+) -> tuple[SessionDescription, SessionDescription]:
+    """``leg``'s ``answer`` in the G.711 law of callherald's ``offer`` (``translated_answer``), the
+    relay told when the party starts or stops needing translation (``_translate_audio``); the law
+    callherald added to leg b's offers (``offer_with_other_law``) is taken out of both first, so
+    that an answer choosing it is translated. Returns the answer and the offer it answers."""
+    added_law = call.b_offer_added_law if leg is MediaLeg.B else None
+    if added_law is not None:
+        offer, answer = without_format(offer, added_law), without_format(answer, added_law)
+    answer, translation = translated_answer(answer, offer, codecs)
+    _translate_audio(call, leg, translation, out, offered=added_law)
+    return answer, offer
 
 
 def _translate_audio(
