@@ -728,6 +728,28 @@ def test_a_g722_call_is_recorded_wideband(tmp_path: Path) -> None:
     assert float(np.sqrt(np.mean(notice * notice))) > 1000
 
 
+def pcmu_carrier_calls_pcma_pbx(tmp_path: Path, pbx_scenario: str) -> ToneCall:
+    """An inbound call: the carrier offers PCMU alone with the outside tone, the PBX
+    (``pbx_scenario``) answers PCMA with the PBX tone."""
+    write_prompt_wavs(tmp_path)
+    _, outside_payloads = pure_tone(OUTSIDE_HZ, TONE_PACKETS, encode=ulaw_encode)
+    _, pbx_payloads = pure_tone(PBX_HZ, TONE_PACKETS, encode=alaw_encode)
+    return call_with_tones(
+        tmp_path,
+        Direction.INBOUND,
+        caller_payloads=outside_payloads,
+        callee_payloads=pbx_payloads,
+        policies=policy_yaml(),
+        pause_ms=CALL_MS,
+        caller="recording_uac_codec.xml",
+        callee=pbx_scenario,
+        payload_type=0,
+        scenario_keys={"payload_type": 0, "encoding": "PCMU"},
+        callee_payload_type=8,
+        callee_scenario_keys={"payload_type": 8, "encoding": "PCMA"},
+    )
+
+
 def assert_translated_and_recorded(call: ToneCall) -> None:
     """An inbound call of a µ-law carrier (outside tone) and an A-law PBX (PBX tone): the recording
     is complete with both tones, and each party heard only its own law, the other party's tone in
@@ -759,23 +781,7 @@ def test_a_pbx_answering_the_other_g711_law_is_translated_and_both_parties_recor
     # The carrier offers PCMU only and the PBX answers PCMA alone, against RFC 3264 §6.1 (SIPp's
     # built-in uas does the same with PCMU). callherald connects them and translates: the PBX
     # hears A-law on 8, the carrier µ-law on 0, and the recording has both tones.
-    write_prompt_wavs(tmp_path)
-    _, outside_payloads = pure_tone(OUTSIDE_HZ, TONE_PACKETS, encode=ulaw_encode)
-    _, pbx_payloads = pure_tone(PBX_HZ, TONE_PACKETS, encode=alaw_encode)
-    call = call_with_tones(
-        tmp_path,
-        Direction.INBOUND,
-        caller_payloads=outside_payloads,
-        callee_payloads=pbx_payloads,
-        policies=policy_yaml(),
-        pause_ms=CALL_MS,
-        caller="recording_uac_codec.xml",
-        callee="recording_uas_codec.xml",
-        payload_type=0,
-        scenario_keys={"payload_type": 0, "encoding": "PCMU"},
-        callee_payload_type=8,
-        callee_scenario_keys={"payload_type": 8, "encoding": "PCMA"},
-    )
+    call = pcmu_carrier_calls_pcma_pbx(tmp_path, "recording_uas_codec.xml")
     assert (
         "leg b answered PCMA to an offer with PCMU only (RFC 3264 §6.1 forbids it): callherald"
         " translates that party's audio between the two G.711 laws"
@@ -791,23 +797,7 @@ def test_a_pbx_refusing_the_callers_g711_law_is_offered_the_other_and_both_parti
     # The carrier offers PCMU only; the PBX has PCMA only and refuses that offer with 488.
     # callherald offers it PCMA too in a new INVITE, the PBX takes it, and callherald translates:
     # the PBX hears A-law on 8, the carrier µ-law on 0, and the recording has both tones.
-    write_prompt_wavs(tmp_path)
-    _, outside_payloads = pure_tone(OUTSIDE_HZ, TONE_PACKETS, encode=ulaw_encode)
-    _, pbx_payloads = pure_tone(PBX_HZ, TONE_PACKETS, encode=alaw_encode)
-    call = call_with_tones(
-        tmp_path,
-        Direction.INBOUND,
-        caller_payloads=outside_payloads,
-        callee_payloads=pbx_payloads,
-        policies=policy_yaml(),
-        pause_ms=CALL_MS,
-        caller="recording_uac_codec.xml",
-        callee="recording_uas_refuse_law.xml",
-        payload_type=0,
-        scenario_keys={"payload_type": 0, "encoding": "PCMU"},
-        callee_payload_type=8,
-        callee_scenario_keys={"payload_type": 8, "encoding": "PCMA"},
-    )
+    call = pcmu_carrier_calls_pcma_pbx(tmp_path, "recording_uas_refuse_law.xml")
     assert (
         "leg b refused an offer of one G.711 law alone (488): offering it PCMA too, which callherald"
         " translates to the other party's law"
