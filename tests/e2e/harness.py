@@ -38,6 +38,7 @@ __all__ = [
     "start_sipp",
     "stop_callherald",
     "stop_process",
+    "worker_share",
 ]
 
 SCENARIOS = Path(__file__).resolve().parent / "sipp"
@@ -80,16 +81,35 @@ def _unclaimed(ports: range) -> bool:
 
 def free_port() -> int:
     """A UDP and TCP port on 127.0.0.1 that is free right now, even, and not handed out lately
-    (nor the three above it, which SIPp's media may take)."""
+    (nor the three above it, which SIPp's media may take), from this test worker's share of the
+    kernel's ephemeral ports (``worker_share``)."""
+    low, high = worker_share(ephemeral_ports().start, ephemeral_ports().stop - _MEDIA_PORTS)
     for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.bind((LOOPBACK, 0))
-            port = int(probe.getsockname()[1])
+        port = random.randrange(low, high, 2)
         band = range(port, port + _MEDIA_PORTS)
-        if port % 2 == 0 and _unclaimed(band) and _port_is_free(port, socket.SOCK_STREAM):
+        if (
+            _unclaimed(band)
+            and _port_is_free(port, socket.SOCK_DGRAM)
+            and _port_is_free(port, socket.SOCK_STREAM)
+        ):
             _RECENT_CLAIMS.append(band)
             return port
     raise RuntimeError("no free port found")
+
+
+def worker_share(low: int, high: int) -> tuple[int, int]:
+    """The part of ports ``low`` to ``high`` this test process hands out, its first port even.
+
+    Run on several pytest-xdist workers, each takes its own slice: a port is only probed free and
+    bound later, so two workers drawing from one range could both pick it. One process takes all.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or workers <= 1:
+        return low + low % 2, high
+    share = (high - low) // workers
+    first = low + int(worker[2:]) * share
+    return first + first % 2, first + share
 
 
 def ephemeral_ports() -> range:
@@ -109,8 +129,8 @@ def rtp_window() -> tuple[int, int]:
 def free_port_range(count: int) -> tuple[int, int]:
     """An even first port and an odd last port spanning ``count`` free UDP ports, none handed out
     lately, outside the kernel's ephemeral ports (``rtp_window``)."""
-    low, high = rtp_window()
-    span = high - low - count
+    low, high = worker_share(*rtp_window())
+    span = (high - low - count) & ~1  # even: every first port stays even and in the share
     offset = random.randrange(0, span, 2)  # spread concurrent runs over the range
     for step in range(0, span, count + 2):
         first = low + (offset + step) % span

@@ -18,6 +18,9 @@ from benchmarks.announce_load import (
 from benchmarks.call_load import cpu_pressure_us, run_queue_wait_ns
 from proxy.rtp.packet import RtpPacket
 
+# Fixed ports or CPU measured: runs alone, after the end-to-end tests that run side by side.
+pytestmark = pytest.mark.serial
+
 
 @pytest.mark.parametrize(
     ("values", "expected"),

@@ -65,6 +65,9 @@ from config import load_config
 from proxy.rtp.g711 import ulaw_decode
 from storage.records import EvidenceStore
 
+# Fixed ports or CPU measured: runs alone, after the end-to-end tests that run side by side.
+pytestmark = pytest.mark.serial
+
 STAT_HEADER = (
     "StartTime;TotalCallCreated;SuccessfulCall(P);SuccessfulCall(C);FailedCall(C);"
     "FailedMaxUDPRetrans(C);FailedUnexpectedMessage(C);DeadCallMsgs(C);Retransmissions(C);"

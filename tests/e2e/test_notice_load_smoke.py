@@ -31,7 +31,8 @@ from proxy.b2bua.effects import MediaFormat
 from proxy.rtp.packet import RtpPacket
 from proxy.sip.sdp import SessionDescription
 
-pytestmark = pytest.mark.e2e
+# Fixed ports or CPU measured: runs alone, after the end-to-end tests that run side by side.
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 
 @pytest.mark.parametrize(

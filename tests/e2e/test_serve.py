@@ -14,6 +14,9 @@ import pytest
 
 from tests.e2e.harness import CALLHERALD, default_yaml, free_port, free_port_range, serve_that_stops
 
+# Fixed ports or CPU measured: runs alone, after the end-to-end tests that run side by side.
+pytestmark = pytest.mark.serial
+
 
 def _options(port: int) -> bytes:
     return (
