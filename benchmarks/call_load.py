@@ -134,6 +134,7 @@ __all__ = [
     "DEFAULT_CALLS",
     "DEFAULT_HOLD_S",
     "MAIN_THREAD",
+    "MAIN_THREAD_KERNEL",
     "MODES",
     "NOTICE_S",
     "PACKET_BYTES",
@@ -417,22 +418,32 @@ def call_rate(calls: int) -> int:
 
 def cpu_ticks(stat_text: str) -> int:
     """utime + stime in clock ticks from the text of ``/proc/PID/stat``."""
+    return sum(_user_and_system_ticks(stat_text))
+
+
+def _user_and_system_ticks(stat_text: str) -> tuple[int, int]:
     fields = stat_text[stat_text.rindex(")") + 2 :].split()
-    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5), counted from 1
+    return int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5), counted from 1
 
 
 MAIN_THREAD = "main"
+MAIN_THREAD_KERNEL = "main (kernel)"
+_MAIN_PARTS = (MAIN_THREAD, MAIN_THREAD_KERNEL)
 
 
 def ticks_by_thread(pid: int, tasks: Iterable[tuple[int, str, str]]) -> dict[str, int]:
     """utime + stime per thread name, from ``(tid, comm, stat text)`` of a process's tasks: the
     main thread (tid = pid, the event loop) is ``main``, the others go by the name the operating
     system has for them (callherald names its file and database threads); threads of one name
-    are added up."""
+    are added up. ``main (kernel)`` is the main thread's stime alone: its share of ``main`` spent
+    in the kernel, where the relay's receiving and sending goes, the rest being Python's."""
     ticks: dict[str, int] = {}
     for tid, comm, stat_text in tasks:
         name = MAIN_THREAD if tid == pid else comm.strip() or "?"
-        ticks[name] = ticks.get(name, 0) + cpu_ticks(stat_text)
+        user, system = _user_and_system_ticks(stat_text)
+        ticks[name] = ticks.get(name, 0) + user + system
+        if tid == pid:
+            ticks[MAIN_THREAD_KERNEL] = system
     return ticks
 
 
@@ -1426,10 +1437,11 @@ def _cpu_pct(series: list[tuple[float, int]], window: tuple[float, float]) -> fl
 
 
 def _thread_cpu(series: dict[str, list[tuple[float, int]]], window: tuple[float, float]) -> dict[str, float]:
-    # The main thread first, then the busiest; a thread seen too seldom in the window is left out.
+    # The main thread and its kernel part first, then the busiest; a thread seen too seldom in the
+    # window is left out.
     shares = {name: _cpu_pct(points, window) for name, points in series.items()}
     known = {name: share for name, share in shares.items() if share is not None}
-    return dict(sorted(known.items(), key=lambda item: (item[0] != MAIN_THREAD, -item[1])))
+    return dict(sorted(known.items(), key=lambda item: (item[0] not in _MAIN_PARTS, -item[1])))
 
 
 NS_TO_PCT = 100.0 / 1e9
@@ -1988,7 +2000,7 @@ def _details(run: dict[str, Any]) -> list[str]:
 
 def _shown_threads(by_thread: dict[str, float]) -> dict[str, float]:
     # The event loop always; the other threads when they come to a tenth of a point (the JSON has all).
-    return {name: share for name, share in by_thread.items() if name == MAIN_THREAD or abs(share) >= 0.05}
+    return {name: share for name, share in by_thread.items() if name in _MAIN_PARTS or abs(share) >= 0.05}
 
 
 def _verdict(met: bool | None) -> str:

@@ -562,7 +562,13 @@ def test_cpu_ticks_are_grouped_by_thread_name() -> None:
         (10, "callherald\n", _stat(2, 2)),  # an unnamed thread keeps the process's name
         (11, "evidence-writer\n", _stat(3, 1)),
     ]
-    assert ticks_by_thread(7, tasks) == {"main": 120, "rec-writer": 12, "evidence-writer": 5, "callherald": 4}
+    assert ticks_by_thread(7, tasks) == {
+        "main": 120,
+        "main (kernel)": 20,  # its system time: the relay's sending and receiving
+        "rec-writer": 12,
+        "evidence-writer": 5,
+        "callherald": 4,
+    }
     assert ticks_by_thread(7, []) == {}
 
 
@@ -586,10 +592,22 @@ def test_what_recording_adds_is_split_by_thread() -> None:
 
 def test_the_report_shows_callherald_cpu_by_thread() -> None:
     relay = _run(
-        "relay", callherald_thread_cpu_pct={"main": 15.0, "evidence-writer": 0.2, "libuv-worker": 0.0}
+        "relay",
+        callherald_thread_cpu_pct={
+            "main": 15.0,
+            "main (kernel)": 10.0,
+            "evidence-writer": 0.2,
+            "libuv-worker": 0.0,
+        },
     )
     recorded = _run(
-        "recorded", callherald_thread_cpu_pct={"main": 23.5, "rec-writer": 1.8, "libuv-worker": 0.04}
+        "recorded",
+        callherald_thread_cpu_pct={
+            "main": 23.5,
+            "main (kernel)": 10.02,
+            "rec-writer": 1.8,
+            "libuv-worker": 0.04,
+        },
     )
     row = {
         "calls": 200,
@@ -600,10 +618,11 @@ def test_the_report_shows_callherald_cpu_by_thread() -> None:
         "recording_cost": asdict(cost_of_recording(relay, recorded)),
     }
     report = format_report([row], 20.0)
-    assert "callherald CPU % by thread (steady): main 15.0, evidence-writer 0.2" in report
-    assert "callherald CPU % by thread (steady): main 23.5, rec-writer 1.8" in report
+    assert "callherald CPU % by thread (steady): main 15.0, main (kernel) 10.0, evidence-writer 0.2" in report
+    assert "callherald CPU % by thread (steady): main 23.5, main (kernel) 10.0, rec-writer 1.8" in report
     assert "what recording adds, by callherald thread" in report
-    assert "  1   200  main +8.5, rec-writer +1.8, evidence-writer -0.2" in report
+    # The main thread's kernel part is shown even when recording adds nothing to it.
+    assert "  1   200  main +8.5, main (kernel) +0.0, rec-writer +1.8, evidence-writer -0.2" in report
     assert "libuv-worker" not in report  # idle threads are left to the JSON
 
 
