@@ -83,7 +83,8 @@ def free_port() -> int:
     """A UDP and TCP port on 127.0.0.1 that is free right now, even, and not handed out lately
     (nor the three above it, which SIPp's media may take), from this test worker's share of the
     kernel's ephemeral ports (``worker_share``)."""
-    low, high = worker_share(ephemeral_ports().start, ephemeral_ports().stop - _MEDIA_PORTS)
+    ephemeral = ephemeral_ports()
+    low, high = worker_share(ephemeral.start, ephemeral.stop - _MEDIA_PORTS)
     for _ in range(200):
         port = random.randrange(low, high, 2)
         band = range(port, port + _MEDIA_PORTS)
