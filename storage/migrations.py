@@ -151,7 +151,7 @@ def open_reader(path: str | os.PathLike[str]) -> Database:
                 f"{error}: its write-ahead log {wal.name} holds rows that SQLite reads only with write"
                 f" access to {database.parent} (copy the data directory somewhere writable and read the copy)"
             ) from error
-        return _connect_reader(database.as_uri() + "?mode=ro&immutable=1")
+        return connect_immutable(database)
 
 
 def connect_immutable(path: str | os.PathLike[str]) -> Database:

@@ -2301,12 +2301,16 @@ def _stored_database_id(path: Path) -> str | None:
     except (OSError, sqlite3.Error):
         return None
     try:
-        row = db.execute("SELECT id FROM database_id").fetchone()
-    except sqlite3.Error:
+        return _read_database_id(db)
+    except (sqlite3.Error, TypeError):  # TypeError: no id row
         return None
     finally:
         db.close()
-    return None if row is None else str(row[0])
+
+
+def _read_database_id(db: Database) -> str:
+    """The id the database was given when it was made; TypeError when it has none."""
+    return str(db.execute("SELECT id FROM database_id").fetchone()[0])
 
 
 class EvidenceStore:
@@ -2371,7 +2375,7 @@ class EvidenceStore:
             return
         try:
             self._writer_db = open_writer(self.path)
-            self._database_id = self._writer_db.execute("SELECT id FROM database_id").fetchone()[0]
+            self._database_id = _read_database_id(self._writer_db)
         except Exception as exc:
             self._open_error = exc
 
@@ -2516,8 +2520,8 @@ class EvidenceStore:
         except (OSError, sqlite3.Error, StorageError):
             return None
         try:
-            database_id = str(db.execute("SELECT id FROM database_id").fetchone()[0])
-        except sqlite3.Error:
+            database_id = _read_database_id(db)
+        except (sqlite3.Error, TypeError):
             db.close()
             return None
         self._writer_db, self._database_id = db, database_id
