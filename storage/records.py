@@ -98,7 +98,7 @@ from concurrent.futures.thread import BrokenThreadPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple, Self, TypeVar
+from typing import Any, Final, NamedTuple, Self, TypeVar
 
 from sqlite_utils import Database
 
@@ -543,7 +543,10 @@ class ChannelQuality:
     in for packets that never came (RFC 3550 §A.3; not the pauses of silence suppression),
     ``late_packets`` that came after their place was stored and ``late_ms`` of audio they took with
     them, ``timestamp_jumps`` the audio was continued across as it came, and the silence put in
-    (``drift_silence_ms``) or audio dropped (``drift_dropped_ms``) to correct clock drift."""
+    (``drift_silence_ms``) or audio dropped (``drift_dropped_ms``) to correct clock drift. Two
+    counts cost no audio: ``ssrc_changes``, the times the party's packets came with a new SSRC
+    (RFC 3550 §8.2: a new source, its audio continued as it came), and ``duplicate_packets``, packets
+    that came twice (the copy ignored). A quality stored before they were kept reads them as 0."""
 
     lost_ms: int = 0
     late_packets: int = 0
@@ -551,6 +554,8 @@ class ChannelQuality:
     timestamp_jumps: int = 0
     drift_silence_ms: int = 0
     drift_dropped_ms: int = 0
+    ssrc_changes: int = 0
+    duplicate_packets: int = 0
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
@@ -560,7 +565,7 @@ class ChannelQuality:
     @property
     def clean(self) -> bool:
         """Nothing of the channel's audio was lost, dropped or moved."""
-        return not any(getattr(self, item.name) for item in dataclasses.fields(self))
+        return not any(getattr(self, name) for name in _AUDIO_COSTS)
 
     def describe(self) -> str:
         """What the network cost the channel, for a reader (``240 ms lost (silence in the file), 2
@@ -578,7 +583,23 @@ class ChannelQuality:
             faults.append(f"{self.drift_silence_ms} ms of silence put in for drift")
         if self.drift_dropped_ms:
             faults.append(f"{self.drift_dropped_ms} ms dropped for drift")
-        return ", ".join(faults) or "clean"
+        told = faults or ["clean"]
+        if self.ssrc_changes:
+            told.append(f"{_counted(self.ssrc_changes, 'SSRC change')} (audio continued as it came)")
+        if self.duplicate_packets:
+            told.append(f"{_counted(self.duplicate_packets, 'duplicate packet')} (ignored)")
+        return ", ".join(told)
+
+
+_AUDIO_COSTS: Final = (
+    "lost_ms",
+    "late_packets",
+    "late_ms",
+    "timestamp_jumps",
+    "drift_silence_ms",
+    "drift_dropped_ms",
+)
+"""The ``ChannelQuality`` counts that say some of the channel's audio is not what the party sent."""
 
 
 def _counted(count: int, thing: str) -> str:
@@ -601,9 +622,10 @@ class MediaQuality:
     def describe(self) -> str:
         """What the network cost the recording, for a reader and the log: ``clean``, or each
         channel's faults (``outside party: 240 ms lost (silence in the file); PBX side: clean``)."""
-        if self.clean:
+        outside_party, pbx_side = self.outside_party.describe(), self.pbx_side.describe()
+        if outside_party == pbx_side == "clean":
             return "clean"
-        return f"outside party: {self.outside_party.describe()}; PBX side: {self.pbx_side.describe()}"
+        return f"outside party: {outside_party}; PBX side: {pbx_side}"
 
     def to_json(self) -> str:
         return json.dumps(_plain(self), sort_keys=True, separators=(",", ":"))

@@ -101,7 +101,8 @@ class ChannelQuality:
     §A.3; not the pauses of silence suppression), ``late_packets`` that came after their place
     was stored and ``late_ms`` of audio they took with them, ``timestamp_jumps`` the audio was
     continued across as it came, and the silence put in (``drift_silence_ms``) or audio dropped
-    (``drift_dropped_ms``) to correct clock drift."""
+    (``drift_dropped_ms``) to correct clock drift; and, costing no audio, ``ssrc_changes`` (a new
+    source, RFC 3550 §8.2, continued as it came) and ``duplicate_packets`` (the copy ignored)."""
 
     lost_ms: int = 0
     late_packets: int = 0
@@ -109,6 +110,8 @@ class ChannelQuality:
     timestamp_jumps: int = 0
     drift_silence_ms: int = 0
     drift_dropped_ms: int = 0
+    ssrc_changes: int = 0
+    duplicate_packets: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -426,6 +429,8 @@ class CallRecording:
                 timestamp_jumps=stats.timestamp_jumps,
                 drift_silence_ms=stats.drift_silence_samples // per_ms,
                 drift_dropped_ms=stats.drift_dropped_samples // per_ms,
+                ssrc_changes=stats.ssrc_changes,
+                duplicate_packets=stats.duplicates,
             )
 
         return MediaQuality(

@@ -394,6 +394,8 @@ def test_list_json_carries_every_field(data: DataDir, capsys: pytest.CaptureFixt
                 "timestamp_jumps": 0,
                 "drift_silence_ms": 0,
                 "drift_dropped_ms": 0,
+                "ssrc_changes": 0,
+                "duplicate_packets": 0,
             },
             "pbx_side": {
                 "lost_ms": 0,
@@ -402,6 +404,8 @@ def test_list_json_carries_every_field(data: DataDir, capsys: pytest.CaptureFixt
                 "timestamp_jumps": 0,
                 "drift_silence_ms": 0,
                 "drift_dropped_ms": 0,
+                "ssrc_changes": 0,
+                "duplicate_packets": 0,
             },
         },
     }
@@ -685,6 +689,10 @@ RECORD = RecordingRecord(
             ),
             "outside party: clean; PBX side: 2 timestamp jumps (audio continued as it came), 60 ms of "
             "silence put in for drift, 40 ms dropped for drift",
+        ),
+        (
+            MediaQuality(outside_party=ChannelQuality(ssrc_changes=1), pbx_side=ChannelQuality()),
+            "outside party: clean, 1 SSRC change (audio continued as it came); PBX side: clean",
         ),
     ],
 )

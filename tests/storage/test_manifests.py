@@ -258,6 +258,8 @@ def test_a_recording_s_end_writes_its_manifest_to_the_audit_log(store: EvidenceS
                     "timestamp_jumps": 0,
                     "drift_silence_ms": 0,
                     "drift_dropped_ms": 0,
+                    "ssrc_changes": 0,
+                    "duplicate_packets": 0,
                 },
                 "pbx_side": {
                     "lost_ms": 0,
@@ -266,6 +268,8 @@ def test_a_recording_s_end_writes_its_manifest_to_the_audit_log(store: EvidenceS
                     "timestamp_jumps": 0,
                     "drift_silence_ms": 0,
                     "drift_dropped_ms": 0,
+                    "ssrc_changes": 0,
+                    "duplicate_packets": 0,
                 },
             },
         },

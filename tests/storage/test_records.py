@@ -995,6 +995,8 @@ def test_a_recording_s_media_quality_is_stored_with_its_end(store: EvidenceStore
             "timestamp_jumps": 1,
             "drift_silence_ms": 0,
             "drift_dropped_ms": 0,
+            "ssrc_changes": 0,
+            "duplicate_packets": 0,
         },
         "pbx_side": {
             "lost_ms": 0,
@@ -1003,6 +1005,8 @@ def test_a_recording_s_media_quality_is_stored_with_its_end(store: EvidenceStore
             "timestamp_jumps": 0,
             "drift_silence_ms": 60,
             "drift_dropped_ms": 20,
+            "ssrc_changes": 0,
+            "duplicate_packets": 0,
         },
     }
 
@@ -1023,6 +1027,43 @@ def test_media_quality_is_described_per_channel_and_clean_when_nothing_was_lost(
     assert clean.clean
     assert clean.describe() == "clean"
     assert not QUALITY.clean
+
+
+def test_a_new_ssrc_and_duplicate_packets_are_told_but_cost_no_audio() -> None:
+    new_source = ChannelQuality(ssrc_changes=1, duplicate_packets=3)
+    assert new_source.clean
+    assert new_source.describe() == (
+        "clean, 1 SSRC change (audio continued as it came), 3 duplicate packets (ignored)"
+    )
+    quality = MediaQuality(outside_party=new_source, pbx_side=ChannelQuality())
+    assert quality.clean
+    assert quality.describe() == (
+        "outside party: clean, 1 SSRC change (audio continued as it came), 3 duplicate packets "
+        "(ignored); PBX side: clean"
+    )
+    lossy = ChannelQuality(lost_ms=40, ssrc_changes=2)
+    assert lossy.describe() == "40 ms lost (silence in the file), 2 SSRC changes (audio continued as it came)"
+
+
+def test_a_quality_stored_before_ssrc_changes_and_duplicates_were_kept_reads_them_as_none() -> None:
+    stored = json.dumps(
+        {
+            side: {
+                "lost_ms": 20,
+                "late_packets": 0,
+                "late_ms": 0,
+                "timestamp_jumps": 0,
+                "drift_silence_ms": 0,
+                "drift_dropped_ms": 0,
+            }
+            for side in ("outside_party", "pbx_side")
+        }
+    )
+    quality = MediaQuality.from_json(stored)
+    assert quality == MediaQuality(
+        outside_party=ChannelQuality(lost_ms=20), pbx_side=ChannelQuality(lost_ms=20)
+    )
+    assert quality.outside_party.ssrc_changes == quality.pbx_side.duplicate_packets == 0
 
 
 @pytest.mark.parametrize("text", ["[]", '{"outside_party": {}}', '{"outside_party": 1, "pbx_side": 2}'])

@@ -493,6 +493,30 @@ def test_lost_audio_and_timestamp_jumps_are_told_as_such_and_silence_suppression
     )
 
 
+def test_a_new_ssrc_and_packets_that_came_twice_are_told_without_costing_audio() -> None:
+    loop = VirtualLoop()
+    recording = CallRecording(Handle(), outside_leg=MediaLeg.A, media=None, loop=loop)  # type: ignore[arg-type]
+    left, right = relay_tap(recording, MediaLeg.A, loop), relay_tap(recording, MediaLeg.B, loop)
+    silence = ulaw_encode(np.zeros(160, dtype=np.int16))
+    for tick in range(100):
+        loop.now = 0.0005 + tick / PACKETS_PER_S
+        # The outside party's stream comes from a new source at packet 50 (RFC 3550 §8.2: its own
+        # sequence numbers and timestamps); the PBX side's packets 10 and 70 come twice.
+        if tick < 50:
+            left(_HEADER.pack(0x80, 0, tick, 160 * tick, 0x1111) + silence)
+        else:
+            left(_HEADER.pack(0x80, 0, 9000 + tick, 777_000 + 160 * tick, 0x3333) + silence)
+        packet = _HEADER.pack(0x80, 0, tick, 160 * tick, 0x2222) + silence
+        right(packet)
+        if tick in (10, 70):
+            right(packet)
+    loop.now = 2.5
+    recording.close("ended")
+    assert recording.handle.media_quality == MediaQuality(  # type: ignore[attr-defined]
+        outside_party=ChannelQuality(ssrc_changes=1), pbx_side=ChannelQuality(duplicate_packets=2)
+    )
+
+
 class PauseLog(Handle):
     """A handle that keeps what it is told of pauses: (``pause`` or ``resume``, reason, loop time)."""
 
