@@ -412,22 +412,43 @@ def _read_media(r: Reader, listen: Listen | None) -> Media:
         r.error("rtp_port_max", f"expected an odd port (the RTCP port of the last RTP/RTCP pair), got {high}")
     if r.ok("rtp_port_min", "rtp_port_max") and high - low + 1 < 4:
         r.error("rtp_port_max", f"expected at least rtp_port_min + 3 ({low + 3}) for 4 ports, got {high}")
-    if listen is not None and r.ok("rtp_port_min", "rtp_port_max"):
-        _check_rtp_range_clear_of_sip(r, low, high, listen)
+    if listen is not None and r.ok("rtp_port_min", "rtp_port_max", "bind_address"):
+        _check_rtp_range_clear_of_sip(r, low, high, listen, media.bind_address)
     return media
 
 
-def _check_rtp_range_clear_of_sip(r: Reader, low: int, high: int, listen: Listen) -> None:
-    """callherald's own SIP listener holds its port, so the RTP pair with that port is never free:
-    each call that comes to it logs it as taken (by "other programs") and moves on."""
+def _check_rtp_range_clear_of_sip(r: Reader, low: int, high: int, listen: Listen, rtp_address: str) -> None:
+    """callherald's own SIP listener over UDP holds its port on its address, so the RTP pair with
+    that port is never free where the RTP sockets' address meets it: each call that comes to it
+    logs it as taken (by "other programs") and moves on. A listener over TCP, or on another address
+    of the machine, leaves the port to RTP."""
     for side, address in (("pbx", listen.pbx), ("carrier", listen.carrier)):
-        if low <= address.port <= high:
+        if (
+            address.transport is Transport.UDP
+            and low <= address.port <= high
+            and _addresses_meet(address.host, rtp_address)
+        ):
             r.error(
                 "rtp_port_min",
                 f"the RTP range {low}-{high} includes listen.{side}.port {address.port}, where callherald "
                 "takes SIP itself: choose an RTP range clear of the SIP ports",
             )
             return
+
+
+def _addresses_meet(first: str, second: str) -> bool:
+    """Whether UDP sockets bound to the two addresses contend for the same ports: the same address,
+    or one of them every address (``::`` may take IPv4 too); True for one that is no address."""
+    try:
+        one, other = ip_address(first), ip_address(second)
+    except ValueError:
+        return True
+    if one == other:
+        return True
+    return any(
+        address.is_unspecified and address.version in (6, rest.version)
+        for address, rest in ((one, other), (other, one))
+    )
 
 
 def _read_limits(r: Reader) -> Limits:
