@@ -50,6 +50,7 @@ from proxy.b2bua.settings import (
 )
 from proxy.sip import ParserLimits
 from proxy.sip.transaction import TimerConfig
+from storage.crypto import FULL_DISK_ERRNOS
 from storage.keys import load_public_key
 from storage.manifests import ManifestReport
 from storage.records import EvidenceFullError, EvidenceStore
@@ -169,17 +170,33 @@ def open_storage(config: Config) -> StorageRecords:
     recipients = tuple(load_public_key(path) for path in config.recording.recipients)
     for warning in writable_recipient_files(config):
         _LOG.warning("recording.recipients: %s", warning)
+    no_recipients_reason = "no recipient key to encrypt recordings to"
     if not recipients:
-        key, made = ensure_development_key(layout)
-        recipients = (key,)
-        _LOG.warning(
-            "*** DEVELOPMENT KEY: recordings are encrypted to %s, whose passphrase lies next to it. "
-            "Anyone who can read %s can play them. Configure recording.recipients for real use. ***",
-            layout.development_key.private,
-            layout.keys_dir,
-        )
-        if made:
-            _LOG.warning("made a new development key pair under %s", layout.keys_dir)
+        try:
+            key, made = ensure_development_key(layout)
+        except OSError as error:
+            if error.errno not in FULL_DISK_ERRNOS:
+                raise
+            # A first start on a full disk: no key to encrypt to, so no recording (calls go on).
+            no_recipients_reason = (
+                "no development key: the disk was too full to make it at start-up (a start with"
+                " free space under data_dir makes it)"
+            )
+            _LOG.error(
+                "%s: cannot make the development key pair: the disk holding it is full. callherald"
+                " takes calls, unrecorded, until a start with free space under data_dir makes it",
+                layout.keys_dir,
+            )
+        else:
+            recipients = (key,)
+            _LOG.warning(
+                "*** DEVELOPMENT KEY: recordings are encrypted to %s, whose passphrase lies next to it. "
+                "Anyone who can read %s can play them. Configure recording.recipients for real use. ***",
+                layout.development_key.private,
+                layout.keys_dir,
+            )
+            if made:
+                _LOG.warning("made a new development key pair under %s", layout.keys_dir)
     purposes = {
         purpose.id: PurposeFacts(
             lawful_basis=str(purpose.lawful_basis),
@@ -204,6 +221,7 @@ def open_storage(config: Config) -> StorageRecords:
         purposes=purposes,
         min_free_mb=config.recording.min_free_mb,
         recording_enabled=config.recording.enabled,
+        no_recipients_reason=no_recipients_reason,
     )
 
 

@@ -259,11 +259,13 @@ class StorageRecords:
         purposes: Mapping[str, PurposeFacts],
         min_free_mb: int = 200,
         recording_enabled: bool = True,
+        no_recipients_reason: str = "no recipient key to encrypt recordings to",
     ) -> None:
         self.layout = layout
         self.store = evidence
         self.key_store = SqliteKeyStore(evidence)
         self.recipients = recipients
+        self.no_recipients_reason = no_recipients_reason  # why no recording starts without them
         self.purposes = dict(purposes)
         self.min_free_bytes = min_free_mb * 1024 * 1024
         self.recording_enabled = recording_enabled
@@ -581,11 +583,11 @@ class StorageRecords:
         self._write_purposes(call_ref, purposes)
         if not self.recording_enabled:
             raise RecordingUnavailableError("recording is switched off (recording.enabled)")
-        if not self.recipients:
-            raise RecordingUnavailableError("no recipient key to encrypt recordings to")
         why_not = self._why_no_space()
         if why_not is not None:
             raise RecordingUnavailableError(why_not)
+        if not self.recipients:
+            raise RecordingUnavailableError(self.no_recipients_reason)
         recording = _Recording(
             self,
             call_ref,

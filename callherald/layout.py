@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import secrets
 import stat
@@ -36,6 +37,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
+from storage.crypto import FULL_DISK_ERRNOS
 from storage.keys import (
     SCRYPT_LOG2_N_MIN,
     generate_private_key,
@@ -43,6 +45,8 @@ from storage.keys import (
     public_key_pem,
     save_private_key,
 )
+
+_LOG = logging.getLogger("callherald")
 
 __all__ = [
     "DataDirInUseError",
@@ -149,7 +153,15 @@ def own_data_dir(layout: DataLayout) -> Iterator[None]:
                 f"data_dir {layout.root} is in use by another callherald (PID {holder}):"
                 " one data directory serves one running callherald"
             ) from None
-        _write_pid(layout.lock_file)
+        try:
+            _write_pid(layout.lock_file)
+        except OSError as error:
+            if error.errno not in FULL_DISK_ERRNOS:
+                raise
+            # The lock on the directory is what keeps a second callherald out; the PID only names it.
+            _LOG.warning(
+                "%s: this process's PID is not written: the disk holding it is full", layout.lock_file
+            )
         yield
     finally:
         os.close(dir_fd)  # releases the lock

@@ -21,6 +21,7 @@ recording file or its key entry failed verification.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import struct
@@ -114,6 +115,10 @@ class StorageError(Exception):
 
 class StorageWriteError(StorageError):
     """Writing a recording failed; the file was cut back to its last complete segment."""
+
+
+FULL_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+"""The ``OSError.errno`` of a write the disk (or the user's quota) has no room for."""
 
 
 class StorageFullError(StorageWriteError):

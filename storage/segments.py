@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import errno
 import hashlib
 import os
 import re
@@ -41,6 +40,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from storage.crypto import (
+    FULL_DISK_ERRNOS,
     TAG_BYTES,
     ForeignKeyEntryError,
     ForeignSegmentError,
@@ -118,7 +118,6 @@ _RECORD_AAD_BYTES = RECORD_HEADER_BYTES - 4
 _MAX_CIPHERTEXT_BYTES = MAX_SEGMENT_PLAINTEXT_BYTES + TAG_BYTES
 _CODEC_RE = re.compile(r"[a-z0-9_]{1,16}")
 _SCAN_CHUNK_BYTES = 1 << 16
-_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 assert _HEADER.size == HEADER_BYTES
 assert _RECORD.size == RECORD_HEADER_BYTES
@@ -557,7 +556,7 @@ class SegmentWriter:
             with contextlib.suppress(OSError):  # a torn tail still reads as truncation
                 os.ftruncate(self._fd, self._offset)
             detail = f"writing {self.path} at offset {self._offset} failed: {exc.strerror or exc}"
-            if exc.errno in _FULL_ERRNOS:
+            if exc.errno in FULL_DISK_ERRNOS:
                 raise StorageFullError(
                     f"disk full: {detail}; the file ends at its last complete segment"
                 ) from exc

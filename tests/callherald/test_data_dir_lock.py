@@ -13,6 +13,7 @@ import pytest
 
 from callherald.layout import DataDirInUseError, DataDirLockFileError, DataLayout, own_data_dir
 from config import HOME_ENV
+from tests.small_disk import fill_up, tiny_file_system
 
 _HOLD_LOCK = """
 import sys, time
@@ -129,3 +130,22 @@ def test_serve_on_an_owned_data_directory_stops_before_touching_it(tmp_path: Pat
     )
     assert "Traceback" not in output
     assert sorted(path.name for path in layout.root.iterdir()) == ["serve.lock"]
+
+
+def test_on_a_full_disk_the_directory_is_owned_without_the_pid_written(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A first start on a full disk: the lock is on the directory, so it still keeps a second owner
+    # out; only the PID that names the owner is missing.
+    with tiny_file_system(tmp_path / "data", 4096) as root:
+        layout = DataLayout(root)
+        filler = fill_up(root)
+        with own_data_dir(layout):
+            assert f"{layout.lock_file}: this process's PID is not written: the disk holding it is full" in (
+                caplog.text
+            )
+            with pytest.raises(DataDirInUseError, match=r"\(PID unknown\)"), own_data_dir(layout):
+                pass
+        filler.unlink()
+        with own_data_dir(layout):
+            assert layout.lock_file.read_text(encoding="ascii") == f"{os.getpid()}\n"

@@ -1952,6 +1952,33 @@ def test_a_start_on_a_disk_too_full_to_open_the_database_still_takes_calls(
     assert not [r for r in caplog.records if r.levelno == logging.ERROR]
 
 
+def test_a_first_start_ever_on_a_full_disk_has_no_key_and_the_next_start_with_room_makes_it(
+    full_disk_layout: DataLayout, caplog: pytest.LogCaptureFixture
+) -> None:
+    layout = full_disk_layout
+    config = default_config(layout.root)
+    filler = fill_up(layout.root)
+
+    records = open_storage(config)
+    try:
+        errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert any("cannot make the development key pair: the disk holding it is full" in e for e in errors)
+        assert "DEVELOPMENT KEY" not in caplog.text
+        assert records.recipients == ()
+        assert records.no_recipients_reason.startswith("no development key: the disk was too full")
+    finally:
+        records.close()
+    filler.unlink()
+    caplog.clear()
+    records = open_storage(config)
+    try:
+        assert "made a new development key pair" in caplog.text
+        assert not [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(records.recipients) == 1
+    finally:
+        records.close()
+
+
 @pytest.mark.parametrize("tail", TORN_TAILS.values(), ids=TORN_TAILS.keys())
 def test_recovery_closes_what_a_crash_left_open(
     tail: Callable[[bytes], bytes],

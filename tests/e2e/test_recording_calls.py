@@ -584,6 +584,47 @@ def test_a_start_on_a_disk_too_full_for_the_database_takes_calls_and_writes_thei
 
 
 @requires_sipp
+@pytest.mark.timeout(120)
+def test_a_first_start_ever_on_a_full_disk_takes_calls_unrecorded_and_the_next_start_records(
+    tmp_path: Path,
+) -> None:
+    # No development key can be written: callherald starts all the same and connects calls
+    # unrecorded, saying why; a start with room makes the key and records again.
+    write_prompt_wavs(tmp_path)
+    extra = "recording:\n  min_free_mb: 0\n"  # the disk is tiny: recording needs room, not 200 MB
+    with tiny_file_system(tmp_path / "data", size_kib=4096) as data_dir:
+        filler = fill_up(data_dir)
+        with running_callherald(tmp_path, policies=policy_yaml(), extra=extra) as proxy:
+            assert proxy.wait_for_log(
+                "cannot make the development key pair: the disk holding it is full", timeout_s=15
+            ), proxy.log_text()[-3000:]
+            with inbound_tone_call(tmp_path, proxy, caller_pause_ms=3000) as uac:
+                assert proxy.wait_for_log('"event": "not_recorded"', timeout_s=15), proxy.log_text()[-3000:]
+                caller_run = uac.finish()
+            assert proxy.wait_for_log('"event": "call_ended"', timeout_s=15), proxy.log_text()[-3000:]
+            log = proxy.log_text()
+        assert caller_run.returncode == 0, caller_run.stderr
+        assert "Traceback" not in log, log[-3000:]
+        assert "DEVELOPMENT KEY" not in log
+        (not_recorded,) = [r for r in evidence_records(log) if r["event"] == "not_recorded"]
+        assert str(not_recorded["reason"]).startswith(
+            ("disk full: evidence is waiting", "disk nearly full (")
+        )
+
+        filler.unlink()
+        with running_callherald(tmp_path, policies=policy_yaml(), extra=extra) as second:
+            with inbound_tone_call(tmp_path, second, caller_pause_ms=3000) as uac:
+                assert second.wait_for_log('"event": "recording_started"', timeout_s=15), second.log_text()[
+                    -3000:
+                ]
+                caller_run = uac.finish()
+            assert second.wait_for_log('"event": "call_ended"', timeout_s=15), second.log_text()[-3000:]
+            second_log = second.log_text()
+        assert caller_run.returncode == 0, caller_run.stderr
+        assert "made a new development key pair" in second_log, second_log[-3000:]
+
+
+@requires_sipp
 @pytest.mark.timeout(60)
 def test_a_call_that_cannot_be_recorded_connects_and_the_evidence_says_why(tmp_path: Path) -> None:
     # More free space asked for than the disk has: the call connects unrecorded, and the evidence
