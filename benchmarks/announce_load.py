@@ -32,8 +32,6 @@ import math
 import os
 import platform
 import resource
-import select
-import signal
 import socket
 import struct
 import subprocess
@@ -51,6 +49,7 @@ import uvloop
 
 from announcements import beep_frames, ringback_frames
 from benchmarks.call_load import cpu_pressure_us, run_queue_wait_ns
+from benchmarks.child_process import finish_child, start_child, stop_child
 from proxy.aio.media import LegProtocol
 from proxy.aio.playout import AnnouncementPlayer, Playout, PlayoutResult, PlayoutScheduler
 from proxy.rtp.packet import RtpPacket
@@ -89,7 +88,6 @@ RECEIVER_START_TIMEOUT_S = 10.0
 RECEIVER_FINISH_TIMEOUT_S = 15.0
 RUN_SLACK_S = 20.0
 HOOK_PACKETS = 100_000
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 _SO_TIMESTAMPNS = 35  # Linux: each datagram's arrival time comes as SCM_TIMESTAMPNS
 _TIMESPEC = struct.Struct("@qq")
@@ -399,38 +397,9 @@ async def _play(ports: Sequence[int], seconds: float) -> dict[str, Any]:
 
 
 def _start_receiver(calls: int, max_s: float) -> tuple[subprocess.Popen[bytes], list[int]]:
-    command = [sys.executable, "-m", "benchmarks.announce_load", "--receiver", "--calls", str(calls)]
-    command += ["--seconds", str(max_s)]
-    process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], RECEIVER_START_TIMEOUT_S)
-    line = process.stdout.readline() if ready else b""
-    if not line:
-        _stop(process)
-        raise RuntimeError("the receiver did not start")
-    ports = [int(port) for port in json.loads(line)["ports"]]
-    return process, ports
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
-
-
-def _finish_receiver(process: subprocess.Popen[bytes]) -> dict[str, Any]:
-    try:
-        out, _ = process.communicate(timeout=RECEIVER_FINISH_TIMEOUT_S)  # closes its stdin first
-    finally:
-        _stop(process)
-    lines = out.decode().splitlines()
-    if process.returncode != 0 or not lines:
-        raise RuntimeError(f"the receiver failed (exit status {process.returncode})")
-    return cast(dict[str, Any], json.loads(lines[-1]))
+    args = ["benchmarks.announce_load", "--receiver", "--calls", str(calls), "--seconds", str(max_s)]
+    process, ready = start_child(args, "receiver", RECEIVER_START_TIMEOUT_S)
+    return process, [int(port) for port in ready["ports"]]
 
 
 def run(calls: int, seconds: float) -> dict[str, Any]:
@@ -439,9 +408,9 @@ def run(calls: int, seconds: float) -> dict[str, Any]:
     receiver, ports = _start_receiver(calls, seconds + RUN_SLACK_S + 10)
     try:
         player = uvloop.run(_play(ports, seconds))
-        received = _finish_receiver(receiver)
+        received = finish_child(receiver, "receiver", RECEIVER_FINISH_TIMEOUT_S)
     finally:
-        _stop(receiver)
+        stop_child(receiver)
     first_ms = [
         (arrived - started) / 1e6
         for started, arrived in zip(player["started_ns"], received["first_arrival_ns"], strict=True)

@@ -39,12 +39,12 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Final, cast
 
 import uvloop
 
 from benchmarks.call_load import cpu_placement
+from benchmarks.child_process import finish_child, start_child
 from proxy.aio.media import LegProtocol, RelayRenumbering
 
 LOOPBACK: Final = "127.0.0.1"
@@ -54,8 +54,8 @@ SEND_SLOTS: Final = 10  # each 20 ms period is cut into slots so that calls do n
 SETTLE_S: Final = 0.5  # after a form is set, before it is measured
 WARM_UP_S: Final = 1.0
 TRAFFIC_START_TIMEOUT_S: Final = 10.0
+TRAFFIC_FINISH_TIMEOUT_S: Final = 10.0
 FORMS: Final = ("unchanged", "renumbered", "tapped", "renumbered and tapped")
-PROJECT_ROOT: Final = Path(__file__).resolve().parent.parent
 
 _HEADER: Final = struct.Struct("!BBHII")
 _RENUMBERED_SSRC_MASK: Final = 0x5A5A5A5A  # the relay's stream: the party's SSRC with these bits flipped
@@ -78,6 +78,10 @@ def run_traffic(relay_ports: Sequence[int], max_s: float) -> int:
     # Party i's SSRC is i + 1; the party across (i ^ 1) hears it relayed.
     payload = bytes([0xFF]) * PAYLOAD_BYTES
     targets = [(LOOPBACK, port) for port in relay_ports]
+    readable = select.epoll()
+    for sock in socks:
+        readable.register(sock.fileno(), select.EPOLLIN)
+    party_of_fd = {sock.fileno(): index for index, sock in enumerate(socks)}
     sent = received = renumbered = 0
     started = time.monotonic()
     deadline = started + max_s
@@ -94,7 +98,9 @@ def run_traffic(relay_ports: Sequence[int], max_s: float) -> int:
                     sent += 1
                 except BlockingIOError:
                     pass
-            for index, sock in enumerate(socks):
+            for fd, _ in readable.poll(0):
+                index = party_of_fd[fd]
+                sock = socks[index]
                 while True:
                     try:
                         data = sock.recv(2048)
@@ -110,6 +116,7 @@ def run_traffic(relay_ports: Sequence[int], max_s: float) -> int:
             if pause > 0:
                 time.sleep(pause)
     finally:
+        readable.close()
         for sock in socks:
             sock.close()
     print(json.dumps({"sent": sent, "received": received, "renumbered": renumbered}), flush=True)
@@ -213,35 +220,12 @@ async def _open_legs(calls: int) -> tuple[list[LegProtocol], list[asyncio.Datagr
 def _start_traffic(
     relay_ports: Sequence[int], max_s: float, cpus: frozenset[int] | None
 ) -> tuple[subprocess.Popen[bytes], list[int]]:
-    command = [sys.executable, "-m", "benchmarks.relay_packet_cost", "--traffic", "--max-s", str(max_s)]
-    command += ["--relay-ports", ",".join(map(str, relay_ports))]
+    args = ["benchmarks.relay_packet_cost", "--traffic", "--max-s", str(max_s)]
+    args += ["--relay-ports", ",".join(map(str, relay_ports))]
     if cpus is not None:
-        command += ["--cpus", ",".join(map(str, sorted(cpus)))]
-    process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], TRAFFIC_START_TIMEOUT_S)
-    line = process.stdout.readline() if ready else b""
-    if not line:
-        _stop(process)
-        raise RuntimeError("the traffic process did not start")
-    return process, [int(port) for port in json.loads(line)["ports"]]
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.kill()
-        process.wait(timeout=10)
-
-
-def _finish_traffic(process: subprocess.Popen[bytes]) -> dict[str, int]:
-    try:
-        out, _ = process.communicate(timeout=10)  # closes its stdin: it stops and reports
-    finally:
-        _stop(process)
-    lines = out.decode().splitlines()
-    if process.returncode != 0 or not lines:
-        raise RuntimeError(f"the traffic process failed (exit status {process.returncode})")
-    return cast(dict[str, int], json.loads(lines[-1]))
+        args += ["--cpus", ",".join(map(str, sorted(cpus)))]
+    process, ready = start_child(args, "traffic process", TRAFFIC_START_TIMEOUT_S)
+    return process, [int(port) for port in ready["ports"]]
 
 
 Sample = tuple[float, float, float, int]
@@ -303,7 +287,7 @@ async def _run_relay(calls: int, seconds: float, rounds: int, pin: bool) -> Repo
             leg.set_remote((LOOPBACK, port))
         samples = await _measure_forms(relay, seconds, rounds)
     finally:
-        counts = _finish_traffic(traffic)
+        counts = finish_child(traffic, "traffic process", TRAFFIC_FINISH_TIMEOUT_S)
         for transport in transports:
             transport.close()
     return Report(

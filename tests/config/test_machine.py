@@ -116,6 +116,13 @@ def test_an_rtp_range_that_holds_a_sip_listener_port_is_an_error(
     ]
 
 
+def _pbx_listener_and_rtp_bind(listener: str, rtp_bind: str) -> str:
+    text = _edit("  pbx: {host: 127.0.0.1, port: 5060}", f"  pbx: {listener}")
+    return text.replace(
+        "  advertised_address: 192.0.2.1\n", f"  advertised_address: 192.0.2.1\n  bind_address: {rtp_bind}\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("listener", "rtp_bind"),
     [
@@ -127,10 +134,7 @@ def test_an_rtp_range_that_holds_a_sip_listener_port_is_an_error(
 def test_an_rtp_range_holding_a_sip_port_where_the_listener_cannot_clash_is_fine(
     tmp_path: Path, listener: str, rtp_bind: str
 ) -> None:
-    text = _edit("  pbx: {host: 127.0.0.1, port: 5060}", f"  pbx: {listener}")
-    text = text.replace(
-        "  advertised_address: 192.0.2.1\n", f"  advertised_address: 192.0.2.1\n  bind_address: {rtp_bind}\n"
-    )
+    text = _pbx_listener_and_rtp_bind(listener, rtp_bind)
     if "tcp" in listener:  # the PBX is then reached over TCP too
         text = text.replace("      host: 10.0.0.5\n", "      host: 10.0.0.5\n      transport: tcp\n")
     assert load_config(_write(tmp_path, text), environ={}).listen.pbx.port == 20000
@@ -140,10 +144,7 @@ def test_an_rtp_range_holding_a_sip_port_where_the_listener_cannot_clash_is_fine
 def test_an_rtp_range_holding_a_sip_port_on_an_address_rtp_binds_too_is_an_error(
     tmp_path: Path, sip_host: str, rtp_bind: str
 ) -> None:
-    text = _edit("  pbx: {host: 127.0.0.1, port: 5060}", f'  pbx: {{host: "{sip_host}", port: 20000}}')
-    text = text.replace(
-        "  advertised_address: 192.0.2.1\n", f"  advertised_address: 192.0.2.1\n  bind_address: {rtp_bind}\n"
-    )
+    text = _pbx_listener_and_rtp_bind(f'{{host: "{sip_host}", port: 20000}}', rtp_bind)
     with pytest.raises(ConfigError) as info:
         load_config(_write(tmp_path, text), environ={})
     assert [problem.key for problem in info.value.problems] == ["media.rtp_port_min"]
