@@ -60,7 +60,6 @@ import re
 import resource
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -81,6 +80,7 @@ import uvloop
 from announcements import AnnouncementError, load_prompt
 from benchmarks.announce_load import StreamCheck, distribution, kernel_time_ns
 from benchmarks.call_load import cpu_pressure_us, cpu_ticks, open_fds, run_queue_wait_ns, vm_rss_kib
+from benchmarks.child_process import stop_child
 from proxy.sip import Request, Response, SipError, SipUri, make_response, parse_message
 
 __all__ = [
@@ -145,7 +145,6 @@ AFTER_S = 1.0  # after the BYEs, before the after-run RSS
 SAMPLE_S = 0.05
 READS_PER_WAKEUP = 64
 POLL_S = 0.02
-STOP_TIMEOUT_S = 5.0
 RUN_SLACK_S = 40.0
 MIN_WINDOW_S = 0.2
 MAX_LOG_LINES = 10
@@ -907,18 +906,6 @@ def _callherald_command() -> list[str]:
     return [found]
 
 
-def _stop(process: subprocess.Popen[bytes]) -> int | None:
-    """SIGTERM by PID, then SIGKILL when it has not exited within ``STOP_TIMEOUT_S``."""
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait(timeout=STOP_TIMEOUT_S)
-    return process.returncode
-
-
 def _start_callherald(workdir: Path, config: Path, log_path: Path) -> subprocess.Popen[bytes]:
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -936,7 +923,7 @@ def _start_callherald(workdir: Path, config: Path, log_path: Path) -> subprocess
         if process.poll() is not None:
             break
         time.sleep(POLL_S)
-    _stop(process)
+    stop_child(process)
     tail = log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
     raise BenchmarkError(f"callherald did not start (exit status {process.returncode}):\n{tail}")
 
@@ -1129,7 +1116,7 @@ def run(calls: int, notice_s: float, rate: int, workdir: Path) -> dict[str, Any]
             exercise.notes.append(f"callherald exited during the run with {process.returncode}")
     finally:
         if process is not None:
-            _stop(process)
+            stop_child(process)
         for stream in streams:
             stream.sock.close()
         for sock in sip_socks:
