@@ -144,6 +144,16 @@ def relay_tap(recording: CallRecording, leg: MediaLeg, loop: VirtualLoop) -> Cal
     return lambda packet: protocol.datagram_received(packet, PEER)
 
 
+def tapped_pcmu_recording() -> tuple[
+    VirtualLoop, CallRecording, Callable[[bytes], None], Callable[[bytes], None]
+]:
+    """A recording on virtual time, the outside party on leg a, and the relay taps of its two
+    parties: outside party (left), PBX side (right)."""
+    loop = VirtualLoop()
+    recording = CallRecording(Handle(), outside_leg=MediaLeg.A, media=None, loop=loop)  # type: ignore[arg-type]
+    return loop, recording, relay_tap(recording, MediaLeg.A, loop), relay_tap(recording, MediaLeg.B, loop)
+
+
 def play(
     loop: VirtualLoop,
     recordings: list[CallRecording],
@@ -445,9 +455,7 @@ def test_a_key_press_cut_by_a_flush_is_masked_whole(tone_starts_ms: int) -> None
 
 
 def test_what_the_network_cost_the_recording_is_told_when_it_closes() -> None:
-    loop = VirtualLoop()
-    recording = CallRecording(Handle(), outside_leg=MediaLeg.A, media=None, loop=loop)  # type: ignore[arg-type]
-    left, right = relay_tap(recording, MediaLeg.A, loop), relay_tap(recording, MediaLeg.B, loop)
+    loop, recording, left, right = tapped_pcmu_recording()
     silence = ulaw_encode(np.zeros(160, dtype=np.int16))
     for tick in range(50):
         loop.now = 0.0005 + tick / PACKETS_PER_S
@@ -470,9 +478,7 @@ def test_what_the_network_cost_the_recording_is_told_when_it_closes() -> None:
 
 
 def test_lost_audio_and_timestamp_jumps_are_told_as_such_and_silence_suppression_not() -> None:
-    loop = VirtualLoop()
-    recording = CallRecording(Handle(), outside_leg=MediaLeg.A, media=None, loop=loop)  # type: ignore[arg-type]
-    left, right = relay_tap(recording, MediaLeg.A, loop), relay_tap(recording, MediaLeg.B, loop)
+    loop, recording, left, right = tapped_pcmu_recording()
     silence = ulaw_encode(np.zeros(160, dtype=np.int16))
     for tick in range(150):
         loop.now = 0.0005 + tick / PACKETS_PER_S
@@ -494,9 +500,7 @@ def test_lost_audio_and_timestamp_jumps_are_told_as_such_and_silence_suppression
 
 
 def test_a_new_ssrc_and_packets_that_came_twice_are_told_without_costing_audio() -> None:
-    loop = VirtualLoop()
-    recording = CallRecording(Handle(), outside_leg=MediaLeg.A, media=None, loop=loop)  # type: ignore[arg-type]
-    left, right = relay_tap(recording, MediaLeg.A, loop), relay_tap(recording, MediaLeg.B, loop)
+    loop, recording, left, right = tapped_pcmu_recording()
     silence = ulaw_encode(np.zeros(160, dtype=np.int16))
     for tick in range(100):
         loop.now = 0.0005 + tick / PACKETS_PER_S
