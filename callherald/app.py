@@ -28,6 +28,7 @@ from callherald.auditing import (
     report_text,
 )
 from callherald.evidence import (
+    NO_RECIPIENT_KEY,
     PurposeFacts,
     RecordSinks,
     StorageRecords,
@@ -170,7 +171,7 @@ def open_storage(config: Config) -> StorageRecords:
     recipients = tuple(load_public_key(path) for path in config.recording.recipients)
     for warning in writable_recipient_files(config):
         _LOG.warning("recording.recipients: %s", warning)
-    no_recipients_reason = "no recipient key to encrypt recordings to"
+    no_recipients_reason = NO_RECIPIENT_KEY
     if not recipients:
         try:
             key, made = ensure_development_key(layout)

@@ -98,6 +98,7 @@ __all__ = [
     "INTERRUPTED_AGENT_NOTICE",
     "INTERRUPTED_PROMPT",
     "INTERRUPTED_RECORDING",
+    "NO_RECIPIENT_KEY",
     "RECORDING_WRITER_THREAD",
     "RESUME_FREE_BYTES",
     "UNREADABLE_RECORDING",
@@ -115,6 +116,8 @@ WIDEBAND_AUDIO_FORMAT = AudioFormat(codec="pcm_s16le", sample_rate_hz=16000, cha
 SEGMENT_MS = 1000
 RESUME_FREE_BYTES = 1024 * 1024
 """After a full disk, recording resumes only with this much free (``min_free_mb`` may be 0)."""
+NO_RECIPIENT_KEY = "no recipient key to encrypt recordings to"
+"""Why no recording starts when no recipient key is configured and no development key was made."""
 RECORDING_WRITER_THREAD = "rec-writer"
 """The operating-system name of the thread that seals and writes recordings (``top -H`` shows it)."""
 
@@ -259,7 +262,7 @@ class StorageRecords:
         purposes: Mapping[str, PurposeFacts],
         min_free_mb: int = 200,
         recording_enabled: bool = True,
-        no_recipients_reason: str = "no recipient key to encrypt recordings to",
+        no_recipients_reason: str = NO_RECIPIENT_KEY,
     ) -> None:
         self.layout = layout
         self.store = evidence
