@@ -14,10 +14,11 @@ Run as ``python -m benchmarks.call_load [--calls 50,100,200,400] [--hold-s 20]
   development key is made on first start; ``recording.min_free_mb: 0`` so a small disk does not
   refuse);
 - ``announced``: the ``recorded`` run's configuration with ``recording.enabled: false``: the same
-  notice, and the carrier side's stream renumbered after it (RFC 3550 §7: the party keeps hearing
-  one stream after callherald's own packets), but nothing recorded, so no beep for the agent and
-  the PBX side's stream passes unchanged. Recorded against announced is what recording (the beep
-  and its renumbering, the taps, the flushes, sealing and storing) adds to an announced call.
+  notice (riding in the agent's packets when they come in time, else in callherald's own with the
+  agent's renumbered after it: RFC 3550 §7, the party keeps hearing one stream), but nothing
+  recorded, so no beep for the agent and the PBX side's stream passes unchanged. Recorded against
+  announced is what recording (the beep, the taps, the flushes, sealing and storing) adds to an
+  announced call.
 
 ``--constant-ssrc false`` runs announced and recorded with ``media.constant_ssrc: false``: after
 the notice and beep each party hears the other side's packets unchanged (a new SSRC, RFC 3550
@@ -2040,7 +2041,8 @@ def format_report(
         "agent -> echo -> agent; CPU in % of one core;",
         "after the notice and beep callherald "
         + (
-            "renumbers each party's packets into its own stream (media.constant_ssrc: true);"
+            "keeps one stream to each party (media.constant_ssrc: true: a prompt rides in the other"
+            " party's packets, or they are renumbered into callherald's after it);"
             if constant_ssrc
             else "relays the packets unchanged, a new SSRC (media.constant_ssrc: false);"
         ),

@@ -57,6 +57,8 @@ _SILENCE_BYTE: Final[Mapping[str, bytes]] = {
     "pcma": ALAW_SILENCE_BYTE,
     "g722": G722_SILENCE_BYTE,
 }
+# A byte a sample, no state: a prompt's bytes may replace any packet's payload (RFC 3551 §4.5.14).
+_CARRIED_CODECS: Final = frozenset({"pcmu", "pcma"})
 
 
 class PlayablePrompt(Protocol):
@@ -212,6 +214,7 @@ class CallAnnouncements:
             loop=loop,
             not_before=not_before,
             scheduler=self.scheduler.for_interval(packet_ms / 1000),
+            carry_silence=silence if self._may_carry(leg, media) else None,
         )
         cut = _Cut(
             playout=playout, frames=source, silence=silence, loop=loop, start=0, packet_bytes=packet_bytes
@@ -226,6 +229,18 @@ class CallAnnouncements:
 
         playout.finished.add_done_callback(finished)
         return playout
+
+    def _may_carry(self, leg: MediaLeg, media: MediaFormat) -> bool:
+        # A prompt may ride in the other side's packets (``AnnouncementPlayer.play``) when they
+        # may come (its party has an address: it was heard, or its SDP came) in the same G.711
+        # codec, neither party's law translated.
+        source, target = self.session.rtp[leg.other], self.session.rtp[leg]
+        return (
+            media.codec in _CARRIED_CODECS
+            and (source.latched or source.remote) is not None
+            and source.translator is None
+            and target.translator is None
+        )
 
     def repacketize(self, leg: MediaLeg, packet_ms: int) -> None:
         """``leg``'s party now asks for packets of ``packet_ms`` (a re-INVITE or UPDATE, RFC 4566

@@ -52,6 +52,21 @@ takes it back, reading the newest sequence number and timestamp the relay sent i
 ``RtpStreamState``, before anything that needs them or must stop relayed packets at once: a
 prompt, keeping the parties apart, a new source, closing.
 
+Carried prompts. While the far end has heard nothing of the player's own (no prompt, no
+renumbered packet), a G.711 prompt played with ``carry_silence`` rides in the packets relayed from
+the other side: each of them that carries the prompt's codec goes out with its header as it came
+and the prompt's next bytes for its payload (a byte a sample, however long the packet), the last
+one filled up with the other side's audio, or silence while the parties are kept apart. The far
+end hears one stream, the other side's own, before, during and after the prompt, so nothing is
+renumbered after it and the relay touches no packet once the parties are joined. Other packets
+(telephone events, comfort noise, padding) are dropped, as during any prompt; CSRCs and a header
+extension stay as they came. Kept apart after such a prompt, the far end hears the stream silent:
+no gap in its sequence numbers. If no packet carries the prompt for ``CARRY_WAIT_S`` (the other
+side went quiet or never sent), the rest of it, from its next whole frame, goes out in the
+player's own packets on the grid, and from then on the player works as for any prompt of its own.
+Such a prompt starts and ends when the packets carrying it go out; it is not repacketized (the
+packets are the other side's).
+
 A player made with ``renumber_relayed=False`` (``media.constant_ssrc: false``) leaves relayed
 packets as they are after a prompt: the far end hears the other side's own stream, a new SSRC with
 its own numbering (RFC 3550 §8.2 lets a receiver meet a new source at any time; the first packet
@@ -84,7 +99,7 @@ from proxy.aio.media import RelayRenumbering
 from proxy.b2bua.settings import Address
 from proxy.rtp.errors import RtpError
 from proxy.rtp.pacing import PacedClock, RtpStreamState
-from proxy.rtp.packet import RTCP_PT_HIGH, RTCP_PT_LOW, peek_header, rewrite_header
+from proxy.rtp.packet import RTCP_PT_HIGH, RTCP_PT_LOW, RTP_HEADER_LEN, peek_header, rewrite_header
 from proxy.rtp.rtcp import translate_rtcp
 from proxy.rtp.seqnum import seq_newer, ts_diff
 
@@ -111,6 +126,9 @@ EARLY_TOLERANCE_S: Final = 0.002
 ADDRESS_WAIT_S: Final = 3.0
 """How long a prompt's first frame waits for the leg to have an address to go to (an SDP address
 the sockets cannot use, or an offer still to come in the ACK) before the playout fails."""
+CARRY_WAIT_S: Final = 0.060
+"""How long a prompt riding in the relayed packets waits for the next one before it goes on in the
+player's own packets (the other side went quiet: silence suppression, hold, a stall)."""
 RELAY_GUARD_PACKETS: Final = 100
 """After anchoring on a source, this many packets are checked for arriving older than the anchor
 (RFC 3550 §A.1 ``MAX_MISORDER``); such a packet would reuse sequence numbers already sent."""
@@ -150,11 +168,13 @@ class PlayoutResult:
     """How one ``play`` went, for the evidence record.
 
     ``started_at`` is the deadline the first frame was sent on, ``ended_at`` the moment the last
-    frame sent stops sounding (its deadline plus one frame); both ``None`` when no frame was due
-    before the playout ended. ``frames_played`` counts frames whose deadline came; ``frames_sent``
-    those of them actually handed to the socket (the first frame waits up to ``ADDRESS_WAIT_S``
-    for the leg to have an address; a later frame finding none is not sent, but its sequence
-    number and timestamp still advance). ``completed`` is true when every frame was played, false
+    frame sent stops sounding (its deadline plus one frame); for a prompt carried in relayed
+    packets, when the first of them went out and when the last one's share of the prompt stops
+    sounding. Both ``None`` when no frame was due before the playout ended. ``frames_played``
+    counts frames whose deadline came (carried: whose bytes went out, in part or whole);
+    ``frames_sent`` those of them actually handed to the socket (the first frame waits up to
+    ``ADDRESS_WAIT_S`` for the leg to have an address; a later frame finding none is not sent, but
+    its sequence number and timestamp still advance). ``completed`` is true when every frame was played, false
     after ``stop``, a replacing ``play`` or an error. ``stalls`` counts the times missed deadlines
     were skipped (see the module docstring). ``error`` says why the playout failed (no address
     within ``ADDRESS_WAIT_S``, or sending raised), None when no error stopped it.
@@ -177,6 +197,7 @@ class Playout:
 
     __slots__ = (
         "_base",
+        "_carried",
         "_clock_rate",
         "_ended_at",
         "_finished",
@@ -188,12 +209,14 @@ class Playout:
         "_played",
         "_player",
         "_reanchor",
+        "_relayed_at",
         "_resync",
         "_samples_per_frame",
         "_sent",
         "_stalls",
         "_started_at",
         "_waited_ticks",
+        "carried_silence",
     )
 
     def __init__(
@@ -225,6 +248,12 @@ class Playout:
         self._waited_ticks = 0  # ticks the first frame waited for an address to send to
         self._ended_at: float | None = None  # when the last frame sent stops sounding
         self._on_started: Callable[[float], None] | None = None
+        # Carried in the relayed packets (see the module docstring): the codec's silence byte,
+        # the prompt's bytes already carried, and when the newest packet carrying them went out
+        # (before the first: the ``not_before`` of ``play``).
+        self.carried_silence: bytes | None = None
+        self._carried = 0
+        self._relayed_at = 0.0
 
     @property
     def finished(self) -> asyncio.Future[PlayoutResult]:
@@ -367,6 +396,36 @@ def _interval_us(interval_s: float) -> int:
     return round(interval_s * 1_000_000)
 
 
+def _audio_header_length(data: bytes, payload_type: int) -> int | None:
+    """The header length of ``data`` when it is an RTP packet of ``payload_type`` with audio after
+    its header (RFC 3550 §5.1, §5.3.1: fixed header, CSRCs, extension), no padding; else None."""
+    if len(data) <= RTP_HEADER_LEN or data[0] & 0xE0 != _VERSION_BYTE or data[1] & 0x7F != payload_type:
+        return None
+    header = RTP_HEADER_LEN + 4 * (data[0] & 0x0F)
+    if data[0] & 0x10:
+        if len(data) < header + 4:
+            return None
+        header += 4 + 4 * int.from_bytes(data[header + 2 : header + 4], "big")
+    return header if len(data) > header else None
+
+
+def _total_bytes(frames: Sequence[bytes]) -> int:
+    return (len(frames) - 1) * len(frames[0]) + len(frames[-1]) if frames else 0
+
+
+def _bytes_from(frames: Sequence[bytes], start: int, length: int) -> bytes:
+    """``length`` bytes of ``frames`` laid end to end from byte ``start`` (fewer at their end)."""
+    frame_bytes = len(frames[0])
+    index, within = divmod(start, frame_bytes)
+    pieces: list[bytes] = []
+    while length > 0 and index < len(frames):
+        piece = frames[index][within : within + length]
+        pieces.append(piece)
+        length -= len(piece)
+        index, within = index + 1, 0
+    return b"".join(pieces)
+
+
 class AnnouncementPlayer:
     """Plays prompts into one leg and numbers the packets relayed to it afterwards.
 
@@ -380,6 +439,7 @@ class AnnouncementPlayer:
     __slots__ = (
         "_anchor_time",
         "_anchor_ts",
+        "_carrying_silence",
         "_clock_rate",
         "_closed",
         "_current",
@@ -434,6 +494,10 @@ class AnnouncementPlayer:
         self.relay_dropped = 0
         """Relayed packets dropped: during a prompt, muted, malformed, or older than the relay anchor."""
         self._muted = False
+        # The codec's silence byte and audio payload type, once a prompt rode in the relayed
+        # packets and the far end has heard nothing but the other side's own stream: muted, it
+        # hears that stream silent.
+        self._carrying_silence: tuple[bytes, int] | None = None
 
     @property
     def muted(self) -> bool:
@@ -479,8 +543,13 @@ class AnnouncementPlayer:
         loop: bool = False,
         not_before: float | None = None,
         scheduler: PlayoutScheduler | None = None,
+        carry_silence: bytes | None = None,
     ) -> Playout:
         """Send ``frames`` as RTP payloads, one per tick, from the next tick of the grid on.
+
+        ``carry_silence``, the silence byte of a codec of one byte a sample (G.711), lets the
+        prompt ride in the packets relayed from the other side while they come (see the module
+        docstring), if the far end has heard nothing of the player's own yet; None: it never does.
 
         ``not_before`` (loop time) delays the first frame to the first tick at or after it.
         ``loop`` repeats the frames until ``stop``. ``scheduler`` is the grid to play on (from
@@ -529,7 +598,13 @@ class AnnouncementPlayer:
         self._leg.rtcp_renumber = None
         self._clock_rate = clock_rate
         self._frame_samples = samples_per_frame
-        self._rewriting = self._renumber_relayed
+        if carry_silence is not None and not loop and self._heard_only_relayed:
+            playout.carried_silence = carry_silence
+            playout._relayed_at = 0.0 if not_before is None else not_before
+            self._carrying_silence = (carry_silence, payload_type)
+        else:
+            self._rewriting = self._renumber_relayed
+            self._carrying_silence = None
         self._source_ssrc = None  # relaying after this prompt anchors afresh
         playout._first_tick = self._scheduler._add(self)
         if not_before is not None:
@@ -563,8 +638,8 @@ class AnnouncementPlayer:
         ``samples_per_frame`` samples do not last ``scheduler``'s interval.
         """
         playout = self._current
-        if playout is None:
-            return
+        if playout is None or playout.carried_silence is not None:
+            return  # one riding in the relayed packets goes in theirs
         clock_rate, interval_s = playout._clock_rate, scheduler.interval_s
         if not math.isclose(samples_per_frame / clock_rate, interval_s, rel_tol=1e-9):
             raise ValueError(
@@ -606,7 +681,14 @@ class AnnouncementPlayer:
         (``proxy.aio.media``). Once the anchored source is steady, the relay renumbers its
         packets itself.
         """
-        if self._current is not None or self._muted:
+        playing = self._current
+        if playing is not None and playing.carried_silence is not None:
+            self._carry(playing, data, target)
+            return
+        if playing is None and self._muted and self._carrying_silence is not None:
+            self._carry_silence_in(data, target)
+            return
+        if playing is not None or self._muted:
             self.relay_dropped += 1
             return
         transport = self._leg.transport
@@ -642,6 +724,73 @@ class AnnouncementPlayer:
             self._hand_renumbering_to_relay()  # the source is steady: the relay takes it from here
 
     # Internals ---------------------------------------------------------------------------------
+
+    @property
+    def _heard_only_relayed(self) -> bool:
+        """Whether a prompt may ride in the relayed packets: the far end has heard only the other
+        side's own stream (no packet of the player's, none renumbered), and renumbering is on
+        (with it off the relay touches no packet after a prompt anyway)."""
+        return (
+            self._renumber_relayed
+            and not self._rewriting
+            and self._leg.renumber is None
+            and self._state.last_timestamp is None
+        )
+
+    def _carry(self, playout: Playout, data: bytes, target: Address) -> None:
+        """Send the relayed packet ``data`` with the prompt's next bytes for its payload."""
+        transport = self._leg.transport
+        now = self._scheduler.time()
+        header = _audio_header_length(data, playout._payload_type)
+        if (
+            transport is None
+            or header is None
+            or (playout._started_at is None and now < playout._relayed_at)  # ``not_before``
+        ):
+            self.relay_dropped += 1
+            return
+        length = len(data) - header
+        audio = _bytes_from(playout._frames, playout._carried, length)
+        taken = len(audio)
+        playout._carried += taken
+        if taken < length:  # the prompt ends inside this packet: the rest as it came, or silence
+            silence = playout.carried_silence
+            assert silence is not None
+            audio += silence * (length - taken) if self._muted else data[header + taken :]
+        transport.sendto(data[:header] + audio, target)
+        if playout._started_at is None:
+            playout._started_at = now
+            if playout._on_started is not None:
+                self._scheduler.call_soon(playout._on_started, now)
+        frame_bytes = len(playout._frames[0])
+        playout._played = playout._base + -(-playout._carried // frame_bytes)
+        playout._sent = playout._played
+        playout._relayed_at = now
+        playout._ended_at = now + taken / playout._clock_rate  # G.711: a byte a sample
+        self.frames_sent += 1
+        if playout._carried >= _total_bytes(playout._frames):
+            self._end(playout, completed=True)
+
+    def _carry_silence_in(self, data: bytes, target: Address) -> None:
+        """Muted after a prompt rode in the relayed packets: the far end hears that stream silent."""
+        transport = self._leg.transport
+        carrying = self._carrying_silence
+        header = None if carrying is None else _audio_header_length(data, carrying[1])
+        if transport is None or carrying is None or header is None:
+            self.relay_dropped += 1
+            return
+        transport.sendto(data[:header] + carrying[0] * (len(data) - header), target)
+
+    def _stop_carrying(self, playout: Playout, tick: int) -> None:
+        """The other side's packets stopped coming: the rest of the prompt (from its next whole
+        frame) goes out in the player's own packets, from tick ``tick + 1`` on, and relayed packets
+        are renumbered after it as after any prompt of the player's."""
+        playout.carried_silence = None
+        self._carrying_silence = None
+        done = playout._played - playout._base  # frames (partly) carried: the rest starts after them
+        playout._first_tick = tick + 1 - done
+        playout._resync = True
+        self._rewriting = self._renumber_relayed
 
     def _hand_renumbering_to_relay(self) -> None:
         """Let the relay renumber the anchored source's packets towards the leg (see the module
@@ -733,6 +882,13 @@ class AnnouncementPlayer:
         """Send the frames of the current playout that are due by ``tick``."""
         playout = self._current
         if playout is None:
+            return
+        if playout.carried_silence is not None:
+            started = playout._started_at is not None
+            since = playout._relayed_at if started else self._scheduler.deadline(playout._first_tick)
+            if self._scheduler.deadline(tick) - since < CARRY_WAIT_S:
+                return
+            self._stop_carrying(playout, tick)
             return
         behind = tick - playout._first_tick + 1 - (playout._played - playout._base)
         if behind <= 0:

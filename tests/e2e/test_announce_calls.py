@@ -115,9 +115,10 @@ def test_outside_party_hears_the_whole_notice_before_the_other_party(
 def test_after_the_prompts_the_agent_is_heard_in_callheralds_stream_or_as_sent(
     tmp_path: Path, constant_ssrc: bool
 ) -> None:
-    """``media.constant_ssrc``: true, the outside party hears the agent renumbered into the stream
-    that carried the notice (one SSRC, no sequence jump); false, it hears the agent's packets
-    exactly as the agent's phone sent them (a new SSRC, RFC 3550 §8.2)."""
+    """``media.constant_ssrc``: true, the outside party hears the agent in the stream that carried
+    the notice (one SSRC, no sequence jump): the agent's own, the notice having ridden in its
+    packets, or callherald's, the agent renumbered into it, had they not come in time; false, it
+    hears the agent's packets exactly as the agent's phone sent them (a new SSRC, RFC 3550 §8.2)."""
     notice_wav, _ = write_prompt_wavs(tmp_path)
     notice = prepared(notice_wav, "test-notice", tmp_path / "expected-cache").frames_for("pcmu")
     agent_tone = tone_payloads(440.0, TONE_PACKETS)
@@ -170,10 +171,12 @@ def sender_report(data: bytes) -> SenderReport:
 @requires_sipp
 @pytest.mark.timeout(60)
 def test_rtcp_between_the_parties_names_the_streams_each_one_hears(tmp_path: Path) -> None:
-    """RFC 3550 §7.2: after the notice (to the caller) and the beep (to the agent) each party
-    hears the other in callherald's stream. The other party's sender reports must name that
-    stream, with RTP timestamps in its timeline, and their report blocks the receiver's own stream
-    in its own numbering, from the first report on; RTCP on the port above RTP, both ways."""
+    """RFC 3550 §7.2: after the notice (to the caller, in callherald's own packets: the agent is
+    not called yet) the caller hears the agent in callherald's stream; the beep rode in the
+    caller's own packets to the agent, who hears the caller's stream as sent. The other party's
+    sender reports must name the stream each party hears, with RTP timestamps in its timeline, and
+    their report blocks the receiver's own stream in its own numbering, from the first report on;
+    RTCP on the port above RTP, both ways."""
     write_prompt_wavs(tmp_path)
     call = call_with_tones(
         tmp_path,
@@ -184,13 +187,13 @@ def test_rtcp_between_the_parties_names_the_streams_each_one_hears(tmp_path: Pat
         pause_ms=CALL_MS,
         rtcp_every=25,  # a report every half second
     )
-    for sender, receiver in ((call.caller, call.callee), (call.callee, call.caller)):
+    for sender, receiver, renumbered in ((call.caller, call.callee, False), (call.callee, call.caller, True)):
         index_of = {payload: index for index, payload in enumerate(sender.payloads)}
         heard = [RtpPacket.parse(datagram.data) for datagram in receiver.received]
         relayed = [(index_of[packet.payload], packet) for packet in heard if packet.payload in index_of]
         assert len(relayed) >= 50, f"the parties were never joined\n{call.log[-3000:]}"
         last_index, last = relayed[-1]
-        assert last.ssrc != sender.ssrc  # renumbered into callherald's stream
+        assert (last.ssrc != sender.ssrc) is renumbered, sender.name  # into callherald's stream
         shift = ts_diff(last.timestamp, sender.first_timestamp + last_index * SAMPLES_PER_PACKET)
         reports = [sender_report(datagram.data) for datagram in receiver.rtcp_received]
         assert reports, sender.name

@@ -107,6 +107,7 @@ class RecordingLeg:
     rtcp_renumber: RelayRenumbering | None = None
     rtcp_blocked: bool = False
     outbound: Callable[[bytes, Address], None] | None = None
+    translator: None = None
 
     @property
     def transport(self) -> asyncio.DatagramTransport:
@@ -119,7 +120,9 @@ class RecordingLeg:
 
 
 def announcements_on(loop: VirtualLoop) -> tuple[CallAnnouncements, RecordingLeg]:
-    legs = {MediaLeg.A: RecordingLeg(loop), MediaLeg.B: RecordingLeg(loop)}
+    # Leg b's party has no address yet, so nothing of it may come for a prompt to ride in: the
+    # prompts go in callherald's own packets (carried ones: tests/e2e/test_playout_carried.py).
+    legs = {MediaLeg.A: RecordingLeg(loop), MediaLeg.B: RecordingLeg(loop, remote=None)}
     session = cast(MediaSession, _Session(rtp=legs))
     scheduler = PlayoutScheduler(loop=cast(asyncio.AbstractEventLoop, loop))
     return CallAnnouncements(session=session, scheduler=scheduler), legs[MediaLeg.A]

@@ -1,0 +1,296 @@
+"""A prompt riding in the packets relayed from the other side (``AnnouncementPlayer.play`` with
+``carry_silence``): the far end hears one stream, the other side's own, and the relay renumbers
+nothing after it. On the event loop's real clock: first with a fake leg that records what is
+sent, then over real UDP sockets on 127.0.0.1 through the relay and a call's announcements."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import cast
+
+import pytest
+
+from proxy.aio.playout import CARRY_WAIT_S, AnnouncementPlayer, Playout, PlayoutScheduler
+from proxy.b2bua.effects import MediaFormat, MediaLeg
+from proxy.b2bua.settings import Address
+from proxy.rtp.g711 import ULAW_SILENCE_BYTE
+from proxy.rtp.packet import RtpPacket
+from proxy.rtp.seqnum import seq_add, ts_add
+from proxy.rtp.transcode import LawTranslator
+from tests.e2e.test_playout import (
+    SAMPLES,
+    SOURCE_SSRC,
+    SSRC,
+    FakeLeg,
+    RecordingTransport,
+    distinct_frames,
+    rig,
+    run,
+)
+
+pytestmark = pytest.mark.e2e
+
+TARGET: Address = ("192.0.2.9", 5000)
+SOURCE_PAYLOAD = b"\x11"
+
+
+def source_packet(index: int, *, payload_type: int = 0, samples: int = SAMPLES) -> bytes:
+    return bytes(
+        RtpPacket(
+            payload_type=payload_type,
+            sequence=seq_add(700, index),
+            timestamp=ts_add(90_000, index * samples),
+            ssrc=SOURCE_SSRC,
+            marker=index == 0,
+            payload=SOURCE_PAYLOAD * samples,
+        )
+    )
+
+
+def carried(player: AnnouncementPlayer, frames: Sequence[bytes]) -> Playout:
+    return player.play(
+        frames, payload_type=0, clock_rate=8000, samples_per_frame=SAMPLES, carry_silence=ULAW_SILENCE_BYTE
+    )
+
+
+async def relay_packets(
+    player: AnnouncementPlayer, packets: Sequence[bytes], *, interval_s: float = 0.02
+) -> None:
+    for packet in packets:
+        player.relay(packet, TARGET)
+        await asyncio.sleep(interval_s)
+
+
+def sent(transport: RecordingTransport) -> list[RtpPacket]:
+    assert {addr for _, addr in transport.sent} <= {TARGET, FakeLeg(None).remote}
+    return [RtpPacket.parse(data) for data, _ in transport.sent]
+
+
+def test_a_prompt_rides_in_the_relayed_packets_and_nothing_is_renumbered_after_it() -> None:
+    async def scenario() -> None:
+        transport = RecordingTransport()
+        leg = FakeLeg(cast(asyncio.DatagramTransport, transport))
+        player = AnnouncementPlayer(leg, PlayoutScheduler(), ssrc=SSRC)
+        frames = distinct_frames(5)
+        playout = carried(player, frames)
+        hooked_while_playing = player.needs_relay_hook
+        await relay_packets(player, [source_packet(i) for i in range(6)])
+        result = await playout
+        assert result.completed
+        assert (result.frames_played, result.frames_sent) == (5, 5)
+        assert result.started_at is not None
+        assert result.ended_at is not None
+        assert result.ended_at - result.started_at == pytest.approx(0.1, abs=0.03)
+        out = sent(transport)
+        # The source's own numbers, SSRC and marker; the prompt's frames for payloads, then its own.
+        assert [p.ssrc for p in out] == [SOURCE_SSRC] * 6
+        assert [p.sequence for p in out] == [seq_add(700, i) for i in range(6)]
+        assert [p.timestamp for p in out] == [ts_add(90_000, i * SAMPLES) for i in range(6)]
+        assert [p.payload for p in out] == [*frames, SOURCE_PAYLOAD * SAMPLES]
+        # Nothing left to do per packet: the relay sends them itself, unchanged.
+        assert (hooked_while_playing, player.needs_relay_hook) == (True, False)
+        assert leg.renumber is None
+        assert leg.rtcp_renumber is None
+        assert not leg.rtcp_blocked
+
+    run(scenario)
+
+
+def test_packets_of_another_duration_carry_the_prompt_byte_for_byte() -> None:
+    """30 ms packets carry 20 ms frames: the prompt goes on across packet edges, and the last one
+    is filled with the source's own audio (parties joined) or silence (kept apart)."""
+
+    async def scenario() -> None:
+        for muted in (False, True):
+            transport = RecordingTransport()
+            player = AnnouncementPlayer(
+                FakeLeg(cast(asyncio.DatagramTransport, transport)), PlayoutScheduler()
+            )
+            player.muted = muted
+            frames = distinct_frames(4)  # 640 bytes: two whole 240-byte packets and 160 bytes
+            playout = carried(player, frames)
+            await relay_packets(player, [source_packet(i, samples=240) for i in range(3)], interval_s=0.03)
+            result = await playout
+            assert result.completed
+            assert result.frames_played == 4
+            payloads = [p.payload for p in sent(transport)]
+            rest = (ULAW_SILENCE_BYTE if muted else SOURCE_PAYLOAD) * 80
+            assert payloads == [
+                b"".join(frames)[:240],
+                b"".join(frames)[240:480],
+                b"".join(frames)[480:] + rest,
+            ]
+
+    run(scenario)
+
+
+def test_kept_apart_after_a_carried_prompt_the_far_end_hears_the_stream_silent() -> None:
+    async def scenario() -> None:
+        transport = RecordingTransport()
+        player = AnnouncementPlayer(FakeLeg(cast(asyncio.DatagramTransport, transport)), PlayoutScheduler())
+        player.muted = True
+        playout = carried(player, distinct_frames(2))
+        await relay_packets(player, [source_packet(i) for i in range(2)])
+        await playout
+        transport.sent.clear()
+        dropped = player.relay_dropped
+        player.relay(source_packet(2), TARGET)
+        player.relay(source_packet(3, payload_type=101), TARGET)  # a telephone event is not audio
+        out = sent(transport)
+        assert [(p.sequence, p.payload) for p in out] == [(seq_add(700, 2), ULAW_SILENCE_BYTE * SAMPLES)]
+        assert player.relay_dropped == dropped + 1
+        player.muted = False
+        player.relay(source_packet(4), TARGET)
+        assert sent(transport)[-1].payload == SOURCE_PAYLOAD * SAMPLES
+
+    run(scenario)
+
+
+def test_other_packets_during_a_carried_prompt_are_dropped_and_do_not_take_its_audio() -> None:
+    async def scenario() -> None:
+        transport = RecordingTransport()
+        player = AnnouncementPlayer(FakeLeg(cast(asyncio.DatagramTransport, transport)), PlayoutScheduler())
+        frames = distinct_frames(2)
+        playout = carried(player, frames)
+        player.relay(source_packet(0, payload_type=101), TARGET)  # RFC 4733 event
+        player.relay(source_packet(1, payload_type=13), TARGET)  # comfort noise
+        player.relay(b"\x80\x00", TARGET)  # shorter than a header
+        player.relay(b"\xa0" + source_packet(2)[1:], TARGET)  # padding
+        assert transport.sent == []
+        assert player.relay_dropped == 4
+        await relay_packets(player, [source_packet(i) for i in range(3, 5)])
+        await playout
+        assert [p.payload for p in sent(transport)] == list(frames)
+
+    run(scenario)
+
+
+def test_when_the_source_goes_quiet_the_rest_of_the_prompt_goes_in_the_players_own_packets() -> None:
+    async def scenario() -> None:
+        transport = RecordingTransport()
+        leg = FakeLeg(cast(asyncio.DatagramTransport, transport))
+        player = AnnouncementPlayer(leg, PlayoutScheduler(), ssrc=SSRC, sequence=10, timestamp=1000)
+        frames = distinct_frames(6)
+        playout = carried(player, frames)
+        await relay_packets(player, [source_packet(i) for i in range(2)])  # then silence suppression
+        result = await playout
+        assert result.completed
+        assert (result.frames_played, result.frames_sent) == (6, 6)
+        out = sent(transport)
+        assert [p.ssrc for p in out] == [SOURCE_SSRC] * 2 + [SSRC] * 4
+        assert [p.payload for p in out] == list(frames)
+        own = out[2:]
+        assert [p.sequence for p in own] == [10, 11, 12, 13]
+        assert own[0].marker
+        gap_s = (result.ended_at or 0.0) - (result.started_at or 0.0)
+        assert gap_s >= 6 * 0.02 + CARRY_WAIT_S - 0.03  # the wait shows as a gap the receiver conceals
+        # After a prompt of its own the player numbers the relayed packets as before: one SSRC.
+        player.relay(source_packet(20), TARGET)
+        assert sent(transport)[-1].ssrc == SSRC
+
+    run(scenario)
+
+
+def test_a_source_that_never_sends_gets_the_whole_prompt_in_the_players_own_packets() -> None:
+    async def scenario() -> None:
+        transport = RecordingTransport()
+        player = AnnouncementPlayer(
+            FakeLeg(cast(asyncio.DatagramTransport, transport)), PlayoutScheduler(), ssrc=SSRC
+        )
+        frames = distinct_frames(3)
+        result = await carried(player, frames)
+        assert result.completed
+        assert result.frames_sent == 3
+        assert [(p.ssrc, p.payload) for p in sent(transport)] == [(SSRC, frame) for frame in frames]
+
+    run(scenario)
+
+
+def test_a_player_heard_once_never_carries_again() -> None:
+    """Once the far end heard a packet of the player's own, a later prompt goes in its own packets
+    too (a new SSRC would follow otherwise): one stream for the rest of the call."""
+
+    async def scenario() -> None:
+        transport = RecordingTransport()
+        player = AnnouncementPlayer(
+            FakeLeg(cast(asyncio.DatagramTransport, transport)), PlayoutScheduler(), ssrc=SSRC
+        )
+        await player.play(distinct_frames(1), payload_type=0, clock_rate=8000, samples_per_frame=SAMPLES)
+        playout = carried(player, distinct_frames(2))
+        player.relay(source_packet(0), TARGET)
+        await playout
+        assert {p.ssrc for p in sent(transport)} == {SSRC}
+
+    run(scenario)
+
+
+def test_csrcs_and_a_header_extension_stay_and_the_prompt_follows_them() -> None:
+    async def scenario() -> None:
+        transport = RecordingTransport()
+        player = AnnouncementPlayer(FakeLeg(cast(asyncio.DatagramTransport, transport)), PlayoutScheduler())
+        frames = distinct_frames(1)
+        playout = carried(player, frames)
+        plain = source_packet(0)
+        csrc = (0xC5C5C5C5).to_bytes(4, "big")
+        extension = bytes.fromhex("bede0001") + bytes.fromhex("10ff0000")  # RFC 8285, one word
+        header = bytes([0x80 | 0x10 | 1]) + plain[1:12] + csrc + extension
+        player.relay(header + SOURCE_PAYLOAD * SAMPLES, TARGET)
+        await playout
+        ((data, _),) = transport.sent
+        assert data == header + frames[0]
+
+    run(scenario)
+
+
+# Over real sockets: the relay's hook, a call's announcements ----------------------------------------
+
+
+def test_a_calls_notice_rides_in_the_other_partys_packets_and_the_relay_then_leaves_them_alone() -> None:
+    async def scenario() -> None:
+        async with rig() as live:
+            announcements = live.call_announcements()
+            frames = distinct_frames(4)
+            talking = asyncio.ensure_future(live.talk(10))
+            await asyncio.sleep(0.005)
+            playout = announcements.play(MediaLeg.A, frames, MediaFormat(codec="pcmu", payload_type=0))
+            result = await playout
+            sent_by_other = await talking
+            await live.far.wait_for(10)
+            heard = live.far.packets
+            assert result.completed
+            assert {p.ssrc for p in heard} == {SOURCE_SSRC}
+            assert [p.sequence for p in heard] == [p.sequence for p in sent_by_other]
+            first = [p.payload for p in heard].index(frames[0])
+            assert [p.payload for p in heard[first : first + 4]] == list(frames)
+            assert [p.payload for p in heard[first + 4 :]] == [p.payload for p in sent_by_other[first + 4 :]]
+            assert live.leg.outbound is None  # nothing per packet once the prompt is over
+            assert live.leg.renumber is None
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("case", ["g722", "other-party-without-address", "translated", "constant-ssrc-off"])
+def test_a_prompt_goes_in_callheralds_own_packets_where_it_cannot_ride(case: str) -> None:
+    async def scenario() -> None:
+        async with rig() as live:
+            announcements = live.call_announcements(constant_ssrc=case != "constant-ssrc-off")
+            media = MediaFormat(codec="pcmu", payload_type=0)
+            frames = distinct_frames(2)
+            if case == "g722":
+                media, frames = MediaFormat(codec="g722", payload_type=9), distinct_frames(2, "g722")
+            elif case == "other-party-without-address":
+                live.other_leg.set_remote(None)
+            elif case == "translated":
+                live.other_leg.set_translator(
+                    LawTranslator(
+                        party_payload_type=8, party_codec="pcma", call_payload_type=0, call_codec="pcmu"
+                    )
+                )
+            playout = announcements.play(MediaLeg.A, frames, media)
+            player = announcements.players[MediaLeg.A]
+            assert player.playing is playout
+            assert playout.carried_silence is None
+            await playout
+
+    run(scenario)
