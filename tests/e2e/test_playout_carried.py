@@ -48,6 +48,17 @@ def source_packet(index: int, *, payload_type: int = 0, samples: int = SAMPLES) 
     )
 
 
+def player_on_fake_leg(
+    *, ssrc: int | None = None, sequence: int | None = None, timestamp: int | None = None
+) -> tuple[AnnouncementPlayer, FakeLeg, RecordingTransport]:
+    """A player on a leg that records what is sent, with the loop's own grid: call it inside the
+    scenario."""
+    transport = RecordingTransport()
+    leg = FakeLeg(cast(asyncio.DatagramTransport, transport))
+    player = AnnouncementPlayer(leg, PlayoutScheduler(), ssrc=ssrc, sequence=sequence, timestamp=timestamp)
+    return player, leg, transport
+
+
 def carried(player: AnnouncementPlayer, frames: Sequence[bytes]) -> Playout:
     return player.play(
         frames, payload_type=0, clock_rate=8000, samples_per_frame=SAMPLES, carry_silence=ULAW_SILENCE_BYTE
@@ -69,9 +80,7 @@ def sent(transport: RecordingTransport) -> list[RtpPacket]:
 
 def test_a_prompt_rides_in_the_relayed_packets_and_nothing_is_renumbered_after_it() -> None:
     async def scenario() -> None:
-        transport = RecordingTransport()
-        leg = FakeLeg(cast(asyncio.DatagramTransport, transport))
-        player = AnnouncementPlayer(leg, PlayoutScheduler(), ssrc=SSRC)
+        player, leg, transport = player_on_fake_leg(ssrc=SSRC)
         frames = distinct_frames(5)
         playout = carried(player, frames)
         hooked_while_playing = player.needs_relay_hook
@@ -103,10 +112,7 @@ def test_packets_of_another_duration_carry_the_prompt_byte_for_byte() -> None:
 
     async def scenario() -> None:
         for muted in (False, True):
-            transport = RecordingTransport()
-            player = AnnouncementPlayer(
-                FakeLeg(cast(asyncio.DatagramTransport, transport)), PlayoutScheduler()
-            )
+            player, _, transport = player_on_fake_leg()
             player.muted = muted
             frames = distinct_frames(4)  # 640 bytes: two whole 240-byte packets and 160 bytes
             playout = carried(player, frames)
@@ -127,8 +133,7 @@ def test_packets_of_another_duration_carry_the_prompt_byte_for_byte() -> None:
 
 def test_kept_apart_after_a_carried_prompt_the_far_end_hears_the_stream_silent() -> None:
     async def scenario() -> None:
-        transport = RecordingTransport()
-        player = AnnouncementPlayer(FakeLeg(cast(asyncio.DatagramTransport, transport)), PlayoutScheduler())
+        player, _, transport = player_on_fake_leg()
         player.muted = True
         playout = carried(player, distinct_frames(2))
         await relay_packets(player, [source_packet(i) for i in range(2)])
@@ -149,8 +154,7 @@ def test_kept_apart_after_a_carried_prompt_the_far_end_hears_the_stream_silent()
 
 def test_other_packets_during_a_carried_prompt_are_dropped_and_do_not_take_its_audio() -> None:
     async def scenario() -> None:
-        transport = RecordingTransport()
-        player = AnnouncementPlayer(FakeLeg(cast(asyncio.DatagramTransport, transport)), PlayoutScheduler())
+        player, _, transport = player_on_fake_leg()
         frames = distinct_frames(2)
         playout = carried(player, frames)
         player.relay(source_packet(0, payload_type=101), TARGET)  # RFC 4733 event
@@ -168,9 +172,7 @@ def test_other_packets_during_a_carried_prompt_are_dropped_and_do_not_take_its_a
 
 def test_when_the_source_goes_quiet_the_rest_of_the_prompt_goes_in_the_players_own_packets() -> None:
     async def scenario() -> None:
-        transport = RecordingTransport()
-        leg = FakeLeg(cast(asyncio.DatagramTransport, transport))
-        player = AnnouncementPlayer(leg, PlayoutScheduler(), ssrc=SSRC, sequence=10, timestamp=1000)
+        player, _, transport = player_on_fake_leg(ssrc=SSRC, sequence=10, timestamp=1000)
         frames = distinct_frames(6)
         playout = carried(player, frames)
         await relay_packets(player, [source_packet(i) for i in range(2)])  # then silence suppression
@@ -194,10 +196,7 @@ def test_when_the_source_goes_quiet_the_rest_of_the_prompt_goes_in_the_players_o
 
 def test_a_source_that_never_sends_gets_the_whole_prompt_in_the_players_own_packets() -> None:
     async def scenario() -> None:
-        transport = RecordingTransport()
-        player = AnnouncementPlayer(
-            FakeLeg(cast(asyncio.DatagramTransport, transport)), PlayoutScheduler(), ssrc=SSRC
-        )
+        player, _, transport = player_on_fake_leg(ssrc=SSRC)
         frames = distinct_frames(3)
         result = await carried(player, frames)
         assert result.completed
@@ -212,10 +211,7 @@ def test_a_player_heard_once_never_carries_again() -> None:
     too (a new SSRC would follow otherwise): one stream for the rest of the call."""
 
     async def scenario() -> None:
-        transport = RecordingTransport()
-        player = AnnouncementPlayer(
-            FakeLeg(cast(asyncio.DatagramTransport, transport)), PlayoutScheduler(), ssrc=SSRC
-        )
+        player, _, transport = player_on_fake_leg(ssrc=SSRC)
         await player.play(distinct_frames(1), payload_type=0, clock_rate=8000, samples_per_frame=SAMPLES)
         playout = carried(player, distinct_frames(2))
         player.relay(source_packet(0), TARGET)
@@ -227,8 +223,7 @@ def test_a_player_heard_once_never_carries_again() -> None:
 
 def test_csrcs_and_a_header_extension_stay_and_the_prompt_follows_them() -> None:
     async def scenario() -> None:
-        transport = RecordingTransport()
-        player = AnnouncementPlayer(FakeLeg(cast(asyncio.DatagramTransport, transport)), PlayoutScheduler())
+        player, _, transport = player_on_fake_leg()
         frames = distinct_frames(1)
         playout = carried(player, frames)
         plain = source_packet(0)
