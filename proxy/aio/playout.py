@@ -685,8 +685,9 @@ class AnnouncementPlayer:
         if playing is not None and playing.carried_silence is not None:
             self._carry(playing, data, target)
             return
-        if playing is None and self._muted and self._carrying_silence is not None:
-            self._carry_silence_in(data, target)
+        carrying = self._carrying_silence
+        if playing is None and self._muted and carrying is not None:
+            self._carry_silence_in(carrying, data, target)
             return
         if playing is not None or self._muted:
             self.relay_dropped += 1
@@ -771,15 +772,16 @@ class AnnouncementPlayer:
         if playout._carried >= _total_bytes(playout._frames):
             self._end(playout, completed=True)
 
-    def _carry_silence_in(self, data: bytes, target: Address) -> None:
-        """Muted after a prompt rode in the relayed packets: the far end hears that stream silent."""
+    def _carry_silence_in(self, carrying: tuple[bytes, int], data: bytes, target: Address) -> None:
+        """Muted after a prompt rode in the relayed packets: the far end hears that stream silent
+        (``carrying``: the codec's silence byte and audio payload type)."""
         transport = self._leg.transport
-        carrying = self._carrying_silence
-        header = None if carrying is None else _audio_header_length(data, carrying[1])
-        if transport is None or carrying is None or header is None:
+        silence, payload_type = carrying
+        header = _audio_header_length(data, payload_type)
+        if transport is None or header is None:
             self.relay_dropped += 1
             return
-        transport.sendto(data[:header] + carrying[0] * (len(data) - header), target)
+        transport.sendto(data[:header] + silence * (len(data) - header), target)
 
     def _stop_carrying(self, playout: Playout, tick: int) -> None:
         """The other side's packets stopped coming: the rest of the prompt (from its next whole
