@@ -44,7 +44,12 @@ kernel's receive timestamp) and the round trip time. Through callherald every pa
 relay twice: a-leg to b-leg on the way out, b-leg to a-leg on the way back. While a recorded call's
 notice and beep play, callherald keeps the parties apart and the agent's packets do not come back;
 the agent tells the orchestrator when each call's packets first come back (``back <port> <time>`` on
-its output).
+its output). A packet of the agent's that comes back under another SSRC than its own was
+renumbered by callherald (RFC 3550 §7): a prompt of that call went out in callherald's own
+packets, as no packet of the other side's came in time to carry it, and the relay then rewrites
+every header of the call. How many calls that happens to varies from run to run (the load
+generators' own delays decide it), and each costs the relay CPU that a call whose prompts rode in
+the other side's packets does not; the report counts them.
 
 Every figure is taken over the steady-state window: from ``SETTLE_S`` after the last call came up
 and its packets came back (so after every notice) to just before the first call stops sending.
@@ -224,6 +229,8 @@ _FROM_HIGH = bytes((code & 0x0F) << 4 for code in range(256))
 _FROM_LOW = bytes(code & 0x0F for code in range(256))
 _TIMING_END = RTP_HEADER.size + TIMING_BYTES
 _KERNEL_TIME = struct.Struct("@qq")  # struct timespec
+_RTP_SSRC = struct.Struct("!I")
+_SSRC_OFFSET = 8  # RFC 3550 §5.1: the SSRC is octets 8-11 of the header
 _SO_TIMESTAMPNS = 35  # Linux; the arrival time of each datagram comes as SCM_TIMESTAMPNS
 _ANCILLARY_BYTES = socket.CMSG_SPACE(_KERNEL_TIME.size)
 
@@ -729,6 +736,7 @@ class _Stream:
         "port",
         "received",
         "recv_errors",
+        "renumbered",
         "seen",
         "send_errors",
         "sending",
@@ -757,6 +765,7 @@ class _Stream:
         self.first_back_seq: int | None = None  # the first packet that came back (after any notice)
         self.duplicates = 0
         self.stray = 0
+        self.renumbered = 0  # ours by the payload, back under callherald's SSRC: renumbered (RFC 3550 §7)
         self.recv_errors = 0
         self.seen = bytearray(1 << 16)
         self.jitter = 0.0
@@ -915,6 +924,8 @@ class _Agent:
                 continue
             stream.seen[seq] = 1
             stream.received += 1
+            if _RTP_SSRC.unpack_from(data, _SSRC_OFFSET)[0] != stream.ssrc:
+                stream.renumbered += 1
             if stream.first_back_seq is None:
                 stream.first_back_seq = seq
                 print(f"back {stream.port} {arrival_ns}", flush=True)
@@ -994,6 +1005,8 @@ class _Agent:
             "packets_received": received,
             "duplicates": sum(s.duplicates for s in streams),
             "stray": sum(s.stray for s in self._streams.values()),
+            "renumbered": sum(s.renumbered for s in streams),
+            "calls_renumbered": sum(1 for s in streams if s.renumbered),
             "send_errors": sum(s.send_errors for s in self._streams.values()),
             "recv_errors": sum(s.recv_errors for s in self._streams.values()),
             "unknown_portfile_lines": self._unknown_lines,
@@ -1977,6 +1990,13 @@ def _details(run: dict[str, Any]) -> list[str]:
             f"(notice and beep over) after {_number(rtp.get('first_back_ms_mean'), 0)} ms on average, "
             f"{_number(rtp.get('first_back_ms_max'), 0)} ms at most; "
             f"{rtp.get('stray')} packets of callherald's own (notice, beep) at the agent"
+        )
+    if rtp and run["path"] in ANNOUNCING and not run["error"]:
+        # Each such call costs the relay a header rewrite a packet for the rest of the call.
+        extra.append(
+            f"renumbered: {rtp.get('calls_renumbered')} of {rtp.get('calls_back')} calls came back under "
+            f"callherald's SSRC, renumbered after a prompt it sent in its own packets (none of the other "
+            f"side's came in time to carry it; RFC 3550 §7): {rtp.get('renumbered')} packets"
         )
     if rtp and not run["error"]:
         in_window = rtp.get("window") or {}

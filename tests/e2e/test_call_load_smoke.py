@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import struct
+import time
 import wave
 from dataclasses import asdict
 from pathlib import Path
@@ -374,6 +376,26 @@ def test_rtp_header_round_trip(seq: int, timestamp: int, ssrc: int, sent_ns: int
         ssrc,
     )
     assert read_timing(bytes(packet)) == (sent_ns, ssrc, seq)
+
+
+def test_the_agent_tells_its_packets_back_under_another_ssrc_as_renumbered(tmp_path: Path) -> None:
+    # Ours by the timing in the payload; the header's SSRC says whose stream brought it back.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    agent = call_load._Agent([port], tmp_path / "ports.txt", max_s=1.0)
+    [stream] = agent._streams.values()
+    stream.seq = 2  # two packets sent
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        for seq, header_ssrc in ((0, stream.ssrc), (1, 0xCA11E4A1)):
+            packet = new_packet()
+            write_rtp_header(packet, seq=seq, timestamp=seq * 160, ssrc=stream.ssrc, sent_ns=1)
+            packet[8:12] = header_ssrc.to_bytes(4, "big")
+            sender.sendto(packet, ("127.0.0.1", port))
+        time.sleep(0.05)
+        agent._on_readable(stream)
+    stream.sock.close()
+    assert (stream.received, stream.renumbered, stream.stray) == (2, 1, 0)
 
 
 def test_the_portfile_reader_returns_complete_lines_once(tmp_path: Path) -> None:
@@ -804,6 +826,11 @@ def test_three_calls_direct_relayed_and_recorded(capsys: pytest.CaptureFixture[s
         assert run["rtp"]["calls_back"] == SMOKE_CALLS
         assert run["rtp"]["window"]["calls"] == SMOKE_CALLS
         assert run["rtp"]["packets_sent"] >= SMOKE_CALLS * 50
+    # Without a prompt the packets come back under the agent's own SSRC (the echo keeps the header);
+    # after one, under callherald's where it went out in callherald's own packets.
+    for path in ("direct", "relay"):
+        assert (row[path]["rtp"]["renumbered"], row[path]["rtp"]["calls_renumbered"]) == (0, 0)
+    assert 0 <= row["recorded"]["rtp"]["calls_renumbered"] <= SMOKE_CALLS
     for path in ("relay", "recorded"):
         run = row[path]
         assert run["callherald_calls_started"] == SMOKE_CALLS
@@ -859,6 +886,18 @@ def test_modes_pick_the_runs_and_an_announced_call_records_nothing(
     beep_frames = -(-BEEP_MS // 20)
     assert 2 * notice_frames <= announced["rtp"]["stray"] <= 2 * (notice_frames + 1)
     assert row["recorded"]["rtp"]["stray"] >= 2 * (notice_frames + beep_frames)
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(shutil.which("sipp") is None, reason="SIPp is not installed")
+def test_without_a_constant_ssrc_no_call_comes_back_renumbered(capsys: pytest.CaptureFixture[str]) -> None:
+    # media.constant_ssrc: false leaves the relayed packets as they are after the notice and beep.
+    argv = ["--calls", "2", "--hold-s", "3", "--modes", "recorded", "--constant-ssrc", "false"]
+    assert call_load.main(argv) == 0
+    report = capsys.readouterr().out
+    assert "renumbered: 0 of 2 calls came back under callherald's SSRC" in report
+    assert ": 0 packets" in report
 
 
 @pytest.mark.e2e
