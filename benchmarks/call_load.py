@@ -229,8 +229,6 @@ _FROM_HIGH = bytes((code & 0x0F) << 4 for code in range(256))
 _FROM_LOW = bytes(code & 0x0F for code in range(256))
 _TIMING_END = RTP_HEADER.size + TIMING_BYTES
 _KERNEL_TIME = struct.Struct("@qq")  # struct timespec
-_RTP_SSRC = struct.Struct("!I")
-_SSRC_OFFSET = 8  # RFC 3550 §5.1: the SSRC is octets 8-11 of the header
 _SO_TIMESTAMPNS = 35  # Linux; the arrival time of each datagram comes as SCM_TIMESTAMPNS
 _ANCILLARY_BYTES = socket.CMSG_SPACE(_KERNEL_TIME.size)
 
@@ -924,7 +922,7 @@ class _Agent:
                 continue
             stream.seen[seq] = 1
             stream.received += 1
-            if _RTP_SSRC.unpack_from(data, _SSRC_OFFSET)[0] != stream.ssrc:
+            if RTP_HEADER.unpack_from(data)[4] != stream.ssrc:  # the header's SSRC
                 stream.renumbered += 1
             if stream.first_back_seq is None:
                 stream.first_back_seq = seq
