@@ -61,11 +61,24 @@ end hears one stream, the other side's own, before, during and after the prompt,
 renumbered after it and the relay touches no packet once the parties are joined. Other packets
 (telephone events, comfort noise, padding) are dropped, as during any prompt; CSRCs and a header
 extension stay as they came. Kept apart after such a prompt, the far end hears the stream silent:
-no gap in its sequence numbers. If no packet carries the prompt for ``CARRY_WAIT_S`` (the other
-side went quiet or never sent), the rest of it, from its next whole frame, goes out in the
-player's own packets on the grid, and from then on the player works as for any prompt of its own.
-Such a prompt starts and ends when the packets carrying it go out; it is not repacketized (the
-packets are the other side's).
+no gap in its sequence numbers. Such a prompt starts and ends when the packets carrying it go out;
+it is not repacketized (the packets are the other side's).
+
+If no packet carries the prompt for ``CARRY_WAIT_S`` once one did (the other side stalled or went
+quiet), the player stands in for the other side: the rest of the prompt goes out a frame a tick in
+packets of that side's stream, its SSRC, the sequence numbers after the last packet the far end
+got and timestamps following on, so the far end still hears one stream with no gap. The other
+side's packets that come later are judged against the stand-in: one numbered within it (late, its
+place taken) is dropped; one past it in sequence number and timestamp ends the stand-in, carries
+the prompt again if it still plays, and its stream goes on as it came, with nothing renumbered;
+one that cannot follow it (the other side resumed behind it after a pause, or another SSRC) ends
+it too, and the player then goes on as after a prompt of its own, in the stand-in's stream
+(``ssrc`` is the other side's from then on). If no packet carried the prompt within
+``CARRY_START_WAIT_S`` of its first tick (the other side never sent), that side's numbering is
+unknown: the prompt goes out in the player's own packets on the grid, and from then on the player
+works as for any prompt of its own. The first packet is waited for longer than the next ones: a
+party's stream often starts a little after the answer, and a prompt that never rode is paid for by
+every packet of the call (renumbered after it).
 
 A player made with ``renumber_relayed=False`` (``media.constant_ssrc: false``) leaves relayed
 packets as they are after a prompt: the far end hears the other side's own stream, a new SSRC with
@@ -101,10 +114,12 @@ from proxy.rtp.errors import RtpError
 from proxy.rtp.pacing import PacedClock, RtpStreamState
 from proxy.rtp.packet import RTCP_PT_HIGH, RTCP_PT_LOW, RTP_HEADER_LEN, peek_header, rewrite_header
 from proxy.rtp.rtcp import translate_rtcp
-from proxy.rtp.seqnum import seq_newer, ts_diff
+from proxy.rtp.seqnum import seq_add, seq_newer, ts_add, ts_diff
 
 __all__ = [
     "ADDRESS_WAIT_S",
+    "CARRY_START_WAIT_S",
+    "CARRY_WAIT_S",
     "EARLY_TOLERANCE_S",
     "FRAME_INTERVAL_S",
     "MAX_BURST_FRAMES",
@@ -127,11 +142,28 @@ ADDRESS_WAIT_S: Final = 3.0
 """How long a prompt's first frame waits for the leg to have an address to go to (an SDP address
 the sockets cannot use, or an offer still to come in the ACK) before the playout fails."""
 CARRY_WAIT_S: Final = 0.060
-"""How long a prompt riding in the relayed packets waits for the next one before it goes on in the
-player's own packets (the other side went quiet: silence suppression, hold, a stall)."""
+"""How long a prompt riding in the relayed packets waits for the next one before the player stands
+in for the other side (it went quiet: silence suppression, hold, a stall)."""
+CARRY_START_WAIT_S: Final = 0.250
+"""How long a prompt that may ride in the relayed packets waits for the first one before it goes
+out in the player's own packets: a party's media often starts a little after the answer (after
+its ACK, say), and a prompt that never rode leaves its packets renumbered for the rest of the call."""
 RELAY_GUARD_PACKETS: Final = 100
 """After anchoring on a source, this many packets are checked for arriving older than the anchor
 (RFC 3550 §A.1 ``MAX_MISORDER``); such a packet would reuse sequence numbers already sent."""
+
+
+@dataclass(slots=True)
+class _FarEnd:
+    """The newest packet of the other side's stream the far end got during a carried prompt,
+    relayed or sent in the player's stand-in (see the module docstring)."""
+
+    ssrc: int
+    sequence: int
+    timestamp: int
+    samples: int
+    sent_at: float
+
 
 _HEADER: Final = struct.Struct("!BBHII")  # V/P/X/CC, M/PT, sequence, timestamp, SSRC (RFC 3550 §5.1)
 _VERSION_BYTE: Final = 0x80
@@ -147,6 +179,7 @@ class PlayoutLeg(Protocol):
     renumbered_timestamp: int
     rtcp_renumber: RelayRenumbering | None
     rtcp_blocked: bool
+    outbound: Callable[[bytes, Address], None] | None
 
     @property
     def transport(self) -> asyncio.DatagramTransport | None: ...
@@ -443,6 +476,7 @@ class AnnouncementPlayer:
         "_clock_rate",
         "_closed",
         "_current",
+        "_far_end",
         "_frame_samples",
         "_guard",
         "_leg",
@@ -453,6 +487,7 @@ class AnnouncementPlayer:
         "_source_anchor",
         "_source_ssrc",
         "_ssrc",
+        "_standing_in",
         "_state",
         "frames_sent",
         "relay_dropped",
@@ -492,12 +527,17 @@ class AnnouncementPlayer:
         self.frames_sent = 0
         """Datagrams sent by playouts, over the player's life."""
         self.relay_dropped = 0
-        """Relayed packets dropped: during a prompt, muted, malformed, or older than the relay anchor."""
+        """Relayed packets dropped: during a prompt, muted, malformed, older than the relay anchor,
+        or numbered within a stand-in (see the module docstring)."""
         self._muted = False
         # The codec's silence byte and audio payload type, once a prompt rode in the relayed
         # packets and the far end has heard nothing but the other side's own stream: muted, it
         # hears that stream silent.
         self._carrying_silence: tuple[bytes, int] | None = None
+        # The other side's stream as the far end heard it last in a carried prompt, and whether the
+        # player stands in for that side (see the module docstring).
+        self._far_end: _FarEnd | None = None
+        self._standing_in = False
 
     @property
     def muted(self) -> bool:
@@ -518,15 +558,18 @@ class AnnouncementPlayer:
     @property
     def ssrc(self) -> int:
         """The SSRC of the player's packets: of every packet the leg's far end receives after the
-        first prompt, unless relayed packets are left as they are (``renumber_relayed=False``)."""
+        first prompt, unless relayed packets are left as they are (``renumber_relayed=False``).
+        The other side's once a stand-in for it could not be ended by its stream (see the module
+        docstring)."""
         return self._ssrc
 
     @property
     def needs_relay_hook(self) -> bool:
         """Whether relayed packets must pass through ``relay``: a prompt plays, the parties are
-        kept apart, or relayed packets are being renumbered. When False, ``relay`` would only
-        send them on unchanged, so the relay may send them itself."""
-        return self._current is not None or self._muted or self._rewriting
+        kept apart, relayed packets are being renumbered, or the player stands in for the other
+        side (the player takes the hook off itself once that side's stream takes over). When
+        False, ``relay`` would only send them on unchanged, so the relay may send them itself."""
+        return self._current is not None or self._muted or self._rewriting or self._standing_in
 
     @property
     def playing(self) -> Playout | None:
@@ -602,7 +645,11 @@ class AnnouncementPlayer:
             playout.carried_silence = carry_silence
             playout._relayed_at = 0.0 if not_before is None else not_before
             self._carrying_silence = (carry_silence, payload_type)
+            if not self._standing_in:
+                self._far_end = None  # the other side's packets since were relayed unseen
         else:
+            if self._standing_in:
+                self._continue_stand_in_stream()
             self._rewriting = self._renumber_relayed
             self._carrying_silence = None
         self._source_ssrc = None  # relaying after this prompt anchors afresh
@@ -667,6 +714,7 @@ class AnnouncementPlayer:
         self._take_back_renumbering()
         self.stop()
         self._closed = True
+        self._standing_in = False
         self._leg.rtcp_renumber = None
         self._leg.rtcp_blocked = False
 
@@ -681,6 +729,9 @@ class AnnouncementPlayer:
         (``proxy.aio.media``). Once the anchored source is steady, the relay renumbers its
         packets itself.
         """
+        if self._standing_in and not self._follows_stand_in(data):
+            self.relay_dropped += 1
+            return
         playing = self._current
         if playing is not None and playing.carried_silence is not None:
             self._carry(playing, data, target)
@@ -751,6 +802,10 @@ class AnnouncementPlayer:
             self.relay_dropped += 1
             return
         length = len(data) - header
+        _, _, sequence, timestamp, ssrc = _HEADER.unpack_from(data)
+        far = self._far_end
+        if far is None or far.ssrc != ssrc or seq_newer(sequence, far.sequence):
+            self._far_end = _FarEnd(ssrc, sequence, timestamp, length, now)  # G.711: a byte a sample
         audio = _bytes_from(playout._frames, playout._carried, length)
         taken = len(audio)
         playout._carried += taken
@@ -782,6 +837,101 @@ class AnnouncementPlayer:
             self.relay_dropped += 1
             return
         transport.sendto(data[:header] + silence * (len(data) - header), target)
+
+    def _stand_in(self, playout: Playout, tick: int) -> None:
+        """Send the frames of the carried ``playout`` due by ``tick`` in the other side's stream,
+        numbered on from the newest packet the far end got in it (see the module docstring)."""
+        behind = tick - playout._first_tick + 1 - (playout._played - playout._base)
+        if behind <= 0:
+            return
+        if behind > MAX_BURST_FRAMES:
+            # Late ticks: the timestamps must not jump (the other side's packets are to follow
+            # them), so the stand-in falls behind the clock, as a late stream does.
+            playout._first_tick += behind - MAX_BURST_FRAMES
+            behind = MAX_BURST_FRAMES
+        far = self._far_end
+        silence = playout.carried_silence
+        assert far is not None  # standing in
+        assert silence is not None  # carried
+        leg = self._leg
+        transport = leg.transport
+        target = leg.latched or leg.remote
+        now = self._scheduler.time()
+        frame_bytes = len(playout._frames[0])
+        total = _total_bytes(playout._frames)
+        for _ in range(behind):
+            audio = _bytes_from(playout._frames, playout._carried, frame_bytes)
+            playout._carried += len(audio)
+            far.sequence = seq_add(far.sequence, 1)
+            far.timestamp = ts_add(far.timestamp, far.samples)
+            far.samples = frame_bytes  # G.711: a byte a sample
+            far.sent_at = now
+            if transport is not None and target is not None:
+                header = _HEADER.pack(
+                    _VERSION_BYTE, playout._payload_type, far.sequence, far.timestamp, far.ssrc
+                )
+                transport.sendto(header + audio + silence * (frame_bytes - len(audio)), target)
+                playout._sent += 1
+                self.frames_sent += 1
+            playout._played = playout._base + -(-playout._carried // frame_bytes)
+            playout._relayed_at = now
+            playout._ended_at = now + len(audio) / playout._clock_rate
+            if playout._started_at is None:  # standing in from an earlier prompt
+                playout._started_at = now
+                if playout._on_started is not None:
+                    self._scheduler.call_soon(playout._on_started, now)
+            if playout._carried >= total:
+                self._end(playout, completed=True)
+                return
+
+    def _follows_stand_in(self, data: bytes) -> bool:
+        """While standing in: False for a relayed packet of the other side numbered within the
+        stand-in (its place taken: dropped). Otherwise True, and the stand-in is over: the packet
+        goes on past it (carrying the prompt, or as it came), or it cannot follow it and the
+        player goes on in the stand-in's stream (see the module docstring)."""
+        far = self._far_end
+        assert far is not None  # standing in
+        try:
+            payload_type, sequence, timestamp, ssrc, _ = peek_header(data)
+        except RtpError:
+            return True  # not RTP: the relay's usual checks drop it
+        if RTCP_PT_LOW <= payload_type <= RTCP_PT_HIGH:  # multiplexed RTCP (RFC 5761 §4)
+            return True
+        if ssrc == far.ssrc:
+            later = ts_diff(timestamp, far.timestamp) > 0
+            if not later:
+                return False
+            if seq_newer(sequence, far.sequence):
+                self._standing_in = False
+                if not self.needs_relay_hook and self._leg.outbound == self.relay:
+                    self._leg.outbound = None  # nothing more to do per packet
+                return True
+        self._continue_stand_in_stream()
+        return True
+
+    def _continue_stand_in_stream(self) -> None:
+        """End the stand-in without the other side's stream taking it over: the far end goes on
+        hearing its stream, numbered by the player from the stand-in's newest packet, as after a
+        prompt of the player's own (relayed packets renumbered into it, RFC 3550 §7)."""
+        far = self._far_end
+        assert far is not None  # standing in
+        self._standing_in = False
+        self._ssrc = far.ssrc
+        self._state = RtpStreamState.following(
+            ssrc=far.ssrc, sequence=far.sequence, timestamp=far.timestamp, samples=far.samples
+        )
+        self._anchor_time = far.sent_at
+        self._anchor_ts = far.timestamp
+        self._source_ssrc = None
+        self._carrying_silence = None
+        self._rewriting = self._renumber_relayed
+        playout = self._current
+        if playout is not None and playout.carried_silence is not None:
+            # The rest of the prompt in the player's packets, from its next whole frame.
+            playout.carried_silence = None
+            next_tick = self._scheduler.tick_at_or_after(self._scheduler.time())
+            playout._first_tick = next_tick - (playout._played - playout._base)
+            playout._resync = True
 
     def _stop_carrying(self, playout: Playout, tick: int) -> None:
         """The other side's packets stopped coming: the rest of the prompt (from its next whole
@@ -886,11 +1036,19 @@ class AnnouncementPlayer:
         if playout is None:
             return
         if playout.carried_silence is not None:
-            started = playout._started_at is not None
-            since = playout._relayed_at if started else self._scheduler.deadline(playout._first_tick)
-            if self._scheduler.deadline(tick) - since < CARRY_WAIT_S:
-                return
-            self._stop_carrying(playout, tick)
+            if not self._standing_in:
+                if playout._started_at is not None:
+                    since, wait = playout._relayed_at, CARRY_WAIT_S
+                else:
+                    since, wait = self._scheduler.deadline(playout._first_tick), CARRY_START_WAIT_S
+                if self._scheduler.deadline(tick) - since < wait:
+                    return
+                if self._far_end is None:  # nothing carried it: the other side's numbering is unknown
+                    self._stop_carrying(playout, tick)
+                    return
+                self._standing_in = True
+                playout._first_tick = tick - (playout._played - playout._base)  # a frame now
+            self._stand_in(playout, tick)
             return
         behind = tick - playout._first_tick + 1 - (playout._played - playout._base)
         if behind <= 0:

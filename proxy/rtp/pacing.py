@@ -217,6 +217,17 @@ class RtpStreamState:
         self._seq_offset = 0
         self._ts_offset = 0
 
+    @classmethod
+    def following(cls, *, ssrc: int, sequence: int, timestamp: int, samples: int) -> RtpStreamState:
+        """A stream that goes on from a packet someone else sent in it: ``(sequence, timestamp)``,
+        ``samples`` long, is its last packet, and the next frame follows it with no marker."""
+        state = cls(ssrc=ssrc, sequence=seq_add(sequence, 1), timestamp=ts_add(timestamp, samples))
+        state._started = True
+        state._last_ts = timestamp
+        state._last_samples = samples
+        state._marker_pending = False
+        return state
+
     @property
     def ssrc(self) -> int:
         """The stream's SSRC: every emitted packet carries it."""

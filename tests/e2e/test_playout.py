@@ -1018,6 +1018,7 @@ class FakeLeg:
     renumbered_timestamp: int = 0
     rtcp_renumber: RelayRenumbering | None = None
     rtcp_blocked: bool = False
+    outbound: Callable[[bytes, Address], None] | None = None
 
 
 def source(sequence: int, timestamp: int, *, ssrc: int = SOURCE_SSRC, marker: bool = False) -> bytes:

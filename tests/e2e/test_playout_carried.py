@@ -16,7 +16,7 @@ from proxy.b2bua.effects import MediaFormat, MediaLeg
 from proxy.b2bua.settings import Address
 from proxy.rtp.g711 import ULAW_SILENCE_BYTE
 from proxy.rtp.packet import RtpPacket
-from proxy.rtp.seqnum import seq_add, ts_add
+from proxy.rtp.seqnum import seq_add, ts_add, ts_diff
 from proxy.rtp.transcode import LawTranslator
 from tests.e2e.test_playout import (
     SAMPLES,
@@ -170,7 +170,22 @@ def test_other_packets_during_a_carried_prompt_are_dropped_and_do_not_take_its_a
     run(scenario)
 
 
-def test_when_the_source_goes_quiet_the_rest_of_the_prompt_goes_in_the_players_own_packets() -> None:
+def later_source_packet(sequence_index: int, timestamp_index: int) -> bytes:
+    """A packet of the source numbered ``sequence_index`` with the timestamp of ``timestamp_index``
+    (a source that resumes after silence suppression keeps counting packets, not time)."""
+    return bytes(
+        RtpPacket(
+            payload_type=0,
+            sequence=seq_add(700, sequence_index),
+            timestamp=ts_add(90_000, timestamp_index * SAMPLES),
+            ssrc=SOURCE_SSRC,
+            marker=True,
+            payload=SOURCE_PAYLOAD * SAMPLES,
+        )
+    )
+
+
+def test_when_the_source_goes_quiet_the_player_stands_in_for_it_in_its_stream() -> None:
     async def scenario() -> None:
         player, _, transport = player_on_fake_leg(ssrc=SSRC, sequence=10, timestamp=1000)
         frames = distinct_frames(6)
@@ -180,16 +195,95 @@ def test_when_the_source_goes_quiet_the_rest_of_the_prompt_goes_in_the_players_o
         assert result.completed
         assert (result.frames_played, result.frames_sent) == (6, 6)
         out = sent(transport)
-        assert [p.ssrc for p in out] == [SOURCE_SSRC] * 2 + [SSRC] * 4
+        # One stream: the source's SSRC, numbers and timestamps going on without a gap or a marker.
+        assert [p.ssrc for p in out] == [SOURCE_SSRC] * 6
+        assert [p.sequence for p in out] == [seq_add(700, i) for i in range(6)]
+        assert [p.timestamp for p in out] == [ts_add(90_000, i * SAMPLES) for i in range(6)]
+        assert [p.marker for p in out] == [True] + [False] * 5
         assert [p.payload for p in out] == list(frames)
-        own = out[2:]
-        assert [p.sequence for p in own] == [10, 11, 12, 13]
-        assert own[0].marker
         gap_s = (result.ended_at or 0.0) - (result.started_at or 0.0)
-        assert gap_s >= 6 * 0.02 + CARRY_WAIT_S - 0.03  # the wait shows as a gap the receiver conceals
-        # After a prompt of its own the player numbers the relayed packets as before: one SSRC.
-        player.relay(source_packet(20), TARGET)
-        assert sent(transport)[-1].ssrc == SSRC
+        assert gap_s >= 6 * 0.02 + CARRY_WAIT_S - 0.03  # the wait shows as a late packet
+        # The source resumes behind the stand-in (its next sequence number, a later timestamp):
+        # its packets are renumbered into the stream from the stand-in on.
+        player.relay(later_source_packet(2, 40), TARGET)
+        resumed = sent(transport)[-1]
+        assert (resumed.ssrc, resumed.sequence, resumed.marker) == (SOURCE_SSRC, seq_add(700, 6), True)
+        assert ts_diff(resumed.timestamp, ts_add(90_000, 5 * SAMPLES)) >= SAMPLES
+        assert player.ssrc == SOURCE_SSRC
+        assert player.needs_relay_hook
+        player.relay(later_source_packet(3, 41), TARGET)
+        assert sent(transport)[-1].sequence == seq_add(700, 7)
+
+    run(scenario)
+
+
+def test_late_packets_of_a_stalled_source_are_dropped_and_it_carries_the_prompt_again() -> None:
+    async def scenario() -> None:
+        player, leg, transport = player_on_fake_leg(ssrc=SSRC)
+        frames = distinct_frames(12)
+        playout = carried(player, frames)
+        await relay_packets(player, [source_packet(i) for i in range(2)])
+        await asyncio.sleep(CARRY_WAIT_S + 0.05)  # the source stalls: the player stands in
+        stood_in = len(transport.sent) - 2
+        assert stood_in >= 1
+        dropped = player.relay_dropped
+        # The stalled packets arrive at once: those the stand-in took the place of are dropped,
+        # the next carries the prompt on, and the source keeps it.
+        late = [source_packet(i) for i in range(2, 2 + stood_in)]
+        await relay_packets(player, late, interval_s=0)
+        assert player.relay_dropped == dropped + stood_in
+        await relay_packets(player, [source_packet(i) for i in range(2 + stood_in, 16)])
+        result = await playout
+        assert result.completed
+        out = sent(transport)
+        assert {p.ssrc for p in out} == {SOURCE_SSRC}
+        assert [p.sequence for p in out] == [seq_add(700, i) for i in range(len(out))]
+        assert [p.timestamp for p in out] == [ts_add(90_000, i * SAMPLES) for i in range(len(out))]
+        assert [p.payload for p in out[:12]] == list(frames)
+        assert [p.payload for p in out[12:]] == [SOURCE_PAYLOAD * SAMPLES] * (len(out) - 12)
+        assert not player.needs_relay_hook
+        assert leg.renumber is None
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("muted", [False, True])
+def test_a_prompt_that_ends_standing_in_gives_the_stream_back_to_the_source_that_overtakes_it(
+    muted: bool,
+) -> None:
+    async def scenario() -> None:
+        player, leg, transport = player_on_fake_leg(ssrc=SSRC)
+        player.muted = muted
+        frames = distinct_frames(4)
+        playout = carried(player, frames)
+        await relay_packets(player, [source_packet(0)])
+        await playout  # stood in for three frames: the far end heard up to the source's 703
+        leg.outbound = player.relay  # as the call's announcements hook it
+        player.relay(source_packet(2), TARGET)  # late: its place was taken
+        assert len(transport.sent) == 4
+        player.relay(source_packet(4), TARGET)
+        last = sent(transport)[-1]
+        assert (last.ssrc, last.sequence) == (SOURCE_SSRC, seq_add(700, 4))
+        assert last.payload == (ULAW_SILENCE_BYTE if muted else SOURCE_PAYLOAD) * SAMPLES
+        # Unmuted, nothing more is left to do per packet: the player takes its hook off.
+        assert (leg.outbound is None) is not muted
+        assert player.ssrc == SSRC
+        assert leg.renumber is None
+
+    run(scenario)
+
+
+def test_a_prompt_of_the_players_own_after_a_stand_in_goes_on_in_the_stand_ins_stream() -> None:
+    async def scenario() -> None:
+        player, _, transport = player_on_fake_leg(ssrc=SSRC)
+        player.muted = True
+        playout = carried(player, distinct_frames(3))
+        await relay_packets(player, [source_packet(0)])
+        await playout  # stood in for two frames
+        await player.play(distinct_frames(2), payload_type=0, clock_rate=8000, samples_per_frame=SAMPLES)
+        out = sent(transport)
+        assert {p.ssrc for p in out} == {SOURCE_SSRC}
+        assert [p.sequence for p in out] == [seq_add(700, i) for i in range(len(out))]
 
     run(scenario)
 
@@ -260,6 +354,39 @@ def test_a_calls_notice_rides_in_the_other_partys_packets_and_the_relay_then_lea
             assert [p.payload for p in heard[first : first + 4]] == list(frames)
             assert [p.payload for p in heard[first + 4 :]] == [p.payload for p in sent_by_other[first + 4 :]]
             assert live.leg.outbound is None  # nothing per packet once the prompt is over
+            assert live.leg.renumber is None
+
+    run(scenario)
+
+
+def test_a_stall_of_the_other_party_mid_notice_leaves_one_stream_and_nothing_renumbered() -> None:
+    async def scenario() -> None:
+        async with rig() as live:
+            announcements = live.call_announcements()
+            frames = distinct_frames(12)
+            talking = asyncio.ensure_future(live.talk(3))
+            await asyncio.sleep(0.005)
+            playout = announcements.play(MediaLeg.A, frames, MediaFormat(codec="pcmu", payload_type=0))
+            await talking
+            await asyncio.sleep(CARRY_WAIT_S + 0.06)  # the party stalls: callherald stands in for it
+            await live.burst(6)  # then its stalled packets come at once
+            rest = await live.talk(12)
+            result = await playout
+            await live.far.wait_for(21)
+            await asyncio.sleep(0.05)
+            heard = live.far.packets
+            assert result.completed
+            assert len(heard) == 21  # the party's 21 packets less those the stand-in took the place of
+            assert {p.ssrc for p in heard} == {SOURCE_SSRC}
+            first = heard[0].sequence
+            assert [p.sequence for p in heard] == [seq_add(first, i) for i in range(len(heard))]
+            start = [p.payload for p in heard].index(frames[0])  # a packet may pass before it
+            end = start + len(frames)
+            assert [p.payload for p in heard[start:end]] == list(frames)
+            assert [p.payload for p in heard[end:]] == [
+                p.payload for p in rest[len(rest) - len(heard) + end :]
+            ]
+            assert live.leg.outbound is None  # the party's stream took over: nothing per packet
             assert live.leg.renumber is None
 
     run(scenario)

@@ -280,6 +280,17 @@ def test_packets_renumbered_elsewhere_are_continued_from_the_newest() -> None:
     assert stream.next_frame(160)[0] == (4 + 32_768 + 1) & 0xFFFF
 
 
+def test_a_stream_following_someone_elses_packet_goes_on_from_it() -> None:
+    """``following``: the packet (65535, 0xFFFFFF60), 240 samples long, was someone else's; the
+    next frame follows it across the wrap with no marker, and a switch keeps its distance."""
+    stream = RtpStreamState.following(ssrc=9, sequence=65535, timestamp=0xFFFFFF60, samples=240)
+    assert (stream.ssrc, stream.last_sequence, stream.last_timestamp) == (9, 65535, 0xFFFFFF60)
+    assert stream.next_frame(160) == (0, 0x50, False)
+    stream = RtpStreamState.following(ssrc=9, sequence=10, timestamp=1000, samples=160)
+    stream.continue_from(source_sequence=500, source_timestamp=7, elapsed_samples=800)
+    assert stream.translate(500, 7, False) == (11, 1800, True)
+
+
 # Repacketized -----------------------------------------------------------------------------------
 
 
