@@ -44,9 +44,10 @@ kernel's receive timestamp) and the round trip time. Through callherald every pa
 relay twice: a-leg to b-leg on the way out, b-leg to a-leg on the way back. While a recorded call's
 notice and beep play, callherald keeps the parties apart and the agent's packets do not come back;
 the agent tells the orchestrator when each call's packets first come back (``back <port> <time>`` on
-its output). A packet of the agent's that comes back under another SSRC than its own was
-renumbered by callherald (RFC 3550 §7): a prompt of that call went out in callherald's own
-packets, as no packet of the other side's came in time to carry it, and the relay then rewrites
+its output). A packet of the agent's that comes back under another SSRC or sequence number than it
+was sent with was renumbered by callherald (RFC 3550 §7): a prompt of that call went out in
+callherald's own packets, as no packet of the other side's came in time to carry it (or in packets
+it sent standing in for that side, which its stream could not follow), and the relay then rewrites
 every header of the call. How many calls that happens to varies from run to run (the load
 generators' own delays decide it), and each costs the relay CPU that a call whose prompts rode in
 the other side's packets does not; the report counts them.
@@ -763,7 +764,7 @@ class _Stream:
         self.first_back_seq: int | None = None  # the first packet that came back (after any notice)
         self.duplicates = 0
         self.stray = 0
-        self.renumbered = 0  # ours by the payload, back under callherald's SSRC: renumbered (RFC 3550 §7)
+        self.renumbered = 0  # ours by the payload, back under another SSRC or number (RFC 3550 §7)
         self.recv_errors = 0
         self.seen = bytearray(1 << 16)
         self.jitter = 0.0
@@ -922,7 +923,8 @@ class _Agent:
                 continue
             stream.seen[seq] = 1
             stream.received += 1
-            if RTP_HEADER.unpack_from(data)[4] != stream.ssrc:  # the header's SSRC
+            _, _, header_seq, _, header_ssrc = RTP_HEADER.unpack_from(data)
+            if header_ssrc != stream.ssrc or header_seq != seq & 0xFFFF:
                 stream.renumbered += 1
             if stream.first_back_seq is None:
                 stream.first_back_seq = seq
@@ -1992,9 +1994,10 @@ def _details(run: dict[str, Any]) -> list[str]:
     if rtp and run["path"] in ANNOUNCING and not run["error"]:
         # Each such call costs the relay a header rewrite a packet for the rest of the call.
         extra.append(
-            f"renumbered: {rtp.get('calls_renumbered')} of {rtp.get('calls_back')} calls came back under "
-            f"callherald's SSRC, renumbered after a prompt it sent in its own packets (none of the other "
-            f"side's came in time to carry it; RFC 3550 §7): {rtp.get('renumbered')} packets"
+            f"renumbered: {rtp.get('calls_renumbered')} of {rtp.get('calls_back')} calls came back "
+            f"renumbered after a prompt that went out in callherald's own packets (none of the other "
+            f"side's came in time to carry it, or its stream could not follow callherald's stand-in; "
+            f"RFC 3550 §7): {rtp.get('renumbered')} packets"
         )
     if rtp and not run["error"]:
         in_window = rtp.get("window") or {}

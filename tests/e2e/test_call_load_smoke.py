@@ -379,26 +379,28 @@ def test_rtp_header_round_trip(seq: int, timestamp: int, ssrc: int, sent_ns: int
     assert read_timing(bytes(packet)) == (sent_ns, ssrc, seq)
 
 
-def test_the_agent_tells_its_packets_back_under_another_ssrc_as_renumbered(tmp_path: Path) -> None:
-    # Ours by the timing in the payload; the header's SSRC says whose stream brought it back.
+def test_the_agent_tells_its_packets_back_under_another_ssrc_or_number_as_renumbered(tmp_path: Path) -> None:
+    # Ours by the timing in the payload; the header's SSRC and sequence number say whose stream
+    # brought it back, and whether it was renumbered in it.
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     agent = call_load._Agent([port], tmp_path / "ports.txt", max_s=1.0)
     [stream] = agent._streams.values()
-    stream.seq = 2  # two packets sent
+    stream.seq = 3  # three packets sent
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
-        for seq, header_ssrc in ((0, stream.ssrc), (1, 0xCA11E4A1)):
+        for seq, header_ssrc, header_seq in ((0, stream.ssrc, 0), (1, 0xCA11E4A1, 1), (2, stream.ssrc, 7)):
             packet = new_packet()
             write_rtp_header(packet, seq=seq, timestamp=seq * 160, ssrc=stream.ssrc, sent_ns=1)
+            packet[2:4] = header_seq.to_bytes(2, "big")
             packet[8:12] = header_ssrc.to_bytes(4, "big")
             sender.sendto(packet, ("127.0.0.1", port))
     deadline = time.monotonic() + 5.0
-    while stream.received + stream.stray < 2 and time.monotonic() < deadline:
+    while stream.received + stream.stray < 3 and time.monotonic() < deadline:
         select.select([stream.sock], [], [], 0.5)
         agent._on_readable(stream)
     stream.sock.close()
-    assert (stream.received, stream.renumbered, stream.stray) == (2, 1, 0)
+    assert (stream.received, stream.renumbered, stream.stray) == (3, 2, 0)
 
 
 def test_the_portfile_reader_returns_complete_lines_once(tmp_path: Path) -> None:
@@ -901,7 +903,7 @@ def test_without_a_constant_ssrc_no_call_comes_back_renumbered(capsys: pytest.Ca
     argv = ["--calls", "2", "--hold-s", "3", "--modes", "recorded", "--constant-ssrc", "false"]
     assert call_load.main(argv) == 0
     report = capsys.readouterr().out
-    assert "renumbered: 0 of 2 calls came back under callherald's SSRC" in report
+    assert "renumbered: 0 of 2 calls came back renumbered" in report
     assert ": 0 packets" in report
 
 
