@@ -154,7 +154,7 @@ RELAY_GUARD_PACKETS: Final = 100
 
 
 @dataclass(slots=True)
-class _FarEnd:
+class _StreamHeard:
     """The newest packet of the other side's stream the far end got during a carried prompt,
     relayed or sent in the player's stand-in (see the module docstring)."""
 
@@ -476,9 +476,9 @@ class AnnouncementPlayer:
         "_clock_rate",
         "_closed",
         "_current",
-        "_far_end",
         "_frame_samples",
         "_guard",
+        "_heard",
         "_leg",
         "_muted",
         "_renumber_relayed",
@@ -536,7 +536,7 @@ class AnnouncementPlayer:
         self._carrying_silence: tuple[bytes, int] | None = None
         # The other side's stream as the far end heard it last in a carried prompt, and whether the
         # player stands in for that side (see the module docstring).
-        self._far_end: _FarEnd | None = None
+        self._heard: _StreamHeard | None = None
         self._standing_in = False
 
     @property
@@ -646,7 +646,7 @@ class AnnouncementPlayer:
             playout._relayed_at = 0.0 if not_before is None else not_before
             self._carrying_silence = (carry_silence, payload_type)
             if not self._standing_in:
-                self._far_end = None  # the other side's packets since were relayed unseen
+                self._heard = None  # the other side's packets since were relayed unseen
         else:
             if self._standing_in:
                 self._continue_stand_in_stream()
@@ -803,9 +803,9 @@ class AnnouncementPlayer:
             return
         length = len(data) - header
         _, _, sequence, timestamp, ssrc = _HEADER.unpack_from(data)
-        far = self._far_end
-        if far is None or far.ssrc != ssrc or seq_newer(sequence, far.sequence):
-            self._far_end = _FarEnd(ssrc, sequence, timestamp, length, now)  # G.711: a byte a sample
+        heard = self._heard
+        if heard is None or heard.ssrc != ssrc or seq_newer(sequence, heard.sequence):
+            self._heard = _StreamHeard(ssrc, sequence, timestamp, length, now)  # G.711: a byte a sample
         audio = _bytes_from(playout._frames, playout._carried, length)
         taken = len(audio)
         playout._carried += taken
@@ -849,9 +849,9 @@ class AnnouncementPlayer:
             # them), so the stand-in falls behind the clock, as a late stream does.
             playout._first_tick += behind - MAX_BURST_FRAMES
             behind = MAX_BURST_FRAMES
-        far = self._far_end
+        heard = self._heard
         silence = playout.carried_silence
-        assert far is not None  # standing in
+        assert heard is not None  # standing in
         assert silence is not None  # carried
         leg = self._leg
         transport = leg.transport
@@ -862,13 +862,13 @@ class AnnouncementPlayer:
         for _ in range(behind):
             audio = _bytes_from(playout._frames, playout._carried, frame_bytes)
             playout._carried += len(audio)
-            far.sequence = seq_add(far.sequence, 1)
-            far.timestamp = ts_add(far.timestamp, far.samples)
-            far.samples = frame_bytes  # G.711: a byte a sample
-            far.sent_at = now
+            heard.sequence = seq_add(heard.sequence, 1)
+            heard.timestamp = ts_add(heard.timestamp, heard.samples)
+            heard.samples = frame_bytes  # G.711: a byte a sample
+            heard.sent_at = now
             if transport is not None and target is not None:
                 header = _HEADER.pack(
-                    _VERSION_BYTE, playout._payload_type, far.sequence, far.timestamp, far.ssrc
+                    _VERSION_BYTE, playout._payload_type, heard.sequence, heard.timestamp, heard.ssrc
                 )
                 transport.sendto(header + audio + silence * (frame_bytes - len(audio)), target)
                 playout._sent += 1
@@ -889,19 +889,19 @@ class AnnouncementPlayer:
         stand-in (its place taken: dropped). Otherwise True, and the stand-in is over: the packet
         goes on past it (carrying the prompt, or as it came), or it cannot follow it and the
         player goes on in the stand-in's stream (see the module docstring)."""
-        far = self._far_end
-        assert far is not None  # standing in
+        heard = self._heard
+        assert heard is not None  # standing in
         try:
             payload_type, sequence, timestamp, ssrc, _ = peek_header(data)
         except RtpError:
             return True  # not RTP: the relay's usual checks drop it
         if RTCP_PT_LOW <= payload_type <= RTCP_PT_HIGH:  # multiplexed RTCP (RFC 5761 §4)
             return True
-        if ssrc == far.ssrc:
-            later = ts_diff(timestamp, far.timestamp) > 0
+        if ssrc == heard.ssrc:
+            later = ts_diff(timestamp, heard.timestamp) > 0
             if not later:
                 return False
-            if seq_newer(sequence, far.sequence):
+            if seq_newer(sequence, heard.sequence):
                 self._standing_in = False
                 if not self.needs_relay_hook and self._leg.outbound == self.relay:
                     self._leg.outbound = None  # nothing more to do per packet
@@ -913,15 +913,15 @@ class AnnouncementPlayer:
         """End the stand-in without the other side's stream taking it over: the far end goes on
         hearing its stream, numbered by the player from the stand-in's newest packet, as after a
         prompt of the player's own (relayed packets renumbered into it, RFC 3550 §7)."""
-        far = self._far_end
-        assert far is not None  # standing in
+        heard = self._heard
+        assert heard is not None  # standing in
         self._standing_in = False
-        self._ssrc = far.ssrc
+        self._ssrc = heard.ssrc
         self._state = RtpStreamState.following(
-            ssrc=far.ssrc, sequence=far.sequence, timestamp=far.timestamp, samples=far.samples
+            ssrc=heard.ssrc, sequence=heard.sequence, timestamp=heard.timestamp, samples=heard.samples
         )
-        self._anchor_time = far.sent_at
-        self._anchor_ts = far.timestamp
+        self._anchor_time = heard.sent_at
+        self._anchor_ts = heard.timestamp
         self._source_ssrc = None
         self._carrying_silence = None
         self._rewriting = self._renumber_relayed
@@ -1043,7 +1043,7 @@ class AnnouncementPlayer:
                     since, wait = self._scheduler.deadline(playout._first_tick), CARRY_START_WAIT_S
                 if self._scheduler.deadline(tick) - since < wait:
                     return
-                if self._far_end is None:  # nothing carried it: the other side's numbering is unknown
+                if self._heard is None:  # nothing carried it: the other side's numbering is unknown
                     self._stop_carrying(playout, tick)
                     return
                 self._standing_in = True

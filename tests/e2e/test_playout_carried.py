@@ -24,6 +24,7 @@ from tests.e2e.test_playout import (
     SSRC,
     FakeLeg,
     RecordingTransport,
+    Rig,
     distinct_frames,
     rig,
     run,
@@ -335,14 +336,22 @@ def test_csrcs_and_a_header_extension_stay_and_the_prompt_follows_them() -> None
 # Over real sockets: the relay's hook, a call's announcements ----------------------------------------
 
 
+async def notice_while_the_other_party_talks(
+    live: Rig, frames: Sequence[bytes], packets: int
+) -> tuple[Playout, asyncio.Future[list[RtpPacket]]]:
+    """A call's notice to leg a's party, started just after the other party's first packet of
+    ``packets`` (one per 20 ms) is on its way."""
+    announcements = live.call_announcements()
+    talking = asyncio.ensure_future(live.talk(packets))
+    await asyncio.sleep(0.005)
+    return announcements.play(MediaLeg.A, frames, MediaFormat(codec="pcmu", payload_type=0)), talking
+
+
 def test_a_calls_notice_rides_in_the_other_partys_packets_and_the_relay_then_leaves_them_alone() -> None:
     async def scenario() -> None:
         async with rig() as live:
-            announcements = live.call_announcements()
             frames = distinct_frames(4)
-            talking = asyncio.ensure_future(live.talk(10))
-            await asyncio.sleep(0.005)
-            playout = announcements.play(MediaLeg.A, frames, MediaFormat(codec="pcmu", payload_type=0))
+            playout, talking = await notice_while_the_other_party_talks(live, frames, 10)
             result = await playout
             sent_by_other = await talking
             await live.far.wait_for(10)
@@ -362,11 +371,8 @@ def test_a_calls_notice_rides_in_the_other_partys_packets_and_the_relay_then_lea
 def test_a_stall_of_the_other_party_mid_notice_leaves_one_stream_and_nothing_renumbered() -> None:
     async def scenario() -> None:
         async with rig() as live:
-            announcements = live.call_announcements()
             frames = distinct_frames(12)
-            talking = asyncio.ensure_future(live.talk(3))
-            await asyncio.sleep(0.005)
-            playout = announcements.play(MediaLeg.A, frames, MediaFormat(codec="pcmu", payload_type=0))
+            playout, talking = await notice_while_the_other_party_talks(live, frames, 3)
             await talking
             await asyncio.sleep(CARRY_WAIT_S + 0.06)  # the party stalls: callherald stands in for it
             await live.burst(6)  # then its stalled packets come at once
