@@ -319,6 +319,15 @@ class Playout:
     def __await__(self) -> Generator[Any, None, PlayoutResult]:
         return self._finished.__await__()
 
+    def _frames_behind(self, tick: int) -> int:
+        """Frames due by ``tick`` and not yet played."""
+        return tick - self._first_tick + 1 - (self._played - self._base)
+
+    def _next_frame_at(self, tick: int) -> None:
+        """Move the grid so that the next frame to play (after the ones played, in part or
+        whole) is due at ``tick``."""
+        self._first_tick = tick - (self._played - self._base)
+
 
 class PlayoutScheduler:
     """The shared 20 ms tick grid (see the module docstring). One per event loop.
@@ -841,7 +850,7 @@ class AnnouncementPlayer:
     def _stand_in(self, playout: Playout, tick: int) -> None:
         """Send the frames of the carried ``playout`` due by ``tick`` in the other side's stream,
         numbered on from the newest packet the far end got in it (see the module docstring)."""
-        behind = tick - playout._first_tick + 1 - (playout._played - playout._base)
+        behind = playout._frames_behind(tick)
         if behind <= 0:
             return
         if behind > MAX_BURST_FRAMES:
@@ -927,11 +936,7 @@ class AnnouncementPlayer:
         self._rewriting = self._renumber_relayed
         playout = self._current
         if playout is not None and playout.carried_silence is not None:
-            # The rest of the prompt in the player's packets, from its next whole frame.
-            playout.carried_silence = None
-            next_tick = self._scheduler.tick_at_or_after(self._scheduler.time())
-            playout._first_tick = next_tick - (playout._played - playout._base)
-            playout._resync = True
+            self._stop_carrying(playout, self._scheduler.tick_at_or_after(self._scheduler.time()) - 1)
 
     def _stop_carrying(self, playout: Playout, tick: int) -> None:
         """The other side's packets stopped coming: the rest of the prompt (from its next whole
@@ -939,8 +944,7 @@ class AnnouncementPlayer:
         are renumbered after it as after any prompt of the player's."""
         playout.carried_silence = None
         self._carrying_silence = None
-        done = playout._played - playout._base  # frames (partly) carried: the rest starts after them
-        playout._first_tick = tick + 1 - done
+        playout._next_frame_at(tick + 1)  # after the frames (partly) carried
         playout._resync = True
         self._rewriting = self._renumber_relayed
 
@@ -1047,10 +1051,10 @@ class AnnouncementPlayer:
                     self._stop_carrying(playout, tick)
                     return
                 self._standing_in = True
-                playout._first_tick = tick - (playout._played - playout._base)  # a frame now
+                playout._next_frame_at(tick)
             self._stand_in(playout, tick)
             return
-        behind = tick - playout._first_tick + 1 - (playout._played - playout._base)
+        behind = playout._frames_behind(tick)
         if behind <= 0:
             return
         leg = self._leg
