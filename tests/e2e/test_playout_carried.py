@@ -36,12 +36,16 @@ TARGET: Address = ("192.0.2.9", 5000)
 SOURCE_PAYLOAD = b"\x11"
 
 
-def source_packet(index: int, *, payload_type: int = 0, samples: int = SAMPLES) -> bytes:
+def source_packet(
+    index: int, *, payload_type: int = 0, samples: int = SAMPLES, timestamp_index: int | None = None
+) -> bytes:
+    """The source's packet ``index``; ``timestamp_index`` gives it a later packet's timestamp (a
+    source that resumes after silence suppression keeps counting packets, not time)."""
     return bytes(
         RtpPacket(
             payload_type=payload_type,
             sequence=seq_add(700, index),
-            timestamp=ts_add(90_000, index * samples),
+            timestamp=ts_add(90_000, (index if timestamp_index is None else timestamp_index) * samples),
             ssrc=SOURCE_SSRC,
             marker=index == 0,
             payload=SOURCE_PAYLOAD * samples,
@@ -171,21 +175,6 @@ def test_other_packets_during_a_carried_prompt_are_dropped_and_do_not_take_its_a
     run(scenario)
 
 
-def later_source_packet(sequence_index: int, timestamp_index: int) -> bytes:
-    """A packet of the source numbered ``sequence_index`` with the timestamp of ``timestamp_index``
-    (a source that resumes after silence suppression keeps counting packets, not time)."""
-    return bytes(
-        RtpPacket(
-            payload_type=0,
-            sequence=seq_add(700, sequence_index),
-            timestamp=ts_add(90_000, timestamp_index * SAMPLES),
-            ssrc=SOURCE_SSRC,
-            marker=True,
-            payload=SOURCE_PAYLOAD * SAMPLES,
-        )
-    )
-
-
 def test_when_the_source_goes_quiet_the_player_stands_in_for_it_in_its_stream() -> None:
     async def scenario() -> None:
         player, _, transport = player_on_fake_leg(ssrc=SSRC, sequence=10, timestamp=1000)
@@ -206,13 +195,13 @@ def test_when_the_source_goes_quiet_the_player_stands_in_for_it_in_its_stream() 
         assert gap_s >= 6 * 0.02 + CARRY_WAIT_S - 0.03  # the wait shows as a late packet
         # The source resumes behind the stand-in (its next sequence number, a later timestamp):
         # its packets are renumbered into the stream from the stand-in on.
-        player.relay(later_source_packet(2, 40), TARGET)
+        player.relay(source_packet(2, timestamp_index=40), TARGET)
         resumed = sent(transport)[-1]
         assert (resumed.ssrc, resumed.sequence, resumed.marker) == (SOURCE_SSRC, seq_add(700, 6), True)
         assert ts_diff(resumed.timestamp, ts_add(90_000, 5 * SAMPLES)) >= SAMPLES
         assert player.ssrc == SOURCE_SSRC
         assert player.needs_relay_hook
-        player.relay(later_source_packet(3, 41), TARGET)
+        player.relay(source_packet(3, timestamp_index=41), TARGET)
         assert sent(transport)[-1].sequence == seq_add(700, 7)
 
     run(scenario)
