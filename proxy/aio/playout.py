@@ -70,10 +70,12 @@ packets of that side's stream, its SSRC, the sequence numbers after the last pac
 got and timestamps following on, so the far end still hears one stream with no gap. The other
 side's packets that come later are judged against the stand-in: one numbered within it (late, its
 place taken) is dropped; one past it in sequence number and timestamp ends the stand-in, carries
-the prompt again if it still plays, and its stream goes on as it came, with nothing renumbered;
-one that cannot follow it (the other side resumed behind it after a pause, or another SSRC) ends
-it too, and the player then goes on as after a prompt of its own, in the stand-in's stream
-(``ssrc`` is the other side's from then on). If no packet carried the prompt within
+the prompt again if it still plays, and its stream goes on as it came, with nothing renumbered
+(a telephone event or comfort noise is judged by its sequence number alone: its timestamp is
+where the event or the silence began, RFC 4733 §2.5.1.4, RFC 3389 §4); one that cannot follow
+it (the other side resumed behind it after a pause, or another SSRC) ends it too, and the player
+then goes on as after a prompt of its own, in the stand-in's stream (``ssrc`` is the other side's
+from then on). If no packet carried the prompt within
 ``CARRY_START_WAIT_S`` of its first tick (the other side never sent), that side's numbering is
 unknown: the prompt goes out in the player's own packets on the grid, and from then on the player
 works as for any prompt of its own. The first packet is waited for longer than the next ones: a
@@ -163,6 +165,9 @@ class _StreamHeard:
     timestamp: int
     samples: int
     sent_at: float
+    payload_type: int
+    """The prompt's audio type: the other side's packets of another type (telephone events,
+    comfort noise) are judged against the stand-in by their sequence numbers alone."""
 
 
 _HEADER: Final = struct.Struct("!BBHII")  # V/P/X/CC, M/PT, sequence, timestamp, SSRC (RFC 3550 §5.1)
@@ -814,7 +819,8 @@ class AnnouncementPlayer:
         _, _, sequence, timestamp, ssrc = _HEADER.unpack_from(data)
         heard = self._heard
         if heard is None or heard.ssrc != ssrc or seq_newer(sequence, heard.sequence):
-            self._heard = _StreamHeard(ssrc, sequence, timestamp, length, now)  # G.711: a byte a sample
+            # G.711: a byte a sample.
+            self._heard = _StreamHeard(ssrc, sequence, timestamp, length, now, playout._payload_type)
         audio = _bytes_from(playout._frames, playout._carried, length)
         taken = len(audio)
         playout._carried += taken
@@ -907,7 +913,13 @@ class AnnouncementPlayer:
         if RTCP_PT_LOW <= payload_type <= RTCP_PT_HIGH:  # multiplexed RTCP (RFC 5761 §4)
             return True
         if ssrc == heard.ssrc:
-            later = ts_diff(timestamp, heard.timestamp) > 0
+            if payload_type == heard.payload_type:
+                later = ts_diff(timestamp, heard.timestamp) > 0
+            else:
+                # An event's packets carry its start (RFC 4733 §2.5.1.4), comfort noise the start
+                # of the silence (RFC 3389 §4): not their place in the stream. A key pressed
+                # during the stand-in still reaches the far end once numbered past it.
+                later = seq_newer(sequence, heard.sequence)
             if not later:
                 return False
             if seq_newer(sequence, heard.sequence):

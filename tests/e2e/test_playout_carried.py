@@ -263,6 +263,44 @@ def test_a_prompt_that_ends_standing_in_gives_the_stream_back_to_the_source_that
     run(scenario)
 
 
+def test_a_key_pressed_during_a_stand_in_reaches_the_far_end_once_numbered_past_it() -> None:
+    """RFC 4733 §2.5.1.4: every packet of an event carries the event's start as its timestamp, so
+    a key pressed while the player stood in is judged by sequence number, not timestamp."""
+
+    def event_packet(index: int, *, began_at_index: int, duration: int) -> bytes:
+        return bytes(
+            RtpPacket(
+                payload_type=101,
+                sequence=seq_add(700, index),
+                timestamp=ts_add(90_000, began_at_index * SAMPLES),
+                ssrc=SOURCE_SSRC,
+                marker=False,
+                payload=bytes((5, 10)) + duration.to_bytes(2, "big"),  # key 5, -10 dBm0
+            )
+        )
+
+    async def scenario() -> None:
+        player, leg, transport = player_on_fake_leg(ssrc=SSRC)
+        playout = carried(player, distinct_frames(4))
+        await relay_packets(player, [source_packet(0)])
+        await playout  # stood in for three frames: the far end heard up to the source's 703
+        leg.outbound = player.relay
+        dropped = player.relay_dropped
+        player.relay(event_packet(2, began_at_index=2, duration=SAMPLES), TARGET)  # its place was taken
+        assert player.relay_dropped == dropped + 1
+        # The event began within the stand-in; its next packets are numbered past it.
+        later = [event_packet(i, began_at_index=2, duration=(i - 1) * SAMPLES) for i in (4, 5)]
+        for packet in later:
+            player.relay(packet, TARGET)
+        player.relay(source_packet(6), TARGET)
+        assert [data for data, _ in transport.sent[-3:]] == [*later, source_packet(6)]
+        assert player.relay_dropped == dropped + 1
+        # The stream is the source's own again: no hook left on the leg, nothing renumbered.
+        assert (leg.outbound is None, leg.renumber) == (True, None)
+
+    run(scenario)
+
+
 def test_a_prompt_of_the_players_own_after_a_stand_in_goes_on_in_the_stand_ins_stream() -> None:
     async def scenario() -> None:
         player, _, transport = player_on_fake_leg(ssrc=SSRC)
