@@ -232,11 +232,12 @@ class _Kernel:
     groups: npt.NDArray[np.intp]
     two_cos: npt.NDArray[np.float64]
     scale: npt.NDArray[np.float64]
-    probe_basis: npt.NDArray[np.float32]
-    """Cosine then sine of every probe frequency over the centre block: ``|X(f)|²`` of a block is
-    the sum of the squares of its two products (single precision, for ``dtmf_spans``)."""
-    low_probes: int
-    """The probes of the low group come first."""
+    low_basis: npt.NDArray[np.float32]
+    """Cosine then sine of every probe frequency of the low group over the centre block, a row
+    each: ``|X(f)|²`` of a block is the sum of the squares of its two products (single precision,
+    for ``dtmf_spans``)."""
+    high_basis: npt.NDArray[np.float32]
+    """The same for the probes of the high group."""
 
 
 @functools.lru_cache(maxsize=8)
@@ -281,20 +282,40 @@ def _kernel(rate: int, frame: int, block: int) -> _Kernel:
         array.flags.writeable = False
     group_index = np.asarray(groups)
     group_index.flags.writeable = False
-    angles = 2.0 * np.pi * np.outer(np.arange(block), freqs[:probe_bins]) / rate
-    probe_basis = np.ascontiguousarray(
-        np.concatenate((np.cos(angles), np.sin(angles)), axis=1), dtype=np.float32
-    )
-    probe_basis.flags.writeable = False
+    low_probes = groups[len(DTMF_LOW_HZ)]  # the probes of the low group come first
+    low_basis = _probe_basis(freqs[:low_probes], block, rate)
+    high_basis = _probe_basis(freqs[low_probes:probe_bins], block, rate)
     return _Kernel(
         matrix=matrix,
         probe_bins=probe_bins,
         groups=group_index,
         two_cos=two_cos,
         scale=scale,
-        probe_basis=probe_basis,
-        low_probes=groups[len(DTMF_LOW_HZ)],
+        low_basis=low_basis,
+        high_basis=high_basis,
     )
+
+
+def _probe_basis(freqs_hz: Sequence[float], block: int, rate: int) -> npt.NDArray[np.float32]:
+    # Cosine then sine of each frequency over a block, a row each (read-only).
+    angles = 2.0 * np.pi * np.outer(freqs_hz, np.arange(block)) / rate
+    basis = np.ascontiguousarray(np.concatenate((np.cos(angles), np.sin(angles))), dtype=np.float32)
+    basis.flags.writeable = False
+    return basis
+
+
+def _strongest_probe(
+    basis: npt.NDArray[np.float32], blocks: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    # Per block (a row of ``blocks``): the largest ``|X(f)|²`` of the probes of ``basis``. The
+    # products come a probe to a row, so that every step after them runs along rows.
+    products = basis @ blocks.T
+    np.square(products, out=products)
+    probes = len(basis) // 2
+    power = products[:probes]
+    power += products[probes:]
+    strongest: npt.NDArray[np.float32] = power.max(axis=0)
+    return strongest
 
 
 class InbandDtmfDetector:
@@ -323,15 +344,15 @@ class InbandDtmfDetector:
         "_frame",
         "_frames_done",
         "_groups",
+        "_high_basis",
         "_hop",
         "_kernel",
-        "_low_probes",
+        "_low_basis",
         "_max_fill",
         "_min_level",
         "_min_tone",
         "_origin_ts",
         "_pause_frames",
-        "_probe_basis",
         "_probe_bins",
         "_rate",
         "_reach",
@@ -524,20 +545,23 @@ class InbandDtmfDetector:
         # centre blocks, with thresholds ``_SLACK`` looser: a frame failing them fails them in
         # ``_classify`` too. The strongest probe of a group is its strongest tone's power. In
         # single precision, the rounding of the probe powers stays under a few parts in ten
-        # thousand of the block's mean square, far inside the slack.
-        products = blocks @ self._probe_basis
-        probes = self._probe_bins
-        squares = np.empty((2 * probes, len(blocks)), dtype=np.float32)  # a row per probe
-        np.square(products.T, out=squares)
-        power = squares[:probes]
-        power += squares[probes:]  # |X|² of a sine of amplitude A is (A N / 2)²: scaled below
-        p_low = power[: self._low_probes].max(axis=0)
-        p_high = power[self._low_probes :].max(axis=0)
-        to_power = self._block**2 / 2.0  # from a mean square A² / 2 to |X|²
+        # thousand of the block's mean square, far inside the slack. The low group is looked at
+        # first: the forward twist check bounds the high group's power by the low group's, so a
+        # low group too weak for the level and tone-ratio checks even with the most the high group
+        # may add rules the frame out (about seven in eight frames of speech).
+        to_power = self._block**2 / 2.0  # from a mean square A² / 2 to |X|² (A N / 2)²
         need = (_SLACK * to_power) * np.maximum(self._min_level, TONE_RATIO * mean_square)
-        may: npt.NDArray[np.bool_] = p_low + p_high >= need
-        may &= p_high * _SLACK <= p_low * _db(FORWARD_TWIST_DB)
-        may &= p_low * _SLACK <= p_high * _db(REVERSE_TWIST_DB)
+        forward_twist = _db(FORWARD_TWIST_DB) / _SLACK
+        p_low = _strongest_probe(self._low_basis, blocks)
+        may: npt.NDArray[np.bool_] = p_low * (1.0 + forward_twist) >= need
+        rest = np.flatnonzero(may)
+        if len(rest):
+            low, need = p_low[rest], need[rest]
+            p_high = _strongest_probe(self._high_basis, blocks[rest])
+            pair = low + p_high >= need
+            pair &= p_high <= low * forward_twist
+            pair &= low * _SLACK <= p_high * _db(REVERSE_TWIST_DB)
+            may[rest] = pair
         return may
 
     def _spans_from_labels(
@@ -579,8 +603,8 @@ class InbandDtmfDetector:
         self._groups = kernel.groups
         self._two_cos = kernel.two_cos
         self._scale = kernel.scale
-        self._probe_basis = kernel.probe_basis
-        self._low_probes = kernel.low_probes
+        self._low_basis = kernel.low_basis
+        self._high_basis = kernel.high_basis
 
     def _reset(self) -> None:
         self._started = False

@@ -17,6 +17,7 @@ from proxy.rtp.inband import (
     DTMF_HIGH_HZ,
     DTMF_KEYPAD,
     DTMF_LOW_HZ,
+    FORWARD_TWIST_DB,
     InbandDigit,
     InbandDtmfDetector,
     ToneSpan,
@@ -628,6 +629,26 @@ def _presses_and_spans(
         presses += detector.feed(pcm[start : start + chunk], ORIGIN_TS + start)
     presses += detector.flush()
     return presses, detector.take_spans()
+
+
+@pytest.mark.parametrize("digit", DTMF_KEYPAD)
+@pytest.mark.parametrize(
+    ("twist_db", "passes"), [(0.0, True), (5.8, True), (7.2, False), (-9.0, True), (-11.5, False)]
+)
+def test_the_screen_looks_at_the_high_group_only_where_the_low_group_may_make_a_pair(
+    digit: str, twist_db: float, passes: bool
+) -> None:
+    # The screen's checks are the detector's, 10 % looser (0.46 dB of twist): the high group up to
+    # about 6.46 dB over the low group passes them. The low group is looked at first, and the most
+    # the high group may add to it is that far over it: a weak low group never rules out a pair the
+    # checks on both groups pass.
+    detector = InbandDtmfDetector(RATE_HZ)
+    block = detector._block
+    pair = _pair(digit, 30.0, level_dbm0=-30.0, twist_db=twist_db)
+    blocks = np.stack([pair[at : at + block] for at in range(0, 40, 8)]).astype(np.float32)
+    mean_square = np.mean(np.square(blocks, dtype=np.float64), axis=1)
+    assert FORWARD_TWIST_DB == 6.0
+    assert detector._may_show_pair(blocks, mean_square).tolist() == [passes] * len(blocks)
 
 
 @given(
