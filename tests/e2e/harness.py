@@ -32,6 +32,7 @@ __all__ = [
     "free_port",
     "free_port_range",
     "pick_ports",
+    "port_window",
     "run_sipp",
     "running_callherald",
     "sipp_available",
@@ -71,8 +72,9 @@ def _port_is_free(port: int, kind: int) -> bool:
 # matter: older ones are bound by now (and the probe sees them) or free again.
 _RECENT_CLAIMS: collections.deque[range] = collections.deque(maxlen=64)
 _MEDIA_PORTS = 4  # SIPp's -mp takes the port and the ones above it (RTCP, video)
-_RTP_WINDOW_LOW = 10_000
-_RTP_WINDOW_MIN = 4_000  # room enough below the ephemeral ports
+_WINDOW_LOW = 10_000
+_WINDOW_MIN = 5_000  # room enough below the ephemeral ports
+_PORT_WINDOW_SHARE = 5  # single ports (SIP, a peer's media) take a fifth, RTP ranges the rest
 
 
 def _unclaimed(ports: range) -> bool:
@@ -81,10 +83,11 @@ def _unclaimed(ports: range) -> bool:
 
 def free_port() -> int:
     """A UDP and TCP port on 127.0.0.1 that is free right now, even, and not handed out lately
-    (nor the three above it, which SIPp's media may take), from this test worker's share of the
-    kernel's ephemeral ports (``worker_share``)."""
-    ephemeral = ephemeral_ports()
-    low, high = worker_share(ephemeral.start, ephemeral.stop - _MEDIA_PORTS)
+    (nor the three above it, which SIPp's media may take), from this test worker's share of
+    ``port_window`` (outside the kernel's ephemeral ports: a socket bound to port 0 cannot take
+    it between the probe and the bind)."""
+    window_low, window_high = port_window()
+    low, high = worker_share(window_low, window_high - _MEDIA_PORTS)
     for _ in range(200):
         port = random.randrange(low, high, 2)
         band = range(port, port + _MEDIA_PORTS)
@@ -118,13 +121,26 @@ def ephemeral_ports() -> range:
     return kernel_ephemeral_ports() or range(32_768, 61_000)
 
 
-def rtp_window() -> tuple[int, int]:
-    """Where ``free_port_range`` looks: outside the ephemeral ports, which any peer's socket bound
-    to port 0 may take at any moment (below them if there is room, else above)."""
+def _outside_ephemeral_ports() -> tuple[int, int]:
+    # Ports no socket bound to port 0 is given: below the ephemeral ports if there is room, else
+    # above them.
     ephemeral = ephemeral_ports()
-    if ephemeral.start - _RTP_WINDOW_LOW >= _RTP_WINDOW_MIN:
-        return _RTP_WINDOW_LOW, ephemeral.start
+    if ephemeral.start - _WINDOW_LOW >= _WINDOW_MIN:
+        return _WINDOW_LOW, ephemeral.start
     return ephemeral.stop, 65_536
+
+
+def port_window() -> tuple[int, int]:
+    """Where ``free_port`` looks: the first fifth of the ports outside the ephemeral ones."""
+    low, high = _outside_ephemeral_ports()
+    return low, low + (high - low) // _PORT_WINDOW_SHARE
+
+
+def rtp_window() -> tuple[int, int]:
+    """Where ``free_port_range`` looks: the rest of the ports outside the ephemeral ones, which
+    any peer's socket bound to port 0 may take at any moment."""
+    low, high = port_window()[1], _outside_ephemeral_ports()[1]
+    return low + low % 2, high
 
 
 def free_port_range(count: int) -> tuple[int, int]:

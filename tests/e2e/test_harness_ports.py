@@ -7,7 +7,14 @@ import random
 
 import pytest
 
-from tests.e2e.harness import ephemeral_ports, free_port, free_port_range, rtp_window, worker_share
+from tests.e2e.harness import (
+    ephemeral_ports,
+    free_port,
+    free_port_range,
+    port_window,
+    rtp_window,
+    worker_share,
+)
 
 
 def test_an_rtp_range_lies_outside_the_ports_the_kernel_hands_out() -> None:
@@ -18,6 +25,20 @@ def test_an_rtp_range_lies_outside_the_ports_the_kernel_hands_out() -> None:
         first, last = free_port_range(8)
         assert (first % 2, last - first) == (0, 7)
         assert last < ephemeral.start or first >= ephemeral.stop
+
+
+def test_a_single_port_lies_outside_the_ephemeral_ports_and_every_rtp_range() -> None:
+    # Probed free, bound later by SIPp or callherald: a socket bound to port 0 in between took one
+    # from the ephemeral ports and a listener failed to start ("address already in use").
+    ephemeral = ephemeral_ports()
+    rtp_low, rtp_high = rtp_window()
+    for _ in range(50):
+        port = free_port()
+        assert port % 2 == 0
+        assert port + 3 < ephemeral.start or port >= ephemeral.stop
+        assert port + 3 < rtp_low or port >= rtp_high
+        first, last = free_port_range(8)
+        assert rtp_low <= first < last < rtp_high
 
 
 def test_an_rtp_range_skips_a_range_handed_out_just_before(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -39,7 +60,7 @@ def test_each_xdist_worker_hands_out_ports_from_its_own_share(
     for index in range(workers):
         monkeypatch.setenv("PYTEST_XDIST_WORKER", f"gw{index}")
         rtp_low, rtp_high = worker_share(*rtp_window())
-        sip_low, sip_high = worker_share(ephemeral_ports().start, ephemeral_ports().stop)
+        sip_low, sip_high = worker_share(*port_window())
         assert (rtp_low % 2, sip_low % 2) == (0, 0)
         for _ in range(20):
             first, last = free_port_range(8)
