@@ -180,6 +180,7 @@ _Arrivals = Sequence[int | None] | npt.NDArray[np.int64]  # a numpy array when e
 _MIN_BULK_RUN = 8  # shorter runs are cheaper packet by packet
 _MAX_SLICED_PIECES = 8  # a drain places up to this many pieces by slices, more by one index array
 _MAX_BULK_ARRIVAL = 1 << 40  # arrivals beyond this (never real) are left to the per-packet path
+_MAX_BULK_GAP = 50  # packets lost in a row (1 s of 20 ms packets) that `feed_steady` still takes
 
 
 class Channel(enum.IntEnum):
@@ -727,9 +728,11 @@ class StereoRecorder:
         base: int,
         lows: list[int],
         starts: list[int],
+        losses: _Losses | None = None,
     ) -> bool:
         # `_take_whole_run` once its arrivals are checked: `lows` are the smallest delays of the
-        # run's pieces from `starts` on (see `_drift_block_starts`).
+        # run's pieces from `starts` on (see `_drift_block_starts`). With `losses`, packets of the
+        # run were lost: what `feed` does for each packet after a gap is done for it.
         count, size = payloads.shape
         block_count, block_min, window = s.block_count, s.block_min, s.block_lows
         for index, low in enumerate(lows):
@@ -741,15 +744,27 @@ class StereoRecorder:
                 if shift:
                     return False  # a drift correction: the packet-exact path makes it
                 block_count = 0
-        _append_piece(s, base, payload_type, payloads)
+        last = count - 1  # in packets' worth of timestamp from the first
+        if losses is None:
+            _append_piece(s, base, payload_type, payloads)
+            s.seq.advance(count)
+        else:
+            last = losses.last
+            s.lost_samples += losses.before * s.ref_size + (last + 1 - count) * size
+            for first, end, offset, lost in losses.stretches:
+                _append_piece(s, base + size * offset, payload_type, payloads[first:end])
+                if lost:  # IN_ORDER past a gap (`feed`)
+                    s.seq.update((losses.sequence + offset) & 0xFFFF)
+                    s.seq.advance(end - first - 1)
+                else:
+                    s.seq.advance(end - first)
         s.packets_in += count
-        s.seq.advance(count)
         s.ref_size, s.stall_start = size, None
         s.block_count, s.block_min, s.block_lows = block_count, block_min, window
-        s.ref_ts = (timestamp + size * (count - 1)) & 0xFFFFFFFF
-        s.ref_pos = base + size * (count - 1)
+        s.ref_ts = (timestamp + size * last) & 0xFFFFFFFF
+        s.ref_pos = base + size * last
         assert s.high_end is not None
-        s.high_end = max(s.high_end, base + size * count)
+        s.high_end = max(s.high_end, base + size * (last + 1))
         return True
 
     def _anchor(self, s: _ChannelState, timestamp: int, arrival: int | None) -> int:
@@ -1073,6 +1088,19 @@ def _append_piece(s: _ChannelState, pos: int, payload_type: int, payloads: npt.N
     s.pending.extend((pos + k * size, payload_type, joined[k * size : (k + 1) * size]) for k in range(count))
 
 
+@dataclass(frozen=True, slots=True)
+class _Losses:
+    """Where a run ``feed_steady`` takes lost packets: ``before`` it (after the channel's newest),
+    and between its ``stretches`` of consecutive packets, each ``(first row, end row, offset of the
+    first in packets from the run's first, whether packets were lost just before it)``. ``last``
+    is the offset of the run's last packet, ``sequence`` the first packet's number."""
+
+    sequence: int
+    before: int
+    last: int
+    stretches: list[tuple[int, int, int, bool]]
+
+
 SteadyFeed = tuple["StereoRecorder", Channel, Sequence[bytes], npt.NDArray[np.int64]]
 """One channel's packets for ``feed_steady``: recorder, channel, the packets, their arrivals."""
 
@@ -1080,9 +1108,11 @@ SteadyFeed = tuple["StereoRecorder", Channel, Sequence[bytes], npt.NDArray[np.in
 def feed_steady(feeds: Sequence[SteadyFeed]) -> list[bool]:
     """Take each feed that is the steady case, for all of them in a few array operations; which
     were taken is returned. A feed is steady when its packets (at least 8, one size) are one
-    plain stream in order that continues its channel's timeline whole, undrained and with no
-    arrival far off and no drift correction due. A taken feed leaves its recorder exactly as
-    ``feed_batch`` would; the others are not touched (give them to ``feed_batch``).
+    plain stream in order that continues its channel's timeline, undrained and with no arrival
+    far off and no drift correction due. Packets lost on the way (up to ``_MAX_BULK_GAP`` in a
+    row, the timestamps stepping over them) are no obstacle: lossy networks are common. A taken
+    feed leaves its recorder as ``feed_batch`` would (the same audio, state and statistics); the
+    others are not touched (give them to ``feed_batch``).
 
     The recordings of many calls flushed together pay the per-call cost of ``feed_batch``'s array
     operations once.
@@ -1120,30 +1150,32 @@ def _feed_steady_group(feeds: Sequence[SteadyFeed], members: list[int], size: in
     data = np.frombuffer(joined, dtype=np.uint8).reshape(-1, size)
     arrivals = np.concatenate([feeds[i][3] for i in members]).astype(np.int64, copy=False)
     known = np.logical_and.reduceat(np.abs(arrivals) < _MAX_BULK_ARRIVAL, starts)
-    steady = (_steady_streams(data, starts, counts) & known).tolist()
+    in_order, offsets = _streams_with_losses(data, starts, counts)
+    steady = (in_order & known).tolist()
     # The first packet's header of each feed: octets 0-3 (V/P/X/CC, M/PT, sequence), timestamp, SSRC.
     firsts: list[list[int]] = data[starts, :_RTP_HEADER_LEN].view(">u4").tolist()
     first_rows: list[int] = starts.tolist()
     lengths_of: list[int] = counts.tolist()
     # Where each steady feed would go (`_feed_run`'s preconditions); 0 for the others.
     bases = [0] * len(members)
+    lost_before = [0] * len(members)
     candidates: list[int] = []
     for k, index in enumerate(members):
         if not steady[k]:
             continue
         recorder, channel = feeds[index][0], feeds[index][1]
         word, timestamp, ssrc = firsts[k]
-        base = _run_base(recorder._states[channel], (word >> 16) & 0x7F, word & 0xFFFF, timestamp, ssrc)
-        if base is not None and base >= recorder._drained:
-            bases[k] = base
+        start = _run_start(recorder._states[channel], (word >> 16) & 0x7F, word & 0xFFFF, timestamp, ssrc)
+        if start is not None and start[0] >= recorder._drained:
+            bases[k], lost_before[k] = start
             candidates.append(k)
     if not candidates:
         return
     # `_take_whole_run` for all candidates: no arrival far off, and the drift blocks' smallest
-    # delays (rows of other feeds count as never the smallest).
+    # delays (rows of other feeds count as never the smallest). A packet's place is its offset in
+    # packets from its feed's first, lost ones counted.
     payload_len = size - _RTP_HEADER_LEN
-    steps = np.arange(len(data), dtype=np.int64) - np.repeat(starts, counts)
-    delays = arrivals - (np.repeat(np.asarray(bases, dtype=np.int64), counts) + payload_len * steps)
+    delays = arrivals - (np.repeat(np.asarray(bases, dtype=np.int64), counts) + payload_len * offsets)
     farthest: list[int] = np.maximum.reduceat(np.abs(delays), starts).tolist()
     candidates = [k for k in candidates if farthest[k] <= MAX_ARRIVAL_SKEW_SAMPLES]
     in_candidate = np.zeros(len(members), dtype=np.bool_)
@@ -1158,12 +1190,23 @@ def _feed_steady_group(feeds: Sequence[SteadyFeed], members: list[int], size: in
         boundaries.extend([first_rows[k] + start for start in run_starts])
     lows: list[int] = np.minimum.reduceat(delays, boundaries).tolist() if boundaries else []
     payloads = data[:, _RTP_HEADER_LEN:]
+    # The candidates' gaps: the rows that come after lost packets.
+    gap_rows = np.flatnonzero((np.diff(offsets, prepend=0) > 1) & np.repeat(in_candidate, counts))
+    gaps_of: dict[int, list[int]] = {}
+    owners = np.searchsorted(starts, gap_rows, side="right") - 1
+    for row, k in zip(gap_rows.tolist(), owners.tolist(), strict=True):
+        gaps_of.setdefault(k, []).append(row - first_rows[k])
     offset = 0
     for k, run_starts in zip(candidates, block_starts, strict=True):
         index = members[k]
         recorder, channel = feeds[index][0], feeds[index][1]
         word, timestamp, _ = firsts[k]
         first = first_rows[k]
+        losses = None
+        if lost_before[k] or k in gaps_of:
+            losses = _losses_of(
+                word & 0xFFFF, lost_before[k], gaps_of.get(k, []), offsets[first : first + lengths_of[k]]
+            )
         taken[index] = recorder._commit_whole_run(
             recorder._states[channel],
             (word >> 16) & 0x7F,
@@ -1172,28 +1215,51 @@ def _feed_steady_group(feeds: Sequence[SteadyFeed], members: list[int], size: in
             bases[k],
             lows[offset : offset + len(run_starts)],
             run_starts,
+            losses,
         )
         offset += len(run_starts)
+
+
+def _losses_of(sequence: int, before: int, gaps: list[int], offsets: npt.NDArray[np.int64]) -> _Losses:
+    # A run's `_Losses`: `gaps` are the rows after which packets were lost, `offsets` each packet's.
+    cuts = [0, *gaps, len(offsets)]
+    places: list[int] = offsets[cuts[:-1]].tolist()
+    stretches = [
+        (first, end, place, bool(before) if first == 0 else True)
+        for first, end, place in zip(cuts[:-1], cuts[1:], places, strict=True)
+    ]
+    return _Losses(sequence=sequence, before=before, last=int(offsets[-1]), stretches=stretches)
+
+
+def _run_start(
+    s: _ChannelState, payload_type: int, sequence: int, timestamp: int, ssrc: int
+) -> tuple[int, int] | None:
+    # `_run_base` for a run that may come after lost packets (up to `_MAX_BULK_GAP`, the timestamp
+    # stepping over them, RFC 3550 §5.1): where it goes, and how many were lost before it.
+    if (
+        payload_type not in s.format.audio_payload_types
+        or ssrc != s.ssrc
+        or s.high_end is None
+        or s.seq.highest is None
+    ):
+        return None
+    advance = (sequence - s.seq.highest) & 0xFFFF
+    if not 1 <= advance <= _MAX_BULK_GAP:
+        return None
+    step = ts_diff(timestamp, s.ref_ts)
+    if step != s.ref_size * advance or step <= 0:
+        return None  # a reordered packet, a pause or a new timeline
+    base = s.ref_pos + step
+    return (base, advance - 1) if abs(base) < _MAX_BULK_ARRIVAL else None  # numpy holds positions below
 
 
 def _run_base(s: _ChannelState, payload_type: int, sequence: int, timestamp: int, ssrc: int) -> int | None:
     # Where a run of one stream's consecutive packets that starts with this one goes when it
     # continues the channel's timeline in order (one past the newest sequence number, the newest
     # packet's length of timestamp on); None when `feed` must look at it (a new stream, a
-    # reordered packet, a pause in sending or a jump).
-    if (
-        payload_type not in s.format.audio_payload_types
-        or ssrc != s.ssrc
-        or s.high_end is None
-        or s.seq.highest is None
-        or (s.seq.highest + 1) & 0xFFFF != sequence
-    ):
-        return None
-    step = ts_diff(timestamp, s.ref_ts)
-    if step != s.ref_size or step <= 0:
-        return None  # a reordered packet, a pause or a new timeline
-    base = s.ref_pos + step
-    return base if abs(base) < _MAX_BULK_ARRIVAL else None  # beyond: positions numpy might not hold
+    # reordered or lost packet, a pause in sending or a jump).
+    start = _run_start(s, payload_type, sequence, timestamp, ssrc)
+    return start[0] if start is not None and start[1] == 0 else None
 
 
 def _advance(seq: ExtendedSequence, newest: int | None) -> int:
@@ -1247,8 +1313,10 @@ def _runs(
     """
     count, size = data.shape
     payload_len = size - _RTP_HEADER_LEN
-    if size % 4 == 0 and known.all() and _steady_streams(data, np.zeros(1, np.int64), np.full(1, count))[0]:
-        return [count], known
+    if size % 4 == 0 and known.all():
+        in_order, offsets = _streams_with_losses(data, np.zeros(1, np.int64), np.full(1, count))
+        if in_order[0] and offsets[-1] == count - 1:  # and none lost
+            return [count], known
     header = np.ascontiguousarray(data[:, :_RTP_HEADER_LEN]).view(_RTP_HEADER_DTYPE)[:, 0]
     payload_types = header["b1"] & 0x7F
     sequences = header["seq"].astype(np.int64)
@@ -1266,27 +1334,39 @@ def _runs(
     return [*np.flatnonzero(~follows).tolist()[1:], count], plain  # follows[0] is always False
 
 
-def _steady_streams(
+def _streams_with_losses(
     data: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], counts: npt.NDArray[np.int64]
-) -> npt.NDArray[np.bool_]:
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
     """For each group of ``counts[i] > 0`` rows of ``data`` from ``starts[i]`` (packets of one size, a
-    multiple of 4 octets): is it one plain stream in order? First octet 0x80 (RFC 3550 §5.1: version
-    2, no padding, extension or CSRCs), one payload type and SSRC, and each packet the next
-    sequence number and one payload length of timestamp on; the marker bit is free."""
-    payload_len = np.uint32(data.shape[1] - _RTP_HEADER_LEN)
+    multiple of 4 octets): is it one plain stream in order, lost packets allowed? First octet 0x80
+    (RFC 3550 §5.1: version 2, no padding, extension or CSRCs), one payload type and SSRC, and each
+    packet 1 to ``_MAX_BULK_GAP`` sequence numbers past the one before, its timestamp as many
+    payload lengths on; the marker bit is free. Also returns each packet's offset in packets from
+    its group's first, lost ones counted."""
+    payload_len = data.shape[1] - _RTP_HEADER_LEN
     words = data.view(">u4")  # octets 0-3: V/P/X/CC, M/PT, sequence; 4-7 timestamp; 8-11 SSRC
     head, stamp, source = words[:, 0], words[:, 1], words[:, 2]
-    steps = (np.arange(len(data), dtype=np.int64) - np.repeat(starts, counts)).astype(np.uint32)
-    first = np.repeat(head[starts], counts)
-    rows = (
-        ((head & 0xFF7FFFFF) == ((first & 0xFF7F0000) | ((first + steps) & 0xFFFF)))
-        & (stamp == np.repeat(stamp[starts], counts) + steps * payload_len)
+    sequence = (head & 0xFFFF).astype(np.int64)
+    steps = np.zeros(len(data), dtype=np.int64)
+    steps[1:] = (sequence[1:] - sequence[:-1]) & 0xFFFF
+    stamp_steps = np.zeros(len(data), dtype=np.int64)
+    stamp_steps[1:] = (stamp[1:].astype(np.int64) - stamp[:-1].astype(np.int64)) & 0xFFFFFFFF
+    steps[starts] = 0  # a group's first packet steps from nothing
+    first = np.zeros(len(data), dtype=np.bool_)
+    first[starts] = True
+    rows = first | (
+        ((head & 0xFF7F0000) == np.repeat(head[starts] & 0xFF7F0000, counts))  # the marker is free
         & (source == np.repeat(source[starts], counts))
+        & (steps >= 1)
+        & (steps <= _MAX_BULK_GAP)
+        & (stamp_steps == steps * payload_len)
     )
-    steady: npt.NDArray[np.bool_] = np.logical_and.reduceat(rows, starts) & (
+    in_order: npt.NDArray[np.bool_] = np.logical_and.reduceat(rows, starts) & (
         head[starts] >> 24 == _PLAIN_FIRST_OCTET
     )
-    return steady
+    total = np.cumsum(steps)
+    offsets: npt.NDArray[np.int64] = total - np.repeat(total[starts], counts)
+    return in_order, offsets
 
 
 def _scalar(arrival: int | np.int64 | None) -> int | None:

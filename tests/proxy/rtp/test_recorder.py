@@ -1469,20 +1469,22 @@ def test_feed_steady_for_many_recordings_is_exactly_feed_packet_by_packet(cases:
 
 
 def test_feed_steady_takes_steady_channels_and_leaves_the_rest() -> None:
-    # Four recordings' left channels, 50 packets per flush after each channel's first packet: a
-    # steady stream is taken every time; one with a loss, one whose packets change size and one
-    # whose clock runs 3 % slow (a drift correction due in every block once the window's oldest
-    # block shows it, from the fifth block on) are left to `feed_batch` when that happens, and the
-    # result is that of feeding packet by packet.
+    # Six recordings' left channels, 50 packets per flush after each channel's first packet: a
+    # steady stream is taken every time, and so are streams with lost packets (one, three at a
+    # flush's start, ten in a row); one whose packets change size and one whose clock runs 3 %
+    # slow (a drift correction due in every block once the window's oldest block shows it, from
+    # the fifth block on) are left to `feed_batch` when that happens. The result is that of
+    # feeding packet by packet.
     resized = [
         *regular(60),
         *(wire(0, 65560 + k, 2**32 - 1000 + 60 * FRAME + k * 80, 0x2222, bytes([k]) * 80) for k in range(90)),
     ]
-    streams = [regular(150), lossy(151), resized, regular(150)]
+    losses = [{30}, {51, 52, 53}, set(range(70, 80))]
+    streams = [regular(150), *(lossy(150 + len(lost), lost) for lost in losses), resized, regular(150)]
     positions = [k * FRAME for k in range(150)]
     arrivals = [
         positions,
-        [*positions[:30], *positions[31:], 150 * FRAME],  # a packet lost, the rest on time
+        *([k * FRAME for k in range(150 + len(lost)) if k not in lost] for lost in losses),
         [k * FRAME if k < 60 else 60 * FRAME + (k - 60) * 80 for k in range(150)],
         [int(k * FRAME * 1.03) for k in range(150)],
     ]
@@ -1508,13 +1510,53 @@ def test_feed_steady_takes_steady_channels_and_leaves_the_rest() -> None:
             if not was_taken:
                 rec.feed_batch(channel, batch, batch_arrivals)
     assert taken_per_flush == [
-        [True, False, True, True],
-        [True, True, False, True],
-        [True, True, True, False],
+        [True, True, True, True, True, True],
+        [True, True, True, True, False, True],
+        [True, True, True, True, True, False],
     ]
     for rec, reference in zip(recorders, references, strict=True):
         assert rec.drain_bytes(400 * FRAME) == reference.drain_bytes(400 * FRAME)
         assert rec.stats(Channel.LEFT) == reference.stats(Channel.LEFT)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    lost=st.sets(st.integers(1, 299), max_size=40),
+    burst=st.tuples(st.integers(1, 299), st.integers(0, 60)),
+    cuts=st.lists(st.integers(1, 299), max_size=8),
+    cut_at_burst=st.booleans(),
+    clock_ratio=st.sampled_from([1.0, 1.0, 1.02, 0.98]),
+    jitter=st.lists(st.integers(0, 400), min_size=300, max_size=300),
+    jitter_scale=st.sampled_from([0, 0.1, 1]),
+)
+def test_feed_steady_with_lost_packets_is_exactly_feed_packet_by_packet(
+    lost: set[int],
+    burst: tuple[int, int],
+    cuts: list[int],
+    cut_at_burst: bool,
+    clock_ratio: float,
+    jitter: list[int],
+    jitter_scale: float,
+) -> None:
+    # Packets lost anywhere, alone or in bursts longer than `feed_steady` takes, flushed in any
+    # batches (one may start right after a burst), arriving late by up to 50 ms on a clock that
+    # may drift: the audio and statistics are those of feeding packet by packet.
+    first, length = burst
+    lost |= set(range(first, min(300, first + length)))
+    packets = lossy(300, lost)
+    arrivals = [int(k * FRAME * clock_ratio + jitter[k] * jitter_scale) for k in range(300) if k not in lost]
+    reference = StereoRecorder(left=PCMU, right=PCMU, drift_limit_samples=40)
+    feed_wire_one_by_one(reference, Channel.LEFT, packets, list(arrivals))
+    rec = StereoRecorder(left=PCMU, right=PCMU, drift_limit_samples=40)
+    if cut_at_burst:
+        cuts = [*cuts, len([k for k in range(first) if k not in lost])]  # the first packet after it
+    edges = [0, *sorted({cut for cut in cuts if 0 < cut < len(packets)}), len(packets)]
+    for start, end in itertools.pairwise(edges):
+        batch, times = packets[start:end], np.asarray(arrivals[start:end], dtype=np.int64)
+        if not feed_steady([(rec, Channel.LEFT, batch, times)])[0]:
+            rec.feed_batch(Channel.LEFT, batch, times)
+    assert rec.drain_bytes(700 * FRAME) == reference.drain_bytes(700 * FRAME)
+    assert rec.stats(Channel.LEFT) == reference.stats(Channel.LEFT)
 
 
 def regular(count: int, *, seq0: int = 65500, ts0: int = 2**32 - 1000, size: int = FRAME) -> list[bytes]:
@@ -1522,10 +1564,8 @@ def regular(count: int, *, seq0: int = 65500, ts0: int = 2**32 - 1000, size: int
     return [wire(0, seq0 + k, ts0 + k * size, 0x2222, bytes([k % 256]) * size) for k in range(count)]
 
 
-def lossy(count: int) -> list[bytes]:
-    packets = regular(count)
-    del packets[30]
-    return packets
+def lossy(count: int, lost: set[int]) -> list[bytes]:
+    return [packet for k, packet in enumerate(regular(count)) if k not in lost]
 
 
 def with_marker(count: int) -> list[bytes]:
@@ -1549,7 +1589,7 @@ def with_csrc(count: int) -> list[bytes]:
         ("regular, 50 per flush", regular(200), 1.0, 50, 1),
         ("drift corrections within runs", regular(400), 1.03, 50, 1),
         ("drift the other way", regular(400), 0.97, 50, 1),
-        ("a loss", lossy(200), 1.0, 50, 2),
+        ("a loss", lossy(201, {30}), 1.0, 50, 2),
         ("a marker bit", with_marker(200), 1.0, 50, 1),
         ("a packet with a CSRC", with_csrc(200), 1.0, 50, 2),
         ("short batches go one by one", regular(40), 1.0, 5, 40),
