@@ -913,16 +913,14 @@ class AnnouncementPlayer:
         if RTCP_PT_LOW <= payload_type <= RTCP_PT_HIGH:  # multiplexed RTCP (RFC 5761 §4)
             return True
         if ssrc == heard.ssrc:
-            if payload_type == heard.payload_type:
-                later = ts_diff(timestamp, heard.timestamp) > 0
-            else:
-                # An event's packets carry its start (RFC 4733 §2.5.1.4), comfort noise the start
-                # of the silence (RFC 3389 §4): not their place in the stream. A key pressed
-                # during the stand-in still reaches the far end once numbered past it.
-                later = seq_newer(sequence, heard.sequence)
+            newer = seq_newer(sequence, heard.sequence)
+            # An event's packets carry its start (RFC 4733 §2.5.1.4), comfort noise the start of
+            # the silence (RFC 3389 §4), not their place in the stream: they are judged by number
+            # alone, so a key pressed during the stand-in reaches the far end once past it.
+            later = ts_diff(timestamp, heard.timestamp) > 0 if payload_type == heard.payload_type else newer
             if not later:
                 return False
-            if seq_newer(sequence, heard.sequence):
+            if newer:
                 self._standing_in = False
                 if not self.needs_relay_hook and self._leg.outbound == self.relay:
                     self._leg.outbound = None  # nothing more to do per packet

@@ -130,17 +130,25 @@ def _outside_ephemeral_ports() -> tuple[int, int]:
     return ephemeral.stop, 65_536
 
 
+def _windows() -> tuple[int, int, int]:
+    # The ports outside the ephemeral ones, split: single ports from the first, RTP ranges from
+    # the second (its first port even).
+    low, high = _outside_ephemeral_ports()
+    split = low + (high - low) // _PORT_WINDOW_SHARE
+    return low, split + split % 2, high
+
+
 def port_window() -> tuple[int, int]:
     """Where ``free_port`` looks: the first fifth of the ports outside the ephemeral ones."""
-    low, high = _outside_ephemeral_ports()
-    return low, low + (high - low) // _PORT_WINDOW_SHARE
+    low, split, _ = _windows()
+    return low, split
 
 
 def rtp_window() -> tuple[int, int]:
     """Where ``free_port_range`` looks: the rest of the ports outside the ephemeral ones, which
     any peer's socket bound to port 0 may take at any moment."""
-    low, high = port_window()[1], _outside_ephemeral_ports()[1]
-    return low + low % 2, high
+    _, split, high = _windows()
+    return split, high
 
 
 def free_port_range(count: int) -> tuple[int, int]:
