@@ -105,12 +105,6 @@ def _announced(log: str) -> list[dict[str, object]]:
     return records
 
 
-def _requests_received(run: SippRun) -> list[str]:
-    return [
-        m.first_line.split()[0] for m in run.messages if not m.sent and not m.first_line.startswith("SIP/")
-    ]
-
-
 def _stage_captures(workdir: Path, **captures: str) -> list[str]:
     """Copy each key's capture to the caller's working directory as ``<name>.pcap`` (the name its
     scenario plays); return the SIPp arguments for its media port, which the offer names and the
@@ -236,7 +230,7 @@ def test_rfc4733_key_press_answers_the_question(tmp_path: Path, case: KeyPressCa
     assert records.index(decided) < finished < started
     assert _events(records).count("recording_started") == 1
     # The PBX was called (only after the decision) and answered; the caller's BYE reached it.
-    assert _requests_received(uas) == ["INVITE", "ACK", "BYE"]
+    assert uas.methods_received() == ["INVITE", "ACK", "BYE"]
 
 
 # 2. Withdrawal after the bridge -----------------------------------------------------------------
@@ -273,7 +267,7 @@ def test_withdrawal_key_after_the_bridge_restarts_recording_without_consent_purp
     )
     assert _events(records).count("recording_started") == 2
     # The withdrawal came after the bridge: the PBX had answered (and was not disturbed by it).
-    assert _requests_received(uas) == ["INVITE", "ACK", "BYE"]
+    assert uas.methods_received() == ["INVITE", "ACK", "BYE"]
     # The evidence record tells the two recordings apart as the log does: the one after the
     # withdrawal served evidence alone, and a reviewer does not take it for one usable for training.
     listed = subprocess.run(
@@ -326,7 +320,7 @@ def test_sip_info_key_press_answers_the_question(
     info_answers = [m.first_line for m in uac.messages if not m.sent and m.header("CSeq") == "2 INFO"]
     assert info_answers == ["SIP/2.0 200 OK"]
     # ... and kept it: it was an answer to callherald's question, not for the PBX.
-    assert _requests_received(uas) == ["INVITE", "ACK", "BYE"]
+    assert uas.methods_received() == ["INVITE", "ACK", "BYE"]
     records = _announced(log)
     _index(records, "digit_received", digit=signal, mechanism="sip_info", counted=True)
     decided = _only(records, "consent_decided")
@@ -375,7 +369,7 @@ def test_early_media_plays_the_notice_before_the_call_is_answered(tmp_path: Path
     finished = _index(records, "consent_finished", purposes=EVIDENCE)
     started = _index(records, "recording_started", purposes=EVIDENCE)
     assert notice_ended < decided < finished < started
-    assert _requests_received(uas) == ["INVITE", "ACK", "BYE"]
+    assert uas.methods_received() == ["INVITE", "ACK", "BYE"]
 
 
 # 5. A notice that cannot be played --------------------------------------------------------------
@@ -417,7 +411,7 @@ def test_corrupt_notice_follows_the_policys_on_failure(
     assert errors, f"no error naming the notice at start-up\n{log[-3000:]}"
     finals = [m for m in uac.messages if not m.sent and m.header("CSeq") == "1 INVITE"]
     assert finals[-1].first_line.startswith(caller_status), finals[-1].first_line
-    assert _requests_received(uas) == pbx_heard
+    assert uas.methods_received() == pbx_heard
     if pbx_heard:
         assert uas.returncode == 0, uas.report()
     records = evidence_records(log)
@@ -462,7 +456,7 @@ def test_a_caller_hanging_up_during_the_notice_leaves_it_cut_short_in_the_eviden
                 "SELECT prompt_id, started_at, ended_at, complete FROM announcements_played"
             ).fetchall()
             (call_ended_at,) = db.execute("SELECT ended_at FROM calls").fetchone()
-    assert _requests_received(uas) == []  # the PBX was never called
+    assert uas.methods_received() == []  # the PBX was never called
     records = _announced(log)
     started = _index(records, "announcement_started", prompt_id="test-notice")
     ended = _index(records, "announcement_ended", prompt_id="test-notice")

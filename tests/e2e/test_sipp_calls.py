@@ -122,6 +122,22 @@ class TracedMessage:
                 return value.strip()
         return None
 
+    @property
+    def is_request(self) -> bool:
+        return not self.first_line.startswith("SIP/")
+
+    @property
+    def method(self) -> str:
+        """The request's method (the first word of its request line)."""
+        return self.first_line.split()[0]
+
+    def transaction(self) -> tuple[str, str | None, str | None]:
+        """What a retransmission of this request shares with it: the method, the CSeq and the
+        top Via's branch (RFC 3261 §17.2.3)."""
+        via = self.header("Via") or ""
+        branch = next((p.partition("=")[2] for p in via.split(";") if p.strip().startswith("branch=")), None)
+        return self.method, self.header("CSeq"), branch
+
 
 _TRACE_ENTRY = re.compile(
     r"^-{10,} (?P<at>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\n"
@@ -155,6 +171,22 @@ class SippRun:
     @property
     def messages(self) -> list[TracedMessage]:
         return traced_messages(self.trace)
+
+    def requests_received(self) -> list[TracedMessage]:
+        """The requests this run received, in order, each once: a retransmission (the peer had no
+        answer within its timer, RFC 3261 §17.1.2.2) is the same request again."""
+        seen: set[tuple[str, str | None, str | None]] = set()
+        requests = []
+        for message in self.messages:
+            if message.sent or not message.is_request or message.transaction() in seen:
+                continue
+            seen.add(message.transaction())
+            requests.append(message)
+        return requests
+
+    def methods_received(self) -> list[str]:
+        """The methods of the requests this run received, retransmissions folded."""
+        return [request.method for request in self.requests_received()]
 
     def report(self) -> str:
         tail = self.trace[-TRACE_TAIL_CHARS:]
@@ -534,7 +566,7 @@ def test_cancel_while_ringing_cancels_the_callee(tmp_path: Path, direction: Dire
     assert (tmp_path / "caller.txt").read_text().split() == ["CANCEL", "INVITE"]
     caller_heard = [m.first_line for m in uac.messages if not m.sent]
     assert caller_heard[-2:] == ["SIP/2.0 200 OK", "SIP/2.0 487 Request Terminated"]
-    callee_heard = [m.first_line.split()[0] for m in uas.messages if not m.sent]
+    callee_heard = uas.methods_received()
     assert callee_heard == ["INVITE", "CANCEL", "ACK"]
 
 
@@ -729,7 +761,7 @@ def test_call_over_capacity_gets_503_and_the_first_call_is_unharmed(tmp_path: Pa
         assert_ok(proxy, second, first)
     assert int((tmp_path / "retry_after.txt").read_text().strip()) > 0
     # The callee saw exactly one call (answered, then its BYE); it was still waiting for a second.
-    callee_requests = [m.first_line.split()[0] for m in callee_run.messages if not m.sent]
+    callee_requests = callee_run.methods_received()
     assert callee_requests == ["INVITE", "ACK", "BYE"]
 
 
