@@ -59,6 +59,7 @@ from proxy.rtp.recorder import (
     Channel,
     SteadyFeed,
     StereoRecorder,
+    drain_together,
     feed_steady,
 )
 from proxy.rtp.recorder import MediaFormat as RecorderFormat
@@ -266,9 +267,16 @@ def _write_up_to(targets: Sequence[tuple[CallRecording, int]], *, final: bool = 
     # context, see the module docstring), write them; ``final`` writes the held-back end too. A
     # block that cannot be masked is not written (PCI DSS 3.3.1: no card digits stored).
     judged: list[tuple[CallRecording, npt.NDArray[np.int16], int, int]] = []
-    for recording, up_to in targets:
+    try:
+        together = drain_together([(recording.recorder, up_to) for recording, up_to in targets])
+    except Exception:
+        _LOG.exception("recordings' batched drain failed; draining them one by one")
+        together = [None] * len(targets)
+    for (recording, up_to), drained_together in zip(targets, together, strict=True):
         try:
-            drained = recording.recorder.drain(up_to) if up_to > recording.recorder.drained else _NO_AUDIO
+            drained = drained_together
+            if drained is None:
+                drained = recording.recorder.drain(up_to) if up_to > recording.recorder.drained else _NO_AUDIO
             start = len(recording.written_tail)
             # Unmasked: the end of what was written, what was held back, what was drained now.
             audio = np.concatenate((recording.written_tail, recording.held_back, drained))

@@ -285,6 +285,29 @@ def test_when_the_batched_masking_fails_each_block_is_masked_on_its_own(
     assert not keyed[int(1.25 * 8000) : int(1.35 * 8000)].any()  # still masked, by the fallback
 
 
+def slot_flushed_once() -> list[bytes]:
+    # The blocks of three recordings' first flush, together in one slot.
+    loop = VirtualLoop()
+    recordings, callers = make_calls(3, loop)
+    play(loop, recordings, callers, 2.1, lambda at: None)
+    loop.now = 2.1
+    flush_together(recordings)
+    return [b"".join(recording.handle.blocks) for recording in recordings]  # type: ignore[attr-defined]
+
+
+def test_when_the_batched_drain_fails_each_recording_drains_on_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    expected = slot_flushed_once()
+    assert all(expected)
+
+    def batched_drain_fails(items: object) -> None:
+        raise MemoryError("no room for the slot's audio")
+
+    monkeypatch.setattr("proxy.aio.recording.drain_together", batched_drain_fails)
+    assert slot_flushed_once() == expected
+
+
 def test_a_block_that_cannot_be_masked_is_not_written(monkeypatch: pytest.MonkeyPatch) -> None:
     # PCI DSS 3.3.1: rather no audio than audio that may hold card digits.
     masked = []

@@ -31,6 +31,7 @@ from proxy.rtp.recorder import (
     PauseInterval,
     SteadyFeed,
     StereoRecorder,
+    drain_together,
     feed_steady,
 )
 
@@ -1445,16 +1446,23 @@ def record_together(cases: list[Case]) -> list[tuple[bytes, ChannelStats, Channe
         for feed, taken in zip(feeds, feed_steady(feeds), strict=True):
             if not taken:
                 feed[0].feed_batch(*feed[1:])
-        for index, rec in enumerate(recorders):
-            if step < len(steps[index]):
-                parts[index].append(rec.drain_bytes(newest[index] - steps[index][step][2]))
+        due = [index for index in range(len(cases)) if step < len(steps[index])]
+        drains = [(recorders[index], newest[index] - steps[index][step][2]) for index in due]
+        for index, block in zip(due, drain_all_together(drains), strict=True):
+            parts[index].append(block)
+    ends = drain_all_together([(rec, last + 20 * RATE) for rec, last in zip(recorders, newest, strict=True)])
     return [
-        (
-            b"".join(part) + rec.drain_bytes(last + 20 * RATE),
-            rec.stats(Channel.LEFT),
-            rec.stats(Channel.RIGHT),
-        )
-        for rec, part, last in zip(recorders, parts, newest, strict=True)
+        (b"".join([*part, end]), rec.stats(Channel.LEFT), rec.stats(Channel.RIGHT))
+        for rec, part, end in zip(recorders, parts, ends, strict=True)
+    ]
+
+
+def drain_all_together(drains: list[tuple[StereoRecorder, int]]) -> list[bytes]:
+    # As CallRecording drains a slot: `drain_together`, then the recorders it left alone.
+    blocks = drain_together(drains)
+    return [
+        (rec.drain(up_to) if block is None else block).astype("<i2").tobytes()
+        for (rec, up_to), block in zip(drains, blocks, strict=True)
     ]
 
 
@@ -1637,3 +1645,109 @@ def test_feed_batch_needs_an_arrival_per_packet() -> None:
     rec = StereoRecorder(left=PCMU, right=PCMU)
     with pytest.raises(ValueError, match="2 packets but 1 arrivals"):
         rec.feed_batch(Channel.LEFT, regular(2), [0])
+
+
+PCMU_OR_PCMA = MediaFormat(audio_payload_types=frozenset({0, 8}), event_payload_type=EVENT_PT)
+G722_FORMAT = MediaFormat(audio_payload_types=frozenset({9}), event_payload_type=EVENT_PT)
+
+
+@st.composite
+def drained_recorders(draw: st.DrawFn) -> tuple[dict[str, object], list[Pkt], list[tuple[str, int, int]]]:
+    """A recorder's options, its packets (lost, reordered, a law switched or G.722 at times) and
+    what happens between its feeds: pauses, resumes, masks and drains, in order."""
+    left_law, right_law = draw(st.sampled_from([(0, 0), (8, 8), (0, 8), (9, 9)]))
+    switch_at = draw(st.sampled_from([None, 20, 37]))  # the left party changes law (re-INVITE)
+    wide = left_law == 9 and draw(st.booleans())
+    options: dict[str, object] = {
+        "left": G722_FORMAT if left_law == 9 else PCMU_OR_PCMA,
+        "right": G722_FORMAT if right_law == 9 else PCMU_OR_PCMA,
+        "start_at": draw(st.sampled_from([0, 700])),
+        "wideband": wide,
+    }
+    seed = draw(st.integers(min_value=0, max_value=2**32 - 1))
+    rng = np.random.default_rng(seed)
+    packets: list[Pkt] = []
+    for channel, law, ssrc in ((Channel.LEFT, left_law, 1), (Channel.RIGHT, right_law, 2)):
+        codes = rng.integers(0, 256, size=60 * FRAME, dtype=np.uint8).tobytes()
+        stream = packetise(channel, codes, pt=law, ssrc=ssrc)
+        if channel is Channel.LEFT and switch_at is not None and law != 9:
+            stream = [
+                dataclasses.replace(p, pt=8 - law) if k >= switch_at else p for k, p in enumerate(stream)
+            ]
+        packets.extend(p for k, p in enumerate(stream) if rng.random() > 0.05 or k == 0)
+    packets.sort(key=lambda p: (p.arrival or 0) + int(rng.integers(0, 3 * FRAME)))  # some reordering
+    kinds = st.sampled_from(["drain", "drain", "drain", "pause", "resume", "mask"])
+    where = st.integers(min_value=-400, max_value=62 * FRAME)
+    spans = st.integers(min_value=1, max_value=2000)
+    actions = draw(st.lists(st.tuples(kinds, where, spans), min_size=1, max_size=12))
+    return options, packets, actions
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(drained_recorders(), min_size=1, max_size=4))
+def test_drain_together_is_drain_for_each_recorder(
+    cases: list[tuple[dict[str, object], list[Pkt], list[Any]]],
+) -> None:
+    # Twins fed alike, one drained alone, one with the others through `drain_together`: the same
+    # audio, statistics, pauses and masks left; a recorder it leaves alone (G.722, wideband, a
+    # law switched within the drain) is not touched.
+    alone = [StereoRecorder(**options) for options, _, _ in cases]  # type: ignore[arg-type]
+    together = [StereoRecorder(**options) for options, _, _ in cases]  # type: ignore[arg-type]
+    rounds = max(len(actions) for _, _, actions in cases)
+    for step in range(rounds):
+        drains: list[tuple[StereoRecorder, int]] = []
+        expected: list[npt.NDArray[np.int16]] = []
+        for (_, packets, actions), a, b in zip(cases, alone, together, strict=True):
+            share = packets[step * len(packets) // rounds : (step + 1) * len(packets) // rounds]
+            feed_all(a, share)
+            feed_all(b, share)
+            if step >= len(actions):
+                continue
+            kind, at, span = actions[step]
+            if kind == "drain":
+                expected.append(a.drain(at))
+                drains.append((b, at))
+            elif kind == "pause" and not a.paused:
+                for rec in (a, b):
+                    rec.pause("pci", at=max(at, rec.drained))
+            elif kind == "resume" and a.paused:
+                for rec in (a, b):
+                    rec.resume(at=max(at, rec.pauses[-1].start))
+            elif kind == "mask":
+                assert a.mask(at, at + span, left=span % 2 == 0) == b.mask(at, at + span, left=span % 2 == 0)
+        before = [(rec.drained, rec.stats(Channel.LEFT), rec.stats(Channel.RIGHT)) for rec, _ in drains]
+        blocks = drain_together(drains)
+        for (rec, up_to), block, want, state in zip(drains, blocks, expected, before, strict=True):
+            if block is None:  # left alone: as it was, then drained alone
+                assert (rec.drained, rec.stats(Channel.LEFT), rec.stats(Channel.RIGHT)) == state
+                np.testing.assert_array_equal(rec.drain(up_to), want)
+            else:
+                np.testing.assert_array_equal(block, want)
+    for a, b in zip(alone, together, strict=True):
+        end = max(a.drained, 70 * FRAME)
+        np.testing.assert_array_equal(b.drain(end), a.drain(end))
+        assert (b.stats(Channel.LEFT), b.stats(Channel.RIGHT), b.pauses) == (
+            a.stats(Channel.LEFT),
+            a.stats(Channel.RIGHT),
+            a.pauses,
+        )
+
+
+def test_drain_together_takes_plain_g711_recorders_only() -> None:
+    # Both laws, one per channel, are taken; G.722 and a law switched within the drain are not.
+    ulaw, alaw = ulaw_encode(tone(1000.0, RATE)), alaw_encode(tone(440.0, RATE))
+    plain = StereoRecorder(left=PCMU_OR_PCMA, right=PCMU_OR_PCMA)
+    feed_all(plain, [*packetise(Channel.LEFT, ulaw, pt=0), *packetise(Channel.RIGHT, alaw, pt=8, ssrc=2)])
+    switched = StereoRecorder(left=PCMU_OR_PCMA, right=PCMU_OR_PCMA)
+    halves = packetise(Channel.LEFT, ulaw[: RATE // 2], pt=0) + packetise(
+        Channel.LEFT, alaw[RATE // 2 :], pt=8, seq0=1025, ts0=50_000 + RATE // 2, arrival0=RATE // 2
+    )
+    feed_all(switched, halves)
+    wide = StereoRecorder(left=G722_FORMAT, right=G722_FORMAT)
+    feed_all(wide, packetise(Channel.LEFT, bytes(RATE), pt=9))
+    blocks = drain_together([(plain, RATE), (switched, RATE), (wide, RATE), (plain, RATE)])
+    assert [block is None for block in blocks] == [False, True, True, True]  # each recorder once
+    assert blocks[0] is not None
+    np.testing.assert_array_equal(blocks[0][:, 0], ulaw_decode(ulaw))
+    np.testing.assert_array_equal(blocks[0][:, 1], alaw_decode(alaw))
+    assert [plain.drained, switched.drained, wide.drained] == [RATE, 0, 0]
