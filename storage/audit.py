@@ -29,6 +29,7 @@ from sqlite_utils import Database
 from storage.migrations import AUDIT_GENESIS_HASH, from_db_time, to_db_time
 
 __all__ = [
+    "AUDIT_ACTION_MANIFEST",
     "AuditEntry",
     "AuditLog",
     "AuditProblem",
@@ -37,6 +38,10 @@ __all__ = [
     "canonical_row_bytes",
     "row_hash",
 ]
+
+
+AUDIT_ACTION_MANIFEST = "manifest"
+"""``action`` of a recording's manifest row (``storage.manifests``)."""
 
 
 def canonical_detail(detail: Mapping[str, Any]) -> str:

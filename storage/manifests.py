@@ -46,7 +46,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from storage.audit import AuditEntry, AuditLog, canonical_detail
+from storage.audit import AUDIT_ACTION_MANIFEST, AuditEntry, AuditLog, canonical_detail
+from storage.signing import ManifestSigner, write_manifest_signature
 
 __all__ = [
     "AUDIT_ACTION_MANIFEST",
@@ -59,7 +60,6 @@ __all__ = [
     "verify_manifests",
 ]
 
-AUDIT_ACTION_MANIFEST = "manifest"
 MANIFEST_ACTOR = "callherald"
 """Who writes a manifest, for the audit log: the proxy (or its recovery), as the recording ends."""
 MANIFEST_FORMAT = 1
@@ -276,16 +276,22 @@ def recording_manifest(db: Database, recording_id: str) -> dict[str, Any]:
     return _evidence(db, recording_id, str(row[0]))
 
 
-def append_manifest(db: Database, recording_id: str, *, at: dt.datetime) -> AuditEntry:
-    """Append the manifest of ``recording_id`` to the audit log, made ``at`` (its end). Run it in
-    the transaction that stores the recording's end, after the rows that end writes."""
-    return AuditLog(db).append(
+def append_manifest(
+    db: Database, recording_id: str, *, at: dt.datetime, signer: ManifestSigner | None = None
+) -> AuditEntry:
+    """Append the manifest of ``recording_id`` to the audit log, made ``at`` (its end), signed by
+    ``signer`` if given (``storage.signing``). Run it in the transaction that stores the
+    recording's end, after the rows that end writes."""
+    entry = AuditLog(db).append(
         at=at,
         actor=MANIFEST_ACTOR,
         action=AUDIT_ACTION_MANIFEST,
         subject=recording_id,
         detail=recording_manifest(db, recording_id),
     )
+    if signer is not None:
+        write_manifest_signature(db, entry, signer)
+    return entry
 
 
 # --------------------------------------------------------------------------------------------------

@@ -617,3 +617,28 @@ def _recording_media_quality(db: Database) -> None:
     # and drift corrections. '' when not measured: recordings closed by the recovery after a crash,
     # and those stored before.
     db.execute("ALTER TABLE recordings ADD COLUMN media_quality TEXT NOT NULL DEFAULT ''")
+
+
+@MIGRATIONS(name="0017_manifest_signatures")
+def _manifest_signatures(db: Database) -> None:
+    # The signature of each manifest's audit row (``storage.signing``), append-only as the log is.
+    db.execute(
+        """
+        CREATE TABLE manifest_signatures (
+            seq INTEGER PRIMARY KEY,
+            key_id TEXT NOT NULL,
+            signature TEXT NOT NULL
+        ) STRICT
+        """
+    )
+    # A recording's manifests, found by subject (``recordings show`` names the latest).
+    db.execute("CREATE INDEX audit_log_subject_action ON audit_log (subject, action)")
+    for verb in ("UPDATE", "DELETE"):
+        db.execute(
+            f"""
+            CREATE TRIGGER manifest_signatures_no_{verb.lower()} BEFORE {verb} ON manifest_signatures
+            BEGIN
+                SELECT RAISE(ABORT, 'manifest_signatures is append-only: {verb} is forbidden');
+            END
+            """
+        )

@@ -92,17 +92,19 @@ import types
 import typing
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.thread import BrokenThreadPool
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, NamedTuple, Self, TypeVar
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlite_utils import Database
 
-from storage.audit import AuditEntry, AuditLog, AuditReport, canonical_detail
+from storage.audit import AUDIT_ACTION_MANIFEST, AuditEntry, AuditLog, AuditReport, canonical_detail
 from storage.crypto import StorageError
 from storage.durable import fsync_directory
 from storage.manifests import ManifestMismatch, ManifestReport, append_manifest, verify_manifests
@@ -118,6 +120,7 @@ from storage.migrations import (
     unwritable_reason,
 )
 from storage.recording_state import RecordingState
+from storage.signing import ManifestSigner, SignatureReport, verify_manifest_signatures
 from storage.threads import name_os_thread
 
 __all__ = [
@@ -852,6 +855,12 @@ class RecordingRecord:
     media_quality: MediaQuality | None = None
     """What the network cost its audio, per channel; None when not measured (a recording
     recovered after a crash, still running, or stored before callherald measured it)."""
+    manifest_seq: int | None = None
+    """The audit row of its latest manifest (``storage.manifests``); None while it runs."""
+    manifest_signature: str = ""
+    """That manifest's signature (``storage.signing``, base64); '' when it has none."""
+    manifest_key_id: str = ""
+    """The id of the key that signed it; '' when it is not signed."""
 
 
 class TimelineKind(enum.StrEnum):
@@ -1238,7 +1247,9 @@ def _write_recording_started(db: Database, item: RecordingStarted) -> None:
         )
 
 
-def _write_recording_end(db: Database, item: RecordingEnd, state: RecordingState) -> None:
+def _write_recording_end(
+    db: Database, item: RecordingEnd, state: RecordingState, signer: ManifestSigner | None
+) -> None:
     cursor = db.execute(
         "UPDATE recordings SET state = ?, finished_at = ?, audio_sha256 = ?, size_bytes = ?, "
         "duration_ms = ?, end_reason = ?, file_sha256 = ?, media_quality = ? "
@@ -1263,7 +1274,7 @@ def _write_recording_end(db: Database, item: RecordingEnd, state: RecordingState
         [to_db_time(item.finished_at), str(item.recording_id)],
     )
     # Its evidence as it stands now, into the hash chain in this transaction: no end without it.
-    append_manifest(db, str(item.recording_id), at=item.finished_at)
+    append_manifest(db, str(item.recording_id), at=item.finished_at, signer=signer)
 
 
 def _write_pause(db: Database, item: Pause) -> None:
@@ -1796,11 +1807,14 @@ def held_record_from_json(text: str) -> tuple[EvidenceRecord | RecordingEnd, Rec
 
 
 def _write_held_record(
-    db: Database, record: EvidenceRecord | RecordingEnd, state: RecordingState | None
+    db: Database,
+    record: EvidenceRecord | RecordingEnd,
+    state: RecordingState | None,
+    signer: ManifestSigner | None,
 ) -> None:
     if isinstance(record, RecordingEnd):
         assert state is not None
-        _write_recording_end(db, record, state)
+        _write_recording_end(db, record, state, signer)
     else:
         _WRITERS[type(record)](db, record)
 
@@ -1820,7 +1834,7 @@ def _held_file_database(first_line: bytes) -> str | None:
     return None
 
 
-def _import_held_file(db: Database, path: Path) -> None:
+def _import_held_file(db: Database, path: Path, signer: ManifestSigner | None) -> None:
     """Write the records kept in ``path`` in one transaction with its audit row (see the module);
     a record the database refuses (an invariant, a line that is not a record) is logged whole and
     named in the audit row, and the others are written. Runs on the writer thread."""
@@ -1850,7 +1864,7 @@ def _import_held_file(db: Database, path: Path) -> None:
             try:
                 record, state = held_record_from_json(text)
                 with db.atomic():  # a savepoint: a refused record leaves nothing behind
-                    _write_held_record(db, record, state)
+                    _write_held_record(db, record, state, signer)
             except (ValueError, StorageError, sqlite3.IntegrityError) as error:
                 _LOG.error("%s line %d not written: %s: %s", path, number, error, text)
                 refused.append({"line": number, "error": str(error), "record": text})
@@ -2147,9 +2161,13 @@ def _read_recordings(
         )
         params.append(to_db_date(kept_past))
     sql = (
-        "SELECT r.*, c.direction, c.calling, c.called, h.held_at, h.held_by, h.reason AS hold_reason "
+        "SELECT r.*, c.direction, c.calling, c.called, h.held_at, h.held_by, h.reason AS hold_reason, "
+        "m.seq AS manifest_seq, s.key_id AS manifest_key_id, s.signature AS manifest_signature "
         "FROM recordings r JOIN calls c ON c.id = r.call_id "
-        "LEFT JOIN legal_holds h ON h.recording_id = r.id AND h.released_at IS NULL"
+        "LEFT JOIN legal_holds h ON h.recording_id = r.id AND h.released_at IS NULL "
+        "LEFT JOIN audit_log m ON m.seq = (SELECT max(seq) FROM audit_log "
+        f"WHERE action = '{AUDIT_ACTION_MANIFEST}' AND subject = r.id) "
+        "LEFT JOIN manifest_signatures s ON s.seq = m.seq"
         + ("" if not where else " WHERE " + " AND ".join(where))
         + " ORDER BY r.started_at, r.rowid"
     )
@@ -2196,6 +2214,9 @@ def _recording_record(row: Mapping[str, Any], purposes: tuple[RecordedPurpose, .
             hold_reason=row["hold_reason"],
             file_sha256=row["file_sha256"],
             media_quality=MediaQuality.from_json(row["media_quality"]),
+            manifest_seq=row["manifest_seq"],
+            manifest_key_id=row["manifest_key_id"] or "",
+            manifest_signature=row["manifest_signature"] or "",
         )
     except (KeyError, TypeError, ValueError) as error:
         raise UnreadableRecordError(
@@ -2351,6 +2372,8 @@ class EvidenceStore:
     ``wait_for_space``: where the disk is too full to open the database at all, start without it
     and open it on a later write (``waiting_for_space``; see the module docstring) instead of
     raising ``StorageError``.
+
+    ``manifest_signer`` signs each recording's manifest as its end is written (``storage.signing``).
     """
 
     def __init__(
@@ -2360,8 +2383,10 @@ class EvidenceStore:
         held_dir: str | os.PathLike[str] | None = None,
         read_only: bool = False,
         wait_for_space: bool = False,
+        manifest_signer: ManifestSigner | None = None,
     ) -> None:
         self.path = Path(path)
+        self.manifest_signer = manifest_signer
         self.held_dirs = tuple(
             dict.fromkeys([*([Path(held_dir)] if held_dir is not None else []), self.path.parent])
         )
@@ -2620,7 +2645,7 @@ class EvidenceStore:
         self, end: RecordingEnd, state: RecordingState, *, hold_when_full: bool
     ) -> Future[None]:
         def write(db: Database) -> None:
-            _write_recording_end(db, end, state)
+            _write_recording_end(db, end, state, self.manifest_signer)
 
         return self._queue(_Write(write, True, hold_when_full, Future(), end, state))
 
@@ -2637,7 +2662,7 @@ class EvidenceStore:
                 try:
                     if not self._held_file_is_ours(path):
                         continue
-                    _import_held_file(db, path)
+                    _import_held_file(db, path, self.manifest_signer)
                     path.unlink()
                 except (OSError, sqlite3.Error, StorageError) as error:
                     _LOG.error(
@@ -2783,6 +2808,11 @@ class EvidenceStore:
             return dataclasses.replace(report, mismatches=(*report.mismatches, *audited))
 
         return self.submit_read(verify)
+
+    def verify_manifest_signatures(self, trusted: Sequence[Ed25519PublicKey]) -> SignatureReport:
+        """Check every manifest's signature against the ``trusted`` public keys
+        (``storage.signing.verify_manifest_signatures``). On the reader connection."""
+        return self.submit_read(partial(verify_manifest_signatures, trusted=trusted)).result()
 
     # -- lifetime -----------------------------------------------------------------------------------
 

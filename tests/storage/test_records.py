@@ -225,6 +225,7 @@ def test_migrations_are_tracked_and_idempotent(tmp_path: Path) -> None:
         "0014_database_id",
         "0015_recording_file_sha256",
         "0016_recording_media_quality",
+        "0017_manifest_signatures",
     ]
     assert applied == names
     rows = second.execute("SELECT migration_set, name FROM _sqlite_migrations ORDER BY id").fetchall()
