@@ -51,10 +51,11 @@ from proxy.b2bua.settings import (
 )
 from proxy.sip import ParserLimits
 from proxy.sip.transaction import TimerConfig
-from storage.crypto import FULL_DISK_ERRNOS
+from storage.crypto import FULL_DISK_ERRNOS, StorageError
 from storage.keys import load_public_key
 from storage.manifests import ManifestReport
 from storage.records import EvidenceFullError, EvidenceStore
+from storage.signing import ManifestSigner, ensure_signing_key, public_key_path
 
 __all__ = [
     "b2bua_settings",
@@ -62,6 +63,7 @@ __all__ = [
     "ephemeral_overlap",
     "ephemeral_ports",
     "held_evidence_dir_problem",
+    "manifest_signer",
     "open_storage",
     "run_forever",
     "writable_recipient_files",
@@ -155,7 +157,10 @@ def open_storage(config: Config) -> StorageRecords:
     if held_dir_problem is not None:
         _LOG.warning("recording.held_evidence_dir: %s", held_dir_problem)
     evidence = EvidenceStore(
-        layout.evidence_db, held_dir=config.recording.held_evidence_dir, wait_for_space=True
+        layout.evidence_db,
+        held_dir=config.recording.held_evidence_dir,
+        wait_for_space=True,
+        manifest_signer=manifest_signer(config, layout),
     )
     if evidence.waiting_for_space:
         _LOG.error(
@@ -277,6 +282,35 @@ def writable_recipient_files(config: Config) -> list[str]:
                 f"{stat.S_IMODE(directory):04o}): whoever replaces it can read the recordings made after"
             )
     return warnings
+
+
+def manifest_signer(config: Config, layout: DataLayout) -> ManifestSigner | None:
+    """The key that signs each recording's manifest (``recording.manifest_signing_key``, else
+    ``data_dir/keys/manifest-signing.key``), made on the first start that finds none; None, and
+    manifests unsigned, when a full disk leaves no room to make it. StorageError for a file that
+    is no signing key."""
+    path = config.recording.manifest_signing_key or layout.manifest_signing_key
+    try:
+        signer, made = ensure_signing_key(path)
+    except OSError as error:
+        if error.errno not in FULL_DISK_ERRNOS:
+            reason = error.strerror or error
+            raise StorageError(f"{path}: cannot make the manifest signing key: {reason}") from error
+        _LOG.error(
+            "%s: cannot make the manifest signing key: the disk holding it is full. Manifests are"
+            " written unsigned until a start with free space makes it",
+            path,
+        )
+        return None
+    if made:
+        _LOG.warning(
+            "made the manifest signing key %s (key id %s): keep a copy of %s away from this machine"
+            " and check the audit log with `callherald audit verify --trust` that copy",
+            path,
+            signer.key_id,
+            public_key_path(path),
+        )
+    return signer
 
 
 def held_evidence_dir_problem(config: Config) -> str | None:

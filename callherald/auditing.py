@@ -17,15 +17,22 @@ record holds (``file_sha256``, pinned by the recovery, which cannot decrypt) and
 file is missing or differs: such a file can be replaced by new audio sealed with a recipient's
 public key alone, and only that hash tells. This needs no key.
 
+Then it checks the signature of every manifest (``storage.signing``) with the trusted public keys:
+those given with ``--trust`` (copies kept away from the machine), else the public half of the
+signing key on this machine, which tells an edit but not a key swapped in with it. A signature that
+does not fit (the manifest or the chain before it was rewritten, with every hash computed again),
+one by a key not trusted, and a manifest left unsigned after the first signed one are each named.
+
 And every recording the record says is kept (not erased, ended, with a file of some bytes) must
 still have a wrapped key for each key id its row names and its file under ``recordings/``:
 deleting either erases the recording for good with no erasure in the record (no reason, no user,
 no audit row), so each recording missing one is named, with the key ids or the file it lacks.
 
 Exit codes: 0 the chain is intact (and holds the expected head), every recording matches its
-manifest, every recovered file the SHA-256 pinned for it, and every kept recording has its keys
-and file; 1 the chain is broken, a recording or file does not match, a recording lacks keys or
-its file, or there is no evidence database; 2 the invocation is wrong.
+manifest, every manifest signature holds, every recovered file the SHA-256 pinned for it, and
+every kept recording has its keys and file; 1 the chain is broken, a recording, signature or file
+does not match, a recording lacks keys or its file, or there is no evidence database; 2 the
+invocation is wrong (a trusted key file that cannot be read).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlite_utils import Database
 
 from callherald.command import CommandError, ExitCode
@@ -46,6 +54,7 @@ from storage.audit import AuditReport
 from storage.crypto import StorageError
 from storage.manifests import ManifestReport
 from storage.records import EvidenceStore
+from storage.signing import SignatureReport, load_verify_key, public_key_path, signing_key_id
 from storage.sqlite_keys import KeptRecording, PinnedFile, kept_recordings, pinned_files
 
 __all__ = [
@@ -53,6 +62,7 @@ __all__ = [
     "FileReport",
     "IncompleteRecording",
     "KeptReport",
+    "TrustedKey",
     "file_report",
     "file_report_text",
     "kept_report",
@@ -60,6 +70,8 @@ __all__ = [
     "manifest_report_line",
     "manifest_report_text",
     "report_text",
+    "signature_report_text",
+    "trusted_keys",
     "verify_audit_log",
 ]
 
@@ -111,15 +123,47 @@ class KeptReport:
         return not self.incomplete
 
 
-def verify_audit_log(layout: DataLayout, *, expected_head: str | None = None, as_json: bool = False) -> int:
-    """Walk the audit chain of ``layout``'s evidence database, check every recording against its
-    manifest, and print what was found."""
+@dataclass(frozen=True, slots=True)
+class TrustedKey:
+    """A public key manifest signatures are checked with, and the file it came from."""
+
+    key_id: str
+    path: Path
+    key: Ed25519PublicKey
+
+
+def trusted_keys(paths: Sequence[Path], signing_key: Path) -> tuple[TrustedKey, ...]:
+    """The keys in ``paths`` (``--trust``); without any, the public half of ``signing_key`` (its
+    ``.pub`` beside it, else the key itself), none if neither is there. CommandError (usage) for a
+    file given that holds no Ed25519 key."""
+    if not paths:
+        paths = [path for path in (public_key_path(signing_key), signing_key) if path.exists()][:1]
     try:
-        report, manifests, files, kept = _verify(layout, expected_head)
+        keys = [(path, load_verify_key(path)) for path in paths]
+    except StorageError as error:
+        raise CommandError(str(error), exit_code=ExitCode.USAGE) from error
+    return tuple(TrustedKey(signing_key_id(key), path, key) for path, key in keys)
+
+
+def verify_audit_log(
+    layout: DataLayout,
+    *,
+    expected_head: str | None = None,
+    as_json: bool = False,
+    trust: Sequence[Path] = (),
+    signing_key: Path | None = None,
+) -> int:
+    """Walk the audit chain of ``layout``'s evidence database, check every recording against its
+    manifest and every manifest's signature, and print what was found. ``trust``: the public keys
+    to check signatures with (default: that of ``signing_key``, the configured signing key, by
+    default ``layout.manifest_signing_key``)."""
+    try:
+        trusted = trusted_keys(trust, signing_key or layout.manifest_signing_key)
+        report, manifests, signatures, files, kept = _verify(layout, expected_head, trusted)
     except CommandError as error:
         print(f"callherald audit: {error}", file=sys.stderr)
         return int(error.exit_code)
-    ok = report.ok and manifests.ok and files.ok and kept.ok
+    ok = report.ok and manifests.ok and signatures.ok and files.ok and kept.ok
     if as_json:
         print(
             json.dumps(
@@ -127,6 +171,7 @@ def verify_audit_log(layout: DataLayout, *, expected_head: str | None = None, as
                     **_report_json(report),
                     "ok": ok,
                     "manifests": _manifests_json(manifests),
+                    "signatures": _signatures_json(signatures, trusted),
                     "files": _files_json(files),
                     "files_and_keys": _kept_json(kept),
                 },
@@ -136,6 +181,7 @@ def verify_audit_log(layout: DataLayout, *, expected_head: str | None = None, as
     else:
         print(report_text(report))
         print(manifest_report_text(manifests))
+        print(signature_report_text(signatures, trusted))
         if files.checked:
             print(file_report_text(files))
         print(kept_report_text(kept))
@@ -189,6 +235,27 @@ def manifest_report_text(report: ManifestReport) -> str:
             f"  {what}: {', '.join(mismatch.parts)} "
             + (f"changed since audit row {mismatch.seq}" if mismatch.seq else "not in the audit log")
         )
+    return "\n".join(lines)
+
+
+def signature_report_text(report: SignatureReport, trusted: Sequence[TrustedKey]) -> str:
+    """What checking the manifests' signatures found: a summary line, the keys trusted, then one
+    line per manifest whose signature does not hold."""
+    if report.ok and not report.signed and not report.unsigned_before:
+        return "manifest signatures: none yet"
+    if report.ok:
+        checked = f"{report.signed} checked, each holds" if report.signed else "none signed"
+        summary = f"manifest signatures: {checked}"
+    else:
+        summary = f"manifest signatures: {len(report.problems)} do not hold, {report.signed} do"
+    if report.unsigned_before:
+        unsigned = report.unsigned_before
+        summary += f"; {unsigned} written before manifests were signed"
+    keys = ", ".join(f"{key.key_id} ({key.path})" for key in trusted) or "none (give --trust)"
+    lines = [summary, f"  trusted keys: {keys}"]
+    for problem in report.problems:
+        what = f"recording {problem.recording_id}" if problem.recording_id else "no recording"
+        lines.append(f"  audit row {problem.seq}, {what}: {problem.problem}")
     return "\n".join(lines)
 
 
@@ -318,8 +385,8 @@ def manifest_report_line(report: ManifestReport) -> str:
 
 
 def _verify(
-    layout: DataLayout, expected_head: str | None
-) -> tuple[AuditReport, ManifestReport, FileReport, KeptReport]:
+    layout: DataLayout, expected_head: str | None, trusted: Sequence[TrustedKey]
+) -> tuple[AuditReport, ManifestReport, SignatureReport, FileReport, KeptReport]:
     if not layout.evidence_db.exists():  # a wrong directory or a data_dir typo, not an empty log
         raise CommandError(f"no evidence database at {layout.evidence_db}", exit_code=ExitCode.REFUSED)
     try:
@@ -331,6 +398,7 @@ def _verify(
         return (
             store.audit_verify(expected_head=expected_head),
             store.verify_manifests(),
+            store.verify_manifest_signatures([key.key for key in trusted]),
             store.submit_read(partial(file_report, layout)).result(),
             kept,
         )
@@ -363,6 +431,20 @@ def _manifests_json(report: ManifestReport) -> dict[str, object]:
                 "parts": list(mismatch.parts),
             }
             for mismatch in report.mismatches
+        ],
+    }
+
+
+def _signatures_json(report: SignatureReport, trusted: Sequence[TrustedKey]) -> dict[str, object]:
+    return {
+        "ok": report.ok,
+        "signed": report.signed,
+        "unsigned_before": report.unsigned_before,
+        "key_ids": list(report.key_ids),
+        "trusted": [{"key_id": key.key_id, "file": str(key.path)} for key in trusted],
+        "problems": [
+            {"audit_seq": item.seq, "recording_id": item.recording_id or None, "problem": item.problem}
+            for item in report.problems
         ],
     }
 

@@ -254,13 +254,17 @@ def _keys_generate(args: argparse.Namespace) -> int:
 
 
 def _layout(args: argparse.Namespace) -> DataLayout | None:
-    # The data directory alone: the carrier's password, which only `serve` uses, need not be in
-    # the environment of an admin who lists or exports recordings.
+    config = _tool_config(args)
+    return None if config is None else DataLayout(config.data_dir)
+
+
+def _tool_config(args: argparse.Namespace) -> Config | None:
+    # Without secrets: the carrier's password, which only `serve` uses, need not be in the
+    # environment of an admin who lists or exports recordings.
     try:
-        config = (
-            default_config(_home()) if args.config is None else load_config(args.config, read_secrets=False)
-        )
-        return DataLayout(config.data_dir)
+        if args.config is None:
+            return default_config(_home())
+        return load_config(args.config, read_secrets=False)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return None
@@ -521,10 +525,16 @@ def _add_calls(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _audit_verify(args: argparse.Namespace) -> int:
     from callherald import auditing
 
-    layout = _layout(args)
-    if layout is None:
+    config = _tool_config(args)
+    if config is None:
         return 2
-    return auditing.verify_audit_log(layout, expected_head=args.expected_head, as_json=args.json)
+    return auditing.verify_audit_log(
+        DataLayout(config.data_dir),
+        expected_head=args.expected_head,
+        as_json=args.json,
+        trust=args.trust,
+        signing_key=config.recording.manifest_signing_key,
+    )
 
 
 def _sha256_hex(text: str) -> str:
@@ -549,6 +559,15 @@ def _add_audit(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="HASH",
         type=_sha256_hex,
         help="a head printed by an earlier verify: the chain must still hold that row (rows may follow)",
+    )
+    verify.add_argument(
+        "--trust",
+        metavar="FILE",
+        type=Path,
+        action="append",
+        default=[],
+        help="a public key (PEM) to check manifest signatures with, best a copy kept away from this "
+        "machine; repeat for a key rotated out (default: the signing key's .pub beside it)",
     )
     verify.add_argument("--json", action="store_true", help="a JSON object instead of text")
     verify.set_defaults(handler=_audit_verify)

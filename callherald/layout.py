@@ -12,6 +12,8 @@
       keys/development.key       the development key pair of the embedded default, made on first
       keys/development.pub       start, with its passphrase in development.passphrase (mode 0600)
       keys/development.passphrase
+      keys/manifest-signing.key  the key that signs each recording's manifest (Ed25519, mode 0600;
+      keys/manifest-signing.pub  storage.signing), made on first start unless configured elsewhere
       announcements-cache/       imported prompt frames
       control.sock               the operator's control socket while callherald runs (mode 0600)
       serve.lock                 the PID of the running callherald, which locks data_dir itself (mode 0600)
@@ -99,6 +101,10 @@ class DataLayout:
 
     def recording_file(self, recording_id: str) -> Path:
         return self.recordings_dir / f"{recording_id}{_RECORDING_SUFFIX}"
+
+    @property
+    def manifest_signing_key(self) -> Path:
+        return self.keys_dir / "manifest-signing.key"
 
     @property
     def development_key(self) -> DevelopmentKey:

@@ -309,6 +309,15 @@ def _state(record: RecordingRecord) -> str:
     return record.state.value if fault is None else f"{record.state.value} ({fault} file)"
 
 
+def manifest_text(record: RecordingRecord) -> str:
+    """Where the recording's manifest is and who signed it: ``audit row N, signed by key ID``;
+    ``-`` while it runs."""
+    if record.manifest_seq is None:
+        return "-"
+    signed = f"signed by key {record.manifest_key_id}" if record.manifest_signature else "not signed"
+    return f"audit row {record.manifest_seq}, {signed} (callherald audit verify checks it)"
+
+
 def media_quality_text(record: RecordingRecord) -> str:
     """What the network cost the recording's audio, per channel, for a reader: ``clean`` when
     nothing of either channel was lost, dropped or moved; ``not measured`` for a recording closed
@@ -349,6 +358,7 @@ def _facts(record: RecordingRecord) -> str:
         ),
         ("key ids" if len(record.key_id) > 1 else "key id", ", ".join(record.key_id)),
         ("file", record.file_name),
+        ("manifest", manifest_text(record)),
     ]
     if record.erased_at is not None:
         facts += [

@@ -549,6 +549,7 @@ def _read_recording_section(r: Reader) -> Recording:
         min_free_mb=r.int_("min_free_mb", DEFAULT_RECORDING_MIN_FREE_MB, lo=0),
         enabled=r.bool_("enabled", True),
         held_evidence_dir=r.path_("held_evidence_dir", None),
+        manifest_signing_key=r.path_("manifest_signing_key", None),
     )
     # Not an error when it is no directory (its disk not mounted): only a stop on a full disk uses it,
     # and data_dir stands in for it then; check-config and serve warn (``held_evidence_dir_problem``).

@@ -564,6 +564,11 @@ class Recording:
     evidence that waits for disk space (the database could not take it), for the next start to
     write into the database; a relative path is relative to the config file's directory. Default:
     none, meaning ``data_dir``, which is also where it falls back to."""
+    manifest_signing_key: Path | None = None
+    """The Ed25519 private key file (PEM PKCS #8, unencrypted, mode 0600) callherald signs each
+    recording's manifest in the audit log with (``storage.signing``); made there, with its public
+    key beside it (``.pub``), on the first start that finds none. A relative path is relative to
+    the config file's directory. Default: none, meaning ``data_dir/keys/manifest-signing.key``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from callherald.app import open_storage
+from callherald.app import manifest_signer, open_storage
 from callherald.cli import main
 from callherald.layout import DataLayout
 from config import HOME_ENV, default_config
 from storage.audit import AuditLog
 from storage.migrations import AUDIT_GENESIS_HASH
 from storage.records import EvidenceStore
+from storage.signing import ensure_signing_key, load_signing_key, load_verify_key, public_key_path
 from tests.storage.test_manifests import CALL, RID, record_call, stored, withdrawal
 
 T0 = dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.UTC)
@@ -68,6 +69,18 @@ def record_call_with_file(store: EvidenceStore, layout: DataLayout, *, ended: bo
     layout.recording_file(str(RID)).write_bytes(b"sealed audio")
 
 
+def serving_store(layout: DataLayout) -> EvidenceStore:
+    """The evidence store as `serve` opens it: manifests signed with the data directory's key."""
+    signer, _ = ensure_signing_key(layout.manifest_signing_key)
+    return EvidenceStore(layout.evidence_db, manifest_signer=signer)
+
+
+def signing_key_id_of(layout: DataLayout) -> str:
+    """How `audit verify` names the key it trusts by default: id and the public key file."""
+    public = public_key_path(layout.manifest_signing_key)
+    return f"{load_signing_key(layout.manifest_signing_key).key_id} ({public})"
+
+
 def verify(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(["audit", "verify", *argv])
     captured = capsys.readouterr()
@@ -83,6 +96,7 @@ def test_an_intact_chain_prints_its_head_to_keep_elsewhere(
     assert out.splitlines() == [
         f"audit log: intact, 3 rows; head: row 3 {hashes[-1]}",
         "manifests: none yet",
+        "manifest signatures: none yet",
         "files and keys: no recordings kept",
     ]
 
@@ -112,6 +126,7 @@ def test_an_edited_row_is_reported_with_where_the_chain_breaks(
     assert out.splitlines() == [
         "audit log: BROKEN at row 1 (edited): row 1: content does not match its hash (edited); intact up to row 0",
         "manifests: none yet",
+        "manifest signatures: none yet",
         "files and keys: no recordings kept",
     ]
     code, out, _ = verify(capsys, "--json")
@@ -125,6 +140,14 @@ def test_an_edited_row_is_reported_with_where_the_chain_breaks(
         "seq": 1,
         "message": "row 1: content does not match its hash (edited)",
         "manifests": {"ok": True, "checked": 0, "without_manifest": 0, "mismatches": []},
+        "signatures": {
+            "ok": True,
+            "signed": 0,
+            "unsigned_before": 0,
+            "key_ids": [],
+            "trusted": [],
+            "problems": [],
+        },
         "files": {"ok": True, "checked": 0, "mismatches": []},
         "files_and_keys": {"ok": True, "checked": 0, "incomplete": []},
     }
@@ -179,7 +202,7 @@ def cli_verify(layout: DataLayout, *argv: str) -> subprocess.CompletedProcess[st
 def test_a_consent_decision_edited_after_the_recording_is_reported_with_its_recording(
     layout: DataLayout,
 ) -> None:
-    with EvidenceStore(layout.evidence_db) as store:
+    with serving_store(layout) as store:
         record_call_with_file(store, layout)
         (manifest_row,) = store.submit_read(lambda db: AuditLog(db).entries()).result()
     intact = cli_verify(layout)
@@ -187,6 +210,8 @@ def test_a_consent_decision_edited_after_the_recording_is_reported_with_its_reco
     assert intact.stdout.splitlines() == [
         f"audit log: intact, 1 row; head: row 1 {manifest_row.hash}",
         "manifests: 1 checked, the evidence matches each",
+        "manifest signatures: 1 checked, each holds",
+        f"  trusted keys: {signing_key_id_of(layout)}",
         "files and keys: 1 recording kept, each has its file and its wrapped keys",
     ]
     # Someone with write access to the file turns the caller's yes into a no: the chain is intact,
@@ -200,6 +225,8 @@ def test_a_consent_decision_edited_after_the_recording_is_reported_with_its_reco
         f"audit log: intact, 1 row; head: row 1 {manifest_row.hash}",
         "manifests: 1 checked, 1 no longer matches the evidence",
         f"  recording {RID} of call {CALL}: consent decisions changed since audit row 1",
+        "manifest signatures: 1 checked, each holds",
+        f"  trusted keys: {signing_key_id_of(layout)}",
         "files and keys: 1 recording kept, each has its file and its wrapped keys",
     ]
     as_json = cli_verify(layout, "--json", "--expected-head", manifest_row.hash)
@@ -219,7 +246,7 @@ def test_a_consent_decision_edited_after_the_recording_is_reported_with_its_reco
 def test_recordings_that_ended_before_manifests_were_kept_are_counted_not_failed(
     layout: DataLayout, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with EvidenceStore(layout.evidence_db) as store:
+    with serving_store(layout) as store:
         record_call_with_file(store, layout, ended=False)
     with sqlite3.connect(layout.evidence_db) as conn:  # ended as before manifests: no audit row
         conn.execute(
@@ -231,6 +258,7 @@ def test_recordings_that_ended_before_manifests_were_kept_are_counted_not_failed
     assert out.splitlines() == [
         "audit log: intact, empty",
         "manifests: none yet; 1 recording ended without one (stored before manifests were kept)",
+        "manifest signatures: none yet",
         "files and keys: 1 recording kept, each has its file and its wrapped keys",
     ]
 
@@ -238,7 +266,7 @@ def test_recordings_that_ended_before_manifests_were_kept_are_counted_not_failed
 def withdrawn_and_edited(layout: DataLayout, statement: str) -> str:
     """Call ``c1`` recorded and consent withdrawn at 30 s (audit row 2); then someone with write
     access to the file runs ``statement``. The head of the chain."""
-    with EvidenceStore(layout.evidence_db) as store:
+    with serving_store(layout) as store:
         record_call_with_file(store, layout)
         store.write(withdrawal(30))
         head = store.audit_verify().head_hash
@@ -275,6 +303,8 @@ def test_a_withdrawal_edited_by_hand_is_reported_with_its_call(
         f"audit log: intact, 2 rows; head: row 2 {head}",
         "manifests: 1 checked, 1 no longer matches the evidence",
         f"  call {CALL}: withdrawal {found}",
+        "manifest signatures: 1 checked, each holds",
+        f"  trusted keys: {signing_key_id_of(layout)}",
         "files and keys: 1 recording kept, each has its file and its wrapped keys",
     ]
     as_json = cli_verify(layout, "--json")
@@ -295,7 +325,7 @@ def test_serve_says_at_start_which_evidence_no_longer_matches_its_audit_rows(
     layout: DataLayout, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = default_config(layout.root)
-    with EvidenceStore(layout.evidence_db) as store:
+    with serving_store(layout) as store:
         record_call_with_file(store, layout)
         store.write(withdrawal(30))
     caplog.set_level(logging.INFO, logger="callherald")
@@ -318,3 +348,56 @@ def test_serve_says_at_start_which_evidence_no_longer_matches_its_audit_rows(
     )
     # Checked on the evidence reader's thread, not in the way of start-up; the chain is intact.
     assert str(error.threadName).startswith("evidence-reader")
+
+
+def test_signed_manifests_are_checked_with_the_key_beside_the_signing_key_or_a_trusted_copy(
+    layout: DataLayout, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    signer, _ = ensure_signing_key(layout.manifest_signing_key)  # as `serve` makes it
+    with EvidenceStore(layout.evidence_db, manifest_signer=signer) as store:
+        record_call_with_file(store, layout)
+    code, out, _ = verify(capsys)
+    assert code == 0
+    assert out.splitlines()[2:4] == [
+        "manifest signatures: 1 checked, each holds",
+        f"  trusted keys: {signer.key_id} ({public_key_path(layout.manifest_signing_key)})",
+    ]
+    # A copy of the public key kept elsewhere holds too; another key does not.
+    copy = tmp_path / "kept-elsewhere.pub"
+    copy.write_bytes(public_key_path(layout.manifest_signing_key).read_bytes())
+    assert verify(capsys, "--trust", str(copy))[0] == 0
+    other, _ = ensure_signing_key(tmp_path / "other" / "signing.key")
+    code, out, _ = verify(capsys, "--trust", str(tmp_path / "other" / "signing.pub"))
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[2] == "manifest signatures: 1 do not hold, 0 do"
+    assert lines[4].endswith(f"recording {RID}: signed by key {signer.key_id}, which is not trusted")
+    assert lines[4].startswith("  audit row ")
+    report = json.loads(verify(capsys, "--json", "--trust", str(tmp_path / "other" / "signing.pub"))[1])
+    assert report["signatures"]["trusted"] == [
+        {"key_id": other.key_id, "file": str(tmp_path / "other" / "signing.pub")}
+    ]
+    assert [problem["recording_id"] for problem in report["signatures"]["problems"]] == [str(RID)]
+
+
+def test_a_trusted_key_file_that_holds_no_key_is_a_usage_error(
+    layout: DataLayout, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    audit_rows(layout, 1)
+    not_a_key = tmp_path / "notes.txt"
+    not_a_key.write_text("hello\n")
+    code, out, err = verify(capsys, "--trust", str(not_a_key))
+    assert (code, out) == (2, "")
+    assert f"{not_a_key}: not a PEM Ed25519 public key" in err
+
+
+def test_serve_makes_the_signing_key_once_and_signs_with_it(layout: DataLayout) -> None:
+    config = default_config(layout.root)
+    made = manifest_signer(config, DataLayout(config.data_dir))
+    again = manifest_signer(config, DataLayout(config.data_dir))
+    assert made is not None
+    assert again is not None
+    assert made.key_id == again.key_id
+    assert load_verify_key(public_key_path(layout.manifest_signing_key)).public_bytes_raw() == (
+        made.public_key.public_bytes_raw()
+    )

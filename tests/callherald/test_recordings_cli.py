@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import datetime as dt
@@ -68,7 +69,9 @@ from storage.records import (
     TimelineKind,
 )
 from storage.segments import CODEC_PCM_S16LE, AudioFormat, FsyncPolicy, RecordingSummary, SegmentWriter
+from storage.signing import SIGNED_PREFIX, load_signing_key, public_key_path
 from storage.sqlite_keys import SqliteKeyStore
+from tests.callherald.test_audit_cli import serving_store
 from tests.storage.recordings import record_spans
 
 T0 = dt.datetime(2026, 3, 2, 9, 15, 0, tzinfo=dt.UTC)
@@ -288,7 +291,7 @@ def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DataDir:
     reviewer_key = tmp_path / "reviewer.key"
     save_private_key(reviewer_key, reviewer, PASSPHRASE, scrypt_log2_n=14)
     summaries = {}
-    with EvidenceStore(layout.evidence_db) as store:
+    with serving_store(layout) as store:
         for call in (COMPLETE_CALL, TRUNCATED_CALL):
             summaries[call.recording_id] = record_call(
                 store, layout, call, recipients=[development_public, reviewer.public_key()]
@@ -344,6 +347,14 @@ def test_list_json_carries_every_field(data: DataDir, capsys: pytest.CaptureFixt
     items = json.loads(out)
     assert [item["recording_id"] for item in items] == [str(COMPLETE_ID), str(TRUNCATED_ID)]
     assert set(items[0]) == set(RecordingRecord.__dataclass_fields__)
+    # Its manifest's audit row, signed with the data directory's key, the signature fitting the row.
+    signer = load_signing_key(data.layout.manifest_signing_key)
+    with EvidenceStore(data.layout.evidence_db) as store:
+        rows = store.submit_read(lambda db: AuditLog(db).entries()).result()
+    manifest = next(row for row in rows if row.action == "manifest" and row.subject == str(COMPLETE_ID))
+    assert (items[0].pop("manifest_seq"), items[0].pop("manifest_key_id")) == (manifest.seq, signer.key_id)
+    signature = base64.b64decode(items[0].pop("manifest_signature"))
+    signer.public_key.verify(signature, SIGNED_PREFIX + manifest.hash.encode())
     summary = data.summaries[COMPLETE_ID]
     assert items[0] == {
         "recording_id": str(COMPLETE_ID),
@@ -1004,13 +1015,13 @@ LIVE_CALL = Call(
 def _record_live_call(data: DataDir) -> None:
     """LIVE_CALL's recording, still being written (or left so by a crash): no end in the record."""
     development_public, _ = ensure_development_key(data.layout)
-    with EvidenceStore(data.layout.evidence_db) as store:
+    with serving_store(data.layout) as store:
         record_call(store, data.layout, LIVE_CALL, recipients=[development_public], ended=False)
 
 
 def _recover_after_a_crash(data: DataDir) -> None:
     """What the next start does with LIVE_CALL: the record pins the file's size and duration."""
-    with EvidenceStore(data.layout.evidence_db) as store:
+    with serving_store(data.layout) as store:
         [message, _] = recover_open_recordings(data.layout, store)
     assert message == f"recording {LIVE_ID} after a crash: truncated, 3000 ms kept"
 
@@ -1071,7 +1082,7 @@ def test_export_of_a_recording_recovered_after_a_crash(
 def _recovered_before_files_were_pinned(data: DataDir) -> None:
     """LIVE_CALL's recording closed as the recovery of earlier versions did: size and duration only."""
     path = data.layout.recording_file(str(LIVE_ID))
-    with EvidenceStore(data.layout.evidence_db) as store:
+    with serving_store(data.layout) as store:
         store.record_recording_truncated(
             RecordingEnd(
                 recording_id=LIVE_ID,
@@ -1096,7 +1107,7 @@ def _forge_with_the_public_key(data: DataDir) -> None:
     with sqlite3.connect(data.layout.evidence_db) as attacker:
         attacker.execute("DELETE FROM key_store WHERE recording_id = ?", [str(LIVE_ID)])
     attacker.close()
-    with EvidenceStore(data.layout.evidence_db) as store:
+    with serving_store(data.layout) as store:
         writer = SegmentWriter(
             path,
             recording_id=LIVE_ID,
@@ -1197,7 +1208,7 @@ def test_a_recording_found_corrupt_after_a_crash_is_shown_as_such(
     content = bytearray(path.read_bytes())
     content[second + 11] ^= 0x01
     path.write_bytes(bytes(content))
-    with EvidenceStore(data.layout.evidence_db) as store:
+    with serving_store(data.layout) as store:
         messages = recover_open_recordings(data.layout, store)
     assert [line for line in messages if line.startswith("recording")] == []  # logged as an error instead
     reason = (
@@ -1303,7 +1314,7 @@ def _remove_file(data: DataDir) -> None:
 
 def _erase_keys(data: DataDir) -> None:
     """Destroy the keys as an erasure does, but leave the record showing none."""
-    with EvidenceStore(data.layout.evidence_db) as store:
+    with serving_store(data.layout) as store:
         assert SqliteKeyStore(store).destroy(COMPLETE_ID)
 
 
@@ -1332,7 +1343,7 @@ def _header_names_an_unknown_recording(data: DataDir) -> None:
 
 
 def _record_wrong_hash(data: DataDir) -> None:
-    with EvidenceStore(data.layout.evidence_db) as store:
+    with serving_store(data.layout) as store:
         development_public, _ = ensure_development_key(data.layout)
         call = Call(
             call_id="call-c",
@@ -1611,7 +1622,7 @@ def _database_bytes(layout: DataLayout) -> bytes:
 def test_erase_destroys_the_keys_and_the_file_and_keeps_the_evidence(data: DataDir, tmp_path: Path) -> None:
     path = data.layout.recording_file(str(COMPLETE_ID))
     # callherald serve keeps the database open meanwhile, so the write-ahead log is not removed on close.
-    with EvidenceStore(data.layout.evidence_db) as running:
+    with serving_store(data.layout) as running:
         secrets = [e.encapsulated_key + e.sealed_key for e in SqliteKeyStore(running).get(COMPLETE_ID)]
         kept = [e.encapsulated_key + e.sealed_key for e in SqliteKeyStore(running).get(TRUNCATED_ID)]
         assert len(secrets) == 2
@@ -1773,6 +1784,9 @@ def test_keys_or_a_file_removed_outside_callherald_fail_audit_verify(
     # The recording is gone for good, with no erasure in the record: its manifest still matches.
     assert found.stdout.splitlines()[1:] == [
         "manifests: 2 checked, the evidence matches each",
+        "manifest signatures: 2 checked, each holds",
+        f"  trusted keys: {load_signing_key(data.layout.manifest_signing_key).key_id} "
+        f"({public_key_path(data.layout.manifest_signing_key)})",
         "files and keys: 2 recordings kept, 1 incomplete although the record shows no erasure "
         "(removed outside callherald)",
         f"  recording {COMPLETE_ID} of call call-a: {lacks(data)}",
@@ -2082,7 +2096,8 @@ def test_recordings_split_by_a_withdrawal_show_and_expire_by_the_purposes_each_s
     code, out, _ = run(capsys, "show", str(after))
     facts = out.split("\n\n", 1)[0].splitlines()
     assert facts[-1] == f"purposes:           quality: legitimate_interest (LIA 4), delete after {week_date}"
-    assert facts[-2].startswith("file:")
+    assert facts[-2].startswith("manifest:           audit row ")
+    assert facts[-3].startswith("file:")
 
     code, out, err = run(capsys, "expire")
     assert (code, err) == (0, "")
@@ -2595,7 +2610,7 @@ def test_reading_commands_work_on_a_read_only_copy_and_writing_ones_say_why_they
 def copy_while_open(data: DataDir) -> Iterator[Path]:
     """The data directory as a copy taken while callherald runs: the newest rows (an access request
     and its audit row) in the write-ahead log, not yet in the database file."""
-    with EvidenceStore(data.layout.evidence_db) as running:
+    with serving_store(data.layout) as running:
         running.write(
             LaterEvent(call_id=COMPLETE_CALL.call_id, kind=LaterEventKind.ACCESS, at=at(90_000), actor="dpo")
         )
@@ -2610,7 +2625,7 @@ def test_a_read_only_copy_taken_while_running_is_read_with_its_write_ahead_log(
     with copy_while_open(data) as root, read_only_copy(root, tmp_path / "backup") as copy:
         verified = run_on(copy, "audit", "verify", "--json")
     assert (verified.returncode, verified.stderr) == (0, "")
-    with EvidenceStore(data.layout.evidence_db) as store:
+    with serving_store(data.layout) as store:
         rows = len(store.submit_read(lambda db: AuditLog(db).entries()).result())
     assert json.loads(verified.stdout)["rows_checked"] == rows  # the row in the log was read too
 

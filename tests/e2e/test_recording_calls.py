@@ -136,8 +136,9 @@ def decrypt(
 
 
 def manifests_verified(proxy: CallheraldProcess) -> object:
-    """``callherald audit verify --json`` on the proxy's data directory: the chain is intact and
-    every recording matches its manifest (exit 0); its ``manifests`` part."""
+    """``callherald audit verify --json`` on the proxy's data directory: the chain is intact,
+    every recording matches its manifest and every manifest is signed with the key the proxy made
+    on its first start (exit 0); its ``manifests`` part."""
     verified = subprocess.run(
         [str(CALLHERALD), "audit", "verify", "--json", "--config", str(proxy.config_path)],
         capture_output=True,
@@ -146,7 +147,11 @@ def manifests_verified(proxy: CallheraldProcess) -> object:
         check=False,
     )
     assert verified.returncode == 0, verified.stdout + verified.stderr
-    return json.loads(verified.stdout)["manifests"]
+    report = json.loads(verified.stdout)
+    signatures = report["signatures"]
+    assert (signatures["signed"], signatures["unsigned_before"]) == (report["manifests"]["checked"], 0)
+    assert signatures["key_ids"] == [key["key_id"] for key in signatures["trusted"]]  # the one key made
+    return report["manifests"]
 
 
 def _local(at: dt.datetime) -> dt.datetime:
