@@ -184,6 +184,7 @@ recording:
   min_free_mb: 500
   enabled: true
   held_evidence_dir: spool
+  manifest_signing_key: keys/manifest-signing.key
 data_dir: data
 logging:
   level: debug
@@ -387,6 +388,7 @@ def full_example_config(config_dir: Path) -> Config:
             min_free_mb=500,
             enabled=True,
             held_evidence_dir=config_dir / "spool",
+            manifest_signing_key=config_dir / "keys" / "manifest-signing.key",
         ),
         data_dir=config_dir / "data",
         logging=Logging(level=LogLevel.DEBUG),

@@ -89,6 +89,11 @@ def test_section_absent_means_defaults() -> None:
             "recording:\n  held_evidence_dir: keys/reviewer.pub\n",
             Recording(held_evidence_dir=Path("keys/reviewer.pub")),
         ),
+        # Made on the first start that finds none: it need not exist yet.
+        (
+            "recording:\n  manifest_signing_key: keys/manifest-signing.key\n",
+            Recording(manifest_signing_key=Path("keys/manifest-signing.key")),
+        ),
     ],
 )
 def test_valid_section(section: str, expected: Recording) -> None:
@@ -291,7 +296,7 @@ RECORDING_ERROR_CASES = [
     pytest.param(
         MINIMAL + "recording:\n  format: opus\n",
         "callherald.yaml:18: recording.format: unknown key; allowed keys: recipients, min_free_mb, enabled,"
-        " held_evidence_dir",
+        " held_evidence_dir, manifest_signing_key",
         id="unknown-key-without-suggestion",
     ),
     pytest.param(
