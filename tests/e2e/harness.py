@@ -86,8 +86,7 @@ def free_port() -> int:
     (nor the three above it, which SIPp's media may take), from this test worker's share of
     ``port_window`` (outside the kernel's ephemeral ports: a socket bound to port 0 cannot take
     it between the probe and the bind)."""
-    window_low, window_high = port_window()
-    low, high = worker_share(window_low, window_high - _MEDIA_PORTS)
+    low, high = single_port_share()
     for _ in range(200):
         port = random.randrange(low, high, 2)
         band = range(port, port + _MEDIA_PORTS)
@@ -99,6 +98,13 @@ def free_port() -> int:
             _RECENT_CLAIMS.append(band)
             return port
     raise RuntimeError("no free port found")
+
+
+def single_port_share() -> tuple[int, int]:
+    """Where this test process's ``free_port`` draws from: its share of ``port_window``, less the
+    ports above the last one that SIPp's media may take."""
+    window_low, window_high = port_window()
+    return worker_share(window_low, window_high - _MEDIA_PORTS)
 
 
 def worker_share(low: int, high: int) -> tuple[int, int]:
