@@ -249,8 +249,7 @@ def signature_report_text(report: SignatureReport, trusted: Sequence[TrustedKey]
     else:
         summary = f"manifest signatures: {len(report.problems)} do not hold, {report.signed} do"
     if report.unsigned_before:
-        unsigned = report.unsigned_before
-        summary += f"; {unsigned} written before manifests were signed"
+        summary += f"; {report.unsigned_before} written before manifests were signed"
     keys = ", ".join(f"{key.key_id} ({key.path})" for key in trusted) or "none (give --trust)"
     lines = [summary, f"  trusted keys: {keys}"]
     for problem in report.problems:
