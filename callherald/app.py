@@ -228,6 +228,8 @@ def open_storage(config: Config) -> StorageRecords:
         min_free_mb=config.recording.min_free_mb,
         recording_enabled=config.recording.enabled,
         no_recipients_reason=no_recipients_reason,
+        storage_region=config.recording.storage_region or "",
+        worm=config.recording.worm,
     )
 
 

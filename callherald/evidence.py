@@ -263,6 +263,8 @@ class StorageRecords:
         min_free_mb: int = 200,
         recording_enabled: bool = True,
         no_recipients_reason: str = NO_RECIPIENT_KEY,
+        storage_region: str = "",
+        worm: bool = False,
     ) -> None:
         self.layout = layout
         self.store = evidence
@@ -272,6 +274,8 @@ class StorageRecords:
         self.purposes = dict(purposes)
         self.min_free_bytes = min_free_mb * 1024 * 1024
         self.recording_enabled = recording_enabled
+        self.storage_region = storage_region  # each recording row states where its file is kept
+        self.worm = worm
         self.disk_full = False
         self._clock_offset: float | None = None
         self._calls: dict[str, _CallState] = {}
@@ -613,6 +617,8 @@ class StorageRecords:
                     started_at=recording.started,
                     first_frame_at=recording.started,
                     purposes=purposes,
+                    storage_region=self.storage_region,
+                    worm=self.worm,
                 )
             )
         except (StorageError, ValueError) as error:

@@ -27,7 +27,9 @@ says which recordings exist and what happened on their calls; the encrypted file
 ``erase`` crypto-shreds a recording: its wrapped keys are destroyed (``SqliteKeyStore.destroy``,
 the write-ahead log checkpointed) in the transaction that marks the recording erased, adds an
 ``erasure`` later event to its call and an ``erase`` row (with the operating-system user) to the
-audit log; then its encrypted file is removed. The evidence record of the call stays (GDPR Art.
+audit log; then its encrypted file is removed, unless the recording was made on write-once (WORM)
+storage (``recording.worm``), which refuses that: the file stays, and no key can decrypt it
+(crypto-shredding, as for any backup copy). The evidence record of the call stays (GDPR Art.
 17(3)(e), 5(2)). It erases one recording by id, or, for a data subject's request (Art. 17), every
 recording of a call or of every call from or to a number (``Selection``). ``expire`` does that,
 reason ``retention expired``, for every recording whose own purposes (those it served, of its
@@ -318,6 +320,15 @@ def manifest_text(record: RecordingRecord) -> str:
     return f"audit row {record.manifest_seq}, {signed} (callherald audit verify checks it)"
 
 
+def storage_text(record: RecordingRecord) -> str:
+    """Where the recording's file is kept and on what: ``region EU (own rack), write-once (WORM)``;
+    ``not recorded`` for a recording stored before callherald kept it."""
+    if record.worm is None:
+        return "not recorded"
+    region = f"region {record.storage_region}" if record.storage_region else "region not stated"
+    return f"{region}, {'write-once (WORM)' if record.worm else 'rewritable'}"
+
+
 def media_quality_text(record: RecordingRecord) -> str:
     """What the network cost the recording's audio, per channel, for a reader: ``clean`` when
     nothing of either channel was lost, dropped or moved; ``not measured`` for a recording closed
@@ -357,6 +368,7 @@ def _facts(record: RecordingRecord) -> str:
             else []
         ),
         ("key ids" if len(record.key_id) > 1 else "key id", ", ".join(record.key_id)),
+        ("storage", storage_text(record)),
         ("file", record.file_name),
         ("manifest", manifest_text(record)),
     ]
@@ -1183,7 +1195,8 @@ def _held(record: RecordingRecord) -> str:
 
 
 def _erase(store: EvidenceStore, layout: DataLayout, record: RecordingRecord, *, reason: str) -> str:
-    """Crypto-shred ``record`` (see the module) and remove its file; what was done, as a line."""
+    """Crypto-shred ``record`` (see the module) and remove its file, unless it is kept on write-once
+    storage; what was done, as a line."""
     rid = record.recording_id
     if record.erased_at is not None:
         raise _refused(_erased(record))
@@ -1195,6 +1208,9 @@ def _erase(store: EvidenceStore, layout: DataLayout, record: RecordingRecord, *,
     except (InvariantError, NotFoundError) as error:  # on hold, still being recorded, or erased meanwhile
         raise _refused(str(error)) from error
     erased = f"erased recording {rid} (call {record.call_id}): wrapped keys destroyed"
+    if record.worm:
+        # Write-once storage refuses the removal; without its keys the file is noise for good.
+        return f"{erased}; its file {path} stays on the write-once storage, which no key can decrypt now"
     try:
         path.unlink()
     except FileNotFoundError:
@@ -1214,7 +1230,8 @@ def _would_erase(record: RecordingRecord) -> str:
     refusal = erasure_refusal(record)
     if refusal is not None:
         raise _refused(refusal)
-    return f"would erase recording {record.recording_id} (call {record.call_id})"
+    kept = ", leaving its file on the write-once storage" if record.worm else ""
+    return f"would erase recording {record.recording_id} (call {record.call_id}){kept}"
 
 
 def erase_recordings(layout: DataLayout, selection: Selection, *, reason: str, dry_run: bool = False) -> int:

@@ -181,6 +181,8 @@ recording:
   recipients: []        # none: a development key pair is made under data_dir/keys
   min_free_mb: 200      # no new recordings while the data directory has less free space (MiB)
   enabled: true
+  # storage_region: "EU, ..."  # where data_dir is kept, stored with each recording (not stated)
+  worm: false           # data_dir/recordings is not on write-once (WORM) storage
 
 logging:
   level: info

@@ -47,6 +47,7 @@ from config.schema import (
     DEFAULT_SIP_PORT,
     EMBEDDED_PROMPT_LANGUAGES,
     EMBEDDED_PROMPT_SET_ID,
+    STORAGE_REGION_MAX_LENGTH,
     AnnouncementMode,
     Announcements,
     CallDirection,
@@ -535,6 +536,19 @@ def _key_bytes(data: bytes) -> bytes | None:
     return decoded.removeprefix(_X25519_SPKI_PREFIX)
 
 
+def _storage_region(text: str) -> str:
+    if len(text) > STORAGE_REGION_MAX_LENGTH:
+        raise InvalidValueError(
+            f"expected a storage region of at most {STORAGE_REGION_MAX_LENGTH} characters, got {len(text)}"
+        )
+    if not text.isprintable():
+        raise InvalidValueError(f"expected a storage region on one line of printable text, got {text!r}")
+    return text
+
+
+_STORAGE_REGION = Kind(expected="a storage region", parse=_storage_region, placeholder="")
+
+
 def _read_recording_section(r: Reader) -> Recording:
     keys: dict[Path, bytes | None] = {}  # each readable recipient file -> the key it holds
 
@@ -550,6 +564,8 @@ def _read_recording_section(r: Reader) -> Recording:
         enabled=r.bool_("enabled", True),
         held_evidence_dir=r.path_("held_evidence_dir", None),
         manifest_signing_key=r.path_("manifest_signing_key", None),
+        storage_region=r.parsed("storage_region", _STORAGE_REGION, None),
+        worm=r.bool_("worm", False),
     )
     # Not an error when it is no directory (its disk not mounted): only a stop on a full disk uses it,
     # and data_dir stands in for it then; check-config and serve warn (``held_evidence_dir_problem``).

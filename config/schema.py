@@ -31,6 +31,7 @@ __all__ = [
     "EMBEDDED_PROMPT_LANGUAGES",
     "EMBEDDED_PROMPT_SET_ID",
     "EMBEDDED_PROMPT_YES_DIGIT",
+    "STORAGE_REGION_MAX_LENGTH",
     "AnnouncementMode",
     "Announcements",
     "CallDirection",
@@ -78,6 +79,8 @@ DEFAULT_REGISTRATION_RETRY_MAX_S = 600
 DEFAULT_LANGUAGE = "nl"
 DEFAULT_CONSENT_TIMEOUT_S = 6.0
 DEFAULT_RECORDING_MIN_FREE_MB = 200
+STORAGE_REGION_MAX_LENGTH = 200
+"""The longest ``recording.storage_region`` (the evidence store keeps no longer one)."""
 EMBEDDED_PROMPT_SET_ID = "default"
 """The prompt-set id that names the announcement embedded in callherald (no files needed)."""
 EMBEDDED_PROMPT_LANGUAGES = ("nl", "en")
@@ -569,6 +572,17 @@ class Recording:
     recording's manifest in the audit log with (``storage.signing``); made there, with its public
     key beside it (``.pub``), on the first start that finds none. A relative path is relative to
     the config file's directory. Default: none, meaning ``data_dir/keys/manifest-signing.key``."""
+    storage_region: str | None = None
+    """Where ``data_dir``'s recordings are kept, in the words the record of processing uses
+    (``"EU, Amsterdam, own rack"``): printable text, at most ``STORAGE_REGION_MAX_LENGTH``
+    characters. Stored with each
+    recording as it starts (GDPR Art. 30(1)(e), 44: whether they leave the EU). Default: none,
+    stored as not stated."""
+    worm: bool = False
+    """True when ``data_dir/recordings`` is on write-once (WORM) storage, as MiFID lines need
+    (Del. Reg. 2017/565 Art. 72(1)(b)): callherald makes nothing write-once itself, it states
+    what the operator provides. Stored with each recording as it starts; erasing a recording so
+    kept destroys its keys and leaves its file. Default false."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

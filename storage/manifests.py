@@ -13,7 +13,9 @@ Art. 72(1)(b)-(c): records that cannot be altered unseen). A manifest holds:
   such key, and matches while the row's is ''), and what the network cost its audio per channel
   (``media_quality``: lost, late, timestamp jumps, drift; null when not measured, as for a
   recording recovered after a crash; a manifest written before it was kept has no such key, and
-  matches while the row's is not measured);
+  matches while the row's is not measured), and where its file is kept (``storage_region``, as
+  the operator named it, '' when not stated; ``worm``, whether on write-once storage; a manifest
+  written before they were kept has neither, and matches while the row's are '' and NULL);
 * ``call``: id, direction, calling, called, local line, agent, set-up;
 * ``legs``, ``announcements`` (prompt, version, language, hash, start, end, complete, failure),
   ``digits``, ``consent_decisions`` and ``agent_notices`` of the call;
@@ -115,6 +117,8 @@ def _recording_part(row: Mapping[str, Any]) -> Row:
         "end_reason": row["end_reason"],
         "file_sha256": row["file_sha256"],
         "media_quality": _media_quality(str(row["media_quality"])),
+        "storage_region": row["storage_region"],
+        "worm": None if row["worm"] is None else bool(row["worm"]),
     }
 
 
@@ -363,13 +367,20 @@ def _rows_differ(key: str, kept: list[Row], now: list[Row], recording_end: str) 
 
 # Fields of the recording part added since manifests were first written, each with the value a
 # row stored before it was kept holds.
-_LATER_RECORDING_FIELDS: dict[str, Any] = {"file_sha256": "", "media_quality": None}
+_LATER_RECORDING_FIELDS: dict[str, Any] = {
+    "file_sha256": "",
+    "media_quality": None,
+    "storage_region": "",
+    "worm": None,
+}
 
 
 def _recording_as_kept(kept: Any, now: Any) -> Any:
     """The recording part ``now`` in the shape of the manifest that ``kept`` it: one written before
     file hashes were kept has no ``file_sha256``, which its row then holds as ''; one written before
-    media quality was kept has no ``media_quality``, which its row then holds as not measured."""
+    media quality was kept has no ``media_quality``, which its row then holds as not measured; one
+    written before the storage was kept has no ``storage_region`` and ``worm``, which its row then
+    holds as '' and NULL."""
     if not (isinstance(kept, dict) and isinstance(now, dict)):
         return now
     left_out = {

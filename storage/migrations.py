@@ -642,3 +642,13 @@ def _manifest_signatures(db: Database) -> None:
             END
             """
         )
+
+
+@MIGRATIONS(name="0018_recording_storage")
+def _recording_storage(db: Database) -> None:
+    # Where a recording's file is kept and whether that storage is write-once (WORM), as
+    # ``recording.storage_region`` and ``recording.worm`` said when it started (GDPR Art. 5(1)(f),
+    # 32(1); MiFID II Del. Reg. 2017/565 Art. 72(1)(b)). '' and NULL: not known, as for the
+    # recordings stored before.
+    db.execute("ALTER TABLE recordings ADD COLUMN storage_region TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE recordings ADD COLUMN worm INTEGER CHECK (worm IN (0, 1))")

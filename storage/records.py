@@ -133,6 +133,7 @@ __all__ = [
     "DTMF_DIGITS",
     "HELD_FILE_DATABASE_KEY",
     "HELD_FILE_PATTERN",
+    "STORAGE_REGION_MAX_LENGTH",
     "AgentNotice",
     "AgentNoticeEnd",
     "AgentNoticeKind",
@@ -203,6 +204,8 @@ AUDIT_ACTION_HELD_IMPORTED = "held_evidence_imported"
 HELD_IMPORT_ACTOR = "callherald"
 
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
+STORAGE_REGION_MAX_LENGTH = 200
+"""The longest storage region a recording row keeps (``RecordingStarted.storage_region``)."""
 _KEY_ID_SEPARATOR = ","
 """Joins a recording's key ids in its ``key_id`` column."""
 
@@ -528,10 +531,20 @@ class RecordingStarted:
     first_frame_at: dt.datetime
     purposes: tuple[str, ...]
     """The ids of the purposes this recording serves, each stored for its call (``CallPurposes``)."""
+    storage_region: str = ""
+    """Where its file is kept, as the operator names it (``recording.storage_region``); '' when
+    not stated."""
+    worm: bool = False
+    """Whether its file is kept on write-once (WORM) storage (``recording.worm``)."""
 
     def __post_init__(self) -> None:
         _aware("started_at", self.started_at)
         _aware("first_frame_at", self.first_frame_at)
+        if len(self.storage_region) > STORAGE_REGION_MAX_LENGTH or not self.storage_region.isprintable():
+            raise ValueError(
+                f"a storage region is printable text of at most {STORAGE_REGION_MAX_LENGTH} characters:"
+                f" {self.storage_region!r}"
+            )
         if not self.key_id or any(not key or _KEY_ID_SEPARATOR in key for key in self.key_id):
             raise ValueError(f"key ids must be one or more, none empty or with a comma: {list(self.key_id)}")
         if not self.purposes:
@@ -861,6 +874,12 @@ class RecordingRecord:
     """That manifest's signature (``storage.signing``, base64); '' when it has none."""
     manifest_key_id: str = ""
     """The id of the key that signed it; '' when it is not signed."""
+    storage_region: str = ""
+    """Where its file is kept, as the operator named it; '' when not stated (or stored before
+    callherald kept it)."""
+    worm: bool | None = None
+    """Whether its file is kept on write-once (WORM) storage; None when stored before callherald
+    kept it."""
 
 
 class TimelineKind(enum.StrEnum):
@@ -1232,6 +1251,8 @@ def _write_recording_started(db: Database, item: RecordingStarted) -> None:
             "first_frame_at": to_db_time(item.first_frame_at),
             "state": RecordingState.RECORDING.value,
             "started_at": to_db_time(item.started_at),
+            "storage_region": item.storage_region,
+            "worm": int(item.worm),
         },
     )
     for purpose_id, version in served:
@@ -2217,6 +2238,8 @@ def _recording_record(row: Mapping[str, Any], purposes: tuple[RecordedPurpose, .
             manifest_seq=row["manifest_seq"],
             manifest_key_id=row["manifest_key_id"] or "",
             manifest_signature=row["manifest_signature"] or "",
+            storage_region=row["storage_region"],
+            worm=None if row["worm"] is None else bool(row["worm"]),
         )
     except (KeyError, TypeError, ValueError) as error:
         raise UnreadableRecordError(

@@ -61,6 +61,7 @@ from storage import records as records_module
 from storage.audit import AuditLog
 from storage.crypto import StorageError, StorageFullError, TruncatedRecordingError, key_id
 from storage.keys import SCRYPT_LOG2_N_MIN, generate_private_key, load_private_key
+from storage.manifests import recording_manifest
 from storage.migrations import to_db_time
 from storage.records import (
     EvidenceStore,
@@ -360,6 +361,8 @@ def run(
     disk: FakeDisk | None = None,
     more_calls: Sequence[tuple[str, Sequence[Step]]] = (),
     purposes: dict[str, PurposeFacts] = PURPOSES,
+    storage_region: str = "",
+    worm: bool = False,
 ) -> Ran:
     """Play ``script`` (then ``more_calls``) into a new ``StorageRecords`` on a running loop; close it."""
 
@@ -371,6 +374,8 @@ def run(
             purposes=purposes,
             min_free_mb=min_free_mb,
             recording_enabled=recording_enabled,
+            storage_region=storage_region,
+            worm=worm,
         )
         try:
             fed = feed(records, script, disk=disk)
@@ -595,6 +600,32 @@ def test_a_whole_recorded_call_is_stored_and_decrypts_to_the_audio_written(
             "training": setup + dt.timedelta(days=30),
         }
     assert storage_errors(caplog) == []
+
+
+def test_each_recording_states_where_its_file_is_kept_in_its_row_and_manifest(
+    layout: DataLayout, reviewer: X25519PrivateKey
+) -> None:
+    run(layout, WHOLE_CALL, recipient=reviewer, storage_region="EU, Amsterdam (own rack)", worm=True)
+    _, (recording,) = stored(layout)
+    assert (recording.storage_region, recording.worm) == ("EU, Amsterdam (own rack)", True)
+    with EvidenceStore(layout.evidence_db) as store:
+        manifest = store.submit_read(lambda db: recording_manifest(db, str(recording.recording_id))).result()
+        assert store.verify_manifests().ok
+    assert (manifest["recording"]["storage_region"], manifest["recording"]["worm"]) == (
+        "EU, Amsterdam (own rack)",
+        True,
+    )
+
+
+def test_open_storage_takes_the_storage_region_and_worm_flag_from_the_config(tmp_path: Path) -> None:
+    config = default_config(tmp_path / "data")
+    records = open_storage(config)
+    records.close()
+    assert (records.storage_region, records.worm) == ("", False)
+    stated = replace(config, recording=replace(config.recording, storage_region="EU, Frankfurt", worm=True))
+    records = open_storage(stated)
+    records.close()
+    assert (records.storage_region, records.worm) == ("EU, Frankfurt", True)
 
 
 def quality_lines(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -33,7 +33,7 @@ from callherald.app import open_storage
 from callherald.cli import PASSPHRASE_ENV, main
 from callherald.evidence import INTERRUPTED_AGENT_NOTICE, recover_open_recordings
 from callherald.layout import DataLayout, ensure_development_key
-from callherald.recordings import audit_actor, media_quality_text, timeline_table
+from callherald.recordings import audit_actor, media_quality_text, storage_text, timeline_table
 from config import EMBEDDED_DEFAULT_YAML, HOME_ENV, default_config
 from storage.audit import AuditEntry, AuditLog
 from storage.keys import generate_private_key, key_id, load_private_key, save_private_key, save_public_key
@@ -125,6 +125,8 @@ class Call:
     final: bool
     media_quality: MediaQuality | None = None
     """As the recorder measured it; None as for a recording closed before callherald kept it."""
+    storage_region: str = ""
+    worm: bool = False
 
 
 LOSSY = MediaQuality(
@@ -140,6 +142,7 @@ COMPLETE_CALL = Call(
     seconds=COMPLETE_SECONDS,
     final=True,
     media_quality=LOSSY,
+    storage_region="EU, Amsterdam (own rack)",
 )
 TRUNCATED_CALL = Call(
     call_id="call-b",
@@ -150,6 +153,7 @@ TRUNCATED_CALL = Call(
     offset_s=3600,
     seconds=TRUNCATED_SECONDS,
     final=False,
+    worm=True,
 )
 
 
@@ -237,6 +241,8 @@ def record_call(
             started_at=at(t + 5.5),
             first_frame_at=at(t + 5.5),
             purposes=("evidence", "training"),
+            storage_region=call.storage_region,
+            worm=call.worm,
         )
     )
     store.write(  # the agent's beep as the recording starts (GDPR Art. 13: the agent is told too)
@@ -419,9 +425,12 @@ def test_list_json_carries_every_field(data: DataDir, capsys: pytest.CaptureFixt
                 "duplicate_packets": 0,
             },
         },
+        "storage_region": "EU, Amsterdam (own rack)",
+        "worm": False,
     }
     assert items[1]["state"] == "truncated"
     assert items[1]["media_quality"] is None  # not measured
+    assert (items[1]["storage_region"], items[1]["worm"]) == ("", True)
 
 
 LIST_FILTERS = [
@@ -595,6 +604,7 @@ def test_show_prints_facts_and_a_timeline_table(data: DataDir, capsys: pytest.Ca
     ) in facts
     assert f"audio sha256:       {audio_sha256(COMPLETE_SECONDS)}" in facts
     assert f"key ids:            {', '.join(data.key_ids)}" in facts
+    assert "storage:            region EU, Amsterdam (own rack), rewritable" in facts
     lines = timeline.splitlines()
     assert lines[0] == "timeline of call call-a:"
     assert lines[1].split() == ["time", "(UTC)", "event", "leg", "details"]
@@ -618,6 +628,67 @@ def test_show_prints_facts_and_a_timeline_table(data: DataDir, capsys: pytest.Ca
         "place (40 ms); PBX side: clean"
     )
     assert "access by dpo: request art15-7" in lines[14]
+
+
+@pytest.mark.parametrize(
+    ("region", "worm", "said"),
+    [
+        ("EU, Frankfurt", True, "region EU, Frankfurt, write-once (WORM)"),
+        ("", False, "region not stated, rewritable"),
+        ("", None, "not recorded"),  # stored before callherald kept it
+    ],
+)
+def test_show_says_where_the_file_is_kept(region: str, worm: bool | None, said: str) -> None:
+    record = RecordingRecord(
+        recording_id=COMPLETE_ID,
+        call_id="call-a",
+        file_name="f.chrec",
+        key_id=("k",),
+        state=RecordingState.COMPLETE,
+        started_at=at(0),
+        first_frame_at=at(0),
+        finished_at=at(3),
+        audio_sha256=None,
+        size_bytes=None,
+        duration_ms=None,
+        end_reason="ended",
+        direction=Direction.INBOUND,
+        calling="1",
+        called="2",
+        storage_region=region,
+        worm=worm,
+    )
+    assert storage_text(record) == said
+
+
+def test_erasing_a_recording_kept_on_write_once_storage_destroys_its_keys_and_leaves_its_file(
+    data: DataDir, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = data.layout.recording_file(str(TRUNCATED_ID))
+    code, out, err = run(
+        capsys, "erase", str(TRUNCATED_ID), "--reason", "Art. 17 request 2026-43", "--dry-run"
+    )
+    assert (code, err) == (0, "")
+    assert out.splitlines()[0] == (
+        f"would erase recording {TRUNCATED_ID} (call call-b), leaving its file on the write-once storage"
+    )
+    code, out, err = run(capsys, "erase", str(TRUNCATED_ID), "--reason", "Art. 17 request 2026-43")
+    assert (code, err) == (0, "")
+    assert out == (
+        f"erased recording {TRUNCATED_ID} (call call-b): wrapped keys destroyed; its file {path} stays on"
+        " the write-once storage, which no key can decrypt now\n"
+    )
+    assert path.exists()
+    with EvidenceStore(data.layout.evidence_db) as store:
+        assert not SqliteKeyStore(store).get(TRUNCATED_ID)
+        (record,) = store.recordings_list(state=RecordingState.ERASED)
+    assert record.recording_id == TRUNCATED_ID
+    code, _, err = run(
+        capsys, "export", str(TRUNCATED_ID), "--out", str(tmp_path / "x.wav"), "--key", str(data.reviewer_key)
+    )
+    assert code == 1
+    assert "was erased" in err
+    assert not (tmp_path / "x.wav").exists()
 
 
 def test_show_says_a_recording_closed_before_media_quality_was_kept_was_not_measured(

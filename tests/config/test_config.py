@@ -185,6 +185,8 @@ recording:
   enabled: true
   held_evidence_dir: spool
   manifest_signing_key: keys/manifest-signing.key
+  storage_region: "EU, Amsterdam, own rack"
+  worm: true
 data_dir: data
 logging:
   level: debug
@@ -389,6 +391,8 @@ def full_example_config(config_dir: Path) -> Config:
             enabled=True,
             held_evidence_dir=config_dir / "spool",
             manifest_signing_key=config_dir / "keys" / "manifest-signing.key",
+            storage_region="EU, Amsterdam, own rack",
+            worm=True,
         ),
         data_dir=config_dir / "data",
         logging=Logging(level=LogLevel.DEBUG),

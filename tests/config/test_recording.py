@@ -94,6 +94,12 @@ def test_section_absent_means_defaults() -> None:
             "recording:\n  manifest_signing_key: keys/manifest-signing.key\n",
             Recording(manifest_signing_key=Path("keys/manifest-signing.key")),
         ),
+        (
+            'recording:\n  storage_region: "EU, Frankfurt (provider X, zone 2)"\n',
+            Recording(storage_region="EU, Frankfurt (provider X, zone 2)"),
+        ),
+        ("recording:\n  storage_region: " + "e" * 200 + "\n", Recording(storage_region="e" * 200)),
+        ("recording:\n  worm: true\n", Recording(worm=True)),
     ],
 )
 def test_valid_section(section: str, expected: Recording) -> None:
@@ -274,6 +280,23 @@ RECORDING_ERROR_CASES = [
         id="recipient-number",
     ),
     pytest.param(
+        MINIMAL + "recording:\n  storage_region: " + "e" * 201 + "\n",
+        "callherald.yaml:18: recording.storage_region: expected a storage region of at most 200"
+        " characters, got 201",
+        id="storage-region-too-long",
+    ),
+    pytest.param(
+        MINIMAL + 'recording:\n  storage_region: "EU\\nAmsterdam"\n',
+        "callherald.yaml:18: recording.storage_region: expected a storage region on one line of"
+        " printable text, got 'EU\\nAmsterdam'",
+        id="storage-region-two-lines",
+    ),
+    pytest.param(
+        MINIMAL + "recording:\n  worm: sometimes\n",
+        "callherald.yaml:18: recording.worm: expected true or false, got 'sometimes'",
+        id="worm-not-a-boolean",
+    ),
+    pytest.param(
         MINIMAL + "recording: [keys/reviewer.pub]\n",
         "callherald.yaml:17: recording: expected a mapping, got a list",
         id="section-not-a-mapping",
@@ -294,9 +317,9 @@ RECORDING_ERROR_CASES = [
         id="unknown-key-enable",
     ),
     pytest.param(
-        MINIMAL + "recording:\n  format: opus\n",
-        "callherald.yaml:18: recording.format: unknown key; allowed keys: recipients, min_free_mb, enabled,"
-        " held_evidence_dir, manifest_signing_key",
+        MINIMAL + "recording:\n  codec: opus\n",
+        "callherald.yaml:18: recording.codec: unknown key; allowed keys: recipients, min_free_mb, enabled,"
+        " held_evidence_dir, manifest_signing_key, storage_region, worm",
         id="unknown-key-without-suggestion",
     ),
     pytest.param(

@@ -132,6 +132,8 @@ def started(rid: uuid.UUID, seconds: float, *purposes: Purpose) -> RecordingStar
         started_at=at(seconds),
         first_frame_at=at(seconds),
         purposes=tuple(purpose.purpose_id for purpose in purposes),
+        storage_region="EU, Amsterdam",
+        worm=True,
     )
 
 
@@ -250,6 +252,8 @@ def test_a_recording_s_end_writes_its_manifest_to_the_audit_log(store: EvidenceS
             "audio_sha256": "cd" * 32,
             "end_reason": "ended",
             "file_sha256": "",
+            "storage_region": "EU, Amsterdam",
+            "worm": True,
             "media_quality": {
                 "outside_party": {
                     "lost_ms": 240,
@@ -461,6 +465,23 @@ def test_a_manifest_written_before_media_quality_was_kept_still_matches(
     ]
 
 
+def test_a_manifest_written_before_the_storage_was_kept_still_matches(
+    path: Path, store: EvidenceStore
+) -> None:
+    record_call(store)
+    # The row as the upgrade left it (no region, no WORM flag), with the manifest of the time.
+    attacker(path, "UPDATE recordings SET storage_region = '', worm = NULL")
+    older = store.submit_read(lambda db: recording_manifest(db, str(RID))).result()
+    assert (older["recording"].pop("storage_region"), older["recording"].pop("worm")) == ("", None)
+    store.audit_append(
+        at=at(61), actor="callherald", action=AUDIT_ACTION_MANIFEST, subject=str(RID), detail=older
+    ).result()
+    assert [(m.seq, m.parts) for m in store.verify_manifests().mismatches] == [(1, ("recording",))]
+    # A flag or region such a recording never had is a change against the old manifest too.
+    attacker(path, "UPDATE recordings SET storage_region = 'EU, Amsterdam', worm = 1")
+    assert [(m.seq, m.parts) for m in store.verify_manifests().mismatches] == [(2, ("recording",))]
+
+
 def test_an_end_whose_manifest_cannot_be_written_is_not_stored(path: Path, store: EvidenceStore) -> None:
     # One transaction: no recording ends without its manifest in the chain.
     record_call(store, ended=False)
@@ -519,6 +540,9 @@ def test_the_manifest_is_the_evidence_as_it_stands_at_the_end(store: EvidenceSto
             id="media-quality",
         ),
         pytest.param(["UPDATE recordings SET media_quality = ''"], ("recording",), id="media-quality-gone"),
+        pytest.param(["UPDATE recordings SET storage_region = 'US'"], ("recording",), id="storage-region"),
+        # Made to look rewritable, so that its file may go.
+        pytest.param(["UPDATE recordings SET worm = 0"], ("recording",), id="worm"),
         pytest.param(
             ["UPDATE purposes SET lawful_basis = 'legitimate_interest' WHERE id = 'training'"],
             ("purposes",),

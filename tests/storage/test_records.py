@@ -226,6 +226,7 @@ def test_migrations_are_tracked_and_idempotent(tmp_path: Path) -> None:
         "0015_recording_file_sha256",
         "0016_recording_media_quality",
         "0017_manifest_signatures",
+        "0018_recording_storage",
     ]
     assert applied == names
     rows = second.execute("SELECT migration_set, name FROM _sqlite_migrations ORDER BY id").fetchall()
@@ -960,6 +961,40 @@ def test_an_older_database_gains_media_quality_as_not_measured_and_new_ends_stor
     with EvidenceStore(path) as store:
         (row,) = store.recordings_list()
     assert (row.recording_id, row.end_reason, row.media_quality) == (RID, "ended", None)
+
+
+def test_an_older_database_gains_the_storage_as_not_recorded_and_new_recordings_store_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "evidence.db"
+    older = Database(path)
+    MIGRATIONS.apply(older, stop_before="0018_recording_storage")
+    older.execute(
+        "INSERT INTO calls (id, direction, calling, called, local_line, setup_at) "
+        "VALUES ('c', 'inbound', '1', '2', '2', '2026-03-01T23:30:00.000000+00:00')"
+    )
+    older.execute(
+        "INSERT INTO recordings (id, call_id, file_name, key_id, first_frame_at, state, started_at) "
+        f"VALUES ('{RID}', 'c', 'r.chrec', 'k', '2026-03-01T23:30:10.000000+00:00', 'recording', "
+        "'2026-03-01T23:30:10.000000+00:00')"
+    )
+    older.conn.commit()
+    older.close()
+    with EvidenceStore(path) as store:
+        (row,) = store.recordings_list()
+        assert (row.recording_id, row.storage_region, row.worm) == (RID, "", None)
+        prepared_call(store)
+        region = "EU, Amsterdam (own rack)"
+        store.write(dataclasses.replace(recording(10, uuid.uuid4()), storage_region=region, worm=True))
+        store.write(recording(11, uuid.uuid4()))
+        rows = store.recordings_list(call_id=CALL)
+    assert [(row.storage_region, row.worm) for row in rows] == [(region, True), ("", False)]
+
+
+@pytest.mark.parametrize("region", ["e" * 201, "EU\nAmsterdam", "EU\x00"])
+def test_a_storage_region_that_is_not_one_line_of_at_most_200_characters_is_refused(region: str) -> None:
+    with pytest.raises(ValueError, match="storage region"):
+        dataclasses.replace(recording(10), storage_region=region)
 
 
 QUALITY = MediaQuality(
