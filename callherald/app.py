@@ -55,7 +55,7 @@ from storage.crypto import FULL_DISK_ERRNOS, StorageError
 from storage.keys import load_public_key
 from storage.manifests import ManifestReport
 from storage.records import EvidenceFullError, EvidenceStore
-from storage.signing import ManifestSigner, ensure_signing_key, public_key_path
+from storage.signing import ManifestSigner, ensure_signing_key, load_signing_key, public_key_path
 
 __all__ = [
     "b2bua_settings",
@@ -64,8 +64,11 @@ __all__ = [
     "ephemeral_ports",
     "held_evidence_dir_problem",
     "manifest_signer",
+    "manifest_signing_key_path",
     "open_storage",
+    "readable_signing_key",
     "run_forever",
+    "signing_key_problem",
     "writable_recipient_files",
 ]
 
@@ -286,11 +289,46 @@ def writable_recipient_files(config: Config) -> list[str]:
     return warnings
 
 
+def manifest_signing_key_path(config: Config) -> Path:
+    """Where the manifest signing key is: ``recording.manifest_signing_key``, else
+    ``data_dir/keys/manifest-signing.key``."""
+    return config.recording.manifest_signing_key or DataLayout(config.data_dir).manifest_signing_key
+
+
+def signing_key_problem(config: Config) -> str | None:
+    """Why ``serve`` would stop on the manifest signing key: a file there that cannot be read or
+    holds no Ed25519 private key. None when it is one, or when there is none yet (the first start
+    makes it)."""
+    path = manifest_signing_key_path(config)
+    if not os.path.lexists(path):
+        return None
+    try:
+        load_signing_key(path)
+    except StorageError as error:
+        return str(error)
+    return None
+
+
+def readable_signing_key(config: Config) -> str | None:
+    """A warning when others than its owner may read the manifest signing key: whoever reads it can
+    sign the manifests of evidence they forged. None when only its owner may, or there is none."""
+    path = manifest_signing_key_path(config)
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return None
+    if not mode & 0o077:
+        return None
+    return (
+        f"manifest signing key {os.fspath(path)!r} may be read by others than its owner (mode {mode:04o}):"
+        " whoever reads it can sign the manifests of forged evidence; chmod 600"
+    )
+
+
 def manifest_signer(config: Config, layout: DataLayout) -> ManifestSigner | None:
-    """The key that signs each recording's manifest (``recording.manifest_signing_key``, else
-    ``data_dir/keys/manifest-signing.key``), made on the first start that finds none; None, and
-    manifests unsigned, when a full disk leaves no room to make it. StorageError for a file that
-    is no signing key."""
+    """The key that signs each recording's manifest (``manifest_signing_key_path``), made on the
+    first start that finds none; None, and manifests unsigned, when a full disk leaves no room to
+    make it. StorageError for a file that is no signing key."""
     path = config.recording.manifest_signing_key or layout.manifest_signing_key
     try:
         signer, made = ensure_signing_key(path)
@@ -304,6 +342,9 @@ def manifest_signer(config: Config, layout: DataLayout) -> ManifestSigner | None
             path,
         )
         return None
+    readable = readable_signing_key(config)
+    if readable is not None:
+        _LOG.warning("recording.manifest_signing_key: %s", readable)
     if made:
         _LOG.warning(
             "made the manifest signing key %s (key id %s): keep a copy of %s away from this machine"

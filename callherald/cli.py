@@ -72,8 +72,13 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
+    from callherald.app import signing_key_problem  # slow to load: after the configuration is read
+
     problems = [_problem(args.config, key, message) for key, message in machine_problems(config)]
-    if problems:  # what check-config says: an address or data directory this machine cannot use
+    signing_key = signing_key_problem(config)
+    if signing_key is not None:
+        problems.append(_problem(args.config, "recording.manifest_signing_key", signing_key))
+    if problems:  # what check-config says: an address, data directory or signing key this machine cannot use
         print(ConfigError(problems), file=sys.stderr)
         return 2
     logging.basicConfig(
@@ -120,6 +125,11 @@ def _check_config(args: argparse.Namespace) -> int:
         print(f"{where}: warning: {message}", file=sys.stderr)
     machine = machine_problems(config)
     problems = [problem_at(args.file, key, message) for key, message in machine]
+    from callherald.app import signing_key_problem  # slow to load, as in `_serve`
+
+    signing_key = signing_key_problem(config)
+    if signing_key is not None:  # serve would stop on it
+        problems.append(problem_at(args.file, "recording.manifest_signing_key", signing_key))
     if not any(key == "data_dir" for key, _ in machine):  # the announcement cache lives there
         problems += [problem_at(args.file, key, str(error)) for key, error in check_prompt_files(config)]
     for problem in problems:
@@ -163,6 +173,7 @@ def config_warnings(config: Config) -> list[tuple[str, str]]:
         ephemeral_overlap,
         ephemeral_ports,
         held_evidence_dir_problem,
+        readable_signing_key,
         writable_recipient_files,
     )
 
@@ -182,6 +193,9 @@ def config_warnings(config: Config) -> list[tuple[str, str]]:
     held_dir_problem = held_evidence_dir_problem(config)
     if held_dir_problem is not None:
         warnings.append(("recording.held_evidence_dir", held_dir_problem))
+    readable = readable_signing_key(config)
+    if readable is not None:
+        warnings.append(("recording.manifest_signing_key", readable))
     media = config.media
     overlap = ephemeral_overlap(media.rtp_port_min, media.rtp_port_max, ephemeral_ports())
     if overlap is not None:

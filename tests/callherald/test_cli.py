@@ -23,6 +23,7 @@ from config import EMBEDDED_DEFAULT_YAML, EMBEDDED_PROMPT_YES_DIGIT, HOME_ENV
 from storage.crypto import WrongPassphraseError, key_id
 from storage.keys import load_private_key, load_public_key
 from storage.records import EvidenceStore
+from storage.signing import ensure_signing_key
 from tests.config.test_config import REVIEWER_PEM
 
 
@@ -144,6 +145,49 @@ def test_a_data_dir_that_is_a_file_is_named_by_file_line_and_key(
     assert err == (
         f"{path}:{_line_of(path, 'data_dir: data')}: data_dir: {tmp_path / 'data'} is not a directory: give a "
         "directory (one that does not exist is made)\n"
+    )
+
+
+@pytest.mark.parametrize("command", ["check-config", "serve"])
+@pytest.mark.parametrize("given", [False, True], ids=["default-path", "configured"])
+def test_a_manifest_signing_key_that_is_no_key_is_named_by_file_line_and_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, given: bool
+) -> None:
+    # check-config said OK, and serve stopped once it had opened the evidence database.
+    key = tmp_path / ("signing.key" if given else "data/keys/manifest-signing.key")
+    key.parent.mkdir(parents=True, exist_ok=True)
+    key.write_text(
+        "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n", encoding="ascii"
+    )
+    key.chmod(0o600)
+    text = EMBEDDED_DEFAULT_YAML + "data_dir: data\n"
+    if given:
+        text = text.replace("  enabled: true\n", "  enabled: true\n  manifest_signing_key: signing.key\n")
+    path = _with_reviewer(tmp_path, text)
+    err = _refusal(command, path, capsys)
+    where = f"{path}:{_line_of(path, 'manifest_signing_key' if given else 'recording:')}"
+    assert err.startswith(
+        f"{where}: recording.manifest_signing_key: {key}: not an unencrypted PEM private key: "
+    )
+    assert not (tmp_path / "data" / "evidence.db").exists()  # serve stopped before it opened it
+
+
+def test_check_config_warns_of_a_manifest_signing_key_others_may_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = tmp_path / "data" / "keys" / "manifest-signing.key"
+    ensure_signing_key(key)
+    path = _with_reviewer(tmp_path, EMBEDDED_DEFAULT_YAML + "data_dir: data\n")
+    assert main(["check-config", str(path)]) == 0
+    assert capsys.readouterr() == (f"{path}: OK\n", "")
+    key.chmod(0o640)
+    assert main(["check-config", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"{path}: OK\n"
+    assert err == (
+        f"{path}:{_line_of(path, 'recording:')}: warning: manifest signing key {str(key)!r} may be read by"
+        " others than its owner (mode 0640): whoever reads it can sign the manifests of forged evidence;"
+        " chmod 600\n"
     )
 
 

@@ -617,6 +617,19 @@ def test_each_recording_states_where_its_file_is_kept_in_its_row_and_manifest(
     )
 
 
+def test_open_storage_warns_of_a_manifest_signing_key_others_may_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = default_config(tmp_path / "data")
+    open_storage(config).close()
+    assert "may be read by others" not in caplog.text  # made 0600
+    DataLayout(config.data_dir).manifest_signing_key.chmod(0o644)
+    open_storage(config).close()
+    (warning,) = [record for record in caplog.records if "may be read by others" in record.getMessage()]
+    assert warning.levelname == "WARNING"
+    assert warning.getMessage().startswith("recording.manifest_signing_key: manifest signing key ")
+
+
 def test_open_storage_takes_the_storage_region_and_worm_flag_from_the_config(tmp_path: Path) -> None:
     config = default_config(tmp_path / "data")
     records = open_storage(config)
