@@ -37,11 +37,13 @@ __all__ = [
     "anchor_sdp",
     "answer_with_offers_lines",
     "answer_within_offer",
+    "call_answer_in_party_law",
     "has_allowed_audio",
     "media_format",
     "media_remote",
     "offer_with_other_law",
     "packet_ms",
+    "party_offer_in_call_law",
     "rejecting_answer",
     "rtcp_remote",
     "translated_answer",
@@ -117,6 +119,9 @@ class PendingRelay:
     far_provisional: bool = False  # the far party sent a provisional response: it may be cancelled (§9.1)
     cancelled: bool = False  # its sender cancelled it (RFC 3261 §9.2): 487 sent, the relayed one cancelled
     ended: bool = False  # a BYE ended the call while it was pending: 487 sent (RFC 3261 §15.1.2)
+    # The origin's party is translated and its offer went out in the call's law instead of its own
+    # (``party_offer_in_call_law``): the answer goes back in its own law.
+    law_swapped: LawTranslation | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -481,6 +486,7 @@ def answer_with_offers_lines(
 
 
 _G711_LAWS: Final = ("pcmu", "pcma")
+_BOTH_LAWS: Final = frozenset(_G711_LAWS)
 
 
 def translated_answer(
@@ -522,6 +528,53 @@ def translated_answer(
         call_payload_type=int(call_pt),
         call_codec=call_codec,
     )
+
+
+def party_offer_in_call_law(offer: SessionDescription, translation: LawTranslation) -> SessionDescription:
+    """A translated party's own ``offer`` (a re-INVITE, an UPDATE) as the rest of the call hears it:
+    when its first active audio stream (plain RTP) offers the party's G.711 law and not the call's,
+    the call's law on its payload type takes the party's place, so the other party, which has the
+    call's law, can answer it (RFC 3264 §8: it may have only that law). Else as it is: an offer that
+    has the call's law is relayed unchanged."""
+    return _law_swapped(
+        offer,
+        (str(translation.party_payload_type), translation.party_codec),
+        (str(translation.call_payload_type), translation.call_codec),
+    )
+
+
+def call_answer_in_party_law(answer: SessionDescription, translation: LawTranslation) -> SessionDescription:
+    """The other party's ``answer`` to a translated party's offer put in the call's law
+    (``party_offer_in_call_law``), as that party's offer had it: its law on its payload type in
+    place of the call's (RFC 3264 §6.1)."""
+    return _law_swapped(
+        answer,
+        (str(translation.call_payload_type), translation.call_codec),
+        (str(translation.party_payload_type), translation.party_codec),
+    )
+
+
+def _law_swapped(
+    sdp: SessionDescription, source: tuple[str, str], target: tuple[str, str]
+) -> SessionDescription:
+    # ``sdp`` with the source law (payload type, law) of its first active audio stream replaced by
+    # the target law, when that stream is plain RTP, has the source law and no format of the target's.
+    media = _first_audio(sdp)
+    if media is None or not _plain_rtp(media):
+        return sdp
+    laws = {_g711_law(media, pt, _BOTH_LAWS) for pt in media.formats}
+    (source_pt, source_law), (target_pt, target_law) = source, target
+    if source_pt not in media.formats or _g711_law(media, source_pt, _BOTH_LAWS) != source_law:
+        return sdp
+    if target_law in laws or target_pt in media.formats:
+        return sdp
+    swapped = sdp.copy()
+    target_media = _first_audio(swapped)
+    assert target_media is not None  # the copy's
+    codec = RtpMap(payload_type=target_pt, encoding=target_law.upper(), clock_rate=8000)
+    needs_rtpmap = STATIC_PAYLOAD_TYPES[target_law] != int(target_pt)  # a static type needs none: RFC 3551 §6
+    target_media.replace_format(source_pt, codec, mapped=needs_rtpmap or source_pt in media.rtpmaps)
+    return swapped
 
 
 def offer_with_other_law(

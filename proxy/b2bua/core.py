@@ -44,11 +44,13 @@ from proxy.b2bua.call import (
     anchor_sdp,
     answer_with_offers_lines,
     answer_within_offer,
+    call_answer_in_party_law,
     carries_plain_rtp,
     has_allowed_audio,
     media_format,
     offer_with_other_law,
     packet_ms,
+    party_offer_in_call_law,
     rejecting_answer,
     set_media_remote,
     translated_answer,
@@ -1990,6 +1992,7 @@ class B2bua:
         offer: SessionDescription | None = None
         anchored: SessionDescription | None = None
         new_party: str | None = None
+        law_swapped: LawTranslation | None = None
         previous_sdp = other.last_sdp
         held_before = leg in call.held_by
         if request.method in ("INVITE", "UPDATE") and body:
@@ -2027,6 +2030,11 @@ class B2bua:
                     self._refuse_codecs(transaction_id, request, now, out)
                     return
                 anchored = self._with_added_law(call, other, anchored)
+                translation = call.translations.get(leg)
+                if translation is not None:
+                    in_call_law = party_offer_in_call_law(anchored, translation)
+                    law_swapped = translation if in_call_law is not anchored else None
+                    anchored = in_call_law
                 if previous_sdp is not None:  # a session refresh offers the same session, same version
                     self._new_version_if_changed(other, anchored, bytes(previous_sdp))
                 # RFC 3264 §8: the relay sends to the offer's address once the other party
@@ -2062,6 +2070,7 @@ class B2bua:
             previous_sdp=previous_sdp,
             held_before=held_before,
             new_party=new_party,
+            law_swapped=law_swapped,
         )
 
     @staticmethod
@@ -3186,6 +3195,8 @@ class B2bua:
                 )
                 if anchored is not None and offer_in_2xx:
                     anchored = self._with_added_law(call, origin, anchored)
+                if anchored is not None and relay.law_swapped is not None and not offer_in_2xx:
+                    anchored = call_answer_in_party_law(anchored, relay.law_swapped)
                 if anchored is not None and previous is not None:
                     self._new_version_if_changed(origin, anchored, bytes(previous))
                 body = bytes(anchored) if anchored is not None else b""
@@ -3196,6 +3207,14 @@ class B2bua:
             self._no_offer_in_2xx(call, relay, response, now, out)
             return
         origin_offer = _sdp_of(relay.request) if success and relay.offer_from_origin else None
+        if origin_offer is not None and relay.law_swapped is not None:
+            origin_offer = party_offer_in_call_law(origin_offer, relay.law_swapped)  # as translated
+        if origin_offer is not None and relay.law_swapped is None and relay.origin_leg in call.translations:
+            # A translated party's offer that kept the call's law went out as it was: both parties
+            # now send what its answer says, so its audio needs no translation any more.
+            leg = relay.origin_leg
+            as_it_is = f"leg {leg}'s offer was answered as it was: its audio is relayed as it is again"
+            _translate_audio(call, leg, None, out, text=as_it_is)
         if origin_offer is not None:
             # Answered: the relay sends to the offer's address now (RFC 3264 §8), and a hold the
             # offer ends is over (a hold it makes paused the recording as it came).
@@ -3585,15 +3604,17 @@ def _translate_audio(
     out: list[Effect],
     *,
     offered: str | None = None,
+    text: str | None = None,
 ) -> None:
     """Tell the relay when ``leg``'s party starts or stops needing its G.711 law translated;
-    ``offered``: the payload type of the law callherald offered it beside the other one."""
+    ``offered``: the payload type of the law callherald offered it beside the other one; ``text``:
+    what the log says when it stops, if not that the party answered in its offer's codec."""
     if call.translations.get(leg) == translation:
         return
     level = "info"
     if translation is None:
         del call.translations[leg]
-        text = f"leg {leg} answered in its offer's codec: its audio is relayed as it is again"
+        text = text or f"leg {leg} answered in its offer's codec: its audio is relayed as it is again"
     elif offered == str(translation.party_payload_type):
         call.translations[leg] = translation
         text = (

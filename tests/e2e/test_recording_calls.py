@@ -774,9 +774,11 @@ def test_a_g722_call_is_recorded_wideband(tmp_path: Path) -> None:
     assert float(np.sqrt(np.mean(notice * notice))) > 1000
 
 
-def pcmu_carrier_calls_pcma_pbx(tmp_path: Path, pbx_scenario: str) -> ToneCall:
-    """An inbound call: the carrier offers PCMU alone with the outside tone, the PBX
-    (``pbx_scenario``) answers PCMA with the PBX tone."""
+def pcmu_carrier_calls_pcma_pbx(
+    tmp_path: Path, pbx_scenario: str, carrier_scenario: str = "recording_uac_codec.xml"
+) -> ToneCall:
+    """An inbound call: the carrier (``carrier_scenario``) offers PCMU alone with the outside tone,
+    the PBX (``pbx_scenario``) answers PCMA with the PBX tone."""
     write_prompt_wavs(tmp_path)
     _, outside_payloads = pure_tone(OUTSIDE_HZ, TONE_PACKETS, encode=ulaw_encode)
     _, pbx_payloads = pure_tone(PBX_HZ, TONE_PACKETS, encode=alaw_encode)
@@ -787,7 +789,7 @@ def pcmu_carrier_calls_pcma_pbx(tmp_path: Path, pbx_scenario: str) -> ToneCall:
         callee_payloads=pbx_payloads,
         policies=policy_yaml(),
         pause_ms=CALL_MS,
-        caller="recording_uac_codec.xml",
+        caller=carrier_scenario,
         callee=pbx_scenario,
         payload_type=0,
         scenario_keys={"payload_type": 0, "encoding": "PCMU"},
@@ -852,6 +854,29 @@ def test_a_pbx_refusing_the_callers_g711_law_is_offered_the_other_and_both_parti
         "leg b answered PCMA, which callherald offered it beside PCMU: callherald translates that"
         " party's audio between the two G.711 laws"
     ) in call.log
+    assert_translated_and_recorded(call)
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+def test_an_a_law_pbx_holding_a_u_law_carrier_is_offered_to_it_in_u_law(tmp_path: Path) -> None:
+    # The PBX has A-law only (it refused the carrier's µ-law alone and took the A-law callherald
+    # offered beside it) and holds the call, then resumes it, each time offering A-law alone. The
+    # carrier, µ-law only, would refuse that: callherald offers it µ-law in its place, and answers
+    # the PBX in A-law (the scenarios check both). The hold pauses the recording, which is
+    # complete with both tones, and each party heard only its own law.
+    call = pcmu_carrier_calls_pcma_pbx(
+        tmp_path, "recording_uas_refuse_law_hold.xml", carrier_scenario="recording_uac_codec_held.xml"
+    )
+    assert "leg b answered PCMA, which callherald offered it beside PCMU" in call.log
+    with EvidenceStore(call.proxy.data_dir / "evidence.sqlite") as store:
+        (record,) = store.recordings_list()
+        timeline = store.call_timeline(record.call_id)
+    pauses = [(event.kind, event.detail.get("reason")) for event in timeline if event.recording_id]
+    assert [p for p in pauses if p[0] in (TimelineKind.PAUSE_START, TimelineKind.PAUSE_END)] == [
+        (TimelineKind.PAUSE_START, "hold"),
+        (TimelineKind.PAUSE_END, "hold"),
+    ]
     assert_translated_and_recorded(call)
 
 

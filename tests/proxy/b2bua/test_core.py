@@ -3014,6 +3014,91 @@ def test_a_translated_party_answering_in_the_offers_law_again_is_relayed_as_it_i
     h.assert_idle()
 
 
+def translated_callee(h: Harness) -> tuple[FakeUac, FakeUas, str]:
+    """A call whose callee has A-law only: it refused the caller's µ-law alone (488), took the
+    PCMA callherald offered beside it, and is translated; answered and ACKed."""
+    caller, callee = dial(h, body=party_sdp("127.0.0.2", 40000, *PCMU_ONLY_OFFER_LINES))
+    callee.reply(callee.invite, 488)
+    callee.take_invite()
+    ring(caller, callee)
+    callee.answer(body=party_sdp("127.0.0.3", 30000, *PCMA_ANSWER_LINES))
+    caller.ack_answer()
+    return caller, callee, h.call_ref()
+
+
+def test_a_translated_party_s_own_offer_reaches_the_other_party_in_the_call_s_law() -> None:
+    # The A-law PBX puts the µ-law caller on hold: its re-INVITE offers PCMA alone, which the
+    # caller cannot take (it would refuse it, 488, and the hold would fail). The caller is offered
+    # PCMU in its place, and the PBX gets the caller's answer in PCMA, as its offer had it (RFC
+    # 3264 §6.1); the translation goes on.
+    h = Harness()
+    caller, callee, ref = translated_callee(h)
+    hold = party_sdp("127.0.0.3", 30000, *PCMA_ANSWER_LINES, "a=sendonly", version=2)
+    callee.send(callee.request("INVITE", body=hold))
+    relayed = caller.last_request("INVITE")
+    assert audio_of(relayed.body) == [
+        f"m=audio {A_PORT} RTP/AVP 0 101",
+        "a=rtpmap:101 telephone-event/8000",
+        "a=sendonly",
+        "a=rtpmap:0 PCMU/8000",
+    ]
+    answer = party_sdp("127.0.0.2", 40000, *PCMU_ONLY_OFFER_LINES, "a=recvonly", version=2)
+    effects = caller.reply(relayed, 200, body=answer)
+    assert [e for e in effects if isinstance(e, TranslateAudio)] == []
+    answered = callee.last_response("INVITE", 200)
+    assert audio_of(answered.body) == [
+        f"m=audio {B_PORT} RTP/AVP 8 101",
+        "a=rtpmap:101 telephone-event/8000",
+        "a=recvonly",
+        "a=rtpmap:8 PCMA/8000",
+    ]
+    assert [e for e in effects if isinstance(e, SetMediaRemote) and e.leg is MediaLeg.B] == [
+        SetMediaRemote(call_ref=ref, leg=MediaLeg.B, remote=CALLEE_MEDIA, packet_ms=20)
+    ]
+    callee.send(callee.ack_2xx(answered))
+
+    # Off hold, now with both laws: relayed as it is. The caller answers PCMU, which the PBX then
+    # sends too: its audio is relayed as it is again.
+    both = ("m=audio 30000 RTP/AVP 8 0 101", "a=rtpmap:8 PCMA/8000", "a=rtpmap:0 PCMU/8000")
+    resume = party_sdp("127.0.0.3", 30000, *both, "a=rtpmap:101 telephone-event/8000", version=3)
+    callee.send(callee.request("INVITE", body=resume))
+    relayed = caller.last_request("INVITE")
+    assert audio_of(relayed.body)[0] == f"m=audio {A_PORT} RTP/AVP 8 0 101"
+    answer = party_sdp("127.0.0.2", 40000, *PCMU_ONLY_OFFER_LINES, version=3)
+    effects = caller.reply(relayed, 200, body=answer)
+    assert TranslateAudio(call_ref=ref, leg=MediaLeg.B, translation=None) in effects
+    assert (
+        LogEvent(
+            level="info",
+            text="leg b's offer was answered as it was: its audio is relayed as it is again",
+            call_ref=ref,
+        )
+        in effects
+    )
+    assert audio_of(callee.last_response("INVITE", 200).body)[0] == f"m=audio {B_PORT} RTP/AVP 0 101"
+    callee.send(callee.ack_2xx(callee.last_response("INVITE", 200)))
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
+def test_a_translated_party_s_offer_the_other_party_refuses_leaves_the_translation_as_it_was() -> None:
+    # The caller refuses the PCMU put in the PCMA offer's place: the PBX gets the refusal, the
+    # session and the translation go on as they were (RFC 3261 §14.2).
+    h = Harness()
+    caller, callee, _ = translated_callee(h)
+    reinvite = callee.request("INVITE", body=party_sdp("127.0.0.3", 30000, *PCMA_ANSWER_LINES, version=2))
+    callee.send(reinvite)
+    effects = caller.reply(caller.last_request("INVITE"), 488)
+    assert [e for e in effects if isinstance(e, TranslateAudio)] == []
+    refused = callee.last_response("INVITE", 488)
+    callee.send(ack_of_failure(reinvite, refused))
+    # The next offer of the PBX alone is put in the call's law again: the translation still holds.
+    callee.send(callee.request("INVITE", body=party_sdp("127.0.0.3", 30000, *PCMA_ANSWER_LINES, version=3)))
+    assert audio_of(caller.last_request("INVITE").body)[0] == f"m=audio {A_PORT} RTP/AVP 0 101"
+    hang_up(caller, callee)
+    h.assert_idle()
+
+
 def audio_of(body: bytes) -> list[str]:
     lines = sdp_without_origin(body)
     return lines[lines.index(next(line for line in lines if line.startswith("m="))) :]

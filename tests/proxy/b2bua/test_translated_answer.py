@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.b2bua.call import offer_with_other_law, translated_answer, without_format
+from proxy.b2bua.call import (
+    call_answer_in_party_law,
+    offer_with_other_law,
+    party_offer_in_call_law,
+    translated_answer,
+    without_format,
+)
 from proxy.b2bua.effects import LawTranslation
 from proxy.sip.sdp import SessionDescription
 from tests.proxy.b2bua.harness import sdp
@@ -151,3 +157,53 @@ def test_a_format_is_not_taken_out_when_no_voice_codec_would_be_left() -> None:
     )
     assert without_format(answer, "8") is answer
     assert without_format(answer, "0") is answer
+
+
+PCMA_PARTY = LawTranslation(party_payload_type=8, party_codec="pcma", call_payload_type=0, call_codec="pcmu")
+
+
+def test_a_translated_party_s_offer_of_its_law_alone_goes_out_in_the_call_s_law_and_back() -> None:
+    offer = description(
+        "m=audio 5000 RTP/AVP 8 101",
+        "a=rtpmap:8 PCMA/8000",
+        "a=rtpmap:101 telephone-event/8000",
+        "a=sendonly",
+    )
+    relayed = party_offer_in_call_law(offer, PCMA_PARTY)
+    assert audio_lines(relayed) == [
+        "m=audio 5000 RTP/AVP 0 101",
+        "a=rtpmap:101 telephone-event/8000",
+        "a=sendonly",
+        "a=rtpmap:0 PCMU/8000",
+    ]
+    answer = description("m=audio 4000 RTP/AVP 0 101", "a=rtpmap:101 telephone-event/8000", "a=recvonly")
+    assert audio_lines(call_answer_in_party_law(answer, PCMA_PARTY)) == [
+        "m=audio 4000 RTP/AVP 8 101",
+        "a=rtpmap:101 telephone-event/8000",
+        "a=recvonly",
+    ]
+
+
+def test_a_call_law_on_a_dynamic_type_goes_out_with_its_rtpmap() -> None:
+    # The caller put PCMA on 96; the translated callee talks static PCMU, written without rtpmap.
+    translation = LawTranslation(
+        party_payload_type=0, party_codec="pcmu", call_payload_type=96, call_codec="pcma"
+    )
+    relayed = party_offer_in_call_law(description("m=audio 5000 RTP/AVP 0"), translation)
+    assert audio_lines(relayed) == ["m=audio 5000 RTP/AVP 96", "a=rtpmap:96 PCMA/8000"]
+
+
+@pytest.mark.parametrize(
+    "media",
+    [
+        # The call's law is offered already: the other party may take it as it is.
+        ("m=audio 5000 RTP/AVP 8 0", "a=rtpmap:8 PCMA/8000", "a=rtpmap:0 PCMU/8000"),
+        ("m=audio 5000 RTP/AVP 9", "a=rtpmap:9 G722/8000"),  # the party's law is not offered
+        ("m=audio 5000 RTP/SAVP 8", "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" + "A" * 40),  # encrypted
+        ("m=audio 5000 RTP/AVP 8", "a=rtpmap:8 G726-32/8000"),  # the type names another codec
+    ],
+    ids=["call-law-offered", "g722", "srtp", "type-renamed"],
+)
+def test_other_offers_of_a_translated_party_go_out_as_they_are(media: tuple[str, ...]) -> None:
+    offer = description(*media)
+    assert party_offer_in_call_law(offer, PCMA_PARTY) is offer
