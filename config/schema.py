@@ -574,10 +574,9 @@ class Recording:
     the config file's directory. Default: none, meaning ``data_dir/keys/manifest-signing.key``."""
     storage_region: str | None = None
     """Where ``data_dir``'s recordings are kept, in the words the record of processing uses
-    (``"EU, Amsterdam, own rack"``): printable text, at most ``STORAGE_REGION_MAX_LENGTH``
-    characters. Stored with each
-    recording as it starts (GDPR Art. 30(1)(e), 44: whether they leave the EU). Default: none,
-    stored as not stated."""
+    (``"EU, Amsterdam, own rack"``): one line of printable text, at most
+    ``STORAGE_REGION_MAX_LENGTH`` characters. Stored with each recording as it starts (GDPR Art.
+    30(1)(e), 44: whether they leave the EU). Default: none, stored as not stated."""
     worm: bool = False
     """True when ``data_dir/recordings`` is on write-once (WORM) storage, as MiFID lines need
     (Del. Reg. 2017/565 Art. 72(1)(b)): callherald makes nothing write-once itself, it states
