@@ -852,21 +852,31 @@ def test_a_failed_announcement_row_has_ended_and_is_not_complete(end: float | No
         never_started("codec", end=end, complete=complete)
 
 
-def test_an_older_database_gains_the_failure_column_and_keeps_its_rows(tmp_path: Path) -> None:
+def older_database(tmp_path: Path, before: str, *statements: str) -> Path:
+    """An evidence database as a callherald without migration ``before`` left it: call ``c``, then
+    ``statements``."""
     path = tmp_path / "evidence.db"
     older = Database(path)
-    MIGRATIONS.apply(older, stop_before="0003_announcement_failure")
+    MIGRATIONS.apply(older, stop_before=before)
     older.execute(
         "INSERT INTO calls (id, direction, calling, called, local_line, setup_at) "
         "VALUES ('c', 'inbound', '1', '2', '2', '2026-03-01T23:30:00.000000+00:00')"
     )
-    older.execute("INSERT INTO legs VALUES ('c-out', 'c', 'outside', 'sip-1', 'sip:1@x')")
-    older.execute(
-        "INSERT INTO announcements_played VALUES ('c-out', 'notice', '1', 'nl', '', "
-        "'2026-03-01T23:30:01.000000+00:00', '2026-03-01T23:30:09.000000+00:00', 1)"
-    )
+    for statement in statements:
+        older.execute(statement)
     older.conn.commit()
     older.close()
+    return path
+
+
+def test_an_older_database_gains_the_failure_column_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = older_database(
+        tmp_path,
+        "0003_announcement_failure",
+        "INSERT INTO legs VALUES ('c-out', 'c', 'outside', 'sip-1', 'sip:1@x')",
+        "INSERT INTO announcements_played VALUES ('c-out', 'notice', '1', 'nl', '', "
+        "'2026-03-01T23:30:01.000000+00:00', '2026-03-01T23:30:09.000000+00:00', 1)",
+    )
     upgraded = open_writer(path)
     assert upgraded.execute("SELECT prompt_id, complete, failure FROM announcements_played").fetchall() == [
         ("notice", 1, None)
@@ -877,32 +887,24 @@ def test_an_older_database_gains_the_failure_column_and_keeps_its_rows(tmp_path:
 def test_an_older_database_ends_the_pauses_its_finished_recordings_ended_in(tmp_path: Path) -> None:
     # Before 0004 a pause was stored only when it ended, without an end when its recording ended
     # during it; now no end means the pause still lasts, so those rows end with their recording.
-    path = tmp_path / "evidence.db"
-    older = Database(path)
-    MIGRATIONS.apply(older, stop_before="0004_pauses_end_with_their_recording")
-    older.execute(
-        "INSERT INTO calls (id, direction, calling, called, local_line, setup_at) "
-        "VALUES ('c', 'inbound', '1', '2', '2', '2026-03-01T23:30:00.000000+00:00')"
-    )
-    for rid, state, finished in (
-        ("r-done", "complete", "'2026-03-01T23:31:00.000000+00:00'"),
-        ("r-running", "recording", "NULL"),  # left open by a crash: recovery will end it
-    ):
-        older.execute(
-            "INSERT INTO recordings (id, call_id, file_name, key_id, first_frame_at, state, started_at, "
-            f"finished_at) VALUES ('{rid}', 'c', '{rid}.chrec', 'k', '2026-03-01T23:30:10.000000+00:00', "
-            f"'{state}', '2026-03-01T23:30:10.000000+00:00', {finished})"
+    recordings = [
+        "INSERT INTO recordings (id, call_id, file_name, key_id, first_frame_at, state, started_at, "
+        f"finished_at) VALUES ('{rid}', 'c', '{rid}.chrec', 'k', '2026-03-01T23:30:10.000000+00:00', "
+        f"'{state}', '2026-03-01T23:30:10.000000+00:00', {finished})"
+        for rid, state, finished in (
+            ("r-done", "complete", "'2026-03-01T23:31:00.000000+00:00'"),
+            ("r-running", "recording", "NULL"),  # left open by a crash: recovery will end it
         )
-    for rid, started, ended in (
-        ("r-done", "23:30:20", "'2026-03-01T23:30:30.000000+00:00'"),
-        ("r-done", "23:30:50", "NULL"),
-        ("r-running", "23:30:20", "NULL"),
-    ):
-        older.execute(
-            f"INSERT INTO pauses VALUES ('{rid}', 'hold', '2026-03-01T{started}.000000+00:00', {ended})"
+    ]
+    pauses = [
+        f"INSERT INTO pauses VALUES ('{rid}', 'hold', '2026-03-01T{started}.000000+00:00', {ended})"
+        for rid, started, ended in (
+            ("r-done", "23:30:20", "'2026-03-01T23:30:30.000000+00:00'"),
+            ("r-done", "23:30:50", "NULL"),
+            ("r-running", "23:30:20", "NULL"),
         )
-    older.conn.commit()
-    older.close()
+    ]
+    path = older_database(tmp_path, "0004_pauses_end_with_their_recording", *recordings, *pauses)
     upgraded = open_writer(path)
     assert upgraded.execute(
         "SELECT recording_id, started_at, ended_at FROM pauses ORDER BY rowid"
@@ -915,21 +917,14 @@ def test_an_older_database_ends_the_pauses_its_finished_recordings_ended_in(tmp_
 
 
 def test_an_older_database_gains_the_recording_end_reason_and_keeps_its_rows(tmp_path: Path) -> None:
-    path = tmp_path / "evidence.db"
-    older = Database(path)
-    MIGRATIONS.apply(older, stop_before="0005_recording_end_reason")
-    older.execute(
-        "INSERT INTO calls (id, direction, calling, called, local_line, setup_at) "
-        "VALUES ('c', 'inbound', '1', '2', '2', '2026-03-01T23:30:00.000000+00:00')"
-    )
-    older.execute(
+    path = older_database(
+        tmp_path,
+        "0005_recording_end_reason",
         "INSERT INTO recordings (id, call_id, file_name, key_id, first_frame_at, state, started_at, "
         f"finished_at, duration_ms) VALUES ('{RID}', 'c', 'r.chrec', 'k', "
         "'2026-03-01T23:30:10.000000+00:00', 'complete', '2026-03-01T23:30:10.000000+00:00', "
-        "'2026-03-01T23:31:00.000000+00:00', 50000)"
+        "'2026-03-01T23:31:00.000000+00:00', 50000)",
     )
-    older.conn.commit()
-    older.close()
     with EvidenceStore(path) as store:
         (row,) = store.recordings_list()
     assert (row.recording_id, row.state, row.duration_ms, row.end_reason) == (
@@ -943,21 +938,14 @@ def test_an_older_database_gains_the_recording_end_reason_and_keeps_its_rows(tmp
 def test_an_older_database_gains_media_quality_as_not_measured_and_new_ends_store_it(
     tmp_path: Path,
 ) -> None:
-    path = tmp_path / "evidence.db"
-    older = Database(path)
-    MIGRATIONS.apply(older, stop_before="0016_recording_media_quality")
-    older.execute(
-        "INSERT INTO calls (id, direction, calling, called, local_line, setup_at) "
-        "VALUES ('c', 'inbound', '1', '2', '2', '2026-03-01T23:30:00.000000+00:00')"
-    )
-    older.execute(
+    path = older_database(
+        tmp_path,
+        "0016_recording_media_quality",
         "INSERT INTO recordings (id, call_id, file_name, key_id, first_frame_at, state, started_at, "
         f"finished_at, duration_ms, end_reason) VALUES ('{RID}', 'c', 'r.chrec', 'k', "
         "'2026-03-01T23:30:10.000000+00:00', 'complete', '2026-03-01T23:30:10.000000+00:00', "
-        "'2026-03-01T23:31:00.000000+00:00', 50000, 'ended')"
+        "'2026-03-01T23:31:00.000000+00:00', 50000, 'ended')",
     )
-    older.conn.commit()
-    older.close()
     with EvidenceStore(path) as store:
         (row,) = store.recordings_list()
     assert (row.recording_id, row.end_reason, row.media_quality) == (RID, "ended", None)
@@ -966,20 +954,13 @@ def test_an_older_database_gains_media_quality_as_not_measured_and_new_ends_stor
 def test_an_older_database_gains_the_storage_as_not_recorded_and_new_recordings_store_it(
     tmp_path: Path,
 ) -> None:
-    path = tmp_path / "evidence.db"
-    older = Database(path)
-    MIGRATIONS.apply(older, stop_before="0018_recording_storage")
-    older.execute(
-        "INSERT INTO calls (id, direction, calling, called, local_line, setup_at) "
-        "VALUES ('c', 'inbound', '1', '2', '2', '2026-03-01T23:30:00.000000+00:00')"
-    )
-    older.execute(
+    path = older_database(
+        tmp_path,
+        "0018_recording_storage",
         "INSERT INTO recordings (id, call_id, file_name, key_id, first_frame_at, state, started_at) "
         f"VALUES ('{RID}', 'c', 'r.chrec', 'k', '2026-03-01T23:30:10.000000+00:00', 'recording', "
-        "'2026-03-01T23:30:10.000000+00:00')"
+        "'2026-03-01T23:30:10.000000+00:00')",
     )
-    older.conn.commit()
-    older.close()
     with EvidenceStore(path) as store:
         (row,) = store.recordings_list()
         assert (row.recording_id, row.storage_region, row.worm) == (RID, "", None)
