@@ -107,7 +107,9 @@ A packet older than the channel's newest one is placed by its timestamp if it en
 the reorder window before the newest packet's end (default 160 ms: network jitter of that depth,
 eight 20 ms packets); older ones are dropped and counted as late. Duplicates are recognised by sequence number
 (``seqnum.ExtendedSequence``) and ignored. Telephone-event packets (RFC 4733) are never audio; with
-``mask_telephone_events`` the span each event covers is masked.
+``mask_telephone_events`` the span each event covers is masked. They take their numbers in the
+stream's sequence (RFC 3550 §5.1), so a sender that sends them instead of audio while a key is
+held lost nothing there.
 
 Start gate, pauses and masks
 ----------------------------
@@ -234,8 +236,8 @@ class ChannelStats:
     reorder window or after their position was drained, and ``gated`` lay wholly before
     ``start_at``. ``late_dropped_samples`` is the audio late packets took with them, that of
     packets partly drained included. ``lost_samples`` is the audio of sequence numbers a newer
-    packet skipped and no later packet brought (RFC 3550 §A.3), at the newest packet's length
-    each. ``gap_samples`` is the silence drained between the channel's first and newest
+    packet (a telephone-event's too) skipped and no later packet brought (RFC 3550 §A.3), at the
+    newest packet's length each. ``gap_samples`` is the silence drained between the channel's first and newest
     packet where no packet was. ``reanchors`` counts new timelines after the first (SSRC change,
     re-synchronisation, jump) and drift corrections; of those, ``timestamp_jumps`` are new
     timelines within one SSRC (re-synchronisation, a timestamp jump, an arrival far from its
@@ -463,8 +465,10 @@ class StereoRecorder:
         if payload_type not in media.audio_payload_types:
             if payload_type == media.event_payload_type:
                 s.event_packets += 1
-                if self._mask_events and ssrc == s.ssrc:
-                    self._mask_event(s, timestamp, payload)
+                if ssrc == s.ssrc:
+                    _take_event_sequence(s, sequence)
+                    if self._mask_events:
+                        self._mask_event(s, timestamp, payload)
             else:
                 s.other_dropped += 1
             return
@@ -1102,6 +1106,19 @@ def _pass_decoder_resets(s: _ChannelState, up_to: int) -> None:
         s.g722_decoder = None
         while resets and resets[0] < up_to:
             del resets[0]
+
+
+def _take_event_sequence(s: _ChannelState, sequence: int) -> None:
+    # RFC 4733 §2.1: events travel in the audio's stream, numbered in its sequence (RFC 3550 §5.1).
+    # A sender that sends them instead of audio while a key is held (as most do) lost no audio at
+    # their numbers. A number skipped before one may have been audio, and counts as lost. An
+    # event behind the newest number, or far ahead of it (events numbered apart), is left alone.
+    highest = s.seq.highest
+    if highest is None:
+        return
+    advance = (sequence - highest) & 0xFFFF
+    if 1 <= advance <= _MAX_BULK_GAP and s.seq.update(sequence) is SeqStatus.IN_ORDER:
+        s.lost_samples += (advance - 1) * s.ref_size  # lost until one of them comes late
 
 
 def _one_g711_law(pieces: _Pending, start: int) -> bool:

@@ -176,6 +176,10 @@ def test_an_inbound_g722_caller_on_baresip_consents_by_rfc4733_and_is_recorded_w
     assert {"digit": "1", "mechanism": "rfc4733", "counted": True} in digits
     consents = [event["detail"] for event in timeline if event["kind"] == "consent"]
     assert [(c["purpose_id"], c["decision"]) for c in consents] == [("training", "granted")]
+    # The key is still held as recording starts, and baresip sends its events instead of audio,
+    # in the audio's sequence: no packet was lost on loopback, and none is reported lost.
+    assert recording["media_quality"]["outside_party"]["lost_ms"] == 0, recording["media_quality"]
+    assert recording["media_quality"]["pbx_side"]["lost_ms"] == 0, recording["media_quality"]
 
     rate, samples = _read_audio(exported)
     assert rate == 16000

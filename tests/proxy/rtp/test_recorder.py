@@ -336,6 +336,59 @@ def test_telephone_events_are_excluded_and_optionally_masked(mask_events: bool) 
     assert rec.stats(Channel.LEFT) == stats(packets_in=15, event_packets=3)
 
 
+def key_held_in_place_of_audio(*, lose: int | None = None) -> tuple[list[Pkt], list[Pkt], list[Pkt]]:
+    # As most phones send a key press (RFC 4733 §2.5.1): audio packets 20 to 31 replaced by the
+    # event's packets in the same stream (its sequence numbers, RFC 3550 §5.1), the key held for
+    # 200 ms and its end sent three times; the audio goes on with its own timestamps. `lose`
+    # drops one packet. Returns the audio before, the events, the audio after.
+    audio = packetise(Channel.LEFT, ulaw_encode(tone(1000.0, 2 * RATE)), ssrc=7, seq0=65530)
+    events = []
+    for k in range(12):
+        held = FRAME * min(k + 1, 10)
+        end = 0x80 if k >= 9 else 0
+        payload = bytes([1, end | 0x0A]) + held.to_bytes(2, "big")
+        events.append(dataclasses.replace(audio[20 + k], pt=EVENT_PT, ts=audio[20].ts, payload=payload))
+    parts = (audio[:20], events, audio[32:])
+    return tuple([p for p in part if p.seq != lose] for part in parts)  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("mask_events", [False, True])
+@pytest.mark.parametrize("how", ["feed", "one batch", "steady after the key"])
+def test_a_key_held_in_place_of_audio_loses_no_audio(how: str, mask_events: bool) -> None:
+    before, events, after = key_held_in_place_of_audio()
+    rec = StereoRecorder(left=PCMU, right=PCMU, mask_telephone_events=mask_events)
+    if how == "feed":
+        feed_all(rec, [*before, *events, *after])
+    else:
+
+        def batch(packets: list[Pkt]) -> tuple[list[bytes], npt.NDArray[np.int64]]:
+            raw = [wire(p.pt, p.seq, p.ts, p.ssrc, p.payload) for p in packets]
+            return raw, np.asarray([p.arrival for p in packets], dtype=np.int64)
+
+        if how == "one batch":
+            rec.feed_batch(Channel.LEFT, *batch([*before, *events, *after]))
+        else:  # the audio after the key flushed on its own, as the steady case when it is one
+            rec.feed_batch(Channel.LEFT, *batch([*before, *events]))
+            packets, arrivals = batch(after)
+            if not feed_steady([(rec, Channel.LEFT, packets, arrivals)])[0]:
+                rec.feed_batch(Channel.LEFT, packets, arrivals)
+    left = rec.drain(100 * FRAME)[:, 0]
+    expected = ulaw_decode(ulaw_encode(tone(1000.0, 2 * RATE)))[: 100 * FRAME].copy()
+    expected[20 * FRAME : 32 * FRAME] = 0  # no audio came for the key's time
+    np.testing.assert_array_equal(left, expected)
+    assert rec.stats(Channel.LEFT) == stats(packets_in=100, event_packets=12, gap_samples=12 * FRAME)
+
+
+@pytest.mark.parametrize("lost", [19, 20, 25, 31, 32])
+def test_a_packet_lost_around_a_key_held_counts_as_lost(lost: int) -> None:
+    # Before the key, in it or after it: a missing number may have been audio.
+    before, events, after = key_held_in_place_of_audio(lose=(65530 + lost) & 0xFFFF)
+    rec = StereoRecorder(left=PCMU, right=PCMU)
+    feed_all(rec, [*before, *events, *after])
+    rec.drain(100 * FRAME)
+    assert rec.stats(Channel.LEFT).lost_samples == FRAME
+
+
 # -- start gate, pause, mask ----------------------------------------------------------------
 
 
