@@ -8,8 +8,10 @@ relay legs tapped into them as in the proxy (``LegProtocol.tap``), and are flush
 simulated second into a handle that only counts bytes, together in slots of N/20 as
 ``FlushSlots`` groups them (``flush_together``). Printed per recording-second of audio: the tap
 (a tapped leg's callback less an untapped one's, for the same second of packets, the least of
-five tries of each), the flush (feed, drain, DTMF masking, hand-over), and the DTMF masking
-alone; then the relay's callback for a
+five tries of each), the flush (feed, drain, DTMF masking, hand-over) of the seconds after the
+first, what a call pays for as long as it lasts, and the DTMF masking alone in them; then a
+recording's first flush, once per call (each channel's new stream looked at packet by packet
+before its packets can be taken in bulk); then the relay's callback for a
 steady source after a notice (``LegProtocol.datagram_received``, the packets renumbered into the
 leg's stream) per packet against the same callback handing a packet on unchanged, measured in the
 same run. ``benchmarks.call_load`` measures the whole proxy under load; this isolates the
@@ -55,8 +57,9 @@ class Figures:
     calls: int
     seconds: int
     tap_us: float  # per recording-second, both channels
-    flush_us: float
+    flush_us: float  # the seconds after the first
     masking_us: float
+    first_flush_us: float  # per recording, once
     relay_renumber_us: float  # per packet
     relay_unchanged_us: float
 
@@ -147,7 +150,7 @@ def measure(calls: int, seconds: int) -> Figures:
     frames = len(speech) // PAYLOAD_BYTES
     # Each leg's party talks from its own point in the speech, 20 ms a packet.
     positions = [int(rng.integers(frames)) for _ in legs]
-    tap_s = flush_s = masking_s = 0.0
+    tap_s = flush_s = masking_s = first_flush_s = 0.0
     for second in range(seconds):
         heard: list[bytes] = []
         for tick in range(PACKETS_PER_S):
@@ -164,6 +167,9 @@ def measure(calls: int, seconds: int) -> Figures:
         tap_s += _least_cpu(_each(_hear, list(zip(timed * PACKETS_PER_S, heard, strict=True))), scratch)
         tap_s -= _least_cpu(_each(_hear, list(zip(untapped * PACKETS_PER_S, heard, strict=True))), scratch)
         loop.now = second + 1.0
+        if second == 0:
+            first_flush_s = _cpu(_each(flush_together, slots))
+            continue
         flush_s += _cpu(_each(flush_together, slots))
         # The masking again, on copies of the blocks just written, slot by slot as in the flush.
         blocks = [np.frombuffer(h.blocks[-1], dtype="<i2").reshape(-1, 2).copy() for h in handles if h.blocks]
@@ -172,13 +178,14 @@ def measure(calls: int, seconds: int) -> Figures:
         ]
         masking_s += _cpu(_each(mask_dtmf_many, batches))
     renumber, unchanged = asyncio.run(_relay_costs())
-    scale = 1e6 / (calls * seconds)
+    scale, steady_scale = 1e6 / (calls * seconds), 1e6 / (calls * (seconds - 1))
     return Figures(
         calls=calls,
         seconds=seconds,
         tap_us=tap_s * scale,
-        flush_us=flush_s * scale,
-        masking_us=masking_s * scale,
+        flush_us=flush_s * steady_scale,
+        masking_us=masking_s * steady_scale,
+        first_flush_us=first_flush_s * 1e6 / calls,
         relay_renumber_us=renumber,
         relay_unchanged_us=unchanged,
     )
@@ -225,6 +232,9 @@ def format_report(figures: Figures) -> str:
     ]
     lines = [f"Recording CPU in process ({per}); % of one core at {figures.calls} calls"]
     lines += [f"  {name:55s} {us:8.1f} µs  {figures.core_percent(us):6.2f} %" for name, us in rows]
+    lines.append(
+        f"  a recording's first flush, once per call (new streams)  {figures.first_flush_us:8.1f} µs"
+    )
     relay_extra = (figures.relay_renumber_us - figures.relay_unchanged_us) * 2 * PACKETS_PER_S
     lines += [
         "Relay after a notice, per packet:",

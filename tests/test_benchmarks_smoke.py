@@ -148,9 +148,11 @@ def test_recording_cpu_measures_every_part(capsys: pytest.CaptureFixture[str]) -
     # Measured apart (the masking again on copies of the blocks), so at 3 calls either may be larger.
     assert figures.flush_us > 0
     assert figures.masking_us > 0
+    assert figures.first_flush_us > 0
     assert figures.relay_renumber_us > figures.relay_unchanged_us > 0
     assert figures.core_percent(100.0) == pytest.approx(0.03)  # 100 µs a second at 3 calls
     assert recording_cpu.main(["--calls", "2", "--seconds", "2"]) == 0
     report = capsys.readouterr().out
     assert "flush (feed, drain, DTMF masking, hand-over)" in report
+    assert "a recording's first flush, once per call" in report
     assert "renumbered into the leg's stream" in report
