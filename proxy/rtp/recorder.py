@@ -237,13 +237,13 @@ class ChannelStats:
     ``start_at``. ``late_dropped_samples`` is the audio late packets took with them, that of
     packets partly drained included. ``lost_samples`` is the audio of sequence numbers a newer
     packet (a telephone-event's too) skipped and no later packet brought (RFC 3550 §A.3), at the
-    newest packet's length each. ``gap_samples`` is the silence drained between the channel's first and newest
-    packet where no packet was. ``reanchors`` counts new timelines after the first (SSRC change,
-    re-synchronisation, jump) and drift corrections; of those, ``timestamp_jumps`` are new
-    timelines within one SSRC (re-synchronisation, a timestamp jump, an arrival far from its
-    timestamp's place for good); ``drift_silence_samples`` and ``drift_dropped_samples`` what the
-    drift corrections inserted and removed. Sample counts are in position units
-    (``StereoRecorder.rows_per_unit`` output rows each).
+    newest packet's length each. ``gap_samples`` is the silence drained between the channel's
+    first and newest packet where no packet was. ``reanchors`` counts new timelines after the
+    first (SSRC change, re-synchronisation, jump) and drift corrections; of those,
+    ``timestamp_jumps`` are new timelines within one SSRC (re-synchronisation, a timestamp jump,
+    an arrival far from its timestamp's place for good); ``drift_silence_samples`` and
+    ``drift_dropped_samples`` what the drift corrections inserted and removed. Sample counts are
+    in position units (``StereoRecorder.rows_per_unit`` output rows each).
     """
 
     packets_in: int

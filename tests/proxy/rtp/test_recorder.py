@@ -379,6 +379,17 @@ def test_a_key_held_in_place_of_audio_loses_no_audio(how: str, mask_events: bool
     assert rec.stats(Channel.LEFT) == stats(packets_in=100, event_packets=12, gap_samples=12 * FRAME)
 
 
+def test_events_sent_beside_audio_in_its_numbering_lose_nothing() -> None:
+    # A sender that goes on sending audio while a key is held, numbering both in one sequence.
+    audio = packetise(Channel.LEFT, ulaw_encode(tone(1000.0, RATE)), ssrc=7)
+    event = dataclasses.replace(audio[20], pt=EVENT_PT, payload=bytes([5, 0x0A, 0, 160]))
+    sent = [*audio[:20], *[p for k in range(20, 30) for p in (event, audio[k])], *audio[30:]]
+    rec = StereoRecorder(left=PCMU, right=PCMU)
+    feed_all(rec, [dataclasses.replace(p, seq=k) for k, p in enumerate(sent)])
+    np.testing.assert_array_equal(rec.drain(RATE)[:, 0], ulaw_decode(ulaw_encode(tone(1000.0, RATE))))
+    assert rec.stats(Channel.LEFT) == stats(packets_in=60, event_packets=10)
+
+
 @pytest.mark.parametrize("lost", [19, 20, 25, 31, 32])
 def test_a_packet_lost_around_a_key_held_counts_as_lost(lost: int) -> None:
     # Before the key, in it or after it: a missing number may have been audio.
