@@ -340,7 +340,7 @@ def key_held_in_place_of_audio(*, lose: int | None = None) -> tuple[list[Pkt], l
     # As most phones send a key press (RFC 4733 §2.5.1): audio packets 20 to 31 replaced by the
     # event's packets in the same stream (its sequence numbers, RFC 3550 §5.1), the key held for
     # 200 ms and its end sent three times; the audio goes on with its own timestamps. `lose`
-    # drops one packet. Returns the audio before, the events, the audio after.
+    # drops the packet of that sequence number. Returns the audio before, the events, the audio after.
     audio = packetise(Channel.LEFT, ulaw_encode(tone(1000.0, 2 * RATE)), ssrc=7, seq0=65530)
     events = []
     for k in range(12):
@@ -348,30 +348,33 @@ def key_held_in_place_of_audio(*, lose: int | None = None) -> tuple[list[Pkt], l
         end = 0x80 if k >= 9 else 0
         payload = bytes([1, end | 0x0A]) + held.to_bytes(2, "big")
         events.append(dataclasses.replace(audio[20 + k], pt=EVENT_PT, ts=audio[20].ts, payload=payload))
-    parts = (audio[:20], events, audio[32:])
-    return tuple([p for p in part if p.seq != lose] for part in parts)  # type: ignore[return-value]
+
+    def kept(packets: list[Pkt]) -> list[Pkt]:
+        return [p for p in packets if p.seq != lose]
+
+    return kept(audio[:20]), kept(events), kept(audio[32:])
+
+
+def as_wire(packets: list[Pkt]) -> tuple[list[bytes], npt.NDArray[np.int64]]:
+    # Whole RTP packets and their arrivals, as a flush hands them to the recorder.
+    wired = [wire(p.pt, p.seq, p.ts, p.ssrc, p.payload) for p in packets]
+    return wired, np.asarray([p.arrival for p in packets], dtype=np.int64)
 
 
 @pytest.mark.parametrize("mask_events", [False, True])
-@pytest.mark.parametrize("how", ["feed", "one batch", "steady after the key"])
+@pytest.mark.parametrize("how", ["feed", "one batch", "audio after in the next flush"])
 def test_a_key_held_in_place_of_audio_loses_no_audio(how: str, mask_events: bool) -> None:
     before, events, after = key_held_in_place_of_audio()
     rec = StereoRecorder(left=PCMU, right=PCMU, mask_telephone_events=mask_events)
     if how == "feed":
         feed_all(rec, [*before, *events, *after])
-    else:
-
-        def batch(packets: list[Pkt]) -> tuple[list[bytes], npt.NDArray[np.int64]]:
-            raw = [wire(p.pt, p.seq, p.ts, p.ssrc, p.payload) for p in packets]
-            return raw, np.asarray([p.arrival for p in packets], dtype=np.int64)
-
-        if how == "one batch":
-            rec.feed_batch(Channel.LEFT, *batch([*before, *events, *after]))
-        else:  # the audio after the key flushed on its own, as the steady case when it is one
-            rec.feed_batch(Channel.LEFT, *batch([*before, *events]))
-            packets, arrivals = batch(after)
-            if not feed_steady([(rec, Channel.LEFT, packets, arrivals)])[0]:
-                rec.feed_batch(Channel.LEFT, packets, arrivals)
+    elif how == "one batch":
+        rec.feed_batch(Channel.LEFT, *as_wire([*before, *events, *after]))
+    else:  # as `flush_together` does: the steady bulk path first, which leaves this to feed_batch
+        rec.feed_batch(Channel.LEFT, *as_wire([*before, *events]))
+        packets, arrivals = as_wire(after)
+        if not feed_steady([(rec, Channel.LEFT, packets, arrivals)])[0]:
+            rec.feed_batch(Channel.LEFT, packets, arrivals)
     left = rec.drain(100 * FRAME)[:, 0]
     expected = ulaw_decode(ulaw_encode(tone(1000.0, 2 * RATE)))[: 100 * FRAME].copy()
     expected[20 * FRAME : 32 * FRAME] = 0  # no audio came for the key's time
