@@ -163,7 +163,7 @@ def open_storage(config: Config) -> StorageRecords:
         layout.evidence_db,
         held_dir=config.recording.held_evidence_dir,
         wait_for_space=True,
-        manifest_signer=manifest_signer(config, layout),
+        manifest_signer=manifest_signer(config),
     )
     if evidence.waiting_for_space:
         _LOG.error(
@@ -325,11 +325,11 @@ def readable_signing_key(config: Config) -> str | None:
     )
 
 
-def manifest_signer(config: Config, layout: DataLayout) -> ManifestSigner | None:
+def manifest_signer(config: Config) -> ManifestSigner | None:
     """The key that signs each recording's manifest (``manifest_signing_key_path``), made on the
     first start that finds none; None, and manifests unsigned, when a full disk leaves no room to
     make it. StorageError for a file that is no signing key."""
-    path = config.recording.manifest_signing_key or layout.manifest_signing_key
+    path = manifest_signing_key_path(config)
     try:
         signer, made = ensure_signing_key(path)
     except OSError as error:

@@ -393,8 +393,8 @@ def test_a_trusted_key_file_that_holds_no_key_is_a_usage_error(
 
 def test_serve_makes_the_signing_key_once_and_signs_with_it(layout: DataLayout) -> None:
     config = default_config(layout.root)
-    made = manifest_signer(config, DataLayout(config.data_dir))
-    again = manifest_signer(config, DataLayout(config.data_dir))
+    made = manifest_signer(config)
+    again = manifest_signer(config)
     assert made is not None
     assert again is not None
     assert made.key_id == again.key_id
