@@ -42,6 +42,7 @@ from callherald.evidence import (
 )
 from callherald.layout import DataLayout
 from config import default_config
+from config import schema as config_schema
 from proxy.aio.recording import ChannelQuality, MediaQuality, RecordingHandle, RecordingUnavailableError
 from proxy.aio.service import AgentInformed, AgentInformStarted
 from proxy.b2bua import consent
@@ -615,6 +616,12 @@ def test_each_recording_states_where_its_file_is_kept_in_its_row_and_manifest(
         "EU, Amsterdam (own rack)",
         True,
     )
+
+
+def test_the_config_takes_every_storage_region_the_store_keeps() -> None:
+    # The layers cannot share the limit (config and storage import nothing of each other): a
+    # region the config let through must not be refused by the store as a recording starts.
+    assert config_schema.STORAGE_REGION_MAX_LENGTH == records_module.STORAGE_REGION_MAX_LENGTH
 
 
 def test_open_storage_warns_of_a_manifest_signing_key_others_may_read(
