@@ -5,10 +5,12 @@ channel, the PBX side's to the right. Per packet the relay only appends the pack
 time to the channel's list (``LegProtocol.tap``), inline, with no call into the recording. Once a
 second the recording is flushed: its channels' packets go to the ``StereoRecorder`` (which takes
 regular runs in bulk and decodes nothing), the audio up to a safety margin behind the newest
-arrival (the reorder window plus jitter) is drained, in-band DTMF tones in the drained block are
-masked on both channels (a card number keyed during the call must not be stored, PCI DSS 3.3.1),
-and the block goes to the ``RecordingHandle`` the composition root supplied, which seals and
-stores it off the loop.
+arrival (the reorder window plus jitter) is drained, but not past where a party's packets
+stopped coming less than a second before (held up on the way, they come in a burst and find
+their place: ``flush_target``), in-band DTMF tones in the drained block are masked on both
+channels (a card number keyed during the call must not be stored, PCI DSS 3.3.1), and the block
+goes to the ``RecordingHandle`` the composition root supplied, which seals and stores it off the
+loop.
 
 ``FlushSlots`` times the flushes on a 50 ms grid of the loop clock, one timer per slot: the
 recordings of one slot are flushed together (``flush_together``), and the slots spread many
@@ -69,6 +71,7 @@ __all__ = [
     "FLUSH_INTERVAL_S",
     "MASK_CONTEXT_MS",
     "SAFETY_MARGIN_SAMPLES",
+    "STALL_HOLD_SAMPLES",
     "CallRecording",
     "ChannelQuality",
     "FlushSlots",
@@ -89,6 +92,10 @@ FLUSH_GRID_S: Final = 0.05
 """Flushes happen on multiples of this (loop time): recordings in one slot are written together."""
 SAFETY_MARGIN_SAMPLES: Final = 1600
 """Audio newer than this (200 ms) stays in the recorder at a flush: reordered packets find their place."""
+STALL_HOLD_SAMPLES: Final = SAMPLE_RATE_HZ
+"""A flush drains no further than where a party's newest packet ends while that is less than this
+(1 s) behind: packets held up on the way (a stall) then come in a burst and still find their
+place. A party silent for longer (silence suppression, gone) no longer holds the flush back."""
 MASK_CONTEXT_MS: Final = 40
 """Audio the DTMF masking judges on each side of what it lets through (see the module docstring)."""
 _CHANNELS: Final = (Channel.LEFT, Channel.RIGHT)
@@ -259,7 +266,7 @@ def flush_together(recordings: Sequence[CallRecording]) -> None:
     fed in one batch (``feed_steady``) and their blocks DTMF-masked together. A recording
     that fails is logged; the others go on."""
     _feed_tapped(recordings)
-    _write_up_to([(recording, recording.position() - SAFETY_MARGIN_SAMPLES) for recording in recordings])
+    _write_up_to([(recording, recording.flush_target()) for recording in recordings])
 
 
 def _write_up_to(targets: Sequence[tuple[CallRecording, int]], *, final: bool = False) -> None:
@@ -417,6 +424,17 @@ class CallRecording:
         self.handle.resume(reason, at)
         if not self._pause_reasons:
             self.recorder.resume(at=self.position(at))
+
+    def flush_target(self) -> int:
+        """Where a flush now drains to: ``SAFETY_MARGIN_SAMPLES`` behind now, or where a party's
+        packets stopped coming, if that is earlier and less than ``STALL_HOLD_SAMPLES`` ago."""
+        now = self.position()
+        target = now - SAFETY_MARGIN_SAMPLES
+        for channel in _CHANNELS:
+            heard = self.recorder.heard_until(channel)
+            if heard is not None and now - STALL_HOLD_SAMPLES < heard < target:
+                target = heard
+        return target
 
     def flush(self, up_to: int, *, final: bool = False) -> None:
         """Feed the packets tapped so far, then drain, mask DTMF and write everything before

@@ -439,6 +439,11 @@ class StereoRecorder:
         """
         self._states[channel].format = media
 
+    def heard_until(self, channel: Channel) -> int | None:
+        """Where the channel's newest packet ends (``None`` before its first): audio up to here has
+        come; after it, nothing yet."""
+        return self._states[channel].high_end
+
     def position_of(self, channel: Channel, rtp_timestamp: int) -> int | None:
         """Position of an RTP timestamp of the channel's current SSRC (``None``: no packet yet)."""
         s = self._states[channel]

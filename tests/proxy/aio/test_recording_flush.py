@@ -544,6 +544,65 @@ def test_a_new_ssrc_and_packets_that_came_twice_are_told_without_costing_audio()
     )
 
 
+def numbered(tick: int, ssrc: int) -> bytes:
+    """Packet ``tick`` of a 20 ms µ-law stream whose every packet holds its own constant level."""
+    return _HEADER.pack(0x80, 0, tick, 160 * tick, ssrc) + bytes([0x80 + tick % 100]) * 160
+
+
+def stereo(recording: CallRecording) -> np.ndarray:
+    return np.frombuffer(b"".join(recording.handle.blocks), dtype="<i2").reshape(-1, 2)  # type: ignore[attr-defined]
+
+
+def test_a_stalled_party_s_packets_that_come_in_a_burst_find_their_place() -> None:
+    # The outside party's packets of 1.5 s to 2.3 s are held up on the way and come in a burst,
+    # in order, with the next one; the flush at 2 s must not drain their places as silence.
+    loop, recording, left, right = tapped_pcmu_recording()
+    held: list[bytes] = []
+    for tick in range(150):
+        at = 0.0005 + tick / PACKETS_PER_S
+        if int(at) > int(loop.now):  # the flushes at 1 s and 2 s
+            loop.now = float(int(at))
+            flush_together([recording])
+        loop.now = at
+        right(numbered(tick, 0x2222))
+        if 75 <= tick < 115:
+            held.append(numbered(tick, 0x1111))
+            continue
+        for packet in held:
+            left(packet)
+        held.clear()
+        left(numbered(tick, 0x1111))
+    assert recording.blocks_written == 2
+    loop.now = 3.1
+    recording.close("ended")
+    assert recording.media_quality() == MediaQuality(
+        outside_party=ChannelQuality(), pbx_side=ChannelQuality()
+    )
+    audio = stereo(recording)
+    # Every packet is in its place: silence only before the first one came (position 4).
+    assert np.count_nonzero(audio[: 150 * 160, 0] == 0) == 4
+
+
+def test_a_party_that_stops_sending_holds_the_flush_back_for_a_second_at_most() -> None:
+    loop, recording, left, right = tapped_pcmu_recording()
+    drained: list[int] = []
+    for tick in range(175):
+        at = 0.0005 + tick / PACKETS_PER_S
+        if int(at) > int(loop.now):
+            loop.now = float(int(at))
+            flush_together([recording])
+            drained.append(recording.recorder.drained)
+        loop.now = at
+        right(numbered(tick, 0x2222))
+        if tick < 75:  # the outside party sends nothing after 1.5 s (silence suppression, say)
+            left(numbered(tick, 0x1111))
+    stopped = recording.recorder.heard_until(Channel.LEFT)
+    assert stopped == 4 + 75 * 160
+    # At 1 s both parties send: the safety margin. At 2 s the flush waits where the outside
+    # party's packets stopped; at 3 s that is more than a second ago and the margin rules again.
+    assert drained == [8000 - SAFETY_MARGIN_SAMPLES, stopped, 24000 - SAFETY_MARGIN_SAMPLES]
+
+
 class PauseLog(Handle):
     """A handle that keeps what it is told of pauses: (``pause`` or ``resume``, reason, loop time)."""
 
