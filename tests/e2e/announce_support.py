@@ -16,7 +16,7 @@ from announcements import PreparedPrompt, beep_frames, load_prompt
 from proxy.rtp.errors import RtpError
 from proxy.rtp.packet import RtpPacket
 from tests.e2e.harness import CallheraldProcess, running_callherald
-from tests.e2e.media_peer import Datagram, MediaPeer
+from tests.e2e.media_peer import Datagram, Impairment, MediaPeer
 from tests.e2e.test_sipp_calls import Direction, SippRun, assert_ok, place_call
 
 __all__ = [
@@ -168,13 +168,16 @@ def call_with_tones(
     caller_silent_for_s: float = 0.0,
     callee_payload_type: int | None = None,
     callee_scenario_keys: dict[str, object] | None = None,
+    caller_impairment: Impairment | None = None,
+    callee_impairment: Impairment | None = None,
 ) -> ToneCall:
     """One SIPp call (``caller`` to ``callee`` scenario, both given ``scenario_keys`` too, the
     callee ``callee_scenario_keys`` over them) through callherald with ``policies`` (and
     ``media_section_extra`` lines in its ``media`` section); each side's RTP peer plays its
     payloads (on ``payload_type``; the callee's on ``callee_payload_type`` when given) and records
     what reaches it (and sends RTCP every ``rtcp_every`` packets, if given; the caller's starts
-    ``caller_silent_for_s`` after the answer). Fails the test when SIPp does."""
+    ``caller_silent_for_s`` after the answer; each side's packets impaired on their way as its
+    ``Impairment`` says). Fails the test when SIPp does."""
     caller_sdp, callee_sdp = tmp_path / "caller.sdp", tmp_path / "callee.sdp"
     with (
         running_callherald(tmp_path, policies=policies, media_section_extra=media_section_extra) as proxy,
@@ -185,6 +188,7 @@ def call_with_tones(
             payload_type=payload_type,
             rtcp_every=rtcp_every,
             silent_for_s=caller_silent_for_s,
+            impairment=caller_impairment or Impairment(),
         ) as caller_peer,
         MediaPeer(
             "callee",
@@ -192,6 +196,7 @@ def call_with_tones(
             payloads=callee_payloads,
             payload_type=payload_type if callee_payload_type is None else callee_payload_type,
             rtcp_every=rtcp_every,
+            impairment=callee_impairment or Impairment(),
         ) as callee_peer,
     ):
         caller_peer.start(caller_sdp)

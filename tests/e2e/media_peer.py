@@ -12,6 +12,11 @@ a sender report for the packet just sent, with a report block on the newest stre
 an SDES CNAME. It records the reports it sends and those that reach it. With ``rtcp_every`` 0 it
 listens for RTCP and sends none.
 
+A peer made with an ``Impairment`` plays the network between it and callherald: some of its
+packets never leave (lost), some leave later than their turn (overtaken, or held up by a stall and
+then sent in a burst), some leave twice. ``sent`` counts the payloads played, whatever became of
+them.
+
 Every payload of a stream is distinct (each packet's tone starts at its own phase and is a little
 louder than the one before), so the receiving side can tell which packet it got and in what
 order, whatever the relay does to the RTP header.
@@ -25,6 +30,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +44,7 @@ __all__ = [
     "PACKET_S",
     "SAMPLES_PER_PACKET",
     "Datagram",
+    "Impairment",
     "MediaPeer",
     "RelayReport",
     "read_sdp_file",
@@ -104,6 +111,45 @@ class Datagram:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class Impairment:
+    """What the network does to a peer's packets, by payload index: ``lost`` never arrive;
+    ``held_for`` maps an index to how many packet times it is held back: it leaves right after
+    the packet that many places later, which overtakes it; ``stalls`` maps the first index of a
+    stall to how many packets it holds up: they leave together, in order, right before the next
+    packet; ``doubled`` arrive twice (a duplicate, RFC 3550 §A.3)."""
+
+    lost: frozenset[int] = frozenset()
+    held_for: Mapping[int, int] = field(default_factory=dict)
+    stalls: Mapping[int, int] = field(default_factory=dict)
+    doubled: frozenset[int] = frozenset()
+
+    def __post_init__(self) -> None:
+        if any(places < 1 for places in (*self.held_for.values(), *self.stalls.values())):
+            raise ValueError("a packet is held back by one place or more, a stall holds one packet or more")
+        if self.lost & (self.held_for.keys() | self.doubled | self._stalled()):
+            raise ValueError("a lost packet is neither held back nor doubled")
+
+    def _stalled(self) -> set[int]:
+        return {index for first, count in self.stalls.items() for index in range(first, first + count)}
+
+    def leaving_after(self, index: int) -> list[int]:
+        """The payload indices that leave in packet time ``index``, in the order they leave."""
+        unstalled = [
+            held
+            for first, count in self.stalls.items()
+            if first + count == index
+            for held in range(first, index)
+        ]
+        delayed = index in self.lost or index in self.held_for or index in self._stalled()
+        overtaken = sorted(held for held, places in self.held_for.items() if held + places == index)
+        return [
+            leaving
+            for sent in (*unstalled, *([] if delayed else [index]), *overtaken)
+            for leaving in ((sent, sent) if sent in self.doubled else (sent,))
+        ]
+
+
 @dataclass
 class MediaPeer:
     """A UDP socket on 127.0.0.1 that plays ``payloads`` as RTP and records what it receives.
@@ -132,6 +178,7 @@ class MediaPeer:
     rtcp_above: int = 1  # its RTCP port, above its RTP port
     # After the answer, this long without sending (still listening): a phone slow to start media.
     silent_for_s: float = 0.0
+    impairment: Impairment = field(default_factory=Impairment)
     rtcp_sent: list[bytes] = field(default_factory=list)
     rtcp_received: list[Datagram] = field(default_factory=list)
     _sock: socket.socket = field(init=False, repr=False)
@@ -266,7 +313,8 @@ class MediaPeer:
                     and time.monotonic() >= self.codec_switch_at
                 ):
                     self.codec_switched_from = index
-                self._sock.sendto(self.packet(index), self.remote)
+                for leaving in self.impairment.leaving_after(index):
+                    self._sock.sendto(self.packet(leaving), self.remote)
                 self.sent += 1
                 if self._rtcp_sock is not None and self.rtcp_every and (index + 1) % self.rtcp_every == 0:
                     report = self.sender_report(index)

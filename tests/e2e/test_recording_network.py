@@ -1,0 +1,126 @@
+"""Recorded calls over a network that loses, reorders, delays and duplicates packets.
+
+Both parties' RTP peers play distinct tone packets (``tone_payloads``) through an ``Impairment``:
+a burst loss and a single loss, a packet overtaken by the next and one three places late, a
+stall of 900 ms whose packets then come in a burst, a duplicate, and one packet so late that its
+place is already past the reorder window. The decrypted recording is checked sample by sample against what
+each party sent: every packet that came in time at its timestamp's place, whatever order it came
+in, silence where one never came or came too late; and the evidence's media quality says what
+the network cost each channel (RFC 3550 §A.3: lost, late, duplicate).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from proxy.rtp.g711 import ulaw_decode
+from storage.records import ChannelQuality, EvidenceStore, MediaQuality, RecordingState
+from tests.e2e.announce_support import call_with_tones, policy_yaml, write_prompt_wavs
+from tests.e2e.media_peer import SAMPLES_PER_PACKET, Impairment, tone_payloads
+from tests.e2e.test_recording_calls import CALL_MS, OUTSIDE_HZ, PBX_HZ, TONE_PACKETS, decrypt, requires_sipp
+from tests.e2e.test_sipp_calls import Direction
+
+pytestmark = pytest.mark.e2e
+
+
+# Inbound: the caller's packets from about 125 on are recorded (the notice, the question and
+# its answer window come first), up to about 300, when it hangs up; the PBX is called only then,
+# so its packets are recorded from about its first to about 175.
+OUTSIDE_NETWORK = Impairment(
+    lost=frozenset({145, 146, 147, 190}),
+    held_for={155: 1, 165: 3, 260: 12},  # 260: 240 ms late, past the 160 ms reorder window
+    stalls={200: 45},  # 900 ms: whenever a flush comes in it, it waits for them
+    doubled=frozenset({180}),
+)
+PBX_NETWORK = Impairment(
+    lost=frozenset({40}),
+    held_for={60: 2},
+    stalls={90: 30},
+    doubled=frozenset({130}),
+)
+TOO_LATE = {260}  # came after the audio around its place was stored
+
+
+def place_of(channel: npt.NDArray[np.int16], sent: npt.NDArray[np.int16]) -> int:
+    """Where the recorded ``channel`` starts in ``sent`` (the party's audio as played): the offset
+    at which a clean stretch of it matches exactly."""
+    windows = np.lib.stride_tricks.sliding_window_view(sent, SAMPLES_PER_PACKET)
+    for start in range(0, len(channel) - SAMPLES_PER_PACKET, SAMPLES_PER_PACKET):
+        stretch = channel[start : start + SAMPLES_PER_PACKET]
+        (found,) = np.nonzero((windows == stretch).all(axis=1))
+        if len(found) == 1:
+            return int(found[0]) - start
+    raise AssertionError("no stretch of the recording matches what the party sent")
+
+
+def expected_channel(
+    sent: npt.NDArray[np.int16], offset: int, length: int, missing: set[int]
+) -> npt.NDArray[np.int16]:
+    """``length`` samples of ``sent`` from ``offset``, silent in the packets of ``missing``."""
+    padded = np.concatenate([np.zeros(max(0, -offset), dtype=np.int16), sent])
+    offset_in_padded = offset + max(0, -offset)
+    expected = padded[offset_in_padded : offset_in_padded + length].copy()
+    for index in missing:
+        first, last = index * SAMPLES_PER_PACKET - offset, (index + 1) * SAMPLES_PER_PACKET - offset
+        expected[max(0, first) : max(0, last)] = 0
+    return expected
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+def test_a_recording_over_a_lossy_reordering_network_holds_every_packet_in_its_place(tmp_path: Path) -> None:
+    write_prompt_wavs(tmp_path)
+    outside_payloads, pbx_payloads = (
+        tone_payloads(OUTSIDE_HZ, TONE_PACKETS),
+        tone_payloads(PBX_HZ, TONE_PACKETS),
+    )
+    call = call_with_tones(
+        tmp_path,
+        Direction.INBOUND,
+        caller_payloads=outside_payloads,
+        callee_payloads=pbx_payloads,
+        policies=policy_yaml(),
+        pause_ms=CALL_MS,
+        caller_impairment=OUTSIDE_NETWORK,
+        callee_impairment=PBX_NETWORK,
+    )
+    data_dir = call.proxy.data_dir
+    with EvidenceStore(data_dir / "evidence.sqlite") as store:
+        (record,) = store.recordings_list()
+        assert record.state is RecordingState.COMPLETE
+        audio = decrypt(data_dir, record, store)
+    # What the network cost each channel: the packets that never came (20 ms each), the one that
+    # came too late to be placed, the duplicate ignored; nothing else.
+    assert record.media_quality == MediaQuality(
+        outside_party=ChannelQuality(
+            lost_ms=20 * len(OUTSIDE_NETWORK.lost), late_packets=1, late_ms=20, duplicate_packets=1
+        ),
+        pbx_side=ChannelQuality(lost_ms=20 * len(PBX_NETWORK.lost), duplicate_packets=1),
+    )
+    for column, payloads, network, too_late in (
+        (0, outside_payloads, OUTSIDE_NETWORK, TOO_LATE),
+        (1, pbx_payloads, PBX_NETWORK, set()),
+    ):
+        sent = ulaw_decode(b"".join(payloads))
+        channel = audio[:, column]
+        offset = place_of(channel, sent)
+        first, last = offset // SAMPLES_PER_PACKET, (offset + len(channel)) // SAMPLES_PER_PACKET
+        impaired = {*network.lost, *network.held_for, *network.stalls, *network.doubled}
+        assert first < min(impaired), (column, first)
+        assert max(impaired) + 12 < last, (column, last)
+        expected = expected_channel(sent, offset, len(channel), set(network.lost) | too_late)
+        # Recording starts within a packet; if that packet came before the start, the part of it
+        # the recording covers is silence (nothing heard before the start is kept). It ends at
+        # the BYE, which may come before the packets of the last few tens of ms: silence too.
+        lead, tail = -offset % SAMPLES_PER_PACKET, len(channel) - 2 * SAMPLES_PER_PACKET
+        for edge in (slice(0, lead), slice(tail, None)):
+            assert ((channel[edge] == 0) | (channel[edge] == expected[edge])).all(), (column, edge)
+        differ = np.nonzero(channel[lead:tail] != expected[lead:tail])[0] + lead
+        assert len(differ) == 0, (
+            column,
+            sorted({(offset + sample) // SAMPLES_PER_PACKET for sample in differ}),
+        )
