@@ -421,7 +421,9 @@ class StereoRecorder:
             jumps_ignored=s.jumps_ignored,
             late_dropped=s.late_dropped,
             late_dropped_samples=s.late_dropped_samples,
-            lost_samples=max(0, s.lost_samples),  # a packet from before the first may come late
+            lost_samples=max(
+                0, s.lost_samples
+            ),  # a gap is counted at the newest length, a late packet at its own
             gated=s.gated,
             gap_samples=s.gap_samples,
             reanchors=s.reanchors,
@@ -499,7 +501,7 @@ class StereoRecorder:
         advance = _advance(s.seq, newest)
         if advance > 1 and status is SeqStatus.IN_ORDER:
             s.lost_samples += (advance - 1) * s.ref_size  # lost until one of them comes late
-        elif status is SeqStatus.LATE:
+        elif status is SeqStatus.LATE and _was_skipped(s.seq):
             s.lost_samples -= size
         stalled = False
         if not new_timeline:
@@ -1389,6 +1391,13 @@ def _run_base(s: _ChannelState, payload_type: int, sequence: int, timestamp: int
     # reordered or lost packet, a pause in sending or a jump).
     start = _run_start(s, payload_type, sequence, timestamp, ssrc)
     return start[0] if start is not None and start[1] == 0 else None
+
+
+def _was_skipped(seq: ExtendedSequence) -> bool:
+    # Whether the late packet just taken was counted as lost when a newer one skipped its number:
+    # not if it is numbered before the packet counting started at (RFC 3550 §A.3 counts from there).
+    late, first = seq.last_extended, seq.first
+    return late is not None and first is not None and late > first
 
 
 def _advance(seq: ExtendedSequence, newest: int | None) -> int:

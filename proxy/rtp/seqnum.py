@@ -152,6 +152,7 @@ class ExtendedSequence:
         "_base",
         "_duplicates",
         "_expected_prior",
+        "_first",
         "_highest",
         "_ignored",
         "_last",
@@ -191,6 +192,7 @@ class ExtendedSequence:
         self._valid = False
         self._highest = 0
         self._base = 0
+        self._first = 0
         self._bad_seq = -1
         self._seen = 0  # bit i set: extended number (highest - i) was received
         self._received = 0
@@ -211,6 +213,13 @@ class ExtendedSequence:
     def highest(self) -> int | None:
         """Highest extended sequence number accepted so far (``None`` before validation)."""
         return self._highest if self._valid else None
+
+    @property
+    def first(self) -> int | None:
+        """Extended number of the packet counting started at: the first accepted, or the one that
+        confirmed the last resync (``None`` before validation). A ``LATE`` packet numbered before
+        it was never skipped by a newer one."""
+        return self._first if self._valid else None
 
     def update(self, seq: int) -> SeqStatus:
         """Account for one packet with 16-bit sequence number ``seq`` and classify it."""
@@ -291,7 +300,7 @@ class ExtendedSequence:
             self._last = None
             return SeqStatus.PROBATION
         self._valid = True
-        self._highest = self._base = seq
+        self._highest = self._base = self._first = seq
         self._seen = 1
         self._received = 1
         self._last = seq
@@ -302,7 +311,7 @@ class ExtendedSequence:
         self._expected_prior += self._highest - self._base + 1
         self._received_prior += self._received
         ext = self._highest + ((seq - self._highest) & _SEQ_MASK)
-        self._highest = self._base = ext
+        self._highest = self._base = self._first = ext
         self._seen = 1
         self._received = 1
         self._bad_seq = -1

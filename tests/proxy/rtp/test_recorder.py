@@ -233,6 +233,16 @@ def test_late_packet_after_its_position_was_drained_is_dropped() -> None:
     assert rec.drain(5 * FRAME).shape == (2 * FRAME, 2)
 
 
+def test_a_late_packet_from_before_the_first_does_not_hide_a_later_loss() -> None:
+    # Packet 0 comes after packet 1, the channel's first (a recording that starts amid
+    # reordering); packet 3 never comes. Packet 0 was never counted as lost, so it cannot make
+    # up for packet 3.
+    packets = packetise(Channel.LEFT, b"".join(bytes([c]) * FRAME for c in CODES))
+    rec = StereoRecorder(left=PCMU, right=PCMU)
+    feed_all(rec, [packets[1], packets[0], packets[2], *packets[4:6]])
+    assert rec.stats(Channel.LEFT).lost_samples == FRAME
+
+
 def test_the_drained_part_of_a_late_packet_is_counted_as_late_audio() -> None:
     packets = packetise(Channel.LEFT, b"".join(bytes([c]) * FRAME for c in CODES))
     rec = StereoRecorder(left=PCMU, right=PCMU)

@@ -269,6 +269,17 @@ def test_extended_sequence(
     assert tracker.highest == stats.highest
 
 
+def test_first_is_where_counting_started_and_moves_only_with_a_resync() -> None:
+    assert ExtendedSequence().first is None
+    tracker = ExtendedSequence(min_sequential=2)
+    for seq in (100, 101, 103, 99):  # probation, then in order, a gap, one late from before
+        tracker.update(seq)
+    assert tracker.first == 101
+    for seq in (20_000, 20_001):  # a jump confirmed by the next number: counting restarts
+        tracker.update(seq)
+    assert tracker.first == tracker.highest == 103 + ((20_001 - 103) & 0xFFFF)
+
+
 def test_fresh_tracker_stats() -> None:
     assert ExtendedSequence().stats() == _stats()
 
