@@ -6,11 +6,14 @@ stall of 900 ms whose packets then come in a burst, a duplicate, and one packet 
 place is already past the reorder window. The decrypted recording is checked sample by sample against what
 each party sent: every packet that came in time at its timestamp's place, whatever order it came
 in, silence where one never came or came too late; and the evidence's media quality says what
-the network cost each channel (RFC 3550 §A.3: lost, late, duplicate).
+the network cost each channel (RFC 3550 §A.3: lost, late, duplicate). A second call goes over a
+jittery network (a third of the packets 20 to 100 ms late, 3 % lost): the silence lost packets
+leave in the file is exactly what the evidence calls lost.
 """
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +127,67 @@ def test_a_recording_over_a_lossy_reordering_network_holds_every_packet_in_its_p
             column,
             sorted({(offset + sample) // SAMPLES_PER_PACKET for sample in differ}),
         )
+
+
+def jittery(seed: int) -> Impairment:
+    """A network that delays about a third of the packets by 20 to 100 ms (each behind the
+    packets it lets by) and loses about 3 % of the others, from ``seed``."""
+    rng = random.Random(seed)
+    held_for = {index: rng.randint(1, 5) for index in range(TONE_PACKETS) if rng.random() < 0.3}
+    lost = frozenset(index for index in range(TONE_PACKETS) if index not in held_for and rng.random() < 0.03)
+    return Impairment(lost=lost, held_for=held_for)
+
+
+@requires_sipp
+@pytest.mark.timeout(60)
+def test_over_a_jittery_network_the_evidence_counts_exactly_the_silence_lost_packets_leave(
+    tmp_path: Path,
+) -> None:
+    # Outbound: the PBX side calls, the outside party answers. Every packet that came is in its
+    # place; every place between a channel's first and last packet that none filled is silence,
+    # and is what the evidence calls lost: the packets the network lost, and at the end those it
+    # still held when the call ended.
+    write_prompt_wavs(tmp_path)
+    outside_payloads, pbx_payloads = (
+        tone_payloads(OUTSIDE_HZ, TONE_PACKETS),
+        tone_payloads(PBX_HZ, TONE_PACKETS),
+    )
+    pbx_network, outside_network = jittery(1), jittery(2)
+    call = call_with_tones(
+        tmp_path,
+        Direction.OUTBOUND,
+        caller_payloads=pbx_payloads,
+        callee_payloads=outside_payloads,
+        policies=policy_yaml(),
+        pause_ms=CALL_MS,
+        caller_impairment=pbx_network,
+        callee_impairment=outside_network,
+    )
+    data_dir = call.proxy.data_dir
+    with EvidenceStore(data_dir / "evidence.sqlite") as store:
+        (record,) = store.recordings_list()
+        audio = decrypt(data_dir, record, store)
+    assert record.media_quality is not None
+    for column, payloads, network, quality in (
+        (0, outside_payloads, outside_network, record.media_quality.outside_party),
+        (1, pbx_payloads, pbx_network, record.media_quality.pbx_side),
+    ):
+        sent = ulaw_decode(b"".join(payloads))
+        channel = audio[:, column]
+        offset = place_of(channel, sent)
+        # Each packet's place in the recording (the first and last in part) holds it as sent, or silence.
+        places = range(offset // SAMPLES_PER_PACKET, -(-(offset + len(channel)) // SAMPLES_PER_PACKET))
+        silent = []
+        for index in places:
+            lo = max(0, index * SAMPLES_PER_PACKET - offset)
+            hi = min(len(channel), (index + 1) * SAMPLES_PER_PACKET - offset)
+            if not channel[lo:hi].any():
+                silent.append(index)
+            else:
+                assert np.array_equal(channel[lo:hi], sent[lo + offset : hi + offset]), (column, index)
+        heard = [index for index in places if index not in silent]
+        between = [index for index in silent if heard[0] < index < heard[-1]]
+        assert {index for index in network.lost if heard[0] < index < heard[-1]} <= set(between)
+        still_held = set(between) - network.lost
+        assert all(index in network.held_for and index > heard[-1] - 5 for index in still_held), still_held
+        assert quality == ChannelQuality(lost_ms=20 * len(between)), (column, between)
