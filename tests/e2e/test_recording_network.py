@@ -21,7 +21,7 @@ import numpy.typing as npt
 import pytest
 
 from proxy.rtp.g711 import ulaw_decode
-from storage.records import ChannelQuality, EvidenceStore, MediaQuality, RecordingState
+from storage.records import ChannelQuality, EvidenceStore, MediaQuality, RecordingRecord, RecordingState
 from tests.e2e.announce_support import call_with_tones, policy_yaml, write_prompt_wavs
 from tests.e2e.media_peer import SAMPLES_PER_PACKET, Impairment, tone_payloads
 from tests.e2e.test_recording_calls import CALL_MS, OUTSIDE_HZ, PBX_HZ, TONE_PACKETS, decrypt, requires_sipp
@@ -46,6 +46,37 @@ PBX_NETWORK = Impairment(
     doubled=frozenset({130}),
 )
 TOO_LATE = {260}  # came after the audio around its place was stored
+
+
+OUTSIDE_PAYLOADS = tone_payloads(OUTSIDE_HZ, TONE_PACKETS)
+PBX_PAYLOADS = tone_payloads(PBX_HZ, TONE_PACKETS)
+
+
+def impaired_call(
+    tmp_path: Path, direction: Direction, *, outside_network: Impairment, pbx_network: Impairment
+) -> tuple[RecordingRecord, npt.NDArray[np.int16]]:
+    """One recorded call, each party sending its distinct tone packets through its network: the
+    recording's record and its decrypted audio."""
+    write_prompt_wavs(tmp_path)
+    outside = (OUTSIDE_PAYLOADS, outside_network)
+    pbx = (PBX_PAYLOADS, pbx_network)
+    (caller_payloads, caller_network), (callee_payloads, callee_network) = (
+        (outside, pbx) if direction is Direction.INBOUND else (pbx, outside)
+    )
+    call = call_with_tones(
+        tmp_path,
+        direction,
+        caller_payloads=caller_payloads,
+        callee_payloads=callee_payloads,
+        policies=policy_yaml(),
+        pause_ms=CALL_MS,
+        caller_impairment=caller_network,
+        callee_impairment=callee_network,
+    )
+    data_dir = call.proxy.data_dir
+    with EvidenceStore(data_dir / "evidence.sqlite") as store:
+        (record,) = store.recordings_list()
+        return record, decrypt(data_dir, record, store)
 
 
 def place_of(channel: npt.NDArray[np.int16], sent: npt.NDArray[np.int16]) -> int:
@@ -76,26 +107,10 @@ def expected_channel(
 @requires_sipp
 @pytest.mark.timeout(60)
 def test_a_recording_over_a_lossy_reordering_network_holds_every_packet_in_its_place(tmp_path: Path) -> None:
-    write_prompt_wavs(tmp_path)
-    outside_payloads, pbx_payloads = (
-        tone_payloads(OUTSIDE_HZ, TONE_PACKETS),
-        tone_payloads(PBX_HZ, TONE_PACKETS),
+    record, audio = impaired_call(
+        tmp_path, Direction.INBOUND, outside_network=OUTSIDE_NETWORK, pbx_network=PBX_NETWORK
     )
-    call = call_with_tones(
-        tmp_path,
-        Direction.INBOUND,
-        caller_payloads=outside_payloads,
-        callee_payloads=pbx_payloads,
-        policies=policy_yaml(),
-        pause_ms=CALL_MS,
-        caller_impairment=OUTSIDE_NETWORK,
-        callee_impairment=PBX_NETWORK,
-    )
-    data_dir = call.proxy.data_dir
-    with EvidenceStore(data_dir / "evidence.sqlite") as store:
-        (record,) = store.recordings_list()
-        assert record.state is RecordingState.COMPLETE
-        audio = decrypt(data_dir, record, store)
+    assert record.state is RecordingState.COMPLETE
     # What the network cost each channel: the packets that never came (20 ms each), the one that
     # came too late to be placed, the duplicate ignored; nothing else.
     assert record.media_quality == MediaQuality(
@@ -105,8 +120,8 @@ def test_a_recording_over_a_lossy_reordering_network_holds_every_packet_in_its_p
         pbx_side=ChannelQuality(lost_ms=20 * len(PBX_NETWORK.lost), duplicate_packets=1),
     )
     for column, payloads, network, too_late in (
-        (0, outside_payloads, OUTSIDE_NETWORK, TOO_LATE),
-        (1, pbx_payloads, PBX_NETWORK, set()),
+        (0, OUTSIDE_PAYLOADS, OUTSIDE_NETWORK, TOO_LATE),
+        (1, PBX_PAYLOADS, PBX_NETWORK, set()),
     ):
         sent = ulaw_decode(b"".join(payloads))
         channel = audio[:, column]
@@ -147,30 +162,14 @@ def test_over_a_jittery_network_the_evidence_counts_exactly_the_silence_lost_pac
     # place; every place between a channel's first and last packet that none filled is silence,
     # and is what the evidence calls lost: the packets the network lost, and at the end those it
     # still held when the call ended.
-    write_prompt_wavs(tmp_path)
-    outside_payloads, pbx_payloads = (
-        tone_payloads(OUTSIDE_HZ, TONE_PACKETS),
-        tone_payloads(PBX_HZ, TONE_PACKETS),
-    )
     pbx_network, outside_network = jittery(1), jittery(2)
-    call = call_with_tones(
-        tmp_path,
-        Direction.OUTBOUND,
-        caller_payloads=pbx_payloads,
-        callee_payloads=outside_payloads,
-        policies=policy_yaml(),
-        pause_ms=CALL_MS,
-        caller_impairment=pbx_network,
-        callee_impairment=outside_network,
+    record, audio = impaired_call(
+        tmp_path, Direction.OUTBOUND, outside_network=outside_network, pbx_network=pbx_network
     )
-    data_dir = call.proxy.data_dir
-    with EvidenceStore(data_dir / "evidence.sqlite") as store:
-        (record,) = store.recordings_list()
-        audio = decrypt(data_dir, record, store)
     assert record.media_quality is not None
     for column, payloads, network, quality in (
-        (0, outside_payloads, outside_network, record.media_quality.outside_party),
-        (1, pbx_payloads, pbx_network, record.media_quality.pbx_side),
+        (0, OUTSIDE_PAYLOADS, outside_network, record.media_quality.outside_party),
+        (1, PBX_PAYLOADS, pbx_network, record.media_quality.pbx_side),
     ):
         sent = ulaw_decode(b"".join(payloads))
         channel = audio[:, column]
