@@ -421,9 +421,8 @@ class StereoRecorder:
             jumps_ignored=s.jumps_ignored,
             late_dropped=s.late_dropped,
             late_dropped_samples=s.late_dropped_samples,
-            lost_samples=max(
-                0, s.lost_samples
-            ),  # a gap is counted at the newest length, a late packet at its own
+            # Never below 0: a gap is counted at the newest packet's length, a late one at its own.
+            lost_samples=max(0, s.lost_samples),
             gated=s.gated,
             gap_samples=s.gap_samples,
             reanchors=s.reanchors,
