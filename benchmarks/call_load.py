@@ -154,12 +154,14 @@ __all__ = [
     "Comparison",
     "PortPlan",
     "PortfileReader",
+    "Processes",
     "RecordingCost",
     "RecordingTally",
     "RunResult",
     "Samples",
     "SippStats",
     "call_rate",
+    "callherald_command",
     "callherald_yaml",
     "compare",
     "cost_of_recording",
@@ -178,16 +180,21 @@ __all__ = [
     "read_recordings",
     "read_sipp_stats",
     "read_timing",
+    "rss_kib",
     "run_agent",
     "run_once",
     "run_queue_wait_ns",
     "run_series",
     "shared_window_s",
+    "sipp_command",
+    "start_callherald",
     "steady_window",
     "thread_cpu_added",
     "ticks_by_thread",
     "udp_drops",
+    "udp_port_free",
     "vm_rss_kib",
+    "wait_until",
     "window_figures",
     "write_notice_wav",
     "write_rtp_header",
@@ -563,7 +570,8 @@ def plan_ports(base: int, calls: int) -> PortPlan:
     )
 
 
-def _udp_port_free(port: int) -> bool:
+def udp_port_free(port: int) -> bool:
+    """Whether a UDP socket can bind ``port`` on 127.0.0.1 now."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         try:
             probe.bind((LOOPBACK, port))
@@ -581,7 +589,7 @@ def port_regions(count: int, region: tuple[int, int] = PORT_REGION) -> list[tupl
 
 
 def find_port_plan(
-    calls: int, is_free: Callable[[int], bool] = _udp_port_free, region: tuple[int, int] = PORT_REGION
+    calls: int, is_free: Callable[[int], bool] = udp_port_free, region: tuple[int, int] = PORT_REGION
 ) -> PortPlan:
     """A plan whose every port is free now, searched in ``region`` from a per-process start."""
     low, high = region
@@ -1292,7 +1300,8 @@ def _tasks(pid: int) -> Iterator[tuple[int, str, str]]:
         yield tid, comm, stat_text
 
 
-def _rss(pid: int) -> int | None:
+def rss_kib(pid: int) -> int | None:
+    """The resident memory of a process in KiB, None when it is gone."""
     text = _read_proc(pid, "status")
     return None if text is None else vm_rss_kib(text)
 
@@ -1334,11 +1343,11 @@ def cpu_placement(pin: bool) -> CpuPlacement:
     return frozenset(available[:1]), frozenset(available[1:])
 
 
-class _Processes:
+class Processes:
     """Starts processes with output to files and stops each by its PID."""
 
     def __init__(self, workdir: Path) -> None:
-        self._workdir = workdir
+        self.workdir = workdir
         self._started: list[subprocess.Popen[bytes]] = []
 
     def start(
@@ -1350,13 +1359,13 @@ class _Processes:
         cwd: Path | None = None,
         cpus: frozenset[int] | None = None,
     ) -> subprocess.Popen[bytes]:
-        with (self._workdir / f"{name}.out").open("wb") as out:
+        with (self.workdir / f"{name}.out").open("wb") as out:
             process = subprocess.Popen(
                 command,
                 stdout=out,
                 stderr=out,
                 stdin=subprocess.DEVNULL,
-                cwd=cwd or self._workdir,
+                cwd=cwd or self.workdir,
                 preexec_fn=_child_setup(needed_files, cpus),  # noqa: PLW1509 (no threads here)
             )
         self._started.append(process)
@@ -1380,7 +1389,8 @@ class _Processes:
             self.stop(process)
 
 
-def _wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll ``condition`` until it holds; BenchmarkError saying ``what`` after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
@@ -1388,7 +1398,33 @@ def _wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> N
         time.sleep(POLL_S)
 
 
-def _callherald_command() -> list[str]:
+def start_callherald(
+    processes: Processes, config: Path, calls: int, *, cpus: frozenset[int] | None = None
+) -> subprocess.Popen[bytes]:
+    """``callherald serve`` on ``config`` for up to ``calls`` calls, output to ``callherald.out`` in
+    the processes' work directory; returns once it listens, BenchmarkError if it exits first."""
+    log_path = processes.workdir / "callherald.out"
+    callherald = processes.start(
+        "callherald",
+        [*callherald_command(), "serve", "--config", str(config)],
+        needed_files=5 * calls + 512,  # 4 RTP sockets a call, and a recording file
+        cpus=cpus,
+    )
+    wait_until(
+        lambda: (
+            "listening for the carrier side" in log_path.read_text(errors="replace")
+            or callherald.poll() is not None
+        ),
+        START_TIMEOUT_S,
+        "callherald did not start",
+    )
+    if callherald.poll() is not None:
+        raise BenchmarkError(f"callherald exited:\n{log_path.read_text(errors='replace')[-2000:]}")
+    return callherald
+
+
+def callherald_command() -> list[str]:
+    """The ``callherald`` command beside this Python, else on the PATH."""
     beside = Path(sys.executable).with_name("callherald")
     found = str(beside) if beside.exists() else shutil.which("callherald")
     if found is None:
@@ -1568,9 +1604,11 @@ def _scan_log(text: str) -> tuple[int, dict[str, int], list[str]]:
     return started, dict(reasons), problems
 
 
-def _sipp_base(
+def sipp_command(
     scenario: Path, plan_sip: int, control: int, media: int, workdir: Path, name: str
 ) -> list[str]:
+    """SIPp running ``scenario`` on 127.0.0.1: SIP on ``plan_sip``, control on ``control``, media
+    on ``media``; no keyboard, unexpected messages logged to ``NAME-errors.log`` in ``workdir``."""
     return [
         "sipp",
         "-sf",
@@ -1618,7 +1656,7 @@ def run_once(
     portfile.write_bytes(b"")
     injection = workdir / "rtp-ports.csv"
     injection.write_text("SEQUENTIAL\n" + "".join(f"{port};\n" for port in plan.agent), encoding="ascii")
-    processes = _Processes(workdir)
+    processes = Processes(workdir)
     samples = Samples()
     probe_out = workdir / "speed-probe.txt"
     probe_out.unlink(missing_ok=True)
@@ -1643,25 +1681,9 @@ def run_once(
                 ),
                 encoding="utf-8",
             )
-            log_path = workdir / "callherald.out"
-            callherald = processes.start(
-                "callherald",
-                [*_callherald_command(), "serve", "--config", str(config)],
-                needed_files=5 * calls + 512,  # 4 RTP sockets a call, and a recording file
-                cpus=callherald_cpus,
-            )
-            _wait_until(
-                lambda: (
-                    "listening for the carrier side" in log_path.read_text(errors="replace")
-                    or callherald.poll() is not None
-                ),
-                START_TIMEOUT_S,
-                "callherald did not start",
-            )
-            if callherald.poll() is not None:
-                raise BenchmarkError(f"callherald exited:\n{log_path.read_text(errors='replace')[-2000:]}")
+            callherald = start_callherald(processes, config, calls, cpus=callherald_cpus)
             time.sleep(SETTLE_S)
-            rss_idle, fds_idle = _rss(callherald.pid), open_fds(callherald.pid)
+            rss_idle, fds_idle = rss_kib(callherald.pid), open_fds(callherald.pid)
             probe_config = workdir / "speed-probe.json"
             probe_config.write_text(
                 json.dumps({"out": str(probe_out), "max_s": run_limit_s + RUN_SLACK_S}), encoding="utf-8"
@@ -1675,7 +1697,7 @@ def run_once(
         uas = processes.start(
             "uas",
             [
-                *_sipp_base(UAS_SCENARIO, plan.uas_sip, plan.uas_control, plan.echo, workdir, "uas"),
+                *sipp_command(UAS_SCENARIO, plan.uas_sip, plan.uas_control, plan.echo, workdir, "uas"),
                 "-rtp_echo",
                 "-l",
                 str(2 * calls + 10),
@@ -1684,8 +1706,8 @@ def run_once(
             ],
             cpus=load_cpus,
         )
-        _wait_until(
-            lambda: not _udp_port_free(plan.uas_sip) or uas.poll() is not None,
+        wait_until(
+            lambda: not udp_port_free(plan.uas_sip) or uas.poll() is not None,
             UAS_START_TIMEOUT_S,
             "the SIPp UAS did not bind its port",
         )
@@ -1714,7 +1736,7 @@ def run_once(
             cwd=PROJECT_ROOT,
             cpus=load_cpus,
         )
-        _wait_until(
+        wait_until(
             lambda: (
                 (workdir / "agent.out").read_text(errors="replace").startswith("ready")
                 or agent.poll() is not None
@@ -1730,7 +1752,7 @@ def run_once(
         uac = processes.start(
             "uac",
             [
-                *_sipp_base(UAC_SCENARIO, plan.uac_sip, plan.uac_control, plan.uac_media, workdir, "uac"),
+                *sipp_command(UAC_SCENARIO, plan.uac_sip, plan.uac_control, plan.uac_media, workdir, "uac"),
                 f"{LOOPBACK}:{target}",
                 "-s",
                 DIALLED,
@@ -1780,7 +1802,7 @@ def run_once(
             notes.append("the RTP agent did not finish in time")
         if callherald is not None:
             time.sleep(AFTER_RUN_S)
-            rss_after, fds_after = _rss(callherald.pid), open_fds(callherald.pid)
+            rss_after, fds_after = rss_kib(callherald.pid), open_fds(callherald.pid)
             if callherald.poll() is not None:
                 notes.append(f"callherald exited during the run with {callherald.returncode}")
         uac_code = uac.returncode
@@ -1903,7 +1925,7 @@ def _monitor(
         if now >= next_slow:
             next_slow = now + SLOW_POLL_S
             if "callherald" in pids:
-                rss, fds = _rss(pids["callherald"]), open_fds(pids["callherald"])
+                rss, fds = rss_kib(pids["callherald"]), open_fds(pids["callherald"])
                 if rss is not None and fds is not None:
                     samples.rss.append((now, rss))
                     samples.fds.append((now, fds))
