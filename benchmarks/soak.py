@@ -147,10 +147,8 @@ def run_soak(waves: int, calls: int, concurrent: int, hold_s: float, workdir: Pa
     """Run the soak in ``workdir`` (see the module docstring); bounded in time, processes stopped."""
     rate = call_rate(concurrent, hold_s)
     wave_limit_s = calls / rate + hold_s + CALL_OVERHEAD_S + WAVE_SLACK_S
-    plan = find_port_plan(concurrent)
     config = workdir / "callherald.yaml"
     write_notice_wav(workdir / NOTICE_FILE)
-    config.write_text(callherald_yaml(plan, concurrent, "recorded"), encoding="utf-8")
     (workdir / SPEECH_FILE).write_bytes(speech_ulaw())
     processes = Processes(workdir)
     done: list[WaveResult] = []
@@ -158,6 +156,8 @@ def run_soak(waves: int, calls: int, concurrent: int, hold_s: float, workdir: Pa
     recordings: RecordingTally | None = None
     error: str | None = None
     try:
+        plan = find_port_plan(concurrent)
+        config.write_text(callherald_yaml(plan, concurrent, "recorded"), encoding="utf-8")
         callherald = start_callherald(processes, config, concurrent)
         time.sleep(SETTLE_S)
         pid = callherald.pid
@@ -179,6 +179,8 @@ def run_soak(waves: int, calls: int, concurrent: int, hold_s: float, workdir: Pa
             UAS_START_TIMEOUT_S,
             "the SIPp UAS did not bind its port",
         )
+        if uas.poll() is not None:
+            raise BenchmarkError(f"the SIPp UAS exited with {uas.returncode}")
         for wave in range(1, waves + 1):
             stats = _place_calls(
                 wave, calls, concurrent, hold_s, rate, wave_limit_s, plan, workdir, processes
@@ -202,7 +204,9 @@ def run_soak(waves: int, calls: int, concurrent: int, hold_s: float, workdir: Pa
                     threads=_threads(pid),
                 )
             )
-        Processes.stop(callherald)
+        stopped = Processes.stop(callherald)
+        if stopped != 0:
+            raise BenchmarkError(f"callherald exited with {stopped} when stopped (SIGTERM)")
         recordings = read_recordings(workdir / DATA_DIR / "evidence.sqlite")
     except BenchmarkError as failure:
         error = str(failure)
