@@ -1,7 +1,7 @@
 """Waves of recorded calls through one running callherald: does its memory, or anything else, grow?
 
 Run as ``python -m benchmarks.soak [--waves 3] [--calls 300] [--concurrent 100] [--hold-s 10]
-[--json]``. Everything runs on 127.0.0.1, with ports from one block checked free beforehand.
+[--json] [--workdir DIR]``. Everything runs on 127.0.0.1, with ports from one block checked free beforehand.
 
 One ``callherald serve`` runs on the ``recorded`` configuration of ``benchmarks.call_load`` (a
 0.3 s notice to the carrier side, one contract purpose, every call recorded, DTMF-masked and
@@ -11,10 +11,10 @@ UAC (the PBX) places ``--calls`` calls, at most ``--concurrent`` at a time, each
 once callherald has closed every call's sockets, its resident memory (``VmRSS``), open file
 descriptors and threads are read.
 
-The first wave brings callherald's allocators and caches to the level its load needs; what comes
-after should stay there. Reported: the figures before the first wave and after each, the calls
-that succeeded, and the memory growth per call from the end of the first wave to the end of the
-last (a few KiB in all is noise: the allocator's pools move in pages). At the end callherald
+Reported: the figures before the first wave and after each, the calls that succeeded, and the
+memory gained per call from the end of the first wave to the end of the last. The first wave
+brings the allocators and caches up to what the load needs; they may settle in further steps of
+a megabyte or two over the next waves, while a leak grows wave after wave. At the end callherald
 is stopped (SIGTERM) and its evidence database read: every call should have left one complete
 recording. Each wave is bounded in time, and every process is stopped by its PID.
 """
