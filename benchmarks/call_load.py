@@ -188,6 +188,7 @@ __all__ = [
     "shared_window_s",
     "sipp_command",
     "start_callherald",
+    "start_echo_uas",
     "steady_window",
     "thread_cpu_added",
     "ticks_by_thread",
@@ -1423,6 +1424,34 @@ def start_callherald(
     return callherald
 
 
+def start_echo_uas(
+    processes: Processes, plan: PortPlan, calls: int, limit_s: float, *, cpus: frozenset[int] | None = None
+) -> subprocess.Popen[bytes]:
+    """The SIPp UAS (the carrier) for up to ``calls`` calls, answering on ``plan``'s ports and
+    echoing the audio it gets (``-rtp_echo``), for at most ``limit_s``; returns once it listens,
+    BenchmarkError if it exits first."""
+    uas = processes.start(
+        "uas",
+        [
+            *sipp_command(UAS_SCENARIO, plan.uas_sip, plan.uas_control, plan.echo, processes.workdir, "uas"),
+            "-rtp_echo",
+            "-l",
+            str(2 * calls + 10),
+            "-timeout",
+            f"{math.ceil(limit_s)}s",
+        ],
+        cpus=cpus,
+    )
+    wait_until(
+        lambda: not udp_port_free(plan.uas_sip) or uas.poll() is not None,
+        UAS_START_TIMEOUT_S,
+        "the SIPp UAS did not bind its port",
+    )
+    if uas.poll() is not None:
+        raise BenchmarkError(f"the SIPp UAS exited with {uas.returncode}")
+    return uas
+
+
 def callherald_command() -> list[str]:
     """The ``callherald`` command beside this Python, else on the PATH."""
     beside = Path(sys.executable).with_name("callherald")
@@ -1694,25 +1723,7 @@ def run_once(
                 cwd=PROJECT_ROOT,
                 cpus=callherald_cpus,
             )
-        uas = processes.start(
-            "uas",
-            [
-                *sipp_command(UAS_SCENARIO, plan.uas_sip, plan.uas_control, plan.echo, workdir, "uas"),
-                "-rtp_echo",
-                "-l",
-                str(2 * calls + 10),
-                "-timeout",
-                f"{math.ceil(run_limit_s + 10)}s",
-            ],
-            cpus=load_cpus,
-        )
-        wait_until(
-            lambda: not udp_port_free(plan.uas_sip) or uas.poll() is not None,
-            UAS_START_TIMEOUT_S,
-            "the SIPp UAS did not bind its port",
-        )
-        if uas.poll() is not None:
-            raise BenchmarkError(f"the SIPp UAS exited with {uas.returncode}")
+        uas = start_echo_uas(processes, plan, calls, run_limit_s + 10, cpus=load_cpus)
         agent_config = workdir / "agent.json"
         agent_result = workdir / "agent-result.json"
         speech = workdir / "speech.ulaw"

@@ -41,8 +41,6 @@ from benchmarks.call_load import (
     NOTICE_FILE,
     NOTICE_S,
     SCENARIOS,
-    UAS_SCENARIO,
-    UAS_START_TIMEOUT_S,
     BenchmarkError,
     PortPlan,
     Processes,
@@ -56,7 +54,7 @@ from benchmarks.call_load import (
     rss_kib,
     sipp_command,
     start_callherald,
-    udp_port_free,
+    start_echo_uas,
     wait_until,
     write_notice_wav,
 )
@@ -163,24 +161,7 @@ def run_soak(waves: int, calls: int, concurrent: int, hold_s: float, workdir: Pa
         pid = callherald.pid
         before = (rss_kib(pid), open_fds(pid), _threads(pid))
         listening = _sockets(pid)
-        uas = processes.start(
-            "uas",
-            [
-                *sipp_command(UAS_SCENARIO, plan.uas_sip, plan.uas_control, plan.echo, workdir, "uas"),
-                "-rtp_echo",
-                "-l",
-                str(2 * concurrent + 10),
-                "-timeout",
-                f"{math.ceil(waves * wave_limit_s + WAVE_SLACK_S)}s",
-            ],
-        )
-        wait_until(
-            lambda: not udp_port_free(plan.uas_sip) or uas.poll() is not None,
-            UAS_START_TIMEOUT_S,
-            "the SIPp UAS did not bind its port",
-        )
-        if uas.poll() is not None:
-            raise BenchmarkError(f"the SIPp UAS exited with {uas.returncode}")
+        start_echo_uas(processes, plan, concurrent, waves * wave_limit_s + WAVE_SLACK_S)
         for wave in range(1, waves + 1):
             stats = _place_calls(
                 wave, calls, concurrent, hold_s, rate, wave_limit_s, plan, workdir, processes
