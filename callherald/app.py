@@ -132,6 +132,8 @@ def b2bua_settings(config: Config, *, user_agent: str = "callherald") -> B2buaSe
             _target_address(config.routing.default_target) if config.routing.default_target else None
         ),
         max_concurrent_calls=config.limits.max_concurrent_calls,
+        max_new_calls_per_s=config.limits.max_new_calls_per_s,
+        overload_lag_s=config.limits.overload_lag_ms / 1000,
         rtp_inactivity_timeout_s=config.limits.rtp_inactivity_timeout_s,
         ring_timeout_s=config.limits.ring_timeout_s,
         notice_hold_timeout_s=config.limits.notice_hold_timeout_s,

@@ -138,6 +138,8 @@ media:
 
 limits:
   max_concurrent_calls: 500
+  max_new_calls_per_s: 0          # 0: no limit on new calls a second
+  overload_lag_ms: 250            # new calls get 503 while the event loop runs this late
   rtp_inactivity_timeout_s: 60
   ring_timeout_s: 180
   no_response_timeout_s: 32
@@ -230,6 +232,8 @@ def default_config(home: Path) -> Config:
         ),
         limits=Limits(
             max_concurrent_calls=500,
+            max_new_calls_per_s=0.0,
+            overload_lag_ms=250,
             rtp_inactivity_timeout_s=60.0,
             max_message_bytes=65535,
             ring_timeout_s=180.0,

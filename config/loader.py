@@ -36,8 +36,10 @@ from config.schema import (
     DEFAULT_LANGUAGE,
     DEFAULT_MAX_CONCURRENT_CALLS,
     DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_NEW_CALLS_PER_S,
     DEFAULT_NO_RESPONSE_TIMEOUT_S,
     DEFAULT_NOTICE_HOLD_TIMEOUT_S,
+    DEFAULT_OVERLOAD_LAG_MS,
     DEFAULT_RECORDING_MIN_FREE_MB,
     DEFAULT_REGISTRATION_INTERVAL_S,
     DEFAULT_REGISTRATION_RETRY_MAX_S,
@@ -455,6 +457,8 @@ def _addresses_meet(first: str, second: str) -> bool:
 def _read_limits(r: Reader) -> Limits:
     return Limits(
         max_concurrent_calls=r.int_("max_concurrent_calls", DEFAULT_MAX_CONCURRENT_CALLS, lo=1),
+        max_new_calls_per_s=r.number("max_new_calls_per_s", DEFAULT_MAX_NEW_CALLS_PER_S, lo=0, hi=10000),
+        overload_lag_ms=r.int_("overload_lag_ms", DEFAULT_OVERLOAD_LAG_MS, lo=0, hi=10000),
         rtp_inactivity_timeout_s=r.number(
             "rtp_inactivity_timeout_s", DEFAULT_RTP_INACTIVITY_TIMEOUT_S, lo=1, hi=86400
         ),

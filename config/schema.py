@@ -19,8 +19,10 @@ __all__ = [
     "DEFAULT_LANGUAGE",
     "DEFAULT_MAX_CONCURRENT_CALLS",
     "DEFAULT_MAX_MESSAGE_BYTES",
+    "DEFAULT_MAX_NEW_CALLS_PER_S",
     "DEFAULT_NOTICE_HOLD_TIMEOUT_S",
     "DEFAULT_NO_RESPONSE_TIMEOUT_S",
+    "DEFAULT_OVERLOAD_LAG_MS",
     "DEFAULT_RECORDING_MIN_FREE_MB",
     "DEFAULT_REGISTRATION_INTERVAL_S",
     "DEFAULT_REGISTRATION_RETRY_MAX_S",
@@ -68,6 +70,8 @@ __all__ = [
 
 DEFAULT_SIP_PORT = 5060
 DEFAULT_MAX_CONCURRENT_CALLS = 500
+DEFAULT_MAX_NEW_CALLS_PER_S = 0.0
+DEFAULT_OVERLOAD_LAG_MS = 250
 DEFAULT_RTP_INACTIVITY_TIMEOUT_S = 60.0
 DEFAULT_RING_TIMEOUT_S = 180.0
 DEFAULT_NO_RESPONSE_TIMEOUT_S = 32.0
@@ -338,6 +342,15 @@ class Limits:
 
     max_concurrent_calls: int = DEFAULT_MAX_CONCURRENT_CALLS
     """Calls above this are refused with 503, at least 1. Default 500."""
+    max_new_calls_per_s: float = DEFAULT_MAX_NEW_CALLS_PER_S
+    """New calls accepted per second, each side's together (a token bucket holding one second of
+    them, at least one); attempts over it are refused with 503 and Retry-After. 0-10000; 0, the
+    default, sets no limit."""
+    overload_lag_ms: int = DEFAULT_OVERLOAD_LAG_MS
+    """While callherald's event loop keeps running this late (three checks in a row, 0.1 s
+    apart), new calls are refused with 503 and Retry-After, so that the calls already up keep
+    their notices' timing; it ends once the loop has kept time for about a second. Milliseconds,
+    0-10000; 0 turns it off. Default 250."""
     rtp_inactivity_timeout_s: float = DEFAULT_RTP_INACTIVITY_TIMEOUT_S
     """A call whose legs both sent no RTP for this long is ended, seconds, 1-86400. Default 60."""
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES

@@ -27,6 +27,7 @@ from proxy.aio.recording import (
     recording_sample_rate_hz,
 )
 from proxy.aio.transport import Address, Transport, start_tcp, start_udp
+from proxy.b2bua.admission import LAG_PROBE_INTERVAL_S
 from proxy.b2bua.consent import DigitMechanism
 from proxy.b2bua.core import B2bua, CallSummary
 from proxy.b2bua.effects import (
@@ -214,6 +215,7 @@ class ProxyService:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_deadline: float | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._lag_probe: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def local_address(self, side: Side) -> Address:
@@ -241,6 +243,8 @@ class ProxyService:
             self.transports[side] = transport
             self._owned.append(transport)
         self._sweeper = asyncio.create_task(self.media.sweep_forever())
+        if self.core.watches_loop_lag:
+            self._probe_lag_at(self._now() + LAG_PROBE_INTERVAL_S)
         self._execute(self.core.start(self._now()))
 
     async def _open(self, spec: ListenSpec, side: Side | None) -> Transport:
@@ -268,6 +272,9 @@ class ProxyService:
         await asyncio.sleep(0.05)
         if self._timer is not None:
             self._timer.cancel()
+        if self._lag_probe is not None:
+            self._lag_probe.cancel()
+            self._lag_probe = None
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
@@ -341,6 +348,17 @@ class ProxyService:
 
     def _on_media_inactive(self, call_ref: str) -> None:
         self._execute(self.core.media_inactive(call_ref, self._now()))
+
+    def _probe_lag_at(self, due: float) -> None:
+        assert self._loop is not None
+        self._lag_probe = self._loop.call_at(due, self._on_lag_probe, due)
+
+    def _on_lag_probe(self, due: float) -> None:
+        # How late the loop ran this timer: the core sheds new calls while that stays high.
+        now = self._now()
+        self._execute(self.core.loop_lag(max(0.0, now - due)))
+        if self._loop is not None:
+            self._probe_lag_at(now + LAG_PROBE_INTERVAL_S)
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -31,6 +31,7 @@ from types import MappingProxyType
 from typing import Final
 from urllib.parse import unquote
 
+from proxy.b2bua.admission import CallAdmission
 from proxy.b2bua.announcer import AnnouncerStage, CallAnnouncer
 from proxy.b2bua.call import (
     STATIC_PAYLOAD_TYPES,
@@ -166,6 +167,7 @@ class B2buaStats:
     calls_ended: int = 0
     rejected_unknown_source: int = 0
     rejected_over_capacity: int = 0
+    rejected_overload: int = 0  # over the call-attempt rate or while overloaded (``CallAdmission``)
     stray_messages: int = 0
 
 
@@ -278,6 +280,9 @@ class B2bua:
         self._tx = TransactionLayer(timers=self._timer_config)
         self._ports = PortPool(
             settings.rtp_port_min, settings.rtp_port_max, usable=port_usable, first_pair=first_port_pair
+        )
+        self._admission = CallAdmission(
+            max_new_calls_per_s=settings.max_new_calls_per_s, overload_lag_s=settings.overload_lag_s
         )
         self._calls: dict[str, Call] = {}
         self._dialogs: dict[tuple[str, str], tuple[Call, MediaLeg]] = {}
@@ -468,6 +473,33 @@ class B2bua:
             out.extend(announcer.digit(digit, mechanism, now, pressed_at))
             self._after_announcer(call, now, out)
         return out
+
+    @property
+    def watches_loop_lag(self) -> bool:
+        """Whether the service should report its event loop's lag (``loop_lag``), every
+        ``proxy.b2bua.admission.LAG_PROBE_INTERVAL_S``."""
+        return self._admission.watches_lag
+
+    @property
+    def overloaded(self) -> bool:
+        """Whether new calls are being shed because the service's loop keeps running late."""
+        return self._admission.overloaded
+
+    def loop_lag(self, lag_s: float) -> list[Effect]:
+        """The service's loop ran a timer ``lag_s`` late: new calls are refused while it keeps
+        running late (``CallAdmission``); an admin is told when that starts and ends."""
+        change = self._admission.lag_observed(lag_s)
+        if change is None:
+            return []
+        limit_ms = self._settings.overload_lag_s * 1000
+        if change.overloaded:
+            text = (
+                f"overloaded: the event loop ran {change.lag_s * 1000:.0f} ms late (limits.overload_lag_ms"
+                f" {limit_ms:.0f}); new calls are refused with 503 until it keeps time, calls up go on"
+            )
+            return [LogEvent(level="warning", text=text)]
+        text = "no longer overloaded: the event loop keeps time again; new calls are accepted"
+        return [LogEvent(level="warning", text=text)]
 
     def next_deadline(self) -> float | None:
         while self._timers and self._timer_actions.get(self._timers[0][2], (None,))[0] != self._timers[0][0]:
@@ -718,6 +750,11 @@ class B2bua:
             self.stats.rejected_over_capacity += 1
             limit = settings.max_concurrent_calls
             refuse(503, f"limits.max_concurrent_calls ({limit}) reached", _RETRY_LATER)
+            return
+        shed = self._admission.refusal(now)
+        if shed is not None:
+            self.stats.rejected_overload += 1
+            refuse(503, shed, _RETRY_LATER)  # RFC 3261 §21.5.4; RFC 7339 §1: shed, do not fail
             return
         try:
             offer = self._parse_offer(request)

@@ -83,6 +83,10 @@ class B2buaSettings:
     inbound_routes: dict[str, Address]
     fallback_inbound_target: Address | None = None
     max_concurrent_calls: int = 500
+    # New calls accepted per second (0: no limit) and the event-loop lag that sheds new calls
+    # while it lasts (0: never); ``proxy.b2bua.admission``.
+    max_new_calls_per_s: float = 0.0
+    overload_lag_s: float = 0.0
     rtp_inactivity_timeout_s: float = 60.0
     ring_timeout_s: float = 180.0
     # How long an outside party may hold the call before it heard the notice and questions; then

@@ -106,6 +106,8 @@ media:
   constant_ssrc: false
 limits:
   max_concurrent_calls: 50
+  max_new_calls_per_s: 12.5
+  overload_lag_ms: 400
   rtp_inactivity_timeout_s: 30.5
   ring_timeout_s: 45
   no_response_timeout_s: 6
@@ -263,6 +265,8 @@ def full_example_config(config_dir: Path) -> Config:
         ),
         limits=Limits(
             max_concurrent_calls=50,
+            max_new_calls_per_s=12.5,
+            overload_lag_ms=400,
             rtp_inactivity_timeout_s=30.5,
             max_message_bytes=8192,
             ring_timeout_s=45.0,
@@ -514,6 +518,8 @@ def test_minimal_is_valid() -> None:
         no_response_timeout_s=32.0,  # 64 * T1, RFC 3261 §17.1.1.2
         notice_hold_timeout_s=30.0,
     )
+    assert config.limits.max_new_calls_per_s == 0  # no rate limit unless asked for
+    assert config.limits.overload_lag_ms == 250  # overload shedding on
     assert config.routing == Routing(inbound=(), default_target=None)
     assert config.logging == Logging(level=LogLevel.INFO)
     assert config.media.bind_address == "0.0.0.0"
@@ -755,6 +761,16 @@ ERROR_CASES = [
         MINIMAL + "limits:\n  notice_hold_timeout_s: 0\n",
         "callherald.yaml:18: limits.notice_hold_timeout_s: expected a number 1-3600, got 0",
         id="notice-hold-timeout-zero",
+    ),
+    pytest.param(
+        MINIMAL + "limits:\n  max_new_calls_per_s: -1\n",
+        "callherald.yaml:18: limits.max_new_calls_per_s: expected a number 0-10000, got -1",
+        id="negative-call-rate",
+    ),
+    pytest.param(
+        MINIMAL + "limits:\n  overload_lag_ms: 0.5\n",
+        "callherald.yaml:18: limits.overload_lag_ms: expected an integer 0-10000, got 0.5",
+        id="fractional-overload-lag",
     ),
     pytest.param(
         MINIMAL + "logging: {level: verbose}\n",

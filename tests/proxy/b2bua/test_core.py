@@ -2434,6 +2434,72 @@ def test_over_capacity_gets_503_with_retry_after() -> None:
     h.assert_idle()
 
 
+def test_call_attempts_over_the_rate_get_503_with_retry_after_until_a_token_comes_back() -> None:
+    h = Harness(make_settings(max_new_calls_per_s=1))
+    _, first_callee = dial(h)
+    second = FakeUac(h, name="second", address=("127.0.0.1", 5092), side=Side.PBX)
+    effects = second.send(second.invite(DIALLED))
+
+    assert sip_summary(effects) == [(second.address, "503 INVITE")]
+    assert second.last_response("INVITE", 503).headers.fields("retry-after") == ["5"]
+    assert non_sip(effects) == [
+        LogEvent(
+            level="warning",
+            text="refused a call from pbx peer 127.0.0.1:5092 with 503: limits.max_new_calls_per_s (1)"
+            " reached (Call-ID second-call-1@127.0.0.1)",
+        )
+    ]
+    assert h.b2bua.stats.rejected_overload == 1
+    first_callee.reply(first_callee.invite, 486)
+    h.advance(1.0)
+    third = FakeUac(h, name="third", address=("127.0.0.1", 5094), side=Side.PBX)
+    third.send(third.invite(DIALLED))
+    assert third.last_response("INVITE", 100) is not None
+    assert h.b2bua.active_calls == 1
+
+
+def test_a_loop_that_keeps_running_late_sheds_new_calls_and_spares_the_calls_up() -> None:
+    h = Harness(make_settings(overload_lag_s=0.25))
+    assert h.b2bua.watches_loop_lag
+    caller, callee = connect(h)
+    late = [h.b2bua.loop_lag(0.4) for _ in range(3)]
+    assert late[:2] == [[], []]
+    assert late[2] == [
+        LogEvent(
+            level="warning",
+            text="overloaded: the event loop ran 400 ms late (limits.overload_lag_ms 250); new calls are"
+            " refused with 503 until it keeps time, calls up go on",
+        )
+    ]
+    second = FakeUac(h, name="second", address=("127.0.0.1", 5092), side=Side.PBX)
+    effects = second.send(second.invite(DIALLED))
+    assert sip_summary(effects) == [(second.address, "503 INVITE")]
+    assert second.last_response("INVITE", 503).headers.fields("retry-after") == ["5"]
+    assert h.b2bua.stats.rejected_overload == 1
+    # The call up is not touched: its re-INVITE (RFC 3261 §14) is relayed, not shed.
+    effects = caller.send(caller.request("INVITE", body=offer_from(caller)))
+    assert sip_summary(effects) == [(caller.address, "100 INVITE"), (callee.address, "INVITE")]
+    timely = [h.b2bua.loop_lag(0.01) for _ in range(10)]
+    assert timely[:9] == [[]] * 9
+    assert timely[9] == [
+        LogEvent(
+            level="warning",
+            text="no longer overloaded: the event loop keeps time again; new calls are accepted",
+        )
+    ]
+    third = FakeUac(h, name="third", address=("127.0.0.1", 5094), side=Side.PBX)
+    third.send(third.invite(DIALLED))
+    assert third.last_response("INVITE", 100) is not None
+
+
+def test_without_an_overload_limit_the_loop_is_not_watched() -> None:
+    h = Harness(make_settings(overload_lag_s=0))
+    assert not h.b2bua.watches_loop_lag
+    assert [h.b2bua.loop_lag(9.0) for _ in range(5)] == [[]] * 5
+    dial(h)
+    assert h.b2bua.active_calls == 1
+
+
 @pytest.mark.parametrize(("port_max", "calls_before"), [(20003, 1), (20001, 0)])
 def test_port_pool_exhausted_gets_503(port_max: int, calls_before: int) -> None:
     h = Harness(make_settings(rtp_port_max=port_max))
