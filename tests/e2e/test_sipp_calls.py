@@ -733,11 +733,11 @@ def test_options_to_each_listener_gets_200_with_allow(tmp_path: Path, side: str)
 # 8. Over capacity -------------------------------------------------------------------------------
 
 
-@requires_sipp
-@pytest.mark.timeout(40)
-def test_call_over_capacity_gets_503_and_the_first_call_is_unharmed(tmp_path: Path) -> None:
+def assert_second_call_refused_with_503(tmp_path: Path, limits: str, why: str) -> None:
+    """Under ``limits``, a first call goes through and a second, while it is up, gets 503 with
+    Retry-After, logged with ``why``; the first call is unharmed."""
     answered = tmp_path / "caller.sdp"
-    with running_callherald(tmp_path, limits="  max_concurrent_calls: 1") as proxy:
+    with running_callherald(tmp_path, limits=limits) as proxy:
         # Room for two calls at the callee, so a second INVITE let through would show in its trace.
         callee_keys = sipp_keys(rtp_port=20002, portfile=tmp_path / "callee.sdp")
         caller_keys = sipp_keys(rtp_port=20000, portfile=answered)
@@ -759,41 +759,27 @@ def test_call_over_capacity_gets_503_and_the_first_call_is_unharmed(tmp_path: Pa
             first = caller.finish(timeout_s=15)
             callee_run = callee.finish(timeout_s=0.5)
         assert_ok(proxy, second, first)
+        assert proxy.wait_for_log(f"with 503: {why}")
     assert int((tmp_path / "retry_after.txt").read_text().strip()) > 0
     # The callee saw exactly one call (answered, then its BYE); it was still waiting for a second.
-    callee_requests = callee_run.methods_received()
-    assert callee_requests == ["INVITE", "ACK", "BYE"]
+    assert callee_run.methods_received() == ["INVITE", "ACK", "BYE"]
+
+
+@requires_sipp
+@pytest.mark.timeout(40)
+def test_call_over_capacity_gets_503_and_the_first_call_is_unharmed(tmp_path: Path) -> None:
+    assert_second_call_refused_with_503(
+        tmp_path, "  max_concurrent_calls: 1", "limits.max_concurrent_calls (1) reached"
+    )
 
 
 @requires_sipp
 @pytest.mark.timeout(40)
 def test_call_attempts_over_the_rate_get_503_and_the_first_call_is_unharmed(tmp_path: Path) -> None:
-    answered = tmp_path / "caller.sdp"
     # One new call per 20 s: the first goes through, a second within the test is refused.
-    with running_callherald(tmp_path, limits="  max_new_calls_per_s: 0.05") as proxy:
-        callee_keys = sipp_keys(rtp_port=20002, portfile=tmp_path / "callee.sdp")
-        caller_keys = sipp_keys(rtp_port=20000, portfile=answered)
-        with (
-            start_callee("uas_call.xml", proxy.carrier_target_port, tmp_path, callee_keys, calls=2) as callee,
-            start_caller("uac_call.xml", proxy.pbx_port, tmp_path, caller_keys, pause_ms=2000) as caller,
-        ):
-            deadline = time.monotonic() + 10
-            while read_sdp_file(answered) is None and time.monotonic() < deadline:
-                time.sleep(0.02)
-            assert read_sdp_file(answered) is not None, "the first call was not answered"
-            second = run_caller(
-                "uac_expect_503.xml",
-                proxy.pbx_port,
-                tmp_path,
-                sipp_keys(rtp_port=20004, resultfile=tmp_path / "retry_after.txt"),
-                role="second-caller",
-            )
-            first = caller.finish(timeout_s=15)
-            callee_run = callee.finish(timeout_s=0.5)
-        assert_ok(proxy, second, first)
-        assert proxy.wait_for_log("with 503: limits.max_new_calls_per_s (0.05) reached")
-    assert int((tmp_path / "retry_after.txt").read_text().strip()) > 0
-    assert callee_run.methods_received() == ["INVITE", "ACK", "BYE"]
+    assert_second_call_refused_with_503(
+        tmp_path, "  max_new_calls_per_s: 0.05", "limits.max_new_calls_per_s (0.05) reached"
+    )
 
 
 # 9. RTP inactivity ------------------------------------------------------------------------------

@@ -2414,9 +2414,8 @@ def test_request_from_an_unknown_source_is_dropped_silently() -> None:
     h.assert_idle()
 
 
-def test_over_capacity_gets_503_with_retry_after() -> None:
-    h = Harness(make_settings(max_concurrent_calls=1))
-    _, first_callee = dial(h)
+def second_call_refused_with_503(h: Harness, why: str) -> None:
+    """A second caller's INVITE gets 503 with Retry-After (RFC 3261 §21.5.4), logged with ``why``."""
     second = FakeUac(h, name="second", address=("127.0.0.1", 5092), side=Side.PBX)
     effects = second.send(second.invite(DIALLED))
 
@@ -2425,10 +2424,15 @@ def test_over_capacity_gets_503_with_retry_after() -> None:
     assert non_sip(effects) == [
         LogEvent(
             level="warning",
-            text="refused a call from pbx peer 127.0.0.1:5092 with 503: limits.max_concurrent_calls (1)"
-            " reached (Call-ID second-call-1@127.0.0.1)",
+            text=f"refused a call from pbx peer 127.0.0.1:5092 with 503: {why} (Call-ID second-call-1@127.0.0.1)",
         )
     ]
+
+
+def test_over_capacity_gets_503_with_retry_after() -> None:
+    h = Harness(make_settings(max_concurrent_calls=1))
+    _, first_callee = dial(h)
+    second_call_refused_with_503(h, "limits.max_concurrent_calls (1) reached")
     assert h.b2bua.stats.rejected_over_capacity == 1
     first_callee.reply(first_callee.invite, 486)
     h.assert_idle()
@@ -2437,18 +2441,7 @@ def test_over_capacity_gets_503_with_retry_after() -> None:
 def test_call_attempts_over_the_rate_get_503_with_retry_after_until_a_token_comes_back() -> None:
     h = Harness(make_settings(max_new_calls_per_s=1))
     _, first_callee = dial(h)
-    second = FakeUac(h, name="second", address=("127.0.0.1", 5092), side=Side.PBX)
-    effects = second.send(second.invite(DIALLED))
-
-    assert sip_summary(effects) == [(second.address, "503 INVITE")]
-    assert second.last_response("INVITE", 503).headers.fields("retry-after") == ["5"]
-    assert non_sip(effects) == [
-        LogEvent(
-            level="warning",
-            text="refused a call from pbx peer 127.0.0.1:5092 with 503: limits.max_new_calls_per_s (1)"
-            " reached (Call-ID second-call-1@127.0.0.1)",
-        )
-    ]
+    second_call_refused_with_503(h, "limits.max_new_calls_per_s (1) reached")
     assert h.b2bua.stats.rejected_overload == 1
     first_callee.reply(first_callee.invite, 486)
     h.advance(1.0)
