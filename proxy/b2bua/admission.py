@@ -20,6 +20,7 @@ Times are the caller's ``now``; nothing here reads a clock.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Final
 
@@ -57,7 +58,7 @@ class CallAdmission:
         self.overload_lag_s = overload_lag_s
         self._capacity = max(1.0, max_new_calls_per_s)
         self._tokens = self._capacity
-        self._refilled_at: float | None = None
+        self._refilled_at = -math.inf  # the bucket starts full
         self.overloaded = False
         self._late_in_row = 0
         self._timely_in_row = 0
@@ -78,11 +79,9 @@ class CallAdmission:
         rate = self.max_new_calls_per_s
         if rate <= 0:
             return None
-        refilled_at = self._refilled_at
-        if refilled_at is not None and now > refilled_at:
-            self._tokens = min(self._capacity, self._tokens + (now - refilled_at) * rate)
-        if refilled_at is None or now > refilled_at:
-            self._refilled_at = now  # never back: a clock stepping back adds no tokens
+        if now > self._refilled_at:  # never back: a clock stepping back adds no tokens
+            self._tokens = min(self._capacity, self._tokens + (now - self._refilled_at) * rate)
+            self._refilled_at = now
         if self._tokens < 1.0:
             return f"limits.max_new_calls_per_s ({rate:g}) reached"
         self._tokens -= 1.0
