@@ -231,6 +231,7 @@ def open_storage(config: Config) -> StorageRecords:
         recipients=recipients,
         purposes=purposes,
         min_free_mb=config.recording.min_free_mb,
+        max_write_delay_s=config.recording.max_write_delay_s,
         recording_enabled=config.recording.enabled,
         no_recipients_reason=no_recipients_reason,
         storage_region=config.recording.storage_region or "",

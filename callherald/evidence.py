@@ -25,7 +25,9 @@ recording stops where its last sealed segment ends (its record ends there, reaso
 and the evidence log says ``recording_cut_off``), the proxy stops recording the call
 (``on_stopped``), the call goes on, and new recordings are
 refused until space returns (``min_free_mb``, and after a full disk at least
-``RESUME_FREE_BYTES``); the error is logged. Evidence the database cannot take while the disk is
+``RESUME_FREE_BYTES``); the error is logged. So they are while the file thread is more than
+``max_write_delay_s`` behind (a slow or stalled disk: the audio handed to it waits in memory), until
+it is back within half of that. Evidence the database cannot take while the disk is
 full is held in memory, in order, and written when space returns (``hold_when_full``); no new
 recording starts while any waits, as its row could not be written before its audio. What still
 waits when callherald stops is kept in a file beside the database (or, failing that, logged whole)
@@ -55,6 +57,7 @@ import shutil
 import time
 import urllib.parse
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -265,6 +268,8 @@ class StorageRecords:
         no_recipients_reason: str = NO_RECIPIENT_KEY,
         storage_region: str = "",
         worm: bool = False,
+        max_write_delay_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.layout = layout
         self.store = evidence
@@ -277,6 +282,9 @@ class StorageRecords:
         self.storage_region = storage_region  # each recording row states where its file is kept
         self.worm = worm
         self.disk_full = False
+        self.max_write_delay_s = max_write_delay_s  # 0: new recordings do not wait for the file thread
+        self.writes_behind = False
+        self._clock = clock
         self._clock_offset: float | None = None
         self._calls: dict[str, _CallState] = {}
         self._files = ThreadPoolExecutor(
@@ -286,6 +294,11 @@ class StorageRecords:
             initargs=(RECORDING_WRITER_THREAD,),
         )
         self._file_jobs: list[Callable[[], None]] = []
+        # When each batch still queued or running was handed over: the oldest tells how far the
+        # file thread is behind. The counters are written by one thread each.
+        self._handed_at: deque[float] = deque()
+        self._batches_handed = 0
+        self._batches_done = 0  # by the file thread
         layout.recordings_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     # Clock -----------------------------------------------------------------------------------
@@ -348,8 +361,24 @@ class StorageRecords:
     def _hand_over_file_jobs(self) -> None:
         jobs, self._file_jobs = self._file_jobs, []
         if jobs:
-            future = self._files.submit(_run_in_order, jobs)
+            self._handed_at.append(self._clock())
+            self._batches_handed += 1
+            future = self._files.submit(self._run_batch, jobs)
             future.add_done_callback(lambda done: _log_failure(done, "recording file"))
+
+    def _run_batch(self, jobs: list[Callable[[], None]]) -> None:
+        try:
+            _run_in_order(jobs)
+        finally:
+            self._batches_done += 1
+
+    def file_write_delay_s(self) -> float:
+        """How long the oldest file work handed to the file thread has waited (0 when none is
+        left): how far behind the audio reaching the disk is."""
+        pending = self._batches_handed - self._batches_done
+        while len(self._handed_at) > pending:
+            self._handed_at.popleft()
+        return max(0.0, self._clock() - self._handed_at[0]) if self._handed_at else 0.0
 
     def close(self) -> None:
         """Finish queued file work (the proxy closed open recordings), then close the database."""
@@ -590,7 +619,7 @@ class StorageRecords:
         self._write_purposes(call_ref, purposes)
         if not self.recording_enabled:
             raise RecordingUnavailableError("recording is switched off (recording.enabled)")
-        why_not = self._why_no_space()
+        why_not = self._why_no_space() or self._why_writes_behind()
         if why_not is not None:
             raise RecordingUnavailableError(why_not)
         if not self.recipients:
@@ -650,6 +679,30 @@ class StorageRecords:
             _LOG.warning("disk space is back: recording again")
         self.disk_full = False
         return None
+
+    def _why_writes_behind(self) -> str | None:
+        """Why no new recording may start while the file thread is behind; None when it may.
+        Behind: more than ``max_write_delay_s``; caught up: within half of it again."""
+        if not self.max_write_delay_s:
+            return None
+        delay = self.file_write_delay_s()
+        limit = self.max_write_delay_s / 2 if self.writes_behind else self.max_write_delay_s
+        if delay <= limit:
+            if self.writes_behind:
+                _LOG.warning(
+                    "recording files are written on time again (%.1f s behind): recording again", delay
+                )
+            self.writes_behind = False
+            return None
+        why = f"recording files are written {delay:.1f} s late, the disk is not keeping up"
+        if not self.writes_behind:
+            _LOG.error(
+                "%s (recording.max_write_delay_s %g): new calls are not recorded until it catches up",
+                why,
+                self.max_write_delay_s,
+            )
+        self.writes_behind = True
+        return why
 
     # File thread -----------------------------------------------------------------------------
 

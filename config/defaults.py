@@ -182,6 +182,7 @@ policies:               # first match wins; the last one must match every call
 recording:
   recipients: []        # none: a development key pair is made under data_dir/keys
   min_free_mb: 200      # no new recordings while the data directory has less free space (MiB)
+  max_write_delay_s: 5  # no new recordings while the disk is this far behind the audio
   enabled: true
   # storage_region: "EU, ..."  # where data_dir is kept, stored with each recording (not stated)
   worm: false           # data_dir/recordings is not on write-once (WORM) storage
@@ -245,7 +246,7 @@ def default_config(home: Path) -> Config:
         purposes=DEFAULT_PURPOSES,
         consent_questions=DEFAULT_CONSENT_QUESTIONS,
         policies=DEFAULT_POLICIES,
-        recording=Recording(recipients=(), min_free_mb=200, enabled=True),
+        recording=Recording(recipients=(), min_free_mb=200, max_write_delay_s=5, enabled=True),
         data_dir=home,
         logging=Logging(level=LogLevel.INFO),
     )

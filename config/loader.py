@@ -40,6 +40,7 @@ from config.schema import (
     DEFAULT_NO_RESPONSE_TIMEOUT_S,
     DEFAULT_NOTICE_HOLD_TIMEOUT_S,
     DEFAULT_OVERLOAD_LAG_MS,
+    DEFAULT_RECORDING_MAX_WRITE_DELAY_S,
     DEFAULT_RECORDING_MIN_FREE_MB,
     DEFAULT_REGISTRATION_INTERVAL_S,
     DEFAULT_REGISTRATION_RETRY_MAX_S,
@@ -565,6 +566,7 @@ def _read_recording_section(r: Reader) -> Recording:
     recording = Recording(
         recipients=r.scalar_list("recipients", key_file, (), noun="public key file"),
         min_free_mb=r.int_("min_free_mb", DEFAULT_RECORDING_MIN_FREE_MB, lo=0),
+        max_write_delay_s=r.int_("max_write_delay_s", DEFAULT_RECORDING_MAX_WRITE_DELAY_S, lo=0, hi=3600),
         enabled=r.bool_("enabled", True),
         held_evidence_dir=r.path_("held_evidence_dir", None),
         manifest_signing_key=r.path_("manifest_signing_key", None),

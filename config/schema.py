@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_NOTICE_HOLD_TIMEOUT_S",
     "DEFAULT_NO_RESPONSE_TIMEOUT_S",
     "DEFAULT_OVERLOAD_LAG_MS",
+    "DEFAULT_RECORDING_MAX_WRITE_DELAY_S",
     "DEFAULT_RECORDING_MIN_FREE_MB",
     "DEFAULT_REGISTRATION_INTERVAL_S",
     "DEFAULT_REGISTRATION_RETRY_MAX_S",
@@ -83,6 +84,7 @@ DEFAULT_REGISTRATION_RETRY_MAX_S = 600
 DEFAULT_LANGUAGE = "nl"
 DEFAULT_CONSENT_TIMEOUT_S = 6.0
 DEFAULT_RECORDING_MIN_FREE_MB = 200
+DEFAULT_RECORDING_MAX_WRITE_DELAY_S = 5
 STORAGE_REGION_MAX_LENGTH = 200
 """The longest ``recording.storage_region`` (the evidence store keeps no longer one)."""
 EMBEDDED_PROMPT_SET_ID = "default"
@@ -572,6 +574,10 @@ class Recording:
     min_free_mb: int = DEFAULT_RECORDING_MIN_FREE_MB
     """No new recording is started while the data directory's file system has less free space
     than this, MiB, at least 0 (calls still connect, unrecorded). Default 200."""
+    max_write_delay_s: int = DEFAULT_RECORDING_MAX_WRITE_DELAY_S
+    """No new recording is started while the audio handed to the file thread has waited longer
+    than this, s (a slow or stalled disk; the audio waits in memory), until it is back within half
+    of it; calls still connect, unrecorded. 0 to 3600; 0 never waits. Default 5."""
     enabled: bool = True
     """False: nothing is recorded at all; notice and consent questions still happen as the
     policies say. Default true."""

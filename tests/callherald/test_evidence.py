@@ -637,15 +637,20 @@ def test_open_storage_warns_of_a_manifest_signing_key_others_may_read(
     assert warning.getMessage().startswith("recording.manifest_signing_key: manifest signing key ")
 
 
-def test_open_storage_takes_the_storage_region_and_worm_flag_from_the_config(tmp_path: Path) -> None:
+def test_open_storage_takes_the_storage_region_worm_flag_and_write_delay_from_the_config(
+    tmp_path: Path,
+) -> None:
     config = default_config(tmp_path / "data")
     records = open_storage(config)
     records.close()
-    assert (records.storage_region, records.worm) == ("", False)
-    stated = replace(config, recording=replace(config.recording, storage_region="EU, Frankfurt", worm=True))
+    assert (records.storage_region, records.worm, records.max_write_delay_s) == ("", False, 5)
+    stated = replace(
+        config,
+        recording=replace(config.recording, storage_region="EU, Frankfurt", worm=True, max_write_delay_s=0),
+    )
     records = open_storage(stated)
     records.close()
-    assert (records.storage_region, records.worm) == ("EU, Frankfurt", True)
+    assert (records.storage_region, records.worm, records.max_write_delay_s) == ("EU, Frankfurt", True, 0)
 
 
 def quality_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -1518,6 +1523,101 @@ def test_new_recordings_wait_for_free_space(
     assert len(recordings) == opened.count(True)
     assert all(r.state is RecordingState.COMPLETE and r.duration_ms == 1000 for r in recordings)
     assert len(list(layout.recordings_dir.iterdir())) == opened.count(True)
+
+
+class SteppedClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_new_recordings_wait_while_the_file_thread_is_behind_until_it_catches_up(
+    layout: DataLayout, reviewer: X25519PrivateKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Two batches of file work held up as a stalled disk would hold them (handed over at 0 s and
+    # 3 s): more than max_write_delay_s (5 s) behind refuses new recordings, and they start again
+    # only once the delay is within half of it (2.5 s).
+    clock = SteppedClock()
+    first_stall, second_stall = threading.Event(), threading.Event()
+    opened: list[bool] = []
+
+    async def play() -> list[float]:
+        records = StorageRecords(
+            layout,
+            EvidenceStore(layout.evidence_db),
+            recipients=(reviewer.public_key(),),
+            purposes=PURPOSES,
+            max_write_delay_s=5,
+            clock=clock,
+        )
+        delays = []
+
+        async def hand_over(stall: threading.Event) -> None:
+            def stalled() -> None:
+                stall.wait(30)
+
+            records._submit_file(stalled)
+            await asyncio.sleep(0)  # the batch goes to the file thread
+
+        async def record(seconds: float) -> None:
+            clock.now = 1000.0 + seconds
+            delays.append(records.file_write_delay_s())
+            script: list[Step] = [
+                Record(purposes=("evidence",), at=at(10 + seconds)),
+                Write(block=0),
+                Stop(reason="restarted", at=at(11 + seconds)),
+            ]
+            opened.extend(feed(records, script).opened)
+            await asyncio.sleep(0)  # an opened recording's file work goes to the file thread
+
+        async def done(batches: int) -> None:
+            for _ in range(500):
+                if records._batches_done >= batches:
+                    return
+                await asyncio.sleep(0.01)
+            raise AssertionError("the file thread did not get through the batches")
+
+        try:
+            feed(records, [Begin(), *notice(end=6)])
+            await hand_over(first_stall)
+            clock.now = 1003.0
+            await hand_over(second_stall)
+            await record(4)  # 4 s behind: recorded
+            await record(6)  # 6 s: refused
+            await record(7)  # still refused, logged once
+            first_stall.set()
+            await done(1)
+            await record(7)  # the second stall, 4 s behind: above half the limit, refused
+            second_stall.set()
+            await done(3)  # the second stall, and the first recording's file
+            await record(8)  # caught up: recorded again
+            feed(records, [End(reason="bye-from-a", at=at(30))])
+        finally:
+            first_stall.set()
+            second_stall.set()
+            records.close()
+        return delays
+
+    delays = asyncio.run(play())
+    assert delays == [4.0, 6.0, 7.0, 4.0, 0.0]
+    assert opened == [True, False, False, False, True]
+    errors = storage_errors(caplog)
+    assert errors == [
+        "recording files are written 6.0 s late, the disk is not keeping up (recording.max_write_delay_s 5):"
+        " new calls are not recorded until it catches up"
+    ]
+    assert caplog.text.count("recording files are written on time again (0.0 s behind)") == 1
+    timeline, recordings = stored(layout)
+    assert len(recordings) == 2
+    assert all(r.state is RecordingState.COMPLETE for r in recordings)
+    assert [e.detail for e in timeline if e.kind is TimelineKind.NOT_RECORDED] == [
+        {"reason": f"recording files are written {seconds:.1f} s late, the disk is not keeping up"}
+        for seconds in (6, 7, 4)
+    ]
 
 
 @pytest.mark.parametrize(

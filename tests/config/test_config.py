@@ -184,6 +184,7 @@ policies:
 recording:
   recipients: [keys/reviewer.pub, keys/escrow.b64]
   min_free_mb: 500
+  max_write_delay_s: 30
   enabled: true
   held_evidence_dir: spool
   manifest_signing_key: keys/manifest-signing.key
@@ -392,6 +393,7 @@ def full_example_config(config_dir: Path) -> Config:
         recording=Recording(
             recipients=(config_dir / "keys" / "reviewer.pub", config_dir / "keys" / "escrow.b64"),
             min_free_mb=500,
+            max_write_delay_s=30,
             enabled=True,
             held_evidence_dir=config_dir / "spool",
             manifest_signing_key=config_dir / "keys" / "manifest-signing.key",
@@ -463,10 +465,11 @@ def test_config_keys_in_schema_order() -> None:
     assert keys.index("routing.default_target") < keys.index("announcements") < keys.index("data_dir")
     assert keys.index("purposes") < keys.index("consent_questions") < keys.index("policies")
     assert keys.index("policies.pci_pause_code") < keys.index("recording") < keys.index("data_dir")
-    assert keys[keys.index("recording") :][:4] == [
+    assert keys[keys.index("recording") :][:5] == [
         "recording",
         "recording.recipients",
         "recording.min_free_mb",
+        "recording.max_write_delay_s",
         "recording.enabled",
     ]
     assert "policies.match.calling" in keys

@@ -77,6 +77,8 @@ def test_section_absent_means_defaults() -> None:
             ),
         ),
         ("recording:\n  min_free_mb: 1_000\n", Recording(min_free_mb=1000)),
+        ("recording:\n  max_write_delay_s: 0\n", Recording(max_write_delay_s=0)),
+        ("recording:\n  max_write_delay_s: 3600\n", Recording(max_write_delay_s=3600)),
         ("recording:\n  enabled: False\n", Recording(enabled=False)),
         (
             "recording:\n  held_evidence_dir: keys/a-directory\n",
@@ -238,6 +240,16 @@ RECORDING_ERROR_CASES = [
         id="negative-min-free-mb",
     ),
     pytest.param(
+        MINIMAL + "recording:\n  max_write_delay_s: 3601\n",
+        "callherald.yaml:18: recording.max_write_delay_s: expected an integer 0-3600, got 3601",
+        id="max-write-delay-too-long",
+    ),
+    pytest.param(
+        MINIMAL + "recording:\n  max_write_delay_s: 2.5\n",
+        "callherald.yaml:18: recording.max_write_delay_s: expected an integer 0-3600, got 2.5",
+        id="fractional-max-write-delay",
+    ),
+    pytest.param(
         MINIMAL + "recording:\n  min_free_mb: 1.5\n",
         "callherald.yaml:18: recording.min_free_mb: expected an integer >= 0, got 1.5",
         id="fractional-min-free-mb",
@@ -318,7 +330,8 @@ RECORDING_ERROR_CASES = [
     ),
     pytest.param(
         MINIMAL + "recording:\n  codec: opus\n",
-        "callherald.yaml:18: recording.codec: unknown key; allowed keys: recipients, min_free_mb, enabled,"
+        "callherald.yaml:18: recording.codec: unknown key; allowed keys: recipients, min_free_mb,"
+        " max_write_delay_s, enabled,"
         " held_evidence_dir, manifest_signing_key, storage_region, worm",
         id="unknown-key-without-suggestion",
     ),
