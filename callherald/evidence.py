@@ -365,6 +365,7 @@ class StorageRecords:
             self._batches_handed += 1
             future = self._files.submit(self._run_batch, jobs)
             future.add_done_callback(lambda done: _log_failure(done, "recording file"))
+            self._check_write_delay()
 
     def _run_batch(self, jobs: list[Callable[[], None]]) -> None:
         try:
@@ -681,28 +682,33 @@ class StorageRecords:
         return None
 
     def _why_writes_behind(self) -> str | None:
-        """Why no new recording may start while the file thread is behind; None when it may.
-        Behind: more than ``max_write_delay_s``; caught up: within half of it again."""
-        if not self.max_write_delay_s:
+        """Why no new recording may start while the file thread is behind; None when it may."""
+        delay = self._check_write_delay()
+        if not self.writes_behind:
             return None
+        return f"recording files are written {delay:.1f} s late, the disk is not keeping up"
+
+    def _check_write_delay(self) -> float:
+        """The file thread's delay (``file_write_delay_s``), and whether that is behind
+        (``writes_behind``): more than ``max_write_delay_s``, and once behind until within half
+        of it again. Each change is logged. Checked as recordings start and as their audio is
+        handed over, so a stalled disk is logged while recordings run, new calls or not."""
+        if not self.max_write_delay_s:
+            return 0.0
         delay = self.file_write_delay_s()
         limit = self.max_write_delay_s / 2 if self.writes_behind else self.max_write_delay_s
-        if delay <= limit:
-            if self.writes_behind:
-                _LOG.warning(
-                    "recording files are written on time again (%.1f s behind): recording again", delay
-                )
-            self.writes_behind = False
-            return None
-        why = f"recording files are written {delay:.1f} s late, the disk is not keeping up"
-        if not self.writes_behind:
+        behind = delay > limit
+        if behind and not self.writes_behind:
             _LOG.error(
-                "%s (recording.max_write_delay_s %g): new calls are not recorded until it catches up",
-                why,
+                "recording files are written %.1f s late, the disk is not keeping up"
+                " (recording.max_write_delay_s %g): new calls are not recorded until it catches up",
+                delay,
                 self.max_write_delay_s,
             )
-        self.writes_behind = True
-        return why
+        elif self.writes_behind and not behind:
+            _LOG.warning("recording files are written on time again (%.1f s behind): recording again", delay)
+        self.writes_behind = behind
+        return delay
 
     # File thread -----------------------------------------------------------------------------
 

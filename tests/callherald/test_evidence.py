@@ -1539,11 +1539,13 @@ def test_new_recordings_wait_while_the_file_thread_is_behind_until_it_catches_up
     layout: DataLayout, reviewer: X25519PrivateKey, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Two batches of file work held up as a stalled disk would hold them (handed over at 0 s and
-    # 3 s): more than max_write_delay_s (5 s) behind refuses new recordings, and they start again
-    # only once the delay is within half of it (2.5 s).
+    # 3 s): more than max_write_delay_s (5 s) behind is logged as the next audio is handed over,
+    # refuses new recordings, and they start again only once the delay is within half of it (2.5 s).
     clock = SteppedClock()
-    first_stall, second_stall = threading.Event(), threading.Event()
+    first_stall, second_stall, no_stall = threading.Event(), threading.Event(), threading.Event()
+    no_stall.set()
     opened: list[bool] = []
+    errors: list[str] = []  # logged before the first recording refused
 
     async def play() -> list[float]:
         records = StorageRecords(
@@ -1587,13 +1589,16 @@ def test_new_recordings_wait_while_the_file_thread_is_behind_until_it_catches_up
             clock.now = 1003.0
             await hand_over(second_stall)
             await record(4)  # 4 s behind: recorded
+            clock.now = 1005.5
+            await hand_over(no_stall)  # more audio handed over: behind, and logged so
+            errors.extend(storage_errors(caplog))
             await record(6)  # 6 s: refused
             await record(7)  # still refused, logged once
             first_stall.set()
             await done(1)
             await record(7)  # the second stall, 4 s behind: above half the limit, refused
             second_stall.set()
-            await done(3)  # the second stall, and the first recording's file
+            await done(4)  # the second stall, the first recording's file work, the audio
             await record(8)  # caught up: recorded again
             feed(records, [End(reason="bye-from-a", at=at(30))])
         finally:
@@ -1605,11 +1610,12 @@ def test_new_recordings_wait_while_the_file_thread_is_behind_until_it_catches_up
     delays = asyncio.run(play())
     assert delays == [4.0, 6.0, 7.0, 4.0, 0.0]
     assert opened == [True, False, False, False, True]
-    errors = storage_errors(caplog)
-    assert errors == [
-        "recording files are written 6.0 s late, the disk is not keeping up (recording.max_write_delay_s 5):"
+    behind = (
+        "recording files are written 5.5 s late, the disk is not keeping up (recording.max_write_delay_s 5):"
         " new calls are not recorded until it catches up"
-    ]
+    )
+    assert errors == [behind]
+    assert storage_errors(caplog) == [behind]
     assert caplog.text.count("recording files are written on time again (0.0 s behind)") == 1
     timeline, recordings = stored(layout)
     assert len(recordings) == 2
