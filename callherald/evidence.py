@@ -368,10 +368,14 @@ class StorageRecords:
             self._check_write_delay()
 
     def _run_batch(self, jobs: list[Callable[[], None]]) -> None:
-        try:
-            _run_in_order(jobs)
-        finally:
-            self._batches_done += 1
+        """Run queued file jobs one after the other, on the file thread; one that fails is logged
+        and the rest still run."""
+        for job in jobs:
+            try:
+                job()
+            except Exception:
+                _LOG.exception("recording file work failed")
+        self._batches_done += 1
 
     def file_write_delay_s(self) -> float:
         """How long the oldest file work handed to the file thread has waited (0 when none is
@@ -1227,15 +1231,6 @@ def _user(uri: str) -> str:
     except UnicodeDecodeError:  # not UTF-8 once unescaped
         return user
     return plain if plain.isprintable() else user
-
-
-def _run_in_order(jobs: list[Callable[[], None]]) -> None:
-    """Run queued file jobs one after the other; one that fails is logged and the rest still run."""
-    for job in jobs:
-        try:
-            job()
-        except Exception:
-            _LOG.exception("recording file work failed")
 
 
 def _tell_proxy(recording: _Recording, reason: str) -> None:
