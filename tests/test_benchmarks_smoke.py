@@ -151,8 +151,12 @@ def test_recording_cpu_measures_every_part(capsys: pytest.CaptureFixture[str]) -
     assert figures.first_flush_us > 0
     assert figures.relay_renumber_us > figures.relay_unchanged_us > 0
     assert figures.core_percent(100.0) == pytest.approx(0.03)  # 100 µs a second at 3 calls
+    cold = recording_cpu.measure(calls=3, seconds=3, cold_caches=True)
+    assert cold.flush_us > 0
+    assert cold.masking_us > 0
     assert recording_cpu.main(["--calls", "2", "--seconds", "2"]) == 0
     report = capsys.readouterr().out
     assert "flush (feed, drain, DTMF masking, hand-over)" in report
+    assert "the same flush, the caches emptied before each slot" in report
     assert "a recording's first flush, once per call" in report
     assert "renumbered into the leg's stream" in report
