@@ -690,7 +690,7 @@ class StorageRecords:
         delay = self._check_write_delay()
         if not self.writes_behind:
             return None
-        return f"recording files are written {delay:.1f} s late, the disk is not keeping up"
+        return _writes_late(delay)
 
     def _check_write_delay(self) -> float:
         """The file thread's delay (``file_write_delay_s``), and whether that is behind
@@ -704,9 +704,8 @@ class StorageRecords:
         behind = delay > limit
         if behind and not self.writes_behind:
             _LOG.error(
-                "recording files are written %.1f s late, the disk is not keeping up"
-                " (recording.max_write_delay_s %g): new calls are not recorded until it catches up",
-                delay,
+                "%s (recording.max_write_delay_s %g): new calls are not recorded until it catches up",
+                _writes_late(delay),
                 self.max_write_delay_s,
             )
         elif self.writes_behind and not behind:
@@ -1231,6 +1230,11 @@ def _user(uri: str) -> str:
     except UnicodeDecodeError:  # not UTF-8 once unescaped
         return user
     return plain if plain.isprintable() else user
+
+
+def _writes_late(delay_s: float) -> str:
+    """What a file thread ``delay_s`` behind means, as the log and a refused recording say it."""
+    return f"recording files are written {delay_s:.1f} s late, the disk is not keeping up"
 
 
 def _tell_proxy(recording: _Recording, reason: str) -> None:
